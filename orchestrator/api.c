@@ -1,0 +1,30 @@
+#include "api.h"
+
+#include "config.h"
+#include "daemon.h"
+#include "store.h"
+
+static void get_healthz(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "status", d->stopping ? "stopping" : "ok");
+    http_reply_json(req, d->stopping ? 503 : 200, root);
+}
+
+static void get_version(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "version", IGNIS_VERSION);
+    cJSON_AddStringToObject(root, "api", "v1");
+    cJSON_AddNumberToObject(root, "schema", store_schema_version());
+    cJSON_AddNumberToObject(root, "uptime_s", (double)(now_usec() - d->started_usec) / 1e6);
+    http_reply_json(req, 200, root);
+}
+
+const struct http_route api_routes[] = {
+    {"GET", "/healthz", get_healthz, 0},
+    {"GET", "/v1/version", get_version, 0},
+};
+const size_t api_nroutes = ARRAY_SIZE(api_routes);

@@ -1,0 +1,116 @@
+/* ignis: the command-line client. One function per verb; the HTTP work is in client.c. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "client.h"
+#include "config.h"
+
+static const char usage[] =
+    "Usage: ignis [--server URL] COMMAND [ARGS...]\n"
+    "\n"
+    "Commands:\n"
+    "  version    print the client's and the server's versions\n"
+    "\n"
+    "The server is --server, else $IGNIS_URL, else http://127.0.0.1:8080.\n";
+
+static int fail(const char *fmt, ...) _printf_(1, 2);
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("ignis: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+/* The server's error message from an {"error": {...}} body, or the status. */
+static int fail_response(const struct client_response *resp)
+{
+    cJSON *root = cJSON_Parse(resp->body);
+    const cJSON *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "error"), "message");
+    int r = cJSON_IsString(msg) ? fail("%s (HTTP %ld)", msg->valuestring, resp->status)
+                                : fail("the server answered HTTP %ld", resp->status);
+    cJSON_Delete(root);
+    return r;
+}
+
+static int cmd_version(struct client *c, int argc, char **argv)
+{
+    struct client_response resp;
+    struct ig_error err = {};
+
+    printf("ignis %s\n", IGNIS_VERSION);
+    if (client_request(c, "GET", "/v1/version", NULL, NULL, 0, &resp, &err) < 0)
+        return fail("%s", err.message);
+    if (resp.status != 200) {
+        int r = fail_response(&resp);
+        client_response_clear(&resp);
+        return r;
+    }
+    cJSON *root = cJSON_Parse(resp.body);
+    const cJSON *v = cJSON_GetObjectItem(root, "version");
+    const cJSON *schema = cJSON_GetObjectItem(root, "schema");
+    int r = 0;
+    if (cJSON_IsString(v))
+        printf("ignisd %s (%s, schema %d)\n", v->valuestring, client_base_url(c),
+               cJSON_IsNumber(schema) ? schema->valueint : 0);
+    else
+        r = fail("the server's version reply is malformed");
+    cJSON_Delete(root);
+    client_response_clear(&resp);
+    return r;
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(struct client *c, int argc, char **argv);
+} commands[] = {
+    {"version", cmd_version},
+};
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"server", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {},
+    };
+    const char *server = getenv("IGNIS_URL");
+    int c;
+
+    /* '+': stop at the command, whose own options follow it. */
+    while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            server = optarg;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (!server || !*server)
+        server = "http://127.0.0.1:8080";
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+        if (!streq(commands[i].name, argv[optind]))
+            continue;
+        struct client *cl;
+        if (client_new(server, &cl) < 0)
+            return fail("out of memory");
+        int r = commands[i].fn(cl, argc - optind, argv + optind);
+        client_free(cl);
+        return r;
+    }
+    return fail("unknown command '%s' (see --help)", argv[optind]);
+}

@@ -1,0 +1,164 @@
+#include "client.h"
+
+#include <curl/curl.h>
+#include <string.h>
+#include <strings.h>
+
+struct client {
+    CURL *curl;
+    char base[1024];
+};
+
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+
+static size_t buf_append(struct buf *b, const char *p, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (!d)
+            return 0;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *userdata)
+{
+    return buf_append(userdata, p, size * n);
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *userdata)
+{
+    struct buf *b = userdata;
+    /* A new status line starts a new response (after 100 Continue or a redirect): keep only
+     * the final one's headers. */
+    if (size * n >= 5 && strncmp(p, "HTTP/", 5) == 0)
+        b->len = 0;
+    return buf_append(b, p, size * n);
+}
+
+int client_new(const char *base_url, struct client **ret)
+{
+    static bool initialised;
+    if (!initialised) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        initialised = true;
+    }
+    struct client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->curl = curl_easy_init();
+    if (!c->curl) {
+        free(c);
+        return -ENOMEM;
+    }
+    snprintf(c->base, sizeof(c->base), "%s", base_url);
+    size_t n = strlen(c->base);
+    while (n > 0 && c->base[n - 1] == '/')
+        c->base[--n] = '\0';
+    *ret = c;
+    return 0;
+}
+
+void client_free(struct client *c)
+{
+    if (!c)
+        return;
+    curl_easy_cleanup(c->curl);
+    free(c);
+}
+
+const char *client_base_url(const struct client *c)
+{
+    return c->base;
+}
+
+int client_request(struct client *c, const char *method, const char *path,
+                   const char *const *headers, const void *body, size_t len,
+                   struct client_response *ret, struct ig_error *err)
+{
+    char url[4096];
+    struct buf bbody = {}, bhead = {};
+    struct curl_slist *hl = NULL;
+    CURL *h = c->curl;
+
+    snprintf(url, sizeof(url), "%s%s", c->base, path);
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &bbody);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &bhead);
+    if (streq(method, "HEAD"))
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    if (body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    /* No "Expect: 100-continue" round trip for bodies we already hold. */
+    hl = curl_slist_append(hl, "Expect:");
+    for (const char *const *p = headers; p && *p; p++)
+        hl = curl_slist_append(hl, *p);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+
+    CURLcode cr = curl_easy_perform(h);
+    curl_slist_free_all(hl);
+    if (cr != CURLE_OK) {
+        free(bbody.data);
+        free(bhead.data);
+        int code = cr == CURLE_COULDNT_CONNECT       ? ECONNREFUSED
+                   : cr == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT
+                                                    : EIO;
+        return ig_error_set(err, code, "cannot reach ignisd at %s: %s", c->base,
+                            curl_easy_strerror(cr));
+    }
+    memset(ret, 0, sizeof(*ret));
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
+    ret->body = bbody.data ? bbody.data : strdup("");
+    ret->len = bbody.len;
+    ret->headers = bhead.data ? bhead.data : strdup("");
+    return 0;
+}
+
+void client_response_clear(struct client_response *r)
+{
+    free(r->body);
+    free(r->headers);
+    memset(r, 0, sizeof(*r));
+}
+
+const char *client_response_header(const struct client_response *r, const char *name, char *buf,
+                                   size_t size)
+{
+    size_t nl = strlen(name);
+    for (const char *line = r->headers; line && *line;) {
+        const char *end = strstr(line, "\r\n");
+        size_t ll = end ? (size_t)(end - line) : strlen(line);
+        if (ll > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
+            const char *v = line + nl + 1;
+            while (*v == ' ')
+                v++;
+            size_t vl = ll - (size_t)(v - line);
+            if (vl >= size)
+                vl = size - 1;
+            memcpy(buf, v, vl);
+            buf[vl] = '\0';
+            return buf;
+        }
+        line += ll + (end ? 2 : 0);
+    }
+    return NULL;
+}

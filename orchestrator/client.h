@@ -1,0 +1,29 @@
+/* An HTTP client for the Ignis API on libcurl, used by the ignis CLI and the integration tests,
+ * so tests speak to the daemon exactly as users do. */
+#pragma once
+
+#include "util.h"
+
+struct client;
+
+struct client_response {
+    long status;
+    char *body; /* NUL-terminated */
+    size_t len;
+    char *headers; /* raw "Name: value\r\n" lines of the final response */
+};
+
+/* base_url: "http://127.0.0.1:8080" (no trailing slash needed). */
+int client_new(const char *base_url, struct client **ret);
+void client_free(struct client *c);
+const char *client_base_url(const struct client *c);
+
+/* headers: NULL-terminated "Name: value" strings or NULL. On a transport failure (cannot
+ * connect, timeout) returns -errno with err naming the server and the reason. */
+int client_request(struct client *c, const char *method, const char *path,
+                   const char *const *headers, const void *body, size_t len,
+                   struct client_response *ret, struct ig_error *err);
+void client_response_clear(struct client_response *r);
+/* The value of a response header (case-insensitive name), copied into buf; NULL if absent. */
+const char *client_response_header(const struct client_response *r, const char *name, char *buf,
+                                   size_t size);

@@ -1,0 +1,23 @@
+/* The controller process: owns the loop, the store and the HTTP server, and everything that
+ * scheduling state hangs off. Only the loop thread touches it. */
+#pragma once
+
+#include "http.h"
+#include "loop.h"
+#include "options.h"
+#include "store.h"
+
+struct daemon {
+    struct ignisd_options opts;
+    struct loop *loop;
+    struct store *store;
+    struct http_server *http;
+    uint64_t started_usec; /* monotonic */
+    bool stopping;
+};
+
+/* Sets up the state dir, the store and the API. On failure err names the problem. */
+int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig_error *err);
+/* Serves until SIGINT or SIGTERM, then shuts down cleanly. */
+int daemon_run(struct daemon *d);
+void daemon_free(struct daemon *d);

@@ -1,0 +1,549 @@
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+/* A reply body may be large (function output up to the payload limit); a request's headers are
+ * bounded by libmicrohttpd's per-connection memory, set here. */
+#define HTTP_CONNECTION_MEMORY (64u * 1024u)
+#define HTTP_CONNECTION_LIMIT  4096u
+#define HTTP_IDLE_TIMEOUT_S    120u
+#define HTTP_MAX_HEADERS       16
+
+struct http_server {
+    struct loop *loop;
+    struct MHD_Daemon *mhd;
+    int mhd_epfd;
+    int listen_fd;
+    uint16_t port;
+    const struct http_route *routes;
+    size_t nroutes;
+    void *userdata;
+    struct http_request *suspended; /* list of requests whose reply is deferred */
+    bool stopping;
+};
+
+struct http_request {
+    struct http_server *server;
+    struct MHD_Connection *conn;
+    const struct http_route *route;
+    const char *method;
+    char *path;
+    char *params[HTTP_MAX_PARAMS];
+    char *body;
+    size_t body_len, body_cap;
+    bool body_too_large;
+    bool handled;    /* the handler has been called */
+    bool replied;    /* a response was queued: any further body is discarded */
+    bool suspended;  /* the connection is suspended waiting for a deferred reply */
+    struct MHD_Response *response;
+    unsigned status;
+    struct {
+        char *name, *value;
+    } headers[HTTP_MAX_HEADERS];
+    size_t nheaders;
+    char peer[INET6_ADDRSTRLEN];
+    void *ctx;
+    http_close_fn on_close;
+    struct http_request *prev, *next; /* in server->suspended */
+};
+
+static void request_free(struct http_request *req)
+{
+    if (req->on_close) {
+        http_close_fn fn = req->on_close;
+        req->on_close = NULL;
+        fn(req, req->server->userdata);
+    }
+    if (req->response)
+        MHD_destroy_response(req->response);
+    for (size_t i = 0; i < HTTP_MAX_PARAMS; i++)
+        free(req->params[i]);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        free(req->headers[i].name);
+        free(req->headers[i].value);
+    }
+    free(req->path);
+    free(req->body);
+    free(req);
+}
+
+static void unlink_suspended(struct http_request *req)
+{
+    struct http_server *s = req->server;
+    if (req->prev)
+        req->prev->next = req->next;
+    else if (s->suspended == req)
+        s->suspended = req->next;
+    if (req->next)
+        req->next->prev = req->prev;
+    req->prev = req->next = NULL;
+}
+
+/* Matches path against pattern; fills params (malloc'd) on success. */
+static bool route_match(const char *pattern, const char *path, char *params[HTTP_MAX_PARAMS])
+{
+    size_t np = 0;
+    const char *p = pattern, *s = path;
+
+    while (*p && *s) {
+        if (p[0] == '{' && p[1] == '}') {
+            const char *end = strchr(s, '/');
+            size_t len = end ? (size_t)(end - s) : strlen(s);
+            if (len == 0 || np == HTTP_MAX_PARAMS)
+                goto fail;
+            params[np] = strndup(s, len);
+            if (!params[np++])
+                goto fail;
+            s += len;
+            p += 2;
+        } else if (*p == *s) {
+            p++;
+            s++;
+        } else
+            goto fail;
+    }
+    if (*p == '\0' && *s == '\0')
+        return true;
+fail:
+    for (size_t i = 0; i < np; i++) {
+        free(params[i]);
+        params[i] = NULL;
+    }
+    return false;
+}
+
+static struct MHD_Response *make_response(struct http_request *req, unsigned status,
+                                          const char *content_type, void *body, size_t len,
+                                          enum MHD_ResponseMemoryMode mode)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, mode);
+    if (!resp)
+        return NULL;
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    for (size_t i = 0; i < req->nheaders; i++)
+        MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+    req->status = status;
+    return resp;
+}
+
+static int set_reply(struct http_request *req, struct MHD_Response *resp)
+{
+    if (!resp)
+        return -ENOMEM;
+    if (req->response) {
+        /* A second reply is a bug in a handler; keep the first. */
+        MHD_destroy_response(resp);
+        return -EALREADY;
+    }
+    req->response = resp;
+    if (req->suspended) {
+        req->suspended = false;
+        unlink_suspended(req);
+        MHD_resume_connection(req->conn);
+    }
+    return 0;
+}
+
+int http_reply(struct http_request *req, unsigned status, const char *content_type,
+               const void *body, size_t len)
+{
+    return set_reply(req, make_response(req, status, content_type, (void *)body, len,
+                                        MHD_RESPMEM_MUST_COPY));
+}
+
+int http_reply_take(struct http_request *req, unsigned status, const char *content_type,
+                    char *body, size_t len)
+{
+    struct MHD_Response *resp =
+        make_response(req, status, content_type, body, len, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return -ENOMEM;
+    }
+    return set_reply(req, resp);
+}
+
+int http_reply_json(struct http_request *req, unsigned status, cJSON *json)
+{
+    char *text = json ? cJSON_PrintUnformatted(json) : NULL;
+    cJSON_Delete(json);
+    if (!text)
+        return http_reply(req, 500, "application/json",
+                          "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}",
+                          58);
+    return http_reply_take(req, status, "application/json", text, strlen(text));
+}
+
+int http_reply_error(struct http_request *req, unsigned status, const char *code,
+                     const char *fmt, ...)
+{
+    char message[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", message);
+    return http_reply_json(req, status, root);
+}
+
+int http_set_header(struct http_request *req, const char *name, const char *value)
+{
+    if (req->nheaders == HTTP_MAX_HEADERS)
+        return -ENOSPC;
+    req->headers[req->nheaders].name = strdup(name);
+    req->headers[req->nheaders].value = strdup(value);
+    if (!req->headers[req->nheaders].name || !req->headers[req->nheaders].value)
+        return -ENOMEM;
+    req->nheaders++;
+    return 0;
+}
+
+const char *http_request_method(const struct http_request *req)
+{
+    return req->method;
+}
+
+const char *http_request_path(const struct http_request *req)
+{
+    return req->path;
+}
+
+const char *http_request_param(const struct http_request *req, size_t i)
+{
+    return i < HTTP_MAX_PARAMS ? req->params[i] : NULL;
+}
+
+const char *http_request_header(const struct http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_request_query(const struct http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_request_body(const struct http_request *req, size_t *ret_len)
+{
+    if (ret_len)
+        *ret_len = req->body_len;
+    return req->body ? req->body : "";
+}
+
+const char *http_request_peer(struct http_request *req)
+{
+    if (!req->peer[0]) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr)
+            getnameinfo(ci->client_addr,
+                        ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                : sizeof(struct sockaddr_in),
+                        req->peer, sizeof(req->peer), NULL, 0, NI_NUMERICHOST);
+    }
+    return req->peer;
+}
+
+void http_request_set_context(struct http_request *req, void *ctx, http_close_fn on_close)
+{
+    req->ctx = ctx;
+    req->on_close = on_close;
+}
+
+void *http_request_context(const struct http_request *req)
+{
+    return req->ctx;
+}
+
+static enum MHD_Result queue_reply(struct http_request *req)
+{
+    enum MHD_Result r = MHD_queue_response(req->conn, req->status, req->response);
+    MHD_destroy_response(req->response);
+    req->response = NULL;
+    req->replied = true;
+    return r;
+}
+
+/* Finds the route for method and path: sets *ret_route, or answers 404/405 and returns false. */
+static bool find_route(struct http_server *s, struct http_request *req)
+{
+    bool path_known = false;
+    for (size_t i = 0; i < s->nroutes; i++) {
+        char *params[HTTP_MAX_PARAMS] = {};
+        if (!route_match(s->routes[i].pattern, req->path, params))
+            continue;
+        if (streq(s->routes[i].method, req->method)) {
+            memcpy(req->params, params, sizeof(params));
+            req->route = &s->routes[i];
+            return true;
+        }
+        path_known = true;
+        for (size_t j = 0; j < HTTP_MAX_PARAMS; j++)
+            free(params[j]);
+    }
+    if (path_known)
+        http_reply_error(req, 405, "method_not_allowed", "%s is not allowed on %s", req->method,
+                         req->path);
+    else
+        http_reply_error(req, 404, "not_found", "no route for %s %s", req->method, req->path);
+    return false;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct http_request *req = *con_cls;
+
+    if (!req) {
+        /* First call: headers are in. Route, check the declared size, and wait for the body. */
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        req->server = s;
+        req->conn = conn;
+        req->method = method;
+        req->path = strdup(url);
+        *con_cls = req;
+        if (!req->path)
+            return MHD_NO;
+        if (s->stopping) {
+            http_reply_error(req, 503, "shutting_down", "ignisd is shutting down");
+            return queue_reply(req);
+        }
+        if (!find_route(s, req))
+            return queue_reply(req);
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (errno || *end || n > req->route->max_body) {
+                http_reply_error(req, 413, "payload_too_large",
+                                 "request body of %s bytes is over the limit of %zu bytes", cl,
+                                 req->route->max_body);
+                return queue_reply(req);
+            }
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (req->replied || req->response) /* already answered (413 etc.): discard */
+            return MHD_YES;
+        if (n > req->route->max_body - req->body_len) {
+            /* A chunked body past the limit: no response may be queued while data flows, and
+             * reading the rest would let a client make us swallow any amount, so abort. */
+            log_info("http body over limit", "path=%s limit=%zu", req->path,
+                     req->route->max_body);
+            return MHD_NO;
+        }
+        if (req->body_len + n + 1 > req->body_cap) {
+            size_t cap = req->body_cap ? req->body_cap : 4096;
+            while (cap < req->body_len + n + 1)
+                cap *= 2;
+            char *b = realloc(req->body, cap);
+            if (!b)
+                return MHD_NO;
+            req->body = b;
+            req->body_cap = cap;
+        }
+        memcpy(req->body + req->body_len, upload_data, n);
+        req->body_len += n;
+        req->body[req->body_len] = '\0';
+        return MHD_YES;
+    }
+
+    /* The whole request is in (or we were resumed with a reply). */
+    if (req->replied)
+        return MHD_YES;
+    if (!req->handled) {
+        req->handled = true;
+        req->route->fn(req, s->userdata);
+    }
+    if (req->response)
+        return queue_reply(req);
+    if (!req->suspended) {
+        req->suspended = true;
+        req->next = s->suspended;
+        if (s->suspended)
+            s->suspended->prev = req;
+        s->suspended = req;
+        MHD_suspend_connection(conn);
+    }
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_request *req = *con_cls;
+    if (!req)
+        return;
+    if (req->suspended)
+        unlink_suspended(req);
+    request_free(req);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    log_debug("libmicrohttpd", "detail=\"%s\"", msg);
+}
+
+static void on_mhd_io(struct loop *l, int fd, uint32_t events, void *userdata)
+{
+    struct http_server *s = userdata;
+    MHD_run(s->mhd);
+}
+
+static int64_t on_prepare(struct loop *l, void *userdata)
+{
+    struct http_server *s = userdata;
+    MHD_UNSIGNED_LONG_LONG timeout;
+    if (MHD_get_timeout(s->mhd, &timeout) == MHD_YES)
+        return (int64_t)timeout;
+    return -1;
+}
+
+static int make_listen_socket(const char *host, uint16_t port, uint16_t *ret_port,
+                              struct ig_error *err)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE},
+                    *res = NULL;
+    char portstr[8];
+    snprintf(portstr, sizeof(portstr), "%u", port);
+    int r = getaddrinfo(host, portstr, &hints, &res);
+    if (r != 0)
+        return ig_error_set(err, EINVAL, "cannot listen on %s:%u: %s", host, port,
+                            gai_strerror(r));
+    _cleanup_close_ int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        freeaddrinfo(res);
+        return ig_error_set(err, errno, "cannot listen on %s:%u: %s", host, port, strerror(errno));
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        freeaddrinfo(res);
+        return ig_error_set(err, errno, "cannot listen on %s:%u: %s", host, port, strerror(errno));
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return ig_error_set(err, errno, "getsockname: %s", strerror(errno));
+    *ret_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    return TAKE_FD(fd);
+}
+
+int http_server_new(struct loop *l, const char *host, uint16_t port,
+                    const struct http_route *routes, size_t nroutes, void *userdata,
+                    struct http_server **ret, struct ig_error *err)
+{
+    struct http_server *s = calloc(1, sizeof(*s));
+    int r;
+
+    if (!s)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    *s = (struct http_server){.loop = l, .routes = routes, .nroutes = nroutes,
+                              .userdata = userdata, .mhd_epfd = -1};
+    s->listen_fd = make_listen_socket(host, port, &s->port, err);
+    if (s->listen_fd < 0) {
+        r = s->listen_fd;
+        free(s);
+        return r;
+    }
+    /* MHD_USE_EPOLL without an internal thread: we run it from our loop. The option value
+     * types must be exact (unsigned int, size_t): a wrong one is silent memory corruption. */
+    s->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL,
+        NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_IDLE_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_END);
+    if (!s->mhd) {
+        close(s->listen_fd);
+        free(s);
+        return ig_error_set(err, EIO, "cannot start the HTTP server on %s:%u", host, port);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    s->mhd_epfd = info ? info->epoll_fd : -1;
+    r = s->mhd_epfd < 0 ? -EIO : loop_add_io(l, s->mhd_epfd, EPOLLIN, on_mhd_io, s);
+    if (r >= 0)
+        r = loop_add_prepare(l, on_prepare, s);
+    if (r < 0) {
+        MHD_stop_daemon(s->mhd);
+        close(s->listen_fd);
+        free(s);
+        return ig_error_set(err, -r, "cannot drive the HTTP server from the loop");
+    }
+    *ret = s;
+    return 0;
+}
+
+uint16_t http_server_port(const struct http_server *s)
+{
+    return s->port;
+}
+
+void http_server_quiesce(struct http_server *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    int fd = MHD_quiesce_daemon(s->mhd);
+    if (fd >= 0) {
+        close(fd);
+        s->listen_fd = -1;
+    }
+}
+
+void http_server_free(struct http_server *s)
+{
+    if (!s)
+        return;
+    http_server_quiesce(s);
+    /* A suspended connection must not be left behind when the daemon stops: answer each with
+     * 503, then let MHD flush the replies for a bounded time. */
+    while (s->suspended) {
+        struct http_request *req = s->suspended;
+        http_reply_error(req, 503, "shutting_down", "ignisd is shutting down");
+        if (s->suspended == req) /* reply failed to unlink (out of memory): force it */
+            unlink_suspended(req);
+    }
+    uint64_t deadline = now_usec() + 500000;
+    while (now_usec() < deadline) {
+        MHD_run(s->mhd);
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!info || info->num_connections == 0)
+            break;
+        usleep(1000);
+    }
+    loop_del_io(s->loop, s->mhd_epfd);
+    MHD_stop_daemon(s->mhd);
+    free(s);
+}

@@ -1,0 +1,39 @@
+/* ignisd: the Ignis controller. Thin: parse options, build the daemon, run it. */
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "log.h"
+#include "options.h"
+
+int main(int argc, char **argv)
+{
+    struct ignisd_options opts;
+    struct ig_error err = {};
+    enum options_action action;
+    struct daemon *d = NULL;
+
+    options_defaults(&opts);
+    if (options_parse(&opts, argc, argv, &action, &err) < 0) {
+        fprintf(stderr, "ignisd: %s (see --help)\n", err.message);
+        return 2;
+    }
+    if (action == OPTIONS_HELP) {
+        fputs(options_usage, stdout);
+        return 0;
+    }
+    if (action == OPTIONS_VERSION) {
+        printf("ignisd %s\n", IGNIS_VERSION);
+        return 0;
+    }
+    log_set_level(opts.log_level);
+    if (daemon_new(&opts, &d, &err) < 0) {
+        fprintf(stderr, "ignisd: %s\n", err.message);
+        return 1;
+    }
+    int r = daemon_run(d);
+    daemon_free(d);
+    log_info("ignisd stopped");
+    return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,89 @@
+/* Small helpers shared by every module: cleanup attributes, ownership hand-off, the error
+ * object that carries a reason to whoever must tell a human, and time. */
+#pragma once
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Ownership hand-off, as systemd's TAKE_PTR/TAKE_FD: returns the value and clears the source so
+ * the cleanup attribute on it does nothing. */
+#define TAKE_PTR(p)                                                                                \
+    ({                                                                                             \
+        __typeof__(p) _p = (p);                                                                    \
+        (p) = NULL;                                                                                \
+        _p;                                                                                        \
+    })
+#define TAKE_FD(fd)                                                                                \
+    ({                                                                                             \
+        int _fd = (fd);                                                                            \
+        (fd) = -1;                                                                                 \
+        _fd;                                                                                       \
+    })
+
+static inline void freep(void *p)
+{
+    free(*(void **)p);
+}
+static inline void closep(int *fd)
+{
+    if (*fd >= 0) {
+        int saved = errno;
+        close(*fd);
+        errno = saved;
+    }
+}
+static inline void fclosep(FILE **f)
+{
+    if (*f)
+        fclose(*f);
+}
+#define _cleanup_(f)      __attribute__((cleanup(f)))
+#define _cleanup_free_    _cleanup_(freep)
+#define _cleanup_close_   _cleanup_(closep)
+#define _cleanup_fclose_  _cleanup_(fclosep)
+#define _printf_(a, b)    __attribute__((format(printf, a, b)))
+#define _unused_          __attribute__((unused))
+
+/* An error a caller can show to a person: the errno-style code and a message that already names
+ * what failed. Library code fills it and returns -code; whoever handles the failure logs it or
+ * puts it in a reply, once. */
+struct ig_error {
+    int code; /* positive errno value */
+    char message[512];
+};
+
+/* Sets err (when not NULL and not already set: the first error wins, as crun's tmp_err) and
+ * returns -code, so a caller can write `return ig_error_set(err, EINVAL, "...")`. */
+int ig_error_set(struct ig_error *err, int code, const char *fmt, ...) _printf_(3, 4);
+/* Prefixes the message with context ("opening store: ..."). */
+void ig_error_prefix(struct ig_error *err, const char *fmt, ...) _printf_(2, 3);
+static inline void ig_error_clear(struct ig_error *err)
+{
+    err->code = 0;
+    err->message[0] = '\0';
+}
+
+/* Monotonic and wall clocks in microseconds. */
+uint64_t now_usec(void);
+uint64_t wall_usec(void);
+
+/* mkdir -p with the given mode for each created component. Returns 0 or -errno. */
+int mkdir_p(const char *path, mode_t mode);
+/* Removes a tree (files, directories; does not follow symlinks). Returns 0 or -errno. */
+int rm_rf(const char *path);
+
+/* Reads a whole small file into a NUL-terminated buffer (at most max bytes). */
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/* Writes a string to an existing file (cgroup and proc files). Returns 0 or -errno. */
+int write_file(const char *path, const char *text);
+
+bool streq(const char *a, const char *b);
+bool startswith(const char *s, const char *prefix);

@@ -1,0 +1,361 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "util.h"
+
+void harness_skip(const char *fmt, ...)
+{
+    va_list ap;
+    const char *must = getenv("IGNIS_MUST_WORK");
+    bool fail = must && streq(must, "1");
+
+    fprintf(stderr, fail ? "FAIL (IGNIS_MUST_WORK=1 forbids skipping): " : "SKIP: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(fail ? 1 : 77);
+}
+
+void harness_require_root(void)
+{
+    if (geteuid() != 0)
+        harness_skip("needs root (namespaces, cgroups)");
+}
+
+static const char *env_or_die(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v) {
+        fprintf(stderr, "%s is not set: run the tests through meson test\n", name);
+        exit(1);
+    }
+    return v;
+}
+
+const char *harness_ignisd(void)
+{
+    return env_or_die("IGNISD");
+}
+
+const char *harness_cli(void)
+{
+    return env_or_die("IGNIS_CLI");
+}
+
+uint16_t harness_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+        perror("harness_free_port");
+        exit(1);
+    }
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+void harness_print_log(const struct ignisd_proc *p)
+{
+    char *text = NULL;
+    if (read_file(p->log_path, 1 << 20, &text, NULL) == 0) {
+        fprintf(stderr, "---- ignisd log (%s) ----\n%s---- end of log ----\n", p->log_path, text);
+        free(text);
+    }
+}
+
+/* Child cgroup directories beneath this process's own cgroup, in every hierarchy: the daemon
+ * (our child) creates its cgroups there, so anything new after it stops is a leak. */
+static char *cgroup_snapshot(void)
+{
+    _cleanup_fclose_ FILE *f = fopen("/proc/self/cgroup", "re");
+    char line[1024];
+    size_t cap = 4096, len = 0;
+    char *out = calloc(1, cap);
+
+    while (f && out && fgets(line, sizeof(line), f)) {
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = '\0';
+        char *path = c2 + 1;
+        path[strcspn(path, "\n")] = '\0';
+        const char *ctrl = c1 + 1;
+        char base[2048];
+        if (!*ctrl)
+            snprintf(base, sizeof(base), "/sys/fs/cgroup/unified%s", path);
+        else if (startswith(ctrl, "name="))
+            snprintf(base, sizeof(base), "/sys/fs/cgroup/%s%s", ctrl + 5, path);
+        else
+            snprintf(base, sizeof(base), "/sys/fs/cgroup/%s%s", ctrl, path);
+        if (access(base, F_OK) < 0 && !*ctrl)
+            snprintf(base, sizeof(base), "/sys/fs/cgroup%s", path); /* pure v2 */
+        DIR *d = opendir(base);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+            if (de->d_type != DT_DIR || de->d_name[0] == '.')
+                continue;
+            size_t need = strlen(base) + strlen(de->d_name) + 3;
+            if (len + need >= cap) {
+                cap = (len + need) * 2;
+                char *o = realloc(out, cap);
+                if (!o)
+                    break;
+                out = o;
+            }
+            len += (size_t)sprintf(out + len, "%s/%s\n", base, de->d_name);
+        }
+        if (d)
+            closedir(d);
+    }
+    return out;
+}
+
+static char *cgroups_before;
+
+int harness_start(struct ignisd_proc *p, const char *const *extra_args)
+{
+    const char *argv[32];
+    size_t n = 0;
+    char listen[64];
+
+    memset(p, 0, sizeof(*p));
+    snprintf(p->state_dir, sizeof(p->state_dir), "/tmp/ignis-test.XXXXXX");
+    if (!mkdtemp(p->state_dir)) {
+        perror("mkdtemp");
+        return -1;
+    }
+    snprintf(p->log_path, sizeof(p->log_path), "%s.log", p->state_dir);
+    free(cgroups_before);
+    cgroups_before = cgroup_snapshot();
+
+    for (int attempt = 0; attempt < 5; attempt++) {
+        p->port = harness_free_port();
+        snprintf(listen, sizeof(listen), "127.0.0.1:%u", p->port);
+        snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%u", p->port);
+        n = 0;
+        argv[n++] = harness_ignisd();
+        argv[n++] = "--listen";
+        argv[n++] = listen;
+        argv[n++] = "--state-dir";
+        argv[n++] = p->state_dir;
+        argv[n++] = "--log-level";
+        argv[n++] = "debug";
+        for (const char *const *a = extra_args; a && *a && n < ARRAY_SIZE(argv) - 1; a++)
+            argv[n++] = *a;
+        argv[n] = NULL;
+
+        p->pid = fork();
+        if (p->pid < 0)
+            return -1;
+        if (p->pid == 0) {
+            int fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+            if (fd >= 0) {
+                dup2(fd, STDERR_FILENO);
+                dup2(fd, STDOUT_FILENO);
+            }
+            execv(argv[0], (char *const *)argv);
+            _exit(127);
+        }
+        if (client_new(p->url, &p->client) < 0)
+            return -1;
+        uint64_t deadline = now_usec() + 10000000;
+        while (now_usec() < deadline) {
+            struct client_response resp;
+            struct ig_error err = {};
+            if (client_request(p->client, "GET", "/healthz", NULL, NULL, 0, &resp, &err) == 0) {
+                long status = resp.status;
+                client_response_clear(&resp);
+                if (status == 200)
+                    return 0;
+            }
+            int wstatus;
+            if (waitpid(p->pid, &wstatus, WNOHANG) == p->pid) {
+                p->pid = 0;
+                break; /* exited: maybe the port was taken meanwhile; try another */
+            }
+            usleep(10000);
+        }
+        client_free(p->client);
+        p->client = NULL;
+        if (p->pid > 0) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, NULL, 0);
+            p->pid = 0;
+            break;
+        }
+    }
+    fprintf(stderr, "ignisd did not come up\n");
+    harness_print_log(p);
+    return -1;
+}
+
+int harness_stop(struct ignisd_proc *p)
+{
+    int wstatus;
+
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, SIGTERM);
+    uint64_t deadline = now_usec() + 15000000;
+    while (now_usec() < deadline) {
+        pid_t r = waitpid(p->pid, &wstatus, WNOHANG);
+        if (r == p->pid) {
+            p->pid = 0;
+            if (WIFEXITED(wstatus))
+                return WEXITSTATUS(wstatus);
+            fprintf(stderr, "ignisd died of signal %d\n", WTERMSIG(wstatus));
+            harness_print_log(p);
+            return -1;
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "ignisd did not stop within 15 s of SIGTERM\n");
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, NULL, 0);
+    p->pid = 0;
+    harness_print_log(p);
+    return -1;
+}
+
+/* Processes whose command line or root mentions the state dir: containers of this daemon. */
+static int leaked_processes(const char *state_dir)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    int leaks = 0;
+
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        char path[300], *text = NULL;
+        size_t len;
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+        if (read_file(path, 1 << 16, &text, &len) < 0)
+            continue;
+        for (size_t i = 0; i < len; i++)
+            if (text[i] == '\0')
+                text[i] = ' ';
+        if (strstr(text, state_dir)) {
+            fprintf(stderr, "leak: process %s (%s) is still running\n", de->d_name, text);
+            leaks++;
+        }
+        free(text);
+    }
+    if (d)
+        closedir(d);
+    return leaks;
+}
+
+static int leaked_mounts(const char *state_dir)
+{
+    _cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[4096];
+    int leaks = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (strstr(line, state_dir)) {
+            fprintf(stderr, "leak: mount %s", line);
+            leaks++;
+        }
+    return leaks;
+}
+
+static int leaked_cgroups(void)
+{
+    _cleanup_free_ char *after = cgroup_snapshot();
+    int leaks = 0;
+    for (char *line = after; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (!nl)
+            break;
+        *nl = '\0';
+        char needle[2100];
+        snprintf(needle, sizeof(needle), "%s\n", line);
+        if (!cgroups_before || !strstr(cgroups_before, needle)) {
+            fprintf(stderr, "leak: cgroup %s\n", line);
+            leaks++;
+        }
+        line = nl + 1;
+    }
+    return leaks;
+}
+
+int harness_cleanup(struct ignisd_proc *p)
+{
+    int leaks = 0;
+
+    if (p->pid > 0)
+        harness_stop(p);
+    client_free(p->client);
+    p->client = NULL;
+    leaks += leaked_processes(p->state_dir);
+    leaks += leaked_mounts(p->state_dir);
+    leaks += leaked_cgroups();
+    if (leaks)
+        harness_print_log(p);
+    rm_rf(p->state_dir);
+    unlink(p->log_path);
+    return leaks ? -1 : 0;
+}
+
+int harness_request(struct ignisd_proc *p, const char *method, const char *path,
+                    const char *const *headers, const void *body, size_t len,
+                    struct client_response *ret)
+{
+    struct ig_error err = {};
+    int r = client_request(p->client, method, path, headers, body, len, ret, &err);
+    if (r < 0)
+        fprintf(stderr, "%s %s: %s\n", method, path, err.message);
+    return r;
+}
+
+static void drain(int fd, char **ret)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = calloc(1, cap + 1);
+    ssize_t n;
+    while (buf && (n = read(fd, buf + len, cap - len)) > 0)
+        len += (size_t)n;
+    if (ret)
+        *ret = buf;
+    else
+        free(buf);
+}
+
+int harness_run(char *const argv[], char **ret_out, char **ret_err)
+{
+    int out[2], errp[2], wstatus;
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        dup2(out[1], STDOUT_FILENO);
+        dup2(errp[1], STDERR_FILENO);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(out[1]);
+    close(errp[1]);
+    /* Outputs here are small; read stdout fully, then stderr. */
+    drain(out[0], ret_out);
+    drain(errp[0], ret_err);
+    close(out[0]);
+    close(errp[0]);
+    if (waitpid(pid, &wstatus, 0) < 0)
+        return -1;
+    return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+}

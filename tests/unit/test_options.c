@@ -1,0 +1,170 @@
+/* ignisd option parsing: command line, config file, and their precedence. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+// cmocka needs the above first
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "options.h"
+
+static int parse(struct ignisd_options *o, enum options_action *action, struct ig_error *err,
+                 int argc, ...)
+{
+    char *argv[32];
+    va_list ap;
+    va_start(ap, argc);
+    argv[0] = "ignisd";
+    for (int i = 1; i < argc; i++)
+        argv[i] = va_arg(ap, char *);
+    va_end(ap);
+    argv[argc] = NULL;
+    options_defaults(o);
+    ig_error_clear(err);
+    return options_parse(o, argc, argv, action, err);
+}
+
+static void test_defaults(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    assert_int_equal(parse(&o, &a, &err, 1), 0);
+    assert_int_equal(a, OPTIONS_RUN);
+    assert_string_equal(o.listen_host, "127.0.0.1");
+    assert_int_equal(o.listen_port, 8080);
+    assert_string_equal(o.state_dir, "/var/lib/ignis");
+    assert_int_equal(o.log_level, LOG_LEVEL_INFO);
+}
+
+static void test_all_options(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    assert_int_equal(parse(&o, &a, &err, 8, "--listen", "0.0.0.0:9090", "--state-dir=./var",
+                           "--log-level", "debug", "--listen", "127.0.0.2:1"),
+                     0);
+    assert_string_equal(o.listen_host, "127.0.0.2"); /* the last one wins */
+    assert_int_equal(o.listen_port, 1);
+    assert_string_equal(o.state_dir, "./var");
+    assert_int_equal(o.log_level, LOG_LEVEL_DEBUG);
+}
+
+static void test_listen_forms(void **state)
+{
+    char host[256];
+    uint16_t port;
+    assert_int_equal(options_parse_listen("127.0.0.1:8080", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 8080);
+    assert_int_equal(options_parse_listen("[::1]:0", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 0);
+    assert_int_equal(options_parse_listen("localhost:65535", host, sizeof(host), &port), 0);
+    const char *bad[] = {"", "8080", ":8080", "127.0.0.1:", "127.0.0.1:65536",
+                         "127.0.0.1:80a", "example.com:80", "[::1]8080", "1.2.3.4:-1",
+                         "127.0.0.1:123456"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(options_parse_listen(bad[i], host, sizeof(host), &port), -EINVAL);
+}
+
+static void test_errors_name_the_problem(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    assert_int_equal(parse(&o, &a, &err, 2, "--bogus"), -EINVAL);
+    assert_non_null(strstr(err.message, "--bogus"));
+    assert_int_equal(parse(&o, &a, &err, 2, "--listen"), -EINVAL);
+    assert_non_null(strstr(err.message, "--listen"));
+    assert_int_equal(parse(&o, &a, &err, 3, "--listen", "x"), -EINVAL);
+    assert_non_null(strstr(err.message, "--listen"));
+    assert_non_null(strstr(err.message, "'x'"));
+    assert_int_equal(parse(&o, &a, &err, 3, "--log-level", "loud"), -EINVAL);
+    assert_non_null(strstr(err.message, "loud"));
+    assert_int_equal(parse(&o, &a, &err, 2, "extra"), -EINVAL);
+    assert_non_null(strstr(err.message, "extra"));
+}
+
+static void test_help_version(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    assert_int_equal(parse(&o, &a, &err, 2, "--help"), 0);
+    assert_int_equal(a, OPTIONS_HELP);
+    assert_int_equal(parse(&o, &a, &err, 2, "--version"), 0);
+    assert_int_equal(a, OPTIONS_VERSION);
+    assert_int_equal(parse(&o, &a, &err, 3, "--version", "--help"), 0);
+    assert_int_equal(a, OPTIONS_HELP);
+}
+
+static char *write_config(const char *text)
+{
+    static char path[64];
+    strcpy(path, "/tmp/ignis-options-test.XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void test_config_file(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    char *path = write_config("# comment\n\nlisten = 127.0.0.1:7000\nstate_dir = \"/srv/ig\"\n"
+                              "  log-level=warn  \n");
+    assert_int_equal(parse(&o, &a, &err, 3, "--config", path), 0);
+    assert_int_equal(o.listen_port, 7000);
+    assert_string_equal(o.state_dir, "/srv/ig");
+    assert_int_equal(o.log_level, LOG_LEVEL_WARN);
+    /* The command line wins, whatever the order of the options. */
+    assert_int_equal(parse(&o, &a, &err, 5, "--listen", "127.0.0.1:7001", "--config", path), 0);
+    assert_int_equal(o.listen_port, 7001);
+    assert_string_equal(o.state_dir, "/srv/ig");
+    unlink(path);
+}
+
+static void test_config_errors(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    char *path = write_config("listen = 127.0.0.1:7000\ncolour = blue\n");
+    assert_int_equal(parse(&o, &a, &err, 3, "--config", path), -EINVAL);
+    assert_non_null(strstr(err.message, ":2:"));
+    assert_non_null(strstr(err.message, "colour"));
+    unlink(path);
+    path = write_config("\n\n\nlog_level = chatty\n");
+    assert_int_equal(parse(&o, &a, &err, 3, "--config", path), -EINVAL);
+    assert_non_null(strstr(err.message, ":4:"));
+    assert_non_null(strstr(err.message, "log_level"));
+    assert_non_null(strstr(err.message, "chatty"));
+    unlink(path);
+    path = write_config("just words\n");
+    assert_int_equal(parse(&o, &a, &err, 3, "--config", path), -EINVAL);
+    assert_non_null(strstr(err.message, ":1:"));
+    unlink(path);
+    assert_int_equal(parse(&o, &a, &err, 3, "--config", "/nonexistent/ignis.conf"), -ENOENT);
+    assert_non_null(strstr(err.message, "/nonexistent/ignis.conf"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_all_options),
+        cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_errors_name_the_problem),
+        cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_config_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
