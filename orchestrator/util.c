@@ -159,6 +159,21 @@ int write_file(const char *path, const char *text)
     return (size_t)n == len ? 0 : -EIO;
 }
 
+int instance_id(const char *state_dir, char ret[17])
+{
+    char abs[4096];
+    uint64_t h = 1469598103934665603ull;
+
+    if (!realpath(state_dir, abs))
+        return -errno;
+    for (const char *p = abs; *p; p++) {
+        h ^= (unsigned char)*p;
+        h *= 1099511628211ull;
+    }
+    snprintf(ret, 17, "%016llx", (unsigned long long)h);
+    return 0;
+}
+
 bool streq(const char *a, const char *b)
 {
     return strcmp(a, b) == 0;

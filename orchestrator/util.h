@@ -85,5 +85,10 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 /* Writes a string to an existing file (cgroup and proc files). Returns 0 or -errno. */
 int write_file(const char *path, const char *text);
 
+/* The daemon instance's id: 16 hex digits of FNV-1a-64 over the state dir's absolute path. It
+ * names the daemon's cgroup subtree (`ignis-<id>`), so a restart with the same state dir finds
+ * what an earlier run left, and two daemons with different state dirs never meet. */
+int instance_id(const char *state_dir, char ret[17]);
+
 bool streq(const char *a, const char *b);
 bool startswith(const char *s, const char *prefix);

@@ -76,16 +76,15 @@ void harness_print_log(const struct ignisd_proc *p)
     }
 }
 
-/* Child cgroup directories beneath this process's own cgroup, in every hierarchy: the daemon
- * (our child) creates its cgroups there, so anything new after it stops is a leak. */
-static char *cgroup_snapshot(void)
+/* Calls fn with every cgroup directory this process is in, one per hierarchy (v1 controllers,
+ * named hierarchies, and the cgroup2 mount on hybrid or unified hosts). */
+static int for_each_own_cgroup(int (*fn)(const char *dir, void *userdata), void *userdata)
 {
     _cleanup_fclose_ FILE *f = fopen("/proc/self/cgroup", "re");
     char line[1024];
-    size_t cap = 4096, len = 0;
-    char *out = calloc(1, cap);
+    int n = 0;
 
-    while (f && out && fgets(line, sizeof(line), f)) {
+    while (f && fgets(line, sizeof(line), f)) {
         char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         if (!c2)
             continue;
@@ -94,36 +93,31 @@ static char *cgroup_snapshot(void)
         path[strcspn(path, "\n")] = '\0';
         const char *ctrl = c1 + 1;
         char base[2048];
-        if (!*ctrl)
+        if (!*ctrl) {
             snprintf(base, sizeof(base), "/sys/fs/cgroup/unified%s", path);
-        else if (startswith(ctrl, "name="))
+            if (access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) < 0)
+                snprintf(base, sizeof(base), "/sys/fs/cgroup%s", path); /* pure v2 */
+        } else if (startswith(ctrl, "name="))
             snprintf(base, sizeof(base), "/sys/fs/cgroup/%s%s", ctrl + 5, path);
-        else
+        else {
+            /* A comma-joined hierarchy ("cpu,cpuacct") is mounted under that joined name. */
             snprintf(base, sizeof(base), "/sys/fs/cgroup/%s%s", ctrl, path);
-        if (access(base, F_OK) < 0 && !*ctrl)
-            snprintf(base, sizeof(base), "/sys/fs/cgroup%s", path); /* pure v2 */
-        DIR *d = opendir(base);
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-            if (de->d_type != DT_DIR || de->d_name[0] == '.')
-                continue;
-            size_t need = strlen(base) + strlen(de->d_name) + 3;
-            if (len + need >= cap) {
-                cap = (len + need) * 2;
-                char *o = realloc(out, cap);
-                if (!o)
-                    break;
-                out = o;
-            }
-            len += (size_t)sprintf(out + len, "%s/%s\n", base, de->d_name);
         }
-        if (d)
-            closedir(d);
+        n += fn(base, userdata);
     }
-    return out;
+    return n;
 }
 
-static char *cgroups_before;
+static int check_subtree_gone(const char *dir, void *userdata)
+{
+    char path[2200];
+    snprintf(path, sizeof(path), "%s/ignis-%s", dir, (const char *)userdata);
+    if (access(path, F_OK) == 0) {
+        fprintf(stderr, "leak: cgroup %s is still there\n", path);
+        return 1;
+    }
+    return 0;
+}
 
 int harness_start(struct ignisd_proc *p, const char *const *extra_args)
 {
@@ -138,8 +132,6 @@ int harness_start(struct ignisd_proc *p, const char *const *extra_args)
         return -1;
     }
     snprintf(p->log_path, sizeof(p->log_path), "%s.log", p->state_dir);
-    free(cgroups_before);
-    cgroups_before = cgroup_snapshot();
 
     for (int attempt = 0; attempt < 5; attempt++) {
         p->port = harness_free_port();
@@ -272,24 +264,13 @@ static int leaked_mounts(const char *state_dir)
     return leaks;
 }
 
-static int leaked_cgroups(void)
+/* The daemon's cgroup subtree (cgroup.h) must be gone from every hierarchy once it stopped. */
+static int leaked_cgroups(const char *state_dir)
 {
-    _cleanup_free_ char *after = cgroup_snapshot();
-    int leaks = 0;
-    for (char *line = after; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (!nl)
-            break;
-        *nl = '\0';
-        char needle[2100];
-        snprintf(needle, sizeof(needle), "%s\n", line);
-        if (!cgroups_before || !strstr(cgroups_before, needle)) {
-            fprintf(stderr, "leak: cgroup %s\n", line);
-            leaks++;
-        }
-        line = nl + 1;
-    }
-    return leaks;
+    char id[17];
+    if (instance_id(state_dir, id) < 0)
+        return 0;
+    return for_each_own_cgroup(check_subtree_gone, id);
 }
 
 int harness_cleanup(struct ignisd_proc *p)
@@ -302,7 +283,7 @@ int harness_cleanup(struct ignisd_proc *p)
     p->client = NULL;
     leaks += leaked_processes(p->state_dir);
     leaks += leaked_mounts(p->state_dir);
-    leaks += leaked_cgroups();
+    leaks += leaked_cgroups(p->state_dir);
     if (leaks)
         harness_print_log(p);
     rm_rf(p->state_dir);
