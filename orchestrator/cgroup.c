@@ -636,8 +636,9 @@ int cg_manager_new_mode(enum cg_mode mode, bool fake_fs, const char *fs_root,
         _cleanup_free_ char *leaf = cg_path(bases[i], "daemon");
         if (!leaf)
             goto oom;
-        if ((r = cg_fs_mkdir(m, bases[i])) < 0 || (r = cg_fs_mkdir(m, leaf)) < 0) {
-            ig_error_set(err, -r, "creating %s: %s", leaf, strerror(-r));
+        const char *dir = bases[i];
+        if ((r = cg_fs_mkdir(m, dir)) < 0 || (r = cg_fs_mkdir(m, dir = leaf)) < 0) {
+            ig_error_set(err, -r, "creating cgroup %s: %s", dir, strerror(-r));
             goto fail;
         }
     }

@@ -380,6 +380,84 @@ static void test_stale_cleanup(void **state)
     cg_manager_free(m1);
 }
 
+/* The memory line of /proc/<pid>/cgroup (the one hierarchy where the daemon does not start at
+ * the root here), or the cgroup2 line on a pure v2 host. */
+static char *proc_cgroup_of(pid_t pid)
+{
+    char path[64], *text = NULL;
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+    assert_int_equal(read_file(path, 65536, &text, NULL), 0);
+    return text;
+}
+
+static bool log_has(const struct ignisd_proc *p, const char *needle)
+{
+    char *text = NULL;
+    bool found = read_file(p->log_path, 1 << 20, &text, NULL) == 0 && strstr(text, needle);
+    free(text);
+    return found;
+}
+
+/* ignisd sits in its leaf while it runs and leaves no subtree when it stops (the harness checks
+ * every hierarchy for ignis-<id>). */
+static void test_daemon_leaf_and_subtree(void **state)
+{
+    struct ignisd_proc p;
+    char id[17], want[64];
+
+    assert_int_equal(harness_start(&p, NULL), 0);
+    assert_int_equal(instance_id(p.state_dir, id), 0);
+    char *cg = proc_cgroup_of(p.pid);
+    snprintf(want, sizeof(want), "/ignis-%s/daemon\n", id);
+    assert_non_null(strstr(cg, want));
+    free(cg);
+    /* One line with the mode and what is degraded; nothing is on this hybrid host. */
+    assert_true(log_has(&p, "msg=\"cgroups ready\" mode="));
+    if (access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0)
+        assert_true(log_has(&p, "mode=hybrid"));
+    assert_int_equal(harness_stop(&p), 0);
+    assert_int_equal(harness_cleanup(&p), 0);
+}
+
+/* A daemon killed with SIGKILL leaves a container cgroup with a live process; the next start
+ * with the same state dir kills the process and removes the cgroup. */
+static void test_daemon_restart_removes_stale(void **state)
+{
+    struct ignisd_proc p;
+    struct cg_manager *m = NULL;
+    struct cg_group *g = NULL;
+    struct ig_error err = {};
+    char id[17];
+    int status;
+
+    assert_int_equal(harness_start(&p, NULL), 0);
+    assert_int_equal(instance_id(p.state_dir, id), 0);
+    /* The container cgroup, made the way the daemon makes them (same id, same subtree). */
+    if (cg_manager_new(NULL, NULL, id, &m, &err) < 0)
+        fail_msg("%s", err.message);
+    assert_int_equal(cg_create(m, "leftover", NULL, &g, &err), 0);
+    struct child c = spawn(cg_group_v2_fd(g), nothing);
+    assert_int_equal(cg_attach(g, c.pid, &err), 0);
+
+    assert_int_equal(kill(p.pid, SIGKILL), 0);
+    assert_int_equal(waitpid(p.pid, &status, 0), p.pid);
+    p.pid = 0;
+    for (const char *const *dir = cg_group_paths(g); *dir; dir++)
+        assert_int_equal(access(*dir, F_OK), 0);
+    assert_int_equal(kill(c.pid, 0), 0);
+
+    assert_int_equal(harness_restart(&p, NULL), 0);
+    status = child_finish(&c, NULL);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    for (const char *const *dir = cg_group_paths(g); *dir; dir++)
+        assert_int_equal(access(*dir, F_OK), -1);
+    assert_true(log_has(&p, "stale_removed=1"));
+    assert_int_equal(harness_stop(&p), 0);
+    assert_int_equal(cg_destroy(g, &err), 0); /* gone already: frees the struct */
+    cg_manager_free(m);
+    assert_int_equal(harness_cleanup(&p), 0);
+}
+
 static int subtree_gone(void **state)
 {
     /* Whatever a test did, its subtree must be gone from every hierarchy. */
@@ -417,6 +495,8 @@ int main(void)
         cmocka_unit_test_teardown(test_kill_and_destroy, subtree_gone),
         cmocka_unit_test_teardown(test_v2_backend_on_real_mount, subtree_gone),
         cmocka_unit_test_teardown(test_stale_cleanup, subtree_gone),
+        cmocka_unit_test(test_daemon_leaf_and_subtree),
+        cmocka_unit_test(test_daemon_restart_removes_stale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
