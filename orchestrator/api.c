@@ -2,6 +2,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "registry.h"
 #include "store.h"
 
 static void get_healthz(struct http_request *req, void *userdata)
@@ -23,8 +24,28 @@ static void get_version(struct http_request *req, void *userdata)
     http_reply_json(req, 200, root);
 }
 
+static void post_invoke(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    dispatch_http_invoke(req, d->dispatch);
+}
+
+static void get_invocation(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    dispatch_http_get_invocation(req, d->dispatch);
+}
+
 const struct http_route api_routes[] = {
     {"GET", "/healthz", get_healthz, 0},
     {"GET", "/v1/version", get_version, 0},
+    /* The registry (registry.c, docs/api.md "Functions"). */
+    {"GET", "/v1/functions", registry_http_list, 0},
+    {"PUT", "/v1/functions/{}", registry_http_put, REGISTRY_MAX_BUNDLE},
+    {"GET", "/v1/functions/{}", registry_http_get, 0},
+    {"DELETE", "/v1/functions/{}", registry_http_delete, 0},
+    /* Dispatch (dispatch.c, docs/api.md "Invocations"). */
+    {"POST", "/v1/functions/{}/invoke", post_invoke, PROTO_DEFAULT_MAX_BODY},
+    {"GET", "/v1/invocations/{}", get_invocation, 0},
 };
 const size_t api_nroutes = ARRAY_SIZE(api_routes);

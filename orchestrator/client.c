@@ -7,6 +7,7 @@
 struct client {
     CURL *curl;
     char base[1024];
+    long timeout_ms;
 };
 
 struct buf {
@@ -83,6 +84,11 @@ const char *client_base_url(const struct client *c)
     return c->base;
 }
 
+void client_set_timeout(struct client *c, long ms)
+{
+    c->timeout_ms = ms;
+}
+
 int client_request(struct client *c, const char *method, const char *path,
                    const char *const *headers, const void *body, size_t len,
                    struct client_response *ret, struct ig_error *err)
@@ -98,6 +104,8 @@ int client_request(struct client *c, const char *method, const char *path,
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    if (c->timeout_ms > 0)
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &bbody);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);

@@ -17,6 +17,8 @@ struct client_response {
 int client_new(const char *base_url, struct client **ret);
 void client_free(struct client *c);
 const char *client_base_url(const struct client *c);
+/* Gives up on a request after ms milliseconds (0: never, the default). */
+void client_set_timeout(struct client *c, long ms);
 
 /* headers: NULL-terminated "Name: value" strings or NULL. On a transport failure (cannot
  * connect, timeout) returns -errno with err naming the server and the reason. */

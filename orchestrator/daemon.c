@@ -63,12 +63,27 @@ static int setup_cgroups(struct daemon *d, struct ig_error *err)
     return 0;
 }
 
+static void on_dispatch_stopped(void *userdata)
+{
+    struct daemon *d = userdata;
+    loop_quit(d->loop);
+}
+
+/* A graceful stop: no new connections, queued sync invocations answered 503, in-flight ones
+ * given the grace period, queued async ones left in the store for the next start. A second
+ * signal stops at once. */
 static void on_stop_signal(struct loop *l, int signo, void *userdata)
 {
     struct daemon *d = userdata;
+    if (d->stopping) {
+        log_warn("second signal: stopping now", "signal=%s", strsignal(signo));
+        loop_quit(l);
+        return;
+    }
     log_info("shutting down", "signal=%s", strsignal(signo));
     d->stopping = true;
-    loop_quit(l);
+    http_server_quiesce(d->http);
+    dispatch_shutdown(d->dispatch, on_dispatch_stopped, d);
 }
 
 int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig_error *err)
@@ -96,6 +111,24 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
         ig_error_set(err, -r, "creating the event loop: %s", strerror(-r));
         goto fail;
     }
+    r = journal_new(d->loop, dbpath, &d->journal, err);
+    if (r < 0)
+        goto fail;
+    r = registry_new(d->loop, d->store, opts->state_dir, &d->registry, err);
+    if (r < 0)
+        goto fail;
+    struct dispatch_options dopts;
+    dispatch_options_defaults(&dopts, opts->state_dir);
+    if (opts->images_dir[0])
+        snprintf(dopts.images_dir, sizeof(dopts.images_dir), "%s", opts->images_dir);
+    dopts.queue_max = opts->queue_max;
+    r = dispatch_new(d->loop, d->store, d->journal, d->cgroups, &dopts, &d->dispatch, err);
+    if (r < 0)
+        goto fail;
+    dispatch_attach_registry(d->dispatch, d->registry);
+    r = dispatch_recover(d->dispatch, err);
+    if (r < 0)
+        goto fail;
     if ((r = loop_add_signal(d->loop, SIGINT, on_stop_signal, d)) < 0 ||
         (r = loop_add_signal(d->loop, SIGTERM, on_stop_signal, d)) < 0) {
         ig_error_set(err, -r, "setting up signals: %s", strerror(-r));
@@ -126,6 +159,15 @@ void daemon_free(struct daemon *d)
 {
     if (!d)
         return;
+    /* Order matters: the dispatcher records its last outcomes through the journal; the journal's
+     * last callbacks find the dispatcher closed but allocated; replies still waiting go out
+     * before the HTTP server stops; threads that post to the loop end before it is freed. */
+    if (d->http)
+        http_server_quiesce(d->http);
+    dispatch_close(d->dispatch);
+    registry_free(d->registry);
+    journal_free(d->journal);
+    dispatch_free(d->dispatch);
     http_server_free(d->http);
     loop_free(d->loop);
     store_free(d->store);

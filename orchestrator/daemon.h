@@ -3,9 +3,12 @@
 #pragma once
 
 #include "cgroup.h"
+#include "dispatch.h"
 #include "http.h"
+#include "journal.h"
 #include "loop.h"
 #include "options.h"
+#include "registry.h"
 #include "store.h"
 
 struct daemon {
@@ -13,6 +16,9 @@ struct daemon {
     struct loop *loop;
     struct store *store;
     struct http_server *http;
+    struct registry *registry;
+    struct journal *journal;
+    struct dispatch *dispatch;
     uint64_t started_usec; /* monotonic */
     bool stopping;
     /* The daemon's cgroup subtree; the null backend where there is none to use. */

@@ -14,6 +14,8 @@ const char options_usage[] =
     "  --state-dir DIR      where all state lives (default /var/lib/ignis)\n"
     "  --config FILE        read options from FILE (key = value lines)\n"
     "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+    "  --images-dir DIR     where the runtime images are (default STATE_DIR/images)\n"
+    "  --queue-max N        invocations a function may have waiting before 429 (default 1000)\n"
     "  --check-config       validate the options and the config file, then exit\n"
     "  --help               show this help\n"
     "  --version            show the version\n";
@@ -25,6 +27,7 @@ void options_defaults(struct ignisd_options *o)
     o->listen_port = 8080;
     strcpy(o->state_dir, "/var/lib/ignis");
     o->log_level = LOG_LEVEL_INFO;
+    o->queue_max = 1000;
 }
 
 int options_parse_listen(const char *text, char *ret_host, size_t host_size, uint16_t *ret_port)
@@ -94,6 +97,17 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
         if (!value[0] || strlen(value) >= sizeof(o->state_dir))
             return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
         strcpy(o->state_dir, value);
+    } else if (key_is(key, "images-dir")) {
+        if (!value[0] || strlen(value) >= sizeof(o->images_dir))
+            return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
+        strcpy(o->images_dir, value);
+    } else if (key_is(key, "queue-max")) {
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(value, &end, 10);
+        if (errno || *end || !value[0] || value[0] == '-' || n < 1 || n > 1000000)
+            return ig_error_set(err, EINVAL, "'%s' is not a number from 1 to 1000000", value);
+        o->queue_max = (uint32_t)n;
     } else if (key_is(key, "log-level")) {
         if (log_level_parse(value, &o->log_level) < 0)
             return ig_error_set(err, EINVAL,
@@ -157,6 +171,8 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"state-dir", required_argument, NULL, 's'},
         {"config", required_argument, NULL, 'c'},
         {"log-level", required_argument, NULL, 'L'},
+        {"images-dir", required_argument, NULL, 'I'},
+        {"queue-max", required_argument, NULL, 'Q'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"check-config", no_argument, NULL, 'C'},

@@ -10,6 +10,8 @@ struct ignisd_options {
     uint16_t listen_port;
     char state_dir[4096];
     char config[4096]; /* empty when none */
+    char images_dir[4096]; /* empty: STATE_DIR/images */
+    uint32_t queue_max;    /* per function */
     enum log_level log_level;
 };
 

@@ -138,6 +138,12 @@ static int start_daemon(struct ignisd_proc *p, const char *const *extra_args)
         argv[n++] = p->state_dir;
         argv[n++] = "--log-level";
         argv[n++] = "debug";
+        /* Tests share one set of images built by meson's test setup (scripts/build-images). */
+        const char *images = getenv("IGNIS_IMAGES");
+        if (images && *images) {
+            argv[n++] = "--images-dir";
+            argv[n++] = images;
+        }
         for (const char *const *a = extra_args; a && *a && n < ARRAY_SIZE(argv) - 1; a++)
             argv[n++] = *a;
         argv[n] = NULL;

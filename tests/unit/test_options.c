@@ -37,6 +37,23 @@ static void test_defaults(void **state)
     assert_int_equal(o.listen_port, 8080);
     assert_string_equal(o.state_dir, "/var/lib/ignis");
     assert_int_equal(o.log_level, LOG_LEVEL_INFO);
+    assert_string_equal(o.images_dir, "");
+    assert_int_equal(o.queue_max, 1000);
+}
+
+static void test_dispatch_options(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    assert_int_equal(parse(&o, &a, &err, 5, "--images-dir", "/srv/images", "--queue-max", "7"), 0);
+    assert_string_equal(o.images_dir, "/srv/images");
+    assert_int_equal(o.queue_max, 7);
+    const char *bad[] = {"0", "-1", "x", "", "1000001", "5k"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse(&o, &a, &err, 3, "--queue-max", bad[i]), -EINVAL);
+        assert_non_null(strstr(err.message, "--queue-max"));
+    }
 }
 
 static void test_all_options(void **state)
@@ -166,6 +183,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_all_options),
+        cmocka_unit_test(test_dispatch_options),
         cmocka_unit_test(test_listen_forms),
         cmocka_unit_test(test_errors_name_the_problem),
         cmocka_unit_test(test_help_version),

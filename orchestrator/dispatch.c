@@ -1,0 +1,1012 @@
+#include "dispatch.h"
+
+#include <math.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "log.h"
+#include "pool.h"
+#include "registry.h"
+
+/* How often the dispatcher looks at idle workers and retention, at the least. */
+#define TICK_US (50 * 1000)
+/* Spawning backs off after consecutive failures, up to this. */
+#define SPAWN_BACKOFF_MAX_US (5 * 1000 * 1000)
+
+void outcome_clear(struct outcome *o)
+{
+    free(o->body);
+    free(o->content_type);
+    free(o->error_type);
+    free(o->error_message);
+    free(o->trace);
+    memset(o, 0, sizeof(*o));
+}
+
+void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir)
+{
+    memset(o, 0, sizeof(*o));
+    snprintf(o->state_dir, sizeof(o->state_dir), "%s", state_dir);
+    snprintf(o->images_dir, sizeof(o->images_dir), "%s/images", state_dir);
+    o->queue_max = 1000;
+    o->retention_us = 24ll * 3600 * 1000000;
+    o->idempotency_us = 24ll * 3600 * 1000000;
+    o->retry_base_ms = 200;
+    o->retry_cap_ms = 60000;
+    o->shutdown_grace_ms = 10000;
+}
+
+static void inv_free(struct inv *inv)
+{
+    if (!inv)
+        return;
+    free(inv->body);
+    free(inv->content_type);
+    free(inv->idempotency_key);
+    free(inv);
+}
+
+struct fn *dispatch_function(struct dispatch *d, const char *name)
+{
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        if (streq(fn->name, name))
+            return fn;
+    return NULL;
+}
+
+static uint64_t random_u64(void)
+{
+    uint64_t r = 0;
+    (void)!getrandom(&r, sizeof(r), GRND_NONBLOCK);
+    return r;
+}
+
+static void finish_removals(struct dispatch *d);
+static void check_stopped(struct dispatch *d);
+
+/* ---- arrival rate and capacity ---- */
+
+static void note_arrival(struct fn *fn, uint64_t now)
+{
+    fn->last_invoke_us = now;
+    if (now - fn->rate_window_start_us >= 1000000) {
+        double secs = (double)(now - fn->rate_window_start_us) / 1e6;
+        double rate = secs > 10 ? 0 : fn->rate_window_count / secs;
+        fn->arrival_rate = fn->arrival_rate * 0.5 + rate * 0.5;
+        fn->rate_window_start_us = now;
+        fn->rate_window_count = 0;
+    }
+    fn->rate_window_count++;
+}
+
+static size_t live_workers(const struct fn *fn)
+{
+    return fn->nspawning + fn->nready + fn->nbusy;
+}
+
+/* Fresh containers (reuse: false) wanted ready ahead of demand: enough for the arrivals
+ * expected during one spawn latency, with headroom, within [min_scale, max_scale]; none once the
+ * function has been idle for idle_timeout_s. The scaler issue refines this policy. */
+static size_t prewarm_target(const struct fn *fn, uint64_t now)
+{
+    const struct manifest *m = fn->manifest;
+    size_t target = m->min_scale;
+    bool active = fn->last_invoke_us &&
+                  now - fn->last_invoke_us < (uint64_t)m->idle_timeout_s * 1000000;
+    if (active) {
+        double latency_s = fn->spawn_latency_us ? (double)fn->spawn_latency_us / 1e6 : 0.01;
+        size_t want = (size_t)ceil(fn->arrival_rate * latency_s * 2.0);
+        if (want < 1)
+            want = 1;
+        if (want > target)
+            target = want;
+    }
+    return target > m->max_scale ? m->max_scale : target;
+}
+
+static void ensure_capacity(struct fn *fn)
+{
+    struct dispatch *d = fn->d;
+    const struct manifest *m = fn->manifest;
+    uint64_t now = now_usec();
+
+    if (d->stopping || fn->removing || now < fn->spawn_not_before_us)
+        return;
+    size_t live = live_workers(fn);
+    size_t want;
+    if (m->reuse) {
+        /* Enough slots for what is queued and running. */
+        size_t need = fn->queued + fn->inflight;
+        want = (need + m->concurrency - 1) / m->concurrency;
+        if (want < m->min_scale)
+            want = m->min_scale;
+    } else {
+        /* One container per queued invocation, plus the ready reserve. */
+        want = fn->nbusy + fn->queued + prewarm_target(fn, now);
+    }
+    if (want > m->max_scale)
+        want = m->max_scale;
+    while (live < want) {
+        struct ig_error err = {};
+        if (pool_spawn(fn, &err) < 0) {
+            log_warn("spawn failed", "function=%s error=\"%s\"", fn->name, err.message);
+            struct outcome o = {.kind = OUTCOME_INIT};
+            o.error_type = strdup("Ignis.SpawnError");
+            o.error_message = strdup(err.message);
+            dispatch_spawn_failed(fn, &o);
+            outcome_clear(&o);
+            return;
+        }
+        live++;
+    }
+}
+
+/* ---- hand-off ---- */
+
+static struct worker *pick_worker(struct fn *fn)
+{
+    struct worker *best = NULL;
+    for (struct worker *w = fn->workers; w; w = w->next) {
+        if (w->state != WORKER_READY || w->version != fn->version)
+            continue;
+        if (w->inflight >= fn->manifest->concurrency)
+            continue;
+        /* Prefer the most recently used warm worker, so idle ones can age out. */
+        if (!best || w->idle_since_us > best->idle_since_us)
+            best = w;
+    }
+    return best;
+}
+
+static void on_timeout(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct inv *inv = userdata;
+    inv->timer = NULL;
+    log_info("invocation timed out", "function=%s id=%s timeout_ms=%u", inv->fn->name, inv->id,
+             inv->fn->manifest->timeout_ms);
+    pool_kill(inv->worker, inv);
+}
+
+static void start(struct fn *fn, struct inv *inv, struct worker *w)
+{
+    struct dispatch *d = fn->d;
+    TAILQ_REMOVE(&fn->queue, inv, link);
+    fn->queued--;
+    inv->attempts++;
+    inv->started_us = now_usec();
+    inv->started_wall_us = (int64_t)wall_usec();
+    inv->cold = !w->used && w->ready_us > inv->enqueued_us;
+    if (inv->cold)
+        fn->cold_starts++;
+    fn->inflight++;
+    if (inv->async)
+        inv_store_mark_running(d->journal, inv->id, inv->attempts, inv->started_wall_us, NULL,
+                               NULL);
+    loop_add_timer(d->loop, inv->started_us + (uint64_t)fn->manifest->timeout_ms * 1000,
+                   on_timeout, inv, &inv->timer);
+    if (pool_send(w, inv) < 0) {
+        /* The runtime is gone; pool_kill completes inv (and anything else it ran) as a crash. */
+        pool_kill(w, NULL);
+    }
+}
+
+void dispatch_kick(struct fn *fn)
+{
+    size_t cap = manifest_max_concurrency(fn->manifest);
+    while (!TAILQ_EMPTY(&fn->queue) && fn->inflight < cap) {
+        struct inv *inv = TAILQ_FIRST(&fn->queue);
+        if (inv->timer) /* a retry waiting for its backoff: the queue is FIFO, others wait */
+            break;
+        struct worker *w = pick_worker(fn);
+        if (!w)
+            break;
+        start(fn, inv, w);
+    }
+    ensure_capacity(fn);
+}
+
+static void enqueue(struct fn *fn, struct inv *inv)
+{
+    inv->fn = fn;
+    inv->enqueued_us = now_usec();
+    TAILQ_INSERT_TAIL(&fn->queue, inv, link);
+    fn->queued++;
+    dispatch_kick(fn);
+}
+
+/* ---- outcomes ---- */
+
+static unsigned http_status_for(enum outcome_kind k)
+{
+    switch (k) {
+    case OUTCOME_OK:
+        return 200;
+    case OUTCOME_TIMEOUT:
+        return 504;
+    default:
+        return 502;
+    }
+}
+
+static const char *error_code_for(enum outcome_kind k)
+{
+    switch (k) {
+    case OUTCOME_ERROR:
+        return "function_error";
+    case OUTCOME_CRASH:
+        return "function_crashed";
+    case OUTCOME_TIMEOUT:
+        return "function_timeout";
+    case OUTCOME_INIT:
+        return "function_init_error";
+    default:
+        return "ok";
+    }
+}
+
+static void set_invocation_headers(struct http_request *req, const struct inv *inv,
+                                   int64_t billed_ms)
+{
+    char buf[32];
+    http_set_header(req, "Ignis-Invocation-Id", inv->id);
+    http_set_header(req, "Ignis-Cold-Start", inv->cold ? "true" : "false");
+    snprintf(buf, sizeof(buf), "%lld", (long long)billed_ms);
+    http_set_header(req, "Ignis-Billed-Ms", buf);
+}
+
+static void reply_outcome(struct http_request *req, const struct inv *inv, struct outcome *o,
+                          int64_t billed_ms)
+{
+    set_invocation_headers(req, inv, billed_ms);
+    if (o->kind == OUTCOME_OK) {
+        http_reply_take(req, 200, o->content_type ? o->content_type : "application/json",
+                        o->body ? o->body : strdup(""), o->body_len);
+        o->body = NULL;
+        return;
+    }
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "code", error_code_for(o->kind));
+    cJSON_AddStringToObject(e, "message", o->error_message ? o->error_message : "");
+    if (o->error_type)
+        cJSON_AddStringToObject(e, "type", o->error_type);
+    if (o->trace)
+        cJSON_AddStringToObject(e, "trace", o->trace);
+    http_reply_json(req, http_status_for(o->kind), root);
+}
+
+static void on_retry_due(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct inv *inv = userdata;
+    inv->timer = NULL;
+    dispatch_kick(inv->fn);
+}
+
+static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
+                   const struct outcome *o, int64_t billed_ms, int64_t next_attempt_us)
+{
+    struct inv_record r = {
+        .function = inv->fn->name,
+        .version = inv->fn->version,
+        .async = inv->async,
+        .status = status,
+        .attempts = inv->attempts,
+        .max_retries = (int)inv->fn->manifest->max_retries,
+        .created_us = inv->created_wall_us,
+        .started_us = inv->started_wall_us,
+        .finished_us = (int64_t)wall_usec(),
+        .next_attempt_us = next_attempt_us,
+        .result = o->kind == OUTCOME_OK ? o->body : NULL,
+        .result_len = o->kind == OUTCOME_OK ? o->body_len : 0,
+        .error_type = o->kind == OUTCOME_OK ? NULL : o->error_type,
+        .error_message = o->kind == OUTCOME_OK ? NULL : o->error_message,
+        .billed_ms = billed_ms,
+        .cold = inv->cold,
+    };
+    memcpy(r.id, inv->id, sizeof(r.id));
+    int64_t expires = r.finished_us + d->opts.retention_us;
+    if (inv->async)
+        inv_store_finish(d->journal, &r, expires, NULL, NULL);
+    else {
+        /* A sync invocation is written once, when it is over: nothing needs it durable before. */
+        r.content_type = inv->content_type;
+        inv_store_insert(d->journal, &r, expires, NULL, NULL);
+        inv_store_finish(d->journal, &r, expires, NULL, NULL);
+    }
+}
+
+void dispatch_complete(struct inv *inv, struct outcome *o)
+{
+    struct fn *fn = inv->fn;
+    struct dispatch *d = fn->d;
+    uint64_t wall = now_usec() - inv->started_us;
+    /* Billed: wall time from hand-off to result, rounded up to the next millisecond. */
+    int64_t billed_ms = (int64_t)((wall + 999) / 1000);
+
+    if (inv->timer) {
+        loop_cancel_timer(d->loop, inv->timer);
+        inv->timer = NULL;
+    }
+    inv->worker = NULL;
+    fn->inflight--;
+    fn->invocations++;
+    if (o->kind != OUTCOME_OK)
+        fn->errors++;
+    if (o->kind == OUTCOME_TIMEOUT)
+        fn->timeouts++;
+
+    if (inv->async && d->stopping && o->kind != OUTCOME_OK) {
+        /* Killed by our own shutdown: the record stays `running`, and the next start runs it
+         * again without counting this attempt. */
+        inv_free(inv);
+        check_stopped(d);
+        return;
+    }
+    if (!inv->async) {
+        record(d, inv, o->kind == OUTCOME_OK ? INV_SUCCEEDED : INV_FAILED, o, billed_ms, 0);
+        if (inv->req) {
+            http_request_set_context(inv->req, NULL, NULL);
+            reply_outcome(inv->req, inv, o, billed_ms);
+        }
+        inv_free(inv);
+        if (fn->removing)
+            finish_removals(d);
+        check_stopped(d);
+        return;
+    }
+    if (o->kind != OUTCOME_OK && inv->attempts <= (int)fn->manifest->max_retries &&
+        !fn->removing) {
+        uint64_t delay_ms = inv_backoff_ms((unsigned)inv->attempts, d->opts.retry_base_ms,
+                                           d->opts.retry_cap_ms, random_u64());
+        int64_t next = (int64_t)wall_usec() + (int64_t)delay_ms * 1000;
+        log_info("invocation will be retried", "function=%s id=%s attempt=%d delay_ms=%llu "
+                 "error=\"%s\"", fn->name, inv->id, inv->attempts,
+                 (unsigned long long)delay_ms, o->error_type ? o->error_type : "");
+        record(d, inv, INV_QUEUED, o, billed_ms, next);
+        /* Back in the queue at its place in arrival order is not what a retry wants: it goes
+         * to the back, and its timer holds it until the backoff has passed. */
+        inv->enqueued_us = now_usec();
+        TAILQ_INSERT_TAIL(&fn->queue, inv, link);
+        fn->queued++;
+        loop_add_timer(d->loop, now_usec() + delay_ms * 1000, on_retry_due, inv, &inv->timer);
+        dispatch_kick(fn);
+        return;
+    }
+    enum inv_status final = o->kind == OUTCOME_OK ? INV_SUCCEEDED
+                            : fn->manifest->max_retries == 0 ? INV_FAILED
+                                                             : INV_DEAD;
+    if (final == INV_DEAD)
+        log_warn("invocation dead-lettered", "function=%s id=%s attempts=%d error=\"%s\"",
+                 fn->name, inv->id, inv->attempts, o->error_type ? o->error_type : "");
+    record(d, inv, final, o, billed_ms, 0);
+    inv_free(inv);
+    if (fn->removing)
+        finish_removals(d);
+    check_stopped(d);
+}
+
+/* ---- workers coming and going ---- */
+
+void dispatch_worker_ready(struct fn *fn, struct worker *w)
+{
+    fn->spawn_failures = 0;
+    fn->spawn_not_before_us = 0;
+    uint64_t latency = w->ready_us - w->spawned_us;
+    fn->spawn_latency_us =
+        fn->spawn_latency_us ? (fn->spawn_latency_us * 7 + latency) / 8 : latency;
+    dispatch_kick(fn);
+}
+
+void dispatch_spawn_failed(struct fn *fn, struct outcome *o)
+{
+    /* The invocation that was waiting longest takes the error (Lambda returns an init error to
+     * the invocation that caused the cold start); spawning backs off so a broken function does
+     * not fork-storm the host. */
+    fn->spawn_failures++;
+    uint64_t backoff = 10000ull << (fn->spawn_failures < 10 ? fn->spawn_failures : 10);
+    if (backoff > SPAWN_BACKOFF_MAX_US)
+        backoff = SPAWN_BACKOFF_MAX_US;
+    fn->spawn_not_before_us = now_usec() + backoff;
+    struct inv *inv = TAILQ_FIRST(&fn->queue);
+    if (inv && !inv->timer) {
+        TAILQ_REMOVE(&fn->queue, inv, link);
+        fn->queued--;
+        inv->attempts++;
+        inv->started_us = now_usec();
+        inv->started_wall_us = (int64_t)wall_usec();
+        fn->inflight++;
+        dispatch_complete(inv, o);
+    }
+}
+
+/* ---- the periodic tick: idle reaping, retention, deferred spawns ---- */
+
+static void on_tick(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct dispatch *d = userdata;
+    uint64_t now = now_usec();
+    d->tick = NULL;
+    for (struct fn *fn = d->fns; fn; fn = fn->next) {
+        const struct manifest *m = fn->manifest;
+        uint64_t idle_limit = (uint64_t)m->idle_timeout_s * 1000000;
+        size_t keep = m->reuse ? m->min_scale : prewarm_target(fn, now);
+        /* Oldest idle first, never a busy one, never below the floor. */
+        for (;;) {
+            size_t idle_ready = fn->nready;
+            if (idle_ready == 0 || live_workers(fn) <= keep)
+                break;
+            struct worker *oldest = NULL;
+            for (struct worker *w = fn->workers; w; w = w->next)
+                if (w->state == WORKER_READY && w->inflight == 0 &&
+                    now - w->idle_since_us >= idle_limit &&
+                    (!oldest || w->idle_since_us < oldest->idle_since_us))
+                    oldest = w;
+            if (!oldest)
+                break;
+            log_debug("reaping idle worker", "function=%s worker=%llu", fn->name,
+                      (unsigned long long)oldest->seq);
+            pool_destroy(oldest);
+        }
+        /* Old-version workers with nothing to do go at once. */
+        for (struct worker *w = fn->workers, *next; w; w = next) {
+            next = w->next;
+            if (w->version != fn->version && w->inflight == 0 && w->state == WORKER_READY)
+                pool_destroy(w);
+        }
+        dispatch_kick(fn);
+    }
+    loop_add_timer(d->loop, now_usec() + TICK_US, on_tick, d, &d->tick);
+}
+
+static void on_purge_done(struct loop *l, int result, const char *message, void *userdata)
+{
+    if (result < 0)
+        log_warn("purging old invocation records failed", "error=\"%s\"", message);
+}
+
+static void purge(struct dispatch *d)
+{
+    inv_store_purge(d->journal, (int64_t)wall_usec(), on_purge_done, NULL);
+}
+
+/* ---- functions ---- */
+
+int dispatch_function_set(struct dispatch *d, const char *name, int64_t version,
+                          const struct manifest *m, const char *bundle_dir)
+{
+    struct fn *fn = dispatch_function(d, name);
+    char *bdir = strdup(bundle_dir);
+    if (!bdir)
+        return -ENOMEM;
+    if (!fn) {
+        fn = calloc(1, sizeof(*fn));
+        if (!fn) {
+            free(bdir);
+            return -ENOMEM;
+        }
+        fn->d = d;
+        snprintf(fn->name, sizeof(fn->name), "%s", name);
+        TAILQ_INIT(&fn->queue);
+        fn->next = d->fns;
+        d->fns = fn;
+    } else
+        free(fn->bundle_dir);
+    fn->version = version;
+    fn->manifest = m;
+    fn->bundle_dir = bdir;
+    fn->spawn_failures = 0;
+    fn->spawn_not_before_us = 0;
+    /* Idle workers of an older version go now; busy ones after their invocation (on_tick). */
+    for (struct worker *w = fn->workers, *next; w; w = next) {
+        next = w->next;
+        if (w->version != version && w->inflight == 0 && w->state == WORKER_READY)
+            pool_destroy(w);
+    }
+    dispatch_kick(fn);
+    return 0;
+}
+
+static void unlink_fn(struct dispatch *d, struct fn *fn)
+{
+    for (struct fn **p = &d->fns; *p; p = &(*p)->next)
+        if (*p == fn) {
+            *p = fn->next;
+            break;
+        }
+}
+
+static void fn_free(struct fn *fn)
+{
+    free(fn->bundle_dir);
+    free(fn);
+}
+
+/* Fails every queued invocation of fn with status/code (sync: replied; async: left queued in
+ * the store when `keep_async`, else dead). */
+static void fail_queued(struct fn *fn, unsigned status, const char *code, const char *message,
+                        bool keep_async)
+{
+    struct inv *inv;
+    while ((inv = TAILQ_FIRST(&fn->queue))) {
+        TAILQ_REMOVE(&fn->queue, inv, link);
+        fn->queued--;
+        if (inv->timer) {
+            loop_cancel_timer(fn->d->loop, inv->timer);
+            inv->timer = NULL;
+        }
+        if (!inv->async && inv->req) {
+            http_request_set_context(inv->req, NULL, NULL);
+            http_reply_error(inv->req, status, code, "%s", message);
+        } else if (inv->async && !keep_async) {
+            struct outcome o = {.kind = OUTCOME_ERROR};
+            o.error_type = strdup("Ignis.FunctionDeleted");
+            o.error_message = strdup(message);
+            record(fn->d, inv, INV_DEAD, &o, 0, 0);
+            outcome_clear(&o);
+        }
+        inv_free(inv);
+    }
+}
+
+static bool fn_drained(const struct fn *fn)
+{
+    return fn->inflight == 0 && fn->workers == NULL;
+}
+
+static void finish_removals(struct dispatch *d)
+{
+    for (struct fn *fn = d->fns, *next; fn; fn = next) {
+        next = fn->next;
+        if (!fn->removing)
+            continue;
+        for (struct worker *w = fn->workers, *wn; w; w = wn) {
+            wn = w->next;
+            if (w->inflight == 0)
+                pool_destroy(w);
+        }
+        if (!fn_drained(fn))
+            continue;
+        unlink_fn(d, fn);
+        if (fn->removed)
+            fn->removed(fn->removed_userdata);
+        fn_free(fn);
+    }
+}
+
+int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(void *userdata),
+                             void *userdata)
+{
+    struct fn *fn = dispatch_function(d, name);
+    if (!fn)
+        return -ENOENT;
+    fn->removing = true;
+    fn->removed = done;
+    fn->removed_userdata = userdata;
+    fail_queued(fn, 404, "not_found", "the function was deleted", false);
+    finish_removals(d);
+    return 0;
+}
+
+cJSON *dispatch_function_state(const struct fn *fn)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "ready", (double)fn->nready);
+    cJSON_AddNumberToObject(o, "busy", (double)fn->nbusy);
+    cJSON_AddNumberToObject(o, "spawning", (double)fn->nspawning);
+    cJSON_AddNumberToObject(o, "queue_depth", (double)fn->queued);
+    cJSON_AddNumberToObject(o, "in_flight", (double)fn->inflight);
+    cJSON_AddNumberToObject(o, "arrival_rate", fn->arrival_rate);
+    cJSON_AddNumberToObject(o, "spawn_latency_ms", (double)fn->spawn_latency_us / 1e3);
+    cJSON_AddNumberToObject(o, "invocations", (double)fn->invocations);
+    cJSON_AddNumberToObject(o, "errors", (double)fn->errors);
+    cJSON_AddNumberToObject(o, "cold_starts", (double)fn->cold_starts);
+    cJSON_AddNumberToObject(o, "timeouts", (double)fn->timeouts);
+    cJSON_AddNumberToObject(o, "throttles", (double)fn->throttles);
+    return o;
+}
+
+/* ---- HTTP ---- */
+
+static void on_client_gone(struct http_request *req, void *userdata)
+{
+    struct inv *inv = http_request_context(req);
+    if (!inv)
+        return;
+    inv->req = NULL;
+    if (inv->worker)
+        return; /* running: it completes and is recorded; only the reply has nowhere to go */
+    /* Still queued: a client that went away cancels its invocation. */
+    TAILQ_REMOVE(&inv->fn->queue, inv, link);
+    inv->fn->queued--;
+    log_debug("queued invocation cancelled by its client", "function=%s id=%s", inv->fn->name,
+              inv->id);
+    inv_free(inv);
+}
+
+struct async_accept {
+    struct dispatch *d;
+    struct inv *inv;
+    struct http_request *req; /* NULL once the client went away */
+    char fn_name[MANIFEST_NAME_MAX + 1];
+};
+
+static void on_async_client_gone(struct http_request *req, void *userdata)
+{
+    struct async_accept *a = http_request_context(req);
+    if (a)
+        a->req = NULL;
+}
+
+static void on_async_durable(struct loop *l, int result, const char *message, void *userdata)
+{
+    struct async_accept *a = userdata;
+    struct dispatch *d = a->d;
+    struct fn *fn = dispatch_function(d, a->fn_name);
+
+    if (a->req)
+        http_request_set_context(a->req, NULL, NULL);
+    if (result < 0) {
+        log_error("storing an async invocation failed", "function=%s error=\"%s\"", a->fn_name,
+                  message);
+        if (a->req)
+            http_reply_error(a->req, 503, "store_unavailable",
+                             "the invocation could not be stored: %s", message);
+        inv_free(a->inv);
+    } else {
+        if (a->req) {
+            cJSON *root = cJSON_CreateObject();
+            cJSON_AddStringToObject(root, "id", a->inv->id);
+            cJSON_AddStringToObject(root, "status", "queued");
+            http_set_header(a->req, "Ignis-Invocation-Id", a->inv->id);
+            http_reply_json(a->req, 202, root);
+        }
+        if (fn && !fn->removing && !d->stopping)
+            enqueue(fn, a->inv);
+        /* else: it stays queued in the store, and the next start runs it */
+        else
+            inv_free(a->inv);
+    }
+    free(a);
+}
+
+static void reply_existing(struct http_request *req, const char *id)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", id);
+    cJSON_AddBoolToObject(root, "duplicate", true);
+    http_set_header(req, "Ignis-Invocation-Id", id);
+    http_reply_json(req, 202, root);
+}
+
+void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
+{
+    const char *name = http_request_param(req, 0);
+    struct fn *fn = dispatch_function(d, name);
+    const char *type = http_request_header(req, "Ignis-Invocation-Type");
+    bool async = type && (streq(type, "async") || streq(type, "Event"));
+
+    if (d->stopping) {
+        http_reply_error(req, 503, "shutting_down", "ignisd is shutting down");
+        return;
+    }
+    if (!fn || fn->removing) {
+        http_reply_error(req, 404, "not_found", "no function named '%s'", name);
+        return;
+    }
+    if (type && !async && !streq(type, "sync") && !streq(type, "RequestResponse")) {
+        http_reply_error(req, 400, "bad_request",
+                         "Ignis-Invocation-Type must be sync or async, not '%s'", type);
+        return;
+    }
+    if (fn->queued >= d->opts.queue_max) {
+        fn->throttles++;
+        http_set_header(req, "Retry-After", "1");
+        http_reply_error(req, 429, "too_many_requests",
+                         "the queue of '%s' is full (%zu invocations waiting)", name, fn->queued);
+        return;
+    }
+
+    struct inv *inv = calloc(1, sizeof(*inv));
+    if (!inv) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    const char *ct = http_request_header(req, "Content-Type");
+    inv->body = malloc(len + 1);
+    inv->content_type = ct ? strdup(ct) : NULL;
+    if (!inv->body) {
+        inv_free(inv);
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    memcpy(inv->body, body, len);
+    inv->body[len] = '\0';
+    inv->body_len = len;
+    inv_id_new(inv->id);
+    inv->async = async;
+    inv->created_wall_us = (int64_t)wall_usec();
+    note_arrival(fn, now_usec());
+
+    if (!async) {
+        inv->req = req;
+        http_request_set_context(req, inv, on_client_gone);
+        enqueue(fn, inv);
+        return;
+    }
+
+    const char *key = http_request_header(req, "Idempotency-Key");
+    if (key) {
+        char existing[INV_ID_LEN + 1];
+        if (strlen(key) > 256) {
+            inv_free(inv);
+            http_reply_error(req, 400, "bad_request", "Idempotency-Key is over 256 bytes");
+            return;
+        }
+        if (inv_store_find_idempotent(d->store->db, fn->name, key,
+                                      inv->created_wall_us - d->opts.idempotency_us,
+                                      existing) == 0) {
+            inv_free(inv);
+            reply_existing(req, existing);
+            return;
+        }
+        inv->idempotency_key = strdup(key);
+    }
+    struct async_accept *a = calloc(1, sizeof(*a));
+    if (!a) {
+        inv_free(inv);
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    a->d = d;
+    a->inv = inv;
+    a->req = req;
+    snprintf(a->fn_name, sizeof(a->fn_name), "%s", fn->name);
+    struct inv_record r = {
+        .function = fn->name,
+        .version = fn->version,
+        .async = true,
+        .status = INV_QUEUED,
+        .payload = inv->body,
+        .payload_len = inv->body_len,
+        .content_type = inv->content_type,
+        .idempotency_key = inv->idempotency_key,
+        .max_retries = (int)fn->manifest->max_retries,
+        .created_us = inv->created_wall_us,
+    };
+    memcpy(r.id, inv->id, sizeof(r.id));
+    http_request_set_context(req, a, on_async_client_gone);
+    if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us,
+                         on_async_durable, a) < 0) {
+        http_request_set_context(req, NULL, NULL);
+        inv_free(inv);
+        free(a);
+        http_reply_error(req, 500, "internal", "out of memory");
+    }
+}
+
+void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d)
+{
+    const char *id = http_request_param(req, 0);
+    struct inv_record r;
+    if (!inv_id_valid(id) || inv_store_get(d->store->db, id, &r) == -ENOENT) {
+        http_reply_error(req, 404, "not_found", "no invocation with id '%s'", id);
+        return;
+    }
+    cJSON *json = inv_record_to_json(&r);
+    inv_record_clear(&r);
+    http_reply_json(req, 200, json);
+}
+
+/* ---- recovery ---- */
+
+static int recover_one(struct inv_record *r, void *userdata)
+{
+    struct dispatch *d = userdata;
+    struct fn *fn = dispatch_function(d, r->function);
+    struct inv *inv = calloc(1, sizeof(*inv));
+    if (!inv)
+        return -ENOMEM;
+    memcpy(inv->id, r->id, sizeof(inv->id));
+    inv->async = true;
+    inv->body = TAKE_PTR(r->payload);
+    inv->body_len = r->payload_len;
+    inv->content_type = TAKE_PTR(r->content_type);
+    inv->idempotency_key = TAKE_PTR(r->idempotency_key);
+    /* An attempt cut short by the daemon's own stop does not count against the function. */
+    inv->attempts = r->status == INV_RUNNING && r->attempts > 0 ? r->attempts - 1 : r->attempts;
+    inv->created_wall_us = r->created_us;
+    if (!inv->body)
+        inv->body = strdup("");
+    if (!fn) {
+        struct fn ghost = {.d = d, .version = r->version};
+        struct manifest gm = {.max_retries = (uint32_t)r->max_retries};
+        snprintf(ghost.name, sizeof(ghost.name), "%s", r->function);
+        ghost.manifest = &gm;
+        inv->fn = &ghost;
+        struct outcome o = {.kind = OUTCOME_ERROR};
+        o.error_type = strdup("Ignis.FunctionDeleted");
+        o.error_message = strdup("the function no longer exists");
+        record(d, inv, INV_DEAD, &o, 0, 0);
+        outcome_clear(&o);
+        inv_free(inv);
+        return 0;
+    }
+    enqueue(fn, inv);
+    return 1;
+}
+
+struct recover_count {
+    struct dispatch *d;
+    size_t n;
+};
+
+static int recover_counting(struct inv_record *r, void *userdata)
+{
+    struct recover_count *c = userdata;
+    int q = recover_one(r, c->d);
+    if (q > 0)
+        c->n++;
+    return q < 0 ? q : 0;
+}
+
+int dispatch_recover(struct dispatch *d, struct ig_error *err)
+{
+    struct recover_count c = {.d = d};
+    int r = inv_store_load_pending(d->store->db, recover_counting, &c);
+    if (r < 0)
+        return ig_error_set(err, -r, "recovering queued invocations: %s", strerror(-r));
+    if (c.n)
+        log_info("recovered queued invocations", "count=%zu", c.n);
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_manager *cg,
+                 const struct dispatch_options *opts, struct dispatch **ret, struct ig_error *err)
+{
+    struct dispatch *d = calloc(1, sizeof(*d));
+    if (!d)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    d->loop = l;
+    d->store = s;
+    d->journal = j;
+    d->cg = cg;
+    d->opts = *opts;
+    if (loop_add_timer(l, now_usec() + TICK_US, on_tick, d, &d->tick) < 0) {
+        free(d);
+        return ig_error_set(err, ENOMEM, "out of memory");
+    }
+    purge(d);
+    *ret = d;
+    return 0;
+}
+
+static void check_stopped(struct dispatch *d)
+{
+    if (!d->stopping || !d->stopped)
+        return;
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        if (fn->inflight > 0)
+            return;
+    if (d->grace_timer) {
+        loop_cancel_timer(d->loop, d->grace_timer);
+        d->grace_timer = NULL;
+    }
+    void (*stopped)(void *) = d->stopped;
+    d->stopped = NULL;
+    stopped(d->stopped_userdata);
+}
+
+static void on_grace_over(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct dispatch *d = userdata;
+    d->grace_timer = NULL;
+    log_warn("shutdown grace period over: killing what still runs");
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        for (struct worker *w = fn->workers, *next; w; w = next) {
+            next = w->next;
+            if (w->inflight > 0)
+                pool_kill(w, NULL);
+        }
+    check_stopped(d);
+}
+
+static void on_shutdown_tick(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct dispatch *d = userdata;
+    check_stopped(d);
+    if (d->stopped)
+        loop_add_timer(l, now_usec() + 10000, on_shutdown_tick, d, NULL);
+}
+
+void dispatch_shutdown(struct dispatch *d, void (*stopped)(void *userdata), void *userdata)
+{
+    d->stopping = true;
+    d->stopped = stopped;
+    d->stopped_userdata = userdata;
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        fail_queued(fn, 503, "shutting_down", "ignisd is shutting down", true);
+    loop_add_timer(d->loop, now_usec() + d->opts.shutdown_grace_ms * 1000, on_grace_over, d,
+                   &d->grace_timer);
+    loop_add_timer(d->loop, now_usec(), on_shutdown_tick, d, NULL);
+}
+
+void dispatch_close(struct dispatch *d)
+{
+    if (!d)
+        return;
+    d->stopping = true;
+    d->stopped = NULL;
+    if (d->tick)
+        loop_cancel_timer(d->loop, d->tick);
+    if (d->grace_timer)
+        loop_cancel_timer(d->loop, d->grace_timer);
+    d->tick = d->grace_timer = NULL;
+    for (struct fn *fn = d->fns; fn; fn = fn->next) {
+        fail_queued(fn, 503, "shutting_down", "ignisd is shutting down", true);
+        while (fn->workers)
+            pool_kill(fn->workers, NULL);
+    }
+}
+
+void dispatch_free(struct dispatch *d)
+{
+    if (!d)
+        return;
+    dispatch_close(d);
+    while (d->fns) {
+        struct fn *fn = d->fns;
+        d->fns = fn->next;
+        fn_free(fn);
+    }
+    free(d);
+}
+
+/* ---- the registry's hooks ---- */
+
+static void on_registry_updated(void *userdata, const struct registry_function *f)
+{
+    struct dispatch *d = userdata;
+    if (dispatch_function_set(d, f->name, f->version, f->manifest, f->bundle_dir) < 0)
+        log_error("cannot follow a new function version", "function=%s version=%u", f->name,
+                  f->version);
+}
+
+static void on_registry_drain(void *userdata, const struct registry_function *f,
+                              void (*done)(void *ctx), void *ctx)
+{
+    struct dispatch *d = userdata;
+    if (dispatch_function_remove(d, f->name, done, ctx) == -ENOENT)
+        done(ctx);
+}
+
+static void on_registry_describe(void *userdata, const struct registry_function *f, cJSON *live)
+{
+    struct dispatch *d = userdata;
+    struct fn *fn = dispatch_function(d, f->name);
+    if (!fn)
+        return;
+    cJSON *state = dispatch_function_state(fn);
+    cJSON *item;
+    while ((item = state->child)) {
+        cJSON_DetachItemViaPointer(state, item);
+        cJSON_DeleteItemFromObject(live, item->string);
+        cJSON_AddItemToObject(live, item->string, item);
+    }
+    cJSON_Delete(state);
+}
+
+void dispatch_attach_registry(struct dispatch *d, struct registry *r)
+{
+    const struct registry_hooks hooks = {
+        .describe = on_registry_describe,
+        .updated = on_registry_updated,
+        .drain = on_registry_drain,
+        .userdata = d,
+    };
+    registry_set_hooks(r, &hooks);
+    for (size_t i = 0; i < registry_count(r); i++)
+        on_registry_updated(d, registry_at(r, i));
+}

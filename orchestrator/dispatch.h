@@ -1,0 +1,159 @@
+/* Dispatch: per-function FIFO queues, invocations from HTTP (sync and durable async) to a ready
+ * container and back, timeouts, retries and shutdown. Everything here runs on the loop thread.
+ *
+ * Ownership: struct dispatch owns the functions' run-time state (struct fn), each fn owns its
+ * queue of invocations and its pool of workers (pool.c); an invocation belongs to its fn's
+ * queue, or to the worker running it, or to a retry timer. */
+#pragma once
+
+#include <sys/queue.h>
+
+#include "cgroup.h"
+#include "http.h"
+#include "invocation.h"
+#include "journal.h"
+#include "loop.h"
+#include "manifest.h"
+#include "protocol.h"
+#include "store.h"
+
+struct dispatch;
+struct fn;
+struct worker;
+
+enum outcome_kind {
+    OUTCOME_OK,      /* the function returned a result */
+    OUTCOME_ERROR,   /* the function reported an error (502) */
+    OUTCOME_CRASH,   /* the runtime died, or was OOM-killed (502) */
+    OUTCOME_TIMEOUT, /* timeout_ms passed: the container was killed (504) */
+    OUTCOME_INIT,    /* the runtime failed to initialise (502) */
+};
+
+struct outcome {
+    enum outcome_kind kind;
+    char *body; /* result (OK) or NULL; owned */
+    size_t body_len;
+    char *content_type;
+    char *error_type, *error_message, *trace; /* owned */
+};
+
+void outcome_clear(struct outcome *o);
+
+struct inv {
+    char id[INV_ID_LEN + 1];
+    struct fn *fn;
+    bool async;
+    struct http_request *req; /* sync: the waiting client; NULL once it went away */
+    char *body;
+    size_t body_len;
+    char *content_type;
+    char *idempotency_key;
+    int attempts;      /* attempts started, this one included */
+    int64_t created_wall_us, started_wall_us;
+    uint64_t enqueued_us, started_us; /* monotonic */
+    bool cold;
+    struct worker *worker;
+    struct loop_timer *timer; /* the running attempt's timeout, or a queued retry's backoff */
+    TAILQ_ENTRY(inv) link;    /* in fn->queue, or in the worker's running list */
+};
+
+TAILQ_HEAD(inv_list, inv);
+
+enum worker_state { WORKER_SPAWNING, WORKER_READY, WORKER_BUSY, WORKER_DRAINING };
+
+struct fn {
+    struct dispatch *d;
+    char name[MANIFEST_NAME_MAX + 1];
+    int64_t version;
+    const struct manifest *manifest; /* the registry's, re-set on every new version */
+    char *bundle_dir;
+    struct inv_list queue;
+    size_t queued, inflight;
+    size_t nspawning, nready, nbusy; /* workers by state (draining ones in none) */
+    struct worker *workers;          /* list through worker->next */
+    uint64_t last_invoke_us;         /* monotonic */
+    double arrival_rate;             /* invocations/s, smoothed */
+    uint64_t rate_window_start_us;
+    unsigned rate_window_count;
+    uint64_t spawn_latency_us; /* smoothed spawn → ready */
+    unsigned spawn_failures;   /* consecutive: spawning backs off */
+    uint64_t spawn_not_before_us;
+    bool removing;
+    void (*removed)(void *userdata);
+    void *removed_userdata;
+    struct fn *next;
+    /* counters for the API */
+    uint64_t invocations, errors, cold_starts, timeouts, throttles;
+};
+
+struct dispatch_options {
+    char state_dir[4096];
+    char images_dir[4200];
+    size_t queue_max;         /* per function; 429 past it (default 1000) */
+    int64_t retention_us;     /* how long records are kept (default 24 h) */
+    int64_t idempotency_us;   /* window for Idempotency-Key (24 h) */
+    uint64_t retry_base_ms, retry_cap_ms;
+    uint64_t shutdown_grace_ms; /* in-flight sync invocations get this long at SIGTERM */
+};
+
+struct dispatch {
+    struct loop *loop;
+    struct store *store;
+    struct journal *journal;
+    struct cg_manager *cg;
+    struct dispatch_options opts;
+    struct fn *fns;
+    bool stopping;
+    void (*stopped)(void *userdata);
+    void *stopped_userdata;
+    struct loop_timer *tick;
+    struct loop_timer *grace_timer;
+    uint64_t worker_seq;
+    size_t live_workers;
+};
+
+void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir);
+
+struct registry;
+
+int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_manager *cg,
+                 const struct dispatch_options *opts, struct dispatch **ret, struct ig_error *err);
+/* Kills every worker and fails what is queued (recording outcomes through the journal, which
+ * must still be open); after this, journal callbacks find the dispatcher closed. */
+void dispatch_close(struct dispatch *d);
+/* Frees what is left; call after the journal is freed. Accepts NULL. */
+void dispatch_free(struct dispatch *d);
+
+/* Follows the registry: every function now and every version pushed later, drains before a
+ * delete, live state in GET /v1/functions/{name}. */
+void dispatch_attach_registry(struct dispatch *d, struct registry *r);
+
+/* Registers a function or moves it to a new version. The manifest is borrowed: the registry
+ * keeps it alive until it calls this again or the removal completes. Warm workers of the old
+ * version finish what they run and are replaced. */
+int dispatch_function_set(struct dispatch *d, const char *name, int64_t version,
+                          const struct manifest *m, const char *bundle_dir);
+/* Stops accepting invocations for name, lets in-flight ones finish (queued ones fail with 404),
+ * destroys its workers, then calls done. Returns -ENOENT if unknown. */
+int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(void *userdata),
+                             void *userdata);
+struct fn *dispatch_function(struct dispatch *d, const char *name);
+/* Live state for GET /v1/functions/{name}. */
+cJSON *dispatch_function_state(const struct fn *fn);
+
+/* Re-queues the async invocations the store holds as queued or running (after a restart). */
+int dispatch_recover(struct dispatch *d, struct ig_error *err);
+
+/* Route handlers. */
+void dispatch_http_invoke(struct http_request *req, struct dispatch *d);
+void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d);
+
+/* Begins a graceful stop: queued sync invocations get 503, in-flight ones get the grace period,
+ * async ones stay in the store; then every worker is destroyed and stopped() is called. */
+void dispatch_shutdown(struct dispatch *d, void (*stopped)(void *userdata), void *userdata);
+
+/* Called by the pool. */
+void dispatch_worker_ready(struct fn *fn, struct worker *w);
+void dispatch_complete(struct inv *inv, struct outcome *o);
+void dispatch_spawn_failed(struct fn *fn, struct outcome *o);
+void dispatch_kick(struct fn *fn);

@@ -1,0 +1,430 @@
+#include "pool.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "container.h"
+#include "log.h"
+
+/* What a runtime may write to stdout/stderr per read before we look at other fds. */
+#define LOG_CHUNK 65536
+
+static void worker_set_state(struct worker *w, enum worker_state st)
+{
+    struct fn *fn = w->fn;
+    size_t *counts[] = {[WORKER_SPAWNING] = &fn->nspawning,
+                        [WORKER_READY] = &fn->nready,
+                        [WORKER_BUSY] = &fn->nbusy,
+                        [WORKER_DRAINING] = NULL};
+    if (counts[w->state])
+        (*counts[w->state])--;
+    w->state = st;
+    if (counts[st])
+        (*counts[st])++;
+}
+
+static void unwatch(struct worker *w)
+{
+    struct loop *l = w->fn->d->loop;
+    if (w->fd >= 0)
+        loop_del_io(l, w->fd);
+    if (w->out_fd >= 0)
+        loop_del_io(l, w->out_fd);
+    if (w->err_fd >= 0)
+        loop_del_io(l, w->err_fd);
+    w->fd = w->out_fd = w->err_fd = -1;
+}
+
+static void worker_free(struct worker *w)
+{
+    struct fn *fn = w->fn;
+    for (struct worker **p = &fn->workers; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    worker_set_state(w, WORKER_DRAINING);
+    unwatch(w);
+    struct ig_error err = {};
+    if (container_destroy(w->c, &err) < 0)
+        log_warn("destroying a container failed", "function=%s error=\"%s\"", fn->name,
+                 err.message);
+    proto_decoder_done(&w->dec);
+    proto_buf_done(&w->out);
+    fn->d->live_workers--;
+    free(w);
+}
+
+void pool_destroy(struct worker *w)
+{
+    worker_free(w);
+}
+
+static uint64_t oom_kills(struct worker *w)
+{
+    struct cg_stats st = {};
+    struct cg_group *g = container_cgroup(w->c);
+    return g && cg_read_stats(g, &st) == 0 ? st.oom_kills : 0;
+}
+
+static struct outcome crash_outcome(struct worker *w, const char *why)
+{
+    struct outcome o = {.kind = OUTCOME_CRASH};
+    uint64_t ooms = oom_kills(w);
+    if (ooms > w->oom_kills_at_start) {
+        o.error_type = strdup("Runtime.OutOfMemory");
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the function ran out of memory (limit %u MB)",
+                 w->fn->manifest->memory_mb);
+        o.error_message = strdup(msg);
+    } else {
+        o.error_type = strdup("Runtime.ExitError");
+        o.error_message = strdup(why);
+    }
+    return o;
+}
+
+void pool_kill(struct worker *w, struct inv *timed_out)
+{
+    struct fn *fn = w->fn;
+    struct inv_list running;
+    struct outcome crash = crash_outcome(w, "the runtime exited while running the invocation");
+
+    /* Kill first, then complete: what the invocations report must not race the container. */
+    TAILQ_INIT(&running);
+    TAILQ_CONCAT(&running, &w->running, link);
+    w->inflight = 0;
+    worker_free(w);
+    struct inv *inv;
+    while ((inv = TAILQ_FIRST(&running))) {
+        TAILQ_REMOVE(&running, inv, link);
+        struct outcome o;
+        if (inv == timed_out) {
+            o = (struct outcome){.kind = OUTCOME_TIMEOUT};
+            o.error_type = strdup("Ignis.Timeout");
+            char msg[128];
+            snprintf(msg, sizeof(msg), "the function did not finish within %u ms",
+                     fn->manifest->timeout_ms);
+            o.error_message = strdup(msg);
+        } else {
+            o = crash;
+            o.error_type = crash.error_type ? strdup(crash.error_type) : NULL;
+            o.error_message = crash.error_message ? strdup(crash.error_message) : NULL;
+        }
+        dispatch_complete(inv, &o);
+        outcome_clear(&o);
+    }
+    outcome_clear(&crash);
+    dispatch_kick(fn);
+}
+
+/* The worker's invocation with this id (runtimes answer by id: one with concurrency > 1 may
+ * answer out of order). */
+static struct inv *find_running(struct worker *w, struct proto_bytes id)
+{
+    struct inv *inv;
+    TAILQ_FOREACH(inv, &w->running, link)
+        if (proto_bytes_eq(id, inv->id))
+            return inv;
+    return NULL;
+}
+
+static void finished_one(struct worker *w, struct inv *inv, struct outcome *o)
+{
+    struct fn *fn = w->fn;
+    TAILQ_REMOVE(&w->running, inv, link);
+    w->inflight--;
+    w->served++;
+    w->idle_since_us = now_usec();
+    bool retire = !fn->manifest->reuse || w->version != fn->version || fn->removing;
+    if (retire)
+        worker_set_state(w, WORKER_DRAINING);
+    else if (w->state == WORKER_BUSY && w->inflight < fn->manifest->concurrency)
+        worker_set_state(w, WORKER_READY);
+    dispatch_complete(inv, o);
+    if (retire && w->inflight == 0)
+        worker_free(w);
+    dispatch_kick(fn);
+}
+
+static void handle_msg(struct worker *w, const struct proto_msg *m)
+{
+    struct fn *fn = w->fn;
+    switch (m->type) {
+    case PROTO_READY:
+        if (w->state != WORKER_SPAWNING)
+            break;
+        w->ready_us = w->idle_since_us = now_usec();
+        worker_set_state(w, WORKER_READY);
+        log_debug("worker ready", "function=%s worker=%llu spawn_ms=%.3f", fn->name,
+                  (unsigned long long)w->seq, (double)(w->ready_us - w->spawned_us) / 1e3);
+        dispatch_worker_ready(fn, w);
+        break;
+    case PROTO_INIT_ERROR: {
+        struct outcome o = {.kind = OUTCOME_INIT};
+        o.error_type = m->error_type.len ? proto_strdup(m->error_type)
+                                         : strdup("Runtime.InitError");
+        o.error_message = proto_strdup(m->message);
+        o.trace = m->trace.len ? proto_strdup(m->trace) : NULL;
+        log_info("runtime failed to initialise", "function=%s type=\"%s\"", fn->name,
+                 o.error_type);
+        worker_free(w);
+        dispatch_spawn_failed(fn, &o);
+        outcome_clear(&o);
+        dispatch_kick(fn);
+        break;
+    }
+    case PROTO_RESULT:
+    case PROTO_ERROR: {
+        struct inv *inv = find_running(w, m->id);
+        if (!inv) {
+            log_warn("runtime answered an invocation it does not run", "function=%s",
+                     fn->name);
+            break;
+        }
+        struct outcome o = {.kind = m->type == PROTO_RESULT ? OUTCOME_OK : OUTCOME_ERROR};
+        if (m->type == PROTO_RESULT) {
+            o.body = malloc(m->body.len + 1);
+            if (o.body) {
+                memcpy(o.body, m->body.data, m->body.len);
+                o.body[m->body.len] = '\0';
+                o.body_len = m->body.len;
+            }
+            o.content_type = m->content_type.len ? proto_strdup(m->content_type) : NULL;
+        } else {
+            o.error_type = m->error_type.len ? proto_strdup(m->error_type)
+                                             : strdup("Function.Error");
+            o.error_message = proto_strdup(m->message);
+            o.trace = m->trace.len ? proto_strdup(m->trace) : NULL;
+        }
+        finished_one(w, inv, &o);
+        outcome_clear(&o);
+        break;
+    }
+    case PROTO_EVENT:
+        /* Routing emitted events is the events issue's; until then they are logged. */
+        log_info("function emitted an event", "function=%s type=\"%.*s\"", fn->name,
+                 (int)m->event_type.len, m->event_type.data);
+        break;
+    default:
+        log_warn("unexpected frame from a runtime", "function=%s type=%s", fn->name,
+                 proto_type_name(m->type));
+    }
+}
+
+static void on_runtime_io(struct loop *l, int fd, uint32_t events, void *userdata)
+{
+    struct worker *w = userdata;
+    uint64_t seq = w->seq;
+    struct fn *fn = w->fn;
+
+    if (events & EPOLLOUT) {
+        int r = proto_buf_flush(&w->out, fd);
+        if (r == 0 && w->want_write) {
+            w->want_write = false;
+            loop_mod_io(l, fd, EPOLLIN);
+        } else if (r < 0 && r != -EAGAIN) {
+            pool_kill(w, NULL);
+            return;
+        }
+    }
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        return;
+    for (;;) {
+        ssize_t n = proto_decoder_read(&w->dec, fd);
+        if (n == -EAGAIN)
+            return;
+        if (n <= 0) {
+            if (w->state == WORKER_SPAWNING) {
+                struct outcome o = {.kind = OUTCOME_INIT};
+                struct ig_error why = {};
+                if (container_finish_spawn(w->c, &why) < 0) {
+                    o.error_type = strdup("Ignis.ContainerError");
+                    o.error_message = strdup(why.message);
+                } else {
+                    o.error_type = strdup("Runtime.ExitError");
+                    o.error_message = strdup("the runtime exited during initialisation");
+                }
+                log_info("worker died while starting", "function=%s error=\"%s\"", fn->name,
+                         o.error_message);
+                worker_free(w);
+                dispatch_spawn_failed(fn, &o);
+                outcome_clear(&o);
+                dispatch_kick(fn);
+            } else
+                pool_kill(w, NULL);
+            return;
+        }
+        struct proto_msg m;
+        int r;
+        while ((r = proto_decoder_next(&w->dec, &m)) == 1) {
+            handle_msg(w, &m);
+            /* The message may have freed the worker (init error, a fresh container's one
+             * invocation done): look it up again before touching it. */
+            bool alive = false;
+            for (struct worker *x = fn->workers; x; x = x->next)
+                if (x == w && x->seq == seq)
+                    alive = true;
+            if (!alive)
+                return;
+        }
+        if (r < 0) {
+            log_warn("runtime sent a malformed frame", "function=%s error=\"%s\"", fn->name,
+                     strerror(-r));
+            pool_kill(w, NULL);
+            return;
+        }
+    }
+}
+
+/* The runtime's stdout and stderr: drained so that it never blocks on a full pipe. Per
+ * invocation capture and the logs API belong to the operators' issue; until then the output is
+ * dropped after debug logging. */
+static void on_output(struct loop *l, int fd, uint32_t events, void *userdata)
+{
+    struct worker *w = userdata;
+    char buf[LOG_CHUNK];
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+        if (log_get_level() == LOG_LEVEL_DEBUG) {
+            size_t len = (size_t)n;
+            while (len > 0 && buf[len - 1] == '\n')
+                len--;
+            log_debug("function output", "function=%s stream=%s text=\"%.*s\"", w->fn->name,
+                      fd == w->out_fd ? "stdout" : "stderr", (int)(len > 512 ? 512 : len),
+                      buf);
+        }
+        return;
+    }
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        loop_del_io(l, fd);
+        if (fd == w->out_fd)
+            w->out_fd = -1;
+        else
+            w->err_fd = -1;
+    }
+}
+
+int pool_spawn(struct fn *fn, struct ig_error *err)
+{
+    struct dispatch *d = fn->d;
+    const struct manifest *m = fn->manifest;
+    struct worker *w = calloc(1, sizeof(*w));
+    char **env = NULL, name[96], image[4300], version[32];
+    int r;
+
+    if (!w)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    w->fn = fn;
+    w->seq = ++d->worker_seq;
+    w->version = fn->version;
+    w->fd = w->out_fd = w->err_fd = -1;
+    w->state = WORKER_DRAINING; /* counted from SPAWNING below */
+    TAILQ_INIT(&w->running);
+    proto_decoder_init(&w->dec, 0);
+
+    snprintf(version, sizeof(version), "%lld", (long long)fn->version);
+    char **user_env = calloc(m->n_env + 1, sizeof(char *));
+    for (size_t i = 0; user_env && i < m->n_env; i++)
+        if (asprintf(&user_env[i], "%s=%s", m->env[i].key, m->env[i].value) < 0)
+            user_env[i] = NULL;
+    struct proto_function_config cfg = {
+        .name = fn->name,
+        .version = version,
+        .handler = m->handler,
+        .memory_mb = m->memory_mb,
+        .timeout_ms = m->timeout_ms,
+        .user_env = user_env,
+    };
+    r = user_env ? proto_build_env(&cfg, &env, err) : ig_error_set(err, ENOMEM, "out of memory");
+    for (size_t i = 0; user_env && i < m->n_env; i++)
+        free(user_env[i]);
+    free(user_env);
+    if (r < 0) {
+        free(w);
+        return r;
+    }
+
+    snprintf(image, sizeof(image), "%s/%s", d->opts.images_dir, manifest_runtime_name(m->runtime));
+    snprintf(name, sizeof(name), "%s-%llu", fn->name, (unsigned long long)w->seq);
+    char *args[] = {PROTO_RUNTIME_ENTRYPOINT, NULL};
+    struct container_spec spec;
+    container_spec_init(&spec);
+    spec.image = image;
+    spec.bundle = fn->bundle_dir;
+    spec.args = args;
+    spec.env = env;
+    struct container_options co = {
+        .name = name,
+        .spec = &spec,
+        .limits = {.memory_bytes = (uint64_t)m->memory_mb << 20,
+                   .cpu_millis = m->cpu_millis,
+                   .pids_max = 1024},
+        .stdout_fd = -1,
+        .stderr_fd = -1,
+    };
+    w->spawned_us = now_usec();
+    /* Setup goes on in the shim while we return to the loop: the runtime's READY frame (or EOF
+     * on its socket, with the shim's reason on the sync pipe) tells how it went. */
+    r = container_spawn(d->cg, &co, &w->c, err);
+    proto_env_free(env);
+    if (r < 0) {
+        proto_decoder_done(&w->dec);
+        free(w);
+        return r;
+    }
+    w->oom_kills_at_start = oom_kills(w);
+    w->fd = container_runtime_fd(w->c);
+    w->out_fd = container_stdout_fd(w->c);
+    w->err_fd = container_stderr_fd(w->c);
+    w->next = fn->workers;
+    fn->workers = w;
+    d->live_workers++;
+    worker_set_state(w, WORKER_SPAWNING);
+    if ((r = loop_add_io(d->loop, w->fd, EPOLLIN, on_runtime_io, w)) < 0 ||
+        (w->out_fd >= 0 && (r = loop_add_io(d->loop, w->out_fd, EPOLLIN, on_output, w)) < 0) ||
+        (w->err_fd >= 0 && (r = loop_add_io(d->loop, w->err_fd, EPOLLIN, on_output, w)) < 0)) {
+        worker_free(w);
+        return ig_error_set(err, -r, "watching the container: %s", strerror(-r));
+    }
+    return 0;
+}
+
+int pool_send(struct worker *w, struct inv *inv)
+{
+    struct fn *fn = w->fn;
+    char arn[160];
+    snprintf(arn, sizeof(arn), PROTO_ARN_FMT, fn->name);
+    struct proto_msg m = {
+        .type = PROTO_INVOKE,
+        .id = proto_str(inv->id),
+        .deadline_ms = (uint64_t)inv->started_wall_us / 1000 + fn->manifest->timeout_ms,
+        .body = {inv->body, inv->body_len},
+        .nheaders = 1,
+    };
+    m.headers[0].name = proto_str(PROTO_HDR_ARN);
+    m.headers[0].value = proto_str(arn);
+    if (inv->content_type) {
+        m.headers[1].name = proto_str(PROTO_HDR_CONTENT_TYPE);
+        m.headers[1].value = proto_str(inv->content_type);
+        m.nheaders = 2;
+    }
+    inv->worker = w;
+    TAILQ_INSERT_TAIL(&w->running, inv, link);
+    w->inflight++;
+    w->used = true;
+    if (w->inflight >= fn->manifest->concurrency && w->state == WORKER_READY)
+        worker_set_state(w, WORKER_BUSY);
+    int r = proto_encode(&m, &w->out);
+    if (r < 0)
+        return r;
+    r = proto_buf_flush(&w->out, w->fd);
+    if (r == -EAGAIN && !w->want_write) {
+        w->want_write = true;
+        return loop_mod_io(fn->d->loop, w->fd, EPOLLIN | EPOLLOUT);
+    }
+    return r == -EAGAIN ? 0 : r;
+}

@@ -1,0 +1,39 @@
+/* The pool: a function's workers (a container running its runtime), their runtime-protocol I/O
+ * on the loop, their output, and their teardown. Policy (how many, when) is dispatch's and the
+ * scaler's; the pool only does what it is told and reports what happened. */
+#pragma once
+
+#include "dispatch.h"
+
+struct container;
+
+struct worker {
+    struct fn *fn;
+    uint64_t seq;
+    int64_t version; /* the function version it was made for */
+    enum worker_state state;
+    struct container *c;
+    int fd; /* runtime-protocol socket, non-blocking */
+    int out_fd, err_fd; /* the runtime's stdout and stderr */
+    struct proto_decoder dec;
+    struct proto_buf out;
+    bool want_write;
+    struct inv_list running;
+    size_t inflight;
+    unsigned served;
+    uint64_t spawned_us, ready_us, idle_since_us; /* monotonic */
+    uint64_t oom_kills_at_start;
+    bool used; /* has been handed at least one invocation */
+    struct worker *next;
+};
+
+/* Starts a container for fn; it becomes ready (dispatch_worker_ready) once its runtime says so.
+ * Returns 0, or -errno with err set (nothing is left behind). */
+int pool_spawn(struct fn *fn, struct ig_error *err);
+/* Sends one invocation to a ready worker. */
+int pool_send(struct worker *w, struct inv *inv);
+/* Kills the worker's container at once. Invocations it was running complete as crashed, except
+ * `timed_out`, which completes as a timeout. */
+void pool_kill(struct worker *w, struct inv *timed_out);
+/* Destroys an idle worker (nothing running). */
+void pool_destroy(struct worker *w);
