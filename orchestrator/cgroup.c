@@ -92,8 +92,10 @@ void cg_features_degraded(const struct cg_features *f, char *buf, size_t len)
         if (all[i].on)
             continue;
         int n = snprintf(buf + used, len - used, "%s%s", used ? "," : "", all[i].name);
-        if (n < 0 || (size_t)n >= len - used)
+        if (n < 0 || (size_t)n >= len - used) {
+            buf[used] = '\0'; /* whole names only */
             break;
+        }
         used += (size_t)n;
     }
     if (used == 0)
@@ -492,12 +494,14 @@ static size_t manager_dirs(const struct cg_manager *m, const char **bases, const
     return n;
 }
 
-/* Whether a space- or newline-separated list (cgroup.controllers) holds word. */
+/* Whether a space- or newline-separated list (cgroup.controllers, cgroup.subtree_control)
+ * holds word. The kernel shows subtree_control without the '+' that was written; a fake tree
+ * shows it as written, hence the '+'. */
 static bool has_word(const char *text, const char *word)
 {
     size_t len = strlen(word);
     for (const char *p = text; (p = strstr(p, word)); p += len) {
-        bool start = p == text || p[-1] == ' ' || p[-1] == '\n';
+        bool start = p == text || p[-1] == ' ' || p[-1] == '\n' || p[-1] == '+';
         bool end = p[len] == '\0' || p[len] == ' ' || p[len] == '\n';
         if (start && end)
             return true;
