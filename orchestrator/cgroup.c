@@ -9,8 +9,9 @@
  *   between hierarchies (on this host memory:/process_api/<hash>, the others /), so every
  *   hierarchy would need its own struct anyway;
  * - on the cgroup2 mount it cannot handle cgroups without controllers (libcgroup #89, #125,
- *   #129), which is all the hybrid host's cgroup2 mount has, nor read the current cgroup
- *   (cgroup_get_current_controller_path, #335);
+ *   #129), which is all the hybrid host's cgroup2 mount has: there cgroup_create_cgroup of a
+ *   cgroup without controllers returned 0 and created nothing (tried on this host, 2.0.2-2);
+ *   nor can it read the current cgroup on v2 (cgroup_get_current_controller_path, #335);
  * - cgroup_init() reads /proc/mounts, so its create/attach could never run against the fake
  *   trees the unit tests build: the tested code would not be the code that runs;
  * - cgroup_attach_task_pid writes `tasks` (one thread) where `cgroup.procs` moves the process.
