@@ -204,8 +204,9 @@ int cg_kill_procs(const char *dir)
         long pid = strtol(s, &end, 10);
         if (end == s)
             break;
-        /* Never 0 or negative: kill(0) and kill(-n) signal process groups. */
-        if (pid > 0 && kill((pid_t)pid, SIGKILL) == 0)
+        /* Never 0 or negative: kill(0) and kill(-n) signal process groups. Never the caller
+         * either: it may have just left the cgroup (and a fake tree still lists it). */
+        if (pid > 0 && pid != getpid() && kill((pid_t)pid, SIGKILL) == 0)
             n++;
     }
     return n;
@@ -606,6 +607,7 @@ int cg_manager_new_mode(enum cg_mode mode, bool fake_fs, const char *fs_root,
             m->v2_start = join_cgroup(mount ? mount : fs_root, l->path);
             if (!m->v2_start)
                 goto oom;
+            m->v2_start_is_root = streq(l->path, "/");
             continue;
         }
         if (mode == CG_MODE_V2)
@@ -616,6 +618,15 @@ int cg_manager_new_mode(enum cg_mode mode, bool fake_fs, const char *fs_root,
             _cleanup_free_ char *mount = v1_mount(m, fs_root, l->controllers, v1_names[c]);
             if (!mount || !(m->v1_start[c] = join_cgroup(mount, l->path)))
                 goto oom;
+            /* Listed but not reachable here (not mounted where expected, or a cgroup
+             * namespace hides it): do without it, as a degraded feature. */
+            struct stat st;
+            if (stat(m->v1_start[c], &st) < 0 || !S_ISDIR(st.st_mode)) {
+                log_debug("v1 controller not usable", "controller=%s dir=%s", v1_names[c],
+                          m->v1_start[c]);
+                free(m->v1_start[c]);
+                m->v1_start[c] = NULL;
+            }
         }
     }
     if (mode == CG_MODE_V2 || mode == CG_MODE_HYBRID) {
@@ -894,6 +905,14 @@ int cg_create(struct cg_manager *m, const char *name, const struct cg_limits *li
                             name ? name : "(null)");
     if ((r = group_new(m, name, &g)) < 0)
         return ig_error_set(err, -r, "out of memory");
+    /* Never adopt an existing directory: it could hold another container's processes, and
+     * the cleanup below would remove it. */
+    for (const char *const *p = g->paths; *p; p++)
+        if (access(*p, F_OK) == 0) {
+            r = ig_error_set(err, EEXIST, "container cgroup %s already exists", *p);
+            group_free(g);
+            return r;
+        }
     r = m->ops->create(g, limits ? limits : &none, err);
     if (r == 0 && g->v2_dir) {
         g->v2_fd = open(g->v2_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -1030,8 +1049,10 @@ void cg_manager_free(struct cg_manager *m)
 
         (void)cg_manager_cleanup_stale(m, NULL);
         if (m->mode == CG_MODE_V2 && m->v2_base) {
+            /* At the hierarchy's root others may rely on what was enabled meanwhile, and
+             * processes may live there regardless: leave it. */
             if ((r = v2_disable(m->v2_base, m->v2_enabled_base)) < 0 ||
-                (r = v2_disable(m->v2_start, m->v2_enabled_start)) < 0)
+                (!m->v2_start_is_root && (r = v2_disable(m->v2_start, m->v2_enabled_start)) < 0))
                 log_warn("cannot disable cgroup controllers", "dir=%s error=\"%s\"", m->v2_start,
                          strerror(-r));
         }
@@ -1039,6 +1060,10 @@ void cg_manager_free(struct cg_manager *m)
             _cleanup_free_ char *leaf = cg_path(bases[i], "daemon");
             if (m->in_leaf && (r = move_self(starts[i])) < 0)
                 log_warn("cannot move ignisd back", "dir=%s error=\"%s\"", starts[i], strerror(-r));
+            /* What is left in the leaf once the daemon is out was started by it and never
+             * made it into a container (a shim mid-setup): it goes with the daemon. */
+            if (m->in_leaf && leaf)
+                (void)cg_kill_procs(leaf);
             if (leaf &&
                 ((r = rmdir_retry(m, leaf, NULL)) < 0 || (r = rmdir_retry(m, bases[i], NULL)) < 0))
                 log_warn("cgroup subtree left behind", "dir=%s error=\"%s\"", bases[i],

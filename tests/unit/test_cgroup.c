@@ -399,14 +399,24 @@ static void test_hybrid_stale_cleanup(void **state)
 
     assert_int_equal(cg_create(m1, "a", NULL, &a, &err), 0);
     assert_int_equal(cg_create(m1, "b", NULL, &b, &err), 0);
-    /* A half-made group from a crash: only in one hierarchy. */
-    put("pids/ignis-h4/c-half/cgroup.procs", "");
+    /* A name in use is refused, and the group that has it is left alone. */
+    struct cg_group *again = NULL;
+    assert_int_equal(cg_create(m1, "a", NULL, &again, &err), -EEXIST);
+    assert_null(again);
+    assert_true(exists("unified/ignis-h4/c-a"));
+    /* A half-made group from a crash: only in the memory hierarchy (no cgroup.kill, no
+     * freezer), with a live process that must still be killed. */
+    pid_t pid = sleeper();
+    char pidtext[32];
+    snprintf(pidtext, sizeof(pidtext), "%d\n", (int)pid);
+    put("memory/process_api/abc/ignis-h4/c-half/cgroup.procs", pidtext);
 
     struct cg_manager *m2 = fake_manager(CG_MODE_HYBRID, ".", hybrid_proc, "h4");
     assert_int_equal(cg_manager_cleanup_stale(m2, &err), 3);
+    assert_killed(pid);
     assert_false(exists("memory/process_api/abc/ignis-h4/c-a"));
     assert_false(exists("unified/ignis-h4/c-b"));
-    assert_false(exists("pids/ignis-h4/c-half"));
+    assert_false(exists("memory/process_api/abc/ignis-h4/c-half"));
     assert_true(exists("unified/ignis-h4/daemon"));
     assert_int_equal(cg_manager_cleanup_stale(m2, &err), 0);
 
@@ -498,7 +508,9 @@ static void test_v1_group(void **state)
 static void test_v1_without_freezer(void **state)
 {
     build_v1_tree("cpu", "cpuacct", true);
-    const char proc[] = "4:memory:/process_api/abc\n2:cpuacct:/\n1:cpu:/\n";
+    /* The freezer is listed, but not where it is mounted here (as in a cgroup namespace):
+     * done without, not a failure. */
+    const char proc[] = "6:freezer:/elsewhere\n4:memory:/process_api/abc\n2:cpuacct:/\n1:cpu:/\n";
     struct cg_manager *m = fake_manager(CG_MODE_V1, ".", proc, "nf");
     struct cg_group *g = NULL;
     struct ig_error err = {};
@@ -663,6 +675,26 @@ static void test_v2_nothing_delegated(void **state)
     assert_false(exists("v2/system.slice/ignis.service/ignis-nd"));
 }
 
+/* Started at the cgroup2 root: what was enabled there is left enabled at shutdown, since
+ * others may rely on it by then. */
+static void test_v2_at_root(void **state)
+{
+    put("v2root/cgroup.procs", "");
+    put("v2root/cgroup.controllers", "memory\n");
+    put("v2root/cgroup.subtree_control", "");
+    put("v2root/cgroup.kill", "");
+    put("v2root/cpu.stat", "usage_usec 0\n");
+    struct cg_manager *m = fake_manager(CG_MODE_V2, "v2root", "0::/\n", "rt");
+    struct ig_error err = {};
+    put("v2root/ignis-rt/cgroup.controllers", "memory\n");
+    assert_int_equal(cg_manager_enter_leaf(m, &err), 0);
+    assert_string_equal(get("v2root/cgroup.subtree_control"), "+memory");
+    assert_string_equal(get("v2root/ignis-rt/cgroup.subtree_control"), "+memory");
+    cg_manager_free(m);
+    assert_string_equal(get("v2root/cgroup.subtree_control"), "+memory");
+    assert_false(exists("v2root/ignis-rt"));
+}
+
 static void test_null_backend(void **state)
 {
     struct cg_manager *m;
@@ -721,6 +753,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_v1_without_freezer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v2_delegation_and_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v2_nothing_delegated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v2_at_root, setup, teardown),
         cmocka_unit_test(test_null_backend),
         cmocka_unit_test_setup_teardown(test_detect_on_plain_dir, setup, teardown),
     };
