@@ -6,6 +6,7 @@
 #include "harness.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <string.h>
@@ -518,6 +519,50 @@ static void test_daemon_restart_removes_stale(void **state)
     assert_int_equal(harness_cleanup(&p), 0);
 }
 
+/* An unprivileged ignisd where the cgroups are root's: it starts with the null backend and says
+ * so, instead of failing (what lets development and the unit tier run without root). */
+static void test_daemon_unprivileged_falls_back(void **state)
+{
+    char dir[] = "/tmp/ignis-test-nobody.XXXXXX", log[300], listen[64];
+    char *text = NULL;
+    int status;
+
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chown(dir, 65534, 65534), 0);
+    snprintf(log, sizeof(log), "%s/ignisd.log", dir);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", harness_free_port());
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || fchown(fd, 65534, 65534) < 0 || dup2(fd, STDERR_FILENO) < 0)
+            _exit(126);
+        if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(126);
+        char state_dir[300];
+        snprintf(state_dir, sizeof(state_dir), "%s/state", dir);
+        execl(harness_ignisd(), "ignisd", "--listen", listen, "--state-dir", state_dir, NULL);
+        _exit(127);
+    }
+    /* Up within 10 s on a loaded machine; then stopped with SIGTERM. */
+    bool started = false;
+    for (int i = 0; i < 1000 && !started; i++) {
+        free(text);
+        text = NULL;
+        started = read_file(log, 1 << 20, &text, NULL) == 0 && strstr(text, "ignisd started");
+        if (!started)
+            usleep(10000);
+    }
+    kill(pid, SIGTERM);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!started || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("unprivileged ignisd: status %d, log:\n%s", status, text ? text : "");
+    assert_non_null(strstr(text, "no usable cgroups"));
+    assert_non_null(strstr(text, "msg=\"cgroups ready\" mode=none"));
+    free(text);
+    rm_rf(dir);
+}
+
 static int subtree_gone(void **state)
 {
     /* Whatever a test did, its subtree must be gone from every hierarchy. */
@@ -558,6 +603,7 @@ int main(void)
         cmocka_unit_test_teardown(test_stale_cleanup, subtree_gone),
         cmocka_unit_test(test_daemon_leaf_and_subtree),
         cmocka_unit_test(test_daemon_restart_removes_stale),
+        cmocka_unit_test(test_daemon_unprivileged_falls_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
