@@ -1,5 +1,5 @@
 /* CloudEvents parsing in the three HTTP content modes, validation, rendering and round trips,
- * and subscription matching. The examples are the spec's own where it
+ * subscription matching and the de-duplication window. The examples are the spec's own where it
  * has them (http-protocol-binding.md 3.1.3.2, json-format.md 3.2 and 4.3). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cloudevents.h"
+#include "dedupe.h"
 
 #define SPEC_HEADERS                                                                               \
     "ce-specversion", "1.0", "ce-type", "com.example.someevent", "ce-time",                        \
@@ -871,6 +872,92 @@ static void test_matching(void **state)
     assert_false(ce_type_pattern_valid("a\nb"));
 }
 
+/* ---- De-duplication ---- */
+
+static const uint8_t key[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+static void test_dedupe_window(void **state)
+{
+    struct ce_dedupe *d;
+
+    assert_int_equal(ce_dedupe_new(0, 1, key, &d), -EINVAL);
+    assert_int_equal(ce_dedupe_new(10, 0, key, &d), -EINVAL);
+    assert_int_equal(ce_dedupe_new(10, 1000, key, &d), 0);
+
+    assert_false(ce_dedupe_contains(d, "/s", "1", 0));
+    assert_int_equal(ce_dedupe_insert(d, "/s", "1", 0), 0);
+    assert_true(ce_dedupe_contains(d, "/s", "1", 1));
+    assert_int_equal(ce_dedupe_insert(d, "/s", "1", 500), 1);
+    /* The pair is the key: same id from another source, or the other way round, is new. */
+    assert_false(ce_dedupe_contains(d, "/t", "1", 2));
+    assert_false(ce_dedupe_contains(d, "/s", "2", 2));
+    assert_int_equal(ce_dedupe_insert(d, "/s1", "", 2), 0);
+    assert_false(ce_dedupe_contains(d, "/s", "1/", 2));
+    assert_false(ce_dedupe_contains(d, "/s", "11", 2));
+    /* A retry does not extend the window: the entry expires window_us after its first time. */
+    assert_true(ce_dedupe_contains(d, "/s", "1", 999));
+    assert_false(ce_dedupe_contains(d, "/s", "1", 1000));
+    assert_int_equal(ce_dedupe_size(d), 1);
+    assert_int_equal(ce_dedupe_insert(d, "/s", "1", 1000), 0);
+    assert_false(ce_dedupe_contains(d, "/s1", "", 1002));
+    assert_true(ce_dedupe_contains(d, "/s", "1", 1002));
+    /* A clock stepping back neither expires nor breaks the order. */
+    assert_int_equal(ce_dedupe_insert(d, "/s", "2", 10), 0);
+    assert_true(ce_dedupe_contains(d, "/s", "2", 5));
+    assert_true(ce_dedupe_contains(d, "/s", "2", 1999));
+    assert_false(ce_dedupe_contains(d, "/s", "2", 2000));
+    assert_int_equal(ce_dedupe_size(d), 0);
+    ce_dedupe_free(d);
+    ce_dedupe_free(NULL);
+}
+
+static void test_dedupe_eviction(void **state)
+{
+    struct ce_dedupe *d;
+    char id[32];
+
+    assert_int_equal(ce_dedupe_new(3, 1000000, key, &d), 0);
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof(id), "%d", i);
+        assert_int_equal(ce_dedupe_insert(d, "/s", id, (uint64_t)i), 0);
+    }
+    /* Full: the oldest ("0") goes first. */
+    assert_int_equal(ce_dedupe_insert(d, "/s", "3", 3), 0);
+    assert_int_equal(ce_dedupe_size(d), 3);
+    assert_false(ce_dedupe_contains(d, "/s", "0", 4));
+    assert_true(ce_dedupe_contains(d, "/s", "1", 4));
+    assert_true(ce_dedupe_contains(d, "/s", "2", 4));
+    assert_true(ce_dedupe_contains(d, "/s", "3", 4));
+    assert_int_equal(ce_dedupe_insert(d, "/s", "4", 5), 0);
+    assert_false(ce_dedupe_contains(d, "/s", "1", 6));
+    ce_dedupe_free(d);
+
+    /* Many keys through a small table, against a plain list of what should be there: exercises
+     * probe runs and backward-shift deletion across the table's wrap-around. */
+    enum { CAP = 97, N = 20000, WINDOW = 500 };
+    static uint64_t inserted_at[N];
+    assert_int_equal(ce_dedupe_new(CAP, WINDOW, key, &d), 0);
+    uint64_t now = 0;
+    int first_live = 0; /* ids below this have been evicted or expired */
+    for (int i = 0; i < N; i++) {
+        now += (uint64_t)(i % 7);
+        snprintf(id, sizeof(id), "id-%d", i);
+        assert_int_equal(ce_dedupe_insert(d, "/src", id, now), 0);
+        inserted_at[i] = now;
+        while (first_live < i - CAP + 1 || now - inserted_at[first_live] >= WINDOW)
+            first_live++;
+        if (i % 13 == 0) {
+            for (int j = i > 300 ? i - 300 : 0; j <= i; j++) {
+                snprintf(id, sizeof(id), "id-%d", j);
+                if (ce_dedupe_contains(d, "/src", id, now) != (j >= first_live))
+                    fail_msg("id %d at step %d: expected %s", j, i,
+                             j >= first_live ? "present" : "absent");
+            }
+        }
+    }
+    ce_dedupe_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -891,6 +978,8 @@ int main(void)
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_content_types),
         cmocka_unit_test(test_matching),
+        cmocka_unit_test(test_dedupe_window),
+        cmocka_unit_test(test_dedupe_eviction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
