@@ -267,8 +267,10 @@ static bool day_matches(const struct cron_schedule *s, unsigned d, int64_t days)
     return dom || dow;
 }
 
-/* Search limits: a minute-by-minute walk is never needed past these many steps, since every step
- * but the minute one jumps by an hour or more; ten years of Feb 29ths stay within it. */
+/* The search bound. Each step but the minute one jumps to the next hour, day or month, so a year
+ * costs at most about 12 + 366 + 24 + 60 steps and this covers centuries; the rarest schedule
+ * cron_parse accepts (a weekday on the 1st of one month, both day fields needing to match)
+ * recurs within a few decades. */
 #define STEPS_MAX 200000
 
 /* Instants past this many seconds from the epoch (about 300,000 years) are refused before any

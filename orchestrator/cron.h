@@ -41,8 +41,10 @@ int cron_parse(const char *text, struct cron_schedule *ret, struct ig_error *err
 /* The first fire time strictly after `after`, with the schedule read in the zone tz_offset_s
  * seconds east of UTC (0 for UTC). Cron fields fire at second 0 of a matching minute; @every D
  * fires at the instants that are whole multiples of D since 1970-01-01T00:00 in that zone, so a
- * restart does not shift its phase and "@every 1h" fires on the hour. Returns 0, or -ERANGE if
- * the answer is not within about ten years (which cron_parse's checks make unreachable). */
+ * restart does not shift its phase and "@every 1h" fires on the hour. Returns 0, or -ERANGE for
+ * an instant beyond about 300,000 years or no answer within thousands of years (which the
+ * schedules cron_parse accepts never reach: the rarest, a weekday that must fall on the 1st of
+ * February, recurs within a few decades). */
 int cron_next(const struct cron_schedule *s, int64_t after, int32_t tz_offset_s, int64_t *ret);
 
 /* The last fire time at or before `at`. Returns 0 or -ERANGE. */

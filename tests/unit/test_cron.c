@@ -102,6 +102,8 @@ static void test_next_fields(void **state)
     /* A field beginning with '*' is unrestricted, so both must match: odd days that are
      * Mondays (2026-11-30 is even), and odd days in a plain "*" weekday field. */
     check_next("0 0 */2 * 1", "2026-11-28 00:00", "2026-12-07 00:00");
+    check_next("0 0 */30 2 MON", "2026-11-28 00:00", "2027-02-01 00:00");
+    check_next("0 0 */30 2 MON", "2027-02-01 00:00", "2038-02-01 00:00");
     check_next("0 0 */10 * *", "2026-01-21 00:00", "2026-01-31 00:00");
     check_next("0 0 */10 * *", "2026-01-31 00:00", "2026-02-01 00:00");
     check_next("0 0 1 * *", "1969-12-15 00:00", "1970-01-01 00:00");
