@@ -442,8 +442,16 @@ static int validate(const struct ce_event *e, bool binary, struct ig_error *err)
     char what[192];
     int r;
 
-    /* specversion first: an event of another version fails for that reason, not for a
-     * different attribute set. */
+    /* specversion first: an event of another version fails for that reason, not for an
+     * attribute its version names differently. */
+    label(what, "specversion", binary);
+    if (e->specversion && e->specversion[0] && !streq(e->specversion, "1.0")) {
+        if (strlen(e->specversion) > 16 || string_problem(e->specversion))
+            return ig_error_set(err, EINVAL, "%s is not '1.0': only CloudEvents 1.0 is accepted",
+                                what);
+        return ig_error_set(err, EINVAL, "%s is '%s': only CloudEvents 1.0 is accepted", what,
+                            e->specversion);
+    }
     for (size_t i = 0; i < 4; i++) {
         const char *v = *core_slot_const(e, core_names[i]);
         label(what, core_names[i], binary);
@@ -461,11 +469,6 @@ static int validate(const struct ce_event *e, bool binary, struct ig_error *err)
             return r;
         if (i >= 4 && !v[0])
             return ig_error_set(err, EINVAL, "%s is empty (omit it instead)", what);
-    }
-    if (!streq(e->specversion, "1.0")) {
-        label(what, "specversion", binary);
-        return ig_error_set(err, EINVAL, "%s is '%.32s': only CloudEvents 1.0 is accepted", what,
-                            e->specversion);
     }
     label(what, "source", binary);
     if (!uri_chars_valid(e->source))
@@ -690,6 +693,103 @@ static int member_span(const char *p, const char *end, const char *key, const ch
     }
 }
 
+static const char *bad(const char **fail, const char *at)
+{
+    *fail = at;
+    return NULL;
+}
+
+/* Strict RFC 8259 syntax. cJSON also takes "01", "+1", "1." and raw control characters, and the
+ * JSON data is passed on verbatim, so it must be JSON that strict parsers downstream accept.
+ * Returns the end of the value at p, or NULL with *fail at the offending byte. */
+static const char *json_strict(const char *p, const char *end, int depth, const char **fail)
+{
+    p = skip_ws(p, end);
+    *fail = p;
+    if (p >= end || depth > 1000)
+        return bad(fail, p);
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == close)
+            return p + 1;
+        for (;;) {
+            if (close == '}') {
+                p = skip_ws(p, end);
+                if (p >= end || *p != '"')
+                    return bad(fail, p);
+                if (!(p = json_strict(p, end, depth + 1, fail)))
+                    return NULL;
+                p = skip_ws(p, end);
+                if (p >= end || *p != ':')
+                    return bad(fail, p);
+                p++;
+            }
+            if (!(p = json_strict(p, end, depth + 1, fail)))
+                return NULL;
+            p = skip_ws(p, end);
+            if (p < end && *p == close)
+                return p + 1;
+            if (p >= end || *p != ',')
+                return bad(fail, p);
+            p++;
+        }
+    }
+    if (*p == '"') {
+        for (p++; p < end; p++) {
+            if ((unsigned char)*p < 0x20)
+                return bad(fail, p);
+            if (*p == '"')
+                return p + 1;
+            if (*p != '\\')
+                continue;
+            if (++p >= end || !strchr("\"\\/bfnrtu", *p))
+                return bad(fail, p);
+            if (*p == 'u') {
+                for (int i = 1; i <= 4; i++)
+                    if (p + i >= end || !is_hex(p[i]))
+                        return bad(fail, p);
+                p += 4;
+            }
+        }
+        return bad(fail, p);
+    }
+    static const char *const literals[] = {"true", "false", "null"};
+    for (size_t i = 0; i < ARRAY_SIZE(literals); i++) {
+        size_t n = strlen(literals[i]);
+        if ((size_t)(end - p) >= n && memcmp(p, literals[i], n) == 0)
+            return p + n;
+    }
+    /* number = [ "-" ] ( "0" / 1-9 *DIGIT ) [ "." 1*DIGIT ] [ ("e" / "E") [ "+" / "-" ] 1*DIGIT ]
+     */
+    const char *q = p;
+    if (q < end && *q == '-')
+        q++;
+    if (q < end && *q == '0')
+        q++;
+    else if (q < end && *q >= '1' && *q <= '9')
+        while (q < end && *q >= '0' && *q <= '9')
+            q++;
+    else
+        return bad(fail, q);
+    if (q < end && *q == '.') {
+        if (++q >= end || *q < '0' || *q > '9')
+            return bad(fail, q);
+        while (q < end && *q >= '0' && *q <= '9')
+            q++;
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        q++;
+        if (q < end && (*q == '+' || *q == '-'))
+            q++;
+        if (q >= end || *q < '0' || *q > '9')
+            return bad(fail, q);
+        while (q < end && *q >= '0' && *q <= '9')
+            q++;
+    }
+    return q;
+}
+
 /* ---- The JSON event format ---- */
 
 static int json_parse_text(const char *text, size_t len, cJSON **ret, char **ret_copy,
@@ -698,6 +798,14 @@ static int json_parse_text(const char *text, size_t len, cJSON **ret, char **ret
     /* cJSON wants a NUL-terminated string; a NUL inside would end the document early. */
     if (memchr(text, '\0', len))
         return ig_error_set(err, EINVAL, "the body holds a NUL byte, so it is not JSON text");
+    const char *fail = text, *last = json_strict(text, text + len, 0, &fail);
+    if (last && skip_ws(last, text + len) != text + len) {
+        fail = skip_ws(last, text + len);
+        last = NULL;
+    }
+    if (!last)
+        return ig_error_set(err, EINVAL, "the body is not valid JSON (RFC 8259; at byte %zu)",
+                            (size_t)(fail - text));
     _cleanup_free_ char *copy = malloc(len + 1);
     if (!copy)
         return ig_error_set(err, ENOMEM, "out of memory");

@@ -147,6 +147,11 @@ static void test_binary_malformed(void **state)
     r = parse(&ev, &err, NULL, "ce-specversion", "0.3", "ce-id", "1", "ce-source", "/s", "ce-type",
               "t", NULL);
     expect_error(r, EINVAL, &err, "'specversion' (header ce-specversion)", "1.0");
+    /* An event of another version is refused for its version, whatever else it lacks. */
+    r = parse(&ev, &err, NULL, "ce-specversion", "0.3", NULL);
+    expect_error(r, EINVAL, &err, "'specversion' (header ce-specversion) is '0.3'", NULL);
+    r = parse(&ev, &err, NULL, "ce-specversion", "%0A", NULL);
+    expect_error(r, EINVAL, &err, "'specversion' (header ce-specversion) is not '1.0'", NULL);
     r = parse(&ev, &err, NULL, SPEC_HEADERS, "ce-time", "2018-04-05", NULL);
     expect_error(r, EINVAL, &err, "ce-time", "more than once");
     r = parse(&ev, &err, NULL, "ce-specversion", "1.0", "ce-id", "1", "ce-source", "/s", "ce-type",
@@ -197,6 +202,34 @@ static void test_binary_malformed(void **state)
     expect_error(r, EINVAL, &err, "not valid JSON", NULL);
     r = parse(&ev, &err, "{} {}", SPEC_HEADERS, "Content-Type", "application/json", NULL);
     expect_error(r, EINVAL, &err, "not valid JSON", NULL);
+    /* JSON data is passed on verbatim, so it must be strict JSON, not what cJSON tolerates. */
+    const char *lenient[] = {
+        "01",      "+1",        "1.",  ".5",    "[1,]",      "{\"a\":1,}", "\"tab\there\"",
+        "\"\\x\"", "\"\\u12\"", "tru", "[1 2]", "{\"a\" 1}", "{1:2}",      "\f1",
+        "1e",      "-",         "[",   "\"open"};
+    for (size_t i = 0; i < ARRAY_SIZE(lenient); i++) {
+        r = parse(&ev, &err, lenient[i], SPEC_HEADERS, "Content-Type", "application/json", NULL);
+        if (r != -EINVAL || !strstr(err.message, "not valid JSON"))
+            fail_msg("accepted '%s' as JSON: %d %s", lenient[i], r, err.message);
+    }
+    char deep[3000];
+    memset(deep, '[', sizeof(deep) - 1);
+    deep[sizeof(deep) - 1] = '\0';
+    r = parse(&ev, &err, deep, SPEC_HEADERS, "Content-Type", "application/json", NULL);
+    expect_error(r, EINVAL, &err, "not valid JSON", NULL);
+    const char *strict[] = {"-0.5e+10",
+                            "0",
+                            "1E3",
+                            "\"\\u00e9\\n\\/\"",
+                            " [ {} , [ ] , null ] ",
+                            "{\"a\":{\"b\":[true,false]}}",
+                            "\"caf\xc3\xa9\""};
+    for (size_t i = 0; i < ARRAY_SIZE(strict); i++) {
+        r = parse(&ev, &err, strict[i], SPEC_HEADERS, "Content-Type", "application/json", NULL);
+        if (r != 0)
+            fail_msg("refused '%s': %s", strict[i], err.message);
+        ce_events_free(TAKE_PTR(ev));
+    }
     assert_null(ev);
 }
 
@@ -449,6 +482,8 @@ static void test_structured_malformed(void **state)
     r = parse_structured(&ev, &err, "");
     expect_error(r, EINVAL, &err, "not valid JSON", NULL);
     r = parse_structured(&ev, &err, "{" BASE "} trailing");
+    expect_error(r, EINVAL, &err, "not valid JSON", NULL);
+    r = parse_structured(&ev, &err, "{" BASE ",\"data\":{\"n\":01}}");
     expect_error(r, EINVAL, &err, "not valid JSON", NULL);
     struct ce_header h = {"Content-Type", "application/cloudevents+json"};
     ig_error_clear(&err);
