@@ -1036,20 +1036,21 @@ static int header_decode(const char *header, const char *value, char **ret, stru
     _cleanup_free_ char *unq = malloc((size_t)(end - p) + 1);
     if (!unq)
         return ig_error_set(err, ENOMEM, "out of memory");
+    /* Only a value that is one whole quoted-string is unquoted. Clients that send values raw
+     * (the JavaScript SDK sends `order "42"` as it is) also send ones that merely begin with a
+     * quote, and those are taken as they stand rather than refused. */
     size_t n = 0;
+    bool quoted = false;
     if (*p == '"') {
-        for (p++;; p++) {
-            if (p >= end)
-                return ig_error_set(err, EINVAL, "header %s: unterminated quoted string", header);
-            if (*p == '"')
-                break;
-            if (*p == '\\' && p + 1 < end)
-                p++;
-            unq[n++] = *p;
+        const char *q = p + 1;
+        for (; q < end && *q != '"'; q++) {
+            if (*q == '\\' && q + 1 < end)
+                q++;
+            unq[n++] = *q;
         }
-        if (p + 1 != end)
-            return ig_error_set(err, EINVAL, "header %s: text after the quoted string", header);
-    } else {
+        quoted = q + 1 == end;
+    }
+    if (!quoted) {
         memcpy(unq, p, (size_t)(end - p));
         n = (size_t)(end - p);
     }
