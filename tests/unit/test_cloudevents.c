@@ -685,6 +685,102 @@ static void test_batch(void **state)
     free(big);
 }
 
+static void test_batch_required(void **state)
+{
+    static const char *names[] = {"specversion", "id", "source", "type"};
+    static const char *values[] = {"\"1.0\"", "\"x\"", "\"/s\"", "\"t\""};
+    struct ig_error err = {};
+    struct ce_events *ev = NULL;
+    char json[512], want[64];
+
+    /* Each required attribute missing, null, empty or not a string, in the second event. */
+    for (size_t skip = 0; skip < 4; skip++)
+        for (int variant = 0; variant < 4; variant++) {
+            static const char *bad[] = {NULL, "null", "\"\"", "[]"};
+            size_t n = (size_t)snprintf(json, sizeof(json), "[{" BASE "}, {");
+            bool first = true;
+            for (size_t i = 0; i < 4; i++) {
+                if (i == skip && !bad[variant])
+                    continue;
+                n += (size_t)snprintf(json + n, sizeof(json) - n, "%s\"%s\": %s", first ? "" : ", ",
+                                      names[i], i == skip ? bad[variant] : values[i]);
+                first = false;
+            }
+            snprintf(json + n, sizeof(json) - n, "}]");
+            int r =
+                parse(&ev, &err, json, "Content-Type", "application/cloudevents-batch+json", NULL);
+            snprintf(want, sizeof(want), "event 1: required attribute '%s'", names[skip]);
+            if (variant == 3)
+                snprintf(want, sizeof(want), "event 1: attribute '%s' must be", names[skip]);
+            expect_error(r, EINVAL, &err, want,
+                         variant <= 1   ? "missing"
+                         : variant == 2 ? "empty"
+                                        : "JSON string");
+        }
+}
+
+static void round_trip(const struct ce_event *e);
+
+/* Mutated bodies: whatever is accepted renders and parses back; nothing else breaks (run under
+ * the sanitizers by ./scripts/test --sanitize). */
+static void test_mutations(void **state)
+{
+    static const char *seeds[] = {
+        "{" BASE ",\"data\":{\"a\":[1,2,{\"b\":\"c\\\"}\"}]},\"x\":5}",
+        "[{" BASE ",\"data_base64\":\"AAEC\"},{" BASE ",\"d\\u0061ta\":\"x\","
+        "\"datacontenttype\":\"text/plain\"}]",
+        "{\"a\": [1, 2.5e3, -0, true, null, \"\\u00e9\"]}",
+    };
+    static const char *types[] = {"application/cloudevents+json",
+                                  "application/cloudevents-batch+json", "application/json"};
+    static const char alphabet[] = "{}[],:\"\\0123456789.eE+-tfnul \tabcx\x80\xc3\xa9";
+    uint64_t rnd = 88172645463325252ull;
+    char buf[512];
+
+#define NEXT() (rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17, rnd)
+    for (int i = 0; i < 3000; i++) {
+        int k = (int)(NEXT() % 3);
+        size_t n = strlen(seeds[k]);
+        memcpy(buf, seeds[k], n);
+        for (int m = 0, muts = 1 + (int)(NEXT() % 4); m < muts; m++) {
+            size_t pos = NEXT() % (n + 1);
+            char c = alphabet[NEXT() % (sizeof(alphabet) - 1)];
+            switch (NEXT() % 3) {
+            case 0:
+                memmove(buf + pos + 1, buf + pos, n - pos);
+                buf[pos] = c;
+                n++;
+                break;
+            case 1:
+                if (pos < n) {
+                    memmove(buf + pos, buf + pos + 1, n - pos - 1);
+                    n--;
+                }
+                break;
+            default:
+                if (pos < n)
+                    buf[pos] = c;
+            }
+        }
+        struct ce_header h[] = {{"content-type", types[k]},
+                                {"ce-specversion", "1.0"},
+                                {"ce-id", "1"},
+                                {"ce-source", "/s"},
+                                {"ce-type", "t"}};
+        struct ce_events *ev = NULL;
+        struct ig_error err = {};
+        if (ce_parse_http(h, 5, buf, n, &ev, &err) < 0) {
+            assert_null(ev);
+            assert_true(err.code != 0 && err.message[0]);
+            continue;
+        }
+        for (size_t j = 0; j < ev->n; j++)
+            round_trip(ev->v[j]);
+        ce_events_free(ev);
+    }
+#undef NEXT
+}
+
 static void test_limits(void **state)
 {
     struct ig_error err = {};
@@ -1061,8 +1157,10 @@ int main(void)
         cmocka_unit_test(test_structured_malformed),
         cmocka_unit_test(test_structured_data),
         cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_batch_required),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_render_and_round_trip),
+        cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_extensions_api),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_content_types),
