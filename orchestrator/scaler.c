@@ -101,9 +101,14 @@ struct plan {
     enum scaler_reason held;
     bool grows;        /* wants a spawn this call: not a victim for over-budget reaps */
     unsigned reapable; /* how many of its idle workers may go for another function's memory */
-    unsigned reaped;
+    unsigned reaped, retired;
+    size_t next_running; /* the next of its running workers to retire */
     enum scaler_reason reap_reason;
-    uint64_t mem; /* bytes per worker */
+    uint64_t mem;          /* bytes per worker */
+    unsigned held_workers; /* live and draining: what holds memory now */
+    uint64_t demand;       /* bytes: held plus every spawn asked for */
+    uint64_t fair;         /* bytes: its max-min fair share when the wants do not all fit */
+    unsigned limit;        /* workers: spawns beyond the floor stop here (the fair share) */
 };
 
 /* Arrivals as an exponentially decaying count: each arrival adds 1/tau and the sum decays with
@@ -271,6 +276,7 @@ struct candidate {
     uint64_t idle_since_us;
     uint64_t id;
     size_t fn;
+    size_t slot; /* index over every function's idle list, for `taken` */
 };
 
 static int candidate_cmp(const void *a, const void *b)
@@ -285,6 +291,43 @@ static int candidate_cmp(const void *a, const void *b)
     return 0;
 }
 
+static uint64_t umin64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+static unsigned spawned_total(const struct plan *p)
+{
+    return p->spawned[TIER_FLOOR] + p->spawned[TIER_URGENT] + p->spawned[TIER_SPEC];
+}
+
+/* The memory of the floor and urgent spawns p asked for and did not get. */
+static uint64_t unmet_mem(const struct plan *p)
+{
+    return (uint64_t)(sat_sub(p->asked[TIER_FLOOR], p->spawned[TIER_FLOOR]) +
+                      sat_sub(p->asked[TIER_URGENT], p->spawned[TIER_URGENT])) *
+           p->mem;
+}
+
+/* Where function i's idle workers start in the list over every function's idle workers. */
+static size_t idle_offset(const struct scaler_input *in, size_t i)
+{
+    size_t off = 0;
+    for (size_t k = 0; k < i; k++)
+        off += in[k].nidle;
+    return off;
+}
+
+static void reap(struct scaler_action *actions, size_t *nactions, struct plan *p,
+                 const struct candidate *c, bool *taken, enum scaler_reason reason)
+{
+    actions[(*nactions)++] =
+        (struct scaler_action){.kind = SCALER_REAP, .fn = c->fn, .worker = c->id, .reason = reason};
+    taken[c->slot] = true;
+    p->reaped++;
+    p->reap_reason = reason;
+}
+
 /* The host's spawn budget for one decision. */
 struct budget {
     unsigned tokens; /* whole tokens available */
@@ -296,6 +339,10 @@ struct budget {
 /* One spawn for p if the host allows it; otherwise records what held it back. */
 static bool try_spawn(struct budget *b, struct plan *p, int tier)
 {
+    if (tier != TIER_FLOOR && p->held_workers + spawned_total(p) >= p->limit) {
+        p->held = SCALER_REASON_OVER_BUDGET;
+        return false;
+    }
     if (b->tokens == 0 || b->slots == 0) {
         p->held = b->slots == 0 ? SCALER_REASON_SPAWN_CONCURRENCY : SCALER_REASON_SPAWN_RATE;
         return false;
@@ -336,8 +383,9 @@ static void serve_tier(struct budget *b, struct plan *plans, size_t n, size_t cu
 
 static void record(struct scaler_fn *st, const struct plan *p, uint64_t now)
 {
-    unsigned spawned = p->spawned[TIER_FLOOR] + p->spawned[TIER_URGENT] + p->spawned[TIER_SPEC];
-    if (!spawned && !p->reaped && p->held == SCALER_REASON_NONE)
+    unsigned spawned = spawned_total(p);
+    unsigned reaped = p->reaped + p->retired;
+    if (!spawned && !reaped && p->held == SCALER_REASON_NONE)
         return;
     enum scaler_reason reason = p->held;
     unsigned most = 0;
@@ -348,16 +396,53 @@ static void record(struct scaler_fn *st, const struct plan *p, uint64_t now)
             most = p->spawned[t];
             reason = t == TIER_URGENT ? p->urgent_reason : tier_reason[t];
         }
-    if (p->reaped > most)
+    if (reaped > most)
         reason = p->reap_reason;
     st->last = (struct scaler_decision){
         .at_us = now,
         .desired = st->desired,
         .spawned = spawned,
-        .reaped = p->reaped,
+        .reaped = reaped,
         .reason = reason,
         .held = p->held,
     };
+}
+
+struct share {
+    uint64_t demand;
+    size_t fn;
+};
+
+static int share_cmp(const void *a, const void *b)
+{
+    const struct share *x = a, *y = b;
+    if (x->demand != y->demand)
+        return x->demand < y->demand ? -1 : 1;
+    return x->fn < y->fn ? -1 : x->fn > y->fn;
+}
+
+/* Max-min fair shares of `total` bytes (water-filling): smallest demand first, each gets its
+ * demand or an equal part of what is left, whichever is less. A function wanting little gets
+ * all it wants; the rest split what remains evenly. Returns false (shares unlimited) when every
+ * demand fits. */
+static bool fair_shares(struct plan *plans, size_t n, uint64_t total, struct share *order)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        order[i] = (struct share){plans[i].demand, i};
+        sum = sum + plans[i].demand < sum ? UINT64_MAX : sum + plans[i].demand;
+    }
+    if (sum <= total)
+        return false;
+    qsort(order, n, sizeof(*order), share_cmp);
+    uint64_t left = total;
+    for (size_t k = 0; k < n; k++) {
+        uint64_t part = left / (n - k);
+        uint64_t give = order[k].demand < part ? order[k].demand : part;
+        plans[order[k].fn].fair = give;
+        left -= give;
+    }
+    return true;
 }
 
 int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
@@ -368,17 +453,19 @@ int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
         return -EINVAL;
     size_t max_actions = 0, nidle = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!in[i].st || (in[i].nidle && !in[i].idle))
+        if (!in[i].st || (in[i].nidle && !in[i].idle) || (in[i].nrunning && !in[i].running))
             return -EINVAL;
-        max_actions += _TIER_MAX + in[i].nidle;
+        max_actions += _TIER_MAX + in[i].nidle + in[i].nrunning;
         nidle += in[i].nidle;
     }
 
     _cleanup_free_ struct plan *plans = calloc(n ? n : 1, sizeof(*plans));
     _cleanup_free_ struct candidate *cands = calloc(nidle ? nidle : 1, sizeof(*cands));
+    _cleanup_free_ struct share *order = calloc(n ? n : 1, sizeof(*order));
+    _cleanup_free_ bool *taken = calloc(nidle ? nidle : 1, sizeof(*taken));
     _cleanup_free_ struct scaler_action *actions =
         max_actions ? calloc(max_actions, sizeof(*actions)) : NULL;
-    if (!plans || !cands || (max_actions && !actions))
+    if (!plans || !cands || !order || !taken || (max_actions && !actions))
         return -ENOMEM;
     size_t nactions = 0;
 
@@ -396,9 +483,36 @@ int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
         s->last_us = now_us;
 
     size_t spawning = 0;
+    uint64_t known = 0;
     for (size_t i = 0; i < n; i++) {
-        plan_function(cfg, &in[i], now_us, &plans[i]);
+        struct plan *p = &plans[i];
+        plan_function(cfg, &in[i], now_us, p);
         spawning += in[i].nspawning;
+        p->held_workers =
+            clamp_count(in[i].nready + in[i].nbusy + in[i].nspawning + in[i].ndraining);
+        uint64_t asked =
+            (uint64_t)p->asked[TIER_FLOOR] + p->asked[TIER_URGENT] + p->asked[TIER_SPEC];
+        p->demand = (p->held_workers + asked) * p->mem;
+        known += (uint64_t)p->held_workers * p->mem;
+    }
+
+    /* When the wants do not all fit, each function's spawns beyond its floor stop at its fair
+     * share of the memory the functions can have (the budget less what other containers hold),
+     * so a burst cannot take everything; the floors were reserved before any share. */
+    uint64_t other = host->memory_committed > known ? host->memory_committed - known : 0;
+    uint64_t total = host->memory_budget > other ? host->memory_budget - other : 0;
+    bool contended = fair_shares(plans, n, total, order);
+    for (size_t i = 0; i < n; i++) {
+        struct plan *p = &plans[i];
+        uint64_t floor_mem = (uint64_t)umin(in[i].min_scale, in[i].max_scale) * p->mem;
+        if (!contended) {
+            p->fair = UINT64_MAX;
+            p->limit = UINT32_MAX;
+            continue;
+        }
+        if (p->fair < floor_mem)
+            p->fair = floor_mem;
+        p->limit = p->mem ? clamp_count(p->fair / p->mem) : UINT32_MAX;
     }
 
     struct budget b = {
@@ -445,6 +559,7 @@ int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
     for (size_t i = 0; i < n; i++) {
         struct plan *p = &plans[i];
         struct scaler_fn *st = in[i].st;
+        size_t off = idle_offset(in, i);
         if (p->grows || st->panic || p->counted <= st->desired)
             continue;
         unsigned excess =
@@ -454,57 +569,103 @@ int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
         for (size_t w = 0; w < in[i].nidle; w++) {
             const struct scaler_worker *wk = &in[i].idle[w];
             if (now_us >= wk->idle_since_us && now_us - wk->idle_since_us >= limit)
-                cands[nc++] = (struct candidate){wk->idle_since_us, wk->id, i};
+                cands[nc++] = (struct candidate){wk->idle_since_us, wk->id, i, off + w};
         }
         qsort(cands, nc, sizeof(*cands), candidate_cmp);
-        for (size_t k = 0; k < nc && p->reaped < excess; k++) {
-            actions[nactions++] = (struct scaler_action){
-                .kind = SCALER_REAP, .fn = i, .worker = cands[k].id, .reason = SCALER_REASON_IDLE};
-            p->reaped++;
-            p->reap_reason = SCALER_REASON_IDLE;
-        }
+        for (size_t k = 0; k < nc && p->reaped < excess; k++)
+            reap(actions, &nactions, p, &cands[k], taken, SCALER_REASON_IDLE);
     }
 
     /* Over budget: when a floor or waiting work could not get memory, idle workers of functions
      * with nothing waiting and above their floor make room, oldest idle first. The memory comes
      * back when the caller has destroyed them, for the next decision. */
-    uint64_t blocked = 0;
+    uint64_t blocked = 0, freed = b.mem_avail - b.mem_used;
     for (size_t i = 0; i < n; i++) {
         struct plan *p = &plans[i];
         if (p->mem_blocked)
-            blocked += (uint64_t)(sat_sub(p->asked[TIER_FLOOR], p->spawned[TIER_FLOOR]) +
-                                  sat_sub(p->asked[TIER_URGENT], p->spawned[TIER_URGENT])) *
-                       p->mem;
+            blocked += unmet_mem(p);
+        freed += (uint64_t)p->reaped * p->mem;
     }
-    if (blocked) {
-        uint64_t freeable = b.mem_avail - b.mem_used;
+    if (blocked > freed) {
         size_t nc = 0;
         for (size_t i = 0; i < n; i++) {
-            struct plan *p = &plans[i];
-            if (p->grows || !p->reapable)
+            size_t off = idle_offset(in, i);
+            if (plans[i].grows || !plans[i].reapable)
                 continue;
-            for (size_t w = 0; w < in[i].nidle; w++) {
-                uint64_t id = in[i].idle[w].id;
-                bool taken = false;
-                for (size_t a = 0; a < nactions && !taken; a++)
-                    taken = actions[a].kind == SCALER_REAP && actions[a].fn == i &&
-                            actions[a].worker == id;
-                if (!taken)
-                    cands[nc++] = (struct candidate){in[i].idle[w].idle_since_us, id, i};
-            }
+            for (size_t w = 0; w < in[i].nidle; w++)
+                if (!taken[off + w])
+                    cands[nc++] = (struct candidate){in[i].idle[w].idle_since_us, in[i].idle[w].id,
+                                                     i, off + w};
         }
         qsort(cands, nc, sizeof(*cands), candidate_cmp);
-        for (size_t k = 0; k < nc && freeable < blocked; k++) {
+        for (size_t k = 0; k < nc && freed < blocked; k++) {
             struct plan *p = &plans[cands[k].fn];
             if (p->reaped >= p->reapable)
                 continue;
-            actions[nactions++] = (struct scaler_action){.kind = SCALER_REAP,
-                                                         .fn = cands[k].fn,
-                                                         .worker = cands[k].id,
-                                                         .reason = SCALER_REASON_OVER_BUDGET};
-            p->reaped++;
-            p->reap_reason = SCALER_REASON_OVER_BUDGET;
-            freeable += p->mem;
+            reap(actions, &nactions, p, &cands[k], taken, SCALER_REASON_OVER_BUDGET);
+            freed += p->mem;
+        }
+    }
+
+    /* Fair shares: a function holding more than its share gives the excess back while a
+     * function under its share finds no memory, idle workers first, then (reuse true) running
+     * ones, retired to go when their invocations end. A retired worker is draining: its memory
+     * counts as coming back, so it is retired once, not again on every decision until it is
+     * gone, and its function cannot spawn into it meanwhile. */
+    if (contended && blocked > freed) {
+        /* What draining workers hold is on its way back already. */
+        for (size_t i = 0; i < n; i++)
+            freed += (uint64_t)clamp_count(in[i].ndraining) * plans[i].mem;
+        uint64_t shortfall = 0;
+        for (size_t j = 0; j < n; j++) {
+            struct plan *p = &plans[j];
+            uint64_t held = (uint64_t)(p->held_workers + spawned_total(p)) * p->mem;
+            if (p->mem_blocked && held < p->fair)
+                shortfall += umin64(p->fair - held, unmet_mem(p));
+        }
+        while (freed < shortfall) {
+            /* The function furthest over its share gives one worker. */
+            struct plan *v = NULL;
+            size_t vi = 0;
+            uint64_t most = 0;
+            for (size_t i = 0; i < n; i++) {
+                struct plan *p = &plans[i];
+                unsigned keep = umin(in[i].min_scale, in[i].max_scale);
+                unsigned still =
+                    sat_sub(p->held_workers, clamp_count(in[i].ndraining) + p->reaped + p->retired);
+                uint64_t holds = (uint64_t)still * p->mem;
+                bool can = p->next_running < in[i].nrunning && in[i].reuse;
+                for (size_t w = 0, o = idle_offset(in, i); !can && w < in[i].nidle; w++)
+                    can = !taken[o + w];
+                if (!can || still <= keep || holds < p->fair + p->mem)
+                    continue;
+                if (holds - p->fair > most) {
+                    most = holds - p->fair;
+                    v = p;
+                    vi = i;
+                }
+            }
+            if (!v)
+                break;
+            size_t o = idle_offset(in, vi), pickw = SIZE_MAX;
+            for (size_t w = 0; w < in[vi].nidle; w++)
+                if (!taken[o + w] && (pickw == SIZE_MAX || in[vi].idle[w].idle_since_us <
+                                                               in[vi].idle[pickw].idle_since_us))
+                    pickw = w;
+            if (pickw != SIZE_MAX) {
+                struct candidate c = {in[vi].idle[pickw].idle_since_us, in[vi].idle[pickw].id, vi,
+                                      o + pickw};
+                reap(actions, &nactions, v, &c, taken, SCALER_REASON_OVER_BUDGET);
+            } else {
+                actions[nactions++] =
+                    (struct scaler_action){.kind = SCALER_RETIRE,
+                                           .fn = vi,
+                                           .worker = in[vi].running[v->next_running++],
+                                           .reason = SCALER_REASON_OVER_BUDGET};
+                v->retired++;
+                v->reap_reason = SCALER_REASON_OVER_BUDGET;
+            }
+            freed += v->mem;
         }
     }
 

@@ -19,8 +19,9 @@ enum scaler_reason {
     SCALER_REASON_PANIC,             /* spawn: a burst; the pool jumps to the peak need */
     SCALER_REASON_PREWARM,           /* spawn: capacity ahead of demand (rate × latency, λ×d) */
     SCALER_REASON_IDLE,              /* reap: idle past idle_timeout_s and above the target */
-    SCALER_REASON_OVER_BUDGET,       /* reap: memory for another function's floor or queue;
-                                      * hold: the host memory budget is used up */
+    SCALER_REASON_OVER_BUDGET,       /* reap, retire: memory for another function's floor or
+                                      * its fair share; hold: the budget, or this function's
+                                      * fair share of it, is used up */
     SCALER_REASON_MAX_SCALE,         /* hold: the function is at max_scale */
     SCALER_REASON_SPAWN_RATE,        /* hold: the host-wide spawn token bucket is empty */
     SCALER_REASON_SPAWN_CONCURRENCY, /* hold: too many spawns in progress host-wide */
@@ -103,8 +104,13 @@ struct scaler_input {
     unsigned memory_mb; /* each worker's memory limit */
     size_t queued, inflight;
     size_t nready, nbusy, nspawning;
+    size_t ndraining; /* finishing their last invocations before they go (retired, old version):
+                       * they hold memory but take no work */
     const struct scaler_worker *idle; /* ready workers running nothing, any order */
     size_t nidle;
+    const uint64_t *running; /* ids of the other ready and busy workers, the first to be
+                              * retired first */
+    size_t nrunning;
     uint64_t arrivals;         /* invocations enqueued since the previous call */
     uint64_t spawn_latency_us; /* observed spawn → ready (smoothed by the caller); 0 unknown */
 };
@@ -115,21 +121,26 @@ struct scaler_host {
     uint64_t memory_committed; /* bytes: memory limits of every live container, draining too */
 };
 
-enum scaler_action_kind { SCALER_SPAWN, SCALER_REAP };
+enum scaler_action_kind {
+    SCALER_SPAWN,  /* start `count` containers */
+    SCALER_REAP,   /* destroy this idle worker now */
+    SCALER_RETIRE, /* give this worker no more work; destroy it once what it runs is done */
+};
 
 struct scaler_action {
     enum scaler_action_kind kind;
     size_t fn;       /* index into the inputs */
     unsigned count;  /* SPAWN: how many containers */
-    uint64_t worker; /* REAP: the worker's id, from scaler_input.idle */
+    uint64_t worker; /* REAP: an id from scaler_input.idle; RETIRE: from .running */
     enum scaler_reason reason;
 };
 
 /* Decides for every function at once (spawn budget and memory are shared, so the inputs must
- * cover every function with live workers or work). Spawns come before nothing else in the same
- * call for a function: a function either grows or shrinks. Reaps name only workers from the
- * idle lists. Updates each input's st and s. On success *ret_actions (free() it; NULL when
- * *ret_n is 0) and *ret_n are set. Returns 0, -EINVAL on a bad argument, -ENOMEM. */
+ * cover every function with live workers or work). A function either grows or shrinks in one
+ * decision. Reaps name only workers from the idle lists, retirements only from the running
+ * lists (reuse true only: a fresh container goes after its invocation anyway). Updates each
+ * input's st and s. On success *ret_actions (free() it; NULL when *ret_n is 0) and *ret_n are
+ * set. Returns 0, -EINVAL on a bad argument, -ENOMEM. */
 int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
                   const struct scaler_input *in, size_t n, uint64_t now_us,
                   struct scaler_action **ret_actions, size_t *ret_n);

@@ -21,7 +21,7 @@
 #define MAX_QUEUE   4096
 #define MAX_RUN     4096
 
-enum wstate { W_SPAWNING, W_READY, W_BUSY };
+enum wstate { W_SPAWNING, W_READY, W_BUSY, W_DRAINING };
 
 struct sim_worker {
     uint64_t id;
@@ -55,7 +55,7 @@ struct sim_fn {
     size_t nrun;
     uint64_t arrivals;
     /* what happened */
-    unsigned spawns, reaps;
+    unsigned spawns, reaps, retires;
     unsigned by_reason[_SCALER_REASON_MAX];
     unsigned arrived, served, waited; /* waited: found no free slot on arrival */
     uint64_t max_wait;
@@ -228,10 +228,12 @@ static void advance(struct sim *sim, struct sim_fn *f)
         f->run[r] = f->run[--f->nrun];
         f->served++;
         w->inflight--;
-        if (!f->reuse) {
-            remove_worker(f, wi); /* the caller destroys a used fresh container */
+        if (!f->reuse || (w->state == W_DRAINING && w->inflight == 0)) {
+            remove_worker(f, wi); /* a used fresh container, or a retired one, is done */
             continue;
         }
+        if (w->state == W_DRAINING)
+            continue;
         w->state = W_READY;
         if (w->inflight == 0)
             w->idle_since = sim->now;
@@ -256,12 +258,16 @@ static void decide(struct sim *sim)
 {
     struct scaler_input in[ARRAY_SIZE(sim->fns)] = {};
     struct scaler_worker idle[ARRAY_SIZE(sim->fns)][MAX_WORKERS];
+    uint64_t running[ARRAY_SIZE(sim->fns)][MAX_WORKERS];
     for (size_t i = 0; i < sim->n; i++) {
         struct sim_fn *f = sim->fns[i];
-        size_t nidle = 0;
-        for (size_t k = 0; k < f->nw; k++)
+        size_t nidle = 0, nrunning = 0;
+        for (size_t k = 0; k < f->nw; k++) {
             if (f->w[k].state == W_READY && f->w[k].inflight == 0)
                 idle[i][nidle++] = (struct scaler_worker){f->w[k].id, f->w[k].idle_since};
+            else if (f->w[k].state == W_READY || f->w[k].state == W_BUSY)
+                running[i][nrunning++] = f->w[k].id;
+        }
         in[i] = (struct scaler_input){
             .st = &f->st,
             .reuse = f->reuse,
@@ -275,8 +281,11 @@ static void decide(struct sim *sim)
             .nready = count(f, W_READY),
             .nbusy = count(f, W_BUSY),
             .nspawning = count(f, W_SPAWNING),
+            .ndraining = count(f, W_DRAINING),
             .idle = idle[i],
             .nidle = nidle,
+            .running = running[i],
+            .nrunning = nrunning,
             .arrivals = f->arrivals,
             .spawn_latency_us = f->spawn_latency,
         };
@@ -301,6 +310,15 @@ static void decide(struct sim *sim)
                 if (sim->nspawn_times < ARRAY_SIZE(sim->spawn_times))
                     sim->spawn_times[sim->nspawn_times++] = sim->now;
             }
+        } else if (a[k].kind == SCALER_RETIRE) {
+            /* Only running workers of a warm pool are retired; they finish, then go. */
+            struct sim_worker *w = find_worker(f, a[k].worker, NULL);
+            assert_non_null(w);
+            assert_true(f->reuse);
+            assert_true(w->state == W_READY || w->state == W_BUSY);
+            assert_true(w->inflight > 0);
+            w->state = W_DRAINING;
+            f->retires++;
         } else {
             size_t wi;
             struct sim_worker *w = find_worker(f, a[k].worker, &wi);
@@ -714,6 +732,54 @@ static void test_two_functions_memory(void **state)
     sim_free(&sim);
 }
 
+static void test_two_functions_fair_share(void **state)
+{
+    /* Room for 20. "hog" has 200 clients and holds all 20, busy: its queue never empties, so
+     * its workers never go idle. "fair" (min_scale 0) then gets 6 clients: its max-min fair
+     * share is all 6 it wants, so 6 of hog's workers are retired and finish what they run, and
+     * fair gets their memory. */
+    struct sim sim;
+    sim_init(&sim, NULL, 20 * 128 * MB);
+    struct sim_fn *hog = fn_new("hog", true);
+    hog->duration = 200 * MS;
+    hog->clients = 200;
+    struct sim_fn *fair = fn_new("fair", true);
+    fair->duration = 200 * MS;
+    sim_add(&sim, hog);
+    sim_add(&sim, fair);
+    sim_run(&sim, 1 * SEC);
+    assert_int_equal(live(hog), 20);
+    fair->clients = 6;
+    sim_run(&sim, 500 * MS);
+    dump(&sim, hog);
+    dump(&sim, fair);
+    assert_int_equal(hog->retires, 6);
+    assert_int_equal(hog->by_reason[SCALER_REASON_OVER_BUDGET], 6);
+    assert_int_equal(live(fair), 6);
+    assert_int_equal(live(hog), 14);
+    /* One invocation's duration, a spawn, and fair runs. */
+    assert_true(fair->max_wait <= 250 * MS);
+    assert_true(sim.max_committed <= sim.budget);
+    /* And it stays so: no churn. */
+    struct delta dh = mark(hog), df = mark(fair);
+    sim_run(&sim, 5 * SEC);
+    struct delta d = since(hog, &dh);
+    assert_int_equal(d.spawns + d.reaps, 0);
+    assert_int_equal(hog->retires, 6);
+    d = since(fair, &df);
+    assert_int_equal(d.spawns + d.reaps, 0);
+    assert_true(d.arrived > 100);
+    /* When fair is done, hog takes the memory back. */
+    fair->clients = 0;
+    sim_run(&sim, 12 * SEC);
+    dump(&sim, hog);
+    dump(&sim, fair);
+    assert_int_equal(live(fair), 0);
+    assert_int_equal(live(hog), 20);
+    assert_true(sim.max_committed <= sim.budget);
+    sim_free(&sim);
+}
+
 static void test_flapping_no_oscillation(void **state)
 {
     /* 10 and 14 clients alternating every 500 ms, with a 2 s idle timeout: the pool settles at
@@ -875,6 +941,7 @@ int main(void)
         cmocka_unit_test(test_memory_budget),
         cmocka_unit_test(test_two_functions_spawn_share),
         cmocka_unit_test(test_two_functions_memory),
+        cmocka_unit_test(test_two_functions_fair_share),
         cmocka_unit_test(test_flapping_no_oscillation),
         cmocka_unit_test(test_spawn_limits),
         cmocka_unit_test(test_meminfo),
