@@ -785,6 +785,41 @@ static void test_two_functions_fair_share(void **state)
     sim_free(&sim);
 }
 
+static void test_two_functions_fresh_share(void **state)
+{
+    /* The same with fresh containers: hog's containers go after each invocation, and its
+     * spawns stop at its fair share, so the memory they free goes to "fair". */
+    struct sim sim;
+    sim_init(&sim, NULL, 20 * 128 * MB);
+    struct sim_fn *hog = fn_new("hog-fresh", false);
+    hog->duration = 200 * MS;
+    hog->clients = 200;
+    struct sim_fn *fair = fn_new("fair-fresh", false);
+    fair->duration = 200 * MS;
+    sim_add(&sim, hog);
+    sim_add(&sim, fair);
+    sim_run(&sim, 1 * SEC);
+    assert_int_equal(live(hog), 20);
+    fair->clients = 6;
+    sim_run(&sim, 500 * MS);
+    dump(&sim, hog);
+    dump(&sim, fair);
+    assert_true(fair->max_wait <= 250 * MS);
+    assert_int_equal(fair->nrun, 6);
+    assert_int_equal(hog->retires, 0); /* nothing to retire: they go by themselves */
+    for (int i = 0; i < 2000; i++) {
+        sim_step(&sim);
+        /* fair's 6 clients keep being served; hog keeps the rest. */
+        assert_true(fair->qlen + fair->nrun == 6);
+    }
+    dump(&sim, hog);
+    dump(&sim, fair);
+    assert_true(fair->served > 40);
+    assert_true(hog->nrun >= 10);
+    assert_true(sim.max_committed <= sim.budget);
+    sim_free(&sim);
+}
+
 static void test_flapping_no_oscillation(void **state)
 {
     /* 10 and 14 clients alternating every 500 ms, with a 2 s idle timeout: the pool settles at
@@ -953,6 +988,7 @@ int main(void)
         cmocka_unit_test(test_two_functions_spawn_share),
         cmocka_unit_test(test_two_functions_memory),
         cmocka_unit_test(test_two_functions_fair_share),
+        cmocka_unit_test(test_two_functions_fresh_share),
         cmocka_unit_test(test_flapping_no_oscillation),
         cmocka_unit_test(test_spawn_limits),
         cmocka_unit_test(test_meminfo),
