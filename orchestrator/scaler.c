@@ -2,7 +2,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +33,8 @@ void scaler_config_defaults(struct scaler_config *c)
     *c = (struct scaler_config){
         /* A spawn costs about a millisecond of CPU (design brief: six namespaces + exec), so 500
          * a second is at most half of one of two cores, and 32 at once keeps a slow runtime's
-         * start-ups from piling up. The burst of 100 lets 0 → 100 ready happen at once. */
+         * start-ups from piling up. The burst of 100 lets 0 → 100 start without waiting for
+         * tokens, 32 at a time. */
         .max_spawning = 32,
         .spawn_rate = 500,
         .spawn_burst = 100,

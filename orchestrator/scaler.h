@@ -1,6 +1,7 @@
 /* The scaler's policy: from what each function is doing now (queue, in flight, workers, arrivals,
  * idle times) and the host's limits (memory budget, spawn rate and concurrency), how many
- * containers to start for which function and which idle ones to reap, each with a reason.
+ * containers to start for which function and which workers to reap or retire, each with a
+ * reason.
  *
  * Pure: no I/O, no clock of its own (now_us is an argument), deterministic. The dispatcher calls
  * scaler_decide() on every enqueue, completion and tick, applies the actions through the pool and
@@ -17,7 +18,8 @@ enum scaler_reason {
     SCALER_REASON_MIN_SCALE,         /* spawn: below the function's min_scale floor */
     SCALER_REASON_QUEUE,             /* spawn: work is queued or running without a slot */
     SCALER_REASON_PANIC,             /* spawn: a burst; the pool jumps to the peak need */
-    SCALER_REASON_PREWARM,           /* spawn: capacity ahead of demand (rate × latency, λ×d) */
+    SCALER_REASON_PREWARM,           /* spawn: the fresh reserve for the arrivals expected
+                                      * during one spawn latency (reuse false) */
     SCALER_REASON_IDLE,              /* reap: idle past idle_timeout_s and above the target */
     SCALER_REASON_OVER_BUDGET,       /* reap, retire: memory for another function's floor or
                                       * its fair share; hold: the budget, or this function's
