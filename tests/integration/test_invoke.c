@@ -9,7 +9,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/wait.h>
 
 static struct ignisd_proc daemon_proc;
@@ -393,23 +392,7 @@ static void test_kill9_loses_nothing(void **state)
     kill(p.pid, SIGKILL);
     waitpid(p.pid, NULL, 0);
     p.pid = 0;
-    client_free(p.client);
-    p.client = NULL;
-
-    /* Restart on the same state dir (and port). */
-    char listen[64];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%u", p.port);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(p.log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
-        dup2(fd, 2);
-        const char *images = getenv("IGNIS_IMAGES");
-        execl(harness_ignisd(), "ignisd", "--listen", listen, "--state-dir", p.state_dir,
-              "--log-level", "debug", images ? "--images-dir" : NULL, images, NULL);
-        _exit(127);
-    }
-    p.pid = pid;
-    assert_int_equal(client_new(p.url, &p.client), 0);
+    assert_int_equal(harness_restart(&p, NULL), 0);
     size_t done = 0;
     for (int i = 0; i < N; i++) {
         cJSON *j = wait_invocation(&p, ids[i], "succeeded", 120);
