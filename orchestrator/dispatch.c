@@ -1,6 +1,5 @@
 #include "dispatch.h"
 
-#include <math.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -64,81 +63,136 @@ static uint64_t random_u64(void)
 static void finish_removals(struct dispatch *d);
 static void check_stopped(struct dispatch *d);
 
-/* ---- arrival rate and capacity ---- */
+/* ---- capacity: the scaler's driver ---- */
 
-static void note_arrival(struct fn *fn, uint64_t now)
+static struct worker *find_worker(struct fn *fn, uint64_t seq)
 {
-    fn->last_invoke_us = now;
-    if (now - fn->rate_window_start_us >= 1000000) {
-        double secs = (double)(now - fn->rate_window_start_us) / 1e6;
-        double rate = secs > 10 ? 0 : fn->rate_window_count / secs;
-        fn->arrival_rate = fn->arrival_rate * 0.5 + rate * 0.5;
-        fn->rate_window_start_us = now;
-        fn->rate_window_count = 0;
+    for (struct worker *w = fn->workers; w; w = w->next)
+        if (w->seq == seq)
+            return w;
+    return NULL;
+}
+
+static void note_decision(struct fn *fn, const struct scaler_action *a)
+{
+    fn->decisions[a->kind][a->reason] += a->kind == SCALER_SPAWN ? a->count : 1;
+    log_debug("scaler", "function=%s action=%s count=%u reason=%s", fn->name,
+              a->kind == SCALER_SPAWN ? "spawn" : a->kind == SCALER_REAP ? "reap" : "retire",
+              a->kind == SCALER_SPAWN ? a->count : 1, scaler_reason_name(a->reason));
+}
+
+static void apply(struct fn *fn, const struct scaler_action *a)
+{
+    if (a->kind == SCALER_SPAWN) {
+        note_decision(fn, a);
+        for (unsigned i = 0; i < a->count; i++) {
+            struct ig_error err = {};
+            if (pool_spawn(fn, &err) < 0) {
+                log_warn("spawn failed", "function=%s error=\"%s\"", fn->name, err.message);
+                struct outcome o = {.kind = OUTCOME_INIT};
+                o.error_type = strdup("Ignis.SpawnError");
+                o.error_message = strdup(err.message);
+                dispatch_spawn_failed(fn, &o);
+                outcome_clear(&o);
+                return;
+            }
+        }
+        return;
     }
-    fn->rate_window_count++;
+    struct worker *w = find_worker(fn, a->worker);
+    if (!w)
+        return;
+    note_decision(fn, a);
+    if (a->kind == SCALER_REAP && w->inflight == 0)
+        pool_destroy(w);
+    else
+        pool_retire(w);
 }
 
-static size_t live_workers(const struct fn *fn)
+/* Runs the scaler over every function at once (the spawn budget and the memory are shared) and
+ * applies what it decides. Called on a short tick and whenever demand changed; the scaler itself
+ * keeps the rates, panic windows and hysteresis. */
+static void run_scaler(struct dispatch *d)
 {
-    return fn->nspawning + fn->nready + fn->nbusy;
-}
-
-/* Fresh containers (reuse: false) wanted ready ahead of demand: enough for the arrivals
- * expected during one spawn latency, with headroom, within [min_scale, max_scale]; none once the
- * function has been idle for idle_timeout_s. The scaler issue refines this policy. */
-static size_t prewarm_target(const struct fn *fn, uint64_t now)
-{
-    const struct manifest *m = fn->manifest;
-    size_t target = m->min_scale;
-    bool active = fn->last_invoke_us &&
-                  now - fn->last_invoke_us < (uint64_t)m->idle_timeout_s * 1000000;
-    if (active) {
-        double latency_s = fn->spawn_latency_us ? (double)fn->spawn_latency_us / 1e6 : 0.01;
-        size_t want = (size_t)ceil(fn->arrival_rate * latency_s * 2.0);
-        if (want < 1)
-            want = 1;
-        if (want > target)
-            target = want;
-    }
-    return target > m->max_scale ? m->max_scale : target;
-}
-
-static void ensure_capacity(struct fn *fn)
-{
-    struct dispatch *d = fn->d;
-    const struct manifest *m = fn->manifest;
+    size_t n = 0;
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        n++;
+    if (n == 0 || d->stopping)
+        return;
+    struct scaler_input *in = calloc(n, sizeof(*in));
+    struct fn **fns = calloc(n, sizeof(*fns));
+    struct scaler_worker *idle = calloc(d->live_workers + 1, sizeof(*idle));
+    uint64_t *running = calloc(d->live_workers + 1, sizeof(*running));
+    struct scaler_action *actions = NULL;
+    size_t nactions = 0, i = 0, ni = 0, nr = 0;
     uint64_t now = now_usec();
 
-    if (d->stopping || fn->removing || now < fn->spawn_not_before_us)
+    if (!in || !fns || !idle || !running)
+        goto out;
+    for (struct fn *fn = d->fns; fn; fn = fn->next, i++) {
+        const struct manifest *m = fn->manifest;
+        fns[i] = fn;
+        in[i] = (struct scaler_input){
+            .st = &fn->sc,
+            .reuse = m->reuse,
+            .concurrency = m->concurrency,
+            .min_scale = fn->removing ? 0 : m->min_scale,
+            .max_scale = fn->removing ? 0 : m->max_scale,
+            .idle_timeout_s = m->idle_timeout_s,
+            .memory_mb = m->memory_mb,
+            .queued = fn->queued,
+            .inflight = fn->inflight,
+            .nready = fn->nready,
+            .nbusy = fn->nbusy,
+            .nspawning = fn->nspawning,
+            .ndraining = fn->ndraining,
+            .arrivals = fn->arrivals,
+            .spawn_latency_us = fn->spawn_latency_us,
+        };
+        fn->arrivals = 0;
+        in[i].idle = idle + ni;
+        for (struct worker *w = fn->workers; w; w = w->next)
+            if (w->state == WORKER_READY && w->inflight == 0)
+                idle[ni++] = (struct scaler_worker){.id = w->seq, .idle_since_us = w->idle_since_us};
+        in[i].nidle = (size_t)(idle + ni - in[i].idle);
+        in[i].running = running + nr;
+        for (struct worker *w = fn->workers; w; w = w->next)
+            if ((w->state == WORKER_READY || w->state == WORKER_BUSY) && w->inflight > 0)
+                running[nr++] = w->seq;
+        in[i].nrunning = (size_t)(running + nr - in[i].running);
+        /* A function whose spawns keep failing is held back by its own backoff. */
+        if (now < fn->spawn_not_before_us)
+            in[i].max_scale = (unsigned)(fn->nready + fn->nbusy + fn->nspawning);
+    }
+    d->host.memory_committed = d->memory_committed;
+    if (scaler_decide(&d->scaler, &d->host, in, n, now, &actions, &nactions) < 0)
+        goto out;
+    for (size_t k = 0; k < nactions; k++)
+        apply(fns[actions[k].fn], &actions[k]);
+out:
+    free(actions);
+    free(running);
+    free(idle);
+    free(fns);
+    free(in);
+}
+
+static void on_scale_posted(struct loop *l, void *userdata)
+{
+    struct dispatch *d = userdata;
+    d->scale_pending = false;
+    run_scaler(d);
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        if (!TAILQ_EMPTY(&fn->queue))
+            dispatch_kick(fn);
+}
+
+void dispatch_request_scale(struct dispatch *d)
+{
+    if (d->scale_pending || d->stopping)
         return;
-    size_t live = live_workers(fn);
-    size_t want;
-    if (m->reuse) {
-        /* Enough slots for what is queued and running. */
-        size_t need = fn->queued + fn->inflight;
-        want = (need + m->concurrency - 1) / m->concurrency;
-        if (want < m->min_scale)
-            want = m->min_scale;
-    } else {
-        /* One container per queued invocation, plus the ready reserve. */
-        want = fn->nbusy + fn->queued + prewarm_target(fn, now);
-    }
-    if (want > m->max_scale)
-        want = m->max_scale;
-    while (live < want) {
-        struct ig_error err = {};
-        if (pool_spawn(fn, &err) < 0) {
-            log_warn("spawn failed", "function=%s error=\"%s\"", fn->name, err.message);
-            struct outcome o = {.kind = OUTCOME_INIT};
-            o.error_type = strdup("Ignis.SpawnError");
-            o.error_message = strdup(err.message);
-            dispatch_spawn_failed(fn, &o);
-            outcome_clear(&o);
-            return;
-        }
-        live++;
-    }
+    if (loop_post(d->loop, on_scale_posted, d) == 0)
+        d->scale_pending = true;
 }
 
 /* ---- hand-off ---- */
@@ -202,7 +256,10 @@ void dispatch_kick(struct fn *fn)
             break;
         start(fn, inv, w);
     }
-    ensure_capacity(fn);
+    /* Work is waiting for a container: the scaler decides how many to make. A warm hit needs
+     * no decision, which keeps the scaler off the hot path. */
+    if (!TAILQ_EMPTY(&fn->queue))
+        dispatch_request_scale(fn->d);
 }
 
 static void enqueue(struct fn *fn, struct inv *inv)
@@ -211,6 +268,7 @@ static void enqueue(struct fn *fn, struct inv *inv)
     inv->enqueued_us = now_usec();
     TAILQ_INSERT_TAIL(&fn->queue, inv, link);
     fn->queued++;
+    fn->arrivals++;
     dispatch_kick(fn);
 }
 
@@ -423,37 +481,11 @@ void dispatch_spawn_failed(struct fn *fn, struct outcome *o)
 static void on_tick(struct loop *l, struct loop_timer *t, void *userdata)
 {
     struct dispatch *d = userdata;
-    uint64_t now = now_usec();
     d->tick = NULL;
-    for (struct fn *fn = d->fns; fn; fn = fn->next) {
-        const struct manifest *m = fn->manifest;
-        uint64_t idle_limit = (uint64_t)m->idle_timeout_s * 1000000;
-        size_t keep = m->reuse ? m->min_scale : prewarm_target(fn, now);
-        /* Oldest idle first, never a busy one, never below the floor. */
-        for (;;) {
-            size_t idle_ready = fn->nready;
-            if (idle_ready == 0 || live_workers(fn) <= keep)
-                break;
-            struct worker *oldest = NULL;
-            for (struct worker *w = fn->workers; w; w = w->next)
-                if (w->state == WORKER_READY && w->inflight == 0 &&
-                    now - w->idle_since_us >= idle_limit &&
-                    (!oldest || w->idle_since_us < oldest->idle_since_us))
-                    oldest = w;
-            if (!oldest)
-                break;
-            log_debug("reaping idle worker", "function=%s worker=%llu", fn->name,
-                      (unsigned long long)oldest->seq);
-            pool_destroy(oldest);
-        }
-        /* Old-version workers with nothing to do go at once. */
-        for (struct worker *w = fn->workers, *next; w; w = next) {
-            next = w->next;
-            if (w->version != fn->version && w->inflight == 0 && w->state == WORKER_READY)
-                pool_destroy(w);
-        }
-        dispatch_kick(fn);
-    }
+    run_scaler(d);
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        if (!TAILQ_EMPTY(&fn->queue))
+            dispatch_kick(fn);
     loop_add_timer(d->loop, now_usec() + TICK_US, on_tick, d, &d->tick);
 }
 
@@ -486,6 +518,7 @@ int dispatch_function_set(struct dispatch *d, const char *name, int64_t version,
         fn->d = d;
         snprintf(fn->name, sizeof(fn->name), "%s", name);
         TAILQ_INIT(&fn->queue);
+        scaler_fn_init(&fn->sc);
         fn->next = d->fns;
         d->fns = fn;
     } else
@@ -495,13 +528,14 @@ int dispatch_function_set(struct dispatch *d, const char *name, int64_t version,
     fn->bundle_dir = bdir;
     fn->spawn_failures = 0;
     fn->spawn_not_before_us = 0;
-    /* Idle workers of an older version go now; busy ones after their invocation (on_tick). */
+    /* Workers of an older version take no new work and go once idle. */
     for (struct worker *w = fn->workers, *next; w; w = next) {
         next = w->next;
-        if (w->version != version && w->inflight == 0 && w->state == WORKER_READY)
-            pool_destroy(w);
+        if (w->version != version)
+            pool_retire(w);
     }
     dispatch_kick(fn);
+    dispatch_request_scale(d);
     return 0;
 }
 
@@ -594,7 +628,19 @@ cJSON *dispatch_function_state(const struct fn *fn)
     cJSON_AddNumberToObject(o, "spawning", (double)fn->nspawning);
     cJSON_AddNumberToObject(o, "queue_depth", (double)fn->queued);
     cJSON_AddNumberToObject(o, "in_flight", (double)fn->inflight);
-    cJSON_AddNumberToObject(o, "arrival_rate", fn->arrival_rate);
+    struct scaler_view v;
+    scaler_view(&fn->sc, &v);
+    cJSON_AddNumberToObject(o, "draining", (double)fn->ndraining);
+    cJSON_AddNumberToObject(o, "desired", v.desired);
+    cJSON_AddNumberToObject(o, "arrival_rate", v.arrival_rate);
+    cJSON_AddBoolToObject(o, "panic", v.panic);
+    cJSON *last = cJSON_AddObjectToObject(o, "last_decision");
+    cJSON_AddStringToObject(last, "reason", v.last_reason ? v.last_reason : "none");
+    cJSON_AddStringToObject(last, "held", v.last_held ? v.last_held : "none");
+    cJSON_AddNumberToObject(last, "spawned", v.last_spawned);
+    cJSON_AddNumberToObject(last, "reaped", v.last_reaped);
+    cJSON_AddNumberToObject(last, "age_s",
+                            v.last_at_us ? (double)(now_usec() - v.last_at_us) / 1e6 : -1);
     cJSON_AddNumberToObject(o, "spawn_latency_ms", (double)fn->spawn_latency_us / 1e3);
     cJSON_AddNumberToObject(o, "invocations", (double)fn->invocations);
     cJSON_AddNumberToObject(o, "errors", (double)fn->errors);
@@ -726,7 +772,6 @@ void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
     inv_id_new(inv->id);
     inv->async = async;
     inv->created_wall_us = (int64_t)wall_usec();
-    note_arrival(fn, now_usec());
 
     if (!async) {
         inv->req = req;
@@ -874,6 +919,15 @@ int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_m
     d->journal = j;
     d->cg = cg;
     d->opts = *opts;
+    scaler_init(&d->scaler, NULL);
+    d->host.memory_budget = opts->memory_budget;
+    if (!d->host.memory_budget) {
+        char *meminfo = NULL;
+        if (read_file("/proc/meminfo", 1 << 16, &meminfo, NULL) < 0 ||
+            scaler_memory_budget(meminfo, 80, &d->host.memory_budget) < 0)
+            d->host.memory_budget = UINT64_MAX;
+        free(meminfo);
+    }
     if (loop_add_timer(l, now_usec() + TICK_US, on_tick, d, &d->tick) < 0) {
         free(d);
         return ig_error_set(err, ENOMEM, "out of memory");

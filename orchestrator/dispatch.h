@@ -15,6 +15,7 @@
 #include "loop.h"
 #include "manifest.h"
 #include "protocol.h"
+#include "scaler.h"
 #include "store.h"
 
 struct dispatch;
@@ -71,11 +72,10 @@ struct fn {
     size_t queued, inflight;
     size_t nspawning, nready, nbusy; /* workers by state (draining ones in none) */
     struct worker *workers;          /* list through worker->next */
-    uint64_t last_invoke_us;         /* monotonic */
-    double arrival_rate;             /* invocations/s, smoothed */
-    uint64_t rate_window_start_us;
-    unsigned rate_window_count;
-    uint64_t spawn_latency_us; /* smoothed spawn → ready */
+    size_t ndraining;                /* workers taking no new work, destroyed once idle */
+    struct scaler_fn sc;             /* the scaler's state for this function */
+    uint64_t arrivals;               /* enqueued since the scaler last ran */
+    uint64_t spawn_latency_us;       /* smoothed spawn → ready */
     unsigned spawn_failures;   /* consecutive: spawning backs off */
     uint64_t spawn_not_before_us;
     bool removing;
@@ -84,6 +84,7 @@ struct fn {
     struct fn *next;
     /* counters for the API */
     uint64_t invocations, errors, cold_starts, timeouts, throttles;
+    uint64_t decisions[3][_SCALER_REASON_MAX]; /* by scaler action kind and reason */
 };
 
 struct dispatch_options {
@@ -94,6 +95,7 @@ struct dispatch_options {
     int64_t idempotency_us;   /* window for Idempotency-Key (24 h) */
     uint64_t retry_base_ms, retry_cap_ms;
     uint64_t shutdown_grace_ms; /* in-flight sync invocations get this long at SIGTERM */
+    uint64_t memory_budget;     /* bytes for all containers' limits; 0: 80% of MemTotal */
 };
 
 struct dispatch {
@@ -110,6 +112,10 @@ struct dispatch {
     struct loop_timer *grace_timer;
     uint64_t worker_seq;
     size_t live_workers;
+    uint64_t memory_committed; /* bytes: memory limits of live containers, draining included */
+    struct scaler_state scaler;
+    struct scaler_host host;
+    bool scale_pending; /* a scaler run is posted */
 };
 
 void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir);
@@ -157,3 +163,5 @@ void dispatch_worker_ready(struct fn *fn, struct worker *w);
 void dispatch_complete(struct inv *inv, struct outcome *o);
 void dispatch_spawn_failed(struct fn *fn, struct outcome *o);
 void dispatch_kick(struct fn *fn);
+/* Asks for a scaler run soon (once per loop turn, however many ask). */
+void dispatch_request_scale(struct dispatch *d);

@@ -18,7 +18,7 @@ static void worker_set_state(struct worker *w, enum worker_state st)
     size_t *counts[] = {[WORKER_SPAWNING] = &fn->nspawning,
                         [WORKER_READY] = &fn->nready,
                         [WORKER_BUSY] = &fn->nbusy,
-                        [WORKER_DRAINING] = NULL};
+                        [WORKER_DRAINING] = &fn->ndraining};
     if (counts[w->state])
         (*counts[w->state])--;
     w->state = st;
@@ -46,7 +46,10 @@ static void worker_free(struct worker *w)
             *p = w->next;
             break;
         }
-    worker_set_state(w, WORKER_DRAINING);
+    /* Out of every count: a freed worker is in none. */
+    size_t *counts[] = {&fn->nspawning, &fn->nready, &fn->nbusy, &fn->ndraining};
+    (*counts[w->state])--;
+    fn->d->memory_committed -= pool_worker_memory(w);
     unwatch(w);
     struct ig_error err = {};
     if (container_destroy(w->c, &err) < 0)
@@ -61,6 +64,20 @@ static void worker_free(struct worker *w)
 void pool_destroy(struct worker *w)
 {
     worker_free(w);
+}
+
+void pool_retire(struct worker *w)
+{
+    if (w->inflight == 0) {
+        worker_free(w);
+        return;
+    }
+    worker_set_state(w, WORKER_DRAINING);
+}
+
+uint64_t pool_worker_memory(const struct worker *w)
+{
+    return (uint64_t)w->memory_mb << 20;
 }
 
 static uint64_t oom_kills(struct worker *w)
@@ -139,7 +156,8 @@ static void finished_one(struct worker *w, struct inv *inv, struct outcome *o)
     w->inflight--;
     w->served++;
     w->idle_since_us = now_usec();
-    bool retire = !fn->manifest->reuse || w->version != fn->version || fn->removing;
+    bool retire = !fn->manifest->reuse || w->version != fn->version || fn->removing ||
+                  w->state == WORKER_DRAINING;
     if (retire)
         worker_set_state(w, WORKER_DRAINING);
     else if (w->state == WORKER_BUSY && w->inflight < fn->manifest->concurrency)
@@ -322,7 +340,8 @@ int pool_spawn(struct fn *fn, struct ig_error *err)
     w->seq = ++d->worker_seq;
     w->version = fn->version;
     w->fd = w->out_fd = w->err_fd = -1;
-    w->state = WORKER_DRAINING; /* counted from SPAWNING below */
+    w->state = WORKER_SPAWNING; /* counted once the container exists */
+    w->memory_mb = m->memory_mb;
     TAILQ_INIT(&w->running);
     proto_decoder_init(&w->dec, 0);
 
@@ -383,7 +402,8 @@ int pool_spawn(struct fn *fn, struct ig_error *err)
     w->next = fn->workers;
     fn->workers = w;
     d->live_workers++;
-    worker_set_state(w, WORKER_SPAWNING);
+    d->memory_committed += pool_worker_memory(w);
+    fn->nspawning++;
     if ((r = loop_add_io(d->loop, w->fd, EPOLLIN, on_runtime_io, w)) < 0 ||
         (w->out_fd >= 0 && (r = loop_add_io(d->loop, w->out_fd, EPOLLIN, on_output, w)) < 0) ||
         (w->err_fd >= 0 && (r = loop_add_io(d->loop, w->err_fd, EPOLLIN, on_output, w)) < 0)) {

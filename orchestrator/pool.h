@@ -11,6 +11,7 @@ struct worker {
     struct fn *fn;
     uint64_t seq;
     int64_t version; /* the function version it was made for */
+    uint32_t memory_mb; /* its container's limit, as when it was made */
     enum worker_state state;
     struct container *c;
     int fd; /* runtime-protocol socket, non-blocking */
@@ -37,3 +38,7 @@ int pool_send(struct worker *w, struct inv *inv);
 void pool_kill(struct worker *w, struct inv *timed_out);
 /* Destroys an idle worker (nothing running). */
 void pool_destroy(struct worker *w);
+/* Gives the worker no more work; it is destroyed once what it runs is done. */
+void pool_retire(struct worker *w);
+/* The memory a worker's container may use (its limit), in bytes. */
+uint64_t pool_worker_memory(const struct worker *w);
