@@ -5,6 +5,7 @@
 #include "http.h"
 #include "loop.h"
 #include "options.h"
+#include "registry.h"
 #include "store.h"
 
 struct daemon {
@@ -12,6 +13,7 @@ struct daemon {
     struct loop *loop;
     struct store *store;
     struct http_server *http;
+    struct registry *registry;
     uint64_t started_usec; /* monotonic */
     bool stopping;
 };
