@@ -235,8 +235,7 @@ static int copy_data(struct archive *a, struct archive *w, const char *path,
         if (r == ARCHIVE_EOF)
             return 0;
         if (r < ARCHIVE_WARN)
-            return ig_error_set(err, EINVAL, "entry \"%.200s\": %s", path,
-                                archive_error_string(a));
+            return ig_error_set(err, EINVAL, "entry \"%.200s\": %s", path, archive_error_string(a));
         /* Count what lands on disk from what we hand over, never the header's claimed size; a
          * sparse file's holes count too, since the container sees them as data. */
         uint64_t grow = size + (offset > end ? (uint64_t)(offset - end) : 0);
@@ -244,7 +243,8 @@ static int copy_data(struct archive *a, struct archive *w, const char *path,
             end = offset + (int64_t)size;
         *total += grow;
         if (*total > lim->max_unpacked_bytes)
-            return ig_error_set(err, EFBIG, "bundle unpacks to more than %llu bytes (at \"%.200s\")",
+            return ig_error_set(err, EFBIG,
+                                "bundle unpacks to more than %llu bytes (at \"%.200s\")",
                                 (unsigned long long)lim->max_unpacked_bytes, path);
         la_int64_t compressed = archive_filter_bytes(a, -1);
         if (*total > lim->ratio_floor && compressed > 0 &&
@@ -252,8 +252,8 @@ static int copy_data(struct archive *a, struct archive *w, const char *path,
             return ig_error_set(err, EFBIG,
                                 "bundle's compression ratio is over %u:1 (%llu bytes from %lld; "
                                 "at \"%.200s\")",
-                                lim->max_ratio, (unsigned long long)*total,
-                                (long long)compressed, path);
+                                lim->max_ratio, (unsigned long long)*total, (long long)compressed,
+                                path);
         if (archive_write_data_block(w, buf, size, offset) < ARCHIVE_OK)
             return disk_error(w, path, err);
     }
@@ -290,8 +290,7 @@ static int extract(const void *data, size_t len, const struct bundle_limits *lim
     /* Small reads so archive_filter_bytes() follows the decompression and the ratio check
      * stops a bomb early. */
     if (archive_read_open_memory2(a, data, len, 64 * 1024) != ARCHIVE_OK)
-        return ig_error_set(err, EINVAL, "not a gzip-compressed tar: %s",
-                            archive_error_string(a));
+        return ig_error_set(err, EINVAL, "not a gzip-compressed tar: %s", archive_error_string(a));
     for (;;) {
         int r = archive_read_next_header(a, &e);
         if (r == ARCHIVE_EOF)
@@ -372,8 +371,7 @@ int bundle_unpack(const char *bundles_dir, const void *data, size_t len,
         return ig_error_set(err, ENOMEM, "out of memory");
     }
     if (!mkdtemp(dir))
-        return ig_error_set(err, errno, "creating a directory under %s: %s", tmp,
-                            strerror(errno));
+        return ig_error_set(err, errno, "creating a directory under %s: %s", tmp, strerror(errno));
     /* The bundle's root becomes /var/task: readable by the container's user. */
     if (chmod(dir, 0755) < 0 || pipe2(p, O_CLOEXEC) < 0) {
         r = ig_error_set(err, errno, "preparing %s: %s", dir, strerror(errno));
@@ -412,8 +410,8 @@ int bundle_unpack(const char *bundles_dir, const void *data, size_t len,
     if (got == sizeof(report) && report.code != 0) {
         report.message[sizeof(report.message) - 1] = '\0';
         r = ig_error_set(err, report.code, "%s", report.message);
-    } else if (got != sizeof(report) || (w == pid && !(WIFEXITED(wstatus) &&
-                                                       WEXITSTATUS(wstatus) == 0))) {
+    } else if (got != sizeof(report) ||
+               (w == pid && !(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0))) {
         /* No report: the child was killed, most likely by a limit (RLIMIT_CPU). */
         if (w == pid && WIFSIGNALED(wstatus))
             r = ig_error_set(err, EFBIG, "unpacking the bundle was stopped by %s (a limit)",
@@ -443,8 +441,9 @@ int bundle_read_manifest(const char *dir, char **ret_text, size_t *ret_len, stru
         if (errno == ENOENT)
             return ig_error_set(err, EINVAL, "function.json: missing at the bundle's root");
         if (errno == ELOOP)
-            return ig_error_set(err, EINVAL, "function.json: must be a regular file, not a "
-                                             "symlink");
+            return ig_error_set(err, EINVAL,
+                                "function.json: must be a regular file, not a "
+                                "symlink");
         return ig_error_set(err, errno, "opening %s: %s", path, strerror(errno));
     }
     if (fstat(fd, &st) < 0)
@@ -510,4 +509,172 @@ int bundle_clean_tmp(const char *bundles_dir)
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s/tmp", bundles_dir);
     return rm_rf(tmp);
+}
+
+struct membuf {
+    char *data;
+    size_t len, cap, max;
+};
+
+static la_ssize_t membuf_write(struct archive *a, void *userdata, const void *buf, size_t n)
+{
+    struct membuf *m = userdata;
+    if (n > m->max - m->len) {
+        archive_set_error(a, EFBIG, "bundle over %zu bytes", m->max);
+        return -1;
+    }
+    if (m->len + n > m->cap) {
+        size_t cap = m->cap ? m->cap : 65536;
+        while (cap < m->len + n)
+            cap *= 2;
+        char *d = realloc(m->data, cap);
+        if (!d) {
+            archive_set_error(a, ENOMEM, "out of memory");
+            return -1;
+        }
+        m->data = d;
+        m->cap = cap;
+    }
+    memcpy(m->data + m->len, buf, n);
+    m->len += n;
+    return (la_ssize_t)n;
+}
+
+static void archive_entry_freep(struct archive_entry **e)
+{
+    if (*e)
+        archive_entry_free(*e);
+}
+
+static int pack_entry(struct archive *d, struct archive *w, struct archive_entry *e,
+                      const char *rel, struct ig_error *err)
+{
+    mode_t type = archive_entry_filetype(e);
+    if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK)
+        return ig_error_set(err, EINVAL, "%s: not a file, directory or symlink", rel);
+    archive_entry_set_pathname(e, rel);
+    archive_entry_set_uid(e, 0);
+    archive_entry_set_gid(e, 0);
+    archive_entry_set_uname(e, "root");
+    archive_entry_set_gname(e, "root");
+    if (archive_write_header(w, e) < ARCHIVE_OK)
+        return ig_error_set(err, archive_errno(w) ? archive_errno(w) : EIO, "%s: %s", rel,
+                            archive_error_string(w));
+    if (type != AE_IFREG)
+        return 0;
+    char buf[65536];
+    for (;;) {
+        la_ssize_t n = archive_read_data(d, buf, sizeof(buf));
+        if (n < 0)
+            return ig_error_set(err, archive_errno(d) ? archive_errno(d) : EIO, "%s: %s", rel,
+                                archive_error_string(d));
+        if (n == 0)
+            return 0;
+        if (archive_write_data(w, buf, (size_t)n) < 0)
+            return ig_error_set(err, archive_errno(w) ? archive_errno(w) : EIO, "%s: %s", rel,
+                                archive_error_string(w));
+    }
+}
+
+int bundle_pack_dir(const char *dir, size_t max, char **ret, size_t *ret_len, struct ig_error *err)
+{
+    _cleanup_(archive_write_freep) struct archive *w = archive_write_new();
+    _cleanup_(archive_freep) struct archive *d = archive_read_disk_new();
+    struct membuf m = {.max = max};
+    char root[4096];
+    int r = 0;
+
+    if (!w || !d)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    snprintf(root, sizeof(root), "%s", dir);
+    for (size_t n = strlen(root); n > 1 && root[n - 1] == '/'; n--)
+        root[n - 1] = '\0';
+    size_t rootlen = strlen(root);
+    archive_write_add_filter_gzip(w);
+    archive_write_set_format_pax_restricted(w);
+    if (archive_write_open(w, &m, NULL, membuf_write, NULL) != ARCHIVE_OK)
+        return ig_error_set(err, EIO, "packing: %s", archive_error_string(w));
+    /* Physical: a symlink is packed as a symlink, never followed out of the tree. */
+    archive_read_disk_set_symlink_physical(d);
+    if (archive_read_disk_open(d, root) != ARCHIVE_OK) {
+        r = ig_error_set(err, archive_errno(d) ? archive_errno(d) : EIO, "%s: %s", root,
+                         archive_error_string(d));
+        goto out;
+    }
+    for (;;) {
+        _cleanup_(archive_entry_freep) struct archive_entry *e = archive_entry_new();
+        int q = archive_read_next_header2(d, e);
+        if (q == ARCHIVE_EOF)
+            break;
+        if (q < ARCHIVE_WARN) {
+            r = ig_error_set(err, archive_errno(d) ? archive_errno(d) : EIO, "%s: %s", root,
+                             archive_error_string(d));
+            goto out;
+        }
+        archive_read_disk_descend(d);
+        const char *path = archive_entry_pathname(e);
+        if (!path || strncmp(path, root, rootlen) != 0)
+            continue;
+        const char *rel = path + rootlen;
+        while (*rel == '/')
+            rel++;
+        if (!*rel)
+            continue; /* the root itself */
+        if ((r = pack_entry(d, w, e, rel, err)) < 0)
+            goto out;
+    }
+    if (archive_write_close(w) != ARCHIVE_OK)
+        r = ig_error_set(err, archive_errno(w) ? archive_errno(w) : EIO, "packing %s: %s", root,
+                         archive_error_string(w));
+out:
+    if (r < 0 || m.len > max) {
+        free(m.data);
+        if (r >= 0)
+            r = ig_error_set(err, EFBIG, "bundle over %zu bytes", max);
+        return r;
+    }
+    *ret = m.data;
+    *ret_len = m.len;
+    return 0;
+}
+
+int bundle_peek_manifest(const void *data, size_t len, char **ret_text, size_t *ret_len,
+                         struct ig_error *err)
+{
+    _cleanup_(archive_freep) struct archive *a = archive_read_new();
+    struct archive_entry *e;
+
+    if (!a)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    archive_read_support_filter_gzip(a);
+    archive_read_support_format_tar(a);
+    if (archive_read_open_memory(a, data, len) != ARCHIVE_OK)
+        return ig_error_set(err, EINVAL, "not a gzip-compressed tar: %s", archive_error_string(a));
+    for (;;) {
+        int r = archive_read_next_header(a, &e);
+        if (r == ARCHIVE_EOF)
+            return ig_error_set(err, ENOENT, "function.json: missing at the bundle's root");
+        if (r < ARCHIVE_WARN)
+            return ig_error_set(err, EINVAL, "not a gzip-compressed tar: %s",
+                                archive_error_string(a));
+        const char *p = archive_entry_pathname(e);
+        if (!p || (!streq(p, "function.json") && !streq(p, "./function.json")))
+            continue;
+        if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e))
+            return ig_error_set(err, EINVAL, "function.json: must be a regular file");
+        if (archive_entry_size(e) > (la_int64_t)MANIFEST_FILE_MAX)
+            return ig_error_set(err, EINVAL, "function.json: over %u bytes", MANIFEST_FILE_MAX);
+        size_t size = (size_t)archive_entry_size(e);
+        _cleanup_free_ char *buf = malloc(size + 1);
+        if (!buf)
+            return ig_error_set(err, ENOMEM, "out of memory");
+        la_ssize_t n = archive_read_data(a, buf, size);
+        if (n < 0 || (size_t)n != size)
+            return ig_error_set(err, EINVAL, "function.json: %s",
+                                n < 0 ? archive_error_string(a) : "truncated");
+        buf[size] = '\0';
+        *ret_len = size;
+        *ret_text = TAKE_PTR(buf);
+        return 0;
+    }
 }

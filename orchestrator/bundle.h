@@ -65,3 +65,13 @@ int bundle_clean_tmp(const char *bundles_dir);
 
 /* Whether a content error (refused bundle: 400) rather than the server's failure (500). */
 bool bundle_error_is_content(int code);
+
+/* The client's side (the CLI, tests). */
+
+/* Packs the tree under dir into a gzip tar (pax) in memory, paths relative to dir, owners
+ * root, symlinks kept as symlinks. Fails with -EFBIG past max bytes, and on anything but files,
+ * directories and symlinks. */
+int bundle_pack_dir(const char *dir, size_t max, char **ret, size_t *ret_len, struct ig_error *err);
+/* Reads function.json (or ./function.json) from a gzip tar in memory. -ENOENT when absent. */
+int bundle_peek_manifest(const void *data, size_t len, char **ret_text, size_t *ret_len,
+                         struct ig_error *err);

@@ -12,10 +12,9 @@ static const char *const runtime_names[] = {
 /* Every field function.json may have; anything else is refused by name, so a typo
  * ("memory": 512) is an error rather than a silently ignored setting. */
 static const char *const known_fields[] = {
-    "name",       "runtime",        "handler", "memory_mb",   "cpu_millis",
-    "timeout_ms", "reuse",          "concurrency", "min_scale", "max_scale",
-    "idle_timeout_s", "env",        "events",  "schedule",    "max_retries",
-    "max_concurrency", "secrets",
+    "name",   "runtime",     "handler",     "memory_mb",       "cpu_millis",     "timeout_ms",
+    "reuse",  "concurrency", "min_scale",   "max_scale",       "idle_timeout_s", "env",
+    "events", "schedule",    "max_retries", "max_concurrency", "secrets",
 };
 
 /* Variables the runtimes set themselves (runtime protocol, Lambda's custom-runtime contract):
@@ -114,20 +113,19 @@ static int get_uint(const cJSON *root, const char *field, uint32_t min, uint32_t
         return 0;
     }
     if (!cJSON_IsNumber(v))
-        return ig_error_set(err, EINVAL, "%s: must be an integer from %u to %u, not %s", field,
-                            min, max, json_kind(v));
+        return ig_error_set(err, EINVAL, "%s: must be an integer from %u to %u, not %s", field, min,
+                            max, json_kind(v));
     double x = v->valuedouble;
     /* Range first: a cast of an out-of-range double is undefined. */
     if (!(x >= min && x <= max) || x != (double)(uint32_t)x)
-        return ig_error_set(err, EINVAL, "%s: must be an integer from %u to %u, got %g", field,
-                            min, max, x);
+        return ig_error_set(err, EINVAL, "%s: must be an integer from %u to %u, got %g", field, min,
+                            max, x);
     *ret = (uint32_t)x;
     return 0;
 }
 
 /* A string field: NULL in *ret when absent. */
-static int get_string(const cJSON *root, const char *field, const char **ret,
-                      struct ig_error *err)
+static int get_string(const cJSON *root, const char *field, const char **ret, struct ig_error *err)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, field);
     if (!v) {
@@ -243,12 +241,10 @@ static int parse_env(const cJSON *root, struct manifest *m, struct ig_error *err
     if (!v)
         return 0;
     if (!cJSON_IsObject(v))
-        return ig_error_set(err, EINVAL, "env: must be an object of strings, not %s",
-                            json_kind(v));
+        return ig_error_set(err, EINVAL, "env: must be an object of strings, not %s", json_kind(v));
     size_t n = (size_t)cJSON_GetArraySize(v);
     if (n > MANIFEST_ENV_MAX)
-        return ig_error_set(err, EINVAL, "env: at most %d variables, got %zu", MANIFEST_ENV_MAX,
-                            n);
+        return ig_error_set(err, EINVAL, "env: at most %d variables, got %zu", MANIFEST_ENV_MAX, n);
     if (n == 0)
         return 0;
     m->env = calloc(n, sizeof(*m->env));
@@ -355,14 +351,14 @@ static int parse_events(const cJSON *root, struct manifest *m, struct ig_error *
                                 i, MANIFEST_EVENT_TYPE_MAX);
         if (source) {
             if (!cJSON_IsString(source))
-                return ig_error_set(err, EINVAL, "events[%zu].source: must be a string, not %s",
-                                    i, json_kind(source));
+                return ig_error_set(err, EINVAL, "events[%zu].source: must be a string, not %s", i,
+                                    json_kind(source));
             size_t len = strlen(source->valuestring);
             if (len == 0 || len > MANIFEST_EVENT_SOURCE_MAX ||
                 !printable(source->valuestring, true))
                 return ig_error_set(err, EINVAL,
-                                    "events[%zu].source: must be 1 to %d printable characters",
-                                    i, MANIFEST_EVENT_SOURCE_MAX);
+                                    "events[%zu].source: must be 1 to %d printable characters", i,
+                                    MANIFEST_EVENT_SOURCE_MAX);
         }
         struct manifest_event *e = &m->events[m->n_events++];
         e->type = strdup(type->valuestring);
@@ -382,8 +378,7 @@ static int parse_schedule(const cJSON *root, struct manifest *m, struct ig_error
     if (r < 0 || !s)
         return r;
     size_t len = strlen(s);
-    if (len == 0 || len > MANIFEST_SCHEDULE_MAX || !printable(s, true) ||
-        strspn(s, " ") == len)
+    if (len == 0 || len > MANIFEST_SCHEDULE_MAX || !printable(s, true) || strspn(s, " ") == len)
         return ig_error_set(err, EINVAL,
                             "schedule: must be a cron expression of 1 to %d printable characters",
                             MANIFEST_SCHEDULE_MAX);
@@ -415,8 +410,8 @@ static int parse_secrets(const cJSON *root, struct manifest *m, struct ig_error 
                             json_kind(v));
     size_t n = (size_t)cJSON_GetArraySize(v);
     if (n > MANIFEST_SECRETS_MAX)
-        return ig_error_set(err, EINVAL, "secrets: at most %d names, got %zu",
-                            MANIFEST_SECRETS_MAX, n);
+        return ig_error_set(err, EINVAL, "secrets: at most %d names, got %zu", MANIFEST_SECRETS_MAX,
+                            n);
     if (n == 0)
         return 0;
     m->secrets = calloc(n, sizeof(*m->secrets));
@@ -457,8 +452,10 @@ static int check_fields(const cJSON *root, struct ig_error *err)
         for (size_t i = 0; i < ARRAY_SIZE(known_fields) && !known; i++)
             known = streq(known_fields[i], f->string);
         if (!known)
-            return ig_error_set(err, EINVAL, "%.64s: unknown field (see docs/api.md for the fields "
-                                "of function.json)", f->string);
+            return ig_error_set(err, EINVAL,
+                                "%.64s: unknown field (see docs/api.md for the fields "
+                                "of function.json)",
+                                f->string);
         for (const cJSON *g = root->child; g != f; g = g->next)
             if (streq(g->string, f->string))
                 return ig_error_set(err, EINVAL, "%s: appears twice", f->string);
@@ -524,8 +521,9 @@ int manifest_parse(const char *text, size_t len, struct manifest **ret, struct i
         end++;
     if (end && (size_t)(end - text) < len) {
         cJSON_Delete(root);
-        return ig_error_set(err, EINVAL, "function.json: unexpected data after the JSON value "
-                                         "(byte %zu)",
+        return ig_error_set(err, EINVAL,
+                            "function.json: unexpected data after the JSON value "
+                            "(byte %zu)",
                             (size_t)(end - text));
     }
     int r = manifest_from_json(root, ret, err);

@@ -229,7 +229,9 @@ static int db_record_version(struct registry *r, const struct registry_function 
         q = db_exec_bind(db,
                          "INSERT INTO function_versions (name, version, digest, manifest, "
                          "bundle_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                         "siss" "ii", f->name, (int64_t)f->version, f->digest, manifest_json,
+                         "siss"
+                         "ii",
+                         f->name, (int64_t)f->version, f->digest, manifest_json,
                          (int64_t)f->bundle_bytes, (int64_t)f->updated_usec);
     if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
         return 0;
@@ -317,12 +319,12 @@ static int load_functions(struct registry *r, struct ig_error *err)
             continue;
         }
         if (!bundle_exists(r->bundles_dir, digest))
-            log_error("function's bundle is missing from the store", "function=%s digest=%s",
-                      name, digest);
-        struct registry_function *f = function_new(
-            r, name, (uint32_t)sqlite3_column_int64(st, 1), digest, m,
-            (uint64_t)sqlite3_column_int64(st, 4), (uint64_t)sqlite3_column_int64(st, 5),
-            (uint64_t)sqlite3_column_int64(st, 6));
+            log_error("function's bundle is missing from the store", "function=%s digest=%s", name,
+                      digest);
+        struct registry_function *f = function_new(r, name, (uint32_t)sqlite3_column_int64(st, 1),
+                                                   digest, m, (uint64_t)sqlite3_column_int64(st, 4),
+                                                   (uint64_t)sqlite3_column_int64(st, 5),
+                                                   (uint64_t)sqlite3_column_int64(st, 6));
         if (!f || table_put(r, f) < 0) {
             if (f)
                 registry_function_free(f);
@@ -582,8 +584,8 @@ static void push_record(struct op *op)
         _cleanup_free_ char *text = mj ? cJSON_PrintUnformatted(mj) : NULL;
         cJSON_Delete(mj);
         struct registry_function *f =
-            text ? function_new(r, op->name, cur ? cur->version + 1 : 1, op->digest,
-                                op->manifest, cur ? cur->created_usec : now, now, op->body_len)
+            text ? function_new(r, op->name, cur ? cur->version + 1 : 1, op->digest, op->manifest,
+                                cur ? cur->created_usec : now, now, op->body_len)
                  : NULL;
         if (!f) {
             ig_error_set(&op->err, ENOMEM, "out of memory");
@@ -602,8 +604,8 @@ static void push_record(struct op *op)
             } else {
                 cur = f;
                 op->reply_status = 201;
-                log_info("function version pushed", "function=%s version=%u digest=%s",
-                         f->name, f->version, f->digest);
+                log_info("function version pushed", "function=%s version=%u digest=%s", f->name,
+                         f->version, f->digest);
                 if (r->hooks.updated)
                     r->hooks.updated(r->hooks.userdata, f);
             }

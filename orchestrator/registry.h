@@ -26,11 +26,11 @@ struct registry_function {
     uint32_t version;
     char digest[BUNDLE_DIGEST_LEN + 1];
     struct manifest *manifest;
-    char bundle_dir[4200];     /* STATE_DIR/bundles/<digest>: what the shim mounts at /var/task */
-    uint64_t created_usec;     /* wall clock: first version */
-    uint64_t updated_usec;     /* wall clock: this version */
-    uint64_t bundle_bytes;     /* size of the pushed bundle (compressed) */
-    bool deleting;             /* DELETE accepted; draining */
+    char bundle_dir[4200]; /* STATE_DIR/bundles/<digest>: what the shim mounts at /var/task */
+    uint64_t created_usec; /* wall clock: first version */
+    uint64_t updated_usec; /* wall clock: this version */
+    uint64_t bundle_bytes; /* size of the pushed bundle (compressed) */
+    bool deleting;         /* DELETE accepted; draining */
 };
 
 /* What the dispatcher plugs in. Every hook runs on the loop thread; all are optional.
