@@ -111,6 +111,13 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
         ig_error_set(err, -r, "creating the event loop: %s", strerror(-r));
         goto fail;
     }
+    /* Signals are blocked (and taken through the loop's signalfd) before any thread starts:
+     * a thread inherits the mask, and one with SIGTERM unblocked would die of it. */
+    if ((r = loop_add_signal(d->loop, SIGINT, on_stop_signal, d)) < 0 ||
+        (r = loop_add_signal(d->loop, SIGTERM, on_stop_signal, d)) < 0) {
+        ig_error_set(err, -r, "setting up signals: %s", strerror(-r));
+        goto fail;
+    }
     r = journal_new(d->loop, dbpath, &d->journal, err);
     if (r < 0)
         goto fail;
@@ -129,11 +136,6 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = dispatch_recover(d->dispatch, err);
     if (r < 0)
         goto fail;
-    if ((r = loop_add_signal(d->loop, SIGINT, on_stop_signal, d)) < 0 ||
-        (r = loop_add_signal(d->loop, SIGTERM, on_stop_signal, d)) < 0) {
-        ig_error_set(err, -r, "setting up signals: %s", strerror(-r));
-        goto fail;
-    }
     r = http_server_new(d->loop, opts->listen_host, opts->listen_port, api_routes, api_nroutes, d,
                         &d->http, err);
     if (r < 0)
