@@ -449,15 +449,31 @@ int container_wait(struct container *c, struct container_exit *ret)
 
 int container_kill(struct container *c, struct ig_error *err)
 {
-    int r = 0;
-    if (c->group)
-        r = cg_kill(c->group, err);
-    /* Also the shim itself, for the null cgroup backend; its pid 1 follows it (parent-death
-     * signal) and takes the pid namespace with it. */
-    if (c->pidfd >= 0 && !c->exited && pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0) < 0 &&
-        errno != ESRCH && r == 0)
-        r = ig_error_set(err, errno, "killing container %s: %s", c->name, strerror(errno));
-    return r;
+    if (c->exited || c->pidfd < 0)
+        return 0;
+    /* The shim kills its pid 1 (and so the pid namespace), reaps it and exits. Killing the
+     * whole cgroup at once would kill the shim too and orphan pid 1 to the host's init, which
+     * reaps it whenever it gets to it. */
+    if (pidfd_send_signal(c->pidfd, SIGTERM, NULL, 0) < 0 && errno != ESRCH)
+        return ig_error_set(err, errno, "killing container %s: %s", c->name, strerror(errno));
+    return 0;
+}
+
+/* Waits up to timeout_ms for the container to exit. */
+static int wait_exit(struct container *c, int timeout_ms, struct container_exit *ret)
+{
+    uint64_t deadline = now_usec() + (uint64_t)timeout_ms * 1000u;
+    for (;;) {
+        int r = container_poll_exit(c, ret);
+        if (r != -EAGAIN)
+            return r;
+        uint64_t now = now_usec();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+        if (poll(&p, 1, (int)((deadline - now) / 1000u) + 1) < 0 && errno != EINTR)
+            return -errno;
+    }
 }
 
 int container_destroy(struct container *c, struct ig_error *err)
@@ -470,6 +486,13 @@ int container_destroy(struct container *c, struct ig_error *err)
         struct container_exit e;
         if (container_poll_exit(c, &e) == -EAGAIN) {
             r = container_kill(c, err);
+            /* A shim that does not answer within 5 s (stopped, or stuck in the kernel) is
+             * killed with everything else in its cgroup. */
+            if (wait_exit(c, 5000, &e) == -ETIMEDOUT) {
+                if (c->group)
+                    cg_kill(c->group, NULL);
+                pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
+            }
             q = container_wait(c, &e);
             if (q < 0 && r == 0)
                 r = ig_error_set(err, -q, "reaping container %s: %s", c->name, strerror(-q));

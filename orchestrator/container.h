@@ -77,7 +77,8 @@ struct cg_group *container_cgroup(const struct container *c);
 int container_poll_exit(struct container *c, struct container_exit *ret);
 /* Blocks until the container exited. */
 int container_wait(struct container *c, struct container_exit *ret);
-/* SIGKILLs every process of the container (it then exits; collect with poll_exit/wait). */
+/* Ends the container: the shim SIGKILLs its pid 1, which takes every process of the pid
+ * namespace with it (it then exits; collect with poll_exit/wait). */
 int container_kill(struct container *c, struct ig_error *err);
 /* Kills whatever still runs, reaps the shim, removes the cgroups, closes every fd and frees c:
  * nothing of the container is left. The first failure is returned; c is freed regardless.

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <net/if.h>
 #include <signal.h>
 #include <string.h>
@@ -294,6 +295,10 @@ void shim_init(const struct shim_ctx *ctx)
         while (read(ctx->userns_fd, &c, 1) < 0 && errno == EINTR)
             ;
         close(ctx->userns_fd);
+        /* Until now we ran as host root, which the namespace does not map: files we create
+         * would have no owner there (EOVERFLOW). Become its root; the capabilities stay. */
+        if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0)
+            shim_fail(errno, "becoming root of the user namespace: %s", strerror(errno));
     }
 
     /* Opened here, in the new mount namespace (a bind from a mount of another namespace is

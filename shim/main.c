@@ -23,6 +23,19 @@
 
 int shim_sync_fd = -1;
 
+static volatile sig_atomic_t terminating;
+static volatile pid_t container_init;
+
+/* SIGTERM (from the controller's container_kill/destroy) ends the container by killing its pid 1,
+ * which takes the pid namespace with it, and then this process reaps pid 1 and exits. Killing
+ * this process instead would orphan pid 1 to the host's init. */
+static void on_terminate(int signo)
+{
+    terminating = 1;
+    if (container_init > 0)
+        kill(container_init, SIGKILL);
+}
+
 void shim_fail(int code, const char *fmt, ...)
 {
     struct container_sync_msg msg = {.code = code < 0 ? -code : code};
@@ -113,6 +126,10 @@ int main(int argc, char **argv)
     bool debug = false;
     char *text;
 
+    struct sigaction sa = {.sa_handler = on_terminate};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
     if (argc == 2 && streq(argv[1], "--version")) {
         printf("ignis-shim %s\n", IGNIS_VERSION);
         return 0;
@@ -172,12 +189,19 @@ int main(int argc, char **argv)
     if (pid < 0)
         shim_fail(errno, "creating namespaces (clone): %s", strerror(errno));
     if (pid == 0) {
+        /* Pid 1 has no handlers, so nothing inside its namespace can signal it. */
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
         if (userns_pipe[1] >= 0)
             close(userns_pipe[1]);
         if (debug_sync[0] >= 0)
             close(debug_sync[0]);
         shim_init(&ctx);
     }
+
+    container_init = pid;
+    if (terminating)
+        kill(pid, SIGKILL);
 
     if (spec.user_namespace) {
         /* We are root in the parent namespace, so we may map a whole range; no need to deny
