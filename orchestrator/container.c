@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/sched.h>
+#include <net/if.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
@@ -143,7 +146,16 @@ static int spec_memfd(const char *text, struct ig_error *err)
 }
 
 /* The fds the shim gets, in its fixed order (container_spec.h). */
-enum { CHILD_STDIN, CHILD_STDOUT, CHILD_STDERR, CHILD_SPEC, CHILD_SYNC, CHILD_RUNTIME, CHILD_N };
+enum {
+    CHILD_STDIN,
+    CHILD_STDOUT,
+    CHILD_STDERR,
+    CHILD_SPEC,
+    CHILD_SYNC,
+    CHILD_RUNTIME,
+    CHILD_NETNS, /* optional (-1) */
+    CHILD_N
+};
 
 /* In the child of clone3: a copy of a possibly multi-threaded controller, so only
  * async-signal-safe calls until execve. */
@@ -157,10 +169,11 @@ _Noreturn static void exec_shim(const char *shim, const int fds[CHILD_N])
      * execve. */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    for (int i = 0; i < CHILD_N; i++)
+    int nfds = fds[CHILD_NETNS] >= 0 ? CHILD_N : CHILD_NETNS;
+    for (int i = 0; i < nfds; i++)
         if (dup2(fds[i], i) < 0)
             _exit(SHIM_EXIT_EXEC);
-    close_range(CHILD_N, ~0u, 0);
+    close_range((unsigned int)nfds, ~0u, 0);
     execve(shim, argv, envp);
     struct container_sync_msg msg = {.code = errno};
     memcpy(msg.message, "exec ignis-shim failed", sizeof("exec ignis-shim failed"));
@@ -214,12 +227,49 @@ static pid_t spawn_child(int cgroup_fd, const char *shim, const int fds[CHILD_N]
     return (pid_t)pid;
 }
 
+struct netns_thread {
+    int fd;
+    int error;
+};
+
+/* A network namespace belongs to the task, so a short-lived thread can make one and hand its
+ * nsfs fd back without touching the calling thread's, and without a process to keep alive. */
+static void *netns_thread(void *userdata)
+{
+    struct netns_thread *t = userdata;
+    struct ifreq ifr = {.ifr_name = "lo"};
+    int sock = -1;
+
+    t->fd = -1;
+    if (unshare(CLONE_NEWNET) < 0 || (sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
+        ioctl(sock, SIOCGIFFLAGS, &ifr) < 0 ||
+        (ifr.ifr_flags |= IFF_UP | IFF_RUNNING, ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) ||
+        (t->fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
+        t->error = errno;
+    if (sock >= 0)
+        close(sock);
+    return NULL;
+}
+
+int container_netns_new(struct ig_error *err)
+{
+    struct netns_thread t = {.fd = -1};
+    pthread_t thread;
+    int r = pthread_create(&thread, NULL, netns_thread, &t);
+    if (r != 0)
+        return ig_error_set(err, r, "creating a thread: %s", strerror(r));
+    pthread_join(thread, NULL);
+    if (t.fd < 0)
+        return ig_error_set(err, t.error, "creating a network namespace: %s", strerror(t.error));
+    return t.fd;
+}
+
 static atomic_uint_fast32_t name_counter;
 
 int container_spawn(struct cg_manager *m, const struct container_options *o, struct container **ret,
                     struct ig_error *err)
 {
-    int child[CHILD_N] = {-1, -1, -1, -1, -1, -1};
+    int child[CHILD_N] = {-1, -1, -1, -1, -1, -1, -1};
     int pipe_fds[2], r;
     _cleanup_free_ char *text = NULL;
 
@@ -257,6 +307,15 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
     spec.cgroups = (char **)cg_group_paths(c->group);
     if (spec.cgroups && !spec.cgroups[0])
         spec.cgroups = NULL;
+    char netns_path[32];
+    if (o->netns_fd > 0) {
+        snprintf(netns_path, sizeof(netns_path), "/proc/self/fd/%d", SHIM_FD_NETNS);
+        spec.netns = netns_path;
+        if ((child[CHILD_NETNS] = fcntl(o->netns_fd, F_DUPFD_CLOEXEC, 10)) < 0) {
+            r = ig_error_set(err, errno, "dup: %s", strerror(errno));
+            goto fail;
+        }
+    }
     r = container_spec_format(&spec, &text, err);
     if (r < 0)
         goto fail;
@@ -298,7 +357,7 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
     c->runtime_fd = pipe_fds[0];
     child[CHILD_RUNTIME] = pipe_fds[1];
     for (int i = 0; i < CHILD_N; i++)
-        if ((r = lift_fd(&child[i])) < 0) {
+        if (child[i] >= 0 && (r = lift_fd(&child[i])) < 0) {
             ig_error_set(err, -r, "dup: %s", strerror(-r));
             goto fail;
         }

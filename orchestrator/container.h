@@ -29,6 +29,10 @@ struct container_options {
     /* Where the runtime's stdout and stderr go (dup'd; the caller keeps its fds). -1: a pipe,
      * whose read end container_stdout_fd/container_stderr_fd return. */
     int stdout_fd, stderr_fd;
+    /* > 0: a network namespace (from container_netns_new) to join instead of creating one, so a
+     * pool can create them off the invocation path or reuse one between containers of the same
+     * function (docs/performance.md). <= 0: a new one. The caller keeps its fd. */
+    int netns_fd;
 };
 
 /* How a container ended. */
@@ -43,6 +47,10 @@ struct container_exit {
  * (the build root's shim/ignis-shim, found from /proc/self/exe), else IGNIS_LIBEXECDIR. The
  * result is cached. Returns NULL when none is executable. */
 const char *container_shim_path(void);
+
+/* Creates a network namespace with loopback up, without a process in it: an nsfs fd for
+ * container_options.netns_fd. Returns the fd (close-on-exec) or -errno. */
+int container_netns_new(struct ig_error *err);
 
 /* Creates the cgroup and starts the shim; returns at once. Setup goes on in the shim: watch
  * container_sync_fd, then call container_finish_spawn. On failure nothing is left. */

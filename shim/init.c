@@ -313,7 +313,8 @@ void shim_init(const struct shim_ctx *ctx)
     close(image_fd);
     if (bundle_fd >= 0)
         close(bundle_fd);
-    loopback_up();
+    if (!spec->netns)
+        loopback_up();
     const char *hostname = spec->hostname ? spec->hostname : "ignis";
     if (sethostname(hostname, strlen(hostname)) < 0)
         shim_fail(errno, "sethostname: %s", strerror(errno));

@@ -176,7 +176,20 @@ int main(int argc, char **argv)
     join_cgroups(spec.cgroups);
 
     unsigned long flags =
-        CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP;
+        CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP;
+    if (spec.netns) {
+        /* Joined here, as host root: a process in a new user namespace could not (the network
+         * namespace belongs to the initial one). pid 1 then inherits it. */
+        int fd = open(spec.netns, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+            shim_fail(errno, "joining network namespace %s: %s", spec.netns, strerror(errno));
+        close(fd);
+    } else {
+        flags |= CLONE_NEWNET;
+    }
+    if (!debug && fcntl(SHIM_FD_NETNS, F_GETFD) >= 0)
+        close(SHIM_FD_NETNS);
+
     if (spec.user_namespace) {
         flags |= CLONE_NEWUSER;
         if (pipe2(userns_pipe, O_CLOEXEC) < 0)

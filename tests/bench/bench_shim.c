@@ -47,15 +47,19 @@ static void print_figures(const char *what, size_t n, struct figures f)
 static const struct cg_limits limits = {
     .memory_bytes = 128ull << 20, .cpu_millis = 1000, .pids_max = 64};
 
-static int bench_shim(struct tc_env *e, size_t n, struct figures *ret)
+/* netns_fd > 0: every container joins that network namespace instead of making its own. */
+static int bench_shim(struct tc_env *e, size_t n, int netns_fd, bool quiet, struct figures *ret)
 {
     uint64_t *lat = calloc(n, sizeof(uint64_t)), phase[3] = {0, 0, 0};
     struct container_spec spec;
     tc_spec(e, (char *[]){"/bin/hostile", "true", NULL}, &spec);
     /* Output to /dev/null, as a pool would to its log pipe: no read loop in the figure. */
     int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    struct container_options o = {
-        .spec = &spec, .limits = limits, .stdout_fd = null, .stderr_fd = null};
+    struct container_options o = {.spec = &spec,
+                                  .limits = limits,
+                                  .stdout_fd = null,
+                                  .stderr_fd = null,
+                                  .netns_fd = netns_fd};
     uint64_t start = now_usec();
     for (size_t i = 0; i < n; i++) {
         struct container *c;
@@ -83,11 +87,16 @@ static int bench_shim(struct tc_env *e, size_t n, struct figures *ret)
         phase[2] += t3 - t2;
     }
     *ret = summarize(lat, n, now_usec() - start);
-    print_figures("ignis-shim create->exit->destroy", n, *ret);
+    if (quiet)
+        goto out;
+    print_figures(netns_fd > 0 ? "ignis-shim, network namespace reused"
+                               : "ignis-shim create->exit->destroy",
+                  n, *ret);
     printf("  mean phases: create (cgroup, shim, namespaces, root, exec) %.3f ms, run to exit "
            "%.3f ms, destroy %.3f ms\n",
            (double)phase[0] / (double)n / 1000.0, (double)phase[1] / (double)n / 1000.0,
            (double)phase[2] / (double)n / 1000.0);
+out:
     close(null);
     free(lat);
     return 0;
@@ -248,10 +257,15 @@ int main(int argc, char **argv)
     printf("ignis shim benchmark: %zu containers, cgroup mode %s, shim %s\n", n,
            cg_mode_name(cg_manager_mode(e.m)), container_shim_path());
     /* A few to warm the page cache and the kernel's caches; not counted. */
-    if (bench_shim(&e, 20, &shim) < 0 || bench_shim(&e, n, &shim) < 0) {
+    struct figures reused;
+    struct ig_error err = {};
+    int netns = container_netns_new(&err);
+    if (netns < 0 || bench_shim(&e, 20, -1, true, &shim) < 0 ||
+        bench_shim(&e, n, -1, false, &shim) < 0 || bench_shim(&e, n, netns, false, &reused) < 0) {
         tc_env_teardown(&e);
         return 1;
     }
+    close(netns);
     bench_parts(&e, n);
     int status = 0;
     if (n_runc > 0 && run_cmd((char *[]){"runc", "--version", NULL}, true) == 0) {

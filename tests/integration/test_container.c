@@ -172,6 +172,42 @@ static void test_many_in_a_row(void **state)
     }
 }
 
+/* A network namespace made ahead (container_netns_new) is joined instead of a new one: two
+ * containers in a row see the same namespace, with loopback up, and still only lo. */
+static void test_joined_network_namespace(void **state)
+{
+    struct ig_error err = {};
+    int netns = container_netns_new(&err);
+    assert_true(netns > 0);
+    char link[64] = "", path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", netns);
+    assert_true(readlink(path, link, sizeof(link) - 1) > 0);
+    for (int i = 0; i < 2; i++) {
+        struct container_spec spec;
+        struct container *c;
+        struct container_exit x;
+        tc_spec(
+            &env,
+            (char *[]){"/bin/sh", "-c",
+                       "/bin/hostile netdevs; /bin/hostile loopback; readlink /proc/self/ns/net",
+                       NULL},
+            &spec);
+        struct container_options o = {
+            .spec = &spec, .stdout_fd = -1, .stderr_fd = -1, .netns_fd = netns};
+        assert_int_equal(container_create(env.m, &o, &c, &err), 0);
+        char *out, *errs, want[128];
+        tc_collect(c, &out, &errs);
+        assert_int_equal(container_wait(c, &x), 0);
+        assert_int_equal(x.exit_code, 0);
+        snprintf(want, sizeof(want), "ifaces: lo\nok\n%s\n", link);
+        assert_string_equal(out, want);
+        free(out);
+        free(errs);
+        assert_int_equal(container_destroy(c, &err), 0);
+    }
+    close(netns);
+}
+
 static void test_user_namespace(void **state)
 {
     struct container_spec spec;
@@ -204,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_runtime_fd_and_loop_fds),
         cmocka_unit_test(test_destroy_running),
         cmocka_unit_test(test_many_in_a_row),
+        cmocka_unit_test(test_joined_network_namespace),
         cmocka_unit_test(test_user_namespace),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
