@@ -27,6 +27,8 @@
 struct container {
     char name[72];
     struct cg_group *group;
+    bool own_group;           /* made by container_spawn, removed by destroy */
+    struct cg_stats baseline; /* a borrowed group's counters at spawn */
     pid_t pid;
     int pidfd;
     int sync_fd;
@@ -298,9 +300,17 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
                  (unsigned)atomic_fetch_add(&name_counter, 1));
     }
 
-    r = cg_create(m, c->name, &o->limits, &c->group, err);
-    if (r < 0)
-        goto fail;
+    if (o->group) {
+        c->group = o->group;
+        /* Counters are cumulative: remember where this container starts. */
+        cg_reset_peak(c->group);
+        cg_read_stats(c->group, &c->baseline);
+    } else {
+        r = cg_create(m, c->name, &o->limits, &c->group, err);
+        if (r < 0)
+            goto fail;
+        c->own_group = true;
+    }
 
     /* The spec as given, plus the cgroups the shim must join. */
     struct container_spec spec = *o->spec;
@@ -485,8 +495,11 @@ int container_poll_exit(struct container *c, struct container_exit *ret)
             e.signal = info.si_status;
             e.exit_code = 128 + info.si_status;
         }
-        if (cg_read_stats(c->group, &e.stats) == 0)
+        if (cg_read_stats(c->group, &e.stats) == 0) {
+            e.stats.cpu_usec -= c->baseline.cpu_usec;
+            e.stats.oom_kills -= c->baseline.oom_kills;
             e.oom_killed = e.stats.oom_kills > 0;
+        }
         c->exit = e;
         c->exited = true;
     }
@@ -557,12 +570,12 @@ int container_destroy(struct container *c, struct ig_error *err)
                 r = ig_error_set(err, -q, "reaping container %s: %s", c->name, strerror(-q));
         }
     }
-    if (c->group) {
+    if (c->group && c->own_group) {
         q = cg_destroy(c->group, err);
         if (q < 0 && r == 0)
             r = q;
-        c->group = NULL;
     }
+    c->group = NULL;
     close_fd(&c->pidfd);
     close_fd(&c->sync_fd);
     close_fd(&c->runtime_fd);

@@ -26,6 +26,10 @@ struct container_options {
     /* What to run; its `cgroups` are filled in from the cgroup the container gets. */
     const struct container_spec *spec;
     struct cg_limits limits;
+    /* An existing, empty cgroup (cg_create) to run in instead of a new one with `limits`: the
+     * caller keeps it, and destroy leaves it empty, not removed, so a pool can reuse cgroups
+     * (docs/performance.md). The exit's CPU and OOM figures are then this container's share. */
+    struct cg_group *group;
     /* Where the runtime's stdout and stderr go (dup'd; the caller keeps its fds). -1: a pipe,
      * whose read end container_stdout_fd/container_stderr_fd return. */
     int stdout_fd, stderr_fd;

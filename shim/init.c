@@ -131,11 +131,9 @@ static void make_dev(bool userns)
     for (size_t i = 0; i < ARRAY_SIZE(devs); i++) {
         snprintf(path, sizeof(path), STAGE "/dev/%s", devs[i].name);
         if (!userns) {
+            /* build_root runs with umask 0, so the modes are as written. */
             if (mknod(path, S_IFCHR | 0666, makedev(devs[i].major, devs[i].minor)) < 0)
                 shim_fail(errno, "mknod %s: %s", path, strerror(errno));
-            /* The umask (022) applies to mknod too. */
-            if (chmod(path, 0666) < 0)
-                shim_fail(errno, "chmod %s: %s", path, strerror(errno));
             continue;
         }
         char src[64];
@@ -309,7 +307,9 @@ void shim_init(const struct shim_ctx *ctx)
     int bundle_fd = -1;
     if (spec->bundle && (bundle_fd = open(spec->bundle, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         shim_fail(errno, "bundle %s: %s", spec->bundle, strerror(errno));
+    mode_t umask_before = umask(0);
     build_root(spec, image_fd, bundle_fd);
+    umask(umask_before);
     close(image_fd);
     if (bundle_fd >= 0)
         close(bundle_fd);

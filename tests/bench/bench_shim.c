@@ -47,8 +47,10 @@ static void print_figures(const char *what, size_t n, struct figures f)
 static const struct cg_limits limits = {
     .memory_bytes = 128ull << 20, .cpu_millis = 1000, .pids_max = 64};
 
-/* netns_fd > 0: every container joins that network namespace instead of making its own. */
-static int bench_shim(struct tc_env *e, size_t n, int netns_fd, bool quiet, struct figures *ret)
+/* netns_fd > 0: every container joins that network namespace instead of making its own;
+ * group: every container runs in that cgroup instead of a new one. */
+static int bench_shim(struct tc_env *e, size_t n, int netns_fd, struct cg_group *group, bool quiet,
+                      struct figures *ret)
 {
     uint64_t *lat = calloc(n, sizeof(uint64_t)), phase[3] = {0, 0, 0};
     struct container_spec spec;
@@ -59,7 +61,8 @@ static int bench_shim(struct tc_env *e, size_t n, int netns_fd, bool quiet, stru
                                   .limits = limits,
                                   .stdout_fd = null,
                                   .stderr_fd = null,
-                                  .netns_fd = netns_fd};
+                                  .netns_fd = netns_fd,
+                                  .group = group};
     uint64_t start = now_usec();
     for (size_t i = 0; i < n; i++) {
         struct container *c;
@@ -89,8 +92,9 @@ static int bench_shim(struct tc_env *e, size_t n, int netns_fd, bool quiet, stru
     *ret = summarize(lat, n, now_usec() - start);
     if (quiet)
         goto out;
-    print_figures(netns_fd > 0 ? "ignis-shim, network namespace reused"
-                               : "ignis-shim create->exit->destroy",
+    print_figures(group          ? "ignis-shim, netns and cgroup reused"
+                  : netns_fd > 0 ? "ignis-shim, network namespace reused"
+                                 : "ignis-shim create->exit->destroy",
                   n, *ret);
     printf("  mean phases: create (cgroup, shim, namespaces, root, exec) %.3f ms, run to exit "
            "%.3f ms, destroy %.3f ms\n",
@@ -257,14 +261,20 @@ int main(int argc, char **argv)
     printf("ignis shim benchmark: %zu containers, cgroup mode %s, shim %s\n", n,
            cg_mode_name(cg_manager_mode(e.m)), container_shim_path());
     /* A few to warm the page cache and the kernel's caches; not counted. */
-    struct figures reused;
+    struct figures reused, reused2;
     struct ig_error err = {};
+    struct cg_group *group = NULL;
     int netns = container_netns_new(&err);
-    if (netns < 0 || bench_shim(&e, 20, -1, true, &shim) < 0 ||
-        bench_shim(&e, n, -1, false, &shim) < 0 || bench_shim(&e, n, netns, false, &reused) < 0) {
+    if (netns < 0 || cg_create(e.m, "bench-reused", &limits, &group, &err) < 0 ||
+        bench_shim(&e, 20, -1, NULL, true, &shim) < 0 ||
+        bench_shim(&e, n, -1, NULL, false, &shim) < 0 ||
+        bench_shim(&e, n, netns, NULL, false, &reused) < 0 ||
+        bench_shim(&e, n, netns, group, false, &reused2) < 0) {
+        fprintf(stderr, "bench: %s\n", err.message);
         tc_env_teardown(&e);
         return 1;
     }
+    cg_destroy(group, NULL);
     close(netns);
     bench_parts(&e, n);
     int status = 0;

@@ -208,6 +208,44 @@ static void test_joined_network_namespace(void **state)
     close(netns);
 }
 
+/* A cgroup made ahead is used and left in place: the first container is OOM-killed in it, the
+ * second, in the same cgroup, is not reported as OOM-killed; the cgroup is empty in between and
+ * still there after both. */
+static void test_borrowed_cgroup(void **state)
+{
+    struct ig_error err = {};
+    struct cg_group *g;
+    struct cg_limits limits = {.memory_bytes = 32ull << 20, .pids_max = 16};
+    assert_int_equal(cg_create(env.m, "borrowed", &limits, &g, &err), 0);
+    const char *dir = cg_group_paths(g)[0];
+    char *const hog[] = {"/bin/hostile", "alloc", "64", NULL};
+    char *const ok[] = {"/bin/hostile", "alloc", "4", NULL};
+    char *const *runs[] = {hog, ok};
+    for (int i = 0; i < 2; i++) {
+        struct container_spec spec;
+        struct container *c;
+        struct container_exit x;
+        tc_spec(&env, (char **)runs[i], &spec);
+        struct container_options o = {.spec = &spec, .group = g, .stdout_fd = -1, .stderr_fd = -1};
+        assert_int_equal(container_create(env.m, &o, &c, &err), 0);
+        char *out, *errs;
+        tc_collect(c, &out, &errs);
+        assert_int_equal(container_wait(c, &x), 0);
+        assert_int_equal(x.oom_killed, i == 0);
+        assert_int_equal(x.exit_code, i == 0 ? 128 + SIGKILL : 0);
+        free(out);
+        free(errs);
+        assert_int_equal(container_destroy(c, &err), 0);
+        char procs[600], *text = NULL;
+        snprintf(procs, sizeof(procs), "%s/cgroup.procs", dir);
+        assert_int_equal(read_file(procs, 4096, &text, NULL), 0);
+        assert_string_equal(text, "");
+        free(text);
+    }
+    assert_int_equal(access(dir, F_OK), 0);
+    assert_int_equal(cg_destroy(g, &err), 0);
+}
+
 static void test_user_namespace(void **state)
 {
     struct container_spec spec;
@@ -241,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_destroy_running),
         cmocka_unit_test(test_many_in_a_row),
         cmocka_unit_test(test_joined_network_namespace),
+        cmocka_unit_test(test_borrowed_cgroup),
         cmocka_unit_test(test_user_namespace),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
