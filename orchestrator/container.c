@@ -28,6 +28,7 @@ struct container {
     char name[72];
     struct cg_group *group;
     bool own_group;           /* made by container_spawn, removed by destroy */
+    bool via_server;          /* pid is the container's pid 1, not a one-container shim */
     struct cg_stats baseline; /* a borrowed group's counters at spawn */
     pid_t pid;
     int pidfd;
@@ -161,17 +162,16 @@ enum {
 
 /* In the child of clone3: a copy of a possibly multi-threaded controller, so only
  * async-signal-safe calls until execve. */
-_Noreturn static void exec_shim(const char *shim, const int fds[CHILD_N])
+_Noreturn static void exec_shim(const char *shim, const char *arg, const int fds[], int nfds)
 {
     static char *const envp[] = {NULL};
-    char *const argv[] = {(char *)"ignis-shim", NULL};
+    char *const argv[] = {(char *)"ignis-shim", (char *)arg, NULL};
     sigset_t none;
 
     /* The event loop blocks the signals it reads through signalfd; a blocked mask survives
      * execve. */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    int nfds = fds[CHILD_NETNS] >= 0 ? CHILD_N : CHILD_NETNS;
     for (int i = 0; i < nfds; i++)
         if (dup2(fds[i], i) < 0)
             _exit(SHIM_EXIT_EXEC);
@@ -179,15 +179,18 @@ _Noreturn static void exec_shim(const char *shim, const int fds[CHILD_N])
     execve(shim, argv, envp);
     struct container_sync_msg msg = {.code = errno};
     memcpy(msg.message, "exec ignis-shim failed", sizeof("exec ignis-shim failed"));
-    ssize_t n = write(CHILD_SYNC, &msg, sizeof(msg));
-    (void)n;
+    if (nfds > CHILD_SYNC) {
+        ssize_t n = write(CHILD_SYNC, &msg, sizeof(msg));
+        (void)n;
+    }
     _exit(SHIM_EXIT_EXEC);
 }
 
 /* Starts the shim straight inside the container's cgroup2 directory where the kernel can
  * (clone3 CLONE_INTO_CGROUP, 5.7+): no window in which it runs elsewhere, no write to
  * cgroup.procs. Returns the pid and a pidfd. */
-static pid_t spawn_child(int cgroup_fd, const char *shim, const int fds[CHILD_N], int *ret_pidfd)
+static pid_t spawn_child(int cgroup_fd, const char *shim, const char *arg, const int fds[],
+                         int nfds, int *ret_pidfd)
 {
     int pidfd = -1;
     struct clone_args args = {
@@ -212,7 +215,7 @@ static pid_t spawn_child(int cgroup_fd, const char *shim, const int fds[CHILD_N]
          * scope). */
         pid = fork();
         if (pid == 0)
-            exec_shim(shim, fds);
+            exec_shim(shim, arg, fds, nfds);
         if (pid > 0 && (pidfd = pidfd_open((pid_t)pid, 0)) < 0) {
             int saved = errno;
             kill((pid_t)pid, SIGKILL);
@@ -222,7 +225,7 @@ static pid_t spawn_child(int cgroup_fd, const char *shim, const int fds[CHILD_N]
         }
     }
     if (pid == 0)
-        exec_shim(shim, fds);
+        exec_shim(shim, arg, fds, nfds);
     if (pid < 0)
         return -1;
     *ret_pidfd = pidfd;
@@ -264,6 +267,128 @@ int container_netns_new(struct ig_error *err)
     if (t.fd < 0)
         return ig_error_set(err, t.error, "creating a network namespace: %s", strerror(t.error));
     return t.fd;
+}
+
+/* The container factory (ignis-shim --server): exec'd once, it clones each container's pid 1
+ * as our child (CLONE_PARENT), which saves the exec of a shim per container. One per process,
+ * started on first use; requests are serialized (each takes one clone of a small process). */
+static struct {
+    pthread_mutex_t lock;
+    pid_t pid;
+    int sock;
+    bool disabled;
+} server = {PTHREAD_MUTEX_INITIALIZER, -1, -1, false};
+
+void container_use_server(bool use)
+{
+    pthread_mutex_lock(&server.lock);
+    server.disabled = !use;
+    pthread_mutex_unlock(&server.lock);
+}
+
+static void server_stop_locked(void)
+{
+    if (server.sock >= 0)
+        close(server.sock); /* EOF: the server exits */
+    server.sock = -1;
+    if (server.pid > 0)
+        while (waitpid(server.pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    server.pid = -1;
+}
+
+void container_shutdown(void)
+{
+    pthread_mutex_lock(&server.lock);
+    server_stop_locked();
+    pthread_mutex_unlock(&server.lock);
+}
+
+static int server_start_locked(const char *shim)
+{
+    int sv[2], fds[4] = {-1, -1, -1, -1}, pidfd = -1, r = 0;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    /* 0 and 1 /dev/null, 2 our stderr (where a crash would say something), 3 the socket. */
+    if ((fds[0] = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
+        (fds[1] = fcntl(fds[0], F_DUPFD_CLOEXEC, 10)) < 0 ||
+        (fds[2] = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10)) < 0 ||
+        (fds[3] = fcntl(sv[1], F_DUPFD_CLOEXEC, 10)) < 0)
+        r = -errno;
+    if (r == 0 && (r = lift_fd(&fds[0])) == 0) {
+        pid_t pid = spawn_child(-1, shim, "--server", fds, 4, &pidfd);
+        if (pid < 0)
+            r = -errno;
+        else {
+            server.pid = pid;
+            server.sock = TAKE_FD(sv[0]);
+            close(pidfd); /* reaped by waitpid in server_stop_locked */
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        close_fd(&fds[i]);
+    close_fd(&sv[1]);
+    close_fd(&sv[0]);
+    return r;
+}
+
+/* 0 and the server's answer (a pid, or -errno when it refused), or -errno when the server
+ * could not be reached. */
+static int server_request_locked(const int fds[], int nfds, bool has_netns, bool has_cgroup,
+                                 int32_t *ret_answer)
+{
+    struct shim_request_header hdr = {
+        .version = 1, .has_netns = has_netns, .has_cgroup = has_cgroup};
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * SHIM_REQUEST_MAX_FDS)];
+        struct cmsghdr align;
+    } control = {};
+    struct iovec iov = {.iov_base = &hdr, .iov_len = sizeof(hdr)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = control.buf,
+                        .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+    memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
+    if (sendmsg(server.sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(hdr))
+        return -errno ? -errno : -EIO;
+    int32_t answer;
+    ssize_t n;
+    while ((n = recv(server.sock, &answer, sizeof(answer), 0)) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof(answer))
+        return n < 0 ? -errno : -ECONNRESET;
+    *ret_answer = answer;
+    return 0;
+}
+
+/* Asks the server for a container: 0 and its pid; -ECANCELED when the server refused it (the
+ * reason is on the sync pipe); another -errno when the server could not be reached. */
+static int server_spawn(const char *shim, const int fds[], int nfds, bool has_netns,
+                        bool has_cgroup, pid_t *ret_pid)
+{
+    int r = -ENOTCONN;
+    pthread_mutex_lock(&server.lock);
+    /* A server that died is restarted once. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (server.sock < 0 && (r = server_start_locked(shim)) < 0)
+            break;
+        int32_t answer = 0;
+        r = server_request_locked(fds, nfds, has_netns, has_cgroup, &answer);
+        if (r == 0) {
+            if (answer < 0)
+                r = -ECANCELED;
+            else
+                *ret_pid = (pid_t)answer;
+            break;
+        }
+        server_stop_locked();
+    }
+    pthread_mutex_unlock(&server.lock);
+    return r;
 }
 
 static atomic_uint_fast32_t name_counter;
@@ -312,6 +437,10 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
         c->own_group = true;
     }
 
+    pthread_mutex_lock(&server.lock);
+    c->via_server = !server.disabled;
+    pthread_mutex_unlock(&server.lock);
+
     /* The spec as given, plus the cgroups the shim must join. */
     struct container_spec spec = *o->spec;
     spec.cgroups = (char **)cg_group_paths(c->group);
@@ -319,8 +448,10 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
         spec.cgroups = NULL;
     char netns_path[32];
     if (o->netns_fd > 0) {
+        /* The server gets the fd itself; the one-container shim finds it on fd 6. */
         snprintf(netns_path, sizeof(netns_path), "/proc/self/fd/%d", SHIM_FD_NETNS);
-        spec.netns = netns_path;
+        if (!c->via_server)
+            spec.netns = netns_path;
         if ((child[CHILD_NETNS] = fcntl(o->netns_fd, F_DUPFD_CLOEXEC, 10)) < 0) {
             r = ig_error_set(err, errno, "dup: %s", strerror(errno));
             goto fail;
@@ -372,10 +503,46 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
             goto fail;
         }
 
-    c->pid = spawn_child(cg_group_v2_fd(c->group), shim, child, &c->pidfd);
-    if (c->pid < 0) {
-        r = ig_error_set(err, errno, "starting %s: %s", shim, strerror(errno));
-        goto fail;
+    if (c->via_server) {
+        /* The request's fds in the order of struct shim_request (no stdin: pid 1 opens
+         * /dev/null in the container). */
+        int fds[SHIM_REQUEST_MAX_FDS], nfds = 0, cgroup_fd = cg_group_v2_fd(c->group);
+        fds[nfds++] = child[CHILD_SPEC];
+        fds[nfds++] = child[CHILD_SYNC];
+        fds[nfds++] = child[CHILD_STDOUT];
+        fds[nfds++] = child[CHILD_STDERR];
+        fds[nfds++] = child[CHILD_RUNTIME];
+        if (child[CHILD_NETNS] >= 0)
+            fds[nfds++] = child[CHILD_NETNS];
+        if (cgroup_fd >= 0)
+            fds[nfds++] = cgroup_fd;
+        pid_t pid = -1;
+        r = server_spawn(shim, fds, nfds, child[CHILD_NETNS] >= 0, cgroup_fd >= 0, &pid);
+        if (r == -ECANCELED) {
+            /* Refused before a container existed: the reason is on the sync pipe, for
+             * container_finish_spawn; there is nothing to wait for. */
+            c->exited = true;
+            c->exit.exit_code = SHIM_EXIT_SETUP;
+        } else if (r < 0) {
+            r = ig_error_set(err, -r, "starting %s --server: %s", shim, strerror(-r));
+            goto fail;
+        } else {
+            /* Our own child (CLONE_PARENT), not yet reaped: its pid cannot be reused. */
+            c->pid = pid;
+            if ((c->pidfd = pidfd_open(pid, 0)) < 0) {
+                r = ig_error_set(err, errno, "pidfd_open: %s", strerror(errno));
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                goto fail;
+            }
+        }
+    } else {
+        int nfds = child[CHILD_NETNS] >= 0 ? CHILD_N : CHILD_NETNS;
+        c->pid = spawn_child(cg_group_v2_fd(c->group), shim, NULL, child, nfds, &c->pidfd);
+        if (c->pid < 0) {
+            r = ig_error_set(err, errno, "starting %s: %s", shim, strerror(errno));
+            goto fail;
+        }
     }
     for (int i = 0; i < CHILD_N; i++)
         close_fd(&child[i]);
@@ -523,10 +690,12 @@ int container_kill(struct container *c, struct ig_error *err)
 {
     if (c->exited || c->pidfd < 0)
         return 0;
-    /* The shim kills its pid 1 (and so the pid namespace), reaps it and exits. Killing the
-     * whole cgroup at once would kill the shim too and orphan pid 1 to the host's init, which
-     * reaps it whenever it gets to it. */
-    if (pidfd_send_signal(c->pidfd, SIGTERM, NULL, 0) < 0 && errno != ESRCH)
+    /* Through the server, pid is the container's pid 1, our child: SIGKILL takes the pid
+     * namespace with it. A one-container shim is asked with SIGTERM to kill its pid 1 and reap
+     * it: killing the whole cgroup at once would kill the shim too and orphan pid 1 to the
+     * host's init, which reaps it whenever it gets to it. */
+    int sig = c->via_server ? SIGKILL : SIGTERM;
+    if (pidfd_send_signal(c->pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
         return ig_error_set(err, errno, "killing container %s: %s", c->name, strerror(errno));
     return 0;
 }

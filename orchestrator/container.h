@@ -52,6 +52,14 @@ struct container_exit {
  * result is cached. Returns NULL when none is executable. */
 const char *container_shim_path(void);
 
+/* Containers are made by one `ignis-shim --server` per process, started on first use, which
+ * clones each container's pid 1 as the caller's child (no exec per container). false: exec a
+ * one-container ignis-shim each time instead (slower; for comparison and as a fallback). */
+void container_use_server(bool use);
+/* Stops the server (it is a process in the caller's cgroups: stop it before cg_manager_free
+ * removes the daemon's leaf). Containers already made are unaffected. */
+void container_shutdown(void);
+
 /* Creates a network namespace with loopback up, without a process in it: an nsfs fd for
  * container_options.netns_fd. Returns the fd (close-on-exec) or -errno. */
 int container_netns_new(struct ig_error *err);

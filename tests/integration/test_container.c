@@ -160,6 +160,45 @@ static void test_destroy_running(void **state)
     assert_int_equal(errno, ESRCH);
 }
 
+/* The same through a one-container shim exec'd per container (the fallback): output, exit
+ * status, a setup failure, destroy of a running one. */
+static void test_one_shot_shim(void **state)
+{
+    struct tc_result r;
+    struct ig_error err = {};
+    container_use_server(false);
+    run((char *[]){"/bin/hostile", "echo", "one", NULL}, NULL, &r);
+    assert_int_equal(r.exit_code, 0);
+    assert_string_equal(r.out, "one\n");
+    tc_result_clear(&r);
+    run((char *[]){"/bin/hostile", "exit", "3", NULL}, NULL, &r);
+    assert_int_equal(r.exit_code, 3);
+    tc_result_clear(&r);
+    struct container_spec spec;
+    struct container *c = NULL;
+    tc_spec(&env, (char *[]){"/bin/nope", NULL}, &spec);
+    struct container_options o = {.spec = &spec, .stdout_fd = -1, .stderr_fd = -1};
+    assert_int_equal(container_create(env.m, &o, &c, &err), -ENOENT);
+    tc_spec(&env, (char *[]){"/bin/hostile", "sleep", NULL}, &spec);
+    assert_int_equal(container_create(env.m, &o, &c, &err), 0);
+    pid_t pid = container_pid(c);
+    assert_int_equal(container_destroy(c, &err), 0);
+    assert_int_equal(kill(pid, 0), -1);
+    container_use_server(true);
+}
+
+/* A server that died is restarted by the next request. */
+static void test_server_restarted(void **state)
+{
+    struct tc_result r;
+    run((char *[]){"/bin/hostile", "true", NULL}, NULL, &r);
+    tc_result_clear(&r);
+    container_shutdown();
+    run((char *[]){"/bin/hostile", "echo", "again", NULL}, NULL, &r);
+    assert_string_equal(r.out, "again\n");
+    tc_result_clear(&r);
+}
+
 /* Many containers one after another leave nothing (teardown checks cgroups, mounts,
  * processes); their cgroups are distinct. */
 static void test_many_in_a_row(void **state)
@@ -278,6 +317,8 @@ int main(void)
         cmocka_unit_test(test_runtime_fd_and_loop_fds),
         cmocka_unit_test(test_destroy_running),
         cmocka_unit_test(test_many_in_a_row),
+        cmocka_unit_test(test_one_shot_shim),
+        cmocka_unit_test(test_server_restarted),
         cmocka_unit_test(test_joined_network_namespace),
         cmocka_unit_test(test_borrowed_cgroup),
         cmocka_unit_test(test_user_namespace),

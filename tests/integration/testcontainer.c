@@ -116,6 +116,8 @@ int tc_env_teardown(struct tc_env *e)
     int leaks = 0;
 
     leaks += leftovers(e);
+    /* The container server lives in our cgroups (the daemon's leaf): stop it first. */
+    container_shutdown();
     cg_manager_free(e->m);
     e->m = NULL;
     /* The subtree must be gone from every hierarchy. */
