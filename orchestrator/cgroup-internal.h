@@ -43,6 +43,7 @@ struct cg_manager {
     /* The cgroup2 directories, the same way (v2 and hybrid). */
     char *v2_start;
     char *v2_base;
+    bool v2_start_is_root; /* the daemon started at the cgroup2 root ("0::/") */
     /* v2: the controllers this layer enabled in v2_start's and v2_base's subtree_control, to
      * undo them on free (the daemon cannot move back into a cgroup that has domain controllers
      * enabled for its children: the no-internal-process rule). */
@@ -100,8 +101,8 @@ int cg_read_u64(const char *dir, const char *file, uint64_t *ret);
 int cg_parse_keyed(const char *text, const char *key, uint64_t *ret);
 int cg_read_keyed(const char *dir, const char *file, const char *key, uint64_t *ret);
 bool cg_file_exists(const char *dir, const char *file);
-/* Kills every pid listed in dir/cgroup.procs with SIGKILL. Returns how many it signalled, or
- * -errno when the list cannot be read. */
+/* Kills every pid listed in dir/cgroup.procs but the caller's with SIGKILL. Returns how many
+ * it signalled, or -errno when the list cannot be read. */
 int cg_kill_procs(const char *dir);
 /* Whether dir/cgroup.procs lists no process (a missing file counts as empty). */
 bool cg_procs_empty(const char *dir);

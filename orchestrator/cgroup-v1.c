@@ -164,7 +164,9 @@ int cg_v1_kill(struct cg_group *g, struct ig_error *err)
 
     if (v1_all_empty(g))
         return 0;
-    if (fz && g->m->features.kill) {
+    /* The group's own freezer.state, not just the feature: a group left half-made by a crash
+     * may lack its freezer directory and still hold processes elsewhere. */
+    if (fz && cg_file_exists(fz, "freezer.state")) {
         if ((r = cg_write(fz, "freezer.state", "FROZEN")) < 0)
             return ig_error_set(err, -r, "freezing %s: %s", fz, strerror(-r));
         for (int i = 0; i < CG_FREEZE_TRIES; i++) {

@@ -9,8 +9,9 @@
  *   between hierarchies (on this host memory:/process_api/<hash>, the others /), so every
  *   hierarchy would need its own struct anyway;
  * - on the cgroup2 mount it cannot handle cgroups without controllers (libcgroup #89, #125,
- *   #129), which is all the hybrid host's cgroup2 mount has, nor read the current cgroup
- *   (cgroup_get_current_controller_path, #335);
+ *   #129), which is all the hybrid host's cgroup2 mount has: there cgroup_create_cgroup of a
+ *   cgroup without controllers returned 0 and created nothing (tried on this host, 2.0.2-2);
+ *   nor can it read the current cgroup on v2 (cgroup_get_current_controller_path, #335);
  * - cgroup_init() reads /proc/mounts, so its create/attach could never run against the fake
  *   trees the unit tests build: the tested code would not be the code that runs;
  * - cgroup_attach_task_pid writes `tasks` (one thread) where `cgroup.procs` moves the process.
@@ -92,8 +93,10 @@ void cg_features_degraded(const struct cg_features *f, char *buf, size_t len)
         if (all[i].on)
             continue;
         int n = snprintf(buf + used, len - used, "%s%s", used ? "," : "", all[i].name);
-        if (n < 0 || (size_t)n >= len - used)
+        if (n < 0 || (size_t)n >= len - used) {
+            buf[used] = '\0'; /* whole names only */
             break;
+        }
         used += (size_t)n;
     }
     if (used == 0)
@@ -201,8 +204,9 @@ int cg_kill_procs(const char *dir)
         long pid = strtol(s, &end, 10);
         if (end == s)
             break;
-        /* Never 0 or negative: kill(0) and kill(-n) signal process groups. */
-        if (pid > 0 && kill((pid_t)pid, SIGKILL) == 0)
+        /* Never 0 or negative: kill(0) and kill(-n) signal process groups. Never the caller
+         * either: it may have just left the cgroup (and a fake tree still lists it). */
+        if (pid > 0 && pid != getpid() && kill((pid_t)pid, SIGKILL) == 0)
             n++;
     }
     return n;
@@ -492,12 +496,14 @@ static size_t manager_dirs(const struct cg_manager *m, const char **bases, const
     return n;
 }
 
-/* Whether a space- or newline-separated list (cgroup.controllers) holds word. */
+/* Whether a space- or newline-separated list (cgroup.controllers, cgroup.subtree_control)
+ * holds word. The kernel shows subtree_control without the '+' that was written; a fake tree
+ * shows it as written, hence the '+'. */
 static bool has_word(const char *text, const char *word)
 {
     size_t len = strlen(word);
     for (const char *p = text; (p = strstr(p, word)); p += len) {
-        bool start = p == text || p[-1] == ' ' || p[-1] == '\n';
+        bool start = p == text || p[-1] == ' ' || p[-1] == '\n' || p[-1] == '+';
         bool end = p[len] == '\0' || p[len] == ' ' || p[len] == '\n';
         if (start && end)
             return true;
@@ -601,6 +607,7 @@ int cg_manager_new_mode(enum cg_mode mode, bool fake_fs, const char *fs_root,
             m->v2_start = join_cgroup(mount ? mount : fs_root, l->path);
             if (!m->v2_start)
                 goto oom;
+            m->v2_start_is_root = streq(l->path, "/");
             continue;
         }
         if (mode == CG_MODE_V2)
@@ -611,6 +618,15 @@ int cg_manager_new_mode(enum cg_mode mode, bool fake_fs, const char *fs_root,
             _cleanup_free_ char *mount = v1_mount(m, fs_root, l->controllers, v1_names[c]);
             if (!mount || !(m->v1_start[c] = join_cgroup(mount, l->path)))
                 goto oom;
+            /* Listed but not reachable here (not mounted where expected, or a cgroup
+             * namespace hides it): do without it, as a degraded feature. */
+            struct stat st;
+            if (stat(m->v1_start[c], &st) < 0 || !S_ISDIR(st.st_mode)) {
+                log_debug("v1 controller not usable", "controller=%s dir=%s", v1_names[c],
+                          m->v1_start[c]);
+                free(m->v1_start[c]);
+                m->v1_start[c] = NULL;
+            }
         }
     }
     if (mode == CG_MODE_V2 || mode == CG_MODE_HYBRID) {
@@ -889,6 +905,14 @@ int cg_create(struct cg_manager *m, const char *name, const struct cg_limits *li
                             name ? name : "(null)");
     if ((r = group_new(m, name, &g)) < 0)
         return ig_error_set(err, -r, "out of memory");
+    /* Never adopt an existing directory: it could hold another container's processes, and
+     * the cleanup below would remove it. */
+    for (const char *const *p = g->paths; *p; p++)
+        if (access(*p, F_OK) == 0) {
+            r = ig_error_set(err, EEXIST, "container cgroup %s already exists", *p);
+            group_free(g);
+            return r;
+        }
     r = m->ops->create(g, limits ? limits : &none, err);
     if (r == 0 && g->v2_dir) {
         g->v2_fd = open(g->v2_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -1025,8 +1049,10 @@ void cg_manager_free(struct cg_manager *m)
 
         (void)cg_manager_cleanup_stale(m, NULL);
         if (m->mode == CG_MODE_V2 && m->v2_base) {
+            /* At the hierarchy's root others may rely on what was enabled meanwhile, and
+             * processes may live there regardless: leave it. */
             if ((r = v2_disable(m->v2_base, m->v2_enabled_base)) < 0 ||
-                (r = v2_disable(m->v2_start, m->v2_enabled_start)) < 0)
+                (!m->v2_start_is_root && (r = v2_disable(m->v2_start, m->v2_enabled_start)) < 0))
                 log_warn("cannot disable cgroup controllers", "dir=%s error=\"%s\"", m->v2_start,
                          strerror(-r));
         }
@@ -1034,6 +1060,10 @@ void cg_manager_free(struct cg_manager *m)
             _cleanup_free_ char *leaf = cg_path(bases[i], "daemon");
             if (m->in_leaf && (r = move_self(starts[i])) < 0)
                 log_warn("cannot move ignisd back", "dir=%s error=\"%s\"", starts[i], strerror(-r));
+            /* What is left in the leaf once the daemon is out was started by it and never
+             * made it into a container (a shim mid-setup): it goes with the daemon. */
+            if (m->in_leaf && leaf)
+                (void)cg_kill_procs(leaf);
             if (leaf &&
                 ((r = rmdir_retry(m, leaf, NULL)) < 0 || (r = rmdir_retry(m, bases[i], NULL)) < 0))
                 log_warn("cgroup subtree left behind", "dir=%s error=\"%s\"", bases[i],

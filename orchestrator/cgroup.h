@@ -88,13 +88,16 @@ int cg_create(struct cg_manager *m, const char *name, const struct cg_limits *li
 /* An O_PATH|O_DIRECTORY fd of the group's cgroup2 directory for clone3(CLONE_INTO_CGROUP), or -1
  * when there is none (v1 hosts). Owned by the group. */
 int cg_group_v2_fd(const struct cg_group *g);
-/* Puts pid into the group in every hierarchy (those it is already in are skipped). On v1 this
- * moves one thread: attach before the process starts threads. */
+/* Puts pid into the group in every hierarchy (one it is already in, e.g. the cgroup2 directory
+ * after clone3(CLONE_INTO_CGROUP), is a no-op for the kernel). It writes cgroup.procs, which
+ * moves the whole process on v1 too; still, attach before the process starts threads, so no
+ * thread is ever outside the group. */
 int cg_attach(struct cg_group *g, pid_t pid, struct ig_error *err);
 int cg_read_stats(struct cg_group *g, struct cg_stats *ret);
 /* Resets the memory peak where the kernel allows it; -EOPNOTSUPP otherwise. */
 int cg_reset_peak(struct cg_group *g);
-/* Kills every process in the group (cgroup.kill, or freeze-kill-thaw on v1). */
+/* Kills every process in the group (cgroup.kill, or freeze-kill-thaw on v1). Returns once the
+ * signals are sent; the processes may still be exiting (cg_destroy waits for them). */
 int cg_kill(struct cg_group *g, struct ig_error *err);
 /* Kills, then removes the group's cgroups with a bounded retry on EBUSY, and frees g (also on
  * failure, after logging what was left). Accepts NULL. */

@@ -6,6 +6,7 @@
 #include "harness.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <string.h>
@@ -359,6 +360,66 @@ static void test_v2_backend_on_real_mount(void **state)
     cg_manager_free(m);
 }
 
+/* The v1 backend on this host's v1 hierarchies (mode forced: hybrid would use cgroup.kill and
+ * cpu.stat on the cgroup2 side): cpuacct.usage, and freeze-kill-thaw with the freezer. */
+static void test_v1_backend_on_real_hierarchies(void **state)
+{
+    struct cg_manager *m = NULL;
+    struct cg_group *g = NULL;
+    struct ig_error err = {};
+    struct cg_stats st;
+    struct rusage ru;
+
+    if (access("/sys/fs/cgroup/freezer/cgroup.procs", F_OK) < 0 ||
+        access("/sys/fs/cgroup/cpuacct/cpuacct.usage", F_OK) < 0)
+        skip();
+    if (cg_manager_new_mode(CG_MODE_V1, false, "/sys/fs/cgroup", NULL, test_id, &m, &err) < 0)
+        fail_msg("%s", err.message);
+    assert_int_equal(cg_manager_enter_leaf(m, &err), 0);
+    const struct cg_features *f = cg_manager_features(m);
+    assert_true(f->memory_limit && f->cpu_quota && f->pids_limit && f->kill && f->peak_reset);
+    assert_false(f->clone_into_cgroup);
+    struct cg_limits lim = {.memory_bytes = 64 << 20, .cpu_millis = 2000, .pids_max = 16};
+    assert_int_equal(cg_create(m, "v1", &lim, &g, &err), 0);
+    assert_int_equal(cg_group_v2_fd(g), -1);
+    assert_null(path_with(g, "/unified/"));
+    assert_file_u64(path_with(g, "/cpu/"), "cpu.cfs_quota_us", 200000);
+
+    struct child c = spawn(-1, burn_100ms);
+    assert_int_equal(cg_attach(g, c.pid, &err), 0);
+    child_step(&c);
+    assert_int_equal(child_finish(&c, &ru), 0);
+    assert_int_equal(cg_read_stats(g, &st), 0);
+    uint64_t rusage_usec = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+                           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    print_message("v1 cpu: cpuacct %llu us, rusage %llu us\n", (unsigned long long)st.cpu_usec,
+                  (unsigned long long)rusage_usec);
+    assert_true(st.cpu_usec >= 100000);
+    assert_true(st.cpu_usec + 5000 >= rusage_usec && st.cpu_usec <= rusage_usec + 5000);
+
+    /* Freeze, kill, thaw: the child and both its children die. */
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    struct child c2 = spawn(-1, fork_sleepers);
+    assert_int_equal(cg_attach(g, c2.pid, &err), 0);
+    child_step(&c2);
+    assert_int_equal(cg_kill(g, &err), 0);
+    int killed = 0, status;
+    while (waitpid(-1, &status, 0) > 0)
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+            killed++;
+    assert_int_equal(killed, 3);
+    close(c2.go);
+    close(c2.done);
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+    char *fstate = NULL, path[4096];
+    snprintf(path, sizeof(path), "%s/freezer.state", path_with(g, "/freezer/"));
+    assert_int_equal(read_file(path, 64, &fstate, NULL), 0);
+    assert_string_equal(fstate, "THAWED\n");
+    free(fstate);
+    assert_int_equal(cg_destroy(g, &err), 0);
+    cg_manager_free(m);
+}
+
 static void test_stale_cleanup(void **state)
 {
     struct cg_manager *m1 = manager(), *m2;
@@ -458,6 +519,50 @@ static void test_daemon_restart_removes_stale(void **state)
     assert_int_equal(harness_cleanup(&p), 0);
 }
 
+/* An unprivileged ignisd where the cgroups are root's: it starts with the null backend and says
+ * so, instead of failing (what lets development and the unit tier run without root). */
+static void test_daemon_unprivileged_falls_back(void **state)
+{
+    char dir[] = "/tmp/ignis-test-nobody.XXXXXX", log[300], listen[64];
+    char *text = NULL;
+    int status;
+
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chown(dir, 65534, 65534), 0);
+    snprintf(log, sizeof(log), "%s/ignisd.log", dir);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", harness_free_port());
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || fchown(fd, 65534, 65534) < 0 || dup2(fd, STDERR_FILENO) < 0)
+            _exit(126);
+        if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(126);
+        char state_dir[300];
+        snprintf(state_dir, sizeof(state_dir), "%s/state", dir);
+        execl(harness_ignisd(), "ignisd", "--listen", listen, "--state-dir", state_dir, NULL);
+        _exit(127);
+    }
+    /* Up within 10 s on a loaded machine; then stopped with SIGTERM. */
+    bool started = false;
+    for (int i = 0; i < 1000 && !started; i++) {
+        free(text);
+        text = NULL;
+        started = read_file(log, 1 << 20, &text, NULL) == 0 && strstr(text, "ignisd started");
+        if (!started)
+            usleep(10000);
+    }
+    kill(pid, SIGTERM);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!started || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("unprivileged ignisd: status %d, log:\n%s", status, text ? text : "");
+    assert_non_null(strstr(text, "no usable cgroups"));
+    assert_non_null(strstr(text, "msg=\"cgroups ready\" mode=none"));
+    free(text);
+    rm_rf(dir);
+}
+
 static int subtree_gone(void **state)
 {
     /* Whatever a test did, its subtree must be gone from every hierarchy. */
@@ -494,9 +599,11 @@ int main(void)
         cmocka_unit_test_teardown(test_oom_kill_counted, subtree_gone),
         cmocka_unit_test_teardown(test_kill_and_destroy, subtree_gone),
         cmocka_unit_test_teardown(test_v2_backend_on_real_mount, subtree_gone),
+        cmocka_unit_test_teardown(test_v1_backend_on_real_hierarchies, subtree_gone),
         cmocka_unit_test_teardown(test_stale_cleanup, subtree_gone),
         cmocka_unit_test(test_daemon_leaf_and_subtree),
         cmocka_unit_test(test_daemon_restart_removes_stale),
+        cmocka_unit_test(test_daemon_unprivileged_falls_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
