@@ -28,6 +28,7 @@ struct http_server {
     void *userdata;
     struct http_request *suspended; /* list of requests whose reply is deferred */
     bool stopping;
+    bool kick_pending; /* on_kick is posted */
 };
 
 struct http_request {
@@ -135,6 +136,17 @@ static struct MHD_Response *make_response(struct http_request *req, unsigned sta
     return resp;
 }
 
+/* libmicrohttpd (0.9.75, external epoll) takes a resumed connection back only inside MHD_run,
+ * and nothing in its epoll set becomes readable to say so: without this kick a deferred reply
+ * waits for the next unrelated network event. Posted, not called, since a reply may be set
+ * from inside another connection's handler, where MHD_run must not be re-entered. */
+static void on_kick(struct loop *l, void *userdata)
+{
+    struct http_server *s = userdata;
+    s->kick_pending = false;
+    MHD_run(s->mhd);
+}
+
 static int set_reply(struct http_request *req, struct MHD_Response *resp)
 {
     if (!resp)
@@ -149,6 +161,9 @@ static int set_reply(struct http_request *req, struct MHD_Response *resp)
         req->suspended = false;
         unlink_suspended(req);
         MHD_resume_connection(req->conn);
+        struct http_server *s = req->server;
+        if (!s->stopping && !s->kick_pending && loop_post(s->loop, on_kick, s) == 0)
+            s->kick_pending = true;
     }
     return 0;
 }
@@ -420,9 +435,18 @@ static int64_t on_prepare(struct loop *l, void *userdata)
 {
     struct http_server *s = userdata;
     MHD_UNSIGNED_LONG_LONG timeout;
-    if (MHD_get_timeout(s->mhd, &timeout) == MHD_YES)
-        return (int64_t)timeout;
-    return -1;
+    /* A timeout of 0 means libmicrohttpd has work now that no fd of its epoll set announces:
+     * a resumed connection (a deferred reply) or an expired connection timeout. Only MHD_run
+     * does that work, so run it here rather than spin on a zero wait; a few rounds settle it
+     * (resume, then process, then send). */
+    for (int round = 0; round < 4; round++) {
+        if (MHD_get_timeout(s->mhd, &timeout) != MHD_YES)
+            return -1;
+        if (timeout > 0)
+            return (int64_t)timeout;
+        MHD_run(s->mhd);
+    }
+    return 0;
 }
 
 static int make_listen_socket(const char *host, uint16_t port, uint16_t *ret_port,
