@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/sched.h>
+#include <net/if.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
@@ -24,6 +27,9 @@
 struct container {
     char name[72];
     struct cg_group *group;
+    bool own_group;           /* made by container_spawn, removed by destroy */
+    bool via_server;          /* pid is the container's pid 1, not a one-container shim */
+    struct cg_stats baseline; /* a borrowed group's counters at spawn */
     pid_t pid;
     int pidfd;
     int sync_fd;
@@ -143,36 +149,48 @@ static int spec_memfd(const char *text, struct ig_error *err)
 }
 
 /* The fds the shim gets, in its fixed order (container_spec.h). */
-enum { CHILD_STDIN, CHILD_STDOUT, CHILD_STDERR, CHILD_SPEC, CHILD_SYNC, CHILD_RUNTIME, CHILD_N };
+enum {
+    CHILD_STDIN,
+    CHILD_STDOUT,
+    CHILD_STDERR,
+    CHILD_SPEC,
+    CHILD_SYNC,
+    CHILD_RUNTIME,
+    CHILD_NETNS, /* optional (-1) */
+    CHILD_N
+};
 
 /* In the child of clone3: a copy of a possibly multi-threaded controller, so only
  * async-signal-safe calls until execve. */
-_Noreturn static void exec_shim(const char *shim, const int fds[CHILD_N])
+_Noreturn static void exec_shim(const char *shim, const char *arg, const int fds[], int nfds)
 {
     static char *const envp[] = {NULL};
-    char *const argv[] = {(char *)"ignis-shim", NULL};
+    char *const argv[] = {(char *)"ignis-shim", (char *)arg, NULL};
     sigset_t none;
 
     /* The event loop blocks the signals it reads through signalfd; a blocked mask survives
      * execve. */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    for (int i = 0; i < CHILD_N; i++)
+    for (int i = 0; i < nfds; i++)
         if (dup2(fds[i], i) < 0)
             _exit(SHIM_EXIT_EXEC);
-    close_range(CHILD_N, ~0u, 0);
+    close_range((unsigned int)nfds, ~0u, 0);
     execve(shim, argv, envp);
     struct container_sync_msg msg = {.code = errno};
     memcpy(msg.message, "exec ignis-shim failed", sizeof("exec ignis-shim failed"));
-    ssize_t n = write(CHILD_SYNC, &msg, sizeof(msg));
-    (void)n;
+    if (nfds > CHILD_SYNC) {
+        ssize_t n = write(CHILD_SYNC, &msg, sizeof(msg));
+        (void)n;
+    }
     _exit(SHIM_EXIT_EXEC);
 }
 
 /* Starts the shim straight inside the container's cgroup2 directory where the kernel can
  * (clone3 CLONE_INTO_CGROUP, 5.7+): no window in which it runs elsewhere, no write to
  * cgroup.procs. Returns the pid and a pidfd. */
-static pid_t spawn_child(int cgroup_fd, const char *shim, const int fds[CHILD_N], int *ret_pidfd)
+static pid_t spawn_child(int cgroup_fd, const char *shim, const char *arg, const int fds[],
+                         int nfds, int *ret_pidfd)
 {
     int pidfd = -1;
     struct clone_args args = {
@@ -197,7 +215,7 @@ static pid_t spawn_child(int cgroup_fd, const char *shim, const int fds[CHILD_N]
          * scope). */
         pid = fork();
         if (pid == 0)
-            exec_shim(shim, fds);
+            exec_shim(shim, arg, fds, nfds);
         if (pid > 0 && (pidfd = pidfd_open((pid_t)pid, 0)) < 0) {
             int saved = errno;
             kill((pid_t)pid, SIGKILL);
@@ -207,11 +225,170 @@ static pid_t spawn_child(int cgroup_fd, const char *shim, const int fds[CHILD_N]
         }
     }
     if (pid == 0)
-        exec_shim(shim, fds);
+        exec_shim(shim, arg, fds, nfds);
     if (pid < 0)
         return -1;
     *ret_pidfd = pidfd;
     return (pid_t)pid;
+}
+
+struct netns_thread {
+    int fd;
+    int error;
+};
+
+/* A network namespace belongs to the task, so a short-lived thread can make one and hand its
+ * nsfs fd back without touching the calling thread's, and without a process to keep alive. */
+static void *netns_thread(void *userdata)
+{
+    struct netns_thread *t = userdata;
+    struct ifreq ifr = {.ifr_name = "lo"};
+    int sock = -1;
+
+    t->fd = -1;
+    if (unshare(CLONE_NEWNET) < 0 || (sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
+        ioctl(sock, SIOCGIFFLAGS, &ifr) < 0 ||
+        (ifr.ifr_flags |= IFF_UP | IFF_RUNNING, ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) ||
+        (t->fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
+        t->error = errno;
+    if (sock >= 0)
+        close(sock);
+    return NULL;
+}
+
+int container_netns_new(struct ig_error *err)
+{
+    struct netns_thread t = {.fd = -1};
+    pthread_t thread;
+    int r = pthread_create(&thread, NULL, netns_thread, &t);
+    if (r != 0)
+        return ig_error_set(err, r, "creating a thread: %s", strerror(r));
+    pthread_join(thread, NULL);
+    if (t.fd < 0)
+        return ig_error_set(err, t.error, "creating a network namespace: %s", strerror(t.error));
+    return t.fd;
+}
+
+/* The container factory (ignis-shim --server): exec'd once, it clones each container's pid 1
+ * as our child (CLONE_PARENT), which saves the exec of a shim per container. One per process,
+ * started on first use; requests are serialized (each takes one clone of a small process). */
+static struct {
+    pthread_mutex_t lock;
+    pid_t pid;
+    int sock;
+    bool disabled;
+} server = {PTHREAD_MUTEX_INITIALIZER, -1, -1, false};
+
+void container_use_server(bool use)
+{
+    pthread_mutex_lock(&server.lock);
+    server.disabled = !use;
+    pthread_mutex_unlock(&server.lock);
+}
+
+static void server_stop_locked(void)
+{
+    if (server.sock >= 0)
+        close(server.sock); /* EOF: the server exits */
+    server.sock = -1;
+    if (server.pid > 0)
+        while (waitpid(server.pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    server.pid = -1;
+}
+
+void container_shutdown(void)
+{
+    pthread_mutex_lock(&server.lock);
+    server_stop_locked();
+    pthread_mutex_unlock(&server.lock);
+}
+
+static int server_start_locked(const char *shim)
+{
+    int sv[2], fds[4] = {-1, -1, -1, -1}, pidfd = -1, r = 0;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    /* 0 and 1 /dev/null, 2 our stderr (where a crash would say something), 3 the socket. */
+    if ((fds[0] = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
+        (fds[1] = fcntl(fds[0], F_DUPFD_CLOEXEC, 10)) < 0 ||
+        (fds[2] = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10)) < 0 ||
+        (fds[3] = fcntl(sv[1], F_DUPFD_CLOEXEC, 10)) < 0)
+        r = -errno;
+    if (r == 0 && (r = lift_fd(&fds[0])) == 0) {
+        pid_t pid = spawn_child(-1, shim, "--server", fds, 4, &pidfd);
+        if (pid < 0)
+            r = -errno;
+        else {
+            server.pid = pid;
+            server.sock = TAKE_FD(sv[0]);
+            close(pidfd); /* reaped by waitpid in server_stop_locked */
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        close_fd(&fds[i]);
+    close_fd(&sv[1]);
+    close_fd(&sv[0]);
+    return r;
+}
+
+/* 0 and the server's answer (a pid, or -errno when it refused), or -errno when the server
+ * could not be reached. */
+static int server_request_locked(const int fds[], int nfds, bool has_netns, bool has_cgroup,
+                                 int32_t *ret_answer)
+{
+    struct shim_request_header hdr = {
+        .version = 1, .has_netns = has_netns, .has_cgroup = has_cgroup};
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * SHIM_REQUEST_MAX_FDS)];
+        struct cmsghdr align;
+    } control = {};
+    struct iovec iov = {.iov_base = &hdr, .iov_len = sizeof(hdr)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = control.buf,
+                        .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+    memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
+    if (sendmsg(server.sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(hdr))
+        return -errno ? -errno : -EIO;
+    int32_t answer;
+    ssize_t n;
+    while ((n = recv(server.sock, &answer, sizeof(answer), 0)) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof(answer))
+        return n < 0 ? -errno : -ECONNRESET;
+    *ret_answer = answer;
+    return 0;
+}
+
+/* Asks the server for a container: 0 and its pid; -ECANCELED when the server refused it (the
+ * reason is on the sync pipe); another -errno when the server could not be reached. */
+static int server_spawn(const char *shim, const int fds[], int nfds, bool has_netns,
+                        bool has_cgroup, pid_t *ret_pid)
+{
+    int r = -ENOTCONN;
+    pthread_mutex_lock(&server.lock);
+    /* A server that died is restarted once. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (server.sock < 0 && (r = server_start_locked(shim)) < 0)
+            break;
+        int32_t answer = 0;
+        r = server_request_locked(fds, nfds, has_netns, has_cgroup, &answer);
+        if (r == 0) {
+            if (answer < 0)
+                r = -ECANCELED;
+            else
+                *ret_pid = (pid_t)answer;
+            break;
+        }
+        server_stop_locked();
+    }
+    pthread_mutex_unlock(&server.lock);
+    return r;
 }
 
 static atomic_uint_fast32_t name_counter;
@@ -219,7 +396,7 @@ static atomic_uint_fast32_t name_counter;
 int container_spawn(struct cg_manager *m, const struct container_options *o, struct container **ret,
                     struct ig_error *err)
 {
-    int child[CHILD_N] = {-1, -1, -1, -1, -1, -1};
+    int child[CHILD_N] = {-1, -1, -1, -1, -1, -1, -1};
     int pipe_fds[2], r;
     _cleanup_free_ char *text = NULL;
 
@@ -248,15 +425,38 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
                  (unsigned)atomic_fetch_add(&name_counter, 1));
     }
 
-    r = cg_create(m, c->name, &o->limits, &c->group, err);
-    if (r < 0)
-        goto fail;
+    if (o->group) {
+        c->group = o->group;
+        /* Counters are cumulative: remember where this container starts. */
+        cg_reset_peak(c->group);
+        cg_read_stats(c->group, &c->baseline);
+    } else {
+        r = cg_create(m, c->name, &o->limits, &c->group, err);
+        if (r < 0)
+            goto fail;
+        c->own_group = true;
+    }
+
+    pthread_mutex_lock(&server.lock);
+    c->via_server = !server.disabled;
+    pthread_mutex_unlock(&server.lock);
 
     /* The spec as given, plus the cgroups the shim must join. */
     struct container_spec spec = *o->spec;
     spec.cgroups = (char **)cg_group_paths(c->group);
     if (spec.cgroups && !spec.cgroups[0])
         spec.cgroups = NULL;
+    char netns_path[32];
+    if (o->netns_fd > 0) {
+        /* The server gets the fd itself; the one-container shim finds it on fd 6. */
+        snprintf(netns_path, sizeof(netns_path), "/proc/self/fd/%d", SHIM_FD_NETNS);
+        if (!c->via_server)
+            spec.netns = netns_path;
+        if ((child[CHILD_NETNS] = fcntl(o->netns_fd, F_DUPFD_CLOEXEC, 10)) < 0) {
+            r = ig_error_set(err, errno, "dup: %s", strerror(errno));
+            goto fail;
+        }
+    }
     r = container_spec_format(&spec, &text, err);
     if (r < 0)
         goto fail;
@@ -298,15 +498,51 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
     c->runtime_fd = pipe_fds[0];
     child[CHILD_RUNTIME] = pipe_fds[1];
     for (int i = 0; i < CHILD_N; i++)
-        if ((r = lift_fd(&child[i])) < 0) {
+        if (child[i] >= 0 && (r = lift_fd(&child[i])) < 0) {
             ig_error_set(err, -r, "dup: %s", strerror(-r));
             goto fail;
         }
 
-    c->pid = spawn_child(cg_group_v2_fd(c->group), shim, child, &c->pidfd);
-    if (c->pid < 0) {
-        r = ig_error_set(err, errno, "starting %s: %s", shim, strerror(errno));
-        goto fail;
+    if (c->via_server) {
+        /* The request's fds in the order of struct shim_request (no stdin: pid 1 opens
+         * /dev/null in the container). */
+        int fds[SHIM_REQUEST_MAX_FDS], nfds = 0, cgroup_fd = cg_group_v2_fd(c->group);
+        fds[nfds++] = child[CHILD_SPEC];
+        fds[nfds++] = child[CHILD_SYNC];
+        fds[nfds++] = child[CHILD_STDOUT];
+        fds[nfds++] = child[CHILD_STDERR];
+        fds[nfds++] = child[CHILD_RUNTIME];
+        if (child[CHILD_NETNS] >= 0)
+            fds[nfds++] = child[CHILD_NETNS];
+        if (cgroup_fd >= 0)
+            fds[nfds++] = cgroup_fd;
+        pid_t pid = -1;
+        r = server_spawn(shim, fds, nfds, child[CHILD_NETNS] >= 0, cgroup_fd >= 0, &pid);
+        if (r == -ECANCELED) {
+            /* Refused before a container existed: the reason is on the sync pipe, for
+             * container_finish_spawn; there is nothing to wait for. */
+            c->exited = true;
+            c->exit.exit_code = SHIM_EXIT_SETUP;
+        } else if (r < 0) {
+            r = ig_error_set(err, -r, "starting %s --server: %s", shim, strerror(-r));
+            goto fail;
+        } else {
+            /* Our own child (CLONE_PARENT), not yet reaped: its pid cannot be reused. */
+            c->pid = pid;
+            if ((c->pidfd = pidfd_open(pid, 0)) < 0) {
+                r = ig_error_set(err, errno, "pidfd_open: %s", strerror(errno));
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                goto fail;
+            }
+        }
+    } else {
+        int nfds = child[CHILD_NETNS] >= 0 ? CHILD_N : CHILD_NETNS;
+        c->pid = spawn_child(cg_group_v2_fd(c->group), shim, NULL, child, nfds, &c->pidfd);
+        if (c->pid < 0) {
+            r = ig_error_set(err, errno, "starting %s: %s", shim, strerror(errno));
+            goto fail;
+        }
     }
     for (int i = 0; i < CHILD_N; i++)
         close_fd(&child[i]);
@@ -426,8 +662,11 @@ int container_poll_exit(struct container *c, struct container_exit *ret)
             e.signal = info.si_status;
             e.exit_code = 128 + info.si_status;
         }
-        if (cg_read_stats(c->group, &e.stats) == 0)
+        if (cg_read_stats(c->group, &e.stats) == 0) {
+            e.stats.cpu_usec -= c->baseline.cpu_usec;
+            e.stats.oom_kills -= c->baseline.oom_kills;
             e.oom_killed = e.stats.oom_kills > 0;
+        }
         c->exit = e;
         c->exited = true;
     }
@@ -449,15 +688,33 @@ int container_wait(struct container *c, struct container_exit *ret)
 
 int container_kill(struct container *c, struct ig_error *err)
 {
-    int r = 0;
-    if (c->group)
-        r = cg_kill(c->group, err);
-    /* Also the shim itself, for the null cgroup backend; its pid 1 follows it (parent-death
-     * signal) and takes the pid namespace with it. */
-    if (c->pidfd >= 0 && !c->exited && pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0) < 0 &&
-        errno != ESRCH && r == 0)
-        r = ig_error_set(err, errno, "killing container %s: %s", c->name, strerror(errno));
-    return r;
+    if (c->exited || c->pidfd < 0)
+        return 0;
+    /* Through the server, pid is the container's pid 1, our child: SIGKILL takes the pid
+     * namespace with it. A one-container shim is asked with SIGTERM to kill its pid 1 and reap
+     * it: killing the whole cgroup at once would kill the shim too and orphan pid 1 to the
+     * host's init, which reaps it whenever it gets to it. */
+    int sig = c->via_server ? SIGKILL : SIGTERM;
+    if (pidfd_send_signal(c->pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
+        return ig_error_set(err, errno, "killing container %s: %s", c->name, strerror(errno));
+    return 0;
+}
+
+/* Waits up to timeout_ms for the container to exit. */
+static int wait_exit(struct container *c, int timeout_ms, struct container_exit *ret)
+{
+    uint64_t deadline = now_usec() + (uint64_t)timeout_ms * 1000u;
+    for (;;) {
+        int r = container_poll_exit(c, ret);
+        if (r != -EAGAIN)
+            return r;
+        uint64_t now = now_usec();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+        if (poll(&p, 1, (int)((deadline - now) / 1000u) + 1) < 0 && errno != EINTR)
+            return -errno;
+    }
 }
 
 int container_destroy(struct container *c, struct ig_error *err)
@@ -470,17 +727,24 @@ int container_destroy(struct container *c, struct ig_error *err)
         struct container_exit e;
         if (container_poll_exit(c, &e) == -EAGAIN) {
             r = container_kill(c, err);
+            /* A shim that does not answer within 5 s (stopped, or stuck in the kernel) is
+             * killed with everything else in its cgroup. */
+            if (wait_exit(c, 5000, &e) == -ETIMEDOUT) {
+                if (c->group)
+                    cg_kill(c->group, NULL);
+                pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
+            }
             q = container_wait(c, &e);
             if (q < 0 && r == 0)
                 r = ig_error_set(err, -q, "reaping container %s: %s", c->name, strerror(-q));
         }
     }
-    if (c->group) {
+    if (c->group && c->own_group) {
         q = cg_destroy(c->group, err);
         if (q < 0 && r == 0)
             r = q;
-        c->group = NULL;
     }
+    c->group = NULL;
     close_fd(&c->pidfd);
     close_fd(&c->sync_fd);
     close_fd(&c->runtime_fd);

@@ -26,9 +26,17 @@ struct container_options {
     /* What to run; its `cgroups` are filled in from the cgroup the container gets. */
     const struct container_spec *spec;
     struct cg_limits limits;
+    /* An existing, empty cgroup (cg_create) to run in instead of a new one with `limits`: the
+     * caller keeps it, and destroy leaves it empty, not removed, so a pool can reuse cgroups
+     * (docs/performance.md). The exit's CPU and OOM figures are then this container's share. */
+    struct cg_group *group;
     /* Where the runtime's stdout and stderr go (dup'd; the caller keeps its fds). -1: a pipe,
      * whose read end container_stdout_fd/container_stderr_fd return. */
     int stdout_fd, stderr_fd;
+    /* > 0: a network namespace (from container_netns_new) to join instead of creating one, so a
+     * pool can create them off the invocation path or reuse one between containers of the same
+     * function (docs/performance.md). <= 0: a new one. The caller keeps its fd. */
+    int netns_fd;
 };
 
 /* How a container ended. */
@@ -43,6 +51,18 @@ struct container_exit {
  * (the build root's shim/ignis-shim, found from /proc/self/exe), else IGNIS_LIBEXECDIR. The
  * result is cached. Returns NULL when none is executable. */
 const char *container_shim_path(void);
+
+/* Containers are made by one `ignis-shim --server` per process, started on first use, which
+ * clones each container's pid 1 as the caller's child (no exec per container). false: exec a
+ * one-container ignis-shim each time instead (slower; for comparison and as a fallback). */
+void container_use_server(bool use);
+/* Stops the server (it is a process in the caller's cgroups: stop it before cg_manager_free
+ * removes the daemon's leaf). Containers already made are unaffected. */
+void container_shutdown(void);
+
+/* Creates a network namespace with loopback up, without a process in it: an nsfs fd for
+ * container_options.netns_fd. Returns the fd (close-on-exec) or -errno. */
+int container_netns_new(struct ig_error *err);
 
 /* Creates the cgroup and starts the shim; returns at once. Setup goes on in the shim: watch
  * container_sync_fd, then call container_finish_spawn. On failure nothing is left. */
@@ -77,7 +97,8 @@ struct cg_group *container_cgroup(const struct container *c);
 int container_poll_exit(struct container *c, struct container_exit *ret);
 /* Blocks until the container exited. */
 int container_wait(struct container *c, struct container_exit *ret);
-/* SIGKILLs every process of the container (it then exits; collect with poll_exit/wait). */
+/* Ends the container: the shim SIGKILLs its pid 1, which takes every process of the pid
+ * namespace with it (it then exits; collect with poll_exit/wait). */
 int container_kill(struct container *c, struct ig_error *err);
 /* Kills whatever still runs, reaps the shim, removes the cgroups, closes every fd and frees c:
  * nothing of the container is left. The first failure is returned; c is freed regardless.

@@ -33,6 +33,7 @@ void container_spec_clear(struct container_spec *s)
     free(s->cwd);
     free(s->hostname);
     strv_free(s->cgroups);
+    free(s->netns);
     container_spec_init(s);
 }
 
@@ -80,6 +81,8 @@ int container_spec_validate(const struct container_spec *s, struct ig_error *err
     for (size_t i = 0; i < nenv; i++)
         if (!strchr(s->env[i], '=') || s->env[i][0] == '=')
             return ig_error_set(err, EINVAL, "spec: \"env\"[%zu] is not KEY=value", i);
+    if (s->netns && !valid_abs_path(s->netns))
+        return ig_error_set(err, EINVAL, "spec: \"netns\" must be an absolute path");
     if (s->cwd && !valid_abs_path(s->cwd))
         return ig_error_set(err, EINVAL, "spec: \"cwd\" must be an absolute path");
     if (s->hostname && !valid_hostname(s->hostname))
@@ -265,6 +268,8 @@ int container_spec_parse(const char *text, struct container_spec *ret, struct ig
             r = parse_rlimits(e, &s, err);
         else if (streq(k, "cgroups"))
             r = get_strv(e, k, CONTAINER_SPEC_MAX_CGROUPS, &s.cgroups, err);
+        else if (streq(k, "netns"))
+            r = cJSON_IsNull(e) ? 0 : get_string(e, k, &s.netns, err);
         else if (streq(k, "user_namespace"))
             r = parse_userns(e, &s, err);
         else
@@ -312,7 +317,8 @@ int container_spec_format(const struct container_spec *s, char **ret, struct ig_
               (rl = cJSON_AddObjectToObject(root, "rlimits")) &&
               cJSON_AddNumberToObject(rl, "nofile", (double)s->rlimit_nofile) &&
               cJSON_AddNumberToObject(rl, "nproc", (double)s->rlimit_nproc) &&
-              (!s->cgroups || cJSON_AddItemToObject(root, "cgroups", strv_to_json(s->cgroups)));
+              (!s->cgroups || cJSON_AddItemToObject(root, "cgroups", strv_to_json(s->cgroups))) &&
+              (!s->netns || cJSON_AddStringToObject(root, "netns", s->netns));
     if (ok && s->user_namespace) {
         cJSON *u = cJSON_AddObjectToObject(root, "user_namespace");
         ok = u && cJSON_AddNumberToObject(u, "uid_base", s->userns_uid_base) &&

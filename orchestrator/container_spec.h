@@ -21,6 +21,20 @@
 #define SHIM_FD_SPEC    3 /* the spec, read to EOF */
 #define SHIM_FD_SYNC    4 /* write end of the close-on-exec sync pipe */
 #define SHIM_FD_RUNTIME 5 /* the runtime-protocol socket; the runtime gets it as fd 3 */
+#define SHIM_FD_NETNS   6 /* optional: a network namespace to join ("netns": "/proc/self/fd/6") */
+/* The server's layout (ignis-shim --server): requests on a SOCK_SEQPACKET socket. */
+#define SHIM_FD_SERVER 3
+/* A request: this header, with SCM_RIGHTS fds: spec, sync pipe (write end), stdout, stderr,
+ * runtime socket, then the network namespace and the cgroup2 directory when the header says
+ * so. The answer is an int32: the pid of the container's pid 1 (the requester's child), or
+ * -errno when no container was made (the reason is on the sync pipe). */
+struct shim_request_header {
+    uint32_t version; /* 1 */
+    uint8_t has_netns, has_cgroup;
+    uint8_t reserved[2];
+};
+#define SHIM_REQUEST_MAX_FDS 7
+
 /* Exit status of the shim when setup failed before the runtime was exec'd. */
 #define SHIM_EXIT_SETUP 125
 /* Exit status when an exec itself failed (as a shell's). */
@@ -39,6 +53,9 @@ struct container_spec {
     uint64_t tmp_size; /* bytes of the /tmp tmpfs; default 64 MiB */
     uint64_t rlimit_nofile, rlimit_nproc; /* defaults 1024 and 1024 */
     char **cgroups; /* NULL-terminated cgroup directories the shim joins via cgroup.procs */
+    /* An existing network namespace to join (an nsfs path: /proc/PID/ns/net, /run/netns/NAME,
+     * /proc/self/fd/N) instead of creating one; its loopback must already be up. NULL: new. */
+    char *netns;
     /* A user namespace mapping container ids 0..count-1 to host ids base..base+count-1. */
     bool user_namespace;
     uint32_t userns_uid_base, userns_gid_base, userns_count;

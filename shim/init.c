@@ -4,6 +4,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <grp.h>
 #include <net/if.h>
 #include <signal.h>
 #include <string.h>
@@ -130,11 +132,9 @@ static void make_dev(bool userns)
     for (size_t i = 0; i < ARRAY_SIZE(devs); i++) {
         snprintf(path, sizeof(path), STAGE "/dev/%s", devs[i].name);
         if (!userns) {
+            /* build_root runs with umask 0, so the modes are as written. */
             if (mknod(path, S_IFCHR | 0666, makedev(devs[i].major, devs[i].minor)) < 0)
                 shim_fail(errno, "mknod %s: %s", path, strerror(errno));
-            /* The umask (022) applies to mknod too. */
-            if (chmod(path, 0666) < 0)
-                shim_fail(errno, "chmod %s: %s", path, strerror(errno));
             continue;
         }
         char src[64];
@@ -287,13 +287,36 @@ void shim_init(const struct shim_ctx *ctx)
 {
     const struct container_spec *spec = ctx->spec;
 
-    /* If the outer shim dies, so does the container (the controller may have lost track). */
+    /* Whoever cloned us (the controller through the server, or the one-container shim)
+     * takes us down if it dies. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (ctx->userns_fd >= 0) {
-        char c;
-        while (read(ctx->userns_fd, &c, 1) < 0 && errno == EINTR)
-            ;
-        close(ctx->userns_fd);
+    if (shim_server_fd >= 0)
+        close(shim_server_fd);
+    /* Pid 1 has no handlers, so nothing inside its namespace can signal it. */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    if (ctx->stdout_fd != STDOUT_FILENO) {
+        if (dup2(ctx->stdout_fd, STDOUT_FILENO) < 0)
+            shim_fail(errno, "dup2: %s", strerror(errno));
+        close(ctx->stdout_fd);
+    }
+    if (ctx->stderr_fd != STDERR_FILENO) {
+        if (dup2(ctx->stderr_fd, STDERR_FILENO) < 0)
+            shim_fail(errno, "dup2: %s", strerror(errno));
+        close(ctx->stderr_fd);
+    }
+    char c;
+    while (read(ctx->go_fd, &c, 1) < 0 && errno == EINTR)
+        ;
+    close(ctx->go_fd);
+    /* Now in the container's cgroups: make them the root of its cgroup namespace. */
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        shim_fail(errno, "creating the cgroup namespace: %s", strerror(errno));
+    if (spec->user_namespace) {
+        /* Until now we ran as host root, which the namespace does not map: files we create
+         * would have no owner there (EOVERFLOW). Become its root; the capabilities stay. */
+        if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0)
+            shim_fail(errno, "becoming root of the user namespace: %s", strerror(errno));
     }
 
     /* Opened here, in the new mount namespace (a bind from a mount of another namespace is
@@ -304,11 +327,14 @@ void shim_init(const struct shim_ctx *ctx)
     int bundle_fd = -1;
     if (spec->bundle && (bundle_fd = open(spec->bundle, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         shim_fail(errno, "bundle %s: %s", spec->bundle, strerror(errno));
+    mode_t umask_before = umask(0);
     build_root(spec, image_fd, bundle_fd);
+    umask(umask_before);
     close(image_fd);
     if (bundle_fd >= 0)
         close(bundle_fd);
-    loopback_up();
+    if (!spec->netns)
+        loopback_up();
     const char *hostname = spec->hostname ? spec->hostname : "ignis";
     if (sethostname(hostname, strlen(hostname)) < 0)
         shim_fail(errno, "sethostname: %s", strerror(errno));

@@ -1,13 +1,16 @@
 /* Privileges: resource limits, the uid/gid switch, capabilities (libcap) and the seccomp filter
- * (libseccomp). */
+ * (compiled by libseccomp at build time, seccomp-gen.c). */
 #include "shim.h"
 
 #include <grp.h>
-#include <seccomp.h>
+#include <linux/seccomp.h>
 #include <string.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+
+#include "seccomp-filter.h"
 
 void shim_set_rlimits(const struct container_spec *spec)
 {
@@ -52,101 +55,15 @@ void shim_drop_privileges(const struct container_spec *spec)
         shim_fail(EPERM, "the capability bounding set is not empty after dropping it");
 }
 
-/* Docker's default profile refuses these (plus the new mount API and a few more that only a
- * capability would allow; refusing them keeps the answer uniform: EPERM). */
-static const char *const denied[] = {
-    "mount",
-    "umount2",
-    "pivot_root",
-    "chroot",
-    "fsopen",
-    "fsconfig",
-    "fsmount",
-    "fspick",
-    "move_mount",
-    "open_tree",
-    "mount_setattr",
-    "unshare",
-    "setns",
-    "bpf",
-    "perf_event_open",
-    "kexec_load",
-    "kexec_file_load",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "create_module",
-    "keyctl",
-    "add_key",
-    "request_key",
-    "userfaultfd",
-    "open_by_handle_at",
-    "name_to_handle_at",
-    "reboot",
-    "swapon",
-    "swapoff",
-    "clock_settime",
-    "clock_adjtime",
-    "settimeofday",
-    "adjtimex",
-    "stime",
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
-    "ptrace",
-    "process_vm_readv",
-    "process_vm_writev",
-    "kcmp",
-    "acct",
-    "quotactl",
-    "syslog",
-    "vhangup",
-    "iopl",
-    "ioperm",
-    "lookup_dcookie",
-    "nfsservctl",
-    "uselib",
-    "_sysctl",
-    "get_kernel_syms",
-    "query_module",
-};
-
-/* The namespace flags clone must not carry (Docker's mask 0x7E020000): NEWNS, NEWCGROUP,
- * NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET. */
-static const uint64_t clone_ns_flags[] = {0x00020000, 0x02000000, 0x04000000, 0x08000000,
-                                          0x10000000, 0x20000000, 0x40000000};
-
 int shim_load_seccomp(void)
 {
-    /* Syscalls of another ABI (i386 via int 0x80, x32) would bypass a native-only filter;
-     * libseccomp's default bad-arch action kills the process, which is what we want. */
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-    int r;
-
-    if (!ctx)
-        return -ENOMEM;
-    /* We set no_new_privs ourselves, and want a failure to load to be reported. */
-    for (size_t i = 0; i < ARRAY_SIZE(denied); i++) {
-        int nr = seccomp_syscall_resolve_name(denied[i]);
-        if (nr == __NR_SCMP_ERROR)
-            continue; /* not on this architecture */
-        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
-        if (r < 0)
-            goto out;
-    }
-    for (size_t i = 0; i < ARRAY_SIZE(clone_ns_flags); i++) {
-        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
-                             SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]));
-        if (r < 0)
-            goto out;
-    }
-    /* clone3 passes its flags in memory a filter cannot read: answer ENOSYS so that libcs fall
-     * back to clone, whose flags the rules above check (Docker does the same). */
-    r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
-    if (r < 0)
-        goto out;
-    r = seccomp_load(ctx);
-out:
-    seccomp_release(ctx);
-    return r;
+    /* The program seccomp-gen compiled with libseccomp at build time (see there for the rules).
+     * no_new_privs is already set, so no capability is needed. */
+    struct sock_fprog prog = {
+        .len = (unsigned short)ARRAY_SIZE(shim_seccomp_program),
+        .filter = (struct sock_filter *)shim_seccomp_program,
+    };
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+        return -errno;
+    return 0;
 }

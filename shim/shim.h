@@ -8,15 +8,26 @@
 
 #include "container_spec.h"
 
-/* What the outer shim hands the container's pid 1. */
-struct shim_ctx {
-    const struct container_spec *spec;
+/* The fds of one container, in the order a server request carries them (container_spec.h). */
+struct shim_request {
+    int spec_fd, sync_fd, stdout_fd, stderr_fd;
     int runtime_fd; /* -1: none (debug mode) */
-    int userns_fd;  /* read end: the outer wrote the id maps (-1 without a user namespace) */
+    int netns_fd;   /* -1: a new network namespace (or the spec's "netns") */
+    int cgroup_fd;  /* -1: no cgroup2 directory to clone into */
 };
 
-/* The sync fd failures are reported on (set once by main). */
+/* What pid 1 gets from the process that cloned it. */
+struct shim_ctx {
+    const struct container_spec *spec;
+    int runtime_fd;           /* -1: none (debug mode) */
+    int stdout_fd, stderr_fd; /* moved to 1 and 2 */
+    int go_fd; /* EOF once the cgroups and id maps are in place (read end of a pipe) */
+};
+
+/* The sync fd failures are reported on (pid 1's own once cloned). Always above 3. */
 extern int shim_sync_fd;
+/* The server's socket (closed first thing in pid 1), or -1. */
+extern int shim_server_fd;
 
 /* Reports the failure of a setup step on the sync pipe (errno-style code, message naming the
  * step) and exits with SHIM_EXIT_SETUP. Async-signal-safe enough for a forked child: it formats

@@ -38,7 +38,8 @@ static void test_full_round_trip(void **state)
         "\"env\":[\"A=1\",\"B=x=y\"],\"cwd\":\"/tmp\",\"hostname\":\"fn-1.example\",\"uid\":1000,"
         "\"gid\":1001,\"tmp_size\":1048576,\"rlimits\":{\"nofile\":64,\"nproc\":32},"
         "\"cgroups\":[\"/sys/fs/cgroup/memory/x\",\"/sys/fs/cgroup/unified/x\"],"
-        "\"user_namespace\":{\"uid_base\":100000,\"gid_base\":200000,\"count\":65536}}";
+        "\"user_namespace\":{\"uid_base\":100000,\"gid_base\":200000,\"count\":65536},"
+        "\"netns\":\"/proc/self/fd/6\"}";
     struct container_spec s, t;
     struct ig_error err = {};
     char *out = NULL, *out2 = NULL;
@@ -57,6 +58,7 @@ static void test_full_round_trip(void **state)
     assert_true(s.user_namespace);
     assert_int_equal(s.userns_uid_base, 100000);
     assert_int_equal(s.userns_gid_base, 200000);
+    assert_string_equal(s.netns, "/proc/self/fd/6");
     assert_int_equal(container_spec_format(&s, &out, &err), 0);
     assert_int_equal(container_spec_parse(out, &t, &err), 0);
     assert_int_equal(container_spec_format(&t, &out2, &err), 0);
@@ -98,6 +100,7 @@ static void test_refusals(void **state)
         {"{\"image\":\"/i\",\"args\":[\"/x\"],\"rlimits\":{\"nproc\":0}}", "\"nproc\""},
         {"{\"image\":\"/i\",\"args\":[\"/x\"],\"cgroups\":[\"rel\"]}", "\"cgroups\"[0]"},
         {"{\"image\":\"/i\",\"args\":[\"/x\"],\"cwd\":\"rel\"}", "\"cwd\""},
+        {"{\"image\":\"/i\",\"args\":[\"/x\"],\"netns\":\"net\"}", "\"netns\""},
         {"{\"image\":\"/i\",\"args\":[\"/x\"],\"bundle\":\"rel\"}", "\"bundle\""},
         {"{\"image\":\"/i\",\"args\":[\"/x\"],\"user_namespace\":{\"uid_base\":0,"
          "\"gid_base\":1}}",

@@ -1,0 +1,11 @@
+// A Lambda-style Node.js handler (CommonJS, async): file "index", export "handler".
+const started = Date.now(); // module code runs once per container
+
+exports.handler = async (event, context) => ({
+  message: `Hello, ${(event && event.name) || 'world'}!`,
+  requestId: context.awsRequestId,
+  functionName: context.functionName,
+  memoryLimitInMB: context.memoryLimitInMB,
+  remainingMs: context.getRemainingTimeInMillis(),
+  containerStarted: started,
+});

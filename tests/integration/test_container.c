@@ -1,0 +1,327 @@
+/* The container API end to end, without ignisd: create from an image and a bundle, output,
+ * exit status, the runtime socket on fd 3, setup failures reported with their cause, the
+ * event-loop fds, destroy of a running container, user namespaces, and nothing left behind. */
+#include "harness.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "testcontainer.h"
+
+static struct tc_env env;
+
+static int setup(void **state)
+{
+    harness_require_root();
+    return tc_env_setup(&env) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    return tc_env_teardown(&env);
+}
+
+static void run(char **args, const struct cg_limits *limits, struct tc_result *r)
+{
+    struct container_spec spec;
+    struct ig_error err = {};
+    tc_spec(&env, args, &spec);
+    if (tc_run(&env, &spec, limits, r, &err) < 0)
+        fail_msg("tc_run: %s", err.message);
+}
+
+static void test_echo_and_exit_status(void **state)
+{
+    struct tc_result r;
+    run((char *[]){"/bin/hostile", "echo", "hello", NULL}, NULL, &r);
+    assert_int_equal(r.exit_code, 0);
+    assert_string_equal(r.out, "hello\n");
+    assert_string_equal(r.err, "err:hello\n");
+    tc_result_clear(&r);
+    run((char *[]){"/bin/hostile", "exit", "42", NULL}, NULL, &r);
+    assert_int_equal(r.exit_code, 42);
+    assert_int_equal(r.signal, 0);
+    assert_false(r.oom_killed);
+    tc_result_clear(&r);
+}
+
+static void test_busybox_shell_sees_bundle(void **state)
+{
+    struct tc_result r;
+    run((char *[]){"/bin/sh", "-c", "cat /var/task/handler.txt; pwd; hostname; id -u; echo $PATH",
+                   NULL},
+        NULL, &r);
+    assert_int_equal(r.exit_code, 0);
+    assert_string_equal(r.out, "bundle\n/var/task\nignis\n65534\n/bin\n");
+    tc_result_clear(&r);
+}
+
+static void test_killed_by_signal(void **state)
+{
+    struct tc_result r;
+    run((char *[]){"/bin/sh", "-c", "kill -SEGV $$", NULL}, NULL, &r);
+    assert_int_equal(r.signal, SIGSEGV);
+    assert_int_equal(r.exit_code, 128 + SIGSEGV);
+    tc_result_clear(&r);
+}
+
+static void test_missing_executable_reported(void **state)
+{
+    struct container_spec spec;
+    struct container *c = NULL;
+    struct ig_error err = {};
+    tc_spec(&env, (char *[]){"/bin/nope", NULL}, &spec);
+    struct container_options o = {.spec = &spec, .stdout_fd = -1, .stderr_fd = -1};
+    assert_int_equal(container_create(env.m, &o, &c, &err), -ENOENT);
+    assert_null(c);
+    assert_non_null(strstr(err.message, "exec /bin/nope"));
+}
+
+static void test_missing_image_reported(void **state)
+{
+    struct container_spec spec;
+    struct container *c = NULL;
+    struct ig_error err = {};
+    tc_spec(&env, (char *[]){"/bin/hostile", "true", NULL}, &spec);
+    spec.image = "/nonexistent/image";
+    struct container_options o = {.spec = &spec, .stdout_fd = -1, .stderr_fd = -1};
+    assert_int_equal(container_create(env.m, &o, &c, &err), -ENOENT);
+    assert_non_null(strstr(err.message, "/nonexistent/image"));
+}
+
+static void test_bad_spec_refused_before_spawn(void **state)
+{
+    struct container_spec spec;
+    struct container *c = NULL;
+    struct ig_error err = {};
+    tc_spec(&env, (char *[]){"relative", NULL}, &spec);
+    struct container_options o = {.spec = &spec, .stdout_fd = -1, .stderr_fd = -1};
+    assert_int_equal(container_create(env.m, &o, &c, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "\"args\"[0]"));
+    o.name = "../escape";
+    tc_spec(&env, (char *[]){"/bin/hostile", "true", NULL}, &spec);
+    ig_error_clear(&err);
+    assert_int_equal(container_create(env.m, &o, &c, &err), -EINVAL);
+}
+
+/* The runtime gets the socket as fd 3 (IGNIS_RUNTIME_FD=3) and blocks on it until work comes:
+ * how a pool pre-spawns. The loop's view: sync fd readable at setup's end, pidfd at exit. */
+static void test_runtime_fd_and_loop_fds(void **state)
+{
+    struct container_spec spec;
+    struct container *c;
+    struct container_exit x;
+    struct ig_error err = {};
+    tc_spec(&env,
+            (char *[]){"/bin/sh", "-c",
+                       "echo fd=$IGNIS_RUNTIME_FD; read line <&3; echo \"got $line\" >&3", NULL},
+            &spec);
+    struct container_options o = {.spec = &spec, .stdout_fd = -1, .stderr_fd = -1};
+    assert_int_equal(container_spawn(env.m, &o, &c, &err), 0);
+    struct pollfd p = {.fd = container_sync_fd(c), .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 10000), 1);
+    assert_int_equal(container_finish_spawn(c, &err), 0);
+    assert_int_equal(container_sync_fd(c), -1);
+    /* Still waiting for work. */
+    assert_int_equal(container_poll_exit(c, &x), -EAGAIN);
+    int fd = container_runtime_fd(c);
+    assert_int_equal(write(fd, "work\n", 5), 5);
+    char buf[64] = "";
+    ssize_t n = 0, got;
+    while (n < 9 && (got = read(fd, buf + n, sizeof(buf) - 1 - (size_t)n)) > 0)
+        n += got;
+    assert_string_equal(buf, "got work\n");
+    p.fd = container_pidfd(c);
+    assert_int_equal(poll(&p, 1, 10000), 1);
+    assert_int_equal(container_poll_exit(c, &x), 0);
+    assert_int_equal(x.exit_code, 0);
+    char *out, *errs;
+    tc_collect(c, &out, &errs);
+    assert_string_equal(out, "fd=3\n");
+    free(out);
+    free(errs);
+    assert_int_equal(container_destroy(c, &err), 0);
+}
+
+static void test_destroy_running(void **state)
+{
+    struct container_spec spec;
+    struct container *c;
+    struct ig_error err = {};
+    tc_spec(&env, (char *[]){"/bin/sh", "-c", "/bin/hostile sleep & /bin/hostile sleep", NULL},
+            &spec);
+    struct container_options o = {.spec = &spec, .stdout_fd = -1, .stderr_fd = -1};
+    assert_int_equal(container_create(env.m, &o, &c, &err), 0);
+    pid_t pid = container_pid(c);
+    assert_int_equal(container_destroy(c, &err), 0);
+    assert_int_equal(kill(pid, 0), -1);
+    assert_int_equal(errno, ESRCH);
+}
+
+/* The same through a one-container shim exec'd per container (the fallback): output, exit
+ * status, a setup failure, destroy of a running one. */
+static void test_one_shot_shim(void **state)
+{
+    struct tc_result r;
+    struct ig_error err = {};
+    container_use_server(false);
+    run((char *[]){"/bin/hostile", "echo", "one", NULL}, NULL, &r);
+    assert_int_equal(r.exit_code, 0);
+    assert_string_equal(r.out, "one\n");
+    tc_result_clear(&r);
+    run((char *[]){"/bin/hostile", "exit", "3", NULL}, NULL, &r);
+    assert_int_equal(r.exit_code, 3);
+    tc_result_clear(&r);
+    struct container_spec spec;
+    struct container *c = NULL;
+    tc_spec(&env, (char *[]){"/bin/nope", NULL}, &spec);
+    struct container_options o = {.spec = &spec, .stdout_fd = -1, .stderr_fd = -1};
+    assert_int_equal(container_create(env.m, &o, &c, &err), -ENOENT);
+    tc_spec(&env, (char *[]){"/bin/hostile", "sleep", NULL}, &spec);
+    assert_int_equal(container_create(env.m, &o, &c, &err), 0);
+    pid_t pid = container_pid(c);
+    assert_int_equal(container_destroy(c, &err), 0);
+    assert_int_equal(kill(pid, 0), -1);
+    container_use_server(true);
+}
+
+/* A server that died is restarted by the next request. */
+static void test_server_restarted(void **state)
+{
+    struct tc_result r;
+    run((char *[]){"/bin/hostile", "true", NULL}, NULL, &r);
+    tc_result_clear(&r);
+    container_shutdown();
+    run((char *[]){"/bin/hostile", "echo", "again", NULL}, NULL, &r);
+    assert_string_equal(r.out, "again\n");
+    tc_result_clear(&r);
+}
+
+/* Many containers one after another leave nothing (teardown checks cgroups, mounts,
+ * processes); their cgroups are distinct. */
+static void test_many_in_a_row(void **state)
+{
+    for (int i = 0; i < 20; i++) {
+        struct tc_result r;
+        run((char *[]){"/bin/hostile", "true", NULL}, NULL, &r);
+        assert_int_equal(r.exit_code, 0);
+        tc_result_clear(&r);
+    }
+}
+
+/* A network namespace made ahead (container_netns_new) is joined instead of a new one: two
+ * containers in a row see the same namespace, with loopback up, and still only lo. */
+static void test_joined_network_namespace(void **state)
+{
+    struct ig_error err = {};
+    int netns = container_netns_new(&err);
+    assert_true(netns > 0);
+    char link[64] = "", path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", netns);
+    assert_true(readlink(path, link, sizeof(link) - 1) > 0);
+    for (int i = 0; i < 2; i++) {
+        struct container_spec spec;
+        struct container *c;
+        struct container_exit x;
+        tc_spec(
+            &env,
+            (char *[]){"/bin/sh", "-c",
+                       "/bin/hostile netdevs; /bin/hostile loopback; readlink /proc/self/ns/net",
+                       NULL},
+            &spec);
+        struct container_options o = {
+            .spec = &spec, .stdout_fd = -1, .stderr_fd = -1, .netns_fd = netns};
+        assert_int_equal(container_create(env.m, &o, &c, &err), 0);
+        char *out, *errs, want[128];
+        tc_collect(c, &out, &errs);
+        assert_int_equal(container_wait(c, &x), 0);
+        assert_int_equal(x.exit_code, 0);
+        snprintf(want, sizeof(want), "ifaces: lo\nok\n%s\n", link);
+        assert_string_equal(out, want);
+        free(out);
+        free(errs);
+        assert_int_equal(container_destroy(c, &err), 0);
+    }
+    close(netns);
+}
+
+/* A cgroup made ahead is used and left in place: the first container is OOM-killed in it, the
+ * second, in the same cgroup, is not reported as OOM-killed; the cgroup is empty in between and
+ * still there after both. */
+static void test_borrowed_cgroup(void **state)
+{
+    struct ig_error err = {};
+    struct cg_group *g;
+    struct cg_limits limits = {.memory_bytes = 32ull << 20, .pids_max = 16};
+    assert_int_equal(cg_create(env.m, "borrowed", &limits, &g, &err), 0);
+    const char *dir = cg_group_paths(g)[0];
+    char *const hog[] = {"/bin/hostile", "alloc", "64", NULL};
+    char *const ok[] = {"/bin/hostile", "alloc", "4", NULL};
+    char *const *runs[] = {hog, ok};
+    for (int i = 0; i < 2; i++) {
+        struct container_spec spec;
+        struct container *c;
+        struct container_exit x;
+        tc_spec(&env, (char **)runs[i], &spec);
+        struct container_options o = {.spec = &spec, .group = g, .stdout_fd = -1, .stderr_fd = -1};
+        assert_int_equal(container_create(env.m, &o, &c, &err), 0);
+        char *out, *errs;
+        tc_collect(c, &out, &errs);
+        assert_int_equal(container_wait(c, &x), 0);
+        assert_int_equal(x.oom_killed, i == 0);
+        assert_int_equal(x.exit_code, i == 0 ? 128 + SIGKILL : 0);
+        free(out);
+        free(errs);
+        assert_int_equal(container_destroy(c, &err), 0);
+        char procs[600], *text = NULL;
+        snprintf(procs, sizeof(procs), "%s/cgroup.procs", dir);
+        assert_int_equal(read_file(procs, 4096, &text, NULL), 0);
+        assert_string_equal(text, "");
+        free(text);
+    }
+    assert_int_equal(access(dir, F_OK), 0);
+    assert_int_equal(cg_destroy(g, &err), 0);
+}
+
+static void test_user_namespace(void **state)
+{
+    struct container_spec spec;
+    struct tc_result r;
+    struct ig_error err = {};
+    tc_spec(&env, (char *[]){"/bin/hostile", "status", NULL}, &spec);
+    spec.user_namespace = true;
+    spec.userns_uid_base = 200000;
+    spec.userns_gid_base = 200000;
+    spec.uid = 1000;
+    spec.gid = 1000;
+    assert_int_equal(tc_run(&env, &spec, NULL, &r, &err), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "CapEff:\t0000000000000000"));
+    assert_non_null(strstr(r.out, "CapBnd:\t0000000000000000"));
+    /* /proc/self/status shows ids as the container sees them. */
+    assert_non_null(strstr(r.out, "Uid:\t1000\t1000\t1000\t1000"));
+    tc_result_clear(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_echo_and_exit_status),
+        cmocka_unit_test(test_busybox_shell_sees_bundle),
+        cmocka_unit_test(test_killed_by_signal),
+        cmocka_unit_test(test_missing_executable_reported),
+        cmocka_unit_test(test_missing_image_reported),
+        cmocka_unit_test(test_bad_spec_refused_before_spawn),
+        cmocka_unit_test(test_runtime_fd_and_loop_fds),
+        cmocka_unit_test(test_destroy_running),
+        cmocka_unit_test(test_many_in_a_row),
+        cmocka_unit_test(test_one_shot_shim),
+        cmocka_unit_test(test_server_restarted),
+        cmocka_unit_test(test_joined_network_namespace),
+        cmocka_unit_test(test_borrowed_cgroup),
+        cmocka_unit_test(test_user_namespace),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
