@@ -399,6 +399,11 @@ int pool_spawn(struct fn *fn, struct ig_error *err)
     w->fd = container_runtime_fd(w->c);
     w->out_fd = container_stdout_fd(w->c);
     w->err_fd = container_stderr_fd(w->c);
+    /* The loop reads until EAGAIN: every fd it watches must be non-blocking. */
+    int fds[] = {w->fd, w->out_fd, w->err_fd};
+    for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+        if (fds[i] >= 0)
+            fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
     w->next = fn->workers;
     fn->workers = w;
     d->live_workers++;
