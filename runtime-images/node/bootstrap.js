@@ -139,6 +139,18 @@ function parseEvent(body, contentType) {
   }
 }
 
+// The context's environment part is fixed for the container's life: read it once, as
+// process.env lookups are a measurable part of a 100 µs round trip.
+const ENV = {
+  functionVersion: process.env.AWS_LAMBDA_FUNCTION_VERSION,
+  functionName: process.env.AWS_LAMBDA_FUNCTION_NAME,
+  memoryLimitInMB: process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+  logGroupName: process.env.AWS_LAMBDA_LOG_GROUP_NAME,
+  logStreamName: process.env.AWS_LAMBDA_LOG_STREAM_NAME,
+};
+const DEFAULT_ARN = `arn:aws:lambda:local:000000000000:function:${ENV.functionName || ''}`;
+let traceSet = false;
+
 let current = null; // the invocation in progress: { id, done }
 let handler = null;
 
@@ -216,8 +228,13 @@ function invoke(fields) {
   const inv = { id, done: false };
   current = inv;
   sock.unref();
-  if (headers['trace-id']) process.env._X_AMZN_TRACE_ID = headers['trace-id'];
-  else delete process.env._X_AMZN_TRACE_ID;
+  if (headers['trace-id']) {
+    process.env._X_AMZN_TRACE_ID = headers['trace-id'];
+    traceSet = true;
+  } else if (traceSet) {
+    delete process.env._X_AMZN_TRACE_ID;
+    traceSet = false;
+  }
 
   let waitForEmptyEventLoop = true;
   let finished = false;
@@ -255,15 +272,14 @@ function invoke(fields) {
       succeed: (result) => done(null, result),
       fail: (err) => done(err === undefined || err === null ? 'handled' : err, null),
       done: (err, result) => done(err, result),
-      functionVersion: process.env.AWS_LAMBDA_FUNCTION_VERSION,
-      functionName: process.env.AWS_LAMBDA_FUNCTION_NAME,
-      memoryLimitInMB: process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
-      logGroupName: process.env.AWS_LAMBDA_LOG_GROUP_NAME,
-      logStreamName: process.env.AWS_LAMBDA_LOG_STREAM_NAME,
+      functionVersion: ENV.functionVersion,
+      functionName: ENV.functionName,
+      memoryLimitInMB: ENV.memoryLimitInMB,
+      logGroupName: ENV.logGroupName,
+      logStreamName: ENV.logStreamName,
       clientContext: parseJson(headers['client-context'], 'ClientContext'),
       identity: parseJson(headers['cognito-identity'], 'CognitoIdentity'),
-      invokedFunctionArn: headers['invoked-function-arn'] ||
-        `arn:aws:lambda:local:000000000000:function:${process.env.AWS_LAMBDA_FUNCTION_NAME || ''}`,
+      invokedFunctionArn: headers['invoked-function-arn'] || DEFAULT_ARN,
       awsRequestId: id,
       getRemainingTimeInMillis: () => deadline - Date.now(),
       emit: (type, data, contentType) => emit(type, data, contentType),
