@@ -219,6 +219,44 @@ static void test_node_context(void **state)
     rt_stop(&p);
 }
 
+static void assert_event(const struct rt_reply *r, size_t i, const char *type, const char *data,
+                         const char *content_type)
+{
+    assert_true(i < r->nevents);
+    assert_string_equal(r->events[i].type, type);
+    assert_string_equal(r->events[i].data, data);
+    assert_string_equal(r->events[i].content_type, content_type);
+}
+
+static void test_node_event_loop_semantics(void **state)
+{
+    char b[4096];
+    struct rt_proc p;
+    struct rt_reply r;
+    fixture("node-waits", b, sizeof(b));
+    /* Waiting: the result comes only after the 100 ms timer ran (and emitted). */
+    start_ready(&p, "node", b, "index.waits");
+    invoke(&p, "w-1", "{}", &r);
+    assert_result_contains(&r, "\"done waiting\"");
+    assert_int_equal(r.nevents, 1);
+    assert_event(&r, 0, "com.example.timer", "fired", "text/plain; charset=utf-8");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+    /* Not waiting: the result comes at once, long before the 60 s timer (the invocation's own
+     * wait is 20 s + 10 s, so a runtime that waited fails here). */
+    start_ready(&p, "node", b, "index.noWait");
+    invoke(&p, "w-2", "{}", &r);
+    assert_result_contains(&r, "\"done at once\"");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+    start_ready(&p, "node", b, "index.silent");
+    invoke(&p, "w-3", "{}", &r);
+    assert_int_equal(r.type, PROTO_RESULT);
+    assert_string_equal(r.body, "null");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+}
+
 static void test_python_exception(void **state)
 {
     char b[4096];
@@ -300,6 +338,23 @@ static void test_node_rejection(void **state)
     rt_stop(&p);
     start(&p, "node", b, "nofile.handler", &r);
     assert_error(&r, "Runtime.ImportModuleError", "Cannot find module 'nofile'");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+}
+
+/* A container sees its image and its bundle, as uid 65534, and nothing of the host. */
+static void test_container_view(void **state)
+{
+    char b[4096];
+    struct rt_proc p;
+    struct rt_reply r;
+    fixture("exec-look", b, sizeof(b));
+    start_ready(&p, "exec", b, "look.sh");
+    invoke(&p, "look-1", "", &r);
+    assert_result_contains(&r, "root: /bin /dev /etc /ignis /lib");
+    assert_result_contains(&r, "uid: 65534\n");
+    assert_result_contains(&r, "bundle read-only\ntmp writable\ncwd: /var/task\n");
+    assert_null(strstr(r.body, "host file visible"));
     rt_reply_clear(&r);
     rt_stop(&p);
 }
@@ -403,15 +458,6 @@ static void test_provided_init_failures(void **state)
     rt_stop(&p);
 }
 
-static void assert_event(const struct rt_reply *r, size_t i, const char *type, const char *data,
-                         const char *content_type)
-{
-    assert_true(i < r->nevents);
-    assert_string_equal(r->events[i].type, type);
-    assert_string_equal(r->events[i].data, data);
-    assert_string_equal(r->events[i].content_type, content_type);
-}
-
 static void test_events(void **state)
 {
     char b[4096];
@@ -450,6 +496,15 @@ static void test_events(void **state)
     assert_event(&r, 1, "com.example.text", "hi", "text/x-greeting");
     rt_reply_clear(&r);
     rt_stop(&p);
+
+    fixture("provided-emit", b, sizeof(b));
+    start_ready(&p, "provided", b, "x.y");
+    invoke(&p, "ev-4", "{}", &r);
+    assert_result_contains(&r, "sent");
+    assert_int_equal(r.nevents, 1);
+    assert_event(&r, 0, "com.example.provided", "{\"from\": \"bash\"}", "application/json");
+    rt_reply_clear(&r);
+    rt_stop(&p);
 }
 
 int main(void)
@@ -462,9 +517,11 @@ int main(void)
         cmocka_unit_test(test_lambda_examples),
         cmocka_unit_test(test_python_context),
         cmocka_unit_test(test_node_context),
+        cmocka_unit_test(test_node_event_loop_semantics),
         cmocka_unit_test(test_python_exception),
         cmocka_unit_test(test_python_init_error),
         cmocka_unit_test(test_node_rejection),
+        cmocka_unit_test(test_container_view),
         cmocka_unit_test(test_exec_nonzero_exit),
         cmocka_unit_test(test_exec_big_bodies_and_limits),
         cmocka_unit_test(test_provided_error_posts),
