@@ -56,13 +56,20 @@ img_bootstrap() {
   img_libs "$root" "$bin"
 }
 
-# Copies the shared libraries ldd resolves for the given binaries (not the binaries).
+# Copies the shared libraries ldd resolves for the given binaries (not the binaries). A library
+# ldd cannot find fails the build: an image missing one would fail only when a function runs.
 img_libs() {
   root=$1
   shift
   for bin in "$@"; do
+    deps=$(ldd "$bin" 2>/dev/null) || continue # not dynamic (a script, a static binary)
+    if echo "$deps" | grep -q 'not found'; then
+      echo "build-images: $bin needs libraries this host lacks:" >&2
+      echo "$deps" | grep 'not found' >&2
+      return 1
+    fi
     # "libx.so.1 => /lib/.../libx.so.1 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)"
-    ldd "$bin" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
+    echo "$deps" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
       while read -r lib; do
         img_file "$root" "$lib"
       done

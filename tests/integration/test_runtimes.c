@@ -146,6 +146,9 @@ static void test_node_hello(void **state)
     hello_both_lifecycles("node", b, "index.handler", "{\"name\": \"Ada\"}", "\"Hello, Ada!\"");
     example("hello-node-esm", b, sizeof(b));
     hello_both_lifecycles("node", b, "index.handler", "{}", "Hello from an ES module!");
+    fixture("node-esm-pkg", b, sizeof(b));
+    hello_both_lifecycles("node", b, "app.handler", "{}",
+                          "{\"esm\":true,\"typeofHostname\":\"string\"}");
 }
 
 /* The bootstrap of AWS's custom-runtime tutorial (bash + curl), unmodified. */
