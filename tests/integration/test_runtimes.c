@@ -186,6 +186,11 @@ static void test_python_context(void **state)
     assert_string_equal(cJSON_GetObjectItem(o, "request_id")->valuestring, "ctx-1");
     assert_string_equal(cJSON_GetObjectItem(o, "function_name")->valuestring, "test");
     assert_string_equal(cJSON_GetObjectItem(o, "memory_limit_in_mb")->valuestring, "128");
+    assert_string_equal(cJSON_GetObjectItem(o, "function_version")->valuestring, "1");
+    assert_string_equal(cJSON_GetObjectItem(o, "invoked_function_arn")->valuestring,
+                        "arn:aws:lambda:local:000000000000:function:t");
+    assert_string_equal(cJSON_GetObjectItem(o, "log_group_name")->valuestring, "/aws/lambda/test");
+    assert_string_equal(cJSON_GetObjectItem(o, "log_stream_name")->valuestring, "ignis/test");
     double remaining = cJSON_GetObjectItem(o, "remaining_ms")->valuedouble;
     assert_true(remaining > 0 && remaining <= INVOKE_TIMEOUT_MS);
     double started = cJSON_GetObjectItem(o, "container_started")->valuedouble;
@@ -216,6 +221,11 @@ static void test_node_context(void **state)
     assert_string_equal(cJSON_GetObjectItem(o, "requestId")->valuestring, "nctx-1");
     assert_string_equal(cJSON_GetObjectItem(o, "functionName")->valuestring, "test");
     assert_string_equal(cJSON_GetObjectItem(o, "memoryLimitInMB")->valuestring, "128");
+    assert_string_equal(cJSON_GetObjectItem(o, "functionVersion")->valuestring, "1");
+    assert_string_equal(cJSON_GetObjectItem(o, "invokedFunctionArn")->valuestring,
+                        "arn:aws:lambda:local:000000000000:function:t");
+    assert_string_equal(cJSON_GetObjectItem(o, "logGroupName")->valuestring, "/aws/lambda/test");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "callbackWaitsForEmptyEventLoop")));
     assert_true(cJSON_GetObjectItem(o, "remainingMs")->valuedouble > 0);
     cJSON_Delete(o);
     rt_reply_clear(&r);
@@ -276,6 +286,34 @@ static void test_python_exception(void **state)
     /* The runtime carries on after a handler's exception. */
     invoke(&p, "e-2", "{}", &r);
     assert_error(&r, "ValueError", "bad input: {}");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+
+    /* Lambda's marshalling: what JSON cannot hold is Runtime.MarshalError; Decimal is a number;
+     * bytes go out as they are. */
+    start_ready(&p, "python3", b, "app.unserializable");
+    invoke(&p, "m-1", "{}", &r);
+    assert_error(&r, "Runtime.MarshalError", "Unable to marshal response: Object of type object");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+    start_ready(&p, "python3", b, "app.decimals");
+    invoke(&p, "m-2", "{}", &r);
+    assert_result_contains(&r, "{\"price\": 1.5, \"count\": 3, \"raw\": true}");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+    start_ready(&p, "python3", b, "app.raw_bytes");
+    invoke(&p, "m-3", "{}", &r);
+    assert_int_equal(r.type, PROTO_RESULT);
+    assert_int_equal(r.body_len, 8);
+    assert_memory_equal(r.body, "\0binary\xff", 8);
+    assert_string_equal(r.content_type, "application/unknown");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+    /* A body declared as JSON that is not JSON. */
+    start_ready(&p, "python3", b, "app.handler");
+    const char *hdrs[] = {"content-type", "application/json", NULL};
+    assert_int_equal(rt_invoke(&p, "m-4", "{oops", 5, hdrs, INVOKE_TIMEOUT_MS, &r), 0);
+    assert_error(&r, "Runtime.UnmarshalError", "Unable to unmarshal input");
     rt_reply_clear(&r);
     rt_stop(&p);
 }
