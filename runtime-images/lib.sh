@@ -22,6 +22,12 @@ img_skeleton() {
   printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
   printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$root/etc/nsswitch.conf"
   : >"$root/etc/resolv.conf"
+  # CA certificates, so a function can reach HTTPS endpoints where the host lets it (and Debian's
+  # node, built to read them, does not warn at every start).
+  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    mkdir -p "$root/etc/ssl/certs"
+    cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+  fi
 }
 
 # Copies one host file to the same path under root (symlinks in the path resolved as on the
