@@ -173,9 +173,12 @@ static void on_next(struct http_request *req, void *userdata)
         return;
     }
     if (r->waiting) {
-        reply_lambda_error(req, 409, "InvalidStateTransition",
-                           "another request is already waiting for the next invocation");
-        return;
+        /* A suspended connection does not notice its client going away, so an earlier `next`
+         * may be from a client that gave up and asked again: the newest one waits. */
+        struct http_request *old = TAKE_PTR(r->waiting);
+        http_request_set_context(old, NULL, NULL);
+        reply_lambda_error(old, 409, "InvalidStateTransition",
+                           "a newer request is waiting for the next invocation");
     }
     /* No reply now: http.c suspends the connection until an INVOKE arrives. */
     r->waiting = req;
