@@ -152,6 +152,24 @@ const DEFAULT_ARN = `arn:aws:lambda:local:000000000000:function:${ENV.functionNa
 let traceSet = false;
 
 let current = null; // the invocation in progress: { id, done }
+
+// Lambda's console (LogPatch.js): each record on stdout as "time\trequest id\tLEVEL\tmessage",
+// newlines inside a record turned into \r so that one record stays one line.
+function patchConsole() {
+  const levels = { log: 'INFO', info: 'INFO', debug: 'DEBUG', warn: 'WARN', error: 'ERROR', trace: 'TRACE' };
+  for (const [method, level] of Object.entries(levels)) {
+    console[method] = (...args) => {
+      const text = util.format(...args).replace(/\n/g, '\r');
+      const id = current ? current.id : 'undefined';
+      process.stdout.write(`${new Date().toISOString()}\t${id}\t${level}\t${text}\n`);
+    };
+  }
+  console.fatal = (...args) => {
+    const text = util.format(...args).replace(/\n/g, '\r');
+    const id = current ? current.id : 'undefined';
+    process.stdout.write(`${new Date().toISOString()}\t${id}\tFATAL\t${text}\n`);
+  };
+}
 let handler = null;
 
 function emit(type, data, contentType) {
@@ -356,13 +374,25 @@ function startReader() {
 async function main() {
   sock = new net.Socket({ fd: FD, readable: true, writable: true });
   sock.setNoDelay && sock.setNoDelay(true);
-  globalThis.awslambda = globalThis.awslambda || {};
+  // Lambda's global for response streaming: handlers that use it load, and are refused below
+  // with a clear error rather than failing on a missing global.
+  const STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+  globalThis.awslambda = globalThis.awslambda || {
+    streamifyResponse: (h) => {
+      h[STREAMING] = 'response';
+      return h;
+    },
+  };
+  patchConsole();
   const appRoot = process.env.LAMBDA_TASK_ROOT || '/var/task';
   try {
     process.chdir(appRoot);
   } catch (_) { /* a missing task root shows as an import error below */ }
   try {
     handler = await loadHandler(appRoot, process.env._HANDLER || '');
+    if (handler[STREAMING]) {
+      throw runtimeError('MalformedStreamingHandler', 'response streaming (awslambda.streamifyResponse) is not supported by Ignis yet');
+    }
   } catch (err) {
     logError('Init Error', err);
     send(T.INIT_ERROR, ...toErrorFields(err));
