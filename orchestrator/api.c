@@ -2,6 +2,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "registry.h"
 #include "store.h"
 
 static void get_healthz(struct http_request *req, void *userdata)
@@ -26,5 +27,10 @@ static void get_version(struct http_request *req, void *userdata)
 const struct http_route api_routes[] = {
     {"GET", "/healthz", get_healthz, 0},
     {"GET", "/v1/version", get_version, 0},
+    /* The registry (registry.c; docs/api.md, "Functions"). */
+    {"GET", "/v1/functions", registry_http_list, 0},
+    {"PUT", "/v1/functions/{}", registry_http_put, REGISTRY_MAX_BUNDLE},
+    {"GET", "/v1/functions/{}", registry_http_get, 0},
+    {"DELETE", "/v1/functions/{}", registry_http_delete, 0},
 };
 const size_t api_nroutes = ARRAY_SIZE(api_routes);

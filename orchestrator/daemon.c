@@ -96,6 +96,9 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
         ig_error_set(err, -r, "creating the event loop: %s", strerror(-r));
         goto fail;
     }
+    r = registry_new(d->loop, d->store, opts->state_dir, &d->registry, err);
+    if (r < 0)
+        goto fail;
     if ((r = loop_add_signal(d->loop, SIGINT, on_stop_signal, d)) < 0 ||
         (r = loop_add_signal(d->loop, SIGTERM, on_stop_signal, d)) < 0) {
         ig_error_set(err, -r, "setting up signals: %s", strerror(-r));
@@ -127,6 +130,8 @@ void daemon_free(struct daemon *d)
     if (!d)
         return;
     http_server_free(d->http);
+    /* After the HTTP server answered what was waiting, before the loop and the store go. */
+    registry_free(d->registry);
     loop_free(d->loop);
     store_free(d->store);
     cg_manager_free(d->cgroups);

@@ -6,6 +6,7 @@
 #include "http.h"
 #include "loop.h"
 #include "options.h"
+#include "registry.h"
 #include "store.h"
 
 struct daemon {
@@ -13,6 +14,7 @@ struct daemon {
     struct loop *loop;
     struct store *store;
     struct http_server *http;
+    struct registry *registry;
     uint64_t started_usec; /* monotonic */
     bool stopping;
     /* The daemon's cgroup subtree; the null backend where there is none to use. */

@@ -435,10 +435,9 @@ static int64_t on_prepare(struct loop *l, void *userdata)
 {
     struct http_server *s = userdata;
     MHD_UNSIGNED_LONG_LONG timeout;
-    /* A timeout of 0 means libmicrohttpd has work now that no fd of its epoll set announces:
-     * a resumed connection (a deferred reply) or an expired connection timeout. Only MHD_run
-     * does that work, so run it here rather than spin on a zero wait; a few rounds settle it
-     * (resume, then process, then send). */
+    /* A timeout of 0 means libmicrohttpd has work now that no fd of its epoll set announces
+     * (a resumed connection, an expired connection timeout), and only MHD_run does it: run it
+     * here rather than spin on zero-length waits. A few rounds settle it. */
     for (int round = 0; round < 4; round++) {
         if (MHD_get_timeout(s->mhd, &timeout) != MHD_YES)
             return -1;

@@ -40,6 +40,23 @@ static const struct store_migration migrations[] = {
      "CREATE INDEX invocations_idempotency ON invocations (function, idempotency_key) "
      "  WHERE idempotency_key IS NOT NULL;"
      "CREATE INDEX invocations_expiry ON invocations (expires_us);"},
+    /* The registry (registry.c): a function points at its current version; each version
+     * keeps the bundle's digest (its directory under STATE_DIR/bundles) and the manifest as
+     * validated, defaults written out. Times are wall-clock microseconds. */
+    {"functions", "CREATE TABLE functions ("
+                  " name TEXT PRIMARY KEY,"
+                  " current_version INTEGER NOT NULL,"
+                  " created_at INTEGER NOT NULL,"
+                  " updated_at INTEGER NOT NULL) STRICT;"
+                  "CREATE TABLE function_versions ("
+                  " name TEXT NOT NULL REFERENCES functions (name) ON DELETE CASCADE,"
+                  " version INTEGER NOT NULL,"
+                  " digest TEXT NOT NULL,"
+                  " manifest TEXT NOT NULL,"
+                  " bundle_bytes INTEGER NOT NULL,"
+                  " created_at INTEGER NOT NULL,"
+                  " PRIMARY KEY (name, version)) STRICT;"
+                  "CREATE INDEX function_versions_digest ON function_versions (digest);"},
 };
 
 int store_schema_version(void)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "client.h"
 #include "config.h"
 
@@ -11,12 +12,16 @@ static const char usage[] =
     "Usage: ignis [--server URL] COMMAND [ARGS...]\n"
     "\n"
     "Commands:\n"
+    "  push DIR|BUNDLE.tar.gz [--name NAME] [--json]\n"
+    "             push a function (a directory is packed into a bundle)\n"
+    "  ls [--json]             list the functions\n"
+    "  show NAME [--json]      a function's version, digest, manifest and live state\n"
+    "  rm NAME [--json]        drain and delete a function, its versions and bundles\n"
     "  version    print the client's and the server's versions\n"
     "\n"
     "The server is --server, else $IGNIS_URL, else http://127.0.0.1:8080.\n";
 
-static int fail(const char *fmt, ...) _printf_(1, 2);
-static int fail(const char *fmt, ...)
+int cli_fail(const char *fmt, ...)
 {
     va_list ap;
     fputs("ignis: ", stderr);
@@ -27,13 +32,12 @@ static int fail(const char *fmt, ...)
     return 1;
 }
 
-/* The server's error message from an {"error": {...}} body, or the status. */
-static int fail_response(const struct client_response *resp)
+int cli_fail_response(const struct client_response *resp)
 {
     cJSON *root = cJSON_Parse(resp->body);
     const cJSON *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "error"), "message");
-    int r = cJSON_IsString(msg) ? fail("%s (HTTP %ld)", msg->valuestring, resp->status)
-                                : fail("the server answered HTTP %ld", resp->status);
+    int r = cJSON_IsString(msg) ? cli_fail("%s (HTTP %ld)", msg->valuestring, resp->status)
+                                : cli_fail("the server answered HTTP %ld", resp->status);
     cJSON_Delete(root);
     return r;
 }
@@ -45,9 +49,9 @@ static int cmd_version(struct client *c, int argc, char **argv)
 
     printf("ignis %s\n", IGNIS_VERSION);
     if (client_request(c, "GET", "/v1/version", NULL, NULL, 0, &resp, &err) < 0)
-        return fail("%s", err.message);
+        return cli_fail("%s", err.message);
     if (resp.status != 200) {
-        int r = fail_response(&resp);
+        int r = cli_fail_response(&resp);
         client_response_clear(&resp);
         return r;
     }
@@ -59,7 +63,7 @@ static int cmd_version(struct client *c, int argc, char **argv)
         printf("ignisd %s (%s, schema %d)\n", v->valuestring, client_base_url(c),
                cJSON_IsNumber(schema) ? schema->valueint : 0);
     else
-        r = fail("the server's version reply is malformed");
+        r = cli_fail("the server's version reply is malformed");
     cJSON_Delete(root);
     client_response_clear(&resp);
     return r;
@@ -69,6 +73,10 @@ static const struct {
     const char *name;
     int (*fn)(struct client *c, int argc, char **argv);
 } commands[] = {
+    {"push", cli_push},
+    {"ls", cli_ls},
+    {"show", cli_show},
+    {"rm", cli_rm},
     {"version", cmd_version},
 };
 
@@ -107,10 +115,10 @@ int main(int argc, char **argv)
             continue;
         struct client *cl;
         if (client_new(server, &cl) < 0)
-            return fail("out of memory");
+            return cli_fail("out of memory");
         int r = commands[i].fn(cl, argc - optind, argv + optind);
         client_free(cl);
         return r;
     }
-    return fail("unknown command '%s' (see --help)", argv[optind]);
+    return cli_fail("unknown command '%s' (see --help)", argv[optind]);
 }

@@ -1,0 +1,272 @@
+/* ignis push, ls, show, rm: the registry's verbs (docs/api.md "Functions"). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bundle.h"
+#include "cli.h"
+#include "manifest.h"
+#include "registry.h"
+
+/* Options every verb here takes: --json, and for push --name. Returns the index of the first
+ * operand, or -1 after printing the problem. */
+static int parse_opts(int argc, char **argv, bool *ret_json, const char **ret_name)
+{
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"name", required_argument, NULL, 'n'},
+        {},
+    };
+    int c;
+    optind = 0; /* glibc: rescan from the start, for this verb's own argv */
+    while ((c = getopt_long(argc, argv, "n:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'j':
+            *ret_json = true;
+            break;
+        case 'n':
+            if (!ret_name) {
+                cli_fail("%s: unknown option --name", argv[0]);
+                return -1;
+            }
+            *ret_name = optarg;
+            break;
+        default:
+            cli_fail("%s: bad option (see ignis --help)", argv[0]);
+            return -1;
+        }
+    }
+    return optind;
+}
+
+/* One request whose success is the given status (or any 2xx when 0); the parsed JSON body in
+ * *ret. Prints the failure and returns 1 otherwise. */
+static int request_json(struct client *c, const char *method, const char *path,
+                        const char *const *headers, const void *body, size_t len, cJSON **ret,
+                        char **ret_raw)
+{
+    struct client_response resp;
+    struct ig_error err = {};
+
+    if (client_request(c, method, path, headers, body, len, &resp, &err) < 0)
+        return cli_fail("%s", err.message);
+    if (resp.status < 200 || resp.status > 299) {
+        int r = cli_fail_response(&resp);
+        client_response_clear(&resp);
+        return r;
+    }
+    cJSON *root = cJSON_Parse(resp.body);
+    if (!root) {
+        client_response_clear(&resp);
+        return cli_fail("the server's reply to %s %s is not JSON", method, path);
+    }
+    *ret = root;
+    if (ret_raw)
+        *ret_raw = strdup(resp.body);
+    client_response_clear(&resp);
+    return 0;
+}
+
+static const char *str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static int check_name(const char *name)
+{
+    if (manifest_name_valid(name))
+        return 0;
+    return cli_fail("\"%s\" is not a function name ([a-z][a-z0-9-]{0,62})", name);
+}
+
+/* The function's name from function.json text. */
+static int name_from_manifest(const char *text, size_t len, char *buf, size_t size)
+{
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(root, "name");
+    int r = 0;
+    if (cJSON_IsString(n))
+        snprintf(buf, size, "%s", n->valuestring);
+    else
+        r = cli_fail("function.json has no \"name\" (or pass --name)");
+    cJSON_Delete(root);
+    return r;
+}
+
+int cli_push(struct client *c, int argc, char **argv)
+{
+    bool json = false;
+    const char *name = NULL;
+    char namebuf[256];
+    struct ig_error err = {};
+    _cleanup_free_ char *data = NULL, *text = NULL;
+    size_t len = 0, tlen;
+    struct stat st;
+    int i = parse_opts(argc, argv, &json, &name);
+
+    if (i < 0)
+        return 2;
+    if (argc - i != 1) {
+        cli_fail("usage: ignis push DIR|BUNDLE.tar.gz [--name NAME] [--json]");
+        return 2;
+    }
+    const char *src = argv[i];
+    if (stat(src, &st) < 0)
+        return cli_fail("%s: %s", src, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        /* The manifest is read here only for the name; the server validates it. */
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/function.json", src);
+        int r = read_file(path, MANIFEST_FILE_MAX, &text, &tlen);
+        if (r < 0)
+            return cli_fail("%s: %s", path, strerror(-r));
+        if (bundle_pack_dir(src, REGISTRY_MAX_BUNDLE, &data, &len, &err) < 0)
+            return cli_fail("packing %s: %s", src, err.message);
+    } else {
+        int r = read_file(src, REGISTRY_MAX_BUNDLE, &data, &len);
+        if (r < 0)
+            return cli_fail("%s: %s", src,
+                            r == -EFBIG ? "over the 64 MiB bundle limit" : strerror(-r));
+        if (!name && bundle_peek_manifest(data, len, &text, &tlen, &err) < 0)
+            return cli_fail("%s: %s", src, err.message);
+    }
+    if (!name) {
+        if (name_from_manifest(text, tlen, namebuf, sizeof(namebuf)) != 0)
+            return 1;
+        name = namebuf;
+    }
+    if (check_name(name) != 0)
+        return 1;
+
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/functions/%s", name);
+    const char *headers[] = {"Content-Type: application/gzip", NULL};
+    cJSON *root = NULL;
+    _cleanup_free_ char *raw = NULL;
+    int r = request_json(c, "PUT", path, headers, data, len, &root, &raw);
+    if (r != 0)
+        return r;
+    if (json)
+        printf("%s\n", raw);
+    else
+        printf("%s version %.0f %s (sha256 %s)\n", str(root, "name"), num(root, "version"),
+               cJSON_IsTrue(cJSON_GetObjectItem(root, "created")) ? "pushed" : "unchanged",
+               str(root, "digest"));
+    cJSON_Delete(root);
+    return 0;
+}
+
+int cli_ls(struct client *c, int argc, char **argv)
+{
+    bool json = false;
+    int i = parse_opts(argc, argv, &json, NULL);
+    if (i < 0)
+        return 2;
+    if (argc != i) {
+        cli_fail("usage: ignis ls [--json]");
+        return 2;
+    }
+    cJSON *root = NULL;
+    _cleanup_free_ char *raw = NULL;
+    int r = request_json(c, "GET", "/v1/functions", NULL, NULL, 0, &root, &raw);
+    if (r != 0)
+        return r;
+    if (json) {
+        printf("%s\n", raw);
+    } else {
+        const cJSON *f;
+        printf("%-32s %7s %-9s %-8s %-24s %s\n", "NAME", "VERSION", "RUNTIME", "STATE", "UPDATED",
+               "DIGEST");
+        cJSON_ArrayForEach(f, cJSON_GetObjectItem(root, "functions"))
+        {
+            printf("%-32s %7.0f %-9s %-8s %-24s %.12s\n", str(f, "name"), num(f, "version"),
+                   str(f, "runtime"), str(f, "state"), str(f, "updated_at"), str(f, "digest"));
+        }
+    }
+    cJSON_Delete(root);
+    return 0;
+}
+
+int cli_show(struct client *c, int argc, char **argv)
+{
+    bool json = false;
+    int i = parse_opts(argc, argv, &json, NULL);
+    if (i < 0)
+        return 2;
+    if (argc - i != 1) {
+        cli_fail("usage: ignis show NAME [--json]");
+        return 2;
+    }
+    if (check_name(argv[i]) != 0)
+        return 1;
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/functions/%s", argv[i]);
+    cJSON *root = NULL;
+    _cleanup_free_ char *raw = NULL;
+    int r = request_json(c, "GET", path, NULL, NULL, 0, &root, &raw);
+    if (r != 0)
+        return r;
+    if (json) {
+        printf("%s\n", raw);
+    } else {
+        printf("name:     %s\n", str(root, "name"));
+        printf("version:  %.0f\n", num(root, "version"));
+        printf("state:    %s\n", str(root, "state"));
+        printf("digest:   %s\n", str(root, "digest"));
+        printf("created:  %s\n", str(root, "created_at"));
+        printf("updated:  %s\n", str(root, "updated_at"));
+        printf("bundle:   %.0f bytes\n", num(root, "bundle_bytes"));
+        const cJSON *live = cJSON_GetObjectItem(root, "live"), *v;
+        printf("live:    ");
+        cJSON_ArrayForEach(v, live)
+        {
+            if (cJSON_IsNumber(v))
+                printf(" %s=%.0f", v->string, v->valuedouble);
+            else if (cJSON_IsString(v))
+                printf(" %s=%s", v->string, v->valuestring);
+        }
+        printf("\n");
+        char *m = cJSON_Print(cJSON_GetObjectItem(root, "manifest"));
+        printf("manifest: %s\n", m ? m : "{}");
+        free(m);
+    }
+    cJSON_Delete(root);
+    return 0;
+}
+
+int cli_rm(struct client *c, int argc, char **argv)
+{
+    bool json = false;
+    int i = parse_opts(argc, argv, &json, NULL);
+    if (i < 0)
+        return 2;
+    if (argc - i != 1) {
+        cli_fail("usage: ignis rm NAME [--json]");
+        return 2;
+    }
+    if (check_name(argv[i]) != 0)
+        return 1;
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/functions/%s", argv[i]);
+    cJSON *root = NULL;
+    _cleanup_free_ char *raw = NULL;
+    int r = request_json(c, "DELETE", path, NULL, NULL, 0, &root, &raw);
+    if (r != 0)
+        return r;
+    if (json)
+        printf("%s\n", raw);
+    else
+        printf("%s deleted (version %.0f; %.0f bundle(s) removed)\n", str(root, "name"),
+               num(root, "version"), num(root, "bundles_removed"));
+    cJSON_Delete(root);
+    return 0;
+}

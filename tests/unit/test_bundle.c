@@ -1,0 +1,319 @@
+/* The bundle store without the daemon: digests, the limits (with small values, so they are
+ * reached quickly), what a safe bundle may hold (relative links inside it, hardlinks between
+ * its files), commit and removal, and the client side (packing a directory, peeking at
+ * function.json). The hostile cases over HTTP are in tests/integration/test_registry.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+// cmocka needs the above first
+#include <archive.h>
+#include <archive_entry.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bundle.h"
+
+static char dir[64];
+
+static int setup(void **state)
+{
+    strcpy(dir, "/tmp/ignis-bundle-test.XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    return rm_rf(dir);
+}
+
+struct tarb {
+    struct archive *a;
+    char *buf;
+    size_t cap, used;
+};
+
+static void tarb_start(struct tarb *t)
+{
+    t->cap = 8u << 20;
+    t->buf = malloc(t->cap);
+    t->a = archive_write_new();
+    archive_write_add_filter_gzip(t->a);
+    archive_write_set_format_pax_restricted(t->a);
+    assert_int_equal(archive_write_open_memory(t->a, t->buf, t->cap, &t->used), ARCHIVE_OK);
+}
+
+static void tarb_add(struct tarb *t, const char *path, mode_t type, const void *data, size_t len,
+                     const char *link, bool hard)
+{
+    struct archive_entry *e = archive_entry_new();
+    archive_entry_set_pathname(e, path);
+    archive_entry_set_filetype(e, type);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, (la_int64_t)len);
+    if (link && hard)
+        archive_entry_set_hardlink(e, link);
+    else if (link)
+        archive_entry_set_symlink(e, link);
+    assert_int_equal(archive_write_header(t->a, e), ARCHIVE_OK);
+    if (len)
+        assert_int_equal(archive_write_data(t->a, data, len), (la_ssize_t)len);
+    archive_entry_free(e);
+}
+
+static void tarb_file(struct tarb *t, const char *path, const char *text)
+{
+    tarb_add(t, path, AE_IFREG, text, strlen(text), NULL, false);
+}
+
+static void tarb_finish(struct tarb *t)
+{
+    assert_int_equal(archive_write_close(t->a), ARCHIVE_OK);
+    archive_write_free(t->a);
+}
+
+#define MANIFEST "{\"name\":\"f\",\"runtime\":\"exec\",\"handler\":\"run\"}"
+
+static int unpack(struct tarb *t, const struct bundle_limits *lim, char **ret_dir,
+                  struct ig_error *err)
+{
+    return bundle_unpack(dir, t->buf, t->used, lim, ret_dir, err);
+}
+
+static void assert_tmp_empty(void)
+{
+    char tmp[128];
+    snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
+    /* rmdir succeeds only on an empty dir: nothing was left behind. */
+    assert_int_equal(rmdir(tmp), 0);
+}
+
+static void test_digest(void **state)
+{
+    char d[BUNDLE_DIGEST_LEN + 1];
+    bundle_digest("abc", 3, d);
+    assert_string_equal(d, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_true(bundle_digest_valid(d));
+    assert_false(bundle_digest_valid("../etc"));
+    assert_false(bundle_digest_valid(NULL));
+    d[0] = 'A';
+    assert_false(bundle_digest_valid(d));
+}
+
+static void test_safe_bundle(void **state)
+{
+    struct tarb t;
+    struct ig_error err = {};
+    char *out = NULL, *text = NULL, path[256];
+    size_t len;
+    struct stat st;
+
+    tarb_start(&t);
+    tarb_add(&t, "./", AE_IFDIR, NULL, 0, NULL, false);
+    tarb_file(&t, "./function.json", MANIFEST);
+    tarb_file(&t, "lib/a/b.txt", "b");
+    tarb_add(&t, "lib/a/up", AE_IFLNK, NULL, 0, "../../function.json", false);
+    tarb_add(&t, "lib/self", AE_IFLNK, NULL, 0, ".", false);
+    tarb_add(&t, "lib/hard", AE_IFREG, NULL, 0, "lib/a/b.txt", true);
+    tarb_finish(&t);
+
+    if (unpack(&t, &bundle_default_limits, &out, &err) < 0)
+        fail_msg("unpack: %s", err.message);
+    assert_int_equal(bundle_read_manifest(out, &text, &len, &err), 0);
+    assert_string_equal(text, MANIFEST);
+    free(text);
+    snprintf(path, sizeof(path), "%s/lib/hard", out);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_nlink, 2);
+    snprintf(path, sizeof(path), "%s/lib/a/up", out);
+    assert_int_equal(stat(path, &st), 0); /* resolves, inside */
+
+    char digest[BUNDLE_DIGEST_LEN + 1];
+    bundle_digest(t.buf, t.used, digest);
+    assert_false(bundle_exists(dir, digest));
+    assert_int_equal(bundle_commit(dir, out, digest, &err), 0);
+    assert_true(bundle_exists(dir, digest));
+    free(out);
+
+    /* The same content again (a concurrent push): the second copy goes, the first stays. */
+    out = NULL;
+    assert_int_equal(unpack(&t, &bundle_default_limits, &out, &err), 0);
+    assert_int_equal(bundle_commit(dir, out, digest, &err), 0);
+    assert_int_equal(access(out, F_OK), -1);
+    assert_true(bundle_exists(dir, digest));
+    free(out);
+
+    assert_int_equal(bundle_remove(dir, digest), 0);
+    assert_false(bundle_exists(dir, digest));
+    assert_int_equal(bundle_remove(dir, digest), 0); /* already gone: fine */
+    assert_int_equal(bundle_clean_tmp(dir), 0);
+    free(t.buf);
+}
+
+static void expect_refused(struct tarb *t, const struct bundle_limits *lim, int code,
+                           const char *needle)
+{
+    struct ig_error err = {};
+    char *out = NULL;
+    int r = unpack(t, lim, &out, &err);
+    if (r != -code || !strstr(err.message, needle))
+        fail_msg("expected -%d naming \"%s\", got %d: %s", code, needle, r, err.message);
+    assert_true(bundle_error_is_content(r));
+    assert_null(out);
+    assert_tmp_empty();
+}
+
+static void test_unpacked_size_cap(void **state)
+{
+    struct bundle_limits lim = bundle_default_limits;
+    lim.max_unpacked_bytes = 1u << 20;
+    /* Incompressible, so the ratio check stays out of it: the byte count stops it. */
+    size_t n = 2u << 20;
+    unsigned char *data = malloc(n);
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        data[i] = (unsigned char)x;
+    }
+    struct tarb t;
+    tarb_start(&t);
+    tarb_file(&t, "function.json", MANIFEST);
+    tarb_add(&t, "big", AE_IFREG, data, n, NULL, false);
+    tarb_finish(&t);
+    free(data);
+    expect_refused(&t, &lim, EFBIG, "more than 1048576 bytes");
+    free(t.buf);
+}
+
+static void test_entry_and_path_caps(void **state)
+{
+    struct bundle_limits lim = bundle_default_limits;
+    struct tarb t;
+    char name[400];
+
+    lim.max_entries = 5;
+    tarb_start(&t);
+    tarb_file(&t, "function.json", MANIFEST);
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof(name), "f%d", i);
+        tarb_file(&t, name, "x");
+    }
+    tarb_finish(&t);
+    expect_refused(&t, &lim, E2BIG, "more than 5 entries");
+    free(t.buf);
+
+    lim = bundle_default_limits;
+    lim.max_path = 64;
+    memset(name, 'p', 100);
+    name[100] = '\0';
+    tarb_start(&t);
+    tarb_file(&t, "function.json", MANIFEST);
+    tarb_file(&t, name, "x");
+    tarb_finish(&t);
+    expect_refused(&t, &lim, ENAMETOOLONG, "longer than 64 bytes");
+    free(t.buf);
+
+    /* A component longer than NAME_MAX, within the path limit. */
+    memset(name, 'c', 300);
+    name[300] = '\0';
+    tarb_start(&t);
+    tarb_file(&t, "function.json", MANIFEST);
+    tarb_file(&t, name, "x");
+    tarb_finish(&t);
+    expect_refused(&t, &bundle_default_limits, ENAMETOOLONG, "component");
+    free(t.buf);
+
+    /* A symlink target past the path limit. */
+    lim = bundle_default_limits;
+    lim.max_path = 64;
+    memset(name, 't', 100);
+    name[100] = '\0';
+    tarb_start(&t);
+    tarb_file(&t, "function.json", MANIFEST);
+    tarb_add(&t, "l", AE_IFLNK, NULL, 0, name, false);
+    tarb_finish(&t);
+    expect_refused(&t, &lim, ENAMETOOLONG, "target");
+    free(t.buf);
+}
+
+static void test_links_refused(void **state)
+{
+    static const struct {
+        const char *path, *target;
+        bool hard;
+    } cases[] = {
+        {"l", "/etc/passwd", false}, {"l", "..", false},        {"a/l", "../..", false},
+        {"a/l", "x/../..", false},   {"l", "a/../../b", false}, {"h", "/etc/passwd", true},
+        {"h", "../x", true},         {"h", "a/../../x", true},  {"l", "", false},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct tarb t;
+        tarb_start(&t);
+        tarb_file(&t, "function.json", MANIFEST);
+        tarb_add(&t, cases[i].path, AE_IFLNK, NULL, 0, cases[i].target, cases[i].hard);
+        tarb_finish(&t);
+        expect_refused(&t, &bundle_default_limits, EINVAL, "entry");
+        free(t.buf);
+    }
+}
+
+static void test_pack_and_peek(void **state)
+{
+    char src[128], path[256], *b = NULL, *text = NULL, *out = NULL;
+    size_t len, tlen;
+    struct ig_error err = {};
+
+    snprintf(src, sizeof(src), "%s/src", dir);
+    snprintf(path, sizeof(path), "%s/sub", src);
+    assert_int_equal(mkdir_p(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/function.json", src);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_int_equal(write(fd, MANIFEST, strlen(MANIFEST)), (ssize_t)strlen(MANIFEST));
+    close(fd);
+    snprintf(path, sizeof(path), "%s/sub/link", src);
+    assert_int_equal(symlink("../function.json", path), 0);
+
+    assert_int_equal(bundle_pack_dir(src, 1 << 20, &b, &len, &err), 0);
+    assert_int_equal(bundle_peek_manifest(b, len, &text, &tlen, &err), 0);
+    assert_string_equal(text, MANIFEST);
+    free(text);
+    assert_int_equal(bundle_unpack(dir, b, len, &bundle_default_limits, &out, &err), 0);
+    snprintf(path, sizeof(path), "%s/sub/link", out);
+    char target[64] = {};
+    assert_true(readlink(path, target, sizeof(target) - 1) > 0);
+    assert_string_equal(target, "../function.json");
+    rm_rf(out);
+    free(out);
+    free(b);
+
+    /* Over the size limit. */
+    b = NULL;
+    assert_int_equal(bundle_pack_dir(src, 10, &b, &len, &err), -EFBIG);
+    assert_null(b);
+    /* No function.json in a tar. */
+    struct tarb t;
+    tarb_start(&t);
+    tarb_file(&t, "x", "y");
+    tarb_finish(&t);
+    assert_int_equal(bundle_peek_manifest(t.buf, t.used, &text, &tlen, &err), -ENOENT);
+    free(t.buf);
+    assert_int_equal(bundle_clean_tmp(dir), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_digest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_safe_bundle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unpacked_size_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entry_and_path_caps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_links_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_and_peek, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
