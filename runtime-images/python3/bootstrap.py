@@ -139,14 +139,14 @@ def _marshal(response):
 
 
 def _unmarshal(body, content_type):
-    # Lambda decodes application/json and hands anything else over as bytes; Ignis invocations
-    # often carry no content type at all, so those are decoded when they parse as JSON.
-    if content_type and content_type.split(";")[0].strip().lower() != "application/json":
-        return body
+    # Lambda parses every event as JSON. Ignis invocations may carry any body (and HTTP clients
+    # such as curl -d label JSON as a form), so a body that parses as JSON is the decoded event
+    # whatever its content type; one that does not is handed over as text (bytes if not UTF-8),
+    # unless it was declared JSON, which is Lambda's unmarshal error. As the node runtime does.
     try:
         return json.loads(body)
     except Exception as e:
-        if content_type:
+        if content_type and content_type.split(";")[0].strip().lower() == "application/json":
             raise Fault(UNMARSHAL_ERROR, "Unable to unmarshal input: {}".format(e))
         try:
             return body.decode("utf-8")
