@@ -22,6 +22,12 @@ img_skeleton() {
   printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
   printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$root/etc/nsswitch.conf"
   : >"$root/etc/resolv.conf"
+  # CA certificates, so a function can reach HTTPS endpoints where the host lets it (and Debian's
+  # node, built to read them, does not warn at every start).
+  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    mkdir -p "$root/etc/ssl/certs"
+    cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+  fi
 }
 
 # Copies one host file to the same path under root (symlinks in the path resolved as on the
@@ -56,13 +62,20 @@ img_bootstrap() {
   img_libs "$root" "$bin"
 }
 
-# Copies the shared libraries ldd resolves for the given binaries (not the binaries).
+# Copies the shared libraries ldd resolves for the given binaries (not the binaries). A library
+# ldd cannot find fails the build: an image missing one would fail only when a function runs.
 img_libs() {
   root=$1
   shift
   for bin in "$@"; do
+    deps=$(ldd "$bin" 2>/dev/null) || continue # not dynamic (a script, a static binary)
+    if echo "$deps" | grep -q 'not found'; then
+      echo "build-images: $bin needs libraries this host lacks:" >&2
+      echo "$deps" | grep 'not found' >&2
+      return 1
+    fi
     # "libx.so.1 => /lib/.../libx.so.1 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)"
-    ldd "$bin" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
+    echo "$deps" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
       while read -r lib; do
         img_file "$root" "$lib"
       done

@@ -7,6 +7,7 @@
  *   POST .../invocation/{id}/response    → RESULT
  *   POST .../invocation/{id}/error       → ERROR
  *   POST .../init/error                  → INIT_ERROR
+ *   POST /2018-06-01/ignis/invocation/{id}/event → EVENT (Ignis's own route, for emitting)
  *   bootstrap exits                      → INIT_ERROR or ERROR (Runtime.ExitError), then exit
  * One event loop (loop.h) drives the HTTP server (http.h), the protocol socket and SIGCHLD. */
 #include <cjson/cJSON.h>
@@ -25,6 +26,7 @@
 
 #define API_PREFIX       "/2018-06-01/runtime"
 #define ERROR_BODY_LIMIT (1024u * 1024u)
+#define EVENT_BODY_LIMIT (1024u * 1024u)
 #define DEFAULT_ADDR     "127.0.0.1:9001"
 
 struct pending {
@@ -171,9 +173,12 @@ static void on_next(struct http_request *req, void *userdata)
         return;
     }
     if (r->waiting) {
-        reply_lambda_error(req, 409, "InvalidStateTransition",
-                           "another request is already waiting for the next invocation");
-        return;
+        /* A suspended connection does not notice its client going away, so an earlier `next`
+         * may be from a client that gave up and asked again: the newest one waits. */
+        struct http_request *old = TAKE_PTR(r->waiting);
+        http_request_set_context(old, NULL, NULL);
+        reply_lambda_error(old, 409, "InvalidStateTransition",
+                           "a newer request is waiting for the next invocation");
     }
     /* No reply now: http.c suspends the connection until an INVOKE arrives. */
     r->waiting = req;
@@ -284,6 +289,33 @@ static void on_init_error(struct http_request *req, void *userdata)
     parse_error(req, &type, &message, &trace);
     r->init_failed = true;
     send_error_frame(r, PROTO_INIT_ERROR, NULL, type ? type : "Unhandled", message, trace);
+    reply_text(req, 202, "{\"status\":\"OK\"}");
+}
+
+/* Ignis's route for a custom runtime to emit an event while invocation {id} runs: the type in
+ * the Ignis-Event-Type header (or ?type=), the body as the event's data, Content-Type as its
+ * data content type. 202 on success, as the Runtime API's own posts. */
+static void on_event(struct http_request *req, void *userdata)
+{
+    struct relay *r = userdata;
+    const char *type = http_request_header(req, "Ignis-Event-Type");
+    if (!type || !*type)
+        type = http_request_query(req, "type");
+    if (!check_id(r, req))
+        return;
+    if (!type || !*type) {
+        reply_lambda_error(req, 400, "InvalidEventType",
+                           "an event needs a type: the Ignis-Event-Type header or ?type=");
+        return;
+    }
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    struct proto_msg m = {.type = PROTO_EVENT,
+                          .id = proto_str(r->inflight),
+                          .event_type = proto_str(type),
+                          .body = {body, len},
+                          .content_type = proto_str(http_request_header(req, "Content-Type"))};
+    send_msg(r, &m);
     reply_text(req, 202, "{\"status\":\"OK\"}");
 }
 
@@ -403,6 +435,7 @@ static const struct http_route routes[] = {
     {"POST", API_PREFIX "/invocation/{}/response", on_response, 2 * PROTO_DEFAULT_MAX_BODY},
     {"POST", API_PREFIX "/invocation/{}/error", on_error, ERROR_BODY_LIMIT},
     {"POST", API_PREFIX "/init/error", on_init_error, ERROR_BODY_LIMIT},
+    {"POST", "/2018-06-01/ignis/invocation/{}/event", on_event, EVENT_BODY_LIMIT},
 };
 
 static int spawn_bootstrap(struct relay *r, const char *addr)

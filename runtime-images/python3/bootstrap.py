@@ -139,14 +139,14 @@ def _marshal(response):
 
 
 def _unmarshal(body, content_type):
-    # Lambda decodes application/json and hands anything else over as bytes; Ignis invocations
-    # often carry no content type at all, so those are decoded when they parse as JSON.
-    if content_type and content_type.split(";")[0].strip().lower() != "application/json":
-        return body
+    # Lambda parses every event as JSON. Ignis invocations may carry any body (and HTTP clients
+    # such as curl -d label JSON as a form), so a body that parses as JSON is the decoded event
+    # whatever its content type; one that does not is handed over as text (bytes if not UTF-8),
+    # unless it was declared JSON, which is Lambda's unmarshal error. As the node runtime does.
     try:
         return json.loads(body)
     except Exception as e:
-        if content_type:
+        if content_type and content_type.split(";")[0].strip().lower() == "application/json":
             raise Fault(UNMARSHAL_ERROR, "Unable to unmarshal input: {}".format(e))
         try:
             return body.decode("utf-8")
@@ -181,16 +181,33 @@ def _obj_from_dict(cls, d):
     return obj
 
 
+# What the context takes from the environment, which is fixed for the container's life: read
+# once (os.environ lookups are a measurable part of a 100 µs round trip).
+_ENV = {
+    k: os.environ.get(k)
+    for k in (
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+    )
+}
+_DEFAULT_ARN = "arn:aws:lambda:local:000000000000:function:" + (
+    _ENV["AWS_LAMBDA_FUNCTION_NAME"] or ""
+)
+
+
 class LambdaContext(object):
     """The context object of AWS Lambda's Python runtime, plus emit()."""
 
     def __init__(self, invoke_id, client_context, cognito_identity, deadline_ms, arn):
         self.aws_request_id = invoke_id
-        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
-        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
-        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
-        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.log_group_name = _ENV["AWS_LAMBDA_LOG_GROUP_NAME"]
+        self.log_stream_name = _ENV["AWS_LAMBDA_LOG_STREAM_NAME"]
+        self.function_name = _ENV["AWS_LAMBDA_FUNCTION_NAME"]
+        self.memory_limit_in_mb = _ENV["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]
+        self.function_version = _ENV["AWS_LAMBDA_FUNCTION_VERSION"]
         self.invoked_function_arn = arn
         self.tenant_id = None
         self.client_context = _obj_from_dict(ClientContext, client_context)
@@ -254,13 +271,6 @@ def _install_ignis_module():
     mod.emit = emit
     mod.__doc__ = "Ignis runtime helpers: emit(type, data=None, content_type=None)."
     sys.modules["ignis"] = mod
-
-
-def _fault_handler(fault):
-    def handler(*args):
-        raise fault
-
-    return handler
 
 
 def _get_handler(handler):
@@ -330,8 +340,7 @@ def _setup_logging():
     logging.getLogger().addHandler(h)
 
 
-def _header(headers, name):
-    return headers.get(name)
+_trace_set = [False]  # whether _X_AMZN_TRACE_ID was set by an earlier invocation
 
 
 def _invoke(handler, fields):
@@ -348,11 +357,11 @@ def _invoke(handler, fields):
     trace_id = headers.get("trace-id")
     if trace_id:
         os.environ["_X_AMZN_TRACE_ID"] = trace_id
-    elif "_X_AMZN_TRACE_ID" in os.environ:
-        del os.environ["_X_AMZN_TRACE_ID"]
-    arn = headers.get("invoked-function-arn") or "arn:aws:lambda:local:000000000000:function:" + (
-        os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or ""
-    )
+        _trace_set[0] = True
+    elif _trace_set[0]:
+        os.environ.pop("_X_AMZN_TRACE_ID", None)
+        _trace_set[0] = False
+    arn = headers.get("invoked-function-arn") or _DEFAULT_ARN
     try:
         try:
             cc = headers.get("client-context")

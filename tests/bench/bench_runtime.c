@@ -1,7 +1,8 @@
 /* The runtime round trip: controller → runtime → controller over the runtime protocol (no
  * HTTP), one runtime in reuse mode serving invocations one after another. Prints p50, p99 and
- * mean per runtime. Usage: bench-runtime [-n ITERATIONS] [RUNTIME...] (default python3 node).
- * Started by scripts/bench runtime, which builds the images first. */
+ * mean per runtime. Usage: bench-runtime [-c] [-n ITERATIONS] [RUNTIME...] (default python3
+ * node); -c runs each runtime in a real container (root), as the controller does, instead of as
+ * a plain process. Started by scripts/bench runtime, which builds the images first. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,9 @@ static int cmp_u64(const void *a, const void *b)
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
+
+static struct tc_env tenv;
+static bool in_container;
 
 static int bench(const char *runtime, int iterations)
 {
@@ -35,7 +39,11 @@ static int bench(const char *runtime, int iterations)
     }
     char bundle[4096];
     rt_source_path("tests/fixtures/runtimes/bench", bundle, sizeof(bundle));
-    struct rt_options o = {.runtime = runtime, .bundle = bundle, .handler = handler, .quiet = true};
+    struct rt_options o = {.runtime = runtime,
+                           .bundle = bundle,
+                           .handler = handler,
+                           .quiet = true,
+                           .env = in_container ? &tenv : NULL};
     struct rt_proc p;
     struct rt_reply r;
     int q = rt_start(&p, &o);
@@ -74,10 +82,12 @@ static int bench(const char *runtime, int iterations)
     }
     rt_stop(&p);
     qsort(lat, (size_t)iterations, sizeof(uint64_t), cmp_u64);
-    printf("%-9s n=%-6d p50=%5llu us  p99=%6llu us  mean=%6.1f us  max=%7llu us\n", runtime,
-           iterations, (unsigned long long)lat[iterations / 2],
+    printf("%-9s %-9s n=%-6d p50=%5llu us  p99=%6llu us  mean=%6.1f us  max=%7llu us\n", runtime,
+           in_container ? "container" : "process", iterations,
+           (unsigned long long)lat[iterations / 2],
            (unsigned long long)lat[(size_t)iterations * 99 / 100], (double)total / iterations,
            (unsigned long long)lat[iterations - 1]);
+    fflush(stdout);
     free(lat);
     return 0;
 }
@@ -85,9 +95,15 @@ static int bench(const char *runtime, int iterations)
 int main(int argc, char **argv)
 {
     int iterations = 20000, first = 1, status = 0;
-    if (argc > 2 && streq(argv[1], "-n")) {
-        iterations = atoi(argv[2]);
-        first = 3;
+    for (;;) {
+        if (first < argc && streq(argv[first], "-c")) {
+            in_container = true;
+            first++;
+        } else if (first + 1 < argc && streq(argv[first], "-n")) {
+            iterations = atoi(argv[first + 1]);
+            first += 2;
+        } else
+            break;
     }
     if (iterations < 10)
         iterations = 10;
@@ -95,10 +111,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-runtime: set IGNIS_IMAGES_DIR (scripts/bench runtime does)\n");
         return 2;
     }
+    if (in_container && tc_env_setup(&tenv) < 0)
+        return 2;
     const char *defaults[] = {"python3", "node"};
     int n = argc - first;
     for (int i = 0; i < (n > 0 ? n : 2); i++)
         if (bench(n > 0 ? argv[first + i] : defaults[i], iterations) < 0)
             status = 1;
+    if (in_container && tc_env_teardown(&tenv) < 0)
+        status = 1;
     return status;
 }

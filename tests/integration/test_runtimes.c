@@ -146,6 +146,9 @@ static void test_node_hello(void **state)
     hello_both_lifecycles("node", b, "index.handler", "{\"name\": \"Ada\"}", "\"Hello, Ada!\"");
     example("hello-node-esm", b, sizeof(b));
     hello_both_lifecycles("node", b, "index.handler", "{}", "Hello from an ES module!");
+    fixture("node-esm-pkg", b, sizeof(b));
+    hello_both_lifecycles("node", b, "app.handler", "{}",
+                          "{\"esm\":true,\"typeofHostname\":\"string\"}");
 }
 
 /* The bootstrap of AWS's custom-runtime tutorial (bash + curl), unmodified. */
@@ -183,6 +186,11 @@ static void test_python_context(void **state)
     assert_string_equal(cJSON_GetObjectItem(o, "request_id")->valuestring, "ctx-1");
     assert_string_equal(cJSON_GetObjectItem(o, "function_name")->valuestring, "test");
     assert_string_equal(cJSON_GetObjectItem(o, "memory_limit_in_mb")->valuestring, "128");
+    assert_string_equal(cJSON_GetObjectItem(o, "function_version")->valuestring, "1");
+    assert_string_equal(cJSON_GetObjectItem(o, "invoked_function_arn")->valuestring,
+                        "arn:aws:lambda:local:000000000000:function:t");
+    assert_string_equal(cJSON_GetObjectItem(o, "log_group_name")->valuestring, "/aws/lambda/test");
+    assert_string_equal(cJSON_GetObjectItem(o, "log_stream_name")->valuestring, "ignis/test");
     double remaining = cJSON_GetObjectItem(o, "remaining_ms")->valuedouble;
     assert_true(remaining > 0 && remaining <= INVOKE_TIMEOUT_MS);
     double started = cJSON_GetObjectItem(o, "container_started")->valuedouble;
@@ -213,8 +221,51 @@ static void test_node_context(void **state)
     assert_string_equal(cJSON_GetObjectItem(o, "requestId")->valuestring, "nctx-1");
     assert_string_equal(cJSON_GetObjectItem(o, "functionName")->valuestring, "test");
     assert_string_equal(cJSON_GetObjectItem(o, "memoryLimitInMB")->valuestring, "128");
+    assert_string_equal(cJSON_GetObjectItem(o, "functionVersion")->valuestring, "1");
+    assert_string_equal(cJSON_GetObjectItem(o, "invokedFunctionArn")->valuestring,
+                        "arn:aws:lambda:local:000000000000:function:t");
+    assert_string_equal(cJSON_GetObjectItem(o, "logGroupName")->valuestring, "/aws/lambda/test");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "callbackWaitsForEmptyEventLoop")));
     assert_true(cJSON_GetObjectItem(o, "remainingMs")->valuedouble > 0);
     cJSON_Delete(o);
+    rt_reply_clear(&r);
+    rt_stop(&p);
+}
+
+static void assert_event(const struct rt_reply *r, size_t i, const char *type, const char *data,
+                         const char *content_type)
+{
+    assert_true(i < r->nevents);
+    assert_string_equal(r->events[i].type, type);
+    assert_string_equal(r->events[i].data, data);
+    assert_string_equal(r->events[i].content_type, content_type);
+}
+
+static void test_node_event_loop_semantics(void **state)
+{
+    char b[4096];
+    struct rt_proc p;
+    struct rt_reply r;
+    fixture("node-waits", b, sizeof(b));
+    /* Waiting: the result comes only after the 100 ms timer ran (and emitted). */
+    start_ready(&p, "node", b, "index.waits");
+    invoke(&p, "w-1", "{}", &r);
+    assert_result_contains(&r, "\"done waiting\"");
+    assert_int_equal(r.nevents, 1);
+    assert_event(&r, 0, "com.example.timer", "fired", "text/plain; charset=utf-8");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+    /* Not waiting: the result comes at once, long before the 60 s timer (the invocation's own
+     * wait is 20 s + 10 s, so a runtime that waited fails here). */
+    start_ready(&p, "node", b, "index.noWait");
+    invoke(&p, "w-2", "{}", &r);
+    assert_result_contains(&r, "\"done at once\"");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+    start_ready(&p, "node", b, "index.silent");
+    invoke(&p, "w-3", "{}", &r);
+    assert_int_equal(r.type, PROTO_RESULT);
+    assert_string_equal(r.body, "null");
     rt_reply_clear(&r);
     rt_stop(&p);
 }
@@ -235,6 +286,34 @@ static void test_python_exception(void **state)
     /* The runtime carries on after a handler's exception. */
     invoke(&p, "e-2", "{}", &r);
     assert_error(&r, "ValueError", "bad input: {}");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+
+    /* Lambda's marshalling: what JSON cannot hold is Runtime.MarshalError; Decimal is a number;
+     * bytes go out as they are. */
+    start_ready(&p, "python3", b, "app.unserializable");
+    invoke(&p, "m-1", "{}", &r);
+    assert_error(&r, "Runtime.MarshalError", "Unable to marshal response: Object of type object");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+    start_ready(&p, "python3", b, "app.decimals");
+    invoke(&p, "m-2", "{}", &r);
+    assert_result_contains(&r, "{\"price\": 1.5, \"count\": 3, \"raw\": true}");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+    start_ready(&p, "python3", b, "app.raw_bytes");
+    invoke(&p, "m-3", "{}", &r);
+    assert_int_equal(r.type, PROTO_RESULT);
+    assert_int_equal(r.body_len, 8);
+    assert_memory_equal(r.body, "\0binary\xff", 8);
+    assert_string_equal(r.content_type, "application/unknown");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+    /* A body declared as JSON that is not JSON. */
+    start_ready(&p, "python3", b, "app.handler");
+    const char *hdrs[] = {"content-type", "application/json", NULL};
+    assert_int_equal(rt_invoke(&p, "m-4", "{oops", 5, hdrs, INVOKE_TIMEOUT_MS, &r), 0);
+    assert_error(&r, "Runtime.UnmarshalError", "Unable to unmarshal input");
     rt_reply_clear(&r);
     rt_stop(&p);
 }
@@ -300,6 +379,23 @@ static void test_node_rejection(void **state)
     rt_stop(&p);
     start(&p, "node", b, "nofile.handler", &r);
     assert_error(&r, "Runtime.ImportModuleError", "Cannot find module 'nofile'");
+    rt_reply_clear(&r);
+    rt_stop(&p);
+}
+
+/* A container sees its image and its bundle, as uid 65534, and nothing of the host. */
+static void test_container_view(void **state)
+{
+    char b[4096];
+    struct rt_proc p;
+    struct rt_reply r;
+    fixture("exec-look", b, sizeof(b));
+    start_ready(&p, "exec", b, "look.sh");
+    invoke(&p, "look-1", "", &r);
+    assert_result_contains(&r, "root: /bin /dev /etc /ignis /lib");
+    assert_result_contains(&r, "uid: 65534\n");
+    assert_result_contains(&r, "bundle read-only\ntmp writable\ncwd: /var/task\n");
+    assert_null(strstr(r.body, "host file visible"));
     rt_reply_clear(&r);
     rt_stop(&p);
 }
@@ -403,15 +499,6 @@ static void test_provided_init_failures(void **state)
     rt_stop(&p);
 }
 
-static void assert_event(const struct rt_reply *r, size_t i, const char *type, const char *data,
-                         const char *content_type)
-{
-    assert_true(i < r->nevents);
-    assert_string_equal(r->events[i].type, type);
-    assert_string_equal(r->events[i].data, data);
-    assert_string_equal(r->events[i].content_type, content_type);
-}
-
 static void test_events(void **state)
 {
     char b[4096];
@@ -450,6 +537,15 @@ static void test_events(void **state)
     assert_event(&r, 1, "com.example.text", "hi", "text/x-greeting");
     rt_reply_clear(&r);
     rt_stop(&p);
+
+    fixture("provided-emit", b, sizeof(b));
+    start_ready(&p, "provided", b, "x.y");
+    invoke(&p, "ev-4", "{}", &r);
+    assert_result_contains(&r, "sent");
+    assert_int_equal(r.nevents, 1);
+    assert_event(&r, 0, "com.example.provided", "{\"from\": \"bash\"}", "application/json");
+    rt_reply_clear(&r);
+    rt_stop(&p);
 }
 
 int main(void)
@@ -462,9 +558,11 @@ int main(void)
         cmocka_unit_test(test_lambda_examples),
         cmocka_unit_test(test_python_context),
         cmocka_unit_test(test_node_context),
+        cmocka_unit_test(test_node_event_loop_semantics),
         cmocka_unit_test(test_python_exception),
         cmocka_unit_test(test_python_init_error),
         cmocka_unit_test(test_node_rejection),
+        cmocka_unit_test(test_container_view),
         cmocka_unit_test(test_exec_nonzero_exit),
         cmocka_unit_test(test_exec_big_bodies_and_limits),
         cmocka_unit_test(test_provided_error_posts),

@@ -5,7 +5,11 @@ exports.handler = async (event, context) => ({
   message: `Hello, ${(event && event.name) || 'world'}!`,
   requestId: context.awsRequestId,
   functionName: context.functionName,
+  functionVersion: context.functionVersion,
   memoryLimitInMB: context.memoryLimitInMB,
+  invokedFunctionArn: context.invokedFunctionArn,
+  logGroupName: context.logGroupName,
+  callbackWaitsForEmptyEventLoop: context.callbackWaitsForEmptyEventLoop,
   remainingMs: context.getRemainingTimeInMillis(),
   containerStarted: started,
 });
