@@ -44,6 +44,7 @@ struct http_request {
     bool handled;    /* the handler has been called */
     bool replied;    /* a response was queued: any further body is discarded */
     bool suspended;  /* the connection is suspended waiting for a deferred reply */
+    int watch_fd;    /* its socket, watched for the peer going away while suspended; or -1 */
     struct MHD_Response *response;
     unsigned status;
     struct {
@@ -147,6 +148,32 @@ static void on_kick(struct loop *l, void *userdata)
     MHD_run(s->mhd);
 }
 
+static void unwatch_peer(struct http_request *req)
+{
+    if (req->watch_fd >= 0) {
+        loop_del_io(req->server->loop, req->watch_fd);
+        req->watch_fd = -1;
+    }
+}
+
+/* libmicrohttpd does not notice that the client of a suspended connection went away, so we
+ * watch the socket ourselves: the handler is told (its close hook: a queued invocation is
+ * cancelled), and the connection is resumed with a reply nobody reads, so libmicrohttpd finds the
+ * socket closed and cleans up. A client that half-closes its side while waiting is taken as gone:
+ * HTTP/1.1 clients do not do that. */
+static void on_peer_gone(struct loop *l, int fd, uint32_t events, void *userdata)
+{
+    struct http_request *req = userdata;
+    unwatch_peer(req);
+    if (req->on_close) {
+        http_close_fn fn = req->on_close;
+        req->on_close = NULL;
+        fn(req, req->server->userdata);
+    }
+    if (req->suspended && !req->response)
+        http_reply_error(req, 499, "client_closed", "the client closed the connection");
+}
+
 static int set_reply(struct http_request *req, struct MHD_Response *resp)
 {
     if (!resp)
@@ -158,6 +185,7 @@ static int set_reply(struct http_request *req, struct MHD_Response *resp)
     }
     req->response = resp;
     if (req->suspended) {
+        unwatch_peer(req);
         req->suspended = false;
         unlink_suspended(req);
         MHD_resume_connection(req->conn);
@@ -330,6 +358,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return MHD_NO;
         req->server = s;
         req->conn = conn;
+        req->watch_fd = -1;
         req->method = method;
         req->path = strdup(url);
         *con_cls = req;
@@ -401,6 +430,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             s->suspended->prev = req;
         s->suspended = req;
         MHD_suspend_connection(conn);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci && loop_add_io(s->loop, ci->connect_fd, EPOLLRDHUP, on_peer_gone, req) == 0)
+            req->watch_fd = ci->connect_fd;
     }
     return MHD_YES;
 }
@@ -411,6 +444,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct http_request *req = *con_cls;
     if (!req)
         return;
+    unwatch_peer(req);
     if (req->suspended)
         unlink_suspended(req);
     request_free(req);

@@ -97,10 +97,10 @@ void loop_free(struct loop *l)
         l->posted_head = p->next;
         free(p);
     }
-    if (l->sigfd >= 0) {
+    /* The signals stay blocked: a SIGTERM arriving while the owner tears down (after the loop
+     * stopped) must not kill the process half way through. */
+    if (l->sigfd >= 0)
         close(l->sigfd);
-        sigprocmask(SIG_UNBLOCK, &l->sigmask, NULL);
-    }
     if (l->wakefd >= 0)
         close(l->wakefd);
     if (l->epfd >= 0)

@@ -139,7 +139,7 @@ static int start_daemon(struct ignisd_proc *p, const char *const *extra_args)
         argv[n++] = "--log-level";
         argv[n++] = "debug";
         /* Tests share one set of images built by meson's test setup (scripts/build-images). */
-        const char *images = getenv("IGNIS_IMAGES");
+        const char *images = getenv("IGNIS_IMAGES_DIR");
         if (images && *images) {
             argv[n++] = "--images-dir";
             argv[n++] = images;
