@@ -6,6 +6,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "container.h"
 #include "log.h"
 
 static int prepare_state_dir(const char *dir, struct ig_error *err)
@@ -173,6 +174,8 @@ void daemon_free(struct daemon *d)
     http_server_free(d->http);
     loop_free(d->loop);
     store_free(d->store);
+    /* The container server is a process in the daemon's leaf: it goes before the subtree. */
+    container_shutdown();
     cg_manager_free(d->cgroups);
     free(d);
 }

@@ -60,7 +60,7 @@ static uint64_t random_u64(void)
     return r;
 }
 
-static void finish_removals(struct dispatch *d);
+static void schedule_removals(struct dispatch *d);
 static void check_stopped(struct dispatch *d);
 
 /* ---- capacity: the scaler's driver ---- */
@@ -407,7 +407,7 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
         }
         inv_free(inv);
         if (fn->removing)
-            finish_removals(d);
+            schedule_removals(d);
         check_stopped(d);
         return;
     }
@@ -438,7 +438,7 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
     record(d, inv, final, o, billed_ms, 0);
     inv_free(inv);
     if (fn->removing)
-        finish_removals(d);
+        schedule_removals(d);
     check_stopped(d);
 }
 
@@ -604,6 +604,21 @@ static void finish_removals(struct dispatch *d)
             fn->removed(fn->removed_userdata);
         fn_free(fn);
     }
+}
+
+static void on_removals_posted(struct loop *l, void *userdata)
+{
+    struct dispatch *d = userdata;
+    d->removals_pending = false;
+    finish_removals(d);
+}
+
+/* Completions happen inside a worker's callbacks, where neither the worker nor its function may
+ * be freed: removals finish on the next turn of the loop instead. */
+static void schedule_removals(struct dispatch *d)
+{
+    if (!d->removals_pending && loop_post(d->loop, on_removals_posted, d) == 0)
+        d->removals_pending = true;
 }
 
 int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(void *userdata),

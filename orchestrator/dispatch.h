@@ -115,7 +115,8 @@ struct dispatch {
     uint64_t memory_committed; /* bytes: memory limits of live containers, draining included */
     struct scaler_state scaler;
     struct scaler_host host;
-    bool scale_pending; /* a scaler run is posted */
+    bool scale_pending;    /* a scaler run is posted */
+    bool removals_pending; /* finish_removals is posted */
 };
 
 void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir);

@@ -14,3 +14,7 @@ int cli_push(struct client *c, int argc, char **argv);
 int cli_ls(struct client *c, int argc, char **argv);
 int cli_show(struct client *c, int argc, char **argv);
 int cli_rm(struct client *c, int argc, char **argv);
+
+/* invoke.c: the dispatcher's verbs. */
+int cli_invoke(struct client *c, int argc, char **argv);
+int cli_result(struct client *c, int argc, char **argv);

@@ -17,7 +17,12 @@ static const char usage[] =
     "  ls [--json]             list the functions\n"
     "  show NAME [--json]      a function's version, digest, manifest and live state\n"
     "  rm NAME [--json]        drain and delete a function, its versions and bundles\n"
-    "  version    print the client's and the server's versions\n"
+    "  invoke NAME [-d DATA|@FILE|-] [-H 'Header: value'] [--async] [--json]\n"
+    "             run a function: its result on stdout, the exit status its success;\n"
+    "             --async prints the invocation's id once it is stored\n"
+    "  result ID [--wait] [--json]\n"
+    "             an invocation's status, result or error, attempts and timings\n"
+    "  version                 print the client's and the server's versions\n"
     "\n"
     "The server is --server, else $IGNIS_URL, else http://127.0.0.1:8080.\n";
 
@@ -77,6 +82,8 @@ static const struct {
     {"ls", cli_ls},
     {"show", cli_show},
     {"rm", cli_rm},
+    {"invoke", cli_invoke},
+    {"result", cli_result},
     {"version", cmd_version},
 };
 

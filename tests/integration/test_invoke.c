@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "invocation.h"
+
 static struct ignisd_proc daemon_proc;
 static char fixtures[64];
 
@@ -426,6 +428,106 @@ static void test_graceful_stop(void **state)
     assert_int_equal(harness_cleanup(&p), 0);
 }
 
+static int cli(char **out, char **err, const char *fmt, ...) _printf_(3, 4);
+static int cli(char **out, char **err, const char *fmt, ...)
+{
+    char cmd[2048], full[2300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    snprintf(full, sizeof(full), "%s --server %s %s", harness_cli(), daemon_proc.url, cmd);
+    char *argv[] = {"/bin/sh", "-c", full, NULL};
+    return harness_run(argv, out, err);
+}
+
+static void test_cli_invoke_and_result(void **state)
+{
+    char *out, *err;
+    assert_int_equal(cli(&out, &err, "invoke h-exec -d ignis"), 0);
+    assert_non_null(strstr(out, "Hello, ignis!"));
+    free(out);
+    free(err);
+    char file[] = "/tmp/ignis-invoke-data.XXXXXX";
+    int fd = mkstemp(file);
+    assert_int_equal(write(fd, "from-a-file", 11), 11);
+    close(fd);
+    assert_int_equal(cli(&out, &err, "invoke h-exec -d @%s", file), 0);
+    assert_non_null(strstr(out, "Hello, from-a-file!"));
+    free(out);
+    free(err);
+    unlink(file);
+    char full[512];
+    snprintf(full, sizeof(full), "echo from-stdin | %s --server %s invoke h-exec -d -",
+             harness_cli(), daemon_proc.url);
+    char *argv[] = {"/bin/sh", "-c", full, NULL};
+    assert_int_equal(harness_run(argv, &out, &err), 0);
+    assert_non_null(strstr(out, "from-stdin"));
+    free(out);
+    free(err);
+
+    /* A failing function: exit status 1, one line naming the error. */
+    assert_int_equal(cli(&out, &err, "invoke crasher"), 1);
+    assert_non_null(strstr(err, "ignis: "));
+    assert_int_equal(strchr(err, '\n')[1], '\0');
+    free(out);
+    free(err);
+    assert_int_equal(cli(&out, &err, "invoke crasher --json"), 1);
+    cJSON *j = cJSON_Parse(out);
+    assert_non_null(j);
+    assert_int_equal(cJSON_GetObjectItem(j, "status")->valueint, 502);
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+
+    /* --async prints the id; result --wait follows it to the end. */
+    assert_int_equal(cli(&out, &err, "invoke h-python --async -d '{\"name\": \"cli\"}'"), 0);
+    out[strcspn(out, "\n")] = '\0';
+    assert_true(inv_id_valid(out));
+    char *id = out;
+    assert_int_equal(cli(&out, &err, "result %s --wait", id), 0);
+    assert_non_null(strstr(out, "succeeded"));
+    assert_non_null(strstr(out, "Hello, cli!"));
+    free(out);
+    free(err);
+    assert_int_equal(cli(&out, &err, "result %s --json", id), 0);
+    j = cJSON_Parse(out);
+    assert_string_equal(cJSON_GetObjectItem(j, "status")->valuestring, "succeeded");
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+    free(id);
+    assert_int_equal(cli(&out, &err, "result 00000000000000000000000000000000"), 1);
+    assert_non_null(strstr(err, "no invocation"));
+    free(out);
+    free(err);
+}
+
+/* DELETE drains: the invocation running when the delete arrives completes; then the function
+ * is gone. */
+static void test_delete_drains(void **state)
+{
+    push(&daemon_proc, "sleep", "doomed", "{\"max_scale\": 1}");
+    struct bg_call running = {.p = &daemon_proc, .fn = "doomed", .body = "{\"ms\": 700}"};
+    pthread_create(&running.th, NULL, bg_invoke, &running);
+    wait_for_live(&daemon_proc, "doomed", "in_flight", 1);
+    struct client_response r;
+    assert_int_equal(harness_request(&daemon_proc, "DELETE", "/v1/functions/doomed", NULL, NULL,
+                                     0, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    client_response_clear(&r);
+    pthread_join(running.th, NULL);
+    assert_int_equal(running.status, 200);
+    assert_int_equal(harness_request(&daemon_proc, "GET", "/v1/functions/doomed", NULL, NULL, 0,
+                                     &r),
+                     0);
+    assert_int_equal(r.status, 404);
+    client_response_clear(&r);
+    assert_int_equal(invoke(&daemon_proc, "doomed", "{}", NULL, &r), 404);
+    client_response_clear(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +539,8 @@ int main(void)
         cmocka_unit_test(test_unknown_and_oversize),
         cmocka_unit_test(test_queue_full_and_client_disconnect),
         cmocka_unit_test(test_async_success_retry_dead_letter_idempotency),
+        cmocka_unit_test(test_cli_invoke_and_result),
+        cmocka_unit_test(test_delete_drains),
         cmocka_unit_test(test_kill9_loses_nothing),
         cmocka_unit_test(test_graceful_stop),
     };

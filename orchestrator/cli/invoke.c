@@ -1,0 +1,233 @@
+/* ignis invoke and ignis result: the dispatcher's verbs (docs/api.md "Invocations"). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "invocation.h"
+#include "protocol.h"
+
+/* The payload from -d: the text itself, @FILE, or - for standard input; at most one byte over
+ * the payload limit is read, so the server's 413 names the problem for an oversized one. */
+static int read_data(const char *arg, char **ret, size_t *ret_len)
+{
+    size_t max = PROTO_DEFAULT_MAX_BODY + 1;
+    if (streq(arg, "-")) {
+        size_t cap = 65536, len = 0;
+        char *buf = malloc(cap);
+        size_t n;
+        while (buf && len < max && (n = fread(buf + len, 1, cap - len, stdin)) > 0) {
+            len += n;
+            if (len == cap && cap < max) {
+                cap = cap * 2 < max ? cap * 2 : max;
+                char *b = realloc(buf, cap);
+                if (!b)
+                    break;
+                buf = b;
+            }
+        }
+        if (!buf || ferror(stdin)) {
+            free(buf);
+            return cli_fail("invoke: cannot read standard input");
+        }
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+    }
+    if (arg[0] == '@') {
+        int r = read_file(arg + 1, max, ret, ret_len);
+        if (r == -EFBIG)
+            return cli_fail("invoke: %s is over the %u-byte payload limit", arg + 1,
+                            PROTO_DEFAULT_MAX_BODY);
+        if (r < 0)
+            return cli_fail("invoke: cannot read %s: %s", arg + 1, strerror(-r));
+        return 0;
+    }
+    *ret = strdup(arg);
+    *ret_len = strlen(arg);
+    return *ret ? 0 : cli_fail("out of memory");
+}
+
+static const char usage_invoke[] =
+    "usage: ignis invoke NAME [-d DATA|@FILE|-] [-H 'Header: value'] [--async] [--json]";
+
+int cli_invoke(struct client *c, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"header", required_argument, NULL, 'H'},
+        {"async", no_argument, NULL, 'a'},
+        {"json", no_argument, NULL, 'j'},
+        {},
+    };
+    const char *data_arg = NULL, *headers[12] = {};
+    size_t nheaders = 0;
+    bool async = false, json = false;
+    int o;
+
+    optind = 0;
+    while ((o = getopt_long(argc, argv, "d:H:", longopts, NULL)) != -1) {
+        switch (o) {
+        case 'd':
+            data_arg = optarg;
+            break;
+        case 'H':
+            if (nheaders >= ARRAY_SIZE(headers) - 2)
+                return cli_fail("invoke: too many headers");
+            headers[nheaders++] = optarg;
+            break;
+        case 'a':
+            async = true;
+            break;
+        case 'j':
+            json = true;
+            break;
+        default:
+            return cli_fail("%s", usage_invoke);
+        }
+    }
+    if (optind != argc - 1)
+        return cli_fail("%s", usage_invoke);
+    const char *name = argv[optind];
+
+    _cleanup_free_ char *data = NULL;
+    size_t len = 0;
+    if (data_arg && read_data(data_arg, &data, &len) != 0)
+        return 1;
+    if (async)
+        headers[nheaders++] = "Ignis-Invocation-Type: async";
+    char path[512];
+    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", name);
+
+    struct client_response resp;
+    struct ig_error err = {};
+    if (client_request(c, "POST", path, headers, data ? data : "", len, &resp, &err) < 0)
+        return cli_fail("%s", err.message);
+
+    char id[64] = "", cold[16] = "", billed[32] = "";
+    client_response_header(&resp, "Ignis-Invocation-Id", id, sizeof(id));
+    client_response_header(&resp, "Ignis-Cold-Start", cold, sizeof(cold));
+    client_response_header(&resp, "Ignis-Billed-Ms", billed, sizeof(billed));
+    int r = 0;
+    if (async) {
+        if (resp.status != 202)
+            r = cli_fail_response(&resp);
+        else if (json)
+            printf("%s\n", resp.body);
+        else
+            printf("%s\n", id);
+    } else if (json) {
+        /* The whole outcome for scripts: the result (as JSON when it is), or the error. */
+        cJSON *o_ = cJSON_CreateObject();
+        cJSON_AddStringToObject(o_, "id", id);
+        cJSON_AddNumberToObject(o_, "status", (double)resp.status);
+        cJSON_AddBoolToObject(o_, "cold_start", streq(cold, "true"));
+        cJSON_AddNumberToObject(o_, "billed_ms", atof(billed));
+        cJSON *body = cJSON_Parse(resp.body);
+        if (resp.status == 200)
+            cJSON_AddItemToObject(o_, "result", body ? body : cJSON_CreateString(resp.body));
+        else {
+            cJSON *e = cJSON_DetachItemFromObject(body, "error");
+            cJSON_AddItemToObject(o_, "error", e ? e : cJSON_CreateString(resp.body));
+            cJSON_Delete(body);
+        }
+        char *text = cJSON_PrintUnformatted(o_);
+        printf("%s\n", text);
+        free(text);
+        cJSON_Delete(o_);
+        r = resp.status == 200 ? 0 : 1;
+    } else if (resp.status == 200) {
+        fwrite(resp.body, 1, resp.len, stdout);
+        if (resp.len && resp.body[resp.len - 1] != '\n')
+            putchar('\n');
+    } else
+        r = cli_fail_response(&resp);
+    client_response_clear(&resp);
+    return r;
+}
+
+static void print_record(cJSON *j)
+{
+    static const char *const keys[] = {"id", "function", "status", "attempts", "duration_ms",
+                                       "billed_ms", "cold_start"};
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        cJSON *v = cJSON_GetObjectItem(j, keys[i]);
+        if (!v)
+            continue;
+        if (cJSON_IsString(v))
+            printf("%-12s %s\n", keys[i], v->valuestring);
+        else if (cJSON_IsBool(v))
+            printf("%-12s %s\n", keys[i], cJSON_IsTrue(v) ? "yes" : "no");
+        else if (cJSON_IsNumber(v))
+            printf("%-12s %g\n", keys[i], v->valuedouble);
+    }
+    cJSON *e = cJSON_GetObjectItem(j, "error");
+    if (e)
+        printf("%-12s %s: %s\n", "error", cJSON_GetObjectItem(e, "type")->valuestring,
+               cJSON_GetObjectItem(e, "message")->valuestring);
+    cJSON *res = cJSON_GetObjectItem(j, "result");
+    if (res) {
+        char *text = cJSON_IsString(res) ? NULL : cJSON_PrintUnformatted(res);
+        printf("%-12s %s\n", "result", text ? text : res->valuestring);
+        free(text);
+    }
+}
+
+int cli_result(struct client *c, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"wait", no_argument, NULL, 'w'},
+        {"json", no_argument, NULL, 'j'},
+        {},
+    };
+    bool wait = false, json = false;
+    int o;
+
+    optind = 0;
+    while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (o == 'w')
+            wait = true;
+        else if (o == 'j')
+            json = true;
+        else
+            return cli_fail("usage: ignis result ID [--wait] [--json]");
+    }
+    if (optind != argc - 1)
+        return cli_fail("usage: ignis result ID [--wait] [--json]");
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/invocations/%s", argv[optind]);
+
+    /* --wait polls: quickly at first, then every half second. */
+    for (unsigned delay_ms = 10;; delay_ms = delay_ms < 500 ? delay_ms * 2 : 500) {
+        struct client_response resp;
+        struct ig_error err = {};
+        if (client_request(c, "GET", path, NULL, NULL, 0, &resp, &err) < 0)
+            return cli_fail("%s", err.message);
+        if (resp.status != 200) {
+            int r = cli_fail_response(&resp);
+            client_response_clear(&resp);
+            return r;
+        }
+        cJSON *j = cJSON_Parse(resp.body);
+        const cJSON *st = cJSON_GetObjectItem(j, "status");
+        enum inv_status status = INV_QUEUED;
+        if (!cJSON_IsString(st) || inv_status_parse(st->valuestring, &status) < 0) {
+            cJSON_Delete(j);
+            client_response_clear(&resp);
+            return cli_fail("the server's reply is malformed");
+        }
+        if (!wait || inv_status_final(status)) {
+            if (json)
+                printf("%s\n", resp.body);
+            else
+                print_record(j);
+            cJSON_Delete(j);
+            client_response_clear(&resp);
+            return status == INV_FAILED || status == INV_DEAD ? 1 : 0;
+        }
+        cJSON_Delete(j);
+        client_response_clear(&resp);
+        usleep(delay_ms * 1000);
+    }
+}
