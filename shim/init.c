@@ -352,7 +352,10 @@ void shim_init(const struct shim_ctx *ctx)
     /* The uid switch cleared the parent-death signal. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
 
-    pid_t child = fork();
+    /* vfork: the runtime's process only sets up fds, signals and seccomp, then execs, so it
+     * need not copy pid 1's page tables; it shares no fd table, fs or signal handlers with
+     * pid 1 (no CLONE_FILES, CLONE_FS, CLONE_SIGHAND), so what it changes is its own. */
+    pid_t child = vfork();
     if (child < 0)
         shim_fail(errno, "fork: %s", strerror(errno));
     if (child == 0)

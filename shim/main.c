@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -119,13 +120,19 @@ static int write_id_map(int sync_fd, pid_t pid, const char *file, uint32_t base,
 
 /* Puts pid (waiting on its go pipe, so single threaded and running nothing) into each cgroup
  * through cgroup.procs: v1 hierarchies have no CLONE_INTO_CGROUP. Done from here, as host root,
- * because a pid 1 in a user namespace may not write the host's cgroup files. Writing the cgroup2
- * directory it was cloned into is a no-op. */
-static int join_cgroups(int sync_fd, pid_t pid, char *const *paths)
+ * because a pid 1 in a user namespace may not write the host's cgroup files. The directory it
+ * was cloned into (`cloned_into`, -1: none) is skipped: each migration costs tens of µs. */
+static int join_cgroups(int sync_fd, pid_t pid, char *const *paths, int cloned_into)
 {
     char path[4200], text[32];
+    struct stat into = {}, st;
+    if (cloned_into >= 0 && fstat(cloned_into, &into) < 0)
+        cloned_into = -1;
     snprintf(text, sizeof(text), "%d", (int)pid);
     for (size_t i = 0; paths && paths[i]; i++) {
+        if (cloned_into >= 0 && stat(paths[i], &st) == 0 && st.st_dev == into.st_dev &&
+            st.st_ino == into.st_ino)
+            continue;
         snprintf(path, sizeof(path), "%s/cgroup.procs", paths[i]);
         int r = write_file(path, text);
         if (r < 0)
@@ -223,7 +230,8 @@ static pid_t start_container(const struct shim_request *req, bool parent,
 
     /* From here on the container exists: whatever fails, the caller gets its pid to reap (the
      * failure is on the sync pipe, and pid 1 is killed). */
-    r = join_cgroups(req->sync_fd, pid, spec->cgroups);
+    r = join_cgroups(req->sync_fd, pid, spec->cgroups,
+                     (args.flags & CLONE_INTO_CGROUP) ? req->cgroup_fd : -1);
     if (r == 0 && spec->user_namespace) {
         /* We are root in the parent namespace, so we may map a whole range; no need to deny
          * setgroups (that is for unprivileged writers, 3.19+). */
