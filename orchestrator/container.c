@@ -353,8 +353,9 @@ static int server_request_locked(const int fds[], int nfds, bool has_netns, bool
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
     memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
-    if (sendmsg(server.sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(hdr))
-        return -errno ? -errno : -EIO;
+    ssize_t sent = sendmsg(server.sock, &mh, MSG_NOSIGNAL);
+    if (sent != (ssize_t)sizeof(hdr))
+        return sent < 0 ? -errno : -EIO;
     int32_t answer;
     ssize_t n;
     while ((n = recv(server.sock, &answer, sizeof(answer), 0)) < 0 && errno == EINTR)

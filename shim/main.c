@@ -401,8 +401,6 @@ int main(int argc, char **argv)
     struct container_spec spec;
     container_spec_init(&spec);
     pid_t pid = start_container(&req, false, &spec);
-    if (pid < 0)
-        return SHIM_EXIT_SETUP;
     /* Only the container's copies of the sync pipe, the runtime socket and the output pipes
      * may remain, so that their EOFs follow the runtime, not this process. */
     if (req.runtime_fd >= 0)
@@ -422,7 +420,12 @@ int main(int argc, char **argv)
             msg.message[sizeof(msg.message) - 1] = '\0';
             fprintf(stderr, "ignis-shim: %s (%s)\n", msg.message, strerrorname_np(msg.code));
         }
-    } else {
+    }
+    if (pid < 0) {
+        container_spec_clear(&spec);
+        return SHIM_EXIT_SETUP;
+    }
+    if (!debug) {
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null >= 0) {
             dup2(null, STDOUT_FILENO);

@@ -199,6 +199,44 @@ static void test_server_restarted(void **state)
     tc_result_clear(&r);
 }
 
+/* `ignis-shim --debug SPEC.json` runs one container by hand: the runtime's output on the
+ * terminal's stdout, its exit status as the shim's, a setup failure printed with its cause. */
+static void test_debug_mode(void **state)
+{
+    char spec_path[200], text[1024], *out = NULL, *errs = NULL;
+    snprintf(spec_path, sizeof(spec_path), "%s/spec.json", env.dir);
+    snprintf(text, sizeof(text),
+             "{\"image\":\"%s\",\"bundle\":\"%s\",\"args\":[\"/bin/sh\",\"-c\","
+             "\"cat /var/task/handler.txt; exit 7\"]}",
+             env.image, env.bundle);
+    FILE *f = fopen(spec_path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    char *argv[] = {(char *)container_shim_path(), "--debug", spec_path, NULL};
+    assert_int_equal(harness_run(argv, &out, &errs), 7);
+    assert_string_equal(out, "bundle\n");
+    free(out);
+    free(errs);
+    snprintf(text, sizeof(text), "{\"image\":\"%s\",\"args\":[\"/bin/missing\"]}", env.image);
+    f = fopen(spec_path, "w");
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(harness_run(argv, &out, &errs), 127);
+    assert_non_null(
+        strstr(errs, "ignis-shim: exec /bin/missing: No such file or directory (ENOENT)"));
+    free(out);
+    free(errs);
+    f = fopen(spec_path, "w");
+    fputs("{\"image\":\"/i\",\"args\":[\"/x\"],\"colour\":1}", f);
+    fclose(f);
+    assert_int_equal(harness_run(argv, &out, &errs), 125);
+    assert_non_null(strstr(errs, "unknown field \"colour\""));
+    free(out);
+    free(errs);
+    unlink(spec_path);
+}
+
 /* Many containers one after another leave nothing (teardown checks cgroups, mounts,
  * processes); their cgroups are distinct. */
 static void test_many_in_a_row(void **state)
@@ -318,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_destroy_running),
         cmocka_unit_test(test_many_in_a_row),
         cmocka_unit_test(test_one_shot_shim),
+        cmocka_unit_test(test_debug_mode),
         cmocka_unit_test(test_server_restarted),
         cmocka_unit_test(test_joined_network_namespace),
         cmocka_unit_test(test_borrowed_cgroup),
