@@ -265,6 +265,17 @@ static void test_refused_syscalls(void **state)
         expect(actions[i], NULL, "EPERM");
 }
 
+/* 13b. A syscall through the i386 ABI (int 0x80) kills the process: a filter must not be
+ * bypassed by changing ABI. */
+static void test_other_abi_killed(void **state)
+{
+    struct tc_result r;
+    run_limits(NULL, 0, &r, ARGS("/bin/hostile", "int80"));
+    assert_int_equal(r.signal, SIGSYS);
+    assert_null(strstr(r.out, "survived"));
+    tc_result_clear(&r);
+}
+
 /* 14. Twice the memory limit: the OOM killer ends it, and the exit says so. */
 static void test_memory_limit_oom_reported(void **state)
 {
@@ -467,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_cannot_ptrace_or_kill_outside),
         cmocka_unit_test(test_no_capability_kept),
         cmocka_unit_test(test_refused_syscalls),
+        cmocka_unit_test(test_other_abi_killed),
         cmocka_unit_test(test_memory_limit_oom_reported),
         cmocka_unit_test(test_fork_bomb_held),
         cmocka_unit_test(test_tmp_size_held),
