@@ -305,9 +305,14 @@ void shim_init(const struct shim_ctx *ctx)
             shim_fail(errno, "dup2: %s", strerror(errno));
         close(ctx->stderr_fd);
     }
-    char c;
-    while (read(ctx->go_fd, &c, 1) < 0 && errno == EINTR)
+    /* One byte means go; EOF without it means whoever cloned us died before our cgroups and id
+     * maps were in place, and we must not run without them. */
+    char c = 0;
+    ssize_t n;
+    while ((n = read(ctx->go_fd, &c, 1)) < 0 && errno == EINTR)
         ;
+    if (n != 1 || c != 'g')
+        shim_fail(ECANCELED, "setting up the container's cgroups was not finished");
     close(ctx->go_fd);
     /* Now in the container's cgroups: make them the root of its cgroup namespace. */
     if (unshare(CLONE_NEWCGROUP) < 0)

@@ -242,10 +242,12 @@ static pid_t start_container(const struct shim_request *req, bool parent,
     }
     if (r < 0)
         kill(pid, SIGKILL);
+    else if (write(go[1], "g", 1) != 1)
+        kill(pid, SIGKILL);
     r = pid;
 out:
     if (go[1] >= 0)
-        close(go[1]); /* EOF: go */
+        close(go[1]);
     if (go[0] >= 0)
         close(go[0]);
     if (own_netns >= 0) {
