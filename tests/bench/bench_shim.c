@@ -292,11 +292,16 @@ int main(int argc, char **argv)
     bench_parts(&e, n);
     int status = 0;
     if (n_runc > 0 && run_cmd((char *[]){"runc", "--version", NULL}, true) == 0) {
-        if (bench_runc(&e, n_runc, &runc) == 0)
+        if (bench_runc(&e, n_runc, &runc) == 0) {
             printf("ratio: ignis-shim %.1fx runc's rate (p50 %.1fx lower)\n",
                    shim.per_sec / runc.per_sec, runc.p50_ms / shim.p50_ms);
-        else
+            printf("ratio, network namespace reused: %.1fx runc's rate; netns and cgroup "
+                   "reused: %.1fx; exec'd per container: %.1fx\n",
+                   reused.per_sec / runc.per_sec, reused2.per_sec / runc.per_sec,
+                   exec_each.per_sec / runc.per_sec);
+        } else {
             status = 1;
+        }
     } else if (n_runc > 0) {
         printf("runc: not installed, no comparison\n");
     }
