@@ -292,6 +292,10 @@ void shim_init(const struct shim_ctx *ctx)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (shim_server_fd >= 0)
         close(shim_server_fd);
+    /* pid 1 needs none of these; the runtime's process would close them anyway. */
+    for (size_t i = 0; i < ARRAY_SIZE(ctx->extra_fds); i++)
+        if (ctx->extra_fds[i] >= 0)
+            close(ctx->extra_fds[i]);
     /* Pid 1 has no handlers, so nothing inside its namespace can signal it. */
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);

@@ -220,6 +220,7 @@ static pid_t start_container(const struct shim_request *req, bool parent,
             .stdout_fd = req->stdout_fd,
             .stderr_fd = req->stderr_fd,
             .go_fd = go[0],
+            .extra_fds = {req->spec_fd, req->netns_fd, req->cgroup_fd},
         };
         shim_sync_fd = req->sync_fd;
         shim_init(&ctx);
@@ -329,6 +330,9 @@ static int serve_one(int sock)
 static int run_server(void)
 {
     shim_server_fd = SHIM_FD_SERVER;
+    /* A request's sync pipe may have lost its reader (the controller gave up on it): that must
+     * cost the server an EPIPE, not its life. pid 1 inherits this; the runtime does not. */
+    signal(SIGPIPE, SIG_IGN);
     /* Our children are the controller's (CLONE_PARENT); nothing of ours to reap. */
     while (serve_one(shim_server_fd) == 0)
         ;
