@@ -6,6 +6,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "container.h"
 #include "log.h"
 
 static int prepare_state_dir(const char *dir, struct ig_error *err)
@@ -129,6 +130,8 @@ void daemon_free(struct daemon *d)
     http_server_free(d->http);
     loop_free(d->loop);
     store_free(d->store);
+    /* The container server lives in the daemon's leaf cgroup: stop it before the leaf goes. */
+    container_shutdown();
     cg_manager_free(d->cgroups);
     free(d);
 }

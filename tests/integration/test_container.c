@@ -3,6 +3,7 @@
  * event-loop fds, destroy of a running container, user namespaces, and nothing left behind. */
 #include "harness.h"
 
+#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -187,16 +188,57 @@ static void test_one_shot_shim(void **state)
     container_use_server(true);
 }
 
-/* A server that died is restarted by the next request. */
+/* Our child running `ignis-shim --server`, or 0. */
+static pid_t find_server(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    pid_t found = 0;
+    while (d && (de = readdir(d)) && !found) {
+        char path[300], *text = NULL;
+        size_t len;
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+        if (de->d_name[0] < '0' || de->d_name[0] > '9' || read_file(path, 4096, &text, &len) < 0)
+            continue;
+        char *arg1 = memchr(text, '\0', len);
+        if (arg1 && arg1 + 1 < text + len && streq(arg1 + 1, "--server")) {
+            snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+            char *stat = NULL;
+            if (read_file(path, 4096, &stat, NULL) == 0) {
+                int ppid = 0;
+                char *close_paren = strrchr(stat, ')');
+                if (close_paren && sscanf(close_paren + 2, "%*c %d", &ppid) == 1 &&
+                    ppid == getpid())
+                    found = (pid_t)atoi(de->d_name);
+                free(stat);
+            }
+        }
+        free(text);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* A stopped server, or one that died (SIGKILL), is started again by the next request. */
 static void test_server_restarted(void **state)
 {
     struct tc_result r;
     run((char *[]){"/bin/hostile", "true", NULL}, NULL, &r);
     tc_result_clear(&r);
     container_shutdown();
+    assert_int_equal(find_server(), 0);
     run((char *[]){"/bin/hostile", "echo", "again", NULL}, NULL, &r);
     assert_string_equal(r.out, "again\n");
     tc_result_clear(&r);
+    pid_t server = find_server();
+    assert_true(server > 0);
+    assert_int_equal(kill(server, SIGKILL), 0);
+    run((char *[]){"/bin/hostile", "echo", "revived", NULL}, NULL, &r);
+    assert_string_equal(r.out, "revived\n");
+    tc_result_clear(&r);
+    pid_t next = find_server();
+    assert_true(next > 0 && next != server);
 }
 
 /* `ignis-shim --debug SPEC.json` runs one container by hand: the runtime's output on the
