@@ -454,6 +454,20 @@ static void test_nothing_left_after_destroy(void **state)
     closedir(d);
 }
 
+/* 22. The cgroup namespace's root is the container's own cgroup: no host cgroup path shows. */
+static void test_sees_no_host_cgroup_path(void **state)
+{
+    struct tc_result r;
+    run_limits(NULL, 0, &r, ARGS("/bin/hostile", "cat", "/proc/self/cgroup"));
+    assert_int_equal(r.exit_code, 0);
+    assert_null(strstr(r.out, "ignis-"));
+    assert_null(strstr(r.out, "process_api"));
+    /* Every line ends in ":/" (the namespace's root) for the hierarchies it is in. */
+    assert_non_null(strstr(r.out, "memory:/\n"));
+    assert_non_null(strstr(r.out, "0::/\n"));
+    tc_result_clear(&r);
+}
+
 /* 21. The hostile function cannot read pid 1's memory or environment, nor change what pid 1
  * runs as: its /proc entries are root's (not dumpable). */
 static void test_pid1_protected(void **state)
@@ -487,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_minimal_dev),
         cmocka_unit_test(test_nothing_left_after_destroy),
         cmocka_unit_test(test_pid1_protected),
+        cmocka_unit_test(test_sees_no_host_cgroup_path),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
