@@ -258,7 +258,7 @@ _Noreturn static void exec_runtime(const struct shim_ctx *ctx, int null_fd, char
             shim_fail(errno, "dup2: %s", strerror(errno));
     }
     /* Only 0-3 and the sync pipe survive until the exec, which closes the sync pipe. The sync
-     * fd lies above 3 whenever there is a runtime socket (fd 4 from the controller). */
+     * fd is 4 or above in every mode (received while fd 3 was taken, or fixed at 4). */
     unsigned int first = ctx->runtime_fd >= 0 ? RUNTIME_FD + 1 : RUNTIME_FD;
     unsigned int sync = (unsigned int)shim_sync_fd;
     if ((sync > first && close_range(first, sync - 1, 0) < 0) ||
