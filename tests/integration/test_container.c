@@ -279,6 +279,39 @@ static void test_debug_mode(void **state)
     unlink(spec_path);
 }
 
+/* A pool's pattern: many containers spawned before any is finished, each then handed work on
+ * its socket in reverse order, each answering on its own socket; all destroyed. */
+static void test_many_at_once(void **state)
+{
+    enum { N = 16 };
+    struct container *c[N];
+    struct ig_error err = {};
+    struct container_spec spec;
+    tc_spec(&env, (char *[]){"/bin/sh", "-c", "read w <&3; echo \"done $w\" >&3", NULL}, &spec);
+    struct container_options o = {.spec = &spec, .stdout_fd = -1, .stderr_fd = -1};
+    for (int i = 0; i < N; i++)
+        assert_int_equal(container_spawn(env.m, &o, &c[i], &err), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(container_finish_spawn(c[i], &err), 0);
+    for (int i = N - 1; i >= 0; i--) {
+        char msg[32], want[32], buf[32] = "";
+        int len = snprintf(msg, sizeof(msg), "%d\n", i);
+        assert_int_equal(write(container_runtime_fd(c[i]), msg, (size_t)len), len);
+        snprintf(want, sizeof(want), "done %d\n", i);
+        ssize_t n = 0, got;
+        while (n < (ssize_t)strlen(want) &&
+               (got = read(container_runtime_fd(c[i]), buf + n, sizeof(buf) - 1 - (size_t)n)) > 0)
+            n += got;
+        assert_string_equal(buf, want);
+    }
+    for (int i = 0; i < N; i++) {
+        struct container_exit x;
+        assert_int_equal(container_wait(c[i], &x), 0);
+        assert_int_equal(x.exit_code, 0);
+        assert_int_equal(container_destroy(c[i], &err), 0);
+    }
+}
+
 /* Many containers one after another leave nothing (teardown checks cgroups, mounts,
  * processes); their cgroups are distinct. */
 static void test_many_in_a_row(void **state)
@@ -397,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_runtime_fd_and_loop_fds),
         cmocka_unit_test(test_destroy_running),
         cmocka_unit_test(test_many_in_a_row),
+        cmocka_unit_test(test_many_at_once),
         cmocka_unit_test(test_one_shot_shim),
         cmocka_unit_test(test_debug_mode),
         cmocka_unit_test(test_server_restarted),
