@@ -113,11 +113,11 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-/* Moves fd above the shim's fixed layout (0-5), so that dup2-ing the sources into place in the
+/* Moves fd above the shim's fixed layout (0-6), so that dup2-ing the sources into place in the
  * child never overwrites one not yet moved. */
 static int lift_fd(int *fd)
 {
-    if (*fd > SHIM_FD_RUNTIME)
+    if (*fd > SHIM_FD_NETNS)
         return 0;
     int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, 10);
     if (nfd < 0)
@@ -312,7 +312,8 @@ static int server_start_locked(const char *shim)
     /* 0 and 1 /dev/null, 2 our stderr (where a crash would say something), 3 the socket. */
     if ((fds[0] = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
         (fds[1] = fcntl(fds[0], F_DUPFD_CLOEXEC, 10)) < 0 ||
-        (fds[2] = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10)) < 0 ||
+        ((fds[2] = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10)) < 0 &&
+         (fds[2] = fcntl(fds[0], F_DUPFD_CLOEXEC, 10)) < 0) ||
         (fds[3] = fcntl(sv[1], F_DUPFD_CLOEXEC, 10)) < 0)
         r = -errno;
     if (r == 0 && (r = lift_fd(&fds[0])) == 0) {
@@ -353,8 +354,9 @@ static int server_request_locked(const int fds[], int nfds, bool has_netns, bool
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
     memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
-    if (sendmsg(server.sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(hdr))
-        return -errno ? -errno : -EIO;
+    ssize_t sent = sendmsg(server.sock, &mh, MSG_NOSIGNAL);
+    if (sent != (ssize_t)sizeof(hdr))
+        return sent < 0 ? -errno : -EIO;
     int32_t answer;
     ssize_t n;
     while ((n = recv(server.sock, &answer, sizeof(answer), 0)) < 0 && errno == EINTR)

@@ -53,7 +53,10 @@ struct container_exit {
 const char *container_shim_path(void);
 
 /* Containers are made by one `ignis-shim --server` per process, started on first use, which
- * clones each container's pid 1 as the caller's child (no exec per container). false: exec a
+ * clones each container's pid 1 as the caller's child (no exec per container). Call the
+ * container functions from one long-lived thread (the event loop's): each container's pid 1
+ * has a parent-death signal, and with CLONE_PARENT its parent is the thread that started the
+ * server (Linux ties the signal to a thread, not the process). false: exec a
  * one-container ignis-shim each time instead (slower; for comparison and as a fallback). */
 void container_use_server(bool use);
 /* Stops the server (it is a process in the caller's cgroups: stop it before cg_manager_free

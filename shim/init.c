@@ -258,7 +258,7 @@ _Noreturn static void exec_runtime(const struct shim_ctx *ctx, int null_fd, char
             shim_fail(errno, "dup2: %s", strerror(errno));
     }
     /* Only 0-3 and the sync pipe survive until the exec, which closes the sync pipe. The sync
-     * fd lies above 3 whenever there is a runtime socket (fd 4 from the controller). */
+     * fd is 4 or above in every mode (received while fd 3 was taken, or fixed at 4). */
     unsigned int first = ctx->runtime_fd >= 0 ? RUNTIME_FD + 1 : RUNTIME_FD;
     unsigned int sync = (unsigned int)shim_sync_fd;
     if ((sync > first && close_range(first, sync - 1, 0) < 0) ||
@@ -292,6 +292,10 @@ void shim_init(const struct shim_ctx *ctx)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (shim_server_fd >= 0)
         close(shim_server_fd);
+    /* pid 1 needs none of these; the runtime's process would close them anyway. */
+    for (size_t i = 0; i < ARRAY_SIZE(ctx->extra_fds); i++)
+        if (ctx->extra_fds[i] >= 0)
+            close(ctx->extra_fds[i]);
     /* Pid 1 has no handlers, so nothing inside its namespace can signal it. */
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
@@ -305,9 +309,14 @@ void shim_init(const struct shim_ctx *ctx)
             shim_fail(errno, "dup2: %s", strerror(errno));
         close(ctx->stderr_fd);
     }
-    char c;
-    while (read(ctx->go_fd, &c, 1) < 0 && errno == EINTR)
+    /* One byte means go; EOF without it means whoever cloned us died before our cgroups and id
+     * maps were in place, and we must not run without them. */
+    char c = 0;
+    ssize_t n;
+    while ((n = read(ctx->go_fd, &c, 1)) < 0 && errno == EINTR)
         ;
+    if (n != 1 || c != 'g')
+        shim_fail(ECANCELED, "setting up the container's cgroups was not finished");
     close(ctx->go_fd);
     /* Now in the container's cgroups: make them the root of its cgroup namespace. */
     if (unshare(CLONE_NEWCGROUP) < 0)
@@ -352,7 +361,10 @@ void shim_init(const struct shim_ctx *ctx)
     /* The uid switch cleared the parent-death signal. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
 
-    pid_t child = fork();
+    /* vfork: the runtime's process only sets up fds, signals and seccomp, then execs, so it
+     * need not copy pid 1's page tables; it shares no fd table, fs or signal handlers with
+     * pid 1 (no CLONE_FILES, CLONE_FS, CLONE_SIGHAND), so what it changes is its own. */
+    pid_t child = vfork();
     if (child < 0)
         shim_fail(errno, "fork: %s", strerror(errno));
     if (child == 0)

@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -119,13 +120,19 @@ static int write_id_map(int sync_fd, pid_t pid, const char *file, uint32_t base,
 
 /* Puts pid (waiting on its go pipe, so single threaded and running nothing) into each cgroup
  * through cgroup.procs: v1 hierarchies have no CLONE_INTO_CGROUP. Done from here, as host root,
- * because a pid 1 in a user namespace may not write the host's cgroup files. Writing the cgroup2
- * directory it was cloned into is a no-op. */
-static int join_cgroups(int sync_fd, pid_t pid, char *const *paths)
+ * because a pid 1 in a user namespace may not write the host's cgroup files. The directory it
+ * was cloned into (`cloned_into`, -1: none) is skipped: each migration costs tens of µs. */
+static int join_cgroups(int sync_fd, pid_t pid, char *const *paths, int cloned_into)
 {
     char path[4200], text[32];
+    struct stat into = {}, st;
+    if (cloned_into >= 0 && fstat(cloned_into, &into) < 0)
+        cloned_into = -1;
     snprintf(text, sizeof(text), "%d", (int)pid);
     for (size_t i = 0; paths && paths[i]; i++) {
+        if (cloned_into >= 0 && stat(paths[i], &st) == 0 && st.st_dev == into.st_dev &&
+            st.st_ino == into.st_ino)
+            continue;
         snprintf(path, sizeof(path), "%s/cgroup.procs", paths[i]);
         int r = write_file(path, text);
         if (r < 0)
@@ -213,6 +220,7 @@ static pid_t start_container(const struct shim_request *req, bool parent,
             .stdout_fd = req->stdout_fd,
             .stderr_fd = req->stderr_fd,
             .go_fd = go[0],
+            .extra_fds = {req->spec_fd, req->netns_fd, req->cgroup_fd},
         };
         shim_sync_fd = req->sync_fd;
         shim_init(&ctx);
@@ -223,7 +231,8 @@ static pid_t start_container(const struct shim_request *req, bool parent,
 
     /* From here on the container exists: whatever fails, the caller gets its pid to reap (the
      * failure is on the sync pipe, and pid 1 is killed). */
-    r = join_cgroups(req->sync_fd, pid, spec->cgroups);
+    r = join_cgroups(req->sync_fd, pid, spec->cgroups,
+                     (args.flags & CLONE_INTO_CGROUP) ? req->cgroup_fd : -1);
     if (r == 0 && spec->user_namespace) {
         /* We are root in the parent namespace, so we may map a whole range; no need to deny
          * setgroups (that is for unprivileged writers, 3.19+). */
@@ -234,10 +243,12 @@ static pid_t start_container(const struct shim_request *req, bool parent,
     }
     if (r < 0)
         kill(pid, SIGKILL);
+    else if (write(go[1], "g", 1) != 1)
+        kill(pid, SIGKILL);
     r = pid;
 out:
     if (go[1] >= 0)
-        close(go[1]); /* EOF: go */
+        close(go[1]);
     if (go[0] >= 0)
         close(go[0]);
     if (own_netns >= 0) {
@@ -319,6 +330,9 @@ static int serve_one(int sock)
 static int run_server(void)
 {
     shim_server_fd = SHIM_FD_SERVER;
+    /* A request's sync pipe may have lost its reader (the controller gave up on it): that must
+     * cost the server an EPIPE, not its life. pid 1 inherits this; the runtime does not. */
+    signal(SIGPIPE, SIG_IGN);
     /* Our children are the controller's (CLONE_PARENT); nothing of ours to reap. */
     while (serve_one(shim_server_fd) == 0)
         ;
@@ -393,8 +407,6 @@ int main(int argc, char **argv)
     struct container_spec spec;
     container_spec_init(&spec);
     pid_t pid = start_container(&req, false, &spec);
-    if (pid < 0)
-        return SHIM_EXIT_SETUP;
     /* Only the container's copies of the sync pipe, the runtime socket and the output pipes
      * may remain, so that their EOFs follow the runtime, not this process. */
     if (req.runtime_fd >= 0)
@@ -414,7 +426,12 @@ int main(int argc, char **argv)
             msg.message[sizeof(msg.message) - 1] = '\0';
             fprintf(stderr, "ignis-shim: %s (%s)\n", msg.message, strerrorname_np(msg.code));
         }
-    } else {
+    }
+    if (pid < 0) {
+        container_spec_clear(&spec);
+        return SHIM_EXIT_SETUP;
+    }
+    if (!debug) {
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null >= 0) {
             dup2(null, STDOUT_FILENO);

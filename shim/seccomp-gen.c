@@ -108,10 +108,15 @@ int main(int argc, char **argv)
         return 2;
     }
     /* Syscalls of another ABI (i386 through int 0x80, x32) would bypass a native-only filter:
-     * libseccomp's default bad-arch action kills the process, and for x86_64 it also kills on
-     * x32 syscall numbers. */
+     * the bad-arch action kills them, and for x86_64 libseccomp also applies it to x32 syscall
+     * numbers (nr >= 0x40000000). */
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-    int r = ctx ? build(ctx) : -ENOMEM;
+    int r = ctx ? 0 : -ENOMEM;
+    /* The whole process, not just the thread (libseccomp's default), as Docker does. */
+    if (r == 0)
+        r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    if (r == 0)
+        r = build(ctx);
     int fd = memfd_create("bpf", 0);
     if (r == 0 && fd < 0)
         r = -errno;

@@ -21,7 +21,8 @@ struct shim_ctx {
     const struct container_spec *spec;
     int runtime_fd;           /* -1: none (debug mode) */
     int stdout_fd, stderr_fd; /* moved to 1 and 2 */
-    int go_fd; /* EOF once the cgroups and id maps are in place (read end of a pipe) */
+    int go_fd; /* one byte 'g' once the cgroups and id maps are in place (a pipe's read end) */
+    int extra_fds[3]; /* the request's spec, network namespace and cgroup fds, or -1 */
 };
 
 /* The sync fd failures are reported on (pid 1's own once cloned). Always above 3. */

@@ -3,6 +3,7 @@
  * event-loop fds, destroy of a running container, user namespaces, and nothing left behind. */
 #include "harness.h"
 
+#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -187,16 +188,128 @@ static void test_one_shot_shim(void **state)
     container_use_server(true);
 }
 
-/* A server that died is restarted by the next request. */
+/* Our child running `ignis-shim --server`, or 0. */
+static pid_t find_server(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    pid_t found = 0;
+    while (d && (de = readdir(d)) && !found) {
+        char path[300], *text = NULL;
+        size_t len;
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+        if (de->d_name[0] < '0' || de->d_name[0] > '9' || read_file(path, 4096, &text, &len) < 0)
+            continue;
+        char *arg1 = memchr(text, '\0', len);
+        if (arg1 && arg1 + 1 < text + len && streq(arg1 + 1, "--server")) {
+            snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+            char *stat = NULL;
+            if (read_file(path, 4096, &stat, NULL) == 0) {
+                int ppid = 0;
+                char *close_paren = strrchr(stat, ')');
+                if (close_paren && sscanf(close_paren + 2, "%*c %d", &ppid) == 1 &&
+                    ppid == getpid())
+                    found = (pid_t)atoi(de->d_name);
+                free(stat);
+            }
+        }
+        free(text);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* A stopped server, or one that died (SIGKILL), is started again by the next request. */
 static void test_server_restarted(void **state)
 {
     struct tc_result r;
     run((char *[]){"/bin/hostile", "true", NULL}, NULL, &r);
     tc_result_clear(&r);
     container_shutdown();
+    assert_int_equal(find_server(), 0);
     run((char *[]){"/bin/hostile", "echo", "again", NULL}, NULL, &r);
     assert_string_equal(r.out, "again\n");
     tc_result_clear(&r);
+    pid_t server = find_server();
+    assert_true(server > 0);
+    assert_int_equal(kill(server, SIGKILL), 0);
+    run((char *[]){"/bin/hostile", "echo", "revived", NULL}, NULL, &r);
+    assert_string_equal(r.out, "revived\n");
+    tc_result_clear(&r);
+    pid_t next = find_server();
+    assert_true(next > 0 && next != server);
+}
+
+/* `ignis-shim --debug SPEC.json` runs one container by hand: the runtime's output on the
+ * terminal's stdout, its exit status as the shim's, a setup failure printed with its cause. */
+static void test_debug_mode(void **state)
+{
+    char spec_path[200], text[1024], *out = NULL, *errs = NULL;
+    snprintf(spec_path, sizeof(spec_path), "%s/spec.json", env.dir);
+    snprintf(text, sizeof(text),
+             "{\"image\":\"%s\",\"bundle\":\"%s\",\"args\":[\"/bin/sh\",\"-c\","
+             "\"cat /var/task/handler.txt; exit 7\"]}",
+             env.image, env.bundle);
+    FILE *f = fopen(spec_path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    char *argv[] = {(char *)container_shim_path(), "--debug", spec_path, NULL};
+    assert_int_equal(harness_run(argv, &out, &errs), 7);
+    assert_string_equal(out, "bundle\n");
+    free(out);
+    free(errs);
+    snprintf(text, sizeof(text), "{\"image\":\"%s\",\"args\":[\"/bin/missing\"]}", env.image);
+    f = fopen(spec_path, "w");
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(harness_run(argv, &out, &errs), 127);
+    assert_non_null(
+        strstr(errs, "ignis-shim: exec /bin/missing: No such file or directory (ENOENT)"));
+    free(out);
+    free(errs);
+    f = fopen(spec_path, "w");
+    fputs("{\"image\":\"/i\",\"args\":[\"/x\"],\"colour\":1}", f);
+    fclose(f);
+    assert_int_equal(harness_run(argv, &out, &errs), 125);
+    assert_non_null(strstr(errs, "unknown field \"colour\""));
+    free(out);
+    free(errs);
+    unlink(spec_path);
+}
+
+/* A pool's pattern: many containers spawned before any is finished, each then handed work on
+ * its socket in reverse order, each answering on its own socket; all destroyed. */
+static void test_many_at_once(void **state)
+{
+    enum { N = 16 };
+    struct container *c[N];
+    struct ig_error err = {};
+    struct container_spec spec;
+    tc_spec(&env, (char *[]){"/bin/sh", "-c", "read w <&3; echo \"done $w\" >&3", NULL}, &spec);
+    struct container_options o = {.spec = &spec, .stdout_fd = -1, .stderr_fd = -1};
+    for (int i = 0; i < N; i++)
+        assert_int_equal(container_spawn(env.m, &o, &c[i], &err), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(container_finish_spawn(c[i], &err), 0);
+    for (int i = N - 1; i >= 0; i--) {
+        char msg[32], want[32], buf[32] = "";
+        int len = snprintf(msg, sizeof(msg), "%d\n", i);
+        assert_int_equal(write(container_runtime_fd(c[i]), msg, (size_t)len), len);
+        snprintf(want, sizeof(want), "done %d\n", i);
+        ssize_t n = 0, got;
+        while (n < (ssize_t)strlen(want) &&
+               (got = read(container_runtime_fd(c[i]), buf + n, sizeof(buf) - 1 - (size_t)n)) > 0)
+            n += got;
+        assert_string_equal(buf, want);
+    }
+    for (int i = 0; i < N; i++) {
+        struct container_exit x;
+        assert_int_equal(container_wait(c[i], &x), 0);
+        assert_int_equal(x.exit_code, 0);
+        assert_int_equal(container_destroy(c[i], &err), 0);
+    }
 }
 
 /* Many containers one after another leave nothing (teardown checks cgroups, mounts,
@@ -317,7 +430,9 @@ int main(void)
         cmocka_unit_test(test_runtime_fd_and_loop_fds),
         cmocka_unit_test(test_destroy_running),
         cmocka_unit_test(test_many_in_a_row),
+        cmocka_unit_test(test_many_at_once),
         cmocka_unit_test(test_one_shot_shim),
+        cmocka_unit_test(test_debug_mode),
         cmocka_unit_test(test_server_restarted),
         cmocka_unit_test(test_joined_network_namespace),
         cmocka_unit_test(test_borrowed_cgroup),

@@ -265,6 +265,17 @@ static void test_refused_syscalls(void **state)
         expect(actions[i], NULL, "EPERM");
 }
 
+/* 13b. A syscall through the i386 ABI (int 0x80) kills the process: a filter must not be
+ * bypassed by changing ABI. */
+static void test_other_abi_killed(void **state)
+{
+    struct tc_result r;
+    run_limits(NULL, 0, &r, ARGS("/bin/hostile", "int80"));
+    assert_int_equal(r.signal, SIGSYS);
+    assert_null(strstr(r.out, "survived"));
+    tc_result_clear(&r);
+}
+
 /* 14. Twice the memory limit: the OOM killer ends it, and the exit says so. */
 static void test_memory_limit_oom_reported(void **state)
 {
@@ -443,6 +454,20 @@ static void test_nothing_left_after_destroy(void **state)
     closedir(d);
 }
 
+/* 22. The cgroup namespace's root is the container's own cgroup: no host cgroup path shows. */
+static void test_sees_no_host_cgroup_path(void **state)
+{
+    struct tc_result r;
+    run_limits(NULL, 0, &r, ARGS("/bin/hostile", "cat", "/proc/self/cgroup"));
+    assert_int_equal(r.exit_code, 0);
+    assert_null(strstr(r.out, "ignis-"));
+    assert_null(strstr(r.out, "process_api"));
+    /* Every line ends in ":/" (the namespace's root) for the hierarchies it is in. */
+    assert_non_null(strstr(r.out, "memory:/\n"));
+    assert_non_null(strstr(r.out, "0::/\n"));
+    tc_result_clear(&r);
+}
+
 /* 21. The hostile function cannot read pid 1's memory or environment, nor change what pid 1
  * runs as: its /proc entries are root's (not dumpable). */
 static void test_pid1_protected(void **state)
@@ -467,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_cannot_ptrace_or_kill_outside),
         cmocka_unit_test(test_no_capability_kept),
         cmocka_unit_test(test_refused_syscalls),
+        cmocka_unit_test(test_other_abi_killed),
         cmocka_unit_test(test_memory_limit_oom_reported),
         cmocka_unit_test(test_fork_bomb_held),
         cmocka_unit_test(test_tmp_size_held),
@@ -475,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_minimal_dev),
         cmocka_unit_test(test_nothing_left_after_destroy),
         cmocka_unit_test(test_pid1_protected),
+        cmocka_unit_test(test_sees_no_host_cgroup_path),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
