@@ -551,16 +551,7 @@ static void test_relative_state_dir(void **state)
     struct ignisd_proc p = {.pid = pid, .port = port};
     snprintf(p.url, sizeof(p.url), "%s", url);
     snprintf(p.state_dir, sizeof(p.state_dir), "%s/var", dir);
-    assert_int_equal(client_new(url, &p.client), 0);
-    for (int i = 0; i < 500; i++) {
-        struct client_response r;
-        struct ig_error err = {};
-        if (client_request(p.client, "GET", "/healthz", NULL, NULL, 0, &r, &err) == 0) {
-            client_response_clear(&r);
-            break;
-        }
-        usleep(10000);
-    }
+    assert_int_equal(harness_wait_healthy(&p), 0);
     push(&p, "hello-exec", "relative", NULL);
     struct client_response r;
     assert_int_equal(invoke(&p, "relative", "rel", NULL, &r), 200);
