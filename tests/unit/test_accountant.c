@@ -299,6 +299,27 @@ static void test_rollup_and_query(void **state)
     assert_int_equal(sqlite3_column_int(st, 1), 1);
     sqlite3_finalize(st);
 
+    /* Retention: rows before 05:01 go, rollups before 06:00 go; the rest stays. */
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    char path[128];
+    snprintf(path, sizeof(path), "%s/ignis.db", dir);
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    assert_int_equal(accountant_purge(j, 1795842060000000, 1795845600000000), 0);
+    journal_free(j); /* commits what is queued */
+    loop_free(l);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT (SELECT count(*) FROM usage), "
+                                        "(SELECT count(*) FROM usage_minute)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 3); /* c, d, f */
+    assert_int_equal(sqlite3_column_int(st, 1), 2); /* fa 06:30, fb next day */
+    sqlite3_finalize(st);
+
     store_free(s);
     rm_rf(dir);
 }
