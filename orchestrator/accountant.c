@@ -359,6 +359,8 @@ int accountant_query(sqlite3 *db, const struct acct_query *q, cJSON **ret)
 
 void accountant_http_usage(struct http_request *req, sqlite3 *db)
 {
+    static const char time_forms[] = "a duration (45s, 30m, 1h, 7d), unix seconds or "
+                                     "YYYY-MM-DDTHH:MM:SSZ";
     int64_t now = (int64_t)(wall_usec() / 1000000);
     /* Default: the last 24 hours, the current minute included. */
     struct acct_query q = {.since_s = now - 86400, .until_s = now + 1};
@@ -366,27 +368,31 @@ void accountant_http_usage(struct http_request *req, sqlite3 *db)
     const char *since = http_request_query(req, "since");
     const char *until = http_request_query(req, "until");
     const char *group = http_request_query(req, "group_by");
+    cJSON *json;
 
     if (fn && *fn)
         q.function = fn;
-    if (since && accountant_parse_time(since, now, &q.since_s) < 0)
-        return (void)http_reply_error(req, 400, "bad_request",
-                                      "since must be a duration (1h, 30m, 7d), unix seconds or "
-                                      "YYYY-MM-DDTHH:MM:SSZ, not '%s'",
-                                      since);
-    if (until && accountant_parse_time(until, now, &q.until_s) < 0)
-        return (void)http_reply_error(req, 400, "bad_request",
-                                      "until must be a duration (1h, 30m, 7d), unix seconds or "
-                                      "YYYY-MM-DDTHH:MM:SSZ, not '%s'",
-                                      until);
-    if (group && *group && accountant_parse_group(group, &q.group) < 0)
-        return (void)http_reply_error(req, 400, "bad_request",
-                                      "group_by must be minute, hour or day, not '%s'", group);
-    if (q.until_s < q.since_s)
-        return (void)http_reply_error(req, 400, "bad_request", "until is before since");
-    cJSON *json;
-    if (accountant_query(db, &q, &json) < 0)
-        return (void)http_reply_error(req, 500, "internal", "reading the usage ledger failed: %s",
-                                      sqlite3_errmsg(db));
+    if (since && accountant_parse_time(since, now, &q.since_s) < 0) {
+        http_reply_error(req, 400, "bad_request", "since must be %s, not '%s'", time_forms, since);
+        return;
+    }
+    if (until && accountant_parse_time(until, now, &q.until_s) < 0) {
+        http_reply_error(req, 400, "bad_request", "until must be %s, not '%s'", time_forms, until);
+        return;
+    }
+    if (group && *group && accountant_parse_group(group, &q.group) < 0) {
+        http_reply_error(req, 400, "bad_request", "group_by must be minute, hour or day, not '%s'",
+                         group);
+        return;
+    }
+    if (q.until_s < q.since_s) {
+        http_reply_error(req, 400, "bad_request", "until is before since");
+        return;
+    }
+    if (accountant_query(db, &q, &json) < 0) {
+        http_reply_error(req, 500, "internal", "reading the usage ledger failed: %s",
+                         sqlite3_errmsg(db));
+        return;
+    }
     http_reply_json(req, 200, json);
 }
