@@ -49,19 +49,20 @@ static sqlite3 *open_db(void)
     return db;
 }
 
-/* The ledger row of (id, attempt 1). The journal writes it off the loop, after the reply: poll
+/* The ledger row of (id, attempt). The journal writes it off the loop, after the reply: poll
  * (a bound on how long, not an assertion on speed). */
-static void ledger_row(const char *id, struct row *ret)
+static void ledger_attempt(const char *id, int attempt, struct row *ret)
 {
     sqlite3 *db = open_db();
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(db,
                                         "SELECT wall_us, cpu_us, mem_peak_bytes, billed_ms, cold, "
                                         "init_us, oom_kills, memory_mb, gb_s, status FROM usage "
-                                        "WHERE id = ? AND attempt = 1",
+                                        "WHERE id = ? AND attempt = ?",
                                         -1, &st, NULL),
                      SQLITE_OK);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, attempt);
     bool found = false;
     for (int i = 0; i < 300 && !found; i++) {
         if (sqlite3_step(st) == SQLITE_ROW) {
@@ -91,6 +92,11 @@ static void ledger_row(const char *id, struct row *ret)
     /* What holds for every row: billed is wall rounded up; GB-s from it. */
     assert_int_equal(ret->billed_ms, (ret->wall_us + 999) / 1000);
     assert_true(fabs(ret->gb_s - ret->memory_mb / 1024.0 * ret->billed_ms / 1000.0) < 1e-12);
+}
+
+static void ledger_row(const char *id, struct row *ret)
+{
+    ledger_attempt(id, 1, ret);
 }
 
 /* Invokes fn with body; returns the status and the invocation's id and Ignis-Billed-Ms. */
@@ -223,6 +229,27 @@ static void test_oom_kill_is_recorded(void **state)
     assert_true(row.oom_kills >= 1);
 }
 
+static void test_async_retries_are_rows_per_attempt(void **state)
+{
+    harness_push(&daemon_proc, fixtures, "crash", "acct-retry", "{\"max_retries\": 1}");
+    const char *headers[] = {"Ignis-Invocation-Type: async", NULL};
+    struct client_response r;
+    assert_int_equal(harness_request(&daemon_proc, "POST", "/v1/functions/acct-retry/invoke",
+                                     headers, "{}", 2, &r),
+                     0);
+    assert_int_equal(r.status, 202);
+    char id[64];
+    assert_non_null(client_response_header(&r, "Ignis-Invocation-Id", id, sizeof(id)));
+    client_response_clear(&r);
+    /* The first attempt and its retry: a row each, both billed. */
+    struct row first, second;
+    ledger_attempt(id, 1, &first);
+    ledger_attempt(id, 2, &second);
+    assert_string_equal(first.status, "crash");
+    assert_string_equal(second.status, "crash");
+    assert_true(first.billed_ms >= 1 && second.billed_ms >= 1);
+}
+
 /* The API's totals against sums over the ledger rows. */
 static void check_usage_matches_ledger(void)
 {
@@ -309,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_allocation_is_its_peak),
         cmocka_unit_test(test_idle_warm_container_costs_nothing),
         cmocka_unit_test(test_oom_kill_is_recorded),
+        cmocka_unit_test(test_async_retries_are_rows_per_attempt),
         cmocka_unit_test(test_usage_totals_equal_ledger),
         cmocka_unit_test(test_restart_keeps_ledger),
     };

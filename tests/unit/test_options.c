@@ -201,10 +201,14 @@ static void test_config_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),         cmocka_unit_test(test_all_options),
-        cmocka_unit_test(test_dispatch_options), cmocka_unit_test(test_usage_retention),
-        cmocka_unit_test(test_listen_forms),     cmocka_unit_test(test_errors_name_the_problem),
-        cmocka_unit_test(test_help_version),     cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_all_options),
+        cmocka_unit_test(test_dispatch_options),
+        cmocka_unit_test(test_usage_retention),
+        cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_errors_name_the_problem),
+        cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_config_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
