@@ -55,6 +55,12 @@ static void get_doctor(struct http_request *req, void *userdata)
     http_reply_json(req, 200, root);
 }
 
+static void get_usage(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    accountant_http_usage(req, d->store->db);
+}
+
 const struct http_route api_routes[] = {
     {"GET", "/healthz", get_healthz, 0},
     {"GET", "/v1/version", get_version, 0},
@@ -67,5 +73,7 @@ const struct http_route api_routes[] = {
     /* Dispatch (dispatch.c, docs/api.md "Invocations"). */
     {"POST", "/v1/functions/{}/invoke", post_invoke, PROTO_DEFAULT_MAX_BODY},
     {"GET", "/v1/invocations/{}", get_invocation, 0},
+    /* The accountant (accountant.c, docs/api.md "Usage"). */
+    {"GET", "/v1/usage", get_usage, 0},
 };
 const size_t api_nroutes = ARRAY_SIZE(api_routes);

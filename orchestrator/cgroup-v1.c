@@ -95,11 +95,14 @@ int cg_v1_read_memory(struct cg_group *g, struct cg_stats *stats)
 
     if (!mem || !g->m->features.memory_limit)
         return 0;
-    if ((r = cg_read_u64(mem, "memory.max_usage_in_bytes", &stats->memory_peak_bytes)) < 0 ||
-        (r = cg_read_u64(mem, "memory.usage_in_bytes", &stats->memory_current_bytes)) < 0)
+    if ((r = cg_stat_read_u64(g, CG_F_V1_MAX_USAGE, mem, "memory.max_usage_in_bytes",
+                              &stats->memory_peak_bytes)) < 0 ||
+        (r = cg_stat_read_u64(g, CG_F_V1_USAGE, mem, "memory.usage_in_bytes",
+                              &stats->memory_current_bytes)) < 0)
         return r;
     /* oom_kill appeared in memory.oom_control in 4.13; older kernels count nothing here. */
-    r = cg_read_keyed(mem, "memory.oom_control", "oom_kill", &stats->oom_kills);
+    r = cg_stat_read_keyed(g, CG_F_V1_OOM_CONTROL, mem, "memory.oom_control", "oom_kill",
+                           &stats->oom_kills);
     if (r == -ENOENT)
         stats->oom_kills = 0;
     else if (r < 0)
@@ -116,7 +119,7 @@ static int v1_read_stats(struct cg_group *g, struct cg_stats *ret)
     /* cpuacct.usage: nanoseconds from the scheduler (cpuacct.stat is in coarse ticks). */
     if (acct) {
         uint64_t ns;
-        if ((r = cg_read_u64(acct, "cpuacct.usage", &ns)) < 0)
+        if ((r = cg_stat_read_u64(g, CG_F_V1_CPUACCT_USAGE, acct, "cpuacct.usage", &ns)) < 0)
             return r;
         s.cpu_usec = ns / 1000;
     }
@@ -132,9 +135,13 @@ int cg_v1_reset_peak(struct cg_group *g)
     const char *mem = g->v1_dir[CG_V1_MEMORY];
     if (!mem || !g->m->features.memory_peak)
         return -EOPNOTSUPP;
-    int r = cg_write(mem, "memory.max_usage_in_bytes", "0");
-    if (r == 0 && cg_file_exists(mem, "memory.memsw.max_usage_in_bytes"))
-        r = cg_write(mem, "memory.memsw.max_usage_in_bytes", "0");
+    int r = cg_stat_write(g, CG_F_V1_MAX_USAGE_RESET, mem, "memory.max_usage_in_bytes", "0");
+    if (r == 0) {
+        r = cg_stat_write(g, CG_F_V1_MEMSW_MAX_USAGE_RESET, mem, "memory.memsw.max_usage_in_bytes",
+                          "0");
+        if (r == -ENOENT) /* no swap accounting */
+            r = 0;
+    }
     return r;
 }
 

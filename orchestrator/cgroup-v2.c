@@ -81,7 +81,8 @@ int cg_v2_attach(struct cg_group *g, pid_t pid, struct ig_error *err)
  * (the user/system split beside it is tick-sampled). */
 int cg_v2_read_cpu(struct cg_group *g, struct cg_stats *stats)
 {
-    return cg_read_keyed(g->v2_dir, "cpu.stat", "usage_usec", &stats->cpu_usec);
+    return cg_stat_read_keyed(g, CG_F_V2_CPU_STAT, g->v2_dir, "cpu.stat", "usage_usec",
+                              &stats->cpu_usec);
 }
 
 static int v2_read_stats(struct cg_group *g, struct cg_stats *ret)
@@ -92,9 +93,11 @@ static int v2_read_stats(struct cg_group *g, struct cg_stats *ret)
     if ((r = cg_v2_read_cpu(g, &s)) < 0)
         return r;
     if (g->m->features.memory_limit) {
-        if ((r = cg_read_u64(g->v2_dir, "memory.current", &s.memory_current_bytes)) < 0)
+        if ((r = cg_stat_read_u64(g, CG_F_V2_MEMORY_CURRENT, g->v2_dir, "memory.current",
+                                  &s.memory_current_bytes)) < 0)
             return r;
-        r = cg_read_keyed(g->v2_dir, "memory.events", "oom_kill", &s.oom_kills);
+        r = cg_stat_read_keyed(g, CG_F_V2_MEMORY_EVENTS, g->v2_dir, "memory.events", "oom_kill",
+                               &s.oom_kills);
         if (r < 0 && r != -ENOENT)
             return r;
     }

@@ -184,6 +184,65 @@ int cg_read_keyed(const char *dir, const char *file, const char *key, uint64_t *
     return cg_parse_keyed(text, key, ret);
 }
 
+static int stat_fd(struct cg_group *g, enum cg_stat_file which, const char *dir, const char *file,
+                   int flags)
+{
+    if (g->stat_fd[which] >= 0 || g->stat_fd[which] == -2)
+        return g->stat_fd[which] >= 0 ? g->stat_fd[which] : -ENOENT;
+    _cleanup_free_ char *p = cg_path(dir, file);
+    if (!p)
+        return -ENOMEM;
+    int fd = open(p, flags | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    return g->stat_fd[which] = fd;
+}
+
+/* Reads the whole (small) file at offset 0: cgroupfs regenerates it on every read. */
+static int stat_pread(struct cg_group *g, enum cg_stat_file which, const char *dir,
+                      const char *file, char *buf, size_t size)
+{
+    int fd = stat_fd(g, which, dir, file, O_RDONLY);
+    if (fd < 0)
+        return fd;
+    ssize_t n = pread(fd, buf, size - 1, 0);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    return 0;
+}
+
+int cg_stat_read_u64(struct cg_group *g, enum cg_stat_file which, const char *dir, const char *file,
+                     uint64_t *ret)
+{
+    char buf[64];
+    int r = stat_pread(g, which, dir, file, buf, sizeof(buf));
+    return r < 0 ? r : parse_u64(buf, ret);
+}
+
+int cg_stat_read_keyed(struct cg_group *g, enum cg_stat_file which, const char *dir,
+                       const char *file, const char *key, uint64_t *ret)
+{
+    char buf[4096];
+    int r = stat_pread(g, which, dir, file, buf, sizeof(buf));
+    return r < 0 ? r : cg_parse_keyed(buf, key, ret);
+}
+
+int cg_stat_write(struct cg_group *g, enum cg_stat_file which, const char *dir, const char *file,
+                  const char *value)
+{
+    int fd = stat_fd(g, which, dir, file, O_WRONLY);
+    if (fd == -ENOENT)
+        g->stat_fd[which] = -2;
+    if (fd < 0)
+        return fd;
+    size_t len = strlen(value);
+    ssize_t n = pwrite(fd, value, len, 0);
+    if (n < 0)
+        return -errno;
+    return (size_t)n == len ? 0 : -EIO;
+}
+
 bool cg_file_exists(const char *dir, const char *file)
 {
     _cleanup_free_ char *p = dir ? cg_path(dir, file) : NULL;
@@ -846,6 +905,9 @@ static void group_free(struct cg_group *g)
         close(g->v2_fd);
     if (g->peak_fd >= 0)
         close(g->peak_fd);
+    for (size_t i = 0; i < CG_F_N; i++)
+        if (g->stat_fd[i] >= 0)
+            close(g->stat_fd[i]);
     free(g);
 }
 
@@ -859,6 +921,8 @@ static int group_new(struct cg_manager *m, const char *name, struct cg_group **r
         return -ENOMEM;
     g->m = m;
     g->v2_fd = g->peak_fd = -1;
+    for (size_t i = 0; i < CG_F_N; i++)
+        g->stat_fd[i] = -1;
     if (!(g->name = strdup(name)))
         goto oom;
     for (size_t i = 0; i < CG_V1_N; i++)

@@ -143,6 +143,12 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = journal_new(d->loop, dbpath, &d->journal, err);
     if (r < 0)
         goto fail;
+    r = accountant_new(d->loop, d->journal, (int64_t)opts->usage_retention_days * 86400000000,
+                       (int64_t)opts->usage_rollup_retention_days * 86400000000, &d->accountant);
+    if (r < 0) {
+        ig_error_set(err, -r, "starting the accountant: %s", strerror(-r));
+        goto fail;
+    }
     r = registry_new(d->loop, d->store, opts->state_dir, &d->registry, err);
     if (r < 0)
         goto fail;
@@ -190,6 +196,7 @@ void daemon_free(struct daemon *d)
         http_server_quiesce(d->http);
     dispatch_close(d->dispatch);
     registry_free(d->registry);
+    accountant_free(d->accountant);
     journal_free(d->journal);
     dispatch_free(d->dispatch);
     http_server_free(d->http);

@@ -2,6 +2,7 @@
  * scheduling state hangs off. Only the loop thread touches it. */
 #pragma once
 
+#include "accountant.h"
 #include "cgroup.h"
 #include "dispatch.h"
 #include "http.h"
@@ -19,6 +20,8 @@ struct daemon {
     struct registry *registry;
     struct journal *journal;
     struct dispatch *dispatch;
+    /* Purges the usage ledger. */
+    struct accountant *accountant;
     uint64_t started_usec; /* monotonic */
     bool stopping;
     /* The daemon's cgroup subtree; the null backend where there is none to use. */

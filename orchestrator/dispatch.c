@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "container.h"
 #include "log.h"
 #include "pool.h"
 #include "registry.h"
@@ -227,9 +228,12 @@ static void start(struct fn *fn, struct inv *inv, struct worker *w)
     TAILQ_REMOVE(&fn->queue, inv, link);
     fn->queued--;
     inv->attempts++;
+    inv->cold = !w->used && w->ready_us > inv->enqueued_us;
+    /* Before the clock starts: the reading is ours, not the function's. */
+    accountant_begin(&inv->acct, container_cgroup(w->c), w->inflight == 0, w->memory_mb,
+                     inv->cold ? w->ready_us - w->spawned_us : 0);
     inv->started_us = now_usec();
     inv->started_wall_us = (int64_t)wall_usec();
-    inv->cold = !w->used && w->ready_us > inv->enqueued_us;
     if (inv->cold)
         fn->cold_starts++;
     fn->inflight++;
@@ -300,6 +304,17 @@ static const char *error_code_for(enum outcome_kind k)
     default:
         return "ok";
     }
+}
+
+/* The attempt's outcome as the usage ledger records it. */
+static const char *outcome_name(enum outcome_kind k)
+{
+    static const char *const names[] = {[OUTCOME_OK] = "ok",
+                                        [OUTCOME_ERROR] = "error",
+                                        [OUTCOME_CRASH] = "crash",
+                                        [OUTCOME_TIMEOUT] = "timeout",
+                                        [OUTCOME_INIT] = "init"};
+    return names[k];
 }
 
 static void set_invocation_headers(struct http_request *req, const struct inv *inv,
@@ -378,9 +393,10 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
 {
     struct fn *fn = inv->fn;
     struct dispatch *d = fn->d;
-    uint64_t wall = now_usec() - inv->started_us;
     /* Billed: wall time from hand-off to result, rounded up to the next millisecond. */
-    int64_t billed_ms = (int64_t)((wall + 999) / 1000);
+    struct acct_usage usage;
+    accountant_compute(&inv->acct, now_usec() - inv->started_us, &usage);
+    int64_t billed_ms = usage.billed_ms;
 
     if (inv->timer) {
         loop_cancel_timer(d->loop, inv->timer);
@@ -394,6 +410,16 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
     if (o->kind == OUTCOME_TIMEOUT)
         fn->timeouts++;
 
+    /* An attempt our own shutdown cut short is not billed: it runs again after the restart. */
+    if (!(inv->async && d->stopping && o->kind != OUTCOME_OK))
+        accountant_record(d->journal, &(struct acct_record){.id = inv->id,
+                                                            .attempt = inv->attempts,
+                                                            .function = fn->name,
+                                                            .version = fn->version,
+                                                            .start_wall_us = inv->started_wall_us,
+                                                            .status = outcome_name(o->kind),
+                                                            .cold = inv->cold,
+                                                            .usage = &usage});
     if (inv->async && d->stopping && o->kind != OUTCOME_OK) {
         /* Killed by our own shutdown: the record stays `running`, and the next start runs it
          * again without counting this attempt. */
@@ -471,6 +497,7 @@ void dispatch_spawn_failed(struct fn *fn, struct outcome *o)
         TAILQ_REMOVE(&fn->queue, inv, link);
         fn->queued--;
         inv->attempts++;
+        inv->acct = (struct acct_attempt){0}; /* no container ran it: nothing is billed */
         inv->started_us = now_usec();
         inv->started_wall_us = (int64_t)wall_usec();
         fn->inflight++;

@@ -8,6 +8,7 @@
 
 #include <sys/queue.h>
 
+#include "accountant.h"
 #include "cgroup.h"
 #include "http.h"
 #include "invocation.h"
@@ -53,6 +54,7 @@ struct inv {
     int64_t created_wall_us, started_wall_us;
     uint64_t enqueued_us, started_us; /* monotonic */
     bool cold;
+    struct acct_attempt acct; /* the running attempt's measurements (accountant.h) */
     struct worker *worker;
     struct loop_timer *timer; /* the running attempt's timeout, or a queued retry's backoff */
     TAILQ_ENTRY(inv) link;    /* in fn->queue, or in the worker's running list */

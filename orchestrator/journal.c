@@ -8,6 +8,9 @@
 
 /* A batch bigger than this is split: it bounds how long one transaction holds the write lock. */
 #define JOURNAL_BATCH_MAX 4096
+/* Prepared statements kept by the writer, by SQL text: the few statements the daemon submits
+ * (and the savepoint ones) are parsed once, not per row (docs/performance.md "Accountant"). */
+#define JOURNAL_STMT_CACHE 16
 
 struct op {
     char *sql;
@@ -30,6 +33,12 @@ struct journal {
     size_t queued;
     bool stopping;
     struct journal_stats stats;
+    /* The writer thread's alone. */
+    struct {
+        char *sql;
+        sqlite3_stmt *st;
+    } cache[JOURNAL_STMT_CACHE];
+    unsigned cache_next;
 };
 
 static void op_free(struct op *op)
@@ -44,10 +53,55 @@ static void op_free(struct op *op)
     free(op);
 }
 
-static int run_op(sqlite3 *db, struct op *op)
+/* The prepared statement for sql, reset and unbound, from the cache (or prepared into it,
+ * replacing the oldest entry). NULL when it does not prepare. */
+static sqlite3_stmt *cached_stmt(struct journal *j, const char *sql)
 {
+    for (size_t i = 0; i < JOURNAL_STMT_CACHE; i++)
+        if (j->cache[i].sql && streq(j->cache[i].sql, sql))
+            return j->cache[i].st;
     sqlite3_stmt *st = NULL;
-    int r = sqlite3_prepare_v2(db, op->sql, -1, &st, NULL);
+    char *copy = strdup(sql);
+    if (!copy ||
+        sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        free(copy);
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    unsigned slot = j->cache_next++ % JOURNAL_STMT_CACHE;
+    sqlite3_finalize(j->cache[slot].st);
+    free(j->cache[slot].sql);
+    j->cache[slot].sql = copy;
+    j->cache[slot].st = st;
+    return st;
+}
+
+static void cache_clear(struct journal *j)
+{
+    for (size_t i = 0; i < JOURNAL_STMT_CACHE; i++) {
+        sqlite3_finalize(j->cache[i].st);
+        free(j->cache[i].sql);
+        j->cache[i].sql = NULL;
+        j->cache[i].st = NULL;
+    }
+}
+
+/* A statement without values or rows (SAVEPOINT, RELEASE, ROLLBACK TO) through the cache. */
+static int exec_cached(struct journal *j, const char *sql)
+{
+    sqlite3_stmt *st = cached_stmt(j, sql);
+    if (!st)
+        return sqlite3_errcode(j->db);
+    int r = sqlite3_step(st);
+    sqlite3_reset(st);
+    return r == SQLITE_DONE ? SQLITE_OK : r;
+}
+
+static int run_op(struct journal *j, struct op *op)
+{
+    sqlite3 *db = j->db;
+    sqlite3_stmt *st = cached_stmt(j, op->sql);
+    int r = st ? SQLITE_OK : sqlite3_errcode(db);
     for (size_t i = 0; r == SQLITE_OK && i < op->nvalues; i++) {
         const struct journal_value *v = &op->values[i];
         int idx = (int)i + 1;
@@ -74,8 +128,12 @@ static int run_op(sqlite3 *db, struct op *op)
     }
     if (r != SQLITE_OK)
         op->message = strdup(sqlite3_errmsg(db));
-    sqlite3_finalize(st);
-    return r;
+    if (st) {
+        /* Ends the statement and drops the bindings, which point into op. */
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    return r == SQLITE_OK ? SQLITE_OK : (r ? r : SQLITE_ERROR);
 }
 
 /* Runs on the loop thread: each op's callback, in submission order. */
@@ -102,12 +160,12 @@ static void commit_batch(struct journal *j, struct op *batch)
             op->message = strdup(sqlite3_errmsg(j->db));
             continue;
         }
-        sqlite3_exec(j->db, "SAVEPOINT op", NULL, NULL, NULL);
-        if (run_op(j->db, op) != SQLITE_OK) {
+        exec_cached(j, "SAVEPOINT op");
+        if (run_op(j, op) != SQLITE_OK) {
             op->result = -EIO;
-            sqlite3_exec(j->db, "ROLLBACK TO op", NULL, NULL, NULL);
+            exec_cached(j, "ROLLBACK TO op");
         }
-        sqlite3_exec(j->db, "RELEASE op", NULL, NULL, NULL);
+        exec_cached(j, "RELEASE op");
     }
     if (began && sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         /* Nothing of the batch is durable: every op fails, whatever it did inside. */
@@ -200,6 +258,7 @@ void journal_free(struct journal *j)
     /* The writer committed everything queued and posted the outcomes; the loop runs no more at
      * this point, so deliver them here (we are on the loop's thread). */
     loop_run_posted(j->loop);
+    cache_clear(j);
     sqlite3_close(j->db);
     pthread_cond_destroy(&j->cond);
     pthread_mutex_destroy(&j->lock);

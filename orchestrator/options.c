@@ -16,6 +16,10 @@ const char options_usage[] =
     "  --log-level LEVEL    debug, info, warn or error (default info)\n"
     "  --images-dir DIR     where the runtime images are (default STATE_DIR/images)\n"
     "  --queue-max N        invocations a function may have waiting before 429 (default 1000)\n"
+    "  --usage-retention-days N\n"
+    "                       days the usage ledger keeps per-attempt rows (default 30)\n"
+    "  --usage-rollup-retention-days N\n"
+    "                       days it keeps per-minute rollups (default 400)\n"
     "  --check-config       validate the options and the config file, then exit\n"
     "  --doctor             check what this host offers Ignis, then exit\n"
     "  --help               show this help\n"
@@ -29,6 +33,8 @@ void options_defaults(struct ignisd_options *o)
     strcpy(o->state_dir, "/var/lib/ignis");
     o->log_level = LOG_LEVEL_INFO;
     o->queue_max = 1000;
+    o->usage_retention_days = 30;
+    o->usage_rollup_retention_days = 400;
 }
 
 int options_parse_listen(const char *text, char *ret_host, size_t host_size, uint16_t *ret_port)
@@ -109,6 +115,16 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
         if (errno || *end || !value[0] || value[0] == '-' || n < 1 || n > 1000000)
             return ig_error_set(err, EINVAL, "'%s' is not a number from 1 to 1000000", value);
         o->queue_max = (uint32_t)n;
+    } else if (key_is(key, "usage-retention-days") || key_is(key, "usage-rollup-retention-days")) {
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(value, &end, 10);
+        if (errno || *end || !value[0] || value[0] == '-' || n < 1 || n > 36500)
+            return ig_error_set(err, EINVAL, "'%s' is not a number of days from 1 to 36500", value);
+        if (key_is(key, "usage-retention-days"))
+            o->usage_retention_days = (uint32_t)n;
+        else
+            o->usage_rollup_retention_days = (uint32_t)n;
     } else if (key_is(key, "log-level")) {
         if (log_level_parse(value, &o->log_level) < 0)
             return ig_error_set(err, EINVAL,
@@ -174,6 +190,8 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"log-level", required_argument, NULL, 'L'},
         {"images-dir", required_argument, NULL, 'I'},
         {"queue-max", required_argument, NULL, 'Q'},
+        {"usage-retention-days", required_argument, NULL, 'U'},
+        {"usage-rollup-retention-days", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"check-config", no_argument, NULL, 'C'},

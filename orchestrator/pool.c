@@ -109,6 +109,9 @@ void pool_kill(struct worker *w, struct inv *timed_out)
     struct fn *fn = w->fn;
     struct inv_list running;
     struct outcome crash = crash_outcome(w, "the runtime exited while running the invocation");
+    struct cg_stats end;
+    bool end_ok;
+    accountant_read(container_cgroup(w->c), &end, &end_ok);
 
     /* Kill first, then complete: what the invocations report must not race the container. */
     TAILQ_INIT(&running);
@@ -118,6 +121,8 @@ void pool_kill(struct worker *w, struct inv *timed_out)
     struct inv *inv;
     while ((inv = TAILQ_FIRST(&running))) {
         TAILQ_REMOVE(&running, inv, link);
+        inv->acct.end = end;
+        inv->acct.end_ok = end_ok;
         struct outcome o;
         if (inv == timed_out) {
             o = (struct outcome){.kind = OUTCOME_TIMEOUT};
@@ -152,6 +157,7 @@ static struct inv *find_running(struct worker *w, struct proto_bytes id)
 static void finished_one(struct worker *w, struct inv *inv, struct outcome *o)
 {
     struct fn *fn = w->fn;
+    accountant_end(&inv->acct, container_cgroup(w->c));
     TAILQ_REMOVE(&w->running, inv, link);
     w->inflight--;
     w->served++;

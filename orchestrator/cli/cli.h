@@ -18,3 +18,6 @@ int cli_rm(struct client *c, int argc, char **argv);
 /* invoke.c: the dispatcher's verbs. */
 int cli_invoke(struct client *c, int argc, char **argv);
 int cli_result(struct client *c, int argc, char **argv);
+
+/* usage.c: the accountant's verb. */
+int cli_usage(struct client *c, int argc, char **argv);

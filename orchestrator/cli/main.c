@@ -23,6 +23,8 @@ static const char usage[] =
     "             --async prints the invocation's id once it is stored\n"
     "  result ID [--wait] [--json]\n"
     "             an invocation's status, result or error, attempts and timings\n"
+    "  usage [NAME] [--since 1h|UNIX|ISO] [--until ...] [--by minute|hour|day] [--json]\n"
+    "             invocations, errors, billed ms, CPU ms, GB-s and peak memory per function\n"
     "  version                 print the client's and the server's versions\n"
     "  doctor                  the daemon's checks of its host (ok, degraded, failing)\n"
     "\n"
@@ -112,6 +114,7 @@ static const struct {
     {"rm", cli_rm},
     {"invoke", cli_invoke},
     {"result", cli_result},
+    {"usage", cli_usage},
     {"version", cmd_version},
     {"doctor", cmd_doctor},
 };

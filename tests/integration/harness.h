@@ -59,3 +59,8 @@ int harness_request(struct ignisd_proc *p, const char *method, const char *path,
 /* Runs a command (argv NULL-terminated), capturing stdout and stderr (each up to 64 KiB).
  * Returns the exit status, or -1. */
 int harness_run(char *const argv[], char **ret_out, char **ret_err);
+
+/* Copies runtime-images/examples/`example` into `fixtures`/`name`, with function.json's fields
+ * overridden by `overrides` (a JSON object, may be NULL), and pushes it with the CLI. Asserts. */
+void harness_push(struct ignisd_proc *p, const char *fixtures, const char *example,
+                  const char *name, const char *overrides);

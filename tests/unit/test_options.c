@@ -56,6 +56,26 @@ static void test_dispatch_options(void **state)
     }
 }
 
+static void test_usage_retention(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    assert_int_equal(parse(&o, &a, &err, 1), 0);
+    assert_int_equal(o.usage_retention_days, 30);
+    assert_int_equal(o.usage_rollup_retention_days, 400);
+    assert_int_equal(parse(&o, &a, &err, 5, "--usage-retention-days", "7",
+                           "--usage-rollup-retention-days", "3650"),
+                     0);
+    assert_int_equal(o.usage_retention_days, 7);
+    assert_int_equal(o.usage_rollup_retention_days, 3650);
+    const char *bad[] = {"0", "-1", "x", "", "36501", "5d"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse(&o, &a, &err, 3, "--usage-retention-days", bad[i]), -EINVAL);
+        assert_non_null(strstr(err.message, "--usage-retention-days"));
+    }
+}
+
 static void test_all_options(void **state)
 {
     struct ignisd_options o;
@@ -184,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_all_options),
         cmocka_unit_test(test_dispatch_options),
+        cmocka_unit_test(test_usage_retention),
         cmocka_unit_test(test_listen_forms),
         cmocka_unit_test(test_errors_name_the_problem),
         cmocka_unit_test(test_help_version),

@@ -1,0 +1,144 @@
+/* ignis usage: the accountant's ledger, summed (docs/api.md "Usage"). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "manifest.h"
+
+static const char usage_usage[] =
+    "usage: ignis usage [NAME] [--since 1h|UNIX|ISO] [--until ...] [--by minute|hour|day] "
+    "[--json]";
+
+static double num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static void print_row(const char *name, const char *bucket, const cJSON *f)
+{
+    if (bucket)
+        printf("%-24s %-20s ", name, bucket);
+    else
+        printf("%-24s ", name);
+    printf("%11.0f %7.0f %5.0f %12.0f %12.1f %12.4f %9.1f\n", num(f, "invocations"),
+           num(f, "errors"), num(f, "cold_starts"), num(f, "billed_ms"), num(f, "cpu_ms"),
+           num(f, "gb_s"), num(f, "peak_memory_bytes") / 1048576.0);
+}
+
+static bool safe_query_value(const char *s)
+{
+    return strspn(s, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ:-") ==
+           strlen(s);
+}
+
+int cli_usage(struct client *c, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"since", required_argument, NULL, 's'},
+        {"until", required_argument, NULL, 'u'},
+        {"by", required_argument, NULL, 'b'},
+        {"json", no_argument, NULL, 'j'},
+        {},
+    };
+    const char *since = NULL, *until = NULL, *by = NULL, *name = NULL;
+    bool json = false;
+    int o;
+
+    optind = 0;
+    while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (o) {
+        case 's':
+            since = optarg;
+            break;
+        case 'u':
+            until = optarg;
+            break;
+        case 'b':
+            by = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        default:
+            cli_fail("%s", usage_usage);
+            return 2;
+        }
+    }
+    if (argc - optind > 1) {
+        cli_fail("%s", usage_usage);
+        return 2;
+    }
+    if (argc - optind == 1) {
+        name = argv[optind];
+        if (!manifest_name_valid(name))
+            return cli_fail("\"%s\" is not a function name ([a-z][a-z0-9-]{0,62})", name);
+    }
+    const char *vals[] = {since, until, by};
+    for (size_t i = 0; i < ARRAY_SIZE(vals); i++)
+        if (vals[i] && !safe_query_value(vals[i]))
+            return cli_fail("usage: '%s' is not a time or a grouping", vals[i]);
+
+    char path[512];
+    int n =
+        snprintf(path, sizeof(path), "/v1/usage?x=1%s%s%s%s%s%s%s%s", name ? "&function=" : "",
+                 name ? name : "", since ? "&since=" : "", since ? since : "",
+                 until ? "&until=" : "", until ? until : "", by ? "&group_by=" : "", by ? by : "");
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return cli_fail("usage: arguments too long");
+
+    struct client_response resp;
+    struct ig_error err = {};
+    if (client_request(c, "GET", path, NULL, NULL, 0, &resp, &err) < 0)
+        return cli_fail("%s", err.message);
+    if (resp.status != 200) {
+        int r = cli_fail_response(&resp);
+        client_response_clear(&resp);
+        return r;
+    }
+    if (json) {
+        fputs(resp.body, stdout);
+        fputc('\n', stdout);
+        client_response_clear(&resp);
+        return 0;
+    }
+    cJSON *root = cJSON_Parse(resp.body);
+    client_response_clear(&resp);
+    const cJSON *fns = cJSON_GetObjectItemCaseSensitive(root, "functions");
+    const cJSON *totals = cJSON_GetObjectItemCaseSensitive(root, "totals");
+    if (!cJSON_IsArray(fns) || !cJSON_IsObject(totals)) {
+        cJSON_Delete(root);
+        return cli_fail("the server's usage reply is malformed");
+    }
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "since");
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "until");
+    printf("usage from %s to %s\n", cJSON_IsString(s) ? s->valuestring : "?",
+           cJSON_IsString(u) ? u->valuestring : "?");
+    if (by)
+        printf("%-24s %-20s ", "FUNCTION", "BUCKET");
+    else
+        printf("%-24s ", "FUNCTION");
+    printf("%11s %7s %5s %12s %12s %12s %9s\n", "INVOCATIONS", "ERRORS", "COLD", "BILLED_MS",
+           "CPU_MS", "GB_S", "PEAK_MB");
+    const cJSON *f;
+    cJSON_ArrayForEach(f, fns)
+    {
+        const cJSON *fname = cJSON_GetObjectItemCaseSensitive(f, "function");
+        const char *nm = cJSON_IsString(fname) ? fname->valuestring : "?";
+        const cJSON *buckets = cJSON_GetObjectItemCaseSensitive(f, "buckets");
+        if (by && cJSON_IsArray(buckets)) {
+            const cJSON *b;
+            cJSON_ArrayForEach(b, buckets)
+            {
+                const cJSON *start = cJSON_GetObjectItemCaseSensitive(b, "start");
+                print_row(nm, cJSON_IsString(start) ? start->valuestring : "?", b);
+            }
+        } else
+            print_row(nm, NULL, f);
+    }
+    print_row("TOTAL", by ? "" : NULL, totals);
+    cJSON_Delete(root);
+    return 0;
+}

@@ -1,0 +1,344 @@
+/* The accountant end to end, with functions whose cost is known: a CPU burn is billed its CPU, a
+ * sleep its wall time and almost no CPU, an allocation its memory, an idle warm container
+ * nothing, an OOM kill is recorded as one, /v1/usage sums the ledger rows, and a restart keeps
+ * the ledger. Figures come from the ledger (ignis.db's `usage` rows) and the API. */
+#include "harness.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static struct ignisd_proc daemon_proc;
+static char fixtures[64];
+
+static int setup(void **state)
+{
+    harness_require_root();
+    strcpy(fixtures, "/tmp/ignis-acct-fixtures.XXXXXX");
+    if (!mkdtemp(fixtures))
+        return -1;
+    const char *args[] = {"--log-level", "debug", NULL};
+    return harness_start(&daemon_proc, args);
+}
+
+static int teardown(void **state)
+{
+    int status = harness_stop(&daemon_proc);
+    int leaks = harness_cleanup(&daemon_proc);
+    rm_rf(fixtures);
+    return status == 0 && leaks == 0 ? 0 : -1;
+}
+
+struct row {
+    int64_t wall_us, cpu_us, mem_peak_bytes, billed_ms, cold, init_us, oom_kills, memory_mb;
+    double gb_s;
+    char status[16];
+};
+
+static sqlite3 *open_db(void)
+{
+    char path[400];
+    sqlite3 *db;
+    snprintf(path, sizeof(path), "%s/ignis.db", daemon_proc.state_dir);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+/* The ledger row of (id, attempt). The journal writes it off the loop, after the reply: poll
+ * (a bound on how long, not an assertion on speed). */
+static void ledger_attempt(const char *id, int attempt, struct row *ret)
+{
+    sqlite3 *db = open_db();
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT wall_us, cpu_us, mem_peak_bytes, billed_ms, cold, "
+                                        "init_us, oom_kills, memory_mb, gb_s, status FROM usage "
+                                        "WHERE id = ? AND attempt = ?",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, attempt);
+    bool found = false;
+    for (int i = 0; i < 300 && !found; i++) {
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            found = true;
+            *ret = (struct row){
+                .wall_us = sqlite3_column_int64(st, 0),
+                .cpu_us = sqlite3_column_int64(st, 1),
+                .mem_peak_bytes = sqlite3_column_int64(st, 2),
+                .billed_ms = sqlite3_column_int64(st, 3),
+                .cold = sqlite3_column_int64(st, 4),
+                .init_us = sqlite3_column_int64(st, 5),
+                .oom_kills = sqlite3_column_int64(st, 6),
+                .memory_mb = sqlite3_column_int64(st, 7),
+                .gb_s = sqlite3_column_double(st, 8),
+            };
+            snprintf(ret->status, sizeof(ret->status), "%s", sqlite3_column_text(st, 9));
+        } else {
+            sqlite3_reset(st);
+            usleep(50000);
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    if (!found)
+        fprintf(stderr, "no ledger row for %s\n", id);
+    assert_true(found);
+    /* What holds for every row: billed is wall rounded up; GB-s from it. */
+    assert_int_equal(ret->billed_ms, (ret->wall_us + 999) / 1000);
+    assert_true(fabs(ret->gb_s - ret->memory_mb / 1024.0 * ret->billed_ms / 1000.0) < 1e-12);
+}
+
+static void ledger_row(const char *id, struct row *ret)
+{
+    ledger_attempt(id, 1, ret);
+}
+
+/* Invokes fn with body; returns the status and the invocation's id and Ignis-Billed-Ms. */
+static long invoke(const char *fn, const char *body, char id[64], long *ret_billed, bool *ret_cold)
+{
+    char path[256], h[64];
+    struct client_response r;
+    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
+    assert_int_equal(harness_request(&daemon_proc, "POST", path, NULL, body, strlen(body), &r), 0);
+    long status = r.status;
+    if (status != 200)
+        fprintf(stderr, "%s %s: %ld %s\n", fn, body, status, r.body);
+    assert_non_null(client_response_header(&r, "Ignis-Invocation-Id", id, 64));
+    assert_non_null(client_response_header(&r, "Ignis-Billed-Ms", h, sizeof(h)));
+    if (ret_billed)
+        *ret_billed = atol(h);
+    if (ret_cold) {
+        assert_non_null(client_response_header(&r, "Ignis-Cold-Start", h, sizeof(h)));
+        *ret_cold = streq(h, "true");
+    }
+    client_response_clear(&r);
+    return status;
+}
+
+static void test_cpu_burn_is_billed_its_cpu(void **state)
+{
+    harness_push(&daemon_proc, fixtures, "burn-cpu", "acct-burn", "{\"reuse\": true}");
+    for (int i = 0; i < 3; i++) {
+        char id[64];
+        long billed;
+        struct row row;
+        /* Burns 200 ms of its own CPU time (not wall time, which a loaded host stretches). */
+        assert_int_equal(
+            invoke("acct-burn", "{\"ms\": 200, \"clock\": \"cpu\"}", id, &billed, NULL), 200);
+        ledger_row(id, &row);
+        fprintf(stderr, "burn 200 ms: cpu_us=%lld wall_us=%lld billed_ms=%lld cold=%lld\n",
+                (long long)row.cpu_us, (long long)row.wall_us, (long long)row.billed_ms,
+                (long long)row.cold);
+        /* ± max(2 ms, 2%) */
+        assert_true(llabs(row.cpu_us - 200000) <= 4000);
+        assert_int_equal(billed, row.billed_ms);
+        assert_true(row.wall_us >= row.cpu_us);
+        assert_string_equal(row.status, "ok");
+        if (row.cold)
+            assert_true(row.init_us > 0);
+        else
+            assert_int_equal(row.init_us, 0);
+    }
+}
+
+static void test_sleep_is_billed_wall_not_cpu(void **state)
+{
+    harness_push(&daemon_proc, fixtures, "sleep", "acct-sleep", "{\"reuse\": true}");
+    char id[64];
+    struct row row;
+    /* A first call warms the runtime up (its JIT and module loading are not the sleep's). */
+    assert_int_equal(invoke("acct-sleep", "{\"ms\": 1}", id, NULL, NULL), 200);
+    long billed;
+    assert_int_equal(invoke("acct-sleep", "{\"ms\": 300}", id, &billed, NULL), 200);
+    ledger_row(id, &row);
+    fprintf(stderr, "sleep 300 ms: cpu_us=%lld wall_us=%lld billed_ms=%lld\n",
+            (long long)row.cpu_us, (long long)row.wall_us, (long long)row.billed_ms);
+    assert_true(row.wall_us >= 300000);
+    assert_true(row.billed_ms >= 300);
+    assert_int_equal(billed, row.billed_ms);
+    assert_true(row.cpu_us < 10000);
+}
+
+static void test_allocation_is_its_peak(void **state)
+{
+    harness_push(&daemon_proc, fixtures, "alloc-memory", "acct-alloc", NULL);
+    char id[64];
+    struct row base, row;
+    /* The runtime's baseline: the same function allocating nothing. */
+    assert_int_equal(invoke("acct-alloc", "{\"mb\": 0}", id, NULL, NULL), 200);
+    ledger_row(id, &base);
+    assert_int_equal(invoke("acct-alloc", "{\"mb\": 64}", id, NULL, NULL), 200);
+    ledger_row(id, &row);
+    fprintf(stderr, "alloc 64 MB: peak=%lld baseline=%lld\n", (long long)row.mem_peak_bytes,
+            (long long)base.mem_peak_bytes);
+    assert_true(base.mem_peak_bytes > 0);
+    assert_true(row.mem_peak_bytes >= 64ll << 20);
+    assert_true(row.mem_peak_bytes < (64ll << 20) + base.mem_peak_bytes + (16ll << 20));
+}
+
+static void test_idle_warm_container_costs_nothing(void **state)
+{
+    harness_push(&daemon_proc, fixtures, "burn-cpu", "acct-idle",
+                 "{\"reuse\": true, \"idle_timeout_s\": 60, \"max_scale\": 1}");
+    char id1[64], id2[64];
+    struct row a, b;
+    bool cold;
+    assert_int_equal(invoke("acct-idle", "{\"ms\": 50, \"clock\": \"cpu\"}", id1, NULL, NULL), 200);
+    sleep(5);
+    assert_int_equal(invoke("acct-idle", "{\"ms\": 50, \"clock\": \"cpu\"}", id2, NULL, &cold),
+                     200);
+    assert_false(cold); /* the same warm container, idle for 5 s in between */
+    ledger_row(id1, &a);
+    ledger_row(id2, &b);
+    fprintf(stderr, "idle 5 s: billed %lld + %lld ms, cpu %lld + %lld us\n", (long long)a.billed_ms,
+            (long long)b.billed_ms, (long long)a.cpu_us, (long long)b.cpu_us);
+    /* Each is billed its own run: none of the 5 s in between, in wall or CPU time. */
+    assert_true(a.billed_ms < 5000 && b.billed_ms < 5000);
+    assert_true(llabs(b.cpu_us - 50000) <= 2000);
+    assert_int_equal(b.init_us, 0);
+
+    struct client_response r;
+    assert_int_equal(harness_request(&daemon_proc, "GET", "/v1/usage?function=acct-idle&since=1h",
+                                     NULL, NULL, 0, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    client_response_clear(&r);
+    cJSON *t = cJSON_GetObjectItem(j, "totals");
+    assert_int_equal(cJSON_GetObjectItem(t, "invocations")->valueint, 2);
+    assert_int_equal((int64_t)cJSON_GetObjectItem(t, "billed_ms")->valuedouble,
+                     a.billed_ms + b.billed_ms);
+    cJSON_Delete(j);
+}
+
+static void test_oom_kill_is_recorded(void **state)
+{
+    harness_push(&daemon_proc, fixtures, "alloc-memory", "acct-oom",
+                 "{\"memory_mb\": 128, \"max_retries\": 0}");
+    char id[64];
+    struct row row;
+    assert_int_equal(invoke("acct-oom", "{\"mb\": 256}", id, NULL, NULL), 502);
+    ledger_row(id, &row);
+    assert_string_equal(row.status, "oom");
+    assert_true(row.oom_kills >= 1);
+}
+
+static void test_async_retries_are_rows_per_attempt(void **state)
+{
+    harness_push(&daemon_proc, fixtures, "crash", "acct-retry", "{\"max_retries\": 1}");
+    const char *headers[] = {"Ignis-Invocation-Type: async", NULL};
+    struct client_response r;
+    assert_int_equal(harness_request(&daemon_proc, "POST", "/v1/functions/acct-retry/invoke",
+                                     headers, "{}", 2, &r),
+                     0);
+    assert_int_equal(r.status, 202);
+    char id[64];
+    assert_non_null(client_response_header(&r, "Ignis-Invocation-Id", id, sizeof(id)));
+    client_response_clear(&r);
+    /* The first attempt and its retry: a row each, both billed. */
+    struct row first, second;
+    ledger_attempt(id, 1, &first);
+    ledger_attempt(id, 2, &second);
+    assert_string_equal(first.status, "crash");
+    assert_string_equal(second.status, "crash");
+    assert_true(first.billed_ms >= 1 && second.billed_ms >= 1);
+}
+
+/* The API's totals against sums over the ledger rows. */
+static void check_usage_matches_ledger(void)
+{
+    sqlite3 *db = open_db();
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*), sum(status <> 'ok'), sum(billed_ms), "
+                                        "sum(cpu_us), sum(gb_s), max(mem_peak_bytes), "
+                                        "sum(oom_kills > 0) FROM usage",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0), errors = sqlite3_column_int64(st, 1),
+            billed = sqlite3_column_int64(st, 2), cpu = sqlite3_column_int64(st, 3),
+            peak = sqlite3_column_int64(st, 5), ooms = sqlite3_column_int64(st, 6);
+    double gbs = sqlite3_column_double(st, 4);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_true(n >= 9);
+
+    struct client_response r;
+    assert_int_equal(harness_request(&daemon_proc, "GET", "/v1/usage?since=1d", NULL, NULL, 0, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    client_response_clear(&r);
+    cJSON *t = cJSON_GetObjectItem(j, "totals");
+    assert_int_equal((int64_t)cJSON_GetObjectItem(t, "invocations")->valuedouble, n);
+    assert_int_equal((int64_t)cJSON_GetObjectItem(t, "errors")->valuedouble, errors);
+    assert_int_equal((int64_t)cJSON_GetObjectItem(t, "billed_ms")->valuedouble, billed);
+    assert_int_equal((int64_t)cJSON_GetObjectItem(t, "oom_kills")->valuedouble, ooms);
+    assert_int_equal((int64_t)cJSON_GetObjectItem(t, "peak_memory_bytes")->valuedouble, peak);
+    assert_true(fabs(cJSON_GetObjectItem(t, "cpu_ms")->valuedouble - (double)cpu / 1e3) < 1e-6);
+    assert_true(fabs(cJSON_GetObjectItem(t, "gb_s")->valuedouble - gbs) < 1e-9);
+    /* The same totals grouped by hour: the buckets sum to them. */
+    double bucket_billed = 0;
+    cJSON_Delete(j);
+    assert_int_equal(
+        harness_request(&daemon_proc, "GET", "/v1/usage?since=1d&group_by=hour", NULL, NULL, 0, &r),
+        0);
+    assert_int_equal(r.status, 200);
+    j = cJSON_Parse(r.body);
+    client_response_clear(&r);
+    cJSON *f, *b;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItem(j, "functions"))
+        cJSON_ArrayForEach(b, cJSON_GetObjectItem(f, "buckets")) bucket_billed +=
+        cJSON_GetObjectItem(b, "billed_ms")->valuedouble;
+    assert_int_equal((int64_t)bucket_billed, billed);
+    cJSON_Delete(j);
+}
+
+static void test_usage_totals_equal_ledger(void **state)
+{
+    check_usage_matches_ledger();
+    /* And the CLI prints it. */
+    char *out = NULL, *err = NULL;
+    char *argv[] = {
+        (char *)harness_cli(), "--server", daemon_proc.url, "usage", "--since", "1h", NULL};
+    assert_int_equal(harness_run(argv, &out, &err), 0);
+    assert_non_null(strstr(out, "acct-burn"));
+    assert_non_null(strstr(out, "TOTAL"));
+    free(out);
+    free(err);
+    struct client_response r;
+    assert_int_equal(
+        harness_request(&daemon_proc, "GET", "/v1/usage?group_by=week", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 400);
+    client_response_clear(&r);
+}
+
+static void test_restart_keeps_ledger(void **state)
+{
+    assert_int_equal(harness_stop(&daemon_proc), 0);
+    const char *args[] = {"--log-level", "debug", NULL};
+    assert_int_equal(harness_restart(&daemon_proc, args), 0);
+    check_usage_matches_ledger();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cpu_burn_is_billed_its_cpu),
+        cmocka_unit_test(test_sleep_is_billed_wall_not_cpu),
+        cmocka_unit_test(test_allocation_is_its_peak),
+        cmocka_unit_test(test_idle_warm_container_costs_nothing),
+        cmocka_unit_test(test_oom_kill_is_recorded),
+        cmocka_unit_test(test_async_retries_are_rows_per_attempt),
+        cmocka_unit_test(test_usage_totals_equal_ledger),
+        cmocka_unit_test(test_restart_keeps_ledger),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
