@@ -387,6 +387,8 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
     inv->worker = NULL;
     fn->inflight--;
     fn->invocations++;
+    fn->billed_ms += (uint64_t)billed_ms;
+    latency_add(&fn->latency, now_usec() - inv->enqueued_us);
     if (o->kind != OUTCOME_OK)
         fn->errors++;
     if (o->kind == OUTCOME_TIMEOUT)
@@ -662,6 +664,11 @@ cJSON *dispatch_function_state(const struct fn *fn)
     cJSON_AddNumberToObject(o, "cold_starts", (double)fn->cold_starts);
     cJSON_AddNumberToObject(o, "timeouts", (double)fn->timeouts);
     cJSON_AddNumberToObject(o, "throttles", (double)fn->throttles);
+    cJSON_AddNumberToObject(o, "billed_ms", (double)fn->billed_ms);
+    cJSON_AddNumberToObject(o, "latency_p50_ms",
+                            (double)latency_percentile(&fn->latency, 50) / 1e3);
+    cJSON_AddNumberToObject(o, "latency_p99_ms",
+                            (double)latency_percentile(&fn->latency, 99) / 1e3);
     return o;
 }
 
