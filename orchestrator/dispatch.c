@@ -147,7 +147,11 @@ static void run_scaler(struct dispatch *d)
             .nspawning = fn->nspawning,
             .ndraining = fn->ndraining,
             .arrivals = fn->arrivals,
-            .spawn_latency_us = fn->spawn_latency_us,
+            /* The fresh reserve must cover the spawns that take long, not the average one: a
+             * loaded host's spawn times have a long tail, and every arrival that outruns the
+             * reserve is a cold start. So, like TCP's retransmission timeout, mean + 4 × mean
+             * deviation (RFC 6298). */
+            .spawn_latency_us = fn->spawn_latency_us + 4 * fn->spawn_latency_dev_us,
         };
         fn->arrivals = 0;
         in[i].idle = idle + ni;
@@ -451,8 +455,16 @@ void dispatch_worker_ready(struct fn *fn, struct worker *w)
     fn->spawn_failures = 0;
     fn->spawn_not_before_us = 0;
     uint64_t latency = w->ready_us - w->spawned_us;
-    fn->spawn_latency_us =
-        fn->spawn_latency_us ? (fn->spawn_latency_us * 7 + latency) / 8 : latency;
+    if (fn->spawn_latency_us) {
+        /* RFC 6298's estimator (SRTT, RTTVAR): a mean and a mean deviation, updated first. */
+        uint64_t dev = latency > fn->spawn_latency_us ? latency - fn->spawn_latency_us
+                                                      : fn->spawn_latency_us - latency;
+        fn->spawn_latency_dev_us = (fn->spawn_latency_dev_us * 3 + dev) / 4;
+        fn->spawn_latency_us = (fn->spawn_latency_us * 7 + latency) / 8;
+    } else {
+        fn->spawn_latency_us = latency;
+        fn->spawn_latency_dev_us = latency / 2;
+    }
     dispatch_kick(fn);
 }
 

@@ -77,6 +77,7 @@ struct fn {
     struct scaler_fn sc;             /* the scaler's state for this function */
     uint64_t arrivals;               /* enqueued since the scaler last ran */
     uint64_t spawn_latency_us;       /* smoothed spawn → ready */
+    uint64_t spawn_latency_dev_us;   /* its smoothed mean deviation */
     unsigned spawn_failures;   /* consecutive: spawning backs off */
     uint64_t spawn_not_before_us;
     bool removing;
