@@ -22,6 +22,8 @@ static const char usage[] =
     "             --async prints the invocation's id once it is stored\n"
     "  result ID [--wait] [--json]\n"
     "             an invocation's status, result or error, attempts and timings\n"
+    "  top [--interval S]      every function's live state, refreshed (q quits); one\n"
+    "             snapshot when stdout is not a terminal\n"
     "  version                 print the client's and the server's versions\n"
     "\n"
     "The server is --server, else $IGNIS_URL, else http://127.0.0.1:8080.\n";
@@ -84,6 +86,7 @@ static const struct {
     {"rm", cli_rm},
     {"invoke", cli_invoke},
     {"result", cli_result},
+    {"top", cli_top},
     {"version", cmd_version},
 };
 
