@@ -34,46 +34,10 @@ static int teardown(void **state)
     return status == 0 && leaks == 0 ? 0 : -1;
 }
 
-/* Copies the example `example` into a fixture dir named `name`, with function.json's fields
- * overridden by `overrides` (a JSON object, may be NULL), and pushes it with the CLI. */
 static void push(struct ignisd_proc *p, const char *example, const char *name,
                  const char *overrides)
 {
-    char src[512], dst[512], cmd[1200];
-    snprintf(src, sizeof(src), "%s/runtime-images/examples/%s", getenv("IGNIS_SOURCE_DIR"),
-             example);
-    snprintf(dst, sizeof(dst), "%s/%s", fixtures, name);
-    rm_rf(dst);
-    snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s'", src, dst);
-    assert_int_equal(system(cmd), 0);
-    char path[600], *text = NULL;
-    snprintf(path, sizeof(path), "%s/function.json", dst);
-    assert_int_equal(read_file(path, 1 << 16, &text, NULL), 0);
-    cJSON *m = cJSON_Parse(text);
-    free(text);
-    assert_non_null(m);
-    cJSON_ReplaceItemInObject(m, "name", cJSON_CreateString(name));
-    cJSON *o = overrides ? cJSON_Parse(overrides) : NULL;
-    for (cJSON *f = o ? o->child : NULL; f; f = f->next) {
-        cJSON_DeleteItemFromObject(m, f->string);
-        cJSON_AddItemToObject(m, f->string, cJSON_Duplicate(f, true));
-    }
-    cJSON_Delete(o);
-    char *out = cJSON_Print(m);
-    cJSON_Delete(m);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(out, fp);
-    fclose(fp);
-    free(out);
-    char *so = NULL, *se = NULL;
-    char *argv[] = {(char *)harness_cli(), "--server", p->url, "push", dst, NULL};
-    int rc = harness_run(argv, &so, &se);
-    if (rc != 0)
-        fprintf(stderr, "ignis push %s: %s%s\n", name, so, se);
-    assert_int_equal(rc, 0);
-    free(so);
-    free(se);
+    harness_push(p, fixtures, example, name, overrides);
 }
 
 static long invoke(struct ignisd_proc *p, const char *fn, const char *body,
@@ -99,28 +63,6 @@ static const char *error_code(cJSON *j)
 {
     cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code");
     return cJSON_IsString(c) ? c->valuestring : "";
-}
-
-static cJSON *function_live(struct ignisd_proc *p, const char *fn)
-{
-    struct client_response r;
-    char path[256];
-    snprintf(path, sizeof(path), "/v1/functions/%s", fn);
-    assert_int_equal(harness_request(p, "GET", path, NULL, NULL, 0, &r), 0);
-    assert_int_equal(r.status, 200);
-    cJSON *j = json_of(&r);
-    client_response_clear(&r);
-    return j;
-}
-
-static double live_number(struct ignisd_proc *p, const char *fn, const char *key)
-{
-    cJSON *j = function_live(p, fn);
-    cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "live"), key);
-    assert_true(cJSON_IsNumber(v));
-    double n = v->valuedouble;
-    cJSON_Delete(j);
-    return n;
 }
 
 static void test_sync_each_runtime(void **state)
@@ -181,8 +123,8 @@ static void test_timeout_is_504_and_container_replaced(void **state)
     assert_string_equal(error_code(j), "function_timeout");
     cJSON_Delete(j);
     client_response_clear(&r);
-    assert_int_equal(live_number(&daemon_proc, "slowpoke", "busy"), 0);
-    assert_int_equal(live_number(&daemon_proc, "slowpoke", "in_flight"), 0);
+    assert_int_equal(harness_live_number(&daemon_proc, "slowpoke", "busy"), 0);
+    assert_int_equal(harness_live_number(&daemon_proc, "slowpoke", "in_flight"), 0);
 }
 
 static void test_crash_is_502(void **state)
@@ -264,9 +206,9 @@ static void *bg_invoke(void *arg)
 static void wait_for_live(struct ignisd_proc *p, const char *fn, const char *key, double want)
 {
     uint64_t deadline = now_usec() + 10000000;
-    while (now_usec() < deadline && live_number(p, fn, key) != want)
+    while (now_usec() < deadline && harness_live_number(p, fn, key) != want)
         usleep(10000);
-    assert_true(live_number(p, fn, key) == want);
+    assert_true(harness_live_number(p, fn, key) == want);
 }
 
 static void test_queue_full_and_client_disconnect(void **state)
@@ -301,7 +243,7 @@ static void test_queue_full_and_client_disconnect(void **state)
         assert_int_equal(queued[i].status, 200);
     }
     /* 1 held + 2 served: the cancelled one never ran. */
-    assert_int_equal(live_number(&daemon_proc, "single", "invocations"), 3);
+    assert_int_equal(harness_live_number(&daemon_proc, "single", "invocations"), 3);
 }
 
 static cJSON *wait_invocation(struct ignisd_proc *p, const char *id, const char *status,
