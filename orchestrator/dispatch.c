@@ -466,6 +466,9 @@ void dispatch_worker_ready(struct fn *fn, struct worker *w)
         fn->spawn_latency_dev_us = latency / 2;
     }
     dispatch_kick(fn);
+    /* A spawn finishing frees one of the host's max_spawning slots: spawns held back by it go
+     * on now, not at the next tick (up to 50 ms per wave of 32 while a pool grows). */
+    dispatch_request_scale(fn->d);
 }
 
 void dispatch_spawn_failed(struct fn *fn, struct outcome *o)
