@@ -263,7 +263,7 @@ static void test_back_to_min_scale_when_idle(void **state)
 static void test_steady_rate_fresh_containers_rarely_cold(void **state)
 {
     harness_push(&daemon_proc, fixtures, "hello-exec", "fresh", "{\"reuse\": false}");
-    const char *args[] = {"-r", "30", "-t", "6", "-w", "1", NULL};
+    const char *args[] = {"-r", "30", "-t", "8", "-w", "1", NULL};
     cJSON *r = bench("fresh", args);
     double requests = num(r, "requests"), ok = num(r, "ok");
     double after = num(r, "after_warmup"), cold = num(r, "cold_starts_after_warmup");
