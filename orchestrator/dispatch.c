@@ -148,7 +148,11 @@ static void run_scaler(struct dispatch *d)
             .nspawning = fn->nspawning,
             .ndraining = fn->ndraining,
             .arrivals = fn->arrivals,
-            .spawn_latency_us = fn->spawn_latency_us,
+            /* The fresh reserve must cover the spawns that take long, not the average one: a
+             * loaded host's spawn times have a long tail, and every arrival that outruns the
+             * reserve is a cold start. So, like TCP's retransmission timeout, mean + 4 × mean
+             * deviation (RFC 6298). */
+            .spawn_latency_us = fn->spawn_latency_us + 4 * fn->spawn_latency_dev_us,
         };
         fn->arrivals = 0;
         in[i].idle = idle + ni;
@@ -405,6 +409,8 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
     inv->worker = NULL;
     fn->inflight--;
     fn->invocations++;
+    fn->billed_ms += (uint64_t)billed_ms;
+    latency_add(&fn->latency, now_usec() - inv->enqueued_us);
     if (o->kind != OUTCOME_OK)
         fn->errors++;
     if (o->kind == OUTCOME_TIMEOUT)
@@ -477,9 +483,20 @@ void dispatch_worker_ready(struct fn *fn, struct worker *w)
     fn->spawn_failures = 0;
     fn->spawn_not_before_us = 0;
     uint64_t latency = w->ready_us - w->spawned_us;
-    fn->spawn_latency_us =
-        fn->spawn_latency_us ? (fn->spawn_latency_us * 7 + latency) / 8 : latency;
+    if (fn->spawn_latency_us) {
+        /* RFC 6298's estimator (SRTT, RTTVAR): a mean and a mean deviation, updated first. */
+        uint64_t dev = latency > fn->spawn_latency_us ? latency - fn->spawn_latency_us
+                                                      : fn->spawn_latency_us - latency;
+        fn->spawn_latency_dev_us = (fn->spawn_latency_dev_us * 3 + dev) / 4;
+        fn->spawn_latency_us = (fn->spawn_latency_us * 7 + latency) / 8;
+    } else {
+        fn->spawn_latency_us = latency;
+        fn->spawn_latency_dev_us = latency / 2;
+    }
     dispatch_kick(fn);
+    /* A spawn finishing frees one of the host's max_spawning slots: spawns held back by it go
+     * on now, not at the next tick (up to 50 ms per wave of 32 while a pool grows). */
+    dispatch_request_scale(fn->d);
 }
 
 void dispatch_spawn_failed(struct fn *fn, struct outcome *o)
@@ -691,6 +708,11 @@ cJSON *dispatch_function_state(const struct fn *fn)
     cJSON_AddNumberToObject(o, "cold_starts", (double)fn->cold_starts);
     cJSON_AddNumberToObject(o, "timeouts", (double)fn->timeouts);
     cJSON_AddNumberToObject(o, "throttles", (double)fn->throttles);
+    cJSON_AddNumberToObject(o, "billed_ms", (double)fn->billed_ms);
+    cJSON_AddNumberToObject(o, "latency_p50_ms",
+                            (double)latency_percentile(&fn->latency, 50) / 1e3);
+    cJSON_AddNumberToObject(o, "latency_p99_ms",
+                            (double)latency_percentile(&fn->latency, 99) / 1e3);
     return o;
 }
 

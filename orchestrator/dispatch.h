@@ -13,6 +13,7 @@
 #include "http.h"
 #include "invocation.h"
 #include "journal.h"
+#include "latency.h"
 #include "loop.h"
 #include "manifest.h"
 #include "protocol.h"
@@ -78,6 +79,7 @@ struct fn {
     struct scaler_fn sc;             /* the scaler's state for this function */
     uint64_t arrivals;               /* enqueued since the scaler last ran */
     uint64_t spawn_latency_us;       /* smoothed spawn → ready */
+    uint64_t spawn_latency_dev_us;   /* its smoothed mean deviation */
     unsigned spawn_failures;   /* consecutive: spawning backs off */
     uint64_t spawn_not_before_us;
     bool removing;
@@ -86,6 +88,8 @@ struct fn {
     struct fn *next;
     /* counters for the API */
     uint64_t invocations, errors, cold_starts, timeouts, throttles;
+    uint64_t billed_ms;     /* summed over every attempt, as Ignis-Billed-Ms reports each */
+    struct latency latency; /* enqueue → result of recent attempts, for p50/p99 */
     uint64_t decisions[3][_SCALER_REASON_MAX]; /* by scaler action kind and reason */
 };
 
@@ -147,7 +151,7 @@ int dispatch_function_set(struct dispatch *d, const char *name, int64_t version,
 int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(void *userdata),
                              void *userdata);
 struct fn *dispatch_function(struct dispatch *d, const char *name);
-/* Live state for GET /v1/functions/{name}. */
+/* Live state for GET /v1/functions and GET /v1/functions/{name} (docs/api.md). */
 cJSON *dispatch_function_state(const struct fn *fn);
 
 /* Re-queues the async invocations the store holds as queued or running (after a restart). */

@@ -779,13 +779,31 @@ static cJSON *function_summary(const struct registry_function *f)
     return o;
 }
 
+/* Live state belongs to the dispatcher; until it fills it in, nothing is running. */
+static void add_live(const struct registry *r, const struct registry_function *f, cJSON *o)
+{
+    cJSON *live = cJSON_AddObjectToObject(o, "live");
+    if (r->hooks.describe)
+        r->hooks.describe(r->hooks.userdata, f, live);
+    else {
+        cJSON_AddNumberToObject(live, "ready", 0);
+        cJSON_AddNumberToObject(live, "busy", 0);
+        cJSON_AddNumberToObject(live, "spawning", 0);
+        cJSON_AddNumberToObject(live, "queue_depth", 0);
+    }
+}
+
 void registry_http_list(struct http_request *req, void *userdata)
 {
     struct registry *r = registry_of(userdata);
     cJSON *root = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(root, "functions");
-    for (size_t i = 0; i < r->n_fns; i++)
-        cJSON_AddItemToArray(arr, function_summary(r->fns[i]));
+    /* Each with its live state, so `ignis top` sees every function in one request. */
+    for (size_t i = 0; i < r->n_fns; i++) {
+        cJSON *o = function_summary(r->fns[i]);
+        add_live(r, r->fns[i], o);
+        cJSON_AddItemToArray(arr, o);
+    }
     http_reply_json(req, 200, root);
 }
 
@@ -803,16 +821,7 @@ void registry_http_get(struct http_request *req, void *userdata)
     cJSON *root = function_summary(f);
     cJSON_AddNumberToObject(root, "bundle_bytes", (double)f->bundle_bytes);
     cJSON_AddItemToObject(root, "manifest", manifest_to_json(f->manifest));
-    /* Live state belongs to the dispatcher; until it fills it in, nothing is running. */
-    cJSON *live = cJSON_AddObjectToObject(root, "live");
-    if (r->hooks.describe)
-        r->hooks.describe(r->hooks.userdata, f, live);
-    else {
-        cJSON_AddNumberToObject(live, "ready", 0);
-        cJSON_AddNumberToObject(live, "busy", 0);
-        cJSON_AddNumberToObject(live, "spawning", 0);
-        cJSON_AddNumberToObject(live, "queue_depth", 0);
-    }
+    add_live(r, f, root);
     http_reply_json(req, 200, root);
 }
 

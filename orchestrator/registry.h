@@ -35,8 +35,9 @@ struct registry_function {
 
 /* What the dispatcher plugs in. Every hook runs on the loop thread; all are optional.
  *
- * - describe: adds the function's live state to the "live" object of GET /v1/functions/{name}
- *   (ready, busy, spawning, queue_depth, ...). Without it those are reported as 0.
+ * - describe: adds the function's live state to its "live" object in GET /v1/functions/{name}
+ *   and in each entry of GET /v1/functions (ready, busy, spawning, queue_depth, ...). Without it
+ *   those are reported as 0.
  * - updated: a new version became current (also called at start-up for each function). The
  *   dispatcher starts new containers from f->bundle_dir from now on.
  * - drain: DELETE was accepted for f (f->deleting is already set: refuse new invocations). The

@@ -2,12 +2,13 @@
  * number of clients each sending back to back (closed loop), or a fixed arrival rate (open loop:
  * latency counts from when a request was due, so a slow server cannot hide its queueing behind
  * the generator: no coordinated omission). Prints throughput, latency percentiles and errors by
- * status; --json for scripts. */
+ * status, and how many answers said `Ignis-Cold-Start: true`; --json for scripts. */
 #include <curl/curl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 
@@ -22,12 +23,14 @@ static const char usage[] =
     "  -X, --method M        HTTP method (default GET, or POST with -d)\n"
     "  -H, --header H        add a header (repeatable)\n"
     "  -d, --data DATA       request body; @FILE reads it from FILE\n"
+    "  -w, --warmup S        count cold starts separately for requests due after S seconds\n"
     "      --json            print the result as JSON\n";
 
 struct client {
     CURL *easy;
     uint64_t due;  /* when this request was meant to start (rate mode) or started */
     bool busy;
+    bool cold; /* the answer said Ignis-Cold-Start: true */
 };
 
 struct stats {
@@ -35,6 +38,7 @@ struct stats {
     size_t n, cap;
     uint64_t status_count[600];
     uint64_t transport_errors;
+    uint64_t cold, after_warmup, cold_after_warmup;
 };
 
 static void record(struct stats *s, uint64_t usec, long status)
@@ -71,6 +75,21 @@ static size_t discard(char *p, size_t size, size_t n, void *userdata)
     return size * n;
 }
 
+/* Ignis marks the invocations that waited for their container to start. */
+static size_t on_header(char *p, size_t size, size_t n, void *userdata)
+{
+    struct client *cl = userdata;
+    static const char name[] = "Ignis-Cold-Start:";
+    size_t len = size * n;
+    if (len > sizeof(name) - 1 && strncasecmp(p, name, sizeof(name) - 1) == 0) {
+        const char *v = p + sizeof(name) - 1;
+        while (v < p + len && *v == ' ')
+            v++;
+        cl->cold = (size_t)(p + len - v) >= 4 && strncasecmp(v, "true", 4) == 0;
+    }
+    return len;
+}
+
 static char *load_data(const char *arg, size_t *ret_len)
 {
     if (arg[0] != '@') {
@@ -93,12 +112,13 @@ int main(int argc, char **argv)
         {"method", required_argument, NULL, 'X'},
         {"header", required_argument, NULL, 'H'},
         {"data", required_argument, NULL, 'd'},
+        {"warmup", required_argument, NULL, 'w'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {},
     };
     long concurrency = 1;
-    double rate = 0, duration = 10;
+    double rate = 0, duration = 10, warmup = 0;
     uint64_t max_requests = 0;
     const char *method = NULL;
     struct curl_slist *headers = curl_slist_append(NULL, "Expect:");
@@ -107,7 +127,7 @@ int main(int argc, char **argv)
     bool json = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, "c:r:t:n:X:H:d:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:r:t:n:X:H:d:w:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             concurrency = strtol(optarg, NULL, 10);
@@ -135,6 +155,9 @@ int main(int argc, char **argv)
                 return 1;
             }
             break;
+        case 'w':
+            warmup = strtod(optarg, NULL);
+            break;
         case 'j':
             json = true;
             break;
@@ -147,7 +170,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc - 1 || concurrency < 1 || concurrency > MAX_CLIENTS || duration <= 0 ||
-        rate < 0) {
+        rate < 0 || warmup < 0) {
         fputs(usage, stderr);
         return 2;
     }
@@ -173,6 +196,8 @@ int main(int argc, char **argv)
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
         curl_easy_setopt(e, CURLOPT_PRIVATE, &clients[i]);
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, &clients[i]);
         if (data) {
             curl_easy_setopt(e, CURLOPT_POSTFIELDS, data);
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)data_len);
@@ -181,6 +206,7 @@ int main(int argc, char **argv)
     }
 
     uint64_t start = now_usec(), end = start + (uint64_t)(duration * 1e6), started = 0;
+    uint64_t warm_end = start + (uint64_t)(warmup * 1e6);
     uint64_t next_due = start, interval = rate > 0 ? (uint64_t)(1e6 / rate) : 0;
     uint64_t late_starts = 0; /* rate mode: due requests with every client busy */
     size_t inflight = 0;
@@ -201,6 +227,7 @@ int main(int argc, char **argv)
             } else
                 clients[i].due = now;
             clients[i].busy = true;
+            clients[i].cold = false;
             inflight++;
             started++;
             curl_multi_add_handle(multi, clients[i].easy);
@@ -223,6 +250,11 @@ int main(int argc, char **argv)
             if (msg->data.result != CURLE_OK)
                 st.transport_errors++;
             record(&st, now_usec() - cl->due, msg->data.result == CURLE_OK ? status : 0);
+            st.cold += cl->cold;
+            if (cl->due >= warm_end) {
+                st.after_warmup++;
+                st.cold_after_warmup += cl->cold;
+            }
             curl_multi_remove_handle(multi, msg->easy_handle);
             cl->busy = false;
             inflight--;
@@ -250,12 +282,14 @@ int main(int argc, char **argv)
     if (json) {
         printf("{\"requests\":%zu,\"ok\":%llu,\"seconds\":%.3f,\"rps\":%.1f,\"p50_us\":%llu,"
                "\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"transport_errors\":%llu,"
+               "\"cold_starts\":%llu,\"after_warmup\":%llu,\"cold_starts_after_warmup\":%llu,"
                "\"status\":{",
                st.n, (unsigned long long)ok, elapsed, (double)st.n / elapsed,
                (unsigned long long)percentile(&st, 50), (unsigned long long)percentile(&st, 90),
                (unsigned long long)percentile(&st, 99),
                (unsigned long long)(st.n ? st.lat[st.n - 1] : 0),
-               (unsigned long long)st.transport_errors);
+               (unsigned long long)st.transport_errors, (unsigned long long)st.cold,
+               (unsigned long long)st.after_warmup, (unsigned long long)st.cold_after_warmup);
         bool first = true;
         for (int s = 1; s < 600; s++)
             if (st.status_count[s]) {
@@ -274,6 +308,16 @@ int main(int argc, char **argv)
             if (st.status_count[s])
                 printf(" %d: %llu", s, (unsigned long long)st.status_count[s]);
         printf("\n");
+        if (st.cold || warmup > 0)
+            printf("cold starts   %llu of %zu (%.2f%%)", (unsigned long long)st.cold, st.n,
+                   st.n ? 100.0 * (double)st.cold / (double)st.n : 0.0);
+        if (warmup > 0)
+            printf("; after %.1f s: %llu of %llu (%.2f%%)", warmup,
+                   (unsigned long long)st.cold_after_warmup, (unsigned long long)st.after_warmup,
+                   st.after_warmup ? 100.0 * (double)st.cold_after_warmup / (double)st.after_warmup
+                                   : 0.0);
+        if (st.cold || warmup > 0)
+            printf("\n");
         if (st.transport_errors)
             printf("errors        %llu transport errors\n",
                    (unsigned long long)st.transport_errors);

@@ -2,12 +2,23 @@
  * argv[0] the verb's name, and returns the process's exit status. */
 #pragma once
 
+#include <cjson/cJSON.h>
+
 #include "client.h"
 
 /* Prints "ignis: MESSAGE" on one line to stderr and returns 1. */
 int cli_fail(const char *fmt, ...) _printf_(1, 2);
 /* The server's error message from an {"error": {...}} body (or the status), as cli_fail. */
 int cli_fail_response(const struct client_response *resp);
+
+/* One request that must succeed with a 2xx; the parsed JSON body in *ret (and the raw text in
+ * *ret_raw unless NULL). Prints the failure and returns 1 otherwise (functions.c). */
+int cli_request_json(struct client *c, const char *method, const char *path,
+                     const char *const *headers, const void *body, size_t len, cJSON **ret,
+                     char **ret_raw);
+/* A string or number member of o; "" or 0 when absent or of another type. */
+const char *cli_str(const cJSON *o, const char *key);
+double cli_num(const cJSON *o, const char *key);
 
 /* functions.c: the registry's verbs. */
 int cli_push(struct client *c, int argc, char **argv);
@@ -21,3 +32,5 @@ int cli_result(struct client *c, int argc, char **argv);
 
 /* usage.c: the accountant's verb. */
 int cli_usage(struct client *c, int argc, char **argv);
+/* top.c: the live view of every function. */
+int cli_top(struct client *c, int argc, char **argv);

@@ -41,11 +41,9 @@ static int parse_opts(int argc, char **argv, bool *ret_json, const char **ret_na
     return optind;
 }
 
-/* One request whose success is the given status (or any 2xx when 0); the parsed JSON body in
- * *ret. Prints the failure and returns 1 otherwise. */
-static int request_json(struct client *c, const char *method, const char *path,
-                        const char *const *headers, const void *body, size_t len, cJSON **ret,
-                        char **ret_raw)
+int cli_request_json(struct client *c, const char *method, const char *path,
+                     const char *const *headers, const void *body, size_t len, cJSON **ret,
+                     char **ret_raw)
 {
     struct client_response resp;
     struct ig_error err = {};
@@ -69,13 +67,13 @@ static int request_json(struct client *c, const char *method, const char *path,
     return 0;
 }
 
-static const char *str(const cJSON *o, const char *key)
+const char *cli_str(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static double num(const cJSON *o, const char *key)
+double cli_num(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
@@ -152,15 +150,15 @@ int cli_push(struct client *c, int argc, char **argv)
     const char *headers[] = {"Content-Type: application/gzip", NULL};
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
-    int r = request_json(c, "PUT", path, headers, data, len, &root, &raw);
+    int r = cli_request_json(c, "PUT", path, headers, data, len, &root, &raw);
     if (r != 0)
         return r;
     if (json)
         printf("%s\n", raw);
     else
-        printf("%s version %.0f %s (sha256 %s)\n", str(root, "name"), num(root, "version"),
+        printf("%s version %.0f %s (sha256 %s)\n", cli_str(root, "name"), cli_num(root, "version"),
                cJSON_IsTrue(cJSON_GetObjectItem(root, "created")) ? "pushed" : "unchanged",
-               str(root, "digest"));
+               cli_str(root, "digest"));
     cJSON_Delete(root);
     return 0;
 }
@@ -177,7 +175,7 @@ int cli_ls(struct client *c, int argc, char **argv)
     }
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
-    int r = request_json(c, "GET", "/v1/functions", NULL, NULL, 0, &root, &raw);
+    int r = cli_request_json(c, "GET", "/v1/functions", NULL, NULL, 0, &root, &raw);
     if (r != 0)
         return r;
     if (json) {
@@ -188,8 +186,9 @@ int cli_ls(struct client *c, int argc, char **argv)
                "DIGEST");
         cJSON_ArrayForEach(f, cJSON_GetObjectItem(root, "functions"))
         {
-            printf("%-32s %7.0f %-9s %-8s %-24s %.12s\n", str(f, "name"), num(f, "version"),
-                   str(f, "runtime"), str(f, "state"), str(f, "updated_at"), str(f, "digest"));
+            printf("%-32s %7.0f %-9s %-8s %-24s %.12s\n", cli_str(f, "name"), cli_num(f, "version"),
+                   cli_str(f, "runtime"), cli_str(f, "state"), cli_str(f, "updated_at"),
+                   cli_str(f, "digest"));
         }
     }
     cJSON_Delete(root);
@@ -212,19 +211,19 @@ int cli_show(struct client *c, int argc, char **argv)
     snprintf(path, sizeof(path), "/v1/functions/%s", argv[i]);
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
-    int r = request_json(c, "GET", path, NULL, NULL, 0, &root, &raw);
+    int r = cli_request_json(c, "GET", path, NULL, NULL, 0, &root, &raw);
     if (r != 0)
         return r;
     if (json) {
         printf("%s\n", raw);
     } else {
-        printf("name:     %s\n", str(root, "name"));
-        printf("version:  %.0f\n", num(root, "version"));
-        printf("state:    %s\n", str(root, "state"));
-        printf("digest:   %s\n", str(root, "digest"));
-        printf("created:  %s\n", str(root, "created_at"));
-        printf("updated:  %s\n", str(root, "updated_at"));
-        printf("bundle:   %.0f bytes\n", num(root, "bundle_bytes"));
+        printf("name:     %s\n", cli_str(root, "name"));
+        printf("version:  %.0f\n", cli_num(root, "version"));
+        printf("state:    %s\n", cli_str(root, "state"));
+        printf("digest:   %s\n", cli_str(root, "digest"));
+        printf("created:  %s\n", cli_str(root, "created_at"));
+        printf("updated:  %s\n", cli_str(root, "updated_at"));
+        printf("bundle:   %.0f bytes\n", cli_num(root, "bundle_bytes"));
         const cJSON *live = cJSON_GetObjectItem(root, "live"), *v;
         printf("live:    ");
         cJSON_ArrayForEach(v, live)
@@ -259,14 +258,14 @@ int cli_rm(struct client *c, int argc, char **argv)
     snprintf(path, sizeof(path), "/v1/functions/%s", argv[i]);
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
-    int r = request_json(c, "DELETE", path, NULL, NULL, 0, &root, &raw);
+    int r = cli_request_json(c, "DELETE", path, NULL, NULL, 0, &root, &raw);
     if (r != 0)
         return r;
     if (json)
         printf("%s\n", raw);
     else
-        printf("%s deleted (version %.0f; %.0f bundle(s) removed)\n", str(root, "name"),
-               num(root, "version"), num(root, "bundles_removed"));
+        printf("%s deleted (version %.0f; %.0f bundle(s) removed)\n", cli_str(root, "name"),
+               cli_num(root, "version"), cli_num(root, "bundles_removed"));
     cJSON_Delete(root);
     return 0;
 }

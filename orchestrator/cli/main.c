@@ -25,6 +25,8 @@ static const char usage[] =
     "             an invocation's status, result or error, attempts and timings\n"
     "  usage [NAME] [--since 1h|UNIX|ISO] [--until ...] [--by minute|hour|day] [--json]\n"
     "             invocations, errors, billed ms, CPU ms, GB-s and peak memory per function\n"
+    "  top [--interval S]      every function's live state, refreshed (q quits); one\n"
+    "             snapshot when stdout is not a terminal\n"
     "  version                 print the client's and the server's versions\n"
     "  doctor                  the daemon's checks of its host (ok, degraded, failing)\n"
     "\n"
@@ -115,6 +117,7 @@ static const struct {
     {"invoke", cli_invoke},
     {"result", cli_result},
     {"usage", cli_usage},
+    {"top", cli_top},
     {"version", cmd_version},
     {"doctor", cmd_doctor},
 };

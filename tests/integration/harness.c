@@ -1,6 +1,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -411,4 +412,29 @@ void harness_push(struct ignisd_proc *p, const char *fixtures, const char *examp
     assert_int_equal(rc, 0);
     free(so);
     free(se);
+}
+
+cJSON *harness_function(struct ignisd_proc *p, const char *name)
+{
+    struct client_response r;
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/functions/%s", name);
+    assert_int_equal(harness_request(p, "GET", path, NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    if (!j)
+        fprintf(stderr, "not JSON: %s\n", r.body);
+    assert_non_null(j);
+    client_response_clear(&r);
+    return j;
+}
+
+double harness_live_number(struct ignisd_proc *p, const char *name, const char *key)
+{
+    cJSON *j = harness_function(p, name);
+    cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "live"), key);
+    assert_true(cJSON_IsNumber(v));
+    double n = v->valuedouble;
+    cJSON_Delete(j);
+    return n;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 // cmocka needs the above first
 #include <cmocka.h>
+#include <cjson/cJSON.h>
 #include <sys/types.h>
 
 #include "client.h"
@@ -56,11 +57,17 @@ int harness_request(struct ignisd_proc *p, const char *method, const char *path,
                     const char *const *headers, const void *body, size_t len,
                     struct client_response *ret);
 
+/* Copies runtime-images/examples/EXAMPLE into FIXTURES/NAME with function.json's name set to
+ * NAME and its fields overridden by OVERRIDES (a JSON object, may be NULL), and pushes it with
+ * the CLI, as a developer would. Fails the test if the push fails. */
+void harness_push(struct ignisd_proc *p, const char *fixtures, const char *example,
+                  const char *name, const char *overrides);
+/* GET /v1/functions/NAME, which must answer 200 with JSON (free it with cJSON_Delete). */
+cJSON *harness_function(struct ignisd_proc *p, const char *name);
+/* A number from the function's live state ("ready", "queue_depth", ...); fails if absent. */
+double harness_live_number(struct ignisd_proc *p, const char *name, const char *key);
+
 /* Runs a command (argv NULL-terminated), capturing stdout and stderr (each up to 64 KiB).
  * Returns the exit status, or -1. */
 int harness_run(char *const argv[], char **ret_out, char **ret_err);
 
-/* Copies runtime-images/examples/`example` into `fixtures`/`name`, with function.json's fields
- * overridden by `overrides` (a JSON object, may be NULL), and pushes it with the CLI. Asserts. */
-void harness_push(struct ignisd_proc *p, const char *fixtures, const char *example,
-                  const char *name, const char *overrides);

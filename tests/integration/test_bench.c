@@ -54,6 +54,8 @@ static void test_fixed_count_closed_loop(void **state)
     assert_int_equal((int)num(r, "requests"), 300);
     assert_int_equal((int)num(r, "ok"), 300);
     assert_int_equal((int)num(cJSON_GetObjectItem(r, "status"), "200"), 300);
+    /* /healthz says nothing of cold starts: none are counted. */
+    assert_int_equal((int)num(r, "cold_starts"), 0);
     assert_true(num(r, "p50_us") > 0);
     assert_true(num(r, "p50_us") <= num(r, "p99_us"));
     assert_true(num(r, "p99_us") <= num(r, "max_us"));

@@ -66,28 +66,6 @@ static const char *error_code(cJSON *j)
     return cJSON_IsString(c) ? c->valuestring : "";
 }
 
-static cJSON *function_live(struct ignisd_proc *p, const char *fn)
-{
-    struct client_response r;
-    char path[256];
-    snprintf(path, sizeof(path), "/v1/functions/%s", fn);
-    assert_int_equal(harness_request(p, "GET", path, NULL, NULL, 0, &r), 0);
-    assert_int_equal(r.status, 200);
-    cJSON *j = json_of(&r);
-    client_response_clear(&r);
-    return j;
-}
-
-static double live_number(struct ignisd_proc *p, const char *fn, const char *key)
-{
-    cJSON *j = function_live(p, fn);
-    cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "live"), key);
-    assert_true(cJSON_IsNumber(v));
-    double n = v->valuedouble;
-    cJSON_Delete(j);
-    return n;
-}
-
 static void test_sync_each_runtime(void **state)
 {
     static const struct {
@@ -146,8 +124,8 @@ static void test_timeout_is_504_and_container_replaced(void **state)
     assert_string_equal(error_code(j), "function_timeout");
     cJSON_Delete(j);
     client_response_clear(&r);
-    assert_int_equal(live_number(&daemon_proc, "slowpoke", "busy"), 0);
-    assert_int_equal(live_number(&daemon_proc, "slowpoke", "in_flight"), 0);
+    assert_int_equal(harness_live_number(&daemon_proc, "slowpoke", "busy"), 0);
+    assert_int_equal(harness_live_number(&daemon_proc, "slowpoke", "in_flight"), 0);
 }
 
 static void test_crash_is_502(void **state)
@@ -229,9 +207,9 @@ static void *bg_invoke(void *arg)
 static void wait_for_live(struct ignisd_proc *p, const char *fn, const char *key, double want)
 {
     uint64_t deadline = now_usec() + 10000000;
-    while (now_usec() < deadline && live_number(p, fn, key) != want)
+    while (now_usec() < deadline && harness_live_number(p, fn, key) != want)
         usleep(10000);
-    assert_true(live_number(p, fn, key) == want);
+    assert_true(harness_live_number(p, fn, key) == want);
 }
 
 static void test_queue_full_and_client_disconnect(void **state)
@@ -266,7 +244,7 @@ static void test_queue_full_and_client_disconnect(void **state)
         assert_int_equal(queued[i].status, 200);
     }
     /* 1 held + 2 served: the cancelled one never ran. */
-    assert_int_equal(live_number(&daemon_proc, "single", "invocations"), 3);
+    assert_int_equal(harness_live_number(&daemon_proc, "single", "invocations"), 3);
 }
 
 static cJSON *wait_invocation(struct ignisd_proc *p, const char *id, const char *status,
