@@ -182,21 +182,38 @@ out:
     free(in);
 }
 
-static void on_scale_posted(struct loop *l, void *userdata)
+/* Demand-driven scaler runs are at most this often: under a sustained queue every loop turn
+ * would ask, and a run (inputs for every function, the policy) costs more than a hand-off. */
+#define SCALE_MIN_INTERVAL_US 2000
+
+static void run_requested_scale(struct dispatch *d)
 {
-    struct dispatch *d = userdata;
     d->scale_pending = false;
+    d->last_scale_us = now_usec();
     run_scaler(d);
     for (struct fn *fn = d->fns; fn; fn = fn->next)
         if (!TAILQ_EMPTY(&fn->queue))
             dispatch_kick(fn);
 }
 
+static void on_scale_posted(struct loop *l, void *userdata)
+{
+    run_requested_scale(userdata);
+}
+
+static void on_scale_due(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    run_requested_scale(userdata);
+}
+
 void dispatch_request_scale(struct dispatch *d)
 {
     if (d->scale_pending || d->stopping)
         return;
-    if (loop_post(d->loop, on_scale_posted, d) == 0)
+    uint64_t due = d->last_scale_us + SCALE_MIN_INTERVAL_US, now = now_usec();
+    int r = due <= now ? loop_post(d->loop, on_scale_posted, d)
+                       : loop_add_timer(d->loop, due, on_scale_due, d, NULL);
+    if (r == 0)
         d->scale_pending = true;
 }
 

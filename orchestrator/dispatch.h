@@ -121,7 +121,8 @@ struct dispatch {
     uint64_t memory_committed; /* bytes: memory limits of live containers, draining included */
     struct scaler_state scaler;
     struct scaler_host host;
-    bool scale_pending;    /* a scaler run is posted */
+    bool scale_pending;    /* a scaler run is posted or timed */
+    uint64_t last_scale_us; /* monotonic: the last demand-driven run */
     bool removals_pending; /* finish_removals is posted */
 };
 
