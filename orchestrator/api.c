@@ -4,6 +4,8 @@
 #include "daemon.h"
 #include "registry.h"
 #include "store.h"
+#include "fnlog.h"
+#include "telemetry.h"
 
 static void get_healthz(struct http_request *req, void *userdata)
 {
@@ -36,6 +38,18 @@ static void get_invocation(struct http_request *req, void *userdata)
     dispatch_http_get_invocation(req, d->dispatch);
 }
 
+static void get_metrics(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    telemetry_http_metrics(req, d->dispatch, d->started_usec);
+}
+
+static void get_logs(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    fnlog_http_logs(req, dispatch_function(d->dispatch, http_request_param(req, 0)) != NULL);
+}
+
 const struct http_route api_routes[] = {
     {"GET", "/healthz", get_healthz, 0},
     {"GET", "/v1/version", get_version, 0},
@@ -47,5 +61,8 @@ const struct http_route api_routes[] = {
     /* Dispatch (dispatch.c, docs/api.md "Invocations"). */
     {"POST", "/v1/functions/{}/invoke", post_invoke, PROTO_DEFAULT_MAX_BODY},
     {"GET", "/v1/invocations/{}", get_invocation, 0},
+    /* The operators' view (telemetry.c, fnlog.c; docs/operations.md). */
+    {"GET", "/metrics", get_metrics, 0},
+    {"GET", "/v1/functions/{}/logs", get_logs, 0},
 };
 const size_t api_nroutes = ARRAY_SIZE(api_routes);

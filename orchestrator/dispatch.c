@@ -6,6 +6,7 @@
 #include "log.h"
 #include "pool.h"
 #include "registry.h"
+#include "telemetry.h"
 
 /* How often the dispatcher looks at idle workers and retention, at the least. */
 #define TICK_US (50 * 1000)
@@ -230,8 +231,10 @@ static void start(struct fn *fn, struct inv *inv, struct worker *w)
     inv->started_us = now_usec();
     inv->started_wall_us = (int64_t)wall_usec();
     inv->cold = !w->used && w->ready_us > inv->enqueued_us;
-    if (inv->cold)
+    if (inv->cold) {
         fn->cold_starts++;
+        telemetry_cold_start(inv, w);
+    }
     fn->inflight++;
     if (inv->async)
         inv_store_mark_running(d->journal, inv->id, inv->attempts, inv->started_wall_us, NULL,
@@ -391,6 +394,7 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
         fn->errors++;
     if (o->kind == OUTCOME_TIMEOUT)
         fn->timeouts++;
+    telemetry_complete(inv, o->kind, billed_ms);
 
     if (inv->async && d->stopping && o->kind != OUTCOME_OK) {
         /* Killed by our own shutdown: the record stays `running`, and the next start runs it
@@ -432,6 +436,8 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
     enum inv_status final = o->kind == OUTCOME_OK ? INV_SUCCEEDED
                             : fn->manifest->max_retries == 0 ? INV_FAILED
                                                              : INV_DEAD;
+    if (final == INV_DEAD)
+        telemetry_dead_letter(fn);
     if (final == INV_DEAD)
         log_warn("invocation dead-lettered", "function=%s id=%s attempts=%d error=\"%s\"",
                  fn->name, inv->id, inv->attempts, o->error_type ? o->error_type : "");

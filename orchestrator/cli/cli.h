@@ -18,3 +18,6 @@ int cli_rm(struct client *c, int argc, char **argv);
 /* invoke.c: the dispatcher's verbs. */
 int cli_invoke(struct client *c, int argc, char **argv);
 int cli_result(struct client *c, int argc, char **argv);
+
+/* logs.c: a function's output and platform events. */
+int cli_logs(struct client *c, int argc, char **argv);

@@ -22,6 +22,8 @@ static const char usage[] =
     "             --async prints the invocation's id once it is stored\n"
     "  result ID [--wait] [--json]\n"
     "             an invocation's status, result or error, attempts and timings\n"
+    "  logs NAME [-f] [--invocation ID] [--since TIME] [--json]\n"
+    "             a function's output per invocation and its platform events; -f follows\n"
     "  version                 print the client's and the server's versions\n"
     "\n"
     "The server is --server, else $IGNIS_URL, else http://127.0.0.1:8080.\n";
@@ -84,6 +86,7 @@ static const struct {
     {"rm", cli_rm},
     {"invoke", cli_invoke},
     {"result", cli_result},
+    {"logs", cli_logs},
     {"version", cmd_version},
 };
 

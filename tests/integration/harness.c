@@ -1,5 +1,7 @@
 #include "harness.h"
 
+#include <cjson/cJSON.h>
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -361,4 +363,42 @@ int harness_run(char *const argv[], char **ret_out, char **ret_err)
     if (waitpid(pid, &wstatus, 0) < 0)
         return -1;
     return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+}
+
+void harness_push(struct ignisd_proc *p, const char *src, const char *name, const char *overrides,
+                  const char *work_dir)
+{
+    char dst[512], cmd[1200];
+    snprintf(dst, sizeof(dst), "%s/%s", work_dir, name);
+    rm_rf(dst);
+    snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s'", src, dst);
+    assert_int_equal(system(cmd), 0);
+    char path[600], *text = NULL;
+    snprintf(path, sizeof(path), "%s/function.json", dst);
+    assert_int_equal(read_file(path, 1 << 16, &text, NULL), 0);
+    cJSON *m = cJSON_Parse(text);
+    free(text);
+    assert_non_null(m);
+    cJSON_ReplaceItemInObject(m, "name", cJSON_CreateString(name));
+    cJSON *o = overrides ? cJSON_Parse(overrides) : NULL;
+    for (cJSON *f = o ? o->child : NULL; f; f = f->next) {
+        cJSON_DeleteItemFromObject(m, f->string);
+        cJSON_AddItemToObject(m, f->string, cJSON_Duplicate(f, true));
+    }
+    cJSON_Delete(o);
+    char *out = cJSON_Print(m);
+    cJSON_Delete(m);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(out, fp);
+    fclose(fp);
+    free(out);
+    char *so = NULL, *se = NULL;
+    char *argv[] = {(char *)harness_cli(), "--server", p->url, "push", dst, NULL};
+    int rc = harness_run(argv, &so, &se);
+    if (rc != 0)
+        fprintf(stderr, "ignis push %s: %s%s\n", name, so, se);
+    assert_int_equal(rc, 0);
+    free(so);
+    free(se);
 }

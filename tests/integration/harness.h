@@ -53,6 +53,12 @@ int harness_request(struct ignisd_proc *p, const char *method, const char *path,
                     const char *const *headers, const void *body, size_t len,
                     struct client_response *ret);
 
+/* Copies the function in src (a directory with function.json) into work_dir/name, with
+ * function.json's name set to name and its fields overridden by `overrides` (a JSON object, may
+ * be NULL), and pushes it with the CLI as a developer would. Fails the test on any error. */
+void harness_push(struct ignisd_proc *p, const char *src, const char *name, const char *overrides,
+                  const char *work_dir);
+
 /* Runs a command (argv NULL-terminated), capturing stdout and stderr (each up to 64 KiB).
  * Returns the exit status, or -1. */
 int harness_run(char *const argv[], char **ret_out, char **ret_err);

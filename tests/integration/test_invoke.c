@@ -34,46 +34,14 @@ static int teardown(void **state)
     return status == 0 && leaks == 0 ? 0 : -1;
 }
 
-/* Copies the example `example` into a fixture dir named `name`, with function.json's fields
- * overridden by `overrides` (a JSON object, may be NULL), and pushes it with the CLI. */
+/* Pushes the example `example` as `name`, with function.json's fields overridden. */
 static void push(struct ignisd_proc *p, const char *example, const char *name,
                  const char *overrides)
 {
-    char src[512], dst[512], cmd[1200];
+    char src[512];
     snprintf(src, sizeof(src), "%s/runtime-images/examples/%s", getenv("IGNIS_SOURCE_DIR"),
              example);
-    snprintf(dst, sizeof(dst), "%s/%s", fixtures, name);
-    rm_rf(dst);
-    snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s'", src, dst);
-    assert_int_equal(system(cmd), 0);
-    char path[600], *text = NULL;
-    snprintf(path, sizeof(path), "%s/function.json", dst);
-    assert_int_equal(read_file(path, 1 << 16, &text, NULL), 0);
-    cJSON *m = cJSON_Parse(text);
-    free(text);
-    assert_non_null(m);
-    cJSON_ReplaceItemInObject(m, "name", cJSON_CreateString(name));
-    cJSON *o = overrides ? cJSON_Parse(overrides) : NULL;
-    for (cJSON *f = o ? o->child : NULL; f; f = f->next) {
-        cJSON_DeleteItemFromObject(m, f->string);
-        cJSON_AddItemToObject(m, f->string, cJSON_Duplicate(f, true));
-    }
-    cJSON_Delete(o);
-    char *out = cJSON_Print(m);
-    cJSON_Delete(m);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(out, fp);
-    fclose(fp);
-    free(out);
-    char *so = NULL, *se = NULL;
-    char *argv[] = {(char *)harness_cli(), "--server", p->url, "push", dst, NULL};
-    int rc = harness_run(argv, &so, &se);
-    if (rc != 0)
-        fprintf(stderr, "ignis push %s: %s%s\n", name, so, se);
-    assert_int_equal(rc, 0);
-    free(so);
-    free(se);
+    harness_push(p, src, name, overrides, fixtures);
 }
 
 static long invoke(struct ignisd_proc *p, const char *fn, const char *body,
