@@ -119,8 +119,7 @@ static void lfn_write(struct lfn *f)
 static void on_flush(struct loop *l, struct loop_timer *t, void *userdata)
 {
     L.flush_timer = NULL;
-    for (struct lfn *f = L.fns; f; f = f->next)
-        lfn_write(f);
+    fnlog_flush();
 }
 
 static struct lfn *lfn_get(const char *name)
@@ -146,6 +145,12 @@ int fnlog_init(struct loop *l, const char *state_dir, size_t invocation_cap, siz
     L.invocation_cap = invocation_cap ? invocation_cap : FNLOG_DEFAULT_INVOCATION_CAP;
     L.file_max = file_max ? file_max : FNLOG_DEFAULT_FILE_MAX;
     return 0; /* the logs dir is made with the first record written */
+}
+
+void fnlog_flush(void)
+{
+    for (struct lfn *f = L.fns; f; f = f->next)
+        lfn_write(f);
 }
 
 void fnlog_end_streams(void)
@@ -180,6 +185,7 @@ void fnlog_free(void)
         buf_done(&f->pending);
         free(f);
     }
+    L.loop = NULL; /* later events (a worker freed after this) are dropped */
 }
 
 static bool follower_wants(const struct follower *fo, const char *inv_id)
@@ -202,7 +208,13 @@ static void emit(const char *function, const char *inv_id, const char *stream, c
     snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(us % 1000000));
     /* cJSON escapes the text (control characters, quotes; invalid UTF-8 passes through as is). */
-    char *copy = strndup(text, len);
+    char *copy = malloc(len + 1);
+    if (copy) {
+        /* A NUL byte would end the JSON string early: it becomes a '?'. */
+        for (size_t i = 0; i < len; i++)
+            copy[i] = text[i] ? text[i] : '?';
+        copy[len] = '\0';
+    }
     cJSON *t = copy ? cJSON_CreateString(copy) : NULL;
     free(copy);
     char *esc = t ? cJSON_PrintUnformatted(t) : NULL;
@@ -275,8 +287,8 @@ void fnlog_src_flush(const char *function, struct fnlog_src *src, bool concurren
 {
     if (!L.loop)
         return;
-    flush_part(function, src, FNLOG_STDOUT, concurrent);
-    flush_part(function, src, FNLOG_STDERR, concurrent);
+    flush_part(function, src, FNLOG_STDOUT, concurrent || src->concurrent);
+    flush_part(function, src, FNLOG_STDERR, concurrent || src->concurrent);
 }
 
 void fnlog_output(const char *function, struct fnlog_src *src, const char *inv_id, bool concurrent,
@@ -291,6 +303,7 @@ void fnlog_output(const char *function, struct fnlog_src *src, const char *inv_i
         src->bytes = 0;
         src->truncated = false;
     }
+    src->concurrent = concurrent;
     if (src->truncated)
         return;
     size_t take = n;

@@ -25,6 +25,7 @@ struct fnlog_src {
     char inv[INV_ID_LEN + 1]; /* the invocation counted below ("" between invocations) */
     size_t bytes;
     bool truncated;
+    bool concurrent; /* the last output came while the container ran more than one */
     char part[2][FNLOG_LINE_MAX];
     size_t plen[2];
 };
@@ -32,6 +33,8 @@ struct fnlog_src {
 int fnlog_init(struct loop *l, const char *state_dir, size_t invocation_cap, size_t file_max);
 /* Ends every follow stream (before the HTTP server stops). */
 void fnlog_end_streams(void);
+/* Writes every function's pending records now (tests; before reading the files directly). */
+void fnlog_flush(void);
 /* Writes what is pending and frees everything (after the HTTP server is freed). */
 void fnlog_free(void);
 
