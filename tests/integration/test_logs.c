@@ -22,9 +22,52 @@ static int setup(void **state)
     return harness_start(&daemon_proc, NULL);
 }
 
+/* A follower still connected when the daemon stops (test_follow_... starts it): its stream
+ * must end, and the daemon still stop cleanly. */
+struct lingering {
+    pthread_t thread;
+    bool started;
+    long status;
+    int rc;
+    volatile bool reading; /* it has records: connected and streaming */
+};
+static struct lingering lingering;
+
+static bool keep_reading(const char *p, size_t n, void *userdata)
+{
+    lingering.reading = true;
+    return true;
+}
+
+static void *lingering_follow(void *arg)
+{
+    struct client *c;
+    struct client_response r;
+    struct ig_error err = {};
+    if (client_new(daemon_proc.url, &c) < 0)
+        return NULL;
+    lingering.rc =
+        client_stream(c, "/v1/functions/ticker/logs?follow=true", keep_reading, NULL, &r, &err);
+    if (lingering.rc == 0) {
+        lingering.status = r.status;
+        client_response_clear(&r);
+    }
+    client_free(c);
+    return NULL;
+}
+
 static int teardown(void **state)
 {
     int status = harness_stop(&daemon_proc);
+    if (lingering.started) {
+        /* harness_stop returned: the daemon is gone, so the stream has ended. */
+        pthread_join(lingering.thread, NULL);
+        if (lingering.rc != 0 || lingering.status != 200) {
+            fprintf(stderr, "the follower at shutdown: rc %d, HTTP %ld\n", lingering.rc,
+                    lingering.status);
+            status = -1;
+        }
+    }
     int leaks = harness_cleanup(&daemon_proc);
     rm_rf(fixtures);
     return status == 0 && leaks == 0 ? 0 : -1;
@@ -260,6 +303,13 @@ static void test_follow_delivers_a_running_invocations_lines(void **state)
                                       strstr(str(rec, "text"), "spawned")) spawned = true;
     assert_true(spawned);
     cJSON_Delete(recs);
+
+    /* A follower left connected: teardown stops the daemon under it. */
+    assert_int_equal(pthread_create(&lingering.thread, NULL, lingering_follow, NULL), 0);
+    lingering.started = true;
+    for (int i = 0; i < 3000 && !lingering.reading; i++)
+        usleep(10000);
+    assert_true(lingering.reading);
 
     /* Unknown functions and bad parameters. */
     assert_int_equal(
