@@ -2,9 +2,9 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "fnlog.h"
 #include "registry.h"
 #include "store.h"
-#include "fnlog.h"
 #include "telemetry.h"
 
 static void get_healthz(struct http_request *req, void *userdata)
