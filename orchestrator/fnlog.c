@@ -481,6 +481,12 @@ void fnlog_http_logs(struct http_request *req, bool function_known)
     fo->req = req;
     fo->lfn = f;
     fo->out = out;
+    if (out.len > FOLLOWER_MAX) {
+        /* A follower starts with at most its buffer's worth of history, from a record's start:
+         * many followers must not each hold a function's whole log. */
+        const char *nl = memchr(out.data + out.len - FOLLOWER_MAX, '\n', FOLLOWER_MAX);
+        fo->out.off = nl ? (size_t)(nl + 1 - out.data) : out.len;
+    }
     snprintf(fo->inv, sizeof(fo->inv), "%s", inv ? inv : "");
     LIST_INSERT_HEAD(&f->followers, fo, link);
     http_request_set_context(req, fo, follower_close);
