@@ -2,6 +2,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "doctor.h"
 #include "fnlog.h"
 #include "registry.h"
 #include "store.h"
@@ -50,9 +51,28 @@ static void get_logs(struct http_request *req, void *userdata)
     fnlog_http_logs(req, dispatch_function(d->dispatch, http_request_param(req, 0)) != NULL);
 }
 
+static void get_doctor(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    struct doctor_env env = {.state_dir = d->opts.state_dir,
+                             .images_dir = d->dispatch->opts.images_dir,
+                             .cg = d->cgroups};
+    cJSON *checks;
+    enum doctor_status worst;
+    if (doctor_run(&env, &checks, &worst) < 0) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "status", doctor_status_name(worst));
+    cJSON_AddItemToObject(root, "checks", checks);
+    http_reply_json(req, 200, root);
+}
+
 const struct http_route api_routes[] = {
     {"GET", "/healthz", get_healthz, 0},
     {"GET", "/v1/version", get_version, 0},
+    {"GET", "/v1/doctor", get_doctor, 0},
     /* The registry (registry.c, docs/api.md "Functions"). */
     {"GET", "/v1/functions", registry_http_list, 0},
     {"PUT", "/v1/functions/{}", registry_http_put, REGISTRY_MAX_BUNDLE},

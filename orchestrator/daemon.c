@@ -1,6 +1,7 @@
 #include "daemon.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -66,6 +67,17 @@ static int setup_cgroups(struct daemon *d, struct ig_error *err)
     return 0;
 }
 
+static int make_absolute(char *path, size_t size, struct ig_error *err)
+{
+    char abs[PATH_MAX];
+    if (!realpath(path, abs))
+        return ig_error_set(err, errno, "%s: %s", path, strerror(errno));
+    if (strlen(abs) >= size)
+        return ig_error_set(err, ENAMETOOLONG, "%s: path too long", abs);
+    strcpy(path, abs);
+    return 0;
+}
+
 static void on_dispatch_stopped(void *userdata)
 {
     struct daemon *d = userdata;
@@ -102,6 +114,15 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = prepare_state_dir(opts->state_dir, err);
     if (r < 0)
         goto fail;
+    /* Every path handed on (to the shim, to bundles, to images) is absolute: the shim refuses
+     * anything else, and a relative one would depend on a cwd nobody else shares. */
+    r = make_absolute(d->opts.state_dir, sizeof(d->opts.state_dir), err);
+    if (r < 0)
+        goto fail;
+    if (d->opts.images_dir[0] &&
+        (r = make_absolute(d->opts.images_dir, sizeof(d->opts.images_dir), err)) < 0)
+        goto fail;
+    opts = &d->opts;
     r = setup_cgroups(d, err);
     if (r < 0)
         goto fail;

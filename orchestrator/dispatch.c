@@ -368,10 +368,12 @@ static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
     if (inv->async)
         inv_store_finish(d->journal, &r, expires, NULL, NULL);
     else {
-        /* A sync invocation is written once, when it is over: nothing needs it durable before. */
+        /* A sync invocation is written once, when it is over, and without its result: the
+         * client has it, and storing every reply would double what the journal writes. */
+        r.result = NULL;
+        r.result_len = 0;
         r.content_type = inv->content_type;
         inv_store_insert(d->journal, &r, expires, NULL, NULL);
-        inv_store_finish(d->journal, &r, expires, NULL, NULL);
     }
 }
 

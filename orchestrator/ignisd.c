@@ -4,6 +4,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "doctor.h"
 #include "log.h"
 #include "options.h"
 
@@ -26,6 +27,19 @@ int main(int argc, char **argv)
     if (action == OPTIONS_VERSION) {
         printf("ignisd %s\n", IGNIS_VERSION);
         return 0;
+    }
+    if (action == OPTIONS_DOCTOR) {
+        char images[sizeof(opts.state_dir) + 16];
+        snprintf(images, sizeof(images), "%s/images", opts.state_dir);
+        struct doctor_env env = {.state_dir = opts.state_dir,
+                                 .images_dir = opts.images_dir[0] ? opts.images_dir : images};
+        cJSON *checks;
+        enum doctor_status worst;
+        if (doctor_run(&env, &checks, &worst) < 0)
+            return 1;
+        doctor_print(checks, stdout);
+        cJSON_Delete(checks);
+        return worst == DOCTOR_FAILING ? 1 : 0;
     }
     if (action == OPTIONS_CHECK_CONFIG) {
         printf("configuration ok: listen=%s:%u state_dir=%s\n", opts.listen_host,

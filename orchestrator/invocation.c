@@ -92,14 +92,22 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         JV_I(r->attempts),
         JV_I(r->max_retries),
         JV_I(r->created_us),
+        opt_i(r->started_us),
+        opt_i(r->finished_us),
         opt_i(r->next_attempt_us),
+        r->result ? JV_B(r->result, r->result_len) : JV_NULL_V,
+        JV_S(r->error_type),
+        JV_S(r->error_message),
+        JV_I(r->billed_ms),
+        JV_I(r->cold),
         JV_I(expires_us),
     };
     return journal_submit(j,
                           "INSERT INTO invocations (id, function, version, async, status, "
                           "payload, content_type, idempotency_key, attempts, max_retries, "
-                          "created_us, next_attempt_us, expires_us) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          "created_us, started_us, finished_us, next_attempt_us, result, "
+                          "error_type, error_message, billed_ms, cold, expires_us) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                           v, ARRAY_SIZE(v), done, userdata);
 }
 

@@ -53,7 +53,9 @@ struct inv_record {
 
 void inv_record_clear(struct inv_record *r);
 
-/* Durable writes. Each calls done (on the loop thread) once the row is on disk. */
+/* Durable writes. Each calls done (on the loop thread) once the row is on disk. An insert
+ * writes every field of r, so a record that is already final (a sync invocation) is one
+ * statement. */
 int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expires_us,
                      journal_done_fn done, void *userdata);
 int inv_store_mark_running(struct journal *j, const char *id, int attempts, int64_t started_us,

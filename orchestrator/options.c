@@ -17,6 +17,7 @@ const char options_usage[] =
     "  --images-dir DIR     where the runtime images are (default STATE_DIR/images)\n"
     "  --queue-max N        invocations a function may have waiting before 429 (default 1000)\n"
     "  --check-config       validate the options and the config file, then exit\n"
+    "  --doctor             check what this host offers Ignis, then exit\n"
     "  --help               show this help\n"
     "  --version            show the version\n";
 
@@ -176,6 +177,7 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"check-config", no_argument, NULL, 'C'},
+        {"doctor", no_argument, NULL, 'D'},
         {},
     };
     struct {
@@ -200,6 +202,10 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
             if (action == OPTIONS_RUN)
                 action = OPTIONS_CHECK_CONFIG;
             break;
+        case 'D':
+            if (action == OPTIONS_RUN)
+                action = OPTIONS_DOCTOR;
+            break;
         case 'c':
             if (strlen(optarg) >= sizeof(o->config))
                 return ig_error_set(err, ENAMETOOLONG, "--config: path too long");
@@ -221,7 +227,7 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
     if (optind < argc)
         return ig_error_set(err, EINVAL, "unexpected argument '%s'", argv[optind]);
 
-    if ((action == OPTIONS_RUN || action == OPTIONS_CHECK_CONFIG) && o->config[0]) {
+    if (action != OPTIONS_HELP && action != OPTIONS_VERSION && o->config[0]) {
         int r = options_load_config(o, o->config, err);
         if (r < 0)
             return r;

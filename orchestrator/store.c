@@ -59,6 +59,12 @@ static const struct store_migration migrations[] = {
                   "CREATE INDEX function_versions_digest ON function_versions (digest);"},
 };
 
+const struct store_migration *store_migrations(size_t *ret_n)
+{
+    *ret_n = ARRAY_SIZE(migrations);
+    return migrations;
+}
+
 int store_schema_version(void)
 {
     return (int)ARRAY_SIZE(migrations);

@@ -17,6 +17,9 @@ struct store_migration {
     const char *sql;
 };
 
+/* The migrations this build knows, in order (tests build older schemas with them). */
+const struct store_migration *store_migrations(size_t *ret_n);
+
 /* The schema version this build writes: the number of migrations it knows. */
 int store_schema_version(void);
 

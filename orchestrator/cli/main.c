@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "client.h"
+#include "doctor.h"
 #include "config.h"
 
 static const char usage[] =
@@ -25,6 +26,7 @@ static const char usage[] =
     "  logs NAME [-f] [--invocation ID] [--since TIME] [--json]\n"
     "             a function's output per invocation and its platform events; -f follows\n"
     "  version                 print the client's and the server's versions\n"
+    "  doctor                  the daemon's checks of its host (ok, degraded, failing)\n"
     "\n"
     "The server is --server, else $IGNIS_URL, else http://127.0.0.1:8080.\n";
 
@@ -76,6 +78,32 @@ static int cmd_version(struct client *c, int argc, char **argv)
     return r;
 }
 
+/* The running daemon's view of its host (GET /v1/doctor); exit 1 when a check fails. */
+static int cmd_doctor(struct client *c, int argc, char **argv)
+{
+    struct client_response resp;
+    struct ig_error err = {};
+    if (client_request(c, "GET", "/v1/doctor", NULL, NULL, 0, &resp, &err) < 0)
+        return cli_fail("%s (before the daemon runs: ignisd --doctor)", err.message);
+    if (resp.status != 200) {
+        int r = cli_fail_response(&resp);
+        client_response_clear(&resp);
+        return r;
+    }
+    cJSON *root = cJSON_Parse(resp.body);
+    client_response_clear(&resp);
+    const cJSON *checks = cJSON_GetObjectItem(root, "checks");
+    const cJSON *status = cJSON_GetObjectItem(root, "status");
+    if (!cJSON_IsArray(checks) || !cJSON_IsString(status)) {
+        cJSON_Delete(root);
+        return cli_fail("the server's doctor reply is malformed");
+    }
+    doctor_print(checks, stdout);
+    int r = streq(status->valuestring, "failing") ? 1 : 0;
+    cJSON_Delete(root);
+    return r;
+}
+
 static const struct {
     const char *name;
     int (*fn)(struct client *c, int argc, char **argv);
@@ -88,6 +116,7 @@ static const struct {
     {"result", cli_result},
     {"logs", cli_logs},
     {"version", cmd_version},
+    {"doctor", cmd_doctor},
 };
 
 int main(int argc, char **argv)

@@ -122,6 +122,30 @@ static int check_subtree_gone(const char *dir, void *userdata)
 }
 
 /* Starts ignisd on p's state dir and log, on a fresh port. */
+int harness_wait_healthy(struct ignisd_proc *p)
+{
+    if (!p->client && client_new(p->url, &p->client) < 0)
+        return -1;
+    uint64_t deadline = now_usec() + 10000000;
+    while (now_usec() < deadline) {
+        struct client_response resp;
+        struct ig_error err = {};
+        if (client_request(p->client, "GET", "/healthz", NULL, NULL, 0, &resp, &err) == 0) {
+            long status = resp.status;
+            client_response_clear(&resp);
+            if (status == 200)
+                return 0;
+        }
+        int wstatus;
+        if (p->pid > 0 && waitpid(p->pid, &wstatus, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return -1;
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
 static int start_daemon(struct ignisd_proc *p, const char *const *extra_args)
 {
     const char *argv[32];
@@ -162,25 +186,9 @@ static int start_daemon(struct ignisd_proc *p, const char *const *extra_args)
             execv(argv[0], (char *const *)argv);
             _exit(127);
         }
-        if (client_new(p->url, &p->client) < 0)
-            return -1;
-        uint64_t deadline = now_usec() + 10000000;
-        while (now_usec() < deadline) {
-            struct client_response resp;
-            struct ig_error err = {};
-            if (client_request(p->client, "GET", "/healthz", NULL, NULL, 0, &resp, &err) == 0) {
-                long status = resp.status;
-                client_response_clear(&resp);
-                if (status == 200)
-                    return 0;
-            }
-            int wstatus;
-            if (waitpid(p->pid, &wstatus, WNOHANG) == p->pid) {
-                p->pid = 0;
-                break; /* exited: maybe the port was taken meanwhile; try another */
-            }
-            usleep(10000);
-        }
+        if (harness_wait_healthy(p) == 0)
+            return 0;
+        /* It exited (maybe the port was taken meanwhile: try another) or never answered. */
         client_free(p->client);
         p->client = NULL;
         if (p->pid > 0) {

@@ -40,6 +40,9 @@ int harness_start(struct ignisd_proc *p, const char *const *extra_args);
 /* Starts ignisd again on p's state dir and log (after harness_stop, or after the test killed it
  * and reaped it, setting p->pid to 0), on a fresh port. */
 int harness_restart(struct ignisd_proc *p, const char *const *extra_args);
+/* Waits (10 s at most) until the daemon at p->url answers /healthz; creates p->client if
+ * needed. Returns 0, or -1 if it never did or its process p->pid exited. */
+int harness_wait_healthy(struct ignisd_proc *p);
 /* SIGTERM, then waits up to 15 s. Returns the exit status (or -1 on a signal or timeout, after
  * killing it and printing its log). The state dir is kept. */
 int harness_stop(struct ignisd_proc *p);

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -496,6 +497,39 @@ static void test_delete_drains(void **state)
     client_response_clear(&r);
 }
 
+/* ./scripts/run starts ignisd with --state-dir ./var: relative paths must work all the way to
+ * the containers (the shim takes only absolute ones). */
+static void test_relative_state_dir(void **state)
+{
+    char dir[] = "/tmp/ignis-relative.XXXXXX", listen[64], url[64];
+    assert_non_null(mkdtemp(dir));
+    uint16_t port = harness_free_port();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (chdir(dir) < 0)
+            _exit(127);
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 2);
+        execl(harness_ignisd(), "ignisd", "--listen", listen, "--state-dir", "./var",
+              "--images-dir", getenv("IGNIS_IMAGES_DIR"), NULL);
+        _exit(127);
+    }
+    struct ignisd_proc p = {.pid = pid, .port = port};
+    snprintf(p.url, sizeof(p.url), "%s", url);
+    snprintf(p.state_dir, sizeof(p.state_dir), "%s/var", dir);
+    assert_int_equal(harness_wait_healthy(&p), 0);
+    push(&p, "hello-exec", "relative", NULL);
+    struct client_response r;
+    assert_int_equal(invoke(&p, "relative", "rel", NULL, &r), 200);
+    assert_non_null(strstr(r.body, "Hello, rel!"));
+    client_response_clear(&r);
+    assert_int_equal(harness_stop(&p), 0);
+    client_free(p.client);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_queue_full_and_client_disconnect),
         cmocka_unit_test(test_async_success_retry_dead_letter_idempotency),
         cmocka_unit_test(test_cli_invoke_and_result),
+        cmocka_unit_test(test_relative_state_dir),
         cmocka_unit_test(test_delete_drains),
         cmocka_unit_test(test_kill9_loses_nothing),
         cmocka_unit_test(test_graceful_stop),

@@ -721,47 +721,10 @@ static void test_oversize_body(void **state)
     assert_store_only(NULL);
 }
 
-/* Stops the daemon and starts another on the same state dir (the harness's start makes a
- * fresh one), waiting until it answers. */
 static void restart_same_state(void)
 {
-    struct ignisd_proc *p = &daemon_proc;
-    char listen[64];
-
-    assert_int_equal(harness_stop(p), 0);
-    client_free(p->client);
-    p->client = NULL;
-    p->port = harness_free_port();
-    snprintf(listen, sizeof(listen), "127.0.0.1:%u", p->port);
-    snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%u", p->port);
-    p->pid = fork();
-    assert_true(p->pid >= 0);
-    if (p->pid == 0) {
-        int fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            dup2(fd, STDERR_FILENO);
-            dup2(fd, STDOUT_FILENO);
-        }
-        execl(harness_ignisd(), harness_ignisd(), "--listen", listen, "--state-dir", p->state_dir,
-              "--log-level", "debug", (char *)NULL);
-        _exit(127);
-    }
-    assert_int_equal(client_new(p->url, &p->client), 0);
-    /* Not a timing assertion: a generous bound on start-up, as harness_start has. */
-    uint64_t deadline = now_usec() + 10000000;
-    while (now_usec() < deadline) {
-        struct client_response resp;
-        struct ig_error err = {};
-        if (client_request(p->client, "GET", "/healthz", NULL, NULL, 0, &resp, &err) == 0) {
-            long status = resp.status;
-            client_response_clear(&resp);
-            if (status == 200)
-                return;
-        }
-        usleep(10000);
-    }
-    harness_print_log(p);
-    fail_msg("ignisd did not come back on the same state dir");
+    assert_int_equal(harness_stop(&daemon_proc), 0);
+    assert_int_equal(harness_restart(&daemon_proc, NULL), 0);
 }
 
 /* Functions survive a restart; what a crash could leave (an unpacked tree in the store's tmp,

@@ -1,0 +1,33 @@
+# Sourced by benchmarks: start_ignisd [IGNISD ARGS...] starts ignisd on a free loopback port with
+# a fresh state dir and the test images, waits until it answers, and sets $url, $state and
+# $ignisd_pid; the daemon and its state go when the calling script exits.
+build=${IGNIS_BUILD:-build}
+start_ignisd() {
+  state=$(mktemp -d /tmp/ignis-bench.XXXXXX)
+  ./scripts/build-images "$build/test-state" >/dev/null
+  "$build/orchestrator/ignisd" --listen 127.0.0.1:0 --state-dir "$state" \
+    --images-dir "$PWD/$build/test-state/images" "$@" 2>"$state.log" &
+  ignisd_pid=$!
+  trap 'kill $ignisd_pid 2>/dev/null; wait $ignisd_pid 2>/dev/null; rm -rf "$state" "$state.log"' EXIT
+  port=
+  for _ in $(seq 200); do
+    port=$(sed -n 's/.*msg="ignisd started".* listen=[^ ]*:\([0-9]*\) .*/\1/p' "$state.log" 2>/dev/null)
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  [ -n "$port" ] || { cat "$state.log" >&2; exit 1; }
+  url=http://127.0.0.1:$port
+}
+
+# push_example EXAMPLE NAME [JSON OVERRIDES]: pushes runtime-images/examples/EXAMPLE as NAME.
+push_example() {
+  dir="$state/fixture-$2"
+  rm -rf "$dir" && cp -r "runtime-images/examples/$1" "$dir"
+  python3 - "$dir/function.json" "$2" "${3:-{\}}" <<'PY'
+import json, sys
+path, name, over = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+m = json.load(open(path)); m["name"] = name; m.update(over)
+json.dump(m, open(path, "w"))
+PY
+  "$build/orchestrator/ignis" --server "$url" push "$dir" >/dev/null
+}
