@@ -43,6 +43,7 @@ static void unwatch(struct worker *w)
 
 static void drain_output(struct worker *w);
 static void record_usage(struct worker *w);
+static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata);
 
 static void worker_free(struct worker *w)
 {
@@ -197,6 +198,8 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
     case PROTO_READY:
         if (w->state != WORKER_SPAWNING)
             break;
+        if (w->sync_fd >= 0) /* the sync pipe's EOF came in the same loop turn: seen now */
+            on_sync(fn->d->loop, w->sync_fd, 0, w);
         w->ready_us = w->idle_since_us = now_usec();
         worker_set_state(w, WORKER_READY);
         log_debug("worker ready", "function=%s worker=%llu spawn_ms=%.3f", fn->name,

@@ -100,8 +100,9 @@ void telemetry_cold_start(const struct inv *inv, const struct worker *w)
     struct tfn *t = get(inv->fn->name);
     if (!t)
         return;
-    /* Without a seen sync-fd EOF (a container whose shim reported at once) the split between
-     * setup and init is unknown: all of it is counted as init. */
+    /* The split has the resolution of a loop turn: when the sync pipe's EOF and READY are
+     * seen in the same turn, the pool takes both as now, and the whole counts as setup. Without
+     * any sync pipe (exec_us 0), the whole counts as init. */
     uint64_t exec_us = w->exec_us ? w->exec_us : w->spawned_us;
     metrics_histogram_observe(&t->phases[PHASE_QUEUE],
                               seconds_between(inv->enqueued_us, inv->started_us));
