@@ -52,8 +52,13 @@ static struct {
 
 static int buf_add(struct buf *b, const char *s, size_t n)
 {
-    if (b->off > 0 && b->off == b->len)
-        b->off = b->len = 0;
+    /* What was read is dropped once it is all of it, or 64 KiB: a reader that never quite
+     * catches up must not make the buffer grow without end. */
+    if (b->off > 0 && (b->off == b->len || b->off >= 65536)) {
+        memmove(b->data, b->data + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+    }
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n + 1)
@@ -232,9 +237,16 @@ static void emit(const char *function, const char *inv_id, const char *stream, c
                        : truncated             ? ",\"truncated\":true}\n"
                                                : "}\n";
     size_t start = f->pending.len;
-    if (buf_add(&f->pending, head, (size_t)hn) == 0 && buf_add(&f->pending, esc, strlen(esc)) == 0)
-        buf_add(&f->pending, tail, strlen(tail));
+    int r = buf_add(&f->pending, head, (size_t)hn);
+    if (r == 0)
+        r = buf_add(&f->pending, esc, strlen(esc));
+    if (r == 0)
+        r = buf_add(&f->pending, tail, strlen(tail));
     free(esc);
+    if (r < 0) {
+        f->pending.len = start; /* no half record: the record is lost, not the file's lines */
+        return;
+    }
     const char *rec = f->pending.data + start;
     size_t rec_len = f->pending.len - start;
 
