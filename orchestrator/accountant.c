@@ -112,12 +112,6 @@ int accountant_record(struct journal *j, const struct acct_record *r)
         JV_I(u->oom_kills),
     };
 
-    if (log_get_level() == LOG_LEVEL_DEBUG) {
-        char line[512];
-        accountant_report_line(line, sizeof(line), r->id, u);
-        log_debug("report", "function=%s attempt=%d status=%s text=\"%s\"", r->function, r->attempt,
-                  status, line);
-    }
     /* OR IGNORE: an attempt is billed once, even if a crash made us write it twice. The rollup
      * trigger only fires for a row that was inserted. */
     return journal_submit(j,

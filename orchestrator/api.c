@@ -3,8 +3,10 @@
 #include "config.h"
 #include "daemon.h"
 #include "doctor.h"
+#include "fnlog.h"
 #include "registry.h"
 #include "store.h"
+#include "telemetry.h"
 
 static void get_healthz(struct http_request *req, void *userdata)
 {
@@ -35,6 +37,18 @@ static void get_invocation(struct http_request *req, void *userdata)
 {
     struct daemon *d = userdata;
     dispatch_http_get_invocation(req, d->dispatch);
+}
+
+static void get_metrics(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    telemetry_http_metrics(req, d->dispatch, d->started_usec);
+}
+
+static void get_logs(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    fnlog_http_logs(req, dispatch_function(d->dispatch, http_request_param(req, 0)) != NULL);
 }
 
 static void get_doctor(struct http_request *req, void *userdata)
@@ -75,5 +89,8 @@ const struct http_route api_routes[] = {
     {"GET", "/v1/invocations/{}", get_invocation, 0},
     /* The accountant (accountant.c, docs/api.md "Usage"). */
     {"GET", "/v1/usage", get_usage, 0},
+    /* The operators' view (telemetry.c, fnlog.c; docs/operations.md). */
+    {"GET", "/metrics", get_metrics, 0},
+    {"GET", "/v1/functions/{}/logs", get_logs, 0},
 };
 const size_t api_nroutes = ARRAY_SIZE(api_routes);

@@ -141,6 +141,52 @@ int client_request(struct client *c, const char *method, const char *path,
     return 0;
 }
 
+struct stream {
+    CURL *h;
+    bool (*on_data)(const char *p, size_t n, void *userdata);
+    void *userdata;
+    struct buf error;
+};
+
+static size_t on_stream_body(char *p, size_t size, size_t n, void *userdata)
+{
+    struct stream *st = userdata;
+    long status = 0;
+    curl_easy_getinfo(st->h, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || status >= 300)
+        return buf_append(&st->error, p, size * n);
+    return st->on_data(p, size * n, st->userdata) ? size * n : 0;
+}
+
+int client_stream(struct client *c, const char *path,
+                  bool (*on_data)(const char *p, size_t n, void *userdata), void *userdata,
+                  struct client_response *ret, struct ig_error *err)
+{
+    char url[4096];
+    CURL *h = c->curl;
+    struct stream st = {.h = h, .on_data = on_data, .userdata = userdata};
+
+    snprintf(url, sizeof(url), "%s%s", c->base, path);
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_stream_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);
+    CURLcode cr = curl_easy_perform(h);
+    memset(ret, 0, sizeof(*ret));
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
+    if (cr != CURLE_OK && cr != CURLE_WRITE_ERROR) {
+        free(st.error.data);
+        return ig_error_set(err, EIO, "cannot reach ignisd at %s: %s", c->base,
+                            curl_easy_strerror(cr));
+    }
+    ret->body = st.error.data ? st.error.data : strdup("");
+    ret->len = st.error.len;
+    ret->headers = strdup("");
+    return 0;
+}
+
 void client_response_clear(struct client_response *r)
 {
     free(r->body);

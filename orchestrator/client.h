@@ -26,6 +26,12 @@ int client_request(struct client *c, const char *method, const char *path,
                    const char *const *headers, const void *body, size_t len,
                    struct client_response *ret, struct ig_error *err);
 void client_response_clear(struct client_response *r);
+/* GET path, handing the body to on_data as it arrives (a reply that may never end, such as
+ * logs with follow=true); on_data returns false to stop. A reply that is not 2xx is collected
+ * into ret instead (its status and body, for the error), as is the status of a good one. */
+int client_stream(struct client *c, const char *path,
+                  bool (*on_data)(const char *p, size_t n, void *userdata), void *userdata,
+                  struct client_response *ret, struct ig_error *err);
 /* The value of a response header (case-insensitive name), copied into buf; NULL if absent. */
 const char *client_response_header(const struct client_response *r, const char *name, char *buf,
                                    size_t size);

@@ -8,7 +8,9 @@
 #include "api.h"
 #include "config.h"
 #include "container.h"
+#include "fnlog.h"
 #include "log.h"
+#include "telemetry.h"
 
 static int prepare_state_dir(const char *dir, struct ig_error *err)
 {
@@ -140,6 +142,14 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
         ig_error_set(err, -r, "setting up signals: %s", strerror(-r));
         goto fail;
     }
+    r = telemetry_init();
+    if (r == 0)
+        r = fnlog_init(d->loop, opts->state_dir, 0, 0);
+    if (r < 0) {
+        ig_error_set(err, -r, "setting up function logs under %s/logs: %s", opts->state_dir,
+                     strerror(-r));
+        goto fail;
+    }
     r = journal_new(d->loop, dbpath, &d->journal, err);
     if (r < 0)
         goto fail;
@@ -199,7 +209,12 @@ void daemon_free(struct daemon *d)
     accountant_free(d->accountant);
     journal_free(d->journal);
     dispatch_free(d->dispatch);
+    /* Follow streams end before the HTTP server flushes and closes them; the logs' state goes
+     * once their connections are gone. */
+    fnlog_end_streams();
     http_server_free(d->http);
+    fnlog_free();
+    telemetry_free();
     loop_free(d->loop);
     store_free(d->store);
     /* The container server is a process in the daemon's leaf: it goes before the subtree. */

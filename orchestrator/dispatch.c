@@ -4,9 +4,11 @@
 #include <sys/random.h>
 
 #include "container.h"
+#include "fnlog.h"
 #include "log.h"
 #include "pool.h"
 #include "registry.h"
+#include "telemetry.h"
 
 /* How often the dispatcher looks at idle workers and retention, at the least. */
 #define TICK_US (50 * 1000)
@@ -255,8 +257,10 @@ static void start(struct fn *fn, struct inv *inv, struct worker *w)
                      inv->cold ? w->ready_us - w->spawned_us : 0);
     inv->started_us = now_usec();
     inv->started_wall_us = (int64_t)wall_usec();
-    if (inv->cold)
+    if (inv->cold) {
         fn->cold_starts++;
+        telemetry_cold_start(inv, w);
+    }
     fn->inflight++;
     if (inv->async)
         inv_store_mark_running(d->journal, inv->id, inv->attempts, inv->started_wall_us, NULL,
@@ -432,6 +436,15 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
         fn->errors++;
     if (o->kind == OUTCOME_TIMEOUT)
         fn->timeouts++;
+    telemetry_complete(inv, o->kind, billed_ms);
+    if (inv->acct.handed_off) {
+        /* Lambda's REPORT line, in the function's own log stream, and the same figures for
+         * /metrics: one cgroup reading serves the ledger, the log and the metrics. */
+        char report[512];
+        accountant_report_line(report, sizeof(report), inv->id, &usage);
+        fnlog_platform(fn->name, inv->id, "%s", report);
+        telemetry_usage(fn->name, (double)usage.cpu_us / 1e6, usage.mem_peak_bytes);
+    }
 
     /* An attempt our own shutdown cut short is not billed: it runs again after the restart. */
     if (!(inv->async && d->stopping && o->kind != OUTCOME_OK))
@@ -483,6 +496,8 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
     enum inv_status final = o->kind == OUTCOME_OK ? INV_SUCCEEDED
                             : fn->manifest->max_retries == 0 ? INV_FAILED
                                                              : INV_DEAD;
+    if (final == INV_DEAD)
+        telemetry_dead_letter(fn);
     if (final == INV_DEAD)
         log_warn("invocation dead-lettered", "function=%s id=%s attempts=%d error=\"%s\"",
                  fn->name, inv->id, inv->attempts, o->error_type ? o->error_type : "");

@@ -55,6 +55,12 @@ struct http_request {
     void *ctx;
     http_close_fn on_close;
     struct http_request *prev, *next; /* in server->suspended */
+    /* A streamed reply (http_reply_stream): its source, and whether the connection is
+     * suspended because the source had nothing to send. */
+    http_stream_fn stream_read;
+    void *stream_ctx;
+    bool stream_waiting;
+    bool stream_gone; /* the client went away while the stream waited */
 };
 
 static void request_free(struct http_request *req)
@@ -165,6 +171,12 @@ static void on_peer_gone(struct loop *l, int fd, uint32_t events, void *userdata
 {
     struct http_request *req = userdata;
     unwatch_peer(req);
+    if (req->stream_waiting) {
+        /* A stream: resumed to end at once; its source is released when the connection is. */
+        req->stream_gone = true;
+        http_stream_wake(req);
+        return;
+    }
     if (req->on_close) {
         http_close_fn fn = req->on_close;
         req->on_close = NULL;
@@ -194,6 +206,59 @@ static int set_reply(struct http_request *req, struct MHD_Response *resp)
             s->kick_pending = true;
     }
     return 0;
+}
+
+/* libmicrohttpd asks for more of a streamed reply. With nothing to send, the connection is
+ * suspended from inside the reader (allowed since 0.9.x; returning 0 without suspending would
+ * make an external-epoll daemon spin) until http_stream_wake. */
+static ssize_t on_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct http_request *req = cls;
+    if (req->stream_gone)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    ssize_t n = req->stream_read(req->stream_ctx, buf, max);
+    if (n < 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n == 0 && !req->stream_waiting) {
+        req->stream_waiting = true;
+        MHD_suspend_connection(req->conn);
+        /* As for a deferred reply: libmicrohttpd would not notice the client going away. */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct loop *l = req->server->loop;
+        if (ci && loop_add_io(l, ci->connect_fd, EPOLLRDHUP, on_peer_gone, req) == 0)
+            req->watch_fd = ci->connect_fd;
+    }
+    return n;
+}
+
+int http_reply_stream(struct http_request *req, unsigned status, const char *content_type,
+                      http_stream_fn read, void *ctx)
+{
+    req->stream_read = read;
+    req->stream_ctx = ctx;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, on_stream_read, req, NULL);
+    if (!resp)
+        return -ENOMEM;
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    for (size_t i = 0; i < req->nheaders; i++)
+        MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+    req->status = status;
+    return set_reply(req, resp);
+}
+
+void http_stream_wake(struct http_request *req)
+{
+    if (!req->stream_waiting)
+        return;
+    unwatch_peer(req);
+    req->stream_waiting = false;
+    MHD_resume_connection(req->conn);
+    struct http_server *s = req->server;
+    if (!s->kick_pending && loop_post(s->loop, on_kick, s) == 0)
+        s->kick_pending = true;
 }
 
 int http_reply(struct http_request *req, unsigned status, const char *content_type,

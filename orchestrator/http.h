@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cjson/cJSON.h>
+#include <sys/types.h>
 
 #include "loop.h"
 #include "util.h"
@@ -56,6 +57,16 @@ int http_reply(struct http_request *req, unsigned status, const char *content_ty
                const void *body, size_t len);
 int http_reply_take(struct http_request *req, unsigned status, const char *content_type,
                     char *body, size_t len);
+/* A streamed (chunked) reply. read copies up to max bytes of what there is to send into buf and
+ * returns how many; 0 when there is nothing now (the connection waits, without a deadline, for
+ * http_stream_wake); -1 to end the reply. ctx is the caller's: free it in the request's close
+ * hook (http_request_set_context), which runs when the connection goes. */
+typedef ssize_t (*http_stream_fn)(void *ctx, char *buf, size_t max);
+int http_reply_stream(struct http_request *req, unsigned status, const char *content_type,
+                      http_stream_fn read, void *ctx);
+/* There is more to send on a streamed reply that waits. Any time, from the loop thread. */
+void http_stream_wake(struct http_request *req);
+
 /* Sends the JSON (compact) and frees it. */
 int http_reply_json(struct http_request *req, unsigned status, cJSON *json);
 /* {"error": {"code": code, "message": ...}} */

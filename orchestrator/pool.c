@@ -8,6 +8,7 @@
 
 #include "container.h"
 #include "log.h"
+#include "telemetry.h"
 
 /* What a runtime may write to stdout/stderr per read before we look at other fds. */
 #define LOG_CHUNK 65536
@@ -35,8 +36,13 @@ static void unwatch(struct worker *w)
         loop_del_io(l, w->out_fd);
     if (w->err_fd >= 0)
         loop_del_io(l, w->err_fd);
-    w->fd = w->out_fd = w->err_fd = -1;
+    if (w->sync_fd >= 0)
+        loop_del_io(l, w->sync_fd);
+    w->fd = w->out_fd = w->err_fd = w->sync_fd = -1;
 }
+
+static void drain_output(struct worker *w);
+static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata);
 
 static void worker_free(struct worker *w)
 {
@@ -50,6 +56,10 @@ static void worker_free(struct worker *w)
     size_t *counts[] = {&fn->nspawning, &fn->nready, &fn->nbusy, &fn->ndraining};
     (*counts[w->state])--;
     fn->d->memory_committed -= pool_worker_memory(w);
+    drain_output(w);
+    fnlog_src_flush(fn->name, &w->log, false);
+    fnlog_platform(fn->name, NULL, "container %llu destroyed after %u invocations",
+                   (unsigned long long)w->seq, w->served);
     unwatch(w);
     struct ig_error err = {};
     if (container_destroy(w->c, &err) < 0)
@@ -112,6 +122,14 @@ void pool_kill(struct worker *w, struct inv *timed_out)
     struct cg_stats end;
     bool end_ok;
     accountant_read(container_cgroup(w->c), &end, &end_ok);
+    struct inv *first = TAILQ_FIRST(&w->running);
+    if (timed_out)
+        fnlog_platform(fn->name, timed_out->id, "timeout: killed container %llu after %u ms",
+                       (unsigned long long)w->seq, fn->manifest->timeout_ms);
+    else if (crash.error_type && streq(crash.error_type, "Runtime.OutOfMemory"))
+        fnlog_platform(fn->name, first ? first->id : NULL,
+                       "OOM kill: container %llu reached its %u MB limit",
+                       (unsigned long long)w->seq, w->memory_mb);
 
     /* Kill first, then complete: what the invocations report must not race the container. */
     TAILQ_INIT(&running);
@@ -158,6 +176,9 @@ static void finished_one(struct worker *w, struct inv *inv, struct outcome *o)
 {
     struct fn *fn = w->fn;
     accountant_end(&inv->acct, container_cgroup(w->c));
+    /* Output written before the result is the invocation's: read it before it is over. */
+    drain_output(w);
+    fnlog_src_flush(fn->name, &w->log, w->inflight > 1);
     TAILQ_REMOVE(&w->running, inv, link);
     w->inflight--;
     w->served++;
@@ -181,6 +202,8 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
     case PROTO_READY:
         if (w->state != WORKER_SPAWNING)
             break;
+        if (w->sync_fd >= 0) /* the sync pipe's EOF came in the same loop turn: seen now */
+            on_sync(fn->d->loop, w->sync_fd, 0, w);
         w->ready_us = w->idle_since_us = now_usec();
         worker_set_state(w, WORKER_READY);
         log_debug("worker ready", "function=%s worker=%llu spawn_ms=%.3f", fn->name,
@@ -304,32 +327,53 @@ static void on_runtime_io(struct loop *l, int fd, uint32_t events, void *userdat
     }
 }
 
-/* The runtime's stdout and stderr: drained so that it never blocks on a full pipe. Per
- * invocation capture and the logs API belong to the operators' issue; until then the output is
- * dropped after debug logging. */
-static void on_output(struct loop *l, int fd, uint32_t events, void *userdata)
+/* The runtime's stdout and stderr: drained so that it never blocks on a full pipe, into the
+ * function's log (fnlog.c) under the invocation the worker runs. */
+static bool read_output(struct worker *w, int fd)
 {
-    struct worker *w = userdata;
     char buf[LOG_CHUNK];
     ssize_t n = read(fd, buf, sizeof(buf));
     if (n > 0) {
-        if (log_get_level() == LOG_LEVEL_DEBUG) {
-            size_t len = (size_t)n;
-            while (len > 0 && buf[len - 1] == '\n')
-                len--;
-            log_debug("function output", "function=%s stream=%s text=\"%.*s\"", w->fn->name,
-                      fd == w->out_fd ? "stdout" : "stderr", (int)(len > 512 ? 512 : len),
-                      buf);
-        }
-        return;
+        struct inv *inv = TAILQ_FIRST(&w->running);
+        fnlog_output(w->fn->name, &w->log, inv ? inv->id : NULL, w->inflight > 1,
+                     fd == w->out_fd ? FNLOG_STDOUT : FNLOG_STDERR, buf, (size_t)n);
+        return true;
     }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-        loop_del_io(l, fd);
+        loop_del_io(w->fn->d->loop, fd);
         if (fd == w->out_fd)
             w->out_fd = -1;
         else
             w->err_fd = -1;
     }
+    return false;
+}
+
+static void on_output(struct loop *l, int fd, uint32_t events, void *userdata)
+{
+    read_output(userdata, fd);
+}
+
+/* Reads what the pipes hold now (bounded: a function writing without pause cannot hold us). */
+static void drain_output(struct worker *w)
+{
+    for (int i = 0; i < 16 && w->out_fd >= 0 && read_output(w, w->out_fd); i++)
+        ;
+    for (int i = 0; i < 16 && w->err_fd >= 0 && read_output(w, w->err_fd); i++)
+        ;
+}
+
+/* The container's CPU since last counted, and its memory peak, for /metrics. */
+/* EOF (or the shim's error) on the sync pipe: setup is over and the runtime was exec'd (or
+ * not: container_finish_spawn keeps the answer for the spawn path to read again). */
+static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata)
+{
+    struct worker *w = userdata;
+    w->exec_us = now_usec();
+    loop_del_io(l, fd);
+    w->sync_fd = -1;
+    struct ig_error err = {};
+    container_finish_spawn(w->c, &err);
 }
 
 int pool_spawn(struct fn *fn, struct ig_error *err)
@@ -345,7 +389,7 @@ int pool_spawn(struct fn *fn, struct ig_error *err)
     w->fn = fn;
     w->seq = ++d->worker_seq;
     w->version = fn->version;
-    w->fd = w->out_fd = w->err_fd = -1;
+    w->fd = w->out_fd = w->err_fd = w->sync_fd = -1;
     w->state = WORKER_SPAWNING; /* counted once the container exists */
     w->memory_mb = m->memory_mb;
     TAILQ_INIT(&w->running);
@@ -421,6 +465,10 @@ int pool_spawn(struct fn *fn, struct ig_error *err)
         worker_free(w);
         return ig_error_set(err, -r, "watching the container: %s", strerror(-r));
     }
+    int sfd = container_sync_fd(w->c);
+    if (sfd >= 0 && loop_add_io(d->loop, sfd, EPOLLIN, on_sync, w) == 0)
+        w->sync_fd = sfd;
+    fnlog_platform(fn->name, NULL, "container %llu spawned", (unsigned long long)w->seq);
     return 0;
 }
 

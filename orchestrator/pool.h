@@ -4,6 +4,7 @@
 #pragma once
 
 #include "dispatch.h"
+#include "fnlog.h"
 
 struct container;
 
@@ -25,6 +26,11 @@ struct worker {
     uint64_t spawned_us, ready_us, idle_since_us; /* monotonic */
     uint64_t oom_kills_at_start;
     bool used; /* has been handed at least one invocation */
+    /* For the operators (telemetry.c, fnlog.c): when the shim's sync pipe reached EOF (the
+     * runtime was exec'd), CPU already counted, and the output's per-invocation state. */
+    int sync_fd;
+    uint64_t exec_us;
+    struct fnlog_src log;
     struct worker *next;
 };
 

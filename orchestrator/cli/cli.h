@@ -34,3 +34,5 @@ int cli_result(struct client *c, int argc, char **argv);
 int cli_usage(struct client *c, int argc, char **argv);
 /* top.c: the live view of every function. */
 int cli_top(struct client *c, int argc, char **argv);
+/* logs.c: a function's output and platform events. */
+int cli_logs(struct client *c, int argc, char **argv);

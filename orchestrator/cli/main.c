@@ -27,6 +27,8 @@ static const char usage[] =
     "             invocations, errors, billed ms, CPU ms, GB-s and peak memory per function\n"
     "  top [--interval S]      every function's live state, refreshed (q quits); one\n"
     "             snapshot when stdout is not a terminal\n"
+    "  logs NAME [-f] [--invocation ID] [--since TIME] [--json]\n"
+    "             a function's output per invocation and its platform events; -f follows\n"
     "  version                 print the client's and the server's versions\n"
     "  doctor                  the daemon's checks of its host (ok, degraded, failing)\n"
     "\n"
@@ -118,6 +120,7 @@ static const struct {
     {"result", cli_result},
     {"usage", cli_usage},
     {"top", cli_top},
+    {"logs", cli_logs},
     {"version", cmd_version},
     {"doctor", cmd_doctor},
 };

@@ -1,5 +1,7 @@
 #include "harness.h"
 
+#include <cjson/cJSON.h>
+
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -378,8 +380,11 @@ void harness_push(struct ignisd_proc *p, const char *fixtures, const char *examp
                   const char *name, const char *overrides)
 {
     char src[512], dst[512], cmd[1200];
-    snprintf(src, sizeof(src), "%s/runtime-images/examples/%s", getenv("IGNIS_SOURCE_DIR"),
-             example);
+    if (example[0] == '/')
+        snprintf(src, sizeof(src), "%s", example);
+    else
+        snprintf(src, sizeof(src), "%s/runtime-images/examples/%s", getenv("IGNIS_SOURCE_DIR"),
+                 example);
     snprintf(dst, sizeof(dst), "%s/%s", fixtures, name);
     rm_rf(dst);
     snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s'", src, dst);

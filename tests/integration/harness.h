@@ -57,7 +57,8 @@ int harness_request(struct ignisd_proc *p, const char *method, const char *path,
                     const char *const *headers, const void *body, size_t len,
                     struct client_response *ret);
 
-/* Copies runtime-images/examples/EXAMPLE into FIXTURES/NAME with function.json's name set to
+/* Copies runtime-images/examples/EXAMPLE (or the directory EXAMPLE, when it is an absolute
+ * path) into FIXTURES/NAME with function.json's name set to
  * NAME and its fields overridden by OVERRIDES (a JSON object, may be NULL), and pushes it with
  * the CLI, as a developer would. Fails the test if the push fails. */
 void harness_push(struct ignisd_proc *p, const char *fixtures, const char *example,

@@ -1,0 +1,147 @@
+/* Function logs without a daemon: lines cut across reads, the per-invocation cap and its
+ * marker, invocation changes, platform events, escaping, and rotation into previous.jsonl. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+// cmocka needs the above first
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fnlog.h"
+
+static char dir[64];
+static struct loop *l;
+
+static int setup(void **state)
+{
+    strcpy(dir, "/tmp/ignis-fnlog-test.XXXXXX");
+    if (!mkdtemp(dir) || loop_new(&l) < 0)
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fnlog_free();
+    loop_free(l);
+    rm_rf(dir);
+    return 0;
+}
+
+/* The records of a function's file, parsed, as an array. */
+static cJSON *records(const char *fn, const char *which)
+{
+    char path[256], *text = NULL;
+    snprintf(path, sizeof(path), "%s/logs/%s/%s.jsonl", dir, fn, which);
+    if (read_file(path, 1 << 24, &text, NULL) < 0)
+        return NULL;
+    cJSON *all = cJSON_CreateArray();
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *rec = cJSON_Parse(line);
+        assert_non_null(rec);
+        cJSON_AddItemToArray(all, rec);
+    }
+    free(text);
+    return all;
+}
+
+static const char *field(const cJSON *rec, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItem(rec, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void test_lines_cap_and_events(void **state)
+{
+    assert_int_equal(fnlog_init(l, dir, 100, 1 << 20), 0);
+    struct fnlog_src *src = calloc(1, sizeof(*src));
+    assert_non_null(src);
+
+    /* A line cut across two reads is one record; a quote and a tab are escaped. */
+    fnlog_output("f", src, "inv1", false, FNLOG_STDOUT, "hel", 3);
+    fnlog_output("f", src, "inv1", false, FNLOG_STDOUT, "lo \"x\"\tz\nsecond\n", 16);
+    fnlog_output("f", src, "inv1", true, FNLOG_STDERR, "partial", 7);
+    /* A new invocation: the partial line above is inv1's; then inv2 passes the cap of 100. */
+    char big[150];
+    memset(big, 'y', sizeof(big));
+    big[49] = '\n';
+    fnlog_output("f", src, "inv2", false, FNLOG_STDOUT, big, sizeof(big));
+    fnlog_output("f", src, "inv2", false, FNLOG_STDOUT, "more\n", 5);
+    fnlog_platform("f", NULL, "container %d spawned", 7);
+    fnlog_flush();
+
+    cJSON *recs = records("f", "current");
+    assert_non_null(recs);
+    if (cJSON_GetArraySize(recs) != 7) {
+        char *t = cJSON_Print(recs);
+        fprintf(stderr, "%s\n", t);
+        free(t);
+    }
+    assert_int_equal(cJSON_GetArraySize(recs), 7);
+    const cJSON *r0 = cJSON_GetArrayItem(recs, 0), *r1 = cJSON_GetArrayItem(recs, 1),
+                *r2 = cJSON_GetArrayItem(recs, 2), *r3 = cJSON_GetArrayItem(recs, 3),
+                *r4 = cJSON_GetArrayItem(recs, 4), *r5 = cJSON_GetArrayItem(recs, 5),
+                *r6 = cJSON_GetArrayItem(recs, 6);
+    assert_string_equal(field(r0, "text"), "hello \"x\"\tz");
+    assert_string_equal(field(r0, "invocation"), "inv1");
+    assert_string_equal(field(r0, "stream"), "stdout");
+    assert_non_null(field(r0, "time"));
+    assert_string_equal(field(r1, "text"), "second");
+    assert_string_equal(field(r2, "text"), "partial");
+    assert_string_equal(field(r2, "stream"), "stderr");
+    assert_string_equal(field(r2, "invocation"), "inv1");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r2, "concurrent")));
+    /* inv2: 49 bytes and a newline, then 50 more (the cap), then the marker. */
+    assert_int_equal(strlen(field(r3, "text")), 49);
+    assert_string_equal(field(r3, "invocation"), "inv2");
+    assert_int_equal(strlen(field(r4, "text")), 50);
+    assert_string_equal(field(r5, "stream"), "platform");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r5, "truncated")));
+    assert_string_equal(field(r5, "invocation"), "inv2");
+    /* Nothing of inv2's after the marker ("more" dropped); the platform event is there. */
+    assert_string_equal(field(r6, "stream"), "platform");
+    assert_string_equal(field(r6, "text"), "container 7 spawned");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(r6, "invocation")));
+    cJSON_Delete(recs);
+    fnlog_src_flush("f", src, false);
+    free(src);
+    fnlog_free();
+}
+
+static void test_rotation(void **state)
+{
+    assert_int_equal(fnlog_init(l, dir, 0, 4096), 0);
+    for (int i = 0; i < 200; i++) {
+        fnlog_platform("r", NULL, "event %d", i);
+        if (i % 10 == 9)
+            fnlog_flush();
+    }
+    fnlog_flush();
+    cJSON *prev = records("r", "previous"), *cur = records("r", "current");
+    assert_non_null(prev);
+    assert_non_null(cur);
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/logs/r/current.jsonl", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_size <= 4096);
+    /* The newest event is the last of current; previous holds the ones just before it. */
+    const cJSON *last = cJSON_GetArrayItem(cur, cJSON_GetArraySize(cur) - 1);
+    assert_string_equal(field(last, "text"), "event 199");
+    cJSON_Delete(prev);
+    cJSON_Delete(cur);
+    fnlog_free();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lines_cap_and_events),
+        cmocka_unit_test(test_rotation),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
