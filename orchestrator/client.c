@@ -127,7 +127,7 @@ int client_request(struct client *c, const char *method, const char *path,
     if (cr != CURLE_OK) {
         free(bbody.data);
         free(bhead.data);
-        int code = cr == CURLE_COULDNT_CONNECT       ? ECONNREFUSED
+        int code = cr == CURLE_COULDNT_CONNECT      ? ECONNREFUSED
                    : cr == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT
                                                     : EIO;
         return ig_error_set(err, code, "cannot reach ignisd at %s: %s", c->base,

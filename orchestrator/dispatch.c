@@ -80,7 +80,9 @@ static void note_decision(struct fn *fn, const struct scaler_action *a)
 {
     fn->decisions[a->kind][a->reason] += a->kind == SCALER_SPAWN ? a->count : 1;
     log_debug("scaler", "function=%s action=%s count=%u reason=%s", fn->name,
-              a->kind == SCALER_SPAWN ? "spawn" : a->kind == SCALER_REAP ? "reap" : "retire",
+              a->kind == SCALER_SPAWN  ? "spawn"
+              : a->kind == SCALER_REAP ? "reap"
+                                       : "retire",
               a->kind == SCALER_SPAWN ? a->count : 1, scaler_reason_name(a->reason));
 }
 
@@ -160,7 +162,8 @@ static void run_scaler(struct dispatch *d)
         in[i].idle = idle + ni;
         for (struct worker *w = fn->workers; w; w = w->next)
             if (w->state == WORKER_READY && w->inflight == 0)
-                idle[ni++] = (struct scaler_worker){.id = w->seq, .idle_since_us = w->idle_since_us};
+                idle[ni++] =
+                    (struct scaler_worker){.id = w->seq, .idle_since_us = w->idle_since_us};
         in[i].nidle = (size_t)(idle + ni - in[i].idle);
         in[i].running = running + nr;
         for (struct worker *w = fn->workers; w; w = w->next)
@@ -265,8 +268,8 @@ static void start(struct fn *fn, struct inv *inv, struct worker *w)
     if (inv->async)
         inv_store_mark_running(d->journal, inv->id, inv->attempts, inv->started_wall_us, NULL,
                                NULL);
-    loop_add_timer(d->loop, inv->started_us + (uint64_t)fn->manifest->timeout_ms * 1000,
-                   on_timeout, inv, &inv->timer);
+    loop_add_timer(d->loop, inv->started_us + (uint64_t)fn->manifest->timeout_ms * 1000, on_timeout,
+                   inv, &inv->timer);
     if (pool_send(w, inv) < 0) {
         /* The runtime is gone; pool_kill completes inv (and anything else it ran) as a crash. */
         pool_kill(w, NULL);
@@ -475,14 +478,15 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
         check_stopped(d);
         return;
     }
-    if (o->kind != OUTCOME_OK && inv->attempts <= (int)fn->manifest->max_retries &&
-        !fn->removing) {
+    if (o->kind != OUTCOME_OK && inv->attempts <= (int)fn->manifest->max_retries && !fn->removing) {
         uint64_t delay_ms = inv_backoff_ms((unsigned)inv->attempts, d->opts.retry_base_ms,
                                            d->opts.retry_cap_ms, random_u64());
         int64_t next = (int64_t)wall_usec() + (int64_t)delay_ms * 1000;
-        log_info("invocation will be retried", "function=%s id=%s attempt=%d delay_ms=%llu "
-                 "error=\"%s\"", fn->name, inv->id, inv->attempts,
-                 (unsigned long long)delay_ms, o->error_type ? o->error_type : "");
+        log_info("invocation will be retried",
+                 "function=%s id=%s attempt=%d delay_ms=%llu "
+                 "error=\"%s\"",
+                 fn->name, inv->id, inv->attempts, (unsigned long long)delay_ms,
+                 o->error_type ? o->error_type : "");
         record(d, inv, INV_QUEUED, o, billed_ms, next);
         /* Back in the queue at its place in arrival order is not what a retry wants: it goes
          * to the back, and its timer holds it until the backoff has passed. */
@@ -493,14 +497,14 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
         dispatch_kick(fn);
         return;
     }
-    enum inv_status final = o->kind == OUTCOME_OK ? INV_SUCCEEDED
+    enum inv_status final = o->kind == OUTCOME_OK            ? INV_SUCCEEDED
                             : fn->manifest->max_retries == 0 ? INV_FAILED
                                                              : INV_DEAD;
     if (final == INV_DEAD)
         telemetry_dead_letter(fn);
     if (final == INV_DEAD)
-        log_warn("invocation dead-lettered", "function=%s id=%s attempts=%d error=\"%s\"",
-                 fn->name, inv->id, inv->attempts, o->error_type ? o->error_type : "");
+        log_warn("invocation dead-lettered", "function=%s id=%s attempts=%d error=\"%s\"", fn->name,
+                 inv->id, inv->attempts, o->error_type ? o->error_type : "");
     record(d, inv, final, o, billed_ms, 0);
     inv_free(inv);
     if (fn->removing)

@@ -51,7 +51,7 @@ struct inv {
     size_t body_len;
     char *content_type;
     char *idempotency_key;
-    int attempts;      /* attempts started, this one included */
+    int attempts; /* attempts started, this one included */
     int64_t created_wall_us, started_wall_us;
     uint64_t enqueued_us, started_us; /* monotonic */
     bool cold;
@@ -80,7 +80,7 @@ struct fn {
     uint64_t arrivals;               /* enqueued since the scaler last ran */
     uint64_t spawn_latency_us;       /* smoothed spawn → ready */
     uint64_t spawn_latency_dev_us;   /* its smoothed mean deviation */
-    unsigned spawn_failures;   /* consecutive: spawning backs off */
+    unsigned spawn_failures;         /* consecutive: spawning backs off */
     uint64_t spawn_not_before_us;
     bool removing;
     void (*removed)(void *userdata);
@@ -96,9 +96,9 @@ struct fn {
 struct dispatch_options {
     char state_dir[4096];
     char images_dir[4200];
-    size_t queue_max;         /* per function; 429 past it (default 1000) */
-    int64_t retention_us;     /* how long records are kept (default 24 h) */
-    int64_t idempotency_us;   /* window for Idempotency-Key (24 h) */
+    size_t queue_max;       /* per function; 429 past it (default 1000) */
+    int64_t retention_us;   /* how long records are kept (default 24 h) */
+    int64_t idempotency_us; /* window for Idempotency-Key (24 h) */
     uint64_t retry_base_ms, retry_cap_ms;
     uint64_t shutdown_grace_ms; /* in-flight sync invocations get this long at SIGTERM */
     uint64_t memory_budget;     /* bytes for all containers' limits; 0: 80% of MemTotal */
@@ -121,9 +121,9 @@ struct dispatch {
     uint64_t memory_committed; /* bytes: memory limits of live containers, draining included */
     struct scaler_state scaler;
     struct scaler_host host;
-    bool scale_pending;    /* a scaler run is posted or timed */
+    bool scale_pending;     /* a scaler run is posted or timed */
     uint64_t last_scale_us; /* monotonic: the last demand-driven run */
-    bool removals_pending; /* finish_removals is posted */
+    bool removals_pending;  /* finish_removals is posted */
 };
 
 void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir);

@@ -51,8 +51,8 @@ static void check_kernel(cJSON *arr, enum doctor_status *worst)
     if (v >= 5019)
         add(arr, worst, "kernel", DOCTOR_OK, NULL, "%s", u.release);
     else if (v >= 5003)
-        add(arr, worst, "kernel", DOCTOR_DEGRADED, "a kernel >= 5.19",
-            "%s: %s%s%s", u.release, v < 5007 ? "no CLONE_INTO_CGROUP; " : "",
+        add(arr, worst, "kernel", DOCTOR_DEGRADED, "a kernel >= 5.19", "%s: %s%s%s", u.release,
+            v < 5007 ? "no CLONE_INTO_CGROUP; " : "",
             v < 5014 ? "no cgroup.kill (freeze-kill-thaw instead); " : "",
             "no memory.peak (peak memory per invocation is approximate)");
     else
@@ -79,8 +79,8 @@ static void check_namespaces(cJSON *arr, enum doctor_status *worst)
     static const struct {
         int flag;
         const char *name;
-    } ns[] = {{CLONE_NEWPID, "pid"}, {CLONE_NEWNS, "mount"},   {CLONE_NEWUTS, "uts"},
-              {CLONE_NEWIPC, "ipc"}, {CLONE_NEWNET, "net"},    {CLONE_NEWCGROUP, "cgroup"}};
+    } ns[] = {{CLONE_NEWPID, "pid"}, {CLONE_NEWNS, "mount"}, {CLONE_NEWUTS, "uts"},
+              {CLONE_NEWIPC, "ipc"}, {CLONE_NEWNET, "net"},  {CLONE_NEWCGROUP, "cgroup"}};
     char missing[128] = "";
     for (size_t i = 0; i < ARRAY_SIZE(ns); i++)
         if (!can_unshare(ns[i].flag, 0))
@@ -88,8 +88,8 @@ static void check_namespaces(cJSON *arr, enum doctor_status *worst)
                      ns[i].name);
     if (missing[0])
         add(arr, worst, "namespaces", DOCTOR_FAILING,
-            "run ignisd as root on a kernel with these namespaces enabled",
-            "cannot create:%s", missing);
+            "run ignisd as root on a kernel with these namespaces enabled", "cannot create:%s",
+            missing);
     else
         add(arr, worst, "namespaces", DOCTOR_OK, NULL, "pid, mount, uts, ipc, net, cgroup");
     /* Unprivileged user namespaces are only needed for specs that ask for one. */
@@ -132,8 +132,7 @@ static void check_cgroups(const struct doctor_env *env, cJSON *arr, enum doctor_
         add(arr, worst, "cgroups", DOCTOR_FAILING, "run ignisd as root",
             "no usable cgroups: no limits, no accounting");
     else if (streq(degraded, "none"))
-        add(arr, worst, "cgroups", DOCTOR_OK, NULL, "%s; every feature usable",
-            cg_mode_name(mode));
+        add(arr, worst, "cgroups", DOCTOR_OK, NULL, "%s; every feature usable", cg_mode_name(mode));
     else
         add(arr, worst, "cgroups", DOCTOR_DEGRADED,
             "delegate these controllers to ignisd's cgroup (systemd: Delegate=yes)",
@@ -185,8 +184,7 @@ static void check_images(const struct doctor_env *env, cJSON *arr, enum doctor_s
     for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
         snprintf(path, sizeof(path), "%s/%s/ignis/bootstrap", env->images_dir, names[i]);
         if (access(path, X_OK) < 0)
-            snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s",
-                     names[i]);
+            snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s", names[i]);
     }
     if (!missing[0])
         add(arr, worst, "runtime images", DOCTOR_OK, NULL, "exec, python3, node, provided in %s",
@@ -212,8 +210,8 @@ static void check_state_dir(const struct doctor_env *env, cJSON *arr, enum docto
     else if ((st.st_mode & 077) != 0 || st.st_uid != geteuid())
         add(arr, worst, "state dir", DOCTOR_DEGRADED,
             "chown it to the daemon's user and chmod 0700",
-            "%s has mode %04o, owner %u: other users can read bundles and results",
-            env->state_dir, st.st_mode & 07777, st.st_uid);
+            "%s has mode %04o, owner %u: other users can read bundles and results", env->state_dir,
+            st.st_mode & 07777, st.st_uid);
     else
         add(arr, worst, "state dir", DOCTOR_OK, NULL, "%s, mode 0700", env->state_dir);
 
@@ -233,8 +231,7 @@ static void check_memory(cJSON *arr, enum doctor_status *worst)
     _cleanup_free_ char *mi = NULL;
     unsigned long long avail_kb = 0;
     const char *p;
-    if (read_file("/proc/meminfo", 1 << 16, &mi, NULL) == 0 &&
-        (p = strstr(mi, "MemAvailable:")))
+    if (read_file("/proc/meminfo", 1 << 16, &mi, NULL) == 0 && (p = strstr(mi, "MemAvailable:")))
         sscanf(p, "MemAvailable: %llu", &avail_kb);
     unsigned long long mb = avail_kb >> 10;
     add(arr, worst, "memory", mb >= 512 ? DOCTOR_OK : DOCTOR_DEGRADED,

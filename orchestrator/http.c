@@ -41,10 +41,10 @@ struct http_request {
     char *body;
     size_t body_len, body_cap;
     bool body_too_large;
-    bool handled;    /* the handler has been called */
-    bool replied;    /* a response was queued: any further body is discarded */
-    bool suspended;  /* the connection is suspended waiting for a deferred reply */
-    int watch_fd;    /* its socket, watched for the peer going away while suspended; or -1 */
+    bool handled;   /* the handler has been called */
+    bool replied;   /* a response was queued: any further body is discarded */
+    bool suspended; /* the connection is suspended waiting for a deferred reply */
+    int watch_fd;   /* its socket, watched for the peer going away while suspended; or -1 */
     struct MHD_Response *response;
     unsigned status;
     struct {
@@ -264,12 +264,12 @@ void http_stream_wake(struct http_request *req)
 int http_reply(struct http_request *req, unsigned status, const char *content_type,
                const void *body, size_t len)
 {
-    return set_reply(req, make_response(req, status, content_type, (void *)body, len,
-                                        MHD_RESPMEM_MUST_COPY));
+    return set_reply(
+        req, make_response(req, status, content_type, (void *)body, len, MHD_RESPMEM_MUST_COPY));
 }
 
-int http_reply_take(struct http_request *req, unsigned status, const char *content_type,
-                    char *body, size_t len)
+int http_reply_take(struct http_request *req, unsigned status, const char *content_type, char *body,
+                    size_t len)
 {
     struct MHD_Response *resp =
         make_response(req, status, content_type, body, len, MHD_RESPMEM_MUST_FREE);
@@ -286,13 +286,12 @@ int http_reply_json(struct http_request *req, unsigned status, cJSON *json)
     cJSON_Delete(json);
     if (!text)
         return http_reply(req, 500, "application/json",
-                          "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}",
-                          58);
+                          "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}", 58);
     return http_reply_take(req, status, "application/json", text, strlen(text));
 }
 
-int http_reply_error(struct http_request *req, unsigned status, const char *code,
-                     const char *fmt, ...)
+int http_reply_error(struct http_request *req, unsigned status, const char *code, const char *fmt,
+                     ...)
 {
     char message[1024];
     va_list ap;
@@ -358,7 +357,7 @@ const char *http_request_peer(struct http_request *req)
         if (ci && ci->client_addr)
             getnameinfo(ci->client_addr,
                         ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                                : sizeof(struct sockaddr_in),
+                                                               : sizeof(struct sockaddr_in),
                         req->peer, sizeof(req->peer), NULL, 0, NI_NUMERICHOST);
     }
     return req->peer;
@@ -435,8 +434,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         }
         if (!find_route(s, req))
             return queue_reply(req);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
             char *end;
             errno = 0;
@@ -459,8 +458,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (n > req->route->max_body - req->body_len) {
             /* A chunked body past the limit: no response may be queued while data flows, and
              * reading the rest would let a client make us swallow any amount, so abort. */
-            log_info("http body over limit", "path=%s limit=%zu", req->path,
-                     req->route->max_body);
+            log_info("http body over limit", "path=%s limit=%zu", req->path, req->route->max_body);
             return MHD_NO;
         }
         if (req->body_len + n + 1 > req->body_cap) {
@@ -550,15 +548,15 @@ static int64_t on_prepare(struct loop *l, void *userdata)
 static int make_listen_socket(const char *host, uint16_t port, uint16_t *ret_port,
                               struct ig_error *err)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_PASSIVE},
                     *res = NULL;
     char portstr[8];
     snprintf(portstr, sizeof(portstr), "%u", port);
     int r = getaddrinfo(host, portstr, &hints, &res);
     if (r != 0)
-        return ig_error_set(err, EINVAL, "cannot listen on %s:%u: %s", host, port,
-                            gai_strerror(r));
+        return ig_error_set(err, EINVAL, "cannot listen on %s:%u: %s", host, port, gai_strerror(r));
     _cleanup_close_ int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         freeaddrinfo(res);
@@ -589,8 +587,8 @@ int http_server_new(struct loop *l, const char *host, uint16_t port,
 
     if (!s)
         return ig_error_set(err, ENOMEM, "out of memory");
-    *s = (struct http_server){.loop = l, .routes = routes, .nroutes = nroutes,
-                              .userdata = userdata, .mhd_epfd = -1};
+    *s = (struct http_server){
+        .loop = l, .routes = routes, .nroutes = nroutes, .userdata = userdata, .mhd_epfd = -1};
     s->listen_fd = make_listen_socket(host, port, &s->port, err);
     if (s->listen_fd < 0) {
         r = s->listen_fd;
@@ -600,8 +598,8 @@ int http_server_new(struct loop *l, const char *host, uint16_t port,
     /* MHD_USE_EPOLL without an internal thread: we run it from our loop. The option value
      * types must be exact (unsigned int, size_t): a wrong one is silent memory corruption. */
     s->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL,
-        NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, s, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTION_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_IDLE_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,

@@ -55,8 +55,8 @@ int http_set_header(struct http_request *req, const char *name, const char *valu
  * body (malloc'd) in http_reply_take. */
 int http_reply(struct http_request *req, unsigned status, const char *content_type,
                const void *body, size_t len);
-int http_reply_take(struct http_request *req, unsigned status, const char *content_type,
-                    char *body, size_t len);
+int http_reply_take(struct http_request *req, unsigned status, const char *content_type, char *body,
+                    size_t len);
 /* A streamed (chunked) reply. read copies up to max bytes of what there is to send into buf and
  * returns how many; 0 when there is nothing now (the connection waits, without a deadline, for
  * http_stream_wake); -1 to end the reply. ctx is the caller's: free it in the request's close
@@ -70,5 +70,5 @@ void http_stream_wake(struct http_request *req);
 /* Sends the JSON (compact) and frees it. */
 int http_reply_json(struct http_request *req, unsigned status, cJSON *json);
 /* {"error": {"code": code, "message": ...}} */
-int http_reply_error(struct http_request *req, unsigned status, const char *code,
-                     const char *fmt, ...) _printf_(4, 5);
+int http_reply_error(struct http_request *req, unsigned status, const char *code, const char *fmt,
+                     ...) _printf_(4, 5);

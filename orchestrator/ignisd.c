@@ -42,8 +42,8 @@ int main(int argc, char **argv)
         return worst == DOCTOR_FAILING ? 1 : 0;
     }
     if (action == OPTIONS_CHECK_CONFIG) {
-        printf("configuration ok: listen=%s:%u state_dir=%s\n", opts.listen_host,
-               opts.listen_port, opts.state_dir);
+        printf("configuration ok: listen=%s:%u state_dir=%s\n", opts.listen_host, opts.listen_port,
+               opts.state_dir);
         return 0;
     }
     log_set_level(opts.log_level);

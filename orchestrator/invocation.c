@@ -175,8 +175,8 @@ static char *col_dup(sqlite3_stmt *st, int i, size_t *ret_len)
 }
 
 #define RECORD_COLUMNS                                                                             \
-    "id, function, version, async, status, payload, content_type, idempotency_key, attempts, "   \
-    "max_retries, created_us, started_us, finished_us, next_attempt_us, result, error_type, "    \
+    "id, function, version, async, status, payload, content_type, idempotency_key, attempts, "     \
+    "max_retries, created_us, started_us, finished_us, next_attempt_us, result, error_type, "      \
     "error_message, billed_ms, cold"
 
 static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
@@ -297,8 +297,7 @@ cJSON *inv_record_to_json(const struct inv_record *r)
     if (r->finished_us) {
         cJSON_AddNumberToObject(o, "billed_ms", (double)r->billed_ms);
         cJSON_AddBoolToObject(o, "cold_start", r->cold);
-        cJSON_AddNumberToObject(o, "duration_ms",
-                                (double)(r->finished_us - r->started_us) / 1e3);
+        cJSON_AddNumberToObject(o, "duration_ms", (double)(r->finished_us - r->started_us) / 1e3);
     }
     return o;
 }

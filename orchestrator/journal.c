@@ -227,8 +227,8 @@ int journal_new(struct loop *l, const char *db_path, struct journal **ret, struc
     pthread_cond_init(&j->cond, NULL);
     if (sqlite3_open_v2(db_path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
-        sqlite3_exec(j->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL,
-                     NULL) != SQLITE_OK) {
+        sqlite3_exec(j->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, NULL) !=
+            SQLITE_OK) {
         int r = ig_error_set(err, EIO, "journal: opening %s: %s", db_path,
                              j->db ? sqlite3_errmsg(j->db) : "out of memory");
         sqlite3_close(j->db);

@@ -127,8 +127,7 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
             o->usage_rollup_retention_days = (uint32_t)n;
     } else if (key_is(key, "log-level")) {
         if (log_level_parse(value, &o->log_level) < 0)
-            return ig_error_set(err, EINVAL,
-                                "'%s' is not one of debug, info, warn, error", value);
+            return ig_error_set(err, EINVAL, "'%s' is not one of debug, info, warn, error", value);
     } else
         return ig_error_set(err, EINVAL, "unknown key");
     return 0;
@@ -159,8 +158,7 @@ int options_load_config(struct ignisd_options *o, const char *path, struct ig_er
             continue;
         char *eq = strchr(s, '=');
         if (!eq)
-            return ig_error_set(err, EINVAL, "config %s:%u: expected 'key = value'", path,
-                                lineno);
+            return ig_error_set(err, EINVAL, "config %s:%u: expected 'key = value'", path, lineno);
         *eq = '\0';
         char *key = strip(s), *value = strip(eq + 1);
         size_t vlen = strlen(value);
@@ -169,8 +167,8 @@ int options_load_config(struct ignisd_options *o, const char *path, struct ig_er
             value++;
         }
         if (streq(key, "config"))
-            return ig_error_set(err, EINVAL, "config %s:%u: 'config' cannot be set in a config file",
-                                path, lineno);
+            return ig_error_set(
+                err, EINVAL, "config %s:%u: 'config' cannot be set in a config file", path, lineno);
         int r = options_set(o, key, value, err);
         if (r < 0) {
             ig_error_prefix(err, "config %s:%u: %s", path, lineno, key);

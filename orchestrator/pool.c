@@ -167,8 +167,8 @@ static struct inv *find_running(struct worker *w, struct proto_bytes id)
 {
     struct inv *inv;
     TAILQ_FOREACH(inv, &w->running, link)
-        if (proto_bytes_eq(id, inv->id))
-            return inv;
+    if (proto_bytes_eq(id, inv->id))
+        return inv;
     return NULL;
 }
 
@@ -212,12 +212,11 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
         break;
     case PROTO_INIT_ERROR: {
         struct outcome o = {.kind = OUTCOME_INIT};
-        o.error_type = m->error_type.len ? proto_strdup(m->error_type)
-                                         : strdup("Runtime.InitError");
+        o.error_type =
+            m->error_type.len ? proto_strdup(m->error_type) : strdup("Runtime.InitError");
         o.error_message = proto_strdup(m->message);
         o.trace = m->trace.len ? proto_strdup(m->trace) : NULL;
-        log_info("runtime failed to initialise", "function=%s type=\"%s\"", fn->name,
-                 o.error_type);
+        log_info("runtime failed to initialise", "function=%s type=\"%s\"", fn->name, o.error_type);
         worker_free(w);
         dispatch_spawn_failed(fn, &o);
         outcome_clear(&o);
@@ -228,8 +227,7 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
     case PROTO_ERROR: {
         struct inv *inv = find_running(w, m->id);
         if (!inv) {
-            log_warn("runtime answered an invocation it does not run", "function=%s",
-                     fn->name);
+            log_warn("runtime answered an invocation it does not run", "function=%s", fn->name);
             break;
         }
         struct outcome o = {.kind = m->type == PROTO_RESULT ? OUTCOME_OK : OUTCOME_ERROR};
@@ -242,8 +240,8 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
             }
             o.content_type = m->content_type.len ? proto_strdup(m->content_type) : NULL;
         } else {
-            o.error_type = m->error_type.len ? proto_strdup(m->error_type)
-                                             : strdup("Function.Error");
+            o.error_type =
+                m->error_type.len ? proto_strdup(m->error_type) : strdup("Function.Error");
             o.error_message = proto_strdup(m->message);
             o.trace = m->trace.len ? proto_strdup(m->trace) : NULL;
         }

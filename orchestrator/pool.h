@@ -11,11 +11,11 @@ struct container;
 struct worker {
     struct fn *fn;
     uint64_t seq;
-    int64_t version; /* the function version it was made for */
+    int64_t version;    /* the function version it was made for */
     uint32_t memory_mb; /* its container's limit, as when it was made */
     enum worker_state state;
     struct container *c;
-    int fd; /* runtime-protocol socket, non-blocking */
+    int fd;             /* runtime-protocol socket, non-blocking */
     int out_fd, err_fd; /* the runtime's stdout and stderr */
     struct proto_decoder dec;
     struct proto_buf out;

@@ -7,8 +7,9 @@
 /* Append only: a released migration is never edited, since databases in the field already ran
  * it. Each later issue adds its tables as a new entry. */
 static const struct store_migration migrations[] = {
-    {"meta", "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;"
-             "INSERT INTO meta (key, value) VALUES ('created_at', strftime('%Y-%m-%dT%H:%M:%fZ'));"},
+    {"meta",
+     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;"
+     "INSERT INTO meta (key, value) VALUES ('created_at', strftime('%Y-%m-%dT%H:%M:%fZ'));"},
     {"invocations",
      /* One row per invocation. Async ones are inserted before their 202 (durable) and keep
       * their payload until they can no longer run; sync ones are recorded for status and logs.

@@ -45,12 +45,12 @@ static inline void fclosep(FILE **f)
     if (*f)
         fclose(*f);
 }
-#define _cleanup_(f)      __attribute__((cleanup(f)))
-#define _cleanup_free_    _cleanup_(freep)
-#define _cleanup_close_   _cleanup_(closep)
-#define _cleanup_fclose_  _cleanup_(fclosep)
-#define _printf_(a, b)    __attribute__((format(printf, a, b)))
-#define _unused_          __attribute__((unused))
+#define _cleanup_(f)     __attribute__((cleanup(f)))
+#define _cleanup_free_   _cleanup_(freep)
+#define _cleanup_close_  _cleanup_(closep)
+#define _cleanup_fclose_ _cleanup_(fclosep)
+#define _printf_(a, b)   __attribute__((format(printf, a, b)))
+#define _unused_         __attribute__((unused))
 
 /* An error a caller can show to a person: the errno-style code and a message that already names
  * what failed. Library code fills it and returns -code; whoever handles the failure logs it or

@@ -28,7 +28,7 @@ static const char usage[] =
 
 struct client {
     CURL *easy;
-    uint64_t due;  /* when this request was meant to start (rate mode) or started */
+    uint64_t due; /* when this request was meant to start (rate mode) or started */
     bool busy;
     bool cold; /* the answer said Ignis-Cold-Start: true */
 };

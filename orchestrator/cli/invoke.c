@@ -149,8 +149,8 @@ int cli_invoke(struct client *c, int argc, char **argv)
 
 static void print_record(cJSON *j)
 {
-    static const char *const keys[] = {"id", "function", "status", "attempts", "duration_ms",
-                                       "billed_ms", "cold_start"};
+    static const char *const keys[] = {"id",          "function",  "status",    "attempts",
+                                       "duration_ms", "billed_ms", "cold_start"};
     for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
         cJSON *v = cJSON_GetObjectItem(j, keys[i]);
         if (!v)

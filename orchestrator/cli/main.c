@@ -112,17 +112,9 @@ static const struct {
     const char *name;
     int (*fn)(struct client *c, int argc, char **argv);
 } commands[] = {
-    {"push", cli_push},
-    {"ls", cli_ls},
-    {"show", cli_show},
-    {"rm", cli_rm},
-    {"invoke", cli_invoke},
-    {"result", cli_result},
-    {"usage", cli_usage},
-    {"top", cli_top},
-    {"logs", cli_logs},
-    {"version", cmd_version},
-    {"doctor", cmd_doctor},
+    {"push", cli_push},     {"ls", cli_ls},           {"show", cli_show},     {"rm", cli_rm},
+    {"invoke", cli_invoke}, {"result", cli_result},   {"usage", cli_usage},   {"top", cli_top},
+    {"logs", cli_logs},     {"version", cmd_version}, {"doctor", cmd_doctor},
 };
 
 int main(int argc, char **argv)

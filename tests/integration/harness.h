@@ -71,4 +71,3 @@ double harness_live_number(struct ignisd_proc *p, const char *name, const char *
 /* Runs a command (argv NULL-terminated), capturing stdout and stderr (each up to 64 KiB).
  * Returns the exit status, or -1. */
 int harness_run(char *const argv[], char **ret_out, char **ret_err);
-

@@ -129,7 +129,7 @@ static char *ignisd_fails(const char *listen, const char *state_dir, int expect_
 {
     char *out = NULL, *err = NULL;
     char *argv[] = {(char *)harness_ignisd(), "--listen", (char *)listen, "--state-dir",
-                    (char *)state_dir, NULL};
+                    (char *)state_dir,        NULL};
     assert_int_equal(harness_run(argv, &out, &err), expect_status);
     free(out);
     assert_non_null(err);
@@ -211,7 +211,8 @@ static void test_sigint_with_open_connection(void **state)
     struct ignisd_proc p;
     assert_int_equal(harness_start(&p, NULL), 0);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(p.port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(p.port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     /* A request whose headers never finish. */

@@ -36,8 +36,8 @@ static void assert_lines(const char *out)
 static int doctor(const char *state_dir, const char *images, char **out)
 {
     char *err = NULL;
-    char *argv[] = {(char *)harness_ignisd(), "--doctor", "--state-dir", (char *)state_dir,
-                    "--images-dir", (char *)images, NULL};
+    char *argv[] = {(char *)harness_ignisd(), "--doctor",     "--state-dir", (char *)state_dir,
+                    "--images-dir",           (char *)images, NULL};
     int r = harness_run(argv, out, &err);
     free(err);
     return r;
@@ -49,8 +49,8 @@ static void test_ignisd_doctor_on_this_host(void **state)
     /* This host (root, hybrid cgroups, images built by scripts/test) has everything. */
     assert_int_equal(doctor(daemon_proc.state_dir, getenv("IGNIS_IMAGES_DIR"), &out), 0);
     assert_lines(out);
-    const char *want[] = {"ok        privileges", "ok        kernel", "ok        namespaces",
-                          "ok        cgroups", "ok        seccomp", "ok        shim",
+    const char *want[] = {"ok        privileges",     "ok        kernel",   "ok        namespaces",
+                          "ok        cgroups",        "ok        seccomp",  "ok        shim",
                           "ok        runtime images", "ok        state dir"};
     for (size_t i = 0; i < ARRAY_SIZE(want); i++)
         if (!strstr(out, want[i])) {

@@ -27,8 +27,9 @@ static int setup(void **state)
     if (!mkdtemp(dest))
         return -1;
     char *out = NULL, *err = NULL;
-    char *argv[] = {"/usr/bin/meson", "install", "-C", getenv("IGNIS_BUILD_DIR"), "--no-rebuild",
-                    "--quiet", "--destdir", dest, NULL};
+    char *argv[] = {
+        "/usr/bin/meson", "install", "-C", getenv("IGNIS_BUILD_DIR"), "--no-rebuild", "--quiet",
+        "--destdir",      dest,      NULL};
     int r = harness_run(argv, &out, &err);
     if (r != 0)
         fprintf(stderr, "meson install: %s%s\n", out, err);
@@ -44,11 +45,16 @@ static int teardown(void **state)
 
 static void test_layout(void **state)
 {
-    const char *files[] = {"sbin/ignisd", "bin/ignis", "bin/ignis-bench", "libexec/ignis-shim",
+    const char *files[] = {"sbin/ignisd",
+                           "bin/ignis",
+                           "bin/ignis-bench",
+                           "libexec/ignis-shim",
                            "libexec/ignis/ignis-exec-watchdog",
                            "libexec/ignis/ignis-lambda-relay",
-                           "lib/systemd/system/ignisd.service", "etc/ignis/ignisd.conf",
-                           "share/man/man8/ignisd.8", "share/man/man1/ignis.1",
+                           "lib/systemd/system/ignisd.service",
+                           "etc/ignis/ignisd.conf",
+                           "share/man/man8/ignisd.8",
+                           "share/man/man1/ignis.1",
                            "share/ignis/scripts/build-images",
                            "share/ignis/runtime-images/lib.sh",
                            "share/ignis/runtime-images/python3/build",
@@ -140,8 +146,8 @@ static void test_installed_daemon_serves(void **state)
     assert_int_equal(harness_run(push, &out, &err), 0);
     free(out);
     free(err);
-    char *invoke[] = {staged("bin/ignis"), "--server", p.url, "invoke", "hello-exec", "-d",
-                      "installed", NULL};
+    char *invoke[] = {staged("bin/ignis"), "--server", p.url,       "invoke",
+                      "hello-exec",        "-d",       "installed", NULL};
     r = harness_run(invoke, &out, &err);
     if (r != 0) {
         fprintf(stderr, "invoke: %s%s\n", out, err);

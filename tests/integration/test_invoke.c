@@ -135,9 +135,8 @@ static void test_crash_is_502(void **state)
     assert_int_equal(invoke(&daemon_proc, "crasher", "{}", NULL, &r), 502);
     cJSON *j = json_of(&r);
     assert_string_equal(error_code(j), "function_crashed");
-    assert_string_equal(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "type")->valuestring,
-        "Runtime.ExitError");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "type")->valuestring,
+                        "Runtime.ExitError");
     cJSON_Delete(j);
     client_response_clear(&r);
 }
@@ -153,8 +152,8 @@ static void test_function_error_is_502_with_type(void **state)
     cJSON *j = json_of(&r);
     assert_true(streq(error_code(j), "function_error") ||
                 streq(error_code(j), "function_init_error"));
-    assert_true(strlen(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "message")
-                           ->valuestring) > 0);
+    assert_true(
+        strlen(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "message")->valuestring) > 0);
     cJSON_Delete(j);
     client_response_clear(&r);
 }
@@ -273,8 +272,8 @@ static cJSON *wait_invocation(struct ignisd_proc *p, const char *id, const char 
     }
 }
 
-static void async_invoke(struct ignisd_proc *p, const char *fn, const char *body,
-                         const char *key, char id[64])
+static void async_invoke(struct ignisd_proc *p, const char *fn, const char *body, const char *key,
+                         char id[64])
 {
     char keyh[128];
     snprintf(keyh, sizeof(keyh), "Idempotency-Key: %s", key ? key : "");
@@ -316,9 +315,8 @@ static void test_async_success_retry_dead_letter_idempotency(void **state)
     assert_string_not_equal(a, b);
 
     struct client_response r;
-    assert_int_equal(harness_request(&daemon_proc, "GET", "/v1/invocations/nope", NULL, NULL, 0,
-                                     &r),
-                     0);
+    assert_int_equal(
+        harness_request(&daemon_proc, "GET", "/v1/invocations/nope", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 404);
     client_response_clear(&r);
 }
@@ -331,7 +329,7 @@ static void test_kill9_loses_nothing(void **state)
     assert_int_equal(harness_start(&p, NULL), 0);
     push(&p, "hello-exec", "durable", "{\"max_scale\": 2}");
     enum { N = 1000 };
-    char (*ids)[64] = calloc(N, 64);
+    char(*ids)[64] = calloc(N, 64);
     for (int i = 0; i < N; i++)
         async_invoke(&p, "durable", "x", NULL, ids[i]);
     kill(p.pid, SIGKILL);
@@ -455,16 +453,14 @@ static void test_delete_drains(void **state)
     pthread_create(&running.th, NULL, bg_invoke, &running);
     wait_for_live(&daemon_proc, "doomed", "in_flight", 1);
     struct client_response r;
-    assert_int_equal(harness_request(&daemon_proc, "DELETE", "/v1/functions/doomed", NULL, NULL,
-                                     0, &r),
-                     0);
+    assert_int_equal(
+        harness_request(&daemon_proc, "DELETE", "/v1/functions/doomed", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
     client_response_clear(&r);
     pthread_join(running.th, NULL);
     assert_int_equal(running.status, 200);
-    assert_int_equal(harness_request(&daemon_proc, "GET", "/v1/functions/doomed", NULL, NULL, 0,
-                                     &r),
-                     0);
+    assert_int_equal(
+        harness_request(&daemon_proc, "GET", "/v1/functions/doomed", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 404);
     client_response_clear(&r);
     assert_int_equal(invoke(&daemon_proc, "doomed", "{}", NULL, &r), 404);

@@ -29,8 +29,8 @@ static bool has_table(sqlite3 *db, const char *name)
 {
     sqlite3_stmt *st;
     bool yes = false;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                           -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", -1,
+                           &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         yes = sqlite3_step(st) == SQLITE_ROW;
         sqlite3_finalize(st);
@@ -67,14 +67,14 @@ static void upgrade_from(size_t k)
     /* A real function (bundle and manifest) from a daemon of this build, made once. */
     if (!src_fixture_done) {
         assert_int_equal(harness_start(&src, NULL), 0);
-    char fixture[512], *out = NULL, *err = NULL;
-    snprintf(fixture, sizeof(fixture), "%s/runtime-images/examples/hello-exec",
-             getenv("IGNIS_SOURCE_DIR"));
-    char *push[] = {(char *)harness_cli(), "--server", src.url, "push", fixture, NULL};
-    assert_int_equal(harness_run(push, &out, &err), 0);
-    free(out);
-    free(err);
-    assert_int_equal(harness_stop(&src), 0);
+        char fixture[512], *out = NULL, *err = NULL;
+        snprintf(fixture, sizeof(fixture), "%s/runtime-images/examples/hello-exec",
+                 getenv("IGNIS_SOURCE_DIR"));
+        char *push[] = {(char *)harness_cli(), "--server", src.url, "push", fixture, NULL};
+        assert_int_equal(harness_run(push, &out, &err), 0);
+        free(out);
+        free(err);
+        assert_int_equal(harness_stop(&src), 0);
         src_fixture_done = 1;
     }
 
@@ -108,11 +108,11 @@ static void upgrade_from(size_t k)
         snprintf(q, sizeof(q), "SELECT name FROM pragma_table_info('%s')", t);
         assert_int_equal(sqlite3_prepare_v2(db, q, -1, &ci, NULL), SQLITE_OK);
         while (sqlite3_step(ci) == SQLITE_ROW)
-            snprintf(cols + strlen(cols), sizeof(cols) - strlen(cols), "%s%s",
-                     cols[0] ? ", " : "", (const char *)sqlite3_column_text(ci, 0));
+            snprintf(cols + strlen(cols), sizeof(cols) - strlen(cols), "%s%s", cols[0] ? ", " : "",
+                     (const char *)sqlite3_column_text(ci, 0));
         sqlite3_finalize(ci);
-        snprintf(sql, sizeof(sql), "INSERT INTO main.%s (%s) SELECT %s FROM src.%s", t, cols,
-                 cols, t);
+        snprintf(sql, sizeof(sql), "INSERT INTO main.%s (%s) SELECT %s FROM src.%s", t, cols, cols,
+                 t);
         exec_sql(db, sql);
     }
     sqlite3_finalize(st);

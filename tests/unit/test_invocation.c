@@ -98,7 +98,7 @@ static void make(struct inv_record *r, const char *function, const char *key, in
 
 static int collect(struct inv_record *r, void *userdata)
 {
-    char (*ids)[INV_ID_LEN + 1] = userdata;
+    char(*ids)[INV_ID_LEN + 1] = userdata;
     for (int i = 0; i < 8; i++)
         if (!ids[i][0]) {
             strcpy(ids[i], r->id);

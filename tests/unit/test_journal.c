@@ -112,12 +112,10 @@ static void test_failure_is_isolated(void **state)
     struct journal_value a[] = {JV_I(5001), JV_S("a")};
     struct journal_value dup[] = {JV_I(5001), JV_S("dup")}; /* primary key clash */
     struct journal_value b[] = {JV_I(5002), JV_S("b")};
-    assert_int_equal(journal_submit(j, "INSERT INTO t (k, s) VALUES (?, ?)", a, 2, on_done, &c),
-                     0);
+    assert_int_equal(journal_submit(j, "INSERT INTO t (k, s) VALUES (?, ?)", a, 2, on_done, &c), 0);
     assert_int_equal(journal_submit(j, "INSERT INTO t (k, s) VALUES (?, ?)", dup, 2, on_done, &c),
                      0);
-    assert_int_equal(journal_submit(j, "INSERT INTO t (k, s) VALUES (?, ?)", b, 2, on_done, &c),
-                     0);
+    assert_int_equal(journal_submit(j, "INSERT INTO t (k, s) VALUES (?, ?)", b, 2, on_done, &c), 0);
     assert_int_equal(loop_run(l), 0);
     assert_int_equal(c.ok, 2);
     assert_int_equal(c.failed, 1);

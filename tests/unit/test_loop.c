@@ -54,9 +54,9 @@ static void test_many_timers(void **state)
     uint64_t now = now_usec();
     norder = 0;
     for (int i = 0; i < 200; i++)
-        assert_int_equal(loop_add_timer(l, now + 1000 + (uint64_t)((i * 7919) % 200) * 10,
-                                        on_timer, "t", &t[i]),
-                         0);
+        assert_int_equal(
+            loop_add_timer(l, now + 1000 + (uint64_t)((i * 7919) % 200) * 10, on_timer, "t", &t[i]),
+            0);
     for (int i = 0; i < 200; i += 2)
         loop_cancel_timer(l, t[i]);
     assert_int_equal(loop_add_timer(l, now + 5000, on_timer, "z", NULL), 0);

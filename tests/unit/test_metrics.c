@@ -23,15 +23,14 @@ static void test_counter_and_gauge(void **state)
     size_t len;
     char *text = metrics_take(&b, &len);
     assert_non_null(text);
-    assert_string_equal(text,
-                        "# HELP ignis_invocations_total Invocations.\\nBy status.\n"
-                        "# TYPE ignis_invocations_total counter\n"
-                        "ignis_invocations_total{function=\"hello\",status=\"ok\"} 42\n"
-                        "ignis_invocations_total{function=\"we\\\"ird\\\\na\\nme\","
-                        "status=\"error\"} 1.5\n"
-                        "# HELP ignis_uptime_seconds Uptime.\n"
-                        "# TYPE ignis_uptime_seconds gauge\n"
-                        "ignis_uptime_seconds 3.25\n");
+    assert_string_equal(text, "# HELP ignis_invocations_total Invocations.\\nBy status.\n"
+                              "# TYPE ignis_invocations_total counter\n"
+                              "ignis_invocations_total{function=\"hello\",status=\"ok\"} 42\n"
+                              "ignis_invocations_total{function=\"we\\\"ird\\\\na\\nme\","
+                              "status=\"error\"} 1.5\n"
+                              "# HELP ignis_uptime_seconds Uptime.\n"
+                              "# TYPE ignis_uptime_seconds gauge\n"
+                              "ignis_uptime_seconds 3.25\n");
     assert_int_equal(len, strlen(text));
     free(text);
 }

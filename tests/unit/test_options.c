@@ -101,8 +101,15 @@ static void test_listen_forms(void **state)
     assert_string_equal(host, "::1");
     assert_int_equal(port, 0);
     assert_int_equal(options_parse_listen("localhost:65535", host, sizeof(host), &port), 0);
-    const char *bad[] = {"", "8080", ":8080", "127.0.0.1:", "127.0.0.1:65536",
-                         "127.0.0.1:80a", "example.com:80", "[::1]8080", "1.2.3.4:-1",
+    const char *bad[] = {"",
+                         "8080",
+                         ":8080",
+                         "127.0.0.1:",
+                         "127.0.0.1:65536",
+                         "127.0.0.1:80a",
+                         "example.com:80",
+                         "[::1]8080",
+                         "1.2.3.4:-1",
                          "127.0.0.1:123456"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(options_parse_listen(bad[i], host, sizeof(host), &port), -EINVAL);
@@ -201,14 +208,10 @@ static void test_config_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_all_options),
-        cmocka_unit_test(test_dispatch_options),
-        cmocka_unit_test(test_usage_retention),
-        cmocka_unit_test(test_listen_forms),
-        cmocka_unit_test(test_errors_name_the_problem),
-        cmocka_unit_test(test_help_version),
-        cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_defaults),         cmocka_unit_test(test_all_options),
+        cmocka_unit_test(test_dispatch_options), cmocka_unit_test(test_usage_retention),
+        cmocka_unit_test(test_listen_forms),     cmocka_unit_test(test_errors_name_the_problem),
+        cmocka_unit_test(test_help_version),     cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_config_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -92,8 +92,7 @@ static void test_real_migrations_from_version_zero(void **state)
     /* A database some earlier tool created, with data but no schema version. */
     sqlite3 *db;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "CREATE TABLE unrelated (q);", NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE unrelated (q);", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     struct store *s;
     struct ig_error err = {};
