@@ -557,6 +557,12 @@ static int pack_entry(struct archive *d, struct archive *w, struct archive_entry
     archive_entry_set_gid(e, 0);
     archive_entry_set_uname(e, "root");
     archive_entry_set_gname(e, "root");
+    /* Bundles are content-addressed: the same tree must pack to the same bytes. Reading a file
+     * moves its atime (relatime), and ctime and sub-second times say nothing about content. */
+    archive_entry_unset_atime(e);
+    archive_entry_unset_ctime(e);
+    archive_entry_unset_birthtime(e);
+    archive_entry_set_mtime(e, archive_entry_mtime(e), 0);
     if (archive_write_header(w, e) < ARCHIVE_OK)
         return ig_error_set(err, archive_errno(w) ? archive_errno(w) : EIO, "%s: %s", rel,
                             archive_error_string(w));
@@ -591,6 +597,8 @@ int bundle_pack_dir(const char *dir, size_t max, char **ret, size_t *ret_len, st
         root[n - 1] = '\0';
     size_t rootlen = strlen(root);
     archive_write_add_filter_gzip(w);
+    /* No packing time in the gzip header either (same tree, same digest). */
+    archive_write_set_filter_option(w, "gzip", "timestamp", NULL);
     archive_write_set_format_pax_restricted(w);
     if (archive_write_open(w, &m, NULL, membuf_write, NULL) != ARCHIVE_OK)
         return ig_error_set(err, EIO, "packing: %s", archive_error_string(w));

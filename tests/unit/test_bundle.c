@@ -289,6 +289,19 @@ static void test_pack_and_peek(void **state)
     assert_string_equal(target, "../function.json");
     rm_rf(out);
     free(out);
+
+    /* Packing is reproducible: the same tree gives the same bytes (the same digest, so no new
+     * version) after its files were read, i.e. with other atimes, and a second later. */
+    struct timespec times[2] = {{.tv_sec = 1000000000}, {.tv_nsec = UTIME_OMIT}};
+    snprintf(path, sizeof(path), "%s/function.json", src);
+    assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+    sleep(1);
+    char *again = NULL;
+    size_t again_len;
+    assert_int_equal(bundle_pack_dir(src, 1 << 20, &again, &again_len, &err), 0);
+    assert_int_equal(again_len, len);
+    assert_memory_equal(again, b, len);
+    free(again);
     free(b);
 
     /* Over the size limit. */
