@@ -114,12 +114,14 @@ int accountant_record(struct journal *j, const struct acct_record *r)
 
     /* OR IGNORE: an attempt is billed once, even if a crash made us write it twice. The rollup
      * trigger only fires for a row that was inserted. */
-    return journal_submit(j,
-                          "INSERT OR IGNORE INTO usage (id, attempt, function, version, start_us, "
-                          "wall_us, cpu_us, mem_peak_bytes, peak_reset, memory_mb, billed_ms, "
-                          "gb_s, cold, init_us, status, oom_kills) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS REAL), ?, ?, ?, ?)",
-                          v, ARRAY_SIZE(v), NULL, NULL);
+    /* Usage survives a crash or restart of ignisd; a power loss may take the last second. */
+    return journal_submit_lazy(
+        j,
+        "INSERT OR IGNORE INTO usage (id, attempt, function, version, start_us, "
+        "wall_us, cpu_us, mem_peak_bytes, peak_reset, memory_mb, billed_ms, "
+        "gb_s, cold, init_us, status, oom_kills) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS REAL), ?, ?, ?, ?)",
+        v, ARRAY_SIZE(v), NULL, NULL);
 }
 
 static void on_purge_done(struct loop *l, int result, const char *message, void *userdata)

@@ -28,7 +28,7 @@ struct http_server {
     void *userdata;
     struct http_request *suspended; /* list of requests whose reply is deferred */
     bool stopping;
-    bool kick_pending; /* on_kick is posted */
+    bool kick_pending; /* a connection was resumed: run MHD before the next wait */
 };
 
 struct http_request {
@@ -144,14 +144,13 @@ static struct MHD_Response *make_response(struct http_request *req, unsigned sta
 }
 
 /* libmicrohttpd (0.9.75, external epoll) takes a resumed connection back only inside MHD_run,
- * and nothing in its epoll set becomes readable to say so: without this kick a deferred reply
- * waits for the next unrelated network event. Posted, not called, since a reply may be set
- * from inside another connection's handler, where MHD_run must not be re-entered. */
-static void on_kick(struct loop *l, void *userdata)
+ * and nothing in its epoll set becomes readable to say so: without a kick a deferred reply waits
+ * for the next unrelated network event. Replies are set on the loop thread (possibly inside
+ * another connection's handler, where MHD_run must not be re-entered), so a flag that the
+ * prepare hook sees before the loop's next wait is enough: no eventfd round trip per reply. */
+static void kick(struct http_server *s)
 {
-    struct http_server *s = userdata;
-    s->kick_pending = false;
-    MHD_run(s->mhd);
+    s->kick_pending = true;
 }
 
 static void unwatch_peer(struct http_request *req)
@@ -202,8 +201,8 @@ static int set_reply(struct http_request *req, struct MHD_Response *resp)
         unlink_suspended(req);
         MHD_resume_connection(req->conn);
         struct http_server *s = req->server;
-        if (!s->stopping && !s->kick_pending && loop_post(s->loop, on_kick, s) == 0)
-            s->kick_pending = true;
+        if (!s->stopping)
+            kick(s);
     }
     return 0;
 }
@@ -256,9 +255,7 @@ void http_stream_wake(struct http_request *req)
     unwatch_peer(req);
     req->stream_waiting = false;
     MHD_resume_connection(req->conn);
-    struct http_server *s = req->server;
-    if (!s->kick_pending && loop_post(s->loop, on_kick, s) == 0)
-        s->kick_pending = true;
+    kick(req->server);
 }
 
 int http_reply(struct http_request *req, unsigned status, const char *content_type,
@@ -532,6 +529,10 @@ static int64_t on_prepare(struct loop *l, void *userdata)
 {
     struct http_server *s = userdata;
     MHD_UNSIGNED_LONG_LONG timeout;
+    if (s->kick_pending) {
+        s->kick_pending = false;
+        MHD_run(s->mhd);
+    }
     /* A timeout of 0 means libmicrohttpd has work now that no fd of its epoll set announces
      * (a resumed connection, an expired connection timeout), and only MHD_run does it: run it
      * here rather than spin on zero-length waits. A few rounds settle it. */

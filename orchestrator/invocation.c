@@ -102,13 +102,16 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         JV_I(r->cold),
         JV_I(expires_us),
     };
-    return journal_submit(j,
-                          "INSERT INTO invocations (id, function, version, async, status, "
-                          "payload, content_type, idempotency_key, attempts, max_retries, "
-                          "created_us, started_us, finished_us, next_attempt_us, result, "
-                          "error_type, error_message, billed_ms, cold, expires_us) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          v, ARRAY_SIZE(v), done, userdata);
+    /* An async invocation's row is its acceptance (the 202 waits for it): durable. A sync
+     * invocation's is a record of what the client already has: a crash-safe write is enough. */
+    return (r->async ? journal_submit : journal_submit_lazy)(
+        j,
+        "INSERT INTO invocations (id, function, version, async, status, "
+        "payload, content_type, idempotency_key, attempts, max_retries, "
+        "created_us, started_us, finished_us, next_attempt_us, result, "
+        "error_type, error_message, billed_ms, cold, expires_us) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        v, ARRAY_SIZE(v), done, userdata);
 }
 
 int inv_store_mark_running(struct journal *j, const char *id, int attempts, int64_t started_us,

@@ -18,6 +18,7 @@ struct op {
     size_t nvalues;
     journal_done_fn done;
     void *userdata;
+    bool durable;
     int result;
     char *message;
     struct op *next;
@@ -34,6 +35,7 @@ struct journal {
     bool stopping;
     struct journal_stats stats;
     /* The writer thread's alone. */
+    bool full_sync; /* the connection's synchronous setting is FULL */
     struct {
         char *sql;
         sqlite3_stmt *st;
@@ -152,6 +154,16 @@ static void deliver(struct loop *l, void *userdata)
 static void commit_batch(struct journal *j, struct op *batch)
 {
     size_t n = 0;
+    /* FULL only when a statement of the batch asked for it (a FULL commit also makes the WAL
+     * frames before it durable); the setting is the connection's, so set it when it changes. */
+    bool durable = false;
+    for (struct op *op = batch; op && !durable; op = op->next)
+        durable = op->durable;
+    if (durable != j->full_sync) {
+        sqlite3_exec(j->db, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
+                     NULL, NULL);
+        j->full_sync = durable;
+    }
     bool began = sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
     for (struct op *op = batch; op; op = op->next) {
         n++;
@@ -236,6 +248,7 @@ int journal_new(struct loop *l, const char *db_path, struct journal **ret, struc
         return r;
     }
     sqlite3_busy_timeout(j->db, 10000);
+    j->full_sync = true;
     int r = pthread_create(&j->thread, NULL, writer, j);
     if (r != 0) {
         sqlite3_close(j->db);
@@ -265,8 +278,9 @@ void journal_free(struct journal *j)
     free(j);
 }
 
-int journal_submit(struct journal *j, const char *sql, const struct journal_value *values,
-                   size_t nvalues, journal_done_fn done, void *userdata)
+static int submit(struct journal *j, bool durable, const char *sql,
+                  const struct journal_value *values, size_t nvalues, journal_done_fn done,
+                  void *userdata)
 {
     if (nvalues > JOURNAL_MAX_VALUES)
         return -E2BIG;
@@ -274,6 +288,7 @@ int journal_submit(struct journal *j, const char *sql, const struct journal_valu
     if (!op)
         return -ENOMEM;
     op->sql = strdup(sql);
+    op->durable = durable;
     op->done = done;
     op->userdata = userdata;
     op->nvalues = nvalues;
@@ -306,6 +321,18 @@ int journal_submit(struct journal *j, const char *sql, const struct journal_valu
     pthread_cond_signal(&j->cond);
     pthread_mutex_unlock(&j->lock);
     return 0;
+}
+
+int journal_submit(struct journal *j, const char *sql, const struct journal_value *values,
+                   size_t nvalues, journal_done_fn done, void *userdata)
+{
+    return submit(j, true, sql, values, nvalues, done, userdata);
+}
+
+int journal_submit_lazy(struct journal *j, const char *sql, const struct journal_value *values,
+                        size_t nvalues, journal_done_fn done, void *userdata)
+{
+    return submit(j, false, sql, values, nvalues, done, userdata);
 }
 
 void journal_get_stats(struct journal *j, struct journal_stats *ret)

@@ -40,8 +40,14 @@ int journal_new(struct loop *l, const char *db_path, struct journal **ret, struc
 /* Commits whatever is queued, runs its callbacks, and stops the writer. Accepts NULL. */
 void journal_free(struct journal *j);
 
-/* Queues sql with its bound values (copied). done may be NULL. */
+/* Queues sql with its bound values (copied). done may be NULL. The statement is durable when
+ * done runs: its batch is committed with synchronous=FULL (an fsync). */
 int journal_submit(struct journal *j, const char *sql, const struct journal_value *values,
                    size_t nvalues, journal_done_fn done, void *userdata);
+/* The same for a statement that must survive a crash of ignisd but not a power loss (a sync
+ * invocation's record, usage rows): a batch of only such statements commits with
+ * synchronous=NORMAL, which in WAL mode needs no fsync. */
+int journal_submit_lazy(struct journal *j, const char *sql, const struct journal_value *values,
+                        size_t nvalues, journal_done_fn done, void *userdata);
 
 void journal_get_stats(struct journal *j, struct journal_stats *ret);

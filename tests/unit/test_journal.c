@@ -143,6 +143,28 @@ static void test_free_delivers_everything(void **state)
     assert_int_equal(count_rows("k >= 6000 AND k < 6050"), 50);
 }
 
+/* Crash-safe (lazy) statements commit like durable ones, alone or mixed in one batch. */
+static void test_lazy_and_durable(void **state)
+{
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    struct counts c = {.expected = 300};
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    for (int i = 0; i < 300; i++) {
+        struct journal_value v[] = {JV_I(7000 + i)};
+        int (*submit)(struct journal *, const char *, const struct journal_value *, size_t,
+                      journal_done_fn, void *) = i % 3 ? journal_submit_lazy : journal_submit;
+        assert_int_equal(submit(j, "INSERT INTO t (k) VALUES (?)", v, 1, on_done, &c), 0);
+    }
+    assert_int_equal(loop_run(l), 0);
+    assert_int_equal(c.ok, 300);
+    journal_free(j);
+    loop_free(l);
+    assert_int_equal(count_rows("k >= 7000 AND k < 7300"), 300);
+}
+
 static void test_bad_sql_and_limits(void **state)
 {
     struct loop *l;
@@ -170,6 +192,7 @@ int main(void)
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_failure_is_isolated),
         cmocka_unit_test(test_free_delivers_everything),
+        cmocka_unit_test(test_lazy_and_durable),
         cmocka_unit_test(test_bad_sql_and_limits),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
