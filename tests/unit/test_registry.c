@@ -28,6 +28,8 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static int updated_calls;
 static uint32_t updated_version;
+static const struct registry_function *updated_first;
+static bool updated_same_pointer = true;
 static int drain_calls;
 static void (*drain_done)(void *ctx);
 static void *drain_ctx;
@@ -38,6 +40,10 @@ static void on_updated(void *userdata, const struct registry_function *f)
     pthread_mutex_lock(&lock);
     updated_calls++;
     updated_version = f->version;
+    if (!updated_first)
+        updated_first = f;
+    else if (f != updated_first)
+        updated_same_pointer = false;
     pthread_mutex_unlock(&lock);
 }
 
@@ -90,6 +96,7 @@ static void *deleter(void *userdata)
     long status = req(c, "DELETE", "/v1/functions/hooked", NULL, 0, &r);
     assert_int_equal(status, 200);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "deleted")));
+    assert_int_equal(cJSON_GetObjectItem(r, "bundles_removed")->valueint, 2);
     cJSON_Delete(r);
     pthread_mutex_lock(&lock);
     delete_replied = true;
@@ -99,8 +106,8 @@ static void *deleter(void *userdata)
 
 struct clients {
     struct client *a, *b;
-    char *bundle;
-    size_t len;
+    char *bundle, *bundle2;
+    size_t len, len2;
 };
 
 static void *driver(void *userdata)
@@ -113,6 +120,16 @@ static void *driver(void *userdata)
     pthread_mutex_lock(&lock);
     assert_int_equal(updated_calls, 1);
     assert_int_equal(updated_version, 1);
+    pthread_mutex_unlock(&lock);
+
+    /* A second version: the same struct, updated in place. */
+    assert_int_equal(req(cs->a, "PUT", "/v1/functions/hooked", cs->bundle2, cs->len2, &r), 201);
+    assert_int_equal(cJSON_GetObjectItem(r, "version")->valueint, 2);
+    cJSON_Delete(r);
+    pthread_mutex_lock(&lock);
+    assert_int_equal(updated_calls, 2);
+    assert_int_equal(updated_version, 2);
+    assert_true(updated_same_pointer);
     pthread_mutex_unlock(&lock);
 
     assert_int_equal(req(cs->a, "GET", "/v1/functions/hooked", NULL, 0, &r), 200);
@@ -176,6 +193,11 @@ static void test_hooks(void **state)
     assert_int_equal(write(fd, m, strlen(m)), (ssize_t)strlen(m));
     close(fd);
     assert_int_equal(bundle_pack_dir(src, 1 << 20, &cs.bundle, &cs.len, &err), 0);
+    snprintf(path, sizeof(path), "%s/bootstrap", src);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    assert_int_equal(write(fd, "#!/bin/sh\n", 10), 10);
+    close(fd);
+    assert_int_equal(bundle_pack_dir(src, 1 << 20, &cs.bundle2, &cs.len2, &err), 0);
 
     snprintf(url, sizeof(url), "http://127.0.0.1:%u", http_server_port(d.http));
     assert_int_equal(client_new(url, &cs.a), 0);
@@ -188,6 +210,7 @@ static void test_hooks(void **state)
     client_free(cs.a);
     client_free(cs.b);
     free(cs.bundle);
+    free(cs.bundle2);
     http_server_free(d.http);
     registry_free(d.registry);
     loop_free(d.loop);
