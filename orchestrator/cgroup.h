@@ -23,6 +23,11 @@ enum cg_mode {
 
 const char *cg_mode_name(enum cg_mode mode);
 
+/* The mode from what statfs(2) says about the cgroup fs root and about `<root>/unified`
+ * (f_type, or 0 where statfs failed) and whether /proc/self/cgroup lists a v1 hierarchy.
+ * libcgroup 2.0.x has no cgroup_setup_mode() (it came in 3.0), hence this. Pure. */
+enum cg_mode cg_mode_detect(long root_fs_type, long unified_fs_type, bool v1_listed);
+
 struct cg_limits {
     uint64_t memory_bytes; /* 0: no limit. Swap is always off for containers. */
     uint32_t cpu_millis;   /* 1000 = one CPU's worth per period; 0: no quota */
@@ -34,16 +39,16 @@ struct cg_stats {
     uint64_t cpu_usec;          /* user + system, scheduler-precise */
     uint64_t memory_peak_bytes; /* since the last cg_reset_peak (or creation) */
     uint64_t memory_current_bytes;
-    uint64_t oom_kills;         /* cumulative for the cgroup */
+    uint64_t oom_kills; /* cumulative for the cgroup */
 };
 
 /* What this host lets us do beneath the daemon's cgroup; anything false is reported as
  * degraded by `ignis doctor` and at start-up, never a reason to fail. */
 struct cg_features {
     bool memory_limit, cpu_quota, pids_limit;
-    bool kill;        /* cgroup.kill (v2, 5.14+) or freezer on v1 */
-    bool memory_peak; /* memory.peak / memory.max_usage_in_bytes */
-    bool peak_reset;  /* the peak can be reset per invocation */
+    bool kill;              /* cgroup.kill (v2, 5.14+) or freezer on v1 */
+    bool memory_peak;       /* memory.peak / memory.max_usage_in_bytes */
+    bool peak_reset;        /* the peak can be reset per invocation */
     bool clone_into_cgroup; /* clone3(CLONE_INTO_CGROUP) into the v2 cgroup works */
 };
 
@@ -56,11 +61,22 @@ struct cg_group;
 int cg_manager_new(const char *fs_root, const char *proc_self_cgroup, const char *id,
                    struct cg_manager **ret, struct ig_error *err);
 int cg_manager_new_null(struct cg_manager **ret);
+/* As cg_manager_new, with the mode given instead of detected. fake_fs says fs_root is a plain
+ * directory tree standing in for cgroupfs (unit tests): a new cgroup directory gets empty files
+ * named as its parent's, and removing one unlinks its files first (cgroup-internal.h). */
+int cg_manager_new_mode(enum cg_mode mode, bool fake_fs, const char *fs_root,
+                        const char *proc_self_cgroup, const char *id, struct cg_manager **ret,
+                        struct ig_error *err);
 /* Moves the daemon back out of its leaf and removes the subtree (after destroying groups). */
 void cg_manager_free(struct cg_manager *m);
 enum cg_mode cg_manager_mode(const struct cg_manager *m);
 const struct cg_features *cg_manager_features(const struct cg_manager *m);
-/* Moves the calling process into the subtree's `daemon` leaf. */
+/* Writes the names of the features that are false ("memory_limit,kill"), or "none", into buf.
+ * For the start-up log line and `ignis doctor`. */
+void cg_features_degraded(const struct cg_features *f, char *buf, size_t len);
+/* Moves the calling process into the subtree's `daemon` leaf. On v2 it then enables the
+ * delegated controllers for the subtree (which needs the daemon out of its starting cgroup),
+ * so call it before cg_create there; the features are final afterwards. */
 int cg_manager_enter_leaf(struct cg_manager *m, struct ig_error *err);
 /* Kills and removes every container cgroup an earlier run left in the subtree. Returns the
  * number removed, or -errno. */
@@ -72,13 +88,16 @@ int cg_create(struct cg_manager *m, const char *name, const struct cg_limits *li
 /* An O_PATH|O_DIRECTORY fd of the group's cgroup2 directory for clone3(CLONE_INTO_CGROUP), or -1
  * when there is none (v1 hosts). Owned by the group. */
 int cg_group_v2_fd(const struct cg_group *g);
-/* Puts pid into the group in every hierarchy (those it is already in are skipped). On v1 this
- * moves one thread: attach before the process starts threads. */
+/* Puts pid into the group in every hierarchy (one it is already in, e.g. the cgroup2 directory
+ * after clone3(CLONE_INTO_CGROUP), is a no-op for the kernel). It writes cgroup.procs, which
+ * moves the whole process on v1 too; still, attach before the process starts threads, so no
+ * thread is ever outside the group. */
 int cg_attach(struct cg_group *g, pid_t pid, struct ig_error *err);
 int cg_read_stats(struct cg_group *g, struct cg_stats *ret);
 /* Resets the memory peak where the kernel allows it; -EOPNOTSUPP otherwise. */
 int cg_reset_peak(struct cg_group *g);
-/* Kills every process in the group (cgroup.kill, or freeze-kill-thaw on v1). */
+/* Kills every process in the group (cgroup.kill, or freeze-kill-thaw on v1). Returns once the
+ * signals are sent; the processes may still be exiting (cg_destroy waits for them). */
 int cg_kill(struct cg_group *g, struct ig_error *err);
 /* Kills, then removes the group's cgroups with a bounded retry on EBUSY, and frees g (also on
  * failure, after logging what was left). Accepts NULL. */

@@ -25,6 +25,44 @@ static int prepare_state_dir(const char *dir, struct ig_error *err)
     return 0;
 }
 
+/* The cgroup subtree (cgroup.h): named for the state dir, so what an earlier run left (a crash,
+ * SIGKILL) is found and removed before anything new is made; then the daemon moves into its
+ * leaf. Without usable cgroups an unprivileged daemon (tests, development) runs with the null
+ * backend and says so; as root that is a failure, since limits and billing depend on it. */
+static int setup_cgroups(struct daemon *d, struct ig_error *err)
+{
+    char id[17];
+    struct ig_error cgerr = {};
+    int r = instance_id(d->opts.state_dir, id);
+    if (r < 0)
+        return ig_error_set(err, -r, "state dir %s: %s", d->opts.state_dir, strerror(-r));
+
+    r = cg_manager_new(NULL, NULL, id, &d->cgroups, &cgerr);
+    int removed = 0;
+    if (r == 0 && (removed = cg_manager_cleanup_stale(d->cgroups, &cgerr)) < 0) {
+        log_warn("cannot remove cgroups left by an earlier run", "error=\"%s\"", cgerr.message);
+        ig_error_clear(&cgerr);
+        removed = 0;
+    }
+    if (r == 0)
+        r = cg_manager_enter_leaf(d->cgroups, &cgerr);
+    if (r < 0) {
+        cg_manager_free(TAKE_PTR(d->cgroups));
+        if (geteuid() == 0)
+            return ig_error_set(err, cgerr.code, "cgroups: %s", cgerr.message);
+        log_warn("no usable cgroups, running without limits or accounting", "error=\"%s\"",
+                 cgerr.message);
+        r = cg_manager_new_null(&d->cgroups);
+        if (r < 0)
+            return ig_error_set(err, -r, "out of memory");
+    }
+    char degraded[256];
+    cg_features_degraded(cg_manager_features(d->cgroups), degraded, sizeof(degraded));
+    log_info("cgroups ready", "mode=%s id=%s degraded=%s stale_removed=%d",
+             cg_mode_name(cg_manager_mode(d->cgroups)), id, degraded, removed);
+    return 0;
+}
+
 static void on_stop_signal(struct loop *l, int signo, void *userdata)
 {
     struct daemon *d = userdata;
@@ -44,6 +82,9 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     d->opts = *opts;
     d->started_usec = now_usec();
     r = prepare_state_dir(opts->state_dir, err);
+    if (r < 0)
+        goto fail;
+    r = setup_cgroups(d, err);
     if (r < 0)
         goto fail;
     snprintf(dbpath, sizeof(dbpath), "%s/ignis.db", opts->state_dir);
@@ -68,8 +109,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     if (r < 0)
         goto fail;
     log_info("ignisd started", "version=%s listen=%s:%u state_dir=%s schema=%d", IGNIS_VERSION,
-             opts->listen_host, http_server_port(d->http), opts->state_dir,
-             store_schema_version());
+             opts->listen_host, http_server_port(d->http), opts->state_dir, store_schema_version());
     *ret = d;
     return 0;
 fail:
@@ -94,5 +134,6 @@ void daemon_free(struct daemon *d)
     registry_free(d->registry);
     loop_free(d->loop);
     store_free(d->store);
+    cg_manager_free(d->cgroups);
     free(d);
 }

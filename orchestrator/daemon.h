@@ -2,6 +2,7 @@
  * scheduling state hangs off. Only the loop thread touches it. */
 #pragma once
 
+#include "cgroup.h"
 #include "http.h"
 #include "loop.h"
 #include "options.h"
@@ -16,9 +17,12 @@ struct daemon {
     struct registry *registry;
     uint64_t started_usec; /* monotonic */
     bool stopping;
+    /* The daemon's cgroup subtree; the null backend where there is none to use. */
+    struct cg_manager *cgroups;
 };
 
-/* Sets up the state dir, the store and the API. On failure err names the problem. */
+/* Sets up the state dir, the cgroup subtree, the store and the API. On failure err names the
+ * problem. */
 int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig_error *err);
 /* Serves until SIGINT or SIGTERM, then shuts down cleanly. */
 int daemon_run(struct daemon *d);

@@ -27,6 +27,11 @@ int main(int argc, char **argv)
         printf("ignisd %s\n", IGNIS_VERSION);
         return 0;
     }
+    if (action == OPTIONS_CHECK_CONFIG) {
+        printf("configuration ok: listen=%s:%u state_dir=%s\n", opts.listen_host,
+               opts.listen_port, opts.state_dir);
+        return 0;
+    }
     log_set_level(opts.log_level);
     if (daemon_new(&opts, &d, &err) < 0) {
         fprintf(stderr, "ignisd: %s\n", err.message);

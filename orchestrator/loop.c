@@ -304,7 +304,7 @@ int loop_post(struct loop *l, loop_call_fn fn, void *userdata)
     return 0;
 }
 
-static void run_posted(struct loop *l)
+void loop_run_posted(struct loop *l)
 {
     uint64_t n;
     (void)!read(l->wakefd, &n, sizeof(n));
@@ -356,7 +356,7 @@ int loop_run(struct loop *l)
         for (int i = 0; i < n; i++) {
             struct io_watch *w = events[i].data.ptr;
             if (!w) {
-                run_posted(l);
+                loop_run_posted(l);
                 continue;
             }
             if (w->fn)

@@ -40,6 +40,10 @@ int loop_add_prepare(struct loop *l, loop_prepare_fn fn, void *userdata);
 /* From any thread: runs fn(userdata) on the loop thread soon. Thread-safe. */
 int loop_post(struct loop *l, loop_call_fn fn, void *userdata);
 
+/* Runs every call posted so far, on the calling thread: for shutdown, once the loop no longer
+ * runs, so that work handed back by threads is not lost. */
+void loop_run_posted(struct loop *l);
+
 /* Runs until loop_quit. Returns 0, or -errno when waiting failed. */
 int loop_run(struct loop *l);
 void loop_quit(struct loop *l);

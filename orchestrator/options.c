@@ -14,6 +14,7 @@ const char options_usage[] =
     "  --state-dir DIR      where all state lives (default /var/lib/ignis)\n"
     "  --config FILE        read options from FILE (key = value lines)\n"
     "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+    "  --check-config       validate the options and the config file, then exit\n"
     "  --help               show this help\n"
     "  --version            show the version\n";
 
@@ -158,6 +159,7 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"log-level", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"check-config", no_argument, NULL, 'C'},
         {},
     };
     struct {
@@ -177,6 +179,10 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         case 'V':
             if (action == OPTIONS_RUN)
                 action = OPTIONS_VERSION;
+            break;
+        case 'C':
+            if (action == OPTIONS_RUN)
+                action = OPTIONS_CHECK_CONFIG;
             break;
         case 'c':
             if (strlen(optarg) >= sizeof(o->config))
@@ -199,7 +205,7 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
     if (optind < argc)
         return ig_error_set(err, EINVAL, "unexpected argument '%s'", argv[optind]);
 
-    if (action == OPTIONS_RUN && o->config[0]) {
+    if ((action == OPTIONS_RUN || action == OPTIONS_CHECK_CONFIG) && o->config[0]) {
         int r = options_load_config(o, o->config, err);
         if (r < 0)
             return r;

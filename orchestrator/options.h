@@ -25,7 +25,7 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
  * value fails with a message naming the file, line and key. */
 int options_load_config(struct ignisd_options *o, const char *path, struct ig_error *err);
 
-enum options_action { OPTIONS_RUN, OPTIONS_HELP, OPTIONS_VERSION };
+enum options_action { OPTIONS_RUN, OPTIONS_HELP, OPTIONS_VERSION, OPTIONS_CHECK_CONFIG };
 
 /* Parses argv. Options given on the command line win over the config file, which is read first
  * when --config names one. Returns 0 with *ret_action set, or -errno with err set. */

@@ -9,6 +9,37 @@
 static const struct store_migration migrations[] = {
     {"meta", "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;"
              "INSERT INTO meta (key, value) VALUES ('created_at', strftime('%Y-%m-%dT%H:%M:%fZ'));"},
+    {"invocations",
+     /* One row per invocation. Async ones are inserted before their 202 (durable) and keep
+      * their payload until they can no longer run; sync ones are recorded for status and logs.
+      * Times are wall-clock microseconds. */
+     "CREATE TABLE invocations ("
+     "  id TEXT PRIMARY KEY,"
+     "  function TEXT NOT NULL,"
+     "  version INTEGER NOT NULL,"
+     "  async INTEGER NOT NULL,"
+     "  status TEXT NOT NULL,"
+     "  payload BLOB,"
+     "  content_type TEXT,"
+     "  idempotency_key TEXT,"
+     "  attempts INTEGER NOT NULL DEFAULT 0,"
+     "  max_retries INTEGER NOT NULL,"
+     "  created_us INTEGER NOT NULL,"
+     "  started_us INTEGER,"
+     "  finished_us INTEGER,"
+     "  next_attempt_us INTEGER,"
+     "  result BLOB,"
+     "  error_type TEXT,"
+     "  error_message TEXT,"
+     "  billed_ms INTEGER,"
+     "  cold INTEGER,"
+     "  expires_us INTEGER NOT NULL"
+     ") STRICT;"
+     "CREATE INDEX invocations_pending ON invocations (created_us) "
+     "  WHERE status IN ('queued', 'running');"
+     "CREATE INDEX invocations_idempotency ON invocations (function, idempotency_key) "
+     "  WHERE idempotency_key IS NOT NULL;"
+     "CREATE INDEX invocations_expiry ON invocations (expires_us);"},
     /* The registry (registry.c): a function points at its current version; each version
      * keeps the bundle's digest (its directory under STATE_DIR/bundles) and the manifest as
      * validated, defaults written out. Times are wall-clock microseconds. */

@@ -92,3 +92,11 @@ int instance_id(const char *state_dir, char ret[17]);
 
 bool streq(const char *a, const char *b);
 bool startswith(const char *s, const char *prefix);
+
+/* Proleptic Gregorian calendar arithmetic without time zones or libc state (H. Hinnant's
+ * days_from_civil / civil_from_days): days since 1970-01-01 for a date, and back. Used by the
+ * RFC 3339 parser (cloudevents) and by cron. */
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
+/* 28 to 31: the days of month m (1-12) of year y. */
+int days_in_month(int64_t y, unsigned m);
+void civil_from_days(int64_t days, int64_t *ret_y, unsigned *ret_m, unsigned *ret_d);

@@ -119,19 +119,12 @@ static int check_subtree_gone(const char *dir, void *userdata)
     return 0;
 }
 
-int harness_start(struct ignisd_proc *p, const char *const *extra_args)
+/* Starts ignisd on p's state dir and log, on a fresh port. */
+static int start_daemon(struct ignisd_proc *p, const char *const *extra_args)
 {
     const char *argv[32];
     size_t n = 0;
     char listen[64];
-
-    memset(p, 0, sizeof(*p));
-    snprintf(p->state_dir, sizeof(p->state_dir), "/tmp/ignis-test.XXXXXX");
-    if (!mkdtemp(p->state_dir)) {
-        perror("mkdtemp");
-        return -1;
-    }
-    snprintf(p->log_path, sizeof(p->log_path), "%s.log", p->state_dir);
 
     for (int attempt = 0; attempt < 5; attempt++) {
         p->port = harness_free_port();
@@ -192,6 +185,29 @@ int harness_start(struct ignisd_proc *p, const char *const *extra_args)
     fprintf(stderr, "ignisd did not come up\n");
     harness_print_log(p);
     return -1;
+}
+
+int harness_start(struct ignisd_proc *p, const char *const *extra_args)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->state_dir, sizeof(p->state_dir), "/tmp/ignis-test.XXXXXX");
+    if (!mkdtemp(p->state_dir)) {
+        perror("mkdtemp");
+        return -1;
+    }
+    snprintf(p->log_path, sizeof(p->log_path), "%s.log", p->state_dir);
+    return start_daemon(p, extra_args);
+}
+
+int harness_restart(struct ignisd_proc *p, const char *const *extra_args)
+{
+    if (p->pid > 0) {
+        fprintf(stderr, "harness_restart: ignisd %d is still running\n", (int)p->pid);
+        return -1;
+    }
+    client_free(p->client);
+    p->client = NULL;
+    return start_daemon(p, extra_args);
 }
 
 int harness_stop(struct ignisd_proc *p)

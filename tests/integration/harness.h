@@ -37,6 +37,9 @@ uint16_t harness_free_port(void);
 /* Starts ignisd with a fresh state dir (extra_args NULL-terminated, may be NULL) and waits until
  * /healthz answers. Returns 0, or -1 after printing the daemon's log. */
 int harness_start(struct ignisd_proc *p, const char *const *extra_args);
+/* Starts ignisd again on p's state dir and log (after harness_stop, or after the test killed it
+ * and reaped it, setting p->pid to 0), on a fresh port. */
+int harness_restart(struct ignisd_proc *p, const char *const *extra_args);
 /* SIGTERM, then waits up to 15 s. Returns the exit status (or -1 on a signal or timeout, after
  * killing it and printing its log). The state dir is kept. */
 int harness_stop(struct ignisd_proc *p);

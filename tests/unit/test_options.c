@@ -100,6 +100,8 @@ static void test_help_version(void **state)
     assert_int_equal(a, OPTIONS_VERSION);
     assert_int_equal(parse(&o, &a, &err, 3, "--version", "--help"), 0);
     assert_int_equal(a, OPTIONS_HELP);
+    assert_int_equal(parse(&o, &a, &err, 2, "--check-config"), 0);
+    assert_int_equal(a, OPTIONS_CHECK_CONFIG);
 }
 
 static char *write_config(const char *text)
@@ -153,6 +155,10 @@ static void test_config_errors(void **state)
     unlink(path);
     assert_int_equal(parse(&o, &a, &err, 3, "--config", "/nonexistent/ignis.conf"), -ENOENT);
     assert_non_null(strstr(err.message, "/nonexistent/ignis.conf"));
+    /* --check-config reads the file too, and fails the same way. */
+    assert_int_equal(parse(&o, &a, &err, 4, "--check-config", "--config", "/nonexistent/x"),
+                     -ENOENT);
+    assert_non_null(strstr(err.message, "/nonexistent/x"));
 }
 
 int main(void)

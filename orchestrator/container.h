@@ -1,0 +1,85 @@
+/* Containers, seen from the controller: create one from a spec (its cgroup with limits, then
+ * ignis-shim, which builds the namespaces and root and execs the runtime), hand it work over the
+ * runtime-protocol socket, collect its exit, destroy it.
+ *
+ * Every step that waits has an fd the event loop can watch instead: the sync pipe becomes
+ * readable when setup finished (EOF: the runtime was exec'd; a message: it failed), the pidfd
+ * when the container exited. A pool can spawn containers ahead of work: a runtime blocks reading
+ * fd 3 until the controller writes an invocation to container_runtime_fd. The blocking calls
+ * (container_create, container_wait) are conveniences for tests and tools. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cgroup.h"
+#include "container_spec.h"
+#include "util.h"
+
+struct container;
+
+struct container_options {
+    /* Unique among the daemon's live containers; names the cgroup `c-<name>`. NULL: generated
+     * from the pid and a counter. At most 64 characters of [A-Za-z0-9_.-]. */
+    const char *name;
+    /* What to run; its `cgroups` are filled in from the cgroup the container gets. */
+    const struct container_spec *spec;
+    struct cg_limits limits;
+    /* Where the runtime's stdout and stderr go (dup'd; the caller keeps its fds). -1: a pipe,
+     * whose read end container_stdout_fd/container_stderr_fd return. */
+    int stdout_fd, stderr_fd;
+};
+
+/* How a container ended. */
+struct container_exit {
+    int exit_code;         /* the runtime's exit status; 128+N when signal N killed it */
+    int signal;            /* N when a signal killed the runtime (or the shim itself), else 0 */
+    bool oom_killed;       /* the kernel's OOM killer acted in the container's cgroup */
+    struct cg_stats stats; /* CPU and memory measured at exit */
+};
+
+/* The ignis-shim binary: $IGNIS_SHIM when set, else next to the running program's build tree
+ * (the build root's shim/ignis-shim, found from /proc/self/exe), else IGNIS_LIBEXECDIR. The
+ * result is cached. Returns NULL when none is executable. */
+const char *container_shim_path(void);
+
+/* Creates the cgroup and starts the shim; returns at once. Setup goes on in the shim: watch
+ * container_sync_fd, then call container_finish_spawn. On failure nothing is left. */
+int container_spawn(struct cg_manager *m, const struct container_options *o, struct container **ret,
+                    struct ig_error *err);
+/* Reads the sync pipe (blocking until setup finished if it is not readable yet). 0: the runtime
+ * runs. Otherwise the shim's {errno, message} (the container has exited or is exiting: destroy
+ * it). Idempotent after the first answer. */
+int container_finish_spawn(struct container *c, struct ig_error *err);
+/* container_spawn + container_finish_spawn; on failure destroys and returns the shim's error. */
+int container_create(struct cg_manager *m, const struct container_options *o,
+                     struct container **ret, struct ig_error *err);
+
+const char *container_name(const struct container *c);
+/* The shim's pid in the host's pid namespace. */
+pid_t container_pid(const struct container *c);
+/* Readable when setup finished; -1 after container_finish_spawn. */
+int container_sync_fd(const struct container *c);
+/* Readable (POLLIN) when the container exited. */
+int container_pidfd(const struct container *c);
+/* The controller's end of the runtime-protocol socket (a SOCK_STREAM socketpair; the runtime
+ * has the other end as fd 3). Owned by the container unless taken. */
+int container_runtime_fd(const struct container *c);
+int container_take_runtime_fd(struct container *c);
+/* Read ends of the output pipes, or -1 when the caller gave fds. Owned by the container. */
+int container_stdout_fd(const struct container *c);
+int container_stderr_fd(const struct container *c);
+struct cg_group *container_cgroup(const struct container *c);
+
+/* Collects the exit without blocking: 0 and *ret when the container exited (the first call
+ * reaps it; later calls return the same), -EAGAIN while it runs. */
+int container_poll_exit(struct container *c, struct container_exit *ret);
+/* Blocks until the container exited. */
+int container_wait(struct container *c, struct container_exit *ret);
+/* SIGKILLs every process of the container (it then exits; collect with poll_exit/wait). */
+int container_kill(struct container *c, struct ig_error *err);
+/* Kills whatever still runs, reaps the shim, removes the cgroups, closes every fd and frees c:
+ * nothing of the container is left. The first failure is returned; c is freed regardless.
+ * Accepts NULL. */
+int container_destroy(struct container *c, struct ig_error *err);

@@ -1,0 +1,359 @@
+/* The container's pid 1: assembles the root filesystem, brings up loopback, drops privileges,
+ * starts the runtime and reaps orphans until the runtime exits (bubblewrap's do_init). */
+#include "shim.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+
+/* Where the new root is assembled, inside our own mount namespace. Source directories are
+ * reached through fds opened before, so it does not matter what this hides. */
+#define STAGE "/tmp"
+
+static void do_mount(const char *src, const char *dst, const char *type, unsigned long flags,
+                     const char *data)
+{
+    if (mount(src, dst, type, flags, data) < 0)
+        shim_fail(errno, "mounting %s on %s: %s", type ? type : src, dst, strerror(errno));
+}
+
+/* Adds read-only, nosuid (and `more`) to a mount and every mount below it. mount_setattr (5.12+)
+ * only sets the given flags, so flags the kernel locked on a bind (noexec from the source, in a
+ * user namespace) are kept, where a MS_REMOUNT would have to repeat them all. */
+static void make_readonly(const char *path, unsigned int flags, uint64_t more)
+{
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | more};
+    if (mount_setattr(AT_FDCWD, path, flags, &attr, sizeof(attr)) < 0)
+        shim_fail(errno, "making %s read-only: %s", path, strerror(errno));
+}
+
+/* Binds dir_fd/name (an image or bundle entry) read-only at dst. */
+static void bind_readonly(int dir_fd, const char *name, const char *dst)
+{
+    char src[64 + 256];
+    if (name)
+        snprintf(src, sizeof(src), "/proc/self/fd/%d/%s", dir_fd, name);
+    else
+        snprintf(src, sizeof(src), "/proc/self/fd/%d", dir_fd);
+    do_mount(src, dst, NULL, MS_BIND | MS_REC, NULL);
+    make_readonly(dst, AT_RECURSIVE, MOUNT_ATTR_NODEV);
+}
+
+static bool is_dir_at(int dir_fd, const char *name)
+{
+    struct stat st;
+    return fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Recreates the image's top level in the new root: directories and files are bound read-only,
+ * symlinks copied (merged-/usr images are mostly symlinks there). /proc, /dev and /tmp are ours;
+ * /var is rebuilt one level down so that /var/task can be mounted whatever the image holds. */
+static void populate(int src_fd, const char *dst_dir, bool top)
+{
+    int fd = openat(src_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        shim_fail(errno, "reading the image: %s", strerror(errno));
+    DIR *d = fdopendir(fd);
+    if (!d)
+        shim_fail(errno, "reading the image: %s", strerror(errno));
+    struct dirent *de;
+    char dst[4200];
+    while ((de = readdir(d))) {
+        const char *n = de->d_name;
+        if (streq(n, ".") || streq(n, ".."))
+            continue;
+        if (top && (streq(n, "proc") || streq(n, "dev") || streq(n, "tmp") || streq(n, "var")))
+            continue;
+        if (!top && streq(n, "task"))
+            continue;
+        snprintf(dst, sizeof(dst), "%s/%s", dst_dir, n);
+        unsigned char type = de->d_type;
+        if (type == DT_UNKNOWN) {
+            struct stat st;
+            if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                shim_fail(errno, "image entry %s: %s", n, strerror(errno));
+            type = S_ISDIR(st.st_mode)   ? DT_DIR
+                   : S_ISLNK(st.st_mode) ? DT_LNK
+                   : S_ISREG(st.st_mode) ? DT_REG
+                                         : DT_UNKNOWN;
+        }
+        if (type == DT_LNK) {
+            char target[4096];
+            ssize_t len = readlinkat(dirfd(d), n, target, sizeof(target) - 1);
+            if (len < 0)
+                shim_fail(errno, "image entry %s: %s", n, strerror(errno));
+            target[len] = '\0';
+            if (symlink(target, dst) < 0)
+                shim_fail(errno, "symlink %s: %s", dst, strerror(errno));
+            continue;
+        }
+        if (type == DT_DIR) {
+            if (mkdir(dst, 0755) < 0)
+                shim_fail(errno, "mkdir %s: %s", dst, strerror(errno));
+        } else if (type == DT_REG) {
+            int f = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            if (f < 0)
+                shim_fail(errno, "creating %s: %s", dst, strerror(errno));
+            close(f);
+        } else {
+            continue; /* sockets, fifos, devices: nothing a runtime image should carry */
+        }
+        bind_readonly(src_fd, n, dst);
+    }
+    closedir(d);
+}
+
+/* The five devices a runtime needs. mknod is cheaper than five bind mounts, but a user
+ * namespace may not create device nodes (the kernel refuses it), so there they are bound from
+ * the host's /dev. */
+static void make_dev(bool userns)
+{
+    static const struct {
+        const char *name;
+        unsigned int major, minor;
+    } devs[] = {
+        {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}};
+    char path[64];
+
+    if (mkdir(STAGE "/dev", 0755) < 0)
+        shim_fail(errno, "mkdir /dev: %s", strerror(errno));
+    for (size_t i = 0; i < ARRAY_SIZE(devs); i++) {
+        snprintf(path, sizeof(path), STAGE "/dev/%s", devs[i].name);
+        if (!userns) {
+            if (mknod(path, S_IFCHR | 0666, makedev(devs[i].major, devs[i].minor)) < 0)
+                shim_fail(errno, "mknod %s: %s", path, strerror(errno));
+            /* The umask (022) applies to mknod too. */
+            if (chmod(path, 0666) < 0)
+                shim_fail(errno, "chmod %s: %s", path, strerror(errno));
+            continue;
+        }
+        char src[64];
+        int f = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (f < 0)
+            shim_fail(errno, "creating %s: %s", path, strerror(errno));
+        close(f);
+        snprintf(src, sizeof(src), "/dev/%s", devs[i].name);
+        do_mount(src, path, NULL, MS_BIND, NULL);
+    }
+    static const char *const links[][2] = {{"fd", "/proc/self/fd"},
+                                           {"stdin", "/proc/self/fd/0"},
+                                           {"stdout", "/proc/self/fd/1"},
+                                           {"stderr", "/proc/self/fd/2"}};
+    for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
+        snprintf(path, sizeof(path), STAGE "/dev/%s", links[i][0]);
+        if (symlink(links[i][1], path) < 0)
+            shim_fail(errno, "symlink %s: %s", path, strerror(errno));
+    }
+}
+
+static void build_root(const struct container_spec *spec, int image_fd, int bundle_fd)
+{
+    char opts[64];
+
+    /* Nothing we mount may propagate back to the host (Debian's / is shared). */
+    do_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    /* The root: a small tmpfs that holds only mount points, symlinks and device nodes; made
+     * read-only once everything is in place. Not nodev: /dev's nodes live in it. */
+    do_mount("tmpfs", STAGE, "tmpfs", MS_NOSUID, "mode=0755,size=256k,nr_inodes=1024");
+    populate(image_fd, STAGE, true);
+
+    /* /var: the image's own entries, then the bundle at /var/task. */
+    if (mkdir(STAGE "/var", 0755) < 0)
+        shim_fail(errno, "mkdir /var: %s", strerror(errno));
+    if (is_dir_at(image_fd, "var")) {
+        int var_fd = openat(image_fd, "var", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (var_fd < 0)
+            shim_fail(errno, "image /var: %s", strerror(errno));
+        populate(var_fd, STAGE "/var", false);
+        close(var_fd);
+    }
+    if (mkdir(STAGE "/var/task", 0755) < 0)
+        shim_fail(errno, "mkdir /var/task: %s", strerror(errno));
+    if (bundle_fd >= 0)
+        bind_readonly(bundle_fd, NULL, STAGE "/var/task");
+
+    if (mkdir(STAGE "/tmp", 01777) < 0)
+        shim_fail(errno, "mkdir /tmp: %s", strerror(errno));
+    snprintf(opts, sizeof(opts), "mode=1777,size=%llu", (unsigned long long)spec->tmp_size);
+    do_mount("tmpfs", STAGE "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts);
+
+    /* A proc of the new pid namespace (we are its pid 1), with /proc/sys read-only as Docker
+     * does: the uid switch already denies writes there, this holds even for root in a user
+     * namespace. */
+    if (mkdir(STAGE "/proc", 0555) < 0)
+        shim_fail(errno, "mkdir /proc: %s", strerror(errno));
+    do_mount("proc", STAGE "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    do_mount(STAGE "/proc/sys", STAGE "/proc/sys", NULL, MS_BIND | MS_REC, NULL);
+    make_readonly(STAGE "/proc/sys", AT_RECURSIVE, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+
+    make_dev(spec->user_namespace);
+
+    /* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves no host path
+     * reachable (pivot_root(2), "new_root and put_old may be the same directory", 3.17+). */
+    if (chdir(STAGE) < 0)
+        shim_fail(errno, "chdir to the new root: %s", strerror(errno));
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        shim_fail(errno, "pivot_root: %s", strerror(errno));
+    if (umount2(".", MNT_DETACH) < 0)
+        shim_fail(errno, "detaching the old root: %s", strerror(errno));
+    if (chdir("/") < 0)
+        shim_fail(errno, "chdir /: %s", strerror(errno));
+    /* Not nodev: /dev's nodes live in the root tmpfs. */
+    make_readonly("/", 0, 0);
+}
+
+/* A new network namespace has only lo, and down: runtimes (the Lambda Runtime API relay) listen
+ * on 127.0.0.1 inside. The kernel assigns 127.0.0.1/8 and ::1 when lo comes up. */
+static void loopback_up(void)
+{
+    struct ifreq ifr = {.ifr_name = "lo"};
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        shim_fail(errno, "socket: %s", strerror(errno));
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+        shim_fail(errno, "reading lo's flags: %s", strerror(errno));
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+        shim_fail(errno, "bringing lo up: %s", strerror(errno));
+    close(fd);
+}
+
+/* The runtime's environment: the spec's, then IGNIS_RUNTIME_FD when there is a socket. */
+static char **runtime_env(const struct shim_ctx *ctx)
+{
+    size_t n = 0;
+    while (ctx->spec->env && ctx->spec->env[n])
+        n++;
+    char **env = calloc(n + 2, sizeof(char *));
+    if (!env)
+        shim_fail(ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        env[i] = ctx->spec->env[i];
+    if (ctx->runtime_fd >= 0)
+        env[n++] = "IGNIS_RUNTIME_FD=3";
+    return env;
+}
+
+/* In the runtime's process: the fd layout (0 /dev/null, 1 and 2 the controller's pipes, 3 the
+ * runtime socket, the sync pipe close-on-exec), default signals, seccomp, exec. */
+_Noreturn static void exec_runtime(const struct shim_ctx *ctx, int null_fd, char **env)
+{
+    const struct container_spec *spec = ctx->spec;
+    sigset_t all;
+
+    if (dup2(null_fd, STDIN_FILENO) < 0)
+        shim_fail(errno, "dup2: %s", strerror(errno));
+    if (ctx->runtime_fd >= 0) {
+        if (dup2(ctx->runtime_fd, RUNTIME_FD) < 0)
+            shim_fail(errno, "dup2: %s", strerror(errno));
+    }
+    /* Only 0-3 and the sync pipe survive until the exec, which closes the sync pipe. The sync
+     * fd lies above 3 whenever there is a runtime socket (fd 4 from the controller). */
+    unsigned int first = ctx->runtime_fd >= 0 ? RUNTIME_FD + 1 : RUNTIME_FD;
+    unsigned int sync = (unsigned int)shim_sync_fd;
+    if ((sync > first && close_range(first, sync - 1, 0) < 0) ||
+        close_range(sync + 1 > first ? sync + 1 : first, ~0u, 0) < 0)
+        shim_fail(errno, "close_range: %s", strerror(errno));
+
+    for (int sig = 1; sig < NSIG; sig++)
+        signal(sig, SIG_DFL);
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+
+    if (chdir(spec->cwd ? spec->cwd : "/var/task") < 0)
+        shim_fail(errno, "chdir %s: %s", spec->cwd ? spec->cwd : "/var/task", strerror(errno));
+    int r = shim_load_seccomp();
+    if (r < 0)
+        shim_fail(r, "loading the seccomp filter: %s", strerror(-r));
+    execve(spec->args[0], spec->args, env);
+    struct container_sync_msg msg = {.code = errno};
+    snprintf(msg.message, sizeof(msg.message), "exec %s: %s", spec->args[0], strerror(errno));
+    ssize_t n = write(shim_sync_fd, &msg, sizeof(msg));
+    (void)n;
+    _exit(SHIM_EXIT_EXEC);
+}
+
+void shim_init(const struct shim_ctx *ctx)
+{
+    const struct container_spec *spec = ctx->spec;
+
+    /* If the outer shim dies, so does the container (the controller may have lost track). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (ctx->userns_fd >= 0) {
+        char c;
+        while (read(ctx->userns_fd, &c, 1) < 0 && errno == EINTR)
+            ;
+        close(ctx->userns_fd);
+    }
+
+    /* Opened here, in the new mount namespace (a bind from a mount of another namespace is
+     * EINVAL), and before the stage tmpfs may hide them. */
+    int image_fd = open(spec->image, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (image_fd < 0)
+        shim_fail(errno, "image %s: %s", spec->image, strerror(errno));
+    int bundle_fd = -1;
+    if (spec->bundle && (bundle_fd = open(spec->bundle, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        shim_fail(errno, "bundle %s: %s", spec->bundle, strerror(errno));
+    build_root(spec, image_fd, bundle_fd);
+    close(image_fd);
+    if (bundle_fd >= 0)
+        close(bundle_fd);
+    loopback_up();
+    const char *hostname = spec->hostname ? spec->hostname : "ignis";
+    if (sethostname(hostname, strlen(hostname)) < 0)
+        shim_fail(errno, "sethostname: %s", strerror(errno));
+    int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0)
+        shim_fail(errno, "opening /dev/null: %s", strerror(errno));
+    char **env = runtime_env(ctx);
+
+    shim_set_rlimits(spec);
+    /* pid 1 drops everything too, so nothing in the container is more privileged than the
+     * runtime; pid 1 also ignores signals sent from inside its namespace (it installs no
+     * handlers), and is not dumpable, so the runtime cannot ptrace or read it. */
+    shim_drop_privileges(spec);
+    prctl(PR_SET_DUMPABLE, 0);
+    /* The uid switch cleared the parent-death signal. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+
+    pid_t child = fork();
+    if (child < 0)
+        shim_fail(errno, "fork: %s", strerror(errno));
+    if (child == 0)
+        exec_runtime(ctx, null_fd, env);
+
+    /* Only the runtime's copies of the sync pipe, socket and outputs remain, so EOF on each
+     * follows the runtime (and its children), not pid 1. */
+    close(shim_sync_fd);
+    shim_sync_fd = -1;
+    if (ctx->runtime_fd >= 0)
+        close(ctx->runtime_fd);
+    dup2(null_fd, STDIN_FILENO);
+    dup2(null_fd, STDOUT_FILENO);
+    dup2(null_fd, STDERR_FILENO);
+    close(null_fd);
+
+    /* Reap everything; exit with the runtime's status when it exits. Pid 1 leaving kills the
+     * rest of the namespace. */
+    for (;;) {
+        int status;
+        pid_t p = waitpid(-1, &status, 0);
+        if (p < 0) {
+            if (errno == EINTR)
+                continue;
+            _exit(SHIM_EXIT_SETUP);
+        }
+        if (p == child)
+            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
+}

@@ -1,0 +1,178 @@
+/* The journal: statements become durable in group commits off the loop, each outcome comes back
+ * on the loop thread, one failure does not undo the rest, and nothing queued is lost at free. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+// cmocka needs the above first
+#include <cmocka.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <string.h>
+
+#include "journal.h"
+
+static char dir[64], path[128];
+static pthread_t loop_thread;
+
+static int setup(void **state)
+{
+    strcpy(dir, "/tmp/ignis-journal-test.XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path, sizeof(path), "%s/j.db", dir);
+    sqlite3 *db;
+    if (sqlite3_open(path, &db) != SQLITE_OK ||
+        sqlite3_exec(db,
+                     "PRAGMA journal_mode=WAL; CREATE TABLE t (k INTEGER PRIMARY KEY, s TEXT, "
+                     "b BLOB, n);",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_close(db);
+    loop_thread = pthread_self();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    return rm_rf(dir);
+}
+
+struct counts {
+    int ok, failed, expected;
+    bool wrong_thread;
+};
+
+static void on_done(struct loop *l, int result, const char *message, void *userdata)
+{
+    struct counts *c = userdata;
+    if (!pthread_equal(pthread_self(), loop_thread))
+        c->wrong_thread = true;
+    if (result == 0)
+        c->ok++;
+    else {
+        c->failed++;
+        assert_non_null(message);
+    }
+    if (l && c->ok + c->failed == c->expected)
+        loop_quit(l);
+}
+
+static int count_rows(const char *where)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    char sql[256];
+    int n = -1;
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM t WHERE %s", where);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void test_group_commit(void **state)
+{
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    struct counts c = {.expected = 1000};
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    for (int i = 0; i < 1000; i++) {
+        struct journal_value v[] = {JV_I(i), JV_S("text"), JV_B("\0\1\2", 3), JV_NULL_V};
+        assert_int_equal(
+            journal_submit(j, "INSERT INTO t (k, s, b, n) VALUES (?, ?, ?, ?)", v, 4, on_done, &c),
+            0);
+    }
+    assert_int_equal(loop_run(l), 0);
+    assert_int_equal(c.ok, 1000);
+    assert_false(c.wrong_thread);
+    struct journal_stats st;
+    journal_get_stats(j, &st);
+    assert_int_equal(st.statements, 1000);
+    /* 1000 statements queued in microseconds while the first fsync runs: a handful of commits. */
+    assert_true(st.commits < 100);
+    journal_free(j);
+    loop_free(l);
+    assert_int_equal(count_rows("s = 'text' AND length(b) = 3 AND n IS NULL"), 1000);
+}
+
+static void test_failure_is_isolated(void **state)
+{
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    struct counts c = {.expected = 3};
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    struct journal_value a[] = {JV_I(5001), JV_S("a")};
+    struct journal_value dup[] = {JV_I(5001), JV_S("dup")}; /* primary key clash */
+    struct journal_value b[] = {JV_I(5002), JV_S("b")};
+    assert_int_equal(journal_submit(j, "INSERT INTO t (k, s) VALUES (?, ?)", a, 2, on_done, &c),
+                     0);
+    assert_int_equal(journal_submit(j, "INSERT INTO t (k, s) VALUES (?, ?)", dup, 2, on_done, &c),
+                     0);
+    assert_int_equal(journal_submit(j, "INSERT INTO t (k, s) VALUES (?, ?)", b, 2, on_done, &c),
+                     0);
+    assert_int_equal(loop_run(l), 0);
+    assert_int_equal(c.ok, 2);
+    assert_int_equal(c.failed, 1);
+    journal_free(j);
+    loop_free(l);
+    assert_int_equal(count_rows("k IN (5001, 5002)"), 2);
+    assert_int_equal(count_rows("s = 'dup'"), 0);
+}
+
+static void test_free_delivers_everything(void **state)
+{
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    struct counts c = {.expected = -1}; /* never quit: the loop does not run at all */
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    for (int i = 0; i < 50; i++) {
+        struct journal_value v[] = {JV_I(6000 + i)};
+        assert_int_equal(journal_submit(j, "INSERT INTO t (k) VALUES (?)", v, 1, on_done, &c), 0);
+    }
+    journal_free(j);
+    assert_int_equal(c.ok, 50);
+    loop_free(l);
+    assert_int_equal(count_rows("k >= 6000 AND k < 6050"), 50);
+}
+
+static void test_bad_sql_and_limits(void **state)
+{
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    struct counts c = {.expected = 1};
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    struct journal_value many[JOURNAL_MAX_VALUES + 1] = {};
+    assert_int_equal(journal_submit(j, "SELECT 1", many, JOURNAL_MAX_VALUES + 1, NULL, NULL),
+                     -E2BIG);
+    assert_int_equal(journal_submit(j, "INSERT INTO nowhere VALUES (1)", NULL, 0, on_done, &c), 0);
+    assert_int_equal(loop_run(l), 0);
+    assert_int_equal(c.failed, 1);
+    journal_free(j);
+    loop_free(l);
+    ig_error_clear(&err);
+    assert_true(journal_new(l, "/nonexistent/dir/x.db", &j, &err) < 0);
+    assert_non_null(strstr(err.message, "/nonexistent/dir/x.db"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_failure_is_isolated),
+        cmocka_unit_test(test_free_delivers_everything),
+        cmocka_unit_test(test_bad_sql_and_limits),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
