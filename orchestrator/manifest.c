@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "cron.h"
+
 static const char *const runtime_names[] = {
     [MANIFEST_RUNTIME_EXEC] = "exec",
     [MANIFEST_RUNTIME_PYTHON3] = "python3",
@@ -370,7 +372,8 @@ static int parse_events(const cJSON *root, struct manifest *m, struct ig_error *
     return 0;
 }
 
-/* Cron parsing belongs to the scheduler; here the schedule only has to be a sane string. */
+/* The schedule is checked with the scheduler's own parser (cron.h), so a push is refused now
+ * rather than the schedule failing later; the scheduler parses the kept text again. */
 static int parse_schedule(const cJSON *root, struct manifest *m, struct ig_error *err)
 {
     const char *s;
@@ -382,6 +385,10 @@ static int parse_schedule(const cJSON *root, struct manifest *m, struct ig_error
         return ig_error_set(err, EINVAL,
                             "schedule: must be a cron expression of 1 to %d printable characters",
                             MANIFEST_SCHEDULE_MAX);
+    struct cron_schedule parsed;
+    struct ig_error cerr = {};
+    if (cron_parse(s, &parsed, &cerr) < 0)
+        return ig_error_set(err, EINVAL, "schedule: %s", cerr.message);
     m->schedule = strdup(s);
     return m->schedule ? 0 : ig_error_set(err, ENOMEM, "out of memory");
 }
