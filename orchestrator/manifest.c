@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "cloudevents.h"
 #include "cron.h"
 
 static const char *const runtime_names[] = {
@@ -295,17 +296,14 @@ static int parse_env(const cJSON *root, struct manifest *m, struct ig_error *err
     return 0;
 }
 
-/* CloudEvents types are free-form strings; ours are printable without spaces, and '*' is only
- * meaningful as a final ".*" (a prefix subscription: "com.example.*"). */
+/* CloudEvents types are free-form strings; ours are printable without spaces, and the pattern
+ * rules ('*' only alone or as a final ".*", a prefix subscription) are the matcher's own
+ * (cloudevents.h), so what is accepted here is what the events code can match. */
 static bool event_type_valid(const char *t)
 {
     size_t len = strlen(t);
-    if (len == 0 || len > MANIFEST_EVENT_TYPE_MAX || !printable(t, false))
-        return false;
-    const char *star = strchr(t, '*');
-    if (!star)
-        return true;
-    return star == t + len - 1 && len >= 3 && t[len - 2] == '.';
+    return len > 0 && len <= MANIFEST_EVENT_TYPE_MAX && printable(t, false) &&
+           ce_type_pattern_valid(t);
 }
 
 static int parse_events(const cJSON *root, struct manifest *m, struct ig_error *err)
@@ -349,7 +347,7 @@ static int parse_events(const cJSON *root, struct manifest *m, struct ig_error *
         if (!event_type_valid(type->valuestring))
             return ig_error_set(err, EINVAL,
                                 "events[%zu].type: must be 1 to %d printable characters without "
-                                "spaces; '*' only as a final \".*\"",
+                                "spaces; '*' only alone or as a final \".*\"",
                                 i, MANIFEST_EVENT_TYPE_MAX);
         if (source) {
             if (!cJSON_IsString(source))
