@@ -315,6 +315,11 @@ static void test_setuid_bits_dropped(void **state)
     strcpy(path + n, "/run");
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0755);
+    /* Owned by the daemon's user (extracted as nobody when root, then taken back). */
+    assert_int_equal(st.st_uid, geteuid());
+    strcpy(path + n, "/dir/link");
+    assert_int_equal(lstat(path, &st), 0);
+    assert_int_equal(st.st_uid, geteuid());
     strcpy(path + n, "/secret");
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0644);
