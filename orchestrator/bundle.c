@@ -3,6 +3,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
 #include <nettle/sha2.h>
 #include <signal.h>
 #include <string.h>
@@ -12,6 +14,9 @@
 #include <sys/wait.h>
 
 #include "manifest.h"
+
+/* nobody: the uid the extracting child runs as when the daemon is root. */
+#define BUNDLE_EXTRACT_UID 65534
 
 const struct bundle_limits bundle_default_limits = {
     .max_unpacked_bytes = 250ull * 1000 * 1000,
@@ -322,6 +327,27 @@ static int extract(const void *data, size_t len, const struct bundle_limits *lim
     return 0;
 }
 
+/* As root, the child extracts as the unprivileged BUNDLE_EXTRACT_UID, in a directory it was
+ * given: if a hostile archive found a bug in libarchive, what it could write is what nobody may
+ * write. Called after chdir (the path above is root's alone, the cwd stays usable). Changing
+ * credentials clears the parent-death signal, so it is set again. */
+static int drop_privileges(struct ig_error *err)
+{
+    if (geteuid() != 0)
+        return 0;
+    if (setgroups(0, NULL) < 0 ||
+        setresgid(BUNDLE_EXTRACT_UID, BUNDLE_EXTRACT_UID, BUNDLE_EXTRACT_UID) < 0 ||
+        setresuid(BUNDLE_EXTRACT_UID, BUNDLE_EXTRACT_UID, BUNDLE_EXTRACT_UID) < 0)
+        return ig_error_set(err, errno, "dropping privileges for extraction: %s", strerror(errno));
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    return 0;
+}
+
+static int chown_root(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return lchown(path, 0, 0) < 0 ? -1 : 0;
+}
+
 _Noreturn static void child_main(int report_fd, const char *dir, const void *data, size_t len,
                                  const struct bundle_limits *lim)
 {
@@ -346,7 +372,7 @@ _Noreturn static void child_main(int report_fd, const char *dir, const void *dat
         r = ig_error_set(&err, errno, "setting the extraction's limits: %s", strerror(errno));
     else if (chdir(dir) < 0)
         r = ig_error_set(&err, errno, "entering %s: %s", dir, strerror(errno));
-    else
+    else if ((r = drop_privileges(&err)) >= 0)
         r = extract(data, len, lim, &err);
     if (r >= 0)
         err.code = 0;
@@ -373,7 +399,10 @@ int bundle_unpack(const char *bundles_dir, const void *data, size_t len,
     if (!mkdtemp(dir))
         return ig_error_set(err, errno, "creating a directory under %s: %s", tmp, strerror(errno));
     /* The bundle's root becomes /var/task: readable by the container's user. */
-    if (chmod(dir, 0755) < 0 || pipe2(p, O_CLOEXEC) < 0) {
+    bool as_root = geteuid() == 0;
+    if (chmod(dir, 0755) < 0 ||
+        (as_root && chown(dir, BUNDLE_EXTRACT_UID, BUNDLE_EXTRACT_UID) < 0) ||
+        pipe2(p, O_CLOEXEC) < 0) {
         r = ig_error_set(err, errno, "preparing %s: %s", dir, strerror(errno));
         rm_rf(dir);
         return r;
@@ -420,6 +449,9 @@ int bundle_unpack(const char *bundles_dir, const void *data, size_t len,
             r = ig_error_set(err, EIO, "unpacking the bundle failed without a report");
     } else
         r = 0;
+    /* Back to root's: the container's user may read the bundle, never change it. */
+    if (r >= 0 && as_root && nftw(dir, chown_root, 16, FTW_PHYS) != 0)
+        r = ig_error_set(err, errno, "taking ownership of %s: %s", dir, strerror(errno));
     if (r < 0) {
         rm_rf(dir);
         return r;

@@ -2,6 +2,9 @@
 
 #include <string.h>
 
+#include "cloudevents.h"
+#include "cron.h"
+
 static const char *const runtime_names[] = {
     [MANIFEST_RUNTIME_EXEC] = "exec",
     [MANIFEST_RUNTIME_PYTHON3] = "python3",
@@ -293,17 +296,14 @@ static int parse_env(const cJSON *root, struct manifest *m, struct ig_error *err
     return 0;
 }
 
-/* CloudEvents types are free-form strings; ours are printable without spaces, and '*' is only
- * meaningful as a final ".*" (a prefix subscription: "com.example.*"). */
+/* CloudEvents types are free-form strings; ours are printable without spaces, and the pattern
+ * rules ('*' only alone or as a final ".*", a prefix subscription) are the matcher's own
+ * (cloudevents.h), so what is accepted here is what the events code can match. */
 static bool event_type_valid(const char *t)
 {
     size_t len = strlen(t);
-    if (len == 0 || len > MANIFEST_EVENT_TYPE_MAX || !printable(t, false))
-        return false;
-    const char *star = strchr(t, '*');
-    if (!star)
-        return true;
-    return star == t + len - 1 && len >= 3 && t[len - 2] == '.';
+    return len > 0 && len <= MANIFEST_EVENT_TYPE_MAX && printable(t, false) &&
+           ce_type_pattern_valid(t);
 }
 
 static int parse_events(const cJSON *root, struct manifest *m, struct ig_error *err)
@@ -347,7 +347,7 @@ static int parse_events(const cJSON *root, struct manifest *m, struct ig_error *
         if (!event_type_valid(type->valuestring))
             return ig_error_set(err, EINVAL,
                                 "events[%zu].type: must be 1 to %d printable characters without "
-                                "spaces; '*' only as a final \".*\"",
+                                "spaces; '*' only alone or as a final \".*\"",
                                 i, MANIFEST_EVENT_TYPE_MAX);
         if (source) {
             if (!cJSON_IsString(source))
@@ -370,7 +370,8 @@ static int parse_events(const cJSON *root, struct manifest *m, struct ig_error *
     return 0;
 }
 
-/* Cron parsing belongs to the scheduler; here the schedule only has to be a sane string. */
+/* The schedule is checked with the scheduler's own parser (cron.h), so a push is refused now
+ * rather than the schedule failing later; the scheduler parses the kept text again. */
 static int parse_schedule(const cJSON *root, struct manifest *m, struct ig_error *err)
 {
     const char *s;
@@ -382,6 +383,10 @@ static int parse_schedule(const cJSON *root, struct manifest *m, struct ig_error
         return ig_error_set(err, EINVAL,
                             "schedule: must be a cron expression of 1 to %d printable characters",
                             MANIFEST_SCHEDULE_MAX);
+    struct cron_schedule parsed;
+    struct ig_error cerr = {};
+    if (cron_parse(s, &parsed, &cerr) < 0)
+        return ig_error_set(err, EINVAL, "schedule: %s", cerr.message);
     m->schedule = strdup(s);
     return m->schedule ? 0 : ig_error_set(err, ENOMEM, "out of memory");
 }

@@ -112,14 +112,20 @@ const struct registry_function *registry_at(const struct registry *r, size_t i)
     return i < r->n_fns ? r->fns[i] : NULL;
 }
 
-/* Inserts or replaces f (by name); takes ownership. */
-static int table_put(struct registry *r, struct registry_function *f)
+/* Inserts f, or when its name is there, moves f's version into the existing entry so that
+ * pointers the dispatcher holds stay valid across versions. Takes ownership of f either way;
+ * *ret is the entry in the table. */
+static int table_put(struct registry *r, struct registry_function *f,
+                     struct registry_function **ret)
 {
     bool found;
     size_t i = fn_index(r, f->name, &found);
     if (found) {
-        registry_function_free(r->fns[i]);
-        r->fns[i] = f;
+        struct registry_function *cur = r->fns[i];
+        manifest_free(cur->manifest);
+        *cur = *f;
+        free(f);
+        *ret = cur;
         return 0;
     }
     if (r->n_fns == r->cap_fns) {
@@ -133,6 +139,7 @@ static int table_put(struct registry *r, struct registry_function *f)
     memmove(r->fns + i + 1, r->fns + i, (r->n_fns - i) * sizeof(*r->fns));
     r->fns[i] = f;
     r->n_fns++;
+    *ret = f;
     return 0;
 }
 
@@ -325,7 +332,8 @@ static int load_functions(struct registry *r, struct ig_error *err)
                                                    digest, m, (uint64_t)sqlite3_column_int64(st, 4),
                                                    (uint64_t)sqlite3_column_int64(st, 5),
                                                    (uint64_t)sqlite3_column_int64(st, 6));
-        if (!f || table_put(r, f) < 0) {
+        struct registry_function *entry;
+        if (!f || table_put(r, f, &entry) < 0) {
             if (f)
                 registry_function_free(f);
             else
@@ -596,18 +604,19 @@ static void push_record(struct op *op)
             op_fail(op, 500, "internal", &op->err);
         } else {
             op->manifest = NULL; /* now f's */
-            if (table_put(r, f) < 0) {
+            struct registry_function *entry;
+            if (table_put(r, f, &entry) < 0) {
                 /* Recorded but not in memory: the next start-up loads it. */
                 registry_function_free(f);
                 ig_error_set(&op->err, ENOMEM, "out of memory");
                 op_fail(op, 500, "internal", &op->err);
             } else {
-                cur = f;
+                cur = entry;
                 op->reply_status = 201;
-                log_info("function version pushed", "function=%s version=%u digest=%s", f->name,
-                         f->version, f->digest);
+                log_info("function version pushed", "function=%s version=%u digest=%s", cur->name,
+                         cur->version, cur->digest);
                 if (r->hooks.updated)
-                    r->hooks.updated(r->hooks.userdata, f);
+                    r->hooks.updated(r->hooks.userdata, cur);
             }
         }
     }

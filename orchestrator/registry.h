@@ -20,7 +20,9 @@
 struct registry;
 
 /* A function as the rest of the daemon sees it: its current version. Owned by the registry;
- * the pointer stays valid until the function is removed (after the drain hook said done). */
+ * the pointer stays valid until the function is removed (after the drain hook said done). A new
+ * version is written into the same struct (then the updated hook runs): copy what must outlive
+ * it, such as bundle_dir for containers already started. */
 struct registry_function {
     char name[MANIFEST_NAME_MAX + 1];
     uint32_t version;

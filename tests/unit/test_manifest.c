@@ -338,7 +338,7 @@ static void test_events(void **state)
     refused("\"events\":[{\"type\":1}]", "events[0].type");
     refused("\"events\":[{\"type\":\"\"}]", "events[0].type");
     refused("\"events\":[{\"type\":\"a b\"}]", "events[0].type");
-    refused("\"events\":[{\"type\":\"*\"}]", "events[0].type");
+    manifest_free(parse_ok("{" MINIMAL ",\"events\":[{\"type\":\"*\"}]}")); /* every type */
     refused("\"events\":[{\"type\":\"a*\"}]", "events[0].type");
     refused("\"events\":[{\"type\":\"a.*.b\"}]", "events[0].type");
     refused("\"events\":[{\"type\":\"a\"},{\"type\":\"b\",\"source\":5}]", "events[1].source");
@@ -359,6 +359,18 @@ static void test_schedule_and_secrets(void **state)
     refused("\"schedule\":\"\"", "schedule");
     refused("\"schedule\":\"   \"", "schedule");
     refused("\"schedule\":\"* * *\\n* *\"", "schedule");
+    refused("\"schedule\":\"every day\"", "schedule");
+    refused("\"schedule\":\"* * * *\"", "schedule");
+    refused("\"schedule\":\"61 * * * *\"", "schedule");
+    refused("\"schedule\":\"0 0 30 2 *\"", "schedule");
+    const char *good[] = {"*/5 * * * *", "@daily", "@every 1h30m", "0 9 * * MON-FRI"};
+    for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+        char json[256];
+        snprintf(json, sizeof(json), "{" MINIMAL ",\"schedule\":\"%s\"}", good[i]);
+        struct manifest *m = parse_ok(json);
+        assert_string_equal(m->schedule, good[i]);
+        manifest_free(m);
+    }
     char big[300], extra[400];
     memset(big, '*', 257);
     big[257] = '\0';
