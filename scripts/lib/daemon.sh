@@ -9,6 +9,8 @@ start_ignisd() {
     --images-dir "$PWD/$build/test-state/images" "$@" 2>"$state.log" &
   ignisd_pid=$!
   trap 'kill $ignisd_pid 2>/dev/null; wait $ignisd_pid 2>/dev/null; rm -rf "$state" "$state.log"' EXIT
+  # A benchmark stopped by a signal cleans up too (the EXIT trap runs on exit).
+  trap 'exit 130' INT TERM HUP
   port=
   for _ in $(seq 200); do
     port=$(sed -n 's/.*msg="ignisd started".* listen=[^ ]*:\([0-9]*\) .*/\1/p' "$state.log" 2>/dev/null)
