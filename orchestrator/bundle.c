@@ -555,17 +555,9 @@ static la_ssize_t membuf_write(struct archive *a, void *userdata, const void *bu
         archive_set_error(a, EFBIG, "bundle over %zu bytes", m->max);
         return -1;
     }
-    if (m->len + n > m->cap) {
-        size_t cap = m->cap ? m->cap : 65536;
-        while (cap < m->len + n)
-            cap *= 2;
-        char *d = realloc(m->data, cap);
-        if (!d) {
-            archive_set_error(a, ENOMEM, "out of memory");
-            return -1;
-        }
-        m->data = d;
-        m->cap = cap;
+    if (grow_buffer(&m->data, &m->cap, m->len + n) < 0) {
+        archive_set_error(a, ENOMEM, "out of memory");
+        return -1;
     }
     memcpy(m->data + m->len, buf, n);
     m->len += n;

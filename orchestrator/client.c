@@ -20,16 +20,8 @@ struct buf {
 
 static size_t buf_append(struct buf *b, const char *p, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d)
-            return 0;
-        b->data = d;
-        b->cap = cap;
-    }
+    if (grow_buffer(&b->data, &b->cap, b->len + n + 1) < 0)
+        return 0;
     memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';

@@ -59,16 +59,8 @@ static int buf_add(struct buf *b, const char *s, size_t n)
         b->len -= b->off;
         b->off = 0;
     }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d)
-            return -ENOMEM;
-        b->data = d;
-        b->cap = cap;
-    }
+    if (grow_buffer(&b->data, &b->cap, b->len + n + 1) < 0)
+        return -ENOMEM;
     memcpy(b->data + b->len, s, n);
     b->len += n;
     b->data[b->len] = '\0';

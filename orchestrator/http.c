@@ -458,16 +458,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             log_info("http body over limit", "path=%s limit=%zu", req->path, req->route->max_body);
             return MHD_NO;
         }
-        if (req->body_len + n + 1 > req->body_cap) {
-            size_t cap = req->body_cap ? req->body_cap : 4096;
-            while (cap < req->body_len + n + 1)
-                cap *= 2;
-            char *b = realloc(req->body, cap);
-            if (!b)
-                return MHD_NO;
-            req->body = b;
-            req->body_cap = cap;
-        }
+        if (grow_buffer(&req->body, &req->body_cap, req->body_len + n + 1) < 0)
+            return MHD_NO;
         memcpy(req->body + req->body_len, upload_data, n);
         req->body_len += n;
         req->body[req->body_len] = '\0';

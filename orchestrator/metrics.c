@@ -39,17 +39,9 @@ static void append(struct metrics_buf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d) {
-            b->oom = true;
-            return;
-        }
-        b->data = d;
-        b->cap = cap;
+    if (grow_buffer(&b->data, &b->cap, b->len + n + 1) < 0) {
+        b->oom = true;
+        return;
     }
     memcpy(b->data + b->len, s, n);
     b->len += n;

@@ -160,16 +160,8 @@ int proto_encode(const struct proto_msg *m, struct proto_buf *b)
     /* Drop what was written already before growing, so a long-lived buffer does not creep. */
     if (b->off == b->len)
         b->off = b->len = 0;
-    if (b->len + need > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + need)
-            cap *= 2;
-        char *nd = realloc(b->data, cap);
-        if (!nd)
-            return -ENOMEM;
-        b->data = nd;
-        b->cap = cap;
-    }
+    if (grow_buffer(&b->data, &b->cap, b->len + need) < 0)
+        return -ENOMEM;
     char *p = b->data + b->len;
     p[0] = (char)PROTO_MAGIC;
     p[1] = PROTO_VERSION;

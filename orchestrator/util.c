@@ -110,6 +110,21 @@ int rm_rf(const char *path)
     return rm_rf_at(AT_FDCWD, path);
 }
 
+int grow_buffer(char **data, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 4096;
+    while (n < need)
+        n *= 2;
+    char *d = realloc(*data, n);
+    if (!d)
+        return -ENOMEM;
+    *data = d;
+    *cap = n;
+    return 0;
+}
+
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 {
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);

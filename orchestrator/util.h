@@ -80,6 +80,10 @@ int mkdir_p(const char *path, mode_t mode);
 /* Removes a tree (files, directories; does not follow symlinks). Returns 0 or -errno. */
 int rm_rf(const char *path);
 
+/* Grows *data (capacity *cap bytes) to hold at least need bytes, doubling from 4 KiB. Returns 0,
+ * or -ENOMEM with *data and *cap unchanged. */
+int grow_buffer(char **data, size_t *cap, size_t need);
+
 /* Reads a whole small file into a NUL-terminated buffer (at most max bytes). */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 /* Writes a string to an existing file (cgroup and proc files). Returns 0 or -errno. */

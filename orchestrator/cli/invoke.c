@@ -8,45 +8,24 @@
 #include "invocation.h"
 #include "protocol.h"
 
-/* The payload from -d: the text itself, @FILE, or - for standard input; at most one byte over
- * the payload limit is read, so the server's 413 names the problem for an oversized one. */
+/* The payload from -d: the text itself, @FILE, or - for standard input. */
 static int read_data(const char *arg, char **ret, size_t *ret_len)
 {
-    size_t max = PROTO_DEFAULT_MAX_BODY + 1;
-    if (streq(arg, "-")) {
-        size_t cap = 65536, len = 0;
-        char *buf = malloc(cap);
-        size_t n;
-        while (buf && len < max && (n = fread(buf + len, 1, cap - len, stdin)) > 0) {
-            len += n;
-            if (len == cap && cap < max) {
-                cap = cap * 2 < max ? cap * 2 : max;
-                char *b = realloc(buf, cap);
-                if (!b)
-                    break;
-                buf = b;
-            }
-        }
-        if (!buf || ferror(stdin)) {
-            free(buf);
-            return cli_fail("invoke: cannot read standard input");
-        }
-        *ret = buf;
-        *ret_len = len;
-        return 0;
+    if (arg[0] != '@' && !streq(arg, "-")) {
+        *ret = strdup(arg);
+        *ret_len = strlen(arg);
+        return *ret ? 0 : cli_fail("out of memory");
     }
-    if (arg[0] == '@') {
-        int r = read_file(arg + 1, max, ret, ret_len);
-        if (r == -EFBIG)
-            return cli_fail("invoke: %s is over the %u-byte payload limit", arg + 1,
-                            PROTO_DEFAULT_MAX_BODY);
-        if (r < 0)
-            return cli_fail("invoke: cannot read %s: %s", arg + 1, strerror(-r));
-        return 0;
-    }
-    *ret = strdup(arg);
-    *ret_len = strlen(arg);
-    return *ret ? 0 : cli_fail("out of memory");
+    /* A file or standard input (a pipe too: read_file reads to EOF), at most the payload limit. */
+    const char *path = arg[0] == '@' ? arg + 1 : "/dev/stdin";
+    int r = read_file(path, PROTO_DEFAULT_MAX_BODY, ret, ret_len);
+    if (r == -EFBIG)
+        return cli_fail("invoke: %s is over the %u-byte payload limit",
+                        arg[0] == '@' ? path : "input", PROTO_DEFAULT_MAX_BODY);
+    if (r < 0)
+        return cli_fail("invoke: cannot read %s: %s", arg[0] == '@' ? path : "standard input",
+                        strerror(-r));
+    return 0;
 }
 
 static const char usage_invoke[] =

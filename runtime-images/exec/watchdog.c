@@ -57,16 +57,8 @@ static int bytes_append(struct bytes *b, const char *p, size_t n)
         b->overflow = true;
         return 0;
     }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *nd = realloc(b->data, cap);
-        if (!nd)
-            return -ENOMEM;
-        b->data = nd;
-        b->cap = cap;
-    }
+    if (grow_buffer(&b->data, &b->cap, b->len + n + 1) < 0)
+        return -ENOMEM;
     memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
