@@ -322,8 +322,28 @@ int harness_cleanup(struct ignisd_proc *p)
     if (leaks)
         harness_print_log(p);
     rm_rf(p->state_dir);
+    if (p->fixtures[0])
+        rm_rf(p->fixtures);
     unlink(p->log_path);
     return leaks ? -1 : 0;
+}
+
+const char *harness_fixtures(struct ignisd_proc *p)
+{
+    if (!p->fixtures[0]) {
+        snprintf(p->fixtures, sizeof(p->fixtures), "%s.fixtures", p->state_dir);
+        assert_int_equal(mkdir_p(p->fixtures, 0755), 0);
+    }
+    return p->fixtures;
+}
+
+int harness_finish(struct ignisd_proc *p)
+{
+    int status = harness_stop(p);
+    if (status != 0)
+        fprintf(stderr, "ignisd exited with %d on SIGTERM, expected 0\n", status);
+    int leaks = harness_cleanup(p);
+    return status == 0 && leaks == 0 ? 0 : -1;
 }
 
 int harness_request(struct ignisd_proc *p, const char *method, const char *path,
@@ -376,8 +396,8 @@ int harness_run(char *const argv[], char **ret_out, char **ret_err)
     return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
 }
 
-void harness_push(struct ignisd_proc *p, const char *fixtures, const char *example,
-                  const char *name, const char *overrides)
+void harness_push(struct ignisd_proc *p, const char *example, const char *name,
+                  const char *overrides)
 {
     char src[512], dst[512], cmd[1200];
     if (example[0] == '/')
@@ -385,7 +405,7 @@ void harness_push(struct ignisd_proc *p, const char *fixtures, const char *examp
     else
         snprintf(src, sizeof(src), "%s/runtime-images/examples/%s", getenv("IGNIS_SOURCE_DIR"),
                  example);
-    snprintf(dst, sizeof(dst), "%s/%s", fixtures, name);
+    snprintf(dst, sizeof(dst), "%s/%s", harness_fixtures(p), name);
     rm_rf(dst);
     snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s'", src, dst);
     assert_int_equal(system(cmd), 0);

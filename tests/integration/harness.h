@@ -20,6 +20,7 @@ struct ignisd_proc {
     char url[64];
     char state_dir[256];
     char log_path[300];
+    char fixtures[300]; /* functions the test pushes are copied here (harness_fixtures) */
     struct client *client;
 };
 
@@ -57,12 +58,19 @@ int harness_request(struct ignisd_proc *p, const char *method, const char *path,
                     const char *const *headers, const void *body, size_t len,
                     struct client_response *ret);
 
+/* The dir beside the state dir where this daemon's test functions are prepared; made on first
+ * use, removed by harness_cleanup. */
+const char *harness_fixtures(struct ignisd_proc *p);
+/* Stops the daemon (SIGTERM, expecting exit 0) and cleans up; 0, or -1 after saying what went
+ * wrong. What a group teardown returns. */
+int harness_finish(struct ignisd_proc *p);
+
 /* Copies runtime-images/examples/EXAMPLE (or the directory EXAMPLE, when it is an absolute
- * path) into FIXTURES/NAME with function.json's name set to
+ * path) into harness_fixtures(p)/NAME with function.json's name set to
  * NAME and its fields overridden by OVERRIDES (a JSON object, may be NULL), and pushes it with
  * the CLI, as a developer would. Fails the test if the push fails. */
-void harness_push(struct ignisd_proc *p, const char *fixtures, const char *example,
-                  const char *name, const char *overrides);
+void harness_push(struct ignisd_proc *p, const char *example, const char *name,
+                  const char *overrides);
 /* GET /v1/functions/NAME, which must answer 200 with JSON (free it with cJSON_Delete). */
 cJSON *harness_function(struct ignisd_proc *p, const char *name);
 /* A number from the function's live state ("ready", "queue_depth", ...); fails if absent. */

@@ -13,24 +13,17 @@
 #include "util.h"
 
 static struct ignisd_proc daemon_proc;
-static char fixtures[64];
 
 static int setup(void **state)
 {
     harness_require_root();
-    strcpy(fixtures, "/tmp/ignis-acct-fixtures.XXXXXX");
-    if (!mkdtemp(fixtures))
-        return -1;
     const char *args[] = {"--log-level", "debug", NULL};
     return harness_start(&daemon_proc, args);
 }
 
 static int teardown(void **state)
 {
-    int status = harness_stop(&daemon_proc);
-    int leaks = harness_cleanup(&daemon_proc);
-    rm_rf(fixtures);
-    return status == 0 && leaks == 0 ? 0 : -1;
+    return harness_finish(&daemon_proc);
 }
 
 struct row {
@@ -123,7 +116,7 @@ static long invoke(const char *fn, const char *body, char id[64], long *ret_bill
 
 static void test_cpu_burn_is_billed_its_cpu(void **state)
 {
-    harness_push(&daemon_proc, fixtures, "burn-cpu", "acct-burn", "{\"reuse\": true}");
+    harness_push(&daemon_proc, "burn-cpu", "acct-burn", "{\"reuse\": true}");
     for (int i = 0; i < 3; i++) {
         char id[64];
         long billed;
@@ -149,7 +142,7 @@ static void test_cpu_burn_is_billed_its_cpu(void **state)
 
 static void test_sleep_is_billed_wall_not_cpu(void **state)
 {
-    harness_push(&daemon_proc, fixtures, "sleep", "acct-sleep", "{\"reuse\": true}");
+    harness_push(&daemon_proc, "sleep", "acct-sleep", "{\"reuse\": true}");
     char id[64];
     struct row row;
     /* A first call warms the runtime up (its JIT and module loading are not the sleep's). */
@@ -167,7 +160,7 @@ static void test_sleep_is_billed_wall_not_cpu(void **state)
 
 static void test_allocation_is_its_peak(void **state)
 {
-    harness_push(&daemon_proc, fixtures, "alloc-memory", "acct-alloc", NULL);
+    harness_push(&daemon_proc, "alloc-memory", "acct-alloc", NULL);
     char id[64];
     struct row base, row;
     /* The runtime's baseline: the same function allocating nothing. */
@@ -184,7 +177,7 @@ static void test_allocation_is_its_peak(void **state)
 
 static void test_idle_warm_container_costs_nothing(void **state)
 {
-    harness_push(&daemon_proc, fixtures, "burn-cpu", "acct-idle",
+    harness_push(&daemon_proc, "burn-cpu", "acct-idle",
                  "{\"reuse\": true, \"idle_timeout_s\": 60, \"max_scale\": 1}");
     char id1[64], id2[64];
     struct row a, b;
@@ -219,7 +212,7 @@ static void test_idle_warm_container_costs_nothing(void **state)
 
 static void test_oom_kill_is_recorded(void **state)
 {
-    harness_push(&daemon_proc, fixtures, "alloc-memory", "acct-oom",
+    harness_push(&daemon_proc, "alloc-memory", "acct-oom",
                  "{\"memory_mb\": 128, \"max_retries\": 0}");
     char id[64];
     struct row row;
@@ -231,7 +224,7 @@ static void test_oom_kill_is_recorded(void **state)
 
 static void test_async_retries_are_rows_per_attempt(void **state)
 {
-    harness_push(&daemon_proc, fixtures, "crash", "acct-retry", "{\"max_retries\": 1}");
+    harness_push(&daemon_proc, "crash", "acct-retry", "{\"max_retries\": 1}");
     const char *headers[] = {"Ignis-Invocation-Type: async", NULL};
     struct client_response r;
     assert_int_equal(harness_request(&daemon_proc, "POST", "/v1/functions/acct-retry/invoke",

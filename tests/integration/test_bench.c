@@ -13,8 +13,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    int status = harness_stop(&daemon_proc);
-    return status == 0 && harness_cleanup(&daemon_proc) == 0 ? 0 : -1;
+    return harness_finish(&daemon_proc);
 }
 
 static cJSON *bench(const char *path, char *const extra[], int expect_exit)

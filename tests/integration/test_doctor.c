@@ -15,8 +15,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    int status = harness_stop(&daemon_proc);
-    return status == 0 && harness_cleanup(&daemon_proc) == 0 ? 0 : -1;
+    return harness_finish(&daemon_proc);
 }
 
 /* Every line starts with a status word and names a check. */

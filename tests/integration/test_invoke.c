@@ -15,30 +15,17 @@
 #include "invocation.h"
 
 static struct ignisd_proc daemon_proc;
-static char fixtures[64];
 
 static int setup(void **state)
 {
     harness_require_root();
-    strcpy(fixtures, "/tmp/ignis-invoke-fixtures.XXXXXX");
-    if (!mkdtemp(fixtures))
-        return -1;
     const char *args[] = {"--queue-max", "3", NULL};
     return harness_start(&daemon_proc, args);
 }
 
 static int teardown(void **state)
 {
-    int status = harness_stop(&daemon_proc);
-    int leaks = harness_cleanup(&daemon_proc);
-    rm_rf(fixtures);
-    return status == 0 && leaks == 0 ? 0 : -1;
-}
-
-static void push(struct ignisd_proc *p, const char *example, const char *name,
-                 const char *overrides)
-{
-    harness_push(p, fixtures, example, name, overrides);
+    return harness_finish(&daemon_proc);
 }
 
 static long invoke(struct ignisd_proc *p, const char *fn, const char *body,
@@ -77,7 +64,7 @@ static void test_sync_each_runtime(void **state)
         {"hello-provided", "h-provided", "{\"name\": \"bash\"}", "bash"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-        push(&daemon_proc, cases[i].example, cases[i].name, NULL);
+        harness_push(&daemon_proc, cases[i].example, cases[i].name, NULL);
         for (int round = 0; round < 2; round++) {
             struct client_response r;
             long status = invoke(&daemon_proc, cases[i].name, cases[i].body, NULL, &r);
@@ -101,7 +88,7 @@ static void test_sync_each_runtime(void **state)
 
 static void test_fresh_container_per_invocation(void **state)
 {
-    push(&daemon_proc, "hello-python", "fresh-py", "{\"reuse\": false}");
+    harness_push(&daemon_proc, "hello-python", "fresh-py", "{\"reuse\": false}");
     double started[3];
     for (int i = 0; i < 3; i++) {
         struct client_response r;
@@ -117,7 +104,7 @@ static void test_fresh_container_per_invocation(void **state)
 
 static void test_timeout_is_504_and_container_replaced(void **state)
 {
-    push(&daemon_proc, "timeout", "slowpoke", NULL);
+    harness_push(&daemon_proc, "timeout", "slowpoke", NULL);
     struct client_response r;
     assert_int_equal(invoke(&daemon_proc, "slowpoke", "{}", NULL, &r), 504);
     cJSON *j = json_of(&r);
@@ -130,7 +117,7 @@ static void test_timeout_is_504_and_container_replaced(void **state)
 
 static void test_crash_is_502(void **state)
 {
-    push(&daemon_proc, "crash", "crasher", "{\"max_retries\": 0}");
+    harness_push(&daemon_proc, "crash", "crasher", "{\"max_retries\": 0}");
     struct client_response r;
     assert_int_equal(invoke(&daemon_proc, "crasher", "{}", NULL, &r), 502);
     cJSON *j = json_of(&r);
@@ -145,7 +132,7 @@ static void test_function_error_is_502_with_type(void **state)
 {
     /* hello-python on a body that is not an object still works; lambda-python raises on... no:
      * exec with a non-zero exit is the simplest function error. */
-    push(&daemon_proc, "hello-exec", "failing-exec", "{\"handler\": \"missing.sh\"}");
+    harness_push(&daemon_proc, "hello-exec", "failing-exec", "{\"handler\": \"missing.sh\"}");
     struct client_response r;
     long status = invoke(&daemon_proc, "failing-exec", "x", NULL, &r);
     assert_int_equal(status, 502);
@@ -215,7 +202,7 @@ static void test_queue_full_and_client_disconnect(void **state)
 {
     /* One container, one at a time: the first call holds it, the next three queue (the daemon
      * runs with --queue-max 3), the fifth is refused. */
-    push(&daemon_proc, "sleep", "single", "{\"max_scale\": 1, \"concurrency\": 1}");
+    harness_push(&daemon_proc, "sleep", "single", "{\"max_scale\": 1, \"concurrency\": 1}");
     struct bg_call held = {.p = &daemon_proc, .fn = "single", .body = "{\"ms\": 1500}"};
     pthread_create(&held.th, NULL, bg_invoke, &held);
     wait_for_live(&daemon_proc, "single", "in_flight", 1);
@@ -300,7 +287,7 @@ static void test_async_success_retry_dead_letter_idempotency(void **state)
     assert_int_equal(cJSON_GetObjectItem(j, "attempts")->valueint, 1);
     cJSON_Delete(j);
 
-    push(&daemon_proc, "crash", "crash-retry", "{\"max_retries\": 2}");
+    harness_push(&daemon_proc, "crash", "crash-retry", "{\"max_retries\": 2}");
     async_invoke(&daemon_proc, "crash-retry", "{}", NULL, dead);
     j = wait_invocation(&daemon_proc, dead, "dead", 30);
     assert_int_equal(cJSON_GetObjectItem(j, "attempts")->valueint, 3);
@@ -327,7 +314,7 @@ static void test_kill9_loses_nothing(void **state)
 {
     struct ignisd_proc p;
     assert_int_equal(harness_start(&p, NULL), 0);
-    push(&p, "hello-exec", "durable", "{\"max_scale\": 2}");
+    harness_push(&p, "hello-exec", "durable", "{\"max_scale\": 2}");
     enum { N = 1000 };
     char(*ids)[64] = calloc(N, 64);
     for (int i = 0; i < N; i++)
@@ -353,7 +340,7 @@ static void test_graceful_stop(void **state)
 {
     struct ignisd_proc p;
     assert_int_equal(harness_start(&p, NULL), 0);
-    push(&p, "sleep", "drain", "{\"max_scale\": 1}");
+    harness_push(&p, "sleep", "drain", "{\"max_scale\": 1}");
     struct bg_call running = {.p = &p, .fn = "drain", .body = "{\"ms\": 800}"};
     pthread_create(&running.th, NULL, bg_invoke, &running);
     wait_for_live(&p, "drain", "in_flight", 1);
@@ -448,7 +435,7 @@ static void test_cli_invoke_and_result(void **state)
  * is gone. */
 static void test_delete_drains(void **state)
 {
-    push(&daemon_proc, "sleep", "doomed", "{\"max_scale\": 1}");
+    harness_push(&daemon_proc, "sleep", "doomed", "{\"max_scale\": 1}");
     struct bg_call running = {.p = &daemon_proc, .fn = "doomed", .body = "{\"ms\": 700}"};
     pthread_create(&running.th, NULL, bg_invoke, &running);
     wait_for_live(&daemon_proc, "doomed", "in_flight", 1);
@@ -490,7 +477,7 @@ static void test_relative_state_dir(void **state)
     snprintf(p.url, sizeof(p.url), "%s", url);
     snprintf(p.state_dir, sizeof(p.state_dir), "%s/var", dir);
     assert_int_equal(harness_wait_healthy(&p), 0);
-    push(&p, "hello-exec", "relative", NULL);
+    harness_push(&p, "hello-exec", "relative", NULL);
     struct client_response r;
     assert_int_equal(invoke(&p, "relative", "rel", NULL, &r), 200);
     assert_non_null(strstr(r.body, "Hello, rel!"));

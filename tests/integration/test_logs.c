@@ -11,14 +11,10 @@
 #include "fnlog.h"
 
 static struct ignisd_proc daemon_proc;
-static char fixtures[64];
 
 static int setup(void **state)
 {
     harness_require_root();
-    strcpy(fixtures, "/tmp/ignis-logs-fixtures.XXXXXX");
-    if (!mkdtemp(fixtures))
-        return -1;
     return harness_start(&daemon_proc, NULL);
 }
 
@@ -69,7 +65,6 @@ static int teardown(void **state)
         }
     }
     int leaks = harness_cleanup(&daemon_proc);
-    rm_rf(fixtures);
     return status == 0 && leaks == 0 ? 0 : -1;
 }
 
@@ -78,7 +73,7 @@ static void push_fixture(const char *fixture, const char *name)
     char src[512];
     snprintf(src, sizeof(src), "%s/tests/fixtures/functions/%s", getenv("IGNIS_SOURCE_DIR"),
              fixture);
-    harness_push(&daemon_proc, fixtures, src, name, NULL);
+    harness_push(&daemon_proc, src, name, NULL);
 }
 
 /* Sync invoke; the invocation id into id. Returns the status. */
@@ -346,7 +341,7 @@ static void test_timeout_and_oom_are_platform_events(void **state)
 {
     char src[512], id[64];
     snprintf(src, sizeof(src), "%s/runtime-images/examples/timeout", getenv("IGNIS_SOURCE_DIR"));
-    harness_push(&daemon_proc, fixtures, src, "l-timeout", NULL);
+    harness_push(&daemon_proc, src, "l-timeout", NULL);
     assert_int_equal(invoke(daemon_proc.client, "l-timeout", "{}", id), 504);
     assert_true(has_platform_event("l-timeout", id, "timeout: killed container"));
     /* Every attempt's REPORT line, as Lambda writes it, timed out or not. */
@@ -357,7 +352,7 @@ static void test_timeout_and_oom_are_platform_events(void **state)
 
     snprintf(src, sizeof(src), "%s/runtime-images/examples/alloc-memory",
              getenv("IGNIS_SOURCE_DIR"));
-    harness_push(&daemon_proc, fixtures, src, "l-oom", "{\"memory_mb\": 64}");
+    harness_push(&daemon_proc, src, "l-oom", "{\"memory_mb\": 64}");
     assert_int_equal(invoke(daemon_proc.client, "l-oom", "{\"mb\": 256}", id), 502);
     assert_true(has_platform_event("l-oom", id, "OOM kill: container"));
 }

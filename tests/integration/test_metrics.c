@@ -11,23 +11,16 @@
 #include "config.h"
 
 static struct ignisd_proc daemon_proc;
-static char fixtures[64];
 
 static int setup(void **state)
 {
     harness_require_root();
-    strcpy(fixtures, "/tmp/ignis-metrics-fixtures.XXXXXX");
-    if (!mkdtemp(fixtures))
-        return -1;
     return harness_start(&daemon_proc, NULL);
 }
 
 static int teardown(void **state)
 {
-    int status = harness_stop(&daemon_proc);
-    int leaks = harness_cleanup(&daemon_proc);
-    rm_rf(fixtures);
-    return status == 0 && leaks == 0 ? 0 : -1;
+    return harness_finish(&daemon_proc);
 }
 
 /* A scrape: each sample line's series (name and labels, as written) and value. */
@@ -157,7 +150,7 @@ static void promtool_check(const struct scrape *sc)
         return;
     }
     char path[128];
-    snprintf(path, sizeof(path), "%s/scrape.txt", fixtures);
+    snprintf(path, sizeof(path), "%s/scrape.txt", harness_fixtures(&daemon_proc));
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(sc->text, f);
@@ -175,7 +168,7 @@ static void push_example(const char *example, const char *name, const char *over
     char src[512];
     snprintf(src, sizeof(src), "%s/runtime-images/examples/%s", getenv("IGNIS_SOURCE_DIR"),
              example);
-    harness_push(&daemon_proc, fixtures, src, name, overrides);
+    harness_push(&daemon_proc, src, name, overrides);
 }
 
 /* Invokes fn synchronously; returns the status and whether it was a cold start. */

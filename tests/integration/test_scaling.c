@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 static struct ignisd_proc daemon_proc;
-static char fixtures[64];
 
 /* Failure guard for waits: far beyond anything a working scaler needs. */
 #define DEADLINE_US (90ull * 1000 * 1000)
@@ -20,18 +19,12 @@ static char fixtures[64];
 static int setup(void **state)
 {
     harness_require_root();
-    strcpy(fixtures, "/tmp/ignis-scaling-fixtures.XXXXXX");
-    if (!mkdtemp(fixtures))
-        return -1;
     return harness_start(&daemon_proc, NULL);
 }
 
 static int teardown(void **state)
 {
-    int status = harness_stop(&daemon_proc);
-    int leaks = harness_cleanup(&daemon_proc);
-    rm_rf(fixtures);
-    return status == 0 && leaks == 0 ? 0 : -1;
+    return harness_finish(&daemon_proc);
 }
 
 struct bench_run {
@@ -134,7 +127,7 @@ static void wait_for_pool(const char *fn, double want, double floor)
  * pool grows; then the list and `ignis top` show the function's live state. */
 static void test_burst_of_200_from_zero(void **state)
 {
-    harness_push(&daemon_proc, fixtures, "hello-exec", "burst", "{\"reuse\": true}");
+    harness_push(&daemon_proc, "hello-exec", "burst", "{\"reuse\": true}");
     assert_int_equal(pool_size("burst"), 0);
 
     const char *args[] = {"-c", "200", "-n", "200", NULL};
@@ -235,7 +228,7 @@ static void test_back_to_min_scale_when_idle(void **state)
         {"idle-two", "{\"reuse\": true, \"idle_timeout_s\": 1, \"min_scale\": 2}", 2},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-        harness_push(&daemon_proc, fixtures, "hello-exec", cases[i].name, cases[i].overrides);
+        harness_push(&daemon_proc, "hello-exec", cases[i].name, cases[i].overrides);
         /* The floor is filled without any invocation. */
         wait_for_pool(cases[i].name, cases[i].floor, 0);
         const char *args[] = {"-c", "20", "-n", "200", NULL};
@@ -262,7 +255,7 @@ static void test_back_to_min_scale_when_idle(void **state)
  * what this host spawns (scripts/bench scaler measures both, docs/performance.md). */
 static void test_steady_rate_fresh_containers_rarely_cold(void **state)
 {
-    harness_push(&daemon_proc, fixtures, "hello-exec", "fresh", "{\"reuse\": false}");
+    harness_push(&daemon_proc, "hello-exec", "fresh", "{\"reuse\": false}");
     const char *args[] = {"-r", "30", "-t", "8", "-w", "1", NULL};
     cJSON *r = bench("fresh", args);
     double requests = num(r, "requests"), ok = num(r, "ok");
