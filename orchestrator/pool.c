@@ -97,10 +97,10 @@ static uint64_t oom_kills(struct worker *w)
     return g && cg_read_stats(g, &st) == 0 ? st.oom_kills : 0;
 }
 
-static struct outcome crash_outcome(struct worker *w, const char *why)
+/* ooms: the cgroup's OOM-kill count now (from the reading the caller made anyway). */
+static struct outcome crash_outcome(struct worker *w, uint64_t ooms, const char *why)
 {
     struct outcome o = {.kind = OUTCOME_CRASH};
-    uint64_t ooms = oom_kills(w);
     if (ooms > w->oom_kills_at_start) {
         o.error_type = strdup("Runtime.OutOfMemory");
         char msg[128];
@@ -118,10 +118,11 @@ void pool_kill(struct worker *w, struct inv *timed_out)
 {
     struct fn *fn = w->fn;
     struct inv_list running;
-    struct outcome crash = crash_outcome(w, "the runtime exited while running the invocation");
     struct cg_stats end;
     bool end_ok;
     accountant_read(container_cgroup(w->c), &end, &end_ok);
+    struct outcome crash = crash_outcome(w, end_ok ? end.oom_kills : 0,
+                                         "the runtime exited while running the invocation");
     struct inv *first = TAILQ_FIRST(&w->running);
     if (timed_out)
         fnlog_platform(fn->name, timed_out->id, "timeout: killed container %llu after %u ms",
