@@ -195,23 +195,31 @@ int cli_ls(struct client *c, int argc, char **argv)
     return 0;
 }
 
-int cli_show(struct client *c, int argc, char **argv)
+/* The verbs on one function (show, rm): `ignis VERB NAME [--json]`, then METHOD
+ * /v1/functions/NAME. Returns 0 with the reply, or the exit status after saying what failed. */
+static int function_request(struct client *c, int argc, char **argv, const char *method,
+                            bool *ret_json, cJSON **ret, char **ret_raw)
 {
-    bool json = false;
-    int i = parse_opts(argc, argv, &json, NULL);
+    int i = parse_opts(argc, argv, ret_json, NULL);
     if (i < 0)
         return 2;
     if (argc - i != 1) {
-        cli_fail("usage: ignis show NAME [--json]");
+        cli_fail("usage: ignis %s NAME [--json]", argv[0]);
         return 2;
     }
     if (check_name(argv[i]) != 0)
         return 1;
     char path[128];
     snprintf(path, sizeof(path), "/v1/functions/%s", argv[i]);
+    return cli_request_json(c, method, path, NULL, NULL, 0, ret, ret_raw);
+}
+
+int cli_show(struct client *c, int argc, char **argv)
+{
+    bool json = false;
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
-    int r = cli_request_json(c, "GET", path, NULL, NULL, 0, &root, &raw);
+    int r = function_request(c, argc, argv, "GET", &json, &root, &raw);
     if (r != 0)
         return r;
     if (json) {
@@ -245,20 +253,9 @@ int cli_show(struct client *c, int argc, char **argv)
 int cli_rm(struct client *c, int argc, char **argv)
 {
     bool json = false;
-    int i = parse_opts(argc, argv, &json, NULL);
-    if (i < 0)
-        return 2;
-    if (argc - i != 1) {
-        cli_fail("usage: ignis rm NAME [--json]");
-        return 2;
-    }
-    if (check_name(argv[i]) != 0)
-        return 1;
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/functions/%s", argv[i]);
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
-    int r = cli_request_json(c, "DELETE", path, NULL, NULL, 0, &root, &raw);
+    int r = function_request(c, argc, argv, "DELETE", &json, &root, &raw);
     if (r != 0)
         return r;
     if (json)
