@@ -254,6 +254,7 @@ static void start(struct fn *fn, struct inv *inv, struct worker *w)
     TAILQ_REMOVE(&fn->queue, inv, link);
     fn->queued--;
     inv->attempts++;
+    inv->emitted = 0;
     inv->cold = !w->used && w->ready_us > inv->enqueued_us;
     /* Before the clock starts: the reading is ours, not the function's. */
     accountant_begin(&inv->acct, container_cgroup(w->c), w->inflight == 0, w->memory_mb,
@@ -510,6 +511,16 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
     if (fn->removing)
         schedule_removals(d);
     check_stopped(d);
+}
+
+void dispatch_emitted(struct fn *fn, struct inv *inv, const struct proto_msg *m)
+{
+    struct dispatch *d = fn->d;
+    if (d->emit_hook)
+        d->emit_hook(d->emit_userdata, fn, inv, m);
+    else
+        log_info("function emitted an event", "function=%s type=\"%.*s\"", fn->name,
+                 (int)m->event_type.len, m->event_type.data);
 }
 
 /* ---- workers coming and going ---- */
@@ -770,48 +781,107 @@ static void on_client_gone(struct http_request *req, void *userdata)
     inv_free(inv);
 }
 
-struct async_accept {
+/* An accepted async invocation waiting for its row to be durable. */
+struct submission {
     struct dispatch *d;
     struct inv *inv;
-    struct http_request *req; /* NULL once the client went away */
     char fn_name[MANIFEST_NAME_MAX + 1];
+    dispatch_submitted_fn done;
+    void *userdata;
+};
+
+static void on_submission_durable(struct loop *l, int result, const char *message, void *userdata)
+{
+    struct submission *s = userdata;
+    struct dispatch *d = s->d;
+    struct fn *fn = dispatch_function(d, s->fn_name);
+
+    if (result < 0)
+        log_error("storing an async invocation failed", "function=%s error=\"%s\"", s->fn_name,
+                  message);
+    if (s->done)
+        s->done(result, message, s->inv->id, s->userdata);
+    if (result == 0 && fn && !fn->removing && !d->stopping)
+        enqueue(fn, s->inv);
+    else /* a failed commit; or it stays queued in the store, and the next start runs it */
+        inv_free(s->inv);
+    free(s);
+}
+
+int dispatch_submit_async(struct dispatch *d, struct fn *fn, const void *payload, size_t len,
+                          const char *content_type, const char *idempotency_key,
+                          char ret_id[INV_ID_LEN + 1], dispatch_submitted_fn done, void *userdata)
+{
+    struct inv *inv = calloc(1, sizeof(*inv));
+    struct submission *s = calloc(1, sizeof(*s));
+    if (!inv || !s)
+        goto oom;
+    inv->body = malloc(len + 1);
+    inv->content_type = content_type ? strdup(content_type) : NULL;
+    inv->idempotency_key = idempotency_key ? strdup(idempotency_key) : NULL;
+    if (!inv->body || (content_type && !inv->content_type) ||
+        (idempotency_key && !inv->idempotency_key))
+        goto oom;
+    if (len)
+        memcpy(inv->body, payload, len);
+    inv->body[len] = '\0';
+    inv->body_len = len;
+    inv_id_new(inv->id);
+    inv->async = true;
+    inv->created_wall_us = (int64_t)wall_usec();
+    *s = (struct submission){.d = d, .inv = inv, .done = done, .userdata = userdata};
+    snprintf(s->fn_name, sizeof(s->fn_name), "%s", fn->name);
+    struct inv_record r = {
+        .function = fn->name,
+        .version = fn->version,
+        .async = true,
+        .status = INV_QUEUED,
+        .payload = inv->body,
+        .payload_len = inv->body_len,
+        .content_type = inv->content_type,
+        .idempotency_key = inv->idempotency_key,
+        .max_retries = (int)fn->manifest->max_retries,
+        .created_us = inv->created_wall_us,
+    };
+    memcpy(r.id, inv->id, sizeof(r.id));
+    if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us,
+                         on_submission_durable, s) < 0)
+        goto oom;
+    memcpy(ret_id, inv->id, INV_ID_LEN + 1);
+    return 0;
+oom:
+    inv_free(inv);
+    free(s);
+    return -ENOMEM;
+}
+
+/* The HTTP side of an async invoke: the client waiting for its 202, NULL once it went away. */
+struct async_reply {
+    struct http_request *req;
 };
 
 static void on_async_client_gone(struct http_request *req, void *userdata)
 {
-    struct async_accept *a = http_request_context(req);
+    struct async_reply *a = http_request_context(req);
     if (a)
         a->req = NULL;
 }
 
-static void on_async_durable(struct loop *l, int result, const char *message, void *userdata)
+static void on_async_submitted(int result, const char *message, const char *id, void *userdata)
 {
-    struct async_accept *a = userdata;
-    struct dispatch *d = a->d;
-    struct fn *fn = dispatch_function(d, a->fn_name);
-
-    if (a->req)
+    struct async_reply *a = userdata;
+    if (a->req) {
         http_request_set_context(a->req, NULL, NULL);
-    if (result < 0) {
-        log_error("storing an async invocation failed", "function=%s error=\"%s\"", a->fn_name,
-                  message);
-        if (a->req)
+        if (result < 0)
             http_reply_error(a->req, 503, "store_unavailable",
                              "the invocation could not be stored: %s", message);
-        inv_free(a->inv);
-    } else {
-        if (a->req) {
+        else {
             cJSON *root = cJSON_CreateObject();
-            cJSON_AddStringToObject(root, "id", a->inv->id);
+            cJSON_AddStringToObject(root, "id", id);
             cJSON_AddStringToObject(root, "status", "queued");
-            http_set_header(a->req, "Ignis-Invocation-Id", a->inv->id);
+            http_set_header(a->req, "Ignis-Invocation-Id", id);
             http_reply_json(a->req, 202, root);
         }
-        if (fn && !fn->removing && !d->stopping)
-            enqueue(fn, a->inv);
-        /* else: it stays queued in the store, and the next start runs it */
-        else
-            inv_free(a->inv);
     }
     free(a);
 }
@@ -823,6 +893,36 @@ static void reply_existing(struct http_request *req, const char *id)
     cJSON_AddBoolToObject(root, "duplicate", true);
     http_set_header(req, "Ignis-Invocation-Id", id);
     http_reply_json(req, 202, root);
+}
+
+static void http_invoke_async(struct http_request *req, struct dispatch *d, struct fn *fn)
+{
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    const char *key = http_request_header(req, "Idempotency-Key");
+    if (key) {
+        char existing[INV_ID_LEN + 1];
+        if (strlen(key) > 256) {
+            http_reply_error(req, 400, "bad_request", "Idempotency-Key is over 256 bytes");
+            return;
+        }
+        if (inv_store_find_idempotent(d->store->db, fn->name, key,
+                                      (int64_t)wall_usec() - d->opts.idempotency_us,
+                                      existing) == 0) {
+            reply_existing(req, existing);
+            return;
+        }
+    }
+    struct async_reply *a = calloc(1, sizeof(*a));
+    char id[INV_ID_LEN + 1];
+    if (!a || dispatch_submit_async(d, fn, body, len, http_request_header(req, "Content-Type"),
+                                    key, id, on_async_submitted, a) < 0) {
+        free(a);
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    a->req = req;
+    http_request_set_context(req, a, on_async_client_gone);
 }
 
 void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
@@ -852,18 +952,20 @@ void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
                          "the queue of '%s' is full (%zu invocations waiting)", name, fn->queued);
         return;
     }
-
-    struct inv *inv = calloc(1, sizeof(*inv));
-    if (!inv) {
-        http_reply_error(req, 500, "internal", "out of memory");
+    if (async) {
+        http_invoke_async(req, d, fn);
         return;
     }
+
+    struct inv *inv = calloc(1, sizeof(*inv));
     size_t len;
     const char *body = http_request_body(req, &len);
     const char *ct = http_request_header(req, "Content-Type");
-    inv->body = malloc(len + 1);
-    inv->content_type = ct ? strdup(ct) : NULL;
-    if (!inv->body) {
+    if (inv) {
+        inv->body = malloc(len + 1);
+        inv->content_type = ct ? strdup(ct) : NULL;
+    }
+    if (!inv || !inv->body || (ct && !inv->content_type)) {
         inv_free(inv);
         http_reply_error(req, 500, "internal", "out of memory");
         return;
@@ -872,64 +974,10 @@ void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
     inv->body[len] = '\0';
     inv->body_len = len;
     inv_id_new(inv->id);
-    inv->async = async;
     inv->created_wall_us = (int64_t)wall_usec();
-
-    if (!async) {
-        inv->req = req;
-        http_request_set_context(req, inv, on_client_gone);
-        enqueue(fn, inv);
-        return;
-    }
-
-    const char *key = http_request_header(req, "Idempotency-Key");
-    if (key) {
-        char existing[INV_ID_LEN + 1];
-        if (strlen(key) > 256) {
-            inv_free(inv);
-            http_reply_error(req, 400, "bad_request", "Idempotency-Key is over 256 bytes");
-            return;
-        }
-        if (inv_store_find_idempotent(d->store->db, fn->name, key,
-                                      inv->created_wall_us - d->opts.idempotency_us,
-                                      existing) == 0) {
-            inv_free(inv);
-            reply_existing(req, existing);
-            return;
-        }
-        inv->idempotency_key = strdup(key);
-    }
-    struct async_accept *a = calloc(1, sizeof(*a));
-    if (!a) {
-        inv_free(inv);
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    a->d = d;
-    a->inv = inv;
-    a->req = req;
-    snprintf(a->fn_name, sizeof(a->fn_name), "%s", fn->name);
-    struct inv_record r = {
-        .function = fn->name,
-        .version = fn->version,
-        .async = true,
-        .status = INV_QUEUED,
-        .payload = inv->body,
-        .payload_len = inv->body_len,
-        .content_type = inv->content_type,
-        .idempotency_key = inv->idempotency_key,
-        .max_retries = (int)fn->manifest->max_retries,
-        .created_us = inv->created_wall_us,
-    };
-    memcpy(r.id, inv->id, sizeof(r.id));
-    http_request_set_context(req, a, on_async_client_gone);
-    if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us,
-                         on_async_durable, a) < 0) {
-        http_request_set_context(req, NULL, NULL);
-        inv_free(inv);
-        free(a);
-        http_reply_error(req, 500, "internal", "out of memory");
-    }
+    inv->req = req;
+    http_request_set_context(req, inv, on_client_gone);
+    enqueue(fn, inv);
 }
 
 void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d)

@@ -55,6 +55,7 @@ struct inv {
     int64_t created_wall_us, started_wall_us;
     uint64_t enqueued_us, started_us; /* monotonic */
     bool cold;
+    unsigned emitted; /* events the running attempt emitted (their ids count them) */
     struct acct_attempt acct; /* the running attempt's measurements (accountant.h) */
     struct worker *worker;
     struct loop_timer *timer; /* the running attempt's timeout, or a queued retry's backoff */
@@ -124,6 +125,9 @@ struct dispatch {
     bool scale_pending;     /* a scaler run is posted or timed */
     uint64_t last_scale_us; /* monotonic: the last demand-driven run */
     bool removals_pending;  /* finish_removals is posted */
+    /* Where events emitted by functions go (events.c); NULL: they are logged and dropped. */
+    void (*emit_hook)(void *userdata, struct fn *fn, struct inv *inv, const struct proto_msg *m);
+    void *emit_userdata;
 };
 
 void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir);
@@ -158,6 +162,19 @@ cJSON *dispatch_function_state(const struct fn *fn);
 /* Re-queues the async invocations the store holds as queued or running (after a restart). */
 int dispatch_recover(struct dispatch *d, struct ig_error *err);
 
+/* Called once an async invocation's row is durable (result 0) and it is queued, or its commit
+ * failed (-errno and the message); on the loop thread. */
+typedef void (*dispatch_submitted_fn)(int result, const char *message, const char *id,
+                                      void *userdata);
+/* Accepts an async invocation of fn: its row is committed to the store (synchronous=FULL), then
+ * done runs and the invocation is queued (unless the function went away or ignisd is stopping:
+ * then it stays queued in the store for the next start). The payload and strings are copied; the
+ * id is known at once (ret_id). The one way in for async work: HTTP invokes, CloudEvents and
+ * schedules. Returns 0, or -ENOMEM (done is not called then). The caller checks the queue bound. */
+int dispatch_submit_async(struct dispatch *d, struct fn *fn, const void *payload, size_t len,
+                          const char *content_type, const char *idempotency_key,
+                          char ret_id[INV_ID_LEN + 1], dispatch_submitted_fn done, void *userdata);
+
 /* Route handlers. */
 void dispatch_http_invoke(struct http_request *req, struct dispatch *d);
 void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d);
@@ -171,5 +188,8 @@ void dispatch_worker_ready(struct fn *fn, struct worker *w);
 void dispatch_complete(struct inv *inv, struct outcome *o);
 void dispatch_spawn_failed(struct fn *fn, struct outcome *o);
 void dispatch_kick(struct fn *fn);
+/* A runtime's EVENT frame: handed to the emit hook with the invocation it names (NULL when the
+ * worker runs no such invocation). */
+void dispatch_emitted(struct fn *fn, struct inv *inv, const struct proto_msg *m);
 /* Asks for a scaler run soon (once per loop turn, however many ask). */
 void dispatch_request_scale(struct dispatch *d);

@@ -251,9 +251,7 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
         break;
     }
     case PROTO_EVENT:
-        /* Routing emitted events is the events issue's; until then they are logged. */
-        log_info("function emitted an event", "function=%s type=\"%.*s\"", fn->name,
-                 (int)m->event_type.len, m->event_type.data);
+        dispatch_emitted(fn, find_running(w, m->id), m);
         break;
     default:
         log_warn("unexpected frame from a runtime", "function=%s type=%s", fn->name,
