@@ -39,6 +39,18 @@ static void get_invocation(struct http_request *req, void *userdata)
     dispatch_http_get_invocation(req, d->dispatch);
 }
 
+static void post_events(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    events_http_post(req, d->events);
+}
+
+static void get_dead_letters(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    events_http_dead_letters(req, d->events);
+}
+
 static void get_metrics(struct http_request *req, void *userdata)
 {
     struct daemon *d = userdata;
@@ -92,5 +104,8 @@ const struct http_route api_routes[] = {
     /* The operators' view (telemetry.c, fnlog.c; docs/operations.md). */
     {"GET", "/metrics", get_metrics, 0},
     {"GET", "/v1/functions/{}/logs", get_logs, 0},
+    /* Events (events.c, docs/api.md "POST /v1/events"). */
+    {"POST", "/v1/events", post_events, PROTO_DEFAULT_MAX_BODY},
+    {"GET", "/v1/events/dead-letters", get_dead_letters, 0},
 };
 const size_t api_nroutes = ARRAY_SIZE(api_routes);

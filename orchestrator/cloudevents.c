@@ -1090,6 +1090,34 @@ static int header_decode(const char *header, const char *value, char **ret, stru
     return 0;
 }
 
+int ce_event_set_data(struct ce_event *e, const void *data, size_t len, struct ig_error *err)
+{
+    if (len == 0) {
+        free(e->data);
+        e->data = NULL;
+        e->data_len = 0;
+        e->data_kind = CE_DATA_NONE;
+        return 0;
+    }
+    enum ce_data_kind kind = CE_DATA_BINARY;
+    if (e->datacontenttype && ce_content_type_is_json(e->datacontenttype)) {
+        /* JSON format 3.1 example D: data declared as JSON must decode as JSON. */
+        _cleanup_cjson_ cJSON *j = NULL;
+        _cleanup_free_ char *copy = NULL;
+        struct ig_error jerr = {};
+        if (json_parse_text(data, len, &j, &copy, &jerr) < 0 || !utf8_valid(data, len))
+            return ig_error_set(err, EINVAL, "the data (the body in binary mode) is not valid JSON, which "
+                                "its content type '%.64s' declares",
+                                e->datacontenttype);
+        kind = CE_DATA_JSON;
+    } else if (e->datacontenttype && content_type_is_text(e->datacontenttype) &&
+               !memchr(data, '\0', len) && utf8_valid(data, len))
+        kind = CE_DATA_TEXT;
+    if (set_data(e, kind, data, len) < 0)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    return 0;
+}
+
 static int parse_binary(const struct ce_header *headers, size_t n_headers, const char *body,
                         size_t body_len, struct ce_event **ret, struct ig_error *err)
 {
@@ -1161,26 +1189,8 @@ static int parse_binary(const struct ce_header *headers, size_t n_headers, const
                             "application/cloudevents+json or application/cloudevents-batch+json");
 
     /* Binding 3.1.2: the body is the data. An empty body is an event without data. */
-    if (body_len > 0) {
-        enum ce_data_kind kind = CE_DATA_BINARY;
-        if (e->datacontenttype && ce_content_type_is_json(e->datacontenttype)) {
-            /* JSON format 3.1 example D: data declared as JSON must decode as JSON. */
-            _cleanup_cjson_ cJSON *j = NULL;
-            _cleanup_free_ char *copy = NULL;
-            struct ig_error jerr = {};
-            if (json_parse_text(body, body_len, &j, &copy, &jerr) < 0 ||
-                !utf8_valid(body, body_len))
-                return ig_error_set(err, EINVAL,
-                                    "the body is not valid JSON, which "
-                                    "Content-Type '%.64s' declares",
-                                    e->datacontenttype);
-            kind = CE_DATA_JSON;
-        } else if (e->datacontenttype && content_type_is_text(e->datacontenttype) &&
-                   !memchr(body, '\0', body_len) && utf8_valid(body, body_len))
-            kind = CE_DATA_TEXT;
-        if (set_data(e, kind, body, body_len) < 0)
-            return ig_error_set(err, ENOMEM, "out of memory");
-    }
+    if ((r = ce_event_set_data(e, body, body_len, err)) < 0)
+        return r;
 
     if ((r = validate(e, true, err)) < 0)
         return r;

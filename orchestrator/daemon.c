@@ -174,6 +174,14 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = dispatch_recover(d->dispatch, err);
     if (r < 0)
         goto fail;
+    const struct events_options eopts = {
+        .dedupe_window_us = (uint64_t)opts->event_dedupe_window_s * 1000000,
+        .hop_limit = opts->event_hop_limit,
+        .tz_offset_s = opts->schedule_tz_offset_s,
+    };
+    r = events_new(d->loop, d->store, d->journal, d->dispatch, &eopts, &d->events, err);
+    if (r < 0)
+        goto fail;
     r = http_server_new(d->loop, opts->listen_host, opts->listen_port, api_routes, api_nroutes, d,
                         &d->http, err);
     if (r < 0)
@@ -208,6 +216,7 @@ void daemon_free(struct daemon *d)
     registry_free(d->registry);
     accountant_free(d->accountant);
     journal_free(d->journal);
+    events_free(d->events);
     dispatch_free(d->dispatch);
     /* Follow streams end before the HTTP server flushes and closes them; the logs' state goes
      * once their connections are gone. */

@@ -5,6 +5,7 @@
 #include "accountant.h"
 #include "cgroup.h"
 #include "dispatch.h"
+#include "events.h"
 #include "http.h"
 #include "journal.h"
 #include "loop.h"
@@ -20,6 +21,8 @@ struct daemon {
     struct registry *registry;
     struct journal *journal;
     struct dispatch *dispatch;
+    /* CloudEvents in, emitted events, schedules. */
+    struct events *events;
     /* Purges the usage ledger. */
     struct accountant *accountant;
     uint64_t started_usec; /* monotonic */

@@ -334,6 +334,25 @@ const char *http_request_header(const struct http_request *req, const char *name
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+struct header_walk {
+    http_header_fn fn;
+    void *ctx;
+};
+
+static enum MHD_Result header_walk_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    struct header_walk *w = cls;
+    w->fn(w->ctx, key, value ? value : "");
+    return MHD_YES;
+}
+
+void http_request_each_header(const struct http_request *req, http_header_fn fn, void *ctx)
+{
+    struct header_walk w = {fn, ctx};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, header_walk_one, &w);
+}
+
 const char *http_request_query(const struct http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);

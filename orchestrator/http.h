@@ -39,6 +39,9 @@ const char *http_request_method(const struct http_request *req);
 const char *http_request_path(const struct http_request *req);
 const char *http_request_param(const struct http_request *req, size_t i);
 const char *http_request_header(const struct http_request *req, const char *name);
+/* Calls fn for every request header, in the order received, repeats included. */
+typedef void (*http_header_fn)(void *ctx, const char *name, const char *value);
+void http_request_each_header(const struct http_request *req, http_header_fn fn, void *ctx);
 const char *http_request_query(const struct http_request *req, const char *name);
 const char *http_request_body(const struct http_request *req, size_t *ret_len);
 /* The peer's address as text ("127.0.0.1"). */

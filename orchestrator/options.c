@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include "cron.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <getopt.h>
@@ -20,6 +22,11 @@ const char options_usage[] =
     "                       days the usage ledger keeps per-attempt rows (default 30)\n"
     "  --usage-rollup-retention-days N\n"
     "                       days it keeps per-minute rollups (default 400)\n"
+"  --event-dedupe-window-s N\n"
+    "                       seconds an event's (source, id) is remembered as seen (default 3600)\n"
+    "  --event-hop-limit N  emitted events a chain may pass on before it is dead-lettered\n"
+    "                       (default 16)\n"
+    "  --schedule-tz ZONE   UTC or a fixed offset (+05:30) that schedules are read in (default UTC)\n"
     "  --check-config       validate the options and the config file, then exit\n"
     "  --doctor             check what this host offers Ignis, then exit\n"
     "  --help               show this help\n"
@@ -35,6 +42,8 @@ void options_defaults(struct ignisd_options *o)
     o->queue_max = 1000;
     o->usage_retention_days = 30;
     o->usage_rollup_retention_days = 400;
+    o->event_dedupe_window_s = 3600;
+    o->event_hop_limit = 16;
 }
 
 int options_parse_listen(const char *text, char *ret_host, size_t host_size, uint16_t *ret_port)
@@ -125,6 +134,21 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
             o->usage_retention_days = (uint32_t)n;
         else
             o->usage_rollup_retention_days = (uint32_t)n;
+    } else if (key_is(key, "event-dedupe-window-s") || key_is(key, "event-hop-limit")) {
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(value, &end, 10);
+        bool window = key_is(key, "event-dedupe-window-s");
+        unsigned long max = window ? 30 * 86400 : 1000;
+        if (errno || *end || !value[0] || value[0] == '-' || n < 1 || n > max)
+            return ig_error_set(err, EINVAL, "'%s' is not a number from 1 to %lu", value, max);
+        if (window)
+            o->event_dedupe_window_s = (uint32_t)n;
+        else
+            o->event_hop_limit = (uint32_t)n;
+    } else if (key_is(key, "schedule-tz")) {
+        if (cron_tz_parse(value, &o->schedule_tz_offset_s, err) < 0)
+            return -EINVAL;
     } else if (key_is(key, "log-level")) {
         if (log_level_parse(value, &o->log_level) < 0)
             return ig_error_set(err, EINVAL, "'%s' is not one of debug, info, warn, error", value);
@@ -190,6 +214,9 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"queue-max", required_argument, NULL, 'Q'},
         {"usage-retention-days", required_argument, NULL, 'U'},
         {"usage-rollup-retention-days", required_argument, NULL, 'R'},
+        {"event-dedupe-window-s", required_argument, NULL, 'W'},
+        {"event-hop-limit", required_argument, NULL, 'H'},
+        {"schedule-tz", required_argument, NULL, 'Z'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"check-config", no_argument, NULL, 'C'},

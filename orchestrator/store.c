@@ -119,6 +119,35 @@ static const struct store_migration migrations[] = {
      "    mem_peak_bytes = max(mem_peak_bytes, excluded.mem_peak_bytes),"
      "    init_us = init_us + excluded.init_us;"
      "END;"},
+    /* Events (events.c): the (source, id) pairs accepted within the de-duplication window, so a
+     * restart still knows them; events dead-lettered (a chain past the hop limit, an emitted
+     * event that is not valid); and each schedule's last run, so runs missed while ignisd was
+     * down are made up once. Times are wall-clock microseconds; `last_run` is unix seconds (the
+     * slot that ran). */
+    {"events", "CREATE TABLE event_ids ("
+               "  source TEXT NOT NULL,"
+               "  id TEXT NOT NULL,"
+               "  accepted_us INTEGER NOT NULL,"
+               "  PRIMARY KEY (source, id)"
+               ") STRICT, WITHOUT ROWID;"
+               "CREATE INDEX event_ids_accepted ON event_ids (accepted_us);"
+               "CREATE TABLE event_dead_letters ("
+               "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+               "  at_us INTEGER NOT NULL,"
+               "  function TEXT,"
+               "  invocation TEXT,"
+               "  type TEXT NOT NULL,"
+               "  source TEXT NOT NULL,"
+               "  event_id TEXT NOT NULL,"
+               "  reason TEXT NOT NULL,"
+               "  event TEXT NOT NULL"
+               ") STRICT;"
+               "CREATE INDEX event_dead_letters_at ON event_dead_letters (at_us);"
+               "CREATE TABLE schedules ("
+               "  function TEXT PRIMARY KEY,"
+               "  schedule TEXT NOT NULL,"
+               "  last_run INTEGER NOT NULL"
+               ") STRICT;"},
 };
 
 const struct store_migration *store_migrations(size_t *ret_n)

@@ -26,6 +26,13 @@ int cli_ls(struct client *c, int argc, char **argv);
 int cli_show(struct client *c, int argc, char **argv);
 int cli_rm(struct client *c, int argc, char **argv);
 
+/* The payload from -d: the text itself, @FILE, or - for standard input, at most the payload
+ * limit. Returns 0, or 1 after saying what failed (invoke.c). */
+int cli_read_data(const char *arg, char **ret, size_t *ret_len);
+
+/* events.c: sends a CloudEvent. */
+int cli_emit(struct client *c, int argc, char **argv);
+
 /* invoke.c: the dispatcher's verbs. */
 int cli_invoke(struct client *c, int argc, char **argv);
 int cli_result(struct client *c, int argc, char **argv);

@@ -8,8 +8,7 @@
 #include "invocation.h"
 #include "protocol.h"
 
-/* The payload from -d: the text itself, @FILE, or - for standard input. */
-static int read_data(const char *arg, char **ret, size_t *ret_len)
+int cli_read_data(const char *arg, char **ret, size_t *ret_len)
 {
     if (arg[0] != '@' && !streq(arg, "-")) {
         *ret = strdup(arg);
@@ -20,10 +19,10 @@ static int read_data(const char *arg, char **ret, size_t *ret_len)
     const char *path = arg[0] == '@' ? arg + 1 : "/dev/stdin";
     int r = read_file(path, PROTO_DEFAULT_MAX_BODY, ret, ret_len);
     if (r == -EFBIG)
-        return cli_fail("invoke: %s is over the %u-byte payload limit",
+        return cli_fail("%s is over the %u-byte payload limit",
                         arg[0] == '@' ? path : "input", PROTO_DEFAULT_MAX_BODY);
     if (r < 0)
-        return cli_fail("invoke: cannot read %s: %s", arg[0] == '@' ? path : "standard input",
+        return cli_fail("cannot read %s: %s", arg[0] == '@' ? path : "standard input",
                         strerror(-r));
     return 0;
 }
@@ -72,7 +71,7 @@ int cli_invoke(struct client *c, int argc, char **argv)
 
     _cleanup_free_ char *data = NULL;
     size_t len = 0;
-    if (data_arg && read_data(data_arg, &data, &len) != 0)
+    if (data_arg && cli_read_data(data_arg, &data, &len) != 0)
         return 1;
     if (async)
         headers[nheaders++] = "Ignis-Invocation-Type: async";

@@ -29,6 +29,8 @@ static const char usage[] =
     "             snapshot when stdout is not a terminal\n"
     "  logs NAME [-f] [--invocation ID] [--since TIME] [--json]\n"
     "             a function's output per invocation and its platform events; -f follows\n"
+    "  emit TYPE [-d DATA|@FILE|-] [--source S] [--id ID] [--content-type T] [--json]\n"
+    "             send a CloudEvent (binary mode) and print the functions it reached\n"
     "  version                 print the client's and the server's versions\n"
     "  doctor                  the daemon's checks of its host (ok, degraded, failing)\n"
     "\n"
@@ -114,7 +116,7 @@ static const struct {
 } commands[] = {
     {"push", cli_push},     {"ls", cli_ls},           {"show", cli_show},     {"rm", cli_rm},
     {"invoke", cli_invoke}, {"result", cli_result},   {"usage", cli_usage},   {"top", cli_top},
-    {"logs", cli_logs},     {"version", cmd_version}, {"doctor", cmd_doctor},
+    {"logs", cli_logs},     {"version", cmd_version}, {"doctor", cmd_doctor}, {"emit", cli_emit},
 };
 
 int main(int argc, char **argv)
