@@ -1106,7 +1106,8 @@ int ce_event_set_data(struct ce_event *e, const void *data, size_t len, struct i
         _cleanup_free_ char *copy = NULL;
         struct ig_error jerr = {};
         if (json_parse_text(data, len, &j, &copy, &jerr) < 0 || !utf8_valid(data, len))
-            return ig_error_set(err, EINVAL, "the data (the body in binary mode) is not valid JSON, which "
+            return ig_error_set(err, EINVAL,
+                                "the data (the body in binary mode) is not valid JSON, which "
                                 "its content type '%.64s' declares",
                                 e->datacontenttype);
         kind = CE_DATA_JSON;

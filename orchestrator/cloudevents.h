@@ -116,8 +116,8 @@ int ce_event_to_json(const struct ce_event *e, char **ret, size_t *ret_len);
 
 /* Sets the data of an event whose datacontenttype is already set (or NULL), as binary mode takes
  * a body (binding 3.1): JSON when the content type declares JSON (it must parse), text when it is
- * a text type and the bytes are UTF-8, bytes otherwise; no data when len is 0. Returns 0, -EINVAL (data
- * declared JSON that is not) or -ENOMEM. */
+ * a text type and the bytes are UTF-8, bytes otherwise; no data when len is 0. Returns 0, -EINVAL
+ * (data declared JSON that is not) or -ENOMEM. */
 int ce_event_set_data(struct ce_event *e, const void *data, size_t len, struct ig_error *err);
 
 /* Returns the extension's value, or NULL. */

@@ -915,8 +915,8 @@ static void http_invoke_async(struct http_request *req, struct dispatch *d, stru
     }
     struct async_reply *a = calloc(1, sizeof(*a));
     char id[INV_ID_LEN + 1];
-    if (!a || dispatch_submit_async(d, fn, body, len, http_request_header(req, "Content-Type"),
-                                    key, id, on_async_submitted, a) < 0) {
+    if (!a || dispatch_submit_async(d, fn, body, len, http_request_header(req, "Content-Type"), key,
+                                    id, on_async_submitted, a) < 0) {
         free(a);
         http_reply_error(req, 500, "internal", "out of memory");
         return;

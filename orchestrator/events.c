@@ -113,22 +113,28 @@ static bool seen_before(struct events *ev, const struct acceptance *self, size_t
     return false;
 }
 
-static void on_dedupe_stored(struct loop *l, int result, const char *message, void *userdata)
+static void on_forgotten(struct loop *l, int result, const char *message, void *userdata)
 {
     if (result < 0)
-        log_warn("recording an event id failed", "error=\"%s\"", message);
+        log_warn("removing an event id failed", "error=\"%s\"", message);
 }
 
-/* Remembers (source, id) once its deliveries are durable: a sender's retry after a failed commit
- * is then not taken for a duplicate (dedupe.h). The row lets a restart remember it too. */
-static void remember(struct events *ev, const char *source, const char *id)
+/* Once every delivery of an acceptance is durable, its events' ids are remembered; when one
+ * failed, the rows remember() queued are taken back, so the sender's retry is not taken for a
+ * duplicate. */
+static void settle_ids(struct acceptance *a)
 {
-    uint64_t now = wall_usec();
-    ce_dedupe_insert(ev->dedupe, source, id, now);
-    const struct journal_value v[] = {JV_S(source), JV_S(id), JV_I(now)};
-    journal_submit_lazy(ev->journal,
-                        "INSERT OR IGNORE INTO event_ids (source, id, accepted_us) VALUES (?, ?, ?)",
-                        v, ARRAY_SIZE(v), on_dedupe_stored, NULL);
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->v[i].duplicate)
+            continue;
+        if (!a->failed) {
+            ce_dedupe_insert(a->ev->dedupe, a->v[i].source, a->v[i].id, wall_usec());
+            continue;
+        }
+        const struct journal_value v[] = {JV_S(a->v[i].source), JV_S(a->v[i].id)};
+        journal_submit_lazy(a->ev->journal, "DELETE FROM event_ids WHERE source = ? AND id = ?", v,
+                            ARRAY_SIZE(v), on_forgotten, NULL);
+    }
 }
 
 static cJSON *accepted_json(const struct accepted *e)
@@ -151,15 +157,12 @@ static cJSON *accepted_json(const struct accepted *e)
 static void finish(struct acceptance *a)
 {
     unlink_acceptance(a);
-    if (!a->failed)
-        for (size_t i = 0; i < a->n; i++)
-            if (!a->v[i].duplicate)
-                remember(a->ev, a->v[i].source, a->v[i].id);
+    settle_ids(a);
     if (a->req) {
         http_request_set_context(a->req, NULL, NULL);
         if (a->failed)
-            http_reply_error(a->req, 503, "store_unavailable",
-                             "the event could not be stored: %s", a->failure);
+            http_reply_error(a->req, 503, "store_unavailable", "the event could not be stored: %s",
+                             a->failure);
         else if (a->batch) {
             cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "events");
             for (size_t i = 0; i < a->n; i++)
@@ -181,6 +184,27 @@ static void on_delivery_durable(int result, const char *message, const char *id,
     }
     if (--a->pending == 0)
         finish(a);
+}
+
+static void on_id_stored(struct loop *l, int result, const char *message, void *userdata)
+{
+    on_delivery_durable(result, message, NULL, userdata);
+}
+
+/* Records (source, id) in the event_ids table, after the event's deliveries in the journal's
+ * order, so it is never durable before them: a crash after the deliveries were committed but
+ * before the id was makes the sender's retry deliver again (at least once), and one after both
+ * makes it a duplicate. The reply waits for it, so a 202 means both are on disk. */
+static int remember(struct acceptance *a, size_t i)
+{
+    const struct journal_value v[] = {JV_S(a->v[i].source), JV_S(a->v[i].id), JV_I(wall_usec())};
+    int r = journal_submit(a->ev->journal,
+                           "INSERT OR IGNORE INTO event_ids (source, id, accepted_us) "
+                           "VALUES (?, ?, ?)",
+                           v, ARRAY_SIZE(v), on_id_stored, a);
+    if (r == 0)
+        a->pending++;
+    return r;
 }
 
 static void on_client_gone(struct http_request *req, void *userdata)
@@ -258,8 +282,8 @@ static struct acceptance *acceptance_new(struct events *ev, size_t n)
     return a;
 }
 
-/* Submits every delivery of a checked acceptance. Returns 0 (finish runs once they are durable,
- * or now when there are none) or -ENOMEM after submitting some: those run, and the acceptance is
+/* Submits every delivery of a checked acceptance and the record of its ids. Returns 0 (finish
+ * runs once they are durable) or -ENOMEM after submitting some: those run, and the acceptance is
  * finished as failed, so the sender's retry delivers again (at least once). */
 static int submit_all(struct acceptance *a, struct ce_event *const *events)
 {
@@ -268,8 +292,8 @@ static int submit_all(struct acceptance *a, struct ce_event *const *events)
     a->ev->inflight = a;
     a->pending++; /* held until every submission is made */
     for (size_t i = 0; i < a->n && r == 0; i++) {
-        if (!a->v[i].duplicate)
-            r = deliver(a, i, events[i]);
+        if (!a->v[i].duplicate && (r = deliver(a, i, events[i])) == 0)
+            r = remember(a, i);
         free(a->v[i].payload);
         a->v[i].payload = NULL;
     }
@@ -411,8 +435,8 @@ static void dead_letter(struct events *ev, const char *function, const char *inv
     log_warn("event dead-lettered", "function=%s type=\"%s\" id=%s reason=\"%s\"",
              function ? function : "", type, e->id, reason);
     const struct journal_value v[] = {
-        JV_I(wall_usec()), JV_S(function), JV_S(invocation), JV_S(type), JV_S(e->source),
-        JV_S(e->id),       JV_S(reason),   JV_S(json),
+        JV_I(wall_usec()), JV_S(function), JV_S(invocation), JV_S(type),
+        JV_S(e->source),   JV_S(e->id),    JV_S(reason),     JV_S(json),
     };
     journal_submit(ev->journal,
                    "INSERT INTO event_dead_letters (at_us, function, invocation, type, source, "
@@ -495,8 +519,8 @@ static void on_emit(void *userdata, struct fn *fn, struct inv *inv, const struct
 {
     struct events *ev = userdata;
     _cleanup_ce_event_ struct ce_event *e = calloc(1, sizeof(*e));
-    char source[sizeof(EVENTS_FUNCTION_SOURCE) + MANIFEST_NAME_MAX], id[INV_ID_LEN + 16],
-        time[32], hops[24];
+    char source[sizeof(EVENTS_FUNCTION_SOURCE) + MANIFEST_NAME_MAX], id[INV_ID_LEN + 16], time[32],
+        hops[24];
     struct ig_error err = {};
 
     if (!e)

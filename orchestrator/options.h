@@ -16,8 +16,8 @@ struct ignisd_options {
     uint32_t usage_rollup_retention_days; /* its per-minute rollups (default 400) */
     enum log_level log_level;
     uint32_t event_dedupe_window_s; /* CloudEvents de-duplication on (source, id) (default 3600) */
-    uint32_t event_hop_limit;       /* emitted-event chains longer than this are dead-lettered (16) */
-    int32_t schedule_tz_offset_s;   /* the zone schedules are read in, east of UTC (default 0) */
+    uint32_t event_hop_limit;     /* emitted-event chains longer than this are dead-lettered (16) */
+    int32_t schedule_tz_offset_s; /* the zone schedules are read in, east of UTC (default 0) */
 };
 
 void options_defaults(struct ignisd_options *o);

@@ -43,18 +43,16 @@ static void print_deliveries(const cJSON *root)
     }
     printf("%-32s %s\n", "FUNCTION", "INVOCATION");
     const cJSON *d;
-    cJSON_ArrayForEach(d, list) printf("%-32s %s\n", cli_str(d, "function"), cli_str(d, "invocation"));
+    cJSON_ArrayForEach(d, list)
+        printf("%-32s %s\n", cli_str(d, "function"), cli_str(d, "invocation"));
 }
 
 int cli_emit(struct client *c, int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"data", required_argument, NULL, 'd'},
-        {"source", required_argument, NULL, 's'},
-        {"id", required_argument, NULL, 'i'},
-        {"content-type", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, 'j'},
-        {},
+        {"data", required_argument, NULL, 'd'}, {"source", required_argument, NULL, 's'},
+        {"id", required_argument, NULL, 'i'},   {"content-type", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},       {},
     };
     const char *data_arg = NULL, *source = "/ignis/cli", *id_arg = NULL, *ct = NULL;
     bool json = false;

@@ -19,8 +19,8 @@ int cli_read_data(const char *arg, char **ret, size_t *ret_len)
     const char *path = arg[0] == '@' ? arg + 1 : "/dev/stdin";
     int r = read_file(path, PROTO_DEFAULT_MAX_BODY, ret, ret_len);
     if (r == -EFBIG)
-        return cli_fail("%s is over the %u-byte payload limit",
-                        arg[0] == '@' ? path : "input", PROTO_DEFAULT_MAX_BODY);
+        return cli_fail("%s is over the %u-byte payload limit", arg[0] == '@' ? path : "input",
+                        PROTO_DEFAULT_MAX_BODY);
     if (r < 0)
         return cli_fail("cannot read %s: %s", arg[0] == '@' ? path : "standard input",
                         strerror(-r));

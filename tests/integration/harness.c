@@ -463,3 +463,29 @@ double harness_live_number(struct ignisd_proc *p, const char *name, const char *
     cJSON_Delete(j);
     return n;
 }
+
+cJSON *harness_wait_invocation(struct ignisd_proc *p, const char *id, const char *status,
+                               int seconds)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/invocations/%s", id);
+    uint64_t deadline = now_usec() + (uint64_t)seconds * 1000000;
+    for (;;) {
+        struct client_response r;
+        assert_int_equal(harness_request(p, "GET", path, NULL, NULL, 0, &r), 0);
+        cJSON *j = r.status == 200 ? cJSON_Parse(r.body) : NULL;
+        client_response_clear(&r);
+        const cJSON *s = cJSON_GetObjectItem(j, "status");
+        if (cJSON_IsString(s) && streq(s->valuestring, status))
+            return j;
+        if (now_usec() > deadline) {
+            char *text = j ? cJSON_Print(j) : NULL;
+            fprintf(stderr, "invocation %s not %s in %d s: %s\n", id, status, seconds,
+                    text ? text : "(none)");
+            free(text);
+            fail();
+        }
+        cJSON_Delete(j);
+        usleep(20000);
+    }
+}

@@ -76,6 +76,11 @@ cJSON *harness_function(struct ignisd_proc *p, const char *name);
 /* A number from the function's live state ("ready", "queue_depth", ...); fails if absent. */
 double harness_live_number(struct ignisd_proc *p, const char *name, const char *key);
 
+/* Polls GET /v1/invocations/ID (every 20 ms, up to `seconds`) until its status is `status`;
+ * returns the record (free it with cJSON_Delete), or fails the test showing the last one. */
+cJSON *harness_wait_invocation(struct ignisd_proc *p, const char *id, const char *status,
+                               int seconds);
+
 /* Runs a command (argv NULL-terminated), capturing stdout and stderr (each up to 64 KiB).
  * Returns the exit status, or -1. */
 int harness_run(char *const argv[], char **ret_out, char **ret_err);

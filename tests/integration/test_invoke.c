@@ -233,32 +233,6 @@ static void test_queue_full_and_client_disconnect(void **state)
     assert_int_equal(harness_live_number(&daemon_proc, "single", "invocations"), 3);
 }
 
-static cJSON *wait_invocation(struct ignisd_proc *p, const char *id, const char *status,
-                              int seconds)
-{
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/invocations/%s", id);
-    uint64_t deadline = now_usec() + (uint64_t)seconds * 1000000;
-    for (;;) {
-        struct client_response r;
-        assert_int_equal(harness_request(p, "GET", path, NULL, NULL, 0, &r), 0);
-        cJSON *j = r.status == 200 ? json_of(&r) : NULL;
-        client_response_clear(&r);
-        const cJSON *s = cJSON_GetObjectItem(j, "status");
-        if (cJSON_IsString(s) && streq(s->valuestring, status))
-            return j;
-        if (now_usec() > deadline) {
-            char *text = j ? cJSON_Print(j) : NULL;
-            fprintf(stderr, "invocation %s not %s in %d s: %s\n", id, status, seconds,
-                    text ? text : "(none)");
-            free(text);
-            fail();
-        }
-        cJSON_Delete(j);
-        usleep(20000);
-    }
-}
-
 static void async_invoke(struct ignisd_proc *p, const char *fn, const char *body, const char *key,
                          char id[64])
 {
@@ -280,7 +254,7 @@ static void test_async_success_retry_dead_letter_idempotency(void **state)
 {
     char ok[64], dead[64], a[64], b[64];
     async_invoke(&daemon_proc, "h-python", "{\"name\": \"later\"}", NULL, ok);
-    cJSON *j = wait_invocation(&daemon_proc, ok, "succeeded", 20);
+    cJSON *j = harness_wait_invocation(&daemon_proc, ok, "succeeded", 20);
     assert_string_equal(
         cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"), "message")->valuestring,
         "Hello, later!");
@@ -289,7 +263,7 @@ static void test_async_success_retry_dead_letter_idempotency(void **state)
 
     harness_push(&daemon_proc, "crash", "crash-retry", "{\"max_retries\": 2}");
     async_invoke(&daemon_proc, "crash-retry", "{}", NULL, dead);
-    j = wait_invocation(&daemon_proc, dead, "dead", 30);
+    j = harness_wait_invocation(&daemon_proc, dead, "dead", 30);
     assert_int_equal(cJSON_GetObjectItem(j, "attempts")->valueint, 3);
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "type")->valuestring,
                         "Runtime.ExitError");
@@ -325,7 +299,7 @@ static void test_kill9_loses_nothing(void **state)
     assert_int_equal(harness_restart(&p, NULL), 0);
     size_t done = 0;
     for (int i = 0; i < N; i++) {
-        cJSON *j = wait_invocation(&p, ids[i], "succeeded", 120);
+        cJSON *j = harness_wait_invocation(&p, ids[i], "succeeded", 120);
         done++;
         cJSON_Delete(j);
     }
