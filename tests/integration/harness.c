@@ -464,6 +464,15 @@ double harness_live_number(struct ignisd_proc *p, const char *name, const char *
     return n;
 }
 
+cJSON *harness_json(const struct client_response *r)
+{
+    cJSON *j = cJSON_Parse(r->body);
+    if (!j)
+        fprintf(stderr, "not JSON: %s\n", r->body);
+    assert_non_null(j);
+    return j;
+}
+
 cJSON *harness_wait_invocation(struct ignisd_proc *p, const char *id, const char *status,
                                int seconds)
 {

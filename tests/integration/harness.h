@@ -76,6 +76,8 @@ cJSON *harness_function(struct ignisd_proc *p, const char *name);
 /* A number from the function's live state ("ready", "queue_depth", ...); fails if absent. */
 double harness_live_number(struct ignisd_proc *p, const char *name, const char *key);
 
+/* The response's body as JSON (free it with cJSON_Delete); fails the test, showing it, if not. */
+cJSON *harness_json(const struct client_response *r);
 /* Polls GET /v1/invocations/ID (every 20 ms, up to `seconds`) until its status is `status`;
  * returns the record (free it with cJSON_Delete), or fails the test showing the last one. */
 cJSON *harness_wait_invocation(struct ignisd_proc *p, const char *id, const char *status,

@@ -38,15 +38,6 @@ static void push_relay(struct ignisd_proc *p, const char *name, const char *over
     harness_push(p, src, name, overrides);
 }
 
-static cJSON *json_of(const struct client_response *r)
-{
-    cJSON *j = cJSON_Parse(r->body);
-    if (!j)
-        fprintf(stderr, "not JSON: %s\n", r->body);
-    assert_non_null(j);
-    return j;
-}
-
 /* POST /v1/events; the reply's JSON (NULL-terminated headers). */
 static cJSON *post(struct ignisd_proc *p, const char *const *headers, const char *body,
                    long expect_status)
@@ -58,7 +49,7 @@ static cJSON *post(struct ignisd_proc *p, const char *const *headers, const char
         fprintf(stderr, "POST /v1/events: HTTP %ld, expected %ld: %s\n", r.status, expect_status,
                 r.body);
     assert_int_equal(r.status, expect_status);
-    cJSON *j = json_of(&r);
+    cJSON *j = harness_json(&r);
     client_response_clear(&r);
     return j;
 }
@@ -73,8 +64,9 @@ static const char *str(const cJSON *o, const char *key)
 static const char *delivery_to(const cJSON *accepted, const char *fn)
 {
     const cJSON *d;
-    cJSON_ArrayForEach(d, cJSON_GetObjectItem(accepted, "deliveries")) if (streq(
-        str(d, "function"), fn)) return str(d, "invocation");
+    cJSON_ArrayForEach(
+        d, cJSON_GetObjectItem(accepted, "deliveries")) if (streq(str(d, "function"),
+                                                                  fn)) return str(d, "invocation");
     return NULL;
 }
 
@@ -113,8 +105,7 @@ static cJSON *logged_events(struct ignisd_proc *p, const char *fn)
     cJSON *all = cJSON_CreateArray();
     if (r.status == 200) {
         char *save = NULL;
-        for (char *line = strtok_r(r.body, "\n", &save); line;
-             line = strtok_r(NULL, "\n", &save)) {
+        for (char *line = strtok_r(r.body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             cJSON *rec = cJSON_Parse(line);
             const char *text = str(rec, "text");
             if (text && startswith(text, "EVENT ") && streq(str(rec, "stream"), "stdout"))
@@ -147,10 +138,9 @@ static cJSON *wait_logged(struct ignisd_proc *p, const char *fn, int n, int seco
 static cJSON *dead_letters(struct ignisd_proc *p)
 {
     struct client_response r;
-    assert_int_equal(
-        harness_request(p, "GET", "/v1/events/dead-letters", NULL, NULL, 0, &r), 0);
+    assert_int_equal(harness_request(p, "GET", "/v1/events/dead-letters", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
-    cJSON *j = json_of(&r);
+    cJSON *j = harness_json(&r);
     client_response_clear(&r);
     return j;
 }
@@ -159,7 +149,8 @@ static cJSON *dead_letters(struct ignisd_proc *p)
 
 static void test_binary_mode(void **state)
 {
-    push_relay(&daemon_proc, "rec-binary", "{\"events\": [{\"type\": \"com.example.order.created\"}]}");
+    push_relay(&daemon_proc, "rec-binary",
+               "{\"events\": [{\"type\": \"com.example.order.created\"}]}");
     const char *headers[] = {
         "ce-specversion: 1.0",
         "CE-Type: com.example.order.created",
@@ -202,16 +193,21 @@ static void test_binary_mode(void **state)
 
     /* Bytes that are not text arrive as data_base64; an empty body is an event without data. */
     push_relay(&daemon_proc, "rec-bytes", "{\"events\": [{\"type\": \"com.example.blob\"}]}");
-    const char *bin[] = {"ce-specversion: 1.0", "ce-type: com.example.blob", "ce-source: /b",
-                         "ce-id: b1", "Content-Type: application/octet-stream", NULL};
+    const char *bin[] = {"ce-specversion: 1.0",
+                         "ce-type: com.example.blob",
+                         "ce-source: /b",
+                         "ce-id: b1",
+                         "Content-Type: application/octet-stream",
+                         NULL};
     acc = post(&daemon_proc, bin, "\x01\x02hi", 202);
     ev = received(&daemon_proc, delivery_to(acc, "rec-bytes"));
     expect_attr(ev, "data_base64", "AQJoaQ==");
     assert_null(cJSON_GetObjectItem(ev, "data"));
     cJSON_Delete(ev);
     cJSON_Delete(acc);
-    const char *empty[] = {"ce-specversion: 1.0", "ce-type: com.example.blob", "ce-source: /b",
-                           "ce-id: b2", "Content-Type:", NULL};
+    const char *empty[] = {"ce-specversion: 1.0", "ce-type: com.example.blob",
+                           "ce-source: /b",       "ce-id: b2",
+                           "Content-Type:",       NULL};
     acc = post(&daemon_proc, empty, "", 202);
     ev = received(&daemon_proc, delivery_to(acc, "rec-bytes"));
     assert_null(cJSON_GetObjectItem(ev, "data"));
@@ -322,10 +318,7 @@ static void test_bad_events_are_refused(void **state)
          "",
          400,
          "ce-subject"},
-        {{"ce-specversion: 1.0", "ce-type: t", "ce-source: /s", "ce-id: ", NULL},
-         "",
-         400,
-         "'id'"},
+        {{"ce-specversion: 1.0", "ce-type: t", "ce-source: /s", "ce-id: ", NULL}, "", 400, "'id'"},
         {{"ce-specversion: 1.0", "ce-type: t", "ce-source: /s", "ce-id: 1",
           "Content-Type: application/json", NULL},
          "{not json",
@@ -365,7 +358,7 @@ static void test_bad_events_are_refused(void **state)
     }
     /* A refused batch delivered nothing of its valid first event: it is not a duplicate now. */
     push_relay(&daemon_proc, "rec-refused", "{\"events\": [{\"type\": \"t\"}]}");
-    const char *h[] = {"ce-specversion: 1.0", "ce-type: t", "ce-source: /s", "ce-id: 1",
+    const char *h[] = {"ce-specversion: 1.0",      "ce-type: t", "ce-source: /s", "ce-id: 1",
                        "Content-Type: text/plain", NULL};
     cJSON *acc = post(&daemon_proc, h, "x", 202);
     assert_false(cJSON_IsTrue(cJSON_GetObjectItem(acc, "duplicate")));
@@ -380,8 +373,9 @@ static void test_prefix_and_source_subscriptions(void **state)
     push_relay(&daemon_proc, "sub-prefix", "{\"events\": [{\"type\": \"com.acme.order.*\"}]}");
     push_relay(&daemon_proc, "sub-source",
                "{\"events\": [{\"type\": \"com.acme.order.created\", \"source\": \"/orders\"}]}");
-    const char *a[] = {"ce-specversion: 1.0", "ce-type: com.acme.order.created",
-                       "ce-source: /orders", "ce-id: p1", "Content-Type: text/plain", NULL};
+    const char *a[] = {"ce-specversion: 1.0",      "ce-type: com.acme.order.created",
+                       "ce-source: /orders",       "ce-id: p1",
+                       "Content-Type: text/plain", NULL};
     cJSON *acc = post(&daemon_proc, a, "x", 202);
     assert_int_equal(ndeliveries(acc), 2);
     assert_non_null(delivery_to(acc, "sub-prefix"));
@@ -391,16 +385,17 @@ static void test_prefix_and_source_subscriptions(void **state)
     cJSON_Delete(ev);
     cJSON_Delete(acc);
 
-    const char *b[] = {"ce-specversion: 1.0", "ce-type: com.acme.order.created.v2",
-                       "ce-source: /elsewhere", "ce-id: p2", "Content-Type: text/plain", NULL};
+    const char *b[] = {"ce-specversion: 1.0",      "ce-type: com.acme.order.created.v2",
+                       "ce-source: /elsewhere",    "ce-id: p2",
+                       "Content-Type: text/plain", NULL};
     acc = post(&daemon_proc, b, "x", 202);
     assert_int_equal(ndeliveries(acc), 1);
     assert_non_null(delivery_to(acc, "sub-prefix"));
     cJSON_Delete(acc);
 
     /* Neither "com.acme.orders" nor the prefix itself matches; 202 with no deliveries. */
-    const char *c[] = {"ce-specversion: 1.0", "ce-type: com.acme.order", "ce-source: /orders",
-                       "ce-id: p3", "Content-Type: text/plain", NULL};
+    const char *c[] = {"ce-specversion: 1.0", "ce-type: com.acme.order",  "ce-source: /orders",
+                       "ce-id: p3",           "Content-Type: text/plain", NULL};
     acc = post(&daemon_proc, c, "x", 202);
     assert_int_equal(ndeliveries(acc), 0);
     assert_false(cJSON_IsTrue(cJSON_GetObjectItem(acc, "duplicate")));
@@ -411,7 +406,7 @@ static void test_duplicates(void **state)
 {
     push_relay(&daemon_proc, "dedupe", "{\"events\": [{\"type\": \"com.example.dup\"}]}");
     const char *h[] = {"ce-specversion: 1.0", "ce-type: com.example.dup", "ce-source: /dup",
-                       "ce-id: d1", "Content-Type: text/plain", NULL};
+                       "ce-id: d1",           "Content-Type: text/plain", NULL};
     cJSON *first = post(&daemon_proc, h, "x", 202);
     assert_int_equal(ndeliveries(first), 1);
     cJSON *again = post(&daemon_proc, h, "x", 202);
@@ -420,7 +415,7 @@ static void test_duplicates(void **state)
     cJSON_Delete(again);
     /* The same id from another source is another event. */
     const char *other[] = {"ce-specversion: 1.0", "ce-type: com.example.dup", "ce-source: /dup2",
-                           "ce-id: d1", "Content-Type: text/plain", NULL};
+                           "ce-id: d1",           "Content-Type: text/plain", NULL};
     again = post(&daemon_proc, other, "x", 202);
     assert_false(cJSON_IsTrue(cJSON_GetObjectItem(again, "duplicate")));
     assert_int_equal(ndeliveries(again), 1);
@@ -450,12 +445,13 @@ static void test_chain(void **state)
     push_relay(&daemon_proc, "chain-a",
                "{\"events\": [{\"type\": \"com.chain.start\"}],"
                " \"env\": {\"EMIT_TYPE\": \"com.chain.a\"}}");
-    push_relay(&daemon_proc, "chain-b",
-               "{\"events\": [{\"type\": \"com.chain.a\", \"source\": \"/ignis/functions/chain-a\"}],"
-               " \"env\": {\"EMIT_TYPE\": \"com.chain.b\"}}");
+    push_relay(
+        &daemon_proc, "chain-b",
+        "{\"events\": [{\"type\": \"com.chain.a\", \"source\": \"/ignis/functions/chain-a\"}],"
+        " \"env\": {\"EMIT_TYPE\": \"com.chain.b\"}}");
     push_relay(&daemon_proc, "chain-c", "{\"events\": [{\"type\": \"com.chain.b\"}]}");
-    const char *h[] = {"ce-specversion: 1.0", "ce-type: com.chain.start", "ce-source: /test",
-                       "ce-id: chain-1", "Content-Type: application/json", NULL};
+    const char *h[] = {"ce-specversion: 1.0", "ce-type: com.chain.start",       "ce-source: /test",
+                       "ce-id: chain-1",      "Content-Type: application/json", NULL};
     cJSON *acc = post(&daemon_proc, h, "{\"step\": 0}", 202);
     const char *a_inv = delivery_to(acc, "chain-a");
     assert_non_null(a_inv);
@@ -498,8 +494,8 @@ static void test_loop_is_dead_lettered(void **state)
     push_relay(&daemon_proc, "looper",
                "{\"events\": [{\"type\": \"com.loop.tick\"}],"
                " \"env\": {\"EMIT_TYPE\": \"com.loop.tick\"}}");
-    const char *h[] = {"ce-specversion: 1.0", "ce-type: com.loop.tick", "ce-source: /test",
-                       "ce-id: loop-1", "Content-Type: application/json", NULL};
+    const char *h[] = {"ce-specversion: 1.0", "ce-type: com.loop.tick",         "ce-source: /test",
+                       "ce-id: loop-1",       "Content-Type: application/json", NULL};
     cJSON_Delete(post(&daemon_proc, h, "{}", 202));
 
     /* The external event and HOP_LIMIT emitted ones run; the next one is dead-lettered. */
@@ -509,8 +505,9 @@ static void test_loop_is_dead_lettered(void **state)
     while (!found) {
         cJSON *dl = dead_letters(&daemon_proc);
         cJSON *x;
-        cJSON_ArrayForEach(x, cJSON_GetObjectItem(dl, "dead_letters")) if (
-            streq(str(x, "function"), "looper")) found = cJSON_Duplicate(x, true);
+        cJSON_ArrayForEach(
+            x, cJSON_GetObjectItem(dl, "dead_letters")) if (streq(str(x, "function"), "looper"))
+            found = cJSON_Duplicate(x, true);
         cJSON_Delete(dl);
         if (!found) {
             assert_true(now_usec() < deadline);
@@ -578,9 +575,8 @@ static void test_every_second(void **state)
     assert_true((double)runs <= elapsed + 2);
 
     struct client_response r;
-    assert_int_equal(harness_request(&daemon_proc, "DELETE", "/v1/functions/ticker", NULL, NULL,
-                                     0, &r),
-                     0);
+    assert_int_equal(
+        harness_request(&daemon_proc, "DELETE", "/v1/functions/ticker", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
     client_response_clear(&r);
 }
@@ -592,8 +588,8 @@ static void age_schedule(struct ignisd_proc *p, const char *fn, long seconds)
     sqlite3 *db;
     snprintf(db_path, sizeof(db_path), "%s/ignis.db", p->state_dir);
     assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
-    snprintf(sql, sizeof(sql), "UPDATE schedules SET last_run = last_run - %ld WHERE function = '%s'",
-             seconds, fn);
+    snprintf(sql, sizeof(sql),
+             "UPDATE schedules SET last_run = last_run - %ld WHERE function = '%s'", seconds, fn);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_changes(db), 1);
     sqlite3_close(db);
@@ -637,13 +633,15 @@ static void test_kill9_loses_no_event(void **state)
 {
     struct ignisd_proc p;
     assert_int_equal(harness_start(&p, NULL), 0);
-    push_relay(&p, "durable", "{\"events\": [{\"type\": \"com.example.durable\"}], \"max_scale\": 1}");
+    push_relay(&p, "durable",
+               "{\"events\": [{\"type\": \"com.example.durable\"}], \"max_scale\": 1}");
     enum { N = 50 };
     char body[N * 120 + 8], *b = body;
     b += sprintf(b, "[");
     for (int i = 0; i < N; i++)
-        b += sprintf(b, "%s{\"specversion\":\"1.0\",\"type\":\"com.example.durable\","
-                        "\"source\":\"/durable\",\"id\":\"e%d\",\"data\":{\"i\":%d}}",
+        b += sprintf(b,
+                     "%s{\"specversion\":\"1.0\",\"type\":\"com.example.durable\","
+                     "\"source\":\"/durable\",\"id\":\"e%d\",\"data\":{\"i\":%d}}",
                      i ? "," : "", i, i);
     sprintf(b, "]");
     const char *h[] = {"Content-Type: application/cloudevents-batch+json", NULL};
@@ -676,8 +674,9 @@ static void test_ignis_emit(void **state)
 {
     push_relay(&daemon_proc, "cli-sink", "{\"events\": [{\"type\": \"com.cli.*\"}]}");
     char *out = NULL, *err = NULL;
-    char *argv[] = {(char *)harness_cli(), "--server", daemon_proc.url, "emit", "com.cli.hello",
-                    "-d", "{\"x\": 1}", "--source", "/cli/caf\xc3\xa9", NULL};
+    char *argv[] = {(char *)harness_cli(), "--server", daemon_proc.url, "emit",
+                    "com.cli.hello",       "-d",       "{\"x\": 1}",    "--source",
+                    "/cli/caf\xc3\xa9",    NULL};
     int rc = harness_run(argv, &out, &err);
     if (rc != 0)
         fprintf(stderr, "ignis emit: %s%s\n", out, err);
@@ -699,14 +698,14 @@ static void test_ignis_emit(void **state)
     free(err);
 
     /* No subscriber: said so, exit 0. A server refusal: exit 1 with its message. */
-    char *argv2[] = {(char *)harness_cli(), "--server", daemon_proc.url, "emit", "org.nobody",
-                     NULL};
+    char *argv2[] = {(char *)harness_cli(), "--server", daemon_proc.url, "emit",
+                     "org.nobody",          NULL};
     assert_int_equal(harness_run(argv2, &out, &err), 0);
     assert_non_null(strstr(out, "no function subscribes"));
     free(out);
     free(err);
-    char *argv3[] = {(char *)harness_cli(), "--server", daemon_proc.url, "emit", "com.cli.x",
-                     "--id", "", NULL};
+    char *argv3[] = {
+        (char *)harness_cli(), "--server", daemon_proc.url, "emit", "com.cli.x", "--id", "", NULL};
     assert_int_equal(harness_run(argv3, &out, &err), 1);
     assert_non_null(strstr(err, "'id'"));
     free(out);

@@ -38,15 +38,6 @@ static long invoke(struct ignisd_proc *p, const char *fn, const char *body,
     return ret->status;
 }
 
-static cJSON *json_of(const struct client_response *r)
-{
-    cJSON *j = cJSON_Parse(r->body);
-    if (!j)
-        fprintf(stderr, "not JSON: %s\n", r->body);
-    assert_non_null(j);
-    return j;
-}
-
 static const char *error_code(cJSON *j)
 {
     cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code");
@@ -93,7 +84,7 @@ static void test_fresh_container_per_invocation(void **state)
     for (int i = 0; i < 3; i++) {
         struct client_response r;
         assert_int_equal(invoke(&daemon_proc, "fresh-py", "{}", NULL, &r), 200);
-        cJSON *j = json_of(&r);
+        cJSON *j = harness_json(&r);
         started[i] = cJSON_GetObjectItem(j, "container_started")->valuedouble;
         cJSON_Delete(j);
         client_response_clear(&r);
@@ -107,7 +98,7 @@ static void test_timeout_is_504_and_container_replaced(void **state)
     harness_push(&daemon_proc, "timeout", "slowpoke", NULL);
     struct client_response r;
     assert_int_equal(invoke(&daemon_proc, "slowpoke", "{}", NULL, &r), 504);
-    cJSON *j = json_of(&r);
+    cJSON *j = harness_json(&r);
     assert_string_equal(error_code(j), "function_timeout");
     cJSON_Delete(j);
     client_response_clear(&r);
@@ -120,7 +111,7 @@ static void test_crash_is_502(void **state)
     harness_push(&daemon_proc, "crash", "crasher", "{\"max_retries\": 0}");
     struct client_response r;
     assert_int_equal(invoke(&daemon_proc, "crasher", "{}", NULL, &r), 502);
-    cJSON *j = json_of(&r);
+    cJSON *j = harness_json(&r);
     assert_string_equal(error_code(j), "function_crashed");
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "type")->valuestring,
                         "Runtime.ExitError");
@@ -136,7 +127,7 @@ static void test_function_error_is_502_with_type(void **state)
     struct client_response r;
     long status = invoke(&daemon_proc, "failing-exec", "x", NULL, &r);
     assert_int_equal(status, 502);
-    cJSON *j = json_of(&r);
+    cJSON *j = harness_json(&r);
     assert_true(streq(error_code(j), "function_error") ||
                 streq(error_code(j), "function_init_error"));
     assert_true(
@@ -244,7 +235,7 @@ static void async_invoke(struct ignisd_proc *p, const char *fn, const char *body
     if (status != 202)
         fprintf(stderr, "async %s: %ld %s\n", fn, status, r.body);
     assert_int_equal(status, 202);
-    cJSON *j = json_of(&r);
+    cJSON *j = harness_json(&r);
     snprintf(id, 64, "%s", cJSON_GetObjectItem(j, "id")->valuestring);
     cJSON_Delete(j);
     client_response_clear(&r);
