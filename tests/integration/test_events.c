@@ -522,6 +522,13 @@ static void test_loop_is_dead_lettered(void **state)
     assert_int_equal(cJSON_GetObjectItem(ev, "ignishops")->valueint, runs);
     cJSON_Delete(found);
 
+    struct client_response r;
+    assert_int_equal(
+        harness_request(&daemon_proc, "GET", "/v1/events/dead-letters?limit=0", NULL, NULL, 0, &r),
+        0);
+    assert_int_equal(r.status, 400);
+    client_response_clear(&r);
+
     /* The loop stopped: exactly `runs` runs, the last at hop HOP_LIMIT. */
     usleep(500000);
     cJSON *got = wait_logged(&daemon_proc, "looper", runs, 30);
@@ -708,6 +715,11 @@ static void test_ignis_emit(void **state)
         (char *)harness_cli(), "--server", daemon_proc.url, "emit", "com.cli.x", "--id", "", NULL};
     assert_int_equal(harness_run(argv3, &out, &err), 1);
     assert_non_null(strstr(err, "'id'"));
+    free(out);
+    free(err);
+    char *argv4[] = {(char *)harness_cli(), "--server", daemon_proc.url, "emit", NULL};
+    assert_int_equal(harness_run(argv4, &out, &err), 1);
+    assert_non_null(strstr(err, "usage: ignis emit TYPE"));
     free(out);
     free(err);
 }

@@ -949,6 +949,33 @@ static void test_extensions_api(void **state)
     ce_events_free(ev);
 }
 
+/* ce_event_set_data, as the controller uses it for emitted events: the kind follows the content
+ * type as in binary mode. */
+static void test_set_data(void **state)
+{
+    struct ig_error err = {};
+    struct ce_events *ev = NULL;
+
+    assert_int_equal(parse_structured(&ev, &err, "{" BASE "}"), 0);
+    struct ce_event *e = ev->v[0];
+    e->datacontenttype = strdup("application/json");
+    assert_int_equal(ce_event_set_data(e, "{\"a\": 1.10}", 11, &err), 0);
+    assert_int_equal(e->data_kind, CE_DATA_JSON);
+    expect_error(ce_event_set_data(e, "{nope", 5, &err), EINVAL, &err, "not valid JSON", NULL);
+    ig_error_clear(&err);
+    free(e->datacontenttype);
+    e->datacontenttype = strdup("text/plain; charset=utf-8");
+    assert_int_equal(ce_event_set_data(e, "h\xc3\xa9", 3, &err), 0);
+    assert_int_equal(e->data_kind, CE_DATA_TEXT);
+    assert_int_equal(ce_event_set_data(e, "\xff\x00", 2, &err), 0); /* not UTF-8: bytes */
+    assert_int_equal(e->data_kind, CE_DATA_BINARY);
+    assert_int_equal(ce_event_set_data(e, "", 0, &err), 0);
+    assert_int_equal(e->data_kind, CE_DATA_NONE);
+    assert_null(e->data);
+    assert_int_equal(ce_event_validate(e, &err), 0);
+    ce_events_free(ev);
+}
+
 static void test_time(void **state)
 {
     int64_t us;
@@ -1165,6 +1192,7 @@ int main(void)
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_content_types),
         cmocka_unit_test(test_matching),
+        cmocka_unit_test(test_set_data),
         cmocka_unit_test(test_dedupe_window),
         cmocka_unit_test(test_dedupe_eviction),
     };

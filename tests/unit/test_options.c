@@ -76,6 +76,35 @@ static void test_usage_retention(void **state)
     }
 }
 
+static void test_event_options(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    assert_int_equal(parse(&o, &a, &err, 1), 0);
+    assert_int_equal(o.event_dedupe_window_s, 3600);
+    assert_int_equal(o.event_hop_limit, 16);
+    assert_int_equal(o.schedule_tz_offset_s, 0);
+    assert_int_equal(parse(&o, &a, &err, 7, "--event-dedupe-window-s", "60", "--event-hop-limit",
+                           "3", "--schedule-tz", "+05:30"),
+                     0);
+    assert_int_equal(o.event_dedupe_window_s, 60);
+    assert_int_equal(o.event_hop_limit, 3);
+    assert_int_equal(o.schedule_tz_offset_s, 5 * 3600 + 30 * 60);
+    static const struct {
+        const char *option, *value;
+    } bad[] = {
+        {"--event-dedupe-window-s", "0"},  {"--event-dedupe-window-s", "2592001"},
+        {"--event-dedupe-window-s", "1h"}, {"--event-hop-limit", "0"},
+        {"--event-hop-limit", "1001"},     {"--event-hop-limit", "-3"},
+        {"--schedule-tz", "CET"},          {"--schedule-tz", "+25:00"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse(&o, &a, &err, 3, bad[i].option, bad[i].value), -EINVAL);
+        assert_non_null(strstr(err.message, bad[i].option));
+    }
+}
+
 static void test_all_options(void **state)
 {
     struct ignisd_options o;
@@ -212,7 +241,7 @@ int main(void)
         cmocka_unit_test(test_dispatch_options), cmocka_unit_test(test_usage_retention),
         cmocka_unit_test(test_listen_forms),     cmocka_unit_test(test_errors_name_the_problem),
         cmocka_unit_test(test_help_version),     cmocka_unit_test(test_config_file),
-        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_config_errors),    cmocka_unit_test(test_event_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
