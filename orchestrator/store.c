@@ -119,6 +119,16 @@ static const struct store_migration migrations[] = {
      "    mem_peak_bytes = max(mem_peak_bytes, excluded.mem_peak_bytes),"
      "    init_us = init_us + excluded.init_us;"
      "END;"},
+    /* Services (registry.c): a service keeps its service.json as deployed; each function names
+     * the service it was deployed with (NULL: pushed on its own). */
+    {"services",
+     "CREATE TABLE services ("
+     " name TEXT PRIMARY KEY,"
+     " spec TEXT NOT NULL,"
+     " created_at INTEGER NOT NULL,"
+     " updated_at INTEGER NOT NULL) STRICT;"
+     "ALTER TABLE functions ADD COLUMN service TEXT;"
+     "CREATE INDEX functions_service ON functions (service) WHERE service IS NOT NULL;"},
 };
 
 const struct store_migration *store_migrations(size_t *ret_n)

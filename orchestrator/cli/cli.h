@@ -26,6 +26,12 @@ int cli_ls(struct client *c, int argc, char **argv);
 int cli_show(struct client *c, int argc, char **argv);
 int cli_rm(struct client *c, int argc, char **argv);
 
+/* services.c: deploying, listing and removing services. */
+int cli_deploy(struct client *c, int argc, char **argv);
+int cli_service(struct client *c, int argc, char **argv);
+/* DELETE /v1/services/NAME, printed (ignis service rm, ignis rm --service). */
+int cli_service_rm(struct client *c, const char *name, bool json);
+
 /* invoke.c: the dispatcher's verbs. */
 int cli_invoke(struct client *c, int argc, char **argv);
 int cli_result(struct client *c, int argc, char **argv);
