@@ -10,6 +10,7 @@
 #include "loop.h"
 #include "options.h"
 #include "registry.h"
+#include "sink.h"
 #include "store.h"
 
 struct daemon {
@@ -20,6 +21,8 @@ struct daemon {
     struct registry *registry;
     struct journal *journal;
     struct dispatch *dispatch;
+    /* Forwards functions' outcomes to their sinks. */
+    struct sinks *sinks;
     /* Purges the usage ledger. */
     struct accountant *accountant;
     uint64_t started_usec; /* monotonic */

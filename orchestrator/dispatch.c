@@ -468,6 +468,8 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
     }
     if (!inv->async) {
         record(d, inv, o->kind == OUTCOME_OK ? INV_SUCCEEDED : INV_FAILED, o, billed_ms, 0);
+        if (d->hooks.completed)
+            d->hooks.completed(d->hooks.userdata, inv, o);
         if (inv->req) {
             http_request_set_context(inv->req, NULL, NULL);
             reply_outcome(inv->req, inv, o, billed_ms);
@@ -506,6 +508,8 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
         log_warn("invocation dead-lettered", "function=%s id=%s attempts=%d error=\"%s\"", fn->name,
                  inv->id, inv->attempts, o->error_type ? o->error_type : "");
     record(d, inv, final, o, billed_ms, 0);
+    if (d->hooks.completed)
+        d->hooks.completed(d->hooks.userdata, inv, o);
     inv_free(inv);
     if (fn->removing)
         schedule_removals(d);
@@ -942,6 +946,8 @@ void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d)
     }
     cJSON *json = inv_record_to_json(&r);
     inv_record_clear(&r);
+    if (d->hooks.describe)
+        d->hooks.describe(d->hooks.userdata, id, json);
     http_reply_json(req, 200, json);
 }
 

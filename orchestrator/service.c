@@ -82,7 +82,8 @@ static int check_triggers(const char *fname, const cJSON *triggers, struct ig_er
     cJSON *probe = cJSON_CreateObject();
     if (!probe || !cJSON_AddStringToObject(probe, "name", "probe") ||
         !cJSON_AddStringToObject(probe, "runtime", "exec") ||
-        !cJSON_AddStringToObject(probe, "handler", "probe") || apply_triggers(probe, triggers) < 0) {
+        !cJSON_AddStringToObject(probe, "handler", "probe") ||
+        apply_triggers(probe, triggers) < 0) {
         cJSON_Delete(probe);
         return ig_error_set(err, ENOMEM, "out of memory");
     }
@@ -381,8 +382,8 @@ static int read_entries(struct archive *a, struct service_archive *out, struct i
         if (streq(path, "service.json")) {
             if (out->service_json)
                 return ig_error_set(err, EINVAL, "service.json: appears twice");
-            int r = read_data(a, path, SERVICE_FILE_MAX, &out->service_json,
-                              &out->service_json_len, err);
+            int r = read_data(a, path, SERVICE_FILE_MAX, &out->service_json, &out->service_json_len,
+                              err);
             if (r < 0)
                 return r;
         } else if (bundle_entry_name(path, name)) {
@@ -390,8 +391,8 @@ static int read_entries(struct archive *a, struct service_archive *out, struct i
                 return ig_error_set(err, EINVAL, "%s: appears twice", path);
             if (out->n_bundles == SERVICE_FUNCTIONS_MAX)
                 return ig_error_set(err, EINVAL, "at most %d bundles", SERVICE_FUNCTIONS_MAX);
-            if (!out->bundles && !(out->bundles = calloc(SERVICE_FUNCTIONS_MAX,
-                                                         sizeof(*out->bundles))))
+            if (!out->bundles &&
+                !(out->bundles = calloc(SERVICE_FUNCTIONS_MAX, sizeof(*out->bundles))))
                 return ig_error_set(err, ENOMEM, "out of memory");
             struct service_archive_entry *b = &out->bundles[out->n_bundles];
             int r = read_data(a, path, REGISTRY_MAX_BUNDLE, &b->data, &b->len, err);

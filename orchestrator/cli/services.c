@@ -99,8 +99,8 @@ int cli_deploy(struct client *c, int argc, char **argv)
     if (service_parse(text, len, &svc, &err) < 0)
         return cli_fail("%s: %s", path, err.message);
     r = pack_service(dir, svc, &packed);
-    if (r == 0 && service_archive_pack(text, len, packed.names, packed.data, packed.lens,
-                                       packed.n, &archive, &alen, &err) < 0)
+    if (r == 0 && service_archive_pack(text, len, packed.names, packed.data, packed.lens, packed.n,
+                                       &archive, &alen, &err) < 0)
         r = cli_fail("%s", err.message);
     packed_clear(&packed);
     if (r == 0) {
