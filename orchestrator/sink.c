@@ -237,8 +237,7 @@ static void attempt_done(struct delivery *dl, CURLcode code)
     if (dl->attempts < dl->max_attempts) {
         uint64_t delay_ms = inv_backoff_ms((unsigned)dl->attempts, s->opts.retry_base_ms,
                                            s->opts.retry_cap_ms, random_u64());
-        record_attempt(dl, "pending", http_status, error,
-                       (int64_t)(wall_usec() + delay_ms * 1000));
+        record_attempt(dl, "pending", http_status, error, (int64_t)(wall_usec() + delay_ms * 1000));
         loop_add_timer(s->loop, now_usec() + delay_ms * 1000, on_retry_due, dl, &dl->timer);
         return;
     }
@@ -361,8 +360,8 @@ static struct delivery *delivery_new(struct sinks *s, const char *id, const char
     return dl;
 }
 
-void sinks_submit(struct sinks *s, const char *fn, const struct manifest_sink *sink,
-                  const char *id, bool ok, const char *body, size_t len, const char *content_type,
+void sinks_submit(struct sinks *s, const char *fn, const struct manifest_sink *sink, const char *id,
+                  bool ok, const char *body, size_t len, const char *content_type,
                   const char *error_type, const char *error_message)
 {
     if (!s || !sink->url || (ok && sink->on == MANIFEST_SINK_FAILURE) ||
@@ -383,22 +382,26 @@ void sinks_submit(struct sinks *s, const char *fn, const struct manifest_sink *s
     uint64_t now = wall_usec();
     rfc3339(now, time);
     struct delivery *dl =
-        (ok || err_body) ? delivery_new(s, id, fn, sink->url, ok ? SINK_TYPE_RESULT
-                                                                 : SINK_TYPE_ERROR,
-                                        time, content_type, body, len, 1 + (int)sink->retries)
-                         : NULL;
+        (ok || err_body)
+            ? delivery_new(s, id, fn, sink->url, ok ? SINK_TYPE_RESULT : SINK_TYPE_ERROR, time,
+                           content_type, body, len, 1 + (int)sink->retries)
+            : NULL;
     if (!dl) {
         log_warn("sink delivery dropped: out of memory", "function=%s id=%s", fn, id);
         return;
     }
     /* The row first: the journal runs statements in order, so each attempt's update finds it. */
     const struct journal_value v[] = {
-        JV_S(dl->id),   JV_S(fn),
-        JV_S(dl->url),  JV_S(dl->type),
-        JV_S(dl->time), JV_S(dl->content_type),
+        JV_S(dl->id),
+        JV_S(fn),
+        JV_S(dl->url),
+        JV_S(dl->type),
+        JV_S(dl->time),
+        JV_S(dl->content_type),
         dl->body_len ? JV_B(dl->body, dl->body_len) : JV_B("", 0),
         JV_I(dl->max_attempts),
-        JV_I(now),      JV_I(now + (uint64_t)s->opts.retention_us),
+        JV_I(now),
+        JV_I(now + (uint64_t)s->opts.retention_us),
     };
     journal_submit_lazy(s->journal,
                         "INSERT OR REPLACE INTO sink_deliveries (id, function, url, type, time, "
@@ -529,8 +532,7 @@ void sinks_describe(sqlite3 *db, const char *id, cJSON *record)
         if (sqlite3_column_type(st, 6) != SQLITE_NULL)
             cJSON_AddStringToObject(o, "error", (const char *)sqlite3_column_text(st, 6));
         if (streq(status, "pending") && sqlite3_column_type(st, 7) != SQLITE_NULL)
-            cJSON_AddNumberToObject(o, "next_attempt",
-                                    (double)sqlite3_column_int64(st, 7) / 1e6);
+            cJSON_AddNumberToObject(o, "next_attempt", (double)sqlite3_column_int64(st, 7) / 1e6);
         if (sqlite3_column_type(st, 8) != SQLITE_NULL)
             cJSON_AddNumberToObject(o, "finished", (double)sqlite3_column_int64(st, 8) / 1e6);
     }

@@ -40,8 +40,8 @@ void sinks_free(struct sinks *s);
 /* One final outcome of invocation id of function fn. ok: the result (body, content_type as the
  * runtime gave them); else the error, sent as JSON {"type", "message"}. Does nothing when the
  * manifest has no sink or its `on` does not take this outcome. */
-void sinks_submit(struct sinks *s, const char *fn, const struct manifest_sink *sink,
-                  const char *id, bool ok, const char *body, size_t len, const char *content_type,
+void sinks_submit(struct sinks *s, const char *fn, const struct manifest_sink *sink, const char *id,
+                  bool ok, const char *body, size_t len, const char *content_type,
                   const char *error_type, const char *error_message);
 
 /* Adds "sink": {url, type, status, attempts, ...} to an invocation's record when it has a

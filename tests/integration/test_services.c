@@ -38,8 +38,7 @@ static void put_file(const char *dir, const char *name, const char *text)
 
 /* DIR/SUBDIR with a function.json (fields EXTRA after name, runtime and handler) and its
  * handler. */
-static void make_function(const char *dir, const char *subdir, const char *name,
-                          const char *extra)
+static void make_function(const char *dir, const char *subdir, const char *name, const char *extra)
 {
     char fdir[1024], json[2048];
     snprintf(fdir, sizeof(fdir), "%s/%s", dir, subdir);
@@ -64,13 +63,17 @@ static const char *service_dir(const char *label)
 /* Runs `ignis ARGS...` against the daemon; stdout and stderr in *out, *err. */
 static int cli(char **out, char **err, const char *a1, const char *a2, const char *a3)
 {
-    char *argv[] = {(char *)harness_cli(), "--server", daemon_proc.url, (char *)a1, (char *)a2,
-                    (char *)a3, NULL};
+    char *argv[] = {(char *)harness_cli(),
+                    "--server",
+                    daemon_proc.url,
+                    (char *)a1,
+                    (char *)a2,
+                    (char *)a3,
+                    NULL};
     return harness_run(argv, out, err);
 }
 
-static long request(const char *method, const char *path, const void *body, size_t len,
-                    cJSON **ret)
+static long request(const char *method, const char *path, const void *body, size_t len, cJSON **ret)
 {
     struct client_response r;
     assert_int_equal(harness_request(&daemon_proc, method, path, NULL, body, len, &r), 0);
@@ -120,11 +123,10 @@ static void assert_contains(const char *haystack, const char *needle)
         fail_msg("expected \"%s\" in \"%s\"", needle, haystack);
 }
 
-static const char *THREE =
-    "{\"name\": \"shop\", \"functions\": {"
-    " \"orders\": {\"events\": [{\"type\": \"com.shop.order.*\"}]},"
-    " \"billing\": {\"path\": \"fns/billing\", \"schedule\": \"@every 1h\"},"
-    " \"mailer\": {\"sink\": null}}}";
+static const char *THREE = "{\"name\": \"shop\", \"functions\": {"
+                           " \"orders\": {\"events\": [{\"type\": \"com.shop.order.*\"}]},"
+                           " \"billing\": {\"path\": \"fns/billing\", \"schedule\": \"@every 1h\"},"
+                           " \"mailer\": {\"sink\": null}}}";
 
 static const char *make_three(void)
 {
@@ -161,13 +163,11 @@ static void test_deploy_three_and_remove_as_one(void **state)
 
     /* The service's triggers are in the manifests. */
     cJSON *f = harness_function(&daemon_proc, "orders");
-    cJSON *ev = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(f, "manifest"),
-                                                       "events"),
-                                   0);
+    cJSON *ev =
+        cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(f, "manifest"), "events"), 0);
     assert_string_equal(cJSON_GetObjectItem(ev, "type")->valuestring, "com.shop.order.*");
-    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(f, "manifest"),
-                                                            "events")),
-                     1);
+    assert_int_equal(
+        cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(f, "manifest"), "events")), 1);
     cJSON_Delete(f);
     f = harness_function(&daemon_proc, "billing");
     cJSON *m = cJSON_GetObjectItem(f, "manifest");
@@ -326,7 +326,8 @@ static void refused_by_daemon(const char *name, const char *service_json, const 
 
 static void test_invalid_service_pushes_nothing(void **state)
 {
-    static const char *abc = "{\"name\": \"bad\", \"functions\": {\"a\": {}, \"b\": {}, \"c\": {}}}";
+    static const char *abc =
+        "{\"name\": \"bad\", \"functions\": {\"a\": {}, \"b\": {}, \"c\": {}}}";
     size_t bundles = bundle_count();
 
     refused_by_cli(abc, "\"memory_mb\": 1", "function c: ");
@@ -369,9 +370,8 @@ static void test_invalid_service_pushes_nothing(void **state)
     assert_int_equal(request("PUT", "/v1/services/bad", NULL, 0, &j), 400);
     cJSON_Delete(j);
     assert_int_equal(request("PUT", "/v1/services/BAD", "x", 1, &j), 400);
-    assert_string_equal(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code")->valuestring,
-        "invalid_name");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code")->valuestring,
+                        "invalid_name");
     cJSON_Delete(j);
     struct ig_error e = {};
     _cleanup_free_ char *only = NULL;
@@ -485,8 +485,8 @@ static void test_redeploy_prunes_and_survives_restart(void **state)
     assert_int_equal(harness_restart(&daemon_proc, NULL), 0);
     cJSON *f = harness_function(&daemon_proc, "orders");
     assert_string_equal(cJSON_GetObjectItem(f, "service")->valuestring, "shop");
-    cJSON *ev = cJSON_GetArrayItem(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(f, "manifest"), "events"), 0);
+    cJSON *ev =
+        cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(f, "manifest"), "events"), 0);
     assert_string_equal(cJSON_GetObjectItem(ev, "type")->valuestring, "com.shop.order.paid");
     cJSON_Delete(f);
     assert_int_equal(request("GET", "/v1/services/shop", NULL, 0, &j), 200);
