@@ -1,7 +1,6 @@
 #include "dispatch.h"
 
 #include <string.h>
-#include <sys/random.h>
 
 #include "container.h"
 #include "fnlog.h"
@@ -54,13 +53,6 @@ struct fn *dispatch_function(struct dispatch *d, const char *name)
         if (streq(fn->name, name))
             return fn;
     return NULL;
-}
-
-static uint64_t random_u64(void)
-{
-    uint64_t r = 0;
-    (void)!getrandom(&r, sizeof(r), GRND_NONBLOCK);
-    return r;
 }
 
 static void schedule_removals(struct dispatch *d);

@@ -2,7 +2,6 @@
 
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "invocation.h"
@@ -202,13 +201,6 @@ static void on_retry_due(struct loop *l, struct loop_timer *t, void *userdata)
     struct delivery *dl = userdata;
     dl->timer = NULL;
     attempt(dl);
-}
-
-static uint64_t random_u64(void)
-{
-    uint64_t r = 0;
-    (void)!getrandom(&r, sizeof(r), GRND_NONBLOCK);
-    return r;
 }
 
 /* An attempt ended: delivered on a 2xx, else retried after a backoff or failed for good. */

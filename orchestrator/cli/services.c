@@ -129,16 +129,22 @@ int cli_deploy(struct client *c, int argc, char **argv)
     return r;
 }
 
-/* DELETE /v1/services/NAME and what it says. */
-int cli_service_rm(struct client *c, const char *name, bool json)
+/* METHOD /v1/services/NAME; 0 with the reply, or the exit status after saying what failed. */
+static int service_request(struct client *c, const char *method, const char *name, cJSON **ret,
+                           char **ret_raw)
 {
     if (!manifest_name_valid(name))
         return cli_fail("\"%s\" is not a service name ([a-z][a-z0-9-]{0,62})", name);
     char url[128];
     snprintf(url, sizeof(url), "/v1/services/%s", name);
+    return cli_request_json(c, method, url, NULL, NULL, 0, ret, ret_raw);
+}
+
+int cli_service_rm(struct client *c, const char *name, bool json)
+{
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
-    int r = cli_request_json(c, "DELETE", url, NULL, NULL, 0, &root, &raw);
+    int r = service_request(c, "DELETE", name, &root, &raw);
     if (r != 0)
         return r;
     if (json)
@@ -182,13 +188,9 @@ static int service_ls(struct client *c, bool json)
 
 static int service_show(struct client *c, const char *name, bool json)
 {
-    if (!manifest_name_valid(name))
-        return cli_fail("\"%s\" is not a service name ([a-z][a-z0-9-]{0,62})", name);
-    char url[128];
-    snprintf(url, sizeof(url), "/v1/services/%s", name);
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
-    int r = cli_request_json(c, "GET", url, NULL, NULL, 0, &root, &raw);
+    int r = service_request(c, "GET", name, &root, &raw);
     if (r != 0)
         return r;
     if (json)
