@@ -5,6 +5,7 @@
 #include "doctor.h"
 #include "fnlog.h"
 #include "registry.h"
+#include "service.h"
 #include "store.h"
 #include "telemetry.h"
 
@@ -96,6 +97,11 @@ const struct http_route api_routes[] = {
     {"PUT", "/v1/functions/{}", registry_http_put, REGISTRY_MAX_BUNDLE},
     {"GET", "/v1/functions/{}", registry_http_get, 0},
     {"DELETE", "/v1/functions/{}", registry_http_delete, 0},
+    /* Services (registry.c, service.c; docs/api.md "Services"). */
+    {"GET", "/v1/services", registry_http_service_list, 0},
+    {"PUT", "/v1/services/{}", registry_http_service_put, SERVICE_ARCHIVE_MAX},
+    {"GET", "/v1/services/{}", registry_http_service_get, 0},
+    {"DELETE", "/v1/services/{}", registry_http_service_delete, 0},
     /* Dispatch (dispatch.c, docs/api.md "Invocations"). */
     {"POST", "/v1/functions/{}/invoke", post_invoke, PROTO_DEFAULT_MAX_BODY},
     {"GET", "/v1/invocations/{}", get_invocation, 0},

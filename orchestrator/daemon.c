@@ -101,6 +101,30 @@ static void on_stop_signal(struct loop *l, int signo, void *userdata)
     dispatch_shutdown(d->dispatch, on_dispatch_stopped, d);
 }
 
+/* An invocation's final outcome goes to its function's sink, if it has one. */
+static void on_invocation_final(void *userdata, const struct inv *inv, const struct outcome *o)
+{
+    struct daemon *d = userdata;
+    bool ok = o->kind == OUTCOME_OK;
+    sinks_submit(d->sinks, inv->fn->name, &inv->fn->manifest->sink, inv->id, ok,
+                 ok ? o->body : NULL, ok ? o->body_len : 0, o->content_type, o->error_type,
+                 o->error_message);
+}
+
+static void describe_invocation(void *userdata, const char *id, cJSON *record)
+{
+    struct daemon *d = userdata;
+    sinks_describe(d->store->db, id, record);
+}
+
+/* Events functions emit go where external ones go (events.c). */
+static void on_emitted(void *userdata, struct fn *fn, struct inv *inv, const struct proto_msg *m)
+{
+    struct daemon *d = userdata;
+    if (d->events)
+        events_emitted(d->events, fn, inv, m);
+}
+
 int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig_error *err)
 {
     struct daemon *d = calloc(1, sizeof(*d));
@@ -171,6 +195,15 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     if (r < 0)
         goto fail;
     dispatch_attach_registry(d->dispatch, d->registry);
+    struct sink_options sopts;
+    sink_options_defaults(&sopts);
+    r = sinks_new(d->loop, d->store->db, d->journal, &sopts, &d->sinks, err);
+    if (r < 0)
+        goto fail;
+    d->dispatch->hooks = (struct dispatch_hooks){.completed = on_invocation_final,
+                                                 .describe = describe_invocation,
+                                                 .emitted = on_emitted,
+                                                 .userdata = d};
     r = dispatch_recover(d->dispatch, err);
     if (r < 0)
         goto fail;
@@ -213,6 +246,8 @@ void daemon_free(struct daemon *d)
     if (d->http)
         http_server_quiesce(d->http);
     dispatch_close(d->dispatch);
+    /* Its last rows go through the journal, still open. */
+    sinks_free(d->sinks);
     registry_free(d->registry);
     accountant_free(d->accountant);
     journal_free(d->journal);

@@ -11,6 +11,7 @@
 #include "loop.h"
 #include "options.h"
 #include "registry.h"
+#include "sink.h"
 #include "store.h"
 
 struct daemon {
@@ -23,6 +24,8 @@ struct daemon {
     struct dispatch *dispatch;
     /* CloudEvents in, emitted events, schedules. */
     struct events *events;
+    /* Forwards functions' outcomes to their sinks. */
+    struct sinks *sinks;
     /* Purges the usage ledger. */
     struct accountant *accountant;
     uint64_t started_usec; /* monotonic */

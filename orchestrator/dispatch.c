@@ -1,7 +1,6 @@
 #include "dispatch.h"
 
 #include <string.h>
-#include <sys/random.h>
 
 #include "container.h"
 #include "fnlog.h"
@@ -54,13 +53,6 @@ struct fn *dispatch_function(struct dispatch *d, const char *name)
         if (streq(fn->name, name))
             return fn;
     return NULL;
-}
-
-static uint64_t random_u64(void)
-{
-    uint64_t r = 0;
-    (void)!getrandom(&r, sizeof(r), GRND_NONBLOCK);
-    return r;
 }
 
 static void schedule_removals(struct dispatch *d);
@@ -469,6 +461,8 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
     }
     if (!inv->async) {
         record(d, inv, o->kind == OUTCOME_OK ? INV_SUCCEEDED : INV_FAILED, o, billed_ms, 0);
+        if (d->hooks.completed)
+            d->hooks.completed(d->hooks.userdata, inv, o);
         if (inv->req) {
             http_request_set_context(inv->req, NULL, NULL);
             reply_outcome(inv->req, inv, o, billed_ms);
@@ -507,6 +501,8 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
         log_warn("invocation dead-lettered", "function=%s id=%s attempts=%d error=\"%s\"", fn->name,
                  inv->id, inv->attempts, o->error_type ? o->error_type : "");
     record(d, inv, final, o, billed_ms, 0);
+    if (d->hooks.completed)
+        d->hooks.completed(d->hooks.userdata, inv, o);
     inv_free(inv);
     if (fn->removing)
         schedule_removals(d);
@@ -516,8 +512,8 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
 void dispatch_emitted(struct fn *fn, struct inv *inv, const struct proto_msg *m)
 {
     struct dispatch *d = fn->d;
-    if (d->emit_hook)
-        d->emit_hook(d->emit_userdata, fn, inv, m);
+    if (d->hooks.emitted)
+        d->hooks.emitted(d->hooks.userdata, fn, inv, m);
     else
         log_info("function emitted an event", "function=%s type=\"%.*s\"", fn->name,
                  (int)m->event_type.len, m->event_type.data);
@@ -990,6 +986,8 @@ void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d)
     }
     cJSON *json = inv_record_to_json(&r);
     inv_record_clear(&r);
+    if (d->hooks.describe)
+        d->hooks.describe(d->hooks.userdata, id, json);
     http_reply_json(req, 200, json);
 }
 

@@ -105,6 +105,19 @@ struct dispatch_options {
     uint64_t memory_budget;     /* bytes for all containers' limits; 0: 80% of MemTotal */
 };
 
+/* What others plug in (the daemon's sinks and events); every hook optional, called on the loop
+ * thread. */
+struct dispatch_hooks {
+    /* An invocation's outcome is final: a sync one's only attempt, an async one's last. */
+    void (*completed)(void *userdata, const struct inv *inv, const struct outcome *o);
+    /* Adds to an invocation's record as GET /v1/invocations/{id} shows it. */
+    void (*describe)(void *userdata, const char *id, cJSON *record);
+    /* A running invocation's function emitted an event (a PROTO_EVENT frame). Without this
+     * hook such events are logged and dropped. */
+    void (*emitted)(void *userdata, struct fn *fn, struct inv *inv, const struct proto_msg *m);
+    void *userdata;
+};
+
 struct dispatch {
     struct loop *loop;
     struct store *store;
@@ -125,9 +138,7 @@ struct dispatch {
     bool scale_pending;     /* a scaler run is posted or timed */
     uint64_t last_scale_us; /* monotonic: the last demand-driven run */
     bool removals_pending;  /* finish_removals is posted */
-    /* Where events emitted by functions go (events.c); NULL: they are logged and dropped. */
-    void (*emit_hook)(void *userdata, struct fn *fn, struct inv *inv, const struct proto_msg *m);
-    void *emit_userdata;
+    struct dispatch_hooks hooks;
 };
 
 void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir);

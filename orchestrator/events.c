@@ -515,9 +515,8 @@ static long long parent_hops(const struct inv *inv)
     return *end || h < 0 ? 0 : h;
 }
 
-static void on_emit(void *userdata, struct fn *fn, struct inv *inv, const struct proto_msg *m)
+void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const struct proto_msg *m)
 {
-    struct events *ev = userdata;
     _cleanup_ce_event_ struct ce_event *e = calloc(1, sizeof(*e));
     char source[sizeof(EVENTS_FUNCTION_SOURCE) + MANIFEST_NAME_MAX], id[INV_ID_LEN + 16], time[32],
         hops[24];
@@ -867,8 +866,6 @@ int events_new(struct loop *l, struct store *s, struct journal *j, struct dispat
         r = ig_error_set(err, ENOMEM, "out of memory");
         goto fail;
     }
-    d->emit_hook = on_emit;
-    d->emit_userdata = ev;
     *ret = ev;
     return 0;
 fail:
@@ -880,10 +877,6 @@ void events_free(struct events *ev)
 {
     if (!ev)
         return;
-    if (ev->d && ev->d->emit_userdata == ev) {
-        ev->d->emit_hook = NULL;
-        ev->d->emit_userdata = NULL;
-    }
     if (ev->sched_timer)
         loop_cancel_timer(ev->loop, ev->sched_timer);
     if (ev->purge_timer)

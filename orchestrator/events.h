@@ -40,5 +40,8 @@ int events_new(struct loop *l, struct store *s, struct journal *j, struct dispat
 void events_free(struct events *ev);
 
 /* POST /v1/events and GET /v1/events/dead-letters. */
+/* Routes an event a running invocation's function emitted (the dispatcher's emitted hook). */
+void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const struct proto_msg *m);
+
 void events_http_post(struct http_request *req, struct events *ev);
 void events_http_dead_letters(struct http_request *req, struct events *ev);

@@ -1,6 +1,8 @@
 #include "manifest.h"
 
+#include <curl/curl.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cloudevents.h"
 #include "cron.h"
@@ -17,7 +19,13 @@ static const char *const runtime_names[] = {
 static const char *const known_fields[] = {
     "name",   "runtime",     "handler",     "memory_mb",       "cpu_millis",     "timeout_ms",
     "reuse",  "concurrency", "min_scale",   "max_scale",       "idle_timeout_s", "env",
-    "events", "schedule",    "max_retries", "max_concurrency", "secrets",
+    "events", "schedule",    "max_retries", "max_concurrency", "secrets",        "sink",
+};
+
+static const char *const sink_on_names[] = {
+    [MANIFEST_SINK_ALWAYS] = "always",
+    [MANIFEST_SINK_SUCCESS] = "success",
+    [MANIFEST_SINK_FAILURE] = "failure",
 };
 
 /* Variables the runtimes set themselves (runtime protocol, Lambda's custom-runtime contract):
@@ -42,6 +50,11 @@ bool manifest_name_valid(const char *name)
 const char *manifest_runtime_name(enum manifest_runtime r)
 {
     return (size_t)r < ARRAY_SIZE(runtime_names) ? runtime_names[r] : "unknown";
+}
+
+const char *manifest_sink_on_name(enum manifest_sink_on on)
+{
+    return (size_t)on < ARRAY_SIZE(sink_on_names) ? sink_on_names[on] : "unknown";
 }
 
 int manifest_runtime_from_name(const char *name, enum manifest_runtime *ret)
@@ -73,6 +86,7 @@ void manifest_free(struct manifest *m)
     for (size_t i = 0; i < m->n_secrets; i++)
         free(m->secrets[i]);
     free(m->secrets);
+    free(m->sink.url);
     free(m);
 }
 
@@ -446,6 +460,84 @@ static int parse_secrets(const cJSON *root, struct manifest *m, struct ig_error 
     return 0;
 }
 
+/* A sink URL: absolute http or https with a host, as libcurl parses it (curl_url is pure: no
+ * I/O), so what is accepted here is what the delivery can send to. */
+static int sink_url_check(const char *url, struct ig_error *err)
+{
+    size_t len = strlen(url);
+    if (len == 0 || len > MANIFEST_SINK_URL_MAX || !printable(url, false))
+        return ig_error_set(err, EINVAL,
+                            "sink.url: must be 1 to %d printable characters without spaces",
+                            MANIFEST_SINK_URL_MAX);
+    CURLU *u = curl_url();
+    if (!u)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    char *scheme = NULL, *host = NULL;
+    int r = 0;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
+        r = ig_error_set(err, EINVAL, "sink.url: \"%.80s\" is not an absolute URL with a host",
+                         url);
+    else if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0)
+        r = ig_error_set(err, EINVAL, "sink.url: the scheme must be http or https, not %.16s",
+                         scheme);
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return r;
+}
+
+/* "sink": "http://..." or {"url": ..., "on": "always|success|failure", "retries": N}. */
+static int parse_sink(const cJSON *root, struct manifest *m, struct ig_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "sink");
+    const cJSON *url = v;
+    m->sink.on = MANIFEST_SINK_ALWAYS;
+    m->sink.retries = MANIFEST_SINK_RETRIES_DEF;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (cJSON_IsObject(v)) {
+        const cJSON *f;
+        cJSON_ArrayForEach(f, v)
+        {
+            if (!streq(f->string, "url") && !streq(f->string, "on") && !streq(f->string, "retries"))
+                return ig_error_set(err, EINVAL, "sink: unknown field \"%.64s\"", f->string);
+            for (const cJSON *g = v->child; g != f; g = g->next)
+                if (streq(g->string, f->string))
+                    return ig_error_set(err, EINVAL, "sink.%s: appears twice", f->string);
+        }
+        url = cJSON_GetObjectItemCaseSensitive(v, "url");
+        if (!url)
+            return ig_error_set(err, EINVAL, "sink.url: is required");
+        const cJSON *on = cJSON_GetObjectItemCaseSensitive(v, "on");
+        if (on) {
+            size_t i = 0;
+            while (i < ARRAY_SIZE(sink_on_names) &&
+                   !(cJSON_IsString(on) && streq(on->valuestring, sink_on_names[i])))
+                i++;
+            if (i == ARRAY_SIZE(sink_on_names))
+                return ig_error_set(err, EINVAL,
+                                    "sink.on: must be \"always\", \"success\" or \"failure\"");
+            m->sink.on = (enum manifest_sink_on)i;
+        }
+        struct ig_error rerr = {};
+        if (get_uint(v, "retries", 0, MANIFEST_SINK_RETRIES_MAX, MANIFEST_SINK_RETRIES_DEF,
+                     &m->sink.retries, &rerr) < 0)
+            return ig_error_set(err, EINVAL, "sink.%s", rerr.message);
+    } else if (!cJSON_IsString(v))
+        return ig_error_set(err, EINVAL,
+                            "sink: must be a URL or an object {url, on, retries}, not %s",
+                            json_kind(v));
+    if (!cJSON_IsString(url))
+        return ig_error_set(err, EINVAL, "sink.url: must be a string, not %s", json_kind(url));
+    int r = sink_url_check(url->valuestring, err);
+    if (r < 0)
+        return r;
+    m->sink.url = strdup(url->valuestring);
+    return m->sink.url ? 0 : ig_error_set(err, ENOMEM, "out of memory");
+}
+
 /* Unknown and duplicate keys: cJSON keeps both copies of a duplicate and finds the first, so a
  * second "memory_mb" would otherwise be silently ignored. */
 static int check_fields(const cJSON *root, struct ig_error *err)
@@ -496,7 +588,7 @@ int manifest_from_json(const cJSON *root, struct manifest **ret, struct ig_error
         (r = parse_schedule(root, m, err)) < 0 ||
         (r = get_uint(root, "max_retries", 0, 20, 2, &m->max_retries, err)) < 0 ||
         (r = get_uint(root, "max_concurrency", 0, 1000000, 0, &m->max_concurrency, err)) < 0 ||
-        (r = parse_secrets(root, m, err)) < 0)
+        (r = parse_secrets(root, m, err)) < 0 || (r = parse_sink(root, m, err)) < 0)
         return r;
     if (m->min_scale > m->max_scale)
         return ig_error_set(err, EINVAL, "min_scale: must not exceed max_scale (%u > %u)",
@@ -574,6 +666,12 @@ cJSON *manifest_to_json(const struct manifest *m)
     ok = ok && secrets;
     for (size_t i = 0; ok && i < m->n_secrets; i++)
         ok = cJSON_AddItemToArray(secrets, cJSON_CreateString(m->secrets[i]));
+    if (ok && m->sink.url) {
+        cJSON *sink = cJSON_AddObjectToObject(root, "sink");
+        ok = sink && cJSON_AddStringToObject(sink, "url", m->sink.url) &&
+             cJSON_AddStringToObject(sink, "on", manifest_sink_on_name(m->sink.on)) &&
+             cJSON_AddNumberToObject(sink, "retries", m->sink.retries);
+    }
     if (!ok) {
         cJSON_Delete(root);
         return NULL;

@@ -19,6 +19,7 @@
  *   max_retries     0..20                                      2
  *   max_concurrency 0..1000000 (0: max_scale * concurrency)    0
  *   secrets         at most 64 distinct names                  []
+ *   sink            "http(s)://..." or {url, on?, retries?}    none
  */
 #pragma once
 
@@ -40,6 +41,9 @@
 #define MANIFEST_SCHEDULE_MAX     256
 #define MANIFEST_SECRETS_MAX      64
 #define MANIFEST_SECRET_NAME_MAX  128
+#define MANIFEST_SINK_URL_MAX     2048
+#define MANIFEST_SINK_RETRIES_MAX 10
+#define MANIFEST_SINK_RETRIES_DEF 3
 /* function.json itself may be at most this large. */
 #define MANIFEST_FILE_MAX (256u * 1024u)
 
@@ -58,6 +62,16 @@ struct manifest_env {
 struct manifest_event {
     char *type;   /* "com.example.upload" or a prefix subscription "com.example.*" */
     char *source; /* NULL: any source */
+};
+
+/* Which outcomes the sink receives (docs/api.md "Sinks"). */
+enum manifest_sink_on { MANIFEST_SINK_ALWAYS, MANIFEST_SINK_SUCCESS, MANIFEST_SINK_FAILURE };
+
+/* Where a function's results are forwarded as CloudEvents (sink.h delivers them). */
+struct manifest_sink {
+    char *url; /* NULL: no sink */
+    enum manifest_sink_on on;
+    uint32_t retries; /* deliveries retried this many times after the first attempt */
 };
 
 struct manifest {
@@ -81,7 +95,10 @@ struct manifest {
     uint32_t max_concurrency; /* as written; see manifest_max_concurrency() */
     char **secrets;
     size_t n_secrets;
+    struct manifest_sink sink;
 };
+
+const char *manifest_sink_on_name(enum manifest_sink_on on);
 
 /* Whether name is a valid function name ([a-z][a-z0-9-]{0,62}). */
 bool manifest_name_valid(const char *name);

@@ -8,8 +8,21 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "service.h"
 
-enum op_kind { OP_PUSH, OP_DELETE };
+/* A push of one function; a delete of one function or of a whole service (its functions and
+ * its row); a service deploy (service.h), which records every function of the service and
+ * removes those it no longer lists, in one transaction. */
+enum op_kind { OP_PUSH, OP_DELETE, OP_SERVICE };
+
+/* One function of a service deploy, as the worker found it. */
+struct svc_fn {
+    char name[MANIFEST_NAME_MAX + 1];
+    char digest[BUNDLE_DIGEST_LEN + 1];
+    struct manifest *manifest;
+    size_t bundle_len;
+    char *dir; /* unpacked and not yet committed; NULL when the store held the bundle */
+};
 
 /* One mutation. It waits in the queue, runs (its bundle work on the worker thread), and is
  * answered and freed when done. */
@@ -30,13 +43,30 @@ struct op {
     struct manifest *manifest;
     /* bundles to remove on the worker (delete; a push that could not be recorded) */
     char (*remove)[BUNDLE_DIGEST_LEN + 1];
-    size_t n_remove;
+    size_t n_remove, cap_remove;
+    /* delete: the functions to remove (one, or a service's); service_name set for a service */
+    char (*names)[MANIFEST_NAME_MAX + 1];
+    size_t n_names;
+    char service_name[MANIFEST_NAME_MAX + 1];
+    size_t drains_pending; /* functions whose drain has not said done yet */
+    /* service deploy */
+    struct service *svc;
+    struct svc_fn *sfns;
+    size_t n_sfns;
     cJSON *reply; /* a success reply waiting for the removal to finish */
     unsigned reply_status;
     bool removing; /* the worker's job is op->remove (not the push's bundle work) */
     bool running;  /* the worker thread runs for this op */
     pthread_t thread;
     struct op *next;
+};
+
+/* A service: its service.json as deployed. Its functions are those whose service it is. */
+struct registry_service {
+    char name[MANIFEST_NAME_MAX + 1];
+    char *spec; /* JSON text */
+    uint64_t created_usec, updated_usec;
+    bool deleting;
 };
 
 struct registry {
@@ -50,6 +80,8 @@ struct registry {
     struct op *queue_head, *queue_tail; /* head is the running op, when active */
     bool active;
     struct op *draining; /* deletes waiting for the dispatcher's drain */
+    struct registry_service *services;
+    size_t n_services;
 };
 
 static void registry_function_free(struct registry_function *f)
@@ -60,12 +92,26 @@ static void registry_function_free(struct registry_function *f)
     free(f);
 }
 
+static void svc_fns_free(struct svc_fn *fns, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        manifest_free(fns[i].manifest);
+        if (fns[i].dir)
+            rm_rf(fns[i].dir);
+        free(fns[i].dir);
+    }
+    free(fns);
+}
+
 static void op_free(struct op *op)
 {
     if (!op)
         return;
     manifest_free(op->manifest);
     free(op->remove);
+    free(op->names);
+    service_free(op->svc);
+    svc_fns_free(op->sfns, op->n_sfns);
     cJSON_Delete(op->reply);
     free(op);
 }
@@ -100,6 +146,67 @@ const struct registry_function *registry_lookup(const struct registry *r, const 
 static struct registry_function *find_fn(struct registry *r, const char *name)
 {
     return (struct registry_function *)registry_lookup(r, name);
+}
+
+static struct registry_service *find_service(struct registry *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_services; i++)
+        if (streq(r->services[i].name, name))
+            return &r->services[i];
+    return NULL;
+}
+
+/* Adds or updates a service (spec is taken). */
+static int service_put(struct registry *r, const char *name, char *spec, uint64_t created,
+                       uint64_t updated)
+{
+    struct registry_service *sv = find_service(r, name);
+    if (!sv) {
+        struct registry_service *n = realloc(r->services, (r->n_services + 1) * sizeof(*n));
+        if (!n) {
+            free(spec);
+            return -ENOMEM;
+        }
+        r->services = n;
+        sv = &r->services[r->n_services++];
+        memset(sv, 0, sizeof(*sv));
+        snprintf(sv->name, sizeof(sv->name), "%s", name);
+        sv->created_usec = created;
+    }
+    free(sv->spec);
+    sv->spec = spec;
+    sv->updated_usec = updated;
+    return 0;
+}
+
+static void service_remove(struct registry *r, const char *name)
+{
+    struct registry_service *sv = find_service(r, name);
+    if (!sv)
+        return;
+    free(sv->spec);
+    size_t i = (size_t)(sv - r->services);
+    memmove(sv, sv + 1, (r->n_services - i - 1) * sizeof(*sv));
+    r->n_services--;
+}
+
+/* Appends a digest to a list (op->remove), unless it is there. */
+static int digests_add(char (**list)[BUNDLE_DIGEST_LEN + 1], size_t *n, size_t *cap,
+                       const char *digest)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (streq((*list)[i], digest))
+            return 0;
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        void *nl = realloc(*list, c * sizeof(**list));
+        if (!nl)
+            return -ENOMEM;
+        *list = nl;
+        *cap = c;
+    }
+    snprintf((*list)[(*n)++], BUNDLE_DIGEST_LEN + 1, "%s", digest);
+    return 0;
 }
 
 size_t registry_count(const struct registry *r)
@@ -157,12 +264,13 @@ static void table_remove(struct registry *r, const char *name)
 static struct registry_function *function_new(struct registry *r, const char *name,
                                               uint32_t version, const char *digest,
                                               struct manifest *m, uint64_t created,
-                                              uint64_t updated, uint64_t bytes)
+                                              uint64_t updated, uint64_t bytes, const char *service)
 {
     struct registry_function *f = calloc(1, sizeof(*f));
     if (!f)
         return NULL;
     snprintf(f->name, sizeof(f->name), "%s", name);
+    snprintf(f->service, sizeof(f->service), "%s", service ? service : "");
     f->version = version;
     snprintf(f->digest, sizeof(f->digest), "%s", digest);
     f->manifest = m;
@@ -218,20 +326,18 @@ static bool digest_referenced(sqlite3 *db, const char *digest)
     return ref;
 }
 
-/* Records a new current version. One transaction: the function's row and its version appear
- * together or not at all. */
-static int db_record_version(struct registry *r, const struct registry_function *f,
-                             const char *manifest_json, struct ig_error *err)
+/* The rows of a new current version, inside the caller's transaction. */
+static int db_insert_version(sqlite3 *db, const struct registry_function *f,
+                             const char *manifest_json)
 {
-    sqlite3 *db = r->store->db;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
     int q = db_exec_bind(db,
-                         "INSERT INTO functions (name, current_version, created_at, updated_at) "
-                         "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET "
-                         "current_version = ?2, updated_at = ?4",
-                         "siii", f->name, (int64_t)f->version, (int64_t)f->created_usec,
-                         (int64_t)f->updated_usec);
+                         "INSERT INTO functions (name, current_version, created_at, updated_at, "
+                         "service) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET "
+                         "current_version = ?2, updated_at = ?4, service = ?5",
+                         "sii"
+                         "is",
+                         f->name, (int64_t)f->version, (int64_t)f->created_usec,
+                         (int64_t)f->updated_usec, f->service[0] ? f->service : NULL);
     if (q == 0)
         q = db_exec_bind(db,
                          "INSERT INTO function_versions (name, version, digest, manifest, "
@@ -240,6 +346,18 @@ static int db_record_version(struct registry *r, const struct registry_function 
                          "ii",
                          f->name, (int64_t)f->version, f->digest, manifest_json,
                          (int64_t)f->bundle_bytes, (int64_t)f->updated_usec);
+    return q;
+}
+
+/* Records a new current version. One transaction: the function's row and its version appear
+ * together or not at all. */
+static int db_record_version(struct registry *r, const struct registry_function *f,
+                             const char *manifest_json, struct ig_error *err)
+{
+    sqlite3 *db = r->store->db;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
+    int q = db_insert_version(db, f, manifest_json);
     if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
         return 0;
     int r2 = ig_error_set(err, EIO, "store: recording %s version %u: %s", f->name, f->version,
@@ -248,57 +366,85 @@ static int db_record_version(struct registry *r, const struct registry_function 
     return r2;
 }
 
-/* Deletes a function and its versions; returns the digests they used that no other version
- * references any more (malloc'd array). */
-static int db_delete_function(struct registry *r, const char *name,
-                              char (**ret_digests)[BUNDLE_DIGEST_LEN + 1], size_t *ret_n,
-                              struct ig_error *err)
+/* Deletes a function and its versions inside the caller's transaction, adding the digests its
+ * versions used to the list. */
+static int db_delete_rows(sqlite3 *db, const char *name, char (**digests)[BUNDLE_DIGEST_LEN + 1],
+                          size_t *n, size_t *cap)
 {
-    sqlite3 *db = r->store->db;
     sqlite3_stmt *st;
-    char(*digests)[BUNDLE_DIGEST_LEN + 1] = NULL;
-    size_t n = 0, cap = 0;
-
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
     if (sqlite3_prepare_v2(db, "SELECT DISTINCT digest FROM function_versions WHERE name = ?", -1,
                            &st, NULL) != SQLITE_OK)
-        goto fail;
+        return -EIO;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    int q = 0;
+    while (q == 0 && sqlite3_step(st) == SQLITE_ROW) {
         const char *d = (const char *)sqlite3_column_text(st, 0);
-        if (!bundle_digest_valid(d))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            void *nd = realloc(digests, cap * sizeof(*digests));
-            if (!nd) {
-                sqlite3_finalize(st);
-                goto fail;
-            }
-            digests = nd;
-        }
-        snprintf(digests[n++], BUNDLE_DIGEST_LEN + 1, "%s", d);
+        if (bundle_digest_valid(d))
+            q = digests_add(digests, n, cap, d);
     }
     sqlite3_finalize(st);
-    if (db_exec_bind(db, "DELETE FROM function_versions WHERE name = ?", "s", name) < 0 ||
-        db_exec_bind(db, "DELETE FROM functions WHERE name = ?", "s", name) < 0)
-        goto fail;
-    /* Within the transaction: what is left refers to the other functions only. */
+    if (q == 0 &&
+        (db_exec_bind(db, "DELETE FROM function_versions WHERE name = ?", "s", name) < 0 ||
+         db_exec_bind(db, "DELETE FROM functions WHERE name = ?", "s", name) < 0))
+        q = -EIO;
+    return q;
+}
+
+/* Keeps the digests that no version references any more (inside the transaction: what is left
+ * refers to the remaining functions only). */
+static void digests_unreferenced(sqlite3 *db, char (*digests)[BUNDLE_DIGEST_LEN + 1], size_t *n)
+{
     size_t keep = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < *n; i++)
         if (!digest_referenced(db, digests[i]))
             memcpy(digests[keep++], digests[i], sizeof(digests[i]));
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        goto fail;
-    *ret_digests = digests;
-    *ret_n = keep;
-    return 0;
-fail:;
-    int q = ig_error_set(err, EIO, "store: deleting %s: %s", name, sqlite3_errmsg(db));
+    *n = keep;
+}
+
+/* Deletes functions and their versions (and the service's row, when service is set) in one
+ * transaction; op->remove gets the digests they used that no other version references. */
+static int db_delete_functions(struct registry *r, struct op *op, struct ig_error *err)
+{
+    sqlite3 *db = r->store->db;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
+    int q = 0;
+    for (size_t i = 0; q == 0 && i < op->n_names; i++)
+        q = db_delete_rows(db, op->names[i], &op->remove, &op->n_remove, &op->cap_remove);
+    if (q == 0 && op->service_name[0])
+        q = db_exec_bind(db, "DELETE FROM services WHERE name = ?", "s", op->service_name);
+    if (q == 0)
+        digests_unreferenced(db, op->remove, &op->n_remove);
+    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    op->n_remove = 0;
+    q = ig_error_set(err, EIO, "store: deleting %s: %s",
+                     op->service_name[0] ? op->service_name : op->names[0], sqlite3_errmsg(db));
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    free(digests);
     return q;
+}
+
+static int load_services(struct registry *r, struct ig_error *err)
+{
+    sqlite3_stmt *st;
+    sqlite3 *db = r->store->db;
+    if (sqlite3_prepare_v2(db, "SELECT name, spec, created_at, updated_at FROM services", -1, &st,
+                           NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "store: loading services: %s", sqlite3_errmsg(db));
+    int q;
+    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
+        char *spec = strdup((const char *)sqlite3_column_text(st, 1));
+        if (!spec || service_put(r, (const char *)sqlite3_column_text(st, 0), spec,
+                                 (uint64_t)sqlite3_column_int64(st, 2),
+                                 (uint64_t)sqlite3_column_int64(st, 3)) < 0) {
+            sqlite3_finalize(st);
+            return ig_error_set(err, ENOMEM, "out of memory");
+        }
+    }
+    sqlite3_finalize(st);
+    if (q != SQLITE_DONE)
+        return ig_error_set(err, EIO, "store: loading services: %s", sqlite3_errmsg(db));
+    return 0;
 }
 
 static int load_functions(struct registry *r, struct ig_error *err)
@@ -307,7 +453,8 @@ static int load_functions(struct registry *r, struct ig_error *err)
     sqlite3 *db = r->store->db;
     if (sqlite3_prepare_v2(db,
                            "SELECT f.name, v.version, v.digest, v.manifest, f.created_at, "
-                           "v.created_at, v.bundle_bytes FROM functions f JOIN function_versions "
+                           "v.created_at, v.bundle_bytes, f.service FROM functions f JOIN "
+                           "function_versions "
                            "v ON v.name = f.name AND v.version = f.current_version",
                            -1, &st, NULL) != SQLITE_OK)
         return ig_error_set(err, EIO, "store: loading functions: %s", sqlite3_errmsg(db));
@@ -328,10 +475,10 @@ static int load_functions(struct registry *r, struct ig_error *err)
         if (!bundle_exists(r->bundles_dir, digest))
             log_error("function's bundle is missing from the store", "function=%s digest=%s", name,
                       digest);
-        struct registry_function *f = function_new(r, name, (uint32_t)sqlite3_column_int64(st, 1),
-                                                   digest, m, (uint64_t)sqlite3_column_int64(st, 4),
-                                                   (uint64_t)sqlite3_column_int64(st, 5),
-                                                   (uint64_t)sqlite3_column_int64(st, 6));
+        struct registry_function *f = function_new(
+            r, name, (uint32_t)sqlite3_column_int64(st, 1), digest, m,
+            (uint64_t)sqlite3_column_int64(st, 4), (uint64_t)sqlite3_column_int64(st, 5),
+            (uint64_t)sqlite3_column_int64(st, 6), (const char *)sqlite3_column_text(st, 7));
         struct registry_function *entry;
         if (!f || table_put(r, f, &entry) < 0) {
             if (f)
@@ -383,6 +530,8 @@ int registry_new(struct loop *loop, struct store *store, const char *state_dir,
     }
     bundle_clean_tmp(r->bundles_dir);
     q = load_functions(r, err);
+    if (q == 0)
+        q = load_services(r, err);
     if (q < 0) {
         registry_free(r);
         return q;
@@ -415,6 +564,9 @@ void registry_free(struct registry *r)
     for (size_t i = 0; i < r->n_fns; i++)
         registry_function_free(r->fns[i]);
     free(r->fns);
+    for (size_t i = 0; i < r->n_services; i++)
+        free(r->services[i].spec);
+    free(r->services);
     free(r);
 }
 
@@ -583,6 +735,12 @@ static void push_record(struct op *op)
     if (cur && cur->deleting) {
         ig_error_set(&op->err, EBUSY, "function %s is being deleted", op->name);
         op_fail(op, 409, "conflict", &op->err);
+    } else if (cur && cur->service[0]) {
+        ig_error_set(&op->err, EBUSY,
+                     "function %s belongs to service %s: deploy the service (ignis deploy) to "
+                     "change it",
+                     op->name, cur->service);
+        op_fail(op, 409, "conflict", &op->err);
     } else if (cur && streq(cur->digest, op->digest)) {
         /* The same content as the current version: not a new version. */
         op->reply_status = 200;
@@ -593,7 +751,7 @@ static void push_record(struct op *op)
         cJSON_Delete(mj);
         struct registry_function *f =
             text ? function_new(r, op->name, cur ? cur->version + 1 : 1, op->digest, op->manifest,
-                                cur ? cur->created_usec : now, now, op->body_len)
+                                cur ? cur->created_usec : now, now, op->body_len, NULL)
                  : NULL;
         if (!f) {
             ig_error_set(&op->err, ENOMEM, "out of memory");
@@ -640,29 +798,367 @@ static void push_record(struct op *op)
     op_finish(op);
 }
 
-/* On the loop, once drained: remove the function from the store and the table, then its
- * unreferenced bundles on the worker. */
+/* On the loop, once drained: remove the functions (and the service) from the store and the
+ * table, then their unreferenced bundles on the worker. */
 static void delete_run(struct op *op)
 {
     struct registry *r = op->reg;
-    struct registry_function *f = find_fn(r, op->name);
+    struct registry_function *f = find_fn(r, op->names[0]);
     uint32_t version = f ? f->version : 0;
 
-    if (db_delete_function(r, op->name, &op->remove, &op->n_remove, &op->err) < 0) {
-        if (f)
-            f->deleting = false;
+    if (db_delete_functions(r, op, &op->err) < 0) {
+        for (size_t i = 0; i < op->n_names; i++)
+            if ((f = find_fn(r, op->names[i])))
+                f->deleting = false;
+        struct registry_service *sv = find_service(r, op->service_name);
+        if (sv)
+            sv->deleting = false;
         op_fail(op, 500, "internal", &op->err);
         op_finish(op);
         return;
     }
-    table_remove(r, op->name);
-    log_info("function deleted", "function=%s bundles_removed=%zu", op->name, op->n_remove);
+    for (size_t i = 0; i < op->n_names; i++)
+        table_remove(r, op->names[i]);
+    op->reply_status = 200;
+    op->reply = cJSON_CreateObject();
+    if (op->service_name[0]) {
+        service_remove(r, op->service_name);
+        log_info("service deleted", "service=%s functions=%zu bundles_removed=%zu",
+                 op->service_name, op->n_names, op->n_remove);
+        cJSON_AddStringToObject(op->reply, "name", op->service_name);
+        cJSON *names = cJSON_AddArrayToObject(op->reply, "functions");
+        for (size_t i = 0; i < op->n_names; i++)
+            cJSON_AddItemToArray(names, cJSON_CreateString(op->names[i]));
+    } else {
+        log_info("function deleted", "function=%s bundles_removed=%zu", op->names[0], op->n_remove);
+        cJSON_AddStringToObject(op->reply, "name", op->names[0]);
+        cJSON_AddNumberToObject(op->reply, "version", version);
+    }
+    cJSON_AddBoolToObject(op->reply, "deleted", true);
+    cJSON_AddNumberToObject(op->reply, "bundles_removed", (double)op->n_remove);
+    op_remove_then_finish(op);
+}
+
+/* ---- service deploys ---- */
+
+/* Fails the deploy for one function, the message naming it. */
+static void svc_fail(struct op *op, unsigned status, const char *code, const char *fname,
+                     const struct ig_error *e)
+{
+    struct ig_error named = {};
+    ig_error_set(&named, e->code, "function %s: %s", fname, e->message);
+    op_fail(op, status, code, &named);
+}
+
+/* One function's bundle, on the worker: hash, find or unpack, read function.json, apply the
+ * service's triggers. Nothing is committed yet. Returns 0 or -1 after failing the op. */
+static int svc_fn_prepare(struct op *op, const struct service_function *sf,
+                          const struct service_archive_entry *b, struct svc_fn *out)
+{
+    struct registry *r = op->reg;
+    _cleanup_free_ char *text = NULL;
+    struct ig_error e = {};
+    size_t len;
+    int q;
+
+    snprintf(out->name, sizeof(out->name), "%s", sf->name);
+    out->bundle_len = b->len;
+    bundle_digest(b->data, b->len, out->digest);
+    if (bundle_exists(r->bundles_dir, out->digest)) {
+        char path[4200];
+        bundle_path(r->bundles_dir, out->digest, path, sizeof(path));
+        q = bundle_read_manifest(path, &text, &len, &e);
+    } else {
+        q = bundle_unpack(r->bundles_dir, b->data, b->len, &r->limits, &out->dir, &e);
+        if (q >= 0)
+            q = bundle_read_manifest(out->dir, &text, &len, &e);
+    }
+    if (q < 0) {
+        svc_fail(op, bundle_error_is_content(q) ? 400 : 500,
+                 bundle_error_is_content(q) ? "invalid_bundle" : "internal", sf->name, &e);
+        return -1;
+    }
+    if (service_function_manifest(sf, text, len, &out->manifest, &e) < 0) {
+        svc_fail(op, 400, "invalid_manifest", sf->name, &e);
+        return -1;
+    }
+    return 0;
+}
+
+/* The deploy's bundle work, on the worker thread: read the archive, check service.json, prepare
+ * every function, and only when all of them are valid, commit their bundles to the store. */
+static void *service_thread(void *userdata)
+{
+    struct op *op = userdata;
+    struct registry *r = op->reg;
+    struct service_archive a = {};
+    struct ig_error e = {};
+
+    if (service_archive_read(op->body, op->body_len, &a, &e) < 0) {
+        op_fail(op, e.code == EFBIG ? 413 : 400,
+                e.code == EFBIG ? "payload_too_large" : "invalid_service", &e);
+        goto out;
+    }
+    if (service_parse(a.service_json, a.service_json_len, &op->svc, &e) < 0) {
+        ig_error_set(&op->err, EINVAL, "service.json: %s", e.message);
+        op_fail(op, 400, "invalid_service", &op->err);
+        goto out;
+    }
+    if (!streq(op->svc->name, op->name)) {
+        ig_error_set(&op->err, EEXIST,
+                     "name: service.json names \"%s\" but it was deployed to \"%s\"", op->svc->name,
+                     op->name);
+        op_fail(op, 409, "name_mismatch", &op->err);
+        goto out;
+    }
+    for (size_t i = 0; i < a.n_bundles; i++)
+        if (!service_find(op->svc, a.bundles[i].name)) {
+            ig_error_set(&op->err, EINVAL, "function %s: a bundle that service.json does not list",
+                         a.bundles[i].name);
+            op_fail(op, 400, "invalid_service", &op->err);
+            goto out;
+        }
+    op->sfns = calloc(op->svc->n_fns, sizeof(*op->sfns));
+    if (!op->sfns) {
+        ig_error_set(&op->err, ENOMEM, "out of memory");
+        op_fail(op, 500, "internal", &op->err);
+        goto out;
+    }
+    for (size_t i = 0; i < op->svc->n_fns; i++) {
+        const struct service_function *sf = &op->svc->fns[i];
+        const struct service_archive_entry *b = service_archive_find(&a, sf->name);
+        if (!b) {
+            ig_error_set(&op->err, EINVAL, "function %s: its bundle is missing from the archive",
+                         sf->name);
+            op_fail(op, 400, "invalid_service", &op->err);
+            goto out;
+        }
+        op->n_sfns++;
+        if (svc_fn_prepare(op, sf, b, &op->sfns[i]) < 0)
+            goto out;
+    }
+    /* Everything is valid: into the store. A commit that fails leaves the ones before it
+     * referenced by nothing; the loop removes them. */
+    for (size_t i = 0; i < op->n_sfns; i++) {
+        struct svc_fn *f = &op->sfns[i];
+        if (f->dir && bundle_commit(r->bundles_dir, f->dir, f->digest, &e) < 0) {
+            svc_fail(op, 500, "internal", f->name, &e);
+            goto out;
+        }
+        free(TAKE_PTR(f->dir));
+    }
+out:
+    service_archive_clear(&a);
+    post_back(op, op_thread_done);
+    return NULL;
+}
+
+/* The deploy's store work, one transaction: the service's row, a version for each function
+ * whose bundle or manifest changed, and the removal of the functions it no longer lists. */
+static int db_record_service(struct registry *r, struct op *op, const char *spec,
+                             struct registry_function **fs, uint64_t created, uint64_t now,
+                             struct ig_error *err)
+{
+    sqlite3 *db = r->store->db;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
+    int q = db_exec_bind(db,
+                         "INSERT INTO services (name, spec, created_at, updated_at) VALUES (?1, "
+                         "?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET spec = ?2, updated_at = ?4",
+                         "ssii", op->name, spec, (int64_t)created, (int64_t)now);
+    for (size_t i = 0; q == 0 && i < op->n_sfns; i++) {
+        if (!fs[i])
+            continue;
+        cJSON *mj = manifest_to_json(fs[i]->manifest);
+        _cleanup_free_ char *text = mj ? cJSON_PrintUnformatted(mj) : NULL;
+        cJSON_Delete(mj);
+        q = text ? db_insert_version(db, fs[i], text) : -ENOMEM;
+    }
+    for (size_t i = 0; q == 0 && i < op->n_names; i++)
+        q = db_delete_rows(db, op->names[i], &op->remove, &op->n_remove, &op->cap_remove);
+    if (q == 0)
+        digests_unreferenced(db, op->remove, &op->n_remove);
+    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    op->n_remove = 0;
+    q = ig_error_set(err, EIO, "store: deploying service %s: %s", op->name, sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return q;
+}
+
+/* Whether the function as deployed now differs from its current version. */
+static bool svc_fn_changed(const struct registry_function *cur, const struct svc_fn *f)
+{
+    if (!cur || !streq(cur->digest, f->digest))
+        return true;
+    cJSON *a = manifest_to_json(cur->manifest), *b = manifest_to_json(f->manifest);
+    bool same = a && b && cJSON_Compare(a, b, true);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    return !same;
+}
+
+/* Checks that every function listed may be deployed with this service: 409 for one that
+ * belongs to another service, exists on its own, or is being deleted. */
+static bool svc_check_conflicts(struct registry *r, struct op *op)
+{
+    struct registry_service *sv = find_service(r, op->name);
+    if (sv && sv->deleting) {
+        ig_error_set(&op->err, EBUSY, "service %s is being deleted", op->name);
+        op_fail(op, 409, "conflict", &op->err);
+        return false;
+    }
+    for (size_t i = 0; i < op->n_sfns; i++) {
+        const struct registry_function *cur = registry_lookup(r, op->sfns[i].name);
+        if (!cur)
+            continue;
+        if (cur->deleting)
+            ig_error_set(&op->err, EBUSY, "function %s is being deleted", cur->name);
+        else if (!cur->service[0])
+            ig_error_set(&op->err, EEXIST,
+                         "function %s exists outside any service: remove it (ignis rm %s) or "
+                         "rename it in service.json",
+                         cur->name, cur->name);
+        else if (!streq(cur->service, op->name))
+            ig_error_set(&op->err, EEXIST, "function %s belongs to service %s", cur->name,
+                         cur->service);
+        else
+            continue;
+        op_fail(op, 409, "conflict", &op->err);
+        return false;
+    }
+    return true;
+}
+
+/* Lists, in op->names, the service's functions that the new service.json no longer names. */
+static int svc_collect_pruned(struct registry *r, struct op *op)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_fns; i++)
+        if (streq(r->fns[i]->service, op->name) && !service_find(op->svc, r->fns[i]->name) &&
+            !r->fns[i]->deleting)
+            n++;
+    if (n == 0)
+        return 0;
+    op->names = calloc(n, sizeof(*op->names));
+    if (!op->names)
+        return -ENOMEM;
+    for (size_t i = 0; i < r->n_fns; i++)
+        if (streq(r->fns[i]->service, op->name) && !service_find(op->svc, r->fns[i]->name) &&
+            !r->fns[i]->deleting)
+            snprintf(op->names[op->n_names++], MANIFEST_NAME_MAX + 1, "%s", r->fns[i]->name);
+    return 0;
+}
+
+/* Every pruned function has drained: out of the table, then their bundles. */
+static void svc_pruned_drained(void *ctx)
+{
+    struct op *op = ctx;
+    if (--op->drains_pending > 0)
+        return;
+    for (size_t i = 0; i < op->n_names; i++)
+        table_remove(op->reg, op->names[i]);
+    op_remove_then_finish(op);
+}
+
+/* On the loop, after the deploy's bundle work. */
+static void service_record(struct op *op)
+{
+    struct registry *r = op->reg;
+    size_t n = op->n_sfns;
+    uint64_t now = wall_usec();
+    struct registry_function **fs = NULL;
+    cJSON *spec_json = NULL;
+    char *spec = NULL;
+
+    if (op->status || !svc_check_conflicts(r, op))
+        goto failed;
+    spec_json = service_to_json(op->svc);
+    spec = spec_json ? cJSON_PrintUnformatted(spec_json) : NULL;
+    fs = calloc(n, sizeof(*fs));
+    if (!spec || !fs || svc_collect_pruned(r, op) < 0) {
+        ig_error_set(&op->err, ENOMEM, "out of memory");
+        op_fail(op, 500, "internal", &op->err);
+        goto failed;
+    }
+    /* The new versions, made but not yet in the table: fs[i] NULL for an unchanged one. */
+    for (size_t i = 0; i < n; i++) {
+        struct svc_fn *f = &op->sfns[i];
+        const struct registry_function *cur = registry_lookup(r, f->name);
+        if (!svc_fn_changed(cur, f))
+            continue;
+        fs[i] = function_new(r, f->name, cur ? cur->version + 1 : 1, f->digest, f->manifest,
+                             cur ? cur->created_usec : now, now, f->bundle_len, op->name);
+        if (!fs[i]) {
+            ig_error_set(&op->err, ENOMEM, "out of memory");
+            op_fail(op, 500, "internal", &op->err);
+            goto failed;
+        }
+        f->manifest = NULL; /* fs[i]'s now */
+    }
+    struct registry_service *sv = find_service(r, op->name);
+    if (db_record_service(r, op, spec, fs, sv ? sv->created_usec : now, now, &op->err) < 0) {
+        op_fail(op, 500, "internal", &op->err);
+        goto failed;
+    }
+    /* Recorded. What cannot be put in memory now is loaded at the next start. */
+    if (service_put(r, op->name, TAKE_PTR(spec), sv ? sv->created_usec : now, now) < 0)
+        log_error("service recorded but not kept in memory", "service=%s", op->name);
     op->reply_status = 200;
     op->reply = cJSON_CreateObject();
     cJSON_AddStringToObject(op->reply, "name", op->name);
-    cJSON_AddNumberToObject(op->reply, "version", version);
-    cJSON_AddBoolToObject(op->reply, "deleted", true);
-    cJSON_AddNumberToObject(op->reply, "bundles_removed", (double)op->n_remove);
+    cJSON *arr = cJSON_AddArrayToObject(op->reply, "functions");
+    for (size_t i = 0; i < n; i++) {
+        struct registry_function *entry = NULL;
+        bool created = fs[i] != NULL;
+        if (fs[i] && table_put(r, TAKE_PTR(fs[i]), &entry) < 0)
+            log_error("function recorded but not kept in memory", "function=%s", op->sfns[i].name);
+        if (entry && r->hooks.updated)
+            r->hooks.updated(r->hooks.userdata, entry);
+        const struct registry_function *f = registry_lookup(r, op->sfns[i].name);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", op->sfns[i].name);
+        cJSON_AddNumberToObject(o, "version", f ? f->version : 0);
+        cJSON_AddStringToObject(o, "digest", op->sfns[i].digest);
+        cJSON_AddBoolToObject(o, "created", created);
+        cJSON_AddItemToArray(arr, o);
+    }
+    cJSON *removed = cJSON_AddArrayToObject(op->reply, "removed");
+    for (size_t i = 0; i < op->n_names; i++)
+        cJSON_AddItemToArray(removed, cJSON_CreateString(op->names[i]));
+    log_info("service deployed", "service=%s functions=%zu removed=%zu", op->name, n, op->n_names);
+    cJSON_Delete(spec_json);
+    free(fs);
+    /* The functions it no longer lists are gone from the store; they drain like a DELETE. */
+    op->drains_pending = 1 + op->n_names;
+    for (size_t i = 0; i < op->n_names; i++) {
+        struct registry_function *f = find_fn(r, op->names[i]);
+        f->deleting = true;
+        if (r->hooks.drain)
+            r->hooks.drain(r->hooks.userdata, f, svc_pruned_drained, op);
+        else
+            svc_pruned_drained(op);
+    }
+    svc_pruned_drained(op);
+    return;
+
+failed:
+    for (size_t i = 0; fs && i < n; i++) {
+        if (fs[i]) {
+            op->sfns[i].manifest = fs[i]->manifest;
+            fs[i]->manifest = NULL;
+        }
+        registry_function_free(fs[i]);
+    }
+    free(fs);
+    free(spec);
+    cJSON_Delete(spec_json);
+    /* Bundles this deploy stored that nothing references: out again. */
+    op->n_remove = 0;
+    for (size_t i = 0; i < op->n_sfns; i++)
+        if (!op->sfns[i].dir && !digest_referenced(r->store->db, op->sfns[i].digest) &&
+            bundle_exists(r->bundles_dir, op->sfns[i].digest))
+            digests_add(&op->remove, &op->n_remove, &op->cap_remove, op->sfns[i].digest);
     op_remove_then_finish(op);
 }
 
@@ -675,6 +1171,8 @@ static void op_thread_done(struct loop *l, void *userdata)
     }
     if (op->kind == OP_PUSH && !op->removing)
         push_record(op);
+    else if (op->kind == OP_SERVICE && !op->removing)
+        service_record(op);
     else
         op_finish(op);
 }
@@ -687,7 +1185,7 @@ static void op_start(struct op *op)
         delete_run(op);
         return;
     }
-    int q = op_run_thread(op, push_thread);
+    int q = op_run_thread(op, op->kind == OP_SERVICE ? service_thread : push_thread);
     if (q < 0) {
         ig_error_set(&op->err, q, "starting the bundle worker: %s", strerror(-q));
         op_fail(op, 500, "internal", &op->err);
@@ -783,6 +1281,10 @@ static cJSON *function_summary(const struct registry_function *f)
     cJSON_AddStringToObject(o, "digest", f->digest);
     cJSON_AddStringToObject(o, "runtime", manifest_runtime_name(f->manifest->runtime));
     cJSON_AddStringToObject(o, "state", f->deleting ? "deleting" : "active");
+    if (f->service[0])
+        cJSON_AddStringToObject(o, "service", f->service);
+    else
+        cJSON_AddNullToObject(o, "service");
     cJSON_AddStringToObject(o, "created_at", created);
     cJSON_AddStringToObject(o, "updated_at", updated);
     return o;
@@ -834,16 +1336,37 @@ void registry_http_get(struct http_request *req, void *userdata)
     http_reply_json(req, 200, root);
 }
 
+/* Each function of the delete has drained: the removal is queued. */
 static void delete_drained(void *ctx)
 {
     struct op *op = ctx;
     struct registry *r = op->reg;
+    if (--op->drains_pending > 0)
+        return;
     for (struct op **p = &r->draining; *p; p = &(*p)->next)
         if (*p == op) {
             *p = op->next;
             break;
         }
     op_enqueue(op);
+}
+
+/* Marks the delete's functions deleting and asks the dispatcher to drain each. */
+static void start_drains(struct op *op)
+{
+    struct registry *r = op->reg;
+    op->next = r->draining;
+    r->draining = op;
+    op->drains_pending = 1 + op->n_names;
+    for (size_t i = 0; i < op->n_names; i++) {
+        struct registry_function *f = find_fn(r, op->names[i]);
+        f->deleting = true;
+        if (r->hooks.drain)
+            r->hooks.drain(r->hooks.userdata, f, delete_drained, op);
+        else
+            delete_drained(op);
+    }
+    delete_drained(op);
 }
 
 void registry_http_delete(struct http_request *req, void *userdata)
@@ -862,15 +1385,157 @@ void registry_http_delete(struct http_request *req, void *userdata)
         return;
     }
     struct op *op = op_new(r, OP_DELETE, req, name);
+    if (op && !(op->names = calloc(1, sizeof(*op->names)))) {
+        http_request_set_context(req, NULL, NULL);
+        op_free(TAKE_PTR(op));
+    }
     if (!op) {
         http_reply_error(req, 500, "internal", "out of memory");
         return;
     }
-    f->deleting = true;
-    op->next = r->draining;
-    r->draining = op;
-    if (r->hooks.drain)
-        r->hooks.drain(r->hooks.userdata, f, delete_drained, op);
-    else
-        delete_drained(op);
+    snprintf(op->names[0], sizeof(op->names[0]), "%s", name);
+    op->n_names = 1;
+    start_drains(op);
+}
+
+/* ---- services ---- */
+
+void registry_http_service_put(struct http_request *req, void *userdata)
+{
+    struct registry *r = registry_of(userdata);
+    const char *name = http_request_param(req, 0);
+    size_t len;
+    const char *body = http_request_body(req, &len);
+
+    if (!manifest_name_valid(name)) {
+        http_reply_error(req, 400, "invalid_name",
+                         "name: \"%.80s\" is not a service name ([a-z][a-z0-9-]{0,62})", name);
+        return;
+    }
+    if (len == 0) {
+        http_reply_error(req, 400, "invalid_service",
+                         "the body is empty: send the deploy archive (a tar of service.json and "
+                         "functions/NAME.tar.gz; ignis deploy makes it)");
+        return;
+    }
+    struct op *op = op_new(r, OP_SERVICE, req, name);
+    if (!op) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    op->body = body;
+    op->body_len = len;
+    op_enqueue(op);
+}
+
+static size_t service_member_count(const struct registry *r, const char *service)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_fns; i++)
+        n += streq(r->fns[i]->service, service);
+    return n;
+}
+
+static cJSON *service_summary(const struct registry *r, const struct registry_service *sv,
+                              bool full)
+{
+    char created[32], updated[32];
+    cJSON *o = cJSON_CreateObject();
+    iso_time(sv->created_usec, created);
+    iso_time(sv->updated_usec, updated);
+    cJSON_AddStringToObject(o, "name", sv->name);
+    cJSON_AddStringToObject(o, "state", sv->deleting ? "deleting" : "active");
+    cJSON_AddStringToObject(o, "created_at", created);
+    cJSON_AddStringToObject(o, "updated_at", updated);
+    cJSON *fns = cJSON_AddArrayToObject(o, "functions");
+    for (size_t i = 0; i < r->n_fns; i++) {
+        if (!streq(r->fns[i]->service, sv->name))
+            continue;
+        if (!full) {
+            cJSON_AddItemToArray(fns, cJSON_CreateString(r->fns[i]->name));
+            continue;
+        }
+        cJSON *f = function_summary(r->fns[i]);
+        add_live(r, r->fns[i], f);
+        cJSON_AddItemToArray(fns, f);
+    }
+    if (full)
+        cJSON_AddItemToObject(o, "spec", cJSON_Parse(sv->spec));
+    return o;
+}
+
+static int service_cmp(const void *a, const void *b)
+{
+    return strcmp((*(const struct registry_service *const *)a)->name,
+                  (*(const struct registry_service *const *)b)->name);
+}
+
+void registry_http_service_list(struct http_request *req, void *userdata)
+{
+    struct registry *r = registry_of(userdata);
+    _cleanup_free_ const struct registry_service **sorted =
+        calloc(r->n_services + 1, sizeof(*sorted));
+    if (!sorted) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < r->n_services; i++)
+        sorted[i] = &r->services[i];
+    qsort(sorted, r->n_services, sizeof(*sorted), service_cmp);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(root, "services");
+    for (size_t i = 0; i < r->n_services; i++)
+        cJSON_AddItemToArray(arr, service_summary(r, sorted[i], false));
+    http_reply_json(req, 200, root);
+}
+
+static struct registry_service *service_of_request(struct http_request *req, struct registry *r)
+{
+    const char *name = http_request_param(req, 0);
+    if (!manifest_name_valid(name)) {
+        http_reply_error(req, 400, "invalid_name",
+                         "name: \"%.80s\" is not a service name ([a-z][a-z0-9-]{0,62})", name);
+        return NULL;
+    }
+    struct registry_service *sv = find_service(r, name);
+    if (!sv)
+        http_reply_error(req, 404, "not_found", "no service named %s", name);
+    return sv;
+}
+
+void registry_http_service_get(struct http_request *req, void *userdata)
+{
+    struct registry *r = registry_of(userdata);
+    struct registry_service *sv = service_of_request(req, r);
+    if (sv)
+        http_reply_json(req, 200, service_summary(r, sv, true));
+}
+
+void registry_http_service_delete(struct http_request *req, void *userdata)
+{
+    struct registry *r = registry_of(userdata);
+    struct registry_service *sv = service_of_request(req, r);
+    if (!sv)
+        return;
+    if (sv->deleting) {
+        http_reply_error(req, 409, "conflict", "service %s is already being deleted", sv->name);
+        return;
+    }
+    struct op *op = op_new(r, OP_DELETE, req, sv->name);
+    size_t n = service_member_count(r, sv->name);
+    if (op && !(op->names = calloc(n + 1, sizeof(*op->names)))) {
+        http_request_set_context(req, NULL, NULL);
+        op_free(TAKE_PTR(op));
+    }
+    if (!op) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    snprintf(op->service_name, sizeof(op->service_name), "%s", sv->name);
+    /* Its functions that a DELETE of their own is already draining go with that one. */
+    for (size_t i = 0; i < r->n_fns; i++)
+        if (streq(r->fns[i]->service, sv->name) && !r->fns[i]->deleting)
+            snprintf(op->names[op->n_names++], MANIFEST_NAME_MAX + 1, "%s", r->fns[i]->name);
+    sv->deleting = true;
+    start_drains(op);
 }

@@ -33,6 +33,7 @@ struct registry_function {
     uint64_t updated_usec; /* wall clock: this version */
     uint64_t bundle_bytes; /* size of the pushed bundle (compressed) */
     bool deleting;         /* DELETE accepted; draining */
+    char service[MANIFEST_NAME_MAX + 1]; /* the service it was deployed with; "" for none */
 };
 
 /* What the dispatcher plugs in. Every hook runs on the loop thread; all are optional.
@@ -81,3 +82,8 @@ void registry_http_put(struct http_request *req, void *userdata);
 void registry_http_list(struct http_request *req, void *userdata);
 void registry_http_get(struct http_request *req, void *userdata);
 void registry_http_delete(struct http_request *req, void *userdata);
+/* Services (docs/api.md "Services"): PUT takes a deploy archive (service.h). */
+void registry_http_service_put(struct http_request *req, void *userdata);
+void registry_http_service_list(struct http_request *req, void *userdata);
+void registry_http_service_get(struct http_request *req, void *userdata);
+void registry_http_service_delete(struct http_request *req, void *userdata);

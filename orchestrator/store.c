@@ -148,6 +148,37 @@ static const struct store_migration migrations[] = {
                "  schedule TEXT NOT NULL,"
                "  last_run INTEGER NOT NULL"
                ") STRICT;"},
+    /* Services (registry.c): a service keeps its service.json as deployed; each function names
+     * the service it was deployed with (NULL: pushed on its own). */
+    {"services",
+     "CREATE TABLE services ("
+     " name TEXT PRIMARY KEY,"
+     " spec TEXT NOT NULL,"
+     " created_at INTEGER NOT NULL,"
+     " updated_at INTEGER NOT NULL) STRICT;"
+     "ALTER TABLE functions ADD COLUMN service TEXT;"
+     "CREATE INDEX functions_service ON functions (service) WHERE service IS NOT NULL;"},
+    /* Sinks (sink.c): one row per invocation whose outcome is forwarded, with the event until it
+     * is final, so pending deliveries resume after a restart. Times are wall-clock µs. */
+    {"sink_deliveries", "CREATE TABLE sink_deliveries ("
+                        " id TEXT PRIMARY KEY,"
+                        " function TEXT NOT NULL,"
+                        " url TEXT NOT NULL,"
+                        " type TEXT NOT NULL,"
+                        " time TEXT NOT NULL,"
+                        " content_type TEXT,"
+                        " body BLOB,"
+                        " status TEXT NOT NULL,"
+                        " attempts INTEGER NOT NULL,"
+                        " max_attempts INTEGER NOT NULL,"
+                        " http_status INTEGER,"
+                        " error TEXT,"
+                        " next_attempt_us INTEGER,"
+                        " created_us INTEGER NOT NULL,"
+                        " finished_us INTEGER,"
+                        " expires_us INTEGER NOT NULL) STRICT;"
+                        "CREATE INDEX sink_deliveries_pending ON sink_deliveries (created_us)"
+                        " WHERE status = 'pending';"},
 };
 
 const struct store_migration *store_migrations(size_t *ret_n)

@@ -1,5 +1,7 @@
 #include "util.h"
 
+#include <sys/random.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
@@ -231,4 +233,11 @@ void civil_from_days(int64_t days, int64_t *ret_y, unsigned *ret_m, unsigned *re
     *ret_y = y + (m <= 2);
     *ret_m = m;
     *ret_d = d;
+}
+
+uint64_t random_u64(void)
+{
+    uint64_t r = 0;
+    (void)!getrandom(&r, sizeof(r), GRND_NONBLOCK);
+    return r;
 }

@@ -74,6 +74,8 @@ static inline void ig_error_clear(struct ig_error *err)
 /* Monotonic and wall clocks in microseconds. */
 uint64_t now_usec(void);
 uint64_t wall_usec(void);
+/* 64 random bits for jitter (getrandom without blocking; 0 if the pool is not ready). */
+uint64_t random_u64(void);
 
 /* mkdir -p with the given mode for each created component. Returns 0 or -errno. */
 int mkdir_p(const char *path, mode_t mode);

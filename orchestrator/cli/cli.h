@@ -32,6 +32,11 @@ int cli_read_data(const char *arg, char **ret, size_t *ret_len);
 
 /* events.c: sends a CloudEvent. */
 int cli_emit(struct client *c, int argc, char **argv);
+/* services.c: deploying, listing and removing services. */
+int cli_deploy(struct client *c, int argc, char **argv);
+int cli_service(struct client *c, int argc, char **argv);
+/* DELETE /v1/services/NAME, printed (ignis service rm, ignis rm --service). */
+int cli_service_rm(struct client *c, const char *name, bool json);
 
 /* invoke.c: the dispatcher's verbs. */
 int cli_invoke(struct client *c, int argc, char **argv);

@@ -10,13 +10,15 @@
 #include "manifest.h"
 #include "registry.h"
 
-/* Options every verb here takes: --json, and for push --name. Returns the index of the first
- * operand, or -1 after printing the problem. */
-static int parse_opts(int argc, char **argv, bool *ret_json, const char **ret_name)
+/* Options every verb here takes: --json, for push --name, for rm --service. Returns the index
+ * of the first operand, or -1 after printing the problem. */
+static int parse_opts(int argc, char **argv, bool *ret_json, const char **ret_name,
+                      const char **ret_service)
 {
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'j'},
         {"name", required_argument, NULL, 'n'},
+        {"service", required_argument, NULL, 's'},
         {},
     };
     int c;
@@ -32,6 +34,13 @@ static int parse_opts(int argc, char **argv, bool *ret_json, const char **ret_na
                 return -1;
             }
             *ret_name = optarg;
+            break;
+        case 's':
+            if (!ret_service) {
+                cli_fail("%s: unknown option --service", argv[0]);
+                return -1;
+            }
+            *ret_service = optarg;
             break;
         default:
             cli_fail("%s: bad option (see ignis --help)", argv[0]);
@@ -109,7 +118,7 @@ int cli_push(struct client *c, int argc, char **argv)
     _cleanup_free_ char *data = NULL, *text = NULL;
     size_t len = 0, tlen;
     struct stat st;
-    int i = parse_opts(argc, argv, &json, &name);
+    int i = parse_opts(argc, argv, &json, &name, NULL);
 
     if (i < 0)
         return 2;
@@ -163,10 +172,21 @@ int cli_push(struct client *c, int argc, char **argv)
     return 0;
 }
 
+/* Functions of a service together, services by name, functions on their own last. */
+static int by_service(const void *a, const void *b)
+{
+    const cJSON *fa = *(const cJSON *const *)a, *fb = *(const cJSON *const *)b;
+    const char *sa = cli_str(fa, "service"), *sb = cli_str(fb, "service");
+    if (!*sa != !*sb)
+        return *sa ? -1 : 1;
+    int c = strcmp(sa, sb);
+    return c ? c : strcmp(cli_str(fa, "name"), cli_str(fb, "name"));
+}
+
 int cli_ls(struct client *c, int argc, char **argv)
 {
     bool json = false;
-    int i = parse_opts(argc, argv, &json, NULL);
+    int i = parse_opts(argc, argv, &json, NULL, NULL);
     if (i < 0)
         return 2;
     if (argc != i) {
@@ -181,14 +201,23 @@ int cli_ls(struct client *c, int argc, char **argv)
     if (json) {
         printf("%s\n", raw);
     } else {
-        const cJSON *f;
-        printf("%-32s %7s %-9s %-8s %-24s %s\n", "NAME", "VERSION", "RUNTIME", "STATE", "UPDATED",
-               "DIGEST");
-        cJSON_ArrayForEach(f, cJSON_GetObjectItem(root, "functions"))
-        {
-            printf("%-32s %7.0f %-9s %-8s %-24s %.12s\n", cli_str(f, "name"), cli_num(f, "version"),
-                   cli_str(f, "runtime"), cli_str(f, "state"), cli_str(f, "updated_at"),
-                   cli_str(f, "digest"));
+        const cJSON *fns = cJSON_GetObjectItem(root, "functions"), *f;
+        size_t n = (size_t)cJSON_GetArraySize(fns), k = 0;
+        _cleanup_free_ const cJSON **sorted = calloc(n + 1, sizeof(*sorted));
+        if (!sorted) {
+            cJSON_Delete(root);
+            return cli_fail("out of memory");
+        }
+        cJSON_ArrayForEach(f, fns) sorted[k++] = f;
+        qsort(sorted, n, sizeof(*sorted), by_service);
+        printf("%-24s %-32s %7s %-9s %-8s %-24s %s\n", "SERVICE", "NAME", "VERSION", "RUNTIME",
+               "STATE", "UPDATED", "DIGEST");
+        for (k = 0; k < n; k++) {
+            f = sorted[k];
+            const char *svc = cli_str(f, "service");
+            printf("%-24s %-32s %7.0f %-9s %-8s %-24s %.12s\n", *svc ? svc : "-",
+                   cli_str(f, "name"), cli_num(f, "version"), cli_str(f, "runtime"),
+                   cli_str(f, "state"), cli_str(f, "updated_at"), cli_str(f, "digest"));
         }
     }
     cJSON_Delete(root);
@@ -200,7 +229,7 @@ int cli_ls(struct client *c, int argc, char **argv)
 static int function_request(struct client *c, int argc, char **argv, const char *method,
                             bool *ret_json, cJSON **ret, char **ret_raw)
 {
-    int i = parse_opts(argc, argv, ret_json, NULL);
+    int i = parse_opts(argc, argv, ret_json, NULL, NULL);
     if (i < 0)
         return 2;
     if (argc - i != 1) {
@@ -253,8 +282,19 @@ int cli_show(struct client *c, int argc, char **argv)
 int cli_rm(struct client *c, int argc, char **argv)
 {
     bool json = false;
+    const char *service = NULL;
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
+    int i = parse_opts(argc, argv, &json, NULL, &service);
+    if (i < 0)
+        return 2;
+    if (service) {
+        if (argc != i) {
+            cli_fail("usage: ignis rm NAME | --service NAME [--json]");
+            return 2;
+        }
+        return cli_service_rm(c, service, json);
+    }
     int r = function_request(c, argc, argv, "DELETE", &json, &root, &raw);
     if (r != 0)
         return r;

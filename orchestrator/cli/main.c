@@ -15,9 +15,14 @@ static const char usage[] =
     "Commands:\n"
     "  push DIR|BUNDLE.tar.gz [--name NAME] [--json]\n"
     "             push a function (a directory is packed into a bundle)\n"
-    "  ls [--json]             list the functions\n"
+    "  ls [--json]             list the functions, grouped by service\n"
     "  show NAME [--json]      a function's version, digest, manifest and live state\n"
     "  rm NAME [--json]        drain and delete a function, its versions and bundles\n"
+    "  rm --service NAME [--json]\n"
+    "             drain and delete a service and every function of it\n"
+    "  deploy DIR [--json]     push the functions service.json in DIR names, in one step\n"
+    "  service ls | show NAME | rm NAME [--json]\n"
+    "             the services, one service's functions, delete one\n"
     "  invoke NAME [-d DATA|@FILE|-] [-H 'Header: value'] [--async] [--json]\n"
     "             run a function: its result on stdout, the exit status its success;\n"
     "             --async prints the invocation's id once it is stored\n"
@@ -114,9 +119,11 @@ static const struct {
     const char *name;
     int (*fn)(struct client *c, int argc, char **argv);
 } commands[] = {
-    {"push", cli_push},     {"ls", cli_ls},           {"show", cli_show},     {"rm", cli_rm},
-    {"invoke", cli_invoke}, {"result", cli_result},   {"usage", cli_usage},   {"top", cli_top},
-    {"logs", cli_logs},     {"version", cmd_version}, {"doctor", cmd_doctor}, {"emit", cli_emit},
+    {"push", cli_push},       {"ls", cli_ls},         {"show", cli_show},
+    {"rm", cli_rm},           {"invoke", cli_invoke}, {"result", cli_result},
+    {"usage", cli_usage},     {"top", cli_top},       {"logs", cli_logs},
+    {"version", cmd_version}, {"doctor", cmd_doctor}, {"deploy", cli_deploy},
+    {"service", cli_service}, {"emit", cli_emit},
 };
 
 int main(int argc, char **argv)

@@ -392,6 +392,70 @@ static void test_schedule_and_secrets(void **state)
     refused(many, "secrets");
 }
 
+static void test_sink(void **state)
+{
+    struct manifest *m = parse_ok("{" MINIMAL "}");
+    assert_null(m->sink.url);
+    cJSON *plain = manifest_to_json(m);
+    assert_null(cJSON_GetObjectItem(plain, "sink"));
+    cJSON_Delete(plain);
+    manifest_free(m);
+
+    /* A string is the URL with the defaults. */
+    m = parse_ok("{" MINIMAL ",\"sink\":\"http://127.0.0.1:9000/hook?x=1\"}");
+    assert_string_equal(m->sink.url, "http://127.0.0.1:9000/hook?x=1");
+    assert_int_equal(m->sink.on, MANIFEST_SINK_ALWAYS);
+    assert_int_equal(m->sink.retries, MANIFEST_SINK_RETRIES_DEF);
+    manifest_free(m);
+
+    m = parse_ok("{" MINIMAL ",\"sink\":{\"url\":\"HTTPS://hooks.example.com\",\"on\":\"failure\","
+                 "\"retries\":0}}");
+    assert_int_equal(m->sink.on, MANIFEST_SINK_FAILURE);
+    assert_int_equal(m->sink.retries, 0);
+    /* The round trip writes the object form, defaults included. */
+    cJSON *j = manifest_to_json(m);
+    char *text = cJSON_PrintUnformatted(j);
+    struct manifest *m2 = parse_ok(text);
+    assert_string_equal(m2->sink.url, "HTTPS://hooks.example.com");
+    assert_int_equal(m2->sink.on, MANIFEST_SINK_FAILURE);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "sink"), "on")->valuestring,
+                        "failure");
+    free(text);
+    cJSON_Delete(j);
+    manifest_free(m2);
+    manifest_free(m);
+
+    m = parse_ok("{" MINIMAL ",\"sink\":{\"url\":\"http://h/\",\"on\":\"success\"}}");
+    assert_int_equal(m->sink.on, MANIFEST_SINK_SUCCESS);
+    manifest_free(m);
+    m = parse_ok("{" MINIMAL ",\"sink\":null}");
+    assert_null(m->sink.url);
+    manifest_free(m);
+
+    refused("\"sink\":42", "sink");
+    refused("\"sink\":[]", "sink");
+    refused("\"sink\":\"\"", "sink.url");
+    refused("\"sink\":\"not a url\"", "sink.url");
+    refused("\"sink\":\"/relative/path\"", "sink.url");
+    refused("\"sink\":\"ftp://example.com/x\"", "sink.url");
+    refused("\"sink\":\"file:///etc/passwd\"", "sink.url");
+    refused("\"sink\":\"http://\"", "sink.url");
+    refused("\"sink\":{}", "sink.url");
+    refused("\"sink\":{\"url\":7}", "sink.url");
+    refused("\"sink\":{\"url\":\"http://h/\",\"on\":\"sometimes\"}", "sink.on");
+    refused("\"sink\":{\"url\":\"http://h/\",\"on\":1}", "sink.on");
+    refused("\"sink\":{\"url\":\"http://h/\",\"retries\":11}", "sink.retries");
+    refused("\"sink\":{\"url\":\"http://h/\",\"retries\":-1}", "sink.retries");
+    refused("\"sink\":{\"url\":\"http://h/\",\"to\":\"x\"}", "sink");
+    refused("\"sink\":{\"url\":\"http://h/\",\"url\":\"http://i/\"}", "sink.url");
+    char big[MANIFEST_SINK_URL_MAX + 64];
+    int n = snprintf(big, sizeof(big), "\"sink\":\"http://h/");
+    memset(big + n, 'a', MANIFEST_SINK_URL_MAX);
+    snprintf(big + n + MANIFEST_SINK_URL_MAX, sizeof(big) - (size_t)n - MANIFEST_SINK_URL_MAX,
+             "\"");
+    refused(big, "sink.url");
+}
+
 static void test_from_json_direct(void **state)
 {
     struct manifest *m = NULL;
@@ -419,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_events),
         cmocka_unit_test(test_schedule_and_secrets),
+        cmocka_unit_test(test_sink),
         cmocka_unit_test(test_from_json_direct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
