@@ -248,11 +248,18 @@ static void on_timeout(struct loop *l, struct loop_timer *t, void *userdata)
     pool_kill(inv->worker, inv);
 }
 
+static void queue_remove(struct fn *fn, struct inv *inv)
+{
+    TAILQ_REMOVE(&fn->queue, inv, link);
+    fn->queued--;
+    if (!inv->async)
+        fn->queued_sync--;
+}
+
 static void start(struct fn *fn, struct inv *inv, struct worker *w)
 {
     struct dispatch *d = fn->d;
-    TAILQ_REMOVE(&fn->queue, inv, link);
-    fn->queued--;
+    queue_remove(fn, inv);
     inv->attempts++;
     inv->cold = !w->used && w->ready_us > inv->enqueued_us;
     /* Before the clock starts: the reading is ours, not the function's. */
@@ -300,6 +307,8 @@ static void enqueue(struct fn *fn, struct inv *inv)
     inv->enqueued_us = now_usec();
     TAILQ_INSERT_TAIL(&fn->queue, inv, link);
     fn->queued++;
+    if (!inv->async)
+        fn->queued_sync++;
     fn->arrivals++;
     dispatch_kick(fn);
 }
@@ -404,6 +413,7 @@ static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
         .cold = inv->cold,
     };
     memcpy(r.id, inv->id, sizeof(r.id));
+    memcpy(r.token_id, inv->token_id, sizeof(r.token_id));
     int64_t expires = r.finished_us + d->opts.retention_us;
     if (inv->async)
         inv_store_finish(d->journal, &r, expires, NULL, NULL);
@@ -547,8 +557,7 @@ void dispatch_spawn_failed(struct fn *fn, struct outcome *o)
     fn->spawn_not_before_us = now_usec() + backoff;
     struct inv *inv = TAILQ_FIRST(&fn->queue);
     if (inv && !inv->timer) {
-        TAILQ_REMOVE(&fn->queue, inv, link);
-        fn->queued--;
+        queue_remove(fn, inv);
         inv->attempts++;
         inv->acct = (struct acct_attempt){0}; /* no container ran it: nothing is billed */
         inv->started_us = now_usec();
@@ -643,8 +652,7 @@ static void fail_queued(struct fn *fn, unsigned status, const char *code, const 
 {
     struct inv *inv;
     while ((inv = TAILQ_FIRST(&fn->queue))) {
-        TAILQ_REMOVE(&fn->queue, inv, link);
-        fn->queued--;
+        queue_remove(fn, inv);
         if (inv->timer) {
             loop_cancel_timer(fn->d->loop, inv->timer);
             inv->timer = NULL;
@@ -763,8 +771,7 @@ static void on_client_gone(struct http_request *req, void *userdata)
     if (inv->worker)
         return; /* running: it completes and is recorded; only the reply has nowhere to go */
     /* Still queued: a client that went away cancels its invocation. */
-    TAILQ_REMOVE(&inv->fn->queue, inv, link);
-    inv->fn->queued--;
+    queue_remove(inv->fn, inv);
     log_debug("queued invocation cancelled by its client", "function=%s id=%s", inv->fn->name,
               inv->id);
     inv_free(inv);
@@ -852,6 +859,16 @@ void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
                          "the queue of '%s' is full (%zu invocations waiting)", name, fn->queued);
         return;
     }
+    /* max_concurrency is a hard cap (docs/api.md): as Lambda's reserved concurrency, a sync
+     * invocation beyond it is throttled at once, while async ones wait in the queue. */
+    uint32_t cap = fn->manifest->max_concurrency;
+    if (!async && cap > 0 && fn->inflight + fn->queued_sync >= cap) {
+        fn->throttles++;
+        http_set_header(req, "Retry-After", "1");
+        http_reply_error(req, 429, "too_many_requests",
+                         "'%s' is running its max_concurrency of %u invocations", name, cap);
+        return;
+    }
 
     struct inv *inv = calloc(1, sizeof(*inv));
     if (!inv) {
@@ -873,6 +890,9 @@ void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
     inv->body_len = len;
     inv_id_new(inv->id);
     inv->async = async;
+    const struct http_caller *caller = http_request_caller(req);
+    if (caller)
+        memcpy(inv->token_id, caller->token_id, sizeof(inv->token_id));
     inv->created_wall_us = (int64_t)wall_usec();
 
     if (!async) {
@@ -922,6 +942,7 @@ void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
         .created_us = inv->created_wall_us,
     };
     memcpy(r.id, inv->id, sizeof(r.id));
+    memcpy(r.token_id, inv->token_id, sizeof(r.token_id));
     http_request_set_context(req, a, on_async_client_gone);
     if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us,
                          on_async_durable, a) < 0) {
@@ -932,11 +953,17 @@ void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
     }
 }
 
-void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d)
+void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d,
+                                  const char *only_token)
 {
     const char *id = http_request_param(req, 0);
     struct inv_record r;
     if (!inv_id_valid(id) || inv_store_get(d->store->db, id, &r) == -ENOENT) {
+        http_reply_error(req, 404, "not_found", "no invocation with id '%s'", id);
+        return;
+    }
+    if (only_token && !streq(r.token_id, only_token)) {
+        inv_record_clear(&r);
         http_reply_error(req, 404, "not_found", "no invocation with id '%s'", id);
         return;
     }

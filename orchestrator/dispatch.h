@@ -55,6 +55,7 @@ struct inv {
     int64_t created_wall_us, started_wall_us;
     uint64_t enqueued_us, started_us; /* monotonic */
     bool cold;
+    char token_id[17]; /* the caller's token (http_caller), recorded with the invocation */
     struct acct_attempt acct; /* the running attempt's measurements (accountant.h) */
     struct worker *worker;
     struct loop_timer *timer; /* the running attempt's timeout, or a queued retry's backoff */
@@ -73,6 +74,7 @@ struct fn {
     char *bundle_dir;
     struct inv_list queue;
     size_t queued, inflight;
+    size_t queued_sync; /* of queued: sync invocations, held to max_concurrency with inflight */
     size_t nspawning, nready, nbusy; /* workers by state (draining ones in none) */
     struct worker *workers;          /* list through worker->next */
     size_t ndraining;                /* workers taking no new work, destroyed once idle */
@@ -160,7 +162,10 @@ int dispatch_recover(struct dispatch *d, struct ig_error *err);
 
 /* Route handlers. */
 void dispatch_http_invoke(struct http_request *req, struct dispatch *d);
-void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d);
+/* only_token: when not NULL, an invocation another token made is answered 404, as if it did not
+ * exist (the invoker role sees only its own). */
+void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d,
+                                  const char *only_token);
 
 /* Begins a graceful stop: queued sync invocations get 503, in-flight ones get the grace period,
  * async ones stay in the store; then every worker is destroyed and stopped() is called. */

@@ -15,6 +15,13 @@ struct ignisd_options {
     uint32_t usage_retention_days;        /* the usage ledger's rows (default 30) */
     uint32_t usage_rollup_retention_days; /* its per-minute rollups (default 400) */
     enum log_level log_level;
+    /* Security (docs/security.md, docs/operations.md "TLS and tokens"). */
+    char tls_cert[4096], tls_key[4096]; /* PEM files; both or neither: HTTPS */
+    bool metrics_public;                /* GET /metrics without a token */
+    double rate_limit;                  /* requests a second per token; 0: none */
+    double rate_burst;                  /* the token bucket's size */
+    uint32_t max_connections;           /* open HTTP connections in all */
+    uint32_t max_connections_per_ip;    /* from one address; 0: no limit of its own */
 };
 
 void options_defaults(struct ignisd_options *o);

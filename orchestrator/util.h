@@ -75,6 +75,21 @@ static inline void ig_error_clear(struct ig_error *err)
 uint64_t now_usec(void);
 uint64_t wall_usec(void);
 
+/* n bytes from the kernel's CSPRNG (getrandom, blocking only before it is seeded at boot). Aborts
+ * if the kernel fails, which it does not after boot: ids and tokens must never repeat. */
+void random_bytes(void *buf, size_t n);
+/* Lower-case hex of n bytes into ret (2n + 1 bytes, NUL-terminated). */
+void hex_encode(const void *data, size_t n, char *ret);
+/* Whether s is exactly len lower-case hex digits. */
+bool hex_valid(const char *s, size_t len);
+
+/* A duration: 1 to 12 digits and a unit, s, m, h or d ("45s", "30m", "12h", "7d"), in seconds.
+ * -EINVAL for anything else. */
+int parse_duration_s(const char *text, int64_t *ret_s);
+
+/* Wall-clock microseconds as RFC 3339 UTC with milliseconds: "2026-11-28T04:10:46.646Z". */
+void format_time_ms(uint64_t usec, char buf[32]);
+
 /* mkdir -p with the given mode for each created component. Returns 0 or -errno. */
 int mkdir_p(const char *path, mode_t mode);
 /* Removes a tree (files, directories; does not follow symlinks). Returns 0 or -errno. */
