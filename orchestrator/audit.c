@@ -18,15 +18,9 @@ int audit_record(struct journal *j, struct http_request *req, const struct http_
         startswith(route->pattern, "/v1/functions/{}") ? http_request_param(req, 0) : NULL;
     const char *role = c ? auth_role_name((enum auth_role)__builtin_ctz(c->role)) : NULL;
     const struct journal_value v[] = {
-        JV_I(wall_usec()),
-        JV_S(c ? c->token_id : NULL),
-        JV_S(c ? c->name : NULL),
-        JV_S(role),
-        {.type = JV_TEXT, .p = action},
-        JV_S(http_request_path(req)),
-        JV_S(function),
-        JV_S(http_request_audit_detail(req)),
-        JV_S(http_request_peer(req)),
+        JV_I(wall_usec()), JV_S(c ? c->token_id : NULL),         JV_S(c ? c->name : NULL),
+        JV_S(role),        {.type = JV_TEXT, .p = action},       JV_S(http_request_path(req)),
+        JV_S(function),    JV_S(http_request_audit_detail(req)), JV_S(http_request_peer(req)),
         JV_I(status),
     };
     return journal_submit_lazy(j,

@@ -145,10 +145,11 @@ static void bind_opt(sqlite3_stmt *st, int i, int64_t v)
 static int token_insert(struct auth *a, const struct token *t, struct ig_error *err)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(a->db,
-                           "INSERT INTO tokens (id, name, role, salt, hash, created_us, expires_us, "
-                           "revoked_us, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            a->db,
+            "INSERT INTO tokens (id, name, role, salt, hash, created_us, expires_us, "
+            "revoked_us, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            -1, &st, NULL) != SQLITE_OK)
         return ig_error_set(err, EIO, "storing the token: %s", sqlite3_errmsg(a->db));
     sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, t->name, -1, SQLITE_STATIC);
@@ -257,8 +258,7 @@ static int read_provisioned(const char *path, char ret[AUTH_TOKEN_LEN + 1], stru
 
 static int write_token_file(const char *path, const char *text, struct ig_error *err)
 {
-    _cleanup_close_ int fd =
-        open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return ig_error_set(err, errno, "%s: %s", path, strerror(errno));
     size_t len = strlen(text);
@@ -307,8 +307,7 @@ static int bootstrap(struct auth *a, struct ig_error *err)
     return r;
 }
 
-int auth_new(sqlite3 *db, const struct auth_options *opts, struct auth **ret,
-             struct ig_error *err)
+int auth_new(sqlite3 *db, const struct auth_options *opts, struct auth **ret, struct ig_error *err)
 {
     struct auth *a = calloc(1, sizeof(*a));
     if (!a)
@@ -376,6 +375,11 @@ bool auth_check(struct auth *a, struct http_request *req, const struct http_rout
         return deny_401(req, true, "the token was revoked");
     if (t->expires_us && (int64_t)wall_usec() >= t->expires_us)
         return deny_401(req, true, "the token expired");
+    /* Known from here on, also when refused: the audit log records who was. */
+    struct http_caller c = {.role = 1u << t->role};
+    memcpy(c.token_id, t->id, sizeof(c.token_id));
+    memcpy(c.name, t->name, sizeof(c.name));
+    http_request_set_caller(req, &c);
     unsigned allowed = route->roles & AUTH_ANY_ROLE;
     if (!allowed)
         allowed = AUTH_ADMIN;
@@ -395,10 +399,6 @@ bool auth_check(struct auth *a, struct http_request *req, const struct http_rout
                          a->opts.rate);
         return false;
     }
-    struct http_caller c = {.role = 1u << t->role};
-    memcpy(c.token_id, t->id, sizeof(c.token_id));
-    memcpy(c.name, t->name, sizeof(c.name));
-    http_request_set_caller(req, &c);
     return true;
 }
 
@@ -422,9 +422,10 @@ static cJSON *token_json(const struct token *t)
     cJSON_AddStringToObject(o, "id", t->id);
     cJSON_AddStringToObject(o, "name", t->name);
     cJSON_AddStringToObject(o, "role", auth_role_name(t->role));
-    cJSON_AddStringToObject(o, "state", t->revoked_us                                 ? "revoked"
-                                        : t->expires_us && now >= t->expires_us ? "expired"
-                                                                                : "active");
+    cJSON_AddStringToObject(o, "state",
+                            t->revoked_us                           ? "revoked"
+                            : t->expires_us && now >= t->expires_us ? "expired"
+                                                                    : "active");
     add_time(o, "created_at", t->created_us);
     add_time(o, "expires_at", t->expires_us);
     add_time(o, "revoked_at", t->revoked_us);
@@ -554,8 +555,7 @@ void auth_http_revoke(struct http_request *req, struct auth *a)
             sqlite3_finalize(st);
         }
         if (r != SQLITE_DONE) {
-            http_reply_error(req, 500, "internal", "revoking the token: %s",
-                             sqlite3_errmsg(a->db));
+            http_reply_error(req, 500, "internal", "revoking the token: %s", sqlite3_errmsg(a->db));
             return;
         }
         t->revoked_us = now;

@@ -65,8 +65,7 @@ struct auth;
 /* Loads the tokens from the store. When there are none (first start), makes the first admin
  * token: the one in STATE_DIR/admin.token if that file is there (mode 0600, this user's: a
  * provisioned token), else a new one, written there 0600 and printed once on stderr. */
-int auth_new(sqlite3 *db, const struct auth_options *opts, struct auth **ret,
-             struct ig_error *err);
+int auth_new(sqlite3 *db, const struct auth_options *opts, struct auth **ret, struct ig_error *err);
 void auth_free(struct auth *a);
 
 /* The http_authorize_fn, given the daemon's auth. */

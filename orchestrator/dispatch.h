@@ -55,7 +55,7 @@ struct inv {
     int64_t created_wall_us, started_wall_us;
     uint64_t enqueued_us, started_us; /* monotonic */
     bool cold;
-    char token_id[17]; /* the caller's token (http_caller), recorded with the invocation */
+    char token_id[17];        /* the caller's token (http_caller), recorded with the invocation */
     struct acct_attempt acct; /* the running attempt's measurements (accountant.h) */
     struct worker *worker;
     struct loop_timer *timer; /* the running attempt's timeout, or a queued retry's backoff */

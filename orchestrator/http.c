@@ -449,8 +449,8 @@ static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const
  * and the declared body size. Answers and returns false when the request goes no further. */
 static bool admit(struct http_server *s, struct http_request *req)
 {
-    size_t headers = 0, max_header = req->route->max_header ? req->route->max_header
-                                                            : HTTP_MAX_HEADER;
+    size_t headers = 0,
+           max_header = req->route->max_header ? req->route->max_header : HTTP_MAX_HEADER;
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_header_size, &headers);
     if (headers > max_header) {
         http_reply_error(req, 431, "headers_too_large",

@@ -188,8 +188,7 @@ static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
     r->billed_ms = sqlite3_column_int64(st, 17);
     r->cold = sqlite3_column_int(st, 18);
     if (sqlite3_column_type(st, 19) == SQLITE_TEXT)
-        snprintf(r->token_id, sizeof(r->token_id), "%s",
-                 (const char *)sqlite3_column_text(st, 19));
+        snprintf(r->token_id, sizeof(r->token_id), "%s", (const char *)sqlite3_column_text(st, 19));
 }
 
 int inv_store_get(sqlite3 *db, const char *id, struct inv_record *ret)

@@ -52,8 +52,7 @@ void options_defaults(struct ignisd_options *o)
     o->max_connections_per_ip = 256;
 }
 
-static int parse_count(const char *value, unsigned long min, unsigned long max,
-                       unsigned long *ret)
+static int parse_count(const char *value, unsigned long min, unsigned long max, unsigned long *ret)
 {
     char *end;
     errno = 0;

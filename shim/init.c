@@ -58,9 +58,10 @@ static bool is_dir_at(int dir_fd, const char *name)
 }
 
 /* Recreates the image's top level in the new root: directories and files are bound read-only,
- * symlinks copied (merged-/usr images are mostly symlinks there). /proc, /dev and /tmp are ours;
- * /var is rebuilt one level down so that /var/task can be mounted whatever the image holds. */
-static void populate(int src_fd, const char *dst_dir, bool top)
+ * symlinks copied (merged-/usr images are mostly symlinks there). /proc, /dev and /tmp are ours,
+ * and /run when own_run (the secrets); /var is rebuilt one level down so that /var/task can be
+ * mounted whatever the image holds. */
+static void populate(int src_fd, const char *dst_dir, bool top, bool own_run)
 {
     int fd = openat(src_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -75,7 +76,7 @@ static void populate(int src_fd, const char *dst_dir, bool top)
         if (streq(n, ".") || streq(n, ".."))
             continue;
         if (top && (streq(n, "proc") || streq(n, "dev") || streq(n, "tmp") || streq(n, "var") ||
-                    streq(n, "run")))
+                    (own_run && streq(n, "run"))))
             continue;
         if (!top && streq(n, "task"))
             continue;
@@ -184,11 +185,12 @@ static void make_secrets(const struct container_spec *spec, int secrets_fd)
             len += (size_t)n;
         close(in);
         if (n < 0 || len > CONTAINER_SECRET_MAX)
-            shim_fail(n < 0 ? errno : EFBIG, "secret %s: cannot be read or is over %u bytes",
-                      *name, CONTAINER_SECRET_MAX);
+            shim_fail(n < 0 ? errno : EFBIG, "secret %s: cannot be read or is over %u bytes", *name,
+                      CONTAINER_SECRET_MAX);
         snprintf(dst, sizeof(dst), STAGE "/run/secrets/%s", *name);
         int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
-        if (out < 0 || write(out, buf, len) != (ssize_t)len || fchown(out, spec->uid, spec->gid) < 0)
+        if (out < 0 || write(out, buf, len) != (ssize_t)len ||
+            fchown(out, spec->uid, spec->gid) < 0)
             shim_fail(errno, "writing /run/secrets/%s: %s", *name, strerror(errno));
         close(out);
     }
@@ -207,7 +209,7 @@ static void build_root(const struct container_spec *spec, int image_fd, int bund
     /* The root: a small tmpfs that holds only mount points, symlinks and device nodes; made
      * read-only once everything is in place. Not nodev: /dev's nodes live in it. */
     do_mount("tmpfs", STAGE, "tmpfs", MS_NOSUID, "mode=0755,size=256k,nr_inodes=1024");
-    populate(image_fd, STAGE, true);
+    populate(image_fd, STAGE, true, secrets_fd >= 0);
 
     /* /var: the image's own entries, then the bundle at /var/task. */
     if (mkdir(STAGE "/var", 0755) < 0)
@@ -216,7 +218,7 @@ static void build_root(const struct container_spec *spec, int image_fd, int bund
         int var_fd = openat(image_fd, "var", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (var_fd < 0)
             shim_fail(errno, "image /var: %s", strerror(errno));
-        populate(var_fd, STAGE "/var", false);
+        populate(var_fd, STAGE "/var", false, false);
         close(var_fd);
     }
     if (mkdir(STAGE "/var/task", 0755) < 0)
@@ -224,11 +226,12 @@ static void build_root(const struct container_spec *spec, int image_fd, int bund
     if (bundle_fd >= 0)
         bind_readonly(bundle_fd, NULL, STAGE "/var/task");
 
-    /* /run: empty but for the secrets, whatever the image holds there. */
-    if (mkdir(STAGE "/run", 0755) < 0)
-        shim_fail(errno, "mkdir /run: %s", strerror(errno));
-    if (secrets_fd >= 0)
+    /* With secrets, /run is ours (empty but for them), whatever the image holds there. */
+    if (secrets_fd >= 0) {
+        if (mkdir(STAGE "/run", 0755) < 0)
+            shim_fail(errno, "mkdir /run: %s", strerror(errno));
         make_secrets(spec, secrets_fd);
+    }
 
     if (mkdir(STAGE "/tmp", 01777) < 0)
         shim_fail(errno, "mkdir /tmp: %s", strerror(errno));
@@ -385,8 +388,8 @@ void shim_init(const struct shim_ctx *ctx)
     if (spec->bundle && (bundle_fd = open(spec->bundle, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         shim_fail(errno, "bundle %s: %s", spec->bundle, strerror(errno));
     int secrets_fd = -1;
-    if (spec->secrets && (secrets_fd = open(spec->secrets_dir,
-                                            O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 &&
+    if (spec->secrets &&
+        (secrets_fd = open(spec->secrets_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 &&
         errno != ENOENT)
         shim_fail(errno, "secrets %s: %s", spec->secrets_dir, strerror(errno));
     mode_t umask_before = umask(0);

@@ -59,12 +59,12 @@ int cli_fail_response(const struct client_response *resp)
 {
     cJSON *root = cJSON_Parse(resp->body);
     const cJSON *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "error"), "message");
-    int r = cJSON_IsString(msg) ? cli_fail("%s (HTTP %ld)%s", msg->valuestring, resp->status,
-                                           resp->status == 401
-                                               ? "; give a token with --token, $IGNIS_TOKEN or a "
+    int r = cJSON_IsString(msg)
+                ? cli_fail("%s (HTTP %ld)%s", msg->valuestring, resp->status,
+                           resp->status == 401 ? "; give a token with --token, $IGNIS_TOKEN or a "
                                                  "token file (see ignis --help)"
                                                : "")
-                                : cli_fail("the server answered HTTP %ld", resp->status);
+                : cli_fail("the server answered HTTP %ld", resp->status);
     cJSON_Delete(root);
     return r;
 }
@@ -128,8 +128,8 @@ static const struct {
 } commands[] = {
     {"push", cli_push},     {"ls", cli_ls},           {"show", cli_show},     {"rm", cli_rm},
     {"invoke", cli_invoke}, {"result", cli_result},   {"usage", cli_usage},   {"top", cli_top},
-    {"logs", cli_logs},     {"version", cmd_version}, {"doctor", cmd_doctor},
-    {"token", cli_token},   {"secret", cli_secret},   {"audit", cli_audit},
+    {"logs", cli_logs},     {"version", cmd_version}, {"doctor", cmd_doctor}, {"token", cli_token},
+    {"secret", cli_secret}, {"audit", cli_audit},
 };
 
 /* The first token file that exists, in the order --help gives; NULL when none does. */
@@ -202,8 +202,8 @@ int main(int argc, char **argv)
         if (client_new(server, &cl) < 0)
             return cli_fail("out of memory");
         const char *env_token = getenv("IGNIS_TOKEN");
-        _cleanup_free_ char *file_token = token || (env_token && *env_token) ? NULL
-                                                                               : token_from_file();
+        _cleanup_free_ char *file_token =
+            token || (env_token && *env_token) ? NULL : token_from_file();
         if ((token || file_token) && client_set_token(cl, token ? token : file_token) < 0)
             return cli_fail("out of memory");
         if (cacert && client_set_cacert(cl, cacert) < 0)

@@ -62,25 +62,23 @@ static void print_token_created(const cJSON *t)
 {
     /* The token alone on stdout, for scripts; what it is on stderr. */
     printf("%s\n", cli_str(t, "token"));
-    fprintf(stderr, "ignis: token %s (role %s, name %s, expires %s) created; it is shown only now\n",
-            cli_str(t, "id"), cli_str(t, "role"), cli_str(t, "name"),
-            cJSON_IsString(cJSON_GetObjectItem(t, "expires_at")) ? cli_str(t, "expires_at")
-                                                                  : "never");
+    fprintf(
+        stderr, "ignis: token %s (role %s, name %s, expires %s) created; it is shown only now\n",
+        cli_str(t, "id"), cli_str(t, "role"), cli_str(t, "name"),
+        cJSON_IsString(cJSON_GetObjectItem(t, "expires_at")) ? cli_str(t, "expires_at") : "never");
 }
 
 static void print_token_row(const cJSON *t)
 {
     const char *exp = cli_str(t, "expires_at");
     printf("%-16s %-24s %-9s %-7s %-24s %s\n", cli_str(t, "id"), cli_str(t, "name"),
-           cli_str(t, "role"), cli_str(t, "state"), cli_str(t, "created_at"),
-           *exp ? exp : "never");
+           cli_str(t, "role"), cli_str(t, "state"), cli_str(t, "created_at"), *exp ? exp : "never");
 }
 
 static void print_tokens(const cJSON *root)
 {
     const cJSON *t;
-    printf("%-16s %-24s %-9s %-7s %-24s %s\n", "ID", "NAME", "ROLE", "STATE", "CREATED",
-           "EXPIRES");
+    printf("%-16s %-24s %-9s %-7s %-24s %s\n", "ID", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES");
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(root, "tokens")) print_token_row(t);
 }
 
@@ -259,9 +257,9 @@ int cli_audit(struct client *c, int argc, char **argv)
     for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
         if (!values[k])
             continue;
-        if (strlen(values[k]) > 200 || strspn(values[k], "abcdefghijklmnopqrstuvwxyz"
-                                                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-:") !=
-                                           strlen(values[k]))
+        if (strlen(values[k]) > 200 ||
+            strspn(values[k], "abcdefghijklmnopqrstuvwxyz"
+                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-:") != strlen(values[k]))
             return cli_fail("--%s: '%s' is not a valid value", keys[k], values[k]);
         n += snprintf(q + n, left - (size_t)n, "%s=%s&", keys[k], values[k]);
     }

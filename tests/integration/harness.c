@@ -466,8 +466,8 @@ void harness_push(struct ignisd_proc *p, const char *example, const char *name,
     fclose(fp);
     free(out);
     char *so = NULL, *se = NULL;
-    char *argv[] = {(char *)harness_cli(), "--server", p->url, "--token", p->token, "push", dst,
-                    NULL};
+    char *argv[] = {
+        (char *)harness_cli(), "--server", p->url, "--token", p->token, "push", dst, NULL};
     int rc = harness_run(argv, &so, &se);
     if (rc != 0)
         fprintf(stderr, "ignis push %s: %s%s\n", name, so, se);
