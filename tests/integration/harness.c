@@ -193,7 +193,11 @@ static int start_daemon(struct ignisd_proc *p, const char *const *extra_args)
     for (int attempt = 0; attempt < 5; attempt++) {
         p->port = harness_free_port();
         snprintf(listen, sizeof(listen), "127.0.0.1:%u", p->port);
-        snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%u", p->port);
+        /* With a certificate it serves HTTPS (verified with $IGNIS_CACERT, client.h). */
+        bool tls = false;
+        for (const char *const *a = extra_args; a && *a; a++)
+            tls = tls || streq(*a, "--tls-cert");
+        snprintf(p->url, sizeof(p->url), "%s://127.0.0.1:%u", tls ? "https" : "http", p->port);
         n = 0;
         argv[n++] = harness_ignisd();
         argv[n++] = "--listen";

@@ -42,7 +42,8 @@ const char *harness_cli(void);
 uint16_t harness_free_port(void);
 
 /* Starts ignisd with a fresh state dir (extra_args NULL-terminated, may be NULL) and waits until
- * /healthz answers. Returns 0, or -1 after printing the daemon's log. */
+ * /healthz answers (over HTTPS when extra_args has --tls-cert: set $IGNIS_CACERT first). Returns 0,
+ * or -1 after printing the daemon's log. */
 int harness_start(struct ignisd_proc *p, const char *const *extra_args);
 /* Starts ignisd again on p's state dir and log (after harness_stop, or after the test killed it
  * and reaped it, setting p->pid to 0), on a fresh port. */

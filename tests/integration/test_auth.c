@@ -27,9 +27,8 @@ static char *make_token(const char *role, const char *extra_json, char ret_id[17
     char body[256];
     snprintf(body, sizeof(body), "{\"role\": \"%s\"%s}", role, extra_json ? extra_json : "");
     struct client_response r;
-    assert_int_equal(harness_request(&daemon_proc, "POST", "/v1/tokens", NULL, body,
-                                     strlen(body), &r),
-                     0);
+    assert_int_equal(
+        harness_request(&daemon_proc, "POST", "/v1/tokens", NULL, body, strlen(body), &r), 0);
     if (r.status != 201)
         fprintf(stderr, "POST /v1/tokens: %ld %s\n", r.status, r.body);
     assert_int_equal(r.status, 201);
@@ -180,8 +179,8 @@ static long with_header(const char *header)
     struct client_response r;
     struct ig_error err = {};
     const char *const headers[] = {header, NULL};
-    assert_int_equal(
-        client_request(anonymous, "GET", "/v1/version", headers, NULL, 0, &r, &err), 0);
+    assert_int_equal(client_request(anonymous, "GET", "/v1/version", headers, NULL, 0, &r, &err),
+                     0);
     long s = r.status;
     if (s == 401) {
         char h[128];
@@ -239,18 +238,16 @@ static void test_bad_expired_and_revoked_tokens(void **state)
     client_response_clear(&r);
 
     /* Bad requests to the token routes. */
-    assert_int_equal(request(as[AUTH_ROLE_ADMIN], "POST", "/v1/tokens", "{\"role\": \"root\"}",
-                             NULL),
-                     400);
+    assert_int_equal(
+        request(as[AUTH_ROLE_ADMIN], "POST", "/v1/tokens", "{\"role\": \"root\"}", NULL), 400);
     assert_int_equal(request(as[AUTH_ROLE_ADMIN], "POST", "/v1/tokens",
                              "{\"role\": \"admin\", \"expires_in\": \"soon\"}", NULL),
                      400);
     assert_int_equal(request(as[AUTH_ROLE_ADMIN], "POST", "/v1/tokens",
                              "{\"role\": \"admin\", \"colour\": \"red\"}", NULL),
                      400);
-    assert_int_equal(request(as[AUTH_ROLE_ADMIN], "DELETE", "/v1/tokens/0123456789abcdef", NULL,
-                             NULL),
-                     404);
+    assert_int_equal(
+        request(as[AUTH_ROLE_ADMIN], "DELETE", "/v1/tokens/0123456789abcdef", NULL, NULL), 404);
 }
 
 static void test_last_admin_cannot_be_revoked(void **state)
@@ -279,8 +276,18 @@ static void test_last_admin_cannot_be_revoked(void **state)
 static void test_cli_token_verbs_and_search_order(void **state)
 {
     char *out = NULL, *err = NULL;
-    char *create[] = {(char *)harness_cli(), "--server", daemon_proc.url, "token", "create",
-                      "--role", "operator", "--name", "cli-made", "--expires", "30d", NULL};
+    char *create[] = {(char *)harness_cli(),
+                      "--server",
+                      daemon_proc.url,
+                      "token",
+                      "create",
+                      "--role",
+                      "operator",
+                      "--name",
+                      "cli-made",
+                      "--expires",
+                      "30d",
+                      NULL};
     assert_int_equal(harness_run(create, &out, &err), 0);
     assert_true(startswith(out, "ignis_"));
     char token[128];
@@ -297,8 +304,8 @@ static void test_cli_token_verbs_and_search_order(void **state)
     free(err);
 
     /* --token wins over $IGNIS_TOKEN: an operator may not list tokens. */
-    char *as_op[] = {(char *)harness_cli(), "--server", daemon_proc.url, "--token", token,
-                     "token", "ls", NULL};
+    char *as_op[] = {
+        (char *)harness_cli(), "--server", daemon_proc.url, "--token", token, "token", "ls", NULL};
     assert_int_equal(harness_run(as_op, &out, &err), 1);
     assert_non_null(strstr(err, "HTTP 403"));
     free(out);
@@ -538,8 +545,8 @@ static void test_secrets_only_for_their_function(void **state)
         client_response_clear(&r);
     }
     char *out = NULL, *err = NULL;
-    char *ls[] = {(char *)harness_cli(), "--server", daemon_proc.url, "secret", "ls", "alpha",
-                  NULL};
+    char *ls[] = {
+        (char *)harness_cli(), "--server", daemon_proc.url, "secret", "ls", "alpha", NULL};
     assert_int_equal(harness_run(ls, &out, &err), 0);
     assert_non_null(strstr(out, "NOT_LISTED"));
     assert_null(strstr(out, value_a));
@@ -555,7 +562,7 @@ static void test_secrets_only_for_their_function(void **state)
 
     /* Removing: gone from the listing; a second removal is 404; bad names are 400. */
     char *rm[] = {(char *)harness_cli(), "--server", daemon_proc.url, "secret", "rm", "alpha",
-                  "NOT_LISTED", NULL};
+                  "NOT_LISTED",          NULL};
     assert_int_equal(harness_run(rm, &out, &err), 0);
     free(out);
     free(err);
@@ -563,23 +570,19 @@ static void test_secrets_only_for_their_function(void **state)
     assert_non_null(strstr(err, "HTTP 404"));
     free(out);
     free(err);
-    assert_int_equal(request(as[AUTH_ROLE_ADMIN], "PUT", "/v1/functions/alpha/secrets/.hidden",
-                             "v", NULL),
-                     400);
-    assert_int_equal(request(as[AUTH_ROLE_ADMIN], "PUT", "/v1/functions/Alpha/secrets/K", "v",
-                             NULL),
-                     400);
-    assert_int_equal(request(as[AUTH_ROLE_ADMIN], "PUT", "/v1/functions/alpha/secrets/K", NULL,
-                             NULL),
-                     400);
+    assert_int_equal(
+        request(as[AUTH_ROLE_ADMIN], "PUT", "/v1/functions/alpha/secrets/.hidden", "v", NULL), 400);
+    assert_int_equal(
+        request(as[AUTH_ROLE_ADMIN], "PUT", "/v1/functions/Alpha/secrets/K", "v", NULL), 400);
+    assert_int_equal(
+        request(as[AUTH_ROLE_ADMIN], "PUT", "/v1/functions/alpha/secrets/K", NULL, NULL), 400);
     /* Over 64 KiB: 413 before the body is read. */
     size_t n = 64 * 1024 + 1;
     char *big = malloc(n + 1);
     memset(big, 'v', n);
     big[n] = '\0';
-    assert_int_equal(request(as[AUTH_ROLE_ADMIN], "PUT", "/v1/functions/alpha/secrets/K", big,
-                             NULL),
-                     413);
+    assert_int_equal(
+        request(as[AUTH_ROLE_ADMIN], "PUT", "/v1/functions/alpha/secrets/K", big, NULL), 413);
     free(big);
 }
 
@@ -606,8 +609,8 @@ static void test_function_cannot_reach_api_or_other_functions(void **state)
     assert_int_equal(getifaddrs(&ifs), 0);
     size_t naddrs = 0;
     for (i = ifs; i; i = i->ifa_next) {
-        if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
-                             i->ifa_addr->sa_family != AF_INET6))
+        if (!i->ifa_addr ||
+            (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
             continue;
         char host[INET6_ADDRSTRLEN];
         const void *a = i->ifa_addr->sa_family == AF_INET
@@ -629,8 +632,8 @@ static void test_function_cannot_reach_api_or_other_functions(void **state)
     assert_int_equal(set_secret_cli("victim", "TOKEN", "victim-secret-31ab"), 0);
     cJSON *fn = harness_function(&daemon_proc, "victim");
     char bundle_file[700], paths[6][700];
-    snprintf(bundle_file, sizeof(bundle_file), "%s/bundles/%s/function.json",
-             daemon_proc.state_dir, cJSON_GetObjectItem(fn, "digest")->valuestring);
+    snprintf(bundle_file, sizeof(bundle_file), "%s/bundles/%s/function.json", daemon_proc.state_dir,
+             cJSON_GetObjectItem(fn, "digest")->valuestring);
     cJSON_Delete(fn);
     struct stat st;
     assert_int_equal(stat(bundle_file, &st), 0); /* the path is right on the host */
@@ -707,18 +710,17 @@ static void test_max_concurrency_is_a_hard_cap(void **state)
         usleep(10000);
     }
     struct client_response r;
-    assert_int_equal(request(as[AUTH_ROLE_DEVELOPER], "POST", "/v1/functions/capped/invoke",
-                             "{\"ms\": 1}", &r),
-                     429);
+    assert_int_equal(
+        request(as[AUTH_ROLE_DEVELOPER], "POST", "/v1/functions/capped/invoke", "{\"ms\": 1}", &r),
+        429);
     char h[32];
     assert_non_null(client_response_header(&r, "Retry-After", h, sizeof(h)));
     assert_non_null(strstr(r.body, "max_concurrency"));
     client_response_clear(&r);
     const char *const async[] = {"Ignis-Invocation-Type: async", NULL};
     struct ig_error err = {};
-    assert_int_equal(client_request(as[AUTH_ROLE_DEVELOPER], "POST",
-                                    "/v1/functions/capped/invoke", async, "{\"ms\": 1}", 9, &r,
-                                    &err),
+    assert_int_equal(client_request(as[AUTH_ROLE_DEVELOPER], "POST", "/v1/functions/capped/invoke",
+                                    async, "{\"ms\": 1}", 9, &r, &err),
                      0);
     assert_int_equal(r.status, 202);
     client_response_clear(&r);
@@ -774,8 +776,8 @@ static void test_audit_log(void **state)
 
     /* Token and secret changes, through the CLI's view. */
     char *out = NULL, *err = NULL;
-    char *audit[] = {(char *)harness_cli(), "--server", daemon_proc.url, "audit", "--limit",
-                     "1000", NULL};
+    char *audit[] = {
+        (char *)harness_cli(), "--server", daemon_proc.url, "audit", "--limit", "1000", NULL};
     assert_int_equal(harness_run(audit, &out, &err), 0);
     assert_non_null(strstr(out, "POST /v1/tokens"));
     assert_non_null(strstr(out, "secret=API_KEY"));
@@ -791,8 +793,8 @@ static void test_audit_log(void **state)
 static void test_rate_limit_and_public_metrics(void **state)
 {
     struct ignisd_proc p;
-    const char *args[] = {"--rate-limit", "1", "--rate-burst", "3", "--metrics-public", "true",
-                          NULL};
+    const char *args[] = {"--rate-limit", "1", "--rate-burst", "3", "--metrics-public",
+                          "true",         NULL};
     assert_int_equal(harness_start(&p, args), 0);
     /* The harness gave it this process's token. */
     assert_string_equal(p.token, daemon_proc.token);
@@ -837,9 +839,8 @@ static void test_header_limit(void **state)
     const char *const headers[] = {h, NULL};
     struct client_response r;
     struct ig_error err = {};
-    assert_int_equal(client_request(as[AUTH_ROLE_ADMIN], "GET", "/v1/version", headers, NULL, 0,
-                                    &r, &err),
-                     0);
+    assert_int_equal(
+        client_request(as[AUTH_ROLE_ADMIN], "GET", "/v1/version", headers, NULL, 0, &r, &err), 0);
     assert_int_equal(r.status, 431);
     client_response_clear(&r);
     /* The invoke route takes more (32 KiB): its handler answers (404: no such function). */
