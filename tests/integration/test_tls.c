@@ -58,8 +58,8 @@ static void test_https_and_verified_cli(void **state)
     client_response_clear(&r);
 
     char *out = NULL, *err = NULL;
-    char *ok[] = {(char *)harness_cli(), "--server", daemon_proc.url, "--cacert", cert, "version",
-                  NULL};
+    char *ok[] = {
+        (char *)harness_cli(), "--server", daemon_proc.url, "--cacert", cert, "version", NULL};
     assert_int_equal(harness_run(ok, &out, &err), 0);
     assert_non_null(strstr(out, "ignisd "));
     free(out);
