@@ -6,6 +6,7 @@
 #include "daemon.h"
 #include "doctor.h"
 #include "fnlog.h"
+#include "log.h"
 #include "registry.h"
 #include "secrets.h"
 #include "store.h"
@@ -133,7 +134,10 @@ void api_audit(struct http_request *req, const struct http_route *route, unsigne
                void *userdata)
 {
     struct daemon *d = userdata;
-    audit_record(d->journal, req, route, status);
+    /* Requests that end while the daemon is freed (answered 503) come after the journal. */
+    if (d->journal && audit_record(d->journal, req, route, status) < 0)
+        log_warn("cannot record an audit entry", "path=%s status=%u", http_request_path(req),
+                 status);
 }
 
 /* Who may call what (docs/api.md "Roles", docs/security.md). Each entry's roles are the whole

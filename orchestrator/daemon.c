@@ -243,6 +243,7 @@ void daemon_free(struct daemon *d)
     registry_free(d->registry);
     accountant_free(d->accountant);
     journal_free(d->journal);
+    d->journal = NULL; /* requests still completing below are not audited (api_audit) */
     dispatch_free(d->dispatch);
     /* Follow streams end before the HTTP server flushes and closes them; the logs' state goes
      * once their connections are gone. */

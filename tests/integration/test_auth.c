@@ -789,12 +789,43 @@ static void test_audit_log(void **state)
                      400);
 }
 
-/* A second daemon with a small rate and /metrics open to scrapers. */
+static int raw_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    /* Only so that a broken server cannot hang the test: nothing is timed. */
+    struct timeval tv = {.tv_sec = 30};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* One GET /healthz on fd; what came back (NUL-terminated), 0 at EOF, -1 on an error. */
+static ssize_t raw_get(int fd, char *buf, size_t size)
+{
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (write(fd, req, sizeof(req) - 1) < 0)
+        return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
+/* A second daemon with a small rate, few connections per address, and /metrics open to
+ * scrapers. */
 static void test_rate_limit_and_public_metrics(void **state)
 {
     struct ignisd_proc p;
-    const char *args[] = {"--rate-limit", "1", "--rate-burst", "3", "--metrics-public",
-                          "true",         NULL};
+    const char *args[] = {"--rate-limit",
+                          "1",
+                          "--rate-burst",
+                          "3",
+                          "--metrics-public",
+                          "true",
+                          "--max-connections-per-ip",
+                          "2",
+                          NULL};
     assert_int_equal(harness_start(&p, args), 0);
     /* The harness gave it this process's token. */
     assert_string_equal(p.token, daemon_proc.token);
@@ -825,6 +856,18 @@ static void test_rate_limit_and_public_metrics(void **state)
     assert_int_equal(request(anon, "GET", "/v1/usage", NULL, NULL), 401);
     client_free(anon);
     assert_int_equal(request(anonymous, "GET", "/metrics", NULL, NULL), 401);
+
+    /* Two connections from one address at most: a third raw one is closed unanswered, while the
+     * first (at most the second, counting the harness's client) is served. */
+    int fds[3];
+    char buf[256];
+    for (int k = 0; k < 3; k++)
+        fds[k] = raw_connect(p.port);
+    ssize_t n = raw_get(fds[0], buf, sizeof(buf));
+    assert_true(n > 0 && startswith(buf, "HTTP/1.1 200"));
+    assert_true(raw_get(fds[2], buf, sizeof(buf)) <= 0);
+    for (int k = 0; k < 3; k++)
+        close(fds[k]);
     assert_int_equal(harness_finish(&p), 0);
 }
 
