@@ -20,9 +20,9 @@ static int parse(int argc, char **argv, const char *usage_line, bool *ret_json,
     for (size_t i = 0; i < nextra && i < ARRAY_SIZE(longopts) - 2; i++)
         longopts[i + 1] = (struct option){extra[i].name, required_argument, NULL, 256 + (int)i};
     int c;
-    optind = 1;
+    optind = 0; /* glibc: rescan from the start, for this verb's own argv */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (c == 'j')
             *ret_json = true;
         else if (c >= 256 && (size_t)(c - 256) < nextra)
@@ -100,7 +100,9 @@ int cli_token(struct client *c, int argc, char **argv)
         const char *role = NULL, *name = NULL, *expires = NULL;
         const struct opt_spec opts[] = {{"role", &role}, {"name", &name}, {"expires", &expires}};
         int i = parse(argc - 1, argv + 1, token_usage, &json, opts, ARRAY_SIZE(opts));
-        if (i < 0 || i != argc - 1 || !role)
+        if (i < 0)
+            return 2;
+        if (i != argc - 1 || !role)
             return usage_fail(token_usage);
         cJSON *req = cJSON_CreateObject();
         cJSON_AddStringToObject(req, "role", role);
@@ -119,14 +121,18 @@ int cli_token(struct client *c, int argc, char **argv)
     }
     if (streq(sub, "ls")) {
         int i = parse(argc - 1, argv + 1, token_usage, &json, NULL, 0);
-        if (i < 0 || i != argc - 1)
+        if (i < 0)
+            return 2;
+        if (i != argc - 1)
             return usage_fail(token_usage);
         r = cli_request_json(c, "GET", "/v1/tokens", NULL, NULL, 0, &root, &raw);
         return r ? r : finish(root, raw, json, print_tokens);
     }
     if (streq(sub, "revoke")) {
         int i = parse(argc - 1, argv + 1, token_usage, &json, NULL, 0);
-        if (i < 0 || i != argc - 2)
+        if (i < 0)
+            return 2;
+        if (i != argc - 2)
             return usage_fail(token_usage);
         const char *id = argv[1 + i];
         if (!hex_valid(id, 16))
@@ -248,7 +254,9 @@ int cli_audit(struct client *c, int argc, char **argv)
     const struct opt_spec opts[] = {{"function", &function}, {"since", &since}, {"limit", &limit}};
     bool json = false;
     int i = parse(argc, argv, audit_usage, &json, opts, ARRAY_SIZE(opts));
-    if (i < 0 || i != argc)
+    if (i < 0)
+        return 2;
+    if (i != argc)
         return usage_fail(audit_usage);
     char path[1024], *q = path;
     size_t left = sizeof(path);

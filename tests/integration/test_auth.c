@@ -552,6 +552,24 @@ static void test_secrets_only_for_their_function(void **state)
     assert_null(strstr(out, value_a));
     free(out);
     free(err);
+    char *ls_json[] = {(char *)harness_cli(),
+                       "--server",
+                       daemon_proc.url,
+                       "secret",
+                       "ls",
+                       "alpha",
+                       "--json",
+                       NULL};
+    assert_int_equal(harness_run(ls_json, &out, &err), 0);
+    assert_non_null(strstr(out, "\"name\":\"NOT_LISTED\""));
+    free(out);
+    free(err);
+    char *bad_name[] = {
+        (char *)harness_cli(), "--server", daemon_proc.url, "secret", "set", "alpha", "../x", NULL};
+    assert_int_equal(harness_run(bad_name, &out, &err), 1);
+    assert_non_null(strstr(err, "not a secret name"));
+    free(out);
+    free(err);
     assert_false(file_contains(daemon_proc.log_path, value_a));
     assert_false(file_contains(daemon_proc.log_path, unlisted));
     char db[600];
