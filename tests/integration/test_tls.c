@@ -64,7 +64,14 @@ static void test_https_and_verified_cli(void **state)
     assert_non_null(strstr(out, "ignisd "));
     free(out);
     free(err);
+    /* A push and an invocation: replies deferred (suspended connections) work over TLS too. */
     harness_push(&daemon_proc, "hello-exec", "secure", NULL);
+    assert_int_equal(harness_request(&daemon_proc, "POST", "/v1/functions/secure/invoke", NULL,
+                                     "tls", 3, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "Hello, tls!"));
+    client_response_clear(&r);
 
     /* Without the CA (the system store does not know it): the certificate is refused. */
     unsetenv("IGNIS_CACERT");
