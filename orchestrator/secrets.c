@@ -32,6 +32,19 @@ static bool check_names(struct http_request *req, bool with_secret)
     return true;
 }
 
+/* The secrets stored in dir (its files not starting with '.'); 0 when it does not exist. */
+static size_t count_secrets(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    size_t n = 0;
+    while (d && (de = readdir(d)))
+        n += de->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
 static int write_secret(const char *dir, const char *name, const char *value, size_t len,
                         bool *ret_created)
 {
@@ -76,6 +89,14 @@ void secrets_http_put(struct http_request *req, const char *state_dir)
     secrets_path(state_dir, fn, dir, sizeof(dir));
     snprintf(detail, sizeof(detail), "secret=%s bytes=%zu", name, len);
     http_request_set_audit_detail(req, detail);
+    char path[4600];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (access(path, F_OK) < 0 && count_secrets(dir) >= SECRETS_MAX_PER_FUNCTION) {
+        http_reply_error(req, 409, "too_many_secrets",
+                         "'%s' already has %d secrets: remove one first", fn,
+                         SECRETS_MAX_PER_FUNCTION);
+        return;
+    }
     int r = write_secret(dir, name, value, len, &created);
     if (r < 0) {
         log_error("storing a secret failed", "function=%s secret=%s error=\"%s\"", fn, name,
@@ -114,7 +135,7 @@ void secrets_http_list(struct http_request *req, const char *state_dir)
                          strerror(errno));
         return;
     }
-    char *names[MANIFEST_SECRETS_MAX * 4];
+    char *names[SECRETS_MAX_PER_FUNCTION];
     size_t n = 0;
     struct dirent *de;
     while (d && (de = readdir(d)) && n < ARRAY_SIZE(names))

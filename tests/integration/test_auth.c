@@ -14,6 +14,7 @@
 
 #include "api.h"
 #include "auth.h"
+#include "secrets.h"
 
 static struct ignisd_proc daemon_proc;
 /* One client per role (index enum auth_role), each with a token of that role. */
@@ -594,6 +595,21 @@ static void test_secrets_only_for_their_function(void **state)
         request(as[AUTH_ROLE_ADMIN], "PUT", "/v1/functions/Alpha/secrets/K", "v", NULL), 400);
     assert_int_equal(
         request(as[AUTH_ROLE_ADMIN], "PUT", "/v1/functions/alpha/secrets/K", NULL, NULL), 400);
+    /* At most SECRETS_MAX_PER_FUNCTION per function; replacing one is still fine. */
+    char p2[128];
+    for (int k = 0; k < SECRETS_MAX_PER_FUNCTION; k++) {
+        snprintf(p2, sizeof(p2), "/v1/functions/crowded/secrets/S%d", k);
+        assert_int_equal(request(as[AUTH_ROLE_DEVELOPER], "PUT", p2, "v", NULL), 201);
+    }
+    struct client_response cr;
+    assert_int_equal(
+        request(as[AUTH_ROLE_DEVELOPER], "PUT", "/v1/functions/crowded/secrets/MORE", "v", &cr),
+        409);
+    assert_non_null(strstr(cr.body, "too_many_secrets"));
+    client_response_clear(&cr);
+    assert_int_equal(
+        request(as[AUTH_ROLE_DEVELOPER], "PUT", "/v1/functions/crowded/secrets/S0", "w", NULL),
+        200);
     /* Over 64 KiB: 413 before the body is read. */
     size_t n = 64 * 1024 + 1;
     char *big = malloc(n + 1);

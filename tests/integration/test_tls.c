@@ -66,9 +66,9 @@ static void test_https_and_verified_cli(void **state)
     free(err);
     /* A push and an invocation: replies deferred (suspended connections) work over TLS too. */
     harness_push(&daemon_proc, "hello-exec", "secure", NULL);
-    assert_int_equal(harness_request(&daemon_proc, "POST", "/v1/functions/secure/invoke", NULL,
-                                     "tls", 3, &r),
-                     0);
+    assert_int_equal(
+        harness_request(&daemon_proc, "POST", "/v1/functions/secure/invoke", NULL, "tls", 3, &r),
+        0);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "Hello, tls!"));
     client_response_clear(&r);
