@@ -198,16 +198,11 @@ int accountant_parse_time(const char *text, int64_t now_s, int64_t *ret_s)
         return 0;
     }
     if (digits + 1 == n) {
-        static const struct {
-            char unit;
-            int64_t s;
-        } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
-        for (size_t i = 0; i < ARRAY_SIZE(units); i++)
-            if (text[digits] == units[i].unit) {
-                *ret_s = now_s - v * units[i].s;
-                return 0;
-            }
-        return -EINVAL;
+        int64_t d;
+        if (parse_duration_s(text, &d) < 0)
+            return -EINVAL;
+        *ret_s = now_s - d;
+        return 0;
     }
     struct tm tm = {0};
     const char *end = strptime(text, "%Y-%m-%dT%H:%M:%SZ", &tm);

@@ -1,10 +1,14 @@
 #include "api.h"
 
+#include "audit.h"
+#include "auth.h"
 #include "config.h"
 #include "daemon.h"
 #include "doctor.h"
 #include "fnlog.h"
+#include "log.h"
 #include "registry.h"
+#include "secrets.h"
 #include "service.h"
 #include "store.h"
 #include "telemetry.h"
@@ -37,7 +41,10 @@ static void post_invoke(struct http_request *req, void *userdata)
 static void get_invocation(struct http_request *req, void *userdata)
 {
     struct daemon *d = userdata;
-    dispatch_http_get_invocation(req, d->dispatch);
+    /* An invoker reads the results of its own invocations only. */
+    const struct http_caller *c = http_request_caller(req);
+    dispatch_http_get_invocation(req, d->dispatch,
+                                 c && c->role == AUTH_INVOKER ? c->token_id : NULL);
 }
 
 static void post_events(struct http_request *req, void *userdata)
@@ -88,30 +95,108 @@ static void get_usage(struct http_request *req, void *userdata)
     accountant_http_usage(req, d->store->db);
 }
 
+static void post_token(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    auth_http_create(req, d->auth);
+}
+
+static void get_tokens(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    auth_http_list(req, d->auth);
+}
+
+static void delete_token(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    auth_http_revoke(req, d->auth);
+}
+
+static void get_audit(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    audit_http_list(req, d->store->db);
+}
+
+static void put_secret(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    secrets_http_put(req, d->opts.state_dir);
+}
+
+static void get_secrets(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    secrets_http_list(req, d->opts.state_dir);
+}
+
+static void delete_secret(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    secrets_http_delete(req, d->opts.state_dir);
+}
+
+bool api_authorize(struct http_request *req, const struct http_route *route, void *userdata)
+{
+    struct daemon *d = userdata;
+    return auth_check(d->auth, req, route);
+}
+
+void api_audit(struct http_request *req, const struct http_route *route, unsigned status,
+               void *userdata)
+{
+    struct daemon *d = userdata;
+    /* Requests that end while the daemon is freed (answered 503) come after the journal. */
+    if (d->journal && audit_record(d->journal, req, route, status) < 0)
+        log_warn("cannot record an audit entry", "path=%s status=%u", http_request_path(req),
+                 status);
+}
+
+/* Who may call what (docs/api.md "Roles", docs/security.md). Each entry's roles are the whole
+ * access rule: tests/integration/test_auth.c tries every role on every entry. */
+#define FN_READ  (AUTH_ADMIN | AUTH_DEVELOPER | AUTH_OPERATOR)
+#define FN_WRITE (AUTH_ADMIN | AUTH_DEVELOPER)
+#define INVOKE   (AUTH_ADMIN | AUTH_DEVELOPER | AUTH_INVOKER)
+#define OPERATE  (AUTH_ADMIN | AUTH_OPERATOR)
+/* Invocation bodies are the event: headers such as Lambda's client context may be large. */
+#define INVOKE_MAX_HEADER (32u * 1024u)
+
 const struct http_route api_routes[] = {
-    {"GET", "/healthz", get_healthz, 0},
-    {"GET", "/v1/version", get_version, 0},
-    {"GET", "/v1/doctor", get_doctor, 0},
+    {"GET", "/healthz", get_healthz, 0, AUTH_PUBLIC, false, 0},
+    {"GET", "/v1/version", get_version, 0, AUTH_ANY_ROLE, false, 0},
+    {"GET", "/v1/doctor", get_doctor, 0, OPERATE, false, 0},
     /* The registry (registry.c, docs/api.md "Functions"). */
-    {"GET", "/v1/functions", registry_http_list, 0},
-    {"PUT", "/v1/functions/{}", registry_http_put, REGISTRY_MAX_BUNDLE},
-    {"GET", "/v1/functions/{}", registry_http_get, 0},
-    {"DELETE", "/v1/functions/{}", registry_http_delete, 0},
+    {"GET", "/v1/functions", registry_http_list, 0, FN_READ, false, 0},
+    {"PUT", "/v1/functions/{}", registry_http_put, REGISTRY_MAX_BUNDLE, FN_WRITE, true, 0},
+    {"GET", "/v1/functions/{}", registry_http_get, 0, FN_READ, false, 0},
+    {"DELETE", "/v1/functions/{}", registry_http_delete, 0, FN_WRITE, true, 0},
     /* Services (registry.c, service.c; docs/api.md "Services"). */
-    {"GET", "/v1/services", registry_http_service_list, 0},
-    {"PUT", "/v1/services/{}", registry_http_service_put, SERVICE_ARCHIVE_MAX},
-    {"GET", "/v1/services/{}", registry_http_service_get, 0},
-    {"DELETE", "/v1/services/{}", registry_http_service_delete, 0},
+    {"GET", "/v1/services", registry_http_service_list, 0, FN_READ, false, 0},
+    {"PUT", "/v1/services/{}", registry_http_service_put, SERVICE_ARCHIVE_MAX, FN_WRITE, true, 0},
+    {"GET", "/v1/services/{}", registry_http_service_get, 0, FN_READ, false, 0},
+    {"DELETE", "/v1/services/{}", registry_http_service_delete, 0, FN_WRITE, true, 0},
     /* Dispatch (dispatch.c, docs/api.md "Invocations"). */
-    {"POST", "/v1/functions/{}/invoke", post_invoke, PROTO_DEFAULT_MAX_BODY},
-    {"GET", "/v1/invocations/{}", get_invocation, 0},
+    {"POST", "/v1/functions/{}/invoke", post_invoke, PROTO_DEFAULT_MAX_BODY, INVOKE, false,
+     INVOKE_MAX_HEADER},
+    {"GET", "/v1/invocations/{}", get_invocation, 0, INVOKE, false, 0},
     /* The accountant (accountant.c, docs/api.md "Usage"). */
-    {"GET", "/v1/usage", get_usage, 0},
+    {"GET", "/v1/usage", get_usage, 0, FN_READ, false, 0},
     /* The operators' view (telemetry.c, fnlog.c; docs/operations.md). */
-    {"GET", "/metrics", get_metrics, 0},
-    {"GET", "/v1/functions/{}/logs", get_logs, 0},
-    /* Events (events.c, docs/api.md "POST /v1/events"). */
-    {"POST", "/v1/events", post_events, PROTO_DEFAULT_MAX_BODY},
-    {"GET", "/v1/events/dead-letters", get_dead_letters, 0},
+    {"GET", "/metrics", get_metrics, 0, OPERATE | AUTH_SCRAPE, false, 0},
+    {"GET", "/v1/functions/{}/logs", get_logs, 0, FN_WRITE, false, 0},
+    /* Tokens and the audit log (auth.c, audit.c; docs/api.md "Tokens", "Audit"). */
+    {"POST", "/v1/tokens", post_token, 4096, AUTH_ADMIN, true, 0},
+    {"GET", "/v1/tokens", get_tokens, 0, AUTH_ADMIN, false, 0},
+    {"DELETE", "/v1/tokens/{}", delete_token, 0, AUTH_ADMIN, true, 0},
+    {"GET", "/v1/audit", get_audit, 0, AUTH_ADMIN, false, 0},
+    /* Secrets (secrets.c, docs/api.md "Secrets"). */
+    {"PUT", "/v1/functions/{}/secrets/{}", put_secret, SECRET_MAX_BYTES, FN_WRITE, true, 0},
+    {"GET", "/v1/functions/{}/secrets", get_secrets, 0, FN_WRITE, false, 0},
+    {"DELETE", "/v1/functions/{}/secrets/{}", delete_secret, 0, FN_WRITE, true, 0},
+    /* Events (events.c, docs/api.md "POST /v1/events"); binary mode carries attributes in
+     * headers. */
+    {"POST", "/v1/events", post_events, PROTO_DEFAULT_MAX_BODY, INVOKE, false, INVOKE_MAX_HEADER},
+    {"GET", "/v1/events/dead-letters", get_dead_letters, 0, FN_WRITE, false, 0},
 };
 const size_t api_nroutes = ARRAY_SIZE(api_routes);

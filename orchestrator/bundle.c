@@ -43,18 +43,12 @@ void bundle_digest(const void *data, size_t len, char ret[BUNDLE_DIGEST_LEN + 1]
     sha256_init(&ctx);
     sha256_update(&ctx, len, data);
     sha256_digest(&ctx, sizeof(d), d);
-    for (size_t i = 0; i < sizeof(d); i++)
-        snprintf(ret + 2 * i, 3, "%02x", d[i]);
+    hex_encode(d, sizeof(d), ret);
 }
 
 bool bundle_digest_valid(const char *s)
 {
-    if (!s || strlen(s) != BUNDLE_DIGEST_LEN)
-        return false;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    return true;
+    return s && hex_valid(s, BUNDLE_DIGEST_LEN);
 }
 
 int bundle_path(const char *bundles_dir, const char *digest, char *buf, size_t size)

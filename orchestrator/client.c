@@ -11,6 +11,8 @@ struct client {
     CURL *curl;
     char base[1024];
     long timeout_ms;
+    char *auth_header; /* "Authorization: Bearer ..." or NULL */
+    char *cacert;
 };
 
 struct buf {
@@ -62,8 +64,42 @@ int client_new(const char *base_url, struct client **ret)
     size_t n = strlen(c->base);
     while (n > 0 && c->base[n - 1] == '/')
         c->base[--n] = '\0';
+    if (client_set_token(c, getenv("IGNIS_TOKEN")) < 0 ||
+        client_set_cacert(c, getenv("IGNIS_CACERT")) < 0) {
+        client_free(c);
+        return -ENOMEM;
+    }
     *ret = c;
     return 0;
+}
+
+int client_set_token(struct client *c, const char *token)
+{
+    char *h = NULL;
+    if (token && *token && asprintf(&h, "Authorization: Bearer %s", token) < 0)
+        return -ENOMEM;
+    free(c->auth_header);
+    c->auth_header = h;
+    return 0;
+}
+
+int client_set_cacert(struct client *c, const char *path)
+{
+    char *p = path && *path ? strdup(path) : NULL;
+    if (path && *path && !p)
+        return -ENOMEM;
+    free(c->cacert);
+    c->cacert = p;
+    return 0;
+}
+
+/* What every request carries: the token, and the CA that verifies the server. libcurl verifies
+ * the peer and the host name by default (CURLOPT_SSL_VERIFYPEER, _VERIFYHOST): never turned off. */
+static struct curl_slist *common_setup(struct client *c, struct curl_slist *hl)
+{
+    if (c->cacert)
+        curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cacert);
+    return c->auth_header ? curl_slist_append(hl, c->auth_header) : hl;
 }
 
 void client_free(struct client *c)
@@ -71,6 +107,10 @@ void client_free(struct client *c)
     if (!c)
         return;
     curl_easy_cleanup(c->curl);
+    if (c->auth_header)
+        explicit_bzero(c->auth_header, strlen(c->auth_header));
+    free(c->auth_header);
+    free(c->cacert);
     free(c);
 }
 
@@ -115,6 +155,7 @@ int client_request(struct client *c, const char *method, const char *path,
      * the server gives on the headers alone (413 for a body over its limit) is read before any of
      * the body is sent, instead of a reset half way through the upload. */
     hl = curl_slist_append(hl, len >= CLIENT_EXPECT_CONTINUE ? "Expect: 100-continue" : "Expect:");
+    hl = common_setup(c, hl);
     for (const char *const *p = headers; p && *p; p++)
         hl = curl_slist_append(hl, *p);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
@@ -170,7 +211,10 @@ int client_stream(struct client *c, const char *path,
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_stream_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);
+    struct curl_slist *hl = common_setup(c, NULL);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
     CURLcode cr = curl_easy_perform(h);
+    curl_slist_free_all(hl);
     memset(ret, 0, sizeof(*ret));
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
     if (cr != CURLE_OK && cr != CURLE_WRITE_ERROR) {

@@ -13,8 +13,14 @@ struct client_response {
     char *headers; /* raw "Name: value\r\n" lines of the final response */
 };
 
-/* base_url: "http://127.0.0.1:8080" (no trailing slash needed). */
+/* base_url: "http://127.0.0.1:8080" or "https://..." (no trailing slash needed). The token
+ * sent as "Authorization: Bearer" is $IGNIS_TOKEN and the CA bundle that verifies an HTTPS
+ * server is $IGNIS_CACERT (else the system's store), until set below: the tests and scripts that
+ * export them need nothing else. */
 int client_new(const char *base_url, struct client **ret);
+/* The bearer token (NULL: none); the CA file for HTTPS (NULL: the system store). Copied. */
+int client_set_token(struct client *c, const char *token);
+int client_set_cacert(struct client *c, const char *path);
 void client_free(struct client *c);
 const char *client_base_url(const struct client *c);
 /* Gives up on a request after ms milliseconds (0: never, the default). */

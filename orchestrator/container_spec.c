@@ -34,6 +34,8 @@ void container_spec_clear(struct container_spec *s)
     free(s->hostname);
     strv_free(s->cgroups);
     free(s->netns);
+    free(s->secrets_dir);
+    strv_free(s->secrets);
     container_spec_init(s);
 }
 
@@ -111,6 +113,19 @@ int container_spec_validate(const struct container_spec *s, struct ig_error *err
     for (size_t i = 0; i < ncg; i++)
         if (!valid_abs_path(s->cgroups[i]))
             return ig_error_set(err, EINVAL, "spec: \"cgroups\"[%zu] must be an absolute path", i);
+    if (s->secrets_dir && !valid_abs_path(s->secrets_dir))
+        return ig_error_set(err, EINVAL, "spec: \"secrets_dir\" must be an absolute path");
+    if (s->secrets && !s->secrets_dir)
+        return ig_error_set(err, EINVAL, "spec: \"secrets\" needs \"secrets_dir\"");
+    size_t nsec = strv_len(s->secrets);
+    if (nsec > CONTAINER_SPEC_MAX_SECRETS)
+        return ig_error_set(err, EINVAL, "spec: \"secrets\" holds more than %u names",
+                            CONTAINER_SPEC_MAX_SECRETS);
+    /* A file name in one directory: never a path, never hidden (the copy is by name). */
+    for (size_t i = 0; i < nsec; i++)
+        if (!s->secrets[i][0] || s->secrets[i][0] == '.' || strchr(s->secrets[i], '/') ||
+            strlen(s->secrets[i]) > 255)
+            return ig_error_set(err, EINVAL, "spec: \"secrets\"[%zu] must be a file name", i);
     return 0;
 }
 
@@ -270,6 +285,10 @@ int container_spec_parse(const char *text, struct container_spec *ret, struct ig
             r = get_strv(e, k, CONTAINER_SPEC_MAX_CGROUPS, &s.cgroups, err);
         else if (streq(k, "netns"))
             r = cJSON_IsNull(e) ? 0 : get_string(e, k, &s.netns, err);
+        else if (streq(k, "secrets_dir"))
+            r = cJSON_IsNull(e) ? 0 : get_string(e, k, &s.secrets_dir, err);
+        else if (streq(k, "secrets"))
+            r = get_strv(e, k, CONTAINER_SPEC_MAX_SECRETS, &s.secrets, err);
         else if (streq(k, "user_namespace"))
             r = parse_userns(e, &s, err);
         else
@@ -318,7 +337,9 @@ int container_spec_format(const struct container_spec *s, char **ret, struct ig_
               cJSON_AddNumberToObject(rl, "nofile", (double)s->rlimit_nofile) &&
               cJSON_AddNumberToObject(rl, "nproc", (double)s->rlimit_nproc) &&
               (!s->cgroups || cJSON_AddItemToObject(root, "cgroups", strv_to_json(s->cgroups))) &&
-              (!s->netns || cJSON_AddStringToObject(root, "netns", s->netns));
+              (!s->netns || cJSON_AddStringToObject(root, "netns", s->netns)) &&
+              (!s->secrets_dir || cJSON_AddStringToObject(root, "secrets_dir", s->secrets_dir)) &&
+              (!s->secrets || cJSON_AddItemToObject(root, "secrets", strv_to_json(s->secrets)));
     if (ok && s->user_namespace) {
         cJSON *u = cJSON_AddObjectToObject(root, "user_namespace");
         ok = u && cJSON_AddNumberToObject(u, "uid_base", s->userns_uid_base) &&

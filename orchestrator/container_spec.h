@@ -16,6 +16,9 @@
 #define CONTAINER_SPEC_MAX_ENV     1024u
 #define CONTAINER_SPEC_MAX_CGROUPS 16u
 #define CONTAINER_HOSTNAME_MAX     64u
+#define CONTAINER_SPEC_MAX_SECRETS 64u
+/* The most bytes of one secret's value the shim copies (the API's limit, secrets.h). */
+#define CONTAINER_SECRET_MAX (64u * 1024u)
 
 /* The shim's fixed fd layout when the controller starts it (no arguments): */
 #define SHIM_FD_SPEC    3 /* the spec, read to EOF */
@@ -56,6 +59,11 @@ struct container_spec {
     /* An existing network namespace to join (an nsfs path: /proc/PID/ns/net, /run/netns/NAME,
      * /proc/self/fd/N) instead of creating one; its loopback must already be up. NULL: new. */
     char *netns;
+    /* The function's secrets directory (STATE_DIR/secrets/FUNCTION) and the names in it the
+     * container sees at /run/secrets/NAME: copied by the shim into a read-only tmpfs, owned by
+     * uid, mode 0400. A listed name without a file there is absent. NULL: no /run/secrets. */
+    char *secrets_dir;
+    char **secrets;
     /* A user namespace mapping container ids 0..count-1 to host ids base..base+count-1. */
     bool user_namespace;
     uint32_t userns_uid_base, userns_gid_base, userns_count;

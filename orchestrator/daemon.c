@@ -78,6 +78,34 @@ static int make_absolute(char *path, size_t size, struct ig_error *err)
     return 0;
 }
 
+/* The API's server: routes and their roles (api.c), the limits, and HTTPS when a certificate
+ * and key are configured (read here: libmicrohttpd takes PEM text, not paths). */
+static int start_http(struct daemon *d, struct ig_error *err)
+{
+    const struct ignisd_options *o = &d->opts;
+    _cleanup_free_ char *cert = NULL, *key = NULL;
+    int r;
+    if (o->tls_cert[0]) {
+        if ((r = read_file(o->tls_cert, 1 << 20, &cert, NULL)) < 0)
+            return ig_error_set(err, -r, "tls_cert %s: %s", o->tls_cert, strerror(-r));
+        if ((r = read_file(o->tls_key, 1 << 20, &key, NULL)) < 0)
+            return ig_error_set(err, -r, "tls_key %s: %s", o->tls_key, strerror(-r));
+    }
+    struct http_server_options hopts = {
+        .tls_cert_pem = cert,
+        .tls_key_pem = key,
+        .connection_limit = o->max_connections,
+        .per_ip_connection_limit = o->max_connections_per_ip,
+        .authorize = api_authorize,
+        .audit = api_audit,
+    };
+    r = http_server_new_opts(d->loop, o->listen_host, o->listen_port, api_routes, api_nroutes, d,
+                             &hopts, &d->http, err);
+    if (key)
+        explicit_bzero(key, strlen(key));
+    return r;
+}
+
 static void on_dispatch_stopped(void *userdata)
 {
     struct daemon *d = userdata;
@@ -215,12 +243,19 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = events_new(d->loop, d->store, d->journal, d->dispatch, &eopts, &d->events, err);
     if (r < 0)
         goto fail;
-    r = http_server_new(d->loop, opts->listen_host, opts->listen_port, api_routes, api_nroutes, d,
-                        &d->http, err);
+    struct auth_options aopts = {.rate = opts->rate_limit,
+                                 .burst = opts->rate_burst,
+                                 .metrics_public = opts->metrics_public};
+    snprintf(aopts.state_dir, sizeof(aopts.state_dir), "%s", opts->state_dir);
+    r = auth_new(d->store->db, &aopts, &d->auth, err);
     if (r < 0)
         goto fail;
-    log_info("ignisd started", "version=%s listen=%s:%u state_dir=%s schema=%d", IGNIS_VERSION,
-             opts->listen_host, http_server_port(d->http), opts->state_dir, store_schema_version());
+    r = start_http(d, err);
+    if (r < 0)
+        goto fail;
+    log_info("ignisd started", "version=%s listen=%s:%u state_dir=%s schema=%d tls=%s",
+             IGNIS_VERSION, opts->listen_host, http_server_port(d->http), opts->state_dir,
+             store_schema_version(), opts->tls_cert[0] ? "true" : "false");
     *ret = d;
     return 0;
 fail:
@@ -252,6 +287,7 @@ void daemon_free(struct daemon *d)
     accountant_free(d->accountant);
     journal_free(d->journal);
     events_free(d->events);
+    d->journal = NULL; /* requests still completing below are not audited (api_audit) */
     dispatch_free(d->dispatch);
     /* Follow streams end before the HTTP server flushes and closes them; the logs' state goes
      * once their connections are gone. */
@@ -260,6 +296,7 @@ void daemon_free(struct daemon *d)
     fnlog_free();
     telemetry_free();
     loop_free(d->loop);
+    auth_free(d->auth);
     store_free(d->store);
     /* The container server is a process in the daemon's leaf: it goes before the subtree. */
     container_shutdown();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "accountant.h"
+#include "auth.h"
 #include "cgroup.h"
 #include "dispatch.h"
 #include "events.h"
@@ -19,6 +20,7 @@ struct daemon {
     struct loop *loop;
     struct store *store;
     struct http_server *http;
+    struct auth *auth; /* tokens, roles and rates (auth.h) */
     struct registry *registry;
     struct journal *journal;
     struct dispatch *dispatch;

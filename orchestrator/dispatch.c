@@ -240,11 +240,18 @@ static void on_timeout(struct loop *l, struct loop_timer *t, void *userdata)
     pool_kill(inv->worker, inv);
 }
 
+static void queue_remove(struct fn *fn, struct inv *inv)
+{
+    TAILQ_REMOVE(&fn->queue, inv, link);
+    fn->queued--;
+    if (!inv->async)
+        fn->queued_sync--;
+}
+
 static void start(struct fn *fn, struct inv *inv, struct worker *w)
 {
     struct dispatch *d = fn->d;
-    TAILQ_REMOVE(&fn->queue, inv, link);
-    fn->queued--;
+    queue_remove(fn, inv);
     inv->attempts++;
     inv->emitted = 0;
     inv->cold = !w->used && w->ready_us > inv->enqueued_us;
@@ -293,6 +300,8 @@ static void enqueue(struct fn *fn, struct inv *inv)
     inv->enqueued_us = now_usec();
     TAILQ_INSERT_TAIL(&fn->queue, inv, link);
     fn->queued++;
+    if (!inv->async)
+        fn->queued_sync++;
     fn->arrivals++;
     dispatch_kick(fn);
 }
@@ -397,6 +406,7 @@ static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
         .cold = inv->cold,
     };
     memcpy(r.id, inv->id, sizeof(r.id));
+    memcpy(r.token_id, inv->token_id, sizeof(r.token_id));
     int64_t expires = r.finished_us + d->opts.retention_us;
     if (inv->async)
         inv_store_finish(d->journal, &r, expires, NULL, NULL);
@@ -554,8 +564,7 @@ void dispatch_spawn_failed(struct fn *fn, struct outcome *o)
     fn->spawn_not_before_us = now_usec() + backoff;
     struct inv *inv = TAILQ_FIRST(&fn->queue);
     if (inv && !inv->timer) {
-        TAILQ_REMOVE(&fn->queue, inv, link);
-        fn->queued--;
+        queue_remove(fn, inv);
         inv->attempts++;
         inv->acct = (struct acct_attempt){0}; /* no container ran it: nothing is billed */
         inv->started_us = now_usec();
@@ -650,8 +659,7 @@ static void fail_queued(struct fn *fn, unsigned status, const char *code, const 
 {
     struct inv *inv;
     while ((inv = TAILQ_FIRST(&fn->queue))) {
-        TAILQ_REMOVE(&fn->queue, inv, link);
-        fn->queued--;
+        queue_remove(fn, inv);
         if (inv->timer) {
             loop_cancel_timer(fn->d->loop, inv->timer);
             inv->timer = NULL;
@@ -770,8 +778,7 @@ static void on_client_gone(struct http_request *req, void *userdata)
     if (inv->worker)
         return; /* running: it completes and is recorded; only the reply has nowhere to go */
     /* Still queued: a client that went away cancels its invocation. */
-    TAILQ_REMOVE(&inv->fn->queue, inv, link);
-    inv->fn->queued--;
+    queue_remove(inv->fn, inv);
     log_debug("queued invocation cancelled by its client", "function=%s id=%s", inv->fn->name,
               inv->id);
     inv_free(inv);
@@ -806,7 +813,8 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
 
 int dispatch_submit_async(struct dispatch *d, struct fn *fn, const void *payload, size_t len,
                           const char *content_type, const char *idempotency_key,
-                          char ret_id[INV_ID_LEN + 1], dispatch_submitted_fn done, void *userdata)
+                          const char *token_id, char ret_id[INV_ID_LEN + 1],
+                          dispatch_submitted_fn done, void *userdata)
 {
     struct inv *inv = calloc(1, sizeof(*inv));
     struct submission *s = calloc(1, sizeof(*s));
@@ -824,6 +832,8 @@ int dispatch_submit_async(struct dispatch *d, struct fn *fn, const void *payload
     inv->body_len = len;
     inv_id_new(inv->id);
     inv->async = true;
+    if (token_id)
+        snprintf(inv->token_id, sizeof(inv->token_id), "%s", token_id);
     inv->created_wall_us = (int64_t)wall_usec();
     *s = (struct submission){.d = d, .inv = inv, .done = done, .userdata = userdata};
     snprintf(s->fn_name, sizeof(s->fn_name), "%s", fn->name);
@@ -840,6 +850,7 @@ int dispatch_submit_async(struct dispatch *d, struct fn *fn, const void *payload
         .created_us = inv->created_wall_us,
     };
     memcpy(r.id, inv->id, sizeof(r.id));
+    memcpy(r.token_id, inv->token_id, sizeof(r.token_id));
     if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us,
                          on_submission_durable, s) < 0)
         goto oom;
@@ -911,8 +922,10 @@ static void http_invoke_async(struct http_request *req, struct dispatch *d, stru
     }
     struct async_reply *a = calloc(1, sizeof(*a));
     char id[INV_ID_LEN + 1];
-    if (!a || dispatch_submit_async(d, fn, body, len, http_request_header(req, "Content-Type"), key,
-                                    id, on_async_submitted, a) < 0) {
+    const struct http_caller *caller = http_request_caller(req);
+    if (!a ||
+        dispatch_submit_async(d, fn, body, len, http_request_header(req, "Content-Type"), key,
+                              caller ? caller->token_id : NULL, id, on_async_submitted, a) < 0) {
         free(a);
         http_reply_error(req, 500, "internal", "out of memory");
         return;
@@ -948,6 +961,17 @@ void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
                          "the queue of '%s' is full (%zu invocations waiting)", name, fn->queued);
         return;
     }
+    /* max_concurrency is a hard cap (docs/api.md): as Lambda's reserved concurrency, a sync
+     * invocation beyond it is throttled at once, while async ones wait in the queue. */
+    uint32_t cap = fn->manifest->max_concurrency;
+    if (!async && cap > 0 && fn->inflight + fn->queued_sync >= cap) {
+        fn->throttles++;
+        http_set_header(req, "Retry-After", "1");
+        http_reply_error(req, 429, "too_many_requests",
+                         "'%s' is running its max_concurrency of %u invocations", name, cap);
+        return;
+    }
+
     if (async) {
         http_invoke_async(req, d, fn);
         return;
@@ -970,17 +994,26 @@ void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
     inv->body[len] = '\0';
     inv->body_len = len;
     inv_id_new(inv->id);
+    const struct http_caller *caller = http_request_caller(req);
+    if (caller)
+        memcpy(inv->token_id, caller->token_id, sizeof(inv->token_id));
     inv->created_wall_us = (int64_t)wall_usec();
     inv->req = req;
     http_request_set_context(req, inv, on_client_gone);
     enqueue(fn, inv);
 }
 
-void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d)
+void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d,
+                                  const char *only_token)
 {
     const char *id = http_request_param(req, 0);
     struct inv_record r;
     if (!inv_id_valid(id) || inv_store_get(d->store->db, id, &r) == -ENOENT) {
+        http_reply_error(req, 404, "not_found", "no invocation with id '%s'", id);
+        return;
+    }
+    if (only_token && !streq(r.token_id, only_token)) {
+        inv_record_clear(&r);
         http_reply_error(req, 404, "not_found", "no invocation with id '%s'", id);
         return;
     }

@@ -56,6 +56,7 @@ struct inv {
     uint64_t enqueued_us, started_us; /* monotonic */
     bool cold;
     unsigned emitted;         /* events the running attempt emitted (their ids count them) */
+    char token_id[17];        /* the caller's token (http_caller), recorded with the invocation */
     struct acct_attempt acct; /* the running attempt's measurements (accountant.h) */
     struct worker *worker;
     struct loop_timer *timer; /* the running attempt's timeout, or a queued retry's backoff */
@@ -74,6 +75,7 @@ struct fn {
     char *bundle_dir;
     struct inv_list queue;
     size_t queued, inflight;
+    size_t queued_sync; /* of queued: sync invocations, held to max_concurrency with inflight */
     size_t nspawning, nready, nbusy; /* workers by state (draining ones in none) */
     struct worker *workers;          /* list through worker->next */
     size_t ndraining;                /* workers taking no new work, destroyed once idle */
@@ -181,14 +183,19 @@ typedef void (*dispatch_submitted_fn)(int result, const char *message, const cha
  * done runs and the invocation is queued (unless the function went away or ignisd is stopping:
  * then it stays queued in the store for the next start). The payload and strings are copied; the
  * id is known at once (ret_id). The one way in for async work: HTTP invokes, CloudEvents and
- * schedules. Returns 0, or -ENOMEM (done is not called then). The caller checks the queue bound. */
+ * schedules. token_id (NULL: none) is the caller's, recorded so an invoker reads its own results.
+ * Returns 0, or -ENOMEM (done is not called then). The caller checks the queue bound. */
 int dispatch_submit_async(struct dispatch *d, struct fn *fn, const void *payload, size_t len,
                           const char *content_type, const char *idempotency_key,
-                          char ret_id[INV_ID_LEN + 1], dispatch_submitted_fn done, void *userdata);
+                          const char *token_id, char ret_id[INV_ID_LEN + 1],
+                          dispatch_submitted_fn done, void *userdata);
 
 /* Route handlers. */
 void dispatch_http_invoke(struct http_request *req, struct dispatch *d);
-void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d);
+/* only_token: when not NULL, an invocation another token made is answered 404, as if it did not
+ * exist (the invoker role sees only its own). */
+void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d,
+                                  const char *only_token);
 
 /* Begins a graceful stop: queued sync invocations get 503, in-flight ones get the grace period,
  * async ones stay in the store; then every worker is destroyed and stopped() is called. */

@@ -245,6 +245,8 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
 {
     struct accepted *x = &a->v[i];
     struct dispatch *d = a->ev->d;
+    /* An invoker reads the results of the deliveries its events made (docs/security.md). */
+    const struct http_caller *caller = a->req ? http_request_caller(a->req) : NULL;
     size_t n = 0;
     for (struct fn *fn = d->fns; fn; fn = fn->next)
         n += subscribed(fn, e);
@@ -257,8 +259,9 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
         if (!subscribed(fn, e))
             continue;
         struct delivery *dl = &x->deliveries[x->ndeliveries];
-        if (dispatch_submit_async(d, fn, x->payload, x->payload_len, MEDIA_CLOUDEVENT, NULL, dl->id,
-                                  on_delivery_durable, a) < 0)
+        if (dispatch_submit_async(d, fn, x->payload, x->payload_len, MEDIA_CLOUDEVENT, NULL,
+                                  caller ? caller->token_id : NULL, dl->id, on_delivery_durable,
+                                  a) < 0)
             return -ENOMEM;
         snprintf(dl->function, sizeof(dl->function), "%s", fn->name);
         x->ndeliveries++;
@@ -686,7 +689,7 @@ static void run_schedule(struct events *ev, struct fn *fn, const struct sched *s
     size_t len;
     char id[INV_ID_LEN + 1], *userdata = strdup(fn->name);
     if (!text || !userdata || ce_event_to_json(&e, &payload, &len) < 0 ||
-        dispatch_submit_async(ev->d, fn, payload, len, MEDIA_CLOUDEVENT, NULL, id,
+        dispatch_submit_async(ev->d, fn, payload, len, MEDIA_CLOUDEVENT, NULL, NULL, id,
                               on_schedule_submitted, userdata) < 0) {
         free(userdata);
         log_error("a schedule's run could not be submitted", "function=%s error=\"out of memory\"",

@@ -29,6 +29,8 @@ struct http_server {
     struct http_request *suspended; /* list of requests whose reply is deferred */
     bool stopping;
     bool kick_pending; /* a connection was resumed: run MHD before the next wait */
+    http_authorize_fn authorize;
+    http_audit_fn audit;
 };
 
 struct http_request {
@@ -61,6 +63,9 @@ struct http_request {
     void *stream_ctx;
     bool stream_waiting;
     bool stream_gone; /* the client went away while the stream waited */
+    struct http_caller caller;
+    bool has_caller;
+    char *audit_detail;
 };
 
 static void request_free(struct http_request *req)
@@ -78,6 +83,7 @@ static void request_free(struct http_request *req)
         free(req->headers[i].name);
         free(req->headers[i].value);
     }
+    free(req->audit_detail);
     free(req->path);
     free(req->body);
     free(req);
@@ -379,6 +385,32 @@ const char *http_request_peer(struct http_request *req)
     return req->peer;
 }
 
+const struct http_caller *http_request_caller(const struct http_request *req)
+{
+    return req->has_caller ? &req->caller : NULL;
+}
+
+void http_request_set_caller(struct http_request *req, const struct http_caller *caller)
+{
+    req->caller = *caller;
+    req->has_caller = true;
+}
+
+int http_request_set_audit_detail(struct http_request *req, const char *detail)
+{
+    char *copy = strdup(detail);
+    if (!copy)
+        return -ENOMEM;
+    free(req->audit_detail);
+    req->audit_detail = copy;
+    return 0;
+}
+
+const char *http_request_audit_detail(const struct http_request *req)
+{
+    return req->audit_detail;
+}
+
 void http_request_set_context(struct http_request *req, void *ctx, http_close_fn on_close)
 {
     req->ctx = ctx;
@@ -424,6 +456,45 @@ static bool find_route(struct http_server *s, struct http_request *req)
     return false;
 }
 
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    size_t *total = cls;
+    *total += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
+/* Checks what is known once the headers are in: their size, the caller's right to the route,
+ * and the declared body size. Answers and returns false when the request goes no further. */
+static bool admit(struct http_server *s, struct http_request *req)
+{
+    size_t headers = 0,
+           max_header = req->route->max_header ? req->route->max_header : HTTP_MAX_HEADER;
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_header_size, &headers);
+    if (headers > max_header) {
+        http_reply_error(req, 431, "headers_too_large",
+                         "request headers of %zu bytes are over the limit of %zu bytes", headers,
+                         max_header);
+        return false;
+    }
+    if (s->authorize && !s->authorize(req, req->route, s->userdata))
+        return false;
+    const char *cl =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno || *end || n > req->route->max_body) {
+            http_reply_error(req, 413, "payload_too_large",
+                             "request body of %s bytes is over the limit of %zu bytes", cl,
+                             req->route->max_body);
+            return false;
+        }
+    }
+    return true;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
@@ -448,21 +519,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             http_reply_error(req, 503, "shutting_down", "ignisd is shutting down");
             return queue_reply(req);
         }
-        if (!find_route(s, req))
+        if (!find_route(s, req) || !admit(s, req))
             return queue_reply(req);
-        const char *cl =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
-            char *end;
-            errno = 0;
-            unsigned long long n = strtoull(cl, &end, 10);
-            if (errno || *end || n > req->route->max_body) {
-                http_reply_error(req, 413, "payload_too_large",
-                                 "request body of %s bytes is over the limit of %zu bytes", cl,
-                                 req->route->max_body);
-                return queue_reply(req);
-            }
-        }
         return MHD_YES;
     }
 
@@ -518,6 +576,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     unwatch_peer(req);
     if (req->suspended)
         unlink_suspended(req);
+    struct http_server *s = req->server;
+    if (s->audit && req->route && req->route->audit)
+        s->audit(req, req->route, req->replied ? req->status : 0, s->userdata);
     request_free(req);
     *con_cls = NULL;
 }
@@ -594,6 +655,15 @@ int http_server_new(struct loop *l, const char *host, uint16_t port,
                     const struct http_route *routes, size_t nroutes, void *userdata,
                     struct http_server **ret, struct ig_error *err)
 {
+    return http_server_new_opts(l, host, port, routes, nroutes, userdata, NULL, ret, err);
+}
+
+int http_server_new_opts(struct loop *l, const char *host, uint16_t port,
+                         const struct http_route *routes, size_t nroutes, void *userdata,
+                         const struct http_server_options *opts, struct http_server **ret,
+                         struct ig_error *err)
+{
+    static const struct http_server_options no_opts = {};
     struct http_server *s = calloc(1, sizeof(*s));
     int r;
 
@@ -607,19 +677,49 @@ int http_server_new(struct loop *l, const char *host, uint16_t port,
         free(s);
         return r;
     }
-    /* MHD_USE_EPOLL without an internal thread: we run it from our loop. The option value
-     * types must be exact (unsigned int, size_t): a wrong one is silent memory corruption. */
-    s->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        on_access, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTION_LIMIT,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_IDLE_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_END);
+    if (!opts)
+        opts = &no_opts;
+    s->authorize = opts->authorize;
+    s->audit = opts->audit;
+    bool tls = opts->tls_cert_pem && opts->tls_key_pem;
+    if (tls && !MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+        close(s->listen_fd);
+        free(s);
+        return ig_error_set(err, ENOTSUP, "this libmicrohttpd was built without TLS support");
+    }
+    /* MHD_USE_EPOLL without an internal thread: we run it from our loop. Option values go
+     * through MHD_OPTION_ARRAY, whose items hold them as intptr_t/void *: no varargs type to
+     * get wrong. TLS 1.2 is the floor (RFC 8996 deprecates 1.0 and 1.1). */
+    struct MHD_OptionItem items[] = {
+        {MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+        {MHD_OPTION_CONNECTION_LIMIT,
+         opts->connection_limit ? opts->connection_limit : HTTP_CONNECTION_LIMIT, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT_S, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONNECTION_MEMORY, NULL},
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s},
+        {opts->per_ip_connection_limit ? MHD_OPTION_PER_IP_CONNECTION_LIMIT : MHD_OPTION_END,
+         opts->per_ip_connection_limit, NULL},
+        {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)opts->tls_cert_pem},
+        {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, (void *)opts->tls_key_pem},
+        {tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0,
+         (void *)(opts->tls_priorities ? opts->tls_priorities : HTTP_TLS_PRIORITIES)},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    /* MHD_OPTION_END ends the array at the first unused slot: move the used ones together. */
+    size_t used = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(items); i++)
+        if (items[i].option != MHD_OPTION_END)
+            items[used++] = items[i];
+    items[used] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO |
+                                  MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0),
+                              0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, items, MHD_OPTION_END);
     if (!s->mhd) {
         close(s->listen_fd);
         free(s);
-        return ig_error_set(err, EIO, "cannot start the HTTP server on %s:%u", host, port);
+        return ig_error_set(err, EIO, "cannot start the HTTP server on %s:%u%s", host, port,
+                            tls ? " (is the TLS certificate and key valid PEM, and a pair?)" : "");
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     s->mhd_epfd = info ? info->epoll_fd : -1;

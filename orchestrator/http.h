@@ -21,13 +21,58 @@ struct http_route {
     const char *pattern; /* "/v1/functions/{}/invoke": {} matches one non-empty segment */
     http_handler_fn fn;
     size_t max_body; /* 0: the route takes no body */
+    /* Who may call it: a bit set the server's authorize hook interprets (auth.h: AUTH_ADMIN,
+     * AUTH_PUBLIC, ...). 0 is the most restrictive the hook knows (auth.c: admin only), so a
+     * route added without thought is closed rather than open. */
+    unsigned roles;
+    /* Its completed requests go to the server's audit hook (who, what, from where, status). */
+    bool audit;
+    /* The most bytes of request headers (names and values) it accepts; 0: HTTP_MAX_HEADER.
+     * Past it: 431. libmicrohttpd's connection memory (64 KiB) bounds every route anyway. */
+    size_t max_header;
 };
+
+#define HTTP_MAX_HEADER (8u * 1024u)
+
+/* Who made a request, as the authorize hook established it (http_request_set_caller). */
+struct http_caller {
+    char token_id[17];
+    char name[65];
+    unsigned role; /* one bit of http_route.roles */
+};
+
+/* Decides whether req (routed to route) may go on: returns true, or replies (401, 403, 429)
+ * and returns false. Runs on the loop thread once the headers are in, before any body is read. */
+typedef bool (*http_authorize_fn)(struct http_request *req, const struct http_route *route,
+                                  void *userdata);
+/* Called once per request that a route marked audit handled, after its reply was queued (or the
+ * connection closed). */
+typedef void (*http_audit_fn)(struct http_request *req, const struct http_route *route,
+                              unsigned status, void *userdata);
+
+struct http_server_options {
+    /* PEM text of the certificate (chain) and key: HTTPS only when both are set. */
+    const char *tls_cert_pem, *tls_key_pem;
+    /* GnuTLS priorities; NULL: TLS 1.2 and 1.3 only (HTTP_TLS_PRIORITIES). */
+    const char *tls_priorities;
+    unsigned connection_limit;        /* 0: HTTP_CONNECTION_LIMIT */
+    unsigned per_ip_connection_limit; /* 0: none */
+    http_authorize_fn authorize;      /* NULL: everything is allowed */
+    http_audit_fn audit;              /* NULL: nothing is recorded */
+};
+
+#define HTTP_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 #define HTTP_MAX_PARAMS 4
 
 int http_server_new(struct loop *l, const char *host, uint16_t port,
                     const struct http_route *routes, size_t nroutes, void *userdata,
                     struct http_server **ret, struct ig_error *err);
+/* The same with options (TLS, limits, the authorize and audit hooks); opts may be NULL. */
+int http_server_new_opts(struct loop *l, const char *host, uint16_t port,
+                         const struct http_route *routes, size_t nroutes, void *userdata,
+                         const struct http_server_options *opts, struct http_server **ret,
+                         struct ig_error *err);
 /* The port actually bound (useful with port 0). */
 uint16_t http_server_port(const struct http_server *s);
 /* Stops accepting new connections; requests in progress go on. */
@@ -46,6 +91,14 @@ const char *http_request_query(const struct http_request *req, const char *name)
 const char *http_request_body(const struct http_request *req, size_t *ret_len);
 /* The peer's address as text ("127.0.0.1"). */
 const char *http_request_peer(struct http_request *req);
+
+/* The caller the authorize hook recorded; NULL on a route that needs none. */
+const struct http_caller *http_request_caller(const struct http_request *req);
+void http_request_set_caller(struct http_request *req, const struct http_caller *caller);
+/* A line for the audit record of this request (what was made: "id=... role=..."); copied. Never
+ * a secret's value. */
+int http_request_set_audit_detail(struct http_request *req, const char *detail);
+const char *http_request_audit_detail(const struct http_request *req);
 
 /* Per-request state a handler keeps while a reply is deferred, and its cleanup. */
 void http_request_set_context(struct http_request *req, void *ctx, http_close_fn on_close);

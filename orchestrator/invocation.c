@@ -22,32 +22,14 @@ int inv_status_parse(const char *s, enum inv_status *ret)
 
 void inv_id_new(char ret[INV_ID_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char raw[INV_ID_LEN / 2];
-    size_t got = 0;
-
-    while (got < sizeof(raw)) {
-        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            abort(); /* the kernel's CSPRNG does not fail after boot; ids must not repeat */
-        got += (size_t)n;
-    }
-    for (size_t i = 0; i < sizeof(raw); i++) {
-        ret[2 * i] = hex[raw[i] >> 4];
-        ret[2 * i + 1] = hex[raw[i] & 15];
-    }
-    ret[INV_ID_LEN] = '\0';
+    random_bytes(raw, sizeof(raw));
+    hex_encode(raw, sizeof(raw), ret);
 }
 
 bool inv_id_valid(const char *s)
 {
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
-            return false;
-    return n == INV_ID_LEN;
+    return hex_valid(s, INV_ID_LEN);
 }
 
 uint64_t inv_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms, uint64_t random)
@@ -101,6 +83,7 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         JV_I(r->billed_ms),
         JV_I(r->cold),
         JV_I(expires_us),
+        JV_S(r->token_id[0] ? r->token_id : NULL),
     };
     /* An async invocation's row is its acceptance (the 202 waits for it): durable. A sync
      * invocation's is a record of what the client already has: a crash-safe write is enough. */
@@ -109,8 +92,8 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         "INSERT INTO invocations (id, function, version, async, status, "
         "payload, content_type, idempotency_key, attempts, max_retries, "
         "created_us, started_us, finished_us, next_attempt_us, result, "
-        "error_type, error_message, billed_ms, cold, expires_us) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "error_type, error_message, billed_ms, cold, expires_us, token_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         v, ARRAY_SIZE(v), done, userdata);
 }
 
@@ -180,7 +163,7 @@ static char *col_dup(sqlite3_stmt *st, int i, size_t *ret_len)
 #define RECORD_COLUMNS                                                                             \
     "id, function, version, async, status, payload, content_type, idempotency_key, attempts, "     \
     "max_retries, created_us, started_us, finished_us, next_attempt_us, result, error_type, "      \
-    "error_message, billed_ms, cold"
+    "error_message, billed_ms, cold, token_id"
 
 static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
 {
@@ -204,6 +187,8 @@ static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
     r->error_message = col_dup(st, 16, NULL);
     r->billed_ms = sqlite3_column_int64(st, 17);
     r->cold = sqlite3_column_int(st, 18);
+    if (sqlite3_column_type(st, 19) == SQLITE_TEXT)
+        snprintf(r->token_id, sizeof(r->token_id), "%s", (const char *)sqlite3_column_text(st, 19));
 }
 
 int inv_store_get(sqlite3 *db, const char *id, struct inv_record *ret)

@@ -49,6 +49,7 @@ struct inv_record {
     char *error_type, *error_message;
     int64_t billed_ms;
     bool cold;
+    char token_id[17]; /* the API token that made it (auth.h); "" when none */
 };
 
 void inv_record_clear(struct inv_record *r);

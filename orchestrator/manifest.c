@@ -405,7 +405,7 @@ static int parse_schedule(const cJSON *root, struct manifest *m, struct ig_error
     return m->schedule ? 0 : ig_error_set(err, ENOMEM, "out of memory");
 }
 
-static bool secret_name_valid(const char *s)
+bool manifest_secret_name_valid(const char *s)
 {
     size_t len = strlen(s);
     if (len == 0 || len > MANIFEST_SECRET_NAME_MAX || s[0] == '.' || s[0] == '-')
@@ -443,7 +443,7 @@ static int parse_secrets(const cJSON *root, struct manifest *m, struct ig_error 
         if (!cJSON_IsString(item))
             return ig_error_set(err, EINVAL, "secrets[%zu]: must be a string, not %s", i,
                                 json_kind(item));
-        if (!secret_name_valid(item->valuestring))
+        if (!manifest_secret_name_valid(item->valuestring))
             return ig_error_set(err, EINVAL,
                                 "secrets[%zu]: must be 1 to %d of A-Z a-z 0-9 _ - . and not start "
                                 "with '.' or '-'",

@@ -102,6 +102,9 @@ const char *manifest_sink_on_name(enum manifest_sink_on on);
 
 /* Whether name is a valid function name ([a-z][a-z0-9-]{0,62}). */
 bool manifest_name_valid(const char *name);
+/* A secret's name: 1-128 of A-Z a-z 0-9 _ - ., not starting with '.' or '-' (so never '.', '..'
+ * or an option). */
+bool manifest_secret_name_valid(const char *s);
 
 const char *manifest_runtime_name(enum manifest_runtime r);
 int manifest_runtime_from_name(const char *name, enum manifest_runtime *ret);

@@ -28,6 +28,17 @@ const char options_usage[] =
     "                       (default 16)\n"
     "  --schedule-tz ZONE   UTC or a fixed offset (+05:30) that schedules are read in (default "
     "UTC)\n"
+    "  --tls-cert FILE      serve HTTPS with this PEM certificate (chain); needs --tls-key\n"
+    "  --tls-key FILE       the certificate's PEM private key\n"
+    "  --metrics-public BOOL\n"
+    "                       let GET /metrics be read without a token (default false)\n"
+    "  --rate-limit N       requests a second each token may make, 0 for no limit (default\n"
+    "                       1000)\n"
+    "  --rate-burst N       requests a token may make at once above its rate (default 2000)\n"
+    "  --max-connections N  open HTTP connections in all (default 4096)\n"
+    "  --max-connections-per-ip N\n"
+    "                       open HTTP connections from one address, 0 for no limit of its\n"
+    "                       own (default 256)\n"
     "  --check-config       validate the options and the config file, then exit\n"
     "  --doctor             check what this host offers Ignis, then exit\n"
     "  --help               show this help\n"
@@ -45,6 +56,21 @@ void options_defaults(struct ignisd_options *o)
     o->usage_rollup_retention_days = 400;
     o->event_dedupe_window_s = 3600;
     o->event_hop_limit = 16;
+    o->rate_limit = 1000;
+    o->rate_burst = 2000;
+    o->max_connections = 4096;
+    o->max_connections_per_ip = 256;
+}
+
+static int parse_count(const char *value, unsigned long min, unsigned long max, unsigned long *ret)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(value, &end, 10);
+    if (errno || *end || !value[0] || value[0] == '-' || n < min || n > max)
+        return -EINVAL;
+    *ret = n;
+    return 0;
 }
 
 int options_parse_listen(const char *text, char *ret_host, size_t host_size, uint16_t *ret_port)
@@ -119,29 +145,23 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
             return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
         strcpy(o->images_dir, value);
     } else if (key_is(key, "queue-max")) {
-        char *end;
-        errno = 0;
-        unsigned long n = strtoul(value, &end, 10);
-        if (errno || *end || !value[0] || value[0] == '-' || n < 1 || n > 1000000)
+        unsigned long n;
+        if (parse_count(value, 1, 1000000, &n) < 0)
             return ig_error_set(err, EINVAL, "'%s' is not a number from 1 to 1000000", value);
         o->queue_max = (uint32_t)n;
     } else if (key_is(key, "usage-retention-days") || key_is(key, "usage-rollup-retention-days")) {
-        char *end;
-        errno = 0;
-        unsigned long n = strtoul(value, &end, 10);
-        if (errno || *end || !value[0] || value[0] == '-' || n < 1 || n > 36500)
+        unsigned long n;
+        if (parse_count(value, 1, 36500, &n) < 0)
             return ig_error_set(err, EINVAL, "'%s' is not a number of days from 1 to 36500", value);
         if (key_is(key, "usage-retention-days"))
             o->usage_retention_days = (uint32_t)n;
         else
             o->usage_rollup_retention_days = (uint32_t)n;
     } else if (key_is(key, "event-dedupe-window-s") || key_is(key, "event-hop-limit")) {
-        char *end;
-        errno = 0;
-        unsigned long n = strtoul(value, &end, 10);
+        unsigned long n;
         bool window = key_is(key, "event-dedupe-window-s");
         unsigned long max = window ? 30 * 86400 : 1000;
-        if (errno || *end || !value[0] || value[0] == '-' || n < 1 || n > max)
+        if (parse_count(value, 1, max, &n) < 0)
             return ig_error_set(err, EINVAL, "'%s' is not a number from 1 to %lu", value, max);
         if (window)
             o->event_dedupe_window_s = (uint32_t)n;
@@ -150,6 +170,32 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
     } else if (key_is(key, "schedule-tz")) {
         if (cron_tz_parse(value, &o->schedule_tz_offset_s, err) < 0)
             return -EINVAL;
+    } else if (key_is(key, "tls-cert") || key_is(key, "tls-key")) {
+        char *dst = key_is(key, "tls-cert") ? o->tls_cert : o->tls_key;
+        if (!value[0] || strlen(value) >= sizeof(o->tls_cert))
+            return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
+        strcpy(dst, value);
+    } else if (key_is(key, "metrics-public")) {
+        if (streq(value, "true") || streq(value, "yes") || streq(value, "1"))
+            o->metrics_public = true;
+        else if (streq(value, "false") || streq(value, "no") || streq(value, "0"))
+            o->metrics_public = false;
+        else
+            return ig_error_set(err, EINVAL, "'%s' is not true or false", value);
+    } else if (key_is(key, "rate-limit") || key_is(key, "rate-burst")) {
+        unsigned long n;
+        bool burst = key_is(key, "rate-burst");
+        if (parse_count(value, burst ? 1 : 0, 1000000, &n) < 0)
+            return ig_error_set(err, EINVAL, "'%s' is not a number from %d to 1000000", value,
+                                burst ? 1 : 0);
+        *(burst ? &o->rate_burst : &o->rate_limit) = (double)n;
+    } else if (key_is(key, "max-connections") || key_is(key, "max-connections-per-ip")) {
+        unsigned long n;
+        bool per_ip = key_is(key, "max-connections-per-ip");
+        if (parse_count(value, per_ip ? 0 : 1, 65536, &n) < 0)
+            return ig_error_set(err, EINVAL, "'%s' is not a number from %d to 65536", value,
+                                per_ip ? 0 : 1);
+        *(per_ip ? &o->max_connections_per_ip : &o->max_connections) = (uint32_t)n;
     } else if (key_is(key, "log-level")) {
         if (log_level_parse(value, &o->log_level) < 0)
             return ig_error_set(err, EINVAL, "'%s' is not one of debug, info, warn, error", value);
@@ -218,6 +264,13 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"event-dedupe-window-s", required_argument, NULL, 'W'},
         {"event-hop-limit", required_argument, NULL, 'H'},
         {"schedule-tz", required_argument, NULL, 'Z'},
+        {"tls-cert", required_argument, NULL, 't'},
+        {"tls-key", required_argument, NULL, 'k'},
+        {"metrics-public", required_argument, NULL, 'm'},
+        {"rate-limit", required_argument, NULL, 'r'},
+        {"rate-burst", required_argument, NULL, 'b'},
+        {"max-connections", required_argument, NULL, 'n'},
+        {"max-connections-per-ip", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"check-config", no_argument, NULL, 'C'},
@@ -226,7 +279,7 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
     };
     struct {
         const char *key, *value;
-    } given[16];
+    } given[32];
     size_t ngiven = 0;
     enum options_action action = OPTIONS_RUN;
     int c;
@@ -283,6 +336,8 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
             return r;
         }
     }
+    if (!o->tls_cert[0] != !o->tls_key[0])
+        return ig_error_set(err, EINVAL, "tls_cert and tls_key go together: give both or neither");
     *ret_action = action;
     return 0;
 }

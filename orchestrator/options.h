@@ -18,6 +18,13 @@ struct ignisd_options {
     uint32_t event_dedupe_window_s; /* CloudEvents de-duplication on (source, id) (default 3600) */
     uint32_t event_hop_limit;     /* emitted-event chains longer than this are dead-lettered (16) */
     int32_t schedule_tz_offset_s; /* the zone schedules are read in, east of UTC (default 0) */
+    /* Security (docs/security.md, docs/operations.md "TLS and tokens"). */
+    char tls_cert[4096], tls_key[4096]; /* PEM files; both or neither: HTTPS */
+    bool metrics_public;                /* GET /metrics without a token */
+    double rate_limit;                  /* requests a second per token; 0: none */
+    double rate_burst;                  /* the token bucket's size */
+    uint32_t max_connections;           /* open HTTP connections in all */
+    uint32_t max_connections_per_ip;    /* from one address; 0: no limit of its own */
 };
 
 void options_defaults(struct ignisd_options *o);

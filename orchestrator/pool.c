@@ -8,6 +8,7 @@
 
 #include "container.h"
 #include "log.h"
+#include "secrets.h"
 #include "telemetry.h"
 
 /* What a runtime may write to stdout/stderr per read before we look at other fds. */
@@ -423,6 +424,15 @@ int pool_spawn(struct fn *fn, struct ig_error *err)
     spec.bundle = fn->bundle_dir;
     spec.args = args;
     spec.env = env;
+    /* Exactly the secrets the manifest lists (docs/security.md). */
+    char secrets_dir[4400], *secrets[MANIFEST_SECRETS_MAX + 1] = {};
+    if (m->n_secrets > 0) {
+        secrets_path(d->opts.state_dir, fn->name, secrets_dir, sizeof(secrets_dir));
+        for (size_t i = 0; i < m->n_secrets && i < MANIFEST_SECRETS_MAX; i++)
+            secrets[i] = m->secrets[i];
+        spec.secrets_dir = secrets_dir;
+        spec.secrets = secrets;
+    }
     struct container_options co = {
         .name = name,
         .spec = &spec,

@@ -281,15 +281,6 @@ static struct registry_function *function_new(struct registry *r, const char *na
     return f;
 }
 
-static void iso_time(uint64_t usec, char buf[32])
-{
-    time_t s = (time_t)(usec / 1000000u);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, 32 - n, ".%03uZ", (unsigned)(usec / 1000u % 1000u));
-}
-
 /* ---- the store ---- */
 
 static int db_exec_bind(sqlite3 *db, const char *sql, const char *fmt, ...)
@@ -1274,8 +1265,8 @@ static cJSON *function_summary(const struct registry_function *f)
 {
     char created[32], updated[32];
     cJSON *o = cJSON_CreateObject();
-    iso_time(f->created_usec, created);
-    iso_time(f->updated_usec, updated);
+    format_time_ms(f->created_usec, created);
+    format_time_ms(f->updated_usec, updated);
     cJSON_AddStringToObject(o, "name", f->name);
     cJSON_AddNumberToObject(o, "version", f->version);
     cJSON_AddStringToObject(o, "digest", f->digest);

@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 #include <time.h>
 
+#include "cloudevents.h"
 #include "invocation.h"
 #include "log.h"
 
@@ -46,15 +47,6 @@ void sink_options_defaults(struct sink_options *o)
         .max_active = 64,
         .retention_us = 24ll * 3600 * 1000000,
     };
-}
-
-static void rfc3339(uint64_t usec, char buf[40])
-{
-    time_t sec = (time_t)(usec / 1000000u);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, 40 - n, ".%06uZ", (unsigned)(usec % 1000000u));
 }
 
 struct curl_slist *sink_event_headers(const char *fn, const char *id, const char *type,
@@ -370,9 +362,8 @@ void sinks_submit(struct sinks *s, const char *fn, const struct manifest_sink *s
         len = err_body ? strlen(err_body) : 0;
         content_type = "application/json";
     }
-    char time[40];
-    uint64_t now = wall_usec();
-    rfc3339(now, time);
+    char time[32];
+    ce_time_format((int64_t)wall_usec(), time);
     struct delivery *dl =
         (ok || err_body)
             ? delivery_new(s, id, fn, sink->url, ok ? SINK_TYPE_RESULT : SINK_TYPE_ERROR, time,

@@ -179,6 +179,36 @@ static const struct store_migration migrations[] = {
                         " expires_us INTEGER NOT NULL) STRICT;"
                         "CREATE INDEX sink_deliveries_pending ON sink_deliveries (created_us)"
                         " WHERE status = 'pending';"},
+    /* Who may do what (auth.c, audit.c): API tokens, kept only as salted hashes; the audit log
+     * of changes (who, what, which function, when, from where, the status answered); and which
+     * token made each invocation, so an invoker sees only its own. */
+    {"auth", "CREATE TABLE tokens ("
+             "  id TEXT PRIMARY KEY,"
+             "  name TEXT NOT NULL,"
+             "  role TEXT NOT NULL,"
+             "  salt BLOB NOT NULL,"
+             "  hash BLOB NOT NULL,"
+             "  created_us INTEGER NOT NULL,"
+             "  expires_us INTEGER,"
+             "  revoked_us INTEGER,"
+             "  created_by TEXT"
+             ") STRICT;"
+             "CREATE TABLE audit ("
+             "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+             "  time_us INTEGER NOT NULL,"
+             "  token_id TEXT,"
+             "  token_name TEXT,"
+             "  role TEXT,"
+             "  action TEXT NOT NULL,"
+             "  path TEXT NOT NULL,"
+             "  function TEXT,"
+             "  detail TEXT,"
+             "  peer TEXT NOT NULL,"
+             "  status INTEGER NOT NULL"
+             ") STRICT;"
+             "CREATE INDEX audit_time ON audit (time_us);"
+             "CREATE INDEX audit_function ON audit (function, time_us);"
+             "ALTER TABLE invocations ADD COLUMN token_id TEXT;"},
 };
 
 const struct store_migration *store_migrations(size_t *ret_n)

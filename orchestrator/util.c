@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -237,7 +238,67 @@ void civil_from_days(int64_t days, int64_t *ret_y, unsigned *ret_m, unsigned *re
 
 uint64_t random_u64(void)
 {
-    uint64_t r = 0;
-    (void)!getrandom(&r, sizeof(r), GRND_NONBLOCK);
+    uint64_t r;
+    random_bytes(&r, sizeof(r));
     return r;
+}
+
+void format_time_ms(uint64_t usec, char buf[32])
+{
+    time_t s = (time_t)(usec / 1000000u);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, 32 - n, ".%03uZ", (unsigned)(usec / 1000u % 1000u));
+}
+
+void random_bytes(void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = getrandom((char *)buf + got, n - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            abort();
+        got += (size_t)r;
+    }
+}
+
+void hex_encode(const void *data, size_t n, char *ret)
+{
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        ret[2 * i] = hex[p[i] >> 4];
+        ret[2 * i + 1] = hex[p[i] & 15];
+    }
+    ret[2 * n] = '\0';
+}
+
+bool hex_valid(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return false;
+    return n == len;
+}
+
+int parse_duration_s(const char *text, int64_t *ret_s)
+{
+    static const struct {
+        char unit;
+        int64_t s;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    size_t n = strlen(text), digits = strspn(text, "0123456789");
+    if (digits == 0 || digits > 12 || digits + 1 != n)
+        return -EINVAL;
+    int64_t v = strtoll(text, NULL, 10);
+    for (size_t i = 0; i < ARRAY_SIZE(units); i++)
+        if (text[digits] == units[i].unit) {
+            *ret_s = v * units[i].s;
+            return 0;
+        }
+    return -EINVAL;
 }

@@ -74,8 +74,23 @@ static inline void ig_error_clear(struct ig_error *err)
 /* Monotonic and wall clocks in microseconds. */
 uint64_t now_usec(void);
 uint64_t wall_usec(void);
-/* 64 random bits for jitter (getrandom without blocking; 0 if the pool is not ready). */
+/* 64 random bits (random_bytes), for jitter. */
 uint64_t random_u64(void);
+
+/* n bytes from the kernel's CSPRNG (getrandom, blocking only before it is seeded at boot). Aborts
+ * if the kernel fails, which it does not after boot: ids and tokens must never repeat. */
+void random_bytes(void *buf, size_t n);
+/* Lower-case hex of n bytes into ret (2n + 1 bytes, NUL-terminated). */
+void hex_encode(const void *data, size_t n, char *ret);
+/* Whether s is exactly len lower-case hex digits. */
+bool hex_valid(const char *s, size_t len);
+
+/* A duration: 1 to 12 digits and a unit, s, m, h or d ("45s", "30m", "12h", "7d"), in seconds.
+ * -EINVAL for anything else. */
+int parse_duration_s(const char *text, int64_t *ret_s);
+
+/* Wall-clock microseconds as RFC 3339 UTC with milliseconds: "2026-11-28T04:10:46.646Z". */
+void format_time_ms(uint64_t usec, char buf[32]);
 
 /* mkdir -p with the given mode for each created component. Returns 0 or -errno. */
 int mkdir_p(const char *path, mode_t mode);

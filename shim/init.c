@@ -58,9 +58,10 @@ static bool is_dir_at(int dir_fd, const char *name)
 }
 
 /* Recreates the image's top level in the new root: directories and files are bound read-only,
- * symlinks copied (merged-/usr images are mostly symlinks there). /proc, /dev and /tmp are ours;
- * /var is rebuilt one level down so that /var/task can be mounted whatever the image holds. */
-static void populate(int src_fd, const char *dst_dir, bool top)
+ * symlinks copied (merged-/usr images are mostly symlinks there). /proc, /dev and /tmp are ours,
+ * and /run when own_run (the secrets); /var is rebuilt one level down so that /var/task can be
+ * mounted whatever the image holds. */
+static void populate(int src_fd, const char *dst_dir, bool top, bool own_run)
 {
     int fd = openat(src_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -74,7 +75,8 @@ static void populate(int src_fd, const char *dst_dir, bool top)
         const char *n = de->d_name;
         if (streq(n, ".") || streq(n, ".."))
             continue;
-        if (top && (streq(n, "proc") || streq(n, "dev") || streq(n, "tmp") || streq(n, "var")))
+        if (top && (streq(n, "proc") || streq(n, "dev") || streq(n, "tmp") || streq(n, "var") ||
+                    (own_run && streq(n, "run"))))
             continue;
         if (!top && streq(n, "task"))
             continue;
@@ -156,7 +158,49 @@ static void make_dev(bool userns)
     }
 }
 
-static void build_root(const struct container_spec *spec, int image_fd, int bundle_fd)
+/* /run/secrets: a tmpfs of the function's listed secrets, copied from secrets_fd, each 0400 and
+ * owned by the runtime's uid, then made read-only. Copies, not binds: the host's files stay
+ * root's 0600, and the container sees exactly the names it lists (docs/security.md). */
+static void make_secrets(const struct container_spec *spec, int secrets_fd)
+{
+    char opts[96], dst[300];
+    snprintf(opts, sizeof(opts), "mode=0500,uid=%u,gid=%u,size=%u,nr_inodes=%u", spec->uid,
+             spec->gid, (CONTAINER_SPEC_MAX_SECRETS + 1) * CONTAINER_SECRET_MAX,
+             CONTAINER_SPEC_MAX_SECRETS + 8);
+    if (mkdir(STAGE "/run/secrets", 0500) < 0)
+        shim_fail(errno, "mkdir /run/secrets: %s", strerror(errno));
+    do_mount("tmpfs", STAGE "/run/secrets", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
+    char *buf = malloc(CONTAINER_SECRET_MAX + 1);
+    if (!buf)
+        shim_fail(ENOMEM, "out of memory");
+    for (char **name = spec->secrets; *name; name++) {
+        int in = openat(secrets_fd, *name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (in < 0 && errno == ENOENT)
+            continue; /* listed but not set: absent, as documented */
+        if (in < 0)
+            shim_fail(errno, "secret %s: %s", *name, strerror(errno));
+        size_t len = 0;
+        ssize_t n;
+        while ((n = read(in, buf + len, CONTAINER_SECRET_MAX + 1 - len)) > 0)
+            len += (size_t)n;
+        close(in);
+        if (n < 0 || len > CONTAINER_SECRET_MAX)
+            shim_fail(n < 0 ? errno : EFBIG, "secret %s: cannot be read or is over %u bytes", *name,
+                      CONTAINER_SECRET_MAX);
+        snprintf(dst, sizeof(dst), STAGE "/run/secrets/%s", *name);
+        int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+        if (out < 0 || write(out, buf, len) != (ssize_t)len ||
+            fchown(out, spec->uid, spec->gid) < 0)
+            shim_fail(errno, "writing /run/secrets/%s: %s", *name, strerror(errno));
+        close(out);
+    }
+    explicit_bzero(buf, CONTAINER_SECRET_MAX + 1);
+    free(buf);
+    make_readonly(STAGE "/run/secrets", 0, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+}
+
+static void build_root(const struct container_spec *spec, int image_fd, int bundle_fd,
+                       int secrets_fd)
 {
     char opts[64];
 
@@ -165,7 +209,7 @@ static void build_root(const struct container_spec *spec, int image_fd, int bund
     /* The root: a small tmpfs that holds only mount points, symlinks and device nodes; made
      * read-only once everything is in place. Not nodev: /dev's nodes live in it. */
     do_mount("tmpfs", STAGE, "tmpfs", MS_NOSUID, "mode=0755,size=256k,nr_inodes=1024");
-    populate(image_fd, STAGE, true);
+    populate(image_fd, STAGE, true, secrets_fd >= 0);
 
     /* /var: the image's own entries, then the bundle at /var/task. */
     if (mkdir(STAGE "/var", 0755) < 0)
@@ -174,13 +218,20 @@ static void build_root(const struct container_spec *spec, int image_fd, int bund
         int var_fd = openat(image_fd, "var", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (var_fd < 0)
             shim_fail(errno, "image /var: %s", strerror(errno));
-        populate(var_fd, STAGE "/var", false);
+        populate(var_fd, STAGE "/var", false, false);
         close(var_fd);
     }
     if (mkdir(STAGE "/var/task", 0755) < 0)
         shim_fail(errno, "mkdir /var/task: %s", strerror(errno));
     if (bundle_fd >= 0)
         bind_readonly(bundle_fd, NULL, STAGE "/var/task");
+
+    /* With secrets, /run is ours (empty but for them), whatever the image holds there. */
+    if (secrets_fd >= 0) {
+        if (mkdir(STAGE "/run", 0755) < 0)
+            shim_fail(errno, "mkdir /run: %s", strerror(errno));
+        make_secrets(spec, secrets_fd);
+    }
 
     if (mkdir(STAGE "/tmp", 01777) < 0)
         shim_fail(errno, "mkdir /tmp: %s", strerror(errno));
@@ -336,12 +387,19 @@ void shim_init(const struct shim_ctx *ctx)
     int bundle_fd = -1;
     if (spec->bundle && (bundle_fd = open(spec->bundle, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         shim_fail(errno, "bundle %s: %s", spec->bundle, strerror(errno));
+    int secrets_fd = -1;
+    if (spec->secrets &&
+        (secrets_fd = open(spec->secrets_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 &&
+        errno != ENOENT)
+        shim_fail(errno, "secrets %s: %s", spec->secrets_dir, strerror(errno));
     mode_t umask_before = umask(0);
-    build_root(spec, image_fd, bundle_fd);
+    build_root(spec, image_fd, bundle_fd, secrets_fd);
     umask(umask_before);
     close(image_fd);
     if (bundle_fd >= 0)
         close(bundle_fd);
+    if (secrets_fd >= 0)
+        close(secrets_fd);
     if (!spec->netns)
         loopback_up();
     const char *hostname = spec->hostname ? spec->hostname : "ignis";

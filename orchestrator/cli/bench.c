@@ -24,7 +24,9 @@ static const char usage[] =
     "  -H, --header H        add a header (repeatable)\n"
     "  -d, --data DATA       request body; @FILE reads it from FILE\n"
     "  -w, --warmup S        count cold starts separately for requests due after S seconds\n"
-    "      --json            print the result as JSON\n";
+    "      --json            print the result as JSON\n"
+    "The token is $IGNIS_TOKEN unless -H gives an Authorization header; an HTTPS server is\n"
+    "verified with $IGNIS_CACERT, else the system's CA store.\n";
 
 struct client {
     CURL *easy;
@@ -124,7 +126,7 @@ int main(int argc, char **argv)
     struct curl_slist *headers = curl_slist_append(NULL, "Expect:");
     char *data = NULL;
     size_t data_len = 0;
-    bool json = false;
+    bool json = false, has_auth = false;
     int c;
 
     while ((c = getopt_long(argc, argv, "c:r:t:n:X:H:d:w:h", longopts, NULL)) != -1) {
@@ -146,6 +148,7 @@ int main(int argc, char **argv)
             break;
         case 'H':
             headers = curl_slist_append(headers, optarg);
+            has_auth = has_auth || strncasecmp(optarg, "Authorization:", 14) == 0;
             break;
         case 'd':
             free(data);
@@ -175,6 +178,12 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *url = argv[optind];
+    const char *token = getenv("IGNIS_TOKEN"), *cacert = getenv("IGNIS_CACERT");
+    if (token && *token && !has_auth) {
+        char h[256];
+        snprintf(h, sizeof(h), "Authorization: Bearer %s", token);
+        headers = curl_slist_append(headers, h);
+    }
     if (!method)
         method = data ? "POST" : "GET";
 
@@ -192,6 +201,8 @@ int main(int argc, char **argv)
         curl_easy_setopt(e, CURLOPT_URL, url);
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+        if (cacert && *cacert)
+            curl_easy_setopt(e, CURLOPT_CAINFO, cacert);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);

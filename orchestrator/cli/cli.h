@@ -48,3 +48,8 @@ int cli_usage(struct client *c, int argc, char **argv);
 int cli_top(struct client *c, int argc, char **argv);
 /* logs.c: a function's output and platform events. */
 int cli_logs(struct client *c, int argc, char **argv);
+
+/* security.c: tokens, secrets and the audit log. */
+int cli_token(struct client *c, int argc, char **argv);
+int cli_secret(struct client *c, int argc, char **argv);
+int cli_audit(struct client *c, int argc, char **argv);

@@ -10,7 +10,7 @@
 #include "config.h"
 
 static const char usage[] =
-    "Usage: ignis [--server URL] COMMAND [ARGS...]\n"
+    "Usage: ignis [--server URL] [--token TOKEN] [--cacert FILE] COMMAND [ARGS...]\n"
     "\n"
     "Commands:\n"
     "  push DIR|BUNDLE.tar.gz [--name NAME] [--json]\n"
@@ -38,8 +38,18 @@ static const char usage[] =
     "             send a CloudEvent (binary mode) and print the functions it reached\n"
     "  version                 print the client's and the server's versions\n"
     "  doctor                  the daemon's checks of its host (ok, degraded, failing)\n"
+    "  token create --role admin|developer|invoker|operator [--name N] [--expires 30d]\n"
+    "             make an API token (printed once); token ls; token revoke ID\n"
+    "  secret set FUNCTION NAME   store a secret, its value read from stdin;\n"
+    "             secret ls FUNCTION; secret rm FUNCTION NAME\n"
+    "  audit [--function NAME] [--since T] [--limit N] [--json]\n"
+    "             who changed what, when and from where (admins)\n"
     "\n"
-    "The server is --server, else $IGNIS_URL, else http://127.0.0.1:8080.\n";
+    "The server is --server, else $IGNIS_URL, else http://127.0.0.1:8080.\n"
+    "The token is the first of: --token; $IGNIS_TOKEN; the file $IGNIS_TOKEN_FILE;\n"
+    "$XDG_CONFIG_HOME/ignis/token (~/.config/ignis/token); /var/lib/ignis/admin.token.\n"
+    "An https:// server's certificate is verified with --cacert or $IGNIS_CACERT, else the\n"
+    "system's CA store.\n";
 
 int cli_fail(const char *fmt, ...)
 {
@@ -56,8 +66,12 @@ int cli_fail_response(const struct client_response *resp)
 {
     cJSON *root = cJSON_Parse(resp->body);
     const cJSON *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "error"), "message");
-    int r = cJSON_IsString(msg) ? cli_fail("%s (HTTP %ld)", msg->valuestring, resp->status)
-                                : cli_fail("the server answered HTTP %ld", resp->status);
+    int r = cJSON_IsString(msg)
+                ? cli_fail("%s (HTTP %ld)%s", msg->valuestring, resp->status,
+                           resp->status == 401 ? "; give a token with --token, $IGNIS_TOKEN or a "
+                                                 "token file (see ignis --help)"
+                                               : "")
+                : cli_fail("the server answered HTTP %ld", resp->status);
     cJSON_Delete(root);
     return r;
 }
@@ -123,17 +137,43 @@ static const struct {
     {"rm", cli_rm},           {"invoke", cli_invoke}, {"result", cli_result},
     {"usage", cli_usage},     {"top", cli_top},       {"logs", cli_logs},
     {"version", cmd_version}, {"doctor", cmd_doctor}, {"deploy", cli_deploy},
-    {"service", cli_service}, {"emit", cli_emit},
+    {"service", cli_service}, {"emit", cli_emit},     {"token", cli_token},
+    {"secret", cli_secret},   {"audit", cli_audit},
 };
+
+/* The first token file that exists, in the order --help gives; NULL when none does. */
+static char *token_from_file(void)
+{
+    char home_path[4200];
+    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    const char *env_file = getenv("IGNIS_TOKEN_FILE");
+    home_path[0] = '\0';
+    if (xdg && *xdg)
+        snprintf(home_path, sizeof(home_path), "%s/ignis/token", xdg);
+    else if (home && *home)
+        snprintf(home_path, sizeof(home_path), "%s/.config/ignis/token", home);
+    const char *paths[] = {env_file && *env_file ? env_file : NULL, home_path,
+                           "/var/lib/ignis/admin.token"};
+    for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+        char *text = NULL;
+        if (!paths[i] || !paths[i][0] || read_file(paths[i], 4096, &text, NULL) < 0)
+            continue;
+        text[strcspn(text, "\r\n")] = '\0';
+        return text;
+    }
+    return NULL;
+}
 
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"server", required_argument, NULL, 's'},
+        {"token", required_argument, NULL, 't'},
+        {"cacert", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {},
     };
-    const char *server = getenv("IGNIS_URL");
+    const char *server = getenv("IGNIS_URL"), *token = NULL, *cacert = NULL;
     int c;
 
     /* '+': stop at the command, whose own options follow it. */
@@ -141,6 +181,12 @@ int main(int argc, char **argv)
         switch (c) {
         case 's':
             server = optarg;
+            break;
+        case 't':
+            token = optarg;
+            break;
+        case 'c':
+            cacert = optarg;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -160,7 +206,16 @@ int main(int argc, char **argv)
         if (!streq(commands[i].name, argv[optind]))
             continue;
         struct client *cl;
+        /* client_new takes $IGNIS_TOKEN and $IGNIS_CACERT; the options win, and a token file
+         * is read only when neither gave a token. */
         if (client_new(server, &cl) < 0)
+            return cli_fail("out of memory");
+        const char *env_token = getenv("IGNIS_TOKEN");
+        _cleanup_free_ char *file_token =
+            token || (env_token && *env_token) ? NULL : token_from_file();
+        if ((token || file_token) && client_set_token(cl, token ? token : file_token) < 0)
+            return cli_fail("out of memory");
+        if (cacert && client_set_cacert(cl, cacert) < 0)
             return cli_fail("out of memory");
         int r = commands[i].fn(cl, argc - optind, argv + optind);
         client_free(cl);

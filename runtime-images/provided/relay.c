@@ -429,13 +429,25 @@ static void on_sigchld(struct loop *l, int signo, void *userdata)
 }
 
 static const struct http_route routes[] = {
-    {"GET", API_PREFIX "/invocation/next", on_next, 0},
+    {.method = "GET", .pattern = API_PREFIX "/invocation/next", .fn = on_next, .max_body = 0},
     /* Bodies past the limit are read (up to twice it) so the answer can be Lambda's 413 and
      * the invocation's error; past that http.c refuses them outright. */
-    {"POST", API_PREFIX "/invocation/{}/response", on_response, 2 * PROTO_DEFAULT_MAX_BODY},
-    {"POST", API_PREFIX "/invocation/{}/error", on_error, ERROR_BODY_LIMIT},
-    {"POST", API_PREFIX "/init/error", on_init_error, ERROR_BODY_LIMIT},
-    {"POST", "/2018-06-01/ignis/invocation/{}/event", on_event, EVENT_BODY_LIMIT},
+    {.method = "POST",
+     .pattern = API_PREFIX "/invocation/{}/response",
+     .fn = on_response,
+     .max_body = 2 * PROTO_DEFAULT_MAX_BODY},
+    {.method = "POST",
+     .pattern = API_PREFIX "/invocation/{}/error",
+     .fn = on_error,
+     .max_body = ERROR_BODY_LIMIT},
+    {.method = "POST",
+     .pattern = API_PREFIX "/init/error",
+     .fn = on_init_error,
+     .max_body = ERROR_BODY_LIMIT},
+    {.method = "POST",
+     .pattern = "/2018-06-01/ignis/invocation/{}/event",
+     .fn = on_event,
+     .max_body = EVENT_BODY_LIMIT},
 };
 
 static int spawn_bootstrap(struct relay *r, const char *addr)

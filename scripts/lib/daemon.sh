@@ -1,12 +1,15 @@
 # Sourced by benchmarks: start_ignisd [IGNISD ARGS...] starts ignisd on a free loopback port with
 # a fresh state dir and the test images, waits until it answers, and sets $url, $state and
-# $ignisd_pid; the daemon and its state go when the calling script exits.
+# $ignisd_pid, and exports its first admin token as $IGNIS_TOKEN (which the CLI and ignis-bench
+# send); the daemon and its state go when the calling script exits. Benchmarks measure the daemon,
+# not its per-token rate or per-address connection limits: those are off.
 build=${IGNIS_BUILD:-build}
 start_ignisd() {
   state=$(mktemp -d /tmp/ignis-bench.XXXXXX)
   ./scripts/build-images "$build/test-state" >/dev/null
   "$build/orchestrator/ignisd" --listen 127.0.0.1:0 --state-dir "$state" \
-    --images-dir "$PWD/$build/test-state/images" "$@" 2>"$state.log" &
+    --images-dir "$PWD/$build/test-state/images" --rate-limit 0 --max-connections-per-ip 0 \
+    "$@" 2>"$state.log" &
   ignisd_pid=$!
   trap 'kill $ignisd_pid 2>/dev/null; wait $ignisd_pid 2>/dev/null; rm -rf "$state" "$state.log"' EXIT
   # A benchmark stopped by a signal cleans up too (the EXIT trap runs on exit).
@@ -19,6 +22,8 @@ start_ignisd() {
   done
   [ -n "$port" ] || { cat "$state.log" >&2; exit 1; }
   url=http://127.0.0.1:$port
+  IGNIS_TOKEN=$(cat "$state/admin.token")
+  export IGNIS_TOKEN
 }
 
 # push_example EXAMPLE NAME [JSON OVERRIDES]: pushes runtime-images/examples/EXAMPLE as NAME.

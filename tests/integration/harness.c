@@ -124,7 +124,42 @@ static int check_subtree_gone(const char *dir, void *userdata)
     return 0;
 }
 
-/* Starts ignisd on p's state dir and log, on a fresh port. */
+/* The daemon writes its first admin token before it serves: read it for p->client and
+ * harness_push, and export it when the process has none yet. */
+static int pick_up_token(struct ignisd_proc *p)
+{
+    char path[300], *text = NULL;
+    snprintf(path, sizeof(path), "%s/admin.token", p->state_dir);
+    if (read_file(path, sizeof(p->token) - 1, &text, NULL) < 0) {
+        fprintf(stderr, "no admin token at %s\n", path);
+        return -1;
+    }
+    text[strcspn(text, "\r\n")] = '\0';
+    snprintf(p->token, sizeof(p->token), "%s", text);
+    free(text);
+    const char *env = getenv("IGNIS_TOKEN");
+    if (!env || !*env)
+        setenv("IGNIS_TOKEN", p->token, 1);
+    return client_set_token(p->client, p->token) < 0 ? -1 : 0;
+}
+
+/* A daemon on a new state dir adopts the token the test process already uses, so that CLI
+ * children with $IGNIS_TOKEN reach every daemon the harness started. */
+static void provision_token(struct ignisd_proc *p)
+{
+    const char *env = getenv("IGNIS_TOKEN");
+    char path[300];
+    snprintf(path, sizeof(path), "%s/admin.token", p->state_dir);
+    if (!env || !*env || access(path, F_OK) == 0)
+        return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, env, strlen(env)) != (ssize_t)strlen(env)) {
+        perror("provisioning admin.token");
+        exit(1);
+    }
+    close(fd);
+}
+
 int harness_wait_healthy(struct ignisd_proc *p)
 {
     if (!p->client && client_new(p->url, &p->client) < 0)
@@ -137,7 +172,7 @@ int harness_wait_healthy(struct ignisd_proc *p)
             long status = resp.status;
             client_response_clear(&resp);
             if (status == 200)
-                return 0;
+                return pick_up_token(p);
         }
         int wstatus;
         if (p->pid > 0 && waitpid(p->pid, &wstatus, WNOHANG) == p->pid) {
@@ -158,7 +193,11 @@ static int start_daemon(struct ignisd_proc *p, const char *const *extra_args)
     for (int attempt = 0; attempt < 5; attempt++) {
         p->port = harness_free_port();
         snprintf(listen, sizeof(listen), "127.0.0.1:%u", p->port);
-        snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%u", p->port);
+        /* With a certificate it serves HTTPS (verified with $IGNIS_CACERT, client.h). */
+        bool tls = false;
+        for (const char *const *a = extra_args; a && *a; a++)
+            tls = tls || streq(*a, "--tls-cert");
+        snprintf(p->url, sizeof(p->url), "%s://127.0.0.1:%u", tls ? "https" : "http", p->port);
         n = 0;
         argv[n++] = harness_ignisd();
         argv[n++] = "--listen";
@@ -176,6 +215,7 @@ static int start_daemon(struct ignisd_proc *p, const char *const *extra_args)
         for (const char *const *a = extra_args; a && *a && n < ARRAY_SIZE(argv) - 1; a++)
             argv[n++] = *a;
         argv[n] = NULL;
+        provision_token(p);
 
         p->pid = fork();
         if (p->pid < 0)
@@ -430,7 +470,8 @@ void harness_push(struct ignisd_proc *p, const char *example, const char *name,
     fclose(fp);
     free(out);
     char *so = NULL, *se = NULL;
-    char *argv[] = {(char *)harness_cli(), "--server", p->url, "push", dst, NULL};
+    char *argv[] = {
+        (char *)harness_cli(), "--server", p->url, "--token", p->token, "push", dst, NULL};
     int rc = harness_run(argv, &so, &se);
     if (rc != 0)
         fprintf(stderr, "ignis push %s: %s%s\n", name, so, se);

@@ -22,6 +22,11 @@ struct ignisd_proc {
     char log_path[300];
     char fixtures[300]; /* functions the test pushes are copied here (harness_fixtures) */
     struct client *client;
+    /* The daemon's first admin token (STATE_DIR/admin.token), which p->client and harness_push
+     * use. The first daemon a test process meets also exports it as $IGNIS_TOKEN, for CLI
+     * children and clients the test makes itself; later ones started by harness_start are given
+     * the same token (a provisioned admin.token, auth.h), so one $IGNIS_TOKEN serves them all. */
+    char token[128];
 };
 
 /* Exits 77 (skip) with the reason, or 1 when IGNIS_MUST_WORK=1 makes every skip a failure. */
@@ -37,13 +42,15 @@ const char *harness_cli(void);
 uint16_t harness_free_port(void);
 
 /* Starts ignisd with a fresh state dir (extra_args NULL-terminated, may be NULL) and waits until
- * /healthz answers. Returns 0, or -1 after printing the daemon's log. */
+ * /healthz answers (over HTTPS when extra_args has --tls-cert: set $IGNIS_CACERT first). Returns 0,
+ * or -1 after printing the daemon's log. */
 int harness_start(struct ignisd_proc *p, const char *const *extra_args);
 /* Starts ignisd again on p's state dir and log (after harness_stop, or after the test killed it
  * and reaped it, setting p->pid to 0), on a fresh port. */
 int harness_restart(struct ignisd_proc *p, const char *const *extra_args);
 /* Waits (10 s at most) until the daemon at p->url answers /healthz; creates p->client if
- * needed. Returns 0, or -1 if it never did or its process p->pid exited. */
+ * needed and gives it the daemon's admin token (p->token, from p->state_dir). Returns 0, or -1
+ * if it never did or its process p->pid exited. */
 int harness_wait_healthy(struct ignisd_proc *p);
 /* SIGTERM, then waits up to 15 s. Returns the exit status (or -1 on a signal or timeout, after
  * killing it and printing its log). The state dir is kept. */

@@ -110,6 +110,17 @@ static void test_refusals(void **state)
          "\"uid\""},
         {"{\"image\":\"/i\",\"args\":[\"/x\"],\"user_namespace\":{\"what\":1}}", "\"what\""},
         {"{\"image\":\"/i\",\"args\":[\"/x\"],\"user_namespace\":true}", "\"user_namespace\""},
+        {"{\"image\":\"/i\",\"args\":[\"/x\"],\"secrets\":[\"K\"]}", "\"secrets_dir\""},
+        {"{\"image\":\"/i\",\"args\":[\"/x\"],\"secrets_dir\":\"rel\",\"secrets\":[\"K\"]}",
+         "\"secrets_dir\""},
+        {"{\"image\":\"/i\",\"args\":[\"/x\"],\"secrets_dir\":\"/s\",\"secrets\":[\"a/b\"]}",
+         "\"secrets\"[0]"},
+        {"{\"image\":\"/i\",\"args\":[\"/x\"],\"secrets_dir\":\"/s\",\"secrets\":[\"..\"]}",
+         "\"secrets\"[0]"},
+        {"{\"image\":\"/i\",\"args\":[\"/x\"],\"secrets_dir\":\"/s\",\"secrets\":[\"\"]}",
+         "\"secrets\"[0]"},
+        {"{\"image\":\"/i\",\"args\":[\"/x\"],\"secrets_dir\":\"/s\",\"secrets\":\"K\"}",
+         "\"secrets\""},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct container_spec s;
@@ -119,6 +130,27 @@ static void test_refusals(void **state)
             fail_msg("case %zu (%s): r=%d message \"%s\", expected it to name %s", i, cases[i].text,
                      r, err.message, cases[i].names);
     }
+}
+
+/* The secrets a container sees go to the shim by name, with their directory. */
+static void test_secrets_round_trip(void **state)
+{
+    struct container_spec s, back;
+    struct ig_error err = {};
+    char *args[] = {"/x", NULL}, *names[] = {"API_KEY", "db.password", NULL}, *text = NULL;
+    container_spec_init(&s);
+    s.image = "/i";
+    s.args = args;
+    s.secrets_dir = "/var/lib/ignis/secrets/f";
+    s.secrets = names;
+    assert_int_equal(container_spec_format(&s, &text, &err), 0);
+    assert_int_equal(container_spec_parse(text, &back, &err), 0);
+    assert_string_equal(back.secrets_dir, "/var/lib/ignis/secrets/f");
+    assert_string_equal(back.secrets[0], "API_KEY");
+    assert_string_equal(back.secrets[1], "db.password");
+    assert_null(back.secrets[2]);
+    container_spec_clear(&back);
+    free(text);
 }
 
 static void test_user_namespace_allows_root(void **state)
@@ -177,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_full_round_trip),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_user_namespace_allows_root),
+        cmocka_unit_test(test_secrets_round_trip),
         cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -162,6 +162,37 @@ static void test_errors_name_the_problem(void **state)
     assert_non_null(strstr(err.message, "extra"));
 }
 
+static void test_security_options(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    assert_int_equal(parse(&o, &a, &err, 1), 0);
+    assert_false(o.metrics_public);
+    assert_true(o.rate_limit == 1000 && o.rate_burst == 2000);
+    assert_int_equal(o.max_connections, 4096);
+    assert_int_equal(o.max_connections_per_ip, 256);
+    assert_int_equal(parse(&o, &a, &err, 13, "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
+                           "--metrics-public", "true", "--rate-limit", "0", "--rate-burst", "5",
+                           "--max-connections-per-ip", "0"),
+                     0);
+    assert_string_equal(o.tls_cert, "/c.pem");
+    assert_string_equal(o.tls_key, "/k.pem");
+    assert_true(o.metrics_public);
+    assert_true(o.rate_limit == 0 && o.rate_burst == 5);
+    assert_int_equal(o.max_connections_per_ip, 0);
+    /* Both TLS files or neither; values checked, naming the option. */
+    assert_int_equal(parse(&o, &a, &err, 3, "--tls-cert", "/c.pem"), -EINVAL);
+    assert_non_null(strstr(err.message, "tls_key"));
+    assert_int_equal(parse(&o, &a, &err, 3, "--metrics-public", "maybe"), -EINVAL);
+    assert_non_null(strstr(err.message, "--metrics-public"));
+    assert_int_equal(parse(&o, &a, &err, 3, "--rate-limit", "-1"), -EINVAL);
+    assert_non_null(strstr(err.message, "--rate-limit"));
+    assert_int_equal(parse(&o, &a, &err, 3, "--rate-burst", "0"), -EINVAL);
+    assert_int_equal(parse(&o, &a, &err, 3, "--max-connections", "0"), -EINVAL);
+    assert_non_null(strstr(err.message, "--max-connections"));
+}
+
 static void test_help_version(void **state)
 {
     struct ignisd_options o;
@@ -242,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_listen_forms),     cmocka_unit_test(test_errors_name_the_problem),
         cmocka_unit_test(test_help_version),     cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_config_errors),    cmocka_unit_test(test_event_options),
+        cmocka_unit_test(test_config_errors),    cmocka_unit_test(test_security_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,279 @@
+/* The verbs of who may do what: tokens, secrets and the audit log (docs/security.md). */
+#include <getopt.h>
+#include <string.h>
+
+#include "cli.h"
+#include "manifest.h"
+#include "secrets.h"
+
+/* Options after the verb (and its subcommand): --json, and each of extra, whose value goes to
+ * *ret. Returns the index of the first operand, or -1 after printing usage_line. */
+struct opt_spec {
+    const char *name;
+    const char **ret;
+};
+
+static int parse(int argc, char **argv, const char *usage_line, bool *ret_json,
+                 const struct opt_spec *extra, size_t nextra)
+{
+    struct option longopts[8] = {{"json", no_argument, NULL, 'j'}};
+    for (size_t i = 0; i < nextra && i < ARRAY_SIZE(longopts) - 2; i++)
+        longopts[i + 1] = (struct option){extra[i].name, required_argument, NULL, 256 + (int)i};
+    int c;
+    optind = 0; /* glibc: rescan from the start, for this verb's own argv */
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == 'j')
+            *ret_json = true;
+        else if (c >= 256 && (size_t)(c - 256) < nextra)
+            *extra[c - 256].ret = optarg;
+        else {
+            cli_fail("usage: %s", usage_line);
+            return -1;
+        }
+    }
+    return optind;
+}
+
+static int usage_fail(const char *usage_line)
+{
+    cli_fail("usage: %s", usage_line);
+    return 2;
+}
+
+/* Prints the raw reply with --json, else calls print; frees root. */
+static int finish(cJSON *root, char *raw, bool json, void (*print)(const cJSON *root))
+{
+    if (json)
+        printf("%s\n", raw);
+    else
+        print(root);
+    cJSON_Delete(root);
+    free(raw);
+    return 0;
+}
+
+/* ---- ignis token ---- */
+
+static const char token_usage[] = "ignis token create --role ROLE [--name N] [--expires 30d] "
+                                  "[--json] | ls [--json] | revoke ID [--json]";
+
+static void print_token_created(const cJSON *t)
+{
+    /* The token alone on stdout, for scripts; what it is on stderr. */
+    printf("%s\n", cli_str(t, "token"));
+    fprintf(
+        stderr, "ignis: token %s (role %s, name %s, expires %s) created; it is shown only now\n",
+        cli_str(t, "id"), cli_str(t, "role"), cli_str(t, "name"),
+        cJSON_IsString(cJSON_GetObjectItem(t, "expires_at")) ? cli_str(t, "expires_at") : "never");
+}
+
+static void print_token_row(const cJSON *t)
+{
+    const char *exp = cli_str(t, "expires_at");
+    printf("%-16s %-24s %-9s %-7s %-24s %s\n", cli_str(t, "id"), cli_str(t, "name"),
+           cli_str(t, "role"), cli_str(t, "state"), cli_str(t, "created_at"), *exp ? exp : "never");
+}
+
+static void print_tokens(const cJSON *root)
+{
+    const cJSON *t;
+    printf("%-16s %-24s %-9s %-7s %-24s %s\n", "ID", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES");
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(root, "tokens")) print_token_row(t);
+}
+
+static void print_revoked(const cJSON *t)
+{
+    printf("token %s (%s, %s) revoked\n", cli_str(t, "id"), cli_str(t, "role"), cli_str(t, "name"));
+}
+
+int cli_token(struct client *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return usage_fail(token_usage);
+    const char *sub = argv[1];
+    bool json = false;
+    cJSON *root = NULL;
+    char *raw = NULL;
+    int r;
+    if (streq(sub, "create")) {
+        const char *role = NULL, *name = NULL, *expires = NULL;
+        const struct opt_spec opts[] = {{"role", &role}, {"name", &name}, {"expires", &expires}};
+        int i = parse(argc - 1, argv + 1, token_usage, &json, opts, ARRAY_SIZE(opts));
+        if (i < 0)
+            return 2;
+        if (i != argc - 1 || !role)
+            return usage_fail(token_usage);
+        cJSON *req = cJSON_CreateObject();
+        cJSON_AddStringToObject(req, "role", role);
+        if (name)
+            cJSON_AddStringToObject(req, "name", name);
+        if (expires)
+            cJSON_AddStringToObject(req, "expires_in", expires);
+        char *body = cJSON_PrintUnformatted(req);
+        cJSON_Delete(req);
+        if (!body)
+            return cli_fail("out of memory");
+        static const char *const headers[] = {"Content-Type: application/json", NULL};
+        r = cli_request_json(c, "POST", "/v1/tokens", headers, body, strlen(body), &root, &raw);
+        free(body);
+        return r ? r : finish(root, raw, json, print_token_created);
+    }
+    if (streq(sub, "ls")) {
+        int i = parse(argc - 1, argv + 1, token_usage, &json, NULL, 0);
+        if (i < 0)
+            return 2;
+        if (i != argc - 1)
+            return usage_fail(token_usage);
+        r = cli_request_json(c, "GET", "/v1/tokens", NULL, NULL, 0, &root, &raw);
+        return r ? r : finish(root, raw, json, print_tokens);
+    }
+    if (streq(sub, "revoke")) {
+        int i = parse(argc - 1, argv + 1, token_usage, &json, NULL, 0);
+        if (i < 0)
+            return 2;
+        if (i != argc - 2)
+            return usage_fail(token_usage);
+        const char *id = argv[1 + i];
+        if (!hex_valid(id, 16))
+            return cli_fail("'%s' is not a token id (16 hex digits, as ignis token ls shows)", id);
+        char path[64];
+        snprintf(path, sizeof(path), "/v1/tokens/%s", id);
+        r = cli_request_json(c, "DELETE", path, NULL, NULL, 0, &root, &raw);
+        return r ? r : finish(root, raw, json, print_revoked);
+    }
+    return usage_fail(token_usage);
+}
+
+/* ---- ignis secret ---- */
+
+static const char secret_usage[] = "ignis secret set FUNCTION NAME (the value on stdin) | ls "
+                                   "FUNCTION [--json] | rm FUNCTION NAME";
+
+static void print_secrets(const cJSON *root)
+{
+    const cJSON *s;
+    printf("%-40s %8s %s\n", "NAME", "BYTES", "UPDATED");
+    cJSON_ArrayForEach(s, cJSON_GetObjectItem(root, "secrets"))
+    {
+        printf("%-40s %8.0f %s\n", cli_str(s, "name"), cli_num(s, "bytes"),
+               cli_str(s, "updated_at"));
+    }
+}
+
+static void print_secret_set(const cJSON *root)
+{
+    printf("secret %s of %s %s (%.0f bytes)\n", cli_str(root, "name"), cli_str(root, "function"),
+           cJSON_IsTrue(cJSON_GetObjectItem(root, "created")) ? "created" : "replaced",
+           cli_num(root, "bytes"));
+}
+
+static void print_secret_removed(const cJSON *root)
+{
+    printf("secret %s of %s removed\n", cli_str(root, "name"), cli_str(root, "function"));
+}
+
+int cli_secret(struct client *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return usage_fail(secret_usage);
+    const char *sub = argv[1];
+    bool json = false;
+    int i = parse(argc - 1, argv + 1, secret_usage, &json, NULL, 0);
+    if (i < 0)
+        return 2;
+    char **args = argv + 1 + i;
+    int nargs = argc - 1 - i;
+    cJSON *root = NULL;
+    char *raw = NULL, path[512];
+    int r;
+    if (nargs >= 1 && !manifest_name_valid(args[0]))
+        return cli_fail("'%s' is not a function name", args[0]);
+    if (nargs == 2 && !manifest_secret_name_valid(args[1]))
+        return cli_fail("'%s' is not a secret name (1 to 128 of A-Z a-z 0-9 _ - ., not starting "
+                        "with . or -)",
+                        args[1]);
+    if (streq(sub, "set") && nargs == 2) {
+        char *value = NULL;
+        size_t len = 0;
+        /* Exactly the bytes given: `printf %s "$v" |` has no newline, `echo` adds one. */
+        r = read_file("/dev/stdin", SECRET_MAX_BYTES, &value, &len);
+        if (r < 0)
+            return cli_fail("reading the value from stdin: %s%s", strerror(-r),
+                            r == -EFBIG ? " (at most 64 KiB)" : "");
+        if (len == 0) {
+            free(value);
+            return cli_fail("the value on stdin is empty");
+        }
+        snprintf(path, sizeof(path), "/v1/functions/%s/secrets/%s", args[0], args[1]);
+        static const char *const headers[] = {"Content-Type: application/octet-stream", NULL};
+        r = cli_request_json(c, "PUT", path, headers, value, len, &root, &raw);
+        explicit_bzero(value, len);
+        free(value);
+        return r ? r : finish(root, raw, json, print_secret_set);
+    }
+    if (streq(sub, "ls") && nargs == 1) {
+        snprintf(path, sizeof(path), "/v1/functions/%s/secrets", args[0]);
+        r = cli_request_json(c, "GET", path, NULL, NULL, 0, &root, &raw);
+        return r ? r : finish(root, raw, json, print_secrets);
+    }
+    if (streq(sub, "rm") && nargs == 2) {
+        snprintf(path, sizeof(path), "/v1/functions/%s/secrets/%s", args[0], args[1]);
+        r = cli_request_json(c, "DELETE", path, NULL, NULL, 0, &root, &raw);
+        return r ? r : finish(root, raw, json, print_secret_removed);
+    }
+    return usage_fail(secret_usage);
+}
+
+/* ---- ignis audit ---- */
+
+static const char audit_usage[] =
+    "ignis audit [--function NAME] [--since 1h|UNIX|ISO] [--limit N] [--json]";
+
+static void print_audit(const cJSON *root)
+{
+    const cJSON *e;
+    printf("%-24s %-16s %-9s %-6s %-40s %-15s %s\n", "TIME", "TOKEN", "ROLE", "STATUS", "REQUEST",
+           "FROM", "DETAIL");
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(root, "entries"))
+    {
+        char request[300];
+        const char *method = cli_str(e, "action");
+        snprintf(request, sizeof(request), "%.*s %s", (int)strcspn(method, " "), method,
+                 cli_str(e, "path"));
+        const char *who = cli_str(e, "token_name");
+        printf("%-24s %-16s %-9s %-6.0f %-40s %-15s %s\n", cli_str(e, "time"), *who ? who : "-",
+               *cli_str(e, "role") ? cli_str(e, "role") : "-", cli_num(e, "status"), request,
+               cli_str(e, "peer"), cli_str(e, "detail"));
+    }
+}
+
+int cli_audit(struct client *c, int argc, char **argv)
+{
+    const char *function = NULL, *since = NULL, *limit = NULL;
+    const struct opt_spec opts[] = {{"function", &function}, {"since", &since}, {"limit", &limit}};
+    bool json = false;
+    int i = parse(argc, argv, audit_usage, &json, opts, ARRAY_SIZE(opts));
+    if (i < 0)
+        return 2;
+    if (i != argc)
+        return usage_fail(audit_usage);
+    char path[1024], *q = path;
+    size_t left = sizeof(path);
+    int n = snprintf(q, left, "/v1/audit?");
+    const char *keys[] = {"function", "since", "limit"}, *values[] = {function, since, limit};
+    for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+        if (!values[k])
+            continue;
+        if (strlen(values[k]) > 200 ||
+            strspn(values[k], "abcdefghijklmnopqrstuvwxyz"
+                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-:") != strlen(values[k]))
+            return cli_fail("--%s: '%s' is not a valid value", keys[k], values[k]);
+        n += snprintf(q + n, left - (size_t)n, "%s=%s&", keys[k], values[k]);
+    }
+    path[n - 1] = '\0'; /* the last '&' or the '?' */
+    cJSON *root = NULL;
+    char *raw = NULL;
+    int r = cli_request_json(c, "GET", path, NULL, NULL, 0, &root, &raw);
+    return r ? r : finish(root, raw, json, print_audit);
+}
