@@ -1432,8 +1432,8 @@ static cJSON *service_summary(const struct registry *r, const struct registry_se
 {
     char created[32], updated[32];
     cJSON *o = cJSON_CreateObject();
-    iso_time(sv->created_usec, created);
-    iso_time(sv->updated_usec, updated);
+    format_time_ms(sv->created_usec, created);
+    format_time_ms(sv->updated_usec, updated);
     cJSON_AddStringToObject(o, "name", sv->name);
     cJSON_AddStringToObject(o, "state", sv->deleting ? "deleting" : "active");
     cJSON_AddStringToObject(o, "created_at", created);

@@ -363,7 +363,8 @@ void sinks_submit(struct sinks *s, const char *fn, const struct manifest_sink *s
         content_type = "application/json";
     }
     char time[32];
-    ce_time_format((int64_t)wall_usec(), time);
+    uint64_t now = wall_usec();
+    ce_time_format((int64_t)now, time);
     struct delivery *dl =
         (ok || err_body)
             ? delivery_new(s, id, fn, sink->url, ok ? SINK_TYPE_RESULT : SINK_TYPE_ERROR, time,
