@@ -2,7 +2,6 @@
 
 #include <string.h>
 #include <sys/epoll.h>
-#include <time.h>
 
 #include "cloudevents.h"
 #include "invocation.h"
