@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 
 #include "config.h"
+#include "log.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3 /* linux/wait.h, 5.4+; glibc 2.36's sys/wait.h lacks it */
@@ -27,7 +28,8 @@
 struct container {
     char name[72];
     struct cg_group *group;
-    bool own_group;           /* made by container_spawn, removed by destroy */
+    bool own_group;           /* made by container_spawn (or taken from stock), removed */
+    struct container_stock *stock; /* removes own_group after destroy, when it can */
     bool via_server;          /* pid is the container's pid 1, not a one-container shim */
     struct cg_stats baseline; /* a borrowed group's counters at spawn */
     pid_t pid;
@@ -232,27 +234,32 @@ static pid_t spawn_child(int cgroup_fd, const char *shim, const char *arg, const
     return (pid_t)pid;
 }
 
+/* Moves the calling thread into a new network namespace with loopback up and returns an nsfs
+ * fd of it (close-on-exec), or -errno. A network namespace belongs to the task, so a thread can
+ * make one and hand its fd on without touching the other threads', and without a process to
+ * keep alive. */
+static int netns_make_here(void)
+{
+    struct ifreq ifr = {.ifr_name = "lo"};
+    int fd = -1, r = 0;
+    if (unshare(CLONE_NEWNET) < 0)
+        return -errno;
+    _cleanup_close_ int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &ifr) < 0 ||
+        (ifr.ifr_flags |= IFF_UP | IFF_RUNNING, ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) ||
+        (fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
+        r = -errno;
+    return r < 0 ? r : fd;
+}
+
 struct netns_thread {
     int fd;
-    int error;
 };
 
-/* A network namespace belongs to the task, so a short-lived thread can make one and hand its
- * nsfs fd back without touching the calling thread's, and without a process to keep alive. */
 static void *netns_thread(void *userdata)
 {
     struct netns_thread *t = userdata;
-    struct ifreq ifr = {.ifr_name = "lo"};
-    int sock = -1;
-
-    t->fd = -1;
-    if (unshare(CLONE_NEWNET) < 0 || (sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
-        ioctl(sock, SIOCGIFFLAGS, &ifr) < 0 ||
-        (ifr.ifr_flags |= IFF_UP | IFF_RUNNING, ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) ||
-        (t->fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
-        t->error = errno;
-    if (sock >= 0)
-        close(sock);
+    t->fd = netns_make_here();
     return NULL;
 }
 
@@ -265,8 +272,293 @@ int container_netns_new(struct ig_error *err)
         return ig_error_set(err, r, "creating a thread: %s", strerror(r));
     pthread_join(thread, NULL);
     if (t.fd < 0)
-        return ig_error_set(err, t.error, "creating a network namespace: %s", strerror(t.error));
+        return ig_error_set(err, -t.fd, "creating a network namespace: %s", strerror(-t.fd));
     return t.fd;
+}
+
+/* ---- The stock of prepared resources ----
+ *
+ * One thread per stock makes network namespaces and cgroups ahead of the containers that will
+ * use them, and removes the cgroups of containers that ended, so that neither is on the path of
+ * a container's creation. Each namespace and cgroup is used by one container only, then
+ * removed: nothing a container leaves in them (sockets in TIME_WAIT, interface counters, page
+ * cache charged to the cgroup) can reach another. The loop thread only ever trylocks: while the
+ * stock's thread holds the lock, a container makes its own, as without a stock. */
+
+#define STOCK_CLASSES    8    /* distinct limits with cgroups kept ready */
+#define STOCK_TARGET_MAX 64   /* of each kind */
+#define STOCK_DOOMED_MAX 1024 /* cgroups waiting for removal; past it, removed in place */
+
+struct stock_class {
+    struct cg_limits limits;
+    bool active;
+    uint64_t last_used; /* the stock's take counter at the last take, for eviction */
+    size_t n;
+    struct cg_group *ready[STOCK_TARGET_MAX];
+};
+
+struct container_stock {
+    struct cg_manager *m;
+    unsigned target;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool stop;
+    bool failing; /* the last preparation failed: the thread waits a second before the next */
+    int home_netns; /* the daemon's network namespace, where the thread returns after each */
+    size_t n_netns;
+    int netns[STOCK_TARGET_MAX];
+    struct stock_class classes[STOCK_CLASSES];
+    uint64_t takes, seq;
+    size_t n_doomed;
+    struct cg_group *doomed[STOCK_DOOMED_MAX];
+    struct container_stock_stats stats;
+    atomic_uint_fast64_t busy; /* takes that found the lock held */
+};
+
+static bool limits_equal(const struct cg_limits *a, const struct cg_limits *b)
+{
+    return a->memory_bytes == b->memory_bytes && a->cpu_millis == b->cpu_millis &&
+           a->pids_max == b->pids_max;
+}
+
+static struct stock_class *stock_class_find(struct container_stock *s, const struct cg_limits *l)
+{
+    for (size_t i = 0; i < STOCK_CLASSES; i++)
+        if (s->classes[i].active && limits_equal(&s->classes[i].limits, l))
+            return &s->classes[i];
+    return NULL;
+}
+
+/* A class for new limits, in a free slot or in place of the least recently used one, whose
+ * ready cgroups go to be removed. NULL when there is no room to doom them now. */
+static struct stock_class *stock_class_add(struct container_stock *s, const struct cg_limits *l)
+{
+    struct stock_class *k = &s->classes[0];
+    for (size_t i = 0; i < STOCK_CLASSES && k->active; i++)
+        if (!s->classes[i].active || s->classes[i].last_used < k->last_used)
+            k = &s->classes[i];
+    if (k->active) {
+        if (s->n_doomed + k->n > STOCK_DOOMED_MAX)
+            return NULL;
+        while (k->n > 0)
+            s->doomed[s->n_doomed++] = k->ready[--k->n];
+    }
+    *k = (struct stock_class){.limits = *l, .active = true};
+    return k;
+}
+
+/* Called with the lock held; returns with it held. */
+static void stock_failed(struct container_stock *s, const char *what, int code)
+{
+    if (!s->failing)
+        log_warn("cannot prepare resources ahead; containers make their own", "what=%s error=\"%s\"",
+                 what, strerror(code));
+    s->failing = true;
+}
+
+/* One step of the thread's work, with the lock held (dropped while working): false when there
+ * is nothing to do. Removals come first (they give resources back), then namespaces (the larger
+ * saving), then cgroups. */
+static bool stock_step(struct container_stock *s)
+{
+    if (s->n_doomed > 0) {
+        struct cg_group *g = s->doomed[--s->n_doomed];
+        pthread_mutex_unlock(&s->lock);
+        cg_destroy(g, NULL); /* logs what it leaves behind */
+        pthread_mutex_lock(&s->lock);
+        s->stats.cgroups_removed++;
+        return true;
+    }
+    if (s->failing)
+        return false;
+    if (s->n_netns < s->target) {
+        pthread_mutex_unlock(&s->lock);
+        int fd = netns_make_here();
+        /* Back home, so that the container is the namespace's last user. */
+        int r = setns(s->home_netns, CLONE_NEWNET) < 0 ? -errno : 0;
+        pthread_mutex_lock(&s->lock);
+        if (r < 0) {
+            /* Never go on in a namespace a container gets: stop preparing for good. */
+            if (fd >= 0)
+                close(fd);
+            stock_failed(s, "returning to the daemon's network namespace", -r);
+            s->stop = true;
+        } else if (fd < 0)
+            stock_failed(s, "network namespace", -fd);
+        else
+            s->netns[s->n_netns++] = fd;
+        return true;
+    }
+    for (size_t i = 0; i < STOCK_CLASSES; i++) {
+        struct stock_class *k = &s->classes[i];
+        if (!k->active || k->n >= s->target)
+            continue;
+        struct cg_limits limits = k->limits;
+        struct cg_group *g = NULL;
+        struct ig_error err = {};
+        char name[48];
+        snprintf(name, sizeof(name), "_stock-%d-%llu", (int)getpid(),
+                 (unsigned long long)++s->seq);
+        pthread_mutex_unlock(&s->lock);
+        int r = cg_create(s->m, name, &limits, &g, &err);
+        pthread_mutex_lock(&s->lock);
+        if (r < 0) {
+            stock_failed(s, "cgroup", -r);
+            return true;
+        }
+        /* The class may have been replaced while the lock was dropped. */
+        k = stock_class_find(s, &limits);
+        if (k && k->n < s->target) {
+            k->ready[k->n++] = g;
+        } else {
+            pthread_mutex_unlock(&s->lock);
+            cg_destroy(g, NULL);
+            pthread_mutex_lock(&s->lock);
+        }
+        return true;
+    }
+    return false;
+}
+
+static void *stock_thread(void *userdata)
+{
+    struct container_stock *s = userdata;
+    /* SCHED_IDLE (Linux 2.6.23; per thread): the stock is filled with the CPU time nothing else
+     * wants, never at the expense of the loop, the container server or the containers. */
+    struct sched_param idle = {0};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop) {
+        if (stock_step(s))
+            continue;
+        if (s->failing) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&s->wake, &s->lock, &until);
+            s->failing = false;
+        } else
+            pthread_cond_wait(&s->wake, &s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+int container_stock_new(struct cg_manager *m, unsigned target, struct container_stock **ret,
+                        struct ig_error *err)
+{
+    if (target == 0 || target > STOCK_TARGET_MAX)
+        return ig_error_set(err, EINVAL, "a stock holds 1 to %d of each resource, not %u",
+                            STOCK_TARGET_MAX, target);
+    struct container_stock *s = calloc(1, sizeof(*s));
+    if (!s)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    s->m = m;
+    s->target = target;
+    s->home_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (s->home_netns < 0) {
+        int r = ig_error_set(err, errno, "/proc/self/ns/net: %s", strerror(errno));
+        free(s);
+        return r;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    int r = pthread_create(&s->thread, NULL, stock_thread, s);
+    if (r != 0) {
+        close(s->home_netns);
+        free(s);
+        return ig_error_set(err, r, "creating the stock's thread: %s", strerror(r));
+    }
+    *ret = s;
+    return 0;
+}
+
+void container_stock_free(struct container_stock *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stop = true;
+    pthread_mutex_unlock(&s->lock);
+    pthread_cond_signal(&s->wake);
+    pthread_join(s->thread, NULL);
+    for (size_t i = 0; i < s->n_doomed; i++)
+        cg_destroy(s->doomed[i], NULL);
+    for (size_t i = 0; i < STOCK_CLASSES; i++)
+        for (size_t j = 0; j < s->classes[i].n; j++)
+            cg_destroy(s->classes[i].ready[j], NULL);
+    for (size_t i = 0; i < s->n_netns; i++)
+        close(s->netns[i]);
+    close(s->home_netns);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+void container_stock_stats(struct container_stock *s, struct container_stock_stats *ret)
+{
+    pthread_mutex_lock(&s->lock);
+    *ret = s->stats;
+    ret->netns_ready = s->n_netns;
+    ret->cgroups_ready = 0;
+    for (size_t i = 0; i < STOCK_CLASSES; i++)
+        ret->cgroups_ready += s->classes[i].n;
+    ret->cgroups_doomed = s->n_doomed;
+    pthread_mutex_unlock(&s->lock);
+    ret->busy = atomic_load(&s->busy);
+}
+
+/* What the stock has ready for one container: a network namespace (*ret_netns, else -1) when
+ * want_netns, a cgroup with these limits (*ret_group, else NULL) when want_group; the limits are
+ * remembered so that the thread prepares cgroups for the next container with them. */
+static void stock_take(struct container_stock *s, bool want_netns, bool want_group,
+                       const struct cg_limits *l, int *ret_netns, struct cg_group **ret_group)
+{
+    *ret_netns = -1;
+    *ret_group = NULL;
+    if (pthread_mutex_trylock(&s->lock) != 0) {
+        atomic_fetch_add(&s->busy, 1);
+        return;
+    }
+    if (want_netns) {
+        if (s->n_netns > 0) {
+            *ret_netns = s->netns[--s->n_netns];
+            s->stats.netns_taken++;
+        } else
+            s->stats.netns_missed++;
+    }
+    if (want_group) {
+        struct stock_class *k = stock_class_find(s, l);
+        if (!k)
+            k = stock_class_add(s, l);
+        if (k) {
+            k->last_used = ++s->takes;
+            if (k->n > 0)
+                *ret_group = k->ready[--k->n];
+        }
+        if (*ret_group)
+            s->stats.cgroups_taken++;
+        else
+            s->stats.cgroups_missed++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    pthread_cond_signal(&s->wake);
+}
+
+/* Hands the cgroup of a container that ended to the thread to remove; false when the stock
+ * cannot take it now (the caller removes it). */
+static bool stock_discard(struct container_stock *s, struct cg_group *g)
+{
+    if (pthread_mutex_trylock(&s->lock) != 0)
+        return false;
+    bool taken = s->n_doomed < STOCK_DOOMED_MAX && !s->stop;
+    if (taken)
+        s->doomed[s->n_doomed++] = g;
+    pthread_mutex_unlock(&s->lock);
+    if (taken)
+        pthread_cond_signal(&s->wake);
+    return taken;
 }
 
 /* The container factory (ignis-shim --server): exec'd once, it clones each container's pid 1
@@ -400,6 +692,7 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
 {
     int child[CHILD_N] = {-1, -1, -1, -1, -1, -1, -1};
     int pipe_fds[2], r;
+    _cleanup_close_ int stock_netns = -1; /* the container's processes keep it alive */
     _cleanup_free_ char *text = NULL;
 
     const char *shim = container_shim_path();
@@ -427,11 +720,22 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
                  (unsigned)atomic_fetch_add(&name_counter, 1));
     }
 
+    int netns_fd = o->netns_fd > 0 ? o->netns_fd : -1;
+    struct cg_group *stock_group = NULL;
+    if (o->stock) {
+        c->stock = o->stock;
+        stock_take(o->stock, netns_fd < 0, !o->group, &o->limits, &stock_netns, &stock_group);
+        if (stock_netns >= 0)
+            netns_fd = stock_netns;
+    }
     if (o->group) {
         c->group = o->group;
         /* Counters are cumulative: remember where this container starts. */
         cg_reset_peak(c->group);
         cg_read_stats(c->group, &c->baseline);
+    } else if (stock_group) {
+        c->group = stock_group;
+        c->own_group = true;
     } else {
         r = cg_create(m, c->name, &o->limits, &c->group, err);
         if (r < 0)
@@ -449,12 +753,12 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
     if (spec.cgroups && !spec.cgroups[0])
         spec.cgroups = NULL;
     char netns_path[32];
-    if (o->netns_fd > 0) {
+    if (netns_fd >= 0) {
         /* The server gets the fd itself; the one-container shim finds it on fd 6. */
         snprintf(netns_path, sizeof(netns_path), "/proc/self/fd/%d", SHIM_FD_NETNS);
         if (!c->via_server)
             spec.netns = netns_path;
-        if ((child[CHILD_NETNS] = fcntl(o->netns_fd, F_DUPFD_CLOEXEC, 10)) < 0) {
+        if ((child[CHILD_NETNS] = fcntl(netns_fd, F_DUPFD_CLOEXEC, 10)) < 0) {
             r = ig_error_set(err, errno, "dup: %s", strerror(errno));
             goto fail;
         }
@@ -741,7 +1045,10 @@ int container_destroy(struct container *c, struct ig_error *err)
                 r = ig_error_set(err, -q, "reaping container %s: %s", c->name, strerror(-q));
         }
     }
-    if (c->group && c->own_group) {
+    /* The stock's thread removes the cgroup (a few writes and an rmdir, with retries while the
+     * kernel finishes with the last processes) off the caller's path; its failures are
+     * logged there. */
+    if (c->group && c->own_group && !(c->stock && stock_discard(c->stock, c->group))) {
         q = cg_destroy(c->group, err);
         if (q < 0 && r == 0)
             r = q;

@@ -18,6 +18,7 @@
 #include "util.h"
 
 struct container;
+struct container_stock;
 
 struct container_options {
     /* Unique among the daemon's live containers; names the cgroup `c-<name>`. NULL: generated
@@ -37,6 +38,10 @@ struct container_options {
      * pool can create them off the invocation path or reuse one between containers of the same
      * function (docs/performance.md). <= 0: a new one. The caller keeps its fd. */
     int netns_fd;
+    /* Where the network namespace (unless netns_fd) and the cgroup (unless group) come from
+     * when one is ready, instead of being made here; the cgroup is then also removed by the
+     * stock's thread after destroy. NULL, or nothing ready: made here, as without. */
+    struct container_stock *stock;
 };
 
 /* How a container ended. */
@@ -66,6 +71,29 @@ void container_shutdown(void);
 /* Creates a network namespace with loopback up, without a process in it: an nsfs fd for
  * container_options.netns_fd. Returns the fd (close-on-exec) or -errno. */
 int container_netns_new(struct ig_error *err);
+
+/* A stock of prepared resources: a thread that keeps `target` fresh network namespaces (loopback
+ * up) and, for each of the last few distinct cg_limits containers asked for, `target` fresh
+ * cgroups ready, off the path of container creation (at SCHED_IDLE priority), and removes the
+ * cgroups of destroyed containers. Every namespace and cgroup serves one container only. Create
+ * and free it on the thread that creates containers; target is 1 to 64. */
+/* What ignisd keeps ready: half of a burst of spawns at the scaler's default max_spawning (32)
+ * at once, the other half made while the first half starts. */
+#define CONTAINER_STOCK_TARGET 16
+int container_stock_new(struct cg_manager *m, unsigned target, struct container_stock **ret,
+                        struct ig_error *err);
+/* Stops the thread, then removes what is ready or waiting for removal. Accepts NULL. Free it
+ * after the last container that used it was destroyed, before the cgroup manager. */
+void container_stock_free(struct container_stock *s);
+
+struct container_stock_stats {
+    uint64_t netns_taken, netns_missed;     /* containers that found one ready, or not */
+    uint64_t cgroups_taken, cgroups_missed; /* the same for cgroups */
+    uint64_t busy;                          /* found the stock's lock held: made their own */
+    uint64_t cgroups_removed;               /* by the thread, after destroy */
+    size_t netns_ready, cgroups_ready, cgroups_doomed; /* now */
+};
+void container_stock_stats(struct container_stock *s, struct container_stock_stats *ret);
 
 /* Creates the cgroup and starts the shim; returns at once. Setup goes on in the shim: watch
  * container_sync_fd, then call container_finish_spawn. On failure nothing is left. */
