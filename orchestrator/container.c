@@ -28,10 +28,10 @@
 struct container {
     char name[72];
     struct cg_group *group;
-    bool own_group;           /* made by container_spawn (or taken from stock), removed */
+    bool own_group;                /* made by container_spawn (or taken from stock), removed */
     struct container_stock *stock; /* removes own_group after destroy, when it can */
-    bool via_server;          /* pid is the container's pid 1, not a one-container shim */
-    struct cg_stats baseline; /* a borrowed group's counters at spawn */
+    bool via_server;               /* pid is the container's pid 1, not a one-container shim */
+    struct cg_stats baseline;      /* a borrowed group's counters at spawn */
     pid_t pid;
     int pidfd;
     int sync_fd;
@@ -304,7 +304,7 @@ struct container_stock {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stop;
-    bool failing; /* the last preparation failed: the thread waits a second before the next */
+    bool failing;   /* the last preparation failed: the thread waits a second before the next */
     int home_netns; /* the daemon's network namespace, where the thread returns after each */
     size_t n_netns;
     int netns[STOCK_TARGET_MAX];
@@ -352,8 +352,8 @@ static struct stock_class *stock_class_add(struct container_stock *s, const stru
 static void stock_failed(struct container_stock *s, const char *what, int code)
 {
     if (!s->failing)
-        log_warn("cannot prepare resources ahead; containers make their own", "what=%s error=\"%s\"",
-                 what, strerror(code));
+        log_warn("cannot prepare resources ahead; containers make their own",
+                 "what=%s error=\"%s\"", what, strerror(code));
     s->failing = true;
 }
 
@@ -398,8 +398,7 @@ static bool stock_step(struct container_stock *s)
         struct cg_group *g = NULL;
         struct ig_error err = {};
         char name[48];
-        snprintf(name, sizeof(name), "_stock-%d-%llu", (int)getpid(),
-                 (unsigned long long)++s->seq);
+        snprintf(name, sizeof(name), "_stock-%d-%llu", (int)getpid(), (unsigned long long)++s->seq);
         pthread_mutex_unlock(&s->lock);
         int r = cg_create(s->m, name, &limits, &g, &err);
         pthread_mutex_lock(&s->lock);

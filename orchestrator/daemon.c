@@ -229,7 +229,8 @@ void daemon_free(struct daemon *d)
     if (d->stock) {
         struct container_stock_stats st;
         container_stock_stats(d->stock, &st);
-        log_info("container stock", "netns_taken=%llu netns_missed=%llu cgroups_taken=%llu "
+        log_info("container stock",
+                 "netns_taken=%llu netns_missed=%llu cgroups_taken=%llu "
                  "cgroups_missed=%llu busy=%llu cgroups_removed=%llu",
                  (unsigned long long)st.netns_taken, (unsigned long long)st.netns_missed,
                  (unsigned long long)st.cgroups_taken, (unsigned long long)st.cgroups_missed,

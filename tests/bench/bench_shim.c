@@ -295,8 +295,8 @@ int main(int argc, char **argv)
     struct container_stock_stats st;
     for (int i = 0; i < 1000; i++) {
         container_stock_stats(stock, &st);
-        if (st.netns_ready == CONTAINER_STOCK_TARGET && st.cgroups_ready == CONTAINER_STOCK_TARGET &&
-            st.cgroups_doomed == 0)
+        if (st.netns_ready == CONTAINER_STOCK_TARGET &&
+            st.cgroups_ready == CONTAINER_STOCK_TARGET && st.cgroups_doomed == 0)
             break;
         usleep(10000);
     }

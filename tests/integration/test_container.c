@@ -412,8 +412,8 @@ static void wait_stock_ready(struct container_stock *s)
 /* Containers given a network namespace and a cgroup from the stock see exactly what a container
  * that made its own sees (only lo, up, with 127.0.0.1 and ::1, no traffic counted, no socket,
  * the same routes), although each container before it left a TCP connection behind (a reused
- * namespace would show it; inode numbers cannot tell, the kernel recycles them); the stock removes the cgroups of the containers that ended, and
- * freeing it leaves no cgroup (teardown checks). */
+ * namespace would show it; inode numbers cannot tell, the kernel recycles them); the stock removes
+ * the cgroups of the containers that ended, and freeing it leaves no cgroup (teardown checks). */
 static void test_stock_namespaces_pristine(void **state)
 {
     struct ig_error err = {};
