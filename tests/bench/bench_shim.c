@@ -67,7 +67,8 @@ static int bench_shim(struct tc_env *e, size_t n, int netns_fd, struct cg_group 
                                   .stderr_fd = null,
                                   .netns_fd = netns_fd,
                                   .group = group,
-                                  .stock = stock};
+                                  .stock = stock,
+                                  .stock_owner = "bench"};
     uint64_t start = now_usec();
     for (size_t i = 0; i < n; i++) {
         struct container *c;
@@ -296,7 +297,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 1000; i++) {
         container_stock_stats(stock, &st);
         if (st.netns_ready == CONTAINER_STOCK_TARGET &&
-            st.cgroups_ready == CONTAINER_STOCK_TARGET && st.cgroups_doomed == 0)
+            st.cgroups_ready == CONTAINER_STOCK_TARGET / 2 && st.cgroups_returned == 0)
             break;
         usleep(10000);
     }
@@ -307,11 +308,15 @@ int main(int argc, char **argv)
         return 1;
     }
     container_stock_stats(stock, &st);
-    printf("  from the stock (target %d): network namespaces %llu taken, %llu made in place; "
-           "cgroups %llu taken, %llu made in place; %llu found it busy\n",
+    printf("  from the stock (target %d): network namespaces %llu taken (%llu handed back and "
+           "reused, %llu closed), %llu made in place; cgroups %llu taken (%llu handed back and "
+           "reused), %llu made in place; %llu found it busy\n",
            CONTAINER_STOCK_TARGET, (unsigned long long)(st.netns_taken - before.netns_taken),
+           (unsigned long long)(st.netns_reused - before.netns_reused),
+           (unsigned long long)(st.netns_closed - before.netns_closed),
            (unsigned long long)(st.netns_missed - before.netns_missed),
            (unsigned long long)(st.cgroups_taken - before.cgroups_taken),
+           (unsigned long long)(st.cgroups_reused - before.cgroups_reused),
            (unsigned long long)(st.cgroups_missed - before.cgroups_missed),
            (unsigned long long)(st.busy - before.busy));
     container_stock_free(stock);
