@@ -230,11 +230,14 @@ void daemon_free(struct daemon *d)
         struct container_stock_stats st;
         container_stock_stats(d->stock, &st);
         log_info("container stock",
-                 "netns_taken=%llu netns_missed=%llu cgroups_taken=%llu "
-                 "cgroups_missed=%llu busy=%llu cgroups_removed=%llu",
+                 "netns_taken=%llu netns_missed=%llu netns_reused=%llu netns_closed=%llu "
+                 "cgroups_taken=%llu cgroups_missed=%llu cgroups_reused=%llu "
+                 "cgroups_removed=%llu busy=%llu",
                  (unsigned long long)st.netns_taken, (unsigned long long)st.netns_missed,
+                 (unsigned long long)st.netns_reused, (unsigned long long)st.netns_closed,
                  (unsigned long long)st.cgroups_taken, (unsigned long long)st.cgroups_missed,
-                 (unsigned long long)st.busy, (unsigned long long)st.cgroups_removed);
+                 (unsigned long long)st.cgroups_reused, (unsigned long long)st.cgroups_removed,
+                 (unsigned long long)st.busy);
         container_stock_free(d->stock);
     }
     container_shutdown();

@@ -1,9 +1,10 @@
 /* The resources ignisd prepares for its containers (container.h, "stock"): network namespaces
- * and cgroups made ahead, each given to one container only. Through a real ignisd: a fresh
- * container's namespace is pristine although the containers before it left traffic and sockets
- * behind; while the daemon runs its stock holds namespaces (as fds) and cgroups; after a stop
- * nothing of them is left; after a kill -9 the next start removes the cgroups the dead one had
- * prepared. */
+ * and cgroups made ahead, and taken back from ended containers for the same function's next one
+ * only while a namespace is as pristine as a fresh one. Through a real ignisd: a container's
+ * namespace is pristine although the containers before it (of the same function) left traffic
+ * and sockets behind; while the daemon runs its stock holds namespaces (as fds) and cgroups;
+ * after a stop nothing of them is left; after a kill -9 the next start removes the cgroups the
+ * dead one had prepared. */
 #include "harness.h"
 
 #include <cjson/cJSON.h>
@@ -78,10 +79,22 @@ static bool stock_has_cgroups(struct ignisd_proc *p, const char *prefix)
     return harness_count_cgroups(p, prefix) > 0;
 }
 
+/* Starts a daemon, pushes netview as fn and invokes it once (which teaches the stock the
+ * function's limits), then waits until the stock holds cgroups: named prefix, which is set. */
+static void start_with_stock(struct ignisd_proc *p, const char *fn, char prefix[64])
+{
+    assert_int_equal(harness_start(p, NULL), 0);
+    snprintf(prefix, 64, "c-_stock-%d-", (int)p->pid);
+    push_netview(p, fn);
+    cJSON_Delete(netview(p, fn));
+    assert_true(wait_for(stock_has_cgroups, p, prefix));
+}
+
 /* reuse: false, ten times in a row: each container sees only lo, up and running, nothing counted
- * on it, no socket of any kind, although each one before it connected over TCP (a socket in
- * TIME_WAIT stays for a minute), sent UDP and left a listener open until it ended. A reused
- * namespace would show all of that. */
+ * on it, no socket of any kind, although each one before it, of the same function, connected
+ * over TCP (a socket in TIME_WAIT stays for a minute), sent UDP and left a listener open until
+ * it ended. The stock takes each namespace back and must find it tainted: had it handed one
+ * on, the next container would see all of that. */
 static void test_fresh_namespace_pristine(void **state)
 {
     struct ignisd_proc p;
@@ -126,12 +139,8 @@ static void test_nothing_left_after_stop(void **state)
 {
     struct ignisd_proc p;
     char prefix[64];
-    assert_int_equal(harness_start(&p, NULL), 0);
-    snprintf(prefix, sizeof(prefix), "c-_stock-%d-", (int)p.pid);
-    push_netview(&p, "left");
-    cJSON_Delete(netview(&p, "left"));
+    start_with_stock(&p, "left", prefix);
     assert_true(wait_for(stock_has_netns, &p, NULL));
-    assert_true(wait_for(stock_has_cgroups, &p, prefix));
     assert_int_equal(harness_finish(&p), 0);
 }
 
@@ -141,11 +150,7 @@ static void test_restart_removes_stock_left_behind(void **state)
 {
     struct ignisd_proc p;
     char prefix[64];
-    assert_int_equal(harness_start(&p, NULL), 0);
-    snprintf(prefix, sizeof(prefix), "c-_stock-%d-", (int)p.pid);
-    push_netview(&p, "killed");
-    cJSON_Delete(netview(&p, "killed"));
-    assert_true(wait_for(stock_has_cgroups, &p, prefix));
+    start_with_stock(&p, "killed", prefix);
     kill(p.pid, SIGKILL);
     waitpid(p.pid, NULL, 0);
     p.pid = 0;
