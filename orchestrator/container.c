@@ -488,9 +488,10 @@ static bool netns_pristine(struct container_stock *s, int fd)
     char *state = netns_state();
     if (setns(s->home_netns, CLONE_NEWNET) < 0) {
         /* Never go on in a namespace a container had: stop preparing for good. */
+        int code = errno;
         free(state);
         pthread_mutex_lock(&s->lock);
-        stock_failed(s, "returning to the daemon's network namespace", errno);
+        stock_failed(s, "returning to the daemon's network namespace", code);
         s->stop = true;
         pthread_mutex_unlock(&s->lock);
         return false;
@@ -915,8 +916,9 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
     struct cg_group *stock_group = NULL;
     if (o->stock) {
         c->stock = o->stock;
-        snprintf(c->stock_owner, sizeof(c->stock_owner), "%s",
-                 o->stock_owner ? o->stock_owner : "");
+        /* An owner too long to keep whole gets nothing back: two such could collide. */
+        if (o->stock_owner && strlen(o->stock_owner) < sizeof(c->stock_owner))
+            snprintf(c->stock_owner, sizeof(c->stock_owner), "%s", o->stock_owner);
         c->limits = o->limits;
         stock_take(o->stock, netns_fd < 0, !o->group, c->stock_owner, &o->limits, &stock_netns,
                    &stock_group);

@@ -42,8 +42,9 @@ struct container_options {
      * when one is ready, instead of being made here; the cgroup goes back to the stock's thread
      * after destroy. NULL, or nothing ready: made here, as without. */
     struct container_stock *stock;
-    /* Whose container this is (ignisd: the function's name): a cgroup handed back is reused only
-     * for the same owner's containers with the same limits. NULL: never reused. */
+    /* Whose container this is (ignisd: the function's name): what it hands back is reused only
+     * for the same owner's containers with the same limits. NULL, or longer than 71
+     * characters: never reused. */
     const char *stock_owner;
 };
 
