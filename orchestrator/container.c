@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 
 #include "config.h"
+#include "log.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3 /* linux/wait.h, 5.4+; glibc 2.36's sys/wait.h lacks it */
@@ -27,7 +28,11 @@
 struct container {
     char name[72];
     struct cg_group *group;
-    bool own_group;           /* made by container_spawn, removed by destroy */
+    bool own_group;                /* made by container_spawn (or taken from stock), removed */
+    struct container_stock *stock; /* takes own_group back after destroy, when it can */
+    char stock_owner[72];
+    struct cg_limits limits;
+    int stock_netns;          /* from the stock, kept to hand back with the cgroup; or -1 */
     bool via_server;          /* pid is the container's pid 1, not a one-container shim */
     struct cg_stats baseline; /* a borrowed group's counters at spawn */
     pid_t pid;
@@ -232,27 +237,32 @@ static pid_t spawn_child(int cgroup_fd, const char *shim, const char *arg, const
     return (pid_t)pid;
 }
 
+/* Moves the calling thread into a new network namespace with loopback up and returns an nsfs
+ * fd of it (close-on-exec), or -errno. A network namespace belongs to the task, so a thread can
+ * make one and hand its fd on without touching the other threads', and without a process to
+ * keep alive. */
+static int netns_make_here(void)
+{
+    struct ifreq ifr = {.ifr_name = "lo"};
+    int fd = -1, r = 0;
+    if (unshare(CLONE_NEWNET) < 0)
+        return -errno;
+    _cleanup_close_ int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &ifr) < 0 ||
+        (ifr.ifr_flags |= IFF_UP | IFF_RUNNING, ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) ||
+        (fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
+        r = -errno;
+    return r < 0 ? r : fd;
+}
+
 struct netns_thread {
     int fd;
-    int error;
 };
 
-/* A network namespace belongs to the task, so a short-lived thread can make one and hand its
- * nsfs fd back without touching the calling thread's, and without a process to keep alive. */
 static void *netns_thread(void *userdata)
 {
     struct netns_thread *t = userdata;
-    struct ifreq ifr = {.ifr_name = "lo"};
-    int sock = -1;
-
-    t->fd = -1;
-    if (unshare(CLONE_NEWNET) < 0 || (sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
-        ioctl(sock, SIOCGIFFLAGS, &ifr) < 0 ||
-        (ifr.ifr_flags |= IFF_UP | IFF_RUNNING, ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) ||
-        (t->fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
-        t->error = errno;
-    if (sock >= 0)
-        close(sock);
+    t->fd = netns_make_here();
     return NULL;
 }
 
@@ -265,8 +275,482 @@ int container_netns_new(struct ig_error *err)
         return ig_error_set(err, r, "creating a thread: %s", strerror(r));
     pthread_join(thread, NULL);
     if (t.fd < 0)
-        return ig_error_set(err, t.error, "creating a network namespace: %s", strerror(t.error));
+        return ig_error_set(err, -t.fd, "creating a network namespace: %s", strerror(-t.fd));
     return t.fd;
+}
+
+/* ---- The stock of prepared resources ----
+ *
+ * One thread per stock keeps resources ready for the containers to come, so that neither making
+ * nor removing them is on the path of a container's creation:
+ *
+ * - network namespaces, made fresh; one a container of an owner (a function) handed back is
+ *   reused for that owner's next container only if nothing of what an unprivileged process can
+ *   see of a namespace differs from a fresh one (netns_pristine), else closed: a container
+ *   that used the network (sockets in TIME_WAIT, counters moved) leaves nothing to another;
+ * - cgroups, per owner (a function) and limits: made fresh, and handed back when a container of
+ *   that owner ended (it is then checked empty and reused for the owner's next container, or
+ *   removed). A cgroup holds nothing its processes can see from inside (the container has no
+ *   cgroupfs); what carries over, its cumulative counters and the page cache charged to it, is
+ *   the controller's to read as deltas (container_poll_exit, the accountant) and reclaimable.
+ *
+ * The loop thread only ever trylocks: while the stock's thread holds the lock, a container makes
+ * its own, as without a stock. */
+
+#define STOCK_CLASSES    16   /* (owner, limits) pairs with cgroups kept; the least recent goes */
+#define STOCK_TARGET_MAX 64   /* of each kind */
+#define STOCK_BACKLOG    1024 /* cgroups handed back and not yet looked at; past it, removed */
+
+struct stock_class {
+    char owner[72];
+    struct cg_limits limits;
+    bool active;
+    uint64_t last_used; /* the stock's take counter at the last take, for eviction */
+    size_t n;
+    struct cg_group *ready[STOCK_TARGET_MAX];
+    size_t n_netns; /* namespaces the owner's containers handed back, checked pristine */
+    int netns[STOCK_TARGET_MAX];
+};
+
+/* A cgroup handed back: to reuse for its class when still wanted, else to remove. */
+struct stock_returned {
+    struct cg_group *group; /* or NULL */
+    int netns;              /* or -1 */
+    char owner[72];         /* "": never reused */
+    struct cg_limits limits;
+};
+
+struct container_stock {
+    struct cg_manager *m;
+    unsigned target;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool stop;
+    bool failing;    /* the last preparation failed: the thread waits a second before the next */
+    int home_netns;  /* the daemon's network namespace, where the thread returns after each */
+    char *reference; /* netns_state() of the first namespace it made, fresh */
+    size_t n_netns;
+    int netns[STOCK_TARGET_MAX];
+    struct stock_class classes[STOCK_CLASSES];
+    uint64_t takes, seq;
+    size_t n_returned;
+    struct stock_returned returned[STOCK_BACKLOG];
+    struct container_stock_stats stats;
+    atomic_uint_fast64_t busy; /* takes that found the lock held */
+};
+
+static bool limits_equal(const struct cg_limits *a, const struct cg_limits *b)
+{
+    return a->memory_bytes == b->memory_bytes && a->cpu_millis == b->cpu_millis &&
+           a->pids_max == b->pids_max;
+}
+
+static struct stock_class *stock_class_find(struct container_stock *s, const char *owner,
+                                            const struct cg_limits *l)
+{
+    for (size_t i = 0; i < STOCK_CLASSES; i++)
+        if (s->classes[i].active && streq(s->classes[i].owner, owner) &&
+            limits_equal(&s->classes[i].limits, l))
+            return &s->classes[i];
+    return NULL;
+}
+
+/* Queues g and netns for the thread: reuse or removal. false when the backlog is full. */
+static bool stock_queue(struct container_stock *s, struct cg_group *g, int netns, const char *owner,
+                        const struct cg_limits *l)
+{
+    if (s->n_returned >= STOCK_BACKLOG)
+        return false;
+    struct stock_returned *r = &s->returned[s->n_returned++];
+    r->group = g;
+    r->netns = netns;
+    snprintf(r->owner, sizeof(r->owner), "%s", owner);
+    r->limits = *l;
+    return true;
+}
+
+/* A class for a new (owner, limits), in a free slot or in place of the least recently used one,
+ * whose ready cgroups go to be removed. NULL when there is no room to queue them now. */
+static struct stock_class *stock_class_add(struct container_stock *s, const char *owner,
+                                           const struct cg_limits *l)
+{
+    struct stock_class *k = &s->classes[0];
+    for (size_t i = 0; i < STOCK_CLASSES && k->active; i++)
+        if (!s->classes[i].active || s->classes[i].last_used < k->last_used)
+            k = &s->classes[i];
+    if (k->active) {
+        if (s->n_returned + k->n > STOCK_BACKLOG)
+            return NULL;
+        while (k->n > 0)
+            stock_queue(s, k->ready[--k->n], -1, "", &k->limits);
+        while (k->n_netns > 0)
+            close(k->netns[--k->n_netns]);
+    }
+    *k = (struct stock_class){.limits = *l, .active = true};
+    snprintf(k->owner, sizeof(k->owner), "%s", owner);
+    return k;
+}
+
+/* Called with the lock held; returns with it held. */
+static void stock_failed(struct container_stock *s, const char *what, int code)
+{
+    if (!s->failing)
+        log_warn("cannot prepare resources ahead; containers make their own",
+                 "what=%s error=\"%s\"", what, strerror(code));
+    s->failing = true;
+}
+
+/* Whether no process is left in the group, in any hierarchy. */
+static bool group_empty(const struct cg_group *g)
+{
+    for (const char *const *p = cg_group_paths(g); p && *p; p++) {
+        char path[PATH_MAX];
+        _cleanup_free_ char *text = NULL;
+        snprintf(path, sizeof(path), "%s/cgroup.procs", *p);
+        if (read_file(path, 4096, &text, NULL) < 0 || text[0] != '\0')
+            return false;
+    }
+    return true;
+}
+
+/* Appends /proc/net/sockstat{,6} text to *all without the figures that are not the namespace's
+ * own (orphan, alloc, mem: the protocols' global counts), keeping the sockets in use and in
+ * TIME_WAIT per protocol. */
+static void sockstat_own(const char *text, char *out)
+{
+    bool skip = false;
+    for (const char *p = text; *p;) {
+        size_t n = strcspn(p, " \n");
+        if (!skip && n > 0 &&
+            ((n == 6 && !strncmp(p, "orphan", 6)) || (n == 5 && !strncmp(p, "alloc", 5)) ||
+             (n == 3 && !strncmp(p, "mem", 3)))) {
+            skip = true; /* the word and its figure */
+        } else if (skip) {
+            skip = false;
+        } else {
+            memcpy(out, p, n);
+            out += n;
+            *out++ = p[n] ? p[n] : '\n';
+        }
+        p += n + (p[n] ? 1 : 0);
+    }
+    *out = '\0';
+}
+
+/* A network namespace's state as a process without privileges can see it (the calling thread's
+ * namespace, /proc/thread-self/net): interfaces and their counters, the protocols' counters
+ * (snmp, netstat: every connection, datagram and error counts there), the sockets in use and in
+ * TIME_WAIT (sockstat), the UDP, raw, unix and packet socket tables, addresses, routes, ARP and
+ * multicast memberships, IPv6 flow labels. Not the TCP tables: reading them walks the host's
+ * whole TCP hash (4 ms here); sockstat and the counters tell the same. A container cannot change
+ * anything else (interfaces, addresses, routes, sysctls, rules) without CAP_NET_ADMIN, which it
+ * never has. NULL on failure. */
+static char *netns_state(void)
+{
+    static const char *const files[] = {
+        "dev",        "snmp",     "snmp6",     "netstat",   "sockstat",      "sockstat6",
+        "udp",        "udp6",     "udplite",   "udplite6",  "raw",           "raw6",
+        "unix",       "packet",   "icmp",      "icmp6",     "if_inet6",      "igmp",
+        "igmp6",      "mcfilter", "mcfilter6", "anycast6",  "dev_mcast",     "route",
+        "ipv6_route", "fib_trie", "arp",       "rt6_stats", "ip6_flowlabel",
+    };
+    char *all = NULL;
+    size_t cap = 0, len = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+        char path[64];
+        _cleanup_free_ char *text = NULL;
+        size_t n = 0;
+        snprintf(path, sizeof(path), "/proc/thread-self/net/%s", files[i]);
+        int r = read_file(path, 1 << 20, &text, &n);
+        if (r == -ENOENT) /* not built into this kernel: the same for every namespace */
+            continue;
+        if (r < 0 || grow_buffer(&all, &cap, len + strlen(files[i]) + n + 4) < 0) {
+            free(all);
+            return NULL;
+        }
+        len += (size_t)sprintf(all + len, "%s:\n", files[i]);
+        if (startswith(files[i], "sockstat"))
+            sockstat_own(text, all + len);
+        else
+            memcpy(all + len, text, n + 1);
+        len += strlen(all + len);
+    }
+    return all;
+}
+
+/* Whether the namespace fd is indistinguishable from a fresh one (its state is the reference,
+ * taken from a namespace the thread just made). Without the lock. */
+static bool netns_pristine(struct container_stock *s, int fd)
+{
+    if (!s->reference || setns(fd, CLONE_NEWNET) < 0)
+        return false;
+    char *state = netns_state();
+    if (setns(s->home_netns, CLONE_NEWNET) < 0) {
+        /* Never go on in a namespace a container had: stop preparing for good. */
+        int code = errno;
+        free(state);
+        pthread_mutex_lock(&s->lock);
+        stock_failed(s, "returning to the daemon's network namespace", code);
+        s->stop = true;
+        pthread_mutex_unlock(&s->lock);
+        return false;
+    }
+    bool same = state && streq(state, s->reference);
+    free(state);
+    return same;
+}
+
+/* Without the lock: removes g, or keeps it if it is empty; true if kept. */
+static bool stock_keep_or_remove(struct cg_group *g, bool want)
+{
+    if (want && group_empty(g))
+        return true;
+    cg_destroy(g, NULL); /* logs what it leaves behind */
+    return false;
+}
+
+/* One step of the thread's work, with the lock held (dropped while working): false when there
+ * is nothing to do. Handed-back cgroups come first (reusing one saves making one), then
+ * namespaces (the larger saving), then new cgroups. */
+static bool stock_step(struct container_stock *s)
+{
+    if (s->n_returned > 0) {
+        struct stock_returned r = s->returned[--s->n_returned];
+        struct stock_class *k = r.owner[0] ? stock_class_find(s, r.owner, &r.limits) : NULL;
+        bool want_group = r.group && k && k->n < s->target;
+        bool want_netns = r.netns >= 0 && k && k->n_netns < s->target;
+        pthread_mutex_unlock(&s->lock);
+        bool kept = r.group && stock_keep_or_remove(r.group, want_group);
+        if (want_netns && !netns_pristine(s, r.netns))
+            want_netns = false;
+        pthread_mutex_lock(&s->lock);
+        /* The class may have gone or filled while the lock was dropped. */
+        k = r.owner[0] ? stock_class_find(s, r.owner, &r.limits) : NULL;
+        if (kept && k && k->n < s->target) {
+            k->ready[k->n++] = r.group;
+            s->stats.cgroups_reused++;
+        } else if (kept) {
+            stock_queue(s, r.group, -1, "", &r.limits); /* room: it was just taken off */
+        } else if (r.group) {
+            s->stats.cgroups_removed++;
+        }
+        if (want_netns && k && k->n_netns < s->target) {
+            k->netns[k->n_netns++] = r.netns;
+            s->stats.netns_reused++;
+        } else if (r.netns >= 0) {
+            close(r.netns); /* the kernel tears it down later, in a worker */
+            s->stats.netns_closed++;
+        }
+        return true;
+    }
+    if (s->failing)
+        return false;
+    if (s->n_netns < s->target) {
+        bool want_reference = !s->reference;
+        pthread_mutex_unlock(&s->lock);
+        int fd = netns_make_here();
+        char *reference = fd >= 0 && want_reference ? netns_state() : NULL;
+        /* Back home, so that the container is the namespace's last user. */
+        int r = setns(s->home_netns, CLONE_NEWNET) < 0 ? -errno : 0;
+        pthread_mutex_lock(&s->lock);
+        if (r < 0) {
+            /* Never go on in a namespace a container gets: stop preparing for good. */
+            if (fd >= 0)
+                close(fd);
+            stock_failed(s, "returning to the daemon's network namespace", -r);
+            s->stop = true;
+        } else if (fd < 0)
+            stock_failed(s, "network namespace", -fd);
+        else
+            s->netns[s->n_netns++] = fd;
+        if (reference && !s->reference)
+            s->reference = TAKE_PTR(reference);
+        free(reference);
+        return true;
+    }
+    /* New cgroups only up to half the target: in a steady stream of containers the ones handed
+     * back fill the rest, and making one that a container about to end makes unnecessary would
+     * cost a removal too. */
+    for (size_t i = 0; i < STOCK_CLASSES; i++) {
+        struct stock_class *k = &s->classes[i];
+        if (!k->active || k->n >= (s->target + 1) / 2)
+            continue;
+        char owner[sizeof(k->owner)];
+        memcpy(owner, k->owner, sizeof(owner));
+        struct cg_limits limits = k->limits;
+        struct cg_group *g = NULL;
+        struct ig_error err = {};
+        char name[48];
+        snprintf(name, sizeof(name), "_stock-%d-%llu", (int)getpid(), (unsigned long long)++s->seq);
+        pthread_mutex_unlock(&s->lock);
+        int r = cg_create(s->m, name, &limits, &g, &err);
+        pthread_mutex_lock(&s->lock);
+        if (r < 0) {
+            stock_failed(s, "cgroup", -r);
+            return true;
+        }
+        k = stock_class_find(s, owner, &limits);
+        if (k && k->n < s->target) {
+            k->ready[k->n++] = g;
+        } else {
+            pthread_mutex_unlock(&s->lock);
+            cg_destroy(g, NULL);
+            pthread_mutex_lock(&s->lock);
+        }
+        return true;
+    }
+    return false;
+}
+
+static void *stock_thread(void *userdata)
+{
+    struct container_stock *s = userdata;
+    /* At the default priority, not SCHED_IDLE: the thread holds kernel locks the containers'
+     * creation also takes (cgroup_mutex while it makes a cgroup, rtnl while it registers lo),
+     * and a thread that gets no CPU while holding one would stall them. */
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop) {
+        if (stock_step(s))
+            continue;
+        if (s->failing) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&s->wake, &s->lock, &until);
+            s->failing = false;
+        } else
+            pthread_cond_wait(&s->wake, &s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+int container_stock_new(struct cg_manager *m, unsigned target, struct container_stock **ret,
+                        struct ig_error *err)
+{
+    if (target == 0 || target > STOCK_TARGET_MAX)
+        return ig_error_set(err, EINVAL, "a stock holds 1 to %d of each resource, not %u",
+                            STOCK_TARGET_MAX, target);
+    struct container_stock *s = calloc(1, sizeof(*s));
+    if (!s)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    s->m = m;
+    s->target = target;
+    s->home_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (s->home_netns < 0) {
+        int r = ig_error_set(err, errno, "/proc/self/ns/net: %s", strerror(errno));
+        free(s);
+        return r;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    int r = pthread_create(&s->thread, NULL, stock_thread, s);
+    if (r != 0) {
+        close(s->home_netns);
+        free(s);
+        return ig_error_set(err, r, "creating the stock's thread: %s", strerror(r));
+    }
+    *ret = s;
+    return 0;
+}
+
+void container_stock_free(struct container_stock *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stop = true;
+    pthread_mutex_unlock(&s->lock);
+    pthread_cond_signal(&s->wake);
+    pthread_join(s->thread, NULL);
+    for (size_t i = 0; i < s->n_returned; i++) {
+        cg_destroy(s->returned[i].group, NULL);
+        if (s->returned[i].netns >= 0)
+            close(s->returned[i].netns);
+    }
+    for (size_t i = 0; i < STOCK_CLASSES; i++) {
+        for (size_t j = 0; j < s->classes[i].n; j++)
+            cg_destroy(s->classes[i].ready[j], NULL);
+        for (size_t j = 0; j < s->classes[i].n_netns; j++)
+            close(s->classes[i].netns[j]);
+    }
+    free(s->reference);
+    for (size_t i = 0; i < s->n_netns; i++)
+        close(s->netns[i]);
+    close(s->home_netns);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+void container_stock_stats(struct container_stock *s, struct container_stock_stats *ret)
+{
+    pthread_mutex_lock(&s->lock);
+    *ret = s->stats;
+    ret->netns_ready = s->n_netns;
+    ret->cgroups_ready = 0;
+    for (size_t i = 0; i < STOCK_CLASSES; i++)
+        ret->cgroups_ready += s->classes[i].n;
+    ret->cgroups_returned = s->n_returned;
+    pthread_mutex_unlock(&s->lock);
+    ret->busy = atomic_load(&s->busy);
+}
+
+/* What the stock has ready for one container: a network namespace (*ret_netns, else -1) when
+ * want_netns, a cgroup of owner's with these limits (*ret_group, else NULL) when want_group; the
+ * (owner, limits) pair is remembered so that the thread prepares cgroups for its next container. */
+static void stock_take(struct container_stock *s, bool want_netns, bool want_group,
+                       const char *owner, const struct cg_limits *l, int *ret_netns,
+                       struct cg_group **ret_group)
+{
+    *ret_netns = -1;
+    *ret_group = NULL;
+    if (pthread_mutex_trylock(&s->lock) != 0) {
+        atomic_fetch_add(&s->busy, 1);
+        return;
+    }
+    struct stock_class *k = stock_class_find(s, owner, l);
+    if (!k)
+        k = stock_class_add(s, owner, l);
+    if (k)
+        k->last_used = ++s->takes;
+    if (want_netns) {
+        /* One the owner handed back first: a fresh one costs a teardown later. */
+        if (k && k->n_netns > 0)
+            *ret_netns = k->netns[--k->n_netns];
+        else if (s->n_netns > 0)
+            *ret_netns = s->netns[--s->n_netns];
+        if (*ret_netns >= 0)
+            s->stats.netns_taken++;
+        else
+            s->stats.netns_missed++;
+    }
+    if (want_group) {
+        if (k && k->n > 0)
+            *ret_group = k->ready[--k->n];
+        if (*ret_group)
+            s->stats.cgroups_taken++;
+        else
+            s->stats.cgroups_missed++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    pthread_cond_signal(&s->wake);
+}
+
+/* Hands the cgroup (or NULL) and network namespace (or -1) of a container that ended (and was
+ * reaped) to the thread, to reuse for owner's next container ("": never) or remove; false when
+ * the stock cannot take them now (the caller removes them). */
+static bool stock_return(struct container_stock *s, struct cg_group *g, int netns,
+                         const char *owner, const struct cg_limits *l)
+{
+    if (pthread_mutex_trylock(&s->lock) != 0)
+        return false;
+    bool taken = !s->stop && stock_queue(s, g, netns, owner, l);
+    pthread_mutex_unlock(&s->lock);
+    if (taken)
+        pthread_cond_signal(&s->wake);
+    return taken;
 }
 
 /* The container factory (ignis-shim --server): exec'd once, it clones each container's pid 1
@@ -400,6 +884,7 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
 {
     int child[CHILD_N] = {-1, -1, -1, -1, -1, -1, -1};
     int pipe_fds[2], r;
+    _cleanup_close_ int stock_netns = -1; /* the container's processes keep it alive */
     _cleanup_free_ char *text = NULL;
 
     const char *shim = container_shim_path();
@@ -411,7 +896,7 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
     struct container *c = calloc(1, sizeof(*c));
     if (!c)
         return ig_error_set(err, ENOMEM, "out of memory");
-    c->pidfd = c->sync_fd = c->runtime_fd = c->stdout_fd = c->stderr_fd = -1;
+    c->pidfd = c->sync_fd = c->runtime_fd = c->stdout_fd = c->stderr_fd = c->stock_netns = -1;
     c->pid = -1;
     if (o->name) {
         if (!valid_name(o->name)) {
@@ -427,9 +912,32 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
                  (unsigned)atomic_fetch_add(&name_counter, 1));
     }
 
+    int netns_fd = o->netns_fd > 0 ? o->netns_fd : -1;
+    struct cg_group *stock_group = NULL;
+    if (o->stock) {
+        c->stock = o->stock;
+        /* An owner too long to keep whole gets nothing back: two such could collide. */
+        if (o->stock_owner && strlen(o->stock_owner) < sizeof(c->stock_owner))
+            snprintf(c->stock_owner, sizeof(c->stock_owner), "%s", o->stock_owner);
+        c->limits = o->limits;
+        stock_take(o->stock, netns_fd < 0, !o->group, c->stock_owner, &o->limits, &stock_netns,
+                   &stock_group);
+        if (stock_netns >= 0)
+            netns_fd = stock_netns;
+        /* An owner's namespace may go back to the stock after the container (the stock checks
+         * it); without an owner it is this container's only. */
+        if (stock_netns >= 0 && c->stock_owner[0])
+            c->stock_netns = TAKE_FD(stock_netns);
+    }
     if (o->group) {
         c->group = o->group;
         /* Counters are cumulative: remember where this container starts. */
+        cg_reset_peak(c->group);
+        cg_read_stats(c->group, &c->baseline);
+    } else if (stock_group) {
+        c->group = stock_group;
+        c->own_group = true;
+        /* A reused one has counted its owner's earlier containers. */
         cg_reset_peak(c->group);
         cg_read_stats(c->group, &c->baseline);
     } else {
@@ -449,12 +957,12 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
     if (spec.cgroups && !spec.cgroups[0])
         spec.cgroups = NULL;
     char netns_path[32];
-    if (o->netns_fd > 0) {
+    if (netns_fd >= 0) {
         /* The server gets the fd itself; the one-container shim finds it on fd 6. */
         snprintf(netns_path, sizeof(netns_path), "/proc/self/fd/%d", SHIM_FD_NETNS);
         if (!c->via_server)
             spec.netns = netns_path;
-        if ((child[CHILD_NETNS] = fcntl(o->netns_fd, F_DUPFD_CLOEXEC, 10)) < 0) {
+        if ((child[CHILD_NETNS] = fcntl(netns_fd, F_DUPFD_CLOEXEC, 10)) < 0) {
             r = ig_error_set(err, errno, "dup: %s", strerror(errno));
             goto fail;
         }
@@ -741,11 +1249,21 @@ int container_destroy(struct container *c, struct ig_error *err)
                 r = ig_error_set(err, -q, "reaping container %s: %s", c->name, strerror(-q));
         }
     }
-    if (c->group && c->own_group) {
-        q = cg_destroy(c->group, err);
+    /* The stock's thread removes the cgroup (a few writes and an rmdir, with retries while the
+     * kernel finishes with the last processes) off the caller's path; its failures are
+     * logged there. */
+    struct cg_group *own = c->own_group ? c->group : NULL;
+    if (c->stock && (own || c->stock_netns >= 0) &&
+        stock_return(c->stock, own, c->stock_netns, c->stock_owner, &c->limits)) {
+        own = NULL;
+        c->stock_netns = -1;
+    }
+    if (own) {
+        q = cg_destroy(own, err);
         if (q < 0 && r == 0)
             r = q;
     }
+    close_fd(&c->stock_netns);
     c->group = NULL;
     close_fd(&c->pidfd);
     close_fd(&c->sync_fd);

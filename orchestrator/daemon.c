@@ -222,6 +222,13 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = dispatch_new(d->loop, d->store, d->journal, d->cgroups, &dopts, &d->dispatch, err);
     if (r < 0)
         goto fail;
+    /* Made here, on the loop's thread, which also makes the containers. */
+    if (geteuid() == 0) {
+        r = container_stock_new(d->cgroups, CONTAINER_STOCK_TARGET, &d->stock, err);
+        if (r < 0)
+            goto fail;
+        d->dispatch->stock = d->stock;
+    }
     dispatch_attach_registry(d->dispatch, d->registry);
     struct sink_options sopts;
     sink_options_defaults(&sopts);
@@ -298,7 +305,22 @@ void daemon_free(struct daemon *d)
     loop_free(d->loop);
     auth_free(d->auth);
     store_free(d->store);
-    /* The container server is a process in the daemon's leaf: it goes before the subtree. */
+    /* Every container is gone: what the stock holds goes, then the container server (a
+     * process in the daemon's leaf), both before the subtree. */
+    if (d->stock) {
+        struct container_stock_stats st;
+        container_stock_stats(d->stock, &st);
+        log_info("container stock",
+                 "netns_taken=%llu netns_missed=%llu netns_reused=%llu netns_closed=%llu "
+                 "cgroups_taken=%llu cgroups_missed=%llu cgroups_reused=%llu "
+                 "cgroups_removed=%llu busy=%llu",
+                 (unsigned long long)st.netns_taken, (unsigned long long)st.netns_missed,
+                 (unsigned long long)st.netns_reused, (unsigned long long)st.netns_closed,
+                 (unsigned long long)st.cgroups_taken, (unsigned long long)st.cgroups_missed,
+                 (unsigned long long)st.cgroups_reused, (unsigned long long)st.cgroups_removed,
+                 (unsigned long long)st.busy);
+        container_stock_free(d->stock);
+    }
     container_shutdown();
     cg_manager_free(d->cgroups);
     free(d);

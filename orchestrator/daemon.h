@@ -34,6 +34,9 @@ struct daemon {
     bool stopping;
     /* The daemon's cgroup subtree; the null backend where there is none to use. */
     struct cg_manager *cgroups;
+    /* Network namespaces and cgroups made ahead for the pool's containers (container.h); NULL
+     * when the daemon cannot make containers (not root). */
+    struct container_stock *stock;
 };
 
 /* Sets up the state dir, the cgroup subtree, the store and the API. On failure err names the

@@ -125,6 +125,7 @@ struct dispatch {
     struct store *store;
     struct journal *journal;
     struct cg_manager *cg;
+    struct container_stock *stock; /* the pool's containers take from it; may be NULL */
     struct dispatch_options opts;
     struct fn *fns;
     bool stopping;

@@ -441,6 +441,8 @@ int pool_spawn(struct fn *fn, struct ig_error *err)
                    .pids_max = 1024},
         .stdout_fd = -1,
         .stderr_fd = -1,
+        .stock = d->stock,
+        .stock_owner = fn->name, /* cgroups are reused within a function, never across */
     };
     w->spawned_us = now_usec();
     /* Setup goes on in the shim while we return to the loop: the runtime's READY frame (or EOF

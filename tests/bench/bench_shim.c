@@ -51,9 +51,10 @@ static const struct cg_limits limits = {
 static const char *label_override;
 
 /* netns_fd > 0: every container joins that network namespace instead of making its own;
- * group: every container runs in that cgroup instead of a new one. */
-static int bench_shim(struct tc_env *e, size_t n, int netns_fd, struct cg_group *group, bool quiet,
-                      struct figures *ret)
+ * group: every container runs in that cgroup instead of a new one; stock: each takes a
+ * namespace and a cgroup made ahead, when one is ready, as ignisd's pool does. */
+static int bench_shim(struct tc_env *e, size_t n, int netns_fd, struct cg_group *group,
+                      struct container_stock *stock, bool quiet, struct figures *ret)
 {
     uint64_t *lat = calloc(n, sizeof(uint64_t)), phase[3] = {0, 0, 0};
     struct container_spec spec;
@@ -65,7 +66,9 @@ static int bench_shim(struct tc_env *e, size_t n, int netns_fd, struct cg_group 
                                   .stdout_fd = null,
                                   .stderr_fd = null,
                                   .netns_fd = netns_fd,
-                                  .group = group};
+                                  .group = group,
+                                  .stock = stock,
+                                  .stock_owner = "bench"};
     uint64_t start = now_usec();
     for (size_t i = 0; i < n; i++) {
         struct container *c;
@@ -95,9 +98,10 @@ static int bench_shim(struct tc_env *e, size_t n, int netns_fd, struct cg_group 
     *ret = summarize(lat, n, now_usec() - start);
     if (quiet)
         goto out;
-    const char *label = group          ? "ignis-shim, netns and cgroup reused"
+    const char *label = stock          ? "ignis-shim, prepared (as the pool)"
+                        : group        ? "ignis-shim, netns and cgroup reused"
                         : netns_fd > 0 ? "ignis-shim, network namespace reused"
-                                       : "ignis-shim create->exit->destroy";
+                                       : "ignis-shim, fresh (made in place)";
     print_figures(label_override ? label_override : label, n, *ret);
     printf("  mean phases: create (cgroup, shim, namespaces, root, exec) %.3f ms, run to exit "
            "%.3f ms, destroy %.3f ms\n",
@@ -124,6 +128,16 @@ static void bench_parts(struct tc_env *e, size_t n)
         lat[i] = now_usec() - t0;
     }
     print_figures("  part: cgroup create+destroy", n, summarize(lat, n, now_usec() - start));
+    start = now_usec();
+    for (size_t i = 0; i < n; i++) {
+        uint64_t t0 = now_usec();
+        int fd = container_netns_new(NULL);
+        if (fd < 0)
+            return;
+        lat[i] = now_usec() - t0;
+        close(fd); /* the kernel's cleanup_net runs later, in a worker: not in this figure */
+    }
+    print_figures("  part: network namespace, lo up", n, summarize(lat, n, now_usec() - start));
 
     static const struct {
         const char *what;
@@ -264,26 +278,60 @@ int main(int argc, char **argv)
     printf("ignis shim benchmark: %zu containers, cgroup mode %s, shim %s\n", n,
            cg_mode_name(cg_manager_mode(e.m)), container_shim_path());
     /* A few to warm the page cache and the kernel's caches; not counted. */
-    struct figures reused, reused2;
+    struct figures prepared, reused, reused2, exec_each;
     struct ig_error err = {};
     struct cg_group *group = NULL;
+    struct container_stock *stock = NULL;
     int netns = container_netns_new(&err);
     if (netns < 0 || cg_create(e.m, "bench-reused", &limits, &group, &err) < 0 ||
-        bench_shim(&e, 20, -1, NULL, true, &shim) < 0 ||
-        bench_shim(&e, n, -1, NULL, false, &shim) < 0 ||
-        bench_shim(&e, n, netns, NULL, false, &reused) < 0 ||
-        bench_shim(&e, n, netns, group, false, &reused2) < 0) {
+        container_stock_new(e.m, CONTAINER_STOCK_TARGET, &stock, &err) < 0 ||
+        bench_shim(&e, 20, -1, NULL, NULL, true, &shim) < 0) {
         fprintf(stderr, "bench: %s\n", err.message);
+        tc_env_teardown(&e);
+        return 1;
+    }
+    /* The controller's path: the stock is full when work arrives after idle time (one take
+     * teaches it the limits), then refills on idle CPU while the containers run. */
+    bench_shim(&e, 1, -1, NULL, stock, true, &prepared);
+    struct container_stock_stats st;
+    for (int i = 0; i < 1000; i++) {
+        container_stock_stats(stock, &st);
+        if (st.netns_ready == CONTAINER_STOCK_TARGET &&
+            st.cgroups_ready == CONTAINER_STOCK_TARGET / 2 && st.cgroups_returned == 0)
+            break;
+        usleep(10000);
+    }
+    struct container_stock_stats before;
+    container_stock_stats(stock, &before);
+    if (bench_shim(&e, n, -1, NULL, stock, false, &prepared) < 0) {
+        tc_env_teardown(&e);
+        return 1;
+    }
+    container_stock_stats(stock, &st);
+    printf("  from the stock (target %d): network namespaces %llu taken (%llu handed back and "
+           "reused, %llu closed), %llu made in place; cgroups %llu taken (%llu handed back and "
+           "reused), %llu made in place; %llu found it busy\n",
+           CONTAINER_STOCK_TARGET, (unsigned long long)(st.netns_taken - before.netns_taken),
+           (unsigned long long)(st.netns_reused - before.netns_reused),
+           (unsigned long long)(st.netns_closed - before.netns_closed),
+           (unsigned long long)(st.netns_missed - before.netns_missed),
+           (unsigned long long)(st.cgroups_taken - before.cgroups_taken),
+           (unsigned long long)(st.cgroups_reused - before.cgroups_reused),
+           (unsigned long long)(st.cgroups_missed - before.cgroups_missed),
+           (unsigned long long)(st.busy - before.busy));
+    container_stock_free(stock);
+    if (bench_shim(&e, n, -1, NULL, NULL, false, &shim) < 0 ||
+        bench_shim(&e, n, netns, NULL, NULL, false, &reused) < 0 ||
+        bench_shim(&e, n, netns, group, NULL, false, &reused2) < 0) {
         tc_env_teardown(&e);
         return 1;
     }
     cg_destroy(group, NULL);
     close(netns);
     /* The same with a one-container ignis-shim exec'd per container instead of the server. */
-    struct figures exec_each;
     container_use_server(false);
     label_override = "ignis-shim exec'd per container";
-    if (bench_shim(&e, n, -1, NULL, false, &exec_each) < 0) {
+    if (bench_shim(&e, n, -1, NULL, NULL, false, &exec_each) < 0) {
         tc_env_teardown(&e);
         return 1;
     }
@@ -293,12 +341,13 @@ int main(int argc, char **argv)
     int status = 0;
     if (n_runc > 0 && run_cmd((char *[]){"runc", "--version", NULL}, true) == 0) {
         if (bench_runc(&e, n_runc, &runc) == 0) {
-            printf("ratio: ignis-shim %.1fx runc's rate (p50 %.1fx lower)\n",
-                   shim.per_sec / runc.per_sec, runc.p50_ms / shim.p50_ms);
-            printf("ratio, network namespace reused: %.1fx runc's rate; netns and cgroup "
-                   "reused: %.1fx; exec'd per container: %.1fx\n",
-                   reused.per_sec / runc.per_sec, reused2.per_sec / runc.per_sec,
-                   exec_each.per_sec / runc.per_sec);
+            printf("ratio: ignis-shim as the pool runs it (prepared) %.1fx runc's rate (p50 %.1fx "
+                   "lower)\n",
+                   prepared.per_sec / runc.per_sec, runc.p50_ms / prepared.p50_ms);
+            printf("ratio, fresh (made in place): %.1fx; network namespace reused: %.1fx; netns "
+                   "and cgroup reused: %.1fx; exec'd per container: %.1fx\n",
+                   shim.per_sec / runc.per_sec, reused.per_sec / runc.per_sec,
+                   reused2.per_sec / runc.per_sec, exec_each.per_sec / runc.per_sec);
         } else {
             status = 1;
         }

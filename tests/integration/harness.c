@@ -160,6 +160,36 @@ static void provision_token(struct ignisd_proc *p)
     close(fd);
 }
 
+struct count_cgroups {
+    const char *id, *prefix;
+    int n;
+};
+
+static int count_in_subtree(const char *dir, void *userdata)
+{
+    struct count_cgroups *c = userdata;
+    char path[2200];
+    snprintf(path, sizeof(path), "%s/ignis-%s", dir, c->id);
+    DIR *d = opendir(path);
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_type == DT_DIR && startswith(de->d_name, c->prefix))
+            c->n++;
+    if (d)
+        closedir(d);
+    return 0;
+}
+
+int harness_count_cgroups(const struct ignisd_proc *p, const char *prefix)
+{
+    char id[17];
+    if (instance_id(p->state_dir, id) < 0)
+        return 0;
+    struct count_cgroups c = {.id = id, .prefix = prefix};
+    for_each_own_cgroup(count_in_subtree, &c);
+    return c.n;
+}
+
 int harness_wait_healthy(struct ignisd_proc *p)
 {
     if (!p->client && client_new(p->url, &p->client) < 0)

@@ -59,6 +59,9 @@ int harness_stop(struct ignisd_proc *p);
  * process, mount or cgroup behind. */
 int harness_cleanup(struct ignisd_proc *p);
 void harness_print_log(const struct ignisd_proc *p);
+/* How many cgroup directories named PREFIX... the daemon's cgroup subtree holds, summed over
+ * every hierarchy (a v1 host counts each controller's). */
+int harness_count_cgroups(const struct ignisd_proc *p, const char *prefix);
 
 /* One request to the daemon; the response must be cleared by the caller. */
 int harness_request(struct ignisd_proc *p, const char *method, const char *path,
