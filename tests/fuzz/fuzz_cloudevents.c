@@ -81,6 +81,17 @@ static char *reparse(const char *json, size_t i)
     return again;
 }
 
+/* The JSON text as cJSON prints it. */
+static char *canonical(const char *json)
+{
+    cJSON *j = cJSON_Parse(json);
+    fuzz_check(j, "a rendering that is not JSON: %s", json);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    fuzz_check(text, "out of memory");
+    return text;
+}
+
 static void check_event(const struct ce_event *e, size_t i)
 {
     struct ig_error err = {};
@@ -93,12 +104,11 @@ static void check_event(const struct ce_event *e, size_t i)
     _cleanup_free_ char *json3 = reparse(json2, i);
     /* JSON data is embedded as it came, whitespace included, and the parser takes the data
      * member's text without the whitespace around it: the first round trip gives the same JSON
-     * value, and from then on the same text. */
-    cJSON *a = cJSON_Parse(json), *b = cJSON_Parse(json2);
-    fuzz_check(a && b && cJSON_Compare(a, b, true), "event %zu: the round trip changed it:\n%s\n%s",
-               i, json, json2);
-    cJSON_Delete(a);
-    cJSON_Delete(b);
+     * value (compared as cJSON prints it, so 1e400 equals itself), and from then on the same
+     * text. */
+    _cleanup_free_ char *value = canonical(json), *value2 = canonical(json2);
+    fuzz_check(streq(value, value2), "event %zu: the round trip changed it:\n%s\n%s", i, json,
+               json2);
     fuzz_check(streq(json2, json3), "event %zu: a second round trip changed it:\n%s\n%s", i, json2,
                json3);
     if (ce_type_pattern_valid(e->type))
