@@ -38,21 +38,21 @@ static void split(const uint8_t *data, size_t size, struct request *q)
     const uint8_t *p = data, *end = data + size;
     while (p < end) {
         const uint8_t *eol = memchr(p, '\n', (size_t)(end - p));
+        size_t line = eol ? (size_t)(eol - p) : (size_t)(end - p);
         const uint8_t *next = eol ? eol + 1 : end;
-        if (!eol)
-            eol = end;
-        if (eol > p && eol[-1] == '\r')
-            eol--;
-        if (eol == p) {
+        if (line > 0 && p[line - 1] == '\r')
+            line--;
+        if (line == 0) {
             q->body = next;
             q->body_len = (size_t)(end - next);
             return;
         }
         if (q->n < FUZZ_HEADERS_MAX) {
-            const uint8_t *colon = memchr(p, ':', (size_t)(eol - p));
-            const uint8_t *value = colon ? colon + 1 : eol;
-            q->h[q->n].name = keep(q, p, (size_t)((colon ? colon : eol) - p));
-            q->h[q->n].value = keep(q, value, (size_t)(eol - value));
+            const uint8_t *colon = memchr(p, ':', line);
+            size_t name_len = colon ? (size_t)(colon - p) : line;
+            size_t value_off = colon ? name_len + 1 : line;
+            q->h[q->n].name = keep(q, p, name_len);
+            q->h[q->n].value = keep(q, p + value_off, line - value_off);
             q->n++;
         }
         p = next;
