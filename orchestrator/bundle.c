@@ -270,8 +270,7 @@ static void archive_write_freep(struct archive **w)
         archive_write_free(*w);
 }
 
-/* Runs in the child, with the extraction dir as cwd. */
-static int extract(const void *data, size_t len, const struct bundle_limits *lim,
+int bundle_extract(const void *data, size_t len, const struct bundle_limits *lim,
                    struct ig_error *err)
 {
     _cleanup_(archive_freep) struct archive *a = archive_read_new();
@@ -367,7 +366,7 @@ _Noreturn static void child_main(int report_fd, const char *dir, const void *dat
     else if (chdir(dir) < 0)
         r = ig_error_set(&err, errno, "entering %s: %s", dir, strerror(errno));
     else if ((r = drop_privileges(&err)) >= 0)
-        r = extract(data, len, lim, &err);
+        r = bundle_extract(data, len, lim, &err);
     if (r >= 0)
         err.code = 0;
     /* One write of a struct smaller than PIPE_BUF: atomic. */

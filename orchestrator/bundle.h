@@ -47,6 +47,14 @@ bool bundle_exists(const char *bundles_dir, const char *digest);
 int bundle_unpack(const char *bundles_dir, const void *data, size_t len,
                   const struct bundle_limits *lim, char **ret_dir, struct ig_error *err);
 
+/* What bundle_unpack's child runs: unpacks data into the current directory, in this process,
+ * with every check and limit above except the child's rlimits and credentials. It changes
+ * nothing but the cwd's contents, so only a process with a cwd of its own should call it: the
+ * child, and the bundle fuzz target (tests/fuzz/fuzz_bundle.c), which needs the checks in its own
+ * process to see their coverage. Returns what bundle_unpack does. */
+int bundle_extract(const void *data, size_t len, const struct bundle_limits *lim,
+                   struct ig_error *err);
+
 /* Reads function.json from the root of an unpacked bundle (a regular file, not a symlink, at
  * most MANIFEST_FILE_MAX bytes). -EINVAL with err when it is missing or not a regular file. */
 int bundle_read_manifest(const char *dir, char **ret_text, size_t *ret_len, struct ig_error *err);

@@ -1207,8 +1207,12 @@ int ce_parse_http(const struct ce_header *headers, size_t n_headers, const void 
     size_t n = 0;
     int r;
 
-    if (!body)
+    /* A request without a body may come as NULL; the parsers take "", since memchr and memcpy
+     * want a pointer even for no bytes (found by tests/fuzz/fuzz_cloudevents.c). */
+    if (!body) {
+        body = "";
         body_len = 0;
+    }
     for (size_t i = 0; i < n_headers; i++)
         if (strcasecmp(headers[i].name, "content-type") == 0 && headers[i].value) {
             ct = headers[i].value;
@@ -1242,7 +1246,7 @@ int ce_parse_http(const struct ce_header *headers, size_t n_headers, const void 
     if (events_new(is_structured ? CE_MODE_STRUCTURED : CE_MODE_BINARY, 1, &ev) < 0)
         return ig_error_set(err, ENOMEM, "out of memory");
     if (is_structured)
-        r = ce_parse_json(body_len ? body : "", body_len, &ev->v[0], err);
+        r = ce_parse_json(body, body_len, &ev->v[0], err);
     else
         r = parse_binary(headers, n_headers, body, body_len, &ev->v[0], err);
     if (r < 0)
