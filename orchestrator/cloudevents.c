@@ -1018,7 +1018,8 @@ static int parse_batch(const char *body, size_t len, struct ce_events **ret, str
 
 /* Decodes a ce- header value (binding 3.1.3.2): a double-quoted string (RFC 7230 section 3.2.6)
  * is unquoted first, for senders of earlier versions; then one round of percent-decoding.
- * Bytes outside ASCII are kept as they are, since some clients send UTF-8 unencoded; validate()
+ * Bytes outside ASCII, and a '%' that begins no escape, are kept as they are, since some clients
+ * send values unencoded; validate()
  * then checks the result is UTF-8 without control characters. Returns 0, -EINVAL, -E2BIG. */
 static int header_decode(const char *header, const char *value, char **ret, struct ig_error *err)
 {
@@ -1064,18 +1065,12 @@ static int header_decode(const char *header, const char *value, char **ret, stru
             out[o++] = unq[i];
             continue;
         }
-        if (i + 2 >= n)
-            return ig_error_set(err, EINVAL,
-                                "header %s: '%%' at byte %zu is not followed by "
-                                "two hex digits (binding 3.1.3.2)",
-                                header, i);
-        if (!is_hex(unq[i + 1]) || !is_hex(unq[i + 2]))
-            return ig_error_set(err, EINVAL,
-                                "header %s: '%%%c%c' at byte %zu is not a percent-encoding "
-                                "(binding 3.1.3.2)",
-                                header,
-                                (unq[i + 1] >= 0x21 && unq[i + 1] < 0x7f) ? unq[i + 1] : '?',
-                                (unq[i + 2] >= 0x21 && unq[i + 2] < 0x7f) ? unq[i + 2] : '?', i);
+        /* A '%' that does not begin an escape is a sender that did not encode (the JavaScript
+         * SDK sends `50%` as it is): unambiguous, so kept. */
+        if (i + 2 >= n || !is_hex(unq[i + 1]) || !is_hex(unq[i + 2])) {
+            out[o++] = '%';
+            continue;
+        }
         char c = (char)(hex_value(unq[i + 1]) << 4 | hex_value(unq[i + 2]));
         if (c == '\0')
             return ig_error_set(err, EINVAL, "header %s: %%00 is not allowed", header);
