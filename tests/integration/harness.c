@@ -467,6 +467,19 @@ int harness_run(char *const argv[], char **ret_out, char **ret_err)
     return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
 }
 
+int harness_ignis(struct ignisd_proc *p, char **ret_out, char **ret_err, ...)
+{
+    char *argv[32] = {(char *)harness_cli(), "--server", p->url, "--token", p->token};
+    size_t n = 5;
+    va_list ap;
+    va_start(ap, ret_err);
+    for (char *a; (a = va_arg(ap, char *)) && n < ARRAY_SIZE(argv) - 1;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    return harness_run(argv, ret_out, ret_err);
+}
+
 void harness_push(struct ignisd_proc *p, const char *example, const char *name,
                   const char *overrides)
 {
@@ -501,9 +514,7 @@ void harness_push(struct ignisd_proc *p, const char *example, const char *name,
     fclose(fp);
     free(out);
     char *so = NULL, *se = NULL;
-    char *argv[] = {
-        (char *)harness_cli(), "--server", p->url, "--token", p->token, "push", dst, NULL};
-    int rc = harness_run(argv, &so, &se);
+    int rc = harness_ignis(p, &so, &se, "push", dst, NULL);
     if (rc != 0)
         fprintf(stderr, "ignis push %s: %s%s\n", name, so, se);
     assert_int_equal(rc, 0);

@@ -96,3 +96,7 @@ cJSON *harness_wait_invocation(struct ignisd_proc *p, const char *id, const char
 /* Runs a command (argv NULL-terminated), capturing stdout and stderr (each up to 64 KiB).
  * Returns the exit status, or -1. */
 int harness_run(char *const argv[], char **ret_out, char **ret_err);
+/* Runs `ignis --server URL --token TOKEN ARGS...` against p (ARGS NULL-terminated, at most
+ * 26), capturing its output as harness_run does. Returns its exit status, or -1. */
+int harness_ignis(struct ignisd_proc *p, char **ret_out, char **ret_err, ...)
+    __attribute__((sentinel));

@@ -299,9 +299,7 @@ static void test_usage_totals_equal_ledger(void **state)
     check_usage_matches_ledger();
     /* And the CLI prints it. */
     char *out = NULL, *err = NULL;
-    char *argv[] = {
-        (char *)harness_cli(), "--server", daemon_proc.url, "usage", "--since", "1h", NULL};
-    assert_int_equal(harness_run(argv, &out, &err), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "usage", "--since", "1h", NULL), 0);
     assert_non_null(strstr(out, "acct-burn"));
     assert_non_null(strstr(out, "TOTAL"));
     free(out);

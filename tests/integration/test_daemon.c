@@ -98,8 +98,7 @@ static void test_body_on_bodiless_route_is_413(void **state)
 static void test_cli_version(void **state)
 {
     char *out = NULL, *err = NULL;
-    char *argv[] = {(char *)harness_cli(), "--server", daemon_proc.url, "version", NULL};
-    assert_int_equal(harness_run(argv, &out, &err), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "version", NULL), 0);
     char want_client[64], want_server[64];
     snprintf(want_client, sizeof(want_client), "ignis %s\n", IGNIS_VERSION);
     snprintf(want_server, sizeof(want_server), "ignisd %s (", IGNIS_VERSION);

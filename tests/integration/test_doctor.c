@@ -83,8 +83,7 @@ static void test_doctor_says_what_is_wrong(void **state)
 static void test_ignis_doctor_asks_the_daemon(void **state)
 {
     char *out = NULL, *err = NULL;
-    char *argv[] = {(char *)harness_cli(), "--server", daemon_proc.url, "doctor", NULL};
-    assert_int_equal(harness_run(argv, &out, &err), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "doctor", NULL), 0);
     assert_lines(out);
     /* The daemon reports its own cgroup manager: on this host, every feature usable. */
     assert_non_null(strstr(out, "every feature usable"));

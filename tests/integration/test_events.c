@@ -681,10 +681,8 @@ static void test_ignis_emit(void **state)
 {
     push_relay(&daemon_proc, "cli-sink", "{\"events\": [{\"type\": \"com.cli.*\"}]}");
     char *out = NULL, *err = NULL;
-    char *argv[] = {(char *)harness_cli(), "--server", daemon_proc.url, "emit",
-                    "com.cli.hello",       "-d",       "{\"x\": 1}",    "--source",
-                    "/cli/caf\xc3\xa9",    NULL};
-    int rc = harness_run(argv, &out, &err);
+    int rc = harness_ignis(&daemon_proc, &out, &err, "emit", "com.cli.hello", "-d", "{\"x\": 1}",
+                           "--source", "/cli/caf\xc3\xa9", NULL);
     if (rc != 0)
         fprintf(stderr, "ignis emit: %s%s\n", out, err);
     assert_int_equal(rc, 0);
@@ -705,20 +703,16 @@ static void test_ignis_emit(void **state)
     free(err);
 
     /* No subscriber: said so, exit 0. A server refusal: exit 1 with its message. */
-    char *argv2[] = {(char *)harness_cli(), "--server", daemon_proc.url, "emit",
-                     "org.nobody",          NULL};
-    assert_int_equal(harness_run(argv2, &out, &err), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "emit", "org.nobody", NULL), 0);
     assert_non_null(strstr(out, "no function subscribes"));
     free(out);
     free(err);
-    char *argv3[] = {
-        (char *)harness_cli(), "--server", daemon_proc.url, "emit", "com.cli.x", "--id", "", NULL};
-    assert_int_equal(harness_run(argv3, &out, &err), 1);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "emit", "com.cli.x", "--id", "", NULL),
+                     1);
     assert_non_null(strstr(err, "'id'"));
     free(out);
     free(err);
-    char *argv4[] = {(char *)harness_cli(), "--server", daemon_proc.url, "emit", NULL};
-    assert_int_equal(harness_run(argv4, &out, &err), 1);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "emit", NULL), 1);
     assert_non_null(strstr(err, "usage: ignis emit TYPE"));
     free(out);
     free(err);

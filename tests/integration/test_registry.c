@@ -781,18 +781,6 @@ static void test_restart(void **state)
 
 /* ---- the CLI ---- */
 
-static int cli(char **ret_out, char **ret_err, const char *a1, const char *a2, const char *a3)
-{
-    char *argv[] = {(char *)harness_cli(),
-                    "--server",
-                    daemon_proc.url,
-                    (char *)a1,
-                    (char *)a2,
-                    (char *)a3,
-                    NULL};
-    return harness_run(argv, ret_out, ret_err);
-}
-
 /* stderr is exactly one line starting "ignis: " and containing needle. */
 static void assert_one_line(const char *err, const char *needle)
 {
@@ -825,12 +813,12 @@ static void test_cli(void **state)
     write_text(sub, "util.sh", "true\n");
 
     /* push DIR: packed with libarchive. */
-    assert_int_equal(cli(&out, &err, "push", dir, NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "push", dir, NULL), 0);
     assert_non_null(strstr(out, "cli-fn version 1 pushed"));
     free(out);
     free(err);
     /* Again, unchanged; --json for scripts. */
-    assert_int_equal(cli(&out, &err, "push", dir, "--json"), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "push", dir, "--json", NULL), 0);
     cJSON *r = cJSON_Parse(out);
     assert_non_null(r);
     assert_int_equal(cJSON_GetObjectItem(r, "version")->valueint, 1);
@@ -858,20 +846,20 @@ static void test_cli(void **state)
     char want[65];
     bundle_digest(b, len, want);
     free(b);
-    assert_int_equal(cli(&out, &err, "push", tgz, NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "push", tgz, NULL), 0);
     assert_non_null(strstr(out, "cli-fn version 2 pushed"));
     assert_non_null(strstr(out, want));
     free(out);
     free(err);
 
     /* ls: a table (a function pushed on its own has no service: "-"), and JSON. */
-    assert_int_equal(cli(&out, &err, "ls", NULL, NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "ls", NULL), 0);
     assert_true(startswith(out, "SERVICE"));
     assert_non_null(strstr(out, "\n-  "));
     assert_non_null(strstr(out, "cli-fn"));
     free(out);
     free(err);
-    assert_int_equal(cli(&out, &err, "ls", "--json", NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "ls", "--json", NULL), 0);
     r = cJSON_Parse(out);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r, "functions")), 1);
     cJSON_Delete(r);
@@ -879,12 +867,12 @@ static void test_cli(void **state)
     free(err);
 
     /* show */
-    assert_int_equal(cli(&out, &err, "show", "cli-fn", NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "show", "cli-fn", NULL), 0);
     assert_non_null(strstr(out, "version:  2"));
     assert_non_null(strstr(out, want));
     free(out);
     free(err);
-    assert_int_equal(cli(&out, &err, "show", "cli-fn", "--json"), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "show", "cli-fn", "--json", NULL), 0);
     r = cJSON_Parse(out);
     assert_string_equal(cJSON_GetObjectItem(r, "digest")->valuestring, want);
     cJSON_Delete(r);
@@ -892,34 +880,34 @@ static void test_cli(void **state)
     free(err);
 
     /* Failures: one line on stderr, non-zero exit. */
-    assert_int_equal(cli(&out, &err, "show", "nope", NULL), 1);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "show", "nope", NULL), 1);
     assert_one_line(err, "no function named nope");
     free(out);
     free(err);
     write_text(dir, "function.json",
                "{\"name\":\"cli-fn\",\"runtime\":\"exec\",\"handler\":\"run\",\"memory_mb\":1}");
-    assert_int_equal(cli(&out, &err, "push", dir, NULL), 1);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "push", dir, NULL), 1);
     assert_one_line(err, "memory_mb");
     free(out);
     free(err);
     char empty[] = "/tmp/ignis-cli-empty.XXXXXX";
     assert_non_null(mkdtemp(empty));
-    assert_int_equal(cli(&out, &err, "push", empty, NULL), 1);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "push", empty, NULL), 1);
     assert_one_line(err, "function.json");
     free(out);
     free(err);
     rmdir(empty);
 
     /* rm */
-    assert_int_equal(cli(&out, &err, "rm", "cli-fn", NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "rm", "cli-fn", NULL), 0);
     assert_non_null(strstr(out, "cli-fn deleted"));
     free(out);
     free(err);
-    assert_int_equal(cli(&out, &err, "rm", "cli-fn", NULL), 1);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "rm", "cli-fn", NULL), 1);
     assert_one_line(err, "no function named cli-fn");
     free(out);
     free(err);
-    assert_int_equal(cli(&out, &err, "ls", "--json", NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "ls", "--json", NULL), 0);
     r = cJSON_Parse(out);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r, "functions")), 0);
     cJSON_Delete(r);

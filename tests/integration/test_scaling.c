@@ -200,9 +200,7 @@ static void test_burst_of_200_from_zero(void **state)
 
     /* ignis top with stdout not a terminal: one snapshot, then exit 0. */
     char *out = NULL, *err = NULL;
-    char *argv[] = {
-        (char *)harness_cli(), "--server", daemon_proc.url, "top", "--interval", "0.2", NULL};
-    int rc = harness_run(argv, &out, &err);
+    int rc = harness_ignis(&daemon_proc, &out, &err, "top", "--interval", "0.2", NULL);
     if (rc != 0)
         fprintf(stderr, "ignis top: %s %s\n", out, err);
     assert_int_equal(rc, 0);

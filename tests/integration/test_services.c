@@ -60,19 +60,6 @@ static const char *service_dir(const char *label)
     return dir;
 }
 
-/* Runs `ignis ARGS...` against the daemon; stdout and stderr in *out, *err. */
-static int cli(char **out, char **err, const char *a1, const char *a2, const char *a3)
-{
-    char *argv[] = {(char *)harness_cli(),
-                    "--server",
-                    daemon_proc.url,
-                    (char *)a1,
-                    (char *)a2,
-                    (char *)a3,
-                    NULL};
-    return harness_run(argv, out, err);
-}
-
 static long request(const char *method, const char *path, const void *body, size_t len, cJSON **ret)
 {
     struct client_response r;
@@ -146,7 +133,7 @@ static void test_deploy_three_and_remove_as_one(void **state)
     snprintf(dir, sizeof(dir), "%s", make_three());
     size_t bundles_before = bundle_count();
 
-    int rc = cli(&out, &err, "deploy", dir, NULL);
+    int rc = harness_ignis(&daemon_proc, &out, &err, "deploy", dir, NULL);
     if (rc != 0)
         fail_msg("deploy failed: %s", err);
     assert_contains(out, "service shop deployed");
@@ -197,14 +184,14 @@ static void test_deploy_three_and_remove_as_one(void **state)
     /* The same again changes nothing. */
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "deploy", dir, NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "deploy", dir, NULL), 0);
     assert_non_null(strstr(out, "unchanged"));
     assert_null(strstr(out, " changed"));
 
     /* Removed as one. */
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    rc = cli(&out, &err, "rm", "--service", "shop");
+    rc = harness_ignis(&daemon_proc, &out, &err, "rm", "--service", "shop", NULL);
     if (rc != 0)
         fail_msg("rm --service failed: %s", err);
     assert_contains(out, "service shop deleted (3 function(s); 3 bundle(s) removed)");
@@ -221,20 +208,20 @@ static void test_ls_groups_by_service(void **state)
     _cleanup_free_ char *out = NULL, *err = NULL;
     char dir[1024];
     snprintf(dir, sizeof(dir), "%s", make_three());
-    assert_int_equal(cli(&out, &err, "deploy", dir, NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "deploy", dir, NULL), 0);
     const char *other = service_dir("other");
     put_file(other, "service.json", "{\"name\": \"accounts\", \"functions\": {\"users\": {}}}");
     make_function(other, "users", "users", NULL);
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "deploy", other, NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "deploy", other, NULL), 0);
     harness_push(&daemon_proc, "hello-exec", "alone", NULL);
     /* "aardvark" sorts first by name but has no service: it is listed after the services. */
     harness_push(&daemon_proc, "hello-exec", "aardvark", NULL);
 
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "ls", NULL, NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "ls", NULL), 0);
     /* Rows: the header, then accounts' one, shop's three (by name), then the two alone. */
     const char *want[][2] = {{"accounts", "users"}, {"shop", "billing"}, {"shop", "mailer"},
                              {"shop", "orders"},    {"-", "aardvark"},   {"-", "alone"}};
@@ -253,21 +240,21 @@ static void test_ls_groups_by_service(void **state)
 
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "service", "ls", NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "service", "ls", NULL), 0);
     assert_contains(out, "billing,mailer,orders");
 
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "service", "rm", "shop"), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "service", "rm", "shop", NULL), 0);
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "service", "rm", "accounts"), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "service", "rm", "accounts", NULL), 0);
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "rm", "alone", NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "rm", "alone", NULL), 0);
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "rm", "aardvark", NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "rm", "aardvark", NULL), 0);
     assert_int_equal(function_count(), 0);
 }
 
@@ -280,7 +267,7 @@ static void refused_by_cli(const char *service_json, const char *bad_extra, cons
     make_function(dir, "a", "a", NULL);
     make_function(dir, "b", "b", NULL);
     make_function(dir, "c", "c", bad_extra);
-    assert_int_equal(cli(&out, &err, "deploy", dir, NULL), 1);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "deploy", dir, NULL), 1);
     assert_contains(err, expect);
     assert_int_equal(function_count(), 0);
 }
@@ -400,7 +387,7 @@ static void test_conflicts(void **state)
              "{\"name\": \"svc-a\", \"functions\": {\"shared\": {}, \"mine\": {}}}");
     make_function(a, "shared", "shared", NULL);
     make_function(a, "mine", "mine", NULL);
-    assert_int_equal(cli(&out, &err, "deploy", a, NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "deploy", a, NULL), 0);
 
     /* Another service may not take svc-a's function, nor one pushed on its own. */
     const char *b = service_dir("svc-b");
@@ -408,13 +395,13 @@ static void test_conflicts(void **state)
     make_function(b, "shared", "shared", "\"memory_mb\": 512");
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "deploy", b, NULL), 1);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "deploy", b, NULL), 1);
     assert_contains(err, "function shared belongs to service svc-a (HTTP 409)");
     put_file(b, "service.json", "{\"name\": \"svc-b\", \"functions\": {\"lonely\": {}}}");
     make_function(b, "lonely", "lonely", NULL);
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "deploy", b, NULL), 1);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "deploy", b, NULL), 1);
     assert_contains(err, "function lonely exists outside any service");
     assert_contains(err, "(HTTP 409)");
     cJSON *j;
@@ -426,7 +413,7 @@ static void test_conflicts(void **state)
     snprintf(fdir, sizeof(fdir), "%s/shared", a);
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "push", fdir, NULL), 1);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "push", fdir, NULL), 1);
     assert_contains(err, "function shared belongs to service svc-a");
     cJSON *f = harness_function(&daemon_proc, "shared");
     assert_int_equal(cJSON_GetObjectItem(f, "version")->valueint, 1);
@@ -451,7 +438,7 @@ static void test_redeploy_prunes_and_survives_restart(void **state)
     _cleanup_free_ char *out = NULL, *err = NULL;
     char dir[1024];
     snprintf(dir, sizeof(dir), "%s", make_three());
-    assert_int_equal(cli(&out, &err, "deploy", dir, NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "deploy", dir, NULL), 0);
     size_t bundles = bundle_count();
 
     /* mailer is no longer listed; orders' trigger changes (a new version of the same bundle);
@@ -462,7 +449,7 @@ static void test_redeploy_prunes_and_survives_restart(void **state)
              " \"billing\": {\"path\": \"fns/billing\", \"schedule\": \"@every 1h\"}}}");
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "deploy", dir, "--json"), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "deploy", dir, "--json", NULL), 0);
     cJSON *j = cJSON_Parse(out);
     assert_non_null(j);
     cJSON *fns = cJSON_GetObjectItem(j, "functions");
@@ -494,7 +481,7 @@ static void test_redeploy_prunes_and_survives_restart(void **state)
     cJSON_Delete(j);
     free(TAKE_PTR(out));
     free(TAKE_PTR(err));
-    assert_int_equal(cli(&out, &err, "deploy", dir, NULL), 0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "deploy", dir, NULL), 0);
     assert_null(strstr(out, " changed"));
     assert_int_equal(request("DELETE", "/v1/services/shop", NULL, 0, &j), 200);
     cJSON_Delete(j);
