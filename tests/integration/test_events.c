@@ -487,6 +487,45 @@ static void test_chain(void **state)
     cJSON_Delete(got);
 }
 
+/* The example service (runtime-images/examples/greetings) works as its README says: deployed
+ * in one step, an external event reaches `greet`, whose emitted greeting reaches `record`. */
+static void test_example_service(void **state)
+{
+    char dir[512], *out = NULL, *err = NULL;
+    snprintf(dir, sizeof(dir), "%s/runtime-images/examples/greetings", getenv("IGNIS_SOURCE_DIR"));
+    int rc = harness_ignis(&daemon_proc, &out, &err, "deploy", dir, NULL);
+    if (rc != 0)
+        fprintf(stderr, "ignis deploy: %s%s\n", out, err);
+    assert_int_equal(rc, 0);
+    free(out);
+    free(err);
+    const char *h[] = {"ce-specversion: 1.0", "ce-type: com.example.hello",     "ce-source: /test",
+                       "ce-id: greetings-1",  "Content-Type: application/json", NULL};
+    cJSON *acc = post(&daemon_proc, h, "{\"name\": \"test\"}", 202);
+    assert_non_null(delivery_to(acc, "greet"));
+    cJSON_Delete(acc);
+
+    const char *want = "recorded: Hello, test! (from /ignis/functions/greet, 1 hop)";
+    bool seen = false;
+    for (int i = 0; i < 1200 && !seen; i++) {
+        struct client_response r;
+        assert_int_equal(
+            harness_request(&daemon_proc, "GET", "/v1/functions/record/logs", NULL, NULL, 0, &r),
+            0);
+        seen = r.status == 200 && strstr(r.body, want);
+        client_response_clear(&r);
+        if (!seen)
+            usleep(50000);
+    }
+    if (!seen)
+        fprintf(stderr, "record never logged '%s'\n", want);
+    assert_true(seen);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "service", "rm", "greetings", NULL),
+                     0);
+    free(out);
+    free(err);
+}
+
 /* A function that answers its own event type loops; the hop count stops it at the limit and the
  * event past it is dead-lettered with the reason. */
 static void test_loop_is_dead_lettered(void **state)
@@ -728,6 +767,7 @@ int main(void)
         cmocka_unit_test(test_prefix_and_source_subscriptions),
         cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_chain),
+        cmocka_unit_test(test_example_service),
         cmocka_unit_test(test_loop_is_dead_lettered),
         cmocka_unit_test(test_every_second),
         cmocka_unit_test(test_ignis_emit),
