@@ -45,9 +45,14 @@ static const char *const event_outcome_names[] = {
     [EVENT_NO_SUBSCRIBER] = "no_subscriber",
 };
 
-/* The statuses POST /v1/events answers instead of 202 (docs/api.md); anything else is "other". */
+/* The statuses POST /v1/events answers instead of 202 (docs/api.md); anything else is "other",
+ * the last. */
 static const int event_refusal_statuses[] = {400, 413, 415, 429, 500, 503};
-#define N_EVENT_REFUSALS (ARRAY_SIZE(event_refusal_statuses) + 1)
+static const char *const event_refusal_names[] = {"400", "413", "415",  "429",
+                                                  "500", "503", "other"};
+#define N_EVENT_REFUSALS ARRAY_SIZE(event_refusal_names)
+_Static_assert(ARRAY_SIZE(event_refusal_names) == ARRAY_SIZE(event_refusal_statuses) + 1,
+               "one name per status, and other");
 
 static const char *const dead_reason_names[] = {
     [TELEMETRY_DEAD_HOP_LIMIT] = "hop_limit",
@@ -320,6 +325,16 @@ static double v_emitted(const struct fn *fn, const struct tfn *t)
     return t ? (double)t->events_emitted : 0;
 }
 
+/* One sample per value of a single label: key=names[i] counted values[i]. */
+static void by_label(struct metrics_buf *b, const char *key, const char *const *names,
+                     const uint64_t *values, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *labels[] = {key, names[i], NULL};
+        metrics_sample(b, labels, (double)values[i]);
+    }
+}
+
 /* Events, sinks and auth: host-wide, every label value always written (the sets are fixed). */
 static void render_host(struct metrics_buf *b)
 {
@@ -339,29 +354,15 @@ static void render_host(struct metrics_buf *b)
     metrics_sample(b, NULL, (double)h->event_deliveries);
     metrics_family(b, "ignis_events_refused_total", METRIC_COUNTER,
                    "POST /v1/events requests answered with an error instead of 202, by status.");
-    for (size_t i = 0; i < N_EVENT_REFUSALS; i++) {
-        char status[16];
-        if (i < ARRAY_SIZE(event_refusal_statuses))
-            snprintf(status, sizeof(status), "%d", event_refusal_statuses[i]);
-        else
-            snprintf(status, sizeof(status), "other");
-        const char *labels[] = {"status", status, NULL};
-        metrics_sample(b, labels, (double)h->events_refused[i]);
-    }
+    by_label(b, "status", event_refusal_names, h->events_refused, N_EVENT_REFUSALS);
     metrics_family(b, "ignis_event_dead_letters_total", METRIC_COUNTER,
                    "Emitted events dead-lettered, by reason (hop_limit, invalid, too_large, "
                    "no_invocation).");
-    for (size_t i = 0; i < _TELEMETRY_DEAD_REASON_MAX; i++) {
-        const char *labels[] = {"reason", dead_reason_names[i], NULL};
-        metrics_sample(b, labels, (double)h->event_dead_letters[i]);
-    }
+    by_label(b, "reason", dead_reason_names, h->event_dead_letters, _TELEMETRY_DEAD_REASON_MAX);
     metrics_family(b, "ignis_sink_deliveries_total", METRIC_COUNTER,
                    "Sink deliveries that ended, by status (delivered, failed: retries exhausted).");
     static const char *const sink_status[] = {"failed", "delivered"};
-    for (size_t i = 0; i < ARRAY_SIZE(sink_status); i++) {
-        const char *labels[] = {"status", sink_status[i], NULL};
-        metrics_sample(b, labels, (double)h->sink_final[i]);
-    }
+    by_label(b, "status", sink_status, h->sink_final, ARRAY_SIZE(sink_status));
     metrics_family(b, "ignis_sink_attempts_total", METRIC_COUNTER,
                    "HTTP requests made to sinks (first attempts and retries).");
     metrics_sample(b, NULL, (double)h->sink_attempts);
@@ -377,9 +378,20 @@ static void render_host(struct metrics_buf *b)
     }
     metrics_family(b, "ignis_auth_allowed_total", METRIC_COUNTER,
                    "Requests with a token that auth let through, by the token's role.");
-    for (size_t i = 0; i < AUTH_NROLES; i++) {
-        const char *labels[] = {"role", auth_role_name((enum auth_role)i), NULL};
-        metrics_sample(b, labels, (double)h->auth_allowed[i]);
+    const char *roles[AUTH_NROLES];
+    for (size_t i = 0; i < AUTH_NROLES; i++)
+        roles[i] = auth_role_name((enum auth_role)i);
+    by_label(b, "role", roles, h->auth_allowed, AUTH_NROLES);
+}
+
+/* Four samples of a stock family: {netns, cgroup} x the two results, values in that order. */
+static void stock_samples(struct metrics_buf *b, const char *result_a, const char *result_b,
+                          const uint64_t v[4])
+{
+    const char *resources[] = {"netns", "cgroup"}, *results[] = {result_a, result_b};
+    for (size_t i = 0; i < 4; i++) {
+        const char *labels[] = {"resource", resources[i / 2], "result", results[i % 2], NULL};
+        metrics_sample(b, labels, (double)v[i]);
     }
 }
 
@@ -392,19 +404,8 @@ static void render_stock(struct metrics_buf *b, struct container_stock *stock)
     metrics_family(b, "ignis_container_stock_takes_total", METRIC_COUNTER,
                    "Containers that asked the stock for a network namespace or cgroup, by "
                    "resource and result (taken: one was ready; missed: made in place).");
-    const struct {
-        const char *resource, *result;
-        uint64_t v;
-    } takes[] = {
-        {"netns", "taken", st.netns_taken},
-        {"netns", "missed", st.netns_missed},
-        {"cgroup", "taken", st.cgroups_taken},
-        {"cgroup", "missed", st.cgroups_missed},
-    };
-    for (size_t i = 0; i < ARRAY_SIZE(takes); i++) {
-        const char *labels[] = {"resource", takes[i].resource, "result", takes[i].result, NULL};
-        metrics_sample(b, labels, (double)takes[i].v);
-    }
+    const uint64_t takes[] = {st.netns_taken, st.netns_missed, st.cgroups_taken, st.cgroups_missed};
+    stock_samples(b, "taken", "missed", takes);
     metrics_family(b, "ignis_container_stock_busy_total", METRIC_COUNTER,
                    "Containers that found the stock's lock held and made everything in place.");
     metrics_sample(b, NULL, (double)st.busy);
@@ -412,19 +413,9 @@ static void render_stock(struct metrics_buf *b, struct container_stock *stock)
                    "Resources of ended containers the stock's thread handled, by resource and "
                    "result (reused: kept for the function's next container; discarded: cgroup "
                    "removed, namespace closed).");
-    const struct {
-        const char *resource, *result;
-        uint64_t v;
-    } returns[] = {
-        {"netns", "reused", st.netns_reused},
-        {"netns", "discarded", st.netns_closed},
-        {"cgroup", "reused", st.cgroups_reused},
-        {"cgroup", "discarded", st.cgroups_removed},
-    };
-    for (size_t i = 0; i < ARRAY_SIZE(returns); i++) {
-        const char *labels[] = {"resource", returns[i].resource, "result", returns[i].result, NULL};
-        metrics_sample(b, labels, (double)returns[i].v);
-    }
+    const uint64_t returns[] = {st.netns_reused, st.netns_closed, st.cgroups_reused,
+                                st.cgroups_removed};
+    stock_samples(b, "reused", "discarded", returns);
     metrics_family(b, "ignis_container_stock_ready", METRIC_GAUGE,
                    "Prepared resources the stock holds now, by resource (cgroups: every "
                    "function's together).");
