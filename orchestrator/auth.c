@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "telemetry.h"
 
 #define TOKEN_PREFIX "ignis_"
 
@@ -337,8 +338,10 @@ void auth_free(struct auth *a)
 /* ---- checking requests ---- */
 
 /* RFC 6750 section 3: a 401 names the scheme, and error="invalid_token" when one was given. */
-static bool deny_401(struct http_request *req, bool given, const char *message)
+static bool deny_401(struct http_request *req, enum telemetry_auth_refusal why, const char *message)
 {
+    bool given = why != TELEMETRY_AUTH_NO_TOKEN && why != TELEMETRY_AUTH_BAD_HEADER;
+    telemetry_auth_refused(why);
     http_set_header(req, "WWW-Authenticate",
                     given ? "Bearer realm=\"ignis\", error=\"invalid_token\""
                           : "Bearer realm=\"ignis\"");
@@ -354,27 +357,29 @@ bool auth_check(struct auth *a, struct http_request *req, const struct http_rout
         return true;
     const char *h = http_request_header(req, "Authorization");
     if (!h)
-        return deny_401(req, false, "this route needs a token: Authorization: Bearer TOKEN");
+        return deny_401(req, TELEMETRY_AUTH_NO_TOKEN,
+                        "this route needs a token: Authorization: Bearer TOKEN");
     if (strncasecmp(h, "Bearer ", 7) != 0)
-        return deny_401(req, false, "the Authorization header must be 'Bearer TOKEN'");
+        return deny_401(req, TELEMETRY_AUTH_BAD_HEADER,
+                        "the Authorization header must be 'Bearer TOKEN'");
     const char *text = h + 7;
     while (*text == ' ')
         text++;
     char id[AUTH_TOKEN_ID_LEN + 1], secret[65];
     uint8_t hash[SHA256_DIGEST_SIZE];
     if (auth_token_parse(text, id, secret) < 0)
-        return deny_401(req, true, "the token is not valid");
+        return deny_401(req, TELEMETRY_AUTH_INVALID_TOKEN, "the token is not valid");
     struct token *t = token_find(a, id);
     /* Hash even for an unknown id, so the reply takes as long either way. */
     static const uint8_t no_salt[16];
     auth_hash(t ? t->salt : no_salt, secret, hash);
     explicit_bzero(secret, sizeof(secret));
     if (!t || !memeql_sec(hash, t->hash, sizeof(hash)))
-        return deny_401(req, true, "the token is not valid");
+        return deny_401(req, TELEMETRY_AUTH_INVALID_TOKEN, "the token is not valid");
     if (t->revoked_us)
-        return deny_401(req, true, "the token was revoked");
+        return deny_401(req, TELEMETRY_AUTH_REVOKED, "the token was revoked");
     if (t->expires_us && (int64_t)wall_usec() >= t->expires_us)
-        return deny_401(req, true, "the token expired");
+        return deny_401(req, TELEMETRY_AUTH_EXPIRED, "the token expired");
     /* Known from here on, also when refused: the audit log records who was. */
     struct http_caller c = {.role = 1u << t->role};
     memcpy(c.token_id, t->id, sizeof(c.token_id));
@@ -384,6 +389,7 @@ bool auth_check(struct auth *a, struct http_request *req, const struct http_rout
     if (!allowed)
         allowed = AUTH_ADMIN;
     if (!(allowed & (1u << t->role))) {
+        telemetry_auth_refused(TELEMETRY_AUTH_FORBIDDEN);
         http_reply_error(req, 403, "forbidden", "the role '%s' may not %s %s",
                          auth_role_name(t->role), route->method, route->pattern);
         return false;
@@ -394,11 +400,13 @@ bool auth_check(struct auth *a, struct http_request *req, const struct http_rout
         char value[16];
         snprintf(value, sizeof(value), "%u", retry);
         http_set_header(req, "Retry-After", value);
+        telemetry_auth_refused(TELEMETRY_AUTH_RATE_LIMITED);
         http_reply_error(req, 429, "rate_limited",
                          "token '%s' is over its rate of %g requests a second", t->name,
                          a->opts.rate);
         return false;
     }
+    telemetry_auth_allowed(t->role);
     return true;
 }
 

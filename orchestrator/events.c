@@ -8,6 +8,7 @@
 #include "cron.h"
 #include "dedupe.h"
 #include "log.h"
+#include "telemetry.h"
 
 /* The de-duplication window holds at most this many (source, id) pairs (24 bytes each); past it
  * the oldest go first, before their window ends (dedupe.h). */
@@ -40,6 +41,7 @@ struct accepted {
 struct acceptance {
     struct events *ev;
     struct http_request *req; /* NULL for an emitted event, or once the client went away */
+    enum telemetry_event_mode mode;
     bool batch;
     struct accepted *v;
     size_t n;
@@ -158,6 +160,11 @@ static void finish(struct acceptance *a)
 {
     unlink_acceptance(a);
     settle_ids(a);
+    for (size_t i = 0; i < a->n && !a->failed; i++)
+        telemetry_event_accepted(a->mode, a->v[i].duplicate, a->v[i].ndeliveries);
+    /* Counted whether or not the client is still there to read the reply. */
+    if (a->failed && a->mode != TELEMETRY_EVENT_EMITTED)
+        telemetry_event_refused(503);
     if (a->req) {
         http_request_set_context(a->req, NULL, NULL);
         if (a->failed)
@@ -341,6 +348,7 @@ void events_http_post(struct http_request *req, struct events *ev)
     const char *body = http_request_body(req, &len);
 
     if (ev->d->stopping) {
+        telemetry_event_refused(503);
         http_reply_error(req, 503, "shutting_down", "ignisd is shutting down");
         return;
     }
@@ -348,28 +356,36 @@ void events_http_post(struct http_request *req, struct events *ev)
     int r = h.oom ? -ENOMEM : ce_parse_http(h.v, h.n, body, len, &events, &err);
     free(h.v);
     if (r == -EINVAL) {
+        telemetry_event_refused(400);
         http_reply_error(req, 400, "invalid_event", "%s", err.message);
         return;
     }
     if (r == -EOPNOTSUPP) {
+        telemetry_event_refused(415);
         http_reply_error(req, 415, "unsupported_media_type", "%s", err.message);
         return;
     }
     if (r == -E2BIG) {
+        telemetry_event_refused(413);
         http_reply_error(req, 413, "payload_too_large", "%s", err.message);
         return;
     }
     if (r < 0) {
+        telemetry_event_refused(500);
         http_reply_error(req, 500, "internal", "out of memory");
         return;
     }
 
     struct acceptance *a = acceptance_new(ev, events->n);
     if (!a) {
+        telemetry_event_refused(500);
         http_reply_error(req, 500, "internal", "out of memory");
         return;
     }
     a->batch = events->mode == CE_MODE_BATCH;
+    a->mode = a->batch                             ? TELEMETRY_EVENT_BATCH
+              : events->mode == CE_MODE_STRUCTURED ? TELEMETRY_EVENT_STRUCTURED
+                                                   : TELEMETRY_EVENT_BINARY;
     /* Every check before any delivery: a refused request delivers nothing. */
     for (size_t i = 0; i < events->n; i++) {
         const struct ce_event *e = events->v[i];
@@ -378,6 +394,7 @@ void events_http_post(struct http_request *req, struct events *ev)
             snprintf(at, sizeof(at), "event %zu: ", i);
         r = accept_event(a, i, e);
         if (r == -EFBIG) {
+            telemetry_event_refused(413);
             http_reply_error(req, 413, "payload_too_large",
                              "%sthe event in the JSON format is %zu bytes, over the %u bytes a "
                              "function may receive",
@@ -386,6 +403,7 @@ void events_http_post(struct http_request *req, struct events *ev)
             return;
         }
         if (r < 0) {
+            telemetry_event_refused(500);
             http_reply_error(req, 500, "internal", "out of memory");
             acceptance_free(a);
             return;
@@ -397,6 +415,7 @@ void events_http_post(struct http_request *req, struct events *ev)
             if (subscribed(fn, e) && fn->queued >= ev->d->opts.queue_max) {
                 fn->throttles++;
                 http_set_header(req, "Retry-After", "1");
+                telemetry_event_refused(429);
                 http_reply_error(req, 429, "too_many_requests",
                                  "%sthe queue of subscriber '%s' is full (%zu invocations "
                                  "waiting); nothing was delivered",
@@ -430,8 +449,10 @@ static char *printable(const char *s)
 }
 
 static void dead_letter(struct events *ev, const char *function, const char *invocation,
-                        const struct ce_event *e, const char *reason)
+                        const struct ce_event *e, enum telemetry_dead_letter_reason class,
+                        const char *reason)
 {
+    telemetry_event_dead_letter(class);
     _cleanup_free_ char *json = NULL, *type = printable(e->type);
     if (ce_event_to_json(e, &json, NULL) < 0 || !type)
         return;
@@ -525,6 +546,7 @@ void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const str
         hops[24];
     struct ig_error err = {};
 
+    telemetry_event_emitted(fn->name);
     if (!e)
         return;
     snprintf(source, sizeof(source), EVENTS_FUNCTION_SOURCE "%s", fn->name);
@@ -552,7 +574,8 @@ void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const str
     const char *inv_id = inv ? inv->id : NULL;
     char reason[600];
     if (!inv) {
-        dead_letter(ev, fn->name, NULL, e, "emitted while the worker ran no such invocation");
+        dead_letter(ev, fn->name, NULL, e, TELEMETRY_DEAD_NO_INVOCATION,
+                    "emitted while the worker ran no such invocation");
         return;
     }
     /* The data first, so that a dead letter keeps it. */
@@ -561,7 +584,8 @@ void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const str
         return;
     if (h > INT32_MAX || ce_event_set_extension(e, EVENTS_HOPS_EXTENSION, hops, CE_EXT_INTEGER,
                                                 bad ? NULL : &err) < 0) {
-        dead_letter(ev, fn->name, inv_id, e, "the hop count cannot be stamped");
+        dead_letter(ev, fn->name, inv_id, e, TELEMETRY_DEAD_INVALID,
+                    "the hop count cannot be stamped");
         return;
     }
     if (h > ev->opts.hop_limit) {
@@ -569,25 +593,26 @@ void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const str
                  "hop limit: the event would be hop %lld of a chain, past the limit of %u "
                  "(--event-hop-limit)",
                  h, ev->opts.hop_limit);
-        dead_letter(ev, fn->name, inv_id, e, reason);
+        dead_letter(ev, fn->name, inv_id, e, TELEMETRY_DEAD_HOP_LIMIT, reason);
         return;
     }
     if (bad < 0 || ce_event_validate(e, &err) < 0) {
         snprintf(reason, sizeof(reason), "invalid event: %s", err.message);
-        dead_letter(ev, fn->name, inv_id, e, reason);
+        dead_letter(ev, fn->name, inv_id, e, TELEMETRY_DEAD_INVALID, reason);
         return;
     }
 
     struct acceptance *a = acceptance_new(ev, 1);
     if (!a)
         return;
+    a->mode = TELEMETRY_EVENT_EMITTED;
     int r = accept_event(a, 0, e);
     if (r == -EFBIG) {
         snprintf(reason, sizeof(reason),
                  "too large: the event in the JSON format is %zu bytes, over the %u bytes a "
                  "function may receive",
                  a->v[0].payload_len, PROTO_DEFAULT_MAX_BODY);
-        dead_letter(ev, fn->name, inv_id, e, reason);
+        dead_letter(ev, fn->name, inv_id, e, TELEMETRY_DEAD_TOO_LARGE, reason);
     }
     if (r < 0) {
         acceptance_free(a);
@@ -596,6 +621,7 @@ void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const str
     if (seen_before(ev, a, 0, e->source, e->id)) {
         log_debug("emitted event is a duplicate (a retried attempt emitted it again)",
                   "function=%s id=%s", fn->name, e->id);
+        telemetry_event_accepted(TELEMETRY_EVENT_EMITTED, true, 0);
         acceptance_free(a);
         return;
     }
@@ -696,6 +722,7 @@ static void run_schedule(struct events *ev, struct fn *fn, const struct sched *s
                   fn->name);
         return;
     }
+    telemetry_schedule_run(fn->name, slot < ev->started_s);
     log_debug("schedule run", "function=%s slot=%s invocation=%s makeup=%s", fn->name, time, id,
               slot < ev->started_s ? "true" : "false");
 }

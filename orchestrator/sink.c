@@ -6,6 +6,7 @@
 #include "cloudevents.h"
 #include "invocation.h"
 #include "log.h"
+#include "telemetry.h"
 
 /* One delivery: an event and how its attempts went. */
 struct delivery {
@@ -82,6 +83,7 @@ static void delivery_free(struct delivery *dl)
     if (!dl)
         return;
     struct sinks *s = dl->s;
+    telemetry_sink_pending(-1);
     for (struct delivery **p = &s->all; *p; p = &(*p)->next)
         if (*p == dl) {
             *p = dl->next;
@@ -184,6 +186,7 @@ static void attempt(struct delivery *dl)
     }
     dl->easy = e;
     dl->attempts++;
+    telemetry_sink_attempt();
     s->active++;
 }
 
@@ -210,6 +213,7 @@ static void attempt_done(struct delivery *dl, CURLcode code)
         log_debug("sink delivered", "id=%s url=%s attempts=%d status=%ld", dl->id, dl->url,
                   dl->attempts, http_status);
         record_attempt(dl, "delivered", http_status, NULL, 0);
+        telemetry_sink_final(true);
         delivery_free(dl);
         return;
     }
@@ -227,6 +231,7 @@ static void attempt_done(struct delivery *dl, CURLcode code)
     log_warn("sink delivery failed", "id=%s function=%s url=%s attempts=%d error=\"%s\"", dl->id,
              dl->function, dl->url, dl->attempts, error);
     record_attempt(dl, "failed", http_status, error, 0);
+    telemetry_sink_final(false);
     delivery_free(dl);
 }
 
@@ -332,6 +337,7 @@ static struct delivery *delivery_new(struct sinks *s, const char *id, const char
     dl->max_attempts = max_attempts;
     dl->next = s->all;
     s->all = dl;
+    telemetry_sink_pending(+1); /* until delivery_free */
     if (!dl->function || !dl->url || !dl->type || !dl->time || !dl->body ||
         (content_type && !dl->content_type)) {
         delivery_free(dl);

@@ -2,7 +2,9 @@
 
 #include <string.h>
 
+#include "auth.h"
 #include "config.h"
+#include "container.h"
 #include "metrics.h"
 #include "pool.h"
 
@@ -28,10 +30,54 @@ static const char *const action_names[] = {
     [SCALER_RETIRE] = "retire",
 };
 
+static const char *const event_mode_names[] = {
+    [TELEMETRY_EVENT_BINARY] = "binary",
+    [TELEMETRY_EVENT_STRUCTURED] = "structured",
+    [TELEMETRY_EVENT_BATCH] = "batch",
+    [TELEMETRY_EVENT_EMITTED] = "emitted",
+};
+
+enum event_outcome { EVENT_DELIVERED, EVENT_DUPLICATE, EVENT_NO_SUBSCRIBER, _EVENT_OUTCOME_MAX };
+
+static const char *const event_outcome_names[] = {
+    [EVENT_DELIVERED] = "delivered",
+    [EVENT_DUPLICATE] = "duplicate",
+    [EVENT_NO_SUBSCRIBER] = "no_subscriber",
+};
+
+/* The statuses POST /v1/events answers instead of 202 (docs/api.md); anything else is "other",
+ * the last. */
+static const int event_refusal_statuses[] = {400, 413, 415, 429, 500, 503};
+static const char *const event_refusal_names[] = {"400", "413", "415",  "429",
+                                                  "500", "503", "other"};
+#define N_EVENT_REFUSALS ARRAY_SIZE(event_refusal_names)
+_Static_assert(ARRAY_SIZE(event_refusal_names) == ARRAY_SIZE(event_refusal_statuses) + 1,
+               "one name per status, and other");
+
+static const char *const dead_reason_names[] = {
+    [TELEMETRY_DEAD_HOP_LIMIT] = "hop_limit",
+    [TELEMETRY_DEAD_INVALID] = "invalid",
+    [TELEMETRY_DEAD_TOO_LARGE] = "too_large",
+    [TELEMETRY_DEAD_NO_INVOCATION] = "no_invocation",
+};
+
+static const struct {
+    const char *status, *reason;
+} auth_refusals[] = {
+    [TELEMETRY_AUTH_NO_TOKEN] = {"401", "no_token"},
+    [TELEMETRY_AUTH_BAD_HEADER] = {"401", "bad_header"},
+    [TELEMETRY_AUTH_INVALID_TOKEN] = {"401", "invalid_token"},
+    [TELEMETRY_AUTH_REVOKED] = {"401", "revoked"},
+    [TELEMETRY_AUTH_EXPIRED] = {"401", "expired"},
+    [TELEMETRY_AUTH_FORBIDDEN] = {"403", "forbidden"},
+    [TELEMETRY_AUTH_RATE_LIMITED] = {"429", "rate_limited"},
+};
+
 struct tfn {
     char name[MANIFEST_NAME_MAX + 1];
     uint64_t by_status[N_KINDS];
     uint64_t billed_ms, dead_letters;
+    uint64_t events_emitted, schedule_runs[2]; /* [makeup] */
     double cpu_seconds;
     uint64_t memory_peak;
     struct metrics_histogram duration;
@@ -39,9 +85,22 @@ struct tfn {
     struct tfn *next;
 };
 
+/* Host-wide counters: they live as long as the daemon, whatever functions come and go. */
+struct thost {
+    uint64_t events[_TELEMETRY_EVENT_MODE_MAX][_EVENT_OUTCOME_MAX];
+    uint64_t event_deliveries;
+    uint64_t events_refused[N_EVENT_REFUSALS];
+    uint64_t event_dead_letters[_TELEMETRY_DEAD_REASON_MAX];
+    uint64_t sink_attempts, sink_final[2]; /* [delivered] */
+    int64_t sink_pending;
+    uint64_t auth_refused[_TELEMETRY_AUTH_REFUSAL_MAX];
+    uint64_t auth_allowed[AUTH_NROLES];
+};
+
 static struct {
     bool ready;
     struct tfn *fns;
+    struct thost host;
 } T;
 
 int telemetry_init(void)
@@ -65,6 +124,7 @@ void telemetry_free(void)
         T.fns = t->next;
         tfn_free(t);
     }
+    memset(&T.host, 0, sizeof(T.host));
     T.ready = false;
 }
 
@@ -142,6 +202,71 @@ void telemetry_usage(const char *function, double cpu_seconds, uint64_t memory_p
         t->memory_peak = memory_peak_bytes;
 }
 
+void telemetry_event_accepted(enum telemetry_event_mode mode, bool duplicate, size_t deliveries)
+{
+    enum event_outcome o = duplicate         ? EVENT_DUPLICATE
+                           : deliveries == 0 ? EVENT_NO_SUBSCRIBER
+                                             : EVENT_DELIVERED;
+    if ((unsigned)mode < _TELEMETRY_EVENT_MODE_MAX)
+        T.host.events[mode][o]++;
+    T.host.event_deliveries += deliveries;
+}
+
+void telemetry_event_refused(int status)
+{
+    size_t i = 0;
+    while (i < ARRAY_SIZE(event_refusal_statuses) && event_refusal_statuses[i] != status)
+        i++;
+    T.host.events_refused[i]++;
+}
+
+void telemetry_event_emitted(const char *function)
+{
+    struct tfn *t = get(function);
+    if (t)
+        t->events_emitted++;
+}
+
+void telemetry_event_dead_letter(enum telemetry_dead_letter_reason reason)
+{
+    if ((unsigned)reason < _TELEMETRY_DEAD_REASON_MAX)
+        T.host.event_dead_letters[reason]++;
+}
+
+void telemetry_schedule_run(const char *function, bool makeup)
+{
+    struct tfn *t = get(function);
+    if (t)
+        t->schedule_runs[makeup]++;
+}
+
+void telemetry_sink_pending(int delta)
+{
+    T.host.sink_pending += delta;
+}
+
+void telemetry_sink_attempt(void)
+{
+    T.host.sink_attempts++;
+}
+
+void telemetry_sink_final(bool delivered)
+{
+    T.host.sink_final[delivered]++;
+}
+
+void telemetry_auth_refused(enum telemetry_auth_refusal reason)
+{
+    if ((unsigned)reason < _TELEMETRY_AUTH_REFUSAL_MAX)
+        T.host.auth_refused[reason]++;
+}
+
+void telemetry_auth_allowed(unsigned role)
+{
+    if (role < AUTH_NROLES)
+        T.host.auth_allowed[role]++;
+}
+
 static const struct tfn *find(const char *name)
 {
     for (struct tfn *t = T.fns; t; t = t->next)
@@ -194,6 +319,112 @@ static double v_throttled(const struct fn *fn, const struct tfn *t)
 static double v_dead(const struct fn *fn, const struct tfn *t)
 {
     return t ? (double)t->dead_letters : 0;
+}
+static double v_emitted(const struct fn *fn, const struct tfn *t)
+{
+    return t ? (double)t->events_emitted : 0;
+}
+
+/* One sample per value of a single label: key=names[i] counted values[i]. */
+static void by_label(struct metrics_buf *b, const char *key, const char *const *names,
+                     const uint64_t *values, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *labels[] = {key, names[i], NULL};
+        metrics_sample(b, labels, (double)values[i]);
+    }
+}
+
+/* Events, sinks and auth: host-wide, every label value always written (the sets are fixed). */
+static void render_host(struct metrics_buf *b)
+{
+    const struct thost *h = &T.host;
+    metrics_family(b, "ignis_events_total", METRIC_COUNTER,
+                   "Events accepted (stored with their deliveries), by mode (binary, structured, "
+                   "batch: POST /v1/events; emitted: by a function) and outcome (delivered, "
+                   "duplicate, no_subscriber).");
+    for (size_t m = 0; m < _TELEMETRY_EVENT_MODE_MAX; m++)
+        for (size_t o = 0; o < _EVENT_OUTCOME_MAX; o++) {
+            const char *labels[] = {"mode", event_mode_names[m], "outcome", event_outcome_names[o],
+                                    NULL};
+            metrics_sample(b, labels, (double)h->events[m][o]);
+        }
+    metrics_family(b, "ignis_event_deliveries_total", METRIC_COUNTER,
+                   "Async invocations made for accepted events, one per subscriber.");
+    metrics_sample(b, NULL, (double)h->event_deliveries);
+    metrics_family(b, "ignis_events_refused_total", METRIC_COUNTER,
+                   "POST /v1/events requests answered with an error instead of 202, by status.");
+    by_label(b, "status", event_refusal_names, h->events_refused, N_EVENT_REFUSALS);
+    metrics_family(b, "ignis_event_dead_letters_total", METRIC_COUNTER,
+                   "Emitted events dead-lettered, by reason (hop_limit, invalid, too_large, "
+                   "no_invocation).");
+    by_label(b, "reason", dead_reason_names, h->event_dead_letters, _TELEMETRY_DEAD_REASON_MAX);
+    metrics_family(b, "ignis_sink_deliveries_total", METRIC_COUNTER,
+                   "Sink deliveries that ended, by status (delivered, failed: retries exhausted).");
+    static const char *const sink_status[] = {"failed", "delivered"};
+    by_label(b, "status", sink_status, h->sink_final, ARRAY_SIZE(sink_status));
+    metrics_family(b, "ignis_sink_attempts_total", METRIC_COUNTER,
+                   "HTTP requests made to sinks (first attempts and retries).");
+    metrics_sample(b, NULL, (double)h->sink_attempts);
+    metrics_family(b, "ignis_sink_pending", METRIC_GAUGE,
+                   "Sink deliveries not yet ended: in flight, waiting for a slot, or in backoff.");
+    metrics_sample(b, NULL, (double)h->sink_pending);
+    metrics_family(b, "ignis_auth_refused_total", METRIC_COUNTER,
+                   "Requests refused by auth, by status (401, 403, 429) and reason.");
+    for (size_t i = 0; i < _TELEMETRY_AUTH_REFUSAL_MAX; i++) {
+        const char *labels[] = {"status", auth_refusals[i].status, "reason",
+                                auth_refusals[i].reason, NULL};
+        metrics_sample(b, labels, (double)h->auth_refused[i]);
+    }
+    metrics_family(b, "ignis_auth_allowed_total", METRIC_COUNTER,
+                   "Requests with a token that auth let through, by the token's role.");
+    const char *roles[AUTH_NROLES];
+    for (size_t i = 0; i < AUTH_NROLES; i++)
+        roles[i] = auth_role_name((enum auth_role)i);
+    by_label(b, "role", roles, h->auth_allowed, AUTH_NROLES);
+}
+
+/* Four samples of a stock family: {netns, cgroup} x the two results, values in that order. */
+static void stock_samples(struct metrics_buf *b, const char *result_a, const char *result_b,
+                          const uint64_t v[4])
+{
+    const char *resources[] = {"netns", "cgroup"}, *results[] = {result_a, result_b};
+    for (size_t i = 0; i < 4; i++) {
+        const char *labels[] = {"resource", resources[i / 2], "result", results[i % 2], NULL};
+        metrics_sample(b, labels, (double)v[i]);
+    }
+}
+
+/* The container stock (container.h), when ignisd has one (as root). Its counters are the
+ * stock's own, kept for the daemon's life. */
+static void render_stock(struct metrics_buf *b, struct container_stock *stock)
+{
+    struct container_stock_stats st;
+    container_stock_stats(stock, &st);
+    metrics_family(b, "ignis_container_stock_takes_total", METRIC_COUNTER,
+                   "Containers that asked the stock for a network namespace or cgroup, by "
+                   "resource and result (taken: one was ready; missed: made in place).");
+    const uint64_t takes[] = {st.netns_taken, st.netns_missed, st.cgroups_taken, st.cgroups_missed};
+    stock_samples(b, "taken", "missed", takes);
+    metrics_family(b, "ignis_container_stock_busy_total", METRIC_COUNTER,
+                   "Containers that found the stock's lock held and made everything in place.");
+    metrics_sample(b, NULL, (double)st.busy);
+    metrics_family(b, "ignis_container_stock_returns_total", METRIC_COUNTER,
+                   "Resources of ended containers the stock's thread handled, by resource and "
+                   "result (reused: kept for the function's next container; discarded: cgroup "
+                   "removed, namespace closed).");
+    const uint64_t returns[] = {st.netns_reused, st.netns_closed, st.cgroups_reused,
+                                st.cgroups_removed};
+    stock_samples(b, "reused", "discarded", returns);
+    metrics_family(b, "ignis_container_stock_ready", METRIC_GAUGE,
+                   "Prepared resources the stock holds now, by resource (cgroups: every "
+                   "function's together).");
+    const char *netns[] = {"resource", "netns", NULL}, *cgroup[] = {"resource", "cgroup", NULL};
+    metrics_sample(b, netns, (double)st.netns_ready);
+    metrics_sample(b, cgroup, (double)st.cgroups_ready);
+    metrics_family(b, "ignis_container_stock_backlog", METRIC_GAUGE,
+                   "Ended containers' resources handed back, waiting for the stock's thread.");
+    metrics_sample(b, NULL, (double)st.cgroups_returned);
 }
 
 int telemetry_render(const struct dispatch *d, uint64_t started_usec, char **ret_text,
@@ -311,6 +542,23 @@ int telemetry_render(const struct dispatch *d, uint64_t started_usec, char **ret
                  "Invocations refused with 429 because the queue was full.", v_throttled);
     per_function(&b, d, "ignis_function_dead_letters_total", METRIC_COUNTER,
                  "Async invocations of the function dead-lettered.", v_dead);
+    per_function(&b, d, "ignis_events_emitted_total", METRIC_COUNTER,
+                 "Events the function emitted (EVENT frames), whatever became of them.", v_emitted);
+    metrics_family(&b, "ignis_schedule_runs_total", METRIC_COUNTER,
+                   "Schedule runs submitted, by kind (on_time, or makeup: a slot missed while "
+                   "ignisd was down).");
+    for (const struct fn *fn = d->fns; fn; fn = fn->next) {
+        const struct tfn *t = find(fn->name);
+        static const char *const kinds[] = {"on_time", "makeup"};
+        for (size_t k = 0; k < ARRAY_SIZE(kinds); k++) {
+            const char *labels[] = {"function", fn->name, "kind", kinds[k], NULL};
+            metrics_sample(&b, labels, t ? (double)t->schedule_runs[k] : 0);
+        }
+    }
+
+    render_host(&b);
+    if (d->stock)
+        render_stock(&b, d->stock);
 
     *ret_text = metrics_take(&b, ret_len);
     metrics_buf_done(&b);

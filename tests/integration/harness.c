@@ -428,6 +428,27 @@ int harness_request(struct ignisd_proc *p, const char *method, const char *path,
     return r;
 }
 
+double harness_metric(struct ignisd_proc *p, const char *series)
+{
+    struct client_response r;
+    assert_int_equal(harness_request(p, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    double v = 0;
+    size_t n = strlen(series);
+    const char *line = r.body;
+    while (line && *line) {
+        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
+            v = strtod(line + n + 1, NULL);
+            break;
+        }
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    client_response_clear(&r);
+    return v;
+}
+
 static void drain(int fd, char **ret)
 {
     size_t cap = 65536, len = 0;

@@ -86,6 +86,11 @@ cJSON *harness_function(struct ignisd_proc *p, const char *name);
 /* A number from the function's live state ("ready", "queue_depth", ...); fails if absent. */
 double harness_live_number(struct ignisd_proc *p, const char *name, const char *key);
 
+/* The value of one series (name and labels as written, e.g. `x_total{status="401"}`) in a
+ * GET /metrics scrape; 0 when the scrape has no such series (a counter that counted nothing).
+ * Fails the test if the scrape fails. */
+double harness_metric(struct ignisd_proc *p, const char *series);
+
 /* The response's body as JSON (free it with cJSON_Delete); fails the test, showing it, if not. */
 cJSON *harness_json(const struct client_response *r);
 /* Polls GET /v1/invocations/ID (every 20 ms, up to `seconds`) until its status is `status`;

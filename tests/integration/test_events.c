@@ -619,6 +619,10 @@ static void test_every_second(void **state)
     /* Generous: the machine is shared and runs are logged once they ran. */
     assert_true(runs >= 2);
     assert_true((double)runs <= elapsed + 2);
+    /* GET /metrics counts a run when it is submitted, before it is logged. */
+    assert_true(harness_metric(&daemon_proc,
+                               "ignis_schedule_runs_total{function=\"ticker\",kind=\"on_time\"}") >=
+                (double)n1);
 
     struct client_response r;
     assert_int_equal(
@@ -659,6 +663,11 @@ static void test_makeup_after_restart(void **state)
     size_t makeups;
     assert_int_equal(count_schedule_runs(&p, "yearly", &makeups), 1);
     assert_int_equal(makeups, 1);
+    /* GET /metrics counts it as a makeup run; the counters began with this start. */
+    assert_true(
+        harness_metric(&p, "ignis_schedule_runs_total{function=\"yearly\",kind=\"makeup\"}") == 1);
+    assert_true(
+        harness_metric(&p, "ignis_schedule_runs_total{function=\"yearly\",kind=\"on_time\"}") == 0);
     cJSON *all = logged_events(&p, "yearly");
     assert_non_null(strstr(str(cJSON_GetArrayItem(all, 0), "time"), "-01-01T00:00:00"));
     cJSON_Delete(all);

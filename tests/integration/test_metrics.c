@@ -1,6 +1,9 @@
 /* GET /metrics through a real ignisd and real containers: scrapes before and after known
  * traffic and checks exact counter deltas, histogram consistency (cumulative buckets, +Inf equal
- * to _count), that no series appears twice, and promtool's approval of the text. */
+ * to _count), that no series appears twice, and promtool's approval of the text. The families of
+ * events (CloudEvents posted in each mode, duplicates, refusals, a loop of emitted events
+ * stopped at the hop limit), sinks (one that cannot be reached), auth (401 and 403) and the
+ * container stock (fresh containers take from it) are checked the same way. */
 #include "harness.h"
 
 #include <cjson/cJSON.h>
@@ -8,14 +11,21 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "auth.h"
+#include "client.h"
 #include "config.h"
+
+/* Small, so that the loop of emitted events is short (the daemon's --event-hop-limit). */
+#define HOP_LIMIT      2
+#define HOP_LIMIT_TEXT "2"
 
 static struct ignisd_proc daemon_proc;
 
 static int setup(void **state)
 {
     harness_require_root();
-    return harness_start(&daemon_proc, NULL);
+    const char *args[] = {"--event-hop-limit", HOP_LIMIT_TEXT, NULL};
+    return harness_start(&daemon_proc, args);
 }
 
 static int teardown(void **state)
@@ -257,10 +267,262 @@ static void test_counters_histograms_and_promtool(void **state)
     scrape_free(after);
 }
 
+#define DELTA(series) (value(after, series) - value(before, series))
+
+static void push_relay(const char *name, const char *overrides)
+{
+    char src[512];
+    snprintf(src, sizeof(src), "%s/tests/fixtures/functions/relay", getenv("IGNIS_SOURCE_DIR"));
+    harness_push(&daemon_proc, src, name, overrides);
+}
+
+/* POST /v1/events with these headers and body; the status. */
+static long post_event(const char *const *headers, const char *body)
+{
+    struct client_response r;
+    assert_int_equal(
+        harness_request(&daemon_proc, "POST", "/v1/events", headers, body, strlen(body), &r), 0);
+    long status = r.status;
+    client_response_clear(&r);
+    return status;
+}
+
+static long post_binary(const char *type, const char *id)
+{
+    char t[128], i[128];
+    snprintf(t, sizeof(t), "ce-type: %s", type);
+    snprintf(i, sizeof(i), "ce-id: %s", id);
+    const char *h[] = {"ce-specversion: 1.0",
+                       t,
+                       "ce-source: /metrics-test",
+                       i,
+                       "Content-Type: application/json",
+                       NULL};
+    return post_event(h, "{}");
+}
+
+/* Scrapes until cond holds for (before, a scrape), a minute at most: emitted events and
+ * deliveries happen after the request that caused them returned. */
+static struct scrape *scrape_until(const struct scrape *before,
+                                   bool (*cond)(const struct scrape *before,
+                                                const struct scrape *after))
+{
+    uint64_t deadline = now_usec() + 60 * 1000000ull;
+    for (;;) {
+        struct scrape *after = scrape();
+        if (cond(before, after))
+            return after;
+        scrape_free(after);
+        assert_true(now_usec() < deadline);
+        usleep(50000);
+    }
+}
+
+static bool loop_dead_lettered(const struct scrape *before, const struct scrape *after)
+{
+    return DELTA("ignis_event_dead_letters_total{reason=\"hop_limit\"}") >= 1 &&
+           DELTA("ignis_events_total{mode=\"emitted\",outcome=\"delivered\"}") >= HOP_LIMIT;
+}
+
+static void test_event_families(void **state)
+{
+    push_relay("m-rec", "{\"events\": [{\"type\": \"com.metrics.a\"}]}");
+    push_relay("m-loop", "{\"events\": [{\"type\": \"com.metrics.loop\"}],"
+                         " \"env\": {\"EMIT_TYPE\": \"com.metrics.loop\"}}");
+    struct scrape *before = scrape();
+
+    /* Three binary events, one of them again: a duplicate. */
+    assert_int_equal(post_binary("com.metrics.a", "m-1"), 202);
+    assert_int_equal(post_binary("com.metrics.a", "m-2"), 202);
+    assert_int_equal(post_binary("com.metrics.a", "m-3"), 202);
+    assert_int_equal(post_binary("com.metrics.a", "m-2"), 202);
+    /* A structured event nobody subscribes to. */
+    const char *structured[] = {"Content-Type: application/cloudevents+json", NULL};
+    assert_int_equal(post_event(structured, "{\"specversion\": \"1.0\", \"id\": \"m-s\", "
+                                            "\"source\": \"/metrics-test\", "
+                                            "\"type\": \"com.metrics.nobody\"}"),
+                     202);
+    /* A batch of two. */
+    const char *batch[] = {"Content-Type: application/cloudevents-batch+json", NULL};
+    assert_int_equal(
+        post_event(batch, "[{\"specversion\": \"1.0\", \"id\": \"m-b1\", \"source\": \"/m\", "
+                          "\"type\": \"com.metrics.a\"}, {\"specversion\": \"1.0\", "
+                          "\"id\": \"m-b2\", \"source\": \"/m\", \"type\": \"com.metrics.a\"}]"),
+        202);
+    /* Refused twice: no ce-id (400). */
+    const char *no_id[] = {"ce-specversion: 1.0", "ce-type: com.metrics.a", "ce-source: /m",
+                           "Content-Type: application/json", NULL};
+    assert_int_equal(post_event(no_id, "{}"), 400);
+    assert_int_equal(post_event(no_id, "{}"), 400);
+    /* The loop: the external event runs m-loop, whose emitted events run it again until the
+     * one past the hop limit is dead-lettered: HOP_LIMIT + 1 emitted, HOP_LIMIT accepted. */
+    assert_int_equal(post_binary("com.metrics.loop", "m-loop-1"), 202);
+
+    struct scrape *after = scrape_until(before, loop_dead_lettered);
+    check_histograms(after);
+    promtool_check(after);
+    assert_true(DELTA("ignis_events_total{mode=\"binary\",outcome=\"delivered\"}") == 4);
+    assert_true(DELTA("ignis_events_total{mode=\"binary\",outcome=\"duplicate\"}") == 1);
+    assert_true(DELTA("ignis_events_total{mode=\"binary\",outcome=\"no_subscriber\"}") == 0);
+    assert_true(DELTA("ignis_events_total{mode=\"structured\",outcome=\"no_subscriber\"}") == 1);
+    assert_true(DELTA("ignis_events_total{mode=\"structured\",outcome=\"delivered\"}") == 0);
+    assert_true(DELTA("ignis_events_total{mode=\"batch\",outcome=\"delivered\"}") == 2);
+    assert_true(DELTA("ignis_events_total{mode=\"emitted\",outcome=\"delivered\"}") == HOP_LIMIT);
+    assert_true(DELTA("ignis_events_total{mode=\"emitted\",outcome=\"duplicate\"}") == 0);
+    /* One invocation per delivered event here: each has one subscriber. */
+    assert_true(DELTA("ignis_event_deliveries_total") == 4 + 2 + HOP_LIMIT);
+    assert_true(DELTA("ignis_events_refused_total{status=\"400\"}") == 2);
+    assert_true(DELTA("ignis_events_refused_total{status=\"429\"}") == 0);
+    assert_true(DELTA("ignis_event_dead_letters_total{reason=\"hop_limit\"}") == 1);
+    assert_true(DELTA("ignis_event_dead_letters_total{reason=\"invalid\"}") == 0);
+    assert_true(DELTA("ignis_events_emitted_total{function=\"m-loop\"}") == HOP_LIMIT + 1);
+    assert_true(DELTA("ignis_events_emitted_total{function=\"m-rec\"}") == 0);
+    assert_true(present(after, "ignis_schedule_runs_total{function=\"m-rec\",kind=\"on_time\"}"));
+    assert_true(present(after, "ignis_schedule_runs_total{function=\"m-rec\",kind=\"makeup\"}"));
+    scrape_free(before);
+    scrape_free(after);
+}
+
+static bool sink_ended(const struct scrape *before, const struct scrape *after)
+{
+    return DELTA("ignis_sink_deliveries_total{status=\"failed\"}") >= 1;
+}
+
+/* A sink on a port nobody listens on, with one retry: two attempts, then failed. */
+static void test_sink_families(void **state)
+{
+    char overrides[128];
+    snprintf(overrides, sizeof(overrides),
+             "{\"sink\": {\"url\": \"http://127.0.0.1:%u/\", \"retries\": 1}}",
+             harness_free_port());
+    push_example("hello-exec", "m-sink", overrides);
+    struct scrape *before = scrape();
+    bool cold;
+    assert_int_equal(invoke("m-sink", "sink", &cold), 200);
+    struct scrape *after = scrape_until(before, sink_ended);
+    assert_true(DELTA("ignis_sink_deliveries_total{status=\"failed\"}") == 1);
+    assert_true(DELTA("ignis_sink_deliveries_total{status=\"delivered\"}") == 0);
+    assert_true(DELTA("ignis_sink_attempts_total") == 2);
+    assert_true(value(after, "ignis_sink_pending") == 0);
+    promtool_check(after);
+    scrape_free(before);
+    scrape_free(after);
+}
+
+/* A request of a client with this token (NULL: none); its status. */
+static long request_as(const char *token, const char *method, const char *path)
+{
+    struct client *c;
+    struct client_response r;
+    struct ig_error err = {};
+    assert_int_equal(client_new(daemon_proc.url, &c), 0);
+    assert_int_equal(client_set_token(c, token), 0); /* NULL: not even $IGNIS_TOKEN's */
+    assert_int_equal(client_request(c, method, path, NULL, NULL, 0, &r, &err), 0);
+    long status = r.status;
+    client_response_clear(&r);
+    client_free(c);
+    return status;
+}
+
+/* Two 401s (no token, a bad one) and a 403 (an operator may not make tokens). */
+static void test_auth_families(void **state)
+{
+    const char body[] = "{\"role\": \"operator\"}";
+    struct client_response r;
+    assert_int_equal(
+        harness_request(&daemon_proc, "POST", "/v1/tokens", NULL, body, strlen(body), &r), 0);
+    assert_int_equal(r.status, 201);
+    cJSON *j = harness_json(&r);
+    client_response_clear(&r);
+    char *operator= strdup(cJSON_GetObjectItem(j, "token")->valuestring);
+    cJSON_Delete(j);
+
+    struct scrape *before = scrape();
+    assert_int_equal(request_as(NULL, "GET", "/v1/functions"), 401);
+    assert_int_equal(request_as("nonsense", "GET", "/v1/functions"), 401);
+    assert_int_equal(request_as(operator, "GET", "/v1/tokens"), 403);
+    assert_int_equal(request_as(operator, "GET", "/v1/functions"), 200);
+    struct scrape *after = scrape();
+    assert_true(DELTA("ignis_auth_refused_total{status=\"401\",reason=\"no_token\"}") == 1);
+    assert_true(DELTA("ignis_auth_refused_total{status=\"401\",reason=\"invalid_token\"}") == 1);
+    assert_true(DELTA("ignis_auth_refused_total{status=\"403\",reason=\"forbidden\"}") == 1);
+    assert_true(DELTA("ignis_auth_refused_total{status=\"429\",reason=\"rate_limited\"}") == 0);
+    assert_true(DELTA("ignis_auth_allowed_total{role=\"operator\"}") == 1);
+    /* The admin's one: the scrape `after` itself (auth counts a request before it is served). */
+    assert_true(DELTA("ignis_auth_allowed_total{role=\"admin\"}") == 1);
+    /* No token id or name in any label. */
+    char id[AUTH_TOKEN_ID_LEN + 1];
+    snprintf(id, sizeof(id), "%s", operator+ 6);
+    assert_null(strstr(after->text, id));
+    free(operator);
+    scrape_free(before);
+    scrape_free(after);
+}
+
+/* Every spawn the scaler applied, every function. */
+static double spawns(const struct scrape *sc)
+{
+    double n = 0;
+    for (size_t i = 0; i < sc->n; i++)
+        if (startswith(sc->s[i].series, "ignis_scaler_decisions_total{") &&
+            strstr(sc->s[i].series, "action=\"spawn\""))
+            n += sc->s[i].value;
+    return n;
+}
+
+static bool stock_returned(const struct scrape *before, const struct scrape *after)
+{
+    return DELTA("ignis_container_stock_returns_total{resource=\"cgroup\",result=\"reused\"}") +
+               DELTA("ignis_container_stock_returns_total{resource=\"cgroup\",result="
+                     "\"discarded\"}") >=
+           1;
+}
+
+/* Fresh containers: each one asks the stock for a namespace and a cgroup, and gets it or makes
+ * it in place (or finds the stock busy): the takes move by exactly the containers the scaler
+ * made (every function's, counted in the same scrape), and an ended container's cgroup goes
+ * back to the stock's thread. */
+static void test_stock_families(void **state)
+{
+    /* Pushed after the first scrape: every container it has (fresh ones kept ready too) is
+     * made between the two. */
+    struct scrape *before = scrape();
+    push_example("hello-exec", "m-fresh", "{\"reuse\": false}");
+    for (int i = 0; i < 3; i++) {
+        bool cold;
+        assert_int_equal(invoke("m-fresh", "stock", &cold), 200);
+    }
+    struct scrape *after = scrape_until(before, stock_returned);
+    double made = spawns(after) - spawns(before), busy = DELTA("ignis_container_stock_busy_total");
+    assert_true(made >= 3);
+    assert_true(
+        DELTA("ignis_container_stock_takes_total{resource=\"netns\",result=\"taken\"}") +
+            DELTA("ignis_container_stock_takes_total{resource=\"netns\",result=\"missed\"}") +
+            busy ==
+        made);
+    assert_true(
+        DELTA("ignis_container_stock_takes_total{resource=\"cgroup\",result=\"taken\"}") +
+            DELTA("ignis_container_stock_takes_total{resource=\"cgroup\",result=\"missed\"}") +
+            busy ==
+        made);
+    assert_true(present(after, "ignis_container_stock_ready{resource=\"netns\"}"));
+    assert_true(present(after, "ignis_container_stock_ready{resource=\"cgroup\"}"));
+    assert_true(present(after, "ignis_container_stock_backlog"));
+    promtool_check(after);
+    scrape_free(before);
+    scrape_free(after);
+}
+
+#undef DELTA
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counters_histograms_and_promtool),
+        cmocka_unit_test(test_event_families),
+        cmocka_unit_test(test_sink_families),
+        cmocka_unit_test(test_auth_families),
+        cmocka_unit_test(test_stock_families),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

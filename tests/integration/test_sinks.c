@@ -209,6 +209,10 @@ static void test_results_and_errors_as_cloudevents(void **state)
     struct hook h;
     hook_start(&h, 200, true);
     char overrides[256], id[64], buf[256];
+    const char delivered[] = "ignis_sink_deliveries_total{status=\"delivered\"}",
+               attempts[] = "ignis_sink_attempts_total";
+    double delivered0 = harness_metric(&daemon_proc, delivered),
+           attempts0 = harness_metric(&daemon_proc, attempts);
     snprintf(overrides, sizeof(overrides), "{\"sink\": \"http://127.0.0.1:%u/hook\"}", h.port);
     harness_push(&daemon_proc, "hello-exec", "greeter", overrides);
     invoke_sync("greeter", "sinks", 200, id);
@@ -250,6 +254,11 @@ static void test_results_and_errors_as_cloudevents(void **state)
     assert_string_equal(header(r, "ce-source", buf, sizeof(buf)), "/ignis/functions/crasher");
     assert_string_equal(header(r, "ce-id", buf, sizeof(buf)), crash_id);
     assert_string_equal(header(r, "content-type", buf, sizeof(buf)), "application/json");
+    /* GET /metrics counted both, each delivered at its first attempt (the counters move before
+     * the record says delivered). */
+    assert_true(harness_metric(&daemon_proc, delivered) - delivered0 == 2);
+    assert_true(harness_metric(&daemon_proc, attempts) - attempts0 == 2);
+    assert_true(harness_metric(&daemon_proc, "ignis_sink_pending") == 0);
     cJSON *body = cJSON_Parse(r->body);
     assert_non_null(body);
     assert_true(cJSON_IsString(cJSON_GetObjectItem(body, "type")));

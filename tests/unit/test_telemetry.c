@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "auth.h"
 #include "pool.h"
 #include "telemetry.h"
 
@@ -76,10 +77,85 @@ static void test_render(void **state)
     free(d);
 }
 
+/* The host-wide families (events, sinks, auth): each label value written, an out-of-range
+ * status counted as "other", and the counters gone with telemetry_free (a new daemon's life). */
+static void test_host_families(void **state)
+{
+    struct dispatch *d = calloc(1, sizeof(*d));
+    struct fn *fn = calloc(1, sizeof(*fn));
+    assert_non_null(d);
+    assert_non_null(fn);
+    snprintf(fn->name, sizeof(fn->name), "emitter");
+    TAILQ_INIT(&fn->queue);
+    d->fns = fn;
+    assert_int_equal(telemetry_init(), 0);
+
+    telemetry_event_accepted(TELEMETRY_EVENT_BINARY, false, 2);
+    telemetry_event_accepted(TELEMETRY_EVENT_BINARY, false, 0);
+    telemetry_event_accepted(TELEMETRY_EVENT_BATCH, true, 0);
+    telemetry_event_refused(400);
+    telemetry_event_refused(418);
+    telemetry_event_emitted("emitter");
+    telemetry_event_dead_letter(TELEMETRY_DEAD_HOP_LIMIT);
+    telemetry_schedule_run("emitter", true);
+    telemetry_sink_pending(+1);
+    telemetry_sink_pending(+1);
+    telemetry_sink_pending(-1);
+    telemetry_sink_attempt();
+    telemetry_sink_final(false);
+    telemetry_auth_refused(TELEMETRY_AUTH_FORBIDDEN);
+    telemetry_auth_allowed(AUTH_ROLE_OPERATOR);
+    telemetry_auth_allowed(AUTH_NROLES); /* not a role: not counted */
+
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(telemetry_render(d, now_usec(), &text, &len), 0);
+    static const char *const want[] = {
+        "ignis_events_total{mode=\"binary\",outcome=\"delivered\"} 1\n",
+        "ignis_events_total{mode=\"binary\",outcome=\"no_subscriber\"} 1\n",
+        "ignis_events_total{mode=\"batch\",outcome=\"duplicate\"} 1\n",
+        "ignis_events_total{mode=\"emitted\",outcome=\"delivered\"} 0\n",
+        "ignis_event_deliveries_total 2\n",
+        "ignis_events_refused_total{status=\"400\"} 1\n",
+        "ignis_events_refused_total{status=\"other\"} 1\n",
+        "ignis_events_refused_total{status=\"503\"} 0\n",
+        "ignis_event_dead_letters_total{reason=\"hop_limit\"} 1\n",
+        "ignis_event_dead_letters_total{reason=\"too_large\"} 0\n",
+        "ignis_events_emitted_total{function=\"emitter\"} 1\n",
+        "ignis_schedule_runs_total{function=\"emitter\",kind=\"makeup\"} 1\n",
+        "ignis_schedule_runs_total{function=\"emitter\",kind=\"on_time\"} 0\n",
+        "ignis_sink_pending 1\n",
+        "ignis_sink_attempts_total 1\n",
+        "ignis_sink_deliveries_total{status=\"failed\"} 1\n",
+        "ignis_sink_deliveries_total{status=\"delivered\"} 0\n",
+        "ignis_auth_refused_total{status=\"403\",reason=\"forbidden\"} 1\n",
+        "ignis_auth_refused_total{status=\"401\",reason=\"no_token\"} 0\n",
+        "ignis_auth_allowed_total{role=\"operator\"} 1\n",
+        "ignis_auth_allowed_total{role=\"admin\"} 0\n",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+        if (!strstr(text, want[i]))
+            fail_msg("missing: %s", want[i]);
+    /* No stock in the dispatcher (ignisd without root): no stock families. */
+    assert_null(strstr(text, "ignis_container_stock"));
+    free(text);
+    telemetry_free();
+
+    assert_int_equal(telemetry_init(), 0);
+    assert_int_equal(telemetry_render(d, now_usec(), &text, &len), 0);
+    assert_non_null(strstr(text, "ignis_event_deliveries_total 0\n"));
+    assert_non_null(strstr(text, "ignis_sink_pending 0\n"));
+    free(text);
+    telemetry_free();
+    free(fn);
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render),
+        cmocka_unit_test(test_host_families),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
