@@ -5,9 +5,7 @@
 #include <time.h>
 
 #include "log.h"
-
-/* The ledger is purged this often (and once at start). */
-#define PURGE_INTERVAL_US (3600ull * 1000000)
+#include "retention.h"
 
 /* ---- pure ---- */
 
@@ -124,65 +122,16 @@ int accountant_record(struct journal *j, const struct acct_record *r)
         v, ARRAY_SIZE(v), NULL, NULL);
 }
 
-static void on_purge_done(struct loop *l, int result, const char *message, void *userdata)
-{
-    if (result < 0)
-        log_warn("purging the usage ledger failed", "error=\"%s\"", message);
-}
-
 int accountant_purge(struct journal *j, int64_t rows_before_us, int64_t rollup_before_us)
 {
     const struct journal_value rows[] = {JV_I(rows_before_us)};
     const struct journal_value minutes[] = {JV_I(rollup_before_us / 1000000)};
-    int r = journal_submit(j, "DELETE FROM usage WHERE start_us < ?", rows, 1, on_purge_done, NULL);
+    int r = journal_submit_lazy(j, "DELETE FROM usage WHERE start_us < ?", rows, 1, retention_done,
+                                "usage");
     if (r < 0)
         return r;
-    return journal_submit(j, "DELETE FROM usage_minute WHERE minute < ?", minutes, 1, on_purge_done,
-                          NULL);
-}
-
-struct accountant {
-    struct loop *loop;
-    struct journal *journal;
-    int64_t row_retention_us, rollup_retention_us;
-    struct loop_timer *timer;
-};
-
-static void on_purge_timer(struct loop *l, struct loop_timer *t, void *userdata)
-{
-    struct accountant *a = userdata;
-    int64_t now = (int64_t)wall_usec();
-    a->timer = NULL;
-    accountant_purge(a->journal, now - a->row_retention_us, now - a->rollup_retention_us);
-    loop_add_timer(l, now_usec() + PURGE_INTERVAL_US, on_purge_timer, a, &a->timer);
-}
-
-int accountant_new(struct loop *l, struct journal *j, int64_t row_retention_us,
-                   int64_t rollup_retention_us, struct accountant **ret)
-{
-    struct accountant *a = calloc(1, sizeof(*a));
-    if (!a)
-        return -ENOMEM;
-    *a = (struct accountant){.loop = l,
-                             .journal = j,
-                             .row_retention_us = row_retention_us,
-                             .rollup_retention_us = rollup_retention_us};
-    int r = loop_add_timer(l, now_usec(), on_purge_timer, a, &a->timer);
-    if (r < 0) {
-        free(a);
-        return r;
-    }
-    *ret = a;
-    return 0;
-}
-
-void accountant_free(struct accountant *a)
-{
-    if (!a)
-        return;
-    if (a->timer)
-        loop_cancel_timer(a->loop, a->timer);
-    free(a);
+    return journal_submit_lazy(j, "DELETE FROM usage_minute WHERE minute < ?", minutes, 1,
+                               retention_done, "usage_minute");
 }
 
 /* ---- GET /v1/usage ---- */

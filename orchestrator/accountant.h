@@ -84,14 +84,9 @@ struct acct_record {
 
 /* Queues the attempt's row (the rollup follows by trigger); logs the REPORT line at debug. */
 int accountant_record(struct journal *j, const struct acct_record *r);
-/* Deletes rows that started before rows_before_us and rollups before rollup_before_us. */
+/* Deletes rows that started before rows_before_us and rollups before rollup_before_us (the
+ * daemon's retention, retention.h). */
 int accountant_purge(struct journal *j, int64_t rows_before_us, int64_t rollup_before_us);
-
-/* Purges the ledger now and every hour after, with these retentions. */
-struct accountant;
-int accountant_new(struct loop *l, struct journal *j, int64_t row_retention_us,
-                   int64_t rollup_retention_us, struct accountant **ret);
-void accountant_free(struct accountant *a);
 
 /* ---- GET /v1/usage ---- */
 

@@ -4,6 +4,7 @@
 
 #include "accountant.h"
 #include "auth.h"
+#include "retention.h"
 
 #define AUDIT_DEFAULT_LIMIT 100
 #define AUDIT_MAX_LIMIT     1000
@@ -28,6 +29,13 @@ int audit_record(struct journal *j, struct http_request *req, const struct http_
                                "path, function, detail, peer, status) "
                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                v, ARRAY_SIZE(v), NULL, NULL);
+}
+
+int audit_purge(struct journal *j, int64_t before_us)
+{
+    const struct journal_value v[] = {JV_I(before_us)};
+    return journal_submit_lazy(j, "DELETE FROM audit WHERE time_us < ?", v, ARRAY_SIZE(v),
+                               retention_done, "audit");
 }
 
 static void add_text(cJSON *o, const char *key, sqlite3_stmt *st, int col)

@@ -13,5 +13,8 @@
 int audit_record(struct journal *j, struct http_request *req, const struct http_route *route,
                  unsigned status);
 
+/* Deletes the rows recorded before before_us (the daemon's retention, retention.h). */
+int audit_purge(struct journal *j, int64_t before_us);
+
 /* GET /v1/audit?function=&since=&limit= : newest first. */
 void audit_http_list(struct http_request *req, sqlite3 *db);

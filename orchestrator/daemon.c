@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "api.h"
+#include "audit.h"
 #include "config.h"
 #include "container.h"
 #include "fnlog.h"
@@ -153,6 +154,19 @@ static void on_emitted(void *userdata, struct fn *fn, struct inv *inv, const str
         events_emitted(d->events, fn, inv, m);
 }
 
+#define DAY_US (86400ll * 1000000)
+
+/* The daemon's share of retention (retention.h): invocation records carry their own expiry; the
+ * usage ledger and the audit log keep what the options say. */
+static void purge_records(void *userdata, int64_t now_us)
+{
+    struct daemon *d = userdata;
+    inv_store_purge(d->journal, now_us, retention_done, "invocations");
+    accountant_purge(d->journal, now_us - d->opts.usage_retention_days * DAY_US,
+                     now_us - d->opts.usage_rollup_retention_days * DAY_US);
+    audit_purge(d->journal, now_us - d->opts.audit_retention_days * DAY_US);
+}
+
 int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig_error *err)
 {
     struct daemon *d = calloc(1, sizeof(*d));
@@ -205,10 +219,11 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = journal_new(d->loop, dbpath, &d->journal, err);
     if (r < 0)
         goto fail;
-    r = accountant_new(d->loop, d->journal, (int64_t)opts->usage_retention_days * 86400000000,
-                       (int64_t)opts->usage_rollup_retention_days * 86400000000, &d->accountant);
+    r = retention_new(d->loop, &d->retention);
+    if (r == 0)
+        r = retention_add(d->retention, purge_records, d);
     if (r < 0) {
-        ig_error_set(err, -r, "starting the accountant: %s", strerror(-r));
+        ig_error_set(err, -r, "out of memory");
         goto fail;
     }
     r = registry_new(d->loop, d->store, opts->state_dir, &d->registry, err);
@@ -235,6 +250,10 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = sinks_new(d->loop, d->store->db, d->journal, &sopts, &d->sinks, err);
     if (r < 0)
         goto fail;
+    if ((r = retention_add(d->retention, sinks_purge, d->sinks)) < 0) {
+        ig_error_set(err, -r, "out of memory");
+        goto fail;
+    }
     d->dispatch->hooks = (struct dispatch_hooks){.completed = on_invocation_final,
                                                  .describe = describe_invocation,
                                                  .emitted = on_emitted,
@@ -250,6 +269,10 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = events_new(d->loop, d->store, d->journal, d->dispatch, &eopts, &d->events, err);
     if (r < 0)
         goto fail;
+    if ((r = retention_add(d->retention, events_purge, d->events)) < 0) {
+        ig_error_set(err, -r, "out of memory");
+        goto fail;
+    }
     struct auth_options aopts = {.rate = opts->rate_limit,
                                  .burst = opts->rate_burst,
                                  .metrics_public = opts->metrics_public};
@@ -287,11 +310,11 @@ void daemon_free(struct daemon *d)
      * before the HTTP server stops; threads that post to the loop end before it is freed. */
     if (d->http)
         http_server_quiesce(d->http);
+    retention_free(d->retention);
     dispatch_close(d->dispatch);
     /* Its last rows go through the journal, still open. */
     sinks_free(d->sinks);
     registry_free(d->registry);
-    accountant_free(d->accountant);
     journal_free(d->journal);
     events_free(d->events);
     d->journal = NULL; /* requests still completing below are not audited (api_audit) */

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "accountant.h"
+#include "retention.h"
 #include "auth.h"
 #include "cgroup.h"
 #include "dispatch.h"
@@ -28,8 +29,8 @@ struct daemon {
     struct events *events;
     /* Forwards functions' outcomes to their sinks. */
     struct sinks *sinks;
-    /* Purges the usage ledger. */
-    struct accountant *accountant;
+    /* Purges what the store keeps only for a while (retention.h). */
+    struct retention *retention;
     uint64_t started_usec; /* monotonic */
     bool stopping;
     /* The daemon's cgroup subtree; the null backend where there is none to use. */

@@ -587,17 +587,6 @@ static void on_tick(struct loop *l, struct loop_timer *t, void *userdata)
     loop_add_timer(d->loop, now_usec() + TICK_US, on_tick, d, &d->tick);
 }
 
-static void on_purge_done(struct loop *l, int result, const char *message, void *userdata)
-{
-    if (result < 0)
-        log_warn("purging old invocation records failed", "error=\"%s\"", message);
-}
-
-static void purge(struct dispatch *d)
-{
-    inv_store_purge(d->journal, (int64_t)wall_usec(), on_purge_done, NULL);
-}
-
 /* ---- functions ---- */
 
 int dispatch_function_set(struct dispatch *d, const char *name, int64_t version,
@@ -1113,7 +1102,6 @@ int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_m
         free(d);
         return ig_error_set(err, ENOMEM, "out of memory");
     }
-    purge(d);
     *ret = d;
     return 0;
 }

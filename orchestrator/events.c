@@ -8,13 +8,12 @@
 #include "cron.h"
 #include "dedupe.h"
 #include "log.h"
+#include "retention.h"
 #include "telemetry.h"
 
 /* The de-duplication window holds at most this many (source, id) pairs (24 bytes each); past it
  * the oldest go first, before their window ends (dedupe.h). */
 #define DEDUPE_CAPACITY (1u << 18)
-/* How often old de-duplication rows and dead letters are purged. */
-#define PURGE_INTERVAL_US (600ull * 1000000)
 /* Dead letters GET /v1/events/dead-letters returns by default, and at most. */
 #define DEAD_LETTERS_DEFAULT 100
 #define DEAD_LETTERS_MAX     1000
@@ -70,7 +69,7 @@ struct events {
     struct ce_dedupe *dedupe;
     struct acceptance *inflight;
     struct sched *scheds;
-    struct loop_timer *sched_timer, *purge_timer;
+    struct loop_timer *sched_timer;
     int64_t started_s; /* wall clock: slots before it were missed while ignisd was down */
 };
 
@@ -804,29 +803,15 @@ static void on_schedule_tick(struct loop *l, struct loop_timer *t, void *userdat
 
 /* ---- retention ---- */
 
-static void on_purged(struct loop *l, int result, const char *message, void *userdata)
+void events_purge(void *userdata, int64_t now)
 {
-    if (result < 0)
-        log_warn("purging old event records failed", "error=\"%s\"", message);
-}
-
-static void purge(struct events *ev)
-{
-    int64_t now = (int64_t)wall_usec();
+    struct events *ev = userdata;
     const struct journal_value ids[] = {JV_I(now - (int64_t)ev->opts.dedupe_window_us)};
     const struct journal_value dead[] = {JV_I(now - EVENTS_DEAD_LETTER_RETENTION_US)};
     journal_submit_lazy(ev->journal, "DELETE FROM event_ids WHERE accepted_us < ?", ids, 1,
-                        on_purged, NULL);
+                        retention_done, "event_ids");
     journal_submit_lazy(ev->journal, "DELETE FROM event_dead_letters WHERE at_us < ?", dead, 1,
-                        on_purged, NULL);
-}
-
-static void on_purge_tick(struct loop *l, struct loop_timer *t, void *userdata)
-{
-    struct events *ev = userdata;
-    ev->purge_timer = NULL;
-    purge(ev);
-    loop_add_timer(l, now_usec() + PURGE_INTERVAL_US, on_purge_tick, ev, &ev->purge_timer);
+                        retention_done, "event_dead_letters");
 }
 
 /* ---- lifecycle ---- */
@@ -889,10 +874,7 @@ int events_new(struct loop *l, struct store *s, struct journal *j, struct dispat
     }
     if ((r = load(ev, err)) < 0)
         goto fail;
-    purge(ev);
-    if (loop_add_timer(l, now_usec(), on_schedule_tick, ev, &ev->sched_timer) < 0 ||
-        loop_add_timer(l, now_usec() + PURGE_INTERVAL_US, on_purge_tick, ev, &ev->purge_timer) <
-            0) {
+    if (loop_add_timer(l, now_usec(), on_schedule_tick, ev, &ev->sched_timer) < 0) {
         r = ig_error_set(err, ENOMEM, "out of memory");
         goto fail;
     }
@@ -909,8 +891,6 @@ void events_free(struct events *ev)
         return;
     if (ev->sched_timer)
         loop_cancel_timer(ev->loop, ev->sched_timer);
-    if (ev->purge_timer)
-        loop_cancel_timer(ev->loop, ev->purge_timer);
     while (ev->scheds) {
         struct sched *s = ev->scheds;
         ev->scheds = s->next;

@@ -38,6 +38,9 @@ int events_new(struct loop *l, struct store *s, struct journal *j, struct dispat
                const struct events_options *opts, struct events **ret, struct ig_error *err);
 /* Call after the journal is freed (its last callbacks complete acceptances). Accepts NULL. */
 void events_free(struct events *ev);
+/* Forgets (source, id) pairs past the de-duplication window and dead letters past their
+ * retention (a retention_fn, retention.h; userdata: the events). */
+void events_purge(void *userdata, int64_t now_us);
 
 /* POST /v1/events and GET /v1/events/dead-letters. */
 /* Routes an event a running invocation's function emitted (the dispatcher's emitted hook). */

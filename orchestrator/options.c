@@ -22,6 +22,8 @@ const char options_usage[] =
     "                       days the usage ledger keeps per-attempt rows (default 30)\n"
     "  --usage-rollup-retention-days N\n"
     "                       days it keeps per-minute rollups (default 400)\n"
+    "  --audit-retention-days N\n"
+    "                       days the audit log keeps its rows (default 365)\n"
     "  --event-dedupe-window-s N\n"
     "                       seconds an event's (source, id) is remembered as seen (default 3600)\n"
     "  --event-hop-limit N  emitted events a chain may pass on before it is dead-lettered\n"
@@ -54,6 +56,7 @@ void options_defaults(struct ignisd_options *o)
     o->queue_max = 1000;
     o->usage_retention_days = 30;
     o->usage_rollup_retention_days = 400;
+    o->audit_retention_days = 365;
     o->event_dedupe_window_s = 3600;
     o->event_hop_limit = 16;
     o->rate_limit = 1000;
@@ -149,14 +152,17 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
         if (parse_count(value, 1, 1000000, &n) < 0)
             return ig_error_set(err, EINVAL, "'%s' is not a number from 1 to 1000000", value);
         o->queue_max = (uint32_t)n;
-    } else if (key_is(key, "usage-retention-days") || key_is(key, "usage-rollup-retention-days")) {
+    } else if (key_is(key, "usage-retention-days") || key_is(key, "usage-rollup-retention-days") ||
+               key_is(key, "audit-retention-days")) {
         unsigned long n;
         if (parse_count(value, 1, 36500, &n) < 0)
             return ig_error_set(err, EINVAL, "'%s' is not a number of days from 1 to 36500", value);
         if (key_is(key, "usage-retention-days"))
             o->usage_retention_days = (uint32_t)n;
-        else
+        else if (key_is(key, "usage-rollup-retention-days"))
             o->usage_rollup_retention_days = (uint32_t)n;
+        else
+            o->audit_retention_days = (uint32_t)n;
     } else if (key_is(key, "event-dedupe-window-s") || key_is(key, "event-hop-limit")) {
         unsigned long n;
         bool window = key_is(key, "event-dedupe-window-s");
@@ -261,6 +267,7 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"queue-max", required_argument, NULL, 'Q'},
         {"usage-retention-days", required_argument, NULL, 'U'},
         {"usage-rollup-retention-days", required_argument, NULL, 'R'},
+        {"audit-retention-days", required_argument, NULL, 'A'},
         {"event-dedupe-window-s", required_argument, NULL, 'W'},
         {"event-hop-limit", required_argument, NULL, 'H'},
         {"schedule-tz", required_argument, NULL, 'Z'},

@@ -14,6 +14,7 @@ struct ignisd_options {
     uint32_t queue_max;                   /* per function */
     uint32_t usage_retention_days;        /* the usage ledger's rows (default 30) */
     uint32_t usage_rollup_retention_days; /* its per-minute rollups (default 400) */
+    uint32_t audit_retention_days;        /* the audit log's rows (default 365) */
     enum log_level log_level;
     uint32_t event_dedupe_window_s; /* CloudEvents de-duplication on (source, id) (default 3600) */
     uint32_t event_hop_limit;     /* emitted-event chains longer than this are dead-lettered (16) */

@@ -6,6 +6,7 @@
 #include "cloudevents.h"
 #include "invocation.h"
 #include "log.h"
+#include "retention.h"
 #include "telemetry.h"
 
 /* One delivery: an event and how its attempts went. */
@@ -30,13 +31,10 @@ struct sinks {
     struct sink_options opts;
     CURLM *multi;
     struct loop_timer *curl_timer;
-    struct loop_timer *purge_timer;
     struct delivery *all;
     struct delivery *waiting_head, *waiting_tail; /* due, waiting for a free transfer slot */
     size_t active;
 };
-
-#define PURGE_EVERY_US (3600ull * 1000000ull)
 
 void sink_options_defaults(struct sink_options *o)
 {
@@ -436,20 +434,13 @@ static int resume_pending(struct sinks *s)
     return q == SQLITE_DONE ? 0 : -EIO;
 }
 
-static void purge(struct sinks *s)
-{
-    const struct journal_value v[] = {JV_I(wall_usec())};
-    journal_submit_lazy(s->journal,
-                        "DELETE FROM sink_deliveries WHERE expires_us < ? AND status <> 'pending'",
-                        v, ARRAY_SIZE(v), on_write_done, NULL);
-}
-
-static void on_purge_due(struct loop *l, struct loop_timer *t, void *userdata)
+void sinks_purge(void *userdata, int64_t now_us)
 {
     struct sinks *s = userdata;
-    s->purge_timer = NULL;
-    purge(s);
-    loop_add_timer(s->loop, now_usec() + PURGE_EVERY_US, on_purge_due, s, &s->purge_timer);
+    const struct journal_value v[] = {JV_I(now_us)};
+    journal_submit_lazy(s->journal,
+                        "DELETE FROM sink_deliveries WHERE expires_us < ? AND status <> 'pending'",
+                        v, ARRAY_SIZE(v), retention_done, "sink_deliveries");
 }
 
 int sinks_new(struct loop *l, sqlite3 *db, struct journal *j, const struct sink_options *o,
@@ -477,8 +468,6 @@ int sinks_new(struct loop *l, sqlite3 *db, struct journal *j, const struct sink_
         sinks_free(s);
         return ig_error_set(err, -q, "sinks: loading pending deliveries: %s", sqlite3_errmsg(db));
     }
-    purge(s);
-    loop_add_timer(l, now_usec() + PURGE_EVERY_US, on_purge_due, s, &s->purge_timer);
     *ret = s;
     return 0;
 }
@@ -494,8 +483,6 @@ void sinks_free(struct sinks *s)
     curl_multi_cleanup(s->multi);
     if (s->curl_timer)
         loop_cancel_timer(s->loop, s->curl_timer);
-    if (s->purge_timer)
-        loop_cancel_timer(s->loop, s->purge_timer);
     free(s);
 }
 

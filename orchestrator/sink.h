@@ -36,6 +36,9 @@ int sinks_new(struct loop *l, sqlite3 *db, struct journal *j, const struct sink_
 /* Stops every transfer; pending deliveries stay in the store for the next start. Accepts NULL;
  * call while the journal is still open. */
 void sinks_free(struct sinks *s);
+/* Deletes finished deliveries past their retention (a retention_fn, retention.h; userdata: the
+ * sinks). */
+void sinks_purge(void *userdata, int64_t now_us);
 
 /* One final outcome of invocation id of function fn. ok: the result (body, content_type as the
  * runtime gave them); else the error, sent as JSON {"type", "message"}. Does nothing when the

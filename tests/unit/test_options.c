@@ -64,11 +64,13 @@ static void test_usage_retention(void **state)
     assert_int_equal(parse(&o, &a, &err, 1), 0);
     assert_int_equal(o.usage_retention_days, 30);
     assert_int_equal(o.usage_rollup_retention_days, 400);
-    assert_int_equal(parse(&o, &a, &err, 5, "--usage-retention-days", "7",
-                           "--usage-rollup-retention-days", "3650"),
+    assert_int_equal(o.audit_retention_days, 365);
+    assert_int_equal(parse(&o, &a, &err, 7, "--usage-retention-days", "7",
+                           "--usage-rollup-retention-days", "3650", "--audit-retention-days", "90"),
                      0);
     assert_int_equal(o.usage_retention_days, 7);
     assert_int_equal(o.usage_rollup_retention_days, 3650);
+    assert_int_equal(o.audit_retention_days, 90);
     const char *bad[] = {"0", "-1", "x", "", "36501", "5d"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(parse(&o, &a, &err, 3, "--usage-retention-days", bad[i]), -EINVAL);
