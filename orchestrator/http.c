@@ -159,6 +159,17 @@ static void kick(struct http_server *s)
     s->kick_pending = true;
 }
 
+/* At the connection limit, libmicrohttpd takes its listen socket out of its epoll set, and puts
+ * it back only in a later MHD_run once a connection has gone: without a kick, a client waiting
+ * in the backlog would wait for unrelated traffic (tests/integration/test_auth.c,
+ * test_total_connection_limit). */
+static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        kick(cls);
+}
+
 static void unwatch_peer(struct http_request *req)
 {
     if (req->watch_fd >= 0) {
@@ -695,6 +706,7 @@ int http_server_new_opts(struct loop *l, const char *host, uint16_t port,
     struct MHD_OptionItem items[] = {
         {MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
         {MHD_OPTION_CONNECTION_LIMIT,
          opts->connection_limit ? opts->connection_limit : HTTP_CONNECTION_LIMIT, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT_S, NULL},

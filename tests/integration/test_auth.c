@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -909,6 +910,38 @@ static void test_rate_limit_and_public_metrics(void **state)
     assert_int_equal(harness_finish(&p), 0);
 }
 
+/* The total connection limit (max_connections) holds whatever the addresses: with 3 open, a
+ * fourth is not taken up (it waits in the kernel's backlog) until one of the three closes. */
+static void test_total_connection_limit(void **state)
+{
+    struct ignisd_proc p;
+    const char *args[] = {"--max-connections", "3", "--max-connections-per-ip", "0", NULL};
+    assert_int_equal(harness_start(&p, args), 0);
+    client_free(p.client); /* its keep-alive connection would count */
+    p.client = NULL;
+    int fds[4];
+    char buf[256];
+    for (int k = 0; k < 4; k++)
+        fds[k] = raw_connect(p.port);
+    ssize_t n = raw_get(fds[0], buf, sizeof(buf));
+    assert_true(n > 0 && startswith(buf, "HTTP/1.1 200"));
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(write(fds[3], req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    /* No answer while three are open (a second is only how long we look, not a bound)... */
+    struct pollfd pfd = {.fd = fds[3], .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 1000), 0);
+    /* ...and the answer once one closes. */
+    close(fds[0]);
+    n = read(fds[3], buf, sizeof(buf) - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_true(startswith(buf, "HTTP/1.1 200"));
+    for (int k = 1; k < 4; k++)
+        close(fds[k]);
+    assert_int_equal(harness_wait_healthy(&p), 0);
+    assert_int_equal(harness_finish(&p), 0);
+}
+
 /* Header sizes are limited per route: 431 past the limit. */
 static void test_header_limit(void **state)
 {
@@ -947,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_max_concurrency_is_a_hard_cap),
         cmocka_unit_test(test_audit_log),
         cmocka_unit_test(test_rate_limit_and_public_metrics),
+        cmocka_unit_test(test_total_connection_limit),
         cmocka_unit_test(test_header_limit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

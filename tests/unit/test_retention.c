@@ -83,9 +83,9 @@ static void test_audit_purge_keeps_what_is_newer(void **state)
     journal_free(j); /* commits what is queued */
     loop_free(l);
     sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(s->db, "SELECT min(time_us), count(*) FROM audit", -1, &st,
-                                        NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(s->db, "SELECT min(time_us), count(*) FROM audit", -1, &st, NULL),
+        SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int64(st, 0), 3000);
     assert_int_equal(sqlite3_column_int(st, 1), 3);
