@@ -271,12 +271,79 @@ static void test_steady_rate_fresh_containers_rarely_cold(void **state)
     assert_int_equal(harness_live_number(&daemon_proc, "fresh", "invocations"), requests);
 }
 
+/* The CPU cap (docs/architecture.md "Scaler"): a function that burns CPU for all of its wall
+ * time is held to about twice the host's CPUs in containers once measured, however many clients
+ * wait; one that sleeps is not capped. The cap's exact value depends on the host's CPUs and how
+ * busy it is, so the checks compare with what the daemon reports, not with a constant. */
+static void invoke_body(const char *fn, const char *body)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
+    struct client_response r;
+    assert_int_equal(harness_request(&daemon_proc, "POST", path, NULL, body, strlen(body), &r), 0);
+    assert_int_equal(r.status, 200);
+    client_response_clear(&r);
+}
+
+static void test_cpu_cap(void **state)
+{
+    harness_push(&daemon_proc, "sleep", "cap-sleep", "{\"reuse\": true}");
+    for (int i = 0; i < 3; i++)
+        invoke_body("cap-sleep", "{\"ms\": 200}");
+    /* A few ms of CPU in 200 ms: a cap of hundreds per CPU, above max_scale (100): none. */
+    assert_true(harness_live_number(&daemon_proc, "cap-sleep", "cpu_ms") > 0);
+    assert_int_equal(harness_live_number(&daemon_proc, "cap-sleep", "cpu_cap"), 0);
+
+    harness_push(&daemon_proc, "burn-cpu", "cap-burn", "{\"reuse\": true, \"max_scale\": 1000}");
+    assert_int_equal(harness_live_number(&daemon_proc, "cap-burn", "cpu_cap"), 0); /* unmeasured */
+    for (int i = 0; i < 5; i++)
+        invoke_body("cap-burn", "{\"ms\": 30, \"clock\": \"cpu\"}");
+    double cpu_ms = harness_live_number(&daemon_proc, "cap-burn", "cpu_ms");
+    double cap = harness_live_number(&daemon_proc, "cap-burn", "cpu_cap");
+    fprintf(stderr, "cap-burn: %.1f ms of CPU per invocation, cap %.0f containers\n", cpu_ms, cap);
+    assert_true(cpu_ms >= 25);
+    assert_true(cap >= 1);
+
+    /* Three times as many clients as the cap: the pool stays within what the cap allowed
+     * (the cap moves as samples come, so the largest reported), and all are answered. */
+    char clients[16];
+    snprintf(clients, sizeof(clients), "%d", (int)cap * 3);
+    const char *args[] = {"-c", clients, "-n", clients, NULL};
+    struct bench_run b;
+    bench_prepare(&b, "cap-burn", args);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bench_thread, &b), 0);
+    double largest = 0, most_cap = cap;
+    bool held_cpu = false;
+    while (!b.done) {
+        cJSON *j = harness_function(&daemon_proc, "cap-burn");
+        const cJSON *live = cJSON_GetObjectItem(j, "live");
+        double size = num(live, "ready") + num(live, "busy") + num(live, "spawning");
+        largest = size > largest ? size : largest;
+        most_cap = num(live, "cpu_cap") > most_cap ? num(live, "cpu_cap") : most_cap;
+        const cJSON *held = cJSON_GetObjectItem(cJSON_GetObjectItem(live, "last_decision"), "held");
+        held_cpu = held_cpu || strcmp(held->valuestring, "cpu") == 0;
+        cJSON_Delete(j);
+        sleep_ms(20);
+    }
+    pthread_join(t, NULL);
+    cJSON *r = bench_result(&b);
+    assert_int_equal(b.status, 0);
+    assert_int_equal((int)num(r, "ok"), (int)cap * 3);
+    cJSON_Delete(r);
+    fprintf(stderr, "cap-burn: %d clients, largest pool %.0f, cap up to %.0f, held by cpu: %s\n",
+            (int)cap * 3, largest, most_cap, held_cpu ? "yes" : "no");
+    assert_true(largest <= most_cap);
+    assert_true(held_cpu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_burst_of_200_from_zero),
         cmocka_unit_test(test_back_to_min_scale_when_idle),
         cmocka_unit_test(test_steady_rate_fresh_containers_rarely_cold),
+        cmocka_unit_test(test_cpu_cap),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
