@@ -267,14 +267,14 @@ static void plan_function(const struct scaler_config *cfg, const struct scaler_i
          * keeps cpus × w / c of them running at once busy enough to fill the CPUs; more
          * containers only queue for a CPU. w / c is the least seen lately (an invocation that
          * waited for a CPU reports a longer w, and that would argue for ever more containers).
-         * Never below the floor or what already runs, never 0: no scale-from-zero waits for a
-         * measurement, and an I/O-bound function's cap is far above any max_scale. */
+         * Never below the floor, never 0: no scale-from-zero waits for a measurement, and an
+         * I/O-bound function's cap is far above any max_scale. Workers above it are retired
+         * (scaler_decide), so not what runs now either: they finish what they run. */
         double r = wall_per_cpu(cfg, st, now);
         double slots = cfg->cpu_headroom * cpus * r;
         if (cpus > 0 && r > 0 && slots < (double)UINT32_MAX) {
             unsigned workers = clamp_count(((size_t)ceil(slots) + c - 1) / c);
-            unsigned running = clamp_count((in->inflight + c - 1) / c);
-            unsigned cpu_cap = umax(umax(workers, running), umax(lo, 1));
+            unsigned cpu_cap = umax(workers, umax(lo, 1));
             if (cpu_cap < cap) {
                 cap = cpu_cap;
                 cap_reason = SCALER_REASON_CPU;
@@ -384,6 +384,18 @@ static void reap(struct scaler_action *actions, size_t *nactions, struct plan *p
         (struct scaler_action){.kind = SCALER_REAP, .fn = c->fn, .worker = c->id, .reason = reason};
     taken[c->slot] = true;
     p->reaped++;
+    p->reap_reason = reason;
+}
+
+/* Retires function i's next running worker (the caller lists them first to go first). */
+static void retire(struct scaler_action *actions, size_t *nactions, struct plan *p,
+                   const struct scaler_input *in, size_t i, enum scaler_reason reason)
+{
+    actions[(*nactions)++] = (struct scaler_action){.kind = SCALER_RETIRE,
+                                                    .fn = i,
+                                                    .worker = in[i].running[p->next_running++],
+                                                    .reason = reason};
+    p->retired++;
     p->reap_reason = reason;
 }
 
@@ -635,6 +647,29 @@ int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
             reap(actions, &nactions, p, &cands[k], taken, SCALER_REASON_IDLE);
     }
 
+    /* Over the CPU cap (a pool that grew before the function was measured, or a cap that came
+     * down): the excess goes at once, idle workers oldest first, then running ones retired to
+     * go when what they run is done. A queue does not keep them: it is waiting for a CPU, not
+     * for a container. */
+    for (size_t i = 0; i < n; i++) {
+        struct plan *p = &plans[i];
+        const struct scaler_fn *st = in[i].st;
+        if (!in[i].reuse || !st->cpu_cap || p->grows)
+            continue;
+        unsigned still = sat_sub(p->counted, p->reaped + p->retired);
+        unsigned excess = sat_sub(still, st->cpu_cap);
+        size_t off = idle_offset(in, i), nc = 0;
+        for (size_t w = 0; w < in[i].nidle; w++)
+            if (!taken[off + w])
+                cands[nc++] =
+                    (struct candidate){in[i].idle[w].idle_since_us, in[i].idle[w].id, i, off + w};
+        qsort(cands, nc, sizeof(*cands), candidate_cmp);
+        for (size_t k = 0; k < nc && excess; k++, excess--)
+            reap(actions, &nactions, p, &cands[k], taken, SCALER_REASON_CPU);
+        for (; excess && p->next_running < in[i].nrunning; excess--)
+            retire(actions, &nactions, p, in, i, SCALER_REASON_CPU);
+    }
+
     /* Over budget: when a floor or waiting work could not get memory, idle workers of functions
      * with nothing waiting and above their floor make room, oldest idle first. The memory comes
      * back when the caller has destroyed them, for the next decision. */
@@ -715,15 +750,8 @@ int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
                 struct candidate c = {in[vi].idle[pickw].idle_since_us, in[vi].idle[pickw].id, vi,
                                       o + pickw};
                 reap(actions, &nactions, v, &c, taken, SCALER_REASON_OVER_BUDGET);
-            } else {
-                actions[nactions++] =
-                    (struct scaler_action){.kind = SCALER_RETIRE,
-                                           .fn = vi,
-                                           .worker = in[vi].running[v->next_running++],
-                                           .reason = SCALER_REASON_OVER_BUDGET};
-                v->retired++;
-                v->reap_reason = SCALER_REASON_OVER_BUDGET;
-            }
+            } else
+                retire(actions, &nactions, v, in, vi, SCALER_REASON_OVER_BUDGET);
             freed += v->mem;
         }
     }

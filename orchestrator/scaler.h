@@ -27,8 +27,9 @@ enum scaler_reason {
     SCALER_REASON_MAX_SCALE,         /* hold: the function is at max_scale */
     SCALER_REASON_SPAWN_RATE,        /* hold: the host-wide spawn token bucket is empty */
     SCALER_REASON_SPAWN_CONCURRENCY, /* hold: too many spawns in progress host-wide */
-    SCALER_REASON_CPU,               /* hold (reuse true): the function has as many containers
-                                      * as the host's CPUs can keep busy (scaler_observe) */
+    SCALER_REASON_CPU,               /* reuse true: hold: the function has as many containers
+                                      * as the host's CPUs can keep busy (scaler_observe);
+                                      * reap, retire: it has more */
     _SCALER_REASON_MAX,
 };
 

@@ -939,6 +939,37 @@ static void test_cpu_bound_capped(void **state)
     sim_free(&sim);
 }
 
+static void test_cpu_cap_shrinks_overgrown_pool(void **state)
+{
+    /* 50 clients at once find no measurement: 50 containers. Once the first invocations have
+     * reported (pure CPU, 2 CPUs) the excess is retired as it finishes, down to the cap of 4,
+     * every invocation still served, and the pool does not grow back. */
+    struct sim sim;
+    sim_init(&sim, NULL, BIG_BUDGET);
+    sim.cpus = 2;
+    struct sim_fn *f = fn_new("overgrown", true);
+    f->duration = 20 * MS;
+    f->cpu = 20 * MS;
+    f->clients = 50;
+    sim_add(&sim, f);
+    size_t most = 0;
+    for (int i = 0; i < 100; i++) {
+        sim_step(&sim);
+        most = live(f) > most ? live(f) : most;
+    }
+    assert_int_equal(most, 50);
+    unsigned spawns = f->spawns;
+    sim_run(&sim, 2 * SEC);
+    dump(&sim, f);
+    assert_int_equal(live(f), 4);
+    assert_int_equal(count(f, W_DRAINING), 0);
+    assert_int_equal(f->retires + f->reaps, 46);
+    assert_true(f->by_reason[SCALER_REASON_CPU] >= 1);
+    assert_int_equal(f->spawns, spawns);
+    assert_true(f->served > 400);
+    sim_free(&sim);
+}
+
 static void test_cpu_io_bound_uncapped(void **state)
 {
     /* 1 ms of CPU in 100 ms (the `sleep` example): the cap (2 × 2 × 100 = 400) is far above
@@ -1123,13 +1154,24 @@ static void test_cpu_observe(void **state)
     assert_int_equal(a[0].count, 4);
     assert_int_equal(f.last.held, SCALER_REASON_CPU);
     free(a);
-    /* Concurrency 4: the 4 slots are one container; 3 already running keep their 3. */
+    /* Concurrency 4: the 4 slots are one container, so of 3 running, 2 are retired. */
     in.concurrency = 4;
     in.nbusy = 3;
     in.inflight = 12;
+    const uint64_t running[] = {11, 12, 13};
+    in.running = running;
+    in.nrunning = 3;
     assert_int_equal(scaler_decide(&s, &host, &in, 1, t + 12 * SEC, &a, &n), 0);
-    assert_int_equal(n, 0);
-    assert_int_equal(f.cpu_cap, 3);
+    assert_int_equal(f.cpu_cap, 1);
+    assert_int_equal(n, 2);
+    for (size_t k = 0; k < n; k++) {
+        assert_int_equal(a[k].kind, SCALER_RETIRE);
+        assert_int_equal(a[k].reason, SCALER_REASON_CPU);
+        assert_int_equal(a[k].worker, running[k]);
+    }
+    free(a);
+    in.running = NULL;
+    in.nrunning = 0;
     /* A window later only the 30:1 samples are left (in the window before): 2 × 2 × 30 = 120,
      * above max_scale, so no cap. */
     in.concurrency = 1;
@@ -1270,6 +1312,7 @@ int main(void)
         cmocka_unit_test(test_flapping_no_oscillation),
         cmocka_unit_test(test_spawn_limits),
         cmocka_unit_test(test_cpu_bound_capped),
+        cmocka_unit_test(test_cpu_cap_shrinks_overgrown_pool),
         cmocka_unit_test(test_cpu_io_bound_uncapped),
         cmocka_unit_test(test_cpu_unmeasured_uncapped),
         cmocka_unit_test(test_cpu_cap_floor_and_zero),
