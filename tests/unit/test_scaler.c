@@ -901,19 +901,29 @@ static void test_spawn_limits(void **state)
 
 /* ---- the CPU cap (reuse true) ---- */
 
+/* A warm function on a host of `cpus` CPUs whose invocations take `wall` with `cpu` of CPU,
+ * measured: one client for a second. */
+static struct sim_fn *measured(struct sim *sim, const char *name, uint64_t budget, double cpus,
+                               uint64_t wall, uint64_t cpu)
+{
+    sim->cpus = cpus;
+    sim->budget = budget;
+    struct sim_fn *f = fn_new(name, true);
+    f->duration = wall;
+    f->cpu = cpu;
+    f->clients = 1;
+    sim_add(sim, f);
+    sim_run(sim, 1 * SEC);
+    return f;
+}
+
 static void test_cpu_bound_capped(void **state)
 {
     /* Pure CPU (wall = CPU = 20 ms) on 2 CPUs: 2 × 2 × 1 = 4 containers keep both busy with the
      * headroom; 50 clients queue for them instead of getting 50 containers. */
     struct sim sim;
     sim_init(&sim, NULL, BIG_BUDGET);
-    sim.cpus = 2;
-    struct sim_fn *f = fn_new("cpu", true);
-    f->duration = 20 * MS;
-    f->cpu = 20 * MS;
-    f->clients = 1;
-    sim_add(&sim, f);
-    sim_run(&sim, 1 * SEC);
+    struct sim_fn *f = measured(&sim, "cpu", BIG_BUDGET, 2, 20 * MS, 20 * MS);
     assert_int_equal(live(f), 1);
     f->clients = 50;
     sim_run(&sim, 3 * SEC);
@@ -976,13 +986,7 @@ static void test_cpu_io_bound_uncapped(void **state)
      * the need, so 100 clients get 100 containers, as without a cap. */
     struct sim sim;
     sim_init(&sim, NULL, BIG_BUDGET);
-    sim.cpus = 2;
-    struct sim_fn *f = fn_new("io", true);
-    f->duration = 100 * MS;
-    f->cpu = 1 * MS;
-    f->clients = 1;
-    sim_add(&sim, f);
-    sim_run(&sim, 1 * SEC);
+    struct sim_fn *f = measured(&sim, "io", BIG_BUDGET, 2, 100 * MS, 1 * MS);
     f->clients = 100;
     sim_run(&sim, 2 * SEC);
     dump(&sim, f);
@@ -1024,14 +1028,8 @@ static void test_cpu_cap_floor_and_zero(void **state)
      * happens. min_scale is kept whatever the cap says. */
     struct sim sim;
     sim_init(&sim, NULL, BIG_BUDGET);
-    sim.cpus = 0.1;
-    struct sim_fn *f = fn_new("tiny", true);
-    f->duration = 20 * MS;
-    f->cpu = 20 * MS;
+    struct sim_fn *f = measured(&sim, "tiny", BIG_BUDGET, 0.1, 20 * MS, 20 * MS);
     f->idle_timeout_s = 1;
-    f->clients = 1;
-    sim_add(&sim, f);
-    sim_run(&sim, 1 * SEC);
     f->clients = 0;
     sim_run(&sim, 3 * SEC); /* idle past idle_timeout_s: back to zero, the samples still fresh */
     assert_int_equal(live(f), 0);
@@ -1056,14 +1054,8 @@ static void test_cpu_cap_with_memory_and_spawn_limits(void **state)
     /* The cap is one more upper bound: memory for 3 containers under a CPU cap of 4 gives 3
      * (held by the budget); a CPU cap of 4 under a budget of 10 gives 4 (held by the CPUs). */
     struct sim sim;
-    sim_init(&sim, NULL, 3 * 128 * MB);
-    sim.cpus = 2;
-    struct sim_fn *f = fn_new("both", true);
-    f->duration = 20 * MS;
-    f->cpu = 20 * MS;
-    f->clients = 1;
-    sim_add(&sim, f);
-    sim_run(&sim, 1 * SEC);
+    sim_init(&sim, NULL, BIG_BUDGET);
+    struct sim_fn *f = measured(&sim, "both", 3 * 128 * MB, 2, 20 * MS, 20 * MS);
     f->clients = 50;
     sim_run(&sim, 1 * SEC);
     assert_int_equal(live(f), 3);
@@ -1080,14 +1072,8 @@ static void test_cpu_cap_with_memory_and_spawn_limits(void **state)
     cfg.max_spawning = 1;
     struct sim sim2;
     sim_init(&sim2, &cfg, BIG_BUDGET);
-    sim2.cpus = 2;
-    struct sim_fn *g = fn_new("slow", true);
-    g->duration = 20 * MS;
-    g->cpu = 20 * MS;
+    struct sim_fn *g = measured(&sim2, "slow", BIG_BUDGET, 2, 20 * MS, 20 * MS);
     g->spawn_latency = 50 * MS;
-    g->clients = 1;
-    sim_add(&sim2, g);
-    sim_run(&sim2, 1 * SEC);
     g->clients = 50;
     sim_step(&sim2);
     assert_int_equal(g->st.last.held, SCALER_REASON_SPAWN_CONCURRENCY);
