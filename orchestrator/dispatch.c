@@ -1,5 +1,6 @@
 #include "dispatch.h"
 
+#include <sched.h>
 #include <string.h>
 
 #include "container.h"
@@ -255,6 +256,11 @@ static void start(struct fn *fn, struct inv *inv, struct worker *w)
     inv->attempts++;
     inv->emitted = 0;
     inv->cold = !w->used && w->ready_us > inv->enqueued_us;
+    /* The container's CPU counter measures an attempt only while nothing else runs there. */
+    inv->alone = w->inflight == 0;
+    struct inv *other;
+    TAILQ_FOREACH(other, &w->running, link)
+    other->alone = false;
     /* Before the clock starts: the reading is ours, not the function's. */
     accountant_begin(&inv->acct, container_cgroup(w->c), w->inflight == 0, w->memory_mb,
                      inv->cold ? w->ready_us - w->spawned_us : 0);
@@ -451,6 +457,10 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
         fnlog_platform(fn->name, inv->id, "%s", report);
         telemetry_usage(fn->name, (double)usage.cpu_us / 1e6, usage.mem_peak_bytes);
     }
+    /* The runtime answered, and the readings are the attempt's own: the scaler's CPU cap. */
+    if ((o->kind == OUTCOME_OK || o->kind == OUTCOME_ERROR) && inv->alone && inv->acct.begin_ok &&
+        inv->acct.end_ok)
+        scaler_observe(&d->scaler.cfg, &fn->sc, usage.cpu_us, usage.wall_us, now_usec());
 
     /* An attempt our own shutdown cut short is not billed: it runs again after the restart. */
     if (!(inv->async && d->stopping && o->kind != OUTCOME_OK))
@@ -743,6 +753,8 @@ cJSON *dispatch_function_state(const struct fn *fn)
     cJSON_AddNumberToObject(last, "age_s",
                             v.last_at_us ? (double)(now_usec() - v.last_at_us) / 1e6 : -1);
     cJSON_AddNumberToObject(o, "spawn_latency_ms", (double)fn->spawn_latency_us / 1e3);
+    cJSON_AddNumberToObject(o, "cpu_ms", v.cpu_ms);
+    cJSON_AddNumberToObject(o, "cpu_cap", v.cpu_cap);
     cJSON_AddNumberToObject(o, "invocations", (double)fn->invocations);
     cJSON_AddNumberToObject(o, "errors", (double)fn->errors);
     cJSON_AddNumberToObject(o, "cold_starts", (double)fn->cold_starts);
@@ -1078,6 +1090,43 @@ int dispatch_recover(struct dispatch *d, struct ig_error *err)
 
 /* ---- lifecycle ---- */
 
+/* The CPUs the containers can run on, for the scaler's CPU cap: the daemon's affinity mask (the
+ * containers are its children and inherit it), less a cgroup v2 cpu.max quota on the daemon's
+ * cgroup or an ancestor, where the host is unified. 0 (no cap) when the mask cannot be read. */
+static double host_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) < 0)
+        return 0;
+    unsigned ncpu = (unsigned)CPU_COUNT(&set);
+    double cpus = 0;
+    if (scaler_host_cpus(ncpu, NULL, &cpus) < 0)
+        return 0;
+    _cleanup_free_ char *self = NULL;
+    if (read_file("/proc/self/cgroup", 1 << 16, &self, NULL) < 0 || !startswith(self, "0::/"))
+        return cpus; /* a v1 or hybrid host: its quota is not read */
+    char path[4096];
+    size_t len = strcspn(self + 3, "\n");
+    if (len >= sizeof(path) - 64)
+        return cpus;
+    memcpy(path, self + 3, len);
+    path[len] = 0;
+    for (;;) {
+        char file[4200];
+        snprintf(file, sizeof(file), "/sys/fs/cgroup%s/cpu.max", streq(path, "/") ? "" : path);
+        _cleanup_free_ char *max = NULL;
+        double limit;
+        if (read_file(file, 256, &max, NULL) == 0 && scaler_host_cpus(ncpu, max, &limit) == 0 &&
+            limit < cpus)
+            cpus = limit;
+        char *slash = strrchr(path, '/');
+        if (!slash || slash == path)
+            break;
+        *slash = 0;
+    }
+    return cpus;
+}
+
 int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_manager *cg,
                  const struct dispatch_options *opts, struct dispatch **ret, struct ig_error *err)
 {
@@ -1091,6 +1140,7 @@ int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_m
     d->opts = *opts;
     scaler_init(&d->scaler, NULL);
     d->host.memory_budget = opts->memory_budget;
+    d->host.cpus = host_cpus();
     if (!d->host.memory_budget) {
         char *meminfo = NULL;
         if (read_file("/proc/meminfo", 1 << 16, &meminfo, NULL) < 0 ||

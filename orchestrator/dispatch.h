@@ -55,6 +55,7 @@ struct inv {
     int64_t created_wall_us, started_wall_us;
     uint64_t enqueued_us, started_us; /* monotonic */
     bool cold;
+    bool alone;               /* the running attempt has had its container to itself so far */
     unsigned emitted;         /* events the running attempt emitted (their ids count them) */
     char token_id[17];        /* the caller's token (http_caller), recorded with the invocation */
     struct acct_attempt acct; /* the running attempt's measurements (accountant.h) */

@@ -19,6 +19,7 @@ static const char *const reason_names[_SCALER_REASON_MAX] = {
     [SCALER_REASON_MAX_SCALE] = "max_scale",
     [SCALER_REASON_SPAWN_RATE] = "spawn_rate",
     [SCALER_REASON_SPAWN_CONCURRENCY] = "spawn_concurrency",
+    [SCALER_REASON_CPU] = "cpu",
 };
 
 const char *scaler_reason_name(enum scaler_reason r)
@@ -47,6 +48,12 @@ void scaler_config_defaults(struct scaler_config *c)
         .panic_window_us = 6 * 1000000ull,
         .rate_tau_us = 1000000,
         .default_spawn_latency_us = 10000,
+        /* Containers beyond what the CPUs can run only add context switches, but too few
+         * leave a CPU idle while an invocation waits on I/O: twice the Little's-law need, as
+         * BBR sends twice its bandwidth-delay product while it probes. The least wall per CPU
+         * second over 10-20 s, as BBR keeps its round-trip minimum for 10 s. */
+        .cpu_headroom = 2.0,
+        .cpu_window_us = 10 * 1000000ull,
     };
 }
 
@@ -62,6 +69,38 @@ void scaler_init(struct scaler_state *s, const struct scaler_config *c)
 void scaler_fn_init(struct scaler_fn *f)
 {
     memset(f, 0, sizeof(*f));
+}
+
+void scaler_observe(const struct scaler_config *cfg, struct scaler_fn *f, uint64_t cpu_us,
+                    uint64_t wall_us, uint64_t now_us)
+{
+    if (cpu_us == 0 || wall_us == 0)
+        return;
+    uint64_t width = cfg->cpu_window_us ? cfg->cpu_window_us : 1;
+    uint64_t epoch = now_us / width;
+    if (epoch > f->wall_per_cpu_epoch) {
+        f->wall_per_cpu[1] = epoch == f->wall_per_cpu_epoch + 1 ? f->wall_per_cpu[0] : 0;
+        f->wall_per_cpu[0] = 0;
+        f->wall_per_cpu_epoch = epoch;
+    }
+    double ratio = (double)wall_us / (double)cpu_us;
+    if (f->wall_per_cpu[0] == 0 || ratio < f->wall_per_cpu[0])
+        f->wall_per_cpu[0] = ratio;
+    f->cpu_us = f->cpu_us ? f->cpu_us + ((double)cpu_us - f->cpu_us) / 8 : (double)cpu_us;
+}
+
+/* The least wall time per CPU second of the invocations that ended in this window or the one
+ * before, or 0 when none did (never measured, or not called for two windows). */
+static double wall_per_cpu(const struct scaler_config *cfg, const struct scaler_fn *f, uint64_t now)
+{
+    uint64_t epoch = now / (cfg->cpu_window_us ? cfg->cpu_window_us : 1);
+    double cur = epoch == f->wall_per_cpu_epoch ? f->wall_per_cpu[0] : 0;
+    double prev = epoch == f->wall_per_cpu_epoch       ? f->wall_per_cpu[1]
+                  : epoch == f->wall_per_cpu_epoch + 1 ? f->wall_per_cpu[0]
+                                                       : 0;
+    if (cur == 0 || (prev != 0 && prev < cur))
+        return prev;
+    return cur;
 }
 
 static unsigned sat_sub(unsigned a, unsigned b)
@@ -181,7 +220,7 @@ static void hold_update(struct scaler_fn *st, uint64_t window, uint64_t now, uns
 
 /* Per-function targets, spawns wanted per tier, and the held target for scale-down. */
 static void plan_function(const struct scaler_config *cfg, const struct scaler_input *in,
-                          uint64_t now, struct plan *p)
+                          double cpus, uint64_t now, struct plan *p)
 {
     struct scaler_fn *st = in->st;
     unsigned c = in->concurrency ? in->concurrency : 1;
@@ -190,8 +229,10 @@ static void plan_function(const struct scaler_config *cfg, const struct scaler_i
     unsigned live = clamp_count(in->nready + in->nbusy + in->nspawning);
     uint64_t window = (uint64_t)in->idle_timeout_s * 1000000;
     unsigned cap, urgent, spec;
+    enum scaler_reason cap_reason = SCALER_REASON_MAX_SCALE;
 
     update_rate(cfg, st, in->arrivals, now);
+    st->cpu_cap = 0;
     p->mem = (uint64_t)in->memory_mb << 20;
     p->urgent_reason = SCALER_REASON_QUEUE;
 
@@ -222,6 +263,24 @@ static void plan_function(const struct scaler_config *cfg, const struct scaler_i
         }
         spec = urgent;
         cap = max_scale;
+        /* Little's law on CPU: an invocation that takes c seconds of CPU in w of wall time
+         * keeps cpus × w / c of them running at once busy enough to fill the CPUs; more
+         * containers only queue for a CPU. w / c is the least seen lately (an invocation that
+         * waited for a CPU reports a longer w, and that would argue for ever more containers).
+         * Never below the floor, never 0: no scale-from-zero waits for a measurement, and an
+         * I/O-bound function's cap is far above any max_scale. Workers above it are retired
+         * (scaler_decide), so not what runs now either: they finish what they run. */
+        double r = wall_per_cpu(cfg, st, now);
+        double slots = cfg->cpu_headroom * cpus * r;
+        if (cpus > 0 && r > 0 && slots < (double)UINT32_MAX) {
+            unsigned workers = clamp_count(((size_t)ceil(slots) + c - 1) / c);
+            unsigned cpu_cap = umax(workers, umax(lo, 1));
+            if (cpu_cap < cap) {
+                cap = cpu_cap;
+                cap_reason = SCALER_REASON_CPU;
+                st->cpu_cap = cpu_cap;
+            }
+        }
         p->counted = live;
     } else {
         /* Fresh containers: one per queued invocation, plus a reserve for the arrivals expected
@@ -247,7 +306,7 @@ static void plan_function(const struct scaler_config *cfg, const struct scaler_i
     unsigned t_urgent = umin(umax(urgent, t_floor), cap);
     unsigned t_spec = umin(umax(spec, t_urgent), cap);
     if (umax(spec, lo) > cap)
-        p->held = SCALER_REASON_MAX_SCALE;
+        p->held = cap_reason;
     p->want[TIER_FLOOR] = sat_sub(t_floor, p->counted);
     p->want[TIER_URGENT] = sat_sub(t_urgent, umax(p->counted, t_floor));
     p->want[TIER_SPEC] = sat_sub(t_spec, umax(p->counted, t_urgent));
@@ -325,6 +384,18 @@ static void reap(struct scaler_action *actions, size_t *nactions, struct plan *p
         (struct scaler_action){.kind = SCALER_REAP, .fn = c->fn, .worker = c->id, .reason = reason};
     taken[c->slot] = true;
     p->reaped++;
+    p->reap_reason = reason;
+}
+
+/* Retires function i's next running worker (the caller lists them first to go first). */
+static void retire(struct scaler_action *actions, size_t *nactions, struct plan *p,
+                   const struct scaler_input *in, size_t i, enum scaler_reason reason)
+{
+    actions[(*nactions)++] = (struct scaler_action){.kind = SCALER_RETIRE,
+                                                    .fn = i,
+                                                    .worker = in[i].running[p->next_running++],
+                                                    .reason = reason};
+    p->retired++;
     p->reap_reason = reason;
 }
 
@@ -486,7 +557,7 @@ int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
     uint64_t known = 0;
     for (size_t i = 0; i < n; i++) {
         struct plan *p = &plans[i];
-        plan_function(cfg, &in[i], now_us, p);
+        plan_function(cfg, &in[i], host->cpus, now_us, p);
         spawning += in[i].nspawning;
         p->held_workers =
             clamp_count(in[i].nready + in[i].nbusy + in[i].nspawning + in[i].ndraining);
@@ -576,6 +647,29 @@ int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
             reap(actions, &nactions, p, &cands[k], taken, SCALER_REASON_IDLE);
     }
 
+    /* Over the CPU cap (a pool that grew before the function was measured, or a cap that came
+     * down): the excess goes at once, idle workers oldest first, then running ones retired to
+     * go when what they run is done. A queue does not keep them: it is waiting for a CPU, not
+     * for a container. */
+    for (size_t i = 0; i < n; i++) {
+        struct plan *p = &plans[i];
+        const struct scaler_fn *st = in[i].st;
+        if (!in[i].reuse || !st->cpu_cap || p->grows)
+            continue;
+        unsigned still = sat_sub(p->counted, p->reaped + p->retired);
+        unsigned excess = sat_sub(still, st->cpu_cap);
+        size_t off = idle_offset(in, i), nc = 0;
+        for (size_t w = 0; w < in[i].nidle; w++)
+            if (!taken[off + w])
+                cands[nc++] =
+                    (struct candidate){in[i].idle[w].idle_since_us, in[i].idle[w].id, i, off + w};
+        qsort(cands, nc, sizeof(*cands), candidate_cmp);
+        for (size_t k = 0; k < nc && excess; k++, excess--)
+            reap(actions, &nactions, p, &cands[k], taken, SCALER_REASON_CPU);
+        for (; excess && p->next_running < in[i].nrunning; excess--)
+            retire(actions, &nactions, p, in, i, SCALER_REASON_CPU);
+    }
+
     /* Over budget: when a floor or waiting work could not get memory, idle workers of functions
      * with nothing waiting and above their floor make room, oldest idle first. The memory comes
      * back when the caller has destroyed them, for the next decision. */
@@ -656,15 +750,8 @@ int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
                 struct candidate c = {in[vi].idle[pickw].idle_since_us, in[vi].idle[pickw].id, vi,
                                       o + pickw};
                 reap(actions, &nactions, v, &c, taken, SCALER_REASON_OVER_BUDGET);
-            } else {
-                actions[nactions++] =
-                    (struct scaler_action){.kind = SCALER_RETIRE,
-                                           .fn = vi,
-                                           .worker = in[vi].running[v->next_running++],
-                                           .reason = SCALER_REASON_OVER_BUDGET};
-                v->retired++;
-                v->reap_reason = SCALER_REASON_OVER_BUDGET;
-            }
+            } else
+                retire(actions, &nactions, v, in, vi, SCALER_REASON_OVER_BUDGET);
             freed += v->mem;
         }
     }
@@ -714,6 +801,42 @@ int scaler_memory_budget(const char *meminfo, unsigned percent, uint64_t *ret_by
     return -EINVAL;
 }
 
+int scaler_host_cpus(unsigned ncpu, const char *cpu_max, double *ret_cpus)
+{
+    if (ncpu == 0)
+        return -EINVAL;
+    double cpus = ncpu;
+    if (cpu_max) {
+        /* "$MAX $PERIOD" (Documentation/admin-guide/cgroup-v2.rst, "cpu.max"); $MAX is "max"
+         * for no limit. */
+        const char *p = cpu_max;
+        unsigned long long quota = 0, period = 0;
+        bool limited = !startswith(p, "max");
+        if (limited) {
+            char *end;
+            errno = 0;
+            quota = strtoull(p, &end, 10);
+            if (errno || end == p || !isdigit((unsigned char)*p) || *end != ' ')
+                return -EINVAL;
+            p = end;
+        } else
+            p += strlen("max");
+        if (*p++ != ' ' || !isdigit((unsigned char)*p))
+            return -EINVAL;
+        char *end;
+        errno = 0;
+        period = strtoull(p, &end, 10);
+        if (errno || period == 0 || (*end && *end != '\n') || (*end && end[1]))
+            return -EINVAL;
+        if (limited && quota == 0)
+            return -EINVAL;
+        if (limited && (double)quota / (double)period < cpus)
+            cpus = (double)quota / (double)period;
+    }
+    *ret_cpus = cpus;
+    return 0;
+}
+
 void scaler_view(const struct scaler_fn *f, struct scaler_view *ret)
 {
     *ret = (struct scaler_view){
@@ -725,6 +848,8 @@ void scaler_view(const struct scaler_fn *f, struct scaler_view *ret)
         .last_reaped = f->last.reaped,
         .last_reason = scaler_reason_name(f->last.reason),
         .last_held = scaler_reason_name(f->last.held),
+        .cpu_ms = f->cpu_us / 1e3,
+        .cpu_cap = f->cpu_cap,
     };
 }
 

@@ -27,6 +27,9 @@ enum scaler_reason {
     SCALER_REASON_MAX_SCALE,         /* hold: the function is at max_scale */
     SCALER_REASON_SPAWN_RATE,        /* hold: the host-wide spawn token bucket is empty */
     SCALER_REASON_SPAWN_CONCURRENCY, /* hold: too many spawns in progress host-wide */
+    SCALER_REASON_CPU,               /* reuse true: hold: the function has as many containers
+                                      * as the host's CPUs can keep busy (scaler_observe);
+                                      * reap, retire: it has more */
     _SCALER_REASON_MAX,
 };
 
@@ -44,6 +47,8 @@ struct scaler_config {
     uint64_t panic_window_us;          /* panic lasts this long after the last burst sign (6 s) */
     uint64_t rate_tau_us;              /* arrival rate smoothing time constant (1 s) */
     uint64_t default_spawn_latency_us; /* until one is observed (10 ms) */
+    double cpu_headroom;               /* reuse true: × CPUs × wall per CPU second (2.0) */
+    uint64_t cpu_window_us;            /* wall per CPU second: the min over 1-2 windows (10 s) */
 };
 
 void scaler_config_defaults(struct scaler_config *c);
@@ -85,9 +90,22 @@ struct scaler_fn {
     uint64_t hold_epoch, hold_width; /* the newest bucket's index (now / width), in µs */
     unsigned desired;                /* the current target, as reported */
     struct scaler_decision last;
+    /* From scaler_observe: the least wall time per CPU second of the invocations that ended in
+     * the current window and in the one before it (0: none), and the smoothed CPU time per
+     * invocation. */
+    double wall_per_cpu[2];
+    uint64_t wall_per_cpu_epoch;
+    double cpu_us;
+    unsigned cpu_cap; /* the last decision's CPU cap in containers; 0: none */
 };
 
 void scaler_fn_init(struct scaler_fn *f);
+
+/* One finished invocation that ran alone in its container: cpu_us of CPU in wall_us from
+ * hand-off to result. Feeds the CPU cap (docs/architecture.md "Scaler"). A sample with either
+ * time 0 says nothing and is ignored. */
+void scaler_observe(const struct scaler_config *cfg, struct scaler_fn *f, uint64_t cpu_us,
+                    uint64_t wall_us, uint64_t now_us);
 
 /* A ready worker with nothing running, as the caller knows it. */
 struct scaler_worker {
@@ -121,6 +139,7 @@ struct scaler_input {
 struct scaler_host {
     uint64_t memory_budget;    /* bytes; scaler_memory_budget() gives the default */
     uint64_t memory_committed; /* bytes: memory limits of every live container, draining too */
+    double cpus; /* CPUs the containers can run on (scaler_host_cpus); 0: unknown, no CPU cap */
 };
 
 enum scaler_action_kind {
@@ -151,6 +170,12 @@ int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
  * Returns 0, or -EINVAL when MemTotal is missing or malformed, -ERANGE when it overflows. */
 int scaler_memory_budget(const char *meminfo, unsigned percent, uint64_t *ret_bytes);
 
+/* The CPUs the daemon's containers can run on: ncpu (the daemon's affinity mask) or, when the
+ * text of a cgroup v2 cpu.max ("max 100000", "150000 100000") sets a quota, quota / period if
+ * that is less. cpu_max may be NULL (no quota known). Returns 0, or -EINVAL when ncpu is 0 or
+ * cpu_max is malformed. */
+int scaler_host_cpus(unsigned ncpu, const char *cpu_max, double *ret_cpus);
+
 /* The fields GET /v1/functions/{name} shows about the scaler. */
 struct scaler_view {
     unsigned desired;
@@ -160,6 +185,8 @@ struct scaler_view {
     unsigned last_spawned, last_reaped;
     const char *last_reason; /* scaler_reason_name() */
     const char *last_held;   /* scaler_reason_name(); "none" when nothing held spawns back */
+    double cpu_ms;           /* smoothed CPU per invocation; 0: not measured */
+    unsigned cpu_cap;        /* containers the host's CPUs can keep busy; 0: no cap */
 };
 
 void scaler_view(const struct scaler_fn *f, struct scaler_view *ret);

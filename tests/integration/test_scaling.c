@@ -102,6 +102,34 @@ static double pool_size(const char *fn)
     return n;
 }
 
+/* What the pool did while a benchmark ran: its largest size (ready + busy + spawning), the
+ * largest value of one live field, and whether the last decision's `held` was ever a given one. */
+struct watch {
+    double largest, most;
+    bool held_seen;
+};
+
+/* Runs the prepared benchmark b in a thread and polls fn's live state every 20 ms until it is
+ * done; key and held as in struct watch (held may be NULL). */
+static void bench_watched(struct bench_run *b, const char *fn, const char *key, const char *held,
+                          struct watch *ret)
+{
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bench_thread, b), 0);
+    while (!b->done) {
+        cJSON *j = harness_function(&daemon_proc, fn);
+        const cJSON *live = cJSON_GetObjectItem(j, "live");
+        double size = num(live, "ready") + num(live, "busy") + num(live, "spawning");
+        ret->largest = size > ret->largest ? size : ret->largest;
+        ret->most = num(live, key) > ret->most ? num(live, key) : ret->most;
+        const cJSON *h = cJSON_GetObjectItem(cJSON_GetObjectItem(live, "last_decision"), "held");
+        ret->held_seen = ret->held_seen || (held && strcmp(h->valuestring, held) == 0);
+        cJSON_Delete(j);
+        sleep_ms(20);
+    }
+    pthread_join(t, NULL);
+}
+
 /* Polls until the function's pool is exactly `want` containers, all ready and idle; fails at
  * the deadline. While waiting, the pool never drops below floor. */
 static void wait_for_pool(const char *fn, double want, double floor)
@@ -133,20 +161,9 @@ static void test_burst_of_200_from_zero(void **state)
     const char *args[] = {"-c", "200", "-n", "200", NULL};
     struct bench_run b;
     bench_prepare(&b, "burst", args);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, bench_thread, &b), 0);
     /* Watch the pool while the burst is on. */
-    double largest = 0, desired = 0;
-    while (!b.done) {
-        cJSON *j = harness_function(&daemon_proc, "burst");
-        const cJSON *live = cJSON_GetObjectItem(j, "live");
-        double size = num(live, "ready") + num(live, "busy") + num(live, "spawning");
-        largest = size > largest ? size : largest;
-        desired = num(live, "desired") > desired ? num(live, "desired") : desired;
-        cJSON_Delete(j);
-        sleep_ms(20);
-    }
-    pthread_join(t, NULL);
+    struct watch w = {};
+    bench_watched(&b, "burst", "desired", NULL, &w);
     cJSON *r = bench_result(&b);
     assert_int_equal(b.status, 0);
     assert_int_equal((int)num(r, "requests"), 200);
@@ -161,8 +178,8 @@ static void test_burst_of_200_from_zero(void **state)
     cJSON *j = harness_function(&daemon_proc, "burst");
     const cJSON *live = cJSON_GetObjectItem(j, "live");
     double after = num(live, "ready") + num(live, "busy") + num(live, "spawning");
-    fprintf(stderr, "burst: largest pool seen %.0f, desired up to %.0f, %.0f after\n", largest,
-            desired, after);
+    fprintf(stderr, "burst: largest pool seen %.0f, desired up to %.0f, %.0f after\n", w.largest,
+            w.most, after);
     assert_true(after > 1);
     assert_true(num(live, "desired") > 1);
     assert_int_equal(num(live, "invocations"), 200);
@@ -271,12 +288,65 @@ static void test_steady_rate_fresh_containers_rarely_cold(void **state)
     assert_int_equal(harness_live_number(&daemon_proc, "fresh", "invocations"), requests);
 }
 
+/* The CPU cap (docs/architecture.md "Scaler"): a function that burns CPU for all of its wall
+ * time is held to about twice the host's CPUs in containers once measured, however many clients
+ * wait; one that sleeps is not capped. The cap's exact value depends on the host's CPUs and how
+ * busy it is, so the checks compare with what the daemon reports, not with a constant. */
+static void invoke_body(const char *fn, const char *body)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
+    struct client_response r;
+    assert_int_equal(harness_request(&daemon_proc, "POST", path, NULL, body, strlen(body), &r), 0);
+    assert_int_equal(r.status, 200);
+    client_response_clear(&r);
+}
+
+static void test_cpu_cap(void **state)
+{
+    harness_push(&daemon_proc, "sleep", "cap-sleep", "{\"reuse\": true}");
+    for (int i = 0; i < 3; i++)
+        invoke_body("cap-sleep", "{\"ms\": 200}");
+    /* A few ms of CPU in 200 ms: a cap of hundreds per CPU, above max_scale (100): none. */
+    assert_true(harness_live_number(&daemon_proc, "cap-sleep", "cpu_ms") > 0);
+    assert_int_equal(harness_live_number(&daemon_proc, "cap-sleep", "cpu_cap"), 0);
+
+    harness_push(&daemon_proc, "burn-cpu", "cap-burn", "{\"reuse\": true, \"max_scale\": 1000}");
+    assert_int_equal(harness_live_number(&daemon_proc, "cap-burn", "cpu_cap"), 0); /* unmeasured */
+    for (int i = 0; i < 5; i++)
+        invoke_body("cap-burn", "{\"ms\": 30, \"clock\": \"cpu\"}");
+    double cpu_ms = harness_live_number(&daemon_proc, "cap-burn", "cpu_ms");
+    double cap = harness_live_number(&daemon_proc, "cap-burn", "cpu_cap");
+    fprintf(stderr, "cap-burn: %.1f ms of CPU per invocation, cap %.0f containers\n", cpu_ms, cap);
+    assert_true(cpu_ms >= 25);
+    assert_true(cap >= 1);
+
+    /* Three times as many clients as the cap: the pool stays within what the cap allowed
+     * (the cap moves as samples come, so the largest reported), and all are answered. */
+    char clients[16];
+    snprintf(clients, sizeof(clients), "%d", (int)cap * 3);
+    const char *args[] = {"-c", clients, "-n", clients, NULL};
+    struct bench_run b;
+    bench_prepare(&b, "cap-burn", args);
+    struct watch w = {.most = cap};
+    bench_watched(&b, "cap-burn", "cpu_cap", "cpu", &w);
+    cJSON *r = bench_result(&b);
+    assert_int_equal(b.status, 0);
+    assert_int_equal((int)num(r, "ok"), (int)cap * 3);
+    cJSON_Delete(r);
+    fprintf(stderr, "cap-burn: %d clients, largest pool %.0f, cap up to %.0f, held by cpu: %s\n",
+            (int)cap * 3, w.largest, w.most, w.held_seen ? "yes" : "no");
+    assert_true(w.largest <= w.most);
+    assert_true(w.held_seen);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_burst_of_200_from_zero),
         cmocka_unit_test(test_back_to_min_scale_when_idle),
         cmocka_unit_test(test_steady_rate_fresh_containers_rarely_cold),
+        cmocka_unit_test(test_cpu_cap),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

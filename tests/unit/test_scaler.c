@@ -43,6 +43,7 @@ struct sim_fn {
     bool reuse;
     unsigned concurrency, min_scale, max_scale, idle_timeout_s, memory_mb;
     uint64_t spawn_latency, duration;
+    uint64_t cpu; /* CPU per invocation, reported to scaler_observe; 0: none reported */
     /* the load: an open Poisson rate (per second) and/or closed-loop clients */
     double rate;
     unsigned clients;
@@ -65,6 +66,7 @@ struct sim {
     struct scaler_state s;
     uint64_t now;
     uint64_t budget, other_committed; /* memory held by containers the scaler does not see */
+    double cpus;                      /* the host's CPUs; 0: unknown, no CPU cap */
     struct sim_fn *fns[4];
     size_t n;
     uint64_t next_id;
@@ -222,11 +224,15 @@ static void advance(struct sim *sim, struct sim_fn *f)
             r++;
             continue;
         }
-        size_t wi;
+        size_t wi = 0;
         struct sim_worker *w = find_worker(f, f->run[r].worker, &wi);
         assert_non_null(w);
         f->run[r] = f->run[--f->nrun];
         f->served++;
+        /* The simulated host never makes an invocation wait for a CPU: wall is its duration
+         * (to the step), and the samples are those of an unloaded host. */
+        if (f->cpu)
+            scaler_observe(&sim->s.cfg, &f->st, f->cpu, f->duration, sim->now);
         w->inflight--;
         if (!f->reuse || (w->state == W_DRAINING && w->inflight == 0)) {
             remove_worker(f, wi); /* a used fresh container, or a retired one, is done */
@@ -291,7 +297,8 @@ static void decide(struct sim *sim)
         };
         f->arrivals = 0;
     }
-    struct scaler_host host = {.memory_budget = sim->budget, .memory_committed = committed(sim)};
+    struct scaler_host host = {
+        .memory_budget = sim->budget, .memory_committed = committed(sim), .cpus = sim->cpus};
     struct scaler_action *a = NULL;
     size_t na = 0;
     assert_int_equal(scaler_decide(&sim->s, &host, in, sim->n, sim->now, &a, &na), 0);
@@ -892,6 +899,305 @@ static void test_spawn_limits(void **state)
     sim_free(&sim);
 }
 
+/* ---- the CPU cap (reuse true) ---- */
+
+/* A warm function on a host of `cpus` CPUs whose invocations take `wall` with `cpu` of CPU,
+ * measured: one client for a second. */
+static struct sim_fn *measured(struct sim *sim, const char *name, uint64_t budget, double cpus,
+                               uint64_t wall, uint64_t cpu)
+{
+    sim->cpus = cpus;
+    sim->budget = budget;
+    struct sim_fn *f = fn_new(name, true);
+    f->duration = wall;
+    f->cpu = cpu;
+    f->clients = 1;
+    sim_add(sim, f);
+    sim_run(sim, 1 * SEC);
+    return f;
+}
+
+static void test_cpu_bound_capped(void **state)
+{
+    /* Pure CPU (wall = CPU = 20 ms) on 2 CPUs: 2 × 2 × 1 = 4 containers keep both busy with the
+     * headroom; 50 clients queue for them instead of getting 50 containers. */
+    struct sim sim;
+    sim_init(&sim, NULL, BIG_BUDGET);
+    struct sim_fn *f = measured(&sim, "cpu", BIG_BUDGET, 2, 20 * MS, 20 * MS);
+    assert_int_equal(live(f), 1);
+    f->clients = 50;
+    sim_run(&sim, 3 * SEC);
+    dump(&sim, f);
+    assert_int_equal(live(f), 4);
+    assert_int_equal(f->st.desired, 4);
+    assert_int_equal(f->st.cpu_cap, 4);
+    assert_int_equal(f->st.last.held, SCALER_REASON_CPU);
+    struct scaler_view v;
+    scaler_view(&f->st, &v);
+    assert_int_equal(v.cpu_cap, 4);
+    assert_true(fabs(v.cpu_ms - 20) < 1e-9);
+    assert_true(f->qlen > 0);     /* the work queues ... */
+    assert_true(f->served > 500); /* ... and is served: 4 × 50/s for 3 s */
+
+    /* Half the CPU (2 CPU ms in 4 wall ms: the rest waits on I/O): twice the containers. */
+    f->duration = 4 * MS;
+    f->cpu = 2 * MS;
+    sim_run(&sim, 21 * SEC); /* the 1:1 samples are two windows old */
+    dump(&sim, f);
+    assert_int_equal(f->st.cpu_cap, 8);
+    assert_int_equal(f->st.desired, 8);
+    sim_free(&sim);
+}
+
+static void test_cpu_cap_shrinks_overgrown_pool(void **state)
+{
+    /* 50 clients at once find no measurement: 50 containers. Once the first invocations have
+     * reported (pure CPU, 2 CPUs) the excess is retired as it finishes, down to the cap of 4,
+     * every invocation still served, and the pool does not grow back. */
+    struct sim sim;
+    sim_init(&sim, NULL, BIG_BUDGET);
+    sim.cpus = 2;
+    struct sim_fn *f = fn_new("overgrown", true);
+    f->duration = 20 * MS;
+    f->cpu = 20 * MS;
+    f->clients = 50;
+    sim_add(&sim, f);
+    size_t most = 0;
+    for (int i = 0; i < 100; i++) {
+        sim_step(&sim);
+        most = live(f) > most ? live(f) : most;
+    }
+    assert_int_equal(most, 50);
+    unsigned spawns = f->spawns;
+    sim_run(&sim, 2 * SEC);
+    dump(&sim, f);
+    assert_int_equal(live(f), 4);
+    assert_int_equal(count(f, W_DRAINING), 0);
+    assert_int_equal(f->retires + f->reaps, 46);
+    assert_true(f->by_reason[SCALER_REASON_CPU] >= 1);
+    assert_int_equal(f->spawns, spawns);
+    assert_true(f->served > 400);
+    sim_free(&sim);
+}
+
+static void test_cpu_io_bound_uncapped(void **state)
+{
+    /* 1 ms of CPU in 100 ms (the `sleep` example): the cap (2 × 2 × 100 = 400) is far above
+     * the need, so 100 clients get 100 containers, as without a cap. */
+    struct sim sim;
+    sim_init(&sim, NULL, BIG_BUDGET);
+    struct sim_fn *f = measured(&sim, "io", BIG_BUDGET, 2, 100 * MS, 1 * MS);
+    f->clients = 100;
+    sim_run(&sim, 2 * SEC);
+    dump(&sim, f);
+    assert_int_equal(live(f), 100);
+    assert_int_equal(f->st.cpu_cap, 400);
+    assert_int_not_equal(f->st.last.held, SCALER_REASON_CPU);
+    assert_int_equal(f->qlen, 0);
+    sim_free(&sim);
+}
+
+static void test_cpu_unmeasured_uncapped(void **state)
+{
+    /* Before any measurement (and without a CPU count) the pool follows the need: the first
+     * burst is not held back for want of samples. */
+    for (int k = 0; k < 2; k++) {
+        struct sim sim;
+        sim_init(&sim, NULL, BIG_BUDGET);
+        sim.cpus = k == 0 ? 2 : 0;
+        struct sim_fn *f = fn_new("unmeasured", true);
+        f->duration = 20 * MS;
+        f->cpu = k == 0 ? 0 : 20 * MS; /* k 0: no samples; k 1: samples, no CPU count */
+        f->clients = k == 0 ? 50 : 1;
+        sim_add(&sim, f);
+        sim_step(&sim);
+        if (k == 0) /* as many as the host lets start at once */
+            assert_int_equal(f->spawns, 32);
+        sim_run(&sim, 1 * SEC);
+        f->clients = 50;
+        sim_run(&sim, 1 * SEC);
+        assert_int_equal(live(f), 50);
+        assert_int_equal(f->st.cpu_cap, 0);
+        sim_free(&sim);
+    }
+}
+
+static void test_cpu_cap_floor_and_zero(void **state)
+{
+    /* A cap below one container (0.1 CPU, wall = CPU: 0.2 slots) is one: scale from zero still
+     * happens. min_scale is kept whatever the cap says. */
+    struct sim sim;
+    sim_init(&sim, NULL, BIG_BUDGET);
+    struct sim_fn *f = measured(&sim, "tiny", BIG_BUDGET, 0.1, 20 * MS, 20 * MS);
+    f->idle_timeout_s = 1;
+    f->clients = 0;
+    sim_run(&sim, 3 * SEC); /* idle past idle_timeout_s: back to zero, the samples still fresh */
+    assert_int_equal(live(f), 0);
+    f->clients = 5;
+    sim_step(&sim);
+    assert_int_equal(f->spawns - 1, 1); /* one more spawn, from zero */
+    sim_run(&sim, 1 * SEC);
+    dump(&sim, f);
+    assert_int_equal(live(f), 1);
+    assert_int_equal(f->st.cpu_cap, 1);
+    assert_true(f->served > 40); /* one container, 50/s */
+
+    f->min_scale = 3;
+    sim_run(&sim, 1 * SEC);
+    assert_int_equal(live(f), 3);
+    assert_int_equal(f->st.cpu_cap, 3);
+    sim_free(&sim);
+}
+
+static void test_cpu_cap_with_memory_and_spawn_limits(void **state)
+{
+    /* The cap is one more upper bound: memory for 3 containers under a CPU cap of 4 gives 3
+     * (held by the budget); a CPU cap of 4 under a budget of 10 gives 4 (held by the CPUs). */
+    struct sim sim;
+    sim_init(&sim, NULL, BIG_BUDGET);
+    struct sim_fn *f = measured(&sim, "both", 3 * 128 * MB, 2, 20 * MS, 20 * MS);
+    f->clients = 50;
+    sim_run(&sim, 1 * SEC);
+    assert_int_equal(live(f), 3);
+    assert_int_equal(f->st.last.held, SCALER_REASON_OVER_BUDGET);
+    assert_true(sim.max_committed <= sim.budget);
+    sim.budget = 10 * 128 * MB;
+    sim_run(&sim, 1 * SEC);
+    assert_int_equal(live(f), 4);
+    assert_int_equal(f->st.last.held, SCALER_REASON_CPU);
+
+    /* Spawn limits still bind below the cap: one spawn at a time. */
+    struct scaler_config cfg;
+    scaler_config_defaults(&cfg);
+    cfg.max_spawning = 1;
+    struct sim sim2;
+    sim_init(&sim2, &cfg, BIG_BUDGET);
+    struct sim_fn *g = measured(&sim2, "slow", BIG_BUDGET, 2, 20 * MS, 20 * MS);
+    g->spawn_latency = 50 * MS;
+    g->clients = 50;
+    sim_step(&sim2);
+    assert_int_equal(g->st.last.held, SCALER_REASON_SPAWN_CONCURRENCY);
+    sim_run(&sim2, 1 * SEC);
+    assert_int_equal(live(g), 4);
+    assert_true(sim2.max_spawning <= 1);
+    sim_free(&sim2);
+    sim_free(&sim);
+}
+
+static void test_cpu_fresh_unchanged(void **state)
+{
+    /* reuse false: the cap does not apply (a fresh container's start is not the invocation's
+     * CPU); 50 clients of a CPU-bound function get their containers up to max_scale. */
+    struct sim sim;
+    sim_init(&sim, NULL, BIG_BUDGET);
+    sim.cpus = 2;
+    struct sim_fn *f = fn_new("fresh-cpu", false);
+    f->duration = 200 * MS;
+    f->cpu = 200 * MS;
+    f->max_scale = 30;
+    f->clients = 50;
+    sim_add(&sim, f);
+    sim_run(&sim, 2 * SEC);
+    dump(&sim, f);
+    assert_int_equal(f->st.cpu_cap, 0);
+    assert_int_equal(f->st.last.held, SCALER_REASON_MAX_SCALE);
+    assert_int_equal(count(f, W_BUSY) + count(f, W_READY) + count(f, W_SPAWNING), 30);
+    sim_free(&sim);
+}
+
+static void test_cpu_observe(void **state)
+{
+    /* The least wall per CPU second of this window and the last: invocations that waited for a
+     * CPU (wall 30 × CPU) do not raise it while one that did not (1:1) is recent; it lapses two
+     * windows after the last sample, and samples with a zero time are ignored. */
+    struct scaler_config cfg;
+    scaler_config_defaults(&cfg);
+    struct scaler_fn f;
+    scaler_fn_init(&f);
+    uint64_t t = 100 * SEC;
+    scaler_observe(&cfg, &f, 0, 5 * MS, t);
+    scaler_observe(&cfg, &f, 5 * MS, 0, t);
+    assert_true(f.wall_per_cpu[0] == 0 && f.cpu_us == 0);
+    scaler_observe(&cfg, &f, 1 * MS, 1 * MS, t);
+    for (int i = 0; i < 100; i++)
+        scaler_observe(&cfg, &f, 1 * MS, 30 * MS, t + 1 * SEC + (uint64_t)i * 100 * MS);
+    assert_true(fabs(f.cpu_us - 1000) < 1e-9);
+    /* A decision in the next window still sees 1:1: 2 × 2 × 1 = 4 workers. */
+    struct scaler_state s;
+    scaler_init(&s, &cfg);
+    struct scaler_host host = {.memory_budget = BIG_BUDGET, .cpus = 2};
+    struct scaler_input in = {.st = &f,
+                              .reuse = true,
+                              .concurrency = 1,
+                              .max_scale = 100,
+                              .idle_timeout_s = 10,
+                              .memory_mb = 1,
+                              .queued = 50};
+    struct scaler_action *a = NULL;
+    size_t n = 0;
+    assert_int_equal(scaler_decide(&s, &host, &in, 1, t + 12 * SEC, &a, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].count, 4);
+    assert_int_equal(f.last.held, SCALER_REASON_CPU);
+    free(a);
+    /* Concurrency 4: the 4 slots are one container, so of 3 running, 2 are retired. */
+    in.concurrency = 4;
+    in.nbusy = 3;
+    in.inflight = 12;
+    const uint64_t running[] = {11, 12, 13};
+    in.running = running;
+    in.nrunning = 3;
+    assert_int_equal(scaler_decide(&s, &host, &in, 1, t + 12 * SEC, &a, &n), 0);
+    assert_int_equal(f.cpu_cap, 1);
+    assert_int_equal(n, 2);
+    for (size_t k = 0; k < n; k++) {
+        assert_int_equal(a[k].kind, SCALER_RETIRE);
+        assert_int_equal(a[k].reason, SCALER_REASON_CPU);
+        assert_int_equal(a[k].worker, running[k]);
+    }
+    free(a);
+    in.running = NULL;
+    in.nrunning = 0;
+    /* A window later only the 30:1 samples are left (in the window before): 2 × 2 × 30 = 120,
+     * above max_scale, so no cap. */
+    in.concurrency = 1;
+    in.nbusy = 0;
+    in.inflight = 0;
+    assert_int_equal(scaler_decide(&s, &host, &in, 1, t + 21 * SEC, &a, &n), 0);
+    assert_int_equal(f.cpu_cap, 0);
+    assert_int_not_equal(f.last.held, SCALER_REASON_CPU);
+    free(a);
+    /* Four windows on: nothing measured lately, no cap. */
+    assert_int_equal(scaler_decide(&s, &host, &in, 1, t + 45 * SEC, &a, &n), 0);
+    assert_int_equal(f.cpu_cap, 0);
+    free(a);
+}
+
+static void test_host_cpus(void **state)
+{
+    double c = -1;
+    assert_int_equal(scaler_host_cpus(8, NULL, &c), 0);
+    assert_true(c == 8);
+    assert_int_equal(scaler_host_cpus(8, "max 100000\n", &c), 0);
+    assert_true(c == 8);
+    assert_int_equal(scaler_host_cpus(8, "150000 100000\n", &c), 0);
+    assert_true(c == 1.5);
+    assert_int_equal(scaler_host_cpus(2, "400000 100000", &c), 0);
+    assert_true(c == 2); /* a quota above the CPUs does not add any */
+    double keep = 7;
+    assert_int_equal(scaler_host_cpus(0, NULL, &keep), -EINVAL);
+    assert_int_equal(scaler_host_cpus(2, "", &keep), -EINVAL);
+    assert_int_equal(scaler_host_cpus(2, "max", &keep), -EINVAL);
+    assert_int_equal(scaler_host_cpus(2, "0 100000", &keep), -EINVAL);
+    assert_int_equal(scaler_host_cpus(2, "100000 0", &keep), -EINVAL);
+    assert_int_equal(scaler_host_cpus(2, "-1 100000", &keep), -EINVAL);
+    assert_int_equal(scaler_host_cpus(2, "lots 100000", &keep), -EINVAL);
+    assert_int_equal(scaler_host_cpus(2, "100000 100000 x", &keep), -EINVAL);
+    assert_int_equal(scaler_host_cpus(2, "100000  100000", &keep), -EINVAL);
+    assert_int_equal(scaler_host_cpus(2, "99999999999999999999999 100000", &keep), -EINVAL);
+    assert_true(keep == 7);
+}
+
 /* ---- the pure helpers ---- */
 
 static void test_meminfo(void **state)
@@ -991,6 +1297,15 @@ int main(void)
         cmocka_unit_test(test_two_functions_fresh_share),
         cmocka_unit_test(test_flapping_no_oscillation),
         cmocka_unit_test(test_spawn_limits),
+        cmocka_unit_test(test_cpu_bound_capped),
+        cmocka_unit_test(test_cpu_cap_shrinks_overgrown_pool),
+        cmocka_unit_test(test_cpu_io_bound_uncapped),
+        cmocka_unit_test(test_cpu_unmeasured_uncapped),
+        cmocka_unit_test(test_cpu_cap_floor_and_zero),
+        cmocka_unit_test(test_cpu_cap_with_memory_and_spawn_limits),
+        cmocka_unit_test(test_cpu_fresh_unchanged),
+        cmocka_unit_test(test_cpu_observe),
+        cmocka_unit_test(test_host_cpus),
         cmocka_unit_test(test_meminfo),
         cmocka_unit_test(test_view_and_names),
         cmocka_unit_test(test_bad_arguments),
