@@ -11,6 +11,18 @@ int cli_fail(const char *fmt, ...) _printf_(1, 2);
 /* The server's error message from an {"error": {...}} body (or the status), as cli_fail. */
 int cli_fail_response(const struct client_response *resp);
 
+/* An option of a verb that takes a value: --NAME VALUE (or -SHORT VALUE when short is not 0). */
+struct cli_option {
+    const char *name;
+    char short_name;
+    const char **ret;
+};
+/* The options after a verb (argv[0]): --json, and each of extra (at most 6). Returns the index of
+ * the first operand, or -1 after printing "usage: USAGE_LINE" (or, with usage_line NULL, that
+ * the option is bad). */
+int cli_parse_options(int argc, char **argv, const char *usage_line, bool *ret_json,
+                      const struct cli_option *extra, size_t nextra);
+
 /* One request that must succeed with a 2xx; the parsed JSON body in *ret (and the raw text in
  * *ret_raw unless NULL). Prints the failure and returns 1 otherwise (functions.c). */
 int cli_request_json(struct client *c, const char *method, const char *path,

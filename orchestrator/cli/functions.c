@@ -1,6 +1,5 @@
 /* ignis push, ls, show, rm: the registry's verbs (docs/api.md "Functions"). */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -9,46 +8,6 @@
 #include "cli.h"
 #include "manifest.h"
 #include "registry.h"
-
-/* Options every verb here takes: --json, for push --name, for rm --service. Returns the index
- * of the first operand, or -1 after printing the problem. */
-static int parse_opts(int argc, char **argv, bool *ret_json, const char **ret_name,
-                      const char **ret_service)
-{
-    static const struct option longopts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"name", required_argument, NULL, 'n'},
-        {"service", required_argument, NULL, 's'},
-        {},
-    };
-    int c;
-    optind = 0; /* glibc: rescan from the start, for this verb's own argv */
-    while ((c = getopt_long(argc, argv, "n:", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'j':
-            *ret_json = true;
-            break;
-        case 'n':
-            if (!ret_name) {
-                cli_fail("%s: unknown option --name", argv[0]);
-                return -1;
-            }
-            *ret_name = optarg;
-            break;
-        case 's':
-            if (!ret_service) {
-                cli_fail("%s: unknown option --service", argv[0]);
-                return -1;
-            }
-            *ret_service = optarg;
-            break;
-        default:
-            cli_fail("%s: bad option (see ignis --help)", argv[0]);
-            return -1;
-        }
-    }
-    return optind;
-}
 
 int cli_request_json(struct client *c, const char *method, const char *path,
                      const char *const *headers, const void *body, size_t len, cJSON **ret,
@@ -118,7 +77,8 @@ int cli_push(struct client *c, int argc, char **argv)
     _cleanup_free_ char *data = NULL, *text = NULL;
     size_t len = 0, tlen;
     struct stat st;
-    int i = parse_opts(argc, argv, &json, &name, NULL);
+    const struct cli_option opts[] = {{"name", 'n', &name}};
+    int i = cli_parse_options(argc, argv, NULL, &json, opts, ARRAY_SIZE(opts));
 
     if (i < 0)
         return 2;
@@ -186,7 +146,7 @@ static int by_service(const void *a, const void *b)
 int cli_ls(struct client *c, int argc, char **argv)
 {
     bool json = false;
-    int i = parse_opts(argc, argv, &json, NULL, NULL);
+    int i = cli_parse_options(argc, argv, NULL, &json, NULL, 0);
     if (i < 0)
         return 2;
     if (argc != i) {
@@ -229,7 +189,7 @@ int cli_ls(struct client *c, int argc, char **argv)
 static int function_request(struct client *c, int argc, char **argv, const char *method,
                             bool *ret_json, cJSON **ret, char **ret_raw)
 {
-    int i = parse_opts(argc, argv, ret_json, NULL, NULL);
+    int i = cli_parse_options(argc, argv, NULL, ret_json, NULL, 0);
     if (i < 0)
         return 2;
     if (argc - i != 1) {
@@ -285,7 +245,8 @@ int cli_rm(struct client *c, int argc, char **argv)
     const char *service = NULL;
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
-    int i = parse_opts(argc, argv, &json, NULL, &service);
+    const struct cli_option opts[] = {{"service", 0, &service}};
+    int i = cli_parse_options(argc, argv, NULL, &json, opts, ARRAY_SIZE(opts));
     if (i < 0)
         return 2;
     if (service) {

@@ -76,47 +76,68 @@ int cli_fail_response(const struct client_response *resp)
     return r;
 }
 
+int cli_parse_options(int argc, char **argv, const char *usage_line, bool *ret_json,
+                      const struct cli_option *extra, size_t nextra)
+{
+    struct option longopts[8] = {{"json", no_argument, NULL, 'j'}};
+    char shorts[2 * ARRAY_SIZE(longopts) + 1] = "", *sp = shorts;
+    for (size_t i = 0; i < nextra && i < ARRAY_SIZE(longopts) - 2; i++) {
+        longopts[i + 1] = (struct option){extra[i].name, required_argument, NULL, 256 + (int)i};
+        if (extra[i].short_name) {
+            *sp++ = extra[i].short_name;
+            *sp++ = ':';
+        }
+    }
+    int c;
+    optind = 0; /* glibc: rescan from the start, for this verb's own argv */
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, shorts, longopts, NULL)) != -1) {
+        if (c == 'j') {
+            *ret_json = true;
+            continue;
+        }
+        size_t i = 0;
+        while (i < nextra && c != 256 + (int)i && c != extra[i].short_name)
+            i++;
+        if (c == '?' || c == ':' || i == nextra) {
+            if (usage_line)
+                cli_fail("usage: %s", usage_line);
+            else
+                cli_fail("%s: bad option (see ignis --help)", argv[0]);
+            return -1;
+        }
+        *extra[i].ret = optarg;
+    }
+    return optind;
+}
+
 static int cmd_version(struct client *c, int argc, char **argv)
 {
-    struct client_response resp;
-    struct ig_error err = {};
-
+    cJSON *root = NULL;
     printf("ignis %s\n", IGNIS_VERSION);
-    if (client_request(c, "GET", "/v1/version", NULL, NULL, 0, &resp, &err) < 0)
-        return cli_fail("%s", err.message);
-    if (resp.status != 200) {
-        int r = cli_fail_response(&resp);
-        client_response_clear(&resp);
+    int r = cli_request_json(c, "GET", "/v1/version", NULL, NULL, 0, &root, NULL);
+    if (r != 0)
         return r;
-    }
-    cJSON *root = cJSON_Parse(resp.body);
     const cJSON *v = cJSON_GetObjectItem(root, "version");
     const cJSON *schema = cJSON_GetObjectItem(root, "schema");
-    int r = 0;
     if (cJSON_IsString(v))
         printf("ignisd %s (%s, schema %d)\n", v->valuestring, client_base_url(c),
                cJSON_IsNumber(schema) ? schema->valueint : 0);
     else
         r = cli_fail("the server's version reply is malformed");
     cJSON_Delete(root);
-    client_response_clear(&resp);
     return r;
 }
 
 /* The running daemon's view of its host (GET /v1/doctor); exit 1 when a check fails. */
 static int cmd_doctor(struct client *c, int argc, char **argv)
 {
-    struct client_response resp;
-    struct ig_error err = {};
-    if (client_request(c, "GET", "/v1/doctor", NULL, NULL, 0, &resp, &err) < 0)
-        return cli_fail("%s (before the daemon runs: ignisd --doctor)", err.message);
-    if (resp.status != 200) {
-        int r = cli_fail_response(&resp);
-        client_response_clear(&resp);
+    cJSON *root = NULL;
+    int r = cli_request_json(c, "GET", "/v1/doctor", NULL, NULL, 0, &root, NULL);
+    if (r != 0) {
+        fputs("ignis: (for a host without a running daemon: ignisd --doctor)\n", stderr);
         return r;
     }
-    cJSON *root = cJSON_Parse(resp.body);
-    client_response_clear(&resp);
     const cJSON *checks = cJSON_GetObjectItem(root, "checks");
     const cJSON *status = cJSON_GetObjectItem(root, "status");
     if (!cJSON_IsArray(checks) || !cJSON_IsString(status)) {
@@ -124,7 +145,7 @@ static int cmd_doctor(struct client *c, int argc, char **argv)
         return cli_fail("the server's doctor reply is malformed");
     }
     doctor_print(checks, stdout);
-    int r = streq(status->valuestring, "failing") ? 1 : 0;
+    r = streq(status->valuestring, "failing") ? 1 : 0;
     cJSON_Delete(root);
     return r;
 }

@@ -1,39 +1,9 @@
 /* The verbs of who may do what: tokens, secrets and the audit log (docs/security.md). */
-#include <getopt.h>
 #include <string.h>
 
 #include "cli.h"
 #include "manifest.h"
 #include "secrets.h"
-
-/* Options after the verb (and its subcommand): --json, and each of extra, whose value goes to
- * *ret. Returns the index of the first operand, or -1 after printing usage_line. */
-struct opt_spec {
-    const char *name;
-    const char **ret;
-};
-
-static int parse(int argc, char **argv, const char *usage_line, bool *ret_json,
-                 const struct opt_spec *extra, size_t nextra)
-{
-    struct option longopts[8] = {{"json", no_argument, NULL, 'j'}};
-    for (size_t i = 0; i < nextra && i < ARRAY_SIZE(longopts) - 2; i++)
-        longopts[i + 1] = (struct option){extra[i].name, required_argument, NULL, 256 + (int)i};
-    int c;
-    optind = 0; /* glibc: rescan from the start, for this verb's own argv */
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c == 'j')
-            *ret_json = true;
-        else if (c >= 256 && (size_t)(c - 256) < nextra)
-            *extra[c - 256].ret = optarg;
-        else {
-            cli_fail("usage: %s", usage_line);
-            return -1;
-        }
-    }
-    return optind;
-}
 
 static int usage_fail(const char *usage_line)
 {
@@ -98,8 +68,9 @@ int cli_token(struct client *c, int argc, char **argv)
     int r;
     if (streq(sub, "create")) {
         const char *role = NULL, *name = NULL, *expires = NULL;
-        const struct opt_spec opts[] = {{"role", &role}, {"name", &name}, {"expires", &expires}};
-        int i = parse(argc - 1, argv + 1, token_usage, &json, opts, ARRAY_SIZE(opts));
+        const struct cli_option opts[] = {
+            {"role", 0, &role}, {"name", 0, &name}, {"expires", 0, &expires}};
+        int i = cli_parse_options(argc - 1, argv + 1, token_usage, &json, opts, ARRAY_SIZE(opts));
         if (i < 0)
             return 2;
         if (i != argc - 1 || !role)
@@ -120,7 +91,7 @@ int cli_token(struct client *c, int argc, char **argv)
         return r ? r : finish(root, raw, json, print_token_created);
     }
     if (streq(sub, "ls")) {
-        int i = parse(argc - 1, argv + 1, token_usage, &json, NULL, 0);
+        int i = cli_parse_options(argc - 1, argv + 1, token_usage, &json, NULL, 0);
         if (i < 0)
             return 2;
         if (i != argc - 1)
@@ -129,7 +100,7 @@ int cli_token(struct client *c, int argc, char **argv)
         return r ? r : finish(root, raw, json, print_tokens);
     }
     if (streq(sub, "revoke")) {
-        int i = parse(argc - 1, argv + 1, token_usage, &json, NULL, 0);
+        int i = cli_parse_options(argc - 1, argv + 1, token_usage, &json, NULL, 0);
         if (i < 0)
             return 2;
         if (i != argc - 2)
@@ -179,7 +150,7 @@ int cli_secret(struct client *c, int argc, char **argv)
         return usage_fail(secret_usage);
     const char *sub = argv[1];
     bool json = false;
-    int i = parse(argc - 1, argv + 1, secret_usage, &json, NULL, 0);
+    int i = cli_parse_options(argc - 1, argv + 1, secret_usage, &json, NULL, 0);
     if (i < 0)
         return 2;
     char **args = argv + 1 + i;
@@ -251,9 +222,10 @@ static void print_audit(const cJSON *root)
 int cli_audit(struct client *c, int argc, char **argv)
 {
     const char *function = NULL, *since = NULL, *limit = NULL;
-    const struct opt_spec opts[] = {{"function", &function}, {"since", &since}, {"limit", &limit}};
+    const struct cli_option opts[] = {
+        {"function", 0, &function}, {"since", 0, &since}, {"limit", 0, &limit}};
     bool json = false;
-    int i = parse(argc, argv, audit_usage, &json, opts, ARRAY_SIZE(opts));
+    int i = cli_parse_options(argc, argv, audit_usage, &json, opts, ARRAY_SIZE(opts));
     if (i < 0)
         return 2;
     if (i != argc)

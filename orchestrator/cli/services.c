@@ -1,6 +1,5 @@
 /* ignis deploy, ignis service ls|show|rm: services (docs/api.md "Services"). */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,22 +8,6 @@
 #include "manifest.h"
 #include "registry.h"
 #include "service.h"
-
-/* --json only. Returns the index of the first operand, or -1 after printing the problem. */
-static int parse_json_opt(int argc, char **argv, bool *ret_json)
-{
-    static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {}};
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c != 'j') {
-            cli_fail("%s: bad option (see ignis --help)", argv[0]);
-            return -1;
-        }
-        *ret_json = true;
-    }
-    return optind;
-}
 
 /* The bundles of a service being deployed. */
 struct packed {
@@ -76,7 +59,7 @@ static int pack_service(const char *dir, const struct service *svc, struct packe
 int cli_deploy(struct client *c, int argc, char **argv)
 {
     bool json = false;
-    int i = parse_json_opt(argc, argv, &json);
+    int i = cli_parse_options(argc, argv, NULL, &json, NULL, 0);
     if (i < 0)
         return 2;
     if (argc - i != 1) {
@@ -214,7 +197,7 @@ static int service_show(struct client *c, const char *name, bool json)
 int cli_service(struct client *c, int argc, char **argv)
 {
     bool json = false;
-    int i = parse_json_opt(argc, argv, &json);
+    int i = cli_parse_options(argc, argv, NULL, &json, NULL, 0);
     if (i < 0)
         return 2;
     const char *sub = i < argc ? argv[i] : "";

@@ -89,23 +89,16 @@ int cli_usage(struct client *c, int argc, char **argv)
     if (n < 0 || (size_t)n >= sizeof(path))
         return cli_fail("usage: arguments too long");
 
-    struct client_response resp;
-    struct ig_error err = {};
-    if (client_request(c, "GET", path, NULL, NULL, 0, &resp, &err) < 0)
-        return cli_fail("%s", err.message);
-    if (resp.status != 200) {
-        int r = cli_fail_response(&resp);
-        client_response_clear(&resp);
+    cJSON *root = NULL;
+    _cleanup_free_ char *raw = NULL;
+    int r = cli_request_json(c, "GET", path, NULL, NULL, 0, &root, &raw);
+    if (r != 0)
         return r;
-    }
     if (json) {
-        fputs(resp.body, stdout);
-        fputc('\n', stdout);
-        client_response_clear(&resp);
+        printf("%s\n", raw);
+        cJSON_Delete(root);
         return 0;
     }
-    cJSON *root = cJSON_Parse(resp.body);
-    client_response_clear(&resp);
     const cJSON *fns = cJSON_GetObjectItemCaseSensitive(root, "functions");
     const cJSON *totals = cJSON_GetObjectItemCaseSensitive(root, "totals");
     if (!cJSON_IsArray(fns) || !cJSON_IsObject(totals)) {
