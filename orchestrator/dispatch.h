@@ -55,7 +55,11 @@ struct inv {
     int64_t created_wall_us, started_wall_us;
     uint64_t enqueued_us, started_us; /* monotonic */
     bool cold;
-    bool alone;               /* the running attempt has had its container to itself so far */
+    bool alone; /* the running attempt has had its container to itself so far */
+    /* events.c: the ignishops of the event this runs for, read from the payload at the first
+     * emit (parent_hops_read) so that later emits do not parse it again. */
+    long long parent_hops;
+    bool parent_hops_read;
     unsigned emitted;         /* events the running attempt emitted (their ids count them) */
     char token_id[17];        /* the caller's token (http_caller), recorded with the invocation */
     struct acct_attempt acct; /* the running attempt's measurements (accountant.h) */

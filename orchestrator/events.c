@@ -522,7 +522,7 @@ void events_http_dead_letters(struct http_request *req, struct events *ev)
 static long long parent_hops(const struct inv *inv)
 {
     static const char media[] = MEDIA_CLOUDEVENT;
-    const char *ct = inv ? inv->content_type : NULL;
+    const char *ct = inv->content_type;
     if (!ct || strncasecmp(ct, media, sizeof(media) - 1) != 0 ||
         (ct[sizeof(media) - 1] && ct[sizeof(media) - 1] != ';' && ct[sizeof(media) - 1] != ' '))
         return 0;
@@ -558,7 +558,11 @@ void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const str
     else
         inv_id_new(id);
     ce_time_format((int64_t)wall_usec(), time);
-    long long h = parent_hops(inv) + 1;
+    if (inv && !inv->parent_hops_read) {
+        inv->parent_hops = parent_hops(inv);
+        inv->parent_hops_read = true;
+    }
+    long long h = (inv ? inv->parent_hops : 0) + 1;
     snprintf(hops, sizeof(hops), "%lld", h);
     e->specversion = strdup("1.0");
     e->id = strdup(id);
