@@ -112,14 +112,12 @@ int cg_fs_rmdir(const struct cg_manager *m, const char *dir);
 char *cg_path(const char *dir, const char *file);
 int cg_write(const char *dir, const char *file, const char *value);
 int cg_write_u64(const char *dir, const char *file, uint64_t value);
-/* Reads a file holding one unsigned number ("max" reads as UINT64_MAX). */
-int cg_read_u64(const char *dir, const char *file, uint64_t *ret);
 /* Finds `key value` in a flat-keyed file's text (cpu.stat, memory.events, memory.oom_control).
  * Returns 0, -ENOENT when the key is missing, -EINVAL when the value is not a number. */
 int cg_parse_keyed(const char *text, const char *key, uint64_t *ret);
-int cg_read_keyed(const char *dir, const char *file, const char *key, uint64_t *ret);
 bool cg_file_exists(const char *dir, const char *file);
-/* As cg_read_u64 and cg_read_keyed, through the group's kept-open fd for the file `which`
+/* Reads a file holding one unsigned number ("max" reads as UINT64_MAX), or finds `key value`
+ * in a flat-keyed one (cg_parse_keyed), through the group's kept-open fd for the file `which`
  * (dir/file, opened on first use). */
 int cg_stat_read_u64(struct cg_group *g, enum cg_stat_file which, const char *dir, const char *file,
                      uint64_t *ret);

@@ -149,17 +149,6 @@ static int parse_u64(const char *s, uint64_t *ret)
     return 0;
 }
 
-int cg_read_u64(const char *dir, const char *file, uint64_t *ret)
-{
-    _cleanup_free_ char *p = cg_path(dir, file), *text = NULL;
-    if (!p)
-        return -ENOMEM;
-    int r = read_file(p, 4096, &text, NULL);
-    if (r < 0)
-        return r;
-    return parse_u64(text, ret);
-}
-
 int cg_parse_keyed(const char *text, const char *key, uint64_t *ret)
 {
     size_t klen = strlen(key);
@@ -171,17 +160,6 @@ int cg_parse_keyed(const char *text, const char *key, uint64_t *ret)
             line++;
     }
     return -ENOENT;
-}
-
-int cg_read_keyed(const char *dir, const char *file, const char *key, uint64_t *ret)
-{
-    _cleanup_free_ char *p = cg_path(dir, file), *text = NULL;
-    if (!p)
-        return -ENOMEM;
-    int r = read_file(p, 64 * 1024, &text, NULL);
-    if (r < 0)
-        return r;
-    return cg_parse_keyed(text, key, ret);
 }
 
 static int stat_fd(struct cg_group *g, enum cg_stat_file which, const char *dir, const char *file,

@@ -1107,11 +1107,6 @@ int container_create(struct cg_manager *m, const struct container_options *o,
     return 0;
 }
 
-const char *container_name(const struct container *c)
-{
-    return c->name;
-}
-
 pid_t container_pid(const struct container *c)
 {
     return c->pid;

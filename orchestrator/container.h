@@ -115,7 +115,6 @@ int container_finish_spawn(struct container *c, struct ig_error *err);
 int container_create(struct cg_manager *m, const struct container_options *o,
                      struct container **ret, struct ig_error *err);
 
-const char *container_name(const struct container *c);
 /* The shim's pid in the host's pid namespace. */
 pid_t container_pid(const struct container *c);
 /* Readable when setup finished; -1 after container_finish_spawn. */

@@ -331,11 +331,6 @@ int http_set_header(struct http_request *req, const char *name, const char *valu
     return 0;
 }
 
-const char *http_request_method(const struct http_request *req)
-{
-    return req->method;
-}
-
 const char *http_request_path(const struct http_request *req)
 {
     return req->path;

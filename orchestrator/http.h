@@ -80,7 +80,6 @@ void http_server_quiesce(struct http_server *s);
 /* Answers every request still waiting with 503 shutting_down, flushes (bounded) and frees. */
 void http_server_free(struct http_server *s);
 
-const char *http_request_method(const struct http_request *req);
 const char *http_request_path(const struct http_request *req);
 const char *http_request_param(const struct http_request *req, size_t i);
 const char *http_request_header(const struct http_request *req, const char *name);

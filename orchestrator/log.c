@@ -11,11 +11,6 @@ void log_set_level(enum log_level level)
     min_level = level;
 }
 
-enum log_level log_get_level(void)
-{
-    return min_level;
-}
-
 int log_level_parse(const char *name, enum log_level *ret)
 {
     for (size_t i = 0; i < ARRAY_SIZE(level_names); i++)

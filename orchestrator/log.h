@@ -6,7 +6,6 @@
 enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
 
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
 /* Returns 0 and sets *ret for "debug", "info", "warn" or "error"; -EINVAL otherwise. */
 int log_level_parse(const char *name, enum log_level *ret);
 

@@ -73,7 +73,6 @@ struct registry {
     struct loop *loop;
     struct store *store;
     char bundles_dir[4096];
-    struct bundle_limits limits;
     struct registry_hooks hooks;
     struct registry_function **fns; /* sorted by name */
     size_t n_fns, cap_fns;
@@ -512,7 +511,6 @@ int registry_new(struct loop *loop, struct store *store, const char *state_dir,
         return ig_error_set(err, ENOMEM, "out of memory");
     r->loop = loop;
     r->store = store;
-    r->limits = bundle_default_limits;
     snprintf(r->bundles_dir, sizeof(r->bundles_dir), "%s/bundles", state_dir);
     q = mkdir_p(r->bundles_dir, 0700);
     if (q < 0) {
@@ -567,11 +565,6 @@ void registry_set_hooks(struct registry *r, const struct registry_hooks *hooks)
     if (r->hooks.updated)
         for (size_t i = 0; i < r->n_fns; i++)
             r->hooks.updated(r->hooks.userdata, r->fns[i]);
-}
-
-void registry_set_limits(struct registry *r, const struct bundle_limits *lim)
-{
-    r->limits = *lim;
 }
 
 /* ---- the op queue ---- */
@@ -682,7 +675,8 @@ static void *push_thread(void *userdata)
         bundle_path(r->bundles_dir, op->digest, path, sizeof(path));
         q = bundle_read_manifest(path, &text, &len, &op->err);
     } else {
-        q = bundle_unpack(r->bundles_dir, op->body, op->body_len, &r->limits, &dir, &op->err);
+        q = bundle_unpack(r->bundles_dir, op->body, op->body_len, &bundle_default_limits, &dir,
+                          &op->err);
         if (q >= 0)
             q = bundle_read_manifest(dir, &text, &len, &op->err);
     }
@@ -860,7 +854,7 @@ static int svc_fn_prepare(struct op *op, const struct service_function *sf,
         bundle_path(r->bundles_dir, out->digest, path, sizeof(path));
         q = bundle_read_manifest(path, &text, &len, &e);
     } else {
-        q = bundle_unpack(r->bundles_dir, b->data, b->len, &r->limits, &out->dir, &e);
+        q = bundle_unpack(r->bundles_dir, b->data, b->len, &bundle_default_limits, &out->dir, &e);
         if (q >= 0)
             q = bundle_read_manifest(out->dir, &text, &len, &e);
     }

@@ -68,8 +68,6 @@ int registry_new(struct loop *loop, struct store *store, const char *state_dir,
 void registry_free(struct registry *r);
 
 void registry_set_hooks(struct registry *r, const struct registry_hooks *hooks);
-/* Replaces the bundle limits (tests use smaller ones). */
-void registry_set_limits(struct registry *r, const struct bundle_limits *lim);
 
 /* The function's current version, or NULL. */
 const struct registry_function *registry_lookup(const struct registry *r, const char *name);
