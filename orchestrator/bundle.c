@@ -211,6 +211,21 @@ static void normalise_mode(struct archive_entry *e)
         archive_entry_set_perm(e, 0777);
 }
 
+/* Whether the entry's path was extracted already. NO_OVERWRITE keeps what is there, but
+ * libarchive then still gives it the later entry's mode and time: a file entry named like a
+ * directory before it turned the directory into 0644. A directory listed again changes nothing
+ * and is skipped (returns 1); any other repeat is refused. Extraction runs in the bundle's
+ * directory, so the entry's relative path is where it would land. */
+static int check_repeat(struct archive_entry *e, const char *path, struct ig_error *err)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return 0;
+    if (S_ISDIR(st.st_mode) && archive_entry_filetype(e) == AE_IFDIR && !archive_entry_hardlink(e))
+        return 1;
+    return ig_error_set(err, EINVAL, "entry \"%.200s\": the bundle has this path twice", path);
+}
+
 /* A disk error caused by the archive's content (a refused path) is the client's; running out
  * of space or quota is ours. */
 static int disk_error(struct archive *w, const char *path, struct ig_error *err)
@@ -307,6 +322,10 @@ int bundle_extract(const void *data, size_t len, const struct bundle_limits *lim
             return r;
         normalise_mode(e);
         const char *path = archive_entry_pathname(e);
+        if ((r = check_repeat(e, path, err)) < 0)
+            return r;
+        if (r > 0)
+            continue;
         if (archive_write_header(w, e) < ARCHIVE_OK)
             return disk_error(w, path, err);
         if (archive_entry_filetype(e) == AE_IFREG && !archive_entry_hardlink(e) &&

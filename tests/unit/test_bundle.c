@@ -262,6 +262,58 @@ static void test_links_refused(void **state)
     }
 }
 
+/* A path that appears twice: a directory again is harmless, anything else is refused (before,
+ * libarchive kept the directory but gave it the later entry's 0644, found by the fuzzer). */
+static void test_repeated_paths(void **state)
+{
+    struct tarb t;
+    struct ig_error err = {};
+    char *out = NULL, path[256];
+    struct stat st;
+
+    tarb_start(&t);
+    tarb_file(&t, "function.json", MANIFEST);
+    tarb_add(&t, "bin/", AE_IFDIR, NULL, 0, NULL, false);
+    tarb_add(&t, "./bin", AE_IFDIR, NULL, 0, NULL, false);
+    tarb_file(&t, "bin/run", "#!/bin/sh");
+    tarb_finish(&t);
+    if (unpack(&t, &bundle_default_limits, &out, &err) < 0)
+        fail_msg("unpack: %s", err.message);
+    snprintf(path, sizeof(path), "%s/bin", out);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0755);
+    assert_int_equal(rm_rf(out), 0);
+    free(out);
+    free(t.buf);
+
+    static const struct {
+        mode_t type;
+        const char *link;
+        bool hard;
+    } again[] = {
+        {AE_IFREG, NULL, false},
+        {AE_IFREG, "bin/", true},
+        {AE_IFLNK, "function.json", false},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(again); i++) {
+        tarb_start(&t);
+        tarb_file(&t, "function.json", MANIFEST);
+        tarb_add(&t, "bin/", AE_IFDIR, NULL, 0, NULL, false);
+        tarb_add(&t, "bin", again[i].type, NULL, 0, again[i].link, again[i].hard);
+        tarb_finish(&t);
+        expect_refused(&t, &bundle_default_limits, EINVAL,
+                       "\"bin\": the bundle has this path twice");
+        free(t.buf);
+    }
+    tarb_start(&t);
+    tarb_file(&t, "function.json", MANIFEST);
+    tarb_file(&t, "./function.json", "{}");
+    tarb_finish(&t);
+    expect_refused(&t, &bundle_default_limits, EINVAL, "twice");
+    free(t.buf);
+}
+
 static void test_pack_and_peek(void **state)
 {
     char src[128], path[256], *b = NULL, *text = NULL, *out = NULL;
@@ -326,6 +378,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unpacked_size_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_and_path_caps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repeated_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_and_peek, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
