@@ -914,6 +914,12 @@ static void http_invoke_async(struct http_request *req, struct dispatch *d, stru
             http_reply_error(req, 400, "bad_request", "Idempotency-Key is over 256 bytes");
             return;
         }
+        /* ignisd's own keys (a schedule's runs) begin so; a client's must not match them. */
+        if (strncmp(key, "/ignis/", 7) == 0) {
+            http_reply_error(req, 400, "bad_request",
+                             "Idempotency-Key values beginning with /ignis/ are reserved");
+            return;
+        }
         if (inv_store_find_idempotent(d->store->db, fn->name, key,
                                       (int64_t)wall_usec() - d->opts.idempotency_us,
                                       existing) == 0) {

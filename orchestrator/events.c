@@ -685,12 +685,23 @@ static void on_schedule_submitted(int result, const char *message, const char *i
     free(function);
 }
 
-/* One run of fn's schedule for slot: a dev.ignis.schedule event to fn alone. */
+/* One run of fn's schedule for slot: a dev.ignis.schedule event to fn alone. Its invocation
+ * carries the idempotency key SOURCE@TIME: a make-up run whose slot already ran (ignisd died
+ * after the invocation was committed but before the last run was) finds it and runs nothing. */
 static void run_schedule(struct events *ev, struct fn *fn, const struct sched *s, int64_t slot)
 {
     char source[sizeof(EVENTS_SCHEDULE_SOURCE) + MANIFEST_NAME_MAX], time[32];
+    char key[sizeof(source) + sizeof(time)], existing[INV_ID_LEN + 1];
     snprintf(source, sizeof(source), EVENTS_SCHEDULE_SOURCE "%s", fn->name);
     ce_time_format(slot * 1000000, time);
+    snprintf(key, sizeof(key), "%s@%s", source, time);
+    bool makeup = slot < ev->started_s;
+    if (makeup &&
+        inv_store_find_idempotent(ev->store->db, fn->name, key, slot * 1000000, existing) == 0) {
+        log_info("schedule run already made before the restart",
+                 "function=%s slot=%s invocation=%s", fn->name, time, existing);
+        return;
+    }
     if (fn->queued >= ev->d->opts.queue_max) {
         fn->throttles++;
         log_warn("schedule run skipped: the function's queue is full", "function=%s slot=%s",
@@ -700,7 +711,7 @@ static void run_schedule(struct events *ev, struct fn *fn, const struct sched *s
     cJSON *data = cJSON_CreateObject();
     cJSON_AddStringToObject(data, "schedule", s->text);
     cJSON_AddStringToObject(data, "scheduled_time", time);
-    cJSON_AddBoolToObject(data, "makeup", slot < ev->started_s);
+    cJSON_AddBoolToObject(data, "makeup", makeup);
     _cleanup_free_ char *text = cJSON_PrintUnformatted(data);
     cJSON_Delete(data);
     struct ce_event e = {
@@ -718,16 +729,16 @@ static void run_schedule(struct events *ev, struct fn *fn, const struct sched *s
     size_t len;
     char id[INV_ID_LEN + 1], *userdata = strdup(fn->name);
     if (!text || !userdata || ce_event_to_json(&e, &payload, &len) < 0 ||
-        dispatch_submit_async(ev->d, fn, payload, len, MEDIA_CLOUDEVENT, NULL, NULL, id,
+        dispatch_submit_async(ev->d, fn, payload, len, MEDIA_CLOUDEVENT, key, NULL, id,
                               on_schedule_submitted, userdata) < 0) {
         free(userdata);
         log_error("a schedule's run could not be submitted", "function=%s error=\"out of memory\"",
                   fn->name);
         return;
     }
-    telemetry_schedule_run(fn->name, slot < ev->started_s);
+    telemetry_schedule_run(fn->name, makeup);
     log_debug("schedule run", "function=%s slot=%s invocation=%s makeup=%s", fn->name, time, id,
-              slot < ev->started_s ? "true" : "false");
+              makeup ? "true" : "false");
 }
 
 static struct sched *sched_find(struct events *ev, const char *function)
@@ -773,11 +784,11 @@ static void check_schedules(struct events *ev)
         int64_t slot;
         if (cron_due(&s->cs, s->last_run, now, ev->opts.tz_offset_s, &slot) != 1)
             continue;
-        /* The last run is stored before the delivery is submitted, so both usually share one
-         * commit; should a crash fall between them, the run is lost rather than made twice. */
+        /* The delivery goes to the journal before the last run, so a crash between their
+         * commits leaves the slot due at the next start, where run_schedule finds its key. */
+        run_schedule(ev, fn, s, slot);
         s->last_run = slot;
         sched_store(ev, s);
-        run_schedule(ev, fn, s, slot);
     }
     for (struct sched **p = &ev->scheds; *p;) {
         struct sched *s = *p;

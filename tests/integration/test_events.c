@@ -646,8 +646,8 @@ static void age_schedule(struct ignisd_proc *p, const char *fn, long seconds)
 }
 
 /* A yearly schedule whose last run was three years ago (ignisd "down" since): one run, marked
- * makeup, for the latest missed slot; not one per missed year, and none again at the next
- * restart. */
+ * makeup, for the latest missed slot; not one per missed year, none again at the next restart,
+ * and none again when a crash lost the record of the run. */
 static void test_makeup_after_restart(void **state)
 {
     struct ignisd_proc p;
@@ -676,6 +676,17 @@ static void test_makeup_after_restart(void **state)
     assert_int_equal(harness_restart(&p, NULL), 0);
     sleep(2);
     assert_int_equal(count_schedule_runs(&p, "yearly", NULL), 1);
+
+    /* ignisd killed after the make-up run's invocation was committed but before its last run
+     * was: the slot is due again at the next start, and its invocation is found, not made
+     * twice. */
+    assert_int_equal(harness_stop(&p), 0);
+    age_schedule(&p, "yearly", 366 * 86400L);
+    assert_int_equal(harness_restart(&p, NULL), 0);
+    sleep(2);
+    assert_int_equal(count_schedule_runs(&p, "yearly", NULL), 1);
+    assert_true(
+        harness_metric(&p, "ignis_schedule_runs_total{function=\"yearly\",kind=\"makeup\"}") == 0);
     assert_int_equal(harness_stop(&p), 0);
     assert_int_equal(harness_cleanup(&p), 0);
 }

@@ -266,7 +266,15 @@ static void test_async_success_retry_dead_letter_idempotency(void **state)
     async_invoke(&daemon_proc, "h-python", "{}", "order-43", b);
     assert_string_not_equal(a, b);
 
+    /* Keys beginning with /ignis/ are ignisd's own (a schedule's runs). */
     struct client_response r;
+    const char *reserved[] = {"Ignis-Invocation-Type: async",
+                              "Idempotency-Key: /ignis/schedules/h-python@2026-01-01T00:00:00Z",
+                              NULL};
+    assert_int_equal(invoke(&daemon_proc, "h-python", "{}", reserved, &r), 400);
+    assert_non_null(strstr(r.body, "reserved"));
+    client_response_clear(&r);
+
     assert_int_equal(
         harness_request(&daemon_proc, "GET", "/v1/invocations/nope", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 404);
