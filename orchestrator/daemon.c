@@ -247,6 +247,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     dispatch_attach_registry(d->dispatch, d->registry);
     struct sink_options sopts;
     sink_options_defaults(&sopts);
+    sopts.allow_loopback = opts->sink_allow_loopback;
     r = sinks_new(d->loop, d->store->db, d->journal, &sopts, &d->sinks, err);
     if (r < 0)
         goto fail;

@@ -34,6 +34,8 @@ const char options_usage[] =
     "  --tls-key FILE       the certificate's PEM private key\n"
     "  --metrics-public BOOL\n"
     "                       let GET /metrics be read without a token (default false)\n"
+    "  --sink-allow-loopback BOOL\n"
+    "                       let sinks deliver to loopback addresses (default false)\n"
     "  --rate-limit N       requests a second each token may make, 0 for no limit (default\n"
     "                       1000)\n"
     "  --rate-burst N       requests a token may make at once above its rate (default 2000)\n"
@@ -181,11 +183,12 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
         if (!value[0] || strlen(value) >= sizeof(o->tls_cert))
             return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
         strcpy(dst, value);
-    } else if (key_is(key, "metrics-public")) {
+    } else if (key_is(key, "metrics-public") || key_is(key, "sink-allow-loopback")) {
+        bool *dst = key_is(key, "metrics-public") ? &o->metrics_public : &o->sink_allow_loopback;
         if (streq(value, "true") || streq(value, "yes") || streq(value, "1"))
-            o->metrics_public = true;
+            *dst = true;
         else if (streq(value, "false") || streq(value, "no") || streq(value, "0"))
-            o->metrics_public = false;
+            *dst = false;
         else
             return ig_error_set(err, EINVAL, "'%s' is not true or false", value);
     } else if (key_is(key, "rate-limit") || key_is(key, "rate-burst")) {
@@ -274,6 +277,7 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"tls-cert", required_argument, NULL, 't'},
         {"tls-key", required_argument, NULL, 'k'},
         {"metrics-public", required_argument, NULL, 'm'},
+        {"sink-allow-loopback", required_argument, NULL, 'S'},
         {"rate-limit", required_argument, NULL, 'r'},
         {"rate-burst", required_argument, NULL, 'b'},
         {"max-connections", required_argument, NULL, 'n'},

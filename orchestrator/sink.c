@@ -1,5 +1,7 @@
 #include "sink.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/epoll.h>
 
@@ -20,7 +22,8 @@ struct delivery {
     struct curl_slist *headers;
     struct loop_timer *timer; /* backoff before the next attempt */
     char errbuf[CURL_ERROR_SIZE];
-    struct delivery *next; /* in s->all */
+    char refused[INET6_ADDRSTRLEN + 64]; /* an address this attempt was not let connect to */
+    struct delivery *next;               /* in s->all */
     struct delivery *next_waiting;
 };
 
@@ -74,6 +77,55 @@ struct curl_slist *sink_event_headers(const char *fn, const char *id, const char
         h = n;
     }
     return h;
+}
+
+static const char *ipv4_refused(const uint8_t a[4], bool allow_loopback)
+{
+    if (a[0] == 127)
+        return allow_loopback ? NULL : "loopback";
+    if (a[0] == 169 && a[1] == 254)
+        return "link-local";
+    if (a[0] == 0)
+        return "unspecified";
+    return NULL;
+}
+
+const char *sink_address_refused(const struct sockaddr *addr, bool allow_loopback)
+{
+    if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        return ipv4_refused((const uint8_t *)&in->sin_addr, allow_loopback);
+    }
+    if (addr->sa_family != AF_INET6)
+        return "not an internet address";
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)addr)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a))
+        return ipv4_refused(a->s6_addr + 12, allow_loopback);
+    if (IN6_IS_ADDR_LOOPBACK(a))
+        return allow_loopback ? NULL : "loopback";
+    if (IN6_IS_ADDR_LINKLOCAL(a))
+        return "link-local";
+    if (IN6_IS_ADDR_UNSPECIFIED(a))
+        return "unspecified";
+    return NULL;
+}
+
+/* libcurl's socket for each address it tries: none for an address sinks may not reach (curl
+ * then tries the next, or fails the attempt with "couldn't connect"). */
+static curl_socket_t open_socket(void *userdata, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct delivery *dl = userdata;
+    const char *why = sink_address_refused(&a->addr, dl->s->opts.allow_loopback);
+    if (why) {
+        char text[INET6_ADDRSTRLEN] = "?";
+        const void *raw = a->family == AF_INET6
+                              ? (const void *)&((struct sockaddr_in6 *)&a->addr)->sin6_addr
+                              : (const void *)&((struct sockaddr_in *)&a->addr)->sin_addr;
+        inet_ntop(a->family, raw, text, sizeof(text));
+        snprintf(dl->refused, sizeof(dl->refused), "%s is a %s address", text, why);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 static void delivery_free(struct delivery *dl)
@@ -164,8 +216,10 @@ static void attempt(struct delivery *dl)
         log_warn("sink delivery not started: out of memory", "id=%s", dl->id);
         return;
     }
-    dl->errbuf[0] = '\0';
+    dl->errbuf[0] = dl->refused[0] = '\0';
     curl_easy_setopt(e, CURLOPT_URL, dl->url);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, dl);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -215,7 +269,12 @@ static void attempt_done(struct delivery *dl, CURLcode code)
         delivery_free(dl);
         return;
     }
-    if (code != CURLE_OK)
+    if (code != CURLE_OK && dl->refused[0])
+        snprintf(error, sizeof(error), "not connecting: %s (sinks may not reach %s)", dl->refused,
+                 s->opts.allow_loopback ? "link-local or unspecified addresses"
+                                        : "loopback, link-local or unspecified addresses; see "
+                                          "sink_allow_loopback");
+    else if (code != CURLE_OK)
         snprintf(error, sizeof(error), "%s", dl->errbuf[0] ? dl->errbuf : curl_easy_strerror(code));
     else
         snprintf(error, sizeof(error), "HTTP %ld", http_status);

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
 
 #include "journal.h"
 #include "loop.h"
@@ -26,6 +27,7 @@ struct sink_options {
     uint64_t attempt_timeout_ms;          /* one attempt, connecting included (10 s) */
     size_t max_active;                    /* transfers at once; more wait their turn (64) */
     int64_t retention_us;                 /* final rows are kept this long (24 h) */
+    bool allow_loopback;                  /* connect to loopback addresses (false) */
 };
 
 void sink_options_defaults(struct sink_options *o);
@@ -50,6 +52,13 @@ void sinks_submit(struct sinks *s, const char *fn, const struct manifest_sink *s
 /* Adds "sink": {url, type, status, attempts, ...} to an invocation's record when it has a
  * delivery. */
 void sinks_describe(sqlite3 *db, const char *id, cJSON *record);
+
+/* Whether a delivery may connect to addr (pure). Never to a link-local address (169.254.0.0/16,
+ * where clouds serve instance metadata, or fe80::/10) or an unspecified one (0.0.0.0/8, ::,
+ * which reach the host itself); to loopback (127.0.0.0/8, ::1) only with allow_loopback.
+ * IPv4-mapped IPv6 addresses are judged as the IPv4 address. Else NULL, or what the address is
+ * ("loopback", "link-local", "unspecified"). */
+const char *sink_address_refused(const struct sockaddr *addr, bool allow_loopback);
 
 /* The request headers of one delivery (pure): ce-specversion, ce-type, ce-source
  * (/ignis/functions/FN), ce-id, ce-time, and Content-Type (removed when NULL, so that libcurl

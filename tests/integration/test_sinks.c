@@ -139,7 +139,9 @@ static const char *header(const struct hook_request *r, const char *name, char *
 static int setup(void **state)
 {
     harness_require_root();
-    return harness_start(&daemon_proc, NULL);
+    /* The webhooks here listen on 127.0.0.1, which sinks may not reach by default. */
+    static const char *const args[] = {"--sink-allow-loopback", "true", NULL};
+    return harness_start(&daemon_proc, args);
 }
 
 static int teardown(void **state)
@@ -148,12 +150,13 @@ static int teardown(void **state)
 }
 
 /* A sync invocation; returns its id. */
-static void invoke_sync(const char *fn, const char *body, long want_status, char id[64])
+static void invoke_sync(struct ignisd_proc *p, const char *fn, const char *body, long want_status,
+                        char id[64])
 {
     char path[256], buf[128];
     struct client_response r;
     snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
-    assert_int_equal(harness_request(&daemon_proc, "POST", path, NULL, body, strlen(body), &r), 0);
+    assert_int_equal(harness_request(p, "POST", path, NULL, body, strlen(body), &r), 0);
     if (r.status != want_status)
         fail_msg("invoke %s: %ld %s", fn, r.status, r.body);
     const char *h = client_response_header(&r, "Ignis-Invocation-Id", buf, sizeof(buf));
@@ -164,12 +167,12 @@ static void invoke_sync(const char *fn, const char *body, long want_status, char
 
 /* The invocation's record; NULL while it is not written yet (a sync invocation's record is
  * written after its reply, through the journal). */
-static cJSON *record(const char *id)
+static cJSON *record(struct ignisd_proc *p, const char *id)
 {
     char path[128];
     struct client_response r;
     snprintf(path, sizeof(path), "/v1/invocations/%s", id);
-    assert_int_equal(harness_request(&daemon_proc, "GET", path, NULL, NULL, 0, &r), 0);
+    assert_int_equal(harness_request(p, "GET", path, NULL, NULL, 0, &r), 0);
     if (r.status == 404) {
         client_response_clear(&r);
         return NULL;
@@ -183,10 +186,10 @@ static cJSON *record(const char *id)
 
 /* Waits (up to a minute: the machine is shared and slow at times) until the invocation's sink
  * delivery has status; returns the record. */
-static cJSON *wait_sink(const char *id, const char *status)
+static cJSON *wait_sink(struct ignisd_proc *p, const char *id, const char *status)
 {
     for (int i = 0; i < 600; i++) {
-        cJSON *j = record(id);
+        cJSON *j = record(p, id);
         cJSON *s = j ? cJSON_GetObjectItem(cJSON_GetObjectItem(j, "sink"), "status") : NULL;
         if (cJSON_IsString(s) && streq(s->valuestring, status))
             return j;
@@ -215,9 +218,9 @@ static void test_results_and_errors_as_cloudevents(void **state)
            attempts0 = harness_metric(&daemon_proc, attempts);
     snprintf(overrides, sizeof(overrides), "{\"sink\": \"http://127.0.0.1:%u/hook\"}", h.port);
     harness_push(&daemon_proc, "hello-exec", "greeter", overrides);
-    invoke_sync("greeter", "sinks", 200, id);
+    invoke_sync(&daemon_proc, "greeter", "sinks", 200, id);
 
-    cJSON *j = wait_sink(id, "delivered");
+    cJSON *j = wait_sink(&daemon_proc, id, "delivered");
     cJSON *s = cJSON_GetObjectItem(j, "sink");
     assert_int_equal(cJSON_GetObjectItem(s, "attempts")->valueint, 1);
     assert_int_equal(cJSON_GetObjectItem(s, "http_status")->valueint, 200);
@@ -244,8 +247,8 @@ static void test_results_and_errors_as_cloudevents(void **state)
              "{\"sink\": {\"url\": \"http://127.0.0.1:%u/errors\", \"on\": \"failure\"}}", h.port);
     harness_push(&daemon_proc, "crash", "crasher", overrides);
     char crash_id[64];
-    invoke_sync("crasher", "{\"mode\": \"raise\"}", 502, crash_id);
-    j = wait_sink(crash_id, "delivered");
+    invoke_sync(&daemon_proc, "crasher", "{\"mode\": \"raise\"}", 502, crash_id);
+    j = wait_sink(&daemon_proc, crash_id, "delivered");
     cJSON_Delete(j);
     wait_requests(&h, 2);
     r = &h.reqs[1];
@@ -275,8 +278,8 @@ static void test_failing_sink_is_retried_then_failed(void **state)
     snprintf(overrides, sizeof(overrides),
              "{\"sink\": {\"url\": \"http://127.0.0.1:%u/down\", \"retries\": 2}}", h.port);
     harness_push(&daemon_proc, "hello-exec", "unlucky", overrides);
-    invoke_sync("unlucky", "x", 200, id);
-    cJSON *j = wait_sink(id, "failed");
+    invoke_sync(&daemon_proc, "unlucky", "x", 200, id);
+    cJSON *j = wait_sink(&daemon_proc, id, "failed");
     cJSON *s = cJSON_GetObjectItem(j, "sink");
     assert_int_equal(cJSON_GetObjectItem(s, "attempts")->valueint, 3);
     assert_int_equal(cJSON_GetObjectItem(s, "max_attempts")->valueint, 3);
@@ -296,8 +299,8 @@ static void test_failing_sink_is_retried_then_failed(void **state)
     snprintf(overrides, sizeof(overrides),
              "{\"sink\": {\"url\": \"http://127.0.0.1:%u/\", \"retries\": 1}}", closed);
     harness_push(&daemon_proc, "hello-exec", "unlucky", overrides);
-    invoke_sync("unlucky", "x", 200, id);
-    j = wait_sink(id, "failed");
+    invoke_sync(&daemon_proc, "unlucky", "x", 200, id);
+    j = wait_sink(&daemon_proc, id, "failed");
     s = cJSON_GetObjectItem(j, "sink");
     assert_int_equal(cJSON_GetObjectItem(s, "attempts")->valueint, 2);
     assert_null(cJSON_GetObjectItem(s, "http_status"));
@@ -313,17 +316,17 @@ static void test_unreachable_sink_does_not_stall(void **state)
     char overrides[256], first[64], id[64];
     snprintf(overrides, sizeof(overrides), "{\"sink\": \"http://127.0.0.1:%u/\"}", h.port);
     harness_push(&daemon_proc, "hello-exec", "stuck", overrides);
-    invoke_sync("stuck", "1", 200, first);
+    invoke_sync(&daemon_proc, "stuck", "1", 200, first);
     /* More invocations, of this function and another, complete while the first delivery is
      * still waiting for an answer. */
     harness_push(&daemon_proc, "hello-exec", "free", NULL);
     for (int i = 0; i < 5; i++) {
-        invoke_sync("stuck", "again", 200, id);
-        invoke_sync("free", "again", 200, id);
+        invoke_sync(&daemon_proc, "stuck", "again", 200, id);
+        invoke_sync(&daemon_proc, "free", "again", 200, id);
     }
     cJSON *j = NULL;
     for (int i = 0; i < 600; i++) {
-        if ((j = record(first)) && cJSON_GetObjectItem(j, "sink"))
+        if ((j = record(&daemon_proc, first)) && cJSON_GetObjectItem(j, "sink"))
             break;
         cJSON_Delete(TAKE_PTR(j));
         usleep(100 * 1000);
@@ -336,12 +339,49 @@ static void test_unreachable_sink_does_not_stall(void **state)
     hook_stop(&h, false);
 }
 
+/* By default a sink may not reach the host's loopback (its other services, ignisd itself) or a
+ * link-local address (a cloud's instance metadata at 169.254.169.254): checked on the address
+ * each connection would go to, so "localhost" is refused like 127.0.0.1. Nothing is sent. */
+static void test_loopback_and_link_local_refused(void **state)
+{
+    struct ignisd_proc p;
+    struct hook h;
+    assert_int_equal(harness_start(&p, NULL), 0);
+    hook_start(&h, 200, true);
+    static const struct {
+        const char *host, *said;
+    } cases[] = {
+        {"127.0.0.1", "127.0.0.1 is a loopback address"},
+        {"localhost", "is a loopback address"},
+        {"[::1]", "::1 is a loopback address"},
+        {"169.254.169.254", "169.254.169.254 is a link-local address"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        char overrides[256], id[64];
+        snprintf(overrides, sizeof(overrides),
+                 "{\"sink\": {\"url\": \"http://%s:%u/\", \"retries\": 0}}", cases[i].host, h.port);
+        harness_push(&p, "hello-exec", "guarded", overrides);
+        invoke_sync(&p, "guarded", "x", 200, id);
+        cJSON *j = wait_sink(&p, id, "failed");
+        const char *error =
+            cJSON_GetObjectItem(cJSON_GetObjectItem(j, "sink"), "error")->valuestring;
+        if (!strstr(error, cases[i].said) || !strstr(error, "sink_allow_loopback"))
+            fail_msg("%s: %s", cases[i].host, error);
+        cJSON_Delete(j);
+    }
+    hook_stop(&h, true);
+    assert_int_equal(atomic_load(&h.n), 0);
+    assert_int_equal(harness_stop(&p), 0);
+    assert_int_equal(harness_cleanup(&p), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_results_and_errors_as_cloudevents),
         cmocka_unit_test(test_failing_sink_is_retried_then_failed),
         cmocka_unit_test(test_unreachable_sink_does_not_stall),
+        cmocka_unit_test(test_loopback_and_link_local_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

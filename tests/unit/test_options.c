@@ -171,16 +171,18 @@ static void test_security_options(void **state)
     struct ig_error err;
     assert_int_equal(parse(&o, &a, &err, 1), 0);
     assert_false(o.metrics_public);
+    assert_false(o.sink_allow_loopback);
     assert_true(o.rate_limit == 1000 && o.rate_burst == 2000);
     assert_int_equal(o.max_connections, 4096);
     assert_int_equal(o.max_connections_per_ip, 256);
-    assert_int_equal(parse(&o, &a, &err, 13, "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
+    assert_int_equal(parse(&o, &a, &err, 15, "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
                            "--metrics-public", "true", "--rate-limit", "0", "--rate-burst", "5",
-                           "--max-connections-per-ip", "0"),
+                           "--max-connections-per-ip", "0", "--sink-allow-loopback", "yes"),
                      0);
     assert_string_equal(o.tls_cert, "/c.pem");
     assert_string_equal(o.tls_key, "/k.pem");
     assert_true(o.metrics_public);
+    assert_true(o.sink_allow_loopback);
     assert_true(o.rate_limit == 0 && o.rate_burst == 5);
     assert_int_equal(o.max_connections_per_ip, 0);
     /* Both TLS files or neither; values checked, naming the option. */
