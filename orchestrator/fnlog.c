@@ -344,14 +344,16 @@ void fnlog_output(const char *function, struct fnlog_src *src, const char *inv_i
 
 /* ---- GET /v1/functions/{name}/logs ---- */
 
-/* The record's ts_us and whether it belongs to inv (our own writer's layout). */
-static bool record_matches(const char *line, size_t len, const char *inv, uint64_t since_us)
+/* The record's ts_us (our own writer's layout); 0 for a line that is not a record. */
+static uint64_t record_ts(const char *line, size_t len)
 {
     if (len < 10 || !startswith(line, "{\"ts_us\":"))
-        return false;
-    uint64_t ts = strtoull(line + 9, NULL, 10);
-    if (ts < since_us)
-        return false;
+        return 0;
+    return strtoull(line + 9, NULL, 10);
+}
+
+static bool record_of(const char *line, size_t len, const char *inv)
+{
     if (!inv[0])
         return true;
     char key[INV_ID_LEN + 32];
@@ -359,23 +361,109 @@ static bool record_matches(const char *line, size_t len, const char *inv, uint64
     return memmem(line, len, key, (size_t)kn) != NULL;
 }
 
-static void append_file(struct buf *out, const struct lfn *f, const char *fname, const char *dir,
-                        const char *inv, uint64_t since_us)
+/* The records a read picked, newest first: their bytes in buf, each one's start and length. */
+struct picked {
+    struct buf buf;
+    size_t *off, *len;
+    size_t n, cap;
+};
+
+static int pick(struct picked *p, const char *rec, size_t len)
 {
-    char path[4600];
-    snprintf(path, sizeof(path), "%s/%s/%s.jsonl", L.dir, dir, fname);
-    char *text = NULL;
-    size_t len = 0;
-    if (read_file(path, L.file_max + PENDING_MAX + FNLOG_LINE_MAX * 8, &text, &len) < 0)
-        return;
-    for (size_t i = 0; i < len;) {
-        const char *nl = memchr(text + i, '\n', len - i);
-        size_t l = nl ? (size_t)(nl - (text + i)) + 1 : len - i;
-        if (nl && record_matches(text + i, l, inv, since_us))
-            buf_add(out, text + i, l);
-        i += l;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 256;
+        size_t *off = realloc(p->off, cap * sizeof(*off)), *lens;
+        if (off)
+            p->off = off;
+        lens = off ? realloc(p->len, cap * sizeof(*lens)) : NULL;
+        if (!lens)
+            return -ENOMEM;
+        p->len = lens;
+        p->cap = cap;
     }
-    free(text);
+    p->off[p->n] = p->buf.len;
+    p->len[p->n] = len;
+    if (buf_add(&p->buf, rec, len) < 0)
+        return -ENOMEM;
+    p->n++;
+    return 0;
+}
+
+#define TAIL_BLOCK (64 * 1024)
+
+/* Reads one log file backwards, a block at a time, picking the records of inv at or after
+ * since_us until want are picked. Stops at the first record before since_us (the files are in
+ * time order). Returns whether an older file may still hold records to pick. A last line without
+ * its newline is being written: not a record yet. */
+static bool scan_back(const char *path, const char *inv, uint64_t since_us, size_t want,
+                      struct picked *p)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return true;
+    /* w holds the file's bytes [pos, limit): what is read and not yet taken as a record. */
+    uint64_t pos = (uint64_t)st.st_size, limit = pos;
+    _cleanup_free_ char *w = NULL;
+    while (p->n < want && limit > 0) {
+        size_t have = (size_t)(limit - pos);
+        const char *nl = have > 1 ? memrchr(w, '\n', have - 1) : NULL;
+        if (!nl && pos > 0) {
+            size_t b = pos < TAIL_BLOCK ? (size_t)pos : TAIL_BLOCK;
+            char *nw = malloc(b + have);
+            if (!nw || pread(fd, nw, b, (off_t)(pos - b)) != (ssize_t)b) {
+                free(nw);
+                return false;
+            }
+            if (have)
+                memcpy(nw + b, w, have);
+            free(w);
+            w = nw;
+            pos -= b;
+            continue;
+        }
+        const char *line = nl ? nl + 1 : w;
+        size_t len = (size_t)(w + have - line);
+        bool whole = line[len - 1] == '\n';
+        limit -= len;
+        if (!whole)
+            continue;
+        uint64_t ts = record_ts(line, len);
+        if (ts && ts < since_us)
+            return false;
+        if (ts && record_of(line, len, inv) && pick(p, line, len) < 0)
+            return false;
+    }
+    return p->n < want;
+}
+
+int fnlog_read(const char *function, const char *inv, uint64_t since_us, size_t tail, char **ret,
+               size_t *ret_len)
+{
+    struct picked p = {};
+    struct buf out = {};
+    char path[4600];
+    int r = 0;
+
+    snprintf(path, sizeof(path), "%s/%s/current.jsonl", L.dir, function);
+    if (scan_back(path, inv ? inv : "", since_us, tail, &p)) {
+        snprintf(path, sizeof(path), "%s/%s/previous.jsonl", L.dir, function);
+        scan_back(path, inv ? inv : "", since_us, tail, &p);
+    }
+    for (size_t i = p.n; i-- > 0 && r == 0;)
+        r = buf_add(&out, p.buf.data + p.off[i], p.len[i]);
+    buf_done(&p.buf);
+    free(p.off);
+    free(p.len);
+    if (r == 0 && !out.data)
+        r = (out.data = strdup("")) ? 0 : -ENOMEM;
+    if (r < 0) {
+        buf_done(&out);
+        return r;
+    }
+    *ret = out.data;
+    *ret_len = out.len;
+    return 0;
 }
 
 /* since: seconds since the epoch (fractions allowed) or RFC 3339 UTC ("...Z"). */
@@ -439,7 +527,9 @@ void fnlog_http_logs(struct http_request *req, bool function_known)
     const char *inv = http_request_query(req, "invocation");
     const char *since = http_request_query(req, "since");
     const char *follow = http_request_query(req, "follow");
+    const char *tail = http_request_query(req, "tail");
     uint64_t since_us = 0;
+    unsigned long tail_n = SIZE_MAX;
     char dir[4400];
     struct stat st;
 
@@ -457,6 +547,11 @@ void fnlog_http_logs(struct http_request *req, bool function_known)
                          "since must be seconds since the epoch or an RFC 3339 UTC time");
         return;
     }
+    if (tail && parse_count(tail, 0, FNLOG_TAIL_MAX, &tail_n) < 0) {
+        http_reply_error(req, 400, "bad_request", "tail must be a number from 0 to %d",
+                         FNLOG_TAIL_MAX);
+        return;
+    }
     bool following = follow && (streq(follow, "true") || streq(follow, "1"));
     if (follow && !following && !streq(follow, "false") && !streq(follow, "0")) {
         http_reply_error(req, 400, "bad_request", "follow must be true or false");
@@ -469,11 +564,13 @@ void fnlog_http_logs(struct http_request *req, bool function_known)
     }
     lfn_write(f); /* what is pending goes to disk first: the files are then the whole story */
     struct buf out = {};
-    append_file(&out, f, "previous", name, inv ? inv : "", since_us);
-    append_file(&out, f, "current", name, inv ? inv : "", since_us);
+    if (fnlog_read(name, inv, since_us, tail_n, &out.data, &out.len) < 0) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    out.cap = out.len + 1;
     if (!following) {
-        http_reply_take(req, 200, "application/x-ndjson", out.data ? out.data : strdup(""),
-                        out.len);
+        http_reply_take(req, 200, "application/x-ndjson", out.data, out.len);
         return;
     }
     struct follower *fo = calloc(1, sizeof(*fo));

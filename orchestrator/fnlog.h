@@ -47,5 +47,15 @@ void fnlog_src_flush(const char *function, struct fnlog_src *src, bool concurren
 /* A platform event in the function's stream. */
 void fnlog_platform(const char *function, const char *inv_id, const char *fmt, ...) _printf_(3, 4);
 
-/* GET /v1/functions/{name}/logs?invocation=&since=&follow=true */
+/* The most a tail= may ask for. */
+#define FNLOG_TAIL_MAX 100000
+
+/* The function's stored records (previous.jsonl, then current.jsonl) of invocation inv (NULL or
+ * "": all) at or after since_us, at most the last tail of them (SIZE_MAX: all), oldest first, as
+ * JSON lines in *ret (NUL-terminated; the caller frees it). Reads the files from their end, so a
+ * short tail of a long log costs little. 0 or -ENOMEM. */
+int fnlog_read(const char *function, const char *inv, uint64_t since_us, size_t tail, char **ret,
+               size_t *ret_len);
+
+/* GET /v1/functions/{name}/logs?invocation=&since=&tail=&follow=true */
 void fnlog_http_logs(struct http_request *req, bool function_known);

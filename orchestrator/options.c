@@ -67,17 +67,6 @@ void options_defaults(struct ignisd_options *o)
     o->max_connections_per_ip = 256;
 }
 
-static int parse_count(const char *value, unsigned long min, unsigned long max, unsigned long *ret)
-{
-    char *end;
-    errno = 0;
-    unsigned long n = strtoul(value, &end, 10);
-    if (errno || *end || !value[0] || value[0] == '-' || n < min || n > max)
-        return -EINVAL;
-    *ret = n;
-    return 0;
-}
-
 int options_parse_listen(const char *text, char *ret_host, size_t host_size, uint16_t *ret_port)
 {
     const char *colon, *host = text;

@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
@@ -283,6 +284,17 @@ bool hex_valid(const char *s, size_t len)
         if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
             return false;
     return n == len;
+}
+
+int parse_count(const char *value, unsigned long min, unsigned long max, unsigned long *ret)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(value, &end, 10);
+    if (!isdigit((unsigned char)value[0]) || errno || *end || n < min || n > max)
+        return -EINVAL;
+    *ret = n;
+    return 0;
 }
 
 int parse_duration_s(const char *text, int64_t *ret_s)

@@ -85,6 +85,9 @@ void hex_encode(const void *data, size_t n, char *ret);
 /* Whether s is exactly len lower-case hex digits. */
 bool hex_valid(const char *s, size_t len);
 
+/* A decimal count from min to max, digits only ("12"; not "-1", "1e3", " 1" or ""). */
+int parse_count(const char *value, unsigned long min, unsigned long max, unsigned long *ret);
+
 /* A duration: 1 to 12 digits and a unit, s, m, h or d ("45s", "30m", "12h", "7d"), in seconds.
  * -EINVAL for anything else. */
 int parse_duration_s(const char *text, int64_t *ret_s);

@@ -8,7 +8,7 @@
 #include "cli.h"
 
 static const char usage_logs[] =
-    "usage: ignis logs NAME [-f] [--invocation ID] [--since TIME] [--json]";
+    "usage: ignis logs NAME [-f] [--invocation ID] [--since TIME] [--tail N] [--json]";
 
 struct printer {
     bool json;
@@ -55,13 +55,11 @@ static bool on_data(const char *p, size_t n, void *userdata)
 int cli_logs(struct client *c, int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"follow", no_argument, NULL, 'f'},
-        {"invocation", required_argument, NULL, 'i'},
-        {"since", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},
-        {},
+        {"follow", no_argument, NULL, 'f'},      {"invocation", required_argument, NULL, 'i'},
+        {"since", required_argument, NULL, 's'}, {"tail", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},        {},
     };
-    const char *inv = NULL, *since = NULL;
+    const char *inv = NULL, *since = NULL, *tail = NULL;
     bool follow = false;
     struct printer *pr = calloc(1, sizeof(*pr));
     int o;
@@ -80,6 +78,9 @@ int cli_logs(struct client *c, int argc, char **argv)
         case 's':
             since = optarg;
             break;
+        case 't':
+            tail = optarg;
+            break;
         case 'j':
             pr->json = true;
             break;
@@ -96,13 +97,16 @@ int cli_logs(struct client *c, int argc, char **argv)
     char *e_name = esc ? curl_easy_escape(esc, argv[optind], 0) : NULL;
     char *e_inv = esc && inv ? curl_easy_escape(esc, inv, 0) : NULL;
     char *e_since = esc && since ? curl_easy_escape(esc, since, 0) : NULL;
+    char *e_tail = esc && tail ? curl_easy_escape(esc, tail, 0) : NULL;
     char path[2048];
-    snprintf(path, sizeof(path), "/v1/functions/%s/logs?follow=%s%s%s%s%s", e_name ? e_name : "",
-             follow ? "true" : "false", e_inv ? "&invocation=" : "", e_inv ? e_inv : "",
-             e_since ? "&since=" : "", e_since ? e_since : "");
+    snprintf(path, sizeof(path), "/v1/functions/%s/logs?follow=%s%s%s%s%s%s%s",
+             e_name ? e_name : "", follow ? "true" : "false", e_inv ? "&invocation=" : "",
+             e_inv ? e_inv : "", e_since ? "&since=" : "", e_since ? e_since : "",
+             e_tail ? "&tail=" : "", e_tail ? e_tail : "");
     curl_free(e_name);
     curl_free(e_inv);
     curl_free(e_since);
+    curl_free(e_tail);
     curl_easy_cleanup(esc);
 
     struct client_response resp;

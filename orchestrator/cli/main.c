@@ -32,7 +32,7 @@ static const char usage[] =
     "             invocations, errors, billed ms, CPU ms, GB-s and peak memory per function\n"
     "  top [--interval S]      every function's live state, refreshed (q quits); one\n"
     "             snapshot when stdout is not a terminal\n"
-    "  logs NAME [-f] [--invocation ID] [--since TIME] [--json]\n"
+    "  logs NAME [-f] [--invocation ID] [--since TIME] [--tail N] [--json]\n"
     "             a function's output per invocation and its platform events; -f follows\n"
     "  emit TYPE [-d DATA|@FILE|-] [--source S] [--id ID] [--content-type T] [--json]\n"
     "             send a CloudEvent (binary mode) and print the functions it reached\n"

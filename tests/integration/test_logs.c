@@ -162,6 +162,47 @@ static void test_chatty_is_complete_up_to_the_cap(void **state)
     cJSON_Delete(recs);
 }
 
+/* tail=N: the last N of what the other parameters select, over HTTP and from the CLI. */
+static void test_tail(void **state)
+{
+    char id[64], query[160];
+    assert_int_equal(invoke(daemon_proc.client, "chatty", "", id), 200);
+    snprintf(query, sizeof(query), "invocation=%s", id);
+    cJSON *all = logs("chatty", query);
+    int n = cJSON_GetArraySize(all);
+    assert_true(n > 100);
+    snprintf(query, sizeof(query), "invocation=%s&tail=3", id);
+    cJSON *last = logs("chatty", query);
+    assert_int_equal(cJSON_GetArraySize(last), 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(
+            cJSON_Compare(cJSON_GetArrayItem(last, i), cJSON_GetArrayItem(all, n - 3 + i), true));
+    cJSON_Delete(last);
+    cJSON_Delete(all);
+
+    static const char *const bad[] = {"tail=x", "tail=-1", "tail=100001", "tail="};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        char path[128];
+        struct client_response r;
+        snprintf(path, sizeof(path), "/v1/functions/chatty/logs?%s", bad[i]);
+        assert_int_equal(harness_request(&daemon_proc, "GET", path, NULL, NULL, 0, &r), 0);
+        if (r.status != 400 || !strstr(r.body, "tail must be a number from 0 to 100000"))
+            fail_msg("%s: %ld %s", bad[i], r.status, r.body);
+        client_response_clear(&r);
+    }
+
+    char *out = NULL, *err = NULL;
+    assert_int_equal(
+        harness_ignis(&daemon_proc, &out, &err, "logs", "chatty", "--tail", "2", "--json", NULL),
+        0);
+    size_t lines = 0;
+    for (const char *p = out; (p = strchr(p, '\n')); p++)
+        lines++;
+    assert_int_equal(lines, 2);
+    free(out);
+    free(err);
+}
+
 struct flood_call {
     int n;
     long status[3];
@@ -361,6 +402,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chatty_is_complete_up_to_the_cap),
+        cmocka_unit_test(test_tail),
         cmocka_unit_test(test_flood_stalls_nothing),
         cmocka_unit_test(test_timeout_and_oom_are_platform_events),
         cmocka_unit_test(test_follow_delivers_a_running_invocations_lines),

@@ -1,5 +1,6 @@
 /* Function logs without a daemon: lines cut across reads, the per-invocation cap and its
- * marker, invocation changes, platform events, escaping, and rotation into previous.jsonl. */
+ * marker, invocation changes, platform events, escaping, rotation into previous.jsonl, and
+ * reading back (all, the last N, by invocation, since). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,13 +32,9 @@ static int teardown(void **state)
     return 0;
 }
 
-/* The records of a function's file, parsed, as an array. */
-static cJSON *records(const char *fn, const char *which)
+/* JSON lines, parsed, as an array; frees text. */
+static cJSON *parse_lines(char *text)
 {
-    char path[256], *text = NULL;
-    snprintf(path, sizeof(path), "%s/logs/%s/%s.jsonl", dir, fn, which);
-    if (read_file(path, 1 << 24, &text, NULL) < 0)
-        return NULL;
     cJSON *all = cJSON_CreateArray();
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -47,6 +44,16 @@ static cJSON *records(const char *fn, const char *which)
     }
     free(text);
     return all;
+}
+
+/* The records of a function's file. */
+static cJSON *records(const char *fn, const char *which)
+{
+    char path[256], *text = NULL;
+    snprintf(path, sizeof(path), "%s/logs/%s/%s.jsonl", dir, fn, which);
+    if (read_file(path, 1 << 24, &text, NULL) < 0)
+        return NULL;
+    return parse_lines(text);
 }
 
 static const char *field(const cJSON *rec, const char *key)
@@ -137,11 +144,110 @@ static void test_rotation(void **state)
     fnlog_free();
 }
 
+/* fnlog_read's records, parsed. */
+static cJSON *read_records(const char *fn, const char *inv, uint64_t since_us, size_t tail)
+{
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(fnlog_read(fn, inv, since_us, tail, &text, &len), 0);
+    assert_int_equal(strlen(text), len);
+    return parse_lines(text);
+}
+
+/* Whether got is the part of want from index first on, of inv's records ("" for all). */
+static void assert_suffix(const cJSON *got, const cJSON *want, const char *inv, size_t n)
+{
+    cJSON *sel = cJSON_CreateArray();
+    const cJSON *rec;
+    cJSON_ArrayForEach(rec, want)
+    {
+        if (!inv[0] || (field(rec, "invocation") && streq(field(rec, "invocation"), inv)))
+            cJSON_AddItemToArray(sel, cJSON_Duplicate(rec, true));
+    }
+    size_t total = (size_t)cJSON_GetArraySize(sel), first = n < total ? total - n : 0;
+    assert_int_equal(cJSON_GetArraySize(got), total - first);
+    for (size_t i = first; i < total; i++)
+        assert_true(cJSON_Compare(cJSON_GetArrayItem(got, (int)(i - first)),
+                                  cJSON_GetArrayItem(sel, (int)i), true));
+    cJSON_Delete(sel);
+}
+
+/* Reading back: everything in order across previous and current, the last N, one invocation's
+ * last N, since, nothing for tail 0, and never a last line still being written. */
+static void test_read_and_tail(void **state)
+{
+    assert_int_equal(fnlog_init(l, dir, 0, 4096), 0);
+    for (int i = 0; i < 200; i++) {
+        fnlog_platform("t", i % 2 ? "odd" : "even", "event %d", i);
+        if (i % 10 == 9)
+            fnlog_flush();
+    }
+    fnlog_flush();
+    /* What the files hold, oldest first. */
+    cJSON *prev = records("t", "previous"), *want = records("t", "current");
+    assert_non_null(prev);
+    assert_non_null(want);
+    size_t in_current = (size_t)cJSON_GetArraySize(want);
+    for (int i = cJSON_GetArraySize(prev); i-- > 0;)
+        cJSON_InsertItemInArray(want, 0, cJSON_DetachItemFromArray(prev, i));
+    cJSON_Delete(prev);
+
+    cJSON *got = read_records("t", NULL, 0, SIZE_MAX);
+    assert_suffix(got, want, "", SIZE_MAX);
+    assert_string_equal(field(cJSON_GetArrayItem(got, cJSON_GetArraySize(got) - 1), "text"),
+                        "event 199");
+    cJSON_Delete(got);
+    const size_t tails[] = {0, 1, 5, in_current, in_current + 3, FNLOG_TAIL_MAX};
+    for (size_t i = 0; i < ARRAY_SIZE(tails); i++) {
+        got = read_records("t", NULL, 0, tails[i]);
+        assert_suffix(got, want, "", tails[i]);
+        cJSON_Delete(got);
+        got = read_records("t", "odd", 0, tails[i]);
+        assert_suffix(got, want, "odd", tails[i]);
+        cJSON_Delete(got);
+    }
+    got = read_records("t", "odd", 0, 3);
+    assert_string_equal(field(cJSON_GetArrayItem(got, 0), "text"), "event 195");
+    cJSON_Delete(got);
+
+    /* since: the records at or after a record's time (several may share a microsecond). */
+    const cJSON *mid = cJSON_GetArrayItem(want, cJSON_GetArraySize(want) / 2);
+    uint64_t since = (uint64_t)cJSON_GetObjectItem(mid, "ts_us")->valuedouble;
+    size_t after = 0;
+    const cJSON *rec;
+    cJSON_ArrayForEach(rec, want)
+    {
+        after += (uint64_t)cJSON_GetObjectItem(rec, "ts_us")->valuedouble >= since;
+    }
+    got = read_records("t", NULL, since, SIZE_MAX);
+    assert_suffix(got, want, "", after);
+    cJSON_Delete(got);
+
+    /* A record half written (ignisd's own writes are whole, but a crash can cut one). */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/logs/t/current.jsonl", dir);
+    FILE *f = fopen(path, "a");
+    assert_non_null(f);
+    fputs("{\"ts_us\":9999999999999999,\"text\":\"half", f);
+    fclose(f);
+    got = read_records("t", NULL, 0, 2);
+    assert_suffix(got, want, "", 2);
+    cJSON_Delete(got);
+
+    /* A function without logs: nothing. */
+    got = read_records("none", NULL, 0, SIZE_MAX);
+    assert_int_equal(cJSON_GetArraySize(got), 0);
+    cJSON_Delete(got);
+    cJSON_Delete(want);
+    fnlog_free();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_cap_and_events),
         cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_read_and_tail),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
