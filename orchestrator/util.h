@@ -71,9 +71,10 @@ static inline void ig_error_clear(struct ig_error *err)
     err->message[0] = '\0';
 }
 
-/* Monotonic and wall clocks in microseconds. */
+/* Monotonic and wall clocks in microseconds; the calling thread's CPU time in nanoseconds. */
 uint64_t now_usec(void);
 uint64_t wall_usec(void);
+uint64_t thread_cpu_ns(void);
 /* 64 random bits (random_bytes), for jitter. */
 uint64_t random_u64(void);
 

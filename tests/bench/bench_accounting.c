@@ -11,13 +11,6 @@
 #include "store.h"
 #include "testcontainer.h"
 
-static uint64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 struct cost {
     double cpu_us, wall_us;
 };
