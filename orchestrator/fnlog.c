@@ -361,51 +361,26 @@ static bool record_of(const char *line, size_t len, const char *inv)
     return memmem(line, len, key, (size_t)kn) != NULL;
 }
 
-/* The records a read picked, newest first: their bytes in buf, each one's start and length. */
-struct picked {
-    struct buf buf;
-    size_t *off, *len;
-    size_t n, cap;
-};
-
-static int pick(struct picked *p, const char *rec, size_t len)
-{
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 256;
-        size_t *off = realloc(p->off, cap * sizeof(*off)), *lens;
-        if (off)
-            p->off = off;
-        lens = off ? realloc(p->len, cap * sizeof(*lens)) : NULL;
-        if (!lens)
-            return -ENOMEM;
-        p->len = lens;
-        p->cap = cap;
-    }
-    p->off[p->n] = p->buf.len;
-    p->len[p->n] = len;
-    if (buf_add(&p->buf, rec, len) < 0)
-        return -ENOMEM;
-    p->n++;
-    return 0;
-}
-
 #define TAIL_BLOCK (64 * 1024)
 
-/* Reads one log file backwards, a block at a time, picking the records of inv at or after
- * since_us until want are picked. Stops at the first record before since_us (the files are in
- * time order). Returns whether an older file may still hold records to pick. A last line without
- * its newline is being written: not a record yet. */
-static bool scan_back(const char *path, const char *inv, uint64_t since_us, size_t want,
-                      struct picked *p)
+/* Where the last want records of inv at or after since_us begin in one log file: scans it
+ * backwards, a block at a time, counting them into *found, and sets *ret_start to the offset of
+ * the earliest one counted; it stops early at the first record before since_us (the files are in
+ * time order). Returns whether an older file may hold more (the scan reached this one's start).
+ * A last line without its newline is being written: not a record yet. */
+static bool find_start(const char *path, const char *inv, uint64_t since_us, size_t want,
+                       size_t *found, uint64_t *ret_start)
 {
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
+    *ret_start = 0;
     if (fd < 0 || fstat(fd, &st) < 0)
         return true;
-    /* w holds the file's bytes [pos, limit): what is read and not yet taken as a record. */
+    /* w holds the file's bytes [pos, limit): what is read and not yet looked at. */
     uint64_t pos = (uint64_t)st.st_size, limit = pos;
     _cleanup_free_ char *w = NULL;
-    while (p->n < want && limit > 0) {
+    *ret_start = limit;
+    while (*found < want) {
         size_t have = (size_t)(limit - pos);
         const char *nl = have > 1 ? memrchr(w, '\n', have - 1) : NULL;
         if (!nl && pos > 0) {
@@ -422,39 +397,75 @@ static bool scan_back(const char *path, const char *inv, uint64_t since_us, size
             pos -= b;
             continue;
         }
+        if (have == 0)
+            return true; /* the file's start */
         const char *line = nl ? nl + 1 : w;
         size_t len = (size_t)(w + have - line);
-        bool whole = line[len - 1] == '\n';
         limit -= len;
-        if (!whole)
+        if (line[len - 1] != '\n')
             continue;
         uint64_t ts = record_ts(line, len);
         if (ts && ts < since_us)
             return false;
-        if (ts && record_of(line, len, inv) && pick(p, line, len) < 0)
-            return false;
+        if (ts && record_of(line, len, inv)) {
+            ++*found;
+            *ret_start = limit;
+        }
     }
-    return p->n < want;
+    return false;
 }
 
-int fnlog_read(const char *function, const char *inv, uint64_t since_us, size_t tail, char **ret,
-               size_t *ret_len)
+/* Appends the records of inv at or after since_us from offset from of a log file to out. */
+static int read_forward(struct buf *out, const char *path, uint64_t from, const char *inv,
+                        uint64_t since_us)
 {
-    struct picked p = {};
-    struct buf out = {};
-    char path[4600];
-    int r = 0;
-
-    snprintf(path, sizeof(path), "%s/%s/current.jsonl", L.dir, function);
-    if (scan_back(path, inv ? inv : "", since_us, tail, &p)) {
-        snprintf(path, sizeof(path), "%s/%s/previous.jsonl", L.dir, function);
-        scan_back(path, inv ? inv : "", since_us, tail, &p);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size <= from)
+        return 0;
+    size_t len = (size_t)((uint64_t)st.st_size - from);
+    _cleanup_free_ char *text = malloc(len);
+    if (!text)
+        return -ENOMEM;
+    ssize_t n = pread(fd, text, len, (off_t)from);
+    len = n > 0 ? (size_t)n : 0;
+    for (size_t i = 0; i < len;) {
+        const char *nl = memchr(text + i, '\n', len - i);
+        if (!nl)
+            break; /* being written: not a record yet */
+        size_t l = (size_t)(nl - (text + i)) + 1;
+        uint64_t ts = record_ts(text + i, l);
+        if (ts && ts >= since_us && record_of(text + i, l, inv) && buf_add(out, text + i, l) < 0)
+            return -ENOMEM;
+        i += l;
     }
-    for (size_t i = p.n; i-- > 0 && r == 0;)
-        r = buf_add(&out, p.buf.data + p.off[i], p.len[i]);
-    buf_done(&p.buf);
-    free(p.off);
-    free(p.len);
+    return 0;
+}
+
+int fnlog_read(const char *function, const char *inv, uint64_t since_us, size_t tail,
+               char **ret, size_t *ret_len)
+{
+    char cur[4600], prev[4600];
+    uint64_t from_cur = 0, from_prev = 0;
+    bool older = true;
+    struct buf out = {};
+
+    if (!inv)
+        inv = "";
+    snprintf(cur, sizeof(cur), "%s/%s/current.jsonl", L.dir, function);
+    snprintf(prev, sizeof(prev), "%s/%s/previous.jsonl", L.dir, function);
+    /* A tail: where it begins, found from the end; then every read goes forwards from there. */
+    if (tail != SIZE_MAX) {
+        size_t found = 0;
+        older = find_start(cur, inv, since_us, tail, &found, &from_cur);
+        if (older)
+            find_start(prev, inv, since_us, tail, &found, &from_prev);
+    }
+    int r = 0;
+    if (older)
+        r = read_forward(&out, prev, from_prev, inv, since_us);
+    if (r == 0)
+        r = read_forward(&out, cur, from_cur, inv, since_us);
     if (r == 0 && !out.data)
         r = (out.data = strdup("")) ? 0 : -ENOMEM;
     if (r < 0) {
