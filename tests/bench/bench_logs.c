@@ -1,7 +1,7 @@
 /* Reading a function's logs (scripts/bench logs): what GET /v1/functions/{name}/logs costs the
  * event loop's thread for a function whose log is at its full size (two files of up to 8 MiB),
  * reading everything and reading the last 10, 100 and 10,000 records (tail=N). The log is made
- * through fnlog itself (one platform record of ~120 bytes at a time, flushed in batches, so the
+ * through fnlog itself (one platform record of 222 bytes at a time, flushed in batches, so the
  * files rotate as in the daemon). The figure is the thread's CPU time, median of R reads
  * (default 15); wall time alongside. Asserts nothing. */
 #include <stdio.h>
