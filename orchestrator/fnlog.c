@@ -442,8 +442,8 @@ static int read_forward(struct buf *out, const char *path, uint64_t from, const 
     return 0;
 }
 
-int fnlog_read(const char *function, const char *inv, uint64_t since_us, size_t tail,
-               char **ret, size_t *ret_len)
+int fnlog_read(const char *function, const char *inv, uint64_t since_us, size_t tail, char **ret,
+               size_t *ret_len)
 {
     char cur[4600], prev[4600];
     uint64_t from_cur = 0, from_prev = 0;

@@ -141,15 +141,16 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    size_t cap = 4096 < max + 1 ? 4096 : max + 1, len = 0;
+    /* Room for one byte past max (a file that long is too large) and the NUL. */
+    size_t most = max + 2, cap = 4096 < most ? 4096 : most, len = 0;
     _cleanup_free_ char *buf = malloc(cap);
     if (!buf)
         return -ENOMEM;
     for (;;) {
         if (len + 1 >= cap) {
-            if (cap >= max + 1)
+            if (len > max)
                 return -EFBIG;
-            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            size_t ncap = cap * 2 > most ? most : cap * 2;
             char *nbuf = realloc(buf, ncap);
             if (!nbuf)
                 return -ENOMEM;
@@ -166,6 +167,8 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
             break;
         len += (size_t)n;
     }
+    if (len > max)
+        return -EFBIG;
     buf[len] = '\0';
     if (ret_len)
         *ret_len = len;

@@ -23,7 +23,8 @@ int main(int argc, char **argv)
     int reps = argc > 1 ? atoi(argv[1]) : 15;
     char dir[] = "/tmp/ignis-bench-logs.XXXXXX";
     struct loop *l;
-    if (reps < 1 || reps > 1000 || !mkdtemp(dir) || loop_new(&l) < 0 || fnlog_init(l, dir, 0, 0) < 0) {
+    if (reps < 1 || reps > 1000 || !mkdtemp(dir) || loop_new(&l) < 0 ||
+        fnlog_init(l, dir, 0, 0) < 0) {
         fprintf(stderr, "usage: bench-logs [REPS 1-1000]; or no temporary directory\n");
         return 2;
     }
@@ -40,8 +41,10 @@ int main(int argc, char **argv)
     static const struct {
         const char *label;
         size_t tail;
-    } reads[] = {{"everything", SIZE_MAX}, {"tail=10", 10}, {"tail=100", 100}, {"tail=10000", 10000}};
-    double *cpu = calloc((size_t)reps, sizeof(double)), *wall = calloc((size_t)reps, sizeof(double));
+    } reads[] = {
+        {"everything", SIZE_MAX}, {"tail=10", 10}, {"tail=100", 100}, {"tail=10000", 10000}};
+    double *cpu = calloc((size_t)reps, sizeof(double)),
+           *wall = calloc((size_t)reps, sizeof(double));
     for (size_t k = 0; k < ARRAY_SIZE(reads); k++) {
         size_t bytes = 0;
         for (int r = 0; r < reps; r++) {

@@ -1,0 +1,67 @@
+/* The small helpers of util.[ch] whose edges callers rely on: read_file's limit (a file of
+ * exactly max bytes is read, one byte more is refused) and parse_count's digits-only counts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+// cmocka needs the above first
+#include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+static void write_bytes(const char *path, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(write(fd, "x", 1), 1);
+    close(fd);
+}
+
+static void test_read_file_limit(void **state)
+{
+    char dir[] = "/tmp/ignis-util-test.XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/f", dir);
+    /* Around the first buffer (4 KiB) and a small limit, growing or not. */
+    static const size_t maxes[] = {0, 1, 100, 4094, 4095, 4096, 10000};
+    for (size_t i = 0; i < ARRAY_SIZE(maxes); i++) {
+        size_t max = maxes[i];
+        char *text = NULL;
+        size_t len = 99;
+        write_bytes(path, max);
+        assert_int_equal(read_file(path, max, &text, &len), 0);
+        assert_int_equal(len, max);
+        assert_int_equal(strlen(text), max);
+        free(text);
+        write_bytes(path, max + 1);
+        assert_int_equal(read_file(path, max, &text, &len), -EFBIG);
+    }
+    assert_int_equal(read_file("/nonexistent/ignis", 10, &(char *){NULL}, NULL), -ENOENT);
+    assert_int_equal(rm_rf(dir), 0);
+}
+
+static void test_parse_count(void **state)
+{
+    unsigned long n = 7;
+    assert_int_equal(parse_count("0", 0, 5, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(parse_count("100000", 0, 100000, &n), 0);
+    assert_int_equal(n, 100000);
+    static const char *const bad[] = {"", " 1", "+1", "-1", "1 ", "1e3", "0x10", "6", "99999999999999999999999"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+        if (parse_count(bad[i], 0, 5, &n) != -EINVAL)
+            fail_msg("'%s' was taken", bad[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_read_file_limit),
+        cmocka_unit_test(test_parse_count),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
