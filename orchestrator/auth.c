@@ -234,9 +234,9 @@ static int read_provisioned(const char *path, char ret[AUTH_TOKEN_LEN + 1], stru
 {
     _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) < 0)
+    if (fd < 0 && errno == ENOENT)
+        return -ENOENT; /* not provisioned: the caller makes one */
+    if (fd < 0 || fstat(fd, &st) < 0)
         return ig_error_set(err, errno, "%s: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
         return ig_error_set(err, EPERM,

@@ -1,14 +1,19 @@
-/* The pure parts of auth.c: token shape, hashing, roles, durations, the token bucket. The
- * checks against real requests are tests/integration/test_auth.c. */
+/* The pure parts of auth.c: token shape, hashing, roles, durations, the token bucket; and the
+ * first start's admin token against a real store. The checks against real requests are
+ * tests/integration/test_auth.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 // cmocka needs the above first
 #include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "auth.h"
+#include "store.h"
 
 static const char good[] =
     "ignis_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -93,12 +98,58 @@ static void test_bucket(void **state)
     assert_int_equal(retry, 10);
 }
 
+/* The first admin token: made and written 0600 when there is no admin.token; a provisioned one
+ * is adopted; one that is not a private regular file, or cannot be opened, stops the start with
+ * a message naming the file. */
+static void test_first_admin_token(void **state)
+{
+    static const char *const cases[] = {"none", "provisioned", "symlink", "mode 0644"};
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        char dir[] = "/tmp/ignis-auth-test.XXXXXX", db[64], token[64], *text = NULL;
+        struct store *s;
+        struct auth *a = NULL;
+        struct ig_error err = {};
+        struct auth_options o = {.rate = 0};
+        assert_non_null(mkdtemp(dir));
+        snprintf(db, sizeof(db), "%s/ignis.db", dir);
+        snprintf(token, sizeof(token), "%s/admin.token", dir);
+        snprintf(o.state_dir, sizeof(o.state_dir), "%s", dir);
+        assert_int_equal(store_open(db, &s, &err), 0);
+        if (streq(cases[i], "provisioned") || streq(cases[i], "mode 0644")) {
+            int fd = open(token, O_WRONLY | O_CREAT | O_EXCL, 0600);
+            assert_true(fd >= 0);
+            assert_int_equal(write(fd, good, strlen(good)), (ssize_t)strlen(good));
+            close(fd);
+            if (streq(cases[i], "mode 0644"))
+                assert_int_equal(chmod(token, 0644), 0);
+        } else if (streq(cases[i], "symlink"))
+            assert_int_equal(symlink("/etc/hostname", token), 0);
+        int r = auth_new(s->db, &o, &a, &err);
+        if (streq(cases[i], "none") || streq(cases[i], "provisioned")) {
+            if (r < 0)
+                fail_msg("%s: %s", cases[i], err.message);
+            struct stat st;
+            assert_int_equal(lstat(token, &st), 0);
+            assert_int_equal(st.st_mode & 0777, 0600);
+            assert_int_equal(read_file(token, 200, &text, NULL), 0);
+            assert_int_equal(strncmp(text, "ignis_", 6), 0);
+            if (streq(cases[i], "provisioned"))
+                assert_int_equal(strncmp(text, good, strlen(good)), 0);
+            free(text);
+        } else if (r >= 0 || !strstr(err.message, token))
+            fail_msg("%s: %d, '%s' does not name the file", cases[i], r, err.message);
+        auth_free(a);
+        store_free(s);
+        assert_int_equal(rm_rf(dir), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token_shape), cmocka_unit_test(test_hash_is_salted),
         cmocka_unit_test(test_roles),       cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_bucket),
+        cmocka_unit_test(test_bucket),      cmocka_unit_test(test_first_admin_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -51,7 +51,8 @@ static void test_parse_count(void **state)
     assert_int_equal(n, 0);
     assert_int_equal(parse_count("100000", 0, 100000, &n), 0);
     assert_int_equal(n, 100000);
-    static const char *const bad[] = {"", " 1", "+1", "-1", "1 ", "1e3", "0x10", "6", "99999999999999999999999"};
+    static const char *const bad[] = {
+        "", " 1", "+1", "-1", "1 ", "1e3", "0x10", "6", "99999999999999999999999"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
         if (parse_count(bad[i], 0, 5, &n) != -EINVAL)
             fail_msg("'%s' was taken", bad[i]);
