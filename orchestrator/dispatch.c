@@ -785,6 +785,14 @@ static void on_client_gone(struct http_request *req, void *userdata)
     inv_free(inv);
 }
 
+bool dispatch_queue_takes(struct dispatch *d, struct fn *fn, size_t n)
+{
+    if (fn->queued + fn->submitting + n <= d->opts.queue_max)
+        return true;
+    fn->throttles++;
+    return false;
+}
+
 /* An accepted async invocation waiting for its row to be durable. */
 struct submission {
     struct dispatch *d;
@@ -800,6 +808,8 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
     struct dispatch *d = s->d;
     struct fn *fn = dispatch_function(d, s->fn_name);
 
+    if (fn && fn->submitting > 0)
+        fn->submitting--;
     if (result < 0)
         log_error("storing an async invocation failed", "function=%s error=\"%s\"", s->fn_name,
                   message);
@@ -855,6 +865,7 @@ int dispatch_submit_async(struct dispatch *d, struct fn *fn, const void *payload
     if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us,
                          on_submission_durable, s) < 0)
         goto oom;
+    fn->submitting++;
     memcpy(ret_id, inv->id, INV_ID_LEN + 1);
     return 0;
 oom:
@@ -961,11 +972,11 @@ void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
                          "Ignis-Invocation-Type must be sync or async, not '%s'", type);
         return;
     }
-    if (fn->queued >= d->opts.queue_max) {
-        fn->throttles++;
+    if (!dispatch_queue_takes(d, fn, 1)) {
         http_set_header(req, "Retry-After", "1");
         http_reply_error(req, 429, "too_many_requests",
-                         "the queue of '%s' is full (%zu invocations waiting)", name, fn->queued);
+                         "the queue of '%s' is full (%zu invocations waiting)", name,
+                         fn->queued + fn->submitting);
         return;
     }
     /* max_concurrency is a hard cap (docs/api.md): as Lambda's reserved concurrency, a sync

@@ -81,6 +81,7 @@ struct fn {
     struct inv_list queue;
     size_t queued, inflight;
     size_t queued_sync; /* of queued: sync invocations, held to max_concurrency with inflight */
+    size_t submitting;  /* async invocations accepted whose rows are not durable yet */
     size_t nspawning, nready, nbusy; /* workers by state (draining ones in none) */
     struct worker *workers;          /* list through worker->next */
     size_t ndraining;                /* workers taking no new work, destroyed once idle */
@@ -181,6 +182,11 @@ cJSON *dispatch_function_state(const struct fn *fn);
 /* Re-queues the async invocations the store holds as queued or running (after a restart). */
 int dispatch_recover(struct dispatch *d, struct ig_error *err);
 
+/* Whether fn's queue has room for n more invocations: queue_max bounds those queued and those
+ * whose rows are still being committed (so requests in one commit window, or a batch, cannot
+ * pass it together). When it has not, counts a throttle. Every way in checks it first. */
+bool dispatch_queue_takes(struct dispatch *d, struct fn *fn, size_t n);
+
 /* Called once an async invocation's row is durable (result 0) and it is queued, or its commit
  * failed (-errno and the message); on the loop thread. */
 typedef void (*dispatch_submitted_fn)(int result, const char *message, const char *id,
@@ -190,7 +196,7 @@ typedef void (*dispatch_submitted_fn)(int result, const char *message, const cha
  * then it stays queued in the store for the next start). The payload and strings are copied; the
  * id is known at once (ret_id). The one way in for async work: HTTP invokes, CloudEvents and
  * schedules. token_id (NULL: none) is the caller's, recorded so an invoker reads its own results.
- * Returns 0, or -ENOMEM (done is not called then). The caller checks the queue bound. */
+ * Returns 0, or -ENOMEM (done is not called then). The caller checks dispatch_queue_takes. */
 int dispatch_submit_async(struct dispatch *d, struct fn *fn, const void *payload, size_t len,
                           const char *content_type, const char *idempotency_key,
                           const char *token_id, char ret_id[INV_ID_LEN + 1],

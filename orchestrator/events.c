@@ -408,20 +408,22 @@ void events_http_post(struct http_request *req, struct events *ev)
             return;
         }
         a->v[i].duplicate = seen_before(ev, a, i, e->source, e->id);
-        if (a->v[i].duplicate)
-            continue;
-        for (struct fn *fn = ev->d->fns; fn; fn = fn->next)
-            if (subscribed(fn, e) && fn->queued >= ev->d->opts.queue_max) {
-                fn->throttles++;
-                http_set_header(req, "Retry-After", "1");
-                telemetry_event_refused(429);
-                http_reply_error(req, 429, "too_many_requests",
-                                 "%sthe queue of subscriber '%s' is full (%zu invocations "
-                                 "waiting); nothing was delivered",
-                                 at, fn->name, fn->queued);
-                acceptance_free(a);
-                return;
-            }
+    }
+    /* Each subscriber's queue takes all the request gives it, or nothing is delivered. */
+    for (struct fn *fn = ev->d->fns; fn; fn = fn->next) {
+        size_t n = 0;
+        for (size_t i = 0; i < events->n; i++)
+            n += !a->v[i].duplicate && subscribed(fn, events->v[i]);
+        if (n && !dispatch_queue_takes(ev->d, fn, n)) {
+            http_set_header(req, "Retry-After", "1");
+            telemetry_event_refused(429);
+            http_reply_error(req, 429, "too_many_requests",
+                             "the queue of subscriber '%s' is full (%zu invocations waiting, "
+                             "%zu more from this request, at most %zu); nothing was delivered",
+                             fn->name, fn->queued + fn->submitting, n, ev->d->opts.queue_max);
+            acceptance_free(a);
+            return;
+        }
     }
     a->req = req;
     http_request_set_context(req, a, on_client_gone);
@@ -628,6 +630,15 @@ void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const str
         acceptance_free(a);
         return;
     }
+    for (struct fn *to = ev->d->fns; to; to = to->next)
+        if (subscribed(to, e) && !dispatch_queue_takes(ev->d, to, 1)) {
+            snprintf(reason, sizeof(reason),
+                     "queue full: subscriber '%s' has %zu invocations waiting (--queue-max %zu)",
+                     to->name, to->queued + to->submitting, ev->d->opts.queue_max);
+            dead_letter(ev, fn->name, inv_id, e, TELEMETRY_DEAD_QUEUE_FULL, reason);
+            acceptance_free(a);
+            return;
+        }
     struct ce_event *const one[] = {e};
     submit_all(a, one);
 }
@@ -702,8 +713,7 @@ static void run_schedule(struct events *ev, struct fn *fn, const struct sched *s
                  "function=%s slot=%s invocation=%s", fn->name, time, existing);
         return;
     }
-    if (fn->queued >= ev->d->opts.queue_max) {
-        fn->throttles++;
+    if (!dispatch_queue_takes(ev->d, fn, 1)) {
         log_warn("schedule run skipped: the function's queue is full", "function=%s slot=%s",
                  fn->name, time);
         return;

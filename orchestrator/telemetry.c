@@ -55,10 +55,9 @@ _Static_assert(ARRAY_SIZE(event_refusal_names) == ARRAY_SIZE(event_refusal_statu
                "one name per status, and other");
 
 static const char *const dead_reason_names[] = {
-    [TELEMETRY_DEAD_HOP_LIMIT] = "hop_limit",
-    [TELEMETRY_DEAD_INVALID] = "invalid",
-    [TELEMETRY_DEAD_TOO_LARGE] = "too_large",
-    [TELEMETRY_DEAD_NO_INVOCATION] = "no_invocation",
+    [TELEMETRY_DEAD_HOP_LIMIT] = "hop_limit",   [TELEMETRY_DEAD_INVALID] = "invalid",
+    [TELEMETRY_DEAD_TOO_LARGE] = "too_large",   [TELEMETRY_DEAD_NO_INVOCATION] = "no_invocation",
+    [TELEMETRY_DEAD_QUEUE_FULL] = "queue_full",
 };
 
 static const struct {

@@ -43,6 +43,7 @@ enum telemetry_dead_letter_reason {
     TELEMETRY_DEAD_INVALID,       /* not a valid CloudEvent, or no hop count could be stamped */
     TELEMETRY_DEAD_TOO_LARGE,     /* over what a function may receive */
     TELEMETRY_DEAD_NO_INVOCATION, /* the worker ran no such invocation */
+    TELEMETRY_DEAD_QUEUE_FULL,    /* a subscriber's queue was at --queue-max */
     _TELEMETRY_DEAD_REASON_MAX,
 };
 /* Why auth refused a request. */

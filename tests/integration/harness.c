@@ -428,6 +428,21 @@ int harness_request(struct ignisd_proc *p, const char *method, const char *path,
     return r;
 }
 
+long harness_invoke(struct ignisd_proc *p, const char *fn, const char *body,
+                    const char *const *headers, struct client_response *ret)
+{
+    char path[256];
+    struct client_response r;
+    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
+    assert_int_equal(
+        harness_request(p, "POST", path, headers, body, body ? strlen(body) : 0, ret ? ret : &r),
+        0);
+    long status = (ret ? ret : &r)->status;
+    if (!ret)
+        client_response_clear(&r);
+    return status;
+}
+
 double harness_metric(struct ignisd_proc *p, const char *series)
 {
     struct client_response r;

@@ -68,6 +68,12 @@ int harness_request(struct ignisd_proc *p, const char *method, const char *path,
                     const char *const *headers, const void *body, size_t len,
                     struct client_response *ret);
 
+/* POST /v1/functions/FN/invoke with body (NULL: none) and headers (NULL-terminated, may be
+ * NULL). Returns the HTTP status; the response goes to *ret (clear it), or is cleared when ret is
+ * NULL. Fails the test when the request cannot be made. */
+long harness_invoke(struct ignisd_proc *p, const char *fn, const char *body,
+                    const char *const *headers, struct client_response *ret);
+
 /* The dir beside the state dir where this daemon's test functions are prepared; made on first
  * use, removed by harness_cleanup. */
 const char *harness_fixtures(struct ignisd_proc *p);

@@ -691,6 +691,64 @@ static void test_makeup_after_restart(void **state)
     assert_int_equal(harness_cleanup(&p), 0);
 }
 
+/* ---- the queue bound ---- */
+
+/* --queue-max bounds what events may queue for a subscriber, counting what a request adds: a
+ * batch that would take the queue past it is refused whole (429, nothing delivered), one that
+ * fits is accepted, and events a function emits past it are dead-lettered (queue_full). */
+static void test_queue_bound(void **state)
+{
+    struct ignisd_proc p;
+    static const char *const args[] = {"--queue-max", "3", NULL};
+    assert_int_equal(harness_start(&p, args), 0);
+    push_relay(&p, "slow",
+               "{\"max_scale\": 1, \"timeout_ms\": 60000, \"env\": {\"SLEEP_MS\": \"5000\"}, "
+               "\"events\": [{\"type\": \"com.bound.tick\"}]}");
+    push_relay(&p, "emitter",
+               "{\"env\": {\"EMIT_TYPE\": \"com.bound.tick\", \"EMIT_COUNT\": \"3\"}}");
+    const char *bh[] = {"Content-Type: application/cloudevents-batch+json", NULL};
+    char batch[1024];
+    size_t off = 0, three = 0;
+    for (int i = 0; i < 4; i++, three = i == 3 ? off : three)
+        off += (size_t)snprintf(batch + off, sizeof(batch) - off,
+                                "%s{\"specversion\": \"1.0\", \"type\": \"com.bound.tick\", "
+                                "\"source\": \"/bound\", \"id\": \"b%d\"}",
+                                i ? ", " : "[", i);
+    snprintf(batch + off, sizeof(batch) - off, "]");
+    cJSON *j = post(&p, bh, batch, 429);
+    assert_non_null(strstr(str(cJSON_GetObjectItem(j, "error"), "message"),
+                           "4 more from this request, at most 3"));
+    cJSON_Delete(j);
+    assert_int_equal(harness_live_number(&p, "slow", "queue_depth"), 0);
+    assert_int_equal(harness_live_number(&p, "slow", "in_flight"), 0);
+
+    /* Three fit (the batch's fourth event goes). */
+    snprintf(batch + three, sizeof(batch) - three, "]");
+    cJSON_Delete(post(&p, bh, batch, 202));
+    /* slow runs one at a time for 5 s: at most one of the three has left the queue, so at most
+     * one of the emitter's three events finds room. */
+    assert_int_equal(harness_invoke(&p, "emitter", "{}", NULL, NULL), 200);
+    /* Dead letters are written through the journal, a moment after the reply. */
+    size_t full = 0;
+    for (int tries = 0; tries < 200 && full < 2; tries++) {
+        cJSON *dl = dead_letters(&p), *x;
+        full = 0;
+        cJSON_ArrayForEach(x, cJSON_GetObjectItem(dl, "dead_letters"))
+        {
+            if (streq(str(x, "function"), "emitter") &&
+                strstr(str(x, "reason"), "queue full: subscriber 'slow'"))
+                full++;
+        }
+        cJSON_Delete(dl);
+        usleep(50000);
+    }
+    assert_true(full >= 2);
+    assert_true(harness_metric(&p, "ignis_event_dead_letters_total{reason=\"queue_full\"}") ==
+                (double)full);
+    assert_int_equal(harness_stop(&p), 0);
+    assert_int_equal(harness_cleanup(&p), 0);
+}
+
 /* ---- durability ---- */
 
 /* kill -9 right after a batch of events was accepted: after a restart every delivery runs, and a
@@ -792,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_every_second),
         cmocka_unit_test(test_ignis_emit),
         cmocka_unit_test(test_makeup_after_restart),
+        cmocka_unit_test(test_queue_bound),
         cmocka_unit_test(test_kill9_loses_no_event),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
