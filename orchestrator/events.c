@@ -99,19 +99,25 @@ static void unlink_acceptance(struct acceptance *a)
         }
 }
 
-static bool seen_before(struct events *ev, const struct acceptance *self, size_t upto,
-                        const char *source, const char *id)
+enum seen {
+    SEEN_NOT,
+    SEEN_DURABLE,  /* stored before, or earlier in the same request (whose fate it shares) */
+    SEEN_INFLIGHT, /* in another request still being stored, which may yet fail */
+};
+
+static enum seen seen_before(struct events *ev, const struct acceptance *self, size_t upto,
+                             const char *source, const char *id)
 {
     if (ce_dedupe_contains(ev->dedupe, source, id, wall_usec()))
-        return true;
+        return SEEN_DURABLE;
     for (size_t i = 0; i < upto; i++)
         if (!self->v[i].duplicate && streq(self->v[i].source, source) && streq(self->v[i].id, id))
-            return true;
+            return SEEN_DURABLE;
     for (const struct acceptance *a = ev->inflight; a; a = a->next)
         for (size_t i = 0; i < a->n; i++)
             if (!a->v[i].duplicate && streq(a->v[i].source, source) && streq(a->v[i].id, id))
-                return true;
-    return false;
+                return SEEN_INFLIGHT;
+    return SEEN_NOT;
 }
 
 static void on_forgotten(struct loop *l, int result, const char *message, void *userdata)
@@ -407,7 +413,19 @@ void events_http_post(struct http_request *req, struct events *ev)
             acceptance_free(a);
             return;
         }
-        a->v[i].duplicate = seen_before(ev, a, i, e->source, e->id);
+        enum seen seen = seen_before(ev, a, i, e->source, e->id);
+        if (seen == SEEN_INFLIGHT) {
+            /* Not a duplicate yet: the other request may fail, and then this one must deliver
+             * it. The sender retries once that one has settled. */
+            http_set_header(req, "Retry-After", "1");
+            telemetry_event_refused(503);
+            http_reply_error(req, 503, "in_progress",
+                             "%sevent (%s, %s) is being stored by another request; retry", at,
+                             e->source, e->id);
+            acceptance_free(a);
+            return;
+        }
+        a->v[i].duplicate = seen == SEEN_DURABLE;
     }
     /* Each subscriber's queue takes all the request gives it, or nothing is delivered. */
     for (struct fn *fn = ev->d->fns; fn; fn = fn->next) {
@@ -623,7 +641,8 @@ void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const str
         acceptance_free(a);
         return;
     }
-    if (seen_before(ev, a, 0, e->source, e->id)) {
+    /* One in flight (a retried attempt racing its first) is delivered again: at least once. */
+    if (seen_before(ev, a, 0, e->source, e->id) == SEEN_DURABLE) {
         log_debug("emitted event is a duplicate (a retried attempt emitted it again)",
                   "function=%s id=%s", fn->name, e->id);
         telemetry_event_accepted(TELEMETRY_EVENT_EMITTED, true, 0);

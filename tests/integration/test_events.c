@@ -7,9 +7,12 @@
  * event it received, and emits $EMIT_TYPE when set. */
 #include "harness.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include "cloudevents.h"
@@ -436,6 +439,82 @@ static void test_duplicates(void **state)
     cJSON_Delete(first);
 }
 
+/* Writes request on two fresh connections before reading either reply, so that ignisd takes
+ * both in one turn of its loop; the statuses into status, the bodies into body. */
+static void send_twice_at_once(struct ignisd_proc *p, const char *request, int status[2],
+                               char body[2][1024])
+{
+    int fd[2];
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(p->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (int i = 0; i < 2; i++) {
+        fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd[i] >= 0);
+        assert_int_equal(connect(fd[i], (struct sockaddr *)&a, sizeof(a)), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(write(fd[i], request, strlen(request)), (ssize_t)strlen(request));
+    for (int i = 0; i < 2; i++) {
+        char buf[4096];
+        size_t len = 0;
+        ssize_t n;
+        while (len < sizeof(buf) - 1 && (n = read(fd[i], buf + len, sizeof(buf) - 1 - len)) > 0)
+            len += (size_t)n;
+        buf[len] = '\0';
+        close(fd[i]);
+        status[i] = startswith(buf, "HTTP/1.1 ") ? atoi(buf + 9) : -1;
+        const char *b = strstr(buf, "\r\n\r\n");
+        snprintf(body[i], 1024, "%s", b ? b + 4 : "");
+    }
+}
+
+/* The same event in two requests at once: the one that comes second while the first is still
+ * being stored is not told "duplicate" (the first may yet fail, and the event would be lost),
+ * but 503 in_progress, to retry; a retry then is the duplicate. */
+static void test_duplicate_in_flight(void **state)
+{
+    push_relay(&daemon_proc, "racer", "{\"events\": [{\"type\": \"com.example.race\"}]}");
+    char request[1024], id[16];
+    int status[2] = {0, 0};
+    char body[2][1024];
+    for (int i = 0; i < 50 && !(status[0] == 503 || status[1] == 503); i++) {
+        snprintf(id, sizeof(id), "r%d", i);
+        snprintf(request, sizeof(request),
+                 "POST /v1/events HTTP/1.1\r\nHost: ignis\r\nConnection: close\r\n"
+                 "Authorization: Bearer %s\r\nce-specversion: 1.0\r\n"
+                 "ce-type: com.example.race\r\nce-source: /race\r\nce-id: %s\r\n"
+                 "Content-Type: text/plain\r\nContent-Length: 1\r\n\r\nx",
+                 daemon_proc.token, id);
+        send_twice_at_once(&daemon_proc, request, status, body);
+        /* Either both were taken in turn (accepted, then its duplicate), or one was in flight. */
+        if (!((status[0] == 202 && status[1] == 202) || (status[0] == 202 && status[1] == 503) ||
+              (status[0] == 503 && status[1] == 202)))
+            fail_msg("%s: %d %s / %d %s", id, status[0], body[0], status[1], body[1]);
+        if (status[0] == 202 && status[1] == 202)
+            assert_true(strstr(body[0], "\"duplicate\":true") ||
+                        strstr(body[1], "\"duplicate\":true"));
+    }
+    int late = status[0] == 503 ? 0 : 1;
+    if (status[late] != 503)
+        fail_msg("50 pairs of requests, none of them found the other in flight");
+    fprintf(stderr, "the pair with id %s found the other in flight\n", id);
+    assert_non_null(strstr(body[late], "in_progress"));
+    /* The retry: the other request stored it, so it is a duplicate, delivered once. */
+    const char *h[] = {"ce-specversion: 1.0",
+                       "ce-type: com.example.race",
+                       "ce-source: /race",
+                       "Content-Type: text/plain",
+                       NULL,
+                       NULL};
+    char idh[32];
+    snprintf(idh, sizeof(idh), "ce-id: %s", id);
+    h[4] = idh;
+    cJSON *again = post(&daemon_proc, h, "x", 202);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(again, "duplicate")));
+    cJSON_Delete(again);
+}
+
 /* ---- emitted events ---- */
 
 /* An external event makes A run and emit, B run and emit, and C run: C sees B's event, stamped
@@ -844,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_bad_events_are_refused),
         cmocka_unit_test(test_prefix_and_source_subscriptions),
         cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_duplicate_in_flight),
         cmocka_unit_test(test_chain),
         cmocka_unit_test(test_example_service),
         cmocka_unit_test(test_loop_is_dead_lettered),
