@@ -194,7 +194,36 @@ static size_t discard(char *ptr, size_t size, size_t n, void *userdata)
 
 static void start_waiting(struct sinks *s);
 
-/* Starts an attempt now, or queues the delivery until a transfer slot is free. */
+static void attempt(struct delivery *dl);
+
+static void on_retry_due(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct delivery *dl = userdata;
+    dl->timer = NULL;
+    attempt(dl);
+}
+
+/* An attempt failed (error, and the reply's status if there was one): retried after a backoff
+ * while attempts remain, else the delivery fails for good. */
+static void attempt_failed(struct delivery *dl, long http_status, const char *error)
+{
+    struct sinks *s = dl->s;
+    if (dl->attempts < dl->max_attempts) {
+        uint64_t delay_ms = inv_backoff_ms((unsigned)dl->attempts, s->opts.retry_base_ms,
+                                           s->opts.retry_cap_ms, random_u64());
+        record_attempt(dl, "pending", http_status, error, (int64_t)(wall_usec() + delay_ms * 1000));
+        loop_add_timer(s->loop, now_usec() + delay_ms * 1000, on_retry_due, dl, &dl->timer);
+        return;
+    }
+    log_warn("sink delivery failed", "id=%s function=%s url=%s attempts=%d error=\"%s\"", dl->id,
+             dl->function, dl->url, dl->attempts, error);
+    record_attempt(dl, "failed", http_status, error, 0);
+    telemetry_sink_final(false);
+    delivery_free(dl);
+}
+
+/* Starts an attempt now, or queues the delivery until a transfer slot is free. One that cannot
+ * be started (out of memory) is a failed attempt, retried like any other, never stranded. */
 static void attempt(struct delivery *dl)
 {
     struct sinks *s = dl->s;
@@ -207,13 +236,15 @@ static void attempt(struct delivery *dl)
         s->waiting_tail = dl;
         return;
     }
+    dl->attempts++;
+    telemetry_sink_attempt();
     CURL *e = curl_easy_init();
     if (!dl->headers)
         dl->headers =
             sink_event_headers(dl->function, dl->id, dl->type, dl->time, dl->content_type);
     if (!e || !dl->headers) {
         curl_easy_cleanup(e);
-        log_warn("sink delivery not started: out of memory", "id=%s", dl->id);
+        attempt_failed(dl, 0, "not started: out of memory");
         return;
     }
     dl->errbuf[0] = dl->refused[0] = '\0';
@@ -233,23 +264,14 @@ static void attempt(struct delivery *dl)
     curl_easy_setopt(e, CURLOPT_USERAGENT, "ignisd-sink/1");
     if (curl_multi_add_handle(s->multi, e) != CURLM_OK) {
         curl_easy_cleanup(e);
-        log_warn("sink delivery not started", "id=%s", dl->id);
+        attempt_failed(dl, 0, "not started: libcurl refused the transfer");
         return;
     }
     dl->easy = e;
-    dl->attempts++;
-    telemetry_sink_attempt();
     s->active++;
 }
 
-static void on_retry_due(struct loop *l, struct loop_timer *t, void *userdata)
-{
-    struct delivery *dl = userdata;
-    dl->timer = NULL;
-    attempt(dl);
-}
-
-/* An attempt ended: delivered on a 2xx, else retried after a backoff or failed for good. */
+/* An attempt ended: delivered on a 2xx, else a failed attempt. */
 static void attempt_done(struct delivery *dl, CURLcode code)
 {
     struct sinks *s = dl->s;
@@ -278,18 +300,7 @@ static void attempt_done(struct delivery *dl, CURLcode code)
         snprintf(error, sizeof(error), "%s", dl->errbuf[0] ? dl->errbuf : curl_easy_strerror(code));
     else
         snprintf(error, sizeof(error), "HTTP %ld", http_status);
-    if (dl->attempts < dl->max_attempts) {
-        uint64_t delay_ms = inv_backoff_ms((unsigned)dl->attempts, s->opts.retry_base_ms,
-                                           s->opts.retry_cap_ms, random_u64());
-        record_attempt(dl, "pending", http_status, error, (int64_t)(wall_usec() + delay_ms * 1000));
-        loop_add_timer(s->loop, now_usec() + delay_ms * 1000, on_retry_due, dl, &dl->timer);
-        return;
-    }
-    log_warn("sink delivery failed", "id=%s function=%s url=%s attempts=%d error=\"%s\"", dl->id,
-             dl->function, dl->url, dl->attempts, error);
-    record_attempt(dl, "failed", http_status, error, 0);
-    telemetry_sink_final(false);
-    delivery_free(dl);
+    attempt_failed(dl, http_status, error);
 }
 
 static void start_waiting(struct sinks *s)
