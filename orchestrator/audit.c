@@ -13,15 +13,26 @@ int audit_record(struct journal *j, struct http_request *req, const struct http_
                  unsigned status)
 {
     const struct http_caller *c = http_request_caller(req);
+    /* Only a known token's requests: one without a valid token (401) could be sent by anyone,
+     * as fast as connections allow, and each row is kept for a year; ignis_auth_refused_total
+     * counts them. */
+    if (!c)
+        return 0;
     char action[128];
     snprintf(action, sizeof(action), "%s %s", route->method, route->pattern);
     const char *function =
         startswith(route->pattern, "/v1/functions/{}") ? http_request_param(req, 0) : NULL;
-    const char *role = c ? auth_role_name((enum auth_role)__builtin_ctz(c->role)) : NULL;
+    const char *role = auth_role_name((enum auth_role)__builtin_ctz(c->role));
     const struct journal_value v[] = {
-        JV_I(wall_usec()), JV_S(c ? c->token_id : NULL),         JV_S(c ? c->name : NULL),
-        JV_S(role),        {.type = JV_TEXT, .p = action},       JV_S(http_request_path(req)),
-        JV_S(function),    JV_S(http_request_audit_detail(req)), JV_S(http_request_peer(req)),
+        JV_I(wall_usec()),
+        JV_S(c->token_id),
+        JV_S(c->name),
+        JV_S(role),
+        {.type = JV_TEXT, .p = action},
+        JV_S(http_request_path(req)),
+        JV_S(function),
+        JV_S(http_request_audit_detail(req)),
+        JV_S(http_request_peer(req)),
         JV_I(status),
     };
     return journal_submit_lazy(j,

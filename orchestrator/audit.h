@@ -9,7 +9,8 @@
 #include "http.h"
 #include "journal.h"
 
-/* Queues the row (written off the loop, crash-safe). status 0: no reply was sent. */
+/* Queues the row (written off the loop, crash-safe) of a request by a known token; one without
+ * (a 401) is not recorded. status 0: no reply was sent. */
 int audit_record(struct journal *j, struct http_request *req, const struct http_route *route,
                  unsigned status);
 
