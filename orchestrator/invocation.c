@@ -100,11 +100,13 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
 int inv_store_mark_running(struct journal *j, const char *id, int attempts, int64_t started_us,
                            journal_done_fn done, void *userdata)
 {
+    /* Lazy: lost only to a power loss, which leaves the row queued with one attempt fewer, and
+     * recovery runs it again, as it would a running one. */
     const struct journal_value v[] = {JV_I(attempts), JV_I(started_us), JV_S(id)};
-    return journal_submit(j,
-                          "UPDATE invocations SET status = 'running', attempts = ?, "
-                          "started_us = ? WHERE id = ?",
-                          v, ARRAY_SIZE(v), done, userdata);
+    return journal_submit_lazy(j,
+                               "UPDATE invocations SET status = 'running', attempts = ?, "
+                               "started_us = ? WHERE id = ?",
+                               v, ARRAY_SIZE(v), done, userdata);
 }
 
 int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expires_us,
@@ -137,10 +139,10 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
 int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, void *userdata)
 {
     const struct journal_value v[] = {JV_I(now_us)};
-    return journal_submit(j,
-                          "DELETE FROM invocations WHERE expires_us < ? AND status IN "
-                          "('succeeded', 'failed', 'dead')",
-                          v, ARRAY_SIZE(v), done, userdata);
+    return journal_submit_lazy(j,
+                               "DELETE FROM invocations WHERE expires_us < ? AND status IN "
+                               "('succeeded', 'failed', 'dead')",
+                               v, ARRAY_SIZE(v), done, userdata);
 }
 
 static char *col_dup(sqlite3_stmt *st, int i, size_t *ret_len)
