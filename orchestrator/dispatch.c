@@ -256,11 +256,11 @@ static void start(struct fn *fn, struct inv *inv, struct worker *w)
     inv->attempts++;
     inv->emitted = 0;
     inv->cold = !w->used && w->ready_us > inv->enqueued_us;
-    /* The container's CPU counter measures an attempt only while nothing else runs there. */
+    /* The container's CPU counter measures an attempt only while nothing else runs there; of
+     * those running, only a lone one can still be alone. */
     inv->alone = w->inflight == 0;
-    struct inv *other;
-    TAILQ_FOREACH(other, &w->running, link)
-    other->alone = false;
+    if (w->inflight == 1)
+        TAILQ_FIRST(&w->running)->alone = false;
     /* Before the clock starts: the reading is ours, not the function's. */
     accountant_begin(&inv->acct, container_cgroup(w->c), w->inflight == 0, w->memory_mb,
                      inv->cold ? w->ready_us - w->spawned_us : 0);
