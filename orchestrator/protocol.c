@@ -217,25 +217,10 @@ static void compact(struct proto_decoder *d)
     d->off = 0;
 }
 
-static int reserve(struct proto_decoder *d, size_t want)
-{
-    if (want <= d->cap)
-        return 0;
-    size_t cap = d->cap ? d->cap : 4096;
-    while (cap < want)
-        cap *= 2;
-    char *nb = realloc(d->buf, cap);
-    if (!nb)
-        return -ENOMEM;
-    d->buf = nb;
-    d->cap = cap;
-    return 0;
-}
-
 int proto_decoder_feed(struct proto_decoder *d, const void *data, size_t len)
 {
     compact(d);
-    int r = reserve(d, d->len + len);
+    int r = grow_buffer(&d->buf, &d->cap, d->len + len);
     if (r < 0)
         return r;
     if (len)
@@ -269,7 +254,7 @@ ssize_t proto_decoder_read(struct proto_decoder *d, int fd)
         if (payload >= 0 && PROTO_HEADER_SIZE + (size_t)payload > d->len)
             want = PROTO_HEADER_SIZE + (size_t)payload - d->len;
     }
-    int r = reserve(d, d->len + want);
+    int r = grow_buffer(&d->buf, &d->cap, d->len + want);
     if (r < 0)
         return r;
     for (;;) {
