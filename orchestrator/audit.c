@@ -63,7 +63,7 @@ void audit_http_list(struct http_request *req, sqlite3 *db)
     const char *since = http_request_query(req, "since");
     const char *limit = http_request_query(req, "limit");
     int64_t since_s = 0;
-    long n = AUDIT_DEFAULT_LIMIT;
+    unsigned long n = AUDIT_DEFAULT_LIMIT;
     if (since && accountant_parse_time(since, (int64_t)(wall_usec() / 1000000), &since_s) < 0) {
         http_reply_error(req, 400, "bad_request",
                          "since must be a duration (1h, 7d), unix seconds or "
@@ -71,15 +71,10 @@ void audit_http_list(struct http_request *req, sqlite3 *db)
                          since);
         return;
     }
-    if (limit) {
-        char *end;
-        errno = 0;
-        n = strtol(limit, &end, 10);
-        if (errno || *end || !limit[0] || n < 1 || n > AUDIT_MAX_LIMIT) {
-            http_reply_error(req, 400, "bad_request", "limit must be from 1 to %d, not '%s'",
-                             AUDIT_MAX_LIMIT, limit);
-            return;
-        }
+    if (limit && parse_count(limit, 1, AUDIT_MAX_LIMIT, &n) < 0) {
+        http_reply_error(req, 400, "bad_request", "limit must be from 1 to %d, not '%s'",
+                         AUDIT_MAX_LIMIT, limit);
+        return;
     }
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db,

@@ -2,7 +2,6 @@
 
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 
 #include "cloudevents.h"
 #include "cron.h"
@@ -490,15 +489,11 @@ static void dead_letter(struct events *ev, const char *function, const char *inv
 void events_http_dead_letters(struct http_request *req, struct events *ev)
 {
     const char *q = http_request_query(req, "limit");
-    long limit = DEAD_LETTERS_DEFAULT;
-    if (q) {
-        char *end;
-        limit = strtol(q, &end, 10);
-        if (!q[0] || *end || limit < 1 || limit > DEAD_LETTERS_MAX) {
-            http_reply_error(req, 400, "bad_request", "limit must be a number from 1 to %d",
-                             DEAD_LETTERS_MAX);
-            return;
-        }
+    unsigned long limit = DEAD_LETTERS_DEFAULT;
+    if (q && parse_count(q, 1, DEAD_LETTERS_MAX, &limit) < 0) {
+        http_reply_error(req, 400, "bad_request", "limit must be a number from 1 to %d",
+                         DEAD_LETTERS_MAX);
+        return;
     }
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(ev->store->db,
@@ -908,10 +903,7 @@ int events_new(struct loop *l, struct store *s, struct journal *j, struct dispat
     ev->d = d;
     ev->opts = *opts;
     ev->started_s = (int64_t)(wall_usec() / 1000000);
-    if (getrandom(key, sizeof(key), 0) != sizeof(key)) {
-        r = ig_error_set(err, errno, "getrandom: %s", strerror(errno));
-        goto fail;
-    }
+    random_bytes(key, sizeof(key));
     if ((r = ce_dedupe_new(DEDUPE_CAPACITY, opts->dedupe_window_us, key, &ev->dedupe)) < 0) {
         ig_error_set(err, -r, "event de-duplication: %s", strerror(-r));
         goto fail;
