@@ -64,5 +64,9 @@ int main(int argc, char **argv)
         if (replay_dir(argv[i], &count) < 0)
             status = 1;
     printf("replayed %zu inputs\n", count);
+    if (count == 0) {
+        fprintf(stderr, "replay: no inputs at all (the seed corpus is missing)\n");
+        return 1;
+    }
     return status;
 }

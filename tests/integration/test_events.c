@@ -688,16 +688,25 @@ static void test_every_second(void **state)
     assert_string_equal(str(ev, "id"), str(ev, "time"));
     cJSON_Delete(first);
 
-    uint64_t t0 = now_usec();
     size_t n0 = count_schedule_runs(&daemon_proc, "ticker", NULL);
     sleep(5);
     size_t n1 = count_schedule_runs(&daemon_proc, "ticker", NULL);
-    double elapsed = (double)(now_usec() - t0) / 1e6;
-    size_t runs = n1 - n0;
-    fprintf(stderr, "@every 1s: %zu runs in %.1f s\n", runs, elapsed);
-    /* Generous: the machine is shared and runs are logged once they ran. */
-    assert_true(runs >= 2);
-    assert_true((double)runs <= elapsed + 2);
+    /* It keeps running (generous: the machine is shared and runs are logged once they ran), once
+     * per slot: every run is a distinct whole second, in order (no timing is asserted). */
+    assert_true(n1 - n0 >= 2);
+    /* RFC 3339 times of one fixed width (2026-11-28T06:00:01.000000Z) order as text. */
+    cJSON *all = logged_events(&daemon_proc, "ticker"), *run;
+    char last[40] = "";
+    cJSON_ArrayForEach(run, all)
+    {
+        if (!streq(str(run, "type"), "dev.ignis.schedule"))
+            continue;
+        const char *t = str(run, "time");
+        assert_true(strlen(t) == 27 && streq(t + 19, ".000000Z"));
+        assert_true(strcmp(t, last) > 0);
+        snprintf(last, sizeof(last), "%s", t);
+    }
+    cJSON_Delete(all);
     /* GET /metrics counts a run when it is submitted, before it is logged. */
     assert_true(harness_metric(&daemon_proc,
                                "ignis_schedule_runs_total{function=\"ticker\",kind=\"on_time\"}") >=
@@ -708,6 +717,30 @@ static void test_every_second(void **state)
         harness_request(&daemon_proc, "DELETE", "/v1/functions/ticker", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
     client_response_clear(&r);
+}
+
+/* Waits (up to 30 s) until ignisd has stored fn's schedule. */
+static void wait_schedule_recorded(struct ignisd_proc *p, const char *fn)
+{
+    char db_path[400];
+    snprintf(db_path, sizeof(db_path), "%s/ignis.db", p->state_dir);
+    for (int i = 0; i < 600; i++) {
+        sqlite3 *db;
+        sqlite3_stmt *st;
+        bool found = false;
+        assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+        if (sqlite3_prepare_v2(db, "SELECT 1 FROM schedules WHERE function = ?", -1, &st, NULL) ==
+            SQLITE_OK) {
+            sqlite3_bind_text(st, 1, fn, -1, SQLITE_STATIC);
+            found = sqlite3_step(st) == SQLITE_ROW;
+            sqlite3_finalize(st);
+        }
+        sqlite3_close(db);
+        if (found)
+            return;
+        usleep(50000);
+    }
+    fail_msg("the schedule of %s was never stored", fn);
 }
 
 /* Moves a schedule's last run back, as if ignisd had been down that long. */
@@ -733,7 +766,7 @@ static void test_makeup_after_restart(void **state)
     assert_int_equal(harness_start(&p, NULL), 0);
     push_relay(&p, "yearly", "{\"schedule\": \"0 0 1 1 *\"}");
     /* The schedule is recorded once the daemon has seen it (within a second). */
-    usleep(1500000);
+    wait_schedule_recorded(&p, "yearly");
     assert_int_equal(harness_stop(&p), 0);
     age_schedule(&p, "yearly", 3 * 366 * 86400L);
     assert_int_equal(harness_restart(&p, NULL), 0);
@@ -863,6 +896,7 @@ static void test_kill9_loses_no_event(void **state)
     cJSON_Delete(acc);
     /* The ids were remembered across the kill. */
     acc = post(&p, h, body, 202);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(acc, "events")), N);
     cJSON *x;
     cJSON_ArrayForEach(x, cJSON_GetObjectItem(acc, "events"))
         assert_true(cJSON_IsTrue(cJSON_GetObjectItem(x, "duplicate")));
