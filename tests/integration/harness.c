@@ -516,6 +516,15 @@ int harness_ignis(struct ignisd_proc *p, char **ret_out, char **ret_err, ...)
     return harness_run(argv, ret_out, ret_err);
 }
 
+void harness_push_fixture(struct ignisd_proc *p, const char *fixture, const char *name,
+                          const char *overrides)
+{
+    char src[512];
+    snprintf(src, sizeof(src), "%s/tests/fixtures/functions/%s", getenv("IGNIS_SOURCE_DIR"),
+             fixture);
+    harness_push(p, src, name, overrides);
+}
+
 void harness_push(struct ignisd_proc *p, const char *example, const char *name,
                   const char *overrides)
 {

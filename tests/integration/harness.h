@@ -87,6 +87,9 @@ int harness_finish(struct ignisd_proc *p);
  * the CLI, as a developer would. Fails the test if the push fails. */
 void harness_push(struct ignisd_proc *p, const char *example, const char *name,
                   const char *overrides);
+/* harness_push of tests/fixtures/functions/FIXTURE (the tests' own functions). */
+void harness_push_fixture(struct ignisd_proc *p, const char *fixture, const char *name,
+                          const char *overrides);
 /* GET /v1/functions/NAME, which must answer 200 with JSON (free it with cJSON_Delete). */
 cJSON *harness_function(struct ignisd_proc *p, const char *name);
 /* A number from the function's live state ("ready", "queue_depth", ...); fails if absent. */

@@ -95,11 +95,9 @@ static void ledger_row(const char *id, struct row *ret)
 /* Invokes fn with body; returns the status and the invocation's id and Ignis-Billed-Ms. */
 static long invoke(const char *fn, const char *body, char id[64], long *ret_billed, bool *ret_cold)
 {
-    char path[256], h[64];
+    char h[64];
     struct client_response r;
-    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
-    assert_int_equal(harness_request(&daemon_proc, "POST", path, NULL, body, strlen(body), &r), 0);
-    long status = r.status;
+    long status = harness_invoke(&daemon_proc, fn, body, NULL, &r);
     if (status != 200)
         fprintf(stderr, "%s %s: %ld %s\n", fn, body, status, r.body);
     assert_non_null(client_response_header(&r, "Ignis-Invocation-Id", id, 64));

@@ -34,13 +34,6 @@ static int teardown(void **state)
     return harness_finish(&daemon_proc);
 }
 
-static void push_relay(struct ignisd_proc *p, const char *name, const char *overrides)
-{
-    char src[512];
-    snprintf(src, sizeof(src), "%s/tests/fixtures/functions/relay", getenv("IGNIS_SOURCE_DIR"));
-    harness_push(p, src, name, overrides);
-}
-
 /* POST /v1/events; the reply's JSON (NULL-terminated headers). */
 static cJSON *post(struct ignisd_proc *p, const char *const *headers, const char *body,
                    long expect_status)
@@ -152,8 +145,8 @@ static cJSON *dead_letters(struct ignisd_proc *p)
 
 static void test_binary_mode(void **state)
 {
-    push_relay(&daemon_proc, "rec-binary",
-               "{\"events\": [{\"type\": \"com.example.order.created\"}]}");
+    harness_push_fixture(&daemon_proc, "relay", "rec-binary",
+                         "{\"events\": [{\"type\": \"com.example.order.created\"}]}");
     const char *headers[] = {
         "ce-specversion: 1.0",
         "CE-Type: com.example.order.created",
@@ -195,7 +188,8 @@ static void test_binary_mode(void **state)
     cJSON_Delete(acc);
 
     /* Bytes that are not text arrive as data_base64; an empty body is an event without data. */
-    push_relay(&daemon_proc, "rec-bytes", "{\"events\": [{\"type\": \"com.example.blob\"}]}");
+    harness_push_fixture(&daemon_proc, "relay", "rec-bytes",
+                         "{\"events\": [{\"type\": \"com.example.blob\"}]}");
     const char *bin[] = {"ce-specversion: 1.0",
                          "ce-type: com.example.blob",
                          "ce-source: /b",
@@ -222,8 +216,8 @@ static void test_binary_mode(void **state)
 
 static void test_structured_mode(void **state)
 {
-    push_relay(&daemon_proc, "rec-structured",
-               "{\"events\": [{\"type\": \"com.example.structured\"}]}");
+    harness_push_fixture(&daemon_proc, "relay", "rec-structured",
+                         "{\"events\": [{\"type\": \"com.example.structured\"}]}");
     const char *headers[] = {"Content-Type: application/cloudevents+json; charset=utf-8", NULL};
     cJSON *acc = post(&daemon_proc, headers,
                       "{\"specversion\": \"1.0\", \"type\": \"com.example.structured\","
@@ -261,7 +255,8 @@ static void test_structured_mode(void **state)
 
 static void test_batch_mode(void **state)
 {
-    push_relay(&daemon_proc, "rec-batch", "{\"events\": [{\"type\": \"com.example.batch\"}]}");
+    harness_push_fixture(&daemon_proc, "relay", "rec-batch",
+                         "{\"events\": [{\"type\": \"com.example.batch\"}]}");
     const char *headers[] = {"Content-Type: application/cloudevents-batch+json", NULL};
     cJSON *acc = post(&daemon_proc, headers,
                       "[{\"specversion\": \"1.0\", \"type\": \"com.example.batch\","
@@ -360,7 +355,7 @@ static void test_bad_events_are_refused(void **state)
         cJSON_Delete(j);
     }
     /* A refused batch delivered nothing of its valid first event: it is not a duplicate now. */
-    push_relay(&daemon_proc, "rec-refused", "{\"events\": [{\"type\": \"t\"}]}");
+    harness_push_fixture(&daemon_proc, "relay", "rec-refused", "{\"events\": [{\"type\": \"t\"}]}");
     const char *h[] = {"ce-specversion: 1.0",      "ce-type: t", "ce-source: /s", "ce-id: 1",
                        "Content-Type: text/plain", NULL};
     cJSON *acc = post(&daemon_proc, h, "x", 202);
@@ -373,9 +368,11 @@ static void test_bad_events_are_refused(void **state)
 
 static void test_prefix_and_source_subscriptions(void **state)
 {
-    push_relay(&daemon_proc, "sub-prefix", "{\"events\": [{\"type\": \"com.acme.order.*\"}]}");
-    push_relay(&daemon_proc, "sub-source",
-               "{\"events\": [{\"type\": \"com.acme.order.created\", \"source\": \"/orders\"}]}");
+    harness_push_fixture(&daemon_proc, "relay", "sub-prefix",
+                         "{\"events\": [{\"type\": \"com.acme.order.*\"}]}");
+    harness_push_fixture(
+        &daemon_proc, "relay", "sub-source",
+        "{\"events\": [{\"type\": \"com.acme.order.created\", \"source\": \"/orders\"}]}");
     const char *a[] = {"ce-specversion: 1.0",      "ce-type: com.acme.order.created",
                        "ce-source: /orders",       "ce-id: p1",
                        "Content-Type: text/plain", NULL};
@@ -407,7 +404,8 @@ static void test_prefix_and_source_subscriptions(void **state)
 
 static void test_duplicates(void **state)
 {
-    push_relay(&daemon_proc, "dedupe", "{\"events\": [{\"type\": \"com.example.dup\"}]}");
+    harness_push_fixture(&daemon_proc, "relay", "dedupe",
+                         "{\"events\": [{\"type\": \"com.example.dup\"}]}");
     const char *h[] = {"ce-specversion: 1.0", "ce-type: com.example.dup", "ce-source: /dup",
                        "ce-id: d1",           "Content-Type: text/plain", NULL};
     cJSON *first = post(&daemon_proc, h, "x", 202);
@@ -474,7 +472,8 @@ static void send_twice_at_once(struct ignisd_proc *p, const char *request, int s
  * but 503 in_progress, to retry; a retry then is the duplicate. */
 static void test_duplicate_in_flight(void **state)
 {
-    push_relay(&daemon_proc, "racer", "{\"events\": [{\"type\": \"com.example.race\"}]}");
+    harness_push_fixture(&daemon_proc, "relay", "racer",
+                         "{\"events\": [{\"type\": \"com.example.race\"}]}");
     char request[1024], id[16];
     int status[2] = {0, 0};
     char body[2][1024];
@@ -521,14 +520,15 @@ static void test_duplicate_in_flight(void **state)
  * by the controller, two hops from the external one. */
 static void test_chain(void **state)
 {
-    push_relay(&daemon_proc, "chain-a",
-               "{\"events\": [{\"type\": \"com.chain.start\"}],"
-               " \"env\": {\"EMIT_TYPE\": \"com.chain.a\"}}");
-    push_relay(
-        &daemon_proc, "chain-b",
+    harness_push_fixture(&daemon_proc, "relay", "chain-a",
+                         "{\"events\": [{\"type\": \"com.chain.start\"}],"
+                         " \"env\": {\"EMIT_TYPE\": \"com.chain.a\"}}");
+    harness_push_fixture(
+        &daemon_proc, "relay", "chain-b",
         "{\"events\": [{\"type\": \"com.chain.a\", \"source\": \"/ignis/functions/chain-a\"}],"
         " \"env\": {\"EMIT_TYPE\": \"com.chain.b\"}}");
-    push_relay(&daemon_proc, "chain-c", "{\"events\": [{\"type\": \"com.chain.b\"}]}");
+    harness_push_fixture(&daemon_proc, "relay", "chain-c",
+                         "{\"events\": [{\"type\": \"com.chain.b\"}]}");
     const char *h[] = {"ce-specversion: 1.0", "ce-type: com.chain.start",       "ce-source: /test",
                        "ce-id: chain-1",      "Content-Type: application/json", NULL};
     cJSON *acc = post(&daemon_proc, h, "{\"step\": 0}", 202);
@@ -609,9 +609,9 @@ static void test_example_service(void **state)
  * event past it is dead-lettered with the reason. */
 static void test_loop_is_dead_lettered(void **state)
 {
-    push_relay(&daemon_proc, "looper",
-               "{\"events\": [{\"type\": \"com.loop.tick\"}],"
-               " \"env\": {\"EMIT_TYPE\": \"com.loop.tick\"}}");
+    harness_push_fixture(&daemon_proc, "relay", "looper",
+                         "{\"events\": [{\"type\": \"com.loop.tick\"}],"
+                         " \"env\": {\"EMIT_TYPE\": \"com.loop.tick\"}}");
     const char *h[] = {"ce-specversion: 1.0", "ce-type: com.loop.tick",         "ce-source: /test",
                        "ce-id: loop-1",       "Content-Type: application/json", NULL};
     cJSON_Delete(post(&daemon_proc, h, "{}", 202));
@@ -677,7 +677,7 @@ static size_t count_schedule_runs(struct ignisd_proc *p, const char *fn, size_t 
 
 static void test_every_second(void **state)
 {
-    push_relay(&daemon_proc, "ticker", "{\"schedule\": \"@every 1s\"}");
+    harness_push_fixture(&daemon_proc, "relay", "ticker", "{\"schedule\": \"@every 1s\"}");
     /* The first run (a cold start) anchors the count. */
     cJSON *first = wait_logged(&daemon_proc, "ticker", 1, 30);
     cJSON *ev = cJSON_GetArrayItem(first, 0);
@@ -764,7 +764,7 @@ static void test_makeup_after_restart(void **state)
 {
     struct ignisd_proc p;
     assert_int_equal(harness_start(&p, NULL), 0);
-    push_relay(&p, "yearly", "{\"schedule\": \"0 0 1 1 *\"}");
+    harness_push_fixture(&p, "relay", "yearly", "{\"schedule\": \"0 0 1 1 *\"}");
     /* The schedule is recorded once the daemon has seen it (within a second). */
     wait_schedule_recorded(&p, "yearly");
     assert_int_equal(harness_stop(&p), 0);
@@ -813,11 +813,12 @@ static void test_queue_bound(void **state)
     struct ignisd_proc p;
     static const char *const args[] = {"--queue-max", "3", NULL};
     assert_int_equal(harness_start(&p, args), 0);
-    push_relay(&p, "slow",
-               "{\"max_scale\": 1, \"timeout_ms\": 60000, \"env\": {\"SLEEP_MS\": \"5000\"}, "
-               "\"events\": [{\"type\": \"com.bound.tick\"}]}");
-    push_relay(&p, "emitter",
-               "{\"env\": {\"EMIT_TYPE\": \"com.bound.tick\", \"EMIT_COUNT\": \"3\"}}");
+    harness_push_fixture(
+        &p, "relay", "slow",
+        "{\"max_scale\": 1, \"timeout_ms\": 60000, \"env\": {\"SLEEP_MS\": \"5000\"}, "
+        "\"events\": [{\"type\": \"com.bound.tick\"}]}");
+    harness_push_fixture(&p, "relay", "emitter",
+                         "{\"env\": {\"EMIT_TYPE\": \"com.bound.tick\", \"EMIT_COUNT\": \"3\"}}");
     const char *bh[] = {"Content-Type: application/cloudevents-batch+json", NULL};
     char batch[1024];
     size_t off = 0, three = 0;
@@ -869,8 +870,8 @@ static void test_kill9_loses_no_event(void **state)
 {
     struct ignisd_proc p;
     assert_int_equal(harness_start(&p, NULL), 0);
-    push_relay(&p, "durable",
-               "{\"events\": [{\"type\": \"com.example.durable\"}], \"max_scale\": 1}");
+    harness_push_fixture(&p, "relay", "durable",
+                         "{\"events\": [{\"type\": \"com.example.durable\"}], \"max_scale\": 1}");
     enum { N = 50 };
     char body[N * 120 + 8], *b = body;
     b += sprintf(b, "[");
@@ -909,7 +910,8 @@ static void test_kill9_loses_no_event(void **state)
 
 static void test_ignis_emit(void **state)
 {
-    push_relay(&daemon_proc, "cli-sink", "{\"events\": [{\"type\": \"com.cli.*\"}]}");
+    harness_push_fixture(&daemon_proc, "relay", "cli-sink",
+                         "{\"events\": [{\"type\": \"com.cli.*\"}]}");
     char *out = NULL, *err = NULL;
     int rc = harness_ignis(&daemon_proc, &out, &err, "emit", "com.cli.hello", "-d", "{\"x\": 1}",
                            "--source", "/cli/caf\xc3\xa9", NULL);

@@ -28,16 +28,6 @@ static int teardown(void **state)
     return harness_finish(&daemon_proc);
 }
 
-static long invoke(struct ignisd_proc *p, const char *fn, const char *body,
-                   const char *const *headers, struct client_response *ret)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
-    assert_int_equal(harness_request(p, "POST", path, headers, body, body ? strlen(body) : 0, ret),
-                     0);
-    return ret->status;
-}
-
 static const char *error_code(cJSON *j)
 {
     cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code");
@@ -58,7 +48,7 @@ static void test_sync_each_runtime(void **state)
         harness_push(&daemon_proc, cases[i].example, cases[i].name, NULL);
         for (int round = 0; round < 2; round++) {
             struct client_response r;
-            long status = invoke(&daemon_proc, cases[i].name, cases[i].body, NULL, &r);
+            long status = harness_invoke(&daemon_proc, cases[i].name, cases[i].body, NULL, &r);
             if (status != 200)
                 fprintf(stderr, "%s: %ld %s\n", cases[i].name, status, r.body);
             assert_int_equal(status, 200);
@@ -83,7 +73,7 @@ static void test_fresh_container_per_invocation(void **state)
     double started[3];
     for (int i = 0; i < 3; i++) {
         struct client_response r;
-        assert_int_equal(invoke(&daemon_proc, "fresh-py", "{}", NULL, &r), 200);
+        assert_int_equal(harness_invoke(&daemon_proc, "fresh-py", "{}", NULL, &r), 200);
         cJSON *j = harness_json(&r);
         started[i] = cJSON_GetObjectItem(j, "container_started")->valuedouble;
         cJSON_Delete(j);
@@ -97,7 +87,7 @@ static void test_timeout_is_504_and_container_replaced(void **state)
 {
     harness_push(&daemon_proc, "timeout", "slowpoke", NULL);
     struct client_response r;
-    assert_int_equal(invoke(&daemon_proc, "slowpoke", "{}", NULL, &r), 504);
+    assert_int_equal(harness_invoke(&daemon_proc, "slowpoke", "{}", NULL, &r), 504);
     cJSON *j = harness_json(&r);
     assert_string_equal(error_code(j), "function_timeout");
     cJSON_Delete(j);
@@ -110,7 +100,7 @@ static void test_crash_is_502(void **state)
 {
     harness_push(&daemon_proc, "crash", "crasher", "{\"max_retries\": 0}");
     struct client_response r;
-    assert_int_equal(invoke(&daemon_proc, "crasher", "{}", NULL, &r), 502);
+    assert_int_equal(harness_invoke(&daemon_proc, "crasher", "{}", NULL, &r), 502);
     cJSON *j = harness_json(&r);
     assert_string_equal(error_code(j), "function_crashed");
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "type")->valuestring,
@@ -125,7 +115,7 @@ static void test_function_error_is_502_with_type(void **state)
      * exec with a non-zero exit is the simplest function error. */
     harness_push(&daemon_proc, "hello-exec", "failing-exec", "{\"handler\": \"missing.sh\"}");
     struct client_response r;
-    long status = invoke(&daemon_proc, "failing-exec", "x", NULL, &r);
+    long status = harness_invoke(&daemon_proc, "failing-exec", "x", NULL, &r);
     assert_int_equal(status, 502);
     cJSON *j = harness_json(&r);
     assert_true(streq(error_code(j), "function_error") ||
@@ -139,17 +129,17 @@ static void test_function_error_is_502_with_type(void **state)
 static void test_unknown_and_oversize(void **state)
 {
     struct client_response r;
-    assert_int_equal(invoke(&daemon_proc, "no-such-function", "{}", NULL, &r), 404);
+    assert_int_equal(harness_invoke(&daemon_proc, "no-such-function", "{}", NULL, &r), 404);
     client_response_clear(&r);
     size_t big = 6u * 1024 * 1024 + 1;
     char *body = malloc(big + 1);
     memset(body, 'a', big);
     body[big] = '\0';
-    assert_int_equal(invoke(&daemon_proc, "h-exec", body, NULL, &r), 413);
+    assert_int_equal(harness_invoke(&daemon_proc, "h-exec", body, NULL, &r), 413);
     client_response_clear(&r);
     free(body);
     const char *bad[] = {"Ignis-Invocation-Type: sometimes", NULL};
-    assert_int_equal(invoke(&daemon_proc, "h-exec", "x", bad, &r), 400);
+    assert_int_equal(harness_invoke(&daemon_proc, "h-exec", "x", bad, &r), 400);
     client_response_clear(&r);
 }
 
@@ -207,7 +197,7 @@ static void test_queue_full_and_client_disconnect(void **state)
     }
     wait_for_live(&daemon_proc, "single", "queue_depth", 3);
     struct client_response r;
-    assert_int_equal(invoke(&daemon_proc, "single", "{}", NULL, &r), 429);
+    assert_int_equal(harness_invoke(&daemon_proc, "single", "{}", NULL, &r), 429);
     char h[16];
     assert_non_null(client_response_header(&r, "Retry-After", h, sizeof(h)));
     client_response_clear(&r);
@@ -231,7 +221,7 @@ static void async_invoke(struct ignisd_proc *p, const char *fn, const char *body
     snprintf(keyh, sizeof(keyh), "Idempotency-Key: %s", key ? key : "");
     const char *headers[] = {"Ignis-Invocation-Type: async", key ? keyh : NULL, NULL};
     struct client_response r;
-    long status = invoke(p, fn, body, headers, &r);
+    long status = harness_invoke(p, fn, body, headers, &r);
     if (status != 202)
         fprintf(stderr, "async %s: %ld %s\n", fn, status, r.body);
     assert_int_equal(status, 202);
@@ -271,7 +261,7 @@ static void test_async_success_retry_dead_letter_idempotency(void **state)
     const char *reserved[] = {"Ignis-Invocation-Type: async",
                               "Idempotency-Key: /ignis/schedules/h-python@2026-01-01T00:00:00Z",
                               NULL};
-    assert_int_equal(invoke(&daemon_proc, "h-python", "{}", reserved, &r), 400);
+    assert_int_equal(harness_invoke(&daemon_proc, "h-python", "{}", reserved, &r), 400);
     assert_non_null(strstr(r.body, "reserved"));
     client_response_clear(&r);
 
@@ -419,7 +409,7 @@ static void test_delete_drains(void **state)
         harness_request(&daemon_proc, "GET", "/v1/functions/doomed", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 404);
     client_response_clear(&r);
-    assert_int_equal(invoke(&daemon_proc, "doomed", "{}", NULL, &r), 404);
+    assert_int_equal(harness_invoke(&daemon_proc, "doomed", "{}", NULL, &r), 404);
     client_response_clear(&r);
 }
 
@@ -448,7 +438,7 @@ static void test_relative_state_dir(void **state)
     assert_int_equal(harness_wait_healthy(&p), 0);
     harness_push(&p, "hello-exec", "relative", NULL);
     struct client_response r;
-    assert_int_equal(invoke(&p, "relative", "rel", NULL, &r), 200);
+    assert_int_equal(harness_invoke(&p, "relative", "rel", NULL, &r), 200);
     assert_non_null(strstr(r.body, "Hello, rel!"));
     client_response_clear(&r);
     assert_int_equal(harness_stop(&p), 0);

@@ -68,14 +68,6 @@ static int teardown(void **state)
     return status == 0 && leaks == 0 ? 0 : -1;
 }
 
-static void push_fixture(const char *fixture, const char *name)
-{
-    char src[512];
-    snprintf(src, sizeof(src), "%s/tests/fixtures/functions/%s", getenv("IGNIS_SOURCE_DIR"),
-             fixture);
-    harness_push(&daemon_proc, src, name, NULL);
-}
-
 /* Sync invoke; the invocation id into id. Returns the status. */
 static long invoke(struct client *c, const char *fn, const char *body, char id[64])
 {
@@ -120,7 +112,7 @@ static const char *str(const cJSON *rec, const char *key)
 
 static void test_chatty_is_complete_up_to_the_cap(void **state)
 {
-    push_fixture("chatty", "chatty");
+    harness_push_fixture(&daemon_proc, "chatty", "chatty", NULL);
     char id[64];
     assert_int_equal(invoke(daemon_proc.client, "chatty", "", id), 200);
 
@@ -221,8 +213,8 @@ static void *flood_thread(void *arg)
 
 static void test_flood_stalls_nothing(void **state)
 {
-    push_fixture("flood", "flood");
-    push_fixture("chatty", "neighbour");
+    harness_push_fixture(&daemon_proc, "flood", "flood", NULL);
+    harness_push_fixture(&daemon_proc, "chatty", "neighbour", NULL);
     struct flood_call fc = {.n = 3};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, flood_thread, &fc), 0);
@@ -275,7 +267,7 @@ static bool on_follow_data(const char *p, size_t n, void *userdata)
 
 static void test_follow_delivers_a_running_invocations_lines(void **state)
 {
-    push_fixture("ticker", "ticker");
+    harness_push_fixture(&daemon_proc, "ticker", "ticker", NULL);
     const char *headers[] = {"Ignis-Invocation-Type: async", NULL};
     struct client_response r;
     assert_int_equal(
@@ -380,9 +372,8 @@ static bool has_platform_event(const char *fn, const char *id, const char *needl
 
 static void test_timeout_and_oom_are_platform_events(void **state)
 {
-    char src[512], id[64];
-    snprintf(src, sizeof(src), "%s/runtime-images/examples/timeout", getenv("IGNIS_SOURCE_DIR"));
-    harness_push(&daemon_proc, src, "l-timeout", NULL);
+    char id[64];
+    harness_push(&daemon_proc, "timeout", "l-timeout", NULL);
     assert_int_equal(invoke(daemon_proc.client, "l-timeout", "{}", id), 504);
     assert_true(has_platform_event("l-timeout", id, "timeout: killed container"));
     /* Every attempt's REPORT line, as Lambda writes it, timed out or not. */
@@ -391,9 +382,7 @@ static void test_timeout_and_oom_are_platform_events(void **state)
     assert_true(has_platform_event("l-timeout", id, report));
     assert_true(has_platform_event("l-timeout", id, "Billed Duration: "));
 
-    snprintf(src, sizeof(src), "%s/runtime-images/examples/alloc-memory",
-             getenv("IGNIS_SOURCE_DIR"));
-    harness_push(&daemon_proc, src, "l-oom", "{\"memory_mb\": 64}");
+    harness_push(&daemon_proc, "alloc-memory", "l-oom", "{\"memory_mb\": 64}");
     assert_int_equal(invoke(daemon_proc.client, "l-oom", "{\"mb\": 256}", id), 502);
     assert_true(has_platform_event("l-oom", id, "OOM kill: container"));
 }

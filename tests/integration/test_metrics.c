@@ -173,32 +173,22 @@ static void promtool_check(const struct scrape *sc)
     assert_int_equal(rc, 0);
 }
 
-static void push_example(const char *example, const char *name, const char *overrides)
-{
-    char src[512];
-    snprintf(src, sizeof(src), "%s/runtime-images/examples/%s", getenv("IGNIS_SOURCE_DIR"),
-             example);
-    harness_push(&daemon_proc, src, name, overrides);
-}
-
 /* Invokes fn synchronously; returns the status and whether it was a cold start. */
 static long invoke(const char *fn, const char *body, bool *ret_cold)
 {
-    char path[256], cold[16] = "";
+    char cold[16] = "";
     struct client_response r;
-    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
-    assert_int_equal(harness_request(&daemon_proc, "POST", path, NULL, body, strlen(body), &r), 0);
+    long status = harness_invoke(&daemon_proc, fn, body, NULL, &r);
     client_response_header(&r, "Ignis-Cold-Start", cold, sizeof(cold));
     *ret_cold = streq(cold, "true");
-    long status = r.status;
     client_response_clear(&r);
     return status;
 }
 
 static void test_counters_histograms_and_promtool(void **state)
 {
-    push_example("hello-exec", "m-hello", NULL);
-    push_example("crash", "m-crash", NULL);
+    harness_push(&daemon_proc, "hello-exec", "m-hello", NULL);
+    harness_push(&daemon_proc, "crash", "m-crash", NULL);
 
     struct scrape *before = scrape();
     check_histograms(before);
@@ -269,13 +259,6 @@ static void test_counters_histograms_and_promtool(void **state)
 
 #define DELTA(series) (value(after, series) - value(before, series))
 
-static void push_relay(const char *name, const char *overrides)
-{
-    char src[512];
-    snprintf(src, sizeof(src), "%s/tests/fixtures/functions/relay", getenv("IGNIS_SOURCE_DIR"));
-    harness_push(&daemon_proc, src, name, overrides);
-}
-
 /* POST /v1/events with these headers and body; the status. */
 static long post_event(const char *const *headers, const char *body)
 {
@@ -326,8 +309,10 @@ static bool loop_dead_lettered(const struct scrape *before, const struct scrape 
 
 static void test_event_families(void **state)
 {
-    push_relay("m-rec", "{\"events\": [{\"type\": \"com.metrics.a\"}]}");
-    push_relay("m-loop", "{\"events\": [{\"type\": \"com.metrics.loop\"}],"
+    harness_push_fixture(&daemon_proc, "relay", "m-rec",
+                         "{\"events\": [{\"type\": \"com.metrics.a\"}]}");
+    harness_push_fixture(&daemon_proc, "relay", "m-loop",
+                         "{\"events\": [{\"type\": \"com.metrics.loop\"}],"
                          " \"env\": {\"EMIT_TYPE\": \"com.metrics.loop\"}}");
     struct scrape *before = scrape();
 
@@ -395,7 +380,7 @@ static void test_sink_families(void **state)
     snprintf(overrides, sizeof(overrides),
              "{\"sink\": {\"url\": \"http://127.0.0.1:%u/\", \"retries\": 1}}",
              harness_free_port());
-    push_example("hello-exec", "m-sink", overrides);
+    harness_push(&daemon_proc, "hello-exec", "m-sink", overrides);
     struct scrape *before = scrape();
     bool cold;
     assert_int_equal(invoke("m-sink", "sink", &cold), 200);
@@ -487,7 +472,7 @@ static void test_stock_families(void **state)
     /* Pushed after the first scrape: every container it has (fresh ones kept ready too) is
      * made between the two. */
     struct scrape *before = scrape();
-    push_example("hello-exec", "m-fresh", "{\"reuse\": false}");
+    harness_push(&daemon_proc, "hello-exec", "m-fresh", "{\"reuse\": false}");
     for (int i = 0; i < 3; i++) {
         bool cold;
         assert_int_equal(invoke("m-fresh", "stock", &cold), 200);

@@ -16,23 +16,13 @@
 /* Invokes the netview fixture once: what its container saw of its network namespace. */
 static cJSON *netview(struct ignisd_proc *p, const char *fn)
 {
-    char path[128];
     struct client_response r;
-    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
-    assert_int_equal(harness_request(p, "POST", path, NULL, "{}", 2, &r), 0);
-    if (r.status != 200)
+    if (harness_invoke(p, fn, "{}", NULL, &r) != 200)
         fail_msg("invoke %s: %ld %s", fn, r.status, r.body);
     cJSON *j = cJSON_Parse(r.body);
     client_response_clear(&r);
     assert_non_null(j);
     return j;
-}
-
-static void push_netview(struct ignisd_proc *p, const char *name)
-{
-    char src[512];
-    snprintf(src, sizeof(src), "%s/tests/fixtures/functions/netview", getenv("IGNIS_SOURCE_DIR"));
-    harness_push(p, src, name, NULL);
 }
 
 /* How many network namespaces pid holds open as fds (the stock's). */
@@ -85,7 +75,7 @@ static void start_with_stock(struct ignisd_proc *p, const char *fn, char prefix[
 {
     assert_int_equal(harness_start(p, NULL), 0);
     snprintf(prefix, 64, "c-_stock-%d-", (int)p->pid);
-    push_netview(p, fn);
+    harness_push_fixture(p, "netview", fn, NULL);
     cJSON_Delete(netview(p, fn));
     assert_true(wait_for(stock_has_cgroups, p, prefix));
 }
@@ -99,7 +89,7 @@ static void test_fresh_namespace_pristine(void **state)
 {
     struct ignisd_proc p;
     assert_int_equal(harness_start(&p, NULL), 0);
-    push_netview(&p, "netview");
+    harness_push_fixture(&p, "netview", "netview", NULL);
     for (int i = 0; i < 10; i++) {
         cJSON *j = netview(&p, "netview");
         cJSON *ifs = cJSON_GetObjectItem(j, "interfaces");

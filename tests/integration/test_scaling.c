@@ -292,21 +292,12 @@ static void test_steady_rate_fresh_containers_rarely_cold(void **state)
  * time is held to about twice the host's CPUs in containers once measured, however many clients
  * wait; one that sleeps is not capped. The cap's exact value depends on the host's CPUs and how
  * busy it is, so the checks compare with what the daemon reports, not with a constant. */
-static void invoke_body(const char *fn, const char *body)
-{
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
-    struct client_response r;
-    assert_int_equal(harness_request(&daemon_proc, "POST", path, NULL, body, strlen(body), &r), 0);
-    assert_int_equal(r.status, 200);
-    client_response_clear(&r);
-}
-
 static void test_cpu_cap(void **state)
 {
     harness_push(&daemon_proc, "sleep", "cap-sleep", "{\"reuse\": true}");
     for (int i = 0; i < 3; i++)
-        invoke_body("cap-sleep", "{\"ms\": 200}");
+        assert_int_equal(harness_invoke(&daemon_proc, "cap-sleep", "{\"ms\": 200}", NULL, NULL),
+                         200);
     /* A few ms of CPU in 200 ms: a cap of hundreds per CPU, above max_scale (100): none. */
     assert_true(harness_live_number(&daemon_proc, "cap-sleep", "cpu_ms") > 0);
     assert_int_equal(harness_live_number(&daemon_proc, "cap-sleep", "cpu_cap"), 0);
@@ -314,7 +305,9 @@ static void test_cpu_cap(void **state)
     harness_push(&daemon_proc, "burn-cpu", "cap-burn", "{\"reuse\": true, \"max_scale\": 1000}");
     assert_int_equal(harness_live_number(&daemon_proc, "cap-burn", "cpu_cap"), 0); /* unmeasured */
     for (int i = 0; i < 5; i++)
-        invoke_body("cap-burn", "{\"ms\": 30, \"clock\": \"cpu\"}");
+        assert_int_equal(harness_invoke(&daemon_proc, "cap-burn",
+                                        "{\"ms\": 30, \"clock\": \"cpu\"}", NULL, NULL),
+                         200);
     double cpu_ms = harness_live_number(&daemon_proc, "cap-burn", "cpu_ms");
     double cap = harness_live_number(&daemon_proc, "cap-burn", "cpu_cap");
     fprintf(stderr, "cap-burn: %.1f ms of CPU per invocation, cap %.0f containers\n", cpu_ms, cap);

@@ -153,11 +153,9 @@ static int teardown(void **state)
 static void invoke_sync(struct ignisd_proc *p, const char *fn, const char *body, long want_status,
                         char id[64])
 {
-    char path[256], buf[128];
+    char buf[128];
     struct client_response r;
-    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
-    assert_int_equal(harness_request(p, "POST", path, NULL, body, strlen(body), &r), 0);
-    if (r.status != want_status)
+    if (harness_invoke(p, fn, body, NULL, &r) != want_status)
         fail_msg("invoke %s: %ld %s", fn, r.status, r.body);
     const char *h = client_response_header(&r, "Ignis-Invocation-Id", buf, sizeof(buf));
     assert_non_null(h);
