@@ -480,10 +480,11 @@ static void dead_letter(struct events *ev, const char *function, const char *inv
         JV_I(wall_usec()), JV_S(function), JV_S(invocation), JV_S(type),
         JV_S(e->source),   JV_S(e->id),    JV_S(reason),     JV_S(json),
     };
-    journal_submit(ev->journal,
-                   "INSERT INTO event_dead_letters (at_us, function, invocation, type, source, "
-                   "event_id, reason, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   v, ARRAY_SIZE(v), on_dead_letter_stored, NULL);
+    journal_submit_lazy(
+        ev->journal,
+        "INSERT INTO event_dead_letters (at_us, function, invocation, type, source, "
+        "event_id, reason, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        v, ARRAY_SIZE(v), on_dead_letter_stored, NULL);
 }
 
 void events_http_dead_letters(struct http_request *req, struct events *ev)
@@ -862,12 +863,15 @@ static int load(struct events *ev, struct ig_error *err)
     int64_t since = (int64_t)wall_usec() - (int64_t)ev->opts.dedupe_window_us;
     size_t n = 0;
 
+    /* The newest the memory holds (DEDUPE_CAPACITY), oldest first, as they were inserted. */
     if (sqlite3_prepare_v2(db,
-                           "SELECT source, id, accepted_us FROM event_ids WHERE accepted_us >= ? "
-                           "ORDER BY accepted_us",
+                           "SELECT source, id, accepted_us FROM (SELECT source, id, accepted_us "
+                           "FROM event_ids WHERE accepted_us >= ? ORDER BY accepted_us DESC "
+                           "LIMIT ?) ORDER BY accepted_us",
                            -1, &st, NULL) != SQLITE_OK)
         return ig_error_set(err, EIO, "loading event ids: %s", sqlite3_errmsg(db));
     sqlite3_bind_int64(st, 1, since);
+    sqlite3_bind_int64(st, 2, DEDUPE_CAPACITY);
     while (sqlite3_step(st) == SQLITE_ROW) {
         ce_dedupe_insert(ev->dedupe, (const char *)sqlite3_column_text(st, 0),
                          (const char *)sqlite3_column_text(st, 1),

@@ -1,7 +1,5 @@
 #include "util.h"
 
-#include <sys/random.h>
-
 #include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
