@@ -159,12 +159,16 @@ static void commit_batch(struct journal *j, struct op *batch)
     bool durable = false;
     for (struct op *op = batch; op && !durable; op = op->next)
         durable = op->durable;
-    if (durable != j->full_sync) {
-        sqlite3_exec(j->db, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
-                     NULL, NULL);
-        j->full_sync = durable;
+    bool synced = durable == j->full_sync;
+    if (!synced) {
+        /* Should it fail, the batch fails: durable statements must not commit without the fsync. */
+        synced =
+            sqlite3_exec(j->db, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                         NULL, NULL, NULL) == SQLITE_OK;
+        if (synced)
+            j->full_sync = durable;
     }
-    bool began = sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+    bool began = synced && sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
     for (struct op *op = batch; op; op = op->next) {
         n++;
         if (!began) {
@@ -192,6 +196,7 @@ static void commit_batch(struct journal *j, struct op *batch)
     pthread_mutex_lock(&j->lock);
     j->stats.statements += n;
     j->stats.commits++;
+    j->stats.full_commits += durable;
     pthread_mutex_unlock(&j->lock);
     if (loop_post(j->loop, deliver, batch) < 0) {
         log_error("journal cannot hand results back", "statements=%zu", n);

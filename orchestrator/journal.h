@@ -34,6 +34,7 @@ typedef void (*journal_done_fn)(struct loop *l, int result, const char *message,
 
 struct journal_stats {
     uint64_t statements, commits; /* commits ≤ statements: the difference is group commit */
+    uint64_t full_commits;        /* of commits: with synchronous=FULL (an fsync) */
 };
 
 int journal_new(struct loop *l, const char *db_path, struct journal **ret, struct ig_error *err);

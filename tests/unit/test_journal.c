@@ -160,9 +160,24 @@ static void test_lazy_and_durable(void **state)
     }
     assert_int_equal(loop_run(l), 0);
     assert_int_equal(c.ok, 300);
+    /* Batches of lazy statements alone commit without an fsync, one with a durable one with. */
+    struct journal_stats before, after;
+    journal_get_stats(j, &before);
+    assert_true(before.full_commits >= 1);
+    struct counts lazy = {.expected = 50};
+    for (int i = 0; i < 50; i++) {
+        struct journal_value v[] = {JV_I(7300 + i)};
+        assert_int_equal(
+            journal_submit_lazy(j, "INSERT INTO t (k) VALUES (?)", v, 1, on_done, &lazy), 0);
+    }
+    assert_int_equal(loop_run(l), 0);
+    journal_get_stats(j, &after);
+    assert_int_equal(lazy.ok, 50);
+    assert_true(after.commits > before.commits);
+    assert_int_equal(after.full_commits, before.full_commits);
     journal_free(j);
     loop_free(l);
-    assert_int_equal(count_rows("k >= 7000 AND k < 7300"), 300);
+    assert_int_equal(count_rows("k >= 7000 AND k < 7350"), 350);
 }
 
 static void test_bad_sql_and_limits(void **state)
