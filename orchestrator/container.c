@@ -34,7 +34,7 @@ struct container {
     struct cg_limits limits;
     int stock_netns;          /* from the stock, kept to hand back with the cgroup; or -1 */
     bool via_server;          /* pid is the container's pid 1, not a one-container shim */
-    struct cg_stats baseline; /* a borrowed group's counters at spawn */
+    struct cg_stats baseline; /* the group's counters at spawn (zero: a group made for it) */
     pid_t pid;
     int pidfd;
     int sync_fd;
@@ -929,15 +929,11 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
         if (stock_netns >= 0 && c->stock_owner[0])
             c->stock_netns = TAKE_FD(stock_netns);
     }
-    if (o->group) {
-        c->group = o->group;
-        /* Counters are cumulative: remember where this container starts. */
-        cg_reset_peak(c->group);
-        cg_read_stats(c->group, &c->baseline);
-    } else if (stock_group) {
-        c->group = stock_group;
-        c->own_group = true;
-        /* A reused one has counted its owner's earlier containers. */
+    if (o->group || stock_group) {
+        /* Counters are cumulative, and a borrowed group or a reused one from the stock has
+         * counted earlier containers: remember where this container starts. */
+        c->group = o->group ? o->group : stock_group;
+        c->own_group = !o->group;
         cg_reset_peak(c->group);
         cg_read_stats(c->group, &c->baseline);
     } else {
@@ -1145,6 +1141,11 @@ int container_stderr_fd(const struct container *c)
 struct cg_group *container_cgroup(const struct container *c)
 {
     return c->group;
+}
+
+uint64_t container_oom_kills_at_spawn(const struct container *c)
+{
+    return c->baseline.oom_kills;
 }
 
 int container_poll_exit(struct container *c, struct container_exit *ret)

@@ -129,6 +129,8 @@ int container_take_runtime_fd(struct container *c);
 int container_stdout_fd(const struct container *c);
 int container_stderr_fd(const struct container *c);
 struct cg_group *container_cgroup(const struct container *c);
+/* The group's OOM-kill count when the container was spawned (0 for a group made for it). */
+uint64_t container_oom_kills_at_spawn(const struct container *c);
 
 /* Collects the exit without blocking: 0 and *ret when the container exited (the first call
  * reaps it; later calls return the same), -EAGAIN while it runs. */

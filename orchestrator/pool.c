@@ -91,13 +91,6 @@ uint64_t pool_worker_memory(const struct worker *w)
     return (uint64_t)w->memory_mb << 20;
 }
 
-static uint64_t oom_kills(struct worker *w)
-{
-    struct cg_stats st = {};
-    struct cg_group *g = container_cgroup(w->c);
-    return g && cg_read_stats(g, &st) == 0 ? st.oom_kills : 0;
-}
-
 /* ooms: the cgroup's OOM-kill count now (from the reading the caller made anyway). */
 static struct outcome crash_outcome(struct worker *w, uint64_t ooms, const char *why)
 {
@@ -454,7 +447,7 @@ int pool_spawn(struct fn *fn, struct ig_error *err)
         free(w);
         return r;
     }
-    w->oom_kills_at_start = oom_kills(w);
+    w->oom_kills_at_start = container_oom_kills_at_spawn(w->c);
     w->fd = container_runtime_fd(w->c);
     w->out_fd = container_stdout_fd(w->c);
     w->err_fd = container_stderr_fd(w->c);
