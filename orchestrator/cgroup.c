@@ -249,12 +249,28 @@ int cg_kill_procs(const char *dir)
     return n;
 }
 
-bool cg_procs_empty(const char *dir)
+/* 1 when dir/cgroup.procs lists no process, 0 when it lists one, -errno when it cannot be
+ * read. */
+static int procs_empty(const char *dir)
 {
     _cleanup_free_ char *p = cg_path(dir, "cgroup.procs"), *text = NULL;
-    if (!p || read_file(p, 4 << 20, &text, NULL) < 0)
-        return true;
-    return strspn(text, " \n") == strlen(text);
+    if (!p)
+        return -ENOMEM;
+    int r = read_file(p, 4 << 20, &text, NULL);
+    return r < 0 ? r : strspn(text, " \n") == strlen(text);
+}
+
+bool cg_procs_empty(const char *dir)
+{
+    return procs_empty(dir) != 0;
+}
+
+bool cg_group_empty(const struct cg_group *g)
+{
+    for (const char *const *p = g->paths; p && *p; p++)
+        if (procs_empty(*p) != 1)
+            return false;
+    return true;
 }
 
 /* ---- directory operations (cgroupfs or fake tree) ---- */

@@ -105,3 +105,6 @@ int cg_destroy(struct cg_group *g, struct ig_error *err);
 /* The cgroup paths of the group, for the shim's spec: v1 hierarchy directories and the v2
  * directory (NULL-terminated, owned by the group). */
 const char *const *cg_group_paths(const struct cg_group *g);
+/* Whether no process is left in the group, in any of its hierarchies (one whose process list
+ * cannot be read is not known to be empty: false). */
+bool cg_group_empty(const struct cg_group *g);

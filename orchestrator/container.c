@@ -401,19 +401,6 @@ static void stock_failed(struct container_stock *s, const char *what, int code)
     s->failing = true;
 }
 
-/* Whether no process is left in the group, in any hierarchy. */
-static bool group_empty(const struct cg_group *g)
-{
-    for (const char *const *p = cg_group_paths(g); p && *p; p++) {
-        char path[PATH_MAX];
-        _cleanup_free_ char *text = NULL;
-        snprintf(path, sizeof(path), "%s/cgroup.procs", *p);
-        if (read_file(path, 4096, &text, NULL) < 0 || text[0] != '\0')
-            return false;
-    }
-    return true;
-}
-
 /* Appends /proc/net/sockstat{,6} text to *all without the figures that are not the namespace's
  * own (orphan, alloc, mem: the protocols' global counts), keeping the sockets in use and in
  * TIME_WAIT per protocol. */
@@ -504,7 +491,7 @@ static bool netns_pristine(struct container_stock *s, int fd)
 /* Without the lock: removes g, or keeps it if it is empty; true if kept. */
 static bool stock_keep_or_remove(struct cg_group *g, bool want)
 {
-    if (want && group_empty(g))
+    if (want && cg_group_empty(g))
         return true;
     cg_destroy(g, NULL); /* logs what it leaves behind */
     return false;
