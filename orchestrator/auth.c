@@ -207,22 +207,39 @@ static int tokens_load(struct auth *a, struct ig_error *err)
     return 0;
 }
 
+enum token_state { TOKEN_ACTIVE, TOKEN_EXPIRED, TOKEN_REVOKED };
+
+static enum token_state token_state(const struct token *t, int64_t now_us)
+{
+    if (t->revoked_us)
+        return TOKEN_REVOKED;
+    return t->expires_us && now_us >= t->expires_us ? TOKEN_EXPIRED : TOKEN_ACTIVE;
+}
+
+/* The record of the token whose text is ignis_ID_SECRET (hex): a fresh salt and the hash. */
+static void token_init(enum auth_role role, const char *name, const char *id,
+                       const char *secret_hex, struct token *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    snprintf(ret->id, sizeof(ret->id), "%s", id);
+    random_bytes(ret->salt, sizeof(ret->salt));
+    auth_hash(ret->salt, secret_hex, ret->hash);
+    ret->role = role;
+    snprintf(ret->name, sizeof(ret->name), "%s", name);
+    ret->created_us = (int64_t)wall_usec();
+}
+
 /* A new token of role: its record in *ret, and the text the caller gets once in ret_text. */
 static void token_generate(enum auth_role role, const char *name, struct token *ret,
                            char ret_text[AUTH_TOKEN_LEN + 1])
 {
     uint8_t id[AUTH_TOKEN_ID_LEN / 2], secret[32];
-    char secret_hex[65];
-    memset(ret, 0, sizeof(*ret));
+    char id_hex[AUTH_TOKEN_ID_LEN + 1], secret_hex[65];
     random_bytes(id, sizeof(id));
     random_bytes(secret, sizeof(secret));
-    random_bytes(ret->salt, sizeof(ret->salt));
-    hex_encode(id, sizeof(id), ret->id);
+    hex_encode(id, sizeof(id), id_hex);
     hex_encode(secret, sizeof(secret), secret_hex);
-    auth_hash(ret->salt, secret_hex, ret->hash);
-    ret->role = role;
-    snprintf(ret->name, sizeof(ret->name), "%s", name);
-    ret->created_us = (int64_t)wall_usec();
+    token_init(role, name, id_hex, secret_hex, ret);
     snprintf(ret_text, AUTH_TOKEN_LEN + 1, TOKEN_PREFIX "%s_%s", ret->id, secret_hex);
     explicit_bzero(secret, sizeof(secret));
     explicit_bzero(secret_hex, sizeof(secret_hex));
@@ -279,13 +296,9 @@ static int bootstrap(struct auth *a, struct ig_error *err)
     if (r < 0 && r != -ENOENT)
         return r;
     if (provisioned) {
-        char secret[65];
-        auth_token_parse(text, t.id, secret);
-        random_bytes(t.salt, sizeof(t.salt));
-        auth_hash(t.salt, secret, t.hash);
-        t.role = AUTH_ROLE_ADMIN;
-        snprintf(t.name, sizeof(t.name), "admin");
-        t.created_us = (int64_t)wall_usec();
+        char id[AUTH_TOKEN_ID_LEN + 1], secret[65];
+        auth_token_parse(text, id, secret);
+        token_init(AUTH_ROLE_ADMIN, "admin", id, secret, &t);
         explicit_bzero(secret, sizeof(secret));
     } else {
         token_generate(AUTH_ROLE_ADMIN, "admin", &t, text);
@@ -376,10 +389,14 @@ bool auth_check(struct auth *a, struct http_request *req, const struct http_rout
     explicit_bzero(secret, sizeof(secret));
     if (!t || !memeql_sec(hash, t->hash, sizeof(hash)))
         return deny_401(req, TELEMETRY_AUTH_INVALID_TOKEN, "the token is not valid");
-    if (t->revoked_us)
+    switch (token_state(t, (int64_t)wall_usec())) {
+    case TOKEN_REVOKED:
         return deny_401(req, TELEMETRY_AUTH_REVOKED, "the token was revoked");
-    if (t->expires_us && (int64_t)wall_usec() >= t->expires_us)
+    case TOKEN_EXPIRED:
         return deny_401(req, TELEMETRY_AUTH_EXPIRED, "the token expired");
+    case TOKEN_ACTIVE:
+        break;
+    }
     /* Known from here on, also when refused: the audit log records who was. */
     struct http_caller c = {.role = 1u << t->role};
     memcpy(c.token_id, t->id, sizeof(c.token_id));
@@ -425,15 +442,13 @@ static void add_time(cJSON *o, const char *key, int64_t us)
 
 static cJSON *token_json(const struct token *t)
 {
+    static const char *const states[] = {
+        [TOKEN_ACTIVE] = "active", [TOKEN_EXPIRED] = "expired", [TOKEN_REVOKED] = "revoked"};
     cJSON *o = cJSON_CreateObject();
-    int64_t now = (int64_t)wall_usec();
     cJSON_AddStringToObject(o, "id", t->id);
     cJSON_AddStringToObject(o, "name", t->name);
     cJSON_AddStringToObject(o, "role", auth_role_name(t->role));
-    cJSON_AddStringToObject(o, "state",
-                            t->revoked_us                           ? "revoked"
-                            : t->expires_us && now >= t->expires_us ? "expired"
-                                                                    : "active");
+    cJSON_AddStringToObject(o, "state", states[token_state(t, (int64_t)wall_usec())]);
     add_time(o, "created_at", t->created_us);
     add_time(o, "expires_at", t->expires_us);
     add_time(o, "revoked_at", t->revoked_us);
@@ -543,9 +558,9 @@ void auth_http_revoke(struct http_request *req, struct auth *a)
         if (t->role == AUTH_ROLE_ADMIN) {
             size_t admins = 0;
             for (size_t i = 0; i < a->n; i++)
-                admins += a->tokens[i].role == AUTH_ROLE_ADMIN && !a->tokens[i].revoked_us &&
-                          (!a->tokens[i].expires_us || now < a->tokens[i].expires_us);
-            if (admins <= 1 && (!t->expires_us || now < t->expires_us)) {
+                admins += a->tokens[i].role == AUTH_ROLE_ADMIN &&
+                          token_state(&a->tokens[i], now) == TOKEN_ACTIVE;
+            if (admins <= 1 && token_state(t, now) == TOKEN_ACTIVE) {
                 http_reply_error(req, 409, "last_admin",
                                  "token '%s' is the last active admin token: create another "
                                  "admin token first",
