@@ -498,15 +498,10 @@ static int parse_sink(const cJSON *root, struct manifest *m, struct ig_error *er
     if (!v || cJSON_IsNull(v))
         return 0;
     if (cJSON_IsObject(v)) {
-        const cJSON *f;
-        cJSON_ArrayForEach(f, v)
-        {
-            if (!streq(f->string, "url") && !streq(f->string, "on") && !streq(f->string, "retries"))
-                return ig_error_set(err, EINVAL, "sink: unknown field \"%.64s\"", f->string);
-            for (const cJSON *g = v->child; g != f; g = g->next)
-                if (streq(g->string, f->string))
-                    return ig_error_set(err, EINVAL, "sink.%s: appears twice", f->string);
-        }
+        static const char *const sink_fields[] = {"url", "on", "retries"};
+        int r = manifest_check_members(v, sink_fields, ARRAY_SIZE(sink_fields), "sink.", "", err);
+        if (r < 0)
+            return r;
         url = cJSON_GetObjectItemCaseSensitive(v, "url");
         if (!url)
             return ig_error_set(err, EINVAL, "sink.url: is required");
@@ -538,24 +533,20 @@ static int parse_sink(const cJSON *root, struct manifest *m, struct ig_error *er
     return m->sink.url ? 0 : ig_error_set(err, ENOMEM, "out of memory");
 }
 
-/* Unknown and duplicate keys: cJSON keeps both copies of a duplicate and finds the first, so a
- * second "memory_mb" would otherwise be silently ignored. */
-static int check_fields(const cJSON *root, struct ig_error *err)
+int manifest_check_members(const cJSON *obj, const char *const *known, size_t n, const char *prefix,
+                           const char *hint, struct ig_error *err)
 {
     const cJSON *f;
-    cJSON_ArrayForEach(f, root)
+    cJSON_ArrayForEach(f, obj)
     {
-        bool known = false;
-        for (size_t i = 0; i < ARRAY_SIZE(known_fields) && !known; i++)
-            known = streq(known_fields[i], f->string);
-        if (!known)
-            return ig_error_set(err, EINVAL,
-                                "%.64s: unknown field (see docs/api.md for the fields "
-                                "of function.json)",
-                                f->string);
-        for (const cJSON *g = root->child; g != f; g = g->next)
+        bool ok = false;
+        for (size_t i = 0; i < n && !ok; i++)
+            ok = streq(known[i], f->string);
+        if (!ok)
+            return ig_error_set(err, EINVAL, "%s%.64s: unknown field%s", prefix, f->string, hint);
+        for (const cJSON *g = obj->child; g != f; g = g->next)
             if (streq(g->string, f->string))
-                return ig_error_set(err, EINVAL, "%s: appears twice", f->string);
+                return ig_error_set(err, EINVAL, "%s%.64s: appears twice", prefix, f->string);
     }
     return 0;
 }
@@ -568,7 +559,8 @@ int manifest_from_json(const cJSON *root, struct manifest **ret, struct ig_error
     if (!cJSON_IsObject(root))
         return ig_error_set(err, EINVAL, "function.json: must be a JSON object, not %s",
                             json_kind(root));
-    r = check_fields(root, err);
+    r = manifest_check_members(root, known_fields, ARRAY_SIZE(known_fields), "",
+                               " (see docs/api.md for the fields of function.json)", err);
     if (r < 0)
         return r;
     m = calloc(1, sizeof(*m));

@@ -112,6 +112,12 @@ int manifest_runtime_from_name(const char *name, enum manifest_runtime *ret);
 /* Validates a parsed function.json and fills a new manifest, defaults included. On failure
  * returns -EINVAL with err's message starting with the field at fault ("memory_mb: ..."). */
 int manifest_from_json(const cJSON *root, struct manifest **ret, struct ig_error *err);
+/* Refuses a member of obj not in known (n names) and one given twice (cJSON keeps both copies
+ * of a duplicate and finds the first, so a second one would otherwise be silently ignored),
+ * naming it after prefix ("functions.orders.", "sink."): "PREFIXNAME: unknown field", then
+ * hint (may be ""). */
+int manifest_check_members(const cJSON *obj, const char *const *known, size_t n, const char *prefix,
+                           const char *hint, struct ig_error *err);
 /* The same from text (at most MANIFEST_FILE_MAX bytes; need not be NUL-terminated). */
 int manifest_parse(const char *text, size_t len, struct manifest **ret, struct ig_error *err);
 /* Every field, defaults written out: what GET /v1/functions/{name} shows and the store keeps.

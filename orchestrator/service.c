@@ -38,25 +38,6 @@ const struct service_function *service_find(const struct service *s, const char 
     return NULL;
 }
 
-/* Unknown and duplicate members of obj, named with prefix ("functions.orders."). */
-static int check_members(const cJSON *obj, const char *const *known, size_t n, const char *prefix,
-                         struct ig_error *err)
-{
-    const cJSON *f;
-    cJSON_ArrayForEach(f, obj)
-    {
-        bool ok = false;
-        for (size_t i = 0; i < n && !ok; i++)
-            ok = streq(known[i], f->string);
-        if (!ok)
-            return ig_error_set(err, EINVAL, "%s%.64s: unknown field", prefix, f->string);
-        for (const cJSON *g = obj->child; g != f; g = g->next)
-            if (streq(g->string, f->string))
-                return ig_error_set(err, EINVAL, "%s%.64s: appears twice", prefix, f->string);
-    }
-    return 0;
-}
-
 /* Applies triggers to a function.json object: each present replaces, null removes. */
 static int apply_triggers(cJSON *fn, const cJSON *triggers)
 {
@@ -130,7 +111,7 @@ static int parse_function(const cJSON *item, struct service_function *sf, struct
     if (!cJSON_IsObject(item))
         return ig_error_set(err, EINVAL, "functions.%s: must be an object {path, events, ...}",
                             sf->name);
-    int r = check_members(item, known, ARRAY_SIZE(known), prefix, err);
+    int r = manifest_check_members(item, known, ARRAY_SIZE(known), prefix, "", err);
     if (r < 0)
         return r;
     const cJSON *path = cJSON_GetObjectItemCaseSensitive(item, "path");
@@ -172,7 +153,7 @@ int service_parse(const char *text, size_t len, struct service **ret, struct ig_
     else if (!cJSON_IsObject(root))
         r = ig_error_set(err, EINVAL, "service.json: must be a JSON object");
     if (r == 0)
-        r = check_members(root, known, ARRAY_SIZE(known), "", err);
+        r = manifest_check_members(root, known, ARRAY_SIZE(known), "", "", err);
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "name");
     const cJSON *fns = cJSON_GetObjectItemCaseSensitive(root, "functions");
     if (r == 0 && !name)

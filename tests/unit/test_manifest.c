@@ -446,7 +446,7 @@ static void test_sink(void **state)
     refused("\"sink\":{\"url\":\"http://h/\",\"on\":1}", "sink.on");
     refused("\"sink\":{\"url\":\"http://h/\",\"retries\":11}", "sink.retries");
     refused("\"sink\":{\"url\":\"http://h/\",\"retries\":-1}", "sink.retries");
-    refused("\"sink\":{\"url\":\"http://h/\",\"to\":\"x\"}", "sink");
+    refused("\"sink\":{\"url\":\"http://h/\",\"to\":\"x\"}", "sink.to");
     refused("\"sink\":{\"url\":\"http://h/\",\"url\":\"http://i/\"}", "sink.url");
     char big[MANIFEST_SINK_URL_MAX + 64];
     int n = snprintf(big, sizeof(big), "\"sink\":\"http://h/");
