@@ -595,26 +595,34 @@ int manifest_from_json(const cJSON *root, struct manifest **ret, struct ig_error
     return 0;
 }
 
-int manifest_parse(const char *text, size_t len, struct manifest **ret, struct ig_error *err)
+cJSON *manifest_json_parse(const char *text, size_t len, const char *file, struct ig_error *err)
 {
-    if (len > MANIFEST_FILE_MAX)
-        return ig_error_set(err, EINVAL, "function.json: over %u bytes", MANIFEST_FILE_MAX);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
     if (!root) {
         size_t off = end && end >= text ? (size_t)(end - text) : 0;
-        return ig_error_set(err, EINVAL, "function.json: not valid JSON (near byte %zu)", off);
+        ig_error_set(err, EINVAL, "%s: not valid JSON (near byte %zu)", file, off);
+        return NULL;
     }
-    /* Trailing garbage after the object is an error too, not something to ignore. */
+    /* Trailing garbage after the value is an error too, not something to ignore. */
     while (end && (size_t)(end - text) < len && strchr(" \t\r\n", *end) && *end)
         end++;
     if (end && (size_t)(end - text) < len) {
         cJSON_Delete(root);
-        return ig_error_set(err, EINVAL,
-                            "function.json: unexpected data after the JSON value "
-                            "(byte %zu)",
-                            (size_t)(end - text));
+        ig_error_set(err, EINVAL, "%s: unexpected data after the JSON value (byte %zu)", file,
+                     (size_t)(end - text));
+        return NULL;
     }
+    return root;
+}
+
+int manifest_parse(const char *text, size_t len, struct manifest **ret, struct ig_error *err)
+{
+    if (len > MANIFEST_FILE_MAX)
+        return ig_error_set(err, EINVAL, "function.json: over %u bytes", MANIFEST_FILE_MAX);
+    cJSON *root = manifest_json_parse(text, len, "function.json", err);
+    if (!root)
+        return -EINVAL;
     int r = manifest_from_json(root, ret, err);
     cJSON_Delete(root);
     return r;

@@ -118,6 +118,9 @@ int manifest_from_json(const cJSON *root, struct manifest **ret, struct ig_error
  * hint (may be ""). */
 int manifest_check_members(const cJSON *obj, const char *const *known, size_t n, const char *prefix,
                            const char *hint, struct ig_error *err);
+/* One JSON value from text (need not be NUL-terminated), nothing after it but white space;
+ * NULL with err naming file ("function.json: not valid JSON (near byte 12)"). */
+cJSON *manifest_json_parse(const char *text, size_t len, const char *file, struct ig_error *err);
 /* The same from text (at most MANIFEST_FILE_MAX bytes; need not be NUL-terminated). */
 int manifest_parse(const char *text, size_t len, struct manifest **ret, struct ig_error *err);
 /* Every field, defaults written out: what GET /v1/functions/{name} shows and the store keeps.

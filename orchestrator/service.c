@@ -139,18 +139,11 @@ int service_parse(const char *text, size_t len, struct service **ret, struct ig_
 
     if (len > SERVICE_FILE_MAX)
         return ig_error_set(err, EINVAL, "service.json: over %u bytes", SERVICE_FILE_MAX);
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
-    if (!root) {
-        size_t off = end && end >= text ? (size_t)(end - text) : 0;
-        return ig_error_set(err, EINVAL, "service.json: not valid JSON (near byte %zu)", off);
-    }
-    while (end && (size_t)(end - text) < len && *end && strchr(" \t\r\n", *end))
-        end++;
+    cJSON *root = manifest_json_parse(text, len, "service.json", err);
+    if (!root)
+        return -EINVAL;
     int r = 0;
-    if (end && (size_t)(end - text) < len)
-        r = ig_error_set(err, EINVAL, "service.json: unexpected data after the JSON value");
-    else if (!cJSON_IsObject(root))
+    if (!cJSON_IsObject(root))
         r = ig_error_set(err, EINVAL, "service.json: must be a JSON object");
     if (r == 0)
         r = manifest_check_members(root, known, ARRAY_SIZE(known), "", "", err);
@@ -211,23 +204,21 @@ int service_function_manifest(const struct service_function *sf, const char *tex
                               struct manifest **ret, struct ig_error *err)
 {
     struct manifest *own = NULL;
+    if (len > MANIFEST_FILE_MAX)
+        return ig_error_set(err, EINVAL, "function.json: over %u bytes", MANIFEST_FILE_MAX);
+    cJSON *root = manifest_json_parse(text, len, "function.json", err);
+    if (!root)
+        return -EINVAL;
     /* function.json on its own first, so its errors read as they would for `ignis push`. */
-    int r = manifest_parse(text, len, &own, err);
-    if (r < 0)
-        return r;
-    if (!streq(own->name, sf->name)) {
+    int r = manifest_from_json(root, &own, err);
+    if (r == 0 && !streq(own->name, sf->name))
         r = ig_error_set(err, EINVAL, "name: function.json names \"%s\" but service.json \"%s\"",
                          own->name, sf->name);
-        manifest_free(own);
-        return r;
-    }
     manifest_free(own);
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    if (!root || apply_triggers(root, sf->triggers) < 0) {
-        cJSON_Delete(root);
-        return ig_error_set(err, ENOMEM, "out of memory");
-    }
-    r = manifest_from_json(root, ret, err);
+    if (r == 0 && apply_triggers(root, sf->triggers) < 0)
+        r = ig_error_set(err, ENOMEM, "out of memory");
+    if (r == 0)
+        r = manifest_from_json(root, ret, err);
     cJSON_Delete(root);
     return r;
 }
