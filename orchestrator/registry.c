@@ -1035,6 +1035,23 @@ static int svc_collect_pruned(struct registry *r, struct op *op)
     return 0;
 }
 
+/* Marks op's names deleting and has dispatch drain each; done(op) runs once all have, and once
+ * more for op itself (drains_pending counts both), so it runs last after the loop. */
+static void drain_names(struct op *op, void (*done)(void *))
+{
+    struct registry *r = op->reg;
+    op->drains_pending = 1 + op->n_names;
+    for (size_t i = 0; i < op->n_names; i++) {
+        struct registry_function *f = find_fn(r, op->names[i]);
+        f->deleting = true;
+        if (r->hooks.drain)
+            r->hooks.drain(r->hooks.userdata, f, done, op);
+        else
+            done(op);
+    }
+    done(op);
+}
+
 /* Every pruned function has drained: out of the table, then their bundles. */
 static void svc_pruned_drained(void *ctx)
 {
@@ -1115,16 +1132,7 @@ static void service_record(struct op *op)
     cJSON_Delete(spec_json);
     free(fs);
     /* The functions it no longer lists are gone from the store; they drain like a DELETE. */
-    op->drains_pending = 1 + op->n_names;
-    for (size_t i = 0; i < op->n_names; i++) {
-        struct registry_function *f = find_fn(r, op->names[i]);
-        f->deleting = true;
-        if (r->hooks.drain)
-            r->hooks.drain(r->hooks.userdata, f, svc_pruned_drained, op);
-        else
-            svc_pruned_drained(op);
-    }
-    svc_pruned_drained(op);
+    drain_names(op, svc_pruned_drained);
     return;
 
 failed:
@@ -1339,19 +1347,9 @@ static void delete_drained(void *ctx)
 /* Marks the delete's functions deleting and asks the dispatcher to drain each. */
 static void start_drains(struct op *op)
 {
-    struct registry *r = op->reg;
-    op->next = r->draining;
-    r->draining = op;
-    op->drains_pending = 1 + op->n_names;
-    for (size_t i = 0; i < op->n_names; i++) {
-        struct registry_function *f = find_fn(r, op->names[i]);
-        f->deleting = true;
-        if (r->hooks.drain)
-            r->hooks.drain(r->hooks.userdata, f, delete_drained, op);
-        else
-            delete_drained(op);
-    }
-    delete_drained(op);
+    op->next = op->reg->draining;
+    op->reg->draining = op;
+    drain_names(op, delete_drained);
 }
 
 void registry_http_delete(struct http_request *req, void *userdata)
