@@ -28,6 +28,11 @@ int cli_parse_options(int argc, char **argv, const char *usage_line, bool *ret_j
 int cli_request_json(struct client *c, const char *method, const char *path,
                      const char *const *headers, const void *body, size_t len, cJSON **ret,
                      char **ret_raw);
+/* base ("/v1/usage") and a query of the keys whose value is not NULL, each value
+ * percent-encoded: "/v1/usage?since=1h&group_by=day". Allocated; NULL without memory
+ * (functions.c). */
+char *cli_query_path(const char *base, const char *const *keys, const char *const *values,
+                     size_t n);
 /* A string or number member of o; "" or 0 when absent or of another type. */
 const char *cli_str(const cJSON *o, const char *key);
 double cli_num(const cJSON *o, const char *key);

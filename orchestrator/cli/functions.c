@@ -1,5 +1,6 @@
 /* ignis push, ls, show, rm: the registry's verbs (docs/api.md "Functions"). */
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -8,6 +9,24 @@
 #include "cli.h"
 #include "manifest.h"
 #include "registry.h"
+
+char *cli_query_path(const char *base, const char *const *keys, const char *const *values, size_t n)
+{
+    char *path = strdup(base);
+    char sep = '?';
+    for (size_t i = 0; path && i < n; i++) {
+        if (!values[i])
+            continue;
+        char *v = curl_easy_escape(NULL, values[i], 0), *next = NULL;
+        if (!v || asprintf(&next, "%s%c%s=%s", path, sep, keys[i], v) < 0)
+            next = NULL;
+        curl_free(v);
+        free(path);
+        path = next;
+        sep = '&';
+    }
+    return path;
+}
 
 int cli_request_json(struct client *c, const char *method, const char *path,
                      const char *const *headers, const void *body, size_t len, cJSON **ret,

@@ -93,21 +93,18 @@ int cli_logs(struct client *c, int argc, char **argv)
         free(pr);
         return cli_fail("%s", usage_logs);
     }
-    CURL *esc = curl_easy_init();
-    char *e_name = esc ? curl_easy_escape(esc, argv[optind], 0) : NULL;
-    char *e_inv = esc && inv ? curl_easy_escape(esc, inv, 0) : NULL;
-    char *e_since = esc && since ? curl_easy_escape(esc, since, 0) : NULL;
-    char *e_tail = esc && tail ? curl_easy_escape(esc, tail, 0) : NULL;
-    char path[2048];
-    snprintf(path, sizeof(path), "/v1/functions/%s/logs?follow=%s%s%s%s%s%s%s",
-             e_name ? e_name : "", follow ? "true" : "false", e_inv ? "&invocation=" : "",
-             e_inv ? e_inv : "", e_since ? "&since=" : "", e_since ? e_since : "",
-             e_tail ? "&tail=" : "", e_tail ? e_tail : "");
+    char *e_name = curl_easy_escape(NULL, argv[optind], 0), *base = NULL;
+    if (!e_name || asprintf(&base, "/v1/functions/%s/logs", e_name) < 0)
+        base = NULL;
     curl_free(e_name);
-    curl_free(e_inv);
-    curl_free(e_since);
-    curl_free(e_tail);
-    curl_easy_cleanup(esc);
+    const char *keys[] = {"follow", "invocation", "since", "tail"},
+               *values[] = {follow ? "true" : "false", inv, since, tail};
+    _cleanup_free_ char *path = base ? cli_query_path(base, keys, values, ARRAY_SIZE(keys)) : NULL;
+    free(base);
+    if (!path) {
+        free(pr);
+        return cli_fail("out of memory");
+    }
 
     struct client_response resp;
     struct ig_error err = {};

@@ -230,20 +230,10 @@ int cli_audit(struct client *c, int argc, char **argv)
         return 2;
     if (i != argc)
         return usage_fail(audit_usage);
-    char path[1024], *q = path;
-    size_t left = sizeof(path);
-    int n = snprintf(q, left, "/v1/audit?");
     const char *keys[] = {"function", "since", "limit"}, *values[] = {function, since, limit};
-    for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
-        if (!values[k])
-            continue;
-        if (strlen(values[k]) > 200 ||
-            strspn(values[k], "abcdefghijklmnopqrstuvwxyz"
-                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-:") != strlen(values[k]))
-            return cli_fail("--%s: '%s' is not a valid value", keys[k], values[k]);
-        n += snprintf(q + n, left - (size_t)n, "%s=%s&", keys[k], values[k]);
-    }
-    path[n - 1] = '\0'; /* the last '&' or the '?' */
+    _cleanup_free_ char *path = cli_query_path("/v1/audit", keys, values, ARRAY_SIZE(keys));
+    if (!path)
+        return cli_fail("out of memory");
     cJSON *root = NULL;
     char *raw = NULL;
     int r = cli_request_json(c, "GET", path, NULL, NULL, 0, &root, &raw);

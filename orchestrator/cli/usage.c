@@ -28,12 +28,6 @@ static void print_row(const char *name, const char *bucket, const cJSON *f)
            num(f, "gb_s"), num(f, "peak_memory_bytes") / 1048576.0);
 }
 
-static bool safe_query_value(const char *s)
-{
-    return strspn(s, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ:-") ==
-           strlen(s);
-}
-
 int cli_usage(struct client *c, int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -76,18 +70,11 @@ int cli_usage(struct client *c, int argc, char **argv)
         if (!manifest_name_valid(name))
             return cli_fail("\"%s\" is not a function name ([a-z][a-z0-9-]{0,62})", name);
     }
-    const char *vals[] = {since, until, by};
-    for (size_t i = 0; i < ARRAY_SIZE(vals); i++)
-        if (vals[i] && !safe_query_value(vals[i]))
-            return cli_fail("usage: '%s' is not a time or a grouping", vals[i]);
-
-    char path[512];
-    int n =
-        snprintf(path, sizeof(path), "/v1/usage?x=1%s%s%s%s%s%s%s%s", name ? "&function=" : "",
-                 name ? name : "", since ? "&since=" : "", since ? since : "",
-                 until ? "&until=" : "", until ? until : "", by ? "&group_by=" : "", by ? by : "");
-    if (n < 0 || (size_t)n >= sizeof(path))
-        return cli_fail("usage: arguments too long");
+    const char *keys[] = {"function", "since", "until", "group_by"},
+               *values[] = {name, since, until, by};
+    _cleanup_free_ char *path = cli_query_path("/v1/usage", keys, values, ARRAY_SIZE(keys));
+    if (!path)
+        return cli_fail("out of memory");
 
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
