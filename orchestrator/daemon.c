@@ -100,8 +100,8 @@ static int start_http(struct daemon *d, struct ig_error *err)
         .authorize = api_authorize,
         .audit = api_audit,
     };
-    r = http_server_new_opts(d->loop, o->listen_host, o->listen_port, api_routes, api_nroutes, d,
-                             &hopts, &d->http, err);
+    r = http_server_new(d->loop, o->listen_host, o->listen_port, api_routes, api_nroutes, d, &hopts,
+                        &d->http, err);
     if (key)
         explicit_bzero(key, strlen(key));
     return r;

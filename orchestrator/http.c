@@ -661,15 +661,8 @@ static int make_listen_socket(const char *host, uint16_t port, uint16_t *ret_por
 
 int http_server_new(struct loop *l, const char *host, uint16_t port,
                     const struct http_route *routes, size_t nroutes, void *userdata,
-                    struct http_server **ret, struct ig_error *err)
-{
-    return http_server_new_opts(l, host, port, routes, nroutes, userdata, NULL, ret, err);
-}
-
-int http_server_new_opts(struct loop *l, const char *host, uint16_t port,
-                         const struct http_route *routes, size_t nroutes, void *userdata,
-                         const struct http_server_options *opts, struct http_server **ret,
-                         struct ig_error *err)
+                    const struct http_server_options *opts, struct http_server **ret,
+                    struct ig_error *err)
 {
     static const struct http_server_options no_opts = {};
     struct http_server *s = calloc(1, sizeof(*s));

@@ -65,14 +65,12 @@ struct http_server_options {
 
 #define HTTP_MAX_PARAMS 4
 
+/* Serves routes on host:port (port 0: any) with options (TLS, limits, the authorize and audit
+ * hooks); opts may be NULL. */
 int http_server_new(struct loop *l, const char *host, uint16_t port,
                     const struct http_route *routes, size_t nroutes, void *userdata,
-                    struct http_server **ret, struct ig_error *err);
-/* The same with options (TLS, limits, the authorize and audit hooks); opts may be NULL. */
-int http_server_new_opts(struct loop *l, const char *host, uint16_t port,
-                         const struct http_route *routes, size_t nroutes, void *userdata,
-                         const struct http_server_options *opts, struct http_server **ret,
-                         struct ig_error *err);
+                    const struct http_server_options *opts, struct http_server **ret,
+                    struct ig_error *err);
 /* The port actually bound (useful with port 0). */
 uint16_t http_server_port(const struct http_server *s);
 /* Stops accepting new connections; requests in progress go on. */

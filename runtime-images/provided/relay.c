@@ -519,7 +519,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "ignis provided: event loop: %s\n", strerror(-q));
         return 1;
     }
-    if (http_server_new(r.loop, host, port, routes, ARRAY_SIZE(routes), &r, &r.http, &err) < 0) {
+    if (http_server_new(r.loop, host, port, routes, ARRAY_SIZE(routes), &r, NULL, &r.http, &err) <
+        0) {
         send_error_frame(&r, PROTO_INIT_ERROR, NULL, "Runtime.RelayError", err.message, "");
         /* Best effort: the frame may still sit in the buffer of a full socket. */
         loop_free(r.loop);
