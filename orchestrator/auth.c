@@ -343,7 +343,8 @@ void auth_free(struct auth *a)
 {
     if (!a)
         return;
-    explicit_bzero(a->tokens, a->cap * sizeof(*a->tokens));
+    if (a->tokens)
+        explicit_bzero(a->tokens, a->cap * sizeof(*a->tokens));
     free(a->tokens);
     free(a);
 }
