@@ -3,10 +3,10 @@
 #include <string.h>
 
 #include "config.h"
-#include "daemon.h"
-#include "doctor.h"
-#include "log.h"
-#include "options.h"
+#include "daemon/daemon.h"
+#include "container/doctor.h"
+#include "base/log.h"
+#include "daemon/options.h"
 
 int main(int argc, char **argv)
 {

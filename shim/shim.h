@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "container_spec.h"
+#include "base/container_spec.h"
 
 /* The fds of one container, in the order a server request carries them (container_spec.h). */
 struct shim_request {

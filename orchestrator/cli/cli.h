@@ -4,7 +4,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "client.h"
+#include "base/client.h"
 
 /* Prints "ignis: MESSAGE" on one line to stderr and returns 1. */
 int cli_fail(const char *fmt, ...) _printf_(1, 2);

@@ -5,10 +5,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "bundle.h"
+#include "functions/bundle.h"
 #include "cli.h"
-#include "manifest.h"
-#include "registry.h"
+#include "functions/manifest.h"
+#include "functions/registry.h"
 
 char *cli_query_path(const char *base, const char *const *keys, const char *const *values, size_t n)
 {

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "invocation.h"
-#include "protocol.h"
+#include "records/invocation.h"
+#include "base/protocol.h"
 
 int cli_read_data(const char *arg, char **ret, size_t *ret_len)
 {

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "client.h"
-#include "doctor.h"
+#include "base/client.h"
+#include "container/doctor.h"
 #include "config.h"
 
 static const char usage[] =

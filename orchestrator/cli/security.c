@@ -2,8 +2,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "manifest.h"
-#include "secrets.h"
+#include "functions/manifest.h"
+#include "functions/secrets.h"
 
 static int usage_fail(const char *usage_line)
 {

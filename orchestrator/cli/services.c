@@ -3,11 +3,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "bundle.h"
+#include "functions/bundle.h"
 #include "cli.h"
-#include "manifest.h"
-#include "registry.h"
-#include "service.h"
+#include "functions/manifest.h"
+#include "functions/registry.h"
+#include "functions/service.h"
 
 /* The bundles of a service being deployed. */
 struct packed {

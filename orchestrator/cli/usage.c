@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "manifest.h"
+#include "functions/manifest.h"
 
 static const char usage_usage[] =
     "usage: ignis usage [NAME] [--since 1h|UNIX|ISO] [--until ...] [--by minute|hour|day] "

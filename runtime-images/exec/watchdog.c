@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "protocol.h"
+#include "base/protocol.h"
 
 #define EVENTS_FD      4
 #define STDERR_TAIL    4096 /* what the error message keeps of stderr */

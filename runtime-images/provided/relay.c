@@ -18,11 +18,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "http.h"
-#include "log.h"
-#include "loop.h"
-#include "options.h"
-#include "protocol.h"
+#include "base/http.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/protocol.h"
 
 #define API_PREFIX       "/2018-06-01/runtime"
 #define ERROR_BODY_LIMIT (1024u * 1024u)
@@ -509,7 +508,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     proto_decoder_init(&r.dec, r.max_body);
-    if (options_parse_listen(addr, host, sizeof(host), &port) < 0) {
+    if (http_parse_listen(addr, host, sizeof(host), &port) < 0) {
         send_error_frame(&r, PROTO_INIT_ERROR, NULL, "Runtime.RelayError",
                          "IGNIS_RELAY_ADDR is not HOST:PORT", "");
         return 1;

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "accountant.h"
-#include "store.h"
+#include "records/accountant.h"
+#include "records/store.h"
 #include "testcontainer.h"
 
 struct cost {

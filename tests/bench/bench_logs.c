@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "fnlog.h"
-#include "loop.h"
+#include "records/fnlog.h"
+#include "base/loop.h"
 
 static int cmp_double(const void *a, const void *b)
 {

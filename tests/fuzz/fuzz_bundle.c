@@ -18,9 +18,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "bundle.h"
+#include "functions/bundle.h"
 #include "fuzz.h"
-#include "manifest.h"
+#include "functions/manifest.h"
 
 /* Small limits, so that iterations stay fast and the limits themselves are reached. */
 static const struct bundle_limits limits = {

@@ -11,7 +11,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "cloudevents.h"
+#include "base/cloudevents.h"
 #include "fuzz.h"
 
 /* More than a request's header memory (libmicrohttpd's 32 KiB by default) would hold. */

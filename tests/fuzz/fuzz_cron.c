@@ -5,7 +5,7 @@
  * has a next fire time (the daemon would otherwise never run the function or spin on it). */
 #include <string.h>
 
-#include "cron.h"
+#include "base/cron.h"
 #include "fuzz.h"
 
 /* 2026-11-28T00:00:00Z */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "manifest.h"
+#include "functions/manifest.h"
 
 static char *render(const struct manifest *m)
 {

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 
 #include "fuzz.h"
-#include "protocol.h"
+#include "base/protocol.h"
 
 /* Body limits: the default, and small ones so the -EMSGSIZE path is reached with small inputs. */
 static const size_t max_bodies[] = {0, 1, 16, 300};

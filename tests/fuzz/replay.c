@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "util.h"
+#include "base/util.h"
 
 /* Larger than any input a target is run with (scripts/fuzz's -max_len). */
 #define REPLAY_INPUT_MAX (1u << 20)

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include "util.h"
+#include "base/util.h"
 
 void harness_skip(const char *fmt, ...)
 {

@@ -12,7 +12,7 @@
 #include <cjson/cJSON.h>
 #include <sys/types.h>
 
-#include "client.h"
+#include "base/client.h"
 
 struct ignisd_proc {
     pid_t pid;

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "protocol.h"
+#include "base/protocol.h"
 #include "testcontainer.h"
 
 struct rt_proc {

@@ -13,9 +13,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-#include "api.h"
-#include "auth.h"
-#include "secrets.h"
+#include "api/api.h"
+#include "api/auth.h"
+#include "functions/secrets.h"
 
 static struct ignisd_proc daemon_proc;
 /* One client per role (index enum auth_role), each with a token of that role. */

@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "cgroup.h"
+#include "container/cgroup.h"
 
 static char test_id[32];
 

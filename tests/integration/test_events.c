@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include "cloudevents.h"
+#include "base/cloudevents.h"
 
 /* Small, so the loop test is short; chains in the chain test are 2 hops. */
 #define HOP_LIMIT "4"

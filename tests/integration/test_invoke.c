@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "invocation.h"
+#include "records/invocation.h"
 
 static struct ignisd_proc daemon_proc;
 

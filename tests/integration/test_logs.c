@@ -8,7 +8,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "fnlog.h"
+#include "records/fnlog.h"
 
 static struct ignisd_proc daemon_proc;
 

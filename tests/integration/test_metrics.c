@@ -11,8 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "auth.h"
-#include "client.h"
+#include "api/auth.h"
+#include "base/client.h"
 #include "config.h"
 
 /* Small, so that the loop of emitted events is short (the daemon's --event-hop-limit). */

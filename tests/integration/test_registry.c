@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#include "bundle.h"
+#include "functions/bundle.h"
 
 static struct ignisd_proc daemon_proc;
 

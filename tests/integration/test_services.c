@@ -11,8 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "bundle.h"
-#include "service.h"
+#include "functions/bundle.h"
+#include "functions/service.h"
 
 static struct ignisd_proc daemon_proc;
 

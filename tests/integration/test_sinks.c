@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sink.h"
+#include "events/sink.h"
 
 static struct ignisd_proc daemon_proc;
 

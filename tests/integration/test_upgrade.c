@@ -8,8 +8,8 @@
 #include <sqlite3.h>
 #include <string.h>
 
-#include "invocation.h"
-#include "store.h"
+#include "records/invocation.h"
+#include "records/store.h"
 
 static struct ignisd_proc src, p;
 static char src_fixture_done;

@@ -5,8 +5,8 @@
 
 #include <stdbool.h>
 
-#include "cgroup.h"
-#include "container.h"
+#include "container/cgroup.h"
+#include "container/container.h"
 
 struct tc_env {
     char dir[64];    /* /tmp/ignis-ctest.XXXXXX, holding image/ and bundle/ */

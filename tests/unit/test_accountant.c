@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "accountant.h"
-#include "store.h"
+#include "records/accountant.h"
+#include "records/store.h"
 
 static void test_billed_ms_rounds_up(void **state)
 {

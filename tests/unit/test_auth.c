@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "auth.h"
-#include "store.h"
+#include "api/auth.h"
+#include "records/store.h"
 
 static const char good[] =
     "ignis_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";

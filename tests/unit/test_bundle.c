@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "bundle.h"
+#include "functions/bundle.h"
 
 static char dir[64];
 

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "cgroup-internal.h"
+#include "container/cgroup-internal.h"
 
 static char root[256];
 

@@ -9,8 +9,8 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "cloudevents.h"
-#include "dedupe.h"
+#include "base/cloudevents.h"
+#include "events/dedupe.h"
 
 #define SPEC_HEADERS                                                                               \
     "ce-specversion", "1.0", "ce-type", "com.example.someevent", "ce-time",                        \

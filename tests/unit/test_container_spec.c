@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "container_spec.h"
+#include "base/container_spec.h"
 
 static void test_minimal_and_defaults(void **state)
 {

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cron.h"
+#include "base/cron.h"
 
 /* "YYYY-MM-DD HH:MM[:SS]" in UTC, through libc rather than the code under test. */
 static int64_t at(const char *s)

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "manifest.h"
+#include "functions/manifest.h"
 
 static bool exists(const char *dir, const char *rel, const char *suffix, bool executable)
 {

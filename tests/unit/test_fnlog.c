@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "fnlog.h"
+#include "records/fnlog.h"
 
 static char dir[64];
 static struct loop *l;

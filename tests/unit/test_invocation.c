@@ -8,8 +8,8 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "invocation.h"
-#include "store.h"
+#include "records/invocation.h"
+#include "records/store.h"
 
 static char dir[64], path[128];
 

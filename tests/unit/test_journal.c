@@ -10,7 +10,7 @@
 #include <sqlite3.h>
 #include <string.h>
 
-#include "journal.h"
+#include "records/journal.h"
 
 static char dir[64], path[128];
 static pthread_t loop_thread;

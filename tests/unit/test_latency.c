@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "latency.h"
+#include "dispatch/latency.h"
 
 static void test_empty(void **state)
 {

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
-#include "loop.h"
+#include "base/loop.h"
 
 static char order[64];
 static size_t norder;

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "manifest.h"
+#include "functions/manifest.h"
 
 #define MINIMAL "\"name\":\"hello\",\"runtime\":\"python3\",\"handler\":\"app.handler\""
 

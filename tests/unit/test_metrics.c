@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "base/metrics.h"
 
 static void test_counter_and_gauge(void **state)
 {

@@ -8,7 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "options.h"
+#include "base/http.h"
+#include "daemon/options.h"
 
 static int parse(struct ignisd_options *o, enum options_action *action, struct ig_error *err,
                  int argc, ...)
@@ -125,13 +126,13 @@ static void test_listen_forms(void **state)
 {
     char host[256];
     uint16_t port;
-    assert_int_equal(options_parse_listen("127.0.0.1:8080", host, sizeof(host), &port), 0);
+    assert_int_equal(http_parse_listen("127.0.0.1:8080", host, sizeof(host), &port), 0);
     assert_string_equal(host, "127.0.0.1");
     assert_int_equal(port, 8080);
-    assert_int_equal(options_parse_listen("[::1]:0", host, sizeof(host), &port), 0);
+    assert_int_equal(http_parse_listen("[::1]:0", host, sizeof(host), &port), 0);
     assert_string_equal(host, "::1");
     assert_int_equal(port, 0);
-    assert_int_equal(options_parse_listen("localhost:65535", host, sizeof(host), &port), 0);
+    assert_int_equal(http_parse_listen("localhost:65535", host, sizeof(host), &port), 0);
     const char *bad[] = {"",
                          "8080",
                          ":8080",
@@ -143,7 +144,7 @@ static void test_listen_forms(void **state)
                          "1.2.3.4:-1",
                          "127.0.0.1:123456"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(options_parse_listen(bad[i], host, sizeof(host), &port), -EINVAL);
+        assert_int_equal(http_parse_listen(bad[i], host, sizeof(host), &port), -EINVAL);
 }
 
 static void test_errors_name_the_problem(void **state)

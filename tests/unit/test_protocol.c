@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include "protocol.h"
+#include "base/protocol.h"
 
 static void encode(const struct proto_msg *m, struct proto_buf *b)
 {

@@ -13,11 +13,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api.h"
-#include "bundle.h"
-#include "client.h"
-#include "daemon.h"
-#include "registry.h"
+#include "api/api.h"
+#include "functions/bundle.h"
+#include "base/client.h"
+#include "daemon/daemon.h"
+#include "functions/registry.h"
 
 static char dir[64];
 static struct daemon d;

@@ -9,11 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "audit.h"
-#include "journal.h"
-#include "retention.h"
-#include "store.h"
-#include "util.h"
+#include "api/audit.h"
+#include "records/journal.h"
+#include "records/retention.h"
+#include "records/store.h"
+#include "base/util.h"
 
 struct calls {
     struct loop *loop;

@@ -11,8 +11,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "scaler.h"
-#include "util.h"
+#include "dispatch/scaler.h"
+#include "base/util.h"
 
 #define MS          1000ull
 #define SEC         1000000ull

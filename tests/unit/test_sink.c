@@ -12,7 +12,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "sink.h"
+#include "events/sink.h"
 
 /* What sink_address_refused says of a literal IPv4 or IPv6 address ("" when it is allowed). */
 static const char *judge(const char *text, bool allow_loopback)

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "store.h"
+#include "records/store.h"
 
 static char dir[64];
 static char path[128];

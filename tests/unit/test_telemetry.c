@@ -8,9 +8,9 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "auth.h"
-#include "pool.h"
-#include "telemetry.h"
+#include "api/auth.h"
+#include "dispatch/pool.h"
+#include "records/telemetry.h"
 
 static size_t count(const char *text, const char *needle)
 {

@@ -1,0 +1,202 @@
+#include "api/api.h"
+
+#include "api/audit.h"
+#include "api/auth.h"
+#include "config.h"
+#include "daemon/daemon.h"
+#include "container/doctor.h"
+#include "records/fnlog.h"
+#include "base/log.h"
+#include "functions/registry.h"
+#include "functions/secrets.h"
+#include "functions/service.h"
+#include "records/store.h"
+#include "records/telemetry.h"
+
+static void get_healthz(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "status", d->stopping ? "stopping" : "ok");
+    http_reply_json(req, d->stopping ? 503 : 200, root);
+}
+
+static void get_version(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "version", IGNIS_VERSION);
+    cJSON_AddStringToObject(root, "api", "v1");
+    cJSON_AddNumberToObject(root, "schema", store_schema_version());
+    cJSON_AddNumberToObject(root, "uptime_s", (double)(now_usec() - d->started_usec) / 1e6);
+    http_reply_json(req, 200, root);
+}
+
+static void post_invoke(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    dispatch_http_invoke(req, d->dispatch);
+}
+
+static void get_invocation(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    /* An invoker reads the results of its own invocations only. */
+    const struct http_caller *c = http_request_caller(req);
+    dispatch_http_get_invocation(req, d->dispatch,
+                                 c && c->role == AUTH_INVOKER ? c->token_id : NULL);
+}
+
+static void post_events(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    events_http_post(req, d->events);
+}
+
+static void get_dead_letters(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    events_http_dead_letters(req, d->events);
+}
+
+static void get_metrics(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    telemetry_http_metrics(req, d->dispatch, d->started_usec);
+}
+
+static void get_logs(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    fnlog_http_logs(req, dispatch_function(d->dispatch, http_request_param(req, 0)) != NULL);
+}
+
+static void get_doctor(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    struct doctor_env env = {.state_dir = d->opts.state_dir,
+                             .images_dir = d->dispatch->opts.images_dir,
+                             .cg = d->cgroups};
+    cJSON *checks;
+    enum doctor_status worst;
+    if (doctor_run(&env, &checks, &worst) < 0) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "status", doctor_status_name(worst));
+    cJSON_AddItemToObject(root, "checks", checks);
+    http_reply_json(req, 200, root);
+}
+
+static void get_usage(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    accountant_http_usage(req, d->store->db);
+}
+
+static void post_token(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    auth_http_create(req, d->auth);
+}
+
+static void get_tokens(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    auth_http_list(req, d->auth);
+}
+
+static void delete_token(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    auth_http_revoke(req, d->auth);
+}
+
+static void get_audit(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    audit_http_list(req, d->store->db);
+}
+
+static void put_secret(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    secrets_http_put(req, d->opts.state_dir);
+}
+
+static void get_secrets(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    secrets_http_list(req, d->opts.state_dir);
+}
+
+static void delete_secret(struct http_request *req, void *userdata)
+{
+    struct daemon *d = userdata;
+    secrets_http_delete(req, d->opts.state_dir);
+}
+
+bool api_authorize(struct http_request *req, const struct http_route *route, void *userdata)
+{
+    struct daemon *d = userdata;
+    return auth_check(d->auth, req, route);
+}
+
+void api_audit(struct http_request *req, const struct http_route *route, unsigned status,
+               void *userdata)
+{
+    struct daemon *d = userdata;
+    /* Requests that end while the daemon is freed (answered 503) come after the journal. */
+    if (d->journal && audit_record(d->journal, req, route, status) < 0)
+        log_warn("cannot record an audit entry", "path=%s status=%u", http_request_path(req),
+                 status);
+}
+
+/* Who may call what (docs/api.md "Roles", docs/security.md). Each entry's roles are the whole
+ * access rule: tests/integration/test_auth.c tries every role on every entry. */
+#define FN_READ  (AUTH_ADMIN | AUTH_DEVELOPER | AUTH_OPERATOR)
+#define FN_WRITE (AUTH_ADMIN | AUTH_DEVELOPER)
+#define INVOKE   (AUTH_ADMIN | AUTH_DEVELOPER | AUTH_INVOKER)
+#define OPERATE  (AUTH_ADMIN | AUTH_OPERATOR)
+/* Invocation bodies are the event: headers such as Lambda's client context may be large. */
+#define INVOKE_MAX_HEADER (32u * 1024u)
+
+const struct http_route api_routes[] = {
+    {"GET", "/healthz", get_healthz, 0, AUTH_PUBLIC, false, 0},
+    {"GET", "/v1/version", get_version, 0, AUTH_ANY_ROLE, false, 0},
+    {"GET", "/v1/doctor", get_doctor, 0, OPERATE, false, 0},
+    /* The registry (registry.c, docs/api.md "Functions"). */
+    {"GET", "/v1/functions", registry_http_list, 0, FN_READ, false, 0},
+    {"PUT", "/v1/functions/{}", registry_http_put, REGISTRY_MAX_BUNDLE, FN_WRITE, true, 0},
+    {"GET", "/v1/functions/{}", registry_http_get, 0, FN_READ, false, 0},
+    {"DELETE", "/v1/functions/{}", registry_http_delete, 0, FN_WRITE, true, 0},
+    /* Services (registry.c, service.c; docs/api.md "Services"). */
+    {"GET", "/v1/services", registry_http_service_list, 0, FN_READ, false, 0},
+    {"PUT", "/v1/services/{}", registry_http_service_put, SERVICE_ARCHIVE_MAX, FN_WRITE, true, 0},
+    {"GET", "/v1/services/{}", registry_http_service_get, 0, FN_READ, false, 0},
+    {"DELETE", "/v1/services/{}", registry_http_service_delete, 0, FN_WRITE, true, 0},
+    /* Dispatch (dispatch.c, docs/api.md "Invocations"). */
+    {"POST", "/v1/functions/{}/invoke", post_invoke, PROTO_DEFAULT_MAX_BODY, INVOKE, false,
+     INVOKE_MAX_HEADER},
+    {"GET", "/v1/invocations/{}", get_invocation, 0, INVOKE, false, 0},
+    /* The accountant (accountant.c, docs/api.md "Usage"). */
+    {"GET", "/v1/usage", get_usage, 0, FN_READ, false, 0},
+    /* The operators' view (telemetry.c, fnlog.c; docs/operations.md). */
+    {"GET", "/metrics", get_metrics, 0, OPERATE | AUTH_SCRAPE, false, 0},
+    {"GET", "/v1/functions/{}/logs", get_logs, 0, FN_WRITE, false, 0},
+    /* Tokens and the audit log (auth.c, audit.c; docs/api.md "Tokens", "Audit"). */
+    {"POST", "/v1/tokens", post_token, 4096, AUTH_ADMIN, true, 0},
+    {"GET", "/v1/tokens", get_tokens, 0, AUTH_ADMIN, false, 0},
+    {"DELETE", "/v1/tokens/{}", delete_token, 0, AUTH_ADMIN, true, 0},
+    {"GET", "/v1/audit", get_audit, 0, AUTH_ADMIN, false, 0},
+    /* Secrets (secrets.c, docs/api.md "Secrets"). */
+    {"PUT", "/v1/functions/{}/secrets/{}", put_secret, SECRET_MAX_BYTES, FN_WRITE, true, 0},
+    {"GET", "/v1/functions/{}/secrets", get_secrets, 0, FN_WRITE, false, 0},
+    {"DELETE", "/v1/functions/{}/secrets/{}", delete_secret, 0, FN_WRITE, true, 0},
+    /* Events (events.c, docs/api.md "POST /v1/events"); binary mode carries attributes in
+     * headers. */
+    {"POST", "/v1/events", post_events, PROTO_DEFAULT_MAX_BODY, INVOKE, false, INVOKE_MAX_HEADER},
+    {"GET", "/v1/events/dead-letters", get_dead_letters, 0, FN_WRITE, false, 0},
+};
+const size_t api_nroutes = ARRAY_SIZE(api_routes);

@@ -1,0 +1,85 @@
+#include "api/errors.h"
+
+#include <errno.h>
+
+unsigned api_status_for(int code)
+{
+    switch (code) {
+    case EINVAL:
+    case EBADMSG:
+    case EILSEQ:
+    case ENAMETOOLONG:
+    case EPROTO:
+        return 400;
+    case EACCES:
+    case EPERM:
+        return 403;
+    case ENOENT:
+        return 404;
+    case EEXIST:
+    case EBUSY:
+    case ENOTEMPTY:
+        return 409;
+    case EFBIG:
+    case EMSGSIZE:
+    case E2BIG:
+        return 413;
+    case EMEDIUMTYPE:
+        return 415;
+    case ENOBUFS:
+        return 429;
+    case ECANCELED:
+        return 499;
+    case EINPROGRESS:
+    case EAGAIN:
+    case ESHUTDOWN:
+        return 503;
+    case ETIMEDOUT:
+        return 504;
+    case ENOSPC:
+    case EDQUOT:
+        return 507;
+    default:
+        return 500;
+    }
+}
+
+static const char *code_for_status(unsigned status)
+{
+    switch (status) {
+    case 400:
+        return "bad_request";
+    case 403:
+        return "forbidden";
+    case 404:
+        return "not_found";
+    case 409:
+        return "conflict";
+    case 413:
+        return "payload_too_large";
+    case 415:
+        return "unsupported_media_type";
+    case 429:
+        return "too_many_requests";
+    case 499:
+        return "client_closed";
+    case 503:
+        return "unavailable";
+    case 504:
+        return "timeout";
+    case 507:
+        return "insufficient_storage";
+    default:
+        return "internal";
+    }
+}
+
+const char *api_code_for(const struct ig_error *err)
+{
+    return err->reason ? err->reason : code_for_status(api_status_for(err->code));
+}
+
+int api_reply_error(struct http_request *req, const struct ig_error *err)
+{
+    return http_reply_error(req, api_status_for(err->code), api_code_for(err), "%s", err->message);
+}

@@ -1,0 +1,15 @@
+/* Domain errors as HTTP replies: the one place that turns an ig_error (an errno and, where the
+ * domain gave one, a reason) into a status and a JSON error body. nginx's static module maps
+ * NGX_ENOENT to 404 the same way; the domain below api/ knows no status. */
+#pragma once
+
+#include "base/http.h"
+
+/* The status for an errno: EINVAL 400, EACCES 403, ENOENT 404, EEXIST/EBUSY 409, EFBIG 413,
+ * EMEDIUMTYPE 415, ENOBUFS 429, EINPROGRESS/EAGAIN/ESHUTDOWN 503, ETIMEDOUT 504,
+ * ENOSPC/EDQUOT 507, ECANCELED 499 (the client went away); anything else 500. */
+unsigned api_status_for(int code);
+/* The reply's error code: err->reason, else the status's own ("not_found", "conflict", ...). */
+const char *api_code_for(const struct ig_error *err);
+/* Replies {"error": {"code", "message"}} with the status and code above. */
+int api_reply_error(struct http_request *req, const struct ig_error *err);

@@ -1,0 +1,351 @@
+#include "daemon/daemon.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api/api.h"
+#include "api/audit.h"
+#include "config.h"
+#include "container/container.h"
+#include "records/fnlog.h"
+#include "base/log.h"
+#include "records/telemetry.h"
+
+static int prepare_state_dir(const char *dir, struct ig_error *err)
+{
+    int r = mkdir_p(dir, 0700);
+    if (r < 0)
+        return ig_error_set(err, -r, "state dir %s: %s", dir, strerror(-r));
+    /* root passes access(2) checks even where it cannot write (read-only mounts, immutable
+     * dirs), so probe with a real file. */
+    char probe[4200];
+    snprintf(probe, sizeof(probe), "%s/.write-probe", dir);
+    int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ig_error_set(err, errno, "state dir %s is not writable: %s", dir, strerror(errno));
+    close(fd);
+    unlink(probe);
+    return 0;
+}
+
+/* The cgroup subtree (cgroup.h): named for the state dir, so what an earlier run left (a crash,
+ * SIGKILL) is found and removed before anything new is made; then the daemon moves into its
+ * leaf. Without usable cgroups an unprivileged daemon (tests, development) runs with the null
+ * backend and says so; as root that is a failure, since limits and billing depend on it. */
+static int setup_cgroups(struct daemon *d, struct ig_error *err)
+{
+    char id[17];
+    struct ig_error cgerr = {};
+    int r = instance_id(d->opts.state_dir, id);
+    if (r < 0)
+        return ig_error_set(err, -r, "state dir %s: %s", d->opts.state_dir, strerror(-r));
+
+    r = cg_manager_new(NULL, NULL, id, &d->cgroups, &cgerr);
+    int removed = 0;
+    if (r == 0 && (removed = cg_manager_cleanup_stale(d->cgroups, &cgerr)) < 0) {
+        log_warn("cannot remove cgroups left by an earlier run", "error=\"%s\"", cgerr.message);
+        ig_error_clear(&cgerr);
+        removed = 0;
+    }
+    if (r == 0)
+        r = cg_manager_enter_leaf(d->cgroups, &cgerr);
+    if (r < 0) {
+        cg_manager_free(TAKE_PTR(d->cgroups));
+        if (geteuid() == 0)
+            return ig_error_set(err, cgerr.code, "cgroups: %s", cgerr.message);
+        log_warn("no usable cgroups, running without limits or accounting", "error=\"%s\"",
+                 cgerr.message);
+        r = cg_manager_new_null(&d->cgroups);
+        if (r < 0)
+            return ig_error_set(err, -r, "out of memory");
+    }
+    char degraded[256];
+    cg_features_degraded(cg_manager_features(d->cgroups), degraded, sizeof(degraded));
+    log_info("cgroups ready", "mode=%s id=%s degraded=%s stale_removed=%d",
+             cg_mode_name(cg_manager_mode(d->cgroups)), id, degraded, removed);
+    return 0;
+}
+
+static int make_absolute(char *path, size_t size, struct ig_error *err)
+{
+    char abs[PATH_MAX];
+    if (!realpath(path, abs))
+        return ig_error_set(err, errno, "%s: %s", path, strerror(errno));
+    if (strlen(abs) >= size)
+        return ig_error_set(err, ENAMETOOLONG, "%s: path too long", abs);
+    strcpy(path, abs);
+    return 0;
+}
+
+/* The API's server: routes and their roles (api.c), the limits, and HTTPS when a certificate
+ * and key are configured (read here: libmicrohttpd takes PEM text, not paths). */
+static int start_http(struct daemon *d, struct ig_error *err)
+{
+    const struct ignisd_options *o = &d->opts;
+    _cleanup_free_ char *cert = NULL, *key = NULL;
+    int r;
+    if (o->tls_cert[0]) {
+        if ((r = read_file(o->tls_cert, 1 << 20, &cert, NULL)) < 0)
+            return ig_error_set(err, -r, "tls_cert %s: %s", o->tls_cert, strerror(-r));
+        if ((r = read_file(o->tls_key, 1 << 20, &key, NULL)) < 0)
+            return ig_error_set(err, -r, "tls_key %s: %s", o->tls_key, strerror(-r));
+    }
+    struct http_server_options hopts = {
+        .tls_cert_pem = cert,
+        .tls_key_pem = key,
+        .connection_limit = o->max_connections,
+        .per_ip_connection_limit = o->max_connections_per_ip,
+        .authorize = api_authorize,
+        .audit = api_audit,
+    };
+    r = http_server_new(d->loop, o->listen_host, o->listen_port, api_routes, api_nroutes, d, &hopts,
+                        &d->http, err);
+    if (key)
+        explicit_bzero(key, strlen(key));
+    return r;
+}
+
+static void on_dispatch_stopped(void *userdata)
+{
+    struct daemon *d = userdata;
+    loop_quit(d->loop);
+}
+
+/* A graceful stop: no new connections, queued sync invocations answered 503, in-flight ones
+ * given the grace period, queued async ones left in the store for the next start. A second
+ * signal stops at once. */
+static void on_stop_signal(struct loop *l, int signo, void *userdata)
+{
+    struct daemon *d = userdata;
+    if (d->stopping) {
+        log_warn("second signal: stopping now", "signal=%s", strsignal(signo));
+        loop_quit(l);
+        return;
+    }
+    log_info("shutting down", "signal=%s", strsignal(signo));
+    d->stopping = true;
+    http_server_quiesce(d->http);
+    dispatch_shutdown(d->dispatch, on_dispatch_stopped, d);
+}
+
+/* An invocation's final outcome goes to its function's sink, if it has one. */
+static void on_invocation_final(void *userdata, const struct inv *inv, const struct outcome *o)
+{
+    struct daemon *d = userdata;
+    bool ok = o->kind == OUTCOME_OK;
+    sinks_submit(d->sinks, inv->fn->name, &inv->fn->manifest->sink, inv->id, ok,
+                 ok ? o->body : NULL, ok ? o->body_len : 0, o->content_type, o->error_type,
+                 o->error_message);
+}
+
+static void describe_invocation(void *userdata, const char *id, cJSON *record)
+{
+    struct daemon *d = userdata;
+    sinks_describe(d->store->db, id, record);
+}
+
+/* Events functions emit go where external ones go (events.c). */
+static void on_emitted(void *userdata, struct fn *fn, struct inv *inv, const struct proto_msg *m)
+{
+    struct daemon *d = userdata;
+    if (d->events)
+        events_emitted(d->events, fn, inv, m);
+}
+
+#define DAY_US (86400ll * 1000000)
+
+/* The daemon's share of retention (retention.h): invocation records carry their own expiry; the
+ * usage ledger and the audit log keep what the options say. */
+static void purge_records(void *userdata, int64_t now_us)
+{
+    struct daemon *d = userdata;
+    inv_store_purge(d->journal, now_us, retention_done, "invocations");
+    accountant_purge(d->journal, now_us - d->opts.usage_retention_days * DAY_US,
+                     now_us - d->opts.usage_rollup_retention_days * DAY_US);
+    audit_purge(d->journal, now_us - d->opts.audit_retention_days * DAY_US);
+}
+
+int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig_error *err)
+{
+    struct daemon *d = calloc(1, sizeof(*d));
+    char dbpath[4200];
+    int r;
+
+    if (!d)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    d->opts = *opts;
+    d->started_usec = now_usec();
+    r = prepare_state_dir(opts->state_dir, err);
+    if (r < 0)
+        goto fail;
+    /* Every path handed on (to the shim, to bundles, to images) is absolute: the shim refuses
+     * anything else, and a relative one would depend on a cwd nobody else shares. */
+    r = make_absolute(d->opts.state_dir, sizeof(d->opts.state_dir), err);
+    if (r < 0)
+        goto fail;
+    if (d->opts.images_dir[0] &&
+        (r = make_absolute(d->opts.images_dir, sizeof(d->opts.images_dir), err)) < 0)
+        goto fail;
+    opts = &d->opts;
+    r = setup_cgroups(d, err);
+    if (r < 0)
+        goto fail;
+    snprintf(dbpath, sizeof(dbpath), "%s/ignis.db", opts->state_dir);
+    r = store_open(dbpath, &d->store, err);
+    if (r < 0)
+        goto fail;
+    r = loop_new(&d->loop);
+    if (r < 0) {
+        ig_error_set(err, -r, "creating the event loop: %s", strerror(-r));
+        goto fail;
+    }
+    /* Signals are blocked (and taken through the loop's signalfd) before any thread starts:
+     * a thread inherits the mask, and one with SIGTERM unblocked would die of it. */
+    if ((r = loop_add_signal(d->loop, SIGINT, on_stop_signal, d)) < 0 ||
+        (r = loop_add_signal(d->loop, SIGTERM, on_stop_signal, d)) < 0) {
+        ig_error_set(err, -r, "setting up signals: %s", strerror(-r));
+        goto fail;
+    }
+    r = telemetry_init();
+    if (r == 0)
+        r = fnlog_init(d->loop, opts->state_dir, 0, 0);
+    if (r < 0) {
+        ig_error_set(err, -r, "setting up function logs under %s/logs: %s", opts->state_dir,
+                     strerror(-r));
+        goto fail;
+    }
+    r = journal_new(d->loop, dbpath, &d->journal, err);
+    if (r < 0)
+        goto fail;
+    r = retention_new(d->loop, &d->retention);
+    if (r == 0)
+        r = retention_add(d->retention, purge_records, d);
+    if (r < 0) {
+        ig_error_set(err, -r, "out of memory");
+        goto fail;
+    }
+    r = registry_new(d->loop, d->store, opts->state_dir, &d->registry, err);
+    if (r < 0)
+        goto fail;
+    struct dispatch_options dopts;
+    dispatch_options_defaults(&dopts, opts->state_dir);
+    if (opts->images_dir[0])
+        snprintf(dopts.images_dir, sizeof(dopts.images_dir), "%s", opts->images_dir);
+    dopts.queue_max = opts->queue_max;
+    r = dispatch_new(d->loop, d->store, d->journal, d->cgroups, &dopts, &d->dispatch, err);
+    if (r < 0)
+        goto fail;
+    /* Made here, on the loop's thread, which also makes the containers. */
+    if (geteuid() == 0) {
+        r = container_stock_new(d->cgroups, CONTAINER_STOCK_TARGET, &d->stock, err);
+        if (r < 0)
+            goto fail;
+        d->dispatch->stock = d->stock;
+    }
+    dispatch_attach_registry(d->dispatch, d->registry);
+    struct sink_options sopts;
+    sink_options_defaults(&sopts);
+    sopts.allow_loopback = opts->sink_allow_loopback;
+    r = sinks_new(d->loop, d->store->db, d->journal, &sopts, &d->sinks, err);
+    if (r < 0)
+        goto fail;
+    if ((r = retention_add(d->retention, sinks_purge, d->sinks)) < 0) {
+        ig_error_set(err, -r, "out of memory");
+        goto fail;
+    }
+    d->dispatch->hooks = (struct dispatch_hooks){.completed = on_invocation_final,
+                                                 .describe = describe_invocation,
+                                                 .emitted = on_emitted,
+                                                 .userdata = d};
+    r = dispatch_recover(d->dispatch, err);
+    if (r < 0)
+        goto fail;
+    const struct events_options eopts = {
+        .dedupe_window_us = (uint64_t)opts->event_dedupe_window_s * 1000000,
+        .hop_limit = opts->event_hop_limit,
+        .tz_offset_s = opts->schedule_tz_offset_s,
+    };
+    r = events_new(d->loop, d->store, d->journal, d->dispatch, &eopts, &d->events, err);
+    if (r < 0)
+        goto fail;
+    if ((r = retention_add(d->retention, events_purge, d->events)) < 0) {
+        ig_error_set(err, -r, "out of memory");
+        goto fail;
+    }
+    struct auth_options aopts = {.rate = opts->rate_limit,
+                                 .burst = opts->rate_burst,
+                                 .metrics_public = opts->metrics_public};
+    snprintf(aopts.state_dir, sizeof(aopts.state_dir), "%s", opts->state_dir);
+    r = auth_new(d->store->db, &aopts, &d->auth, err);
+    if (r < 0)
+        goto fail;
+    r = start_http(d, err);
+    if (r < 0)
+        goto fail;
+    log_info("ignisd started", "version=%s listen=%s:%u state_dir=%s schema=%d tls=%s",
+             IGNIS_VERSION, opts->listen_host, http_server_port(d->http), opts->state_dir,
+             store_schema_version(), opts->tls_cert[0] ? "true" : "false");
+    *ret = d;
+    return 0;
+fail:
+    daemon_free(d);
+    return r;
+}
+
+int daemon_run(struct daemon *d)
+{
+    int r = loop_run(d->loop);
+    if (r < 0)
+        log_error("event loop failed", "error=\"%s\"", strerror(-r));
+    return r;
+}
+
+void daemon_free(struct daemon *d)
+{
+    if (!d)
+        return;
+    /* Order matters: the dispatcher records its last outcomes through the journal; the journal's
+     * last callbacks find the dispatcher closed but allocated; replies still waiting go out
+     * before the HTTP server stops; threads that post to the loop end before it is freed. */
+    if (d->http)
+        http_server_quiesce(d->http);
+    retention_free(d->retention);
+    dispatch_close(d->dispatch);
+    /* Its last rows go through the journal, still open. */
+    sinks_free(d->sinks);
+    registry_free(d->registry);
+    journal_free(d->journal);
+    events_free(d->events);
+    d->journal = NULL; /* requests still completing below are not audited (api_audit) */
+    dispatch_free(d->dispatch);
+    /* Follow streams end before the HTTP server flushes and closes them; the logs' state goes
+     * once their connections are gone. */
+    fnlog_end_streams();
+    http_server_free(d->http);
+    fnlog_free();
+    telemetry_free();
+    loop_free(d->loop);
+    auth_free(d->auth);
+    store_free(d->store);
+    /* Every container is gone: what the stock holds goes, then the container server (a
+     * process in the daemon's leaf), both before the subtree. */
+    if (d->stock) {
+        struct container_stock_stats st;
+        container_stock_stats(d->stock, &st);
+        log_info("container stock",
+                 "netns_taken=%llu netns_missed=%llu netns_reused=%llu netns_closed=%llu "
+                 "cgroups_taken=%llu cgroups_missed=%llu cgroups_reused=%llu "
+                 "cgroups_removed=%llu busy=%llu",
+                 (unsigned long long)st.netns_taken, (unsigned long long)st.netns_missed,
+                 (unsigned long long)st.netns_reused, (unsigned long long)st.netns_closed,
+                 (unsigned long long)st.cgroups_taken, (unsigned long long)st.cgroups_missed,
+                 (unsigned long long)st.cgroups_reused, (unsigned long long)st.cgroups_removed,
+                 (unsigned long long)st.busy);
+        container_stock_free(d->stock);
+    }
+    container_shutdown();
+    cg_manager_free(d->cgroups);
+    free(d);
+}

@@ -1,0 +1,48 @@
+/* The controller process: owns the loop, the store and the HTTP server, and everything that
+ * scheduling state hangs off. Only the loop thread touches it. */
+#pragma once
+
+#include "records/accountant.h"
+#include "records/retention.h"
+#include "api/auth.h"
+#include "container/cgroup.h"
+#include "dispatch/dispatch.h"
+#include "events/events.h"
+#include "base/http.h"
+#include "records/journal.h"
+#include "base/loop.h"
+#include "daemon/options.h"
+#include "functions/registry.h"
+#include "events/sink.h"
+#include "records/store.h"
+
+struct daemon {
+    struct ignisd_options opts;
+    struct loop *loop;
+    struct store *store;
+    struct http_server *http;
+    struct auth *auth; /* tokens, roles and rates (auth.h) */
+    struct registry *registry;
+    struct journal *journal;
+    struct dispatch *dispatch;
+    /* CloudEvents in, emitted events, schedules. */
+    struct events *events;
+    /* Forwards functions' outcomes to their sinks. */
+    struct sinks *sinks;
+    /* Purges what the store keeps only for a while (retention.h). */
+    struct retention *retention;
+    uint64_t started_usec; /* monotonic */
+    bool stopping;
+    /* The daemon's cgroup subtree; the null backend where there is none to use. */
+    struct cg_manager *cgroups;
+    /* Network namespaces and cgroups made ahead for the pool's containers (container.h); NULL
+     * when the daemon cannot make containers (not root). */
+    struct container_stock *stock;
+};
+
+/* Sets up the state dir, the cgroup subtree, the store and the API. On failure err names the
+ * problem. */
+int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig_error *err);
+/* Serves until SIGINT or SIGTERM, then shuts down cleanly. */
+int daemon_run(struct daemon *d);
+void daemon_free(struct daemon *d);

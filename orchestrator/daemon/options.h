@@ -1,0 +1,54 @@
+/* ignisd's options: command line and config file (same keys), pure parsing, no I/O beyond
+ * reading the config file. */
+#pragma once
+
+#include "base/log.h"
+#include "base/util.h"
+
+struct ignisd_options {
+    char listen_host[256];
+    uint16_t listen_port;
+    char state_dir[4096];
+    char config[4096];                    /* empty when none */
+    char images_dir[4096];                /* empty: STATE_DIR/images */
+    uint32_t queue_max;                   /* per function */
+    uint32_t usage_retention_days;        /* the usage ledger's rows (default 30) */
+    uint32_t usage_rollup_retention_days; /* its per-minute rollups (default 400) */
+    uint32_t audit_retention_days;        /* the audit log's rows (default 365) */
+    enum log_level log_level;
+    uint32_t event_dedupe_window_s; /* CloudEvents de-duplication on (source, id) (default 3600) */
+    uint32_t event_hop_limit;     /* emitted-event chains longer than this are dead-lettered (16) */
+    int32_t schedule_tz_offset_s; /* the zone schedules are read in, east of UTC (default 0) */
+    /* Security (docs/security.md, docs/operations.md "TLS and tokens"). */
+    char tls_cert[4096], tls_key[4096]; /* PEM files; both or neither: HTTPS */
+    bool metrics_public;                /* GET /metrics without a token */
+    bool sink_allow_loopback;           /* sinks may deliver to 127.0.0.0/8 and ::1 */
+    double rate_limit;                  /* requests a second per token; 0: none */
+    double rate_burst;                  /* the token bucket's size */
+    uint32_t max_connections;           /* open HTTP connections in all */
+    uint32_t max_connections_per_ip;    /* from one address; 0: no limit of its own */
+};
+
+void options_defaults(struct ignisd_options *o);
+
+/* Sets one option from its key (the long option's name without dashes, '-' or '_' alike). */
+int options_set(struct ignisd_options *o, const char *key, const char *value, struct ig_error *err);
+
+/* Applies a config file: "key = value" lines, '#' comments, blank lines. An unknown key or a bad
+ * value fails with a message naming the file, line and key. */
+int options_load_config(struct ignisd_options *o, const char *path, struct ig_error *err);
+
+enum options_action {
+    OPTIONS_RUN,
+    OPTIONS_HELP,
+    OPTIONS_VERSION,
+    OPTIONS_CHECK_CONFIG,
+    OPTIONS_DOCTOR,
+};
+
+/* Parses argv. Options given on the command line win over the config file, which is read first
+ * when --config names one. Returns 0 with *ret_action set, or -errno with err set. */
+int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_action *ret_action,
+                  struct ig_error *err);
+
+extern const char options_usage[];

@@ -1,0 +1,1302 @@
+#include "dispatch/dispatch.h"
+
+#include <sched.h>
+#include <string.h>
+
+#include "container/container.h"
+#include "records/fnlog.h"
+#include "base/log.h"
+#include "dispatch/pool.h"
+#include "functions/registry.h"
+#include "records/telemetry.h"
+
+/* How often the dispatcher looks at idle workers and retention, at the least. */
+#define TICK_US (50 * 1000)
+/* Spawning backs off after consecutive failures, up to this. */
+#define SPAWN_BACKOFF_MAX_US (5 * 1000 * 1000)
+
+void outcome_clear(struct outcome *o)
+{
+    free(o->body);
+    free(o->content_type);
+    free(o->error_type);
+    free(o->error_message);
+    free(o->trace);
+    memset(o, 0, sizeof(*o));
+}
+
+void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir)
+{
+    memset(o, 0, sizeof(*o));
+    snprintf(o->state_dir, sizeof(o->state_dir), "%s", state_dir);
+    snprintf(o->images_dir, sizeof(o->images_dir), "%s/images", state_dir);
+    o->queue_max = 1000;
+    o->retention_us = 24ll * 3600 * 1000000;
+    o->idempotency_us = 24ll * 3600 * 1000000;
+    o->retry_base_ms = 200;
+    o->retry_cap_ms = 60000;
+    o->shutdown_grace_ms = 10000;
+}
+
+static void inv_free(struct inv *inv)
+{
+    if (!inv)
+        return;
+    free(inv->body);
+    free(inv->content_type);
+    free(inv->idempotency_key);
+    free(inv);
+}
+
+struct fn *dispatch_function(struct dispatch *d, const char *name)
+{
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        if (streq(fn->name, name))
+            return fn;
+    return NULL;
+}
+
+static void schedule_removals(struct dispatch *d);
+static void check_stopped(struct dispatch *d);
+
+/* ---- capacity: the scaler's driver ---- */
+
+static struct worker *find_worker(struct fn *fn, uint64_t seq)
+{
+    for (struct worker *w = fn->workers; w; w = w->next)
+        if (w->seq == seq)
+            return w;
+    return NULL;
+}
+
+static void note_decision(struct fn *fn, const struct scaler_action *a)
+{
+    fn->decisions[a->kind][a->reason] += a->kind == SCALER_SPAWN ? a->count : 1;
+    log_debug("scaler", "function=%s action=%s count=%u reason=%s", fn->name,
+              a->kind == SCALER_SPAWN  ? "spawn"
+              : a->kind == SCALER_REAP ? "reap"
+                                       : "retire",
+              a->kind == SCALER_SPAWN ? a->count : 1, scaler_reason_name(a->reason));
+}
+
+static void apply(struct fn *fn, const struct scaler_action *a)
+{
+    if (a->kind == SCALER_SPAWN) {
+        note_decision(fn, a);
+        for (unsigned i = 0; i < a->count; i++) {
+            struct ig_error err = {};
+            if (pool_spawn(fn, &err) < 0) {
+                log_warn("spawn failed", "function=%s error=\"%s\"", fn->name, err.message);
+                struct outcome o = {.kind = OUTCOME_INIT};
+                o.error_type = strdup("Ignis.SpawnError");
+                o.error_message = strdup(err.message);
+                dispatch_spawn_failed(fn, &o);
+                outcome_clear(&o);
+                return;
+            }
+        }
+        return;
+    }
+    struct worker *w = find_worker(fn, a->worker);
+    if (!w)
+        return;
+    note_decision(fn, a);
+    if (a->kind == SCALER_REAP && w->inflight == 0)
+        pool_destroy(w);
+    else
+        pool_retire(w);
+}
+
+/* Runs the scaler over every function at once (the spawn budget and the memory are shared) and
+ * applies what it decides. Called on a short tick and whenever demand changed; the scaler itself
+ * keeps the rates, panic windows and hysteresis. */
+static void run_scaler(struct dispatch *d)
+{
+    size_t n = 0;
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        n++;
+    if (n == 0 || d->stopping)
+        return;
+    struct scaler_input *in = calloc(n, sizeof(*in));
+    struct fn **fns = calloc(n, sizeof(*fns));
+    struct scaler_worker *idle = calloc(d->live_workers + 1, sizeof(*idle));
+    uint64_t *running = calloc(d->live_workers + 1, sizeof(*running));
+    struct scaler_action *actions = NULL;
+    size_t nactions = 0, i = 0, ni = 0, nr = 0;
+    uint64_t now = now_usec();
+
+    if (!in || !fns || !idle || !running)
+        goto out;
+    for (struct fn *fn = d->fns; fn; fn = fn->next, i++) {
+        const struct manifest *m = fn->manifest;
+        fns[i] = fn;
+        in[i] = (struct scaler_input){
+            .st = &fn->sc,
+            .reuse = m->reuse,
+            .concurrency = m->concurrency,
+            .min_scale = fn->removing ? 0 : m->min_scale,
+            .max_scale = fn->removing ? 0 : m->max_scale,
+            .idle_timeout_s = m->idle_timeout_s,
+            .memory_mb = m->memory_mb,
+            .queued = fn->queued,
+            .inflight = fn->inflight,
+            .nready = fn->nready,
+            .nbusy = fn->nbusy,
+            .nspawning = fn->nspawning,
+            .ndraining = fn->ndraining,
+            .arrivals = fn->arrivals,
+            /* The fresh reserve must cover the spawns that take long, not the average one: a
+             * loaded host's spawn times have a long tail, and every arrival that outruns the
+             * reserve is a cold start. So, like TCP's retransmission timeout, mean + 4 × mean
+             * deviation (RFC 6298). */
+            .spawn_latency_us = fn->spawn_latency_us + 4 * fn->spawn_latency_dev_us,
+        };
+        fn->arrivals = 0;
+        in[i].idle = idle + ni;
+        for (struct worker *w = fn->workers; w; w = w->next)
+            if (w->state == WORKER_READY && w->inflight == 0)
+                idle[ni++] =
+                    (struct scaler_worker){.id = w->seq, .idle_since_us = w->idle_since_us};
+        in[i].nidle = (size_t)(idle + ni - in[i].idle);
+        in[i].running = running + nr;
+        for (struct worker *w = fn->workers; w; w = w->next)
+            if ((w->state == WORKER_READY || w->state == WORKER_BUSY) && w->inflight > 0)
+                running[nr++] = w->seq;
+        in[i].nrunning = (size_t)(running + nr - in[i].running);
+        /* A function whose spawns keep failing is held back by its own backoff. */
+        if (now < fn->spawn_not_before_us)
+            in[i].max_scale = (unsigned)(fn->nready + fn->nbusy + fn->nspawning);
+    }
+    d->host.memory_committed = d->memory_committed;
+    if (scaler_decide(&d->scaler, &d->host, in, n, now, &actions, &nactions) < 0)
+        goto out;
+    for (size_t k = 0; k < nactions; k++)
+        apply(fns[actions[k].fn], &actions[k]);
+out:
+    free(actions);
+    free(running);
+    free(idle);
+    free(fns);
+    free(in);
+}
+
+/* Demand-driven scaler runs are at most this often: under a sustained queue every loop turn
+ * would ask, and a run (inputs for every function, the policy) costs more than a hand-off. */
+#define SCALE_MIN_INTERVAL_US 2000
+
+static void run_requested_scale(struct dispatch *d)
+{
+    d->scale_pending = false;
+    d->last_scale_us = now_usec();
+    run_scaler(d);
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        if (!TAILQ_EMPTY(&fn->queue))
+            dispatch_kick(fn);
+}
+
+static void on_scale_posted(struct loop *l, void *userdata)
+{
+    run_requested_scale(userdata);
+}
+
+static void on_scale_due(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    run_requested_scale(userdata);
+}
+
+void dispatch_request_scale(struct dispatch *d)
+{
+    if (d->scale_pending || d->stopping)
+        return;
+    uint64_t due = d->last_scale_us + SCALE_MIN_INTERVAL_US, now = now_usec();
+    int r = due <= now ? loop_post(d->loop, on_scale_posted, d)
+                       : loop_add_timer(d->loop, due, on_scale_due, d, NULL);
+    if (r == 0)
+        d->scale_pending = true;
+}
+
+/* ---- hand-off ---- */
+
+static struct worker *pick_worker(struct fn *fn)
+{
+    struct worker *best = NULL;
+    for (struct worker *w = fn->workers; w; w = w->next) {
+        if (w->state != WORKER_READY || w->version != fn->version)
+            continue;
+        if (w->inflight >= fn->manifest->concurrency)
+            continue;
+        /* Prefer the most recently used warm worker, so idle ones can age out. */
+        if (!best || w->idle_since_us > best->idle_since_us)
+            best = w;
+    }
+    return best;
+}
+
+static void on_timeout(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct inv *inv = userdata;
+    inv->timer = NULL;
+    log_info("invocation timed out", "function=%s id=%s timeout_ms=%u", inv->fn->name, inv->id,
+             inv->fn->manifest->timeout_ms);
+    pool_kill(inv->worker, inv);
+}
+
+static void queue_remove(struct fn *fn, struct inv *inv)
+{
+    TAILQ_REMOVE(&fn->queue, inv, link);
+    fn->queued--;
+    if (!inv->async)
+        fn->queued_sync--;
+}
+
+static void start(struct fn *fn, struct inv *inv, struct worker *w)
+{
+    struct dispatch *d = fn->d;
+    queue_remove(fn, inv);
+    inv->attempts++;
+    inv->emitted = 0;
+    inv->cold = !w->used && w->ready_us > inv->enqueued_us;
+    /* The container's CPU counter measures an attempt only while nothing else runs there; of
+     * those running, only a lone one can still be alone. */
+    inv->alone = w->inflight == 0;
+    if (w->inflight == 1)
+        TAILQ_FIRST(&w->running)->alone = false;
+    /* Before the clock starts: the reading is ours, not the function's. */
+    accountant_begin(&inv->acct, container_cgroup(w->c), w->inflight == 0, w->memory_mb,
+                     inv->cold ? w->ready_us - w->spawned_us : 0);
+    inv->started_us = now_usec();
+    inv->started_wall_us = (int64_t)wall_usec();
+    if (inv->cold) {
+        fn->cold_starts++;
+        telemetry_cold_start(inv, w);
+    }
+    fn->inflight++;
+    if (inv->async)
+        inv_store_mark_running(d->journal, inv->id, inv->attempts, inv->started_wall_us, NULL,
+                               NULL);
+    loop_add_timer(d->loop, inv->started_us + (uint64_t)fn->manifest->timeout_ms * 1000, on_timeout,
+                   inv, &inv->timer);
+    if (pool_send(w, inv) < 0) {
+        /* The runtime is gone; pool_kill completes inv (and anything else it ran) as a crash. */
+        pool_kill(w, NULL);
+    }
+}
+
+void dispatch_kick(struct fn *fn)
+{
+    size_t cap = manifest_max_concurrency(fn->manifest);
+    while (!TAILQ_EMPTY(&fn->queue) && fn->inflight < cap) {
+        struct inv *inv = TAILQ_FIRST(&fn->queue);
+        if (inv->timer) /* a retry waiting for its backoff: the queue is FIFO, others wait */
+            break;
+        struct worker *w = pick_worker(fn);
+        if (!w)
+            break;
+        start(fn, inv, w);
+    }
+    /* Work is waiting for a container: the scaler decides how many to make. A warm hit needs
+     * no decision, which keeps the scaler off the hot path. */
+    if (!TAILQ_EMPTY(&fn->queue))
+        dispatch_request_scale(fn->d);
+}
+
+static void enqueue(struct fn *fn, struct inv *inv)
+{
+    inv->fn = fn;
+    inv->enqueued_us = now_usec();
+    TAILQ_INSERT_TAIL(&fn->queue, inv, link);
+    fn->queued++;
+    if (!inv->async)
+        fn->queued_sync++;
+    fn->arrivals++;
+    dispatch_kick(fn);
+}
+
+/* ---- outcomes ---- */
+
+static unsigned http_status_for(enum outcome_kind k)
+{
+    switch (k) {
+    case OUTCOME_OK:
+        return 200;
+    case OUTCOME_TIMEOUT:
+        return 504;
+    default:
+        return 502;
+    }
+}
+
+static const char *error_code_for(enum outcome_kind k)
+{
+    switch (k) {
+    case OUTCOME_ERROR:
+        return "function_error";
+    case OUTCOME_CRASH:
+        return "function_crashed";
+    case OUTCOME_TIMEOUT:
+        return "function_timeout";
+    case OUTCOME_INIT:
+        return "function_init_error";
+    default:
+        return "ok";
+    }
+}
+
+/* The attempt's outcome as the usage ledger records it. */
+static const char *outcome_name(enum outcome_kind k)
+{
+    static const char *const names[] = {[OUTCOME_OK] = "ok",
+                                        [OUTCOME_ERROR] = "error",
+                                        [OUTCOME_CRASH] = "crash",
+                                        [OUTCOME_TIMEOUT] = "timeout",
+                                        [OUTCOME_INIT] = "init"};
+    return names[k];
+}
+
+static void set_invocation_headers(struct http_request *req, const struct inv *inv,
+                                   int64_t billed_ms)
+{
+    char buf[32];
+    http_set_header(req, "Ignis-Invocation-Id", inv->id);
+    http_set_header(req, "Ignis-Cold-Start", inv->cold ? "true" : "false");
+    snprintf(buf, sizeof(buf), "%lld", (long long)billed_ms);
+    http_set_header(req, "Ignis-Billed-Ms", buf);
+}
+
+static void reply_outcome(struct http_request *req, const struct inv *inv, struct outcome *o,
+                          int64_t billed_ms)
+{
+    set_invocation_headers(req, inv, billed_ms);
+    if (o->kind == OUTCOME_OK) {
+        http_reply_take(req, 200, o->content_type ? o->content_type : "application/json",
+                        o->body ? o->body : strdup(""), o->body_len);
+        o->body = NULL;
+        return;
+    }
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "code", error_code_for(o->kind));
+    cJSON_AddStringToObject(e, "message", o->error_message ? o->error_message : "");
+    if (o->error_type)
+        cJSON_AddStringToObject(e, "type", o->error_type);
+    if (o->trace)
+        cJSON_AddStringToObject(e, "trace", o->trace);
+    http_reply_json(req, http_status_for(o->kind), root);
+}
+
+static void on_retry_due(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct inv *inv = userdata;
+    inv->timer = NULL;
+    dispatch_kick(inv->fn);
+}
+
+static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
+                   const struct outcome *o, int64_t billed_ms, int64_t next_attempt_us)
+{
+    struct inv_record r = {
+        .function = inv->fn->name,
+        .version = inv->fn->version,
+        .async = inv->async,
+        .status = status,
+        .attempts = inv->attempts,
+        .max_retries = (int)inv->fn->manifest->max_retries,
+        .created_us = inv->created_wall_us,
+        .started_us = inv->started_wall_us,
+        .finished_us = (int64_t)wall_usec(),
+        .next_attempt_us = next_attempt_us,
+        .result = o->kind == OUTCOME_OK ? o->body : NULL,
+        .result_len = o->kind == OUTCOME_OK ? o->body_len : 0,
+        .error_type = o->kind == OUTCOME_OK ? NULL : o->error_type,
+        .error_message = o->kind == OUTCOME_OK ? NULL : o->error_message,
+        .billed_ms = billed_ms,
+        .cold = inv->cold,
+    };
+    memcpy(r.id, inv->id, sizeof(r.id));
+    memcpy(r.token_id, inv->token_id, sizeof(r.token_id));
+    int64_t expires = r.finished_us + d->opts.retention_us;
+    if (inv->async)
+        inv_store_finish(d->journal, &r, expires, NULL, NULL);
+    else {
+        /* A sync invocation is written once, when it is over, and without its result: the
+         * client has it, and storing every reply would double what the journal writes. */
+        r.result = NULL;
+        r.result_len = 0;
+        r.content_type = inv->content_type;
+        inv_store_insert(d->journal, &r, expires, NULL, NULL);
+    }
+}
+
+void dispatch_complete(struct inv *inv, struct outcome *o)
+{
+    struct fn *fn = inv->fn;
+    struct dispatch *d = fn->d;
+    /* Billed: wall time from hand-off to result, rounded up to the next millisecond. */
+    struct acct_usage usage;
+    accountant_compute(&inv->acct, now_usec() - inv->started_us, &usage);
+    int64_t billed_ms = usage.billed_ms;
+
+    if (inv->timer) {
+        loop_cancel_timer(d->loop, inv->timer);
+        inv->timer = NULL;
+    }
+    inv->worker = NULL;
+    fn->inflight--;
+    fn->invocations++;
+    fn->billed_ms += (uint64_t)billed_ms;
+    latency_add(&fn->latency, now_usec() - inv->enqueued_us);
+    if (o->kind != OUTCOME_OK)
+        fn->errors++;
+    if (o->kind == OUTCOME_TIMEOUT)
+        fn->timeouts++;
+    telemetry_complete(inv, o->kind, billed_ms);
+    if (inv->acct.handed_off) {
+        /* Lambda's REPORT line, in the function's own log stream, and the same figures for
+         * /metrics: one cgroup reading serves the ledger, the log and the metrics. */
+        char report[512];
+        accountant_report_line(report, sizeof(report), inv->id, &usage);
+        fnlog_platform(fn->name, inv->id, "%s", report);
+        telemetry_usage(fn->name, (double)usage.cpu_us / 1e6, usage.mem_peak_bytes);
+    }
+    /* The runtime answered, and the readings are the attempt's own: the scaler's CPU cap. */
+    if ((o->kind == OUTCOME_OK || o->kind == OUTCOME_ERROR) && inv->alone && inv->acct.begin_ok &&
+        inv->acct.end_ok)
+        scaler_observe(&d->scaler.cfg, &fn->sc, usage.cpu_us, usage.wall_us, now_usec());
+
+    /* An attempt our own shutdown cut short is not billed: it runs again after the restart. */
+    if (!(inv->async && d->stopping && o->kind != OUTCOME_OK))
+        accountant_record(d->journal, &(struct acct_record){.id = inv->id,
+                                                            .attempt = inv->attempts,
+                                                            .function = fn->name,
+                                                            .version = fn->version,
+                                                            .start_wall_us = inv->started_wall_us,
+                                                            .status = outcome_name(o->kind),
+                                                            .cold = inv->cold,
+                                                            .usage = &usage});
+    if (inv->async && d->stopping && o->kind != OUTCOME_OK) {
+        /* Killed by our own shutdown: the record stays `running`, and the next start runs it
+         * again without counting this attempt. */
+        inv_free(inv);
+        check_stopped(d);
+        return;
+    }
+    if (!inv->async) {
+        record(d, inv, o->kind == OUTCOME_OK ? INV_SUCCEEDED : INV_FAILED, o, billed_ms, 0);
+        if (d->hooks.completed)
+            d->hooks.completed(d->hooks.userdata, inv, o);
+        if (inv->req) {
+            http_request_set_context(inv->req, NULL, NULL);
+            reply_outcome(inv->req, inv, o, billed_ms);
+        }
+        inv_free(inv);
+        if (fn->removing)
+            schedule_removals(d);
+        check_stopped(d);
+        return;
+    }
+    if (o->kind != OUTCOME_OK && inv->attempts <= (int)fn->manifest->max_retries && !fn->removing) {
+        uint64_t delay_ms = inv_backoff_ms((unsigned)inv->attempts, d->opts.retry_base_ms,
+                                           d->opts.retry_cap_ms, random_u64());
+        int64_t next = (int64_t)wall_usec() + (int64_t)delay_ms * 1000;
+        log_info("invocation will be retried",
+                 "function=%s id=%s attempt=%d delay_ms=%llu "
+                 "error=\"%s\"",
+                 fn->name, inv->id, inv->attempts, (unsigned long long)delay_ms,
+                 o->error_type ? o->error_type : "");
+        record(d, inv, INV_QUEUED, o, billed_ms, next);
+        /* Back in the queue at its place in arrival order is not what a retry wants: it goes
+         * to the back, and its timer holds it until the backoff has passed. */
+        inv->enqueued_us = now_usec();
+        TAILQ_INSERT_TAIL(&fn->queue, inv, link);
+        fn->queued++;
+        loop_add_timer(d->loop, now_usec() + delay_ms * 1000, on_retry_due, inv, &inv->timer);
+        dispatch_kick(fn);
+        return;
+    }
+    enum inv_status final = o->kind == OUTCOME_OK            ? INV_SUCCEEDED
+                            : fn->manifest->max_retries == 0 ? INV_FAILED
+                                                             : INV_DEAD;
+    if (final == INV_DEAD)
+        telemetry_dead_letter(fn);
+    if (final == INV_DEAD)
+        log_warn("invocation dead-lettered", "function=%s id=%s attempts=%d error=\"%s\"", fn->name,
+                 inv->id, inv->attempts, o->error_type ? o->error_type : "");
+    record(d, inv, final, o, billed_ms, 0);
+    if (d->hooks.completed)
+        d->hooks.completed(d->hooks.userdata, inv, o);
+    inv_free(inv);
+    if (fn->removing)
+        schedule_removals(d);
+    check_stopped(d);
+}
+
+void dispatch_emitted(struct fn *fn, struct inv *inv, const struct proto_msg *m)
+{
+    struct dispatch *d = fn->d;
+    if (d->hooks.emitted)
+        d->hooks.emitted(d->hooks.userdata, fn, inv, m);
+    else
+        log_info("function emitted an event", "function=%s type=\"%.*s\"", fn->name,
+                 (int)m->event_type.len, m->event_type.data);
+}
+
+/* ---- workers coming and going ---- */
+
+void dispatch_worker_ready(struct fn *fn, struct worker *w)
+{
+    fn->spawn_failures = 0;
+    fn->spawn_not_before_us = 0;
+    uint64_t latency = w->ready_us - w->spawned_us;
+    if (fn->spawn_latency_us) {
+        /* RFC 6298's estimator (SRTT, RTTVAR): a mean and a mean deviation, updated first. */
+        uint64_t dev = latency > fn->spawn_latency_us ? latency - fn->spawn_latency_us
+                                                      : fn->spawn_latency_us - latency;
+        fn->spawn_latency_dev_us = (fn->spawn_latency_dev_us * 3 + dev) / 4;
+        fn->spawn_latency_us = (fn->spawn_latency_us * 7 + latency) / 8;
+    } else {
+        fn->spawn_latency_us = latency;
+        fn->spawn_latency_dev_us = latency / 2;
+    }
+    dispatch_kick(fn);
+    /* A spawn finishing frees one of the host's max_spawning slots: spawns held back by it go
+     * on now, not at the next tick (up to 50 ms per wave of 32 while a pool grows). */
+    dispatch_request_scale(fn->d);
+}
+
+void dispatch_spawn_failed(struct fn *fn, struct outcome *o)
+{
+    /* The invocation that was waiting longest takes the error (Lambda returns an init error to
+     * the invocation that caused the cold start); spawning backs off so a broken function does
+     * not fork-storm the host. */
+    fn->spawn_failures++;
+    uint64_t backoff = 10000ull << (fn->spawn_failures < 10 ? fn->spawn_failures : 10);
+    if (backoff > SPAWN_BACKOFF_MAX_US)
+        backoff = SPAWN_BACKOFF_MAX_US;
+    fn->spawn_not_before_us = now_usec() + backoff;
+    struct inv *inv = TAILQ_FIRST(&fn->queue);
+    if (inv && !inv->timer) {
+        queue_remove(fn, inv);
+        inv->attempts++;
+        inv->acct = (struct acct_attempt){0}; /* no container ran it: nothing is billed */
+        inv->started_us = now_usec();
+        inv->started_wall_us = (int64_t)wall_usec();
+        fn->inflight++;
+        dispatch_complete(inv, o);
+    }
+}
+
+/* ---- the periodic tick: idle reaping, retention, deferred spawns ---- */
+
+static void on_tick(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct dispatch *d = userdata;
+    d->tick = NULL;
+    run_scaler(d);
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        if (!TAILQ_EMPTY(&fn->queue))
+            dispatch_kick(fn);
+    loop_add_timer(d->loop, now_usec() + TICK_US, on_tick, d, &d->tick);
+}
+
+/* ---- functions ---- */
+
+int dispatch_function_set(struct dispatch *d, const char *name, int64_t version,
+                          const struct manifest *m, const char *bundle_dir)
+{
+    struct fn *fn = dispatch_function(d, name);
+    char *bdir = strdup(bundle_dir);
+    if (!bdir)
+        return -ENOMEM;
+    if (!fn) {
+        fn = calloc(1, sizeof(*fn));
+        if (!fn) {
+            free(bdir);
+            return -ENOMEM;
+        }
+        fn->d = d;
+        snprintf(fn->name, sizeof(fn->name), "%s", name);
+        TAILQ_INIT(&fn->queue);
+        scaler_fn_init(&fn->sc);
+        fn->next = d->fns;
+        d->fns = fn;
+    } else
+        free(fn->bundle_dir);
+    fn->version = version;
+    fn->manifest = m;
+    fn->bundle_dir = bdir;
+    fn->spawn_failures = 0;
+    fn->spawn_not_before_us = 0;
+    /* Workers of an older version take no new work and go once idle. */
+    for (struct worker *w = fn->workers, *next; w; w = next) {
+        next = w->next;
+        if (w->version != version)
+            pool_retire(w);
+    }
+    dispatch_kick(fn);
+    dispatch_request_scale(d);
+    return 0;
+}
+
+static void unlink_fn(struct dispatch *d, struct fn *fn)
+{
+    for (struct fn **p = &d->fns; *p; p = &(*p)->next)
+        if (*p == fn) {
+            *p = fn->next;
+            break;
+        }
+}
+
+static void fn_free(struct fn *fn)
+{
+    free(fn->bundle_dir);
+    free(fn);
+}
+
+/* Fails every queued invocation of fn with status/code (sync: replied; async: left queued in
+ * the store when `keep_async`, else dead). */
+static void fail_queued(struct fn *fn, unsigned status, const char *code, const char *message,
+                        bool keep_async)
+{
+    struct inv *inv;
+    while ((inv = TAILQ_FIRST(&fn->queue))) {
+        queue_remove(fn, inv);
+        if (inv->timer) {
+            loop_cancel_timer(fn->d->loop, inv->timer);
+            inv->timer = NULL;
+        }
+        if (!inv->async && inv->req) {
+            http_request_set_context(inv->req, NULL, NULL);
+            http_reply_error(inv->req, status, code, "%s", message);
+        } else if (inv->async && !keep_async) {
+            struct outcome o = {.kind = OUTCOME_ERROR};
+            o.error_type = strdup("Ignis.FunctionDeleted");
+            o.error_message = strdup(message);
+            record(fn->d, inv, INV_DEAD, &o, 0, 0);
+            outcome_clear(&o);
+        }
+        inv_free(inv);
+    }
+}
+
+static bool fn_drained(const struct fn *fn)
+{
+    return fn->inflight == 0 && fn->workers == NULL;
+}
+
+static void finish_removals(struct dispatch *d)
+{
+    for (struct fn *fn = d->fns, *next; fn; fn = next) {
+        next = fn->next;
+        if (!fn->removing)
+            continue;
+        for (struct worker *w = fn->workers, *wn; w; w = wn) {
+            wn = w->next;
+            if (w->inflight == 0)
+                pool_destroy(w);
+        }
+        if (!fn_drained(fn))
+            continue;
+        unlink_fn(d, fn);
+        if (fn->removed)
+            fn->removed(fn->removed_userdata);
+        fn_free(fn);
+    }
+}
+
+static void on_removals_posted(struct loop *l, void *userdata)
+{
+    struct dispatch *d = userdata;
+    d->removals_pending = false;
+    finish_removals(d);
+}
+
+/* Completions happen inside a worker's callbacks, where neither the worker nor its function may
+ * be freed: removals finish on the next turn of the loop instead. */
+static void schedule_removals(struct dispatch *d)
+{
+    if (!d->removals_pending && loop_post(d->loop, on_removals_posted, d) == 0)
+        d->removals_pending = true;
+}
+
+int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(void *userdata),
+                             void *userdata)
+{
+    struct fn *fn = dispatch_function(d, name);
+    if (!fn)
+        return -ENOENT;
+    fn->removing = true;
+    fn->removed = done;
+    fn->removed_userdata = userdata;
+    fail_queued(fn, 404, "not_found", "the function was deleted", false);
+    finish_removals(d);
+    return 0;
+}
+
+cJSON *dispatch_function_state(const struct fn *fn)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "ready", (double)fn->nready);
+    cJSON_AddNumberToObject(o, "busy", (double)fn->nbusy);
+    cJSON_AddNumberToObject(o, "spawning", (double)fn->nspawning);
+    cJSON_AddNumberToObject(o, "queue_depth", (double)fn->queued);
+    cJSON_AddNumberToObject(o, "in_flight", (double)fn->inflight);
+    struct scaler_view v;
+    scaler_view(&fn->sc, &v);
+    cJSON_AddNumberToObject(o, "draining", (double)fn->ndraining);
+    cJSON_AddNumberToObject(o, "desired", v.desired);
+    cJSON_AddNumberToObject(o, "arrival_rate", v.arrival_rate);
+    cJSON_AddBoolToObject(o, "panic", v.panic);
+    cJSON *last = cJSON_AddObjectToObject(o, "last_decision");
+    cJSON_AddStringToObject(last, "reason", v.last_reason ? v.last_reason : "none");
+    cJSON_AddStringToObject(last, "held", v.last_held ? v.last_held : "none");
+    cJSON_AddNumberToObject(last, "spawned", v.last_spawned);
+    cJSON_AddNumberToObject(last, "reaped", v.last_reaped);
+    cJSON_AddNumberToObject(last, "age_s",
+                            v.last_at_us ? (double)(now_usec() - v.last_at_us) / 1e6 : -1);
+    cJSON_AddNumberToObject(o, "spawn_latency_ms", (double)fn->spawn_latency_us / 1e3);
+    cJSON_AddNumberToObject(o, "cpu_ms", v.cpu_ms);
+    cJSON_AddNumberToObject(o, "cpu_cap", v.cpu_cap);
+    cJSON_AddNumberToObject(o, "invocations", (double)fn->invocations);
+    cJSON_AddNumberToObject(o, "errors", (double)fn->errors);
+    cJSON_AddNumberToObject(o, "cold_starts", (double)fn->cold_starts);
+    cJSON_AddNumberToObject(o, "timeouts", (double)fn->timeouts);
+    cJSON_AddNumberToObject(o, "throttles", (double)fn->throttles);
+    cJSON_AddNumberToObject(o, "billed_ms", (double)fn->billed_ms);
+    cJSON_AddNumberToObject(o, "latency_p50_ms",
+                            (double)latency_percentile(&fn->latency, 50) / 1e3);
+    cJSON_AddNumberToObject(o, "latency_p99_ms",
+                            (double)latency_percentile(&fn->latency, 99) / 1e3);
+    return o;
+}
+
+/* ---- HTTP ---- */
+
+static void on_client_gone(struct http_request *req, void *userdata)
+{
+    struct inv *inv = http_request_context(req);
+    if (!inv)
+        return;
+    inv->req = NULL;
+    if (inv->worker)
+        return; /* running: it completes and is recorded; only the reply has nowhere to go */
+    /* Still queued: a client that went away cancels its invocation. */
+    queue_remove(inv->fn, inv);
+    log_debug("queued invocation cancelled by its client", "function=%s id=%s", inv->fn->name,
+              inv->id);
+    inv_free(inv);
+}
+
+bool dispatch_queue_takes(struct dispatch *d, struct fn *fn, size_t n)
+{
+    if (fn->queued + fn->submitting + n <= d->opts.queue_max)
+        return true;
+    fn->throttles++;
+    return false;
+}
+
+/* An accepted async invocation waiting for its row to be durable. */
+struct submission {
+    struct dispatch *d;
+    struct inv *inv;
+    char fn_name[MANIFEST_NAME_MAX + 1];
+    dispatch_submitted_fn done;
+    void *userdata;
+};
+
+static void on_submission_durable(struct loop *l, int result, const char *message, void *userdata)
+{
+    struct submission *s = userdata;
+    struct dispatch *d = s->d;
+    struct fn *fn = dispatch_function(d, s->fn_name);
+
+    if (fn && fn->submitting > 0)
+        fn->submitting--;
+    if (result < 0)
+        log_error("storing an async invocation failed", "function=%s error=\"%s\"", s->fn_name,
+                  message);
+    if (s->done)
+        s->done(result, message, s->inv->id, s->userdata);
+    if (result == 0 && fn && !fn->removing && !d->stopping)
+        enqueue(fn, s->inv);
+    else /* a failed commit; or it stays queued in the store, and the next start runs it */
+        inv_free(s->inv);
+    free(s);
+}
+
+int dispatch_submit_async(struct dispatch *d, struct fn *fn, const void *payload, size_t len,
+                          const char *content_type, const char *idempotency_key,
+                          const char *token_id, char ret_id[INV_ID_LEN + 1],
+                          dispatch_submitted_fn done, void *userdata)
+{
+    struct inv *inv = calloc(1, sizeof(*inv));
+    struct submission *s = calloc(1, sizeof(*s));
+    if (!inv || !s)
+        goto oom;
+    inv->body = malloc(len + 1);
+    inv->content_type = content_type ? strdup(content_type) : NULL;
+    inv->idempotency_key = idempotency_key ? strdup(idempotency_key) : NULL;
+    if (!inv->body || (content_type && !inv->content_type) ||
+        (idempotency_key && !inv->idempotency_key))
+        goto oom;
+    if (len)
+        memcpy(inv->body, payload, len);
+    inv->body[len] = '\0';
+    inv->body_len = len;
+    inv_id_new(inv->id);
+    inv->async = true;
+    if (token_id)
+        snprintf(inv->token_id, sizeof(inv->token_id), "%s", token_id);
+    inv->created_wall_us = (int64_t)wall_usec();
+    *s = (struct submission){.d = d, .inv = inv, .done = done, .userdata = userdata};
+    snprintf(s->fn_name, sizeof(s->fn_name), "%s", fn->name);
+    struct inv_record r = {
+        .function = fn->name,
+        .version = fn->version,
+        .async = true,
+        .status = INV_QUEUED,
+        .payload = inv->body,
+        .payload_len = inv->body_len,
+        .content_type = inv->content_type,
+        .idempotency_key = inv->idempotency_key,
+        .max_retries = (int)fn->manifest->max_retries,
+        .created_us = inv->created_wall_us,
+    };
+    memcpy(r.id, inv->id, sizeof(r.id));
+    memcpy(r.token_id, inv->token_id, sizeof(r.token_id));
+    if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us,
+                         on_submission_durable, s) < 0)
+        goto oom;
+    fn->submitting++;
+    memcpy(ret_id, inv->id, INV_ID_LEN + 1);
+    return 0;
+oom:
+    inv_free(inv);
+    free(s);
+    return -ENOMEM;
+}
+
+/* The HTTP side of an async invoke: the client waiting for its 202, NULL once it went away. */
+struct async_reply {
+    struct http_request *req;
+};
+
+static void on_async_client_gone(struct http_request *req, void *userdata)
+{
+    struct async_reply *a = http_request_context(req);
+    if (a)
+        a->req = NULL;
+}
+
+static void on_async_submitted(int result, const char *message, const char *id, void *userdata)
+{
+    struct async_reply *a = userdata;
+    if (a->req) {
+        http_request_set_context(a->req, NULL, NULL);
+        if (result < 0)
+            http_reply_error(a->req, 503, "store_unavailable",
+                             "the invocation could not be stored: %s", message);
+        else {
+            cJSON *root = cJSON_CreateObject();
+            cJSON_AddStringToObject(root, "id", id);
+            cJSON_AddStringToObject(root, "status", "queued");
+            http_set_header(a->req, "Ignis-Invocation-Id", id);
+            http_reply_json(a->req, 202, root);
+        }
+    }
+    free(a);
+}
+
+static void reply_existing(struct http_request *req, const char *id)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", id);
+    cJSON_AddBoolToObject(root, "duplicate", true);
+    http_set_header(req, "Ignis-Invocation-Id", id);
+    http_reply_json(req, 202, root);
+}
+
+static void http_invoke_async(struct http_request *req, struct dispatch *d, struct fn *fn)
+{
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    const char *key = http_request_header(req, "Idempotency-Key");
+    if (key) {
+        char existing[INV_ID_LEN + 1];
+        if (strlen(key) > 256) {
+            http_reply_error(req, 400, "bad_request", "Idempotency-Key is over 256 bytes");
+            return;
+        }
+        /* ignisd's own keys (a schedule's runs) begin so; a client's must not match them. */
+        if (strncmp(key, "/ignis/", 7) == 0) {
+            http_reply_error(req, 400, "bad_request",
+                             "Idempotency-Key values beginning with /ignis/ are reserved");
+            return;
+        }
+        if (inv_store_find_idempotent(d->store->db, fn->name, key,
+                                      (int64_t)wall_usec() - d->opts.idempotency_us,
+                                      existing) == 0) {
+            reply_existing(req, existing);
+            return;
+        }
+    }
+    struct async_reply *a = calloc(1, sizeof(*a));
+    char id[INV_ID_LEN + 1];
+    const struct http_caller *caller = http_request_caller(req);
+    if (!a ||
+        dispatch_submit_async(d, fn, body, len, http_request_header(req, "Content-Type"), key,
+                              caller ? caller->token_id : NULL, id, on_async_submitted, a) < 0) {
+        free(a);
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    a->req = req;
+    http_request_set_context(req, a, on_async_client_gone);
+}
+
+void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
+{
+    const char *name = http_request_param(req, 0);
+    struct fn *fn = dispatch_function(d, name);
+    const char *type = http_request_header(req, "Ignis-Invocation-Type");
+    bool async = type && (streq(type, "async") || streq(type, "Event"));
+
+    if (d->stopping) {
+        http_reply_error(req, 503, "shutting_down", "ignisd is shutting down");
+        return;
+    }
+    if (!fn || fn->removing) {
+        http_reply_error(req, 404, "not_found", "no function named '%s'", name);
+        return;
+    }
+    if (type && !async && !streq(type, "sync") && !streq(type, "RequestResponse")) {
+        http_reply_error(req, 400, "bad_request",
+                         "Ignis-Invocation-Type must be sync or async, not '%s'", type);
+        return;
+    }
+    if (!dispatch_queue_takes(d, fn, 1)) {
+        http_set_header(req, "Retry-After", "1");
+        http_reply_error(req, 429, "too_many_requests",
+                         "the queue of '%s' is full (%zu invocations waiting)", name,
+                         fn->queued + fn->submitting);
+        return;
+    }
+    /* max_concurrency is a hard cap (docs/api.md): as Lambda's reserved concurrency, a sync
+     * invocation beyond it is throttled at once, while async ones wait in the queue. */
+    uint32_t cap = fn->manifest->max_concurrency;
+    if (!async && cap > 0 && fn->inflight + fn->queued_sync >= cap) {
+        fn->throttles++;
+        http_set_header(req, "Retry-After", "1");
+        http_reply_error(req, 429, "too_many_requests",
+                         "'%s' is running its max_concurrency of %u invocations", name, cap);
+        return;
+    }
+
+    if (async) {
+        http_invoke_async(req, d, fn);
+        return;
+    }
+
+    struct inv *inv = calloc(1, sizeof(*inv));
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    const char *ct = http_request_header(req, "Content-Type");
+    if (inv) {
+        inv->body = malloc(len + 1);
+        inv->content_type = ct ? strdup(ct) : NULL;
+    }
+    if (!inv || !inv->body || (ct && !inv->content_type)) {
+        inv_free(inv);
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    memcpy(inv->body, body, len);
+    inv->body[len] = '\0';
+    inv->body_len = len;
+    inv_id_new(inv->id);
+    const struct http_caller *caller = http_request_caller(req);
+    if (caller)
+        memcpy(inv->token_id, caller->token_id, sizeof(inv->token_id));
+    inv->created_wall_us = (int64_t)wall_usec();
+    inv->req = req;
+    http_request_set_context(req, inv, on_client_gone);
+    enqueue(fn, inv);
+}
+
+void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d,
+                                  const char *only_token)
+{
+    const char *id = http_request_param(req, 0);
+    struct inv_record r;
+    if (!inv_id_valid(id) || inv_store_get(d->store->db, id, &r) == -ENOENT) {
+        http_reply_error(req, 404, "not_found", "no invocation with id '%s'", id);
+        return;
+    }
+    if (only_token && !streq(r.token_id, only_token)) {
+        inv_record_clear(&r);
+        http_reply_error(req, 404, "not_found", "no invocation with id '%s'", id);
+        return;
+    }
+    cJSON *json = inv_record_to_json(&r);
+    inv_record_clear(&r);
+    if (d->hooks.describe)
+        d->hooks.describe(d->hooks.userdata, id, json);
+    http_reply_json(req, 200, json);
+}
+
+/* ---- recovery ---- */
+
+static int recover_one(struct inv_record *r, void *userdata)
+{
+    struct dispatch *d = userdata;
+    struct fn *fn = dispatch_function(d, r->function);
+    struct inv *inv = calloc(1, sizeof(*inv));
+    if (!inv)
+        return -ENOMEM;
+    memcpy(inv->id, r->id, sizeof(inv->id));
+    inv->async = true;
+    inv->body = TAKE_PTR(r->payload);
+    inv->body_len = r->payload_len;
+    inv->content_type = TAKE_PTR(r->content_type);
+    inv->idempotency_key = TAKE_PTR(r->idempotency_key);
+    /* An attempt cut short by the daemon's own stop does not count against the function. */
+    inv->attempts = r->status == INV_RUNNING && r->attempts > 0 ? r->attempts - 1 : r->attempts;
+    inv->created_wall_us = r->created_us;
+    if (!inv->body)
+        inv->body = strdup("");
+    if (!fn) {
+        struct fn ghost = {.d = d, .version = r->version};
+        struct manifest gm = {.max_retries = (uint32_t)r->max_retries};
+        snprintf(ghost.name, sizeof(ghost.name), "%s", r->function);
+        ghost.manifest = &gm;
+        inv->fn = &ghost;
+        struct outcome o = {.kind = OUTCOME_ERROR};
+        o.error_type = strdup("Ignis.FunctionDeleted");
+        o.error_message = strdup("the function no longer exists");
+        record(d, inv, INV_DEAD, &o, 0, 0);
+        outcome_clear(&o);
+        inv_free(inv);
+        return 0;
+    }
+    enqueue(fn, inv);
+    return 1;
+}
+
+struct recover_count {
+    struct dispatch *d;
+    size_t n;
+};
+
+static int recover_counting(struct inv_record *r, void *userdata)
+{
+    struct recover_count *c = userdata;
+    int q = recover_one(r, c->d);
+    if (q > 0)
+        c->n++;
+    return q < 0 ? q : 0;
+}
+
+int dispatch_recover(struct dispatch *d, struct ig_error *err)
+{
+    struct recover_count c = {.d = d};
+    int r = inv_store_load_pending(d->store->db, recover_counting, &c);
+    if (r < 0)
+        return ig_error_set(err, -r, "recovering queued invocations: %s", strerror(-r));
+    if (c.n)
+        log_info("recovered queued invocations", "count=%zu", c.n);
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+/* The CPUs the containers can run on, for the scaler's CPU cap: the daemon's affinity mask (the
+ * containers are its children and inherit it), less a cgroup v2 cpu.max quota on the daemon's
+ * cgroup or an ancestor, where the host is unified. 0 (no cap) when the mask cannot be read. */
+static double host_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) < 0)
+        return 0;
+    unsigned ncpu = (unsigned)CPU_COUNT(&set);
+    double cpus = 0;
+    if (scaler_host_cpus(ncpu, NULL, &cpus) < 0)
+        return 0;
+    _cleanup_free_ char *self = NULL;
+    if (read_file("/proc/self/cgroup", 1 << 16, &self, NULL) < 0 || !startswith(self, "0::/"))
+        return cpus; /* a v1 or hybrid host: its quota is not read */
+    char path[4096];
+    size_t len = strcspn(self + 3, "\n");
+    if (len >= sizeof(path) - 64)
+        return cpus;
+    memcpy(path, self + 3, len);
+    path[len] = 0;
+    for (;;) {
+        char file[4200];
+        snprintf(file, sizeof(file), "/sys/fs/cgroup%s/cpu.max", streq(path, "/") ? "" : path);
+        _cleanup_free_ char *max = NULL;
+        double limit;
+        if (read_file(file, 256, &max, NULL) == 0 && scaler_host_cpus(ncpu, max, &limit) == 0 &&
+            limit < cpus)
+            cpus = limit;
+        char *slash = strrchr(path, '/');
+        if (!slash || slash == path)
+            break;
+        *slash = 0;
+    }
+    return cpus;
+}
+
+int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_manager *cg,
+                 const struct dispatch_options *opts, struct dispatch **ret, struct ig_error *err)
+{
+    struct dispatch *d = calloc(1, sizeof(*d));
+    if (!d)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    d->loop = l;
+    d->store = s;
+    d->journal = j;
+    d->cg = cg;
+    d->opts = *opts;
+    scaler_init(&d->scaler, NULL);
+    d->host.memory_budget = opts->memory_budget;
+    d->host.cpus = host_cpus();
+    if (!d->host.memory_budget) {
+        char *meminfo = NULL;
+        if (read_file("/proc/meminfo", 1 << 16, &meminfo, NULL) < 0 ||
+            scaler_memory_budget(meminfo, 80, &d->host.memory_budget) < 0)
+            d->host.memory_budget = UINT64_MAX;
+        free(meminfo);
+    }
+    if (loop_add_timer(l, now_usec() + TICK_US, on_tick, d, &d->tick) < 0) {
+        free(d);
+        return ig_error_set(err, ENOMEM, "out of memory");
+    }
+    *ret = d;
+    return 0;
+}
+
+static void check_stopped(struct dispatch *d)
+{
+    if (!d->stopping || !d->stopped)
+        return;
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        if (fn->inflight > 0)
+            return;
+    if (d->grace_timer) {
+        loop_cancel_timer(d->loop, d->grace_timer);
+        d->grace_timer = NULL;
+    }
+    void (*stopped)(void *) = d->stopped;
+    d->stopped = NULL;
+    stopped(d->stopped_userdata);
+}
+
+static void on_grace_over(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct dispatch *d = userdata;
+    d->grace_timer = NULL;
+    log_warn("shutdown grace period over: killing what still runs");
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        for (struct worker *w = fn->workers, *next; w; w = next) {
+            next = w->next;
+            if (w->inflight > 0)
+                pool_kill(w, NULL);
+        }
+    check_stopped(d);
+}
+
+static void on_shutdown_tick(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct dispatch *d = userdata;
+    check_stopped(d);
+    if (d->stopped)
+        loop_add_timer(l, now_usec() + 10000, on_shutdown_tick, d, NULL);
+}
+
+void dispatch_shutdown(struct dispatch *d, void (*stopped)(void *userdata), void *userdata)
+{
+    d->stopping = true;
+    d->stopped = stopped;
+    d->stopped_userdata = userdata;
+    for (struct fn *fn = d->fns; fn; fn = fn->next)
+        fail_queued(fn, 503, "shutting_down", "ignisd is shutting down", true);
+    loop_add_timer(d->loop, now_usec() + d->opts.shutdown_grace_ms * 1000, on_grace_over, d,
+                   &d->grace_timer);
+    loop_add_timer(d->loop, now_usec(), on_shutdown_tick, d, NULL);
+}
+
+void dispatch_close(struct dispatch *d)
+{
+    if (!d)
+        return;
+    d->stopping = true;
+    d->stopped = NULL;
+    if (d->tick)
+        loop_cancel_timer(d->loop, d->tick);
+    if (d->grace_timer)
+        loop_cancel_timer(d->loop, d->grace_timer);
+    d->tick = d->grace_timer = NULL;
+    for (struct fn *fn = d->fns; fn; fn = fn->next) {
+        fail_queued(fn, 503, "shutting_down", "ignisd is shutting down", true);
+        while (fn->workers)
+            pool_kill(fn->workers, NULL);
+    }
+}
+
+void dispatch_free(struct dispatch *d)
+{
+    if (!d)
+        return;
+    dispatch_close(d);
+    while (d->fns) {
+        struct fn *fn = d->fns;
+        d->fns = fn->next;
+        fn_free(fn);
+    }
+    free(d);
+}
+
+/* ---- the registry's hooks ---- */
+
+static void on_registry_updated(void *userdata, const struct registry_function *f)
+{
+    struct dispatch *d = userdata;
+    if (dispatch_function_set(d, f->name, f->version, f->manifest, f->bundle_dir) < 0)
+        log_error("cannot follow a new function version", "function=%s version=%u", f->name,
+                  f->version);
+}
+
+static void on_registry_drain(void *userdata, const struct registry_function *f,
+                              void (*done)(void *ctx), void *ctx)
+{
+    struct dispatch *d = userdata;
+    if (dispatch_function_remove(d, f->name, done, ctx) == -ENOENT)
+        done(ctx);
+}
+
+static void on_registry_describe(void *userdata, const struct registry_function *f, cJSON *live)
+{
+    struct dispatch *d = userdata;
+    struct fn *fn = dispatch_function(d, f->name);
+    if (!fn)
+        return;
+    cJSON *state = dispatch_function_state(fn);
+    cJSON *item;
+    while ((item = state->child)) {
+        cJSON_DetachItemViaPointer(state, item);
+        cJSON_DeleteItemFromObject(live, item->string);
+        cJSON_AddItemToObject(live, item->string, item);
+    }
+    cJSON_Delete(state);
+}
+
+void dispatch_attach_registry(struct dispatch *d, struct registry *r)
+{
+    const struct registry_hooks hooks = {
+        .describe = on_registry_describe,
+        .updated = on_registry_updated,
+        .drain = on_registry_drain,
+        .userdata = d,
+    };
+    registry_set_hooks(r, &hooks);
+    for (size_t i = 0; i < registry_count(r); i++)
+        on_registry_updated(d, registry_at(r, i));
+}

@@ -1,0 +1,511 @@
+#include "dispatch/pool.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "container/container.h"
+#include "base/log.h"
+#include "functions/secrets.h"
+#include "records/telemetry.h"
+
+/* What a runtime may write to stdout/stderr per read before we look at other fds. */
+#define LOG_CHUNK 65536
+
+static void worker_set_state(struct worker *w, enum worker_state st)
+{
+    struct fn *fn = w->fn;
+    size_t *counts[] = {[WORKER_SPAWNING] = &fn->nspawning,
+                        [WORKER_READY] = &fn->nready,
+                        [WORKER_BUSY] = &fn->nbusy,
+                        [WORKER_DRAINING] = &fn->ndraining};
+    if (counts[w->state])
+        (*counts[w->state])--;
+    w->state = st;
+    if (counts[st])
+        (*counts[st])++;
+}
+
+static void unwatch(struct worker *w)
+{
+    struct loop *l = w->fn->d->loop;
+    if (w->fd >= 0)
+        loop_del_io(l, w->fd);
+    if (w->out_fd >= 0)
+        loop_del_io(l, w->out_fd);
+    if (w->err_fd >= 0)
+        loop_del_io(l, w->err_fd);
+    if (w->sync_fd >= 0)
+        loop_del_io(l, w->sync_fd);
+    w->fd = w->out_fd = w->err_fd = w->sync_fd = -1;
+}
+
+static void drain_output(struct worker *w);
+static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata);
+
+static void worker_free(struct worker *w)
+{
+    struct fn *fn = w->fn;
+    for (struct worker **p = &fn->workers; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    /* Out of every count: a freed worker is in none. */
+    size_t *counts[] = {&fn->nspawning, &fn->nready, &fn->nbusy, &fn->ndraining};
+    (*counts[w->state])--;
+    fn->d->memory_committed -= pool_worker_memory(w);
+    drain_output(w);
+    fnlog_src_flush(fn->name, &w->log, false);
+    fnlog_platform(fn->name, NULL, "container %llu destroyed after %u invocations",
+                   (unsigned long long)w->seq, w->served);
+    unwatch(w);
+    struct ig_error err = {};
+    if (container_destroy(w->c, &err) < 0)
+        log_warn("destroying a container failed", "function=%s error=\"%s\"", fn->name,
+                 err.message);
+    proto_decoder_done(&w->dec);
+    proto_buf_done(&w->out);
+    fn->d->live_workers--;
+    free(w);
+}
+
+void pool_destroy(struct worker *w)
+{
+    worker_free(w);
+}
+
+void pool_retire(struct worker *w)
+{
+    if (w->inflight == 0) {
+        worker_free(w);
+        return;
+    }
+    worker_set_state(w, WORKER_DRAINING);
+}
+
+uint64_t pool_worker_memory(const struct worker *w)
+{
+    return (uint64_t)w->memory_mb << 20;
+}
+
+/* ooms: the cgroup's OOM-kill count now (from the reading the caller made anyway). */
+static struct outcome crash_outcome(struct worker *w, uint64_t ooms, const char *why)
+{
+    struct outcome o = {.kind = OUTCOME_CRASH};
+    if (ooms > w->oom_kills_at_start) {
+        o.error_type = strdup("Runtime.OutOfMemory");
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the function ran out of memory (limit %u MB)",
+                 w->fn->manifest->memory_mb);
+        o.error_message = strdup(msg);
+    } else {
+        o.error_type = strdup("Runtime.ExitError");
+        o.error_message = strdup(why);
+    }
+    return o;
+}
+
+void pool_kill(struct worker *w, struct inv *timed_out)
+{
+    struct fn *fn = w->fn;
+    struct inv_list running;
+    struct cg_stats end;
+    bool end_ok;
+    accountant_read(container_cgroup(w->c), &end, &end_ok);
+    struct outcome crash = crash_outcome(w, end_ok ? end.oom_kills : 0,
+                                         "the runtime exited while running the invocation");
+    struct inv *first = TAILQ_FIRST(&w->running);
+    if (timed_out)
+        fnlog_platform(fn->name, timed_out->id, "timeout: killed container %llu after %u ms",
+                       (unsigned long long)w->seq, fn->manifest->timeout_ms);
+    else if (crash.error_type && streq(crash.error_type, "Runtime.OutOfMemory"))
+        fnlog_platform(fn->name, first ? first->id : NULL,
+                       "OOM kill: container %llu reached its %u MB limit",
+                       (unsigned long long)w->seq, w->memory_mb);
+
+    /* Kill first, then complete: what the invocations report must not race the container. */
+    TAILQ_INIT(&running);
+    TAILQ_CONCAT(&running, &w->running, link);
+    w->inflight = 0;
+    worker_free(w);
+    struct inv *inv;
+    while ((inv = TAILQ_FIRST(&running))) {
+        TAILQ_REMOVE(&running, inv, link);
+        inv->acct.end = end;
+        inv->acct.end_ok = end_ok;
+        struct outcome o;
+        if (inv == timed_out) {
+            o = (struct outcome){.kind = OUTCOME_TIMEOUT};
+            o.error_type = strdup("Ignis.Timeout");
+            char msg[128];
+            snprintf(msg, sizeof(msg), "the function did not finish within %u ms",
+                     fn->manifest->timeout_ms);
+            o.error_message = strdup(msg);
+        } else {
+            o = crash;
+            o.error_type = crash.error_type ? strdup(crash.error_type) : NULL;
+            o.error_message = crash.error_message ? strdup(crash.error_message) : NULL;
+        }
+        dispatch_complete(inv, &o);
+        outcome_clear(&o);
+    }
+    outcome_clear(&crash);
+    dispatch_kick(fn);
+}
+
+/* The worker's invocation with this id (runtimes answer by id: one with concurrency > 1 may
+ * answer out of order). */
+static struct inv *find_running(struct worker *w, struct proto_bytes id)
+{
+    struct inv *inv;
+    TAILQ_FOREACH(inv, &w->running, link)
+    if (proto_bytes_eq(id, inv->id))
+        return inv;
+    return NULL;
+}
+
+static void finished_one(struct worker *w, struct inv *inv, struct outcome *o)
+{
+    struct fn *fn = w->fn;
+    accountant_end(&inv->acct, container_cgroup(w->c));
+    /* Output written before the result is the invocation's: read it before it is over. */
+    drain_output(w);
+    fnlog_src_flush(fn->name, &w->log, w->inflight > 1);
+    TAILQ_REMOVE(&w->running, inv, link);
+    w->inflight--;
+    w->served++;
+    w->idle_since_us = now_usec();
+    bool retire = !fn->manifest->reuse || w->version != fn->version || fn->removing ||
+                  w->state == WORKER_DRAINING;
+    if (retire)
+        worker_set_state(w, WORKER_DRAINING);
+    else if (w->state == WORKER_BUSY && w->inflight < fn->manifest->concurrency)
+        worker_set_state(w, WORKER_READY);
+    dispatch_complete(inv, o);
+    if (retire && w->inflight == 0)
+        worker_free(w);
+    dispatch_kick(fn);
+}
+
+static void handle_msg(struct worker *w, const struct proto_msg *m)
+{
+    struct fn *fn = w->fn;
+    switch (m->type) {
+    case PROTO_READY:
+        if (w->state != WORKER_SPAWNING)
+            break;
+        if (w->sync_fd >= 0) /* the sync pipe's EOF came in the same loop turn: seen now */
+            on_sync(fn->d->loop, w->sync_fd, 0, w);
+        w->ready_us = w->idle_since_us = now_usec();
+        worker_set_state(w, WORKER_READY);
+        log_debug("worker ready", "function=%s worker=%llu spawn_ms=%.3f", fn->name,
+                  (unsigned long long)w->seq, (double)(w->ready_us - w->spawned_us) / 1e3);
+        dispatch_worker_ready(fn, w);
+        break;
+    case PROTO_INIT_ERROR: {
+        struct outcome o = {.kind = OUTCOME_INIT};
+        o.error_type =
+            m->error_type.len ? proto_strdup(m->error_type) : strdup("Runtime.InitError");
+        o.error_message = proto_strdup(m->message);
+        o.trace = m->trace.len ? proto_strdup(m->trace) : NULL;
+        log_info("runtime failed to initialise", "function=%s type=\"%s\"", fn->name, o.error_type);
+        worker_free(w);
+        dispatch_spawn_failed(fn, &o);
+        outcome_clear(&o);
+        dispatch_kick(fn);
+        break;
+    }
+    case PROTO_RESULT:
+    case PROTO_ERROR: {
+        struct inv *inv = find_running(w, m->id);
+        if (!inv) {
+            log_warn("runtime answered an invocation it does not run", "function=%s", fn->name);
+            break;
+        }
+        struct outcome o = {.kind = m->type == PROTO_RESULT ? OUTCOME_OK : OUTCOME_ERROR};
+        if (m->type == PROTO_RESULT) {
+            o.body = malloc(m->body.len + 1);
+            if (o.body) {
+                memcpy(o.body, m->body.data, m->body.len);
+                o.body[m->body.len] = '\0';
+                o.body_len = m->body.len;
+            }
+            o.content_type = m->content_type.len ? proto_strdup(m->content_type) : NULL;
+        } else {
+            o.error_type =
+                m->error_type.len ? proto_strdup(m->error_type) : strdup("Function.Error");
+            o.error_message = proto_strdup(m->message);
+            o.trace = m->trace.len ? proto_strdup(m->trace) : NULL;
+        }
+        finished_one(w, inv, &o);
+        outcome_clear(&o);
+        break;
+    }
+    case PROTO_EVENT:
+        dispatch_emitted(fn, find_running(w, m->id), m);
+        break;
+    default:
+        log_warn("unexpected frame from a runtime", "function=%s type=%s", fn->name,
+                 proto_type_name(m->type));
+    }
+}
+
+static void on_runtime_io(struct loop *l, int fd, uint32_t events, void *userdata)
+{
+    struct worker *w = userdata;
+    uint64_t seq = w->seq;
+    struct fn *fn = w->fn;
+
+    if (events & EPOLLOUT) {
+        int r = proto_buf_flush(&w->out, fd);
+        if (r == 0 && w->want_write) {
+            w->want_write = false;
+            loop_mod_io(l, fd, EPOLLIN);
+        } else if (r < 0 && r != -EAGAIN) {
+            pool_kill(w, NULL);
+            return;
+        }
+    }
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        return;
+    for (;;) {
+        ssize_t n = proto_decoder_read(&w->dec, fd);
+        if (n == -EAGAIN)
+            return;
+        if (n <= 0) {
+            if (w->state == WORKER_SPAWNING) {
+                struct outcome o = {.kind = OUTCOME_INIT};
+                struct ig_error why = {};
+                if (container_finish_spawn(w->c, &why) < 0) {
+                    o.error_type = strdup("Ignis.ContainerError");
+                    o.error_message = strdup(why.message);
+                } else {
+                    o.error_type = strdup("Runtime.ExitError");
+                    o.error_message = strdup("the runtime exited during initialisation");
+                }
+                log_info("worker died while starting", "function=%s error=\"%s\"", fn->name,
+                         o.error_message);
+                worker_free(w);
+                dispatch_spawn_failed(fn, &o);
+                outcome_clear(&o);
+                dispatch_kick(fn);
+            } else
+                pool_kill(w, NULL);
+            return;
+        }
+        struct proto_msg m;
+        int r;
+        while ((r = proto_decoder_next(&w->dec, &m)) == 1) {
+            handle_msg(w, &m);
+            /* The message may have freed the worker (init error, a fresh container's one
+             * invocation done): look it up again before touching it. */
+            bool alive = false;
+            for (struct worker *x = fn->workers; x; x = x->next)
+                if (x == w && x->seq == seq)
+                    alive = true;
+            if (!alive)
+                return;
+        }
+        if (r < 0) {
+            log_warn("runtime sent a malformed frame", "function=%s error=\"%s\"", fn->name,
+                     strerror(-r));
+            pool_kill(w, NULL);
+            return;
+        }
+    }
+}
+
+/* The runtime's stdout and stderr: drained so that it never blocks on a full pipe, into the
+ * function's log (fnlog.c) under the invocation the worker runs. */
+static bool read_output(struct worker *w, int fd)
+{
+    char buf[LOG_CHUNK];
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+        struct inv *inv = TAILQ_FIRST(&w->running);
+        fnlog_output(w->fn->name, &w->log, inv ? inv->id : NULL, w->inflight > 1,
+                     fd == w->out_fd ? FNLOG_STDOUT : FNLOG_STDERR, buf, (size_t)n);
+        return true;
+    }
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        loop_del_io(w->fn->d->loop, fd);
+        if (fd == w->out_fd)
+            w->out_fd = -1;
+        else
+            w->err_fd = -1;
+    }
+    return false;
+}
+
+static void on_output(struct loop *l, int fd, uint32_t events, void *userdata)
+{
+    read_output(userdata, fd);
+}
+
+/* Reads what the pipes hold now (bounded: a function writing without pause cannot hold us). */
+static void drain_output(struct worker *w)
+{
+    for (int i = 0; i < 16 && w->out_fd >= 0 && read_output(w, w->out_fd); i++)
+        ;
+    for (int i = 0; i < 16 && w->err_fd >= 0 && read_output(w, w->err_fd); i++)
+        ;
+}
+
+/* The container's CPU since last counted, and its memory peak, for /metrics. */
+/* EOF (or the shim's error) on the sync pipe: setup is over and the runtime was exec'd (or
+ * not: container_finish_spawn keeps the answer for the spawn path to read again). */
+static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata)
+{
+    struct worker *w = userdata;
+    w->exec_us = now_usec();
+    loop_del_io(l, fd);
+    w->sync_fd = -1;
+    struct ig_error err = {};
+    container_finish_spawn(w->c, &err);
+}
+
+int pool_spawn(struct fn *fn, struct ig_error *err)
+{
+    struct dispatch *d = fn->d;
+    const struct manifest *m = fn->manifest;
+    struct worker *w = calloc(1, sizeof(*w));
+    char **env = NULL, name[96], image[4300], version[32];
+    int r;
+
+    if (!w)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    w->fn = fn;
+    w->seq = ++d->worker_seq;
+    w->version = fn->version;
+    w->fd = w->out_fd = w->err_fd = w->sync_fd = -1;
+    w->state = WORKER_SPAWNING; /* counted once the container exists */
+    w->memory_mb = m->memory_mb;
+    TAILQ_INIT(&w->running);
+    proto_decoder_init(&w->dec, 0);
+
+    snprintf(version, sizeof(version), "%lld", (long long)fn->version);
+    char **user_env = calloc(m->n_env + 1, sizeof(char *));
+    for (size_t i = 0; user_env && i < m->n_env; i++)
+        if (asprintf(&user_env[i], "%s=%s", m->env[i].key, m->env[i].value) < 0)
+            user_env[i] = NULL;
+    struct proto_function_config cfg = {
+        .name = fn->name,
+        .version = version,
+        .handler = m->handler,
+        .memory_mb = m->memory_mb,
+        .timeout_ms = m->timeout_ms,
+        .user_env = user_env,
+    };
+    r = user_env ? proto_build_env(&cfg, &env, err) : ig_error_set(err, ENOMEM, "out of memory");
+    for (size_t i = 0; user_env && i < m->n_env; i++)
+        free(user_env[i]);
+    free(user_env);
+    if (r < 0) {
+        free(w);
+        return r;
+    }
+
+    snprintf(image, sizeof(image), "%s/%s", d->opts.images_dir, manifest_runtime_name(m->runtime));
+    snprintf(name, sizeof(name), "%s-%llu", fn->name, (unsigned long long)w->seq);
+    char *args[] = {PROTO_RUNTIME_ENTRYPOINT, NULL};
+    struct container_spec spec;
+    container_spec_init(&spec);
+    spec.image = image;
+    spec.bundle = fn->bundle_dir;
+    spec.args = args;
+    spec.env = env;
+    /* Exactly the secrets the manifest lists (docs/security.md). */
+    char secrets_dir[4400], *secrets[MANIFEST_SECRETS_MAX + 1] = {};
+    if (m->n_secrets > 0) {
+        secrets_path(d->opts.state_dir, fn->name, secrets_dir, sizeof(secrets_dir));
+        for (size_t i = 0; i < m->n_secrets && i < MANIFEST_SECRETS_MAX; i++)
+            secrets[i] = m->secrets[i];
+        spec.secrets_dir = secrets_dir;
+        spec.secrets = secrets;
+    }
+    struct container_options co = {
+        .name = name,
+        .spec = &spec,
+        .limits = {.memory_bytes = (uint64_t)m->memory_mb << 20,
+                   .cpu_millis = m->cpu_millis,
+                   .pids_max = 1024},
+        .stdout_fd = -1,
+        .stderr_fd = -1,
+        .stock = d->stock,
+        .stock_owner = fn->name, /* cgroups are reused within a function, never across */
+    };
+    w->spawned_us = now_usec();
+    /* Setup goes on in the shim while we return to the loop: the runtime's READY frame (or EOF
+     * on its socket, with the shim's reason on the sync pipe) tells how it went. */
+    r = container_spawn(d->cg, &co, &w->c, err);
+    proto_env_free(env);
+    if (r < 0) {
+        proto_decoder_done(&w->dec);
+        free(w);
+        return r;
+    }
+    w->oom_kills_at_start = container_oom_kills_at_spawn(w->c);
+    w->fd = container_runtime_fd(w->c);
+    w->out_fd = container_stdout_fd(w->c);
+    w->err_fd = container_stderr_fd(w->c);
+    /* The loop reads until EAGAIN: every fd it watches must be non-blocking. */
+    int fds[] = {w->fd, w->out_fd, w->err_fd};
+    for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+        if (fds[i] >= 0)
+            fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+    w->next = fn->workers;
+    fn->workers = w;
+    d->live_workers++;
+    d->memory_committed += pool_worker_memory(w);
+    fn->nspawning++;
+    if ((r = loop_add_io(d->loop, w->fd, EPOLLIN, on_runtime_io, w)) < 0 ||
+        (w->out_fd >= 0 && (r = loop_add_io(d->loop, w->out_fd, EPOLLIN, on_output, w)) < 0) ||
+        (w->err_fd >= 0 && (r = loop_add_io(d->loop, w->err_fd, EPOLLIN, on_output, w)) < 0)) {
+        worker_free(w);
+        return ig_error_set(err, -r, "watching the container: %s", strerror(-r));
+    }
+    int sfd = container_sync_fd(w->c);
+    if (sfd >= 0 && loop_add_io(d->loop, sfd, EPOLLIN, on_sync, w) == 0)
+        w->sync_fd = sfd;
+    fnlog_platform(fn->name, NULL, "container %llu spawned", (unsigned long long)w->seq);
+    return 0;
+}
+
+int pool_send(struct worker *w, struct inv *inv)
+{
+    struct fn *fn = w->fn;
+    char arn[160];
+    snprintf(arn, sizeof(arn), PROTO_ARN_FMT, fn->name);
+    struct proto_msg m = {
+        .type = PROTO_INVOKE,
+        .id = proto_str(inv->id),
+        .deadline_ms = (uint64_t)inv->started_wall_us / 1000 + fn->manifest->timeout_ms,
+        .body = {inv->body, inv->body_len},
+        .nheaders = 1,
+    };
+    m.headers[0].name = proto_str(PROTO_HDR_ARN);
+    m.headers[0].value = proto_str(arn);
+    if (inv->content_type) {
+        m.headers[1].name = proto_str(PROTO_HDR_CONTENT_TYPE);
+        m.headers[1].value = proto_str(inv->content_type);
+        m.nheaders = 2;
+    }
+    inv->worker = w;
+    TAILQ_INSERT_TAIL(&w->running, inv, link);
+    w->inflight++;
+    w->used = true;
+    if (w->inflight >= fn->manifest->concurrency && w->state == WORKER_READY)
+        worker_set_state(w, WORKER_BUSY);
+    int r = proto_encode(&m, &w->out);
+    if (r < 0)
+        return r;
+    r = proto_buf_flush(&w->out, w->fd);
+    if (r == -EAGAIN && !w->want_write) {
+        w->want_write = true;
+        return loop_mod_io(fn->d->loop, w->fd, EPOLLIN | EPOLLOUT);
+    }
+    return r == -EAGAIN ? 0 : r;
+}

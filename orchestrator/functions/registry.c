@@ -1,0 +1,1524 @@
+#include "functions/registry.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "daemon/daemon.h"
+#include "base/log.h"
+#include "functions/service.h"
+
+/* A push of one function; a delete of one function or of a whole service (its functions and
+ * its row); a service deploy (service.h), which records every function of the service and
+ * removes those it no longer lists, in one transaction. */
+enum op_kind { OP_PUSH, OP_DELETE, OP_SERVICE };
+
+/* One function of a service deploy, as the worker found it. */
+struct svc_fn {
+    char name[MANIFEST_NAME_MAX + 1];
+    char digest[BUNDLE_DIGEST_LEN + 1];
+    struct manifest *manifest;
+    size_t bundle_len;
+    char *dir; /* unpacked and not yet committed; NULL when the store held the bundle */
+};
+
+/* One mutation. It waits in the queue, runs (its bundle work on the worker thread), and is
+ * answered and freed when done. */
+struct op {
+    struct registry *reg;
+    enum op_kind kind;
+    struct http_request *req; /* NULL once the request is gone (shutdown) */
+    char name[MANIFEST_NAME_MAX + 1];
+    /* push: the body stays owned by req. It is read only by the worker, and a request is
+     * only freed before its reply at shutdown, when op_on_close first waits for the worker. */
+    const char *body;
+    size_t body_len;
+    /* results of the worker */
+    unsigned status; /* 0: success */
+    const char *code;
+    struct ig_error err;
+    char digest[BUNDLE_DIGEST_LEN + 1];
+    struct manifest *manifest;
+    /* bundles to remove on the worker (delete; a push that could not be recorded) */
+    char (*remove)[BUNDLE_DIGEST_LEN + 1];
+    size_t n_remove, cap_remove;
+    /* delete: the functions to remove (one, or a service's); service_name set for a service */
+    char (*names)[MANIFEST_NAME_MAX + 1];
+    size_t n_names;
+    char service_name[MANIFEST_NAME_MAX + 1];
+    size_t drains_pending; /* functions whose drain has not said done yet */
+    /* service deploy */
+    struct service *svc;
+    struct svc_fn *sfns;
+    size_t n_sfns;
+    cJSON *reply; /* a success reply waiting for the removal to finish */
+    unsigned reply_status;
+    bool removing; /* the worker's job is op->remove (not the push's bundle work) */
+    bool running;  /* the worker thread runs for this op */
+    pthread_t thread;
+    struct op *next;
+};
+
+/* A service: its service.json as deployed. Its functions are those whose service it is. */
+struct registry_service {
+    char name[MANIFEST_NAME_MAX + 1];
+    char *spec; /* JSON text */
+    uint64_t created_usec, updated_usec;
+    bool deleting;
+};
+
+struct registry {
+    struct loop *loop;
+    struct store *store;
+    char bundles_dir[4096];
+    struct registry_hooks hooks;
+    struct registry_function **fns; /* sorted by name */
+    size_t n_fns, cap_fns;
+    struct op *queue_head, *queue_tail; /* head is the running op, when active */
+    bool active;
+    struct op *draining; /* deletes waiting for the dispatcher's drain */
+    struct registry_service *services;
+    size_t n_services;
+};
+
+static void registry_function_free(struct registry_function *f)
+{
+    if (!f)
+        return;
+    manifest_free(f->manifest);
+    free(f);
+}
+
+static void svc_fns_free(struct svc_fn *fns, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        manifest_free(fns[i].manifest);
+        if (fns[i].dir)
+            rm_rf(fns[i].dir);
+        free(fns[i].dir);
+    }
+    free(fns);
+}
+
+static void op_free(struct op *op)
+{
+    if (!op)
+        return;
+    manifest_free(op->manifest);
+    free(op->remove);
+    free(op->names);
+    service_free(op->svc);
+    svc_fns_free(op->sfns, op->n_sfns);
+    cJSON_Delete(op->reply);
+    free(op);
+}
+
+/* Binary search in the sorted table: the index of name, or where it would go. */
+static size_t fn_index(const struct registry *r, const char *name, bool *ret_found)
+{
+    size_t lo = 0, hi = r->n_fns;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(r->fns[mid]->name, name);
+        if (c == 0) {
+            *ret_found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *ret_found = false;
+    return lo;
+}
+
+const struct registry_function *registry_lookup(const struct registry *r, const char *name)
+{
+    bool found;
+    size_t i = fn_index(r, name, &found);
+    return found ? r->fns[i] : NULL;
+}
+
+static struct registry_function *find_fn(struct registry *r, const char *name)
+{
+    return (struct registry_function *)registry_lookup(r, name);
+}
+
+static struct registry_service *find_service(struct registry *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_services; i++)
+        if (streq(r->services[i].name, name))
+            return &r->services[i];
+    return NULL;
+}
+
+/* Adds or updates a service (spec is taken). */
+static int service_put(struct registry *r, const char *name, char *spec, uint64_t created,
+                       uint64_t updated)
+{
+    struct registry_service *sv = find_service(r, name);
+    if (!sv) {
+        struct registry_service *n = realloc(r->services, (r->n_services + 1) * sizeof(*n));
+        if (!n) {
+            free(spec);
+            return -ENOMEM;
+        }
+        r->services = n;
+        sv = &r->services[r->n_services++];
+        memset(sv, 0, sizeof(*sv));
+        snprintf(sv->name, sizeof(sv->name), "%s", name);
+        sv->created_usec = created;
+    }
+    free(sv->spec);
+    sv->spec = spec;
+    sv->updated_usec = updated;
+    return 0;
+}
+
+static void service_remove(struct registry *r, const char *name)
+{
+    struct registry_service *sv = find_service(r, name);
+    if (!sv)
+        return;
+    free(sv->spec);
+    size_t i = (size_t)(sv - r->services);
+    memmove(sv, sv + 1, (r->n_services - i - 1) * sizeof(*sv));
+    r->n_services--;
+}
+
+/* Appends a digest to a list (op->remove), unless it is there. */
+static int digests_add(char (**list)[BUNDLE_DIGEST_LEN + 1], size_t *n, size_t *cap,
+                       const char *digest)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (streq((*list)[i], digest))
+            return 0;
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        void *nl = realloc(*list, c * sizeof(**list));
+        if (!nl)
+            return -ENOMEM;
+        *list = nl;
+        *cap = c;
+    }
+    snprintf((*list)[(*n)++], BUNDLE_DIGEST_LEN + 1, "%s", digest);
+    return 0;
+}
+
+size_t registry_count(const struct registry *r)
+{
+    return r->n_fns;
+}
+
+const struct registry_function *registry_at(const struct registry *r, size_t i)
+{
+    return i < r->n_fns ? r->fns[i] : NULL;
+}
+
+/* Inserts f, or when its name is there, moves f's version into the existing entry so that
+ * pointers the dispatcher holds stay valid across versions. Takes ownership of f either way;
+ * *ret is the entry in the table. */
+static int table_put(struct registry *r, struct registry_function *f,
+                     struct registry_function **ret)
+{
+    bool found;
+    size_t i = fn_index(r, f->name, &found);
+    if (found) {
+        struct registry_function *cur = r->fns[i];
+        manifest_free(cur->manifest);
+        *cur = *f;
+        free(f);
+        *ret = cur;
+        return 0;
+    }
+    if (r->n_fns == r->cap_fns) {
+        size_t cap = r->cap_fns ? r->cap_fns * 2 : 16;
+        struct registry_function **n = realloc(r->fns, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        r->fns = n;
+        r->cap_fns = cap;
+    }
+    memmove(r->fns + i + 1, r->fns + i, (r->n_fns - i) * sizeof(*r->fns));
+    r->fns[i] = f;
+    r->n_fns++;
+    *ret = f;
+    return 0;
+}
+
+static void table_remove(struct registry *r, const char *name)
+{
+    bool found;
+    size_t i = fn_index(r, name, &found);
+    if (!found)
+        return;
+    registry_function_free(r->fns[i]);
+    memmove(r->fns + i, r->fns + i + 1, (r->n_fns - i - 1) * sizeof(*r->fns));
+    r->n_fns--;
+}
+
+static struct registry_function *function_new(struct registry *r, const char *name,
+                                              uint32_t version, const char *digest,
+                                              struct manifest *m, uint64_t created,
+                                              uint64_t updated, uint64_t bytes, const char *service)
+{
+    struct registry_function *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    snprintf(f->service, sizeof(f->service), "%s", service ? service : "");
+    f->version = version;
+    snprintf(f->digest, sizeof(f->digest), "%s", digest);
+    f->manifest = m;
+    bundle_path(r->bundles_dir, digest, f->bundle_dir, sizeof(f->bundle_dir));
+    f->created_usec = created;
+    f->updated_usec = updated;
+    f->bundle_bytes = bytes;
+    return f;
+}
+
+/* ---- the store ---- */
+
+static int db_exec_bind(sqlite3 *db, const char *sql, const char *fmt, ...)
+{
+    sqlite3_stmt *st;
+    va_list ap;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    va_start(ap, fmt);
+    for (int i = 0; fmt[i]; i++) {
+        if (fmt[i] == 's')
+            sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+    }
+    va_end(ap);
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? 0 : -EIO;
+}
+
+static bool digest_referenced(sqlite3 *db, const char *digest)
+{
+    sqlite3_stmt *st;
+    bool ref = true; /* on error, keep the bundle */
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM function_versions WHERE digest = ? LIMIT 1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return true;
+    sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_DONE)
+        ref = false;
+    sqlite3_finalize(st);
+    return ref;
+}
+
+/* The rows of a new current version, inside the caller's transaction. */
+static int db_insert_version(sqlite3 *db, const struct registry_function *f,
+                             const char *manifest_json)
+{
+    int q = db_exec_bind(db,
+                         "INSERT INTO functions (name, current_version, created_at, updated_at, "
+                         "service) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET "
+                         "current_version = ?2, updated_at = ?4, service = ?5",
+                         "sii"
+                         "is",
+                         f->name, (int64_t)f->version, (int64_t)f->created_usec,
+                         (int64_t)f->updated_usec, f->service[0] ? f->service : NULL);
+    if (q == 0)
+        q = db_exec_bind(db,
+                         "INSERT INTO function_versions (name, version, digest, manifest, "
+                         "bundle_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         "siss"
+                         "ii",
+                         f->name, (int64_t)f->version, f->digest, manifest_json,
+                         (int64_t)f->bundle_bytes, (int64_t)f->updated_usec);
+    return q;
+}
+
+/* Records a new current version. One transaction: the function's row and its version appear
+ * together or not at all. */
+static int db_record_version(struct registry *r, const struct registry_function *f,
+                             const char *manifest_json, struct ig_error *err)
+{
+    sqlite3 *db = r->store->db;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
+    int q = db_insert_version(db, f, manifest_json);
+    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    int r2 = ig_error_set(err, EIO, "store: recording %s version %u: %s", f->name, f->version,
+                          sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return r2;
+}
+
+/* Deletes a function and its versions inside the caller's transaction, adding the digests its
+ * versions used to the list. */
+static int db_delete_rows(sqlite3 *db, const char *name, char (**digests)[BUNDLE_DIGEST_LEN + 1],
+                          size_t *n, size_t *cap)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT DISTINCT digest FROM function_versions WHERE name = ?", -1,
+                           &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int q = 0;
+    while (q == 0 && sqlite3_step(st) == SQLITE_ROW) {
+        const char *d = (const char *)sqlite3_column_text(st, 0);
+        if (bundle_digest_valid(d))
+            q = digests_add(digests, n, cap, d);
+    }
+    sqlite3_finalize(st);
+    if (q == 0 &&
+        (db_exec_bind(db, "DELETE FROM function_versions WHERE name = ?", "s", name) < 0 ||
+         db_exec_bind(db, "DELETE FROM functions WHERE name = ?", "s", name) < 0))
+        q = -EIO;
+    return q;
+}
+
+/* Keeps the digests that no version references any more (inside the transaction: what is left
+ * refers to the remaining functions only). */
+static void digests_unreferenced(sqlite3 *db, char (*digests)[BUNDLE_DIGEST_LEN + 1], size_t *n)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (!digest_referenced(db, digests[i]))
+            memcpy(digests[keep++], digests[i], sizeof(digests[i]));
+    *n = keep;
+}
+
+/* Deletes functions and their versions (and the service's row, when service is set) in one
+ * transaction; op->remove gets the digests they used that no other version references. */
+static int db_delete_functions(struct registry *r, struct op *op, struct ig_error *err)
+{
+    sqlite3 *db = r->store->db;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
+    int q = 0;
+    for (size_t i = 0; q == 0 && i < op->n_names; i++)
+        q = db_delete_rows(db, op->names[i], &op->remove, &op->n_remove, &op->cap_remove);
+    if (q == 0 && op->service_name[0])
+        q = db_exec_bind(db, "DELETE FROM services WHERE name = ?", "s", op->service_name);
+    if (q == 0)
+        digests_unreferenced(db, op->remove, &op->n_remove);
+    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    op->n_remove = 0;
+    q = ig_error_set(err, EIO, "store: deleting %s: %s",
+                     op->service_name[0] ? op->service_name : op->names[0], sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return q;
+}
+
+static int load_services(struct registry *r, struct ig_error *err)
+{
+    sqlite3_stmt *st;
+    sqlite3 *db = r->store->db;
+    if (sqlite3_prepare_v2(db, "SELECT name, spec, created_at, updated_at FROM services", -1, &st,
+                           NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "store: loading services: %s", sqlite3_errmsg(db));
+    int q;
+    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
+        char *spec = strdup((const char *)sqlite3_column_text(st, 1));
+        if (!spec || service_put(r, (const char *)sqlite3_column_text(st, 0), spec,
+                                 (uint64_t)sqlite3_column_int64(st, 2),
+                                 (uint64_t)sqlite3_column_int64(st, 3)) < 0) {
+            sqlite3_finalize(st);
+            return ig_error_set(err, ENOMEM, "out of memory");
+        }
+    }
+    sqlite3_finalize(st);
+    if (q != SQLITE_DONE)
+        return ig_error_set(err, EIO, "store: loading services: %s", sqlite3_errmsg(db));
+    return 0;
+}
+
+static int load_functions(struct registry *r, struct ig_error *err)
+{
+    sqlite3_stmt *st;
+    sqlite3 *db = r->store->db;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT f.name, v.version, v.digest, v.manifest, f.created_at, "
+                           "v.created_at, v.bundle_bytes, f.service FROM functions f JOIN "
+                           "function_versions "
+                           "v ON v.name = f.name AND v.version = f.current_version",
+                           -1, &st, NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "store: loading functions: %s", sqlite3_errmsg(db));
+    int q;
+    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        const char *digest = (const char *)sqlite3_column_text(st, 2);
+        const char *json = (const char *)sqlite3_column_text(st, 3);
+        struct manifest *m = NULL;
+        struct ig_error merr = {};
+        if (!name || !bundle_digest_valid(digest) || !json ||
+            manifest_parse(json, strlen(json), &m, &merr) < 0) {
+            /* Only a newer ignisd's manifest (a field this build does not know) gets here. */
+            log_error("function not loaded: its stored manifest is not valid here",
+                      "function=%s error=\"%s\"", name ? name : "?", merr.message);
+            continue;
+        }
+        if (!bundle_exists(r->bundles_dir, digest))
+            log_error("function's bundle is missing from the store", "function=%s digest=%s", name,
+                      digest);
+        struct registry_function *f = function_new(
+            r, name, (uint32_t)sqlite3_column_int64(st, 1), digest, m,
+            (uint64_t)sqlite3_column_int64(st, 4), (uint64_t)sqlite3_column_int64(st, 5),
+            (uint64_t)sqlite3_column_int64(st, 6), (const char *)sqlite3_column_text(st, 7));
+        struct registry_function *entry;
+        if (!f || table_put(r, f, &entry) < 0) {
+            if (f)
+                registry_function_free(f);
+            else
+                manifest_free(m);
+            sqlite3_finalize(st);
+            return ig_error_set(err, ENOMEM, "out of memory");
+        }
+    }
+    sqlite3_finalize(st);
+    if (q != SQLITE_DONE)
+        return ig_error_set(err, EIO, "store: loading functions: %s", sqlite3_errmsg(db));
+    return 0;
+}
+
+/* Removes bundles that no version references: left by a crash between storing a bundle and
+ * recording its version, or between deleting a function and removing its bundles. */
+static void collect_garbage(struct registry *r)
+{
+    DIR *d = opendir(r->bundles_dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (!bundle_digest_valid(de->d_name) || digest_referenced(r->store->db, de->d_name))
+            continue;
+        log_info("removing an unreferenced bundle", "digest=%s", de->d_name);
+        bundle_remove(r->bundles_dir, de->d_name);
+    }
+    if (d)
+        closedir(d);
+}
+
+int registry_new(struct loop *loop, struct store *store, const char *state_dir,
+                 struct registry **ret, struct ig_error *err)
+{
+    struct registry *r = calloc(1, sizeof(*r));
+    int q;
+
+    if (!r)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    r->loop = loop;
+    r->store = store;
+    snprintf(r->bundles_dir, sizeof(r->bundles_dir), "%s/bundles", state_dir);
+    q = mkdir_p(r->bundles_dir, 0700);
+    if (q < 0) {
+        free(r);
+        return ig_error_set(err, q, "creating %s: %s", state_dir, strerror(-q));
+    }
+    bundle_clean_tmp(r->bundles_dir);
+    q = load_functions(r, err);
+    if (q == 0)
+        q = load_services(r, err);
+    if (q < 0) {
+        registry_free(r);
+        return q;
+    }
+    collect_garbage(r);
+    log_info("registry loaded", "functions=%zu", r->n_fns);
+    *ret = r;
+    return 0;
+}
+
+void registry_free(struct registry *r)
+{
+    if (!r)
+        return;
+    for (struct op *op = r->queue_head; op; op = op->next)
+        if (op->running) {
+            pthread_join(op->thread, NULL);
+            op->running = false;
+        }
+    /* Requests still waiting are answered 503 by the HTTP server; they must not call back into
+     * ops freed here. */
+    struct op *lists[] = {r->queue_head, r->draining};
+    for (size_t l = 0; l < ARRAY_SIZE(lists); l++)
+        for (struct op *op = lists[l], *next; op; op = next) {
+            next = op->next;
+            if (op->req)
+                http_request_set_context(op->req, NULL, NULL);
+            op_free(op);
+        }
+    for (size_t i = 0; i < r->n_fns; i++)
+        registry_function_free(r->fns[i]);
+    free(r->fns);
+    for (size_t i = 0; i < r->n_services; i++)
+        free(r->services[i].spec);
+    free(r->services);
+    free(r);
+}
+
+void registry_set_hooks(struct registry *r, const struct registry_hooks *hooks)
+{
+    r->hooks = *hooks;
+    if (r->hooks.updated)
+        for (size_t i = 0; i < r->n_fns; i++)
+            r->hooks.updated(r->hooks.userdata, r->fns[i]);
+}
+
+/* ---- the op queue ---- */
+
+static void op_start(struct op *op);
+
+/* Answers and frees the running op, then starts the next. */
+static void op_finish(struct op *op)
+{
+    struct registry *r = op->reg;
+    struct http_request *req = op->req;
+
+    if (req) {
+        http_request_set_context(req, NULL, NULL);
+        if (op->status)
+            http_reply_error(req, op->status, op->code, "%s", op->err.message);
+        else {
+            http_reply_json(req, op->reply_status, TAKE_PTR(op->reply));
+        }
+    }
+    r->queue_head = op->next;
+    if (!r->queue_head)
+        r->queue_tail = NULL;
+    r->active = false;
+    op_free(op);
+    if (r->queue_head)
+        op_start(r->queue_head);
+}
+
+static void op_enqueue(struct op *op)
+{
+    struct registry *r = op->reg;
+    op->next = NULL;
+    if (r->queue_tail)
+        r->queue_tail->next = op;
+    else
+        r->queue_head = op;
+    r->queue_tail = op;
+    if (!r->active)
+        op_start(op);
+}
+
+static void op_fail(struct op *op, unsigned status, const char *code, const struct ig_error *e)
+{
+    op->status = status;
+    op->code = code;
+    if (e != &op->err)
+        op->err = *e;
+}
+
+/* Hands the op back to the loop; loop_post only fails without memory, so try again. */
+static void post_back(struct op *op, loop_call_fn fn)
+{
+    while (loop_post(op->reg->loop, fn, op) < 0)
+        usleep(1000);
+}
+
+static void op_thread_done(struct loop *l, void *userdata);
+
+static void *remove_thread(void *userdata)
+{
+    struct op *op = userdata;
+    for (size_t i = 0; i < op->n_remove; i++) {
+        int q = bundle_remove(op->reg->bundles_dir, op->remove[i]);
+        if (q < 0)
+            log_warn("removing a bundle failed", "digest=%s error=\"%s\"", op->remove[i],
+                     strerror(-q));
+    }
+    op->n_remove = 0;
+    post_back(op, op_thread_done);
+    return NULL;
+}
+
+static int op_run_thread(struct op *op, void *(*fn)(void *))
+{
+    int q = pthread_create(&op->thread, NULL, fn, op);
+    if (q != 0)
+        return -q;
+    op->running = true;
+    return 0;
+}
+
+/* Removes op->remove on the worker, then finishes; or finishes at once. */
+static void op_remove_then_finish(struct op *op)
+{
+    op->removing = true;
+    if (op->n_remove > 0 && op_run_thread(op, remove_thread) == 0)
+        return;
+    op_finish(op);
+}
+
+/* The push's bundle work, on the worker thread: hash, find or unpack, read and validate the
+ * manifest, check its name, move into the store. Nothing here touches loop state. */
+static void *push_thread(void *userdata)
+{
+    struct op *op = userdata;
+    struct registry *r = op->reg;
+    _cleanup_free_ char *dir = NULL, *text = NULL;
+    size_t len;
+    int q;
+
+    bundle_digest(op->body, op->body_len, op->digest);
+    bool stored = bundle_exists(r->bundles_dir, op->digest);
+    if (stored) {
+        /* Same bytes, same tree: validated when it was first pushed, but perhaps for another
+         * function or by an older build, so the manifest is checked again. */
+        char path[4200];
+        bundle_path(r->bundles_dir, op->digest, path, sizeof(path));
+        q = bundle_read_manifest(path, &text, &len, &op->err);
+    } else {
+        q = bundle_unpack(r->bundles_dir, op->body, op->body_len, &bundle_default_limits, &dir,
+                          &op->err);
+        if (q >= 0)
+            q = bundle_read_manifest(dir, &text, &len, &op->err);
+    }
+    if (q < 0) {
+        op_fail(op, bundle_error_is_content(q) ? 400 : 500,
+                bundle_error_is_content(q) ? "invalid_bundle" : "internal", &op->err);
+        goto out;
+    }
+    if (manifest_parse(text, len, &op->manifest, &op->err) < 0) {
+        op_fail(op, 400, "invalid_manifest", &op->err);
+        goto out;
+    }
+    if (!streq(op->manifest->name, op->name)) {
+        ig_error_set(&op->err, EEXIST,
+                     "name: function.json names \"%s\" but the bundle was pushed to \"%s\"",
+                     op->manifest->name, op->name);
+        op_fail(op, 409, "name_mismatch", &op->err);
+        goto out;
+    }
+    if (!stored && bundle_commit(r->bundles_dir, dir, op->digest, &op->err) < 0) {
+        op_fail(op, 500, "internal", &op->err);
+        goto out;
+    }
+out:
+    if (dir && op->status)
+        rm_rf(dir);
+    post_back(op, op_thread_done);
+    return NULL;
+}
+
+/* On the loop, after the push's bundle work: record the version. */
+static void push_record(struct op *op)
+{
+    struct registry *r = op->reg;
+    struct registry_function *cur = find_fn(r, op->name);
+
+    if (op->status) {
+        op_finish(op);
+        return;
+    }
+    if (cur && cur->deleting) {
+        ig_error_set(&op->err, EBUSY, "function %s is being deleted", op->name);
+        op_fail(op, 409, "conflict", &op->err);
+    } else if (cur && cur->service[0]) {
+        ig_error_set(&op->err, EBUSY,
+                     "function %s belongs to service %s: deploy the service (ignis deploy) to "
+                     "change it",
+                     op->name, cur->service);
+        op_fail(op, 409, "conflict", &op->err);
+    } else if (cur && streq(cur->digest, op->digest)) {
+        /* The same content as the current version: not a new version. */
+        op->reply_status = 200;
+    } else {
+        uint64_t now = wall_usec();
+        cJSON *mj = manifest_to_json(op->manifest);
+        _cleanup_free_ char *text = mj ? cJSON_PrintUnformatted(mj) : NULL;
+        cJSON_Delete(mj);
+        struct registry_function *f =
+            text ? function_new(r, op->name, cur ? cur->version + 1 : 1, op->digest, op->manifest,
+                                cur ? cur->created_usec : now, now, op->body_len, NULL)
+                 : NULL;
+        if (!f) {
+            ig_error_set(&op->err, ENOMEM, "out of memory");
+            op_fail(op, 500, "internal", &op->err);
+        } else if (db_record_version(r, f, text, &op->err) < 0) {
+            f->manifest = NULL;
+            registry_function_free(f);
+            op_fail(op, 500, "internal", &op->err);
+        } else {
+            op->manifest = NULL; /* now f's */
+            struct registry_function *entry;
+            if (table_put(r, f, &entry) < 0) {
+                /* Recorded but not in memory: the next start-up loads it. */
+                registry_function_free(f);
+                ig_error_set(&op->err, ENOMEM, "out of memory");
+                op_fail(op, 500, "internal", &op->err);
+            } else {
+                cur = entry;
+                op->reply_status = 201;
+                log_info("function version pushed", "function=%s version=%u digest=%s", cur->name,
+                         cur->version, cur->digest);
+                if (r->hooks.updated)
+                    r->hooks.updated(r->hooks.userdata, cur);
+            }
+        }
+    }
+    if (op->status) {
+        /* Not recorded: the bundle just stored may now be referenced by nothing. */
+        if (!digest_referenced(r->store->db, op->digest)) {
+            op->remove = calloc(1, sizeof(*op->remove));
+            if (op->remove) {
+                memcpy(op->remove[0], op->digest, sizeof(op->digest));
+                op->n_remove = 1;
+            }
+        }
+        op_remove_then_finish(op);
+        return;
+    }
+    op->reply = cJSON_CreateObject();
+    cJSON_AddStringToObject(op->reply, "name", cur->name);
+    cJSON_AddNumberToObject(op->reply, "version", cur->version);
+    cJSON_AddStringToObject(op->reply, "digest", cur->digest);
+    cJSON_AddBoolToObject(op->reply, "created", op->reply_status == 201);
+    op_finish(op);
+}
+
+/* On the loop, once drained: remove the functions (and the service) from the store and the
+ * table, then their unreferenced bundles on the worker. */
+static void delete_run(struct op *op)
+{
+    struct registry *r = op->reg;
+    struct registry_function *f = find_fn(r, op->names[0]);
+    uint32_t version = f ? f->version : 0;
+
+    if (db_delete_functions(r, op, &op->err) < 0) {
+        for (size_t i = 0; i < op->n_names; i++)
+            if ((f = find_fn(r, op->names[i])))
+                f->deleting = false;
+        struct registry_service *sv = find_service(r, op->service_name);
+        if (sv)
+            sv->deleting = false;
+        op_fail(op, 500, "internal", &op->err);
+        op_finish(op);
+        return;
+    }
+    for (size_t i = 0; i < op->n_names; i++)
+        table_remove(r, op->names[i]);
+    op->reply_status = 200;
+    op->reply = cJSON_CreateObject();
+    if (op->service_name[0]) {
+        service_remove(r, op->service_name);
+        log_info("service deleted", "service=%s functions=%zu bundles_removed=%zu",
+                 op->service_name, op->n_names, op->n_remove);
+        cJSON_AddStringToObject(op->reply, "name", op->service_name);
+        cJSON *names = cJSON_AddArrayToObject(op->reply, "functions");
+        for (size_t i = 0; i < op->n_names; i++)
+            cJSON_AddItemToArray(names, cJSON_CreateString(op->names[i]));
+    } else {
+        log_info("function deleted", "function=%s bundles_removed=%zu", op->names[0], op->n_remove);
+        cJSON_AddStringToObject(op->reply, "name", op->names[0]);
+        cJSON_AddNumberToObject(op->reply, "version", version);
+    }
+    cJSON_AddBoolToObject(op->reply, "deleted", true);
+    cJSON_AddNumberToObject(op->reply, "bundles_removed", (double)op->n_remove);
+    op_remove_then_finish(op);
+}
+
+/* ---- service deploys ---- */
+
+/* Fails the deploy for one function, the message naming it. */
+static void svc_fail(struct op *op, unsigned status, const char *code, const char *fname,
+                     const struct ig_error *e)
+{
+    struct ig_error named = {};
+    ig_error_set(&named, e->code, "function %s: %s", fname, e->message);
+    op_fail(op, status, code, &named);
+}
+
+/* One function's bundle, on the worker: hash, find or unpack, read function.json, apply the
+ * service's triggers. Nothing is committed yet. Returns 0 or -1 after failing the op. */
+static int svc_fn_prepare(struct op *op, const struct service_function *sf,
+                          const struct service_archive_entry *b, struct svc_fn *out)
+{
+    struct registry *r = op->reg;
+    _cleanup_free_ char *text = NULL;
+    struct ig_error e = {};
+    size_t len;
+    int q;
+
+    snprintf(out->name, sizeof(out->name), "%s", sf->name);
+    out->bundle_len = b->len;
+    bundle_digest(b->data, b->len, out->digest);
+    if (bundle_exists(r->bundles_dir, out->digest)) {
+        char path[4200];
+        bundle_path(r->bundles_dir, out->digest, path, sizeof(path));
+        q = bundle_read_manifest(path, &text, &len, &e);
+    } else {
+        q = bundle_unpack(r->bundles_dir, b->data, b->len, &bundle_default_limits, &out->dir, &e);
+        if (q >= 0)
+            q = bundle_read_manifest(out->dir, &text, &len, &e);
+    }
+    if (q < 0) {
+        svc_fail(op, bundle_error_is_content(q) ? 400 : 500,
+                 bundle_error_is_content(q) ? "invalid_bundle" : "internal", sf->name, &e);
+        return -1;
+    }
+    if (service_function_manifest(sf, text, len, &out->manifest, &e) < 0) {
+        svc_fail(op, 400, "invalid_manifest", sf->name, &e);
+        return -1;
+    }
+    return 0;
+}
+
+/* The deploy's bundle work, on the worker thread: read the archive, check service.json, prepare
+ * every function, and only when all of them are valid, commit their bundles to the store. */
+static void *service_thread(void *userdata)
+{
+    struct op *op = userdata;
+    struct registry *r = op->reg;
+    struct service_archive a = {};
+    struct ig_error e = {};
+
+    if (service_archive_read(op->body, op->body_len, &a, &e) < 0) {
+        op_fail(op, e.code == EFBIG ? 413 : 400,
+                e.code == EFBIG ? "payload_too_large" : "invalid_service", &e);
+        goto out;
+    }
+    if (service_parse(a.service_json, a.service_json_len, &op->svc, &e) < 0) {
+        ig_error_set(&op->err, EINVAL, "service.json: %s", e.message);
+        op_fail(op, 400, "invalid_service", &op->err);
+        goto out;
+    }
+    if (!streq(op->svc->name, op->name)) {
+        ig_error_set(&op->err, EEXIST,
+                     "name: service.json names \"%s\" but it was deployed to \"%s\"", op->svc->name,
+                     op->name);
+        op_fail(op, 409, "name_mismatch", &op->err);
+        goto out;
+    }
+    for (size_t i = 0; i < a.n_bundles; i++)
+        if (!service_find(op->svc, a.bundles[i].name)) {
+            ig_error_set(&op->err, EINVAL, "function %s: a bundle that service.json does not list",
+                         a.bundles[i].name);
+            op_fail(op, 400, "invalid_service", &op->err);
+            goto out;
+        }
+    op->sfns = calloc(op->svc->n_fns, sizeof(*op->sfns));
+    if (!op->sfns) {
+        ig_error_set(&op->err, ENOMEM, "out of memory");
+        op_fail(op, 500, "internal", &op->err);
+        goto out;
+    }
+    for (size_t i = 0; i < op->svc->n_fns; i++) {
+        const struct service_function *sf = &op->svc->fns[i];
+        const struct service_archive_entry *b = service_archive_find(&a, sf->name);
+        if (!b) {
+            ig_error_set(&op->err, EINVAL, "function %s: its bundle is missing from the archive",
+                         sf->name);
+            op_fail(op, 400, "invalid_service", &op->err);
+            goto out;
+        }
+        op->n_sfns++;
+        if (svc_fn_prepare(op, sf, b, &op->sfns[i]) < 0)
+            goto out;
+    }
+    /* Everything is valid: into the store. A commit that fails leaves the ones before it
+     * referenced by nothing; the loop removes them. */
+    for (size_t i = 0; i < op->n_sfns; i++) {
+        struct svc_fn *f = &op->sfns[i];
+        if (f->dir && bundle_commit(r->bundles_dir, f->dir, f->digest, &e) < 0) {
+            svc_fail(op, 500, "internal", f->name, &e);
+            goto out;
+        }
+        free(TAKE_PTR(f->dir));
+    }
+out:
+    service_archive_clear(&a);
+    post_back(op, op_thread_done);
+    return NULL;
+}
+
+/* The deploy's store work, one transaction: the service's row, a version for each function
+ * whose bundle or manifest changed, and the removal of the functions it no longer lists. */
+static int db_record_service(struct registry *r, struct op *op, const char *spec,
+                             struct registry_function **fs, uint64_t created, uint64_t now,
+                             struct ig_error *err)
+{
+    sqlite3 *db = r->store->db;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
+    int q = db_exec_bind(db,
+                         "INSERT INTO services (name, spec, created_at, updated_at) VALUES (?1, "
+                         "?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET spec = ?2, updated_at = ?4",
+                         "ssii", op->name, spec, (int64_t)created, (int64_t)now);
+    for (size_t i = 0; q == 0 && i < op->n_sfns; i++) {
+        if (!fs[i])
+            continue;
+        cJSON *mj = manifest_to_json(fs[i]->manifest);
+        _cleanup_free_ char *text = mj ? cJSON_PrintUnformatted(mj) : NULL;
+        cJSON_Delete(mj);
+        q = text ? db_insert_version(db, fs[i], text) : -ENOMEM;
+    }
+    for (size_t i = 0; q == 0 && i < op->n_names; i++)
+        q = db_delete_rows(db, op->names[i], &op->remove, &op->n_remove, &op->cap_remove);
+    if (q == 0)
+        digests_unreferenced(db, op->remove, &op->n_remove);
+    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    op->n_remove = 0;
+    q = ig_error_set(err, EIO, "store: deploying service %s: %s", op->name, sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return q;
+}
+
+/* Whether the function as deployed now differs from its current version. */
+static bool svc_fn_changed(const struct registry_function *cur, const struct svc_fn *f)
+{
+    if (!cur || !streq(cur->digest, f->digest))
+        return true;
+    cJSON *a = manifest_to_json(cur->manifest), *b = manifest_to_json(f->manifest);
+    bool same = a && b && cJSON_Compare(a, b, true);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    return !same;
+}
+
+/* Checks that every function listed may be deployed with this service: 409 for one that
+ * belongs to another service, exists on its own, or is being deleted. */
+static bool svc_check_conflicts(struct registry *r, struct op *op)
+{
+    struct registry_service *sv = find_service(r, op->name);
+    if (sv && sv->deleting) {
+        ig_error_set(&op->err, EBUSY, "service %s is being deleted", op->name);
+        op_fail(op, 409, "conflict", &op->err);
+        return false;
+    }
+    for (size_t i = 0; i < op->n_sfns; i++) {
+        const struct registry_function *cur = registry_lookup(r, op->sfns[i].name);
+        if (!cur)
+            continue;
+        if (cur->deleting)
+            ig_error_set(&op->err, EBUSY, "function %s is being deleted", cur->name);
+        else if (!cur->service[0])
+            ig_error_set(&op->err, EEXIST,
+                         "function %s exists outside any service: remove it (ignis rm %s) or "
+                         "rename it in service.json",
+                         cur->name, cur->name);
+        else if (!streq(cur->service, op->name))
+            ig_error_set(&op->err, EEXIST, "function %s belongs to service %s", cur->name,
+                         cur->service);
+        else
+            continue;
+        op_fail(op, 409, "conflict", &op->err);
+        return false;
+    }
+    return true;
+}
+
+/* Lists, in op->names, the service's functions that the new service.json no longer names. */
+static int svc_collect_pruned(struct registry *r, struct op *op)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_fns; i++)
+        if (streq(r->fns[i]->service, op->name) && !service_find(op->svc, r->fns[i]->name) &&
+            !r->fns[i]->deleting)
+            n++;
+    if (n == 0)
+        return 0;
+    op->names = calloc(n, sizeof(*op->names));
+    if (!op->names)
+        return -ENOMEM;
+    for (size_t i = 0; i < r->n_fns; i++)
+        if (streq(r->fns[i]->service, op->name) && !service_find(op->svc, r->fns[i]->name) &&
+            !r->fns[i]->deleting)
+            snprintf(op->names[op->n_names++], MANIFEST_NAME_MAX + 1, "%s", r->fns[i]->name);
+    return 0;
+}
+
+/* Marks op's names deleting and has dispatch drain each; done(op) runs once all have, and once
+ * more for op itself (drains_pending counts both), so it runs last after the loop. */
+static void drain_names(struct op *op, void (*done)(void *))
+{
+    struct registry *r = op->reg;
+    op->drains_pending = 1 + op->n_names;
+    for (size_t i = 0; i < op->n_names; i++) {
+        struct registry_function *f = find_fn(r, op->names[i]);
+        f->deleting = true;
+        if (r->hooks.drain)
+            r->hooks.drain(r->hooks.userdata, f, done, op);
+        else
+            done(op);
+    }
+    done(op);
+}
+
+/* Every pruned function has drained: out of the table, then their bundles. */
+static void svc_pruned_drained(void *ctx)
+{
+    struct op *op = ctx;
+    if (--op->drains_pending > 0)
+        return;
+    for (size_t i = 0; i < op->n_names; i++)
+        table_remove(op->reg, op->names[i]);
+    op_remove_then_finish(op);
+}
+
+/* On the loop, after the deploy's bundle work. */
+static void service_record(struct op *op)
+{
+    struct registry *r = op->reg;
+    size_t n = op->n_sfns;
+    uint64_t now = wall_usec();
+    struct registry_function **fs = NULL;
+    cJSON *spec_json = NULL;
+    char *spec = NULL;
+
+    if (op->status || !svc_check_conflicts(r, op))
+        goto failed;
+    spec_json = service_to_json(op->svc);
+    spec = spec_json ? cJSON_PrintUnformatted(spec_json) : NULL;
+    fs = calloc(n, sizeof(*fs));
+    if (!spec || !fs || svc_collect_pruned(r, op) < 0) {
+        ig_error_set(&op->err, ENOMEM, "out of memory");
+        op_fail(op, 500, "internal", &op->err);
+        goto failed;
+    }
+    /* The new versions, made but not yet in the table: fs[i] NULL for an unchanged one. */
+    for (size_t i = 0; i < n; i++) {
+        struct svc_fn *f = &op->sfns[i];
+        const struct registry_function *cur = registry_lookup(r, f->name);
+        if (!svc_fn_changed(cur, f))
+            continue;
+        fs[i] = function_new(r, f->name, cur ? cur->version + 1 : 1, f->digest, f->manifest,
+                             cur ? cur->created_usec : now, now, f->bundle_len, op->name);
+        if (!fs[i]) {
+            ig_error_set(&op->err, ENOMEM, "out of memory");
+            op_fail(op, 500, "internal", &op->err);
+            goto failed;
+        }
+        f->manifest = NULL; /* fs[i]'s now */
+    }
+    struct registry_service *sv = find_service(r, op->name);
+    if (db_record_service(r, op, spec, fs, sv ? sv->created_usec : now, now, &op->err) < 0) {
+        op_fail(op, 500, "internal", &op->err);
+        goto failed;
+    }
+    /* Recorded. What cannot be put in memory now is loaded at the next start. */
+    if (service_put(r, op->name, TAKE_PTR(spec), sv ? sv->created_usec : now, now) < 0)
+        log_error("service recorded but not kept in memory", "service=%s", op->name);
+    op->reply_status = 200;
+    op->reply = cJSON_CreateObject();
+    cJSON_AddStringToObject(op->reply, "name", op->name);
+    cJSON *arr = cJSON_AddArrayToObject(op->reply, "functions");
+    for (size_t i = 0; i < n; i++) {
+        struct registry_function *entry = NULL;
+        bool created = fs[i] != NULL;
+        if (fs[i] && table_put(r, TAKE_PTR(fs[i]), &entry) < 0)
+            log_error("function recorded but not kept in memory", "function=%s", op->sfns[i].name);
+        if (entry && r->hooks.updated)
+            r->hooks.updated(r->hooks.userdata, entry);
+        const struct registry_function *f = registry_lookup(r, op->sfns[i].name);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", op->sfns[i].name);
+        cJSON_AddNumberToObject(o, "version", f ? f->version : 0);
+        cJSON_AddStringToObject(o, "digest", op->sfns[i].digest);
+        cJSON_AddBoolToObject(o, "created", created);
+        cJSON_AddItemToArray(arr, o);
+    }
+    cJSON *removed = cJSON_AddArrayToObject(op->reply, "removed");
+    for (size_t i = 0; i < op->n_names; i++)
+        cJSON_AddItemToArray(removed, cJSON_CreateString(op->names[i]));
+    log_info("service deployed", "service=%s functions=%zu removed=%zu", op->name, n, op->n_names);
+    cJSON_Delete(spec_json);
+    free(fs);
+    /* The functions it no longer lists are gone from the store; they drain like a DELETE. */
+    drain_names(op, svc_pruned_drained);
+    return;
+
+failed:
+    for (size_t i = 0; fs && i < n; i++) {
+        if (fs[i]) {
+            op->sfns[i].manifest = fs[i]->manifest;
+            fs[i]->manifest = NULL;
+        }
+        registry_function_free(fs[i]);
+    }
+    free(fs);
+    free(spec);
+    cJSON_Delete(spec_json);
+    /* Bundles this deploy stored that nothing references: out again. */
+    op->n_remove = 0;
+    for (size_t i = 0; i < op->n_sfns; i++)
+        if (!op->sfns[i].dir && !digest_referenced(r->store->db, op->sfns[i].digest) &&
+            bundle_exists(r->bundles_dir, op->sfns[i].digest))
+            digests_add(&op->remove, &op->n_remove, &op->cap_remove, op->sfns[i].digest);
+    op_remove_then_finish(op);
+}
+
+static void op_thread_done(struct loop *l, void *userdata)
+{
+    struct op *op = userdata;
+    if (op->running) {
+        pthread_join(op->thread, NULL);
+        op->running = false;
+    }
+    if (op->kind == OP_PUSH && !op->removing)
+        push_record(op);
+    else if (op->kind == OP_SERVICE && !op->removing)
+        service_record(op);
+    else
+        op_finish(op);
+}
+
+static void op_start(struct op *op)
+{
+    struct registry *r = op->reg;
+    r->active = true;
+    if (op->kind == OP_DELETE) {
+        delete_run(op);
+        return;
+    }
+    int q = op_run_thread(op, op->kind == OP_SERVICE ? service_thread : push_thread);
+    if (q < 0) {
+        ig_error_set(&op->err, q, "starting the bundle worker: %s", strerror(-q));
+        op_fail(op, 500, "internal", &op->err);
+        op_finish(op);
+    }
+}
+
+/* The request went away before its answer: only at shutdown, since suspended requests are not
+ * timed out. The worker may still read the request's body: wait for it (bounded by the bundle
+ * limits). */
+static void op_on_close(struct http_request *req, void *userdata)
+{
+    struct op *op = http_request_context(req);
+    if (!op)
+        return;
+    if (op->running) {
+        pthread_join(op->thread, NULL);
+        op->running = false;
+    }
+    op->req = NULL;
+    op->body = NULL;
+    op->body_len = 0;
+}
+
+static struct op *op_new(struct registry *r, enum op_kind kind, struct http_request *req,
+                         const char *name)
+{
+    struct op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return NULL;
+    op->reg = r;
+    op->kind = kind;
+    op->req = req;
+    snprintf(op->name, sizeof(op->name), "%s", name);
+    http_request_set_context(req, op, op_on_close);
+    return op;
+}
+
+/* ---- routes ---- */
+
+static struct registry *registry_of(void *userdata)
+{
+    return ((struct daemon *)userdata)->registry;
+}
+
+static bool check_name(struct http_request *req, const char *name)
+{
+    if (manifest_name_valid(name))
+        return true;
+    http_reply_error(req, 400, "invalid_name",
+                     "name: \"%.80s\" is not a function name ([a-z][a-z0-9-]{0,62})", name);
+    return false;
+}
+
+void registry_http_put(struct http_request *req, void *userdata)
+{
+    struct registry *r = registry_of(userdata);
+    const char *name = http_request_param(req, 0);
+    size_t len;
+    const char *body = http_request_body(req, &len);
+
+    if (!check_name(req, name))
+        return;
+    if (len == 0) {
+        http_reply_error(req, 400, "invalid_bundle",
+                         "the body is empty: send the bundle (a gzip tar with function.json at "
+                         "its root)");
+        return;
+    }
+    const struct registry_function *f = registry_lookup(r, name);
+    if (f && f->deleting) {
+        http_reply_error(req, 409, "conflict", "function %s is being deleted", name);
+        return;
+    }
+    struct op *op = op_new(r, OP_PUSH, req, name);
+    if (!op) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    op->body = body;
+    op->body_len = len;
+    op_enqueue(op); /* the reply comes when the op finishes */
+}
+
+static cJSON *function_summary(const struct registry_function *f)
+{
+    char created[32], updated[32];
+    cJSON *o = cJSON_CreateObject();
+    format_time_ms(f->created_usec, created);
+    format_time_ms(f->updated_usec, updated);
+    cJSON_AddStringToObject(o, "name", f->name);
+    cJSON_AddNumberToObject(o, "version", f->version);
+    cJSON_AddStringToObject(o, "digest", f->digest);
+    cJSON_AddStringToObject(o, "runtime", manifest_runtime_name(f->manifest->runtime));
+    cJSON_AddStringToObject(o, "state", f->deleting ? "deleting" : "active");
+    if (f->service[0])
+        cJSON_AddStringToObject(o, "service", f->service);
+    else
+        cJSON_AddNullToObject(o, "service");
+    cJSON_AddStringToObject(o, "created_at", created);
+    cJSON_AddStringToObject(o, "updated_at", updated);
+    return o;
+}
+
+/* Live state belongs to the dispatcher; until it fills it in, nothing is running. */
+static void add_live(const struct registry *r, const struct registry_function *f, cJSON *o)
+{
+    cJSON *live = cJSON_AddObjectToObject(o, "live");
+    if (r->hooks.describe)
+        r->hooks.describe(r->hooks.userdata, f, live);
+    else {
+        cJSON_AddNumberToObject(live, "ready", 0);
+        cJSON_AddNumberToObject(live, "busy", 0);
+        cJSON_AddNumberToObject(live, "spawning", 0);
+        cJSON_AddNumberToObject(live, "queue_depth", 0);
+    }
+}
+
+void registry_http_list(struct http_request *req, void *userdata)
+{
+    struct registry *r = registry_of(userdata);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(root, "functions");
+    /* Each with its live state, so `ignis top` sees every function in one request. */
+    for (size_t i = 0; i < r->n_fns; i++) {
+        cJSON *o = function_summary(r->fns[i]);
+        add_live(r, r->fns[i], o);
+        cJSON_AddItemToArray(arr, o);
+    }
+    http_reply_json(req, 200, root);
+}
+
+void registry_http_get(struct http_request *req, void *userdata)
+{
+    struct registry *r = registry_of(userdata);
+    const char *name = http_request_param(req, 0);
+    if (!check_name(req, name))
+        return;
+    const struct registry_function *f = registry_lookup(r, name);
+    if (!f) {
+        http_reply_error(req, 404, "not_found", "no function named %s", name);
+        return;
+    }
+    cJSON *root = function_summary(f);
+    cJSON_AddNumberToObject(root, "bundle_bytes", (double)f->bundle_bytes);
+    cJSON_AddItemToObject(root, "manifest", manifest_to_json(f->manifest));
+    add_live(r, f, root);
+    http_reply_json(req, 200, root);
+}
+
+/* Each function of the delete has drained: the removal is queued. */
+static void delete_drained(void *ctx)
+{
+    struct op *op = ctx;
+    struct registry *r = op->reg;
+    if (--op->drains_pending > 0)
+        return;
+    for (struct op **p = &r->draining; *p; p = &(*p)->next)
+        if (*p == op) {
+            *p = op->next;
+            break;
+        }
+    op_enqueue(op);
+}
+
+/* Marks the delete's functions deleting and asks the dispatcher to drain each. */
+static void start_drains(struct op *op)
+{
+    op->next = op->reg->draining;
+    op->reg->draining = op;
+    drain_names(op, delete_drained);
+}
+
+void registry_http_delete(struct http_request *req, void *userdata)
+{
+    struct registry *r = registry_of(userdata);
+    const char *name = http_request_param(req, 0);
+    if (!check_name(req, name))
+        return;
+    struct registry_function *f = find_fn(r, name);
+    if (!f) {
+        http_reply_error(req, 404, "not_found", "no function named %s", name);
+        return;
+    }
+    if (f->deleting) {
+        http_reply_error(req, 409, "conflict", "function %s is already being deleted", name);
+        return;
+    }
+    struct op *op = op_new(r, OP_DELETE, req, name);
+    if (op && !(op->names = calloc(1, sizeof(*op->names)))) {
+        http_request_set_context(req, NULL, NULL);
+        op_free(TAKE_PTR(op));
+    }
+    if (!op) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    snprintf(op->names[0], sizeof(op->names[0]), "%s", name);
+    op->n_names = 1;
+    start_drains(op);
+}
+
+/* ---- services ---- */
+
+void registry_http_service_put(struct http_request *req, void *userdata)
+{
+    struct registry *r = registry_of(userdata);
+    const char *name = http_request_param(req, 0);
+    size_t len;
+    const char *body = http_request_body(req, &len);
+
+    if (!manifest_name_valid(name)) {
+        http_reply_error(req, 400, "invalid_name",
+                         "name: \"%.80s\" is not a service name ([a-z][a-z0-9-]{0,62})", name);
+        return;
+    }
+    if (len == 0) {
+        http_reply_error(req, 400, "invalid_service",
+                         "the body is empty: send the deploy archive (a tar of service.json and "
+                         "functions/NAME.tar.gz; ignis deploy makes it)");
+        return;
+    }
+    struct op *op = op_new(r, OP_SERVICE, req, name);
+    if (!op) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    op->body = body;
+    op->body_len = len;
+    op_enqueue(op);
+}
+
+static size_t service_member_count(const struct registry *r, const char *service)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_fns; i++)
+        n += streq(r->fns[i]->service, service);
+    return n;
+}
+
+static cJSON *service_summary(const struct registry *r, const struct registry_service *sv,
+                              bool full)
+{
+    char created[32], updated[32];
+    cJSON *o = cJSON_CreateObject();
+    format_time_ms(sv->created_usec, created);
+    format_time_ms(sv->updated_usec, updated);
+    cJSON_AddStringToObject(o, "name", sv->name);
+    cJSON_AddStringToObject(o, "state", sv->deleting ? "deleting" : "active");
+    cJSON_AddStringToObject(o, "created_at", created);
+    cJSON_AddStringToObject(o, "updated_at", updated);
+    cJSON *fns = cJSON_AddArrayToObject(o, "functions");
+    for (size_t i = 0; i < r->n_fns; i++) {
+        if (!streq(r->fns[i]->service, sv->name))
+            continue;
+        if (!full) {
+            cJSON_AddItemToArray(fns, cJSON_CreateString(r->fns[i]->name));
+            continue;
+        }
+        cJSON *f = function_summary(r->fns[i]);
+        add_live(r, r->fns[i], f);
+        cJSON_AddItemToArray(fns, f);
+    }
+    if (full)
+        cJSON_AddItemToObject(o, "spec", cJSON_Parse(sv->spec));
+    return o;
+}
+
+static int service_cmp(const void *a, const void *b)
+{
+    return strcmp((*(const struct registry_service *const *)a)->name,
+                  (*(const struct registry_service *const *)b)->name);
+}
+
+void registry_http_service_list(struct http_request *req, void *userdata)
+{
+    struct registry *r = registry_of(userdata);
+    _cleanup_free_ const struct registry_service **sorted =
+        calloc(r->n_services + 1, sizeof(*sorted));
+    if (!sorted) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < r->n_services; i++)
+        sorted[i] = &r->services[i];
+    qsort(sorted, r->n_services, sizeof(*sorted), service_cmp);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(root, "services");
+    for (size_t i = 0; i < r->n_services; i++)
+        cJSON_AddItemToArray(arr, service_summary(r, sorted[i], false));
+    http_reply_json(req, 200, root);
+}
+
+static struct registry_service *service_of_request(struct http_request *req, struct registry *r)
+{
+    const char *name = http_request_param(req, 0);
+    if (!manifest_name_valid(name)) {
+        http_reply_error(req, 400, "invalid_name",
+                         "name: \"%.80s\" is not a service name ([a-z][a-z0-9-]{0,62})", name);
+        return NULL;
+    }
+    struct registry_service *sv = find_service(r, name);
+    if (!sv)
+        http_reply_error(req, 404, "not_found", "no service named %s", name);
+    return sv;
+}
+
+void registry_http_service_get(struct http_request *req, void *userdata)
+{
+    struct registry *r = registry_of(userdata);
+    struct registry_service *sv = service_of_request(req, r);
+    if (sv)
+        http_reply_json(req, 200, service_summary(r, sv, true));
+}
+
+void registry_http_service_delete(struct http_request *req, void *userdata)
+{
+    struct registry *r = registry_of(userdata);
+    struct registry_service *sv = service_of_request(req, r);
+    if (!sv)
+        return;
+    if (sv->deleting) {
+        http_reply_error(req, 409, "conflict", "service %s is already being deleted", sv->name);
+        return;
+    }
+    struct op *op = op_new(r, OP_DELETE, req, sv->name);
+    size_t n = service_member_count(r, sv->name);
+    if (op && !(op->names = calloc(n + 1, sizeof(*op->names)))) {
+        http_request_set_context(req, NULL, NULL);
+        op_free(TAKE_PTR(op));
+    }
+    if (!op) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    snprintf(op->service_name, sizeof(op->service_name), "%s", sv->name);
+    /* Its functions that a DELETE of their own is already draining go with that one. */
+    for (size_t i = 0; i < r->n_fns; i++)
+        if (streq(r->fns[i]->service, sv->name) && !r->fns[i]->deleting)
+            snprintf(op->names[op->n_names++], MANIFEST_NAME_MAX + 1, "%s", r->fns[i]->name);
+    sv->deleting = true;
+    start_drains(op);
+}

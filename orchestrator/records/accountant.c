@@ -1,0 +1,338 @@
+#include "records/accountant.h"
+
+#include <ctype.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/log.h"
+#include "records/retention.h"
+
+/* ---- pure ---- */
+
+int64_t accountant_billed_ms(uint64_t wall_us)
+{
+    return (int64_t)((wall_us + 999) / 1000);
+}
+
+double accountant_gb_s(uint32_t memory_mb, int64_t billed_ms)
+{
+    return (double)memory_mb / 1024.0 * (double)billed_ms / 1000.0;
+}
+
+static uint64_t delta(uint64_t from, uint64_t to)
+{
+    return to > from ? to - from : 0;
+}
+
+void accountant_compute(const struct acct_attempt *a, uint64_t wall_us, struct acct_usage *ret)
+{
+    struct acct_usage u = {.memory_mb = a->memory_mb};
+    if (a->handed_off) {
+        u.wall_us = wall_us;
+        u.billed_ms = accountant_billed_ms(wall_us);
+        u.gb_s = accountant_gb_s(a->memory_mb, u.billed_ms);
+        u.init_ms = (double)a->init_us / 1e3;
+        u.peak_reset = a->peak_reset;
+    }
+    if (a->handed_off && a->begin_ok && a->end_ok) {
+        u.cpu_us = delta(a->begin.cpu_usec, a->end.cpu_usec);
+        u.oom_kills = delta(a->begin.oom_kills, a->end.oom_kills);
+        u.mem_peak_bytes = a->end.memory_peak_bytes;
+    }
+    *ret = u;
+}
+
+int accountant_report_line(char *buf, size_t len, const char *id, const struct acct_usage *u)
+{
+    uint64_t max_mb = (u->mem_peak_bytes + (1u << 20) - 1) >> 20;
+    char init[64] = "";
+    if (u->init_ms > 0)
+        snprintf(init, sizeof(init), "\tInit Duration: %.2f ms", u->init_ms);
+    return snprintf(buf, len,
+                    "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %lld ms\t"
+                    "CPU: %.2f ms\tMemory Size: %u MB\tMax Memory Used: %llu MB%s",
+                    id, (double)u->wall_us / 1e3, (long long)u->billed_ms, (double)u->cpu_us / 1e3,
+                    u->memory_mb, (unsigned long long)max_mb, init);
+}
+
+/* ---- measuring ---- */
+
+void accountant_read(struct cg_group *g, struct cg_stats *ret, bool *ret_ok)
+{
+    *ret_ok = g && cg_read_stats(g, ret) == 0;
+    if (!*ret_ok)
+        *ret = (struct cg_stats){0};
+}
+
+void accountant_begin(struct acct_attempt *a, struct cg_group *g, bool reset_peak,
+                      uint32_t memory_mb, uint64_t init_us)
+{
+    *a = (struct acct_attempt){.handed_off = true, .memory_mb = memory_mb, .init_us = init_us};
+    /* The runtime is blocked reading its socket until the invocation is written: resetting the
+     * peak now makes the next reading this attempt's own (memory.peak's per-fd reset since 6.12;
+     * memory.max_usage_in_bytes on v1 resets to the current usage). */
+    a->peak_reset = g && reset_peak && cg_reset_peak(g) == 0;
+    accountant_read(g, &a->begin, &a->begin_ok);
+}
+
+void accountant_end(struct acct_attempt *a, struct cg_group *g)
+{
+    accountant_read(g, &a->end, &a->end_ok);
+}
+
+/* ---- the ledger ---- */
+
+int accountant_record(struct journal *j, const struct acct_record *r)
+{
+    const struct acct_usage *u = r->usage;
+    /* A crash the kernel's OOM killer caused is recorded as `oom`. */
+    const char *status = streq(r->status, "crash") && u->oom_kills > 0 ? "oom" : r->status;
+    /* The journal binds integers and text: GB-s goes in as the text of a double and is stored
+     * as REAL. */
+    char gbs[64];
+    snprintf(gbs, sizeof(gbs), "%.17g", u->gb_s);
+    const struct journal_value v[] = {
+        JV_S(r->id),
+        JV_I(r->attempt),
+        JV_S(r->function),
+        JV_I(r->version),
+        JV_I(r->start_wall_us),
+        JV_I(u->wall_us),
+        JV_I(u->cpu_us),
+        JV_I(u->mem_peak_bytes),
+        JV_I(u->peak_reset),
+        JV_I(u->memory_mb),
+        JV_I(u->billed_ms),
+        ((struct journal_value){.type = JV_TEXT, .p = gbs}),
+        JV_I(r->cold),
+        JV_I((int64_t)(u->init_ms * 1000)),
+        JV_S(status),
+        JV_I(u->oom_kills),
+    };
+
+    /* OR IGNORE: an attempt is billed once, even if a crash made us write it twice. The rollup
+     * trigger only fires for a row that was inserted. */
+    /* Usage survives a crash or restart of ignisd; a power loss may take the last second. */
+    return journal_submit_lazy(
+        j,
+        "INSERT OR IGNORE INTO usage (id, attempt, function, version, start_us, "
+        "wall_us, cpu_us, mem_peak_bytes, peak_reset, memory_mb, billed_ms, "
+        "gb_s, cold, init_us, status, oom_kills) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS REAL), ?, ?, ?, ?)",
+        v, ARRAY_SIZE(v), NULL, NULL);
+}
+
+int accountant_purge(struct journal *j, int64_t rows_before_us, int64_t rollup_before_us)
+{
+    const struct journal_value rows[] = {JV_I(rows_before_us)};
+    const struct journal_value minutes[] = {JV_I(rollup_before_us / 1000000)};
+    int r = journal_submit_lazy(j, "DELETE FROM usage WHERE start_us < ?", rows, 1, retention_done,
+                                "usage");
+    if (r < 0)
+        return r;
+    return journal_submit_lazy(j, "DELETE FROM usage_minute WHERE minute < ?", minutes, 1,
+                               retention_done, "usage_minute");
+}
+
+/* ---- GET /v1/usage ---- */
+
+int accountant_parse_time(const char *text, int64_t now_s, int64_t *ret_s)
+{
+    size_t n = strlen(text), digits = strspn(text, "0123456789");
+    if (n == 0 || digits == 0 || digits > 12)
+        return -EINVAL;
+    int64_t v = strtoll(text, NULL, 10);
+    if (digits == n) {
+        *ret_s = v;
+        return 0;
+    }
+    if (digits + 1 == n) {
+        int64_t d;
+        if (parse_duration_s(text, &d) < 0)
+            return -EINVAL;
+        *ret_s = now_s - d;
+        return 0;
+    }
+    struct tm tm = {0};
+    const char *end = strptime(text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!end || *end)
+        return -EINVAL;
+    *ret_s = (int64_t)timegm(&tm);
+    return 0;
+}
+
+int accountant_parse_group(const char *text, enum acct_group *ret)
+{
+    static const char *const names[] = {
+        [ACCT_GROUP_MINUTE] = "minute", [ACCT_GROUP_HOUR] = "hour", [ACCT_GROUP_DAY] = "day"};
+    for (size_t i = ACCT_GROUP_MINUTE; i < ARRAY_SIZE(names); i++)
+        if (streq(text, names[i])) {
+            *ret = (enum acct_group)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+static void add_figures(cJSON *o, sqlite3_stmt *st)
+{
+    cJSON_AddNumberToObject(o, "invocations", (double)sqlite3_column_int64(st, 2));
+    cJSON_AddNumberToObject(o, "errors", (double)sqlite3_column_int64(st, 3));
+    cJSON_AddNumberToObject(o, "cold_starts", (double)sqlite3_column_int64(st, 4));
+    cJSON_AddNumberToObject(o, "oom_kills", (double)sqlite3_column_int64(st, 5));
+    cJSON_AddNumberToObject(o, "wall_ms", (double)sqlite3_column_int64(st, 6) / 1e3);
+    cJSON_AddNumberToObject(o, "cpu_ms", (double)sqlite3_column_int64(st, 7) / 1e3);
+    cJSON_AddNumberToObject(o, "billed_ms", (double)sqlite3_column_int64(st, 8));
+    cJSON_AddNumberToObject(o, "gb_s", (double)sqlite3_column_int64(st, 9) / 1024e3);
+    cJSON_AddNumberToObject(o, "peak_memory_bytes", (double)sqlite3_column_int64(st, 10));
+    cJSON_AddNumberToObject(o, "init_ms", (double)sqlite3_column_int64(st, 11) / 1e3);
+}
+
+static void add_to(cJSON *o, const char *key, double v, bool max)
+{
+    cJSON *item = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!item) {
+        cJSON_AddNumberToObject(o, key, v);
+        return;
+    }
+    cJSON_SetNumberValue(item, max ? (v > item->valuedouble ? v : item->valuedouble)
+                                   : item->valuedouble + v);
+}
+
+/* Adds figures `from` (an object as add_figures makes) into `to`. */
+static void accumulate(cJSON *to, const cJSON *from)
+{
+    for (const cJSON *f = from->child; f; f = f->next)
+        if (cJSON_IsNumber(f) && !streq(f->string, "start"))
+            add_to(to, f->string, f->valuedouble, streq(f->string, "peak_memory_bytes"));
+}
+
+static void iso_time(int64_t s, char buf[32])
+{
+    time_t t = (time_t)s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int accountant_query(sqlite3 *db, const struct acct_query *q, cJSON **ret)
+{
+    static const int64_t widths[] = {[ACCT_GROUP_NONE] = 0,
+                                     [ACCT_GROUP_MINUTE] = 60,
+                                     [ACCT_GROUP_HOUR] = 3600,
+                                     [ACCT_GROUP_DAY] = 86400};
+    /* Columns 2.. are what add_figures reads. The rollup keeps integers only (GB-s as MB-ms), so
+     * sums are exact and equal the ledger rows' sums. */
+    static const char sql[] =
+        "SELECT function, CASE WHEN ?4 = 0 THEN 0 ELSE minute - minute % ?4 END AS bucket, "
+        "  SUM(invocations), SUM(errors), SUM(cold_starts), SUM(oom_kills), SUM(wall_us), "
+        "  SUM(cpu_us), SUM(billed_ms), SUM(mb_ms), MAX(mem_peak_bytes), SUM(init_us) "
+        "FROM usage_minute WHERE minute >= ?1 AND minute < ?2 AND (?3 IS NULL OR function = ?3) "
+        "GROUP BY function, bucket ORDER BY function, bucket";
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    /* Whole minutes: the rollup's resolution. */
+    sqlite3_bind_int64(st, 1, q->since_s - (q->since_s % 60 + 60) % 60);
+    sqlite3_bind_int64(st, 2, q->until_s);
+    if (q->function)
+        sqlite3_bind_text(st, 3, q->function, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 3);
+    sqlite3_bind_int64(st, 4, widths[q->group]);
+
+    cJSON *root = cJSON_CreateObject(), *fns = cJSON_AddArrayToObject(root, "functions");
+    cJSON *totals = cJSON_CreateObject(), *cur = NULL, *buckets = NULL;
+    char buf[32];
+    iso_time(q->since_s - (q->since_s % 60 + 60) % 60, buf);
+    cJSON_AddStringToObject(root, "since", buf);
+    iso_time(q->until_s, buf);
+    cJSON_AddStringToObject(root, "until", buf);
+    if (q->group != ACCT_GROUP_NONE)
+        cJSON_AddStringToObject(root, "group_by",
+                                q->group == ACCT_GROUP_MINUTE ? "minute"
+                                : q->group == ACCT_GROUP_HOUR ? "hour"
+                                                              : "day");
+    static const char *const zero[] = {"invocations",       "errors", "cold_starts", "oom_kills",
+                                       "wall_ms",           "cpu_ms", "billed_ms",   "gb_s",
+                                       "peak_memory_bytes", "init_ms"};
+    for (size_t i = 0; i < ARRAY_SIZE(zero); i++)
+        cJSON_AddNumberToObject(totals, zero[i], 0);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (!cur || !streq(cJSON_GetObjectItem(cur, "function")->valuestring, name)) {
+            cur = cJSON_CreateObject();
+            cJSON_AddStringToObject(cur, "function", name);
+            cJSON_AddItemToArray(fns, cur);
+            buckets = q->group != ACCT_GROUP_NONE ? cJSON_AddArrayToObject(cur, "buckets") : NULL;
+        }
+        cJSON *fig = cJSON_CreateObject();
+        add_figures(fig, st);
+        accumulate(cur, fig);
+        accumulate(totals, fig);
+        if (buckets) {
+            iso_time(sqlite3_column_int64(st, 1), buf);
+            cJSON *b = cJSON_CreateObject();
+            cJSON_AddStringToObject(b, "start", buf);
+            for (cJSON *f = fig->child; f; f = f->next)
+                cJSON_AddNumberToObject(b, f->string, f->valuedouble);
+            cJSON_AddItemToArray(buckets, b);
+        }
+        cJSON_Delete(fig);
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) {
+        cJSON_Delete(totals);
+        cJSON_Delete(root);
+        return -EIO;
+    }
+    /* The buckets array goes last in each function's object, after its figures. */
+    for (cJSON *f = fns->child; f; f = f->next) {
+        cJSON *b = cJSON_DetachItemFromObject(f, "buckets");
+        if (b)
+            cJSON_AddItemToObject(f, "buckets", b);
+    }
+    cJSON_AddItemToObject(root, "totals", totals);
+    *ret = root;
+    return 0;
+}
+
+void accountant_http_usage(struct http_request *req, sqlite3 *db)
+{
+    static const char time_forms[] = "a duration (45s, 30m, 1h, 7d), unix seconds or "
+                                     "YYYY-MM-DDTHH:MM:SSZ";
+    int64_t now = (int64_t)(wall_usec() / 1000000);
+    /* Default: the last 24 hours, the current minute included. */
+    struct acct_query q = {.since_s = now - 86400, .until_s = now + 1};
+    const char *fn = http_request_query(req, "function");
+    const char *since = http_request_query(req, "since");
+    const char *until = http_request_query(req, "until");
+    const char *group = http_request_query(req, "group_by");
+    cJSON *json;
+
+    if (fn && *fn)
+        q.function = fn;
+    if (since && accountant_parse_time(since, now, &q.since_s) < 0) {
+        http_reply_error(req, 400, "bad_request", "since must be %s, not '%s'", time_forms, since);
+        return;
+    }
+    if (until && accountant_parse_time(until, now, &q.until_s) < 0) {
+        http_reply_error(req, 400, "bad_request", "until must be %s, not '%s'", time_forms, until);
+        return;
+    }
+    if (group && *group && accountant_parse_group(group, &q.group) < 0) {
+        http_reply_error(req, 400, "bad_request", "group_by must be minute, hour or day, not '%s'",
+                         group);
+        return;
+    }
+    if (q.until_s < q.since_s) {
+        http_reply_error(req, 400, "bad_request", "until is before since");
+        return;
+    }
+    if (accountant_query(db, &q, &json) < 0) {
+        http_reply_error(req, 500, "internal", "reading the usage ledger failed: %s",
+                         sqlite3_errmsg(db));
+        return;
+    }
+    http_reply_json(req, 200, json);
+}

@@ -1,0 +1,108 @@
+/* The accountant: what each invocation attempt really used, measured from its container's
+ * cgroup, written to a usage ledger in ignis.db, and summed for GET /v1/usage.
+ *
+ * Measurement (docs/architecture.md "Accountant"): one cg_read_stats at hand-off (after resetting
+ * the memory peak where the kernel allows it) and one when the result arrives; the attempt's CPU
+ * time and OOM kills are the deltas, its peak memory the second reading. Wall time is monotonic,
+ * from hand-off to result; billed ms is wall time rounded up to the next millisecond. Container
+ * start and runtime init are recorded (init_ms, on the cold attempt) and never billed.
+ *
+ * The ledger is one row per attempt in `usage`; a trigger on it keeps the per-function, per-minute
+ * rollup `usage_minute`, in the same transaction. Writes go through the journal (batched, off the
+ * loop); reads for the API are queries on the loop thread's connection. */
+#pragma once
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "container/cgroup.h"
+#include "base/http.h"
+#include "records/journal.h"
+#include "base/loop.h"
+
+/* One attempt's measurements, kept in the invocation between hand-off and result. */
+struct acct_attempt {
+    bool handed_off;    /* accountant_begin ran: the attempt reached a container */
+    bool begin_ok;      /* the hand-off reading worked */
+    bool end_ok;        /* the result reading worked */
+    bool peak_reset;    /* the peak was reset at hand-off (else it is the container's so far) */
+    uint32_t memory_mb; /* the container's limit: what GB-s are billed on */
+    uint64_t init_us;   /* cold attempt: the container's spawn → ready; 0 when warm */
+    struct cg_stats begin, end;
+};
+
+/* What an attempt cost, from its measurements. */
+struct acct_usage {
+    uint64_t wall_us, cpu_us, mem_peak_bytes, oom_kills;
+    int64_t billed_ms;
+    double gb_s;
+    uint32_t memory_mb;
+    double init_ms; /* 0 when warm */
+    bool peak_reset;
+};
+
+/* ---- pure ---- */
+
+/* Wall time rounded up to the next whole millisecond (0 stays 0). */
+int64_t accountant_billed_ms(uint64_t wall_us);
+/* memory_mb / 1024 × billed_ms / 1000. */
+double accountant_gb_s(uint32_t memory_mb, int64_t billed_ms);
+/* The usage of an attempt that ran for wall_us. A counter that went backwards (a reading that
+ * failed, a container replaced) counts as 0, never as a huge unsigned delta. */
+void accountant_compute(const struct acct_attempt *a, uint64_t wall_us, struct acct_usage *ret);
+/* Lambda's REPORT line ("REPORT RequestId: ID\tDuration: 2.29 ms\tBilled Duration: 3 ms\t
+ * CPU: 1.52 ms\tMemory Size: 128 MB\tMax Memory Used: 39 MB[\tInit Duration: 120.50 ms]"),
+ * without a newline, into buf (truncated to len). Returns what snprintf returns. */
+int accountant_report_line(char *buf, size_t len, const char *id, const struct acct_usage *u);
+
+/* ---- measuring (loop thread, on the hot path: one cgroup read each) ---- */
+
+/* At hand-off: resets the peak if reset_peak (pass false when other invocations run in the same
+ * container: a reset would cut their peaks) and the host allows it, then reads the counters.
+ * g may be NULL (no cgroup: nothing is measured but wall time). */
+void accountant_begin(struct acct_attempt *a, struct cg_group *g, bool reset_peak,
+                      uint32_t memory_mb, uint64_t init_us);
+/* At the result (or just before the container is killed): the second reading. */
+void accountant_end(struct acct_attempt *a, struct cg_group *g);
+/* The reading itself, for a container that ran several attempts (pool_kill reads once). */
+void accountant_read(struct cg_group *g, struct cg_stats *ret, bool *ret_ok);
+
+/* ---- the ledger ---- */
+
+struct acct_record {
+    const char *id;
+    int attempt;
+    const char *function;
+    int64_t version;
+    int64_t start_wall_us; /* hand-off, wall clock: the minute it is rolled up into */
+    const char *status;    /* the attempt's outcome: ok, error, crash, timeout, init */
+    bool cold;
+    const struct acct_usage *usage;
+};
+
+/* Queues the attempt's row (the rollup follows by trigger); logs the REPORT line at debug. */
+int accountant_record(struct journal *j, const struct acct_record *r);
+/* Deletes rows that started before rows_before_us and rollups before rollup_before_us (the
+ * daemon's retention, retention.h). */
+int accountant_purge(struct journal *j, int64_t rows_before_us, int64_t rollup_before_us);
+
+/* ---- GET /v1/usage ---- */
+
+enum acct_group { ACCT_GROUP_NONE, ACCT_GROUP_MINUTE, ACCT_GROUP_HOUR, ACCT_GROUP_DAY };
+
+struct acct_query {
+    const char *function;     /* NULL: every function */
+    int64_t since_s, until_s; /* unix seconds; [since, until), whole minutes */
+    enum acct_group group;
+};
+
+/* A time from a query: "1h"/"30m"/"7d"/"45s" (that long before now_s), unix seconds, or
+ * "YYYY-MM-DDTHH:MM:SSZ". Pure. */
+int accountant_parse_time(const char *text, int64_t now_s, int64_t *ret_s);
+int accountant_parse_group(const char *text, enum acct_group *ret);
+/* The usage per function (and per bucket when grouped) and the totals, from the rollups. */
+int accountant_query(sqlite3 *db, const struct acct_query *q, cJSON **ret);
+/* The route: GET /v1/usage?function=&since=&until=&group_by= (docs/api.md "Usage"). */
+void accountant_http_usage(struct http_request *req, sqlite3 *db);

@@ -1,0 +1,61 @@
+/* Function logs: a function's stdout and stderr, per invocation, and platform events (spawn,
+ * reap, timeout, OOM kill) in the same stream. Records are JSON lines
+ *   {"ts_us":..., "time":"...Z", "invocation":"id"|null, "stream":"stdout"|"stderr"|"platform",
+ *    "text":"...", "concurrent":true (when the container ran more than one), "truncated":true}
+ * kept per function under STATE_DIR/logs/<function>/ in two files (current.jsonl, then
+ * previous.jsonl) of at most file_max bytes each. Output is capped per invocation (then one
+ * record says it was truncated). Loop thread only; disk writes are batched on a timer so a
+ * chatty function costs the loop one write per batch, and the pipes are drained whatever the
+ * disk does (past the caps the bytes are read and dropped). */
+#pragma once
+
+#include "base/http.h"
+#include "records/invocation.h"
+#include "base/loop.h"
+
+#define FNLOG_LINE_MAX               8192
+#define FNLOG_DEFAULT_INVOCATION_CAP (256 * 1024)
+#define FNLOG_DEFAULT_FILE_MAX       (8 * 1024 * 1024)
+
+enum fnlog_stream { FNLOG_STDOUT, FNLOG_STDERR };
+
+/* A container's output state: the partial line of each stream and the running invocation's
+ * byte count. Lives in the pool's worker; zero-initialised is ready. */
+struct fnlog_src {
+    char inv[INV_ID_LEN + 1]; /* the invocation counted below ("" between invocations) */
+    size_t bytes;
+    bool truncated;
+    bool concurrent; /* the last output came while the container ran more than one */
+    char part[2][FNLOG_LINE_MAX];
+    size_t plen[2];
+};
+
+int fnlog_init(struct loop *l, const char *state_dir, size_t invocation_cap, size_t file_max);
+/* Ends every follow stream (before the HTTP server stops). */
+void fnlog_end_streams(void);
+/* Writes every function's pending records now (tests; before reading the files directly). */
+void fnlog_flush(void);
+/* Writes what is pending and frees everything (after the HTTP server is freed). */
+void fnlog_free(void);
+
+/* Bytes a container wrote. inv_id: the invocation it runs (NULL if none); concurrent: it runs
+ * more than one, so the attribution is the oldest's and the record says so. */
+void fnlog_output(const char *function, struct fnlog_src *src, const char *inv_id, bool concurrent,
+                  enum fnlog_stream stream, const char *buf, size_t n);
+/* Emits the partial lines left (the container is going away, or its invocation ended). */
+void fnlog_src_flush(const char *function, struct fnlog_src *src, bool concurrent);
+/* A platform event in the function's stream. */
+void fnlog_platform(const char *function, const char *inv_id, const char *fmt, ...) _printf_(3, 4);
+
+/* The most a tail= may ask for. */
+#define FNLOG_TAIL_MAX 100000
+
+/* The function's stored records (previous.jsonl, then current.jsonl) of invocation inv (NULL or
+ * "": all) at or after since_us, at most the last tail of them (SIZE_MAX: all), oldest first, as
+ * JSON lines in *ret (NUL-terminated; the caller frees it). Reads the files from their end, so a
+ * short tail of a long log costs little. 0 or -ENOMEM. */
+int fnlog_read(const char *function, const char *inv, uint64_t since_us, size_t tail, char **ret,
+               size_t *ret_len);
+
+/* GET /v1/functions/{name}/logs?invocation=&since=&tail=&follow=true */
+void fnlog_http_logs(struct http_request *req, bool function_known);

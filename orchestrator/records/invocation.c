@@ -1,0 +1,293 @@
+#include "records/invocation.h"
+
+#include <string.h>
+#include <sys/random.h>
+
+static const char *const status_names[] = {"queued", "running", "succeeded", "failed", "dead"};
+
+const char *inv_status_name(enum inv_status s)
+{
+    return (size_t)s < ARRAY_SIZE(status_names) ? status_names[s] : "unknown";
+}
+
+int inv_status_parse(const char *s, enum inv_status *ret)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(status_names); i++)
+        if (streq(s, status_names[i])) {
+            *ret = (enum inv_status)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+void inv_id_new(char ret[INV_ID_LEN + 1])
+{
+    unsigned char raw[INV_ID_LEN / 2];
+    random_bytes(raw, sizeof(raw));
+    hex_encode(raw, sizeof(raw), ret);
+}
+
+bool inv_id_valid(const char *s)
+{
+    return hex_valid(s, INV_ID_LEN);
+}
+
+uint64_t inv_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms, uint64_t random)
+{
+    uint64_t d = base_ms;
+    for (unsigned i = 1; i < attempt && d < cap_ms; i++)
+        d *= 2;
+    if (d > cap_ms)
+        d = cap_ms;
+    return d - d / 2 + (d / 2 ? random % (d / 2 + 1) : 0);
+}
+
+void inv_record_clear(struct inv_record *r)
+{
+    free(r->function);
+    free(r->payload);
+    free(r->content_type);
+    free(r->idempotency_key);
+    free(r->result);
+    free(r->error_type);
+    free(r->error_message);
+    memset(r, 0, sizeof(*r));
+}
+
+static struct journal_value opt_i(int64_t v)
+{
+    return v ? JV_I(v) : JV_NULL_V;
+}
+
+int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expires_us,
+                     journal_done_fn done, void *userdata)
+{
+    const struct journal_value v[] = {
+        JV_S(r->id),
+        JV_S(r->function),
+        JV_I(r->version),
+        JV_I(r->async),
+        JV_S(inv_status_name(r->status)),
+        r->payload ? JV_B(r->payload, r->payload_len) : JV_NULL_V,
+        JV_S(r->content_type),
+        JV_S(r->idempotency_key),
+        JV_I(r->attempts),
+        JV_I(r->max_retries),
+        JV_I(r->created_us),
+        opt_i(r->started_us),
+        opt_i(r->finished_us),
+        opt_i(r->next_attempt_us),
+        r->result ? JV_B(r->result, r->result_len) : JV_NULL_V,
+        JV_S(r->error_type),
+        JV_S(r->error_message),
+        JV_I(r->billed_ms),
+        JV_I(r->cold),
+        JV_I(expires_us),
+        JV_S(r->token_id[0] ? r->token_id : NULL),
+    };
+    /* An async invocation's row is its acceptance (the 202 waits for it): durable. A sync
+     * invocation's is a record of what the client already has: a crash-safe write is enough. */
+    return (r->async ? journal_submit : journal_submit_lazy)(
+        j,
+        "INSERT INTO invocations (id, function, version, async, status, "
+        "payload, content_type, idempotency_key, attempts, max_retries, "
+        "created_us, started_us, finished_us, next_attempt_us, result, "
+        "error_type, error_message, billed_ms, cold, expires_us, token_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        v, ARRAY_SIZE(v), done, userdata);
+}
+
+int inv_store_mark_running(struct journal *j, const char *id, int attempts, int64_t started_us,
+                           journal_done_fn done, void *userdata)
+{
+    /* Lazy: lost only to a power loss, which leaves the row queued with one attempt fewer, and
+     * recovery runs it again, as it would a running one. */
+    const struct journal_value v[] = {JV_I(attempts), JV_I(started_us), JV_S(id)};
+    return journal_submit_lazy(j,
+                               "UPDATE invocations SET status = 'running', attempts = ?, "
+                               "started_us = ? WHERE id = ?",
+                               v, ARRAY_SIZE(v), done, userdata);
+}
+
+int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expires_us,
+                     journal_done_fn done, void *userdata)
+{
+    /* The payload is dropped once it cannot run again: a final record keeps only the result. */
+    const struct journal_value v[] = {
+        JV_S(inv_status_name(r->status)),
+        JV_I(r->attempts),
+        opt_i(r->started_us),
+        opt_i(r->finished_us),
+        opt_i(r->next_attempt_us),
+        r->result ? JV_B(r->result, r->result_len) : JV_NULL_V,
+        JV_S(r->error_type),
+        JV_S(r->error_message),
+        JV_I(r->billed_ms),
+        JV_I(r->cold),
+        JV_I(expires_us),
+        JV_I(inv_status_final(r->status)),
+        JV_S(r->id),
+    };
+    return journal_submit(j,
+                          "UPDATE invocations SET status = ?, attempts = ?, started_us = ?, "
+                          "finished_us = ?, next_attempt_us = ?, result = ?, error_type = ?, "
+                          "error_message = ?, billed_ms = ?, cold = ?, expires_us = ?, "
+                          "payload = CASE WHEN ? THEN NULL ELSE payload END WHERE id = ?",
+                          v, ARRAY_SIZE(v), done, userdata);
+}
+
+int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, void *userdata)
+{
+    const struct journal_value v[] = {JV_I(now_us)};
+    return journal_submit_lazy(j,
+                               "DELETE FROM invocations WHERE expires_us < ? AND status IN "
+                               "('succeeded', 'failed', 'dead')",
+                               v, ARRAY_SIZE(v), done, userdata);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i, size_t *ret_len)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return NULL;
+    const void *p = sqlite3_column_blob(st, i);
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    char *s = malloc(n + 1);
+    if (!s)
+        return NULL;
+    if (n)
+        memcpy(s, p, n);
+    s[n] = '\0';
+    if (ret_len)
+        *ret_len = n;
+    return s;
+}
+
+#define RECORD_COLUMNS                                                                             \
+    "id, function, version, async, status, payload, content_type, idempotency_key, attempts, "     \
+    "max_retries, created_us, started_us, finished_us, next_attempt_us, result, error_type, "      \
+    "error_message, billed_ms, cold, token_id"
+
+static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->id, sizeof(r->id), "%s", (const char *)sqlite3_column_text(st, 0));
+    r->function = col_dup(st, 1, NULL);
+    r->version = sqlite3_column_int64(st, 2);
+    r->async = sqlite3_column_int(st, 3);
+    inv_status_parse((const char *)sqlite3_column_text(st, 4), &r->status);
+    r->payload = col_dup(st, 5, &r->payload_len);
+    r->content_type = col_dup(st, 6, NULL);
+    r->idempotency_key = col_dup(st, 7, NULL);
+    r->attempts = sqlite3_column_int(st, 8);
+    r->max_retries = sqlite3_column_int(st, 9);
+    r->created_us = sqlite3_column_int64(st, 10);
+    r->started_us = sqlite3_column_int64(st, 11);
+    r->finished_us = sqlite3_column_int64(st, 12);
+    r->next_attempt_us = sqlite3_column_int64(st, 13);
+    r->result = col_dup(st, 14, &r->result_len);
+    r->error_type = col_dup(st, 15, NULL);
+    r->error_message = col_dup(st, 16, NULL);
+    r->billed_ms = sqlite3_column_int64(st, 17);
+    r->cold = sqlite3_column_int(st, 18);
+    if (sqlite3_column_type(st, 19) == SQLITE_TEXT)
+        snprintf(r->token_id, sizeof(r->token_id), "%s", (const char *)sqlite3_column_text(st, 19));
+}
+
+int inv_store_get(sqlite3 *db, const char *id, struct inv_record *ret)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT " RECORD_COLUMNS " FROM invocations WHERE id = ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        row_to_record(st, ret);
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int inv_store_find_idempotent(sqlite3 *db, const char *function, const char *key,
+                              int64_t not_before_us, char ret_id[INV_ID_LEN + 1])
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT id FROM invocations WHERE function = ? AND idempotency_key = ? "
+                           "AND created_us >= ? ORDER BY created_us LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, function, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, not_before_us);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        snprintf(ret_id, INV_ID_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int inv_store_load_pending(sqlite3 *db, int (*fn)(struct inv_record *r, void *userdata),
+                           void *userdata)
+{
+    sqlite3_stmt *st;
+    int r;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT " RECORD_COLUMNS " FROM invocations WHERE async = 1 AND "
+                           "status IN ('queued', 'running') ORDER BY created_us",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        struct inv_record rec;
+        row_to_record(st, &rec);
+        int q = fn(&rec, userdata);
+        inv_record_clear(&rec);
+        if (q < 0) {
+            sqlite3_finalize(st);
+            return q;
+        }
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? 0 : -EIO;
+}
+
+static void add_time(cJSON *o, const char *key, int64_t us)
+{
+    if (us)
+        cJSON_AddNumberToObject(o, key, (double)us / 1e6);
+}
+
+cJSON *inv_record_to_json(const struct inv_record *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", r->id);
+    cJSON_AddStringToObject(o, "function", r->function ? r->function : "");
+    cJSON_AddNumberToObject(o, "version", (double)r->version);
+    cJSON_AddStringToObject(o, "mode", r->async ? "async" : "sync");
+    cJSON_AddStringToObject(o, "status", inv_status_name(r->status));
+    cJSON_AddNumberToObject(o, "attempts", r->attempts);
+    cJSON_AddNumberToObject(o, "max_retries", r->max_retries);
+    add_time(o, "created", r->created_us);
+    add_time(o, "started", r->started_us);
+    add_time(o, "finished", r->finished_us);
+    if (r->status == INV_QUEUED)
+        add_time(o, "next_attempt", r->next_attempt_us);
+    if (r->result) {
+        /* A JSON result is shown as JSON; anything else as a string (or base64 when binary). */
+        cJSON *parsed = cJSON_ParseWithLength(r->result, r->result_len);
+        if (parsed)
+            cJSON_AddItemToObject(o, "result", parsed);
+        else if (memchr(r->result, '\0', r->result_len) == NULL)
+            cJSON_AddStringToObject(o, "result", r->result);
+    }
+    if (r->error_type || r->error_message) {
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddStringToObject(e, "type", r->error_type ? r->error_type : "");
+        cJSON_AddStringToObject(e, "message", r->error_message ? r->error_message : "");
+    }
+    if (r->finished_us) {
+        cJSON_AddNumberToObject(o, "billed_ms", (double)r->billed_ms);
+        cJSON_AddBoolToObject(o, "cold_start", r->cold);
+        cJSON_AddNumberToObject(o, "duration_ms", (double)(r->finished_us - r->started_us) / 1e3);
+    }
+    return o;
+}

@@ -1,0 +1,348 @@
+#include "records/journal.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <string.h>
+
+#include "base/log.h"
+
+/* A batch bigger than this is split: it bounds how long one transaction holds the write lock. */
+#define JOURNAL_BATCH_MAX 4096
+/* Prepared statements kept by the writer, by SQL text: the few statements the daemon submits
+ * (and the savepoint ones) are parsed once, not per row (docs/performance.md "Accountant"). */
+#define JOURNAL_STMT_CACHE 16
+
+struct op {
+    char *sql;
+    struct journal_value values[JOURNAL_MAX_VALUES];
+    size_t nvalues;
+    journal_done_fn done;
+    void *userdata;
+    bool durable;
+    int result;
+    char *message;
+    struct op *next;
+};
+
+struct journal {
+    struct loop *loop;
+    sqlite3 *db;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct op *head, *tail;
+    size_t queued;
+    bool stopping;
+    struct journal_stats stats;
+    /* The writer thread's alone. */
+    bool full_sync; /* the connection's synchronous setting is FULL */
+    struct {
+        char *sql;
+        sqlite3_stmt *st;
+    } cache[JOURNAL_STMT_CACHE];
+    unsigned cache_next;
+};
+
+static void op_free(struct op *op)
+{
+    if (!op)
+        return;
+    free(op->sql);
+    for (size_t i = 0; i < op->nvalues; i++)
+        if (op->values[i].type == JV_TEXT || op->values[i].type == JV_BLOB)
+            free((void *)op->values[i].p);
+    free(op->message);
+    free(op);
+}
+
+/* The prepared statement for sql, reset and unbound, from the cache (or prepared into it,
+ * replacing the oldest entry). NULL when it does not prepare. */
+static sqlite3_stmt *cached_stmt(struct journal *j, const char *sql)
+{
+    for (size_t i = 0; i < JOURNAL_STMT_CACHE; i++)
+        if (j->cache[i].sql && streq(j->cache[i].sql, sql))
+            return j->cache[i].st;
+    sqlite3_stmt *st = NULL;
+    char *copy = strdup(sql);
+    if (!copy ||
+        sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        free(copy);
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    unsigned slot = j->cache_next++ % JOURNAL_STMT_CACHE;
+    sqlite3_finalize(j->cache[slot].st);
+    free(j->cache[slot].sql);
+    j->cache[slot].sql = copy;
+    j->cache[slot].st = st;
+    return st;
+}
+
+static void cache_clear(struct journal *j)
+{
+    for (size_t i = 0; i < JOURNAL_STMT_CACHE; i++) {
+        sqlite3_finalize(j->cache[i].st);
+        free(j->cache[i].sql);
+        j->cache[i].sql = NULL;
+        j->cache[i].st = NULL;
+    }
+}
+
+/* A statement without values or rows (SAVEPOINT, RELEASE, ROLLBACK TO) through the cache. */
+static int exec_cached(struct journal *j, const char *sql)
+{
+    sqlite3_stmt *st = cached_stmt(j, sql);
+    if (!st)
+        return sqlite3_errcode(j->db);
+    int r = sqlite3_step(st);
+    sqlite3_reset(st);
+    return r == SQLITE_DONE ? SQLITE_OK : r;
+}
+
+static int run_op(struct journal *j, struct op *op)
+{
+    sqlite3 *db = j->db;
+    sqlite3_stmt *st = cached_stmt(j, op->sql);
+    int r = st ? SQLITE_OK : sqlite3_errcode(db);
+    for (size_t i = 0; r == SQLITE_OK && i < op->nvalues; i++) {
+        const struct journal_value *v = &op->values[i];
+        int idx = (int)i + 1;
+        switch (v->type) {
+        case JV_NULL:
+            r = sqlite3_bind_null(st, idx);
+            break;
+        case JV_INT:
+            r = sqlite3_bind_int64(st, idx, v->i);
+            break;
+        case JV_TEXT:
+            r = sqlite3_bind_text(st, idx, v->p, (int)v->len, SQLITE_STATIC);
+            break;
+        case JV_BLOB:
+            r = sqlite3_bind_blob(st, idx, v->p, (int)v->len, SQLITE_STATIC);
+            break;
+        }
+    }
+    if (r == SQLITE_OK) {
+        while ((r = sqlite3_step(st)) == SQLITE_ROW)
+            ;
+        if (r == SQLITE_DONE)
+            r = SQLITE_OK;
+    }
+    if (r != SQLITE_OK)
+        op->message = strdup(sqlite3_errmsg(db));
+    if (st) {
+        /* Ends the statement and drops the bindings, which point into op. */
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    return r == SQLITE_OK ? SQLITE_OK : (r ? r : SQLITE_ERROR);
+}
+
+/* Runs on the loop thread: each op's callback, in submission order. */
+static void deliver(struct loop *l, void *userdata)
+{
+    struct op *op = userdata;
+    while (op) {
+        struct op *next = op->next;
+        if (op->done)
+            op->done(l, op->result, op->message, op->userdata);
+        op_free(op);
+        op = next;
+    }
+}
+
+static void commit_batch(struct journal *j, struct op *batch)
+{
+    size_t n = 0;
+    /* FULL only when a statement of the batch asked for it (a FULL commit also makes the WAL
+     * frames before it durable); the setting is the connection's, so set it when it changes. */
+    bool durable = false;
+    for (struct op *op = batch; op && !durable; op = op->next)
+        durable = op->durable;
+    bool synced = durable == j->full_sync;
+    if (!synced) {
+        /* Should it fail, the batch fails: durable statements must not commit without the fsync. */
+        synced =
+            sqlite3_exec(j->db, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                         NULL, NULL, NULL) == SQLITE_OK;
+        if (synced)
+            j->full_sync = durable;
+    }
+    bool began = synced && sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+    for (struct op *op = batch; op; op = op->next) {
+        n++;
+        if (!began) {
+            op->result = -EIO;
+            op->message = strdup(sqlite3_errmsg(j->db));
+            continue;
+        }
+        exec_cached(j, "SAVEPOINT op");
+        if (run_op(j, op) != SQLITE_OK) {
+            op->result = -EIO;
+            exec_cached(j, "ROLLBACK TO op");
+        }
+        exec_cached(j, "RELEASE op");
+    }
+    if (began && sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        /* Nothing of the batch is durable: every op fails, whatever it did inside. */
+        const char *msg = sqlite3_errmsg(j->db);
+        for (struct op *op = batch; op; op = op->next) {
+            op->result = -EIO;
+            free(op->message);
+            op->message = strdup(msg);
+        }
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    pthread_mutex_lock(&j->lock);
+    j->stats.statements += n;
+    j->stats.commits++;
+    j->stats.full_commits += durable;
+    pthread_mutex_unlock(&j->lock);
+    if (loop_post(j->loop, deliver, batch) < 0) {
+        log_error("journal cannot hand results back", "statements=%zu", n);
+        deliver(NULL, batch); /* out of memory: better late on the wrong thread than never */
+    }
+}
+
+static void *writer(void *arg)
+{
+    struct journal *j = arg;
+    pthread_mutex_lock(&j->lock);
+    for (;;) {
+        while (!j->head && !j->stopping)
+            pthread_cond_wait(&j->cond, &j->lock);
+        if (!j->head && j->stopping)
+            break;
+        /* Take up to JOURNAL_BATCH_MAX: everything that arrived while the last commit's fsync
+         * ran goes into this one. That is the group commit. */
+        struct op *batch = j->head, *last = j->head;
+        size_t n = 1;
+        while (last->next && n < JOURNAL_BATCH_MAX) {
+            last = last->next;
+            n++;
+        }
+        j->head = last->next;
+        if (!j->head)
+            j->tail = NULL;
+        j->queued -= n;
+        last->next = NULL;
+        pthread_mutex_unlock(&j->lock);
+        commit_batch(j, batch);
+        pthread_mutex_lock(&j->lock);
+    }
+    pthread_mutex_unlock(&j->lock);
+    return NULL;
+}
+
+int journal_new(struct loop *l, const char *db_path, struct journal **ret, struct ig_error *err)
+{
+    struct journal *j = calloc(1, sizeof(*j));
+    if (!j)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    j->loop = l;
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->cond, NULL);
+    if (sqlite3_open_v2(db_path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_exec(j->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, NULL) !=
+            SQLITE_OK) {
+        int r = ig_error_set(err, EIO, "journal: opening %s: %s", db_path,
+                             j->db ? sqlite3_errmsg(j->db) : "out of memory");
+        sqlite3_close(j->db);
+        free(j);
+        return r;
+    }
+    sqlite3_busy_timeout(j->db, 10000);
+    j->full_sync = true;
+    int r = pthread_create(&j->thread, NULL, writer, j);
+    if (r != 0) {
+        sqlite3_close(j->db);
+        free(j);
+        return ig_error_set(err, r, "journal: starting the writer: %s", strerror(r));
+    }
+    *ret = j;
+    return 0;
+}
+
+void journal_free(struct journal *j)
+{
+    if (!j)
+        return;
+    pthread_mutex_lock(&j->lock);
+    j->stopping = true;
+    pthread_cond_signal(&j->cond);
+    pthread_mutex_unlock(&j->lock);
+    pthread_join(j->thread, NULL);
+    /* The writer committed everything queued and posted the outcomes; the loop runs no more at
+     * this point, so deliver them here (we are on the loop's thread). */
+    loop_run_posted(j->loop);
+    cache_clear(j);
+    sqlite3_close(j->db);
+    pthread_cond_destroy(&j->cond);
+    pthread_mutex_destroy(&j->lock);
+    free(j);
+}
+
+static int submit(struct journal *j, bool durable, const char *sql,
+                  const struct journal_value *values, size_t nvalues, journal_done_fn done,
+                  void *userdata)
+{
+    if (nvalues > JOURNAL_MAX_VALUES)
+        return -E2BIG;
+    struct op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return -ENOMEM;
+    op->sql = strdup(sql);
+    op->durable = durable;
+    op->done = done;
+    op->userdata = userdata;
+    op->nvalues = nvalues;
+    bool oom = !op->sql;
+    for (size_t i = 0; i < nvalues; i++) {
+        op->values[i] = values[i];
+        if (values[i].type == JV_TEXT) {
+            op->values[i].len = values[i].len ? values[i].len : strlen(values[i].p);
+            op->values[i].p = strndup(values[i].p, op->values[i].len);
+            oom |= !op->values[i].p;
+        } else if (values[i].type == JV_BLOB) {
+            void *copy = malloc(values[i].len ? values[i].len : 1);
+            if (copy && values[i].len)
+                memcpy(copy, values[i].p, values[i].len);
+            op->values[i].p = copy;
+            oom |= !copy;
+        }
+    }
+    if (oom) {
+        op_free(op);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&j->lock);
+    if (j->tail)
+        j->tail->next = op;
+    else
+        j->head = op;
+    j->tail = op;
+    j->queued++;
+    pthread_cond_signal(&j->cond);
+    pthread_mutex_unlock(&j->lock);
+    return 0;
+}
+
+int journal_submit(struct journal *j, const char *sql, const struct journal_value *values,
+                   size_t nvalues, journal_done_fn done, void *userdata)
+{
+    return submit(j, true, sql, values, nvalues, done, userdata);
+}
+
+int journal_submit_lazy(struct journal *j, const char *sql, const struct journal_value *values,
+                        size_t nvalues, journal_done_fn done, void *userdata)
+{
+    return submit(j, false, sql, values, nvalues, done, userdata);
+}
+
+void journal_get_stats(struct journal *j, struct journal_stats *ret)
+{
+    pthread_mutex_lock(&j->lock);
+    *ret = j->stats;
+    pthread_mutex_unlock(&j->lock);
+}

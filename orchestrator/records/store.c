@@ -1,0 +1,316 @@
+#include "records/store.h"
+
+#include <string.h>
+
+#include "base/log.h"
+
+/* Append only: a released migration is never edited, since databases in the field already ran
+ * it. Each later issue adds its tables as a new entry. */
+static const struct store_migration migrations[] = {
+    {"meta",
+     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;"
+     "INSERT INTO meta (key, value) VALUES ('created_at', strftime('%Y-%m-%dT%H:%M:%fZ'));"},
+    {"invocations",
+     /* One row per invocation. Async ones are inserted before their 202 (durable) and keep
+      * their payload until they can no longer run; sync ones are recorded for status and logs.
+      * Times are wall-clock microseconds. */
+     "CREATE TABLE invocations ("
+     "  id TEXT PRIMARY KEY,"
+     "  function TEXT NOT NULL,"
+     "  version INTEGER NOT NULL,"
+     "  async INTEGER NOT NULL,"
+     "  status TEXT NOT NULL,"
+     "  payload BLOB,"
+     "  content_type TEXT,"
+     "  idempotency_key TEXT,"
+     "  attempts INTEGER NOT NULL DEFAULT 0,"
+     "  max_retries INTEGER NOT NULL,"
+     "  created_us INTEGER NOT NULL,"
+     "  started_us INTEGER,"
+     "  finished_us INTEGER,"
+     "  next_attempt_us INTEGER,"
+     "  result BLOB,"
+     "  error_type TEXT,"
+     "  error_message TEXT,"
+     "  billed_ms INTEGER,"
+     "  cold INTEGER,"
+     "  expires_us INTEGER NOT NULL"
+     ") STRICT;"
+     "CREATE INDEX invocations_pending ON invocations (created_us) "
+     "  WHERE status IN ('queued', 'running');"
+     "CREATE INDEX invocations_idempotency ON invocations (function, idempotency_key) "
+     "  WHERE idempotency_key IS NOT NULL;"
+     "CREATE INDEX invocations_expiry ON invocations (expires_us);"},
+    /* The registry (registry.c): a function points at its current version; each version
+     * keeps the bundle's digest (its directory under STATE_DIR/bundles) and the manifest as
+     * validated, defaults written out. Times are wall-clock microseconds. */
+    {"functions", "CREATE TABLE functions ("
+                  " name TEXT PRIMARY KEY,"
+                  " current_version INTEGER NOT NULL,"
+                  " created_at INTEGER NOT NULL,"
+                  " updated_at INTEGER NOT NULL) STRICT;"
+                  "CREATE TABLE function_versions ("
+                  " name TEXT NOT NULL REFERENCES functions (name) ON DELETE CASCADE,"
+                  " version INTEGER NOT NULL,"
+                  " digest TEXT NOT NULL,"
+                  " manifest TEXT NOT NULL,"
+                  " bundle_bytes INTEGER NOT NULL,"
+                  " created_at INTEGER NOT NULL,"
+                  " PRIMARY KEY (name, version)) STRICT;"
+                  "CREATE INDEX function_versions_digest ON function_versions (digest);"},
+    /* The accountant's ledger (accountant.c): one row per invocation attempt, and a rollup per
+     * function per minute kept by a trigger in the same transaction, so the rollups always sum
+     * to the rows (until the rows' shorter retention purges them). Times are wall-clock
+     * microseconds; `minute` is unix seconds at the minute's start; GB-s are summed as MB-ms
+     * (integers: exact). */
+    {"usage",
+     "CREATE TABLE usage ("
+     "  id TEXT NOT NULL,"
+     "  attempt INTEGER NOT NULL,"
+     "  function TEXT NOT NULL,"
+     "  version INTEGER NOT NULL,"
+     "  start_us INTEGER NOT NULL,"
+     "  wall_us INTEGER NOT NULL,"
+     "  cpu_us INTEGER NOT NULL,"
+     "  mem_peak_bytes INTEGER NOT NULL,"
+     "  peak_reset INTEGER NOT NULL,"
+     "  memory_mb INTEGER NOT NULL,"
+     "  billed_ms INTEGER NOT NULL,"
+     "  gb_s REAL NOT NULL,"
+     "  cold INTEGER NOT NULL,"
+     "  init_us INTEGER NOT NULL,"
+     "  status TEXT NOT NULL,"
+     "  oom_kills INTEGER NOT NULL,"
+     "  PRIMARY KEY (id, attempt)"
+     ") STRICT;"
+     "CREATE INDEX usage_start ON usage (start_us);"
+     "CREATE INDEX usage_function_start ON usage (function, start_us);"
+     "CREATE TABLE usage_minute ("
+     "  function TEXT NOT NULL,"
+     "  minute INTEGER NOT NULL,"
+     "  invocations INTEGER NOT NULL,"
+     "  errors INTEGER NOT NULL,"
+     "  cold_starts INTEGER NOT NULL,"
+     "  oom_kills INTEGER NOT NULL,"
+     "  wall_us INTEGER NOT NULL,"
+     "  cpu_us INTEGER NOT NULL,"
+     "  billed_ms INTEGER NOT NULL,"
+     "  mb_ms INTEGER NOT NULL,"
+     "  mem_peak_bytes INTEGER NOT NULL,"
+     "  init_us INTEGER NOT NULL,"
+     "  PRIMARY KEY (function, minute)"
+     ") STRICT, WITHOUT ROWID;"
+     "CREATE INDEX usage_minute_minute ON usage_minute (minute);"
+     "CREATE TRIGGER usage_rollup AFTER INSERT ON usage BEGIN"
+     "  INSERT INTO usage_minute (function, minute, invocations, errors, cold_starts, oom_kills,"
+     "    wall_us, cpu_us, billed_ms, mb_ms, mem_peak_bytes, init_us)"
+     "  VALUES (NEW.function, (NEW.start_us / 60000000) * 60, 1, NEW.status <> 'ok', NEW.cold,"
+     "    NEW.oom_kills > 0, NEW.wall_us, NEW.cpu_us, NEW.billed_ms,"
+     "    NEW.memory_mb * NEW.billed_ms, NEW.mem_peak_bytes, NEW.init_us)"
+     "  ON CONFLICT (function, minute) DO UPDATE SET"
+     "    invocations = invocations + 1,"
+     "    errors = errors + excluded.errors,"
+     "    cold_starts = cold_starts + excluded.cold_starts,"
+     "    oom_kills = oom_kills + excluded.oom_kills,"
+     "    wall_us = wall_us + excluded.wall_us,"
+     "    cpu_us = cpu_us + excluded.cpu_us,"
+     "    billed_ms = billed_ms + excluded.billed_ms,"
+     "    mb_ms = mb_ms + excluded.mb_ms,"
+     "    mem_peak_bytes = max(mem_peak_bytes, excluded.mem_peak_bytes),"
+     "    init_us = init_us + excluded.init_us;"
+     "END;"},
+    /* Events (events.c): the (source, id) pairs accepted within the de-duplication window, so a
+     * restart still knows them; events dead-lettered (a chain past the hop limit, an emitted
+     * event that is not valid); and each schedule's last run, so runs missed while ignisd was
+     * down are made up once. Times are wall-clock microseconds; `last_run` is unix seconds (the
+     * slot that ran). */
+    {"events", "CREATE TABLE event_ids ("
+               "  source TEXT NOT NULL,"
+               "  id TEXT NOT NULL,"
+               "  accepted_us INTEGER NOT NULL,"
+               "  PRIMARY KEY (source, id)"
+               ") STRICT, WITHOUT ROWID;"
+               "CREATE INDEX event_ids_accepted ON event_ids (accepted_us);"
+               "CREATE TABLE event_dead_letters ("
+               "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+               "  at_us INTEGER NOT NULL,"
+               "  function TEXT,"
+               "  invocation TEXT,"
+               "  type TEXT NOT NULL,"
+               "  source TEXT NOT NULL,"
+               "  event_id TEXT NOT NULL,"
+               "  reason TEXT NOT NULL,"
+               "  event TEXT NOT NULL"
+               ") STRICT;"
+               "CREATE INDEX event_dead_letters_at ON event_dead_letters (at_us);"
+               "CREATE TABLE schedules ("
+               "  function TEXT PRIMARY KEY,"
+               "  schedule TEXT NOT NULL,"
+               "  last_run INTEGER NOT NULL"
+               ") STRICT;"},
+    /* Services (registry.c): a service keeps its service.json as deployed; each function names
+     * the service it was deployed with (NULL: pushed on its own). */
+    {"services",
+     "CREATE TABLE services ("
+     " name TEXT PRIMARY KEY,"
+     " spec TEXT NOT NULL,"
+     " created_at INTEGER NOT NULL,"
+     " updated_at INTEGER NOT NULL) STRICT;"
+     "ALTER TABLE functions ADD COLUMN service TEXT;"
+     "CREATE INDEX functions_service ON functions (service) WHERE service IS NOT NULL;"},
+    /* Sinks (sink.c): one row per invocation whose outcome is forwarded, with the event until it
+     * is final, so pending deliveries resume after a restart. Times are wall-clock µs. */
+    {"sink_deliveries", "CREATE TABLE sink_deliveries ("
+                        " id TEXT PRIMARY KEY,"
+                        " function TEXT NOT NULL,"
+                        " url TEXT NOT NULL,"
+                        " type TEXT NOT NULL,"
+                        " time TEXT NOT NULL,"
+                        " content_type TEXT,"
+                        " body BLOB,"
+                        " status TEXT NOT NULL,"
+                        " attempts INTEGER NOT NULL,"
+                        " max_attempts INTEGER NOT NULL,"
+                        " http_status INTEGER,"
+                        " error TEXT,"
+                        " next_attempt_us INTEGER,"
+                        " created_us INTEGER NOT NULL,"
+                        " finished_us INTEGER,"
+                        " expires_us INTEGER NOT NULL) STRICT;"
+                        "CREATE INDEX sink_deliveries_pending ON sink_deliveries (created_us)"
+                        " WHERE status = 'pending';"},
+    /* Who may do what (auth.c, audit.c): API tokens, kept only as salted hashes; the audit log
+     * of changes (who, what, which function, when, from where, the status answered); and which
+     * token made each invocation, so an invoker sees only its own. */
+    {"auth", "CREATE TABLE tokens ("
+             "  id TEXT PRIMARY KEY,"
+             "  name TEXT NOT NULL,"
+             "  role TEXT NOT NULL,"
+             "  salt BLOB NOT NULL,"
+             "  hash BLOB NOT NULL,"
+             "  created_us INTEGER NOT NULL,"
+             "  expires_us INTEGER,"
+             "  revoked_us INTEGER,"
+             "  created_by TEXT"
+             ") STRICT;"
+             "CREATE TABLE audit ("
+             "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+             "  time_us INTEGER NOT NULL,"
+             "  token_id TEXT,"
+             "  token_name TEXT,"
+             "  role TEXT,"
+             "  action TEXT NOT NULL,"
+             "  path TEXT NOT NULL,"
+             "  function TEXT,"
+             "  detail TEXT,"
+             "  peer TEXT NOT NULL,"
+             "  status INTEGER NOT NULL"
+             ") STRICT;"
+             "CREATE INDEX audit_time ON audit (time_us);"
+             "CREATE INDEX audit_function ON audit (function, time_us);"
+             "ALTER TABLE invocations ADD COLUMN token_id TEXT;"},
+};
+
+const struct store_migration *store_migrations(size_t *ret_n)
+{
+    *ret_n = ARRAY_SIZE(migrations);
+    return migrations;
+}
+
+int store_schema_version(void)
+{
+    return (int)ARRAY_SIZE(migrations);
+}
+
+int store_get_version(sqlite3 *db, int *ret)
+{
+    sqlite3_stmt *st;
+    int r = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+    if (r != SQLITE_OK)
+        return -EIO;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return -EIO;
+    }
+    *ret = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int store_migrate(sqlite3 *db, const struct store_migration *list, size_t n, struct ig_error *err)
+{
+    int version;
+    char *msg = NULL;
+
+    if (store_get_version(db, &version) < 0)
+        return ig_error_set(err, EIO, "reading schema version: %s", sqlite3_errmsg(db));
+    if (version > (int)n)
+        return ig_error_set(err, EPROTO,
+                            "database schema version %d is newer than this ignisd supports (%zu); "
+                            "refusing to downgrade: run a newer ignisd or restore a backup",
+                            version, n);
+    for (size_t i = (size_t)version; i < n; i++) {
+        char bump[64];
+        snprintf(bump, sizeof(bump), "PRAGMA user_version = %zu;", i + 1);
+        if (sqlite3_exec(db, "BEGIN IMMEDIATE;", NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db, list[i].sql, NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db, bump, NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db, "COMMIT;", NULL, NULL, &msg) != SQLITE_OK) {
+            int r = ig_error_set(err, EIO, "migration %zu (%s) failed: %s", i + 1, list[i].name,
+                                 msg ? msg : sqlite3_errmsg(db));
+            sqlite3_free(msg);
+            sqlite3_exec(db, "ROLLBACK;", NULL, NULL, NULL);
+            return r;
+        }
+        log_info("store migrated", "version=%zu migration=%s", i + 1, list[i].name);
+    }
+    return 0;
+}
+
+void store_free(struct store *s)
+{
+    if (!s)
+        return;
+    sqlite3_close_v2(s->db);
+    free(s);
+}
+
+int store_open(const char *path, struct store **ret, struct ig_error *err)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    char *msg = NULL;
+    int r;
+
+    if (!s)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    snprintf(s->path, sizeof(s->path), "%s", path);
+    r = sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                            SQLITE_OPEN_EXRESCODE,
+                        NULL);
+    if (r != SQLITE_OK) {
+        r = ig_error_set(err, EIO, "opening %s: %s", path,
+                         s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(r));
+        store_free(s);
+        return r;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    /* WAL: readers never block the writer. synchronous=NORMAL survives a process crash; commits
+     * that must survive power loss (async invocations) ask for FULL themselves. */
+    if (sqlite3_exec(s->db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+                     NULL, NULL, &msg) != SQLITE_OK) {
+        r = ig_error_set(err, EIO, "setting up %s: %s", path, msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        store_free(s);
+        return r;
+    }
+    r = store_migrate(s->db, migrations, ARRAY_SIZE(migrations), err);
+    if (r < 0) {
+        ig_error_prefix(err, "%s", path);
+        store_free(s);
+        return r;
+    }
+    *ret = s;
+    return 0;
+}

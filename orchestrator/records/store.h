@@ -1,0 +1,37 @@
+/* The store: ignis.db (SQLite, WAL) under the state dir, its schema and ordered migrations.
+ * Everything durable goes through here; the event loop owns the connection. */
+#pragma once
+
+#include <sqlite3.h>
+
+#include "base/util.h"
+
+struct store {
+    sqlite3 *db;
+    char path[4096];
+};
+
+/* One migration brings the schema from version (index) to (index + 1). */
+struct store_migration {
+    const char *name;
+    const char *sql;
+};
+
+/* The migrations this build knows, in order (tests build older schemas with them). */
+const struct store_migration *store_migrations(size_t *ret_n);
+
+/* The schema version this build writes: the number of migrations it knows. */
+int store_schema_version(void);
+
+/* Opens (creating if needed) the database at path in WAL mode and migrates it to the current
+ * schema. A database from a newer ignisd is refused. */
+int store_open(const char *path, struct store **ret, struct ig_error *err);
+void store_free(struct store *s);
+
+/* Applies migrations[from..n) in order, each in its own transaction, bumping user_version. Fails
+ * when the database is newer than n. Exposed so tests can migrate with their own lists. */
+int store_migrate(sqlite3 *db, const struct store_migration *migrations, size_t n,
+                  struct ig_error *err);
+
+/* Reads PRAGMA user_version. */
+int store_get_version(sqlite3 *db, int *ret);
