@@ -3,8 +3,8 @@
 #include "api/audit.h"
 #include "api/auth.h"
 #include "config.h"
-#include "daemon/daemon.h"
-#include "container/doctor.h"
+#include "dispatch/dispatch.h"
+#include "events/events.h"
 #include "records/fnlog.h"
 #include "base/log.h"
 #include "functions/registry.h"
@@ -15,140 +15,137 @@
 
 static void get_healthz(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
+    struct api *a = userdata;
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "status", d->stopping ? "stopping" : "ok");
-    http_reply_json(req, d->stopping ? 503 : 200, root);
+    cJSON_AddStringToObject(root, "status", a->stopping ? "stopping" : "ok");
+    http_reply_json(req, a->stopping ? 503 : 200, root);
 }
 
 static void get_version(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
+    struct api *a = userdata;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "version", IGNIS_VERSION);
     cJSON_AddStringToObject(root, "api", "v1");
     cJSON_AddNumberToObject(root, "schema", store_schema_version());
-    cJSON_AddNumberToObject(root, "uptime_s", (double)(now_usec() - d->started_usec) / 1e6);
+    cJSON_AddNumberToObject(root, "uptime_s", (double)(now_usec() - a->started_usec) / 1e6);
     http_reply_json(req, 200, root);
 }
 
 static void post_invoke(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    dispatch_http_invoke(req, d->dispatch);
+    struct api *a = userdata;
+    dispatch_http_invoke(req, a->dispatch);
 }
 
 static void get_invocation(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
+    struct api *a = userdata;
     /* An invoker reads the results of its own invocations only. */
     const struct http_caller *c = http_request_caller(req);
-    dispatch_http_get_invocation(req, d->dispatch,
+    dispatch_http_get_invocation(req, a->dispatch,
                                  c && c->role == AUTH_INVOKER ? c->token_id : NULL);
 }
 
 static void post_events(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    events_http_post(req, d->events);
+    struct api *a = userdata;
+    events_http_post(req, a->events);
 }
 
 static void get_dead_letters(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    events_http_dead_letters(req, d->events);
+    struct api *a = userdata;
+    events_http_dead_letters(req, a->events);
 }
 
 static void get_metrics(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    telemetry_http_metrics(req, d->dispatch, d->started_usec);
+    struct api *a = userdata;
+    telemetry_http_metrics(req, a->dispatch, a->started_usec);
 }
 
 static void get_logs(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    fnlog_http_logs(req, dispatch_function(d->dispatch, http_request_param(req, 0)) != NULL);
+    struct api *a = userdata;
+    fnlog_http_logs(req, dispatch_function(a->dispatch, http_request_param(req, 0)) != NULL);
 }
 
 static void get_doctor(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    struct doctor_env env = {.state_dir = d->opts.state_dir,
-                             .images_dir = d->dispatch->opts.images_dir,
-                             .cg = d->cgroups};
+    struct api *a = userdata;
     cJSON *checks;
-    enum doctor_status worst;
-    if (doctor_run(&env, &checks, &worst) < 0) {
+    const char *worst;
+    if (a->doctor(a->doctor_userdata, &checks, &worst) < 0) {
         http_reply_error(req, 500, "internal", "out of memory");
         return;
     }
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "status", doctor_status_name(worst));
+    cJSON_AddStringToObject(root, "status", worst);
     cJSON_AddItemToObject(root, "checks", checks);
     http_reply_json(req, 200, root);
 }
 
 static void get_usage(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    accountant_http_usage(req, d->store->db);
+    struct api *a = userdata;
+    accountant_http_usage(req, a->store->db);
 }
 
 static void post_token(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    auth_http_create(req, d->auth);
+    struct api *a = userdata;
+    auth_http_create(req, a->auth);
 }
 
 static void get_tokens(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    auth_http_list(req, d->auth);
+    struct api *a = userdata;
+    auth_http_list(req, a->auth);
 }
 
 static void delete_token(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    auth_http_revoke(req, d->auth);
+    struct api *a = userdata;
+    auth_http_revoke(req, a->auth);
 }
 
 static void get_audit(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    audit_http_list(req, d->store->db);
+    struct api *a = userdata;
+    audit_http_list(req, a->store->db);
 }
 
 static void put_secret(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    secrets_http_put(req, d->opts.state_dir);
+    struct api *a = userdata;
+    secrets_http_put(req, a->state_dir);
 }
 
 static void get_secrets(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    secrets_http_list(req, d->opts.state_dir);
+    struct api *a = userdata;
+    secrets_http_list(req, a->state_dir);
 }
 
 static void delete_secret(struct http_request *req, void *userdata)
 {
-    struct daemon *d = userdata;
-    secrets_http_delete(req, d->opts.state_dir);
+    struct api *a = userdata;
+    secrets_http_delete(req, a->state_dir);
 }
 
 bool api_authorize(struct http_request *req, const struct http_route *route, void *userdata)
 {
-    struct daemon *d = userdata;
-    return auth_check(d->auth, req, route);
+    struct api *a = userdata;
+    return auth_check(a->auth, req, route);
 }
 
 void api_audit(struct http_request *req, const struct http_route *route, unsigned status,
                void *userdata)
 {
-    struct daemon *d = userdata;
+    struct api *a = userdata;
     /* Requests that end while the daemon is freed (answered 503) come after the journal. */
-    if (d->journal && audit_record(d->journal, req, route, status) < 0)
+    if (a->journal && audit_record(a->journal, req, route, status) < 0)
         log_warn("cannot record an audit entry", "path=%s status=%u", http_request_path(req),
                  status);
 }

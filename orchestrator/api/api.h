@@ -1,14 +1,45 @@
-/* The HTTP API's routes (docs/api.md). */
+/* The HTTP API (docs/api.md): the route table with each route's access rule, and the context
+ * every handler gets. api/ is the one layer that knows HTTP statuses and JSON bodies: its
+ * handlers call the domain (functions/, dispatch/, events/, records/) and map what it reports
+ * (api/errors.h). */
 #pragma once
 
 #include <stddef.h>
 
 #include "base/http.h"
 
+struct auth;
+struct dispatch;
+struct events;
+struct journal;
+struct registry;
+struct sinks;
+struct store;
+
+/* What the handlers reach, made and wired by the daemon (its composition root); every route's
+ * userdata. */
+struct api {
+    struct dispatch *dispatch;
+    struct registry *registry;
+    struct events *events;
+    struct sinks *sinks;
+    struct auth *auth;
+    /* NULL once the daemon is being freed: requests completing then are not audited. */
+    struct journal *journal;
+    struct store *store;
+    const char *state_dir;
+    uint64_t started_usec; /* monotonic */
+    bool stopping;         /* a graceful stop began: /healthz says so */
+    /* The host checks of GET /v1/doctor (container/doctor.c), which the daemon runs: api/ does
+     * not reach the containers itself. Returns 0 with the checks and the worst status's name. */
+    int (*doctor)(void *userdata, cJSON **ret_checks, const char **ret_status);
+    void *doctor_userdata;
+};
+
 extern const struct http_route api_routes[];
 extern const size_t api_nroutes;
 
-/* The server's hooks (http_server_options), userdata the daemon: every request is checked
+/* The server's hooks (http_server_options), userdata the struct api: every request is checked
  * against its route's roles (auth_check), and audited routes are recorded (audit_record). */
 bool api_authorize(struct http_request *req, const struct http_route *route, void *userdata);
 void api_audit(struct http_request *req, const struct http_route *route, unsigned status,

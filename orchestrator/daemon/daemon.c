@@ -9,6 +9,7 @@
 #include "api/audit.h"
 #include "config.h"
 #include "container/container.h"
+#include "container/doctor.h"
 #include "records/fnlog.h"
 #include "base/log.h"
 #include "records/telemetry.h"
@@ -79,6 +80,21 @@ static int make_absolute(char *path, size_t size, struct ig_error *err)
     return 0;
 }
 
+/* GET /v1/doctor's checks (api.h): the host as ignisd --doctor sees it. */
+static int run_doctor(void *userdata, cJSON **ret_checks, const char **ret_status)
+{
+    struct daemon *d = userdata;
+    struct doctor_env env = {.state_dir = d->opts.state_dir,
+                             .images_dir = d->dispatch->opts.images_dir,
+                             .cg = d->cgroups};
+    enum doctor_status worst;
+    int r = doctor_run(&env, ret_checks, &worst);
+    if (r < 0)
+        return r;
+    *ret_status = doctor_status_name(worst);
+    return 0;
+}
+
 /* The API's server: routes and their roles (api.c), the limits, and HTTPS when a certificate
  * and key are configured (read here: libmicrohttpd takes PEM text, not paths). */
 static int start_http(struct daemon *d, struct ig_error *err)
@@ -100,8 +116,21 @@ static int start_http(struct daemon *d, struct ig_error *err)
         .authorize = api_authorize,
         .audit = api_audit,
     };
-    r = http_server_new(d->loop, o->listen_host, o->listen_port, api_routes, api_nroutes, d, &hopts,
-                        &d->http, err);
+    d->api = (struct api){
+        .dispatch = d->dispatch,
+        .registry = d->registry,
+        .events = d->events,
+        .sinks = d->sinks,
+        .auth = d->auth,
+        .journal = d->journal,
+        .store = d->store,
+        .state_dir = o->state_dir,
+        .started_usec = d->started_usec,
+        .doctor = run_doctor,
+        .doctor_userdata = d,
+    };
+    r = http_server_new(d->loop, o->listen_host, o->listen_port, api_routes, api_nroutes, &d->api,
+                        &hopts, &d->http, err);
     if (key)
         explicit_bzero(key, strlen(key));
     return r;
@@ -126,6 +155,7 @@ static void on_stop_signal(struct loop *l, int signo, void *userdata)
     }
     log_info("shutting down", "signal=%s", strsignal(signo));
     d->stopping = true;
+    d->api.stopping = true;
     http_server_quiesce(d->http);
     dispatch_shutdown(d->dispatch, on_dispatch_stopped, d);
 }
@@ -318,7 +348,8 @@ void daemon_free(struct daemon *d)
     registry_free(d->registry);
     journal_free(d->journal);
     events_free(d->events);
-    d->journal = NULL; /* requests still completing below are not audited (api_audit) */
+    d->journal = NULL;
+    d->api.journal = NULL; /* requests still completing below are not audited (api_audit) */
     dispatch_free(d->dispatch);
     /* Follow streams end before the HTTP server flushes and closes them; the logs' state goes
      * once their connections are gone. */

@@ -2,6 +2,7 @@
  * scheduling state hangs off. Only the loop thread touches it. */
 #pragma once
 
+#include "api/api.h"
 #include "records/accountant.h"
 #include "records/retention.h"
 #include "api/auth.h"
@@ -18,6 +19,8 @@
 
 struct daemon {
     struct ignisd_options opts;
+    /* The API's handlers' context (api.h): what the daemon made, as they need it. */
+    struct api api;
     struct loop *loop;
     struct store *store;
     struct http_server *http;

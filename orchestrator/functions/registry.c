@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "daemon/daemon.h"
+#include "api/api.h"
 #include "base/log.h"
 #include "functions/service.h"
 
@@ -1221,7 +1221,7 @@ static struct op *op_new(struct registry *r, enum op_kind kind, struct http_requ
 
 static struct registry *registry_of(void *userdata)
 {
-    return ((struct daemon *)userdata)->registry;
+    return ((struct api *)userdata)->registry;
 }
 
 static bool check_name(struct http_request *req, const char *name)

@@ -21,6 +21,7 @@
 
 static char dir[64];
 static struct daemon d;
+static struct api api; /* the routes' context: the registry alone */
 static char url[64];
 
 /* What the hooks saw, and the drain's done waiting to be called. Guarded by lock. */
@@ -179,8 +180,9 @@ static void test_hooks(void **state)
     assert_int_equal(store_open(path, &d.store, &err), 0);
     assert_int_equal(loop_new(&d.loop), 0);
     assert_int_equal(registry_new(d.loop, d.store, dir, &d.registry, &err), 0);
-    if (http_server_new(d.loop, "127.0.0.1", 0, api_routes, api_nroutes, &d, NULL, &d.http, &err) <
-        0)
+    api.registry = d.registry;
+    if (http_server_new(d.loop, "127.0.0.1", 0, api_routes, api_nroutes, &api, NULL, &d.http,
+                        &err) < 0)
         fail_msg("%s", err.message);
     struct registry_hooks hooks = {
         .describe = on_describe, .updated = on_updated, .drain = on_drain};
