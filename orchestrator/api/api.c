@@ -2,6 +2,7 @@
 
 #include "api/audit.h"
 #include "api/auth.h"
+#include "api/tokens.h"
 #include "config.h"
 #include "dispatch/dispatch.h"
 #include "events/events.h"
@@ -92,30 +93,6 @@ static void get_usage(struct http_request *req, void *userdata)
     accountant_http_usage(req, a->store->db);
 }
 
-static void post_token(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    auth_http_create(req, a->auth);
-}
-
-static void get_tokens(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    auth_http_list(req, a->auth);
-}
-
-static void delete_token(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    auth_http_revoke(req, a->auth);
-}
-
-static void get_audit(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    audit_http_list(req, a->store->db);
-}
-
 static void put_secret(struct http_request *req, void *userdata)
 {
     struct api *a = userdata;
@@ -183,10 +160,10 @@ const struct http_route api_routes[] = {
     {"GET", "/metrics", get_metrics, 0, OPERATE | AUTH_SCRAPE, false, 0},
     {"GET", "/v1/functions/{}/logs", get_logs, 0, FN_WRITE, false, 0},
     /* Tokens and the audit log (auth.c, audit.c; docs/api.md "Tokens", "Audit"). */
-    {"POST", "/v1/tokens", post_token, 4096, AUTH_ADMIN, true, 0},
-    {"GET", "/v1/tokens", get_tokens, 0, AUTH_ADMIN, false, 0},
-    {"DELETE", "/v1/tokens/{}", delete_token, 0, AUTH_ADMIN, true, 0},
-    {"GET", "/v1/audit", get_audit, 0, AUTH_ADMIN, false, 0},
+    {"POST", "/v1/tokens", api_post_token, 4096, AUTH_ADMIN, true, 0},
+    {"GET", "/v1/tokens", api_get_tokens, 0, AUTH_ADMIN, false, 0},
+    {"DELETE", "/v1/tokens/{}", api_delete_token, 0, AUTH_ADMIN, true, 0},
+    {"GET", "/v1/audit", api_get_audit, 0, AUTH_ADMIN, false, 0},
     /* Secrets (secrets.c, docs/api.md "Secrets"). */
     {"PUT", "/v1/functions/{}/secrets/{}", put_secret, SECRET_MAX_BYTES, FN_WRITE, true, 0},
     {"GET", "/v1/functions/{}/secrets", get_secrets, 0, FN_WRITE, false, 0},

@@ -2,9 +2,11 @@
 
 #include <string.h>
 
-#include "records/accountant.h"
+#include "api/api.h"
 #include "api/auth.h"
-#include "records/retention.h"
+#include "api/errors.h"
+#include "records/accountant.h"
+#include "records/audit_store.h"
 
 #define AUDIT_DEFAULT_LIMIT 100
 #define AUDIT_MAX_LIMIT     1000
@@ -20,45 +22,53 @@ int audit_record(struct journal *j, struct http_request *req, const struct http_
         return 0;
     char action[128];
     snprintf(action, sizeof(action), "%s %s", route->method, route->pattern);
-    const char *function =
-        startswith(route->pattern, "/v1/functions/{}") ? http_request_param(req, 0) : NULL;
-    const char *role = auth_role_name((enum auth_role)__builtin_ctz(c->role));
-    const struct journal_value v[] = {
-        JV_I(wall_usec()),
-        JV_S(c->token_id),
-        JV_S(c->name),
-        JV_S(role),
-        {.type = JV_TEXT, .p = action},
-        JV_S(http_request_path(req)),
-        JV_S(function),
-        JV_S(http_request_audit_detail(req)),
-        JV_S(http_request_peer(req)),
-        JV_I(status),
+    const struct audit_row row = {
+        .time_us = (int64_t)wall_usec(),
+        .token_id = c->token_id,
+        .token_name = c->name,
+        .role = auth_role_name((enum auth_role)__builtin_ctz(c->role)),
+        .action = action,
+        .path = http_request_path(req),
+        .function =
+            startswith(route->pattern, "/v1/functions/{}") ? http_request_param(req, 0) : NULL,
+        .detail = http_request_audit_detail(req),
+        .peer = http_request_peer(req),
+        .status = (int)status,
     };
-    return journal_submit_lazy(j,
-                               "INSERT INTO audit (time_us, token_id, token_name, role, action, "
-                               "path, function, detail, peer, status) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               v, ARRAY_SIZE(v), NULL, NULL);
+    return audit_store_append(j, &row);
 }
 
-int audit_purge(struct journal *j, int64_t before_us)
+static void add_text(cJSON *o, const char *key, const char *value)
 {
-    const struct journal_value v[] = {JV_I(before_us)};
-    return journal_submit_lazy(j, "DELETE FROM audit WHERE time_us < ?", v, ARRAY_SIZE(v),
-                               retention_done, "audit");
-}
-
-static void add_text(cJSON *o, const char *key, sqlite3_stmt *st, int col)
-{
-    if (sqlite3_column_type(st, col) == SQLITE_NULL)
-        cJSON_AddNullToObject(o, key);
+    if (value)
+        cJSON_AddStringToObject(o, key, value);
     else
-        cJSON_AddStringToObject(o, key, (const char *)sqlite3_column_text(st, col));
+        cJSON_AddNullToObject(o, key);
 }
 
-void audit_http_list(struct http_request *req, sqlite3 *db)
+static int add_entry(void *userdata, const struct audit_row *r)
 {
+    cJSON *o = cJSON_CreateObject();
+    char when[32];
+    format_time_ms((uint64_t)r->time_us, when);
+    cJSON_AddNumberToObject(o, "seq", (double)r->seq);
+    cJSON_AddStringToObject(o, "time", when);
+    add_text(o, "token_id", r->token_id);
+    add_text(o, "token_name", r->token_name);
+    add_text(o, "role", r->role);
+    add_text(o, "action", r->action);
+    add_text(o, "path", r->path);
+    add_text(o, "function", r->function);
+    add_text(o, "detail", r->detail);
+    add_text(o, "peer", r->peer);
+    cJSON_AddNumberToObject(o, "status", r->status);
+    cJSON_AddItemToArray(userdata, o);
+    return 0;
+}
+
+void api_get_audit(struct http_request *req, void *userdata)
+{
+    struct api *a = userdata;
     const char *function = http_request_query(req, "function");
     const char *since = http_request_query(req, "since");
     const char *limit = http_request_query(req, "limit");
@@ -76,45 +86,11 @@ void audit_http_list(struct http_request *req, sqlite3 *db)
                          AUDIT_MAX_LIMIT, limit);
         return;
     }
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT seq, time_us, token_id, token_name, role, action, path, "
-                           "function, detail, peer, status FROM audit "
-                           "WHERE time_us >= ? AND (?2 IS NULL OR function = ?2) "
-                           "ORDER BY seq DESC LIMIT ?3",
-                           -1, &st, NULL) != SQLITE_OK) {
-        http_reply_error(req, 500, "internal", "reading the audit log: %s", sqlite3_errmsg(db));
-        return;
-    }
-    sqlite3_bind_int64(st, 1, since_s * 1000000);
-    if (function)
-        sqlite3_bind_text(st, 2, function, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 2);
-    sqlite3_bind_int64(st, 3, n);
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "entries");
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        cJSON *o = cJSON_CreateObject();
-        char when[32];
-        format_time_ms((uint64_t)sqlite3_column_int64(st, 1), when);
-        cJSON_AddNumberToObject(o, "seq", (double)sqlite3_column_int64(st, 0));
-        cJSON_AddStringToObject(o, "time", when);
-        add_text(o, "token_id", st, 2);
-        add_text(o, "token_name", st, 3);
-        add_text(o, "role", st, 4);
-        add_text(o, "action", st, 5);
-        add_text(o, "path", st, 6);
-        add_text(o, "function", st, 7);
-        add_text(o, "detail", st, 8);
-        add_text(o, "peer", st, 9);
-        cJSON_AddNumberToObject(o, "status", sqlite3_column_int(st, 10));
-        cJSON_AddItemToArray(arr, o);
-    }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE) {
+    struct ig_error err = {};
+    if (audit_store_list(a->store, function, since_s * 1000000, n, add_entry, arr, &err) < 0) {
         cJSON_Delete(root);
-        http_reply_error(req, 500, "internal", "reading the audit log: %s", sqlite3_errmsg(db));
+        api_reply_error(req, &err);
         return;
     }
     http_reply_json(req, 200, root);

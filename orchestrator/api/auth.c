@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "records/telemetry.h"
+#include "records/tokens_store.h"
 
 #define TOKEN_PREFIX "ignis_"
 
@@ -30,7 +31,7 @@ struct token {
 };
 
 struct auth {
-    sqlite3 *db;
+    struct store *store;
     struct auth_options opts;
     struct token *tokens;
     size_t n, cap;
@@ -135,76 +136,38 @@ static struct token *token_find(struct auth *a, const char *id)
     return NULL;
 }
 
-static void bind_opt(sqlite3_stmt *st, int i, int64_t v)
-{
-    if (v)
-        sqlite3_bind_int64(st, i, v);
-    else
-        sqlite3_bind_null(st, i);
-}
-
 static int token_insert(struct auth *a, const struct token *t, struct ig_error *err)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(
-            a->db,
-            "INSERT INTO tokens (id, name, role, salt, hash, created_us, expires_us, "
-            "revoked_us, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-            -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "storing the token: %s", sqlite3_errmsg(a->db));
-    sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, t->name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, auth_role_name(t->role), -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 4, t->salt, sizeof(t->salt), SQLITE_STATIC);
-    sqlite3_bind_blob(st, 5, t->hash, sizeof(t->hash), SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, t->created_us);
-    bind_opt(st, 7, t->expires_us);
-    if (t->created_by[0])
-        sqlite3_bind_text(st, 8, t->created_by, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 8);
-    int r = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE)
-        return ig_error_set(err, EIO, "storing the token: %s", sqlite3_errmsg(a->db));
+    struct token_row row = {.created_us = t->created_us, .expires_us = t->expires_us};
+    memcpy(row.id, t->id, sizeof(row.id));
+    memcpy(row.name, t->name, sizeof(row.name));
+    snprintf(row.role, sizeof(row.role), "%s", auth_role_name(t->role));
+    memcpy(row.salt, t->salt, sizeof(row.salt));
+    memcpy(row.hash, t->hash, sizeof(row.hash));
+    memcpy(row.created_by, t->created_by, sizeof(row.created_by));
+    int r = tokens_store_insert(a->store, &row, err);
+    explicit_bzero(&row, sizeof(row));
+    if (r < 0)
+        return r;
     return tokens_append(a, t) < 0 ? ig_error_set(err, ENOMEM, "out of memory") : 0;
 }
 
-static int tokens_load(struct auth *a, struct ig_error *err)
+static int token_loaded(void *userdata, const struct token_row *row)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(a->db,
-                           "SELECT id, name, role, salt, hash, created_us, expires_us, revoked_us, "
-                           "created_by FROM tokens ORDER BY created_us, id",
-                           -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "reading tokens: %s", sqlite3_errmsg(a->db));
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        struct token t = {};
-        const char *role = (const char *)sqlite3_column_text(st, 2);
-        if (sqlite3_column_bytes(st, 3) != sizeof(t.salt) ||
-            sqlite3_column_bytes(st, 4) != sizeof(t.hash) || !role ||
-            auth_role_parse(role, &t.role) < 0)
-            continue; /* cannot be written by this code; never matches */
-        snprintf(t.id, sizeof(t.id), "%s", (const char *)sqlite3_column_text(st, 0));
-        snprintf(t.name, sizeof(t.name), "%s", (const char *)sqlite3_column_text(st, 1));
-        memcpy(t.salt, sqlite3_column_blob(st, 3), sizeof(t.salt));
-        memcpy(t.hash, sqlite3_column_blob(st, 4), sizeof(t.hash));
-        t.created_us = sqlite3_column_int64(st, 5);
-        t.expires_us = sqlite3_column_int64(st, 6);
-        t.revoked_us = sqlite3_column_int64(st, 7);
-        if (sqlite3_column_type(st, 8) == SQLITE_TEXT)
-            snprintf(t.created_by, sizeof(t.created_by), "%s",
-                     (const char *)sqlite3_column_text(st, 8));
-        if (tokens_append(a, &t) < 0) {
-            sqlite3_finalize(st);
-            return ig_error_set(err, ENOMEM, "out of memory");
-        }
-    }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE)
-        return ig_error_set(err, EIO, "reading tokens: %s", sqlite3_errmsg(a->db));
-    return 0;
+    struct auth *a = userdata;
+    struct token t = {.created_us = row->created_us,
+                      .expires_us = row->expires_us,
+                      .revoked_us = row->revoked_us};
+    if (auth_role_parse(row->role, &t.role) < 0)
+        return 0; /* cannot be written by this code; never matches */
+    memcpy(t.id, row->id, sizeof(t.id));
+    memcpy(t.name, row->name, sizeof(t.name));
+    memcpy(t.salt, row->salt, sizeof(t.salt));
+    memcpy(t.hash, row->hash, sizeof(t.hash));
+    memcpy(t.created_by, row->created_by, sizeof(t.created_by));
+    int r = tokens_append(a, &t);
+    explicit_bzero(&t, sizeof(t));
+    return r;
 }
 
 enum token_state { TOKEN_ACTIVE, TOKEN_EXPIRED, TOKEN_REVOKED };
@@ -321,14 +284,15 @@ static int bootstrap(struct auth *a, struct ig_error *err)
     return r;
 }
 
-int auth_new(sqlite3 *db, const struct auth_options *opts, struct auth **ret, struct ig_error *err)
+int auth_new(struct store *store, const struct auth_options *opts, struct auth **ret,
+             struct ig_error *err)
 {
     struct auth *a = calloc(1, sizeof(*a));
     if (!a)
         return ig_error_set(err, ENOMEM, "out of memory");
-    a->db = db;
+    a->store = store;
     a->opts = *opts;
-    int r = tokens_load(a, err);
+    int r = tokens_store_load(a->store, token_loaded, a, err);
     if (r == 0 && a->n == 0)
         r = bootstrap(a, err);
     if (r < 0) {
@@ -428,132 +392,67 @@ bool auth_check(struct auth *a, struct http_request *req, const struct http_rout
     return true;
 }
 
-/* ---- the token routes ---- */
+/* ---- managing tokens ---- */
 
-static void add_time(cJSON *o, const char *key, int64_t us)
-{
-    if (!us) {
-        cJSON_AddNullToObject(o, key);
-        return;
-    }
-    char buf[32];
-    format_time_ms((uint64_t)us, buf);
-    cJSON_AddStringToObject(o, key, buf);
-}
-
-static cJSON *token_json(const struct token *t)
+static void token_info(const struct token *t, struct auth_token_info *ret)
 {
     static const char *const states[] = {
         [TOKEN_ACTIVE] = "active", [TOKEN_EXPIRED] = "expired", [TOKEN_REVOKED] = "revoked"};
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", t->id);
-    cJSON_AddStringToObject(o, "name", t->name);
-    cJSON_AddStringToObject(o, "role", auth_role_name(t->role));
-    cJSON_AddStringToObject(o, "state", states[token_state(t, (int64_t)wall_usec())]);
-    add_time(o, "created_at", t->created_us);
-    add_time(o, "expires_at", t->expires_us);
-    add_time(o, "revoked_at", t->revoked_us);
-    if (t->created_by[0])
-        cJSON_AddStringToObject(o, "created_by", t->created_by);
-    else
-        cJSON_AddNullToObject(o, "created_by");
-    return o;
+    *ret = (struct auth_token_info){.id = t->id,
+                                    .name = t->name,
+                                    .role = t->role,
+                                    .state = states[token_state(t, (int64_t)wall_usec())],
+                                    .created_us = t->created_us,
+                                    .expires_us = t->expires_us,
+                                    .revoked_us = t->revoked_us,
+                                    .created_by = t->created_by};
 }
 
-static bool name_valid(const char *s)
+size_t auth_token_count(const struct auth *a)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > AUTH_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
-            return false;
-    return true;
+    return a->n;
 }
 
-void auth_http_create(struct http_request *req, struct auth *a)
+void auth_token_at(const struct auth *a, size_t i, struct auth_token_info *ret)
 {
-    size_t len;
-    const char *body = http_request_body(req, &len);
-    cJSON *root = cJSON_ParseWithLength(body, len);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        http_reply_error(req, 400, "bad_request",
-                         "the body must be a JSON object: {\"role\": ..., \"name\": ..., "
-                         "\"expires_in\": ...}");
-        return;
-    }
-    for (const cJSON *f = root->child; f; f = f->next)
-        if (!streq(f->string, "role") && !streq(f->string, "name") &&
-            !streq(f->string, "expires_in")) {
-            http_reply_error(req, 400, "bad_request", "%s: unknown field", f->string);
-            cJSON_Delete(root);
-            return;
-        }
-    const cJSON *role = cJSON_GetObjectItemCaseSensitive(root, "role");
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "name");
-    const cJSON *expires = cJSON_GetObjectItemCaseSensitive(root, "expires_in");
-    enum auth_role r;
-    int64_t expires_s = 0;
-    const char *problem = NULL;
-    if (!cJSON_IsString(role) || auth_role_parse(role->valuestring, &r) < 0)
-        problem = "role: must be one of admin, developer, invoker, operator";
-    else if (name && (!cJSON_IsString(name) || !name_valid(name->valuestring)))
-        problem = "name: must be 1 to 64 printable characters without spaces";
-    else if (expires && (!cJSON_IsString(expires) ||
-                         auth_parse_duration(expires->valuestring, &expires_s) < 0))
-        problem = "expires_in: must be a duration such as 3600s, 90m, 12h or 30d (at most 100 "
-                  "years)";
-    if (problem) {
-        http_reply_error(req, 400, "bad_request", "%s", problem);
-        cJSON_Delete(root);
-        return;
-    }
+    token_info(&a->tokens[i], ret);
+}
+
+int auth_token_find(const struct auth *a, const char *id, struct auth_token_info *ret)
+{
+    const struct token *t =
+        hex_valid(id, AUTH_TOKEN_ID_LEN) ? token_find((struct auth *)a, id) : NULL;
+    if (!t)
+        return -ENOENT;
+    token_info(t, ret);
+    return 0;
+}
+
+int auth_token_create(struct auth *a, enum auth_role role, const char *name, int64_t expires_s,
+                      const char *created_by, struct auth_token_info *ret_info,
+                      char ret_text[AUTH_TOKEN_LEN + 1], struct ig_error *err)
+{
     struct token t;
-    char text[AUTH_TOKEN_LEN + 1];
-    token_generate(r, name ? name->valuestring : auth_role_name(r), &t, text);
-    cJSON_Delete(root);
+    token_generate(role, name ? name : auth_role_name(role), &t, ret_text);
     if (expires_s)
         t.expires_us = t.created_us + expires_s * 1000000;
-    const struct http_caller *c = http_request_caller(req);
-    if (c)
-        memcpy(t.created_by, c->token_id, sizeof(t.created_by));
-    struct ig_error err = {};
-    if (token_insert(a, &t, &err) < 0) {
-        explicit_bzero(text, sizeof(text));
-        http_reply_error(req, 500, "internal", "%s", err.message);
-        return;
+    if (created_by)
+        snprintf(t.created_by, sizeof(t.created_by), "%s", created_by);
+    int r = token_insert(a, &t, err);
+    if (r < 0) {
+        explicit_bzero(ret_text, AUTH_TOKEN_LEN + 1);
+        return r;
     }
-    char detail[160];
-    snprintf(detail, sizeof(detail), "token=%s role=%s name=%s", t.id, auth_role_name(t.role),
-             t.name);
-    http_request_set_audit_detail(req, detail);
-    cJSON *o = token_json(&t);
-    cJSON_AddStringToObject(o, "token", text);
-    explicit_bzero(text, sizeof(text));
-    http_reply_json(req, 201, o);
+    token_info(&a->tokens[a->n - 1], ret_info);
+    return 0;
 }
 
-void auth_http_list(struct http_request *req, struct auth *a)
+int auth_token_revoke(struct auth *a, const char *id, struct auth_token_info *ret_info,
+                      struct ig_error *err)
 {
-    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "tokens");
-    for (size_t i = 0; i < a->n; i++)
-        cJSON_AddItemToArray(arr, token_json(&a->tokens[i]));
-    http_reply_json(req, 200, root);
-}
-
-void auth_http_revoke(struct http_request *req, struct auth *a)
-{
-    const char *id = http_request_param(req, 0);
     struct token *t = hex_valid(id, AUTH_TOKEN_ID_LEN) ? token_find(a, id) : NULL;
-    if (!t) {
-        http_reply_error(req, 404, "not_found", "no token with id '%s'", id);
-        return;
-    }
-    char detail[160];
-    snprintf(detail, sizeof(detail), "token=%s role=%s name=%s", t->id, auth_role_name(t->role),
-             t->name);
-    http_request_set_audit_detail(req, detail);
+    if (!t)
+        return ig_error_set(err, ENOENT, "no token with id '%s'", id);
     if (!t->revoked_us) {
         int64_t now = (int64_t)wall_usec();
         if (t->role == AUTH_ROLE_ADMIN) {
@@ -561,29 +460,18 @@ void auth_http_revoke(struct http_request *req, struct auth *a)
             for (size_t i = 0; i < a->n; i++)
                 admins += a->tokens[i].role == AUTH_ROLE_ADMIN &&
                           token_state(&a->tokens[i], now) == TOKEN_ACTIVE;
-            if (admins <= 1 && token_state(t, now) == TOKEN_ACTIVE) {
-                http_reply_error(req, 409, "last_admin",
-                                 "token '%s' is the last active admin token: create another "
-                                 "admin token first",
-                                 t->id);
-                return;
-            }
+            if (admins <= 1 && token_state(t, now) == TOKEN_ACTIVE)
+                return ig_error_set_reason(err, EBUSY, "last_admin",
+                                           "token '%s' is the last active admin token: create "
+                                           "another admin token first",
+                                           t->id);
         }
-        sqlite3_stmt *st;
-        int r = SQLITE_ERROR;
-        if (sqlite3_prepare_v2(a->db, "UPDATE tokens SET revoked_us = ? WHERE id = ?", -1, &st,
-                               NULL) == SQLITE_OK) {
-            sqlite3_bind_int64(st, 1, now);
-            sqlite3_bind_text(st, 2, t->id, -1, SQLITE_STATIC);
-            r = sqlite3_step(st);
-            sqlite3_finalize(st);
-        }
-        if (r != SQLITE_DONE) {
-            http_reply_error(req, 500, "internal", "revoking the token: %s", sqlite3_errmsg(a->db));
-            return;
-        }
+        int r = tokens_store_revoke(a->store, t->id, now, err);
+        if (r < 0)
+            return r;
         t->revoked_us = now;
         log_info("token revoked", "id=%s name=%s", t->id, t->name);
     }
-    http_reply_json(req, 200, token_json(t));
+    token_info(t, ret_info);
+    return 0;
 }

@@ -4,8 +4,6 @@
  * compared in constant time. The loop thread owns all of it. */
 #pragma once
 
-#include <sqlite3.h>
-
 #include "base/http.h"
 #include "base/util.h"
 
@@ -65,13 +63,36 @@ struct auth;
 /* Loads the tokens from the store. When there are none (first start), makes the first admin
  * token: the one in STATE_DIR/admin.token if that file is there (mode 0600, this user's: a
  * provisioned token), else a new one, written there 0600 and printed once on stderr. */
-int auth_new(sqlite3 *db, const struct auth_options *opts, struct auth **ret, struct ig_error *err);
+struct store;
+
+int auth_new(struct store *store, const struct auth_options *opts, struct auth **ret,
+             struct ig_error *err);
 void auth_free(struct auth *a);
 
 /* The http_authorize_fn, given the daemon's auth. */
 bool auth_check(struct auth *a, struct http_request *req, const struct http_route *route);
 
-/* POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/{id}. */
-void auth_http_create(struct http_request *req, struct auth *a);
-void auth_http_list(struct http_request *req, struct auth *a);
-void auth_http_revoke(struct http_request *req, struct auth *a);
+/* A token as /v1/tokens shows it; the strings are the auth's, valid until its next change. */
+struct auth_token_info {
+    const char *id, *name;
+    enum auth_role role;
+    const char *state;                          /* active, expired, revoked */
+    int64_t created_us, expires_us, revoked_us; /* wall clock; 0: never */
+    const char *created_by;                     /* "" for the first admin token */
+};
+
+size_t auth_token_count(const struct auth *a);
+/* The i-th token (i < auth_token_count), oldest first. */
+void auth_token_at(const struct auth *a, size_t i, struct auth_token_info *ret);
+/* -ENOENT when there is no token with that id. */
+int auth_token_find(const struct auth *a, const char *id, struct auth_token_info *ret);
+/* Makes and stores a token of role named name (NULL: the role's name) that expires after
+ * expires_s (0: never), made by the token created_by (NULL: nobody); its text goes to the
+ * caller once, in ret_text. */
+int auth_token_create(struct auth *a, enum auth_role role, const char *name, int64_t expires_s,
+                      const char *created_by, struct auth_token_info *ret_info,
+                      char ret_text[AUTH_TOKEN_LEN + 1], struct ig_error *err);
+/* Revokes a token (revoking a revoked one changes nothing). ENOENT: no such token; EBUSY
+ * (last_admin): it is the last active admin token. */
+int auth_token_revoke(struct auth *a, const char *id, struct auth_token_info *ret_info,
+                      struct ig_error *err);

@@ -7,6 +7,7 @@
 
 #include "api/api.h"
 #include "api/audit.h"
+#include "records/audit_store.h"
 #include "config.h"
 #include "container/container.h"
 #include "container/doctor.h"
@@ -194,7 +195,7 @@ static void purge_records(void *userdata, int64_t now_us)
     inv_store_purge(d->journal, now_us, retention_done, "invocations");
     accountant_purge(d->journal, now_us - d->opts.usage_retention_days * DAY_US,
                      now_us - d->opts.usage_rollup_retention_days * DAY_US);
-    audit_purge(d->journal, now_us - d->opts.audit_retention_days * DAY_US);
+    audit_store_purge(d->journal, now_us - d->opts.audit_retention_days * DAY_US);
 }
 
 int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig_error *err)
@@ -308,7 +309,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
                                  .burst = opts->rate_burst,
                                  .metrics_public = opts->metrics_public};
     snprintf(aopts.state_dir, sizeof(aopts.state_dir), "%s", opts->state_dir);
-    r = auth_new(d->store->db, &aopts, &d->auth, err);
+    r = auth_new(d->store, &aopts, &d->auth, err);
     if (r < 0)
         goto fail;
     r = start_http(d, err);

@@ -124,7 +124,7 @@ static void test_first_admin_token(void **state)
                 assert_int_equal(chmod(token, 0644), 0);
         } else if (streq(cases[i], "symlink"))
             assert_int_equal(symlink("/etc/hostname", token), 0);
-        int r = auth_new(s->db, &o, &a, &err);
+        int r = auth_new(s, &o, &a, &err);
         if (streq(cases[i], "none") || streq(cases[i], "provisioned")) {
             if (r < 0)
                 fail_msg("%s: %s", cases[i], err.message);

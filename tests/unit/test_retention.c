@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "api/audit.h"
+#include "records/audit_store.h"
 #include "records/journal.h"
 #include "records/retention.h"
 #include "records/store.h"
@@ -79,7 +79,7 @@ static void test_audit_purge_keeps_what_is_newer(void **state)
     struct journal *j;
     assert_int_equal(loop_new(&l), 0);
     assert_int_equal(journal_new(l, path, &j, &err), 0);
-    assert_int_equal(audit_purge(j, 3000), 0);
+    assert_int_equal(audit_store_purge(j, 3000), 0);
     journal_free(j); /* commits what is queued */
     loop_free(l);
     sqlite3_stmt *st;
