@@ -2,36 +2,15 @@
 
 #include "api/audit.h"
 #include "api/auth.h"
+#include "api/ops.h"
 #include "api/tokens.h"
-#include "config.h"
 #include "dispatch/dispatch.h"
 #include "events/events.h"
-#include "records/fnlog.h"
 #include "base/log.h"
 #include "functions/registry.h"
 #include "functions/secrets.h"
 #include "functions/service.h"
-#include "records/store.h"
 #include "records/telemetry.h"
-
-static void get_healthz(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "status", a->stopping ? "stopping" : "ok");
-    http_reply_json(req, a->stopping ? 503 : 200, root);
-}
-
-static void get_version(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "version", IGNIS_VERSION);
-    cJSON_AddStringToObject(root, "api", "v1");
-    cJSON_AddNumberToObject(root, "schema", store_schema_version());
-    cJSON_AddNumberToObject(root, "uptime_s", (double)(now_usec() - a->started_usec) / 1e6);
-    http_reply_json(req, 200, root);
-}
 
 static void post_invoke(struct http_request *req, void *userdata)
 {
@@ -64,33 +43,6 @@ static void get_metrics(struct http_request *req, void *userdata)
 {
     struct api *a = userdata;
     telemetry_http_metrics(req, a->dispatch, a->started_usec);
-}
-
-static void get_logs(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    fnlog_http_logs(req, dispatch_function(a->dispatch, http_request_param(req, 0)) != NULL);
-}
-
-static void get_doctor(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    cJSON *checks;
-    const char *worst;
-    if (a->doctor(a->doctor_userdata, &checks, &worst) < 0) {
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "status", worst);
-    cJSON_AddItemToObject(root, "checks", checks);
-    http_reply_json(req, 200, root);
-}
-
-static void get_usage(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    accountant_http_usage(req, a->store->db);
 }
 
 static void put_secret(struct http_request *req, void *userdata)
@@ -137,9 +89,9 @@ void api_audit(struct http_request *req, const struct http_route *route, unsigne
 #define INVOKE_MAX_HEADER (32u * 1024u)
 
 const struct http_route api_routes[] = {
-    {"GET", "/healthz", get_healthz, 0, AUTH_PUBLIC, false, 0},
-    {"GET", "/v1/version", get_version, 0, AUTH_ANY_ROLE, false, 0},
-    {"GET", "/v1/doctor", get_doctor, 0, OPERATE, false, 0},
+    {"GET", "/healthz", api_get_healthz, 0, AUTH_PUBLIC, false, 0},
+    {"GET", "/v1/version", api_get_version, 0, AUTH_ANY_ROLE, false, 0},
+    {"GET", "/v1/doctor", api_get_doctor, 0, OPERATE, false, 0},
     /* The registry (registry.c, docs/api.md "Functions"). */
     {"GET", "/v1/functions", registry_http_list, 0, FN_READ, false, 0},
     {"PUT", "/v1/functions/{}", registry_http_put, REGISTRY_MAX_BUNDLE, FN_WRITE, true, 0},
@@ -155,10 +107,10 @@ const struct http_route api_routes[] = {
      INVOKE_MAX_HEADER},
     {"GET", "/v1/invocations/{}", get_invocation, 0, INVOKE, false, 0},
     /* The accountant (accountant.c, docs/api.md "Usage"). */
-    {"GET", "/v1/usage", get_usage, 0, FN_READ, false, 0},
+    {"GET", "/v1/usage", api_get_usage, 0, FN_READ, false, 0},
     /* The operators' view (telemetry.c, fnlog.c; docs/operations.md). */
     {"GET", "/metrics", get_metrics, 0, OPERATE | AUTH_SCRAPE, false, 0},
-    {"GET", "/v1/functions/{}/logs", get_logs, 0, FN_WRITE, false, 0},
+    {"GET", "/v1/functions/{}/logs", api_get_logs, 0, FN_WRITE, false, 0},
     /* Tokens and the audit log (auth.c, audit.c; docs/api.md "Tokens", "Audit"). */
     {"POST", "/v1/tokens", api_post_token, 4096, AUTH_ADMIN, true, 0},
     {"GET", "/v1/tokens", api_get_tokens, 0, AUTH_ADMIN, false, 0},

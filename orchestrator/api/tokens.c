@@ -113,8 +113,8 @@ void api_post_token(struct http_request *req, void *userdata)
     struct auth_token_info t;
     char text[AUTH_TOKEN_LEN + 1];
     struct ig_error err = {};
-    int r = auth_token_create(a->auth, role, name, expires_s, c ? c->token_id : NULL, &t, text,
-                              &err);
+    int r =
+        auth_token_create(a->auth, role, name, expires_s, c ? c->token_id : NULL, &t, text, &err);
     cJSON_Delete(root);
     if (r < 0) {
         api_reply_error(req, &err);

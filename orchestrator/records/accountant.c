@@ -1,11 +1,13 @@
 #include "records/accountant.h"
 
 #include <ctype.h>
+#include <sqlite3.h>
 #include <string.h>
 #include <time.h>
 
 #include "base/log.h"
 #include "records/retention.h"
+#include "records/store.h"
 
 /* ---- pure ---- */
 
@@ -214,7 +216,8 @@ static void iso_time(int64_t s, char buf[32])
     strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-int accountant_query(sqlite3 *db, const struct acct_query *q, cJSON **ret)
+int accountant_query(struct store *store, const struct acct_query *q, cJSON **ret,
+                     struct ig_error *err)
 {
     static const int64_t widths[] = {[ACCT_GROUP_NONE] = 0,
                                      [ACCT_GROUP_MINUTE] = 60,
@@ -229,8 +232,9 @@ int accountant_query(sqlite3 *db, const struct acct_query *q, cJSON **ret)
         "FROM usage_minute WHERE minute >= ?1 AND minute < ?2 AND (?3 IS NULL OR function = ?3) "
         "GROUP BY function, bucket ORDER BY function, bucket";
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return -EIO;
+    if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "reading the usage ledger failed: %s",
+                            sqlite3_errmsg(store->db));
     /* Whole minutes: the rollup's resolution. */
     sqlite3_bind_int64(st, 1, q->since_s - (q->since_s % 60 + 60) % 60);
     sqlite3_bind_int64(st, 2, q->until_s);
@@ -284,7 +288,8 @@ int accountant_query(sqlite3 *db, const struct acct_query *q, cJSON **ret)
     if (r != SQLITE_DONE) {
         cJSON_Delete(totals);
         cJSON_Delete(root);
-        return -EIO;
+        return ig_error_set(err, EIO, "reading the usage ledger failed: %s",
+                            sqlite3_errmsg(store->db));
     }
     /* The buckets array goes last in each function's object, after its figures. */
     for (cJSON *f = fns->child; f; f = f->next) {
@@ -295,44 +300,4 @@ int accountant_query(sqlite3 *db, const struct acct_query *q, cJSON **ret)
     cJSON_AddItemToObject(root, "totals", totals);
     *ret = root;
     return 0;
-}
-
-void accountant_http_usage(struct http_request *req, sqlite3 *db)
-{
-    static const char time_forms[] = "a duration (45s, 30m, 1h, 7d), unix seconds or "
-                                     "YYYY-MM-DDTHH:MM:SSZ";
-    int64_t now = (int64_t)(wall_usec() / 1000000);
-    /* Default: the last 24 hours, the current minute included. */
-    struct acct_query q = {.since_s = now - 86400, .until_s = now + 1};
-    const char *fn = http_request_query(req, "function");
-    const char *since = http_request_query(req, "since");
-    const char *until = http_request_query(req, "until");
-    const char *group = http_request_query(req, "group_by");
-    cJSON *json;
-
-    if (fn && *fn)
-        q.function = fn;
-    if (since && accountant_parse_time(since, now, &q.since_s) < 0) {
-        http_reply_error(req, 400, "bad_request", "since must be %s, not '%s'", time_forms, since);
-        return;
-    }
-    if (until && accountant_parse_time(until, now, &q.until_s) < 0) {
-        http_reply_error(req, 400, "bad_request", "until must be %s, not '%s'", time_forms, until);
-        return;
-    }
-    if (group && *group && accountant_parse_group(group, &q.group) < 0) {
-        http_reply_error(req, 400, "bad_request", "group_by must be minute, hour or day, not '%s'",
-                         group);
-        return;
-    }
-    if (q.until_s < q.since_s) {
-        http_reply_error(req, 400, "bad_request", "until is before since");
-        return;
-    }
-    if (accountant_query(db, &q, &json) < 0) {
-        http_reply_error(req, 500, "internal", "reading the usage ledger failed: %s",
-                         sqlite3_errmsg(db));
-        return;
-    }
-    http_reply_json(req, 200, json);
 }

@@ -13,12 +13,10 @@
 #pragma once
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "container/cgroup.h"
-#include "base/http.h"
 #include "records/journal.h"
 #include "base/loop.h"
 
@@ -102,7 +100,9 @@ struct acct_query {
  * "YYYY-MM-DDTHH:MM:SSZ". Pure. */
 int accountant_parse_time(const char *text, int64_t now_s, int64_t *ret_s);
 int accountant_parse_group(const char *text, enum acct_group *ret);
-/* The usage per function (and per bucket when grouped) and the totals, from the rollups. */
-int accountant_query(sqlite3 *db, const struct acct_query *q, cJSON **ret);
-/* The route: GET /v1/usage?function=&since=&until=&group_by= (docs/api.md "Usage"). */
-void accountant_http_usage(struct http_request *req, sqlite3 *db);
+struct store;
+
+/* The usage per function (and per bucket when grouped) and the totals, from the rollups, as GET
+ * /v1/usage reports it (docs/api.md "Usage"). */
+int accountant_query(struct store *store, const struct acct_query *q, cJSON **ret,
+                     struct ig_error *err);

@@ -10,16 +10,8 @@
 int audit_store_append(struct journal *j, const struct audit_row *r)
 {
     const struct journal_value v[] = {
-        JV_I(r->time_us),
-        JV_S(r->token_id),
-        JV_S(r->token_name),
-        JV_S(r->role),
-        JV_S(r->action),
-        JV_S(r->path),
-        JV_S(r->function),
-        JV_S(r->detail),
-        JV_S(r->peer),
-        JV_I(r->status),
+        JV_I(r->time_us), JV_S(r->token_id), JV_S(r->token_name), JV_S(r->role), JV_S(r->action),
+        JV_S(r->path),    JV_S(r->function), JV_S(r->detail),     JV_S(r->peer), JV_I(r->status),
     };
     return journal_submit_lazy(j,
                                "INSERT INTO audit (time_us, token_id, token_name, role, action, "
@@ -38,7 +30,7 @@ int audit_store_purge(struct journal *j, int64_t before_us)
 static const char *text_or_null(sqlite3_stmt *st, int col)
 {
     return sqlite3_column_type(st, col) == SQLITE_NULL ? NULL
-                                                        : (const char *)sqlite3_column_text(st, col);
+                                                       : (const char *)sqlite3_column_text(st, col);
 }
 
 int audit_store_list(struct store *s, const char *function, int64_t since_us, unsigned long limit,

@@ -22,24 +22,23 @@ struct buf {
     size_t len, cap, off;
 };
 
-struct follower;
-
 struct lfn {
     char name[128];
     int fd; /* current.jsonl, O_APPEND; -1 until first write */
     uint64_t size;
     struct buf pending;
-    LIST_HEAD(, follower) followers;
+    LIST_HEAD(, fnlog_follower) followers;
     struct lfn *next;
 };
 
-struct follower {
-    struct http_request *req;
+struct fnlog_follower {
+    void (*wake)(void *userdata); /* there is more to read, or the follow ended */
+    void *userdata;
     struct lfn *lfn;
     char inv[INV_ID_LEN + 1]; /* "" for every invocation */
     struct buf out;
     bool lagged, ended;
-    LIST_ENTRY(follower) link;
+    LIST_ENTRY(fnlog_follower) link;
 };
 
 static struct {
@@ -153,11 +152,11 @@ void fnlog_flush(void)
 void fnlog_end_streams(void)
 {
     for (struct lfn *f = L.fns; f; f = f->next) {
-        struct follower *fo;
+        struct fnlog_follower *fo;
         LIST_FOREACH(fo, &f->followers, link)
         {
             fo->ended = true;
-            http_stream_wake(fo->req);
+            fo->wake(fo->userdata);
         }
     }
 }
@@ -171,8 +170,8 @@ void fnlog_free(void)
         struct lfn *f = L.fns;
         L.fns = f->next;
         lfn_write(f);
-        /* Followers are gone by now (the HTTP server closed their connections), but be safe. */
-        struct follower *fo;
+        /* Followers are gone by now (their readers closed them), but be safe. */
+        struct fnlog_follower *fo;
         while ((fo = LIST_FIRST(&f->followers))) {
             LIST_REMOVE(fo, link);
             fo->lfn = NULL;
@@ -185,7 +184,7 @@ void fnlog_free(void)
     L.loop = NULL; /* later events (a worker freed after this) are dropped */
 }
 
-static bool follower_wants(const struct follower *fo, const char *inv_id)
+static bool follower_wants(const struct fnlog_follower *fo, const char *inv_id)
 {
     return !fo->inv[0] || (inv_id && streq(fo->inv, inv_id));
 }
@@ -242,7 +241,7 @@ static void emit(const char *function, const char *inv_id, const char *stream, c
     const char *rec = f->pending.data + start;
     size_t rec_len = f->pending.len - start;
 
-    struct follower *fo;
+    struct fnlog_follower *fo;
     LIST_FOREACH(fo, &f->followers, link)
     {
         if (!follower_wants(fo, inv_id))
@@ -252,7 +251,7 @@ static void emit(const char *function, const char *inv_id, const char *stream, c
             continue;
         }
         buf_add(&fo->out, rec, rec_len);
-        http_stream_wake(fo->req);
+        fo->wake(fo->userdata);
     }
     if (f->pending.len >= PENDING_MAX)
         lfn_write(f);
@@ -477,34 +476,48 @@ int fnlog_read(const char *function, const char *inv, uint64_t since_us, size_t 
     return 0;
 }
 
-/* since: seconds since the epoch (fractions allowed) or RFC 3339 UTC ("...Z"). */
-static int parse_since(const char *s, uint64_t *ret_us)
+bool fnlog_known(const char *function)
 {
-    char *end;
-    double v = strtod(s, &end);
-    if (end != s && *end == '\0' && v >= 0) {
-        *ret_us = (uint64_t)(v * 1e6);
-        return 0;
-    }
-    struct tm tm = {};
-    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!rest)
-        return -EINVAL;
-    double frac = 0;
-    if (*rest == '.')
-        frac = strtod(rest, (char **)&rest);
-    if (*rest != 'Z' || rest[1])
-        return -EINVAL;
-    time_t t = timegm(&tm);
-    if (t < 0)
-        return -EINVAL;
-    *ret_us = (uint64_t)t * 1000000 + (uint64_t)(frac * 1e6);
+    char dir[4400];
+    struct stat st;
+    snprintf(dir, sizeof(dir), "%s/%s", L.dir, function);
+    return stat(dir, &st) == 0;
+}
+
+int fnlog_sync(const char *function)
+{
+    struct lfn *f = lfn_get(function);
+    if (!f)
+        return -ENOMEM;
+    lfn_write(f);
     return 0;
 }
 
-static ssize_t follower_read(void *ctx, char *out, size_t max)
+int fnlog_follow(const char *function, const char *inv, char *history, size_t len,
+                 void (*wake)(void *userdata), void *userdata, struct fnlog_follower **ret)
 {
-    struct follower *fo = ctx;
+    struct lfn *f = lfn_get(function);
+    struct fnlog_follower *fo = f ? calloc(1, sizeof(*fo)) : NULL;
+    if (!fo)
+        return -ENOMEM;
+    fo->wake = wake;
+    fo->userdata = userdata;
+    fo->lfn = f;
+    fo->out = (struct buf){.data = history, .len = len, .cap = len + 1};
+    if (len > FOLLOWER_MAX) {
+        /* A follower starts with at most its buffer's worth of history, from a record's start:
+         * many followers must not each hold a function's whole log. */
+        const char *nl = memchr(history + len - FOLLOWER_MAX, '\n', FOLLOWER_MAX);
+        fo->out.off = nl ? (size_t)(nl + 1 - history) : len;
+    }
+    snprintf(fo->inv, sizeof(fo->inv), "%s", inv ? inv : "");
+    LIST_INSERT_HEAD(&f->followers, fo, link);
+    *ret = fo;
+    return 0;
+}
+
+ssize_t fnlog_follower_read(struct fnlog_follower *fo, char *out, size_t max)
+{
     size_t avail = fo->out.len - fo->out.off;
     if (avail == 0 && fo->lagged) {
         static const char msg[] = "{\"stream\":\"platform\",\"text\":\"this reader fell behind: "
@@ -521,92 +534,12 @@ static ssize_t follower_read(void *ctx, char *out, size_t max)
     return (ssize_t)n;
 }
 
-static void follower_close(struct http_request *req, void *userdata)
+void fnlog_follower_free(struct fnlog_follower *fo)
 {
-    struct follower *fo = http_request_context(req);
     if (!fo)
         return;
     if (fo->lfn)
         LIST_REMOVE(fo, link);
     buf_done(&fo->out);
     free(fo);
-}
-
-void fnlog_http_logs(struct http_request *req, bool function_known)
-{
-    const char *name = http_request_param(req, 0);
-    const char *inv = http_request_query(req, "invocation");
-    const char *since = http_request_query(req, "since");
-    const char *follow = http_request_query(req, "follow");
-    const char *tail = http_request_query(req, "tail");
-    uint64_t since_us = 0;
-    unsigned long tail_n = SIZE_MAX;
-    char dir[4400];
-    struct stat st;
-
-    snprintf(dir, sizeof(dir), "%s/%s", L.dir, name);
-    if (!function_known && stat(dir, &st) < 0) {
-        http_reply_error(req, 404, "not_found", "no function named '%s'", name);
-        return;
-    }
-    if (inv && (!*inv || strlen(inv) > INV_ID_LEN || strchr(inv, '"') || strchr(inv, '\\'))) {
-        http_reply_error(req, 400, "bad_request", "invocation is not an invocation id");
-        return;
-    }
-    if (since && parse_since(since, &since_us) < 0) {
-        http_reply_error(req, 400, "bad_request",
-                         "since must be seconds since the epoch or an RFC 3339 UTC time");
-        return;
-    }
-    if (tail && parse_count(tail, 0, FNLOG_TAIL_MAX, &tail_n) < 0) {
-        http_reply_error(req, 400, "bad_request", "tail must be a number from 0 to %d",
-                         FNLOG_TAIL_MAX);
-        return;
-    }
-    bool following = follow && (streq(follow, "true") || streq(follow, "1"));
-    if (follow && !following && !streq(follow, "false") && !streq(follow, "0")) {
-        http_reply_error(req, 400, "bad_request", "follow must be true or false");
-        return;
-    }
-    struct lfn *f = lfn_get(name);
-    if (!f) {
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    lfn_write(f); /* what is pending goes to disk first: the files are then the whole story */
-    struct buf out = {};
-    if (fnlog_read(name, inv, since_us, tail_n, &out.data, &out.len) < 0) {
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    out.cap = out.len + 1;
-    if (!following) {
-        http_reply_take(req, 200, "application/x-ndjson", out.data, out.len);
-        return;
-    }
-    struct follower *fo = calloc(1, sizeof(*fo));
-    if (!fo) {
-        buf_done(&out);
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    fo->req = req;
-    fo->lfn = f;
-    fo->out = out;
-    if (out.len > FOLLOWER_MAX) {
-        /* A follower starts with at most its buffer's worth of history, from a record's start:
-         * many followers must not each hold a function's whole log. */
-        const char *nl = memchr(out.data + out.len - FOLLOWER_MAX, '\n', FOLLOWER_MAX);
-        fo->out.off = nl ? (size_t)(nl + 1 - out.data) : out.len;
-    }
-    snprintf(fo->inv, sizeof(fo->inv), "%s", inv ? inv : "");
-    LIST_INSERT_HEAD(&f->followers, fo, link);
-    http_request_set_context(req, fo, follower_close);
-    if (http_reply_stream(req, 200, "application/x-ndjson", follower_read, fo) < 0) {
-        http_request_set_context(req, NULL, NULL);
-        LIST_REMOVE(fo, link);
-        buf_done(&fo->out);
-        free(fo);
-        http_reply_error(req, 500, "internal", "out of memory");
-    }
 }

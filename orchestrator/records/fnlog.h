@@ -9,7 +9,6 @@
  * disk does (past the caps the bytes are read and dropped). */
 #pragma once
 
-#include "base/http.h"
 #include "records/invocation.h"
 #include "base/loop.h"
 
@@ -31,7 +30,8 @@ struct fnlog_src {
 };
 
 int fnlog_init(struct loop *l, const char *state_dir, size_t invocation_cap, size_t file_max);
-/* Ends every follow stream (before the HTTP server stops). */
+/* Ends every follower (their wake hooks run; reads then return -1): before the HTTP server
+ * stops. */
 void fnlog_end_streams(void);
 /* Writes every function's pending records now (tests; before reading the files directly). */
 void fnlog_flush(void);
@@ -57,5 +57,21 @@ void fnlog_platform(const char *function, const char *inv_id, const char *fmt, .
 int fnlog_read(const char *function, const char *inv, uint64_t since_us, size_t tail, char **ret,
                size_t *ret_len);
 
-/* GET /v1/functions/{name}/logs?invocation=&since=&tail=&follow=true */
-void fnlog_http_logs(struct http_request *req, bool function_known);
+/* Whether the function has (or had) a log: a function deleted since still has one. */
+bool fnlog_known(const char *function);
+/* Writes the function's pending records, so that its files tell the whole story (before a
+ * read). 0 or -ENOMEM. */
+int fnlog_sync(const char *function);
+
+/* A reader of the records a function writes from now on, after a history it already read. */
+struct fnlog_follower;
+/* Follows function's records (of invocation inv only, unless NULL or ""), to be read after
+ * history (malloc'd, len bytes: taken; only its last 4 MiB are kept, from a record's start).
+ * wake(userdata) runs on the loop thread whenever there is more to read and when the follow
+ * ends. 0 or -ENOMEM (history is then the caller's). */
+int fnlog_follow(const char *function, const char *inv, char *history, size_t len,
+                 void (*wake)(void *userdata), void *userdata, struct fnlog_follower **ret);
+/* Copies up to max bytes of what there is to read; 0: nothing now (wait for wake); -1: the follow
+ * ended. A reader that falls more than 4 MiB behind skips records and is told so in a record. */
+ssize_t fnlog_follower_read(struct fnlog_follower *fo, char *out, size_t max);
+void fnlog_follower_free(struct fnlog_follower *fo);

@@ -84,8 +84,8 @@ int tokens_store_revoke(struct store *s, const char *id, int64_t revoked_us, str
 {
     sqlite3_stmt *st;
     int r = SQLITE_ERROR;
-    if (sqlite3_prepare_v2(s->db, "UPDATE tokens SET revoked_us = ? WHERE id = ?", -1, &st,
-                           NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(s->db, "UPDATE tokens SET revoked_us = ? WHERE id = ?", -1, &st, NULL) ==
+        SQLITE_OK) {
         sqlite3_bind_int64(st, 1, revoked_us);
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
         r = sqlite3_step(st);

@@ -205,7 +205,7 @@ static void test_rollup_and_query(void **state)
 
     /* 05:00 until 07:00, ungrouped: per function and totals. */
     struct acct_query q = {.since_s = 1795842000, .until_s = 1795849200};
-    assert_int_equal(accountant_query(db, &q, &root), 0);
+    assert_int_equal(accountant_query(s, &q, &root, NULL), 0);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(root, "functions")), 2);
     const cJSON *fa = function_at(root, 0, "fa"), *fb = function_at(root, 1, "fb");
     assert_int_equal(fig(fa, "invocations"), 4);
@@ -235,7 +235,7 @@ static void test_rollup_and_query(void **state)
     /* By minute, one function: 05:00, 05:01, 06:30. */
     q.function = "fa";
     q.group = ACCT_GROUP_MINUTE;
-    assert_int_equal(accountant_query(db, &q, &root), 0);
+    assert_int_equal(accountant_query(s, &q, &root, NULL), 0);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(root, "functions")), 1);
     fa = function_at(root, 0, "fa");
     const cJSON *b = cJSON_GetObjectItem(fa, "buckets");
@@ -254,7 +254,7 @@ static void test_rollup_and_query(void **state)
 
     /* By hour: 05:00 (3) and 06:00 (1). */
     q.group = ACCT_GROUP_HOUR;
-    assert_int_equal(accountant_query(db, &q, &root), 0);
+    assert_int_equal(accountant_query(s, &q, &root, NULL), 0);
     b = cJSON_GetObjectItem(function_at(root, 0, "fa"), "buckets");
     assert_int_equal(cJSON_GetArraySize(b), 2);
     assert_int_equal(fig(cJSON_GetArrayItem(b, 0), "invocations"), 3);
@@ -266,7 +266,7 @@ static void test_rollup_and_query(void **state)
     /* By day over two days, every function: fb has a bucket on each day. */
     q = (struct acct_query){
         .since_s = 1795842000, .until_s = 1795842000 + 2 * 86400, .group = ACCT_GROUP_DAY};
-    assert_int_equal(accountant_query(db, &q, &root), 0);
+    assert_int_equal(accountant_query(s, &q, &root, NULL), 0);
     b = cJSON_GetObjectItem(function_at(root, 1, "fb"), "buckets");
     assert_int_equal(cJSON_GetArraySize(b), 2);
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(b, 0), "start")->valuestring,
@@ -276,11 +276,11 @@ static void test_rollup_and_query(void **state)
 
     /* since is rounded down to its minute; an empty range has zero totals. */
     q = (struct acct_query){.since_s = 1795842059, .until_s = 1795842060};
-    assert_int_equal(accountant_query(db, &q, &root), 0);
+    assert_int_equal(accountant_query(s, &q, &root, NULL), 0);
     assert_int_equal(fig(cJSON_GetObjectItem(root, "totals"), "invocations"), 4);
     cJSON_Delete(root);
     q = (struct acct_query){.since_s = 0, .until_s = 60};
-    assert_int_equal(accountant_query(db, &q, &root), 0);
+    assert_int_equal(accountant_query(s, &q, &root, NULL), 0);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(root, "functions")), 0);
     assert_int_equal(fig(cJSON_GetObjectItem(root, "totals"), "invocations"), 0);
     cJSON_Delete(root);
