@@ -4,6 +4,7 @@
 
 #include "config.h"
 #include "daemon/daemon.h"
+#include "base/checks.h"
 #include "container/doctor.h"
 #include "base/log.h"
 #include "daemon/options.h"
@@ -37,7 +38,7 @@ int main(int argc, char **argv)
         enum doctor_status worst;
         if (doctor_run(&env, &checks, &worst) < 0)
             return 1;
-        doctor_print(checks, stdout);
+        checks_print(checks, stdout);
         cJSON_Delete(checks);
         return worst == DOCTOR_FAILING ? 1 : 0;
     }

@@ -1,4 +1,4 @@
-/* The ignis CLI's verbs and the helpers they share (main.c). Each verb gets its own argv, with
+/* The ignis CLI's verbs and the helpers they share (common.c). Each verb gets its own argv, with
  * argv[0] the verb's name, and returns the process's exit status. */
 #pragma once
 
@@ -24,13 +24,13 @@ int cli_parse_options(int argc, char **argv, const char *usage_line, bool *ret_j
                       const struct cli_option *extra, size_t nextra);
 
 /* One request that must succeed with a 2xx; the parsed JSON body in *ret (and the raw text in
- * *ret_raw unless NULL). Prints the failure and returns 1 otherwise (functions.c). */
+ * *ret_raw unless NULL). Prints the failure and returns 1 otherwise. */
 int cli_request_json(struct client *c, const char *method, const char *path,
                      const char *const *headers, const void *body, size_t len, cJSON **ret,
                      char **ret_raw);
 /* base ("/v1/usage") and a query of the keys whose value is not NULL, each value
  * percent-encoded: "/v1/usage?since=1h&group_by=day". Allocated; NULL without memory
- * (functions.c). */
+ */
 char *cli_query_path(const char *base, const char *const *keys, const char *const *values,
                      size_t n);
 /* A string or number member of o; "" or 0 when absent or of another type. */
@@ -44,7 +44,7 @@ int cli_show(struct client *c, int argc, char **argv);
 int cli_rm(struct client *c, int argc, char **argv);
 
 /* The payload from -d: the text itself, @FILE, or - for standard input, at most the payload
- * limit. Returns 0, or 1 after saying what failed (invoke.c). */
+ * limit. Returns 0, or 1 after saying what failed. */
 int cli_read_data(const char *arg, char **ret, size_t *ret_len);
 
 /* events.c: sends a CloudEvent. */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "records/invocation.h"
+#include "base/invocation_id.h"
 
 static const char usage_emit[] = "usage: ignis emit TYPE [-d DATA|@FILE|-] [--source S] [--id ID] "
                                  "[--content-type T] [--json]";

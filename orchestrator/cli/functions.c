@@ -1,6 +1,5 @@
 /* ignis push, ls, show, rm: the registry's verbs (docs/api.md "Functions"). */
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -9,62 +8,6 @@
 #include "cli.h"
 #include "functions/manifest.h"
 #include "functions/registry.h"
-
-char *cli_query_path(const char *base, const char *const *keys, const char *const *values, size_t n)
-{
-    char *path = strdup(base);
-    char sep = '?';
-    for (size_t i = 0; path && i < n; i++) {
-        if (!values[i])
-            continue;
-        char *v = curl_easy_escape(NULL, values[i], 0), *next = NULL;
-        if (!v || asprintf(&next, "%s%c%s=%s", path, sep, keys[i], v) < 0)
-            next = NULL;
-        curl_free(v);
-        free(path);
-        path = next;
-        sep = '&';
-    }
-    return path;
-}
-
-int cli_request_json(struct client *c, const char *method, const char *path,
-                     const char *const *headers, const void *body, size_t len, cJSON **ret,
-                     char **ret_raw)
-{
-    struct client_response resp;
-    struct ig_error err = {};
-
-    if (client_request(c, method, path, headers, body, len, &resp, &err) < 0)
-        return cli_fail("%s", err.message);
-    if (resp.status < 200 || resp.status > 299) {
-        int r = cli_fail_response(&resp);
-        client_response_clear(&resp);
-        return r;
-    }
-    cJSON *root = cJSON_Parse(resp.body);
-    if (!root) {
-        client_response_clear(&resp);
-        return cli_fail("the server's reply to %s %s is not JSON", method, path);
-    }
-    *ret = root;
-    if (ret_raw)
-        *ret_raw = strdup(resp.body);
-    client_response_clear(&resp);
-    return 0;
-}
-
-const char *cli_str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-double cli_num(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
 
 static int check_name(const char *name)
 {

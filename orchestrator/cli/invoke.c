@@ -5,27 +5,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "records/invocation.h"
+#include "base/invocation_id.h"
 #include "base/protocol.h"
-
-int cli_read_data(const char *arg, char **ret, size_t *ret_len)
-{
-    if (arg[0] != '@' && !streq(arg, "-")) {
-        *ret = strdup(arg);
-        *ret_len = strlen(arg);
-        return *ret ? 0 : cli_fail("out of memory");
-    }
-    /* A file or standard input (a pipe too: read_file reads to EOF), at most the payload limit. */
-    const char *path = arg[0] == '@' ? arg + 1 : "/dev/stdin";
-    int r = read_file(path, PROTO_DEFAULT_MAX_BODY, ret, ret_len);
-    if (r == -EFBIG)
-        return cli_fail("%s is over the %u-byte payload limit", arg[0] == '@' ? path : "input",
-                        PROTO_DEFAULT_MAX_BODY);
-    if (r < 0)
-        return cli_fail("cannot read %s: %s", arg[0] == '@' ? path : "standard input",
-                        strerror(-r));
-    return 0;
-}
 
 static const char usage_invoke[] =
     "usage: ignis invoke NAME [-d DATA|@FILE|-] [-H 'Header: value'] [--async] [--json]";

@@ -6,7 +6,7 @@
 
 #include "cli.h"
 #include "base/client.h"
-#include "container/doctor.h"
+#include "base/checks.h"
 #include "config.h"
 
 static const char usage[] =
@@ -51,66 +51,6 @@ static const char usage[] =
     "An https:// server's certificate is verified with --cacert or $IGNIS_CACERT, else the\n"
     "system's CA store.\n";
 
-int cli_fail(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("ignis: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return 1;
-}
-
-int cli_fail_response(const struct client_response *resp)
-{
-    cJSON *root = cJSON_Parse(resp->body);
-    const cJSON *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "error"), "message");
-    int r = cJSON_IsString(msg)
-                ? cli_fail("%s (HTTP %ld)%s", msg->valuestring, resp->status,
-                           resp->status == 401 ? "; give a token with --token, $IGNIS_TOKEN or a "
-                                                 "token file (see ignis --help)"
-                                               : "")
-                : cli_fail("the server answered HTTP %ld", resp->status);
-    cJSON_Delete(root);
-    return r;
-}
-
-int cli_parse_options(int argc, char **argv, const char *usage_line, bool *ret_json,
-                      const struct cli_option *extra, size_t nextra)
-{
-    struct option longopts[8] = {{"json", no_argument, NULL, 'j'}};
-    char shorts[2 * ARRAY_SIZE(longopts) + 1] = "", *sp = shorts;
-    for (size_t i = 0; i < nextra && i < ARRAY_SIZE(longopts) - 2; i++) {
-        longopts[i + 1] = (struct option){extra[i].name, required_argument, NULL, 256 + (int)i};
-        if (extra[i].short_name) {
-            *sp++ = extra[i].short_name;
-            *sp++ = ':';
-        }
-    }
-    int c;
-    optind = 0; /* glibc: rescan from the start, for this verb's own argv */
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, shorts, longopts, NULL)) != -1) {
-        if (c == 'j') {
-            *ret_json = true;
-            continue;
-        }
-        size_t i = 0;
-        while (i < nextra && c != 256 + (int)i && c != extra[i].short_name)
-            i++;
-        if (c == '?' || c == ':' || i == nextra) {
-            if (usage_line)
-                cli_fail("usage: %s", usage_line);
-            else
-                cli_fail("%s: bad option (see ignis --help)", argv[0]);
-            return -1;
-        }
-        *extra[i].ret = optarg;
-    }
-    return optind;
-}
-
 static int cmd_version(struct client *c, int argc, char **argv)
 {
     cJSON *root = NULL;
@@ -144,7 +84,7 @@ static int cmd_doctor(struct client *c, int argc, char **argv)
         cJSON_Delete(root);
         return cli_fail("the server's doctor reply is malformed");
     }
-    doctor_print(checks, stdout);
+    checks_print(checks, stdout);
     r = streq(status->valuestring, "failing") ? 1 : 0;
     cJSON_Delete(root);
     return r;

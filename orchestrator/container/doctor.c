@@ -263,16 +263,3 @@ int doctor_run(const struct doctor_env *env, cJSON **ret, enum doctor_status *re
     *ret_worst = worst;
     return 0;
 }
-
-void doctor_print(const cJSON *checks, FILE *out)
-{
-    const cJSON *c;
-    cJSON_ArrayForEach(c, checks)
-    {
-        const cJSON *fix = cJSON_GetObjectItem(c, "fix");
-        fprintf(out, "%-9s %-16s %s%s%s\n", cJSON_GetObjectItem(c, "status")->valuestring,
-                cJSON_GetObjectItem(c, "check")->valuestring,
-                cJSON_GetObjectItem(c, "detail")->valuestring, fix ? " -- fix: " : "",
-                fix ? fix->valuestring : "");
-    }
-}

@@ -22,6 +22,3 @@ struct doctor_env {
 /* Runs every check: an array of {"check", "status", "detail", "fix"?}. *ret_worst is the worst
  * status seen. Returns 0 or -ENOMEM. */
 int doctor_run(const struct doctor_env *env, cJSON **ret, enum doctor_status *ret_worst);
-
-/* Prints the checks as lines for people ("ok       kernel       6.18 ..."). */
-void doctor_print(const cJSON *checks, FILE *out);

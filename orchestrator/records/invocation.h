@@ -1,4 +1,5 @@
-/* Invocations: ids, states, the retry policy (pure), and their durable records in ignis.db.
+/* Invocations: the retry policy (pure) and their durable records in ignis.db (their ids and
+ * states are base/invocation_id.h).
  * Writes go through the journal (group commit, off the loop); reads are single-row lookups on
  * the loop thread's connection. */
 #pragma once
@@ -6,24 +7,9 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
+#include "base/invocation_id.h"
 #include "records/journal.h"
 #include "base/util.h"
-
-#define INV_ID_LEN 32 /* hex digits: 128 random bits */
-
-enum inv_status { INV_QUEUED, INV_RUNNING, INV_SUCCEEDED, INV_FAILED, INV_DEAD };
-
-const char *inv_status_name(enum inv_status s);
-int inv_status_parse(const char *s, enum inv_status *ret);
-static inline bool inv_status_final(enum inv_status s)
-{
-    return s == INV_SUCCEEDED || s == INV_FAILED || s == INV_DEAD;
-}
-
-/* A new random id (getrandom). */
-void inv_id_new(char ret[INV_ID_LEN + 1]);
-/* Whether s has the shape of an id (so a lookup with anything else is a 404 without a query). */
-bool inv_id_valid(const char *s);
 
 /* Exponential backoff with jitter for retry number `attempt` (1 = the first retry): the delay
  * doubles from base_ms up to cap_ms, and the second half of it is random (from `random`), so
