@@ -9,13 +9,14 @@
 #include "container/cgroup.h"
 #include "dispatch/dispatch.h"
 #include "events/events.h"
-#include "base/http.h"
 #include "records/journal.h"
 #include "base/loop.h"
 #include "daemon/options.h"
 #include "functions/registry.h"
 #include "events/sink.h"
 #include "records/store.h"
+
+struct http_server;
 
 struct daemon {
     struct ignisd_options opts;
