@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "api/api.h"
@@ -14,6 +15,37 @@
 #include "records/fnlog.h"
 #include "base/log.h"
 #include "records/telemetry.h"
+
+/* One daemon per state dir: an exclusive flock(2) on STATE_DIR/lock, held for the daemon's life
+ * (the kernel drops it when the process dies, however it dies), with the holder's pid in the
+ * file for the message. Taken before anything else touches the dir's contents: a second daemon
+ * on the same dir would remove the first one's cgroups as stale and share its database. */
+static int lock_state_dir(const char *dir, int *ret_fd, struct ig_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/lock", dir);
+    _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ig_error_set(err, errno, "state dir %s: %s: %s", dir, path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        char buf[32] = "";
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+        buf[n > 0 ? n : 0] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+        if (e == EWOULDBLOCK)
+            return ig_error_set(err, EBUSY, "state dir %s is in use by ignisd pid %s", dir,
+                                buf[0] ? buf : "(unknown)");
+        return ig_error_set(err, e, "state dir %s: locking %s: %s", dir, path, strerror(e));
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        return ig_error_set(err, errno ? errno : EIO, "state dir %s: writing %s: %s", dir, path,
+                            strerror(errno));
+    *ret_fd = TAKE_FD(fd);
+    return 0;
+}
 
 static int prepare_state_dir(const char *dir, struct ig_error *err)
 {
@@ -206,9 +238,12 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
 
     if (!d)
         return ig_error_set(err, ENOMEM, "out of memory");
+    d->lock_fd = -1;
     d->opts = *opts;
     d->started_usec = now_usec();
     r = prepare_state_dir(opts->state_dir, err);
+    if (r == 0)
+        r = lock_state_dir(opts->state_dir, &d->lock_fd, err);
     if (r < 0)
         goto fail;
     /* Every path handed on (to the shim, to bundles, to images) is absolute: the shim refuses
@@ -379,5 +414,8 @@ void daemon_free(struct daemon *d)
     }
     container_shutdown();
     cg_manager_free(d->cgroups);
+    /* Last: everything of this state dir is cleaned up under the lock. */
+    if (d->lock_fd >= 0)
+        close(d->lock_fd);
     free(d);
 }

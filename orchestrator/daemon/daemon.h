@@ -36,6 +36,7 @@ struct daemon {
     /* Purges what the store keeps only for a while (retention.h). */
     struct retention *retention;
     uint64_t started_usec; /* monotonic */
+    int lock_fd;           /* STATE_DIR/lock, flock'd for the daemon's life; -1 until taken */
     bool stopping;
     /* The daemon's cgroup subtree; the null backend where there is none to use. */
     struct cg_manager *cgroups;

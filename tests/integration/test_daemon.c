@@ -155,6 +155,34 @@ static void test_port_in_use(void **state)
     rm_rf(dir);
 }
 
+/* A second ignisd on a state dir in use stops at once with the first one's pid, and touches
+ * nothing: the first one's warm container (and its cgroup) still serves. Before the lock, the
+ * second one removed the first one's container cgroups as stale, and the next invocation failed
+ * with 502 ("joining cgroup ... No such file"). */
+static void test_second_daemon_on_state_dir(void **state)
+{
+    harness_require_root();
+    harness_push(&daemon_proc, "hello-exec", "locked", "{\"reuse\": true}");
+    struct client_response resp;
+    assert_int_equal(harness_invoke(&daemon_proc, "locked", "a", NULL, &resp), 200);
+    client_response_clear(&resp);
+    int cgroups = harness_count_cgroups(&daemon_proc, "c-");
+    assert_true(cgroups > 0);
+
+    char listen[64], expect[400];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", harness_free_port());
+    char *err = ignisd_fails(listen, daemon_proc.state_dir, 1);
+    snprintf(expect, sizeof(expect), "ignisd: state dir %s is in use by ignisd pid %d",
+             daemon_proc.state_dir, (int)daemon_proc.pid);
+    if (!streq(err, expect))
+        fail_msg("expected '%s', got '%s'", expect, err);
+    free(err);
+
+    assert_int_equal(harness_count_cgroups(&daemon_proc, "c-"), cgroups);
+    assert_int_equal(harness_invoke(&daemon_proc, "locked", "b", NULL, &resp), 200);
+    client_response_clear(&resp);
+}
+
 static void test_state_dir_not_writable(void **state)
 {
     char file[] = "/tmp/ignis-test-file.XXXXXX", dir[300], listen[64];
@@ -263,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_cli_version),
         cmocka_unit_test(test_cli_unreachable),
         cmocka_unit_test(test_port_in_use),
+        cmocka_unit_test(test_second_daemon_on_state_dir),
         cmocka_unit_test(test_state_dir_not_writable),
         cmocka_unit_test(test_newer_schema_refused),
         cmocka_unit_test(test_state_dir_mode),
