@@ -9,6 +9,7 @@
 #include "api/api.h"
 #include "base/log.h"
 #include "functions/service.h"
+#include "records/functions_store.h"
 
 /* A push of one function; a delete of one function or of a whole service (its functions and
  * its row); a service deploy (service.h), which records every function of the service and
@@ -282,206 +283,104 @@ static struct registry_function *function_new(struct registry *r, const char *na
 
 /* ---- the store ---- */
 
-static int db_exec_bind(sqlite3 *db, const char *sql, const char *fmt, ...)
+/* The store's row for f, its manifest as manifest_json. */
+static struct functions_store_version version_row(const struct registry_function *f,
+                                                  const char *manifest_json)
 {
-    sqlite3_stmt *st;
-    va_list ap;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return -EIO;
-    va_start(ap, fmt);
-    for (int i = 0; fmt[i]; i++) {
-        if (fmt[i] == 's')
-            sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
-        else
-            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-    }
-    va_end(ap);
-    int r = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return r == SQLITE_DONE ? 0 : -EIO;
+    return (struct functions_store_version){
+        .name = f->name,
+        .version = f->version,
+        .digest = f->digest,
+        .manifest = manifest_json,
+        .created_usec = f->created_usec,
+        .updated_usec = f->updated_usec,
+        .bundle_bytes = f->bundle_bytes,
+        .service = f->service[0] ? f->service : NULL,
+    };
 }
 
-static bool digest_referenced(sqlite3 *db, const char *digest)
-{
-    sqlite3_stmt *st;
-    bool ref = true; /* on error, keep the bundle */
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM function_versions WHERE digest = ? LIMIT 1", -1, &st,
-                           NULL) != SQLITE_OK)
-        return true;
-    sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_DONE)
-        ref = false;
-    sqlite3_finalize(st);
-    return ref;
-}
-
-/* The rows of a new current version, inside the caller's transaction. */
-static int db_insert_version(sqlite3 *db, const struct registry_function *f,
-                             const char *manifest_json)
-{
-    int q = db_exec_bind(db,
-                         "INSERT INTO functions (name, current_version, created_at, updated_at, "
-                         "service) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET "
-                         "current_version = ?2, updated_at = ?4, service = ?5",
-                         "sii"
-                         "is",
-                         f->name, (int64_t)f->version, (int64_t)f->created_usec,
-                         (int64_t)f->updated_usec, f->service[0] ? f->service : NULL);
-    if (q == 0)
-        q = db_exec_bind(db,
-                         "INSERT INTO function_versions (name, version, digest, manifest, "
-                         "bundle_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                         "siss"
-                         "ii",
-                         f->name, (int64_t)f->version, f->digest, manifest_json,
-                         (int64_t)f->bundle_bytes, (int64_t)f->updated_usec);
-    return q;
-}
-
-/* Records a new current version. One transaction: the function's row and its version appear
- * together or not at all. */
+/* Records f as its function's new current version (one transaction). */
 static int db_record_version(struct registry *r, const struct registry_function *f,
                              const char *manifest_json, struct ig_error *err)
 {
-    sqlite3 *db = r->store->db;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
-    int q = db_insert_version(db, f, manifest_json);
-    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-        return 0;
-    int r2 = ig_error_set(err, EIO, "store: recording %s version %u: %s", f->name, f->version,
-                          sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return r2;
+    const struct functions_store_version row = version_row(f, manifest_json);
+    return functions_store_record_version(r->store, &row, err);
 }
 
-/* Deletes a function and its versions inside the caller's transaction, adding the digests its
- * versions used to the list. */
-static int db_delete_rows(sqlite3 *db, const char *name, char (**digests)[BUNDLE_DIGEST_LEN + 1],
-                          size_t *n, size_t *cap)
+/* op->names as the store takes them (pointers into op->names), or NULL without memory. */
+static const char **op_name_list(const struct op *op)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT DISTINCT digest FROM function_versions WHERE name = ?", -1,
-                           &st, NULL) != SQLITE_OK)
-        return -EIO;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int q = 0;
-    while (q == 0 && sqlite3_step(st) == SQLITE_ROW) {
-        const char *d = (const char *)sqlite3_column_text(st, 0);
-        if (bundle_digest_valid(d))
-            q = digests_add(digests, n, cap, d);
-    }
-    sqlite3_finalize(st);
-    if (q == 0 &&
-        (db_exec_bind(db, "DELETE FROM function_versions WHERE name = ?", "s", name) < 0 ||
-         db_exec_bind(db, "DELETE FROM functions WHERE name = ?", "s", name) < 0))
-        q = -EIO;
-    return q;
+    const char **v = calloc(op->n_names + 1, sizeof(*v));
+    for (size_t i = 0; v && i < op->n_names; i++)
+        v[i] = op->names[i];
+    return v;
 }
 
-/* Keeps the digests that no version references any more (inside the transaction: what is left
- * refers to the remaining functions only). */
-static void digests_unreferenced(sqlite3 *db, char (*digests)[BUNDLE_DIGEST_LEN + 1], size_t *n)
+/* Keeps in op->remove the digests the store said nothing references any more (those that are
+ * digests: a damaged row names no bundle), then frees the store's list. */
+static void op_take_digests(struct op *op, char **digests, size_t n)
 {
-    size_t keep = 0;
-    for (size_t i = 0; i < *n; i++)
-        if (!digest_referenced(db, digests[i]))
-            memcpy(digests[keep++], digests[i], sizeof(digests[i]));
-    *n = keep;
+    for (size_t i = 0; i < n; i++)
+        if (bundle_digest_valid(digests[i]))
+            digests_add(&op->remove, &op->n_remove, &op->cap_remove, digests[i]);
+    functions_store_digests_free(digests, n);
 }
 
-/* Deletes functions and their versions (and the service's row, when service is set) in one
- * transaction; op->remove gets the digests they used that no other version references. */
+/* Deletes op's functions and their versions (and the service's row, when service_name is set)
+ * in one transaction; op->remove gets the digests they used that no other version references. */
 static int db_delete_functions(struct registry *r, struct op *op, struct ig_error *err)
 {
-    sqlite3 *db = r->store->db;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
-    int q = 0;
-    for (size_t i = 0; q == 0 && i < op->n_names; i++)
-        q = db_delete_rows(db, op->names[i], &op->remove, &op->n_remove, &op->cap_remove);
-    if (q == 0 && op->service_name[0])
-        q = db_exec_bind(db, "DELETE FROM services WHERE name = ?", "s", op->service_name);
-    if (q == 0)
-        digests_unreferenced(db, op->remove, &op->n_remove);
-    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-        return 0;
-    op->n_remove = 0;
-    q = ig_error_set(err, EIO, "store: deleting %s: %s",
-                     op->service_name[0] ? op->service_name : op->names[0], sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return q;
-}
-
-static int load_services(struct registry *r, struct ig_error *err)
-{
-    sqlite3_stmt *st;
-    sqlite3 *db = r->store->db;
-    if (sqlite3_prepare_v2(db, "SELECT name, spec, created_at, updated_at FROM services", -1, &st,
-                           NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: loading services: %s", sqlite3_errmsg(db));
-    int q;
-    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
-        char *spec = strdup((const char *)sqlite3_column_text(st, 1));
-        if (!spec || service_put(r, (const char *)sqlite3_column_text(st, 0), spec,
-                                 (uint64_t)sqlite3_column_int64(st, 2),
-                                 (uint64_t)sqlite3_column_int64(st, 3)) < 0) {
-            sqlite3_finalize(st);
-            return ig_error_set(err, ENOMEM, "out of memory");
-        }
-    }
-    sqlite3_finalize(st);
-    if (q != SQLITE_DONE)
-        return ig_error_set(err, EIO, "store: loading services: %s", sqlite3_errmsg(db));
+    _cleanup_free_ const char **names = op_name_list(op);
+    char **digests;
+    size_t n;
+    if (!names)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    int q =
+        functions_store_delete(r->store, names, op->n_names,
+                               op->service_name[0] ? op->service_name : NULL, &digests, &n, err);
+    if (q < 0)
+        return q;
+    op_take_digests(op, digests, n);
     return 0;
 }
 
-static int load_functions(struct registry *r, struct ig_error *err)
+static int load_service(void *userdata, const struct functions_store_service *row,
+                        struct ig_error *err)
 {
-    sqlite3_stmt *st;
-    sqlite3 *db = r->store->db;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT f.name, v.version, v.digest, v.manifest, f.created_at, "
-                           "v.created_at, v.bundle_bytes, f.service FROM functions f JOIN "
-                           "function_versions "
-                           "v ON v.name = f.name AND v.version = f.current_version",
-                           -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: loading functions: %s", sqlite3_errmsg(db));
-    int q;
-    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(st, 0);
-        const char *digest = (const char *)sqlite3_column_text(st, 2);
-        const char *json = (const char *)sqlite3_column_text(st, 3);
-        struct manifest *m = NULL;
-        struct ig_error merr = {};
-        if (!name || !bundle_digest_valid(digest) || !json ||
-            manifest_parse(json, strlen(json), &m, &merr) < 0) {
-            /* Only a newer ignisd's manifest (a field this build does not know) gets here. */
-            log_error("function not loaded: its stored manifest is not valid here",
-                      "function=%s error=\"%s\"", name ? name : "?", merr.message);
-            continue;
-        }
-        if (!bundle_exists(r->bundles_dir, digest))
-            log_error("function's bundle is missing from the store", "function=%s digest=%s", name,
-                      digest);
-        struct registry_function *f = function_new(
-            r, name, (uint32_t)sqlite3_column_int64(st, 1), digest, m,
-            (uint64_t)sqlite3_column_int64(st, 4), (uint64_t)sqlite3_column_int64(st, 5),
-            (uint64_t)sqlite3_column_int64(st, 6), (const char *)sqlite3_column_text(st, 7));
-        struct registry_function *entry;
-        if (!f || table_put(r, f, &entry) < 0) {
-            if (f)
-                registry_function_free(f);
-            else
-                manifest_free(m);
-            sqlite3_finalize(st);
-            return ig_error_set(err, ENOMEM, "out of memory");
-        }
+    struct registry *r = userdata;
+    char *spec = strdup(row->spec);
+    if (!spec || service_put(r, row->name, spec, row->created_usec, row->updated_usec) < 0)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    return 0;
+}
+
+static int load_function(void *userdata, const struct functions_store_version *row,
+                         struct ig_error *err)
+{
+    struct registry *r = userdata;
+    struct manifest *m = NULL;
+    struct ig_error merr = {};
+    if (!row->name || !bundle_digest_valid(row->digest) || !row->manifest ||
+        manifest_parse(row->manifest, strlen(row->manifest), &m, &merr) < 0) {
+        /* Only a newer ignisd's manifest (a field this build does not know) gets here. */
+        log_error("function not loaded: its stored manifest is not valid here",
+                  "function=%s error=\"%s\"", row->name ? row->name : "?", merr.message);
+        return 0;
     }
-    sqlite3_finalize(st);
-    if (q != SQLITE_DONE)
-        return ig_error_set(err, EIO, "store: loading functions: %s", sqlite3_errmsg(db));
+    if (!bundle_exists(r->bundles_dir, row->digest))
+        log_error("function's bundle is missing from the store", "function=%s digest=%s", row->name,
+                  row->digest);
+    struct registry_function *f =
+        function_new(r, row->name, row->version, row->digest, m, row->created_usec,
+                     row->updated_usec, row->bundle_bytes, row->service);
+    struct registry_function *entry;
+    if (!f || table_put(r, f, &entry) < 0) {
+        if (f)
+            registry_function_free(f);
+        else
+            manifest_free(m);
+        return ig_error_set(err, ENOMEM, "out of memory");
+    }
     return 0;
 }
 
@@ -492,7 +391,8 @@ static void collect_garbage(struct registry *r)
     DIR *d = opendir(r->bundles_dir);
     struct dirent *de;
     while (d && (de = readdir(d))) {
-        if (!bundle_digest_valid(de->d_name) || digest_referenced(r->store->db, de->d_name))
+        if (!bundle_digest_valid(de->d_name) ||
+            functions_store_digest_referenced(r->store, de->d_name))
             continue;
         log_info("removing an unreferenced bundle", "digest=%s", de->d_name);
         bundle_remove(r->bundles_dir, de->d_name);
@@ -518,9 +418,9 @@ int registry_new(struct loop *loop, struct store *store, const char *state_dir,
         return ig_error_set(err, q, "creating %s: %s", state_dir, strerror(-q));
     }
     bundle_clean_tmp(r->bundles_dir);
-    q = load_functions(r, err);
+    q = functions_store_load_functions(store, load_function, r, err);
     if (q == 0)
-        q = load_services(r, err);
+        q = functions_store_load_services(store, load_service, r, err);
     if (q < 0) {
         registry_free(r);
         return q;
@@ -765,7 +665,7 @@ static void push_record(struct op *op)
     }
     if (op->status) {
         /* Not recorded: the bundle just stored may now be referenced by nothing. */
-        if (!digest_referenced(r->store->db, op->digest)) {
+        if (!functions_store_digest_referenced(r->store, op->digest)) {
             op->remove = calloc(1, sizeof(*op->remove));
             if (op->remove) {
                 memcpy(op->remove[0], op->digest, sizeof(op->digest));
@@ -939,36 +839,45 @@ out:
 }
 
 /* The deploy's store work, one transaction: the service's row, a version for each function
- * whose bundle or manifest changed, and the removal of the functions it no longer lists. */
+ * whose bundle or manifest changed (fs[i] not NULL), and the removal of the functions it no
+ * longer lists (op->names). */
 static int db_record_service(struct registry *r, struct op *op, const char *spec,
                              struct registry_function **fs, uint64_t created, uint64_t now,
                              struct ig_error *err)
 {
-    sqlite3 *db = r->store->db;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
-    int q = db_exec_bind(db,
-                         "INSERT INTO services (name, spec, created_at, updated_at) VALUES (?1, "
-                         "?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET spec = ?2, updated_at = ?4",
-                         "ssii", op->name, spec, (int64_t)created, (int64_t)now);
+    _cleanup_free_ struct functions_store_version *rows = calloc(op->n_sfns + 1, sizeof(*rows));
+    _cleanup_free_ char **texts = calloc(op->n_sfns + 1, sizeof(*texts));
+    _cleanup_free_ const char **names = op_name_list(op);
+    size_t n_rows = 0;
+    int q = rows && texts && names ? 0 : -ENOMEM;
     for (size_t i = 0; q == 0 && i < op->n_sfns; i++) {
         if (!fs[i])
             continue;
         cJSON *mj = manifest_to_json(fs[i]->manifest);
-        _cleanup_free_ char *text = mj ? cJSON_PrintUnformatted(mj) : NULL;
+        texts[n_rows] = mj ? cJSON_PrintUnformatted(mj) : NULL;
         cJSON_Delete(mj);
-        q = text ? db_insert_version(db, fs[i], text) : -ENOMEM;
+        if (!texts[n_rows]) {
+            q = -ENOMEM;
+            break;
+        }
+        rows[n_rows] = version_row(fs[i], texts[n_rows]);
+        n_rows++;
     }
-    for (size_t i = 0; q == 0 && i < op->n_names; i++)
-        q = db_delete_rows(db, op->names[i], &op->remove, &op->n_remove, &op->cap_remove);
-    if (q == 0)
-        digests_unreferenced(db, op->remove, &op->n_remove);
-    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-        return 0;
-    op->n_remove = 0;
-    q = ig_error_set(err, EIO, "store: deploying service %s: %s", op->name, sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return q;
+    char **digests;
+    size_t n;
+    if (q == 0) {
+        const struct functions_store_service sv = {
+            .name = op->name, .spec = spec, .created_usec = created, .updated_usec = now};
+        q = functions_store_record_service(r->store, &sv, rows, n_rows, names, op->n_names,
+                                           &digests, &n, err);
+    } else
+        q = ig_error_set(err, ENOMEM, "out of memory");
+    for (size_t i = 0; texts && i < n_rows; i++)
+        free(texts[i]);
+    if (q < 0)
+        return q;
+    op_take_digests(op, digests, n);
+    return 0;
 }
 
 /* Whether the function as deployed now differs from its current version. */
@@ -1149,7 +1058,7 @@ failed:
     /* Bundles this deploy stored that nothing references: out again. */
     op->n_remove = 0;
     for (size_t i = 0; i < op->n_sfns; i++)
-        if (!op->sfns[i].dir && !digest_referenced(r->store->db, op->sfns[i].digest) &&
+        if (!op->sfns[i].dir && !functions_store_digest_referenced(r->store, op->sfns[i].digest) &&
             bundle_exists(r->bundles_dir, op->sfns[i].digest))
             digests_add(&op->remove, &op->n_remove, &op->cap_remove, op->sfns[i].digest);
     op_remove_then_finish(op);

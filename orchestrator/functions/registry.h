@@ -15,9 +15,9 @@
 #include "base/http.h"
 #include "base/loop.h"
 #include "functions/manifest.h"
-#include "records/store.h"
 
 struct registry;
+struct store;
 
 /* A function as the rest of the daemon sees it: its current version. Owned by the registry;
  * the pointer stays valid until the function is removed (after the drain hook said done). A new
