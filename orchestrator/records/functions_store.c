@@ -31,7 +31,8 @@ static const char *column_text(sqlite3_stmt *st, int i)
 }
 
 int functions_store_load_functions(struct store *s,
-                                   int (*fn)(void *userdata, const struct functions_store_version *v,
+                                   int (*fn)(void *userdata,
+                                             const struct functions_store_version *v,
                                              struct ig_error *err),
                                    void *userdata, struct ig_error *err)
 {
@@ -68,7 +69,8 @@ int functions_store_load_functions(struct store *s,
 }
 
 int functions_store_load_services(struct store *s,
-                                  int (*fn)(void *userdata, const struct functions_store_service *sv,
+                                  int (*fn)(void *userdata,
+                                            const struct functions_store_service *sv,
                                             struct ig_error *err),
                                   void *userdata, struct ig_error *err)
 {
@@ -215,8 +217,7 @@ static void keep_unreferenced(struct store *s, struct digests *l)
 
 /* Deletes names[0..n) inside the caller's transaction; on success l holds the digests no version
  * references any more. */
-static int delete_functions(struct store *s, const char *const *names, size_t n,
-                            struct digests *l)
+static int delete_functions(struct store *s, const char *const *names, size_t n, struct digests *l)
 {
     int q = 0;
     for (size_t i = 0; q == 0 && i < n; i++)
@@ -264,11 +265,11 @@ int functions_store_record_service(struct store *s, const struct functions_store
     struct digests l = {};
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(s->db));
-    int q = exec_bind(s->db,
-                      "INSERT INTO services (name, spec, created_at, updated_at) VALUES (?1, "
-                      "?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET spec = ?2, updated_at = ?4",
-                      "ssii", sv->name, sv->spec, (int64_t)sv->created_usec,
-                      (int64_t)sv->updated_usec);
+    int q =
+        exec_bind(s->db,
+                  "INSERT INTO services (name, spec, created_at, updated_at) VALUES (?1, "
+                  "?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET spec = ?2, updated_at = ?4",
+                  "ssii", sv->name, sv->spec, (int64_t)sv->created_usec, (int64_t)sv->updated_usec);
     for (size_t i = 0; q == 0 && i < n_versions; i++)
         q = insert_version(s->db, &versions[i]);
     if (q == 0)

@@ -17,7 +17,7 @@ struct functions_store_version {
     const char *name;
     uint32_t version;
     const char *digest;
-    const char *manifest; /* JSON text */
+    const char *manifest;  /* JSON text */
     uint64_t created_usec; /* wall clock: the function's first version */
     uint64_t updated_usec; /* wall clock: this version */
     uint64_t bundle_bytes;
@@ -33,12 +33,14 @@ struct functions_store_service {
 /* Calls fn with every function at its current version (the strings are valid during the call).
  * A negative return from fn stops the walk and is returned (fn fills err). */
 int functions_store_load_functions(struct store *s,
-                                   int (*fn)(void *userdata, const struct functions_store_version *v,
+                                   int (*fn)(void *userdata,
+                                             const struct functions_store_version *v,
                                              struct ig_error *err),
                                    void *userdata, struct ig_error *err);
 /* Calls fn with every service, as above. */
 int functions_store_load_services(struct store *s,
-                                  int (*fn)(void *userdata, const struct functions_store_service *sv,
+                                  int (*fn)(void *userdata,
+                                            const struct functions_store_service *sv,
                                             struct ig_error *err),
                                   void *userdata, struct ig_error *err);
 
