@@ -2,7 +2,9 @@
 
 #include "api/audit.h"
 #include "api/auth.h"
+#include "api/functions.h"
 #include "api/ops.h"
+#include "api/secrets.h"
 #include "api/tokens.h"
 #include "dispatch/dispatch.h"
 #include "events/events.h"
@@ -45,24 +47,6 @@ static void get_metrics(struct http_request *req, void *userdata)
     telemetry_http_metrics(req, a->dispatch, a->started_usec);
 }
 
-static void put_secret(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    secrets_http_put(req, a->state_dir);
-}
-
-static void get_secrets(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    secrets_http_list(req, a->state_dir);
-}
-
-static void delete_secret(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    secrets_http_delete(req, a->state_dir);
-}
-
 bool api_authorize(struct http_request *req, const struct http_route *route, void *userdata)
 {
     struct api *a = userdata;
@@ -92,16 +76,16 @@ const struct http_route api_routes[] = {
     {"GET", "/healthz", api_get_healthz, 0, AUTH_PUBLIC, false, 0},
     {"GET", "/v1/version", api_get_version, 0, AUTH_ANY_ROLE, false, 0},
     {"GET", "/v1/doctor", api_get_doctor, 0, OPERATE, false, 0},
-    /* The registry (registry.c, docs/api.md "Functions"). */
-    {"GET", "/v1/functions", registry_http_list, 0, FN_READ, false, 0},
-    {"PUT", "/v1/functions/{}", registry_http_put, REGISTRY_MAX_BUNDLE, FN_WRITE, true, 0},
-    {"GET", "/v1/functions/{}", registry_http_get, 0, FN_READ, false, 0},
-    {"DELETE", "/v1/functions/{}", registry_http_delete, 0, FN_WRITE, true, 0},
-    /* Services (registry.c, service.c; docs/api.md "Services"). */
-    {"GET", "/v1/services", registry_http_service_list, 0, FN_READ, false, 0},
-    {"PUT", "/v1/services/{}", registry_http_service_put, SERVICE_ARCHIVE_MAX, FN_WRITE, true, 0},
-    {"GET", "/v1/services/{}", registry_http_service_get, 0, FN_READ, false, 0},
-    {"DELETE", "/v1/services/{}", registry_http_service_delete, 0, FN_WRITE, true, 0},
+    /* The registry (functions.c over functions/registry.c, docs/api.md "Functions"). */
+    {"GET", "/v1/functions", api_function_list, 0, FN_READ, false, 0},
+    {"PUT", "/v1/functions/{}", api_function_put, REGISTRY_MAX_BUNDLE, FN_WRITE, true, 0},
+    {"GET", "/v1/functions/{}", api_function_get, 0, FN_READ, false, 0},
+    {"DELETE", "/v1/functions/{}", api_function_delete, 0, FN_WRITE, true, 0},
+    /* Services (functions.c over functions/registry.c, service.c; docs/api.md "Services"). */
+    {"GET", "/v1/services", api_service_list, 0, FN_READ, false, 0},
+    {"PUT", "/v1/services/{}", api_service_put, SERVICE_ARCHIVE_MAX, FN_WRITE, true, 0},
+    {"GET", "/v1/services/{}", api_service_get, 0, FN_READ, false, 0},
+    {"DELETE", "/v1/services/{}", api_service_delete, 0, FN_WRITE, true, 0},
     /* Dispatch (dispatch.c, docs/api.md "Invocations"). */
     {"POST", "/v1/functions/{}/invoke", post_invoke, PROTO_DEFAULT_MAX_BODY, INVOKE, false,
      INVOKE_MAX_HEADER},
@@ -116,10 +100,10 @@ const struct http_route api_routes[] = {
     {"GET", "/v1/tokens", api_get_tokens, 0, AUTH_ADMIN, false, 0},
     {"DELETE", "/v1/tokens/{}", api_delete_token, 0, AUTH_ADMIN, true, 0},
     {"GET", "/v1/audit", api_get_audit, 0, AUTH_ADMIN, false, 0},
-    /* Secrets (secrets.c, docs/api.md "Secrets"). */
-    {"PUT", "/v1/functions/{}/secrets/{}", put_secret, SECRET_MAX_BYTES, FN_WRITE, true, 0},
-    {"GET", "/v1/functions/{}/secrets", get_secrets, 0, FN_WRITE, false, 0},
-    {"DELETE", "/v1/functions/{}/secrets/{}", delete_secret, 0, FN_WRITE, true, 0},
+    /* Secrets (secrets.c over functions/secrets.c, docs/api.md "Secrets"). */
+    {"PUT", "/v1/functions/{}/secrets/{}", api_secret_put, SECRET_MAX_BYTES, FN_WRITE, true, 0},
+    {"GET", "/v1/functions/{}/secrets", api_secrets_list, 0, FN_WRITE, false, 0},
+    {"DELETE", "/v1/functions/{}/secrets/{}", api_secret_delete, 0, FN_WRITE, true, 0},
     /* Events (events.c, docs/api.md "POST /v1/events"); binary mode carries attributes in
      * headers. */
     {"POST", "/v1/events", post_events, PROTO_DEFAULT_MAX_BODY, INVOKE, false, INVOKE_MAX_HEADER},

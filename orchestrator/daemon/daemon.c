@@ -382,6 +382,7 @@ void daemon_free(struct daemon *d)
     /* Its last rows go through the journal, still open. */
     sinks_free(d->sinks);
     registry_free(d->registry);
+    d->api.registry = NULL; /* requests still waiting below detach from nothing (api/functions.c) */
     journal_free(d->journal);
     events_free(d->events);
     d->journal = NULL;

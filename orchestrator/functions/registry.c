@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "api/api.h"
 #include "base/log.h"
 #include "functions/service.h"
+#include "records/functions_store.h"
 
 /* A push of one function; a delete of one function or of a whole service (its functions and
  * its row); a service deploy (service.h), which records every function of the service and
@@ -25,20 +25,20 @@ struct svc_fn {
 };
 
 /* One mutation. It waits in the queue, runs (its bundle work on the worker thread), and is
- * answered and freed when done. */
+ * reported (done) and freed when finished. */
 struct op {
     struct registry *reg;
     enum op_kind kind;
-    struct http_request *req; /* NULL once the request is gone (shutdown) */
+    registry_done_fn done; /* NULL once the caller went away (registry_detach) */
+    void *userdata;
     char name[MANIFEST_NAME_MAX + 1];
-    /* push: the body stays owned by req. It is read only by the worker, and a request is
-     * only freed before its reply at shutdown, when op_on_close first waits for the worker. */
+    /* push, deploy: the caller's bytes. Read only by the worker; registry_detach waits for the
+     * worker before the caller may free them. */
     const char *body;
     size_t body_len;
     /* results of the worker */
-    unsigned status; /* 0: success */
-    const char *code;
-    struct ig_error err;
+    bool failed;
+    struct ig_error err; /* when failed: the errno and reason done reports */
     char digest[BUNDLE_DIGEST_LEN + 1];
     struct manifest *manifest;
     /* bundles to remove on the worker (delete; a push that could not be recorded) */
@@ -53,20 +53,13 @@ struct op {
     struct service *svc;
     struct svc_fn *sfns;
     size_t n_sfns;
-    cJSON *reply; /* a success reply waiting for the removal to finish */
-    unsigned reply_status;
+    /* what done reports on success, made before the removal of bundles that follows */
+    struct registry_result result;
+    struct registry_deployed *deployed;
     bool removing; /* the worker's job is op->remove (not the push's bundle work) */
     bool running;  /* the worker thread runs for this op */
     pthread_t thread;
     struct op *next;
-};
-
-/* A service: its service.json as deployed. Its functions are those whose service it is. */
-struct registry_service {
-    char name[MANIFEST_NAME_MAX + 1];
-    char *spec; /* JSON text */
-    uint64_t created_usec, updated_usec;
-    bool deleting;
 };
 
 struct registry {
@@ -111,7 +104,7 @@ static void op_free(struct op *op)
     free(op->names);
     service_free(op->svc);
     svc_fns_free(op->sfns, op->n_sfns);
-    cJSON_Delete(op->reply);
+    free(op->deployed);
     free(op);
 }
 
@@ -282,206 +275,104 @@ static struct registry_function *function_new(struct registry *r, const char *na
 
 /* ---- the store ---- */
 
-static int db_exec_bind(sqlite3 *db, const char *sql, const char *fmt, ...)
+/* The store's row for f, its manifest as manifest_json. */
+static struct functions_store_version version_row(const struct registry_function *f,
+                                                  const char *manifest_json)
 {
-    sqlite3_stmt *st;
-    va_list ap;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return -EIO;
-    va_start(ap, fmt);
-    for (int i = 0; fmt[i]; i++) {
-        if (fmt[i] == 's')
-            sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
-        else
-            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-    }
-    va_end(ap);
-    int r = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return r == SQLITE_DONE ? 0 : -EIO;
+    return (struct functions_store_version){
+        .name = f->name,
+        .version = f->version,
+        .digest = f->digest,
+        .manifest = manifest_json,
+        .created_usec = f->created_usec,
+        .updated_usec = f->updated_usec,
+        .bundle_bytes = f->bundle_bytes,
+        .service = f->service[0] ? f->service : NULL,
+    };
 }
 
-static bool digest_referenced(sqlite3 *db, const char *digest)
-{
-    sqlite3_stmt *st;
-    bool ref = true; /* on error, keep the bundle */
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM function_versions WHERE digest = ? LIMIT 1", -1, &st,
-                           NULL) != SQLITE_OK)
-        return true;
-    sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_DONE)
-        ref = false;
-    sqlite3_finalize(st);
-    return ref;
-}
-
-/* The rows of a new current version, inside the caller's transaction. */
-static int db_insert_version(sqlite3 *db, const struct registry_function *f,
-                             const char *manifest_json)
-{
-    int q = db_exec_bind(db,
-                         "INSERT INTO functions (name, current_version, created_at, updated_at, "
-                         "service) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET "
-                         "current_version = ?2, updated_at = ?4, service = ?5",
-                         "sii"
-                         "is",
-                         f->name, (int64_t)f->version, (int64_t)f->created_usec,
-                         (int64_t)f->updated_usec, f->service[0] ? f->service : NULL);
-    if (q == 0)
-        q = db_exec_bind(db,
-                         "INSERT INTO function_versions (name, version, digest, manifest, "
-                         "bundle_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                         "siss"
-                         "ii",
-                         f->name, (int64_t)f->version, f->digest, manifest_json,
-                         (int64_t)f->bundle_bytes, (int64_t)f->updated_usec);
-    return q;
-}
-
-/* Records a new current version. One transaction: the function's row and its version appear
- * together or not at all. */
+/* Records f as its function's new current version (one transaction). */
 static int db_record_version(struct registry *r, const struct registry_function *f,
                              const char *manifest_json, struct ig_error *err)
 {
-    sqlite3 *db = r->store->db;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
-    int q = db_insert_version(db, f, manifest_json);
-    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-        return 0;
-    int r2 = ig_error_set(err, EIO, "store: recording %s version %u: %s", f->name, f->version,
-                          sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return r2;
+    const struct functions_store_version row = version_row(f, manifest_json);
+    return functions_store_record_version(r->store, &row, err);
 }
 
-/* Deletes a function and its versions inside the caller's transaction, adding the digests its
- * versions used to the list. */
-static int db_delete_rows(sqlite3 *db, const char *name, char (**digests)[BUNDLE_DIGEST_LEN + 1],
-                          size_t *n, size_t *cap)
+/* op->names as the store takes them (pointers into op->names), or NULL without memory. */
+static const char **op_name_list(const struct op *op)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT DISTINCT digest FROM function_versions WHERE name = ?", -1,
-                           &st, NULL) != SQLITE_OK)
-        return -EIO;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int q = 0;
-    while (q == 0 && sqlite3_step(st) == SQLITE_ROW) {
-        const char *d = (const char *)sqlite3_column_text(st, 0);
-        if (bundle_digest_valid(d))
-            q = digests_add(digests, n, cap, d);
-    }
-    sqlite3_finalize(st);
-    if (q == 0 &&
-        (db_exec_bind(db, "DELETE FROM function_versions WHERE name = ?", "s", name) < 0 ||
-         db_exec_bind(db, "DELETE FROM functions WHERE name = ?", "s", name) < 0))
-        q = -EIO;
-    return q;
+    const char **v = calloc(op->n_names + 1, sizeof(*v));
+    for (size_t i = 0; v && i < op->n_names; i++)
+        v[i] = op->names[i];
+    return v;
 }
 
-/* Keeps the digests that no version references any more (inside the transaction: what is left
- * refers to the remaining functions only). */
-static void digests_unreferenced(sqlite3 *db, char (*digests)[BUNDLE_DIGEST_LEN + 1], size_t *n)
+/* Keeps in op->remove the digests the store said nothing references any more (those that are
+ * digests: a damaged row names no bundle), then frees the store's list. */
+static void op_take_digests(struct op *op, char **digests, size_t n)
 {
-    size_t keep = 0;
-    for (size_t i = 0; i < *n; i++)
-        if (!digest_referenced(db, digests[i]))
-            memcpy(digests[keep++], digests[i], sizeof(digests[i]));
-    *n = keep;
+    for (size_t i = 0; i < n; i++)
+        if (bundle_digest_valid(digests[i]))
+            digests_add(&op->remove, &op->n_remove, &op->cap_remove, digests[i]);
+    functions_store_digests_free(digests, n);
 }
 
-/* Deletes functions and their versions (and the service's row, when service is set) in one
- * transaction; op->remove gets the digests they used that no other version references. */
+/* Deletes op's functions and their versions (and the service's row, when service_name is set)
+ * in one transaction; op->remove gets the digests they used that no other version references. */
 static int db_delete_functions(struct registry *r, struct op *op, struct ig_error *err)
 {
-    sqlite3 *db = r->store->db;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
-    int q = 0;
-    for (size_t i = 0; q == 0 && i < op->n_names; i++)
-        q = db_delete_rows(db, op->names[i], &op->remove, &op->n_remove, &op->cap_remove);
-    if (q == 0 && op->service_name[0])
-        q = db_exec_bind(db, "DELETE FROM services WHERE name = ?", "s", op->service_name);
-    if (q == 0)
-        digests_unreferenced(db, op->remove, &op->n_remove);
-    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-        return 0;
-    op->n_remove = 0;
-    q = ig_error_set(err, EIO, "store: deleting %s: %s",
-                     op->service_name[0] ? op->service_name : op->names[0], sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return q;
-}
-
-static int load_services(struct registry *r, struct ig_error *err)
-{
-    sqlite3_stmt *st;
-    sqlite3 *db = r->store->db;
-    if (sqlite3_prepare_v2(db, "SELECT name, spec, created_at, updated_at FROM services", -1, &st,
-                           NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: loading services: %s", sqlite3_errmsg(db));
-    int q;
-    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
-        char *spec = strdup((const char *)sqlite3_column_text(st, 1));
-        if (!spec || service_put(r, (const char *)sqlite3_column_text(st, 0), spec,
-                                 (uint64_t)sqlite3_column_int64(st, 2),
-                                 (uint64_t)sqlite3_column_int64(st, 3)) < 0) {
-            sqlite3_finalize(st);
-            return ig_error_set(err, ENOMEM, "out of memory");
-        }
-    }
-    sqlite3_finalize(st);
-    if (q != SQLITE_DONE)
-        return ig_error_set(err, EIO, "store: loading services: %s", sqlite3_errmsg(db));
+    _cleanup_free_ const char **names = op_name_list(op);
+    char **digests;
+    size_t n;
+    if (!names)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    int q =
+        functions_store_delete(r->store, names, op->n_names,
+                               op->service_name[0] ? op->service_name : NULL, &digests, &n, err);
+    if (q < 0)
+        return q;
+    op_take_digests(op, digests, n);
     return 0;
 }
 
-static int load_functions(struct registry *r, struct ig_error *err)
+static int load_service(void *userdata, const struct functions_store_service *row,
+                        struct ig_error *err)
 {
-    sqlite3_stmt *st;
-    sqlite3 *db = r->store->db;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT f.name, v.version, v.digest, v.manifest, f.created_at, "
-                           "v.created_at, v.bundle_bytes, f.service FROM functions f JOIN "
-                           "function_versions "
-                           "v ON v.name = f.name AND v.version = f.current_version",
-                           -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: loading functions: %s", sqlite3_errmsg(db));
-    int q;
-    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(st, 0);
-        const char *digest = (const char *)sqlite3_column_text(st, 2);
-        const char *json = (const char *)sqlite3_column_text(st, 3);
-        struct manifest *m = NULL;
-        struct ig_error merr = {};
-        if (!name || !bundle_digest_valid(digest) || !json ||
-            manifest_parse(json, strlen(json), &m, &merr) < 0) {
-            /* Only a newer ignisd's manifest (a field this build does not know) gets here. */
-            log_error("function not loaded: its stored manifest is not valid here",
-                      "function=%s error=\"%s\"", name ? name : "?", merr.message);
-            continue;
-        }
-        if (!bundle_exists(r->bundles_dir, digest))
-            log_error("function's bundle is missing from the store", "function=%s digest=%s", name,
-                      digest);
-        struct registry_function *f = function_new(
-            r, name, (uint32_t)sqlite3_column_int64(st, 1), digest, m,
-            (uint64_t)sqlite3_column_int64(st, 4), (uint64_t)sqlite3_column_int64(st, 5),
-            (uint64_t)sqlite3_column_int64(st, 6), (const char *)sqlite3_column_text(st, 7));
-        struct registry_function *entry;
-        if (!f || table_put(r, f, &entry) < 0) {
-            if (f)
-                registry_function_free(f);
-            else
-                manifest_free(m);
-            sqlite3_finalize(st);
-            return ig_error_set(err, ENOMEM, "out of memory");
-        }
+    struct registry *r = userdata;
+    char *spec = strdup(row->spec);
+    if (!spec || service_put(r, row->name, spec, row->created_usec, row->updated_usec) < 0)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    return 0;
+}
+
+static int load_function(void *userdata, const struct functions_store_version *row,
+                         struct ig_error *err)
+{
+    struct registry *r = userdata;
+    struct manifest *m = NULL;
+    struct ig_error merr = {};
+    if (!row->name || !bundle_digest_valid(row->digest) || !row->manifest ||
+        manifest_parse(row->manifest, strlen(row->manifest), &m, &merr) < 0) {
+        /* Only a newer ignisd's manifest (a field this build does not know) gets here. */
+        log_error("function not loaded: its stored manifest is not valid here",
+                  "function=%s error=\"%s\"", row->name ? row->name : "?", merr.message);
+        return 0;
     }
-    sqlite3_finalize(st);
-    if (q != SQLITE_DONE)
-        return ig_error_set(err, EIO, "store: loading functions: %s", sqlite3_errmsg(db));
+    if (!bundle_exists(r->bundles_dir, row->digest))
+        log_error("function's bundle is missing from the store", "function=%s digest=%s", row->name,
+                  row->digest);
+    struct registry_function *f =
+        function_new(r, row->name, row->version, row->digest, m, row->created_usec,
+                     row->updated_usec, row->bundle_bytes, row->service);
+    struct registry_function *entry;
+    if (!f || table_put(r, f, &entry) < 0) {
+        if (f)
+            registry_function_free(f);
+        else
+            manifest_free(m);
+        return ig_error_set(err, ENOMEM, "out of memory");
+    }
     return 0;
 }
 
@@ -492,7 +383,8 @@ static void collect_garbage(struct registry *r)
     DIR *d = opendir(r->bundles_dir);
     struct dirent *de;
     while (d && (de = readdir(d))) {
-        if (!bundle_digest_valid(de->d_name) || digest_referenced(r->store->db, de->d_name))
+        if (!bundle_digest_valid(de->d_name) ||
+            functions_store_digest_referenced(r->store, de->d_name))
             continue;
         log_info("removing an unreferenced bundle", "digest=%s", de->d_name);
         bundle_remove(r->bundles_dir, de->d_name);
@@ -518,9 +410,9 @@ int registry_new(struct loop *loop, struct store *store, const char *state_dir,
         return ig_error_set(err, q, "creating %s: %s", state_dir, strerror(-q));
     }
     bundle_clean_tmp(r->bundles_dir);
-    q = load_functions(r, err);
+    q = functions_store_load_functions(store, load_function, r, err);
     if (q == 0)
-        q = load_services(r, err);
+        q = functions_store_load_services(store, load_service, r, err);
     if (q < 0) {
         registry_free(r);
         return q;
@@ -540,14 +432,12 @@ void registry_free(struct registry *r)
             pthread_join(op->thread, NULL);
             op->running = false;
         }
-    /* Requests still waiting are answered 503 by the HTTP server; they must not call back into
-     * ops freed here. */
+    /* Callers still waiting are not called back: they are told by their own means (the HTTP
+     * server answers 503) and know not to detach from ops freed here. */
     struct op *lists[] = {r->queue_head, r->draining};
     for (size_t l = 0; l < ARRAY_SIZE(lists); l++)
         for (struct op *op = lists[l], *next; op; op = next) {
             next = op->next;
-            if (op->req)
-                http_request_set_context(op->req, NULL, NULL);
             op_free(op);
         }
     for (size_t i = 0; i < r->n_fns; i++)
@@ -567,23 +457,74 @@ void registry_set_hooks(struct registry *r, const struct registry_hooks *hooks)
             r->hooks.updated(r->hooks.userdata, r->fns[i]);
 }
 
+/* ---- lookups ---- */
+
+int registry_check_name(const char *kind, const char *name, struct ig_error *err)
+{
+    if (manifest_name_valid(name))
+        return 0;
+    return ig_error_set_reason(err, EINVAL, "invalid_name",
+                               "name: \"%.80s\" is not a %s name ([a-z][a-z0-9-]{0,62})", name,
+                               kind);
+}
+
+const struct registry_function *registry_find(const struct registry *r, const char *name,
+                                              struct ig_error *err)
+{
+    if (registry_check_name("function", name, err) < 0)
+        return NULL;
+    const struct registry_function *f = registry_lookup(r, name);
+    if (!f)
+        ig_error_set_reason(err, ENOENT, "not_found", "no function named %s", name);
+    return f;
+}
+
+/* Live state belongs to the dispatcher; until it fills it in, nothing is running. */
+void registry_live(const struct registry *r, const struct registry_function *f, cJSON *live)
+{
+    if (r->hooks.describe) {
+        r->hooks.describe(r->hooks.userdata, f, live);
+        return;
+    }
+    cJSON_AddNumberToObject(live, "ready", 0);
+    cJSON_AddNumberToObject(live, "busy", 0);
+    cJSON_AddNumberToObject(live, "spawning", 0);
+    cJSON_AddNumberToObject(live, "queue_depth", 0);
+}
+
+size_t registry_service_count(const struct registry *r)
+{
+    return r->n_services;
+}
+
+const struct registry_service *registry_service_at(const struct registry *r, size_t i)
+{
+    return i < r->n_services ? &r->services[i] : NULL;
+}
+
+const struct registry_service *registry_find_service(const struct registry *r, const char *name,
+                                                     struct ig_error *err)
+{
+    if (registry_check_name("service", name, err) < 0)
+        return NULL;
+    const struct registry_service *sv = find_service((struct registry *)r, name);
+    if (!sv)
+        ig_error_set_reason(err, ENOENT, "not_found", "no service named %s", name);
+    return sv;
+}
+
 /* ---- the op queue ---- */
 
 static void op_start(struct op *op);
 
-/* Answers and frees the running op, then starts the next. */
+/* Reports and frees the running op, then starts the next. */
 static void op_finish(struct op *op)
 {
     struct registry *r = op->reg;
-    struct http_request *req = op->req;
 
-    if (req) {
-        http_request_set_context(req, NULL, NULL);
-        if (op->status)
-            http_reply_error(req, op->status, op->code, "%s", op->err.message);
-        else {
-            http_reply_json(req, op->reply_status, TAKE_PTR(op->reply));
-        }
+    if (op->done) {
+        registry_done_fn done = TAKE_PTR(op->done);
+        done(op->userdata, op->failed ? &op->err : NULL, op->failed ? NULL : &op->result);
     }
     r->queue_head = op->next;
     if (!r->queue_head)
@@ -607,12 +548,30 @@ static void op_enqueue(struct op *op)
         op_start(op);
 }
 
-static void op_fail(struct op *op, unsigned status, const char *code, const struct ig_error *e)
+/* Fails the op with e's message, as code and reason (registry.h lists them). The daemon's own
+ * failures are EIO "internal" whatever errno caused them: the message says what failed. */
+static void op_fail(struct op *op, int code, const char *reason, const struct ig_error *e)
 {
-    op->status = status;
-    op->code = code;
     if (e != &op->err)
         op->err = *e;
+    op->err.code = code;
+    op->err.reason = reason;
+    op->failed = true;
+}
+
+/* A bundle that could not be read or stored: the client's fault when its content is bad. */
+static void op_fail_bundle(struct op *op, int q, const struct ig_error *e)
+{
+    if (bundle_error_is_content(q))
+        op_fail(op, EINVAL, "invalid_bundle", e);
+    else
+        op_fail(op, EIO, "internal", e);
+}
+
+static void op_fail_oom(struct op *op)
+{
+    ig_error_set(&op->err, ENOMEM, "out of memory");
+    op_fail(op, ENOMEM, "internal", &op->err);
 }
 
 /* Hands the op back to the loop; loop_post only fails without memory, so try again. */
@@ -656,6 +615,25 @@ static void op_remove_then_finish(struct op *op)
     op_finish(op);
 }
 
+/* Finds a bundle in the store or unpacks it (*ret_dir, not yet committed), and reads its
+ * function.json. On the worker thread. */
+static int bundle_find_or_unpack(struct registry *r, const void *data, size_t len,
+                                 const char *digest, char **ret_dir, char **ret_text,
+                                 size_t *ret_len, struct ig_error *err)
+{
+    if (bundle_exists(r->bundles_dir, digest)) {
+        /* Same bytes, same tree: validated when it was first pushed, but perhaps for another
+         * function or by an older build, so the manifest is checked again. */
+        char path[4200];
+        bundle_path(r->bundles_dir, digest, path, sizeof(path));
+        return bundle_read_manifest(path, ret_text, ret_len, err);
+    }
+    int q = bundle_unpack(r->bundles_dir, data, len, &bundle_default_limits, ret_dir, err);
+    if (q >= 0)
+        q = bundle_read_manifest(*ret_dir, ret_text, ret_len, err);
+    return q;
+}
+
 /* The push's bundle work, on the worker thread: hash, find or unpack, read and validate the
  * manifest, check its name, move into the store. Nothing here touches loop state. */
 static void *push_thread(void *userdata)
@@ -667,105 +645,99 @@ static void *push_thread(void *userdata)
     int q;
 
     bundle_digest(op->body, op->body_len, op->digest);
-    bool stored = bundle_exists(r->bundles_dir, op->digest);
-    if (stored) {
-        /* Same bytes, same tree: validated when it was first pushed, but perhaps for another
-         * function or by an older build, so the manifest is checked again. */
-        char path[4200];
-        bundle_path(r->bundles_dir, op->digest, path, sizeof(path));
-        q = bundle_read_manifest(path, &text, &len, &op->err);
-    } else {
-        q = bundle_unpack(r->bundles_dir, op->body, op->body_len, &bundle_default_limits, &dir,
-                          &op->err);
-        if (q >= 0)
-            q = bundle_read_manifest(dir, &text, &len, &op->err);
-    }
+    q = bundle_find_or_unpack(r, op->body, op->body_len, op->digest, &dir, &text, &len, &op->err);
     if (q < 0) {
-        op_fail(op, bundle_error_is_content(q) ? 400 : 500,
-                bundle_error_is_content(q) ? "invalid_bundle" : "internal", &op->err);
+        op_fail_bundle(op, q, &op->err);
         goto out;
     }
     if (manifest_parse(text, len, &op->manifest, &op->err) < 0) {
-        op_fail(op, 400, "invalid_manifest", &op->err);
+        op_fail(op, EINVAL, "invalid_manifest", &op->err);
         goto out;
     }
     if (!streq(op->manifest->name, op->name)) {
         ig_error_set(&op->err, EEXIST,
                      "name: function.json names \"%s\" but the bundle was pushed to \"%s\"",
                      op->manifest->name, op->name);
-        op_fail(op, 409, "name_mismatch", &op->err);
+        op_fail(op, EEXIST, "name_mismatch", &op->err);
         goto out;
     }
-    if (!stored && bundle_commit(r->bundles_dir, dir, op->digest, &op->err) < 0) {
-        op_fail(op, 500, "internal", &op->err);
+    if (dir && bundle_commit(r->bundles_dir, dir, op->digest, &op->err) < 0) {
+        op_fail(op, EIO, "internal", &op->err);
         goto out;
     }
 out:
-    if (dir && op->status)
+    if (dir && op->failed)
         rm_rf(dir);
     post_back(op, op_thread_done);
     return NULL;
+}
+
+/* Records the pushed bundle as the function's new version (cur its current one, or NULL), in
+ * the store then the table; fails the op when it cannot. */
+static void push_new_version(struct op *op, const struct registry_function *cur)
+{
+    struct registry *r = op->reg;
+    uint64_t now = wall_usec();
+    cJSON *mj = manifest_to_json(op->manifest);
+    _cleanup_free_ char *text = mj ? cJSON_PrintUnformatted(mj) : NULL;
+    cJSON_Delete(mj);
+    struct registry_function *f =
+        text ? function_new(r, op->name, cur ? cur->version + 1 : 1, op->digest, op->manifest,
+                            cur ? cur->created_usec : now, now, op->body_len, NULL)
+             : NULL;
+    struct registry_function *entry;
+    if (!f) {
+        op_fail_oom(op);
+        return;
+    }
+    if (db_record_version(r, f, text, &op->err) < 0) {
+        f->manifest = NULL;
+        registry_function_free(f);
+        op_fail(op, EIO, "internal", &op->err);
+        return;
+    }
+    op->manifest = NULL; /* now f's */
+    if (table_put(r, f, &entry) < 0) {
+        /* Recorded but not in memory: the next start-up loads it. */
+        registry_function_free(f);
+        op_fail_oom(op);
+        return;
+    }
+    op->result.version = entry->version;
+    op->result.created = true;
+    log_info("function version pushed", "function=%s version=%u digest=%s", entry->name,
+             entry->version, entry->digest);
+    if (r->hooks.updated)
+        r->hooks.updated(r->hooks.userdata, entry);
 }
 
 /* On the loop, after the push's bundle work: record the version. */
 static void push_record(struct op *op)
 {
     struct registry *r = op->reg;
-    struct registry_function *cur = find_fn(r, op->name);
+    const struct registry_function *cur = find_fn(r, op->name);
 
-    if (op->status) {
+    if (op->failed) {
         op_finish(op);
         return;
     }
     if (cur && cur->deleting) {
         ig_error_set(&op->err, EBUSY, "function %s is being deleted", op->name);
-        op_fail(op, 409, "conflict", &op->err);
+        op_fail(op, EBUSY, "conflict", &op->err);
     } else if (cur && cur->service[0]) {
         ig_error_set(&op->err, EBUSY,
                      "function %s belongs to service %s: deploy the service (ignis deploy) to "
                      "change it",
                      op->name, cur->service);
-        op_fail(op, 409, "conflict", &op->err);
+        op_fail(op, EBUSY, "conflict", &op->err);
     } else if (cur && streq(cur->digest, op->digest)) {
         /* The same content as the current version: not a new version. */
-        op->reply_status = 200;
-    } else {
-        uint64_t now = wall_usec();
-        cJSON *mj = manifest_to_json(op->manifest);
-        _cleanup_free_ char *text = mj ? cJSON_PrintUnformatted(mj) : NULL;
-        cJSON_Delete(mj);
-        struct registry_function *f =
-            text ? function_new(r, op->name, cur ? cur->version + 1 : 1, op->digest, op->manifest,
-                                cur ? cur->created_usec : now, now, op->body_len, NULL)
-                 : NULL;
-        if (!f) {
-            ig_error_set(&op->err, ENOMEM, "out of memory");
-            op_fail(op, 500, "internal", &op->err);
-        } else if (db_record_version(r, f, text, &op->err) < 0) {
-            f->manifest = NULL;
-            registry_function_free(f);
-            op_fail(op, 500, "internal", &op->err);
-        } else {
-            op->manifest = NULL; /* now f's */
-            struct registry_function *entry;
-            if (table_put(r, f, &entry) < 0) {
-                /* Recorded but not in memory: the next start-up loads it. */
-                registry_function_free(f);
-                ig_error_set(&op->err, ENOMEM, "out of memory");
-                op_fail(op, 500, "internal", &op->err);
-            } else {
-                cur = entry;
-                op->reply_status = 201;
-                log_info("function version pushed", "function=%s version=%u digest=%s", cur->name,
-                         cur->version, cur->digest);
-                if (r->hooks.updated)
-                    r->hooks.updated(r->hooks.userdata, cur);
-            }
-        }
-    }
-    if (op->status) {
+        op->result.version = cur->version;
+    } else
+        push_new_version(op, cur);
+    if (op->failed) {
         /* Not recorded: the bundle just stored may now be referenced by nothing. */
-        if (!digest_referenced(r->store->db, op->digest)) {
+        if (!functions_store_digest_referenced(r->store, op->digest)) {
             op->remove = calloc(1, sizeof(*op->remove));
             if (op->remove) {
                 memcpy(op->remove[0], op->digest, sizeof(op->digest));
@@ -775,11 +747,8 @@ static void push_record(struct op *op)
         op_remove_then_finish(op);
         return;
     }
-    op->reply = cJSON_CreateObject();
-    cJSON_AddStringToObject(op->reply, "name", cur->name);
-    cJSON_AddNumberToObject(op->reply, "version", cur->version);
-    cJSON_AddStringToObject(op->reply, "digest", cur->digest);
-    cJSON_AddBoolToObject(op->reply, "created", op->reply_status == 201);
+    op->result.name = op->name;
+    op->result.digest = op->digest;
     op_finish(op);
 }
 
@@ -798,41 +767,37 @@ static void delete_run(struct op *op)
         struct registry_service *sv = find_service(r, op->service_name);
         if (sv)
             sv->deleting = false;
-        op_fail(op, 500, "internal", &op->err);
+        op_fail(op, EIO, "internal", &op->err);
         op_finish(op);
         return;
     }
     for (size_t i = 0; i < op->n_names; i++)
         table_remove(r, op->names[i]);
-    op->reply_status = 200;
-    op->reply = cJSON_CreateObject();
+    op->result.bundles_removed = op->n_remove;
     if (op->service_name[0]) {
         service_remove(r, op->service_name);
         log_info("service deleted", "service=%s functions=%zu bundles_removed=%zu",
                  op->service_name, op->n_names, op->n_remove);
-        cJSON_AddStringToObject(op->reply, "name", op->service_name);
-        cJSON *names = cJSON_AddArrayToObject(op->reply, "functions");
-        for (size_t i = 0; i < op->n_names; i++)
-            cJSON_AddItemToArray(names, cJSON_CreateString(op->names[i]));
+        op->result.name = op->service_name;
+        op->result.removed = (const char(*)[MANIFEST_NAME_MAX + 1]) op->names;
+        op->result.n_removed = op->n_names;
     } else {
         log_info("function deleted", "function=%s bundles_removed=%zu", op->names[0], op->n_remove);
-        cJSON_AddStringToObject(op->reply, "name", op->names[0]);
-        cJSON_AddNumberToObject(op->reply, "version", version);
+        op->result.name = op->names[0];
+        op->result.version = version;
     }
-    cJSON_AddBoolToObject(op->reply, "deleted", true);
-    cJSON_AddNumberToObject(op->reply, "bundles_removed", (double)op->n_remove);
     op_remove_then_finish(op);
 }
 
 /* ---- service deploys ---- */
 
 /* Fails the deploy for one function, the message naming it. */
-static void svc_fail(struct op *op, unsigned status, const char *code, const char *fname,
+static void svc_fail(struct op *op, int code, const char *reason, const char *fname,
                      const struct ig_error *e)
 {
     struct ig_error named = {};
     ig_error_set(&named, e->code, "function %s: %s", fname, e->message);
-    op_fail(op, status, code, &named);
+    op_fail(op, code, reason, &named);
 }
 
 /* One function's bundle, on the worker: hash, find or unpack, read function.json, apply the
@@ -840,33 +805,53 @@ static void svc_fail(struct op *op, unsigned status, const char *code, const cha
 static int svc_fn_prepare(struct op *op, const struct service_function *sf,
                           const struct service_archive_entry *b, struct svc_fn *out)
 {
-    struct registry *r = op->reg;
     _cleanup_free_ char *text = NULL;
     struct ig_error e = {};
     size_t len;
-    int q;
 
     snprintf(out->name, sizeof(out->name), "%s", sf->name);
     out->bundle_len = b->len;
     bundle_digest(b->data, b->len, out->digest);
-    if (bundle_exists(r->bundles_dir, out->digest)) {
-        char path[4200];
-        bundle_path(r->bundles_dir, out->digest, path, sizeof(path));
-        q = bundle_read_manifest(path, &text, &len, &e);
-    } else {
-        q = bundle_unpack(r->bundles_dir, b->data, b->len, &bundle_default_limits, &out->dir, &e);
-        if (q >= 0)
-            q = bundle_read_manifest(out->dir, &text, &len, &e);
-    }
+    int q =
+        bundle_find_or_unpack(op->reg, b->data, b->len, out->digest, &out->dir, &text, &len, &e);
     if (q < 0) {
-        svc_fail(op, bundle_error_is_content(q) ? 400 : 500,
-                 bundle_error_is_content(q) ? "invalid_bundle" : "internal", sf->name, &e);
+        if (bundle_error_is_content(q))
+            svc_fail(op, EINVAL, "invalid_bundle", sf->name, &e);
+        else
+            svc_fail(op, EIO, "internal", sf->name, &e);
         return -1;
     }
     if (service_function_manifest(sf, text, len, &out->manifest, &e) < 0) {
-        svc_fail(op, 400, "invalid_manifest", sf->name, &e);
+        svc_fail(op, EINVAL, "invalid_manifest", sf->name, &e);
         return -1;
     }
+    return 0;
+}
+
+/* Checks the archive's service.json and that its bundles are those it lists. Returns 0 or -1
+ * after failing the op. */
+static int svc_check_archive(struct op *op, const struct service_archive *a)
+{
+    struct ig_error e = {};
+    if (service_parse(a->service_json, a->service_json_len, &op->svc, &e) < 0) {
+        ig_error_set(&op->err, EINVAL, "service.json: %s", e.message);
+        op_fail(op, EINVAL, "invalid_service", &op->err);
+        return -1;
+    }
+    if (!streq(op->svc->name, op->name)) {
+        ig_error_set(&op->err, EEXIST,
+                     "name: service.json names \"%s\" but it was deployed to \"%s\"", op->svc->name,
+                     op->name);
+        op_fail(op, EEXIST, "name_mismatch", &op->err);
+        return -1;
+    }
+    for (size_t i = 0; i < a->n_bundles; i++)
+        if (!service_find(op->svc, a->bundles[i].name)) {
+            ig_error_set(&op->err, EINVAL, "function %s: a bundle that service.json does not list",
+                         a->bundles[i].name);
+            op_fail(op, EINVAL, "invalid_service", &op->err);
+            return -1;
+        }
     return 0;
 }
 
@@ -880,33 +865,17 @@ static void *service_thread(void *userdata)
     struct ig_error e = {};
 
     if (service_archive_read(op->body, op->body_len, &a, &e) < 0) {
-        op_fail(op, e.code == EFBIG ? 413 : 400,
-                e.code == EFBIG ? "payload_too_large" : "invalid_service", &e);
+        if (e.code == EFBIG)
+            op_fail(op, EFBIG, "payload_too_large", &e);
+        else
+            op_fail(op, EINVAL, "invalid_service", &e);
         goto out;
     }
-    if (service_parse(a.service_json, a.service_json_len, &op->svc, &e) < 0) {
-        ig_error_set(&op->err, EINVAL, "service.json: %s", e.message);
-        op_fail(op, 400, "invalid_service", &op->err);
+    if (svc_check_archive(op, &a) < 0)
         goto out;
-    }
-    if (!streq(op->svc->name, op->name)) {
-        ig_error_set(&op->err, EEXIST,
-                     "name: service.json names \"%s\" but it was deployed to \"%s\"", op->svc->name,
-                     op->name);
-        op_fail(op, 409, "name_mismatch", &op->err);
-        goto out;
-    }
-    for (size_t i = 0; i < a.n_bundles; i++)
-        if (!service_find(op->svc, a.bundles[i].name)) {
-            ig_error_set(&op->err, EINVAL, "function %s: a bundle that service.json does not list",
-                         a.bundles[i].name);
-            op_fail(op, 400, "invalid_service", &op->err);
-            goto out;
-        }
     op->sfns = calloc(op->svc->n_fns, sizeof(*op->sfns));
     if (!op->sfns) {
-        ig_error_set(&op->err, ENOMEM, "out of memory");
-        op_fail(op, 500, "internal", &op->err);
+        op_fail_oom(op);
         goto out;
     }
     for (size_t i = 0; i < op->svc->n_fns; i++) {
@@ -915,7 +884,7 @@ static void *service_thread(void *userdata)
         if (!b) {
             ig_error_set(&op->err, EINVAL, "function %s: its bundle is missing from the archive",
                          sf->name);
-            op_fail(op, 400, "invalid_service", &op->err);
+            op_fail(op, EINVAL, "invalid_service", &op->err);
             goto out;
         }
         op->n_sfns++;
@@ -927,7 +896,7 @@ static void *service_thread(void *userdata)
     for (size_t i = 0; i < op->n_sfns; i++) {
         struct svc_fn *f = &op->sfns[i];
         if (f->dir && bundle_commit(r->bundles_dir, f->dir, f->digest, &e) < 0) {
-            svc_fail(op, 500, "internal", f->name, &e);
+            svc_fail(op, EIO, "internal", f->name, &e);
             goto out;
         }
         free(TAKE_PTR(f->dir));
@@ -939,36 +908,45 @@ out:
 }
 
 /* The deploy's store work, one transaction: the service's row, a version for each function
- * whose bundle or manifest changed, and the removal of the functions it no longer lists. */
+ * whose bundle or manifest changed (fs[i] not NULL), and the removal of the functions it no
+ * longer lists (op->names). */
 static int db_record_service(struct registry *r, struct op *op, const char *spec,
                              struct registry_function **fs, uint64_t created, uint64_t now,
                              struct ig_error *err)
 {
-    sqlite3 *db = r->store->db;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: %s", sqlite3_errmsg(db));
-    int q = db_exec_bind(db,
-                         "INSERT INTO services (name, spec, created_at, updated_at) VALUES (?1, "
-                         "?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET spec = ?2, updated_at = ?4",
-                         "ssii", op->name, spec, (int64_t)created, (int64_t)now);
+    _cleanup_free_ struct functions_store_version *rows = calloc(op->n_sfns + 1, sizeof(*rows));
+    _cleanup_free_ char **texts = calloc(op->n_sfns + 1, sizeof(*texts));
+    _cleanup_free_ const char **names = op_name_list(op);
+    size_t n_rows = 0;
+    int q = rows && texts && names ? 0 : -ENOMEM;
     for (size_t i = 0; q == 0 && i < op->n_sfns; i++) {
         if (!fs[i])
             continue;
         cJSON *mj = manifest_to_json(fs[i]->manifest);
-        _cleanup_free_ char *text = mj ? cJSON_PrintUnformatted(mj) : NULL;
+        texts[n_rows] = mj ? cJSON_PrintUnformatted(mj) : NULL;
         cJSON_Delete(mj);
-        q = text ? db_insert_version(db, fs[i], text) : -ENOMEM;
+        if (!texts[n_rows]) {
+            q = -ENOMEM;
+            break;
+        }
+        rows[n_rows] = version_row(fs[i], texts[n_rows]);
+        n_rows++;
     }
-    for (size_t i = 0; q == 0 && i < op->n_names; i++)
-        q = db_delete_rows(db, op->names[i], &op->remove, &op->n_remove, &op->cap_remove);
-    if (q == 0)
-        digests_unreferenced(db, op->remove, &op->n_remove);
-    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-        return 0;
-    op->n_remove = 0;
-    q = ig_error_set(err, EIO, "store: deploying service %s: %s", op->name, sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return q;
+    char **digests;
+    size_t n;
+    if (q == 0) {
+        const struct functions_store_service sv = {
+            .name = op->name, .spec = spec, .created_usec = created, .updated_usec = now};
+        q = functions_store_record_service(r->store, &sv, rows, n_rows, names, op->n_names,
+                                           &digests, &n, err);
+    } else
+        q = ig_error_set(err, ENOMEM, "out of memory");
+    for (size_t i = 0; texts && i < n_rows; i++)
+        free(texts[i]);
+    if (q < 0)
+        return q;
+    op_take_digests(op, digests, n);
+    return 0;
 }
 
 /* Whether the function as deployed now differs from its current version. */
@@ -983,14 +961,14 @@ static bool svc_fn_changed(const struct registry_function *cur, const struct svc
     return !same;
 }
 
-/* Checks that every function listed may be deployed with this service: 409 for one that
- * belongs to another service, exists on its own, or is being deleted. */
+/* Checks that every function listed may be deployed with this service: a conflict for one that
+ * belongs to another service or exists on its own (EEXIST), or is being deleted (EBUSY). */
 static bool svc_check_conflicts(struct registry *r, struct op *op)
 {
     struct registry_service *sv = find_service(r, op->name);
     if (sv && sv->deleting) {
         ig_error_set(&op->err, EBUSY, "service %s is being deleted", op->name);
-        op_fail(op, 409, "conflict", &op->err);
+        op_fail(op, EBUSY, "conflict", &op->err);
         return false;
     }
     for (size_t i = 0; i < op->n_sfns; i++) {
@@ -1009,7 +987,7 @@ static bool svc_check_conflicts(struct registry *r, struct op *op)
                          cur->service);
         else
             continue;
-        op_fail(op, 409, "conflict", &op->err);
+        op_fail(op, op->err.code, "conflict", &op->err);
         return false;
     }
     return true;
@@ -1063,54 +1041,32 @@ static void svc_pruned_drained(void *ctx)
     op_remove_then_finish(op);
 }
 
-/* On the loop, after the deploy's bundle work. */
-static void service_record(struct op *op)
+/* The deploy's new versions, made but not yet in the table: fs[i] NULL for a function that did
+ * not change. Returns 0, or -1 after failing the op. */
+static int svc_make_versions(struct op *op, struct registry_function **fs, uint64_t now)
 {
-    struct registry *r = op->reg;
-    size_t n = op->n_sfns;
-    uint64_t now = wall_usec();
-    struct registry_function **fs = NULL;
-    cJSON *spec_json = NULL;
-    char *spec = NULL;
-
-    if (op->status || !svc_check_conflicts(r, op))
-        goto failed;
-    spec_json = service_to_json(op->svc);
-    spec = spec_json ? cJSON_PrintUnformatted(spec_json) : NULL;
-    fs = calloc(n, sizeof(*fs));
-    if (!spec || !fs || svc_collect_pruned(r, op) < 0) {
-        ig_error_set(&op->err, ENOMEM, "out of memory");
-        op_fail(op, 500, "internal", &op->err);
-        goto failed;
-    }
-    /* The new versions, made but not yet in the table: fs[i] NULL for an unchanged one. */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < op->n_sfns; i++) {
         struct svc_fn *f = &op->sfns[i];
-        const struct registry_function *cur = registry_lookup(r, f->name);
+        const struct registry_function *cur = registry_lookup(op->reg, f->name);
         if (!svc_fn_changed(cur, f))
             continue;
-        fs[i] = function_new(r, f->name, cur ? cur->version + 1 : 1, f->digest, f->manifest,
+        fs[i] = function_new(op->reg, f->name, cur ? cur->version + 1 : 1, f->digest, f->manifest,
                              cur ? cur->created_usec : now, now, f->bundle_len, op->name);
         if (!fs[i]) {
-            ig_error_set(&op->err, ENOMEM, "out of memory");
-            op_fail(op, 500, "internal", &op->err);
-            goto failed;
+            op_fail_oom(op);
+            return -1;
         }
         f->manifest = NULL; /* fs[i]'s now */
     }
-    struct registry_service *sv = find_service(r, op->name);
-    if (db_record_service(r, op, spec, fs, sv ? sv->created_usec : now, now, &op->err) < 0) {
-        op_fail(op, 500, "internal", &op->err);
-        goto failed;
-    }
-    /* Recorded. What cannot be put in memory now is loaded at the next start. */
-    if (service_put(r, op->name, TAKE_PTR(spec), sv ? sv->created_usec : now, now) < 0)
-        log_error("service recorded but not kept in memory", "service=%s", op->name);
-    op->reply_status = 200;
-    op->reply = cJSON_CreateObject();
-    cJSON_AddStringToObject(op->reply, "name", op->name);
-    cJSON *arr = cJSON_AddArrayToObject(op->reply, "functions");
-    for (size_t i = 0; i < n; i++) {
+    return 0;
+}
+
+/* The deploy is recorded: its versions go into the table (fs[i] taken), and op->result says
+ * what each function is now. What cannot be put in memory is loaded at the next start. */
+static void svc_apply(struct op *op, struct registry_function **fs)
+{
+    struct registry *r = op->reg;
+    for (size_t i = 0; i < op->n_sfns; i++) {
         struct registry_function *entry = NULL;
         bool created = fs[i] != NULL;
         if (fs[i] && table_put(r, TAKE_PTR(fs[i]), &entry) < 0)
@@ -1118,41 +1074,80 @@ static void service_record(struct op *op)
         if (entry && r->hooks.updated)
             r->hooks.updated(r->hooks.userdata, entry);
         const struct registry_function *f = registry_lookup(r, op->sfns[i].name);
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", op->sfns[i].name);
-        cJSON_AddNumberToObject(o, "version", f ? f->version : 0);
-        cJSON_AddStringToObject(o, "digest", op->sfns[i].digest);
-        cJSON_AddBoolToObject(o, "created", created);
-        cJSON_AddItemToArray(arr, o);
+        op->deployed[i] = (struct registry_deployed){
+            .name = op->sfns[i].name,
+            .version = f ? f->version : 0,
+            .digest = op->sfns[i].digest,
+            .created = created,
+        };
     }
-    cJSON *removed = cJSON_AddArrayToObject(op->reply, "removed");
-    for (size_t i = 0; i < op->n_names; i++)
-        cJSON_AddItemToArray(removed, cJSON_CreateString(op->names[i]));
-    log_info("service deployed", "service=%s functions=%zu removed=%zu", op->name, n, op->n_names);
-    cJSON_Delete(spec_json);
-    free(fs);
-    /* The functions it no longer lists are gone from the store; they drain like a DELETE. */
-    drain_names(op, svc_pruned_drained);
-    return;
+    op->result.name = op->name;
+    op->result.deployed = op->deployed;
+    op->result.n_deployed = op->n_sfns;
+    op->result.removed = (const char(*)[MANIFEST_NAME_MAX + 1]) op->names;
+    op->result.n_removed = op->n_names;
+    log_info("service deployed", "service=%s functions=%zu removed=%zu", op->name, op->n_sfns,
+             op->n_names);
+}
 
-failed:
-    for (size_t i = 0; fs && i < n; i++) {
+/* The deploy failed: the versions made go (their manifests back to the op), and so do bundles
+ * this deploy stored that nothing references. */
+static void svc_abandon(struct op *op, struct registry_function **fs)
+{
+    struct registry *r = op->reg;
+    for (size_t i = 0; fs && i < op->n_sfns; i++) {
         if (fs[i]) {
             op->sfns[i].manifest = fs[i]->manifest;
             fs[i]->manifest = NULL;
         }
         registry_function_free(fs[i]);
     }
-    free(fs);
-    free(spec);
-    cJSON_Delete(spec_json);
-    /* Bundles this deploy stored that nothing references: out again. */
     op->n_remove = 0;
     for (size_t i = 0; i < op->n_sfns; i++)
-        if (!op->sfns[i].dir && !digest_referenced(r->store->db, op->sfns[i].digest) &&
+        if (!op->sfns[i].dir && !functions_store_digest_referenced(r->store, op->sfns[i].digest) &&
             bundle_exists(r->bundles_dir, op->sfns[i].digest))
             digests_add(&op->remove, &op->n_remove, &op->cap_remove, op->sfns[i].digest);
     op_remove_then_finish(op);
+}
+
+/* On the loop, after the deploy's bundle work: record it in one transaction, then drain the
+ * functions it no longer lists like a delete. */
+static void service_record(struct op *op)
+{
+    struct registry *r = op->reg;
+    uint64_t now = wall_usec();
+    _cleanup_free_ struct registry_function **fs = NULL;
+    _cleanup_free_ char *spec = NULL;
+
+    if (op->failed || !svc_check_conflicts(r, op)) {
+        svc_abandon(op, NULL);
+        return;
+    }
+    cJSON *spec_json = service_to_json(op->svc);
+    spec = spec_json ? cJSON_PrintUnformatted(spec_json) : NULL;
+    cJSON_Delete(spec_json);
+    fs = calloc(op->n_sfns + 1, sizeof(*fs));
+    op->deployed = calloc(op->n_sfns + 1, sizeof(*op->deployed));
+    if (!spec || !fs || !op->deployed || svc_collect_pruned(r, op) < 0) {
+        op_fail_oom(op);
+        svc_abandon(op, fs);
+        return;
+    }
+    if (svc_make_versions(op, fs, now) < 0) {
+        svc_abandon(op, fs);
+        return;
+    }
+    const struct registry_service *sv = find_service(r, op->name);
+    uint64_t created = sv ? sv->created_usec : now;
+    if (db_record_service(r, op, spec, fs, created, now, &op->err) < 0) {
+        op_fail(op, EIO, "internal", &op->err);
+        svc_abandon(op, fs);
+        return;
+    }
+    if (service_put(r, op->name, TAKE_PTR(spec), created, now) < 0)
+        log_error("service recorded but not kept in memory", "service=%s", op->name);
+    svc_apply(op, fs);
+    drain_names(op, svc_pruned_drained);
 }
 
 static void op_thread_done(struct loop *l, void *userdata)
@@ -1181,152 +1176,65 @@ static void op_start(struct op *op)
     int q = op_run_thread(op, op->kind == OP_SERVICE ? service_thread : push_thread);
     if (q < 0) {
         ig_error_set(&op->err, q, "starting the bundle worker: %s", strerror(-q));
-        op_fail(op, 500, "internal", &op->err);
+        op_fail(op, EIO, "internal", &op->err);
         op_finish(op);
     }
 }
 
-/* The request went away before its answer: only at shutdown, since suspended requests are not
- * timed out. The worker may still read the request's body: wait for it (bounded by the bundle
- * limits). */
-static void op_on_close(struct http_request *req, void *userdata)
-{
-    struct op *op = http_request_context(req);
-    if (!op)
-        return;
-    if (op->running) {
-        pthread_join(op->thread, NULL);
-        op->running = false;
-    }
-    op->req = NULL;
-    op->body = NULL;
-    op->body_len = 0;
-}
+/* ---- the mutations ---- */
 
-static struct op *op_new(struct registry *r, enum op_kind kind, struct http_request *req,
-                         const char *name)
+static struct op *op_new(struct registry *r, enum op_kind kind, const char *name,
+                         registry_done_fn done, void *userdata)
 {
     struct op *op = calloc(1, sizeof(*op));
     if (!op)
         return NULL;
     op->reg = r;
     op->kind = kind;
-    op->req = req;
+    op->done = done;
+    op->userdata = userdata;
     snprintf(op->name, sizeof(op->name), "%s", name);
-    http_request_set_context(req, op, op_on_close);
     return op;
 }
 
-/* ---- routes ---- */
-
-static struct registry *registry_of(void *userdata)
+void registry_detach(struct registry *r, void *userdata)
 {
-    return ((struct api *)userdata)->registry;
+    struct op *lists[] = {r->queue_head, r->draining};
+    for (size_t l = 0; l < ARRAY_SIZE(lists); l++)
+        for (struct op *op = lists[l]; op; op = op->next) {
+            if (!op->done || op->userdata != userdata)
+                continue;
+            /* The worker may still read the caller's bytes. */
+            if (op->running) {
+                pthread_join(op->thread, NULL);
+                op->running = false;
+            }
+            op->done = NULL;
+            op->body = NULL;
+            op->body_len = 0;
+            return;
+        }
 }
 
-static bool check_name(struct http_request *req, const char *name)
+int registry_push(struct registry *r, const char *name, const void *bundle, size_t len,
+                  registry_done_fn done, void *userdata, struct ig_error *err)
 {
-    if (manifest_name_valid(name))
-        return true;
-    http_reply_error(req, 400, "invalid_name",
-                     "name: \"%.80s\" is not a function name ([a-z][a-z0-9-]{0,62})", name);
-    return false;
-}
-
-void registry_http_put(struct http_request *req, void *userdata)
-{
-    struct registry *r = registry_of(userdata);
-    const char *name = http_request_param(req, 0);
-    size_t len;
-    const char *body = http_request_body(req, &len);
-
-    if (!check_name(req, name))
-        return;
-    if (len == 0) {
-        http_reply_error(req, 400, "invalid_bundle",
-                         "the body is empty: send the bundle (a gzip tar with function.json at "
-                         "its root)");
-        return;
-    }
+    if (registry_check_name("function", name, err) < 0)
+        return -EINVAL;
+    if (len == 0)
+        return ig_error_set_reason(err, EINVAL, "invalid_bundle",
+                                   "the body is empty: send the bundle (a gzip tar with "
+                                   "function.json at its root)");
     const struct registry_function *f = registry_lookup(r, name);
-    if (f && f->deleting) {
-        http_reply_error(req, 409, "conflict", "function %s is being deleted", name);
-        return;
-    }
-    struct op *op = op_new(r, OP_PUSH, req, name);
-    if (!op) {
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    op->body = body;
+    if (f && f->deleting)
+        return ig_error_set_reason(err, EBUSY, "conflict", "function %s is being deleted", name);
+    struct op *op = op_new(r, OP_PUSH, name, done, userdata);
+    if (!op)
+        return ig_error_set_reason(err, ENOMEM, "internal", "out of memory");
+    op->body = bundle;
     op->body_len = len;
-    op_enqueue(op); /* the reply comes when the op finishes */
-}
-
-static cJSON *function_summary(const struct registry_function *f)
-{
-    char created[32], updated[32];
-    cJSON *o = cJSON_CreateObject();
-    format_time_ms(f->created_usec, created);
-    format_time_ms(f->updated_usec, updated);
-    cJSON_AddStringToObject(o, "name", f->name);
-    cJSON_AddNumberToObject(o, "version", f->version);
-    cJSON_AddStringToObject(o, "digest", f->digest);
-    cJSON_AddStringToObject(o, "runtime", manifest_runtime_name(f->manifest->runtime));
-    cJSON_AddStringToObject(o, "state", f->deleting ? "deleting" : "active");
-    if (f->service[0])
-        cJSON_AddStringToObject(o, "service", f->service);
-    else
-        cJSON_AddNullToObject(o, "service");
-    cJSON_AddStringToObject(o, "created_at", created);
-    cJSON_AddStringToObject(o, "updated_at", updated);
-    return o;
-}
-
-/* Live state belongs to the dispatcher; until it fills it in, nothing is running. */
-static void add_live(const struct registry *r, const struct registry_function *f, cJSON *o)
-{
-    cJSON *live = cJSON_AddObjectToObject(o, "live");
-    if (r->hooks.describe)
-        r->hooks.describe(r->hooks.userdata, f, live);
-    else {
-        cJSON_AddNumberToObject(live, "ready", 0);
-        cJSON_AddNumberToObject(live, "busy", 0);
-        cJSON_AddNumberToObject(live, "spawning", 0);
-        cJSON_AddNumberToObject(live, "queue_depth", 0);
-    }
-}
-
-void registry_http_list(struct http_request *req, void *userdata)
-{
-    struct registry *r = registry_of(userdata);
-    cJSON *root = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(root, "functions");
-    /* Each with its live state, so `ignis top` sees every function in one request. */
-    for (size_t i = 0; i < r->n_fns; i++) {
-        cJSON *o = function_summary(r->fns[i]);
-        add_live(r, r->fns[i], o);
-        cJSON_AddItemToArray(arr, o);
-    }
-    http_reply_json(req, 200, root);
-}
-
-void registry_http_get(struct http_request *req, void *userdata)
-{
-    struct registry *r = registry_of(userdata);
-    const char *name = http_request_param(req, 0);
-    if (!check_name(req, name))
-        return;
-    const struct registry_function *f = registry_lookup(r, name);
-    if (!f) {
-        http_reply_error(req, 404, "not_found", "no function named %s", name);
-        return;
-    }
-    cJSON *root = function_summary(f);
-    cJSON_AddNumberToObject(root, "bundle_bytes", (double)f->bundle_bytes);
-    cJSON_AddItemToObject(root, "manifest", manifest_to_json(f->manifest));
-    add_live(r, f, root);
-    http_reply_json(req, 200, root);
+    op_enqueue(op); /* done runs when the op finishes */
+    return 0;
 }
 
 /* Each function of the delete has drained: the removal is queued. */
@@ -1352,63 +1260,43 @@ static void start_drains(struct op *op)
     drain_names(op, delete_drained);
 }
 
-void registry_http_delete(struct http_request *req, void *userdata)
+int registry_delete(struct registry *r, const char *name, registry_done_fn done, void *userdata,
+                    struct ig_error *err)
 {
-    struct registry *r = registry_of(userdata);
-    const char *name = http_request_param(req, 0);
-    if (!check_name(req, name))
-        return;
-    struct registry_function *f = find_fn(r, name);
-    if (!f) {
-        http_reply_error(req, 404, "not_found", "no function named %s", name);
-        return;
-    }
-    if (f->deleting) {
-        http_reply_error(req, 409, "conflict", "function %s is already being deleted", name);
-        return;
-    }
-    struct op *op = op_new(r, OP_DELETE, req, name);
-    if (op && !(op->names = calloc(1, sizeof(*op->names)))) {
-        http_request_set_context(req, NULL, NULL);
+    const struct registry_function *f = registry_find(r, name, err);
+    if (!f)
+        return -err->code;
+    if (f->deleting)
+        return ig_error_set_reason(err, EBUSY, "conflict", "function %s is already being deleted",
+                                   name);
+    struct op *op = op_new(r, OP_DELETE, name, done, userdata);
+    if (op && !(op->names = calloc(1, sizeof(*op->names))))
         op_free(TAKE_PTR(op));
-    }
-    if (!op) {
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
+    if (!op)
+        return ig_error_set_reason(err, ENOMEM, "internal", "out of memory");
     snprintf(op->names[0], sizeof(op->names[0]), "%s", name);
     op->n_names = 1;
     start_drains(op);
+    return 0;
 }
 
-/* ---- services ---- */
-
-void registry_http_service_put(struct http_request *req, void *userdata)
+int registry_deploy(struct registry *r, const char *name, const void *archive, size_t len,
+                    registry_done_fn done, void *userdata, struct ig_error *err)
 {
-    struct registry *r = registry_of(userdata);
-    const char *name = http_request_param(req, 0);
-    size_t len;
-    const char *body = http_request_body(req, &len);
-
-    if (!manifest_name_valid(name)) {
-        http_reply_error(req, 400, "invalid_name",
-                         "name: \"%.80s\" is not a service name ([a-z][a-z0-9-]{0,62})", name);
-        return;
-    }
-    if (len == 0) {
-        http_reply_error(req, 400, "invalid_service",
-                         "the body is empty: send the deploy archive (a tar of service.json and "
-                         "functions/NAME.tar.gz; ignis deploy makes it)");
-        return;
-    }
-    struct op *op = op_new(r, OP_SERVICE, req, name);
-    if (!op) {
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    op->body = body;
+    if (registry_check_name("service", name, err) < 0)
+        return -EINVAL;
+    if (len == 0)
+        return ig_error_set_reason(err, EINVAL, "invalid_service",
+                                   "the body is empty: send the deploy archive (a tar of "
+                                   "service.json and functions/NAME.tar.gz; ignis deploy makes "
+                                   "it)");
+    struct op *op = op_new(r, OP_SERVICE, name, done, userdata);
+    if (!op)
+        return ig_error_set_reason(err, ENOMEM, "internal", "out of memory");
+    op->body = archive;
     op->body_len = len;
     op_enqueue(op);
+    return 0;
 }
 
 static size_t service_member_count(const struct registry *r, const char *service)
@@ -1419,106 +1307,28 @@ static size_t service_member_count(const struct registry *r, const char *service
     return n;
 }
 
-static cJSON *service_summary(const struct registry *r, const struct registry_service *sv,
-                              bool full)
+int registry_undeploy(struct registry *r, const char *name, registry_done_fn done, void *userdata,
+                      struct ig_error *err)
 {
-    char created[32], updated[32];
-    cJSON *o = cJSON_CreateObject();
-    format_time_ms(sv->created_usec, created);
-    format_time_ms(sv->updated_usec, updated);
-    cJSON_AddStringToObject(o, "name", sv->name);
-    cJSON_AddStringToObject(o, "state", sv->deleting ? "deleting" : "active");
-    cJSON_AddStringToObject(o, "created_at", created);
-    cJSON_AddStringToObject(o, "updated_at", updated);
-    cJSON *fns = cJSON_AddArrayToObject(o, "functions");
-    for (size_t i = 0; i < r->n_fns; i++) {
-        if (!streq(r->fns[i]->service, sv->name))
-            continue;
-        if (!full) {
-            cJSON_AddItemToArray(fns, cJSON_CreateString(r->fns[i]->name));
-            continue;
-        }
-        cJSON *f = function_summary(r->fns[i]);
-        add_live(r, r->fns[i], f);
-        cJSON_AddItemToArray(fns, f);
-    }
-    if (full)
-        cJSON_AddItemToObject(o, "spec", cJSON_Parse(sv->spec));
-    return o;
-}
-
-static int service_cmp(const void *a, const void *b)
-{
-    return strcmp((*(const struct registry_service *const *)a)->name,
-                  (*(const struct registry_service *const *)b)->name);
-}
-
-void registry_http_service_list(struct http_request *req, void *userdata)
-{
-    struct registry *r = registry_of(userdata);
-    _cleanup_free_ const struct registry_service **sorted =
-        calloc(r->n_services + 1, sizeof(*sorted));
-    if (!sorted) {
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < r->n_services; i++)
-        sorted[i] = &r->services[i];
-    qsort(sorted, r->n_services, sizeof(*sorted), service_cmp);
-    cJSON *root = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(root, "services");
-    for (size_t i = 0; i < r->n_services; i++)
-        cJSON_AddItemToArray(arr, service_summary(r, sorted[i], false));
-    http_reply_json(req, 200, root);
-}
-
-static struct registry_service *service_of_request(struct http_request *req, struct registry *r)
-{
-    const char *name = http_request_param(req, 0);
-    if (!manifest_name_valid(name)) {
-        http_reply_error(req, 400, "invalid_name",
-                         "name: \"%.80s\" is not a service name ([a-z][a-z0-9-]{0,62})", name);
-        return NULL;
-    }
-    struct registry_service *sv = find_service(r, name);
-    if (!sv)
-        http_reply_error(req, 404, "not_found", "no service named %s", name);
-    return sv;
-}
-
-void registry_http_service_get(struct http_request *req, void *userdata)
-{
-    struct registry *r = registry_of(userdata);
-    struct registry_service *sv = service_of_request(req, r);
-    if (sv)
-        http_reply_json(req, 200, service_summary(r, sv, true));
-}
-
-void registry_http_service_delete(struct http_request *req, void *userdata)
-{
-    struct registry *r = registry_of(userdata);
-    struct registry_service *sv = service_of_request(req, r);
-    if (!sv)
-        return;
-    if (sv->deleting) {
-        http_reply_error(req, 409, "conflict", "service %s is already being deleted", sv->name);
-        return;
-    }
-    struct op *op = op_new(r, OP_DELETE, req, sv->name);
+    const struct registry_service *found = registry_find_service(r, name, err);
+    if (!found)
+        return -err->code;
+    struct registry_service *sv = find_service(r, found->name);
+    if (sv->deleting)
+        return ig_error_set_reason(err, EBUSY, "conflict", "service %s is already being deleted",
+                                   sv->name);
+    struct op *op = op_new(r, OP_DELETE, sv->name, done, userdata);
     size_t n = service_member_count(r, sv->name);
-    if (op && !(op->names = calloc(n + 1, sizeof(*op->names)))) {
-        http_request_set_context(req, NULL, NULL);
+    if (op && !(op->names = calloc(n + 1, sizeof(*op->names))))
         op_free(TAKE_PTR(op));
-    }
-    if (!op) {
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
+    if (!op)
+        return ig_error_set_reason(err, ENOMEM, "internal", "out of memory");
     snprintf(op->service_name, sizeof(op->service_name), "%s", sv->name);
-    /* Its functions that a DELETE of their own is already draining go with that one. */
+    /* Its functions that a delete of their own is already draining go with that one. */
     for (size_t i = 0; i < r->n_fns; i++)
         if (streq(r->fns[i]->service, sv->name) && !r->fns[i]->deleting)
             snprintf(op->names[op->n_names++], MANIFEST_NAME_MAX + 1, "%s", r->fns[i]->name);
     sv->deleting = true;
     start_drains(op);
+    return 0;
 }

@@ -1,23 +1,23 @@
 /* The function registry: which functions exist, their versions, manifests and bundles. It owns
  * the in-memory function table (loop thread only), the functions/function_versions tables of
- * the store, the bundle store under STATE_DIR/bundles, and the /v1/functions routes.
+ * the store (through records/functions_store.h), the bundle store under STATE_DIR/bundles, and
+ * services (service.h). It knows no HTTP: api/functions.c serves it.
  *
- * Mutations (push, delete) run one at a time, in arrival order: bundle work (hashing, the
- * extracting child, removing trees) happens on a worker thread while the request is deferred,
- * and the result comes back to the loop through loop_post. Running them one at a time means a
- * bundle is never removed while a push that found it is still on its way to the store. */
+ * Mutations (push, delete, deploy, undeploy) run one at a time, in arrival order: bundle work
+ * (hashing, the extracting child, removing trees) happens on a worker thread while the caller waits
+ * for done, and the result comes back to the loop through loop_post. Running them one at a time
+ * means a bundle is never removed while a push that found it is still on its way to the store. */
 #pragma once
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
 #include "functions/bundle.h"
-#include "base/http.h"
 #include "base/loop.h"
 #include "functions/manifest.h"
-#include "records/store.h"
 
 struct registry;
+struct store;
 
 /* A function as the rest of the daemon sees it: its current version. Owned by the registry;
  * the pointer stays valid until the function is removed (after the drain hook said done). A new
@@ -32,7 +32,7 @@ struct registry_function {
     uint64_t created_usec; /* wall clock: first version */
     uint64_t updated_usec; /* wall clock: this version */
     uint64_t bundle_bytes; /* size of the pushed bundle (compressed) */
-    bool deleting;         /* DELETE accepted; draining */
+    bool deleting;         /* a delete was accepted; draining */
     char service[MANIFEST_NAME_MAX + 1]; /* the service it was deployed with; "" for none */
 };
 
@@ -43,11 +43,11 @@ struct registry_function {
  *   those are reported as 0.
  * - updated: a new version became current (also called at start-up for each function). The
  *   dispatcher starts new containers from f->bundle_dir from now on.
- * - drain: DELETE was accepted for f (f->deleting is already set: refuse new invocations). The
+ * - drain: a delete was accepted for f (f->deleting is already set: refuse new invocations). The
  *   dispatcher lets in-flight invocations finish (or times them out), fails queued ones,
  *   destroys the function's containers, then calls done(ctx) exactly once, from the loop
  *   thread, possibly before drain returns. Only then are the function, its versions and its
- *   unreferenced bundles removed, and the DELETE answered. done must not be called after
+ *   unreferenced bundles removed, and the delete's done called. done must not be called after
  *   registry_free. */
 struct registry_hooks {
     void (*describe)(void *userdata, const struct registry_function *f, cJSON *live);
@@ -63,8 +63,9 @@ struct registry_hooks {
  * STATE_DIR/bundles/tmp and removes bundles no version references. */
 int registry_new(struct loop *loop, struct store *store, const char *state_dir,
                  struct registry **ret, struct ig_error *err);
-/* Waits for the worker (an extraction is bounded by the bundle limits), answers nothing: the
- * HTTP server answers the requests still waiting with 503. */
+/* Waits for the worker (an extraction is bounded by the bundle limits) and calls no done: the
+ * callers still waiting are told by their own means (the HTTP server answers 503), and must not
+ * call registry_detach afterwards. */
 void registry_free(struct registry *r);
 
 void registry_set_hooks(struct registry *r, const struct registry_hooks *hooks);
@@ -75,13 +76,92 @@ size_t registry_count(const struct registry *r);
 /* The i-th function in name order (i < registry_count). */
 const struct registry_function *registry_at(const struct registry *r, size_t i);
 
-/* Route handlers; userdata is the struct daemon (api.c's table). */
-void registry_http_put(struct http_request *req, void *userdata);
-void registry_http_list(struct http_request *req, void *userdata);
-void registry_http_get(struct http_request *req, void *userdata);
-void registry_http_delete(struct http_request *req, void *userdata);
-/* Services (docs/api.md "Services"): PUT takes a deploy archive (service.h). */
-void registry_http_service_put(struct http_request *req, void *userdata);
-void registry_http_service_list(struct http_request *req, void *userdata);
-void registry_http_service_get(struct http_request *req, void *userdata);
-void registry_http_service_delete(struct http_request *req, void *userdata);
+/* 0, or -EINVAL (invalid_name) when name is not a function or service name; kind ("function",
+ * "service") names which in the message. */
+int registry_check_name(const char *kind, const char *name, struct ig_error *err);
+/* The function's current version; NULL with err: -EINVAL (invalid_name) for a name that cannot
+ * be one, ENOENT when there is none. */
+const struct registry_function *registry_find(const struct registry *r, const char *name,
+                                              struct ig_error *err);
+/* Fills live with the function's live state (the describe hook; zeros without one). */
+void registry_live(const struct registry *r, const struct registry_function *f, cJSON *live);
+
+/* A service: its service.json as deployed. Its functions are those whose service it is. The
+ * pointer is valid until the registry changes (loop thread). */
+struct registry_service {
+    char name[MANIFEST_NAME_MAX + 1];
+    char *spec; /* JSON text */
+    uint64_t created_usec, updated_usec;
+    bool deleting; /* a delete (undeploy) was accepted; draining */
+};
+
+size_t registry_service_count(const struct registry *r);
+/* The i-th service (i < registry_service_count), in no particular order. */
+const struct registry_service *registry_service_at(const struct registry *r, size_t i);
+/* As registry_find, for a service. */
+const struct registry_service *registry_find_service(const struct registry *r, const char *name,
+                                                     struct ig_error *err);
+
+/* ---- mutations ----
+ *
+ * Each takes a done callback. It returns 0 when the mutation is under way: done then runs
+ * exactly once on the loop thread, with err NULL and what was done, or err (an errno and a
+ * reason, below) and result NULL; a delete whose drains finish at once may call it before the
+ * call returns. Or it returns -errno with err (done is not called) when the mutation is refused
+ * at once. The result is valid during the call only.
+ *
+ * Reasons: invalid_name (EINVAL), invalid_bundle (EINVAL: the bundle's content),
+ * invalid_manifest (EINVAL), invalid_service (EINVAL), payload_too_large (EFBIG: the deploy
+ * archive), name_mismatch (EEXIST: function.json or service.json names another), conflict
+ * (EBUSY: being deleted, owned by a service, ...; EEXIST: exists outside the service),
+ * not_found (ENOENT), internal (EIO or ENOMEM: the daemon's own failure, disk, memory, threads;
+ * the message says which). */
+
+/* One function of a deploy as it was recorded. */
+struct registry_deployed {
+    const char *name;
+    uint32_t version;
+    const char *digest;
+    bool created; /* a new version (its bundle or manifest changed) */
+};
+
+struct registry_result {
+    const char *name;       /* the function (push, delete) or service (deploy, undeploy) */
+    uint32_t version;       /* push: the current version; delete: the one removed */
+    const char *digest;     /* push: the current version's */
+    bool created;           /* push: a new version (false: the bytes of the current one) */
+    size_t bundles_removed; /* delete, undeploy: bundles nothing references any more */
+    /* deploy: each function service.json lists, in its order */
+    const struct registry_deployed *deployed;
+    size_t n_deployed;
+    /* deploy: the functions it removed (the service lists them no more); undeploy: the
+     * service's functions */
+    const char (*removed)[MANIFEST_NAME_MAX + 1];
+    size_t n_removed;
+};
+
+typedef void (*registry_done_fn)(void *userdata, const struct ig_error *err,
+                                 const struct registry_result *result);
+
+/* Pushes a bundle (a gzip tar, at most REGISTRY_MAX_BUNDLE bytes) as the function's new version:
+ * hashed, unpacked and checked on a worker thread, recorded on the loop. bundle stays the
+ * caller's and must stay valid until done runs or registry_detach. created is false when the
+ * bytes are those of the current version (nothing recorded). */
+int registry_push(struct registry *r, const char *name, const void *bundle, size_t len,
+                  registry_done_fn done, void *userdata, struct ig_error *err);
+/* Deletes a function: marks it deleting, has the drain hook drain it, then removes it, its
+ * versions and its unreferenced bundles. */
+int registry_delete(struct registry *r, const char *name, registry_done_fn done, void *userdata,
+                    struct ig_error *err);
+/* Deploys a service from its deploy archive (service.h; bytes as registry_push's): a version
+ * for each function that changed, and the removal (drained like a delete) of the functions the
+ * service no longer lists, recorded together. */
+int registry_deploy(struct registry *r, const char *name, const void *archive, size_t len,
+                    registry_done_fn done, void *userdata, struct ig_error *err);
+/* Deletes a service and its functions (each drained). */
+int registry_undeploy(struct registry *r, const char *name, registry_done_fn done, void *userdata,
+                      struct ig_error *err);
+/* The caller of a mutation under way with this userdata goes away: its done is not called and
+ * its bytes are not read any more (waits for the worker reading them, bounded by the bundle
+ * limits). The mutation itself goes on. */
+void registry_detach(struct registry *r, void *userdata);

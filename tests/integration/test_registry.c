@@ -155,9 +155,9 @@ static void bundles_path(char *buf, size_t size, const char *digest)
              digest ? digest : "");
 }
 
-/* The state dir holds only the database, the first admin token and the bundle store, the store
- * only the bundles of the functions pushed (digests listed, NULL-terminated), and its tmp dir
- * nothing. */
+/* The state dir holds only the database, the first admin token, the daemon's lock and the bundle
+ * store, the store only the bundles of the functions pushed (digests listed, NULL-terminated),
+ * and its tmp dir nothing. */
 static void assert_store_only(const char *const *digests)
 {
     char path[512];
@@ -166,7 +166,8 @@ static void assert_store_only(const char *const *digests)
     assert_non_null(d);
     while ((de = readdir(d))) {
         if (streq(de->d_name, ".") || streq(de->d_name, "..") || streq(de->d_name, "bundles") ||
-            streq(de->d_name, "admin.token") || startswith(de->d_name, "ignis.db"))
+            streq(de->d_name, "admin.token") || streq(de->d_name, "lock") ||
+            startswith(de->d_name, "ignis.db"))
             continue;
         fail_msg("unexpected %s in the state dir", de->d_name);
     }

@@ -1,7 +1,9 @@
 /* The registry's contract with the dispatcher, in process: the updated hook on a new version,
  * describe filling GET's "live", and DELETE waiting for the drain hook's done (meanwhile the
- * function shows "deleting", and pushes and deletes of it are 409). The daemon's routes run on a
- * real loop and HTTP server on a loopback port; requests come from client threads. */
+ * function shows "deleting", and pushes and deletes of it are 409). test_hooks runs the daemon's
+ * routes on a real loop and HTTP server on a loopback port, requests from client threads; the
+ * tests after it call registry_push, _delete, _deploy and _undeploy directly on a loop, with no
+ * HTTP, and check the errno and reason each failure reports. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 #include "base/client.h"
 #include "daemon/daemon.h"
 #include "functions/registry.h"
+#include "functions/service.h"
 
 static char dir[64];
 static struct daemon d;
@@ -221,10 +224,367 @@ static void test_hooks(void **state)
     rm_rf(dir);
 }
 
+/* ---- the domain functions, without HTTP ---- */
+
+/* A registry on a loop, in a temporary state dir. */
+struct fx {
+    char dir[64];
+    struct store *store;
+    struct loop *loop;
+    struct registry *reg;
+    /* the drain hook's calls, and its done waiting for the test to call it */
+    int drains;
+    char drained[8][MANIFEST_NAME_MAX + 1];
+    void (*drain_done)(void *ctx);
+    void *drain_ctx[8];
+    int updated;
+};
+
+/* What a done callback reported (copied: the result is valid during the call only). */
+struct reported {
+    bool called;
+    int code; /* 0: success */
+    const char *reason;
+    char message[512];
+    char name[MANIFEST_NAME_MAX + 1];
+    uint32_t version;
+    char digest[BUNDLE_DIGEST_LEN + 1];
+    bool created;
+    size_t bundles_removed;
+    size_t n_deployed, n_removed;
+    bool deployed_created[4];
+    char removed[4][MANIFEST_NAME_MAX + 1];
+    struct loop *loop;
+};
+
+static void fx_drain(void *userdata, const struct registry_function *f, void (*done)(void *ctx),
+                     void *ctx)
+{
+    struct fx *fx = userdata;
+    assert_true(f->deleting);
+    assert_true(fx->drains < 8);
+    snprintf(fx->drained[fx->drains], sizeof(fx->drained[0]), "%s", f->name);
+    fx->drain_ctx[fx->drains++] = ctx;
+    fx->drain_done = done;
+    loop_quit(fx->loop); /* a deploy's prune drains from the loop: the test takes over */
+}
+
+static void fx_updated(void *userdata, const struct registry_function *f)
+{
+    ((struct fx *)userdata)->updated++;
+}
+
+static int fx_setup(void **state)
+{
+    struct fx *fx = calloc(1, sizeof(*fx));
+    struct ig_error err = {};
+    char path[128];
+    strcpy(fx->dir, "/tmp/ignis-registry-test.XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(path, sizeof(path), "%s/ignis.db", fx->dir);
+    assert_int_equal(store_open(path, &fx->store, &err), 0);
+    assert_int_equal(loop_new(&fx->loop), 0);
+    assert_int_equal(registry_new(fx->loop, fx->store, fx->dir, &fx->reg, &err), 0);
+    struct registry_hooks hooks = {.updated = fx_updated, .drain = fx_drain, .userdata = fx};
+    registry_set_hooks(fx->reg, &hooks);
+    *state = fx;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    struct fx *fx = *state;
+    registry_free(fx->reg);
+    loop_free(fx->loop);
+    store_free(fx->store);
+    rm_rf(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static void on_done(void *userdata, const struct ig_error *err, const struct registry_result *res)
+{
+    struct reported *o = userdata;
+    assert_false(o->called); /* exactly once */
+    o->called = true;
+    assert_true((err == NULL) != (res == NULL));
+    if (err) {
+        o->code = err->code;
+        o->reason = err->reason;
+        snprintf(o->message, sizeof(o->message), "%s", err->message);
+    } else {
+        snprintf(o->name, sizeof(o->name), "%s", res->name);
+        o->version = res->version;
+        snprintf(o->digest, sizeof(o->digest), "%s", res->digest ? res->digest : "");
+        o->created = res->created;
+        o->bundles_removed = res->bundles_removed;
+        o->n_deployed = res->n_deployed;
+        for (size_t i = 0; i < res->n_deployed && i < 4; i++)
+            o->deployed_created[i] = res->deployed[i].created;
+        o->n_removed = res->n_removed;
+        for (size_t i = 0; i < res->n_removed && i < 4; i++)
+            snprintf(o->removed[i], sizeof(o->removed[i]), "%s", res->removed[i]);
+    }
+    loop_quit(o->loop);
+}
+
+/* Runs the loop until the op's done was called. */
+static void wait_done(struct fx *fx, struct reported *o)
+{
+    if (!o->called)
+        assert_int_equal(loop_run(fx->loop), 0);
+    assert_true(o->called);
+}
+
+/* Creates path with text (the test's own files). */
+static void put_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* A bundle whose function.json is json, packed from a fresh directory; extra adds a file so the
+ * bytes differ. */
+static void make_bundle(struct fx *fx, const char *json, const char *extra, char **ret,
+                        size_t *ret_len)
+{
+    static int n;
+    char src[128], path[256];
+    struct ig_error err = {};
+    snprintf(src, sizeof(src), "%s/src%d", fx->dir, n++);
+    assert_int_equal(mkdir_p(src, 0755), 0);
+    snprintf(path, sizeof(path), "%s/function.json", src);
+    put_file(path, json);
+    if (extra) {
+        snprintf(path, sizeof(path), "%s/%s", src, extra);
+        put_file(path, "x\n");
+    }
+    assert_int_equal(bundle_pack_dir(src, 1 << 20, ret, ret_len, &err), 0);
+}
+
+static void push(struct fx *fx, const char *name, const char *bundle, size_t len,
+                 struct reported *o)
+{
+    struct ig_error err = {};
+    *o = (struct reported){.loop = fx->loop};
+    assert_int_equal(registry_push(fx->reg, name, bundle, len, on_done, o, &err), 0);
+    wait_done(fx, o);
+}
+
+#define GOOD "{\"name\":\"good\",\"runtime\":\"provided\"}"
+
+static void test_push(void **state)
+{
+    struct fx *fx = *state;
+    _cleanup_free_ char *b = NULL;
+    size_t len;
+    struct reported o;
+    char digest[BUNDLE_DIGEST_LEN + 1];
+
+    make_bundle(fx, GOOD, NULL, &b, &len);
+    bundle_digest(b, len, digest);
+    push(fx, "good", b, len, &o);
+    assert_int_equal(o.code, 0);
+    assert_string_equal(o.name, "good");
+    assert_int_equal(o.version, 1);
+    assert_string_equal(o.digest, digest);
+    assert_true(o.created);
+    assert_int_equal(fx->updated, 1);
+    const struct registry_function *f = registry_lookup(fx->reg, "good");
+    assert_non_null(f);
+    assert_int_equal(f->version, 1);
+
+    /* The same bytes again: the current version, nothing recorded. */
+    push(fx, "good", b, len, &o);
+    assert_int_equal(o.code, 0);
+    assert_int_equal(o.version, 1);
+    assert_string_equal(o.digest, digest);
+    assert_false(o.created);
+    assert_int_equal(fx->updated, 1);
+
+    /* Refused at once, done not called: a name that cannot be one, an empty bundle. */
+    struct ig_error err = {};
+    assert_int_equal(registry_push(fx->reg, "Bad_Name", b, len, on_done, &o, &err), -EINVAL);
+    assert_string_equal(err.reason, "invalid_name");
+    ig_error_clear(&err);
+    assert_int_equal(registry_push(fx->reg, "good", b, 0, on_done, &o, &err), -EINVAL);
+    assert_string_equal(err.reason, "invalid_bundle");
+}
+
+static void test_push_bad_manifest(void **state)
+{
+    struct fx *fx = *state;
+    _cleanup_free_ char *b = NULL;
+    size_t len;
+    struct reported o;
+    char digest[BUNDLE_DIGEST_LEN + 1], bundles[128];
+
+    make_bundle(fx, "{\"name\":\"good\",\"runtime\":\"cobol\"}", NULL, &b, &len);
+    push(fx, "good", b, len, &o);
+    assert_int_equal(o.code, EINVAL);
+    assert_string_equal(o.reason, "invalid_manifest");
+    assert_null(registry_lookup(fx->reg, "good"));
+    /* Nothing of it is left in the bundle store. */
+    bundle_digest(b, len, digest);
+    snprintf(bundles, sizeof(bundles), "%s/bundles", fx->dir);
+    assert_false(bundle_exists(bundles, digest));
+}
+
+static void test_push_name_mismatch(void **state)
+{
+    struct fx *fx = *state;
+    _cleanup_free_ char *b = NULL;
+    size_t len;
+    struct reported o;
+
+    make_bundle(fx, GOOD, NULL, &b, &len);
+    push(fx, "other", b, len, &o);
+    assert_int_equal(o.code, EEXIST);
+    assert_string_equal(o.reason, "name_mismatch");
+    assert_non_null(strstr(o.message, "\"good\""));
+    assert_null(registry_lookup(fx->reg, "other"));
+}
+
+/* Calls the drain hook's done for its i-th call, as the dispatcher does once drained. */
+static void drained(struct fx *fx, int i)
+{
+    fx->drain_done(fx->drain_ctx[i]);
+}
+
+static void test_delete(void **state)
+{
+    struct fx *fx = *state;
+    _cleanup_free_ char *b = NULL;
+    size_t len;
+    struct reported o, del = {.loop = fx->loop};
+    struct ig_error err = {};
+    char digest[BUNDLE_DIGEST_LEN + 1], bundles[128];
+
+    assert_int_equal(registry_delete(fx->reg, "nobody", on_done, &del, &err), -ENOENT);
+    assert_string_equal(err.reason, "not_found");
+    ig_error_clear(&err);
+
+    make_bundle(fx, GOOD, NULL, &b, &len);
+    push(fx, "good", b, len, &o);
+    assert_int_equal(o.code, 0);
+    assert_int_equal(registry_delete(fx->reg, "good", on_done, &del, &err), 0);
+    assert_int_equal(fx->drains, 1);
+    assert_string_equal(fx->drained[0], "good");
+    assert_true(registry_lookup(fx->reg, "good")->deleting);
+
+    /* While it drains: another delete and a push are conflicts, and the delete waits. */
+    struct reported other = {.loop = fx->loop};
+    assert_int_equal(registry_delete(fx->reg, "good", on_done, &other, &err), -EBUSY);
+    assert_string_equal(err.reason, "conflict");
+    ig_error_clear(&err);
+    assert_int_equal(registry_push(fx->reg, "good", b, len, on_done, &other, &err), -EBUSY);
+    assert_string_equal(err.reason, "conflict");
+    assert_false(del.called);
+    assert_false(other.called);
+
+    drained(fx, 0);
+    wait_done(fx, &del);
+    assert_int_equal(del.code, 0);
+    assert_string_equal(del.name, "good");
+    assert_int_equal(del.version, 1);
+    assert_int_equal(del.bundles_removed, 1);
+    assert_null(registry_lookup(fx->reg, "good"));
+    bundle_digest(b, len, digest);
+    snprintf(bundles, sizeof(bundles), "%s/bundles", fx->dir);
+    assert_false(bundle_exists(bundles, digest));
+}
+
+/* A deploy archive of service "svc" listing the functions names[0..n), with their bundles. */
+static void make_archive(const char *const *names, char *const *bundles, const size_t *lens,
+                         size_t n, char **ret, size_t *ret_len)
+{
+    char json[256];
+    struct ig_error err = {};
+    int k = snprintf(json, sizeof(json), "{\"name\":\"svc\",\"functions\":{");
+    for (size_t i = 0; i < n; i++)
+        k += snprintf(json + k, sizeof(json) - (size_t)k, "%s\"%s\":{}", i ? "," : "", names[i]);
+    snprintf(json + k, sizeof(json) - (size_t)k, "}}");
+    assert_int_equal(
+        service_archive_pack(json, strlen(json), names, bundles, lens, n, ret, ret_len, &err), 0);
+}
+
+static void deploy(struct fx *fx, const char *body, size_t len, struct reported *o)
+{
+    struct ig_error err = {};
+    *o = (struct reported){.loop = fx->loop};
+    assert_int_equal(registry_deploy(fx->reg, "svc", body, len, on_done, o, &err), 0);
+}
+
+static void test_deploy_prunes(void **state)
+{
+    struct fx *fx = *state;
+    static const char *const names[] = {"a", "b"};
+    char *bundles[2];
+    size_t lens[2];
+    _cleanup_free_ char *ab = NULL, *a = NULL;
+    size_t ab_len, a_len;
+    struct reported o;
+    struct ig_error err = {};
+
+    make_bundle(fx, "{\"name\":\"a\",\"runtime\":\"provided\"}", NULL, &bundles[0], &lens[0]);
+    make_bundle(fx, "{\"name\":\"b\",\"runtime\":\"provided\"}", NULL, &bundles[1], &lens[1]);
+    make_archive(names, bundles, lens, 2, &ab, &ab_len);
+    deploy(fx, ab, ab_len, &o);
+    wait_done(fx, &o);
+    assert_int_equal(o.code, 0);
+    assert_string_equal(o.name, "svc");
+    assert_int_equal(o.n_deployed, 2);
+    assert_true(o.deployed_created[0] && o.deployed_created[1]);
+    assert_int_equal(o.n_removed, 0);
+    assert_string_equal(registry_lookup(fx->reg, "b")->service, "svc");
+
+    /* service.json lists only a now: b drains like a delete, then the deploy is done. */
+    make_archive(names, bundles, lens, 1, &a, &a_len);
+    free(bundles[0]);
+    free(bundles[1]);
+    deploy(fx, a, a_len, &o);
+    assert_int_equal(loop_run(fx->loop), 0); /* until the drain hook */
+    assert_int_equal(fx->drains, 1);
+    assert_string_equal(fx->drained[0], "b");
+    assert_false(o.called);
+    drained(fx, 0);
+    wait_done(fx, &o);
+    assert_int_equal(o.code, 0);
+    assert_int_equal(o.n_deployed, 1);
+    assert_false(o.deployed_created[0]); /* a did not change */
+    assert_int_equal(o.n_removed, 1);
+    assert_string_equal(o.removed[0], "b");
+    assert_null(registry_lookup(fx->reg, "b"));
+    assert_non_null(registry_lookup(fx->reg, "a"));
+    assert_non_null(registry_find_service(fx->reg, "svc", &err));
+
+    /* The service goes, with a. */
+    o = (struct reported){.loop = fx->loop};
+    assert_int_equal(registry_undeploy(fx->reg, "svc", on_done, &o, &err), 0);
+    assert_int_equal(fx->drains, 2);
+    assert_string_equal(fx->drained[1], "a");
+    drained(fx, 1);
+    wait_done(fx, &o);
+    assert_int_equal(o.code, 0);
+    assert_int_equal(o.n_removed, 1);
+    assert_string_equal(o.removed[0], "a");
+    assert_int_equal(o.bundles_removed, 1);
+    assert_null(registry_lookup(fx->reg, "a"));
+    assert_null(registry_find_service(fx->reg, "svc", &err));
+    assert_int_equal(err.code, ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hooks),
+        cmocka_unit_test_setup_teardown(test_push, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_push_bad_manifest, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_push_name_mismatch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_deploy_prunes, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
