@@ -37,7 +37,7 @@ struct accepted {
  * delivery is durable. Linked in events->inflight, so that a repeat arriving meanwhile is taken
  * for a duplicate. */
 struct acceptance {
-    struct events *ev;
+    struct event_router *ev;
     struct http_request *req; /* NULL for an emitted event, or once the client went away */
     enum telemetry_event_mode mode;
     bool batch;
@@ -59,7 +59,7 @@ struct sched {
     struct sched *next;
 };
 
-struct events {
+struct event_router {
     struct loop *loop;
     struct store *store;
     struct journal *journal;
@@ -104,7 +104,7 @@ enum seen {
     SEEN_INFLIGHT, /* in another request still being stored, which may yet fail */
 };
 
-static enum seen seen_before(struct events *ev, const struct acceptance *self, size_t upto,
+static enum seen seen_before(struct event_router *ev, const struct acceptance *self, size_t upto,
                              const char *source, const char *id)
 {
     if (ce_dedupe_contains(ev->dedupe, source, id, wall_usec()))
@@ -281,7 +281,7 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
     return 0;
 }
 
-static struct acceptance *acceptance_new(struct events *ev, size_t n)
+static struct acceptance *acceptance_new(struct event_router *ev, size_t n)
 {
     struct acceptance *a = calloc(1, sizeof(*a));
     if (!a)
@@ -343,7 +343,7 @@ static void collect_header(void *ctx, const char *name, const char *value)
     h->v[h->n++] = (struct ce_header){.name = name, .value = value};
 }
 
-void events_http_post(struct http_request *req, struct events *ev)
+void events_http_post(struct http_request *req, struct event_router *ev)
 {
     struct header_list h = {};
     _cleanup_ce_events_ struct ce_events *events = NULL;
@@ -466,7 +466,7 @@ static char *printable(const char *s)
     return c;
 }
 
-static void dead_letter(struct events *ev, const char *function, const char *invocation,
+static void dead_letter(struct event_router *ev, const char *function, const char *invocation,
                         const struct ce_event *e, enum telemetry_dead_letter_reason class,
                         const char *reason)
 {
@@ -487,7 +487,7 @@ static void dead_letter(struct events *ev, const char *function, const char *inv
         v, ARRAY_SIZE(v), on_dead_letter_stored, NULL);
 }
 
-void events_http_dead_letters(struct http_request *req, struct events *ev)
+void events_http_dead_letters(struct http_request *req, struct event_router *ev)
 {
     const char *q = http_request_query(req, "limit");
     unsigned long limit = DEAD_LETTERS_DEFAULT;
@@ -554,7 +554,8 @@ static long long parent_hops(const struct inv *inv)
     return *end || h < 0 ? 0 : h;
 }
 
-void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const struct proto_msg *m)
+void events_emitted(struct event_router *ev, struct fn *fn, struct inv *inv,
+                    const struct proto_msg *m)
 {
     _cleanup_ce_event_ struct ce_event *e = calloc(1, sizeof(*e));
     char source[sizeof(EVENTS_FUNCTION_SOURCE) + MANIFEST_NAME_MAX], id[INV_ID_LEN + 16], time[32],
@@ -666,7 +667,7 @@ static void on_schedule_stored(struct loop *l, int result, const char *message, 
         log_warn("recording a schedule's last run failed", "error=\"%s\"", message);
 }
 
-static void sched_store(struct events *ev, const struct sched *s)
+static void sched_store(struct event_router *ev, const struct sched *s)
 {
     const struct journal_value v[] = {JV_S(s->function), JV_S(s->text), JV_I(s->last_run)};
     journal_submit_lazy(ev->journal,
@@ -683,7 +684,7 @@ static void sched_free(struct sched *s)
     free(s);
 }
 
-static struct sched *sched_add(struct events *ev, const char *function, const char *text,
+static struct sched *sched_add(struct event_router *ev, const char *function, const char *text,
                                int64_t last_run)
 {
     struct sched *s = calloc(1, sizeof(*s));
@@ -714,7 +715,8 @@ static void on_schedule_submitted(int result, const char *message, const char *i
 /* One run of fn's schedule for slot: a dev.ignis.schedule event to fn alone. Its invocation
  * carries the idempotency key SOURCE@TIME: a make-up run whose slot already ran (ignisd died
  * after the invocation was committed but before the last run was) finds it and runs nothing. */
-static void run_schedule(struct events *ev, struct fn *fn, const struct sched *s, int64_t slot)
+static void run_schedule(struct event_router *ev, struct fn *fn, const struct sched *s,
+                         int64_t slot)
 {
     char source[sizeof(EVENTS_SCHEDULE_SOURCE) + MANIFEST_NAME_MAX], time[32];
     char key[sizeof(source) + sizeof(time)], existing[INV_ID_LEN + 1];
@@ -766,7 +768,7 @@ static void run_schedule(struct events *ev, struct fn *fn, const struct sched *s
               makeup ? "true" : "false");
 }
 
-static struct sched *sched_find(struct events *ev, const char *function)
+static struct sched *sched_find(struct event_router *ev, const char *function)
 {
     for (struct sched *s = ev->scheds; s; s = s->next)
         if (streq(s->function, function))
@@ -777,7 +779,7 @@ static struct sched *sched_find(struct events *ev, const char *function)
 /* Every function's schedule, checked each second: a function pushed with a schedule starts at
  * the next slot after it is seen; one whose slots passed while ignisd was down runs once for the
  * latest (cron_due); one that lost its schedule, or was deleted, forgets it. */
-static void check_schedules(struct events *ev)
+static void check_schedules(struct event_router *ev)
 {
     int64_t now = (int64_t)(wall_usec() / 1000000);
     for (struct sched *s = ev->scheds; s; s = s->next)
@@ -831,7 +833,7 @@ static void check_schedules(struct events *ev)
 
 static void on_schedule_tick(struct loop *l, struct loop_timer *t, void *userdata)
 {
-    struct events *ev = userdata;
+    struct event_router *ev = userdata;
     ev->sched_timer = NULL;
     if (!ev->d->stopping)
         check_schedules(ev);
@@ -845,7 +847,7 @@ static void on_schedule_tick(struct loop *l, struct loop_timer *t, void *userdat
 
 void events_purge(void *userdata, int64_t now)
 {
-    struct events *ev = userdata;
+    struct event_router *ev = userdata;
     const struct journal_value ids[] = {JV_I(now - (int64_t)ev->opts.dedupe_window_us)};
     const struct journal_value dead[] = {JV_I(now - EVENTS_DEAD_LETTER_RETENTION_US)};
     journal_submit_lazy(ev->journal, "DELETE FROM event_ids WHERE accepted_us < ?", ids, 1,
@@ -856,7 +858,7 @@ void events_purge(void *userdata, int64_t now)
 
 /* ---- lifecycle ---- */
 
-static int load(struct events *ev, struct ig_error *err)
+static int load(struct event_router *ev, struct ig_error *err)
 {
     sqlite3 *db = ev->store->db;
     sqlite3_stmt *st;
@@ -893,9 +895,9 @@ static int load(struct events *ev, struct ig_error *err)
 }
 
 int events_new(struct loop *l, struct store *s, struct journal *j, struct dispatch *d,
-               const struct events_options *opts, struct events **ret, struct ig_error *err)
+               const struct events_options *opts, struct event_router **ret, struct ig_error *err)
 {
-    struct events *ev = calloc(1, sizeof(*ev));
+    struct event_router *ev = calloc(1, sizeof(*ev));
     uint8_t key[16];
     int r;
 
@@ -925,7 +927,7 @@ fail:
     return r;
 }
 
-void events_free(struct events *ev)
+void events_free(struct event_router *ev)
 {
     if (!ev)
         return;

@@ -23,7 +23,10 @@
 /* Dead letters are kept this long. */
 #define EVENTS_DEAD_LETTER_RETENTION_US (7ll * 86400 * 1000000)
 
-struct events;
+/* Routes events to the functions that subscribe to them (one per daemon). Its functions keep the
+ * module's events_ prefix, as every module's do (sinks_, scaler_): the prefix names the module,
+ * the struct what it is. */
+struct event_router;
 
 struct events_options {
     uint64_t dedupe_window_us; /* how long an accepted (source, id) makes a repeat a duplicate */
@@ -35,16 +38,17 @@ struct events_options {
  * into dispatch's emitted events and starts the schedule timer. d must have its functions (the
  * registry attached) so that schedules missed while ignisd was down are made up at once. */
 int events_new(struct loop *l, struct store *s, struct journal *j, struct dispatch *d,
-               const struct events_options *opts, struct events **ret, struct ig_error *err);
+               const struct events_options *opts, struct event_router **ret, struct ig_error *err);
 /* Call after the journal is freed (its last callbacks complete acceptances). Accepts NULL. */
-void events_free(struct events *ev);
+void events_free(struct event_router *ev);
 /* Forgets (source, id) pairs past the de-duplication window and dead letters past their
  * retention (a retention_fn, retention.h; userdata: the events). */
 void events_purge(void *userdata, int64_t now_us);
 
 /* POST /v1/events and GET /v1/events/dead-letters. */
 /* Routes an event a running invocation's function emitted (the dispatcher's emitted hook). */
-void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const struct proto_msg *m);
+void events_emitted(struct event_router *ev, struct fn *fn, struct inv *inv,
+                    const struct proto_msg *m);
 
-void events_http_post(struct http_request *req, struct events *ev);
-void events_http_dead_letters(struct http_request *req, struct events *ev);
+void events_http_post(struct http_request *req, struct event_router *ev);
+void events_http_dead_letters(struct http_request *req, struct event_router *ev);
