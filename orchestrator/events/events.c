@@ -7,7 +7,7 @@
 #include "base/cron.h"
 #include "events/dedupe.h"
 #include "base/log.h"
-#include "records/retention.h"
+#include "records/events_store.h"
 #include "records/telemetry.h"
 
 /* The de-duplication window holds at most this many (source, id) pairs (24 bytes each); past it
@@ -137,9 +137,7 @@ static void settle_ids(struct acceptance *a)
             ce_dedupe_insert(a->ev->dedupe, a->v[i].source, a->v[i].id, wall_usec());
             continue;
         }
-        const struct journal_value v[] = {JV_S(a->v[i].source), JV_S(a->v[i].id)};
-        journal_submit_lazy(a->ev->journal, "DELETE FROM event_ids WHERE source = ? AND id = ?", v,
-                            ARRAY_SIZE(v), on_forgotten, NULL);
+        events_store_forget_id(a->ev->journal, a->v[i].source, a->v[i].id, on_forgotten, NULL);
     }
 }
 
@@ -208,11 +206,8 @@ static void on_id_stored(struct loop *l, int result, const char *message, void *
  * makes it a duplicate. The reply waits for it, so a 202 means both are on disk. */
 static int remember(struct acceptance *a, size_t i)
 {
-    const struct journal_value v[] = {JV_S(a->v[i].source), JV_S(a->v[i].id), JV_I(wall_usec())};
-    int r = journal_submit(a->ev->journal,
-                           "INSERT OR IGNORE INTO event_ids (source, id, accepted_us) "
-                           "VALUES (?, ?, ?)",
-                           v, ARRAY_SIZE(v), on_id_stored, a);
+    int r = events_store_remember_id(a->ev->journal, a->v[i].source, a->v[i].id,
+                                     (int64_t)wall_usec(), on_id_stored, a);
     if (r == 0)
         a->pending++;
     return r;
@@ -476,15 +471,38 @@ static void dead_letter(struct event_router *ev, const char *function, const cha
         return;
     log_warn("event dead-lettered", "function=%s type=\"%s\" id=%s reason=\"%s\"",
              function ? function : "", type, e->id, reason);
-    const struct journal_value v[] = {
-        JV_I(wall_usec()), JV_S(function), JV_S(invocation), JV_S(type),
-        JV_S(e->source),   JV_S(e->id),    JV_S(reason),     JV_S(json),
+    const struct events_dead_letter dl = {
+        .at_us = (int64_t)wall_usec(),
+        .function = function,
+        .invocation = invocation,
+        .type = type,
+        .source = e->source,
+        .event_id = e->id,
+        .reason = reason,
+        .event = json,
     };
-    journal_submit_lazy(
-        ev->journal,
-        "INSERT INTO event_dead_letters (at_us, function, invocation, type, source, "
-        "event_id, reason, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        v, ARRAY_SIZE(v), on_dead_letter_stored, NULL);
+    events_store_append_dead_letter(ev->journal, &dl, on_dead_letter_stored, NULL);
+}
+
+static void add_dead_letter(void *userdata, const struct events_dead_letter *dl)
+{
+    cJSON *o = cJSON_CreateObject();
+    char time[32];
+    ce_time_format(dl->at_us, time);
+    cJSON_AddNumberToObject(o, "seq", (double)dl->seq);
+    cJSON_AddStringToObject(o, "time", time);
+    if (dl->function)
+        cJSON_AddStringToObject(o, "function", dl->function);
+    else
+        cJSON_AddNullToObject(o, "function");
+    if (dl->invocation)
+        cJSON_AddStringToObject(o, "invocation", dl->invocation);
+    else
+        cJSON_AddNullToObject(o, "invocation");
+    cJSON_AddStringToObject(o, "reason", dl->reason);
+    cJSON *event = cJSON_Parse(dl->event);
+    cJSON_AddItemToObject(o, "event", event ? event : cJSON_CreateNull());
+    cJSON_AddItemToArray(userdata, o);
 }
 
 void events_http_dead_letters(struct http_request *req, struct event_router *ev)
@@ -496,38 +514,13 @@ void events_http_dead_letters(struct http_request *req, struct event_router *ev)
                          DEAD_LETTERS_MAX);
         return;
     }
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(ev->store->db,
-                           "SELECT seq, at_us, function, invocation, reason, event "
-                           "FROM event_dead_letters ORDER BY seq DESC LIMIT ?",
-                           -1, &st, NULL) != SQLITE_OK) {
-        http_reply_error(req, 500, "internal", "%s", sqlite3_errmsg(ev->store->db));
+    cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "dead_letters");
+    struct ig_error err = {};
+    if (events_store_list_dead_letters(ev->store, limit, add_dead_letter, list, &err) < 0) {
+        cJSON_Delete(root);
+        http_reply_error(req, 500, "internal", "%s", err.message);
         return;
     }
-    sqlite3_bind_int64(st, 1, limit);
-    cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "dead_letters");
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        cJSON *o = cJSON_CreateObject();
-        char time[32];
-        ce_time_format(sqlite3_column_int64(st, 1), time);
-        cJSON_AddNumberToObject(o, "seq", (double)sqlite3_column_int64(st, 0));
-        cJSON_AddStringToObject(o, "time", time);
-        const char *fn = (const char *)sqlite3_column_text(st, 2),
-                   *inv = (const char *)sqlite3_column_text(st, 3);
-        if (fn)
-            cJSON_AddStringToObject(o, "function", fn);
-        else
-            cJSON_AddNullToObject(o, "function");
-        if (inv)
-            cJSON_AddStringToObject(o, "invocation", inv);
-        else
-            cJSON_AddNullToObject(o, "invocation");
-        cJSON_AddStringToObject(o, "reason", (const char *)sqlite3_column_text(st, 4));
-        cJSON *event = cJSON_Parse((const char *)sqlite3_column_text(st, 5));
-        cJSON_AddItemToObject(o, "event", event ? event : cJSON_CreateNull());
-        cJSON_AddItemToArray(list, o);
-    }
-    sqlite3_finalize(st);
     http_reply_json(req, 200, root);
 }
 
@@ -669,11 +662,8 @@ static void on_schedule_stored(struct loop *l, int result, const char *message, 
 
 static void sched_store(struct event_router *ev, const struct sched *s)
 {
-    const struct journal_value v[] = {JV_S(s->function), JV_S(s->text), JV_I(s->last_run)};
-    journal_submit_lazy(ev->journal,
-                        "INSERT OR REPLACE INTO schedules (function, schedule, last_run) "
-                        "VALUES (?, ?, ?)",
-                        v, ARRAY_SIZE(v), on_schedule_stored, NULL);
+    events_store_save_schedule(ev->journal, s->function, s->text, s->last_run, on_schedule_stored,
+                               NULL);
 }
 
 static void sched_free(struct sched *s)
@@ -824,9 +814,7 @@ static void check_schedules(struct event_router *ev)
             continue;
         }
         *p = s->next;
-        const struct journal_value v[] = {JV_S(s->function)};
-        journal_submit_lazy(ev->journal, "DELETE FROM schedules WHERE function = ?", v, 1,
-                            on_schedule_stored, NULL);
+        events_store_delete_schedule(ev->journal, s->function, on_schedule_stored, NULL);
         sched_free(s);
     }
 }
@@ -848,49 +836,43 @@ static void on_schedule_tick(struct loop *l, struct loop_timer *t, void *userdat
 void events_purge(void *userdata, int64_t now)
 {
     struct event_router *ev = userdata;
-    const struct journal_value ids[] = {JV_I(now - (int64_t)ev->opts.dedupe_window_us)};
-    const struct journal_value dead[] = {JV_I(now - EVENTS_DEAD_LETTER_RETENTION_US)};
-    journal_submit_lazy(ev->journal, "DELETE FROM event_ids WHERE accepted_us < ?", ids, 1,
-                        retention_done, "event_ids");
-    journal_submit_lazy(ev->journal, "DELETE FROM event_dead_letters WHERE at_us < ?", dead, 1,
-                        retention_done, "event_dead_letters");
+    events_store_purge(ev->journal, now - (int64_t)ev->opts.dedupe_window_us,
+                       now - EVENTS_DEAD_LETTER_RETENTION_US);
 }
 
 /* ---- lifecycle ---- */
 
+struct load {
+    struct event_router *ev;
+    size_t n;
+};
+
+static void load_id(void *userdata, const char *source, const char *id, int64_t accepted_us)
+{
+    struct load *ld = userdata;
+    ce_dedupe_insert(ld->ev->dedupe, source, id, (uint64_t)accepted_us);
+    ld->n++;
+}
+
+static void load_schedule(void *userdata, const char *function, const char *schedule,
+                          int64_t last_run)
+{
+    sched_add(userdata, function, schedule, last_run);
+}
+
+/* The ids still in the de-duplication window (the newest the memory holds, DEDUPE_CAPACITY) and
+ * the schedules' last runs. */
 static int load(struct event_router *ev, struct ig_error *err)
 {
-    sqlite3 *db = ev->store->db;
-    sqlite3_stmt *st;
     int64_t since = (int64_t)wall_usec() - (int64_t)ev->opts.dedupe_window_us;
-    size_t n = 0;
-
-    /* The newest the memory holds (DEDUPE_CAPACITY), oldest first, as they were inserted. */
-    if (sqlite3_prepare_v2(db,
-                           "SELECT source, id, accepted_us FROM (SELECT source, id, accepted_us "
-                           "FROM event_ids WHERE accepted_us >= ? ORDER BY accepted_us DESC "
-                           "LIMIT ?) ORDER BY accepted_us",
-                           -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "loading event ids: %s", sqlite3_errmsg(db));
-    sqlite3_bind_int64(st, 1, since);
-    sqlite3_bind_int64(st, 2, DEDUPE_CAPACITY);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        ce_dedupe_insert(ev->dedupe, (const char *)sqlite3_column_text(st, 0),
-                         (const char *)sqlite3_column_text(st, 1),
-                         (uint64_t)sqlite3_column_int64(st, 2));
-        n++;
-    }
-    sqlite3_finalize(st);
-
-    if (sqlite3_prepare_v2(db, "SELECT function, schedule, last_run FROM schedules", -1, &st,
-                           NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "loading schedules: %s", sqlite3_errmsg(db));
-    while (sqlite3_step(st) == SQLITE_ROW)
-        sched_add(ev, (const char *)sqlite3_column_text(st, 0),
-                  (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
-    sqlite3_finalize(st);
-    if (n)
-        log_info("event ids loaded for de-duplication", "count=%zu", n);
+    struct load ld = {.ev = ev};
+    int r = events_store_load_ids(ev->store, since, DEDUPE_CAPACITY, load_id, &ld, err);
+    if (r < 0)
+        return r;
+    if ((r = events_store_load_schedules(ev->store, load_schedule, ev, err)) < 0)
+        return r;
+    if (ld.n)
+        log_info("event ids loaded for de-duplication", "count=%zu", ld.n);
     return 0;
 }
 
