@@ -4,7 +4,7 @@
 #include "api/auth.h"
 #include "config.h"
 #include "dispatch/dispatch.h"
-#include "events/events.h"
+#include "api/events.h"
 #include "records/fnlog.h"
 #include "base/log.h"
 #include "functions/registry.h"
@@ -45,18 +45,6 @@ static void get_invocation(struct http_request *req, void *userdata)
     const struct http_caller *c = http_request_caller(req);
     dispatch_http_get_invocation(req, a->dispatch,
                                  c && c->role == AUTH_INVOKER ? c->token_id : NULL);
-}
-
-static void post_events(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    events_http_post(req, a->events);
-}
-
-static void get_dead_letters(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    events_http_dead_letters(req, a->events);
 }
 
 static void get_metrics(struct http_request *req, void *userdata)
@@ -191,9 +179,10 @@ const struct http_route api_routes[] = {
     {"PUT", "/v1/functions/{}/secrets/{}", put_secret, SECRET_MAX_BYTES, FN_WRITE, true, 0},
     {"GET", "/v1/functions/{}/secrets", get_secrets, 0, FN_WRITE, false, 0},
     {"DELETE", "/v1/functions/{}/secrets/{}", delete_secret, 0, FN_WRITE, true, 0},
-    /* Events (events.c, docs/api.md "POST /v1/events"); binary mode carries attributes in
+    /* Events (api/events.c, docs/api.md "POST /v1/events"); binary mode carries attributes in
      * headers. */
-    {"POST", "/v1/events", post_events, PROTO_DEFAULT_MAX_BODY, INVOKE, false, INVOKE_MAX_HEADER},
-    {"GET", "/v1/events/dead-letters", get_dead_letters, 0, FN_WRITE, false, 0},
+    {"POST", "/v1/events", api_events_post, PROTO_DEFAULT_MAX_BODY, INVOKE, false,
+     INVOKE_MAX_HEADER},
+    {"GET", "/v1/events/dead-letters", api_events_dead_letters, 0, FN_WRITE, false, 0},
 };
 const size_t api_nroutes = ARRAY_SIZE(api_routes);

@@ -12,36 +12,26 @@
 
 /* The de-duplication window holds at most this many (source, id) pairs (24 bytes each); past it
  * the oldest go first, before their window ends (dedupe.h). */
-#define DEDUPE_CAPACITY (1u << 18)
-/* Dead letters GET /v1/events/dead-letters returns by default, and at most. */
-#define DEAD_LETTERS_DEFAULT 100
-#define DEAD_LETTERS_MAX     1000
-#define MEDIA_CLOUDEVENT     "application/cloudevents+json"
+#define DEDUPE_CAPACITY  (1u << 18)
+#define MEDIA_CLOUDEVENT "application/cloudevents+json"
 
-struct delivery {
-    char function[MANIFEST_NAME_MAX + 1];
-    char id[INV_ID_LEN + 1];
+/* Who sent an acceptance's events: an invoker reads the results of the deliveries its events
+ * made (docs/security.md). */
+struct sender {
+    char *token_id;
 };
 
-/* One event of an acceptance: what the reply says about it. */
-struct accepted {
-    char *source, *id, *type;
-    char *payload; /* the event in the JSON format, until its deliveries are submitted */
-    size_t payload_len;
-    bool duplicate;
-    struct delivery *deliveries;
-    size_t ndeliveries;
-};
-
-/* One POST /v1/events (its events in order) or one emitted event, from its checks until every
+/* The events of one events_accept (in order) or one emitted event, from their checks until every
  * delivery is durable. Linked in events->inflight, so that a repeat arriving meanwhile is taken
  * for a duplicate. */
 struct acceptance {
     struct event_router *ev;
-    struct http_request *req; /* NULL for an emitted event, or once the client went away */
+    events_accept_fn done; /* NULL for an emitted event */
+    void *userdata;
+    struct sender sender; /* no token_id: an emitted event, or a sender without a token */
     enum telemetry_event_mode mode;
     bool batch;
-    struct accepted *v;
+    struct event_accepted *v;
     size_t n;
     size_t pending; /* submissions not yet durable */
     bool failed;
@@ -86,6 +76,7 @@ static void acceptance_free(struct acceptance *a)
         free(a->v[i].deliveries);
     }
     free(a->v);
+    free(a->sender.token_id);
     free(a);
 }
 
@@ -141,45 +132,20 @@ static void settle_ids(struct acceptance *a)
     }
 }
 
-static cJSON *accepted_json(const struct accepted *e)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", e->id);
-    cJSON_AddStringToObject(o, "source", e->source);
-    cJSON_AddStringToObject(o, "type", e->type);
-    cJSON_AddBoolToObject(o, "duplicate", e->duplicate);
-    cJSON *list = cJSON_AddArrayToObject(o, "deliveries");
-    for (size_t i = 0; i < e->ndeliveries; i++) {
-        cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "function", e->deliveries[i].function);
-        cJSON_AddStringToObject(d, "invocation", e->deliveries[i].id);
-        cJSON_AddItemToArray(list, d);
-    }
-    return o;
-}
-
 static void finish(struct acceptance *a)
 {
     unlink_acceptance(a);
     settle_ids(a);
     for (size_t i = 0; i < a->n && !a->failed; i++)
         telemetry_event_accepted(a->mode, a->v[i].duplicate, a->v[i].ndeliveries);
-    /* Counted whether or not the client is still there to read the reply. */
-    if (a->failed && a->mode != TELEMETRY_EVENT_EMITTED)
-        telemetry_event_refused(503);
-    if (a->req) {
-        http_request_set_context(a->req, NULL, NULL);
-        if (a->failed)
-            http_reply_error(a->req, 503, "store_unavailable", "the event could not be stored: %s",
-                             a->failure);
-        else if (a->batch) {
-            cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "events");
-            for (size_t i = 0; i < a->n; i++)
-                cJSON_AddItemToArray(list, accepted_json(&a->v[i]));
-            http_reply_json(a->req, 202, root);
-        } else
-            http_reply_json(a->req, 202, accepted_json(&a->v[0]));
-    } else if (a->failed)
+    if (a->done && a->failed) {
+        struct ig_error err = {};
+        ig_error_set_reason(&err, EAGAIN, "store_unavailable", "the event could not be stored: %s",
+                            a->failure);
+        a->done(-EAGAIN, &err, NULL, 0, a->userdata);
+    } else if (a->done)
+        a->done(0, NULL, a->v, a->n, a->userdata);
+    else if (a->failed)
         log_error("an emitted event could not be stored", "error=\"%s\"", a->failure);
     acceptance_free(a);
 }
@@ -213,18 +179,11 @@ static int remember(struct acceptance *a, size_t i)
     return r;
 }
 
-static void on_client_gone(struct http_request *req, void *userdata)
-{
-    struct acceptance *a = http_request_context(req);
-    if (a)
-        a->req = NULL;
-}
-
 /* Takes e's attributes and rendering into slot i of a. Returns 0, -ENOMEM, or -EFBIG when the
  * rendered event is over the payload a function may receive. */
 static int accept_event(struct acceptance *a, size_t i, const struct ce_event *e)
 {
-    struct accepted *x = &a->v[i];
+    struct event_accepted *x = &a->v[i];
     x->source = strdup(e->source);
     x->id = strdup(e->id);
     x->type = strdup(e->type);
@@ -249,10 +208,10 @@ static bool subscribed(const struct fn *fn, const struct ce_event *e)
 /* Submits slot i's deliveries: one async invocation of every subscribed function. */
 static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
 {
-    struct accepted *x = &a->v[i];
+    struct event_accepted *x = &a->v[i];
     struct dispatch *d = a->ev->d;
     /* An invoker reads the results of the deliveries its events made (docs/security.md). */
-    const struct http_caller *caller = a->req ? http_request_caller(a->req) : NULL;
+    const struct sender *caller = a->sender.token_id ? &a->sender : NULL;
     size_t n = 0;
     for (struct fn *fn = d->fns; fn; fn = fn->next)
         n += subscribed(fn, e);
@@ -264,7 +223,7 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
     for (struct fn *fn = d->fns; fn; fn = fn->next) {
         if (!subscribed(fn, e))
             continue;
-        struct delivery *dl = &x->deliveries[x->ndeliveries];
+        struct event_delivery *dl = &x->deliveries[x->ndeliveries];
         if (dispatch_submit_async(d, fn, x->payload, x->payload_len, MEDIA_CLOUDEVENT, NULL,
                                   caller ? caller->token_id : NULL, dl->id, on_delivery_durable,
                                   a) < 0)
@@ -314,73 +273,43 @@ static int submit_all(struct acceptance *a, struct ce_event *const *events)
     return r;
 }
 
-/* ---- POST /v1/events ---- */
+/* ---- accepting events ---- */
 
-struct header_list {
-    struct ce_header *v;
-    size_t n, cap;
-    bool oom;
-};
-
-static void collect_header(void *ctx, const char *name, const char *value)
+/* Ends an acceptance refused before any delivery: done learns why, and nothing stays. */
+static void refuse(struct acceptance *a, int r, const struct ig_error *err)
 {
-    struct header_list *h = ctx;
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 32;
-        struct ce_header *v = realloc(h->v, cap * sizeof(*v));
-        if (!v) {
-            h->oom = true;
-            return;
-        }
-        h->v = v;
-        h->cap = cap;
-    }
-    h->v[h->n++] = (struct ce_header){.name = name, .value = value};
+    events_accept_fn done = a->done;
+    void *userdata = a->userdata;
+    acceptance_free(a);
+    done(r, err, NULL, 0, userdata);
 }
 
-void events_http_post(struct http_request *req, struct event_router *ev)
+int events_accepting(const struct event_router *ev, struct ig_error *err)
 {
-    struct header_list h = {};
-    _cleanup_ce_events_ struct ce_events *events = NULL;
+    if (ev->d->stopping)
+        return ig_error_set_reason(err, ESHUTDOWN, "shutting_down", "ignisd is shutting down");
+    return 0;
+}
+
+void events_accept(struct event_router *ev, const struct ce_events *events, const char *token_id,
+                   events_accept_fn done, void *userdata)
+{
     struct ig_error err = {};
-    size_t len;
-    const char *body = http_request_body(req, &len);
+    int r;
 
-    if (ev->d->stopping) {
-        telemetry_event_refused(503);
-        http_reply_error(req, 503, "shutting_down", "ignisd is shutting down");
+    if ((r = events_accepting(ev, &err)) < 0) {
+        done(r, &err, NULL, 0, userdata);
         return;
     }
-    http_request_each_header(req, collect_header, &h);
-    int r = h.oom ? -ENOMEM : ce_parse_http(h.v, h.n, body, len, &events, &err);
-    free(h.v);
-    if (r == -EINVAL) {
-        telemetry_event_refused(400);
-        http_reply_error(req, 400, "invalid_event", "%s", err.message);
-        return;
-    }
-    if (r == -EOPNOTSUPP) {
-        telemetry_event_refused(415);
-        http_reply_error(req, 415, "unsupported_media_type", "%s", err.message);
-        return;
-    }
-    if (r == -E2BIG) {
-        telemetry_event_refused(413);
-        http_reply_error(req, 413, "payload_too_large", "%s", err.message);
-        return;
-    }
-    if (r < 0) {
-        telemetry_event_refused(500);
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-
     struct acceptance *a = acceptance_new(ev, events->n);
-    if (!a) {
-        telemetry_event_refused(500);
-        http_reply_error(req, 500, "internal", "out of memory");
+    if (!a || (token_id && !(a->sender.token_id = strdup(token_id)))) {
+        acceptance_free(a);
+        ig_error_set(&err, ENOMEM, "out of memory");
+        done(-ENOMEM, &err, NULL, 0, userdata);
         return;
     }
+    a->done = done;
+    a->userdata = userdata;
     a->batch = events->mode == CE_MODE_BATCH;
     a->mode = a->batch                             ? TELEMETRY_EVENT_BATCH
               : events->mode == CE_MODE_STRUCTURED ? TELEMETRY_EVENT_STRUCTURED
@@ -393,30 +322,26 @@ void events_http_post(struct http_request *req, struct event_router *ev)
             snprintf(at, sizeof(at), "event %zu: ", i);
         r = accept_event(a, i, e);
         if (r == -EFBIG) {
-            telemetry_event_refused(413);
-            http_reply_error(req, 413, "payload_too_large",
-                             "%sthe event in the JSON format is %zu bytes, over the %u bytes a "
-                             "function may receive",
-                             at, a->v[i].payload_len, PROTO_DEFAULT_MAX_BODY);
-            acceptance_free(a);
+            ig_error_set(&err, EFBIG,
+                         "%sthe event in the JSON format is %zu bytes, over the %u bytes a "
+                         "function may receive",
+                         at, a->v[i].payload_len, PROTO_DEFAULT_MAX_BODY);
+            refuse(a, r, &err);
             return;
         }
         if (r < 0) {
-            telemetry_event_refused(500);
-            http_reply_error(req, 500, "internal", "out of memory");
-            acceptance_free(a);
+            ig_error_set(&err, ENOMEM, "out of memory");
+            refuse(a, r, &err);
             return;
         }
         enum seen seen = seen_before(ev, a, i, e->source, e->id);
         if (seen == SEEN_INFLIGHT) {
             /* Not a duplicate yet: the other request may fail, and then this one must deliver
              * it. The sender retries once that one has settled. */
-            http_set_header(req, "Retry-After", "1");
-            telemetry_event_refused(503);
-            http_reply_error(req, 503, "in_progress",
-                             "%sevent (%s, %s) is being stored by another request; retry", at,
-                             e->source, e->id);
-            acceptance_free(a);
+            ig_error_set_reason(&err, EINPROGRESS, "in_progress",
+                                "%sevent (%s, %s) is being stored by another request; retry", at,
+                                e->source, e->id);
+            refuse(a, -EINPROGRESS, &err);
             return;
         }
         a->v[i].duplicate = seen == SEEN_DURABLE;
@@ -427,18 +352,14 @@ void events_http_post(struct http_request *req, struct event_router *ev)
         for (size_t i = 0; i < events->n; i++)
             n += !a->v[i].duplicate && subscribed(fn, events->v[i]);
         if (n && !dispatch_queue_takes(ev->d, fn, n)) {
-            http_set_header(req, "Retry-After", "1");
-            telemetry_event_refused(429);
-            http_reply_error(req, 429, "too_many_requests",
+            r = ig_error_set(&err, ENOBUFS,
                              "the queue of subscriber '%s' is full (%zu invocations waiting, "
                              "%zu more from this request, at most %zu); nothing was delivered",
                              fn->name, fn->queued + fn->submitting, n, ev->d->opts.queue_max);
-            acceptance_free(a);
+            refuse(a, r, &err);
             return;
         }
     }
-    a->req = req;
-    http_request_set_context(req, a, on_client_gone);
     submit_all(a, events->v);
 }
 
@@ -482,46 +403,6 @@ static void dead_letter(struct event_router *ev, const char *function, const cha
         .event = json,
     };
     events_store_append_dead_letter(ev->journal, &dl, on_dead_letter_stored, NULL);
-}
-
-static void add_dead_letter(void *userdata, const struct events_dead_letter *dl)
-{
-    cJSON *o = cJSON_CreateObject();
-    char time[32];
-    ce_time_format(dl->at_us, time);
-    cJSON_AddNumberToObject(o, "seq", (double)dl->seq);
-    cJSON_AddStringToObject(o, "time", time);
-    if (dl->function)
-        cJSON_AddStringToObject(o, "function", dl->function);
-    else
-        cJSON_AddNullToObject(o, "function");
-    if (dl->invocation)
-        cJSON_AddStringToObject(o, "invocation", dl->invocation);
-    else
-        cJSON_AddNullToObject(o, "invocation");
-    cJSON_AddStringToObject(o, "reason", dl->reason);
-    cJSON *event = cJSON_Parse(dl->event);
-    cJSON_AddItemToObject(o, "event", event ? event : cJSON_CreateNull());
-    cJSON_AddItemToArray(userdata, o);
-}
-
-void events_http_dead_letters(struct http_request *req, struct event_router *ev)
-{
-    const char *q = http_request_query(req, "limit");
-    unsigned long limit = DEAD_LETTERS_DEFAULT;
-    if (q && parse_count(q, 1, DEAD_LETTERS_MAX, &limit) < 0) {
-        http_reply_error(req, 400, "bad_request", "limit must be a number from 1 to %d",
-                         DEAD_LETTERS_MAX);
-        return;
-    }
-    cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "dead_letters");
-    struct ig_error err = {};
-    if (events_store_list_dead_letters(ev->store, limit, add_dead_letter, list, &err) < 0) {
-        cJSON_Delete(root);
-        http_reply_error(req, 500, "internal", "%s", err.message);
-        return;
-    }
-    http_reply_json(req, 200, root);
 }
 
 /* ---- emitted events ---- */
