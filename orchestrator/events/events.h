@@ -1,10 +1,10 @@
-/* Events: CloudEvents from outside (POST /v1/events), events emitted by functions (the runtime
- * protocol's EVENT frame) and schedules, each delivered as a durable async invocation
- * (dispatch_submit_async) of every function that subscribes to it, which receives the event in
- * the JSON event format. De-duplication on (source, id) survives restarts (the event_ids table);
- * chains of emitted events are bounded by a hop count (the `ignishops` extension) and dead-lettered
- * past the limit. Everything here runs on the loop thread. docs/api.md "POST /v1/events" and
- * docs/architecture.md "Events" describe the behaviour. */
+/* Events: CloudEvents from outside (POST /v1/events, parsed by api/events.c), events emitted by
+ * functions (the runtime protocol's EVENT frame) and schedules, each delivered as a durable async
+ * invocation (dispatch_submit_async) of every function that subscribes to it, which receives the
+ * event in the JSON event format. De-duplication on (source, id) survives restarts (the event_ids
+ * table); chains of emitted events are bounded by a hop count (the `ignishops` extension) and
+ * dead-lettered past the limit. Everything here runs on the loop thread. docs/api.md "POST
+ * /v1/events" and docs/architecture.md "Events" describe the behaviour. */
 #pragma once
 
 #include "base/loop.h"
