@@ -7,6 +7,7 @@
 #include "api/secrets.h"
 #include "api/tokens.h"
 #include "dispatch/dispatch.h"
+#include "api/events.h"
 #include "events/events.h"
 #include "base/log.h"
 #include "functions/registry.h"
@@ -27,18 +28,6 @@ static void get_invocation(struct http_request *req, void *userdata)
     const struct http_caller *c = http_request_caller(req);
     dispatch_http_get_invocation(req, a->dispatch,
                                  c && c->role == AUTH_INVOKER ? c->token_id : NULL);
-}
-
-static void post_events(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    events_http_post(req, a->events);
-}
-
-static void get_dead_letters(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    events_http_dead_letters(req, a->events);
 }
 
 static void get_metrics(struct http_request *req, void *userdata)
@@ -104,9 +93,10 @@ const struct http_route api_routes[] = {
     {"PUT", "/v1/functions/{}/secrets/{}", api_secret_put, SECRET_MAX_BYTES, FN_WRITE, true, 0},
     {"GET", "/v1/functions/{}/secrets", api_secrets_list, 0, FN_WRITE, false, 0},
     {"DELETE", "/v1/functions/{}/secrets/{}", api_secret_delete, 0, FN_WRITE, true, 0},
-    /* Events (events.c, docs/api.md "POST /v1/events"); binary mode carries attributes in
+    /* Events (api/events.c, docs/api.md "POST /v1/events"); binary mode carries attributes in
      * headers. */
-    {"POST", "/v1/events", post_events, PROTO_DEFAULT_MAX_BODY, INVOKE, false, INVOKE_MAX_HEADER},
-    {"GET", "/v1/events/dead-letters", get_dead_letters, 0, FN_WRITE, false, 0},
+    {"POST", "/v1/events", api_events_post, PROTO_DEFAULT_MAX_BODY, INVOKE, false,
+     INVOKE_MAX_HEADER},
+    {"GET", "/v1/events/dead-letters", api_events_dead_letters, 0, FN_WRITE, false, 0},
 };
 const size_t api_nroutes = ARRAY_SIZE(api_routes);

@@ -10,7 +10,7 @@
 
 struct auth;
 struct dispatch;
-struct events;
+struct event_router;
 struct journal;
 struct registry;
 struct sinks;
@@ -21,7 +21,7 @@ struct store;
 struct api {
     struct dispatch *dispatch;
     struct registry *registry;
-    struct events *events;
+    struct event_router *events;
     struct sinks *sinks;
     struct auth *auth;
     /* NULL once the daemon is being freed: requests completing then are not audited. */

@@ -206,7 +206,7 @@ static void on_invocation_final(void *userdata, const struct inv *inv, const str
 static void describe_invocation(void *userdata, const char *id, cJSON *record)
 {
     struct daemon *d = userdata;
-    sinks_describe(d->store->db, id, record);
+    sinks_describe(d->sinks, id, record);
 }
 
 /* Events functions emit go where external ones go (events.c). */
@@ -314,7 +314,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     struct sink_options sopts;
     sink_options_defaults(&sopts);
     sopts.allow_loopback = opts->sink_allow_loopback;
-    r = sinks_new(d->loop, d->store->db, d->journal, &sopts, &d->sinks, err);
+    r = sinks_new(d->loop, d->store, d->journal, &sopts, &d->sinks, err);
     if (r < 0)
         goto fail;
     if ((r = retention_add(d->retention, sinks_purge, d->sinks)) < 0) {

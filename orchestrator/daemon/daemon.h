@@ -30,7 +30,7 @@ struct daemon {
     struct journal *journal;
     struct dispatch *dispatch;
     /* CloudEvents in, emitted events, schedules. */
-    struct events *events;
+    struct event_router *events;
     /* Forwards functions' outcomes to their sinks. */
     struct sinks *sinks;
     /* Purges what the store keeps only for a while (retention.h). */

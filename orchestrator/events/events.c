@@ -7,41 +7,31 @@
 #include "base/cron.h"
 #include "events/dedupe.h"
 #include "base/log.h"
-#include "records/retention.h"
+#include "records/events_store.h"
 #include "records/telemetry.h"
 
 /* The de-duplication window holds at most this many (source, id) pairs (24 bytes each); past it
  * the oldest go first, before their window ends (dedupe.h). */
-#define DEDUPE_CAPACITY (1u << 18)
-/* Dead letters GET /v1/events/dead-letters returns by default, and at most. */
-#define DEAD_LETTERS_DEFAULT 100
-#define DEAD_LETTERS_MAX     1000
-#define MEDIA_CLOUDEVENT     "application/cloudevents+json"
+#define DEDUPE_CAPACITY  (1u << 18)
+#define MEDIA_CLOUDEVENT "application/cloudevents+json"
 
-struct delivery {
-    char function[MANIFEST_NAME_MAX + 1];
-    char id[INV_ID_LEN + 1];
+/* Who sent an acceptance's events: an invoker reads the results of the deliveries its events
+ * made (docs/security.md). */
+struct sender {
+    char *token_id;
 };
 
-/* One event of an acceptance: what the reply says about it. */
-struct accepted {
-    char *source, *id, *type;
-    char *payload; /* the event in the JSON format, until its deliveries are submitted */
-    size_t payload_len;
-    bool duplicate;
-    struct delivery *deliveries;
-    size_t ndeliveries;
-};
-
-/* One POST /v1/events (its events in order) or one emitted event, from its checks until every
+/* The events of one events_accept (in order) or one emitted event, from their checks until every
  * delivery is durable. Linked in events->inflight, so that a repeat arriving meanwhile is taken
  * for a duplicate. */
 struct acceptance {
-    struct events *ev;
-    struct http_request *req; /* NULL for an emitted event, or once the client went away */
+    struct event_router *ev;
+    events_accept_fn done; /* NULL for an emitted event */
+    void *userdata;
+    struct sender sender; /* no token_id: an emitted event, or a sender without a token */
     enum telemetry_event_mode mode;
     bool batch;
-    struct accepted *v;
+    struct event_accepted *v;
     size_t n;
     size_t pending; /* submissions not yet durable */
     bool failed;
@@ -59,7 +49,7 @@ struct sched {
     struct sched *next;
 };
 
-struct events {
+struct event_router {
     struct loop *loop;
     struct store *store;
     struct journal *journal;
@@ -86,6 +76,7 @@ static void acceptance_free(struct acceptance *a)
         free(a->v[i].deliveries);
     }
     free(a->v);
+    free(a->sender.token_id);
     free(a);
 }
 
@@ -104,7 +95,7 @@ enum seen {
     SEEN_INFLIGHT, /* in another request still being stored, which may yet fail */
 };
 
-static enum seen seen_before(struct events *ev, const struct acceptance *self, size_t upto,
+static enum seen seen_before(struct event_router *ev, const struct acceptance *self, size_t upto,
                              const char *source, const char *id)
 {
     if (ce_dedupe_contains(ev->dedupe, source, id, wall_usec()))
@@ -137,27 +128,8 @@ static void settle_ids(struct acceptance *a)
             ce_dedupe_insert(a->ev->dedupe, a->v[i].source, a->v[i].id, wall_usec());
             continue;
         }
-        const struct journal_value v[] = {JV_S(a->v[i].source), JV_S(a->v[i].id)};
-        journal_submit_lazy(a->ev->journal, "DELETE FROM event_ids WHERE source = ? AND id = ?", v,
-                            ARRAY_SIZE(v), on_forgotten, NULL);
+        events_store_forget_id(a->ev->journal, a->v[i].source, a->v[i].id, on_forgotten, NULL);
     }
-}
-
-static cJSON *accepted_json(const struct accepted *e)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", e->id);
-    cJSON_AddStringToObject(o, "source", e->source);
-    cJSON_AddStringToObject(o, "type", e->type);
-    cJSON_AddBoolToObject(o, "duplicate", e->duplicate);
-    cJSON *list = cJSON_AddArrayToObject(o, "deliveries");
-    for (size_t i = 0; i < e->ndeliveries; i++) {
-        cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "function", e->deliveries[i].function);
-        cJSON_AddStringToObject(d, "invocation", e->deliveries[i].id);
-        cJSON_AddItemToArray(list, d);
-    }
-    return o;
 }
 
 static void finish(struct acceptance *a)
@@ -166,22 +138,14 @@ static void finish(struct acceptance *a)
     settle_ids(a);
     for (size_t i = 0; i < a->n && !a->failed; i++)
         telemetry_event_accepted(a->mode, a->v[i].duplicate, a->v[i].ndeliveries);
-    /* Counted whether or not the client is still there to read the reply. */
-    if (a->failed && a->mode != TELEMETRY_EVENT_EMITTED)
-        telemetry_event_refused(503);
-    if (a->req) {
-        http_request_set_context(a->req, NULL, NULL);
-        if (a->failed)
-            http_reply_error(a->req, 503, "store_unavailable", "the event could not be stored: %s",
-                             a->failure);
-        else if (a->batch) {
-            cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "events");
-            for (size_t i = 0; i < a->n; i++)
-                cJSON_AddItemToArray(list, accepted_json(&a->v[i]));
-            http_reply_json(a->req, 202, root);
-        } else
-            http_reply_json(a->req, 202, accepted_json(&a->v[0]));
-    } else if (a->failed)
+    if (a->done && a->failed) {
+        struct ig_error err = {};
+        ig_error_set_reason(&err, EAGAIN, "store_unavailable", "the event could not be stored: %s",
+                            a->failure);
+        a->done(-EAGAIN, &err, NULL, 0, a->userdata);
+    } else if (a->done)
+        a->done(0, NULL, a->v, a->n, a->userdata);
+    else if (a->failed)
         log_error("an emitted event could not be stored", "error=\"%s\"", a->failure);
     acceptance_free(a);
 }
@@ -208,28 +172,18 @@ static void on_id_stored(struct loop *l, int result, const char *message, void *
  * makes it a duplicate. The reply waits for it, so a 202 means both are on disk. */
 static int remember(struct acceptance *a, size_t i)
 {
-    const struct journal_value v[] = {JV_S(a->v[i].source), JV_S(a->v[i].id), JV_I(wall_usec())};
-    int r = journal_submit(a->ev->journal,
-                           "INSERT OR IGNORE INTO event_ids (source, id, accepted_us) "
-                           "VALUES (?, ?, ?)",
-                           v, ARRAY_SIZE(v), on_id_stored, a);
+    int r = events_store_remember_id(a->ev->journal, a->v[i].source, a->v[i].id,
+                                     (int64_t)wall_usec(), on_id_stored, a);
     if (r == 0)
         a->pending++;
     return r;
-}
-
-static void on_client_gone(struct http_request *req, void *userdata)
-{
-    struct acceptance *a = http_request_context(req);
-    if (a)
-        a->req = NULL;
 }
 
 /* Takes e's attributes and rendering into slot i of a. Returns 0, -ENOMEM, or -EFBIG when the
  * rendered event is over the payload a function may receive. */
 static int accept_event(struct acceptance *a, size_t i, const struct ce_event *e)
 {
-    struct accepted *x = &a->v[i];
+    struct event_accepted *x = &a->v[i];
     x->source = strdup(e->source);
     x->id = strdup(e->id);
     x->type = strdup(e->type);
@@ -254,10 +208,10 @@ static bool subscribed(const struct fn *fn, const struct ce_event *e)
 /* Submits slot i's deliveries: one async invocation of every subscribed function. */
 static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
 {
-    struct accepted *x = &a->v[i];
+    struct event_accepted *x = &a->v[i];
     struct dispatch *d = a->ev->d;
     /* An invoker reads the results of the deliveries its events made (docs/security.md). */
-    const struct http_caller *caller = a->req ? http_request_caller(a->req) : NULL;
+    const struct sender *caller = a->sender.token_id ? &a->sender : NULL;
     size_t n = 0;
     for (struct fn *fn = d->fns; fn; fn = fn->next)
         n += subscribed(fn, e);
@@ -269,7 +223,7 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
     for (struct fn *fn = d->fns; fn; fn = fn->next) {
         if (!subscribed(fn, e))
             continue;
-        struct delivery *dl = &x->deliveries[x->ndeliveries];
+        struct event_delivery *dl = &x->deliveries[x->ndeliveries];
         if (dispatch_submit_async(d, fn, x->payload, x->payload_len, MEDIA_CLOUDEVENT, NULL,
                                   caller ? caller->token_id : NULL, dl->id, on_delivery_durable,
                                   a) < 0)
@@ -281,7 +235,7 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
     return 0;
 }
 
-static struct acceptance *acceptance_new(struct events *ev, size_t n)
+static struct acceptance *acceptance_new(struct event_router *ev, size_t n)
 {
     struct acceptance *a = calloc(1, sizeof(*a));
     if (!a)
@@ -319,73 +273,43 @@ static int submit_all(struct acceptance *a, struct ce_event *const *events)
     return r;
 }
 
-/* ---- POST /v1/events ---- */
+/* ---- accepting events ---- */
 
-struct header_list {
-    struct ce_header *v;
-    size_t n, cap;
-    bool oom;
-};
-
-static void collect_header(void *ctx, const char *name, const char *value)
+/* Ends an acceptance refused before any delivery: done learns why, and nothing stays. */
+static void refuse(struct acceptance *a, int r, const struct ig_error *err)
 {
-    struct header_list *h = ctx;
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 32;
-        struct ce_header *v = realloc(h->v, cap * sizeof(*v));
-        if (!v) {
-            h->oom = true;
-            return;
-        }
-        h->v = v;
-        h->cap = cap;
-    }
-    h->v[h->n++] = (struct ce_header){.name = name, .value = value};
+    events_accept_fn done = a->done;
+    void *userdata = a->userdata;
+    acceptance_free(a);
+    done(r, err, NULL, 0, userdata);
 }
 
-void events_http_post(struct http_request *req, struct events *ev)
+int events_accepting(const struct event_router *ev, struct ig_error *err)
 {
-    struct header_list h = {};
-    _cleanup_ce_events_ struct ce_events *events = NULL;
+    if (ev->d->stopping)
+        return ig_error_set_reason(err, ESHUTDOWN, "shutting_down", "ignisd is shutting down");
+    return 0;
+}
+
+void events_accept(struct event_router *ev, const struct ce_events *events, const char *token_id,
+                   events_accept_fn done, void *userdata)
+{
     struct ig_error err = {};
-    size_t len;
-    const char *body = http_request_body(req, &len);
+    int r;
 
-    if (ev->d->stopping) {
-        telemetry_event_refused(503);
-        http_reply_error(req, 503, "shutting_down", "ignisd is shutting down");
+    if ((r = events_accepting(ev, &err)) < 0) {
+        done(r, &err, NULL, 0, userdata);
         return;
     }
-    http_request_each_header(req, collect_header, &h);
-    int r = h.oom ? -ENOMEM : ce_parse_http(h.v, h.n, body, len, &events, &err);
-    free(h.v);
-    if (r == -EINVAL) {
-        telemetry_event_refused(400);
-        http_reply_error(req, 400, "invalid_event", "%s", err.message);
-        return;
-    }
-    if (r == -EOPNOTSUPP) {
-        telemetry_event_refused(415);
-        http_reply_error(req, 415, "unsupported_media_type", "%s", err.message);
-        return;
-    }
-    if (r == -E2BIG) {
-        telemetry_event_refused(413);
-        http_reply_error(req, 413, "payload_too_large", "%s", err.message);
-        return;
-    }
-    if (r < 0) {
-        telemetry_event_refused(500);
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-
     struct acceptance *a = acceptance_new(ev, events->n);
-    if (!a) {
-        telemetry_event_refused(500);
-        http_reply_error(req, 500, "internal", "out of memory");
+    if (!a || (token_id && !(a->sender.token_id = strdup(token_id)))) {
+        acceptance_free(a);
+        ig_error_set(&err, ENOMEM, "out of memory");
+        done(-ENOMEM, &err, NULL, 0, userdata);
         return;
     }
+    a->done = done;
+    a->userdata = userdata;
     a->batch = events->mode == CE_MODE_BATCH;
     a->mode = a->batch                             ? TELEMETRY_EVENT_BATCH
               : events->mode == CE_MODE_STRUCTURED ? TELEMETRY_EVENT_STRUCTURED
@@ -398,30 +322,26 @@ void events_http_post(struct http_request *req, struct events *ev)
             snprintf(at, sizeof(at), "event %zu: ", i);
         r = accept_event(a, i, e);
         if (r == -EFBIG) {
-            telemetry_event_refused(413);
-            http_reply_error(req, 413, "payload_too_large",
-                             "%sthe event in the JSON format is %zu bytes, over the %u bytes a "
-                             "function may receive",
-                             at, a->v[i].payload_len, PROTO_DEFAULT_MAX_BODY);
-            acceptance_free(a);
+            ig_error_set(&err, EFBIG,
+                         "%sthe event in the JSON format is %zu bytes, over the %u bytes a "
+                         "function may receive",
+                         at, a->v[i].payload_len, PROTO_DEFAULT_MAX_BODY);
+            refuse(a, r, &err);
             return;
         }
         if (r < 0) {
-            telemetry_event_refused(500);
-            http_reply_error(req, 500, "internal", "out of memory");
-            acceptance_free(a);
+            ig_error_set(&err, ENOMEM, "out of memory");
+            refuse(a, r, &err);
             return;
         }
         enum seen seen = seen_before(ev, a, i, e->source, e->id);
         if (seen == SEEN_INFLIGHT) {
             /* Not a duplicate yet: the other request may fail, and then this one must deliver
              * it. The sender retries once that one has settled. */
-            http_set_header(req, "Retry-After", "1");
-            telemetry_event_refused(503);
-            http_reply_error(req, 503, "in_progress",
-                             "%sevent (%s, %s) is being stored by another request; retry", at,
-                             e->source, e->id);
-            acceptance_free(a);
+            ig_error_set_reason(&err, EINPROGRESS, "in_progress",
+                                "%sevent (%s, %s) is being stored by another request; retry", at,
+                                e->source, e->id);
+            refuse(a, -EINPROGRESS, &err);
             return;
         }
         a->v[i].duplicate = seen == SEEN_DURABLE;
@@ -432,18 +352,14 @@ void events_http_post(struct http_request *req, struct events *ev)
         for (size_t i = 0; i < events->n; i++)
             n += !a->v[i].duplicate && subscribed(fn, events->v[i]);
         if (n && !dispatch_queue_takes(ev->d, fn, n)) {
-            http_set_header(req, "Retry-After", "1");
-            telemetry_event_refused(429);
-            http_reply_error(req, 429, "too_many_requests",
+            r = ig_error_set(&err, ENOBUFS,
                              "the queue of subscriber '%s' is full (%zu invocations waiting, "
                              "%zu more from this request, at most %zu); nothing was delivered",
                              fn->name, fn->queued + fn->submitting, n, ev->d->opts.queue_max);
-            acceptance_free(a);
+            refuse(a, r, &err);
             return;
         }
     }
-    a->req = req;
-    http_request_set_context(req, a, on_client_gone);
     submit_all(a, events->v);
 }
 
@@ -466,7 +382,7 @@ static char *printable(const char *s)
     return c;
 }
 
-static void dead_letter(struct events *ev, const char *function, const char *invocation,
+static void dead_letter(struct event_router *ev, const char *function, const char *invocation,
                         const struct ce_event *e, enum telemetry_dead_letter_reason class,
                         const char *reason)
 {
@@ -476,59 +392,17 @@ static void dead_letter(struct events *ev, const char *function, const char *inv
         return;
     log_warn("event dead-lettered", "function=%s type=\"%s\" id=%s reason=\"%s\"",
              function ? function : "", type, e->id, reason);
-    const struct journal_value v[] = {
-        JV_I(wall_usec()), JV_S(function), JV_S(invocation), JV_S(type),
-        JV_S(e->source),   JV_S(e->id),    JV_S(reason),     JV_S(json),
+    const struct events_dead_letter dl = {
+        .at_us = (int64_t)wall_usec(),
+        .function = function,
+        .invocation = invocation,
+        .type = type,
+        .source = e->source,
+        .event_id = e->id,
+        .reason = reason,
+        .event = json,
     };
-    journal_submit_lazy(
-        ev->journal,
-        "INSERT INTO event_dead_letters (at_us, function, invocation, type, source, "
-        "event_id, reason, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        v, ARRAY_SIZE(v), on_dead_letter_stored, NULL);
-}
-
-void events_http_dead_letters(struct http_request *req, struct events *ev)
-{
-    const char *q = http_request_query(req, "limit");
-    unsigned long limit = DEAD_LETTERS_DEFAULT;
-    if (q && parse_count(q, 1, DEAD_LETTERS_MAX, &limit) < 0) {
-        http_reply_error(req, 400, "bad_request", "limit must be a number from 1 to %d",
-                         DEAD_LETTERS_MAX);
-        return;
-    }
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(ev->store->db,
-                           "SELECT seq, at_us, function, invocation, reason, event "
-                           "FROM event_dead_letters ORDER BY seq DESC LIMIT ?",
-                           -1, &st, NULL) != SQLITE_OK) {
-        http_reply_error(req, 500, "internal", "%s", sqlite3_errmsg(ev->store->db));
-        return;
-    }
-    sqlite3_bind_int64(st, 1, limit);
-    cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "dead_letters");
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        cJSON *o = cJSON_CreateObject();
-        char time[32];
-        ce_time_format(sqlite3_column_int64(st, 1), time);
-        cJSON_AddNumberToObject(o, "seq", (double)sqlite3_column_int64(st, 0));
-        cJSON_AddStringToObject(o, "time", time);
-        const char *fn = (const char *)sqlite3_column_text(st, 2),
-                   *inv = (const char *)sqlite3_column_text(st, 3);
-        if (fn)
-            cJSON_AddStringToObject(o, "function", fn);
-        else
-            cJSON_AddNullToObject(o, "function");
-        if (inv)
-            cJSON_AddStringToObject(o, "invocation", inv);
-        else
-            cJSON_AddNullToObject(o, "invocation");
-        cJSON_AddStringToObject(o, "reason", (const char *)sqlite3_column_text(st, 4));
-        cJSON *event = cJSON_Parse((const char *)sqlite3_column_text(st, 5));
-        cJSON_AddItemToObject(o, "event", event ? event : cJSON_CreateNull());
-        cJSON_AddItemToArray(list, o);
-    }
-    sqlite3_finalize(st);
-    http_reply_json(req, 200, root);
+    events_store_append_dead_letter(ev->journal, &dl, on_dead_letter_stored, NULL);
 }
 
 /* ---- emitted events ---- */
@@ -554,7 +428,8 @@ static long long parent_hops(const struct inv *inv)
     return *end || h < 0 ? 0 : h;
 }
 
-void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const struct proto_msg *m)
+void events_emitted(struct event_router *ev, struct fn *fn, struct inv *inv,
+                    const struct proto_msg *m)
 {
     _cleanup_ce_event_ struct ce_event *e = calloc(1, sizeof(*e));
     char source[sizeof(EVENTS_FUNCTION_SOURCE) + MANIFEST_NAME_MAX], id[INV_ID_LEN + 16], time[32],
@@ -666,13 +541,10 @@ static void on_schedule_stored(struct loop *l, int result, const char *message, 
         log_warn("recording a schedule's last run failed", "error=\"%s\"", message);
 }
 
-static void sched_store(struct events *ev, const struct sched *s)
+static void sched_store(struct event_router *ev, const struct sched *s)
 {
-    const struct journal_value v[] = {JV_S(s->function), JV_S(s->text), JV_I(s->last_run)};
-    journal_submit_lazy(ev->journal,
-                        "INSERT OR REPLACE INTO schedules (function, schedule, last_run) "
-                        "VALUES (?, ?, ?)",
-                        v, ARRAY_SIZE(v), on_schedule_stored, NULL);
+    events_store_save_schedule(ev->journal, s->function, s->text, s->last_run, on_schedule_stored,
+                               NULL);
 }
 
 static void sched_free(struct sched *s)
@@ -683,7 +555,7 @@ static void sched_free(struct sched *s)
     free(s);
 }
 
-static struct sched *sched_add(struct events *ev, const char *function, const char *text,
+static struct sched *sched_add(struct event_router *ev, const char *function, const char *text,
                                int64_t last_run)
 {
     struct sched *s = calloc(1, sizeof(*s));
@@ -714,7 +586,8 @@ static void on_schedule_submitted(int result, const char *message, const char *i
 /* One run of fn's schedule for slot: a dev.ignis.schedule event to fn alone. Its invocation
  * carries the idempotency key SOURCE@TIME: a make-up run whose slot already ran (ignisd died
  * after the invocation was committed but before the last run was) finds it and runs nothing. */
-static void run_schedule(struct events *ev, struct fn *fn, const struct sched *s, int64_t slot)
+static void run_schedule(struct event_router *ev, struct fn *fn, const struct sched *s,
+                         int64_t slot)
 {
     char source[sizeof(EVENTS_SCHEDULE_SOURCE) + MANIFEST_NAME_MAX], time[32];
     char key[sizeof(source) + sizeof(time)], existing[INV_ID_LEN + 1];
@@ -766,7 +639,7 @@ static void run_schedule(struct events *ev, struct fn *fn, const struct sched *s
               makeup ? "true" : "false");
 }
 
-static struct sched *sched_find(struct events *ev, const char *function)
+static struct sched *sched_find(struct event_router *ev, const char *function)
 {
     for (struct sched *s = ev->scheds; s; s = s->next)
         if (streq(s->function, function))
@@ -777,7 +650,7 @@ static struct sched *sched_find(struct events *ev, const char *function)
 /* Every function's schedule, checked each second: a function pushed with a schedule starts at
  * the next slot after it is seen; one whose slots passed while ignisd was down runs once for the
  * latest (cron_due); one that lost its schedule, or was deleted, forgets it. */
-static void check_schedules(struct events *ev)
+static void check_schedules(struct event_router *ev)
 {
     int64_t now = (int64_t)(wall_usec() / 1000000);
     for (struct sched *s = ev->scheds; s; s = s->next)
@@ -822,16 +695,14 @@ static void check_schedules(struct events *ev)
             continue;
         }
         *p = s->next;
-        const struct journal_value v[] = {JV_S(s->function)};
-        journal_submit_lazy(ev->journal, "DELETE FROM schedules WHERE function = ?", v, 1,
-                            on_schedule_stored, NULL);
+        events_store_delete_schedule(ev->journal, s->function, on_schedule_stored, NULL);
         sched_free(s);
     }
 }
 
 static void on_schedule_tick(struct loop *l, struct loop_timer *t, void *userdata)
 {
-    struct events *ev = userdata;
+    struct event_router *ev = userdata;
     ev->sched_timer = NULL;
     if (!ev->d->stopping)
         check_schedules(ev);
@@ -845,57 +716,51 @@ static void on_schedule_tick(struct loop *l, struct loop_timer *t, void *userdat
 
 void events_purge(void *userdata, int64_t now)
 {
-    struct events *ev = userdata;
-    const struct journal_value ids[] = {JV_I(now - (int64_t)ev->opts.dedupe_window_us)};
-    const struct journal_value dead[] = {JV_I(now - EVENTS_DEAD_LETTER_RETENTION_US)};
-    journal_submit_lazy(ev->journal, "DELETE FROM event_ids WHERE accepted_us < ?", ids, 1,
-                        retention_done, "event_ids");
-    journal_submit_lazy(ev->journal, "DELETE FROM event_dead_letters WHERE at_us < ?", dead, 1,
-                        retention_done, "event_dead_letters");
+    struct event_router *ev = userdata;
+    events_store_purge(ev->journal, now - (int64_t)ev->opts.dedupe_window_us,
+                       now - EVENTS_DEAD_LETTER_RETENTION_US);
 }
 
 /* ---- lifecycle ---- */
 
-static int load(struct events *ev, struct ig_error *err)
+struct load {
+    struct event_router *ev;
+    size_t n;
+};
+
+static void load_id(void *userdata, const char *source, const char *id, int64_t accepted_us)
 {
-    sqlite3 *db = ev->store->db;
-    sqlite3_stmt *st;
+    struct load *ld = userdata;
+    ce_dedupe_insert(ld->ev->dedupe, source, id, (uint64_t)accepted_us);
+    ld->n++;
+}
+
+static void load_schedule(void *userdata, const char *function, const char *schedule,
+                          int64_t last_run)
+{
+    sched_add(userdata, function, schedule, last_run);
+}
+
+/* The ids still in the de-duplication window (the newest the memory holds, DEDUPE_CAPACITY) and
+ * the schedules' last runs. */
+static int load(struct event_router *ev, struct ig_error *err)
+{
     int64_t since = (int64_t)wall_usec() - (int64_t)ev->opts.dedupe_window_us;
-    size_t n = 0;
-
-    /* The newest the memory holds (DEDUPE_CAPACITY), oldest first, as they were inserted. */
-    if (sqlite3_prepare_v2(db,
-                           "SELECT source, id, accepted_us FROM (SELECT source, id, accepted_us "
-                           "FROM event_ids WHERE accepted_us >= ? ORDER BY accepted_us DESC "
-                           "LIMIT ?) ORDER BY accepted_us",
-                           -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "loading event ids: %s", sqlite3_errmsg(db));
-    sqlite3_bind_int64(st, 1, since);
-    sqlite3_bind_int64(st, 2, DEDUPE_CAPACITY);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        ce_dedupe_insert(ev->dedupe, (const char *)sqlite3_column_text(st, 0),
-                         (const char *)sqlite3_column_text(st, 1),
-                         (uint64_t)sqlite3_column_int64(st, 2));
-        n++;
-    }
-    sqlite3_finalize(st);
-
-    if (sqlite3_prepare_v2(db, "SELECT function, schedule, last_run FROM schedules", -1, &st,
-                           NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "loading schedules: %s", sqlite3_errmsg(db));
-    while (sqlite3_step(st) == SQLITE_ROW)
-        sched_add(ev, (const char *)sqlite3_column_text(st, 0),
-                  (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
-    sqlite3_finalize(st);
-    if (n)
-        log_info("event ids loaded for de-duplication", "count=%zu", n);
+    struct load ld = {.ev = ev};
+    int r = events_store_load_ids(ev->store, since, DEDUPE_CAPACITY, load_id, &ld, err);
+    if (r < 0)
+        return r;
+    if ((r = events_store_load_schedules(ev->store, load_schedule, ev, err)) < 0)
+        return r;
+    if (ld.n)
+        log_info("event ids loaded for de-duplication", "count=%zu", ld.n);
     return 0;
 }
 
 int events_new(struct loop *l, struct store *s, struct journal *j, struct dispatch *d,
-               const struct events_options *opts, struct events **ret, struct ig_error *err)
+               const struct events_options *opts, struct event_router **ret, struct ig_error *err)
 {
-    struct events *ev = calloc(1, sizeof(*ev));
+    struct event_router *ev = calloc(1, sizeof(*ev));
     uint8_t key[16];
     int r;
 
@@ -925,7 +790,7 @@ fail:
     return r;
 }
 
-void events_free(struct events *ev)
+void events_free(struct event_router *ev)
 {
     if (!ev)
         return;

@@ -8,7 +8,7 @@
 #include "base/cloudevents.h"
 #include "records/invocation.h"
 #include "base/log.h"
-#include "records/retention.h"
+#include "records/sinks_store.h"
 #include "records/telemetry.h"
 
 /* One delivery: an event and how its attempts went. */
@@ -29,7 +29,7 @@ struct delivery {
 
 struct sinks {
     struct loop *loop;
-    sqlite3 *db;
+    struct store *store;
     struct journal *journal;
     struct sink_options opts;
     CURLM *multi;
@@ -169,22 +169,17 @@ static void record_attempt(struct delivery *dl, const char *status, long http_st
 {
     struct sinks *s = dl->s;
     bool final = !streq(status, "pending");
-    const struct journal_value v[] = {
-        JV_S(status),
-        JV_I(dl->attempts),
-        http_status ? JV_I(http_status) : JV_NULL_V,
-        JV_S(error),
-        next_attempt_us ? JV_I(next_attempt_us) : JV_NULL_V,
-        final ? JV_I(wall_usec()) : JV_NULL_V,
-        JV_I(wall_usec() + (uint64_t)s->opts.retention_us),
-        JV_I(final),
-        JV_S(dl->id),
+    const struct sinks_store_row row = {
+        .id = dl->id,
+        .status = status,
+        .attempts = dl->attempts,
+        .http_status = http_status,
+        .error = error,
+        .next_attempt_us = next_attempt_us,
+        .finished_us = final ? (int64_t)wall_usec() : 0,
+        .expires_us = (int64_t)(wall_usec() + (uint64_t)s->opts.retention_us),
     };
-    journal_submit_lazy(s->journal,
-                        "UPDATE sink_deliveries SET status = ?, attempts = ?, http_status = ?, "
-                        "error = ?, next_attempt_us = ?, finished_us = ?, expires_us = ?, "
-                        "body = CASE WHEN ? THEN NULL ELSE body END WHERE id = ?",
-                        v, ARRAY_SIZE(v), on_write_done, NULL);
+    sinks_store_update(s->journal, &row, on_write_done, NULL);
 }
 
 static size_t discard(char *ptr, size_t size, size_t n, void *userdata)
@@ -448,79 +443,62 @@ void sinks_submit(struct sinks *s, const char *fn, const struct manifest_sink *s
         return;
     }
     /* The row first: the journal runs statements in order, so each attempt's update finds it. */
-    const struct journal_value v[] = {
-        JV_S(dl->id),
-        JV_S(fn),
-        JV_S(dl->url),
-        JV_S(dl->type),
-        JV_S(dl->time),
-        JV_S(dl->content_type),
-        dl->body_len ? JV_B(dl->body, dl->body_len) : JV_B("", 0),
-        JV_I(dl->max_attempts),
-        JV_I(now),
-        JV_I(now + (uint64_t)s->opts.retention_us),
+    const struct sinks_store_row row = {
+        .id = dl->id,
+        .function = fn,
+        .url = dl->url,
+        .type = dl->type,
+        .time = dl->time,
+        .content_type = dl->content_type,
+        .body = dl->body,
+        .body_len = dl->body_len,
+        .max_attempts = dl->max_attempts,
+        .created_us = (int64_t)now,
+        .expires_us = (int64_t)(now + (uint64_t)s->opts.retention_us),
     };
-    journal_submit_lazy(s->journal,
-                        "INSERT OR REPLACE INTO sink_deliveries (id, function, url, type, time, "
-                        "content_type, body, status, attempts, max_attempts, created_us, "
-                        "expires_us) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-                        v, ARRAY_SIZE(v), on_write_done, NULL);
+    sinks_store_insert(s->journal, &row, on_write_done, NULL);
     attempt(dl);
 }
 
 /* ---- start-up, purge, shutdown ---- */
 
-static int resume_pending(struct sinks *s)
+struct resume {
+    struct sinks *s;
+    size_t n;
+};
+
+/* One delivery left pending by the last run: its next attempt at the time it was due. */
+static int resume_one(void *userdata, const struct sinks_store_row *row)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, function, url, type, time, content_type, body, attempts, "
-                           "max_attempts, next_attempt_us FROM sink_deliveries WHERE status = "
-                           "'pending' ORDER BY created_us",
-                           -1, &st, NULL) != SQLITE_OK)
-        return -EIO;
-    int q;
-    size_t n = 0;
-    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *ct = (const char *)sqlite3_column_text(st, 5);
-        struct delivery *dl = delivery_new(
-            s, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-            (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
-            (const char *)sqlite3_column_text(st, 4), ct, sqlite3_column_blob(st, 6),
-            (size_t)sqlite3_column_bytes(st, 6), sqlite3_column_int(st, 8));
-        if (!dl) {
-            sqlite3_finalize(st);
-            return -ENOMEM;
-        }
-        dl->attempts = sqlite3_column_int(st, 7);
-        int64_t next = sqlite3_column_int64(st, 9), now = (int64_t)wall_usec();
-        uint64_t delay = next > now ? (uint64_t)(next - now) : 0;
-        loop_add_timer(s->loop, now_usec() + delay, on_retry_due, dl, &dl->timer);
-        n++;
-    }
-    sqlite3_finalize(st);
-    if (n)
-        log_info("sink deliveries resumed", "pending=%zu", n);
-    return q == SQLITE_DONE ? 0 : -EIO;
+    struct resume *rs = userdata;
+    struct sinks *s = rs->s;
+    struct delivery *dl =
+        delivery_new(s, row->id, row->function, row->url, row->type, row->time, row->content_type,
+                     row->body, row->body_len, row->max_attempts);
+    if (!dl)
+        return -ENOMEM;
+    dl->attempts = row->attempts;
+    int64_t now = (int64_t)wall_usec();
+    uint64_t delay = row->next_attempt_us > now ? (uint64_t)(row->next_attempt_us - now) : 0;
+    loop_add_timer(s->loop, now_usec() + delay, on_retry_due, dl, &dl->timer);
+    rs->n++;
+    return 0;
 }
 
 void sinks_purge(void *userdata, int64_t now_us)
 {
     struct sinks *s = userdata;
-    const struct journal_value v[] = {JV_I(now_us)};
-    journal_submit_lazy(s->journal,
-                        "DELETE FROM sink_deliveries WHERE expires_us < ? AND status <> 'pending'",
-                        v, ARRAY_SIZE(v), retention_done, "sink_deliveries");
+    sinks_store_purge(s->journal, now_us);
 }
 
-int sinks_new(struct loop *l, sqlite3 *db, struct journal *j, const struct sink_options *o,
+int sinks_new(struct loop *l, struct store *store, struct journal *j, const struct sink_options *o,
               struct sinks **ret, struct ig_error *err)
 {
     struct sinks *s = calloc(1, sizeof(*s));
     if (!s)
         return ig_error_set(err, ENOMEM, "out of memory");
     s->loop = l;
-    s->db = db;
+    s->store = store;
     s->journal = j;
     s->opts = *o;
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -533,11 +511,15 @@ int sinks_new(struct loop *l, sqlite3 *db, struct journal *j, const struct sink_
     curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
     curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
-    int q = resume_pending(s);
+    struct resume rs = {.s = s};
+    int q = sinks_store_each_pending(store, resume_one, &rs, err);
     if (q < 0) {
         sinks_free(s);
-        return ig_error_set(err, -q, "sinks: loading pending deliveries: %s", sqlite3_errmsg(db));
+        ig_error_prefix(err, "sinks: loading pending deliveries");
+        return q;
     }
+    if (rs.n)
+        log_info("sink deliveries resumed", "pending=%zu", rs.n);
     *ret = s;
     return 0;
 }
@@ -556,31 +538,26 @@ void sinks_free(struct sinks *s)
     free(s);
 }
 
-void sinks_describe(sqlite3 *db, const char *id, cJSON *record)
+static void describe_row(void *userdata, const struct sinks_store_row *row)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT url, type, status, attempts, max_attempts, http_status, error, "
-                           "next_attempt_us, finished_us FROM sink_deliveries WHERE id = ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        cJSON *o = cJSON_AddObjectToObject(record, "sink");
-        cJSON_AddStringToObject(o, "url", (const char *)sqlite3_column_text(st, 0));
-        cJSON_AddStringToObject(o, "type", (const char *)sqlite3_column_text(st, 1));
-        const char *status = (const char *)sqlite3_column_text(st, 2);
-        cJSON_AddStringToObject(o, "status", status);
-        cJSON_AddNumberToObject(o, "attempts", sqlite3_column_int(st, 3));
-        cJSON_AddNumberToObject(o, "max_attempts", sqlite3_column_int(st, 4));
-        if (sqlite3_column_type(st, 5) != SQLITE_NULL)
-            cJSON_AddNumberToObject(o, "http_status", sqlite3_column_int(st, 5));
-        if (sqlite3_column_type(st, 6) != SQLITE_NULL)
-            cJSON_AddStringToObject(o, "error", (const char *)sqlite3_column_text(st, 6));
-        if (streq(status, "pending") && sqlite3_column_type(st, 7) != SQLITE_NULL)
-            cJSON_AddNumberToObject(o, "next_attempt", (double)sqlite3_column_int64(st, 7) / 1e6);
-        if (sqlite3_column_type(st, 8) != SQLITE_NULL)
-            cJSON_AddNumberToObject(o, "finished", (double)sqlite3_column_int64(st, 8) / 1e6);
-    }
-    sqlite3_finalize(st);
+    cJSON *o = cJSON_AddObjectToObject(userdata, "sink");
+    cJSON_AddStringToObject(o, "url", row->url);
+    cJSON_AddStringToObject(o, "type", row->type);
+    cJSON_AddStringToObject(o, "status", row->status);
+    cJSON_AddNumberToObject(o, "attempts", row->attempts);
+    cJSON_AddNumberToObject(o, "max_attempts", row->max_attempts);
+    if (row->http_status)
+        cJSON_AddNumberToObject(o, "http_status", row->http_status);
+    if (row->error)
+        cJSON_AddStringToObject(o, "error", row->error);
+    if (streq(row->status, "pending") && row->next_attempt_us)
+        cJSON_AddNumberToObject(o, "next_attempt", (double)row->next_attempt_us / 1e6);
+    if (row->finished_us)
+        cJSON_AddNumberToObject(o, "finished", (double)row->finished_us / 1e6);
+}
+
+void sinks_describe(struct sinks *s, const char *id, cJSON *record)
+{
+    if (s)
+        sinks_store_find(s->store, id, describe_row, record);
 }

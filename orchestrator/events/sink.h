@@ -10,10 +10,10 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
-#include <sqlite3.h>
 #include <sys/socket.h>
 
 #include "records/journal.h"
+#include "records/store.h"
 #include "base/loop.h"
 #include "functions/manifest.h"
 
@@ -33,7 +33,7 @@ struct sink_options {
 void sink_options_defaults(struct sink_options *o);
 
 /* Loads the deliveries left pending by the last run and starts them. */
-int sinks_new(struct loop *l, sqlite3 *db, struct journal *j, const struct sink_options *o,
+int sinks_new(struct loop *l, struct store *store, struct journal *j, const struct sink_options *o,
               struct sinks **ret, struct ig_error *err);
 /* Stops every transfer; pending deliveries stay in the store for the next start. Accepts NULL;
  * call while the journal is still open. */
@@ -50,8 +50,8 @@ void sinks_submit(struct sinks *s, const char *fn, const struct manifest_sink *s
                   const char *error_type, const char *error_message);
 
 /* Adds "sink": {url, type, status, attempts, ...} to an invocation's record when it has a
- * delivery. */
-void sinks_describe(sqlite3 *db, const char *id, cJSON *record);
+ * delivery (read from the store: a delivery of an earlier run too). Accepts a NULL s. */
+void sinks_describe(struct sinks *s, const char *id, cJSON *record);
 
 /* Whether a delivery may connect to addr (pure). Never to a link-local address (169.254.0.0/16,
  * where clouds serve instance metadata, or fe80::/10) or an unspecified one (0.0.0.0/8, ::,
