@@ -44,7 +44,8 @@ void events_purge(void *userdata, int64_t now_us);
 
 /* POST /v1/events and GET /v1/events/dead-letters. */
 /* Routes an event a running invocation's function emitted (the dispatcher's emitted hook). */
-void events_emitted(struct events *ev, struct fn *fn, struct inv *inv, const struct proto_msg *m);
+void events_emitted(struct events *ev, struct fn_state *fn, struct inv *inv,
+                    const struct proto_msg *m);
 
 void events_http_post(struct http_request *req, struct events *ev);
 void events_http_dead_letters(struct http_request *req, struct events *ev);

@@ -6,7 +6,6 @@
 #include "config.h"
 #include "container/container.h"
 #include "base/metrics.h"
-#include "dispatch/pool.h"
 
 #define N_KINDS (OUTCOME_INIT + 1)
 
@@ -184,7 +183,7 @@ void telemetry_complete(const struct inv *inv, enum outcome_kind kind, int64_t b
                                   seconds_between(inv->started_us, now));
 }
 
-void telemetry_dead_letter(const struct fn *fn)
+void telemetry_dead_letter(const struct fn_state *fn)
 {
     struct tfn *t = get(fn->name);
     if (t)
@@ -275,51 +274,51 @@ static const struct tfn *find(const char *name)
 }
 
 /* One gauge or counter sample per function, from a getter. */
-typedef double (*fn_value)(const struct fn *fn, const struct tfn *t);
+typedef double (*fn_value)(const struct fn_state *fn, const struct tfn *t);
 
 static void per_function(struct metrics_buf *b, const struct dispatch *d, const char *name,
                          enum metric_type type, const char *help, fn_value get_value)
 {
     metrics_family(b, name, type, help);
-    for (const struct fn *fn = d->fns; fn; fn = fn->next) {
+    for (const struct fn_state *fn = d->fns; fn; fn = fn->next) {
         const char *labels[] = {"function", fn->name, NULL};
         metrics_sample(b, labels, get_value(fn, find(fn->name)));
     }
 }
 
-static double v_queue(const struct fn *fn, const struct tfn *t)
+static double v_queue(const struct fn_state *fn, const struct tfn *t)
 {
     return (double)fn->queued;
 }
-static double v_inflight(const struct fn *fn, const struct tfn *t)
+static double v_inflight(const struct fn_state *fn, const struct tfn *t)
 {
     return (double)fn->inflight;
 }
-static double v_cold(const struct fn *fn, const struct tfn *t)
+static double v_cold(const struct fn_state *fn, const struct tfn *t)
 {
     return (double)fn->cold_starts;
 }
-static double v_billed(const struct fn *fn, const struct tfn *t)
+static double v_billed(const struct fn_state *fn, const struct tfn *t)
 {
     return t ? (double)t->billed_ms / 1000 : 0;
 }
-static double v_cpu(const struct fn *fn, const struct tfn *t)
+static double v_cpu(const struct fn_state *fn, const struct tfn *t)
 {
     return t ? t->cpu_seconds : 0;
 }
-static double v_peak(const struct fn *fn, const struct tfn *t)
+static double v_peak(const struct fn_state *fn, const struct tfn *t)
 {
     return t ? (double)t->memory_peak : 0;
 }
-static double v_throttled(const struct fn *fn, const struct tfn *t)
+static double v_throttled(const struct fn_state *fn, const struct tfn *t)
 {
     return (double)fn->throttles;
 }
-static double v_dead(const struct fn *fn, const struct tfn *t)
+static double v_dead(const struct fn_state *fn, const struct tfn *t)
 {
     return t ? (double)t->dead_letters : 0;
 }
-static double v_emitted(const struct fn *fn, const struct tfn *t)
+static double v_emitted(const struct fn_state *fn, const struct tfn *t)
 {
     return t ? (double)t->events_emitted : 0;
 }
@@ -445,7 +444,7 @@ int telemetry_render(const struct dispatch *d, uint64_t started_usec, char **ret
     /* Host-wide. */
     size_t backlog = 0;
     uint64_t dead = 0;
-    for (const struct fn *fn = d->fns; fn; fn = fn->next) {
+    for (const struct fn_state *fn = d->fns; fn; fn = fn->next) {
         const struct inv *inv;
         TAILQ_FOREACH(inv, &fn->queue, link)
         backlog += inv->async;
@@ -472,7 +471,7 @@ int telemetry_render(const struct dispatch *d, uint64_t started_usec, char **ret
     metrics_family(&b, "ignis_invocations_total", METRIC_COUNTER,
                    "Invocation attempts that ended, by status (ok, error, crash, timeout, "
                    "init_error).");
-    for (const struct fn *fn = d->fns; fn; fn = fn->next) {
+    for (const struct fn_state *fn = d->fns; fn; fn = fn->next) {
         const struct tfn *t = find(fn->name);
         for (size_t k = 0; k < N_KINDS; k++) {
             const char *labels[] = {"function", fn->name, "status", status_names[k], NULL};
@@ -481,7 +480,7 @@ int telemetry_render(const struct dispatch *d, uint64_t started_usec, char **ret
     }
     metrics_family(&b, "ignis_invocation_duration_seconds", METRIC_HISTOGRAM,
                    "Wall time from hand-off to the container until the attempt ended.");
-    for (const struct fn *fn = d->fns; fn; fn = fn->next) {
+    for (const struct fn_state *fn = d->fns; fn; fn = fn->next) {
         const struct tfn *t = find(fn->name);
         const char *labels[] = {"function", fn->name, NULL};
         metrics_histogram(&b, labels, t ? &t->duration : &empty);
@@ -491,7 +490,7 @@ int telemetry_render(const struct dispatch *d, uint64_t started_usec, char **ret
     per_function(&b, d, "ignis_inflight", METRIC_GAUGE, "Invocations running now.", v_inflight);
     metrics_family(&b, "ignis_containers", METRIC_GAUGE,
                    "The function's containers by state (draining ones are in none).");
-    for (const struct fn *fn = d->fns; fn; fn = fn->next) {
+    for (const struct fn_state *fn = d->fns; fn; fn = fn->next) {
         static const char *const states[] = {"ready", "busy", "spawning"};
         size_t counts[] = {fn->nready, fn->nbusy, fn->nspawning};
         for (size_t i = 0; i < ARRAY_SIZE(states); i++) {
@@ -505,7 +504,7 @@ int telemetry_render(const struct dispatch *d, uint64_t started_usec, char **ret
                    "Cold starts by phase: queue_wait (enqueued to hand-off), setup (shim: "
                    "namespaces, cgroups, root), runtime_init (exec to READY), first_byte "
                    "(hand-off to the result).");
-    for (const struct fn *fn = d->fns; fn; fn = fn->next) {
+    for (const struct fn_state *fn = d->fns; fn; fn = fn->next) {
         const struct tfn *t = find(fn->name);
         for (size_t p = 0; p < _PHASE_MAX; p++) {
             const char *labels[] = {"function", fn->name, "phase", phase_names[p], NULL};
@@ -526,7 +525,7 @@ int telemetry_render(const struct dispatch *d, uint64_t started_usec, char **ret
                  "The highest memory peak seen in one of the function's containers.", v_peak);
     metrics_family(&b, "ignis_scaler_decisions_total", METRIC_COUNTER,
                    "Scaler actions applied, by action and reason (spawns count containers).");
-    for (const struct fn *fn = d->fns; fn; fn = fn->next)
+    for (const struct fn_state *fn = d->fns; fn; fn = fn->next)
         for (size_t k = 0; k < ARRAY_SIZE(action_names); k++)
             for (size_t r = 0; r < _SCALER_REASON_MAX; r++) {
                 if (!fn->decisions[k][r])
@@ -546,7 +545,7 @@ int telemetry_render(const struct dispatch *d, uint64_t started_usec, char **ret
     metrics_family(&b, "ignis_schedule_runs_total", METRIC_COUNTER,
                    "Schedule runs submitted, by kind (on_time, or makeup: a slot missed while "
                    "ignisd was down).");
-    for (const struct fn *fn = d->fns; fn; fn = fn->next) {
+    for (const struct fn_state *fn = d->fns; fn; fn = fn->next) {
         const struct tfn *t = find(fn->name);
         static const char *const kinds[] = {"on_time", "makeup"};
         for (size_t k = 0; k < ARRAY_SIZE(kinds); k++) {

@@ -7,7 +7,7 @@
  * outlive its removal only until the next scrape skips it. */
 #pragma once
 
-#include "dispatch/dispatch.h"
+#include "dispatch/dispatch-internal.h"
 
 struct worker;
 
@@ -22,7 +22,7 @@ void telemetry_cold_start(const struct inv *inv, const struct worker *w);
  * a cold start. */
 void telemetry_complete(const struct inv *inv, enum outcome_kind kind, int64_t billed_ms);
 /* An async invocation was dead-lettered. */
-void telemetry_dead_letter(const struct fn *fn);
+void telemetry_dead_letter(const struct fn_state *fn);
 /* Resource use measured for the function (today the pool reads the container's cgroup when an
  * invocation ends; the accountant may call this instead): CPU seconds to add, and a memory
  * peak in bytes (the family keeps the highest). */

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "api/auth.h"
-#include "dispatch/pool.h"
+#include "dispatch/dispatch-internal.h"
 #include "records/telemetry.h"
 
 static size_t count(const char *text, const char *needle)
@@ -23,7 +23,7 @@ static size_t count(const char *text, const char *needle)
 static void test_render(void **state)
 {
     struct dispatch *d = calloc(1, sizeof(*d));
-    struct fn *fn = calloc(1, sizeof(*fn));
+    struct fn_state *fn = calloc(1, sizeof(*fn));
     assert_non_null(d);
     assert_non_null(fn);
     fn->d = d;
@@ -82,7 +82,7 @@ static void test_render(void **state)
 static void test_host_families(void **state)
 {
     struct dispatch *d = calloc(1, sizeof(*d));
-    struct fn *fn = calloc(1, sizeof(*fn));
+    struct fn_state *fn = calloc(1, sizeof(*fn));
     assert_non_null(d);
     assert_non_null(fn);
     snprintf(fn->name, sizeof(fn->name), "emitter");
