@@ -2,6 +2,7 @@
 
 #include "api/audit.h"
 #include "api/auth.h"
+#include "api/invoke.h"
 #include "config.h"
 #include "dispatch/dispatch.h"
 #include "events/events.h"
@@ -30,21 +31,6 @@ static void get_version(struct http_request *req, void *userdata)
     cJSON_AddNumberToObject(root, "schema", store_schema_version());
     cJSON_AddNumberToObject(root, "uptime_s", (double)(now_usec() - a->started_usec) / 1e6);
     http_reply_json(req, 200, root);
-}
-
-static void post_invoke(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    dispatch_http_invoke(req, a->dispatch);
-}
-
-static void get_invocation(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    /* An invoker reads the results of its own invocations only. */
-    const struct http_caller *c = http_request_caller(req);
-    dispatch_http_get_invocation(req, a->dispatch,
-                                 c && c->role == AUTH_INVOKER ? c->token_id : NULL);
 }
 
 static void post_events(struct http_request *req, void *userdata)
@@ -173,10 +159,10 @@ const struct http_route api_routes[] = {
     {"PUT", "/v1/services/{}", registry_http_service_put, SERVICE_ARCHIVE_MAX, FN_WRITE, true, 0},
     {"GET", "/v1/services/{}", registry_http_service_get, 0, FN_READ, false, 0},
     {"DELETE", "/v1/services/{}", registry_http_service_delete, 0, FN_WRITE, true, 0},
-    /* Dispatch (dispatch.c, docs/api.md "Invocations"). */
-    {"POST", "/v1/functions/{}/invoke", post_invoke, PROTO_DEFAULT_MAX_BODY, INVOKE, false,
+    /* Invocations (invoke.c over dispatch.c, docs/api.md "Invocations"). */
+    {"POST", "/v1/functions/{}/invoke", api_post_invoke, PROTO_DEFAULT_MAX_BODY, INVOKE, false,
      INVOKE_MAX_HEADER},
-    {"GET", "/v1/invocations/{}", get_invocation, 0, INVOKE, false, 0},
+    {"GET", "/v1/invocations/{}", api_get_invocation, 0, INVOKE, false, 0},
     /* The accountant (accountant.c, docs/api.md "Usage"). */
     {"GET", "/v1/usage", get_usage, 0, FN_READ, false, 0},
     /* The operators' view (telemetry.c, fnlog.c; docs/operations.md). */

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/queue.h>
 
-#include "base/http.h"
 #include "dispatch/dispatch.h"
 #include "dispatch/latency.h"
 #include "dispatch/pool.h"
@@ -44,7 +43,9 @@ struct inv {
     char id[INV_ID_LEN + 1];
     struct fn_state *fn;
     bool async;
-    struct http_request *req; /* sync: the waiting client; NULL once it went away */
+    /* sync: told of the outcome (dispatch_submit_sync); NULL once its caller went away */
+    dispatch_sync_done_fn done;
+    void *done_userdata;
     char *body;
     size_t body_len;
     char *content_type;
@@ -154,5 +155,8 @@ struct dispatch {
     bool scale_pending;     /* a scaler run is posted or timed */
     uint64_t last_scale_us; /* monotonic: the last demand-driven run */
     bool removals_pending;  /* finish_removals is posted */
+    /* The sync invocation dispatch_submit_sync is queueing; NULL once it completed inside its
+     * own submission (then the caller gets no handle to cancel). */
+    struct inv *submitting_sync;
     struct dispatch_hooks hooks;
 };

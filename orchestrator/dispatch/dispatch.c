@@ -364,34 +364,6 @@ static void enqueue(struct fn_state *fn, struct inv *inv)
 
 /* ---- outcomes ---- */
 
-static unsigned http_status_for(enum outcome_kind k)
-{
-    switch (k) {
-    case OUTCOME_OK:
-        return 200;
-    case OUTCOME_TIMEOUT:
-        return 504;
-    default:
-        return 502;
-    }
-}
-
-static const char *error_code_for(enum outcome_kind k)
-{
-    switch (k) {
-    case OUTCOME_ERROR:
-        return "function_error";
-    case OUTCOME_CRASH:
-        return "function_crashed";
-    case OUTCOME_TIMEOUT:
-        return "function_timeout";
-    case OUTCOME_INIT:
-        return "function_init_error";
-    default:
-        return "ok";
-    }
-}
-
 /* The attempt's outcome as the usage ledger records it. */
 static const char *outcome_name(enum outcome_kind k)
 {
@@ -403,43 +375,11 @@ static const char *outcome_name(enum outcome_kind k)
     return names[k];
 }
 
-static void set_invocation_headers(struct http_request *req, const struct inv *inv,
-                                   int64_t billed_ms)
+/* The outcome as others may see it (the result borrows o's strings). */
+static struct dispatch_result result_of(const struct inv *inv, const struct dispatch_outcome *o,
+                                        int64_t billed_ms)
 {
-    char buf[32];
-    http_set_header(req, "Ignis-Invocation-Id", inv->id);
-    http_set_header(req, "Ignis-Cold-Start", inv->cold ? "true" : "false");
-    snprintf(buf, sizeof(buf), "%lld", (long long)billed_ms);
-    http_set_header(req, "Ignis-Billed-Ms", buf);
-}
-
-static void reply_outcome(struct http_request *req, const struct inv *inv,
-                          struct dispatch_outcome *o, int64_t billed_ms)
-{
-    set_invocation_headers(req, inv, billed_ms);
-    if (o->kind == OUTCOME_OK) {
-        http_reply_take(req, 200, o->content_type ? o->content_type : "application/json",
-                        o->body ? o->body : strdup(""), o->body_len);
-        o->body = NULL;
-        return;
-    }
-    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
-    cJSON_AddStringToObject(e, "code", error_code_for(o->kind));
-    cJSON_AddStringToObject(e, "message", o->error_message ? o->error_message : "");
-    if (o->error_type)
-        cJSON_AddStringToObject(e, "type", o->error_type);
-    if (o->trace)
-        cJSON_AddStringToObject(e, "trace", o->trace);
-    http_reply_json(req, http_status_for(o->kind), root);
-}
-
-/* The completed hook, with the outcome as others may see it. */
-static void notify_completed(struct dispatch *d, const struct inv *inv,
-                             const struct dispatch_outcome *o, int64_t billed_ms)
-{
-    if (!d->hooks.completed)
-        return;
-    const struct dispatch_result r = {
+    return (struct dispatch_result){
         .function = inv->fn->name,
         .manifest = inv->fn->manifest,
         .id = inv->id,
@@ -453,7 +393,23 @@ static void notify_completed(struct dispatch *d, const struct inv *inv,
         .billed_ms = billed_ms,
         .cold = inv->cold,
     };
-    d->hooks.completed(d->hooks.userdata, &r);
+}
+
+/* A final outcome: the completed hook, then a sync invocation's waiting caller, who may take the
+ * result's body (o gives it up then). */
+static void notify_completed(struct dispatch *d, struct inv *inv, struct dispatch_outcome *o,
+                             int64_t billed_ms)
+{
+    struct dispatch_result r = result_of(inv, o, billed_ms);
+    if (d->hooks.completed)
+        d->hooks.completed(d->hooks.userdata, &r);
+    if (d->submitting_sync == inv)
+        d->submitting_sync = NULL; /* done runs inside its own submission */
+    if (inv->done) {
+        inv->done(NULL, &r, inv->done_userdata);
+        if (!r.body)
+            o->body = NULL;
+    }
 }
 
 static void on_retry_due(struct loop *l, struct loop_timer *t, void *userdata)
@@ -555,10 +511,6 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
     if (!inv->async) {
         record(d, inv, o->kind == OUTCOME_OK ? INV_SUCCEEDED : INV_FAILED, o, billed_ms, 0);
         notify_completed(d, inv, o, billed_ms);
-        if (inv->req) {
-            http_request_set_context(inv->req, NULL, NULL);
-            reply_outcome(inv->req, inv, o, billed_ms);
-        }
         inv_free(inv);
         if (fn->removing)
             schedule_removals(d);
@@ -722,9 +674,9 @@ static void fn_free(struct fn_state *fn)
     free(fn);
 }
 
-/* Fails every queued invocation of fn with status/code (sync: replied; async: left queued in
- * the store when `keep_async`, else dead). */
-static void fail_queued(struct fn_state *fn, unsigned status, const char *code, const char *message,
+/* Fails every queued invocation of fn (sync: done gets code, reason and message; async: left
+ * queued in the store when `keep_async`, else dead). */
+static void fail_queued(struct fn_state *fn, int code, const char *reason, const char *message,
                         bool keep_async)
 {
     struct inv *inv;
@@ -734,9 +686,10 @@ static void fail_queued(struct fn_state *fn, unsigned status, const char *code, 
             loop_cancel_timer(fn->d->loop, inv->timer);
             inv->timer = NULL;
         }
-        if (!inv->async && inv->req) {
-            http_request_set_context(inv->req, NULL, NULL);
-            http_reply_error(inv->req, status, code, "%s", message);
+        if (!inv->async && inv->done) {
+            struct ig_error err = {};
+            ig_error_set_reason(&err, code, reason, "%s", message);
+            inv->done(&err, NULL, inv->done_userdata);
         } else if (inv->async && !keep_async) {
             struct dispatch_outcome o = {.kind = OUTCOME_ERROR};
             o.error_type = strdup("Ignis.FunctionDeleted");
@@ -797,7 +750,7 @@ int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(
     fn->removing = true;
     fn->removed = done;
     fn->removed_userdata = userdata;
-    fail_queued(fn, 404, "not_found", "the function was deleted", false);
+    fail_queued(fn, ENOENT, "not_found", "the function was deleted", false);
     finish_removals(d);
     return 0;
 }
@@ -839,21 +792,83 @@ cJSON *dispatch_function_state(const struct fn_state *fn)
     return o;
 }
 
-/* ---- HTTP ---- */
+/* ---- ways in ---- */
 
-static void on_client_gone(struct http_request *req, void *userdata)
+void dispatch_sync_cancel(struct inv *inv)
 {
-    struct inv *inv = http_request_context(req);
-    if (!inv)
-        return;
-    inv->req = NULL;
+    inv->done = NULL;
     if (inv->worker)
-        return; /* running: it completes and is recorded; only the reply has nowhere to go */
-    /* Still queued: a client that went away cancels its invocation. */
+        return; /* running: it completes and is recorded; only the outcome has nowhere to go */
+    /* Still queued: a caller that went away cancels its invocation. */
     queue_remove(inv->fn, inv);
     log_debug("queued invocation cancelled by its client", "function=%s id=%s", inv->fn->name,
               inv->id);
     inv_free(inv);
+}
+
+int dispatch_function_accepting(struct dispatch *d, const char *name, struct fn_state **ret,
+                                struct ig_error *err)
+{
+    if (d->stopping)
+        return ig_error_set_reason(err, ESHUTDOWN, "shutting_down", "ignisd is shutting down");
+    struct fn_state *fn = dispatch_function(d, name);
+    if (!fn || fn->removing)
+        return ig_error_set_reason(err, ENOENT, "not_found", "no function named '%s'", name);
+    *ret = fn;
+    return 0;
+}
+
+int dispatch_admit(struct dispatch *d, struct fn_state *fn, bool sync, struct ig_error *err)
+{
+    if (!dispatch_queue_takes(d, fn, 1))
+        return ig_error_set_reason(err, ENOBUFS, "too_many_requests",
+                                   "the queue of '%s' is full (%zu invocations waiting)", fn->name,
+                                   fn->queued + fn->submitting);
+    /* max_concurrency is a hard cap (docs/api.md): as Lambda's reserved concurrency, a sync
+     * invocation beyond it is throttled at once, while async ones wait in the queue. */
+    uint32_t cap = fn->manifest->max_concurrency;
+    if (sync && cap > 0 && fn->inflight + fn->queued_sync >= cap) {
+        fn->throttles++;
+        return ig_error_set_reason(err, ENOBUFS, "too_many_requests",
+                                   "'%s' is running its max_concurrency of %u invocations",
+                                   fn->name, cap);
+    }
+    return 0;
+}
+
+int dispatch_submit_sync(struct dispatch *d, struct fn_state *fn, const void *payload, size_t len,
+                         const char *content_type, const char *token_id, dispatch_sync_done_fn done,
+                         void *userdata, struct inv **ret_inv, struct ig_error *err)
+{
+    int r = dispatch_admit(d, fn, true, err);
+    if (r < 0)
+        return r;
+    struct inv *inv = calloc(1, sizeof(*inv));
+    if (inv) {
+        inv->body = malloc(len + 1);
+        inv->content_type = content_type ? strdup(content_type) : NULL;
+    }
+    if (!inv || !inv->body || (content_type && !inv->content_type)) {
+        inv_free(inv);
+        return ig_error_set(err, ENOMEM, "out of memory");
+    }
+    if (len)
+        memcpy(inv->body, payload, len);
+    inv->body[len] = '\0';
+    inv->body_len = len;
+    inv_id_new(inv->id);
+    if (token_id)
+        snprintf(inv->token_id, sizeof(inv->token_id), "%s", token_id);
+    inv->created_wall_us = (int64_t)wall_usec();
+    inv->done = done;
+    inv->done_userdata = userdata;
+    /* A warm worker whose runtime is already gone completes it inside enqueue: then there is
+     * nothing left to cancel. */
+    d->submitting_sync = inv;
+    enqueue(fn, inv);
+    *ret_inv = d->submitting_sync;
+    d->submitting_sync = NULL;
+    return 0;
 }
 
 bool dispatch_queue_takes(struct dispatch *d, struct fn_state *fn, size_t n)
@@ -945,172 +960,32 @@ oom:
     return -ENOMEM;
 }
 
-/* The HTTP side of an async invoke: the client waiting for its 202, NULL once it went away. */
-struct async_reply {
-    struct http_request *req;
-};
-
-static void on_async_client_gone(struct http_request *req, void *userdata)
+int dispatch_find_idempotent(struct dispatch *d, const struct fn_state *fn, const char *key,
+                             char ret_id[INV_ID_LEN + 1])
 {
-    struct async_reply *a = http_request_context(req);
-    if (a)
-        a->req = NULL;
+    return inv_store_find_idempotent(d->store->db, fn->name, key,
+                                     (int64_t)wall_usec() - d->opts.idempotency_us, ret_id);
 }
 
-static void on_async_submitted(int result, const char *message, const char *id, void *userdata)
+int dispatch_invocation_get(struct dispatch *d, const char *id, const char *only_token, cJSON **ret,
+                            struct ig_error *err)
 {
-    struct async_reply *a = userdata;
-    if (a->req) {
-        http_request_set_context(a->req, NULL, NULL);
-        if (result < 0)
-            http_reply_error(a->req, 503, "store_unavailable",
-                             "the invocation could not be stored: %s", message);
-        else {
-            cJSON *root = cJSON_CreateObject();
-            cJSON_AddStringToObject(root, "id", id);
-            cJSON_AddStringToObject(root, "status", "queued");
-            http_set_header(a->req, "Ignis-Invocation-Id", id);
-            http_reply_json(a->req, 202, root);
-        }
-    }
-    free(a);
-}
-
-static void reply_existing(struct http_request *req, const char *id)
-{
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "id", id);
-    cJSON_AddBoolToObject(root, "duplicate", true);
-    http_set_header(req, "Ignis-Invocation-Id", id);
-    http_reply_json(req, 202, root);
-}
-
-static void http_invoke_async(struct http_request *req, struct dispatch *d, struct fn_state *fn)
-{
-    size_t len;
-    const char *body = http_request_body(req, &len);
-    const char *key = http_request_header(req, "Idempotency-Key");
-    if (key) {
-        char existing[INV_ID_LEN + 1];
-        if (strlen(key) > 256) {
-            http_reply_error(req, 400, "bad_request", "Idempotency-Key is over 256 bytes");
-            return;
-        }
-        /* ignisd's own keys (a schedule's runs) begin so; a client's must not match them. */
-        if (strncmp(key, "/ignis/", 7) == 0) {
-            http_reply_error(req, 400, "bad_request",
-                             "Idempotency-Key values beginning with /ignis/ are reserved");
-            return;
-        }
-        if (inv_store_find_idempotent(d->store->db, fn->name, key,
-                                      (int64_t)wall_usec() - d->opts.idempotency_us,
-                                      existing) == 0) {
-            reply_existing(req, existing);
-            return;
-        }
-    }
-    struct async_reply *a = calloc(1, sizeof(*a));
-    char id[INV_ID_LEN + 1];
-    const struct http_caller *caller = http_request_caller(req);
-    if (!a ||
-        dispatch_submit_async(d, fn, body, len, http_request_header(req, "Content-Type"), key,
-                              caller ? caller->token_id : NULL, id, on_async_submitted, a) < 0) {
-        free(a);
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    a->req = req;
-    http_request_set_context(req, a, on_async_client_gone);
-}
-
-void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
-{
-    const char *name = http_request_param(req, 0);
-    struct fn_state *fn = dispatch_function(d, name);
-    const char *type = http_request_header(req, "Ignis-Invocation-Type");
-    bool async = type && (streq(type, "async") || streq(type, "Event"));
-
-    if (d->stopping) {
-        http_reply_error(req, 503, "shutting_down", "ignisd is shutting down");
-        return;
-    }
-    if (!fn || fn->removing) {
-        http_reply_error(req, 404, "not_found", "no function named '%s'", name);
-        return;
-    }
-    if (type && !async && !streq(type, "sync") && !streq(type, "RequestResponse")) {
-        http_reply_error(req, 400, "bad_request",
-                         "Ignis-Invocation-Type must be sync or async, not '%s'", type);
-        return;
-    }
-    if (!dispatch_queue_takes(d, fn, 1)) {
-        http_set_header(req, "Retry-After", "1");
-        http_reply_error(req, 429, "too_many_requests",
-                         "the queue of '%s' is full (%zu invocations waiting)", name,
-                         fn->queued + fn->submitting);
-        return;
-    }
-    /* max_concurrency is a hard cap (docs/api.md): as Lambda's reserved concurrency, a sync
-     * invocation beyond it is throttled at once, while async ones wait in the queue. */
-    uint32_t cap = fn->manifest->max_concurrency;
-    if (!async && cap > 0 && fn->inflight + fn->queued_sync >= cap) {
-        fn->throttles++;
-        http_set_header(req, "Retry-After", "1");
-        http_reply_error(req, 429, "too_many_requests",
-                         "'%s' is running its max_concurrency of %u invocations", name, cap);
-        return;
-    }
-
-    if (async) {
-        http_invoke_async(req, d, fn);
-        return;
-    }
-
-    struct inv *inv = calloc(1, sizeof(*inv));
-    size_t len;
-    const char *body = http_request_body(req, &len);
-    const char *ct = http_request_header(req, "Content-Type");
-    if (inv) {
-        inv->body = malloc(len + 1);
-        inv->content_type = ct ? strdup(ct) : NULL;
-    }
-    if (!inv || !inv->body || (ct && !inv->content_type)) {
-        inv_free(inv);
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    memcpy(inv->body, body, len);
-    inv->body[len] = '\0';
-    inv->body_len = len;
-    inv_id_new(inv->id);
-    const struct http_caller *caller = http_request_caller(req);
-    if (caller)
-        memcpy(inv->token_id, caller->token_id, sizeof(inv->token_id));
-    inv->created_wall_us = (int64_t)wall_usec();
-    inv->req = req;
-    http_request_set_context(req, inv, on_client_gone);
-    enqueue(fn, inv);
-}
-
-void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d,
-                                  const char *only_token)
-{
-    const char *id = http_request_param(req, 0);
     struct inv_record r;
-    if (!inv_id_valid(id) || inv_store_get(d->store->db, id, &r) == -ENOENT) {
-        http_reply_error(req, 404, "not_found", "no invocation with id '%s'", id);
-        return;
-    }
+    int q = inv_id_valid(id) ? inv_store_get(d->store->db, id, &r) : -ENOENT;
+    if (q == -ENOENT)
+        return ig_error_set_reason(err, ENOENT, "not_found", "no invocation with id '%s'", id);
+    if (q < 0)
+        return ig_error_set(err, -q, "reading invocation '%s': %s", id, strerror(-q));
     if (only_token && !streq(r.token_id, only_token)) {
         inv_record_clear(&r);
-        http_reply_error(req, 404, "not_found", "no invocation with id '%s'", id);
-        return;
+        return ig_error_set_reason(err, ENOENT, "not_found", "no invocation with id '%s'", id);
     }
     cJSON *json = inv_record_to_json(&r);
     inv_record_clear(&r);
     if (d->hooks.describe)
         d->hooks.describe(d->hooks.userdata, id, json);
-    http_reply_json(req, 200, json);
+    *ret = json;
+    return 0;
 }
 
 /* ---- recovery ---- */
@@ -1311,7 +1186,7 @@ void dispatch_shutdown(struct dispatch *d, void (*stopped)(void *userdata), void
     d->stopped = stopped;
     d->stopped_userdata = userdata;
     for (struct fn_state *fn = d->fns; fn; fn = fn->next)
-        fail_queued(fn, 503, "shutting_down", "ignisd is shutting down", true);
+        fail_queued(fn, ESHUTDOWN, "shutting_down", "ignisd is shutting down", true);
     loop_add_timer(d->loop, now_usec() + d->opts.shutdown_grace_ms * 1000, on_grace_over, d,
                    &d->grace_timer);
     loop_add_timer(d->loop, now_usec(), on_shutdown_tick, d, NULL);
@@ -1329,7 +1204,7 @@ void dispatch_close(struct dispatch *d)
         loop_cancel_timer(d->loop, d->grace_timer);
     d->tick = d->grace_timer = NULL;
     for (struct fn_state *fn = d->fns; fn; fn = fn->next) {
-        fail_queued(fn, 503, "shutting_down", "ignisd is shutting down", true);
+        fail_queued(fn, ESHUTDOWN, "shutting_down", "ignisd is shutting down", true);
         while (fn->workers)
             d->pool->kill(fn->workers, NULL);
     }

@@ -13,7 +13,6 @@
 
 struct container_stock;
 struct dispatch;
-struct http_request;
 struct fn_state; /* a function's run-time state: its queue, workers and counters */
 struct inv;      /* one invocation, queued or running */
 struct registry;
@@ -32,7 +31,7 @@ struct dispatch_result {
     const struct manifest *manifest; /* the function's, as it ran */
     const char *id;
     enum outcome_kind kind;
-    const char *body; /* OUTCOME_OK: the result */
+    char *body; /* OUTCOME_OK: the result; a sync invocation's done may take it (set it NULL) */
     size_t body_len;
     const char *content_type;
     const char *error_type, *error_message, *trace; /* otherwise; each may be NULL */
@@ -146,12 +145,42 @@ int dispatch_submit_async(struct dispatch *d, struct fn_state *fn, const void *p
                           const char *token_id, char ret_id[INV_ID_LEN + 1],
                           dispatch_submitted_fn done, void *userdata);
 
-/* Route handlers. */
-void dispatch_http_invoke(struct http_request *req, struct dispatch *d);
-/* only_token: when not NULL, an invocation another token made is answered 404, as if it did not
- * exist (the invoker role sees only its own). */
-void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d,
-                                  const char *only_token);
+/* The id of the async invocation of fn made earlier with this idempotency key, within the
+ * idempotency window: 0 and ret_id, or -ENOENT (or -EIO). */
+int dispatch_find_idempotent(struct dispatch *d, const struct fn_state *fn, const char *key,
+                             char ret_id[INV_ID_LEN + 1]);
+
+/* The function an invocation may be made of: 0 and *ret, or ESHUTDOWN ("shutting_down") while
+ * ignisd stops, ENOENT ("not_found") for an unknown function or one being deleted. */
+int dispatch_function_accepting(struct dispatch *d, const char *name, struct fn_state **ret,
+                                struct ig_error *err);
+/* Whether fn takes one more invocation now: 0, or ENOBUFS ("too_many_requests") when its queue
+ * is full (dispatch_queue_takes) or, for a sync one, when max_concurrency are running or
+ * waiting. Each refusal counts a throttle. */
+int dispatch_admit(struct dispatch *d, struct fn_state *fn, bool sync, struct ig_error *err);
+
+/* A sync invocation is over. err is set when it never ran: ENOENT ("not_found") when its function
+ * was deleted while it waited, ESHUTDOWN ("shutting_down") when ignisd stops; else r has the
+ * outcome (done may take r->body). On the loop thread. */
+typedef void (*dispatch_sync_done_fn)(const struct ig_error *err, struct dispatch_result *r,
+                                      void *userdata);
+/* Queues a sync invocation of fn (after dispatch_admit's checks, whose errors it returns) and
+ * calls done once with its outcome; nothing is stored before then. The payload and strings are
+ * copied. *ret_inv is the handle for dispatch_sync_cancel until done is called, NULL when done
+ * already ran before this returned (a worker that failed at once). Returns 0, or -errno with
+ * err (done is not called then). */
+int dispatch_submit_sync(struct dispatch *d, struct fn_state *fn, const void *payload, size_t len,
+                         const char *content_type, const char *token_id, dispatch_sync_done_fn done,
+                         void *userdata, struct inv **ret_inv, struct ig_error *err);
+/* The caller of a sync invocation went away: a queued one is dropped (never runs, nothing is
+ * recorded); a running one runs to its end and is recorded, and done is not called. */
+void dispatch_sync_cancel(struct inv *inv);
+
+/* An invocation's record as GET /v1/invocations/{id} shows it (with what the describe hook adds):
+ * 0 and *ret, or ENOENT ("not_found") when there is none, or when only_token is set and another
+ * token made it (the invoker role sees only its own, and not that others exist). */
+int dispatch_invocation_get(struct dispatch *d, const char *id, const char *only_token, cJSON **ret,
+                            struct ig_error *err);
 
 /* Begins a graceful stop: queued sync invocations get 503, in-flight ones get the grace period,
  * async ones stay in the store; then every worker is destroyed and stopped() is called. */
