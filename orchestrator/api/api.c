@@ -3,16 +3,17 @@
 #include "api/audit.h"
 #include "api/auth.h"
 #include "api/invoke.h"
+#include "api/metrics.h"
 #include "config.h"
 #include "dispatch/dispatch.h"
 #include "events/events.h"
+#include "records/accountant.h"
 #include "records/fnlog.h"
 #include "base/log.h"
 #include "functions/registry.h"
 #include "functions/secrets.h"
 #include "functions/service.h"
 #include "records/store.h"
-#include "records/telemetry.h"
 
 static void get_healthz(struct http_request *req, void *userdata)
 {
@@ -43,12 +44,6 @@ static void get_dead_letters(struct http_request *req, void *userdata)
 {
     struct api *a = userdata;
     events_http_dead_letters(req, a->events);
-}
-
-static void get_metrics(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    telemetry_http_metrics(req, a->dispatch, a->started_usec);
 }
 
 static void get_logs(struct http_request *req, void *userdata)
@@ -165,8 +160,8 @@ const struct http_route api_routes[] = {
     {"GET", "/v1/invocations/{}", api_get_invocation, 0, INVOKE, false, 0},
     /* The accountant (accountant.c, docs/api.md "Usage"). */
     {"GET", "/v1/usage", get_usage, 0, FN_READ, false, 0},
-    /* The operators' view (telemetry.c, fnlog.c; docs/operations.md). */
-    {"GET", "/metrics", get_metrics, 0, OPERATE | AUTH_SCRAPE, false, 0},
+    /* The operators' view (metrics.c over telemetry.c, fnlog.c; docs/operations.md). */
+    {"GET", "/metrics", api_get_metrics, 0, OPERATE | AUTH_SCRAPE, false, 0},
     {"GET", "/v1/functions/{}/logs", get_logs, 0, FN_WRITE, false, 0},
     /* Tokens and the audit log (auth.c, audit.c; docs/api.md "Tokens", "Audit"). */
     {"POST", "/v1/tokens", post_token, 4096, AUTH_ADMIN, true, 0},

@@ -72,6 +72,38 @@ size_t dispatch_fn_waiting(const struct fn_state *fn)
     return fn->queued + fn->submitting;
 }
 
+void dispatch_fn_stats(const struct fn_state *fn, struct dispatch_fn_stats *ret)
+{
+    size_t queued_async = 0;
+    const struct inv *inv;
+    TAILQ_FOREACH(inv, &fn->queue, link)
+    queued_async += inv->async;
+    *ret = (struct dispatch_fn_stats){
+        .name = fn->name,
+        .queued = fn->queued,
+        .queued_async = queued_async,
+        .inflight = fn->inflight,
+        .nready = fn->nready,
+        .nbusy = fn->nbusy,
+        .nspawning = fn->nspawning,
+        .cold_starts = fn->cold_starts,
+        .throttles = fn->throttles,
+        .decisions = fn->decisions,
+    };
+}
+
+void dispatch_host_stats(const struct dispatch *d, struct dispatch_host_stats *ret)
+{
+    *ret = (struct dispatch_host_stats){
+        .live_workers = d->live_workers,
+        .memory_budget = d->host.memory_budget,
+        .memory_committed = d->memory_committed,
+        .has_stock = d->stock != NULL,
+    };
+    if (d->stock)
+        container_stock_stats(d->stock, &ret->stock);
+}
+
 const char *dispatch_inv_id(const struct inv *inv)
 {
     return inv->id;
@@ -318,7 +350,13 @@ static void start(struct fn_state *fn, struct inv *inv, struct worker *w)
     inv->started_wall_us = (int64_t)wall_usec();
     if (inv->cold) {
         fn->cold_starts++;
-        telemetry_cold_start(inv, w);
+        /* The split has the resolution of a loop turn: when the sync pipe's EOF and READY are
+         * seen in the same turn, the pool takes both as now, and the whole counts as setup.
+         * Without any sync pipe (exec_us 0), the whole counts as init. */
+        uint64_t exec_us = w->exec_us ? w->exec_us : w->spawned_us;
+        telemetry_cold_start(fn->name, telemetry_seconds(inv->enqueued_us, inv->started_us),
+                             telemetry_seconds(w->spawned_us, exec_us),
+                             telemetry_seconds(exec_us, w->ready_us));
     }
     fn->inflight++;
     if (inv->async)
@@ -363,6 +401,13 @@ static void enqueue(struct fn_state *fn, struct inv *inv)
 }
 
 /* ---- outcomes ---- */
+
+/* The attempt's outcome as /metrics counts it. */
+static const enum telemetry_status metrics_status[] = {
+    [OUTCOME_OK] = TELEMETRY_OK,           [OUTCOME_ERROR] = TELEMETRY_ERROR,
+    [OUTCOME_CRASH] = TELEMETRY_CRASH,     [OUTCOME_TIMEOUT] = TELEMETRY_TIMEOUT,
+    [OUTCOME_INIT] = TELEMETRY_INIT_ERROR,
+};
 
 /* The attempt's outcome as the usage ledger records it. */
 static const char *outcome_name(enum outcome_kind k)
@@ -477,7 +522,8 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
         fn->errors++;
     if (o->kind == OUTCOME_TIMEOUT)
         fn->timeouts++;
-    telemetry_complete(inv, o->kind, billed_ms);
+    telemetry_complete(fn->name, metrics_status[o->kind],
+                       telemetry_seconds(inv->started_us, now_usec()), billed_ms, inv->cold);
     if (inv->acct.handed_off) {
         /* Lambda's REPORT line, in the function's own log stream, and the same figures for
          * /metrics: one cgroup reading serves the ledger, the log and the metrics. */
@@ -540,7 +586,7 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
                             : fn->manifest->max_retries == 0 ? INV_FAILED
                                                              : INV_DEAD;
     if (final == INV_DEAD)
-        telemetry_dead_letter(fn);
+        telemetry_dead_letter(fn->name);
     if (final == INV_DEAD)
         log_warn("invocation dead-lettered", "function=%s id=%s attempts=%d error=\"%s\"", fn->name,
                  inv->id, inv->attempts, o->error_type ? o->error_type : "");
@@ -1140,6 +1186,11 @@ void dispatch_set_stock(struct dispatch *d, struct container_stock *stock)
 const struct dispatch_options *dispatch_get_options(const struct dispatch *d)
 {
     return &d->opts;
+}
+
+bool dispatch_stopping(const struct dispatch *d)
+{
+    return d->stopping;
 }
 
 static void check_stopped(struct dispatch *d)

@@ -6,6 +6,8 @@
 #include "base/loop.h"
 #include "base/protocol.h"
 #include "container/cgroup.h"
+#include "container/container.h"
+#include "dispatch/scaler.h"
 #include "functions/manifest.h"
 #include "records/invocation.h"
 #include "records/journal.h"
@@ -75,6 +77,8 @@ void dispatch_set_hooks(struct dispatch *d, const struct dispatch_hooks *hooks);
 void dispatch_set_stock(struct dispatch *d, struct container_stock *stock);
 /* The options it runs with (images_dir, queue_max, ...). */
 const struct dispatch_options *dispatch_get_options(const struct dispatch *d);
+/* A graceful stop began (dispatch_shutdown): no new work is taken. */
+bool dispatch_stopping(const struct dispatch *d);
 /* Kills every worker and fails what is queued (recording outcomes through the journal, which
  * must still be open); after this, journal callbacks find the dispatcher closed. */
 void dispatch_close(struct dispatch *d);
@@ -109,6 +113,28 @@ bool dispatch_fn_removing(const struct fn_state *fn);
 /* Invocations its queue holds or will hold (queued, and async ones not yet durable): what
  * queue_max bounds. */
 size_t dispatch_fn_waiting(const struct fn_state *fn);
+
+/* A function's live state for GET /metrics. */
+struct dispatch_fn_stats {
+    const char *name;
+    size_t queued, queued_async, inflight; /* queued: retries in backoff included */
+    size_t nready, nbusy, nspawning;       /* workers by state (draining ones in none) */
+    uint64_t cold_starts, throttles;
+    /* Scaler actions applied, by enum scaler_action_kind and enum scaler_reason (spawns count
+     * containers). */
+    const uint64_t (*decisions)[_SCALER_REASON_MAX];
+};
+void dispatch_fn_stats(const struct fn_state *fn, struct dispatch_fn_stats *ret);
+
+/* The host's, for GET /metrics. */
+struct dispatch_host_stats {
+    size_t live_workers;       /* containers that exist, every function, draining ones included */
+    uint64_t memory_budget;    /* bytes the containers' limits may add up to */
+    uint64_t memory_committed; /* the live containers' limits, added up */
+    bool has_stock;            /* whether the containers take from a stock (as root) */
+    struct container_stock_stats stock;
+};
+void dispatch_host_stats(const struct dispatch *d, struct dispatch_host_stats *ret);
 
 /* A running invocation, as the emitted hook sees it. */
 const char *dispatch_inv_id(const struct inv *inv);

@@ -351,7 +351,7 @@ void events_http_post(struct http_request *req, struct events *ev)
     size_t len;
     const char *body = http_request_body(req, &len);
 
-    if (ev->d->stopping) {
+    if (dispatch_stopping(ev->d)) {
         telemetry_event_refused(503);
         http_reply_error(req, 503, "shutting_down", "ignisd is shutting down");
         return;
@@ -840,7 +840,7 @@ static void on_schedule_tick(struct loop *l, struct loop_timer *t, void *userdat
 {
     struct events *ev = userdata;
     ev->sched_timer = NULL;
-    if (!ev->d->stopping)
+    if (!dispatch_stopping(ev->d))
         check_schedules(ev);
     /* Just past the next whole second of the wall clock, where cron slots fall. */
     uint64_t wall = wall_usec();
