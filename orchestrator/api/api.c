@@ -3,6 +3,8 @@
 #include "api/audit.h"
 #include "api/auth.h"
 #include "api/functions.h"
+#include "api/invoke.h"
+#include "api/metrics.h"
 #include "api/ops.h"
 #include "api/secrets.h"
 #include "api/tokens.h"
@@ -13,28 +15,6 @@
 #include "functions/registry.h"
 #include "functions/secrets.h"
 #include "functions/service.h"
-#include "records/telemetry.h"
-
-static void post_invoke(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    dispatch_http_invoke(req, a->dispatch);
-}
-
-static void get_invocation(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    /* An invoker reads the results of its own invocations only. */
-    const struct http_caller *c = http_request_caller(req);
-    dispatch_http_get_invocation(req, a->dispatch,
-                                 c && c->role == AUTH_INVOKER ? c->token_id : NULL);
-}
-
-static void get_metrics(struct http_request *req, void *userdata)
-{
-    struct api *a = userdata;
-    telemetry_http_metrics(req, a->dispatch, a->started_usec);
-}
 
 bool api_authorize(struct http_request *req, const struct http_route *route, void *userdata)
 {
@@ -75,14 +55,14 @@ const struct http_route api_routes[] = {
     {"PUT", "/v1/services/{}", api_service_put, SERVICE_ARCHIVE_MAX, FN_WRITE, true, 0},
     {"GET", "/v1/services/{}", api_service_get, 0, FN_READ, false, 0},
     {"DELETE", "/v1/services/{}", api_service_delete, 0, FN_WRITE, true, 0},
-    /* Dispatch (dispatch.c, docs/api.md "Invocations"). */
-    {"POST", "/v1/functions/{}/invoke", post_invoke, PROTO_DEFAULT_MAX_BODY, INVOKE, false,
+    /* Invocations (invoke.c over dispatch.c, docs/api.md "Invocations"). */
+    {"POST", "/v1/functions/{}/invoke", api_post_invoke, PROTO_DEFAULT_MAX_BODY, INVOKE, false,
      INVOKE_MAX_HEADER},
-    {"GET", "/v1/invocations/{}", get_invocation, 0, INVOKE, false, 0},
+    {"GET", "/v1/invocations/{}", api_get_invocation, 0, INVOKE, false, 0},
     /* The accountant (accountant.c, docs/api.md "Usage"). */
     {"GET", "/v1/usage", api_get_usage, 0, FN_READ, false, 0},
-    /* The operators' view (telemetry.c, fnlog.c; docs/operations.md). */
-    {"GET", "/metrics", get_metrics, 0, OPERATE | AUTH_SCRAPE, false, 0},
+    /* The operators' view (metrics.c over telemetry.c, ops.c over fnlog.c; docs/operations.md). */
+    {"GET", "/metrics", api_get_metrics, 0, OPERATE | AUTH_SCRAPE, false, 0},
     {"GET", "/v1/functions/{}/logs", api_get_logs, 0, FN_WRITE, false, 0},
     /* Tokens and the audit log (auth.c, audit.c; docs/api.md "Tokens", "Audit"). */
     {"POST", "/v1/tokens", api_post_token, 4096, AUTH_ADMIN, true, 0},

@@ -118,7 +118,7 @@ static int run_doctor(void *userdata, cJSON **ret_checks, const char **ret_statu
 {
     struct daemon *d = userdata;
     struct doctor_env env = {.state_dir = d->opts.state_dir,
-                             .images_dir = d->dispatch->opts.images_dir,
+                             .images_dir = dispatch_get_options(d->dispatch)->images_dir,
                              .cg = d->cgroups};
     enum doctor_status worst;
     int r = doctor_run(&env, ret_checks, &worst);
@@ -194,13 +194,12 @@ static void on_stop_signal(struct loop *l, int signo, void *userdata)
 }
 
 /* An invocation's final outcome goes to its function's sink, if it has one. */
-static void on_invocation_final(void *userdata, const struct inv *inv, const struct outcome *o)
+static void on_invocation_final(void *userdata, const struct dispatch_result *r)
 {
     struct daemon *d = userdata;
-    bool ok = o->kind == OUTCOME_OK;
-    sinks_submit(d->sinks, inv->fn->name, &inv->fn->manifest->sink, inv->id, ok,
-                 ok ? o->body : NULL, ok ? o->body_len : 0, o->content_type, o->error_type,
-                 o->error_message);
+    bool ok = r->kind == OUTCOME_OK;
+    sinks_submit(d->sinks, r->function, &r->manifest->sink, r->id, ok, ok ? r->body : NULL,
+                 ok ? r->body_len : 0, r->content_type, r->error_type, r->error_message);
 }
 
 static void describe_invocation(void *userdata, const char *id, cJSON *record)
@@ -210,7 +209,8 @@ static void describe_invocation(void *userdata, const char *id, cJSON *record)
 }
 
 /* Events functions emit go where external ones go (events.c). */
-static void on_emitted(void *userdata, struct fn *fn, struct inv *inv, const struct proto_msg *m)
+static void on_emitted(void *userdata, struct fn_state *fn, struct inv *inv,
+                       const struct proto_msg *m)
 {
     struct daemon *d = userdata;
     if (d->events)
@@ -308,7 +308,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
         r = container_stock_new(d->cgroups, CONTAINER_STOCK_TARGET, &d->stock, err);
         if (r < 0)
             goto fail;
-        d->dispatch->stock = d->stock;
+        dispatch_set_stock(d->dispatch, d->stock);
     }
     dispatch_attach_registry(d->dispatch, d->registry);
     struct sink_options sopts;
@@ -321,10 +321,10 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
         ig_error_set(err, -r, "out of memory");
         goto fail;
     }
-    d->dispatch->hooks = (struct dispatch_hooks){.completed = on_invocation_final,
-                                                 .describe = describe_invocation,
-                                                 .emitted = on_emitted,
-                                                 .userdata = d};
+    dispatch_set_hooks(d->dispatch, &(struct dispatch_hooks){.completed = on_invocation_final,
+                                                             .describe = describe_invocation,
+                                                             .emitted = on_emitted,
+                                                             .userdata = d});
     r = dispatch_recover(d->dispatch, err);
     if (r < 0)
         goto fail;

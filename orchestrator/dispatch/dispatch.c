@@ -1,12 +1,8 @@
-#include "dispatch/dispatch.h"
-
 #include <sched.h>
 #include <string.h>
 
-#include "container/container.h"
-#include "records/fnlog.h"
 #include "base/log.h"
-#include "dispatch/pool.h"
+#include "dispatch/dispatch-internal.h"
 #include "functions/registry.h"
 #include "records/telemetry.h"
 
@@ -14,16 +10,6 @@
 #define TICK_US (50 * 1000)
 /* Spawning backs off after consecutive failures, up to this. */
 #define SPAWN_BACKOFF_MAX_US (5 * 1000 * 1000)
-
-void outcome_clear(struct outcome *o)
-{
-    free(o->body);
-    free(o->content_type);
-    free(o->error_type);
-    free(o->error_message);
-    free(o->trace);
-    memset(o, 0, sizeof(*o));
-}
 
 void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir)
 {
@@ -48,20 +34,116 @@ static void inv_free(struct inv *inv)
     free(inv);
 }
 
-struct fn *dispatch_function(struct dispatch *d, const char *name)
+struct fn_state *dispatch_function(struct dispatch *d, const char *name)
 {
-    for (struct fn *fn = d->fns; fn; fn = fn->next)
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         if (streq(fn->name, name))
             return fn;
     return NULL;
 }
 
+struct fn_state *dispatch_functions(struct dispatch *d)
+{
+    return d->fns;
+}
+
+struct fn_state *dispatch_next(const struct fn_state *fn)
+{
+    return fn->next;
+}
+
+const char *dispatch_fn_name(const struct fn_state *fn)
+{
+    return fn->name;
+}
+
+const struct manifest *dispatch_fn_manifest(const struct fn_state *fn)
+{
+    return fn->manifest;
+}
+
+bool dispatch_fn_removing(const struct fn_state *fn)
+{
+    return fn->removing;
+}
+
+size_t dispatch_fn_waiting(const struct fn_state *fn)
+{
+    return fn->queued + fn->submitting;
+}
+
+void dispatch_fn_stats(const struct fn_state *fn, struct dispatch_fn_stats *ret)
+{
+    size_t queued_async = 0;
+    const struct inv *inv;
+    TAILQ_FOREACH(inv, &fn->queue, link)
+    queued_async += inv->async;
+    *ret = (struct dispatch_fn_stats){
+        .name = fn->name,
+        .queued = fn->queued,
+        .queued_async = queued_async,
+        .inflight = fn->inflight,
+        .nready = fn->nready,
+        .nbusy = fn->nbusy,
+        .nspawning = fn->nspawning,
+        .cold_starts = fn->cold_starts,
+        .throttles = fn->throttles,
+        .decisions = fn->decisions,
+    };
+}
+
+void dispatch_host_stats(const struct dispatch *d, struct dispatch_host_stats *ret)
+{
+    *ret = (struct dispatch_host_stats){
+        .live_workers = d->live_workers,
+        .memory_budget = d->host.memory_budget,
+        .memory_committed = d->memory_committed,
+        .has_stock = d->stock != NULL,
+    };
+    if (d->stock)
+        container_stock_stats(d->stock, &ret->stock);
+}
+
+const char *dispatch_inv_id(const struct inv *inv)
+{
+    return inv->id;
+}
+
+const char *dispatch_inv_payload(const struct inv *inv, size_t *ret_len,
+                                 const char **ret_content_type)
+{
+    *ret_len = inv->body_len;
+    *ret_content_type = inv->content_type;
+    return inv->body;
+}
+
+unsigned dispatch_inv_count_emitted(struct inv *inv)
+{
+    return ++inv->emitted;
+}
+
+bool dispatch_inv_parent_hops(const struct inv *inv, long long *ret)
+{
+    if (!inv->parent_hops_read)
+        return false;
+    *ret = inv->parent_hops;
+    return true;
+}
+
+void dispatch_inv_set_parent_hops(struct inv *inv, long long hops)
+{
+    inv->parent_hops = hops;
+    inv->parent_hops_read = true;
+}
+
 static void schedule_removals(struct dispatch *d);
 static void check_stopped(struct dispatch *d);
+static void kick(struct fn_state *fn);
+static void spawn_failed(struct fn_state *fn, struct dispatch_outcome *o);
 
 /* ---- capacity: the scaler's driver ---- */
 
-static struct worker *find_worker(struct fn *fn, uint64_t seq)
+static struct worker *find_worker(struct fn_state *fn, uint64_t seq)
 {
     for (struct worker *w = fn->workers; w; w = w->next)
         if (w->seq == seq)
@@ -69,7 +151,7 @@ static struct worker *find_worker(struct fn *fn, uint64_t seq)
     return NULL;
 }
 
-static void note_decision(struct fn *fn, const struct scaler_action *a)
+static void note_decision(struct fn_state *fn, const struct scaler_action *a)
 {
     fn->decisions[a->kind][a->reason] += a->kind == SCALER_SPAWN ? a->count : 1;
     log_debug("scaler", "function=%s action=%s count=%u reason=%s", fn->name,
@@ -79,19 +161,19 @@ static void note_decision(struct fn *fn, const struct scaler_action *a)
               a->kind == SCALER_SPAWN ? a->count : 1, scaler_reason_name(a->reason));
 }
 
-static void apply(struct fn *fn, const struct scaler_action *a)
+static void apply(struct fn_state *fn, const struct scaler_action *a)
 {
     if (a->kind == SCALER_SPAWN) {
         note_decision(fn, a);
         for (unsigned i = 0; i < a->count; i++) {
             struct ig_error err = {};
-            if (pool_spawn(fn, &err) < 0) {
+            if (fn->d->pool->spawn(fn, &err) < 0) {
                 log_warn("spawn failed", "function=%s error=\"%s\"", fn->name, err.message);
-                struct outcome o = {.kind = OUTCOME_INIT};
+                struct dispatch_outcome o = {.kind = OUTCOME_INIT};
                 o.error_type = strdup("Ignis.SpawnError");
                 o.error_message = strdup(err.message);
-                dispatch_spawn_failed(fn, &o);
-                outcome_clear(&o);
+                spawn_failed(fn, &o);
+                dispatch_outcome_clear(&o);
                 return;
             }
         }
@@ -102,9 +184,9 @@ static void apply(struct fn *fn, const struct scaler_action *a)
         return;
     note_decision(fn, a);
     if (a->kind == SCALER_REAP && w->inflight == 0)
-        pool_destroy(w);
+        fn->d->pool->destroy(w);
     else
-        pool_retire(w);
+        fn->d->pool->retire(w);
 }
 
 /* Runs the scaler over every function at once (the spawn budget and the memory are shared) and
@@ -113,12 +195,12 @@ static void apply(struct fn *fn, const struct scaler_action *a)
 static void run_scaler(struct dispatch *d)
 {
     size_t n = 0;
-    for (struct fn *fn = d->fns; fn; fn = fn->next)
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         n++;
     if (n == 0 || d->stopping)
         return;
     struct scaler_input *in = calloc(n, sizeof(*in));
-    struct fn **fns = calloc(n, sizeof(*fns));
+    struct fn_state **fns = calloc(n, sizeof(*fns));
     struct scaler_worker *idle = calloc(d->live_workers + 1, sizeof(*idle));
     uint64_t *running = calloc(d->live_workers + 1, sizeof(*running));
     struct scaler_action *actions = NULL;
@@ -127,7 +209,7 @@ static void run_scaler(struct dispatch *d)
 
     if (!in || !fns || !idle || !running)
         goto out;
-    for (struct fn *fn = d->fns; fn; fn = fn->next, i++) {
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next, i++) {
         const struct manifest *m = fn->manifest;
         fns[i] = fn;
         in[i] = (struct scaler_input){
@@ -189,9 +271,9 @@ static void run_requested_scale(struct dispatch *d)
     d->scale_pending = false;
     d->last_scale_us = now_usec();
     run_scaler(d);
-    for (struct fn *fn = d->fns; fn; fn = fn->next)
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         if (!TAILQ_EMPTY(&fn->queue))
-            dispatch_kick(fn);
+            kick(fn);
 }
 
 static void on_scale_posted(struct loop *l, void *userdata)
@@ -204,7 +286,7 @@ static void on_scale_due(struct loop *l, struct loop_timer *t, void *userdata)
     run_requested_scale(userdata);
 }
 
-void dispatch_request_scale(struct dispatch *d)
+static void request_scale(struct dispatch *d)
 {
     if (d->scale_pending || d->stopping)
         return;
@@ -217,7 +299,7 @@ void dispatch_request_scale(struct dispatch *d)
 
 /* ---- hand-off ---- */
 
-static struct worker *pick_worker(struct fn *fn)
+static struct worker *pick_worker(struct fn_state *fn)
 {
     struct worker *best = NULL;
     for (struct worker *w = fn->workers; w; w = w->next) {
@@ -238,10 +320,10 @@ static void on_timeout(struct loop *l, struct loop_timer *t, void *userdata)
     inv->timer = NULL;
     log_info("invocation timed out", "function=%s id=%s timeout_ms=%u", inv->fn->name, inv->id,
              inv->fn->manifest->timeout_ms);
-    pool_kill(inv->worker, inv);
+    inv->fn->d->pool->kill(inv->worker, inv);
 }
 
-static void queue_remove(struct fn *fn, struct inv *inv)
+static void queue_remove(struct fn_state *fn, struct inv *inv)
 {
     TAILQ_REMOVE(&fn->queue, inv, link);
     fn->queued--;
@@ -249,7 +331,7 @@ static void queue_remove(struct fn *fn, struct inv *inv)
         fn->queued_sync--;
 }
 
-static void start(struct fn *fn, struct inv *inv, struct worker *w)
+static void start(struct fn_state *fn, struct inv *inv, struct worker *w)
 {
     struct dispatch *d = fn->d;
     queue_remove(fn, inv);
@@ -262,13 +344,19 @@ static void start(struct fn *fn, struct inv *inv, struct worker *w)
     if (w->inflight == 1)
         TAILQ_FIRST(&w->running)->alone = false;
     /* Before the clock starts: the reading is ours, not the function's. */
-    accountant_begin(&inv->acct, container_cgroup(w->c), w->inflight == 0, w->memory_mb,
+    accountant_begin(&inv->acct, w->cgroup, w->inflight == 0, w->memory_mb,
                      inv->cold ? w->ready_us - w->spawned_us : 0);
     inv->started_us = now_usec();
     inv->started_wall_us = (int64_t)wall_usec();
     if (inv->cold) {
         fn->cold_starts++;
-        telemetry_cold_start(inv, w);
+        /* The split has the resolution of a loop turn: when the sync pipe's EOF and READY are
+         * seen in the same turn, the pool takes both as now, and the whole counts as setup.
+         * Without any sync pipe (exec_us 0), the whole counts as init. */
+        uint64_t exec_us = w->exec_us ? w->exec_us : w->spawned_us;
+        telemetry_cold_start(fn->name, telemetry_seconds(inv->enqueued_us, inv->started_us),
+                             telemetry_seconds(w->spawned_us, exec_us),
+                             telemetry_seconds(exec_us, w->ready_us));
     }
     fn->inflight++;
     if (inv->async)
@@ -276,13 +364,13 @@ static void start(struct fn *fn, struct inv *inv, struct worker *w)
                                NULL);
     loop_add_timer(d->loop, inv->started_us + (uint64_t)fn->manifest->timeout_ms * 1000, on_timeout,
                    inv, &inv->timer);
-    if (pool_send(w, inv) < 0) {
-        /* The runtime is gone; pool_kill completes inv (and anything else it ran) as a crash. */
-        pool_kill(w, NULL);
+    if (d->pool->send(w, inv) < 0) {
+        /* The runtime is gone; killing it completes inv (and anything else it ran) as a crash. */
+        d->pool->kill(w, NULL);
     }
 }
 
-void dispatch_kick(struct fn *fn)
+static void kick(struct fn_state *fn)
 {
     size_t cap = manifest_max_concurrency(fn->manifest);
     while (!TAILQ_EMPTY(&fn->queue) && fn->inflight < cap) {
@@ -297,10 +385,10 @@ void dispatch_kick(struct fn *fn)
     /* Work is waiting for a container: the scaler decides how many to make. A warm hit needs
      * no decision, which keeps the scaler off the hot path. */
     if (!TAILQ_EMPTY(&fn->queue))
-        dispatch_request_scale(fn->d);
+        request_scale(fn->d);
 }
 
-static void enqueue(struct fn *fn, struct inv *inv)
+static void enqueue(struct fn_state *fn, struct inv *inv)
 {
     inv->fn = fn;
     inv->enqueued_us = now_usec();
@@ -309,38 +397,17 @@ static void enqueue(struct fn *fn, struct inv *inv)
     if (!inv->async)
         fn->queued_sync++;
     fn->arrivals++;
-    dispatch_kick(fn);
+    kick(fn);
 }
 
 /* ---- outcomes ---- */
 
-static unsigned http_status_for(enum outcome_kind k)
-{
-    switch (k) {
-    case OUTCOME_OK:
-        return 200;
-    case OUTCOME_TIMEOUT:
-        return 504;
-    default:
-        return 502;
-    }
-}
-
-static const char *error_code_for(enum outcome_kind k)
-{
-    switch (k) {
-    case OUTCOME_ERROR:
-        return "function_error";
-    case OUTCOME_CRASH:
-        return "function_crashed";
-    case OUTCOME_TIMEOUT:
-        return "function_timeout";
-    case OUTCOME_INIT:
-        return "function_init_error";
-    default:
-        return "ok";
-    }
-}
+/* The attempt's outcome as /metrics counts it. */
+static const enum telemetry_status metrics_status[] = {
+    [OUTCOME_OK] = TELEMETRY_OK,           [OUTCOME_ERROR] = TELEMETRY_ERROR,
+    [OUTCOME_CRASH] = TELEMETRY_CRASH,     [OUTCOME_TIMEOUT] = TELEMETRY_TIMEOUT,
+    [OUTCOME_INIT] = TELEMETRY_INIT_ERROR,
+};
 
 /* The attempt's outcome as the usage ledger records it. */
 static const char *outcome_name(enum outcome_kind k)
@@ -353,45 +420,52 @@ static const char *outcome_name(enum outcome_kind k)
     return names[k];
 }
 
-static void set_invocation_headers(struct http_request *req, const struct inv *inv,
-                                   int64_t billed_ms)
+/* The outcome as others may see it (the result borrows o's strings). */
+static struct dispatch_result result_of(const struct inv *inv, const struct dispatch_outcome *o,
+                                        int64_t billed_ms)
 {
-    char buf[32];
-    http_set_header(req, "Ignis-Invocation-Id", inv->id);
-    http_set_header(req, "Ignis-Cold-Start", inv->cold ? "true" : "false");
-    snprintf(buf, sizeof(buf), "%lld", (long long)billed_ms);
-    http_set_header(req, "Ignis-Billed-Ms", buf);
+    return (struct dispatch_result){
+        .function = inv->fn->name,
+        .manifest = inv->fn->manifest,
+        .id = inv->id,
+        .kind = o->kind,
+        .body = o->body,
+        .body_len = o->body_len,
+        .content_type = o->content_type,
+        .error_type = o->error_type,
+        .error_message = o->error_message,
+        .trace = o->trace,
+        .billed_ms = billed_ms,
+        .cold = inv->cold,
+    };
 }
 
-static void reply_outcome(struct http_request *req, const struct inv *inv, struct outcome *o,
-                          int64_t billed_ms)
+/* A final outcome: the completed hook, then a sync invocation's waiting caller, who may take the
+ * result's body (o gives it up then). */
+static void notify_completed(struct dispatch *d, struct inv *inv, struct dispatch_outcome *o,
+                             int64_t billed_ms)
 {
-    set_invocation_headers(req, inv, billed_ms);
-    if (o->kind == OUTCOME_OK) {
-        http_reply_take(req, 200, o->content_type ? o->content_type : "application/json",
-                        o->body ? o->body : strdup(""), o->body_len);
-        o->body = NULL;
-        return;
+    struct dispatch_result r = result_of(inv, o, billed_ms);
+    if (d->hooks.completed)
+        d->hooks.completed(d->hooks.userdata, &r);
+    if (d->submitting_sync == inv)
+        d->submitting_sync = NULL; /* done runs inside its own submission */
+    if (inv->done) {
+        inv->done(NULL, &r, inv->done_userdata);
+        if (!r.body)
+            o->body = NULL;
     }
-    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
-    cJSON_AddStringToObject(e, "code", error_code_for(o->kind));
-    cJSON_AddStringToObject(e, "message", o->error_message ? o->error_message : "");
-    if (o->error_type)
-        cJSON_AddStringToObject(e, "type", o->error_type);
-    if (o->trace)
-        cJSON_AddStringToObject(e, "trace", o->trace);
-    http_reply_json(req, http_status_for(o->kind), root);
 }
 
 static void on_retry_due(struct loop *l, struct loop_timer *t, void *userdata)
 {
     struct inv *inv = userdata;
     inv->timer = NULL;
-    dispatch_kick(inv->fn);
+    kick(inv->fn);
 }
 
 static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
-                   const struct outcome *o, int64_t billed_ms, int64_t next_attempt_us)
+                   const struct dispatch_outcome *o, int64_t billed_ms, int64_t next_attempt_us)
 {
     struct inv_record r = {
         .function = inv->fn->name,
@@ -426,9 +500,9 @@ static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
     }
 }
 
-void dispatch_complete(struct inv *inv, struct outcome *o)
+static void complete(struct inv *inv, struct dispatch_outcome *o)
 {
-    struct fn *fn = inv->fn;
+    struct fn_state *fn = inv->fn;
     struct dispatch *d = fn->d;
     /* Billed: wall time from hand-off to result, rounded up to the next millisecond. */
     struct acct_usage usage;
@@ -448,7 +522,8 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
         fn->errors++;
     if (o->kind == OUTCOME_TIMEOUT)
         fn->timeouts++;
-    telemetry_complete(inv, o->kind, billed_ms);
+    telemetry_complete(fn->name, metrics_status[o->kind],
+                       telemetry_seconds(inv->started_us, now_usec()), billed_ms, inv->cold);
     if (inv->acct.handed_off) {
         /* Lambda's REPORT line, in the function's own log stream, and the same figures for
          * /metrics: one cgroup reading serves the ledger, the log and the metrics. */
@@ -481,12 +556,7 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
     }
     if (!inv->async) {
         record(d, inv, o->kind == OUTCOME_OK ? INV_SUCCEEDED : INV_FAILED, o, billed_ms, 0);
-        if (d->hooks.completed)
-            d->hooks.completed(d->hooks.userdata, inv, o);
-        if (inv->req) {
-            http_request_set_context(inv->req, NULL, NULL);
-            reply_outcome(inv->req, inv, o, billed_ms);
-        }
+        notify_completed(d, inv, o, billed_ms);
         inv_free(inv);
         if (fn->removing)
             schedule_removals(d);
@@ -509,27 +579,26 @@ void dispatch_complete(struct inv *inv, struct outcome *o)
         TAILQ_INSERT_TAIL(&fn->queue, inv, link);
         fn->queued++;
         loop_add_timer(d->loop, now_usec() + delay_ms * 1000, on_retry_due, inv, &inv->timer);
-        dispatch_kick(fn);
+        kick(fn);
         return;
     }
     enum inv_status final = o->kind == OUTCOME_OK            ? INV_SUCCEEDED
                             : fn->manifest->max_retries == 0 ? INV_FAILED
                                                              : INV_DEAD;
     if (final == INV_DEAD)
-        telemetry_dead_letter(fn);
+        telemetry_dead_letter(fn->name);
     if (final == INV_DEAD)
         log_warn("invocation dead-lettered", "function=%s id=%s attempts=%d error=\"%s\"", fn->name,
                  inv->id, inv->attempts, o->error_type ? o->error_type : "");
     record(d, inv, final, o, billed_ms, 0);
-    if (d->hooks.completed)
-        d->hooks.completed(d->hooks.userdata, inv, o);
+    notify_completed(d, inv, o, billed_ms);
     inv_free(inv);
     if (fn->removing)
         schedule_removals(d);
     check_stopped(d);
 }
 
-void dispatch_emitted(struct fn *fn, struct inv *inv, const struct proto_msg *m)
+static void emitted_frame(struct fn_state *fn, struct inv *inv, const struct proto_msg *m)
 {
     struct dispatch *d = fn->d;
     if (d->hooks.emitted)
@@ -541,7 +610,7 @@ void dispatch_emitted(struct fn *fn, struct inv *inv, const struct proto_msg *m)
 
 /* ---- workers coming and going ---- */
 
-void dispatch_worker_ready(struct fn *fn, struct worker *w)
+static void worker_ready(struct fn_state *fn, struct worker *w)
 {
     fn->spawn_failures = 0;
     fn->spawn_not_before_us = 0;
@@ -556,13 +625,13 @@ void dispatch_worker_ready(struct fn *fn, struct worker *w)
         fn->spawn_latency_us = latency;
         fn->spawn_latency_dev_us = latency / 2;
     }
-    dispatch_kick(fn);
+    kick(fn);
     /* A spawn finishing frees one of the host's max_spawning slots: spawns held back by it go
      * on now, not at the next tick (up to 50 ms per wave of 32 while a pool grows). */
-    dispatch_request_scale(fn->d);
+    request_scale(fn->d);
 }
 
-void dispatch_spawn_failed(struct fn *fn, struct outcome *o)
+static void spawn_failed(struct fn_state *fn, struct dispatch_outcome *o)
 {
     /* The invocation that was waiting longest takes the error (Lambda returns an init error to
      * the invocation that caused the cold start); spawning backs off so a broken function does
@@ -580,7 +649,7 @@ void dispatch_spawn_failed(struct fn *fn, struct outcome *o)
         inv->started_us = now_usec();
         inv->started_wall_us = (int64_t)wall_usec();
         fn->inflight++;
-        dispatch_complete(inv, o);
+        complete(inv, o);
     }
 }
 
@@ -591,9 +660,9 @@ static void on_tick(struct loop *l, struct loop_timer *t, void *userdata)
     struct dispatch *d = userdata;
     d->tick = NULL;
     run_scaler(d);
-    for (struct fn *fn = d->fns; fn; fn = fn->next)
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         if (!TAILQ_EMPTY(&fn->queue))
-            dispatch_kick(fn);
+            kick(fn);
     loop_add_timer(d->loop, now_usec() + TICK_US, on_tick, d, &d->tick);
 }
 
@@ -602,7 +671,7 @@ static void on_tick(struct loop *l, struct loop_timer *t, void *userdata)
 int dispatch_function_set(struct dispatch *d, const char *name, int64_t version,
                           const struct manifest *m, const char *bundle_dir)
 {
-    struct fn *fn = dispatch_function(d, name);
+    struct fn_state *fn = dispatch_function(d, name);
     char *bdir = strdup(bundle_dir);
     if (!bdir)
         return -ENOMEM;
@@ -629,31 +698,31 @@ int dispatch_function_set(struct dispatch *d, const char *name, int64_t version,
     for (struct worker *w = fn->workers, *next; w; w = next) {
         next = w->next;
         if (w->version != version)
-            pool_retire(w);
+            fn->d->pool->retire(w);
     }
-    dispatch_kick(fn);
-    dispatch_request_scale(d);
+    kick(fn);
+    request_scale(d);
     return 0;
 }
 
-static void unlink_fn(struct dispatch *d, struct fn *fn)
+static void unlink_fn(struct dispatch *d, struct fn_state *fn)
 {
-    for (struct fn **p = &d->fns; *p; p = &(*p)->next)
+    for (struct fn_state **p = &d->fns; *p; p = &(*p)->next)
         if (*p == fn) {
             *p = fn->next;
             break;
         }
 }
 
-static void fn_free(struct fn *fn)
+static void fn_free(struct fn_state *fn)
 {
     free(fn->bundle_dir);
     free(fn);
 }
 
-/* Fails every queued invocation of fn with status/code (sync: replied; async: left queued in
- * the store when `keep_async`, else dead). */
-static void fail_queued(struct fn *fn, unsigned status, const char *code, const char *message,
+/* Fails every queued invocation of fn (sync: done gets code, reason and message; async: left
+ * queued in the store when `keep_async`, else dead). */
+static void fail_queued(struct fn_state *fn, int code, const char *reason, const char *message,
                         bool keep_async)
 {
     struct inv *inv;
@@ -663,35 +732,36 @@ static void fail_queued(struct fn *fn, unsigned status, const char *code, const 
             loop_cancel_timer(fn->d->loop, inv->timer);
             inv->timer = NULL;
         }
-        if (!inv->async && inv->req) {
-            http_request_set_context(inv->req, NULL, NULL);
-            http_reply_error(inv->req, status, code, "%s", message);
+        if (!inv->async && inv->done) {
+            struct ig_error err = {};
+            ig_error_set_reason(&err, code, reason, "%s", message);
+            inv->done(&err, NULL, inv->done_userdata);
         } else if (inv->async && !keep_async) {
-            struct outcome o = {.kind = OUTCOME_ERROR};
+            struct dispatch_outcome o = {.kind = OUTCOME_ERROR};
             o.error_type = strdup("Ignis.FunctionDeleted");
             o.error_message = strdup(message);
             record(fn->d, inv, INV_DEAD, &o, 0, 0);
-            outcome_clear(&o);
+            dispatch_outcome_clear(&o);
         }
         inv_free(inv);
     }
 }
 
-static bool fn_drained(const struct fn *fn)
+static bool fn_drained(const struct fn_state *fn)
 {
     return fn->inflight == 0 && fn->workers == NULL;
 }
 
 static void finish_removals(struct dispatch *d)
 {
-    for (struct fn *fn = d->fns, *next; fn; fn = next) {
+    for (struct fn_state *fn = d->fns, *next; fn; fn = next) {
         next = fn->next;
         if (!fn->removing)
             continue;
         for (struct worker *w = fn->workers, *wn; w; w = wn) {
             wn = w->next;
             if (w->inflight == 0)
-                pool_destroy(w);
+                fn->d->pool->destroy(w);
         }
         if (!fn_drained(fn))
             continue;
@@ -720,18 +790,18 @@ static void schedule_removals(struct dispatch *d)
 int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(void *userdata),
                              void *userdata)
 {
-    struct fn *fn = dispatch_function(d, name);
+    struct fn_state *fn = dispatch_function(d, name);
     if (!fn)
         return -ENOENT;
     fn->removing = true;
     fn->removed = done;
     fn->removed_userdata = userdata;
-    fail_queued(fn, 404, "not_found", "the function was deleted", false);
+    fail_queued(fn, ENOENT, "not_found", "the function was deleted", false);
     finish_removals(d);
     return 0;
 }
 
-cJSON *dispatch_function_state(const struct fn *fn)
+cJSON *dispatch_function_state(const struct fn_state *fn)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "ready", (double)fn->nready);
@@ -768,24 +838,86 @@ cJSON *dispatch_function_state(const struct fn *fn)
     return o;
 }
 
-/* ---- HTTP ---- */
+/* ---- ways in ---- */
 
-static void on_client_gone(struct http_request *req, void *userdata)
+void dispatch_sync_cancel(struct inv *inv)
 {
-    struct inv *inv = http_request_context(req);
-    if (!inv)
-        return;
-    inv->req = NULL;
+    inv->done = NULL;
     if (inv->worker)
-        return; /* running: it completes and is recorded; only the reply has nowhere to go */
-    /* Still queued: a client that went away cancels its invocation. */
+        return; /* running: it completes and is recorded; only the outcome has nowhere to go */
+    /* Still queued: a caller that went away cancels its invocation. */
     queue_remove(inv->fn, inv);
     log_debug("queued invocation cancelled by its client", "function=%s id=%s", inv->fn->name,
               inv->id);
     inv_free(inv);
 }
 
-bool dispatch_queue_takes(struct dispatch *d, struct fn *fn, size_t n)
+int dispatch_function_accepting(struct dispatch *d, const char *name, struct fn_state **ret,
+                                struct ig_error *err)
+{
+    if (d->stopping)
+        return ig_error_set_reason(err, ESHUTDOWN, "shutting_down", "ignisd is shutting down");
+    struct fn_state *fn = dispatch_function(d, name);
+    if (!fn || fn->removing)
+        return ig_error_set_reason(err, ENOENT, "not_found", "no function named '%s'", name);
+    *ret = fn;
+    return 0;
+}
+
+int dispatch_admit(struct dispatch *d, struct fn_state *fn, bool sync, struct ig_error *err)
+{
+    if (!dispatch_queue_takes(d, fn, 1))
+        return ig_error_set_reason(err, ENOBUFS, "too_many_requests",
+                                   "the queue of '%s' is full (%zu invocations waiting)", fn->name,
+                                   fn->queued + fn->submitting);
+    /* max_concurrency is a hard cap (docs/api.md): as Lambda's reserved concurrency, a sync
+     * invocation beyond it is throttled at once, while async ones wait in the queue. */
+    uint32_t cap = fn->manifest->max_concurrency;
+    if (sync && cap > 0 && fn->inflight + fn->queued_sync >= cap) {
+        fn->throttles++;
+        return ig_error_set_reason(err, ENOBUFS, "too_many_requests",
+                                   "'%s' is running its max_concurrency of %u invocations",
+                                   fn->name, cap);
+    }
+    return 0;
+}
+
+int dispatch_submit_sync(struct dispatch *d, struct fn_state *fn, const void *payload, size_t len,
+                         const char *content_type, const char *token_id, dispatch_sync_done_fn done,
+                         void *userdata, struct inv **ret_inv, struct ig_error *err)
+{
+    int r = dispatch_admit(d, fn, true, err);
+    if (r < 0)
+        return r;
+    struct inv *inv = calloc(1, sizeof(*inv));
+    if (inv) {
+        inv->body = malloc(len + 1);
+        inv->content_type = content_type ? strdup(content_type) : NULL;
+    }
+    if (!inv || !inv->body || (content_type && !inv->content_type)) {
+        inv_free(inv);
+        return ig_error_set(err, ENOMEM, "out of memory");
+    }
+    if (len)
+        memcpy(inv->body, payload, len);
+    inv->body[len] = '\0';
+    inv->body_len = len;
+    inv_id_new(inv->id);
+    if (token_id)
+        snprintf(inv->token_id, sizeof(inv->token_id), "%s", token_id);
+    inv->created_wall_us = (int64_t)wall_usec();
+    inv->done = done;
+    inv->done_userdata = userdata;
+    /* A warm worker whose runtime is already gone completes it inside enqueue: then there is
+     * nothing left to cancel. */
+    d->submitting_sync = inv;
+    enqueue(fn, inv);
+    *ret_inv = d->submitting_sync;
+    d->submitting_sync = NULL;
+    return 0;
+}
+
+bool dispatch_queue_takes(struct dispatch *d, struct fn_state *fn, size_t n)
 {
     if (fn->queued + fn->submitting + n <= d->opts.queue_max)
         return true;
@@ -806,7 +938,7 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
 {
     struct submission *s = userdata;
     struct dispatch *d = s->d;
-    struct fn *fn = dispatch_function(d, s->fn_name);
+    struct fn_state *fn = dispatch_function(d, s->fn_name);
 
     if (fn && fn->submitting > 0)
         fn->submitting--;
@@ -822,7 +954,7 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
     free(s);
 }
 
-int dispatch_submit_async(struct dispatch *d, struct fn *fn, const void *payload, size_t len,
+int dispatch_submit_async(struct dispatch *d, struct fn_state *fn, const void *payload, size_t len,
                           const char *content_type, const char *idempotency_key,
                           const char *token_id, char ret_id[INV_ID_LEN + 1],
                           dispatch_submitted_fn done, void *userdata)
@@ -874,172 +1006,32 @@ oom:
     return -ENOMEM;
 }
 
-/* The HTTP side of an async invoke: the client waiting for its 202, NULL once it went away. */
-struct async_reply {
-    struct http_request *req;
-};
-
-static void on_async_client_gone(struct http_request *req, void *userdata)
+int dispatch_find_idempotent(struct dispatch *d, const struct fn_state *fn, const char *key,
+                             char ret_id[INV_ID_LEN + 1])
 {
-    struct async_reply *a = http_request_context(req);
-    if (a)
-        a->req = NULL;
+    return inv_store_find_idempotent(d->store->db, fn->name, key,
+                                     (int64_t)wall_usec() - d->opts.idempotency_us, ret_id);
 }
 
-static void on_async_submitted(int result, const char *message, const char *id, void *userdata)
+int dispatch_invocation_get(struct dispatch *d, const char *id, const char *only_token, cJSON **ret,
+                            struct ig_error *err)
 {
-    struct async_reply *a = userdata;
-    if (a->req) {
-        http_request_set_context(a->req, NULL, NULL);
-        if (result < 0)
-            http_reply_error(a->req, 503, "store_unavailable",
-                             "the invocation could not be stored: %s", message);
-        else {
-            cJSON *root = cJSON_CreateObject();
-            cJSON_AddStringToObject(root, "id", id);
-            cJSON_AddStringToObject(root, "status", "queued");
-            http_set_header(a->req, "Ignis-Invocation-Id", id);
-            http_reply_json(a->req, 202, root);
-        }
-    }
-    free(a);
-}
-
-static void reply_existing(struct http_request *req, const char *id)
-{
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "id", id);
-    cJSON_AddBoolToObject(root, "duplicate", true);
-    http_set_header(req, "Ignis-Invocation-Id", id);
-    http_reply_json(req, 202, root);
-}
-
-static void http_invoke_async(struct http_request *req, struct dispatch *d, struct fn *fn)
-{
-    size_t len;
-    const char *body = http_request_body(req, &len);
-    const char *key = http_request_header(req, "Idempotency-Key");
-    if (key) {
-        char existing[INV_ID_LEN + 1];
-        if (strlen(key) > 256) {
-            http_reply_error(req, 400, "bad_request", "Idempotency-Key is over 256 bytes");
-            return;
-        }
-        /* ignisd's own keys (a schedule's runs) begin so; a client's must not match them. */
-        if (strncmp(key, "/ignis/", 7) == 0) {
-            http_reply_error(req, 400, "bad_request",
-                             "Idempotency-Key values beginning with /ignis/ are reserved");
-            return;
-        }
-        if (inv_store_find_idempotent(d->store->db, fn->name, key,
-                                      (int64_t)wall_usec() - d->opts.idempotency_us,
-                                      existing) == 0) {
-            reply_existing(req, existing);
-            return;
-        }
-    }
-    struct async_reply *a = calloc(1, sizeof(*a));
-    char id[INV_ID_LEN + 1];
-    const struct http_caller *caller = http_request_caller(req);
-    if (!a ||
-        dispatch_submit_async(d, fn, body, len, http_request_header(req, "Content-Type"), key,
-                              caller ? caller->token_id : NULL, id, on_async_submitted, a) < 0) {
-        free(a);
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    a->req = req;
-    http_request_set_context(req, a, on_async_client_gone);
-}
-
-void dispatch_http_invoke(struct http_request *req, struct dispatch *d)
-{
-    const char *name = http_request_param(req, 0);
-    struct fn *fn = dispatch_function(d, name);
-    const char *type = http_request_header(req, "Ignis-Invocation-Type");
-    bool async = type && (streq(type, "async") || streq(type, "Event"));
-
-    if (d->stopping) {
-        http_reply_error(req, 503, "shutting_down", "ignisd is shutting down");
-        return;
-    }
-    if (!fn || fn->removing) {
-        http_reply_error(req, 404, "not_found", "no function named '%s'", name);
-        return;
-    }
-    if (type && !async && !streq(type, "sync") && !streq(type, "RequestResponse")) {
-        http_reply_error(req, 400, "bad_request",
-                         "Ignis-Invocation-Type must be sync or async, not '%s'", type);
-        return;
-    }
-    if (!dispatch_queue_takes(d, fn, 1)) {
-        http_set_header(req, "Retry-After", "1");
-        http_reply_error(req, 429, "too_many_requests",
-                         "the queue of '%s' is full (%zu invocations waiting)", name,
-                         fn->queued + fn->submitting);
-        return;
-    }
-    /* max_concurrency is a hard cap (docs/api.md): as Lambda's reserved concurrency, a sync
-     * invocation beyond it is throttled at once, while async ones wait in the queue. */
-    uint32_t cap = fn->manifest->max_concurrency;
-    if (!async && cap > 0 && fn->inflight + fn->queued_sync >= cap) {
-        fn->throttles++;
-        http_set_header(req, "Retry-After", "1");
-        http_reply_error(req, 429, "too_many_requests",
-                         "'%s' is running its max_concurrency of %u invocations", name, cap);
-        return;
-    }
-
-    if (async) {
-        http_invoke_async(req, d, fn);
-        return;
-    }
-
-    struct inv *inv = calloc(1, sizeof(*inv));
-    size_t len;
-    const char *body = http_request_body(req, &len);
-    const char *ct = http_request_header(req, "Content-Type");
-    if (inv) {
-        inv->body = malloc(len + 1);
-        inv->content_type = ct ? strdup(ct) : NULL;
-    }
-    if (!inv || !inv->body || (ct && !inv->content_type)) {
-        inv_free(inv);
-        http_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    memcpy(inv->body, body, len);
-    inv->body[len] = '\0';
-    inv->body_len = len;
-    inv_id_new(inv->id);
-    const struct http_caller *caller = http_request_caller(req);
-    if (caller)
-        memcpy(inv->token_id, caller->token_id, sizeof(inv->token_id));
-    inv->created_wall_us = (int64_t)wall_usec();
-    inv->req = req;
-    http_request_set_context(req, inv, on_client_gone);
-    enqueue(fn, inv);
-}
-
-void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d,
-                                  const char *only_token)
-{
-    const char *id = http_request_param(req, 0);
     struct inv_record r;
-    if (!inv_id_valid(id) || inv_store_get(d->store->db, id, &r) == -ENOENT) {
-        http_reply_error(req, 404, "not_found", "no invocation with id '%s'", id);
-        return;
-    }
+    int q = inv_id_valid(id) ? inv_store_get(d->store->db, id, &r) : -ENOENT;
+    if (q == -ENOENT)
+        return ig_error_set_reason(err, ENOENT, "not_found", "no invocation with id '%s'", id);
+    if (q < 0)
+        return ig_error_set(err, -q, "reading invocation '%s': %s", id, strerror(-q));
     if (only_token && !streq(r.token_id, only_token)) {
         inv_record_clear(&r);
-        http_reply_error(req, 404, "not_found", "no invocation with id '%s'", id);
-        return;
+        return ig_error_set_reason(err, ENOENT, "not_found", "no invocation with id '%s'", id);
     }
     cJSON *json = inv_record_to_json(&r);
     inv_record_clear(&r);
     if (d->hooks.describe)
         d->hooks.describe(d->hooks.userdata, id, json);
-    http_reply_json(req, 200, json);
+    *ret = json;
+    return 0;
 }
 
 /* ---- recovery ---- */
@@ -1047,7 +1039,7 @@ void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d,
 static int recover_one(struct inv_record *r, void *userdata)
 {
     struct dispatch *d = userdata;
-    struct fn *fn = dispatch_function(d, r->function);
+    struct fn_state *fn = dispatch_function(d, r->function);
     struct inv *inv = calloc(1, sizeof(*inv));
     if (!inv)
         return -ENOMEM;
@@ -1063,16 +1055,16 @@ static int recover_one(struct inv_record *r, void *userdata)
     if (!inv->body)
         inv->body = strdup("");
     if (!fn) {
-        struct fn ghost = {.d = d, .version = r->version};
+        struct fn_state ghost = {.d = d, .version = r->version};
         struct manifest gm = {.max_retries = (uint32_t)r->max_retries};
         snprintf(ghost.name, sizeof(ghost.name), "%s", r->function);
         ghost.manifest = &gm;
         inv->fn = &ghost;
-        struct outcome o = {.kind = OUTCOME_ERROR};
+        struct dispatch_outcome o = {.kind = OUTCOME_ERROR};
         o.error_type = strdup("Ignis.FunctionDeleted");
         o.error_message = strdup("the function no longer exists");
         record(d, inv, INV_DEAD, &o, 0, 0);
-        outcome_clear(&o);
+        dispatch_outcome_clear(&o);
         inv_free(inv);
         return 0;
     }
@@ -1165,6 +1157,14 @@ int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_m
             d->host.memory_budget = UINT64_MAX;
         free(meminfo);
     }
+    d->pool = &pool_containers;
+    d->pool_hooks = (struct pool_hooks){
+        .ready = worker_ready,
+        .complete = complete,
+        .spawn_failed = spawn_failed,
+        .kick = kick,
+        .emitted = emitted_frame,
+    };
     if (loop_add_timer(l, now_usec() + TICK_US, on_tick, d, &d->tick) < 0) {
         free(d);
         return ig_error_set(err, ENOMEM, "out of memory");
@@ -1173,11 +1173,31 @@ int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_m
     return 0;
 }
 
+void dispatch_set_hooks(struct dispatch *d, const struct dispatch_hooks *hooks)
+{
+    d->hooks = *hooks;
+}
+
+void dispatch_set_stock(struct dispatch *d, struct container_stock *stock)
+{
+    d->stock = stock;
+}
+
+const struct dispatch_options *dispatch_get_options(const struct dispatch *d)
+{
+    return &d->opts;
+}
+
+bool dispatch_stopping(const struct dispatch *d)
+{
+    return d->stopping;
+}
+
 static void check_stopped(struct dispatch *d)
 {
     if (!d->stopping || !d->stopped)
         return;
-    for (struct fn *fn = d->fns; fn; fn = fn->next)
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         if (fn->inflight > 0)
             return;
     if (d->grace_timer) {
@@ -1194,11 +1214,11 @@ static void on_grace_over(struct loop *l, struct loop_timer *t, void *userdata)
     struct dispatch *d = userdata;
     d->grace_timer = NULL;
     log_warn("shutdown grace period over: killing what still runs");
-    for (struct fn *fn = d->fns; fn; fn = fn->next)
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         for (struct worker *w = fn->workers, *next; w; w = next) {
             next = w->next;
             if (w->inflight > 0)
-                pool_kill(w, NULL);
+                d->pool->kill(w, NULL);
         }
     check_stopped(d);
 }
@@ -1216,8 +1236,8 @@ void dispatch_shutdown(struct dispatch *d, void (*stopped)(void *userdata), void
     d->stopping = true;
     d->stopped = stopped;
     d->stopped_userdata = userdata;
-    for (struct fn *fn = d->fns; fn; fn = fn->next)
-        fail_queued(fn, 503, "shutting_down", "ignisd is shutting down", true);
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
+        fail_queued(fn, ESHUTDOWN, "shutting_down", "ignisd is shutting down", true);
     loop_add_timer(d->loop, now_usec() + d->opts.shutdown_grace_ms * 1000, on_grace_over, d,
                    &d->grace_timer);
     loop_add_timer(d->loop, now_usec(), on_shutdown_tick, d, NULL);
@@ -1234,10 +1254,10 @@ void dispatch_close(struct dispatch *d)
     if (d->grace_timer)
         loop_cancel_timer(d->loop, d->grace_timer);
     d->tick = d->grace_timer = NULL;
-    for (struct fn *fn = d->fns; fn; fn = fn->next) {
-        fail_queued(fn, 503, "shutting_down", "ignisd is shutting down", true);
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next) {
+        fail_queued(fn, ESHUTDOWN, "shutting_down", "ignisd is shutting down", true);
         while (fn->workers)
-            pool_kill(fn->workers, NULL);
+            d->pool->kill(fn->workers, NULL);
     }
 }
 
@@ -1247,7 +1267,7 @@ void dispatch_free(struct dispatch *d)
         return;
     dispatch_close(d);
     while (d->fns) {
-        struct fn *fn = d->fns;
+        struct fn_state *fn = d->fns;
         d->fns = fn->next;
         fn_free(fn);
     }
@@ -1275,7 +1295,7 @@ static void on_registry_drain(void *userdata, const struct registry_function *f,
 static void on_registry_describe(void *userdata, const struct registry_function *f, cJSON *live)
 {
     struct dispatch *d = userdata;
-    struct fn *fn = dispatch_function(d, f->name);
+    struct fn_state *fn = dispatch_function(d, f->name);
     if (!fn)
         return;
     cJSON *state = dispatch_function_state(fn);

@@ -1,105 +1,44 @@
-/* Dispatch: per-function FIFO queues, invocations from HTTP (sync and durable async) to a ready
- * container and back, timeouts, retries and shutdown. Everything here runs on the loop thread.
- *
- * Ownership: struct dispatch owns the functions' run-time state (struct fn), each fn owns its
- * queue of invocations and its pool of workers (pool.c); an invocation belongs to its fn's
- * queue, or to the worker running it, or to a retry timer. */
+/* Dispatch: per-function FIFO queues, invocations (sync and durable async) to a ready container
+ * and back, timeouts, retries and shutdown. Everything here runs on the loop thread. Its structs
+ * are its own (dispatch-internal.h): others hold opaque pointers and use the functions below. */
 #pragma once
 
-#include <sys/queue.h>
-
-#include "records/accountant.h"
+#include "base/loop.h"
+#include "base/protocol.h"
 #include "container/cgroup.h"
-#include "base/http.h"
+#include "container/container.h"
+#include "dispatch/scaler.h"
+#include "functions/manifest.h"
 #include "records/invocation.h"
 #include "records/journal.h"
-#include "dispatch/latency.h"
-#include "base/loop.h"
-#include "functions/manifest.h"
-#include "base/protocol.h"
-#include "dispatch/scaler.h"
 #include "records/store.h"
 
+struct container_stock;
 struct dispatch;
-struct fn;
-struct worker;
+struct fn_state; /* a function's run-time state: its queue, workers and counters */
+struct inv;      /* one invocation, queued or running */
+struct registry;
 
 enum outcome_kind {
     OUTCOME_OK,      /* the function returned a result */
-    OUTCOME_ERROR,   /* the function reported an error (502) */
-    OUTCOME_CRASH,   /* the runtime died, or was OOM-killed (502) */
-    OUTCOME_TIMEOUT, /* timeout_ms passed: the container was killed (504) */
-    OUTCOME_INIT,    /* the runtime failed to initialise (502) */
+    OUTCOME_ERROR,   /* the function reported an error */
+    OUTCOME_CRASH,   /* the runtime died, or was OOM-killed */
+    OUTCOME_TIMEOUT, /* timeout_ms passed: the container was killed */
+    OUTCOME_INIT,    /* the runtime failed to initialise */
 };
 
-struct outcome {
+/* An invocation's final outcome as others see it (the completed hook). Borrowed for the call. */
+struct dispatch_result {
+    const char *function;
+    const struct manifest *manifest; /* the function's, as it ran */
+    const char *id;
     enum outcome_kind kind;
-    char *body; /* result (OK) or NULL; owned */
+    char *body; /* OUTCOME_OK: the result; a sync invocation's done may take it (set it NULL) */
     size_t body_len;
-    char *content_type;
-    char *error_type, *error_message, *trace; /* owned */
-};
-
-void outcome_clear(struct outcome *o);
-
-struct inv {
-    char id[INV_ID_LEN + 1];
-    struct fn *fn;
-    bool async;
-    struct http_request *req; /* sync: the waiting client; NULL once it went away */
-    char *body;
-    size_t body_len;
-    char *content_type;
-    char *idempotency_key;
-    int attempts; /* attempts started, this one included */
-    int64_t created_wall_us, started_wall_us;
-    uint64_t enqueued_us, started_us; /* monotonic */
+    const char *content_type;
+    const char *error_type, *error_message, *trace; /* otherwise; each may be NULL */
+    int64_t billed_ms;
     bool cold;
-    bool alone; /* the running attempt has had its container to itself so far */
-    /* events.c: the ignishops of the event this runs for, read from the payload at the first
-     * emit (parent_hops_read) so that later emits do not parse it again. */
-    long long parent_hops;
-    bool parent_hops_read;
-    unsigned emitted;         /* events the running attempt emitted (their ids count them) */
-    char token_id[17];        /* the caller's token (http_caller), recorded with the invocation */
-    struct acct_attempt acct; /* the running attempt's measurements (accountant.h) */
-    struct worker *worker;
-    struct loop_timer *timer; /* the running attempt's timeout, or a queued retry's backoff */
-    TAILQ_ENTRY(inv) link;    /* in fn->queue, or in the worker's running list */
-};
-
-TAILQ_HEAD(inv_list, inv);
-
-enum worker_state { WORKER_SPAWNING, WORKER_READY, WORKER_BUSY, WORKER_DRAINING };
-
-struct fn {
-    struct dispatch *d;
-    char name[MANIFEST_NAME_MAX + 1];
-    int64_t version;
-    const struct manifest *manifest; /* the registry's, re-set on every new version */
-    char *bundle_dir;
-    struct inv_list queue;
-    size_t queued, inflight;
-    size_t queued_sync; /* of queued: sync invocations, held to max_concurrency with inflight */
-    size_t submitting;  /* async invocations accepted whose rows are not durable yet */
-    size_t nspawning, nready, nbusy; /* workers by state (draining ones in none) */
-    struct worker *workers;          /* list through worker->next */
-    size_t ndraining;                /* workers taking no new work, destroyed once idle */
-    struct scaler_fn sc;             /* the scaler's state for this function */
-    uint64_t arrivals;               /* enqueued since the scaler last ran */
-    uint64_t spawn_latency_us;       /* smoothed spawn → ready */
-    uint64_t spawn_latency_dev_us;   /* its smoothed mean deviation */
-    unsigned spawn_failures;         /* consecutive: spawning backs off */
-    uint64_t spawn_not_before_us;
-    bool removing;
-    void (*removed)(void *userdata);
-    void *removed_userdata;
-    struct fn *next;
-    /* counters for the API */
-    uint64_t invocations, errors, cold_starts, timeouts, throttles;
-    uint64_t billed_ms;     /* summed over every attempt, as Ignis-Billed-Ms reports each */
-    struct latency latency; /* enqueue → result of recent attempts, for p50/p99 */
-    uint64_t decisions[3][_SCALER_REASON_MAX]; /* by scaler action kind and reason */
 };
 
 struct dispatch_options {
@@ -117,45 +56,29 @@ struct dispatch_options {
  * thread. */
 struct dispatch_hooks {
     /* An invocation's outcome is final: a sync one's only attempt, an async one's last. */
-    void (*completed)(void *userdata, const struct inv *inv, const struct outcome *o);
+    void (*completed)(void *userdata, const struct dispatch_result *r);
     /* Adds to an invocation's record as GET /v1/invocations/{id} shows it. */
     void (*describe)(void *userdata, const char *id, cJSON *record);
-    /* A running invocation's function emitted an event (a PROTO_EVENT frame). Without this
-     * hook such events are logged and dropped. */
-    void (*emitted)(void *userdata, struct fn *fn, struct inv *inv, const struct proto_msg *m);
+    /* A running invocation's function emitted an event (a PROTO_EVENT frame); inv is NULL when
+     * the worker runs no such invocation. Read them with the accessors below. Without this hook
+     * such events are logged and dropped. */
+    void (*emitted)(void *userdata, struct fn_state *fn, struct inv *inv,
+                    const struct proto_msg *m);
     void *userdata;
-};
-
-struct dispatch {
-    struct loop *loop;
-    struct store *store;
-    struct journal *journal;
-    struct cg_manager *cg;
-    struct container_stock *stock; /* the pool's containers take from it; may be NULL */
-    struct dispatch_options opts;
-    struct fn *fns;
-    bool stopping;
-    void (*stopped)(void *userdata);
-    void *stopped_userdata;
-    struct loop_timer *tick;
-    struct loop_timer *grace_timer;
-    uint64_t worker_seq;
-    size_t live_workers;
-    uint64_t memory_committed; /* bytes: memory limits of live containers, draining included */
-    struct scaler_state scaler;
-    struct scaler_host host;
-    bool scale_pending;     /* a scaler run is posted or timed */
-    uint64_t last_scale_us; /* monotonic: the last demand-driven run */
-    bool removals_pending;  /* finish_removals is posted */
-    struct dispatch_hooks hooks;
 };
 
 void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir);
 
-struct registry;
-
 int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_manager *cg,
                  const struct dispatch_options *opts, struct dispatch **ret, struct ig_error *err);
+/* Replaces the hooks (copied). */
+void dispatch_set_hooks(struct dispatch *d, const struct dispatch_hooks *hooks);
+/* The stock the pool's containers take namespaces and cgroups from (container.h); NULL: none. */
+void dispatch_set_stock(struct dispatch *d, struct container_stock *stock);
+/* The options it runs with (images_dir, queue_max, ...). */
+const struct dispatch_options *dispatch_get_options(const struct dispatch *d);
+/* A graceful stop began (dispatch_shutdown): no new work is taken. */
+bool dispatch_stopping(const struct dispatch *d);
 /* Kills every worker and fails what is queued (recording outcomes through the journal, which
  * must still be open); after this, journal callbacks find the dispatcher closed. */
 void dispatch_close(struct dispatch *d);
@@ -175,9 +98,55 @@ int dispatch_function_set(struct dispatch *d, const char *name, int64_t version,
  * destroys its workers, then calls done. Returns -ENOENT if unknown. */
 int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(void *userdata),
                              void *userdata);
-struct fn *dispatch_function(struct dispatch *d, const char *name);
+struct fn_state *dispatch_function(struct dispatch *d, const char *name);
 /* Live state for GET /v1/functions and GET /v1/functions/{name} (docs/api.md). */
-cJSON *dispatch_function_state(const struct fn *fn);
+cJSON *dispatch_function_state(const struct fn_state *fn);
+
+/* The functions, newest first: for (fn = dispatch_functions(d); fn; fn = dispatch_next(fn)). */
+struct fn_state *dispatch_functions(struct dispatch *d);
+struct fn_state *dispatch_next(const struct fn_state *fn);
+const char *dispatch_fn_name(const struct fn_state *fn);
+/* The manifest of the version it runs now. */
+const struct manifest *dispatch_fn_manifest(const struct fn_state *fn);
+/* Being deleted: it takes no new invocations. */
+bool dispatch_fn_removing(const struct fn_state *fn);
+/* Invocations its queue holds or will hold (queued, and async ones not yet durable): what
+ * queue_max bounds. */
+size_t dispatch_fn_waiting(const struct fn_state *fn);
+
+/* A function's live state for GET /metrics. */
+struct dispatch_fn_stats {
+    const char *name;
+    size_t queued, queued_async, inflight; /* queued: retries in backoff included */
+    size_t nready, nbusy, nspawning;       /* workers by state (draining ones in none) */
+    uint64_t cold_starts, throttles;
+    /* Scaler actions applied, by enum scaler_action_kind and enum scaler_reason (spawns count
+     * containers). */
+    const uint64_t (*decisions)[_SCALER_REASON_MAX];
+};
+void dispatch_fn_stats(const struct fn_state *fn, struct dispatch_fn_stats *ret);
+
+/* The host's, for GET /metrics. */
+struct dispatch_host_stats {
+    size_t live_workers;       /* containers that exist, every function, draining ones included */
+    uint64_t memory_budget;    /* bytes the containers' limits may add up to */
+    uint64_t memory_committed; /* the live containers' limits, added up */
+    bool has_stock;            /* whether the containers take from a stock (as root) */
+    struct container_stock_stats stock;
+};
+void dispatch_host_stats(const struct dispatch *d, struct dispatch_host_stats *ret);
+
+/* A running invocation, as the emitted hook sees it. */
+const char *dispatch_inv_id(const struct inv *inv);
+/* Its payload (NUL-terminated after len) and content type (NULL: none). */
+const char *dispatch_inv_payload(const struct inv *inv, size_t *ret_len,
+                                 const char **ret_content_type);
+/* Counts one more event emitted by the running attempt; returns the count, this one included. */
+unsigned dispatch_inv_count_emitted(struct inv *inv);
+/* The hop count of the event it runs for, as the events module computed it at its first emit:
+ * true and *ret once set (dispatch_inv_set_parent_hops), false before. */
+bool dispatch_inv_parent_hops(const struct inv *inv, long long *ret);
+void dispatch_inv_set_parent_hops(struct inv *inv, long long hops);
 
 /* Re-queues the async invocations the store holds as queued or running (after a restart). */
 int dispatch_recover(struct dispatch *d, struct ig_error *err);
@@ -185,7 +154,7 @@ int dispatch_recover(struct dispatch *d, struct ig_error *err);
 /* Whether fn's queue has room for n more invocations: queue_max bounds those queued and those
  * whose rows are still being committed (so requests in one commit window, or a batch, cannot
  * pass it together). When it has not, counts a throttle. Every way in checks it first. */
-bool dispatch_queue_takes(struct dispatch *d, struct fn *fn, size_t n);
+bool dispatch_queue_takes(struct dispatch *d, struct fn_state *fn, size_t n);
 
 /* Called once an async invocation's row is durable (result 0) and it is queued, or its commit
  * failed (-errno and the message); on the loop thread. */
@@ -197,29 +166,48 @@ typedef void (*dispatch_submitted_fn)(int result, const char *message, const cha
  * id is known at once (ret_id). The one way in for async work: HTTP invokes, CloudEvents and
  * schedules. token_id (NULL: none) is the caller's, recorded so an invoker reads its own results.
  * Returns 0, or -ENOMEM (done is not called then). The caller checks dispatch_queue_takes. */
-int dispatch_submit_async(struct dispatch *d, struct fn *fn, const void *payload, size_t len,
+int dispatch_submit_async(struct dispatch *d, struct fn_state *fn, const void *payload, size_t len,
                           const char *content_type, const char *idempotency_key,
                           const char *token_id, char ret_id[INV_ID_LEN + 1],
                           dispatch_submitted_fn done, void *userdata);
 
-/* Route handlers. */
-void dispatch_http_invoke(struct http_request *req, struct dispatch *d);
-/* only_token: when not NULL, an invocation another token made is answered 404, as if it did not
- * exist (the invoker role sees only its own). */
-void dispatch_http_get_invocation(struct http_request *req, struct dispatch *d,
-                                  const char *only_token);
+/* The id of the async invocation of fn made earlier with this idempotency key, within the
+ * idempotency window: 0 and ret_id, or -ENOENT (or -EIO). */
+int dispatch_find_idempotent(struct dispatch *d, const struct fn_state *fn, const char *key,
+                             char ret_id[INV_ID_LEN + 1]);
+
+/* The function an invocation may be made of: 0 and *ret, or ESHUTDOWN ("shutting_down") while
+ * ignisd stops, ENOENT ("not_found") for an unknown function or one being deleted. */
+int dispatch_function_accepting(struct dispatch *d, const char *name, struct fn_state **ret,
+                                struct ig_error *err);
+/* Whether fn takes one more invocation now: 0, or ENOBUFS ("too_many_requests") when its queue
+ * is full (dispatch_queue_takes) or, for a sync one, when max_concurrency are running or
+ * waiting. Each refusal counts a throttle. */
+int dispatch_admit(struct dispatch *d, struct fn_state *fn, bool sync, struct ig_error *err);
+
+/* A sync invocation is over. err is set when it never ran: ENOENT ("not_found") when its function
+ * was deleted while it waited, ESHUTDOWN ("shutting_down") when ignisd stops; else r has the
+ * outcome (done may take r->body). On the loop thread. */
+typedef void (*dispatch_sync_done_fn)(const struct ig_error *err, struct dispatch_result *r,
+                                      void *userdata);
+/* Queues a sync invocation of fn (after dispatch_admit's checks, whose errors it returns) and
+ * calls done once with its outcome; nothing is stored before then. The payload and strings are
+ * copied. *ret_inv is the handle for dispatch_sync_cancel until done is called, NULL when done
+ * already ran before this returned (a worker that failed at once). Returns 0, or -errno with
+ * err (done is not called then). */
+int dispatch_submit_sync(struct dispatch *d, struct fn_state *fn, const void *payload, size_t len,
+                         const char *content_type, const char *token_id, dispatch_sync_done_fn done,
+                         void *userdata, struct inv **ret_inv, struct ig_error *err);
+/* The caller of a sync invocation went away: a queued one is dropped (never runs, nothing is
+ * recorded); a running one runs to its end and is recorded, and done is not called. */
+void dispatch_sync_cancel(struct inv *inv);
+
+/* An invocation's record as GET /v1/invocations/{id} shows it (with what the describe hook adds):
+ * 0 and *ret, or ENOENT ("not_found") when there is none, or when only_token is set and another
+ * token made it (the invoker role sees only its own, and not that others exist). */
+int dispatch_invocation_get(struct dispatch *d, const char *id, const char *only_token, cJSON **ret,
+                            struct ig_error *err);
 
 /* Begins a graceful stop: queued sync invocations get 503, in-flight ones get the grace period,
  * async ones stay in the store; then every worker is destroyed and stopped() is called. */
 void dispatch_shutdown(struct dispatch *d, void (*stopped)(void *userdata), void *userdata);
-
-/* Called by the pool. */
-void dispatch_worker_ready(struct fn *fn, struct worker *w);
-void dispatch_complete(struct inv *inv, struct outcome *o);
-void dispatch_spawn_failed(struct fn *fn, struct outcome *o);
-void dispatch_kick(struct fn *fn);
-/* A runtime's EVENT frame: handed to the emit hook with the invocation it names (NULL when the
- * worker runs no such invocation). */
-void dispatch_emitted(struct fn *fn, struct inv *inv, const struct proto_msg *m);
-/* Asks for a scaler run soon (once per loop turn, however many ask). */
-void dispatch_request_scale(struct dispatch *d);

@@ -6,17 +6,17 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#include "container/container.h"
 #include "base/log.h"
+#include "container/container.h"
+#include "dispatch/dispatch-internal.h"
 #include "functions/secrets.h"
-#include "records/telemetry.h"
 
 /* What a runtime may write to stdout/stderr per read before we look at other fds. */
 #define LOG_CHUNK 65536
 
 static void worker_set_state(struct worker *w, enum worker_state st)
 {
-    struct fn *fn = w->fn;
+    struct fn_state *fn = w->fn;
     size_t *counts[] = {[WORKER_SPAWNING] = &fn->nspawning,
                         [WORKER_READY] = &fn->nready,
                         [WORKER_BUSY] = &fn->nbusy,
@@ -42,12 +42,18 @@ static void unwatch(struct worker *w)
     w->fd = w->out_fd = w->err_fd = w->sync_fd = -1;
 }
 
+/* The memory a worker's container may use (its limit), in bytes. */
+static uint64_t worker_memory(const struct worker *w)
+{
+    return (uint64_t)w->memory_mb << 20;
+}
+
 static void drain_output(struct worker *w);
 static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata);
 
 static void worker_free(struct worker *w)
 {
-    struct fn *fn = w->fn;
+    struct fn_state *fn = w->fn;
     for (struct worker **p = &fn->workers; *p; p = &(*p)->next)
         if (*p == w) {
             *p = w->next;
@@ -56,7 +62,7 @@ static void worker_free(struct worker *w)
     /* Out of every count: a freed worker is in none. */
     size_t *counts[] = {&fn->nspawning, &fn->nready, &fn->nbusy, &fn->ndraining};
     (*counts[w->state])--;
-    fn->d->memory_committed -= pool_worker_memory(w);
+    fn->d->memory_committed -= worker_memory(w);
     drain_output(w);
     fnlog_src_flush(fn->name, &w->log, false);
     fnlog_platform(fn->name, NULL, "container %llu destroyed after %u invocations",
@@ -72,12 +78,12 @@ static void worker_free(struct worker *w)
     free(w);
 }
 
-void pool_destroy(struct worker *w)
+static void pool_destroy(struct worker *w)
 {
     worker_free(w);
 }
 
-void pool_retire(struct worker *w)
+static void pool_retire(struct worker *w)
 {
     if (w->inflight == 0) {
         worker_free(w);
@@ -86,15 +92,10 @@ void pool_retire(struct worker *w)
     worker_set_state(w, WORKER_DRAINING);
 }
 
-uint64_t pool_worker_memory(const struct worker *w)
-{
-    return (uint64_t)w->memory_mb << 20;
-}
-
 /* ooms: the cgroup's OOM-kill count now (from the reading the caller made anyway). */
-static struct outcome crash_outcome(struct worker *w, uint64_t ooms, const char *why)
+static struct dispatch_outcome crash_outcome(struct worker *w, uint64_t ooms, const char *why)
 {
-    struct outcome o = {.kind = OUTCOME_CRASH};
+    struct dispatch_outcome o = {.kind = OUTCOME_CRASH};
     if (ooms > w->oom_kills_at_start) {
         o.error_type = strdup("Runtime.OutOfMemory");
         char msg[128];
@@ -108,15 +109,15 @@ static struct outcome crash_outcome(struct worker *w, uint64_t ooms, const char 
     return o;
 }
 
-void pool_kill(struct worker *w, struct inv *timed_out)
+static void pool_kill(struct worker *w, struct inv *timed_out)
 {
-    struct fn *fn = w->fn;
+    struct fn_state *fn = w->fn;
     struct inv_list running;
     struct cg_stats end;
     bool end_ok;
     accountant_read(container_cgroup(w->c), &end, &end_ok);
-    struct outcome crash = crash_outcome(w, end_ok ? end.oom_kills : 0,
-                                         "the runtime exited while running the invocation");
+    struct dispatch_outcome crash = crash_outcome(
+        w, end_ok ? end.oom_kills : 0, "the runtime exited while running the invocation");
     struct inv *first = TAILQ_FIRST(&w->running);
     if (timed_out)
         fnlog_platform(fn->name, timed_out->id, "timeout: killed container %llu after %u ms",
@@ -136,9 +137,9 @@ void pool_kill(struct worker *w, struct inv *timed_out)
         TAILQ_REMOVE(&running, inv, link);
         inv->acct.end = end;
         inv->acct.end_ok = end_ok;
-        struct outcome o;
+        struct dispatch_outcome o;
         if (inv == timed_out) {
-            o = (struct outcome){.kind = OUTCOME_TIMEOUT};
+            o = (struct dispatch_outcome){.kind = OUTCOME_TIMEOUT};
             o.error_type = strdup("Ignis.Timeout");
             char msg[128];
             snprintf(msg, sizeof(msg), "the function did not finish within %u ms",
@@ -149,11 +150,11 @@ void pool_kill(struct worker *w, struct inv *timed_out)
             o.error_type = crash.error_type ? strdup(crash.error_type) : NULL;
             o.error_message = crash.error_message ? strdup(crash.error_message) : NULL;
         }
-        dispatch_complete(inv, &o);
-        outcome_clear(&o);
+        fn->d->pool_hooks.complete(inv, &o);
+        dispatch_outcome_clear(&o);
     }
-    outcome_clear(&crash);
-    dispatch_kick(fn);
+    dispatch_outcome_clear(&crash);
+    fn->d->pool_hooks.kick(fn);
 }
 
 /* The worker's invocation with this id (runtimes answer by id: one with concurrency > 1 may
@@ -167,9 +168,9 @@ static struct inv *find_running(struct worker *w, struct proto_bytes id)
     return NULL;
 }
 
-static void finished_one(struct worker *w, struct inv *inv, struct outcome *o)
+static void finished_one(struct worker *w, struct inv *inv, struct dispatch_outcome *o)
 {
-    struct fn *fn = w->fn;
+    struct fn_state *fn = w->fn;
     accountant_end(&inv->acct, container_cgroup(w->c));
     /* Output written before the result is the invocation's: read it before it is over. */
     drain_output(w);
@@ -184,15 +185,15 @@ static void finished_one(struct worker *w, struct inv *inv, struct outcome *o)
         worker_set_state(w, WORKER_DRAINING);
     else if (w->state == WORKER_BUSY && w->inflight < fn->manifest->concurrency)
         worker_set_state(w, WORKER_READY);
-    dispatch_complete(inv, o);
+    fn->d->pool_hooks.complete(inv, o);
     if (retire && w->inflight == 0)
         worker_free(w);
-    dispatch_kick(fn);
+    fn->d->pool_hooks.kick(fn);
 }
 
 static void handle_msg(struct worker *w, const struct proto_msg *m)
 {
-    struct fn *fn = w->fn;
+    struct fn_state *fn = w->fn;
     switch (m->type) {
     case PROTO_READY:
         if (w->state != WORKER_SPAWNING)
@@ -203,19 +204,19 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
         worker_set_state(w, WORKER_READY);
         log_debug("worker ready", "function=%s worker=%llu spawn_ms=%.3f", fn->name,
                   (unsigned long long)w->seq, (double)(w->ready_us - w->spawned_us) / 1e3);
-        dispatch_worker_ready(fn, w);
+        fn->d->pool_hooks.ready(fn, w);
         break;
     case PROTO_INIT_ERROR: {
-        struct outcome o = {.kind = OUTCOME_INIT};
+        struct dispatch_outcome o = {.kind = OUTCOME_INIT};
         o.error_type =
             m->error_type.len ? proto_strdup(m->error_type) : strdup("Runtime.InitError");
         o.error_message = proto_strdup(m->message);
         o.trace = m->trace.len ? proto_strdup(m->trace) : NULL;
         log_info("runtime failed to initialise", "function=%s type=\"%s\"", fn->name, o.error_type);
         worker_free(w);
-        dispatch_spawn_failed(fn, &o);
-        outcome_clear(&o);
-        dispatch_kick(fn);
+        fn->d->pool_hooks.spawn_failed(fn, &o);
+        dispatch_outcome_clear(&o);
+        fn->d->pool_hooks.kick(fn);
         break;
     }
     case PROTO_RESULT:
@@ -225,7 +226,7 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
             log_warn("runtime answered an invocation it does not run", "function=%s", fn->name);
             break;
         }
-        struct outcome o = {.kind = m->type == PROTO_RESULT ? OUTCOME_OK : OUTCOME_ERROR};
+        struct dispatch_outcome o = {.kind = m->type == PROTO_RESULT ? OUTCOME_OK : OUTCOME_ERROR};
         if (m->type == PROTO_RESULT) {
             o.body = malloc(m->body.len + 1);
             if (o.body) {
@@ -241,11 +242,11 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
             o.trace = m->trace.len ? proto_strdup(m->trace) : NULL;
         }
         finished_one(w, inv, &o);
-        outcome_clear(&o);
+        dispatch_outcome_clear(&o);
         break;
     }
     case PROTO_EVENT:
-        dispatch_emitted(fn, find_running(w, m->id), m);
+        fn->d->pool_hooks.emitted(fn, find_running(w, m->id), m);
         break;
     default:
         log_warn("unexpected frame from a runtime", "function=%s type=%s", fn->name,
@@ -257,7 +258,7 @@ static void on_runtime_io(struct loop *l, int fd, uint32_t events, void *userdat
 {
     struct worker *w = userdata;
     uint64_t seq = w->seq;
-    struct fn *fn = w->fn;
+    struct fn_state *fn = w->fn;
 
     if (events & EPOLLOUT) {
         int r = proto_buf_flush(&w->out, fd);
@@ -277,7 +278,7 @@ static void on_runtime_io(struct loop *l, int fd, uint32_t events, void *userdat
             return;
         if (n <= 0) {
             if (w->state == WORKER_SPAWNING) {
-                struct outcome o = {.kind = OUTCOME_INIT};
+                struct dispatch_outcome o = {.kind = OUTCOME_INIT};
                 struct ig_error why = {};
                 if (container_finish_spawn(w->c, &why) < 0) {
                     o.error_type = strdup("Ignis.ContainerError");
@@ -289,9 +290,9 @@ static void on_runtime_io(struct loop *l, int fd, uint32_t events, void *userdat
                 log_info("worker died while starting", "function=%s error=\"%s\"", fn->name,
                          o.error_message);
                 worker_free(w);
-                dispatch_spawn_failed(fn, &o);
-                outcome_clear(&o);
-                dispatch_kick(fn);
+                fn->d->pool_hooks.spawn_failed(fn, &o);
+                dispatch_outcome_clear(&o);
+                fn->d->pool_hooks.kick(fn);
             } else
                 pool_kill(w, NULL);
             return;
@@ -367,7 +368,7 @@ static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata)
     container_finish_spawn(w->c, &err);
 }
 
-int pool_spawn(struct fn *fn, struct ig_error *err)
+static int pool_spawn(struct fn_state *fn, struct ig_error *err)
 {
     struct dispatch *d = fn->d;
     const struct manifest *m = fn->manifest;
@@ -447,6 +448,7 @@ int pool_spawn(struct fn *fn, struct ig_error *err)
         free(w);
         return r;
     }
+    w->cgroup = container_cgroup(w->c);
     w->oom_kills_at_start = container_oom_kills_at_spawn(w->c);
     w->fd = container_runtime_fd(w->c);
     w->out_fd = container_stdout_fd(w->c);
@@ -459,7 +461,7 @@ int pool_spawn(struct fn *fn, struct ig_error *err)
     w->next = fn->workers;
     fn->workers = w;
     d->live_workers++;
-    d->memory_committed += pool_worker_memory(w);
+    d->memory_committed += worker_memory(w);
     fn->nspawning++;
     if ((r = loop_add_io(d->loop, w->fd, EPOLLIN, on_runtime_io, w)) < 0 ||
         (w->out_fd >= 0 && (r = loop_add_io(d->loop, w->out_fd, EPOLLIN, on_output, w)) < 0) ||
@@ -474,9 +476,9 @@ int pool_spawn(struct fn *fn, struct ig_error *err)
     return 0;
 }
 
-int pool_send(struct worker *w, struct inv *inv)
+static int pool_send(struct worker *w, struct inv *inv)
 {
-    struct fn *fn = w->fn;
+    struct fn_state *fn = w->fn;
     char arn[160];
     snprintf(arn, sizeof(arn), PROTO_ARN_FMT, fn->name);
     struct proto_msg m = {
@@ -509,3 +511,11 @@ int pool_send(struct worker *w, struct inv *inv)
     }
     return r == -EAGAIN ? 0 : r;
 }
+
+const struct pool_ops pool_containers = {
+    .spawn = pool_spawn,
+    .send = pool_send,
+    .kill = pool_kill,
+    .destroy = pool_destroy,
+    .retire = pool_retire,
+};

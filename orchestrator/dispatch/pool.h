@@ -1,50 +1,48 @@
 /* The pool: a function's workers (a container running its runtime), their runtime-protocol I/O
  * on the loop, their output, and their teardown. Policy (how many, when) is dispatch's and the
- * scaler's; the pool only does what it is told and reports what happened. */
+ * scaler's; the pool only does what it is told (struct pool_ops) and reports what happened
+ * through the hooks dispatch set (struct pool_hooks): it sits below dispatch and never calls it by
+ * name. The structs it shares with dispatch are in dispatch-internal.h. */
 #pragma once
 
-#include "dispatch/dispatch.h"
-#include "records/fnlog.h"
+#include "base/protocol.h"
+#include "base/util.h"
 
-struct container;
+struct dispatch_outcome;
+struct fn_state;
+struct inv;
+struct worker;
 
-struct worker {
-    struct fn *fn;
-    uint64_t seq;
-    int64_t version;    /* the function version it was made for */
-    uint32_t memory_mb; /* its container's limit, as when it was made */
-    enum worker_state state;
-    struct container *c;
-    int fd;             /* runtime-protocol socket, non-blocking */
-    int out_fd, err_fd; /* the runtime's stdout and stderr */
-    struct proto_decoder dec;
-    struct proto_buf out;
-    bool want_write;
-    struct inv_list running;
-    size_t inflight;
-    unsigned served;
-    uint64_t spawned_us, ready_us, idle_since_us; /* monotonic */
-    uint64_t oom_kills_at_start;
-    bool used; /* has been handed at least one invocation */
-    /* For the operators (telemetry.c, fnlog.c): when the shim's sync pipe reached EOF (the
-     * runtime was exec'd), CPU already counted, and the output's per-invocation state. */
-    int sync_fd;
-    uint64_t exec_us;
-    struct fnlog_src log;
-    struct worker *next;
+/* What the pool tells dispatch, on the loop thread. */
+struct pool_hooks {
+    /* The worker's runtime said READY. */
+    void (*ready)(struct fn_state *fn, struct worker *w);
+    /* An invocation the worker ran is over (o is borrowed; the hook may take its strings). */
+    void (*complete)(struct inv *inv, struct dispatch_outcome *o);
+    /* A worker died, or its runtime failed, before it was ready (the worker is gone). */
+    void (*spawn_failed)(struct fn_state *fn, struct dispatch_outcome *o);
+    /* A worker may take work again (or went away): hand queued invocations on. */
+    void (*kick)(struct fn_state *fn);
+    /* A runtime's EVENT frame, with the invocation it names (NULL when the worker runs no such
+     * invocation). */
+    void (*emitted)(struct fn_state *fn, struct inv *inv, const struct proto_msg *m);
 };
 
-/* Starts a container for fn; it becomes ready (dispatch_worker_ready) once its runtime says so.
- * Returns 0, or -errno with err set (nothing is left behind). */
-int pool_spawn(struct fn *fn, struct ig_error *err);
-/* Sends one invocation to a ready worker. */
-int pool_send(struct worker *w, struct inv *inv);
-/* Kills the worker's container at once. Invocations it was running complete as crashed, except
- * `timed_out`, which completes as a timeout. */
-void pool_kill(struct worker *w, struct inv *timed_out);
-/* Destroys an idle worker (nothing running). */
-void pool_destroy(struct worker *w);
-/* Gives the worker no more work; it is destroyed once what it runs is done. */
-void pool_retire(struct worker *w);
-/* The memory a worker's container may use (its limit), in bytes. */
-uint64_t pool_worker_memory(const struct worker *w);
+/* What dispatch asks of a pool. */
+struct pool_ops {
+    /* Starts a worker for fn; it becomes ready (hooks.ready) once its runtime says so. Returns 0,
+     * or -errno with err set (nothing is left behind). */
+    int (*spawn)(struct fn_state *fn, struct ig_error *err);
+    /* Sends one invocation to a ready worker. */
+    int (*send)(struct worker *w, struct inv *inv);
+    /* Kills the worker at once. Invocations it was running complete as crashed, except
+     * `timed_out`, which completes as a timeout. */
+    void (*kill)(struct worker *w, struct inv *timed_out);
+    /* Destroys an idle worker (nothing running). */
+    void (*destroy)(struct worker *w);
+    /* Gives the worker no more work; it is destroyed once what it runs is done. */
+    void (*retire)(struct worker *w);
+};
+
+/* The pool of containers (container.h) that ignisd runs. */
+extern const struct pool_ops pool_containers;

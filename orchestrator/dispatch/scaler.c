@@ -516,6 +516,293 @@ static bool fair_shares(struct plan *plans, size_t n, uint64_t total, struct sha
     return true;
 }
 
+/* One decision's working state, shared by its phases below. */
+struct decision {
+    const struct scaler_input *in;
+    size_t n;
+    uint64_t now_us;
+    struct plan *plans;
+    struct candidate *cands; /* scratch: reap candidates */
+    bool *taken;             /* by idle_offset(): the idle worker is reaped already */
+    struct scaler_action *actions;
+    size_t nactions;
+};
+
+/* The token bucket refills with time; the first call finds it full. */
+static void refill_tokens(struct scaler_state *s, uint64_t now_us)
+{
+    const struct scaler_config *cfg = &s->cfg;
+    if (!s->started) {
+        s->tokens = cfg->spawn_burst;
+        s->started = true;
+    } else if (now_us > s->last_us) {
+        s->tokens += (double)(now_us - s->last_us) / 1e6 * cfg->spawn_rate;
+        if (s->tokens > cfg->spawn_burst)
+            s->tokens = cfg->spawn_burst;
+    }
+    if (now_us > s->last_us)
+        s->last_us = now_us;
+}
+
+/* Every function's plan (what it wants, tier by tier); returns the spawns in progress and sets
+ * *ret_known to the memory the listed functions' workers hold. */
+static size_t plan_all(struct decision *x, const struct scaler_config *cfg,
+                       const struct scaler_host *host, uint64_t *ret_known)
+{
+    const struct scaler_input *in = x->in;
+    size_t spawning = 0;
+    uint64_t known = 0;
+    for (size_t i = 0; i < x->n; i++) {
+        struct plan *p = &x->plans[i];
+        plan_function(cfg, &in[i], host->cpus, x->now_us, p);
+        spawning += in[i].nspawning;
+        p->held_workers =
+            clamp_count(in[i].nready + in[i].nbusy + in[i].nspawning + in[i].ndraining);
+        uint64_t asked =
+            (uint64_t)p->asked[TIER_FLOOR] + p->asked[TIER_URGENT] + p->asked[TIER_SPEC];
+        p->demand = (p->held_workers + asked) * p->mem;
+        known += (uint64_t)p->held_workers * p->mem;
+    }
+    *ret_known = known;
+    return spawning;
+}
+
+/* When the wants do not all fit, each function's spawns beyond its floor stop at its fair
+ * share of the memory the functions can have (the budget less what other containers hold),
+ * so a burst cannot take everything; the floors were reserved before any share. Returns
+ * whether memory is contended. */
+static bool set_limits(struct decision *x, const struct scaler_host *host, uint64_t known,
+                       struct share *order)
+{
+    const struct scaler_input *in = x->in;
+    uint64_t other = host->memory_committed > known ? host->memory_committed - known : 0;
+    uint64_t total = host->memory_budget > other ? host->memory_budget - other : 0;
+    bool contended = fair_shares(x->plans, x->n, total, order);
+    for (size_t i = 0; i < x->n; i++) {
+        struct plan *p = &x->plans[i];
+        uint64_t floor_mem = (uint64_t)umin(in[i].min_scale, in[i].max_scale) * p->mem;
+        if (!contended) {
+            p->fair = UINT64_MAX;
+            p->limit = UINT32_MAX;
+            continue;
+        }
+        if (p->fair < floor_mem)
+            p->fair = floor_mem;
+        p->limit = p->mem ? clamp_count(p->fair / p->mem) : UINT32_MAX;
+    }
+    return contended;
+}
+
+/* Spends the host's spawn budget, tier by tier, starting at a rotating function; returns what
+ * was used. */
+static struct budget serve_spawns(struct decision *x, struct scaler_state *s,
+                                  const struct scaler_host *host, size_t spawning)
+{
+    const struct scaler_config *cfg = &s->cfg;
+    const struct scaler_input *in = x->in;
+    size_t n = x->n;
+    struct budget b = {
+        .tokens = s->tokens >= 1 ? (unsigned)fmin(s->tokens, (double)UINT32_MAX) : 0,
+        .slots = spawning < cfg->max_spawning ? cfg->max_spawning - (unsigned)spawning : 0,
+        .mem_avail = host->memory_budget > host->memory_committed
+                         ? host->memory_budget - host->memory_committed
+                         : 0,
+    };
+    size_t cursor = n ? s->cursor % n : 0;
+
+    /* Floors first, then the memory of floors still unmet is kept from everyone else, so one
+     * function's burst can never take what another's min_scale needs. A floor larger than the
+     * whole budget is not reserved: it can never be met and would block every function. */
+    serve_tier(&b, x->plans, n, cursor, TIER_FLOOR);
+    for (size_t i = 0; i < n; i++) {
+        struct plan *p = &x->plans[i];
+        unsigned unmet = sat_sub(umin(in[i].min_scale, in[i].max_scale), p->counted);
+        unmet = sat_sub(unmet, p->spawned[TIER_FLOOR]);
+        uint64_t floor_mem = (uint64_t)umin(in[i].min_scale, in[i].max_scale) * p->mem;
+        if (unmet && floor_mem <= host->memory_budget)
+            b.mem_reserved += (uint64_t)unmet * p->mem;
+    }
+    serve_tier(&b, x->plans, n, cursor, TIER_URGENT);
+    serve_tier(&b, x->plans, n, cursor, TIER_SPEC);
+    s->tokens -= b.tokens_used;
+    if (n)
+        s->cursor = (cursor + 1) % n;
+    return b;
+}
+
+/* Spawn actions, one per function and tier. */
+static void spawn_actions(struct decision *x)
+{
+    for (size_t i = 0; i < x->n; i++)
+        for (int t = 0; t < _TIER_MAX; t++) {
+            const struct plan *p = &x->plans[i];
+            if (!p->spawned[t])
+                continue;
+            enum scaler_reason r = t == TIER_FLOOR    ? SCALER_REASON_MIN_SCALE
+                                   : t == TIER_URGENT ? p->urgent_reason
+                                                      : SCALER_REASON_PREWARM;
+            x->actions[x->nactions++] = (struct scaler_action){
+                .kind = SCALER_SPAWN, .fn = i, .count = p->spawned[t], .reason = r};
+        }
+}
+
+/* Idle reaps: above the held target, idle for idle_timeout_s, oldest first, never below
+ * the floor and never in panic. Only workers the caller listed as idle can be named. */
+static void reap_idle(struct decision *x)
+{
+    const struct scaler_input *in = x->in;
+    for (size_t i = 0; i < x->n; i++) {
+        struct plan *p = &x->plans[i];
+        struct scaler_fn *st = in[i].st;
+        size_t off = idle_offset(in, i);
+        if (p->grows || st->panic || p->counted <= st->desired)
+            continue;
+        unsigned excess =
+            sat_sub(p->counted, umax(st->desired, umin(in[i].min_scale, in[i].max_scale)));
+        uint64_t limit = (uint64_t)in[i].idle_timeout_s * 1000000;
+        size_t nc = 0;
+        for (size_t w = 0; w < in[i].nidle; w++) {
+            const struct scaler_worker *wk = &in[i].idle[w];
+            if (x->now_us >= wk->idle_since_us && x->now_us - wk->idle_since_us >= limit)
+                x->cands[nc++] = (struct candidate){wk->idle_since_us, wk->id, i, off + w};
+        }
+        qsort(x->cands, nc, sizeof(*x->cands), candidate_cmp);
+        for (size_t k = 0; k < nc && p->reaped < excess; k++)
+            reap(x->actions, &x->nactions, p, &x->cands[k], x->taken, SCALER_REASON_IDLE);
+    }
+}
+
+/* Over the CPU cap (a pool that grew before the function was measured, or a cap that came
+ * down): the excess goes at once, idle workers oldest first, then running ones retired to
+ * go when what they run is done. A queue does not keep them: it is waiting for a CPU, not
+ * for a container. */
+static void shed_over_cpu(struct decision *x)
+{
+    const struct scaler_input *in = x->in;
+    for (size_t i = 0; i < x->n; i++) {
+        struct plan *p = &x->plans[i];
+        const struct scaler_fn *st = in[i].st;
+        if (!in[i].reuse || !st->cpu_cap || p->grows)
+            continue;
+        unsigned still = sat_sub(p->counted, p->reaped + p->retired);
+        unsigned excess = sat_sub(still, st->cpu_cap);
+        size_t off = idle_offset(in, i), nc = 0;
+        for (size_t w = 0; w < in[i].nidle; w++)
+            if (!x->taken[off + w])
+                x->cands[nc++] =
+                    (struct candidate){in[i].idle[w].idle_since_us, in[i].idle[w].id, i, off + w};
+        qsort(x->cands, nc, sizeof(*x->cands), candidate_cmp);
+        for (size_t k = 0; k < nc && excess; k++, excess--)
+            reap(x->actions, &x->nactions, p, &x->cands[k], x->taken, SCALER_REASON_CPU);
+        for (; excess && p->next_running < in[i].nrunning; excess--)
+            retire(x->actions, &x->nactions, p, in, i, SCALER_REASON_CPU);
+    }
+}
+
+/* Over budget: when a floor or waiting work could not get memory, idle workers of functions
+ * with nothing waiting and above their floor make room, oldest idle first. The memory comes
+ * back when the caller has destroyed them, for the next decision. Sets *ret_blocked to the
+ * memory that was wanted and *ret_freed to what is coming back. */
+static void reap_over_budget(struct decision *x, const struct budget *b, uint64_t *ret_blocked,
+                             uint64_t *ret_freed)
+{
+    const struct scaler_input *in = x->in;
+    uint64_t blocked = 0, freed = b->mem_avail - b->mem_used;
+    for (size_t i = 0; i < x->n; i++) {
+        struct plan *p = &x->plans[i];
+        if (p->mem_blocked)
+            blocked += unmet_mem(p);
+        freed += (uint64_t)p->reaped * p->mem;
+    }
+    if (blocked > freed) {
+        size_t nc = 0;
+        for (size_t i = 0; i < x->n; i++) {
+            size_t off = idle_offset(in, i);
+            if (x->plans[i].grows || !x->plans[i].reapable)
+                continue;
+            for (size_t w = 0; w < in[i].nidle; w++)
+                if (!x->taken[off + w])
+                    x->cands[nc++] = (struct candidate){in[i].idle[w].idle_since_us,
+                                                        in[i].idle[w].id, i, off + w};
+        }
+        qsort(x->cands, nc, sizeof(*x->cands), candidate_cmp);
+        for (size_t k = 0; k < nc && freed < blocked; k++) {
+            struct plan *p = &x->plans[x->cands[k].fn];
+            if (p->reaped >= p->reapable)
+                continue;
+            reap(x->actions, &x->nactions, p, &x->cands[k], x->taken, SCALER_REASON_OVER_BUDGET);
+            freed += p->mem;
+        }
+    }
+    *ret_blocked = blocked;
+    *ret_freed = freed;
+}
+
+/* The function furthest over its fair share that can still give a worker (an idle one not
+ * taken, or a running one with reuse), above its floor; SIZE_MAX: none. */
+static size_t furthest_over_share(const struct decision *x)
+{
+    const struct scaler_input *in = x->in;
+    size_t vi = SIZE_MAX;
+    uint64_t most = 0;
+    for (size_t i = 0; i < x->n; i++) {
+        const struct plan *p = &x->plans[i];
+        unsigned keep = umin(in[i].min_scale, in[i].max_scale);
+        unsigned still =
+            sat_sub(p->held_workers, clamp_count(in[i].ndraining) + p->reaped + p->retired);
+        uint64_t holds = (uint64_t)still * p->mem;
+        bool can = p->next_running < in[i].nrunning && in[i].reuse;
+        for (size_t w = 0, o = idle_offset(in, i); !can && w < in[i].nidle; w++)
+            can = !x->taken[o + w];
+        if (!can || still <= keep || holds < p->fair + p->mem)
+            continue;
+        if (holds - p->fair > most) {
+            most = holds - p->fair;
+            vi = i;
+        }
+    }
+    return vi;
+}
+
+/* Fair shares: a function holding more than its share gives the excess back while a
+ * function under its share finds no memory, idle workers first, then (reuse true) running
+ * ones, retired to go when their invocations end. A retired worker is draining: its memory
+ * counts as coming back, so it is retired once, not again on every decision until it is
+ * gone, and its function cannot spawn into it meanwhile. */
+static void give_back_shares(struct decision *x, uint64_t freed)
+{
+    const struct scaler_input *in = x->in;
+    /* What draining workers hold is on its way back already. */
+    for (size_t i = 0; i < x->n; i++)
+        freed += (uint64_t)clamp_count(in[i].ndraining) * x->plans[i].mem;
+    uint64_t shortfall = 0;
+    for (size_t j = 0; j < x->n; j++) {
+        struct plan *p = &x->plans[j];
+        uint64_t held = (uint64_t)(p->held_workers + spawned_total(p)) * p->mem;
+        if (p->mem_blocked && held < p->fair)
+            shortfall += umin64(p->fair - held, unmet_mem(p));
+    }
+    while (freed < shortfall) {
+        /* The function furthest over its share gives one worker. */
+        size_t vi = furthest_over_share(x);
+        if (vi == SIZE_MAX)
+            break;
+        struct plan *v = &x->plans[vi];
+        size_t o = idle_offset(in, vi), pickw = SIZE_MAX;
+        for (size_t w = 0; w < in[vi].nidle; w++)
+            if (!x->taken[o + w] && (pickw == SIZE_MAX || in[vi].idle[w].idle_since_us <
+                                                              in[vi].idle[pickw].idle_since_us))
+                pickw = w;
+        if (pickw != SIZE_MAX) {
+            struct candidate c = {in[vi].idle[pickw].idle_since_us, in[vi].idle[pickw].id, vi,
+                                  o + pickw};
+            reap(x->actions, &x->nactions, v, &c, x->taken, SCALER_REASON_OVER_BUDGET);
+        } else
+            retire(x->actions, &x->nactions, v, in, vi, SCALER_REASON_OVER_BUDGET);
+        freed += v->mem;
+    }
+}
+
 int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
                   const struct scaler_input *in, size_t n, uint64_t now_us,
                   struct scaler_action **ret_actions, size_t *ret_n)
@@ -538,229 +825,32 @@ int scaler_decide(struct scaler_state *s, const struct scaler_host *host,
         max_actions ? calloc(max_actions, sizeof(*actions)) : NULL;
     if (!plans || !cands || !order || !taken || (max_actions && !actions))
         return -ENOMEM;
-    size_t nactions = 0;
+    struct decision x = {.in = in,
+                         .n = n,
+                         .now_us = now_us,
+                         .plans = plans,
+                         .cands = cands,
+                         .taken = taken,
+                         .actions = actions};
 
-    /* The token bucket refills with time; the first call finds it full. */
-    const struct scaler_config *cfg = &s->cfg;
-    if (!s->started) {
-        s->tokens = cfg->spawn_burst;
-        s->started = true;
-    } else if (now_us > s->last_us) {
-        s->tokens += (double)(now_us - s->last_us) / 1e6 * cfg->spawn_rate;
-        if (s->tokens > cfg->spawn_burst)
-            s->tokens = cfg->spawn_burst;
-    }
-    if (now_us > s->last_us)
-        s->last_us = now_us;
-
-    size_t spawning = 0;
-    uint64_t known = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct plan *p = &plans[i];
-        plan_function(cfg, &in[i], host->cpus, now_us, p);
-        spawning += in[i].nspawning;
-        p->held_workers =
-            clamp_count(in[i].nready + in[i].nbusy + in[i].nspawning + in[i].ndraining);
-        uint64_t asked =
-            (uint64_t)p->asked[TIER_FLOOR] + p->asked[TIER_URGENT] + p->asked[TIER_SPEC];
-        p->demand = (p->held_workers + asked) * p->mem;
-        known += (uint64_t)p->held_workers * p->mem;
-    }
-
-    /* When the wants do not all fit, each function's spawns beyond its floor stop at its fair
-     * share of the memory the functions can have (the budget less what other containers hold),
-     * so a burst cannot take everything; the floors were reserved before any share. */
-    uint64_t other = host->memory_committed > known ? host->memory_committed - known : 0;
-    uint64_t total = host->memory_budget > other ? host->memory_budget - other : 0;
-    bool contended = fair_shares(plans, n, total, order);
-    for (size_t i = 0; i < n; i++) {
-        struct plan *p = &plans[i];
-        uint64_t floor_mem = (uint64_t)umin(in[i].min_scale, in[i].max_scale) * p->mem;
-        if (!contended) {
-            p->fair = UINT64_MAX;
-            p->limit = UINT32_MAX;
-            continue;
-        }
-        if (p->fair < floor_mem)
-            p->fair = floor_mem;
-        p->limit = p->mem ? clamp_count(p->fair / p->mem) : UINT32_MAX;
-    }
-
-    struct budget b = {
-        .tokens = s->tokens >= 1 ? (unsigned)fmin(s->tokens, (double)UINT32_MAX) : 0,
-        .slots = spawning < cfg->max_spawning ? cfg->max_spawning - (unsigned)spawning : 0,
-        .mem_avail = host->memory_budget > host->memory_committed
-                         ? host->memory_budget - host->memory_committed
-                         : 0,
-    };
-    size_t cursor = n ? s->cursor % n : 0;
-
-    /* Floors first, then the memory of floors still unmet is kept from everyone else, so one
-     * function's burst can never take what another's min_scale needs. A floor larger than the
-     * whole budget is not reserved: it can never be met and would block every function. */
-    serve_tier(&b, plans, n, cursor, TIER_FLOOR);
-    for (size_t i = 0; i < n; i++) {
-        struct plan *p = &plans[i];
-        unsigned unmet = sat_sub(umin(in[i].min_scale, in[i].max_scale), p->counted);
-        unmet = sat_sub(unmet, p->spawned[TIER_FLOOR]);
-        uint64_t floor_mem = (uint64_t)umin(in[i].min_scale, in[i].max_scale) * p->mem;
-        if (unmet && floor_mem <= host->memory_budget)
-            b.mem_reserved += (uint64_t)unmet * p->mem;
-    }
-    serve_tier(&b, plans, n, cursor, TIER_URGENT);
-    serve_tier(&b, plans, n, cursor, TIER_SPEC);
-    s->tokens -= b.tokens_used;
-    if (n)
-        s->cursor = (cursor + 1) % n;
-
-    /* Spawn actions, one per function and tier. */
-    for (size_t i = 0; i < n; i++)
-        for (int t = 0; t < _TIER_MAX; t++) {
-            if (!plans[i].spawned[t])
-                continue;
-            enum scaler_reason r = t == TIER_FLOOR    ? SCALER_REASON_MIN_SCALE
-                                   : t == TIER_URGENT ? plans[i].urgent_reason
-                                                      : SCALER_REASON_PREWARM;
-            actions[nactions++] = (struct scaler_action){
-                .kind = SCALER_SPAWN, .fn = i, .count = plans[i].spawned[t], .reason = r};
-        }
-
-    /* Idle reaps: above the held target, idle for idle_timeout_s, oldest first, never below
-     * the floor and never in panic. Only workers the caller listed as idle can be named. */
-    for (size_t i = 0; i < n; i++) {
-        struct plan *p = &plans[i];
-        struct scaler_fn *st = in[i].st;
-        size_t off = idle_offset(in, i);
-        if (p->grows || st->panic || p->counted <= st->desired)
-            continue;
-        unsigned excess =
-            sat_sub(p->counted, umax(st->desired, umin(in[i].min_scale, in[i].max_scale)));
-        uint64_t limit = (uint64_t)in[i].idle_timeout_s * 1000000;
-        size_t nc = 0;
-        for (size_t w = 0; w < in[i].nidle; w++) {
-            const struct scaler_worker *wk = &in[i].idle[w];
-            if (now_us >= wk->idle_since_us && now_us - wk->idle_since_us >= limit)
-                cands[nc++] = (struct candidate){wk->idle_since_us, wk->id, i, off + w};
-        }
-        qsort(cands, nc, sizeof(*cands), candidate_cmp);
-        for (size_t k = 0; k < nc && p->reaped < excess; k++)
-            reap(actions, &nactions, p, &cands[k], taken, SCALER_REASON_IDLE);
-    }
-
-    /* Over the CPU cap (a pool that grew before the function was measured, or a cap that came
-     * down): the excess goes at once, idle workers oldest first, then running ones retired to
-     * go when what they run is done. A queue does not keep them: it is waiting for a CPU, not
-     * for a container. */
-    for (size_t i = 0; i < n; i++) {
-        struct plan *p = &plans[i];
-        const struct scaler_fn *st = in[i].st;
-        if (!in[i].reuse || !st->cpu_cap || p->grows)
-            continue;
-        unsigned still = sat_sub(p->counted, p->reaped + p->retired);
-        unsigned excess = sat_sub(still, st->cpu_cap);
-        size_t off = idle_offset(in, i), nc = 0;
-        for (size_t w = 0; w < in[i].nidle; w++)
-            if (!taken[off + w])
-                cands[nc++] =
-                    (struct candidate){in[i].idle[w].idle_since_us, in[i].idle[w].id, i, off + w};
-        qsort(cands, nc, sizeof(*cands), candidate_cmp);
-        for (size_t k = 0; k < nc && excess; k++, excess--)
-            reap(actions, &nactions, p, &cands[k], taken, SCALER_REASON_CPU);
-        for (; excess && p->next_running < in[i].nrunning; excess--)
-            retire(actions, &nactions, p, in, i, SCALER_REASON_CPU);
-    }
-
-    /* Over budget: when a floor or waiting work could not get memory, idle workers of functions
-     * with nothing waiting and above their floor make room, oldest idle first. The memory comes
-     * back when the caller has destroyed them, for the next decision. */
-    uint64_t blocked = 0, freed = b.mem_avail - b.mem_used;
-    for (size_t i = 0; i < n; i++) {
-        struct plan *p = &plans[i];
-        if (p->mem_blocked)
-            blocked += unmet_mem(p);
-        freed += (uint64_t)p->reaped * p->mem;
-    }
-    if (blocked > freed) {
-        size_t nc = 0;
-        for (size_t i = 0; i < n; i++) {
-            size_t off = idle_offset(in, i);
-            if (plans[i].grows || !plans[i].reapable)
-                continue;
-            for (size_t w = 0; w < in[i].nidle; w++)
-                if (!taken[off + w])
-                    cands[nc++] = (struct candidate){in[i].idle[w].idle_since_us, in[i].idle[w].id,
-                                                     i, off + w};
-        }
-        qsort(cands, nc, sizeof(*cands), candidate_cmp);
-        for (size_t k = 0; k < nc && freed < blocked; k++) {
-            struct plan *p = &plans[cands[k].fn];
-            if (p->reaped >= p->reapable)
-                continue;
-            reap(actions, &nactions, p, &cands[k], taken, SCALER_REASON_OVER_BUDGET);
-            freed += p->mem;
-        }
-    }
-
-    /* Fair shares: a function holding more than its share gives the excess back while a
-     * function under its share finds no memory, idle workers first, then (reuse true) running
-     * ones, retired to go when their invocations end. A retired worker is draining: its memory
-     * counts as coming back, so it is retired once, not again on every decision until it is
-     * gone, and its function cannot spawn into it meanwhile. */
-    if (contended && blocked > freed) {
-        /* What draining workers hold is on its way back already. */
-        for (size_t i = 0; i < n; i++)
-            freed += (uint64_t)clamp_count(in[i].ndraining) * plans[i].mem;
-        uint64_t shortfall = 0;
-        for (size_t j = 0; j < n; j++) {
-            struct plan *p = &plans[j];
-            uint64_t held = (uint64_t)(p->held_workers + spawned_total(p)) * p->mem;
-            if (p->mem_blocked && held < p->fair)
-                shortfall += umin64(p->fair - held, unmet_mem(p));
-        }
-        while (freed < shortfall) {
-            /* The function furthest over its share gives one worker. */
-            struct plan *v = NULL;
-            size_t vi = 0;
-            uint64_t most = 0;
-            for (size_t i = 0; i < n; i++) {
-                struct plan *p = &plans[i];
-                unsigned keep = umin(in[i].min_scale, in[i].max_scale);
-                unsigned still =
-                    sat_sub(p->held_workers, clamp_count(in[i].ndraining) + p->reaped + p->retired);
-                uint64_t holds = (uint64_t)still * p->mem;
-                bool can = p->next_running < in[i].nrunning && in[i].reuse;
-                for (size_t w = 0, o = idle_offset(in, i); !can && w < in[i].nidle; w++)
-                    can = !taken[o + w];
-                if (!can || still <= keep || holds < p->fair + p->mem)
-                    continue;
-                if (holds - p->fair > most) {
-                    most = holds - p->fair;
-                    v = p;
-                    vi = i;
-                }
-            }
-            if (!v)
-                break;
-            size_t o = idle_offset(in, vi), pickw = SIZE_MAX;
-            for (size_t w = 0; w < in[vi].nidle; w++)
-                if (!taken[o + w] && (pickw == SIZE_MAX || in[vi].idle[w].idle_since_us <
-                                                               in[vi].idle[pickw].idle_since_us))
-                    pickw = w;
-            if (pickw != SIZE_MAX) {
-                struct candidate c = {in[vi].idle[pickw].idle_since_us, in[vi].idle[pickw].id, vi,
-                                      o + pickw};
-                reap(actions, &nactions, v, &c, taken, SCALER_REASON_OVER_BUDGET);
-            } else
-                retire(actions, &nactions, v, in, vi, SCALER_REASON_OVER_BUDGET);
-            freed += v->mem;
-        }
-    }
+    refill_tokens(s, now_us);
+    uint64_t known;
+    size_t spawning = plan_all(&x, &s->cfg, host, &known);
+    bool contended = set_limits(&x, host, known, order);
+    struct budget b = serve_spawns(&x, s, host, spawning);
+    spawn_actions(&x);
+    reap_idle(&x);
+    shed_over_cpu(&x);
+    uint64_t blocked, freed;
+    reap_over_budget(&x, &b, &blocked, &freed);
+    if (contended && blocked > freed)
+        give_back_shares(&x, freed);
 
     for (size_t i = 0; i < n; i++)
         record(in[i].st, &plans[i], now_us);
 
-    *ret_n = nactions;
-    *ret_actions = nactions ? TAKE_PTR(actions) : NULL;
+    *ret_n = x.nactions;
+    *ret_actions = x.nactions ? TAKE_PTR(actions) : NULL;
     return 0;
 }
 

@@ -194,13 +194,13 @@ static int accept_event(struct acceptance *a, size_t i, const struct ce_event *e
     return 0;
 }
 
-static bool subscribed(const struct fn *fn, const struct ce_event *e)
+static bool subscribed(const struct fn_state *fn, const struct ce_event *e)
 {
-    if (fn->removing)
+    if (dispatch_fn_removing(fn))
         return false;
-    for (size_t i = 0; i < fn->manifest->n_events; i++)
-        if (ce_subscription_matches(fn->manifest->events[i].type, fn->manifest->events[i].source,
-                                    e))
+    const struct manifest *m = dispatch_fn_manifest(fn);
+    for (size_t i = 0; i < m->n_events; i++)
+        if (ce_subscription_matches(m->events[i].type, m->events[i].source, e))
             return true;
     return false;
 }
@@ -213,14 +213,14 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
     /* An invoker reads the results of the deliveries its events made (docs/security.md). */
     const struct sender *caller = a->sender.token_id ? &a->sender : NULL;
     size_t n = 0;
-    for (struct fn *fn = d->fns; fn; fn = fn->next)
+    for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn))
         n += subscribed(fn, e);
     if (n == 0)
         return 0;
     x->deliveries = calloc(n, sizeof(*x->deliveries));
     if (!x->deliveries)
         return -ENOMEM;
-    for (struct fn *fn = d->fns; fn; fn = fn->next) {
+    for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn)) {
         if (!subscribed(fn, e))
             continue;
         struct event_delivery *dl = &x->deliveries[x->ndeliveries];
@@ -228,7 +228,7 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
                                   caller ? caller->token_id : NULL, dl->id, on_delivery_durable,
                                   a) < 0)
             return -ENOMEM;
-        snprintf(dl->function, sizeof(dl->function), "%s", fn->name);
+        snprintf(dl->function, sizeof(dl->function), "%s", dispatch_fn_name(fn));
         x->ndeliveries++;
         a->pending++;
     }
@@ -286,7 +286,7 @@ static void refuse(struct acceptance *a, int r, const struct ig_error *err)
 
 int events_accepting(const struct event_router *ev, struct ig_error *err)
 {
-    if (ev->d->stopping)
+    if (dispatch_stopping(ev->d))
         return ig_error_set_reason(err, ESHUTDOWN, "shutting_down", "ignisd is shutting down");
     return 0;
 }
@@ -347,7 +347,7 @@ void events_accept(struct event_router *ev, const struct ce_events *events, cons
         a->v[i].duplicate = seen == SEEN_DURABLE;
     }
     /* Each subscriber's queue takes all the request gives it, or nothing is delivered. */
-    for (struct fn *fn = ev->d->fns; fn; fn = fn->next) {
+    for (struct fn_state *fn = dispatch_functions(ev->d); fn; fn = dispatch_next(fn)) {
         size_t n = 0;
         for (size_t i = 0; i < events->n; i++)
             n += !a->v[i].duplicate && subscribed(fn, events->v[i]);
@@ -355,7 +355,8 @@ void events_accept(struct event_router *ev, const struct ce_events *events, cons
             r = ig_error_set(&err, ENOBUFS,
                              "the queue of subscriber '%s' is full (%zu invocations waiting, "
                              "%zu more from this request, at most %zu); nothing was delivered",
-                             fn->name, fn->queued + fn->submitting, n, ev->d->opts.queue_max);
+                             dispatch_fn_name(fn), dispatch_fn_waiting(fn), n,
+                             dispatch_get_options(ev->d)->queue_max);
             refuse(a, r, &err);
             return;
         }
@@ -412,13 +413,14 @@ static void dead_letter(struct event_router *ev, const char *function, const cha
 static long long parent_hops(const struct inv *inv)
 {
     static const char media[] = MEDIA_CLOUDEVENT;
-    const char *ct = inv->content_type;
+    size_t len;
+    const char *ct, *body = dispatch_inv_payload(inv, &len, &ct);
     if (!ct || strncasecmp(ct, media, sizeof(media) - 1) != 0 ||
         (ct[sizeof(media) - 1] && ct[sizeof(media) - 1] != ';' && ct[sizeof(media) - 1] != ' '))
         return 0;
     _cleanup_ce_event_ struct ce_event *e = NULL;
     struct ig_error err = {};
-    if (ce_parse_json(inv->body, inv->body_len, &e, &err) < 0)
+    if (ce_parse_json(body, len, &e, &err) < 0)
         return 0;
     const struct ce_extension *x = ce_event_extension(e, EVENTS_HOPS_EXTENSION);
     if (!x)
@@ -428,7 +430,7 @@ static long long parent_hops(const struct inv *inv)
     return *end || h < 0 ? 0 : h;
 }
 
-void events_emitted(struct event_router *ev, struct fn *fn, struct inv *inv,
+void events_emitted(struct event_router *ev, struct fn_state *fn, struct inv *inv,
                     const struct proto_msg *m)
 {
     _cleanup_ce_event_ struct ce_event *e = calloc(1, sizeof(*e));
@@ -436,24 +438,26 @@ void events_emitted(struct event_router *ev, struct fn *fn, struct inv *inv,
         hops[24];
     struct ig_error err = {};
 
-    telemetry_event_emitted(fn->name);
+    const char *fn_name = dispatch_fn_name(fn);
+    telemetry_event_emitted(fn_name);
     if (!e)
         return;
-    snprintf(source, sizeof(source), EVENTS_FUNCTION_SOURCE "%s", fn->name);
+    snprintf(source, sizeof(source), EVENTS_FUNCTION_SOURCE "%s", fn_name);
     /* The id is the invocation's and the event's place among what this attempt emitted, so a
      * retried attempt that emits the same events again emits the same ids, which the
      * de-duplication drops: a failed attempt's events stand (at least once), and are not
      * delivered twice. */
     if (inv)
-        snprintf(id, sizeof(id), "%s-%u", inv->id, ++inv->emitted);
+        snprintf(id, sizeof(id), "%s-%u", dispatch_inv_id(inv), dispatch_inv_count_emitted(inv));
     else
         inv_id_new(id);
     ce_time_format((int64_t)wall_usec(), time);
-    if (inv && !inv->parent_hops_read) {
-        inv->parent_hops = parent_hops(inv);
-        inv->parent_hops_read = true;
+    long long h = 0;
+    if (inv && !dispatch_inv_parent_hops(inv, &h)) {
+        h = parent_hops(inv);
+        dispatch_inv_set_parent_hops(inv, h);
     }
-    long long h = (inv ? inv->parent_hops : 0) + 1;
+    h++;
     snprintf(hops, sizeof(hops), "%lld", h);
     e->specversion = strdup("1.0");
     e->id = strdup(id);
@@ -465,10 +469,10 @@ void events_emitted(struct event_router *ev, struct fn *fn, struct inv *inv,
         (m->content_type.len && !e->datacontenttype))
         return;
 
-    const char *inv_id = inv ? inv->id : NULL;
+    const char *inv_id = inv ? dispatch_inv_id(inv) : NULL;
     char reason[600];
     if (!inv) {
-        dead_letter(ev, fn->name, NULL, e, TELEMETRY_DEAD_NO_INVOCATION,
+        dead_letter(ev, fn_name, NULL, e, TELEMETRY_DEAD_NO_INVOCATION,
                     "emitted while the worker ran no such invocation");
         return;
     }
@@ -478,7 +482,7 @@ void events_emitted(struct event_router *ev, struct fn *fn, struct inv *inv,
         return;
     if (h > INT32_MAX || ce_event_set_extension(e, EVENTS_HOPS_EXTENSION, hops, CE_EXT_INTEGER,
                                                 bad ? NULL : &err) < 0) {
-        dead_letter(ev, fn->name, inv_id, e, TELEMETRY_DEAD_INVALID,
+        dead_letter(ev, fn_name, inv_id, e, TELEMETRY_DEAD_INVALID,
                     "the hop count cannot be stamped");
         return;
     }
@@ -487,12 +491,12 @@ void events_emitted(struct event_router *ev, struct fn *fn, struct inv *inv,
                  "hop limit: the event would be hop %lld of a chain, past the limit of %u "
                  "(--event-hop-limit)",
                  h, ev->opts.hop_limit);
-        dead_letter(ev, fn->name, inv_id, e, TELEMETRY_DEAD_HOP_LIMIT, reason);
+        dead_letter(ev, fn_name, inv_id, e, TELEMETRY_DEAD_HOP_LIMIT, reason);
         return;
     }
     if (bad < 0 || ce_event_validate(e, &err) < 0) {
         snprintf(reason, sizeof(reason), "invalid event: %s", err.message);
-        dead_letter(ev, fn->name, inv_id, e, TELEMETRY_DEAD_INVALID, reason);
+        dead_letter(ev, fn_name, inv_id, e, TELEMETRY_DEAD_INVALID, reason);
         return;
     }
 
@@ -506,7 +510,7 @@ void events_emitted(struct event_router *ev, struct fn *fn, struct inv *inv,
                  "too large: the event in the JSON format is %zu bytes, over the %u bytes a "
                  "function may receive",
                  a->v[0].payload_len, PROTO_DEFAULT_MAX_BODY);
-        dead_letter(ev, fn->name, inv_id, e, TELEMETRY_DEAD_TOO_LARGE, reason);
+        dead_letter(ev, fn_name, inv_id, e, TELEMETRY_DEAD_TOO_LARGE, reason);
     }
     if (r < 0) {
         acceptance_free(a);
@@ -515,17 +519,18 @@ void events_emitted(struct event_router *ev, struct fn *fn, struct inv *inv,
     /* One in flight (a retried attempt racing its first) is delivered again: at least once. */
     if (seen_before(ev, a, 0, e->source, e->id) == SEEN_DURABLE) {
         log_debug("emitted event is a duplicate (a retried attempt emitted it again)",
-                  "function=%s id=%s", fn->name, e->id);
+                  "function=%s id=%s", fn_name, e->id);
         telemetry_event_accepted(TELEMETRY_EVENT_EMITTED, true, 0);
         acceptance_free(a);
         return;
     }
-    for (struct fn *to = ev->d->fns; to; to = to->next)
+    for (struct fn_state *to = dispatch_functions(ev->d); to; to = dispatch_next(to))
         if (subscribed(to, e) && !dispatch_queue_takes(ev->d, to, 1)) {
             snprintf(reason, sizeof(reason),
                      "queue full: subscriber '%s' has %zu invocations waiting (--queue-max %zu)",
-                     to->name, to->queued + to->submitting, ev->d->opts.queue_max);
-            dead_letter(ev, fn->name, inv_id, e, TELEMETRY_DEAD_QUEUE_FULL, reason);
+                     dispatch_fn_name(to), dispatch_fn_waiting(to),
+                     dispatch_get_options(ev->d)->queue_max);
+            dead_letter(ev, fn_name, inv_id, e, TELEMETRY_DEAD_QUEUE_FULL, reason);
             acceptance_free(a);
             return;
         }
@@ -586,24 +591,24 @@ static void on_schedule_submitted(int result, const char *message, const char *i
 /* One run of fn's schedule for slot: a dev.ignis.schedule event to fn alone. Its invocation
  * carries the idempotency key SOURCE@TIME: a make-up run whose slot already ran (ignisd died
  * after the invocation was committed but before the last run was) finds it and runs nothing. */
-static void run_schedule(struct event_router *ev, struct fn *fn, const struct sched *s,
+static void run_schedule(struct event_router *ev, struct fn_state *fn, const struct sched *s,
                          int64_t slot)
 {
     char source[sizeof(EVENTS_SCHEDULE_SOURCE) + MANIFEST_NAME_MAX], time[32];
     char key[sizeof(source) + sizeof(time)], existing[INV_ID_LEN + 1];
-    snprintf(source, sizeof(source), EVENTS_SCHEDULE_SOURCE "%s", fn->name);
+    snprintf(source, sizeof(source), EVENTS_SCHEDULE_SOURCE "%s", dispatch_fn_name(fn));
     ce_time_format(slot * 1000000, time);
     snprintf(key, sizeof(key), "%s@%s", source, time);
     bool makeup = slot < ev->started_s;
-    if (makeup &&
-        inv_store_find_idempotent(ev->store->db, fn->name, key, slot * 1000000, existing) == 0) {
+    if (makeup && inv_store_find_idempotent(ev->store->db, dispatch_fn_name(fn), key,
+                                            slot * 1000000, existing) == 0) {
         log_info("schedule run already made before the restart",
-                 "function=%s slot=%s invocation=%s", fn->name, time, existing);
+                 "function=%s slot=%s invocation=%s", dispatch_fn_name(fn), time, existing);
         return;
     }
     if (!dispatch_queue_takes(ev->d, fn, 1)) {
         log_warn("schedule run skipped: the function's queue is full", "function=%s slot=%s",
-                 fn->name, time);
+                 dispatch_fn_name(fn), time);
         return;
     }
     cJSON *data = cJSON_CreateObject();
@@ -625,18 +630,18 @@ static void run_schedule(struct event_router *ev, struct fn *fn, const struct sc
     };
     _cleanup_free_ char *payload = NULL;
     size_t len;
-    char id[INV_ID_LEN + 1], *userdata = strdup(fn->name);
+    char id[INV_ID_LEN + 1], *userdata = strdup(dispatch_fn_name(fn));
     if (!text || !userdata || ce_event_to_json(&e, &payload, &len) < 0 ||
         dispatch_submit_async(ev->d, fn, payload, len, MEDIA_CLOUDEVENT, key, NULL, id,
                               on_schedule_submitted, userdata) < 0) {
         free(userdata);
         log_error("a schedule's run could not be submitted", "function=%s error=\"out of memory\"",
-                  fn->name);
+                  dispatch_fn_name(fn));
         return;
     }
-    telemetry_schedule_run(fn->name, makeup);
-    log_debug("schedule run", "function=%s slot=%s invocation=%s makeup=%s", fn->name, time, id,
-              makeup ? "true" : "false");
+    telemetry_schedule_run(dispatch_fn_name(fn), makeup);
+    log_debug("schedule run", "function=%s slot=%s invocation=%s makeup=%s", dispatch_fn_name(fn),
+              time, id, makeup ? "true" : "false");
 }
 
 static struct sched *sched_find(struct event_router *ev, const char *function)
@@ -655,11 +660,11 @@ static void check_schedules(struct event_router *ev)
     int64_t now = (int64_t)(wall_usec() / 1000000);
     for (struct sched *s = ev->scheds; s; s = s->next)
         s->seen = false;
-    for (struct fn *fn = ev->d->fns; fn; fn = fn->next) {
-        const char *text = fn->manifest->schedule;
-        if (!text || fn->removing)
+    for (struct fn_state *fn = dispatch_functions(ev->d); fn; fn = dispatch_next(fn)) {
+        const char *text = dispatch_fn_manifest(fn)->schedule;
+        if (!text || dispatch_fn_removing(fn))
             continue;
-        struct sched *s = sched_find(ev, fn->name);
+        struct sched *s = sched_find(ev, dispatch_fn_name(fn));
         if (s && !streq(s->text, text)) {
             /* A new schedule: it starts now, not at slots the old one would have had. */
             char *copy = strdup(text);
@@ -674,7 +679,7 @@ static void check_schedules(struct event_router *ev)
             sched_store(ev, s);
         }
         if (!s) {
-            if (!(s = sched_add(ev, fn->name, text, now)))
+            if (!(s = sched_add(ev, dispatch_fn_name(fn), text, now)))
                 continue;
             sched_store(ev, s);
         }
@@ -704,7 +709,7 @@ static void on_schedule_tick(struct loop *l, struct loop_timer *t, void *userdat
 {
     struct event_router *ev = userdata;
     ev->sched_timer = NULL;
-    if (!ev->d->stopping)
+    if (!dispatch_stopping(ev->d))
         check_schedules(ev);
     /* Just past the next whole second of the wall clock, where cron slots fall. */
     uint64_t wall = wall_usec();

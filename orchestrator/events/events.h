@@ -94,5 +94,5 @@ void events_accept(struct event_router *ev, const struct ce_events *events, cons
                    events_accept_fn done, void *userdata);
 
 /* Routes an event a running invocation's function emitted (the dispatcher's emitted hook). */
-void events_emitted(struct event_router *ev, struct fn *fn, struct inv *inv,
+void events_emitted(struct event_router *ev, struct fn_state *fn, struct inv *inv,
                     const struct proto_msg *m);

@@ -1,32 +1,36 @@
-/* Telemetry: the per-function counters and histograms behind GET /metrics that dispatch does
- * not keep itself (invocations by status, durations, the cold-start phases, billed ms, CPU,
- * memory peaks, dead letters, emitted events, schedule runs), the host-wide counters of events,
- * sinks and auth, and the scrape's rendering in the Prometheus text format 0.0.4
- * (metrics.c writes it). Loop thread only. The state lives here, keyed by function name, so that
- * dispatch and the pool need one call per event and no new fields for it; a function's series
- * outlive its removal only until the next scrape skips it. */
+/* Telemetry: the counters and histograms behind GET /metrics that no module keeps itself: per
+ * function (invocations by status, durations, the cold-start phases, billed ms, CPU, memory
+ * peaks, dead letters, emitted events, schedule runs) and host-wide (events, sinks, auth). Every
+ * call takes plain values, so any layer can count; the rendering (api/metrics.c) reads them back
+ * with the live state of the modules that own it. Loop thread only. The state lives here, keyed
+ * by function name, so that dispatch and the pool need one call per event and no new fields for
+ * it; a function's series outlive its removal only until the next scrape skips it. */
 #pragma once
 
-#include "dispatch/dispatch.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
-struct worker;
+#include "base/metrics.h"
 
-/* Sets up (idempotent) and frees the module's state. */
-int telemetry_init(void);
-void telemetry_free(void);
+/* How an attempt ended (dispatch's outcomes, in their order). */
+enum telemetry_status {
+    TELEMETRY_OK,
+    TELEMETRY_ERROR,
+    TELEMETRY_CRASH,
+    TELEMETRY_TIMEOUT,
+    TELEMETRY_INIT_ERROR,
+    _TELEMETRY_STATUS_MAX,
+};
 
-/* A cold start handed its invocation to the worker (dispatch's start()): the queue wait, the
- * shim's namespace and root setup, and the runtime's init are known now. */
-void telemetry_cold_start(const struct inv *inv, const struct worker *w);
-/* An attempt ended (dispatch_complete): status, duration, billed ms, and the first-byte phase of
- * a cold start. */
-void telemetry_complete(const struct inv *inv, enum outcome_kind kind, int64_t billed_ms);
-/* An async invocation was dead-lettered. */
-void telemetry_dead_letter(const struct fn *fn);
-/* Resource use measured for the function (today the pool reads the container's cgroup when an
- * invocation ends; the accountant may call this instead): CPU seconds to add, and a memory
- * peak in bytes (the family keeps the highest). */
-void telemetry_usage(const char *function, double cpu_seconds, uint64_t memory_peak_bytes);
+/* The phases of a cold start. */
+enum telemetry_phase {
+    TELEMETRY_PHASE_QUEUE,      /* enqueued to hand-off */
+    TELEMETRY_PHASE_SETUP,      /* the shim: namespaces, cgroups, root */
+    TELEMETRY_PHASE_INIT,       /* the runtime's exec to READY */
+    TELEMETRY_PHASE_FIRST_BYTE, /* hand-off to the result */
+    _TELEMETRY_PHASE_MAX,
+};
 
 /* How an accepted event came: a CloudEvents HTTP mode of POST /v1/events, or emitted by a
  * function. */
@@ -36,6 +40,13 @@ enum telemetry_event_mode {
     TELEMETRY_EVENT_BATCH,
     TELEMETRY_EVENT_EMITTED,
     _TELEMETRY_EVENT_MODE_MAX,
+};
+/* What became of an accepted event. */
+enum telemetry_event_outcome {
+    TELEMETRY_EVENT_DELIVERED,
+    TELEMETRY_EVENT_DUPLICATE,
+    TELEMETRY_EVENT_NO_SUBSCRIBER,
+    _TELEMETRY_EVENT_OUTCOME_MAX,
 };
 /* Why an emitted event was dead-lettered. */
 enum telemetry_dead_letter_reason {
@@ -57,6 +68,62 @@ enum telemetry_auth_refusal {
     TELEMETRY_AUTH_RATE_LIMITED,  /* 429: over the token's rate */
     _TELEMETRY_AUTH_REFUSAL_MAX,
 };
+
+/* The statuses POST /v1/events answers instead of 202 (docs/api.md), counted each; anything
+ * else counts as "other", the last slot. */
+#define TELEMETRY_EVENT_REFUSALS 7
+extern const int telemetry_event_refusal_statuses[TELEMETRY_EVENT_REFUSALS - 1];
+/* Roles are auth's (enum auth_role); a role at or past this is not counted. */
+#define TELEMETRY_ROLES_MAX 8
+
+/* One function's counters. */
+struct telemetry_fn {
+    char name[64];
+    uint64_t by_status[_TELEMETRY_STATUS_MAX];
+    uint64_t billed_ms, dead_letters;
+    uint64_t events_emitted, schedule_runs[2]; /* [makeup] */
+    double cpu_seconds;
+    uint64_t memory_peak;
+    struct metrics_histogram duration;
+    struct metrics_histogram phases[_TELEMETRY_PHASE_MAX];
+    struct telemetry_fn *next;
+};
+
+/* Host-wide counters: they live as long as the daemon, whatever functions come and go. */
+struct telemetry_host {
+    uint64_t events[_TELEMETRY_EVENT_MODE_MAX][_TELEMETRY_EVENT_OUTCOME_MAX];
+    uint64_t event_deliveries;
+    uint64_t events_refused[TELEMETRY_EVENT_REFUSALS];
+    uint64_t event_dead_letters[_TELEMETRY_DEAD_REASON_MAX];
+    uint64_t sink_attempts, sink_final[2]; /* [delivered] */
+    int64_t sink_pending;
+    uint64_t auth_refused[_TELEMETRY_AUTH_REFUSAL_MAX];
+    uint64_t auth_allowed[TELEMETRY_ROLES_MAX];
+};
+
+/* Seconds from one monotonic reading to a later one (0 if it is not later). */
+static inline double telemetry_seconds(uint64_t from_us, uint64_t to_us)
+{
+    return to_us > from_us ? (double)(to_us - from_us) / 1e6 : 0;
+}
+
+/* Sets up (idempotent) and frees the module's state. */
+int telemetry_init(void);
+void telemetry_free(void);
+
+/* A cold start handed its invocation to the worker: the queue wait, the shim's namespace and
+ * root setup, and the runtime's init, in seconds. */
+void telemetry_cold_start(const char *function, double queue_s, double setup_s, double init_s);
+/* An attempt ended: its status, duration (hand-off to result) and billed ms; for a cold start the
+ * duration is also its first-byte phase. */
+void telemetry_complete(const char *function, enum telemetry_status status, double duration_s,
+                        int64_t billed_ms, bool cold);
+/* An async invocation was dead-lettered. */
+void telemetry_dead_letter(const char *function);
+/* Resource use measured for the function (today the pool reads the container's cgroup when an
+ * invocation ends; the accountant may call this instead): CPU seconds to add, and a memory
+ * peak in bytes (the family keeps the highest). */
+void telemetry_usage(const char *function, double cpu_seconds, uint64_t memory_peak_bytes);
 
 /* One event stored with its deliveries (a 202, or an emitted event routed): duplicate (nothing
  * delivered), else delivered to `deliveries` subscribers (0: no subscriber). */
@@ -80,9 +147,8 @@ void telemetry_sink_final(bool delivered);
 void telemetry_auth_refused(enum telemetry_auth_refusal reason);
 void telemetry_auth_allowed(unsigned role);
 
-/* The whole scrape. Returns 0 and the text (malloc'd), or -ENOMEM. */
-int telemetry_render(const struct dispatch *d, uint64_t started_usec, char **ret_text,
-                     size_t *ret_len);
-/* GET /metrics. */
-void telemetry_http_metrics(struct http_request *req, const struct dispatch *d,
-                            uint64_t started_usec);
+/* Reading back, for the scrape. A function's counters, NULL when nothing was counted for it. */
+const struct telemetry_fn *telemetry_function(const char *name);
+const struct telemetry_host *telemetry_host(void);
+/* Async invocations dead-lettered since start, every function (deleted ones included). */
+uint64_t telemetry_dead_letters(void);

@@ -9,7 +9,8 @@
 #include <string.h>
 
 #include "api/auth.h"
-#include "dispatch/pool.h"
+#include "api/metrics.h"
+#include "dispatch/dispatch-internal.h"
 #include "records/telemetry.h"
 
 static size_t count(const char *text, const char *needle)
@@ -23,7 +24,7 @@ static size_t count(const char *text, const char *needle)
 static void test_render(void **state)
 {
     struct dispatch *d = calloc(1, sizeof(*d));
-    struct fn *fn = calloc(1, sizeof(*fn));
+    struct fn_state *fn = calloc(1, sizeof(*fn));
     assert_non_null(d);
     assert_non_null(fn);
     fn->d = d;
@@ -40,16 +41,20 @@ static void test_render(void **state)
     uint64_t now = now_usec();
     struct worker w = {.spawned_us = now - 3000, .exec_us = now - 2000, .ready_us = now - 1000};
     struct inv inv = {.fn = fn, .enqueued_us = now - 4000, .started_us = now - 500, .cold = true};
-    telemetry_cold_start(&inv, &w);
-    telemetry_complete(&inv, OUTCOME_OK, 2);
+    telemetry_cold_start("hello", telemetry_seconds(inv.enqueued_us, inv.started_us),
+                         telemetry_seconds(w.spawned_us, w.exec_us),
+                         telemetry_seconds(w.exec_us, w.ready_us));
+    telemetry_complete("hello", TELEMETRY_OK, telemetry_seconds(inv.started_us, now_usec()), 2,
+                       inv.cold);
     inv.cold = false;
-    telemetry_complete(&inv, OUTCOME_TIMEOUT, 30000);
+    telemetry_complete("hello", TELEMETRY_TIMEOUT, telemetry_seconds(inv.started_us, now_usec()),
+                       30000, inv.cold);
     telemetry_usage("hello", 0.25, 1 << 20);
-    telemetry_dead_letter(fn);
+    telemetry_dead_letter("hello");
 
     char *text = NULL;
     size_t len = 0;
-    assert_int_equal(telemetry_render(d, now - 1000000, &text, &len), 0);
+    assert_int_equal(api_metrics_render(d, now - 1000000, &text, &len), 0);
     assert_int_equal(strlen(text), len);
     assert_non_null(strstr(text, "ignis_invocations_total{function=\"hello\",status=\"ok\"} 1\n"));
     assert_non_null(
@@ -82,7 +87,7 @@ static void test_render(void **state)
 static void test_host_families(void **state)
 {
     struct dispatch *d = calloc(1, sizeof(*d));
-    struct fn *fn = calloc(1, sizeof(*fn));
+    struct fn_state *fn = calloc(1, sizeof(*fn));
     assert_non_null(d);
     assert_non_null(fn);
     snprintf(fn->name, sizeof(fn->name), "emitter");
@@ -109,7 +114,7 @@ static void test_host_families(void **state)
 
     char *text = NULL;
     size_t len = 0;
-    assert_int_equal(telemetry_render(d, now_usec(), &text, &len), 0);
+    assert_int_equal(api_metrics_render(d, now_usec(), &text, &len), 0);
     static const char *const want[] = {
         "ignis_events_total{mode=\"binary\",outcome=\"delivered\"} 1\n",
         "ignis_events_total{mode=\"binary\",outcome=\"no_subscriber\"} 1\n",
@@ -142,7 +147,7 @@ static void test_host_families(void **state)
     telemetry_free();
 
     assert_int_equal(telemetry_init(), 0);
-    assert_int_equal(telemetry_render(d, now_usec(), &text, &len), 0);
+    assert_int_equal(api_metrics_render(d, now_usec(), &text, &len), 0);
     assert_non_null(strstr(text, "ignis_event_deliveries_total 0\n"));
     assert_non_null(strstr(text, "ignis_sink_pending 0\n"));
     free(text);

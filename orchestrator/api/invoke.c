@@ -1,0 +1,238 @@
+#include "api/invoke.h"
+
+#include <string.h>
+
+#include "api/api.h"
+#include "api/auth.h"
+#include "api/errors.h"
+#include "dispatch/dispatch.h"
+
+/* The status of a sync invocation's reply for its outcome. */
+static unsigned status_for(enum outcome_kind k)
+{
+    switch (k) {
+    case OUTCOME_OK:
+        return 200;
+    case OUTCOME_TIMEOUT:
+        return 504;
+    default:
+        return 502;
+    }
+}
+
+static const char *error_code_for(enum outcome_kind k)
+{
+    switch (k) {
+    case OUTCOME_ERROR:
+        return "function_error";
+    case OUTCOME_CRASH:
+        return "function_crashed";
+    case OUTCOME_TIMEOUT:
+        return "function_timeout";
+    case OUTCOME_INIT:
+        return "function_init_error";
+    default:
+        return "ok";
+    }
+}
+
+/* A refusal; a throttled client is told when to come back. */
+static void reply_refused(struct http_request *req, const struct ig_error *err)
+{
+    if (err->code == ENOBUFS)
+        http_set_header(req, "Retry-After", "1");
+    api_reply_error(req, err);
+}
+
+/* ---- sync ---- */
+
+static void reply_outcome(struct http_request *req, struct dispatch_result *r)
+{
+    char buf[32];
+    http_set_header(req, "Ignis-Invocation-Id", r->id);
+    http_set_header(req, "Ignis-Cold-Start", r->cold ? "true" : "false");
+    snprintf(buf, sizeof(buf), "%lld", (long long)r->billed_ms);
+    http_set_header(req, "Ignis-Billed-Ms", buf);
+    if (r->kind == OUTCOME_OK) {
+        http_reply_take(req, 200, r->content_type ? r->content_type : "application/json",
+                        r->body ? r->body : strdup(""), r->body_len);
+        r->body = NULL;
+        return;
+    }
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "code", error_code_for(r->kind));
+    cJSON_AddStringToObject(e, "message", r->error_message ? r->error_message : "");
+    if (r->error_type)
+        cJSON_AddStringToObject(e, "type", r->error_type);
+    if (r->trace)
+        cJSON_AddStringToObject(e, "trace", r->trace);
+    http_reply_json(req, status_for(r->kind), root);
+}
+
+static void on_sync_done(const struct ig_error *err, struct dispatch_result *r, void *userdata)
+{
+    struct http_request *req = userdata;
+    http_request_set_context(req, NULL, NULL);
+    if (err)
+        api_reply_error(req, err);
+    else
+        reply_outcome(req, r);
+}
+
+/* The client went away while its invocation waited or ran. */
+static void on_sync_client_gone(struct http_request *req, void *userdata)
+{
+    struct inv *inv = http_request_context(req);
+    if (inv)
+        dispatch_sync_cancel(inv);
+}
+
+static void invoke_sync(struct http_request *req, struct dispatch *d, struct fn_state *fn)
+{
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    const struct http_caller *caller = http_request_caller(req);
+    struct ig_error err = {};
+    struct inv *inv;
+    if (dispatch_submit_sync(d, fn, body, len, http_request_header(req, "Content-Type"),
+                             caller ? caller->token_id : NULL, on_sync_done, req, &inv, &err) < 0) {
+        reply_refused(req, &err);
+        return;
+    }
+    if (inv)
+        http_request_set_context(req, inv, on_sync_client_gone);
+}
+
+/* ---- async ---- */
+
+/* The client waiting for its 202, NULL once it went away. */
+struct async_reply {
+    struct http_request *req;
+};
+
+static void on_async_client_gone(struct http_request *req, void *userdata)
+{
+    struct async_reply *a = http_request_context(req);
+    if (a)
+        a->req = NULL;
+}
+
+static void on_async_submitted(int result, const char *message, const char *id, void *userdata)
+{
+    struct async_reply *a = userdata;
+    if (a->req) {
+        http_request_set_context(a->req, NULL, NULL);
+        if (result < 0)
+            http_reply_error(a->req, 503, "store_unavailable",
+                             "the invocation could not be stored: %s", message);
+        else {
+            cJSON *root = cJSON_CreateObject();
+            cJSON_AddStringToObject(root, "id", id);
+            cJSON_AddStringToObject(root, "status", "queued");
+            http_set_header(a->req, "Ignis-Invocation-Id", id);
+            http_reply_json(a->req, 202, root);
+        }
+    }
+    free(a);
+}
+
+static void reply_existing(struct http_request *req, const char *id)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", id);
+    cJSON_AddBoolToObject(root, "duplicate", true);
+    http_set_header(req, "Ignis-Invocation-Id", id);
+    http_reply_json(req, 202, root);
+}
+
+/* Whether the request's Idempotency-Key (NULL: none) names an invocation made earlier: then it is
+ * answered with that one. Also answers a key that is not allowed. */
+static bool answered_by_key(struct http_request *req, struct dispatch *d, struct fn_state *fn,
+                            const char *key)
+{
+    char existing[INV_ID_LEN + 1];
+    if (!key)
+        return false;
+    if (strlen(key) > 256) {
+        http_reply_error(req, 400, "bad_request", "Idempotency-Key is over 256 bytes");
+        return true;
+    }
+    /* ignisd's own keys (a schedule's runs) begin so; a client's must not match them. */
+    if (strncmp(key, "/ignis/", 7) == 0) {
+        http_reply_error(req, 400, "bad_request",
+                         "Idempotency-Key values beginning with /ignis/ are reserved");
+        return true;
+    }
+    if (dispatch_find_idempotent(d, fn, key, existing) == 0) {
+        reply_existing(req, existing);
+        return true;
+    }
+    return false;
+}
+
+static void invoke_async(struct http_request *req, struct dispatch *d, struct fn_state *fn)
+{
+    struct ig_error err = {};
+    if (dispatch_admit(d, fn, false, &err) < 0) {
+        reply_refused(req, &err);
+        return;
+    }
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    const char *key = http_request_header(req, "Idempotency-Key");
+    if (answered_by_key(req, d, fn, key))
+        return;
+    struct async_reply *a = calloc(1, sizeof(*a));
+    char id[INV_ID_LEN + 1];
+    const struct http_caller *caller = http_request_caller(req);
+    if (!a ||
+        dispatch_submit_async(d, fn, body, len, http_request_header(req, "Content-Type"), key,
+                              caller ? caller->token_id : NULL, id, on_async_submitted, a) < 0) {
+        free(a);
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    a->req = req;
+    http_request_set_context(req, a, on_async_client_gone);
+}
+
+/* ---- routes ---- */
+
+void api_post_invoke(struct http_request *req, void *userdata)
+{
+    struct api *a = userdata;
+    const char *type = http_request_header(req, "Ignis-Invocation-Type");
+    bool async = type && (streq(type, "async") || streq(type, "Event"));
+    struct fn_state *fn;
+    struct ig_error err = {};
+
+    if (dispatch_function_accepting(a->dispatch, http_request_param(req, 0), &fn, &err) < 0) {
+        api_reply_error(req, &err);
+        return;
+    }
+    if (type && !async && !streq(type, "sync") && !streq(type, "RequestResponse")) {
+        http_reply_error(req, 400, "bad_request",
+                         "Ignis-Invocation-Type must be sync or async, not '%s'", type);
+        return;
+    }
+    if (async)
+        invoke_async(req, a->dispatch, fn);
+    else
+        invoke_sync(req, a->dispatch, fn);
+}
+
+void api_get_invocation(struct http_request *req, void *userdata)
+{
+    struct api *a = userdata;
+    /* An invoker reads the results of its own invocations only. */
+    const struct http_caller *c = http_request_caller(req);
+    struct ig_error err = {};
+    cJSON *json;
+    if (dispatch_invocation_get(a->dispatch, http_request_param(req, 0),
+                                c && c->role == AUTH_INVOKER ? c->token_id : NULL, &json,
+                                &err) < 0) {
+        api_reply_error(req, &err);
+        return;
+    }
+    http_reply_json(req, 200, json);
+}

@@ -1,0 +1,8 @@
+/* The invocation routes (docs/api.md "Invocations"): POST /v1/functions/{name}/invoke, sync or
+ * async, and GET /v1/invocations/{id}. Route userdata: the struct api. */
+#pragma once
+
+#include "base/http.h"
+
+void api_post_invoke(struct http_request *req, void *userdata);
+void api_get_invocation(struct http_request *req, void *userdata);

@@ -1,0 +1,162 @@
+/* What dispatch.c shares with the pool (pool.c) and tests that play the pool: the run-time
+ * structs of functions, invocations and workers. Not for other modules: they use dispatch.h,
+ * whose types are opaque.
+ *
+ * Ownership: struct dispatch owns the functions' run-time state (struct fn_state), each owns its
+ * queue of invocations and its pool of workers (pool.c); an invocation belongs to its function's
+ * queue, or to the worker running it, or to a retry timer. */
+#pragma once
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "dispatch/dispatch.h"
+#include "dispatch/latency.h"
+#include "dispatch/pool.h"
+#include "dispatch/scaler.h"
+#include "records/accountant.h"
+#include "records/fnlog.h"
+
+/* What an attempt came to: made by the pool (or by dispatch for what never reached a
+ * container), handed to dispatch's complete hook. */
+struct dispatch_outcome {
+    enum outcome_kind kind;
+    char *body; /* result (OK) or NULL; owned */
+    size_t body_len;
+    char *content_type;
+    char *error_type, *error_message, *trace; /* owned */
+};
+
+/* Frees what o owns and zeroes it. */
+static inline void dispatch_outcome_clear(struct dispatch_outcome *o)
+{
+    free(o->body);
+    free(o->content_type);
+    free(o->error_type);
+    free(o->error_message);
+    free(o->trace);
+    memset(o, 0, sizeof(*o));
+}
+
+struct inv {
+    char id[INV_ID_LEN + 1];
+    struct fn_state *fn;
+    bool async;
+    /* sync: told of the outcome (dispatch_submit_sync); NULL once its caller went away */
+    dispatch_sync_done_fn done;
+    void *done_userdata;
+    char *body;
+    size_t body_len;
+    char *content_type;
+    char *idempotency_key;
+    int attempts; /* attempts started, this one included */
+    int64_t created_wall_us, started_wall_us;
+    uint64_t enqueued_us, started_us; /* monotonic */
+    bool cold;
+    bool alone; /* the running attempt has had its container to itself so far */
+    /* events.c: the ignishops of the event this runs for, read from the payload at the first
+     * emit (dispatch_inv_parent_hops) so that later emits do not parse it again. */
+    long long parent_hops;
+    bool parent_hops_read;
+    unsigned emitted;         /* events the running attempt emitted (their ids count them) */
+    char token_id[17];        /* the caller's token, recorded with the invocation */
+    struct acct_attempt acct; /* the running attempt's measurements (accountant.h) */
+    struct worker *worker;
+    struct loop_timer *timer; /* the running attempt's timeout, or a queued retry's backoff */
+    TAILQ_ENTRY(inv) link;    /* in fn->queue, or in the worker's running list */
+};
+
+TAILQ_HEAD(inv_list, inv);
+
+enum worker_state { WORKER_SPAWNING, WORKER_READY, WORKER_BUSY, WORKER_DRAINING };
+
+struct container;
+
+/* A container running the function's runtime (pool.c makes and drives it). */
+struct worker {
+    struct fn_state *fn;
+    uint64_t seq;
+    int64_t version;    /* the function version it was made for */
+    uint32_t memory_mb; /* its container's limit, as when it was made */
+    enum worker_state state;
+    struct container *c;
+    struct cg_group *cgroup; /* the container's, for the accountant's readings; NULL: none */
+    int fd;                  /* runtime-protocol socket, non-blocking */
+    int out_fd, err_fd;      /* the runtime's stdout and stderr */
+    struct proto_decoder dec;
+    struct proto_buf out;
+    bool want_write;
+    struct inv_list running;
+    size_t inflight;
+    unsigned served;
+    uint64_t spawned_us, ready_us, idle_since_us; /* monotonic */
+    uint64_t oom_kills_at_start;
+    bool used; /* has been handed at least one invocation */
+    /* For the operators (telemetry, fnlog.c): when the shim's sync pipe reached EOF (the runtime
+     * was exec'd), and the output's per-invocation state. */
+    int sync_fd;
+    uint64_t exec_us;
+    struct fnlog_src log;
+    struct worker *next;
+};
+
+struct fn_state {
+    struct dispatch *d;
+    char name[MANIFEST_NAME_MAX + 1];
+    int64_t version;
+    const struct manifest *manifest; /* the registry's, re-set on every new version */
+    char *bundle_dir;
+    struct inv_list queue;
+    size_t queued, inflight;
+    size_t queued_sync; /* of queued: sync invocations, held to max_concurrency with inflight */
+    size_t submitting;  /* async invocations accepted whose rows are not durable yet */
+    size_t nspawning, nready, nbusy; /* workers by state (draining ones in none) */
+    struct worker *workers;          /* list through worker->next */
+    size_t ndraining;                /* workers taking no new work, destroyed once idle */
+    struct scaler_fn sc;             /* the scaler's state for this function */
+    uint64_t arrivals;               /* enqueued since the scaler last ran */
+    uint64_t spawn_latency_us;       /* smoothed spawn → ready */
+    uint64_t spawn_latency_dev_us;   /* its smoothed mean deviation */
+    unsigned spawn_failures;         /* consecutive: spawning backs off */
+    uint64_t spawn_not_before_us;
+    bool removing;
+    void (*removed)(void *userdata);
+    void *removed_userdata;
+    struct fn_state *next;
+    /* counters for the API */
+    uint64_t invocations, errors, cold_starts, timeouts, throttles;
+    uint64_t billed_ms;     /* summed over every attempt, as Ignis-Billed-Ms reports each */
+    struct latency latency; /* enqueue → result of recent attempts, for p50/p99 */
+    uint64_t decisions[3][_SCALER_REASON_MAX]; /* by scaler action kind and reason */
+};
+
+struct dispatch {
+    struct loop *loop;
+    struct store *store;
+    struct journal *journal;
+    struct cg_manager *cg;
+    struct container_stock *stock; /* the pool's containers take from it; may be NULL */
+    struct dispatch_options opts;
+    /* What runs the containers (pool_containers; a test's fake), and how it reports back. */
+    const struct pool_ops *pool;
+    struct pool_hooks pool_hooks;
+    struct fn_state *fns;
+    bool stopping;
+    void (*stopped)(void *userdata);
+    void *stopped_userdata;
+    struct loop_timer *tick;
+    struct loop_timer *grace_timer;
+    uint64_t worker_seq;
+    size_t live_workers;
+    uint64_t memory_committed; /* bytes: memory limits of live containers, draining included */
+    struct scaler_state scaler;
+    struct scaler_host host;
+    bool scale_pending;     /* a scaler run is posted or timed */
+    uint64_t last_scale_us; /* monotonic: the last demand-driven run */
+    bool removals_pending;  /* finish_removals is posted */
+    /* The sync invocation dispatch_submit_sync is queueing; NULL once it completed inside its
+     * own submission (then the caller gets no handle to cancel). */
+    struct inv *submitting_sync;
+    struct dispatch_hooks hooks;
+};
