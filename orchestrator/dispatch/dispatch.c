@@ -5,6 +5,7 @@
 #include "dispatch/dispatch-internal.h"
 #include "functions/registry.h"
 #include "records/telemetry.h"
+#include "dispatch/meter.h"
 
 /* How often the dispatcher looks at idle workers and retention, at the least. */
 #define TICK_US (50 * 1000)
@@ -344,8 +345,8 @@ static void start(struct fn_state *fn, struct inv *inv, struct worker *w)
     if (w->inflight == 1)
         TAILQ_FIRST(&w->running)->alone = false;
     /* Before the clock starts: the reading is ours, not the function's. */
-    accountant_begin(&inv->acct, w->cgroup, w->inflight == 0, w->memory_mb,
-                     inv->cold ? w->ready_us - w->spawned_us : 0);
+    meter_begin(&inv->acct, w->cgroup, w->inflight == 0, w->memory_mb,
+                inv->cold ? w->ready_us - w->spawned_us : 0);
     inv->started_us = now_usec();
     inv->started_wall_us = (int64_t)wall_usec();
     if (inv->cold) {
@@ -1009,7 +1010,7 @@ oom:
 int dispatch_find_idempotent(struct dispatch *d, const struct fn_state *fn, const char *key,
                              char ret_id[INV_ID_LEN + 1])
 {
-    return inv_store_find_idempotent(d->store->db, fn->name, key,
+    return inv_store_find_idempotent(d->store, fn->name, key,
                                      (int64_t)wall_usec() - d->opts.idempotency_us, ret_id);
 }
 
@@ -1017,7 +1018,7 @@ int dispatch_invocation_get(struct dispatch *d, const char *id, const char *only
                             struct ig_error *err)
 {
     struct inv_record r;
-    int q = inv_id_valid(id) ? inv_store_get(d->store->db, id, &r) : -ENOENT;
+    int q = inv_id_valid(id) ? inv_store_get(d->store, id, &r) : -ENOENT;
     if (q == -ENOENT)
         return ig_error_set_reason(err, ENOENT, "not_found", "no invocation with id '%s'", id);
     if (q < 0)
@@ -1089,7 +1090,7 @@ static int recover_counting(struct inv_record *r, void *userdata)
 int dispatch_recover(struct dispatch *d, struct ig_error *err)
 {
     struct recover_count c = {.d = d};
-    int r = inv_store_load_pending(d->store->db, recover_counting, &c);
+    int r = inv_store_load_pending(d->store, recover_counting, &c);
     if (r < 0)
         return ig_error_set(err, -r, "recovering queued invocations: %s", strerror(-r));
     if (c.n)

@@ -10,6 +10,7 @@
 #include "container/container.h"
 #include "dispatch/dispatch-internal.h"
 #include "functions/secrets.h"
+#include "dispatch/meter.h"
 
 /* What a runtime may write to stdout/stderr per read before we look at other fds. */
 #define LOG_CHUNK 65536
@@ -113,9 +114,9 @@ static void pool_kill(struct worker *w, struct inv *timed_out)
 {
     struct fn_state *fn = w->fn;
     struct inv_list running;
-    struct cg_stats end;
+    struct acct_reading end;
     bool end_ok;
-    accountant_read(container_cgroup(w->c), &end, &end_ok);
+    meter_read(container_cgroup(w->c), &end, &end_ok);
     struct dispatch_outcome crash = crash_outcome(
         w, end_ok ? end.oom_kills : 0, "the runtime exited while running the invocation");
     struct inv *first = TAILQ_FIRST(&w->running);
@@ -171,7 +172,7 @@ static struct inv *find_running(struct worker *w, struct proto_bytes id)
 static void finished_one(struct worker *w, struct inv *inv, struct dispatch_outcome *o)
 {
     struct fn_state *fn = w->fn;
-    accountant_end(&inv->acct, container_cgroup(w->c));
+    meter_end(&inv->acct, container_cgroup(w->c));
     /* Output written before the result is the invocation's: read it before it is over. */
     drain_output(w);
     fnlog_src_flush(fn->name, &w->log, w->inflight > 1);

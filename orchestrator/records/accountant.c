@@ -7,7 +7,7 @@
 
 #include "base/log.h"
 #include "records/retention.h"
-#include "records/store.h"
+#include "records/store-internal.h"
 
 /* ---- pure ---- */
 
@@ -55,31 +55,6 @@ int accountant_report_line(char *buf, size_t len, const char *id, const struct a
                     "CPU: %.2f ms\tMemory Size: %u MB\tMax Memory Used: %llu MB%s",
                     id, (double)u->wall_us / 1e3, (long long)u->billed_ms, (double)u->cpu_us / 1e3,
                     u->memory_mb, (unsigned long long)max_mb, init);
-}
-
-/* ---- measuring ---- */
-
-void accountant_read(struct cg_group *g, struct cg_stats *ret, bool *ret_ok)
-{
-    *ret_ok = g && cg_read_stats(g, ret) == 0;
-    if (!*ret_ok)
-        *ret = (struct cg_stats){0};
-}
-
-void accountant_begin(struct acct_attempt *a, struct cg_group *g, bool reset_peak,
-                      uint32_t memory_mb, uint64_t init_us)
-{
-    *a = (struct acct_attempt){.handed_off = true, .memory_mb = memory_mb, .init_us = init_us};
-    /* The runtime is blocked reading its socket until the invocation is written: resetting the
-     * peak now makes the next reading this attempt's own (memory.peak's per-fd reset since 6.12;
-     * memory.max_usage_in_bytes on v1 resets to the current usage). */
-    a->peak_reset = g && reset_peak && cg_reset_peak(g) == 0;
-    accountant_read(g, &a->begin, &a->begin_ok);
-}
-
-void accountant_end(struct acct_attempt *a, struct cg_group *g)
-{
-    accountant_read(g, &a->end, &a->end_ok);
 }
 
 /* ---- the ledger ---- */

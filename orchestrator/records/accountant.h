@@ -1,8 +1,9 @@
-/* The accountant: what each invocation attempt really used, measured from its container's
- * cgroup, written to a usage ledger in ignis.db, and summed for GET /v1/usage.
+/* The accountant: what each invocation attempt really used, from two readings of its container's
+ * cgroup (dispatch/meter.c takes them), written to a usage ledger in ignis.db, and summed for GET
+ * /v1/usage.
  *
- * Measurement (docs/architecture.md "Accountant"): one cg_read_stats at hand-off (after resetting
- * the memory peak where the kernel allows it) and one when the result arrives; the attempt's CPU
+ * Measurement (docs/architecture.md "Accountant"): one reading at hand-off (after resetting the
+ * memory peak where the kernel allows it) and one when the result arrives; the attempt's CPU
  * time and OOM kills are the deltas, its peak memory the second reading. Wall time is monotonic,
  * from hand-off to result; billed ms is wall time rounded up to the next millisecond. Container
  * start and runtime init are recorded (init_ms, on the cold attempt) and never billed.
@@ -16,19 +17,25 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "container/cgroup.h"
 #include "records/journal.h"
 #include "base/loop.h"
 
+/* What one reading of a container's cgroup gives the accountant. */
+struct acct_reading {
+    uint64_t cpu_usec;          /* user + system, cumulative */
+    uint64_t memory_peak_bytes; /* since the last reset of the peak */
+    uint64_t oom_kills;         /* cumulative */
+};
+
 /* One attempt's measurements, kept in the invocation between hand-off and result. */
 struct acct_attempt {
-    bool handed_off;    /* accountant_begin ran: the attempt reached a container */
+    bool handed_off;    /* meter_begin ran: the attempt reached a container */
     bool begin_ok;      /* the hand-off reading worked */
     bool end_ok;        /* the result reading worked */
     bool peak_reset;    /* the peak was reset at hand-off (else it is the container's so far) */
     uint32_t memory_mb; /* the container's limit: what GB-s are billed on */
     uint64_t init_us;   /* cold attempt: the container's spawn → ready; 0 when warm */
-    struct cg_stats begin, end;
+    struct acct_reading begin, end;
 };
 
 /* What an attempt cost, from its measurements. */
@@ -54,18 +61,6 @@ void accountant_compute(const struct acct_attempt *a, uint64_t wall_us, struct a
  * CPU: 1.52 ms\tMemory Size: 128 MB\tMax Memory Used: 39 MB[\tInit Duration: 120.50 ms]"),
  * without a newline, into buf (truncated to len). Returns what snprintf returns. */
 int accountant_report_line(char *buf, size_t len, const char *id, const struct acct_usage *u);
-
-/* ---- measuring (loop thread, on the hot path: one cgroup read each) ---- */
-
-/* At hand-off: resets the peak if reset_peak (pass false when other invocations run in the same
- * container: a reset would cut their peaks) and the host allows it, then reads the counters.
- * g may be NULL (no cgroup: nothing is measured but wall time). */
-void accountant_begin(struct acct_attempt *a, struct cg_group *g, bool reset_peak,
-                      uint32_t memory_mb, uint64_t init_us);
-/* At the result (or just before the container is killed): the second reading. */
-void accountant_end(struct acct_attempt *a, struct cg_group *g);
-/* The reading itself, for a container that ran several attempts (pool_kill reads once). */
-void accountant_read(struct cg_group *g, struct cg_stats *ret, bool *ret_ok);
 
 /* ---- the ledger ---- */
 

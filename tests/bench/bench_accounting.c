@@ -8,8 +8,9 @@
 #include <time.h>
 
 #include "records/accountant.h"
-#include "records/store.h"
+#include "records/store-internal.h"
 #include "testcontainer.h"
+#include "dispatch/meter.h"
 
 struct cost {
     double cpu_us, wall_us;
@@ -20,18 +21,18 @@ static struct cost measure(struct cg_group *g, size_t n, int what)
     uint64_t c0 = thread_cpu_ns(), w0 = now_usec();
     for (size_t i = 0; i < n; i++) {
         struct acct_attempt a;
-        struct cg_stats st;
+        struct acct_reading st;
         bool ok;
         switch (what) {
         case 0: /* the whole per-invocation work */
-            accountant_begin(&a, g, true, 128, 0);
-            accountant_end(&a, g);
+            meter_begin(&a, g, true, 128, 0);
+            meter_end(&a, g);
             break;
         case 1:
             (void)cg_reset_peak(g);
             break;
         case 2:
-            accountant_read(g, &st, &ok);
+            meter_read(g, &st, &ok);
             break;
         }
     }
