@@ -600,8 +600,8 @@ static void run_schedule(struct event_router *ev, struct fn_state *fn, const str
     ce_time_format(slot * 1000000, time);
     snprintf(key, sizeof(key), "%s@%s", source, time);
     bool makeup = slot < ev->started_s;
-    if (makeup && inv_store_find_idempotent(ev->store->db, dispatch_fn_name(fn), key,
-                                            slot * 1000000, existing) == 0) {
+    if (makeup && inv_store_find_idempotent(ev->store, dispatch_fn_name(fn), key, slot * 1000000,
+                                            existing) == 0) {
         log_info("schedule run already made before the restart",
                  "function=%s slot=%s invocation=%s", dispatch_fn_name(fn), time, existing);
         return;

@@ -5,7 +5,7 @@
 
 #include "records/journal.h"
 #include "records/retention.h"
-#include "records/store.h"
+#include "records/store-internal.h"
 
 int audit_store_append(struct journal *j, const struct audit_row *r)
 {

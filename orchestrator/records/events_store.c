@@ -1,6 +1,7 @@
 #include "records/events_store.h"
 
 #include "records/retention.h"
+#include "records/store-internal.h"
 
 int events_store_remember_id(struct journal *j, const char *source, const char *id,
                              int64_t accepted_us, journal_done_fn done, void *userdata)

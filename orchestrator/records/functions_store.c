@@ -3,7 +3,7 @@
 #include <sqlite3.h>
 #include <string.h>
 
-#include "records/store.h"
+#include "records/store-internal.h"
 
 /* Runs one statement with its parameters: 's' a string (NULL binds NULL), 'i' an int64. */
 static int exec_bind(sqlite3 *db, const char *sql, const char *fmt, ...)

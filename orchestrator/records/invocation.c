@@ -1,6 +1,9 @@
 #include "records/invocation.h"
 
+#include <sqlite3.h>
 #include <string.h>
+
+#include "records/store-internal.h"
 
 uint64_t inv_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms, uint64_t random)
 {
@@ -163,8 +166,9 @@ static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
         snprintf(r->token_id, sizeof(r->token_id), "%s", (const char *)sqlite3_column_text(st, 19));
 }
 
-int inv_store_get(sqlite3 *db, const char *id, struct inv_record *ret)
+int inv_store_get(struct store *s, const char *id, struct inv_record *ret)
 {
+    sqlite3 *db = s->db;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, "SELECT " RECORD_COLUMNS " FROM invocations WHERE id = ?", -1, &st,
                            NULL) != SQLITE_OK)
@@ -177,9 +181,10 @@ int inv_store_get(sqlite3 *db, const char *id, struct inv_record *ret)
     return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
-int inv_store_find_idempotent(sqlite3 *db, const char *function, const char *key,
+int inv_store_find_idempotent(struct store *s, const char *function, const char *key,
                               int64_t not_before_us, char ret_id[INV_ID_LEN + 1])
 {
+    sqlite3 *db = s->db;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db,
                            "SELECT id FROM invocations WHERE function = ? AND idempotency_key = ? "
@@ -196,9 +201,10 @@ int inv_store_find_idempotent(sqlite3 *db, const char *function, const char *key
     return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
-int inv_store_load_pending(sqlite3 *db, int (*fn)(struct inv_record *r, void *userdata),
+int inv_store_load_pending(struct store *s, int (*fn)(struct inv_record *r, void *userdata),
                            void *userdata)
 {
+    sqlite3 *db = s->db;
     sqlite3_stmt *st;
     int r;
     if (sqlite3_prepare_v2(db,

@@ -5,11 +5,12 @@
 #pragma once
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 
 #include "base/invocation_id.h"
 #include "records/journal.h"
 #include "base/util.h"
+
+struct store;
 
 /* Exponential backoff with jitter for retry number `attempt` (1 = the first retry): the delay
  * doubles from base_ms up to cap_ms, and the second half of it is random (from `random`), so
@@ -55,13 +56,13 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
 int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, void *userdata);
 
 /* Reads (loop thread). Return 0 and fill *ret (cleared by the caller), -ENOENT, or -EIO. */
-int inv_store_get(sqlite3 *db, const char *id, struct inv_record *ret);
+int inv_store_get(struct store *s, const char *id, struct inv_record *ret);
 /* The id of the invocation made earlier for (function, key) and still within its window. */
-int inv_store_find_idempotent(sqlite3 *db, const char *function, const char *key,
+int inv_store_find_idempotent(struct store *s, const char *function, const char *key,
                               int64_t not_before_us, char ret_id[INV_ID_LEN + 1]);
 /* Calls fn for every async invocation that was queued or running when the daemon stopped (or
  * crashed), oldest first: at-least-once means they all run again. */
-int inv_store_load_pending(sqlite3 *db, int (*fn)(struct inv_record *r, void *userdata),
+int inv_store_load_pending(struct store *s, int (*fn)(struct inv_record *r, void *userdata),
                            void *userdata);
 
 /* The record as the API shows it (GET /v1/invocations/{id}). */

@@ -1,6 +1,7 @@
 #include "records/sinks_store.h"
 
 #include "records/retention.h"
+#include "records/store-internal.h"
 
 int sinks_store_insert(struct journal *j, const struct sinks_store_row *row, journal_done_fn done,
                        void *userdata)

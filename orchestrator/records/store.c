@@ -1,4 +1,5 @@
 #include "records/store.h"
+#include "records/store-internal.h"
 
 #include <string.h>
 

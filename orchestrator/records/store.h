@@ -6,10 +6,8 @@
 
 #include "base/util.h"
 
-struct store {
-    sqlite3 *db;
-    char path[4096];
-};
+/* Opaque outside records/: the connection is records/'s alone (store-internal.h). */
+struct store;
 
 /* One migration brings the schema from version (index) to (index + 1). */
 struct store_migration {

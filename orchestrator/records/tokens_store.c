@@ -3,7 +3,7 @@
 #include <sqlite3.h>
 #include <string.h>
 
-#include "records/store.h"
+#include "records/store-internal.h"
 
 static void bind_opt(sqlite3_stmt *st, int i, int64_t v)
 {

@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 
 #include "config.h"
-#include "records/store.h"
+#include "records/store-internal.h"
 
 static struct ignisd_proc daemon_proc;
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "records/invocation.h"
-#include "records/store.h"
+#include "records/store-internal.h"
 
 static struct ignisd_proc src, p;
 static char src_fixture_done;

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "records/accountant.h"
-#include "records/store.h"
+#include "records/store-internal.h"
 
 static void test_billed_ms_rounds_up(void **state)
 {

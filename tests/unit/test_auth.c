@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #include "api/auth.h"
-#include "records/store.h"
+#include "records/store-internal.h"
 
 static const char good[] =
     "ignis_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";

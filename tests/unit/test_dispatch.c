@@ -283,7 +283,7 @@ static struct inv_record wait_record(const char *id, enum inv_status status)
 {
     struct inv_record r = {};
     for (int i = 0; i < 500; i++) {
-        if (inv_store_get(T.store->db, id, &r) == 0) {
+        if (inv_store_get(T.store, id, &r) == 0) {
             if (r.status == status)
                 return r;
             inv_record_clear(&r);

@@ -19,7 +19,7 @@
 #include "dispatch/dispatch.h"
 #include "events/events.h"
 #include "records/journal.h"
-#include "records/store.h"
+#include "records/store-internal.h"
 #include "records/telemetry.h"
 
 #define QUEUE_MAX 2
@@ -225,7 +225,7 @@ static void test_delivered_to_every_subscriber(void **state)
         orders |= streq(o.functions[0][k], "orders");
         shipping |= streq(o.functions[0][k], "shipping");
         struct inv_record r = {};
-        assert_int_equal(inv_store_get(f->store->db, o.invocations[0][k], &r), 0);
+        assert_int_equal(inv_store_get(f->store, o.invocations[0][k], &r), 0);
         assert_string_equal(r.function, o.functions[0][k]);
         assert_true(r.async);
         assert_string_equal(r.token_id, TOKEN);

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "records/invocation.h"
-#include "records/store.h"
+#include "records/store-internal.h"
 
 static char dir[64], path[128];
 
@@ -142,7 +142,7 @@ static void test_records(void **state)
     loop_run(l);
 
     struct inv_record got;
-    assert_int_equal(inv_store_get(s->db, b.id, &got), 0);
+    assert_int_equal(inv_store_get(s, b.id, &got), 0);
     assert_int_equal(got.status, INV_SUCCEEDED);
     assert_null(got.payload); /* dropped once final */
     assert_int_equal(got.result_len, 11);
@@ -152,23 +152,23 @@ static void test_records(void **state)
     assert_int_equal(cJSON_GetObjectItem(json, "billed_ms")->valueint, 1);
     cJSON_Delete(json);
     inv_record_clear(&got);
-    assert_int_equal(inv_store_get(s->db, "00000000000000000000000000000000", &got), -ENOENT);
+    assert_int_equal(inv_store_get(s, "00000000000000000000000000000000", &got), -ENOENT);
 
     /* Recovery: a (running) and c (queued) come back, oldest first; b does not. */
     char ids[8][INV_ID_LEN + 1] = {};
-    assert_int_equal(inv_store_load_pending(s->db, collect, ids), 0);
+    assert_int_equal(inv_store_load_pending(s, collect, ids), 0);
     assert_string_equal(ids[0], a.id);
     assert_string_equal(ids[1], c.id);
     assert_int_equal(ids[2][0], '\0');
 
     /* Idempotency is per function and within the window. */
     char id[INV_ID_LEN + 1];
-    assert_int_equal(inv_store_find_idempotent(s->db, "fa", "key-1", 0, id), 0);
+    assert_int_equal(inv_store_find_idempotent(s, "fa", "key-1", 0, id), 0);
     assert_string_equal(id, a.id);
-    assert_int_equal(inv_store_find_idempotent(s->db, "fb", "key-1", 0, id), 0);
+    assert_int_equal(inv_store_find_idempotent(s, "fb", "key-1", 0, id), 0);
     assert_string_equal(id, c.id);
-    assert_int_equal(inv_store_find_idempotent(s->db, "fa", "key-1", 1001, id), -ENOENT);
-    assert_int_equal(inv_store_find_idempotent(s->db, "fa", "key-2", 0, id), -ENOENT);
+    assert_int_equal(inv_store_find_idempotent(s, "fa", "key-1", 1001, id), -ENOENT);
+    assert_int_equal(inv_store_find_idempotent(s, "fa", "key-2", 0, id), -ENOENT);
 
     /* Purge removes only final records past their retention. */
     c.status = INV_DEAD;
@@ -178,8 +178,8 @@ static void test_records(void **state)
     assert_int_equal(inv_store_finish(j, &c, 50, on_done, NULL), 0);
     assert_int_equal(inv_store_purge(j, 60, on_done, NULL), 0);
     loop_run(l);
-    assert_int_equal(inv_store_get(s->db, c.id, &got), -ENOENT);
-    assert_int_equal(inv_store_get(s->db, a.id, &got), 0);
+    assert_int_equal(inv_store_get(s, c.id, &got), -ENOENT);
+    assert_int_equal(inv_store_get(s, a.id, &got), 0);
     inv_record_clear(&got);
 
     journal_free(j);

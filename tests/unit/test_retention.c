@@ -12,7 +12,7 @@
 #include "records/audit_store.h"
 #include "records/journal.h"
 #include "records/retention.h"
-#include "records/store.h"
+#include "records/store-internal.h"
 #include "base/util.h"
 
 struct calls {

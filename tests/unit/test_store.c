@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "records/store.h"
+#include "records/store-internal.h"
 
 static char dir[64];
 static char path[128];
