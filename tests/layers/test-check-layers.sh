@@ -1,7 +1,7 @@
 #!/bin/sh
 # scripts/check-layers passes on this tree and fails, naming the file and the rule, on copies with
-# one wrong edge each: an upward include, a domain header that includes base/http.h, SQLite
-# outside records/, and a shim that includes the controller.
+# one wrong edge each: an upward include, a domain header that includes base/http.h, SQLite or SQL
+# text outside records/, another folder's -internal.h, and a shim that includes the controller.
 set -eu
 src=${IGNIS_SOURCE_DIR:?}
 tmp=$(mktemp -d)
@@ -42,5 +42,10 @@ expect_failure "a domain header knows HTTP" orchestrator/dispatch/dispatch.h \
   '#include "base/http.h"' 'orchestrator/dispatch/dispatch.h: only api/ and base/'
 expect_failure "SQL outside records" orchestrator/events/events.c \
   'static void f(sqlite3_stmt *s);' 'orchestrator/events/events.c: only records/ speaks SQL'
+expect_failure "SQL text outside records" orchestrator/functions/registry.c \
+  'static const char q[] = "DELETE FROM functions WHERE name = ?";' \
+  'orchestrator/functions/registry.c: only records/ speaks SQL'
+expect_failure "another folder's internal header" orchestrator/api/metrics.c \
+  '#include "dispatch/dispatch-internal.h"' 'dispatch/dispatch-internal.h is its folder'"'"'s own'
 expect_failure "an unqualified include" orchestrator/functions/registry.c '#include "journal.h"' \
   '"journal.h" is not beside it'
