@@ -4,11 +4,13 @@
 # send); the daemon and its state go when the calling script exits. Benchmarks measure the daemon,
 # not its per-token rate or per-address connection limits: those are off.
 build=${IGNIS_BUILD:-build}
+# The images' dir, absolute (IGNIS_BUILD may be another tree's build, absolute, or ours, relative).
+case $build in /*) images=$build/test-state/images ;; *) images=$PWD/$build/test-state/images ;; esac
 start_ignisd() {
   state=$(mktemp -d /tmp/ignis-bench.XXXXXX)
   ./scripts/build-images "$build/test-state" >/dev/null
   "$build/orchestrator/ignisd" --listen 127.0.0.1:0 --state-dir "$state" \
-    --images-dir "$PWD/$build/test-state/images" --rate-limit 0 --max-connections-per-ip 0 \
+    --images-dir "$images" --rate-limit 0 --max-connections-per-ip 0 \
     "$@" 2>"$state.log" &
   ignisd_pid=$!
   trap 'kill $ignisd_pid 2>/dev/null; wait $ignisd_pid 2>/dev/null; rm -rf "$state" "$state.log"' EXIT
