@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-static int error_setv(struct ig_error *err, int code, const char *reason, const char *fmt,
-                      va_list ap)
+_printf_(4, 0) static int error_setv(struct ig_error *err, int code, const char *reason,
+                                     const char *fmt, va_list ap)
 {
     if (code < 0)
         code = -code;
