@@ -15,7 +15,6 @@
  * bounded by libmicrohttpd's per-connection memory, set here. */
 #define HTTP_CONNECTION_MEMORY (64u * 1024u)
 #define HTTP_CONNECTION_LIMIT  4096u
-#define HTTP_IDLE_TIMEOUT_S    120u
 #define HTTP_MAX_HEADERS       16
 
 struct http_server {
@@ -698,7 +697,8 @@ int http_server_new(struct loop *l, const char *host, uint16_t port,
         {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
         {MHD_OPTION_CONNECTION_LIMIT,
          opts->connection_limit ? opts->connection_limit : HTTP_CONNECTION_LIMIT, NULL},
-        {MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT_S, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT,
+         opts->idle_timeout_s ? opts->idle_timeout_s : HTTP_IDLE_TIMEOUT_S, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONNECTION_MEMORY, NULL},
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s},
         {opts->per_ip_connection_limit ? MHD_OPTION_PER_IP_CONNECTION_LIMIT : MHD_OPTION_END,
