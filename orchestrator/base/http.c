@@ -24,6 +24,18 @@
  * client gets its 413 once the body ends (libmicrohttpd 0.9.75 takes no reply while a body is
  * being read); past it the connection is reset. */
 #define HTTP_DISCARD_MAX (1024u * 1024u)
+/* Making room looks at this many of the oldest evictable connections, and closes the one whose
+ * address holds the most connections: bounded work per new connection under a flood. */
+#define HTTP_EVICT_SCAN   64u
+#define HTTP_ADDR_BUCKETS 1024u
+
+/* The open connections from one client address. */
+struct http_addr {
+    uint8_t key[17]; /* the family (4 or 6), then the address */
+    unsigned count;
+    struct http_addr *next; /* in its hash bucket */
+};
+
 /* Connections closed for their header deadline or to make room are logged as counts, at most
  * this often: under a flood, one line per connection would be a flood of its own. */
 #define HTTP_CLOSE_REPORT_USEC (10u * 1000000u)
@@ -35,6 +47,7 @@
 struct http_conn {
     struct http_server *server;
     int fd;
+    struct http_addr *addr;
     /* Monotonic µs by which the next request's headers must be in; 0 while a request is in
      * progress (from its headers to its completion). */
     uint64_t header_deadline;
@@ -61,8 +74,9 @@ struct http_server {
     unsigned nlive;                       /* of them, those not being closed by us */
     unsigned connection_limit, connection_reserve;
     uint64_t header_timeout_usec;
-    struct loop_timer *sweep;    /* pending while some connection has a header deadline */
-    unsigned timed_out, evicted; /* closed since the last report */
+    struct loop_timer *sweep; /* pending while some connection has a header deadline */
+    struct http_addr *addrs[HTTP_ADDR_BUCKETS]; /* every open connection's address */
+    unsigned timed_out, evicted;                /* closed since the last report */
     uint64_t reported_usec;
 };
 
@@ -261,19 +275,76 @@ static bool conn_evictable(const struct http_conn *c)
     return !c->closing && c->header_deadline && !c->trusted;
 }
 
-/* With more than limit - reserve connections open, closes the oldest evictable one other than
- * c (the one just accepted), so that a flood of connections that never send a request cannot
- * take the last slots: a client with a token always finds one free. The newest connection is
- * kept: it is the one most likely to be a real client about to send its headers. */
+/* With more than limit - reserve connections open, closes an evictable one other than c (the
+ * one just accepted), so that a flood of connections that never send a request cannot take the
+ * last slots: a client with a token always finds one free. Of the HTTP_EVICT_SCAN oldest, the
+ * one whose address holds the most connections goes (the oldest of those): a fast flood cycles
+ * its connections in fewer accepts than a real client's may wait between its connect and its
+ * headers being read, so age alone would sometimes pick the client, whose address rarely holds
+ * as many connections as a flooding one. */
 static void make_room(struct http_server *s, struct http_conn *c)
 {
     if (!s->connection_reserve || s->nlive <= s->connection_limit - s->connection_reserve)
         return;
-    for (struct http_conn *old = s->conns; old; old = old->next)
-        if (old != c && conn_evictable(old)) {
-            conn_close(old, true);
-            return;
+    struct http_conn *victim = NULL;
+    unsigned seen = 0;
+    for (struct http_conn *old = s->conns; old && seen < HTTP_EVICT_SCAN; old = old->next) {
+        if (old == c || !conn_evictable(old))
+            continue;
+        seen++;
+        if (!victim || old->addr->count > victim->addr->count)
+            victim = old;
+    }
+    if (victim)
+        conn_close(victim, true);
+}
+
+/* The hash bucket of an address key. */
+static struct http_addr **addr_bucket(struct http_server *s, const uint8_t key[17])
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < 17; i++)
+        h = (h ^ key[i]) * 16777619u;
+    return &s->addrs[h % HTTP_ADDR_BUCKETS];
+}
+
+/* Counts one more connection from sa (NULL or another family: all such together); the record,
+ * or NULL when out of memory. */
+static struct http_addr *addr_take(struct http_server *s, const struct sockaddr *sa)
+{
+    uint8_t key[17] = {};
+    if (sa && sa->sa_family == AF_INET) {
+        key[0] = 4;
+        memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa && sa->sa_family == AF_INET6) {
+        key[0] = 6;
+        memcpy(key + 1, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    }
+    struct http_addr **bucket = addr_bucket(s, key), *a;
+    for (a = *bucket; a; a = a->next)
+        if (memcmp(a->key, key, sizeof(key)) == 0)
+            break;
+    if (!a) {
+        if (!(a = calloc(1, sizeof(*a))))
+            return NULL;
+        memcpy(a->key, key, sizeof(key));
+        a->next = *bucket;
+        *bucket = a;
+    }
+    a->count++;
+    return a;
+}
+
+static void addr_release(struct http_server *s, struct http_addr *a)
+{
+    if (--a->count > 0)
+        return;
+    for (struct http_addr **p = addr_bucket(s, a->key); *p; p = &(*p)->next)
+        if (*p == a) {
+            *p = a->next;
+            break;
         }
+    free(a);
 }
 
 static void conn_start(struct http_server *s, struct MHD_Connection *connection,
@@ -281,11 +352,17 @@ static void conn_start(struct http_server *s, struct MHD_Connection *connection,
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *peer =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     struct http_conn *c = ci ? calloc(1, sizeof(*c)) : NULL;
-    if (!c)
+    struct http_addr *a = c ? addr_take(s, peer ? peer->client_addr : NULL) : NULL;
+    if (!a) {
+        free(c);
         return; /* not tracked: only libmicrohttpd's idle timeout applies to it */
+    }
     *c = (struct http_conn){.server = s,
                             .fd = ci->connect_fd,
+                            .addr = a,
                             .header_deadline = now_usec() + s->header_timeout_usec,
                             .prev = s->conns_tail};
     if (s->conns_tail)
@@ -311,6 +388,7 @@ static void conn_end(struct http_server *s, struct http_conn *c)
         s->conns_tail = c->prev;
     if (!c->closing)
         s->nlive--;
+    addr_release(s, c->addr);
     free(c);
 }
 
