@@ -58,8 +58,9 @@ struct http_server_options {
     unsigned connection_limit;        /* 0: HTTP_CONNECTION_LIMIT */
     unsigned per_ip_connection_limit; /* 0: none */
     /* Connections kept free for clients with a valid token: once more than connection_limit -
-     * connection_reserve are open, each new one closes the oldest that has no request in
-     * progress and never carried one with a valid token. 0: none (at the limit, new connections
+     * connection_reserve are open, each new one closes one that has no request in progress and
+     * never carried one with a valid token (an old one, from the address holding the most
+     * connections). 0: none (at the limit, new connections
      * wait in the kernel's backlog). At most a quarter of connection_limit is used. */
     unsigned connection_reserve;
     /* Seconds a connection has to deliver a request's headers, counted from its start or from

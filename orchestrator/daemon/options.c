@@ -45,7 +45,7 @@ const char options_usage[] =
     "                       own (default 256)\n"
     "  --connection-reserve N\n"
     "                       connections kept for clients with a valid token: past\n"
-    "                       max-connections - N, new ones close the oldest idle tokenless one\n"
+    "                       max-connections - N, new ones close an old idle tokenless one\n"
     "                       (default 64, at most a quarter of max-connections; 0: none)\n"
     "  --http-header-timeout S\n"
     "                       seconds a connection has to send a request's headers, from its\n"
