@@ -2,6 +2,7 @@
 #include "records/store-internal.h"
 
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "base/log.h"
 
@@ -234,6 +235,18 @@ const char *store_strerror(sqlite3 *db, char *buf, size_t size)
     else
         snprintf(buf, size, "%s (%s)", sqlite3_errmsg(db), strerror(e));
     return buf;
+}
+
+int store_space_check(const char *dir, struct ig_error *err)
+{
+    struct statvfs st;
+    if (statvfs(dir, &st) < 0)
+        return ig_error_set(err, errno, "state dir %s: %s", dir, strerror(errno));
+    /* f_bavail: what is left past the blocks reserved for root (ext4's 5%): a write may still
+     * succeed as root, but the disk is full for every practical purpose. */
+    if (st.f_bavail == 0)
+        return ig_error_set(err, ENOSPC, "state dir %s: no space left on device", dir);
+    return 0;
 }
 
 const struct store_migration *store_migrations(size_t *ret_n)
