@@ -243,9 +243,9 @@ static void test_push_at_full_disk(void **state)
     cJSON_Delete(j);
     client_response_clear(&r);
     /* A secret is written under the state dir too. */
-    assert_int_equal(harness_request(&k->p, "PUT", "/v1/functions/bigpush/secrets/token", NULL,
-                                     "s3cret", 6, &r),
-                     0);
+    assert_int_equal(
+        harness_request(&k->p, "PUT", "/v1/functions/bigpush/secrets/token", NULL, "s3cret", 6, &r),
+        0);
     assert_int_equal(r.status, 507);
     client_response_clear(&r);
     expect_health(k, "degraded");
@@ -402,8 +402,8 @@ static void test_start_at_full_disk(void **state)
     harness_push(&k->p, "hello-exec", "survivor", NULL);
     assert_int_equal(harness_stop(&k->p), 0);
     fill(k);
-    char *argv[] = {(char *)harness_ignisd(), "--state-dir", k->state, "--listen", "127.0.0.1:0",
-                    NULL};
+    char *argv[] = {
+        (char *)harness_ignisd(), "--state-dir", k->state, "--listen", "127.0.0.1:0", NULL};
     char *out = NULL, *err = NULL;
     int rc = harness_run(argv, &out, &err);
     char expected[200];
