@@ -43,6 +43,7 @@ void api_audit(struct http_request *req, const struct http_route *route, unsigne
 
 const struct http_route api_routes[] = {
     {"GET", "/healthz", api_get_healthz, 0, AUTH_PUBLIC, false, 0},
+    {"GET", "/readyz", api_get_readyz, 0, AUTH_PUBLIC, false, 0},
     {"GET", "/v1/version", api_get_version, 0, AUTH_ANY_ROLE, false, 0},
     {"GET", "/v1/doctor", api_get_doctor, 0, OPERATE, false, 0},
     /* The registry (functions.c over functions/registry.c, docs/api.md "Functions"). */

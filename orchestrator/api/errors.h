@@ -13,3 +13,7 @@ unsigned api_status_for(int code);
 const char *api_code_for(const struct ig_error *err);
 /* Replies {"error": {"code", "message"}} with the status and code above. */
 int api_reply_error(struct http_request *req, const struct ig_error *err);
+
+/* Retry-After (seconds) of a 503 store_unavailable: the store could not write (a full disk)
+ * and a client should try again once space is freed; the journal probes every second. */
+#define API_STORE_RETRY_AFTER "5"

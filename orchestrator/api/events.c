@@ -70,6 +70,8 @@ static void refuse(struct http_request *req, const struct ig_error *err)
         return;
     if (err->code == EINPROGRESS || err->code == ENOBUFS)
         http_set_header(req, "Retry-After", "1");
+    else if (err->reason && streq(err->reason, "store_unavailable"))
+        http_set_header(req, "Retry-After", API_STORE_RETRY_AFTER);
     api_reply_error(req, err);
 }
 

@@ -122,10 +122,12 @@ static void on_async_submitted(int result, const char *message, const char *id, 
     struct async_reply *a = userdata;
     if (a->req) {
         http_request_set_context(a->req, NULL, NULL);
-        if (result < 0)
+        if (result < 0) {
+            /* Nothing was accepted: the client retries, after the disk has room again. */
+            http_set_header(a->req, "Retry-After", API_STORE_RETRY_AFTER);
             http_reply_error(a->req, 503, "store_unavailable",
                              "the invocation could not be stored: %s", message);
-        else {
+        } else {
             cJSON *root = cJSON_CreateObject();
             cJSON_AddStringToObject(root, "id", id);
             cJSON_AddStringToObject(root, "status", "queued");

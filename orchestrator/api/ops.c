@@ -12,14 +12,62 @@
 #include "records/accountant.h"
 #include "records/fnlog.h"
 #include "records/invocation.h"
+#include "records/journal.h"
 #include "records/store.h"
+
+/* Whether the daemon can take work that must be stored: false with the reason while the store
+ * cannot write (the journal's last commit failed, and its probes since) or the state dir's disk
+ * is full (logs, bundles and secrets are written there too). Both recover by themselves. */
+static bool storage_ok(struct api *a, struct ig_error *ret_why)
+{
+    struct journal_health h = {};
+    if (a->journal)
+        journal_get_health(a->journal, &h);
+    if (h.failing) {
+        ig_error_set_reason(ret_why, h.code == EIO ? EIO : ENOSPC, "store_unavailable",
+                            "the store cannot write since %.0f s: %s",
+                            (double)((int64_t)wall_usec() - h.since_us) / 1e6, h.message);
+        return false;
+    }
+    if (store_space_check(a->state_dir, ret_why) < 0) {
+        ret_why->reason = "insufficient_storage";
+        return false;
+    }
+    return true;
+}
 
 void api_get_healthz(struct http_request *req, void *userdata)
 {
     struct api *a = userdata;
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "status", a->stopping ? "stopping" : "ok");
+    struct ig_error why = {};
+    /* Liveness: a full disk is not cured by a restart (which may not even start), so it stays
+     * 200 and says degraded; /readyz is the one that turns 503. */
+    bool ok = a->stopping || storage_ok(a, &why);
+    cJSON_AddStringToObject(root, "status", a->stopping ? "stopping" : ok ? "ok" : "degraded");
+    if (!ok) {
+        cJSON_AddStringToObject(root, "reason", why.reason);
+        cJSON_AddStringToObject(root, "message", why.message);
+    }
     http_reply_json(req, a->stopping ? 503 : 200, root);
+}
+
+void api_get_readyz(struct http_request *req, void *userdata)
+{
+    struct api *a = userdata;
+    struct ig_error why = {};
+    if (a->stopping) {
+        http_reply_error(req, 503, "shutting_down", "ignisd is shutting down");
+        return;
+    }
+    if (!storage_ok(a, &why)) {
+        http_set_header(req, "Retry-After", API_STORE_RETRY_AFTER);
+        http_reply_error(req, 503, why.reason, "%s", why.message);
+        return;
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "status", "ready");
+    http_reply_json(req, 200, root);
 }
 
 void api_get_version(struct http_request *req, void *userdata)

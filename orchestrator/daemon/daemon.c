@@ -47,20 +47,34 @@ static int lock_state_dir(const char *dir, int *ret_fd, struct ig_error *err)
     return 0;
 }
 
+/* "state dir DIR: no space left on device" (or "disk quota exceeded"), then what failed. */
+static int no_space(const char *dir, int code, const char *detail, struct ig_error *err)
+{
+    return ig_error_set(err, code, "state dir %s: %s%s%s%s", dir,
+                        code == EDQUOT ? "disk quota exceeded" : "no space left on device",
+                        detail ? " (" : "", detail ? detail : "", detail ? ")" : "");
+}
+
 static int prepare_state_dir(const char *dir, struct ig_error *err)
 {
     int r = mkdir_p(dir, 0700);
     if (r < 0)
         return ig_error_set(err, -r, "state dir %s: %s", dir, strerror(-r));
     /* root passes access(2) checks even where it cannot write (read-only mounts, immutable
-     * dirs), so probe with a real file. */
+     * dirs), so probe with a real file; with data in it, synced, since a full disk still lets
+     * an empty file be made (and SQLite would then say only "disk I/O error"). */
     char probe[4200];
     snprintf(probe, sizeof(probe), "%s/.write-probe", dir);
     int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return ig_error_set(err, errno, "state dir %s is not writable: %s", dir, strerror(errno));
+    int e = write(fd, "probe\n", 6) == 6 && fsync(fd) == 0 ? 0 : errno ? errno : EIO;
     close(fd);
     unlink(probe);
+    if (e == ENOSPC || e == EDQUOT)
+        return no_space(dir, e, NULL, err);
+    if (e)
+        return ig_error_set(err, e, "state dir %s is not writable: %s", dir, strerror(e));
     return 0;
 }
 
@@ -263,6 +277,11 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
         goto fail;
     snprintf(dbpath, sizeof(dbpath), "%s/ignis.db", opts->state_dir);
     r = store_open(dbpath, &d->store, err);
+    if (r == -ENOSPC || r == -EDQUOT) {
+        struct ig_error cause = *err;
+        ig_error_clear(err);
+        r = no_space(opts->state_dir, -r, cause.message, err);
+    }
     if (r < 0)
         goto fail;
     r = loop_new(&d->loop);

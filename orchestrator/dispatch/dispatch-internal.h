@@ -121,6 +121,7 @@ struct fn_state {
     unsigned spawn_failures;         /* consecutive: spawning backs off */
     uint64_t spawn_not_before_us;
     bool removing;
+    size_t recording; /* its invocations' records not yet written (a drain waits for them) */
     void (*removed)(void *userdata);
     void *removed_userdata;
     struct fn_state *next;
@@ -159,4 +160,10 @@ struct dispatch {
      * own submission (then the caller gets no handle to cancel). */
     struct inv *submitting_sync;
     struct dispatch_hooks hooks;
+    /* Records on their way to the store (dispatch.c "records"), retried until written. */
+    struct pending_record *records;
+    size_t records_pending;
+    bool records_dropping; /* sync records are being dropped (too many pending): said once */
+    bool grace_over;       /* the shutdown's grace is over: a stop waits for records no more */
+    bool closed;           /* dispatch_close ran: a record that fails now is given up */
 };

@@ -465,6 +465,167 @@ static void on_retry_due(struct loop *l, struct loop_timer *t, void *userdata)
     kick(inv->fn);
 }
 
+/* ---- records ----
+ *
+ * An outcome's record is retried until the store takes it: at a full disk an async invocation
+ * that ran must not stay `queued` or `running` in the store (to run again after a restart) while
+ * its client polls forever. The record keeps its own copies; the function's drain and a stop
+ * wait for its records (a stop no longer once its grace is over). A retried record cannot undo
+ * a later one of the same invocation: inv_store_finish skips an older attempt's. */
+
+/* Sync records beyond this many pending are dropped (with a warning): each waits in memory. */
+#define RECORDS_PENDING_MAX 10000
+#define RECORD_RETRY_MIN_US (50 * 1000)
+#define RECORD_RETRY_MAX_US (2 * 1000 * 1000)
+
+struct pending_record {
+    struct dispatch *d;
+    char fn_name[MANIFEST_NAME_MAX + 1];
+    struct inv_record r; /* owns its strings (inv_record_clear) */
+    int64_t expires_us;
+    unsigned tries; /* failed so far */
+    struct loop_timer *timer;
+    struct pending_record *prev, *next;
+};
+
+static void submit_record(struct pending_record *pr);
+
+static void pending_record_done(struct pending_record *pr)
+{
+    struct dispatch *d = pr->d;
+    struct fn_state *fn = dispatch_function(d, pr->fn_name);
+    if (pr->timer)
+        loop_cancel_timer(d->loop, pr->timer);
+    if (pr->prev)
+        pr->prev->next = pr->next;
+    else
+        d->records = pr->next;
+    if (pr->next)
+        pr->next->prev = pr->prev;
+    d->records_pending--;
+    if (d->records_pending < RECORDS_PENDING_MAX / 2)
+        d->records_dropping = false;
+    if (fn && fn->recording > 0 && --fn->recording == 0 && fn->removing)
+        schedule_removals(d);
+    inv_record_clear(&pr->r);
+    free(pr);
+    check_stopped(d);
+}
+
+static void on_record_retry(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct pending_record *pr = userdata;
+    pr->timer = NULL;
+    submit_record(pr);
+}
+
+static void record_failed(struct pending_record *pr, const char *message)
+{
+    struct dispatch *d = pr->d;
+    pr->tries++;
+    if (d->closed) {
+        log_error("an invocation's outcome could not be recorded before the stop",
+                  "function=%s id=%s status=%s error=\"%s\" effect=\"%s\"", pr->fn_name, pr->r.id,
+                  inv_status_name(pr->r.status), message,
+                  pr->r.async ? "its record stays as it was: it runs again at the next start"
+                              : "the sync invocation has no record");
+        pending_record_done(pr);
+        return;
+    }
+    if (pr->tries == 1)
+        log_warn("recording an invocation failed: retrying until it is written",
+                 "function=%s id=%s status=%s error=\"%s\"", pr->fn_name, pr->r.id,
+                 inv_status_name(pr->r.status), message);
+    uint64_t delay = RECORD_RETRY_MIN_US << (pr->tries < 6 ? pr->tries - 1 : 5);
+    if (delay > RECORD_RETRY_MAX_US)
+        delay = RECORD_RETRY_MAX_US;
+    if (loop_add_timer(d->loop, now_usec() + delay, on_record_retry, pr, &pr->timer) < 0)
+        pr->timer = NULL; /* without memory the next record's tick does not come: give up */
+    if (!pr->timer) {
+        log_error("an invocation's outcome could not be recorded", "function=%s id=%s", pr->fn_name,
+                  pr->r.id);
+        pending_record_done(pr);
+    }
+}
+
+static void on_record_written(struct loop *l, int result, const char *message, void *userdata)
+{
+    struct pending_record *pr = userdata;
+    if (result < 0) {
+        record_failed(pr, message ? message : strerror(-result));
+        return;
+    }
+    if (pr->tries > 0)
+        log_info("invocation recorded after retries", "function=%s id=%s status=%s tries=%u",
+                 pr->fn_name, pr->r.id, inv_status_name(pr->r.status), pr->tries + 1);
+    pending_record_done(pr);
+}
+
+static void submit_record(struct pending_record *pr)
+{
+    struct dispatch *d = pr->d;
+    /* A sync invocation is written once, when it is over: an insert. An async one's row is
+     * there since its acceptance. */
+    int q = pr->r.async
+                ? inv_store_finish(d->journal, &pr->r, pr->expires_us, on_record_written, pr)
+                : inv_store_insert(d->journal, &pr->r, pr->expires_us, on_record_written, pr);
+    if (q < 0)
+        record_failed(pr, strerror(-q));
+}
+
+/* Copies r (its strings too) into a pending record and submits it. */
+static void record_submit(struct dispatch *d, struct fn_state *fn, const struct inv_record *r,
+                          int64_t expires_us)
+{
+    if (!r->async && d->records_pending >= RECORDS_PENDING_MAX) {
+        if (!d->records_dropping)
+            log_warn("the store is not keeping up: sync invocation records are dropped",
+                     "pending=%zu", d->records_pending);
+        d->records_dropping = true;
+        return;
+    }
+    struct pending_record *pr = calloc(1, sizeof(*pr));
+    bool oom = !pr;
+    if (pr) {
+        pr->d = d;
+        snprintf(pr->fn_name, sizeof(pr->fn_name), "%s", fn->name);
+        pr->r = *r;
+        pr->r.function = strdup(r->function);
+        pr->r.payload = NULL;
+        pr->r.payload_len = 0;
+        pr->r.idempotency_key = NULL;
+        pr->r.content_type = r->content_type ? strdup(r->content_type) : NULL;
+        pr->r.result = r->result ? malloc(r->result_len + 1) : NULL;
+        if (pr->r.result) {
+            memcpy(pr->r.result, r->result, r->result_len);
+            pr->r.result[r->result_len] = '\0';
+        }
+        pr->r.error_type = r->error_type ? strdup(r->error_type) : NULL;
+        pr->r.error_message = r->error_message ? strdup(r->error_message) : NULL;
+        oom = !pr->r.function || (r->content_type && !pr->r.content_type) ||
+              (r->result && !pr->r.result) || (r->error_type && !pr->r.error_type) ||
+              (r->error_message && !pr->r.error_message);
+    }
+    if (oom) {
+        if (pr)
+            inv_record_clear(&pr->r);
+        free(pr);
+        log_error("an invocation's outcome could not be recorded", "function=%s id=%s error=\"%s\"",
+                  fn->name, r->id, strerror(ENOMEM));
+        return;
+    }
+    pr->expires_us = expires_us;
+    pr->next = d->records;
+    if (d->records)
+        d->records->prev = pr;
+    d->records = pr;
+    d->records_pending++;
+    /* A ghost (recovery of a deleted function's invocation) is not in the list. */
+    if (dispatch_function(d, fn->name) == fn)
+        fn->recording++;
+    submit_record(pr);
+}
+
 static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
                    const struct dispatch_outcome *o, int64_t billed_ms, int64_t next_attempt_us)
 {
@@ -488,17 +649,14 @@ static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
     };
     memcpy(r.id, inv->id, sizeof(r.id));
     memcpy(r.token_id, inv->token_id, sizeof(r.token_id));
-    int64_t expires = r.finished_us + d->opts.retention_us;
-    if (inv->async)
-        inv_store_finish(d->journal, &r, expires, NULL, NULL);
-    else {
-        /* A sync invocation is written once, when it is over, and without its result: the
-         * client has it, and storing every reply would double what the journal writes. */
+    if (!inv->async) {
+        /* A sync invocation is recorded without its result: the client has it, and storing
+         * every reply would double what the journal writes. */
         r.result = NULL;
         r.result_len = 0;
         r.content_type = inv->content_type;
-        inv_store_insert(d->journal, &r, expires, NULL, NULL);
     }
+    record_submit(d, inv->fn, &r, r.finished_us + d->opts.retention_us);
 }
 
 static void complete(struct inv *inv, struct dispatch_outcome *o)
@@ -750,7 +908,7 @@ static void fail_queued(struct fn_state *fn, int code, const char *reason, const
 
 static bool fn_drained(const struct fn_state *fn)
 {
-    return fn->inflight == 0 && fn->workers == NULL;
+    return fn->inflight == 0 && fn->workers == NULL && fn->recording == 0;
 }
 
 static void finish_removals(struct dispatch *d)
@@ -1201,6 +1359,8 @@ static void check_stopped(struct dispatch *d)
     for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         if (fn->inflight > 0)
             return;
+    if (d->records_pending > 0 && !d->grace_over)
+        return;
     if (d->grace_timer) {
         loop_cancel_timer(d->loop, d->grace_timer);
         d->grace_timer = NULL;
@@ -1214,6 +1374,7 @@ static void on_grace_over(struct loop *l, struct loop_timer *t, void *userdata)
 {
     struct dispatch *d = userdata;
     d->grace_timer = NULL;
+    d->grace_over = true;
     log_warn("shutdown grace period over: killing what still runs");
     for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         for (struct worker *w = fn->workers, *next; w; w = next) {
@@ -1260,6 +1421,17 @@ void dispatch_close(struct dispatch *d)
         while (fn->workers)
             d->pool->kill(fn->workers, NULL);
     }
+    /* Records waiting for a retry get one last try, through the journal that the daemon frees
+     * next; one that fails then is given up with an error line (record_failed). */
+    d->closed = true;
+    for (struct pending_record *pr = d->records, *next; pr; pr = next) {
+        next = pr->next;
+        if (pr->timer) {
+            loop_cancel_timer(d->loop, pr->timer);
+            pr->timer = NULL;
+            submit_record(pr);
+        }
+    }
 }
 
 void dispatch_free(struct dispatch *d)
@@ -1267,6 +1439,13 @@ void dispatch_free(struct dispatch *d)
     if (!d)
         return;
     dispatch_close(d);
+    /* The journal, freed first, delivered every record's outcome. */
+    while (d->records) {
+        struct pending_record *pr = d->records;
+        d->records = pr->next;
+        inv_record_clear(&pr->r);
+        free(pr);
+    }
     while (d->fns) {
         struct fn_state *fn = d->fns;
         d->fns = fn->next;

@@ -233,6 +233,10 @@ static int disk_error(struct archive *w, const char *path, struct ig_error *err)
     int code = archive_errno(w);
     if (code != ENOSPC && code != EDQUOT && code != EIO && code != ENOMEM && code != EROFS)
         code = code == EFBIG ? EFBIG : EINVAL;
+    /* libarchive says only "Write failed": the errno names the cause. */
+    if (code == ENOSPC || code == EDQUOT)
+        return ig_error_set(err, code, "unpacking the bundle: %s (entry \"%.200s\")",
+                            strerror(code), path);
     return ig_error_set(err, code, "entry \"%.200s\": %s", path,
                         archive_error_string(w) ? archive_error_string(w) : strerror(code));
 }

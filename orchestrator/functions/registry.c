@@ -559,13 +559,23 @@ static void op_fail(struct op *op, int code, const char *reason, const struct ig
     op->failed = true;
 }
 
+/* The daemon's own failure: insufficient_storage (ENOSPC) when the disk or quota is full, which
+ * a client can wait out; else internal (EIO). */
+static void op_fail_own(struct op *op, const struct ig_error *e)
+{
+    if (e->code == ENOSPC || e->code == EDQUOT)
+        op_fail(op, ENOSPC, "insufficient_storage", e);
+    else
+        op_fail(op, EIO, "internal", e);
+}
+
 /* A bundle that could not be read or stored: the client's fault when its content is bad. */
 static void op_fail_bundle(struct op *op, int q, const struct ig_error *e)
 {
     if (bundle_error_is_content(q))
         op_fail(op, EINVAL, "invalid_bundle", e);
     else
-        op_fail(op, EIO, "internal", e);
+        op_fail_own(op, e);
 }
 
 static void op_fail_oom(struct op *op)
@@ -662,7 +672,7 @@ static void *push_thread(void *userdata)
         goto out;
     }
     if (dir && bundle_commit(r->bundles_dir, dir, op->digest, &op->err) < 0) {
-        op_fail(op, EIO, "internal", &op->err);
+        op_fail_own(op, &op->err);
         goto out;
     }
 out:
@@ -693,7 +703,7 @@ static void push_new_version(struct op *op, const struct registry_function *cur)
     if (db_record_version(r, f, text, &op->err) < 0) {
         f->manifest = NULL;
         registry_function_free(f);
-        op_fail(op, EIO, "internal", &op->err);
+        op_fail_own(op, &op->err);
         return;
     }
     op->manifest = NULL; /* now f's */
@@ -761,13 +771,21 @@ static void delete_run(struct op *op)
     uint32_t version = f ? f->version : 0;
 
     if (db_delete_functions(r, op, &op->err) < 0) {
+        /* Not deleted: the functions stay, whole. The drain already took them from the
+         * dispatcher, so it is told of them again (as at start-up): listed and invocable, as
+         * before the delete, which the client may retry once the cause is gone. */
+        log_error("deleting failed: the functions stay", "function=%s error=\"%s\"",
+                  op->service_name[0] ? op->service_name : op->names[0], op->err.message);
         for (size_t i = 0; i < op->n_names; i++)
-            if ((f = find_fn(r, op->names[i])))
+            if ((f = find_fn(r, op->names[i]))) {
                 f->deleting = false;
+                if (r->hooks.updated)
+                    r->hooks.updated(r->hooks.userdata, f);
+            }
         struct registry_service *sv = find_service(r, op->service_name);
         if (sv)
             sv->deleting = false;
-        op_fail(op, EIO, "internal", &op->err);
+        op_fail_own(op, &op->err);
         op_finish(op);
         return;
     }
@@ -1140,7 +1158,7 @@ static void service_record(struct op *op)
     const struct registry_service *sv = find_service(r, op->name);
     uint64_t created = sv ? sv->created_usec : now;
     if (db_record_service(r, op, spec, fs, created, now, &op->err) < 0) {
-        op_fail(op, EIO, "internal", &op->err);
+        op_fail_own(op, &op->err);
         svc_abandon(op, fs);
         return;
     }

@@ -114,7 +114,9 @@ const struct registry_service *registry_find_service(const struct registry *r, c
  * invalid_manifest (EINVAL), invalid_service (EINVAL), payload_too_large (EFBIG: the deploy
  * archive), name_mismatch (EEXIST: function.json or service.json names another), conflict
  * (EBUSY: being deleted, owned by a service, ...; EEXIST: exists outside the service),
- * not_found (ENOENT), internal (EIO or ENOMEM: the daemon's own failure, disk, memory, threads;
+ * not_found (ENOENT), insufficient_storage (ENOSPC: the state dir's disk or quota is full; a
+ * delete that fails so leaves its functions whole, listed and invocable),
+ * internal (EIO or ENOMEM: the daemon's own failure, disk, memory, threads;
  * the message says which). */
 
 /* One function of a deploy as it was recorded. */

@@ -87,8 +87,10 @@ int secrets_put(const char *state_dir, const char *function, const char *secret,
     if (r < 0) {
         log_error("storing a secret failed", "function=%s secret=%s error=\"%s\"", function, secret,
                   strerror(-r));
-        return ig_error_set_reason(err, EIO, "internal", "storing secret '%s': %s", secret,
-                                   strerror(-r));
+        bool full = r == -ENOSPC || r == -EDQUOT;
+        return ig_error_set_reason(err, full ? ENOSPC : EIO,
+                                   full ? "insufficient_storage" : "internal",
+                                   "storing secret '%s': %s", secret, strerror(-r));
     }
     log_info("secret set", "function=%s secret=%s bytes=%zu", function, secret, len);
     *ret_created = created;

@@ -5,9 +5,13 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "records/store-internal.h"
 
 /* A batch bigger than this is split: it bounds how long one transaction holds the write lock. */
 #define JOURNAL_BATCH_MAX 4096
+/* While commits fail, the writer tries a probe write this often, so the health it reports
+ * recovers by itself once space returns, even when nothing else is written. */
+#define JOURNAL_PROBE_US (1000 * 1000)
 /* Prepared statements kept by the writer, by SQL text: the few statements the daemon submits
  * (and the savepoint ones) are parsed once, not per row (docs/performance.md "Accountant"). */
 #define JOURNAL_STMT_CACHE 16
@@ -34,6 +38,7 @@ struct journal {
     size_t queued;
     bool stopping;
     struct journal_stats stats;
+    struct journal_health health; /* under lock */
     /* The writer thread's alone. */
     bool full_sync; /* the connection's synchronous setting is FULL */
     struct {
@@ -151,6 +156,49 @@ static void deliver(struct loop *l, void *userdata)
     }
 }
 
+/* Under lock: code 0 when a write committed, else its errno and message. */
+static void note_health(struct journal *j, int code, const char *message)
+{
+    struct journal_health *h = &j->health;
+    if (code == 0) {
+        if (h->failing)
+            log_info("the store writes again", "after_s=%.1f",
+                     (double)((int64_t)wall_usec() - h->since_us) / 1e6);
+        *h = (struct journal_health){0};
+        return;
+    }
+    if (!h->failing) {
+        h->since_us = (int64_t)wall_usec();
+        log_error("the store cannot write", "error=\"%s\"", message ? message : strerror(code));
+    }
+    h->failing = true;
+    h->code = code;
+    snprintf(h->message, sizeof(h->message), "%s", message ? message : strerror(code));
+}
+
+/* While the store cannot write and nothing else is queued: one small write that needs new space
+ * in the WAL like any other (a row of meta), so that health recovers by itself. */
+static void probe(struct journal *j)
+{
+    char why[512];
+    const char *sql = "INSERT INTO meta (key, value) VALUES ('write_probe', ?1) "
+                      "ON CONFLICT (key) DO UPDATE SET value = ?1";
+    sqlite3_stmt *st = NULL;
+    int r = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+    if (r == SQLITE_OK) {
+        char now[32];
+        snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_usec());
+        sqlite3_bind_text(st, 1, now, -1, SQLITE_TRANSIENT);
+        r = sqlite3_step(st);
+    }
+    int code = r == SQLITE_DONE ? 0 : store_errno(j->db);
+    const char *msg = code ? store_strerror(j->db, why, sizeof(why)) : NULL;
+    sqlite3_finalize(st);
+    pthread_mutex_lock(&j->lock);
+    note_health(j, code, msg);
+    pthread_mutex_unlock(&j->lock);
+}
+
 static void commit_batch(struct journal *j, struct op *batch)
 {
     size_t n = 0;
@@ -169,34 +217,52 @@ static void commit_batch(struct journal *j, struct op *batch)
             j->full_sync = durable;
     }
     bool began = synced && sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+    char why[512];
     for (struct op *op = batch; op; op = op->next) {
         n++;
         if (!began) {
-            op->result = -EIO;
-            op->message = strdup(sqlite3_errmsg(j->db));
+            op->result = -store_errno(j->db);
+            op->message = strdup(store_strerror(j->db, why, sizeof(why)));
             continue;
         }
         exec_cached(j, "SAVEPOINT op");
         if (run_op(j, op) != SQLITE_OK) {
-            op->result = -EIO;
+            op->result = -store_errno(j->db);
+            free(op->message);
+            op->message = strdup(store_strerror(j->db, why, sizeof(why)));
             exec_cached(j, "ROLLBACK TO op");
         }
         exec_cached(j, "RELEASE op");
     }
+    int committed = 0;
     if (began && sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        committed = -1;
         /* Nothing of the batch is durable: every op fails, whatever it did inside. */
-        const char *msg = sqlite3_errmsg(j->db);
+        int code = store_errno(j->db);
+        const char *msg = store_strerror(j->db, why, sizeof(why));
         for (struct op *op = batch; op; op = op->next) {
-            op->result = -EIO;
+            op->result = -code;
             free(op->message);
             op->message = strdup(msg);
         }
         sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
     }
+    /* The store's health as a client may ask for it: a batch that could not be written, or a
+     * statement refused for want of space, says the store cannot write (one statement refused
+     * by a constraint says nothing of it); the next batch that commits says it can again. */
+    int health = 0;
+    const char *health_msg = NULL;
+    for (struct op *op = batch; op && !health; op = op->next)
+        if (op->result < 0 &&
+            (!began || committed < 0 || op->result == -ENOSPC || op->result == -EDQUOT)) {
+            health = -op->result;
+            health_msg = op->message;
+        }
     pthread_mutex_lock(&j->lock);
     j->stats.statements += n;
     j->stats.commits++;
     j->stats.full_commits += durable;
+    note_health(j, health, health_msg);
     pthread_mutex_unlock(&j->lock);
     if (loop_post(j->loop, deliver, batch) < 0) {
         log_error("journal cannot hand results back", "statements=%zu", n);
@@ -209,8 +275,21 @@ static void *writer(void *arg)
     struct journal *j = arg;
     pthread_mutex_lock(&j->lock);
     for (;;) {
-        while (!j->head && !j->stopping)
-            pthread_cond_wait(&j->cond, &j->lock);
+        while (!j->head && !j->stopping) {
+            if (!j->health.failing) {
+                pthread_cond_wait(&j->cond, &j->lock);
+                continue;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += JOURNAL_PROBE_US / 1000000;
+            if (pthread_cond_timedwait(&j->cond, &j->lock, &ts) == ETIMEDOUT && !j->head &&
+                !j->stopping) {
+                pthread_mutex_unlock(&j->lock);
+                probe(j);
+                pthread_mutex_lock(&j->lock);
+            }
+        }
         if (!j->head && j->stopping)
             break;
         /* Take up to JOURNAL_BATCH_MAX: everything that arrived while the last commit's fsync
@@ -338,6 +417,13 @@ int journal_submit_lazy(struct journal *j, const char *sql, const struct journal
                         size_t nvalues, journal_done_fn done, void *userdata)
 {
     return submit(j, false, sql, values, nvalues, done, userdata);
+}
+
+void journal_get_health(struct journal *j, struct journal_health *ret)
+{
+    pthread_mutex_lock(&j->lock);
+    *ret = j->health;
+    pthread_mutex_unlock(&j->lock);
 }
 
 void journal_get_stats(struct journal *j, struct journal_stats *ret)

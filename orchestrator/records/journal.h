@@ -29,12 +29,22 @@ struct journal_value {
 #define JV_NULL_V  ((struct journal_value){.type = JV_NULL})
 
 /* Called on the loop thread once the statement is durable (result 0) or failed (-errno, with
- * the message). */
+ * the message: -ENOSPC or -EDQUOT when the disk is full, else -EIO). */
 typedef void (*journal_done_fn)(struct loop *l, int result, const char *message, void *userdata);
 
 struct journal_stats {
     uint64_t statements, commits; /* commits ≤ statements: the difference is group commit */
     uint64_t full_commits;        /* of commits: with synchronous=FULL (an fsync) */
+};
+
+/* Whether the store can write, as the last commit found: failing from since_us (wall clock)
+ * with code (ENOSPC, EDQUOT, EIO) and the engine's message. While it fails, the writer probes
+ * with a small write every second, so this turns healthy by itself once space returns. */
+struct journal_health {
+    bool failing;
+    int code;
+    int64_t since_us;
+    char message[256];
 };
 
 int journal_new(struct loop *l, const char *db_path, struct journal **ret, struct ig_error *err);
@@ -51,4 +61,5 @@ int journal_submit(struct journal *j, const char *sql, const struct journal_valu
 int journal_submit_lazy(struct journal *j, const char *sql, const struct journal_value *values,
                         size_t nvalues, journal_done_fn done, void *userdata);
 
+void journal_get_health(struct journal *j, struct journal_health *ret);
 void journal_get_stats(struct journal *j, struct journal_stats *ret);

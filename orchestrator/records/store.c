@@ -2,6 +2,7 @@
 #include "records/store-internal.h"
 
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "base/log.h"
 
@@ -212,6 +213,42 @@ static const struct store_migration migrations[] = {
              "ALTER TABLE invocations ADD COLUMN token_id TEXT;"},
 };
 
+int store_errno(sqlite3 *db)
+{
+    int primary = sqlite3_extended_errcode(db) & 0xff;
+    /* The system errno is the last OS failure's, however old: it counts only for an I/O error. */
+    int sys = primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN || primary == SQLITE_FULL
+                  ? sqlite3_system_errno(db)
+                  : 0;
+    if (sys == EDQUOT)
+        return EDQUOT;
+    if (primary == SQLITE_FULL || sys == ENOSPC)
+        return ENOSPC;
+    return EIO;
+}
+
+const char *store_strerror(sqlite3 *db, char *buf, size_t size)
+{
+    int e = store_errno(db);
+    if (e == EIO)
+        snprintf(buf, size, "%s", sqlite3_errmsg(db));
+    else
+        snprintf(buf, size, "%s (%s)", sqlite3_errmsg(db), strerror(e));
+    return buf;
+}
+
+int store_space_check(const char *dir, struct ig_error *err)
+{
+    struct statvfs st;
+    if (statvfs(dir, &st) < 0)
+        return ig_error_set(err, errno, "state dir %s: %s", dir, strerror(errno));
+    /* f_bavail: what is left past the blocks reserved for root (ext4's 5%): a write may still
+     * succeed as root, but the disk is full for every practical purpose. */
+    if (st.f_bavail == 0)
+        return ig_error_set(err, ENOSPC, "state dir %s: no space left on device", dir);
+    return 0;
+}
+
 const struct store_migration *store_migrations(size_t *ret_n)
 {
     *ret_n = ARRAY_SIZE(migrations);
@@ -257,8 +294,9 @@ int store_migrate(sqlite3 *db, const struct store_migration *list, size_t n, str
             sqlite3_exec(db, list[i].sql, NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(db, bump, NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(db, "COMMIT;", NULL, NULL, &msg) != SQLITE_OK) {
-            int r = ig_error_set(err, EIO, "migration %zu (%s) failed: %s", i + 1, list[i].name,
-                                 msg ? msg : sqlite3_errmsg(db));
+            char why[512];
+            int r = ig_error_set(err, store_errno(db), "migration %zu (%s) failed: %s", i + 1,
+                                 list[i].name, store_strerror(db, why, sizeof(why)));
             sqlite3_free(msg);
             sqlite3_exec(db, "ROLLBACK;", NULL, NULL, NULL);
             return r;
@@ -289,9 +327,10 @@ int store_open(const char *path, struct store **ret, struct ig_error *err)
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
                             SQLITE_OPEN_EXRESCODE,
                         NULL);
+    char why[512];
     if (r != SQLITE_OK) {
-        r = ig_error_set(err, EIO, "opening %s: %s", path,
-                         s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(r));
+        r = ig_error_set(err, s->db ? store_errno(s->db) : EIO, "opening %s: %s", path,
+                         s->db ? store_strerror(s->db, why, sizeof(why)) : sqlite3_errstr(r));
         store_free(s);
         return r;
     }
@@ -301,7 +340,8 @@ int store_open(const char *path, struct store **ret, struct ig_error *err)
     if (sqlite3_exec(s->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
                      NULL, NULL, &msg) != SQLITE_OK) {
-        r = ig_error_set(err, EIO, "setting up %s: %s", path, msg ? msg : sqlite3_errmsg(s->db));
+        r = ig_error_set(err, store_errno(s->db), "setting up %s: %s", path,
+                         store_strerror(s->db, why, sizeof(why)));
         sqlite3_free(msg);
         store_free(s);
         return r;

@@ -31,5 +31,9 @@ void store_free(struct store *s);
 int store_migrate(sqlite3 *db, const struct store_migration *migrations, size_t n,
                   struct ig_error *err);
 
+/* Whether the file system of dir has space left for an unprivileged write: 0, or -ENOSPC with
+ * "state dir DIR: no space left on device" (or the statvfs error). */
+int store_space_check(const char *dir, struct ig_error *err);
+
 /* Reads PRAGMA user_version. */
 int store_get_version(sqlite3 *db, int *ret);

@@ -289,6 +289,19 @@ int harness_start(struct ignisd_proc *p, const char *const *extra_args)
     return start_daemon(p, extra_args);
 }
 
+int harness_start_in(struct ignisd_proc *p, const char *state_dir, const char *const *extra_args)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->state_dir, sizeof(p->state_dir), "%s", state_dir);
+    snprintf(p->fixtures, sizeof(p->fixtures), "/tmp/ignis-test.XXXXXX");
+    if (!mkdtemp(p->fixtures)) {
+        perror("mkdtemp");
+        return -1;
+    }
+    snprintf(p->log_path, sizeof(p->log_path), "%s.log", p->fixtures);
+    return start_daemon(p, extra_args);
+}
+
 int harness_restart(struct ignisd_proc *p, const char *const *extra_args)
 {
     if (p->pid > 0) {

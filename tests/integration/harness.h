@@ -45,6 +45,10 @@ uint16_t harness_free_port(void);
  * /healthz answers (over HTTPS when extra_args has --tls-cert: set $IGNIS_CACERT first). Returns 0,
  * or -1 after printing the daemon's log. */
 int harness_start(struct ignisd_proc *p, const char *const *extra_args);
+/* harness_start on a state dir the test made (a small tmpfs it mounted, say): the daemon's log
+ * and the fixtures go to a temporary dir under /tmp instead, so that they do not share its
+ * space. harness_cleanup removes state_dir, the log and the fixtures (the test unmounts). */
+int harness_start_in(struct ignisd_proc *p, const char *state_dir, const char *const *extra_args);
 /* Starts ignisd again on p's state dir and log (after harness_stop, or after the test killed it
  * and reaped it, setting p->pid to 0), on a fresh port. */
 int harness_restart(struct ignisd_proc *p, const char *const *extra_args);
