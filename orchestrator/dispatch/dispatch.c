@@ -11,6 +11,8 @@
 #define TICK_US (50 * 1000)
 /* Spawning backs off after consecutive failures, up to this. */
 #define SPAWN_BACKOFF_MAX_US (5 * 1000 * 1000)
+/* How long spawns wait after one was refused for want of fds. */
+#define SPAWN_REFUSED_RETRY_US (1000 * 1000)
 
 void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir)
 {
@@ -141,6 +143,7 @@ static void schedule_removals(struct dispatch *d);
 static void check_stopped(struct dispatch *d);
 static void kick(struct fn_state *fn);
 static void spawn_failed(struct fn_state *fn, struct dispatch_outcome *o);
+static void spawn_refused(struct fn_state *fn, const struct ig_error *err);
 
 /* ---- capacity: the scaler's driver ---- */
 
@@ -169,6 +172,10 @@ static void apply(struct fn_state *fn, const struct scaler_action *a)
         for (unsigned i = 0; i < a->count; i++) {
             struct ig_error err = {};
             if (fn->d->pool->spawn(fn, &err) < 0) {
+                if (err.code == EMFILE || err.code == ENFILE) {
+                    spawn_refused(fn, &err);
+                    return;
+                }
                 log_warn("spawn failed", "function=%s error=\"%s\"", fn->name, err.message);
                 struct dispatch_outcome o = {.kind = OUTCOME_INIT};
                 o.error_type = strdup("Ignis.SpawnError");
@@ -652,6 +659,31 @@ static void spawn_failed(struct fn_state *fn, struct dispatch_outcome *o)
         fn->inflight++;
         complete(inv, o);
     }
+}
+
+/* The host had no fds for a container (EMFILE from the pool's reserve check, or ENFILE): not the
+ * function's fault, so no init error and no growing backoff. Sync invocations that no container
+ * of the function is there to take are answered with the error (a 503) now, rather than left
+ * waiting for fds that may come back only when idle containers are reaped; async ones stay
+ * queued and the spawn is tried again a second later. */
+static void spawn_refused(struct fn_state *fn, const struct ig_error *err)
+{
+    log_warn("spawn refused", "function=%s error=\"%s\"", fn->name, err->message);
+    fn->spawn_not_before_us = now_usec() + SPAWN_REFUSED_RETRY_US;
+    if (fn->workers)
+        return;
+    for (struct inv *inv = TAILQ_FIRST(&fn->queue), *next; inv; inv = next) {
+        next = TAILQ_NEXT(inv, link);
+        if (inv->async)
+            continue;
+        queue_remove(fn, inv);
+        fn->throttles++;
+        if (inv->done)
+            inv->done(err, NULL, inv->done_userdata);
+        inv_free(inv);
+    }
+    if (fn->removing)
+        schedule_removals(fn->d);
 }
 
 /* ---- the periodic tick: idle reaping, retention, deferred spawns ---- */

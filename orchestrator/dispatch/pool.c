@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "base/fdlimit.h"
 #include "base/log.h"
 #include "container/container.h"
 #include "dispatch/dispatch-internal.h"
@@ -14,6 +15,9 @@
 
 /* What a runtime may write to stdout/stderr per read before we look at other fds. */
 #define LOG_CHUNK 65536
+/* The fds a container holds in the daemon (runtime socket, stdout and stderr pipes, sync pipe,
+ * pidfd, cgroup directory, network namespace) and those it needs for a moment while it starts. */
+#define SPAWN_FDS 12
 
 static void worker_set_state(struct worker *w, enum worker_state st)
 {
@@ -377,6 +381,12 @@ static int pool_spawn(struct fn_state *fn, struct ig_error *err)
     char **env = NULL, name[96], image[4300], version[32];
     int r;
 
+    /* Refused (EMFILE, a 503) while a container would eat into the fds kept for the API, the
+     * store and the logs: the daemon goes on answering, and spawns resume once fds are back. */
+    if ((r = fdlimit_admit(SPAWN_FDS, err)) < 0) {
+        free(w);
+        return r;
+    }
     if (!w)
         return ig_error_set(err, ENOMEM, "out of memory");
     w->fn = fn;
