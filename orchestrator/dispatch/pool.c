@@ -137,6 +137,7 @@ static void pool_kill(struct worker *w, struct inv *timed_out)
     TAILQ_CONCAT(&running, &w->running, link);
     w->inflight = 0;
     worker_free(w);
+    fnlog_sync(fn->name); /* its output is on file before its outcome, as in finished_one */
     struct inv *inv;
     while ((inv = TAILQ_FIRST(&running))) {
         TAILQ_REMOVE(&running, inv, link);
@@ -177,15 +178,21 @@ static void finished_one(struct worker *w, struct inv *inv, struct dispatch_outc
 {
     struct fn_state *fn = w->fn;
     meter_end(&inv->acct, container_cgroup(w->c));
-    /* Output written before the result is the invocation's: read it before it is over. */
+    /* Output written before the result is the invocation's: read it before it is over, and
+     * write it to the log file before the outcome is recorded or answered, so that a crash of
+     * ignisd right after the reply never loses output of an invocation whose result was kept
+     * (one write(2) into the page cache, only when there is output). */
     drain_output(w);
     fnlog_src_flush(fn->name, &w->log, w->inflight > 1);
+    fnlog_sync(fn->name);
     TAILQ_REMOVE(&w->running, inv, link);
     w->inflight--;
     w->served++;
     w->idle_since_us = now_usec();
-    bool retire = !fn->manifest->reuse || w->version != fn->version || fn->removing ||
-                  w->state == WORKER_DRAINING;
+    /* A function being deleted keeps its container while invocations queued before the delete
+     * wait for one. */
+    bool retire = !fn->manifest->reuse || w->version != fn->version ||
+                  (fn->removing && TAILQ_EMPTY(&fn->queue)) || w->state == WORKER_DRAINING;
     if (retire)
         worker_set_state(w, WORKER_DRAINING);
     else if (w->state == WORKER_BUSY && w->inflight < fn->manifest->concurrency)
