@@ -224,8 +224,9 @@ static void run_scaler(struct dispatch *d)
             .st = &fn->sc,
             .reuse = m->reuse,
             .concurrency = m->concurrency,
+            /* A function being deleted still runs what was queued before the delete. */
             .min_scale = fn->removing ? 0 : m->min_scale,
-            .max_scale = fn->removing ? 0 : m->max_scale,
+            .max_scale = fn->removing && TAILQ_EMPTY(&fn->queue) ? 0 : m->max_scale,
             .idle_timeout_s = m->idle_timeout_s,
             .memory_mb = m->memory_mb,
             .queued = fn->queued,
@@ -649,8 +650,10 @@ static void spawn_failed(struct fn_state *fn, struct dispatch_outcome *o)
     if (backoff > SPAWN_BACKOFF_MAX_US)
         backoff = SPAWN_BACKOFF_MAX_US;
     fn->spawn_not_before_us = now_usec() + backoff;
-    struct inv *inv = TAILQ_FIRST(&fn->queue);
-    if (inv && !inv->timer) {
+    /* A function being deleted takes the error for everything queued: a broken function's
+     * delete must not wait out one backoff per queued invocation. */
+    struct inv *inv;
+    while ((inv = TAILQ_FIRST(&fn->queue)) && !inv->timer) {
         queue_remove(fn, inv);
         inv->attempts++;
         inv->acct = (struct acct_attempt){0}; /* no container ran it: nothing is billed */
@@ -658,6 +661,8 @@ static void spawn_failed(struct fn_state *fn, struct dispatch_outcome *o)
         inv->started_wall_us = (int64_t)wall_usec();
         fn->inflight++;
         complete(inv, o);
+        if (!fn->removing)
+            break;
     }
 }
 
@@ -780,9 +785,29 @@ static void fail_queued(struct fn_state *fn, int code, const char *reason, const
     }
 }
 
+/* The async retries of fn waiting for their backoff: dead, as the function is being deleted. */
+static void drop_waiting_retries(struct fn_state *fn)
+{
+    for (struct inv *inv = TAILQ_FIRST(&fn->queue), *next; inv; inv = next) {
+        next = TAILQ_NEXT(inv, link);
+        if (!inv->timer)
+            continue;
+        queue_remove(fn, inv);
+        loop_cancel_timer(fn->d->loop, inv->timer);
+        inv->timer = NULL;
+        struct dispatch_outcome o = {.kind = OUTCOME_ERROR};
+        o.error_type = strdup("Ignis.FunctionDeleted");
+        o.error_message = strdup("the function was deleted while the invocation waited to be "
+                                 "retried");
+        record(fn->d, inv, INV_DEAD, &o, 0, 0);
+        dispatch_outcome_clear(&o);
+        inv_free(inv);
+    }
+}
+
 static bool fn_drained(const struct fn_state *fn)
 {
-    return fn->inflight == 0 && fn->workers == NULL;
+    return fn->inflight == 0 && fn->workers == NULL && TAILQ_EMPTY(&fn->queue);
 }
 
 static void finish_removals(struct dispatch *d)
@@ -791,7 +816,8 @@ static void finish_removals(struct dispatch *d)
         next = fn->next;
         if (!fn->removing)
             continue;
-        for (struct worker *w = fn->workers, *wn; w; w = wn) {
+        /* Containers (a starting one too) stay while queued invocations wait for them. */
+        for (struct worker *w = fn->workers, *wn; w && TAILQ_EMPTY(&fn->queue); w = wn) {
             wn = w->next;
             if (w->inflight == 0)
                 fn->d->pool->destroy(w);
@@ -829,8 +855,13 @@ int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(
     fn->removing = true;
     fn->removed = done;
     fn->removed_userdata = userdata;
-    fail_queued(fn, ENOENT, "not_found", "the function was deleted", false);
+    /* A delete drains: what was accepted before it (queued, or waiting for a cold container)
+     * still runs, and done is called once it has. Only a retry waiting for its backoff is not
+     * run again: its record ends dead (Ignis.FunctionDeleted). New work is refused (404) from
+     * now on (dispatch_function_accepting). */
+    drop_waiting_retries(fn);
     finish_removals(d);
+    kick(fn);
     return 0;
 }
 
