@@ -860,8 +860,8 @@ int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(
      * run again: its record ends dead (Ignis.FunctionDeleted). New work is refused (404) from
      * now on (dispatch_function_accepting). */
     drop_waiting_retries(fn);
-    finish_removals(d);
     kick(fn);
+    finish_removals(d); /* may free fn */
     return 0;
 }
 
