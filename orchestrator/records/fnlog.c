@@ -16,7 +16,7 @@
 #define PENDING_MAX    (256 * 1024)
 /* Log files kept open at once, least recently written closed first: one per function for ever
  * ran a daemon with a thousand functions out of fds. */
-#define OPEN_MAX 64
+#define OPEN_MAX 16
 /* A follower that reads slower than the function writes loses records past this. */
 #define FOLLOWER_MAX (4 * 1024 * 1024)
 

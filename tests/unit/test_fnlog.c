@@ -267,7 +267,7 @@ static void test_open_files_bounded(void **state)
             fnlog_platform(name, NULL, "round %d", round);
             fnlog_flush();
         }
-    assert_in_range(open_fds() - before, 0, 64);
+    assert_in_range(open_fds() - before, 0, 16);
     for (int i = 0; i < 300; i += 37) {
         snprintf(name, sizeof(name), "fn%d", i);
         cJSON *recs = records(name, "current");
