@@ -59,6 +59,16 @@ unsigned fdlimit_reserve(rlim_t limit)
     return r < 32 ? 32 : r > 1024 ? 1024 : (unsigned)r;
 }
 
+bool fdlimit_room(unsigned need)
+{
+    rlim_t soft, hard;
+    fdlimit_get(&soft, &hard);
+    int used = fdlimit_in_use();
+    if (used < 0)
+        return used != -EMFILE && used != -ENFILE;
+    return (rlim_t)used + need + fdlimit_reserve(soft) <= soft;
+}
+
 int fdlimit_admit(unsigned need, struct ig_error *err)
 {
     rlim_t soft, hard;

@@ -1,6 +1,6 @@
 /* The process's file descriptors: RLIMIT_NOFILE raised to its hard limit at start, and a count
- * of those in use, so that new work that would hold fds (a container holds about six) is refused
- * while a reserve is still free for what keeps the daemon answering: HTTP connections, the
+ * of those in use, so that new work that would hold fds (a container holds about a dozen) is
+ * refused while a reserve is still free for what keeps the daemon answering: HTTP connections, the
  * store, function log files, cgroup reads. Knows nothing of what the fds are for. */
 #pragma once
 
@@ -26,6 +26,9 @@ int fdlimit_in_use(void);
 /* The fds kept free for the daemon's own needs at a soft limit of `limit`: 1/16 of it, at least
  * 32 and at most 1024. */
 unsigned fdlimit_reserve(rlim_t limit);
+/* Whether `need` more fds may be taken and still leave the reserve free (true when there is no
+ * /proc to count them by). */
+bool fdlimit_room(unsigned need);
 /* Whether `need` more fds may be taken for new work and still leave the reserve free: 0, or
  * -EMFILE with err set (reason "fds_exhausted", the counts in the message). */
 int fdlimit_admit(unsigned need, struct ig_error *err);

@@ -13,8 +13,8 @@
 #include "container/container.h"
 
 /* What a warm container holds in the daemon: its runtime socket, stdout and stderr pipes, pidfd,
- * cgroup directory and network namespace. */
-#define DOCTOR_FDS_PER_CONTAINER 6
+ * network namespace, cgroup directory and the counter files read at each invocation. */
+#define DOCTOR_FDS_PER_CONTAINER 12
 
 static const char *const status_names[] = {"ok", "degraded", "failing"};
 
@@ -245,7 +245,7 @@ static void check_memory(cJSON *arr, enum doctor_status *worst)
 }
 
 /* The daemon raised its soft limit to the hard one at start: the hard limit bounds how many
- * containers can be warm at once (each holds about six fds in the daemon). */
+ * containers can be warm at once (each holds about a dozen fds in the daemon). */
 static void check_fd_limit(cJSON *arr, enum doctor_status *worst)
 {
     rlim_t soft, hard;

@@ -16,8 +16,9 @@
 /* What a runtime may write to stdout/stderr per read before we look at other fds. */
 #define LOG_CHUNK 65536
 /* The fds a container holds in the daemon (runtime socket, stdout and stderr pipes, sync pipe,
- * pidfd, cgroup directory, network namespace) and those it needs for a moment while it starts. */
-#define SPAWN_FDS 12
+ * pidfd, network namespace, its cgroup directory and the counters read at each invocation: 12 on
+ * a hybrid host) and those it needs for a moment while it starts. */
+#define SPAWN_FDS 16
 
 static void worker_set_state(struct worker *w, enum worker_state st)
 {
@@ -390,9 +391,13 @@ static int pool_spawn(struct fn_state *fn, struct ig_error *err)
 
     /* Refused (EMFILE, a 503) while a container would eat into the fds kept for the API, the
      * store and the logs: the daemon goes on answering, and spawns resume once fds are back. */
-    if ((r = fdlimit_admit(SPAWN_FDS, err)) < 0) {
-        free(w);
-        return r;
+    if (!fdlimit_room(SPAWN_FDS)) {
+        /* The namespaces and cgroups prepared ahead are fds too: they go first. */
+        container_stock_release(d->stock);
+        if ((r = fdlimit_admit(SPAWN_FDS, err)) < 0) {
+            free(w);
+            return r;
+        }
     }
     if (!w)
         return ig_error_set(err, ENOMEM, "out of memory");
