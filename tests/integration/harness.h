@@ -45,6 +45,9 @@ uint16_t harness_free_port(void);
  * /healthz answers (over HTTPS when extra_args has --tls-cert: set $IGNIS_CACERT first). Returns 0,
  * or -1 after printing the daemon's log. */
 int harness_start(struct ignisd_proc *p, const char *const *extra_args);
+/* The RLIMIT_NOFILE (soft, hard) that daemons started from now on run under (set in the child
+ * before exec); 0, 0: the test's own, the default. */
+void harness_set_nofile(unsigned long soft, unsigned long hard);
 /* Starts ignisd again on p's state dir and log (after harness_stop, or after the test killed it
  * and reaped it, setting p->pid to 0), on a fresh port. */
 int harness_restart(struct ignisd_proc *p, const char *const *extra_args);
