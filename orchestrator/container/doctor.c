@@ -253,7 +253,8 @@ static void check_fd_limit(cJSON *arr, enum doctor_status *worst)
     int used = fdlimit_in_use();
     unsigned reserve = fdlimit_reserve(soft);
     long long room = used < 0 ? 0 : ((long long)soft - used - reserve) / DOCTOR_FDS_PER_CONTAINER;
-    add(arr, worst, "fd_limit", soft >= 4096 ? DOCTOR_OK : DOCTOR_DEGRADED,
+    /* By the hard limit: `ignisd --doctor` runs before ignisd raised its soft one. */
+    add(arr, worst, "fd_limit", hard >= 4096 ? DOCTOR_OK : DOCTOR_DEGRADED,
         "raise the hard RLIMIT_NOFILE (LimitNOFILE= in the unit, ulimit -Hn): ignisd raises its "
         "soft limit to it",
         "soft %llu, hard %llu, %d in use, %u kept in reserve: room for about %lld more containers",
