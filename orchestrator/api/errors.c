@@ -33,6 +33,8 @@ unsigned api_status_for(int code)
     case EINPROGRESS:
     case EAGAIN:
     case ESHUTDOWN:
+    case EMFILE: /* out of file descriptors: the daemon's reserve holds, new work waits */
+    case ENFILE:
         return 503;
     case ETIMEDOUT:
         return 504;

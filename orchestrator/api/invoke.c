@@ -36,10 +36,10 @@ static const char *error_code_for(enum outcome_kind k)
     }
 }
 
-/* A refusal; a throttled client is told when to come back. */
+/* A refusal; a throttled client, or one refused for want of fds, is told when to come back. */
 static void reply_refused(struct http_request *req, const struct ig_error *err)
 {
-    if (err->code == ENOBUFS)
+    if (err->code == ENOBUFS || err->code == EMFILE || err->code == ENFILE)
         http_set_header(req, "Retry-After", "1");
     api_reply_error(req, err);
 }
@@ -74,7 +74,7 @@ static void on_sync_done(const struct ig_error *err, struct dispatch_result *r, 
     struct http_request *req = userdata;
     http_request_set_context(req, NULL, NULL);
     if (err)
-        api_reply_error(req, err);
+        reply_refused(req, err);
     else
         reply_outcome(req, r);
 }

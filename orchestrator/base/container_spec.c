@@ -2,6 +2,7 @@
 
 #include <cjson/cJSON.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define PATH_MAX_LEN 4095u
 #define STRING_MAX   4096u
@@ -12,7 +13,13 @@ void container_spec_init(struct container_spec *s)
     s->uid = 65534;
     s->gid = 65534;
     s->tmp_size = 64ull << 20;
+    /* Never above what the daemon can give: raising a hard limit needs CAP_SYS_RESOURCE, which
+     * the shim does not use, so under a lower one every spawn would fail "setting rlimit
+     * nofile: Operation not permitted". */
+    struct rlimit rl;
     s->rlimit_nofile = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max < s->rlimit_nofile)
+        s->rlimit_nofile = rl.rlim_max < 16 ? 16 : rl.rlim_max;
     s->rlimit_nproc = 1024;
     s->userns_count = 65536;
 }

@@ -54,7 +54,7 @@ struct container_spec {
     char *hostname;    /* default "ignis" */
     uint32_t uid, gid; /* default 65534 (nobody); 0 only with a user namespace */
     uint64_t tmp_size; /* bytes of the /tmp tmpfs; default 64 MiB */
-    uint64_t rlimit_nofile, rlimit_nproc; /* defaults 1024 and 1024 */
+    uint64_t rlimit_nofile, rlimit_nproc; /* defaults 1024 (or the hard limit, if lower) and 1024 */
     char **cgroups; /* NULL-terminated cgroup directories the shim joins via cgroup.procs */
     /* An existing network namespace to join (an nsfs path: /proc/PID/ns/net, /run/netns/NAME,
      * /proc/self/fd/N) instead of creating one; its loopback must already be up. NULL: new. */

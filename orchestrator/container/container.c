@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 
 #include "config.h"
+#include "base/fdlimit.h"
 #include "base/log.h"
 
 #ifndef P_PIDFD
@@ -505,8 +506,10 @@ static bool stock_step(struct container_stock *s)
     if (s->n_returned > 0) {
         struct stock_returned r = s->returned[--s->n_returned];
         struct stock_class *k = r.owner[0] ? stock_class_find(s, r.owner, &r.limits) : NULL;
-        bool want_group = r.group && k && k->n < s->target;
-        bool want_netns = r.netns >= 0 && k && k->n_netns < s->target;
+        /* Short of fds, nothing handed back is kept: containers need them more. */
+        bool room = fdlimit_room(CONTAINER_STOCK_FD_HEADROOM);
+        bool want_group = r.group && k && k->n < s->target && room;
+        bool want_netns = r.netns >= 0 && k && k->n_netns < s->target && room;
         pthread_mutex_unlock(&s->lock);
         bool kept = r.group && stock_keep_or_remove(r.group, want_group);
         if (want_netns && !netns_pristine(s, r.netns))
@@ -532,6 +535,10 @@ static bool stock_step(struct container_stock *s)
         return true;
     }
     if (s->failing)
+        return false;
+    /* Preparing ahead must not take the fds containers and the API need: nothing more while
+     * they are short (a take or a return wakes the thread again). */
+    if (!fdlimit_room(CONTAINER_STOCK_FD_HEADROOM))
         return false;
     if (s->n_netns < s->target) {
         bool want_reference = !s->reference;
@@ -720,6 +727,25 @@ static void stock_take(struct container_stock *s, bool want_netns, bool want_gro
             s->stats.cgroups_taken++;
         else
             s->stats.cgroups_missed++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    pthread_cond_signal(&s->wake);
+}
+
+void container_stock_release(struct container_stock *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    while (s->n_netns > 0)
+        close(s->netns[--s->n_netns]);
+    for (size_t i = 0; i < STOCK_CLASSES; i++) {
+        struct stock_class *k = &s->classes[i];
+        while (k->n_netns > 0)
+            close(k->netns[--k->n_netns]);
+        /* Queued with no owner, the thread removes them; what does not fit waits for later. */
+        while (k->n > 0 && stock_queue(s, k->ready[k->n - 1], -1, "", &k->limits))
+            k->n--;
     }
     pthread_mutex_unlock(&s->lock);
     pthread_cond_signal(&s->wake);

@@ -102,6 +102,13 @@ struct container_stock_stats {
     size_t netns_ready, cgroups_ready, cgroups_returned; /* now */
 };
 void container_stock_stats(struct container_stock *s, struct container_stock_stats *ret);
+/* The host is short of fds (a spawn was refused): what the stock holds ready goes (namespaces
+ * closed, cgroups removed by its thread), and while fewer than CONTAINER_STOCK_FD_HEADROOM fds
+ * are free beyond the reserve it prepares nothing and keeps nothing handed back. Accepts NULL. */
+void container_stock_release(struct container_stock *s);
+/* Free fds (beyond the daemon's reserve, base/fdlimit.h) below which the stock stops preparing:
+ * room for a few containers first. */
+#define CONTAINER_STOCK_FD_HEADROOM 64
 
 /* Creates the cgroup and starts the shim; returns at once. Setup goes on in the shim: watch
  * container_sync_fd, then call container_finish_spawn. On failure nothing is left. */

@@ -9,7 +9,12 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 
+#include "base/fdlimit.h"
 #include "container/container.h"
+
+/* What a warm container holds in the daemon: its runtime socket, stdout and stderr pipes, pidfd,
+ * network namespace, cgroup directory and the counter files read at each invocation. */
+#define DOCTOR_FDS_PER_CONTAINER 12
 
 static const char *const status_names[] = {"ok", "degraded", "failing"};
 
@@ -239,6 +244,23 @@ static void check_memory(cJSON *arr, enum doctor_status *worst)
         "%llu MB available (containers' limits may add up to 80%% of MemTotal)", mb);
 }
 
+/* The daemon raised its soft limit to the hard one at start: the hard limit bounds how many
+ * containers can be warm at once (each holds about a dozen fds in the daemon). */
+static void check_fd_limit(cJSON *arr, enum doctor_status *worst)
+{
+    rlim_t soft, hard;
+    fdlimit_get(&soft, &hard);
+    int used = fdlimit_in_use();
+    unsigned reserve = fdlimit_reserve(soft);
+    long long room = used < 0 ? 0 : ((long long)soft - used - reserve) / DOCTOR_FDS_PER_CONTAINER;
+    /* By the hard limit: `ignisd --doctor` runs before ignisd raised its soft one. */
+    add(arr, worst, "fd_limit", hard >= 4096 ? DOCTOR_OK : DOCTOR_DEGRADED,
+        "raise the hard RLIMIT_NOFILE (LimitNOFILE= in the unit, ulimit -Hn): ignisd raises its "
+        "soft limit to it",
+        "soft %llu, hard %llu, %d in use, %u kept in reserve: room for about %lld more containers",
+        (unsigned long long)soft, (unsigned long long)hard, used, reserve, room < 0 ? 0 : room);
+}
+
 int doctor_run(const struct doctor_env *env, cJSON **ret, enum doctor_status *ret_worst)
 {
     cJSON *arr = cJSON_CreateArray();
@@ -259,6 +281,7 @@ int doctor_run(const struct doctor_env *env, cJSON **ret, enum doctor_status *re
     check_images(env, arr, &worst);
     check_state_dir(env, arr, &worst);
     check_memory(arr, &worst);
+    check_fd_limit(arr, &worst);
     *ret = arr;
     *ret_worst = worst;
     return 0;

@@ -13,6 +13,7 @@
 #include "container/container.h"
 #include "container/doctor.h"
 #include "records/fnlog.h"
+#include "base/fdlimit.h"
 #include "base/log.h"
 #include "records/telemetry.h"
 
@@ -142,6 +143,36 @@ static int run_doctor(void *userdata, cJSON **ret_checks, const char **ret_statu
     return 0;
 }
 
+/* Every container holds fds in the daemon, and one per function for ever would wedge it:
+ * the soft RLIMIT_NOFILE goes up to the hard one before anything is opened (a shell's 1024 is
+ * far too low for hundreds of warm containers), and both are logged. */
+static void raise_fd_limit(void)
+{
+    struct fdlimit fl;
+    int r = fdlimit_raise(&fl);
+    if (r < 0)
+        log_warn("cannot raise the fd limit", "soft=%llu hard=%llu error=\"%s\"",
+                 (unsigned long long)fl.soft, (unsigned long long)fl.hard, strerror(-r));
+    else
+        log_info("fd limit", "soft=%llu hard=%llu was=%llu reserve=%u", (unsigned long long)fl.soft,
+                 (unsigned long long)fl.hard, (unsigned long long)fl.soft_before,
+                 fdlimit_reserve(fl.soft));
+}
+
+/* At most half the fds for HTTP connections: the rest are the containers' and the store's, and
+ * a connection flood must not take the reserve that keeps /healthz answering. */
+static unsigned connection_limit(unsigned wanted)
+{
+    rlim_t soft, hard;
+    fdlimit_get(&soft, &hard);
+    unsigned most = soft / 2 < 16 ? 16 : soft / 2 > UINT_MAX ? UINT_MAX : (unsigned)(soft / 2);
+    if (wanted <= most)
+        return wanted;
+    log_warn("max_connections lowered to fit the fd limit", "max_connections=%u fd_limit=%llu",
+             most, (unsigned long long)soft);
+    return most;
+}
+
 /* The API's server: routes and their roles (api.c), the limits, and HTTPS when a certificate
  * and key are configured (read here: libmicrohttpd takes PEM text, not paths). */
 static int start_http(struct daemon *d, struct ig_error *err)
@@ -158,7 +189,7 @@ static int start_http(struct daemon *d, struct ig_error *err)
     struct http_server_options hopts = {
         .tls_cert_pem = cert,
         .tls_key_pem = key,
-        .connection_limit = o->max_connections,
+        .connection_limit = connection_limit(o->max_connections),
         .per_ip_connection_limit = o->max_connections_per_ip,
         .connection_reserve = o->connection_reserve,
         .header_timeout_s = o->http_header_timeout_s,
@@ -258,6 +289,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     d->lock_fd = -1;
     d->opts = *opts;
     d->started_usec = now_usec();
+    raise_fd_limit();
     r = prepare_state_dir(opts->state_dir, err);
     if (r == 0)
         r = lock_state_dir(opts->state_dir, &d->lock_fd, err);

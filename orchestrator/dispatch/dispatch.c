@@ -11,6 +11,8 @@
 #define TICK_US (50 * 1000)
 /* Spawning backs off after consecutive failures, up to this. */
 #define SPAWN_BACKOFF_MAX_US (5 * 1000 * 1000)
+/* How long spawns wait after one was refused for want of fds. */
+#define SPAWN_REFUSED_RETRY_US (1000 * 1000)
 
 void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir)
 {
@@ -141,6 +143,7 @@ static void schedule_removals(struct dispatch *d);
 static void check_stopped(struct dispatch *d);
 static void kick(struct fn_state *fn);
 static void spawn_failed(struct fn_state *fn, struct dispatch_outcome *o);
+static void spawn_refused(struct fn_state *fn, const struct ig_error *err);
 
 /* ---- capacity: the scaler's driver ---- */
 
@@ -169,6 +172,10 @@ static void apply(struct fn_state *fn, const struct scaler_action *a)
         for (unsigned i = 0; i < a->count; i++) {
             struct ig_error err = {};
             if (fn->d->pool->spawn(fn, &err) < 0) {
+                if (err.code == EMFILE || err.code == ENFILE) {
+                    spawn_refused(fn, &err);
+                    return;
+                }
                 log_warn("spawn failed", "function=%s error=\"%s\"", fn->name, err.message);
                 struct dispatch_outcome o = {.kind = OUTCOME_INIT};
                 o.error_type = strdup("Ignis.SpawnError");
@@ -217,8 +224,9 @@ static void run_scaler(struct dispatch *d)
             .st = &fn->sc,
             .reuse = m->reuse,
             .concurrency = m->concurrency,
+            /* A function being deleted still runs what was queued before the delete. */
             .min_scale = fn->removing ? 0 : m->min_scale,
-            .max_scale = fn->removing ? 0 : m->max_scale,
+            .max_scale = fn->removing && TAILQ_EMPTY(&fn->queue) ? 0 : m->max_scale,
             .idle_timeout_s = m->idle_timeout_s,
             .memory_mb = m->memory_mb,
             .queued = fn->queued,
@@ -800,8 +808,10 @@ static void spawn_failed(struct fn_state *fn, struct dispatch_outcome *o)
     if (backoff > SPAWN_BACKOFF_MAX_US)
         backoff = SPAWN_BACKOFF_MAX_US;
     fn->spawn_not_before_us = now_usec() + backoff;
-    struct inv *inv = TAILQ_FIRST(&fn->queue);
-    if (inv && !inv->timer) {
+    /* A function being deleted takes the error for everything queued: a broken function's
+     * delete must not wait out one backoff per queued invocation. */
+    struct inv *inv;
+    while ((inv = TAILQ_FIRST(&fn->queue)) && !inv->timer) {
         queue_remove(fn, inv);
         inv->attempts++;
         inv->acct = (struct acct_attempt){0}; /* no container ran it: nothing is billed */
@@ -809,7 +819,34 @@ static void spawn_failed(struct fn_state *fn, struct dispatch_outcome *o)
         inv->started_wall_us = (int64_t)wall_usec();
         fn->inflight++;
         complete(inv, o);
+        if (!fn->removing)
+            break;
     }
+}
+
+/* The host had no fds for a container (EMFILE from the pool's reserve check, or ENFILE): not the
+ * function's fault, so no init error and no growing backoff. Sync invocations that no container
+ * of the function is there to take are answered with the error (a 503) now, rather than left
+ * waiting for fds that may come back only when idle containers are reaped; async ones stay
+ * queued and the spawn is tried again a second later. */
+static void spawn_refused(struct fn_state *fn, const struct ig_error *err)
+{
+    log_warn("spawn refused", "function=%s error=\"%s\"", fn->name, err->message);
+    fn->spawn_not_before_us = now_usec() + SPAWN_REFUSED_RETRY_US;
+    if (fn->workers)
+        return;
+    for (struct inv *inv = TAILQ_FIRST(&fn->queue), *next; inv; inv = next) {
+        next = TAILQ_NEXT(inv, link);
+        if (inv->async)
+            continue;
+        queue_remove(fn, inv);
+        fn->throttles++;
+        if (inv->done)
+            inv->done(err, NULL, inv->done_userdata);
+        inv_free(inv);
+    }
+    if (fn->removing)
+        schedule_removals(fn->d);
 }
 
 /* ---- the periodic tick: idle reaping, retention, deferred spawns ---- */
@@ -906,9 +943,30 @@ static void fail_queued(struct fn_state *fn, int code, const char *reason, const
     }
 }
 
+/* The async retries of fn waiting for their backoff: dead, as the function is being deleted. */
+static void drop_waiting_retries(struct fn_state *fn)
+{
+    for (struct inv *inv = TAILQ_FIRST(&fn->queue), *next; inv; inv = next) {
+        next = TAILQ_NEXT(inv, link);
+        if (!inv->timer)
+            continue;
+        queue_remove(fn, inv);
+        loop_cancel_timer(fn->d->loop, inv->timer);
+        inv->timer = NULL;
+        struct dispatch_outcome o = {.kind = OUTCOME_ERROR};
+        o.error_type = strdup("Ignis.FunctionDeleted");
+        o.error_message = strdup("the function was deleted while the invocation waited to be "
+                                 "retried");
+        record(fn->d, inv, INV_DEAD, &o, 0, 0);
+        dispatch_outcome_clear(&o);
+        inv_free(inv);
+    }
+}
+
 static bool fn_drained(const struct fn_state *fn)
 {
-    return fn->inflight == 0 && fn->workers == NULL && fn->recording == 0;
+    return fn->inflight == 0 && fn->workers == NULL && TAILQ_EMPTY(&fn->queue) &&
+           fn->recording == 0;
 }
 
 static void finish_removals(struct dispatch *d)
@@ -917,7 +975,8 @@ static void finish_removals(struct dispatch *d)
         next = fn->next;
         if (!fn->removing)
             continue;
-        for (struct worker *w = fn->workers, *wn; w; w = wn) {
+        /* Containers (a starting one too) stay while queued invocations wait for them. */
+        for (struct worker *w = fn->workers, *wn; w && TAILQ_EMPTY(&fn->queue); w = wn) {
             wn = w->next;
             if (w->inflight == 0)
                 fn->d->pool->destroy(w);
@@ -955,8 +1014,13 @@ int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(
     fn->removing = true;
     fn->removed = done;
     fn->removed_userdata = userdata;
-    fail_queued(fn, ENOENT, "not_found", "the function was deleted", false);
-    finish_removals(d);
+    /* A delete drains: what was accepted before it (queued, or waiting for a cold container)
+     * still runs, and done is called once it has. Only a retry waiting for its backoff is not
+     * run again: its record ends dead (Ignis.FunctionDeleted). New work is refused (404) from
+     * now on (dispatch_function_accepting). */
+    drop_waiting_retries(fn);
+    kick(fn);
+    finish_removals(d); /* may free fn */
     return 0;
 }
 

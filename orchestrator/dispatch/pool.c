@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "base/fdlimit.h"
 #include "base/log.h"
 #include "container/container.h"
 #include "dispatch/dispatch-internal.h"
@@ -14,6 +15,10 @@
 
 /* What a runtime may write to stdout/stderr per read before we look at other fds. */
 #define LOG_CHUNK 65536
+/* The fds a container holds in the daemon (runtime socket, stdout and stderr pipes, sync pipe,
+ * pidfd, network namespace, its cgroup directory and the counters read at each invocation: 12 on
+ * a hybrid host) and those it needs for a moment while it starts. */
+#define SPAWN_FDS 16
 
 static void worker_set_state(struct worker *w, enum worker_state st)
 {
@@ -133,6 +138,7 @@ static void pool_kill(struct worker *w, struct inv *timed_out)
     TAILQ_CONCAT(&running, &w->running, link);
     w->inflight = 0;
     worker_free(w);
+    fnlog_sync(fn->name); /* its output is on file before its outcome, as in finished_one */
     struct inv *inv;
     while ((inv = TAILQ_FIRST(&running))) {
         TAILQ_REMOVE(&running, inv, link);
@@ -173,15 +179,21 @@ static void finished_one(struct worker *w, struct inv *inv, struct dispatch_outc
 {
     struct fn_state *fn = w->fn;
     meter_end(&inv->acct, container_cgroup(w->c));
-    /* Output written before the result is the invocation's: read it before it is over. */
+    /* Output written before the result is the invocation's: read it before it is over, and
+     * write it to the log file before the outcome is recorded or answered, so that a crash of
+     * ignisd right after the reply never loses output of an invocation whose result was kept
+     * (one write(2) into the page cache, only when there is output). */
     drain_output(w);
     fnlog_src_flush(fn->name, &w->log, w->inflight > 1);
+    fnlog_sync(fn->name);
     TAILQ_REMOVE(&w->running, inv, link);
     w->inflight--;
     w->served++;
     w->idle_since_us = now_usec();
-    bool retire = !fn->manifest->reuse || w->version != fn->version || fn->removing ||
-                  w->state == WORKER_DRAINING;
+    /* A function being deleted keeps its container while invocations queued before the delete
+     * wait for one. */
+    bool retire = !fn->manifest->reuse || w->version != fn->version ||
+                  (fn->removing && TAILQ_EMPTY(&fn->queue)) || w->state == WORKER_DRAINING;
     if (retire)
         worker_set_state(w, WORKER_DRAINING);
     else if (w->state == WORKER_BUSY && w->inflight < fn->manifest->concurrency)
@@ -377,6 +389,16 @@ static int pool_spawn(struct fn_state *fn, struct ig_error *err)
     char **env = NULL, name[96], image[4300], version[32];
     int r;
 
+    /* Refused (EMFILE, a 503) while a container would eat into the fds kept for the API, the
+     * store and the logs: the daemon goes on answering, and spawns resume once fds are back. */
+    if (!fdlimit_room(SPAWN_FDS)) {
+        /* The namespaces and cgroups prepared ahead are fds too: they go first. */
+        container_stock_release(d->stock);
+        if ((r = fdlimit_admit(SPAWN_FDS, err)) < 0) {
+            free(w);
+            return r;
+        }
+    }
     if (!w)
         return ig_error_set(err, ENOMEM, "out of memory");
     w->fn = fn;

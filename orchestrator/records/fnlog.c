@@ -14,6 +14,9 @@
 /* How long records may wait in memory before they are written, and how much of them. */
 #define FLUSH_DELAY_US 100000
 #define PENDING_MAX    (256 * 1024)
+/* Log files kept open at once, least recently written closed first: one per function for ever
+ * ran a daemon with a thousand functions out of fds. */
+#define OPEN_MAX 16
 /* A follower that reads slower than the function writes loses records past this. */
 #define FOLLOWER_MAX (4 * 1024 * 1024)
 
@@ -24,8 +27,9 @@ struct buf {
 
 struct lfn {
     char name[128];
-    int fd; /* current.jsonl, O_APPEND; -1 until first write */
+    int fd; /* current.jsonl, O_APPEND; -1 while closed (in L.open while open) */
     uint64_t size;
+    TAILQ_ENTRY(lfn) open_link;
     struct buf pending;
     LIST_HEAD(, fnlog_follower) followers;
     struct lfn *next;
@@ -46,8 +50,10 @@ static struct {
     char dir[4200]; /* STATE_DIR/logs */
     size_t invocation_cap, file_max;
     struct lfn *fns;
+    TAILQ_HEAD(, lfn) open; /* the lfns whose fd is open, least recently written first */
+    size_t nopen;
     struct loop_timer *flush_timer;
-} L;
+} L = {.open = TAILQ_HEAD_INITIALIZER(L.open)};
 
 static int buf_add(struct buf *b, const char *s, size_t n)
 {
@@ -77,31 +83,60 @@ static void file_path(const struct lfn *f, const char *which, char *out, size_t 
     snprintf(out, size, "%s/%s/%s.jsonl", L.dir, f->name, which);
 }
 
+static void lfn_close(struct lfn *f)
+{
+    if (f->fd < 0)
+        return;
+    close(f->fd);
+    f->fd = -1;
+    TAILQ_REMOVE(&L.open, f, open_link);
+    L.nopen--;
+}
+
+/* Opens current.jsonl, closing the least recently written file past OPEN_MAX; out of fds, every
+ * other log file is closed and the open tried once more (logs yield their fds first). */
+static void lfn_open(struct lfn *f)
+{
+    char path[4600];
+    if (L.nopen >= OPEN_MAX)
+        lfn_close(TAILQ_FIRST(&L.open));
+    snprintf(path, sizeof(path), "%s/%s", L.dir, f->name);
+    mkdir_p(path, 0750);
+    file_path(f, "current", path, sizeof(path));
+    f->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (f->fd < 0 && (errno == EMFILE || errno == ENFILE) && L.nopen > 0) {
+        while (!TAILQ_EMPTY(&L.open))
+            lfn_close(TAILQ_FIRST(&L.open));
+        f->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    }
+    if (f->fd < 0)
+        return;
+    struct stat st;
+    f->size = fstat(f->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    TAILQ_INSERT_TAIL(&L.open, f, open_link);
+    L.nopen++;
+}
+
 /* Writes what is pending; rotates current into previous past file_max. Errors are logged and
  * the records dropped: logs never hold the loop or the function back. */
 static void lfn_write(struct lfn *f)
 {
     if (f->pending.len == 0)
         return;
-    char path[4600];
+    if (f->fd < 0)
+        lfn_open(f);
     if (f->fd >= 0 && f->size + f->pending.len > L.file_max) {
-        char prev[4600];
+        char path[4600], prev[4600];
         file_path(f, "current", path, sizeof(path));
         file_path(f, "previous", prev, sizeof(prev));
-        close(f->fd);
-        f->fd = -1;
+        lfn_close(f);
         if (rename(path, prev) < 0)
             unlink(path);
-    }
-    if (f->fd < 0) {
-        snprintf(path, sizeof(path), "%s/%s", L.dir, f->name);
-        mkdir_p(path, 0750);
-        file_path(f, "current", path, sizeof(path));
-        f->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-        struct stat st;
-        f->size = f->fd >= 0 && fstat(f->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+        lfn_open(f);
     }
     if (f->fd >= 0) {
+        TAILQ_REMOVE(&L.open, f, open_link); /* the most recently written now */
+        TAILQ_INSERT_TAIL(&L.open, f, open_link);
         ssize_t n = write(f->fd, f->pending.data, f->pending.len);
         if (n < 0 || (size_t)n != f->pending.len)
             log_warn("writing function logs failed", "function=%s error=\"%s\"", f->name,
@@ -176,8 +211,7 @@ void fnlog_free(void)
             LIST_REMOVE(fo, link);
             fo->lfn = NULL;
         }
-        if (f->fd >= 0)
-            close(f->fd);
+        lfn_close(f);
         buf_done(&f->pending);
         free(f);
     }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -211,6 +212,13 @@ int harness_wait_healthy(struct ignisd_proc *p)
     return -1;
 }
 
+static struct rlimit nofile_for_daemons;
+
+void harness_set_nofile(unsigned long soft, unsigned long hard)
+{
+    nofile_for_daemons = (struct rlimit){soft, hard};
+}
+
 static int start_daemon(struct ignisd_proc *p, const char *const *extra_args)
 {
     const char *argv[32];
@@ -251,6 +259,8 @@ static int start_daemon(struct ignisd_proc *p, const char *const *extra_args)
             /* A test that fails an assertion never reaches harness_finish: its daemon then stops
              * (and cleans up) when the test process ends, instead of running on. */
             if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() == 1)
+                _exit(127);
+            if (nofile_for_daemons.rlim_max && setrlimit(RLIMIT_NOFILE, &nofile_for_daemons) < 0)
                 _exit(127);
             int fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
             if (fd >= 0) {

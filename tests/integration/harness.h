@@ -49,6 +49,9 @@ int harness_start(struct ignisd_proc *p, const char *const *extra_args);
  * and the fixtures go to a temporary dir under /tmp instead, so that they do not share its
  * space. harness_cleanup removes state_dir, the log and the fixtures (the test unmounts). */
 int harness_start_in(struct ignisd_proc *p, const char *state_dir, const char *const *extra_args);
+/* The RLIMIT_NOFILE (soft, hard) that daemons started from now on run under (set in the child
+ * before exec); 0, 0: the test's own, the default. */
+void harness_set_nofile(unsigned long soft, unsigned long hard);
 /* Starts ignisd again on p's state dir and log (after harness_stop, or after the test killed it
  * and reaped it, setting p->pid to 0), on a fresh port. */
 int harness_restart(struct ignisd_proc *p, const char *const *extra_args);

@@ -34,6 +34,8 @@ static void test_status_and_code(void **state)
         {EINPROGRESS, 503, "unavailable"},
         {EAGAIN, 503, "unavailable"},
         {ESHUTDOWN, 503, "unavailable"},
+        {EMFILE, 503, "unavailable"},
+        {ENFILE, 503, "unavailable"},
         {ETIMEDOUT, 504, "timeout"},
         {ENOSPC, 507, "insufficient_storage"},
         {EDQUOT, 507, "insufficient_storage"},

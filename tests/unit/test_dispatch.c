@@ -394,8 +394,14 @@ static void test_sync_timeout(void **state)
     assert_int_equal(T.fn->timeouts, 1);
 }
 
-/* A queued invocation whose caller went away never runs and leaves no record; a deleted
- * function's queued ones are told ENOENT. */
+static void on_removed(void *userdata)
+{
+    *(bool *)userdata = true;
+}
+
+/* A queued invocation whose caller went away never runs and leaves no record; a delete drains:
+ * the one still waiting for its (cold) container runs, new work is refused, and the delete's
+ * done comes only after. */
 static void test_sync_cancel_and_delete(void **state)
 {
     struct sync_call gone = {}, waiting = {};
@@ -403,12 +409,28 @@ static void test_sync_cancel_and_delete(void **state)
     submit_sync(&waiting);
     dispatch_sync_cancel(inv);
     assert_int_equal(T.fn->queued, 1);
-    assert_int_equal(dispatch_function_remove(T.d, "hello", NULL, NULL), 0);
+    bool removed = false;
+    assert_int_equal(dispatch_function_remove(T.d, "hello", on_removed, &removed), 0);
     assert_false(gone.done);
+    assert_false(waiting.done);
+    assert_false(removed);
+    struct fn_state *fn;
+    struct ig_error err = {};
+    assert_int_equal(dispatch_function_accepting(T.d, "hello", &fn, &err), -ENOENT);
+
+    struct inv *sent = run_until_sent();
+    assert_non_null(sent);
+    assert_false(removed);
+    finish(sent, OUTCOME_OK, "\"hi\"", NULL);
+    for (int i = 0; i < 100 && !removed; i++)
+        run_for(10);
     assert_true(waiting.done);
-    assert_int_equal(waiting.error, ENOENT);
-    assert_int_equal(T.completed, 0);
-    assert_int_equal(P.sends, 0);
+    assert_int_equal(waiting.error, 0);
+    assert_int_equal(waiting.kind, OUTCOME_OK);
+    free(waiting.body);
+    assert_true(removed);
+    assert_int_equal(P.sends, 1);
+    assert_null(dispatch_function(T.d, "hello"));
 }
 
 struct async_call {

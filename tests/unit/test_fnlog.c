@@ -8,6 +8,7 @@
 // cmocka needs the above first
 #include <cjson/cJSON.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -242,12 +243,50 @@ static void test_read_and_tail(void **state)
     fnlog_free();
 }
 
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Log files are held open in a bounded set, not one per function for ever; every function's
+ * records still reach its file, and reopened files are appended to. */
+static void test_open_files_bounded(void **state)
+{
+    assert_int_equal(fnlog_init(l, dir, 0, 0), 0);
+    int before = open_fds();
+    char name[32];
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 300; i++) {
+            snprintf(name, sizeof(name), "fn%d", i);
+            fnlog_platform(name, NULL, "round %d", round);
+            fnlog_flush();
+        }
+    assert_in_range(open_fds() - before, 0, 16);
+    for (int i = 0; i < 300; i += 37) {
+        snprintf(name, sizeof(name), "fn%d", i);
+        cJSON *recs = records(name, "current");
+        assert_non_null(recs);
+        assert_int_equal(cJSON_GetArraySize(recs), 2);
+        assert_string_equal(field(cJSON_GetArrayItem(recs, 1), "text"), "round 1");
+        cJSON_Delete(recs);
+    }
+    fnlog_free();
+    assert_int_equal(open_fds(), before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_cap_and_events),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_read_and_tail),
+        cmocka_unit_test(test_open_files_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
