@@ -57,11 +57,26 @@ struct http_server_options {
     const char *tls_priorities;
     unsigned connection_limit;        /* 0: HTTP_CONNECTION_LIMIT */
     unsigned per_ip_connection_limit; /* 0: none */
-    http_authorize_fn authorize;      /* NULL: everything is allowed */
-    http_audit_fn audit;              /* NULL: nothing is recorded */
+    /* Connections kept free for clients with a valid token: once more than connection_limit -
+     * connection_reserve are open, each new one closes one that has no request in progress and
+     * never carried one with a valid token (an old one, from the address holding the most
+     * connections). 0: none (at the limit, new connections
+     * wait in the kernel's backlog). At most a quarter of connection_limit is used. */
+    unsigned connection_reserve;
+    /* Seconds a connection has to deliver a request's headers, counted from its start or from
+     * the end of its previous request (an idle keep-alive connection too); past them it is
+     * closed. 0: HTTP_HEADER_TIMEOUT_S. */
+    unsigned header_timeout_s;
+    /* Seconds a connection may go without a byte either way while a request is read or its
+     * reply written (libmicrohttpd's connection timeout). 0: HTTP_IDLE_TIMEOUT_S. */
+    unsigned idle_timeout_s;
+    http_authorize_fn authorize; /* NULL: everything is allowed */
+    http_audit_fn audit;         /* NULL: nothing is recorded */
 };
 
-#define HTTP_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+#define HTTP_TLS_PRIORITIES   "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+#define HTTP_HEADER_TIMEOUT_S 10u
+#define HTTP_IDLE_TIMEOUT_S   30u
 
 #define HTTP_MAX_PARAMS 4
 

@@ -146,6 +146,9 @@ static int start_http(struct daemon *d, struct ig_error *err)
         .tls_key_pem = key,
         .connection_limit = o->max_connections,
         .per_ip_connection_limit = o->max_connections_per_ip,
+        .connection_reserve = o->connection_reserve,
+        .header_timeout_s = o->http_header_timeout_s,
+        .idle_timeout_s = o->http_idle_timeout_s,
         .authorize = api_authorize,
         .audit = api_audit,
     };

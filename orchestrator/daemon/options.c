@@ -43,6 +43,16 @@ const char options_usage[] =
     "  --max-connections-per-ip N\n"
     "                       open HTTP connections from one address, 0 for no limit of its\n"
     "                       own (default 256)\n"
+    "  --connection-reserve N\n"
+    "                       connections kept for clients with a valid token: past\n"
+    "                       max-connections - N, new ones close an old idle tokenless one\n"
+    "                       (default 64, at most a quarter of max-connections; 0: none)\n"
+    "  --http-header-timeout S\n"
+    "                       seconds a connection has to send a request's headers, from its\n"
+    "                       start or its previous request's end (default 10)\n"
+    "  --http-idle-timeout S\n"
+    "                       seconds without a byte while a request is read or its reply\n"
+    "                       written (default 30)\n"
     "  --check-config       validate the options and the config file, then exit\n"
     "  --doctor             check what this host offers Ignis, then exit\n"
     "  --help               show this help\n"
@@ -65,6 +75,9 @@ void options_defaults(struct ignisd_options *o)
     o->rate_burst = 2000;
     o->max_connections = 4096;
     o->max_connections_per_ip = 256;
+    o->connection_reserve = 64;
+    o->http_header_timeout_s = 10;
+    o->http_idle_timeout_s = 30;
 }
 
 static bool key_is(const char *key, const char *name)
@@ -146,6 +159,18 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
             return ig_error_set(err, EINVAL, "'%s' is not a number from %d to 65536", value,
                                 per_ip ? 0 : 1);
         *(per_ip ? &o->max_connections_per_ip : &o->max_connections) = (uint32_t)n;
+    } else if (key_is(key, "connection-reserve")) {
+        unsigned long n;
+        if (parse_count(value, 0, 65536, &n) < 0)
+            return ig_error_set(err, EINVAL, "'%s' is not a number from 0 to 65536", value);
+        o->connection_reserve = (uint32_t)n;
+    } else if (key_is(key, "http-header-timeout") || key_is(key, "http-idle-timeout")) {
+        unsigned long n;
+        if (parse_count(value, 1, 3600, &n) < 0)
+            return ig_error_set(err, EINVAL, "'%s' is not a number of seconds from 1 to 3600",
+                                value);
+        *(key_is(key, "http-header-timeout") ? &o->http_header_timeout_s
+                                             : &o->http_idle_timeout_s) = (uint32_t)n;
     } else if (key_is(key, "log-level")) {
         if (log_level_parse(value, &o->log_level) < 0)
             return ig_error_set(err, EINVAL, "'%s' is not one of debug, info, warn, error", value);
@@ -223,6 +248,9 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"rate-burst", required_argument, NULL, 'b'},
         {"max-connections", required_argument, NULL, 'n'},
         {"max-connections-per-ip", required_argument, NULL, 'p'},
+        {"connection-reserve", required_argument, NULL, 'e'},
+        {"http-header-timeout", required_argument, NULL, 'T'},
+        {"http-idle-timeout", required_argument, NULL, 'i'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"check-config", no_argument, NULL, 'C'},

@@ -27,6 +27,9 @@ struct ignisd_options {
     double rate_burst;                  /* the token bucket's size */
     uint32_t max_connections;           /* open HTTP connections in all */
     uint32_t max_connections_per_ip;    /* from one address; 0: no limit of its own */
+    uint32_t connection_reserve;        /* kept for clients with a token (http.h); 0: none */
+    uint32_t http_header_timeout_s;     /* to deliver a request's headers (default 10) */
+    uint32_t http_idle_timeout_s;       /* without a byte mid-request (default 30) */
 };
 
 void options_defaults(struct ignisd_options *o);

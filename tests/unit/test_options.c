@@ -176,6 +176,18 @@ static void test_security_options(void **state)
     assert_true(o.rate_limit == 1000 && o.rate_burst == 2000);
     assert_int_equal(o.max_connections, 4096);
     assert_int_equal(o.max_connections_per_ip, 256);
+    assert_int_equal(o.connection_reserve, 64);
+    assert_int_equal(o.http_header_timeout_s, 10);
+    assert_int_equal(o.http_idle_timeout_s, 30);
+    assert_int_equal(parse(&o, &a, &err, 7, "--connection-reserve", "0", "--http-header-timeout",
+                           "3", "--http-idle-timeout", "60"),
+                     0);
+    assert_int_equal(o.connection_reserve, 0);
+    assert_int_equal(o.http_header_timeout_s, 3);
+    assert_int_equal(o.http_idle_timeout_s, 60);
+    assert_int_equal(parse(&o, &a, &err, 3, "--http-header-timeout", "0"), -EINVAL);
+    assert_non_null(strstr(err.message, "--http-header-timeout"));
+    assert_int_equal(parse(&o, &a, &err, 3, "--connection-reserve", "x"), -EINVAL);
     assert_int_equal(parse(&o, &a, &err, 15, "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
                            "--metrics-public", "true", "--rate-limit", "0", "--rate-burst", "5",
                            "--max-connections-per-ip", "0", "--sink-allow-loopback", "yes"),
