@@ -7,6 +7,7 @@
 #include "api/metrics.h"
 #include "api/ops.h"
 #include "api/secrets.h"
+#include "api/series.h"
 #include "api/tokens.h"
 #include "dispatch/dispatch.h"
 #include "api/events.h"
@@ -64,6 +65,9 @@ const struct http_route api_routes[] = {
     /* The operators' view (metrics.c over telemetry.c, ops.c over fnlog.c; docs/operations.md). */
     {"GET", "/metrics", api_get_metrics, 0, OPERATE | AUTH_SCRAPE, false, 0},
     {"GET", "/v1/functions/{}/logs", api_get_logs, 0, FN_WRITE, false, 0},
+    /* The console's charts (series.c over records/series.c; docs/api.md "Series"). */
+    {"GET", "/v1/functions/{}/series", api_get_function_series, 0, FN_READ, false, 0},
+    {"GET", "/v1/series", api_get_series_summary, 0, FN_READ, false, 0},
     /* Tokens and the audit log (auth.c, audit.c; docs/api.md "Tokens", "Audit"). */
     {"POST", "/v1/tokens", api_post_token, 4096, AUTH_ADMIN, true, 0},
     {"GET", "/v1/tokens", api_get_tokens, 0, AUTH_ADMIN, false, 0},

@@ -37,9 +37,9 @@ struct series_sample {
     uint32_t at_s; /* wall clock, seconds since the epoch */
     uint16_t queued, ready, busy, spawning, desired;
     uint16_t cold_starts;
-    uint32_t invocations, errors; /* ended in this second; errors: every status but ok */
-    uint32_t p50_us, p99_us;      /* of the invocations ended in this second; 0: none */
-    uint32_t cpu_ms, billed_ms;   /* used and billed in this second */
+    uint32_t invocations, errors;         /* ended in this second; errors: every status but ok */
+    uint32_t p50_us, p99_us;              /* of the invocations ended in this second; 0: none */
+    uint32_t cpu_ms, billed_ms;           /* used and billed in this second */
     uint16_t cold_setup_ms, cold_init_ms; /* the mean of the cold starts of this second */
 };
 
