@@ -8,6 +8,7 @@
 #include "api/ops.h"
 #include "api/secrets.h"
 #include "api/series.h"
+#include "api/ui.h"
 #include "api/tokens.h"
 #include "dispatch/dispatch.h"
 #include "api/events.h"
@@ -45,6 +46,13 @@ void api_audit(struct http_request *req, const struct http_route *route, unsigne
 const struct http_route api_routes[] = {
     {"GET", "/healthz", api_get_healthz, 0, AUTH_PUBLIC, false, 0},
     {"GET", "/v1/version", api_get_version, 0, AUTH_ANY_ROLE, false, 0},
+    /* The console (ui.c; docs/operations.md "The console"): its files are public, holding no
+     * data; the page reads the API below with the token it is given. */
+    {"GET", "/", api_get_ui_redirect, 0, AUTH_PUBLIC, false, 0},
+    {"GET", "/ui", api_get_ui_redirect, 0, AUTH_PUBLIC, false, 0},
+    {"GET", "/ui/", api_get_ui_index, 0, AUTH_PUBLIC, false, 0},
+    {"GET", "/ui/{}", api_get_ui_asset, 0, AUTH_PUBLIC, false, 0},
+    {"GET", "/v1/whoami", api_get_whoami, 0, AUTH_ANY_ROLE, false, 0},
     {"GET", "/v1/doctor", api_get_doctor, 0, OPERATE, false, 0},
     /* The registry (functions.c over functions/registry.c, docs/api.md "Functions"). */
     {"GET", "/v1/functions", api_function_list, 0, FN_READ, false, 0},
