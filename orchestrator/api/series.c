@@ -82,29 +82,19 @@ struct column {
 };
 
 static const struct column all_columns[] = {
-    {"queued", v_queued, false},
-    {"ready", v_ready, false},
-    {"busy", v_busy, false},
-    {"spawning", v_spawning, false},
-    {"desired", v_desired, false},
-    {"invocations", v_invocations, true},
-    {"errors", v_errors, true},
-    {"cold_starts", v_cold, true},
-    {"cold_setup_ms", v_setup, false},
-    {"cold_init_ms", v_init, false},
-    {"p50_ms", v_p50, false},
-    {"p99_ms", v_p99, false},
-    {"cpu_ms", v_cpu, true},
-    {"billed_ms", v_billed, true},
+    {"queued", v_queued, false},       {"ready", v_ready, false},
+    {"busy", v_busy, false},           {"spawning", v_spawning, false},
+    {"desired", v_desired, false},     {"invocations", v_invocations, true},
+    {"errors", v_errors, true},        {"cold_starts", v_cold, true},
+    {"cold_setup_ms", v_setup, false}, {"cold_init_ms", v_init, false},
+    {"p50_ms", v_p50, false},          {"p99_ms", v_p99, false},
+    {"cpu_ms", v_cpu, true},           {"billed_ms", v_billed, true},
 };
 
 static const struct column summary_columns[] = {
-    {"invocations", v_invocations, true},
-    {"p99_ms", v_p99, false},
-    {"cold_starts", v_cold, true},
-    {"containers", v_containers, false},
-    {"queued", v_queued, false},
-    {"errors", v_errors, true},
+    {"invocations", v_invocations, true}, {"p99_ms", v_p99, false},
+    {"cold_starts", v_cold, true},        {"containers", v_containers, false},
+    {"queued", v_queued, false},          {"errors", v_errors, true},
 };
 
 static double round2(double v)
@@ -139,8 +129,8 @@ static void add_columns(cJSON *o, const struct series_fn *f, long long since, un
         }
         cJSON_AddItemToArray(t, cJSON_CreateNumber(last));
         for (size_t c = 0; c < ncols; c++)
-            cJSON_AddItemToArray(
-                arr[c], cJSON_CreateNumber(round2(cols[c].rate ? acc[c] / step : acc[c])));
+            cJSON_AddItemToArray(arr[c],
+                                 cJSON_CreateNumber(round2(cols[c].rate ? acc[c] / step : acc[c])));
     }
 }
 
@@ -188,8 +178,7 @@ void api_get_function_series(struct http_request *req, void *userdata)
     cJSON_AddStringToObject(o, "function", name);
     cJSON_AddNumberToObject(o, "step", step);
     cJSON_AddNumberToObject(o, "seconds", SERIES_SECONDS);
-    add_columns(o, series_find(a->series, name), since, step, all_columns,
-                ARRAY_SIZE(all_columns));
+    add_columns(o, series_find(a->series, name), since, step, all_columns, ARRAY_SIZE(all_columns));
     http_reply_json(req, 200, o);
 }
 

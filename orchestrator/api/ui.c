@@ -49,6 +49,7 @@ void api_get_whoami(struct http_request *req, void *userdata)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "token_id", c ? c->token_id : "");
     cJSON_AddStringToObject(o, "name", c ? c->name : "");
-    cJSON_AddStringToObject(o, "role", c && c->role ? auth_role_name((enum auth_role)__builtin_ctz(c->role)) : "");
+    cJSON_AddStringToObject(
+        o, "role", c && c->role ? auth_role_name((enum auth_role)__builtin_ctz(c->role)) : "");
     http_reply_json(req, 200, o);
 }

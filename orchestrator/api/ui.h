@@ -20,9 +20,9 @@ extern const size_t ui_nassets;
 
 /* The headers every console reply carries: the policy (no inline script or style, nothing from
  * elsewhere, no framing), nosniff, no referrer. */
-#define UI_CSP                                                                                   \
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "            \
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "               \
+#define UI_CSP                                                                                     \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "                 \
     "frame-ancestors 'none'"
 
 /* GET /ui/: the page. */

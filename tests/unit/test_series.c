@@ -17,8 +17,8 @@ static const double bounds[] = {1, 10, 100}; /* ms; a fourth bucket is +Inf */
 
 static struct series_reading reading(uint64_t invocations, uint64_t queued)
 {
-    return (struct series_reading){.queued = queued, .ready = 1, .desired = 2,
-                                   .invocations = invocations};
+    return (struct series_reading){
+        .queued = queued, .ready = 1, .desired = 2, .invocations = invocations};
 }
 
 static void test_rates(void **state)

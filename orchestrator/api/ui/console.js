@@ -112,14 +112,17 @@ function chart(node, t, series, opts = {}) {
   const W = opts.spark ? 120 : 600, H = opts.spark ? 28 : 150;
   const padL = opts.spark ? 1 : 40, padB = opts.spark ? 1 : 16, padT = opts.spark ? 2 : 6, padR = 4;
   const now = t.length ? t[t.length - 1] : Date.now() / 1000;
-  const t0 = opts.window ? now - opts.window : (t.length ? t[0] : now - 1);
+  /* The axis spans what is held, at least two minutes and at most the window: a daemon that
+   * just started shows its first seconds readably, not as a sliver at the right edge. */
+  const held = t.length ? now - t[0] : 0;
+  const t0 = opts.window ? now - Math.min(opts.window, Math.max(120, held)) : (t.length ? t[0] : now - 1);
   const span = Math.max(1, now - t0);
   let max = 0;
   for (const s of series) for (const v of s.values) if (v > max) max = v;
   const top = max > 0 ? max * 1.1 : 1;
   const x = (ts) => padL + ((ts - t0) / span) * (W - padL - padR);
   const y = (v) => H - padB - (v / top) * (H - padB - padT);
-  const svg = svgEl('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img' });
+  const svg = svgEl('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'data-t': t.join(',') });
   if (!opts.spark) {
     svg.append(svgEl('line', { x1: padL, y1: H - padB, x2: W - padR, y2: H - padB, stroke: '#d9dde5' }));
     svg.append(svgEl('line', { x1: padL, y1: padT, x2: W - padR, y2: padT, stroke: '#eef0f4' }));
@@ -147,9 +150,13 @@ function chart(node, t, series, opts = {}) {
       return;
     }
     const pts = s.values.map((v, j) => `${x(t[j]).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    if (s.values.length) {
+      const j = s.values.length - 1;
+      svg.append(svgEl('circle', { cx: x(t[j]).toFixed(1), cy: y(s.values[j]).toFixed(1), r: opts.spark ? 1.5 : 2, fill: color }));
+    }
     svg.append(svgEl('polyline', {
       points: pts, fill: 'none', stroke: color, 'stroke-width': opts.spark ? 1.2 : 1.5,
-      'stroke-linejoin': 'round', 'vector-effect': 'non-scaling-stroke',
+      'stroke-linejoin': 'round', 'vector-effect': 'non-scaling-stroke', 'stroke-dasharray': s.dash ? '5 3' : 'none',
       'data-name': s.name, 'data-values': s.values.join(','),
     }));
   });
@@ -376,7 +383,7 @@ async function readLines(path, signal, onRecord) {
 }
 
 function logLine(rec) {
-  return `${(rec.time || '').slice(11, 23)} ${rec.invocation ? rec.invocation.slice(0, 8) : '--------'} ${rec.stream} ${rec.text}\n`;
+  return `${(rec.time || '').slice(11, 23)} ${rec.invocation ? rec.invocation.slice(0, 8) : '--------'} ${rec.stream} ${rec.text.replace(/\t/g, '  ')}\n`;
 }
 
 function pageFunction(name) {
@@ -407,7 +414,7 @@ function pageFunction(name) {
     chart($('chart-queue'), t, [{ name: 'queued', values: d.queued }], w);
     chart($('chart-containers'), t, [
       { name: 'ready', values: d.ready }, { name: 'busy', values: d.busy },
-      { name: 'spawning', values: d.spawning }, { name: 'desired', values: d.desired, color: 3 }], w);
+      { name: 'spawning', values: d.spawning }, { name: 'desired', values: d.desired, color: 3, dash: true }], w);
     chart($('chart-rate'), t, [{ name: 'invocations/s', values: d.invocations }, { name: 'errors/s', values: d.errors, color: 4 }], w);
     chart($('chart-latency'), t, [{ name: 'p50', values: d.p50_ms }, { name: 'p99', values: d.p99_ms, color: 4 }], w);
     chart($('chart-cold'), t, [{ name: 'cold starts/s', values: d.cold_starts, color: 2 },
@@ -493,7 +500,7 @@ function pageFunction(name) {
     }
     if (!recent.length) recentBody.append(el('tr', {}, el('td', { colspan: 7, text: 'None in the log yet.' })));
   };
-  every(5000, refreshRecent);
+  every(3000, refreshRecent);
 
   /* The follow-mode tail: one streamed request for as long as the page is open. */
   const logPre = $('fn-log');
