@@ -241,6 +241,8 @@ async function main() {
   check(moved, 'the queue chart moved during the burst\'s first 5 s of samples');
   await sleep(3500); /* the facts and the recent invocations refresh every 3 s */
   writeFileSync(join(ARTIFACTS, 'function.png'), await page.screenshot({ fullPage: true }));
+  /* The top of the page, as docs/console.png shows it. */
+  writeFileSync(join(ARTIFACTS, 'function-top.png'), await page.screenshot({ clip: { x: 0, y: 0, width: 1280, height: 820 } }));
   await page.goto(`${URL_}/ui/#/`, { waitUntil: 'domcontentloaded' });
   await page.waitForSelector('#functions tr[data-function="sleep"] td.spark svg', { timeout: 15000 });
   await sleep(500);

@@ -123,6 +123,7 @@ function chart(node, t, series, opts = {}) {
   const x = (ts) => padL + ((ts - t0) / span) * (W - padL - padR);
   const y = (v) => H - padB - (v / top) * (H - padB - padT);
   const svg = svgEl('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'data-t': t.join(',') });
+  if (opts.spark) svg.append(svgEl('line', { x1: 0, y1: H - padB, x2: W, y2: H - padB, stroke: '#e3e6ec' }));
   if (!opts.spark) {
     svg.append(svgEl('line', { x1: padL, y1: H - padB, x2: W - padR, y2: H - padB, stroke: '#d9dde5' }));
     svg.append(svgEl('line', { x1: padL, y1: padT, x2: W - padR, y2: padT, stroke: '#eef0f4' }));
