@@ -48,7 +48,6 @@ const struct http_route api_routes[] = {
     {"GET", "/v1/version", api_get_version, 0, AUTH_ANY_ROLE, false, 0},
     /* The console (ui.c; docs/operations.md "The console"): its files are public, holding no
      * data; the page reads the API below with the token it is given. */
-    {"GET", "/", api_get_ui_redirect, 0, AUTH_PUBLIC, false, 0},
     {"GET", "/ui", api_get_ui_redirect, 0, AUTH_PUBLIC, false, 0},
     {"GET", "/ui/", api_get_ui_index, 0, AUTH_PUBLIC, false, 0},
     {"GET", "/ui/{}", api_get_ui_asset, 0, AUTH_PUBLIC, false, 0},

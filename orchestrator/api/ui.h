@@ -29,7 +29,7 @@ extern const size_t ui_nassets;
 void api_get_ui_index(struct http_request *req, void *userdata);
 /* GET /ui/{file}: a script, a style sheet; 404 for anything else. */
 void api_get_ui_asset(struct http_request *req, void *userdata);
-/* GET / and GET /ui: 308 to /ui/. */
+/* GET /ui: 308 to /ui/. */
 void api_get_ui_redirect(struct http_request *req, void *userdata);
 /* GET /v1/whoami: the caller's token id, name and role, so the page shows what the role may
  * see. */
