@@ -7,6 +7,8 @@
 #include "api/metrics.h"
 #include "api/ops.h"
 #include "api/secrets.h"
+#include "api/series.h"
+#include "api/ui.h"
 #include "api/tokens.h"
 #include "dispatch/dispatch.h"
 #include "api/events.h"
@@ -45,6 +47,12 @@ const struct http_route api_routes[] = {
     {"GET", "/healthz", api_get_healthz, 0, AUTH_PUBLIC, false, 0},
     {"GET", "/readyz", api_get_readyz, 0, AUTH_PUBLIC, false, 0},
     {"GET", "/v1/version", api_get_version, 0, AUTH_ANY_ROLE, false, 0},
+    /* The console (ui.c; docs/operations.md "The console"): its files are public, holding no
+     * data; the page reads the API below with the token it is given. */
+    {"GET", "/ui", api_get_ui_redirect, 0, AUTH_PUBLIC, false, 0},
+    {"GET", "/ui/", api_get_ui_index, 0, AUTH_PUBLIC, false, 0},
+    {"GET", "/ui/{}", api_get_ui_asset, 0, AUTH_PUBLIC, false, 0},
+    {"GET", "/v1/whoami", api_get_whoami, 0, AUTH_ANY_ROLE, false, 0},
     {"GET", "/v1/doctor", api_get_doctor, 0, OPERATE, false, 0},
     /* The registry (functions.c over functions/registry.c, docs/api.md "Functions"). */
     {"GET", "/v1/functions", api_function_list, 0, FN_READ, false, 0},
@@ -65,6 +73,9 @@ const struct http_route api_routes[] = {
     /* The operators' view (metrics.c over telemetry.c, ops.c over fnlog.c; docs/operations.md). */
     {"GET", "/metrics", api_get_metrics, 0, OPERATE | AUTH_SCRAPE, false, 0},
     {"GET", "/v1/functions/{}/logs", api_get_logs, 0, FN_WRITE, false, 0},
+    /* The console's charts (series.c over records/series.c; docs/api.md "Series"). */
+    {"GET", "/v1/functions/{}/series", api_get_function_series, 0, FN_READ, false, 0},
+    {"GET", "/v1/series", api_get_series_summary, 0, FN_READ, false, 0},
     /* Tokens and the audit log (auth.c, audit.c; docs/api.md "Tokens", "Audit"). */
     {"POST", "/v1/tokens", api_post_token, 4096, AUTH_ADMIN, true, 0},
     {"GET", "/v1/tokens", api_get_tokens, 0, AUTH_ADMIN, false, 0},

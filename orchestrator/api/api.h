@@ -13,6 +13,7 @@ struct dispatch;
 struct event_router;
 struct journal;
 struct registry;
+struct series;
 struct sinks;
 struct store;
 
@@ -27,6 +28,8 @@ struct api {
     /* NULL once the daemon is being freed: requests completing then are not audited. */
     struct journal *journal;
     struct store *store;
+    /* The last 15 minutes per function (records/series.h), sampled by the daemon's timer. */
+    struct series *series;
     const char *state_dir;
     uint64_t started_usec; /* monotonic */
     bool stopping;         /* a graceful stop began: /healthz says so */

@@ -16,6 +16,8 @@
 #include "base/fdlimit.h"
 #include "base/log.h"
 #include "records/telemetry.h"
+#include "records/series.h"
+#include "dispatch/sampler.h"
 
 /* One daemon per state dir: an exclusive flock(2) on STATE_DIR/lock, held for the daemon's life
  * (the kernel drops it when the process dies, however it dies), with the holder's pid in the
@@ -205,6 +207,7 @@ static int start_http(struct daemon *d, struct ig_error *err)
         .auth = d->auth,
         .journal = d->journal,
         .store = d->store,
+        .series = d->series,
         .state_dir = o->state_dir,
         .started_usec = d->started_usec,
         .doctor = run_doctor,
@@ -365,6 +368,13 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
         dispatch_set_stock(d->dispatch, d->stock);
     }
     dispatch_attach_registry(d->dispatch, d->registry);
+    r = series_new(&d->series);
+    if (r == 0)
+        r = sampler_new(d->loop, d->dispatch, d->series, &d->sampler);
+    if (r < 0) {
+        ig_error_set(err, -r, "starting the series sampler: %s", strerror(-r));
+        goto fail;
+    }
     struct sink_options sopts;
     sink_options_defaults(&sopts);
     sopts.allow_loopback = opts->sink_allow_loopback;
@@ -432,6 +442,7 @@ void daemon_free(struct daemon *d)
     if (d->http)
         http_server_quiesce(d->http);
     retention_free(d->retention);
+    sampler_free(d->sampler);
     dispatch_close(d->dispatch);
     /* Its last rows go through the journal, still open. */
     sinks_free(d->sinks);
@@ -446,6 +457,7 @@ void daemon_free(struct daemon *d)
      * once their connections are gone. */
     fnlog_end_streams();
     http_server_free(d->http);
+    series_free(d->series);
     fnlog_free();
     telemetry_free();
     loop_free(d->loop);

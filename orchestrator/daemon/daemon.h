@@ -35,8 +35,10 @@ struct daemon {
     struct sinks *sinks;
     /* Purges what the store keeps only for a while (retention.h). */
     struct retention *retention;
-    uint64_t started_usec; /* monotonic */
-    int lock_fd;           /* STATE_DIR/lock, flock'd for the daemon's life; -1 until taken */
+    struct series *series;   /* the console's 15 minutes per function */
+    struct sampler *sampler; /* fills it once a second */
+    uint64_t started_usec;   /* monotonic */
+    int lock_fd;             /* STATE_DIR/lock, flock'd for the daemon's life; -1 until taken */
     bool stopping;
     /* The daemon's cgroup subtree; the null backend where there is none to use. */
     struct cg_manager *cgroups;

@@ -89,6 +89,7 @@ void dispatch_fn_stats(const struct fn_state *fn, struct dispatch_fn_stats *ret)
         .nready = fn->nready,
         .nbusy = fn->nbusy,
         .nspawning = fn->nspawning,
+        .desired = fn->sc.desired,
         .cold_starts = fn->cold_starts,
         .throttles = fn->throttles,
         .decisions = fn->decisions,

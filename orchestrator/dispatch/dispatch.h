@@ -119,6 +119,7 @@ struct dispatch_fn_stats {
     const char *name;
     size_t queued, queued_async, inflight; /* queued: retries in backoff included */
     size_t nready, nbusy, nspawning;       /* workers by state (draining ones in none) */
+    unsigned desired;                      /* the scaler's current target */
     uint64_t cold_starts, throttles;
     /* Scaler actions applied, by enum scaler_action_kind and enum scaler_reason (spawns count
      * containers). */
