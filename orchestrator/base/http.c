@@ -991,10 +991,17 @@ _printf_(2, 0) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug("libmicrohttpd", "detail=\"%s\"", msg);
 }
 
+/* Every MHD_run goes through here: what the loop's turn gathered (function output, records)
+ * is written first, since MHD_run is where replies leave. */
+static void run_mhd(struct http_server *s)
+{
+    loop_flush(s->loop);
+    MHD_run(s->mhd);
+}
+
 static void on_mhd_io(struct loop *l, int fd, uint32_t events, void *userdata)
 {
-    struct http_server *s = userdata;
-    MHD_run(s->mhd);
+    run_mhd(userdata);
 }
 
 static int64_t on_prepare(struct loop *l, void *userdata)
@@ -1003,7 +1010,7 @@ static int64_t on_prepare(struct loop *l, void *userdata)
     MHD_UNSIGNED_LONG_LONG timeout;
     if (s->kick_pending) {
         s->kick_pending = false;
-        MHD_run(s->mhd);
+        run_mhd(s);
     }
     /* A timeout of 0 means libmicrohttpd has work now that no fd of its epoll set announces
      * (a resumed connection, an expired connection timeout), and only MHD_run does it: run it
@@ -1013,7 +1020,7 @@ static int64_t on_prepare(struct loop *l, void *userdata)
             return -1;
         if (timeout > 0)
             return (int64_t)timeout;
-        MHD_run(s->mhd);
+        run_mhd(s);
     }
     return 0;
 }
@@ -1169,7 +1176,7 @@ void http_server_free(struct http_server *s)
     }
     uint64_t deadline = now_usec() + 500000;
     while (now_usec() < deadline) {
-        MHD_run(s->mhd);
+        run_mhd(s);
         const union MHD_DaemonInfo *info =
             MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
         if (!info || info->num_connections == 0)
