@@ -138,7 +138,7 @@ static void pool_kill(struct worker *w, struct inv *timed_out)
     TAILQ_CONCAT(&running, &w->running, link);
     w->inflight = 0;
     worker_free(w);
-    fnlog_sync(fn->name); /* its output is on file before its outcome, as in finished_one */
+    fnlog_commit(fn->name); /* its output is on file before its outcome, as in finished_one */
     struct inv *inv;
     while ((inv = TAILQ_FIRST(&running))) {
         TAILQ_REMOVE(&running, inv, link);
@@ -182,10 +182,11 @@ static void finished_one(struct worker *w, struct inv *inv, struct dispatch_outc
     /* Output written before the result is the invocation's: read it before it is over, and
      * write it to the log file before the outcome is recorded or answered, so that a crash of
      * ignisd right after the reply never loses output of an invocation whose result was kept
-     * (one write(2) into the page cache, only when there is output). */
+     * (one write(2) into the page cache per function and loop turn, before the turn's records
+     * and replies go out: fnlog_commit). */
     drain_output(w);
     fnlog_src_flush(fn->name, &w->log, w->inflight > 1);
-    fnlog_sync(fn->name);
+    fnlog_commit(fn->name);
     TAILQ_REMOVE(&w->running, inv, link);
     w->inflight--;
     w->served++;
