@@ -330,6 +330,9 @@ static void on_runtime_io(struct loop *l, int fd, uint32_t events, void *userdat
             pool_kill(w, NULL);
             return;
         }
+        /* The watch is level-triggered: what is left is announced again, so one read per wake
+         * suffices; reading on to EAGAIN cost a read(2) per invocation for nothing. */
+        return;
     }
 }
 
@@ -343,7 +346,8 @@ static bool read_output(struct worker *w, int fd)
         struct inv *inv = TAILQ_FIRST(&w->running);
         fnlog_output(w->fn->name, &w->log, inv ? inv->id : NULL, w->inflight > 1,
                      fd == w->out_fd ? FNLOG_STDOUT : FNLOG_STDERR, buf, (size_t)n);
-        return true;
+        /* A short read emptied the pipe (what was written before the result is in it). */
+        return n == (ssize_t)sizeof(buf);
     }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         loop_del_io(w->fn->d->loop, fd);
