@@ -309,6 +309,16 @@ int loop_add_flush(struct loop *l, enum loop_flush_phase phase, loop_flush_fn fn
     return 0;
 }
 
+void loop_del_flush(struct loop *l, loop_flush_fn fn, void *userdata)
+{
+    for (size_t i = 0; i < l->nflush; i++)
+        if (l->flush[i].fn == fn && l->flush[i].userdata == userdata) {
+            memmove(&l->flush[i], &l->flush[i + 1], (l->nflush - i - 1) * sizeof(l->flush[0]));
+            l->nflush--;
+            return;
+        }
+}
+
 void loop_flush(struct loop *l)
 {
     for (size_t i = 0; i < l->nflush; i++)

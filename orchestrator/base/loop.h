@@ -45,6 +45,8 @@ enum loop_flush_phase {
 };
 typedef void (*loop_flush_fn)(struct loop *l, void *userdata);
 int loop_add_flush(struct loop *l, enum loop_flush_phase phase, loop_flush_fn fn, void *userdata);
+/* Removes the hook added with fn and userdata (its owner is going away). */
+void loop_del_flush(struct loop *l, loop_flush_fn fn, void *userdata);
 /* Runs the flush hooks now. The loop does before each wait; so must anything that sends what a
  * turn produced (the HTTP server, before each MHD_run: a reply must not overtake the output and
  * the record of its invocation). Cheap when nothing is pending. */

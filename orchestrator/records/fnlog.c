@@ -223,6 +223,8 @@ void fnlog_free(void)
         loop_cancel_timer(L.loop, L.flush_timer);
     L.flush_timer = NULL;
     L.dirty = NULL;
+    if (L.loop)
+        loop_del_flush(L.loop, on_turn_end, NULL);
     while (L.fns) {
         struct lfn *f = L.fns;
         L.fns = f->next;

@@ -418,6 +418,8 @@ void journal_free(struct journal *j)
 {
     if (!j)
         return;
+    /* The HTTP server flushes the loop once more as it stops, after the journal is gone. */
+    loop_del_flush(j->loop, on_turn_end, j);
     handoff(j);
     pthread_mutex_lock(&j->lock);
     j->stopping = true;
