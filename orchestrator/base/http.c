@@ -54,11 +54,6 @@ struct http_conn {
     bool trusted; /* it carried a request the authorize hook let through with a valid token */
     bool closing; /* shut down by us: libmicrohttpd has yet to see the EOF */
     struct http_conn *prev, *next; /* in server->conns, oldest first */
-    /* fd is in the loop's epoll set for EPOLLRDHUP from the first deferred reply on until the
-     * connection ends (or its peer hangs up while nothing waits): once per connection, not an
-     * add and a delete per deferred request. watcher: the request told when the peer goes. */
-    bool watched;
-    struct http_request *watcher;
 };
 
 struct http_server {
@@ -383,11 +378,6 @@ static void conn_start(struct http_server *s, struct MHD_Connection *connection,
 
 static void conn_end(struct http_server *s, struct http_conn *c)
 {
-    /* Before libmicrohttpd closes the socket, so that the loop's record of the fd goes with it. */
-    if (c->watched)
-        loop_del_io(s->loop, c->fd);
-    if (c->watcher)
-        c->watcher->watch_fd = -1;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -431,51 +421,10 @@ static void on_connection(void *cls, struct MHD_Connection *connection, void **s
 
 static void unwatch_peer(struct http_request *req)
 {
-    if (req->watch_fd < 0)
-        return;
-    struct http_conn *c = conn_of(req->conn);
-    if (c && c->watched && c->fd == req->watch_fd) {
-        if (c->watcher == req)
-            c->watcher = NULL; /* the fd stays watched for the connection's next request */
-    } else
+    if (req->watch_fd >= 0) {
         loop_del_io(req->server->loop, req->watch_fd);
-    req->watch_fd = -1;
-}
-
-static void on_peer_gone(struct loop *l, int fd, uint32_t events, void *userdata);
-
-/* The peer of a tracked connection hung up: its waiting request is told; with none waiting, the
- * watch goes (it is level-triggered) and libmicrohttpd sees the EOF when it next reads. */
-static void on_conn_peer_gone(struct loop *l, int fd, uint32_t events, void *userdata)
-{
-    struct http_conn *c = userdata;
-    if (c->watcher) {
-        on_peer_gone(l, fd, events, c->watcher);
-        return;
+        req->watch_fd = -1;
     }
-    loop_del_io(l, fd);
-    c->watched = false;
-}
-
-/* Watches the socket of a suspended request for its peer going away (on_peer_gone). */
-static void watch_peer(struct http_request *req)
-{
-    struct http_conn *c = conn_of(req->conn);
-    struct loop *l = req->server->loop;
-    if (c) {
-        if (!c->watched && loop_add_io(l, c->fd, EPOLLRDHUP, on_conn_peer_gone, c) == 0)
-            c->watched = true;
-        if (c->watched) {
-            c->watcher = req;
-            req->watch_fd = c->fd;
-            return;
-        }
-    }
-    /* Not tracked (out of memory at its start): a watch of the request's own. */
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci && loop_add_io(l, ci->connect_fd, EPOLLRDHUP, on_peer_gone, req) == 0)
-        req->watch_fd = ci->connect_fd;
 }
 
 /* libmicrohttpd does not notice that the client of a suspended connection went away, so we
@@ -539,7 +488,11 @@ static ssize_t on_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         req->stream_waiting = true;
         MHD_suspend_connection(req->conn);
         /* As for a deferred reply: libmicrohttpd would not notice the client going away. */
-        watch_peer(req);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct loop *l = req->server->loop;
+        if (ci && loop_add_io(l, ci->connect_fd, EPOLLRDHUP, on_peer_gone, req) == 0)
+            req->watch_fd = ci->connect_fd;
     }
     return n;
 }
@@ -996,7 +949,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             s->suspended->prev = req;
         s->suspended = req;
         MHD_suspend_connection(conn);
-        watch_peer(req);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci && loop_add_io(s->loop, ci->connect_fd, EPOLLRDHUP, on_peer_gone, req) == 0)
+            req->watch_fd = ci->connect_fd;
     }
     return MHD_YES;
 }
@@ -1035,17 +991,10 @@ _printf_(2, 0) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug("libmicrohttpd", "detail=\"%s\"", msg);
 }
 
-/* Every MHD_run goes through here: what the loop's turn gathered (function output, records)
- * is written first, since MHD_run is where replies leave. */
-static void run_mhd(struct http_server *s)
-{
-    loop_flush(s->loop);
-    MHD_run(s->mhd);
-}
-
 static void on_mhd_io(struct loop *l, int fd, uint32_t events, void *userdata)
 {
-    run_mhd(userdata);
+    struct http_server *s = userdata;
+    MHD_run(s->mhd);
 }
 
 static int64_t on_prepare(struct loop *l, void *userdata)
@@ -1054,7 +1003,7 @@ static int64_t on_prepare(struct loop *l, void *userdata)
     MHD_UNSIGNED_LONG_LONG timeout;
     if (s->kick_pending) {
         s->kick_pending = false;
-        run_mhd(s);
+        MHD_run(s->mhd);
     }
     /* A timeout of 0 means libmicrohttpd has work now that no fd of its epoll set announces
      * (a resumed connection, an expired connection timeout), and only MHD_run does it: run it
@@ -1064,7 +1013,7 @@ static int64_t on_prepare(struct loop *l, void *userdata)
             return -1;
         if (timeout > 0)
             return (int64_t)timeout;
-        run_mhd(s);
+        MHD_run(s->mhd);
     }
     return 0;
 }
@@ -1220,7 +1169,7 @@ void http_server_free(struct http_server *s)
     }
     uint64_t deadline = now_usec() + 500000;
     while (now_usec() < deadline) {
-        run_mhd(s);
+        MHD_run(s->mhd);
         const union MHD_DaemonInfo *info =
             MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
         if (!info || info->num_connections == 0)

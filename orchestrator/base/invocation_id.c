@@ -22,7 +22,7 @@ int inv_status_parse(const char *s, enum inv_status *ret)
 void inv_id_new(char ret[INV_ID_LEN + 1])
 {
     unsigned char raw[INV_ID_LEN / 2];
-    random_bytes_pooled(raw, sizeof(raw));
+    random_bytes(raw, sizeof(raw));
     hex_encode(raw, sizeof(raw), ret);
 }
 

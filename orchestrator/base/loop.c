@@ -47,12 +47,6 @@ struct loop {
         void *userdata;
     } prepare[8];
     size_t nprepare;
-    struct {
-        enum loop_flush_phase phase;
-        loop_flush_fn fn;
-        void *userdata;
-    } flush[8];
-    size_t nflush;
     pthread_mutex_t post_lock;
     struct posted *posted_head, *posted_tail;
     bool quit;
@@ -292,39 +286,6 @@ int loop_add_prepare(struct loop *l, loop_prepare_fn fn, void *userdata)
     return 0;
 }
 
-int loop_add_flush(struct loop *l, enum loop_flush_phase phase, loop_flush_fn fn, void *userdata)
-{
-    if (l->nflush == ARRAY_SIZE(l->flush))
-        return -ENOSPC;
-    /* Kept sorted by phase, stable within one. */
-    size_t i = l->nflush;
-    while (i > 0 && l->flush[i - 1].phase > phase) {
-        l->flush[i] = l->flush[i - 1];
-        i--;
-    }
-    l->flush[i].phase = phase;
-    l->flush[i].fn = fn;
-    l->flush[i].userdata = userdata;
-    l->nflush++;
-    return 0;
-}
-
-void loop_del_flush(struct loop *l, loop_flush_fn fn, void *userdata)
-{
-    for (size_t i = 0; i < l->nflush; i++)
-        if (l->flush[i].fn == fn && l->flush[i].userdata == userdata) {
-            memmove(&l->flush[i], &l->flush[i + 1], (l->nflush - i - 1) * sizeof(l->flush[0]));
-            l->nflush--;
-            return;
-        }
-}
-
-void loop_flush(struct loop *l)
-{
-    for (size_t i = 0; i < l->nflush; i++)
-        l->flush[i].fn(l, l->flush[i].userdata);
-}
-
 int loop_post(struct loop *l, loop_call_fn fn, void *userdata)
 {
     struct posted *p = malloc(sizeof(*p));
@@ -371,7 +332,6 @@ int loop_run(struct loop *l)
     l->quit = false;
     while (!l->quit) {
         int64_t timeout_ms = -1;
-        loop_flush(l);
         for (size_t i = 0; i < l->nprepare; i++) {
             int64_t t = l->prepare[i].fn(l, l->prepare[i].userdata);
             if (t >= 0 && (timeout_ms < 0 || t < timeout_ms))
@@ -415,7 +375,5 @@ int loop_run(struct loop *l)
             free(t);
         }
     }
-    /* What the last turn gathered is not left behind when the loop stops. */
-    loop_flush(l);
     return 0;
 }

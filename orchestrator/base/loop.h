@@ -37,21 +37,6 @@ int loop_add_signal(struct loop *l, int signo, loop_signal_fn fn, void *userdata
 
 int loop_add_prepare(struct loop *l, loop_prepare_fn fn, void *userdata);
 
-/* Work a loop turn gathers and does once, at the turn's end: writes batched per turn (function
- * logs, the journal's hand-off). Hooks run by phase, lowest first, then in the order added. */
-enum loop_flush_phase {
-    LOOP_FLUSH_FILES,   /* what must be on file before the turn's results are recorded */
-    LOOP_FLUSH_HANDOFF, /* handing records to other threads */
-};
-typedef void (*loop_flush_fn)(struct loop *l, void *userdata);
-int loop_add_flush(struct loop *l, enum loop_flush_phase phase, loop_flush_fn fn, void *userdata);
-/* Removes the hook added with fn and userdata (its owner is going away). */
-void loop_del_flush(struct loop *l, loop_flush_fn fn, void *userdata);
-/* Runs the flush hooks now. The loop does before each wait; so must anything that sends what a
- * turn produced (the HTTP server, before each MHD_run: a reply must not overtake the output and
- * the record of its invocation). Cheap when nothing is pending. */
-void loop_flush(struct loop *l);
-
 /* From any thread: runs fn(userdata) on the loop thread soon. Thread-safe. */
 int loop_post(struct loop *l, loop_call_fn fn, void *userdata);
 

@@ -3,7 +3,6 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -290,39 +289,6 @@ void random_bytes(void *buf, size_t n)
             abort();
         got += (size_t)r;
     }
-}
-
-static __thread struct {
-    unsigned char bytes[256];
-    size_t left; /* the last `left` bytes are unused */
-} pool;
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
-
-static void pool_forget(void)
-{
-    pool.left = 0;
-}
-
-static void pool_register(void)
-{
-    pthread_atfork(NULL, NULL, pool_forget);
-}
-
-void random_bytes_pooled(void *buf, size_t n)
-{
-    if (n > 64) {
-        random_bytes(buf, n);
-        return;
-    }
-    pthread_once(&pool_once, pool_register);
-    if (pool.left < n) {
-        random_bytes(pool.bytes, sizeof(pool.bytes));
-        pool.left = sizeof(pool.bytes);
-    }
-    unsigned char *p = pool.bytes + sizeof(pool.bytes) - pool.left;
-    memcpy(buf, p, n);
-    memset(p, 0, n); /* not kept once handed out */
-    pool.left -= n;
 }
 
 void hex_encode(const void *data, size_t n, char *ret)

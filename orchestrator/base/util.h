@@ -89,10 +89,6 @@ uint64_t random_u64(void);
 /* n bytes from the kernel's CSPRNG (getrandom, blocking only before it is seeded at boot). Aborts
  * if the kernel fails, which it does not after boot: ids and tokens must never repeat. */
 void random_bytes(void *buf, size_t n);
-/* The same bytes, taken from a per-thread pool that one getrandom fills 256 bytes at a time (an
- * invocation id per request: one syscall per 16 of them). Each byte is handed out once; a fork
- * empties the pool, so a child never repeats its parent's bytes. n at most 64. */
-void random_bytes_pooled(void *buf, size_t n);
 /* Lower-case hex of n bytes into ret (2n + 1 bytes, NUL-terminated). */
 void hex_encode(const void *data, size_t n, char *ret);
 /* Whether s is exactly len lower-case hex digits. */

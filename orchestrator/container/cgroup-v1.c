@@ -88,22 +88,18 @@ int cg_v1_attach(struct cg_group *g, pid_t pid, struct ig_error *err)
     return 0;
 }
 
-int cg_v1_read_memory(struct cg_group *g, unsigned want, struct cg_stats *stats)
+int cg_v1_read_memory(struct cg_group *g, struct cg_stats *stats)
 {
     const char *mem = g->v1_dir[CG_V1_MEMORY];
     int r;
 
     if (!mem || !g->m->features.memory_limit)
         return 0;
-    if ((want & CG_STAT_PEAK &&
-         (r = cg_stat_read_u64(g, CG_F_V1_MAX_USAGE, mem, "memory.max_usage_in_bytes",
-                               &stats->memory_peak_bytes)) < 0) ||
-        (want & CG_STAT_CURRENT &&
-         (r = cg_stat_read_u64(g, CG_F_V1_USAGE, mem, "memory.usage_in_bytes",
-                               &stats->memory_current_bytes)) < 0))
+    if ((r = cg_stat_read_u64(g, CG_F_V1_MAX_USAGE, mem, "memory.max_usage_in_bytes",
+                              &stats->memory_peak_bytes)) < 0 ||
+        (r = cg_stat_read_u64(g, CG_F_V1_USAGE, mem, "memory.usage_in_bytes",
+                              &stats->memory_current_bytes)) < 0)
         return r;
-    if (!(want & CG_STAT_OOM))
-        return 0;
     /* oom_kill appeared in memory.oom_control in 4.13; older kernels count nothing here. */
     r = cg_stat_read_keyed(g, CG_F_V1_OOM_CONTROL, mem, "memory.oom_control", "oom_kill",
                            &stats->oom_kills);
@@ -114,20 +110,20 @@ int cg_v1_read_memory(struct cg_group *g, unsigned want, struct cg_stats *stats)
     return 0;
 }
 
-static int v1_read_stats(struct cg_group *g, unsigned want, struct cg_stats *ret)
+static int v1_read_stats(struct cg_group *g, struct cg_stats *ret)
 {
     struct cg_stats s = {0};
     const char *acct = g->v1_dir[CG_V1_CPUACCT];
     int r;
 
     /* cpuacct.usage: nanoseconds from the scheduler (cpuacct.stat is in coarse ticks). */
-    if (acct && want & CG_STAT_CPU) {
+    if (acct) {
         uint64_t ns;
         if ((r = cg_stat_read_u64(g, CG_F_V1_CPUACCT_USAGE, acct, "cpuacct.usage", &ns)) < 0)
             return r;
         s.cpu_usec = ns / 1000;
     }
-    if ((r = cg_v1_read_memory(g, want, &s)) < 0)
+    if ((r = cg_v1_read_memory(g, &s)) < 0)
         return r;
     *ret = s;
     return 0;

@@ -94,17 +94,6 @@ int cg_group_v2_fd(const struct cg_group *g);
  * thread is ever outside the group. */
 int cg_attach(struct cg_group *g, pid_t pid, struct ig_error *err);
 int cg_read_stats(struct cg_group *g, struct cg_stats *ret);
-/* Only the figures asked for (CG_STAT_*; the others are 0): one pread per file. An invocation's
- * hand-off needs CPU and OOM kills, its result those and the peak; nobody needs the current
- * usage per invocation. */
-enum {
-    CG_STAT_CPU = 1 << 0,
-    CG_STAT_PEAK = 1 << 1,
-    CG_STAT_CURRENT = 1 << 2,
-    CG_STAT_OOM = 1 << 3,
-    CG_STAT_ALL = 0xf,
-};
-int cg_read_some(struct cg_group *g, unsigned want, struct cg_stats *ret);
 /* Resets the memory peak where the kernel allows it; -EOPNOTSUPP otherwise. */
 int cg_reset_peak(struct cg_group *g);
 /* Kills every process in the group (cgroup.kill, or freeze-kill-thaw on v1). Returns once the

@@ -138,7 +138,7 @@ static void pool_kill(struct worker *w, struct inv *timed_out)
     TAILQ_CONCAT(&running, &w->running, link);
     w->inflight = 0;
     worker_free(w);
-    fnlog_commit(fn->name); /* its output is on file before its outcome, as in finished_one */
+    fnlog_sync(fn->name); /* its output is on file before its outcome, as in finished_one */
     struct inv *inv;
     while ((inv = TAILQ_FIRST(&running))) {
         TAILQ_REMOVE(&running, inv, link);
@@ -182,11 +182,10 @@ static void finished_one(struct worker *w, struct inv *inv, struct dispatch_outc
     /* Output written before the result is the invocation's: read it before it is over, and
      * write it to the log file before the outcome is recorded or answered, so that a crash of
      * ignisd right after the reply never loses output of an invocation whose result was kept
-     * (one write(2) into the page cache per function and loop turn, before the turn's records
-     * and replies go out: fnlog_commit). */
+     * (one write(2) into the page cache, only when there is output). */
     drain_output(w);
     fnlog_src_flush(fn->name, &w->log, w->inflight > 1);
-    fnlog_commit(fn->name);
+    fnlog_sync(fn->name);
     TAILQ_REMOVE(&w->running, inv, link);
     w->inflight--;
     w->served++;
@@ -330,9 +329,6 @@ static void on_runtime_io(struct loop *l, int fd, uint32_t events, void *userdat
             pool_kill(w, NULL);
             return;
         }
-        /* The watch is level-triggered: what is left is announced again, so one read per wake
-         * suffices; reading on to EAGAIN cost a read(2) per invocation for nothing. */
-        return;
     }
 }
 
@@ -346,8 +342,7 @@ static bool read_output(struct worker *w, int fd)
         struct inv *inv = TAILQ_FIRST(&w->running);
         fnlog_output(w->fn->name, &w->log, inv ? inv->id : NULL, w->inflight > 1,
                      fd == w->out_fd ? FNLOG_STDOUT : FNLOG_STDERR, buf, (size_t)n);
-        /* A short read emptied the pipe (what was written before the result is in it). */
-        return n == (ssize_t)sizeof(buf);
+        return true;
     }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         loop_del_io(w->fn->d->loop, fd);

@@ -33,8 +33,6 @@ struct lfn {
     struct buf pending;
     LIST_HEAD(, fnlog_follower) followers;
     struct lfn *next;
-    bool dirty; /* in L.dirty: written at the end of the loop turn */
-    struct lfn *next_dirty;
 };
 
 struct fnlog_follower {
@@ -55,7 +53,6 @@ static struct {
     TAILQ_HEAD(, lfn) open; /* the lfns whose fd is open, least recently written first */
     size_t nopen;
     struct loop_timer *flush_timer;
-    struct lfn *dirty; /* fnlog_commit's: written at the end of the loop turn */
 } L = {.open = TAILQ_HEAD_INITIALIZER(L.open)};
 
 static int buf_add(struct buf *b, const char *s, size_t n)
@@ -172,26 +169,8 @@ static struct lfn *lfn_get(const char *name)
     return f;
 }
 
-/* The loop turn's end (loop_add_flush, before its records and replies go out): one write per
- * function that fnlog_commit named, whatever number of invocations ended in the turn. */
-static void on_turn_end(struct loop *l, void *userdata)
-{
-    while (L.dirty) {
-        struct lfn *f = L.dirty;
-        L.dirty = f->next_dirty;
-        f->dirty = false;
-        f->next_dirty = NULL;
-        lfn_write(f);
-    }
-}
-
 int fnlog_init(struct loop *l, const char *state_dir, size_t invocation_cap, size_t file_max)
 {
-    if (L.loop != l) {
-        int r = loop_add_flush(l, LOOP_FLUSH_FILES, on_turn_end, NULL);
-        if (r < 0)
-            return r;
-    }
     L.loop = l;
     snprintf(L.dir, sizeof(L.dir), "%s/logs", state_dir);
     L.invocation_cap = invocation_cap ? invocation_cap : FNLOG_DEFAULT_INVOCATION_CAP;
@@ -222,9 +201,6 @@ void fnlog_free(void)
     if (L.flush_timer)
         loop_cancel_timer(L.loop, L.flush_timer);
     L.flush_timer = NULL;
-    L.dirty = NULL;
-    if (L.loop)
-        loop_del_flush(L.loop, on_turn_end, NULL);
     while (L.fns) {
         struct lfn *f = L.fns;
         L.fns = f->next;
@@ -540,19 +516,6 @@ bool fnlog_known(const char *function)
     struct stat st;
     snprintf(dir, sizeof(dir), "%s/%s", L.dir, function);
     return stat(dir, &st) == 0;
-}
-
-int fnlog_commit(const char *function)
-{
-    struct lfn *f = lfn_get(function);
-    if (!f)
-        return -ENOMEM;
-    if (!f->dirty) {
-        f->dirty = true;
-        f->next_dirty = L.dirty;
-        L.dirty = f;
-    }
-    return 0;
 }
 
 int fnlog_sync(const char *function)

@@ -59,14 +59,10 @@ int fnlog_read(const char *function, const char *inv, uint64_t since_us, size_t 
 
 /* Whether the function has (or had) a log: a function deleted since still has one. */
 bool fnlog_known(const char *function);
-/* Writes the function's pending records now, so that its files tell the whole story: before a
- * read. 0 or -ENOMEM. */
+/* Writes the function's pending records, so that its files tell the whole story: before a
+ * read, and before an invocation's outcome is recorded (a kill -9 after that must not lose the
+ * output: the 100 ms batch is for output that no outcome waits on). 0 or -ENOMEM. */
 int fnlog_sync(const char *function);
-/* Writes the function's pending records at the end of this loop turn (loop_flush), before the
- * turn's records and replies go out: called before an invocation's outcome is recorded or
- * answered (a kill -9 after that must not lose its output: the 100 ms batch is for output that
- * no outcome waits on). Every outcome of a turn shares one write per function. 0 or -ENOMEM. */
-int fnlog_commit(const char *function);
 
 /* A reader of the records a function writes from now on, after a history it already read. */
 struct fnlog_follower;

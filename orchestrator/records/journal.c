@@ -3,7 +3,6 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/log.h"
 #include "records/store-internal.h"
@@ -13,27 +12,20 @@
 /* While commits fail, the writer tries a probe write this often, so the health it reports
  * recovers by itself once space returns, even when nothing else is written. */
 #define JOURNAL_PROBE_US (1000 * 1000)
-/* A batch of only crash-safe (lazy) statements waits this long for more before it commits, or
- * until LINGER_MAX are queued: one commit writes each page it touches once (the invocations'
- * table, the ledger, their indexes, the rollup), so a commit of 40 rows costs about what a commit
- * of one does. A durable statement ends the wait at once. */
-#define JOURNAL_LINGER_US  4000
-#define JOURNAL_LINGER_MAX 256
 /* Prepared statements kept by the writer, by SQL text: the few statements the daemon submits
  * (and the savepoint ones) are parsed once, not per row (docs/performance.md "Accountant"). */
 #define JOURNAL_STMT_CACHE 16
 
-/* One allocation per statement: the op, its values, then the SQL text and the values' bytes. */
 struct op {
-    const char *sql; /* in the op's allocation */
+    char *sql;
+    struct journal_value values[JOURNAL_MAX_VALUES];
+    size_t nvalues;
     journal_done_fn done;
     void *userdata;
     bool durable;
     int result;
     char *message;
     struct op *next;
-    size_t nvalues;
-    struct journal_value values[];
 };
 
 struct journal {
@@ -44,8 +36,6 @@ struct journal {
     pthread_cond_t cond;
     struct op *head, *tail;
     size_t queued;
-    size_t durable_queued; /* of queued: durable ones (the writer does not linger over them) */
-    bool idle;             /* the writer waits for work: a hand-off wakes it */
     bool stopping;
     struct journal_stats stats;
     struct journal_health health; /* under lock */
@@ -56,16 +46,16 @@ struct journal {
         sqlite3_stmt *st;
     } cache[JOURNAL_STMT_CACHE];
     unsigned cache_next;
-    /* The loop thread's alone: submitted during this loop turn, handed to the writer at its
-     * end in one go (loop_add_flush): one lock and at most one wake-up per turn. */
-    struct op *turn_head, *turn_tail;
-    size_t turn_n, turn_durable;
 };
 
 static void op_free(struct op *op)
 {
     if (!op)
         return;
+    free(op->sql);
+    for (size_t i = 0; i < op->nvalues; i++)
+        if (op->values[i].type == JV_TEXT || op->values[i].type == JV_BLOB)
+            free((void *)op->values[i].p);
     free(op->message);
     free(op);
 }
@@ -280,19 +270,6 @@ static void commit_batch(struct journal *j, struct op *batch)
     }
 }
 
-static struct timespec monotonic_in(uint64_t us)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(us / 1000000);
-    ts.tv_nsec += (long)(us % 1000000) * 1000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    return ts;
-}
-
 static void *writer(void *arg)
 {
     struct journal *j = arg;
@@ -300,16 +277,14 @@ static void *writer(void *arg)
     for (;;) {
         while (!j->head && !j->stopping) {
             if (!j->health.failing) {
-                j->idle = true;
                 pthread_cond_wait(&j->cond, &j->lock);
-                j->idle = false;
                 continue;
             }
-            struct timespec ts = monotonic_in(JOURNAL_PROBE_US);
-            j->idle = true;
-            int w = pthread_cond_timedwait(&j->cond, &j->lock, &ts);
-            j->idle = false;
-            if (w == ETIMEDOUT && !j->head && !j->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += JOURNAL_PROBE_US / 1000000;
+            if (pthread_cond_timedwait(&j->cond, &j->lock, &ts) == ETIMEDOUT && !j->head &&
+                !j->stopping) {
                 pthread_mutex_unlock(&j->lock);
                 probe(j);
                 pthread_mutex_lock(&j->lock);
@@ -317,24 +292,14 @@ static void *writer(void *arg)
         }
         if (!j->head && j->stopping)
             break;
-        /* Crash-safe statements alone: wait a little for more (the hand-offs do not wake us
-         * meanwhile), so that one commit serves many. */
-        if (!j->durable_queued && !j->stopping && j->queued < JOURNAL_LINGER_MAX) {
-            struct timespec until = monotonic_in(JOURNAL_LINGER_US);
-            while (!j->durable_queued && !j->stopping && j->queued < JOURNAL_LINGER_MAX &&
-                   pthread_cond_timedwait(&j->cond, &j->lock, &until) != ETIMEDOUT)
-                ;
-        }
         /* Take up to JOURNAL_BATCH_MAX: everything that arrived while the last commit's fsync
          * ran goes into this one. That is the group commit. */
         struct op *batch = j->head, *last = j->head;
-        size_t n = 1, durable = last->durable;
+        size_t n = 1;
         while (last->next && n < JOURNAL_BATCH_MAX) {
             last = last->next;
             n++;
-            durable += last->durable;
         }
-        j->durable_queued -= durable;
         j->head = last->next;
         if (!j->head)
             j->tail = NULL;
@@ -348,32 +313,6 @@ static void *writer(void *arg)
     return NULL;
 }
 
-/* Loop thread: hands this turn's statements to the writer, waking it only when it waits for
- * work or must stop lingering (a durable statement, a full batch). */
-static void handoff(struct journal *j)
-{
-    if (!j->turn_head)
-        return;
-    pthread_mutex_lock(&j->lock);
-    if (j->tail)
-        j->tail->next = j->turn_head;
-    else
-        j->head = j->turn_head;
-    j->tail = j->turn_tail;
-    j->queued += j->turn_n;
-    j->durable_queued += j->turn_durable;
-    if (j->idle || j->turn_durable || j->queued >= JOURNAL_LINGER_MAX || j->stopping)
-        pthread_cond_signal(&j->cond);
-    pthread_mutex_unlock(&j->lock);
-    j->turn_head = j->turn_tail = NULL;
-    j->turn_n = j->turn_durable = 0;
-}
-
-static void on_turn_end(struct loop *l, void *userdata)
-{
-    handoff(userdata);
-}
-
 int journal_new(struct loop *l, const char *db_path, struct journal **ret, struct ig_error *err)
 {
     struct journal *j = calloc(1, sizeof(*j));
@@ -381,11 +320,7 @@ int journal_new(struct loop *l, const char *db_path, struct journal **ret, struc
         return ig_error_set(err, ENOMEM, "out of memory");
     j->loop = l;
     pthread_mutex_init(&j->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&j->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&j->cond, NULL);
     if (sqlite3_open_v2(db_path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
         sqlite3_exec(j->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, NULL) !=
@@ -398,13 +333,7 @@ int journal_new(struct loop *l, const char *db_path, struct journal **ret, struc
     }
     sqlite3_busy_timeout(j->db, 10000);
     j->full_sync = true;
-    int r = loop_add_flush(l, LOOP_FLUSH_HANDOFF, on_turn_end, j);
-    if (r < 0) {
-        sqlite3_close(j->db);
-        free(j);
-        return ig_error_set(err, -r, "journal: %s", strerror(-r));
-    }
-    r = pthread_create(&j->thread, NULL, writer, j);
+    int r = pthread_create(&j->thread, NULL, writer, j);
     if (r != 0) {
         sqlite3_close(j->db);
         free(j);
@@ -418,9 +347,6 @@ void journal_free(struct journal *j)
 {
     if (!j)
         return;
-    /* The HTTP server flushes the loop once more as it stops, after the journal is gone. */
-    loop_del_flush(j->loop, on_turn_end, j);
-    handoff(j);
     pthread_mutex_lock(&j->lock);
     j->stopping = true;
     pthread_cond_signal(&j->cond);
@@ -429,12 +355,6 @@ void journal_free(struct journal *j)
     /* The writer committed everything queued and posted the outcomes; the loop runs no more at
      * this point, so deliver them here (we are on the loop's thread). */
     loop_run_posted(j->loop);
-    /* What those callbacks submitted finds no writer any more (as before the hand-off per turn). */
-    while (j->turn_head) {
-        struct op *next = j->turn_head->next;
-        op_free(j->turn_head);
-        j->turn_head = next;
-    }
     cache_clear(j);
     sqlite3_close(j->db);
     pthread_cond_destroy(&j->cond);
@@ -448,43 +368,42 @@ static int submit(struct journal *j, bool durable, const char *sql,
 {
     if (nvalues > JOURNAL_MAX_VALUES)
         return -E2BIG;
-    /* One allocation: the op, its values, the SQL text and the values' bytes (copied). */
-    size_t sql_len = strlen(sql) + 1, size = sizeof(struct op) + nvalues * sizeof(values[0]);
-    size_t lens[JOURNAL_MAX_VALUES], bytes = sql_len;
-    for (size_t i = 0; i < nvalues; i++) {
-        lens[i] = values[i].type == JV_TEXT ? (values[i].len ? values[i].len : strlen(values[i].p))
-                  : values[i].type == JV_BLOB ? values[i].len
-                                              : 0;
-        bytes += lens[i] + (values[i].type == JV_TEXT);
-    }
-    struct op *op = malloc(size + bytes);
+    struct op *op = calloc(1, sizeof(*op));
     if (!op)
         return -ENOMEM;
-    char *p = (char *)op + size;
-    memcpy(p, sql, sql_len);
-    *op = (struct op){
-        .sql = p, .durable = durable, .done = done, .userdata = userdata, .nvalues = nvalues};
-    p += sql_len;
+    op->sql = strdup(sql);
+    op->durable = durable;
+    op->done = done;
+    op->userdata = userdata;
+    op->nvalues = nvalues;
+    bool oom = !op->sql;
     for (size_t i = 0; i < nvalues; i++) {
         op->values[i] = values[i];
-        if (values[i].type != JV_TEXT && values[i].type != JV_BLOB)
-            continue;
-        if (lens[i])
-            memcpy(p, values[i].p, lens[i]);
-        op->values[i].p = p;
-        op->values[i].len = lens[i];
-        p += lens[i];
-        if (values[i].type == JV_TEXT)
-            *p++ = '\0';
+        if (values[i].type == JV_TEXT) {
+            op->values[i].len = values[i].len ? values[i].len : strlen(values[i].p);
+            op->values[i].p = strndup(values[i].p, op->values[i].len);
+            oom |= !op->values[i].p;
+        } else if (values[i].type == JV_BLOB) {
+            void *copy = malloc(values[i].len ? values[i].len : 1);
+            if (copy && values[i].len)
+                memcpy(copy, values[i].p, values[i].len);
+            op->values[i].p = copy;
+            oom |= !copy;
+        }
     }
-    /* Queued for the writer at the end of the loop turn (handoff). */
-    if (j->turn_tail)
-        j->turn_tail->next = op;
+    if (oom) {
+        op_free(op);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&j->lock);
+    if (j->tail)
+        j->tail->next = op;
     else
-        j->turn_head = op;
-    j->turn_tail = op;
-    j->turn_n++;
-    j->turn_durable += durable;
+        j->head = op;
+    j->tail = op;
+    j->queued++;
+    pthread_cond_signal(&j->cond);
+    pthread_mutex_unlock(&j->lock);
     return 0;
 }
 
