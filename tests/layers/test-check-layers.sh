@@ -1,7 +1,8 @@
 #!/bin/sh
 # scripts/check-layers passes on this tree and fails, naming the file and the rule, on copies with
 # one wrong edge each: an upward include, a domain header that includes base/http.h, SQLite or SQL
-# text outside records/, another folder's -internal.h, and a shim that includes the controller.
+# text outside records/, another folder's -internal.h, a shim that includes the controller, and a
+# function over 120 lines in api/.
 set -eu
 src=${IGNIS_SOURCE_DIR:?}
 tmp=$(mktemp -d)
@@ -47,5 +48,9 @@ expect_failure "SQL text outside records" orchestrator/functions/registry.c \
   'orchestrator/functions/registry.c: only records/ speaks SQL'
 expect_failure "another folder's internal header" orchestrator/api/metrics.c \
   '#include "dispatch/dispatch-internal.h"' 'dispatch/dispatch-internal.h is its folder'"'"'s own'
+long_function=$(printf 'void api_long(void);\nvoid api_long(void)\n{\n'; i=0
+  while [ $i -lt 119 ]; do printf '    ;\n'; i=$((i + 1)); done; printf '}')
+expect_failure "a function over 120 lines in api/" orchestrator/api/errors.c "$long_function" \
+  'orchestrator/api/errors.c:[0-9]*: 121 lines, over 120'
 expect_failure "an unqualified include" orchestrator/functions/registry.c '#include "journal.h"' \
   '"journal.h" is not beside it'
