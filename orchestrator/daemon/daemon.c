@@ -43,9 +43,11 @@ static int lock_state_dir(const char *dir, int *ret_fd, struct ig_error *err)
     }
     char pid[32];
     int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
-        return ig_error_set(err, errno ? errno : EIO, "state dir %s: writing %s: %s", dir, path,
-                            strerror(errno));
+    ssize_t n = ftruncate(fd, 0) < 0 ? -1 : pwrite(fd, pid, (size_t)len, 0);
+    if (n != len) {
+        int e = n < 0 ? errno : EIO; /* a short write sets no errno */
+        return ig_error_set(err, e, "state dir %s: writing %s: %s", dir, path, strerror(e));
+    }
     *ret_fd = TAKE_FD(fd);
     return 0;
 }
@@ -232,13 +234,12 @@ static void on_dispatch_stopped(void *userdata)
 static void on_stop_signal(struct loop *l, int signo, void *userdata)
 {
     struct daemon *d = userdata;
-    if (d->stopping) {
+    if (d->api.stopping) {
         log_warn("second signal: stopping now", "signal=%s", strsignal(signo));
         loop_quit(l);
         return;
     }
     log_info("shutting down", "signal=%s", strsignal(signo));
-    d->stopping = true;
     d->api.stopping = true;
     http_server_quiesce(d->http);
     dispatch_shutdown(d->dispatch, on_dispatch_stopped, d);

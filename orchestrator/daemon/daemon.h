@@ -39,7 +39,6 @@ struct daemon {
     struct sampler *sampler; /* fills it once a second */
     uint64_t started_usec;   /* monotonic */
     int lock_fd;             /* STATE_DIR/lock, flock'd for the daemon's life; -1 until taken */
-    bool stopping;
     /* The daemon's cgroup subtree; the null backend where there is none to use. */
     struct cg_manager *cgroups;
     /* Network namespaces and cgroups made ahead for the pool's containers (container.h); NULL
