@@ -27,6 +27,8 @@ expect_failure() {
 
 expect_failure "base includes dispatch" orchestrator/base/util.c '#include "dispatch/dispatch.h"' \
   'orchestrator/base/util.c:.*base/ may not include dispatch/dispatch.h'
+expect_failure "an upward include in angle brackets" orchestrator/base/loop.c \
+  '#include <dispatch/dispatch.h>' 'orchestrator/base/loop.c:.*base/ may not include dispatch/dispatch.h'
 expect_failure "records includes container" orchestrator/records/store.c \
   '#include "container/cgroup.h"' 'records/ may not include container/cgroup.h'
 expect_failure "dispatch includes api" orchestrator/dispatch/pool.c '#include "api/api.h"' \
