@@ -212,6 +212,19 @@ static void kick(struct http_server *s)
     s->kick_pending = true;
 }
 
+/* Logs the connections closed since the last report, at most once per HTTP_CLOSE_REPORT_USEC
+ * (a flood must not flood the log), and always when force (the server stops). */
+static void report_closed(struct http_server *s, uint64_t now, bool force)
+{
+    if ((s->timed_out || s->evicted) &&
+        (force || now >= s->reported_usec + HTTP_CLOSE_REPORT_USEC)) {
+        log_info("http connections closed", "header_timeout=%u evicted=%u open=%u", s->timed_out,
+                 s->evicted, s->nlive);
+        s->timed_out = s->evicted = 0;
+        s->reported_usec = now;
+    }
+}
+
 /* Closes c from outside libmicrohttpd: shutdown() makes its socket readable at EOF, and
  * libmicrohttpd, reading it, cleans the connection up itself (and notifies CLOSED). Closing the
  * fd instead would pull it from under libmicrohttpd. */
@@ -230,6 +243,7 @@ static void conn_close(struct http_conn *c, bool evict)
     /* A connection libmicrohttpd just accepted is in its ready list, not yet in its epoll set:
      * only a run sees the EOF then. */
     kick(s);
+    report_closed(s, now_usec(), false);
 }
 
 static void on_sweep(struct loop *l, struct loop_timer *t, void *userdata);
@@ -260,12 +274,6 @@ static void on_sweep(struct loop *l, struct loop_timer *t, void *userdata)
     }
     if (next != UINT64_MAX)
         arm_sweep(s, next > now + HTTP_SWEEP_USEC ? next : now + HTTP_SWEEP_USEC);
-    if ((s->timed_out || s->evicted) && now >= s->reported_usec + HTTP_CLOSE_REPORT_USEC) {
-        log_info("http connections closed", "header_timeout=%u evicted=%u open=%u", s->timed_out,
-                 s->evicted, s->nlive);
-        s->timed_out = s->evicted = 0;
-        s->reported_usec = now;
-    }
 }
 
 /* Whether c may be closed to make room: no request in progress (waiting for headers, or idle
@@ -1159,6 +1167,7 @@ void http_server_free(struct http_server *s)
     if (!s)
         return;
     http_server_quiesce(s);
+    report_closed(s, now_usec(), true);
     /* A suspended connection must not be left behind when the daemon stops: answer each with
      * 503, then let MHD flush the replies for a bounded time. */
     while (s->suspended) {

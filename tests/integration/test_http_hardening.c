@@ -449,6 +449,15 @@ static void test_slowloris_flood(void **state)
     fprintf(stderr, "%d rounds under the flood, %d failures\n", rounds, failures);
     assert_int_equal(failures, 0);
     assert_true(rounds >= 3);
+    /* The flood did fill the limit: the daemon closed connections to make room (its first
+     * report of them is written at once). */
+    char *log = NULL;
+    assert_int_equal(read_file(p.log_path, 16 << 20, &log, NULL), 0);
+    const char *closed = strstr(log, "msg=\"http connections closed\"");
+    const char *evicted = closed ? strstr(closed, "evicted=") : NULL;
+    if (!evicted || atoi(evicted + 8) <= 0)
+        fail_msg("the flood evicted nothing: %.200s", closed ? closed : "(no report in the log)");
+    free(log);
     assert_int_equal(harness_wait_healthy(&p), 0);
     assert_int_equal(harness_finish(&p), 0);
 }
