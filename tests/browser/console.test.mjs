@@ -163,7 +163,8 @@ async function main() {
   pushExample('hello-python', 'hello-python');
   pushExample('hello-node', 'hello-node');
   // max_scale keeps a burst queued long enough for the one-second samples to see it.
-  pushExample('sleep', 'sleep', { max_scale: 3 });
+  // A short idle timeout lets the test see the pool go back to zero after the burst.
+  pushExample('sleep', 'sleep', { max_scale: 3, idle_timeout_s: 2 });
   // The hostile function: its environment, output and result carry markup.
   const hdir = join(state, 'fixture-hostile');
   mkdirSync(hdir);
@@ -252,6 +253,19 @@ async function main() {
     const n = await distinctColours(readFileSync(join(ARTIFACTS, f)));
     check(n > 20, `${ARTIFACTS}/${f} is not blank (${n} colours)`);
   }
+
+  // ... and back to zero once the burst is over and its containers idled past idle_timeout_s.
+  await page.goto(`${URL_}/ui/#/fn/sleep`, { waitUntil: 'domcontentloaded' });
+  await page.waitForSelector('#chart-containers polyline[data-name="ready"]', { timeout: 10000 });
+  let zero = false, last = -1;
+  for (let i = 0; i < 60 && !zero; i++) {
+    await sleep(500);
+    const series = await Promise.all(['ready', 'busy', 'spawning'].map((n) => values(page, `#chart-containers polyline[data-name="${n}"]`)));
+    if (series[0].length === 0) continue;
+    last = series.reduce((sum, v) => sum + (v[v.length - 1] || 0), 0);
+    zero = last === 0;
+  }
+  check(zero, `the containers chart came back to zero after the burst (last sample ${last})`);
 
   // Usage: the chart and the table.
   await page.goto(`${URL_}/ui/#/usage`, { waitUntil: 'domcontentloaded' });
