@@ -185,7 +185,7 @@ static void finished_one(struct worker *w, struct inv *inv, struct dispatch_outc
      * (one write(2) into the page cache, only when there is output). */
     drain_output(w);
     fnlog_src_flush(fn->name, &w->log, w->inflight > 1);
-    fnlog_sync(fn->name);
+    fnlog_src_sync(fn->name, &w->log);
     TAILQ_REMOVE(&w->running, inv, link);
     w->inflight--;
     w->served++;

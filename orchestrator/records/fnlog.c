@@ -318,6 +318,7 @@ static void flush_part(const char *function, struct fnlog_src *src, enum fnlog_s
     emit(function, src->inv[0] ? src->inv : NULL, stream_name(s), src->part[s], src->plen[s],
          concurrent, false);
     src->plen[s] = 0;
+    src->unsynced = true;
 }
 
 void fnlog_src_flush(const char *function, struct fnlog_src *src, bool concurrent)
@@ -359,6 +360,7 @@ void fnlog_output(const char *function, struct fnlog_src *src, const char *inv_i
             emit(function, inv_id, stream_name(stream), src->part[stream], src->plen[stream],
                  concurrent, false);
             src->plen[stream] = 0;
+            src->unsynced = true;
             if (nl && i == (size_t)(nl - buf))
                 i++; /* the newline itself */
         }
@@ -372,6 +374,7 @@ void fnlog_output(const char *function, struct fnlog_src *src, const char *inv_i
                  "dropped",
                  L.invocation_cap);
         emit(function, inv_id, "platform", text, strlen(text), concurrent, true);
+        src->unsynced = true;
     }
 }
 
@@ -525,6 +528,14 @@ int fnlog_sync(const char *function)
         return -ENOMEM;
     lfn_write(f);
     return 0;
+}
+
+int fnlog_src_sync(const char *function, struct fnlog_src *src)
+{
+    if (!src->unsynced)
+        return 0;
+    src->unsynced = false;
+    return fnlog_sync(function);
 }
 
 int fnlog_follow(const char *function, const char *inv, char *history, size_t len,

@@ -27,6 +27,7 @@ struct fnlog_src {
     bool concurrent; /* the last output came while the container ran more than one */
     char part[2][FNLOG_LINE_MAX];
     size_t plen[2];
+    bool unsynced; /* it emitted records since its last fnlog_src_sync */
 };
 
 int fnlog_init(struct loop *l, const char *state_dir, size_t invocation_cap, size_t file_max);
@@ -63,6 +64,9 @@ bool fnlog_known(const char *function);
  * read, and before an invocation's outcome is recorded (a kill -9 after that must not lose the
  * output: the 100 ms batch is for output that no outcome waits on). 0 or -ENOMEM. */
 int fnlog_sync(const char *function);
+/* fnlog_sync, when src emitted records since its last call: a container's output reaches the
+ * file before its invocation's outcome, and an invocation that printed nothing costs no write. */
+int fnlog_src_sync(const char *function, struct fnlog_src *src);
 
 /* A reader of the records a function writes from now on, after a history it already read. */
 struct fnlog_follower;
