@@ -121,6 +121,9 @@ struct fn_state {
     unsigned spawn_failures;         /* consecutive: spawning backs off */
     uint64_t spawn_not_before_us;
     bool removing;
+    /* A stand-in for a deleted function whose invocation was recovered at start (recover_one):
+     * not in the dispatcher's list, it only carries the record's fields. */
+    bool ghost;
     size_t recording; /* its invocations' records not yet written (a drain waits for them) */
     void (*removed)(void *userdata);
     void *removed_userdata;

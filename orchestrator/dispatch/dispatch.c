@@ -77,14 +77,10 @@ size_t dispatch_fn_waiting(const struct fn_state *fn)
 
 void dispatch_fn_stats(const struct fn_state *fn, struct dispatch_fn_stats *ret)
 {
-    size_t queued_async = 0;
-    const struct inv *inv;
-    TAILQ_FOREACH(inv, &fn->queue, link)
-    queued_async += inv->async;
     *ret = (struct dispatch_fn_stats){
         .name = fn->name,
         .queued = fn->queued,
-        .queued_async = queued_async,
+        .queued_async = fn->queued - fn->queued_sync, /* retries are async: only async is */
         .inflight = fn->inflight,
         .nready = fn->nready,
         .nbusy = fn->nbusy,
@@ -489,7 +485,9 @@ static void on_retry_due(struct loop *l, struct loop_timer *t, void *userdata)
 
 struct pending_record {
     struct dispatch *d;
-    char fn_name[MANIFEST_NAME_MAX + 1];
+    /* The function whose `recording` counts this record (it is not removed while any is
+     * pending); NULL for a ghost's (recovery of a deleted function's invocation). */
+    struct fn_state *fn;
     struct inv_record r; /* owns its strings (inv_record_clear) */
     int64_t expires_us;
     unsigned tries; /* failed so far */
@@ -502,7 +500,7 @@ static void submit_record(struct pending_record *pr);
 static void pending_record_done(struct pending_record *pr)
 {
     struct dispatch *d = pr->d;
-    struct fn_state *fn = dispatch_function(d, pr->fn_name);
+    struct fn_state *fn = pr->fn;
     if (pr->timer)
         loop_cancel_timer(d->loop, pr->timer);
     if (pr->prev)
@@ -514,7 +512,7 @@ static void pending_record_done(struct pending_record *pr)
     d->records_pending--;
     if (d->records_pending < RECORDS_PENDING_MAX / 2)
         d->records_dropping = false;
-    if (fn && fn->recording > 0 && --fn->recording == 0 && fn->removing)
+    if (fn && --fn->recording == 0 && fn->removing)
         schedule_removals(d);
     inv_record_clear(&pr->r);
     free(pr);
@@ -534,8 +532,8 @@ static void record_failed(struct pending_record *pr, const char *message)
     pr->tries++;
     if (d->closed) {
         log_error("an invocation's outcome could not be recorded before the stop",
-                  "function=%s id=%s status=%s error=\"%s\" effect=\"%s\"", pr->fn_name, pr->r.id,
-                  inv_status_name(pr->r.status), message,
+                  "function=%s id=%s status=%s error=\"%s\" effect=\"%s\"", pr->r.function,
+                  pr->r.id, inv_status_name(pr->r.status), message,
                   pr->r.async ? "its record stays as it was: it runs again at the next start"
                               : "the sync invocation has no record");
         pending_record_done(pr);
@@ -543,7 +541,7 @@ static void record_failed(struct pending_record *pr, const char *message)
     }
     if (pr->tries == 1)
         log_warn("recording an invocation failed: retrying until it is written",
-                 "function=%s id=%s status=%s error=\"%s\"", pr->fn_name, pr->r.id,
+                 "function=%s id=%s status=%s error=\"%s\"", pr->r.function, pr->r.id,
                  inv_status_name(pr->r.status), message);
     uint64_t delay = RECORD_RETRY_MIN_US << (pr->tries < 6 ? pr->tries - 1 : 5);
     if (delay > RECORD_RETRY_MAX_US)
@@ -551,8 +549,8 @@ static void record_failed(struct pending_record *pr, const char *message)
     if (loop_add_timer(d->loop, now_usec() + delay, on_record_retry, pr, &pr->timer) < 0)
         pr->timer = NULL; /* without memory the next record's tick does not come: give up */
     if (!pr->timer) {
-        log_error("an invocation's outcome could not be recorded", "function=%s id=%s", pr->fn_name,
-                  pr->r.id);
+        log_error("an invocation's outcome could not be recorded", "function=%s id=%s",
+                  pr->r.function, pr->r.id);
         pending_record_done(pr);
     }
 }
@@ -566,7 +564,7 @@ static void on_record_written(struct loop *l, int result, const char *message, v
     }
     if (pr->tries > 0)
         log_info("invocation recorded after retries", "function=%s id=%s status=%s tries=%u",
-                 pr->fn_name, pr->r.id, inv_status_name(pr->r.status), pr->tries + 1);
+                 pr->r.function, pr->r.id, inv_status_name(pr->r.status), pr->tries + 1);
     pending_record_done(pr);
 }
 
@@ -597,7 +595,6 @@ static void record_submit(struct dispatch *d, struct fn_state *fn, const struct 
     bool oom = !pr;
     if (pr) {
         pr->d = d;
-        snprintf(pr->fn_name, sizeof(pr->fn_name), "%s", fn->name);
         pr->r = *r;
         pr->r.function = strdup(r->function);
         pr->r.payload = NULL;
@@ -629,9 +626,10 @@ static void record_submit(struct dispatch *d, struct fn_state *fn, const struct 
         d->records->prev = pr;
     d->records = pr;
     d->records_pending++;
-    /* A ghost (recovery of a deleted function's invocation) is not in the list. */
-    if (dispatch_function(d, fn->name) == fn)
+    if (!fn->ghost) {
+        pr->fn = fn;
         fn->recording++;
+    }
     submit_record(pr);
 }
 
@@ -1279,7 +1277,7 @@ static int recover_one(struct inv_record *r, void *userdata)
     if (!inv->body)
         inv->body = strdup("");
     if (!fn) {
-        struct fn_state ghost = {.d = d, .version = r->version};
+        struct fn_state ghost = {.d = d, .version = r->version, .ghost = true};
         struct manifest gm = {.max_retries = (uint32_t)r->max_retries};
         snprintf(ghost.name, sizeof(ghost.name), "%s", r->function);
         ghost.manifest = &gm;
