@@ -80,7 +80,7 @@ void dispatch_fn_stats(const struct fn_state *fn, struct dispatch_fn_stats *ret)
     *ret = (struct dispatch_fn_stats){
         .name = fn->name,
         .queued = fn->queued,
-        .queued_async = fn->queued - fn->queued_sync, /* retries are async: only async is */
+        .queued_async = fn->queued - fn->queued_sync, /* sync ones are counted apart */
         .inflight = fn->inflight,
         .nready = fn->nready,
         .nbusy = fn->nbusy,
