@@ -139,15 +139,12 @@ int functions_store_record_version(struct store *s, const struct functions_store
                                    struct ig_error *err)
 {
     sqlite3 *db = s->db;
-    char why[512];
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return ig_error_set(err, store_errno(db), "store: %s",
-                            store_strerror(db, why, sizeof(why)));
+        return store_fail(db, err, "store");
     int q = insert_version(db, v);
     if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
         return 0;
-    int r = ig_error_set(err, store_errno(db), "store: recording %s version %u: %s", v->name,
-                         v->version, store_strerror(db, why, sizeof(why)));
+    int r = store_fail(db, err, "store: recording %s version %u", v->name, v->version);
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return r;
 }
@@ -240,9 +237,7 @@ static int commit_or_rollback(struct store *s, int q, struct digests *l, char **
         return 0;
     }
     functions_store_digests_free(l->v, l->n);
-    char why[512];
-    q = ig_error_set(err, store_errno(s->db), "store: %s: %s", what,
-                     store_strerror(s->db, why, sizeof(why)));
+    q = store_fail(s->db, err, "store: %s", what);
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return q;
 }
@@ -251,10 +246,8 @@ int functions_store_delete(struct store *s, const char *const *names, size_t n, 
                            char ***ret_digests, size_t *ret_n, struct ig_error *err)
 {
     struct digests l = {};
-    char why[512];
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return ig_error_set(err, store_errno(s->db), "store: %s",
-                            store_strerror(s->db, why, sizeof(why)));
+        return store_fail(s->db, err, "store");
     int q = delete_functions(s, names, n, &l);
     if (q == 0 && service)
         q = exec_bind(s->db, "DELETE FROM services WHERE name = ?", "s", service);
@@ -269,10 +262,8 @@ int functions_store_record_service(struct store *s, const struct functions_store
                                    char ***ret_digests, size_t *ret_n, struct ig_error *err)
 {
     struct digests l = {};
-    char why[512];
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return ig_error_set(err, store_errno(s->db), "store: %s",
-                            store_strerror(s->db, why, sizeof(why)));
+        return store_fail(s->db, err, "store");
     int q =
         exec_bind(s->db,
                   "INSERT INTO services (name, spec, created_at, updated_at) VALUES (?1, "

@@ -1,6 +1,7 @@
 #include "records/store.h"
 #include "records/store-internal.h"
 
+#include <stdarg.h>
 #include <string.h>
 #include <sys/statvfs.h>
 
@@ -237,6 +238,16 @@ const char *store_strerror(sqlite3 *db, char *buf, size_t size)
     return buf;
 }
 
+int store_fail(sqlite3 *db, struct ig_error *err, const char *fmt, ...)
+{
+    char what[512], why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return ig_error_set(err, store_errno(db), "%s: %s", what, store_strerror(db, why, sizeof(why)));
+}
+
 int store_space_check(const char *dir, struct ig_error *err)
 {
     struct statvfs st;
@@ -278,7 +289,6 @@ int store_get_version(sqlite3 *db, int *ret)
 int store_migrate(sqlite3 *db, const struct store_migration *list, size_t n, struct ig_error *err)
 {
     int version;
-    char *msg = NULL;
 
     if (store_get_version(db, &version) < 0)
         return ig_error_set(err, EIO, "reading schema version: %s", sqlite3_errmsg(db));
@@ -290,14 +300,11 @@ int store_migrate(sqlite3 *db, const struct store_migration *list, size_t n, str
     for (size_t i = (size_t)version; i < n; i++) {
         char bump[64];
         snprintf(bump, sizeof(bump), "PRAGMA user_version = %zu;", i + 1);
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE;", NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(db, list[i].sql, NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(db, bump, NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(db, "COMMIT;", NULL, NULL, &msg) != SQLITE_OK) {
-            char why[512];
-            int r = ig_error_set(err, store_errno(db), "migration %zu (%s) failed: %s", i + 1,
-                                 list[i].name, store_strerror(db, why, sizeof(why)));
-            sqlite3_free(msg);
+        if (sqlite3_exec(db, "BEGIN IMMEDIATE;", NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(db, list[i].sql, NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(db, bump, NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(db, "COMMIT;", NULL, NULL, NULL) != SQLITE_OK) {
+            int r = store_fail(db, err, "migration %zu (%s) failed", i + 1, list[i].name);
             sqlite3_exec(db, "ROLLBACK;", NULL, NULL, NULL);
             return r;
         }
@@ -317,7 +324,6 @@ void store_free(struct store *s)
 int store_open(const char *path, struct store **ret, struct ig_error *err)
 {
     struct store *s = calloc(1, sizeof(*s));
-    char *msg = NULL;
     int r;
 
     if (!s)
@@ -339,10 +345,8 @@ int store_open(const char *path, struct store **ret, struct ig_error *err)
      * that must survive power loss (async invocations) ask for FULL themselves. */
     if (sqlite3_exec(s->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-                     NULL, NULL, &msg) != SQLITE_OK) {
-        r = ig_error_set(err, store_errno(s->db), "setting up %s: %s", path,
-                         store_strerror(s->db, why, sizeof(why)));
-        sqlite3_free(msg);
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        r = store_fail(s->db, err, "setting up %s", path);
         store_free(s);
         return r;
     }

@@ -21,7 +21,7 @@ int tokens_store_insert(struct store *s, const struct token_row *t, struct ig_er
             "INSERT INTO tokens (id, name, role, salt, hash, created_us, expires_us, "
             "revoked_us, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
             -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "storing the token: %s", sqlite3_errmsg(s->db));
+        return store_fail(s->db, err, "storing the token");
     sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, t->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, t->role, -1, SQLITE_STATIC);
@@ -36,7 +36,7 @@ int tokens_store_insert(struct store *s, const struct token_row *t, struct ig_er
     int r = sqlite3_step(st);
     sqlite3_finalize(st);
     if (r != SQLITE_DONE)
-        return ig_error_set(err, EIO, "storing the token: %s", sqlite3_errmsg(s->db));
+        return store_fail(s->db, err, "storing the token");
     return 0;
 }
 
@@ -92,6 +92,6 @@ int tokens_store_revoke(struct store *s, const char *id, int64_t revoked_us, str
         sqlite3_finalize(st);
     }
     if (r != SQLITE_DONE)
-        return ig_error_set(err, EIO, "revoking the token: %s", sqlite3_errmsg(s->db));
+        return store_fail(s->db, err, "revoking the token");
     return 0;
 }
