@@ -549,7 +549,7 @@ static void op_enqueue(struct op *op)
 }
 
 /* Fails the op with e's message, as code and reason (registry.h lists them). The daemon's own
- * failures are EIO "internal" whatever errno caused them: the message says what failed. */
+ * failures go through op_fail_own. */
 static void op_fail(struct op *op, int code, const char *reason, const struct ig_error *e)
 {
     if (e != &op->err)
@@ -559,14 +559,11 @@ static void op_fail(struct op *op, int code, const char *reason, const struct ig
     op->failed = true;
 }
 
-/* The daemon's own failure: insufficient_storage (ENOSPC) when the disk or quota is full, which
- * a client can wait out; else internal (EIO). */
+/* The daemon's own failure: a full disk or quota keeps its errno (api/ answers 507
+ * insufficient_storage, which a client can wait out); anything else is EIO (500 internal). */
 static void op_fail_own(struct op *op, const struct ig_error *e)
 {
-    if (e->code == ENOSPC || e->code == EDQUOT)
-        op_fail(op, ENOSPC, "insufficient_storage", e);
-    else
-        op_fail(op, EIO, "internal", e);
+    op_fail(op, e->code == ENOSPC || e->code == EDQUOT ? e->code : EIO, NULL, e);
 }
 
 /* A bundle that could not be read or stored: the client's fault when its content is bad. */
@@ -810,14 +807,6 @@ static void delete_run(struct op *op)
 /* ---- service deploys ---- */
 
 /* Fails the deploy for one function, the message naming it. */
-static void svc_fail(struct op *op, int code, const char *reason, const char *fname,
-                     const struct ig_error *e)
-{
-    struct ig_error named = {};
-    ig_error_set(&named, e->code, "function %s: %s", fname, e->message);
-    op_fail(op, code, reason, &named);
-}
-
 /* One function's bundle, on the worker: hash, find or unpack, read function.json, apply the
  * service's triggers. Nothing is committed yet. Returns 0 or -1 after failing the op. */
 static int svc_fn_prepare(struct op *op, const struct service_function *sf,
@@ -833,14 +822,13 @@ static int svc_fn_prepare(struct op *op, const struct service_function *sf,
     int q =
         bundle_find_or_unpack(op->reg, b->data, b->len, out->digest, &out->dir, &text, &len, &e);
     if (q < 0) {
-        if (bundle_error_is_content(q))
-            svc_fail(op, EINVAL, "invalid_bundle", sf->name, &e);
-        else
-            svc_fail(op, EIO, "internal", sf->name, &e);
+        ig_error_prefix(&e, "function %s", sf->name);
+        op_fail_bundle(op, q, &e);
         return -1;
     }
     if (service_function_manifest(sf, text, len, &out->manifest, &e) < 0) {
-        svc_fail(op, EINVAL, "invalid_manifest", sf->name, &e);
+        ig_error_prefix(&e, "function %s", sf->name);
+        op_fail(op, EINVAL, "invalid_manifest", &e);
         return -1;
     }
     return 0;
@@ -914,7 +902,8 @@ static void *service_thread(void *userdata)
     for (size_t i = 0; i < op->n_sfns; i++) {
         struct svc_fn *f = &op->sfns[i];
         if (f->dir && bundle_commit(r->bundles_dir, f->dir, f->digest, &e) < 0) {
-            svc_fail(op, EIO, "internal", f->name, &e);
+            ig_error_prefix(&e, "function %s", f->name);
+            op_fail_own(op, &e);
             goto out;
         }
         free(TAKE_PTR(f->dir));
@@ -1243,6 +1232,9 @@ int registry_push(struct registry *r, const char *name, const void *bundle, size
         return ig_error_set_reason(err, EINVAL, "invalid_bundle",
                                    "the body is empty: send the bundle (a gzip tar with "
                                    "function.json at its root)");
+    if (len > REGISTRY_MAX_BUNDLE)
+        return ig_error_set(err, EFBIG, "the bundle is %zu bytes, over the limit of %u bytes", len,
+                            REGISTRY_MAX_BUNDLE);
     const struct registry_function *f = registry_lookup(r, name);
     if (f && f->deleting)
         return ig_error_set_reason(err, EBUSY, "conflict", "function %s is being deleted", name);
@@ -1308,6 +1300,10 @@ int registry_deploy(struct registry *r, const char *name, const void *archive, s
                                    "the body is empty: send the deploy archive (a tar of "
                                    "service.json and functions/NAME.tar.gz; ignis deploy makes "
                                    "it)");
+    if (len > SERVICE_ARCHIVE_MAX)
+        return ig_error_set(err, EFBIG,
+                            "the deploy archive is %zu bytes, over the limit of %u bytes", len,
+                            SERVICE_ARCHIVE_MAX);
     struct op *op = op_new(r, OP_SERVICE, name, done, userdata);
     if (!op)
         return ig_error_set_reason(err, ENOMEM, "internal", "out of memory");

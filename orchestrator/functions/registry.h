@@ -111,10 +111,12 @@ const struct registry_service *registry_find_service(const struct registry *r, c
  * at once. The result is valid during the call only.
  *
  * Reasons: invalid_name (EINVAL), invalid_bundle (EINVAL: the bundle's content),
- * invalid_manifest (EINVAL), invalid_service (EINVAL), payload_too_large (EFBIG: the deploy
- * archive), name_mismatch (EEXIST: function.json or service.json names another), conflict
+ * invalid_manifest (EINVAL), invalid_service (EINVAL), payload_too_large (EFBIG: a bundle
+ * over REGISTRY_MAX_BUNDLE, a deploy archive over SERVICE_ARCHIVE_MAX or too big inside),
+ * name_mismatch (EEXIST: function.json or service.json names another), conflict
  * (EBUSY: being deleted, owned by a service, ...; EEXIST: exists outside the service),
- * not_found (ENOENT), insufficient_storage (ENOSPC: the state dir's disk or quota is full; a
+ * not_found (ENOENT), insufficient_storage (ENOSPC or EDQUOT: the state dir's disk or quota is
+ * full; a
  * delete that fails so leaves its functions whole, listed and invocable),
  * internal (EIO or ENOMEM: the daemon's own failure, disk, memory, threads;
  * the message says which). */

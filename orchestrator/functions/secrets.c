@@ -75,6 +75,9 @@ int secrets_put(const char *state_dir, const char *function, const char *secret,
     if (len == 0)
         return ig_error_set_reason(err, EINVAL, "bad_request",
                                    "the body (the secret's value) is empty");
+    if (len > SECRET_MAX_BYTES)
+        return ig_error_set(err, EFBIG, "the secret's value is %zu bytes, over the limit of %u",
+                            len, (unsigned)SECRET_MAX_BYTES);
     char dir[4200], path[4600];
     bool created = false;
     secrets_path(state_dir, function, dir, sizeof(dir));
@@ -87,10 +90,9 @@ int secrets_put(const char *state_dir, const char *function, const char *secret,
     if (r < 0) {
         log_error("storing a secret failed", "function=%s secret=%s error=\"%s\"", function, secret,
                   strerror(-r));
+        /* A full disk keeps its errno (507, which a client can wait out); else 500. */
         bool full = r == -ENOSPC || r == -EDQUOT;
-        return ig_error_set_reason(err, full ? ENOSPC : EIO,
-                                   full ? "insufficient_storage" : "internal",
-                                   "storing secret '%s': %s", secret, strerror(-r));
+        return ig_error_set(err, full ? -r : EIO, "storing secret '%s': %s", secret, strerror(-r));
     }
     log_info("secret set", "function=%s secret=%s bytes=%zu", function, secret, len);
     *ret_created = created;

@@ -248,6 +248,15 @@ static void test_push_at_full_disk(void **state)
         0);
     assert_int_equal(r.status, 507);
     client_response_clear(&r);
+    /* And a deploy, whose bundles are unpacked under it: 507 too, naming the function. */
+    char greetings[512], *out = NULL, *err = NULL;
+    snprintf(greetings, sizeof(greetings), "%s/runtime-images/examples/greetings",
+             getenv("IGNIS_SOURCE_DIR"));
+    assert_int_not_equal(harness_ignis(&k->p, &out, &err, "deploy", greetings, NULL), 0);
+    if (!err || !strstr(err, "HTTP 507") || !strstr(err, "No space left on device"))
+        fail_msg("deploy at a full disk: %s", err ? err : "");
+    free(out);
+    free(err);
     expect_health(k, "degraded");
 
     free_space(k);
@@ -323,6 +332,9 @@ static void test_delete_at_full_disk(void **state)
     client_response_clear(&r);
     /* Whole: listed, not deleting, and invocable. */
     j = harness_function(&k->p, "victim");
+    const cJSON *st = cJSON_GetObjectItem(j, "state");
+    assert_true(cJSON_IsString(st));
+    assert_string_equal(st->valuestring, "active");
     cJSON_Delete(j);
     long status = harness_invoke(&k->p, "victim", "two", NULL, &r);
     if (status != 200)

@@ -404,13 +404,21 @@ static void test_push(void **state)
     assert_false(o.created);
     assert_int_equal(fx->updated, 1);
 
-    /* Refused at once, done not called: a name that cannot be one, an empty bundle. */
+    /* Refused at once, done not called: a name that cannot be one, an empty bundle, one over
+     * the limit (whoever calls: the HTTP route's body limit is not the only guard). */
     struct ig_error err = {};
     assert_int_equal(registry_push(fx->reg, "Bad_Name", b, len, on_done, &o, &err), -EINVAL);
     assert_string_equal(err.reason, "invalid_name");
     ig_error_clear(&err);
     assert_int_equal(registry_push(fx->reg, "good", b, 0, on_done, &o, &err), -EINVAL);
     assert_string_equal(err.reason, "invalid_bundle");
+    ig_error_clear(&err);
+    assert_int_equal(
+        registry_push(fx->reg, "good", b, REGISTRY_MAX_BUNDLE + 1ul, on_done, &o, &err), -EFBIG);
+    ig_error_clear(&err);
+    assert_int_equal(
+        registry_deploy(fx->reg, "svc", b, SERVICE_ARCHIVE_MAX + 1ul, on_done, &o, &err), -EFBIG);
+    assert_int_equal(fx->updated, 1);
 }
 
 static void test_push_bad_manifest(void **state)
