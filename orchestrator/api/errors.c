@@ -81,7 +81,26 @@ const char *api_code_for(const struct ig_error *err)
     return err->reason ? err->reason : code_for_status(api_status_for(err->code));
 }
 
+/* When a refused client should come back, in seconds; NULL: nothing to say. */
+static const char *retry_after_for(const struct ig_error *err)
+{
+    if (err->reason && streq(err->reason, "store_unavailable"))
+        return API_STORE_RETRY_AFTER;
+    switch (err->code) {
+    case ENOBUFS:     /* a full queue */
+    case EINPROGRESS: /* the same event still being stored */
+    case EMFILE:      /* no fds for a container */
+    case ENFILE:
+        return "1";
+    default:
+        return NULL;
+    }
+}
+
 int api_reply_error(struct http_request *req, const struct ig_error *err)
 {
+    const char *retry = retry_after_for(err);
+    if (retry)
+        http_set_header(req, "Retry-After", retry);
     return http_reply_error(req, api_status_for(err->code), api_code_for(err), "%s", err->message);
 }

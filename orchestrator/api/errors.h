@@ -11,7 +11,9 @@
 unsigned api_status_for(int code);
 /* The reply's error code: err->reason, else the status's own ("not_found", "conflict", ...). */
 const char *api_code_for(const struct ig_error *err);
-/* Replies {"error": {"code", "message"}} with the status and code above. */
+/* Replies {"error": {"code", "message"}} with the status and code above, and Retry-After where
+ * the client should come back: 1 s for a full queue, an event still being stored or no fds for
+ * a container; API_STORE_RETRY_AFTER for store_unavailable. */
 int api_reply_error(struct http_request *req, const struct ig_error *err);
 
 /* Retry-After (seconds) of a 503 store_unavailable: the store could not write (a full disk)

@@ -61,18 +61,12 @@ static int parse(struct http_request *req, struct ce_events **ret, struct ig_err
     return r;
 }
 
-/* A refusal is counted whether or not the client is still there (req NULL) to read it. Both
- * refusals a sender should retry soon say when. */
+/* A refusal is counted whether or not the client is still there (req NULL) to read it. */
 static void refuse(struct http_request *req, const struct ig_error *err)
 {
     telemetry_event_refused((int)api_status_for(err->code));
-    if (!req)
-        return;
-    if (err->code == EINPROGRESS || err->code == ENOBUFS)
-        http_set_header(req, "Retry-After", "1");
-    else if (err->reason && streq(err->reason, "store_unavailable"))
-        http_set_header(req, "Retry-After", API_STORE_RETRY_AFTER);
-    api_reply_error(req, err);
+    if (req)
+        api_reply_error(req, err);
 }
 
 static cJSON *accepted_json(const struct event_accepted *e)

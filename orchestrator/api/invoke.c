@@ -36,14 +36,6 @@ static const char *error_code_for(enum outcome_kind k)
     }
 }
 
-/* A refusal; a throttled client, or one refused for want of fds, is told when to come back. */
-static void reply_refused(struct http_request *req, const struct ig_error *err)
-{
-    if (err->code == ENOBUFS || err->code == EMFILE || err->code == ENFILE)
-        http_set_header(req, "Retry-After", "1");
-    api_reply_error(req, err);
-}
-
 /* ---- sync ---- */
 
 static void reply_outcome(struct http_request *req, struct dispatch_result *r)
@@ -74,7 +66,7 @@ static void on_sync_done(const struct ig_error *err, struct dispatch_result *r, 
     struct http_request *req = userdata;
     http_request_set_context(req, NULL, NULL);
     if (err)
-        reply_refused(req, err);
+        api_reply_error(req, err);
     else
         reply_outcome(req, r);
 }
@@ -96,7 +88,7 @@ static void invoke_sync(struct http_request *req, struct dispatch *d, struct fn_
     struct inv *inv;
     if (dispatch_submit_sync(d, fn, body, len, http_request_header(req, "Content-Type"),
                              caller ? caller->token_id : NULL, on_sync_done, req, &inv, &err) < 0) {
-        reply_refused(req, &err);
+        api_reply_error(req, &err);
         return;
     }
     if (inv)
@@ -124,9 +116,10 @@ static void on_async_submitted(int result, const char *message, const char *id, 
         http_request_set_context(a->req, NULL, NULL);
         if (result < 0) {
             /* Nothing was accepted: the client retries, after the disk has room again. */
-            http_set_header(a->req, "Retry-After", API_STORE_RETRY_AFTER);
-            http_reply_error(a->req, 503, "store_unavailable",
-                             "the invocation could not be stored: %s", message);
+            struct ig_error err = {};
+            ig_error_set_reason(&err, EAGAIN, "store_unavailable",
+                                "the invocation could not be stored: %s", message);
+            api_reply_error(a->req, &err);
         } else {
             cJSON *root = cJSON_CreateObject();
             cJSON_AddStringToObject(root, "id", id);
@@ -176,7 +169,7 @@ static void invoke_async(struct http_request *req, struct dispatch *d, struct fn
 {
     struct ig_error err = {};
     if (dispatch_admit(d, fn, false, &err) < 0) {
-        reply_refused(req, &err);
+        api_reply_error(req, &err);
         return;
     }
     size_t len;
