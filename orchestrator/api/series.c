@@ -1,5 +1,6 @@
 #include "api/series.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,25 +140,17 @@ static bool parse_query(struct http_request *req, long long *ret_since, unsigned
                         unsigned step_default)
 {
     const char *since = http_request_query(req, "since"), *step = http_request_query(req, "step");
-    char *end;
-    *ret_since = 0;
-    *ret_step = step_default;
-    if (since) {
-        *ret_since = strtoll(since, &end, 10);
-        if (!*since || *end || *ret_since < 0) {
-            http_reply_error(req, 400, "invalid_query", "since must be seconds since the epoch");
-            return false;
-        }
+    unsigned long since_s = 0, step_s = step_default;
+    if (since && parse_count(since, 0, LLONG_MAX, &since_s) < 0) {
+        http_reply_error(req, 400, "bad_request", "since must be seconds since the epoch");
+        return false;
     }
-    if (step) {
-        unsigned long v = strtoul(step, &end, 10);
-        if (!*step || *end || v < 1 || v > SERIES_MAX_STEP) {
-            http_reply_error(req, 400, "invalid_query", "step must be 1 to %u seconds",
-                             SERIES_MAX_STEP);
-            return false;
-        }
-        *ret_step = (unsigned)v;
+    if (step && parse_count(step, 1, SERIES_MAX_STEP, &step_s) < 0) {
+        http_reply_error(req, 400, "bad_request", "step must be 1 to %u seconds", SERIES_MAX_STEP);
+        return false;
     }
+    *ret_since = (long long)since_s;
+    *ret_step = (unsigned)step_s;
     return true;
 }
 
