@@ -104,7 +104,8 @@ static double round2(double v)
 }
 
 /* Adds "t" (each point's last second) and the columns to o, over the samples newer than since,
- * step seconds a point (points aligned to multiples of step). */
+ * step seconds a point (points aligned to multiples of step). A rate is averaged over the
+ * seconds a point has: the newest point, and one cut by since, have fewer than step. */
 static void add_columns(cJSON *o, const struct series_fn *f, long long since, unsigned step,
                         const struct column *cols, size_t ncols)
 {
@@ -119,10 +120,11 @@ static void add_columns(cJSON *o, const struct series_fn *f, long long since, un
     while (i < n) {
         uint32_t bucket = series_at(f, i)->at_s / step;
         double acc[ARRAY_SIZE(all_columns)] = {};
-        uint32_t last = 0;
+        uint32_t last = 0, seconds = 0;
         for (; i < n && series_at(f, i)->at_s / step == bucket; i++) {
             const struct series_sample *x = series_at(f, i);
             last = x->at_s;
+            seconds++;
             for (size_t c = 0; c < ncols; c++) {
                 double v = cols[c].get(x);
                 acc[c] = cols[c].rate ? acc[c] + v : (v > acc[c] ? v : acc[c]);
@@ -130,8 +132,8 @@ static void add_columns(cJSON *o, const struct series_fn *f, long long since, un
         }
         cJSON_AddItemToArray(t, cJSON_CreateNumber(last));
         for (size_t c = 0; c < ncols; c++)
-            cJSON_AddItemToArray(arr[c],
-                                 cJSON_CreateNumber(round2(cols[c].rate ? acc[c] / step : acc[c])));
+            cJSON_AddItemToArray(
+                arr[c], cJSON_CreateNumber(round2(cols[c].rate ? acc[c] / seconds : acc[c])));
     }
 }
 
