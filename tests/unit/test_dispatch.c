@@ -406,6 +406,8 @@ static void test_sync_cancel_and_delete(void **state)
 {
     struct sync_call gone = {}, waiting = {};
     struct inv *inv = submit_sync(&gone);
+    char gone_id[INV_ID_LEN + 1];
+    snprintf(gone_id, sizeof(gone_id), "%s", dispatch_inv_id(inv));
     submit_sync(&waiting);
     dispatch_sync_cancel(inv);
     assert_int_equal(T.fn->queued, 1);
@@ -431,6 +433,11 @@ static void test_sync_cancel_and_delete(void **state)
     assert_true(removed);
     assert_int_equal(P.sends, 1);
     assert_null(dispatch_function(T.d, "hello"));
+    /* The delete waited for the records: the one that ran has its row, the cancelled one none. */
+    struct inv_record r = {};
+    assert_int_equal(inv_store_get(T.store, waiting.id, &r), 0);
+    inv_record_clear(&r);
+    assert_int_equal(inv_store_get(T.store, gone_id, &r), -ENOENT);
 }
 
 struct async_call {
