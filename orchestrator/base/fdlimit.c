@@ -59,16 +59,6 @@ unsigned fdlimit_reserve(rlim_t limit)
     return r < 32 ? 32 : r > 1024 ? 1024 : (unsigned)r;
 }
 
-bool fdlimit_room(unsigned need)
-{
-    rlim_t soft, hard;
-    fdlimit_get(&soft, &hard);
-    int used = fdlimit_in_use();
-    if (used < 0)
-        return used != -EMFILE && used != -ENFILE;
-    return (rlim_t)used + need + fdlimit_reserve(soft) <= soft;
-}
-
 int fdlimit_admit(unsigned need, struct ig_error *err)
 {
     rlim_t soft, hard;
@@ -87,4 +77,9 @@ int fdlimit_admit(unsigned need, struct ig_error *err)
                                "too few file descriptors left: %d of %llu in use, %u kept in "
                                "reserve for the API; retry when containers are reaped",
                                used, (unsigned long long)soft, reserve);
+}
+
+bool fdlimit_room(unsigned need)
+{
+    return fdlimit_admit(need, NULL) == 0;
 }

@@ -121,7 +121,7 @@ static void pool_kill(struct worker *w, struct inv *timed_out)
     struct inv_list running;
     struct acct_reading end;
     bool end_ok;
-    meter_read(container_cgroup(w->c), &end, &end_ok);
+    meter_read(w->cgroup, &end, &end_ok);
     struct dispatch_outcome crash = crash_outcome(
         w, end_ok ? end.oom_kills : 0, "the runtime exited while running the invocation");
     struct inv *first = TAILQ_FIRST(&w->running);
@@ -178,7 +178,7 @@ static struct inv *find_running(struct worker *w, struct proto_bytes id)
 static void finished_one(struct worker *w, struct inv *inv, struct dispatch_outcome *o)
 {
     struct fn_state *fn = w->fn;
-    meter_end(&inv->acct, container_cgroup(w->c));
+    meter_end(&inv->acct, w->cgroup);
     /* Output written before the result is the invocation's: read it before it is over, and
      * write it to the log file before the outcome is recorded or answered, so that a crash of
      * ignisd right after the reply never loses output of an invocation whose result was kept
