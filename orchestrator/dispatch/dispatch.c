@@ -1104,6 +1104,34 @@ int dispatch_admit(struct dispatch *d, struct fn_state *fn, bool sync, struct ig
     return 0;
 }
 
+/* A new invocation of payload (copied, NUL-terminated) with a fresh id, made now; NULL without
+ * memory. The strings are copied; NULL ones stay NULL. */
+static struct inv *inv_new(const void *payload, size_t len, const char *content_type,
+                           const char *idempotency_key, const char *token_id, bool async)
+{
+    struct inv *inv = calloc(1, sizeof(*inv));
+    if (!inv)
+        return NULL;
+    inv->body = malloc(len + 1);
+    inv->content_type = content_type ? strdup(content_type) : NULL;
+    inv->idempotency_key = idempotency_key ? strdup(idempotency_key) : NULL;
+    if (!inv->body || (content_type && !inv->content_type) ||
+        (idempotency_key && !inv->idempotency_key)) {
+        inv_free(inv);
+        return NULL;
+    }
+    if (len)
+        memcpy(inv->body, payload, len);
+    inv->body[len] = '\0';
+    inv->body_len = len;
+    inv_id_new(inv->id);
+    inv->async = async;
+    if (token_id)
+        snprintf(inv->token_id, sizeof(inv->token_id), "%s", token_id);
+    inv->created_wall_us = (int64_t)wall_usec();
+    return inv;
+}
+
 int dispatch_submit_sync(struct dispatch *d, struct fn_state *fn, const void *payload, size_t len,
                          const char *content_type, const char *token_id, dispatch_sync_done_fn done,
                          void *userdata, struct inv **ret_inv, struct ig_error *err)
@@ -1111,23 +1139,9 @@ int dispatch_submit_sync(struct dispatch *d, struct fn_state *fn, const void *pa
     int r = dispatch_admit(d, fn, true, err);
     if (r < 0)
         return r;
-    struct inv *inv = calloc(1, sizeof(*inv));
-    if (inv) {
-        inv->body = malloc(len + 1);
-        inv->content_type = content_type ? strdup(content_type) : NULL;
-    }
-    if (!inv || !inv->body || (content_type && !inv->content_type)) {
-        inv_free(inv);
+    struct inv *inv = inv_new(payload, len, content_type, NULL, token_id, false);
+    if (!inv)
         return ig_error_set(err, ENOMEM, "out of memory");
-    }
-    if (len)
-        memcpy(inv->body, payload, len);
-    inv->body[len] = '\0';
-    inv->body_len = len;
-    inv_id_new(inv->id);
-    if (token_id)
-        snprintf(inv->token_id, sizeof(inv->token_id), "%s", token_id);
-    inv->created_wall_us = (int64_t)wall_usec();
     inv->done = done;
     inv->done_userdata = userdata;
     /* A warm worker whose runtime is already gone completes it inside enqueue: then there is
@@ -1181,25 +1195,10 @@ int dispatch_submit_async(struct dispatch *d, struct fn_state *fn, const void *p
                           const char *token_id, char ret_id[INV_ID_LEN + 1],
                           dispatch_submitted_fn done, void *userdata)
 {
-    struct inv *inv = calloc(1, sizeof(*inv));
+    struct inv *inv = inv_new(payload, len, content_type, idempotency_key, token_id, true);
     struct submission *s = calloc(1, sizeof(*s));
     if (!inv || !s)
         goto oom;
-    inv->body = malloc(len + 1);
-    inv->content_type = content_type ? strdup(content_type) : NULL;
-    inv->idempotency_key = idempotency_key ? strdup(idempotency_key) : NULL;
-    if (!inv->body || (content_type && !inv->content_type) ||
-        (idempotency_key && !inv->idempotency_key))
-        goto oom;
-    if (len)
-        memcpy(inv->body, payload, len);
-    inv->body[len] = '\0';
-    inv->body_len = len;
-    inv_id_new(inv->id);
-    inv->async = true;
-    if (token_id)
-        snprintf(inv->token_id, sizeof(inv->token_id), "%s", token_id);
-    inv->created_wall_us = (int64_t)wall_usec();
     *s = (struct submission){.d = d, .inv = inv, .done = done, .userdata = userdata};
     snprintf(s->fn_name, sizeof(s->fn_name), "%s", fn->name);
     struct inv_record r = {
