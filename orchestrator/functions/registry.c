@@ -1324,10 +1324,10 @@ static size_t service_member_count(const struct registry *r, const char *service
 int registry_undeploy(struct registry *r, const char *name, registry_done_fn done, void *userdata,
                       struct ig_error *err)
 {
-    const struct registry_service *found = registry_find_service(r, name, err);
-    if (!found)
+    /* The registry's own entry (registry_find_service hands it out const). */
+    struct registry_service *sv = (struct registry_service *)registry_find_service(r, name, err);
+    if (!sv)
         return -err->code;
-    struct registry_service *sv = find_service(r, found->name);
     if (sv->deleting)
         return ig_error_set_reason(err, EBUSY, "conflict", "service %s is already being deleted",
                                    sv->name);
