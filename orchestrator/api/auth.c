@@ -418,16 +418,6 @@ void auth_token_at(const struct auth *a, size_t i, struct auth_token_info *ret)
     token_info(&a->tokens[i], ret);
 }
 
-int auth_token_find(const struct auth *a, const char *id, struct auth_token_info *ret)
-{
-    const struct token *t =
-        hex_valid(id, AUTH_TOKEN_ID_LEN) ? token_find((struct auth *)a, id) : NULL;
-    if (!t)
-        return -ENOENT;
-    token_info(t, ret);
-    return 0;
-}
-
 int auth_token_create(struct auth *a, enum auth_role role, const char *name, int64_t expires_s,
                       const char *created_by, struct auth_token_info *ret_info,
                       char ret_text[AUTH_TOKEN_LEN + 1], struct ig_error *err)
@@ -453,6 +443,7 @@ int auth_token_revoke(struct auth *a, const char *id, struct auth_token_info *re
     struct token *t = hex_valid(id, AUTH_TOKEN_ID_LEN) ? token_find(a, id) : NULL;
     if (!t)
         return ig_error_set(err, ENOENT, "no token with id '%s'", id);
+    token_info(t, ret_info); /* also when refused: the caller may say whom it named */
     if (!t->revoked_us) {
         int64_t now = (int64_t)wall_usec();
         if (t->role == AUTH_ROLE_ADMIN) {

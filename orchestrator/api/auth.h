@@ -84,8 +84,6 @@ struct auth_token_info {
 size_t auth_token_count(const struct auth *a);
 /* The i-th token (i < auth_token_count), oldest first. */
 void auth_token_at(const struct auth *a, size_t i, struct auth_token_info *ret);
-/* -ENOENT when there is no token with that id. */
-int auth_token_find(const struct auth *a, const char *id, struct auth_token_info *ret);
 /* Makes and stores a token of role named name (NULL: the role's name) that expires after
  * expires_s (0: never), made by the token created_by (NULL: nobody); its text goes to the
  * caller once, in ret_text. */
@@ -93,6 +91,7 @@ int auth_token_create(struct auth *a, enum auth_role role, const char *name, int
                       const char *created_by, struct auth_token_info *ret_info,
                       char ret_text[AUTH_TOKEN_LEN + 1], struct ig_error *err);
 /* Revokes a token (revoking a revoked one changes nothing). ENOENT: no such token; EBUSY
- * (last_admin): it is the last active admin token. */
+ * (last_admin): it is the last active admin token. ret_info is the token as it is now, filled
+ * whenever it exists (a refused revocation too). */
 int auth_token_revoke(struct auth *a, const char *id, struct auth_token_info *ret_info,
                       struct ig_error *err);

@@ -143,12 +143,13 @@ void api_delete_token(struct http_request *req, void *userdata)
 {
     struct api *a = userdata;
     const char *id = http_request_param(req, 0);
-    struct auth_token_info t;
+    struct auth_token_info t = {};
     struct ig_error err = {};
+    int r = auth_token_revoke(a->auth, id, &t, &err);
     /* Audited with who it names, also when the revocation is refused. */
-    if (auth_token_find(a->auth, id, &t) == 0)
+    if (t.id)
         set_audit_detail(req, &t);
-    if (auth_token_revoke(a->auth, id, &t, &err) < 0) {
+    if (r < 0) {
         api_reply_error(req, &err);
         return;
     }
