@@ -20,13 +20,11 @@ static const char *const role_names[AUTH_NROLES] = {
     [AUTH_ROLE_OPERATOR] = "operator",
 };
 
+/* A token: its stored row (records/tokens_store.h: id, name, the role's name, salt, hash,
+ * times, creator), the role parsed, and its rate bucket. */
 struct token {
-    char id[AUTH_TOKEN_ID_LEN + 1];
-    char name[AUTH_NAME_MAX + 1];
+    struct token_row row;
     enum auth_role role;
-    uint8_t salt[16], hash[SHA256_DIGEST_SIZE];
-    int64_t created_us, expires_us, revoked_us; /* wall clock; 0: never */
-    char created_by[AUTH_TOKEN_ID_LEN + 1];     /* "" for the first admin token */
     struct auth_bucket bucket;
 };
 
@@ -131,22 +129,14 @@ static int tokens_append(struct auth *a, const struct token *t)
 static struct token *token_find(struct auth *a, const char *id)
 {
     for (size_t i = 0; i < a->n; i++)
-        if (streq(a->tokens[i].id, id))
+        if (streq(a->tokens[i].row.id, id))
             return &a->tokens[i];
     return NULL;
 }
 
 static int token_insert(struct auth *a, const struct token *t, struct ig_error *err)
 {
-    struct token_row row = {.created_us = t->created_us, .expires_us = t->expires_us};
-    memcpy(row.id, t->id, sizeof(row.id));
-    memcpy(row.name, t->name, sizeof(row.name));
-    snprintf(row.role, sizeof(row.role), "%s", auth_role_name(t->role));
-    memcpy(row.salt, t->salt, sizeof(row.salt));
-    memcpy(row.hash, t->hash, sizeof(row.hash));
-    memcpy(row.created_by, t->created_by, sizeof(row.created_by));
-    int r = tokens_store_insert(a->store, &row, err);
-    explicit_bzero(&row, sizeof(row));
+    int r = tokens_store_insert(a->store, &t->row, err);
     if (r < 0)
         return r;
     return tokens_append(a, t) < 0 ? ig_error_set(err, ENOMEM, "out of memory") : 0;
@@ -155,16 +145,9 @@ static int token_insert(struct auth *a, const struct token *t, struct ig_error *
 static int token_loaded(void *userdata, const struct token_row *row)
 {
     struct auth *a = userdata;
-    struct token t = {.created_us = row->created_us,
-                      .expires_us = row->expires_us,
-                      .revoked_us = row->revoked_us};
+    struct token t = {.row = *row};
     if (auth_role_parse(row->role, &t.role) < 0)
         return 0; /* cannot be written by this code; never matches */
-    memcpy(t.id, row->id, sizeof(t.id));
-    memcpy(t.name, row->name, sizeof(t.name));
-    memcpy(t.salt, row->salt, sizeof(t.salt));
-    memcpy(t.hash, row->hash, sizeof(t.hash));
-    memcpy(t.created_by, row->created_by, sizeof(t.created_by));
     int r = tokens_append(a, &t);
     explicit_bzero(&t, sizeof(t));
     return r;
@@ -174,9 +157,9 @@ enum token_state { TOKEN_ACTIVE, TOKEN_EXPIRED, TOKEN_REVOKED };
 
 static enum token_state token_state(const struct token *t, int64_t now_us)
 {
-    if (t->revoked_us)
+    if (t->row.revoked_us)
         return TOKEN_REVOKED;
-    return t->expires_us && now_us >= t->expires_us ? TOKEN_EXPIRED : TOKEN_ACTIVE;
+    return t->row.expires_us && now_us >= t->row.expires_us ? TOKEN_EXPIRED : TOKEN_ACTIVE;
 }
 
 /* The record of the token whose text is ignis_ID_SECRET (hex): a fresh salt and the hash. */
@@ -184,12 +167,13 @@ static void token_init(enum auth_role role, const char *name, const char *id,
                        const char *secret_hex, struct token *ret)
 {
     memset(ret, 0, sizeof(*ret));
-    snprintf(ret->id, sizeof(ret->id), "%s", id);
-    random_bytes(ret->salt, sizeof(ret->salt));
-    auth_hash(ret->salt, secret_hex, ret->hash);
+    snprintf(ret->row.id, sizeof(ret->row.id), "%s", id);
+    random_bytes(ret->row.salt, sizeof(ret->row.salt));
+    auth_hash(ret->row.salt, secret_hex, ret->row.hash);
     ret->role = role;
-    snprintf(ret->name, sizeof(ret->name), "%s", name);
-    ret->created_us = (int64_t)wall_usec();
+    snprintf(ret->row.role, sizeof(ret->row.role), "%s", auth_role_name(role));
+    snprintf(ret->row.name, sizeof(ret->row.name), "%s", name);
+    ret->row.created_us = (int64_t)wall_usec();
 }
 
 /* A new token of role: its record in *ret, and the text the caller gets once in ret_text. */
@@ -203,7 +187,7 @@ static void token_generate(enum auth_role role, const char *name, struct token *
     hex_encode(id, sizeof(id), id_hex);
     hex_encode(secret, sizeof(secret), secret_hex);
     token_init(role, name, id_hex, secret_hex, ret);
-    snprintf(ret_text, AUTH_TOKEN_LEN + 1, TOKEN_PREFIX "%s_%s", ret->id, secret_hex);
+    snprintf(ret_text, AUTH_TOKEN_LEN + 1, TOKEN_PREFIX "%s_%s", ret->row.id, secret_hex);
     explicit_bzero(secret, sizeof(secret));
     explicit_bzero(secret_hex, sizeof(secret_hex));
 }
@@ -278,7 +262,7 @@ static int bootstrap(struct auth *a, struct ig_error *err)
                 "(mode 0600):\n%s\n",
                 path, text);
     if (r == 0)
-        log_info("first admin token ready", "id=%s file=%s provisioned=%s", t.id, path,
+        log_info("first admin token ready", "id=%s file=%s provisioned=%s", t.row.id, path,
                  provisioned ? "true" : "false");
     explicit_bzero(text, sizeof(text));
     return r;
@@ -350,9 +334,9 @@ bool auth_check(struct auth *a, struct http_request *req, const struct http_rout
     struct token *t = token_find(a, id);
     /* Hash even for an unknown id, so the reply takes as long either way. */
     static const uint8_t no_salt[16];
-    auth_hash(t ? t->salt : no_salt, secret, hash);
+    auth_hash(t ? t->row.salt : no_salt, secret, hash);
     explicit_bzero(secret, sizeof(secret));
-    if (!t || !memeql_sec(hash, t->hash, sizeof(hash)))
+    if (!t || !memeql_sec(hash, t->row.hash, sizeof(hash)))
         return deny_401(req, TELEMETRY_AUTH_INVALID_TOKEN, "the token is not valid");
     switch (token_state(t, (int64_t)wall_usec())) {
     case TOKEN_REVOKED:
@@ -364,8 +348,8 @@ bool auth_check(struct auth *a, struct http_request *req, const struct http_rout
     }
     /* Known from here on, also when refused: the audit log records who was. */
     struct http_caller c = {.role = 1u << t->role};
-    memcpy(c.token_id, t->id, sizeof(c.token_id));
-    memcpy(c.name, t->name, sizeof(c.name));
+    memcpy(c.token_id, t->row.id, sizeof(c.token_id));
+    memcpy(c.name, t->row.name, sizeof(c.name));
     http_request_set_caller(req, &c);
     unsigned allowed = route->roles & AUTH_ANY_ROLE;
     if (!allowed)
@@ -384,7 +368,7 @@ bool auth_check(struct auth *a, struct http_request *req, const struct http_rout
         http_set_header(req, "Retry-After", value);
         telemetry_auth_refused(TELEMETRY_AUTH_RATE_LIMITED);
         http_reply_error(req, 429, "rate_limited",
-                         "token '%s' is over its rate of %g requests a second", t->name,
+                         "token '%s' is over its rate of %g requests a second", t->row.name,
                          a->opts.rate);
         return false;
     }
@@ -398,14 +382,14 @@ static void token_info(const struct token *t, struct auth_token_info *ret)
 {
     static const char *const states[] = {
         [TOKEN_ACTIVE] = "active", [TOKEN_EXPIRED] = "expired", [TOKEN_REVOKED] = "revoked"};
-    *ret = (struct auth_token_info){.id = t->id,
-                                    .name = t->name,
+    *ret = (struct auth_token_info){.id = t->row.id,
+                                    .name = t->row.name,
                                     .role = t->role,
                                     .state = states[token_state(t, (int64_t)wall_usec())],
-                                    .created_us = t->created_us,
-                                    .expires_us = t->expires_us,
-                                    .revoked_us = t->revoked_us,
-                                    .created_by = t->created_by};
+                                    .created_us = t->row.created_us,
+                                    .expires_us = t->row.expires_us,
+                                    .revoked_us = t->row.revoked_us,
+                                    .created_by = t->row.created_by};
 }
 
 size_t auth_token_count(const struct auth *a)
@@ -425,9 +409,9 @@ int auth_token_create(struct auth *a, enum auth_role role, const char *name, int
     struct token t;
     token_generate(role, name ? name : auth_role_name(role), &t, ret_text);
     if (expires_s)
-        t.expires_us = t.created_us + expires_s * 1000000;
+        t.row.expires_us = t.row.created_us + expires_s * 1000000;
     if (created_by)
-        snprintf(t.created_by, sizeof(t.created_by), "%s", created_by);
+        snprintf(t.row.created_by, sizeof(t.row.created_by), "%s", created_by);
     int r = token_insert(a, &t, err);
     if (r < 0) {
         explicit_bzero(ret_text, AUTH_TOKEN_LEN + 1);
@@ -444,7 +428,7 @@ int auth_token_revoke(struct auth *a, const char *id, struct auth_token_info *re
     if (!t)
         return ig_error_set(err, ENOENT, "no token with id '%s'", id);
     token_info(t, ret_info); /* also when refused: the caller may say whom it named */
-    if (!t->revoked_us) {
+    if (!t->row.revoked_us) {
         int64_t now = (int64_t)wall_usec();
         if (t->role == AUTH_ROLE_ADMIN) {
             size_t admins = 0;
@@ -455,13 +439,13 @@ int auth_token_revoke(struct auth *a, const char *id, struct auth_token_info *re
                 return ig_error_set_reason(err, EBUSY, "last_admin",
                                            "token '%s' is the last active admin token: create "
                                            "another admin token first",
-                                           t->id);
+                                           t->row.id);
         }
-        int r = tokens_store_revoke(a->store, t->id, now, err);
+        int r = tokens_store_revoke(a->store, t->row.id, now, err);
         if (r < 0)
             return r;
-        t->revoked_us = now;
-        log_info("token revoked", "id=%s name=%s", t->id, t->name);
+        t->row.revoked_us = now;
+        log_info("token revoked", "id=%s name=%s", t->row.id, t->row.name);
     }
     token_info(t, ret_info);
     return 0;
