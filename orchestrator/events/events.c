@@ -15,12 +15,6 @@
 #define DEDUPE_CAPACITY  (1u << 18)
 #define MEDIA_CLOUDEVENT "application/cloudevents+json"
 
-/* Who sent an acceptance's events: an invoker reads the results of the deliveries its events
- * made (docs/security.md). */
-struct sender {
-    char *token_id;
-};
-
 /* The events of one events_accept (in order) or one emitted event, from their checks until every
  * delivery is durable. Linked in events->inflight, so that a repeat arriving meanwhile is taken
  * for a duplicate. */
@@ -28,7 +22,9 @@ struct acceptance {
     struct event_router *ev;
     events_accept_fn done; /* NULL for an emitted event */
     void *userdata;
-    struct sender sender; /* no token_id: an emitted event, or a sender without a token */
+    /* The sender's token: an invoker reads the results of the deliveries its events made
+     * (docs/security.md). "": an emitted event, or a sender without a token. */
+    char token_id[17];
     enum telemetry_event_mode mode;
     bool batch;
     struct event_accepted *v;
@@ -76,7 +72,6 @@ static void acceptance_free(struct acceptance *a)
         free(a->v[i].deliveries);
     }
     free(a->v);
-    free(a->sender.token_id);
     free(a);
 }
 
@@ -210,8 +205,6 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
 {
     struct event_accepted *x = &a->v[i];
     struct dispatch *d = a->ev->d;
-    /* An invoker reads the results of the deliveries its events made (docs/security.md). */
-    const struct sender *caller = a->sender.token_id ? &a->sender : NULL;
     size_t n = 0;
     for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn))
         n += subscribed(fn, e);
@@ -225,7 +218,7 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
             continue;
         struct event_delivery *dl = &x->deliveries[x->ndeliveries];
         if (dispatch_submit_async(d, fn, x->payload, x->payload_len, MEDIA_CLOUDEVENT, NULL,
-                                  caller ? caller->token_id : NULL, dl->id, on_delivery_durable,
+                                  a->token_id[0] ? a->token_id : NULL, dl->id, on_delivery_durable,
                                   a) < 0)
             return -ENOMEM;
         snprintf(dl->function, sizeof(dl->function), "%s", dispatch_fn_name(fn));
@@ -302,14 +295,15 @@ void events_accept(struct event_router *ev, const struct ce_events *events, cons
         return;
     }
     struct acceptance *a = acceptance_new(ev, events->n);
-    if (!a || (token_id && !(a->sender.token_id = strdup(token_id)))) {
-        acceptance_free(a);
+    if (!a) {
         ig_error_set(&err, ENOMEM, "out of memory");
         done(-ENOMEM, &err, NULL, 0, userdata);
         return;
     }
     a->done = done;
     a->userdata = userdata;
+    if (token_id)
+        snprintf(a->token_id, sizeof(a->token_id), "%s", token_id);
     a->batch = events->mode == CE_MODE_BATCH;
     a->mode = a->batch                             ? TELEMETRY_EVENT_BATCH
               : events->mode == CE_MODE_STRUCTURED ? TELEMETRY_EVENT_STRUCTURED
