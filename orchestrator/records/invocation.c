@@ -100,7 +100,6 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
         JV_I(expires_us),
         JV_I(inv_status_final(r->status)),
         JV_S(r->id),
-        JV_I(inv_status_final(r->status)),
         JV_I(r->attempts),
     };
     /* A retry's record (back to queued) of an attempt older than the row's is not written: a
@@ -109,8 +108,8 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
                           "UPDATE invocations SET status = ?, attempts = ?, started_us = ?, "
                           "finished_us = ?, next_attempt_us = ?, result = ?, error_type = ?, "
                           "error_message = ?, billed_ms = ?, cold = ?, expires_us = ?, "
-                          "payload = CASE WHEN ? THEN NULL ELSE payload END WHERE id = ? "
-                          "AND (? OR attempts <= ?)",
+                          "payload = CASE WHEN ?12 THEN NULL ELSE payload END WHERE id = ?13 "
+                          "AND (?12 OR attempts <= ?14)",
                           v, ARRAY_SIZE(v), done, userdata);
 }
 
