@@ -221,6 +221,33 @@ static void test_oversized_chunked_body(void **state)
     free(x.text);
 }
 
+/* An oversized chunked body is read and thrown away only so far (1 MiB past the limit): a
+ * client that goes on sending is cut off without a reply, and cannot make the daemon swallow
+ * any amount. 16 MiB are offered, in 64 KiB chunks; the daemon must stop reading well before. */
+static void test_endless_chunked_body_is_cut(void **state)
+{
+    _cleanup_free_ char *head =
+        with_token("POST /v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer TOKEN\r\n"
+                   "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+    int fd = connect_from("127.0.0.1", daemon_proc.port);
+    assert_true(fd >= 0);
+    assert_true(write_all(fd, head, strlen(head)));
+    static char chunk[8 + 65536 + 2];
+    int k = snprintf(chunk, sizeof(chunk), "%x\r\n", 65536);
+    memset(chunk + k, 'a', 65536);
+    memcpy(chunk + k + 65536, "\r\n", 2);
+    size_t sent = 0, offered = 16u << 20;
+    while (sent < offered && write_all(fd, chunk, (size_t)k + 65536 + 2))
+        sent += 65536;
+    bool closed = false;
+    _cleanup_free_ char *text = read_until_closed(fd, 10, &closed);
+    close(fd);
+    fprintf(stderr, "the daemon took %zu bytes of chunks before it cut the connection\n", sent);
+    assert_true(closed);
+    assert_true(sent < offered);
+    assert_int_equal(count_responses(text), 0);
+}
+
 /* What stays allowed: pipelined requests, a chunked body, identical Content-Length headers (RFC
  * 9110 section 8.6). */
 static void test_well_framed_requests_pass(void **state)
@@ -467,6 +494,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_smuggling_refused),
         cmocka_unit_test(test_oversized_chunked_body),
+        cmocka_unit_test(test_endless_chunked_body_is_cut),
         cmocka_unit_test(test_well_framed_requests_pass),
         cmocka_unit_test(test_header_deadline),
         cmocka_unit_test(test_slowloris_flood),
