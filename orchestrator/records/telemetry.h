@@ -4,7 +4,9 @@
  * call takes plain values, so any layer can count; the rendering (api/metrics.c) reads them back
  * with the live state of the modules that own it. Loop thread only. The state lives here, keyed
  * by function name, so that dispatch and the pool need one call per event and no new fields for
- * it; a function's series outlive its removal only until the next scrape skips it. */
+ * it. A function's entry is kept for the daemon's life, one per name ever counted (the
+ * dead-letter total includes deleted functions'); the scrape shows only the functions that
+ * exist. */
 #pragma once
 
 #include <stdbool.h>
