@@ -1,7 +1,8 @@
 /* ignis init: a new function (or service) directory from the templates under cli/templates/,
  * which scripts/embed-gen.c embeds into the binary at build time, so the binary alone can start
  * one. Each runtime's folder is a working function; "service" is the service.json and README
- * that hold one of them. "{{name}}" in any template file is the name given. */
+ * that hold one of them. "{{name}}" in any template file is the name given, which
+ * manifest_name_valid keeps to [a-z0-9-], so it needs no quoting in JSON, shell or code. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -22,19 +23,6 @@ extern const size_t init_templates_count;
 
 static const char usage_line[] =
     "usage: ignis init NAME --runtime exec|python3|node|provided [--service] [--dir PATH]";
-
-/* A refusal of what was asked: the message, and exit status 2 as for any bad usage. */
-static int refuse(const char *fmt, ...) _printf_(1, 2);
-static int refuse(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("ignis: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 2;
-}
 
 /* text with every NAME_PLACEHOLDER replaced by name. Allocated; NULL without memory. */
 static char *substitute(const char *text, const char *name)
@@ -187,7 +175,7 @@ static int write_service(const char *dir, const char *runtime, const char *name)
 }
 
 /* Whether dir can be written into: absent (then made) or an empty directory. Returns 0 (with
- * *ret_made), 2 after a refusal, 1 after another failure. */
+ * *ret_made), or the exit status after saying why not: 2 for a refusal, 1 for a failure. */
 static int prepare_dir(const char *dir, bool *ret_made)
 {
     struct stat st;
@@ -200,8 +188,10 @@ static int prepare_dir(const char *dir, bool *ret_made)
         *ret_made = true;
         return 0;
     }
-    if (!S_ISDIR(st.st_mode))
-        return refuse("%s exists and is not a directory", dir);
+    if (!S_ISDIR(st.st_mode)) {
+        cli_fail("%s exists and is not a directory", dir);
+        return 2;
+    }
     DIR *d = opendir(dir);
     if (!d)
         return cli_fail("%s: %s", dir, strerror(errno));
@@ -210,10 +200,11 @@ static int prepare_dir(const char *dir, bool *ret_made)
     while (empty && (de = readdir(d)))
         empty = streq(de->d_name, ".") || streq(de->d_name, "..");
     closedir(d);
-    if (!empty)
-        return refuse("%s exists and is not empty (init never overwrites files: choose another "
-                      "--dir)",
-                      dir);
+    if (!empty) {
+        cli_fail("%s exists and is not empty (init never overwrites files: choose another --dir)",
+                 dir);
+        return 2;
+    }
     *ret_made = false;
     return 0;
 }
@@ -227,7 +218,7 @@ int cli_init(struct client *c, int argc, char **argv)
         {},
     };
     const char *runtime = NULL, *dir = NULL;
-    bool service = false;
+    bool service = false, bad = false;
     int o;
     optind = 0; /* glibc: rescan from the start, for this verb's own argv */
     opterr = 0;
@@ -239,16 +230,23 @@ int cli_init(struct client *c, int argc, char **argv)
         else if (o == 'C')
             dir = optarg;
         else
-            return refuse("%s", usage_line);
+            bad = true;
     }
-    if (argc - optind != 1 || !runtime)
-        return refuse("%s", usage_line);
+    /* Refusals of what was asked exit 2, as bad usage does. */
+    if (bad || argc - optind != 1 || !runtime) {
+        cli_fail("%s", usage_line);
+        return 2;
+    }
     const char *name = argv[optind];
-    if (!manifest_name_valid(name))
-        return refuse("\"%s\" is not a function name ([a-z][a-z0-9-]{0,62})", name);
+    if (!manifest_name_valid(name)) {
+        cli_fail("\"%s\" is not a function name ([a-z][a-z0-9-]{0,62})", name);
+        return 2;
+    }
     enum manifest_runtime rt;
-    if (manifest_runtime_from_name(runtime, &rt) < 0 || !template_file(runtime, "function.json"))
-        return refuse("unknown runtime \"%s\" (exec, python3, node or provided)", runtime);
+    if (manifest_runtime_from_name(runtime, &rt) < 0 || !template_file(runtime, "function.json")) {
+        cli_fail("unknown runtime \"%s\" (exec, python3, node or provided)", runtime);
+        return 2;
+    }
     if (!dir)
         dir = name;
 
