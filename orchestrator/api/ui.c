@@ -16,7 +16,7 @@ static void security_headers(struct http_request *req)
 
 static void serve(struct http_request *req, const char *name)
 {
-    for (size_t i = 0; i < ui_nassets; i++) {
+    for (size_t i = 0; i < ui_assets_count; i++) {
         if (strcmp(ui_assets[i].name, name) != 0)
             continue;
         security_headers(req);

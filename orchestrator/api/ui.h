@@ -1,22 +1,17 @@
 /* The operators' console (docs/operations.md "The console"): static files embedded at build time
- * (api/ui/embed-gen.c) and served under /ui/ with a strict Content-Security-Policy; the page
+ * (scripts/embed-gen.c) and served under /ui/ with a strict Content-Security-Policy; the page
  * itself reads the JSON API with the token the operator signs in with. userdata is the struct
  * api. */
 #pragma once
 
 #include <stddef.h>
 
+#include "base/embed.h"
 #include "base/http.h"
 
-struct ui_asset {
-    const char *name; /* served as /ui/NAME */
-    const char *content_type;
-    const unsigned char *data;
-    size_t len;
-};
-
-extern const struct ui_asset ui_assets[];
-extern const size_t ui_nassets;
+/* Each served as /ui/NAME, every one with a content type (embedded with --typed). */
+extern const struct embed_file ui_assets[];
+extern const size_t ui_assets_count;
 
 /* The headers every console reply carries: the policy (no inline script or style, nothing from
  * elsewhere, no framing), nosniff, no referrer. */

@@ -37,6 +37,9 @@ char *cli_query_path(const char *base, const char *const *keys, const char *cons
 const char *cli_str(const cJSON *o, const char *key);
 double cli_num(const cJSON *o, const char *key);
 
+/* init.c: a new function or service directory from the embedded templates (needs no server). */
+int cli_init(struct client *c, int argc, char **argv);
+
 /* functions.c: the registry's verbs. */
 int cli_push(struct client *c, int argc, char **argv);
 int cli_ls(struct client *c, int argc, char **argv);

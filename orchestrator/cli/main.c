@@ -13,6 +13,9 @@ static const char usage[] =
     "Usage: ignis [--server URL] [--token TOKEN] [--cacert FILE] COMMAND [ARGS...]\n"
     "\n"
     "Commands:\n"
+    "  init NAME --runtime exec|python3|node|provided [--service] [--dir PATH]\n"
+    "             write a new function's directory (./NAME): function.json with every\n"
+    "             default, a handler, event.json and a README; --service a service of one\n"
     "  push DIR|BUNDLE.tar.gz [--name NAME] [--json]\n"
     "             push a function (a directory is packed into a bundle)\n"
     "  ls [--json]             list the functions, grouped by service\n"
@@ -99,7 +102,7 @@ static const struct {
     {"usage", cli_usage},     {"top", cli_top},       {"logs", cli_logs},
     {"version", cmd_version}, {"doctor", cmd_doctor}, {"deploy", cli_deploy},
     {"service", cli_service}, {"emit", cli_emit},     {"token", cli_token},
-    {"secret", cli_secret},   {"audit", cli_audit},
+    {"secret", cli_secret},   {"audit", cli_audit},   {"init", cli_init},
 };
 
 /* The first token file that exists, in the order --help gives; NULL when none does. */
