@@ -53,7 +53,7 @@ static void test_compute_deltas(void **state)
     assert_int_equal(u.oom_kills, 1);
     assert_int_equal(u.mem_peak_bytes, 70 << 20);
     assert_true(fabs(u.gb_s - 256.0 / 1024 * 0.251) < 1e-15);
-    assert_true(fabs(u.init_ms - 1.5) < 1e-12);
+    assert_int_equal(u.init_us, 1500); /* 1.5 ms */
     assert_true(u.peak_reset);
 
     /* A counter that went backwards counts as nothing, not as 2^64 - x. */
@@ -85,21 +85,23 @@ static void test_report_line(void **state)
                            .cpu_us = 1520,
                            .memory_mb = 128,
                            .mem_peak_bytes = (38u << 20) + 1,
-                           .init_ms = 120.5};
+                           .init_us = 120500};
     char buf[512];
-    accountant_report_line(buf, sizeof(buf), "abc", &u);
+    /* The version that ran comes last: the fields before it keep their places. */
+    accountant_report_line(buf, sizeof(buf), "abc", 7, &u);
     assert_string_equal(buf, "REPORT RequestId: abc\tDuration: 2.29 ms\tBilled Duration: 3 ms\t"
                              "CPU: 1.52 ms\tMemory Size: 128 MB\tMax Memory Used: 39 MB\t"
-                             "Init Duration: 120.50 ms");
+                             "Init Duration: 120.50 ms\tVersion: 7");
     /* Warm: no Init Duration, as Lambda prints it. */
-    u.init_ms = 0;
+    u.init_us = 0;
     u.mem_peak_bytes = 0;
-    accountant_report_line(buf, sizeof(buf), "abc", &u);
+    accountant_report_line(buf, sizeof(buf), "abc", 12, &u);
     assert_string_equal(buf, "REPORT RequestId: abc\tDuration: 2.29 ms\tBilled Duration: 3 ms\t"
-                             "CPU: 1.52 ms\tMemory Size: 128 MB\tMax Memory Used: 0 MB");
+                             "CPU: 1.52 ms\tMemory Size: 128 MB\tMax Memory Used: 0 MB\t"
+                             "Version: 12");
     /* Truncation is safe. */
     char small[16];
-    accountant_report_line(small, sizeof(small), "abc", &u);
+    accountant_report_line(small, sizeof(small), "abc", 1, &u);
     assert_int_equal(strlen(small), 15);
 }
 
