@@ -121,7 +121,6 @@ static int parse_since(const char *s, uint64_t *ret_us)
     return 0;
 }
 
-/* The query of GET /v1/functions/{name}/logs. */
 /* A yes/no query parameter: true or 1, false or 0; absent is false. */
 static int parse_flag(const char *text, bool *ret)
 {
@@ -134,6 +133,7 @@ static int parse_flag(const char *text, bool *ret)
     return 0;
 }
 
+/* The query of GET /v1/functions/{name}/logs. */
 struct logs_query {
     const char *inv;
     uint64_t since_us;

@@ -217,8 +217,8 @@ static int prepare_range(struct store *store, const char *sql, const struct acct
     return 0;
 }
 
-/* Adds `versions` to each function of fns (in the order of the query's functions): its figures
- * per version, oldest version first. */
+/* Adds `versions` to each function of fns (sorted by name): its figures per version, oldest
+ * version first. */
 static int add_versions(struct store *store, const struct acct_query *q, cJSON *fns,
                         struct ig_error *err)
 {
@@ -228,16 +228,17 @@ static int add_versions(struct store *store, const struct acct_query *q, cJSON *
     int r = prepare_range(store, sql, q, &st, err);
     if (r < 0)
         return r;
-    cJSON *fn = NULL, *versions = NULL;
+    cJSON *fn = fns->child;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
-        /* Both queries list the same functions in the same order. */
-        if (!fn || !streq(cJSON_GetObjectItem(fn, "function")->valuestring, name)) {
-            fn = fn ? fn->next : fns->child;
-            if (!fn)
-                break;
+        /* Both queries sort by name, in the same read transaction: the same functions. */
+        while (fn && strcmp(cJSON_GetObjectItem(fn, "function")->valuestring, name) < 0)
+            fn = fn->next;
+        if (!fn || !streq(cJSON_GetObjectItem(fn, "function")->valuestring, name))
+            continue;
+        cJSON *versions = cJSON_GetObjectItem(fn, "versions");
+        if (!versions)
             versions = cJSON_AddArrayToObject(fn, "versions");
-        }
         cJSON *v = cJSON_CreateObject();
         cJSON_AddNumberToObject(v, "version", (double)sqlite3_column_int64(st, 1));
         add_figures(v, st);
@@ -250,8 +251,7 @@ static int add_versions(struct store *store, const struct acct_query *q, cJSON *
     return 0;
 }
 
-int accountant_query(struct store *store, const struct acct_query *q, cJSON **ret,
-                     struct ig_error *err)
+static int query(struct store *store, const struct acct_query *q, cJSON **ret, struct ig_error *err)
 {
     static const int64_t widths[] = {[ACCT_GROUP_NONE] = 0,
                                      [ACCT_GROUP_MINUTE] = 60,
@@ -326,4 +326,17 @@ int accountant_query(struct store *store, const struct acct_query *q, cJSON **re
     cJSON_AddItemToObject(root, "totals", totals);
     *ret = root;
     return 0;
+}
+
+int accountant_query(struct store *store, const struct acct_query *q, cJSON **ret,
+                     struct ig_error *err)
+{
+    /* By version is two reads: one snapshot, so that the versions add up to their functions'
+     * figures even when the journal commits rows in between. */
+    bool snapshot =
+        q->by_version && sqlite3_exec(store->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    int r = query(store, q, ret, err);
+    if (snapshot)
+        sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL);
+    return r;
 }
