@@ -121,6 +121,18 @@ static int parse_since(const char *s, uint64_t *ret_us)
     return 0;
 }
 
+/* A yes/no query parameter: true or 1, false or 0; absent is false. */
+static int parse_flag(const char *text, bool *ret)
+{
+    if (!text || streq(text, "false") || streq(text, "0"))
+        *ret = false;
+    else if (streq(text, "true") || streq(text, "1"))
+        *ret = true;
+    else
+        return -EINVAL;
+    return 0;
+}
+
 /* The query of GET /v1/functions/{name}/logs. */
 struct logs_query {
     const char *inv;
@@ -151,8 +163,7 @@ static bool parse_logs_query(struct http_request *req, struct logs_query *ret)
                          FNLOG_TAIL_MAX);
         return false;
     }
-    ret->follow = follow && (streq(follow, "true") || streq(follow, "1"));
-    if (follow && !ret->follow && !streq(follow, "false") && !streq(follow, "0")) {
+    if (parse_flag(follow, &ret->follow) < 0) {
         http_reply_error(req, 400, "bad_request", "follow must be true or false");
         return false;
     }
@@ -223,6 +234,7 @@ void api_get_usage(struct http_request *req, void *userdata)
     const char *since = http_request_query(req, "since");
     const char *until = http_request_query(req, "until");
     const char *group = http_request_query(req, "group_by");
+    const char *by_version = http_request_query(req, "by_version");
     cJSON *json;
 
     if (fn && *fn)
@@ -238,6 +250,10 @@ void api_get_usage(struct http_request *req, void *userdata)
     if (group && *group && accountant_parse_group(group, &q.group) < 0) {
         http_reply_error(req, 400, "bad_request", "group_by must be minute, hour or day, not '%s'",
                          group);
+        return;
+    }
+    if (parse_flag(by_version, &q.by_version) < 0) {
+        http_reply_error(req, 400, "bad_request", "by_version must be true or false");
         return;
     }
     if (q.until_s < q.since_s) {

@@ -108,27 +108,32 @@ int cli_invoke(struct client *c, int argc, char **argv)
 
 static void print_record(cJSON *j)
 {
-    static const char *const keys[] = {"id",          "function",  "status",    "attempts",
-                                       "duration_ms", "billed_ms", "cold_start"};
+    /* cpu_ms, peak_memory_bytes, init_ms: the last attempt's usage (null, and not printed, on a
+     * record older than them). */
+    static const char *const keys[] = {
+        "id",        "function",   "version", "status",  "attempts",          "duration_ms",
+        "billed_ms", "cold_start", "cpu_ms",  "init_ms", "peak_memory_bytes",
+    };
     for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
         cJSON *v = cJSON_GetObjectItem(j, keys[i]);
         if (!v)
             continue;
         if (cJSON_IsString(v))
-            printf("%-12s %s\n", keys[i], v->valuestring);
+            printf("%-17s %s\n", keys[i], v->valuestring);
         else if (cJSON_IsBool(v))
-            printf("%-12s %s\n", keys[i], cJSON_IsTrue(v) ? "yes" : "no");
+            printf("%-17s %s\n", keys[i], cJSON_IsTrue(v) ? "yes" : "no");
         else if (cJSON_IsNumber(v))
-            printf("%-12s %g\n", keys[i], v->valuedouble);
+            /* %.15g: a byte count in full, not 9.00301e+06; ms to the µs as sent. */
+            printf("%-17s %.15g\n", keys[i], v->valuedouble);
     }
     cJSON *e = cJSON_GetObjectItem(j, "error");
     if (e)
-        printf("%-12s %s: %s\n", "error", cJSON_GetObjectItem(e, "type")->valuestring,
+        printf("%-17s %s: %s\n", "error", cJSON_GetObjectItem(e, "type")->valuestring,
                cJSON_GetObjectItem(e, "message")->valuestring);
     cJSON *res = cJSON_GetObjectItem(j, "result");
     if (res) {
         char *text = cJSON_IsString(res) ? NULL : cJSON_PrintUnformatted(res);
-        printf("%-12s %s\n", "result", text ? text : res->valuestring);
+        printf("%-17s %s\n", "result", text ? text : res->valuestring);
         free(text);
     }
 }

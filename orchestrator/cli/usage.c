@@ -7,38 +7,30 @@
 #include "cli.h"
 #include "functions/manifest.h"
 
-static const char usage_usage[] =
-    "usage: ignis usage [NAME] [--since 1h|UNIX|ISO] [--until ...] [--by minute|hour|day] "
-    "[--json]";
+static const char usage_usage[] = "usage: ignis usage [NAME] [--since 1h|UNIX|ISO] [--until ...] "
+                                  "[--by minute|hour|day | --by-version] [--json]";
 
-static double num(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
+/* bucket: the second column (a bucket's start, or a version), NULL when there is none. */
 static void print_row(const char *name, const char *bucket, const cJSON *f)
 {
     if (bucket)
         printf("%-24s %-20s ", name, bucket);
     else
         printf("%-24s ", name);
-    printf("%11.0f %7.0f %5.0f %12.0f %12.1f %12.4f %9.1f\n", num(f, "invocations"),
-           num(f, "errors"), num(f, "cold_starts"), num(f, "billed_ms"), num(f, "cpu_ms"),
-           num(f, "gb_s"), num(f, "peak_memory_bytes") / 1048576.0);
+    printf("%11.0f %7.0f %5.0f %12.0f %12.1f %12.4f %9.1f\n", cli_num(f, "invocations"),
+           cli_num(f, "errors"), cli_num(f, "cold_starts"), cli_num(f, "billed_ms"),
+           cli_num(f, "cpu_ms"), cli_num(f, "gb_s"), cli_num(f, "peak_memory_bytes") / 1048576.0);
 }
 
 int cli_usage(struct client *c, int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"since", required_argument, NULL, 's'},
-        {"until", required_argument, NULL, 'u'},
-        {"by", required_argument, NULL, 'b'},
-        {"json", no_argument, NULL, 'j'},
-        {},
+        {"since", required_argument, NULL, 's'}, {"until", required_argument, NULL, 'u'},
+        {"by", required_argument, NULL, 'b'},    {"by-version", no_argument, NULL, 'v'},
+        {"json", no_argument, NULL, 'j'},        {},
     };
     const char *since = NULL, *until = NULL, *by = NULL, *name = NULL;
-    bool json = false;
+    bool json = false, by_version = false;
     int o;
 
     optind = 0;
@@ -53,6 +45,9 @@ int cli_usage(struct client *c, int argc, char **argv)
         case 'b':
             by = optarg;
             break;
+        case 'v':
+            by_version = true;
+            break;
         case 'j':
             json = true;
             break;
@@ -61,7 +56,8 @@ int cli_usage(struct client *c, int argc, char **argv)
             return 2;
         }
     }
-    if (argc - optind > 1) {
+    /* The server's versions are over the whole range, not per bucket. */
+    if (argc - optind > 1 || (by && by_version)) {
         cli_fail("%s", usage_usage);
         return 2;
     }
@@ -70,8 +66,8 @@ int cli_usage(struct client *c, int argc, char **argv)
         if (!manifest_name_valid(name))
             return cli_fail("\"%s\" is not a function name ([a-z][a-z0-9-]{0,62})", name);
     }
-    const char *keys[] = {"function", "since", "until", "group_by"},
-               *values[] = {name, since, until, by};
+    const char *keys[] = {"function", "since", "until", "group_by", "by_version"},
+               *values[] = {name, since, until, by, by_version ? "true" : NULL};
     _cleanup_free_ char *path = cli_query_path("/v1/usage", keys, values, ARRAY_SIZE(keys));
     if (!path)
         return cli_fail("out of memory");
@@ -96,8 +92,8 @@ int cli_usage(struct client *c, int argc, char **argv)
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "until");
     printf("usage from %s to %s\n", cJSON_IsString(s) ? s->valuestring : "?",
            cJSON_IsString(u) ? u->valuestring : "?");
-    if (by)
-        printf("%-24s %-20s ", "FUNCTION", "BUCKET");
+    if (by || by_version)
+        printf("%-24s %-20s ", "FUNCTION", by ? "BUCKET" : "VERSION");
     else
         printf("%-24s ", "FUNCTION");
     printf("%11s %7s %5s %12s %12s %12s %9s\n", "INVOCATIONS", "ERRORS", "COLD", "BILLED_MS",
@@ -108,7 +104,16 @@ int cli_usage(struct client *c, int argc, char **argv)
         const cJSON *fname = cJSON_GetObjectItemCaseSensitive(f, "function");
         const char *nm = cJSON_IsString(fname) ? fname->valuestring : "?";
         const cJSON *buckets = cJSON_GetObjectItemCaseSensitive(f, "buckets");
-        if (by && cJSON_IsArray(buckets)) {
+        const cJSON *versions = cJSON_GetObjectItemCaseSensitive(f, "versions");
+        if (by_version && cJSON_IsArray(versions)) {
+            const cJSON *v;
+            cJSON_ArrayForEach(v, versions)
+            {
+                char version[24];
+                snprintf(version, sizeof(version), "%.0f", cli_num(v, "version"));
+                print_row(nm, version, v);
+            }
+        } else if (by && cJSON_IsArray(buckets)) {
             const cJSON *b;
             cJSON_ArrayForEach(b, buckets)
             {
@@ -118,7 +123,7 @@ int cli_usage(struct client *c, int argc, char **argv)
         } else
             print_row(nm, NULL, f);
     }
-    print_row("TOTAL", by ? "" : NULL, totals);
+    print_row("TOTAL", by || by_version ? "" : NULL, totals);
     cJSON_Delete(root);
     return 0;
 }

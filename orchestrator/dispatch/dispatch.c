@@ -633,8 +633,11 @@ static void record_submit(struct dispatch *d, struct fn_state *fn, const struct 
     submit_record(pr);
 }
 
+/* usage: the attempt's, as its ledger row has it (the same figures, computed once in complete);
+ * NULL when no attempt ran for this outcome, and the record keeps the last one's. */
 static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
-                   const struct dispatch_outcome *o, int64_t billed_ms, int64_t next_attempt_us)
+                   const struct dispatch_outcome *o, const struct acct_usage *usage,
+                   int64_t next_attempt_us)
 {
     struct inv_record r = {
         .function = inv->fn->name,
@@ -651,8 +654,12 @@ static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
         .result_len = o->kind == OUTCOME_OK ? o->body_len : 0,
         .error_type = o->kind == OUTCOME_OK ? NULL : o->error_type,
         .error_message = o->kind == OUTCOME_OK ? NULL : o->error_message,
-        .billed_ms = billed_ms,
+        .billed_ms = usage ? usage->billed_ms : 0,
         .cold = inv->cold,
+        .measured = usage != NULL,
+        .cpu_us = usage ? (int64_t)usage->cpu_us : 0,
+        .mem_peak_bytes = usage ? (int64_t)usage->mem_peak_bytes : 0,
+        .init_us = usage ? (int64_t)usage->init_us : 0,
     };
     memcpy(r.id, inv->id, sizeof(r.id));
     memcpy(r.token_id, inv->token_id, sizeof(r.token_id));
@@ -694,7 +701,7 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
         /* Lambda's REPORT line, in the function's own log stream, and the same figures for
          * /metrics: one cgroup reading serves the ledger, the log and the metrics. */
         char report[512];
-        accountant_report_line(report, sizeof(report), inv->id, &usage);
+        accountant_report_line(report, sizeof(report), inv->id, fn->version, &usage);
         fnlog_platform(fn->name, inv->id, "%s", report);
         telemetry_usage(fn->name, (double)usage.cpu_us / 1e6, usage.mem_peak_bytes);
     }
@@ -721,7 +728,7 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
         return;
     }
     if (!inv->async) {
-        record(d, inv, o->kind == OUTCOME_OK ? INV_SUCCEEDED : INV_FAILED, o, billed_ms, 0);
+        record(d, inv, o->kind == OUTCOME_OK ? INV_SUCCEEDED : INV_FAILED, o, &usage, 0);
         notify_completed(d, inv, o, billed_ms);
         inv_free(inv);
         if (fn->removing)
@@ -738,7 +745,7 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
                  "error=\"%s\"",
                  fn->name, inv->id, inv->attempts, (unsigned long long)delay_ms,
                  o->error_type ? o->error_type : "");
-        record(d, inv, INV_QUEUED, o, billed_ms, next);
+        record(d, inv, INV_QUEUED, o, &usage, next);
         /* Back in the queue at its place in arrival order is not what a retry wants: it goes
          * to the back, and its timer holds it until the backoff has passed. */
         inv->enqueued_us = now_usec();
@@ -756,7 +763,7 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
     if (final == INV_DEAD)
         log_warn("invocation dead-lettered", "function=%s id=%s attempts=%d error=\"%s\"", fn->name,
                  inv->id, inv->attempts, o->error_type ? o->error_type : "");
-    record(d, inv, final, o, billed_ms, 0);
+    record(d, inv, final, o, &usage, 0);
     notify_completed(d, inv, o, billed_ms);
     inv_free(inv);
     if (fn->removing)
@@ -935,7 +942,7 @@ static void fail_queued(struct fn_state *fn, int code, const char *reason, const
             struct dispatch_outcome o = {.kind = OUTCOME_ERROR};
             o.error_type = strdup("Ignis.FunctionDeleted");
             o.error_message = strdup(message);
-            record(fn->d, inv, INV_DEAD, &o, 0, 0);
+            record(fn->d, inv, INV_DEAD, &o, NULL, 0);
             dispatch_outcome_clear(&o);
         }
         inv_free(inv);
@@ -956,7 +963,7 @@ static void drop_waiting_retries(struct fn_state *fn)
         o.error_type = strdup("Ignis.FunctionDeleted");
         o.error_message = strdup("the function was deleted while the invocation waited to be "
                                  "retried");
-        record(fn->d, inv, INV_DEAD, &o, 0, 0);
+        record(fn->d, inv, INV_DEAD, &o, NULL, 0);
         dispatch_outcome_clear(&o);
         inv_free(inv);
     }

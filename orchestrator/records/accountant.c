@@ -33,7 +33,7 @@ void accountant_compute(const struct acct_attempt *a, uint64_t wall_us, struct a
         u.wall_us = wall_us;
         u.billed_ms = accountant_billed_ms(wall_us);
         u.gb_s = accountant_gb_s(a->memory_mb, u.billed_ms);
-        u.init_ms = (double)a->init_us / 1e3;
+        u.init_us = a->init_us;
         u.peak_reset = a->peak_reset;
     }
     if (a->handed_off && a->begin_ok && a->end_ok) {
@@ -44,17 +44,18 @@ void accountant_compute(const struct acct_attempt *a, uint64_t wall_us, struct a
     *ret = u;
 }
 
-int accountant_report_line(char *buf, size_t len, const char *id, const struct acct_usage *u)
+int accountant_report_line(char *buf, size_t len, const char *id, int64_t version,
+                           const struct acct_usage *u)
 {
     uint64_t max_mb = (u->mem_peak_bytes + (1u << 20) - 1) >> 20;
     char init[64] = "";
-    if (u->init_ms > 0)
-        snprintf(init, sizeof(init), "\tInit Duration: %.2f ms", u->init_ms);
+    if (u->init_us > 0)
+        snprintf(init, sizeof(init), "\tInit Duration: %.2f ms", (double)u->init_us / 1e3);
     return snprintf(buf, len,
                     "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %lld ms\t"
-                    "CPU: %.2f ms\tMemory Size: %u MB\tMax Memory Used: %llu MB%s",
+                    "CPU: %.2f ms\tMemory Size: %u MB\tMax Memory Used: %llu MB%s\tVersion: %lld",
                     id, (double)u->wall_us / 1e3, (long long)u->billed_ms, (double)u->cpu_us / 1e3,
-                    u->memory_mb, (unsigned long long)max_mb, init);
+                    u->memory_mb, (unsigned long long)max_mb, init, (long long)version);
 }
 
 /* ---- the ledger ---- */
@@ -82,7 +83,7 @@ int accountant_record(struct journal *j, const struct acct_record *r)
         JV_I(u->billed_ms),
         ((struct journal_value){.type = JV_TEXT, .p = gbs}),
         JV_I(r->cold),
-        JV_I((int64_t)(u->init_ms * 1000)),
+        JV_I(u->init_us),
         JV_S(status),
         JV_I(u->oom_kills),
     };
@@ -191,22 +192,17 @@ static void iso_time(int64_t s, char buf[32])
     strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-int accountant_query(struct store *store, const struct acct_query *q, cJSON **ret,
-                     struct ig_error *err)
+/* The rollup's figures (add_figures reads columns 2..) over q's range and function. The rollup
+ * keeps integers only (GB-s as MB-ms), so sums are exact and equal the ledger rows' sums. */
+#define FIGURES                                                                                    \
+    "SUM(invocations), SUM(errors), SUM(cold_starts), SUM(oom_kills), SUM(wall_us), "              \
+    "SUM(cpu_us), SUM(billed_ms), SUM(mb_ms), MAX(mem_peak_bytes), SUM(init_us) "                  \
+    "FROM usage_minute WHERE minute >= ?1 AND minute < ?2 AND (?3 IS NULL OR function = ?3) "
+
+static int prepare_range(struct store *store, const char *sql, const struct acct_query *q,
+                         sqlite3_stmt **ret, struct ig_error *err)
 {
-    static const int64_t widths[] = {[ACCT_GROUP_NONE] = 0,
-                                     [ACCT_GROUP_MINUTE] = 60,
-                                     [ACCT_GROUP_HOUR] = 3600,
-                                     [ACCT_GROUP_DAY] = 86400};
-    /* Columns 2.. are what add_figures reads. The rollup keeps integers only (GB-s as MB-ms), so
-     * sums are exact and equal the ledger rows' sums. */
-    static const char sql[] =
-        "SELECT function, CASE WHEN ?4 = 0 THEN 0 ELSE minute - minute % ?4 END AS bucket, "
-        "  SUM(invocations), SUM(errors), SUM(cold_starts), SUM(oom_kills), SUM(wall_us), "
-        "  SUM(cpu_us), SUM(billed_ms), SUM(mb_ms), MAX(mem_peak_bytes), SUM(init_us) "
-        "FROM usage_minute WHERE minute >= ?1 AND minute < ?2 AND (?3 IS NULL OR function = ?3) "
-        "GROUP BY function, bucket ORDER BY function, bucket";
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st;
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK)
         return ig_error_set(err, EIO, "reading the usage ledger failed: %s",
                             sqlite3_errmsg(store->db));
@@ -217,6 +213,57 @@ int accountant_query(struct store *store, const struct acct_query *q, cJSON **re
         sqlite3_bind_text(st, 3, q->function, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 3);
+    *ret = st;
+    return 0;
+}
+
+/* Adds `versions` to each function of fns (sorted by name): its figures per version, oldest
+ * version first. */
+static int add_versions(struct store *store, const struct acct_query *q, cJSON *fns,
+                        struct ig_error *err)
+{
+    static const char sql[] = "SELECT function, version, " FIGURES
+                              "GROUP BY function, version ORDER BY function, version";
+    sqlite3_stmt *st;
+    int r = prepare_range(store, sql, q, &st, err);
+    if (r < 0)
+        return r;
+    cJSON *fn = fns->child;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        /* Both queries sort by name, in the same read transaction: the same functions. */
+        while (fn && strcmp(cJSON_GetObjectItem(fn, "function")->valuestring, name) < 0)
+            fn = fn->next;
+        if (!fn || !streq(cJSON_GetObjectItem(fn, "function")->valuestring, name))
+            continue;
+        cJSON *versions = cJSON_GetObjectItem(fn, "versions");
+        if (!versions)
+            versions = cJSON_AddArrayToObject(fn, "versions");
+        cJSON *v = cJSON_CreateObject();
+        cJSON_AddNumberToObject(v, "version", (double)sqlite3_column_int64(st, 1));
+        add_figures(v, st);
+        cJSON_AddItemToArray(versions, v);
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE)
+        return ig_error_set(err, EIO, "reading the usage ledger failed: %s",
+                            sqlite3_errmsg(store->db));
+    return 0;
+}
+
+static int query(struct store *store, const struct acct_query *q, cJSON **ret, struct ig_error *err)
+{
+    static const int64_t widths[] = {[ACCT_GROUP_NONE] = 0,
+                                     [ACCT_GROUP_MINUTE] = 60,
+                                     [ACCT_GROUP_HOUR] = 3600,
+                                     [ACCT_GROUP_DAY] = 86400};
+    static const char sql[] =
+        "SELECT function, CASE WHEN ?4 = 0 THEN 0 ELSE minute - minute % ?4 END AS bucket, " FIGURES
+        "GROUP BY function, bucket ORDER BY function, bucket";
+    sqlite3_stmt *st;
+    int r = prepare_range(store, sql, q, &st, err);
+    if (r < 0)
+        return r;
     sqlite3_bind_int64(st, 4, widths[q->group]);
 
     cJSON *root = cJSON_CreateObject(), *fns = cJSON_AddArrayToObject(root, "functions");
@@ -236,7 +283,6 @@ int accountant_query(struct store *store, const struct acct_query *q, cJSON **re
                                        "peak_memory_bytes", "init_ms"};
     for (size_t i = 0; i < ARRAY_SIZE(zero); i++)
         cJSON_AddNumberToObject(totals, zero[i], 0);
-    int r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
         if (!cur || !streq(cJSON_GetObjectItem(cur, "function")->valuestring, name)) {
@@ -266,6 +312,11 @@ int accountant_query(struct store *store, const struct acct_query *q, cJSON **re
         return ig_error_set(err, EIO, "reading the usage ledger failed: %s",
                             sqlite3_errmsg(store->db));
     }
+    if (q->by_version && (r = add_versions(store, q, fns, err)) < 0) {
+        cJSON_Delete(totals);
+        cJSON_Delete(root);
+        return r;
+    }
     /* The buckets array goes last in each function's object, after its figures. */
     for (cJSON *f = fns->child; f; f = f->next) {
         cJSON *b = cJSON_DetachItemFromObject(f, "buckets");
@@ -275,4 +326,17 @@ int accountant_query(struct store *store, const struct acct_query *q, cJSON **re
     cJSON_AddItemToObject(root, "totals", totals);
     *ret = root;
     return 0;
+}
+
+int accountant_query(struct store *store, const struct acct_query *q, cJSON **ret,
+                     struct ig_error *err)
+{
+    /* By version is two reads: one snapshot, so that the versions add up to their functions'
+     * figures even when the journal commits rows in between. */
+    bool snapshot =
+        q->by_version && sqlite3_exec(store->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    int r = query(store, q, ret, err);
+    if (snapshot)
+        sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL);
+    return r;
 }

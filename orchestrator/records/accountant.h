@@ -6,11 +6,12 @@
  * memory peak where the kernel allows it) and one when the result arrives; the attempt's CPU
  * time and OOM kills are the deltas, its peak memory the second reading. Wall time is monotonic,
  * from hand-off to result; billed ms is wall time rounded up to the next millisecond. Container
- * start and runtime init are recorded (init_ms, on the cold attempt) and never billed.
+ * start and runtime init are recorded (init_us, on the cold attempt) and never billed.
  *
- * The ledger is one row per attempt in `usage`; a trigger on it keeps the per-function, per-minute
- * rollup `usage_minute`, in the same transaction. Writes go through the journal (batched, off the
- * loop); reads for the API are queries on the loop thread's connection. */
+ * The ledger is one row per attempt in `usage`; a trigger on it keeps the per-function,
+ * per-version, per-minute rollup `usage_minute`, in the same transaction. Writes go through the
+ * journal (batched, off the loop); reads for the API are queries on the loop thread's connection.
+ */
 #pragma once
 
 #include <cjson/cJSON.h>
@@ -44,7 +45,8 @@ struct acct_usage {
     int64_t billed_ms;
     double gb_s;
     uint32_t memory_mb;
-    double init_ms; /* 0 when warm */
+    /* µs, an integer as the ledger keeps it (a double of ms would lose a µs on the way back). */
+    uint64_t init_us; /* 0 when warm */
     bool peak_reset;
 };
 
@@ -58,9 +60,12 @@ double accountant_gb_s(uint32_t memory_mb, int64_t billed_ms);
  * failed, a container replaced) counts as 0, never as a huge unsigned delta. */
 void accountant_compute(const struct acct_attempt *a, uint64_t wall_us, struct acct_usage *ret);
 /* Lambda's REPORT line ("REPORT RequestId: ID\tDuration: 2.29 ms\tBilled Duration: 3 ms\t
- * CPU: 1.52 ms\tMemory Size: 128 MB\tMax Memory Used: 39 MB[\tInit Duration: 120.50 ms]"),
- * without a newline, into buf (truncated to len). Returns what snprintf returns. */
-int accountant_report_line(char *buf, size_t len, const char *id, const struct acct_usage *u);
+ * CPU: 1.52 ms\tMemory Size: 128 MB\tMax Memory Used: 39 MB[\tInit Duration: 120.50 ms]\t
+ * Version: 3"), without a newline, into buf (truncated to len). Version, the function's version
+ * that ran (which Lambda prints on its START line), comes last, so the fields before it keep
+ * their places for readers of the older line. Returns what snprintf returns. */
+int accountant_report_line(char *buf, size_t len, const char *id, int64_t version,
+                           const struct acct_usage *u);
 
 /* ---- the ledger ---- */
 
@@ -75,7 +80,7 @@ struct acct_record {
     const struct acct_usage *usage;
 };
 
-/* Queues the attempt's row (the rollup follows by trigger); logs the REPORT line at debug. */
+/* Queues the attempt's row (the rollup follows by trigger). */
 int accountant_record(struct journal *j, const struct acct_record *r);
 /* Deletes rows that started before rows_before_us and rollups before rollup_before_us (the
  * daemon's retention, retention.h). */
@@ -89,6 +94,7 @@ struct acct_query {
     const char *function;     /* NULL: every function */
     int64_t since_s, until_s; /* unix seconds; [since, until), whole minutes */
     enum acct_group group;
+    bool by_version; /* each function's figures per version too (`versions`) */
 };
 
 /* A time from a query: "1h"/"30m"/"7d"/"45s" (that long before now_s), unix seconds, or
@@ -97,7 +103,7 @@ int accountant_parse_time(const char *text, int64_t now_s, int64_t *ret_s);
 int accountant_parse_group(const char *text, enum acct_group *ret);
 struct store;
 
-/* The usage per function (and per bucket when grouped) and the totals, from the rollups, as GET
- * /v1/usage reports it (docs/api.md "Usage"). */
+/* The usage per function (and per bucket when grouped, per version when asked) and the totals,
+ * from the rollups, as GET /v1/usage reports it (docs/api.md "Usage"). */
 int accountant_query(struct store *store, const struct acct_query *q, cJSON **ret,
                      struct ig_error *err);

@@ -32,6 +32,12 @@ static struct journal_value opt_i(int64_t v)
     return v ? JV_I(v) : JV_NULL_V;
 }
 
+/* A usage figure: NULL when the record has none. */
+static struct journal_value usage_i(const struct inv_record *r, int64_t v)
+{
+    return r->measured ? JV_I(v) : JV_NULL_V;
+}
+
 int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expires_us,
                      journal_done_fn done, void *userdata)
 {
@@ -57,6 +63,9 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         JV_I(r->cold),
         JV_I(expires_us),
         JV_S(r->token_id[0] ? r->token_id : NULL),
+        usage_i(r, r->cpu_us),
+        usage_i(r, r->mem_peak_bytes),
+        usage_i(r, r->init_us),
     };
     /* An async invocation's row is its acceptance (the 202 waits for it): durable. A sync
      * invocation's is a record of what the client already has: a crash-safe write is enough. */
@@ -65,8 +74,9 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         "INSERT INTO invocations (id, function, version, async, status, "
         "payload, content_type, idempotency_key, attempts, max_retries, "
         "created_us, started_us, finished_us, next_attempt_us, result, "
-        "error_type, error_message, billed_ms, cold, expires_us, token_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "error_type, error_message, billed_ms, cold, expires_us, token_id, cpu_us, "
+        "mem_peak_bytes, init_us) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         v, ARRAY_SIZE(v), done, userdata);
 }
 
@@ -97,19 +107,26 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
         JV_S(r->error_message),
         JV_I(r->billed_ms),
         JV_I(r->cold),
+        usage_i(r, r->cpu_us),
+        usage_i(r, r->mem_peak_bytes),
+        usage_i(r, r->init_us),
         JV_I(expires_us),
         JV_I(inv_status_final(r->status)),
         JV_S(r->id),
         JV_I(r->attempts),
     };
     /* A retry's record (back to queued) of an attempt older than the row's is not written: a
-     * record retried after a write failure must not undo what a later attempt recorded. */
+     * record retried after a write failure must not undo what a later attempt recorded. An
+     * outcome without usage (no attempt ran for it) keeps the last attempt's. */
     return journal_submit(j,
                           "UPDATE invocations SET status = ?, attempts = ?, started_us = ?, "
                           "finished_us = ?, next_attempt_us = ?, result = ?, error_type = ?, "
-                          "error_message = ?, billed_ms = ?, cold = ?, expires_us = ?, "
-                          "payload = CASE WHEN ?12 THEN NULL ELSE payload END WHERE id = ?13 "
-                          "AND (?12 OR attempts <= ?14)",
+                          "error_message = ?, billed_ms = ?, cold = ?, "
+                          "cpu_us = coalesce(?, cpu_us), "
+                          "mem_peak_bytes = coalesce(?, mem_peak_bytes), "
+                          "init_us = coalesce(?, init_us), expires_us = ?, "
+                          "payload = CASE WHEN ?15 THEN NULL ELSE payload END WHERE id = ?16 "
+                          "AND (?15 OR attempts <= ?17)",
                           v, ARRAY_SIZE(v), done, userdata);
 }
 
@@ -142,7 +159,7 @@ static char *col_dup(sqlite3_stmt *st, int i, size_t *ret_len)
 #define RECORD_COLUMNS                                                                             \
     "id, function, version, async, status, payload, content_type, idempotency_key, attempts, "     \
     "max_retries, created_us, started_us, finished_us, next_attempt_us, result, error_type, "      \
-    "error_message, billed_ms, cold, token_id"
+    "error_message, billed_ms, cold, token_id, cpu_us, mem_peak_bytes, init_us"
 
 static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
 {
@@ -168,6 +185,10 @@ static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
     r->cold = sqlite3_column_int(st, 18);
     if (sqlite3_column_type(st, 19) == SQLITE_TEXT)
         snprintf(r->token_id, sizeof(r->token_id), "%s", (const char *)sqlite3_column_text(st, 19));
+    r->measured = sqlite3_column_type(st, 20) != SQLITE_NULL;
+    r->cpu_us = sqlite3_column_int64(st, 20);
+    r->mem_peak_bytes = sqlite3_column_int64(st, 21);
+    r->init_us = sqlite3_column_int64(st, 22);
 }
 
 int inv_store_get(struct store *s, const char *id, struct inv_record *ret)
@@ -236,6 +257,14 @@ static void add_time(cJSON *o, const char *key, int64_t us)
         cJSON_AddNumberToObject(o, key, (double)us / 1e6);
 }
 
+static void add_usage(cJSON *o, const char *key, bool measured, double v)
+{
+    if (measured)
+        cJSON_AddNumberToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
 cJSON *inv_record_to_json(const struct inv_record *r)
 {
     cJSON *o = cJSON_CreateObject();
@@ -268,6 +297,11 @@ cJSON *inv_record_to_json(const struct inv_record *r)
         cJSON_AddNumberToObject(o, "billed_ms", (double)r->billed_ms);
         cJSON_AddBoolToObject(o, "cold_start", r->cold);
         cJSON_AddNumberToObject(o, "duration_ms", (double)(r->finished_us - r->started_us) / 1e3);
+        /* The ledger's µs as ms with µs precision, the number GET /v1/usage gives for the same
+         * attempt; the REPORT line rounds it to two decimals for people. */
+        add_usage(o, "cpu_ms", r->measured, (double)r->cpu_us / 1e3);
+        add_usage(o, "peak_memory_bytes", r->measured, (double)r->mem_peak_bytes);
+        add_usage(o, "init_ms", r->measured, (double)r->init_us / 1e3);
     }
     return o;
 }

@@ -36,6 +36,12 @@ struct inv_record {
     char *error_type, *error_message;
     int64_t billed_ms;
     bool cold;
+    /* The last attempt's usage, as that attempt's ledger row has it (accountant.h): CPU µs,
+     * peak memory bytes and init µs (0 when warm: no init was paid). measured false: none is
+     * known (no attempt has ended, or the record is older than these columns); a write keeps
+     * what the row has then. */
+    bool measured;
+    int64_t cpu_us, mem_peak_bytes, init_us;
     char token_id[17]; /* the API token that made it (auth.h); "" when none */
 };
 

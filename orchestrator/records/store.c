@@ -212,6 +212,75 @@ static const struct store_migration migrations[] = {
              "CREATE INDEX audit_time ON audit (time_us);"
              "CREATE INDEX audit_function ON audit (function, time_us);"
              "ALTER TABLE invocations ADD COLUMN token_id TEXT;"},
+    /* What one invocation cost, on its record, and usage per version (accountant.c). The
+     * record keeps its last attempt's figures as that attempt's ledger row has them (µs and
+     * bytes); NULL on records written before this migration and before an attempt ends.
+     *
+     * The rollup is keyed by version too: rebuilt, with its trigger. An old rollup's minute is
+     * split by the versions its ledger rows name when every row it counted is still there (as
+     * many rows as invocations: the rows' shorter retention has not taken any of that minute);
+     * otherwise the version cannot be known and the minute is kept whole as version 0. Either
+     * way the per-function sums stay what they were. */
+    {"usage_versions",
+     "ALTER TABLE invocations ADD COLUMN cpu_us INTEGER;"
+     "ALTER TABLE invocations ADD COLUMN mem_peak_bytes INTEGER;"
+     "ALTER TABLE invocations ADD COLUMN init_us INTEGER;"
+     "DROP TRIGGER usage_rollup;"
+     "DROP INDEX usage_minute_minute;"
+     "ALTER TABLE usage_minute RENAME TO usage_minute_old;"
+     "CREATE TABLE usage_minute ("
+     "  function TEXT NOT NULL,"
+     "  version INTEGER NOT NULL,"
+     "  minute INTEGER NOT NULL,"
+     "  invocations INTEGER NOT NULL,"
+     "  errors INTEGER NOT NULL,"
+     "  cold_starts INTEGER NOT NULL,"
+     "  oom_kills INTEGER NOT NULL,"
+     "  wall_us INTEGER NOT NULL,"
+     "  cpu_us INTEGER NOT NULL,"
+     "  billed_ms INTEGER NOT NULL,"
+     "  mb_ms INTEGER NOT NULL,"
+     "  mem_peak_bytes INTEGER NOT NULL,"
+     "  init_us INTEGER NOT NULL,"
+     "  PRIMARY KEY (function, minute, version)"
+     ") STRICT, WITHOUT ROWID;"
+     "CREATE INDEX usage_minute_minute ON usage_minute (minute);"
+     "WITH complete AS ("
+     "  SELECT o.function, o.minute FROM usage_minute_old o WHERE o.invocations = ("
+     "    SELECT count(*) FROM usage u WHERE u.function = o.function"
+     "    AND u.start_us >= o.minute * 1000000 AND u.start_us < (o.minute + 60) * 1000000))"
+     "INSERT INTO usage_minute (function, version, minute, invocations, errors, cold_starts,"
+     "  oom_kills, wall_us, cpu_us, billed_ms, mb_ms, mem_peak_bytes, init_us)"
+     "  SELECT u.function, u.version, c.minute, count(*), sum(u.status <> 'ok'), sum(u.cold),"
+     "    sum(u.oom_kills > 0), sum(u.wall_us), sum(u.cpu_us), sum(u.billed_ms),"
+     "    sum(u.memory_mb * u.billed_ms), max(u.mem_peak_bytes), sum(u.init_us)"
+     "  FROM complete c JOIN usage u ON u.function = c.function"
+     "    AND u.start_us >= c.minute * 1000000 AND u.start_us < (c.minute + 60) * 1000000"
+     "  GROUP BY u.function, u.version, c.minute;"
+     "INSERT INTO usage_minute (function, version, minute, invocations, errors, cold_starts,"
+     "  oom_kills, wall_us, cpu_us, billed_ms, mb_ms, mem_peak_bytes, init_us)"
+     "  SELECT function, 0, minute, invocations, errors, cold_starts, oom_kills, wall_us, cpu_us,"
+     "    billed_ms, mb_ms, mem_peak_bytes, init_us FROM usage_minute_old o WHERE NOT EXISTS ("
+     "    SELECT 1 FROM usage_minute n WHERE n.function = o.function AND n.minute = o.minute);"
+     "DROP TABLE usage_minute_old;"
+     "CREATE TRIGGER usage_rollup AFTER INSERT ON usage BEGIN"
+     "  INSERT INTO usage_minute (function, version, minute, invocations, errors, cold_starts,"
+     "    oom_kills, wall_us, cpu_us, billed_ms, mb_ms, mem_peak_bytes, init_us)"
+     "  VALUES (NEW.function, NEW.version, (NEW.start_us / 60000000) * 60, 1, NEW.status <> 'ok',"
+     "    NEW.cold, NEW.oom_kills > 0, NEW.wall_us, NEW.cpu_us, NEW.billed_ms,"
+     "    NEW.memory_mb * NEW.billed_ms, NEW.mem_peak_bytes, NEW.init_us)"
+     "  ON CONFLICT (function, minute, version) DO UPDATE SET"
+     "    invocations = invocations + 1,"
+     "    errors = errors + excluded.errors,"
+     "    cold_starts = cold_starts + excluded.cold_starts,"
+     "    oom_kills = oom_kills + excluded.oom_kills,"
+     "    wall_us = wall_us + excluded.wall_us,"
+     "    cpu_us = cpu_us + excluded.cpu_us,"
+     "    billed_ms = billed_ms + excluded.billed_ms,"
+     "    mb_ms = mb_ms + excluded.mb_ms,"
+     "    mem_peak_bytes = max(mem_peak_bytes, excluded.mem_peak_bytes),"
+     "    init_us = init_us + excluded.init_us;"
+     "END;"},
 };
 
 int store_errno(sqlite3 *db)

@@ -1,6 +1,7 @@
 /* The accountant end to end, with functions whose cost is known: a CPU burn is billed its CPU, a
  * sleep its wall time and almost no CPU, an allocation its memory, an idle warm container
- * nothing, an OOM kill is recorded as one, /v1/usage sums the ledger rows, and a restart keeps
+ * nothing, an OOM kill is recorded as one, an invocation's record and REPORT line show its
+ * ledger row's figures, /v1/usage sums the ledger rows (per version too), and a restart keeps
  * the ledger. Figures come from the ledger (ignis.db's `usage` rows) and the API. */
 #include "harness.h"
 
@@ -241,6 +242,199 @@ static void test_async_retries_are_rows_per_attempt(void **state)
     assert_true(first.billed_ms >= 1 && second.billed_ms >= 1);
 }
 
+static double num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v))
+        fprintf(stderr, "no number '%s'\n", key);
+    assert_true(cJSON_IsNumber(v));
+    return v->valuedouble;
+}
+
+/* The last REPORT line of fn's invocation id (its last attempt's), from its logs (written before
+ * the reply left). */
+static char *report_line(const char *fn, const char *id)
+{
+    char path[256];
+    struct client_response r;
+    snprintf(path, sizeof(path), "/v1/functions/%s/logs?invocation=%s", fn, id);
+    assert_int_equal(harness_request(&daemon_proc, "GET", path, NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    char *found = NULL, *save = NULL;
+    for (char *line = strtok_r(r.body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *rec = cJSON_Parse(line);
+        const cJSON *text = cJSON_GetObjectItem(rec, "text");
+        if (cJSON_IsString(text) && strncmp(text->valuestring, "REPORT ", 7) == 0) {
+            free(found);
+            found = strdup(text->valuestring);
+        }
+        cJSON_Delete(rec);
+    }
+    client_response_clear(&r);
+    if (!found)
+        fprintf(stderr, "no REPORT line for %s\n", id);
+    assert_non_null(found);
+    return found;
+}
+
+/* The record of invocation id (final: `status`) has what its last attempt's ledger row has, in
+ * ms with µs precision; the REPORT line shows the same, rounded as Lambda prints it, with the
+ * version the record names. */
+static void check_record_is_ledger(const char *fn, const char *id, int attempt, const char *status,
+                                   struct row *ret_row)
+{
+    struct row row;
+    ledger_attempt(id, attempt, &row);
+    cJSON *rec = harness_wait_invocation(&daemon_proc, id, status, 30);
+    fprintf(stderr,
+            "%s: record cpu_ms=%g peak=%g init_ms=%g; ledger cpu_us=%lld peak=%lld "
+            "init_us=%lld cold=%lld\n",
+            id, num(rec, "cpu_ms"), num(rec, "peak_memory_bytes"), num(rec, "init_ms"),
+            (long long)row.cpu_us, (long long)row.mem_peak_bytes, (long long)row.init_us,
+            (long long)row.cold);
+    assert_true(num(rec, "cpu_ms") == (double)row.cpu_us / 1e3);
+    assert_true(num(rec, "peak_memory_bytes") == (double)row.mem_peak_bytes);
+    assert_true(num(rec, "init_ms") == (double)row.init_us / 1e3);
+    assert_true(num(rec, "billed_ms") == (double)row.billed_ms);
+    assert_int_equal(cJSON_IsTrue(cJSON_GetObjectItem(rec, "cold_start")), row.cold);
+
+    char *line = report_line(fn, id), want[128];
+    snprintf(want, sizeof(want), "\tCPU: %.2f ms\t", (double)row.cpu_us / 1e3);
+    assert_non_null(strstr(line, want));
+    snprintf(want, sizeof(want), "\tMax Memory Used: %lld MB",
+             (long long)((row.mem_peak_bytes + (1 << 20) - 1) >> 20));
+    assert_non_null(strstr(line, want));
+    snprintf(want, sizeof(want), "\tInit Duration: %.2f ms", (double)row.init_us / 1e3);
+    assert_true(row.cold ? strstr(line, want) != NULL : strstr(line, "Init Duration") == NULL);
+    snprintf(want, sizeof(want), "\tVersion: %.0f", num(rec, "version"));
+    assert_non_null(strstr(line, want));
+    free(line);
+    cJSON_Delete(rec);
+    *ret_row = row;
+}
+
+static void test_record_shows_what_the_attempt_used(void **state)
+{
+    /* Touching 64 MiB page by page costs CPU as well as memory. */
+    harness_push(&daemon_proc, "alloc-memory", "acct-record",
+                 "{\"reuse\": true, \"idle_timeout_s\": 60}");
+    char id[64];
+    bool cold;
+    struct row row;
+    assert_int_equal(invoke("acct-record", "{\"mb\": 64}", id, NULL, &cold), 200);
+    assert_true(cold); /* the function's first invocation */
+    check_record_is_ledger("acct-record", id, 1, "succeeded", &row);
+    assert_true(row.cpu_us > 0);
+    assert_true(row.mem_peak_bytes >= 64ll << 20);
+    assert_true(row.init_us > 0);
+
+    /* Async, the same: its record is written at acceptance and again at the outcome. */
+    const char *headers[] = {"Ignis-Invocation-Type: async", NULL};
+    struct client_response r;
+    assert_int_equal(harness_request(&daemon_proc, "POST", "/v1/functions/acct-record/invoke",
+                                     headers, "{\"mb\": 32}", 10, &r),
+                     0);
+    assert_int_equal(r.status, 202);
+    assert_non_null(client_response_header(&r, "Ignis-Invocation-Id", id, sizeof(id)));
+    client_response_clear(&r);
+    check_record_is_ledger("acct-record", id, 1, "succeeded", &row);
+    assert_true(row.cpu_us > 0);
+    assert_true(row.mem_peak_bytes >= 32ll << 20);
+
+    /* And a failed async invocation retried: the record has its last attempt's figures. */
+    harness_push(&daemon_proc, "crash", "acct-record-crash", "{\"max_retries\": 1}");
+    assert_int_equal(harness_request(&daemon_proc, "POST", "/v1/functions/acct-record-crash/invoke",
+                                     headers, "{}", 2, &r),
+                     0);
+    assert_int_equal(r.status, 202);
+    assert_non_null(client_response_header(&r, "Ignis-Invocation-Id", id, sizeof(id)));
+    client_response_clear(&r);
+    check_record_is_ledger("acct-record-crash", id, 2, "dead", &row);
+
+    /* ignis result prints them. */
+    char *out = NULL, *err = NULL;
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "result", id, NULL), 1); /* dead */
+    assert_non_null(strstr(out, "cpu_ms"));
+    assert_non_null(strstr(out, "peak_memory_bytes"));
+    assert_non_null(strstr(out, "init_ms"));
+    free(out);
+    free(err);
+}
+
+static void test_usage_by_version(void **state)
+{
+    harness_push(&daemon_proc, "burn-cpu", "acct-ver", NULL);
+    cJSON *f = harness_function(&daemon_proc, "acct-ver");
+    int v1 = (int)num(f, "version");
+    cJSON_Delete(f);
+    char id[64];
+    struct row row;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(invoke("acct-ver", "{\"ms\": 5}", id, NULL, NULL), 200);
+        ledger_row(id, &row);
+    }
+    /* New content: a new version. */
+    harness_push(&daemon_proc, "burn-cpu", "acct-ver", "{\"timeout_ms\": 9000}");
+    f = harness_function(&daemon_proc, "acct-ver");
+    int v2 = (int)num(f, "version");
+    cJSON_Delete(f);
+    assert_int_equal(v2, v1 + 1);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(invoke("acct-ver", "{\"ms\": 5}", id, NULL, NULL), 200);
+        ledger_row(id, &row);
+    }
+    cJSON *rec = harness_wait_invocation(&daemon_proc, id, "succeeded", 30);
+    assert_int_equal((int)num(rec, "version"), v2);
+    cJSON_Delete(rec);
+
+    struct client_response r;
+    assert_int_equal(harness_request(&daemon_proc, "GET",
+                                     "/v1/usage?function=acct-ver&since=1h&by_version=1", NULL,
+                                     NULL, 0, &r),
+                     0);
+    cJSON *j = harness_json(&r);
+    client_response_clear(&r);
+    const cJSON *fn = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "functions"), 0);
+    assert_int_equal((int)num(fn, "invocations"), 5);
+    const cJSON *versions = cJSON_GetObjectItem(fn, "versions");
+    assert_int_equal(cJSON_GetArraySize(versions), 2);
+    const cJSON *a = cJSON_GetArrayItem(versions, 0), *b = cJSON_GetArrayItem(versions, 1);
+    assert_int_equal((int)num(a, "version"), v1);
+    assert_int_equal((int)num(a, "invocations"), 2);
+    assert_int_equal((int)num(b, "version"), v2);
+    assert_int_equal((int)num(b, "invocations"), 3);
+    assert_true(num(a, "billed_ms") + num(b, "billed_ms") == num(fn, "billed_ms"));
+    cJSON_Delete(j);
+
+    /* Without by_version the reply is as it was. */
+    assert_int_equal(harness_request(&daemon_proc, "GET", "/v1/usage?function=acct-ver&since=1h",
+                                     NULL, NULL, 0, &r),
+                     0);
+    j = harness_json(&r);
+    client_response_clear(&r);
+    fn = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "functions"), 0);
+    assert_null(cJSON_GetObjectItem(fn, "versions"));
+    cJSON_Delete(j);
+    assert_int_equal(
+        harness_request(&daemon_proc, "GET", "/v1/usage?by_version=maybe", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 400);
+    client_response_clear(&r);
+
+    /* The CLI: a line per version. */
+    char *out = NULL, *err = NULL, want[64];
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "usage", "acct-ver", "--since", "1h",
+                                   "--by-version", NULL),
+                     0);
+    fprintf(stderr, "%s", out);
+    assert_non_null(strstr(out, "VERSION"));
+    snprintf(want, sizeof(want), "%-24s %-20d %11d", "acct-ver", v1, 2);
+    assert_non_null(strstr(out, want));
+    snprintf(want, sizeof(want), "%-24s %-20d %11d", "acct-ver", v2, 3);
+    assert_non_null(strstr(out, want));
+    free(out);
+    free(err);
+}
+
 /* The API's totals against sums over the ledger rows. */
 static void check_usage_matches_ledger(void)
 {
@@ -326,6 +520,8 @@ int main(void)
         cmocka_unit_test(test_idle_warm_container_costs_nothing),
         cmocka_unit_test(test_oom_kill_is_recorded),
         cmocka_unit_test(test_async_retries_are_rows_per_attempt),
+        cmocka_unit_test(test_record_shows_what_the_attempt_used),
+        cmocka_unit_test(test_usage_by_version),
         cmocka_unit_test(test_usage_totals_equal_ledger),
         cmocka_unit_test(test_restart_keeps_ledger),
     };

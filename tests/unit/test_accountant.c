@@ -53,7 +53,7 @@ static void test_compute_deltas(void **state)
     assert_int_equal(u.oom_kills, 1);
     assert_int_equal(u.mem_peak_bytes, 70 << 20);
     assert_true(fabs(u.gb_s - 256.0 / 1024 * 0.251) < 1e-15);
-    assert_true(fabs(u.init_ms - 1.5) < 1e-12);
+    assert_int_equal(u.init_us, 1500); /* 1.5 ms */
     assert_true(u.peak_reset);
 
     /* A counter that went backwards counts as nothing, not as 2^64 - x. */
@@ -85,21 +85,23 @@ static void test_report_line(void **state)
                            .cpu_us = 1520,
                            .memory_mb = 128,
                            .mem_peak_bytes = (38u << 20) + 1,
-                           .init_ms = 120.5};
+                           .init_us = 120500};
     char buf[512];
-    accountant_report_line(buf, sizeof(buf), "abc", &u);
+    /* The version that ran comes last: the fields before it keep their places. */
+    accountant_report_line(buf, sizeof(buf), "abc", 7, &u);
     assert_string_equal(buf, "REPORT RequestId: abc\tDuration: 2.29 ms\tBilled Duration: 3 ms\t"
                              "CPU: 1.52 ms\tMemory Size: 128 MB\tMax Memory Used: 39 MB\t"
-                             "Init Duration: 120.50 ms");
+                             "Init Duration: 120.50 ms\tVersion: 7");
     /* Warm: no Init Duration, as Lambda prints it. */
-    u.init_ms = 0;
+    u.init_us = 0;
     u.mem_peak_bytes = 0;
-    accountant_report_line(buf, sizeof(buf), "abc", &u);
+    accountant_report_line(buf, sizeof(buf), "abc", 12, &u);
     assert_string_equal(buf, "REPORT RequestId: abc\tDuration: 2.29 ms\tBilled Duration: 3 ms\t"
-                             "CPU: 1.52 ms\tMemory Size: 128 MB\tMax Memory Used: 0 MB");
+                             "CPU: 1.52 ms\tMemory Size: 128 MB\tMax Memory Used: 0 MB\t"
+                             "Version: 12");
     /* Truncation is safe. */
     char small[16];
-    accountant_report_line(small, sizeof(small), "abc", &u);
+    accountant_report_line(small, sizeof(small), "abc", 1, &u);
     assert_int_equal(strlen(small), 15);
 }
 
@@ -230,7 +232,29 @@ static void test_rollup_and_query(void **state)
     assert_int_equal(fig(t, "billed_ms"), 520);
     assert_int_equal(fig(t, "peak_memory_bytes"), 50000000);
     assert_string_equal(cJSON_GetObjectItem(root, "since")->valuestring, "2026-11-28T05:00:00Z");
+    assert_null(cJSON_GetObjectItem(fa, "versions"));
     cJSON_Delete(root);
+
+    /* By version: fa ran 1 (three attempts) and 2 (one); the function's figures are unchanged. */
+    q.by_version = true;
+    assert_int_equal(accountant_query(s, &q, &root, NULL), 0);
+    fa = function_at(root, 0, "fa");
+    assert_int_equal(fig(fa, "invocations"), 4);
+    const cJSON *v = cJSON_GetObjectItem(fa, "versions");
+    assert_int_equal(cJSON_GetArraySize(v), 2);
+    assert_int_equal(fig(cJSON_GetArrayItem(v, 0), "version"), 1);
+    assert_int_equal(fig(cJSON_GetArrayItem(v, 0), "invocations"), 3);
+    assert_int_equal(fig(cJSON_GetArrayItem(v, 0), "billed_ms"), 205);
+    assert_int_equal(fig(cJSON_GetArrayItem(v, 0), "peak_memory_bytes"), 12000000);
+    assert_int_equal(fig(cJSON_GetArrayItem(v, 1), "version"), 2);
+    assert_int_equal(fig(cJSON_GetArrayItem(v, 1), "invocations"), 1);
+    assert_int_equal(fig(cJSON_GetArrayItem(v, 1), "oom_kills"), 1);
+    v = cJSON_GetObjectItem(function_at(root, 1, "fb"), "versions");
+    assert_int_equal(cJSON_GetArraySize(v), 1);
+    assert_int_equal(fig(cJSON_GetArrayItem(v, 0), "invocations"), 2);
+    assert_int_equal(fig(cJSON_GetObjectItem(root, "totals"), "invocations"), 6);
+    cJSON_Delete(root);
+    q.by_version = false;
 
     /* By minute, one function: 05:00, 05:01, 06:30. */
     q.function = "fa";
@@ -324,12 +348,65 @@ static void test_rollup_and_query(void **state)
     rm_rf(dir);
 }
 
+/* The row holds the attempt's figures exactly: the invocation's record and the REPORT line are
+ * made from the same acct_usage, so they must not drift from it on the way in. */
+static void test_record_writes_usage_exactly(void **state)
+{
+    char path[128];
+    struct store *s;
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    strcpy(dir, "/tmp/ignis-acct-test.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/ignis.db", dir);
+    assert_int_equal(store_open(path, &s, &err), 0);
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    /* 1001 µs: as a double of ms times 1000, this was 1000.9999… and became 1000. */
+    struct acct_usage u = {.wall_us = 5000,
+                           .billed_ms = 5,
+                           .cpu_us = 4321,
+                           .mem_peak_bytes = 9003008,
+                           .memory_mb = 128,
+                           .init_us = 1001};
+    assert_int_equal(accountant_record(j, &(struct acct_record){.id = "x",
+                                                                .attempt = 1,
+                                                                .function = "fa",
+                                                                .version = 3,
+                                                                .start_wall_us = 1795842000000000,
+                                                                .status = "ok",
+                                                                .cold = true,
+                                                                .usage = &u}),
+                     0);
+    journal_free(j); /* commits what is queued */
+    loop_free(l);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(s->db,
+                                        "SELECT init_us, cpu_us, mem_peak_bytes, version FROM "
+                                        "usage WHERE id = 'x'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), 1001);
+    assert_int_equal(sqlite3_column_int64(st, 1), 4321);
+    assert_int_equal(sqlite3_column_int64(st, 2), 9003008);
+    assert_int_equal(sqlite3_column_int64(st, 3), 3);
+    sqlite3_finalize(st);
+    store_free(s);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_billed_ms_rounds_up),  cmocka_unit_test(test_gb_s),
-        cmocka_unit_test(test_compute_deltas),       cmocka_unit_test(test_report_line),
-        cmocka_unit_test(test_parse_time_and_group), cmocka_unit_test(test_rollup_and_query),
+        cmocka_unit_test(test_billed_ms_rounds_up),
+        cmocka_unit_test(test_gb_s),
+        cmocka_unit_test(test_compute_deltas),
+        cmocka_unit_test(test_report_line),
+        cmocka_unit_test(test_parse_time_and_group),
+        cmocka_unit_test(test_rollup_and_query),
+        cmocka_unit_test(test_record_writes_usage_exactly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -187,13 +187,136 @@ static void test_records(void **state)
     store_free(s);
 }
 
+static double num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    assert_true(cJSON_IsNumber(v));
+    return v->valuedouble;
+}
+
+static cJSON *stored_json(struct store *s, const char *id)
+{
+    struct inv_record got;
+    assert_int_equal(inv_store_get(s, id, &got), 0);
+    cJSON *json = inv_record_to_json(&got);
+    inv_record_clear(&got);
+    return json;
+}
+
+/* What the last attempt used: written as given, kept when an outcome has none, shown in ms with
+ * µs precision, and null (not 0) when unknown. */
+static void test_record_usage(void **state)
+{
+    struct store *s;
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    assert_int_equal(store_open(path, &s, &err), 0);
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+
+    /* An async invocation is stored before it runs: no figures yet. Its first attempt fails and
+     * is retried (a cold one), the second succeeds warm. */
+    struct inv_record a, sync;
+    make(&a, "fa", NULL, 1000);
+    pending_done = 1;
+    assert_int_equal(inv_store_insert(j, &a, 100000, on_done, NULL), 0);
+    loop_run(l);
+    cJSON *json = stored_json(s, a.id);
+    assert_null(cJSON_GetObjectItem(json, "cpu_ms")); /* not finished: no figures at all */
+    cJSON_Delete(json);
+
+    a.status = INV_QUEUED;
+    a.attempts = 1;
+    a.started_us = 2000;
+    a.finished_us = 3000;
+    a.next_attempt_us = 4000;
+    a.error_type = "Runtime.ExitError";
+    a.measured = true;
+    a.cpu_us = 1234;
+    a.mem_peak_bytes = 9003008;
+    a.init_us = 80001;
+    pending_done = 1;
+    assert_int_equal(inv_store_finish(j, &a, 100000, on_done, NULL), 0);
+    loop_run(l);
+    json = stored_json(s, a.id);
+    assert_true(num(json, "cpu_ms") == 1.234);
+    assert_true(num(json, "peak_memory_bytes") == 9003008);
+    assert_true(num(json, "init_ms") == 80.001);
+    cJSON_Delete(json);
+
+    a.status = INV_SUCCEEDED;
+    a.attempts = 2;
+    a.next_attempt_us = 0;
+    a.error_type = NULL;
+    a.cpu_us = 500;
+    a.mem_peak_bytes = 4096;
+    a.init_us = 0;
+    pending_done = 1;
+    assert_int_equal(inv_store_finish(j, &a, 100000, on_done, NULL), 0);
+    loop_run(l);
+    json = stored_json(s, a.id);
+    assert_true(num(json, "cpu_ms") == 0.5);
+    assert_true(num(json, "peak_memory_bytes") == 4096);
+    assert_true(num(json, "init_ms") == 0); /* warm: no init was paid */
+    cJSON_Delete(json);
+
+    /* An outcome no attempt ran for (the function deleted while it waited) keeps the last
+     * attempt's figures. */
+    a.status = INV_DEAD;
+    a.measured = false;
+    a.cpu_us = a.mem_peak_bytes = a.init_us = 0;
+    pending_done = 1;
+    assert_int_equal(inv_store_finish(j, &a, 100000, on_done, NULL), 0);
+    loop_run(l);
+    json = stored_json(s, a.id);
+    assert_true(num(json, "cpu_ms") == 0.5);
+    assert_true(num(json, "peak_memory_bytes") == 4096);
+    cJSON_Delete(json);
+
+    /* A sync invocation is recorded once, final, with its figures; one without any (as records
+     * written before ignisd kept them) shows null. */
+    make(&sync, "fa", NULL, 5000);
+    sync.async = false;
+    sync.status = INV_SUCCEEDED;
+    sync.payload = NULL;
+    sync.attempts = 1;
+    sync.started_us = 5000;
+    sync.finished_us = 6000;
+    sync.measured = true;
+    sync.cpu_us = 777;
+    sync.mem_peak_bytes = 1 << 20;
+    sync.init_us = 120500;
+    struct inv_record old = sync;
+    inv_id_new(old.id);
+    old.measured = false;
+    pending_done = 2;
+    assert_int_equal(inv_store_insert(j, &sync, 100000, on_done, NULL), 0);
+    assert_int_equal(inv_store_insert(j, &old, 100000, on_done, NULL), 0);
+    loop_run(l);
+    json = stored_json(s, sync.id);
+    assert_true(num(json, "cpu_ms") == 0.777);
+    assert_true(num(json, "peak_memory_bytes") == 1 << 20);
+    assert_true(num(json, "init_ms") == 120.5);
+    cJSON_Delete(json);
+    json = stored_json(s, old.id);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(json, "cpu_ms")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(json, "peak_memory_bytes")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(json, "init_ms")));
+    assert_true(num(json, "billed_ms") == 0); /* the rest of the record is as it was */
+    cJSON_Delete(json);
+
+    journal_free(j);
+    loop_free(l);
+    store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ids),
-        cmocka_unit_test(test_backoff),
-        cmocka_unit_test(test_status_names),
-        cmocka_unit_test(test_records),
+        cmocka_unit_test(test_ids),          cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_status_names), cmocka_unit_test(test_records),
+        cmocka_unit_test(test_record_usage),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

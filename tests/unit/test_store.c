@@ -1,5 +1,6 @@
 /* The store's migrations: fresh databases, older ones migrated in order, newer ones refused,
- * and a failing migration leaves the database as it was. */
+ * a failing migration leaves the database as it was, and the migration that keys the usage
+ * rollup by version keeps every figure. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -145,6 +146,81 @@ static void test_failing_migration_rolls_back(void **state)
     unlink(path);
 }
 
+static void exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s", msg);
+}
+
+/* A usage row of function fb at start_us, in version v, as the accountant writes it. */
+#define USAGE_ROW(id, v, start_us, cpu_us)                                                         \
+    "INSERT INTO usage (id, attempt, function, version, start_us, wall_us, cpu_us, "               \
+    "mem_peak_bytes, peak_reset, memory_mb, billed_ms, gb_s, cold, init_us, status, oom_kills) "   \
+    "VALUES ('" id "', 1, 'fb', " #v ", " #start_us ", 1000, " #cpu_us                             \
+    ", 4096, 1, 128, 1, 0.000125, 0, 0, 'ok', 0);"
+
+static void test_usage_rollup_gains_versions(void **state)
+{
+    size_t n, at = SIZE_MAX;
+    const struct store_migration *list = store_migrations(&n);
+    for (size_t i = 0; i < n; i++)
+        if (streq(list[i].name, "usage_versions"))
+            at = i;
+    assert_true(at < n);
+    sqlite3 *db;
+    struct ig_error err = {};
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(store_migrate(db, list, at, &err), 0);
+    /* Before: the trigger rolls rows up per function and minute. Minute 1795842000 (05:00) has
+     * every row still (versions 1 and 2); minute 1795842060 (05:01) lost one of its two rows to
+     * the rows' retention; minute 1795842120 (05:02) is a rollup whose rows are all gone. And
+     * an invocation record as it was. */
+    exec(db, USAGE_ROW("a", 1, 1795842000000000, 100));
+    exec(db, USAGE_ROW("b", 2, 1795842001000000, 200));
+    exec(db, USAGE_ROW("c", 2, 1795842002000000, 300));
+    exec(db, USAGE_ROW("d", 2, 1795842060000000, 400));
+    exec(db, USAGE_ROW("e", 2, 1795842061000000, 500));
+    exec(db, USAGE_ROW("f", 3, 1795842120000000, 600));
+    exec(db, "DELETE FROM usage WHERE id IN ('d', 'f');"
+             "INSERT INTO invocations (id, function, version, async, status, max_retries, "
+             "created_us, finished_us, billed_ms, cold, expires_us) VALUES ('old', 'fb', 1, 0, "
+             "'succeeded', 0, 1, 2, 1, 0, 3);");
+    assert_int_equal(store_migrate(db, list, at + 1, &err), 0);
+
+    /* 05:00 split by version, exactly as the rows add up. */
+    assert_int_equal(count(db, "SELECT count(*) FROM usage_minute WHERE minute = 1795842000"), 2);
+    assert_int_equal(count(db, "SELECT cpu_us FROM usage_minute WHERE minute = 1795842000 AND "
+                               "version = 1 AND invocations = 1"),
+                     100);
+    assert_int_equal(count(db, "SELECT cpu_us FROM usage_minute WHERE minute = 1795842000 AND "
+                               "version = 2 AND invocations = 2"),
+                     500);
+    /* 05:01 and 05:02: whole, as version 0, with the figures they had (both rows of 05:01). */
+    assert_int_equal(count(db, "SELECT cpu_us FROM usage_minute WHERE minute = 1795842060 AND "
+                               "version = 0 AND invocations = 2"),
+                     900);
+    assert_int_equal(count(db, "SELECT cpu_us FROM usage_minute WHERE minute = 1795842120 AND "
+                               "version = 0 AND invocations = 1"),
+                     600);
+    assert_int_equal(count(db, "SELECT count(*) FROM usage_minute"), 4);
+    /* The trigger now keys by version too. */
+    exec(db, USAGE_ROW("g", 2, 1795842003000000, 1000));
+    exec(db, USAGE_ROW("h", 4, 1795842004000000, 2000));
+    assert_int_equal(count(db, "SELECT cpu_us FROM usage_minute WHERE minute = 1795842000 AND "
+                               "version = 2 AND invocations = 3"),
+                     1500);
+    assert_int_equal(count(db, "SELECT cpu_us FROM usage_minute WHERE minute = 1795842000 AND "
+                               "version = 4"),
+                     2000);
+    /* A record from before has no usage figures: NULL, not 0. */
+    assert_int_equal(count(db, "SELECT count(*) FROM invocations WHERE id = 'old' AND cpu_us IS "
+                               "NULL AND mem_peak_bytes IS NULL AND init_us IS NULL"),
+                     1);
+    sqlite3_close(db);
+    unlink(path);
+}
+
 static void test_garbage_file_is_refused(void **state)
 {
     FILE *f = fopen(path, "w");
@@ -167,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_real_migrations_from_version_zero),
         cmocka_unit_test(test_newer_database_is_refused),
         cmocka_unit_test(test_failing_migration_rolls_back),
+        cmocka_unit_test(test_usage_rollup_gains_versions),
         cmocka_unit_test(test_garbage_file_is_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -348,7 +348,8 @@ function invokeBox(node, nameOf, after) {
   node.append(payload, button, out);
 }
 
-/* REPORT RequestId: ID\tDuration: 2.29 ms\tBilled Duration: 3 ms\tCPU: 1.52 ms\tMemory Size: 128 MB\tMax Memory Used: 39 MB */
+/* REPORT RequestId: ID\tDuration: 2.29 ms\tBilled Duration: 3 ms\tCPU: 1.52 ms\tMemory Size: 128 MB\tMax Memory Used: 39 MB[\tInit Duration: 120.50 ms]\tVersion: 3
+   (fields by name, so ones added at the end do not disturb this) */
 function parseReport(rec) {
   if (rec.stream !== 'platform' || !rec.text.startsWith('REPORT ')) return null;
   const f = {};
