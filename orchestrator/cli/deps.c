@@ -172,7 +172,8 @@ static int install(const char *dir, const char *staging, enum deps_tool tool, st
         }
     } else {
         /* --no-audit, --no-fund: no report sent to the registry, no appeal on stderr. */
-        bool locked = is_file(staging, "package-lock.json") || is_file(staging, "npm-shrinkwrap.json");
+        bool locked =
+            is_file(staging, "package-lock.json") || is_file(staging, "npm-shrinkwrap.json");
         r = run_tool(staging,
                      (char *const[]){"npm", locked ? "ci" : "install", "--omit=dev", "--no-audit",
                                      "--no-fund", NULL},

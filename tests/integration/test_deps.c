@@ -231,7 +231,8 @@ static void test_no_deps(void **state)
 static bool npm_reachable(void)
 {
     char *out = NULL, *err = NULL;
-    char *argv[] = {"/usr/bin/env", "npm", "view", "is-number@7.0.0", "version", "--fetch-retries=0", NULL};
+    char *argv[] = {"/usr/bin/env",      "npm", "view", "is-number@7.0.0", "version",
+                    "--fetch-retries=0", NULL};
     int rc = harness_run(argv, &out, &err);
     bool ok = rc == 0 && out && strstr(out, "7.0.0");
     if (!ok) {
