@@ -11,11 +11,13 @@ int cli_fail(const char *fmt, ...) _printf_(1, 2);
 /* The server's error message from an {"error": {...}} body (or the status), as cli_fail. */
 int cli_fail_response(const struct client_response *resp);
 
-/* An option of a verb that takes a value: --NAME VALUE (or -SHORT VALUE when short is not 0). */
+/* An option of a verb that takes a value: --NAME VALUE (or -SHORT VALUE when short is not 0);
+ * or, with ret_flag instead of ret, a flag without one (--NAME sets *ret_flag). */
 struct cli_option {
     const char *name;
     char short_name;
     const char **ret;
+    bool *ret_flag;
 };
 /* The options after a verb (argv[0]): --json, and each of extra (at most 6). Returns the index of
  * the first operand, or -1 after printing "usage: USAGE_LINE" (or, with usage_line NULL, that
@@ -39,6 +41,14 @@ double cli_num(const cJSON *o, const char *key);
 
 /* init.c: a new function or service directory from the embedded templates (needs no server). */
 int cli_init(struct client *c, int argc, char **argv);
+/* deps.c: packs the function directory dir into its bundle (at most REGISTRY_MAX_BUNDLE
+ * bytes). With with_deps, what it declares for its runtime (function.json's) is installed into a
+ * copy of dir first, dir itself left as it is: node's package.json dependencies with `npm ci
+ * --omit=dev` (`npm install --omit=dev` without a lockfile), python3's requirements.txt with
+ * `python3 -m pip install --target`, under the user's own npm and pip configuration. The
+ * package manager's output goes to stderr. Returns 0, or -errno with err saying what failed. */
+int cli_pack_function(const char *dir, bool with_deps, char **ret, size_t *ret_len,
+                      struct ig_error *err);
 
 /* functions.c: the registry's verbs. */
 int cli_push(struct client *c, int argc, char **argv);

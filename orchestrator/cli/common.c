@@ -40,10 +40,13 @@ int cli_parse_options(int argc, char **argv, const char *usage_line, bool *ret_j
     struct option longopts[8] = {{"json", no_argument, NULL, 'j'}};
     char shorts[2 * ARRAY_SIZE(longopts) + 1] = "", *sp = shorts;
     for (size_t i = 0; i < nextra && i < ARRAY_SIZE(longopts) - 2; i++) {
-        longopts[i + 1] = (struct option){extra[i].name, required_argument, NULL, 256 + (int)i};
+        bool flag = extra[i].ret_flag;
+        longopts[i + 1] = (struct option){extra[i].name, flag ? no_argument : required_argument,
+                                          NULL, 256 + (int)i};
         if (extra[i].short_name) {
             *sp++ = extra[i].short_name;
-            *sp++ = ':';
+            if (!flag)
+                *sp++ = ':';
         }
     }
     int c;
@@ -64,7 +67,10 @@ int cli_parse_options(int argc, char **argv, const char *usage_line, bool *ret_j
                 cli_fail("%s: bad option (see ignis --help)", argv[0]);
             return -1;
         }
-        *extra[i].ret = optarg;
+        if (extra[i].ret_flag)
+            *extra[i].ret_flag = true;
+        else
+            *extra[i].ret = optarg;
     }
     return optind;
 }

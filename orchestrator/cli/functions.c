@@ -33,19 +33,20 @@ static int name_from_manifest(const char *text, size_t len, char *buf, size_t si
 int cli_push(struct client *c, int argc, char **argv)
 {
     bool json = false;
+    bool no_deps = false;
     const char *name = NULL;
     char namebuf[256];
     struct ig_error err = {};
     _cleanup_free_ char *data = NULL, *text = NULL;
     size_t len = 0, tlen;
     struct stat st;
-    const struct cli_option opts[] = {{"name", 'n', &name}};
+    const struct cli_option opts[] = {{"name", 'n', &name, NULL}, {"no-deps", 0, NULL, &no_deps}};
     int i = cli_parse_options(argc, argv, NULL, &json, opts, ARRAY_SIZE(opts));
 
     if (i < 0)
         return 2;
     if (argc - i != 1) {
-        cli_fail("usage: ignis push DIR|BUNDLE.tar.gz [--name NAME] [--json]");
+        cli_fail("usage: ignis push DIR|BUNDLE.tar.gz [--name NAME] [--no-deps] [--json]");
         return 2;
     }
     const char *src = argv[i];
@@ -58,7 +59,7 @@ int cli_push(struct client *c, int argc, char **argv)
         int r = read_file(path, MANIFEST_FILE_MAX, &text, &tlen);
         if (r < 0)
             return cli_fail("%s: %s", path, strerror(-r));
-        if (bundle_pack_dir(src, REGISTRY_MAX_BUNDLE, &data, &len, &err) < 0)
+        if (cli_pack_function(src, !no_deps, &data, &len, &err) < 0)
             return cli_fail("packing %s: %s", src, err.message);
     } else {
         int r = read_file(src, REGISTRY_MAX_BUNDLE, &data, &len);
@@ -207,7 +208,7 @@ int cli_rm(struct client *c, int argc, char **argv)
     const char *service = NULL;
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
-    const struct cli_option opts[] = {{"service", 0, &service}};
+    const struct cli_option opts[] = {{"service", 0, &service, NULL}};
     int i = cli_parse_options(argc, argv, NULL, &json, opts, ARRAY_SIZE(opts));
     if (i < 0)
         return 2;

@@ -69,7 +69,7 @@ int cli_token(struct client *c, int argc, char **argv)
     if (streq(sub, "create")) {
         const char *role = NULL, *name = NULL, *expires = NULL;
         const struct cli_option opts[] = {
-            {"role", 0, &role}, {"name", 0, &name}, {"expires", 0, &expires}};
+            {"role", 0, &role, NULL}, {"name", 0, &name, NULL}, {"expires", 0, &expires, NULL}};
         int i = cli_parse_options(argc - 1, argv + 1, token_usage, &json, opts, ARRAY_SIZE(opts));
         if (i < 0)
             return 2;
@@ -223,7 +223,7 @@ int cli_audit(struct client *c, int argc, char **argv)
 {
     const char *function = NULL, *since = NULL, *limit = NULL;
     const struct cli_option opts[] = {
-        {"function", 0, &function}, {"since", 0, &since}, {"limit", 0, &limit}};
+        {"function", 0, &function, NULL}, {"since", 0, &since, NULL}, {"limit", 0, &limit, NULL}};
     bool json = false;
     int i = cli_parse_options(argc, argv, audit_usage, &json, opts, ARRAY_SIZE(opts));
     if (i < 0)

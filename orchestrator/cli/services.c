@@ -26,7 +26,8 @@ static void packed_clear(struct packed *p)
 
 /* Validates every function the service names, as the daemon will (function.json with the
  * service's triggers applied), and packs each: nothing is sent unless all of them are valid. */
-static int pack_service(const char *dir, const struct service *svc, struct packed *ret)
+static int pack_service(const char *dir, const struct service *svc, bool with_deps,
+                        struct packed *ret)
 {
     for (size_t i = 0; i < svc->n_fns; i++) {
         const struct service_function *sf = &svc->fns[i];
@@ -48,8 +49,7 @@ static int pack_service(const char *dir, const struct service *svc, struct packe
         char fdir[4200];
         struct ig_error err = {};
         snprintf(fdir, sizeof(fdir), "%s/%s", dir, svc->fns[i].path);
-        if (bundle_pack_dir(fdir, REGISTRY_MAX_BUNDLE, &ret->data[ret->n], &ret->lens[ret->n],
-                            &err) < 0)
+        if (cli_pack_function(fdir, with_deps, &ret->data[ret->n], &ret->lens[ret->n], &err) < 0)
             return cli_fail("function %s: packing %s: %s", svc->fns[i].name, fdir, err.message);
         ret->names[ret->n++] = svc->fns[i].name;
     }
@@ -58,12 +58,13 @@ static int pack_service(const char *dir, const struct service *svc, struct packe
 
 int cli_deploy(struct client *c, int argc, char **argv)
 {
-    bool json = false;
-    int i = cli_parse_options(argc, argv, NULL, &json, NULL, 0);
+    bool json = false, no_deps = false;
+    const struct cli_option opts[] = {{"no-deps", 0, NULL, &no_deps}};
+    int i = cli_parse_options(argc, argv, NULL, &json, opts, ARRAY_SIZE(opts));
     if (i < 0)
         return 2;
     if (argc - i != 1) {
-        cli_fail("usage: ignis deploy DIR [--json]");
+        cli_fail("usage: ignis deploy DIR [--no-deps] [--json]");
         return 2;
     }
     const char *dir = argv[i];
@@ -81,7 +82,7 @@ int cli_deploy(struct client *c, int argc, char **argv)
         return cli_fail("%s: %s", path, r == -EFBIG ? "too large" : strerror(-r));
     if (service_parse(text, len, &svc, &err) < 0)
         return cli_fail("%s: %s", path, err.message);
-    r = pack_service(dir, svc, &packed);
+    r = pack_service(dir, svc, !no_deps, &packed);
     if (r == 0 && service_archive_pack(text, len, packed.names, packed.data, packed.lens, packed.n,
                                        &archive, &alen, &err) < 0)
         r = cli_fail("%s", err.message);

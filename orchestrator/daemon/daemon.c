@@ -361,6 +361,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = dispatch_new(d->loop, d->store, d->journal, d->cgroups, &dopts, &d->dispatch, err);
     if (r < 0)
         goto fail;
+    registry_set_images_dir(d->registry, dopts.images_dir);
     /* Made here, on the loop's thread, which also makes the containers. */
     if (geteuid() == 0) {
         r = container_stock_new(d->cgroups, CONTAINER_STOCK_TARGET, &d->stock, err);

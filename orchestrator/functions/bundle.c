@@ -3,12 +3,14 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <fts.h>
 #include <ftw.h>
 #include <grp.h>
 #include <nettle/sha2.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -557,6 +559,190 @@ int bundle_clean_tmp(const char *bundles_dir)
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s/tmp", bundles_dir);
     return rm_rf(tmp);
+}
+
+/* ---- native modules and the runtime image's ABI ---- */
+
+int bundle_abi_parse(const char *text, size_t len, struct bundle_abi *ret)
+{
+    struct bundle_abi abi = {};
+    for (const char *p = text, *end = text + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        const char *eq = memchr(p, '=', n);
+        if (eq) {
+            size_t klen = (size_t)(eq - p), vlen = n - klen - 1;
+            const char *v = eq + 1;
+            if (klen == strlen("python_soabi") && !memcmp(p, "python_soabi", klen)) {
+                if (vlen <= strlen("cpython-") || vlen >= sizeof(abi.python_soabi) ||
+                    memcmp(v, "cpython-", strlen("cpython-")) != 0)
+                    return -EINVAL;
+                memcpy(abi.python_soabi, v, vlen);
+            } else if (klen == strlen("node_module_version") &&
+                       !memcmp(p, "node_module_version", klen)) {
+                unsigned version = 0;
+                for (size_t i = 0; i < vlen; i++) {
+                    if (v[i] < '0' || v[i] > '9' || version > 100000)
+                        return -EINVAL;
+                    version = version * 10 + (unsigned)(v[i] - '0');
+                }
+                if (version == 0)
+                    return -EINVAL;
+                abi.node_module_version = version;
+            }
+        }
+        p += n + 1;
+    }
+    *ret = abi;
+    return 0;
+}
+
+int bundle_abi_read(const char *image_dir, struct bundle_abi *ret, struct ig_error *err)
+{
+    char path[4200];
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+    snprintf(path, sizeof(path), "%s/ignis/abi", image_dir);
+    int r = read_file(path, 4096, &text, &len);
+    if (r < 0)
+        return ig_error_set(err, -r, "%s: %s", path, strerror(-r));
+    if (bundle_abi_parse(text, len, ret) < 0)
+        return ig_error_set(err, EIO, "%s: malformed (rebuild the image: scripts/build-images)",
+                            path);
+    return 0;
+}
+
+/* The package a file of the bundle belongs to, for messages: the directory under the last
+ * node_modules/ (with its @scope), site-packages/ or dist-packages/, else the bundle's top
+ * directory (where pip --target installs), else the module's name (the file at the root). */
+static void package_of(const char *rel, char *buf, size_t size)
+{
+    static const char *const roots[] = {"node_modules/", "site-packages/", "dist-packages/"};
+    const char *start = rel;
+    for (size_t i = 0; i < ARRAY_SIZE(roots); i++)
+        for (const char *p = rel; (p = strstr(p, roots[i])); p++)
+            if ((p == rel || p[-1] == '/') && p + strlen(roots[i]) > start)
+                start = p + strlen(roots[i]);
+    const char *slash = strchr(start, '/');
+    if (slash && start[0] == '@' && strchr(slash + 1, '/'))
+        slash = strchr(slash + 1, '/');
+    size_t n = slash ? (size_t)(slash - start) : strcspn(start, ".");
+    snprintf(buf, size, "%.*s", (int)n, start);
+}
+
+/* Whether NAME.cpython-TAG.so (a CPython extension named for one interpreter) is one that
+ * soabi's interpreter cannot load; *ret_tag is its "cpython-TAG". */
+static bool python_ext_foreign(const char *name, const char *soabi, char *ret_tag, size_t size)
+{
+    size_t len = strlen(name);
+    if (len < 3 || !streq(name + len - 3, ".so"))
+        return false;
+    const char *tag = NULL;
+    for (const char *p = name; (p = strstr(p, ".cpython-")); p++)
+        tag = p + 1;
+    if (!tag)
+        return false;
+    snprintf(ret_tag, size, "%.*s", (int)(name + len - 3 - tag), tag);
+    return !streq(ret_tag, soabi);
+}
+
+/* The NODE_MODULE_VERSION a NAME.node exports only for: what the version after
+ * node_register_module_v is, when no export of the image's version or N-API's is in the file.
+ * Returns 0 (loadable, or nothing to tell), the foreign version, or -errno. The names are
+ * searched in the whole file rather than its ELF symbol table: a false match needs the
+ * exact export name in an addon's data, and the parser stays trivial for hostile input. */
+static int node_addon_foreign(const char *path, unsigned want)
+{
+    static const char napi[] = "napi_register_module_v1", node[] = "node_register_module_v";
+    struct stat st;
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode) || st.st_size == 0)
+        return 0;
+    const char *data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (data == MAP_FAILED)
+        return -errno;
+    size_t size = (size_t)st.st_size;
+    unsigned foreign = 0;
+    bool loadable = memmem(data, size, napi, strlen(napi)) != NULL;
+    for (const char *p = data;
+         !loadable && (p = memmem(p, size - (size_t)(p - data), node, strlen(node)));) {
+        p += strlen(node);
+        unsigned v = 0;
+        size_t digits = 0;
+        while (p < data + size && *p >= '0' && *p <= '9' && digits < 6) {
+            v = v * 10 + (unsigned)(*p++ - '0');
+            digits++;
+        }
+        /* The symbol's name ends with its NUL in the string table. */
+        if (digits == 0 || p >= data + size || *p != '\0')
+            continue;
+        if (v == want)
+            loadable = true;
+        else if (!foreign)
+            foreign = v;
+    }
+    munmap((void *)data, size);
+    return loadable ? 0 : (int)foreign;
+}
+
+static int check_native(FTSENT *e, size_t rootlen, const struct bundle_abi *abi,
+                        struct ig_error *err)
+{
+    const char *rel = e->fts_path + rootlen, *name = e->fts_name;
+    char pkg[256], tag[256];
+    size_t len = e->fts_namelen;
+    while (*rel == '/')
+        rel++;
+    if (abi->python_soabi[0] && python_ext_foreign(name, abi->python_soabi, tag, sizeof(tag))) {
+        package_of(rel, pkg, sizeof(pkg));
+        return ig_error_set(err, EINVAL,
+                            "package \"%s\": %.200s is a Python extension built for %s, but the "
+                            "python3 image's Python is %s (install the dependencies with that "
+                            "Python, or use abi3 or pure-Python wheels)",
+                            pkg, rel, tag, abi->python_soabi);
+    }
+    if (abi->node_module_version && len > 5 && streq(name + len - 5, ".node")) {
+        int v = node_addon_foreign(e->fts_path, abi->node_module_version);
+        if (v < 0)
+            return ig_error_set(err, -v, "reading %.200s: %s", rel, strerror(-v));
+        if (v > 0) {
+            package_of(rel, pkg, sizeof(pkg));
+            return ig_error_set(err, EINVAL,
+                                "package \"%s\": %.200s is a Node.js addon built for "
+                                "NODE_MODULE_VERSION %d, but the node image's Node.js is %u "
+                                "(rebuild it with that Node.js, or use an N-API addon)",
+                                pkg, rel, v, abi->node_module_version);
+        }
+    }
+    return 0;
+}
+
+int bundle_check_abi(const char *dir, const struct bundle_abi *abi, struct ig_error *err)
+{
+    if (!abi->python_soabi[0] && !abi->node_module_version)
+        return 0;
+    char *const paths[] = {(char *)dir, NULL};
+    /* Physical: a symlink is an entry of its own, never followed out of the bundle. NOCHDIR:
+     * this runs on a thread of the daemon, whose cwd the other threads share. */
+    FTS *fts = fts_open(paths, FTS_PHYSICAL | FTS_NOCHDIR, NULL);
+    if (!fts)
+        return ig_error_set(err, errno, "reading %s: %s", dir, strerror(errno));
+    size_t rootlen = strlen(dir);
+    int r = 0;
+    FTSENT *e = NULL;
+    while (r == 0 && (e = fts_read(fts))) {
+        if (e->fts_info == FTS_DNR || e->fts_info == FTS_ERR || e->fts_info == FTS_NS)
+            r = ig_error_set(err, e->fts_errno, "reading %.200s: %s", e->fts_path,
+                             strerror(e->fts_errno));
+        else if (e->fts_info == FTS_F)
+            r = check_native(e, rootlen, abi, err);
+    }
+    if (r == 0 && errno != 0 && !e)
+        r = ig_error_set(err, errno, "reading %s: %s", dir, strerror(errno));
+    fts_close(fts);
+    return r;
 }
 
 struct membuf {

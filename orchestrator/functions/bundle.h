@@ -71,6 +71,34 @@ int bundle_remove(const char *bundles_dir, const char *digest);
 /* Removes what an interrupted unpack or removal left under BUNDLES_DIR/tmp (at start-up). */
 int bundle_clean_tmp(const char *bundles_dir);
 
+/* What a runtime image can load natively, from IMAGE/ignis/abi: the image's build script
+ * writes it from the interpreter it copies in (runtime-images/python3/build, node/build), so
+ * the daemon never assumes a version. */
+struct bundle_abi {
+    char python_soabi[64];        /* "cpython-311-x86_64-linux-gnu"; "" when not recorded */
+    unsigned node_module_version; /* NODE_MODULE_VERSION (115 for Node.js 20); 0 when not */
+};
+
+/* Parses the abi file's text: KEY=VALUE lines, python_soabi and node_module_version (other keys
+ * are ignored, for images newer than the daemon). -EINVAL when a value is malformed. */
+int bundle_abi_parse(const char *text, size_t len, struct bundle_abi *ret);
+/* Reads IMAGE_DIR/ignis/abi. -ENOENT (err set) when the image records none: not built, or
+ * built before images recorded it. */
+int bundle_abi_read(const char *image_dir, struct bundle_abi *ret, struct ig_error *err);
+
+/* Refuses a native module under dir that abi's runtime could not load, naming its package (the
+ * directory under node_modules/, site-packages/ or the bundle's root, where pip --target puts
+ * it) and returning -EINVAL; 0 when there is none. Only what abi records is checked:
+ *   - Python: an extension is judged by its file name, as CPython's importer does: a
+ *     NAME.cpython-TAG.so whose cpython-TAG is not abi->python_soabi (another version, a debug
+ *     build, another architecture). NAME.abi3.so and plain NAME.so carry no version: accepted.
+ *   - Node.js: a NAME.node is read for the entry points Node.js looks up: a module exporting
+ *     only node_register_module_vN with N not abi->node_module_version is refused; an N-API
+ *     addon (napi_register_module_v1) is ABI-stable and accepted, and so is an addon exporting
+ *     neither (it registers itself from a constructor, which only loading it would tell).
+ * Symlinks are not followed: the target is checked where it is in the bundle. */
+int bundle_check_abi(const char *dir, const struct bundle_abi *abi, struct ig_error *err);
+
 /* Whether a content error (refused bundle: 400) rather than the server's failure (500). */
 bool bundle_error_is_content(int code);
 

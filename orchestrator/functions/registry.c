@@ -66,6 +66,7 @@ struct registry {
     struct loop *loop;
     struct store *store;
     char bundles_dir[4096];
+    char images_dir[4096]; /* "": bundles are not checked against the images */
     struct registry_hooks hooks;
     struct registry_function **fns; /* sorted by name */
     size_t n_fns, cap_fns;
@@ -554,6 +555,11 @@ void registry_set_hooks(struct registry *r, const struct registry_hooks *hooks)
             r->hooks.updated(r->hooks.userdata, r->fns[i]);
 }
 
+void registry_set_images_dir(struct registry *r, const char *images_dir)
+{
+    snprintf(r->images_dir, sizeof(r->images_dir), "%s", images_dir);
+}
+
 /* ---- lookups ---- */
 
 int registry_check_name(const char *kind, const char *name, struct ig_error *err)
@@ -790,6 +796,30 @@ static int bundle_find_or_unpack(struct registry *r, const void *data, size_t le
     return q;
 }
 
+/* Refuses a native module that the function's runtime image cannot load (bundle_check_abi),
+ * in the unpacked dir or, when the store held the bundle, in the stored tree: the image may have
+ * changed since it was first pushed. An image that records no ABI (not built, or built before
+ * images recorded one) is not checked: guessing its version is what the record is there to
+ * avoid. On the worker thread. */
+static int check_native_modules(const struct registry *r, const struct manifest *m, const char *dir,
+                                const char *digest, struct ig_error *err)
+{
+    char image[4200], stored[4200];
+    struct bundle_abi abi;
+    struct ig_error e = {};
+    if (!r->images_dir[0])
+        return 0;
+    snprintf(image, sizeof(image), "%s/%s", r->images_dir, manifest_runtime_name(m->runtime));
+    int q = bundle_abi_read(image, &abi, &e);
+    if (q == -ENOENT)
+        return 0;
+    if (q < 0)
+        return ig_error_set(err, EIO, "%s", e.message);
+    if (!dir && bundle_path(r->bundles_dir, digest, stored, sizeof(stored)) == 0)
+        dir = stored;
+    return dir ? bundle_check_abi(dir, &abi, err) : 0;
+}
+
 /* The push's bundle work, on the worker thread: hash, find or unpack, read and validate the
  * manifest, check its name, move into the store. Nothing here touches loop state. */
 static void *push_thread(void *userdata)
@@ -815,6 +845,10 @@ static void *push_thread(void *userdata)
                      "name: function.json names \"%s\" but the bundle was pushed to \"%s\"",
                      op->manifest->name, op->name);
         op_fail(op, EEXIST, "name_mismatch", &op->err);
+        goto out;
+    }
+    if ((q = check_native_modules(r, op->manifest, dir, op->digest, &op->err)) < 0) {
+        op_fail_bundle(op, q, &op->err);
         goto out;
     }
     if (dir && bundle_commit(r->bundles_dir, dir, op->digest, &op->err) < 0) {
@@ -978,6 +1012,11 @@ static int svc_fn_prepare(struct op *op, const struct service_function *sf,
     if (service_function_manifest(sf, text, len, &out->manifest, &e) < 0) {
         ig_error_prefix(&e, "function %s", sf->name);
         op_fail(op, EINVAL, "invalid_manifest", &e);
+        return -1;
+    }
+    if ((q = check_native_modules(op->reg, out->manifest, out->dir, out->digest, &e)) < 0) {
+        ig_error_prefix(&e, "function %s", sf->name);
+        op_fail_bundle(op, q, &e);
         return -1;
     }
     return 0;

@@ -92,6 +92,11 @@ int registry_new(struct loop *loop, struct store *store, const char *state_dir,
 void registry_free(struct registry *r);
 
 void registry_set_hooks(struct registry *r, const struct registry_hooks *hooks);
+/* Where the runtime images are (IMAGES_DIR/<runtime>/). From then on a bundle is refused
+ * (invalid_bundle) when it holds a native module its runtime's image cannot load, as that image
+ * records (bundle_check_abi); an image that records nothing is not checked. Without it (the
+ * unit tests), nothing is. Call it before the first mutation. */
+void registry_set_images_dir(struct registry *r, const char *images_dir);
 
 /* The function's current version, or NULL. */
 const struct registry_function *registry_lookup(const struct registry *r, const char *name);

@@ -370,6 +370,123 @@ static void test_pack_and_peek(void **state)
     assert_int_equal(bundle_clean_tmp(dir), 0);
 }
 
+static void write_at(const char *rel, const void *data, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    assert_int_equal(mkdir_p(path, 0755), 0);
+    *slash = '/';
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+static void test_abi_parse(void **state)
+{
+    struct bundle_abi abi;
+    const char *text = "python_soabi=cpython-311-x86_64-linux-gnu\nfuture=1\n";
+    assert_int_equal(bundle_abi_parse(text, strlen(text), &abi), 0);
+    assert_string_equal(abi.python_soabi, "cpython-311-x86_64-linux-gnu");
+    assert_int_equal(abi.node_module_version, 0);
+    text = "node_module_version=115";
+    assert_int_equal(bundle_abi_parse(text, strlen(text), &abi), 0);
+    assert_string_equal(abi.python_soabi, "");
+    assert_int_equal(abi.node_module_version, 115);
+    const char *bad[] = {"node_module_version=", "node_module_version=11a", "node_module_version=0",
+                         "python_soabi=abi3", "python_soabi=cpython-"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+        assert_int_equal(bundle_abi_parse(bad[i], strlen(bad[i]), &abi), -EINVAL);
+
+    /* Read from an image's root; none recorded is ENOENT. */
+    struct ig_error err = {};
+    assert_int_equal(bundle_abi_read(dir, &abi, &err), -ENOENT);
+    write_at("ignis/abi", "node_module_version=108\n", 24);
+    assert_int_equal(bundle_abi_read(dir, &abi, &err), 0);
+    assert_int_equal(abi.node_module_version, 108);
+}
+
+/* The rule by name for Python extensions (the content does not matter), the package named by
+ * where pip puts it; abi3, untagged and the image's own tag pass. */
+static void test_abi_python(void **state)
+{
+    struct bundle_abi abi = {.python_soabi = "cpython-311-x86_64-linux-gnu"};
+    struct ig_error err = {};
+    write_at("function.json", MANIFEST, strlen(MANIFEST));
+    write_at("fast/_speedups.cpython-311-x86_64-linux-gnu.so", "x", 1);
+    write_at("stable/_lib.abi3.so", "x", 1);
+    write_at("plain/_c.so", "x", 1);
+    write_at("pure/__init__.py", "", 0);
+    assert_int_equal(bundle_check_abi(dir, &abi, &err), 0);
+
+    write_at("old/sub/_core.cpython-39-x86_64-linux-gnu.so", "anything", 8);
+    assert_int_equal(bundle_check_abi(dir, &abi, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "package \"old\""));
+    assert_non_null(strstr(err.message, "old/sub/_core.cpython-39-x86_64-linux-gnu.so"));
+    assert_non_null(strstr(err.message, "cpython-39-x86_64-linux-gnu"));
+    rm_rf(dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+
+    /* Another architecture; a package in site-packages; a module at the root. */
+    const char *cases[][2] = {
+        {"lib/python3.11/site-packages/numpy/core/_m.cpython-311-aarch64-linux-gnu.so", "numpy"},
+        {"mod.cpython-312-x86_64-linux-gnu.so", "mod"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        ig_error_clear(&err);
+        write_at(cases[i][0], "x", 1);
+        assert_int_equal(bundle_check_abi(dir, &abi, &err), -EINVAL);
+        char want[128];
+        snprintf(want, sizeof(want), "package \"%s\"", cases[i][1]);
+        assert_non_null(strstr(err.message, want));
+        rm_rf(dir);
+        assert_int_equal(mkdir(dir, 0700), 0);
+    }
+    /* A python image does not judge node addons. */
+    write_at("node_modules/x/x.node", "node_register_module_v1\0", 24);
+    assert_int_equal(bundle_check_abi(dir, &abi, &err), 0);
+}
+
+/* Node.js addons by the entry points in the file (a literal ELF string table suffices). */
+static void test_abi_node(void **state)
+{
+    struct bundle_abi abi = {.node_module_version = 115};
+    struct ig_error err = {};
+    static const char own[] = "\0\x7f"
+                              "ELF\0node_register_module_v115\0";
+    static const char napi[] = "\0napi_register_module_v1\0node_register_module_v108\0";
+    static const char foreign[] = "\0node_register_module_v108\0more";
+    static const char prefix_only[] = "node_register_module_v108x\0";
+    write_at("node_modules/own/build/Release/own.node", own, sizeof(own));
+    write_at("node_modules/napi/napi.node", napi, sizeof(napi));
+    write_at("node_modules/legacy/legacy.node", "no symbol", 9);
+    write_at("node_modules/odd/odd.node", prefix_only, sizeof(prefix_only));
+    write_at("node_modules/empty/empty.node", "", 0);
+    write_at("lib/_x.cpython-39-x86_64-linux-gnu.so", "x", 1); /* not a python image */
+    assert_int_equal(bundle_check_abi(dir, &abi, &err), 0);
+
+    write_at("node_modules/@acme/fast/node_modules/@acme/core/build/Release/core.node", foreign,
+             sizeof(foreign));
+    assert_int_equal(bundle_check_abi(dir, &abi, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "package \"@acme/core\""));
+    assert_non_null(strstr(err.message, "NODE_MODULE_VERSION 108"));
+    assert_non_null(strstr(err.message, "is 115"));
+
+    /* A symlink is not followed (its target is checked where it is). */
+    rm_rf(dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    char link[256];
+    snprintf(link, sizeof(link), "%s/evil.node", dir);
+    assert_int_equal(symlink("/nonexistent/elsewhere.node", link), 0);
+    ig_error_clear(&err);
+    assert_int_equal(bundle_check_abi(dir, &abi, &err), 0);
+    /* Nothing recorded, nothing checked. */
+    write_at("a/a.node", foreign, sizeof(foreign));
+    assert_int_equal(bundle_check_abi(dir, &(struct bundle_abi){}, &err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -380,6 +497,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_links_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeated_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_and_peek, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abi_parse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abi_python, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abi_node, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
