@@ -57,6 +57,24 @@ static void test_dispatch_options(void **state)
     }
 }
 
+static void test_keep_versions(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    assert_int_equal(parse(&o, &a, &err, 1), 0);
+    assert_int_equal(o.keep_versions, 10);
+    assert_int_equal(parse(&o, &a, &err, 3, "--keep-versions", "2"), 0);
+    assert_int_equal(o.keep_versions, 2);
+    assert_int_equal(parse(&o, &a, &err, 3, "--keep-versions", "1000"), 0);
+    assert_int_equal(o.keep_versions, 1000);
+    const char *bad[] = {"0", "1001", "x", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse(&o, &a, &err, 3, "--keep-versions", bad[i]), -EINVAL);
+        assert_non_null(strstr(err.message, "--keep-versions"));
+    }
+}
+
 static void test_usage_retention(void **state)
 {
     struct ignisd_options o;
