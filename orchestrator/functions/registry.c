@@ -76,11 +76,25 @@ struct registry {
     size_t n_services;
 };
 
+static void version_free(struct registry_version *v)
+{
+    if (!v)
+        return;
+    manifest_free(v->manifest);
+    free(v);
+}
+
+/* Until f is in the table it owns its manifest; from then on its versions own theirs, f's
+ * manifest being the current one's. */
 static void registry_function_free(struct registry_function *f)
 {
     if (!f)
         return;
-    manifest_free(f->manifest);
+    if (f->n_versions == 0)
+        manifest_free(f->manifest);
+    for (size_t i = 0; i < f->n_versions; i++)
+        version_free(f->versions[i]);
+    free(f->versions);
     free(f);
 }
 
@@ -211,27 +225,82 @@ const struct registry_function *registry_at(const struct registry *r, size_t i)
     return i < r->n_fns ? r->fns[i] : NULL;
 }
 
+/* Adds v to f's versions, in number order (v is taken on success). */
+static int versions_insert(struct registry_function *f, struct registry_version *v)
+{
+    struct registry_version **n = realloc(f->versions, (f->n_versions + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    f->versions = n;
+    size_t i = f->n_versions;
+    while (i > 0 && n[i - 1]->version > v->version) {
+        n[i] = n[i - 1];
+        i--;
+    }
+    n[i] = v;
+    f->n_versions++;
+    return 0;
+}
+
+/* A version entry (m becomes its own once the caller keeps the entry), or NULL without
+ * memory. */
+static struct registry_version *version_new(uint32_t version, const char *digest,
+                                            struct manifest *m, const char *bundles_dir,
+                                            uint64_t created, uint64_t bytes)
+{
+    struct registry_version *v = calloc(1, sizeof(*v));
+    if (!v)
+        return NULL;
+    v->version = version;
+    snprintf(v->digest, sizeof(v->digest), "%s", digest);
+    v->manifest = m;
+    bundle_path(bundles_dir, digest, v->bundle_dir, sizeof(v->bundle_dir));
+    v->created_usec = created;
+    v->bundle_bytes = bytes;
+    return v;
+}
+
 /* Inserts f, or when its name is there, moves f's version into the existing entry so that
- * pointers the dispatcher holds stay valid across versions. Takes ownership of f either way;
- * *ret is the entry in the table. */
+ * pointers the dispatcher holds stay valid across versions; f's version joins the kept ones.
+ * Takes ownership of f on success; *ret is the entry in the table. */
 static int table_put(struct registry *r, struct registry_function *f,
                      struct registry_function **ret)
 {
     bool found;
     size_t i = fn_index(r, f->name, &found);
+    struct registry_version *v = version_new(f->version, f->digest, f->manifest, r->bundles_dir,
+                                             f->updated_usec, f->bundle_bytes);
+    if (!v)
+        return -ENOMEM;
     if (found) {
         struct registry_function *cur = r->fns[i];
-        manifest_free(cur->manifest);
+        if (versions_insert(cur, v) < 0) {
+            free(v);
+            return -ENOMEM;
+        }
+        struct registry_version **versions = cur->versions;
+        size_t n_versions = cur->n_versions;
         *cur = *f;
+        cur->versions = versions;
+        cur->n_versions = n_versions;
         free(f);
         *ret = cur;
         return 0;
     }
+    if (versions_insert(f, v) < 0) {
+        free(v);
+        return -ENOMEM;
+    }
     if (r->n_fns == r->cap_fns) {
         size_t cap = r->cap_fns ? r->cap_fns * 2 : 16;
         struct registry_function **n = realloc(r->fns, cap * sizeof(*n));
-        if (!n)
+        if (!n) {
+            /* f as it came: its manifest its own again */
+            f->n_versions = 0;
+            free(TAKE_PTR(f->versions));
+            free(v);
             return -ENOMEM;
+        }
         r->fns = n;
         r->cap_fns = cap;
     }
@@ -376,6 +445,32 @@ static int load_function(void *userdata, const struct functions_store_version *r
     return 0;
 }
 
+/* A kept version other than the current one (load_function made that) joins its function. */
+static int load_version(void *userdata, const struct functions_store_version *row,
+                        struct ig_error *err)
+{
+    struct registry *r = userdata;
+    struct registry_function *f = row->name ? find_fn(r, row->name) : NULL;
+    struct manifest *m = NULL;
+    struct ig_error merr = {};
+    if (!f || row->version == f->version)
+        return 0;
+    if (!bundle_digest_valid(row->digest) || !row->manifest ||
+        manifest_parse(row->manifest, strlen(row->manifest), &m, &merr) < 0) {
+        log_error("version not loaded: its stored manifest is not valid here",
+                  "function=%s version=%u error=\"%s\"", row->name, row->version, merr.message);
+        return 0;
+    }
+    struct registry_version *v = version_new(row->version, row->digest, m, r->bundles_dir,
+                                             row->created_usec, row->bundle_bytes);
+    if (!v || versions_insert(f, v) < 0) {
+        free(v);
+        manifest_free(m);
+        return ig_error_set(err, ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
 /* Removes bundles that no version references: left by a crash between storing a bundle and
  * recording its version, or between deleting a function and removing its bundles. */
 static void collect_garbage(struct registry *r)
@@ -411,6 +506,8 @@ int registry_new(struct loop *loop, struct store *store, const char *state_dir,
     }
     bundle_clean_tmp(r->bundles_dir);
     q = functions_store_load_functions(store, load_function, r, err);
+    if (q == 0)
+        q = functions_store_load_versions(store, load_version, r, err);
     if (q == 0)
         q = functions_store_load_services(store, load_service, r, err);
     if (q < 0) {
@@ -477,6 +574,58 @@ const struct registry_function *registry_find(const struct registry *r, const ch
     if (!f)
         ig_error_set_reason(err, ENOENT, "not_found", "no function named %s", name);
     return f;
+}
+
+const struct registry_version *registry_version(const struct registry_function *f, uint32_t version)
+{
+    for (size_t i = 0; i < f->n_versions; i++)
+        if (f->versions[i]->version == version)
+            return f->versions[i];
+    return NULL;
+}
+
+/* A version number as a selector gives it: decimal digits, no sign, no leading zero. */
+static bool parse_version(const char *s, uint32_t *ret)
+{
+    if (s[0] < '1' || s[0] > '9' || strlen(s) > 9)
+        return false;
+    uint32_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        v = v * 10 + (uint32_t)(*s - '0');
+    }
+    *ret = v;
+    return true;
+}
+
+int registry_route(struct registry *r, const struct registry_function *f, const char *selector,
+                   const struct registry_version **ret, const char **ret_alias,
+                   struct ig_error *err)
+{
+    uint32_t n;
+    (void)r;
+    if (!selector || !selector[0] || streq(selector, REGISTRY_DEFAULT_ALIAS)) {
+        *ret = registry_version(f, f->version);
+        *ret_alias = REGISTRY_DEFAULT_ALIAS;
+        return 0;
+    }
+    if (parse_version(selector, &n)) {
+        *ret = registry_version(f, n);
+        *ret_alias = NULL;
+        if (!*ret)
+            return ig_error_set_reason(err, ENOENT, "version_not_found",
+                                       "function %s has no version %u (ignis show %s lists them)",
+                                       f->name, n, f->name);
+        return 0;
+    }
+    if (!manifest_name_valid(selector))
+        return ig_error_set_reason(err, EINVAL, "invalid_alias",
+                                   "\"%.80s\" is neither a version number nor an alias name "
+                                   "([a-z][a-z0-9-]{0,62})",
+                                   selector);
+    return ig_error_set_reason(err, ENOENT, "alias_not_found", "function %s has no alias %s",
+                               f->name, selector);
 }
 
 /* Live state belongs to the dispatcher; until it fills it in, nothing is running. */

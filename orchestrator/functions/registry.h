@@ -19,10 +19,27 @@
 struct registry;
 struct store;
 
-/* A function as the rest of the daemon sees it: its current version. Owned by the registry;
- * the pointer stays valid until the function is removed (after the drain hook said done). A new
- * version is written into the same struct (then the updated hook runs): copy what must outlive
- * it, such as bundle_dir for containers already started. */
+/* The alias every function has: what an unqualified invocation, the function's events and its
+ * schedule go through (docs/architecture.md "Versions and aliases"). */
+#define REGISTRY_DEFAULT_ALIAS "default"
+
+/* One kept version of a function. Owned by the registry; the pointer stays valid until the
+ * version is pruned or deleted (after the drain_version hook said done) or its function is
+ * removed. */
+struct registry_version {
+    uint32_t version;
+    char digest[BUNDLE_DIGEST_LEN + 1];
+    struct manifest *manifest;
+    char bundle_dir[4200]; /* STATE_DIR/bundles/<digest> */
+    uint64_t created_usec; /* wall clock: when this version was made */
+    uint64_t bundle_bytes;
+};
+
+/* A function as the rest of the daemon sees it: its current version (the default alias's
+ * primary one), and every version it keeps. Owned by the registry; the pointer stays valid until
+ * the function is removed (after the drain hook said done). A new current version is written
+ * into the same struct (then the updated hook runs): copy what must outlive it, such as
+ * bundle_dir for containers already started. manifest is the current version's entry's. */
 struct registry_function {
     char name[MANIFEST_NAME_MAX + 1];
     uint32_t version;
@@ -34,6 +51,8 @@ struct registry_function {
     uint64_t bundle_bytes; /* size of the pushed bundle (compressed) */
     bool deleting;         /* a delete was accepted; draining */
     char service[MANIFEST_NAME_MAX + 1]; /* the service it was deployed with; "" for none */
+    struct registry_version **versions;  /* every kept version, oldest first, the current too */
+    size_t n_versions;
 };
 
 /* What the dispatcher plugs in. Every hook runs on the loop thread; all are optional.
@@ -54,6 +73,10 @@ struct registry_hooks {
     void (*updated)(void *userdata, const struct registry_function *f);
     void (*drain)(void *userdata, const struct registry_function *f, void (*done)(void *ctx),
                   void *ctx);
+    /* drain_version: version v of f (not its current one) is about to be pruned or deleted. As
+     * drain, for what runs that version; v, its manifest and bundle stay until done. */
+    void (*drain_version)(void *userdata, const struct registry_function *f,
+                          const struct registry_version *v, void (*done)(void *ctx), void *ctx);
     void *userdata;
 };
 
@@ -83,6 +106,18 @@ int registry_check_name(const char *kind, const char *name, struct ig_error *err
  * be one, ENOENT when there is none. */
 const struct registry_function *registry_find(const struct registry *r, const char *name,
                                               struct ig_error *err);
+/* f's kept version numbered version, or NULL. */
+const struct registry_version *registry_version(const struct registry_function *f,
+                                                uint32_t version);
+/* Where an invocation of f goes. selector: NULL or "" for the default alias; decimal digits for
+ * that version; else an alias of f. Among an alias's versions it chooses by weight with a smooth
+ * weighted round-robin, so any 100 consecutive routes of one alias give each version exactly its
+ * weight. 0 with *ret (valid as registry_version's) and *ret_alias (the alias's name, valid until
+ * the alias changes; NULL for a version number); or -errno with err: ENOENT version_not_found or
+ * alias_not_found, EINVAL invalid_alias (not a version number nor an alias name). */
+int registry_route(struct registry *r, const struct registry_function *f, const char *selector,
+                   const struct registry_version **ret, const char **ret_alias,
+                   struct ig_error *err);
 /* Fills live with the function's live state (the describe hook; zeros without one). */
 void registry_live(const struct registry *r, const struct registry_function *f, cJSON *live);
 

@@ -68,6 +68,40 @@ int functions_store_load_functions(struct store *s,
     return 0;
 }
 
+int functions_store_load_versions(struct store *s,
+                                  int (*fn)(void *userdata, const struct functions_store_version *v,
+                                            struct ig_error *err),
+                                  void *userdata, struct ig_error *err)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT name, version, digest, manifest, created_at, bundle_bytes "
+                           "FROM function_versions ORDER BY name, version",
+                           -1, &st, NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "store: loading versions: %s", sqlite3_errmsg(s->db));
+    int q;
+    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
+        const struct functions_store_version v = {
+            .name = column_text(st, 0),
+            .version = (uint32_t)sqlite3_column_int64(st, 1),
+            .digest = column_text(st, 2),
+            .manifest = column_text(st, 3),
+            .created_usec = (uint64_t)sqlite3_column_int64(st, 4),
+            .updated_usec = (uint64_t)sqlite3_column_int64(st, 4),
+            .bundle_bytes = (uint64_t)sqlite3_column_int64(st, 5),
+        };
+        int r = fn(userdata, &v, err);
+        if (r < 0) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    sqlite3_finalize(st);
+    if (q != SQLITE_DONE)
+        return ig_error_set(err, EIO, "store: loading versions: %s", sqlite3_errmsg(s->db));
+    return 0;
+}
+
 int functions_store_load_services(struct store *s,
                                   int (*fn)(void *userdata,
                                             const struct functions_store_service *sv,

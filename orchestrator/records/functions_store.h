@@ -37,6 +37,13 @@ int functions_store_load_functions(struct store *s,
                                              const struct functions_store_version *v,
                                              struct ig_error *err),
                                    void *userdata, struct ig_error *err);
+/* Calls fn with every kept version of every function, oldest first per function (the current
+ * one too); created_usec and updated_usec are both when that version was made, service is NULL.
+ * As above otherwise. */
+int functions_store_load_versions(struct store *s,
+                                  int (*fn)(void *userdata, const struct functions_store_version *v,
+                                            struct ig_error *err),
+                                  void *userdata, struct ig_error *err);
 /* Calls fn with every service, as above. */
 int functions_store_load_services(struct store *s,
                                   int (*fn)(void *userdata,

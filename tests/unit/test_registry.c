@@ -421,6 +421,53 @@ static void test_push(void **state)
     assert_int_equal(fx->updated, 1);
 }
 
+/* Every version stays in memory, the older ones with their own manifests, and comes back at a
+ * restart; a route names one by number or takes the default alias's. */
+static void test_versions_kept(void **state)
+{
+    struct fx *fx = *state;
+    _cleanup_free_ char *b1 = NULL, *b2 = NULL;
+    size_t l1, l2;
+    struct reported o;
+    struct ig_error err = {};
+    const struct registry_version *v;
+    const char *alias;
+
+    make_bundle(fx, "{\"name\":\"good\",\"runtime\":\"provided\",\"memory_mb\":128}", NULL, &b1,
+                &l1);
+    make_bundle(fx, "{\"name\":\"good\",\"runtime\":\"provided\",\"memory_mb\":256}", NULL, &b2,
+                &l2);
+    push(fx, "good", b1, l1, &o);
+    push(fx, "good", b2, l2, &o);
+    assert_int_equal(o.version, 2);
+
+    for (int restart = 0; restart < 2; restart++) {
+        const struct registry_function *f = registry_lookup(fx->reg, "good");
+        assert_int_equal(f->n_versions, 2);
+        assert_int_equal(f->versions[0]->version, 1);
+        assert_int_equal(f->versions[0]->manifest->memory_mb, 128);
+        assert_int_equal(f->versions[1]->version, 2);
+        assert_ptr_equal(f->versions[1]->manifest, f->manifest);
+        assert_string_not_equal(f->versions[0]->bundle_dir, f->versions[1]->bundle_dir);
+
+        assert_int_equal(registry_route(fx->reg, f, NULL, &v, &alias, &err), 0);
+        assert_int_equal(v->version, 2);
+        assert_string_equal(alias, REGISTRY_DEFAULT_ALIAS);
+        assert_int_equal(registry_route(fx->reg, f, "1", &v, &alias, &err), 0);
+        assert_int_equal(v->version, 1);
+        assert_null(alias);
+        assert_int_equal(registry_route(fx->reg, f, "3", &v, &alias, &err), -ENOENT);
+        assert_string_equal(err.reason, "version_not_found");
+        ig_error_clear(&err);
+        assert_int_equal(registry_route(fx->reg, f, "01", &v, &alias, &err), -EINVAL);
+        assert_string_equal(err.reason, "invalid_alias");
+        ig_error_clear(&err);
+
+        registry_free(fx->reg);
+        assert_int_equal(registry_new(fx->loop, fx->store, fx->dir, &fx->reg, &err), 0);
+    }
+}
+
 static void test_push_bad_manifest(void **state)
 {
     struct fx *fx = *state;
@@ -589,6 +636,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hooks),
         cmocka_unit_test_setup_teardown(test_push, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_versions_kept, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_push_bad_manifest, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_push_name_mismatch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete, fx_setup, fx_teardown),
