@@ -308,7 +308,7 @@ int main(void)
         cmocka_unit_test(test_listen_forms),     cmocka_unit_test(test_errors_name_the_problem),
         cmocka_unit_test(test_help_version),     cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_config_errors),    cmocka_unit_test(test_event_options),
-        cmocka_unit_test(test_security_options),
+        cmocka_unit_test(test_security_options), cmocka_unit_test(test_keep_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
