@@ -26,8 +26,8 @@ int alias_check_weights(const uint32_t *versions, const uint32_t *weights, size_
                                        "versions are numbered from 1");
         if (weights[i] < 1 || weights[i] > ALIAS_TOTAL_WEIGHT)
             return ig_error_set_reason(err, EINVAL, "invalid_weights",
-                                       "version %u: a weight is from 1 to 100, not %u",
-                                       versions[i], weights[i]);
+                                       "version %u: a weight is from 1 to 100, not %u", versions[i],
+                                       weights[i]);
         for (size_t j = 0; j < i; j++)
             if (versions[j] == versions[i])
                 return ig_error_set_reason(err, EINVAL, "invalid_weights",
@@ -35,8 +35,8 @@ int alias_check_weights(const uint32_t *versions, const uint32_t *weights, size_
         sum += weights[i];
     }
     if (sum != ALIAS_TOTAL_WEIGHT)
-        return ig_error_set_reason(err, EINVAL, "invalid_weights",
-                                   "the weights sum to %u, not 100", sum);
+        return ig_error_set_reason(err, EINVAL, "invalid_weights", "the weights sum to %u, not 100",
+                                   sum);
     return 0;
 }
 
