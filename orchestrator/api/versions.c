@@ -271,8 +271,7 @@ static int start_rollback(struct http_request *req, struct api *a, struct ig_err
     cJSON_Delete(root);
     if (q < 0)
         return q;
-    return registry_rollback(a->registry, http_request_param(req, 0), to, alias_set_done, req,
-                             err);
+    return registry_rollback(a->registry, http_request_param(req, 0), to, alias_set_done, req, err);
 }
 
 void api_rollback_post(struct http_request *req, void *userdata)
@@ -298,11 +297,10 @@ static int start_version_delete(struct http_request *req, struct api *a, struct 
 {
     uint32_t v;
     if (!text_version(http_request_param(req, 1), &v))
-        return ig_error_set_reason(err, EINVAL, "bad_request",
-                                   "\"%.40s\" is not a version number",
+        return ig_error_set_reason(err, EINVAL, "bad_request", "\"%.40s\" is not a version number",
                                    http_request_param(req, 1));
-    return registry_delete_version(a->registry, http_request_param(req, 0), v, version_deleted,
-                                   req, err);
+    return registry_delete_version(a->registry, http_request_param(req, 0), v, version_deleted, req,
+                                   err);
 }
 
 void api_version_delete(struct http_request *req, void *userdata)
