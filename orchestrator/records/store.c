@@ -281,6 +281,21 @@ static const struct store_migration migrations[] = {
      "    mem_peak_bytes = max(mem_peak_bytes, excluded.mem_peak_bytes),"
      "    init_us = init_us + excluded.init_us;"
      "END;"},
+    /* Versions and aliases (registry.c): each alias of a function points at 1..4 of its
+     * versions with weights summing to 100; the alias `default` (what an unqualified invocation
+     * uses) always exists and its primary version is functions.current_version. max_version is
+     * the highest number the function ever gave, so numbers are never reused after a prune. */
+    {"aliases", "CREATE TABLE aliases ("
+                " function TEXT NOT NULL REFERENCES functions (name) ON DELETE CASCADE,"
+                " alias TEXT NOT NULL,"
+                " version INTEGER NOT NULL,"
+                " weight INTEGER NOT NULL,"
+                " PRIMARY KEY (function, alias, version)) STRICT;"
+                "ALTER TABLE functions ADD COLUMN max_version INTEGER NOT NULL DEFAULT 0;"
+                "UPDATE functions SET max_version = (SELECT coalesce(max(v.version), 0) FROM "
+                " function_versions v WHERE v.name = functions.name);"
+                "INSERT INTO aliases (function, alias, version, weight)"
+                " SELECT name, 'default', current_version, 100 FROM functions;"},
 };
 
 int store_errno(sqlite3 *db)
