@@ -14,7 +14,9 @@
  * its row); a service deploy (service.h), which records every function of the service and
  * removes those it no longer lists, in one transaction; an alias set or removed (a rollback is
  * the default alias set); a version deleted. */
-enum op_kind { OP_PUSH, OP_DELETE, OP_SERVICE, OP_ALIAS, OP_VERSION_DELETE };
+/* OP_PRUNE: the versions of one function beyond keep_versions, after a deploy made a new one
+ * (a push prunes within its own op); no caller waits for it. */
+enum op_kind { OP_PUSH, OP_DELETE, OP_SERVICE, OP_ALIAS, OP_VERSION_DELETE, OP_PRUNE };
 
 /* One function of a service deploy, as the worker found it. */
 struct svc_fn {
@@ -867,6 +869,20 @@ static void op_finish(struct op *op)
         op_start(r->queue_head);
 }
 
+static struct op *op_new(struct registry *r, enum op_kind kind, const char *name,
+                         registry_done_fn done, void *userdata)
+{
+    struct op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return NULL;
+    op->reg = r;
+    op->kind = kind;
+    op->done = done;
+    op->userdata = userdata;
+    snprintf(op->name, sizeof(op->name), "%s", name);
+    return op;
+}
+
 static void op_enqueue(struct op *op)
 {
     struct registry *r = op->reg;
@@ -1125,7 +1141,7 @@ static void push_new_version(struct op *op, struct registry_function *cur)
         r->hooks.updated(r->hooks.userdata, entry);
 }
 
-static void prune_after_push(struct op *op);
+static void prune_over_keep(struct op *op);
 
 /* On the loop, after the push's bundle work: record the version. */
 static void push_record(struct op *op)
@@ -1166,7 +1182,7 @@ static void push_record(struct op *op)
     op->result.name = op->name;
     op->result.digest = op->digest;
     if (op->result.created)
-        prune_after_push(op);
+        prune_over_keep(op);
     else
         op_finish(op);
 }
@@ -1486,6 +1502,15 @@ static int svc_make_versions(struct op *op, struct registry_function **fs, uint6
     return 0;
 }
 
+/* Prunes name's versions after the running op (a deploy: its functions are pruned one by one,
+ * each as a push prunes). Without memory they stay until the next new version. */
+static void enqueue_prune(struct registry *r, const char *name)
+{
+    struct op *op = op_new(r, OP_PRUNE, name, NULL, NULL);
+    if (op)
+        op_enqueue(op);
+}
+
 /* The deploy is recorded: its versions go into the table (fs[i] taken), and op->result says
  * what each function is now. What cannot be put in memory is loaded at the next start. */
 static void svc_apply(struct op *op, struct registry_function **fs)
@@ -1500,6 +1525,8 @@ static void svc_apply(struct op *op, struct registry_function **fs)
             point_default(entry, entry->version);
         if (entry && r->hooks.updated)
             r->hooks.updated(r->hooks.userdata, entry);
+        if (entry && entry->n_versions > r->keep_versions)
+            enqueue_prune(r, entry->name);
         const struct registry_function *f = registry_lookup(r, op->sfns[i].name);
         op->deployed[i] = (struct registry_deployed){
             .name = op->sfns[i].name,
@@ -1630,9 +1657,10 @@ static void prune_start(struct op *op)
     prune_drained(op);
 }
 
-/* After a new version: the oldest beyond the newest keep_versions go, except the current one
- * and alias targets (which do not make room for others: they are simply kept besides). */
-static void prune_after_push(struct op *op)
+/* After a new version of op->name: the oldest beyond the newest keep_versions go, except the
+ * current one and alias targets (which do not make room for others: they are simply kept
+ * besides). */
+static void prune_over_keep(struct op *op)
 {
     struct registry *r = op->reg;
     const struct registry_function *f = find_fn(r, op->name);
@@ -1832,6 +1860,10 @@ static void op_start(struct op *op)
         version_delete_run(op);
         return;
     }
+    if (op->kind == OP_PRUNE) {
+        prune_over_keep(op);
+        return;
+    }
     int q = op_run_thread(op, op->kind == OP_SERVICE ? service_thread : push_thread);
     if (q < 0) {
         ig_error_set(&op->err, q, "starting the bundle worker: %s", strerror(-q));
@@ -1841,20 +1873,6 @@ static void op_start(struct op *op)
 }
 
 /* ---- the mutations ---- */
-
-static struct op *op_new(struct registry *r, enum op_kind kind, const char *name,
-                         registry_done_fn done, void *userdata)
-{
-    struct op *op = calloc(1, sizeof(*op));
-    if (!op)
-        return NULL;
-    op->reg = r;
-    op->kind = kind;
-    op->done = done;
-    op->userdata = userdata;
-    snprintf(op->name, sizeof(op->name), "%s", name);
-    return op;
-}
 
 void registry_detach(struct registry *r, void *userdata)
 {

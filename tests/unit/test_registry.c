@@ -852,6 +852,42 @@ static void deploy(struct fx *fx, const char *body, size_t len, struct reported 
     assert_int_equal(registry_deploy(fx->reg, "svc", body, len, on_done, o, &err), 0);
 }
 
+/* A deploy's new versions are pruned to keep_versions as a push's are, each function on its own,
+ * after the deploy (its done says nothing of them). */
+static void test_deploy_prunes_versions(void **state)
+{
+    struct fx *fx = *state;
+    static const char *const names[] = {"a"};
+    struct reported o;
+    registry_set_keep_versions(fx->reg, 2);
+    fx_version_hooks(fx);
+    for (int i = 1; i <= 3; i++) {
+        char json[128], *bundle, *archive;
+        size_t len, alen;
+        snprintf(json, sizeof(json), "{\"name\":\"a\",\"runtime\":\"provided\",\"memory_mb\":%d}",
+                 128 * i);
+        make_bundle(fx, json, NULL, &bundle, &len);
+        make_archive(names, &bundle, &len, 1, &archive, &alen);
+        deploy(fx, archive, alen, &o);
+        wait_done(fx, &o);
+        assert_int_equal(o.code, 0);
+        assert_true(o.deployed_created[0]);
+        /* The same archive again: nothing new, and its done comes after the prune the deploy
+         * before it queued. */
+        deploy(fx, archive, alen, &o);
+        wait_done(fx, &o);
+        assert_false(o.deployed_created[0]);
+        free(bundle);
+        free(archive);
+    }
+    const struct registry_function *f = registry_lookup(fx->reg, "a");
+    assert_int_equal(f->version, 3);
+    assert_int_equal(f->n_versions, 2);
+    assert_null(registry_version(f, 1));
+    assert_int_equal(n_drained_versions, 1);
+    assert_int_equal(drained_versions[0], 1);
+}
+
 static void test_deploy_prunes(void **state)
 {
     struct fx *fx = *state;
@@ -927,6 +963,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push_name_mismatch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_deploy_prunes, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_deploy_prunes_versions, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
