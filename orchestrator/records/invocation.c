@@ -57,6 +57,7 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         JV_I(r->cold),
         JV_I(expires_us),
         JV_S(r->token_id[0] ? r->token_id : NULL),
+        JV_S(r->alias[0] ? r->alias : NULL),
     };
     /* An async invocation's row is its acceptance (the 202 waits for it): durable. A sync
      * invocation's is a record of what the client already has: a crash-safe write is enough. */
@@ -65,8 +66,8 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         "INSERT INTO invocations (id, function, version, async, status, "
         "payload, content_type, idempotency_key, attempts, max_retries, "
         "created_us, started_us, finished_us, next_attempt_us, result, "
-        "error_type, error_message, billed_ms, cold, expires_us, token_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "error_type, error_message, billed_ms, cold, expires_us, token_id, alias) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         v, ARRAY_SIZE(v), done, userdata);
 }
 
@@ -142,7 +143,7 @@ static char *col_dup(sqlite3_stmt *st, int i, size_t *ret_len)
 #define RECORD_COLUMNS                                                                             \
     "id, function, version, async, status, payload, content_type, idempotency_key, attempts, "     \
     "max_retries, created_us, started_us, finished_us, next_attempt_us, result, error_type, "      \
-    "error_message, billed_ms, cold, token_id"
+    "error_message, billed_ms, cold, token_id, alias"
 
 static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
 {
@@ -168,6 +169,8 @@ static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
     r->cold = sqlite3_column_int(st, 18);
     if (sqlite3_column_type(st, 19) == SQLITE_TEXT)
         snprintf(r->token_id, sizeof(r->token_id), "%s", (const char *)sqlite3_column_text(st, 19));
+    if (sqlite3_column_type(st, 20) == SQLITE_TEXT)
+        snprintf(r->alias, sizeof(r->alias), "%s", (const char *)sqlite3_column_text(st, 20));
 }
 
 int inv_store_get(struct store *s, const char *id, struct inv_record *ret)
@@ -242,6 +245,10 @@ cJSON *inv_record_to_json(const struct inv_record *r)
     cJSON_AddStringToObject(o, "id", r->id);
     cJSON_AddStringToObject(o, "function", r->function ? r->function : "");
     cJSON_AddNumberToObject(o, "version", (double)r->version);
+    if (r->alias[0])
+        cJSON_AddStringToObject(o, "alias", r->alias);
+    else
+        cJSON_AddNullToObject(o, "alias");
     cJSON_AddStringToObject(o, "mode", r->async ? "async" : "sync");
     cJSON_AddStringToObject(o, "status", inv_status_name(r->status));
     cJSON_AddNumberToObject(o, "attempts", r->attempts);

@@ -212,6 +212,9 @@ static const struct store_migration migrations[] = {
              "CREATE INDEX audit_time ON audit (time_us);"
              "CREATE INDEX audit_function ON audit (function, time_us);"
              "ALTER TABLE invocations ADD COLUMN token_id TEXT;"},
+    /* The alias an invocation came through (#21); NULL for a version number, and for the rows
+     * from before aliases. */
+    {"invocation_alias", "ALTER TABLE invocations ADD COLUMN alias TEXT;"},
 };
 
 int store_errno(sqlite3 *db)

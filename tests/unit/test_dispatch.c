@@ -294,15 +294,32 @@ static struct inv_record wait_record(const char *id, enum inv_status status)
     return r;
 }
 
-static struct inv *submit_sync(struct sync_call *c)
+/* The route of an unqualified invocation (no registry: the current version). */
+static struct dispatch_route route_default(void)
+{
+    struct dispatch_route route;
+    struct ig_error err = {};
+    assert_int_equal(dispatch_route(T.d, T.fn, NULL, &route, &err), 0);
+    assert_ptr_equal(route.fn, T.fn);
+    assert_string_equal(route.alias, "default");
+    return route;
+}
+
+static struct inv *submit_sync_to(const struct dispatch_route *route, struct sync_call *c)
 {
     struct ig_error err = {};
     struct inv *inv = NULL;
-    assert_int_equal(dispatch_submit_sync(T.d, T.fn, "{\"x\":1}", 7, "application/json", NULL,
+    assert_int_equal(dispatch_submit_sync(T.d, route, "{\"x\":1}", 7, "application/json", NULL,
                                           on_sync_done, c, &inv, &err),
                      0);
     assert_non_null(inv);
     return inv;
+}
+
+static struct inv *submit_sync(struct sync_call *c)
+{
+    struct dispatch_route route = route_default();
+    return submit_sync_to(&route, c);
 }
 
 static void test_sync_success(void **state)
@@ -416,9 +433,9 @@ static void test_sync_cancel_and_delete(void **state)
     assert_false(gone.done);
     assert_false(waiting.done);
     assert_false(removed);
-    struct fn_state *fn;
+    struct dispatch_route route;
     struct ig_error err = {};
-    assert_int_equal(dispatch_function_accepting(T.d, "hello", &fn, &err), -ENOENT);
+    assert_int_equal(dispatch_function_accepting(T.d, "hello", NULL, &route, &err), -ENOENT);
 
     struct inv *sent = run_until_sent();
     assert_non_null(sent);
@@ -454,8 +471,9 @@ static void on_submitted(int result, const char *message, const char *id, void *
 
 static void submit_async(char id[INV_ID_LEN + 1], struct async_call *c)
 {
+    struct dispatch_route route = route_default();
     assert_true(dispatch_queue_takes(T.d, T.fn, 1));
-    assert_int_equal(dispatch_submit_async(T.d, T.fn, "{}", 2, "application/json", NULL, NULL, id,
+    assert_int_equal(dispatch_submit_async(T.d, &route, "{}", 2, "application/json", NULL, NULL, id,
                                            on_submitted, c),
                      0);
 }
