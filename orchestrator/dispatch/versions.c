@@ -149,8 +149,7 @@ void versions_count(struct fn_state *fn, int64_t version)
             fn->by_version[i].invocations++;
             return;
         }
-    struct dispatch_version_count *v =
-        realloc(fn->by_version, (fn->n_by_version + 1) * sizeof(*v));
+    struct dispatch_version_count *v = realloc(fn->by_version, (fn->n_by_version + 1) * sizeof(*v));
     if (!v)
         return; /* a metric's sample, not worth failing an invocation for */
     fn->by_version = v;
