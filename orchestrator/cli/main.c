@@ -23,7 +23,7 @@ static const char usage[] =
     "  deploy DIR [--json]     push the functions service.json in DIR names, in one step\n"
     "  service ls | show NAME | rm NAME [--json]\n"
     "             the services, one service's functions, delete one\n"
-    "  invoke NAME [-d DATA|@FILE|-] [-H 'Header: value'] [--async] [--json]\n"
+    "  invoke NAME[@VERSION|@ALIAS] [-d DATA|@FILE|-] [-H 'Header: value'] [--async] [--json]\n"
     "             run a function: its result on stdout, the exit status its success;\n"
     "             --async prints the invocation's id once it is stored\n"
     "  result ID [--wait] [--json]\n"

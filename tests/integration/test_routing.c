@@ -39,8 +39,7 @@ struct ran {
     char error[64];        /* error.code when it failed */
 };
 
-static void copy_header(const struct client_response *r, const char *name, char *buf,
-                        size_t size)
+static void copy_header(const struct client_response *r, const char *name, char *buf, size_t size)
 {
     buf[0] = '\0';
     client_response_header(r, name, buf, size);
@@ -148,6 +147,28 @@ static void test_each_form_runs_its_version(void **state)
     assert_string_equal(x.cold, "false");
     assert_true(version_live("rt", "1", "ready") >= 1);
     assert_true(version_live("rt", "2", "ready") >= 1);
+
+    /* The CLI: NAME@N, --json showing the version and alias, `ignis result` the version. */
+    char *out = NULL, *err = NULL;
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "invoke", "rt@1", "--json", NULL), 0);
+    cJSON *j = cJSON_Parse(out);
+    assert_non_null(j);
+    assert_int_equal(cJSON_GetObjectItem(j, "version")->valueint, 1);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "alias")));
+    char id[80];
+    snprintf(id, sizeof(id), "%s", cJSON_GetStringValue(cJSON_GetObjectItem(j, "id")));
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+    cJSON_Delete(harness_wait_invocation(&daemon_proc, id, "succeeded", 60));
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "result", id, NULL), 0);
+    assert_non_null(strstr(out, "version      1\n"));
+    free(out);
+    free(err);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "invoke", "rt", "--json", NULL), 0);
+    assert_non_null(strstr(out, "\"version\":2,\"alias\":\"default\""));
+    free(out);
+    free(err);
 }
 
 /* Version 1's state scales to zero after its idle timeout (whatever its manifest's min_scale)
@@ -186,8 +207,7 @@ static void test_async_runs_the_routed_version(void **state)
     assert_int_equal(cJSON_GetObjectItem(rec, "version")->valueint, 1);
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(rec, "alias")));
     const cJSON *result = cJSON_GetObjectItem(rec, "result");
-    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(result, "function_version")),
-                        "1");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(result, "function_version")), "1");
     cJSON_Delete(rec);
 
     x = post("/v1/functions/rt-async/invoke", headers);
@@ -232,9 +252,9 @@ static void test_events_and_schedules_use_default(void **state)
                  "{\"events\": [{\"type\": \"com.example.routing\"}]}");
     harness_push(&daemon_proc, "hello-python", "rt-sub",
                  "{\"events\": [{\"type\": \"com.example.routing\"}], \"timeout_ms\": 6000}");
-    const char *headers[] = {"ce-specversion: 1.0", "ce-type: com.example.routing",
-                             "ce-source: /test", "ce-id: routing-1",
-                             "Content-Type: application/json", NULL};
+    const char *headers[] = {
+        "ce-specversion: 1.0", "ce-type: com.example.routing",   "ce-source: /test",
+        "ce-id: routing-1",    "Content-Type: application/json", NULL};
     struct client_response r;
     assert_int_equal(harness_request(&daemon_proc, "POST", "/v1/events", headers, "{}", 2, &r), 0);
     assert_int_equal(r.status, 202);
@@ -274,9 +294,8 @@ static void test_bad_selectors(void **state)
     expect_refused("/v1/functions/nobody@1/invoke", 404, "not_found");
     /* Only the invoke route reads a selector: elsewhere NAME@N is no function's name. */
     struct client_response r;
-    assert_int_equal(harness_request(&daemon_proc, "GET", "/v1/functions/rt-bad@1", NULL, NULL, 0,
-                                     &r),
-                     0);
+    assert_int_equal(
+        harness_request(&daemon_proc, "GET", "/v1/functions/rt-bad@1", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 400);
     client_response_clear(&r);
 }
@@ -288,8 +307,8 @@ static long put_alias(const char *name, const char *alias, const char *body)
     snprintf(path, sizeof(path), "/v1/functions/%s/aliases/%s", name, alias);
     const char *headers[] = {"Content-Type: application/json", NULL};
     struct client_response r;
-    assert_int_equal(
-        harness_request(&daemon_proc, "PUT", path, headers, body, strlen(body), &r), 0);
+    assert_int_equal(harness_request(&daemon_proc, "PUT", path, headers, body, strlen(body), &r),
+                     0);
     long status = r.status;
     if (status != 200)
         fprintf(stderr, "PUT %s: HTTP %ld: %s\n", path, status, r.body);
