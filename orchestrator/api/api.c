@@ -10,6 +10,7 @@
 #include "api/series.h"
 #include "api/ui.h"
 #include "api/tokens.h"
+#include "api/versions.h"
 #include "dispatch/dispatch.h"
 #include "api/events.h"
 #include "events/events.h"
@@ -59,6 +60,15 @@ const struct http_route api_routes[] = {
     {"PUT", "/v1/functions/{}", api_function_put, REGISTRY_MAX_BUNDLE, FN_WRITE, true, 0},
     {"GET", "/v1/functions/{}", api_function_get, 0, FN_READ, false, 0},
     {"DELETE", "/v1/functions/{}", api_function_delete, 0, FN_WRITE, true, 0},
+    /* Versions and aliases (versions.c over functions/registry.c, docs/api.md "Versions and
+     * aliases"). */
+    {"GET", "/v1/functions/{}/versions", api_versions_list, 0, FN_READ, false, 0},
+    {"DELETE", "/v1/functions/{}/versions/{}", api_version_delete, 0, FN_WRITE, true, 0},
+    {"GET", "/v1/functions/{}/aliases", api_aliases_list, 0, FN_READ, false, 0},
+    {"GET", "/v1/functions/{}/aliases/{}", api_alias_get, 0, FN_READ, false, 0},
+    {"PUT", "/v1/functions/{}/aliases/{}", api_alias_put, 4096, FN_WRITE, true, 0},
+    {"DELETE", "/v1/functions/{}/aliases/{}", api_alias_delete, 0, FN_WRITE, true, 0},
+    {"POST", "/v1/functions/{}/rollback", api_rollback_post, 4096, FN_WRITE, true, 0},
     /* Services (functions.c over functions/registry.c, service.c; docs/api.md "Services"). */
     {"GET", "/v1/services", api_service_list, 0, FN_READ, false, 0},
     {"PUT", "/v1/services/{}", api_service_put, SERVICE_ARCHIVE_MAX, FN_WRITE, true, 0},

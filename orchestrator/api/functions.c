@@ -4,6 +4,7 @@
 
 #include "api/api.h"
 #include "api/errors.h"
+#include "api/versions.h"
 #include "functions/registry.h"
 
 /* ---- bodies ---- */
@@ -85,9 +86,8 @@ static void mutation_gone(struct http_request *req, void *userdata)
 
 /* Starts a mutation: the close hook is set first, since a delete may be done before it returns;
  * a refusal (q < 0) is answered at once. */
-static void mutation_start(struct http_request *req, struct api *a,
-                           int (*start)(struct http_request *req, struct api *a,
-                                        struct ig_error *err))
+void api_mutation_start(struct http_request *req, struct api *a,
+                        int (*start)(struct http_request *req, struct api *a, struct ig_error *err))
 {
     struct ig_error err = {};
     http_request_set_context(req, a, mutation_gone);
@@ -99,7 +99,7 @@ static void mutation_start(struct http_request *req, struct api *a,
 
 /* In a done callback: the request needs its close hook no more. Answers a failure and says
  * whether there was one. */
-static bool mutation_failed(struct http_request *req, const struct ig_error *err)
+bool api_mutation_failed(struct http_request *req, const struct ig_error *err)
 {
     http_request_set_context(req, NULL, NULL);
     if (err)
@@ -110,13 +110,16 @@ static bool mutation_failed(struct http_request *req, const struct ig_error *err
 static void pushed(void *userdata, const struct ig_error *err, const struct registry_result *res)
 {
     struct http_request *req = userdata;
-    if (mutation_failed(req, err))
+    if (api_mutation_failed(req, err))
         return;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", res->name);
     cJSON_AddNumberToObject(o, "version", res->version);
     cJSON_AddStringToObject(o, "digest", res->digest);
     cJSON_AddBoolToObject(o, "created", res->created);
+    cJSON *pruned = cJSON_AddArrayToObject(o, "pruned");
+    for (size_t i = 0; i < res->n_pruned; i++)
+        cJSON_AddItemToArray(pruned, cJSON_CreateNumber(res->pruned[i]));
     http_reply_json(req, res->created ? 201 : 200, o);
 }
 
@@ -124,18 +127,23 @@ static int start_push(struct http_request *req, struct api *a, struct ig_error *
 {
     size_t len;
     const char *body = http_request_body(req, &len);
-    return registry_push(a->registry, http_request_param(req, 0), body, len, pushed, req, err);
+    const char *promote = http_request_query(req, "promote");
+    if (promote && !streq(promote, "true") && !streq(promote, "false"))
+        return ig_error_set_reason(err, EINVAL, "bad_request",
+                                   "promote must be true or false, not '%.40s'", promote);
+    return registry_push_version(a->registry, http_request_param(req, 0), body, len,
+                                 !promote || streq(promote, "true"), pushed, req, err);
 }
 
 void api_function_put(struct http_request *req, void *userdata)
 {
-    mutation_start(req, userdata, start_push);
+    api_mutation_start(req, userdata, start_push);
 }
 
 static void deleted(void *userdata, const struct ig_error *err, const struct registry_result *res)
 {
     struct http_request *req = userdata;
-    if (mutation_failed(req, err))
+    if (api_mutation_failed(req, err))
         return;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", res->name);
@@ -152,13 +160,13 @@ static int start_delete(struct http_request *req, struct api *a, struct ig_error
 
 void api_function_delete(struct http_request *req, void *userdata)
 {
-    mutation_start(req, userdata, start_delete);
+    api_mutation_start(req, userdata, start_delete);
 }
 
 static void deployed(void *userdata, const struct ig_error *err, const struct registry_result *res)
 {
     struct http_request *req = userdata;
-    if (mutation_failed(req, err))
+    if (api_mutation_failed(req, err))
         return;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", res->name);
@@ -185,14 +193,14 @@ static int start_deploy(struct http_request *req, struct api *a, struct ig_error
 
 void api_service_put(struct http_request *req, void *userdata)
 {
-    mutation_start(req, userdata, start_deploy);
+    api_mutation_start(req, userdata, start_deploy);
 }
 
 static void undeployed(void *userdata, const struct ig_error *err,
                        const struct registry_result *res)
 {
     struct http_request *req = userdata;
-    if (mutation_failed(req, err))
+    if (api_mutation_failed(req, err))
         return;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", res->name);
@@ -209,7 +217,7 @@ static int start_undeploy(struct http_request *req, struct api *a, struct ig_err
 
 void api_service_delete(struct http_request *req, void *userdata)
 {
-    mutation_start(req, userdata, start_undeploy);
+    api_mutation_start(req, userdata, start_undeploy);
 }
 
 /* ---- reads ---- */
@@ -240,6 +248,8 @@ void api_function_get(struct http_request *req, void *userdata)
     cJSON *root = function_summary(f);
     cJSON_AddNumberToObject(root, "bundle_bytes", (double)f->bundle_bytes);
     cJSON_AddItemToObject(root, "manifest", manifest_to_json(f->manifest));
+    cJSON_AddItemToObject(root, "versions", api_versions_json(f));
+    cJSON_AddItemToObject(root, "aliases", api_aliases_json(f));
     add_live(r, f, root);
     http_reply_json(req, 200, root);
 }

@@ -2,7 +2,22 @@
  * /v1/services. Each handler's userdata is the struct api (api.h). */
 #pragma once
 
+#include <stdbool.h>
+
 #include "base/http.h"
+
+struct api;
+struct ig_error;
+
+/* A registry mutation from a request (versions.c's too): start is called with the request's
+ * close hook set (the registry's done may run before start returns, and the client may go
+ * away: then the registry is detached from it); a refusal (start < 0) is answered at once. */
+void api_mutation_start(struct http_request *req, struct api *a,
+                        int (*start)(struct http_request *req, struct api *a,
+                                     struct ig_error *err));
+/* In the registry's done: clears the close hook; answers err and returns true when there is
+ * one. */
+bool api_mutation_failed(struct http_request *req, const struct ig_error *err);
 
 void api_function_list(struct http_request *req, void *userdata);
 void api_function_get(struct http_request *req, void *userdata);

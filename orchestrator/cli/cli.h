@@ -43,6 +43,14 @@ int cli_ls(struct client *c, int argc, char **argv);
 int cli_show(struct client *c, int argc, char **argv);
 int cli_rm(struct client *c, int argc, char **argv);
 
+/* versions.c: a function's versions and aliases, and rolling back. */
+int cli_versions(struct client *c, int argc, char **argv);
+int cli_alias(struct client *c, int argc, char **argv);
+int cli_rollback(struct client *c, int argc, char **argv);
+/* The tables of GET /v1/functions/NAME's "versions" and "aliases" (ignis show prints them). */
+void cli_print_versions(const cJSON *versions);
+void cli_print_aliases(const cJSON *aliases);
+
 /* The payload from -d: the text itself, @FILE, or - for standard input, at most the payload
  * limit. Returns 0, or 1 after saying what failed. */
 int cli_read_data(const char *arg, char **ret, size_t *ret_len);

@@ -40,12 +40,21 @@ int cli_push(struct client *c, int argc, char **argv)
     size_t len = 0, tlen;
     struct stat st;
     const struct cli_option opts[] = {{"name", 'n', &name}};
+    /* --no-promote is a flag, which cli_parse_options does not take: it is taken out first. */
+    bool promote = true;
+    int kept = 0;
+    for (int k = 0; k < argc; k++)
+        if (k > 0 && streq(argv[k], "--no-promote"))
+            promote = false;
+        else
+            argv[kept++] = argv[k];
+    argc = kept;
     int i = cli_parse_options(argc, argv, NULL, &json, opts, ARRAY_SIZE(opts));
 
     if (i < 0)
         return 2;
     if (argc - i != 1) {
-        cli_fail("usage: ignis push DIR|BUNDLE.tar.gz [--name NAME] [--json]");
+        cli_fail("usage: ignis push DIR|BUNDLE.tar.gz [--name NAME] [--no-promote] [--json]");
         return 2;
     }
     const char *src = argv[i];
@@ -77,7 +86,7 @@ int cli_push(struct client *c, int argc, char **argv)
         return 1;
 
     char path[128];
-    snprintf(path, sizeof(path), "/v1/functions/%s", name);
+    snprintf(path, sizeof(path), "/v1/functions/%s%s", name, promote ? "" : "?promote=false");
     const char *headers[] = {"Content-Type: application/gzip", NULL};
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
@@ -87,9 +96,10 @@ int cli_push(struct client *c, int argc, char **argv)
     if (json)
         printf("%s\n", raw);
     else
-        printf("%s version %.0f %s (sha256 %s)\n", cli_str(root, "name"), cli_num(root, "version"),
+        printf("%s version %.0f %s (sha256 %s)%s\n", cli_str(root, "name"),
+               cli_num(root, "version"),
                cJSON_IsTrue(cJSON_GetObjectItem(root, "created")) ? "pushed" : "unchanged",
-               cli_str(root, "digest"));
+               cli_str(root, "digest"), promote ? "" : "; not promoted: the default alias stays");
     cJSON_Delete(root);
     return 0;
 }
@@ -165,6 +175,26 @@ static int function_request(struct client *c, int argc, char **argv, const char 
     return cli_request_json(c, method, path, NULL, NULL, 0, ret, ret_raw);
 }
 
+/* o's members as `key: value` lines, nested objects indented under their key, arrays of
+ * scalars on one line. */
+static void print_fields(const char *indent, const cJSON *o)
+{
+    const cJSON *v;
+    cJSON_ArrayForEach(v, o)
+    {
+        if (cJSON_IsObject(v)) {
+            char deeper[32];
+            printf("%s%s:\n", indent, v->string);
+            snprintf(deeper, sizeof(deeper), "%s  ", indent);
+            print_fields(deeper, v);
+            continue;
+        }
+        char *text = cJSON_IsString(v) ? NULL : cJSON_PrintUnformatted(v);
+        printf("%s%s: %s\n", indent, v->string, cJSON_IsString(v) ? v->valuestring : text);
+        free(text);
+    }
+}
+
 int cli_show(struct client *c, int argc, char **argv)
 {
     bool json = false;
@@ -192,10 +222,12 @@ int cli_show(struct client *c, int argc, char **argv)
             else if (cJSON_IsString(v))
                 printf(" %s=%s", v->string, v->valuestring);
         }
+        printf("\n\nmanifest:\n");
+        print_fields("  ", cJSON_GetObjectItem(root, "manifest"));
         printf("\n");
-        char *m = cJSON_Print(cJSON_GetObjectItem(root, "manifest"));
-        printf("manifest: %s\n", m ? m : "{}");
-        free(m);
+        cli_print_versions(cJSON_GetObjectItem(root, "versions"));
+        printf("\n");
+        cli_print_aliases(cJSON_GetObjectItem(root, "aliases"));
     }
     cJSON_Delete(root);
     return 0;

@@ -13,10 +13,17 @@ static const char usage[] =
     "Usage: ignis [--server URL] [--token TOKEN] [--cacert FILE] COMMAND [ARGS...]\n"
     "\n"
     "Commands:\n"
-    "  push DIR|BUNDLE.tar.gz [--name NAME] [--json]\n"
-    "             push a function (a directory is packed into a bundle)\n"
+    "  push DIR|BUNDLE.tar.gz [--name NAME] [--no-promote] [--json]\n"
+    "             push a function (a directory is packed into a bundle) as a new version;\n"
+    "             --no-promote keeps the default alias where it was\n"
     "  ls [--json]             list the functions, grouped by service\n"
-    "  show NAME [--json]      a function's version, digest, manifest and live state\n"
+    "  show NAME [--json]      a function's manifest, live state, versions and aliases\n"
+    "  versions NAME [--json]  the versions kept, which is current, the aliases on each\n"
+    "  alias set NAME ALIAS VERSION | VERSION=WEIGHT...\n"
+    "             point an alias at a version, or split it (3=90 4=10, summing to 100);\n"
+    "             alias ls NAME; alias rm NAME ALIAS\n"
+    "  rollback NAME [--to VERSION]\n"
+    "             point the default alias back (at the version before, or VERSION) at once\n"
     "  rm NAME [--json]        drain and delete a function, its versions and bundles\n"
     "  rm --service NAME [--json]\n"
     "             drain and delete a service and every function of it\n"
@@ -94,12 +101,16 @@ static const struct {
     const char *name;
     int (*fn)(struct client *c, int argc, char **argv);
 } commands[] = {
-    {"push", cli_push},       {"ls", cli_ls},         {"show", cli_show},
-    {"rm", cli_rm},           {"invoke", cli_invoke}, {"result", cli_result},
-    {"usage", cli_usage},     {"top", cli_top},       {"logs", cli_logs},
-    {"version", cmd_version}, {"doctor", cmd_doctor}, {"deploy", cli_deploy},
-    {"service", cli_service}, {"emit", cli_emit},     {"token", cli_token},
-    {"secret", cli_secret},   {"audit", cli_audit},
+    {"push", cli_push},       {"ls", cli_ls},
+    {"show", cli_show},       {"rm", cli_rm},
+    {"invoke", cli_invoke},   {"result", cli_result},
+    {"usage", cli_usage},     {"top", cli_top},
+    {"logs", cli_logs},       {"version", cmd_version},
+    {"doctor", cmd_doctor},   {"deploy", cli_deploy},
+    {"service", cli_service}, {"emit", cli_emit},
+    {"token", cli_token},     {"secret", cli_secret},
+    {"audit", cli_audit},     {"versions", cli_versions},
+    {"alias", cli_alias},     {"rollback", cli_rollback},
 };
 
 /* The first token file that exists, in the order --help gives; NULL when none does. */

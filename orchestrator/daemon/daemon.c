@@ -353,6 +353,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = registry_new(d->loop, d->store, opts->state_dir, &d->registry, err);
     if (r < 0)
         goto fail;
+    registry_set_keep_versions(d->registry, opts->keep_versions);
     struct dispatch_options dopts;
     dispatch_options_defaults(&dopts, opts->state_dir);
     if (opts->images_dir[0])

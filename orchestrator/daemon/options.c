@@ -18,6 +18,8 @@ const char options_usage[] =
     "  --log-level LEVEL    debug, info, warn or error (default info)\n"
     "  --images-dir DIR     where the runtime images are (default STATE_DIR/images)\n"
     "  --queue-max N        invocations a function may have waiting before 429 (default 1000)\n"
+    "  --keep-versions N    versions of each function kept, besides those an alias names\n"
+    "                       (1-1000, default 10)\n"
     "  --usage-retention-days N\n"
     "                       days the usage ledger keeps per-attempt rows (default 30)\n"
     "  --usage-rollup-retention-days N\n"
@@ -66,6 +68,7 @@ void options_defaults(struct ignisd_options *o)
     strcpy(o->state_dir, "/var/lib/ignis");
     o->log_level = LOG_LEVEL_INFO;
     o->queue_max = 1000;
+    o->keep_versions = 10;
     o->usage_retention_days = 30;
     o->usage_rollup_retention_days = 400;
     o->audit_retention_days = 365;
@@ -108,6 +111,11 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
         if (parse_count(value, 1, 1000000, &n) < 0)
             return ig_error_set(err, EINVAL, "'%s' is not a number from 1 to 1000000", value);
         o->queue_max = (uint32_t)n;
+    } else if (key_is(key, "keep-versions")) {
+        unsigned long n;
+        if (parse_count(value, 1, 1000, &n) < 0)
+            return ig_error_set(err, EINVAL, "'%s' is not a number from 1 to 1000", value);
+        o->keep_versions = (uint32_t)n;
     } else if (key_is(key, "usage-retention-days") || key_is(key, "usage-rollup-retention-days") ||
                key_is(key, "audit-retention-days")) {
         unsigned long n;
@@ -234,6 +242,7 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"log-level", required_argument, NULL, 'L'},
         {"images-dir", required_argument, NULL, 'I'},
         {"queue-max", required_argument, NULL, 'Q'},
+        {"keep-versions", required_argument, NULL, 'K'},
         {"usage-retention-days", required_argument, NULL, 'U'},
         {"usage-rollup-retention-days", required_argument, NULL, 'R'},
         {"audit-retention-days", required_argument, NULL, 'A'},

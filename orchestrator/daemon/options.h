@@ -9,9 +9,10 @@ struct ignisd_options {
     char listen_host[256];
     uint16_t listen_port;
     char state_dir[4096];
-    char config[4096];                    /* empty when none */
-    char images_dir[4096];                /* empty: STATE_DIR/images */
-    uint32_t queue_max;                   /* per function */
+    char config[4096];      /* empty when none */
+    char images_dir[4096];  /* empty: STATE_DIR/images */
+    uint32_t queue_max;     /* per function */
+    uint32_t keep_versions; /* versions kept per function, beside alias targets (default 10) */
     uint32_t usage_retention_days;        /* the usage ledger's rows (default 30) */
     uint32_t usage_rollup_retention_days; /* its per-minute rollups (default 400) */
     uint32_t audit_retention_days;        /* the audit log's rows (default 365) */

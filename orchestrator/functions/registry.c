@@ -12,8 +12,9 @@
 
 /* A push of one function; a delete of one function or of a whole service (its functions and
  * its row); a service deploy (service.h), which records every function of the service and
- * removes those it no longer lists, in one transaction. */
-enum op_kind { OP_PUSH, OP_DELETE, OP_SERVICE };
+ * removes those it no longer lists, in one transaction; an alias set or removed (a rollback is
+ * the default alias set); a version deleted. */
+enum op_kind { OP_PUSH, OP_DELETE, OP_SERVICE, OP_ALIAS, OP_VERSION_DELETE };
 
 /* One function of a service deploy, as the worker found it. */
 struct svc_fn {
@@ -53,6 +54,18 @@ struct op {
     struct service *svc;
     struct svc_fn *sfns;
     size_t n_sfns;
+    /* push: whether the new version becomes current */
+    bool promote;
+    /* alias: set (routes), removed (alias_delete) or the default rolled back (rollback, to
+     * target; 0: the version before the current one); version delete: target */
+    char alias[MANIFEST_NAME_MAX + 1];
+    bool alias_delete, rollback;
+    uint32_t target;
+    uint32_t versions[ALIAS_MAX_VERSIONS], weights[ALIAS_MAX_VERSIONS];
+    size_t n_routes;
+    /* push: the versions pruned after it; version delete: the one deleted. Drained first. */
+    uint32_t *prune;
+    size_t n_prune;
     /* what done reports on success, made before the removal of bundles that follows */
     struct registry_result result;
     struct registry_deployed *deployed;
@@ -74,6 +87,7 @@ struct registry {
     struct op *draining; /* deletes waiting for the dispatcher's drain */
     struct registry_service *services;
     size_t n_services;
+    uint32_t keep_versions; /* registry_set_keep_versions */
 };
 
 static void version_free(struct registry_version *v)
@@ -95,6 +109,9 @@ static void registry_function_free(struct registry_function *f)
     for (size_t i = 0; i < f->n_versions; i++)
         version_free(f->versions[i]);
     free(f->versions);
+    for (size_t i = 0; i < f->n_aliases; i++)
+        free(f->aliases[i]);
+    free(f->aliases);
     free(f);
 }
 
@@ -119,6 +136,7 @@ static void op_free(struct op *op)
     service_free(op->svc);
     svc_fns_free(op->sfns, op->n_sfns);
     free(op->deployed);
+    free(op->prune);
     free(op);
 }
 
@@ -280,9 +298,15 @@ static int table_put(struct registry *r, struct registry_function *f,
         }
         struct registry_version **versions = cur->versions;
         size_t n_versions = cur->n_versions;
+        struct registry_alias **aliases = cur->aliases;
+        size_t n_aliases = cur->n_aliases;
+        uint32_t max_version = cur->max_version > f->version ? cur->max_version : f->version;
         *cur = *f;
         cur->versions = versions;
         cur->n_versions = n_versions;
+        cur->aliases = aliases;
+        cur->n_aliases = n_aliases;
+        cur->max_version = max_version;
         free(f);
         *ret = cur;
         return 0;
@@ -333,6 +357,7 @@ static struct registry_function *function_new(struct registry *r, const char *na
     snprintf(f->name, sizeof(f->name), "%s", name);
     snprintf(f->service, sizeof(f->service), "%s", service ? service : "");
     f->version = version;
+    f->max_version = version;
     snprintf(f->digest, sizeof(f->digest), "%s", digest);
     f->manifest = m;
     bundle_path(r->bundles_dir, digest, f->bundle_dir, sizeof(f->bundle_dir));
@@ -340,6 +365,106 @@ static struct registry_function *function_new(struct registry *r, const char *na
     f->updated_usec = updated;
     f->bundle_bytes = bytes;
     return f;
+}
+
+/* ---- aliases and versions in memory ---- */
+
+static struct registry_alias *alias_find(const struct registry_function *f, const char *name)
+{
+    for (size_t i = 0; i < f->n_aliases; i++)
+        if (streq(f->aliases[i]->name, name))
+            return f->aliases[i];
+    return NULL;
+}
+
+const struct registry_alias *registry_alias(const struct registry_function *f, const char *name)
+{
+    return alias_find(f, name);
+}
+
+/* f's alias named name, made (pointing at nothing yet) in name order when f has none; NULL
+ * without memory. */
+static struct registry_alias *alias_get(struct registry_function *f, const char *name)
+{
+    struct registry_alias *a = alias_find(f, name);
+    if (a)
+        return a;
+    struct registry_alias **n = realloc(f->aliases, (f->n_aliases + 1) * sizeof(*n));
+    if (!n)
+        return NULL;
+    f->aliases = n;
+    if (!(a = calloc(1, sizeof(*a))))
+        return NULL;
+    snprintf(a->name, sizeof(a->name), "%s", name);
+    size_t i = f->n_aliases;
+    while (i > 0 && strcmp(n[i - 1]->name, name) > 0) {
+        n[i] = n[i - 1];
+        i--;
+    }
+    n[i] = a;
+    f->n_aliases++;
+    return a;
+}
+
+static void alias_remove(struct registry_function *f, const char *name)
+{
+    for (size_t i = 0; i < f->n_aliases; i++)
+        if (streq(f->aliases[i]->name, name)) {
+            free(f->aliases[i]);
+            memmove(f->aliases + i, f->aliases + i + 1,
+                    (f->n_aliases - i - 1) * sizeof(*f->aliases));
+            f->n_aliases--;
+            return;
+        }
+}
+
+/* The first alias of f pointing at version, or NULL. */
+static const struct registry_alias *alias_pointing_at(const struct registry_function *f,
+                                                      uint32_t version)
+{
+    for (size_t i = 0; i < f->n_aliases; i++)
+        if (alias_has(f->aliases[i], version))
+            return f->aliases[i];
+    return NULL;
+}
+
+/* Points f's default alias at version alone (a new current version), as the store did. */
+static void point_default(struct registry_function *f, uint32_t version)
+{
+    static const uint32_t all = ALIAS_TOTAL_WEIGHT;
+    struct registry_alias *a = alias_get(f, REGISTRY_DEFAULT_ALIAS);
+    if (!a) {
+        log_error("default alias not kept in memory", "function=%s", f->name);
+        return;
+    }
+    alias_assign(a, &version, &all, 1);
+}
+
+/* Makes v, one of f's kept versions, its current one, and tells the dispatcher. */
+static void make_current(struct registry *r, struct registry_function *f,
+                         const struct registry_version *v)
+{
+    f->version = v->version;
+    snprintf(f->digest, sizeof(f->digest), "%s", v->digest);
+    f->manifest = v->manifest;
+    snprintf(f->bundle_dir, sizeof(f->bundle_dir), "%s", v->bundle_dir);
+    f->updated_usec = v->created_usec;
+    f->bundle_bytes = v->bundle_bytes;
+    if (r->hooks.updated)
+        r->hooks.updated(r->hooks.userdata, f);
+}
+
+/* Removes a kept version (never the current one) from f. */
+static void versions_remove(struct registry_function *f, uint32_t version)
+{
+    for (size_t i = 0; i < f->n_versions; i++)
+        if (f->versions[i]->version == version) {
+            version_free(f->versions[i]);
+            memmove(f->versions + i, f->versions + i + 1,
+                    (f->n_versions - i - 1) * sizeof(*f->versions));
+            f->n_versions--;
+            return;
+        }
 }
 
 /* ---- the store ---- */
@@ -434,6 +559,8 @@ static int load_function(void *userdata, const struct functions_store_version *r
     struct registry_function *f =
         function_new(r, row->name, row->version, row->digest, m, row->created_usec,
                      row->updated_usec, row->bundle_bytes, row->service);
+    if (f && row->max_version > f->max_version)
+        f->max_version = row->max_version;
     struct registry_function *entry;
     if (!f || table_put(r, f, &entry) < 0) {
         if (f)
@@ -471,6 +598,39 @@ static int load_version(void *userdata, const struct functions_store_version *ro
     return 0;
 }
 
+/* One version an alias points at joins it (rows come by function, alias and version). */
+static int load_alias(void *userdata, const struct functions_store_alias *row, struct ig_error *err)
+{
+    struct registry *r = userdata;
+    struct registry_function *f = row->function ? find_fn(r, row->function) : NULL;
+    if (!f || !row->alias || !registry_version(f, row->version) || row->weight < 1 ||
+        row->weight > ALIAS_TOTAL_WEIGHT) {
+        log_error("alias entry not loaded", "function=%s alias=%s version=%u",
+                  row->function ? row->function : "?", row->alias ? row->alias : "?", row->version);
+        return 0;
+    }
+    struct registry_alias *a = alias_get(f, row->alias);
+    if (!a)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    if (a->n < ALIAS_MAX_VERSIONS) {
+        a->versions[a->n] = row->version;
+        a->weights[a->n] = row->weight;
+        a->n++;
+    }
+    return 0;
+}
+
+/* Every function has its default alias: one that has none (a row lost) points at its current
+ * version, as functions.current_version says. */
+static void ensure_default_aliases(struct registry *r)
+{
+    for (size_t i = 0; i < r->n_fns; i++) {
+        const struct registry_alias *a = alias_find(r->fns[i], REGISTRY_DEFAULT_ALIAS);
+        if (!a || a->n == 0)
+            point_default(r->fns[i], r->fns[i]->version);
+    }
+}
+
 /* Removes bundles that no version references: left by a crash between storing a bundle and
  * recording its version, or between deleting a function and removing its bundles. */
 static void collect_garbage(struct registry *r)
@@ -498,6 +658,7 @@ int registry_new(struct loop *loop, struct store *store, const char *state_dir,
         return ig_error_set(err, ENOMEM, "out of memory");
     r->loop = loop;
     r->store = store;
+    r->keep_versions = 10;
     snprintf(r->bundles_dir, sizeof(r->bundles_dir), "%s/bundles", state_dir);
     q = mkdir_p(r->bundles_dir, 0700);
     if (q < 0) {
@@ -509,11 +670,14 @@ int registry_new(struct loop *loop, struct store *store, const char *state_dir,
     if (q == 0)
         q = functions_store_load_versions(store, load_version, r, err);
     if (q == 0)
+        q = functions_store_load_aliases(store, load_alias, r, err);
+    if (q == 0)
         q = functions_store_load_services(store, load_service, r, err);
     if (q < 0) {
         registry_free(r);
         return q;
     }
+    ensure_default_aliases(r);
     collect_garbage(r);
     log_info("registry loaded", "functions=%zu", r->n_fns);
     *ret = r;
@@ -544,6 +708,11 @@ void registry_free(struct registry *r)
         free(r->services[i].spec);
     free(r->services);
     free(r);
+}
+
+void registry_set_keep_versions(struct registry *r, uint32_t n)
+{
+    r->keep_versions = n ? n : 1;
 }
 
 void registry_set_hooks(struct registry *r, const struct registry_hooks *hooks)
@@ -605,27 +774,35 @@ int registry_route(struct registry *r, const struct registry_function *f, const 
 {
     uint32_t n;
     (void)r;
-    if (!selector || !selector[0] || streq(selector, REGISTRY_DEFAULT_ALIAS)) {
-        *ret = registry_version(f, f->version);
-        *ret_alias = REGISTRY_DEFAULT_ALIAS;
-        return 0;
-    }
-    if (parse_version(selector, &n)) {
-        *ret = registry_version(f, n);
-        *ret_alias = NULL;
-        if (!*ret)
+    const char *name = selector && selector[0] ? selector : REGISTRY_DEFAULT_ALIAS;
+    if (parse_version(name, &n)) {
+        const struct registry_version *v = registry_version(f, n);
+        if (!v)
             return ig_error_set_reason(err, ENOENT, "version_not_found",
                                        "function %s has no version %u (ignis show %s lists them)",
                                        f->name, n, f->name);
+        *ret = v;
+        *ret_alias = NULL;
         return 0;
     }
-    if (!manifest_name_valid(selector))
+    if (!manifest_name_valid(name))
         return ig_error_set_reason(err, EINVAL, "invalid_alias",
                                    "\"%.80s\" is neither a version number nor an alias name "
                                    "([a-z][a-z0-9-]{0,62})",
-                                   selector);
-    return ig_error_set_reason(err, ENOENT, "alias_not_found", "function %s has no alias %s",
-                               f->name, selector);
+                                   name);
+    struct registry_alias *a = alias_find(f, name);
+    if (!a)
+        return ig_error_set_reason(err, ENOENT, "alias_not_found", "function %s has no alias %s",
+                                   f->name, name);
+    /* Alias targets are never pruned nor deleted: the version is kept. */
+    const struct registry_version *v = registry_version(f, alias_pick(a));
+    if (!v)
+        return ig_error_set_reason(err, ENOENT, "version_not_found",
+                                   "alias %s of %s points at a version no longer kept", name,
+                                   f->name);
+    *ret = v;
+    *ret_alias = a->name;
+    return 0;
 }
 
 /* Live state belongs to the dispatcher; until it fills it in, nothing is running. */
@@ -830,15 +1007,61 @@ out:
 
 /* Records the pushed bundle as the function's new version (cur its current one, or NULL), in
  * the store then the table; fails the op when it cannot. */
-static void push_new_version(struct op *op, const struct registry_function *cur)
+/* A push with promote=false: the pushed bundle joins cur's kept versions (store, then memory)
+ * as its next number; the default alias stays. Fails the op when it cannot. */
+static void push_add_version(struct op *op, struct registry_function *cur, const char *text,
+                             uint64_t now)
+{
+    struct registry *r = op->reg;
+    uint32_t n = cur->max_version + 1;
+    const struct functions_store_version row = {
+        .name = cur->name,
+        .version = n,
+        .digest = op->digest,
+        .manifest = text,
+        .created_usec = cur->created_usec,
+        .updated_usec = now,
+        .bundle_bytes = op->body_len,
+    };
+    struct registry_version *v =
+        version_new(n, op->digest, op->manifest, r->bundles_dir, now, op->body_len);
+    if (!v) {
+        op_fail_oom(op);
+        return;
+    }
+    if (functions_store_add_version(r->store, &row, &op->err) < 0) {
+        free(v);
+        op_fail_own(op, &op->err);
+        return;
+    }
+    op->manifest = NULL; /* now v's */
+    cur->max_version = n;
+    if (versions_insert(cur, v) < 0) {
+        /* Recorded but not in memory: the next start-up loads it. */
+        version_free(v);
+        op_fail_oom(op);
+        return;
+    }
+    op->result.version = n;
+    op->result.created = true;
+    log_info("function version pushed, not promoted", "function=%s version=%u digest=%s", cur->name,
+             n, op->digest);
+}
+
+static void push_new_version(struct op *op, struct registry_function *cur)
 {
     struct registry *r = op->reg;
     uint64_t now = wall_usec();
     cJSON *mj = manifest_to_json(op->manifest);
     _cleanup_free_ char *text = mj ? cJSON_PrintUnformatted(mj) : NULL;
     cJSON_Delete(mj);
+    if (text && cur && !op->promote) {
+        push_add_version(op, cur, text, now);
+        return;
+    }
+    /* Numbers are never reused: after a rollback (or a prune) the next is past the highest. */
     struct registry_function *f =
-        text ? function_new(r, op->name, cur ? cur->version + 1 : 1, op->digest, op->manifest,
+        text ? function_new(r, op->name, cur ? cur->max_version + 1 : 1, op->digest, op->manifest,
                             cur ? cur->created_usec : now, now, op->body_len, NULL)
              : NULL;
     struct registry_function *entry;
@@ -859,6 +1082,7 @@ static void push_new_version(struct op *op, const struct registry_function *cur)
         op_fail_oom(op);
         return;
     }
+    point_default(entry, entry->version);
     op->result.version = entry->version;
     op->result.created = true;
     log_info("function version pushed", "function=%s version=%u digest=%s", entry->name,
@@ -867,11 +1091,13 @@ static void push_new_version(struct op *op, const struct registry_function *cur)
         r->hooks.updated(r->hooks.userdata, entry);
 }
 
+static void prune_after_push(struct op *op);
+
 /* On the loop, after the push's bundle work: record the version. */
 static void push_record(struct op *op)
 {
     struct registry *r = op->reg;
-    const struct registry_function *cur = find_fn(r, op->name);
+    struct registry_function *cur = find_fn(r, op->name);
 
     if (op->failed) {
         op_finish(op);
@@ -905,7 +1131,10 @@ static void push_record(struct op *op)
     }
     op->result.name = op->name;
     op->result.digest = op->digest;
-    op_finish(op);
+    if (op->result.created)
+        prune_after_push(op);
+    else
+        op_finish(op);
 }
 
 /* On the loop, once drained: remove the functions (and the service) from the store and the
@@ -1206,8 +1435,9 @@ static int svc_make_versions(struct op *op, struct registry_function **fs, uint6
         const struct registry_function *cur = registry_lookup(op->reg, f->name);
         if (!svc_fn_changed(cur, f))
             continue;
-        fs[i] = function_new(op->reg, f->name, cur ? cur->version + 1 : 1, f->digest, f->manifest,
-                             cur ? cur->created_usec : now, now, f->bundle_len, op->name);
+        fs[i] =
+            function_new(op->reg, f->name, cur ? cur->max_version + 1 : 1, f->digest, f->manifest,
+                         cur ? cur->created_usec : now, now, f->bundle_len, op->name);
         if (!fs[i]) {
             op_fail_oom(op);
             return -1;
@@ -1227,6 +1457,8 @@ static void svc_apply(struct op *op, struct registry_function **fs)
         bool created = fs[i] != NULL;
         if (fs[i] && table_put(r, TAKE_PTR(fs[i]), &entry) < 0)
             log_error("function recorded but not kept in memory", "function=%s", op->sfns[i].name);
+        if (entry)
+            point_default(entry, entry->version);
         if (entry && r->hooks.updated)
             r->hooks.updated(r->hooks.userdata, entry);
         const struct registry_function *f = registry_lookup(r, op->sfns[i].name);
@@ -1306,6 +1538,230 @@ static void service_record(struct op *op)
     drain_names(op, svc_pruned_drained);
 }
 
+/* ---- versions and aliases ---- */
+
+/* Every version of op->prune has drained: out of the store, then of memory, then their
+ * bundles nothing references any more. A prune that cannot be recorded leaves the versions
+ * (the next push prunes them); a version's delete fails. */
+static void prune_drained(void *ctx)
+{
+    struct op *op = ctx;
+    struct registry *r = op->reg;
+    struct ig_error e = {};
+    char **digests;
+    size_t n;
+    if (--op->drains_pending > 0)
+        return;
+    struct registry_function *f = find_fn(r, op->name);
+    if (functions_store_delete_versions(r->store, op->name, op->prune, op->n_prune, &digests, &n,
+                                        &e) < 0) {
+        log_error("removing versions failed: they stay", "function=%s error=\"%s\"", op->name,
+                  e.message);
+        if (op->kind == OP_VERSION_DELETE)
+            op_fail_own(op, &e);
+        op->n_prune = 0;
+        op_finish(op);
+        return;
+    }
+    for (size_t i = 0; f && i < op->n_prune; i++)
+        versions_remove(f, op->prune[i]);
+    op_take_digests(op, digests, n);
+    op->result.pruned = op->prune;
+    op->result.n_pruned = op->n_prune;
+    op->result.bundles_removed = op->n_remove;
+    log_info("function versions removed", "function=%s versions=%zu bundles_removed=%zu", op->name,
+             op->n_prune, op->n_remove);
+    op_remove_then_finish(op);
+}
+
+/* Has the dispatcher drain each version of op->prune (drain_version), then removes them. As
+ * drain_names, drains_pending counts op itself too, so the removal runs once, last. */
+static void prune_start(struct op *op)
+{
+    struct registry *r = op->reg;
+    const struct registry_function *f = find_fn(r, op->name);
+    op->drains_pending = 1 + op->n_prune;
+    for (size_t i = 0; i < op->n_prune; i++) {
+        const struct registry_version *v = registry_version(f, op->prune[i]);
+        if (r->hooks.drain_version && v)
+            r->hooks.drain_version(r->hooks.userdata, f, v, prune_drained, op);
+        else
+            prune_drained(op);
+    }
+    prune_drained(op);
+}
+
+/* After a new version: the oldest beyond the newest keep_versions go, except the current one
+ * and alias targets (which do not make room for others: they are simply kept besides). */
+static void prune_after_push(struct op *op)
+{
+    struct registry *r = op->reg;
+    const struct registry_function *f = find_fn(r, op->name);
+    if (!f || f->n_versions <= r->keep_versions) {
+        op_finish(op);
+        return;
+    }
+    size_t over = f->n_versions - r->keep_versions;
+    if (!(op->prune = calloc(over, sizeof(*op->prune)))) {
+        log_error("pruning skipped: out of memory", "function=%s", f->name);
+        op_finish(op);
+        return;
+    }
+    for (size_t i = 0; i < over; i++) {
+        uint32_t v = f->versions[i]->version;
+        if (v != f->version && !alias_pointing_at(f, v))
+            op->prune[op->n_prune++] = v;
+    }
+    if (op->n_prune == 0) {
+        op_finish(op);
+        return;
+    }
+    prune_start(op);
+}
+
+/* The newest kept version of f older than its current one, or 0. */
+static uint32_t version_before_current(const struct registry_function *f)
+{
+    uint32_t best = 0;
+    for (size_t i = 0; i < f->n_versions; i++)
+        if (f->versions[i]->version < f->version)
+            best = f->versions[i]->version;
+    return best;
+}
+
+/* Fails op unless its function exists and is not being deleted; returns it. */
+static struct registry_function *op_function(struct op *op)
+{
+    struct registry_function *f = find_fn(op->reg, op->name);
+    if (!f)
+        ig_error_set_reason(&op->err, ENOENT, "not_found", "no function named %s", op->name);
+    else if (f->deleting)
+        ig_error_set_reason(&op->err, EBUSY, "conflict", "function %s is being deleted", op->name);
+    else
+        return f;
+    op->failed = true;
+    return NULL;
+}
+
+/* A rollback's routes: to (or the version before the current one) alone, on the default. */
+static int rollback_routes(struct op *op, const struct registry_function *f)
+{
+    uint32_t to = op->target ? op->target : version_before_current(f);
+    if (!to)
+        return ig_error_set_reason(&op->err, ENOENT, "version_not_found",
+                                   "function %s keeps no version older than %u to roll back to",
+                                   f->name, f->version);
+    snprintf(op->alias, sizeof(op->alias), "%s", REGISTRY_DEFAULT_ALIAS);
+    op->versions[0] = to;
+    op->weights[0] = ALIAS_TOTAL_WEIGHT;
+    op->n_routes = 1;
+    return 0;
+}
+
+/* Points the alias at op's routes, in the store then in memory; the default's primary becomes
+ * current. Returns 0, or -errno with op->err. */
+static int alias_apply(struct op *op, struct registry_function *f)
+{
+    struct registry *r = op->reg;
+    for (size_t i = 0; i < op->n_routes; i++)
+        if (!registry_version(f, op->versions[i]))
+            return ig_error_set_reason(&op->err, ENOENT, "version_not_found",
+                                       "function %s has no version %u (ignis versions %s lists "
+                                       "them)",
+                                       f->name, op->versions[i], f->name);
+    struct registry_alias next = {};
+    alias_assign(&next, op->versions, op->weights, op->n_routes);
+    bool is_default = streq(op->alias, REGISTRY_DEFAULT_ALIAS);
+    uint32_t current = is_default ? alias_primary(&next) : 0;
+    int q = functions_store_set_alias(r->store, f->name, op->alias, op->versions, op->weights,
+                                      op->n_routes, current, &op->err);
+    if (q < 0) {
+        op_fail_own(op, &op->err);
+        return q;
+    }
+    struct registry_alias *a = alias_get(f, op->alias);
+    if (!a)
+        return ig_error_set_reason(&op->err, ENOMEM, "internal", "out of memory");
+    alias_assign(a, op->versions, op->weights, op->n_routes);
+    op->result.alias = a;
+    log_info("alias set", "function=%s alias=%s versions=%zu primary=%u", f->name, a->name, a->n,
+             alias_primary(a));
+    if (is_default && current != f->version)
+        make_current(r, f, registry_version(f, current));
+    return 0;
+}
+
+static int alias_delete(struct op *op, struct registry_function *f)
+{
+    if (!alias_find(f, op->alias))
+        return ig_error_set_reason(&op->err, ENOENT, "alias_not_found",
+                                   "function %s has no alias %s", f->name, op->alias);
+    if (functions_store_delete_alias(op->reg->store, f->name, op->alias, &op->err) < 0) {
+        op_fail_own(op, &op->err);
+        return -EIO;
+    }
+    alias_remove(f, op->alias);
+    log_info("alias deleted", "function=%s alias=%s", f->name, op->alias);
+    return 0;
+}
+
+/* On the loop, when the op's turn comes: set, remove or roll back an alias. */
+static void alias_run(struct op *op)
+{
+    struct registry_function *f = op_function(op);
+    int q = f ? 0 : -1;
+    if (q == 0 && op->rollback)
+        q = rollback_routes(op, f);
+    if (q == 0)
+        q = op->alias_delete ? alias_delete(op, f) : alias_apply(op, f);
+    if (q < 0)
+        op->failed = true;
+    else {
+        op->result.name = f->name;
+        op->result.version = f->version;
+    }
+    op_finish(op);
+}
+
+/* Whether version may be deleted from f: kept, not current, no alias's target. 0, or -errno
+ * with err. */
+static int version_deletable(const struct registry_function *f, uint32_t version,
+                             struct ig_error *err)
+{
+    const struct registry_alias *a = alias_pointing_at(f, version);
+    if (!registry_version(f, version))
+        return ig_error_set_reason(err, ENOENT, "version_not_found",
+                                   "function %s has no version %u", f->name, version);
+    if (version == f->version)
+        return ig_error_set_reason(err, EBUSY, "conflict",
+                                   "version %u is the current version of %s: roll back or push "
+                                   "first",
+                                   version, f->name);
+    if (a)
+        return ig_error_set_reason(err, EBUSY, "conflict",
+                                   "alias %s of %s points at version %u: move the alias first",
+                                   a->name, f->name, version);
+    return 0;
+}
+
+/* On the loop, when the op's turn comes: delete one version, unless something routes to it. */
+static void version_delete_run(struct op *op)
+{
+    struct registry_function *f = op_function(op);
+    if (f && version_deletable(f, op->target, &op->err) == 0) {
+        if ((op->prune = calloc(1, sizeof(*op->prune)))) {
+            op->prune[op->n_prune++] = op->target;
+            op->result.name = f->name;
+            op->result.version = op->target;
+            prune_start(op);
+            return;
+        }
+        ig_error_set_reason(&op->err, ENOMEM, "internal", "out of memory");
+    }
+    op->failed = true;
+    op_finish(op);
+}
+
 static void op_thread_done(struct loop *l, void *userdata)
 {
     struct op *op = userdata;
@@ -1327,6 +1783,14 @@ static void op_start(struct op *op)
     r->active = true;
     if (op->kind == OP_DELETE) {
         delete_run(op);
+        return;
+    }
+    if (op->kind == OP_ALIAS) {
+        alias_run(op);
+        return;
+    }
+    if (op->kind == OP_VERSION_DELETE) {
+        version_delete_run(op);
         return;
     }
     int q = op_run_thread(op, op->kind == OP_SERVICE ? service_thread : push_thread);
@@ -1375,6 +1839,12 @@ void registry_detach(struct registry *r, void *userdata)
 int registry_push(struct registry *r, const char *name, const void *bundle, size_t len,
                   registry_done_fn done, void *userdata, struct ig_error *err)
 {
+    return registry_push_version(r, name, bundle, len, true, done, userdata, err);
+}
+
+int registry_push_version(struct registry *r, const char *name, const void *bundle, size_t len,
+                          bool promote, registry_done_fn done, void *userdata, struct ig_error *err)
+{
     if (registry_check_name("function", name, err) < 0)
         return -EINVAL;
     if (len == 0)
@@ -1392,6 +1862,7 @@ int registry_push(struct registry *r, const char *name, const void *bundle, size
         return ig_error_set_reason(err, ENOMEM, "internal", "out of memory");
     op->body = bundle;
     op->body_len = len;
+    op->promote = promote;
     op_enqueue(op); /* done runs when the op finishes */
     return 0;
 }
@@ -1493,5 +1964,80 @@ int registry_undeploy(struct registry *r, const char *name, registry_done_fn don
             snprintf(op->names[op->n_names++], MANIFEST_NAME_MAX + 1, "%s", r->fns[i]->name);
     sv->deleting = true;
     start_drains(op);
+    return 0;
+}
+
+/* An alias op on name, once the function is known (name's own checks done). */
+static struct op *alias_op(struct registry *r, const char *name, enum op_kind kind,
+                           registry_done_fn done, void *userdata, struct ig_error *err)
+{
+    const struct registry_function *f = registry_find(r, name, err);
+    if (!f)
+        return NULL;
+    if (f->deleting) {
+        ig_error_set_reason(err, EBUSY, "conflict", "function %s is being deleted", name);
+        return NULL;
+    }
+    struct op *op = op_new(r, kind, name, done, userdata);
+    if (!op)
+        ig_error_set_reason(err, ENOMEM, "internal", "out of memory");
+    return op;
+}
+
+int registry_set_alias(struct registry *r, const char *name, const char *alias,
+                       const uint32_t *versions, const uint32_t *weights, size_t n,
+                       registry_done_fn done, void *userdata, struct ig_error *err)
+{
+    if (alias_check_name(alias, err) < 0 || alias_check_weights(versions, weights, n, err) < 0)
+        return -EINVAL;
+    struct op *op = alias_op(r, name, OP_ALIAS, done, userdata, err);
+    if (!op)
+        return -err->code;
+    snprintf(op->alias, sizeof(op->alias), "%s", alias);
+    memcpy(op->versions, versions, n * sizeof(*versions));
+    memcpy(op->weights, weights, n * sizeof(*weights));
+    op->n_routes = n;
+    op_enqueue(op);
+    return 0;
+}
+
+int registry_delete_alias(struct registry *r, const char *name, const char *alias,
+                          registry_done_fn done, void *userdata, struct ig_error *err)
+{
+    if (alias_check_name(alias, err) < 0)
+        return -EINVAL;
+    if (streq(alias, REGISTRY_DEFAULT_ALIAS))
+        return ig_error_set_reason(err, EBUSY, "conflict",
+                                   "the default alias always exists: point it elsewhere "
+                                   "(ignis rollback, ignis alias set) instead");
+    struct op *op = alias_op(r, name, OP_ALIAS, done, userdata, err);
+    if (!op)
+        return -err->code;
+    snprintf(op->alias, sizeof(op->alias), "%s", alias);
+    op->alias_delete = true;
+    op_enqueue(op);
+    return 0;
+}
+
+int registry_rollback(struct registry *r, const char *name, uint32_t to, registry_done_fn done,
+                      void *userdata, struct ig_error *err)
+{
+    struct op *op = alias_op(r, name, OP_ALIAS, done, userdata, err);
+    if (!op)
+        return -err->code;
+    op->rollback = true;
+    op->target = to;
+    op_enqueue(op);
+    return 0;
+}
+
+int registry_delete_version(struct registry *r, const char *name, uint32_t version,
+                            registry_done_fn done, void *userdata, struct ig_error *err)
+{
+    struct op *op = alias_op(r, name, OP_VERSION_DELETE, done, userdata, err);
+    if (!op)
+        return -err->code;
+    op->target = version;
+    op_enqueue(op);
     return 0;
 }

@@ -3,15 +3,17 @@
  * the store (through records/functions_store.h), the bundle store under STATE_DIR/bundles, and
  * services (service.h). It knows no HTTP: api/functions.c serves it.
  *
- * Mutations (push, delete, deploy, undeploy) run one at a time, in arrival order: bundle work
- * (hashing, the extracting child, removing trees) happens on a worker thread while the caller waits
- * for done, and the result comes back to the loop through loop_post. Running them one at a time
- * means a bundle is never removed while a push that found it is still on its way to the store. */
+ * Mutations (push, delete, deploy, undeploy, aliases, rollback, a version's delete) run one at a
+ * time, in arrival order: bundle work (hashing, the extracting child, removing trees) happens on a
+ * worker thread while the caller waits for done, and the result comes back to the loop through
+ * loop_post. Running them one at a time means a bundle is never removed while a push that found it
+ * is still on its way to the store. */
 #pragma once
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
+#include "functions/alias.h"
 #include "functions/bundle.h"
 #include "base/loop.h"
 #include "functions/manifest.h"
@@ -53,6 +55,11 @@ struct registry_function {
     char service[MANIFEST_NAME_MAX + 1]; /* the service it was deployed with; "" for none */
     struct registry_version **versions;  /* every kept version, oldest first, the current too */
     size_t n_versions;
+    /* its aliases by name, `default` among them; an alias's pointer stays valid until it is
+     * removed (a change is written into it) */
+    struct registry_alias **aliases;
+    size_t n_aliases;
+    uint32_t max_version; /* the highest number it ever gave: the next version is one more */
 };
 
 /* What the dispatcher plugs in. Every hook runs on the loop thread; all are optional.
@@ -118,6 +125,11 @@ const struct registry_version *registry_version(const struct registry_function *
 int registry_route(struct registry *r, const struct registry_function *f, const char *selector,
                    const struct registry_version **ret, const char **ret_alias,
                    struct ig_error *err);
+/* f's alias named name, or NULL. */
+const struct registry_alias *registry_alias(const struct registry_function *f, const char *name);
+/* Versions kept per function besides the current one and alias targets (1..1000; default 10):
+ * after each new version, the oldest beyond the newest n are pruned. */
+void registry_set_keep_versions(struct registry *r, uint32_t n);
 /* Fills live with the function's live state (the describe hook; zeros without one). */
 void registry_live(const struct registry *r, const struct registry_function *f, cJSON *live);
 
@@ -150,7 +162,9 @@ const struct registry_service *registry_find_service(const struct registry *r, c
  * over REGISTRY_MAX_BUNDLE, a deploy archive over SERVICE_ARCHIVE_MAX or too big inside),
  * name_mismatch (EEXIST: function.json or service.json names another), conflict
  * (EBUSY: being deleted, owned by a service, ...; EEXIST: exists outside the service),
- * not_found (ENOENT), insufficient_storage (ENOSPC or EDQUOT: the state dir's disk or quota is
+ * not_found (ENOENT), version_not_found (ENOENT: not a kept version), invalid_alias (EINVAL),
+ * alias_not_found (ENOENT), invalid_weights (EINVAL: not 1..4 versions weighted 1..100 summing
+ * to 100), insufficient_storage (ENOSPC or EDQUOT: the state dir's disk or quota is
  * full; a
  * delete that fails so leaves its functions whole, listed and invocable),
  * internal (EIO or ENOMEM: the daemon's own failure, disk, memory, threads;
@@ -177,6 +191,12 @@ struct registry_result {
      * service's functions */
     const char (*removed)[MANIFEST_NAME_MAX + 1];
     size_t n_removed;
+    /* push: the versions pruned after it (keep_versions), oldest first */
+    const uint32_t *pruned;
+    size_t n_pruned;
+    /* alias set, rollback: the alias as it is now (rollback: default); version is the current
+     * version afterwards. Delete of a version or an alias: version is the one deleted. */
+    const struct registry_alias *alias;
 };
 
 typedef void (*registry_done_fn)(void *userdata, const struct ig_error *err,
@@ -188,6 +208,29 @@ typedef void (*registry_done_fn)(void *userdata, const struct ig_error *err,
  * bytes are those of the current version (nothing recorded). */
 int registry_push(struct registry *r, const char *name, const void *bundle, size_t len,
                   registry_done_fn done, void *userdata, struct ig_error *err);
+/* registry_push; with promote false, a new version of an existing function is kept but the
+ * default alias stays where it was (a function's first version always becomes current). */
+int registry_push_version(struct registry *r, const char *name, const void *bundle, size_t len,
+                          bool promote, registry_done_fn done, void *userdata,
+                          struct ig_error *err);
+/* Points f's alias at versions[0..n) with weights[0..n) (alias_check_weights), creating it; the
+ * default alias's primary version becomes the current one (the updated hook runs when it
+ * changes). Refused: invalid_alias, invalid_weights at once; version_not_found, not_found when
+ * it runs. */
+int registry_set_alias(struct registry *r, const char *name, const char *alias,
+                       const uint32_t *versions, const uint32_t *weights, size_t n,
+                       registry_done_fn done, void *userdata, struct ig_error *err);
+/* Removes f's alias (alias_not_found; conflict for `default`, which always exists). */
+int registry_delete_alias(struct registry *r, const char *name, const char *alias,
+                          registry_done_fn done, void *userdata, struct ig_error *err);
+/* Points the default alias at version to alone, at once, with no push; to 0: the newest kept
+ * version older than the current one (version_not_found when there is none). */
+int registry_rollback(struct registry *r, const char *name, uint32_t to, registry_done_fn done,
+                      void *userdata, struct ig_error *err);
+/* Deletes one kept version: drained through drain_version, then its row and its bundle when
+ * nothing else references it. conflict (EBUSY) for the current version or an alias's target. */
+int registry_delete_version(struct registry *r, const char *name, uint32_t version,
+                            registry_done_fn done, void *userdata, struct ig_error *err);
 /* Deletes a function: marks it deleting, has the drain hook drain it, then removes it, its
  * versions and its unreferenced bundles. */
 int registry_delete(struct registry *r, const char *name, registry_done_fn done, void *userdata,

@@ -39,7 +39,8 @@ int functions_store_load_functions(struct store *s,
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT f.name, v.version, v.digest, v.manifest, f.created_at, "
-                           "v.created_at, v.bundle_bytes, f.service FROM functions f JOIN "
+                           "v.created_at, v.bundle_bytes, f.service, f.max_version FROM "
+                           "functions f JOIN "
                            "function_versions "
                            "v ON v.name = f.name AND v.version = f.current_version",
                            -1, &st, NULL) != SQLITE_OK)
@@ -55,6 +56,7 @@ int functions_store_load_functions(struct store *s,
             .updated_usec = (uint64_t)sqlite3_column_int64(st, 5),
             .bundle_bytes = (uint64_t)sqlite3_column_int64(st, 6),
             .service = column_text(st, 7),
+            .max_version = (uint32_t)sqlite3_column_int64(st, 8),
         };
         int r = fn(userdata, &v, err);
         if (r < 0) {
@@ -147,25 +149,49 @@ bool functions_store_digest_referenced(struct store *s, const char *digest)
     return ref;
 }
 
-/* The rows of a new current version, inside the caller's transaction. */
+/* The version's own row, inside the caller's transaction. */
+static int insert_version_row(sqlite3 *db, const struct functions_store_version *v)
+{
+    return exec_bind(db,
+                     "INSERT INTO function_versions (name, version, digest, manifest, "
+                     "bundle_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                     "siss"
+                     "ii",
+                     v->name, (int64_t)v->version, v->digest, v->manifest, (int64_t)v->bundle_bytes,
+                     (int64_t)v->updated_usec);
+}
+
+/* Points the alias at versions[0..n), inside the caller's transaction. */
+static int replace_alias(sqlite3 *db, const char *function, const char *alias,
+                         const uint32_t *versions, const uint32_t *weights, size_t n)
+{
+    int q = exec_bind(db, "DELETE FROM aliases WHERE function = ? AND alias = ?", "ss", function,
+                      alias);
+    for (size_t i = 0; q == 0 && i < n; i++)
+        q = exec_bind(db,
+                      "INSERT INTO aliases (function, alias, version, weight) VALUES (?, ?, ?, ?)",
+                      "ssii", function, alias, (int64_t)versions[i], (int64_t)weights[i]);
+    return q;
+}
+
+/* The rows of a new current version, inside the caller's transaction: the default alias points
+ * at it alone. */
 static int insert_version(sqlite3 *db, const struct functions_store_version *v)
 {
+    static const uint32_t all = 100;
     int q = exec_bind(db,
                       "INSERT INTO functions (name, current_version, created_at, updated_at, "
-                      "service) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET "
-                      "current_version = ?2, updated_at = ?4, service = ?5",
+                      "service, max_version) VALUES (?1, ?2, ?3, ?4, ?5, ?2) ON CONFLICT (name) "
+                      "DO UPDATE SET current_version = ?2, updated_at = ?4, service = ?5, "
+                      "max_version = max(max_version, ?2)",
                       "sii"
                       "is",
                       v->name, (int64_t)v->version, (int64_t)v->created_usec,
                       (int64_t)v->updated_usec, v->service);
     if (q == 0)
-        q = exec_bind(db,
-                      "INSERT INTO function_versions (name, version, digest, manifest, "
-                      "bundle_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                      "siss"
-                      "ii",
-                      v->name, (int64_t)v->version, v->digest, v->manifest,
-                      (int64_t)v->bundle_bytes, (int64_t)v->updated_usec);
+        q = insert_version_row(db, v);
+    if (q == 0)
+        q = replace_alias(db, v->name, "default", &v->version, &all, 1);
     return q;
 }
 
@@ -181,6 +207,83 @@ int functions_store_record_version(struct store *s, const struct functions_store
     int r = store_fail(db, err, "store: recording %s version %u", v->name, v->version);
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return r;
+}
+
+int functions_store_add_version(struct store *s, const struct functions_store_version *v,
+                                struct ig_error *err)
+{
+    sqlite3 *db = s->db;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(db, err, "store");
+    int q = insert_version_row(db, v);
+    if (q == 0)
+        q = exec_bind(db,
+                      "UPDATE functions SET max_version = max(max_version, ?2), updated_at = ?3 "
+                      "WHERE name = ?1",
+                      "sii", v->name, (int64_t)v->version, (int64_t)v->updated_usec);
+    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    int r = store_fail(db, err, "store: recording %s version %u", v->name, v->version);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return r;
+}
+
+int functions_store_load_aliases(struct store *s,
+                                 int (*fn)(void *userdata, const struct functions_store_alias *a,
+                                           struct ig_error *err),
+                                 void *userdata, struct ig_error *err)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT function, alias, version, weight FROM aliases ORDER BY "
+                           "function, alias, version",
+                           -1, &st, NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "store: loading aliases: %s", sqlite3_errmsg(s->db));
+    int q;
+    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
+        const struct functions_store_alias a = {
+            .function = column_text(st, 0),
+            .alias = column_text(st, 1),
+            .version = (uint32_t)sqlite3_column_int64(st, 2),
+            .weight = (uint32_t)sqlite3_column_int64(st, 3),
+        };
+        int r = fn(userdata, &a, err);
+        if (r < 0) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    sqlite3_finalize(st);
+    if (q != SQLITE_DONE)
+        return ig_error_set(err, EIO, "store: loading aliases: %s", sqlite3_errmsg(s->db));
+    return 0;
+}
+
+int functions_store_set_alias(struct store *s, const char *function, const char *alias,
+                              const uint32_t *versions, const uint32_t *weights, size_t n,
+                              uint32_t current, struct ig_error *err)
+{
+    sqlite3 *db = s->db;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(db, err, "store");
+    int q = replace_alias(db, function, alias, versions, weights, n);
+    if (q == 0 && current)
+        q = exec_bind(db, "UPDATE functions SET current_version = ? WHERE name = ?", "is",
+                      (int64_t)current, function);
+    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    int r = store_fail(db, err, "store: setting alias %s of %s", alias, function);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return r;
+}
+
+int functions_store_delete_alias(struct store *s, const char *function, const char *alias,
+                                 struct ig_error *err)
+{
+    if (exec_bind(s->db, "DELETE FROM aliases WHERE function = ? AND alias = ?", "ss", function,
+                  alias) < 0)
+        return store_fail(s->db, err, "store: deleting alias %s of %s", alias, function);
+    return 0;
 }
 
 /* A growing list of digests (copies). */
@@ -287,6 +390,40 @@ int functions_store_delete(struct store *s, const char *const *names, size_t n, 
         q = exec_bind(s->db, "DELETE FROM services WHERE name = ?", "s", service);
     char what[160];
     snprintf(what, sizeof(what), "deleting %s", service ? service : names[0]);
+    return commit_or_rollback(s, q, &l, ret_digests, ret_n, err, what);
+}
+
+int functions_store_delete_versions(struct store *s, const char *function, const uint32_t *versions,
+                                    size_t n, char ***ret_digests, size_t *ret_n,
+                                    struct ig_error *err)
+{
+    struct digests l = {};
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(s->db, err, "store");
+    int q = 0;
+    for (size_t i = 0; q == 0 && i < n; i++) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(s->db,
+                               "DELETE FROM function_versions WHERE name = ? AND version = ? "
+                               "RETURNING digest",
+                               -1, &st, NULL) != SQLITE_OK) {
+            q = -EIO;
+            break;
+        }
+        sqlite3_bind_text(st, 1, function, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (int64_t)versions[i]);
+        int r = SQLITE_DONE;
+        while (q == 0 && (r = sqlite3_step(st)) == SQLITE_ROW)
+            if (column_text(st, 0))
+                q = digests_add(&l, column_text(st, 0));
+        if (q == 0 && r != SQLITE_DONE)
+            q = -EIO;
+        sqlite3_finalize(st);
+    }
+    if (q == 0)
+        keep_unreferenced(s, &l);
+    char what[160];
+    snprintf(what, sizeof(what), "deleting versions of %s", function);
     return commit_or_rollback(s, q, &l, ret_digests, ret_n, err, what);
 }
 

@@ -1,6 +1,6 @@
-/* The registry's tables in ignis.db: functions, function_versions and services. Each function
- * here is one thing the registry asks of the store, and each mutation is one transaction (what
- * must appear or vanish together does), so a second backend is a second file behind the same
+/* The registry's tables in ignis.db: functions, function_versions, aliases and services. Each
+ * function here is one thing the registry asks of the store, and each mutation is one transaction
+ * (what must appear or vanish together does), so a second backend is a second file behind the same
  * functions. Loop thread only: it uses the store's own connection. */
 #pragma once
 
@@ -22,6 +22,17 @@ struct functions_store_version {
     uint64_t updated_usec; /* wall clock: this version */
     uint64_t bundle_bytes;
     const char *service; /* the service it was deployed with; NULL for none */
+    /* loaded by functions_store_load_functions: the highest version number the function ever
+     * gave (pruned versions included); ignored when recording */
+    uint32_t max_version;
+};
+
+/* One version an alias points at, with its weight (1..100; an alias's weights sum to 100). */
+struct functions_store_alias {
+    const char *function;
+    const char *alias;
+    uint32_t version;
+    uint32_t weight;
 };
 
 struct functions_store_service {
@@ -54,9 +65,34 @@ int functions_store_load_services(struct store *s,
 /* Whether a version references the bundle; true when the store cannot tell (keep the bundle). */
 bool functions_store_digest_referenced(struct store *s, const char *digest);
 
-/* Records a new current version: the function's row and its version row, in one transaction. */
+/* Calls fn with every alias's versions, by function, alias and version, as above. */
+int functions_store_load_aliases(struct store *s,
+                                 int (*fn)(void *userdata, const struct functions_store_alias *a,
+                                           struct ig_error *err),
+                                 void *userdata, struct ig_error *err);
+
+/* Records a new current version: the function's row, its version row and the default alias
+ * pointing at it alone, in one transaction. */
 int functions_store_record_version(struct store *s, const struct functions_store_version *v,
                                    struct ig_error *err);
+/* Records a version of an existing function that does not become current (a push with
+ * promote=false): its version row and the function's highest number, in one transaction. */
+int functions_store_add_version(struct store *s, const struct functions_store_version *v,
+                                struct ig_error *err);
+/* Points the function's alias at versions[0..n) with weights[0..n) (replacing what it pointed
+ * at), and when current is not 0 makes that the function's current version, in one
+ * transaction. */
+int functions_store_set_alias(struct store *s, const char *function, const char *alias,
+                              const uint32_t *versions, const uint32_t *weights, size_t n,
+                              uint32_t current, struct ig_error *err);
+/* Removes the function's alias. */
+int functions_store_delete_alias(struct store *s, const char *function, const char *alias,
+                                 struct ig_error *err);
+/* Deletes the function's versions[0..n) (pruned or deleted; never its current one, which the
+ * caller checks) in one transaction. *ret_digests as functions_store_delete's. */
+int functions_store_delete_versions(struct store *s, const char *function, const uint32_t *versions,
+                                    size_t n, char ***ret_digests, size_t *ret_n,
+                                    struct ig_error *err);
 
 /* Deletes the functions names[0..n) with their versions, and the service's row when service is
  * not NULL, in one transaction. *ret_digests (functions_store_digests_free) are the digests

@@ -212,6 +212,21 @@ static const struct store_migration migrations[] = {
              "CREATE INDEX audit_time ON audit (time_us);"
              "CREATE INDEX audit_function ON audit (function, time_us);"
              "ALTER TABLE invocations ADD COLUMN token_id TEXT;"},
+    /* Versions and aliases (registry.c): each alias of a function points at 1..4 of its
+     * versions with weights summing to 100; the alias `default` (what an unqualified invocation
+     * uses) always exists and its primary version is functions.current_version. max_version is
+     * the highest number the function ever gave, so numbers are never reused after a prune. */
+    {"aliases", "CREATE TABLE aliases ("
+                " function TEXT NOT NULL REFERENCES functions (name) ON DELETE CASCADE,"
+                " alias TEXT NOT NULL,"
+                " version INTEGER NOT NULL,"
+                " weight INTEGER NOT NULL,"
+                " PRIMARY KEY (function, alias, version)) STRICT;"
+                "ALTER TABLE functions ADD COLUMN max_version INTEGER NOT NULL DEFAULT 0;"
+                "UPDATE functions SET max_version = (SELECT coalesce(max(v.version), 0) FROM "
+                " function_versions v WHERE v.name = functions.name);"
+                "INSERT INTO aliases (function, alias, version, weight)"
+                " SELECT name, 'default', current_version, 100 FROM functions;"},
     /* The alias an invocation came through (#21); NULL for a version number, and for the rows
      * from before aliases. */
     {"invocation_alias", "ALTER TABLE invocations ADD COLUMN alias TEXT;"},

@@ -57,6 +57,24 @@ static void test_dispatch_options(void **state)
     }
 }
 
+static void test_keep_versions(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    assert_int_equal(parse(&o, &a, &err, 1), 0);
+    assert_int_equal(o.keep_versions, 10);
+    assert_int_equal(parse(&o, &a, &err, 3, "--keep-versions", "2"), 0);
+    assert_int_equal(o.keep_versions, 2);
+    assert_int_equal(parse(&o, &a, &err, 3, "--keep-versions", "1000"), 0);
+    assert_int_equal(o.keep_versions, 1000);
+    const char *bad[] = {"0", "1001", "x", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse(&o, &a, &err, 3, "--keep-versions", bad[i]), -EINVAL);
+        assert_non_null(strstr(err.message, "--keep-versions"));
+    }
+}
+
 static void test_usage_retention(void **state)
 {
     struct ignisd_options o;
@@ -290,7 +308,7 @@ int main(void)
         cmocka_unit_test(test_listen_forms),     cmocka_unit_test(test_errors_name_the_problem),
         cmocka_unit_test(test_help_version),     cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_config_errors),    cmocka_unit_test(test_event_options),
-        cmocka_unit_test(test_security_options),
+        cmocka_unit_test(test_security_options), cmocka_unit_test(test_keep_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -254,6 +254,8 @@ struct reported {
     size_t n_deployed, n_removed;
     bool deployed_created[4];
     char removed[4][MANIFEST_NAME_MAX + 1];
+    size_t n_pruned;
+    uint32_t pruned[4];
     struct loop *loop;
 };
 
@@ -321,6 +323,9 @@ static void on_done(void *userdata, const struct ig_error *err, const struct reg
         o->n_deployed = res->n_deployed;
         for (size_t i = 0; i < res->n_deployed && i < 4; i++)
             o->deployed_created[i] = res->deployed[i].created;
+        o->n_pruned = res->n_pruned;
+        for (size_t i = 0; i < res->n_pruned && i < 4; i++)
+            o->pruned[i] = res->pruned[i];
         o->n_removed = res->n_removed;
         for (size_t i = 0; i < res->n_removed && i < 4; i++)
             snprintf(o->removed[i], sizeof(o->removed[i]), "%s", res->removed[i]);
@@ -466,6 +471,281 @@ static void test_versions_kept(void **state)
         registry_free(fx->reg);
         assert_int_equal(registry_new(fx->loop, fx->store, fx->dir, &fx->reg, &err), 0);
     }
+}
+
+/* ---- versions and aliases ---- */
+
+static uint32_t drained_versions[16];
+static size_t n_drained_versions;
+
+/* The dispatcher's drain of one version, done at once. */
+static void fx_drain_version(void *userdata, const struct registry_function *f,
+                             const struct registry_version *v, void (*done)(void *ctx), void *ctx)
+{
+    assert_int_not_equal(v->version, f->version);
+    assert_true(n_drained_versions < ARRAY_SIZE(drained_versions));
+    drained_versions[n_drained_versions++] = v->version;
+    done(ctx);
+}
+
+static void fx_version_hooks(struct fx *fx)
+{
+    struct registry_hooks hooks = {.updated = fx_updated,
+                                   .drain = fx_drain,
+                                   .drain_version = fx_drain_version,
+                                   .userdata = fx};
+    registry_set_hooks(fx->reg, &hooks);
+    fx->updated = 0;
+    n_drained_versions = 0;
+}
+
+/* Pushes n versions of "good" (each with its own memory_mb, so each bundle differs). */
+static void push_versions(struct fx *fx, int n, bool promote, struct reported *o)
+{
+    static int seq;
+    for (int i = 0; i < n; i++) {
+        char json[128];
+        _cleanup_free_ char *b = NULL;
+        size_t len;
+        struct ig_error err = {};
+        snprintf(json, sizeof(json),
+                 "{\"name\":\"good\",\"runtime\":\"provided\",\"memory_mb\":%d}", 128 + ++seq);
+        make_bundle(fx, json, NULL, &b, &len);
+        *o = (struct reported){.loop = fx->loop};
+        assert_int_equal(registry_push_version(fx->reg, "good", b, len, promote, on_done, o, &err),
+                         0);
+        wait_done(fx, o);
+        assert_int_equal(o->code, 0);
+    }
+}
+
+static void set_alias(struct fx *fx, const char *alias, const uint32_t *v, const uint32_t *w,
+                      size_t n, struct reported *o)
+{
+    struct ig_error err = {};
+    *o = (struct reported){.loop = fx->loop};
+    assert_int_equal(registry_set_alias(fx->reg, "good", alias, v, w, n, on_done, o, &err), 0);
+    wait_done(fx, o);
+}
+
+static const struct registry_function *good(struct fx *fx)
+{
+    return registry_lookup(fx->reg, "good");
+}
+
+/* Malformed aliases are refused at once with their reason; a version that is not kept when the
+ * op runs. */
+static void test_alias_validation(void **state)
+{
+    struct fx *fx = *state;
+    struct reported o;
+    struct ig_error err = {};
+    push_versions(fx, 2, true, &o);
+    const uint32_t v12[] = {1, 2}, v5[] = {1, 2, 3, 4, 5};
+    const struct {
+        const char *alias;
+        const uint32_t *v;
+        uint32_t w[5];
+        size_t n;
+        const char *reason;
+    } bad[] = {
+        {"canary", v12, {90, 20}, 2, "invalid_weights"}, /* 110 */
+        {"canary", v12, {90, 5}, 2, "invalid_weights"},  /* 95 */
+        {"canary", v12, {100, 0}, 2, "invalid_weights"}, /* a zero weight */
+        {"canary", v5, {20, 20, 20, 20, 20}, 5, "invalid_weights"},
+        {"canary", v12, {50, 50}, 0, "invalid_weights"}, /* no version */
+        {"3", v12, {50, 50}, 2, "invalid_alias"},        /* a version number */
+        {"Canary", v12, {50, 50}, 2, "invalid_alias"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        assert_int_equal(registry_set_alias(fx->reg, "good", bad[i].alias, bad[i].v, bad[i].w,
+                                            bad[i].n, on_done, &o, &err),
+                         -EINVAL);
+        assert_string_equal(err.reason, bad[i].reason);
+        ig_error_clear(&err);
+    }
+    const uint32_t v19[] = {1, 9}, w[] = {50, 50};
+    set_alias(fx, "canary", v19, w, 2, &o);
+    assert_int_equal(o.code, ENOENT);
+    assert_string_equal(o.reason, "version_not_found");
+    assert_null(registry_alias(good(fx), "canary"));
+    assert_int_equal(registry_delete_alias(fx->reg, "good", "default", on_done, &o, &err), -EBUSY);
+    assert_string_equal(err.reason, "conflict");
+    ig_error_clear(&err);
+    assert_int_equal(registry_set_alias(fx->reg, "nope", "canary", v12, w, 2, on_done, &o, &err),
+                     -ENOENT);
+}
+
+/* Any 100 consecutive routes of an alias give each version exactly its weight. */
+static void test_alias_round_robin(void **state)
+{
+    struct fx *fx = *state;
+    struct reported o;
+    struct ig_error err = {};
+    const struct registry_version *v;
+    const char *alias;
+    push_versions(fx, 3, true, &o);
+    const uint32_t vs[] = {2, 3}, ws[] = {90, 10}, v3[] = {1, 2, 3}, w3[] = {33, 33, 34};
+    set_alias(fx, "canary", vs, ws, 2, &o);
+    assert_int_equal(o.code, 0);
+    int count[4] = {};
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(registry_route(fx->reg, good(fx), "canary", &v, &alias, &err), 0);
+        assert_string_equal(alias, "canary");
+        count[v->version]++;
+        if (i == 99) {
+            assert_int_equal(count[2], 90);
+            assert_int_equal(count[3], 10);
+        }
+    }
+    assert_int_equal(count[2], 900);
+    assert_int_equal(count[3], 100);
+    /* From any starting point too: a window of 100 in the middle of a three-way split. */
+    set_alias(fx, "canary", v3, w3, 3, &o);
+    for (int i = 0; i < 37; i++)
+        registry_route(fx->reg, good(fx), "canary", &v, &alias, &err);
+    memset(count, 0, sizeof(count));
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(registry_route(fx->reg, good(fx), "canary", &v, &alias, &err), 0);
+        count[v->version]++;
+    }
+    assert_int_equal(count[1], 33);
+    assert_int_equal(count[2], 33);
+    assert_int_equal(count[3], 34);
+    /* The unqualified route is the default alias's; unknown aliases are named. */
+    assert_int_equal(registry_route(fx->reg, good(fx), NULL, &v, &alias, &err), 0);
+    assert_int_equal(v->version, 3);
+    assert_string_equal(alias, "default");
+    assert_int_equal(registry_route(fx->reg, good(fx), "stable", &v, &alias, &err), -ENOENT);
+    assert_string_equal(err.reason, "alias_not_found");
+}
+
+/* The default's primary (highest weight, a tie to the newer) is the current version. */
+static void test_default_weighted(void **state)
+{
+    struct fx *fx = *state;
+    struct reported o;
+    push_versions(fx, 2, true, &o);
+    fx_version_hooks(fx);
+    const uint32_t vs[] = {1, 2}, tie[] = {50, 50}, old[] = {60, 40};
+    set_alias(fx, "default", vs, tie, 2, &o);
+    assert_int_equal(o.code, 0);
+    assert_int_equal(good(fx)->version, 2);
+    assert_int_equal(fx->updated, 0); /* unchanged */
+    set_alias(fx, "default", vs, old, 2, &o);
+    assert_int_equal(good(fx)->version, 1);
+    assert_int_equal(good(fx)->manifest->memory_mb, good(fx)->versions[0]->manifest->memory_mb);
+    assert_int_equal(fx->updated, 1);
+}
+
+/* Rollback moves the default at once; numbers go on past the highest ever given, across a
+ * restart; a push without promote leaves the default where it was. */
+static void test_rollback_numbering(void **state)
+{
+    struct fx *fx = *state;
+    struct reported o;
+    struct ig_error err = {};
+    push_versions(fx, 4, true, &o);
+    fx_version_hooks(fx);
+    o = (struct reported){.loop = fx->loop};
+    assert_int_equal(registry_rollback(fx->reg, "good", 0, on_done, &o, &err), 0);
+    wait_done(fx, &o);
+    assert_int_equal(o.code, 0);
+    assert_int_equal(o.version, 3);
+    assert_int_equal(good(fx)->version, 3);
+    assert_int_equal(fx->updated, 1);
+    o = (struct reported){.loop = fx->loop};
+    assert_int_equal(registry_rollback(fx->reg, "good", 7, on_done, &o, &err), 0);
+    wait_done(fx, &o);
+    assert_int_equal(o.code, ENOENT);
+    assert_string_equal(o.reason, "version_not_found");
+
+    registry_free(fx->reg);
+    assert_int_equal(registry_new(fx->loop, fx->store, fx->dir, &fx->reg, &err), 0);
+    fx_version_hooks(fx);
+    assert_int_equal(good(fx)->version, 3);
+    assert_int_equal(registry_alias(good(fx), "default")->versions[0], 3);
+    push_versions(fx, 1, true, &o);
+    assert_int_equal(o.version, 5);
+    assert_int_equal(good(fx)->version, 5);
+    push_versions(fx, 1, false, &o);
+    assert_int_equal(o.version, 6);
+    assert_true(o.created);
+    assert_int_equal(good(fx)->version, 5);
+    assert_non_null(registry_version(good(fx), 6));
+    assert_int_equal(registry_alias(good(fx), "default")->versions[0], 5);
+}
+
+/* keep_versions: the oldest go after a new version, drained first, their bundles removed; an
+ * alias's target and the current one stay. */
+static void test_prune_keeps_alias_targets(void **state)
+{
+    struct fx *fx = *state;
+    struct reported o;
+    struct ig_error err = {};
+    char bundles[128];
+    snprintf(bundles, sizeof(bundles), "%s/bundles", fx->dir);
+    registry_set_keep_versions(fx->reg, 2);
+    fx_version_hooks(fx);
+    push_versions(fx, 2, true, &o);
+    const uint32_t one = 1, all = 100;
+    set_alias(fx, "pinned", &one, &all, 1, &o);
+    push_versions(fx, 1, true, &o); /* 3: 1 is over, but pinned */
+    assert_int_equal(o.n_pruned, 0);
+    char d2[BUNDLE_DIGEST_LEN + 1];
+    snprintf(d2, sizeof(d2), "%s", registry_version(good(fx), 2)->digest);
+    push_versions(fx, 1, true, &o); /* 4: 1 and 2 are over; 2 goes */
+    assert_int_equal(o.n_pruned, 1);
+    assert_int_equal(o.pruned[0], 2);
+    assert_int_equal(n_drained_versions, 1);
+    assert_int_equal(drained_versions[0], 2);
+    const struct registry_function *f = good(fx);
+    assert_int_equal(f->n_versions, 3);
+    assert_non_null(registry_version(f, 1));
+    assert_null(registry_version(f, 2));
+    assert_false(bundle_exists(bundles, d2));
+    /* And after a restart. */
+    registry_free(fx->reg);
+    assert_int_equal(registry_new(fx->loop, fx->store, fx->dir, &fx->reg, &err), 0);
+    assert_int_equal(good(fx)->n_versions, 3);
+    assert_null(registry_version(good(fx), 2));
+    assert_int_equal(registry_alias(good(fx), "pinned")->versions[0], 1);
+}
+
+static void delete_version(struct fx *fx, uint32_t version, struct reported *o)
+{
+    struct ig_error err = {};
+    *o = (struct reported){.loop = fx->loop};
+    assert_int_equal(registry_delete_version(fx->reg, "good", version, on_done, o, &err), 0);
+    wait_done(fx, o);
+}
+
+/* A version's delete is refused for the current one and an alias's target. */
+static void test_delete_version(void **state)
+{
+    struct fx *fx = *state;
+    struct reported o;
+    push_versions(fx, 3, true, &o);
+    fx_version_hooks(fx);
+    const uint32_t one = 1, all = 100;
+    set_alias(fx, "pinned", &one, &all, 1, &o);
+    delete_version(fx, 3, &o);
+    assert_int_equal(o.code, EBUSY);
+    assert_string_equal(o.reason, "conflict");
+    delete_version(fx, 1, &o);
+    assert_int_equal(o.code, EBUSY);
+    assert_non_null(strstr(o.message, "pinned"));
+    delete_version(fx, 9, &o);
+    assert_int_equal(o.code, ENOENT);
+    assert_string_equal(o.reason, "version_not_found");
+    assert_int_equal(n_drained_versions, 0);
+    delete_version(fx, 2, &o);
+    assert_int_equal(o.code, 0);
+    assert_int_equal(o.version, 2);
+    assert_int_equal(o.bundles_removed, 1);
+    assert_int_equal(n_drained_versions, 1);
+    assert_null(registry_version(good(fx), 2));
+    assert_int_equal(good(fx)->n_versions, 2);
 }
 
 static void test_push_bad_manifest(void **state)
@@ -637,6 +917,12 @@ int main(void)
         cmocka_unit_test(test_hooks),
         cmocka_unit_test_setup_teardown(test_push, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_versions_kept, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_alias_validation, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_alias_round_robin, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_default_weighted, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_rollback_numbering, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_prune_keeps_alias_targets, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_version, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_push_bad_manifest, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_push_name_mismatch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete, fx_setup, fx_teardown),
