@@ -31,8 +31,8 @@ void cli_print_versions(const cJSON *versions)
     cJSON_ArrayForEach(v, versions)
     {
         printf("%7.0f %-8s %-24s %12.0f %-12.12s ", cli_num(v, "version"),
-               cJSON_IsTrue(cJSON_GetObjectItem(v, "current")) ? "*" : "",
-               cli_str(v, "created_at"), cli_num(v, "bundle_bytes"), cli_str(v, "digest"));
+               cJSON_IsTrue(cJSON_GetObjectItem(v, "current")) ? "*" : "", cli_str(v, "created_at"),
+               cli_num(v, "bundle_bytes"), cli_str(v, "digest"));
         bool first = true;
         cJSON_ArrayForEach(a, cJSON_GetObjectItem(v, "aliases"))
         {

@@ -339,6 +339,13 @@ static void test_weighted_alias_and_rollback(void **state)
     }
     assert_int_equal(n1, 900);
     assert_int_equal(n2, 100);
+    /* /metrics counts them by version too. */
+    assert_true(harness_metric(&daemon_proc,
+                               "ignis_version_invocations_total{function=\"rt-canary\","
+                               "version=\"2\"}") >= 100);
+    assert_true(harness_metric(&daemon_proc,
+                               "ignis_version_invocations_total{function=\"rt-canary\","
+                               "version=\"1\"}") >= 900);
     expect_record(checked[1], "succeeded", 1, "canary");
     expect_record(checked[0], "succeeded", 2, "canary");
 

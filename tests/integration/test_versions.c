@@ -58,9 +58,8 @@ static void push_tag(const char *tag, const char *extra)
 static cJSON *call(const char *method, const char *path, const char *body, long expect)
 {
     struct client_response r;
-    assert_int_equal(harness_request(&daemon_proc, method, path, NULL, body,
-                                     body ? strlen(body) : 0, &r),
-                     0);
+    assert_int_equal(
+        harness_request(&daemon_proc, method, path, NULL, body, body ? strlen(body) : 0, &r), 0);
     if (r.status != expect)
         fail_msg("%s %s %s: expected %ld, got %ld: %s", method, path, body ? body : "", expect,
                  r.status, r.body);
@@ -185,10 +184,9 @@ static void test_rollback_and_no_promote(void **state)
 static void test_cli(void **state)
 {
     char *out, *err;
-    assert_int_equal(
-        harness_ignis(&daemon_proc, &out, &err, "alias", "set", "ver", "canary", "4=90", "5=10",
-                      NULL),
-        0);
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "alias", "set", "ver", "canary",
+                                   "4=90", "5=10", NULL),
+                     0);
     assert_non_null(strstr(out, "ver@canary -> 4=90% 5=10%"));
     free(out);
     free(err);
