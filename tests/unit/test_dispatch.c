@@ -529,6 +529,128 @@ static void test_async_dead_letter(void **state)
     assert_int_equal(T.fn->errors, 2);
 }
 
+/* ---- version states ---- */
+
+/* Runs the loop until cond() holds (or 10 s pass). */
+static bool run_until(bool (*cond)(void))
+{
+    for (int i = 0; i < 1000 && !cond(); i++)
+        run_for(10);
+    return cond();
+}
+
+static bool no_version_states(void)
+{
+    return T.fn->versions == NULL;
+}
+
+/* An invocation routed to another version runs in that version's own state, on a container made
+ * for it, is recorded with its version and alias, and counts as the function's; the state scales
+ * to zero once idle (its manifest's min_scale notwithstanding) and is freed. */
+static void test_version_state_lifecycle(void **state)
+{
+    struct manifest m2 = T.m;
+    m2.min_scale = 1;
+    m2.idle_timeout_s = 1;
+    struct fn_state *vs;
+    assert_int_equal(versions_state(T.fn, 2, &m2, T.dir, &vs), 0);
+    assert_ptr_not_equal(vs, T.fn);
+    assert_ptr_equal(vs->of, T.fn);
+    /* Not a function of its own. */
+    assert_ptr_equal(dispatch_function(T.d, "hello"), T.fn);
+    assert_ptr_equal(dispatch_functions(T.d), T.fn);
+    assert_null(dispatch_next(T.fn));
+    struct fn_state *again;
+    assert_int_equal(versions_state(T.fn, 2, &m2, T.dir, &again), 0);
+    assert_ptr_equal(again, vs);
+
+    struct dispatch_route route = {.fn = vs, .version = 2, .alias = "canary"};
+    struct sync_call c = {};
+    struct inv *inv = submit_sync_to(&route, &c);
+    assert_ptr_equal(run_until_sent(), inv);
+    assert_ptr_equal(inv->worker->fn, vs);
+    assert_int_equal(inv->worker->version, 2);
+    assert_int_equal(T.fn->nready + T.fn->nbusy + T.fn->nspawning, 0);
+    finish(inv, OUTCOME_OK, "{}", NULL);
+    assert_true(c.done);
+    free(c.body);
+    struct inv_record r = wait_record(c.id, INV_SUCCEEDED);
+    assert_int_equal(r.version, 2);
+    assert_string_equal(r.alias, "canary");
+    inv_record_clear(&r);
+    assert_int_equal(T.fn->invocations, 1);
+    assert_int_equal(T.fn->n_by_version, 1);
+    assert_int_equal(T.fn->by_version[0].version, 2);
+
+    assert_true(run_until(no_version_states));
+    assert_int_equal(T.d->live_workers, 0);
+}
+
+/* The current version changes while an invocation of the old one waits for a container: it
+ * moves to the old version's state and runs there, never on the new version. */
+static void test_switch_keeps_queued_on_their_version(void **state)
+{
+    struct sync_call c = {};
+    struct inv *inv = submit_sync(&c);
+    assert_null(inv->worker);
+    struct manifest m2 = T.m;
+    assert_int_equal(dispatch_function_set(T.d, "hello", 2, &m2, T.dir), 0);
+    assert_int_equal(T.fn->version, 2);
+    assert_int_equal(T.fn->queued, 0);
+    assert_non_null(T.fn->versions);
+    assert_ptr_equal(inv->fn, T.fn->versions);
+    assert_int_equal(inv->fn->version, 1);
+    assert_int_equal(inv->fn->queued, 1);
+
+    assert_ptr_equal(run_until_sent(), inv);
+    assert_int_equal(inv->worker->version, 1);
+    finish(inv, OUTCOME_OK, "{}", NULL);
+    free(c.body);
+    struct inv_record r = wait_record(c.id, INV_SUCCEEDED);
+    assert_int_equal(r.version, 1);
+    assert_string_equal(r.alias, "default");
+    inv_record_clear(&r);
+
+    /* Back to version 1 (a rollback): its state hands its warm container to the function's. */
+    assert_int_equal(dispatch_function_set(T.d, "hello", 1, &T.m, T.dir), 0);
+    assert_int_equal(T.fn->nready, 1);
+    assert_true(run_until(no_version_states));
+}
+
+static void on_drained(void *userdata)
+{
+    *(bool *)userdata = true;
+}
+
+/* The registry's drain_version: what the version runs still finishes, then done; the current
+ * version cannot be drained, and a version nothing runs is done at once (-ENOENT). */
+static void test_version_drain(void **state)
+{
+    struct fn_state *vs;
+    assert_int_equal(versions_state(T.fn, 3, &T.m, T.dir, &vs), 0);
+    struct dispatch_route route = {.fn = vs, .version = 3};
+    struct sync_call c = {};
+    struct inv *inv = submit_sync_to(&route, &c);
+    assert_ptr_equal(run_until_sent(), inv);
+
+    bool drained = false;
+    assert_int_equal(dispatch_version_drain(T.d, "hello", 1, on_drained, &drained), -EBUSY);
+    assert_int_equal(dispatch_version_drain(T.d, "hello", 7, on_drained, &drained), -ENOENT);
+    assert_int_equal(dispatch_version_drain(T.d, "hello", 3, on_drained, &drained), 0);
+    assert_false(drained);
+    finish(inv, OUTCOME_OK, "{}", NULL);
+    free(c.body);
+    for (int i = 0; i < 500 && !drained; i++)
+        run_for(10);
+    assert_true(drained);
+    assert_null(T.fn->versions);
+    assert_int_equal(T.d->live_workers, 0);
+    struct inv_record r = wait_record(c.id, INV_SUCCEEDED);
+    assert_int_equal(r.version, 3);
+    assert_string_equal(r.alias, "");
+    inv_record_clear(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -539,6 +661,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_cancel_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_dead_letter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_state_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_switch_keeps_queued_on_their_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_drain, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
