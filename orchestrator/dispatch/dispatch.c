@@ -452,7 +452,9 @@ static struct dispatch_result result_of(const struct inv *inv, const struct disp
 {
     return (struct dispatch_result){
         .function = inv->fn->name,
-        .manifest = inv->fn->manifest,
+        /* The current version's: its triggers (the sink) are the function's, whichever version
+         * ran (docs/architecture.md "Per-version pools"). */
+        .manifest = owner(inv->fn)->manifest,
         .id = inv->id,
         .version = inv->version,
         .alias = inv->alias[0] ? inv->alias : NULL,

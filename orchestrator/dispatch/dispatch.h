@@ -31,7 +31,7 @@ enum outcome_kind {
 /* An invocation's final outcome as others see it (the completed hook). Borrowed for the call. */
 struct dispatch_result {
     const char *function;
-    const struct manifest *manifest; /* the function's, as it ran */
+    const struct manifest *manifest; /* the current version's (whose sink applies) */
     const char *id;
     int64_t version;   /* the version that ran */
     const char *alias; /* the alias it came through; NULL for a version number */
