@@ -36,12 +36,23 @@ static const char *error_code_for(enum outcome_kind k)
     }
 }
 
+/* Ignis-Version and, through an alias, Ignis-Alias: what runs the invocation. */
+static void set_route_headers(struct http_request *req, int64_t version, const char *alias)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%lld", (long long)version);
+    http_set_header(req, "Ignis-Version", buf);
+    if (alias && alias[0])
+        http_set_header(req, "Ignis-Alias", alias);
+}
+
 /* ---- sync ---- */
 
 static void reply_outcome(struct http_request *req, struct dispatch_result *r)
 {
     char buf[32];
     http_set_header(req, "Ignis-Invocation-Id", r->id);
+    set_route_headers(req, r->version, r->alias);
     http_set_header(req, "Ignis-Cold-Start", r->cold ? "true" : "false");
     snprintf(buf, sizeof(buf), "%lld", (long long)r->billed_ms);
     http_set_header(req, "Ignis-Billed-Ms", buf);
@@ -79,14 +90,15 @@ static void on_sync_client_gone(struct http_request *req, void *userdata)
         dispatch_sync_cancel(inv);
 }
 
-static void invoke_sync(struct http_request *req, struct dispatch *d, struct fn_state *fn)
+static void invoke_sync(struct http_request *req, struct dispatch *d,
+                        const struct dispatch_route *route)
 {
     size_t len;
     const char *body = http_request_body(req, &len);
     const struct http_caller *caller = http_request_caller(req);
     struct ig_error err = {};
     struct inv *inv;
-    if (dispatch_submit_sync(d, fn, body, len, http_request_header(req, "Content-Type"),
+    if (dispatch_submit_sync(d, route, body, len, http_request_header(req, "Content-Type"),
                              caller ? caller->token_id : NULL, on_sync_done, req, &inv, &err) < 0) {
         api_reply_error(req, &err);
         return;
@@ -100,6 +112,8 @@ static void invoke_sync(struct http_request *req, struct dispatch *d, struct fn_
 /* The client waiting for its 202, NULL once it went away. */
 struct async_reply {
     struct http_request *req;
+    int64_t version;
+    char alias[INV_ALIAS_MAX + 1];
 };
 
 static void on_async_client_gone(struct http_request *req, void *userdata)
@@ -125,6 +139,7 @@ static void on_async_submitted(int result, const char *message, const char *id, 
             cJSON_AddStringToObject(root, "id", id);
             cJSON_AddStringToObject(root, "status", "queued");
             http_set_header(a->req, "Ignis-Invocation-Id", id);
+            set_route_headers(a->req, a->version, a->alias);
             http_reply_json(a->req, 202, root);
         }
     }
@@ -165,8 +180,10 @@ static bool answered_by_key(struct http_request *req, struct dispatch *d, struct
     return false;
 }
 
-static void invoke_async(struct http_request *req, struct dispatch *d, struct fn_state *fn)
+static void invoke_async(struct http_request *req, struct dispatch *d,
+                         const struct dispatch_route *route)
 {
+    struct fn_state *fn = route->fn;
     struct ig_error err = {};
     if (dispatch_admit(d, fn, false, &err) < 0) {
         api_reply_error(req, &err);
@@ -180,8 +197,12 @@ static void invoke_async(struct http_request *req, struct dispatch *d, struct fn
     struct async_reply *a = calloc(1, sizeof(*a));
     char id[INV_ID_LEN + 1];
     const struct http_caller *caller = http_request_caller(req);
+    if (a) {
+        a->version = route->version;
+        memcpy(a->alias, route->alias, sizeof(a->alias));
+    }
     if (!a ||
-        dispatch_submit_async(d, fn, body, len, http_request_header(req, "Content-Type"), key,
+        dispatch_submit_async(d, route, body, len, http_request_header(req, "Content-Type"), key,
                               caller ? caller->token_id : NULL, id, on_async_submitted, a) < 0) {
         free(a);
         http_reply_error(req, 500, "internal", "out of memory");
@@ -193,15 +214,46 @@ static void invoke_async(struct http_request *req, struct dispatch *d, struct fn
 
 /* ---- routes ---- */
 
+/* The function's name and the selector of the version that runs it (NULL: the default alias)
+ * from the path's NAME or NAME@SELECTOR and the query's version=SELECTOR, which name the same
+ * thing: one at most. Only this route reads a selector in its path: the others take the name
+ * as it is, so "f@1" is no function's name there (invalid_name). true, or false once answered. */
+static bool parse_target(struct http_request *req, char name[static MANIFEST_NAME_MAX + 2],
+                         const char **ret_selector)
+{
+    const char *param = http_request_param(req, 0), *at = strchr(param, '@');
+    const char *query = http_request_query(req, "version");
+    /* A name over MANIFEST_NAME_MAX is cut to one byte over it: still no function's. */
+    int len = at ? (int)(at - param) : (int)strlen(param);
+    snprintf(name, MANIFEST_NAME_MAX + 2, "%.*s", len, param);
+    if (at && query) {
+        http_reply_error(req, 400, "bad_request",
+                         "name the version once: %s or ?version=, not both", param);
+        return false;
+    }
+    const char *selector = at ? at + 1 : query;
+    if (selector && !selector[0]) {
+        http_reply_error(req, 400, "invalid_alias",
+                         "an empty version or alias: NAME@N, NAME@ALIAS or ?version=N|ALIAS");
+        return false;
+    }
+    *ret_selector = selector;
+    return true;
+}
+
 void api_post_invoke(struct http_request *req, void *userdata)
 {
     struct api *a = userdata;
     const char *type = http_request_header(req, "Ignis-Invocation-Type");
     bool async = type && (streq(type, "async") || streq(type, "Event"));
-    struct fn_state *fn;
+    struct dispatch_route route;
     struct ig_error err = {};
+    char name[MANIFEST_NAME_MAX + 2];
+    const char *selector;
 
-    if (dispatch_function_accepting(a->dispatch, http_request_param(req, 0), &fn, &err) < 0) {
+    if (!parse_target(req, name, &selector))
+        return;
+    if (dispatch_function_accepting(a->dispatch, name, selector, &route, &err) < 0) {
         api_reply_error(req, &err);
         return;
     }
@@ -211,9 +263,9 @@ void api_post_invoke(struct http_request *req, void *userdata)
         return;
     }
     if (async)
-        invoke_async(req, a->dispatch, fn);
+        invoke_async(req, a->dispatch, &route);
     else
-        invoke_sync(req, a->dispatch, fn);
+        invoke_sync(req, a->dispatch, &route);
 }
 
 void api_get_invocation(struct http_request *req, void *userdata)

@@ -295,6 +295,20 @@ static void render_invocations(struct metrics_buf *b, const struct rows *rows,
             metrics_sample(b, labels, fn->t ? (double)fn->t->by_status[k] : 0);
         }
     }
+    /* Bounded: a function's versions are pruned to keep_versions, and a version's series goes
+     * with it. */
+    metrics_family(b, "ignis_version_invocations_total", METRIC_COUNTER,
+                   "Invocation attempts that ended, by the function version that ran them (the "
+                   "versions kept).");
+    for (size_t i = 0; i < rows->n; i++) {
+        const struct row *fn = &rows->v[i];
+        for (size_t k = 0; k < fn->s.n_by_version; k++) {
+            char version[24];
+            snprintf(version, sizeof(version), "%lld", (long long)fn->s.by_version[k].version);
+            const char *labels[] = {"function", fn->s.name, "version", version, NULL};
+            metrics_sample(b, labels, (double)fn->s.by_version[k].invocations);
+        }
+    }
     metrics_family(b, "ignis_invocation_duration_seconds", METRIC_HISTOGRAM,
                    "Wall time from hand-off to the container until the attempt ended.");
     for (size_t i = 0; i < rows->n; i++) {

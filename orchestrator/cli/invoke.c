@@ -8,8 +8,34 @@
 #include "base/invocation_id.h"
 #include "base/protocol.h"
 
+/* The version that ran (or will run) and the alias it came through (null: a version number). */
+static void add_route(cJSON *o, const char *version, const char *alias)
+{
+    if (version[0])
+        cJSON_AddNumberToObject(o, "version", atof(version));
+    if (alias[0])
+        cJSON_AddStringToObject(o, "alias", alias);
+    else
+        cJSON_AddNullToObject(o, "alias");
+}
+
+/* An async invocation's 202 body with the route added, for --json. */
+static int print_with_route(const char *body, const char *version, const char *alias)
+{
+    cJSON *o = cJSON_Parse(body);
+    if (!o)
+        return cli_fail("the daemon's reply is not JSON: %s", body);
+    add_route(o, version, alias);
+    char *text = cJSON_PrintUnformatted(o);
+    printf("%s\n", text);
+    free(text);
+    cJSON_Delete(o);
+    return 0;
+}
+
 static const char usage_invoke[] =
-    "usage: ignis invoke NAME [-d DATA|@FILE|-] [-H 'Header: value'] [--async] [--json]";
+    "usage: ignis invoke NAME[@VERSION|@ALIAS] [-d DATA|@FILE|-] [-H 'Header: value'] [--async] "
+    "[--json]";
 
 int cli_invoke(struct client *c, int argc, char **argv)
 {
@@ -56,6 +82,8 @@ int cli_invoke(struct client *c, int argc, char **argv)
         return 1;
     if (async)
         headers[nheaders++] = "Ignis-Invocation-Type: async";
+    /* NAME@VERSION and NAME@ALIAS go in the path as they are: '@' needs no escape in a path
+     * segment (RFC 3986 pchar), and the daemon reads the selector from it. */
     char path[512];
     snprintf(path, sizeof(path), "/v1/functions/%s/invoke", name);
 
@@ -64,8 +92,10 @@ int cli_invoke(struct client *c, int argc, char **argv)
     if (client_request(c, "POST", path, headers, data ? data : "", len, &resp, &err) < 0)
         return cli_fail("%s", err.message);
 
-    char id[64] = "", cold[16] = "", billed[32] = "";
+    char id[64] = "", cold[16] = "", billed[32] = "", version[24] = "", alias[80] = "";
     client_response_header(&resp, "Ignis-Invocation-Id", id, sizeof(id));
+    client_response_header(&resp, "Ignis-Version", version, sizeof(version));
+    client_response_header(&resp, "Ignis-Alias", alias, sizeof(alias));
     client_response_header(&resp, "Ignis-Cold-Start", cold, sizeof(cold));
     client_response_header(&resp, "Ignis-Billed-Ms", billed, sizeof(billed));
     int r = 0;
@@ -73,7 +103,7 @@ int cli_invoke(struct client *c, int argc, char **argv)
         if (resp.status != 202)
             r = cli_fail_response(&resp);
         else if (json)
-            printf("%s\n", resp.body);
+            r = print_with_route(resp.body, version, alias);
         else
             printf("%s\n", id);
     } else if (json) {
@@ -83,6 +113,7 @@ int cli_invoke(struct client *c, int argc, char **argv)
         cJSON_AddNumberToObject(o_, "status", (double)resp.status);
         cJSON_AddBoolToObject(o_, "cold_start", streq(cold, "true"));
         cJSON_AddNumberToObject(o_, "billed_ms", atof(billed));
+        add_route(o_, version, alias);
         cJSON *body = cJSON_Parse(resp.body);
         if (resp.status == 200)
             cJSON_AddItemToObject(o_, "result", body ? body : cJSON_CreateString(resp.body));
@@ -111,8 +142,8 @@ static void print_record(cJSON *j)
     /* cpu_ms, peak_memory_bytes, init_ms: the last attempt's usage (null, and not printed, on a
      * record older than them). */
     static const char *const keys[] = {
-        "id",        "function",   "version", "status",  "attempts",          "duration_ms",
-        "billed_ms", "cold_start", "cpu_ms",  "init_ms", "peak_memory_bytes",
+        "id",          "function",  "version",    "alias",  "status",  "attempts",
+        "duration_ms", "billed_ms", "cold_start", "cpu_ms", "init_ms", "peak_memory_bytes",
     };
     for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
         cJSON *v = cJSON_GetObjectItem(j, keys[i]);

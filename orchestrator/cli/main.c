@@ -37,7 +37,7 @@ static const char usage[] =
     "             packed as push packs it)\n"
     "  service ls | show NAME | rm NAME [--json]\n"
     "             the services, one service's functions, delete one\n"
-    "  invoke NAME [-d DATA|@FILE|-] [-H 'Header: value'] [--async] [--json]\n"
+    "  invoke NAME[@VERSION|@ALIAS] [-d DATA|@FILE|-] [-H 'Header: value'] [--async] [--json]\n"
     "             run a function: its result on stdout, the exit status its success;\n"
     "             --async prints the invocation's id once it is stored\n"
     "  result ID [--wait] [--json]\n"

@@ -41,7 +41,9 @@ static inline void dispatch_outcome_clear(struct dispatch_outcome *o)
 
 struct inv {
     char id[INV_ID_LEN + 1];
-    struct fn_state *fn;
+    struct fn_state *fn;           /* the state of the version it runs (inv->version) */
+    int64_t version;               /* routed when accepted: every attempt runs this version */
+    char alias[INV_ALIAS_MAX + 1]; /* the alias it came through; "" for a version number */
     bool async;
     /* sync: told of the outcome (dispatch_submit_sync); NULL once its caller went away */
     dispatch_sync_done_fn done;
@@ -101,12 +103,24 @@ struct worker {
     struct worker *next;
 };
 
+/* A function's run-time state. The function's own (of == NULL) runs its current version and
+ * holds the function's counters; each other version that has work gets a version state (of:
+ * the function's), with its own queue, workers and scaler state (versions.c). Every state is in
+ * the dispatcher's list; dispatch_function and dispatch_functions see the functions' own only.
+ * Whatever runs or waits for version v is in the one state running v. */
 struct fn_state {
     struct dispatch *d;
     char name[MANIFEST_NAME_MAX + 1];
     int64_t version;
     const struct manifest *manifest; /* the registry's, re-set on every new version */
     char *bundle_dir;
+    struct fn_state *of;       /* a version state's function; NULL for the function's own */
+    struct fn_state *versions; /* the function's: its version states, through vnext */
+    struct fn_state *vnext;
+    /* The function's: invocations completed by version, for /metrics (bounded by the kept
+     * versions: a version's count goes when it is pruned). */
+    struct dispatch_version_count *by_version;
+    size_t n_by_version;
     struct inv_list queue;
     size_t queued, inflight;
     size_t queued_sync; /* of queued: sync invocations, held to max_concurrency with inflight */
@@ -145,7 +159,8 @@ struct dispatch {
     /* What runs the containers (pool_containers; a test's fake), and how it reports back. */
     const struct pool_ops *pool;
     struct pool_hooks pool_hooks;
-    struct fn_state *fns;
+    struct fn_state *fns;      /* every state: the functions' own and their versions' */
+    struct registry *registry; /* routes invocations (dispatch_attach_registry); may be NULL */
     bool stopping;
     void (*stopped)(void *userdata);
     void *stopped_userdata;
@@ -170,3 +185,29 @@ struct dispatch {
     bool grace_over;       /* the shutdown's grace is over: a stop waits for records no more */
     bool closed;           /* dispatch_close ran: a record that fails now is given up */
 };
+
+/* dispatch.c: a state for function name, in no list yet, with nothing set but its name (NULL
+ * without memory); its release (NULL accepted); putting it in the dispatcher's list. */
+struct fn_state *dispatch_state_new(struct dispatch *d, const char *name);
+void dispatch_state_free(struct fn_state *fn);
+void dispatch_state_link(struct fn_state *fn);
+
+/* versions.c: the state that runs version of function fn (fn itself when it is the current
+ * one), made from m and bundle_dir (borrowed: the registry's version keeps them until its
+ * drain_version hook is done) when there is none: 0 and *ret, or -ENOMEM. */
+int versions_state(struct fn_state *fn, int64_t version, const struct manifest *m,
+                   const char *bundle_dir, struct fn_state **ret);
+/* Takes a version state out of its function's list (before it is freed). */
+void versions_unlink(struct fn_state *vs);
+/* Function fn's current version becomes version: what waits for or runs the old one moves to
+ * that version's state (idle containers of it are retired), and the new one's state, if any,
+ * hands its queue and containers over to fn. 0, or -ENOMEM (nothing changed). */
+int versions_switch(struct fn_state *fn, int64_t version, const struct manifest *m,
+                    const char *bundle_dir);
+/* One more invocation of version completed (fn: the function's own state); its count goes
+ * with versions_forget once the version is pruned. */
+void versions_count(struct fn_state *fn, int64_t version);
+void versions_forget(struct fn_state *fn, int64_t version);
+/* Adds "versions": {"N": {ready, busy, spawning, draining, queue_depth, in_flight}} for the
+ * current version and every version state of fn. */
+void versions_describe(const struct fn_state *fn, cJSON *live);

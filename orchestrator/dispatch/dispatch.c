@@ -40,19 +40,33 @@ static void inv_free(struct inv *inv)
 struct fn_state *dispatch_function(struct dispatch *d, const char *name)
 {
     for (struct fn_state *fn = d->fns; fn; fn = fn->next)
-        if (streq(fn->name, name))
+        if (!fn->of && streq(fn->name, name))
             return fn;
     return NULL;
 }
 
+/* The first function's own state from fn on (version states are not functions). */
+static struct fn_state *own_from(struct fn_state *fn)
+{
+    while (fn && fn->of)
+        fn = fn->next;
+    return fn;
+}
+
 struct fn_state *dispatch_functions(struct dispatch *d)
 {
-    return d->fns;
+    return own_from(d->fns);
 }
 
 struct fn_state *dispatch_next(const struct fn_state *fn)
 {
-    return fn->next;
+    return own_from(fn->next);
+}
+
+/* The state whose counters count what fn runs: the function's own. */
+static struct fn_state *owner(struct fn_state *fn)
+{
+    return fn->of ? fn->of : fn;
 }
 
 const char *dispatch_fn_name(const struct fn_state *fn)
@@ -79,17 +93,21 @@ void dispatch_fn_stats(const struct fn_state *fn, struct dispatch_fn_stats *ret)
 {
     *ret = (struct dispatch_fn_stats){
         .name = fn->name,
-        .queued = fn->queued,
-        .queued_async = fn->queued - fn->queued_sync, /* sync ones are counted apart */
-        .inflight = fn->inflight,
-        .nready = fn->nready,
-        .nbusy = fn->nbusy,
-        .nspawning = fn->nspawning,
         .desired = fn->sc.desired,
         .cold_starts = fn->cold_starts,
         .throttles = fn->throttles,
         .decisions = fn->decisions,
+        .by_version = fn->by_version,
+        .n_by_version = fn->n_by_version,
     };
+    for (const struct fn_state *s = fn; s; s = s == fn ? fn->versions : s->vnext) {
+        ret->queued += s->queued;
+        ret->queued_async += s->queued - s->queued_sync; /* sync ones are counted apart */
+        ret->inflight += s->inflight;
+        ret->nready += s->nready;
+        ret->nbusy += s->nbusy;
+        ret->nspawning += s->nspawning;
+    }
 }
 
 void dispatch_host_stats(const struct dispatch *d, struct dispatch_host_stats *ret)
@@ -137,6 +155,7 @@ void dispatch_inv_set_parent_hops(struct inv *inv, long long hops)
 }
 
 static void schedule_removals(struct dispatch *d);
+static void finish_removals(struct dispatch *d);
 static void check_stopped(struct dispatch *d);
 static void kick(struct fn_state *fn);
 static void spawn_failed(struct fn_state *fn, struct dispatch_outcome *o);
@@ -221,8 +240,9 @@ static void run_scaler(struct dispatch *d)
             .st = &fn->sc,
             .reuse = m->reuse,
             .concurrency = m->concurrency,
-            /* A function being deleted still runs what was queued before the delete. */
-            .min_scale = fn->removing ? 0 : m->min_scale,
+            /* A function being deleted still runs what was queued before the delete; a version
+             * that is not the current one scales to zero once nothing routes to it. */
+            .min_scale = fn->removing || fn->of ? 0 : m->min_scale,
             .max_scale = fn->removing && TAILQ_EMPTY(&fn->queue) ? 0 : m->max_scale,
             .idle_timeout_s = m->idle_timeout_s,
             .memory_mb = m->memory_mb,
@@ -355,7 +375,7 @@ static void start(struct fn_state *fn, struct inv *inv, struct worker *w)
     inv->started_us = now_usec();
     inv->started_wall_us = (int64_t)wall_usec();
     if (inv->cold) {
-        fn->cold_starts++;
+        owner(fn)->cold_starts++;
         /* The split has the resolution of a loop turn: when the sync pipe's EOF and READY are
          * seen in the same turn, the pool takes both as now, and the whole counts as setup.
          * Without any sync pipe (exec_us 0), the whole counts as init. */
@@ -432,8 +452,12 @@ static struct dispatch_result result_of(const struct inv *inv, const struct disp
 {
     return (struct dispatch_result){
         .function = inv->fn->name,
-        .manifest = inv->fn->manifest,
+        /* The current version's: its triggers (the sink) are the function's, whichever version
+         * ran (docs/architecture.md "Per-version pools"). */
+        .manifest = owner(inv->fn)->manifest,
         .id = inv->id,
+        .version = inv->version,
+        .alias = inv->alias[0] ? inv->alias : NULL,
         .kind = o->kind,
         .body = o->body,
         .body_len = o->body_len,
@@ -641,7 +665,7 @@ static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
 {
     struct inv_record r = {
         .function = inv->fn->name,
-        .version = inv->fn->version,
+        .version = inv->version,
         .async = inv->async,
         .status = status,
         .attempts = inv->attempts,
@@ -663,6 +687,7 @@ static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
     };
     memcpy(r.id, inv->id, sizeof(r.id));
     memcpy(r.token_id, inv->token_id, sizeof(r.token_id));
+    memcpy(r.alias, inv->alias, sizeof(r.alias));
     if (!inv->async) {
         /* A sync invocation is recorded without its result: the client has it, and storing
          * every reply would double what the journal writes. */
@@ -671,6 +696,23 @@ static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
         r.content_type = inv->content_type;
     }
     record_submit(d, inv->fn, &r, r.finished_us + d->opts.retention_us);
+}
+
+/* Counts a finished attempt in the function's counters (a version state's too: they are the
+ * function's) and in /metrics. */
+static void count_attempt(struct inv *inv, const struct dispatch_outcome *o, int64_t billed_ms)
+{
+    struct fn_state *own = owner(inv->fn);
+    own->invocations++;
+    own->billed_ms += (uint64_t)billed_ms;
+    latency_add(&own->latency, now_usec() - inv->enqueued_us);
+    if (o->kind != OUTCOME_OK)
+        own->errors++;
+    if (o->kind == OUTCOME_TIMEOUT)
+        own->timeouts++;
+    versions_count(own, inv->version);
+    telemetry_complete(own->name, metrics_status[o->kind],
+                       telemetry_seconds(inv->started_us, now_usec()), billed_ms, inv->cold);
 }
 
 static void complete(struct inv *inv, struct dispatch_outcome *o)
@@ -688,20 +730,13 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
     }
     inv->worker = NULL;
     fn->inflight--;
-    fn->invocations++;
-    fn->billed_ms += (uint64_t)billed_ms;
-    latency_add(&fn->latency, now_usec() - inv->enqueued_us);
-    if (o->kind != OUTCOME_OK)
-        fn->errors++;
-    if (o->kind == OUTCOME_TIMEOUT)
-        fn->timeouts++;
-    telemetry_complete(fn->name, metrics_status[o->kind],
-                       telemetry_seconds(inv->started_us, now_usec()), billed_ms, inv->cold);
+    count_attempt(inv, o, billed_ms);
     if (inv->acct.handed_off) {
         /* Lambda's REPORT line, in the function's own log stream, and the same figures for
-         * /metrics: one cgroup reading serves the ledger, the log and the metrics. */
+         * /metrics: one cgroup reading serves the ledger, the log and the metrics. The version
+         * that ran ends it (Lambda names it in its START line, which Ignis does not write). */
         char report[512];
-        accountant_report_line(report, sizeof(report), inv->id, fn->version, &usage);
+        accountant_report_line(report, sizeof(report), inv->id, inv->version, &usage);
         fnlog_platform(fn->name, inv->id, "%s", report);
         telemetry_usage(fn->name, (double)usage.cpu_us / 1e6, usage.mem_peak_bytes);
     }
@@ -715,7 +750,7 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
         accountant_record(d->journal, &(struct acct_record){.id = inv->id,
                                                             .attempt = inv->attempts,
                                                             .function = fn->name,
-                                                            .version = fn->version,
+                                                            .version = inv->version,
                                                             .start_wall_us = inv->started_wall_us,
                                                             .status = outcome_name(o->kind),
                                                             .cold = inv->cold,
@@ -862,6 +897,7 @@ static void on_tick(struct loop *l, struct loop_timer *t, void *userdata)
     struct dispatch *d = userdata;
     d->tick = NULL;
     run_scaler(d);
+    finish_removals(d); /* version states that scaled to zero */
     for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         if (!TAILQ_EMPTY(&fn->queue))
             kick(fn);
@@ -870,39 +906,50 @@ static void on_tick(struct loop *l, struct loop_timer *t, void *userdata)
 
 /* ---- functions ---- */
 
+struct fn_state *dispatch_state_new(struct dispatch *d, const char *name)
+{
+    struct fn_state *fn = calloc(1, sizeof(*fn));
+    if (!fn)
+        return NULL;
+    fn->d = d;
+    snprintf(fn->name, sizeof(fn->name), "%s", name);
+    TAILQ_INIT(&fn->queue);
+    scaler_fn_init(&fn->sc);
+    return fn;
+}
+
+void dispatch_state_link(struct fn_state *fn)
+{
+    fn->next = fn->d->fns;
+    fn->d->fns = fn;
+}
+
+void dispatch_state_free(struct fn_state *fn)
+{
+    if (!fn)
+        return;
+    free(fn->by_version);
+    free(fn->bundle_dir);
+    free(fn);
+}
+
 int dispatch_function_set(struct dispatch *d, const char *name, int64_t version,
                           const struct manifest *m, const char *bundle_dir)
 {
     struct fn_state *fn = dispatch_function(d, name);
-    char *bdir = strdup(bundle_dir);
-    if (!bdir)
-        return -ENOMEM;
     if (!fn) {
-        fn = calloc(1, sizeof(*fn));
-        if (!fn) {
-            free(bdir);
+        fn = dispatch_state_new(d, name);
+        if (!fn || !(fn->bundle_dir = strdup(bundle_dir))) {
+            dispatch_state_free(fn);
             return -ENOMEM;
         }
-        fn->d = d;
-        snprintf(fn->name, sizeof(fn->name), "%s", name);
-        TAILQ_INIT(&fn->queue);
-        scaler_fn_init(&fn->sc);
-        fn->next = d->fns;
-        d->fns = fn;
-    } else
-        free(fn->bundle_dir);
-    fn->version = version;
-    fn->manifest = m;
-    fn->bundle_dir = bdir;
-    fn->spawn_failures = 0;
-    fn->spawn_not_before_us = 0;
-    /* Workers of an older version take no new work and go once idle. */
-    for (struct worker *w = fn->workers, *next; w; w = next) {
-        next = w->next;
-        if (w->version != version)
-            fn->d->pool->retire(w);
-    }
-    kick(fn);
+        fn->version = version;
+        fn->manifest = m;
+        dispatch_state_link(fn);
+    } else if (versions_switch(fn, version, m, bundle_dir) < 0)
+        return -ENOMEM;
+    for (struct fn_state *s = fn; s; s = s == fn ? fn->versions : s->vnext)
+        kick(s);
     request_scale(d);
     return 0;
 }
@@ -914,12 +961,8 @@ static void unlink_fn(struct dispatch *d, struct fn_state *fn)
             *p = fn->next;
             break;
         }
-}
-
-static void fn_free(struct fn_state *fn)
-{
-    free(fn->bundle_dir);
-    free(fn);
+    if (fn->of)
+        versions_unlink(fn);
 }
 
 /* Fails every queued invocation of fn (sync: done gets code, reason and message; async: left
@@ -969,18 +1012,30 @@ static void drop_waiting_retries(struct fn_state *fn)
     }
 }
 
+/* Nothing left that needs fn: a function's own state waits for its version states too, and a
+ * version state for its async submissions (on_submission_durable holds it). */
 static bool fn_drained(const struct fn_state *fn)
 {
     return fn->inflight == 0 && fn->workers == NULL && TAILQ_EMPTY(&fn->queue) &&
-           fn->recording == 0;
+           fn->recording == 0 && !fn->versions && (!fn->of || fn->submitting == 0);
 }
 
+/* Frees the states being removed once drained (calling their removed), and the version states
+ * nothing routes to any more once they scaled to zero. A version state is before its function
+ * in the list (made later), so one pass frees both. */
 static void finish_removals(struct dispatch *d)
 {
     for (struct fn_state *fn = d->fns, *next; fn; fn = next) {
         next = fn->next;
-        if (!fn->removing)
+        if (!fn->removing) {
+            if (fn->of && fn_drained(fn)) {
+                log_debug("version state freed", "function=%s version=%lld", fn->name,
+                          (long long)fn->version);
+                unlink_fn(d, fn);
+                dispatch_state_free(fn);
+            }
             continue;
+        }
         /* Containers (a starting one too) stay while queued invocations wait for them. */
         for (struct worker *w = fn->workers, *wn; w && TAILQ_EMPTY(&fn->queue); w = wn) {
             wn = w->next;
@@ -992,7 +1047,7 @@ static void finish_removals(struct dispatch *d)
         unlink_fn(d, fn);
         if (fn->removed)
             fn->removed(fn->removed_userdata);
-        fn_free(fn);
+        dispatch_state_free(fn);
     }
 }
 
@@ -1021,12 +1076,39 @@ int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(
     fn->removed = done;
     fn->removed_userdata = userdata;
     /* A delete drains: what was accepted before it (queued, or waiting for a cold container)
-     * still runs, and done is called once it has. Only a retry waiting for its backoff is not
-     * run again: its record ends dead (Ignis.FunctionDeleted). New work is refused (404) from
-     * now on (dispatch_function_accepting). */
-    drop_waiting_retries(fn);
-    kick(fn);
+     * still runs, and done is called once it has, in every version's state. Only a retry
+     * waiting for its backoff is not run again: its record ends dead (Ignis.FunctionDeleted).
+     * New work is refused (404) from now on (dispatch_function_accepting). */
+    for (struct fn_state *s = fn; s; s = s == fn ? fn->versions : s->vnext) {
+        s->removing = true;
+        drop_waiting_retries(s);
+        kick(s);
+    }
     finish_removals(d); /* may free fn */
+    return 0;
+}
+
+int dispatch_version_drain(struct dispatch *d, const char *name, int64_t version,
+                           void (*done)(void *userdata), void *userdata)
+{
+    struct fn_state *fn = dispatch_function(d, name), *vs = NULL;
+    if (!fn)
+        return -ENOENT;
+    if (fn->version == version)
+        return -EBUSY;
+    versions_forget(fn, version);
+    for (struct fn_state *s = fn->versions; s; s = s->vnext)
+        if (s->version == version && !s->removing)
+            vs = s;
+    if (!vs)
+        return -ENOENT;
+    /* As a delete, for one version: what it accepted still runs; its retries in backoff die. */
+    vs->removing = true;
+    vs->removed = done;
+    vs->removed_userdata = userdata;
+    drop_waiting_retries(vs);
+    kick(vs);
+    finish_removals(d); /* may free vs */
     return 0;
 }
 
@@ -1081,16 +1163,65 @@ void dispatch_sync_cancel(struct inv *inv)
     inv_free(inv);
 }
 
-int dispatch_function_accepting(struct dispatch *d, const char *name, struct fn_state **ret,
-                                struct ig_error *err)
+/* The state that runs version of fn (a function's own state), made from the registry's version
+ * when there is none: 0 and *ret, or -ENOENT when the version is not kept (or is being drained
+ * for its removal), -ENOMEM. */
+static int state_for(struct dispatch *d, struct fn_state *fn, int64_t version,
+                     struct fn_state **ret)
+{
+    for (struct fn_state *vs = fn->versions; vs; vs = vs->vnext)
+        if (vs->version == version && vs->removing)
+            return -ENOENT;
+    if (fn->version == version) {
+        *ret = fn;
+        return 0;
+    }
+    const struct registry_function *f = d->registry ? registry_lookup(d->registry, fn->name) : NULL;
+    const struct registry_version *v =
+        f && version > 0 && version <= UINT32_MAX ? registry_version(f, (uint32_t)version) : NULL;
+    if (!v)
+        return -ENOENT;
+    return versions_state(fn, version, v->manifest, v->bundle_dir, ret);
+}
+
+int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector,
+                   struct dispatch_route *ret, struct ig_error *err)
+{
+    const struct registry_function *f = d->registry ? registry_lookup(d->registry, fn->name) : NULL;
+    const struct registry_version *v = NULL;
+    const char *alias = REGISTRY_DEFAULT_ALIAS;
+    int64_t version = fn->version;
+    if (f) {
+        int r = registry_route(d->registry, f, selector, &v, &alias, err);
+        if (r < 0)
+            return r;
+        if (v)
+            version = v->version;
+    } else if (selector && selector[0])
+        return ig_error_set_reason(err, ENOENT, "version_not_found",
+                                   "function %s has no version or alias %.80s", fn->name, selector);
+    struct fn_state *s;
+    int q = state_for(d, fn, version, &s);
+    if (q == -ENOENT)
+        return ig_error_set_reason(err, ENOENT, "version_not_found",
+                                   "version %lld of function %s is being removed",
+                                   (long long)version, fn->name);
+    if (q < 0)
+        return ig_error_set(err, -q, "out of memory");
+    *ret = (struct dispatch_route){.fn = s, .version = version};
+    snprintf(ret->alias, sizeof(ret->alias), "%s", alias ? alias : "");
+    return 0;
+}
+
+int dispatch_function_accepting(struct dispatch *d, const char *name, const char *selector,
+                                struct dispatch_route *ret, struct ig_error *err)
 {
     if (d->stopping)
         return ig_error_set_reason(err, ESHUTDOWN, "shutting_down", "ignisd is shutting down");
     struct fn_state *fn = dispatch_function(d, name);
     if (!fn || fn->removing)
         return ig_error_set_reason(err, ENOENT, "not_found", "no function named '%s'", name);
-    *ret = fn;
-    return 0;
+    return dispatch_route(d, fn, selector, ret, err);
 }
 
 int dispatch_admit(struct dispatch *d, struct fn_state *fn, bool sync, struct ig_error *err)
@@ -1103,7 +1234,7 @@ int dispatch_admit(struct dispatch *d, struct fn_state *fn, bool sync, struct ig
      * invocation beyond it is throttled at once, while async ones wait in the queue. */
     uint32_t cap = fn->manifest->max_concurrency;
     if (sync && cap > 0 && fn->inflight + fn->queued_sync >= cap) {
-        fn->throttles++;
+        owner(fn)->throttles++;
         return ig_error_set_reason(err, ENOBUFS, "too_many_requests",
                                    "'%s' is running its max_concurrency of %u invocations",
                                    fn->name, cap);
@@ -1113,12 +1244,15 @@ int dispatch_admit(struct dispatch *d, struct fn_state *fn, bool sync, struct ig
 
 /* A new invocation of payload (copied, NUL-terminated) with a fresh id, made now; NULL without
  * memory. The strings are copied; NULL ones stay NULL. */
-static struct inv *inv_new(const void *payload, size_t len, const char *content_type,
-                           const char *idempotency_key, const char *token_id, bool async)
+static struct inv *inv_new(const struct dispatch_route *route, const void *payload, size_t len,
+                           const char *content_type, const char *idempotency_key,
+                           const char *token_id, bool async)
 {
     struct inv *inv = calloc(1, sizeof(*inv));
     if (!inv)
         return NULL;
+    inv->version = route->version;
+    memcpy(inv->alias, route->alias, sizeof(inv->alias));
     inv->body = malloc(len + 1);
     inv->content_type = content_type ? strdup(content_type) : NULL;
     inv->idempotency_key = idempotency_key ? strdup(idempotency_key) : NULL;
@@ -1139,14 +1273,16 @@ static struct inv *inv_new(const void *payload, size_t len, const char *content_
     return inv;
 }
 
-int dispatch_submit_sync(struct dispatch *d, struct fn_state *fn, const void *payload, size_t len,
-                         const char *content_type, const char *token_id, dispatch_sync_done_fn done,
-                         void *userdata, struct inv **ret_inv, struct ig_error *err)
+int dispatch_submit_sync(struct dispatch *d, const struct dispatch_route *route,
+                         const void *payload, size_t len, const char *content_type,
+                         const char *token_id, dispatch_sync_done_fn done, void *userdata,
+                         struct inv **ret_inv, struct ig_error *err)
 {
+    struct fn_state *fn = route->fn;
     int r = dispatch_admit(d, fn, true, err);
     if (r < 0)
         return r;
-    struct inv *inv = inv_new(payload, len, content_type, NULL, token_id, false);
+    struct inv *inv = inv_new(route, payload, len, content_type, NULL, token_id, false);
     if (!inv)
         return ig_error_set(err, ENOMEM, "out of memory");
     inv->done = done;
@@ -1164,8 +1300,30 @@ bool dispatch_queue_takes(struct dispatch *d, struct fn_state *fn, size_t n)
 {
     if (fn->queued + fn->submitting + n <= d->opts.queue_max)
         return true;
-    fn->throttles++;
+    owner(fn)->throttles++;
     return false;
+}
+
+/* An async invocation routed to a version that is not kept any more (pruned or deleted since it
+ * was accepted): dead with that error, never run on another version. fn is its function's own
+ * state. Takes inv. */
+static void version_gone(struct fn_state *fn, struct inv *inv)
+{
+    char msg[192];
+    snprintf(msg, sizeof(msg),
+             "version %lld of %s is not kept any more: the invocation was not run on another "
+             "version",
+             (long long)inv->version, fn->name);
+    log_warn("invocation dead-lettered: its version is gone", "function=%s id=%s version=%lld",
+             fn->name, inv->id, (long long)inv->version);
+    inv->fn = fn;
+    struct dispatch_outcome o = {.kind = OUTCOME_ERROR};
+    o.error_type = strdup("Ignis.VersionNotFound");
+    o.error_message = strdup(msg);
+    telemetry_dead_letter(fn->name);
+    record(fn->d, inv, INV_DEAD, &o, 0, 0);
+    dispatch_outcome_clear(&o);
+    inv_free(inv);
 }
 
 /* An accepted async invocation waiting for its row to be durable. */
@@ -1173,6 +1331,9 @@ struct submission {
     struct dispatch *d;
     struct inv *inv;
     char fn_name[MANIFEST_NAME_MAX + 1];
+    /* The version state counting it in submitting (it stays until then); NULL: the function's
+     * own, found again by name as it may be deleted meanwhile. */
+    struct fn_state *vstate;
     dispatch_submitted_fn done;
     void *userdata;
 };
@@ -1182,35 +1343,45 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
     struct submission *s = userdata;
     struct dispatch *d = s->d;
     struct fn_state *fn = dispatch_function(d, s->fn_name);
+    struct fn_state *counted = s->vstate ? s->vstate : fn, *to;
 
-    if (fn && fn->submitting > 0)
-        fn->submitting--;
+    if (counted && counted->submitting > 0)
+        counted->submitting--;
+    if (s->vstate)
+        schedule_removals(d); /* it may be drained now */
     if (result < 0)
         log_error("storing an async invocation failed", "function=%s error=\"%s\"", s->fn_name,
                   message);
     if (s->done)
         s->done(result, message, s->inv->id, s->userdata);
-    if (result == 0 && fn && !fn->removing && !d->stopping)
-        enqueue(fn, s->inv);
-    else /* a failed commit; or it stays queued in the store, and the next start runs it */
+    if (result == 0 && fn && !fn->removing && !d->stopping) {
+        /* The current version may have changed since it was routed: it runs the one it was
+         * routed to, or none. */
+        if (state_for(d, fn, s->inv->version, &to) == 0)
+            enqueue(to, s->inv);
+        else
+            version_gone(fn, s->inv);
+    } else /* a failed commit; or it stays queued in the store, and the next start runs it */
         inv_free(s->inv);
     free(s);
 }
 
-int dispatch_submit_async(struct dispatch *d, struct fn_state *fn, const void *payload, size_t len,
-                          const char *content_type, const char *idempotency_key,
-                          const char *token_id, char ret_id[INV_ID_LEN + 1],
-                          dispatch_submitted_fn done, void *userdata)
+int dispatch_submit_async(struct dispatch *d, const struct dispatch_route *route,
+                          const void *payload, size_t len, const char *content_type,
+                          const char *idempotency_key, const char *token_id,
+                          char ret_id[INV_ID_LEN + 1], dispatch_submitted_fn done, void *userdata)
 {
-    struct inv *inv = inv_new(payload, len, content_type, idempotency_key, token_id, true);
+    struct fn_state *fn = route->fn;
+    struct inv *inv = inv_new(route, payload, len, content_type, idempotency_key, token_id, true);
     struct submission *s = calloc(1, sizeof(*s));
     if (!inv || !s)
         goto oom;
-    *s = (struct submission){.d = d, .inv = inv, .done = done, .userdata = userdata};
+    *s = (struct submission){
+        .d = d, .inv = inv, .vstate = fn->of ? fn : NULL, .done = done, .userdata = userdata};
     snprintf(s->fn_name, sizeof(s->fn_name), "%s", fn->name);
     struct inv_record r = {
         .function = fn->name,
-        .version = fn->version,
+        .version = route->version,
         .async = true,
         .status = INV_QUEUED,
         .payload = inv->body,
@@ -1222,6 +1393,7 @@ int dispatch_submit_async(struct dispatch *d, struct fn_state *fn, const void *p
     };
     memcpy(r.id, inv->id, sizeof(r.id));
     memcpy(r.token_id, inv->token_id, sizeof(r.token_id));
+    memcpy(r.alias, inv->alias, sizeof(r.alias));
     if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us,
                          on_submission_durable, s) < 0)
         goto oom;
@@ -1272,6 +1444,8 @@ static int recover_one(struct inv_record *r, void *userdata)
     if (!inv)
         return -ENOMEM;
     memcpy(inv->id, r->id, sizeof(inv->id));
+    inv->version = r->version;
+    memcpy(inv->alias, r->alias, sizeof(inv->alias));
     inv->async = true;
     inv->body = TAKE_PTR(r->payload);
     inv->body_len = r->payload_len;
@@ -1296,7 +1470,12 @@ static int recover_one(struct inv_record *r, void *userdata)
         inv_free(inv);
         return 0;
     }
-    enqueue(fn, inv);
+    struct fn_state *to;
+    if (state_for(d, fn, inv->version, &to) < 0) {
+        version_gone(fn, inv);
+        return 0;
+    }
+    enqueue(to, inv);
     return 1;
 }
 
@@ -1518,7 +1697,7 @@ void dispatch_free(struct dispatch *d)
     while (d->fns) {
         struct fn_state *fn = d->fns;
         d->fns = fn->next;
-        fn_free(fn);
+        dispatch_state_free(fn);
     }
     free(d);
 }
@@ -1541,6 +1720,19 @@ static void on_registry_drain(void *userdata, const struct registry_function *f,
         done(ctx);
 }
 
+static void on_registry_drain_version(void *userdata, const struct registry_function *f,
+                                      const struct registry_version *v, void (*done)(void *ctx),
+                                      void *ctx)
+{
+    struct dispatch *d = userdata;
+    int r = dispatch_version_drain(d, f->name, v->version, done, ctx);
+    if (r == -EBUSY) /* the registry keeps its current version: nothing to drain */
+        log_error("the current version cannot be drained", "function=%s version=%u", f->name,
+                  v->version);
+    if (r < 0)
+        done(ctx);
+}
+
 static void on_registry_describe(void *userdata, const struct registry_function *f, cJSON *live)
 {
     struct dispatch *d = userdata;
@@ -1555,6 +1747,7 @@ static void on_registry_describe(void *userdata, const struct registry_function 
         cJSON_AddItemToObject(live, item->string, item);
     }
     cJSON_Delete(state);
+    versions_describe(fn, live);
 }
 
 void dispatch_attach_registry(struct dispatch *d, struct registry *r)
@@ -1563,8 +1756,10 @@ void dispatch_attach_registry(struct dispatch *d, struct registry *r)
         .describe = on_registry_describe,
         .updated = on_registry_updated,
         .drain = on_registry_drain,
+        .drain_version = on_registry_drain_version,
         .userdata = d,
     };
+    d->registry = r;
     registry_set_hooks(r, &hooks);
     for (size_t i = 0; i < registry_count(r); i++)
         on_registry_updated(d, registry_at(r, i));

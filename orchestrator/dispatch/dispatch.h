@@ -15,8 +15,9 @@
 
 struct container_stock;
 struct dispatch;
-struct fn_state; /* a function's run-time state: its queue, workers and counters */
-struct inv;      /* one invocation, queued or running */
+struct dispatch_route; /* where one invocation goes (below) */
+struct fn_state;       /* a function's run-time state: its queue, workers and counters */
+struct inv;            /* one invocation, queued or running */
 struct registry;
 
 enum outcome_kind {
@@ -30,8 +31,10 @@ enum outcome_kind {
 /* An invocation's final outcome as others see it (the completed hook). Borrowed for the call. */
 struct dispatch_result {
     const char *function;
-    const struct manifest *manifest; /* the function's, as it ran */
+    const struct manifest *manifest; /* the current version's (whose sink applies) */
     const char *id;
+    int64_t version;   /* the version that ran */
+    const char *alias; /* the alias it came through; NULL for a version number */
     enum outcome_kind kind;
     char *body; /* OUTCOME_OK: the result; a sync invocation's done may take it (set it NULL) */
     size_t body_len;
@@ -89,15 +92,22 @@ void dispatch_free(struct dispatch *d);
  * delete, live state in GET /v1/functions/{name}. */
 void dispatch_attach_registry(struct dispatch *d, struct registry *r);
 
-/* Registers a function or moves it to a new version. The manifest is borrowed: the registry
- * keeps it alive until it calls this again or the removal completes. Warm workers of the old
- * version finish what they run and are replaced. */
+/* Registers a function or moves it to a new current version. The manifest is borrowed: the
+ * registry keeps it alive until it calls this again or the removal completes. What waits for or
+ * runs the old version goes on in that version's own state (its idle containers are retired);
+ * the new version's state, if it had one, hands its queue and containers to the function's. */
 int dispatch_function_set(struct dispatch *d, const char *name, int64_t version,
                           const struct manifest *m, const char *bundle_dir);
 /* Stops accepting invocations for name, lets in-flight ones finish (queued ones fail with 404),
  * destroys its workers, then calls done. Returns -ENOENT if unknown. */
 int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(void *userdata),
                              void *userdata);
+/* Version version of function name (not its current one) is going away (the registry's
+ * drain_version hook): its state drains as a removed function's does, then done is called
+ * (possibly before this returns). Returns -ENOENT (done not called) when nothing runs that
+ * version, -EBUSY when it is the current one. */
+int dispatch_version_drain(struct dispatch *d, const char *name, int64_t version,
+                           void (*done)(void *userdata), void *userdata);
 struct fn_state *dispatch_function(struct dispatch *d, const char *name);
 /* Live state for GET /v1/functions and GET /v1/functions/{name} (docs/api.md). */
 cJSON *dispatch_function_state(const struct fn_state *fn);
@@ -114,7 +124,14 @@ bool dispatch_fn_removing(const struct fn_state *fn);
  * queue_max bounds. */
 size_t dispatch_fn_waiting(const struct fn_state *fn);
 
-/* A function's live state for GET /metrics. */
+/* Invocations of one version completed (attempts, as the function's invocations count). */
+struct dispatch_version_count {
+    int64_t version;
+    uint64_t invocations;
+};
+
+/* A function's live state for GET /metrics: its current version's state and its other
+ * versions' added up. */
 struct dispatch_fn_stats {
     const char *name;
     size_t queued, queued_async, inflight; /* queued: retries in backoff included */
@@ -124,6 +141,9 @@ struct dispatch_fn_stats {
     /* Scaler actions applied, by enum scaler_action_kind and enum scaler_reason (spawns count
      * containers). */
     const uint64_t (*decisions)[_SCALER_REASON_MAX];
+    /* by version, for each version kept that ran something */
+    const struct dispatch_version_count *by_version;
+    size_t n_by_version;
 };
 void dispatch_fn_stats(const struct fn_state *fn, struct dispatch_fn_stats *ret);
 
@@ -161,29 +181,49 @@ bool dispatch_queue_takes(struct dispatch *d, struct fn_state *fn, size_t n);
  * failed (-errno and the message); on the loop thread. */
 typedef void (*dispatch_submitted_fn)(int result, const char *message, const char *id,
                                       void *userdata);
-/* Accepts an async invocation of fn: its row is committed to the store (synchronous=FULL), then
- * done runs and the invocation is queued (unless the function went away or ignisd is stopping:
- * then it stays queued in the store for the next start). The payload and strings are copied; the
- * id is known at once (ret_id). The one way in for async work: HTTP invokes, CloudEvents and
- * schedules. token_id (NULL: none) is the caller's, recorded so an invoker reads its own results.
- * Returns 0, or -ENOMEM (done is not called then). The caller checks dispatch_queue_takes. */
-int dispatch_submit_async(struct dispatch *d, struct fn_state *fn, const void *payload, size_t len,
-                          const char *content_type, const char *idempotency_key,
-                          const char *token_id, char ret_id[INV_ID_LEN + 1],
-                          dispatch_submitted_fn done, void *userdata);
+/* Accepts an async invocation as routed (route->fn's version, recorded with the alias; every
+ * attempt runs that version, also after a restart): its row is committed to the store
+ * (synchronous=FULL), then done runs and the invocation is queued (unless the function went away or
+ * ignisd is stopping: then it stays queued in the store for the next start). The payload and
+ * strings are copied; the id is known at once (ret_id). The one way in for async work: HTTP
+ * invokes, CloudEvents and schedules. token_id (NULL: none) is the caller's, recorded so an invoker
+ * reads its own results. Returns 0, or -ENOMEM (done is not called then). The caller checks
+ * dispatch_queue_takes. */
+int dispatch_submit_async(struct dispatch *d, const struct dispatch_route *route,
+                          const void *payload, size_t len, const char *content_type,
+                          const char *idempotency_key, const char *token_id,
+                          char ret_id[INV_ID_LEN + 1], dispatch_submitted_fn done, void *userdata);
 
 /* The id of the async invocation of fn made earlier with this idempotency key, within the
  * idempotency window: 0 and ret_id, or -ENOENT (or -EIO). */
 int dispatch_find_idempotent(struct dispatch *d, const struct fn_state *fn, const char *key,
                              char ret_id[INV_ID_LEN + 1]);
 
-/* The function an invocation may be made of: 0 and *ret, or ESHUTDOWN ("shutting_down") while
- * ignisd stops, ENOENT ("not_found") for an unknown function or one being deleted. */
-int dispatch_function_accepting(struct dispatch *d, const char *name, struct fn_state **ret,
-                                struct ig_error *err);
-/* Whether fn takes one more invocation now: 0, or ENOBUFS ("too_many_requests") when its queue
- * is full (dispatch_queue_takes) or, for a sync one, when max_concurrency are running or
- * waiting. Each refusal counts a throttle. */
+/* Where one invocation goes: the run-time state of the version it runs (the function's own when
+ * that is the current version, else that version's, made on first use), the version, and the
+ * alias it came through. Valid until the loop turns: submit it at once. */
+struct dispatch_route {
+    struct fn_state *fn;
+    int64_t version;
+    char alias[INV_ALIAS_MAX + 1]; /* "" when through a version number */
+};
+
+/* Routes an invocation of function fn (one of dispatch_functions) by selector (NULL or "": the
+ * default alias; decimal digits: that version; else an alias; registry_route says how): 0 and
+ * *ret, or -errno with err: ENOENT version_not_found or alias_not_found, EINVAL invalid_alias,
+ * ENOMEM. Without a registry attached only the current version is known. */
+int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector,
+                   struct dispatch_route *ret, struct ig_error *err);
+/* The function an invocation may be made of, routed by selector (dispatch_route): 0 and *ret,
+ * or ESHUTDOWN ("shutting_down") while ignisd stops, ENOENT ("not_found") for an unknown
+ * function or one being deleted, or dispatch_route's errors. */
+int dispatch_function_accepting(struct dispatch *d, const char *name, const char *selector,
+                                struct dispatch_route *ret, struct ig_error *err);
+/* Whether fn (a route's state) takes one more invocation now: 0, or ENOBUFS
+ * ("too_many_requests") when its queue is full (dispatch_queue_takes) or, for a sync one, when
+ * max_concurrency are running or waiting. Both count per version state: each version's queue
+ * holds queue_max, and each runs up to its own manifest's max_concurrency. Each refusal counts
+ * a throttle (the function's). */
 int dispatch_admit(struct dispatch *d, struct fn_state *fn, bool sync, struct ig_error *err);
 
 /* A sync invocation is over. err is set when it never ran: ENOENT ("not_found") when its function
@@ -191,14 +231,15 @@ int dispatch_admit(struct dispatch *d, struct fn_state *fn, bool sync, struct ig
  * outcome (done may take r->body). On the loop thread. */
 typedef void (*dispatch_sync_done_fn)(const struct ig_error *err, struct dispatch_result *r,
                                       void *userdata);
-/* Queues a sync invocation of fn (after dispatch_admit's checks, whose errors it returns) and
- * calls done once with its outcome; nothing is stored before then. The payload and strings are
- * copied. *ret_inv is the handle for dispatch_sync_cancel until done is called, NULL when done
- * already ran before this returned (a worker that failed at once). Returns 0, or -errno with
- * err (done is not called then). */
-int dispatch_submit_sync(struct dispatch *d, struct fn_state *fn, const void *payload, size_t len,
-                         const char *content_type, const char *token_id, dispatch_sync_done_fn done,
-                         void *userdata, struct inv **ret_inv, struct ig_error *err);
+/* Queues a sync invocation as routed (after dispatch_admit's checks on route->fn, whose errors it
+ * returns) and calls done once with its outcome; nothing is stored before then. The payload and
+ * strings are copied. *ret_inv is the handle for dispatch_sync_cancel until done is called, NULL
+ * when done already ran before this returned (a worker that failed at once). Returns 0, or -errno
+ * with err (done is not called then). */
+int dispatch_submit_sync(struct dispatch *d, const struct dispatch_route *route,
+                         const void *payload, size_t len, const char *content_type,
+                         const char *token_id, dispatch_sync_done_fn done, void *userdata,
+                         struct inv **ret_inv, struct ig_error *err);
 /* The caller of a sync invocation went away: a queued one is dropped (never runs, nothing is
  * recorded); a running one runs to its end and is recorded, and done is not called. */
 void dispatch_sync_cancel(struct inv *inv);

@@ -217,7 +217,12 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
         if (!subscribed(fn, e))
             continue;
         struct event_delivery *dl = &x->deliveries[x->ndeliveries];
-        if (dispatch_submit_async(d, fn, x->payload, x->payload_len, MEDIA_CLOUDEVENT, NULL,
+        /* A delivery goes through the function's default alias (its canary too): the route
+         * of an existing function's default alias fails only for want of memory. */
+        struct dispatch_route route;
+        struct ig_error err = {};
+        if (dispatch_route(d, fn, NULL, &route, &err) < 0 ||
+            dispatch_submit_async(d, &route, x->payload, x->payload_len, MEDIA_CLOUDEVENT, NULL,
                                   a->token_id[0] ? a->token_id : NULL, dl->id, on_delivery_durable,
                                   a) < 0)
             return -ENOMEM;
@@ -625,8 +630,13 @@ static void run_schedule(struct event_router *ev, struct fn_state *fn, const str
     _cleanup_free_ char *payload = NULL;
     size_t len;
     char id[INV_ID_LEN + 1], *userdata = strdup(dispatch_fn_name(fn));
+    /* A schedule's run goes through the default alias; its route fails only for want of
+     * memory. */
+    struct dispatch_route route;
+    struct ig_error err = {};
     if (!text || !userdata || ce_event_to_json(&e, &payload, &len) < 0 ||
-        dispatch_submit_async(ev->d, fn, payload, len, MEDIA_CLOUDEVENT, key, NULL, id,
+        dispatch_route(ev->d, fn, NULL, &route, &err) < 0 ||
+        dispatch_submit_async(ev->d, &route, payload, len, MEDIA_CLOUDEVENT, key, NULL, id,
                               on_schedule_submitted, userdata) < 0) {
         free(userdata);
         log_error("a schedule's run could not be submitted", "function=%s error=\"out of memory\"",

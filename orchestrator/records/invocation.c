@@ -66,6 +66,7 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         usage_i(r, r->cpu_us),
         usage_i(r, r->mem_peak_bytes),
         usage_i(r, r->init_us),
+        JV_S(r->alias[0] ? r->alias : NULL),
     };
     /* An async invocation's row is its acceptance (the 202 waits for it): durable. A sync
      * invocation's is a record of what the client already has: a crash-safe write is enough. */
@@ -75,8 +76,8 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         "payload, content_type, idempotency_key, attempts, max_retries, "
         "created_us, started_us, finished_us, next_attempt_us, result, "
         "error_type, error_message, billed_ms, cold, expires_us, token_id, cpu_us, "
-        "mem_peak_bytes, init_us) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "mem_peak_bytes, init_us, alias) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         v, ARRAY_SIZE(v), done, userdata);
 }
 
@@ -159,7 +160,7 @@ static char *col_dup(sqlite3_stmt *st, int i, size_t *ret_len)
 #define RECORD_COLUMNS                                                                             \
     "id, function, version, async, status, payload, content_type, idempotency_key, attempts, "     \
     "max_retries, created_us, started_us, finished_us, next_attempt_us, result, error_type, "      \
-    "error_message, billed_ms, cold, token_id, cpu_us, mem_peak_bytes, init_us"
+    "error_message, billed_ms, cold, token_id, cpu_us, mem_peak_bytes, init_us, alias"
 
 static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
 {
@@ -189,6 +190,8 @@ static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
     r->cpu_us = sqlite3_column_int64(st, 20);
     r->mem_peak_bytes = sqlite3_column_int64(st, 21);
     r->init_us = sqlite3_column_int64(st, 22);
+    if (sqlite3_column_type(st, 23) == SQLITE_TEXT)
+        snprintf(r->alias, sizeof(r->alias), "%s", (const char *)sqlite3_column_text(st, 23));
 }
 
 int inv_store_get(struct store *s, const char *id, struct inv_record *ret)
@@ -271,6 +274,10 @@ cJSON *inv_record_to_json(const struct inv_record *r)
     cJSON_AddStringToObject(o, "id", r->id);
     cJSON_AddStringToObject(o, "function", r->function ? r->function : "");
     cJSON_AddNumberToObject(o, "version", (double)r->version);
+    if (r->alias[0])
+        cJSON_AddStringToObject(o, "alias", r->alias);
+    else
+        cJSON_AddNullToObject(o, "alias");
     cJSON_AddStringToObject(o, "mode", r->async ? "async" : "sync");
     cJSON_AddStringToObject(o, "status", inv_status_name(r->status));
     cJSON_AddNumberToObject(o, "attempts", r->attempts);

@@ -12,6 +12,9 @@
 
 struct store;
 
+/* An alias name's longest (functions/registry.h: [a-z][a-z0-9-]{0,62}). */
+#define INV_ALIAS_MAX 63
+
 /* Exponential backoff with jitter for retry number `attempt` (1 = the first retry): the delay
  * doubles from base_ms up to cap_ms, and the second half of it is random (from `random`), so
  * retries of a burst that failed together spread out. Pure. */
@@ -21,7 +24,8 @@ uint64_t inv_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms, uin
 struct inv_record {
     char id[INV_ID_LEN + 1];
     char *function;
-    int64_t version;
+    int64_t version;               /* the version that runs it (routed when it was accepted) */
+    char alias[INV_ALIAS_MAX + 1]; /* the alias it came through; "" (null) for a version number */
     bool async;
     enum inv_status status;
     char *payload;

@@ -21,7 +21,7 @@ struct journal_value {
     size_t len;    /* for JV_BLOB; JV_TEXT uses strlen when 0 */
 };
 
-#define JOURNAL_MAX_VALUES 24
+#define JOURNAL_MAX_VALUES 32
 
 #define JV_I(v)    ((struct journal_value){.type = JV_INT, .i = (int64_t)(v)})
 #define JV_S(s)    ((struct journal_value){.type = (s) ? JV_TEXT : JV_NULL, .p = (s)})

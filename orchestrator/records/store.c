@@ -296,6 +296,9 @@ static const struct store_migration migrations[] = {
                 " function_versions v WHERE v.name = functions.name);"
                 "INSERT INTO aliases (function, alias, version, weight)"
                 " SELECT name, 'default', current_version, 100 FROM functions;"},
+    /* The alias an invocation came through (#21); NULL for a version number, and for the rows
+     * from before aliases. */
+    {"invocation_alias", "ALTER TABLE invocations ADD COLUMN alias TEXT;"},
 };
 
 int store_errno(sqlite3 *db)

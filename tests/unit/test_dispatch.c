@@ -294,15 +294,32 @@ static struct inv_record wait_record(const char *id, enum inv_status status)
     return r;
 }
 
-static struct inv *submit_sync(struct sync_call *c)
+/* The route of an unqualified invocation (no registry: the current version). */
+static struct dispatch_route route_default(void)
+{
+    struct dispatch_route route;
+    struct ig_error err = {};
+    assert_int_equal(dispatch_route(T.d, T.fn, NULL, &route, &err), 0);
+    assert_ptr_equal(route.fn, T.fn);
+    assert_string_equal(route.alias, "default");
+    return route;
+}
+
+static struct inv *submit_sync_to(const struct dispatch_route *route, struct sync_call *c)
 {
     struct ig_error err = {};
     struct inv *inv = NULL;
-    assert_int_equal(dispatch_submit_sync(T.d, T.fn, "{\"x\":1}", 7, "application/json", NULL,
+    assert_int_equal(dispatch_submit_sync(T.d, route, "{\"x\":1}", 7, "application/json", NULL,
                                           on_sync_done, c, &inv, &err),
                      0);
     assert_non_null(inv);
     return inv;
+}
+
+static struct inv *submit_sync(struct sync_call *c)
+{
+    struct dispatch_route route = route_default();
+    return submit_sync_to(&route, c);
 }
 
 static void test_sync_success(void **state)
@@ -416,9 +433,9 @@ static void test_sync_cancel_and_delete(void **state)
     assert_false(gone.done);
     assert_false(waiting.done);
     assert_false(removed);
-    struct fn_state *fn;
+    struct dispatch_route route;
     struct ig_error err = {};
-    assert_int_equal(dispatch_function_accepting(T.d, "hello", &fn, &err), -ENOENT);
+    assert_int_equal(dispatch_function_accepting(T.d, "hello", NULL, &route, &err), -ENOENT);
 
     struct inv *sent = run_until_sent();
     assert_non_null(sent);
@@ -454,8 +471,9 @@ static void on_submitted(int result, const char *message, const char *id, void *
 
 static void submit_async(char id[INV_ID_LEN + 1], struct async_call *c)
 {
+    struct dispatch_route route = route_default();
     assert_true(dispatch_queue_takes(T.d, T.fn, 1));
-    assert_int_equal(dispatch_submit_async(T.d, T.fn, "{}", 2, "application/json", NULL, NULL, id,
+    assert_int_equal(dispatch_submit_async(T.d, &route, "{}", 2, "application/json", NULL, NULL, id,
                                            on_submitted, c),
                      0);
 }
@@ -511,6 +529,128 @@ static void test_async_dead_letter(void **state)
     assert_int_equal(T.fn->errors, 2);
 }
 
+/* ---- version states ---- */
+
+/* Runs the loop until cond() holds (or 10 s pass). */
+static bool run_until(bool (*cond)(void))
+{
+    for (int i = 0; i < 1000 && !cond(); i++)
+        run_for(10);
+    return cond();
+}
+
+static bool no_version_states(void)
+{
+    return T.fn->versions == NULL;
+}
+
+/* An invocation routed to another version runs in that version's own state, on a container made
+ * for it, is recorded with its version and alias, and counts as the function's; the state scales
+ * to zero once idle (its manifest's min_scale notwithstanding) and is freed. */
+static void test_version_state_lifecycle(void **state)
+{
+    struct manifest m2 = T.m;
+    m2.min_scale = 1;
+    m2.idle_timeout_s = 1;
+    struct fn_state *vs;
+    assert_int_equal(versions_state(T.fn, 2, &m2, T.dir, &vs), 0);
+    assert_ptr_not_equal(vs, T.fn);
+    assert_ptr_equal(vs->of, T.fn);
+    /* Not a function of its own. */
+    assert_ptr_equal(dispatch_function(T.d, "hello"), T.fn);
+    assert_ptr_equal(dispatch_functions(T.d), T.fn);
+    assert_null(dispatch_next(T.fn));
+    struct fn_state *again;
+    assert_int_equal(versions_state(T.fn, 2, &m2, T.dir, &again), 0);
+    assert_ptr_equal(again, vs);
+
+    struct dispatch_route route = {.fn = vs, .version = 2, .alias = "canary"};
+    struct sync_call c = {};
+    struct inv *inv = submit_sync_to(&route, &c);
+    assert_ptr_equal(run_until_sent(), inv);
+    assert_ptr_equal(inv->worker->fn, vs);
+    assert_int_equal(inv->worker->version, 2);
+    assert_int_equal(T.fn->nready + T.fn->nbusy + T.fn->nspawning, 0);
+    finish(inv, OUTCOME_OK, "{}", NULL);
+    assert_true(c.done);
+    free(c.body);
+    struct inv_record r = wait_record(c.id, INV_SUCCEEDED);
+    assert_int_equal(r.version, 2);
+    assert_string_equal(r.alias, "canary");
+    inv_record_clear(&r);
+    assert_int_equal(T.fn->invocations, 1);
+    assert_int_equal(T.fn->n_by_version, 1);
+    assert_int_equal(T.fn->by_version[0].version, 2);
+
+    assert_true(run_until(no_version_states));
+    assert_int_equal(T.d->live_workers, 0);
+}
+
+/* The current version changes while an invocation of the old one waits for a container: it
+ * moves to the old version's state and runs there, never on the new version. */
+static void test_switch_keeps_queued_on_their_version(void **state)
+{
+    struct sync_call c = {};
+    struct inv *inv = submit_sync(&c);
+    assert_null(inv->worker);
+    struct manifest m2 = T.m;
+    assert_int_equal(dispatch_function_set(T.d, "hello", 2, &m2, T.dir), 0);
+    assert_int_equal(T.fn->version, 2);
+    assert_int_equal(T.fn->queued, 0);
+    assert_non_null(T.fn->versions);
+    assert_ptr_equal(inv->fn, T.fn->versions);
+    assert_int_equal(inv->fn->version, 1);
+    assert_int_equal(inv->fn->queued, 1);
+
+    assert_ptr_equal(run_until_sent(), inv);
+    assert_int_equal(inv->worker->version, 1);
+    finish(inv, OUTCOME_OK, "{}", NULL);
+    free(c.body);
+    struct inv_record r = wait_record(c.id, INV_SUCCEEDED);
+    assert_int_equal(r.version, 1);
+    assert_string_equal(r.alias, "default");
+    inv_record_clear(&r);
+
+    /* Back to version 1 (a rollback): its state hands its warm container to the function's. */
+    assert_int_equal(dispatch_function_set(T.d, "hello", 1, &T.m, T.dir), 0);
+    assert_int_equal(T.fn->nready, 1);
+    assert_true(run_until(no_version_states));
+}
+
+static void on_drained(void *userdata)
+{
+    *(bool *)userdata = true;
+}
+
+/* The registry's drain_version: what the version runs still finishes, then done; the current
+ * version cannot be drained, and a version nothing runs is done at once (-ENOENT). */
+static void test_version_drain(void **state)
+{
+    struct fn_state *vs;
+    assert_int_equal(versions_state(T.fn, 3, &T.m, T.dir, &vs), 0);
+    struct dispatch_route route = {.fn = vs, .version = 3};
+    struct sync_call c = {};
+    struct inv *inv = submit_sync_to(&route, &c);
+    assert_ptr_equal(run_until_sent(), inv);
+
+    bool drained = false;
+    assert_int_equal(dispatch_version_drain(T.d, "hello", 1, on_drained, &drained), -EBUSY);
+    assert_int_equal(dispatch_version_drain(T.d, "hello", 7, on_drained, &drained), -ENOENT);
+    assert_int_equal(dispatch_version_drain(T.d, "hello", 3, on_drained, &drained), 0);
+    assert_false(drained);
+    finish(inv, OUTCOME_OK, "{}", NULL);
+    free(c.body);
+    for (int i = 0; i < 500 && !drained; i++)
+        run_for(10);
+    assert_true(drained);
+    assert_null(T.fn->versions);
+    assert_int_equal(T.d->live_workers, 0);
+    struct inv_record r = wait_record(c.id, INV_SUCCEEDED);
+    assert_int_equal(r.version, 3);
+    assert_string_equal(r.alias, "");
+    inv_record_clear(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +661,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_cancel_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_dead_letter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_state_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_switch_keeps_queued_on_their_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_drain, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
