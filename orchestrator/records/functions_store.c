@@ -30,21 +30,17 @@ static const char *column_text(sqlite3_stmt *st, int i)
     return (const char *)sqlite3_column_text(st, i);
 }
 
-int functions_store_load_functions(struct store *s,
-                                   int (*fn)(void *userdata,
-                                             const struct functions_store_version *v,
-                                             struct ig_error *err),
-                                   void *userdata, struct ig_error *err)
+/* Calls fn with each row of sql, whose columns are those of struct functions_store_version in
+ * its order (name, version, digest, manifest, created, updated, bundle bytes, service,
+ * max_version); what names the rows in an error. */
+static int load_version_rows(struct store *s, const char *sql, const char *what,
+                             int (*fn)(void *userdata, const struct functions_store_version *v,
+                                       struct ig_error *err),
+                             void *userdata, struct ig_error *err)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT f.name, v.version, v.digest, v.manifest, f.created_at, "
-                           "v.created_at, v.bundle_bytes, f.service, f.max_version FROM "
-                           "functions f JOIN "
-                           "function_versions "
-                           "v ON v.name = f.name AND v.version = f.current_version",
-                           -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: loading functions: %s", sqlite3_errmsg(s->db));
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return ig_error_set(err, EIO, "store: loading %s: %s", what, sqlite3_errmsg(s->db));
     int q;
     while ((q = sqlite3_step(st)) == SQLITE_ROW) {
         const struct functions_store_version v = {
@@ -66,8 +62,22 @@ int functions_store_load_functions(struct store *s,
     }
     sqlite3_finalize(st);
     if (q != SQLITE_DONE)
-        return ig_error_set(err, EIO, "store: loading functions: %s", sqlite3_errmsg(s->db));
+        return ig_error_set(err, EIO, "store: loading %s: %s", what, sqlite3_errmsg(s->db));
     return 0;
+}
+
+int functions_store_load_functions(struct store *s,
+                                   int (*fn)(void *userdata,
+                                             const struct functions_store_version *v,
+                                             struct ig_error *err),
+                                   void *userdata, struct ig_error *err)
+{
+    return load_version_rows(s,
+                             "SELECT f.name, v.version, v.digest, v.manifest, f.created_at, "
+                             "v.created_at, v.bundle_bytes, f.service, f.max_version FROM "
+                             "functions f JOIN function_versions v ON v.name = f.name AND "
+                             "v.version = f.current_version",
+                             "functions", fn, userdata, err);
 }
 
 int functions_store_load_versions(struct store *s,
@@ -75,33 +85,10 @@ int functions_store_load_versions(struct store *s,
                                             struct ig_error *err),
                                   void *userdata, struct ig_error *err)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT name, version, digest, manifest, created_at, bundle_bytes "
-                           "FROM function_versions ORDER BY name, version",
-                           -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: loading versions: %s", sqlite3_errmsg(s->db));
-    int q;
-    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
-        const struct functions_store_version v = {
-            .name = column_text(st, 0),
-            .version = (uint32_t)sqlite3_column_int64(st, 1),
-            .digest = column_text(st, 2),
-            .manifest = column_text(st, 3),
-            .created_usec = (uint64_t)sqlite3_column_int64(st, 4),
-            .updated_usec = (uint64_t)sqlite3_column_int64(st, 4),
-            .bundle_bytes = (uint64_t)sqlite3_column_int64(st, 5),
-        };
-        int r = fn(userdata, &v, err);
-        if (r < 0) {
-            sqlite3_finalize(st);
-            return r;
-        }
-    }
-    sqlite3_finalize(st);
-    if (q != SQLITE_DONE)
-        return ig_error_set(err, EIO, "store: loading versions: %s", sqlite3_errmsg(s->db));
-    return 0;
+    return load_version_rows(s,
+                             "SELECT name, version, digest, manifest, created_at, created_at, "
+                             "bundle_bytes, NULL, 0 FROM function_versions ORDER BY name, version",
+                             "versions", fn, userdata, err);
 }
 
 int functions_store_load_services(struct store *s,

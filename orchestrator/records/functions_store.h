@@ -49,7 +49,8 @@ int functions_store_load_functions(struct store *s,
                                              struct ig_error *err),
                                    void *userdata, struct ig_error *err);
 /* Calls fn with every kept version of every function, oldest first per function (the current
- * one too); created_usec and updated_usec are both when that version was made, service is NULL.
+ * one too); created_usec and updated_usec are both when that version was made, service NULL and
+ * max_version 0.
  * As above otherwise. */
 int functions_store_load_versions(struct store *s,
                                   int (*fn)(void *userdata, const struct functions_store_version *v,
