@@ -1192,7 +1192,7 @@ int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector
     const char *alias = REGISTRY_DEFAULT_ALIAS;
     int64_t version = fn->version;
     if (f) {
-        int r = registry_route(d->registry, f, selector, &v, &alias, err);
+        int r = registry_route(f, selector, &v, &alias, err);
         if (r < 0)
             return r;
         if (v)

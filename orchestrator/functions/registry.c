@@ -753,12 +753,19 @@ const struct registry_function *registry_find(const struct registry *r, const ch
     return f;
 }
 
-const struct registry_version *registry_version(const struct registry_function *f, uint32_t version)
+/* f's kept version numbered version, one being removed too; NULL when there is none. */
+static struct registry_version *version_find(const struct registry_function *f, uint32_t version)
 {
     for (size_t i = 0; i < f->n_versions; i++)
         if (f->versions[i]->version == version)
             return f->versions[i];
     return NULL;
+}
+
+const struct registry_version *registry_version(const struct registry_function *f, uint32_t version)
+{
+    const struct registry_version *v = version_find(f, version);
+    return v && !v->removing ? v : NULL;
 }
 
 /* A version number as a selector gives it: decimal digits, no sign, no leading zero. */
@@ -776,12 +783,11 @@ static bool parse_version(const char *s, uint32_t *ret)
     return true;
 }
 
-int registry_route(struct registry *r, const struct registry_function *f, const char *selector,
+int registry_route(const struct registry_function *f, const char *selector,
                    const struct registry_version **ret, const char **ret_alias,
                    struct ig_error *err)
 {
     uint32_t n;
-    (void)r;
     const char *name = selector && selector[0] ? selector : REGISTRY_DEFAULT_ALIAS;
     if (parse_version(name, &n)) {
         const struct registry_version *v = registry_version(f, n);
@@ -1625,6 +1631,8 @@ static void prune_drained(void *ctx)
                   e.message);
         if (op->kind == OP_VERSION_DELETE)
             op_fail_own(op, &e);
+        for (size_t i = 0; f && i < op->n_prune; i++)
+            version_find(f, op->prune[i])->removing = false;
         op->n_prune = 0;
         op_finish(op);
         return;
@@ -1647,9 +1655,12 @@ static void prune_start(struct op *op)
     struct registry *r = op->reg;
     const struct registry_function *f = find_fn(r, op->name);
     op->drains_pending = 1 + op->n_prune;
+    /* From now on no route reaches them, so a drained version stays drained. */
+    for (size_t i = 0; i < op->n_prune; i++)
+        version_find(f, op->prune[i])->removing = true;
     for (size_t i = 0; i < op->n_prune; i++) {
-        const struct registry_version *v = registry_version(f, op->prune[i]);
-        if (r->hooks.drain_version && v)
+        const struct registry_version *v = version_find(f, op->prune[i]);
+        if (r->hooks.drain_version)
             r->hooks.drain_version(r->hooks.userdata, f, v, prune_drained, op);
         else
             prune_drained(op);

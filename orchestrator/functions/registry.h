@@ -35,6 +35,9 @@ struct registry_version {
     char bundle_dir[4200]; /* STATE_DIR/bundles/<digest> */
     uint64_t created_usec; /* wall clock: when this version was made */
     uint64_t bundle_bytes;
+    /* Being pruned or deleted (draining): registry_version and registry_route no longer find
+     * it, so nothing new starts on it while what runs it drains. */
+    bool removing;
 };
 
 /* A function as the rest of the daemon sees it: its current version (the default alias's
@@ -118,7 +121,7 @@ int registry_check_name(const char *kind, const char *name, struct ig_error *err
  * be one, ENOENT when there is none. */
 const struct registry_function *registry_find(const struct registry *r, const char *name,
                                               struct ig_error *err);
-/* f's kept version numbered version, or NULL. */
+/* f's kept version numbered version, or NULL (also while it is being removed). */
 const struct registry_version *registry_version(const struct registry_function *f,
                                                 uint32_t version);
 /* Where an invocation of f goes. selector: NULL or "" for the default alias; decimal digits for
@@ -127,7 +130,7 @@ const struct registry_version *registry_version(const struct registry_function *
  * weight. 0 with *ret (valid as registry_version's) and *ret_alias (the alias's name, valid until
  * the alias changes; NULL for a version number); or -errno with err: ENOENT version_not_found or
  * alias_not_found, EINVAL invalid_alias (not a version number nor an alias name). */
-int registry_route(struct registry *r, const struct registry_function *f, const char *selector,
+int registry_route(const struct registry_function *f, const char *selector,
                    const struct registry_version **ret, const char **ret_alias,
                    struct ig_error *err);
 /* f's alias named name, or NULL. */

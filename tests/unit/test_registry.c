@@ -455,16 +455,16 @@ static void test_versions_kept(void **state)
         assert_ptr_equal(f->versions[1]->manifest, f->manifest);
         assert_string_not_equal(f->versions[0]->bundle_dir, f->versions[1]->bundle_dir);
 
-        assert_int_equal(registry_route(fx->reg, f, NULL, &v, &alias, &err), 0);
+        assert_int_equal(registry_route(f, NULL, &v, &alias, &err), 0);
         assert_int_equal(v->version, 2);
         assert_string_equal(alias, REGISTRY_DEFAULT_ALIAS);
-        assert_int_equal(registry_route(fx->reg, f, "1", &v, &alias, &err), 0);
+        assert_int_equal(registry_route(f, "1", &v, &alias, &err), 0);
         assert_int_equal(v->version, 1);
         assert_null(alias);
-        assert_int_equal(registry_route(fx->reg, f, "3", &v, &alias, &err), -ENOENT);
+        assert_int_equal(registry_route(f, "3", &v, &alias, &err), -ENOENT);
         assert_string_equal(err.reason, "version_not_found");
         ig_error_clear(&err);
-        assert_int_equal(registry_route(fx->reg, f, "01", &v, &alias, &err), -EINVAL);
+        assert_int_equal(registry_route(f, "01", &v, &alias, &err), -EINVAL);
         assert_string_equal(err.reason, "invalid_alias");
         ig_error_clear(&err);
 
@@ -590,7 +590,7 @@ static void test_alias_round_robin(void **state)
     assert_int_equal(o.code, 0);
     int count[4] = {};
     for (int i = 0; i < 1000; i++) {
-        assert_int_equal(registry_route(fx->reg, good(fx), "canary", &v, &alias, &err), 0);
+        assert_int_equal(registry_route(good(fx), "canary", &v, &alias, &err), 0);
         assert_string_equal(alias, "canary");
         count[v->version]++;
         if (i == 99) {
@@ -603,20 +603,20 @@ static void test_alias_round_robin(void **state)
     /* From any starting point too: a window of 100 in the middle of a three-way split. */
     set_alias(fx, "canary", v3, w3, 3, &o);
     for (int i = 0; i < 37; i++)
-        registry_route(fx->reg, good(fx), "canary", &v, &alias, &err);
+        registry_route(good(fx), "canary", &v, &alias, &err);
     memset(count, 0, sizeof(count));
     for (int i = 0; i < 100; i++) {
-        assert_int_equal(registry_route(fx->reg, good(fx), "canary", &v, &alias, &err), 0);
+        assert_int_equal(registry_route(good(fx), "canary", &v, &alias, &err), 0);
         count[v->version]++;
     }
     assert_int_equal(count[1], 33);
     assert_int_equal(count[2], 33);
     assert_int_equal(count[3], 34);
     /* The unqualified route is the default alias's; unknown aliases are named. */
-    assert_int_equal(registry_route(fx->reg, good(fx), NULL, &v, &alias, &err), 0);
+    assert_int_equal(registry_route(good(fx), NULL, &v, &alias, &err), 0);
     assert_int_equal(v->version, 3);
     assert_string_equal(alias, "default");
-    assert_int_equal(registry_route(fx->reg, good(fx), "stable", &v, &alias, &err), -ENOENT);
+    assert_int_equal(registry_route(good(fx), "stable", &v, &alias, &err), -ENOENT);
     assert_string_equal(err.reason, "alias_not_found");
 }
 
@@ -710,6 +710,52 @@ static void test_prune_keeps_alias_targets(void **state)
     assert_int_equal(good(fx)->n_versions, 3);
     assert_null(registry_version(good(fx), 2));
     assert_int_equal(registry_alias(good(fx), "pinned")->versions[0], 1);
+}
+
+/* A drain of a version the test finishes itself, as the dispatcher does once what runs it ends. */
+static void (*held_done)(void *ctx);
+static void *held_ctx;
+
+static void fx_hold_version(void *userdata, const struct registry_function *f,
+                            const struct registry_version *v, void (*done)(void *ctx), void *ctx)
+{
+    held_done = done;
+    held_ctx = ctx;
+    loop_quit(((struct fx *)userdata)->loop);
+}
+
+/* While a pruned version drains, no route reaches it (a new run of it would outlive its
+ * manifest and bundle); the prune ends once the drain is done. */
+static void test_prune_unroutable_while_draining(void **state)
+{
+    struct fx *fx = *state;
+    struct reported o;
+    struct ig_error err = {};
+    const struct registry_version *v;
+    const char *alias;
+    push_versions(fx, 1, true, &o);
+    registry_set_keep_versions(fx->reg, 1);
+    struct registry_hooks hooks = {.drain_version = fx_hold_version, .userdata = fx};
+    registry_set_hooks(fx->reg, &hooks);
+    char json[] = "{\"name\":\"good\",\"runtime\":\"provided\",\"memory_mb\":512}";
+    _cleanup_free_ char *b = NULL;
+    size_t len;
+    make_bundle(fx, json, NULL, &b, &len);
+    o = (struct reported){.loop = fx->loop};
+    held_done = NULL;
+    assert_int_equal(registry_push(fx->reg, "good", b, len, on_done, &o, &err), 0);
+    assert_int_equal(loop_run(fx->loop), 0); /* until the drain of version 1 */
+    assert_non_null(held_done);
+    assert_false(o.called);
+    assert_null(registry_version(good(fx), 1));
+    assert_int_equal(registry_route(good(fx), "1", &v, &alias, &err), -ENOENT);
+    assert_string_equal(err.reason, "version_not_found");
+    ig_error_clear(&err);
+    held_done(held_ctx);
+    wait_done(fx, &o);
+    assert_int_equal(o.code, 0);
+    assert_int_equal(o.n_pruned, 1);
+    assert_int_equal(good(fx)->n_versions, 1);
 }
 
 static void delete_version(struct fx *fx, uint32_t version, struct reported *o)
@@ -958,6 +1004,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_default_weighted, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rollback_numbering, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_prune_keeps_alias_targets, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_prune_unroutable_while_draining, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_version, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_push_bad_manifest, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_push_name_mismatch, fx_setup, fx_teardown),
