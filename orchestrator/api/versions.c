@@ -1,7 +1,5 @@
 #include "api/versions.h"
 
-#include <string.h>
-
 #include "api/api.h"
 #include "api/errors.h"
 #include "api/functions.h"
@@ -53,25 +51,14 @@ cJSON *api_versions_json(const struct registry_function *f)
     return arr;
 }
 
-/* A version number as a JSON value or a path segment gives it: 1..UINT32_MAX. */
+/* A version number as a JSON value gives it: 1..UINT32_MAX (registry_parse_version reads one
+ * from text). */
 static bool number_version(const cJSON *v, uint32_t *ret)
 {
     if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > UINT32_MAX ||
         v->valuedouble != (double)(uint32_t)v->valuedouble)
         return false;
     *ret = (uint32_t)v->valuedouble;
-    return true;
-}
-
-static bool text_version(const char *s, uint32_t *ret)
-{
-    char *end;
-    if (s[0] < '1' || s[0] > '9' || strlen(s) > 9)
-        return false;
-    unsigned long n = strtoul(s, &end, 10);
-    if (*end)
-        return false;
-    *ret = (uint32_t)n;
     return true;
 }
 
@@ -185,7 +172,7 @@ static int parse_routes(const cJSON *root, uint32_t *versions, uint32_t *weights
     size_t n = 0;
     for (const cJSON *e = many->child; e; e = e->next, n++) {
         uint32_t v, w;
-        if (!text_version(e->string, &v))
+        if (!registry_parse_version(e->string, &v))
             return ig_error_set_reason(err, EINVAL, "bad_request",
                                        "versions: \"%.40s\" is not a version number", e->string);
         if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1000 ||
@@ -296,7 +283,7 @@ static void version_deleted(void *userdata, const struct ig_error *err,
 static int start_version_delete(struct http_request *req, struct api *a, struct ig_error *err)
 {
     uint32_t v;
-    if (!text_version(http_request_param(req, 1), &v))
+    if (!registry_parse_version(http_request_param(req, 1), &v))
         return ig_error_set_reason(err, EINVAL, "bad_request", "\"%.40s\" is not a version number",
                                    http_request_param(req, 1));
     return registry_delete_version(a->registry, http_request_param(req, 0), v, version_deleted, req,

@@ -768,8 +768,7 @@ const struct registry_version *registry_version(const struct registry_function *
     return v && !v->removing ? v : NULL;
 }
 
-/* A version number as a selector gives it: decimal digits, no sign, no leading zero. */
-static bool parse_version(const char *s, uint32_t *ret)
+bool registry_parse_version(const char *s, uint32_t *ret)
 {
     if (s[0] < '1' || s[0] > '9' || strlen(s) > 9)
         return false;
@@ -789,7 +788,7 @@ int registry_route(const struct registry_function *f, const char *selector,
 {
     uint32_t n;
     const char *name = selector && selector[0] ? selector : REGISTRY_DEFAULT_ALIAS;
-    if (parse_version(name, &n)) {
+    if (registry_parse_version(name, &n)) {
         const struct registry_version *v = registry_version(f, n);
         if (!v)
             return ig_error_set_reason(err, ENOENT, "version_not_found",

@@ -124,6 +124,9 @@ const struct registry_function *registry_find(const struct registry *r, const ch
 /* f's kept version numbered version, or NULL (also while it is being removed). */
 const struct registry_version *registry_version(const struct registry_function *f,
                                                 uint32_t version);
+/* A version number as a selector or a path segment gives it: 1 to 9 decimal digits, no sign, no
+ * leading zero. True with *ret; false (ret untouched) for anything else, an alias name too. */
+bool registry_parse_version(const char *s, uint32_t *ret);
 /* Where an invocation of f goes. selector: NULL or "" for the default alias; decimal digits for
  * that version; else an alias of f. Among an alias's versions it chooses by weight with a smooth
  * weighted round-robin, so any 100 consecutive routes of one alias give each version exactly its
