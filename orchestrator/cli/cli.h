@@ -11,6 +11,10 @@ int cli_fail(const char *fmt, ...) _printf_(1, 2);
 /* The server's error message from an {"error": {...}} body (or the status), as cli_fail. */
 int cli_fail_response(const struct client_response *resp);
 
+/* 0 when name is a function or service name (manifest_name_valid); else 1 after saying that it
+ * is not a KIND name ("function", "service"). */
+int cli_check_name(const char *kind, const char *name);
+
 /* An option of a verb that takes a value: --NAME VALUE (or -SHORT VALUE when short is not 0);
  * or, with ret_flag instead of ret, a flag without one (--NAME sets *ret_flag). */
 struct cli_option {

@@ -8,6 +8,7 @@
 
 #include "base/protocol.h"
 #include "cli.h"
+#include "functions/manifest.h"
 
 int cli_fail(const char *fmt, ...)
 {
@@ -32,6 +33,13 @@ int cli_fail_response(const struct client_response *resp)
                 : cli_fail("the server answered HTTP %ld", resp->status);
     cJSON_Delete(root);
     return r;
+}
+
+int cli_check_name(const char *kind, const char *name)
+{
+    if (manifest_name_valid(name))
+        return 0;
+    return cli_fail("\"%s\" is not a %s name ([a-z][a-z0-9-]{0,62})", name, kind);
 }
 
 int cli_parse_options(int argc, char **argv, const char *usage_line, bool *ret_json,

@@ -9,13 +9,6 @@
 #include "functions/manifest.h"
 #include "functions/registry.h"
 
-static int check_name(const char *name)
-{
-    if (manifest_name_valid(name))
-        return 0;
-    return cli_fail("\"%s\" is not a function name ([a-z][a-z0-9-]{0,62})", name);
-}
-
 /* The function's name from function.json text. */
 static int name_from_manifest(const char *text, size_t len, char *buf, size_t size)
 {
@@ -78,7 +71,7 @@ int cli_push(struct client *c, int argc, char **argv)
             return 1;
         name = namebuf;
     }
-    if (check_name(name) != 0)
+    if (cli_check_name("function", name) != 0)
         return 1;
 
     char path[128];
@@ -164,7 +157,7 @@ static int function_request(struct client *c, int argc, char **argv, const char 
         cli_fail("usage: ignis %s NAME [--json]", argv[0]);
         return 2;
     }
-    if (check_name(argv[i]) != 0)
+    if (cli_check_name("function", argv[i]) != 0)
         return 1;
     char path[128];
     snprintf(path, sizeof(path), "/v1/functions/%s", argv[i]);

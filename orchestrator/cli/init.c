@@ -238,10 +238,8 @@ int cli_init(struct client *c, int argc, char **argv)
         return 2;
     }
     const char *name = argv[optind];
-    if (!manifest_name_valid(name)) {
-        cli_fail("\"%s\" is not a function name ([a-z][a-z0-9-]{0,62})", name);
+    if (cli_check_name("function", name) != 0)
         return 2;
-    }
     enum manifest_runtime rt;
     if (manifest_runtime_from_name(runtime, &rt) < 0 || !template_file(runtime, "function.json")) {
         cli_fail("unknown runtime \"%s\" (exec, python3, node or provided)", runtime);

@@ -158,8 +158,8 @@ int cli_secret(struct client *c, int argc, char **argv)
     cJSON *root = NULL;
     char *raw = NULL, path[512];
     int r;
-    if (nargs >= 1 && !manifest_name_valid(args[0]))
-        return cli_fail("'%s' is not a function name", args[0]);
+    if (nargs >= 1 && cli_check_name("function", args[0]) != 0)
+        return 1;
     if (nargs == 2 && !manifest_secret_name_valid(args[1]))
         return cli_fail("'%s' is not a secret name (1 to 128 of A-Z a-z 0-9 _ - ., not starting "
                         "with . or -)",

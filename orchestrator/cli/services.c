@@ -117,8 +117,8 @@ int cli_deploy(struct client *c, int argc, char **argv)
 static int service_request(struct client *c, const char *method, const char *name, cJSON **ret,
                            char **ret_raw)
 {
-    if (!manifest_name_valid(name))
-        return cli_fail("\"%s\" is not a service name ([a-z][a-z0-9-]{0,62})", name);
+    if (cli_check_name("service", name) != 0)
+        return 1;
     char url[128];
     snprintf(url, sizeof(url), "/v1/services/%s", name);
     return cli_request_json(c, method, url, NULL, NULL, 0, ret, ret_raw);

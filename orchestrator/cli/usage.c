@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "functions/manifest.h"
 
 static const char usage_usage[] = "usage: ignis usage [NAME] [--since 1h|UNIX|ISO] [--until ...] "
                                   "[--by minute|hour|day | --by-version] [--json]";
@@ -63,8 +62,8 @@ int cli_usage(struct client *c, int argc, char **argv)
     }
     if (argc - optind == 1) {
         name = argv[optind];
-        if (!manifest_name_valid(name))
-            return cli_fail("\"%s\" is not a function name ([a-z][a-z0-9-]{0,62})", name);
+        if (cli_check_name("function", name) != 0)
+            return 1;
     }
     const char *keys[] = {"function", "since", "until", "group_by", "by_version"},
                *values[] = {name, since, until, by, by_version ? "true" : NULL};

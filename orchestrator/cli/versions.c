@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "functions/manifest.h"
 
 /* "3:90 4:10" (or "3" alone) from an alias's {"versions": {"3": 90, ...}}. */
 static void print_weights(const cJSON *alias)
@@ -55,13 +54,6 @@ void cli_print_aliases(const cJSON *aliases)
     }
 }
 
-static int check_name(const char *name)
-{
-    if (manifest_name_valid(name))
-        return 0;
-    return cli_fail("\"%s\" is not a function name ([a-z][a-z0-9-]{0,62})", name);
-}
-
 /* GET /v1/functions/NAME/WHAT, printed by print (or as JSON). */
 static int list(struct client *c, const char *name, const char *what, bool json,
                 void (*print)(const cJSON *))
@@ -69,7 +61,7 @@ static int list(struct client *c, const char *name, const char *what, bool json,
     char path[200];
     cJSON *root = NULL;
     _cleanup_free_ char *raw = NULL;
-    if (check_name(name) != 0)
+    if (cli_check_name("function", name) != 0)
         return 1;
     snprintf(path, sizeof(path), "/v1/functions/%s/%s", name, what);
     int r = cli_request_json(c, "GET", path, NULL, NULL, 0, &root, &raw);
@@ -135,7 +127,7 @@ static int alias_set(struct client *c, int argc, char **argv, bool json)
         cli_fail("usage: ignis alias set NAME ALIAS VERSION | VERSION=WEIGHT... [--json]");
         return 2;
     }
-    if (check_name(argv[0]) != 0 || alias_body(argc - 2, argv + 2, &body) != 0)
+    if (cli_check_name("function", argv[0]) != 0 || alias_body(argc - 2, argv + 2, &body) != 0)
         return 1;
     text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
@@ -166,7 +158,7 @@ static int alias_rm(struct client *c, int argc, char **argv, bool json)
         cli_fail("usage: ignis alias rm NAME ALIAS [--json]");
         return 2;
     }
-    if (check_name(argv[0]) != 0)
+    if (cli_check_name("function", argv[0]) != 0)
         return 1;
     snprintf(path, sizeof(path), "/v1/functions/%s/aliases/%s", argv[0], argv[1]);
     int r = cli_request_json(c, "DELETE", path, NULL, NULL, 0, &root, &raw);
@@ -214,7 +206,7 @@ int cli_rollback(struct client *c, int argc, char **argv)
         cli_fail("usage: ignis rollback NAME [--to VERSION] [--json]");
         return 2;
     }
-    if (check_name(argv[i]) != 0)
+    if (cli_check_name("function", argv[i]) != 0)
         return 1;
     char path[200], body[64] = "";
     if (to) {
