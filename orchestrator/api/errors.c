@@ -2,6 +2,8 @@
 
 #include <errno.h>
 
+#include "base/util.h"
+
 unsigned api_status_for(int code)
 {
     switch (code) {
@@ -103,4 +105,17 @@ int api_reply_error(struct http_request *req, const struct ig_error *err)
     if (retry)
         http_set_header(req, "Retry-After", retry);
     return http_reply_error(req, api_status_for(err->code), api_code_for(err), "%s", err->message);
+}
+
+int api_check_fields(const cJSON *root, const char *const *allowed, struct ig_error *err)
+{
+    for (const cJSON *f = root->child; f; f = f->next) {
+        const char *const *a = allowed;
+        while (*a && !streq(*a, f->string))
+            a++;
+        if (!*a)
+            return ig_error_set_reason(err, EINVAL, "bad_request", "%.80s: unknown field",
+                                       f->string);
+    }
+    return 0;
 }

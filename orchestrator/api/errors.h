@@ -3,6 +3,8 @@
  * NGX_ENOENT to 404 the same way; the domain below api/ knows no status. */
 #pragma once
 
+#include <cjson/cJSON.h>
+
 #include "base/http.h"
 
 /* The status for an errno: EINVAL 400, EACCES 403, ENOENT 404, EEXIST/EBUSY 409, EFBIG 413,
@@ -15,6 +17,11 @@ const char *api_code_for(const struct ig_error *err);
  * the client should come back: 1 s for a full queue, an event still being stored or no fds for
  * a container; API_STORE_RETRY_AFTER for store_unavailable. */
 int api_reply_error(struct http_request *req, const struct ig_error *err);
+
+/* 0 when every member of the request body's object root is named in allowed (NULL-terminated);
+ * else -EINVAL with err, bad_request "NAME: unknown field" for the first other one: a misspelt
+ * field is refused rather than silently ignored. */
+int api_check_fields(const cJSON *root, const char *const *allowed, struct ig_error *err);
 
 /* Retry-After (seconds) of a 503 store_unavailable: the store could not write (a full disk)
  * and a client should try again once space is freed; the journal probes every second. */

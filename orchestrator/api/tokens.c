@@ -56,16 +56,13 @@ static bool name_valid(const char *s)
 }
 
 /* The body of POST /v1/tokens: {"role", "name"?, "expires_in"?}. Returns 0, or -EINVAL with
- * what is wrong in problem. */
+ * err (bad_request) saying what is wrong. */
 static int parse_request(const cJSON *root, enum auth_role *ret_role, const char **ret_name,
-                         int64_t *ret_expires_s, char *problem, size_t size)
+                         int64_t *ret_expires_s, struct ig_error *err)
 {
-    for (const cJSON *f = root->child; f; f = f->next)
-        if (!streq(f->string, "role") && !streq(f->string, "name") &&
-            !streq(f->string, "expires_in")) {
-            snprintf(problem, size, "%s: unknown field", f->string);
-            return -EINVAL;
-        }
+    static const char *const allowed[] = {"role", "name", "expires_in", NULL};
+    if (api_check_fields(root, allowed, err) < 0)
+        return -EINVAL;
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(root, "role");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "name");
     const cJSON *expires = cJSON_GetObjectItemCaseSensitive(root, "expires_in");
@@ -79,10 +76,8 @@ static int parse_request(const cJSON *root, enum auth_role *ret_role, const char
                          auth_parse_duration(expires->valuestring, ret_expires_s) < 0))
         why = "expires_in: must be a duration such as 3600s, 90m, 12h or 30d (at most 100 "
               "years)";
-    if (why) {
-        snprintf(problem, size, "%s", why);
-        return -EINVAL;
-    }
+    if (why)
+        return ig_error_set_reason(err, EINVAL, "bad_request", "%s", why);
     *ret_name = name ? name->valuestring : NULL;
     return 0;
 }
@@ -101,18 +96,17 @@ void api_post_token(struct http_request *req, void *userdata)
         return;
     }
     enum auth_role role;
-    const char *name;
+    const char *name = NULL;
     int64_t expires_s;
-    char problem[256];
-    if (parse_request(root, &role, &name, &expires_s, problem, sizeof(problem)) < 0) {
+    struct ig_error err = {};
+    if (parse_request(root, &role, &name, &expires_s, &err) < 0) {
         cJSON_Delete(root);
-        http_reply_error(req, 400, "bad_request", "%s", problem);
+        api_reply_error(req, &err);
         return;
     }
     const struct http_caller *c = http_request_caller(req);
     struct auth_token_info t;
     char text[AUTH_TOKEN_LEN + 1];
-    struct ig_error err = {};
     int r =
         auth_token_create(a->auth, role, name, expires_s, c ? c->token_id : NULL, &t, text, &err);
     cJSON_Delete(root);

@@ -62,19 +62,6 @@ static bool number_version(const cJSON *v, uint32_t *ret)
     return true;
 }
 
-/* The only field of root besides allowed (NULL-terminated) it has, or NULL. */
-static const char *unknown_field(const cJSON *root, const char *const *allowed)
-{
-    for (const cJSON *f = root->child; f; f = f->next) {
-        const char *const *a = allowed;
-        while (*a && !streq(*a, f->string))
-            a++;
-        if (!*a)
-            return f->string;
-    }
-    return NULL;
-}
-
 /* ---- reads ---- */
 
 static const struct registry_function *find(struct http_request *req, void *userdata)
@@ -149,11 +136,10 @@ static int parse_routes(const cJSON *root, uint32_t *versions, uint32_t *weights
                         struct ig_error *err)
 {
     static const char *const allowed[] = {"version", "versions", NULL};
-    const char *unknown = unknown_field(root, allowed);
     const cJSON *one = cJSON_GetObjectItemCaseSensitive(root, "version");
     const cJSON *many = cJSON_GetObjectItemCaseSensitive(root, "versions");
-    if (unknown)
-        return ig_error_set_reason(err, EINVAL, "bad_request", "%.80s: unknown field", unknown);
+    if (api_check_fields(root, allowed, err) < 0)
+        return -EINVAL;
     if (!one == !many)
         return ig_error_set_reason(err, EINVAL, "bad_request",
                                    "give one of version (a number) or versions (an object of "
@@ -245,14 +231,13 @@ static int start_rollback(struct http_request *req, struct api *a, struct ig_err
     const char *body = http_request_body(req, &len);
     cJSON *root = len ? cJSON_ParseWithLength(body, len) : cJSON_CreateObject();
     uint32_t to = 0;
-    const char *unknown = cJSON_IsObject(root) ? unknown_field(root, allowed) : NULL;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "to");
     int q = 0;
     if (!cJSON_IsObject(root))
         q = ig_error_set_reason(err, EINVAL, "bad_request",
                                 "the body must be empty or a JSON object: {\"to\": N}");
-    else if (unknown)
-        q = ig_error_set_reason(err, EINVAL, "bad_request", "%.80s: unknown field", unknown);
+    else if (api_check_fields(root, allowed, err) < 0)
+        q = -EINVAL;
     else if (t && !number_version(t, &to))
         q = ig_error_set_reason(err, EINVAL, "bad_request", "to: must be a version number");
     cJSON_Delete(root);
