@@ -5,7 +5,6 @@
  * manifest_name_valid keeps to [a-z0-9-], so it needs no quoting in JSON, shell or code. */
 #include <dirent.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,7 +21,7 @@ extern const size_t init_templates_count;
 #define NAME_PLACEHOLDER "{{name}}"
 
 static const char usage_line[] =
-    "usage: ignis init NAME --runtime exec|python3|node|provided [--service] [--dir PATH]";
+    "ignis init NAME --runtime exec|python3|node|provided [--service] [--dir PATH]";
 
 /* text with every NAME_PLACEHOLDER replaced by name. Allocated; NULL without memory. */
 static char *substitute(const char *text, const char *name)
@@ -211,33 +210,20 @@ static int prepare_dir(const char *dir, bool *ret_made)
 
 int cli_init(struct client *c, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"runtime", required_argument, NULL, 'r'},
-        {"service", no_argument, NULL, 's'},
-        {"dir", required_argument, NULL, 'C'},
-        {},
-    };
     const char *runtime = NULL, *dir = NULL;
-    bool service = false, bad = false;
-    int o;
-    optind = 0; /* glibc: rescan from the start, for this verb's own argv */
-    opterr = 0;
-    while ((o = getopt_long(argc, argv, "r:", longopts, NULL)) != -1) {
-        if (o == 'r')
-            runtime = optarg;
-        else if (o == 's')
-            service = true;
-        else if (o == 'C')
-            dir = optarg;
-        else
-            bad = true;
-    }
-    /* Refusals of what was asked exit 2, as bad usage does. */
-    if (bad || argc - optind != 1 || !runtime) {
-        cli_fail("%s", usage_line);
+    bool service = false, json = false;
+    const struct cli_option opts[] = {
+        {"runtime", 'r', &runtime, NULL}, {"service", 0, NULL, &service}, {"dir", 0, &dir, NULL}};
+    int i = cli_parse_options(argc, argv, usage_line, &json, opts, ARRAY_SIZE(opts));
+    if (i < 0)
+        return 2;
+    /* Refusals of what was asked exit 2, as bad usage does. init writes files and prints what
+     * to do next: it has no JSON to give, so --json is bad usage rather than silently ignored. */
+    if (json || argc - i != 1 || !runtime) {
+        cli_fail("usage: %s", usage_line);
         return 2;
     }
-    const char *name = argv[optind];
+    const char *name = argv[i];
     if (cli_check_name("function", name) != 0)
         return 2;
     enum manifest_runtime rt;

@@ -64,6 +64,7 @@ static void test_refusals(void **state)
         {"ok --dir bad", "usage: ignis init NAME"},
         {"ok --runtime exec --bogus --dir bad", "usage: ignis init NAME"},
         {"ok extra --runtime exec --dir bad", "usage: ignis init NAME"},
+        {"ok --runtime exec --json --dir bad", "usage: ignis init NAME"}, /* nothing to print */
         {"ok --runtime exec --dir mine", "mine exists and is not empty"},
         {"ok --runtime exec --service --dir mine", "mine exists and is not empty"},
         {"ok --runtime exec --dir mine/keep", "mine/keep exists and is not a directory"},
