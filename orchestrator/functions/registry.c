@@ -623,14 +623,37 @@ static int load_alias(void *userdata, const struct functions_store_alias *row, s
     return 0;
 }
 
+/* An alias whose loaded versions do not weigh 100 in all (one of its versions dropped out
+ * because its stored manifest does not load here, or the store held more than an alias does)
+ * would route off-weight: it points at its remaining primary alone instead. In memory only: the
+ * build that wrote that version finds the alias as it was, and the next change of the alias
+ * rewrites its rows anyway. The default's primary is the current version, whose manifest did
+ * load, so the current version stays. */
+static void repair_alias(const struct registry_function *f, struct registry_alias *a)
+{
+    static const uint32_t all = ALIAS_TOTAL_WEIGHT;
+    struct ig_error e = {};
+    if (alias_check_weights(a->versions, a->weights, a->n, &e) == 0)
+        return;
+    uint32_t primary = alias_primary(a);
+    log_error("alias repaired: it points at its primary version alone",
+              "function=%s alias=%s "
+              "version=%u error=\"%s\"",
+              f->name, a->name, primary, e.message);
+    alias_assign(a, &primary, &all, 1);
+}
+
 /* Every function has its default alias: one that has none (a row lost) points at its current
- * version, as functions.current_version says. */
-static void ensure_default_aliases(struct registry *r)
+ * version, as functions.current_version says; and every alias weighs 100 in all. */
+static void check_aliases(struct registry *r)
 {
     for (size_t i = 0; i < r->n_fns; i++) {
-        const struct registry_alias *a = alias_find(r->fns[i], REGISTRY_DEFAULT_ALIAS);
-        if (!a || a->n == 0)
-            point_default(r->fns[i], r->fns[i]->version);
+        struct registry_function *f = r->fns[i];
+        const struct registry_alias *d = alias_find(f, REGISTRY_DEFAULT_ALIAS);
+        if (!d || d->n == 0)
+            point_default(f, f->version);
+        for (size_t j = 0; j < f->n_aliases; j++)
+            repair_alias(f, f->aliases[j]);
     }
 }
 
@@ -680,7 +703,7 @@ int registry_new(struct loop *loop, struct store *store, const char *state_dir,
         registry_free(r);
         return q;
     }
-    ensure_default_aliases(r);
+    check_aliases(r);
     collect_garbage(r);
     log_info("registry loaded", "functions=%zu", r->n_fns);
     *ret = r;

@@ -21,6 +21,7 @@
 #include "daemon/daemon.h"
 #include "functions/registry.h"
 #include "functions/service.h"
+#include "records/functions_store.h"
 
 static char dir[64];
 static struct daemon d;
@@ -600,6 +601,17 @@ static void test_alias_round_robin(void **state)
     }
     assert_int_equal(count[2], 900);
     assert_int_equal(count[3], 100);
+    /* The weights come back at a restart, and the round-robin starts afresh. */
+    registry_free(fx->reg);
+    assert_int_equal(registry_new(fx->loop, fx->store, fx->dir, &fx->reg, &err), 0);
+    fx_version_hooks(fx);
+    memset(count, 0, sizeof(count));
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(registry_route(good(fx), "canary", &v, &alias, &err), 0);
+        count[v->version]++;
+    }
+    assert_int_equal(count[2], 90);
+    assert_int_equal(count[3], 10);
     /* From any starting point too: a window of 100 in the middle of a three-way split. */
     set_alias(fx, "canary", v3, w3, 3, &o);
     for (int i = 0; i < 37; i++)
@@ -618,6 +630,58 @@ static void test_alias_round_robin(void **state)
     assert_string_equal(alias, "default");
     assert_int_equal(registry_route(good(fx), "stable", &v, &alias, &err), -ENOENT);
     assert_string_equal(err.reason, "alias_not_found");
+}
+
+/* At a restart, an alias that lost a version (its stored manifest, a newer ignisd's, does not
+ * load here) points at its remaining primary alone, never off-weight; the others load whole. */
+static void test_alias_repair(void **state)
+{
+    struct fx *fx = *state;
+    struct reported o;
+    struct ig_error err = {};
+    const struct registry_version *v;
+    const char *alias;
+    push_versions(fx, 2, true, &o);
+    const uint32_t v12[] = {1, 2}, w12[] = {40, 60};
+    set_alias(fx, "whole", v12, w12, 2, &o);
+    assert_int_equal(o.code, 0);
+    const struct functions_store_version row = {
+        .name = "good",
+        .version = 3,
+        .digest = good(fx)->digest,
+        .manifest = "{\"name\":\"good\",\"runtime\":\"provided\",\"from_the_future\":1}",
+        .created_usec = 1,
+        .updated_usec = 2,
+        .bundle_bytes = 3,
+    };
+    assert_int_equal(functions_store_add_version(fx->store, &row, &err), 0);
+    const uint32_t v123[] = {1, 2, 3}, w123[] = {20, 30, 50}, v23[] = {2, 3}, w23[] = {90, 10};
+    assert_int_equal(functions_store_set_alias(fx->store, "good", "canary", v123, w123, 3, 0, &err),
+                     0);
+    assert_int_equal(functions_store_set_alias(fx->store, "good", "edge", v23, w23, 2, 0, &err), 0);
+
+    registry_free(fx->reg);
+    assert_int_equal(registry_new(fx->loop, fx->store, fx->dir, &fx->reg, &err), 0);
+    fx_version_hooks(fx);
+    assert_int_equal(good(fx)->version, 2);
+    assert_null(registry_version(good(fx), 3));
+    const char *names[] = {"canary", "edge"};
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+        const struct registry_alias *a = registry_alias(good(fx), names[i]);
+        assert_non_null(a);
+        assert_int_equal(a->n, 1);
+        assert_int_equal(a->versions[0], 2); /* canary's 30 outweighs its 20 */
+        assert_int_equal(a->weights[0], ALIAS_TOTAL_WEIGHT);
+        for (int j = 0; j < 100; j++) {
+            assert_int_equal(registry_route(good(fx), names[i], &v, &alias, &err), 0);
+            assert_int_equal(v->version, 2);
+        }
+    }
+    const struct registry_alias *whole = registry_alias(good(fx), "whole");
+    assert_int_equal(whole->n, 2);
+    assert_int_equal(whole->weights[0], 40);
+    assert_int_equal(whole->weights[1], 60);
+    assert_int_equal(registry_alias(good(fx), "default")->versions[0], 2);
 }
 
 /* The default's primary (highest weight, a tie to the newer) is the current version. */
@@ -1001,6 +1065,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_versions_kept, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_alias_validation, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_alias_round_robin, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_alias_repair, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_default_weighted, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rollback_numbering, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_prune_keeps_alias_targets, fx_setup, fx_teardown),
