@@ -2094,8 +2094,9 @@ int registry_set_alias(struct registry *r, const char *name, const char *alias,
 int registry_delete_alias(struct registry *r, const char *name, const char *alias,
                           registry_done_fn done, void *userdata, struct ig_error *err)
 {
-    if (alias_check_name(alias, err) < 0)
-        return -EINVAL;
+    /* A function that does not exist has no default alias to refuse to delete: not_found. */
+    if (alias_check_name(alias, err) < 0 || !registry_find(r, name, err))
+        return -err->code;
     if (streq(alias, REGISTRY_DEFAULT_ALIAS))
         return ig_error_set_reason(err, EBUSY, "conflict",
                                    "the default alias always exists: point it elsewhere "

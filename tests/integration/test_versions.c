@@ -132,6 +132,7 @@ static void test_aliases_prune_delete(void **state)
     refused("DELETE", "/v1/functions/ver/versions/4", NULL, 409, "conflict"); /* current */
     refused("DELETE", "/v1/functions/ver/versions/2", NULL, 404, "version_not_found");
     refused("DELETE", "/v1/functions/ver/aliases/default", NULL, 409, "conflict");
+    refused("DELETE", "/v1/functions/nope/aliases/default", NULL, 404, "not_found");
     refused("GET", "/v1/functions/ver/aliases/nope", NULL, 404, "alias_not_found");
 
     /* A weighted alias, listed on the function and on its versions. */

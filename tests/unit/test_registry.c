@@ -573,6 +573,10 @@ static void test_alias_validation(void **state)
     assert_int_equal(registry_delete_alias(fx->reg, "good", "default", on_done, &o, &err), -EBUSY);
     assert_string_equal(err.reason, "conflict");
     ig_error_clear(&err);
+    /* A function that does not exist is not found, before its default is refused. */
+    assert_int_equal(registry_delete_alias(fx->reg, "nope", "default", on_done, &o, &err), -ENOENT);
+    assert_string_equal(err.reason, "not_found");
+    ig_error_clear(&err);
     assert_int_equal(registry_set_alias(fx->reg, "nope", "canary", v12, w, 2, on_done, &o, &err),
                      -ENOENT);
 }
