@@ -138,8 +138,9 @@ int registry_route(const struct registry_function *f, const char *selector,
                    struct ig_error *err);
 /* f's alias named name, or NULL. */
 const struct registry_alias *registry_alias(const struct registry_function *f, const char *name);
-/* Versions kept per function besides the current one and alias targets (1..1000; default 10):
- * after each new version, the oldest beyond the newest n are pruned. */
+/* Versions kept per function (1..1000; default 10): after each new version, the oldest beyond the
+ * newest n are pruned, except the current one and alias targets, which are kept besides (the
+ * current one counts among the newest n when it is one of them, as it is after a push). */
 void registry_set_keep_versions(struct registry *r, uint32_t n);
 /* Fills live with the function's live state (the describe hook; zeros without one). */
 void registry_live(const struct registry *r, const struct registry_function *f, cJSON *live);
@@ -190,9 +191,11 @@ struct registry_deployed {
 };
 
 struct registry_result {
-    const char *name;       /* the function (push, delete) or service (deploy, undeploy) */
-    uint32_t version;       /* push: the current version; delete: the one removed */
-    const char *digest;     /* push: the current version's */
+    const char *name; /* the function (push, delete) or service (deploy, undeploy) */
+    /* push: the new version (promote=false too), or the current one when unchanged; delete: the
+     * one removed */
+    uint32_t version;
+    const char *digest;     /* push: that version's */
     bool created;           /* push: a new version (false: the bytes of the current one) */
     size_t bundles_removed; /* delete, undeploy: bundles nothing references any more */
     /* deploy: each function service.json lists, in its order */
@@ -205,8 +208,8 @@ struct registry_result {
     /* push: the versions pruned after it (keep_versions), oldest first */
     const uint32_t *pruned;
     size_t n_pruned;
-    /* alias set, rollback: the alias as it is now (rollback: default); version is the current
-     * version afterwards. Delete of a version or an alias: version is the one deleted. */
+    /* alias set, rollback: the alias as it is now (rollback: default). version is the current
+     * version afterwards for these and for an alias's delete; the one deleted for a version's. */
     const struct registry_alias *alias;
 };
 
