@@ -2,8 +2,8 @@
  * --keep-versions 2: aliases set, listed and removed over HTTP and the CLI; every bad input with
  * its status and code; pruning that keeps an alias's target; a version's delete refused while an
  * alias points at it; rollback moving the unqualified invocation at once; push --no-promote
- * leaving the default where it was. Each version's handler prints its own tag, so an invocation
- * shows which version ran. */
+ * leaving the default where it was, but not on a function's first version. Each version's handler
+ * prints its own tag, so an invocation shows which version ran. */
 #include "harness.h"
 
 #include <cjson/cJSON.h>
@@ -34,8 +34,9 @@ static void write_text(const char *dir, const char *name, const char *text, mode
     assert_int_equal(chmod(path, mode), 0);
 }
 
-/* Pushes "ver" with the CLI, its handler printing "tag TAG" (extra: more push options). */
-static void push_tag(const char *tag, const char *extra)
+/* Pushes "ver" with the CLI, its handler printing "tag TAG" (extra: more push options); what
+ * the CLI printed in *ret_out (free it) unless ret_out is NULL. */
+static void push_tag_out(const char *tag, const char *extra, char **ret_out)
 {
     char dir[400], json[256], *out, *err;
     snprintf(dir, sizeof(dir), "%s/ver", harness_fixtures(&daemon_proc));
@@ -50,8 +51,16 @@ static void push_tag(const char *tag, const char *extra)
                    : harness_ignis(&daemon_proc, &out, &err, "push", dir, NULL);
     if (rc != 0)
         fail_msg("push %s: %s", tag, err);
-    free(out);
+    if (ret_out)
+        *ret_out = out;
+    else
+        free(out);
     free(err);
+}
+
+static void push_tag(const char *tag, const char *extra)
+{
+    push_tag_out(tag, extra, NULL);
 }
 
 /* method path body: the status must be expect; the reply's JSON (free it). */
@@ -232,12 +241,30 @@ static void test_cli(void **state)
     cJSON_Delete(call("DELETE", "/v1/functions/ver", NULL, 200));
 }
 
+/* promote=false on a function's first version: it becomes current all the same (there is no
+ * default to stay where it was). */
+static void test_first_version_no_promote(void **state)
+{
+    char *out;
+    push_tag_out("f1", "--no-promote", &out);
+    if (!strstr(out, "ver version 1 pushed"))
+        fail_msg("first push --no-promote: %s", out);
+    free(out);
+    assert_int_equal(current(), 1);
+    assert_invoke("tag f1");
+    cJSON *r = call("GET", "/v1/functions/ver/aliases/default", NULL, 200);
+    assert_int_equal(cJSON_GetObjectItem(r, "primary")->valueint, 1);
+    cJSON_Delete(r);
+    cJSON_Delete(call("DELETE", "/v1/functions/ver", NULL, 200));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_aliases_prune_delete),
         cmocka_unit_test(test_rollback_and_no_promote),
         cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_first_version_no_promote),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
