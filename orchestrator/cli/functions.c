@@ -82,13 +82,17 @@ int cli_push(struct client *c, int argc, char **argv)
     int r = cli_request_json(c, "PUT", path, headers, data, len, &root, &raw);
     if (r != 0)
         return r;
+    bool created = cJSON_IsTrue(cJSON_GetObjectItem(root, "created"));
+    /* Not promoted only when a new version was made and it is not the function's first (which
+     * becomes current whatever was asked): a function's first version is always 1, and a number
+     * is never given twice. */
+    bool stays = no_promote && created && cli_num(root, "version") != 1;
     if (json)
         printf("%s\n", raw);
     else
-        printf(
-            "%s version %.0f %s (sha256 %s)%s\n", cli_str(root, "name"), cli_num(root, "version"),
-            cJSON_IsTrue(cJSON_GetObjectItem(root, "created")) ? "pushed" : "unchanged",
-            cli_str(root, "digest"), no_promote ? "; not promoted: the default alias stays" : "");
+        printf("%s version %.0f %s (sha256 %s)%s\n", cli_str(root, "name"),
+               cli_num(root, "version"), created ? "pushed" : "unchanged", cli_str(root, "digest"),
+               stays ? "; not promoted: the default alias stays" : "");
     cJSON_Delete(root);
     return 0;
 }

@@ -242,12 +242,12 @@ static void test_cli(void **state)
 }
 
 /* promote=false on a function's first version: it becomes current all the same (there is no
- * default to stay where it was). */
+ * default to stay where it was), and the CLI says "not promoted" only when that is true. */
 static void test_first_version_no_promote(void **state)
 {
-    char *out;
+    char dir[400], *out, *err;
     push_tag_out("f1", "--no-promote", &out);
-    if (!strstr(out, "ver version 1 pushed"))
+    if (!strstr(out, "ver version 1 pushed") || strstr(out, "not promoted"))
         fail_msg("first push --no-promote: %s", out);
     free(out);
     assert_int_equal(current(), 1);
@@ -255,6 +255,22 @@ static void test_first_version_no_promote(void **state)
     cJSON *r = call("GET", "/v1/functions/ver/aliases/default", NULL, 200);
     assert_int_equal(cJSON_GetObjectItem(r, "primary")->valueint, 1);
     cJSON_Delete(r);
+
+    /* The same files again (untouched: the bundle keeps mtimes): unchanged, nothing to
+     * promote. */
+    snprintf(dir, sizeof(dir), "%s/ver", harness_fixtures(&daemon_proc));
+    assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "push", dir, "--no-promote", NULL), 0);
+    if (!strstr(out, "ver version 1 unchanged") || strstr(out, "not promoted"))
+        fail_msg("unchanged push --no-promote: %s", out);
+    free(out);
+    free(err);
+
+    push_tag_out("f2", "--no-promote", &out);
+    if (!strstr(out, "ver version 2 pushed") || !strstr(out, "not promoted"))
+        fail_msg("second push --no-promote: %s", out);
+    free(out);
+    assert_int_equal(current(), 1);
+    assert_invoke("tag f1");
     cJSON_Delete(call("DELETE", "/v1/functions/ver", NULL, 200));
 }
 
