@@ -205,7 +205,8 @@ void versions_unlink(struct fn_state *vs);
 int versions_switch(struct fn_state *fn, int64_t version, const struct manifest *m,
                     const char *bundle_dir);
 /* One more invocation of version completed (fn: the function's own state); its count goes
- * with versions_forget once the version is pruned. */
+ * with versions_forget once a pruned or deleted version has drained (finish_removals), or at
+ * its drain when it had no state. */
 void versions_count(struct fn_state *fn, int64_t version);
 void versions_forget(struct fn_state *fn, int64_t version);
 /* Adds "versions": {"N": {ready, busy, spawning, draining, queue_depth, in_flight}} for the

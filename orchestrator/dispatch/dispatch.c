@@ -1044,6 +1044,10 @@ static void finish_removals(struct dispatch *d)
         }
         if (!fn_drained(fn))
             continue;
+        /* A drained version's count goes now, not when its drain began: what it still ran
+         * until now was counted, and would have brought the series back. */
+        if (fn->of)
+            versions_forget(fn->of, fn->version);
         unlink_fn(d, fn);
         if (fn->removed)
             fn->removed(fn->removed_userdata);
@@ -1096,12 +1100,13 @@ int dispatch_version_drain(struct dispatch *d, const char *name, int64_t version
         return -ENOENT;
     if (fn->version == version)
         return -EBUSY;
-    versions_forget(fn, version);
     for (struct fn_state *s = fn->versions; s; s = s->vnext)
         if (s->version == version && !s->removing)
             vs = s;
-    if (!vs)
+    if (!vs) {
+        versions_forget(fn, version);
         return -ENOENT;
+    }
     /* As a delete, for one version: what it accepted still runs; its retries in backoff die. */
     vs->removing = true;
     vs->removed = done;

@@ -644,6 +644,8 @@ static void test_version_drain(void **state)
         run_for(10);
     assert_true(drained);
     assert_null(T.fn->versions);
+    /* Its /metrics series went with it, although it completed an invocation while draining. */
+    assert_int_equal(T.fn->n_by_version, 0);
     assert_int_equal(T.d->live_workers, 0);
     struct inv_record r = wait_record(c.id, INV_SUCCEEDED);
     assert_int_equal(r.version, 3);
