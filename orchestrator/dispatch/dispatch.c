@@ -992,8 +992,9 @@ static void fail_queued(struct fn_state *fn, int code, const char *reason, const
     }
 }
 
-/* The async retries of fn waiting for their backoff: dead, as the function is being deleted. */
-static void drop_waiting_retries(struct fn_state *fn)
+/* The async retries of fn waiting for their backoff: dead with error_type and message, as their
+ * function or their version is being removed. */
+static void drop_waiting_retries(struct fn_state *fn, const char *error_type, const char *message)
 {
     for (struct inv *inv = TAILQ_FIRST(&fn->queue), *next; inv; inv = next) {
         next = TAILQ_NEXT(inv, link);
@@ -1003,9 +1004,8 @@ static void drop_waiting_retries(struct fn_state *fn)
         loop_cancel_timer(fn->d->loop, inv->timer);
         inv->timer = NULL;
         struct dispatch_outcome o = {.kind = OUTCOME_ERROR};
-        o.error_type = strdup("Ignis.FunctionDeleted");
-        o.error_message = strdup("the function was deleted while the invocation waited to be "
-                                 "retried");
+        o.error_type = strdup(error_type);
+        o.error_message = strdup(message);
         record(fn->d, inv, INV_DEAD, &o, NULL, 0);
         dispatch_outcome_clear(&o);
         inv_free(inv);
@@ -1085,7 +1085,8 @@ int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(
      * New work is refused (404) from now on (dispatch_function_accepting). */
     for (struct fn_state *s = fn; s; s = s == fn ? fn->versions : s->vnext) {
         s->removing = true;
-        drop_waiting_retries(s);
+        drop_waiting_retries(s, "Ignis.FunctionDeleted",
+                             "the function was deleted while the invocation waited to be retried");
         kick(s);
     }
     finish_removals(d); /* may free fn */
@@ -1111,7 +1112,13 @@ int dispatch_version_drain(struct dispatch *d, const char *name, int64_t version
     vs->removing = true;
     vs->removed = done;
     vs->removed_userdata = userdata;
-    drop_waiting_retries(vs);
+    /* The function is still there: what is gone is the version it was routed to, which an
+     * async invocation never trades for another (version_gone). */
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "version %lld of %s was removed while the invocation waited to be retried",
+             (long long)version, name);
+    drop_waiting_retries(vs, "Ignis.VersionNotFound", msg);
     kick(vs);
     finish_removals(d); /* may free vs */
     return 0;

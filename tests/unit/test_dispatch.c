@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "dispatch/dispatch-internal.h"
+#include "functions/bundle.h"
+#include "functions/registry.h"
 #include "records/telemetry.h"
 
 /* ---- the fake pool ---- */
@@ -162,6 +164,7 @@ static struct {
     struct dispatch *d;
     struct manifest m;
     struct fn_state *fn;
+    struct registry *reg; /* attach_registry's; NULL: none */
     /* what the completed hook saw */
     unsigned completed;
     enum outcome_kind completed_kind;
@@ -240,6 +243,7 @@ static int teardown(void **state)
     dispatch_close(T.d);
     journal_free(T.journal);
     dispatch_free(T.d);
+    registry_free(T.reg);
     telemetry_free();
     loop_free(T.loop);
     store_free(T.store);
@@ -653,6 +657,87 @@ static void test_version_drain(void **state)
     inv_record_clear(&r);
 }
 
+/* ---- versions through a registry ---- */
+
+static void on_pushed(void *userdata, const struct ig_error *err,
+                      const struct registry_result *result)
+{
+    assert_int_equal(err ? err->code : 0, 0);
+    *(bool *)userdata = true;
+    loop_quit(T.loop);
+}
+
+/* A registry with two versions of "versioned" (their manifests differ in memory_mb; extra: more
+ * of their fields), version 2 the current one, attached to the dispatcher: routes and recovery
+ * look versions up there. */
+static struct fn_state *attach_registry(const char *extra)
+{
+    struct ig_error err = {};
+    assert_int_equal(registry_new(T.loop, T.store, T.dir, &T.reg, &err), 0);
+    for (int v = 1; v <= 2; v++) {
+        char src[128], path[160], json[256];
+        snprintf(src, sizeof(src), "%s/src%d", T.dir, v);
+        assert_int_equal(mkdir_p(src, 0755), 0);
+        snprintf(path, sizeof(path), "%s/function.json", src);
+        snprintf(json, sizeof(json),
+                 "{\"name\": \"versioned\", \"runtime\": \"provided\", \"memory_mb\": %d%s}",
+                 128 + v, extra);
+        FILE *f = fopen(path, "we");
+        assert_non_null(f);
+        fputs(json, f);
+        fclose(f);
+        _cleanup_free_ char *b = NULL;
+        size_t len;
+        assert_int_equal(bundle_pack_dir(src, 1 << 20, &b, &len, &err), 0);
+        bool pushed = false;
+        assert_int_equal(registry_push(T.reg, "versioned", b, len, on_pushed, &pushed, &err), 0);
+        while (!pushed)
+            loop_run(T.loop);
+    }
+    dispatch_attach_registry(T.d, T.reg);
+    struct fn_state *fn = dispatch_function(T.d, "versioned");
+    assert_non_null(fn);
+    assert_int_equal(fn->version, 2);
+    return fn;
+}
+
+#define VERSIONED                                                                                  \
+    "{\"name\": \"versioned\", \"runtime\": \"provided\", \"max_retries\": 2, "                    \
+    "\"memory_mb\": %d28}"
+
+/* A retry of a version's async invocation waiting for its backoff when the version is drained
+ * is dead as its version's: Ignis.VersionNotFound, not Ignis.FunctionDeleted (the function is
+ * still there). */
+static void test_version_drain_drops_retries(void **state)
+{
+    struct fn_state *fn = attach_registry(", \"max_retries\": 2");
+    struct dispatch_route route;
+    struct ig_error err = {};
+    assert_int_equal(dispatch_route(T.d, fn, "1", &route, &err), 0);
+    assert_ptr_equal(route.fn->of, fn);
+    char id[INV_ID_LEN + 1];
+    struct async_call c = {};
+    assert_int_equal(dispatch_submit_async(T.d, &route, "{}", 2, "application/json", NULL, NULL, id,
+                                           on_submitted, &c),
+                     0);
+    struct inv *inv = run_until_sent();
+    assert_int_equal(inv->version, 1);
+    finish(inv, OUTCOME_ERROR, NULL, "Function.Error");
+    assert_non_null(inv->timer); /* waiting for its backoff */
+
+    bool drained = false;
+    assert_int_equal(dispatch_version_drain(T.d, "versioned", 1, on_drained, &drained), 0);
+    struct inv_record r = wait_record(id, INV_DEAD);
+    assert_string_equal(r.error_type, "Ignis.VersionNotFound");
+    assert_int_equal(r.version, 1);
+    assert_true(r.alias[0] == '\0');
+    inv_record_clear(&r);
+    for (int i = 0; i < 500 && !drained; i++)
+        run_for(10);
+    assert_true(drained);
+    assert_null(fn->versions);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -666,6 +751,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_version_state_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_switch_keeps_queued_on_their_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_drain_drops_retries, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
