@@ -2,7 +2,9 @@
  * the pool hooks to report back), with a real loop, store and journal in a temp dir. Each case
  * ends one way an attempt can end (success, error, crash, timeout) or an async invocation's
  * retries (a retry after the backoff, a dead letter once they are spent), and checks what the
- * caller was told, what the completed hook saw and the record written. */
+ * caller was told, what the completed hook saw and the record written. The version cases run
+ * version states, some through a real registry (routing, a version's drain, recovery after a
+ * restart). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -738,6 +740,75 @@ static void test_version_drain_drops_retries(void **state)
     assert_null(fn->versions);
 }
 
+static void on_inserted(struct loop *l, int result, const char *message, void *userdata)
+{
+    assert_int_equal(result, 0);
+    *(bool *)userdata = true;
+    loop_quit(l);
+}
+
+/* An async invocation of "versioned" that a previous run accepted (routed to version through
+ * alias) and left queued in the store: what dispatch_recover finds at the next start. */
+static void insert_queued(int64_t version, const char *alias, char id[INV_ID_LEN + 1])
+{
+    inv_id_new(id);
+    struct inv_record r = {
+        .function = (char *)"versioned",
+        .version = version,
+        .async = true,
+        .status = INV_QUEUED,
+        .payload = (char *)"{}",
+        .payload_len = 2,
+        .max_retries = 0,
+        .created_us = (int64_t)wall_usec(),
+    };
+    memcpy(r.id, id, sizeof(r.id));
+    snprintf(r.alias, sizeof(r.alias), "%s", alias);
+    bool stored = false;
+    assert_int_equal(
+        inv_store_insert(T.journal, &r, r.created_us + 3600000000ll, on_inserted, &stored), 0);
+    while (!stored)
+        loop_run(T.loop);
+}
+
+/* Recovered after a restart, an async invocation runs the version it was routed to although
+ * another is current now, in that version's state, and its record keeps the alias. */
+static void test_recover_runs_its_version(void **state)
+{
+    struct fn_state *fn = attach_registry("");
+    char id[INV_ID_LEN + 1];
+    insert_queued(1, "canary", id);
+    struct ig_error err = {};
+    assert_int_equal(dispatch_recover(T.d, &err), 0);
+    struct inv *inv = run_until_sent();
+    assert_string_equal(inv->id, id);
+    assert_ptr_equal(inv->fn->of, fn);
+    assert_int_equal(inv->worker->version, 1);
+    assert_int_equal(inv->worker->memory_mb, 129); /* version 1's manifest */
+    finish(inv, OUTCOME_OK, "{}", NULL);
+    struct inv_record r = wait_record(id, INV_SUCCEEDED);
+    assert_int_equal(r.version, 1);
+    assert_string_equal(r.alias, "canary");
+    inv_record_clear(&r);
+}
+
+/* Recovered after a restart, an async invocation whose version is not kept any more is
+ * dead-lettered (Ignis.VersionNotFound), never run on the current version. */
+static void test_recover_version_gone(void **state)
+{
+    attach_registry("");
+    char id[INV_ID_LEN + 1];
+    insert_queued(9, "canary", id);
+    struct ig_error err = {};
+    assert_int_equal(dispatch_recover(T.d, &err), 0);
+    struct inv_record r = wait_record(id, INV_DEAD);
+    assert_string_equal(r.error_type, "Ignis.VersionNotFound");
+    assert_int_equal(r.version, 9);
+    assert_string_equal(r.alias, "canary");
+    inv_record_clear(&r);
+    assert_int_equal(P.sends, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -752,6 +823,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_switch_keeps_queued_on_their_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version_drain_drops_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_runs_its_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_version_gone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
