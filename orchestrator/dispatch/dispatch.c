@@ -1175,11 +1175,11 @@ void dispatch_sync_cancel(struct inv *inv)
     inv_free(inv);
 }
 
-/* The state that runs version of fn (a function's own state), made from the registry's version
- * when there is none: 0 and *ret, or -ENOENT when the version is not kept (or is being drained
- * for its removal), -ENOMEM. */
-static int state_for(struct dispatch *d, struct fn_state *fn, int64_t version,
-                     struct fn_state **ret)
+/* The state that runs version of fn (a function's own state), made from v (the registry's
+ * version, NULL when unknown) when there is none: 0 and *ret, or -ENOENT when the version is
+ * not kept (or is being drained for its removal), -ENOMEM. */
+static int state_of(struct fn_state *fn, int64_t version, const struct registry_version *v,
+                    struct fn_state **ret)
 {
     for (struct fn_state *vs = fn->versions; vs; vs = vs->vnext)
         if (vs->version == version && vs->removing)
@@ -1188,12 +1188,20 @@ static int state_for(struct dispatch *d, struct fn_state *fn, int64_t version,
         *ret = fn;
         return 0;
     }
-    const struct registry_function *f = d->registry ? registry_lookup(d->registry, fn->name) : NULL;
-    const struct registry_version *v =
-        f && version > 0 && version <= UINT32_MAX ? registry_version(f, (uint32_t)version) : NULL;
     if (!v)
         return -ENOENT;
     return versions_state(fn, version, v->manifest, v->bundle_dir, ret);
+}
+
+/* state_of for an invocation routed earlier (stored, or recovered): its version is looked up in
+ * the registry again, as it may have gone since. */
+static int state_for(struct dispatch *d, struct fn_state *fn, int64_t version,
+                     struct fn_state **ret)
+{
+    const struct registry_function *f = d->registry ? registry_lookup(d->registry, fn->name) : NULL;
+    const struct registry_version *v =
+        f && version > 0 && version <= UINT32_MAX ? registry_version(f, (uint32_t)version) : NULL;
+    return state_of(fn, version, v, ret);
 }
 
 int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector,
@@ -1213,7 +1221,7 @@ int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector
         return ig_error_set_reason(err, ENOENT, "version_not_found",
                                    "function %s has no version or alias %.80s", fn->name, selector);
     struct fn_state *s;
-    int q = state_for(d, fn, version, &s);
+    int q = state_of(fn, version, v, &s);
     if (q == -ENOENT)
         return ig_error_set_reason(err, ENOENT, "version_not_found",
                                    "version %lld of function %s is being removed",
