@@ -191,6 +191,9 @@ struct dispatch {
 struct fn_state *dispatch_state_new(struct dispatch *d, const char *name);
 void dispatch_state_free(struct fn_state *fn);
 void dispatch_state_link(struct fn_state *fn);
+/* Adds s's own pool and queue counters to o: ready, busy, spawning, draining, queue_depth,
+ * in_flight (GET /v1/functions/{name}'s live, and each of its versions). */
+void dispatch_state_counts(const struct fn_state *s, cJSON *o);
 
 /* versions.c: the state that runs version of function fn (fn itself when it is the current
  * one), made from m and bundle_dir (borrowed: the registry's version keeps them until its

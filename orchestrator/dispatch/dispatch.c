@@ -1124,17 +1124,22 @@ int dispatch_version_drain(struct dispatch *d, const char *name, int64_t version
     return 0;
 }
 
+void dispatch_state_counts(const struct fn_state *s, cJSON *o)
+{
+    cJSON_AddNumberToObject(o, "ready", (double)s->nready);
+    cJSON_AddNumberToObject(o, "busy", (double)s->nbusy);
+    cJSON_AddNumberToObject(o, "spawning", (double)s->nspawning);
+    cJSON_AddNumberToObject(o, "draining", (double)s->ndraining);
+    cJSON_AddNumberToObject(o, "queue_depth", (double)s->queued);
+    cJSON_AddNumberToObject(o, "in_flight", (double)s->inflight);
+}
+
 cJSON *dispatch_function_state(const struct fn_state *fn)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "ready", (double)fn->nready);
-    cJSON_AddNumberToObject(o, "busy", (double)fn->nbusy);
-    cJSON_AddNumberToObject(o, "spawning", (double)fn->nspawning);
-    cJSON_AddNumberToObject(o, "queue_depth", (double)fn->queued);
-    cJSON_AddNumberToObject(o, "in_flight", (double)fn->inflight);
+    dispatch_state_counts(fn, o);
     struct scaler_view v;
     scaler_view(&fn->sc, &v);
-    cJSON_AddNumberToObject(o, "draining", (double)fn->ndraining);
     cJSON_AddNumberToObject(o, "desired", v.desired);
     cJSON_AddNumberToObject(o, "arrival_rate", v.arrival_rate);
     cJSON_AddBoolToObject(o, "panic", v.panic);

@@ -169,13 +169,7 @@ static void add_state(cJSON *versions, const struct fn_state *s)
 {
     char key[24];
     snprintf(key, sizeof(key), "%lld", (long long)s->version);
-    cJSON *o = cJSON_AddObjectToObject(versions, key);
-    cJSON_AddNumberToObject(o, "ready", (double)s->nready);
-    cJSON_AddNumberToObject(o, "busy", (double)s->nbusy);
-    cJSON_AddNumberToObject(o, "spawning", (double)s->nspawning);
-    cJSON_AddNumberToObject(o, "draining", (double)s->ndraining);
-    cJSON_AddNumberToObject(o, "queue_depth", (double)s->queued);
-    cJSON_AddNumberToObject(o, "in_flight", (double)s->inflight);
+    dispatch_state_counts(s, cJSON_AddObjectToObject(versions, key));
 }
 
 void versions_describe(const struct fn_state *fn, cJSON *live)
