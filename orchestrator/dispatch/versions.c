@@ -68,7 +68,8 @@ static size_t *worker_count(struct fn_state *fn, enum worker_state st)
 }
 
 /* Moves what from queues and runs to to (both run the same version): its queued invocations
- * (after to's, in their order) and its containers with what they run. With idle_retire, an idle
+ * (after to's, in their order) and its containers with what they run, draining ones too (their
+ * invocations are of this version, and count in from's inflight). With idle_retire, an idle
  * container is retired instead: the function's own state gives up a version's idle warm pool at
  * once, as it did before versions could be invoked, rather than keep it until its idle
  * timeout. */
