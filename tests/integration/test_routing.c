@@ -294,6 +294,16 @@ static void test_bad_selectors(void **state)
     expect_refused("/v1/functions/rt-bad@/invoke", 400, "invalid_alias");
     expect_refused("/v1/functions/rt-bad@1/invoke?version=1", 400, "bad_request");
     expect_refused("/v1/functions/nobody@1/invoke", 404, "not_found");
+    /* The request's own errors come before its route (which would take an alias's pick): a bad
+     * invocation type or idempotency key is a 400 whatever the selector names. */
+    const char *bad_type[] = {"Ignis-Invocation-Type: maybe", NULL};
+    struct ran x = post("/v1/functions/rt-bad@nope/invoke", bad_type);
+    assert_int_equal(x.status, 400);
+    assert_string_equal(x.error, "bad_request");
+    const char *bad_key[] = {"Ignis-Invocation-Type: async", "Idempotency-Key: /ignis/x", NULL};
+    x = post("/v1/functions/rt-bad@9/invoke", bad_key);
+    assert_int_equal(x.status, 400);
+    assert_string_equal(x.error, "bad_request");
     /* Only the invoke route reads a selector: elsewhere NAME@N is no function's name. */
     struct client_response r;
     assert_int_equal(
