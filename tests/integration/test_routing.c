@@ -19,6 +19,10 @@ static struct ignisd_proc daemon_proc;
  * min_scale 1: as a version other than the current one it must still scale to zero. */
 #define V1 "{\"timeout_ms\": 5000, \"min_scale\": 1, \"idle_timeout_s\": 1}"
 #define V2 "{\"timeout_ms\": 6000, \"min_scale\": 1, \"idle_timeout_s\": 1}"
+/* Two versions whose containers stay warm for the length of a test, however slow the host: a
+ * second invocation of each finds its container warm. */
+#define V1_WARM "{\"timeout_ms\": 5000, \"idle_timeout_s\": 600}"
+#define V2_WARM "{\"timeout_ms\": 6000, \"idle_timeout_s\": 600}"
 
 static int setup(void **state)
 {
@@ -104,10 +108,10 @@ static void expect_record(const char *id, const char *status, int version, const
     cJSON_Delete(rec);
 }
 
-static void push_two_versions(const char *name)
+static void push_two_versions(const char *name, const char *v1, const char *v2)
 {
-    harness_push(&daemon_proc, "hello-python", name, V1);
-    harness_push(&daemon_proc, "hello-python", name, V2);
+    harness_push(&daemon_proc, "hello-python", name, v1);
+    harness_push(&daemon_proc, "hello-python", name, v2);
 }
 
 /* GET /v1/functions/NAME's live.versions.VERSION.KEY; -1 when that version has no state. */
@@ -123,7 +127,7 @@ static double version_live(const char *name, const char *version, const char *ke
 
 static void test_each_form_runs_its_version(void **state)
 {
-    push_two_versions("rt");
+    push_two_versions("rt", V1_WARM, V2_WARM);
     struct ran x = invoke("rt@1");
     expect_ran(&x, "1", "");
     expect_record(x.id, "succeeded", 1, "");
@@ -177,7 +181,7 @@ static void test_each_form_runs_its_version(void **state)
  * and goes; version 2, the current one, keeps its min_scale of 1. Polled, not timed. */
 static void test_old_version_scales_to_zero(void **state)
 {
-    push_two_versions("rt-idle");
+    push_two_versions("rt-idle", V1, V2);
     struct ran x = invoke("rt-idle@1");
     expect_ran(&x, "1", "");
     assert_true(version_live("rt-idle", "1", "ready") >= 1);
@@ -199,7 +203,7 @@ static void test_old_version_scales_to_zero(void **state)
 
 static void test_async_runs_the_routed_version(void **state)
 {
-    push_two_versions("rt-async");
+    push_two_versions("rt-async", V1, V2);
     const char *headers[] = {"Ignis-Invocation-Type: async", NULL};
     struct ran x = post("/v1/functions/rt-async@1/invoke", headers);
     assert_int_equal(x.status, 202);
@@ -285,7 +289,7 @@ static void expect_refused(const char *path, long status, const char *code)
 
 static void test_bad_selectors(void **state)
 {
-    push_two_versions("rt-bad");
+    push_two_versions("rt-bad", V1, V2);
     expect_refused("/v1/functions/rt-bad@9/invoke", 404, "version_not_found");
     expect_refused("/v1/functions/rt-bad/invoke?version=9", 404, "version_not_found");
     expect_refused("/v1/functions/rt-bad@nope/invoke", 404, "alias_not_found");
@@ -367,7 +371,7 @@ static int rows_by_version(const char *fn, const char *alias, int version, int t
 
 static void test_weighted_alias_and_rollback(void **state)
 {
-    push_two_versions("rt-canary");
+    push_two_versions("rt-canary", V1, V2);
     assert_int_equal(put_alias("rt-canary", "canary", "{\"versions\": {\"1\": 90, \"2\": 10}}"),
                      200);
     unsigned n1 = 0, n2 = 0;
