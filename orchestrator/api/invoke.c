@@ -155,24 +155,33 @@ static void reply_existing(struct http_request *req, const char *id)
     http_reply_json(req, 202, root);
 }
 
+/* Whether the request's Idempotency-Key (NULL: none) is one a client may send: true, or false
+ * once answered. */
+static bool key_allowed(struct http_request *req, const char *key)
+{
+    if (!key)
+        return true;
+    if (strlen(key) > 256) {
+        http_reply_error(req, 400, "bad_request", "Idempotency-Key is over 256 bytes");
+        return false;
+    }
+    /* ignisd's own keys (a schedule's runs) begin so; a client's must not match them. */
+    if (strncmp(key, "/ignis/", 7) == 0) {
+        http_reply_error(req, 400, "bad_request",
+                         "Idempotency-Key values beginning with /ignis/ are reserved");
+        return false;
+    }
+    return true;
+}
+
 /* Whether the request's Idempotency-Key (NULL: none) names an invocation made earlier: then it is
- * answered with that one. Also answers a key that is not allowed. */
+ * answered with that one. */
 static bool answered_by_key(struct http_request *req, struct dispatch *d, struct fn_state *fn,
                             const char *key)
 {
     char existing[INV_ID_LEN + 1];
     if (!key)
         return false;
-    if (strlen(key) > 256) {
-        http_reply_error(req, 400, "bad_request", "Idempotency-Key is over 256 bytes");
-        return true;
-    }
-    /* ignisd's own keys (a schedule's runs) begin so; a client's must not match them. */
-    if (strncmp(key, "/ignis/", 7) == 0) {
-        http_reply_error(req, 400, "bad_request",
-                         "Idempotency-Key values beginning with /ignis/ are reserved");
-        return true;
-    }
     if (dispatch_find_idempotent(d, fn, key, existing) == 0) {
         reply_existing(req, existing);
         return true;
@@ -253,13 +262,17 @@ void api_post_invoke(struct http_request *req, void *userdata)
 
     if (!parse_target(req, name, &selector))
         return;
-    if (dispatch_function_accepting(a->dispatch, name, selector, &route, &err) < 0) {
-        api_reply_error(req, &err);
-        return;
-    }
+    /* The request's own errors first: a route takes a pick of an alias's weighted round-robin
+     * (and may make a version's pool), which a request refused for its headers must not. */
     if (type && !async && !streq(type, "sync") && !streq(type, "RequestResponse")) {
         http_reply_error(req, 400, "bad_request",
                          "Ignis-Invocation-Type must be sync or async, not '%s'", type);
+        return;
+    }
+    if (async && !key_allowed(req, http_request_header(req, "Idempotency-Key")))
+        return;
+    if (dispatch_function_accepting(a->dispatch, name, selector, &route, &err) < 0) {
+        api_reply_error(req, &err);
         return;
     }
     if (async)

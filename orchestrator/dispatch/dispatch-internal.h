@@ -191,6 +191,9 @@ struct dispatch {
 struct fn_state *dispatch_state_new(struct dispatch *d, const char *name);
 void dispatch_state_free(struct fn_state *fn);
 void dispatch_state_link(struct fn_state *fn);
+/* Adds s's own pool and queue counters to o: ready, busy, spawning, draining, queue_depth,
+ * in_flight (GET /v1/functions/{name}'s live, and each of its versions). */
+void dispatch_state_counts(const struct fn_state *s, cJSON *o);
 
 /* versions.c: the state that runs version of function fn (fn itself when it is the current
  * one), made from m and bundle_dir (borrowed: the registry's version keeps them until its
@@ -205,7 +208,8 @@ void versions_unlink(struct fn_state *vs);
 int versions_switch(struct fn_state *fn, int64_t version, const struct manifest *m,
                     const char *bundle_dir);
 /* One more invocation of version completed (fn: the function's own state); its count goes
- * with versions_forget once the version is pruned. */
+ * with versions_forget once a pruned or deleted version has drained (finish_removals), or at
+ * its drain when it had no state. */
 void versions_count(struct fn_state *fn, int64_t version);
 void versions_forget(struct fn_state *fn, int64_t version);
 /* Adds "versions": {"N": {ready, busy, spawning, draining, queue_depth, in_flight}} for the

@@ -992,8 +992,9 @@ static void fail_queued(struct fn_state *fn, int code, const char *reason, const
     }
 }
 
-/* The async retries of fn waiting for their backoff: dead, as the function is being deleted. */
-static void drop_waiting_retries(struct fn_state *fn)
+/* The async retries of fn waiting for their backoff: dead with error_type and message, as their
+ * function or their version is being removed. */
+static void drop_waiting_retries(struct fn_state *fn, const char *error_type, const char *message)
 {
     for (struct inv *inv = TAILQ_FIRST(&fn->queue), *next; inv; inv = next) {
         next = TAILQ_NEXT(inv, link);
@@ -1003,9 +1004,8 @@ static void drop_waiting_retries(struct fn_state *fn)
         loop_cancel_timer(fn->d->loop, inv->timer);
         inv->timer = NULL;
         struct dispatch_outcome o = {.kind = OUTCOME_ERROR};
-        o.error_type = strdup("Ignis.FunctionDeleted");
-        o.error_message = strdup("the function was deleted while the invocation waited to be "
-                                 "retried");
+        o.error_type = strdup(error_type);
+        o.error_message = strdup(message);
         record(fn->d, inv, INV_DEAD, &o, NULL, 0);
         dispatch_outcome_clear(&o);
         inv_free(inv);
@@ -1044,6 +1044,10 @@ static void finish_removals(struct dispatch *d)
         }
         if (!fn_drained(fn))
             continue;
+        /* A drained version's count goes now, not when its drain began: what it still ran
+         * until now was counted, and would have brought the series back. */
+        if (fn->of)
+            versions_forget(fn->of, fn->version);
         unlink_fn(d, fn);
         if (fn->removed)
             fn->removed(fn->removed_userdata);
@@ -1081,7 +1085,8 @@ int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(
      * New work is refused (404) from now on (dispatch_function_accepting). */
     for (struct fn_state *s = fn; s; s = s == fn ? fn->versions : s->vnext) {
         s->removing = true;
-        drop_waiting_retries(s);
+        drop_waiting_retries(s, "Ignis.FunctionDeleted",
+                             "the function was deleted while the invocation waited to be retried");
         kick(s);
     }
     finish_removals(d); /* may free fn */
@@ -1096,33 +1101,45 @@ int dispatch_version_drain(struct dispatch *d, const char *name, int64_t version
         return -ENOENT;
     if (fn->version == version)
         return -EBUSY;
-    versions_forget(fn, version);
     for (struct fn_state *s = fn->versions; s; s = s->vnext)
         if (s->version == version && !s->removing)
             vs = s;
-    if (!vs)
+    if (!vs) {
+        versions_forget(fn, version);
         return -ENOENT;
+    }
     /* As a delete, for one version: what it accepted still runs; its retries in backoff die. */
     vs->removing = true;
     vs->removed = done;
     vs->removed_userdata = userdata;
-    drop_waiting_retries(vs);
+    /* The function is still there: what is gone is the version it was routed to, which an
+     * async invocation never trades for another (version_gone). */
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "version %lld of %s was removed while the invocation waited to be retried",
+             (long long)version, name);
+    drop_waiting_retries(vs, "Ignis.VersionNotFound", msg);
     kick(vs);
     finish_removals(d); /* may free vs */
     return 0;
 }
 
+void dispatch_state_counts(const struct fn_state *s, cJSON *o)
+{
+    cJSON_AddNumberToObject(o, "ready", (double)s->nready);
+    cJSON_AddNumberToObject(o, "busy", (double)s->nbusy);
+    cJSON_AddNumberToObject(o, "spawning", (double)s->nspawning);
+    cJSON_AddNumberToObject(o, "draining", (double)s->ndraining);
+    cJSON_AddNumberToObject(o, "queue_depth", (double)s->queued);
+    cJSON_AddNumberToObject(o, "in_flight", (double)s->inflight);
+}
+
 cJSON *dispatch_function_state(const struct fn_state *fn)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "ready", (double)fn->nready);
-    cJSON_AddNumberToObject(o, "busy", (double)fn->nbusy);
-    cJSON_AddNumberToObject(o, "spawning", (double)fn->nspawning);
-    cJSON_AddNumberToObject(o, "queue_depth", (double)fn->queued);
-    cJSON_AddNumberToObject(o, "in_flight", (double)fn->inflight);
+    dispatch_state_counts(fn, o);
     struct scaler_view v;
     scaler_view(&fn->sc, &v);
-    cJSON_AddNumberToObject(o, "draining", (double)fn->ndraining);
     cJSON_AddNumberToObject(o, "desired", v.desired);
     cJSON_AddNumberToObject(o, "arrival_rate", v.arrival_rate);
     cJSON_AddBoolToObject(o, "panic", v.panic);
@@ -1163,11 +1180,11 @@ void dispatch_sync_cancel(struct inv *inv)
     inv_free(inv);
 }
 
-/* The state that runs version of fn (a function's own state), made from the registry's version
- * when there is none: 0 and *ret, or -ENOENT when the version is not kept (or is being drained
- * for its removal), -ENOMEM. */
-static int state_for(struct dispatch *d, struct fn_state *fn, int64_t version,
-                     struct fn_state **ret)
+/* The state that runs version of fn (a function's own state), made from v (the registry's
+ * version, NULL when unknown) when there is none: 0 and *ret, or -ENOENT when the version is
+ * not kept (or is being drained for its removal), -ENOMEM. */
+static int state_of(struct fn_state *fn, int64_t version, const struct registry_version *v,
+                    struct fn_state **ret)
 {
     for (struct fn_state *vs = fn->versions; vs; vs = vs->vnext)
         if (vs->version == version && vs->removing)
@@ -1176,12 +1193,20 @@ static int state_for(struct dispatch *d, struct fn_state *fn, int64_t version,
         *ret = fn;
         return 0;
     }
-    const struct registry_function *f = d->registry ? registry_lookup(d->registry, fn->name) : NULL;
-    const struct registry_version *v =
-        f && version > 0 && version <= UINT32_MAX ? registry_version(f, (uint32_t)version) : NULL;
     if (!v)
         return -ENOENT;
     return versions_state(fn, version, v->manifest, v->bundle_dir, ret);
+}
+
+/* state_of for an invocation routed earlier (stored, or recovered): its version is looked up in
+ * the registry again, as it may have gone since. */
+static int state_for(struct dispatch *d, struct fn_state *fn, int64_t version,
+                     struct fn_state **ret)
+{
+    const struct registry_function *f = d->registry ? registry_lookup(d->registry, fn->name) : NULL;
+    const struct registry_version *v =
+        f && version > 0 && version <= UINT32_MAX ? registry_version(f, (uint32_t)version) : NULL;
+    return state_of(fn, version, v, ret);
 }
 
 int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector,
@@ -1201,7 +1226,7 @@ int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector
         return ig_error_set_reason(err, ENOENT, "version_not_found",
                                    "function %s has no version or alias %.80s", fn->name, selector);
     struct fn_state *s;
-    int q = state_for(d, fn, version, &s);
+    int q = state_of(fn, version, v, &s);
     if (q == -ENOENT)
         return ig_error_set_reason(err, ENOENT, "version_not_found",
                                    "version %lld of function %s is being removed",

@@ -68,7 +68,8 @@ static size_t *worker_count(struct fn_state *fn, enum worker_state st)
 }
 
 /* Moves what from queues and runs to to (both run the same version): its queued invocations
- * (after to's, in their order) and its containers with what they run. With idle_retire, an idle
+ * (after to's, in their order) and its containers with what they run, draining ones too (their
+ * invocations are of this version, and count in from's inflight). With idle_retire, an idle
  * container is retired instead: the function's own state gives up a version's idle warm pool at
  * once, as it did before versions could be invoked, rather than keep it until its idle
  * timeout. */
@@ -169,13 +170,7 @@ static void add_state(cJSON *versions, const struct fn_state *s)
 {
     char key[24];
     snprintf(key, sizeof(key), "%lld", (long long)s->version);
-    cJSON *o = cJSON_AddObjectToObject(versions, key);
-    cJSON_AddNumberToObject(o, "ready", (double)s->nready);
-    cJSON_AddNumberToObject(o, "busy", (double)s->nbusy);
-    cJSON_AddNumberToObject(o, "spawning", (double)s->nspawning);
-    cJSON_AddNumberToObject(o, "draining", (double)s->ndraining);
-    cJSON_AddNumberToObject(o, "queue_depth", (double)s->queued);
-    cJSON_AddNumberToObject(o, "in_flight", (double)s->inflight);
+    dispatch_state_counts(s, cJSON_AddObjectToObject(versions, key));
 }
 
 void versions_describe(const struct fn_state *fn, cJSON *live)

@@ -32,6 +32,10 @@ struct acceptance {
     size_t pending; /* submissions not yet durable */
     bool failed;
     char failure[256];
+    /* Every delivery's route (route_all), in the order deliver submits them: each non-duplicate
+     * event's subscribers in dispatch_functions' order. Valid until the loop turns. */
+    struct dispatch_route *routes;
+    size_t nroutes, next_route;
     struct acceptance *next;
 };
 
@@ -72,6 +76,7 @@ static void acceptance_free(struct acceptance *a)
         free(a->v[i].deliveries);
     }
     free(a->v);
+    free(a->routes);
     free(a);
 }
 
@@ -217,12 +222,8 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
         if (!subscribed(fn, e))
             continue;
         struct event_delivery *dl = &x->deliveries[x->ndeliveries];
-        /* A delivery goes through the function's default alias (its canary too): the route
-         * of an existing function's default alias fails only for want of memory. */
-        struct dispatch_route route;
-        struct ig_error err = {};
-        if (dispatch_route(d, fn, NULL, &route, &err) < 0 ||
-            dispatch_submit_async(d, &route, x->payload, x->payload_len, MEDIA_CLOUDEVENT, NULL,
+        const struct dispatch_route *route = &a->routes[a->next_route++];
+        if (dispatch_submit_async(d, route, x->payload, x->payload_len, MEDIA_CLOUDEVENT, NULL,
                                   a->token_id[0] ? a->token_id : NULL, dl->id, on_delivery_durable,
                                   a) < 0)
             return -ENOMEM;
@@ -246,6 +247,49 @@ static struct acceptance *acceptance_new(struct event_router *ev, size_t n)
         return NULL;
     }
     return a;
+}
+
+/* Routes every delivery of a's events (events[i] unless a duplicate, to each subscriber)
+ * through the subscriber's default alias, its canary too, into a->routes; then checks that each
+ * routed state's queue takes all the deliveries routed to it: the queue an invocation waits in
+ * is its version's, which may not be the function's own. Returns 0; -ENOBUFS with *ret_full, the
+ * first full state, and *ret_n, what it was to take; or -ENOMEM. A refusal still took its
+ * picks of the alias's round-robin, as an invocation refused after its route does. */
+static int route_all(struct acceptance *a, struct ce_event *const *events,
+                     struct fn_state **ret_full, size_t *ret_n)
+{
+    struct dispatch *d = a->ev->d;
+    size_t n = 0;
+    for (size_t i = 0; i < a->n; i++)
+        for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn))
+            n += !a->v[i].duplicate && subscribed(fn, events[i]);
+    a->routes = calloc(n ? n : 1, sizeof(*a->routes));
+    if (!a->routes)
+        return -ENOMEM;
+    for (size_t i = 0; i < a->n; i++)
+        for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn)) {
+            struct ig_error err = {};
+            /* The default alias of a function that exists fails only for want of memory. */
+            if (!a->v[i].duplicate && subscribed(fn, events[i]) &&
+                dispatch_route(d, fn, NULL, &a->routes[a->nroutes++], &err) < 0)
+                return -ENOMEM;
+        }
+    for (size_t k = 0; k < a->nroutes; k++) {
+        struct fn_state *to = a->routes[k].fn;
+        size_t first = 0, count = 0;
+        while (a->routes[first].fn != to)
+            first++;
+        if (first < k)
+            continue; /* checked at its first route */
+        for (size_t j = k; j < a->nroutes; j++)
+            count += a->routes[j].fn == to;
+        if (!dispatch_queue_takes(d, to, count)) {
+            *ret_full = to;
+            *ret_n = count;
+            return -ENOBUFS;
+        }
+    }
+    return 0;
 }
 
 /* Submits every delivery of a checked acceptance and the record of its ids. Returns 0 (finish
@@ -346,19 +390,22 @@ void events_accept(struct event_router *ev, const struct ce_events *events, cons
         a->v[i].duplicate = seen == SEEN_DURABLE;
     }
     /* Each subscriber's queue takes all the request gives it, or nothing is delivered. */
-    for (struct fn_state *fn = dispatch_functions(ev->d); fn; fn = dispatch_next(fn)) {
-        size_t n = 0;
-        for (size_t i = 0; i < events->n; i++)
-            n += !a->v[i].duplicate && subscribed(fn, events->v[i]);
-        if (n && !dispatch_queue_takes(ev->d, fn, n)) {
-            r = ig_error_set(&err, ENOBUFS,
-                             "the queue of subscriber '%s' is full (%zu invocations waiting, "
-                             "%zu more from this request, at most %zu); nothing was delivered",
-                             dispatch_fn_name(fn), dispatch_fn_waiting(fn), n,
-                             dispatch_get_options(ev->d)->queue_max);
-            refuse(a, r, &err);
-            return;
-        }
+    struct fn_state *full;
+    size_t n;
+    r = route_all(a, events->v, &full, &n);
+    if (r == -ENOBUFS) {
+        ig_error_set(&err, ENOBUFS,
+                     "the queue of subscriber '%s' is full (%zu invocations waiting, %zu more "
+                     "from this request, at most %zu); nothing was delivered",
+                     dispatch_fn_name(full), dispatch_fn_waiting(full), n,
+                     dispatch_get_options(ev->d)->queue_max);
+        refuse(a, r, &err);
+        return;
+    }
+    if (r < 0) {
+        ig_error_set(&err, ENOMEM, "out of memory");
+        refuse(a, r, &err);
+        return;
     }
     submit_all(a, events->v);
 }
@@ -523,17 +570,21 @@ void events_emitted(struct event_router *ev, struct fn_state *fn, struct inv *in
         acceptance_free(a);
         return;
     }
-    for (struct fn_state *to = dispatch_functions(ev->d); to; to = dispatch_next(to))
-        if (subscribed(to, e) && !dispatch_queue_takes(ev->d, to, 1)) {
-            snprintf(reason, sizeof(reason),
-                     "queue full: subscriber '%s' has %zu invocations waiting (--queue-max %zu)",
-                     dispatch_fn_name(to), dispatch_fn_waiting(to),
-                     dispatch_get_options(ev->d)->queue_max);
-            dead_letter(ev, fn_name, inv_id, e, TELEMETRY_DEAD_QUEUE_FULL, reason);
-            acceptance_free(a);
-            return;
-        }
     struct ce_event *const one[] = {e};
+    struct fn_state *full;
+    size_t n;
+    r = route_all(a, one, &full, &n);
+    if (r == -ENOBUFS) {
+        snprintf(reason, sizeof(reason),
+                 "queue full: subscriber '%s' has %zu invocations waiting (--queue-max %zu)",
+                 dispatch_fn_name(full), dispatch_fn_waiting(full),
+                 dispatch_get_options(ev->d)->queue_max);
+        dead_letter(ev, fn_name, inv_id, e, TELEMETRY_DEAD_QUEUE_FULL, reason);
+    }
+    if (r < 0) {
+        acceptance_free(a);
+        return;
+    }
     submit_all(a, one);
 }
 
@@ -605,9 +656,19 @@ static void run_schedule(struct event_router *ev, struct fn_state *fn, const str
                  "function=%s slot=%s invocation=%s", dispatch_fn_name(fn), time, existing);
         return;
     }
-    if (!dispatch_queue_takes(ev->d, fn, 1)) {
-        log_warn("schedule run skipped: the function's queue is full", "function=%s slot=%s",
-                 dispatch_fn_name(fn), time);
+    /* A schedule's run goes through the default alias (its route fails only for want of
+     * memory), and waits in the queue of the version it was routed to: that one must take it. */
+    struct dispatch_route route;
+    struct ig_error err = {};
+    if (dispatch_route(ev->d, fn, NULL, &route, &err) < 0) {
+        log_error("a schedule's run could not be submitted", "function=%s error=\"%s\"",
+                  dispatch_fn_name(fn), err.message);
+        return;
+    }
+    if (!dispatch_queue_takes(ev->d, route.fn, 1)) {
+        log_warn("schedule run skipped: the queue of the version it was routed to is full",
+                 "function=%s version=%lld slot=%s", dispatch_fn_name(fn), (long long)route.version,
+                 time);
         return;
     }
     cJSON *data = cJSON_CreateObject();
@@ -630,12 +691,7 @@ static void run_schedule(struct event_router *ev, struct fn_state *fn, const str
     _cleanup_free_ char *payload = NULL;
     size_t len;
     char id[INV_ID_LEN + 1], *userdata = strdup(dispatch_fn_name(fn));
-    /* A schedule's run goes through the default alias; its route fails only for want of
-     * memory. */
-    struct dispatch_route route;
-    struct ig_error err = {};
     if (!text || !userdata || ce_event_to_json(&e, &payload, &len) < 0 ||
-        dispatch_route(ev->d, fn, NULL, &route, &err) < 0 ||
         dispatch_submit_async(ev->d, &route, payload, len, MEDIA_CLOUDEVENT, key, NULL, id,
                               on_schedule_submitted, userdata) < 0) {
         free(userdata);

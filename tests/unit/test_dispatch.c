@@ -2,7 +2,9 @@
  * the pool hooks to report back), with a real loop, store and journal in a temp dir. Each case
  * ends one way an attempt can end (success, error, crash, timeout) or an async invocation's
  * retries (a retry after the backoff, a dead letter once they are spent), and checks what the
- * caller was told, what the completed hook saw and the record written. */
+ * caller was told, what the completed hook saw and the record written. The version cases run
+ * version states, some through a real registry (routing, a version's drain, recovery after a
+ * restart). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,8 @@
 #include <string.h>
 
 #include "dispatch/dispatch-internal.h"
+#include "functions/bundle.h"
+#include "functions/registry.h"
 #include "records/telemetry.h"
 
 /* ---- the fake pool ---- */
@@ -162,6 +166,7 @@ static struct {
     struct dispatch *d;
     struct manifest m;
     struct fn_state *fn;
+    struct registry *reg; /* attach_registry's; NULL: none */
     /* what the completed hook saw */
     unsigned completed;
     enum outcome_kind completed_kind;
@@ -240,6 +245,7 @@ static int teardown(void **state)
     dispatch_close(T.d);
     journal_free(T.journal);
     dispatch_free(T.d);
+    registry_free(T.reg);
     telemetry_free();
     loop_free(T.loop);
     store_free(T.store);
@@ -644,11 +650,163 @@ static void test_version_drain(void **state)
         run_for(10);
     assert_true(drained);
     assert_null(T.fn->versions);
+    /* Its /metrics series went with it, although it completed an invocation while draining. */
+    assert_int_equal(T.fn->n_by_version, 0);
     assert_int_equal(T.d->live_workers, 0);
     struct inv_record r = wait_record(c.id, INV_SUCCEEDED);
     assert_int_equal(r.version, 3);
     assert_string_equal(r.alias, "");
     inv_record_clear(&r);
+}
+
+/* ---- versions through a registry ---- */
+
+static void on_pushed(void *userdata, const struct ig_error *err,
+                      const struct registry_result *result)
+{
+    assert_int_equal(err ? err->code : 0, 0);
+    *(bool *)userdata = true;
+    loop_quit(T.loop);
+}
+
+/* A registry with two versions of "versioned" (their manifests differ in memory_mb; extra: more
+ * of their fields), version 2 the current one, attached to the dispatcher: routes and recovery
+ * look versions up there. */
+static struct fn_state *attach_registry(const char *extra)
+{
+    struct ig_error err = {};
+    assert_int_equal(registry_new(T.loop, T.store, T.dir, &T.reg, &err), 0);
+    for (int v = 1; v <= 2; v++) {
+        char src[128], path[160], json[256];
+        snprintf(src, sizeof(src), "%s/src%d", T.dir, v);
+        assert_int_equal(mkdir_p(src, 0755), 0);
+        snprintf(path, sizeof(path), "%s/function.json", src);
+        snprintf(json, sizeof(json),
+                 "{\"name\": \"versioned\", \"runtime\": \"provided\", \"memory_mb\": %d%s}",
+                 128 + v, extra);
+        FILE *f = fopen(path, "we");
+        assert_non_null(f);
+        fputs(json, f);
+        fclose(f);
+        _cleanup_free_ char *b = NULL;
+        size_t len;
+        assert_int_equal(bundle_pack_dir(src, 1 << 20, &b, &len, &err), 0);
+        bool pushed = false;
+        assert_int_equal(registry_push(T.reg, "versioned", b, len, on_pushed, &pushed, &err), 0);
+        while (!pushed)
+            loop_run(T.loop);
+    }
+    dispatch_attach_registry(T.d, T.reg);
+    struct fn_state *fn = dispatch_function(T.d, "versioned");
+    assert_non_null(fn);
+    assert_int_equal(fn->version, 2);
+    return fn;
+}
+
+#define VERSIONED                                                                                  \
+    "{\"name\": \"versioned\", \"runtime\": \"provided\", \"max_retries\": 2, "                    \
+    "\"memory_mb\": %d28}"
+
+/* A retry of a version's async invocation waiting for its backoff when the version is drained
+ * is dead as its version's: Ignis.VersionNotFound, not Ignis.FunctionDeleted (the function is
+ * still there). */
+static void test_version_drain_drops_retries(void **state)
+{
+    struct fn_state *fn = attach_registry(", \"max_retries\": 2");
+    struct dispatch_route route;
+    struct ig_error err = {};
+    assert_int_equal(dispatch_route(T.d, fn, "1", &route, &err), 0);
+    assert_ptr_equal(route.fn->of, fn);
+    char id[INV_ID_LEN + 1];
+    struct async_call c = {};
+    assert_int_equal(dispatch_submit_async(T.d, &route, "{}", 2, "application/json", NULL, NULL, id,
+                                           on_submitted, &c),
+                     0);
+    struct inv *inv = run_until_sent();
+    assert_int_equal(inv->version, 1);
+    finish(inv, OUTCOME_ERROR, NULL, "Function.Error");
+    assert_non_null(inv->timer); /* waiting for its backoff */
+
+    bool drained = false;
+    assert_int_equal(dispatch_version_drain(T.d, "versioned", 1, on_drained, &drained), 0);
+    struct inv_record r = wait_record(id, INV_DEAD);
+    assert_string_equal(r.error_type, "Ignis.VersionNotFound");
+    assert_int_equal(r.version, 1);
+    assert_true(r.alias[0] == '\0');
+    inv_record_clear(&r);
+    for (int i = 0; i < 500 && !drained; i++)
+        run_for(10);
+    assert_true(drained);
+    assert_null(fn->versions);
+}
+
+static void on_inserted(struct loop *l, int result, const char *message, void *userdata)
+{
+    assert_int_equal(result, 0);
+    *(bool *)userdata = true;
+    loop_quit(l);
+}
+
+/* An async invocation of "versioned" that a previous run accepted (routed to version through
+ * alias) and left queued in the store: what dispatch_recover finds at the next start. */
+static void insert_queued(int64_t version, const char *alias, char id[INV_ID_LEN + 1])
+{
+    inv_id_new(id);
+    struct inv_record r = {
+        .function = (char *)"versioned",
+        .version = version,
+        .async = true,
+        .status = INV_QUEUED,
+        .payload = (char *)"{}",
+        .payload_len = 2,
+        .max_retries = 0,
+        .created_us = (int64_t)wall_usec(),
+    };
+    memcpy(r.id, id, sizeof(r.id));
+    snprintf(r.alias, sizeof(r.alias), "%s", alias);
+    bool stored = false;
+    assert_int_equal(
+        inv_store_insert(T.journal, &r, r.created_us + 3600000000ll, on_inserted, &stored), 0);
+    while (!stored)
+        loop_run(T.loop);
+}
+
+/* Recovered after a restart, an async invocation runs the version it was routed to although
+ * another is current now, in that version's state, and its record keeps the alias. */
+static void test_recover_runs_its_version(void **state)
+{
+    struct fn_state *fn = attach_registry("");
+    char id[INV_ID_LEN + 1];
+    insert_queued(1, "canary", id);
+    struct ig_error err = {};
+    assert_int_equal(dispatch_recover(T.d, &err), 0);
+    struct inv *inv = run_until_sent();
+    assert_string_equal(inv->id, id);
+    assert_ptr_equal(inv->fn->of, fn);
+    assert_int_equal(inv->worker->version, 1);
+    assert_int_equal(inv->worker->memory_mb, 129); /* version 1's manifest */
+    finish(inv, OUTCOME_OK, "{}", NULL);
+    struct inv_record r = wait_record(id, INV_SUCCEEDED);
+    assert_int_equal(r.version, 1);
+    assert_string_equal(r.alias, "canary");
+    inv_record_clear(&r);
+}
+
+/* Recovered after a restart, an async invocation whose version is not kept any more is
+ * dead-lettered (Ignis.VersionNotFound), never run on the current version. */
+static void test_recover_version_gone(void **state)
+{
+    attach_registry("");
+    char id[INV_ID_LEN + 1];
+    insert_queued(9, "canary", id);
+    struct ig_error err = {};
+    assert_int_equal(dispatch_recover(T.d, &err), 0);
+    struct inv_record r = wait_record(id, INV_DEAD);
+    assert_string_equal(r.error_type, "Ignis.VersionNotFound");
+    assert_int_equal(r.version, 9);
+    assert_string_equal(r.alias, "canary");
+    inv_record_clear(&r);
+    assert_int_equal(P.sends, 0);
 }
 
 int main(void)
@@ -664,6 +822,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_version_state_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_switch_keeps_queued_on_their_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_drain_drops_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_runs_its_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_version_gone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

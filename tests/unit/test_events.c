@@ -1,10 +1,11 @@
 /* The events' accept without HTTP (events_accept): an event reaches every subscriber as a durable
  * async invocation made with the sender's token; a repeat of an accepted event is a duplicate;
  * one still being stored by another acceptance is refused (in_progress); a batch that would
- * overfill a subscriber's queue delivers nothing. A real loop, store, journal and dispatcher in a
- * temp dir; api/errors turns each refusal into today's status and code. No container is made:
- * the subscribers' max_scale is 0, so their deliveries stay queued (the unit tier has no
- * privileges), and closing the dispatcher fails them at teardown. */
+ * overfill a subscriber's queue delivers nothing, and the queue checked is that of the version
+ * a delivery was routed to (a registry's 50/50 default alias). A real loop, store, journal and
+ * dispatcher in a temp dir; api/errors turns each refusal into today's status and code. No
+ * container is made: the subscribers' max_scale is 0, so their deliveries stay queued (the unit
+ * tier has no privileges), and closing the dispatcher fails them at teardown. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,8 @@
 #include "base/cloudevents.h"
 #include "dispatch/dispatch.h"
 #include "events/events.h"
+#include "functions/bundle.h"
+#include "functions/registry.h"
 #include "records/journal.h"
 #include "records/store-internal.h"
 #include "records/telemetry.h"
@@ -33,6 +36,7 @@ struct fixture {
     struct dispatch *d;
     struct event_router *ev;
     struct manifest *orders, *shipping, *audit;
+    struct registry *reg; /* test_routed_version_queue_full's; NULL: none */
 };
 
 /* What an acceptance's done reported. */
@@ -107,6 +111,7 @@ static int teardown(void **state)
     journal_free(f->journal);
     events_free(f->ev);
     dispatch_free(f->d);
+    registry_free(f->reg);
     manifest_free(f->orders);
     manifest_free(f->shipping);
     manifest_free(f->audit);
@@ -319,6 +324,97 @@ static void test_batch_past_queue_bound(void **state)
     assert_int_equal(count(f, "SELECT count(*) FROM event_ids"), 1);
 }
 
+static void on_registry_done(void *userdata, const struct ig_error *err,
+                             const struct registry_result *result)
+{
+    struct report *o = userdata;
+    assert_int_equal(err ? err->code : 0, 0);
+    o->called = true;
+    loop_quit(o->loop);
+}
+
+/* Pushes version v of "split", a subscriber of the events make_events makes (the versions differ
+ * in memory_mb), through the registry, and runs the loop until it is recorded. */
+static void push_split(struct fixture *f, int v)
+{
+    char src[128], path[160], json[256];
+    struct ig_error err = {};
+    snprintf(src, sizeof(src), "%s/split%d", f->dir, v);
+    assert_int_equal(mkdir_p(src, 0755), 0);
+    snprintf(path, sizeof(path), "%s/function.json", src);
+    snprintf(json, sizeof(json),
+             "{\"name\": \"split\", \"runtime\": \"provided\", \"memory_mb\": %d, "
+             "\"events\": [{\"type\": \"com.example.order.created\"}]}",
+             128 + v);
+    FILE *file = fopen(path, "we");
+    assert_non_null(file);
+    fputs(json, file);
+    fclose(file);
+    _cleanup_free_ char *b = NULL;
+    size_t len;
+    assert_int_equal(bundle_pack_dir(src, 1 << 20, &b, &len, &err), 0);
+    struct report o = {.loop = f->loop};
+    assert_int_equal(registry_push(f->reg, "split", b, len, on_registry_done, &o, &err), 0);
+    wait_done(f, &o);
+}
+
+/* A subscriber whose default alias is 50/50 over two versions, the queue of version 1 (the
+ * canary: 2 is the current one) full. The queue an event's delivery waits in is its routed
+ * version's, so that is the one checked: of two events in a row (any two routes of a 50/50
+ * alias give each version one), the one routed to version 1 is refused, not queued past
+ * queue_max there, and the other is delivered. */
+static void test_routed_version_queue_full(void **state)
+{
+    struct fixture *f = *state;
+    struct ig_error err = {};
+    assert_int_equal(registry_new(f->loop, f->store, f->dir, &f->reg, &err), 0);
+    dispatch_attach_registry(f->d, f->reg);
+    push_split(f, 1);
+    push_split(f, 2);
+    const struct registry_function *rf = registry_lookup(f->reg, "split");
+    for (uint32_t v = 1; v <= 2; v++) /* no container: deliveries wait in the queue */
+        ((struct manifest *)registry_version(rf, v)->manifest)->max_scale = 0;
+    static const uint32_t versions[] = {1, 2}, weights[] = {50, 50};
+    struct report set = {.loop = f->loop};
+    assert_int_equal(registry_set_alias(f->reg, "split", "default", versions, weights, 2,
+                                        on_registry_done, &set, &err),
+                     0);
+    wait_done(f, &set);
+
+    /* Version 1's queue takes QUEUE_MAX: fill it. */
+    struct fn_state *split = dispatch_function(f->d, "split");
+    assert_non_null(split);
+    for (int i = 0; i < QUEUE_MAX; i++) {
+        struct dispatch_route route;
+        char id[INV_ID_LEN + 1];
+        assert_int_equal(dispatch_route(f->d, split, "1", &route, &err), 0);
+        assert_true(dispatch_queue_takes(f->d, route.fn, 1));
+        assert_int_equal(dispatch_submit_async(f->d, &route, "{}", 2, "application/json", NULL,
+                                               NULL, id, NULL, NULL),
+                         0);
+    }
+
+    static const char *const ids[][1] = {{"split-1"}, {"split-2"}};
+    unsigned refused = 0, delivered = 0;
+    for (size_t k = 0; k < ARRAY_SIZE(ids); k++) {
+        _cleanup_ce_events_ struct ce_events *events = make_events(ids[k], 1);
+        struct report o = {};
+        accept_events(f, events, &o);
+        wait_done(f, &o);
+        if (o.result == -ENOBUFS) {
+            refused++;
+            assert_non_null(strstr(o.err.message, "the queue of subscriber 'split' is full (2 "
+                                                  "invocations waiting, 1 more"));
+        } else {
+            assert_int_equal(o.result, 0);
+            assert_int_equal(o.ndeliveries[0], 3); /* orders, shipping and split */
+            delivered++;
+        }
+    }
+    assert_int_equal(refused, 1);
+    assert_int_equal(delivered, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +422,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repeat_is_a_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeat_while_stored_is_in_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_past_queue_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routed_version_queue_full, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
