@@ -793,11 +793,11 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
     enum inv_status final = o->kind == OUTCOME_OK            ? INV_SUCCEEDED
                             : fn->manifest->max_retries == 0 ? INV_FAILED
                                                              : INV_DEAD;
-    if (final == INV_DEAD)
+    if (final == INV_DEAD) {
         telemetry_dead_letter(fn->name);
-    if (final == INV_DEAD)
         log_warn("invocation dead-lettered", "function=%s id=%s attempts=%d error=\"%s\"", fn->name,
                  inv->id, inv->attempts, o->error_type ? o->error_type : "");
+    }
     record(d, inv, final, o, &usage, 0);
     notify_completed(d, inv, o, billed_ms);
     inv_free(inv);
