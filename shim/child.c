@@ -6,13 +6,17 @@
  * The sequence (docs/architecture.md, "Templates"): in the template, process A calls
  * ignis_child_unshare and forks B, pid 1 of the new pid namespace; B sends its pidfd to the
  * controller, which moves it into the container's cgroups and says go; B then calls
- * ignis_child_setup, and only after it returns imports the function's code. */
+ * ignis_child_setup, forks the runtime's process (which only then imports the function's code)
+ * and stays its reaper (ignis_child_reap), as the shim's pid 1 does. */
 #include "shim.h"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 
 #include "base/container_spec.h"
 
@@ -38,6 +42,7 @@ void shim_fail(int code, const char *fmt, ...)
 }
 
 int ignis_child_unshare(void) __attribute__((visibility("default")));
+_Noreturn void ignis_child_reap(pid_t runtime) __attribute__((visibility("default")));
 void ignis_child_setup(int sync_fd, const char *hostname, uint64_t tmp_size, uint64_t nofile,
                        uint64_t nproc, uint32_t uid, uint32_t gid)
     __attribute__((visibility("default")));
@@ -83,4 +88,30 @@ void ignis_child_setup(int sync_fd, const char *hostname, uint64_t tmp_size, uin
     if (close_range(RUNTIME_FD + 1, ~0u, 0) < 0)
         shim_fail(errno, "close_range: %s", strerror(errno));
     shim_sync_fd = -1;
+}
+
+/* In B, after it forked the runtime's process: what the shim's pid 1 does. It holds none of the
+ * runtime's fds (their EOFs follow the runtime), is not dumpable, ignores signals from inside
+ * its namespace (pid 1 without handlers; the runtime may kill itself, which a runtime that is
+ * pid 1 could not), reaps every orphan and exits with the runtime's status (128+N for signal
+ * N), which takes the rest of the pid namespace with it. */
+void ignis_child_reap(pid_t runtime)
+{
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int fd = 0; fd <= RUNTIME_FD; fd++)
+        if (null < 0 || dup2(null, fd) < 0)
+            close(fd);
+    prctl(PR_SET_DUMPABLE, 0);
+    for (int sig = 1; sig < NSIG; sig++)
+        signal(sig, SIG_DFL);
+    for (;;) {
+        int status;
+        pid_t p = waitpid(-1, &status, 0);
+        if (p < 0 && errno == EINTR)
+            continue;
+        if (p < 0)
+            _exit(SHIM_EXIT_SETUP);
+        if (p == runtime)
+            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
 }

@@ -109,8 +109,10 @@ static int recv_pidfd(int ctl, int *ret_pidfd)
         struct cmsghdr align;
     } control;
     struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof(control)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = &control,
+                        .msg_controllen = sizeof(control)};
     ssize_t n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
     struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
     if (!cm || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
@@ -148,8 +150,10 @@ static int send_request(int sock, const struct container_spec *spec, const int f
         struct cmsghdr align;
     } control = {};
     struct iovec iov = {.iov_base = &req, .iov_len = sizeof(req)};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof(control)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = &control,
+                        .msg_controllen = sizeof(control)};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
@@ -165,8 +169,8 @@ static int send_request(int sock, const struct container_spec *spec, const int f
 
 /* The fds of one forked container: the controller's ends in c, the container's in child[]
  * (runtime socket, stdout, stderr, sync pipe, control socket). */
-static int make_fds(struct container *c, const struct container_options *o,
-                    int child[TEMPLATE_FDS], struct ig_error *err)
+static int make_fds(struct container *c, const struct container_options *o, int child[TEMPLATE_FDS],
+                    struct ig_error *err)
 {
     int p[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0)

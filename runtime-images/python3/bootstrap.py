@@ -449,8 +449,8 @@ def main():
 # (libignis-child.so) and forks B, pid 1 of the new pid namespace, then waits for B and reports
 # its wait status (int32) on the control socket. B sends its pidfd on the control socket, waits
 # for the controller's b"g" (it is in its cgroups then), has libignis-child.so do the rest of a
-# container's setup and drop every privilege, re-seeds what was seeded at start, and only then
-# runs main() as an exec'd runtime would. The template itself never serves an invocation.
+# container's setup and drop every privilege, re-seeds what was seeded at start, and forks the
+# runtime's process, which runs main() as an exec'd runtime would; B stays its reaper. The template itself never serves an invocation.
 
 # The request's layout (orchestrator/container/template.c, struct template_request).
 TEMPLATE_REQUEST = struct.Struct("=c7xQQQII65s7x")
@@ -492,6 +492,11 @@ def _child_b(lib, req, fds):
     # Seeded when the template started: every container gets its own. (The str hash seed
     # cannot change in a running interpreter: a template serves one function version only.)
     random.seed()
+    # B stays pid 1, a reaper as the shim's is; the runtime is its child, so it can signal
+    # itself (pid 1 ignores what its own namespace sends it).
+    pid = os.fork()
+    if pid != 0:
+        lib.ignis_child_reap(pid)
     try:
         code = main()
     except SystemExit as e:
@@ -531,6 +536,7 @@ def template_main():
     lib = ctypes.CDLL("/ignis/libignis-child.so")
     lib.ignis_child_unshare.restype = ctypes.c_int
     lib.ignis_child_setup.restype = None
+    lib.ignis_child_reap.argtypes = [ctypes.c_int]
     lib.ignis_child_setup.argtypes = [ctypes.c_int, ctypes.c_char_p] + [ctypes.c_uint64] * 3 + [
         ctypes.c_uint32
     ] * 2

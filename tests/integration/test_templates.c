@@ -1,6 +1,6 @@
 /* python3 containers forked from a template (docs/architecture.md, "Templates"), through a real
- * ignisd: a `reuse: false` function's containers are forked (its runtime is pid 1 of its pid
- * namespace, where an exec'd one is pid 2 under the shim) and see nothing of each other (a
+ * ignisd: a `reuse: false` function's containers are forked (the interpreter is in isolated
+ * mode, -I, which an exec'd runtime's is not) and see nothing of each other (a
  * module-level value, /tmp), draw different randoms, and hold what test_isolation.c checks of
  * an exec'd container (no capability, uid 65534, the seccomp filter, no mount/unshare/setns,
  * only their own processes and namespaces, /var/task read-only, no secrets); a killed template
@@ -58,7 +58,7 @@ static cJSON *probe(struct ignisd_proc *p)
 
 static bool forked(const cJSON *j)
 {
-    return cJSON_GetObjectItem(j, "pid")->valueint == 1;
+    return cJSON_IsTrue(cJSON_GetObjectItem(j, "isolated"));
 }
 
 /* Invokes until a container was forked from a template (the first spawn of a version starts it
@@ -143,10 +143,12 @@ static void test_isolation_through_template(void **state)
     assert_string_equal(str(a, "hostname"), "ignis");
     assert_true(cJSON_IsFalse(cJSON_GetObjectItem(a, "secrets")));
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a, "loopback")));
-    /* Only its own process: not the template, not a sibling. */
+    /* Only its own processes (its reaper, pid 1, and itself): not the template, not a
+     * sibling. */
     const cJSON *pids = cJSON_GetObjectItem(a, "pids");
-    assert_int_equal(cJSON_GetArraySize(pids), 1);
+    assert_int_equal(cJSON_GetArraySize(pids), 2);
     assert_int_equal(cJSON_GetArrayItem(pids, 0)->valueint, 1);
+    assert_int_equal(cJSON_GetArrayItem(pids, 1)->valueint, 2);
     /* Its own namespaces, neither the template's nor a sibling's (the user namespace is the
      * template's, where it has no capability). */
     static const char *const own[] = {"pid", "mnt", "net", "ipc", "uts"};
