@@ -6,13 +6,10 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <grp.h>
-#include <net/if.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -22,23 +19,6 @@
  * reached through fds opened before, so it does not matter what this hides. */
 #define STAGE "/tmp"
 
-static void do_mount(const char *src, const char *dst, const char *type, unsigned long flags,
-                     const char *data)
-{
-    if (mount(src, dst, type, flags, data) < 0)
-        shim_fail(errno, "mounting %s on %s: %s", type ? type : src, dst, strerror(errno));
-}
-
-/* Adds read-only, nosuid (and `more`) to a mount and every mount below it. mount_setattr (5.12+)
- * only sets the given flags, so flags the kernel locked on a bind (noexec from the source, in a
- * user namespace) are kept, where a MS_REMOUNT would have to repeat them all. */
-static void make_readonly(const char *path, unsigned int flags, uint64_t more)
-{
-    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | more};
-    if (mount_setattr(AT_FDCWD, path, flags, &attr, sizeof(attr)) < 0)
-        shim_fail(errno, "making %s read-only: %s", path, strerror(errno));
-}
-
 /* Binds dir_fd/name (an image or bundle entry) read-only at dst. */
 static void bind_readonly(int dir_fd, const char *name, const char *dst)
 {
@@ -47,8 +27,8 @@ static void bind_readonly(int dir_fd, const char *name, const char *dst)
         snprintf(src, sizeof(src), "/proc/self/fd/%d/%s", dir_fd, name);
     else
         snprintf(src, sizeof(src), "/proc/self/fd/%d", dir_fd);
-    do_mount(src, dst, NULL, MS_BIND | MS_REC, NULL);
-    make_readonly(dst, AT_RECURSIVE, MOUNT_ATTR_NODEV);
+    shim_mount(src, dst, NULL, MS_BIND | MS_REC, NULL);
+    shim_make_readonly(dst, AT_RECURSIVE, MOUNT_ATTR_NODEV);
 }
 
 static bool is_dir_at(int dir_fd, const char *name)
@@ -145,7 +125,7 @@ static void make_dev(bool userns)
             shim_fail(errno, "creating %s: %s", path, strerror(errno));
         close(f);
         snprintf(src, sizeof(src), "/dev/%s", devs[i].name);
-        do_mount(src, path, NULL, MS_BIND, NULL);
+        shim_mount(src, path, NULL, MS_BIND, NULL);
     }
     static const char *const links[][2] = {{"fd", "/proc/self/fd"},
                                            {"stdin", "/proc/self/fd/0"},
@@ -169,7 +149,7 @@ static void make_secrets(const struct container_spec *spec, int secrets_fd)
              CONTAINER_SPEC_MAX_SECRETS + 8);
     if (mkdir(STAGE "/run/secrets", 0500) < 0)
         shim_fail(errno, "mkdir /run/secrets: %s", strerror(errno));
-    do_mount("tmpfs", STAGE "/run/secrets", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
+    shim_mount("tmpfs", STAGE "/run/secrets", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
     char *buf = malloc(CONTAINER_SECRET_MAX + 1);
     if (!buf)
         shim_fail(ENOMEM, "out of memory");
@@ -196,19 +176,17 @@ static void make_secrets(const struct container_spec *spec, int secrets_fd)
     }
     explicit_bzero(buf, CONTAINER_SECRET_MAX + 1);
     free(buf);
-    make_readonly(STAGE "/run/secrets", 0, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    shim_make_readonly(STAGE "/run/secrets", 0, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
 }
 
 static void build_root(const struct container_spec *spec, int image_fd, int bundle_fd,
                        int secrets_fd)
 {
-    char opts[64];
-
     /* Nothing we mount may propagate back to the host (Debian's / is shared). */
-    do_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    shim_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
     /* The root: a small tmpfs that holds only mount points, symlinks and device nodes; made
      * read-only once everything is in place. Not nodev: /dev's nodes live in it. */
-    do_mount("tmpfs", STAGE, "tmpfs", MS_NOSUID, "mode=0755,size=256k,nr_inodes=1024");
+    shim_mount("tmpfs", STAGE, "tmpfs", MS_NOSUID, "mode=0755,size=256k,nr_inodes=1024");
     populate(image_fd, STAGE, true, secrets_fd >= 0);
 
     /* /var: the image's own entries, then the bundle at /var/task. */
@@ -235,19 +213,19 @@ static void build_root(const struct container_spec *spec, int image_fd, int bund
 
     if (mkdir(STAGE "/tmp", 01777) < 0)
         shim_fail(errno, "mkdir /tmp: %s", strerror(errno));
-    snprintf(opts, sizeof(opts), "mode=1777,size=%llu", (unsigned long long)spec->tmp_size);
-    do_mount("tmpfs", STAGE "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts);
-
-    /* A proc of the new pid namespace (we are its pid 1), with /proc/sys read-only as Docker
-     * does: the uid switch already denies writes there, this holds even for root in a user
-     * namespace. */
+    shim_mount_tmp(STAGE "/tmp", spec->tmp_size);
     if (mkdir(STAGE "/proc", 0555) < 0)
         shim_fail(errno, "mkdir /proc: %s", strerror(errno));
-    do_mount("proc", STAGE "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    do_mount(STAGE "/proc/sys", STAGE "/proc/sys", NULL, MS_BIND | MS_REC, NULL);
-    make_readonly(STAGE "/proc/sys", AT_RECURSIVE, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    /* A template's proc has no /proc/sys bind: the containers forked from it mount a proc of
+     * their own, which the kernel allows in a user namespace only while an existing proc is
+     * fully visible (no locked mount over a non-empty directory: mount_too_revealing). Theirs
+     * gets the read-only /proc/sys. */
+    if (spec->template_mode)
+        shim_mount("proc", STAGE "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    else
+        shim_mount_proc(STAGE "/proc");
 
-    make_dev(spec->user_namespace);
+    make_dev(spec->user_namespace && !spec->template_mode);
 
     /* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves no host path
      * reachable (pivot_root(2), "new_root and put_old may be the same directory", 3.17+). */
@@ -260,23 +238,7 @@ static void build_root(const struct container_spec *spec, int image_fd, int bund
     if (chdir("/") < 0)
         shim_fail(errno, "chdir /: %s", strerror(errno));
     /* Not nodev: /dev's nodes live in the root tmpfs. */
-    make_readonly("/", 0, 0);
-}
-
-/* A new network namespace has only lo, and down: runtimes (the Lambda Runtime API relay) listen
- * on 127.0.0.1 inside. The kernel assigns 127.0.0.1/8 and ::1 when lo comes up. */
-static void loopback_up(void)
-{
-    struct ifreq ifr = {.ifr_name = "lo"};
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        shim_fail(errno, "socket: %s", strerror(errno));
-    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-        shim_fail(errno, "reading lo's flags: %s", strerror(errno));
-    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-        shim_fail(errno, "bringing lo up: %s", strerror(errno));
-    close(fd);
+    shim_make_readonly("/", 0, 0);
 }
 
 /* The runtime's environment: the spec's, then IGNIS_RUNTIME_FD when there is a socket. */
@@ -323,7 +285,9 @@ _Noreturn static void exec_runtime(const struct shim_ctx *ctx, int null_fd, char
 
     if (chdir(spec->cwd ? spec->cwd : "/var/task") < 0)
         shim_fail(errno, "chdir %s: %s", spec->cwd ? spec->cwd : "/var/task", strerror(errno));
-    int r = shim_load_seccomp();
+    /* A template keeps root of its user namespace and no filter: it runs no user code, and the
+     * containers it forks drop both themselves (child.c) before they import any. */
+    int r = spec->template_mode ? 0 : shim_load_seccomp();
     if (r < 0)
         shim_fail(r, "loading the seccomp filter: %s", strerror(-r));
     execve(spec->args[0], spec->args, env);
@@ -332,6 +296,53 @@ _Noreturn static void exec_runtime(const struct shim_ctx *ctx, int null_fd, char
     ssize_t n = write(shim_sync_fd, &msg, sizeof(msg));
     (void)n;
     _exit(SHIM_EXIT_EXEC);
+}
+
+/* Forks a template's runtime into a user namespace of its own, where it is root (its host ids
+ * from the spec's user_namespace), and execs it there without a seccomp filter: its mount,
+ * network, IPC and UTS namespaces stay pid 1's, owned by the host's user namespace, where it
+ * has no capability; the containers it forks make their own, owned by its user namespace. The
+ * maps are written from here, as host root (CAP_SETUID over the parent namespace). */
+static pid_t start_template(const struct shim_ctx *ctx, int null_fd, char **env)
+{
+    const struct container_spec *spec = ctx->spec;
+    int up[2], down[2];
+    char c = 0;
+    if (pipe2(up, O_CLOEXEC) < 0 || pipe2(down, O_CLOEXEC) < 0)
+        shim_fail(errno, "pipe: %s", strerror(errno));
+    pid_t child = fork();
+    if (child < 0)
+        shim_fail(errno, "fork: %s", strerror(errno));
+    if (child == 0) {
+        if (unshare(CLONE_NEWUSER) < 0)
+            shim_fail(errno, "creating the template's user namespace: %s", strerror(errno));
+        if (write(up[1], "u", 1) != 1 || read(down[0], &c, 1) != 1 || c != 'g')
+            shim_fail(ECANCELED, "the template's user namespace was not mapped");
+        if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0)
+            shim_fail(errno, "becoming root of the user namespace: %s", strerror(errno));
+        close(up[1]);
+        close(down[0]);
+        exec_runtime(ctx, null_fd, env);
+    }
+    close(up[1]);
+    close(down[0]);
+    char path[64], map[64];
+    snprintf(map, sizeof(map), "0 %u %u\n", spec->userns_uid_base, spec->userns_count);
+    if (read(up[0], &c, 1) != 1)
+        shim_fail(ECANCELED, "the template's runtime did not start");
+    snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)child);
+    int r = write_file(path, map);
+    snprintf(map, sizeof(map), "0 %u %u\n", spec->userns_gid_base, spec->userns_count);
+    snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)child);
+    if (r == 0)
+        r = write_file(path, map);
+    if (r < 0)
+        shim_fail(r, "writing %s: %s", path, strerror(-r));
+    if (write(down[1], "g", 1) != 1)
+        shim_fail(errno, "starting the template: %s", strerror(errno));
+    close(up[0]);
+    close(down[1]);
+    return child;
 }
 
 void shim_init(const struct shim_ctx *ctx)
@@ -372,7 +383,7 @@ void shim_init(const struct shim_ctx *ctx)
     /* Now in the container's cgroups: make them the root of its cgroup namespace. */
     if (unshare(CLONE_NEWCGROUP) < 0)
         shim_fail(errno, "creating the cgroup namespace: %s", strerror(errno));
-    if (spec->user_namespace) {
+    if (spec->user_namespace && !spec->template_mode) {
         /* Until now we ran as host root, which the namespace does not map: files we create
          * would have no owner there (EOVERFLOW). Become its root; the capabilities stay. */
         if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0)
@@ -401,7 +412,7 @@ void shim_init(const struct shim_ctx *ctx)
     if (secrets_fd >= 0)
         close(secrets_fd);
     if (!spec->netns)
-        loopback_up();
+        shim_loopback_up();
     const char *hostname = spec->hostname ? spec->hostname : "ignis";
     if (sethostname(hostname, strlen(hostname)) < 0)
         shim_fail(errno, "sethostname: %s", strerror(errno));
@@ -411,6 +422,9 @@ void shim_init(const struct shim_ctx *ctx)
     char **env = runtime_env(ctx);
 
     shim_set_rlimits(spec);
+    /* A template's runtime is started before pid 1 drops, as root of a user namespace of its
+     * own. */
+    pid_t child = spec->template_mode ? start_template(ctx, null_fd, env) : 0;
     /* pid 1 drops everything too, so nothing in the container is more privileged than the
      * runtime; pid 1 also ignores signals sent from inside its namespace (it installs no
      * handlers), and is not dumpable, so the runtime cannot ptrace or read it. */
@@ -422,8 +436,7 @@ void shim_init(const struct shim_ctx *ctx)
     /* vfork: the runtime's process only sets up fds, signals and seccomp, then execs, so it
      * need not copy pid 1's page tables; it shares no fd table, fs or signal handlers with
      * pid 1 (no CLONE_FILES, CLONE_FS, CLONE_SIGHAND), so what it changes is its own. */
-    pid_t child = vfork();
-    if (child < 0)
+    if (!spec->template_mode && (child = vfork()) < 0)
         shim_fail(errno, "fork: %s", strerror(errno));
     if (child == 0)
         exec_runtime(ctx, null_fd, env);
@@ -440,16 +453,22 @@ void shim_init(const struct shim_ctx *ctx)
     close(null_fd);
 
     /* Reap everything; exit with the runtime's status when it exits. Pid 1 leaving kills the
-     * rest of the namespace. */
+     * rest of the namespace, so a template's pid 1 waits for the last process instead: the
+     * containers forked from the template live in this namespace's descendants and must outlive
+     * a template that died or was retired (docs/architecture.md, "Templates"). */
+    int code = SHIM_EXIT_SETUP;
     for (;;) {
         int status;
         pid_t p = waitpid(-1, &status, 0);
         if (p < 0) {
             if (errno == EINTR)
                 continue;
-            _exit(SHIM_EXIT_SETUP);
+            _exit(spec->template_mode && errno == ECHILD ? code : SHIM_EXIT_SETUP);
         }
-        if (p == child)
-            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        if (p == child) {
+            code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            if (!spec->template_mode)
+                _exit(code);
+        }
     }
 }

@@ -179,7 +179,10 @@ static pid_t start_container(const struct shim_request *req, bool parent,
         }
         flags &= ~(uint64_t)CLONE_NEWNET;
     }
-    if (spec->user_namespace)
+    /* A template's user namespace is its runtime's only (init.c): pid 1 builds the root as host
+     * root, so it reads bundles only root may. */
+    bool userns = spec->user_namespace && !spec->template_mode;
+    if (userns)
         flags |= CLONE_NEWUSER;
     if (parent)
         flags |= CLONE_PARENT;
@@ -233,7 +236,7 @@ static pid_t start_container(const struct shim_request *req, bool parent,
      * failure is on the sync pipe, and pid 1 is killed). */
     r = join_cgroups(req->sync_fd, pid, spec->cgroups,
                      (args.flags & CLONE_INTO_CGROUP) ? req->cgroup_fd : -1);
-    if (r == 0 && spec->user_namespace) {
+    if (r == 0 && userns) {
         /* We are root in the parent namespace, so we may map a whole range; no need to deny
          * setgroups (that is for unprivileged writers, 3.19+). */
         r = write_id_map(req->sync_fd, pid, "uid_map", spec->userns_uid_base, spec->userns_count);

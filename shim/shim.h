@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "base/container_spec.h"
@@ -38,6 +39,18 @@ _Noreturn void shim_fail(int code, const char *fmt, ...) __attribute__((format(p
 /* The container's pid 1: builds the root, drops privileges, starts the runtime and reaps until it
  * exits, then exits with its status. */
 _Noreturn void shim_init(const struct shim_ctx *ctx);
+
+/* Setup steps shared with the containers forked from a template (setup.c): on failure each
+ * reports through shim_fail. */
+void shim_mount(const char *src, const char *dst, const char *type, unsigned long flags,
+                const char *data);
+/* Adds read-only, nosuid (and `more`) to a mount and, with AT_RECURSIVE, every mount below. */
+void shim_make_readonly(const char *path, unsigned int flags, uint64_t more);
+/* A tmpfs of `size` bytes, mode 1777, nosuid, nodev. */
+void shim_mount_tmp(const char *dir, uint64_t size);
+/* A new proc of the caller's pid namespace at dir, its sys read-only. */
+void shim_mount_proc(const char *dir);
+void shim_loopback_up(void);
 
 /* Privileges (security.c). */
 void shim_set_rlimits(const struct container_spec *spec);

@@ -107,6 +107,10 @@ int container_spec_validate(const struct container_spec *s, struct ig_error *err
     if (s->user_namespace &&
         (s->userns_count == 0 || s->userns_uid_base == 0 || s->userns_gid_base == 0))
         return ig_error_set(err, EINVAL, "spec: \"user_namespace\" must map to non-root host ids");
+    /* Only root of its own user namespace may keep capabilities: never on the host. */
+    if (s->template_mode && (!s->user_namespace || s->userns_count < 65536))
+        return ig_error_set(err, EINVAL,
+                            "spec: \"template\" needs a \"user_namespace\" of 65536 ids");
     if (s->tmp_size < 4096 || s->tmp_size > (64ull << 30))
         return ig_error_set(err, EINVAL, "spec: \"tmp_size\" must be 4 KiB to 64 GiB");
     if (s->rlimit_nofile < 16 || s->rlimit_nofile > (1u << 20))
@@ -298,6 +302,9 @@ int container_spec_parse(const char *text, struct container_spec *ret, struct ig
             r = get_strv(e, k, CONTAINER_SPEC_MAX_SECRETS, &s.secrets, err);
         else if (streq(k, "user_namespace"))
             r = parse_userns(e, &s, err);
+        else if (streq(k, "template"))
+            r = cJSON_IsBool(e) ? (s.template_mode = cJSON_IsTrue(e), 0)
+                                : ig_error_set(err, EINVAL, "spec: \"template\" must be a boolean");
         else
             r = ig_error_set(err, EINVAL, "spec: unknown field \"%s\"", k);
         if (r < 0)
@@ -346,7 +353,8 @@ int container_spec_format(const struct container_spec *s, char **ret, struct ig_
               (!s->cgroups || cJSON_AddItemToObject(root, "cgroups", strv_to_json(s->cgroups))) &&
               (!s->netns || cJSON_AddStringToObject(root, "netns", s->netns)) &&
               (!s->secrets_dir || cJSON_AddStringToObject(root, "secrets_dir", s->secrets_dir)) &&
-              (!s->secrets || cJSON_AddItemToObject(root, "secrets", strv_to_json(s->secrets)));
+              (!s->secrets || cJSON_AddItemToObject(root, "secrets", strv_to_json(s->secrets))) &&
+              (!s->template_mode || cJSON_AddTrueToObject(root, "template"));
     if (ok && s->user_namespace) {
         cJSON *u = cJSON_AddObjectToObject(root, "user_namespace");
         ok = u && cJSON_AddNumberToObject(u, "uid_base", s->userns_uid_base) &&

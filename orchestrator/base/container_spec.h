@@ -67,6 +67,10 @@ struct container_spec {
     /* A user namespace mapping container ids 0..count-1 to host ids base..base+count-1. */
     bool user_namespace;
     uint32_t userns_uid_base, userns_gid_base, userns_count;
+    /* A template (docs/architecture.md, "Templates"): the runtime is exec'd as root of the user
+     * namespace (required), with its capabilities there and no seccomp filter, and forks the
+     * containers made from it; pid 1 reaps until none of them is left. */
+    bool template_mode;
 };
 
 /* Sets the defaults (no image, no args: not yet valid). */

@@ -1,4 +1,5 @@
 #include "container/container.h"
+#include "container/container-internal.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -25,28 +26,6 @@
 #ifndef P_PIDFD
 #define P_PIDFD 3 /* linux/wait.h, 5.4+; glibc 2.36's sys/wait.h lacks it */
 #endif
-
-struct container {
-    char name[72];
-    struct cg_group *group;
-    bool own_group;                /* made by container_spawn (or taken from stock), removed */
-    struct container_stock *stock; /* takes own_group back after destroy, when it can */
-    char stock_owner[72];
-    struct cg_limits limits;
-    int stock_netns;          /* from the stock, kept to hand back with the cgroup; or -1 */
-    bool via_server;          /* pid is the container's pid 1, not a one-container shim */
-    struct cg_stats baseline; /* the group's counters at spawn (zero: a group made for it) */
-    pid_t pid;
-    int pidfd;
-    int sync_fd;
-    int runtime_fd;
-    int stdout_fd, stderr_fd;
-    int spawn_result; /* after finish_spawn: 0 or -errno */
-    struct ig_error spawn_error;
-    bool spawn_done;
-    bool exited;
-    struct container_exit exit;
-};
 
 static pthread_once_t shim_once = PTHREAD_ONCE_INIT;
 static char shim_path[PATH_MAX];
@@ -100,6 +79,8 @@ const char *container_shim_path(void)
     return shim_path[0] ? shim_path : NULL;
 }
 
+static atomic_uint_fast32_t name_counter;
+
 static bool valid_name(const char *name)
 {
     size_t len = strlen(name);
@@ -112,7 +93,7 @@ static bool valid_name(const char *name)
     return true;
 }
 
-static void close_fd(int *fd)
+void container_close_fd(int *fd)
 {
     if (*fd >= 0)
         close(*fd);
@@ -824,9 +805,9 @@ static int server_start_locked(const char *shim)
         }
     }
     for (int i = 0; i < 4; i++)
-        close_fd(&fds[i]);
-    close_fd(&sv[1]);
-    close_fd(&sv[0]);
+        container_close_fd(&fds[i]);
+    container_close_fd(&sv[1]);
+    container_close_fd(&sv[0]);
     return r;
 }
 
@@ -890,26 +871,18 @@ static int server_spawn(const char *shim, const int fds[], int nfds, bool has_ne
     return r;
 }
 
-static atomic_uint_fast32_t name_counter;
-
-int container_spawn(struct cg_manager *m, const struct container_options *o, struct container **ret,
-                    struct ig_error *err)
+int container_alloc(struct cg_manager *m, const struct container_options *o, bool want_netns,
+                    struct container **ret, int *ret_netns, struct ig_error *err)
 {
-    int child[CHILD_N] = {-1, -1, -1, -1, -1, -1, -1};
-    int pipe_fds[2], r;
-    _cleanup_close_ int stock_netns = -1; /* the container's processes keep it alive */
-    _cleanup_free_ char *text = NULL;
+    _cleanup_close_ int stock_netns = -1;
+    int r;
 
-    const char *shim = container_shim_path();
-    if (!shim)
-        return ig_error_set(err, ENOENT,
-                            "ignis-shim not found (next to the program, in its "
-                            "build tree, or in %s)",
-                            IGNIS_LIBEXECDIR);
+    *ret_netns = -1;
     struct container *c = calloc(1, sizeof(*c));
     if (!c)
         return ig_error_set(err, ENOMEM, "out of memory");
     c->pidfd = c->sync_fd = c->runtime_fd = c->stdout_fd = c->stderr_fd = c->stock_netns = -1;
+    c->ctl_fd = -1;
     c->pid = -1;
     if (o->name) {
         if (!valid_name(o->name)) {
@@ -925,7 +898,6 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
                  (unsigned)atomic_fetch_add(&name_counter, 1));
     }
 
-    int netns_fd = o->netns_fd > 0 ? o->netns_fd : -1;
     struct cg_group *stock_group = NULL;
     if (o->stock) {
         c->stock = o->stock;
@@ -933,14 +905,14 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
         if (o->stock_owner && strlen(o->stock_owner) < sizeof(c->stock_owner))
             snprintf(c->stock_owner, sizeof(c->stock_owner), "%s", o->stock_owner);
         c->limits = o->limits;
-        stock_take(o->stock, netns_fd < 0, !o->group, c->stock_owner, &o->limits, &stock_netns,
+        stock_take(o->stock, want_netns, !o->group, c->stock_owner, &o->limits, &stock_netns,
                    &stock_group);
-        if (stock_netns >= 0)
-            netns_fd = stock_netns;
         /* An owner's namespace may go back to the stock after the container (the stock checks
          * it); without an owner it is this container's only. */
-        if (stock_netns >= 0 && c->stock_owner[0])
+        if (stock_netns >= 0 && c->stock_owner[0]) {
             c->stock_netns = TAKE_FD(stock_netns);
+            *ret_netns = c->stock_netns;
+        }
     }
     if (o->group || stock_group) {
         /* Counters are cumulative, and a borrowed group or a reused one from the stock has
@@ -955,6 +927,38 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
             goto fail;
         c->own_group = true;
     }
+    if (stock_netns >= 0)
+        *ret_netns = TAKE_FD(stock_netns);
+    *ret = c;
+    return 0;
+fail:
+    container_destroy(c, NULL);
+    return r;
+}
+
+int container_spawn(struct cg_manager *m, const struct container_options *o, struct container **ret,
+                    struct ig_error *err)
+{
+    int child[CHILD_N] = {-1, -1, -1, -1, -1, -1, -1};
+    int pipe_fds[2], r;
+    _cleanup_close_ int own_netns = -1; /* from the stock, no owner: the container keeps it */
+    _cleanup_free_ char *text = NULL;
+    struct container *c;
+
+    const char *shim = container_shim_path();
+    if (!shim)
+        return ig_error_set(err, ENOENT,
+                            "ignis-shim not found (next to the program, in its "
+                            "build tree, or in %s)",
+                            IGNIS_LIBEXECDIR);
+    int netns_fd = -1;
+    r = container_alloc(m, o, o->netns_fd <= 0, &c, &netns_fd, err);
+    if (r < 0)
+        return r;
+    if (o->netns_fd > 0)
+        netns_fd = o->netns_fd;
+    else if (netns_fd != c->stock_netns)
+        own_netns = netns_fd;
 
     pthread_mutex_lock(&server.lock);
     c->via_server = !server.disabled;
@@ -1064,12 +1068,12 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
         }
     }
     for (int i = 0; i < CHILD_N; i++)
-        close_fd(&child[i]);
+        container_close_fd(&child[i]);
     *ret = c;
     return 0;
 fail:
     for (int i = 0; i < CHILD_N; i++)
-        close_fd(&child[i]);
+        container_close_fd(&child[i]);
     container_destroy(c, NULL);
     return r;
 }
@@ -1093,7 +1097,7 @@ int container_finish_spawn(struct container *c, struct ig_error *err)
                                            n < 0 ? strerror(errno) : "short message");
         }
         c->spawn_done = true;
-        close_fd(&c->sync_fd);
+        container_close_fd(&c->sync_fd);
     }
     if (c->spawn_result < 0)
         ig_error_set(err, c->spawn_error.code, "%s", c->spawn_error.message);
@@ -1161,13 +1165,38 @@ uint64_t container_oom_kills_at_spawn(const struct container *c)
     return c->baseline.oom_kills;
 }
 
+/* A container forked from a template is not our child: the template's process that forked it
+ * (A) reports its wait status on the control socket right after it exited, or dies (EOF: the
+ * template's namespace was killed, and the container with it). Fills info as waitid would. */
+static int forked_exit(struct container *c, siginfo_t *info)
+{
+    int32_t status;
+    struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+    /* Its pidfd says it exited; A's report follows at once, so wait for it then. */
+    bool gone = poll(&p, 1, 0) == 1;
+    ssize_t n = recv(c->ctl_fd, &status, sizeof(status), gone ? 0 : MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n == (ssize_t)sizeof(status) && WIFEXITED(status)) {
+        info->si_code = CLD_EXITED;
+        info->si_status = WEXITSTATUS(status);
+    } else {
+        info->si_code = CLD_KILLED;
+        info->si_status = n == (ssize_t)sizeof(status) ? WTERMSIG(status) : SIGKILL;
+    }
+    info->si_pid = c->pid;
+    return 0;
+}
+
 int container_poll_exit(struct container *c, struct container_exit *ret)
 {
     if (!c->exited) {
         siginfo_t info = {};
         if (c->pidfd < 0)
             return -ECHILD;
-        if (waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &info, WEXITED | WNOHANG) < 0)
+        if (c->ctl_fd >= 0)
+            forked_exit(c, &info);
+        else if (waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &info, WEXITED | WNOHANG) < 0)
             return -errno;
         if (info.si_pid == 0)
             return -EAGAIN;
@@ -1213,7 +1242,7 @@ int container_kill(struct container *c, struct ig_error *err)
      * namespace with it. A one-container shim is asked with SIGTERM to kill its pid 1 and reap
      * it: killing the whole cgroup at once would kill the shim too and orphan pid 1 to the
      * host's init, which reaps it whenever it gets to it. */
-    int sig = c->via_server ? SIGKILL : SIGTERM;
+    int sig = c->via_server || c->ctl_fd >= 0 ? SIGKILL : SIGTERM;
     if (pidfd_send_signal(c->pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
         return ig_error_set(err, errno, "killing container %s: %s", c->name, strerror(errno));
     return 0;
@@ -1272,13 +1301,14 @@ int container_destroy(struct container *c, struct ig_error *err)
         if (q < 0 && r == 0)
             r = q;
     }
-    close_fd(&c->stock_netns);
+    container_close_fd(&c->stock_netns);
     c->group = NULL;
-    close_fd(&c->pidfd);
-    close_fd(&c->sync_fd);
-    close_fd(&c->runtime_fd);
-    close_fd(&c->stdout_fd);
-    close_fd(&c->stderr_fd);
+    container_close_fd(&c->pidfd);
+    container_close_fd(&c->sync_fd);
+    container_close_fd(&c->runtime_fd);
+    container_close_fd(&c->stdout_fd);
+    container_close_fd(&c->stderr_fd);
+    container_close_fd(&c->ctl_fd);
     free(c);
     return r;
 }

@@ -151,3 +151,39 @@ int container_kill(struct container *c, struct ig_error *err);
  * nothing of the container is left. The first failure is returned; c is freed regardless.
  * Accepts NULL. */
 int container_destroy(struct container *c, struct ig_error *err);
+
+/* ---- Templates (template.c; docs/architecture.md, "Templates") ----
+ * A template is a container in template mode (container_spec.template_mode, in a user namespace
+ * whose host ids start at CONTAINER_TEMPLATE_ID_BASE) whose runtime has started and forks
+ * containers on request; each is a struct container like any other (its own namespaces and
+ * cgroup, exit collection, kill through its pidfd, destroy). Call these on the thread that makes
+ * containers. */
+struct container_template;
+/* Host uid/gid of root in a template's user namespace; 65536 ids from there. */
+#define CONTAINER_TEMPLATE_ID_BASE 0x50000000u
+/* Starts one from o (as container_spawn; the spec must be in template mode) and returns at once.
+ * key: what the caller made it for, kept for container_template_key. */
+int container_template_new(struct cg_manager *m, const struct container_options *o, const char *key,
+                           struct container_template **ret, struct ig_error *err);
+const char *container_template_key(const struct container_template *t);
+/* The template's own container (tests: its pid). */
+struct container *container_template_container(const struct container_template *t);
+/* 1: ready to fork; 0: still starting; -errno: its runtime died or failed (retire it). */
+int container_template_ready(struct container_template *t);
+/* Forks a container from a ready template, in a cgroup of its own made from o (name, limits,
+ * group or stock, stdout/stderr) with the spec's tmp_size, rlimits, uid/gid and hostname; the
+ * image, bundle and environment are the template's. Blocks until the container is in its
+ * cgroups (a fork, a few ms); its setup goes on as a spawn's does (container_sync_fd, then
+ * container_finish_spawn). -ECHILD (or another -errno) with nothing left when the template is
+ * gone or did not fork: retire it and spawn the usual way. */
+int container_template_spawn(struct container_template *t, struct cg_manager *m,
+                             const struct container_options *o, struct container **ret,
+                             struct ig_error *err);
+/* Stops it forking (its interpreter exits); the containers forked from it go on, and it is
+ * destroyed once the last of them exited (container_templates_reap). Accepts NULL. */
+void container_template_retire(struct container_template *t);
+/* Destroys the retired templates that have nothing left running. */
+void container_templates_reap(void);
+/* Kills and destroys every retired template, with what still runs from it (at shutdown, before
+ * the stock and the cgroup manager go). */
+void container_templates_shutdown(void);

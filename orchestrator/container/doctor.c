@@ -97,13 +97,14 @@ static void check_namespaces(cJSON *arr, enum doctor_status *worst)
             missing);
     else
         add(arr, worst, "namespaces", DOCTOR_OK, NULL, "pid, mount, uts, ipc, net, cgroup");
-    /* Unprivileged user namespaces are only needed for specs that ask for one. */
+    /* User namespaces are needed for specs that ask for one, and python3 templates. */
     if (can_unshare(CLONE_NEWUSER, 65534))
         add(arr, worst, "user namespaces", DOCTOR_OK, NULL, "unprivileged user namespaces work");
     else
         add(arr, worst, "user namespaces", DOCTOR_DEGRADED,
             "sysctl kernel.unprivileged_userns_clone=1 (Debian) or user.max_user_namespaces > 0",
-            "unprivileged user namespaces are off: functions cannot run with a user namespace");
+            "unprivileged user namespaces are off: functions cannot run with a user namespace, "
+            "and python3 templates may not start (--python-templates off)");
 }
 
 static void check_cgroups(const struct doctor_env *env, cJSON *arr, enum doctor_status *worst)

@@ -359,6 +359,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     if (opts->images_dir[0])
         snprintf(dopts.images_dir, sizeof(dopts.images_dir), "%s", opts->images_dir);
     dopts.queue_max = opts->queue_max;
+    dopts.python_templates = opts->python_templates;
     r = dispatch_new(d->loop, d->store, d->journal, d->cgroups, &dopts, &d->dispatch, err);
     if (r < 0)
         goto fail;

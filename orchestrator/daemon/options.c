@@ -38,6 +38,9 @@ const char options_usage[] =
     "                       let GET /metrics be read without a token (default false)\n"
     "  --sink-allow-loopback BOOL\n"
     "                       let sinks deliver to loopback addresses (default false)\n"
+    "  --python-templates on|off\n"
+    "                       fork python3 containers from a template per function version\n"
+    "                       (needs user namespaces; default on)\n"
     "  --rate-limit N       requests a second each token may make, 0 for no limit (default\n"
     "                       1000)\n"
     "  --rate-burst N       requests a token may make at once above its rate (default 2000)\n"
@@ -81,6 +84,7 @@ void options_defaults(struct ignisd_options *o)
     o->connection_reserve = 64;
     o->http_header_timeout_s = 10;
     o->http_idle_timeout_s = 30;
+    o->python_templates = true;
 }
 
 static bool key_is(const char *key, const char *name)
@@ -153,6 +157,13 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
             *dst = false;
         else
             return ig_error_set(err, EINVAL, "'%s' is not true or false", value);
+    } else if (key_is(key, "python-templates")) {
+        if (streq(value, "on"))
+            o->python_templates = true;
+        else if (streq(value, "off"))
+            o->python_templates = false;
+        else
+            return ig_error_set(err, EINVAL, "'%s' is not on or off", value);
     } else if (key_is(key, "rate-limit") || key_is(key, "rate-burst")) {
         unsigned long n;
         bool burst = key_is(key, "rate-burst");
@@ -253,6 +264,7 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"tls-key", required_argument, NULL, 'k'},
         {"metrics-public", required_argument, NULL, 'm'},
         {"sink-allow-loopback", required_argument, NULL, 'S'},
+        {"python-templates", required_argument, NULL, 'P'},
         {"rate-limit", required_argument, NULL, 'r'},
         {"rate-burst", required_argument, NULL, 'b'},
         {"max-connections", required_argument, NULL, 'n'},

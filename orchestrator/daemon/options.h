@@ -23,6 +23,7 @@ struct ignisd_options {
     /* Security (docs/security.md, docs/operations.md "TLS and tokens"). */
     char tls_cert[4096], tls_key[4096]; /* PEM files; both or neither: HTTPS */
     bool metrics_public;                /* GET /metrics without a token */
+    bool python_templates;              /* python3 containers forked from templates (on) */
     bool sink_allow_loopback;           /* sinks may deliver to 127.0.0.0/8 and ::1 */
     double rate_limit;                  /* requests a second per token; 0: none */
     double rate_burst;                  /* the token bucket's size */

@@ -127,12 +127,16 @@ struct fn_state {
     size_t submitting;  /* async invocations accepted whose rows are not durable yet */
     size_t nspawning, nready, nbusy; /* workers by state (draining ones in none) */
     struct worker *workers;          /* list through worker->next */
-    size_t ndraining;                /* workers taking no new work, destroyed once idle */
-    struct scaler_fn sc;             /* the scaler's state for this function */
-    uint64_t arrivals;               /* enqueued since the scaler last ran */
-    uint64_t spawn_latency_us;       /* smoothed spawn → ready */
-    uint64_t spawn_latency_dev_us;   /* its smoothed mean deviation */
-    unsigned spawn_failures;         /* consecutive: spawning backs off */
+    /* python3: the template its containers are forked from (pool.c), and how many in a row
+     * failed before they were ready (past a few, this state spawns the usual way only). */
+    struct container_template *tpl;
+    unsigned tpl_failures;
+    size_t ndraining;              /* workers taking no new work, destroyed once idle */
+    struct scaler_fn sc;           /* the scaler's state for this function */
+    uint64_t arrivals;             /* enqueued since the scaler last ran */
+    uint64_t spawn_latency_us;     /* smoothed spawn → ready */
+    uint64_t spawn_latency_dev_us; /* its smoothed mean deviation */
+    unsigned spawn_failures;       /* consecutive: spawning backs off */
     uint64_t spawn_not_before_us;
     bool removing;
     /* A stand-in for a deleted function whose invocation was recovered at start (recover_one):

@@ -25,6 +25,7 @@ void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir
     o->retry_base_ms = 200;
     o->retry_cap_ms = 60000;
     o->shutdown_grace_ms = 10000;
+    o->python_templates = true;
 }
 
 static void inv_free(struct inv *inv)
@@ -928,6 +929,7 @@ void dispatch_state_free(struct fn_state *fn)
 {
     if (!fn)
         return;
+    container_template_retire(fn->tpl);
     free(fn->by_version);
     free(fn->bundle_dir);
     free(fn);
@@ -1693,7 +1695,9 @@ void dispatch_close(struct dispatch *d)
         fail_queued(fn, ESHUTDOWN, "shutting_down", "ignisd is shutting down", true);
         while (fn->workers)
             d->pool->kill(fn->workers, NULL);
+        container_template_retire(TAKE_PTR(fn->tpl));
     }
+    container_templates_shutdown();
     /* Records waiting for a retry get one last try, through the journal that the daemon frees
      * next; one that fails then is given up with an error line (record_failed). */
     d->closed = true;

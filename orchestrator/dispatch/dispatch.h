@@ -53,6 +53,7 @@ struct dispatch_options {
     uint64_t retry_base_ms, retry_cap_ms;
     uint64_t shutdown_grace_ms; /* in-flight sync invocations get this long at SIGTERM */
     uint64_t memory_budget;     /* bytes for all containers' limits; 0: 80% of MemTotal */
+    bool python_templates;      /* fork python3 containers from templates (default true) */
 };
 
 /* What others plug in (the daemon's sinks and events); every hook optional, called on the loop

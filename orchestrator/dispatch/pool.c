@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "base/fdlimit.h"
 #include "base/log.h"
@@ -381,6 +382,99 @@ static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata)
     container_finish_spawn(w->c, &err);
 }
 
+/* Templates that failed in a row (died or failed before they were ready, or at a fork) before a
+ * function version gives up on them and spawns the usual way only. */
+#define TEMPLATE_MAX_FAILURES 3
+
+/* What a template is made for: a version's bundle in an image (a rebuilt image is a new
+ * directory, build-images swaps it in with rename). Another key, another template. */
+static void template_key(const struct fn_state *fn, const char *image, char *buf, size_t size)
+{
+    struct stat st = {};
+    stat(image, &st);
+    snprintf(buf, size, "%lld:%s:%s:%llu:%llu", (long long)fn->version,
+             fn->bundle_dir ? fn->bundle_dir : "", image, (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+}
+
+static void template_drop(struct fn_state *fn, bool failed)
+{
+    container_template_retire(TAKE_PTR(fn->tpl));
+    if (failed && ++fn->tpl_failures == TEMPLATE_MAX_FAILURES)
+        log_warn("python3 templates keep failing; this function's containers start the usual way",
+                 "function=%s version=%lld", fn->name, (long long)fn->version);
+}
+
+/* Starts the template for fn's python3 containers: the function's spec in template mode, in a
+ * user namespace, running the bootstrap in template mode (docs/architecture.md, "Templates"). */
+static void template_start(struct fn_state *fn, const struct container_options *co, const char *key)
+{
+    struct dispatch *d = fn->d;
+    static char *const args[] = {"/usr/bin/python3",       "-I",         "-S", "-u",
+                                 PROTO_RUNTIME_ENTRYPOINT, "--template", NULL};
+    struct container_spec spec = *co->spec;
+    spec.args = (char **)args;
+    spec.cwd = "/"; /* nothing of /var/task is read before a fork */
+    spec.template_mode = spec.user_namespace = true;
+    spec.userns_uid_base = spec.userns_gid_base = CONTAINER_TEMPLATE_ID_BASE;
+    spec.userns_count = 65536;
+    char name[96];
+    snprintf(name, sizeof(name), "%s-t%llu", fn->name, (unsigned long long)++d->worker_seq);
+    struct container_options o = *co;
+    o.name = name;
+    o.spec = &spec;
+    /* Its output is the daemon's: a template that fails says why on the daemon's stderr. */
+    o.stdout_fd = o.stderr_fd = STDERR_FILENO;
+    struct ig_error err = {};
+    if (container_template_new(d->cg, &o, key, &fn->tpl, &err) < 0) {
+        log_warn("starting a python3 template failed", "function=%s error=\"%s\"", fn->name,
+                 err.message);
+        template_drop(fn, true);
+    }
+}
+
+/* Forks the container from fn's template when it has a ready one (0), else spawns it the usual
+ * way; a python3 version without a template (or with one of another key) starts one for the
+ * spawns to come. A template that is gone never fails the spawn: it is retired, and this
+ * container is made the usual way. */
+static int spawn_container(struct fn_state *fn, const struct container_options *co,
+                           const char *image, struct container **ret, struct ig_error *err)
+{
+    struct dispatch *d = fn->d;
+    const struct manifest *m = fn->manifest;
+    /* With secrets, a container's /run/secrets would have to be made after the fork: such
+     * functions start the usual way (docs/security.md). */
+    if (!d->opts.python_templates || m->runtime != MANIFEST_RUNTIME_PYTHON3 || m->n_secrets > 0 ||
+        fn->tpl_failures >= TEMPLATE_MAX_FAILURES)
+        return container_spawn(d->cg, co, ret, err);
+    container_templates_reap();
+    char key[4600];
+    template_key(fn, image, key, sizeof(key));
+    if (fn->tpl && strcmp(container_template_key(fn->tpl), key) != 0)
+        template_drop(fn, false);
+    if (!fn->tpl) {
+        template_start(fn, co, key);
+        return container_spawn(d->cg, co, ret, err);
+    }
+    int ready = container_template_ready(fn->tpl);
+    if (ready == 1) {
+        struct ig_error why = {};
+        if (container_template_spawn(fn->tpl, d->cg, co, ret, &why) == 0) {
+            fn->tpl_failures = 0;
+            return 0;
+        }
+        log_info("forking from the python3 template failed; a new one is started",
+                 "function=%s error=\"%s\"", fn->name, why.message);
+        ready = -ECHILD;
+    }
+    if (ready < 0) {
+        template_drop(fn, true);
+        if (fn->tpl_failures < TEMPLATE_MAX_FAILURES)
+            template_start(fn, co, key);
+    }
+    return container_spawn(d->cg, co, ret, err);
+}
+
 static int pool_spawn(struct fn_state *fn, struct ig_error *err)
 {
     struct dispatch *d = fn->d;
@@ -464,7 +558,7 @@ static int pool_spawn(struct fn_state *fn, struct ig_error *err)
     w->spawned_us = now_usec();
     /* Setup goes on in the shim while we return to the loop: the runtime's READY frame (or EOF
      * on its socket, with the shim's reason on the sync pipe) tells how it went. */
-    r = container_spawn(d->cg, &co, &w->c, err);
+    r = spawn_container(fn, &co, image, &w->c, err);
     proto_env_free(env);
     if (r < 0) {
         proto_decoder_done(&w->dec);

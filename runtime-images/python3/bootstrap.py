@@ -397,6 +397,11 @@ def main():
     task_root = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
     handler_name = os.environ.get("_HANDLER", "")
     sys.path.insert(0, task_root)
+    if sys.flags.isolated:
+        # Forked from a template, whose interpreter ignored PYTHONPATH (-I): honour it as an
+        # exec'd runtime's interpreter would have, ahead of the standard library.
+        extra = [p for p in os.environ.get("PYTHONPATH", "").split(":") if p]
+        sys.path[1:1] = extra
     try:
         os.chdir(task_root)
     except OSError:
@@ -433,5 +438,135 @@ def main():
         _invoke(handler, fields)
 
 
+# ---- Template mode (docs/architecture.md, "Templates") ----
+#
+# `python3 -I -S -u /ignis/bootstrap --template`, started by the shim as root of the template's
+# user namespace: the standard library and this file are loaded once, never the function's code
+# (-I -S: no site, no script directory, no PYTHON* variables, and nothing here reads /var/task).
+# It tells the controller it is ready (b"R" on fd 3), then serves fork requests there: one
+# TEMPLATE_REQUEST with SCM_RIGHTS fds (runtime socket, stdout, stderr, sync pipe, control
+# socket). For each it forks A, which unshares the pid, mount, network, IPC and UTS namespaces
+# (libignis-child.so) and forks B, pid 1 of the new pid namespace, then waits for B and reports
+# its wait status (int32) on the control socket. B sends its pidfd on the control socket, waits
+# for the controller's b"g" (it is in its cgroups then), has libignis-child.so do the rest of a
+# container's setup and drop every privilege, re-seeds what was seeded at start, and forks the
+# runtime's process, which runs main() as an exec'd runtime would; B stays its reaper. The template itself never serves an invocation.
+
+# The request's layout (orchestrator/container/template.c, struct template_request).
+TEMPLATE_REQUEST = struct.Struct("=c7xQQQII65s7x")
+SYNC_MSG = struct.Struct("=i500s")
+
+
+def _sync_fail(fd, code, message):
+    try:
+        os.write(fd, SYNC_MSG.pack(code, message.encode("utf-8", "replace")[:499]))
+    except OSError:
+        pass
+    os._exit(125)
+
+
+def _child_b(lib, req, fds):
+    import random
+    import socket
+
+    runtime, out, err, sync, ctl = fds
+    tmp_size, nofile, nproc, uid, gid = req[1:6]
+    hostname = req[6].rstrip(b"\0")
+    try:
+        pidfd = os.pidfd_open(os.getpid())
+        socket.send_fds(socket.socket(fileno=os.dup(ctl)), [b"P"], [pidfd])
+        os.close(pidfd)
+        go = os.read(ctl, 1)
+    except OSError as e:
+        _sync_fail(sync, e.errno or 5, "sending the pidfd: %s" % e)
+    if go != b"g":
+        _sync_fail(sync, 125, "setting up the container's cgroups was not finished")
+    # The fd layout of an exec'd runtime: 0 /dev/null, 1 and 2 the controller's pipes, 3 the
+    # runtime socket; the sync pipe on 4 until setup is over.
+    null = os.open("/dev/null", os.O_RDWR)
+    high = [os.dup(fd) for fd in (null, out, err, runtime, sync)]
+    for i, fd in enumerate(high):
+        os.dup2(fd, i)
+    sys.stdout.flush()
+    lib.ignis_child_setup(4, hostname, tmp_size, nofile, nproc, uid, gid)
+    # Seeded when the template started: every container gets its own. (The str hash seed
+    # cannot change in a running interpreter: a template serves one function version only.)
+    random.seed()
+    # B stays pid 1, a reaper as the shim's is; the runtime is its child, so it can signal
+    # itself (pid 1 ignores what its own namespace sends it).
+    pid = os.fork()
+    if pid != 0:
+        lib.ignis_child_reap(pid)
+    try:
+        code = main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
+def _child_a(lib, req, fds):
+    import signal
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.close(FD)
+    sync, ctl = fds[3], fds[4]
+    r = lib.ignis_child_unshare()
+    if r < 0:
+        _sync_fail(sync, -r, "creating namespaces (unshare): %s" % os.strerror(-r))
+    pid = os.fork()
+    if pid == 0:
+        _child_b(lib, req, fds)
+    for fd in fds[:4]:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    try:
+        os.write(ctl, struct.pack("=i", status))
+    finally:
+        os._exit(0)
+
+
+def template_main():
+    import ctypes
+    import random  # noqa: F401 (loaded here so that containers do not pay for it)
+    import signal
+    import socket
+
+    lib = ctypes.CDLL("/ignis/libignis-child.so")
+    lib.ignis_child_unshare.restype = ctypes.c_int
+    lib.ignis_child_setup.restype = None
+    lib.ignis_child_reap.argtypes = [ctypes.c_int]
+    lib.ignis_child_setup.argtypes = [ctypes.c_int, ctypes.c_char_p] + [ctypes.c_uint64] * 3 + [
+        ctypes.c_uint32
+    ] * 2
+    _install_ignis_module()
+    # A children are reaped by the kernel; each A reports its B's status itself.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    sock = socket.socket(fileno=FD)
+    os.write(FD, b"R")
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, TEMPLATE_REQUEST.size, 5)
+        except InterruptedError:
+            continue
+        if not msg:
+            return 0
+        if len(msg) != TEMPLATE_REQUEST.size or len(fds) != 5 or msg[:1] != b"F":
+            for fd in fds:
+                os.close(fd)
+            continue
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _child_a(lib, TEMPLATE_REQUEST.unpack(msg), fds)
+            finally:
+                os._exit(125)
+        for fd in fds:
+            os.close(fd)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--template"]:
+        sys.exit(template_main())
     sys.exit(main())

@@ -39,7 +39,7 @@ static void test_full_round_trip(void **state)
         "\"gid\":1001,\"tmp_size\":1048576,\"rlimits\":{\"nofile\":64,\"nproc\":32},"
         "\"cgroups\":[\"/sys/fs/cgroup/memory/x\",\"/sys/fs/cgroup/unified/x\"],"
         "\"user_namespace\":{\"uid_base\":100000,\"gid_base\":200000,\"count\":65536},"
-        "\"netns\":\"/proc/self/fd/6\"}";
+        "\"netns\":\"/proc/self/fd/6\",\"template\":true}";
     struct container_spec s, t;
     struct ig_error err = {};
     char *out = NULL, *out2 = NULL;
@@ -59,6 +59,7 @@ static void test_full_round_trip(void **state)
     assert_int_equal(s.userns_uid_base, 100000);
     assert_int_equal(s.userns_gid_base, 200000);
     assert_string_equal(s.netns, "/proc/self/fd/6");
+    assert_true(s.template_mode);
     assert_int_equal(container_spec_format(&s, &out, &err), 0);
     assert_int_equal(container_spec_parse(out, &t, &err), 0);
     assert_int_equal(container_spec_format(&t, &out2, &err), 0);
@@ -110,6 +111,8 @@ static void test_refusals(void **state)
          "\"uid\""},
         {"{\"image\":\"/i\",\"args\":[\"/x\"],\"user_namespace\":{\"what\":1}}", "\"what\""},
         {"{\"image\":\"/i\",\"args\":[\"/x\"],\"user_namespace\":true}", "\"user_namespace\""},
+        {"{\"image\":\"/i\",\"args\":[\"/x\"],\"template\":true}", "\"template\""},
+        {"{\"image\":\"/i\",\"args\":[\"/x\"],\"template\":1}", "\"template\""},
         {"{\"image\":\"/i\",\"args\":[\"/x\"],\"secrets\":[\"K\"]}", "\"secrets_dir\""},
         {"{\"image\":\"/i\",\"args\":[\"/x\"],\"secrets_dir\":\"rel\",\"secrets\":[\"K\"]}",
          "\"secrets_dir\""},

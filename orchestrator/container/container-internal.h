@@ -1,0 +1,39 @@
+/* The container struct, for container.c and template.c (the containers forked from a template
+ * are containers like the others once made). */
+#pragma once
+
+#include "container/container.h"
+
+struct container {
+    char name[72];
+    struct cg_group *group;
+    bool own_group;                /* made by container_spawn (or taken from stock), removed */
+    struct container_stock *stock; /* takes own_group back after destroy, when it can */
+    char stock_owner[72];
+    struct cg_limits limits;
+    int stock_netns;          /* from the stock, kept to hand back with the cgroup; or -1 */
+    bool via_server;          /* pid is the container's pid 1, not a one-container shim */
+    struct cg_stats baseline; /* the group's counters at spawn (zero: a group made for it) */
+    pid_t pid;
+    int pidfd;
+    int sync_fd;
+    int runtime_fd;
+    int stdout_fd, stderr_fd;
+    int spawn_result; /* after finish_spawn: 0 or -errno */
+    struct ig_error spawn_error;
+    bool spawn_done;
+    bool exited;
+    struct container_exit exit;
+    /* Forked from a template (template.c): the control socket on which the template's process
+     * that forked it reports its wait status, then closes; -1 otherwise. pid and pidfd are the
+     * container's pid 1 all the same, but not our child. */
+    int ctl_fd;
+};
+
+/* The head of a spawn: c with its name, its cgroup (o->group, the stock's or a new one) and,
+ * when want_netns, a network namespace from the stock (*ret_netns, -1: none; the caller closes
+ * it). On failure nothing is left. */
+int container_alloc(struct cg_manager *m, const struct container_options *o, bool want_netns,
+                    struct container **ret, int *ret_netns, struct ig_error *err);
+/* Closes *fd if open and sets it to -1. */
+void container_close_fd(int *fd);

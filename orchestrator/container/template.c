@@ -1,0 +1,289 @@
+/* Templates: containers forked from a process whose runtime has already started
+ * (docs/architecture.md, "Templates"). A template is a container made the usual way but in
+ * template mode (container_spec.template_mode: root of its own user namespace, no seccomp) whose
+ * runtime serves fork requests on its runtime socket; each container forked from it gets its own
+ * pid, mount, network, IPC and UTS namespaces and its own cgroup, and drops every privilege
+ * before it runs any of the function's code. The template never serves an invocation. */
+#include "container/container-internal.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+
+#include "base/log.h"
+
+/* A fork request, with SCM_RIGHTS fds: the runtime socket, stdout, stderr, the sync pipe's
+ * write end, the control socket (runtime-images/python3/bootstrap.py, TEMPLATE_REQUEST). */
+struct template_request {
+    char op; /* 'F' */
+    uint8_t pad[7];
+    uint64_t tmp_size, nofile, nproc;
+    uint32_t uid, gid;
+    char hostname[CONTAINER_HOSTNAME_MAX + 1];
+    uint8_t pad2[7];
+};
+_Static_assert(sizeof(struct template_request) == 112, "bootstrap.py's TEMPLATE_REQUEST");
+
+#define TEMPLATE_FDS 5
+/* How long a fork may take before the template is given up (it is a few ms). */
+#define TEMPLATE_FORK_TIMEOUT_MS 5000
+
+struct container_template {
+    struct container *c;
+    int sock; /* the template runtime's socket; -1 once retired */
+    bool ready;
+    char *key;
+    struct container_template *next; /* on the retired list */
+};
+
+/* Templates retired while containers forked from them may still run (the loop's thread only). */
+static struct container_template *retired;
+
+int container_template_new(struct cg_manager *m, const struct container_options *o, const char *key,
+                           struct container_template **ret, struct ig_error *err)
+{
+    if (!o->spec->template_mode)
+        return ig_error_set(err, EINVAL, "a template's spec must be in template mode");
+    struct container_template *t = calloc(1, sizeof(*t));
+    if (!t || !(t->key = strdup(key))) {
+        free(t);
+        return ig_error_set(err, ENOMEM, "out of memory");
+    }
+    int r = container_spawn(m, o, &t->c, err);
+    if (r < 0) {
+        free(t->key);
+        free(t);
+        return r;
+    }
+    t->sock = container_runtime_fd(t->c);
+    *ret = t;
+    return 0;
+}
+
+const char *container_template_key(const struct container_template *t)
+{
+    return t->key;
+}
+
+struct container *container_template_container(const struct container_template *t)
+{
+    return t->c;
+}
+
+int container_template_ready(struct container_template *t)
+{
+    if (t->sock < 0)
+        return -ESHUTDOWN;
+    if (t->ready) {
+        /* The interpreter died (killed, or out of memory): its socket's peer is gone. */
+        struct pollfd p = {.fd = t->sock, .events = POLLRDHUP};
+        if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+            return -EPIPE;
+        return 1;
+    }
+    char c;
+    ssize_t n = recv(t->sock, &c, 1, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n != 1 || c != 'R')
+        return n < 0 ? -errno : -EPIPE;
+    t->ready = true;
+    return 1;
+}
+
+/* Receives the pidfd the forked container's pid 1 sends on the control socket. */
+static int recv_pidfd(int ctl, int *ret_pidfd)
+{
+    struct pollfd p = {.fd = ctl, .events = POLLIN};
+    int r;
+    while ((r = poll(&p, 1, TEMPLATE_FORK_TIMEOUT_MS)) < 0 && errno == EINTR)
+        ;
+    if (r <= 0)
+        return r < 0 ? -errno : -ETIMEDOUT;
+    char byte;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = &control,
+                        .msg_controllen = sizeof(control)};
+    ssize_t n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
+    struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
+    if (!cm || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
+        return n < 0 ? -errno : -ECHILD; /* EOF: the template or its fork died first */
+    memcpy(ret_pidfd, CMSG_DATA(cm), sizeof(int));
+    return 0;
+}
+
+/* The pid a pidfd refers to, in our pid namespace (/proc/self/fdinfo, "Pid:", 5.2+). */
+static pid_t pidfd_pid(int pidfd)
+{
+    char path[64], *text = NULL;
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+    if (read_file(path, 4096, &text, NULL) < 0)
+        return -1;
+    const char *p = strstr(text, "\nPid:");
+    long pid = p ? strtol(p + 5, NULL, 10) : -1;
+    free(text);
+    return pid > 0 ? (pid_t)pid : -1;
+}
+
+static int send_request(int sock, const struct container_spec *spec, const int fds[TEMPLATE_FDS])
+{
+    struct template_request req = {
+        .op = 'F',
+        .tmp_size = spec->tmp_size,
+        .nofile = spec->rlimit_nofile,
+        .nproc = spec->rlimit_nproc,
+        .uid = spec->uid,
+        .gid = spec->gid,
+    };
+    snprintf(req.hostname, sizeof(req.hostname), "%s", spec->hostname ? spec->hostname : "ignis");
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * TEMPLATE_FDS)];
+        struct cmsghdr align;
+    } control = {};
+    struct iovec iov = {.iov_base = &req, .iov_len = sizeof(req)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = &control,
+                        .msg_controllen = sizeof(control)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * TEMPLATE_FDS);
+    memcpy(CMSG_DATA(cm), fds, sizeof(int) * TEMPLATE_FDS);
+    ssize_t n;
+    while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof(req))
+        return n < 0 ? -errno : -EPIPE;
+    return 0;
+}
+
+/* The fds of one forked container: the controller's ends in c, the container's in child[]
+ * (runtime socket, stdout, stderr, sync pipe, control socket). */
+static int make_fds(struct container *c, const struct container_options *o, int child[TEMPLATE_FDS],
+                    struct ig_error *err)
+{
+    int p[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0)
+        return ig_error_set(err, errno, "socketpair: %s", strerror(errno));
+    c->runtime_fd = p[0];
+    child[0] = p[1];
+    for (int i = 1; i <= 2; i++) {
+        int given = i == 1 ? o->stdout_fd : o->stderr_fd;
+        if (given >= 0) {
+            if ((child[i] = fcntl(given, F_DUPFD_CLOEXEC, 3)) < 0)
+                return ig_error_set(err, errno, "dup: %s", strerror(errno));
+            continue;
+        }
+        if (pipe2(p, O_CLOEXEC) < 0)
+            return ig_error_set(err, errno, "pipe: %s", strerror(errno));
+        *(i == 1 ? &c->stdout_fd : &c->stderr_fd) = p[0];
+        child[i] = p[1];
+    }
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return ig_error_set(err, errno, "pipe: %s", strerror(errno));
+    c->sync_fd = p[0];
+    child[3] = p[1];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
+        return ig_error_set(err, errno, "socketpair: %s", strerror(errno));
+    c->ctl_fd = p[0];
+    child[4] = p[1];
+    return 0;
+}
+
+int container_template_spawn(struct container_template *t, struct cg_manager *m,
+                             const struct container_options *o, struct container **ret,
+                             struct ig_error *err)
+{
+    int child[TEMPLATE_FDS] = {-1, -1, -1, -1, -1}, netns = -1, pidfd = -1, r;
+    struct container *c = NULL;
+
+    if (container_template_ready(t) != 1)
+        return ig_error_set(err, ECHILD, "the template is not ready");
+    if ((r = container_alloc(m, o, false, &c, &netns, err)) < 0)
+        return r;
+    if ((r = make_fds(c, o, child, err)) < 0)
+        goto fail;
+    if ((r = send_request(t->sock, o->spec, child)) < 0) {
+        r = ig_error_set(err, -r, "the template is gone: %s", strerror(-r));
+        goto fail;
+    }
+    for (int i = 0; i < TEMPLATE_FDS; i++)
+        container_close_fd(&child[i]);
+    if ((r = recv_pidfd(c->ctl_fd, &pidfd)) < 0) {
+        r = ig_error_set(err, ECHILD, "the template did not fork: %s", strerror(-r));
+        goto fail;
+    }
+    c->pidfd = pidfd;
+    if ((c->pid = pidfd_pid(pidfd)) < 0) {
+        r = ig_error_set(err, ESRCH, "the forked container's pid is unknown");
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+        goto fail;
+    }
+    /* It waits for go: single threaded, running nothing of the function's yet. Done here, as
+     * host root: a process in the template's user namespace may not write the host's cgroups. */
+    if ((r = cg_attach(c->group, c->pid, err)) < 0 || send(c->ctl_fd, "g", 1, MSG_NOSIGNAL) != 1) {
+        if (r == 0)
+            r = ig_error_set(err, errno, "sending go: %s", strerror(errno));
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+        goto fail;
+    }
+    *ret = c;
+    return 0;
+fail:
+    for (int i = 0; i < TEMPLATE_FDS; i++)
+        container_close_fd(&child[i]);
+    container_destroy(c, NULL);
+    return r;
+}
+
+void container_templates_reap(void)
+{
+    for (struct container_template **p = &retired; *p;) {
+        struct container_template *t = *p;
+        struct container_exit e;
+        if (container_poll_exit(t->c, &e) == -EAGAIN) {
+            p = &t->next;
+            continue;
+        }
+        *p = t->next;
+        struct ig_error err = {};
+        if (container_destroy(t->c, &err) < 0)
+            log_warn("destroying a template failed", "error=\"%s\"", err.message);
+        free(t->key);
+        free(t);
+    }
+}
+
+void container_template_retire(struct container_template *t)
+{
+    if (!t)
+        return;
+    /* EOF: the interpreter exits; the template's pid 1 waits for the last container forked
+     * from it, then exits too. */
+    container_close_fd(&t->c->runtime_fd);
+    t->sock = -1;
+    t->next = retired;
+    retired = t;
+    container_templates_reap();
+}
+
+void container_templates_shutdown(void)
+{
+    while (retired) {
+        struct container_template *t = retired;
+        retired = t->next;
+        container_destroy(t->c, NULL);
+        free(t->key);
+        free(t);
+    }
+}
