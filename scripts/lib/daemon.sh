@@ -1,19 +1,32 @@
 # Sourced by benchmarks: start_ignisd [IGNISD ARGS...] starts ignisd on a free loopback port with
 # a fresh state dir and the test images, waits until it answers, and sets $url, $state and
 # $ignisd_pid, and exports its first admin token as $IGNIS_TOKEN (which the CLI and ignis-bench
-# send); the daemon and its state go when the calling script exits. Benchmarks measure the daemon,
-# not its per-token rate or per-address connection limits: those are off.
+# send); the daemons and their state go when the calling script exits. Benchmarks measure the
+# daemon, not its per-token rate or per-address connection limits: those are off.
+# A benchmark may start more than one (an A/B in one session): it sets $build (a build dir) and
+# $images_src (the source tree whose scripts/build-images makes that build's images; default
+# this one, else $build must be absolute) before each call, and keeps each one's $url, $state
+# and token.
 build=${IGNIS_BUILD:-build}
-# The images' dir, absolute (IGNIS_BUILD may be another tree's build, absolute, or ours, relative).
-case $build in /*) images=$build/test-state/images ;; *) images=$PWD/$build/test-state/images ;; esac
+started=
+stop_ignisds() {
+  for d in $started; do
+    kill "${d%%:*}" 2>/dev/null || true
+    wait "${d%%:*}" 2>/dev/null || true
+    rm -rf "${d#*:}" "${d#*:}.log"
+  done
+}
 start_ignisd() {
   state=$(mktemp -d /tmp/ignis-bench.XXXXXX)
-  ./scripts/build-images "$build/test-state" >/dev/null
+  # The images' dir, absolute ($build may be another tree's build, absolute, or ours, relative).
+  case $build in /*) images=$build/test-state/images ;; *) images=$PWD/$build/test-state/images ;; esac
+  (cd "${images_src:-.}" && IGNIS_BUILD=$build ./scripts/build-images "$build/test-state" >/dev/null)
   "$build/orchestrator/ignisd" --listen 127.0.0.1:0 --state-dir "$state" \
     --images-dir "$images" --rate-limit 0 --max-connections-per-ip 0 \
     "$@" 2>"$state.log" &
   ignisd_pid=$!
-  trap 'kill $ignisd_pid 2>/dev/null; wait $ignisd_pid 2>/dev/null; rm -rf "$state" "$state.log"' EXIT
+  started="$started $ignisd_pid:$state"
+  trap stop_ignisds EXIT
   # A benchmark stopped by a signal cleans up too (the EXIT trap runs on exit).
   trap 'exit 130' INT TERM HUP
   port=
@@ -30,8 +43,14 @@ start_ignisd() {
 
 # push_example EXAMPLE NAME [JSON OVERRIDES]: pushes runtime-images/examples/EXAMPLE as NAME.
 push_example() {
+  push_dir "runtime-images/examples/$1" "$2" "${3:-{\}}"
+}
+
+# push_dir DIR NAME [JSON OVERRIDES]: pushes the function in DIR (function.json and its files)
+# as NAME, with the overrides applied to a copy of its function.json.
+push_dir() {
   dir="$state/fixture-$2"
-  rm -rf "$dir" && cp -r "runtime-images/examples/$1" "$dir"
+  rm -rf "$dir" && cp -r "$1" "$dir"
   python3 - "$dir/function.json" "$2" "${3:-{\}}" <<'PY'
 import json, sys
 path, name, over = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])

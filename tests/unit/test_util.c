@@ -1,15 +1,18 @@
 /* The small helpers of util.[ch] whose edges callers rely on: read_file's limit (a file of
- * exactly max bytes is read, one byte more is refused) and parse_count's digits-only counts. */
+ * exactly max bytes is read, one byte more is refused) and parse_count's digits-only counts;
+ * and fdlimit_in_use's count, which pool and stock admit new containers by. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 // cmocka needs the above first
 #include <cmocka.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "base/fdlimit.h"
 #include "base/util.h"
 
 static void write_bytes(const char *path, size_t n)
@@ -58,11 +61,43 @@ static void test_parse_count(void **state)
             fail_msg("'%s' was taken", bad[i]);
 }
 
+/* What a listing of /proc/self/fd shows, without the listing's own fd. */
+static int listed_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1;
+}
+
+static void test_fdlimit_in_use(void **state)
+{
+    int before = fdlimit_in_use();
+    assert_int_equal(before, listed_fds());
+    int fds[40];
+    for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+        assert_true((fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0);
+    assert_int_equal(fdlimit_in_use(), before + (int)ARRAY_SIZE(fds));
+    assert_int_equal(fdlimit_in_use(), listed_fds());
+    /* A hole in the table counts as one fewer, not as the table's size. */
+    close(fds[3]);
+    assert_int_equal(fdlimit_in_use(), before + (int)ARRAY_SIZE(fds) - 1);
+    for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+        if (i != 3)
+            close(fds[i]);
+    assert_int_equal(fdlimit_in_use(), before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_file_limit),
         cmocka_unit_test(test_parse_count),
+        cmocka_unit_test(test_fdlimit_in_use),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
