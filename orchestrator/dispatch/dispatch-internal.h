@@ -95,6 +95,8 @@ struct worker {
     uint64_t spawned_us, ready_us, idle_since_us; /* monotonic */
     uint64_t oom_kills_at_start;
     bool used; /* has been handed at least one invocation */
+    /* While it spawns: the deadline for its READY (pool.c on_init_deadline). */
+    struct loop_timer *init_timer;
     /* For the operators (telemetry, fnlog.c): when the shim's sync pipe reached EOF (the runtime
      * was exec'd), and the output's per-invocation state. */
     int sync_fd;

@@ -19,7 +19,8 @@
 /* The fds a container holds in the daemon (runtime socket, stdout and stderr pipes, sync pipe,
  * pidfd, network namespace, its cgroup directory and the counters read at each invocation: 12 on
  * a hybrid host) and those it needs for a moment while it starts. */
-#define SPAWN_FDS 16
+#define SPAWN_FDS                 16
+#define POOL_INIT_DEADLINE_MIN_US (10 * 1000 * 1000ull)
 
 static void worker_set_state(struct worker *w, enum worker_state st)
 {
@@ -30,6 +31,10 @@ static void worker_set_state(struct worker *w, enum worker_state st)
                         [WORKER_DRAINING] = &fn->ndraining};
     if (counts[w->state])
         (*counts[w->state])--;
+    if (w->state == WORKER_SPAWNING && st != WORKER_SPAWNING && w->init_timer) {
+        loop_cancel_timer(fn->d->loop, w->init_timer);
+        w->init_timer = NULL;
+    }
     w->state = st;
     if (counts[st])
         (*counts[st])++;
@@ -69,6 +74,8 @@ static void worker_free(struct worker *w)
     /* Out of every count: a freed worker is in none. */
     size_t *counts[] = {&fn->nspawning, &fn->nready, &fn->nbusy, &fn->ndraining};
     (*counts[w->state])--;
+    if (w->init_timer)
+        loop_cancel_timer(fn->d->loop, w->init_timer);
     fn->d->memory_committed -= worker_memory(w);
     drain_output(w);
     fnlog_src_flush(fn->name, &w->log, false);
@@ -205,6 +212,27 @@ static void finished_one(struct worker *w, struct inv *inv, struct dispatch_outc
     fn->d->pool_hooks.kick(fn);
 }
 
+/* How long a container may take to become ready: the function's timeout, and at least
+ * POOL_INIT_DEADLINE_MIN_US (Lambda's init phase has 10 s, then the invocation's own timeout). */
+static uint64_t pool_init_deadline_us(const struct manifest *m)
+{
+    uint64_t t = (uint64_t)m->timeout_ms * 1000;
+    return t > POOL_INIT_DEADLINE_MIN_US ? t : POOL_INIT_DEADLINE_MIN_US;
+}
+
+/* A container that never became ready: it goes (destroyed, with whatever it started), the
+ * invocation waiting longest takes o, and spawning backs off (dispatch.c spawn_failed). */
+static void spawn_died(struct worker *w, struct dispatch_outcome *o)
+{
+    struct fn_state *fn = w->fn;
+    log_info("container failed to start", "function=%s type=\"%s\" error=\"%s\"", fn->name,
+             o->error_type ? o->error_type : "", o->error_message ? o->error_message : "");
+    worker_free(w);
+    fn->d->pool_hooks.spawn_failed(fn, o);
+    dispatch_outcome_clear(o);
+    fn->d->pool_hooks.kick(fn);
+}
+
 static void handle_msg(struct worker *w, const struct proto_msg *m)
 {
     struct fn_state *fn = w->fn;
@@ -226,11 +254,7 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
             m->error_type.len ? proto_strdup(m->error_type) : strdup("Runtime.InitError");
         o.error_message = proto_strdup(m->message);
         o.trace = m->trace.len ? proto_strdup(m->trace) : NULL;
-        log_info("runtime failed to initialise", "function=%s type=\"%s\"", fn->name, o.error_type);
-        worker_free(w);
-        fn->d->pool_hooks.spawn_failed(fn, &o);
-        dispatch_outcome_clear(&o);
-        fn->d->pool_hooks.kick(fn);
+        spawn_died(w, &o);
         break;
     }
     case PROTO_RESULT:
@@ -268,6 +292,27 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
     }
 }
 
+/* The runtime did not say READY within the function's init deadline (pool_init_deadline_us):
+ * a hung initialisation (an import that never returns, a runtime whose threads could not
+ * start) would otherwise hold its container, its memory and the invocations waiting for it
+ * for ever. */
+static void on_init_deadline(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct worker *w = userdata;
+    w->init_timer = NULL;
+    if (w->state != WORKER_SPAWNING)
+        return;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "the runtime did not become ready within %llu ms",
+             (unsigned long long)(pool_init_deadline_us(w->fn->manifest) / 1000));
+    fnlog_platform(w->fn->name, NULL, "init timeout: killed container %llu: %s",
+                   (unsigned long long)w->seq, msg);
+    struct dispatch_outcome o = {.kind = OUTCOME_INIT};
+    o.error_type = strdup("Runtime.InitTimeout");
+    o.error_message = strdup(msg);
+    spawn_died(w, &o);
+}
+
 static void on_runtime_io(struct loop *l, int fd, uint32_t events, void *userdata)
 {
     struct worker *w = userdata;
@@ -301,12 +346,7 @@ static void on_runtime_io(struct loop *l, int fd, uint32_t events, void *userdat
                     o.error_type = strdup("Runtime.ExitError");
                     o.error_message = strdup("the runtime exited during initialisation");
                 }
-                log_info("worker died while starting", "function=%s error=\"%s\"", fn->name,
-                         o.error_message);
-                worker_free(w);
-                fn->d->pool_hooks.spawn_failed(fn, &o);
-                dispatch_outcome_clear(&o);
-                fn->d->pool_hooks.kick(fn);
+                spawn_died(w, &o);
             } else
                 pool_kill(w, NULL);
             return;
@@ -475,6 +515,25 @@ static int spawn_container(struct fn_state *fn, const struct container_options *
     return container_spawn(d->cg, co, ret, err);
 }
 
+/* The loop watches a new worker's runtime socket and outputs, its sync pipe when it has one,
+ * and its init deadline. 0, or -errno with err (the caller frees the worker). */
+static int watch_worker(struct worker *w, struct ig_error *err)
+{
+    struct loop *l = w->fn->d->loop;
+    int r;
+    if ((r = loop_add_io(l, w->fd, EPOLLIN, on_runtime_io, w)) < 0 ||
+        (w->out_fd >= 0 && (r = loop_add_io(l, w->out_fd, EPOLLIN, on_output, w)) < 0) ||
+        (w->err_fd >= 0 && (r = loop_add_io(l, w->err_fd, EPOLLIN, on_output, w)) < 0))
+        return ig_error_set(err, -r, "watching the container: %s", strerror(-r));
+    if ((r = loop_add_timer(l, w->spawned_us + pool_init_deadline_us(w->fn->manifest),
+                            on_init_deadline, w, &w->init_timer)) < 0)
+        return ig_error_set(err, -r, "arming the container's init deadline: %s", strerror(-r));
+    int sfd = container_sync_fd(w->c);
+    if (sfd >= 0 && loop_add_io(l, sfd, EPOLLIN, on_sync, w) == 0)
+        w->sync_fd = sfd;
+    return 0;
+}
+
 static int pool_spawn(struct fn_state *fn, struct ig_error *err)
 {
     struct dispatch *d = fn->d;
@@ -580,16 +639,12 @@ static int pool_spawn(struct fn_state *fn, struct ig_error *err)
     d->live_workers++;
     d->memory_committed += worker_memory(w);
     fn->nspawning++;
-    if ((r = loop_add_io(d->loop, w->fd, EPOLLIN, on_runtime_io, w)) < 0 ||
-        (w->out_fd >= 0 && (r = loop_add_io(d->loop, w->out_fd, EPOLLIN, on_output, w)) < 0) ||
-        (w->err_fd >= 0 && (r = loop_add_io(d->loop, w->err_fd, EPOLLIN, on_output, w)) < 0)) {
+    if ((r = watch_worker(w, err)) < 0) {
         worker_free(w);
-        return ig_error_set(err, -r, "watching the container: %s", strerror(-r));
+        return r;
     }
-    int sfd = container_sync_fd(w->c);
-    if (sfd >= 0 && loop_add_io(d->loop, sfd, EPOLLIN, on_sync, w) == 0)
-        w->sync_fd = sfd;
-    fnlog_platform(fn->name, NULL, "container %llu spawned", (unsigned long long)w->seq);
+    fnlog_platform(fn->name, NULL, "container %llu spawned (version %lld)",
+                   (unsigned long long)w->seq, (long long)w->version);
     return 0;
 }
 

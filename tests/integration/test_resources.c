@@ -232,6 +232,31 @@ static void test_delete_drains_cold_queue(void **state)
     assert_int_equal(harness_finish(&p), 0);
 }
 
+/* A container whose runtime never becomes ready (its module's load outlasts the init deadline,
+ * max(10 s, timeout_ms)) is killed, and the invocation waiting for it gets an init error, not a
+ * wait without end (before the deadline it waited past the client's 60 s). */
+static void test_init_deadline(void **state)
+{
+    struct ignisd_proc p;
+    struct client_response r;
+    assert_int_equal(harness_start(&p, NULL), 0);
+    harness_push_fixture(&p, "slowstart", "hangs",
+                         "{\"timeout_ms\": 1000, \"env\": {\"SLOWSTART_MS\": \"3600000\"}}");
+    client_set_timeout(p.client, 60000);
+    assert_int_equal(harness_invoke(&p, "hangs", "{}", NULL, &r), 502);
+    cJSON *j = harness_json(&r);
+    cJSON *e = cJSON_GetObjectItem(j, "error");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(e, "code")),
+                        "function_init_error");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(e, "type")),
+                        "Runtime.InitTimeout");
+    assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(e, "message")),
+                           "did not become ready within 10000 ms"));
+    cJSON_Delete(j);
+    client_response_clear(&r);
+    assert_int_equal(harness_finish(&p), 0);
+}
+
 int main(void)
 {
     harness_require_root();
@@ -239,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_fd_exhaustion),
         cmocka_unit_test(test_output_survives_kill),
         cmocka_unit_test(test_delete_drains_cold_queue),
+        cmocka_unit_test(test_init_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
