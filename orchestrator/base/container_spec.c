@@ -115,7 +115,7 @@ int container_spec_validate(const struct container_spec *s, struct ig_error *err
         return ig_error_set(err, EINVAL, "spec: \"tmp_size\" must be 4 KiB to 64 GiB");
     if (s->rlimit_nofile < 16 || s->rlimit_nofile > (1u << 20))
         return ig_error_set(err, EINVAL, "spec: \"rlimits\".\"nofile\" must be 16 to 1048576");
-    if (s->rlimit_nproc < 1 || s->rlimit_nproc > (1u << 22))
+    if (s->rlimit_nproc < 1 || s->rlimit_nproc > CONTAINER_SPEC_NPROC_MAX)
         return ig_error_set(err, EINVAL, "spec: \"rlimits\".\"nproc\" must be 1 to 4194304");
     size_t ncg = strv_len(s->cgroups);
     if (ncg > CONTAINER_SPEC_MAX_CGROUPS)

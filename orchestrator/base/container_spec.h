@@ -45,6 +45,9 @@ struct shim_request_header {
 /* What the runtime sees. */
 #define RUNTIME_FD 3
 
+/* The highest nproc a spec may give: the kernel's highest pid_max, so a limit that never binds. */
+#define CONTAINER_SPEC_NPROC_MAX (1u << 22)
+
 struct container_spec {
     char *image;       /* runtime image directory: its top-level entries appear read-only at / */
     char *bundle;      /* function bundle directory, read-only at /var/task; NULL: empty */
@@ -54,7 +57,8 @@ struct container_spec {
     char *hostname;    /* default "ignis" */
     uint32_t uid, gid; /* default 65534 (nobody); 0 only with a user namespace */
     uint64_t tmp_size; /* bytes of the /tmp tmpfs; default 64 MiB */
-    uint64_t rlimit_nofile, rlimit_nproc; /* defaults 1024 (or the hard limit, if lower) and 1024 */
+    uint64_t rlimit_nofile, rlimit_nproc; /* defaults 1024 (or the hard limit, if lower) and 1024;
+                                             nproc at most CONTAINER_SPEC_NPROC_MAX */
     char **cgroups; /* NULL-terminated cgroup directories the shim joins via cgroup.procs */
     /* An existing network namespace to join (an nsfs path: /proc/PID/ns/net, /run/netns/NAME,
      * /proc/self/fd/N) instead of creating one; its loopback must already be up. NULL: new. */

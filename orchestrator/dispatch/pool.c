@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -594,6 +595,14 @@ static int pool_spawn(struct fn_state *fn, struct ig_error *err)
     spec.bundle = fn->bundle_dir;
     spec.args = args;
     spec.env = env;
+    /* RLIMIT_NPROC counts every process of a uid on the host, and all containers run as 65534:
+     * a cap there is shared by every function, and one function's fork bomb took it from all
+     * the others. The pids cgroup is the per-container limit; nproc binds only without it (else
+     * it is ignisd's own hard limit, the highest a container may be given without privilege). */
+    struct rlimit nproc;
+    if (d->cg && cg_manager_features(d->cg)->pids_limit && getrlimit(RLIMIT_NPROC, &nproc) == 0)
+        spec.rlimit_nproc =
+            nproc.rlim_max < CONTAINER_SPEC_NPROC_MAX ? nproc.rlim_max : CONTAINER_SPEC_NPROC_MAX;
     /* Exactly the secrets the manifest lists (docs/security.md). */
     char secrets_dir[4400], *secrets[MANIFEST_SECRETS_MAX + 1] = {};
     if (m->n_secrets > 0) {

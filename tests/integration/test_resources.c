@@ -4,8 +4,11 @@
  * the invocation's output; a delete drains the invocations waiting for a cold container. */
 #include "harness.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -257,6 +260,85 @@ static void test_init_deadline(void **state)
     assert_int_equal(harness_finish(&p), 0);
 }
 
+/* Processes on the host whose real uid is uid. */
+static int procs_of_uid(unsigned uid)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    int n = 0;
+    while (d && (de = readdir(d))) {
+        char path[300], line[256];
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/status", de->d_name);
+        FILE *f = fopen(path, "re");
+        unsigned u;
+        while (f && fgets(line, sizeof(line), f))
+            if (sscanf(line, "Uid: %u", &u) == 1) {
+                n += u == uid;
+                break;
+            }
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+struct held_call {
+    struct ignisd_proc *p;
+    long status;
+    pthread_t thread;
+};
+
+static void *invoke_forkhold(void *arg)
+{
+    struct held_call *h = arg;
+    struct client *c;
+    struct client_response r;
+    struct ig_error err = {};
+    h->status = -1;
+    if (client_new(h->p->url, &c) < 0)
+        return NULL;
+    client_set_token(c, h->p->token);
+    client_set_timeout(c, 60000);
+    if (client_request(c, "POST", "/v1/functions/forkhold/invoke", NULL, "{}", 2, &r, &err) == 0) {
+        h->status = r.status;
+        client_response_clear(&r);
+    }
+    client_free(c);
+    return NULL;
+}
+
+/* One function holding as many processes as its pids limit allows (a fork bomb held by its
+ * own cgroup) takes nothing from another function: every container runs as uid 65534, and
+ * RLIMIT_NPROC counts per uid across the host, so a per-container nproc of 1024 was one cap
+ * shared by all of them (a new container of any other function failed with "fork: Resource
+ * temporarily unavailable" until the holder exited). */
+static void test_fork_holder_starves_no_one(void **state)
+{
+    struct ignisd_proc p;
+    assert_int_equal(harness_start(&p, NULL), 0);
+    harness_push_fixture(&p, "forkhold", "forkhold", NULL);
+    struct held_call h = {.p = &p};
+    assert_int_equal(pthread_create(&h.thread, NULL, invoke_forkhold, &h), 0);
+    for (int i = 0; i < 2000 && procs_of_uid(65534) < 1015; i++)
+        usleep(10000);
+    assert_true(procs_of_uid(65534) >= 1015);
+    /* A function pushed now has no container made before the holder filled up. */
+    harness_push(&p, "hello-exec", "bystander", NULL);
+    struct client_response r;
+    long status = harness_invoke(&p, "bystander", "during", NULL, &r);
+    if (status != 200)
+        fprintf(stderr, "bystander: %ld %s\n", status, r.body ? r.body : "");
+    client_response_clear(&r);
+    assert_int_equal(status, 200);
+    pthread_join(h.thread, NULL);
+    assert_int_equal(h.status, 200);
+    assert_int_equal(harness_finish(&p), 0);
+}
+
 int main(void)
 {
     harness_require_root();
@@ -265,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_output_survives_kill),
         cmocka_unit_test(test_delete_drains_cold_queue),
         cmocka_unit_test(test_init_deadline),
+        cmocka_unit_test(test_fork_holder_starves_no_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
