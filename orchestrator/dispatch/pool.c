@@ -432,7 +432,8 @@ static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata)
 #define TEMPLATE_START_DEADLINE_US (5 * 1000 * 1000ull)
 #define TEMPLATE_FORK_DEADLINE_US  (5 * 1000 * 1000ull)
 
-static int worker_start(struct worker *w, bool allow_template, struct ig_error *err);
+static int worker_start(struct worker *w, bool allow_template, struct fn_state *owner,
+                        struct ig_error *err);
 
 /* What a template is made for: a version's bundle in an image (a rebuilt image is a new
  * directory, build-images swaps it in with rename). Another key, another template. */
@@ -472,23 +473,26 @@ static void start_failed(struct worker *w, const struct ig_error *why)
     spawn_died(w, &o);
 }
 
-/* The first worker of fn still waiting for template gen (c NULL), or NULL. */
-static struct worker *waiting_for(struct fn_state *fn, unsigned gen)
+/* The first worker still waiting for template gen (c NULL), or NULL: in any state of the
+ * function, since a version's workers move between states (versions.c move_all). */
+static struct worker *waiting_for(struct dispatch *d, uint64_t gen)
 {
-    for (struct worker *w = fn->workers; w; w = w->next)
-        if (!w->c && w->state == WORKER_SPAWNING && w->tpl_gen == gen)
-            return w;
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
+        for (struct worker *w = fn->workers; w; w = w->next)
+            if (!w->c && w->state == WORKER_SPAWNING && w->tpl_gen == gen)
+                return w;
     return NULL;
 }
 
-/* Starts the workers that waited for template gen: forked when it is ready, else the usual
- * way. Each start may free workers and spawn others (spawn_died kicks): look again each time. */
-static void start_waiting(struct fn_state *fn, unsigned gen, bool allow_template)
+/* Starts the workers that waited for template gen: forked from owner's (ready) template, or
+ * the usual way when owner is NULL. Each start may free workers and spawn others (spawn_died
+ * kicks): look again each time. */
+static void start_waiting(struct dispatch *d, uint64_t gen, struct fn_state *owner)
 {
     struct worker *w;
-    while ((w = waiting_for(fn, gen))) {
+    while ((w = waiting_for(d, gen))) {
         struct ig_error err = {};
-        if (worker_start(w, allow_template, &err) < 0)
+        if (worker_start(w, false, owner, &err) < 0)
             start_failed(w, &err);
     }
 }
@@ -496,12 +500,12 @@ static void start_waiting(struct fn_state *fn, unsigned gen, bool allow_template
 /* Retires fn's template; the workers waiting for it start the usual way. */
 static void template_drop(struct fn_state *fn, bool failed)
 {
-    unsigned gen = fn->tpl_gen;
+    uint64_t gen = fn->tpl_gen;
     pool_template_stop(fn);
     if (failed && ++fn->tpl_failures == TEMPLATE_MAX_FAILURES)
         log_warn("python3 templates keep failing; this function's containers start the usual way",
                  "function=%s version=%lld", fn->name, (long long)fn->version);
-    start_waiting(fn, gen, false);
+    start_waiting(fn->d, gen, NULL);
 }
 
 /* The template's runtime socket is readable: its R (the spawns that waited for it are forked),
@@ -519,7 +523,7 @@ static void on_template_io(struct loop *l, int fd, uint32_t events, void *userda
         return;
     }
     template_unwatch(fn);
-    start_waiting(fn, fn->tpl_gen, true);
+    start_waiting(fn->d, fn->tpl_gen, fn);
 }
 
 static void on_template_deadline(struct loop *l, struct loop_timer *t, void *userdata)
@@ -553,7 +557,7 @@ static void template_start(struct fn_state *fn, const struct container_options *
     /* Its output is the daemon's: a template that fails says why on the daemon's stderr. */
     o.stdout_fd = o.stderr_fd = STDERR_FILENO;
     struct ig_error err = {};
-    fn->tpl_gen++;
+    fn->tpl_gen = d->worker_seq;
     int r = container_template_new(d->cg, &o, key, &fn->tpl, &err);
     if (r == 0) {
         int fd = container_runtime_fd(container_template_container(fn->tpl));
@@ -582,11 +586,20 @@ enum spawn_how { SPAWN_MADE, SPAWN_WAITING };
  * or late. A template that is gone never fails the spawn: it is retired, and this container is
  * made the usual way. */
 static int spawn_container(struct worker *w, const struct container_options *co, const char *image,
-                           bool allow_template, struct ig_error *err)
+                           bool allow_template, struct fn_state *owner, struct ig_error *err)
 {
     struct fn_state *fn = w->fn;
     struct dispatch *d = fn->d;
     const struct manifest *m = fn->manifest;
+    struct ig_error why = {};
+    if (owner) { /* its template is ready: the workers that waited for it are forked */
+        if (owner->tpl && container_template_spawn(owner->tpl, d->cg, co, &w->c, &why) == 0)
+            return SPAWN_MADE;
+        log_info("forking from the python3 template failed; the container starts the usual way",
+                 "function=%s error=\"%s\"", fn->name, why.message);
+        template_drop(owner, true);
+        return container_spawn(d->cg, co, &w->c, err);
+    }
     /* With secrets, a container's /run/secrets would have to be made after the fork: such
      * functions start the usual way (docs/security.md). */
     if (!allow_template || !d->opts.python_templates || m->runtime != MANIFEST_RUNTIME_PYTHON3 ||
@@ -607,7 +620,6 @@ static int spawn_container(struct worker *w, const struct container_options *co,
     w->tpl_gen = fn->tpl_gen;
     if (container_template_ready(fn->tpl) == 0)
         return SPAWN_WAITING;
-    struct ig_error why = {};
     if (container_template_spawn(fn->tpl, d->cg, co, &w->c, &why) == 0)
         return SPAWN_MADE;
     log_info("forking from the python3 template failed; a new one is started",
@@ -666,7 +678,7 @@ static void fork_failed(struct worker *w, const char *why)
     if (fn->tpl && fn->tpl_gen == w->tpl_gen)
         template_drop(fn, true);
     struct ig_error err = {};
-    if (worker_start(w, false, &err) < 0)
+    if (worker_start(w, false, NULL, &err) < 0)
         start_failed(w, &err);
 }
 
@@ -714,10 +726,12 @@ static int watch_fork(struct worker *w, struct ig_error *err)
     return 0;
 }
 
-/* Makes w's container from its function's current spec: forked from the template when
- * allow_template and one is ready (the loop then watches the fork), spawned the usual way, or
- * waiting for the template (c NULL). 0, or -errno with err and nothing of a container left. */
-static int worker_start(struct worker *w, bool allow_template, struct ig_error *err)
+/* Makes w's container from its function's current spec: forked from owner's ready template
+ * (the workers that waited for it), or, when allow_template, from its state's template if one
+ * is ready (the loop then watches the fork), spawned the usual way, or waiting for the template
+ * (c NULL). 0, or -errno with err and nothing of a container left. */
+static int worker_start(struct worker *w, bool allow_template, struct fn_state *owner,
+                        struct ig_error *err)
 {
     struct fn_state *fn = w->fn;
     struct dispatch *d = fn->d;
@@ -777,7 +791,7 @@ static int worker_start(struct worker *w, bool allow_template, struct ig_error *
     /* Setup goes on in the shim (or the fork in the template) while we return to the loop: the
      * runtime's READY frame (or EOF on its socket, with the shim's reason on the sync pipe)
      * tells how it went. */
-    r = spawn_container(w, &co, image, allow_template, err);
+    r = spawn_container(w, &co, image, allow_template, owner, err);
     proto_env_free(env);
     if (r < 0 || r == SPAWN_WAITING)
         return r < 0 ? r : 0;
@@ -820,7 +834,7 @@ static int pool_spawn(struct fn_state *fn, struct ig_error *err)
     TAILQ_INIT(&w->running);
     proto_decoder_init(&w->dec, 0);
     w->spawned_us = now_usec();
-    if ((r = worker_start(w, true, err)) < 0) {
+    if ((r = worker_start(w, true, NULL, err)) < 0) {
         proto_decoder_done(&w->dec);
         free(w);
         return r;
