@@ -25,9 +25,9 @@
  * 14 OOM past memory_mb: 502 function_crashed Runtime.OutOfMemory, none under it: done
  *    (memory_limit)
  * 15 fork bomb held, all of it in the container's own cgroup, the template's cgroup untouched,
- *    the host forks: done (fork_bomb). What stops it is RLIMIT_NPROC (1024, counted per uid
- *    in the template's user namespace), which the kernel checks before pids.max (also 1024):
- *    pids.events shows no refusal by the cgroup
+ *    the host forks: done (fork_bomb). What stops it is the container's pids.max (1024): its
+ *    RLIMIT_NPROC, counted per uid and user namespace and so shared, is ignisd's hard limit
+ *    (docs/security.md)
  * 16 /tmp size: done (fork_bomb's function, whose memory_mb leaves room for 64 MiB of tmpfs)
  * 17 CPU quota, by the probe's clocks and the ledger's: done (cpu_quota)
  * 18 fds 0-3 (printed: the runtime's own 0-3 only), rlimits, hostname; 19 /dev; 22 cgroup
