@@ -28,8 +28,6 @@ struct container {
      * that forked it reports its wait status, then closes; -1 otherwise. pid and pidfd are the
      * container's pid 1 all the same, but not our child. */
     int ctl_fd;
-    /* Forked: its pid 1's pidfd has not come yet (container_fork_finish); pid and pidfd -1. */
-    bool forking;
 };
 
 /* The head of a spawn: c with its name, its cgroup (o->group, the stock's or a new one) and,

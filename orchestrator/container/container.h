@@ -172,23 +172,13 @@ struct container *container_template_container(const struct container_template *
 int container_template_ready(struct container_template *t);
 /* Forks a container from a ready template, in a cgroup of its own made from o (name, limits,
  * group or stock, stdout/stderr) with the spec's tmp_size, rlimits, uid/gid and hostname; the
- * image, bundle and environment are the template's. Sends the request and returns at once: the
- * container is forking until container_fork_finish says 0 (watch container_fork_fd), then its
- * setup goes on as a spawn's does (container_sync_fd, then container_finish_spawn). -ECHILD (or
- * another -errno) with nothing left when the template is gone: retire it and spawn the usual
- * way. The template forks while the caller goes on, so several forks may be under way. */
+ * image, bundle and environment are the template's. Blocks until the container is in its
+ * cgroups (a fork, a few ms); its setup goes on as a spawn's does (container_sync_fd, then
+ * container_finish_spawn). -ECHILD (or another -errno) with nothing left when the template is
+ * gone or did not fork: retire it and spawn the usual way. */
 int container_template_spawn(struct container_template *t, struct cg_manager *m,
                              const struct container_options *o, struct container **ret,
                              struct ig_error *err);
-/* Readable while a forked container's pid 1 has reported (its pidfd, or EOF); -1 when the
- * container is not forking. */
-int container_fork_fd(const struct container *c);
-/* Finishes a fork once container_fork_fd is readable: moves the forked pid 1 into the
- * container's cgroups and tells it to go on. 0: done (and for a container that is not forking);
- * -EAGAIN: its pidfd has not come yet; another -errno (ECHILD: the template or the fork died,
- * ESRCH, a cgroup's error): the fork failed and was killed; destroy the container (and retire the
- * template) and spawn the usual way. */
-int container_fork_finish(struct container *c, struct ig_error *err);
 /* Stops it forking (its interpreter exits); the containers forked from it go on, and it is
  * destroyed once the last of them exited (container_templates_reap). Accepts NULL. */
 void container_template_retire(struct container_template *t);

@@ -101,10 +101,6 @@ struct worker {
      * was exec'd), and the output's per-invocation state. */
     int sync_fd;
     uint64_t exec_us;
-    /* A python3 worker (pool.c spawn_container): c NULL while it waits for its function's
-     * template (tpl_gen) to be ready; fork_fd >= 0 while its container is forking from it. */
-    uint64_t tpl_gen;
-    int fork_fd;
     struct fnlog_src log;
     struct worker *next;
 };
@@ -137,12 +133,6 @@ struct fn_state {
      * failed before they were ready (past a few, this state spawns the usual way only). */
     struct container_template *tpl;
     unsigned tpl_failures;
-    /* While tpl starts: its runtime socket is watched for its R, under a deadline. tpl_gen names
-     * it among the daemon's templates, so a worker knows which one it waits for or forked from
-     * (a worker may move to another state of its version: versions.c). */
-    bool tpl_watched;
-    struct loop_timer *tpl_timer;
-    uint64_t tpl_gen;
     size_t ndraining;              /* workers taking no new work, destroyed once idle */
     struct scaler_fn sc;           /* the scaler's state for this function */
     uint64_t arrivals;             /* enqueued since the scaler last ran */

@@ -929,7 +929,7 @@ void dispatch_state_free(struct fn_state *fn)
 {
     if (!fn)
         return;
-    pool_template_stop(fn);
+    container_template_retire(fn->tpl);
     free(fn->by_version);
     free(fn->bundle_dir);
     free(fn);
@@ -1695,7 +1695,7 @@ void dispatch_close(struct dispatch *d)
         fail_queued(fn, ESHUTDOWN, "shutting_down", "ignisd is shutting down", true);
         while (fn->workers)
             d->pool->kill(fn->workers, NULL);
-        pool_template_stop(fn);
+        container_template_retire(TAKE_PTR(fn->tpl));
     }
     container_templates_shutdown();
     /* Records waiting for a retry get one last try, through the journal that the daemon frees

@@ -52,9 +52,7 @@ static void unwatch(struct worker *w)
         loop_del_io(l, w->err_fd);
     if (w->sync_fd >= 0)
         loop_del_io(l, w->sync_fd);
-    if (w->fork_fd >= 0)
-        loop_del_io(l, w->fork_fd);
-    w->fd = w->out_fd = w->err_fd = w->sync_fd = w->fork_fd = -1;
+    w->fd = w->out_fd = w->err_fd = w->sync_fd = -1;
 }
 
 /* The memory a worker's container may use (its limit), in bytes. */
@@ -428,13 +426,6 @@ static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata)
 /* Templates that failed in a row (died or failed before they were ready, or at a fork) before a
  * function version gives up on them and spawns the usual way only. */
 #define TEMPLATE_MAX_FAILURES 3
-/* How long spawns wait for their version's template to be ready before they start the usual
- * way (it takes ~0.1 s alone, more under load), and how long a fork may take (a few ms). */
-#define TEMPLATE_START_DEADLINE_US (5 * 1000 * 1000ull)
-#define TEMPLATE_FORK_DEADLINE_US  (5 * 1000 * 1000ull)
-
-static int worker_start(struct worker *w, bool allow_template, struct fn_state *owner,
-                        struct ig_error *err);
 
 /* What a template is made for: a version's bundle in an image (a rebuilt image is a new
  * directory, build-images swaps it in with rename). Another key, another template. */
@@ -447,98 +438,16 @@ static void template_key(const struct fn_state *fn, const char *image, char *buf
              (unsigned long long)st.st_ino);
 }
 
-static void template_unwatch(struct fn_state *fn)
-{
-    if (fn->tpl_watched)
-        loop_del_io(fn->d->loop, container_runtime_fd(container_template_container(fn->tpl)));
-    fn->tpl_watched = false;
-    if (fn->tpl_timer)
-        loop_cancel_timer(fn->d->loop, fn->tpl_timer);
-    fn->tpl_timer = NULL;
-}
-
-void pool_template_stop(struct fn_state *fn)
-{
-    if (!fn->tpl)
-        return;
-    template_unwatch(fn);
-    container_template_retire(TAKE_PTR(fn->tpl));
-}
-
-/* A container could not be made for w: it goes, and the invocation waiting longest with it. */
-static void start_failed(struct worker *w, const struct ig_error *why)
-{
-    struct dispatch_outcome o = {.kind = OUTCOME_INIT};
-    o.error_type = strdup("Ignis.ContainerError");
-    o.error_message = strdup(why->message);
-    spawn_died(w, &o);
-}
-
-/* The first worker still waiting for template gen (c NULL), or NULL: in any state of the
- * function, since a version's workers move between states (versions.c move_all). */
-static struct worker *waiting_for(struct dispatch *d, uint64_t gen)
-{
-    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
-        for (struct worker *w = fn->workers; w; w = w->next)
-            if (!w->c && w->state == WORKER_SPAWNING && w->tpl_gen == gen)
-                return w;
-    return NULL;
-}
-
-/* Starts the workers that waited for template gen: forked from owner's (ready) template, or
- * the usual way when owner is NULL. Each start may free workers and spawn others (spawn_died
- * kicks): look again each time. */
-static void start_waiting(struct dispatch *d, uint64_t gen, struct fn_state *owner)
-{
-    struct worker *w;
-    while ((w = waiting_for(d, gen))) {
-        struct ig_error err = {};
-        if (worker_start(w, false, owner, &err) < 0)
-            start_failed(w, &err);
-    }
-}
-
-/* Retires fn's template; the workers waiting for it start the usual way. */
 static void template_drop(struct fn_state *fn, bool failed)
 {
-    uint64_t gen = fn->tpl_gen;
-    pool_template_stop(fn);
+    container_template_retire(TAKE_PTR(fn->tpl));
     if (failed && ++fn->tpl_failures == TEMPLATE_MAX_FAILURES)
         log_warn("python3 templates keep failing; this function's containers start the usual way",
                  "function=%s version=%lld", fn->name, (long long)fn->version);
-    start_waiting(fn->d, gen, NULL);
-}
-
-/* The template's runtime socket is readable: its R (the spawns that waited for it are forked),
- * or its end before it was ready (they start the usual way). */
-static void on_template_io(struct loop *l, int fd, uint32_t events, void *userdata)
-{
-    struct fn_state *fn = userdata;
-    int r = container_template_ready(fn->tpl);
-    if (r == 0)
-        return;
-    if (r < 0) {
-        log_warn("a python3 template failed before it was ready", "function=%s error=\"%s\"",
-                 fn->name, strerror(-r));
-        template_drop(fn, true);
-        return;
-    }
-    template_unwatch(fn);
-    start_waiting(fn->d, fn->tpl_gen, fn);
-}
-
-static void on_template_deadline(struct loop *l, struct loop_timer *t, void *userdata)
-{
-    struct fn_state *fn = userdata;
-    fn->tpl_timer = NULL;
-    log_warn("a python3 template was not ready in time", "function=%s deadline_ms=%llu", fn->name,
-             TEMPLATE_START_DEADLINE_US / 1000);
-    template_drop(fn, true);
 }
 
 /* Starts the template for fn's python3 containers: the function's spec in template mode, in a
- * user namespace, running the bootstrap in template mode (docs/architecture.md, "Templates"),
- * watched until it is ready. */
+ * user namespace, running the bootstrap in template mode (docs/architecture.md, "Templates"). */
 static void template_start(struct fn_state *fn, const struct container_options *co, const char *key)
 {
     struct dispatch *d = fn->d;
@@ -558,75 +467,53 @@ static void template_start(struct fn_state *fn, const struct container_options *
     /* Its output is the daemon's: a template that fails says why on the daemon's stderr. */
     o.stdout_fd = o.stderr_fd = STDERR_FILENO;
     struct ig_error err = {};
-    fn->tpl_gen = d->worker_seq;
-    int r = container_template_new(d->cg, &o, key, &fn->tpl, &err);
-    if (r == 0) {
-        int fd = container_runtime_fd(container_template_container(fn->tpl));
-        if ((r = loop_add_io(d->loop, fd, EPOLLIN, on_template_io, fn)) == 0)
-            fn->tpl_watched = true;
-        if (r == 0)
-            r = loop_add_timer(d->loop, now_usec() + TEMPLATE_START_DEADLINE_US,
-                               on_template_deadline, fn, &fn->tpl_timer);
-        if (r < 0)
-            ig_error_set(&err, -r, "watching the template: %s", strerror(-r));
-    }
-    if (r < 0) {
+    if (container_template_new(d->cg, &o, key, &fn->tpl, &err) < 0) {
         log_warn("starting a python3 template failed", "function=%s error=\"%s\"", fn->name,
                  err.message);
         template_drop(fn, true);
     }
 }
 
-/* What spawn_container did: made the container (forking from the template, or spawned), or
- * left it to wait for the template. */
-enum spawn_how { SPAWN_MADE, SPAWN_WAITING };
-
-/* Forks the container from fn's template when it has a ready one, and spawns it the usual way
- * when it cannot have one; a python3 version without a template (or with one of another key)
- * starts one, and its spawns wait for it (SPAWN_WAITING, w->tpl_gen) until it is ready, failed
- * or late. A template that is gone never fails the spawn: it is retired, and this container is
- * made the usual way. */
-static int spawn_container(struct worker *w, const struct container_options *co, const char *image,
-                           bool allow_template, struct fn_state *owner, struct ig_error *err)
+/* Forks the container from fn's template when it has a ready one (0), else spawns it the usual
+ * way; a python3 version without a template (or with one of another key) starts one for the
+ * spawns to come. A template that is gone never fails the spawn: it is retired, and this
+ * container is made the usual way. */
+static int spawn_container(struct fn_state *fn, const struct container_options *co,
+                           const char *image, struct container **ret, struct ig_error *err)
 {
-    struct fn_state *fn = w->fn;
     struct dispatch *d = fn->d;
     const struct manifest *m = fn->manifest;
-    struct ig_error why = {};
-    if (owner) { /* its template is ready: the workers that waited for it are forked */
-        if (owner->tpl && container_template_spawn(owner->tpl, d->cg, co, &w->c, &why) == 0)
-            return SPAWN_MADE;
-        log_info("forking from the python3 template failed; the container starts the usual way",
-                 "function=%s error=\"%s\"", fn->name, why.message);
-        template_drop(owner, true);
-        return container_spawn(d->cg, co, &w->c, err);
-    }
     /* With secrets, a container's /run/secrets would have to be made after the fork: such
      * functions start the usual way (docs/security.md). */
-    if (!allow_template || !d->opts.python_templates || m->runtime != MANIFEST_RUNTIME_PYTHON3 ||
-        m->n_secrets > 0 || fn->tpl_failures >= TEMPLATE_MAX_FAILURES)
-        return container_spawn(d->cg, co, &w->c, err);
+    if (!d->opts.python_templates || m->runtime != MANIFEST_RUNTIME_PYTHON3 || m->n_secrets > 0 ||
+        fn->tpl_failures >= TEMPLATE_MAX_FAILURES)
+        return container_spawn(d->cg, co, ret, err);
     container_templates_reap();
     char key[4600];
     template_key(fn, image, key, sizeof(key));
     if (fn->tpl && strcmp(container_template_key(fn->tpl), key) != 0)
         template_drop(fn, false);
-    int ready = fn->tpl ? container_template_ready(fn->tpl) : 0;
-    if (ready < 0)
-        template_drop(fn, true); /* died since it was ready: a new one is started */
-    if (!fn->tpl && fn->tpl_failures < TEMPLATE_MAX_FAILURES)
+    if (!fn->tpl) {
         template_start(fn, co, key);
-    if (!fn->tpl)
-        return container_spawn(d->cg, co, &w->c, err);
-    w->tpl_gen = fn->tpl_gen;
-    if (container_template_ready(fn->tpl) == 0)
-        return SPAWN_WAITING;
-    if (container_template_spawn(fn->tpl, d->cg, co, &w->c, &why) == 0)
-        return SPAWN_MADE;
-    log_info("forking from the python3 template failed; a new one is started",
-             "function=%s error=\"%s\"", fn->name, why.message);
-    template_drop(fn, true);
-    return container_spawn(d->cg, co, &w->c, err);
+        return container_spawn(d->cg, co, ret, err);
+    }
+    int ready = container_template_ready(fn->tpl);
+    if (ready == 1) {
+        struct ig_error why = {};
+        if (container_template_spawn(fn->tpl, d->cg, co, ret, &why) == 0) {
+            fn->tpl_failures = 0;
+            return 0;
+        }
+        log_info("forking from the python3 template failed; a new one is started",
+                 "function=%s error=\"%s\"", fn->name, why.message);
+        ready = -ECHILD;
+    }
+    if (ready < 0) {
+        template_drop(fn, true);
+        if (fn->tpl_failures < TEMPLATE_MAX_FAILURES)
+            template_start(fn, co, key);
+    }
+    return container_spawn(d->cg, co, ret, err);
 }
 
 /* The loop watches a new worker's runtime socket and outputs, its sync pipe when it has one,
@@ -648,97 +535,34 @@ static int watch_worker(struct worker *w, struct ig_error *err)
     return 0;
 }
 
-/* w's container runs its setup: from here on the loop follows it as any container. */
-static int worker_attach(struct worker *w, struct ig_error *err)
+static int pool_spawn(struct fn_state *fn, struct ig_error *err)
 {
-    w->cgroup = container_cgroup(w->c);
-    w->oom_kills_at_start = container_oom_kills_at_spawn(w->c);
-    w->fd = container_runtime_fd(w->c);
-    w->out_fd = container_stdout_fd(w->c);
-    w->err_fd = container_stderr_fd(w->c);
-    /* The loop reads until EAGAIN: every fd it watches must be non-blocking. */
-    int fds[] = {w->fd, w->out_fd, w->err_fd};
-    for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
-        if (fds[i] >= 0)
-            fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
-    return watch_worker(w, err);
-}
-
-/* A fork did not finish: the container goes, its template too (unless another replaced it
- * already), and the worker's container is made the usual way: no invocation fails for it. */
-static void fork_failed(struct worker *w, const char *why)
-{
-    struct fn_state *fn = w->fn;
-    log_info("forking from the python3 template failed; the container starts the usual way",
-             "function=%s error=\"%s\"", fn->name, why);
-    unwatch(w);
-    if (w->init_timer)
-        loop_cancel_timer(fn->d->loop, w->init_timer);
-    w->init_timer = NULL;
-    container_destroy(TAKE_PTR(w->c), NULL);
-    if (fn->tpl && fn->tpl_gen == w->tpl_gen)
-        template_drop(fn, true);
-    struct ig_error err = {};
-    if (worker_start(w, false, NULL, &err) < 0)
-        start_failed(w, &err);
-}
-
-/* The forked container's pid 1 reported on its control socket. */
-static void on_fork(struct loop *l, int fd, uint32_t events, void *userdata)
-{
-    struct worker *w = userdata;
-    struct ig_error err = {};
-    int r = container_fork_finish(w->c, &err);
-    if (r == -EAGAIN)
-        return;
-    if (r < 0) {
-        fork_failed(w, err.message);
-        return;
-    }
-    loop_del_io(l, fd);
-    w->fork_fd = -1;
-    loop_cancel_timer(l, w->init_timer);
-    w->init_timer = NULL;
-    w->fn->tpl_failures = 0;
-    if (worker_attach(w, &err) < 0) {
-        unwatch(w);
-        start_failed(w, &err);
-    }
-}
-
-static void on_fork_deadline(struct loop *l, struct loop_timer *t, void *userdata)
-{
-    struct worker *w = userdata;
-    w->init_timer = NULL;
-    fork_failed(w, "the template did not fork in time");
-}
-
-/* The loop watches a forking container's control socket, under a deadline. */
-static int watch_fork(struct worker *w, struct ig_error *err)
-{
-    struct loop *l = w->fn->d->loop;
-    int fd = container_fork_fd(w->c), r;
-    if ((r = loop_add_io(l, fd, EPOLLIN, on_fork, w)) < 0)
-        return ig_error_set(err, -r, "watching the fork: %s", strerror(-r));
-    w->fork_fd = fd;
-    if ((r = loop_add_timer(l, now_usec() + TEMPLATE_FORK_DEADLINE_US, on_fork_deadline, w,
-                            &w->init_timer)) < 0)
-        return ig_error_set(err, -r, "arming the fork's deadline: %s", strerror(-r));
-    return 0;
-}
-
-/* Makes w's container from its function's current spec: forked from owner's ready template
- * (the workers that waited for it), or, when allow_template, from its state's template if one
- * is ready (the loop then watches the fork), spawned the usual way, or waiting for the template
- * (c NULL). 0, or -errno with err and nothing of a container left. */
-static int worker_start(struct worker *w, bool allow_template, struct fn_state *owner,
-                        struct ig_error *err)
-{
-    struct fn_state *fn = w->fn;
     struct dispatch *d = fn->d;
     const struct manifest *m = fn->manifest;
+    struct worker *w = calloc(1, sizeof(*w));
     char **env = NULL, name[96], image[4300], version[32];
     int r;
+
+    /* Refused (EMFILE, a 503) while a container would eat into the fds kept for the API, the
+     * store and the logs: the daemon goes on answering, and spawns resume once fds are back. */
+    if (!fdlimit_room(SPAWN_FDS)) {
+        /* The namespaces and cgroups prepared ahead are fds too: they go first. */
+        container_stock_release(d->stock);
+        if ((r = fdlimit_admit(SPAWN_FDS, err)) < 0) {
+            free(w);
+            return r;
+        }
+    }
+    if (!w)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    w->fn = fn;
+    w->seq = ++d->worker_seq;
+    w->version = fn->version;
+    w->fd = w->out_fd = w->err_fd = w->sync_fd = -1;
+    w->state = WORKER_SPAWNING; /* counted once the container exists */
+    w->memory_mb = m->memory_mb;
+    TAILQ_INIT(&w->running);
+    proto_decoder_init(&w->dec, 0);
 
     snprintf(version, sizeof(version), "%lld", (long long)fn->version);
     char **user_env = calloc(m->n_env + 1, sizeof(char *));
@@ -757,8 +581,10 @@ static int worker_start(struct worker *w, bool allow_template, struct fn_state *
     for (size_t i = 0; user_env && i < m->n_env; i++)
         free(user_env[i]);
     free(user_env);
-    if (r < 0)
+    if (r < 0) {
+        free(w);
         return r;
+    }
 
     snprintf(image, sizeof(image), "%s/%s", d->opts.images_dir, manifest_runtime_name(m->runtime));
     snprintf(name, sizeof(name), "%s-%llu", fn->name, (unsigned long long)w->seq);
@@ -797,62 +623,35 @@ static int worker_start(struct worker *w, bool allow_template, struct fn_state *
         .stock = d->stock,
         .stock_owner = fn->name, /* cgroups are reused within a function, never across */
     };
-    /* Setup goes on in the shim (or the fork in the template) while we return to the loop: the
-     * runtime's READY frame (or EOF on its socket, with the shim's reason on the sync pipe)
-     * tells how it went. */
-    r = spawn_container(w, &co, image, allow_template, owner, err);
-    proto_env_free(env);
-    if (r < 0 || r == SPAWN_WAITING)
-        return r < 0 ? r : 0;
-    r = container_fork_fd(w->c) < 0 ? worker_attach(w, err) : watch_fork(w, err);
-    if (r < 0) {
-        unwatch(w);
-        if (w->init_timer)
-            loop_cancel_timer(d->loop, w->init_timer);
-        w->init_timer = NULL;
-        container_destroy(TAKE_PTR(w->c), NULL);
-    }
-    return r;
-}
-
-static int pool_spawn(struct fn_state *fn, struct ig_error *err)
-{
-    struct dispatch *d = fn->d;
-    const struct manifest *m = fn->manifest;
-    struct worker *w = calloc(1, sizeof(*w));
-    int r;
-
-    /* Refused (EMFILE, a 503) while a container would eat into the fds kept for the API, the
-     * store and the logs: the daemon goes on answering, and spawns resume once fds are back. */
-    if (!fdlimit_room(SPAWN_FDS)) {
-        /* The namespaces and cgroups prepared ahead are fds too: they go first. */
-        container_stock_release(d->stock);
-        if ((r = fdlimit_admit(SPAWN_FDS, err)) < 0) {
-            free(w);
-            return r;
-        }
-    }
-    if (!w)
-        return ig_error_set(err, ENOMEM, "out of memory");
-    w->fn = fn;
-    w->seq = ++d->worker_seq;
-    w->version = fn->version;
-    w->fd = w->out_fd = w->err_fd = w->sync_fd = w->fork_fd = -1;
-    w->state = WORKER_SPAWNING; /* counted once the container exists */
-    w->memory_mb = m->memory_mb;
-    TAILQ_INIT(&w->running);
-    proto_decoder_init(&w->dec, 0);
     w->spawned_us = now_usec();
-    if ((r = worker_start(w, true, NULL, err)) < 0) {
+    /* Setup goes on in the shim while we return to the loop: the runtime's READY frame (or EOF
+     * on its socket, with the shim's reason on the sync pipe) tells how it went. */
+    r = spawn_container(fn, &co, image, &w->c, err);
+    proto_env_free(env);
+    if (r < 0) {
         proto_decoder_done(&w->dec);
         free(w);
         return r;
     }
+    w->cgroup = container_cgroup(w->c);
+    w->oom_kills_at_start = container_oom_kills_at_spawn(w->c);
+    w->fd = container_runtime_fd(w->c);
+    w->out_fd = container_stdout_fd(w->c);
+    w->err_fd = container_stderr_fd(w->c);
+    /* The loop reads until EAGAIN: every fd it watches must be non-blocking. */
+    int fds[] = {w->fd, w->out_fd, w->err_fd};
+    for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+        if (fds[i] >= 0)
+            fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
     w->next = fn->workers;
     fn->workers = w;
     d->live_workers++;
     d->memory_committed += worker_memory(w);
     fn->nspawning++;
+    if ((r = watch_worker(w, err)) < 0) {
+        worker_free(w);
+        return r;
+    }
     fnlog_platform(fn->name, NULL, "container %llu spawned (version %lld)",
                    (unsigned long long)w->seq, (long long)w->version);
     return 0;

@@ -44,9 +44,5 @@ struct pool_ops {
     void (*retire)(struct worker *w);
 };
 
-/* Stops fn's python3 template, if it has one (its function version goes away, or the daemon
- * stops): it forks no more, and goes once the containers forked from it exited. */
-void pool_template_stop(struct fn_state *fn);
-
 /* The pool of containers (container.h) that ignisd runs. */
 extern const struct pool_ops pool_containers;
