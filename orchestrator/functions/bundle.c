@@ -200,15 +200,19 @@ static int check_entry(struct archive_entry *e, const struct bundle_limits *lim,
 /* Owners are never restored (the child does not ask for ARCHIVE_EXTRACT_OWNER, so files belong
  * to the daemon) and modes become 0755 for directories and executables, 0644 for other files:
  * readable by the container's uid 65534, and no setuid, setgid or sticky bit survives. */
-static void normalise_mode(struct archive_entry *e)
+static void normalise_entry(struct archive_entry *e)
 {
-    if (archive_entry_hardlink(e))
-        return;
     mode_t type = archive_entry_filetype(e), perm = archive_entry_perm(e);
-    if (type == AE_IFDIR)
-        archive_entry_set_perm(e, 0755);
-    else if (type == AE_IFREG)
+    /* A hardlink entry's mode is given to the inode it links to (the fuzzer's find: a link
+     * entry with mode 0300 left its target 0300), so it is normalised as a file's is; and its
+     * data, which this extraction never writes, must not be claimed either: libarchive would
+     * extend the linked file to the claimed size. */
+    if (archive_entry_hardlink(e))
+        archive_entry_set_size(e, 0);
+    if (archive_entry_hardlink(e) || type == AE_IFREG)
         archive_entry_set_perm(e, (perm & 0111) ? 0755 : 0644);
+    else if (type == AE_IFDIR)
+        archive_entry_set_perm(e, 0755);
     else if (type == AE_IFLNK)
         archive_entry_set_perm(e, 0777);
 }
@@ -326,17 +330,28 @@ int bundle_extract(const void *data, size_t len, const struct bundle_limits *lim
                                 (unsigned long long)lim->max_entries);
         if ((r = check_entry(e, lim, err)) < 0)
             return r;
-        normalise_mode(e);
+        normalise_entry(e);
         const char *path = archive_entry_pathname(e);
         if ((r = check_repeat(e, path, err)) < 0)
             return r;
         if (r > 0)
             continue;
+        /* libarchive extends a file to its header's size whatever data came (sparse), so the
+         * claimed size counts as unpacked too, before anything is written. */
+        bool has_data = archive_entry_filetype(e) == AE_IFREG && !archive_entry_hardlink(e);
+        uint64_t claimed =
+            has_data && archive_entry_size(e) > 0 ? (uint64_t)archive_entry_size(e) : 0;
+        if (total > lim->max_unpacked_bytes || claimed > lim->max_unpacked_bytes - total)
+            return ig_error_set(err, EFBIG,
+                                "bundle unpacks to more than %llu bytes (at \"%.200s\")",
+                                (unsigned long long)lim->max_unpacked_bytes, path);
         if (archive_write_header(w, e) < ARCHIVE_OK)
             return disk_error(w, path, err);
-        if (archive_entry_filetype(e) == AE_IFREG && !archive_entry_hardlink(e) &&
-            (r = copy_data(a, w, path, lim, &total, err)) < 0)
+        uint64_t before = total;
+        if (has_data && (r = copy_data(a, w, path, lim, &total, err)) < 0)
             return r;
+        if (total - before < claimed)
+            total = before + claimed;
         if (archive_write_finish_entry(w) < ARCHIVE_OK)
             return disk_error(w, path, err);
     }
