@@ -212,7 +212,7 @@ static void test_fresh_containers_share_nothing(void **state)
 static void test_isolation_through_template(void **state)
 {
     struct ignisd_proc *p = *state;
-    cJSON *a = probe_forked(p), *b = probe_forked(p);
+    cJSON *a = probe_forked(p);
     pid_t tpl = template_pid();
     assert_true(tpl > 0);
     static const char *const zero[] = {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"};
@@ -236,8 +236,10 @@ static void test_isolation_through_template(void **state)
     assert_int_equal(cJSON_GetArraySize(pids), 2);
     assert_int_equal(cJSON_GetArrayItem(pids, 0)->valueint, 1);
     assert_int_equal(cJSON_GetArrayItem(pids, 1)->valueint, 2);
-    /* Its own namespaces, neither the template's nor a sibling's (the user namespace is the
-     * template's, where it has no capability). */
+    /* Its own namespaces, not the template's (the user namespace is the template's, where it
+     * has no capability). Not compared with b's: b ran after a ended, and the kernel reuses a
+     * freed namespace's inode number (seen: both "pid:[4026532430]"); that they share nothing
+     * is test_fresh_containers_share_nothing's, and the pids above show it sees no other. */
     static const char *const own[] = {"pid", "mnt", "net", "ipc", "uts"};
     for (size_t i = 0; i < ARRAY_SIZE(own); i++) {
         char path[64], link[64];
@@ -247,10 +249,8 @@ static void test_isolation_through_template(void **state)
         link[n] = '\0';
         const char *na = str(cJSON_GetObjectItem(a, "ns"), own[i]);
         assert_string_not_equal(na, link);
-        assert_string_not_equal(na, str(cJSON_GetObjectItem(b, "ns"), own[i]));
     }
     cJSON_Delete(a);
-    cJSON_Delete(b);
 }
 
 /* A template killed while invocations arrive fails none of them, and another is started. */
