@@ -96,9 +96,16 @@ static pid_t template_pid_of(const char *name)
     return found;
 }
 
+/* The template's pid, looked for again for up to 5 s: /proc is read while processes come and
+ * go (a replaced template's zombie, forks under way), and a scan can miss the one it wants. */
 static pid_t template_pid(void)
 {
-    return template_pid_of(fn);
+    pid_t pid = template_pid_of(fn);
+    for (int i = 0; i < 250 && pid <= 0; i++) {
+        usleep(20000);
+        pid = template_pid_of(fn);
+    }
+    return pid;
 }
 
 /* Invokes name with body; the reply, which must have status want, as JSON. */
