@@ -1769,6 +1769,12 @@ static int alias_apply(struct op *op, struct registry_function *f)
                                        "function %s has no version %u (ignis versions %s lists "
                                        "them)",
                                        f->name, op->versions[i], f->name);
+    /* Each routed invocation looks its alias up, and each alias is a row: bounded, as a
+     * function's secrets are. */
+    if (!alias_find(f, op->alias) && f->n_aliases >= REGISTRY_ALIASES_MAX)
+        return ig_error_set_reason(&op->err, EBUSY, "too_many_aliases",
+                                   "function %s has %d aliases already: remove one first", f->name,
+                                   REGISTRY_ALIASES_MAX);
     struct registry_alias next = {};
     alias_assign(&next, op->versions, op->weights, op->n_routes);
     bool is_default = streq(op->alias, REGISTRY_DEFAULT_ALIAS);

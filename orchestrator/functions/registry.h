@@ -24,6 +24,8 @@ struct store;
 /* The alias every function has: what an unqualified invocation, the function's events and its
  * schedule go through (docs/architecture.md "Versions and aliases"). */
 #define REGISTRY_DEFAULT_ALIAS "default"
+/* Aliases a function may have, default included (409 too_many_aliases past it). */
+#define REGISTRY_ALIASES_MAX 64
 
 /* One kept version of a function. Owned by the registry; the pointer stays valid until the
  * version is pruned or deleted (after the drain_version hook said done) or its function is

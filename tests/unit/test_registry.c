@@ -534,6 +534,28 @@ static const struct registry_function *good(struct fx *fx)
     return registry_lookup(fx->reg, "good");
 }
 
+/* A function has at most REGISTRY_ALIASES_MAX aliases, default included; one that exists may
+ * still be moved. */
+static void test_alias_cap(void **state)
+{
+    struct fx *fx = *state;
+    struct reported o;
+    const uint32_t one = 1, all = 100;
+    char name[32];
+    push_versions(fx, 1, true, &o);
+    for (int i = 1; i < REGISTRY_ALIASES_MAX; i++) {
+        snprintf(name, sizeof(name), "a%d", i);
+        set_alias(fx, name, &one, &all, 1, &o);
+        assert_int_equal(o.code, 0);
+    }
+    assert_int_equal(good(fx)->n_aliases, REGISTRY_ALIASES_MAX);
+    set_alias(fx, "one-more", &one, &all, 1, &o);
+    assert_int_equal(o.code, EBUSY);
+    assert_string_equal(o.reason, "too_many_aliases");
+    set_alias(fx, "a1", &one, &all, 1, &o);
+    assert_int_equal(o.code, 0);
+}
+
 /* Malformed aliases are refused at once with their reason; a version that is not kept when the
  * op runs. */
 static void test_alias_validation(void **state)
@@ -1076,6 +1098,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prune_unroutable_while_draining, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_version, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_alias_cap, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_push_bad_manifest, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_push_name_mismatch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete, fx_setup, fx_teardown),
