@@ -47,6 +47,11 @@ struct loop {
         void *userdata;
     } prepare[8];
     size_t nprepare;
+    struct {
+        loop_call_fn fn;
+        void *userdata;
+    } flush[4];
+    size_t nflush;
     pthread_mutex_t post_lock;
     struct posted *posted_head, *posted_tail;
     bool quit;
@@ -286,6 +291,25 @@ int loop_add_prepare(struct loop *l, loop_prepare_fn fn, void *userdata)
     return 0;
 }
 
+int loop_add_flush(struct loop *l, loop_call_fn fn, void *userdata)
+{
+    if (l->nflush == ARRAY_SIZE(l->flush))
+        return -ENOSPC;
+    l->flush[l->nflush].fn = fn;
+    l->flush[l->nflush].userdata = userdata;
+    l->nflush++;
+    return 0;
+}
+
+void loop_del_flush(struct loop *l, loop_call_fn fn, void *userdata)
+{
+    for (size_t i = 0; i < l->nflush; i++)
+        if (l->flush[i].fn == fn && l->flush[i].userdata == userdata) {
+            l->flush[i] = l->flush[--l->nflush];
+            return;
+        }
+}
+
 int loop_post(struct loop *l, loop_call_fn fn, void *userdata)
 {
     struct posted *p = malloc(sizeof(*p));
@@ -347,6 +371,8 @@ int loop_run(struct loop *l)
         }
         if (timeout_ms > INT32_MAX)
             timeout_ms = INT32_MAX;
+        for (size_t i = 0; i < l->nflush; i++)
+            l->flush[i].fn(l, l->flush[i].userdata);
         int n = epoll_wait(l->epfd, events, (int)ARRAY_SIZE(events), (int)timeout_ms);
         if (n < 0) {
             if (errno == EINTR)

@@ -37,6 +37,11 @@ int loop_add_signal(struct loop *l, int signo, loop_signal_fn fn, void *userdata
 
 int loop_add_prepare(struct loop *l, loop_prepare_fn fn, void *userdata);
 
+/* Runs fn after every prepare hook, just before each wait: to hand what this turn produced to
+ * another thread in one go (the journal's statements). fn must not make work for the loop. */
+int loop_add_flush(struct loop *l, loop_call_fn fn, void *userdata);
+void loop_del_flush(struct loop *l, loop_call_fn fn, void *userdata);
+
 /* From any thread: runs fn(userdata) on the loop thread soon. Thread-safe. */
 int loop_post(struct loop *l, loop_call_fn fn, void *userdata);
 

@@ -136,6 +136,51 @@ static void test_post_from_threads(void **state)
     loop_free(l);
 }
 
+static int prepared, flushed, flushed_after_prepare;
+
+static int64_t on_prepare_count(struct loop *l, void *userdata)
+{
+    prepared++;
+    return -1;
+}
+
+static void on_flush(struct loop *l, void *userdata)
+{
+    flushed++;
+    flushed_after_prepare += prepared == flushed;
+}
+
+static void on_tick(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    int *left = userdata;
+    if (--*left == 0)
+        loop_quit(l);
+    else
+        loop_add_timer(l, now_usec() + 1000, on_tick, left, NULL);
+}
+
+/* A flush hook runs once before each wait, after the prepare hooks; removed, it runs no more. */
+static void test_flush_hooks(void **state)
+{
+    struct loop *l;
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(loop_add_flush(l, on_flush, NULL), 0);
+    assert_int_equal(loop_add_prepare(l, on_prepare_count, NULL), 0);
+    int left = 5;
+    assert_int_equal(loop_add_timer(l, now_usec(), on_tick, &left, NULL), 0);
+    assert_int_equal(loop_run(l), 0);
+    assert_true(flushed >= 5);
+    assert_int_equal(flushed, prepared);
+    assert_int_equal(flushed_after_prepare, flushed);
+    loop_del_flush(l, on_flush, NULL);
+    int before = flushed;
+    left = 3;
+    assert_int_equal(loop_add_timer(l, now_usec(), on_tick, &left, NULL), 0);
+    assert_int_equal(loop_run(l), 0);
+    assert_int_equal(flushed, before);
+    loop_free(l);
+}
+
 static int got_signal;
 
 static void on_sig(struct loop *l, int signo, void *userdata)
@@ -163,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_many_timers),
         cmocka_unit_test(test_io_and_removal_in_batch),
         cmocka_unit_test(test_post_from_threads),
+        cmocka_unit_test(test_flush_hooks),
         cmocka_unit_test(test_signal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
