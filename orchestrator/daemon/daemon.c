@@ -343,6 +343,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = journal_new(d->loop, dbpath, &d->journal, err);
     if (r < 0)
         goto fail;
+    store_set_journal(d->store, d->journal);
     r = retention_new(d->loop, &d->retention);
     if (r == 0)
         r = retention_add(d->retention, purge_records, d);
@@ -452,6 +453,8 @@ void daemon_free(struct daemon *d)
     sinks_free(d->sinks);
     registry_free(d->registry);
     d->api.registry = NULL; /* requests still waiting below detach from nothing (api/functions.c) */
+    if (d->store)
+        store_set_journal(d->store, NULL);
     journal_free(d->journal);
     events_free(d->events);
     d->journal = NULL;

@@ -331,6 +331,7 @@ static int query(struct store *store, const struct acct_query *q, cJSON **ret, s
 int accountant_query(struct store *store, const struct acct_query *q, cJSON **ret,
                      struct ig_error *err)
 {
+    store_settle(store);
     /* By version is two reads: one snapshot, so that the versions add up to their functions'
      * figures even when the journal commits rows in between. */
     bool snapshot =

@@ -37,6 +37,7 @@ int audit_store_list(struct store *s, const char *function, int64_t since_us, un
                      int (*each)(void *userdata, const struct audit_row *r), void *userdata,
                      struct ig_error *err)
 {
+    store_settle(s);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT seq, time_us, token_id, token_name, role, action, path, "

@@ -95,6 +95,7 @@ int events_store_list_dead_letters(struct store *s, size_t limit,
                                                 const struct events_dead_letter *dl),
                                    void *userdata, struct ig_error *err)
 {
+    store_settle(s);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT seq, at_us, function, invocation, type, source, event_id, "

@@ -196,6 +196,7 @@ static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
 
 int inv_store_get(struct store *s, const char *id, struct inv_record *ret)
 {
+    store_settle(s);
     sqlite3 *db = s->db;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, "SELECT " RECORD_COLUMNS " FROM invocations WHERE id = ?", -1, &st,

@@ -12,20 +12,27 @@
 /* While commits fail, the writer tries a probe write this often, so the health it reports
  * recovers by itself once space returns, even when nothing else is written. */
 #define JOURNAL_PROBE_US (1000 * 1000)
+/* A batch of only crash-safe statements (sync records, usage rows) commits at most this often,
+ * unless it holds this many: a commit writes every page it touched (a dozen for one invocation's
+ * record and usage row), so one commit per few ms instead of one per invocation writes a
+ * fraction of the pages (docs/performance.md "The warm path"). A durable statement, a reader
+ * that must see what was written (journal_settle) and the stop commit at once. */
+#define JOURNAL_LINGER_US  (2 * 1000)
+#define JOURNAL_LINGER_MAX 1024
 /* Prepared statements kept by the writer, by SQL text: the few statements the daemon submits
  * (and the savepoint ones) are parsed once, not per row (docs/performance.md "Accountant"). */
 #define JOURNAL_STMT_CACHE 16
 
 struct op {
     char *sql;
-    struct journal_value values[JOURNAL_MAX_VALUES];
-    size_t nvalues;
     journal_done_fn done;
     void *userdata;
     bool durable;
     int result;
     char *message;
     struct op *next;
+    size_t nvalues;
+    struct journal_value values[]; /* nvalues of them */
 };
 
 struct journal {
@@ -37,6 +44,15 @@ struct journal {
     struct op *head, *tail;
     size_t queued;
     bool stopping;
+    bool urgent;                /* the queue holds a durable statement, or a reader waits */
+    uint64_t last_commit_us;    /* monotonic */
+    uint64_t handed, committed; /* statements handed to the writer, and done by it */
+    pthread_cond_t settled;     /* committed moved */
+    /* The loop thread's alone: statements submitted this loop turn, handed to the writer in one
+     * go when the turn ends (flush), so that one wake-up and one commit serve them all. */
+    struct op *turn_head, *turn_tail;
+    size_t turn_count;
+    bool turn_durable;
     struct journal_stats stats;
     struct journal_health health; /* under lock */
     /* The writer thread's alone. */
@@ -217,6 +233,20 @@ static void commit_batch(struct journal *j, struct op *batch)
             j->full_sync = durable;
     }
     bool began = synced && sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+    /* First the whole batch as it is: a savepoint per statement is two statements more each. If
+     * one fails, the transaction is rolled back and the batch runs again with them, so that only
+     * the failing statement is undone. */
+    bool isolate = false;
+    for (struct op *op = batch; began && op && !isolate; op = op->next)
+        isolate = run_op(j, op) != SQLITE_OK;
+    if (isolate) {
+        for (struct op *op = batch; op; op = op->next) {
+            free(op->message);
+            op->message = NULL;
+        }
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL); /* may have rolled back already */
+        began = sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+    }
     char why[512];
     for (struct op *op = batch; op; op = op->next) {
         n++;
@@ -225,6 +255,8 @@ static void commit_batch(struct journal *j, struct op *batch)
             op->message = strdup(store_strerror(j->db, why, sizeof(why)));
             continue;
         }
+        if (!isolate)
+            continue;
         exec_cached(j, "SAVEPOINT op");
         if (run_op(j, op) != SQLITE_OK) {
             op->result = -store_errno(j->db);
@@ -259,6 +291,8 @@ static void commit_batch(struct journal *j, struct op *batch)
             health_msg = op->message;
         }
     pthread_mutex_lock(&j->lock);
+    j->committed += n;
+    pthread_cond_broadcast(&j->settled);
     j->stats.statements += n;
     j->stats.commits++;
     j->stats.full_commits += durable;
@@ -268,6 +302,14 @@ static void commit_batch(struct journal *j, struct op *batch)
         log_error("journal cannot hand results back", "statements=%zu", n);
         deliver(NULL, batch); /* out of memory: better late on the wrong thread than never */
     }
+}
+
+/* Under lock: waits for the cond until the monotonic time due_us; true when it timed out. */
+static bool wait_until(struct journal *j, uint64_t due_us)
+{
+    struct timespec ts = {.tv_sec = (time_t)(due_us / 1000000),
+                          .tv_nsec = (long)(due_us % 1000000) * 1000};
+    return pthread_cond_timedwait(&j->cond, &j->lock, &ts) == ETIMEDOUT;
 }
 
 static void *writer(void *arg)
@@ -280,11 +322,7 @@ static void *writer(void *arg)
                 pthread_cond_wait(&j->cond, &j->lock);
                 continue;
             }
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += JOURNAL_PROBE_US / 1000000;
-            if (pthread_cond_timedwait(&j->cond, &j->lock, &ts) == ETIMEDOUT && !j->head &&
-                !j->stopping) {
+            if (wait_until(j, now_usec() + JOURNAL_PROBE_US) && !j->head && !j->stopping) {
                 pthread_mutex_unlock(&j->lock);
                 probe(j);
                 pthread_mutex_lock(&j->lock);
@@ -292,6 +330,9 @@ static void *writer(void *arg)
         }
         if (!j->head && j->stopping)
             break;
+        while (j->head && !j->urgent && !j->stopping && j->queued < JOURNAL_LINGER_MAX &&
+               now_usec() < j->last_commit_us + JOURNAL_LINGER_US)
+            wait_until(j, j->last_commit_us + JOURNAL_LINGER_US);
         /* Take up to JOURNAL_BATCH_MAX: everything that arrived while the last commit's fsync
          * ran goes into this one. That is the group commit. */
         struct op *batch = j->head, *last = j->head;
@@ -301,9 +342,12 @@ static void *writer(void *arg)
             n++;
         }
         j->head = last->next;
-        if (!j->head)
+        if (!j->head) {
             j->tail = NULL;
+            j->urgent = false;
+        }
         j->queued -= n;
+        j->last_commit_us = now_usec();
         last->next = NULL;
         pthread_mutex_unlock(&j->lock);
         commit_batch(j, batch);
@@ -313,6 +357,48 @@ static void *writer(void *arg)
     return NULL;
 }
 
+/* On the loop thread, as its turn ends: the turn's statements join the writer's queue. */
+static void flush_turn(struct loop *l, void *userdata)
+{
+    (void)l;
+    struct journal *j = userdata;
+    if (!j->turn_head)
+        return;
+    pthread_mutex_lock(&j->lock);
+    /* The writer is woken when it has nothing, or when its lingering must end: not for every
+     * turn while it lingers (a futex wake and a switch each). */
+    bool wake = !j->head || (j->turn_durable && !j->urgent) ||
+                (j->queued < JOURNAL_LINGER_MAX && j->queued + j->turn_count >= JOURNAL_LINGER_MAX);
+    if (j->tail)
+        j->tail->next = j->turn_head;
+    else
+        j->head = j->turn_head;
+    j->tail = j->turn_tail;
+    j->queued += j->turn_count;
+    j->handed += j->turn_count;
+    j->urgent |= j->turn_durable;
+    if (wake)
+        pthread_cond_signal(&j->cond);
+    pthread_mutex_unlock(&j->lock);
+    j->turn_head = j->turn_tail = NULL;
+    j->turn_count = 0;
+    j->turn_durable = false;
+}
+
+void journal_settle(struct journal *j)
+{
+    flush_turn(j->loop, j);
+    pthread_mutex_lock(&j->lock);
+    uint64_t target = j->handed;
+    if (j->committed < target) {
+        j->urgent = true;
+        pthread_cond_signal(&j->cond);
+        while (j->committed < target)
+            pthread_cond_wait(&j->settled, &j->lock);
+    }
+    pthread_mutex_unlock(&j->lock);
+}
+
 int journal_new(struct loop *l, const char *db_path, struct journal **ret, struct ig_error *err)
 {
     struct journal *j = calloc(1, sizeof(*j));
@@ -320,7 +406,12 @@ int journal_new(struct loop *l, const char *db_path, struct journal **ret, struc
         return ig_error_set(err, ENOMEM, "out of memory");
     j->loop = l;
     pthread_mutex_init(&j->lock, NULL);
-    pthread_cond_init(&j->cond, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* wait_until takes now_usec's clock */
+    pthread_cond_init(&j->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_cond_init(&j->settled, NULL);
     if (sqlite3_open_v2(db_path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
         sqlite3_exec(j->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, NULL) !=
@@ -333,12 +424,20 @@ int journal_new(struct loop *l, const char *db_path, struct journal **ret, struc
     }
     sqlite3_busy_timeout(j->db, 10000);
     j->full_sync = true;
-    int r = pthread_create(&j->thread, NULL, writer, j);
+    int r = loop_add_flush(l, flush_turn, j);
+    if (r < 0) {
+        sqlite3_close(j->db);
+        free(j);
+        return ig_error_set(err, -r, "journal: cannot hook the loop: %s", strerror(-r));
+    }
+    r = pthread_create(&j->thread, NULL, writer, j);
     if (r != 0) {
+        loop_del_flush(l, flush_turn, j);
         sqlite3_close(j->db);
         free(j);
         return ig_error_set(err, r, "journal: starting the writer: %s", strerror(r));
     }
+    pthread_setname_np(j->thread, "ignis-journal"); /* in top -H, and for scripts/bench */
     *ret = j;
     return 0;
 }
@@ -347,6 +446,8 @@ void journal_free(struct journal *j)
 {
     if (!j)
         return;
+    loop_del_flush(j->loop, flush_turn, j);
+    flush_turn(j->loop, j);
     pthread_mutex_lock(&j->lock);
     j->stopping = true;
     pthread_cond_signal(&j->cond);
@@ -358,6 +459,7 @@ void journal_free(struct journal *j)
     cache_clear(j);
     sqlite3_close(j->db);
     pthread_cond_destroy(&j->cond);
+    pthread_cond_destroy(&j->settled);
     pthread_mutex_destroy(&j->lock);
     free(j);
 }
@@ -368,7 +470,7 @@ static int submit(struct journal *j, bool durable, const char *sql,
 {
     if (nvalues > JOURNAL_MAX_VALUES)
         return -E2BIG;
-    struct op *op = calloc(1, sizeof(*op));
+    struct op *op = calloc(1, sizeof(*op) + nvalues * sizeof(op->values[0]));
     if (!op)
         return -ENOMEM;
     op->sql = strdup(sql);
@@ -395,15 +497,13 @@ static int submit(struct journal *j, bool durable, const char *sql,
         op_free(op);
         return -ENOMEM;
     }
-    pthread_mutex_lock(&j->lock);
-    if (j->tail)
-        j->tail->next = op;
+    if (j->turn_tail)
+        j->turn_tail->next = op;
     else
-        j->head = op;
-    j->tail = op;
-    j->queued++;
-    pthread_cond_signal(&j->cond);
-    pthread_mutex_unlock(&j->lock);
+        j->turn_head = op;
+    j->turn_tail = op;
+    j->turn_count++;
+    j->turn_durable |= durable;
     return 0;
 }
 

@@ -1,7 +1,8 @@
 /* The journal: durable writes with group commit, off the event loop.
  *
- * The loop thread submits statements; a writer thread with its own SQLite connection
- * (synchronous=FULL) runs everything queued so far in one transaction, fsyncs once, and hands
+ * The loop thread submits statements, which are handed to a writer thread once per loop turn
+ * (when the turn ends: loop_add_flush); the writer, with its own SQLite connection
+ * (synchronous=FULL), runs everything queued so far in one transaction, fsyncs once, and hands
  * each statement's outcome back to the loop thread through loop_post. A caller that must not
  * answer before its data is durable (an async invocation's 202) replies from the callback.
  * Each statement runs in its own savepoint: one failing statement does not undo the others. */
@@ -57,9 +58,15 @@ int journal_submit(struct journal *j, const char *sql, const struct journal_valu
                    size_t nvalues, journal_done_fn done, void *userdata);
 /* The same for a statement that must survive a crash of ignisd but not a power loss (a sync
  * invocation's record, usage rows): a batch of only such statements commits with
- * synchronous=NORMAL, which in WAL mode needs no fsync. */
+ * synchronous=NORMAL, which in WAL mode needs no fsync, and at most once per 2 ms (the writer
+ * lingers for more), so that under load one commit serves many statements. */
 int journal_submit_lazy(struct journal *j, const char *sql, const struct journal_value *values,
                         size_t nvalues, journal_done_fn done, void *userdata);
+
+/* On the loop thread: returns once every statement submitted so far is committed (or failed),
+ * committing a lingering batch of crash-safe statements at once. For a read that must see what
+ * the loop wrote before it (a sync invocation's record, its usage, the audit trail). */
+void journal_settle(struct journal *j);
 
 void journal_get_health(struct journal *j, struct journal_health *ret);
 void journal_get_stats(struct journal *j, struct journal_stats *ret);

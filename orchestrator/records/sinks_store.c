@@ -91,6 +91,7 @@ int sinks_store_find(struct store *s, const char *id,
                      void (*each)(void *userdata, const struct sinks_store_row *row),
                      void *userdata)
 {
+    store_settle(s);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT url, type, status, attempts, max_attempts, http_status, error, "

@@ -20,4 +20,10 @@ int store_fail(sqlite3 *db, struct ig_error *err, const char *fmt, ...) _printf_
 struct store {
     sqlite3 *db; /* the loop thread's connection */
     char path[4096];
+    struct journal *journal; /* settled before reads of what it writes (store_set_journal) */
 };
+
+/* Before a read of rows the journal writes (invocation records, usage, audit, dead letters, sink
+ * deliveries): waits until what the loop submitted so far is committed, so a client reads its
+ * own writes (a sync invocation's record right after its reply). */
+void store_settle(struct store *s);

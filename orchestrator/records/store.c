@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 
 #include "base/log.h"
+#include "records/journal.h"
 
 /* Append only: a released migration is never edited, since databases in the field already ran
  * it. Each later issue adds its tables as a new entry. */
@@ -398,6 +399,17 @@ int store_migrate(sqlite3 *db, const struct store_migration *list, size_t n, str
         log_info("store migrated", "version=%zu migration=%s", i + 1, list[i].name);
     }
     return 0;
+}
+
+void store_set_journal(struct store *s, struct journal *j)
+{
+    s->journal = j;
+}
+
+void store_settle(struct store *s)
+{
+    if (s->journal)
+        journal_settle(s->journal);
 }
 
 void store_free(struct store *s)

@@ -25,6 +25,10 @@ int store_schema_version(void);
  * schema. A database from a newer ignisd is refused. */
 int store_open(const char *path, struct store **ret, struct ig_error *err);
 void store_free(struct store *s);
+/* The journal writing to the same database: reads of what it writes wait until what was submitted
+ * before them is committed (the journal lingers up to a few ms over crash-safe rows). */
+struct journal;
+void store_set_journal(struct store *s, struct journal *j);
 
 /* Applies migrations[from..n) in order, each in its own transaction, bumping user_version. Fails
  * when the database is newer than n. Exposed so tests can migrate with their own lists. */
