@@ -6,7 +6,7 @@
 
 #include "base/util.h"
 
-#define INV_ID_LEN 32 /* hex digits: 128 random bits */
+#define INV_ID_LEN 32 /* hex digits: 48 bits of time, 80 random bits */
 
 enum inv_status { INV_QUEUED, INV_RUNNING, INV_SUCCEEDED, INV_FAILED, INV_DEAD };
 
@@ -17,7 +17,9 @@ static inline bool inv_status_final(enum inv_status s)
     return s == INV_SUCCEEDED || s == INV_FAILED || s == INV_DEAD;
 }
 
-/* A new random id (getrandom). */
+/* A new id: the wall clock's milliseconds (48 bits, big-endian) then 80 random bits (getrandom),
+ * as UUIDv7 lays them out. Ids made later sort later, so the store's indexes on them grow at
+ * their right edge instead of taking a random page per invocation (docs/performance.md). */
 void inv_id_new(char ret[INV_ID_LEN + 1]);
 /* Whether s has the shape of an id (so a lookup with anything else is a 404 without a query). */
 bool inv_id_valid(const char *s);

@@ -7,6 +7,7 @@
 // cmocka needs the above first
 #include <cmocka.h>
 #include <string.h>
+#include <time.h>
 
 #include "records/invocation.h"
 #include "records/store-internal.h"
@@ -39,6 +40,29 @@ static void test_ids(void **state)
     assert_false(inv_id_valid("../../etc/passwd"));
     assert_false(inv_id_valid("0123456789ABCDEF0123456789abcdef")); /* upper case */
     assert_false(inv_id_valid("0123456789abcdef0123456789abcde"));  /* short */
+
+    /* The first 12 digits are the wall clock's milliseconds, so a later id sorts after; the
+     * random part differs between ids of the same millisecond (and across a pool refill). */
+    uint64_t before_ms = wall_usec() / 1000;
+    char ids[200][INV_ID_LEN + 1];
+    for (int i = 0; i < 200; i++)
+        inv_id_new(ids[i]);
+    uint64_t after_ms = wall_usec() / 1000;
+    for (int i = 0; i < 200; i++) {
+        char head[13];
+        memcpy(head, ids[i], 12);
+        head[12] = '\0';
+        uint64_t ms = strtoull(head, NULL, 16);
+        assert_true(ms >= before_ms && ms <= after_ms);
+        if (i > 0) {
+            assert_true(strncmp(ids[i - 1], ids[i], 12) <= 0);
+            assert_string_not_equal(ids[i - 1] + 12, ids[i] + 12);
+        }
+    }
+    struct timespec pause = {.tv_nsec = 2 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    inv_id_new(b);
+    assert_true(strcmp(ids[199], b) < 0);
 }
 
 static void test_backoff(void **state)
