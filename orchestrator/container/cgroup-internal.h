@@ -29,8 +29,7 @@ enum cg_stat_file {
     CG_F_V1_MAX_USAGE,
     CG_F_V1_USAGE,
     CG_F_V1_OOM_CONTROL,
-    CG_F_V1_MAX_USAGE_RESET,       /* the same file as CG_F_V1_MAX_USAGE, opened for writing */
-    CG_F_V1_MEMSW_MAX_USAGE_RESET, /* absent without swap accounting */
+    CG_F_V1_MAX_USAGE_RESET, /* the same file as CG_F_V1_MAX_USAGE, opened for writing */
     CG_F_N,
 };
 
@@ -40,7 +39,7 @@ struct cg_ops {
     /* Makes the group's directories (already named in g) and writes its limits. */
     int (*create)(struct cg_group *g, const struct cg_limits *limits, struct ig_error *err);
     int (*attach)(struct cg_group *g, pid_t pid, struct ig_error *err);
-    int (*read_stats)(struct cg_group *g, struct cg_stats *ret);
+    int (*read_stats)(struct cg_group *g, unsigned fields, struct cg_stats *ret);
     int (*reset_peak)(struct cg_group *g);
     int (*kill)(struct cg_group *g, struct ig_error *err);
 };
@@ -90,7 +89,7 @@ extern const struct cg_ops cg_v2_ops;
  * freezer; the controller-less cgroup2 mount for cgroup.kill and cpu.stat. */
 int cg_v1_create(struct cg_group *g, const struct cg_limits *limits, struct ig_error *err);
 int cg_v1_attach(struct cg_group *g, pid_t pid, struct ig_error *err);
-int cg_v1_read_memory(struct cg_group *g, struct cg_stats *stats);
+int cg_v1_read_memory(struct cg_group *g, unsigned fields, struct cg_stats *stats);
 int cg_v1_reset_peak(struct cg_group *g);
 int cg_v1_kill(struct cg_group *g, struct ig_error *err);
 int cg_v2_create_dir(struct cg_group *g, struct ig_error *err);

@@ -88,18 +88,22 @@ int cg_v1_attach(struct cg_group *g, pid_t pid, struct ig_error *err)
     return 0;
 }
 
-int cg_v1_read_memory(struct cg_group *g, struct cg_stats *stats)
+int cg_v1_read_memory(struct cg_group *g, unsigned fields, struct cg_stats *stats)
 {
     const char *mem = g->v1_dir[CG_V1_MEMORY];
     int r;
 
     if (!mem || !g->m->features.memory_limit)
         return 0;
-    if ((r = cg_stat_read_u64(g, CG_F_V1_MAX_USAGE, mem, "memory.max_usage_in_bytes",
-                              &stats->memory_peak_bytes)) < 0 ||
-        (r = cg_stat_read_u64(g, CG_F_V1_USAGE, mem, "memory.usage_in_bytes",
-                              &stats->memory_current_bytes)) < 0)
+    if ((fields & CG_STAT_MEMORY_PEAK &&
+         (r = cg_stat_read_u64(g, CG_F_V1_MAX_USAGE, mem, "memory.max_usage_in_bytes",
+                               &stats->memory_peak_bytes)) < 0) ||
+        (fields & CG_STAT_MEMORY_CURRENT &&
+         (r = cg_stat_read_u64(g, CG_F_V1_USAGE, mem, "memory.usage_in_bytes",
+                               &stats->memory_current_bytes)) < 0))
         return r;
+    if (!(fields & CG_STAT_OOM))
+        return 0;
     /* oom_kill appeared in memory.oom_control in 4.13; older kernels count nothing here. */
     r = cg_stat_read_keyed(g, CG_F_V1_OOM_CONTROL, mem, "memory.oom_control", "oom_kill",
                            &stats->oom_kills);
@@ -110,39 +114,33 @@ int cg_v1_read_memory(struct cg_group *g, struct cg_stats *stats)
     return 0;
 }
 
-static int v1_read_stats(struct cg_group *g, struct cg_stats *ret)
+static int v1_read_stats(struct cg_group *g, unsigned fields, struct cg_stats *ret)
 {
     struct cg_stats s = {0};
     const char *acct = g->v1_dir[CG_V1_CPUACCT];
     int r;
 
     /* cpuacct.usage: nanoseconds from the scheduler (cpuacct.stat is in coarse ticks). */
-    if (acct) {
+    if (acct && fields & CG_STAT_CPU) {
         uint64_t ns;
         if ((r = cg_stat_read_u64(g, CG_F_V1_CPUACCT_USAGE, acct, "cpuacct.usage", &ns)) < 0)
             return r;
         s.cpu_usec = ns / 1000;
     }
-    if ((r = cg_v1_read_memory(g, &s)) < 0)
+    if ((r = cg_v1_read_memory(g, fields, &s)) < 0)
         return r;
     *ret = s;
     return 0;
 }
 
-/* Writing 0 to memory.max_usage_in_bytes resets it to the current usage. */
+/* Writing 0 to memory.max_usage_in_bytes resets it to the current usage. (memsw's peak, memory
+ * and swap, is never read: swap is off for containers, so it is not reset either.) */
 int cg_v1_reset_peak(struct cg_group *g)
 {
     const char *mem = g->v1_dir[CG_V1_MEMORY];
     if (!mem || !g->m->features.memory_peak)
         return -EOPNOTSUPP;
-    int r = cg_stat_write(g, CG_F_V1_MAX_USAGE_RESET, mem, "memory.max_usage_in_bytes", "0");
-    if (r == 0) {
-        r = cg_stat_write(g, CG_F_V1_MEMSW_MAX_USAGE_RESET, mem, "memory.memsw.max_usage_in_bytes",
-                          "0");
-        if (r == -ENOENT) /* no swap accounting */
-            r = 0;
-    }
-    return r;
+    return cg_stat_write(g, CG_F_V1_MAX_USAGE_RESET, mem, "memory.max_usage_in_bytes", "0");
 }
 
 static bool v1_all_empty(struct cg_group *g)

@@ -85,23 +85,25 @@ int cg_v2_read_cpu(struct cg_group *g, struct cg_stats *stats)
                               &stats->cpu_usec);
 }
 
-static int v2_read_stats(struct cg_group *g, struct cg_stats *ret)
+static int v2_read_stats(struct cg_group *g, unsigned fields, struct cg_stats *ret)
 {
     struct cg_stats s = {0};
     int r;
 
-    if ((r = cg_v2_read_cpu(g, &s)) < 0)
+    if (fields & CG_STAT_CPU && (r = cg_v2_read_cpu(g, &s)) < 0)
         return r;
     if (g->m->features.memory_limit) {
-        if ((r = cg_stat_read_u64(g, CG_F_V2_MEMORY_CURRENT, g->v2_dir, "memory.current",
+        if (fields & CG_STAT_MEMORY_CURRENT &&
+            (r = cg_stat_read_u64(g, CG_F_V2_MEMORY_CURRENT, g->v2_dir, "memory.current",
                                   &s.memory_current_bytes)) < 0)
             return r;
-        r = cg_stat_read_keyed(g, CG_F_V2_MEMORY_EVENTS, g->v2_dir, "memory.events", "oom_kill",
-                               &s.oom_kills);
+        r = fields & CG_STAT_OOM ? cg_stat_read_keyed(g, CG_F_V2_MEMORY_EVENTS, g->v2_dir,
+                                                      "memory.events", "oom_kill", &s.oom_kills)
+                                 : 0;
         if (r < 0 && r != -ENOENT)
             return r;
     }
-    if (g->peak_fd >= 0) {
+    if (fields & CG_STAT_MEMORY_PEAK && g->peak_fd >= 0) {
         /* Through the group's own fd: that is the one a reset applies to. */
         char buf[64];
         ssize_t n = pread(g->peak_fd, buf, sizeof(buf) - 1, 0);

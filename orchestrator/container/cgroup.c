@@ -365,7 +365,7 @@ static int null_attach(struct cg_group *g, pid_t pid, struct ig_error *err)
     return 0;
 }
 
-static int null_read_stats(struct cg_group *g, struct cg_stats *ret)
+static int null_read_stats(struct cg_group *g, unsigned fields, struct cg_stats *ret)
 {
     *ret = (struct cg_stats){0};
     return 0;
@@ -407,13 +407,13 @@ static int hybrid_attach(struct cg_group *g, pid_t pid, struct ig_error *err)
 
 /* CPU from the cgroup2 side's cpu.stat (scheduler-precise usage_usec, present without the cpu
  * controller); memory from the v1 memory controller, the only one that has it here. */
-static int hybrid_read_stats(struct cg_group *g, struct cg_stats *ret)
+static int hybrid_read_stats(struct cg_group *g, unsigned fields, struct cg_stats *ret)
 {
     struct cg_stats s = {0};
-    int r = cg_v2_read_cpu(g, &s);
+    int r = fields & CG_STAT_CPU ? cg_v2_read_cpu(g, &s) : 0;
     if (r < 0)
         return r;
-    r = cg_v1_read_memory(g, &s);
+    r = cg_v1_read_memory(g, fields, &s);
     if (r < 0)
         return r;
     *ret = s;
@@ -1003,9 +1003,9 @@ int cg_attach(struct cg_group *g, pid_t pid, struct ig_error *err)
     return g->m->ops->attach(g, pid, err);
 }
 
-int cg_read_stats(struct cg_group *g, struct cg_stats *ret)
+int cg_read_stats(struct cg_group *g, unsigned fields, struct cg_stats *ret)
 {
-    return g->m->ops->read_stats(g, ret);
+    return g->m->ops->read_stats(g, fields, ret);
 }
 
 int cg_reset_peak(struct cg_group *g)

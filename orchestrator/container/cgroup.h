@@ -42,6 +42,15 @@ struct cg_stats {
     uint64_t oom_kills; /* cumulative for the cgroup */
 };
 
+/* Which of cg_stats a reading fills (each is a file read, a few µs; the others read as 0). */
+enum {
+    CG_STAT_CPU = 1 << 0,
+    CG_STAT_MEMORY_PEAK = 1 << 1,
+    CG_STAT_MEMORY_CURRENT = 1 << 2,
+    CG_STAT_OOM = 1 << 3,
+    CG_STAT_ALL = (1 << 4) - 1,
+};
+
 /* What this host lets us do beneath the daemon's cgroup; anything false is reported as
  * degraded by `ignis doctor` and at start-up, never a reason to fail. */
 struct cg_features {
@@ -93,7 +102,8 @@ int cg_group_v2_fd(const struct cg_group *g);
  * moves the whole process on v1 too; still, attach before the process starts threads, so no
  * thread is ever outside the group. */
 int cg_attach(struct cg_group *g, pid_t pid, struct ig_error *err);
-int cg_read_stats(struct cg_group *g, struct cg_stats *ret);
+/* Reads the fields (CG_STAT_*) of the group's stats. */
+int cg_read_stats(struct cg_group *g, unsigned fields, struct cg_stats *ret);
 /* Resets the memory peak where the kernel allows it; -EOPNOTSUPP otherwise. */
 int cg_reset_peak(struct cg_group *g);
 /* Kills every process in the group (cgroup.kill, or freeze-kill-thaw on v1). Returns once the

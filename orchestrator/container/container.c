@@ -920,7 +920,7 @@ int container_alloc(struct cg_manager *m, const struct container_options *o, boo
         c->group = o->group ? o->group : stock_group;
         c->own_group = !o->group;
         cg_reset_peak(c->group);
-        cg_read_stats(c->group, &c->baseline);
+        cg_read_stats(c->group, CG_STAT_CPU | CG_STAT_OOM, &c->baseline);
     } else {
         r = cg_create(m, c->name, &o->limits, &c->group, err);
         if (r < 0)
@@ -1210,7 +1210,7 @@ int container_poll_exit(struct container *c, struct container_exit *ret)
             e.signal = info.si_status;
             e.exit_code = 128 + info.si_status;
         }
-        if (cg_read_stats(c->group, &e.stats) == 0) {
+        if (cg_read_stats(c->group, CG_STAT_ALL, &e.stats) == 0) {
             e.stats.cpu_usec -= c->baseline.cpu_usec;
             e.stats.oom_kills -= c->baseline.oom_kills;
             e.oom_killed = e.stats.oom_kills > 0;

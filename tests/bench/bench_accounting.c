@@ -117,7 +117,7 @@ int main(int argc, char **argv)
            f->peak_reset ? "yes" : "no");
     measure(g, n / 10 + 1, 0); /* warm the dentry and page caches */
     static const char *const what[] = {"per invocation (begin + end)", "  cg_reset_peak",
-                                       "  cg_read_stats (one reading)"};
+                                       "  meter_read (the result's)"};
     for (int i = 0; i < 3; i++) {
         struct cost k = measure(g, n, i);
         printf("%-32s n=%zu  controller CPU %6.2f us  wall %6.2f us\n", what[i], n, k.cpu_us,

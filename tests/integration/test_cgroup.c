@@ -195,7 +195,7 @@ static void test_cpu_usage(void **state)
     assert_int_equal(cg_attach(g, c.pid, &err), 0);
     child_step(&c);
     assert_int_equal(child_finish(&c, &ru), 0);
-    assert_int_equal(cg_read_stats(g, &st), 0);
+    assert_int_equal(cg_read_stats(g, CG_STAT_ALL, &st), 0);
     /* The kernel's own account of the child (utime + stime sum to its runtime) against the
      * cgroup's: both scheduler-precise, so a few ms apart at most. */
     uint64_t rusage_usec = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
@@ -221,7 +221,7 @@ static void test_memory_peak_and_reset(void **state)
     struct child c = spawn(cg_group_v2_fd(g), touch_32mb);
     assert_int_equal(cg_attach(g, c.pid, &err), 0);
     child_step(&c);
-    assert_int_equal(cg_read_stats(g, &st), 0);
+    assert_int_equal(cg_read_stats(g, CG_STAT_ALL, &st), 0);
     print_message("memory: peak %llu, current %llu\n", (unsigned long long)st.memory_peak_bytes,
                   (unsigned long long)st.memory_current_bytes);
     assert_true(st.memory_peak_bytes >= 32 << 20);
@@ -231,7 +231,7 @@ static void test_memory_peak_and_reset(void **state)
     assert_int_equal(child_finish(&c, NULL), 0);
     /* With the child gone the usage falls; a reset brings the peak down to it. */
     assert_int_equal(cg_reset_peak(g), 0);
-    assert_int_equal(cg_read_stats(g, &st), 0);
+    assert_int_equal(cg_read_stats(g, CG_STAT_ALL, &st), 0);
     assert_true(st.memory_peak_bytes < 16 << 20);
     assert_int_equal(cg_destroy(g, &err), 0);
     cg_manager_free(m);
@@ -256,7 +256,7 @@ static void test_oom_kill_counted(void **state)
     int status = child_finish(&c, NULL);
     assert_true(WIFSIGNALED(status));
     assert_int_equal(WTERMSIG(status), SIGKILL);
-    assert_int_equal(cg_read_stats(g, &st), 0);
+    assert_int_equal(cg_read_stats(g, CG_STAT_ALL, &st), 0);
     assert_true(st.oom_kills >= 1);
     assert_int_equal(cg_destroy(g, &err), 0);
     cg_manager_free(m);
@@ -338,7 +338,7 @@ static void test_v2_backend_on_real_mount(void **state)
     struct child c = spawn(cg_group_v2_fd(g), burn_100ms);
     child_step(&c);
     assert_int_equal(child_finish(&c, &ru), 0);
-    assert_int_equal(cg_read_stats(g, &st), 0);
+    assert_int_equal(cg_read_stats(g, CG_STAT_ALL, &st), 0);
     assert_true(st.cpu_usec >= 100000);
     /* cgroup.kill on a live child, then nothing is left. */
     assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
@@ -389,7 +389,7 @@ static void test_v1_backend_on_real_hierarchies(void **state)
     assert_int_equal(cg_attach(g, c.pid, &err), 0);
     child_step(&c);
     assert_int_equal(child_finish(&c, &ru), 0);
-    assert_int_equal(cg_read_stats(g, &st), 0);
+    assert_int_equal(cg_read_stats(g, CG_STAT_ALL, &st), 0);
     uint64_t rusage_usec = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
                            (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
     print_message("v1 cpu: cpuacct %llu us, rusage %llu us\n", (unsigned long long)st.cpu_usec,
