@@ -300,6 +300,9 @@ static const struct store_migration migrations[] = {
     /* The alias an invocation came through (#21); NULL for a version number, and for the rows
      * from before aliases. */
     {"invocation_alias", "ALTER TABLE invocations ADD COLUMN alias TEXT;"},
+    /* Nothing reads ledger rows by function (usage reports read usage_minute; retention deletes
+     * by start_us): the index cost every invocation a B-tree insert for no reader (#22). */
+    {"usage_function_index", "DROP INDEX usage_function_start;"},
 };
 
 int store_errno(sqlite3 *db)
