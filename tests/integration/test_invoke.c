@@ -67,6 +67,42 @@ static void test_sync_each_runtime(void **state)
     }
 }
 
+/* A sync invocation's record and usage row reach the store up to 2 ms after its reply (the
+ * journal batches them): a client that asks right after the reply still finds both, every time
+ * (the reads settle the journal first). */
+static void test_record_readable_right_after_reply(void **state)
+{
+    harness_push(&daemon_proc, "hello-exec", "ryw", NULL);
+    for (int i = 1; i <= 20; i++) {
+        struct client_response r;
+        assert_int_equal(harness_invoke(&daemon_proc, "ryw", "x", NULL, &r), 200);
+        char id[64], path[128];
+        assert_non_null(client_response_header(&r, "Ignis-Invocation-Id", id, sizeof(id)));
+        client_response_clear(&r);
+        snprintf(path, sizeof(path), "/v1/invocations/%s", id);
+        assert_int_equal(harness_request(&daemon_proc, "GET", path, NULL, NULL, 0, &r), 0);
+        assert_int_equal(r.status, 200);
+        cJSON *j = harness_json(&r);
+        assert_string_equal(cJSON_GetObjectItem(j, "status")->valuestring, "succeeded");
+        cJSON_Delete(j);
+        client_response_clear(&r);
+        assert_int_equal(harness_request(&daemon_proc, "GET", "/v1/usage?function=ryw&since=1h",
+                                         NULL, NULL, 0, &r),
+                         0);
+        assert_int_equal(r.status, 200);
+        j = harness_json(&r);
+        char *text = cJSON_PrintUnformatted(j);
+        char want[64];
+        snprintf(want, sizeof(want), "\"invocations\":%d,", i);
+        if (!strstr(text, want))
+            fprintf(stderr, "after %d invocations: %s\n", i, text);
+        assert_non_null(strstr(text, want));
+        free(text);
+        cJSON_Delete(j);
+        client_response_clear(&r);
+    }
+}
+
 static void test_fresh_container_per_invocation(void **state)
 {
     harness_push(&daemon_proc, "hello-python", "fresh-py", "{\"reuse\": false}");
@@ -450,6 +486,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sync_each_runtime),
+        cmocka_unit_test(test_record_readable_right_after_reply),
         cmocka_unit_test(test_fresh_container_per_invocation),
         cmocka_unit_test(test_timeout_is_504_and_container_replaced),
         cmocka_unit_test(test_crash_is_502),
