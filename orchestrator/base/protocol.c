@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 /* Read in pieces of this size while the next frame's size is not known yet: large enough that
  * a small invocation is one read, small enough not to matter per connection. */
@@ -182,7 +183,9 @@ int proto_encode(const struct proto_msg *m, struct proto_buf *b)
 int proto_buf_flush(struct proto_buf *b, int fd)
 {
     while (b->off < b->len) {
-        ssize_t n = write(fd, b->data + b->off, b->len - b->off);
+        /* MSG_NOSIGNAL: a runtime that died (its container killed, or its template's whole
+         * pid namespace) is an -EPIPE here, not a SIGPIPE that ends ignisd. */
+        ssize_t n = send(fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

@@ -109,8 +109,9 @@ static inline bool proto_buf_empty(const struct proto_buf *b)
  * type, an id over PROTO_MAX_ID, too many headers), -EMSGSIZE past a u32 payload, -ENOMEM. On
  * failure b is unchanged. */
 int proto_encode(const struct proto_msg *m, struct proto_buf *b);
-/* Writes what is pending. Returns 0 once everything is written, -EAGAIN when fd would block
- * (wait for EPOLLOUT and call again), or -errno (-EPIPE when the peer is gone). */
+/* Writes what is pending on fd, a stream socket (the runtime socket). Returns 0 once everything is
+ * written, -EAGAIN when fd would block (wait for EPOLLOUT and call again), or -errno (-EPIPE when
+ * the peer is gone). */
 int proto_buf_flush(struct proto_buf *b, int fd);
 
 /* An incremental decoder: feed it bytes in any pieces (one at a time is fine) and take whole

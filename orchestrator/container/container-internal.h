@@ -28,6 +28,9 @@ struct container {
      * that forked it reports its wait status, then closes; -1 otherwise. pid and pidfd are the
      * container's pid 1 all the same, but not our child. */
     int ctl_fd;
+    /* Forked, and its pid 1's pidfd has not come yet (container_fork_finish): pid and pidfd are
+     * -1, and destroy cancels the fork (container_fork_cancel). */
+    bool forking;
 };
 
 /* The head of a spawn: c with its name, its cgroup (o->group, the stock's or a new one) and,
@@ -35,5 +38,8 @@ struct container {
  * it). On failure nothing is left. */
 int container_alloc(struct cg_manager *m, const struct container_options *o, bool want_netns,
                     struct container **ret, int *ret_netns, struct ig_error *err);
+/* A pending fork goes: its pid 1 is killed if its pidfd came (and c then holds it, for destroy
+ * to reap), else it exits on the control socket's EOF. Nothing for a container not forking. */
+void container_fork_cancel(struct container *c);
 /* Closes *fd if open and sets it to -1. */
 void container_close_fd(int *fd);

@@ -1272,6 +1272,7 @@ int container_destroy(struct container *c, struct ig_error *err)
 
     if (!c)
         return 0;
+    container_fork_cancel(c);
     if (c->pidfd >= 0) {
         struct container_exit e;
         if (container_poll_exit(c, &e) == -EAGAIN) {

@@ -172,13 +172,25 @@ struct container *container_template_container(const struct container_template *
 int container_template_ready(struct container_template *t);
 /* Forks a container from a ready template, in a cgroup of its own made from o (name, limits,
  * group or stock, stdout/stderr) with the spec's tmp_size, rlimits, uid/gid and hostname; the
- * image, bundle and environment are the template's. Blocks until the container is in its
- * cgroups (a fork, a few ms); its setup goes on as a spawn's does (container_sync_fd, then
- * container_finish_spawn). -ECHILD (or another -errno) with nothing left when the template is
- * gone or did not fork: retire it and spawn the usual way. */
+ * image, bundle and environment are the template's. Sends the request and returns at once: the
+ * container is forking (the template forks while the caller goes on; several forks may be under
+ * way) until container_fork_finish says 0, then its setup goes on as a spawn's does
+ * (container_sync_fd, then container_finish_spawn). The container owns its pending fork:
+ * container_destroy of a forking container cancels it (its pid 1 killed, or left to exit on the
+ * control socket's EOF), so nothing of it outlives the container. -ECHILD (or another -errno)
+ * with nothing left when the template is gone: retire it and spawn the usual way. */
 int container_template_spawn(struct container_template *t, struct cg_manager *m,
                              const struct container_options *o, struct container **ret,
                              struct ig_error *err);
+/* While c is forking: an fd readable once its pid 1 reported (its pidfd, or EOF: the template or
+ * the fork died); -1 once it is not forking. Owned by c: unwatch it before destroying c. */
+int container_fork_fd(const struct container *c);
+/* Finishes a fork once container_fork_fd is readable: moves the forked pid 1 into the
+ * container's cgroups and tells it to go on. 0: done (also for a container not forking);
+ * -EAGAIN: its pidfd has not come yet; another -errno with err (ECHILD: the template or the fork
+ * died; ESRCH, a cgroup's error: it was killed): the fork failed; destroy the container (and
+ * retire the template) and spawn the usual way. */
+int container_fork_finish(struct container *c, struct ig_error *err);
 /* Stops it forking (its interpreter exits); the containers forked from it go on, and it is
  * destroyed once the last of them exited (container_templates_reap). Accepts NULL. */
 void container_template_retire(struct container_template *t);

@@ -28,8 +28,6 @@ struct template_request {
 _Static_assert(sizeof(struct template_request) == 112, "bootstrap.py's TEMPLATE_REQUEST");
 
 #define TEMPLATE_FDS 5
-/* How long a fork may take before the template is given up (it is a few ms). */
-#define TEMPLATE_FORK_TIMEOUT_MS 5000
 
 struct container_template {
     struct container *c;
@@ -94,15 +92,10 @@ int container_template_ready(struct container_template *t)
     return 1;
 }
 
-/* Receives the pidfd the forked container's pid 1 sends on the control socket. */
+/* Receives the pidfd the forked container's pid 1 sends on the control socket, without
+ * blocking: -EAGAIN while it has not come. */
 static int recv_pidfd(int ctl, int *ret_pidfd)
 {
-    struct pollfd p = {.fd = ctl, .events = POLLIN};
-    int r;
-    while ((r = poll(&p, 1, TEMPLATE_FORK_TIMEOUT_MS)) < 0 && errno == EINTR)
-        ;
-    if (r <= 0)
-        return r < 0 ? -errno : -ETIMEDOUT;
     char byte;
     union {
         char buf[CMSG_SPACE(sizeof(int))];
@@ -113,7 +106,11 @@ static int recv_pidfd(int ctl, int *ret_pidfd)
                         .msg_iovlen = 1,
                         .msg_control = &control,
                         .msg_controllen = sizeof(control)};
-    ssize_t n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
+    ssize_t n;
+    while ((n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
+        ;
+    if (n < 0 && errno == EAGAIN)
+        return -EAGAIN;
     struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
     if (!cm || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
         return n < 0 ? -errno : -ECHILD; /* EOF: the template or its fork died first */
@@ -204,7 +201,7 @@ int container_template_spawn(struct container_template *t, struct cg_manager *m,
                              const struct container_options *o, struct container **ret,
                              struct ig_error *err)
 {
-    int child[TEMPLATE_FDS] = {-1, -1, -1, -1, -1}, netns = -1, pidfd = -1, r;
+    int child[TEMPLATE_FDS] = {-1, -1, -1, -1, -1}, netns = -1, r;
     struct container *c = NULL;
 
     if (container_template_ready(t) != 1)
@@ -219,24 +216,7 @@ int container_template_spawn(struct container_template *t, struct cg_manager *m,
     }
     for (int i = 0; i < TEMPLATE_FDS; i++)
         container_close_fd(&child[i]);
-    if ((r = recv_pidfd(c->ctl_fd, &pidfd)) < 0) {
-        r = ig_error_set(err, ECHILD, "the template did not fork: %s", strerror(-r));
-        goto fail;
-    }
-    c->pidfd = pidfd;
-    if ((c->pid = pidfd_pid(pidfd)) < 0) {
-        r = ig_error_set(err, ESRCH, "the forked container's pid is unknown");
-        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
-        goto fail;
-    }
-    /* It waits for go: single threaded, running nothing of the function's yet. Done here, as
-     * host root: a process in the template's user namespace may not write the host's cgroups. */
-    if ((r = cg_attach(c->group, c->pid, err)) < 0 || send(c->ctl_fd, "g", 1, MSG_NOSIGNAL) != 1) {
-        if (r == 0)
-            r = ig_error_set(err, errno, "sending go: %s", strerror(errno));
-        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
-        goto fail;
-    }
+    c->forking = true;
     *ret = c;
     return 0;
 fail:
@@ -244,6 +224,55 @@ fail:
         container_close_fd(&child[i]);
     container_destroy(c, NULL);
     return r;
+}
+
+int container_fork_fd(const struct container *c)
+{
+    return c->forking ? c->ctl_fd : -1;
+}
+
+int container_fork_finish(struct container *c, struct ig_error *err)
+{
+    int pidfd = -1, r;
+
+    if (!c->forking)
+        return 0;
+    if ((r = recv_pidfd(c->ctl_fd, &pidfd)) == -EAGAIN)
+        return r;
+    if (r < 0)
+        return ig_error_set(err, ECHILD, "the template did not fork: %s", strerror(-r));
+    /* From here the pidfd is the container's: destroy kills and reaps it, whatever fails. */
+    c->pidfd = pidfd;
+    c->forking = false;
+    if ((c->pid = pidfd_pid(pidfd)) < 0) {
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+        return ig_error_set(err, ESRCH, "the forked container's pid is unknown");
+    }
+    /* It waits for go: single threaded, running nothing of the function's yet. Done here, as
+     * host root: a process in the template's user namespace may not write the host's cgroups. */
+    if ((r = cg_attach(c->group, c->pid, err)) < 0 || send(c->ctl_fd, "g", 1, MSG_NOSIGNAL) != 1) {
+        if (r == 0)
+            r = ig_error_set(err, errno, "sending go: %s", strerror(errno));
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+        return r;
+    }
+    return 0;
+}
+
+void container_fork_cancel(struct container *c)
+{
+    int pidfd = -1;
+    if (!c->forking)
+        return;
+    c->forking = false;
+    /* Its pidfd came: B is killed, and destroy reaps it through A's report. Else closing the
+     * control socket is enough: B reads EOF instead of go (or cannot send its pidfd) and exits
+     * before it runs anything. */
+    if (recv_pidfd(c->ctl_fd, &pidfd) == 0) {
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+        c->pidfd = pidfd;
+        c->pid = pidfd_pid(pidfd);
+    }
 }
 
 void container_templates_reap(void)

@@ -101,6 +101,10 @@ struct worker {
      * was exec'd), and the output's per-invocation state. */
     int sync_fd;
     uint64_t exec_us;
+    /* A python3 container forking from a template: the fd pool.c watches until the fork is
+     * finished (container_fork_fd; -1 otherwise), and which template it forks from (tpl_seq). */
+    int fork_fd;
+    uint64_t tpl_seq;
     struct fnlog_src log;
     struct worker *next;
 };
@@ -133,10 +137,11 @@ struct fn_state {
      * failed before they were ready (past a few, this state spawns the usual way only). */
     struct container_template *tpl;
     unsigned tpl_failures;
-    size_t ndraining;              /* workers taking no new work, destroyed once idle */
-    struct scaler_fn sc;           /* the scaler's state for this function */
-    uint64_t arrivals;             /* enqueued since the scaler last ran */
-    uint64_t spawn_latency_us;     /* smoothed spawn → ready */
+    uint64_t tpl_seq;          /* tpl's name's number, unique in the dispatcher (worker->tpl_seq) */
+    size_t ndraining;          /* workers taking no new work, destroyed once idle */
+    struct scaler_fn sc;       /* the scaler's state for this function */
+    uint64_t arrivals;         /* enqueued since the scaler last ran */
+    uint64_t spawn_latency_us; /* smoothed spawn → ready */
     uint64_t spawn_latency_dev_us; /* its smoothed mean deviation */
     unsigned spawn_failures;       /* consecutive: spawning backs off */
     uint64_t spawn_not_before_us;

@@ -52,7 +52,9 @@ static void unwatch(struct worker *w)
         loop_del_io(l, w->err_fd);
     if (w->sync_fd >= 0)
         loop_del_io(l, w->sync_fd);
-    w->fd = w->out_fd = w->err_fd = w->sync_fd = -1;
+    if (w->fork_fd >= 0)
+        loop_del_io(l, w->fork_fd);
+    w->fd = w->out_fd = w->err_fd = w->sync_fd = w->fork_fd = -1;
 }
 
 /* The memory a worker's container may use (its limit), in bytes. */
@@ -426,6 +428,8 @@ static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata)
 /* Templates that failed in a row (died or failed before they were ready, or at a fork) before a
  * function version gives up on them and spawns the usual way only. */
 #define TEMPLATE_MAX_FAILURES 3
+/* What a template's cgroup holds per container forked from it, beyond the function's limits. */
+#define TEMPLATE_FORK_MEMORY (4ull << 20)
 
 /* What a template is made for: a version's bundle in an image (a rebuilt image is a new
  * directory, build-images swaps it in with rename). Another key, another template. */
@@ -460,12 +464,22 @@ static void template_start(struct fn_state *fn, const struct container_options *
     spec.userns_uid_base = spec.userns_gid_base = CONTAINER_TEMPLATE_ID_BASE;
     spec.userns_count = 65536;
     char name[96];
-    snprintf(name, sizeof(name), "%s-t%llu", fn->name, (unsigned long long)++d->worker_seq);
+    fn->tpl_seq = ++d->worker_seq;
+    snprintf(name, sizeof(name), "%s-t%llu", fn->name, (unsigned long long)fn->tpl_seq);
     struct container_options o = *co;
     o.name = name;
     o.spec = &spec;
     /* Its output is the daemon's: a template that fails says why on the daemon's stderr. */
     o.stdout_fd = o.stderr_fd = STDERR_FILENO;
+    /* Each container forked from it leaves its A here for its whole life (the pages the fork
+     * copied, the namespaces A made: ~2.5 MiB measured), and B until it is moved: with the
+     * function's limits alone, ~25 live containers at once (ignis-bench -c 8 on a fresh
+     * python3 function) OOM-killed the template's processes, and its forks failed. */
+    uint32_t forks = fn->manifest->max_scale;
+    if (o.limits.memory_bytes)
+        o.limits.memory_bytes += forks * TEMPLATE_FORK_MEMORY;
+    if (o.limits.pids_max)
+        o.limits.pids_max += 2 * forks;
     struct ig_error err = {};
     if (container_template_new(d->cg, &o, key, &fn->tpl, &err) < 0) {
         log_warn("starting a python3 template failed", "function=%s error=\"%s\"", fn->name,
@@ -474,20 +488,22 @@ static void template_start(struct fn_state *fn, const struct container_options *
     }
 }
 
-/* Forks the container from fn's template when it has a ready one (0), else spawns it the usual
- * way; a python3 version without a template (or with one of another key) starts one for the
- * spawns to come. A template that is gone never fails the spawn: it is retired, and this
+/* Forks w's container from its function's template when allow_template and it has a ready one
+ * (the container is then forking: w->tpl_seq says from which template), else spawns it the
+ * usual way; a python3 version without a template (or with one of another key) starts one for
+ * the spawns to come. A template that is gone never fails the spawn: it is retired, and this
  * container is made the usual way. */
-static int spawn_container(struct fn_state *fn, const struct container_options *co,
-                           const char *image, struct container **ret, struct ig_error *err)
+static int spawn_container(struct worker *w, const struct container_options *co, const char *image,
+                           bool allow_template, struct ig_error *err)
 {
+    struct fn_state *fn = w->fn;
     struct dispatch *d = fn->d;
     const struct manifest *m = fn->manifest;
     /* With secrets, a container's /run/secrets would have to be made after the fork: such
      * functions start the usual way (docs/security.md). */
-    if (!d->opts.python_templates || m->runtime != MANIFEST_RUNTIME_PYTHON3 || m->n_secrets > 0 ||
-        fn->tpl_failures >= TEMPLATE_MAX_FAILURES)
-        return container_spawn(d->cg, co, ret, err);
+    if (!allow_template || !d->opts.python_templates || m->runtime != MANIFEST_RUNTIME_PYTHON3 ||
+        m->n_secrets > 0 || fn->tpl_failures >= TEMPLATE_MAX_FAILURES)
+        return container_spawn(d->cg, co, &w->c, err);
     container_templates_reap();
     char key[4600];
     template_key(fn, image, key, sizeof(key));
@@ -495,13 +511,13 @@ static int spawn_container(struct fn_state *fn, const struct container_options *
         template_drop(fn, false);
     if (!fn->tpl) {
         template_start(fn, co, key);
-        return container_spawn(d->cg, co, ret, err);
+        return container_spawn(d->cg, co, &w->c, err);
     }
     int ready = container_template_ready(fn->tpl);
     if (ready == 1) {
         struct ig_error why = {};
-        if (container_template_spawn(fn->tpl, d->cg, co, ret, &why) == 0) {
-            fn->tpl_failures = 0;
+        if (container_template_spawn(fn->tpl, d->cg, co, &w->c, &why) == 0) {
+            w->tpl_seq = fn->tpl_seq;
             return 0;
         }
         log_info("forking from the python3 template failed; a new one is started",
@@ -513,56 +529,61 @@ static int spawn_container(struct fn_state *fn, const struct container_options *
         if (fn->tpl_failures < TEMPLATE_MAX_FAILURES)
             template_start(fn, co, key);
     }
-    return container_spawn(d->cg, co, ret, err);
+    return container_spawn(d->cg, co, &w->c, err);
 }
 
-/* The loop watches a new worker's runtime socket and outputs, its sync pipe when it has one,
- * and its init deadline. 0, or -errno with err (the caller frees the worker). */
+/* The loop watches a worker's runtime socket and outputs, and its sync pipe when it has one:
+ * from here on it follows the container as any other. 0, or -errno with err (the caller frees
+ * the worker). */
 static int watch_worker(struct worker *w, struct ig_error *err)
 {
     struct loop *l = w->fn->d->loop;
     int r;
+    w->cgroup = container_cgroup(w->c);
+    w->oom_kills_at_start = container_oom_kills_at_spawn(w->c);
+    w->fd = container_runtime_fd(w->c);
+    w->out_fd = container_stdout_fd(w->c);
+    w->err_fd = container_stderr_fd(w->c);
+    /* The loop reads until EAGAIN: every fd it watches must be non-blocking. */
+    int fds[] = {w->fd, w->out_fd, w->err_fd};
+    for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+        if (fds[i] >= 0)
+            fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
     if ((r = loop_add_io(l, w->fd, EPOLLIN, on_runtime_io, w)) < 0 ||
         (w->out_fd >= 0 && (r = loop_add_io(l, w->out_fd, EPOLLIN, on_output, w)) < 0) ||
         (w->err_fd >= 0 && (r = loop_add_io(l, w->err_fd, EPOLLIN, on_output, w)) < 0))
         return ig_error_set(err, -r, "watching the container: %s", strerror(-r));
-    if ((r = loop_add_timer(l, w->spawned_us + pool_init_deadline_us(w->fn->manifest),
-                            on_init_deadline, w, &w->init_timer)) < 0)
-        return ig_error_set(err, -r, "arming the container's init deadline: %s", strerror(-r));
     int sfd = container_sync_fd(w->c);
     if (sfd >= 0 && loop_add_io(l, sfd, EPOLLIN, on_sync, w) == 0)
         w->sync_fd = sfd;
     return 0;
 }
 
-static int pool_spawn(struct fn_state *fn, struct ig_error *err)
+static void on_fork(struct loop *l, int fd, uint32_t events, void *userdata);
+
+/* A forking container is watched on its fork fd only (nothing else of it speaks before the fork
+ * is finished); any other from the start. 0, or -errno with err (the caller frees the worker). */
+static int watch_container(struct worker *w, struct ig_error *err)
 {
+    int fd = container_fork_fd(w->c), r;
+    if (fd < 0)
+        return watch_worker(w, err);
+    if ((r = loop_add_io(w->fn->d->loop, fd, EPOLLIN, on_fork, w)) < 0)
+        return ig_error_set(err, -r, "watching the fork: %s", strerror(-r));
+    w->fork_fd = fd;
+    return 0;
+}
+
+/* Makes w's container from its function's current manifest: forked from the template when
+ * allow_template and one is ready, else the usual way (spawn_container). 0 with w->c, or -errno
+ * with err and no container. */
+static int worker_make(struct worker *w, bool allow_template, struct ig_error *err)
+{
+    struct fn_state *fn = w->fn;
     struct dispatch *d = fn->d;
     const struct manifest *m = fn->manifest;
-    struct worker *w = calloc(1, sizeof(*w));
     char **env = NULL, name[96], image[4300], version[32];
     int r;
-
-    /* Refused (EMFILE, a 503) while a container would eat into the fds kept for the API, the
-     * store and the logs: the daemon goes on answering, and spawns resume once fds are back. */
-    if (!fdlimit_room(SPAWN_FDS)) {
-        /* The namespaces and cgroups prepared ahead are fds too: they go first. */
-        container_stock_release(d->stock);
-        if ((r = fdlimit_admit(SPAWN_FDS, err)) < 0) {
-            free(w);
-            return r;
-        }
-    }
-    if (!w)
-        return ig_error_set(err, ENOMEM, "out of memory");
-    w->fn = fn;
-    w->seq = ++d->worker_seq;
-    w->version = fn->version;
-    w->fd = w->out_fd = w->err_fd = w->sync_fd = -1;
-    w->state = WORKER_SPAWNING; /* counted once the container exists */
-    w->memory_mb = m->memory_mb;
-    TAILQ_INIT(&w->running);
-    proto_decoder_init(&w->dec, 0);
 
     snprintf(version, sizeof(version), "%lld", (long long)fn->version);
     char **user_env = calloc(m->n_env + 1, sizeof(char *));
@@ -581,10 +602,8 @@ static int pool_spawn(struct fn_state *fn, struct ig_error *err)
     for (size_t i = 0; user_env && i < m->n_env; i++)
         free(user_env[i]);
     free(user_env);
-    if (r < 0) {
-        free(w);
+    if (r < 0)
         return r;
-    }
 
     snprintf(image, sizeof(image), "%s/%s", d->opts.images_dir, manifest_runtime_name(m->runtime));
     snprintf(name, sizeof(name), "%s-%llu", fn->name, (unsigned long long)w->seq);
@@ -623,32 +642,104 @@ static int pool_spawn(struct fn_state *fn, struct ig_error *err)
         .stock = d->stock,
         .stock_owner = fn->name, /* cgroups are reused within a function, never across */
     };
-    w->spawned_us = now_usec();
-    /* Setup goes on in the shim while we return to the loop: the runtime's READY frame (or EOF
-     * on its socket, with the shim's reason on the sync pipe) tells how it went. */
-    r = spawn_container(fn, &co, image, &w->c, err);
+    /* Setup goes on in the shim (or the fork in the template) while we return to the loop: the
+     * runtime's READY frame (or EOF on its socket, with the shim's reason on the sync pipe)
+     * tells how it went. */
+    r = spawn_container(w, &co, image, allow_template, err);
     proto_env_free(env);
+    return r;
+}
+
+/* A container could not be made for w: it goes, and the invocation waiting longest with it. */
+static void start_failed(struct worker *w, const struct ig_error *why)
+{
+    struct dispatch_outcome o = {.kind = OUTCOME_INIT};
+    o.error_type = strdup("Ignis.ContainerError");
+    o.error_message = strdup(why->message);
+    spawn_died(w, &o);
+}
+
+/* A fork failed: its container goes, its template too (unless another replaced it already), and
+ * w's container is made the usual way, so that no invocation fails for it. */
+static void fork_failed(struct worker *w, const char *why)
+{
+    struct fn_state *fn = w->fn;
+    log_info("forking from the python3 template failed; the container starts the usual way",
+             "function=%s error=\"%s\"", fn->name, why);
+    unwatch(w);
+    container_destroy(TAKE_PTR(w->c), NULL);
+    if (fn->tpl && fn->tpl_seq == w->tpl_seq)
+        template_drop(fn, true);
+    struct ig_error err = {};
+    if (worker_make(w, false, &err) < 0 || watch_container(w, &err) < 0)
+        start_failed(w, &err);
+}
+
+/* The forked container's pid 1 reported on its control socket (its pidfd, or EOF). The worker
+ * owns the container, the container its pending fork: a worker freed first unwatched this fd
+ * and cancelled the fork (container_destroy), so this never runs for a freed worker. */
+static void on_fork(struct loop *l, int fd, uint32_t events, void *userdata)
+{
+    struct worker *w = userdata;
+    struct ig_error err = {};
+    int r = container_fork_finish(w->c, &err);
+    if (r == -EAGAIN)
+        return;
     if (r < 0) {
+        fork_failed(w, err.message);
+        return;
+    }
+    loop_del_io(l, fd);
+    w->fork_fd = -1;
+    w->fn->tpl_failures = 0;
+    if (watch_worker(w, &err) < 0)
+        start_failed(w, &err);
+}
+
+static int pool_spawn(struct fn_state *fn, struct ig_error *err)
+{
+    struct dispatch *d = fn->d;
+    const struct manifest *m = fn->manifest;
+    struct worker *w = calloc(1, sizeof(*w));
+    int r;
+
+    /* Refused (EMFILE, a 503) while a container would eat into the fds kept for the API, the
+     * store and the logs: the daemon goes on answering, and spawns resume once fds are back. */
+    if (!fdlimit_room(SPAWN_FDS)) {
+        /* The namespaces and cgroups prepared ahead are fds too: they go first. */
+        container_stock_release(d->stock);
+        if ((r = fdlimit_admit(SPAWN_FDS, err)) < 0) {
+            free(w);
+            return r;
+        }
+    }
+    if (!w)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    w->fn = fn;
+    w->seq = ++d->worker_seq;
+    w->version = fn->version;
+    w->fd = w->out_fd = w->err_fd = w->sync_fd = w->fork_fd = -1;
+    w->state = WORKER_SPAWNING; /* counted once the container exists */
+    w->memory_mb = m->memory_mb;
+    TAILQ_INIT(&w->running);
+    proto_decoder_init(&w->dec, 0);
+    w->spawned_us = now_usec();
+    if ((r = worker_make(w, true, err)) < 0) {
         proto_decoder_done(&w->dec);
         free(w);
         return r;
     }
-    w->cgroup = container_cgroup(w->c);
-    w->oom_kills_at_start = container_oom_kills_at_spawn(w->c);
-    w->fd = container_runtime_fd(w->c);
-    w->out_fd = container_stdout_fd(w->c);
-    w->err_fd = container_stderr_fd(w->c);
-    /* The loop reads until EAGAIN: every fd it watches must be non-blocking. */
-    int fds[] = {w->fd, w->out_fd, w->err_fd};
-    for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
-        if (fds[i] >= 0)
-            fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
     w->next = fn->workers;
     fn->workers = w;
     d->live_workers++;
     d->memory_committed += worker_memory(w);
     fn->nspawning++;
-    if ((r = watch_worker(w, err)) < 0) {
+    /* The init deadline covers a fork that never finishes too: the worker goes, and with its
+     * container the pending fork. */
+    if ((r = loop_add_timer(d->loop, w->spawned_us + pool_init_deadline_us(m), on_init_deadline, w,
+                            &w->init_timer)) < 0)
+        r = ig_error_set(err, -r, "arming the container's init deadline: %s", strerror(-r));
+    if (r < 0 || (r = watch_container(w, err)) < 0) {
         worker_free(w);
         return r;
     }

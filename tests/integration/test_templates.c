@@ -41,6 +41,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -96,16 +97,21 @@ static pid_t template_pid_of(const char *name)
     return found;
 }
 
-/* The template's pid, looked for again for up to 5 s: /proc is read while processes come and
- * go (a replaced template's zombie, forks under way), and a scan can miss the one it wants. */
-static pid_t template_pid(void)
+/* name's template's pid, looked for again for up to 5 s: /proc is read while processes come
+ * and go (a replaced template's zombie, forks under way), and a scan can miss the one it wants. */
+static pid_t template_pid_named(const char *name)
 {
-    pid_t pid = template_pid_of(fn);
+    pid_t pid = template_pid_of(name);
     for (int i = 0; i < 250 && pid <= 0; i++) {
         usleep(20000);
-        pid = template_pid_of(fn);
+        pid = template_pid_of(name);
     }
     return pid;
+}
+
+static pid_t template_pid(void)
+{
+    return template_pid_named(fn);
 }
 
 /* Invokes name with body; the reply, which must have status want, as JSON. */
@@ -842,6 +848,211 @@ static void test_nothing_left_through_template(void **state)
     cJSON_Delete(j);
 }
 
+/* One of a burst of invocations (or a DELETE), made from its own thread and connection. */
+struct bg_call {
+    struct ignisd_proc *p;
+    const char *method;
+    char path[128];
+    const char *body; /* POST only */
+    long status;      /* -1: no answer */
+    bool forked;
+    pthread_t th;
+};
+
+static void *bg_request(void *arg)
+{
+    struct bg_call *c = arg;
+    struct client *cl = NULL;
+    struct client_response r;
+    struct ig_error err = {};
+    bool post = streq(c->method, "POST");
+    c->status = -1;
+    if (client_new(c->p->url, &cl) == 0 &&
+        client_request(cl, c->method, c->path, NULL, c->body, c->body ? strlen(c->body) : 0, &r,
+                       &err) == 0) {
+        c->status = r.status;
+        cJSON *j = c->status == 200 && post ? harness_json(&r) : NULL;
+        c->forked = j && forked(j);
+        cJSON_Delete(j);
+        client_response_clear(&r);
+    }
+    client_free(cl);
+    return NULL;
+}
+
+static void bg_start(struct bg_call *c, struct ignisd_proc *p, const char *method, const char *path,
+                     const char *body)
+{
+    *c = (struct bg_call){.p = p, .method = method, .body = body};
+    snprintf(c->path, sizeof(c->path), "%s", path);
+    assert_int_equal(pthread_create(&c->th, NULL, bg_request, c), 0);
+}
+
+#define BURST 8
+
+/* An invocation of name given up after 200 ms: its status, or -1 when none came by then. */
+static long refused_status(struct ignisd_proc *p, const char *name)
+{
+    struct client *cl = NULL;
+    struct client_response r;
+    struct ig_error err = {};
+    char path[128];
+    long status = -1;
+    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", name);
+    if (client_new(p->url, &cl) == 0) {
+        client_set_timeout(cl, 200);
+        if (client_request(cl, "POST", path, NULL, "{}", 2, &r, &err) == 0) {
+            status = r.status;
+            client_response_clear(&r);
+        }
+    }
+    client_free(cl);
+    return status;
+}
+
+/* n invocations of name with body at once, each on its own connection. */
+static void burst_start_n(struct ignisd_proc *p, const char *name, struct bg_call *calls, int n,
+                          const char *body)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", name);
+    for (int i = 0; i < n; i++)
+        bg_start(&calls[i], p, "POST", path, body);
+}
+
+static void burst_start(struct ignisd_proc *p, const char *name, struct bg_call calls[BURST])
+{
+    burst_start_n(p, name, calls, BURST, "{}");
+}
+
+/* Waits for the n calls; each must have answered want. How many ran in a forked container. */
+static int burst_join_n(struct bg_call *calls, int n, long want)
+{
+    int forked = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(calls[i].th, NULL);
+        if (calls[i].status != want)
+            fail_msg("invocation %d of the burst: %ld (expected %ld)", i, calls[i].status, want);
+        forked += calls[i].forked;
+    }
+    return forked;
+}
+
+static int burst_join(struct bg_call calls[BURST], long want)
+{
+    return burst_join_n(calls, BURST, want);
+}
+
+/* BURST first invocations of a fresh version at once all succeed (the first spawns are exec'd
+ * while its template starts); then bursts once the template is ready, whose forks are under way
+ * together while the loop goes on, all succeed too, and forked containers served them. */
+static void test_burst_of_fresh_invocations(void **state)
+{
+    struct ignisd_proc *p = *state;
+    char name[32];
+    struct bg_call calls[BURST];
+    snprintf(name, sizeof(name), "tb%d", (int)getpid());
+    harness_push_fixture(p, "tplprobe", name, "{\"max_scale\": 16}");
+    burst_start(p, name, calls);
+    burst_join(calls, 200);
+    cJSON_Delete(probe_forked_of(p, name));
+    int forked = 0;
+    for (int round = 0; round < 5; round++) {
+        burst_start(p, name, calls);
+        forked += burst_join(calls, 200);
+    }
+    assert_true(forked > 0);
+}
+
+/* Forks pending while the function goes (deleted) or gets a new version: the template is
+ * stopped, so the forks of a burst's containers wait; then the change, then the template goes
+ * on. Every accepted invocation is answered, and ignisd lives on (the forks of containers the
+ * change destroyed were cancelled with them). */
+static void forks_pending_through(struct ignisd_proc *p, const char *name, bool delete)
+{
+    struct bg_call calls[BURST], del;
+    harness_push_fixture(p, "tplprobe", name, "{\"max_scale\": 16}");
+    cJSON_Delete(probe_forked_of(p, name));
+    pid_t tpl = template_pid_named(name);
+    assert_true(tpl > 0);
+    assert_int_equal(kill(tpl, SIGSTOP), 0);
+    burst_start(p, name, calls);
+    int i;
+    /* An invocation waits for a container whose fork is pending (others of the burst may have
+     * found a container made before the template stopped, or come later). */
+    for (i = 0; i < 500 && (harness_live_number(p, name, "spawning") < 1 ||
+                            harness_live_number(p, name, "queue_depth") < 1);
+         i++)
+        usleep(10000);
+    assert_true(i < 500);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/functions/%s", name);
+    if (delete)
+        bg_start(&del, p, "DELETE", path, NULL); /* it drains: answered once the burst was */
+    else
+        harness_push_fixture(p, "tplprobe", name, "{\"max_scale\": 16, \"memory_mb\": 96}");
+    /* The delete reached the dispatcher (new invocations get 404) before the template goes on;
+     * an invocation that came first is one more accepted, given up by its client only. */
+    for (i = 0; delete &&i < 100 && refused_status(p, name) != 404; i++)
+        ;
+    assert_true(i < 100);
+    assert_int_equal(kill(tpl, SIGCONT), 0);
+    if (delete) {
+        /* Accepted before the delete: answered 200; after it: 404. */
+        int ok = 0;
+        for (i = 0; i < BURST; i++) {
+            pthread_join(calls[i].th, NULL);
+            if (calls[i].status != 200 && calls[i].status != 404)
+                fail_msg("invocation %d of the burst: %ld", i, calls[i].status);
+            ok += calls[i].status == 200;
+        }
+        assert_true(ok > 0);
+        pthread_join(del.th, NULL);
+        assert_int_equal(del.status, 200);
+    } else {
+        burst_join(calls, 200);
+        cJSON_Delete(probe_forked_of(p, name));
+    }
+    struct client_response r;
+    assert_int_equal(harness_request(p, "GET", "/healthz", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    client_response_clear(&r);
+}
+
+/* Many containers forked from one template live at once (each holds its invocation for a
+ * while): each leaves its A in the template's cgroup, and with the function's limits alone the
+ * template's processes were OOM-killed at ~25 (its forks failed, and containers were exec'd
+ * instead). All of them are forked. */
+static void test_many_live_forked_containers(void **state)
+{
+    enum { N = 32 };
+    struct ignisd_proc *p = *state;
+    char name[32];
+    struct bg_call calls[N];
+    snprintf(name, sizeof(name), "tm%d", (int)getpid());
+    harness_push_fixture(p, "tplprobe", name, "{\"max_scale\": 40}");
+    cJSON_Delete(probe_forked_of(p, name));
+    /* Containers made before the template was ready (the scaler spawns ahead) may serve some. */
+    int before =
+        (int)(harness_live_number(p, name, "ready") + harness_live_number(p, name, "spawning"));
+    burst_start_n(p, name, calls, N, "{\"action\": \"sleep\", \"arg\": \"2\"}");
+    assert_true(burst_join_n(calls, N, 200) >= N - before);
+}
+
+static void test_forks_pending_when_deleted(void **state)
+{
+    char name[32];
+    snprintf(name, sizeof(name), "td%d", (int)getpid());
+    forks_pending_through(*state, name, true);
+}
+
+static void test_forks_pending_when_new_version(void **state)
+{
+    char name[32];
+    snprintf(name, sizeof(name), "tv%d", (int)getpid());
+    forks_pending_through(*state, name, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -861,6 +1072,10 @@ int main(void)
         cmocka_unit_test(test_killed_template_is_replaced),
         cmocka_unit_test(test_new_version_replaces_template),
         cmocka_unit_test(test_templates_off),
+        cmocka_unit_test(test_burst_of_fresh_invocations),
+        cmocka_unit_test(test_many_live_forked_containers),
+        cmocka_unit_test(test_forks_pending_when_deleted),
+        cmocka_unit_test(test_forks_pending_when_new_version),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
