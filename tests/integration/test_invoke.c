@@ -94,9 +94,10 @@ static void test_record_readable_right_after_reply(void **state)
         char *text = cJSON_PrintUnformatted(j);
         char want[64];
         snprintf(want, sizeof(want), "\"invocations\":%d,", i);
-        if (!strstr(text, want))
-            fprintf(stderr, "after %d invocations: %s\n", i, text);
-        assert_non_null(strstr(text, want));
+        const char *found = text ? strstr(text, want) : NULL;
+        if (!found)
+            fprintf(stderr, "after %d invocations: %s\n", i, text ? text : "(no JSON)");
+        assert_non_null(found);
         free(text);
         cJSON_Delete(j);
         client_response_clear(&r);
