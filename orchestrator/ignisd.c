@@ -1,4 +1,5 @@
 /* ignisd: the Ignis controller. Thin: parse options, build the daemon, run it. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -48,6 +49,10 @@ int main(int argc, char **argv)
         return 0;
     }
     log_set_level(opts.log_level);
+    /* A log reader that went away (a pipe into a logger that died) or a peer that closed a
+     * socket costs a write its EPIPE, never the daemon its life. The shim server ignores it too,
+     * and a container's pid 1 restores every signal's default before its runtime starts. */
+    signal(SIGPIPE, SIG_IGN);
     if (daemon_new(&opts, &d, &err) < 0) {
         fprintf(stderr, "ignisd: %s\n", err.message);
         return 1;

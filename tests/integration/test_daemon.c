@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -141,6 +142,49 @@ static char *ignisd_fails(const char *listen, const char *state_dir, int expect_
     char *line = strdup(last);
     free(err);
     return line;
+}
+
+/* ignisd logging into a pipe whose reader went away (a logger that died) goes on: its next log
+ * line is an EPIPE, not a SIGPIPE that ends it. Here: the reader closes once ignisd started,
+ * and SIGTERM makes it log "shutting down" and more; it must exit 0, not die of SIGPIPE. */
+static void test_log_reader_gone(void **state)
+{
+    char listen[64], dir[] = "/tmp/ignis-test-pipe.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", harness_free_port());
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], STDERR_FILENO);
+        dup2(p[1], STDOUT_FILENO);
+        const char *images = getenv("IGNIS_IMAGES_DIR");
+        execl(harness_ignisd(), harness_ignisd(), "--listen", listen, "--state-dir", dir,
+              "--images-dir", images && *images ? images : "/nonexistent", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    /* Read until it says it started (the log's "ignisd started" line), then go away. */
+    char buf[65536];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(buf) - 1 && (n = read(p[0], buf + len, sizeof(buf) - 1 - len)) > 0) {
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, "ignisd started"))
+            break;
+    }
+    assert_non_null(strstr(buf, "ignisd started"));
+    close(p[0]);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status))
+        fail_msg("ignisd died of signal %d once its log's reader was gone", WTERMSIG(status));
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    rm_rf(dir);
 }
 
 static void test_port_in_use(void **state)
@@ -290,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_body_on_bodiless_route_is_413),
         cmocka_unit_test(test_cli_version),
         cmocka_unit_test(test_cli_unreachable),
+        cmocka_unit_test(test_log_reader_gone),
         cmocka_unit_test(test_port_in_use),
         cmocka_unit_test(test_second_daemon_on_state_dir),
         cmocka_unit_test(test_state_dir_not_writable),
