@@ -466,6 +466,69 @@ long harness_invoke(struct ignisd_proc *p, const char *fn, const char *body,
     return status;
 }
 
+static void *call_thread(void *arg)
+{
+    struct harness_call *c = arg;
+    struct client *cl = NULL;
+    struct client_response r;
+    struct ig_error err = {};
+    if (client_new(c->p->url, &cl) == 0) {
+        if (c->p->token[0])
+            client_set_token(cl, c->p->token);
+        if (c->timeout_ms)
+            client_set_timeout(cl, c->timeout_ms);
+        if (client_request(cl, c->method, c->path, NULL, c->body, c->body ? strlen(c->body) : 0, &r,
+                           &err) == 0) {
+            c->status = r.status;
+            c->reply = r.body ? strdup(r.body) : NULL;
+            client_response_clear(&r);
+        }
+    }
+    client_free(cl);
+    return NULL;
+}
+
+void harness_call_start(struct harness_call *c, struct ignisd_proc *p, const char *method,
+                        const char *path, const char *body, long timeout_ms)
+{
+    *c = (struct harness_call){
+        .status = -1, .p = p, .method = method, .body = body, .timeout_ms = timeout_ms};
+    snprintf(c->path, sizeof(c->path), "%s", path);
+    assert_int_equal(pthread_create(&c->thread, NULL, call_thread, c), 0);
+}
+
+void harness_invoke_start(struct harness_call *c, struct ignisd_proc *p, const char *fn,
+                          const char *body, long timeout_ms)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
+    harness_call_start(c, p, "POST", path, body, timeout_ms);
+}
+
+void harness_call_join(struct harness_call *c)
+{
+    assert_int_equal(pthread_join(c->thread, NULL), 0);
+}
+
+void harness_call_clear(struct harness_call *c)
+{
+    free(c->reply);
+    c->reply = NULL;
+}
+
+int harness_listen_loopback(char port[16])
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(port, 16, "%u", ntohs(sa.sin_port));
+    return fd;
+}
+
 double harness_metric(struct ignisd_proc *p, const char *series)
 {
     struct client_response r;

@@ -10,6 +10,7 @@
 // cmocka needs the above first
 #include <cmocka.h>
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "base/client.h"
@@ -80,6 +81,32 @@ int harness_request(struct ignisd_proc *p, const char *method, const char *path,
  * NULL. Fails the test when the request cannot be made. */
 long harness_invoke(struct ignisd_proc *p, const char *fn, const char *body,
                     const char *const *headers, struct client_response *ret);
+
+/* A request made on a thread of its own (a client of its own), while the test goes on:
+ * harness_call_start, then harness_call_join, which waits for it and sets status (-1: no answer,
+ * the client's timeout or a refused connection) and reply (the body, or NULL without one);
+ * harness_call_clear frees the reply. */
+struct harness_call {
+    long status;
+    char *reply;
+    /* The request, kept while it runs. */
+    struct ignisd_proc *p;
+    const char *method, *body;
+    char path[256];
+    long timeout_ms; /* 0: the client's default */
+    pthread_t thread;
+};
+void harness_call_start(struct harness_call *c, struct ignisd_proc *p, const char *method,
+                        const char *path, const char *body, long timeout_ms);
+/* harness_call_start of POST /v1/functions/FN/invoke. */
+void harness_invoke_start(struct harness_call *c, struct ignisd_proc *p, const char *fn,
+                          const char *body, long timeout_ms);
+void harness_call_join(struct harness_call *c);
+void harness_call_clear(struct harness_call *c);
+
+/* A TCP socket listening on the test's own 127.0.0.1 (a free port, its number in port): what a
+ * container must not reach. */
+int harness_listen_loopback(char port[16]);
 
 /* The dir beside the state dir where this daemon's test functions are prepared; made on first
  * use, removed by harness_cleanup. */

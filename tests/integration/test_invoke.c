@@ -6,7 +6,6 @@
 #include "harness.h"
 
 #include <cjson/cJSON.h>
-#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
@@ -180,34 +179,6 @@ static void test_unknown_and_oversize(void **state)
     client_response_clear(&r);
 }
 
-struct bg_call {
-    struct ignisd_proc *p;
-    const char *fn, *body;
-    long timeout_ms; /* 0: none */
-    long status;
-    pthread_t th;
-};
-
-static void *bg_invoke(void *arg)
-{
-    struct bg_call *c = arg;
-    struct client *cl;
-    struct client_response r;
-    struct ig_error err = {};
-    char path[256];
-    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", c->fn);
-    client_new(c->p->url, &cl);
-    if (c->timeout_ms)
-        client_set_timeout(cl, c->timeout_ms);
-    c->status = client_request(cl, "POST", path, NULL, c->body, strlen(c->body), &r, &err) == 0
-                    ? r.status
-                    : -1;
-    if (c->status > 0)
-        client_response_clear(&r);
-    client_free(cl);
-    return NULL;
-}
-
 static void wait_for_live(struct ignisd_proc *p, const char *fn, const char *key, double want)
 {
     uint64_t deadline = now_usec() + 10000000;
@@ -221,31 +192,28 @@ static void test_queue_full_and_client_disconnect(void **state)
     /* One container, one at a time: the first call holds it, the next three queue (the daemon
      * runs with --queue-max 3), the fifth is refused. */
     harness_push(&daemon_proc, "sleep", "single", "{\"max_scale\": 1, \"concurrency\": 1}");
-    struct bg_call held = {.p = &daemon_proc, .fn = "single", .body = "{\"ms\": 1500}"};
-    pthread_create(&held.th, NULL, bg_invoke, &held);
+    struct harness_call held;
+    harness_invoke_start(&held, &daemon_proc, "single", "{\"ms\": 1500}", 0);
     wait_for_live(&daemon_proc, "single", "in_flight", 1);
-    struct bg_call queued[3];
-    for (int i = 0; i < 3; i++) {
-        queued[i] = (struct bg_call){.p = &daemon_proc, .fn = "single", .body = "{\"ms\": 1}"};
-        /* The last one gives up after 300 ms: its invocation must leave the queue. */
-        if (i == 2)
-            queued[i].timeout_ms = 300;
-        pthread_create(&queued[i].th, NULL, bg_invoke, &queued[i]);
-    }
+    struct harness_call queued[3];
+    for (int i = 0; i < 3; i++) /* the last one gives up after 300 ms: it must leave the queue */
+        harness_invoke_start(&queued[i], &daemon_proc, "single", "{\"ms\": 1}", i == 2 ? 300 : 0);
     wait_for_live(&daemon_proc, "single", "queue_depth", 3);
     struct client_response r;
     assert_int_equal(harness_invoke(&daemon_proc, "single", "{}", NULL, &r), 429);
     char h[16];
     assert_non_null(client_response_header(&r, "Retry-After", h, sizeof(h)));
     client_response_clear(&r);
-    pthread_join(queued[2].th, NULL);
+    harness_call_join(&queued[2]);
     assert_int_equal(queued[2].status, -1); /* it timed out on the client side */
     wait_for_live(&daemon_proc, "single", "queue_depth", 2);
-    pthread_join(held.th, NULL);
+    harness_call_join(&held);
     assert_int_equal(held.status, 200);
+    harness_call_clear(&held);
     for (int i = 0; i < 2; i++) {
-        pthread_join(queued[i].th, NULL);
+        harness_call_join(&queued[i]);
         assert_int_equal(queued[i].status, 200);
+        harness_call_clear(&queued[i]);
     }
     /* 1 held + 2 served: the cancelled one never ran. */
     assert_int_equal(harness_live_number(&daemon_proc, "single", "invocations"), 3);
@@ -337,17 +305,18 @@ static void test_graceful_stop(void **state)
     struct ignisd_proc p;
     assert_int_equal(harness_start(&p, NULL), 0);
     harness_push(&p, "sleep", "drain", "{\"max_scale\": 1}");
-    struct bg_call running = {.p = &p, .fn = "drain", .body = "{\"ms\": 800}"};
-    pthread_create(&running.th, NULL, bg_invoke, &running);
+    struct harness_call running, queued;
+    harness_invoke_start(&running, &p, "drain", "{\"ms\": 800}", 0);
     wait_for_live(&p, "drain", "in_flight", 1);
-    struct bg_call queued = {.p = &p, .fn = "drain", .body = "{\"ms\": 1}"};
-    pthread_create(&queued.th, NULL, bg_invoke, &queued);
+    harness_invoke_start(&queued, &p, "drain", "{\"ms\": 1}", 0);
     wait_for_live(&p, "drain", "queue_depth", 1);
     kill(p.pid, SIGTERM);
-    pthread_join(running.th, NULL);
-    pthread_join(queued.th, NULL);
+    harness_call_join(&running);
+    harness_call_join(&queued);
     assert_int_equal(running.status, 200);
     assert_int_equal(queued.status, 503);
+    harness_call_clear(&running);
+    harness_call_clear(&queued);
     assert_int_equal(harness_stop(&p), 0);
     assert_int_equal(harness_cleanup(&p), 0);
 }
@@ -432,16 +401,17 @@ static void test_cli_invoke_and_result(void **state)
 static void test_delete_drains(void **state)
 {
     harness_push(&daemon_proc, "sleep", "doomed", "{\"max_scale\": 1}");
-    struct bg_call running = {.p = &daemon_proc, .fn = "doomed", .body = "{\"ms\": 700}"};
-    pthread_create(&running.th, NULL, bg_invoke, &running);
+    struct harness_call running;
+    harness_invoke_start(&running, &daemon_proc, "doomed", "{\"ms\": 700}", 0);
     wait_for_live(&daemon_proc, "doomed", "in_flight", 1);
     struct client_response r;
     assert_int_equal(
         harness_request(&daemon_proc, "DELETE", "/v1/functions/doomed", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
     client_response_clear(&r);
-    pthread_join(running.th, NULL);
+    harness_call_join(&running);
     assert_int_equal(running.status, 200);
+    harness_call_clear(&running);
     assert_int_equal(
         harness_request(&daemon_proc, "GET", "/v1/functions/doomed", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 404);

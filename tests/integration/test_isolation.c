@@ -90,14 +90,8 @@ static void test_sees_no_host_interface(void **state)
  * works (runtimes listen there). */
 static void test_cannot_reach_host_loopback(void **state)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(fd, 8), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
     char port[16];
-    snprintf(port, sizeof(port), "%u", ntohs(sa.sin_port));
+    int fd = harness_listen_loopback(port);
     expect("connect", port, "ECONNREFUSED");
     expect("loopback", NULL, "ok");
     close(fd);

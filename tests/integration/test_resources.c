@@ -5,7 +5,6 @@
 #include "harness.h"
 
 #include <dirent.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,32 +171,6 @@ static void test_output_survives_kill(void **state)
 
 #define NQUEUED 3
 
-struct queued_call {
-    struct ignisd_proc *p;
-    pthread_t thread;
-    long status;
-    char body[256];
-};
-
-static void *queued_invoke(void *arg)
-{
-    struct queued_call *q = arg;
-    struct client *c;
-    struct client_response r;
-    struct ig_error err = {};
-    q->status = -1;
-    if (client_new(q->p->url, &c) < 0)
-        return NULL;
-    client_set_timeout(c, 60000);
-    if (client_request(c, "POST", "/v1/functions/slowstart/invoke", NULL, "{}", 2, &r, &err) == 0) {
-        q->status = r.status;
-        snprintf(q->body, sizeof(q->body), "%s", r.body ? r.body : "");
-        client_response_clear(&r);
-    }
-    client_free(c);
-    return NULL;
-}
-
 /* Issue #20 item 9: invocations queued behind a 2-second cold start, then DELETE: each still
  * runs (it got 404 before), the DELETE answers 200, and the function is gone after. */
 static void test_delete_drains_cold_queue(void **state)
@@ -205,11 +178,9 @@ static void test_delete_drains_cold_queue(void **state)
     struct ignisd_proc p;
     assert_int_equal(harness_start(&p, NULL), 0);
     harness_push_fixture(&p, "slowstart", "slowstart", NULL);
-    struct queued_call q[NQUEUED];
-    for (int i = 0; i < NQUEUED; i++) {
-        q[i] = (struct queued_call){.p = &p};
-        assert_int_equal(pthread_create(&q[i].thread, NULL, queued_invoke, &q[i]), 0);
-    }
+    struct harness_call q[NQUEUED];
+    for (int i = 0; i < NQUEUED; i++)
+        harness_invoke_start(&q[i], &p, "slowstart", "{}", 60000);
     /* All three wait for the one container, which is still starting. */
     for (int i = 0; i < 500 && harness_live_number(&p, "slowstart", "queue_depth") < NQUEUED; i++)
         usleep(10000);
@@ -223,10 +194,12 @@ static void test_delete_drains_cold_queue(void **state)
     assert_int_equal(r.status, 200);
     client_response_clear(&r);
     for (int i = 0; i < NQUEUED; i++) {
-        pthread_join(q[i].thread, NULL);
+        harness_call_join(&q[i]);
         if (q[i].status != 200)
-            fprintf(stderr, "queued invocation %d: %ld %s\n", i, q[i].status, q[i].body);
+            fprintf(stderr, "queued invocation %d: %ld %s\n", i, q[i].status,
+                    q[i].reply ? q[i].reply : "");
         assert_int_equal(q[i].status, 200);
+        harness_call_clear(&q[i]);
     }
     assert_int_equal(harness_request(&p, "GET", "/v1/functions/slowstart", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 404);
@@ -286,31 +259,6 @@ static int procs_of_uid(unsigned uid)
     return n;
 }
 
-struct held_call {
-    struct ignisd_proc *p;
-    long status;
-    pthread_t thread;
-};
-
-static void *invoke_forkhold(void *arg)
-{
-    struct held_call *h = arg;
-    struct client *c;
-    struct client_response r;
-    struct ig_error err = {};
-    h->status = -1;
-    if (client_new(h->p->url, &c) < 0)
-        return NULL;
-    client_set_token(c, h->p->token);
-    client_set_timeout(c, 60000);
-    if (client_request(c, "POST", "/v1/functions/forkhold/invoke", NULL, "{}", 2, &r, &err) == 0) {
-        h->status = r.status;
-        client_response_clear(&r);
-    }
-    client_free(c);
-    return NULL;
-}
-
 /* One function holding as many processes as its pids limit allows (a fork bomb held by its
  * own cgroup) takes nothing from another function: every container runs as uid 65534, and
  * RLIMIT_NPROC counts per uid across the host, so a per-container nproc of 1024 was one cap
@@ -321,8 +269,8 @@ static void test_fork_holder_starves_no_one(void **state)
     struct ignisd_proc p;
     assert_int_equal(harness_start(&p, NULL), 0);
     harness_push_fixture(&p, "forkhold", "forkhold", NULL);
-    struct held_call h = {.p = &p};
-    assert_int_equal(pthread_create(&h.thread, NULL, invoke_forkhold, &h), 0);
+    struct harness_call h;
+    harness_invoke_start(&h, &p, "forkhold", "{}", 60000);
     for (int i = 0; i < 2000 && procs_of_uid(65534) < 1015; i++)
         usleep(10000);
     assert_true(procs_of_uid(65534) >= 1015);
@@ -334,8 +282,9 @@ static void test_fork_holder_starves_no_one(void **state)
         fprintf(stderr, "bystander: %ld %s\n", status, r.body ? r.body : "");
     client_response_clear(&r);
     assert_int_equal(status, 200);
-    pthread_join(h.thread, NULL);
+    harness_call_join(&h);
     assert_int_equal(h.status, 200);
+    harness_call_clear(&h);
     assert_int_equal(harness_finish(&p), 0);
 }
 

@@ -41,7 +41,6 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -402,14 +401,8 @@ static void test_network_through_template(void **state)
     struct ignisd_proc *p = *state;
     cJSON_Delete(probe_forked(p));
     expect(p, "netdevs", NULL, "[\"lo\"]");
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(fd, 8), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
     char port[16];
-    snprintf(port, sizeof(port), "%u", ntohs(sa.sin_port));
+    int fd = harness_listen_loopback(port);
     expect(p, "connect", port, "ECONNREFUSED");
     expect(p, "loopback", NULL, "ok");
     close(fd);
@@ -848,97 +841,48 @@ static void test_nothing_left_through_template(void **state)
     cJSON_Delete(j);
 }
 
-/* One of a burst of invocations (or a DELETE), made from its own thread and connection. */
-struct bg_call {
-    struct ignisd_proc *p;
-    const char *method;
-    char path[128];
-    const char *body; /* POST only */
-    long status;      /* -1: no answer */
-    bool forked;
-    pthread_t th;
-};
-
-static void *bg_request(void *arg)
-{
-    struct bg_call *c = arg;
-    struct client *cl = NULL;
-    struct client_response r;
-    struct ig_error err = {};
-    bool post = streq(c->method, "POST");
-    c->status = -1;
-    if (client_new(c->p->url, &cl) == 0 &&
-        client_request(cl, c->method, c->path, NULL, c->body, c->body ? strlen(c->body) : 0, &r,
-                       &err) == 0) {
-        c->status = r.status;
-        cJSON *j = c->status == 200 && post ? harness_json(&r) : NULL;
-        c->forked = j && forked(j);
-        cJSON_Delete(j);
-        client_response_clear(&r);
-    }
-    client_free(cl);
-    return NULL;
-}
-
-static void bg_start(struct bg_call *c, struct ignisd_proc *p, const char *method, const char *path,
-                     const char *body)
-{
-    *c = (struct bg_call){.p = p, .method = method, .body = body};
-    snprintf(c->path, sizeof(c->path), "%s", path);
-    assert_int_equal(pthread_create(&c->th, NULL, bg_request, c), 0);
-}
-
 #define BURST 8
 
 /* An invocation of name given up after 200 ms: its status, or -1 when none came by then. */
 static long refused_status(struct ignisd_proc *p, const char *name)
 {
-    struct client *cl = NULL;
-    struct client_response r;
-    struct ig_error err = {};
-    char path[128];
-    long status = -1;
-    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", name);
-    if (client_new(p->url, &cl) == 0) {
-        client_set_timeout(cl, 200);
-        if (client_request(cl, "POST", path, NULL, "{}", 2, &r, &err) == 0) {
-            status = r.status;
-            client_response_clear(&r);
-        }
-    }
-    client_free(cl);
-    return status;
+    struct harness_call c;
+    harness_invoke_start(&c, p, name, "{}", 200);
+    harness_call_join(&c);
+    harness_call_clear(&c);
+    return c.status;
 }
 
 /* n invocations of name with body at once, each on its own connection. */
-static void burst_start_n(struct ignisd_proc *p, const char *name, struct bg_call *calls, int n,
-                          const char *body)
+static void burst_start_n(struct ignisd_proc *p, const char *name, struct harness_call *calls,
+                          int n, const char *body)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", name);
     for (int i = 0; i < n; i++)
-        bg_start(&calls[i], p, "POST", path, body);
+        harness_invoke_start(&calls[i], p, name, body, 0);
 }
 
-static void burst_start(struct ignisd_proc *p, const char *name, struct bg_call calls[BURST])
+static void burst_start(struct ignisd_proc *p, const char *name, struct harness_call calls[BURST])
 {
     burst_start_n(p, name, calls, BURST, "{}");
 }
 
 /* Waits for the n calls; each must have answered want. How many ran in a forked container. */
-static int burst_join_n(struct bg_call *calls, int n, long want)
+static int burst_join_n(struct harness_call *calls, int n, long want)
 {
-    int forked = 0;
+    int n_forked = 0;
     for (int i = 0; i < n; i++) {
-        pthread_join(calls[i].th, NULL);
+        harness_call_join(&calls[i]);
         if (calls[i].status != want)
             fail_msg("invocation %d of the burst: %ld (expected %ld)", i, calls[i].status, want);
-        forked += calls[i].forked;
+        cJSON *j = calls[i].status == 200 && calls[i].reply ? cJSON_Parse(calls[i].reply) : NULL;
+        n_forked += j && forked(j);
+        cJSON_Delete(j);
+        harness_call_clear(&calls[i]);
     }
-    return forked;
+    return n_forked;
 }
 
-static int burst_join(struct bg_call calls[BURST], long want)
+static int burst_join(struct harness_call calls[BURST], long want)
 {
     return burst_join_n(calls, BURST, want);
 }
@@ -950,7 +894,7 @@ static void test_burst_of_fresh_invocations(void **state)
 {
     struct ignisd_proc *p = *state;
     char name[32];
-    struct bg_call calls[BURST];
+    struct harness_call calls[BURST];
     snprintf(name, sizeof(name), "tb%d", (int)getpid());
     harness_push_fixture(p, "tplprobe", name, "{\"max_scale\": 16}");
     burst_start(p, name, calls);
@@ -970,7 +914,7 @@ static void test_burst_of_fresh_invocations(void **state)
  * change destroyed were cancelled with them). */
 static void forks_pending_through(struct ignisd_proc *p, const char *name, bool delete)
 {
-    struct bg_call calls[BURST], del;
+    struct harness_call calls[BURST], del;
     harness_push_fixture(p, "tplprobe", name, "{\"max_scale\": 16}");
     cJSON_Delete(probe_forked_of(p, name));
     pid_t tpl = template_pid_named(name);
@@ -988,7 +932,7 @@ static void forks_pending_through(struct ignisd_proc *p, const char *name, bool 
     char path[128];
     snprintf(path, sizeof(path), "/v1/functions/%s", name);
     if (delete)
-        bg_start(&del, p, "DELETE", path, NULL); /* it drains: answered once the burst was */
+        harness_call_start(&del, p, "DELETE", path, NULL, 0); /* answered once the burst was */
     else
         harness_push_fixture(p, "tplprobe", name, "{\"max_scale\": 16, \"memory_mb\": 96}");
     /* The delete reached the dispatcher (new invocations get 404) before the template goes on;
@@ -1001,14 +945,16 @@ static void forks_pending_through(struct ignisd_proc *p, const char *name, bool 
         /* Accepted before the delete: answered 200; after it: 404. */
         int ok = 0;
         for (i = 0; i < BURST; i++) {
-            pthread_join(calls[i].th, NULL);
+            harness_call_join(&calls[i]);
             if (calls[i].status != 200 && calls[i].status != 404)
                 fail_msg("invocation %d of the burst: %ld", i, calls[i].status);
             ok += calls[i].status == 200;
+            harness_call_clear(&calls[i]);
         }
         assert_true(ok > 0);
-        pthread_join(del.th, NULL);
+        harness_call_join(&del);
         assert_int_equal(del.status, 200);
+        harness_call_clear(&del);
     } else {
         burst_join(calls, 200);
         cJSON_Delete(probe_forked_of(p, name));
@@ -1028,7 +974,7 @@ static void test_many_live_forked_containers(void **state)
     enum { N = 32 };
     struct ignisd_proc *p = *state;
     char name[32];
-    struct bg_call calls[N];
+    struct harness_call calls[N];
     snprintf(name, sizeof(name), "tm%d", (int)getpid());
     harness_push_fixture(p, "tplprobe", name, "{\"max_scale\": 40}");
     cJSON_Delete(probe_forked_of(p, name));
