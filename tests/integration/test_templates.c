@@ -237,8 +237,8 @@ static void test_isolation_through_template(void **state)
     assert_string_equal(str(a, "mount"), strerror(EPERM));
     assert_string_equal(str(a, "unshare"), strerror(EPERM));
     assert_string_equal(str(a, "setns"), strerror(EPERM));
-    assert_string_equal(str(a, "write_task"), strerror(EROFS));
-    assert_string_equal(str(a, "write_root"), strerror(EROFS));
+    assert_string_equal(str(a, "write_task"), "EROFS");
+    assert_string_equal(str(a, "write_root"), "EROFS");
     assert_string_equal(str(a, "hostname"), "ignis");
     assert_true(cJSON_IsFalse(cJSON_GetObjectItem(a, "secrets")));
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a, "loopback")));
