@@ -3,11 +3,13 @@
  * shim's own code (setup.c, security.c): the same mounts, privilege drop and seccomp filter as a
  * container made by the shim, in one implementation. Linked with libc and libcap only.
  *
- * The sequence (docs/architecture.md, "Templates"): in the template, process A calls
- * ignis_child_unshare and forks B, pid 1 of the new pid namespace; B sends its pidfd to the
- * controller, which moves it into the container's cgroups and says go; B then calls
- * ignis_child_setup, forks the runtime's process (which only then imports the function's code)
- * and stays its reaper (ignis_child_reap), as the shim's pid 1 does. */
+ * The sequence (docs/architecture.md, "Templates"): the template calls ignis_child_fork, which
+ * forks A; A unshares the container's namespaces and forks B, pid 1 of the new pid namespace;
+ * B sends its pidfd to the controller, which moves it into the container's cgroups and says go;
+ * B does the rest of a container's setup, forks the runtime's process (which only then imports
+ * the function's code) and stays its reaper, as the shim's pid 1 does. A and B run only this
+ * file's code: neither touches the interpreter's objects, so neither copies its pages (forked
+ * processes that ran Python did, on every object they touched) nor spends time interpreting. */
 #include "shim.h"
 
 #include <fcntl.h>
@@ -15,10 +17,13 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include "base/container_spec.h"
+#include "base/util.h"
 
 int shim_sync_fd = -1;
 int shim_server_fd = -1;
@@ -41,30 +46,67 @@ void shim_fail(int code, const char *fmt, ...)
     _exit(SHIM_EXIT_SETUP);
 }
 
-int ignis_child_unshare(void) __attribute__((visibility("default")));
-_Noreturn void ignis_child_reap(pid_t runtime) __attribute__((visibility("default")));
-void ignis_child_setup(int sync_fd, const char *hostname, uint64_t tmp_size, uint64_t nofile,
+pid_t ignis_child_fork(const int fds[5], const char *hostname, uint64_t tmp_size, uint64_t nofile,
                        uint64_t nproc, uint32_t uid, uint32_t gid)
     __attribute__((visibility("default")));
 
-/* In A: the namespaces every container has of its own, but the user namespace (the template's,
- * where it is root). 0 or -errno. */
-int ignis_child_unshare(void)
+/* What a fork request passes (bootstrap.py's TEMPLATE_REQUEST): fds in this order. */
+enum { FORK_RUNTIME, FORK_STDOUT, FORK_STDERR, FORK_SYNC, FORK_CTL, FORK_FDS };
+
+/* In B: its pidfd to the controller (on the control socket, with a 'P'), then the controller's
+ * 'g', sent once B is in the container's cgroups. */
+static void handshake(int ctl)
 {
-    if (unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) < 0)
-        return -errno;
-    return 0;
+    int pidfd = pidfd_open(getpid(), 0);
+    if (pidfd < 0)
+        shim_fail(errno, "pidfd_open: %s", strerror(errno));
+    char p = 'P', buf[CMSG_SPACE(sizeof(int))] = {};
+    struct iovec iov = {.iov_base = &p, .iov_len = 1};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf, .msg_controllen = sizeof(buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &pidfd, sizeof(int));
+    if (sendmsg(ctl, &msg, MSG_NOSIGNAL) < 0)
+        shim_fail(errno, "sending the pidfd: %s", strerror(errno));
+    close(pidfd);
+    char go = 0;
+    ssize_t n;
+    while ((n = read(ctl, &go, 1)) < 0 && errno == EINTR)
+        ;
+    if (n != 1 || go != 'g')
+        shim_fail(ECANCELED, "setting up the container's cgroups was not finished");
+}
+
+/* In B: the fd layout of an exec'd runtime (0 /dev/null, 1 and 2 the controller's pipes, 3 the
+ * runtime socket), the sync pipe on 4 until setup closes it. */
+static void layout_fds(const int fds[FORK_FDS])
+{
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        shim_fail(errno, "opening /dev/null: %s", strerror(errno));
+    int from[] = {null, fds[FORK_STDOUT], fds[FORK_STDERR], fds[FORK_RUNTIME], fds[FORK_SYNC]};
+    int high[ARRAY_SIZE(from)];
+    /* Copies above the targets first, so that no target overwrites a source. */
+    for (size_t i = 0; i < ARRAY_SIZE(from); i++)
+        if ((high[i] = fcntl(from[i], F_DUPFD_CLOEXEC, (int)ARRAY_SIZE(from))) < 0)
+            shim_fail(errno, "dup: %s", strerror(errno));
+    for (size_t i = 0; i < ARRAY_SIZE(from); i++)
+        if (dup2(high[i], (int)i) < 0)
+            shim_fail(errno, "dup2: %s", strerror(errno));
+    shim_sync_fd = RUNTIME_FD + 1;
 }
 
 /* In B, once it is in its cgroups: a cgroup namespace rooted there, a new /proc and /tmp, lo up,
  * the hostname, rlimits, then uid/gid, every capability set and the bounding set emptied,
- * securebits locked, no_new_privs, and the seccomp filter; last, every fd above 3 closed,
- * sync_fd with them (its EOF tells the controller setup is over, as an exec's does). On failure
- * it reports on sync_fd and exits 125: it returns only when all of it was done. */
-void ignis_child_setup(int sync_fd, const char *hostname, uint64_t tmp_size, uint64_t nofile,
-                       uint64_t nproc, uint32_t uid, uint32_t gid)
+ * securebits locked, no_new_privs, and the seccomp filter; last, every fd above 3 closed, the
+ * sync pipe with them (its EOF tells the controller setup is over, as an exec's does). On failure
+ * it reports on the sync pipe and exits 125: it returns only when all of it was done. */
+static void setup(const char *hostname, uint64_t tmp_size, uint64_t nofile, uint64_t nproc,
+                  uint32_t uid, uint32_t gid)
 {
-    shim_sync_fd = sync_fd;
     if (unshare(CLONE_NEWCGROUP) < 0)
         shim_fail(errno, "creating the cgroup namespace: %s", strerror(errno));
     /* Over the template's: this pid namespace's processes only, and nothing of the template's
@@ -95,7 +137,7 @@ void ignis_child_setup(int sync_fd, const char *hostname, uint64_t tmp_size, uin
  * its namespace (pid 1 without handlers; the runtime may kill itself, which a runtime that is
  * pid 1 could not), reaps every orphan and exits with the runtime's status (128+N for signal
  * N), which takes the rest of the pid namespace with it. */
-void ignis_child_reap(pid_t runtime)
+static _Noreturn void reap(pid_t runtime)
 {
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     for (int fd = 0; fd <= RUNTIME_FD; fd++)
@@ -114,4 +156,52 @@ void ignis_child_reap(pid_t runtime)
         if (p == runtime)
             _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     }
+}
+
+/* In A: waits for B and reports its wait status (int32) on the control socket, then exits. */
+static _Noreturn void report(pid_t b, const int fds[FORK_FDS])
+{
+    for (int i = 0; i < FORK_CTL; i++)
+        close(fds[i]);
+    int status;
+    while (waitpid(b, &status, 0) < 0)
+        if (errno != EINTR)
+            _exit(SHIM_EXIT_SETUP);
+    ssize_t n = send(fds[FORK_CTL], &status, sizeof(status), MSG_NOSIGNAL);
+    _exit(n == sizeof(status) ? 0 : SHIM_EXIT_SETUP);
+}
+
+/* In the template: one container from one fork request (fds: runtime socket, stdout, stderr, sync
+ * pipe, control socket). Returns in the template with A's pid, or -errno when A could not be
+ * forked; in the runtime's process with 0, its setup done and every privilege dropped. A and B
+ * never return. The template must be single-threaded, and its caller does for the interpreter
+ * what a fork needs around it (PyOS_BeforeFork and the AfterFork of each side). */
+pid_t ignis_child_fork(const int fds[FORK_FDS], const char *hostname, uint64_t tmp_size,
+                       uint64_t nofile, uint64_t nproc, uint32_t uid, uint32_t gid)
+{
+    pid_t a = fork();
+    if (a != 0)
+        return a < 0 ? -errno : a;
+    shim_sync_fd = fds[FORK_SYNC];
+    /* The template ignores SIGCHLD (the kernel reaps its A processes); A waits for B. */
+    signal(SIGCHLD, SIG_DFL);
+    close(RUNTIME_FD); /* the template's socket */
+    if (unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) < 0)
+        shim_fail(errno, "creating namespaces (unshare): %s", strerror(errno));
+    pid_t b = fork();
+    if (b < 0)
+        shim_fail(errno, "fork: %s", strerror(errno));
+    if (b > 0)
+        report(b, fds);
+    handshake(fds[FORK_CTL]);
+    layout_fds(fds);
+    setup(hostname, tmp_size, nofile, nproc, uid, gid);
+    /* B stays pid 1, a reaper as the shim's is; the runtime is its child, so it can signal
+     * itself (pid 1 ignores what its own namespace sends it). */
+    pid_t runtime = fork();
+    if (runtime < 0)
+        shim_fail(errno, "fork: %s", strerror(errno));
+    if (runtime > 0)
+        reap(runtime);
+    return 0;
 }

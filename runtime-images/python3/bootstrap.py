@@ -9,6 +9,7 @@ runtime needs nothing but the standard library.
 """
 
 import decimal
+import gc
 import importlib
 import json
 import logging
@@ -445,58 +446,27 @@ def main():
 # (-I -S: no site, no script directory, no PYTHON* variables, and nothing here reads /var/task).
 # It tells the controller it is ready (b"R" on fd 3), then serves fork requests there: one
 # TEMPLATE_REQUEST with SCM_RIGHTS fds (runtime socket, stdout, stderr, sync pipe, control
-# socket). For each it forks A, which unshares the pid, mount, network, IPC and UTS namespaces
-# (libignis-child.so) and forks B, pid 1 of the new pid namespace, then waits for B and reports
-# its wait status (int32) on the control socket. B sends its pidfd on the control socket, waits
-# for the controller's b"g" (it is in its cgroups then), has libignis-child.so do the rest of a
-# container's setup and drop every privilege, re-seeds what was seeded at start, and forks the
-# runtime's process, which runs main() as an exec'd runtime would; B stays its reaper. The template itself never serves an invocation.
+# socket). For each, libignis-child.so's ignis_child_fork makes the container in C (A unshares
+# the namespaces and reports B's status, B is pid 1, sends its pidfd, waits for the
+# controller's b"g", does the rest of a container's setup and drops every privilege) and returns
+# in B's child, the runtime's process, which re-seeds what was seeded at start and runs main()
+# as an exec'd runtime would. The template itself never serves an invocation.
 
 # The request's layout (orchestrator/container/template.c, struct template_request).
 TEMPLATE_REQUEST = struct.Struct("=c7xQQQII65s7x")
-SYNC_MSG = struct.Struct("=i500s")
 
 
-def _sync_fail(fd, code, message):
-    try:
-        os.write(fd, SYNC_MSG.pack(code, message.encode("utf-8", "replace")[:499]))
-    except OSError:
-        pass
-    os._exit(125)
-
-
-def _child_b(lib, req, fds):
+def _runtime_main():
     import random
-    import socket
+    import signal
 
-    runtime, out, err, sync, ctl = fds
-    tmp_size, nofile, nproc, uid, gid = req[1:6]
-    hostname = req[6].rstrip(b"\0")
-    try:
-        pidfd = os.pidfd_open(os.getpid())
-        socket.send_fds(socket.socket(fileno=os.dup(ctl)), [b"P"], [pidfd])
-        os.close(pidfd)
-        go = os.read(ctl, 1)
-    except OSError as e:
-        _sync_fail(sync, e.errno or 5, "sending the pidfd: %s" % e)
-    if go != b"g":
-        _sync_fail(sync, 125, "setting up the container's cgroups was not finished")
-    # The fd layout of an exec'd runtime: 0 /dev/null, 1 and 2 the controller's pipes, 3 the
-    # runtime socket; the sync pipe on 4 until setup is over.
-    null = os.open("/dev/null", os.O_RDWR)
-    high = [os.dup(fd) for fd in (null, out, err, runtime, sync)]
-    for i, fd in enumerate(high):
-        os.dup2(fd, i)
-    sys.stdout.flush()
-    lib.ignis_child_setup(4, hostname, tmp_size, nofile, nproc, uid, gid)
-    # Seeded when the template started: every container gets its own. (The str hash seed
-    # cannot change in a running interpreter: a template serves one function version only.)
+    # What an exec'd runtime starts with: SIGCHLD as the kernel has it (the template ignores
+    # it), a collector that runs (the template's objects are frozen out of its reach, so that
+    # it does not copy their pages), and its own seeds. (The str hash seed cannot change in a
+    # running interpreter: a template serves one function version only.)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    gc.enable()
     random.seed()
-    # B stays pid 1, a reaper as the shim's is; the runtime is its child, so it can signal
-    # itself (pid 1 ignores what its own namespace sends it).
-    pid = os.fork()
-    if pid != 0:
-        lib.ignis_child_reap(pid)
     try:
         code = main()
     except SystemExit as e:
@@ -506,27 +476,6 @@ def _child_b(lib, req, fds):
     os._exit(code or 0)
 
 
-def _child_a(lib, req, fds):
-    import signal
-
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    os.close(FD)
-    sync, ctl = fds[3], fds[4]
-    r = lib.ignis_child_unshare()
-    if r < 0:
-        _sync_fail(sync, -r, "creating namespaces (unshare): %s" % os.strerror(-r))
-    pid = os.fork()
-    if pid == 0:
-        _child_b(lib, req, fds)
-    for fd in fds[:4]:
-        os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    try:
-        os.write(ctl, struct.pack("=i", status))
-    finally:
-        os._exit(0)
-
-
 def template_main():
     import ctypes
     import random  # noqa: F401 (loaded here so that containers do not pay for it)
@@ -534,16 +483,18 @@ def template_main():
     import socket
 
     lib = ctypes.CDLL("/ignis/libignis-child.so")
-    lib.ignis_child_unshare.restype = ctypes.c_int
-    lib.ignis_child_setup.restype = None
-    lib.ignis_child_reap.argtypes = [ctypes.c_int]
-    lib.ignis_child_setup.argtypes = [ctypes.c_int, ctypes.c_char_p] + [ctypes.c_uint64] * 3 + [
+    lib.ignis_child_fork.restype = ctypes.c_int
+    lib.ignis_child_fork.argtypes = [ctypes.c_int * 5, ctypes.c_char_p] + [ctypes.c_uint64] * 3 + [
         ctypes.c_uint32
     ] * 2
+    api = ctypes.pythonapi
     _install_ignis_module()
-    # A children are reaped by the kernel; each A reports its B's status itself.
+    # A processes are reaped by the kernel; each reports its B's status itself.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     sock = socket.socket(fileno=FD)
+    # Everything loaded so far is left out of the collector's reach: a collection in a container
+    # would otherwise write to every object's header and copy each page they are on.
+    gc.freeze()
     os.write(FD, b"R")
     while True:
         try:
@@ -552,21 +503,24 @@ def template_main():
             continue
         if not msg:
             return 0
-        if len(msg) != TEMPLATE_REQUEST.size or len(fds) != 5 or msg[:1] != b"F":
-            for fd in fds:
-                os.close(fd)
-            continue
-        pid = os.fork()
-        if pid == 0:
-            try:
-                _child_a(lib, TEMPLATE_REQUEST.unpack(msg), fds)
-            finally:
-                os._exit(125)
+        if len(msg) == TEMPLATE_REQUEST.size and len(fds) == 5 and msg[:1] == b"F":
+            req = TEMPLATE_REQUEST.unpack(msg)
+            # What os.fork does for the interpreter around a fork, around the C one.
+            api.PyOS_BeforeFork()
+            pid = lib.ignis_child_fork((ctypes.c_int * 5)(*fds), req[6].rstrip(b"\0"), *req[1:6])
+            if pid == 0:
+                try:
+                    api.PyOS_AfterFork_Child()
+                    _runtime_main()
+                finally:
+                    os._exit(125)  # never back into the template's loop
+            api.PyOS_AfterFork_Parent()
         for fd in fds:
             os.close(fd)
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--template"]:
+        gc.disable()
         sys.exit(template_main())
     sys.exit(main())
