@@ -173,6 +173,34 @@ static void test_python_requirements_offline(void **state)
     free(err);
 }
 
+/* A python3 function without requirements.txt is compiled too: its container imports the
+ * handler's bytecode from the read-only bundle (it would compile the source in every container
+ * otherwise), and pushing it again makes no new version. */
+static void test_python_bytecode_without_requirements(void **state)
+{
+    const char *dir = function_dir("py-bytecode", "python3", "main.handler");
+    put(dir, "main.py",
+        "import importlib.util, os, sys\n\ndef handler(event, context):\n"
+        "    cached = importlib.util.cache_from_source(__file__)\n"
+        "    return [__file__, os.path.exists(cached), sys.implementation.cache_tag]\n");
+    char *out = NULL, *err = NULL;
+    for (int i = 0; i < 2; i++) {
+        int rc = harness_ignis(&daemon_proc, &out, &err, "push", dir, NULL);
+        if (rc != 0 || !strstr(out, i == 0 ? "py-bytecode version 1 pushed"
+                                           : "py-bytecode version 1 unchanged"))
+            fail_msg("push %d: %s%s", i, out, err);
+        free(out);
+        free(err);
+    }
+    char *body = invoke_ok("py-bytecode");
+    assert_string_equal(body, "[\"/var/task/main.py\", true, \"cpython-311\"]");
+    free(body);
+    /* The user's directory has no bytecode: it was made in a copy. */
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/__pycache__", dir);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
 /* pip cannot find the package: the push fails with pip's own message, nothing is pushed, and
  * a deploy of a service holding the function stores nothing either. */
 static void test_failing_install_pushes_nothing(void **state)
@@ -409,6 +437,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_python_requirements_offline),
+        cmocka_unit_test(test_python_bytecode_without_requirements),
         cmocka_unit_test(test_failing_install_pushes_nothing),
         cmocka_unit_test(test_no_deps),
         cmocka_unit_test(test_node_dependency_from_npm),
