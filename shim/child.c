@@ -53,17 +53,33 @@ pid_t ignis_child_fork(const int fds[5], const char *hostname, uint64_t tmp_size
 /* What a fork request passes (bootstrap.py's TEMPLATE_REQUEST): fds in this order. */
 enum { FORK_RUNTIME, FORK_STDOUT, FORK_STDERR, FORK_SYNC, FORK_CTL, FORK_FDS };
 
+/* What the controller sends with go (template.c, send_go): 'g', or 's' and the names of the
+ * function's secrets that are set, each NUL-terminated, with an fd of each (SCM_RIGHTS). */
+struct go {
+    bool secrets;
+    size_t n;
+    char *names[CONTAINER_SPEC_MAX_SECRETS + 1];
+    int fds[CONTAINER_SPEC_MAX_SECRETS];
+    char text[1 + CONTAINER_SPEC_MAX_SECRETS * 256];
+};
+
 /* In B: its pidfd to the controller (on the control socket, with a 'P'), then the controller's
- * 'g', sent once B is in the container's cgroups. */
-static void handshake(int ctl)
+ * go, sent once B is in the container's cgroups. */
+static void handshake(int ctl, struct go *go)
 {
     int pidfd = pidfd_open(getpid(), 0);
     if (pidfd < 0)
         shim_fail(errno, "pidfd_open: %s", strerror(errno));
-    char p = 'P', buf[CMSG_SPACE(sizeof(int))] = {};
+    char p = 'P';
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * CONTAINER_SPEC_MAX_SECRETS)];
+        struct cmsghdr align;
+    } control = {};
     struct iovec iov = {.iov_base = &p, .iov_len = 1};
-    struct msghdr msg = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf, .msg_controllen = sizeof(buf)};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = &control,
+                         .msg_controllen = CMSG_SPACE(sizeof(int))};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
@@ -72,12 +88,40 @@ static void handshake(int ctl)
     if (sendmsg(ctl, &msg, MSG_NOSIGNAL) < 0)
         shim_fail(errno, "sending the pidfd: %s", strerror(errno));
     close(pidfd);
-    char go = 0;
+
+    iov = (struct iovec){.iov_base = go->text, .iov_len = sizeof(go->text) - 1};
+    msg = (struct msghdr){.msg_iov = &iov,
+                          .msg_iovlen = 1,
+                          .msg_control = &control,
+                          .msg_controllen = sizeof(control)};
     ssize_t n;
-    while ((n = read(ctl, &go, 1)) < 0 && errno == EINTR)
+    while ((n = recvmsg(ctl, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
         ;
-    if (n != 1 || go != 'g')
+    if (n < 1 || (go->text[0] != 'g' && go->text[0] != 's') ||
+        (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
         shim_fail(ECANCELED, "setting up the container's cgroups was not finished");
+    go->text[n] = '\0';
+    go->secrets = go->text[0] == 's';
+    cm = CMSG_FIRSTHDR(&msg);
+    size_t nfds =
+        cm && cm->cmsg_type == SCM_RIGHTS ? (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) : 0;
+    if (nfds)
+        memcpy(go->fds, CMSG_DATA(cm), nfds * sizeof(int));
+    /* Above the runtime's layout (layout_fds), which the template's closed socket may have
+     * freed a place in. */
+    for (size_t i = 0; i < nfds; i++) {
+        if (go->fds[i] > RUNTIME_FD + 1)
+            continue;
+        int high = fcntl(go->fds[i], F_DUPFD_CLOEXEC, RUNTIME_FD + 2);
+        if (high < 0)
+            shim_fail(errno, "dup: %s", strerror(errno));
+        close(go->fds[i]);
+        go->fds[i] = high;
+    }
+    for (char *name = go->text + 1; name < go->text + n && go->n < nfds; name += strlen(name) + 1)
+        go->names[go->n++] = name;
+    if (go->n != nfds)
+        shim_fail(EPROTO, "the secrets sent with go do not match their names");
 }
 
 /* In B: the fd layout of an exec'd runtime (0 /dev/null, 1 and 2 the controller's pipes, 3 the
@@ -104,8 +148,8 @@ static void layout_fds(const int fds[FORK_FDS])
  * securebits locked, no_new_privs, and the seccomp filter; last, every fd above 3 closed, the
  * sync pipe with them (its EOF tells the controller setup is over, as an exec's does). On failure
  * it reports on the sync pipe and exits 125: it returns only when all of it was done. */
-static void setup(const char *hostname, uint64_t tmp_size, uint64_t nofile, uint64_t nproc,
-                  uint32_t uid, uint32_t gid)
+static void setup(const struct go *go, const char *hostname, uint64_t tmp_size, uint64_t nofile,
+                  uint64_t nproc, uint32_t uid, uint32_t gid)
 {
     if (unshare(CLONE_NEWCGROUP) < 0)
         shim_fail(errno, "creating the cgroup namespace: %s", strerror(errno));
@@ -113,6 +157,9 @@ static void setup(const char *hostname, uint64_t tmp_size, uint64_t nofile, uint
      * or a sibling's /tmp. */
     shim_mount_proc("/proc");
     shim_mount_tmp("/tmp", tmp_size);
+    /* Over the template's empty /run/secrets: the values of now, not of the template's start. */
+    if (go->secrets)
+        shim_make_secrets("/run/secrets", uid, gid, go->names, go->fds, go->n);
     shim_loopback_up();
     if (sethostname(hostname, strlen(hostname)) < 0)
         shim_fail(errno, "sethostname: %s", strerror(errno));
@@ -193,9 +240,10 @@ pid_t ignis_child_fork(const int fds[FORK_FDS], const char *hostname, uint64_t t
         shim_fail(errno, "fork: %s", strerror(errno));
     if (b > 0)
         report(b, fds);
-    handshake(fds[FORK_CTL]);
+    struct go go = {};
+    handshake(fds[FORK_CTL], &go);
     layout_fds(fds);
-    setup(hostname, tmp_size, nofile, nproc, uid, gid);
+    setup(&go, hostname, tmp_size, nofile, nproc, uid, gid);
     /* B stays pid 1, a reaper as the shim's is; the runtime is its child, so it can signal
      * itself (pid 1 ignores what its own namespace sends it). */
     pid_t runtime = fork();

@@ -138,45 +138,23 @@ static void make_dev(bool userns)
     }
 }
 
-/* /run/secrets: a tmpfs of the function's listed secrets, copied from secrets_fd, each 0400 and
- * owned by the runtime's uid, then made read-only. Copies, not binds: the host's files stay
- * root's 0600, and the container sees exactly the names it lists (docs/security.md). */
+/* /run/secrets: the function's listed secrets, read from secrets_fd (shim_make_secrets). A
+ * template's is only the directory: each container forked from it mounts its own there, with
+ * the values of its start (child.c), and the template holds none. */
 static void make_secrets(const struct container_spec *spec, int secrets_fd)
 {
-    char opts[96], dst[300];
-    snprintf(opts, sizeof(opts), "mode=0500,uid=%u,gid=%u,size=%u,nr_inodes=%u", spec->uid,
-             spec->gid, (CONTAINER_SPEC_MAX_SECRETS + 1) * CONTAINER_SECRET_MAX,
-             CONTAINER_SPEC_MAX_SECRETS + 8);
     if (mkdir(STAGE "/run/secrets", 0500) < 0)
         shim_fail(errno, "mkdir /run/secrets: %s", strerror(errno));
-    shim_mount("tmpfs", STAGE "/run/secrets", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
-    char *buf = malloc(CONTAINER_SECRET_MAX + 1);
-    if (!buf)
-        shim_fail(ENOMEM, "out of memory");
-    for (char **name = spec->secrets; *name; name++) {
-        int in = openat(secrets_fd, *name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (in < 0 && errno == ENOENT)
-            continue; /* listed but not set: absent, as documented */
-        if (in < 0)
-            shim_fail(errno, "secret %s: %s", *name, strerror(errno));
-        size_t len = 0;
-        ssize_t n;
-        while ((n = read(in, buf + len, CONTAINER_SECRET_MAX + 1 - len)) > 0)
-            len += (size_t)n;
-        close(in);
-        if (n < 0 || len > CONTAINER_SECRET_MAX)
-            shim_fail(n < 0 ? errno : EFBIG, "secret %s: cannot be read or is over %u bytes", *name,
-                      CONTAINER_SECRET_MAX);
-        snprintf(dst, sizeof(dst), STAGE "/run/secrets/%s", *name);
-        int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
-        if (out < 0 || write(out, buf, len) != (ssize_t)len ||
-            fchown(out, spec->uid, spec->gid) < 0)
-            shim_fail(errno, "writing /run/secrets/%s: %s", *name, strerror(errno));
-        close(out);
+    if (spec->template_mode)
+        return;
+    int fds[CONTAINER_SPEC_MAX_SECRETS];
+    size_t n = 0;
+    for (; n < CONTAINER_SPEC_MAX_SECRETS && spec->secrets[n]; n++) {
+        fds[n] = openat(secrets_fd, spec->secrets[n], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fds[n] < 0 && errno != ENOENT)
+            shim_fail(errno, "secret %s: %s", spec->secrets[n], strerror(errno));
     }
-    explicit_bzero(buf, CONTAINER_SECRET_MAX + 1);
-    free(buf);
-    shim_make_readonly(STAGE "/run/secrets", 0, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    shim_make_secrets(STAGE "/run/secrets", spec->uid, spec->gid, spec->secrets, fds, n);
 }
 
 static void build_root(const struct container_spec *spec, int image_fd, int bundle_fd,
@@ -187,7 +165,10 @@ static void build_root(const struct container_spec *spec, int image_fd, int bund
     /* The root: a small tmpfs that holds only mount points, symlinks and device nodes; made
      * read-only once everything is in place. Not nodev: /dev's nodes live in it. */
     shim_mount("tmpfs", STAGE, "tmpfs", MS_NOSUID, "mode=0755,size=256k,nr_inodes=1024");
-    populate(image_fd, STAGE, true, secrets_fd >= 0);
+    /* With secrets to show (or, in a template, a place for its containers'), /run is ours,
+     * empty but for them, whatever the image holds there. */
+    bool own_run = secrets_fd >= 0 || (spec->template_mode && spec->secrets);
+    populate(image_fd, STAGE, true, own_run);
 
     /* /var: the image's own entries, then the bundle at /var/task. */
     if (mkdir(STAGE "/var", 0755) < 0)
@@ -204,8 +185,7 @@ static void build_root(const struct container_spec *spec, int image_fd, int bund
     if (bundle_fd >= 0)
         bind_readonly(bundle_fd, NULL, STAGE "/var/task");
 
-    /* With secrets, /run is ours (empty but for them), whatever the image holds there. */
-    if (secrets_fd >= 0) {
+    if (own_run) {
         if (mkdir(STAGE "/run", 0755) < 0)
             shim_fail(errno, "mkdir /run: %s", strerror(errno));
         make_secrets(spec, secrets_fd);
@@ -399,7 +379,7 @@ void shim_init(const struct shim_ctx *ctx)
     if (spec->bundle && (bundle_fd = open(spec->bundle, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         shim_fail(errno, "bundle %s: %s", spec->bundle, strerror(errno));
     int secrets_fd = -1;
-    if (spec->secrets &&
+    if (spec->secrets && !spec->template_mode &&
         (secrets_fd = open(spec->secrets_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 &&
         errno != ENOENT)
         shim_fail(errno, "secrets %s: %s", spec->secrets_dir, strerror(errno));

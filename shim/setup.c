@@ -3,7 +3,9 @@
 #include "shim.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <net/if.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -59,4 +61,37 @@ void shim_loopback_up(void)
     if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
         shim_fail(errno, "bringing lo up: %s", strerror(errno));
     close(fd);
+}
+
+void shim_make_secrets(const char *dir, uint32_t uid, uint32_t gid, char *const names[],
+                       const int fds[], size_t n)
+{
+    char opts[96], dst[PATH_MAX];
+    snprintf(opts, sizeof(opts), "mode=0500,uid=%u,gid=%u,size=%u,nr_inodes=%u", uid, gid,
+             (CONTAINER_SPEC_MAX_SECRETS + 1) * CONTAINER_SECRET_MAX,
+             CONTAINER_SPEC_MAX_SECRETS + 8);
+    shim_mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
+    char *buf = malloc(CONTAINER_SECRET_MAX + 1);
+    if (!buf)
+        shim_fail(ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (fds[i] < 0)
+            continue; /* listed but not set: absent, as documented */
+        size_t len = 0;
+        ssize_t r;
+        while ((r = read(fds[i], buf + len, CONTAINER_SECRET_MAX + 1 - len)) > 0)
+            len += (size_t)r;
+        close(fds[i]);
+        if (r < 0 || len > CONTAINER_SECRET_MAX)
+            shim_fail(r < 0 ? errno : EFBIG, "secret %s: cannot be read or is over %u bytes",
+                      names[i], CONTAINER_SECRET_MAX);
+        snprintf(dst, sizeof(dst), "%s/%s", dir, names[i]);
+        int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+        if (out < 0 || write(out, buf, len) != (ssize_t)len || fchown(out, uid, gid) < 0)
+            shim_fail(errno, "writing /run/secrets/%s: %s", names[i], strerror(errno));
+        close(out);
+    }
+    explicit_bzero(buf, CONTAINER_SECRET_MAX + 1);
+    free(buf);
+    shim_make_readonly(dir, 0, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
 }

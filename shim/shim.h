@@ -51,6 +51,12 @@ void shim_mount_tmp(const char *dir, uint64_t size);
 /* A new proc of the caller's pid namespace at dir, its sys read-only. */
 void shim_mount_proc(const char *dir);
 void shim_loopback_up(void);
+/* /run/secrets at dir (an existing directory): a tmpfs, mode 0500, holding a copy of each secret
+ * read from fds[i] (at most CONTAINER_SECRET_MAX bytes; -1: not set, absent) as names[i], 0400
+ * and owned by uid/gid, then made read-only. Copies, not binds: the host's files stay root's
+ * 0600, and the container sees exactly the names it lists (docs/security.md). Closes the fds. */
+void shim_make_secrets(const char *dir, uint32_t uid, uint32_t gid, char *const names[],
+                       const int fds[], size_t n);
 
 /* Privileges (security.c). */
 void shim_set_rlimits(const struct container_spec *spec);

@@ -31,6 +31,8 @@ struct container {
     /* Forked, and its pid 1's pidfd has not come yet (container_fork_finish): pid and pidfd are
      * -1, and destroy cancels the fork (container_fork_cancel). */
     bool forking;
+    /* While forking: what go carries to it, the function's secrets (template.c). */
+    struct fork_go *go;
 };
 
 /* The head of a spawn: c with its name, its cgroup (o->group, the stock's or a new one) and,

@@ -164,6 +164,87 @@ static int send_request(int sock, const struct container_spec *spec, const int f
     return 0;
 }
 
+/* What go carries to a forked container's pid 1 (shim/child.c, handshake): 'g', or, for a
+ * function with secrets, 's' and the names of those that are set, each NUL-terminated, with an
+ * fd of each, opened here as host root (the host's files are root's 0600, out of reach of the
+ * template's user namespace). They are opened when the fork is asked for: a secret changed
+ * after that reaches the next container, as for an exec'd one. */
+struct fork_go {
+    char *text;
+    size_t len;
+    int fds[CONTAINER_SPEC_MAX_SECRETS];
+    size_t n;
+};
+
+static void fork_go_free(struct fork_go *go)
+{
+    if (!go)
+        return;
+    for (size_t i = 0; i < go->n; i++)
+        close(go->fds[i]);
+    free(go->text);
+    free(go);
+}
+
+static int fork_go_new(const struct container_spec *spec, struct fork_go **ret,
+                       struct ig_error *err)
+{
+    _cleanup_close_ int dir = -1;
+    struct fork_go *go = calloc(1, sizeof(*go));
+    size_t size = 2;
+    for (size_t i = 0; spec->secrets && spec->secrets[i]; i++)
+        size += strlen(spec->secrets[i]) + 1;
+    if (!go || !(go->text = malloc(size))) {
+        free(go);
+        return ig_error_set(err, ENOMEM, "out of memory");
+    }
+    go->text[go->len++] = spec->secrets ? 's' : 'g';
+    if (spec->secrets && (dir = open(spec->secrets_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 &&
+        errno != ENOENT) {
+        fork_go_free(go);
+        return ig_error_set(err, errno, "secrets %s: %s", spec->secrets_dir, strerror(errno));
+    }
+    for (size_t i = 0; dir >= 0 && spec->secrets[i] && i < CONTAINER_SPEC_MAX_SECRETS; i++) {
+        int fd = openat(dir, spec->secrets[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT)
+            continue; /* listed but not set: absent, as documented */
+        if (fd < 0) {
+            int e = errno;
+            fork_go_free(go);
+            return ig_error_set(err, e, "secret %s: %s", spec->secrets[i], strerror(e));
+        }
+        go->fds[go->n++] = fd;
+        size_t l = strlen(spec->secrets[i]) + 1;
+        memcpy(go->text + go->len, spec->secrets[i], l);
+        go->len += l;
+    }
+    *ret = go;
+    return 0;
+}
+
+static int send_go(int ctl, const struct fork_go *go)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * CONTAINER_SPEC_MAX_SECRETS)];
+        struct cmsghdr align;
+    } control = {};
+    struct iovec iov = {.iov_base = go->text, .iov_len = go->len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (go->n > 0) {
+        mh.msg_control = &control;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * go->n);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * go->n);
+        memcpy(CMSG_DATA(cm), go->fds, sizeof(int) * go->n);
+    }
+    ssize_t n;
+    while ((n = sendmsg(ctl, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    return n == (ssize_t)go->len ? 0 : n < 0 ? -errno : -EPIPE;
+}
+
 /* The fds of one forked container: the controller's ends in c, the container's in child[]
  * (runtime socket, stdout, stderr, sync pipe, control socket). */
 static int make_fds(struct container *c, const struct container_options *o, int child[TEMPLATE_FDS],
@@ -208,7 +289,7 @@ int container_template_spawn(struct container_template *t, struct cg_manager *m,
         return ig_error_set(err, ECHILD, "the template is not ready");
     if ((r = container_alloc(m, o, false, &c, &netns, err)) < 0)
         return r;
-    if ((r = make_fds(c, o, child, err)) < 0)
+    if ((r = make_fds(c, o, child, err)) < 0 || (r = fork_go_new(o->spec, &c->go, err)) < 0)
         goto fail;
     if ((r = send_request(t->sock, o->spec, child)) < 0) {
         r = ig_error_set(err, -r, "the template is gone: %s", strerror(-r));
@@ -222,6 +303,7 @@ int container_template_spawn(struct container_template *t, struct cg_manager *m,
 fail:
     for (int i = 0; i < TEMPLATE_FDS; i++)
         container_close_fd(&child[i]);
+    fork_go_free(TAKE_PTR(c->go));
     container_destroy(c, NULL);
     return r;
 }
@@ -250,13 +332,12 @@ int container_fork_finish(struct container *c, struct ig_error *err)
     }
     /* It waits for go: single threaded, running nothing of the function's yet. Done here, as
      * host root: a process in the template's user namespace may not write the host's cgroups. */
-    if ((r = cg_attach(c->group, c->pid, err)) < 0 || send(c->ctl_fd, "g", 1, MSG_NOSIGNAL) != 1) {
-        if (r == 0)
-            r = ig_error_set(err, errno, "sending go: %s", strerror(errno));
+    if ((r = cg_attach(c->group, c->pid, err)) == 0 && (r = send_go(c->ctl_fd, c->go)) < 0)
+        r = ig_error_set(err, -r, "sending go: %s", strerror(-r));
+    fork_go_free(TAKE_PTR(c->go));
+    if (r < 0)
         pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
-        return r;
-    }
-    return 0;
+    return r;
 }
 
 void container_fork_cancel(struct container *c)
@@ -265,6 +346,7 @@ void container_fork_cancel(struct container *c)
     if (!c->forking)
         return;
     c->forking = false;
+    fork_go_free(TAKE_PTR(c->go));
     /* Its pidfd came: B is killed, and destroy reaps it through A's report. Else closing the
      * control socket is enough: B reads EOF instead of go (or cannot send its pidfd) and exits
      * before it runs anything. */

@@ -499,10 +499,8 @@ static int spawn_container(struct worker *w, const struct container_options *co,
     struct fn_state *fn = w->fn;
     struct dispatch *d = fn->d;
     const struct manifest *m = fn->manifest;
-    /* With secrets, a container's /run/secrets would have to be made after the fork: such
-     * functions start the usual way (docs/security.md). */
     if (!allow_template || !d->opts.python_templates || m->runtime != MANIFEST_RUNTIME_PYTHON3 ||
-        m->n_secrets > 0 || fn->tpl_failures >= TEMPLATE_MAX_FAILURES)
+        fn->tpl_failures >= TEMPLATE_MAX_FAILURES)
         return container_spawn(d->cg, co, &w->c, err);
     container_templates_reap();
     char key[4600];

@@ -365,15 +365,21 @@ static cJSON *attempt_of(struct ignisd_proc *p, const char *name, const char *ac
     return j;
 }
 
-/* The "out" of ACTION ARG in a forked container of fn, as text (strings as they are, anything
+/* The "out" of ACTION ARG in a forked container of name, as text (strings as they are, anything
  * else as compact JSON); free it. */
-static char *attempt(struct ignisd_proc *p, const char *action, const char *arg)
+static char *attempt_in(struct ignisd_proc *p, const char *name, const char *action,
+                        const char *arg)
 {
-    cJSON *j = attempt_of(p, fn, action, arg, 200);
+    cJSON *j = attempt_of(p, name, action, arg, 200);
     const cJSON *out = cJSON_GetObjectItem(j, "out");
     char *text = cJSON_IsString(out) ? strdup(out->valuestring) : cJSON_PrintUnformatted(out);
     cJSON_Delete(j);
     return text;
+}
+
+static char *attempt(struct ignisd_proc *p, const char *action, const char *arg)
+{
+    return attempt_in(p, fn, action, arg);
 }
 
 static void expect(struct ignisd_proc *p, const char *action, const char *arg, const char *want)
@@ -391,6 +397,66 @@ static void expect_either(struct ignisd_proc *p, const char *action, const char 
     char *out = attempt(p, action, arg);
     if (!streq(out, a) && !streq(out, b))
         fail_msg("%s %s: \"%s\", expected %s or %s", action, arg ? arg : "", out, a, b);
+    free(out);
+}
+
+static void put_secret(struct ignisd_proc *p, const char *name, const char *secret,
+                       const char *value)
+{
+    char path[256];
+    struct client_response r;
+    snprintf(path, sizeof(path), "/v1/functions/%s/secrets/%s", name, secret);
+    assert_int_equal(harness_request(p, "PUT", path, NULL, value, strlen(value), &r), 0);
+    if (r.status != 200 && r.status != 201)
+        fail_msg("PUT %s: %ld %s", path, r.status, r.body);
+    client_response_clear(&r);
+}
+
+/* A function with secrets is forked from a template too, and each container gets what an
+ * exec'd one gets (test_auth's test_secrets_only_for_their_function): the listed secrets that
+ * are set, 0400 and its own uid's, read-only, with the values of its start; the template holds
+ * none of them. */
+static void test_secrets_through_template(void **state)
+{
+    struct ignisd_proc *p = *state;
+    char name[48];
+    snprintf(name, sizeof(name), "%ssec", fn);
+    put_secret(p, name, "API_KEY", "first-value");
+    put_secret(p, name, "NOT_LISTED", "not-for-it");
+    harness_push_fixture(p, "tplprobe", name, "{\"secrets\": [\"API_KEY\", \"UNSET\"]}");
+    static const char *const want[][3] = {
+        {"cat", "/run/secrets/API_KEY", "first-value"},
+        {"ls", "/run/secrets", "[\"API_KEY\"]"},
+        {"stat", "/run/secrets/API_KEY", "400 65534 65534"},
+        {"stat", "/run/secrets", "500 65534 65534"},
+        {"write", "/run/secrets/API_KEY", "EROFS"},
+        {"write", "/run/secrets/planted", "EROFS"},
+        {"remount-rw", NULL, "EPERM"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+        char *out = attempt_in(p, name, want[i][0], want[i][1]);
+        if (!streq(out, want[i][2]))
+            fail_msg("%s %s: \"%s\", expected \"%s\"", want[i][0], want[i][1] ? want[i][1] : "",
+                     out, want[i][2]);
+        free(out);
+    }
+    /* The template's /run/secrets is the empty place its containers mount theirs on. */
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/root/run/secrets", (int)template_pid_named(name));
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    for (struct dirent *de; (de = readdir(d));)
+        if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+            fail_msg("the template holds a secret: %s", de->d_name);
+    closedir(d);
+    /* A changed secret reaches the containers started after it (those made ahead have theirs). */
+    put_secret(p, name, "API_KEY", "second-value");
+    char *out = NULL;
+    for (int i = 0; i < 50 && (!out || !streq(out, "second-value")); i++) {
+        free(out);
+        out = attempt_in(p, name, "cat", "/run/secrets/API_KEY");
+    }
+    assert_string_equal(out, "second-value");
     free(out);
 }
 
@@ -1011,6 +1077,7 @@ int main(void)
         cmocka_unit_test(test_pid1_and_host_through_template),
         cmocka_unit_test(test_other_abi_through_template),
         cmocka_unit_test(test_container_view_through_template),
+        cmocka_unit_test(test_secrets_through_template),
         cmocka_unit_test(test_nothing_left_through_template),
         cmocka_unit_test(test_memory_limit_through_template),
         cmocka_unit_test(test_fork_bomb_through_template),
