@@ -92,7 +92,10 @@ struct worker {
     struct inv_list running;
     size_t inflight;
     unsigned served;
-    uint64_t spawned_us, ready_us, idle_since_us; /* monotonic */
+    /* Monotonic. spawned_us: when the making of its container began (for a worker that waited
+     * for its template, when the wait ended: the wait is no part of the container's Init
+     * Duration). */
+    uint64_t spawned_us, ready_us, idle_since_us;
     uint64_t oom_kills_at_start;
     bool used; /* has been handed at least one invocation */
     /* While it spawns: the deadline for its READY (pool.c on_init_deadline). */
@@ -102,9 +105,13 @@ struct worker {
     int sync_fd;
     uint64_t exec_us;
     /* A python3 container forking from a template: the fd pool.c watches until the fork is
-     * finished (container_fork_fd; -1 otherwise), and which template it forks from (tpl_seq). */
+     * finished (container_fork_fd; -1 otherwise), and which template it forks from (tpl_seq).
+     * tpl_wait: it waits for template tpl_seq to start, with no container yet (c NULL); the
+     * workers waiting for one template are those marked with its tpl_seq, in whichever state
+     * versions.c moved them to (pool.c on_template, template_drop). */
     int fork_fd;
     uint64_t tpl_seq;
+    bool tpl_wait;
     struct fnlog_src log;
     struct worker *next;
 };
@@ -134,9 +141,12 @@ struct fn_state {
     size_t nspawning, nready, nbusy; /* workers by state (draining ones in none) */
     struct worker *workers;          /* list through worker->next */
     /* python3: the template its containers are forked from (pool.c), and how many in a row
-     * failed before they were ready (past a few, this state spawns the usual way only). */
+     * failed before they were ready (past a few, this state spawns the usual way only).
+     * tpl_starting: it has not answered yet (pool.c watches its socket, with this state as the
+     * watch's userdata: every retirement of tpl unwatches it first, pool_ops.forget too). */
     struct container_template *tpl;
     unsigned tpl_failures;
+    bool tpl_starting;
     uint64_t tpl_seq;          /* tpl's name's number, unique in the dispatcher (worker->tpl_seq) */
     size_t ndraining;          /* workers taking no new work, destroyed once idle */
     struct scaler_fn sc;       /* the scaler's state for this function */

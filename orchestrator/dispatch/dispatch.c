@@ -929,7 +929,8 @@ void dispatch_state_free(struct fn_state *fn)
 {
     if (!fn)
         return;
-    container_template_retire(fn->tpl);
+    if (fn->tpl) /* the pool watches it, and workers of another state may wait for it */
+        fn->d->pool->forget(fn);
     free(fn->by_version);
     free(fn->bundle_dir);
     free(fn);
@@ -1695,8 +1696,11 @@ void dispatch_close(struct dispatch *d)
         fail_queued(fn, ESHUTDOWN, "shutting_down", "ignisd is shutting down", true);
         while (fn->workers)
             d->pool->kill(fn->workers, NULL);
-        container_template_retire(TAKE_PTR(fn->tpl));
     }
+    /* Once no worker is left to wait for one (a worker may wait for another state's). */
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
+        if (fn->tpl)
+            d->pool->forget(fn);
     container_templates_shutdown();
     /* Records waiting for a retry get one last try, through the journal that the daemon frees
      * next; one that fails then is given up with an error line (record_failed). */

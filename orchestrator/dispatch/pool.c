@@ -442,16 +442,67 @@ static void template_key(const struct fn_state *fn, const char *image, char *buf
              (unsigned long long)st.st_ino);
 }
 
+/* The first worker waiting for template seq, in any state (versions.c moves workers between the
+ * states of one version, and a template stays with the state that started it), or NULL. */
+static struct worker *first_waiting(struct dispatch *d, uint64_t seq)
+{
+    for (struct fn_state *s = d->fns; s; s = s->next)
+        for (struct worker *w = s->workers; w; w = w->next)
+            if (w->tpl_wait && w->tpl_seq == seq)
+                return w;
+    return NULL;
+}
+
+static void wait_over(struct worker *w, struct fn_state *tpl_of);
+
+/* Retires fn's template (unwatched first: the watch's userdata is fn). The workers waiting for
+ * it are made the usual way: none is left waiting for a template that is gone, and each one's
+ * container is made once, here, since it leaves the waiting workers before. */
 static void template_drop(struct fn_state *fn, bool failed)
 {
+    struct dispatch *d = fn->d;
+    uint64_t seq = fn->tpl_seq;
+    if (fn->tpl_starting)
+        loop_del_io(d->loop, container_runtime_fd(container_template_container(fn->tpl)));
+    fn->tpl_starting = false;
     container_template_retire(TAKE_PTR(fn->tpl));
     if (failed && ++fn->tpl_failures == TEMPLATE_MAX_FAILURES)
         log_warn("python3 templates keep failing; this function's containers start the usual way",
                  "function=%s version=%lld", fn->name, (long long)fn->version);
+    struct worker *w;
+    while ((w = first_waiting(d, seq)))
+        wait_over(w, NULL);
+}
+
+/* fn's template answered on its runtime socket: R (ready), or EOF or an error (it failed or died
+ * while it started). The workers waiting for it are forked from it, or made the usual way
+ * (template_drop): no invocation fails for a template. */
+static void on_template(struct loop *l, int fd, uint32_t events, void *userdata)
+{
+    struct fn_state *fn = userdata;
+    int ready = container_template_ready(fn->tpl);
+    if (ready == 0)
+        return;
+    loop_del_io(l, fd);
+    fn->tpl_starting = false;
+    if (ready < 0) {
+        log_info("the python3 template failed before it was ready; the containers waiting for it "
+                 "start the usual way",
+                 "function=%s error=\"%s\"", fn->name, strerror(-ready));
+        template_drop(fn, true);
+        return;
+    }
+    uint64_t seq = fn->tpl_seq;
+    struct worker *w;
+    /* Each leaves the waiting workers before its container is made: a fork that fails on the
+     * way drops the template, which hands the rest over to the usual way, and this ends. */
+    while ((w = first_waiting(fn->d, seq)))
+        wait_over(w, fn);
 }
 
 /* Starts the template for fn's python3 containers: the function's spec in template mode, in a
- * user namespace, running the bootstrap in template mode (docs/architecture.md, "Templates"). */
+ * user namespace, running the bootstrap in template mode (docs/architecture.md, "Templates"),
+ * and watches its runtime socket for its answer (on_template). */
 static void template_start(struct fn_state *fn, const struct container_options *co, const char *key)
 {
     struct dispatch *d = fn->d;
@@ -481,25 +532,53 @@ static void template_start(struct fn_state *fn, const struct container_options *
     if (o.limits.pids_max)
         o.limits.pids_max += 2 * forks;
     struct ig_error err = {};
+    int r;
     if (container_template_new(d->cg, &o, key, &fn->tpl, &err) < 0) {
         log_warn("starting a python3 template failed", "function=%s error=\"%s\"", fn->name,
                  err.message);
         template_drop(fn, true);
+        return;
     }
+    int fd = container_runtime_fd(container_template_container(fn->tpl));
+    if ((r = loop_add_io(d->loop, fd, EPOLLIN, on_template, fn)) < 0) {
+        log_warn("watching a python3 template failed", "function=%s error=\"%s\"", fn->name,
+                 strerror(-r));
+        template_drop(fn, false);
+        return;
+    }
+    fn->tpl_starting = true;
 }
 
-/* Forks w's container from its function's template when allow_template and it has a ready one
- * (the container is then forking: w->tpl_seq says from which template), else spawns it the
- * usual way; a python3 version without a template (or with one of another key) starts one for
- * the spawns to come. A template that is gone never fails the spawn: it is retired, and this
- * container is made the usual way. */
+/* Forks w's container from tpl_of's template, which said R: 0, w forking (w->tpl_seq says from
+ * which template); or -ECHILD: the template is gone, and was dropped (template_drop). */
+static int fork_from(struct worker *w, struct fn_state *tpl_of, const struct container_options *co)
+{
+    struct ig_error why = {};
+    if (tpl_of->tpl && container_template_spawn(tpl_of->tpl, tpl_of->d->cg, co, &w->c, &why) == 0) {
+        w->tpl_seq = tpl_of->tpl_seq;
+        return 0;
+    }
+    log_info("forking from the python3 template failed; it is retired", "function=%s error=\"%s\"",
+             tpl_of->name, why.message);
+    template_drop(tpl_of, true);
+    return -ECHILD;
+}
+
+/* How w's container is made, with tpl_of: NULL, the usual way; w's own state, forked from its
+ * template when it has a ready one, or after waiting for the one that starts (w->tpl_wait, no
+ * container yet: a python3 version without a template, or with one of another key, starts one);
+ * another state (a worker that waited, which versions.c moved), forked from that state's ready
+ * template. A template that is gone never fails the spawn: it is retired, and the container is
+ * made the usual way, or waits for the template started in its place. */
 static int spawn_container(struct worker *w, const struct container_options *co, const char *image,
-                           bool allow_template, struct ig_error *err)
+                           struct fn_state *tpl_of, struct ig_error *err)
 {
     struct fn_state *fn = w->fn;
     struct dispatch *d = fn->d;
     const struct manifest *m = fn->manifest;
-    if (!allow_template || !d->opts.python_templates || m->runtime != MANIFEST_RUNTIME_PYTHON3 ||
+    if (tpl_of && tpl_of != fn)
+        return fork_from(w, tpl_of, co) == 0 ? 0 : container_spawn(d->cg, co, &w->c, err);
+    if (!tpl_of || !d->opts.python_templates || m->runtime != MANIFEST_RUNTIME_PYTHON3 ||
         fn->tpl_failures >= TEMPLATE_MAX_FAILURES)
         return container_spawn(d->cg, co, &w->c, err);
     container_templates_reap();
@@ -507,27 +586,22 @@ static int spawn_container(struct worker *w, const struct container_options *co,
     template_key(fn, image, key, sizeof(key));
     if (fn->tpl && strcmp(container_template_key(fn->tpl), key) != 0)
         template_drop(fn, false);
-    if (!fn->tpl) {
-        template_start(fn, co, key);
-        return container_spawn(d->cg, co, &w->c, err);
-    }
-    int ready = container_template_ready(fn->tpl);
-    if (ready == 1) {
-        struct ig_error why = {};
-        if (container_template_spawn(fn->tpl, d->cg, co, &w->c, &why) == 0) {
-            w->tpl_seq = fn->tpl_seq;
+    if (fn->tpl && !fn->tpl_starting) {
+        int ready = container_template_ready(fn->tpl);
+        if (ready == 1 && fork_from(w, fn, co) == 0)
             return 0;
-        }
-        log_info("forking from the python3 template failed; a new one is started",
-                 "function=%s error=\"%s\"", fn->name, why.message);
-        ready = -ECHILD;
+        if (ready < 0) /* it died since it said R (a failed fork_from dropped it already) */
+            template_drop(fn, true);
     }
-    if (ready < 0) {
-        template_drop(fn, true);
-        if (fn->tpl_failures < TEMPLATE_MAX_FAILURES)
-            template_start(fn, co, key);
-    }
-    return container_spawn(d->cg, co, &w->c, err);
+    if (!fn->tpl && fn->tpl_failures < TEMPLATE_MAX_FAILURES)
+        template_start(fn, co, key);
+    if (!fn->tpl)
+        return container_spawn(d->cg, co, &w->c, err);
+    /* Its template starts: an exec'd python would cost as much CPU as the template's own start,
+     * and be ready no sooner under load. */
+    w->tpl_wait = true;
+    w->tpl_seq = fn->tpl_seq;
+    return 0;
 }
 
 /* The loop watches a worker's runtime socket and outputs, and its sync pipe when it has one:
@@ -560,9 +634,13 @@ static int watch_worker(struct worker *w, struct ig_error *err)
 static void on_fork(struct loop *l, int fd, uint32_t events, void *userdata);
 
 /* A forking container is watched on its fork fd only (nothing else of it speaks before the fork
- * is finished); any other from the start. 0, or -errno with err (the caller frees the worker). */
+ * is finished); any other from the start; a worker waiting for its template has nothing to
+ * watch yet (on_template makes its container). 0, or -errno with err (the caller frees the
+ * worker). */
 static int watch_container(struct worker *w, struct ig_error *err)
 {
+    if (w->tpl_wait)
+        return 0;
     int fd = container_fork_fd(w->c), r;
     if (fd < 0)
         return watch_worker(w, err);
@@ -572,10 +650,9 @@ static int watch_container(struct worker *w, struct ig_error *err)
     return 0;
 }
 
-/* Makes w's container from its function's current manifest: forked from the template when
- * allow_template and one is ready, else the usual way (spawn_container). 0 with w->c, or -errno
- * with err and no container. */
-static int worker_make(struct worker *w, bool allow_template, struct ig_error *err)
+/* Makes w's container from its state's manifest, as tpl_of says (spawn_container): 0 with w->c,
+ * or with w->tpl_wait (waiting for its template); or -errno with err and no container. */
+static int worker_make(struct worker *w, struct fn_state *tpl_of, struct ig_error *err)
 {
     struct fn_state *fn = w->fn;
     struct dispatch *d = fn->d;
@@ -643,7 +720,7 @@ static int worker_make(struct worker *w, bool allow_template, struct ig_error *e
     /* Setup goes on in the shim (or the fork in the template) while we return to the loop: the
      * runtime's READY frame (or EOF on its socket, with the shim's reason on the sync pipe)
      * tells how it went. */
-    r = spawn_container(w, &co, image, allow_template, err);
+    r = spawn_container(w, &co, image, tpl_of, err);
     proto_env_free(env);
     return r;
 }
@@ -669,7 +746,22 @@ static void fork_failed(struct worker *w, const char *why)
     if (fn->tpl && fn->tpl_seq == w->tpl_seq)
         template_drop(fn, true);
     struct ig_error err = {};
-    if (worker_make(w, false, &err) < 0 || watch_container(w, &err) < 0)
+    if (worker_make(w, NULL, &err) < 0 || watch_container(w, &err) < 0)
+        start_failed(w, &err);
+}
+
+/* w waited for its template, which answered: w leaves the waiting workers, then its container is
+ * forked from tpl_of's template (ready), or made the usual way (tpl_of NULL: the template
+ * failed, died or was retired). Its Init Duration counts from now, as a container's does from
+ * its making (the wait is the invocation's, before its container existed: docs/architecture.md,
+ * "Templates"); its init deadline still counts from the spawn. A failure is start_failed's, as
+ * for any spawn. */
+static void wait_over(struct worker *w, struct fn_state *tpl_of)
+{
+    struct ig_error err = {};
+    w->tpl_wait = false;
+    w->spawned_us = now_usec();
+    if (worker_make(w, tpl_of, &err) < 0 || watch_container(w, &err) < 0)
         start_failed(w, &err);
 }
 
@@ -722,7 +814,7 @@ static int pool_spawn(struct fn_state *fn, struct ig_error *err)
     TAILQ_INIT(&w->running);
     proto_decoder_init(&w->dec, 0);
     w->spawned_us = now_usec();
-    if ((r = worker_make(w, true, err)) < 0) {
+    if ((r = worker_make(w, fn, err)) < 0) {
         proto_decoder_done(&w->dec);
         free(w);
         return r;
@@ -732,8 +824,9 @@ static int pool_spawn(struct fn_state *fn, struct ig_error *err)
     d->live_workers++;
     d->memory_committed += worker_memory(w);
     fn->nspawning++;
-    /* The init deadline covers a fork that never finishes too: the worker goes, and with its
-     * container the pending fork. */
+    /* The init deadline covers a wait for the template or a fork that never finishes too: the
+     * worker goes (out of the waiting workers with it), and with its container the pending
+     * fork. */
     if ((r = loop_add_timer(d->loop, w->spawned_us + pool_init_deadline_us(m), on_init_deadline, w,
                             &w->init_timer)) < 0)
         r = ig_error_set(err, -r, "arming the container's init deadline: %s", strerror(-r));
@@ -782,10 +875,16 @@ static int pool_send(struct worker *w, struct inv *inv)
     return r == -EAGAIN ? 0 : r;
 }
 
+static void pool_forget(struct fn_state *fn)
+{
+    template_drop(fn, false);
+}
+
 const struct pool_ops pool_containers = {
     .spawn = pool_spawn,
     .send = pool_send,
     .kill = pool_kill,
     .destroy = pool_destroy,
     .retire = pool_retire,
+    .forget = pool_forget,
 };

@@ -42,6 +42,10 @@ struct pool_ops {
     void (*destroy)(struct worker *w);
     /* Gives the worker no more work; it is destroyed once what it runs is done. */
     void (*retire)(struct worker *w);
+    /* fn's state goes (freed, or the dispatcher closes) and it has a python3 template (tpl):
+     * the template is retired, and workers still waiting for it (versions.c may have moved them
+     * to another state) are made the usual way. */
+    void (*forget)(struct fn_state *fn);
 };
 
 /* The pool of containers (container.h) that ignisd runs. */

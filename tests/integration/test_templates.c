@@ -140,8 +140,8 @@ static bool forked(const cJSON *j)
     return cJSON_IsTrue(cJSON_GetObjectItem(j, "isolated"));
 }
 
-/* Invokes until a container was forked from a template (the first spawn of a version starts it
- * and is exec'd; bounded, not timed). */
+/* Invokes until a container was forked from a template (bounded, not timed): a container is
+ * exec'd when its template failed. */
 static cJSON *probe_forked_of(struct ignisd_proc *p, const char *name)
 {
     for (int i = 0; i < 500; i++) {
@@ -953,8 +953,8 @@ static int burst_join(struct harness_call calls[BURST], long want)
     return burst_join_n(calls, BURST, want);
 }
 
-/* BURST first invocations of a fresh version at once all succeed (the first spawns are exec'd
- * while its template starts); then bursts once the template is ready, whose forks are under way
+/* BURST first invocations of a fresh version at once all succeed (the first spawns wait while
+ * its template starts); then bursts once the template is ready, whose forks are under way
  * together while the loop goes on, all succeed too, and forked containers served them. */
 static void test_burst_of_fresh_invocations(void **state)
 {
@@ -1065,6 +1065,134 @@ static void test_forks_pending_when_new_version(void **state)
     forks_pending_through(*state, name, false);
 }
 
+/* BURST invocations of a version at once, right after its push: every container was forked.
+ * Their spawns found the version's template starting (the first one started it) and waited for
+ * it; none was exec'd while it started. */
+static void test_burst_after_push_all_forked(void **state)
+{
+    struct ignisd_proc *p = *state;
+    char name[32];
+    struct harness_call calls[BURST];
+    snprintf(name, sizeof(name), "ta%d", (int)getpid());
+    harness_push_fixture(p, "tplprobe", name, "{\"max_scale\": 16}");
+    burst_start(p, name, calls);
+    assert_int_equal(burst_join(calls, 200), BURST);
+}
+
+/* Whether the daemon's log has text. */
+static bool logged(const struct ignisd_proc *p, const char *text)
+{
+    char *log = NULL;
+    bool found = read_file(p->log_path, 64 << 20, &log, NULL) == 0 && strstr(log, text);
+    free(log);
+    return found;
+}
+
+/* Pushes name (a template slowed to a twentieth of a core: its start takes a second or more)
+ * and starts BURST invocations of it, whose containers wait for the template; stops the
+ * template's interpreter while it still starts and returns its pid. It still starts when it has
+ * not loaded libignis-child.so, which it does before it says R (bootstrap.py template_main);
+ * when it had, the burst is let through and another function tried (bounded). */
+static pid_t burst_waiting(struct ignisd_proc *p, const char *prefix, char name[32],
+                           struct harness_call calls[BURST])
+{
+    for (int attempt = 0; attempt < 5; attempt++) {
+        snprintf(name, 32, "%s%d-%d", prefix, (int)getpid(), attempt);
+        harness_push_fixture(p, "tplprobe", name, "{\"max_scale\": 16, \"cpu_millis\": 50}");
+        burst_start(p, name, calls);
+        pid_t tpl = template_pid_named(name);
+        assert_true(tpl > 0);
+        assert_int_equal(kill(tpl, SIGSTOP), 0);
+        char path[64], *maps = NULL;
+        snprintf(path, sizeof(path), "/proc/%d/maps", (int)tpl);
+        assert_int_equal(read_file(path, 1 << 20, &maps, NULL), 0);
+        bool starting = !strstr(maps, "libignis-child.so");
+        free(maps);
+        /* The burst's invocations are queued, and its containers wait. */
+        int i;
+        for (i = 0; starting && i < 500 &&
+                    (harness_live_number(p, name, "spawning") < 1 ||
+                     harness_live_number(p, name, "queue_depth") < 1);
+             i++)
+            usleep(10000);
+        assert_true(i < 500);
+        if (starting)
+            return tpl;
+        print_message("the template of %s was ready before it was stopped: again\n", name);
+        assert_int_equal(kill(tpl, SIGCONT), 0);
+        burst_join(calls, 200);
+    }
+    fail_msg("no template was stopped while it started");
+    return -1;
+}
+
+/* The template dies while a burst's containers wait for it: they are made the usual way, and
+ * every invocation succeeds (none waits for its init deadline). */
+static void test_template_dies_while_waited_for(void **state)
+{
+    struct ignisd_proc *p = *state;
+    char name[32];
+    struct harness_call calls[BURST];
+    pid_t tpl = burst_waiting(p, "tk", name, calls);
+    assert_int_equal(kill(tpl, SIGKILL), 0);
+    burst_join(calls, 200);
+    assert_true(logged(p, "the containers waiting for it start the usual way"));
+}
+
+/* The function is deleted, or gets a new version, while a burst's containers wait for its
+ * template: every accepted invocation is answered, and ignisd lives on. A delete destroys the
+ * waiting containers and retires the template (the sanitize build: nothing freed is touched,
+ * nothing leaks); a new version moves them to the old version's state while the template stays
+ * the function's, and once the template goes on they are all forked from it. */
+static void waiting_through(struct ignisd_proc *p, const char *prefix, bool delete)
+{
+    char name[32], path[128];
+    struct harness_call calls[BURST], del;
+    pid_t tpl = burst_waiting(p, prefix, name, calls);
+    snprintf(path, sizeof(path), "/v1/functions/%s", name);
+    int i;
+    if (delete) {
+        harness_call_start(&del, p, "DELETE", path, NULL, 0);
+        for (i = 0; i < 100 && refused_status(p, name) != 404; i++)
+            ;
+        assert_true(i < 100);
+    } else {
+        /* A version on another runtime is not templated: its spawns leave the first version's
+         * template alone (another template key would retire it, and hand the containers waiting
+         * for it over to the usual way). */
+        harness_push(p, "hello-exec", name, "{\"max_scale\": 16}");
+    }
+    assert_int_equal(kill(tpl, SIGCONT), 0);
+    if (delete) {
+        for (i = 0; i < BURST; i++) {
+            harness_call_join(&calls[i]);
+            if (calls[i].status != 200 && calls[i].status != 404)
+                fail_msg("invocation %d of the burst: %ld", i, calls[i].status);
+            harness_call_clear(&calls[i]);
+        }
+        harness_call_join(&del);
+        assert_int_equal(del.status, 200);
+        harness_call_clear(&del);
+    } else {
+        assert_int_equal(burst_join(calls, 200), BURST);
+        assert_int_equal(harness_invoke(p, name, "{}", NULL, NULL), 200); /* the new version */
+    }
+    struct client_response r;
+    assert_int_equal(harness_request(p, "GET", "/healthz", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    client_response_clear(&r);
+}
+
+static void test_deleted_while_template_waited_for(void **state)
+{
+    waiting_through(*state, "tw", true);
+}
+
+static void test_new_version_while_template_waited_for(void **state)
+{
+    waiting_through(*state, "tn", false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1089,6 +1217,10 @@ int main(void)
         cmocka_unit_test(test_many_live_forked_containers),
         cmocka_unit_test(test_forks_pending_when_deleted),
         cmocka_unit_test(test_forks_pending_when_new_version),
+        cmocka_unit_test(test_burst_after_push_all_forked),
+        cmocka_unit_test(test_template_dies_while_waited_for),
+        cmocka_unit_test(test_deleted_while_template_waited_for),
+        cmocka_unit_test(test_new_version_while_template_waited_for),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
