@@ -145,7 +145,7 @@ static time_t declared_at(const char *dir)
 }
 
 /* The bundle is read-only in the container, so a python3 runtime compiles every module it
- * imports, in every container (for a 20-line handler, 1.7 ms of the ~2.4 ms its import took:
+ * imports, in every container (for a 20-line handler, 1.8 ms of the 2.5 ms its import took:
  * docs/performance.md), unless the bundle brings its bytecode: made here. pip's own would name
  * the staging dir in every code object (other bytes at each push) and be checked by mtime; this
  * names /var/task, where the files will be, and is checked by hash, so the restamp leaves it
