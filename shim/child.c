@@ -4,12 +4,13 @@
  * container made by the shim, in one implementation. Linked with libc and libcap only.
  *
  * The sequence (docs/architecture.md, "Templates"): the template calls ignis_child_fork, which
- * forks A; A unshares the container's namespaces and forks B, pid 1 of the new pid namespace;
- * B sends its pidfd to the controller, which moves it into the container's cgroups and says go;
- * B does the rest of a container's setup, forks the runtime's process (which only then imports
- * the function's code) and stays its reaper, as the shim's pid 1 does. A and B run only this
- * file's code: neither touches the interpreter's objects, so neither copies its pages (forked
- * processes that ran Python did, on every object they touched) nor spends time interpreting. */
+ * clones B in the container's own pid, mount, network, IPC and UTS namespaces (pid 1 of the new
+ * pid namespace); B sends its pidfd to the controller, which moves it into the container's
+ * cgroups and says go; B does the rest of a container's setup, forks the runtime's process
+ * (which only then imports the function's code) and stays its reaper, as the shim's pid 1 does,
+ * and reports the runtime's end on the control socket. B runs only this file's code: it touches
+ * none of the interpreter's objects, so it copies none of their pages (a forked process that
+ * ran Python did, on every object it touched) and spends no time interpreting. */
 #include "shim.h"
 
 #include <fcntl.h>
@@ -19,14 +20,23 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <linux/sched.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "base/container_spec.h"
 #include "base/util.h"
 
+/* In B, from layout_fds on: the sync pipe until setup is over, and the control socket, on which
+ * B reports the runtime's end (reap). */
+#define SYNC_FD (RUNTIME_FD + 1)
+#define CTL_FD  (RUNTIME_FD + 2)
+
 int shim_sync_fd = -1;
 int shim_server_fd = -1;
+/* B's control socket is on CTL_FD, where its end is reported (reap, shim_fail). */
+static bool reports;
 
 /* As the shim's: one {errno, message} on the sync pipe, then exit. */
 void shim_fail(int code, const char *fmt, ...)
@@ -41,6 +51,11 @@ void shim_fail(int code, const char *fmt, ...)
     va_end(ap);
     if (shim_sync_fd >= 0) {
         ssize_t n = write(shim_sync_fd, &msg, sizeof(msg));
+        (void)n;
+    }
+    if (reports) {
+        int status = W_EXITCODE(SHIM_EXIT_SETUP, 0);
+        ssize_t n = send(CTL_FD, &status, sizeof(status), MSG_NOSIGNAL);
         (void)n;
     }
     _exit(SHIM_EXIT_SETUP);
@@ -110,9 +125,9 @@ static void handshake(int ctl, struct go *go)
     /* Above the runtime's layout (layout_fds), which the template's closed socket may have
      * freed a place in. */
     for (size_t i = 0; i < nfds; i++) {
-        if (go->fds[i] > RUNTIME_FD + 1)
+        if (go->fds[i] > CTL_FD)
             continue;
-        int high = fcntl(go->fds[i], F_DUPFD_CLOEXEC, RUNTIME_FD + 2);
+        int high = fcntl(go->fds[i], F_DUPFD_CLOEXEC, CTL_FD + 1);
         if (high < 0)
             shim_fail(errno, "dup: %s", strerror(errno));
         close(go->fds[i]);
@@ -125,13 +140,15 @@ static void handshake(int ctl, struct go *go)
 }
 
 /* In B: the fd layout of an exec'd runtime (0 /dev/null, 1 and 2 the controller's pipes, 3 the
- * runtime socket), the sync pipe on 4 until setup closes it. */
+ * runtime socket), the sync pipe on SYNC_FD until setup closes it, the control socket on
+ * CTL_FD. */
 static void layout_fds(const int fds[FORK_FDS])
 {
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null < 0)
         shim_fail(errno, "opening /dev/null: %s", strerror(errno));
-    int from[] = {null, fds[FORK_STDOUT], fds[FORK_STDERR], fds[FORK_RUNTIME], fds[FORK_SYNC]};
+    int from[] = {null,           fds[FORK_STDOUT], fds[FORK_STDERR], fds[FORK_RUNTIME],
+                  fds[FORK_SYNC], fds[FORK_CTL]};
     int high[ARRAY_SIZE(from)];
     /* Copies above the targets first, so that no target overwrites a source. */
     for (size_t i = 0; i < ARRAY_SIZE(from); i++)
@@ -140,14 +157,16 @@ static void layout_fds(const int fds[FORK_FDS])
     for (size_t i = 0; i < ARRAY_SIZE(from); i++)
         if (dup2(high[i], (int)i) < 0)
             shim_fail(errno, "dup2: %s", strerror(errno));
-    shim_sync_fd = RUNTIME_FD + 1;
+    shim_sync_fd = SYNC_FD;
+    reports = true;
 }
 
 /* In B, once it is in its cgroups: a cgroup namespace rooted there, a new /proc and /tmp, lo up,
  * the hostname, rlimits, then uid/gid, every capability set and the bounding set emptied,
- * securebits locked, no_new_privs, and the seccomp filter; last, every fd above 3 closed, the
- * sync pipe with them (its EOF tells the controller setup is over, as an exec's does). On failure
- * it reports on the sync pipe and exits 125: it returns only when all of it was done. */
+ * securebits locked, no_new_privs, and the seccomp filter; last, every fd above 3 closed but the
+ * control socket, the sync pipe with them (its EOF tells the controller setup is over, as an
+ * exec's does). On failure it reports on the sync pipe and exits 125: it returns only when all
+ * of it was done. */
 static void setup(const struct go *go, const char *hostname, uint64_t tmp_size, uint64_t nofile,
                   uint64_t nproc, uint32_t uid, uint32_t gid)
 {
@@ -174,16 +193,19 @@ static void setup(const struct go *go, const char *hostname, uint64_t tmp_size, 
     int r = shim_load_seccomp();
     if (r < 0)
         shim_fail(r, "loading the seccomp filter: %s", strerror(-r));
-    if (close_range(RUNTIME_FD + 1, ~0u, 0) < 0)
+    if (close_range(CTL_FD + 1, ~0u, 0) < 0)
         shim_fail(errno, "close_range: %s", strerror(errno));
     shim_sync_fd = -1;
+    close(SYNC_FD);
 }
 
 /* In B, after it forked the runtime's process: what the shim's pid 1 does. It holds none of the
  * runtime's fds (their EOFs follow the runtime), is not dumpable, ignores signals from inside
  * its namespace (pid 1 without handlers; the runtime may kill itself, which a runtime that is
  * pid 1 could not), reaps every orphan and exits with the runtime's status (128+N for signal
- * N), which takes the rest of the pid namespace with it. */
+ * N), which takes the rest of the pid namespace with it. That status goes first to the
+ * controller, as a wait status (int32) on the control socket: B is not the controller's child.
+ * A B that dies without it (killed) leaves the socket's EOF, which says so. */
 static _Noreturn void reap(pid_t runtime)
 {
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -193,53 +215,45 @@ static _Noreturn void reap(pid_t runtime)
     prctl(PR_SET_DUMPABLE, 0);
     for (int sig = 1; sig < NSIG; sig++)
         signal(sig, SIG_DFL);
+    int code = SHIM_EXIT_SETUP;
     for (;;) {
         int status;
         pid_t p = waitpid(-1, &status, 0);
         if (p < 0 && errno == EINTR)
             continue;
-        if (p < 0)
-            _exit(SHIM_EXIT_SETUP);
         if (p == runtime)
-            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+            code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (p < 0 || p == runtime)
+            break;
     }
-}
-
-/* In A: waits for B and reports its wait status (int32) on the control socket, then exits. */
-static _Noreturn void report(pid_t b, const int fds[FORK_FDS])
-{
-    for (int i = 0; i < FORK_CTL; i++)
-        close(fds[i]);
-    int status;
-    while (waitpid(b, &status, 0) < 0)
-        if (errno != EINTR)
-            _exit(SHIM_EXIT_SETUP);
-    ssize_t n = send(fds[FORK_CTL], &status, sizeof(status), MSG_NOSIGNAL);
-    _exit(n == sizeof(status) ? 0 : SHIM_EXIT_SETUP);
+    int status = W_EXITCODE(code, 0);
+    ssize_t n = send(CTL_FD, &status, sizeof(status), MSG_NOSIGNAL);
+    (void)n; /* the controller has gone: nobody to tell */
+    _exit(code);
 }
 
 /* In the template: one container from one fork request (fds: runtime socket, stdout, stderr, sync
- * pipe, control socket). Returns in the template with A's pid, or -errno when A could not be
- * forked; in the runtime's process with 0, its setup done and every privilege dropped. A and B
- * never return. The template must be single-threaded, and its caller does for the interpreter
- * what a fork needs around it (PyOS_BeforeFork and the AfterFork of each side). */
+ * pipe, control socket). Returns in the template with B's pid, or -errno when B could not be
+ * made; in the runtime's process with 0, its setup done and every privilege dropped. B never
+ * returns. The template must be single-threaded, and its caller does for the interpreter what a
+ * fork needs around it (PyOS_BeforeFork and the AfterFork of each side). */
 pid_t ignis_child_fork(const int fds[FORK_FDS], const char *hostname, uint64_t tmp_size,
                        uint64_t nofile, uint64_t nproc, uint32_t uid, uint32_t gid)
 {
-    pid_t a = fork();
-    if (a != 0)
-        return a < 0 ? -errno : a;
+    /* clone3 as fork does (a copy of the caller, on a copy of its stack), into new namespaces
+     * but the user namespace (the template's, where the caller is root). B runs only C from
+     * here: glibc's fork bookkeeping, which the raw call skips, is for code that B does not
+     * run (threads, the caller's thread id); the runtime's process is made by fork(). */
+    struct clone_args args = {
+        .flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS,
+        .exit_signal = SIGCHLD,
+    };
+    long b = syscall(SYS_clone3, &args, sizeof(args));
+    if (b != 0)
+        return b < 0 ? -errno : (pid_t)b;
     shim_sync_fd = fds[FORK_SYNC];
-    /* The template ignores SIGCHLD (the kernel reaps its A processes); A waits for B. */
+    /* The template ignores SIGCHLD (the kernel reaps its B processes); B reaps its own. */
     signal(SIGCHLD, SIG_DFL);
-    close(RUNTIME_FD); /* the template's socket */
-    if (unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) < 0)
-        shim_fail(errno, "creating namespaces (unshare): %s", strerror(errno));
-    pid_t b = fork();
-    if (b < 0)
-        shim_fail(errno, "fork: %s", strerror(errno));
-    if (b > 0)
-        report(b, fds);
     struct go go = {};
     handshake(fds[FORK_CTL], &go);
     layout_fds(fds);
@@ -251,5 +265,7 @@ pid_t ignis_child_fork(const int fds[FORK_FDS], const char *hostname, uint64_t t
         shim_fail(errno, "fork: %s", strerror(errno));
     if (runtime > 0)
         reap(runtime);
+    reports = false;
+    close(CTL_FD);
     return 0;
 }

@@ -24,9 +24,9 @@ struct container {
     bool spawn_done;
     bool exited;
     struct container_exit exit;
-    /* Forked from a template (template.c): the control socket on which the template's process
-     * that forked it reports its wait status, then closes; -1 otherwise. pid and pidfd are the
-     * container's pid 1 all the same, but not our child. */
+    /* Forked from a template (template.c): the control socket on which its pid 1 sends its
+     * pidfd, gets go, and reports the runtime's end before it exits; -1 otherwise. pid and pidfd
+     * are the container's pid 1 all the same, but not our child. */
     int ctl_fd;
     /* Forked, and its pid 1's pidfd has not come yet (container_fork_finish): pid and pidfd are
      * -1, and destroy cancels the fork (container_fork_cancel). */

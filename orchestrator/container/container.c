@@ -1166,18 +1166,17 @@ uint64_t container_oom_kills_at_spawn(const struct container *c)
     return c->baseline.oom_kills;
 }
 
-/* A container forked from a template is not our child: the template's process that forked it
- * (A) reports its wait status on the control socket right after it exited, or dies (EOF: the
- * template's namespace was killed, and the container with it). Fills info as waitid would. */
+/* A container forked from a template is not our child: its pid 1 (B) reports the runtime's end
+ * as a wait status on the control socket right before it exits, and a B killed reports nothing
+ * (EOF). Read once its pidfd says it is gone, so that the exit is never seen before B's pid
+ * namespace is. Fills info as waitid would. */
 static int forked_exit(struct container *c, siginfo_t *info)
 {
     int32_t status;
     struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
-    /* Its pidfd says it exited; A's report follows at once, so wait for it then. */
-    bool gone = poll(&p, 1, 0) == 1;
-    ssize_t n = recv(c->ctl_fd, &status, sizeof(status), gone ? 0 : MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    if (poll(&p, 1, 0) != 1)
         return 0;
+    ssize_t n = recv(c->ctl_fd, &status, sizeof(status), MSG_DONTWAIT);
     if (n == (ssize_t)sizeof(status) && WIFEXITED(status)) {
         info->si_code = CLD_EXITED;
         info->si_status = WEXITSTATUS(status);

@@ -347,7 +347,7 @@ void container_fork_cancel(struct container *c)
         return;
     c->forking = false;
     fork_go_free(TAKE_PTR(c->go));
-    /* Its pidfd came: B is killed, and destroy reaps it through A's report. Else closing the
+    /* Its pidfd came: B is killed, and destroy waits for it through its pidfd. Else closing the
      * control socket is enough: B reads EOF instead of go (or cannot send its pidfd) and exits
      * before it runs anything. */
     if (recv_pidfd(c->ctl_fd, &pidfd) == 0) {

@@ -522,15 +522,16 @@ static void template_start(struct fn_state *fn, const struct container_options *
     o.spec = &spec;
     /* Its output is the daemon's: a template that fails says why on the daemon's stderr. */
     o.stdout_fd = o.stderr_fd = STDERR_FILENO;
-    /* Each container forked from it leaves its A here for its whole life (the pages the fork
-     * copied, the namespaces A made: ~2.5 MiB measured), and B until it is moved: with the
-     * function's limits alone, ~25 live containers at once (ignis-bench -c 8 on a fresh
-     * python3 function) OOM-killed the template's processes, and its forks failed. */
+    /* Each container forked from it is charged here for what its clone made (its namespaces,
+     * the page tables and pages it copied) for its whole life, and holds a pid here until it
+     * is moved: with the function's limits alone, ~25 live containers at once (ignis-bench -c 8
+     * on a fresh python3 function, when each also left a process of ~2.5 MiB here) OOM-killed
+     * the template's processes, and its forks failed. */
     uint32_t forks = fn->manifest->max_scale;
     if (o.limits.memory_bytes)
         o.limits.memory_bytes += forks * TEMPLATE_FORK_MEMORY;
     if (o.limits.pids_max)
-        o.limits.pids_max += 2 * forks;
+        o.limits.pids_max += forks;
     struct ig_error err = {};
     int r;
     if (container_template_new(d->cg, &o, key, &fn->tpl, &err) < 0) {

@@ -446,11 +446,11 @@ def main():
 # (-I -S: no site, no script directory, no PYTHON* variables, and nothing here reads /var/task).
 # It tells the controller it is ready (b"R" on fd 3), then serves fork requests there: one
 # TEMPLATE_REQUEST with SCM_RIGHTS fds (runtime socket, stdout, stderr, sync pipe, control
-# socket). For each, libignis-child.so's ignis_child_fork makes the container in C (A unshares
-# the namespaces and reports B's status, B is pid 1, sends its pidfd, waits for the
-# controller's b"g", does the rest of a container's setup and drops every privilege) and returns
-# in B's child, the runtime's process, which re-seeds what was seeded at start and runs main()
-# as an exec'd runtime would. The template itself never serves an invocation.
+# socket). For each, libignis-child.so's ignis_child_fork makes the container in C (B, cloned in
+# new namespaces, is pid 1, sends its pidfd, waits for the controller's go, does the rest of a
+# container's setup, drops every privilege and will report the runtime's end) and returns in
+# B's child, the runtime's process, which re-seeds what was seeded at start and runs main() as
+# an exec'd runtime would. The template itself never serves an invocation.
 
 # The request's layout (orchestrator/container/template.c, struct template_request).
 TEMPLATE_REQUEST = struct.Struct("=c7xQQQII65s7x")
@@ -489,7 +489,7 @@ def template_main():
     ] * 2
     api = ctypes.pythonapi
     _install_ignis_module()
-    # A processes are reaped by the kernel; each reports its B's status itself.
+    # The kernel reaps the template's children (each container's B), which report themselves.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     sock = socket.socket(fileno=FD)
     # Everything loaded so far is left out of the collector's reach: a collection in a container
