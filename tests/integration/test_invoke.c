@@ -378,6 +378,7 @@ static void test_cli_invoke_and_result(void **state)
     out[strcspn(out, "\n")] = '\0';
     assert_true(inv_id_valid(out));
     char *id = out;
+    free(err);
     assert_int_equal(cli(&out, &err, "result %s --wait", id), 0);
     assert_non_null(strstr(out, "succeeded"));
     assert_non_null(strstr(out, "Hello, cli!"));
