@@ -1,0 +1,111 @@
+/* The store's one statement API: a connection, statements by SQL text with positional `$n`
+ * parameters, typed values, results row by row, transactions, and the engine's failure as an
+ * errno and a message. The store (records/) speaks to its engine only through here, so that a
+ * second engine (PostgreSQL, issue 16) is a second implementation file, not a second copy of
+ * every store function (docs/architecture.md "The store"). One implementation today:
+ * db-sqlite.c.
+ *
+ * SQL texts are written in the subset both engines run: `$1`..`$n` parameters (one may be used
+ * more than once), `INSERT ... ON CONFLICT` rather than `INSERT OR IGNORE/REPLACE`, a `CASE`
+ * rather than two-argument `max`, integers compared where used as booleans (`$3 <> 0`), subqueries
+ * in FROM aliased, and `CAST($n AS TEXT)` where a parameter's type is otherwise unknown.
+ *
+ * A connection belongs to one thread at a time. */
+#pragma once
+
+#include "base/util.h"
+
+struct db;
+struct db_rows;
+
+enum db_value_type { DV_NULL, DV_INT, DV_DOUBLE, DV_TEXT, DV_BLOB };
+
+/* A value bound to a parameter. The pointers are the caller's: they must stay valid until the
+ * statement is done (db_exec returns; db_rows_free for a query). */
+struct db_value {
+    enum db_value_type type;
+    int64_t i;
+    double d;
+    const void *p;
+    size_t len; /* for DV_BLOB; DV_TEXT uses strlen when 0 */
+};
+
+#define DV_I(v)    ((struct db_value){.type = DV_INT, .i = (int64_t)(v)})
+#define DV_F(v)    ((struct db_value){.type = DV_DOUBLE, .d = (double)(v)})
+#define DV_S(s)    ((struct db_value){.type = (s) ? DV_TEXT : DV_NULL, .p = (s)})
+#define DV_B(b, n) ((struct db_value){.type = DV_BLOB, .p = (b), .len = (n)})
+#define DV_NULL_V  ((struct db_value){.type = DV_NULL})
+
+/* How a connection is opened: DB_CREATE makes the database when it does not exist (the loop's
+ * connection, which migrates it); DB_WRITER is the journal's writer (its commits durable unless
+ * db_set_durable says otherwise, and it waits longer for the loop's connection to let go);
+ * DB_READONLY never writes. Without DB_WRITER, commits survive a crash of ignisd but not
+ * necessarily a power loss (SQLite: WAL with synchronous=NORMAL). */
+enum {
+    DB_CREATE = 1 << 0,
+    DB_WRITER = 1 << 1,
+    DB_READONLY = 1 << 2,
+};
+
+/* Opens the SQLite database at path. Failures: the errno of the cause (ENOSPC, EIO, ...) with
+ * "opening PATH: the engine's message". */
+int db_open_sqlite(const char *path, int flags, struct db **ret, struct ig_error *err);
+/* Accepts NULL. */
+void db_close(struct db *db);
+
+/* Runs one statement that returns no rows (or whose rows are not wanted): the number of rows it
+ * changed, or -errno with err set to the engine's message (db_fail's errnos). Statements are
+ * prepared once per connection and kept by their text, so a statement run often is parsed once.
+ * err may be NULL: db_fail reports the same failure later. */
+int db_exec(struct db *db, const char *sql, const struct db_value *v, size_t n,
+            struct ig_error *err);
+/* Runs a query; its rows come with db_next. v must stay valid until db_rows_free. */
+int db_query(struct db *db, const char *sql, const struct db_value *v, size_t n,
+             struct db_rows **ret, struct ig_error *err);
+/* The next row: 1 when there is one, 0 when the rows are done, -errno (db_fail tells why). */
+int db_next(struct db_rows *r);
+/* Columns of the current row, from 0. A NULL reads as 0, and as NULL for text and blobs. Text
+ * and blob pointers are valid until the next db_next or db_rows_free. */
+bool db_is_null(struct db_rows *r, int col);
+int64_t db_int(struct db_rows *r, int col);
+double db_double(struct db_rows *r, int col);
+const char *db_text(struct db_rows *r, int col);
+const void *db_blob(struct db_rows *r, int col, size_t *ret_len);
+/* Accepts NULL. */
+void db_rows_free(struct db_rows *r);
+static inline void db_rows_freep(struct db_rows **r)
+{
+    db_rows_free(*r);
+}
+#define _cleanup_db_rows_ _cleanup_(db_rows_freep)
+
+/* A write transaction, which takes the database's write lock at once on SQLite (BEGIN
+ * IMMEDIATE), so that it never fails halfway for want of it. */
+int db_begin(struct db *db, struct ig_error *err);
+/* A read transaction: its reads see one snapshot of the database. */
+int db_begin_read(struct db *db, struct ig_error *err);
+int db_commit(struct db *db, struct ig_error *err);
+/* Rolls back the open transaction, if any. A failure is the engine's to report: it changes
+ * nothing of the first error (db_fail reports the rollback's own failure, if that matters). */
+int db_rollback(struct db *db);
+/* Savepoints, by name (an identifier of the caller's, never user input): 0 or -errno. */
+int db_savepoint(struct db *db, const char *name);
+int db_release(struct db *db, const char *name);
+int db_rollback_to(struct db *db, const char *name);
+/* Whether the commits that follow must survive a power loss (an fsync each: SQLite
+ * synchronous=FULL) or a crash of ignisd only (NORMAL). Set between transactions. */
+int db_set_durable(struct db *db, bool durable, struct ig_error *err);
+
+/* Runs a text of several statements without parameters (a migration). */
+int db_exec_script(struct db *db, const char *sql, struct ig_error *err);
+
+/* The schema version the database says it has (0 for a new one), and setting it (inside the
+ * migration's transaction). */
+int db_user_version(struct db *db, int *ret, struct ig_error *err);
+int db_set_user_version(struct db *db, int version, struct ig_error *err);
+
+/* Sets err to the connection's last failure, "WHAT: the engine's message", and returns its
+ * negative errno: ENOSPC (EDQUOT) when the disk (quota) is full, with " (No space left on
+ * device)" after the message; EEXIST for a unique or primary key violation; EBUSY when the
+ * database was locked past the wait; EIO otherwise. */
+int db_fail(struct db *db, struct ig_error *err, const char *fmt, ...) _printf_(3, 4);

@@ -1,0 +1,244 @@
+/* The statement API on SQLite: values of every type (and NULL) go in and come back as they were,
+ * a `$n` parameter may be used twice, cached statements stay right when a query on the same text
+ * is open and when more texts run than the cache holds, transactions and savepoints undo what
+ * they should, a unique violation is EEXIST, and a read-only connection's write fails with its
+ * reason. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+// cmocka needs the above first
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "records/db.h"
+
+static char dir[64], path[128];
+
+static int setup(void **state)
+{
+    strcpy(dir, "/tmp/ignis-db-test.XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path, sizeof(path), "%s/t.db", dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    return rm_rf(dir);
+}
+
+/* A fresh database with table t. */
+static struct db *open_t(void)
+{
+    struct db *db;
+    struct ig_error err = {};
+    unlink(path);
+    assert_int_equal(db_open_sqlite(path, DB_CREATE, &db, &err), 0);
+    assert_int_equal(db_exec_script(db,
+                                    "CREATE TABLE t (k INTEGER PRIMARY KEY, s TEXT, b BLOB, "
+                                    "f REAL, n INTEGER);",
+                                    &err),
+                     0);
+    return db;
+}
+
+static int64_t count(struct db *db, const char *sql, const struct db_value *v, size_t n)
+{
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    struct ig_error err = {};
+    assert_int_equal(db_query(db, sql, v, n, &rows, &err), 0);
+    assert_int_equal(db_next(rows), 1);
+    return db_int(rows, 0);
+}
+
+static void test_values_round_trip(void **state)
+{
+    struct db *db = open_t();
+    struct ig_error err = {};
+    const struct db_value v[] = {DV_I(INT64_C(1) << 40), DV_S("text"), DV_B("\0\1\2", 3),
+                                 DV_F(0.12345678901234567), DV_NULL_V};
+    assert_int_equal(db_exec(db, "INSERT INTO t (k, s, b, f, n) VALUES ($1, $2, $3, $4, $5)", v,
+                             ARRAY_SIZE(v), &err),
+                     1);
+    const struct db_value nulls[] = {DV_I(INT64_C(1) << 41), DV_S(NULL)};
+    assert_int_equal(db_exec(db, "INSERT INTO t (k, s) VALUES ($1, $2)", nulls, 2, &err), 1);
+
+    struct db_rows *rows;
+    assert_int_equal(db_query(db, "SELECT k, s, b, f, n FROM t ORDER BY k", NULL, 0, &rows, &err),
+                     0);
+    assert_int_equal(db_next(rows), 1);
+    assert_true(db_int(rows, 0) == INT64_C(1) << 40);
+    assert_string_equal(db_text(rows, 1), "text");
+    size_t len;
+    const void *b = db_blob(rows, 2, &len);
+    assert_int_equal(len, 3);
+    assert_memory_equal(b, "\0\1\2", 3);
+    assert_true(db_double(rows, 3) == 0.12345678901234567);
+    assert_true(db_is_null(rows, 4));
+    assert_int_equal(db_int(rows, 4), 0);
+    assert_false(db_is_null(rows, 0));
+    assert_int_equal(db_next(rows), 1);
+    assert_null(db_text(rows, 1));
+    assert_null(db_blob(rows, 2, &len));
+    assert_int_equal(len, 0);
+    assert_int_equal(db_next(rows), 0);
+    db_rows_free(rows);
+    db_close(db);
+}
+
+static void test_parameter_used_twice(void **state)
+{
+    struct db *db = open_t();
+    struct ig_error err = {};
+    /* $2 twice, and the parameters out of order: bound by number, not by place. */
+    const struct db_value v[] = {DV_I(7), DV_S("same")};
+    assert_int_equal(db_exec(db, "INSERT INTO t (s, k, n) VALUES ($2, $1, length($2))", v, 2, &err),
+                     1);
+    assert_int_equal(count(db, "SELECT count(*) FROM t WHERE k = 7 AND s = 'same' AND n = 4",
+                           NULL, 0),
+                     1);
+    /* A `$` inside quotes is text. */
+    assert_int_equal(db_exec(db, "UPDATE t SET s = '$1' WHERE k = $1", v, 1, &err), 1);
+    assert_int_equal(count(db, "SELECT count(*) FROM t WHERE s = '$1'", NULL, 0), 1);
+    /* The portable form of an optional parameter. */
+    const struct db_value none[] = {DV_NULL_V};
+    assert_int_equal(
+        count(db, "SELECT count(*) FROM t WHERE CAST($1 AS TEXT) IS NULL OR s = $1", none, 1), 1);
+    db_close(db);
+}
+
+static void test_cache_survives_open_queries(void **state)
+{
+    struct db *db = open_t();
+    struct ig_error err = {};
+    for (int i = 1; i <= 5; i++) {
+        const struct db_value v[] = {DV_I(i)};
+        assert_int_equal(db_exec(db, "INSERT INTO t (k) VALUES ($1)", v, 1, &err), 1);
+    }
+    static const char sql[] = "SELECT k FROM t WHERE k >= $1 ORDER BY k";
+    const struct db_value from2[] = {DV_I(2)}, from4[] = {DV_I(4)};
+    struct db_rows *outer, *inner;
+    assert_int_equal(db_query(db, sql, from2, 1, &outer, &err), 0);
+    assert_int_equal(db_next(outer), 1);
+    assert_int_equal(db_int(outer, 0), 2);
+    /* The same text while the first is open: its own statement, not the first's reset. */
+    assert_int_equal(db_query(db, sql, from4, 1, &inner, &err), 0);
+    assert_int_equal(db_next(inner), 1);
+    assert_int_equal(db_int(inner, 0), 4);
+    /* More distinct texts than the cache holds: the open queries' statements are not evicted. */
+    for (int i = 0; i < 100; i++) {
+        char other[64];
+        snprintf(other, sizeof(other), "SELECT count(*) + %d FROM t", i);
+        assert_int_equal(count(db, other, NULL, 0), 5 + i);
+    }
+    assert_int_equal(db_next(outer), 1);
+    assert_int_equal(db_int(outer, 0), 3);
+    assert_int_equal(db_next(inner), 1);
+    assert_int_equal(db_int(inner, 0), 5);
+    assert_int_equal(db_next(inner), 0);
+    db_rows_free(inner);
+    db_rows_free(outer);
+    /* And the text runs again from its start, with new values. */
+    assert_int_equal(count(db, sql, from4, 1), 4);
+    db_rows_free(NULL);
+    db_close(db);
+}
+
+static void test_transactions_and_savepoints(void **state)
+{
+    struct db *db = open_t();
+    struct ig_error err = {};
+    const struct db_value one[] = {DV_I(1)}, two[] = {DV_I(2)}, three[] = {DV_I(3)};
+    static const char ins[] = "INSERT INTO t (k) VALUES ($1)";
+    assert_int_equal(db_begin(db, &err), 0);
+    assert_int_equal(db_exec(db, ins, one, 1, &err), 1);
+    assert_int_equal(db_rollback(db), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 0);
+    /* No transaction open: nothing to do. */
+    assert_int_equal(db_rollback(db), 0);
+
+    assert_int_equal(db_begin(db, &err), 0);
+    assert_int_equal(db_exec(db, ins, one, 1, &err), 1);
+    assert_int_equal(db_savepoint(db, "op"), 0);
+    assert_int_equal(db_exec(db, ins, two, 1, &err), 1);
+    assert_int_equal(db_rollback_to(db, "op"), 0);
+    assert_int_equal(db_release(db, "op"), 0);
+    assert_int_equal(db_savepoint(db, "op"), 0);
+    assert_int_equal(db_exec(db, ins, three, 1, &err), 1);
+    assert_int_equal(db_release(db, "op"), 0);
+    assert_int_equal(db_commit(db, &err), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM t WHERE k IN (1, 3)", NULL, 0), 2);
+    assert_int_equal(count(db, "SELECT count(*) FROM t WHERE k = 2", NULL, 0), 0);
+
+    /* A read transaction, and durability switched between transactions. */
+    assert_int_equal(db_set_durable(db, true, &err), 0);
+    assert_int_equal(db_begin_read(db, &err), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 2);
+    assert_int_equal(db_commit(db, &err), 0);
+    assert_int_equal(db_set_durable(db, false, &err), 0);
+
+    int v = -1;
+    assert_int_equal(db_user_version(db, &v, &err), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(db_set_user_version(db, 7, &err), 0);
+    assert_int_equal(db_user_version(db, &v, &err), 0);
+    assert_int_equal(v, 7);
+    db_close(db);
+}
+
+static void test_failures(void **state)
+{
+    struct db *db = open_t();
+    struct ig_error err = {};
+    const struct db_value v[] = {DV_I(1)};
+    static const char ins[] = "INSERT INTO t (k) VALUES ($1)";
+    assert_int_equal(db_exec(db, ins, v, 1, &err), 1);
+    /* A unique violation is EEXIST, in err and from db_fail, which names what failed. */
+    assert_int_equal(db_exec(db, ins, v, 1, &err), -EEXIST);
+    assert_non_null(strstr(err.message, "UNIQUE"));
+    ig_error_clear(&err);
+    assert_int_equal(db_exec(db, ins, v, 1, NULL), -EEXIST);
+    assert_int_equal(db_fail(db, &err, "adding row %d", 1), -EEXIST);
+    assert_non_null(strstr(err.message, "adding row 1: UNIQUE constraint failed"));
+    /* SQL that does not prepare: EIO, the engine's reason. */
+    ig_error_clear(&err);
+    assert_int_equal(db_exec(db, "INSERT INTO nowhere VALUES (1)", NULL, 0, &err), -EIO);
+    assert_non_null(strstr(err.message, "nowhere"));
+    ig_error_clear(&err);
+    assert_int_equal(db_exec_script(db, "CREATE TABLE u (x); INSERT INTO nowhere VALUES (1);",
+                                    &err),
+                     -EIO);
+    assert_non_null(strstr(err.message, "nowhere"));
+    db_close(db);
+
+    /* A read-only connection reads, and its write fails with the engine's reason. */
+    ig_error_clear(&err);
+    assert_int_equal(db_open_sqlite(path, DB_READONLY, &db, &err), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 1);
+    assert_int_equal(db_exec(db, ins, (const struct db_value[]){DV_I(2)}, 1, &err), -EIO);
+    assert_non_null(strstr(err.message, "readonly"));
+    db_close(db);
+
+    /* A file that is not there is not made without DB_CREATE; the error names it. */
+    ig_error_clear(&err);
+    char missing[160];
+    snprintf(missing, sizeof(missing), "%s/missing.db", dir);
+    assert_true(db_open_sqlite(missing, DB_WRITER, &db, &err) < 0);
+    assert_non_null(strstr(err.message, missing));
+    assert_int_equal(access(missing, F_OK), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_values_round_trip),
+        cmocka_unit_test(test_parameter_used_twice),
+        cmocka_unit_test(test_cache_survives_open_queries),
+        cmocka_unit_test(test_transactions_and_savepoints),
+        cmocka_unit_test(test_failures),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
