@@ -69,23 +69,13 @@ int accountant_record(struct journal *j, const struct acct_record *r)
      * as REAL. */
     char gbs[64];
     snprintf(gbs, sizeof(gbs), "%.17g", u->gb_s);
-    const struct journal_value v[] = {
-        JV_S(r->id),
-        JV_I(r->attempt),
-        JV_S(r->function),
-        JV_I(r->version),
-        JV_I(r->start_wall_us),
-        JV_I(u->wall_us),
-        JV_I(u->cpu_us),
-        JV_I(u->mem_peak_bytes),
-        JV_I(u->peak_reset),
-        JV_I(u->memory_mb),
-        JV_I(u->billed_ms),
-        ((struct journal_value){.type = JV_TEXT, .p = gbs}),
-        JV_I(r->cold),
-        JV_I(u->init_us),
-        JV_S(status),
-        JV_I(u->oom_kills),
+    const struct db_value v[] = {
+        DV_S(r->id),        DV_I(r->attempt),        DV_S(r->function),
+        DV_I(r->version),   DV_I(r->start_wall_us),  DV_I(u->wall_us),
+        DV_I(u->cpu_us),    DV_I(u->mem_peak_bytes), DV_I(u->peak_reset),
+        DV_I(u->memory_mb), DV_I(u->billed_ms),      ((struct db_value){.type = DV_TEXT, .p = gbs}),
+        DV_I(r->cold),      DV_I(u->init_us),        DV_S(status),
+        DV_I(u->oom_kills),
     };
 
     /* OR IGNORE: an attempt is billed once, even if a crash made us write it twice. The rollup
@@ -102,8 +92,8 @@ int accountant_record(struct journal *j, const struct acct_record *r)
 
 int accountant_purge(struct journal *j, int64_t rows_before_us, int64_t rollup_before_us)
 {
-    const struct journal_value rows[] = {JV_I(rows_before_us)};
-    const struct journal_value minutes[] = {JV_I(rollup_before_us / 1000000)};
+    const struct db_value rows[] = {DV_I(rows_before_us)};
+    const struct db_value minutes[] = {DV_I(rollup_before_us / 1000000)};
     int r = journal_submit_lazy(j, "DELETE FROM usage WHERE start_us < ?", rows, 1, retention_done,
                                 "usage");
     if (r < 0)

@@ -9,9 +9,9 @@
 
 int audit_store_append(struct journal *j, const struct audit_row *r)
 {
-    const struct journal_value v[] = {
-        JV_I(r->time_us), JV_S(r->token_id), JV_S(r->token_name), JV_S(r->role), JV_S(r->action),
-        JV_S(r->path),    JV_S(r->function), JV_S(r->detail),     JV_S(r->peer), JV_I(r->status),
+    const struct db_value v[] = {
+        DV_I(r->time_us), DV_S(r->token_id), DV_S(r->token_name), DV_S(r->role), DV_S(r->action),
+        DV_S(r->path),    DV_S(r->function), DV_S(r->detail),     DV_S(r->peer), DV_I(r->status),
     };
     return journal_submit_lazy(j,
                                "INSERT INTO audit (time_us, token_id, token_name, role, action, "
@@ -22,7 +22,7 @@ int audit_store_append(struct journal *j, const struct audit_row *r)
 
 int audit_store_purge(struct journal *j, int64_t before_us)
 {
-    const struct journal_value v[] = {JV_I(before_us)};
+    const struct db_value v[] = {DV_I(before_us)};
     return journal_submit_lazy(j, "DELETE FROM audit WHERE time_us < ?", v, ARRAY_SIZE(v),
                                retention_done, "audit");
 }

@@ -6,7 +6,7 @@
 int events_store_remember_id(struct journal *j, const char *source, const char *id,
                              int64_t accepted_us, journal_done_fn done, void *userdata)
 {
-    const struct journal_value v[] = {JV_S(source), JV_S(id), JV_I(accepted_us)};
+    const struct db_value v[] = {DV_S(source), DV_S(id), DV_I(accepted_us)};
     return journal_submit(j,
                           "INSERT OR IGNORE INTO event_ids (source, id, accepted_us) "
                           "VALUES (?, ?, ?)",
@@ -16,7 +16,7 @@ int events_store_remember_id(struct journal *j, const char *source, const char *
 int events_store_forget_id(struct journal *j, const char *source, const char *id,
                            journal_done_fn done, void *userdata)
 {
-    const struct journal_value v[] = {JV_S(source), JV_S(id)};
+    const struct db_value v[] = {DV_S(source), DV_S(id)};
     return journal_submit_lazy(j, "DELETE FROM event_ids WHERE source = ? AND id = ?", v,
                                ARRAY_SIZE(v), done, userdata);
 }
@@ -46,7 +46,7 @@ int events_store_load_ids(struct store *s, int64_t since_us, size_t max,
 int events_store_save_schedule(struct journal *j, const char *function, const char *schedule,
                                int64_t last_run, journal_done_fn done, void *userdata)
 {
-    const struct journal_value v[] = {JV_S(function), JV_S(schedule), JV_I(last_run)};
+    const struct db_value v[] = {DV_S(function), DV_S(schedule), DV_I(last_run)};
     return journal_submit_lazy(j,
                                "INSERT OR REPLACE INTO schedules (function, schedule, last_run) "
                                "VALUES (?, ?, ?)",
@@ -56,7 +56,7 @@ int events_store_save_schedule(struct journal *j, const char *function, const ch
 int events_store_delete_schedule(struct journal *j, const char *function, journal_done_fn done,
                                  void *userdata)
 {
-    const struct journal_value v[] = {JV_S(function)};
+    const struct db_value v[] = {DV_S(function)};
     return journal_submit_lazy(j, "DELETE FROM schedules WHERE function = ?", v, ARRAY_SIZE(v),
                                done, userdata);
 }
@@ -80,9 +80,9 @@ int events_store_load_schedules(struct store *s,
 int events_store_append_dead_letter(struct journal *j, const struct events_dead_letter *dl,
                                     journal_done_fn done, void *userdata)
 {
-    const struct journal_value v[] = {
-        JV_I(dl->at_us),  JV_S(dl->function), JV_S(dl->invocation), JV_S(dl->type),
-        JV_S(dl->source), JV_S(dl->event_id), JV_S(dl->reason),     JV_S(dl->event),
+    const struct db_value v[] = {
+        DV_I(dl->at_us),  DV_S(dl->function), DV_S(dl->invocation), DV_S(dl->type),
+        DV_S(dl->source), DV_S(dl->event_id), DV_S(dl->reason),     DV_S(dl->event),
     };
     return journal_submit_lazy(j,
                                "INSERT INTO event_dead_letters (at_us, function, invocation, type, "
@@ -123,8 +123,8 @@ int events_store_list_dead_letters(struct store *s, size_t limit,
 
 void events_store_purge(struct journal *j, int64_t ids_before_us, int64_t dead_letters_before_us)
 {
-    const struct journal_value ids[] = {JV_I(ids_before_us)};
-    const struct journal_value dead[] = {JV_I(dead_letters_before_us)};
+    const struct db_value ids[] = {DV_I(ids_before_us)};
+    const struct db_value dead[] = {DV_I(dead_letters_before_us)};
     journal_submit_lazy(j, "DELETE FROM event_ids WHERE accepted_us < ?", ids, 1, retention_done,
                         "event_ids");
     journal_submit_lazy(j, "DELETE FROM event_dead_letters WHERE at_us < ?", dead, 1,

@@ -27,46 +27,46 @@ void inv_record_clear(struct inv_record *r)
     memset(r, 0, sizeof(*r));
 }
 
-static struct journal_value opt_i(int64_t v)
+static struct db_value opt_i(int64_t v)
 {
-    return v ? JV_I(v) : JV_NULL_V;
+    return v ? DV_I(v) : DV_NULL_V;
 }
 
 /* A usage figure: NULL when the record has none. */
-static struct journal_value usage_i(const struct inv_record *r, int64_t v)
+static struct db_value usage_i(const struct inv_record *r, int64_t v)
 {
-    return r->measured ? JV_I(v) : JV_NULL_V;
+    return r->measured ? DV_I(v) : DV_NULL_V;
 }
 
 int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expires_us,
                      journal_done_fn done, void *userdata)
 {
-    const struct journal_value v[] = {
-        JV_S(r->id),
-        JV_S(r->function),
-        JV_I(r->version),
-        JV_I(r->async),
-        JV_S(inv_status_name(r->status)),
-        r->payload ? JV_B(r->payload, r->payload_len) : JV_NULL_V,
-        JV_S(r->content_type),
-        JV_S(r->idempotency_key),
-        JV_I(r->attempts),
-        JV_I(r->max_retries),
-        JV_I(r->created_us),
+    const struct db_value v[] = {
+        DV_S(r->id),
+        DV_S(r->function),
+        DV_I(r->version),
+        DV_I(r->async),
+        DV_S(inv_status_name(r->status)),
+        r->payload ? DV_B(r->payload, r->payload_len) : DV_NULL_V,
+        DV_S(r->content_type),
+        DV_S(r->idempotency_key),
+        DV_I(r->attempts),
+        DV_I(r->max_retries),
+        DV_I(r->created_us),
         opt_i(r->started_us),
         opt_i(r->finished_us),
         opt_i(r->next_attempt_us),
-        r->result ? JV_B(r->result, r->result_len) : JV_NULL_V,
-        JV_S(r->error_type),
-        JV_S(r->error_message),
-        JV_I(r->billed_ms),
-        JV_I(r->cold),
-        JV_I(expires_us),
-        JV_S(r->token_id[0] ? r->token_id : NULL),
+        r->result ? DV_B(r->result, r->result_len) : DV_NULL_V,
+        DV_S(r->error_type),
+        DV_S(r->error_message),
+        DV_I(r->billed_ms),
+        DV_I(r->cold),
+        DV_I(expires_us),
+        DV_S(r->token_id[0] ? r->token_id : NULL),
         usage_i(r, r->cpu_us),
         usage_i(r, r->mem_peak_bytes),
         usage_i(r, r->init_us),
-        JV_S(r->alias[0] ? r->alias : NULL),
+        DV_S(r->alias[0] ? r->alias : NULL),
     };
     /* An async invocation's row is its acceptance (the 202 waits for it): durable. A sync
      * invocation's is a record of what the client already has: a crash-safe write is enough. */
@@ -86,7 +86,7 @@ int inv_store_mark_running(struct journal *j, const char *id, int attempts, int6
 {
     /* Lazy: lost only to a power loss, which leaves the row queued with one attempt fewer, and
      * recovery runs it again, as it would a running one. */
-    const struct journal_value v[] = {JV_I(attempts), JV_I(started_us), JV_S(id)};
+    const struct db_value v[] = {DV_I(attempts), DV_I(started_us), DV_S(id)};
     return journal_submit_lazy(j,
                                "UPDATE invocations SET status = 'running', attempts = ?, "
                                "started_us = ? WHERE id = ?",
@@ -97,24 +97,24 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
                      journal_done_fn done, void *userdata)
 {
     /* The payload is dropped once it cannot run again: a final record keeps only the result. */
-    const struct journal_value v[] = {
-        JV_S(inv_status_name(r->status)),
-        JV_I(r->attempts),
+    const struct db_value v[] = {
+        DV_S(inv_status_name(r->status)),
+        DV_I(r->attempts),
         opt_i(r->started_us),
         opt_i(r->finished_us),
         opt_i(r->next_attempt_us),
-        r->result ? JV_B(r->result, r->result_len) : JV_NULL_V,
-        JV_S(r->error_type),
-        JV_S(r->error_message),
-        JV_I(r->billed_ms),
-        JV_I(r->cold),
+        r->result ? DV_B(r->result, r->result_len) : DV_NULL_V,
+        DV_S(r->error_type),
+        DV_S(r->error_message),
+        DV_I(r->billed_ms),
+        DV_I(r->cold),
         usage_i(r, r->cpu_us),
         usage_i(r, r->mem_peak_bytes),
         usage_i(r, r->init_us),
-        JV_I(expires_us),
-        JV_I(inv_status_final(r->status)),
-        JV_S(r->id),
-        JV_I(r->attempts),
+        DV_I(expires_us),
+        DV_I(inv_status_final(r->status)),
+        DV_S(r->id),
+        DV_I(r->attempts),
     };
     /* A retry's record (back to queued) of an attempt older than the row's is not written: a
      * record retried after a write failure must not undo what a later attempt recorded. An
@@ -133,7 +133,7 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
 
 int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, void *userdata)
 {
-    const struct journal_value v[] = {JV_I(now_us)};
+    const struct db_value v[] = {DV_I(now_us)};
     return journal_submit_lazy(j,
                                "DELETE FROM invocations WHERE expires_us < ? AND status IN "
                                "('succeeded', 'failed', 'dead')",

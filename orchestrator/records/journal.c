@@ -1,11 +1,9 @@
 #include "records/journal.h"
 
 #include <pthread.h>
-#include <sqlite3.h>
 #include <string.h>
 
 #include "base/log.h"
-#include "records/store-internal.h"
 
 /* A batch bigger than this is split: it bounds how long one transaction holds the write lock. */
 #define JOURNAL_BATCH_MAX 4096
@@ -19,9 +17,6 @@
  * that must see what was written (journal_settle) and the stop commit at once. */
 #define JOURNAL_LINGER_US  (2 * 1000)
 #define JOURNAL_LINGER_MAX 1024
-/* Prepared statements kept by the writer, by SQL text: the few statements the daemon submits
- * (and the savepoint ones) are parsed once, not per row (docs/performance.md "Accountant"). */
-#define JOURNAL_STMT_CACHE 16
 
 struct op {
     char *sql;
@@ -32,12 +27,12 @@ struct op {
     char *message;
     struct op *next;
     size_t nvalues;
-    struct journal_value values[]; /* nvalues of them */
+    struct db_value values[]; /* nvalues of them */
 };
 
 struct journal {
     struct loop *loop;
-    sqlite3 *db;
+    struct db *db; /* the writer thread's; it keeps the statements it runs prepared */
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -56,12 +51,7 @@ struct journal {
     struct journal_stats stats;
     struct journal_health health; /* under lock */
     /* The writer thread's alone. */
-    bool full_sync; /* the connection's synchronous setting is FULL */
-    struct {
-        char *sql;
-        sqlite3_stmt *st;
-    } cache[JOURNAL_STMT_CACHE];
-    unsigned cache_next;
+    bool full_sync; /* the connection's commits are durable (db_set_durable) */
 };
 
 static void op_free(struct op *op)
@@ -70,93 +60,22 @@ static void op_free(struct op *op)
         return;
     free(op->sql);
     for (size_t i = 0; i < op->nvalues; i++)
-        if (op->values[i].type == JV_TEXT || op->values[i].type == JV_BLOB)
+        if (op->values[i].type == DV_TEXT || op->values[i].type == DV_BLOB)
             free((void *)op->values[i].p);
     free(op->message);
     free(op);
 }
 
-/* The prepared statement for sql, reset and unbound, from the cache (or prepared into it,
- * replacing the oldest entry). NULL when it does not prepare. */
-static sqlite3_stmt *cached_stmt(struct journal *j, const char *sql)
-{
-    for (size_t i = 0; i < JOURNAL_STMT_CACHE; i++)
-        if (j->cache[i].sql && streq(j->cache[i].sql, sql))
-            return j->cache[i].st;
-    sqlite3_stmt *st = NULL;
-    char *copy = strdup(sql);
-    if (!copy ||
-        sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
-        free(copy);
-        sqlite3_finalize(st);
-        return NULL;
-    }
-    unsigned slot = j->cache_next++ % JOURNAL_STMT_CACHE;
-    sqlite3_finalize(j->cache[slot].st);
-    free(j->cache[slot].sql);
-    j->cache[slot].sql = copy;
-    j->cache[slot].st = st;
-    return st;
-}
-
-static void cache_clear(struct journal *j)
-{
-    for (size_t i = 0; i < JOURNAL_STMT_CACHE; i++) {
-        sqlite3_finalize(j->cache[i].st);
-        free(j->cache[i].sql);
-        j->cache[i].sql = NULL;
-        j->cache[i].st = NULL;
-    }
-}
-
-/* A statement without values or rows (SAVEPOINT, RELEASE, ROLLBACK TO) through the cache. */
-static int exec_cached(struct journal *j, const char *sql)
-{
-    sqlite3_stmt *st = cached_stmt(j, sql);
-    if (!st)
-        return sqlite3_errcode(j->db);
-    int r = sqlite3_step(st);
-    sqlite3_reset(st);
-    return r == SQLITE_DONE ? SQLITE_OK : r;
-}
-
+/* 0, or -errno with op->message the engine's reason. */
 static int run_op(struct journal *j, struct op *op)
 {
-    sqlite3 *db = j->db;
-    sqlite3_stmt *st = cached_stmt(j, op->sql);
-    int r = st ? SQLITE_OK : sqlite3_errcode(db);
-    for (size_t i = 0; r == SQLITE_OK && i < op->nvalues; i++) {
-        const struct journal_value *v = &op->values[i];
-        int idx = (int)i + 1;
-        switch (v->type) {
-        case JV_NULL:
-            r = sqlite3_bind_null(st, idx);
-            break;
-        case JV_INT:
-            r = sqlite3_bind_int64(st, idx, v->i);
-            break;
-        case JV_TEXT:
-            r = sqlite3_bind_text(st, idx, v->p, (int)v->len, SQLITE_STATIC);
-            break;
-        case JV_BLOB:
-            r = sqlite3_bind_blob(st, idx, v->p, (int)v->len, SQLITE_STATIC);
-            break;
-        }
-    }
-    if (r == SQLITE_OK) {
-        while ((r = sqlite3_step(st)) == SQLITE_ROW)
-            ;
-        if (r == SQLITE_DONE)
-            r = SQLITE_OK;
-    }
-    if (r != SQLITE_OK)
-        op->message = strdup(sqlite3_errmsg(db));
-    if (st) {
-        /* Ends the statement and drops the bindings, which point into op. */
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-    }
-    return r == SQLITE_OK ? SQLITE_OK : (r ? r : SQLITE_ERROR);
+    struct ig_error e = {};
+    int r = db_exec(j->db, op->sql, op->values, op->nvalues, &e);
+    if (r >= 0)
+        return 0;
+    free(op->message);
+    op->message = strdup(e.message);
+    return r;
 }
 
 /* Runs on the loop thread: each op's callback, in submission order. */
@@ -196,22 +115,15 @@ static void note_health(struct journal *j, int code, const char *message)
  * in the WAL like any other (a row of meta), so that health recovers by itself. */
 static void probe(struct journal *j)
 {
-    char why[512];
-    const char *sql = "INSERT INTO meta (key, value) VALUES ('write_probe', ?1) "
-                      "ON CONFLICT (key) DO UPDATE SET value = ?1";
-    sqlite3_stmt *st = NULL;
-    int r = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
-    if (r == SQLITE_OK) {
-        char now[32];
-        snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_usec());
-        sqlite3_bind_text(st, 1, now, -1, SQLITE_TRANSIENT);
-        r = sqlite3_step(st);
-    }
-    int code = r == SQLITE_DONE ? 0 : store_errno(j->db);
-    const char *msg = code ? store_strerror(j->db, why, sizeof(why)) : NULL;
-    sqlite3_finalize(st);
+    const char *sql = "INSERT INTO meta (key, value) VALUES ('write_probe', $1) "
+                      "ON CONFLICT (key) DO UPDATE SET value = $1";
+    char now[32];
+    snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_usec());
+    const struct db_value v[] = {{.type = DV_TEXT, .p = now}};
+    struct ig_error e = {};
+    int r = db_exec(j->db, sql, v, ARRAY_SIZE(v), &e);
     pthread_mutex_lock(&j->lock);
-    note_health(j, code, msg);
+    note_health(j, r < 0 ? -r : 0, r < 0 ? e.message : NULL);
     pthread_mutex_unlock(&j->lock);
 }
 
@@ -223,61 +135,58 @@ static void commit_batch(struct journal *j, struct op *batch)
     bool durable = false;
     for (struct op *op = batch; op && !durable; op = op->next)
         durable = op->durable;
+    /* Why the batch could not begin, if it could not. */
+    struct ig_error berr = {};
     bool synced = durable == j->full_sync;
     if (!synced) {
         /* Should it fail, the batch fails: durable statements must not commit without the fsync. */
-        synced =
-            sqlite3_exec(j->db, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-                         NULL, NULL, NULL) == SQLITE_OK;
+        synced = db_set_durable(j->db, durable, &berr) == 0;
         if (synced)
             j->full_sync = durable;
     }
-    bool began = synced && sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+    bool began = synced && db_begin(j->db, &berr) == 0;
     /* First the whole batch as it is: a savepoint per statement is two statements more each. If
      * one fails, the transaction is rolled back and the batch runs again with them, so that only
      * the failing statement is undone. */
     bool isolate = false;
     for (struct op *op = batch; began && op && !isolate; op = op->next)
-        isolate = run_op(j, op) != SQLITE_OK;
+        isolate = run_op(j, op) < 0;
     if (isolate) {
         for (struct op *op = batch; op; op = op->next) {
             free(op->message);
             op->message = NULL;
         }
-        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL); /* may have rolled back already */
-        began = sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+        db_rollback(j->db); /* may have rolled back already */
+        began = db_begin(j->db, &berr) == 0;
     }
-    char why[512];
     for (struct op *op = batch; op; op = op->next) {
         n++;
         if (!began) {
-            op->result = -store_errno(j->db);
-            op->message = strdup(store_strerror(j->db, why, sizeof(why)));
+            op->result = -berr.code;
+            op->message = strdup(berr.message);
             continue;
         }
         if (!isolate)
             continue;
-        exec_cached(j, "SAVEPOINT op");
-        if (run_op(j, op) != SQLITE_OK) {
-            op->result = -store_errno(j->db);
-            free(op->message);
-            op->message = strdup(store_strerror(j->db, why, sizeof(why)));
-            exec_cached(j, "ROLLBACK TO op");
+        db_savepoint(j->db, "op");
+        int r = run_op(j, op);
+        if (r < 0) {
+            op->result = r;
+            db_rollback_to(j->db, "op");
         }
-        exec_cached(j, "RELEASE op");
+        db_release(j->db, "op");
     }
     int committed = 0;
-    if (began && sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    struct ig_error cerr = {};
+    if (began && db_commit(j->db, &cerr) < 0) {
         committed = -1;
         /* Nothing of the batch is durable: every op fails, whatever it did inside. */
-        int code = store_errno(j->db);
-        const char *msg = store_strerror(j->db, why, sizeof(why));
         for (struct op *op = batch; op; op = op->next) {
-            op->result = -code;
+            op->result = -cerr.code;
             free(op->message);
-            op->message = strdup(msg);
+            op->message = strdup(cerr.message);
         }
-        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+        db_rollback(j->db);
     }
     /* The store's health as a client may ask for it: a batch that could not be written, or a
      * statement refused for want of space, says the store cannot write (one statement refused
@@ -412,28 +321,23 @@ int journal_new(struct loop *l, const char *db_path, struct journal **ret, struc
     pthread_cond_init(&j->cond, &attr);
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&j->settled, NULL);
-    if (sqlite3_open_v2(db_path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-            SQLITE_OK ||
-        sqlite3_exec(j->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, NULL) !=
-            SQLITE_OK) {
-        int r = ig_error_set(err, EIO, "journal: opening %s: %s", db_path,
-                             j->db ? sqlite3_errmsg(j->db) : "out of memory");
-        sqlite3_close(j->db);
+    int r = db_open_sqlite(db_path, DB_WRITER, &j->db, err);
+    if (r < 0) {
+        ig_error_prefix(err, "journal");
         free(j);
         return r;
     }
-    sqlite3_busy_timeout(j->db, 10000);
     j->full_sync = true;
-    int r = loop_add_flush(l, flush_turn, j);
+    r = loop_add_flush(l, flush_turn, j);
     if (r < 0) {
-        sqlite3_close(j->db);
+        db_close(j->db);
         free(j);
         return ig_error_set(err, -r, "journal: cannot hook the loop: %s", strerror(-r));
     }
     r = pthread_create(&j->thread, NULL, writer, j);
     if (r != 0) {
         loop_del_flush(l, flush_turn, j);
-        sqlite3_close(j->db);
+        db_close(j->db);
         free(j);
         return ig_error_set(err, r, "journal: starting the writer: %s", strerror(r));
     }
@@ -456,17 +360,15 @@ void journal_free(struct journal *j)
     /* The writer committed everything queued and posted the outcomes; the loop runs no more at
      * this point, so deliver them here (we are on the loop's thread). */
     loop_run_posted(j->loop);
-    cache_clear(j);
-    sqlite3_close(j->db);
+    db_close(j->db);
     pthread_cond_destroy(&j->cond);
     pthread_cond_destroy(&j->settled);
     pthread_mutex_destroy(&j->lock);
     free(j);
 }
 
-static int submit(struct journal *j, bool durable, const char *sql,
-                  const struct journal_value *values, size_t nvalues, journal_done_fn done,
-                  void *userdata)
+static int submit(struct journal *j, bool durable, const char *sql, const struct db_value *values,
+                  size_t nvalues, journal_done_fn done, void *userdata)
 {
     if (nvalues > JOURNAL_MAX_VALUES)
         return -E2BIG;
@@ -481,11 +383,11 @@ static int submit(struct journal *j, bool durable, const char *sql,
     bool oom = !op->sql;
     for (size_t i = 0; i < nvalues; i++) {
         op->values[i] = values[i];
-        if (values[i].type == JV_TEXT) {
+        if (values[i].type == DV_TEXT) {
             op->values[i].len = values[i].len ? values[i].len : strlen(values[i].p);
             op->values[i].p = strndup(values[i].p, op->values[i].len);
             oom |= !op->values[i].p;
-        } else if (values[i].type == JV_BLOB) {
+        } else if (values[i].type == DV_BLOB) {
             void *copy = malloc(values[i].len ? values[i].len : 1);
             if (copy && values[i].len)
                 memcpy(copy, values[i].p, values[i].len);
@@ -507,13 +409,13 @@ static int submit(struct journal *j, bool durable, const char *sql,
     return 0;
 }
 
-int journal_submit(struct journal *j, const char *sql, const struct journal_value *values,
+int journal_submit(struct journal *j, const char *sql, const struct db_value *values,
                    size_t nvalues, journal_done_fn done, void *userdata)
 {
     return submit(j, true, sql, values, nvalues, done, userdata);
 }
 
-int journal_submit_lazy(struct journal *j, const char *sql, const struct journal_value *values,
+int journal_submit_lazy(struct journal *j, const char *sql, const struct db_value *values,
                         size_t nvalues, journal_done_fn done, void *userdata)
 {
     return submit(j, false, sql, values, nvalues, done, userdata);

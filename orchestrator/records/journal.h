@@ -2,7 +2,7 @@
  *
  * The loop thread submits statements, which are handed to a writer thread once per loop turn
  * (when the turn ends: loop_add_flush); the writer, with its own SQLite connection
- * (synchronous=FULL), runs everything queued so far in one transaction, fsyncs once, and hands
+ * (durable commits), runs everything queued so far in one transaction, fsyncs once, and hands
  * each statement's outcome back to the loop thread through loop_post. A caller that must not
  * answer before its data is durable (an async invocation's 202) replies from the callback.
  * Each statement runs in its own savepoint: one failing statement does not undo the others. */
@@ -10,27 +10,16 @@
 
 #include "base/loop.h"
 #include "base/util.h"
+#include "records/db.h"
 
 struct journal;
 
-enum journal_value_type { JV_NULL, JV_INT, JV_TEXT, JV_BLOB };
-
-struct journal_value {
-    enum journal_value_type type;
-    int64_t i;
-    const void *p; /* copied at submit */
-    size_t len;    /* for JV_BLOB; JV_TEXT uses strlen when 0 */
-};
-
+/* Values are the statement API's (records/db.h: DV_I, DV_S, DV_B, DV_F, DV_NULL_V), copied at
+ * submit. */
 #define JOURNAL_MAX_VALUES 32
 
-#define JV_I(v)    ((struct journal_value){.type = JV_INT, .i = (int64_t)(v)})
-#define JV_S(s)    ((struct journal_value){.type = (s) ? JV_TEXT : JV_NULL, .p = (s)})
-#define JV_B(b, n) ((struct journal_value){.type = JV_BLOB, .p = (b), .len = (n)})
-#define JV_NULL_V  ((struct journal_value){.type = JV_NULL})
-
 /* Called on the loop thread once the statement is durable (result 0) or failed (-errno, with
- * the message: -ENOSPC or -EDQUOT when the disk is full, else -EIO). */
+ * the message: db_fail's errnos, -ENOSPC or -EDQUOT when the disk is full). */
 typedef void (*journal_done_fn)(struct loop *l, int result, const char *message, void *userdata);
 
 struct journal_stats {
@@ -54,13 +43,13 @@ void journal_free(struct journal *j);
 
 /* Queues sql with its bound values (copied). done may be NULL. The statement is durable when
  * done runs: its batch is committed with synchronous=FULL (an fsync). */
-int journal_submit(struct journal *j, const char *sql, const struct journal_value *values,
+int journal_submit(struct journal *j, const char *sql, const struct db_value *values,
                    size_t nvalues, journal_done_fn done, void *userdata);
 /* The same for a statement that must survive a crash of ignisd but not a power loss (a sync
  * invocation's record, usage rows): a batch of only such statements commits with
  * synchronous=NORMAL, which in WAL mode needs no fsync, and at most once per 2 ms (the writer
  * lingers for more), so that under load one commit serves many statements. */
-int journal_submit_lazy(struct journal *j, const char *sql, const struct journal_value *values,
+int journal_submit_lazy(struct journal *j, const char *sql, const struct db_value *values,
                         size_t nvalues, journal_done_fn done, void *userdata);
 
 /* On the loop thread: returns once every statement submitted so far is committed (or failed),

@@ -6,17 +6,17 @@
 int sinks_store_insert(struct journal *j, const struct sinks_store_row *row, journal_done_fn done,
                        void *userdata)
 {
-    const struct journal_value v[] = {
-        JV_S(row->id),
-        JV_S(row->function),
-        JV_S(row->url),
-        JV_S(row->type),
-        JV_S(row->time),
-        JV_S(row->content_type),
-        row->body_len ? JV_B(row->body, row->body_len) : JV_B("", 0),
-        JV_I(row->max_attempts),
-        JV_I(row->created_us),
-        JV_I(row->expires_us),
+    const struct db_value v[] = {
+        DV_S(row->id),
+        DV_S(row->function),
+        DV_S(row->url),
+        DV_S(row->type),
+        DV_S(row->time),
+        DV_S(row->content_type),
+        row->body_len ? DV_B(row->body, row->body_len) : DV_B("", 0),
+        DV_I(row->max_attempts),
+        DV_I(row->created_us),
+        DV_I(row->expires_us),
     };
     return journal_submit_lazy(j,
                                "INSERT OR REPLACE INTO sink_deliveries (id, function, url, type, "
@@ -30,16 +30,16 @@ int sinks_store_update(struct journal *j, const struct sinks_store_row *row, jou
                        void *userdata)
 {
     bool final = !streq(row->status, "pending");
-    const struct journal_value v[] = {
-        JV_S(row->status),
-        JV_I(row->attempts),
-        row->http_status ? JV_I(row->http_status) : JV_NULL_V,
-        JV_S(row->error),
-        row->next_attempt_us ? JV_I(row->next_attempt_us) : JV_NULL_V,
-        row->finished_us ? JV_I(row->finished_us) : JV_NULL_V,
-        JV_I(row->expires_us),
-        JV_I(final),
-        JV_S(row->id),
+    const struct db_value v[] = {
+        DV_S(row->status),
+        DV_I(row->attempts),
+        row->http_status ? DV_I(row->http_status) : DV_NULL_V,
+        DV_S(row->error),
+        row->next_attempt_us ? DV_I(row->next_attempt_us) : DV_NULL_V,
+        row->finished_us ? DV_I(row->finished_us) : DV_NULL_V,
+        DV_I(row->expires_us),
+        DV_I(final),
+        DV_S(row->id),
     };
     return journal_submit_lazy(j,
                                "UPDATE sink_deliveries SET status = ?, attempts = ?, "
@@ -122,7 +122,7 @@ int sinks_store_find(struct store *s, const char *id,
 
 void sinks_store_purge(struct journal *j, int64_t now_us)
 {
-    const struct journal_value v[] = {JV_I(now_us)};
+    const struct db_value v[] = {DV_I(now_us)};
     journal_submit_lazy(j,
                         "DELETE FROM sink_deliveries WHERE expires_us < ? AND status <> 'pending'",
                         v, ARRAY_SIZE(v), retention_done, "sink_deliveries");

@@ -97,9 +97,8 @@ static void test_parameter_used_twice(void **state)
     const struct db_value v[] = {DV_I(7), DV_S("same")};
     assert_int_equal(db_exec(db, "INSERT INTO t (s, k, n) VALUES ($2, $1, length($2))", v, 2, &err),
                      1);
-    assert_int_equal(count(db, "SELECT count(*) FROM t WHERE k = 7 AND s = 'same' AND n = 4",
-                           NULL, 0),
-                     1);
+    assert_int_equal(
+        count(db, "SELECT count(*) FROM t WHERE k = 7 AND s = 'same' AND n = 4", NULL, 0), 1);
     /* A `$` inside quotes is text. */
     assert_int_equal(db_exec(db, "UPDATE t SET s = '$1' WHERE k = $1", v, 1, &err), 1);
     assert_int_equal(count(db, "SELECT count(*) FROM t WHERE s = '$1'", NULL, 0), 1);
@@ -208,9 +207,8 @@ static void test_failures(void **state)
     assert_int_equal(db_exec(db, "INSERT INTO nowhere VALUES (1)", NULL, 0, &err), -EIO);
     assert_non_null(strstr(err.message, "nowhere"));
     ig_error_clear(&err);
-    assert_int_equal(db_exec_script(db, "CREATE TABLE u (x); INSERT INTO nowhere VALUES (1);",
-                                    &err),
-                     -EIO);
+    assert_int_equal(
+        db_exec_script(db, "CREATE TABLE u (x); INSERT INTO nowhere VALUES (1);", &err), -EIO);
     assert_non_null(strstr(err.message, "nowhere"));
     db_close(db);
 

@@ -84,7 +84,7 @@ static void test_group_commit(void **state)
     assert_int_equal(loop_new(&l), 0);
     assert_int_equal(journal_new(l, path, &j, &err), 0);
     for (int i = 0; i < 1000; i++) {
-        struct journal_value v[] = {JV_I(i), JV_S("text"), JV_B("\0\1\2", 3), JV_NULL_V};
+        struct db_value v[] = {DV_I(i), DV_S("text"), DV_B("\0\1\2", 3), DV_NULL_V};
         assert_int_equal(
             journal_submit(j, "INSERT INTO t (k, s, b, n) VALUES (?, ?, ?, ?)", v, 4, on_done, &c),
             0);
@@ -110,9 +110,9 @@ static void test_failure_is_isolated(void **state)
     struct counts c = {.expected = 3};
     assert_int_equal(loop_new(&l), 0);
     assert_int_equal(journal_new(l, path, &j, &err), 0);
-    struct journal_value a[] = {JV_I(5001), JV_S("a")};
-    struct journal_value dup[] = {JV_I(5001), JV_S("dup")}; /* primary key clash */
-    struct journal_value b[] = {JV_I(5002), JV_S("b")};
+    struct db_value a[] = {DV_I(5001), DV_S("a")};
+    struct db_value dup[] = {DV_I(5001), DV_S("dup")}; /* primary key clash */
+    struct db_value b[] = {DV_I(5002), DV_S("b")};
     assert_int_equal(journal_submit(j, "INSERT INTO t (k, s) VALUES (?, ?)", a, 2, on_done, &c), 0);
     assert_int_equal(journal_submit(j, "INSERT INTO t (k, s) VALUES (?, ?)", dup, 2, on_done, &c),
                      0);
@@ -135,7 +135,7 @@ static void test_free_delivers_everything(void **state)
     assert_int_equal(loop_new(&l), 0);
     assert_int_equal(journal_new(l, path, &j, &err), 0);
     for (int i = 0; i < 50; i++) {
-        struct journal_value v[] = {JV_I(6000 + i)};
+        struct db_value v[] = {DV_I(6000 + i)};
         assert_int_equal(journal_submit(j, "INSERT INTO t (k) VALUES (?)", v, 1, on_done, &c), 0);
     }
     journal_free(j);
@@ -154,8 +154,8 @@ static void test_lazy_and_durable(void **state)
     assert_int_equal(loop_new(&l), 0);
     assert_int_equal(journal_new(l, path, &j, &err), 0);
     for (int i = 0; i < 300; i++) {
-        struct journal_value v[] = {JV_I(7000 + i)};
-        int (*submit)(struct journal *, const char *, const struct journal_value *, size_t,
+        struct db_value v[] = {DV_I(7000 + i)};
+        int (*submit)(struct journal *, const char *, const struct db_value *, size_t,
                       journal_done_fn, void *) = i % 3 ? journal_submit_lazy : journal_submit;
         assert_int_equal(submit(j, "INSERT INTO t (k) VALUES (?)", v, 1, on_done, &c), 0);
     }
@@ -167,7 +167,7 @@ static void test_lazy_and_durable(void **state)
     assert_true(before.full_commits >= 1);
     struct counts lazy = {.expected = 50};
     for (int i = 0; i < 50; i++) {
-        struct journal_value v[] = {JV_I(7300 + i)};
+        struct db_value v[] = {DV_I(7300 + i)};
         assert_int_equal(
             journal_submit_lazy(j, "INSERT INTO t (k) VALUES (?)", v, 1, on_done, &lazy), 0);
     }
@@ -193,7 +193,7 @@ static void test_turns_and_settle(void **state)
     assert_int_equal(loop_new(&l), 0);
     assert_int_equal(journal_new(l, path, &j, &err), 0);
     for (int i = 0; i < 40; i++) {
-        struct journal_value v[] = {JV_I(8000 + i)};
+        struct db_value v[] = {DV_I(8000 + i)};
         assert_int_equal(journal_submit_lazy(j, "INSERT INTO t (k) VALUES (?)", v, 1, on_done, &c),
                          0);
     }
@@ -207,7 +207,7 @@ static void test_turns_and_settle(void **state)
     /* Right after that commit a crash-safe statement would linger: settle does not wait for it.
      * Before settle, nothing was handed over (the loop has not turned): the row is not there. */
     struct counts one = {.expected = 1};
-    struct journal_value v[] = {JV_I(8040)};
+    struct db_value v[] = {DV_I(8040)};
     assert_int_equal(journal_submit_lazy(j, "INSERT INTO t (k) VALUES (?)", v, 1, on_done, &one),
                      0);
     assert_int_equal(count_rows("k = 8040"), 0);
@@ -228,7 +228,7 @@ static void test_bad_sql_and_limits(void **state)
     struct counts c = {.expected = 1};
     assert_int_equal(loop_new(&l), 0);
     assert_int_equal(journal_new(l, path, &j, &err), 0);
-    struct journal_value many[JOURNAL_MAX_VALUES + 1] = {};
+    struct db_value many[JOURNAL_MAX_VALUES + 1] = {};
     assert_int_equal(journal_submit(j, "SELECT 1", many, JOURNAL_MAX_VALUES + 1, NULL, NULL),
                      -E2BIG);
     assert_int_equal(journal_submit(j, "INSERT INTO nowhere VALUES (1)", NULL, 0, on_done, &c), 0);
