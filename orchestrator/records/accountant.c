@@ -1,7 +1,6 @@
 #include "records/accountant.h"
 
 #include <ctype.h>
-#include <sqlite3.h>
 #include <string.h>
 #include <time.h>
 
@@ -65,28 +64,25 @@ int accountant_record(struct journal *j, const struct acct_record *r)
     const struct acct_usage *u = r->usage;
     /* A crash the kernel's OOM killer caused is recorded as `oom`. */
     const char *status = streq(r->status, "crash") && u->oom_kills > 0 ? "oom" : r->status;
-    /* The journal binds integers and text: GB-s goes in as the text of a double and is stored
-     * as REAL. */
-    char gbs[64];
-    snprintf(gbs, sizeof(gbs), "%.17g", u->gb_s);
     const struct db_value v[] = {
         DV_S(r->id),        DV_I(r->attempt),        DV_S(r->function),
         DV_I(r->version),   DV_I(r->start_wall_us),  DV_I(u->wall_us),
         DV_I(u->cpu_us),    DV_I(u->mem_peak_bytes), DV_I(u->peak_reset),
-        DV_I(u->memory_mb), DV_I(u->billed_ms),      ((struct db_value){.type = DV_TEXT, .p = gbs}),
+        DV_I(u->memory_mb), DV_I(u->billed_ms),      DV_F(u->gb_s),
         DV_I(r->cold),      DV_I(u->init_us),        DV_S(status),
         DV_I(u->oom_kills),
     };
 
-    /* OR IGNORE: an attempt is billed once, even if a crash made us write it twice. The rollup
+    /* DO NOTHING: an attempt is billed once, even if a crash made us write it twice. The rollup
      * trigger only fires for a row that was inserted. */
     /* Usage survives a crash or restart of ignisd; a power loss may take the last second. */
     return journal_submit_lazy(
         j,
-        "INSERT OR IGNORE INTO usage (id, attempt, function, version, start_us, "
+        "INSERT INTO usage (id, attempt, function, version, start_us, "
         "wall_us, cpu_us, mem_peak_bytes, peak_reset, memory_mb, billed_ms, "
         "gb_s, cold, init_us, status, oom_kills) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS REAL), ?, ?, ?, ?)",
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
+        "ON CONFLICT (id, attempt) DO NOTHING",
         v, ARRAY_SIZE(v), NULL, NULL);
 }
 
@@ -94,11 +90,11 @@ int accountant_purge(struct journal *j, int64_t rows_before_us, int64_t rollup_b
 {
     const struct db_value rows[] = {DV_I(rows_before_us)};
     const struct db_value minutes[] = {DV_I(rollup_before_us / 1000000)};
-    int r = journal_submit_lazy(j, "DELETE FROM usage WHERE start_us < ?", rows, 1, retention_done,
+    int r = journal_submit_lazy(j, "DELETE FROM usage WHERE start_us < $1", rows, 1, retention_done,
                                 "usage");
     if (r < 0)
         return r;
-    return journal_submit_lazy(j, "DELETE FROM usage_minute WHERE minute < ?", minutes, 1,
+    return journal_submit_lazy(j, "DELETE FROM usage_minute WHERE minute < $1", minutes, 1,
                                retention_done, "usage_minute");
 }
 
@@ -141,18 +137,18 @@ int accountant_parse_group(const char *text, enum acct_group *ret)
     return -EINVAL;
 }
 
-static void add_figures(cJSON *o, sqlite3_stmt *st)
+static void add_figures(cJSON *o, struct db_rows *rows)
 {
-    cJSON_AddNumberToObject(o, "invocations", (double)sqlite3_column_int64(st, 2));
-    cJSON_AddNumberToObject(o, "errors", (double)sqlite3_column_int64(st, 3));
-    cJSON_AddNumberToObject(o, "cold_starts", (double)sqlite3_column_int64(st, 4));
-    cJSON_AddNumberToObject(o, "oom_kills", (double)sqlite3_column_int64(st, 5));
-    cJSON_AddNumberToObject(o, "wall_ms", (double)sqlite3_column_int64(st, 6) / 1e3);
-    cJSON_AddNumberToObject(o, "cpu_ms", (double)sqlite3_column_int64(st, 7) / 1e3);
-    cJSON_AddNumberToObject(o, "billed_ms", (double)sqlite3_column_int64(st, 8));
-    cJSON_AddNumberToObject(o, "gb_s", (double)sqlite3_column_int64(st, 9) / 1024e3);
-    cJSON_AddNumberToObject(o, "peak_memory_bytes", (double)sqlite3_column_int64(st, 10));
-    cJSON_AddNumberToObject(o, "init_ms", (double)sqlite3_column_int64(st, 11) / 1e3);
+    cJSON_AddNumberToObject(o, "invocations", (double)db_int(rows, 2));
+    cJSON_AddNumberToObject(o, "errors", (double)db_int(rows, 3));
+    cJSON_AddNumberToObject(o, "cold_starts", (double)db_int(rows, 4));
+    cJSON_AddNumberToObject(o, "oom_kills", (double)db_int(rows, 5));
+    cJSON_AddNumberToObject(o, "wall_ms", (double)db_int(rows, 6) / 1e3);
+    cJSON_AddNumberToObject(o, "cpu_ms", (double)db_int(rows, 7) / 1e3);
+    cJSON_AddNumberToObject(o, "billed_ms", (double)db_int(rows, 8));
+    cJSON_AddNumberToObject(o, "gb_s", (double)db_int(rows, 9) / 1024e3);
+    cJSON_AddNumberToObject(o, "peak_memory_bytes", (double)db_int(rows, 10));
+    cJSON_AddNumberToObject(o, "init_ms", (double)db_int(rows, 11) / 1e3);
 }
 
 static void add_to(cJSON *o, const char *key, double v, bool max)
@@ -187,24 +183,21 @@ static void iso_time(int64_t s, char buf[32])
 #define FIGURES                                                                                    \
     "SUM(invocations), SUM(errors), SUM(cold_starts), SUM(oom_kills), SUM(wall_us), "              \
     "SUM(cpu_us), SUM(billed_ms), SUM(mb_ms), MAX(mem_peak_bytes), SUM(init_us) "                  \
-    "FROM usage_minute WHERE minute >= ?1 AND minute < ?2 AND (?3 IS NULL OR function = ?3) "
+    "FROM usage_minute WHERE minute >= $1 AND minute < $2 "                                        \
+    "AND (CAST($3 AS TEXT) IS NULL OR function = $3) "
 
-static int prepare_range(struct store *store, const char *sql, const struct acct_query *q,
-                         sqlite3_stmt **ret, struct ig_error *err)
+/* The values of FIGURES' $1..$3 for q, and $4: the width of q's buckets. */
+static void range_values(const struct acct_query *q, struct db_value ret[4])
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "reading the usage ledger failed: %s",
-                            sqlite3_errmsg(store->db));
+    static const int64_t widths[] = {[ACCT_GROUP_NONE] = 0,
+                                     [ACCT_GROUP_MINUTE] = 60,
+                                     [ACCT_GROUP_HOUR] = 3600,
+                                     [ACCT_GROUP_DAY] = 86400};
     /* Whole minutes: the rollup's resolution. */
-    sqlite3_bind_int64(st, 1, q->since_s - (q->since_s % 60 + 60) % 60);
-    sqlite3_bind_int64(st, 2, q->until_s);
-    if (q->function)
-        sqlite3_bind_text(st, 3, q->function, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 3);
-    *ret = st;
-    return 0;
+    ret[0] = DV_I(q->since_s - (q->since_s % 60 + 60) % 60);
+    ret[1] = DV_I(q->until_s);
+    ret[2] = DV_S(q->function);
+    ret[3] = DV_I(widths[q->group]);
 }
 
 /* Adds `versions` to each function of fns (sorted by name): its figures per version, oldest
@@ -214,13 +207,15 @@ static int add_versions(struct store *store, const struct acct_query *q, cJSON *
 {
     static const char sql[] = "SELECT function, version, " FIGURES
                               "GROUP BY function, version ORDER BY function, version";
-    sqlite3_stmt *st;
-    int r = prepare_range(store, sql, q, &st, err);
-    if (r < 0)
-        return r;
+    struct db_value v[4];
+    range_values(q, v);
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    if (db_query(store->db, sql, v, 3, &rows, NULL) < 0)
+        return db_fail(store->db, err, "reading the usage ledger failed");
     cJSON *fn = fns->child;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(st, 0);
+    int r;
+    while ((r = db_next(rows)) > 0) {
+        const char *name = db_text(rows, 0);
         /* Both queries sort by name, in the same read transaction: the same functions. */
         while (fn && strcmp(cJSON_GetObjectItem(fn, "function")->valuestring, name) < 0)
             fn = fn->next;
@@ -229,32 +224,27 @@ static int add_versions(struct store *store, const struct acct_query *q, cJSON *
         cJSON *versions = cJSON_GetObjectItem(fn, "versions");
         if (!versions)
             versions = cJSON_AddArrayToObject(fn, "versions");
-        cJSON *v = cJSON_CreateObject();
-        cJSON_AddNumberToObject(v, "version", (double)sqlite3_column_int64(st, 1));
-        add_figures(v, st);
-        cJSON_AddItemToArray(versions, v);
+        cJSON *ver = cJSON_CreateObject();
+        cJSON_AddNumberToObject(ver, "version", (double)db_int(rows, 1));
+        add_figures(ver, rows);
+        cJSON_AddItemToArray(versions, ver);
     }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE)
-        return ig_error_set(err, EIO, "reading the usage ledger failed: %s",
-                            sqlite3_errmsg(store->db));
+    if (r < 0)
+        return db_fail(store->db, err, "reading the usage ledger failed");
     return 0;
 }
 
 static int query(struct store *store, const struct acct_query *q, cJSON **ret, struct ig_error *err)
 {
-    static const int64_t widths[] = {[ACCT_GROUP_NONE] = 0,
-                                     [ACCT_GROUP_MINUTE] = 60,
-                                     [ACCT_GROUP_HOUR] = 3600,
-                                     [ACCT_GROUP_DAY] = 86400};
     static const char sql[] =
-        "SELECT function, CASE WHEN ?4 = 0 THEN 0 ELSE minute - minute % ?4 END AS bucket, " FIGURES
+        "SELECT function, CASE WHEN $4 = 0 THEN 0 ELSE minute - minute % $4 END AS bucket, " FIGURES
         "GROUP BY function, bucket ORDER BY function, bucket";
-    sqlite3_stmt *st;
-    int r = prepare_range(store, sql, q, &st, err);
+    struct db_value v[4];
+    range_values(q, v);
+    struct db_rows *rows;
+    int r = db_query(store->db, sql, v, ARRAY_SIZE(v), &rows, NULL);
     if (r < 0)
-        return r;
-    sqlite3_bind_int64(st, 4, widths[q->group]);
+        return db_fail(store->db, err, "reading the usage ledger failed");
 
     cJSON *root = cJSON_CreateObject(), *fns = cJSON_AddArrayToObject(root, "functions");
     cJSON *totals = cJSON_CreateObject(), *cur = NULL, *buckets = NULL;
@@ -273,8 +263,8 @@ static int query(struct store *store, const struct acct_query *q, cJSON **ret, s
                                        "peak_memory_bytes", "init_ms"};
     for (size_t i = 0; i < ARRAY_SIZE(zero); i++)
         cJSON_AddNumberToObject(totals, zero[i], 0);
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(st, 0);
+    while ((r = db_next(rows)) > 0) {
+        const char *name = db_text(rows, 0);
         if (!cur || !streq(cJSON_GetObjectItem(cur, "function")->valuestring, name)) {
             cur = cJSON_CreateObject();
             cJSON_AddStringToObject(cur, "function", name);
@@ -282,11 +272,11 @@ static int query(struct store *store, const struct acct_query *q, cJSON **ret, s
             buckets = q->group != ACCT_GROUP_NONE ? cJSON_AddArrayToObject(cur, "buckets") : NULL;
         }
         cJSON *fig = cJSON_CreateObject();
-        add_figures(fig, st);
+        add_figures(fig, rows);
         accumulate(cur, fig);
         accumulate(totals, fig);
         if (buckets) {
-            iso_time(sqlite3_column_int64(st, 1), buf);
+            iso_time(db_int(rows, 1), buf);
             cJSON *b = cJSON_CreateObject();
             cJSON_AddStringToObject(b, "start", buf);
             for (cJSON *f = fig->child; f; f = f->next)
@@ -295,12 +285,13 @@ static int query(struct store *store, const struct acct_query *q, cJSON **ret, s
         }
         cJSON_Delete(fig);
     }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE) {
+    if (r < 0)
+        r = db_fail(store->db, err, "reading the usage ledger failed");
+    db_rows_free(rows);
+    if (r < 0) {
         cJSON_Delete(totals);
         cJSON_Delete(root);
-        return ig_error_set(err, EIO, "reading the usage ledger failed: %s",
-                            sqlite3_errmsg(store->db));
+        return r;
     }
     if (q->by_version && (r = add_versions(store, q, fns, err)) < 0) {
         cJSON_Delete(totals);
@@ -324,10 +315,9 @@ int accountant_query(struct store *store, const struct acct_query *q, cJSON **re
     store_settle(store);
     /* By version is two reads: one snapshot, so that the versions add up to their functions'
      * figures even when the journal commits rows in between. */
-    bool snapshot =
-        q->by_version && sqlite3_exec(store->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    bool snapshot = q->by_version && db_begin_read(store->db, NULL) == 0;
     int r = query(store, q, ret, err);
     if (snapshot)
-        sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL);
+        db_commit(store->db, NULL);
     return r;
 }

@@ -1,6 +1,5 @@
 #include "records/audit_store.h"
 
-#include <sqlite3.h>
 #include <string.h>
 
 #include "records/journal.h"
@@ -16,21 +15,15 @@ int audit_store_append(struct journal *j, const struct audit_row *r)
     return journal_submit_lazy(j,
                                "INSERT INTO audit (time_us, token_id, token_name, role, action, "
                                "path, function, detail, peer, status) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                                v, ARRAY_SIZE(v), NULL, NULL);
 }
 
 int audit_store_purge(struct journal *j, int64_t before_us)
 {
     const struct db_value v[] = {DV_I(before_us)};
-    return journal_submit_lazy(j, "DELETE FROM audit WHERE time_us < ?", v, ARRAY_SIZE(v),
+    return journal_submit_lazy(j, "DELETE FROM audit WHERE time_us < $1", v, ARRAY_SIZE(v),
                                retention_done, "audit");
-}
-
-static const char *text_or_null(sqlite3_stmt *st, int col)
-{
-    return sqlite3_column_type(st, col) == SQLITE_NULL ? NULL
-                                                       : (const char *)sqlite3_column_text(st, col);
 }
 
 int audit_store_list(struct store *s, const char *function, int64_t since_us, unsigned long limit,
@@ -38,43 +31,35 @@ int audit_store_list(struct store *s, const char *function, int64_t since_us, un
                      struct ig_error *err)
 {
     store_settle(s);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT seq, time_us, token_id, token_name, role, action, path, "
-                           "function, detail, peer, status FROM audit "
-                           "WHERE time_us >= ? AND (?2 IS NULL OR function = ?2) "
-                           "ORDER BY seq DESC LIMIT ?3",
-                           -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "reading the audit log: %s", sqlite3_errmsg(s->db));
-    sqlite3_bind_int64(st, 1, since_us);
-    if (function)
-        sqlite3_bind_text(st, 2, function, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 2);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    const struct db_value v[] = {DV_I(since_us), DV_S(function), DV_I(limit)};
+    if (db_query(s->db,
+                 "SELECT seq, time_us, token_id, token_name, role, action, path, "
+                 "function, detail, peer, status FROM audit "
+                 "WHERE time_us >= $1 AND (CAST($2 AS TEXT) IS NULL OR function = $2) "
+                 "ORDER BY seq DESC LIMIT $3",
+                 v, ARRAY_SIZE(v), &rows, NULL) < 0)
+        return db_fail(s->db, err, "reading the audit log");
     int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((r = db_next(rows)) > 0) {
         const struct audit_row row = {
-            .seq = sqlite3_column_int64(st, 0),
-            .time_us = sqlite3_column_int64(st, 1),
-            .token_id = text_or_null(st, 2),
-            .token_name = text_or_null(st, 3),
-            .role = text_or_null(st, 4),
-            .action = text_or_null(st, 5),
-            .path = text_or_null(st, 6),
-            .function = text_or_null(st, 7),
-            .detail = text_or_null(st, 8),
-            .peer = text_or_null(st, 9),
-            .status = sqlite3_column_int(st, 10),
+            .seq = db_int(rows, 0),
+            .time_us = db_int(rows, 1),
+            .token_id = db_text(rows, 2),
+            .token_name = db_text(rows, 3),
+            .role = db_text(rows, 4),
+            .action = db_text(rows, 5),
+            .path = db_text(rows, 6),
+            .function = db_text(rows, 7),
+            .detail = db_text(rows, 8),
+            .peer = db_text(rows, 9),
+            .status = (int)db_int(rows, 10),
         };
         int q = each(userdata, &row);
-        if (q < 0) {
-            sqlite3_finalize(st);
+        if (q < 0)
             return ig_error_set(err, q, "reading the audit log: %s", strerror(-q));
-        }
     }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE)
-        return ig_error_set(err, EIO, "reading the audit log: %s", sqlite3_errmsg(s->db));
+    if (r < 0)
+        return db_fail(s->db, err, "reading the audit log");
     return 0;
 }

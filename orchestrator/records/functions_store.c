@@ -1,34 +1,8 @@
 #include "records/functions_store.h"
 
-#include <sqlite3.h>
 #include <string.h>
 
 #include "records/store-internal.h"
-
-/* Runs one statement with its parameters: 's' a string (NULL binds NULL), 'i' an int64. */
-static int exec_bind(sqlite3 *db, const char *sql, const char *fmt, ...)
-{
-    sqlite3_stmt *st;
-    va_list ap;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return -EIO;
-    va_start(ap, fmt);
-    for (int i = 0; fmt[i]; i++) {
-        if (fmt[i] == 's')
-            sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
-        else
-            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-    }
-    va_end(ap);
-    int r = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return r == SQLITE_DONE ? 0 : -EIO;
-}
-
-static const char *column_text(sqlite3_stmt *st, int i)
-{
-    return (const char *)sqlite3_column_text(st, i);
-}
 
 /* Calls fn with each row of sql, whose columns are those of struct functions_store_version in
  * its order (name, version, digest, manifest, created, updated, bundle bytes, service,
@@ -38,31 +12,28 @@ static int load_version_rows(struct store *s, const char *sql, const char *what,
                                        struct ig_error *err),
                              void *userdata, struct ig_error *err)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: loading %s: %s", what, sqlite3_errmsg(s->db));
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    if (db_query(s->db, sql, NULL, 0, &rows, NULL) < 0)
+        return db_fail(s->db, err, "store: loading %s", what);
     int q;
-    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((q = db_next(rows)) > 0) {
         const struct functions_store_version v = {
-            .name = column_text(st, 0),
-            .version = (uint32_t)sqlite3_column_int64(st, 1),
-            .digest = column_text(st, 2),
-            .manifest = column_text(st, 3),
-            .created_usec = (uint64_t)sqlite3_column_int64(st, 4),
-            .updated_usec = (uint64_t)sqlite3_column_int64(st, 5),
-            .bundle_bytes = (uint64_t)sqlite3_column_int64(st, 6),
-            .service = column_text(st, 7),
-            .max_version = (uint32_t)sqlite3_column_int64(st, 8),
+            .name = db_text(rows, 0),
+            .version = (uint32_t)db_int(rows, 1),
+            .digest = db_text(rows, 2),
+            .manifest = db_text(rows, 3),
+            .created_usec = (uint64_t)db_int(rows, 4),
+            .updated_usec = (uint64_t)db_int(rows, 5),
+            .bundle_bytes = (uint64_t)db_int(rows, 6),
+            .service = db_text(rows, 7),
+            .max_version = (uint32_t)db_int(rows, 8),
         };
         int r = fn(userdata, &v, err);
-        if (r < 0) {
-            sqlite3_finalize(st);
+        if (r < 0)
             return r;
-        }
     }
-    sqlite3_finalize(st);
-    if (q != SQLITE_DONE)
-        return ig_error_set(err, EIO, "store: loading %s: %s", what, sqlite3_errmsg(s->db));
+    if (q < 0)
+        return db_fail(s->db, err, "store: loading %s", what);
     return 0;
 }
 
@@ -97,122 +68,133 @@ int functions_store_load_services(struct store *s,
                                             struct ig_error *err),
                                   void *userdata, struct ig_error *err)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT name, spec, created_at, updated_at FROM services", -1,
-                           &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: loading services: %s", sqlite3_errmsg(s->db));
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    if (db_query(s->db, "SELECT name, spec, created_at, updated_at FROM services", NULL, 0, &rows,
+                 NULL) < 0)
+        return db_fail(s->db, err, "store: loading services");
     int q;
-    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((q = db_next(rows)) > 0) {
         const struct functions_store_service sv = {
-            .name = column_text(st, 0),
-            .spec = column_text(st, 1),
-            .created_usec = (uint64_t)sqlite3_column_int64(st, 2),
-            .updated_usec = (uint64_t)sqlite3_column_int64(st, 3),
+            .name = db_text(rows, 0),
+            .spec = db_text(rows, 1),
+            .created_usec = (uint64_t)db_int(rows, 2),
+            .updated_usec = (uint64_t)db_int(rows, 3),
         };
         int r = fn(userdata, &sv, err);
-        if (r < 0) {
-            sqlite3_finalize(st);
+        if (r < 0)
             return r;
-        }
     }
-    sqlite3_finalize(st);
-    if (q != SQLITE_DONE)
-        return ig_error_set(err, EIO, "store: loading services: %s", sqlite3_errmsg(s->db));
+    if (q < 0)
+        return db_fail(s->db, err, "store: loading services");
     return 0;
 }
 
 bool functions_store_digest_referenced(struct store *s, const char *digest)
 {
-    sqlite3_stmt *st;
-    bool ref = true; /* on error, keep the bundle */
-    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM function_versions WHERE digest = ? LIMIT 1", -1,
-                           &st, NULL) != SQLITE_OK)
-        return true;
-    sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_DONE)
-        ref = false;
-    sqlite3_finalize(st);
-    return ref;
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    const struct db_value v[] = {DV_S(digest)};
+    if (db_query(s->db, "SELECT 1 FROM function_versions WHERE digest = $1 LIMIT 1", v,
+                 ARRAY_SIZE(v), &rows, NULL) < 0)
+        return true; /* on error, keep the bundle */
+    return db_next(rows) != 0;
 }
 
 /* The version's own row, inside the caller's transaction. */
-static int insert_version_row(sqlite3 *db, const struct functions_store_version *v)
+static int insert_version_row(struct db *db, const struct functions_store_version *v)
 {
-    return exec_bind(db,
-                     "INSERT INTO function_versions (name, version, digest, manifest, "
-                     "bundle_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                     "siss"
-                     "ii",
-                     v->name, (int64_t)v->version, v->digest, v->manifest, (int64_t)v->bundle_bytes,
-                     (int64_t)v->updated_usec);
+    const struct db_value val[] = {
+        DV_S(v->name),     DV_I(v->version),      DV_S(v->digest),
+        DV_S(v->manifest), DV_I(v->bundle_bytes), DV_I(v->updated_usec),
+    };
+    return db_exec(db,
+                   "INSERT INTO function_versions (name, version, digest, manifest, "
+                   "bundle_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                   val, ARRAY_SIZE(val), NULL);
 }
 
 /* Points the alias at versions[0..n), inside the caller's transaction. */
-static int replace_alias(sqlite3 *db, const char *function, const char *alias,
+static int replace_alias(struct db *db, const char *function, const char *alias,
                          const uint32_t *versions, const uint32_t *weights, size_t n)
 {
-    int q = exec_bind(db, "DELETE FROM aliases WHERE function = ? AND alias = ?", "ss", function,
-                      alias);
-    for (size_t i = 0; q == 0 && i < n; i++)
-        q = exec_bind(db,
-                      "INSERT INTO aliases (function, alias, version, weight) VALUES (?, ?, ?, ?)",
-                      "ssii", function, alias, (int64_t)versions[i], (int64_t)weights[i]);
-    return q;
+    const struct db_value key[] = {DV_S(function), DV_S(alias)};
+    int q = db_exec(db, "DELETE FROM aliases WHERE function = $1 AND alias = $2", key,
+                    ARRAY_SIZE(key), NULL);
+    for (size_t i = 0; q >= 0 && i < n; i++) {
+        const struct db_value v[] = {DV_S(function), DV_S(alias), DV_I(versions[i]),
+                                     DV_I(weights[i])};
+        q = db_exec(db,
+                    "INSERT INTO aliases (function, alias, version, weight) "
+                    "VALUES ($1, $2, $3, $4)",
+                    v, ARRAY_SIZE(v), NULL);
+    }
+    return q < 0 ? q : 0;
 }
 
 /* The rows of a new current version, inside the caller's transaction: the default alias points
  * at it alone. */
-static int insert_version(sqlite3 *db, const struct functions_store_version *v)
+static int insert_version(struct db *db, const struct functions_store_version *v)
 {
     static const uint32_t all = 100;
-    int q = exec_bind(db,
-                      "INSERT INTO functions (name, current_version, created_at, updated_at, "
-                      "service, max_version) VALUES (?1, ?2, ?3, ?4, ?5, ?2) ON CONFLICT (name) "
-                      "DO UPDATE SET current_version = ?2, updated_at = ?4, service = ?5, "
-                      "max_version = max(max_version, ?2)",
-                      "sii"
-                      "is",
-                      v->name, (int64_t)v->version, (int64_t)v->created_usec,
-                      (int64_t)v->updated_usec, v->service);
-    if (q == 0)
+    const struct db_value val[] = {
+        DV_S(v->name),         DV_I(v->version), DV_I(v->created_usec),
+        DV_I(v->updated_usec), DV_S(v->service),
+    };
+    int q = db_exec(db,
+                    "INSERT INTO functions (name, current_version, created_at, updated_at, "
+                    "service, max_version) VALUES ($1, $2, $3, $4, $5, $2) ON CONFLICT (name) "
+                    "DO UPDATE SET current_version = $2, updated_at = $4, service = $5, "
+                    "max_version = CASE WHEN functions.max_version > $2 "
+                    "THEN functions.max_version ELSE $2 END",
+                    val, ARRAY_SIZE(val), NULL);
+    if (q >= 0)
         q = insert_version_row(db, v);
-    if (q == 0)
+    if (q >= 0)
         q = replace_alias(db, v->name, "default", &v->version, &all, 1);
-    return q;
+    return q < 0 ? q : 0;
+}
+
+/* Ends the caller's transaction: commits when q (what the transaction did) is 0, else, or when
+ * the commit fails, rolls back with err naming what and the engine's reason. */
+static int commit_or_fail(struct db *db, int q, struct ig_error *err, const char *fmt, ...)
+    _printf_(4, 5);
+static int commit_or_fail(struct db *db, int q, struct ig_error *err, const char *fmt, ...)
+{
+    if (q >= 0 && db_commit(db, NULL) == 0)
+        return 0;
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    int r = db_fail(db, err, "%s", what);
+    db_rollback(db);
+    return r;
 }
 
 int functions_store_record_version(struct store *s, const struct functions_store_version *v,
                                    struct ig_error *err)
 {
-    sqlite3 *db = s->db;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return store_fail(db, err, "store");
-    int q = insert_version(db, v);
-    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-        return 0;
-    int r = store_fail(db, err, "store: recording %s version %u", v->name, v->version);
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return r;
+    struct db *db = s->db;
+    if (db_begin(db, NULL) < 0)
+        return db_fail(db, err, "store");
+    return commit_or_fail(db, insert_version(db, v), err, "store: recording %s version %u", v->name,
+                          v->version);
 }
 
 int functions_store_add_version(struct store *s, const struct functions_store_version *v,
                                 struct ig_error *err)
 {
-    sqlite3 *db = s->db;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return store_fail(db, err, "store");
+    struct db *db = s->db;
+    if (db_begin(db, NULL) < 0)
+        return db_fail(db, err, "store");
     int q = insert_version_row(db, v);
-    if (q == 0)
-        q = exec_bind(db,
-                      "UPDATE functions SET max_version = max(max_version, ?2), updated_at = ?3 "
-                      "WHERE name = ?1",
-                      "sii", v->name, (int64_t)v->version, (int64_t)v->updated_usec);
-    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-        return 0;
-    int r = store_fail(db, err, "store: recording %s version %u", v->name, v->version);
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return r;
+    const struct db_value val[] = {DV_S(v->name), DV_I(v->version), DV_I(v->updated_usec)};
+    if (q >= 0)
+        q = db_exec(db,
+                    "UPDATE functions SET max_version = CASE WHEN max_version > $2 "
+                    "THEN max_version ELSE $2 END, updated_at = $3 WHERE name = $1",
+                    val, ARRAY_SIZE(val), NULL);
+    return commit_or_fail(db, q, err, "store: recording %s version %u", v->name, v->version);
 }
 
 int functions_store_load_aliases(struct store *s,
@@ -220,29 +202,26 @@ int functions_store_load_aliases(struct store *s,
                                            struct ig_error *err),
                                  void *userdata, struct ig_error *err)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT function, alias, version, weight FROM aliases ORDER BY "
-                           "function, alias, version",
-                           -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "store: loading aliases: %s", sqlite3_errmsg(s->db));
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    if (db_query(s->db,
+                 "SELECT function, alias, version, weight FROM aliases ORDER BY "
+                 "function, alias, version",
+                 NULL, 0, &rows, NULL) < 0)
+        return db_fail(s->db, err, "store: loading aliases");
     int q;
-    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((q = db_next(rows)) > 0) {
         const struct functions_store_alias a = {
-            .function = column_text(st, 0),
-            .alias = column_text(st, 1),
-            .version = (uint32_t)sqlite3_column_int64(st, 2),
-            .weight = (uint32_t)sqlite3_column_int64(st, 3),
+            .function = db_text(rows, 0),
+            .alias = db_text(rows, 1),
+            .version = (uint32_t)db_int(rows, 2),
+            .weight = (uint32_t)db_int(rows, 3),
         };
         int r = fn(userdata, &a, err);
-        if (r < 0) {
-            sqlite3_finalize(st);
+        if (r < 0)
             return r;
-        }
     }
-    sqlite3_finalize(st);
-    if (q != SQLITE_DONE)
-        return ig_error_set(err, EIO, "store: loading aliases: %s", sqlite3_errmsg(s->db));
+    if (q < 0)
+        return db_fail(s->db, err, "store: loading aliases");
     return 0;
 }
 
@@ -250,26 +229,24 @@ int functions_store_set_alias(struct store *s, const char *function, const char 
                               const uint32_t *versions, const uint32_t *weights, size_t n,
                               uint32_t current, struct ig_error *err)
 {
-    sqlite3 *db = s->db;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return store_fail(db, err, "store");
+    struct db *db = s->db;
+    if (db_begin(db, NULL) < 0)
+        return db_fail(db, err, "store");
     int q = replace_alias(db, function, alias, versions, weights, n);
+    const struct db_value v[] = {DV_I(current), DV_S(function)};
     if (q == 0 && current)
-        q = exec_bind(db, "UPDATE functions SET current_version = ? WHERE name = ?", "is",
-                      (int64_t)current, function);
-    if (q == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-        return 0;
-    int r = store_fail(db, err, "store: setting alias %s of %s", alias, function);
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return r;
+        q = db_exec(db, "UPDATE functions SET current_version = $1 WHERE name = $2", v,
+                    ARRAY_SIZE(v), NULL);
+    return commit_or_fail(db, q, err, "store: setting alias %s of %s", alias, function);
 }
 
 int functions_store_delete_alias(struct store *s, const char *function, const char *alias,
                                  struct ig_error *err)
 {
-    if (exec_bind(s->db, "DELETE FROM aliases WHERE function = ? AND alias = ?", "ss", function,
-                  alias) < 0)
-        return store_fail(s->db, err, "store: deleting alias %s of %s", alias, function);
+    const struct db_value v[] = {DV_S(function), DV_S(alias)};
+    if (db_exec(s->db, "DELETE FROM aliases WHERE function = $1 AND alias = $2", v, ARRAY_SIZE(v),
+                NULL) < 0)
+        return db_fail(s->db, err, "store: deleting alias %s of %s", alias, function);
     return 0;
 }
 
@@ -304,22 +281,23 @@ void functions_store_digests_free(char **digests, size_t n)
 
 /* Deletes a function and its versions inside the caller's transaction, adding the digests its
  * versions used to the list. */
-static int delete_function(sqlite3 *db, const char *name, struct digests *l)
+static int delete_function(struct db *db, const char *name, struct digests *l)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT DISTINCT digest FROM function_versions WHERE name = ?", -1,
-                           &st, NULL) != SQLITE_OK)
-        return -EIO;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int q = 0;
-    while (q == 0 && sqlite3_step(st) == SQLITE_ROW) {
-        const char *d = column_text(st, 0);
+    const struct db_value v[] = {DV_S(name)};
+    struct db_rows *rows;
+    int q = db_query(db, "SELECT DISTINCT digest FROM function_versions WHERE name = $1", v,
+                     ARRAY_SIZE(v), &rows, NULL);
+    if (q < 0)
+        return q;
+    while (q == 0 && db_next(rows) > 0) {
+        const char *d = db_text(rows, 0);
         if (d)
             q = digests_add(l, d);
     }
-    sqlite3_finalize(st);
-    if (q == 0 && (exec_bind(db, "DELETE FROM function_versions WHERE name = ?", "s", name) < 0 ||
-                   exec_bind(db, "DELETE FROM functions WHERE name = ?", "s", name) < 0))
+    db_rows_free(rows);
+    if (q == 0 &&
+        (db_exec(db, "DELETE FROM function_versions WHERE name = $1", v, ARRAY_SIZE(v), NULL) < 0 ||
+         db_exec(db, "DELETE FROM functions WHERE name = $1", v, ARRAY_SIZE(v), NULL) < 0))
         q = -EIO;
     return q;
 }
@@ -355,26 +333,27 @@ static int delete_functions(struct store *s, const char *const *names, size_t n,
 static int commit_or_rollback(struct store *s, int q, struct digests *l, char ***ret_digests,
                               size_t *ret_n, struct ig_error *err, const char *what)
 {
-    if (q == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
-        *ret_digests = l->v;
-        *ret_n = l->n;
-        return 0;
+    q = commit_or_fail(s->db, q, err, "store: %s", what);
+    if (q < 0) {
+        functions_store_digests_free(l->v, l->n);
+        return q;
     }
-    functions_store_digests_free(l->v, l->n);
-    q = store_fail(s->db, err, "store: %s", what);
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    return q;
+    *ret_digests = l->v;
+    *ret_n = l->n;
+    return 0;
 }
 
 int functions_store_delete(struct store *s, const char *const *names, size_t n, const char *service,
                            char ***ret_digests, size_t *ret_n, struct ig_error *err)
 {
     struct digests l = {};
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return store_fail(s->db, err, "store");
+    if (db_begin(s->db, NULL) < 0)
+        return db_fail(s->db, err, "store");
     int q = delete_functions(s, names, n, &l);
-    if (q == 0 && service)
-        q = exec_bind(s->db, "DELETE FROM services WHERE name = ?", "s", service);
+    const struct db_value v[] = {DV_S(service)};
+    if (q == 0 && service &&
+        db_exec(s->db, "DELETE FROM services WHERE name = $1", v, ARRAY_SIZE(v), NULL) < 0)
+        q = -EIO;
     char what[160];
     snprintf(what, sizeof(what), "deleting %s", service ? service : names[0]);
     return commit_or_rollback(s, q, &l, ret_digests, ret_n, err, what);
@@ -385,27 +364,25 @@ int functions_store_delete_versions(struct store *s, const char *function, const
                                     struct ig_error *err)
 {
     struct digests l = {};
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return store_fail(s->db, err, "store");
+    if (db_begin(s->db, NULL) < 0)
+        return db_fail(s->db, err, "store");
     int q = 0;
     for (size_t i = 0; q == 0 && i < n; i++) {
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(s->db,
-                               "DELETE FROM function_versions WHERE name = ? AND version = ? "
-                               "RETURNING digest",
-                               -1, &st, NULL) != SQLITE_OK) {
-            q = -EIO;
+        const struct db_value v[] = {DV_S(function), DV_I(versions[i])};
+        struct db_rows *rows;
+        q = db_query(s->db,
+                     "DELETE FROM function_versions WHERE name = $1 AND version = $2 "
+                     "RETURNING digest",
+                     v, ARRAY_SIZE(v), &rows, NULL);
+        if (q < 0)
             break;
-        }
-        sqlite3_bind_text(st, 1, function, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, (int64_t)versions[i]);
-        int r = SQLITE_DONE;
-        while (q == 0 && (r = sqlite3_step(st)) == SQLITE_ROW)
-            if (column_text(st, 0))
-                q = digests_add(&l, column_text(st, 0));
-        if (q == 0 && r != SQLITE_DONE)
-            q = -EIO;
-        sqlite3_finalize(st);
+        int r;
+        while (q == 0 && (r = db_next(rows)) > 0)
+            if (db_text(rows, 0))
+                q = digests_add(&l, db_text(rows, 0));
+        if (q == 0 && r < 0)
+            q = r;
+        db_rows_free(rows);
     }
     if (q == 0)
         keep_unreferenced(s, &l);
@@ -420,13 +397,15 @@ int functions_store_record_service(struct store *s, const struct functions_store
                                    char ***ret_digests, size_t *ret_n, struct ig_error *err)
 {
     struct digests l = {};
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return store_fail(s->db, err, "store");
-    int q =
-        exec_bind(s->db,
-                  "INSERT INTO services (name, spec, created_at, updated_at) VALUES (?1, "
-                  "?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET spec = ?2, updated_at = ?4",
-                  "ssii", sv->name, sv->spec, (int64_t)sv->created_usec, (int64_t)sv->updated_usec);
+    if (db_begin(s->db, NULL) < 0)
+        return db_fail(s->db, err, "store");
+    const struct db_value v[] = {DV_S(sv->name), DV_S(sv->spec), DV_I(sv->created_usec),
+                                 DV_I(sv->updated_usec)};
+    int q = db_exec(s->db,
+                    "INSERT INTO services (name, spec, created_at, updated_at) VALUES ($1, "
+                    "$2, $3, $4) ON CONFLICT (name) DO UPDATE SET spec = $2, updated_at = $4",
+                    v, ARRAY_SIZE(v), NULL);
+    q = q < 0 ? q : 0;
     for (size_t i = 0; q == 0 && i < n_versions; i++)
         q = insert_version(s->db, &versions[i]);
     if (q == 0)

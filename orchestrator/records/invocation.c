@@ -1,6 +1,5 @@
 #include "records/invocation.h"
 
-#include <sqlite3.h>
 #include <string.h>
 
 #include "records/store-internal.h"
@@ -77,7 +76,8 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         "created_us, started_us, finished_us, next_attempt_us, result, "
         "error_type, error_message, billed_ms, cold, expires_us, token_id, cpu_us, "
         "mem_peak_bytes, init_us, alias) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
+        "$19, $20, $21, $22, $23, $24, $25)",
         v, ARRAY_SIZE(v), done, userdata);
 }
 
@@ -88,8 +88,8 @@ int inv_store_mark_running(struct journal *j, const char *id, int attempts, int6
      * recovery runs it again, as it would a running one. */
     const struct db_value v[] = {DV_I(attempts), DV_I(started_us), DV_S(id)};
     return journal_submit_lazy(j,
-                               "UPDATE invocations SET status = 'running', attempts = ?, "
-                               "started_us = ? WHERE id = ?",
+                               "UPDATE invocations SET status = 'running', attempts = $1, "
+                               "started_us = $2 WHERE id = $3",
                                v, ARRAY_SIZE(v), done, userdata);
 }
 
@@ -120,14 +120,14 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
      * record retried after a write failure must not undo what a later attempt recorded. An
      * outcome without usage (no attempt ran for it) keeps the last attempt's. */
     return journal_submit(j,
-                          "UPDATE invocations SET status = ?, attempts = ?, started_us = ?, "
-                          "finished_us = ?, next_attempt_us = ?, result = ?, error_type = ?, "
-                          "error_message = ?, billed_ms = ?, cold = ?, "
-                          "cpu_us = coalesce(?, cpu_us), "
-                          "mem_peak_bytes = coalesce(?, mem_peak_bytes), "
-                          "init_us = coalesce(?, init_us), expires_us = ?, "
-                          "payload = CASE WHEN ?15 THEN NULL ELSE payload END WHERE id = ?16 "
-                          "AND (?15 OR attempts <= ?17)",
+                          "UPDATE invocations SET status = $1, attempts = $2, started_us = $3, "
+                          "finished_us = $4, next_attempt_us = $5, result = $6, error_type = $7, "
+                          "error_message = $8, billed_ms = $9, cold = $10, "
+                          "cpu_us = coalesce($11, cpu_us), "
+                          "mem_peak_bytes = coalesce($12, mem_peak_bytes), "
+                          "init_us = coalesce($13, init_us), expires_us = $14, "
+                          "payload = CASE WHEN $15 <> 0 THEN NULL ELSE payload END WHERE id = $16 "
+                          "AND ($15 <> 0 OR attempts <= $17)",
                           v, ARRAY_SIZE(v), done, userdata);
 }
 
@@ -135,17 +135,17 @@ int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, voi
 {
     const struct db_value v[] = {DV_I(now_us)};
     return journal_submit_lazy(j,
-                               "DELETE FROM invocations WHERE expires_us < ? AND status IN "
+                               "DELETE FROM invocations WHERE expires_us < $1 AND status IN "
                                "('succeeded', 'failed', 'dead')",
                                v, ARRAY_SIZE(v), done, userdata);
 }
 
-static char *col_dup(sqlite3_stmt *st, int i, size_t *ret_len)
+static char *col_dup(struct db_rows *rows, int i, size_t *ret_len)
 {
-    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+    if (db_is_null(rows, i))
         return NULL;
-    const void *p = sqlite3_column_blob(st, i);
-    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    size_t n;
+    const void *p = db_blob(rows, i, &n);
     char *s = malloc(n + 1);
     if (!s)
         return NULL;
@@ -162,97 +162,87 @@ static char *col_dup(sqlite3_stmt *st, int i, size_t *ret_len)
     "max_retries, created_us, started_us, finished_us, next_attempt_us, result, error_type, "      \
     "error_message, billed_ms, cold, token_id, cpu_us, mem_peak_bytes, init_us, alias"
 
-static void row_to_record(sqlite3_stmt *st, struct inv_record *r)
+static void row_to_record(struct db_rows *rows, struct inv_record *r)
 {
     memset(r, 0, sizeof(*r));
-    snprintf(r->id, sizeof(r->id), "%s", (const char *)sqlite3_column_text(st, 0));
-    r->function = col_dup(st, 1, NULL);
-    r->version = sqlite3_column_int64(st, 2);
-    r->async = sqlite3_column_int(st, 3);
-    inv_status_parse((const char *)sqlite3_column_text(st, 4), &r->status);
-    r->payload = col_dup(st, 5, &r->payload_len);
-    r->content_type = col_dup(st, 6, NULL);
-    r->idempotency_key = col_dup(st, 7, NULL);
-    r->attempts = sqlite3_column_int(st, 8);
-    r->max_retries = sqlite3_column_int(st, 9);
-    r->created_us = sqlite3_column_int64(st, 10);
-    r->started_us = sqlite3_column_int64(st, 11);
-    r->finished_us = sqlite3_column_int64(st, 12);
-    r->next_attempt_us = sqlite3_column_int64(st, 13);
-    r->result = col_dup(st, 14, &r->result_len);
-    r->error_type = col_dup(st, 15, NULL);
-    r->error_message = col_dup(st, 16, NULL);
-    r->billed_ms = sqlite3_column_int64(st, 17);
-    r->cold = sqlite3_column_int(st, 18);
-    if (sqlite3_column_type(st, 19) == SQLITE_TEXT)
-        snprintf(r->token_id, sizeof(r->token_id), "%s", (const char *)sqlite3_column_text(st, 19));
-    r->measured = sqlite3_column_type(st, 20) != SQLITE_NULL;
-    r->cpu_us = sqlite3_column_int64(st, 20);
-    r->mem_peak_bytes = sqlite3_column_int64(st, 21);
-    r->init_us = sqlite3_column_int64(st, 22);
-    if (sqlite3_column_type(st, 23) == SQLITE_TEXT)
-        snprintf(r->alias, sizeof(r->alias), "%s", (const char *)sqlite3_column_text(st, 23));
+    snprintf(r->id, sizeof(r->id), "%s", db_text(rows, 0));
+    r->function = col_dup(rows, 1, NULL);
+    r->version = db_int(rows, 2);
+    r->async = db_int(rows, 3);
+    inv_status_parse(db_text(rows, 4), &r->status);
+    r->payload = col_dup(rows, 5, &r->payload_len);
+    r->content_type = col_dup(rows, 6, NULL);
+    r->idempotency_key = col_dup(rows, 7, NULL);
+    r->attempts = (int)db_int(rows, 8);
+    r->max_retries = (int)db_int(rows, 9);
+    r->created_us = db_int(rows, 10);
+    r->started_us = db_int(rows, 11);
+    r->finished_us = db_int(rows, 12);
+    r->next_attempt_us = db_int(rows, 13);
+    r->result = col_dup(rows, 14, &r->result_len);
+    r->error_type = col_dup(rows, 15, NULL);
+    r->error_message = col_dup(rows, 16, NULL);
+    r->billed_ms = db_int(rows, 17);
+    r->cold = db_int(rows, 18);
+    if (!db_is_null(rows, 19))
+        snprintf(r->token_id, sizeof(r->token_id), "%s", db_text(rows, 19));
+    r->measured = !db_is_null(rows, 20);
+    r->cpu_us = db_int(rows, 20);
+    r->mem_peak_bytes = db_int(rows, 21);
+    r->init_us = db_int(rows, 22);
+    if (!db_is_null(rows, 23))
+        snprintf(r->alias, sizeof(r->alias), "%s", db_text(rows, 23));
 }
 
 int inv_store_get(struct store *s, const char *id, struct inv_record *ret)
 {
     store_settle(s);
-    sqlite3 *db = s->db;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT " RECORD_COLUMNS " FROM invocations WHERE id = ?", -1, &st,
-                           NULL) != SQLITE_OK)
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    const struct db_value v[] = {DV_S(id)};
+    if (db_query(s->db, "SELECT " RECORD_COLUMNS " FROM invocations WHERE id = $1", v,
+                 ARRAY_SIZE(v), &rows, NULL) < 0)
         return -EIO;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW)
-        row_to_record(st, ret);
-    sqlite3_finalize(st);
-    return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? -ENOENT : -EIO;
+    int r = db_next(rows);
+    if (r > 0)
+        row_to_record(rows, ret);
+    return r > 0 ? 0 : r == 0 ? -ENOENT : -EIO;
 }
 
 int inv_store_find_idempotent(struct store *s, const char *function, const char *key,
                               int64_t not_before_us, char ret_id[INV_ID_LEN + 1])
 {
-    sqlite3 *db = s->db;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id FROM invocations WHERE function = ? AND idempotency_key = ? "
-                           "AND created_us >= ? ORDER BY created_us LIMIT 1",
-                           -1, &st, NULL) != SQLITE_OK)
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    const struct db_value v[] = {DV_S(function), DV_S(key), DV_I(not_before_us)};
+    if (db_query(s->db,
+                 "SELECT id FROM invocations WHERE function = $1 AND idempotency_key = $2 "
+                 "AND created_us >= $3 ORDER BY created_us LIMIT 1",
+                 v, ARRAY_SIZE(v), &rows, NULL) < 0)
         return -EIO;
-    sqlite3_bind_text(st, 1, function, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, not_before_us);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW)
-        snprintf(ret_id, INV_ID_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? -ENOENT : -EIO;
+    int r = db_next(rows);
+    if (r > 0)
+        snprintf(ret_id, INV_ID_LEN + 1, "%s", db_text(rows, 0));
+    return r > 0 ? 0 : r == 0 ? -ENOENT : -EIO;
 }
 
 int inv_store_load_pending(struct store *s, int (*fn)(struct inv_record *r, void *userdata),
                            void *userdata)
 {
-    sqlite3 *db = s->db;
-    sqlite3_stmt *st;
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
     int r;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT " RECORD_COLUMNS " FROM invocations WHERE async = 1 AND "
-                           "status IN ('queued', 'running') ORDER BY created_us",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (db_query(s->db,
+                 "SELECT " RECORD_COLUMNS " FROM invocations WHERE async = 1 AND "
+                 "status IN ('queued', 'running') ORDER BY created_us",
+                 NULL, 0, &rows, NULL) < 0)
         return -EIO;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((r = db_next(rows)) > 0) {
         struct inv_record rec;
-        row_to_record(st, &rec);
+        row_to_record(rows, &rec);
         int q = fn(&rec, userdata);
         inv_record_clear(&rec);
-        if (q < 0) {
-            sqlite3_finalize(st);
+        if (q < 0)
             return q;
-        }
     }
-    sqlite3_finalize(st);
-    return r == SQLITE_DONE ? 0 : -EIO;
+    return r == 0 ? 0 : -EIO;
 }
 
 static void add_time(cJSON *o, const char *key, int64_t us)

@@ -1,5 +1,7 @@
 #include "records/sinks_store.h"
 
+#include <string.h>
+
 #include "records/retention.h"
 #include "records/store-internal.h"
 
@@ -19,10 +21,18 @@ int sinks_store_insert(struct journal *j, const struct sinks_store_row *row, jou
         DV_I(row->expires_us),
     };
     return journal_submit_lazy(j,
-                               "INSERT OR REPLACE INTO sink_deliveries (id, function, url, type, "
-                               "time, content_type, body, status, attempts, max_attempts, "
-                               "created_us, expires_us) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, "
-                               "?, ?, ?)",
+                               "INSERT INTO sink_deliveries (id, function, url, type, time, "
+                               "content_type, body, status, attempts, max_attempts, created_us, "
+                               "expires_us) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, "
+                               "$9, $10) ON CONFLICT (id) DO UPDATE SET "
+                               "function = excluded.function, url = excluded.url, "
+                               "type = excluded.type, time = excluded.time, "
+                               "content_type = excluded.content_type, body = excluded.body, "
+                               "status = excluded.status, attempts = excluded.attempts, "
+                               "max_attempts = excluded.max_attempts, http_status = NULL, "
+                               "error = NULL, next_attempt_us = NULL, "
+                               "created_us = excluded.created_us, finished_us = NULL, "
+                               "expires_us = excluded.expires_us",
                                v, ARRAY_SIZE(v), done, userdata);
 }
 
@@ -42,10 +52,10 @@ int sinks_store_update(struct journal *j, const struct sinks_store_row *row, jou
         DV_S(row->id),
     };
     return journal_submit_lazy(j,
-                               "UPDATE sink_deliveries SET status = ?, attempts = ?, "
-                               "http_status = ?, error = ?, next_attempt_us = ?, finished_us = ?, "
-                               "expires_us = ?, body = CASE WHEN ? THEN NULL ELSE body END "
-                               "WHERE id = ?",
+                               "UPDATE sink_deliveries SET status = $1, attempts = $2, "
+                               "http_status = $3, error = $4, next_attempt_us = $5, "
+                               "finished_us = $6, expires_us = $7, "
+                               "body = CASE WHEN $8 <> 0 THEN NULL ELSE body END WHERE id = $9",
                                v, ARRAY_SIZE(v), done, userdata);
 }
 
@@ -53,38 +63,35 @@ int sinks_store_each_pending(struct store *s,
                              int (*each)(void *userdata, const struct sinks_store_row *row),
                              void *userdata, struct ig_error *err)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, function, url, type, time, content_type, body, attempts, "
-                           "max_attempts, next_attempt_us FROM sink_deliveries WHERE status = "
-                           "'pending' ORDER BY created_us",
-                           -1, &st, NULL) != SQLITE_OK)
-        return ig_error_set(err, EIO, "%s", sqlite3_errmsg(s->db));
-    int q, r = 0;
-    while ((q = sqlite3_step(st)) == SQLITE_ROW) {
-        const struct sinks_store_row row = {
-            .id = (const char *)sqlite3_column_text(st, 0),
-            .function = (const char *)sqlite3_column_text(st, 1),
-            .url = (const char *)sqlite3_column_text(st, 2),
-            .type = (const char *)sqlite3_column_text(st, 3),
-            .time = (const char *)sqlite3_column_text(st, 4),
-            .content_type = (const char *)sqlite3_column_text(st, 5),
-            .body = sqlite3_column_blob(st, 6),
-            .body_len = (size_t)sqlite3_column_bytes(st, 6),
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    if (db_query(s->db,
+                 "SELECT id, function, url, type, time, content_type, body, attempts, "
+                 "max_attempts, next_attempt_us FROM sink_deliveries WHERE status = "
+                 "'pending' ORDER BY created_us",
+                 NULL, 0, &rows, NULL) < 0)
+        return db_fail(s->db, err, "loading sink deliveries");
+    int q;
+    while ((q = db_next(rows)) > 0) {
+        struct sinks_store_row row = {
+            .id = db_text(rows, 0),
+            .function = db_text(rows, 1),
+            .url = db_text(rows, 2),
+            .type = db_text(rows, 3),
+            .time = db_text(rows, 4),
+            .content_type = db_text(rows, 5),
             .status = "pending",
-            .attempts = sqlite3_column_int(st, 7),
-            .max_attempts = sqlite3_column_int(st, 8),
-            .next_attempt_us = sqlite3_column_int64(st, 9),
+            .attempts = (int)db_int(rows, 7),
+            .max_attempts = (int)db_int(rows, 8),
+            .next_attempt_us = db_int(rows, 9),
         };
-        if ((r = each(userdata, &row)) < 0)
-            break;
+        row.body = db_blob(rows, 6, &row.body_len);
+        int r = each(userdata, &row);
+        if (r < 0)
+            return ig_error_set(err, -r, "loading sink deliveries: %s", strerror(-r));
     }
-    if (r == 0 && q != SQLITE_DONE)
-        r = -EIO;
-    if (r < 0)
-        ig_error_set(err, -r, "%s", sqlite3_errmsg(s->db));
-    sqlite3_finalize(st);
-    return r;
+    if (q < 0)
+        return db_fail(s->db, err, "loading sink deliveries");
+    return 0;
 }
 
 int sinks_store_find(struct store *s, const char *id,
@@ -92,38 +99,35 @@ int sinks_store_find(struct store *s, const char *id,
                      void *userdata)
 {
     store_settle(s);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT url, type, status, attempts, max_attempts, http_status, error, "
-                           "next_attempt_us, finished_us FROM sink_deliveries WHERE id = ?",
-                           -1, &st, NULL) != SQLITE_OK)
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    const struct db_value v[] = {DV_S(id)};
+    if (db_query(s->db,
+                 "SELECT url, type, status, attempts, max_attempts, http_status, error, "
+                 "next_attempt_us, finished_us FROM sink_deliveries WHERE id = $1",
+                 v, ARRAY_SIZE(v), &rows, NULL) < 0)
         return -EIO;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int r = -ENOENT;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        const struct sinks_store_row row = {
-            .id = id,
-            .url = (const char *)sqlite3_column_text(st, 0),
-            .type = (const char *)sqlite3_column_text(st, 1),
-            .status = (const char *)sqlite3_column_text(st, 2),
-            .attempts = sqlite3_column_int(st, 3),
-            .max_attempts = sqlite3_column_int(st, 4),
-            .http_status = sqlite3_column_int(st, 5),
-            .error = (const char *)sqlite3_column_text(st, 6),
-            .next_attempt_us = sqlite3_column_int64(st, 7),
-            .finished_us = sqlite3_column_int64(st, 8),
-        };
-        each(userdata, &row);
-        r = 0;
-    }
-    sqlite3_finalize(st);
-    return r;
+    if (db_next(rows) <= 0)
+        return -ENOENT;
+    const struct sinks_store_row row = {
+        .id = id,
+        .url = db_text(rows, 0),
+        .type = db_text(rows, 1),
+        .status = db_text(rows, 2),
+        .attempts = (int)db_int(rows, 3),
+        .max_attempts = (int)db_int(rows, 4),
+        .http_status = (int)db_int(rows, 5),
+        .error = db_text(rows, 6),
+        .next_attempt_us = db_int(rows, 7),
+        .finished_us = db_int(rows, 8),
+    };
+    each(userdata, &row);
+    return 0;
 }
 
 void sinks_store_purge(struct journal *j, int64_t now_us)
 {
     const struct db_value v[] = {DV_I(now_us)};
     journal_submit_lazy(j,
-                        "DELETE FROM sink_deliveries WHERE expires_us < ? AND status <> 'pending'",
+                        "DELETE FROM sink_deliveries WHERE expires_us < $1 AND status <> 'pending'",
                         v, ARRAY_SIZE(v), retention_done, "sink_deliveries");
 }

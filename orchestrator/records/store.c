@@ -1,7 +1,6 @@
 #include "records/store.h"
 #include "records/store-internal.h"
 
-#include <stdarg.h>
 #include <string.h>
 #include <sys/statvfs.h>
 
@@ -305,40 +304,6 @@ static const struct store_migration migrations[] = {
     {"usage_function_index", "DROP INDEX usage_function_start;"},
 };
 
-int store_errno(sqlite3 *db)
-{
-    int primary = sqlite3_extended_errcode(db) & 0xff;
-    /* The system errno is the last OS failure's, however old: it counts only for an I/O error. */
-    int sys = primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN || primary == SQLITE_FULL
-                  ? sqlite3_system_errno(db)
-                  : 0;
-    if (sys == EDQUOT)
-        return EDQUOT;
-    if (primary == SQLITE_FULL || sys == ENOSPC)
-        return ENOSPC;
-    return EIO;
-}
-
-const char *store_strerror(sqlite3 *db, char *buf, size_t size)
-{
-    int e = store_errno(db);
-    if (e == EIO)
-        snprintf(buf, size, "%s", sqlite3_errmsg(db));
-    else
-        snprintf(buf, size, "%s (%s)", sqlite3_errmsg(db), strerror(e));
-    return buf;
-}
-
-int store_fail(sqlite3 *db, struct ig_error *err, const char *fmt, ...)
-{
-    char what[512], why[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
-    return ig_error_set(err, store_errno(db), "%s: %s", what, store_strerror(db, why, sizeof(why)));
-}
-
 int store_space_check(const char *dir, struct ig_error *err)
 {
     struct statvfs st;
@@ -362,41 +327,23 @@ int store_schema_version(void)
     return (int)ARRAY_SIZE(migrations);
 }
 
-int store_get_version(sqlite3 *db, int *ret)
-{
-    sqlite3_stmt *st;
-    int r = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-    if (r != SQLITE_OK)
-        return -EIO;
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return -EIO;
-    }
-    *ret = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return 0;
-}
-
-int store_migrate(sqlite3 *db, const struct store_migration *list, size_t n, struct ig_error *err)
+int store_migrate(struct db *db, const struct store_migration *list, size_t n, struct ig_error *err)
 {
     int version;
+    struct ig_error e = {};
 
-    if (store_get_version(db, &version) < 0)
-        return ig_error_set(err, EIO, "reading schema version: %s", sqlite3_errmsg(db));
+    if (db_user_version(db, &version, &e) < 0)
+        return ig_error_set(err, EIO, "reading schema version: %s", e.message);
     if (version > (int)n)
         return ig_error_set(err, EPROTO,
                             "database schema version %d is newer than this ignisd supports (%zu); "
                             "refusing to downgrade: run a newer ignisd or restore a backup",
                             version, n);
     for (size_t i = (size_t)version; i < n; i++) {
-        char bump[64];
-        snprintf(bump, sizeof(bump), "PRAGMA user_version = %zu;", i + 1);
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE;", NULL, NULL, NULL) != SQLITE_OK ||
-            sqlite3_exec(db, list[i].sql, NULL, NULL, NULL) != SQLITE_OK ||
-            sqlite3_exec(db, bump, NULL, NULL, NULL) != SQLITE_OK ||
-            sqlite3_exec(db, "COMMIT;", NULL, NULL, NULL) != SQLITE_OK) {
-            int r = store_fail(db, err, "migration %zu (%s) failed", i + 1, list[i].name);
-            sqlite3_exec(db, "ROLLBACK;", NULL, NULL, NULL);
+        if (db_begin(db, NULL) < 0 || db_exec_script(db, list[i].sql, NULL) < 0 ||
+            db_set_user_version(db, (int)i + 1, NULL) < 0 || db_commit(db, NULL) < 0) {
+            int r = db_fail(db, err, "migration %zu (%s) failed", i + 1, list[i].name);
+            db_rollback(db);
             return r;
         }
         log_info("store migrated", "version=%zu migration=%s", i + 1, list[i].name);
@@ -419,7 +366,7 @@ void store_free(struct store *s)
 {
     if (!s)
         return;
-    sqlite3_close_v2(s->db);
+    db_close(s->db);
     free(s);
 }
 
@@ -431,24 +378,8 @@ int store_open(const char *path, struct store **ret, struct ig_error *err)
     if (!s)
         return ig_error_set(err, ENOMEM, "out of memory");
     snprintf(s->path, sizeof(s->path), "%s", path);
-    r = sqlite3_open_v2(path, &s->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-                            SQLITE_OPEN_EXRESCODE,
-                        NULL);
-    char why[512];
-    if (r != SQLITE_OK) {
-        r = ig_error_set(err, s->db ? store_errno(s->db) : EIO, "opening %s: %s", path,
-                         s->db ? store_strerror(s->db, why, sizeof(why)) : sqlite3_errstr(r));
-        store_free(s);
-        return r;
-    }
-    sqlite3_busy_timeout(s->db, 5000);
-    /* WAL: readers never block the writer. synchronous=NORMAL survives a process crash; commits
-     * that must survive power loss (async invocations) ask for FULL themselves. */
-    if (sqlite3_exec(s->db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-                     NULL, NULL, NULL) != SQLITE_OK) {
-        r = store_fail(s->db, err, "setting up %s", path);
+    r = db_open_sqlite(path, DB_CREATE, &s->db, err);
+    if (r < 0) {
         store_free(s);
         return r;
     }

@@ -2,12 +2,11 @@
  * Everything durable goes through here; the event loop owns the connection. */
 #pragma once
 
-#include <sqlite3.h>
-
 #include "base/util.h"
 
 /* Opaque outside records/: the connection is records/'s alone (store-internal.h). */
 struct store;
+struct db;
 
 /* One migration brings the schema from version (index) to (index + 1). */
 struct store_migration {
@@ -30,14 +29,12 @@ void store_free(struct store *s);
 struct journal;
 void store_set_journal(struct store *s, struct journal *j);
 
-/* Applies migrations[from..n) in order, each in its own transaction, bumping user_version. Fails
- * when the database is newer than n. Exposed so tests can migrate with their own lists. */
-int store_migrate(sqlite3 *db, const struct store_migration *migrations, size_t n,
+/* Applies migrations[from..n) in order, each in its own transaction, bumping the schema version
+ * (db_user_version). Fails when the database is newer than n. Exposed so tests can migrate with
+ * their own lists. */
+int store_migrate(struct db *db, const struct store_migration *migrations, size_t n,
                   struct ig_error *err);
 
 /* Whether the file system of dir has space left for an unprivileged write: 0, or -ENOSPC with
  * "state dir DIR: no space left on device" (or the statvfs error). */
 int store_space_check(const char *dir, struct ig_error *err);
-
-/* Reads PRAGMA user_version. */
-int store_get_version(sqlite3 *db, int *ret);

@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>

@@ -1,8 +1,8 @@
 #!/bin/sh
 # scripts/check-layers passes on this tree and fails, naming the file and the rule, on copies with
-# one wrong edge each: an upward include, a domain header that includes base/http.h, SQLite or SQL
-# text outside records/, another folder's -internal.h, a shim that includes the controller, and a
-# function over 120 lines in api/.
+# one wrong edge each: an upward include, a domain header that includes base/http.h, SQLite, libpq
+# or SQL text outside records/, another folder's -internal.h, a shim that includes the controller,
+# and a function over 120 lines in api/.
 set -eu
 src=${IGNIS_SOURCE_DIR:?}
 tmp=$(mktemp -d)
@@ -45,6 +45,8 @@ expect_failure "a domain header knows HTTP" orchestrator/dispatch/dispatch.h \
   '#include "base/http.h"' 'orchestrator/dispatch/dispatch.h: only api/ and base/'
 expect_failure "SQL outside records" orchestrator/events/events.c \
   'static void f(sqlite3_stmt *s);' 'orchestrator/events/events.c: only records/ speaks SQL'
+expect_failure "libpq outside records" orchestrator/dispatch/pool.c '#include <libpq-fe.h>' \
+  'orchestrator/dispatch/pool.c: only records/ speaks SQL'
 expect_failure "SQL text outside records" orchestrator/functions/registry.c \
   'static const char q[] = "DELETE FROM functions WHERE name = ?";' \
   'orchestrator/functions/registry.c: only records/ speaks SQL'

@@ -141,7 +141,7 @@ static void test_parse_time_and_group(void **state)
 
 static char dir[64];
 
-static sqlite3 *ledger_with_rows(struct store **ret)
+static struct db *ledger_with_rows(struct store **ret)
 {
     char path[128];
     struct ig_error err = {};
@@ -149,7 +149,7 @@ static sqlite3 *ledger_with_rows(struct store **ret)
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/ignis.db", dir);
     assert_int_equal(store_open(path, ret, &err), 0);
-    sqlite3 *db = (*ret)->db;
+    struct db *db = (*ret)->db;
     /* Minute 1795842000 = 2026-11-28T05:00:00Z. Times in µs. */
     static const char rows[] =
         "INSERT INTO usage (id, attempt, function, version, start_us, wall_us, cpu_us, "
@@ -178,9 +178,8 @@ static sqlite3 *ledger_with_rows(struct store **ret)
         "mem_peak_bytes, peak_reset, memory_mb, billed_ms, gb_s, cold, init_us, status, "
         "oom_kills) VALUES ('a', 1, 'fa', 1, 1795842000000000, 1, 1, 1, 1, 128, 1, 0.0, 0, 0, "
         "'ok', 0);";
-    char *msg = NULL;
-    if (sqlite3_exec(db, rows, NULL, NULL, &msg) != SQLITE_OK)
-        fail_msg("%s", msg);
+    if (db_exec_script(db, rows, &err) < 0)
+        fail_msg("%s", err.message);
     return db;
 }
 
@@ -202,7 +201,7 @@ static const cJSON *function_at(const cJSON *root, int i, const char *name)
 static void test_rollup_and_query(void **state)
 {
     struct store *s;
-    sqlite3 *db = ledger_with_rows(&s);
+    struct db *db = ledger_with_rows(&s);
     cJSON *root;
 
     /* 05:00 until 07:00, ungrouped: per function and totals. */
@@ -310,18 +309,18 @@ static void test_rollup_and_query(void **state)
     cJSON_Delete(root);
 
     /* The rollups equal the rows, whatever the grouping. */
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT (SELECT sum(billed_ms) FROM usage) = "
-                                        "(SELECT sum(billed_ms) FROM usage_minute), "
-                                        "(SELECT sum(cpu_us) FROM usage) = "
-                                        "(SELECT sum(cpu_us) FROM usage_minute)",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 1);
-    assert_int_equal(sqlite3_column_int(st, 1), 1);
-    sqlite3_finalize(st);
+    struct db_rows *st;
+    assert_int_equal(db_query(db,
+                              "SELECT (SELECT sum(billed_ms) FROM usage) = "
+                              "(SELECT sum(billed_ms) FROM usage_minute), "
+                              "(SELECT sum(cpu_us) FROM usage) = "
+                              "(SELECT sum(cpu_us) FROM usage_minute)",
+                              NULL, 0, &st, NULL),
+                     0);
+    assert_int_equal(db_next(st), 1);
+    assert_int_equal(db_int(st, 0), 1);
+    assert_int_equal(db_int(st, 1), 1);
+    db_rows_free(st);
 
     /* Retention: rows before 05:01 go, rollups before 06:00 go; the rest stays. */
     struct loop *l;
@@ -334,15 +333,15 @@ static void test_rollup_and_query(void **state)
     assert_int_equal(accountant_purge(j, 1795842060000000, 1795845600000000), 0);
     journal_free(j); /* commits what is queued */
     loop_free(l);
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT (SELECT count(*) FROM usage), "
-                                        "(SELECT count(*) FROM usage_minute)",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 3); /* c, d, f */
-    assert_int_equal(sqlite3_column_int(st, 1), 2); /* fa 06:30, fb next day */
-    sqlite3_finalize(st);
+    assert_int_equal(db_query(db,
+                              "SELECT (SELECT count(*) FROM usage), "
+                              "(SELECT count(*) FROM usage_minute)",
+                              NULL, 0, &st, NULL),
+                     0);
+    assert_int_equal(db_next(st), 1);
+    assert_int_equal(db_int(st, 0), 3); /* c, d, f */
+    assert_int_equal(db_int(st, 1), 2); /* fa 06:30, fb next day */
+    db_rows_free(st);
 
     store_free(s);
     rm_rf(dir);
@@ -381,18 +380,18 @@ static void test_record_writes_usage_exactly(void **state)
                      0);
     journal_free(j); /* commits what is queued */
     loop_free(l);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(s->db,
-                                        "SELECT init_us, cpu_us, mem_peak_bytes, version FROM "
-                                        "usage WHERE id = 'x'",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int64(st, 0), 1001);
-    assert_int_equal(sqlite3_column_int64(st, 1), 4321);
-    assert_int_equal(sqlite3_column_int64(st, 2), 9003008);
-    assert_int_equal(sqlite3_column_int64(st, 3), 3);
-    sqlite3_finalize(st);
+    struct db_rows *st;
+    assert_int_equal(db_query(s->db,
+                              "SELECT init_us, cpu_us, mem_peak_bytes, version FROM "
+                              "usage WHERE id = 'x'",
+                              NULL, 0, &st, NULL),
+                     0);
+    assert_int_equal(db_next(st), 1);
+    assert_int_equal(db_int(st, 0), 1001);
+    assert_int_equal(db_int(st, 1), 4321);
+    assert_int_equal(db_int(st, 2), 9003008);
+    assert_int_equal(db_int(st, 3), 3);
+    db_rows_free(st);
     store_free(s);
     rm_rf(dir);
 }

@@ -12,7 +12,6 @@
 #include <stdint.h>
 // cmocka needs the above first
 #include <cmocka.h>
-#include <sqlite3.h>
 #include <string.h>
 
 #include "api/errors.h"
@@ -200,12 +199,12 @@ static struct ce_events *make_events(const char *const *ids, size_t n)
 
 static int count(struct fixture *f, const char *sql)
 {
-    sqlite3_stmt *st;
+    struct db_rows *st;
     int n = -1;
-    assert_int_equal(sqlite3_prepare_v2(f->store->db, sql, -1, &st, NULL), SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    assert_int_equal(db_query(f->store->db, sql, NULL, 0, &st, NULL), 0);
+    if (db_next(st) > 0)
+        n = (int)db_int(st, 0);
+    db_rows_free(st);
     return n;
 }
 

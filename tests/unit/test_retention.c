@@ -73,7 +73,7 @@ static void test_audit_purge_keeps_what_is_newer(void **state)
                  "INSERT INTO audit (time_us, action, path, peer, status) "
                  "VALUES (%lld, 'PUT /v1/functions/{}', '/v1/functions/f', '127.0.0.1', 201)",
                  (long long)t);
-        assert_int_equal(sqlite3_exec(s->db, sql, NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(db_exec(s->db, sql, NULL, 0, NULL), 1);
     }
     struct loop *l;
     struct journal *j;
@@ -82,14 +82,13 @@ static void test_audit_purge_keeps_what_is_newer(void **state)
     assert_int_equal(audit_store_purge(j, 3000), 0);
     journal_free(j); /* commits what is queued */
     loop_free(l);
-    sqlite3_stmt *st;
+    struct db_rows *st;
     assert_int_equal(
-        sqlite3_prepare_v2(s->db, "SELECT min(time_us), count(*) FROM audit", -1, &st, NULL),
-        SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int64(st, 0), 3000);
-    assert_int_equal(sqlite3_column_int(st, 1), 3);
-    sqlite3_finalize(st);
+        db_query(s->db, "SELECT min(time_us), count(*) FROM audit", NULL, 0, &st, NULL), 0);
+    assert_int_equal(db_next(st), 1);
+    assert_int_equal(db_int(st, 0), 3000);
+    assert_int_equal(db_int(st, 1), 3);
+    db_rows_free(st);
     store_free(s);
     rm_rf(dir);
 }

@@ -35,31 +35,45 @@ static const struct store_migration three[] = {
     {"three", "ALTER TABLE a ADD COLUMN z TEXT DEFAULT 'three';"},
 };
 
-static int count(sqlite3 *db, const char *sql)
+static int count(struct db *db, const char *sql)
 {
-    sqlite3_stmt *st;
+    struct db_rows *st;
     int n = -1;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    assert_int_equal(db_query(db, sql, NULL, 0, &st, NULL), 0);
+    if (db_next(st) > 0)
+        n = (int)db_int(st, 0);
+    db_rows_free(st);
     return n;
+}
+
+/* The database at path, as the store opens it (without migrating it). */
+static struct db *open_db(void)
+{
+    struct db *db;
+    struct ig_error err = {};
+    assert_int_equal(db_open_sqlite(path, DB_CREATE, &db, &err), 0);
+    return db;
+}
+
+static int version(struct db *db)
+{
+    int v = -1;
+    assert_int_equal(db_user_version(db, &v, NULL), 0);
+    return v;
 }
 
 static void test_fresh_database_reaches_current(void **state)
 {
     struct store *s;
     struct ig_error err = {};
-    int v;
     assert_int_equal(store_open(path, &s, &err), 0);
-    assert_int_equal(store_get_version(s->db, &v), 0);
-    assert_int_equal(v, store_schema_version());
+    assert_int_equal(version(s->db), store_schema_version());
     assert_int_equal(count(s->db, "SELECT count(*) FROM meta WHERE key = 'created_at'"), 1);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
-    sqlite3_finalize(st);
+    struct db_rows *st;
+    assert_int_equal(db_query(s->db, "PRAGMA journal_mode", NULL, 0, &st, NULL), 0);
+    assert_int_equal(db_next(st), 1);
+    assert_string_equal(db_text(st, 0), "wal");
+    db_rows_free(st);
     store_free(s);
     /* Opening again changes nothing. */
     assert_int_equal(store_open(path, &s, &err), 0);
@@ -70,31 +84,26 @@ static void test_fresh_database_reaches_current(void **state)
 
 static void test_older_database_is_migrated_in_order(void **state)
 {
-    sqlite3 *db;
+    struct db *db = open_db();
     struct ig_error err = {};
-    int v;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(store_migrate(db, three, 1, &err), 0);
-    assert_int_equal(store_get_version(db, &v), 0);
-    assert_int_equal(v, 1);
+    assert_int_equal(version(db), 1);
     assert_int_equal(count(db, "SELECT count(*) FROM a"), 0);
     /* A newer build with three migrations runs two and three, not one again. */
     assert_int_equal(store_migrate(db, three, 3, &err), 0);
-    assert_int_equal(store_get_version(db, &v), 0);
-    assert_int_equal(v, 3);
+    assert_int_equal(version(db), 3);
     assert_int_equal(count(db, "SELECT count(*) FROM a WHERE x = 2 AND z = 'three'"), 1);
     assert_int_equal(count(db, "SELECT count(*) FROM b"), 0);
-    sqlite3_close(db);
+    db_close(db);
     unlink(path);
 }
 
 static void test_real_migrations_from_version_zero(void **state)
 {
     /* A database some earlier tool created, with data but no schema version. */
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "CREATE TABLE unrelated (q);", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    struct db *db = open_db();
+    assert_int_equal(db_exec_script(db, "CREATE TABLE unrelated (q);", NULL), 0);
+    db_close(db);
     struct store *s;
     struct ig_error err = {};
     assert_int_equal(store_open(path, &s, &err), 0);
@@ -105,18 +114,17 @@ static void test_real_migrations_from_version_zero(void **state)
 
 static void test_newer_database_is_refused(void **state)
 {
-    sqlite3 *db;
+    struct db *db = open_db();
     struct ig_error err = {};
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(store_migrate(db, three, 3, &err), 0);
     assert_int_equal(store_migrate(db, three, 2, &err), -EPROTO);
     assert_non_null(strstr(err.message, "newer"));
     assert_non_null(strstr(err.message, "3"));
-    sqlite3_close(db);
+    db_close(db);
 
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 42;", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    db = open_db();
+    assert_int_equal(db_set_user_version(db, 42, NULL), 0);
+    db_close(db);
     struct store *s = NULL;
     ig_error_clear(&err);
     assert_int_equal(store_open(path, &s, &err), -EPROTO);
@@ -132,25 +140,22 @@ static void test_failing_migration_rolls_back(void **state)
         {"one", "CREATE TABLE a (x INTEGER);"},
         {"broken", "CREATE TABLE c (y INTEGER); INSERT INTO nowhere VALUES (1);"},
     };
-    sqlite3 *db;
+    struct db *db = open_db();
     struct ig_error err = {};
-    int v;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(store_migrate(db, broken, 2, &err), -EIO);
     assert_non_null(strstr(err.message, "broken"));
     assert_non_null(strstr(err.message, "nowhere"));
-    assert_int_equal(store_get_version(db, &v), 0);
-    assert_int_equal(v, 1);
+    assert_int_equal(version(db), 1);
     assert_int_equal(count(db, "SELECT count(*) FROM sqlite_master WHERE name = 'c'"), 0);
-    sqlite3_close(db);
+    db_close(db);
     unlink(path);
 }
 
-static void exec(sqlite3 *db, const char *sql)
+static void exec(struct db *db, const char *sql)
 {
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-        fail_msg("%s", msg);
+    struct ig_error err = {};
+    if (db_exec_script(db, sql, &err) < 0)
+        fail_msg("%s", err.message);
 }
 
 /* A usage row of function fb at start_us, in version v, as the accountant writes it. */
@@ -168,9 +173,8 @@ static void test_usage_rollup_gains_versions(void **state)
         if (streq(list[i].name, "usage_versions"))
             at = i;
     assert_true(at < n);
-    sqlite3 *db;
+    struct db *db = open_db();
     struct ig_error err = {};
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(store_migrate(db, list, at, &err), 0);
     /* Before: the trigger rolls rows up per function and minute. Minute 1795842000 (05:00) has
      * every row still (versions 1 and 2); minute 1795842060 (05:01) lost one of its two rows to
@@ -217,7 +221,7 @@ static void test_usage_rollup_gains_versions(void **state)
     assert_int_equal(count(db, "SELECT count(*) FROM invocations WHERE id = 'old' AND cpu_us IS "
                                "NULL AND mem_peak_bytes IS NULL AND init_us IS NULL"),
                      1);
-    sqlite3_close(db);
+    db_close(db);
     unlink(path);
 }
 
