@@ -48,8 +48,9 @@ static int engine_errno(sqlite3 *h)
         return ENOSPC;
     if (ext == SQLITE_CONSTRAINT_PRIMARYKEY || ext == SQLITE_CONSTRAINT_UNIQUE)
         return EEXIST;
+    /* Locked past the wait: the store is busy, not the request in conflict (503, not 409). */
     if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
-        return EBUSY;
+        return EAGAIN;
     return EIO;
 }
 

@@ -106,6 +106,6 @@ int db_set_user_version(struct db *db, int version, struct ig_error *err);
 
 /* Sets err to the connection's last failure, "WHAT: the engine's message", and returns its
  * negative errno: ENOSPC (EDQUOT) when the disk (quota) is full, with " (No space left on
- * device)" after the message; EEXIST for a unique or primary key violation; EBUSY when the
+ * device)" after the message; EEXIST for a unique or primary key violation; EAGAIN when the
  * database was locked past the wait; EIO otherwise. */
 int db_fail(struct db *db, struct ig_error *err, const char *fmt, ...) _printf_(3, 4);
