@@ -229,6 +229,27 @@ static void test_failures(void **state)
     assert_int_equal(access(missing, F_OK), -1);
 }
 
+/* A database another connection holds locked past the wait (5 s for the loop's connection) is
+ * EAGAIN: the store is busy, which the API answers 503, not a conflict of the request's. */
+static void test_locked_is_busy(void **state)
+{
+    struct db *a = open_t(), *b = NULL;
+    struct ig_error err = {};
+    assert_int_equal(db_begin(a, &err), 0);
+    assert_int_equal(
+        db_exec(a, "INSERT INTO t (k) VALUES ($1)", (const struct db_value[]){DV_I(9)}, 1, &err),
+        1);
+    assert_int_equal(db_open_sqlite(path, DB_CREATE, &b, &err), 0);
+    assert_int_equal(db_begin(b, &err), -EAGAIN);
+    assert_non_null(strstr(err.message, "locked"));
+    assert_int_equal(db_rollback(a), 0);
+    ig_error_clear(&err);
+    assert_int_equal(db_begin(b, &err), 0);
+    assert_int_equal(db_commit(b, &err), 0);
+    db_close(b);
+    db_close(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +258,7 @@ int main(void)
         cmocka_unit_test(test_cache_survives_open_queries),
         cmocka_unit_test(test_transactions_and_savepoints),
         cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_locked_is_busy),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
