@@ -1105,6 +1105,15 @@ int container_finish_spawn(struct container *c, struct ig_error *err)
     return c->spawn_result;
 }
 
+void container_spawn_spoke(struct container *c)
+{
+    if (c->spawn_done)
+        return;
+    c->spawn_result = 0;
+    c->spawn_done = true;
+    container_close_fd(&c->sync_fd);
+}
+
 int container_create(struct cg_manager *m, const struct container_options *o,
                      struct container **ret, struct ig_error *err)
 {

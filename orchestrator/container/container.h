@@ -118,6 +118,11 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
  * runs. Otherwise the shim's {errno, message} (the container has exited or is exiting: destroy
  * it). Idempotent after the first answer. */
 int container_finish_spawn(struct container *c, struct ig_error *err);
+/* The runtime spoke (its READY): its setup succeeded, since a failure is reported before the
+ * runtime runs. Ends the spawn as container_finish_spawn would, without waiting for the sync
+ * pipe's EOF, which may lag (a forked container's template closes its copy of the pipe after
+ * the fork, and may be descheduled, or stopped, before it does). */
+void container_spawn_spoke(struct container *c);
 /* container_spawn + container_finish_spawn; on failure destroys and returns the shim's error. */
 int container_create(struct cg_manager *m, const struct container_options *o,
                      struct container **ret, struct ig_error *err);

@@ -64,7 +64,6 @@ static uint64_t worker_memory(const struct worker *w)
 }
 
 static void drain_output(struct worker *w);
-static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata);
 
 static void worker_free(struct worker *w)
 {
@@ -243,8 +242,15 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
     case PROTO_READY:
         if (w->state != WORKER_SPAWNING)
             break;
-        if (w->sync_fd >= 0) /* the sync pipe's EOF came in the same loop turn: seen now */
-            on_sync(fn->d->loop, w->sync_fd, 0, w);
+        /* Setup is over: the runtime spoke. Its sync pipe's EOF may have come in this loop turn,
+         * or not yet (a forked container's template closes its copy after the fork): never
+         * waited for on the loop, where a template stopped in between blocked ignisd for good. */
+        if (w->sync_fd >= 0) {
+            loop_del_io(fn->d->loop, w->sync_fd);
+            w->sync_fd = -1;
+            w->exec_us = now_usec();
+            container_spawn_spoke(w->c);
+        }
         w->ready_us = w->idle_since_us = now_usec();
         worker_set_state(w, WORKER_READY);
         log_debug("worker ready", "function=%s worker=%llu spawn_ms=%.3f", fn->name,
@@ -412,7 +418,6 @@ static void drain_output(struct worker *w)
         ;
 }
 
-/* The container's CPU since last counted, and its memory peak, for /metrics. */
 /* EOF (or the shim's error) on the sync pipe: setup is over and the runtime was exec'd (or
  * not: container_finish_spawn keeps the answer for the spawn path to read again). */
 static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata)
