@@ -36,6 +36,12 @@ struct db_value {
 #define DV_B(b, n) ((struct db_value){.type = DV_BLOB, .p = (b), .len = (n)})
 #define DV_NULL_V  ((struct db_value){.type = DV_NULL})
 
+/* An integer whose 0 means none (a time not reached yet, a status not had): NULL then. */
+static inline struct db_value db_opt_int(int64_t v)
+{
+    return v ? DV_I(v) : DV_NULL_V;
+}
+
 /* How a connection is opened: DB_CREATE makes the database when it does not exist (the loop's
  * connection, which migrates it); DB_WRITER is the journal's writer (its commits durable unless
  * db_set_durable says otherwise, and it waits longer for the loop's connection to let go);

@@ -26,11 +26,6 @@ void inv_record_clear(struct inv_record *r)
     memset(r, 0, sizeof(*r));
 }
 
-static struct db_value opt_i(int64_t v)
-{
-    return v ? DV_I(v) : DV_NULL_V;
-}
-
 /* A usage figure: NULL when the record has none. */
 static struct db_value usage_i(const struct inv_record *r, int64_t v)
 {
@@ -52,9 +47,9 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         DV_I(r->attempts),
         DV_I(r->max_retries),
         DV_I(r->created_us),
-        opt_i(r->started_us),
-        opt_i(r->finished_us),
-        opt_i(r->next_attempt_us),
+        db_opt_int(r->started_us),
+        db_opt_int(r->finished_us),
+        db_opt_int(r->next_attempt_us),
         r->result ? DV_B(r->result, r->result_len) : DV_NULL_V,
         DV_S(r->error_type),
         DV_S(r->error_message),
@@ -100,9 +95,9 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
     const struct db_value v[] = {
         DV_S(inv_status_name(r->status)),
         DV_I(r->attempts),
-        opt_i(r->started_us),
-        opt_i(r->finished_us),
-        opt_i(r->next_attempt_us),
+        db_opt_int(r->started_us),
+        db_opt_int(r->finished_us),
+        db_opt_int(r->next_attempt_us),
         r->result ? DV_B(r->result, r->result_len) : DV_NULL_V,
         DV_S(r->error_type),
         DV_S(r->error_message),

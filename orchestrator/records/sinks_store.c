@@ -43,10 +43,10 @@ int sinks_store_update(struct journal *j, const struct sinks_store_row *row, jou
     const struct db_value v[] = {
         DV_S(row->status),
         DV_I(row->attempts),
-        row->http_status ? DV_I(row->http_status) : DV_NULL_V,
+        db_opt_int(row->http_status),
         DV_S(row->error),
-        row->next_attempt_us ? DV_I(row->next_attempt_us) : DV_NULL_V,
-        row->finished_us ? DV_I(row->finished_us) : DV_NULL_V,
+        db_opt_int(row->next_attempt_us),
+        db_opt_int(row->finished_us),
         DV_I(row->expires_us),
         DV_I(final),
         DV_S(row->id),

@@ -4,12 +4,6 @@
 
 #include "records/store-internal.h"
 
-/* A time that may be unset (0): NULL. */
-static struct db_value opt_time(int64_t v)
-{
-    return v ? DV_I(v) : DV_NULL_V;
-}
-
 int tokens_store_insert(struct store *s, const struct token_row *t, struct ig_error *err)
 {
     const struct db_value v[] = {
@@ -19,7 +13,7 @@ int tokens_store_insert(struct store *s, const struct token_row *t, struct ig_er
         DV_B(t->salt, sizeof(t->salt)),
         DV_B(t->hash, sizeof(t->hash)),
         DV_I(t->created_us),
-        opt_time(t->expires_us),
+        db_opt_int(t->expires_us),
         DV_S(t->created_by[0] ? t->created_by : NULL),
     };
     if (db_exec(s->db,
