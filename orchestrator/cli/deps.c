@@ -113,17 +113,27 @@ static int run_tool(const char *cwd, char *const argv[], struct ig_error *err)
 }
 
 /* Installed files carry the time they were written, so every push would pack other bytes and
- * make a new version of an unchanged function. What the install wrote (anything modified since
- * it started) gets one time instead: the newest of the files that declare the dependencies, so
- * that changing them (or nothing) is what changes the bundle. The CLI is single-threaded; nftw
- * takes no context. */
+ * make a new version of an unchanged function. What the install wrote (an entry the user's
+ * directory does not have, or has with another time: cp -a kept the times of what it copied)
+ * gets one time instead: the newest of the files that declare the dependencies, so that
+ * changing them (or nothing) is what changes the bundle. Not "modified since the install
+ * started": a file the user saved in the same second as the push was restamped at one push
+ * and not at the next, which made a new version of an unchanged function. The CLI is
+ * single-threaded; nftw takes no context. */
 static struct {
-    time_t started, stamp;
+    const char *src, *staging;
+    time_t stamp;
 } restamp;
 
 static int restamp_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    if (ftw->level == 0 || st->st_mtime < restamp.started)
+    if (ftw->level == 0)
+        return 0;
+    char src[4200];
+    struct stat was;
+    snprintf(src, sizeof(src), "%s%s", restamp.src, path + strlen(restamp.staging));
+    if (lstat(src, &was) == 0 && was.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+        was.st_mtim.tv_nsec == st->st_mtim.tv_nsec)
         return 0;
     struct timespec times[2] = {{.tv_sec = restamp.stamp}, {.tv_sec = restamp.stamp}};
     return utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW) < 0 ? -1 : 0;
@@ -171,7 +181,8 @@ static int install(const char *dir, const char *staging, enum deps_tool tool, st
     int r = run_tool(".", (char *const[]){"cp", "-a", "--", src, (char *)staging, NULL}, err);
     if (r < 0)
         return r;
-    restamp.started = time(NULL);
+    restamp.src = dir;
+    restamp.staging = staging;
     restamp.stamp = declared_at(staging);
     if (tool == DEPS_PIP) {
         r = run_tool(staging,
