@@ -1,0 +1,40 @@
+/* A private PostgreSQL 15 for the tests (issue #16): a cluster initdb'd into a fresh temp dir as
+ * the postgres user (the server refuses to run as root), served on a free loopback port and on a
+ * Unix socket in that same dir, with an empty template database from which each test makes a
+ * database of its own. Nothing of the machine's own clusters is used or touched. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct pgserver {
+    pid_t pid;         /* the postmaster (a child of the test), 0 while stopped */
+    uint16_t port;     /* kept across pgserver_stop_immediate and pgserver_start */
+    char dir[64];      /* the data dir, also the socket dir (-k): owned by postgres */
+    char log_path[80]; /* the server's stdout and stderr, beside dir */
+    char bindir[256];  /* where initdb, postgres and pg_isready are */
+};
+
+/* Makes and starts a server and its template database. Skips the test (harness_skip: exit 77, or
+ * a failure under IGNIS_MUST_WORK=1) without root or without PostgreSQL 15's binaries. Returns 0
+ * and the server in *ret_srv, or -1 after saying why (its log included). */
+int pgserver_new(struct pgserver **ret_srv);
+
+/* CREATE DATABASE NAME from the empty template. Returns 0 and, in *ret_conninfo (free it), the
+ * libpq connection string for it ("host=DIR port=PORT dbname=NAME user=postgres"); -1 after
+ * saying why (an existing NAME, a stopped server). */
+int pgserver_database(struct pgserver *srv, const char *name, char **ret_conninfo);
+
+/* Stops the server as `pg_ctl stop -m immediate` does (SIGQUIT: no checkpoint, crash recovery at
+ * the next start), what a crash of the database looks like to its clients. 0, or -1 if it did
+ * not exit within 30 s (it is then killed). */
+int pgserver_stop_immediate(struct pgserver *srv);
+
+/* Starts the stopped server again, on the same dir and port, and waits until it accepts
+ * connections. 0, or -1 after printing its log. */
+int pgserver_start(struct pgserver *srv);
+
+/* Stops the server by its pid (SIGINT, a fast shutdown; SIGKILL if it has not exited within
+ * 30 s), then removes its dir and log and frees it. Returns 0, or -1 (after printing its log)
+ * when it had to be killed or the dir could not be removed. Accepts NULL. */
+int pgserver_free(struct pgserver *srv);
