@@ -1,5 +1,5 @@
 /* db.h on SQLite: the only file that speaks to libsqlite3 (scripts/check-layers). */
-#include "records/db.h"
+#include "records/db-internal.h"
 
 #include <sqlite3.h>
 #include <string.h>
@@ -16,21 +16,29 @@ struct cached {
     bool in_use; /* an open db_rows steps it: neither reused nor evicted until it is freed */
 };
 
-struct db {
+struct lite {
+    struct db base;
     sqlite3 *h;
-    /* The last failure, as db_fail reports it; cleared when the next operation starts, as
-     * SQLite's own error code is. */
-    int code;
-    char message[512];
     struct cached cache[DB_STMT_CACHE];
     unsigned cache_next;
 };
 
-struct db_rows {
-    struct db *db;
+struct lite_rows {
+    struct db_rows base;
     sqlite3_stmt *st;
     struct cached *slot; /* NULL: prepared for this query alone, finalized with it */
 };
+
+/* The engine's own structs from db.c's: each embeds it first. */
+static struct lite *lite(struct db *db)
+{
+    return (struct lite *)db;
+}
+
+static struct lite_rows *lite_rows(struct db_rows *r)
+{
+    return (struct lite_rows *)r;
+}
 
 /* The errno behind the connection's last failure. A full disk is SQLITE_FULL, or a write or an
  * allocation of the -shm or -wal file that failed so, which SQLite reports as "disk I/O error":
@@ -55,38 +63,12 @@ static int engine_errno(sqlite3 *h)
 }
 
 /* Records the connection's last failure and returns its negative errno. */
-static int note(struct db *db)
+static int note(struct lite *db)
 {
-    db->code = engine_errno(db->h);
-    if (db->code == ENOSPC || db->code == EDQUOT)
-        snprintf(db->message, sizeof(db->message), "%s (%s)", sqlite3_errmsg(db->h),
-                 strerror(db->code));
-    else
-        snprintf(db->message, sizeof(db->message), "%s", sqlite3_errmsg(db->h));
-    return -db->code;
-}
-
-static void clear(struct db *db)
-{
-    db->code = 0;
-    db->message[0] = '\0';
-}
-
-/* The failure just noted, in err (when not NULL): the engine's message alone. */
-static int fail(struct db *db, struct ig_error *err)
-{
-    return ig_error_set(err, db->code, "%s", db->message);
-}
-
-int db_fail(struct db *db, struct ig_error *err, const char *fmt, ...)
-{
-    char what[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
-    return ig_error_set(err, db->code ? db->code : EIO, "%s: %s", what,
-                        db->message[0] ? db->message : sqlite3_errmsg(db->h));
+    int code = engine_errno(db->h);
+    if (code == ENOSPC || code == EDQUOT)
+        return db_note(&db->base, code, "%s (%s)", sqlite3_errmsg(db->h), strerror(code));
+    return db_note(&db->base, code, "%s", sqlite3_errmsg(db->h));
 }
 
 /* sql with its `$n` parameters as `?n`: SQLite reads `$1` as a parameter named "$1", whose index
@@ -109,13 +91,12 @@ static char *rewrite(const char *sql)
     return out;
 }
 
-static sqlite3_stmt *prepare(struct db *db, const char *sql)
+static sqlite3_stmt *prepare(struct lite *db, const char *sql)
 {
     char *text = rewrite(sql);
     sqlite3_stmt *st = NULL;
     if (!text) {
-        db->code = ENOMEM;
-        snprintf(db->message, sizeof(db->message), "%s", strerror(ENOMEM));
+        db_note(&db->base, ENOMEM, "%s", strerror(ENOMEM));
         return NULL;
     }
     if (sqlite3_prepare_v3(db->h, text, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
@@ -123,8 +104,7 @@ static sqlite3_stmt *prepare(struct db *db, const char *sql)
         sqlite3_finalize(st);
         st = NULL;
     } else if (!st) {
-        db->code = EINVAL;
-        snprintf(db->message, sizeof(db->message), "no statement in \"%.64s\"", sql);
+        db_note(&db->base, EINVAL, "no statement in \"%.64s\"", sql);
     }
     free(text);
     return st;
@@ -134,7 +114,7 @@ static sqlite3_stmt *prepare(struct db *db, const char *sql)
  * oldest entry no query holds). *ret_slot is NULL when the statement is not cached (every
  * entry is held, or the cached one is, by a query still open on the same text): the caller
  * finalizes it. */
-static sqlite3_stmt *statement(struct db *db, const char *sql, struct cached **ret_slot)
+static sqlite3_stmt *statement(struct lite *db, const char *sql, struct cached **ret_slot)
 {
     struct cached *held = NULL;
     for (size_t i = 0; i < DB_STMT_CACHE; i++)
@@ -177,7 +157,7 @@ static void release(sqlite3_stmt *st, struct cached *slot)
     slot->in_use = false;
 }
 
-static int bind(struct db *db, sqlite3_stmt *st, const struct db_value *v, size_t n)
+static int bind(struct lite *db, sqlite3_stmt *st, const struct db_value *v, size_t n)
 {
     int r = SQLITE_OK;
     for (size_t i = 0; r == SQLITE_OK && i < n; i++) {
@@ -204,14 +184,13 @@ static int bind(struct db *db, sqlite3_stmt *st, const struct db_value *v, size_
     return r == SQLITE_OK ? 0 : note(db);
 }
 
-int db_exec(struct db *db, const char *sql, const struct db_value *v, size_t n,
-            struct ig_error *err)
+static int lite_exec(struct db *base, const char *sql, const struct db_value *v, size_t n)
 {
+    struct lite *db = lite(base);
     struct cached *slot;
-    clear(db);
     sqlite3_stmt *st = statement(db, sql, &slot);
     if (!st)
-        return fail(db, err);
+        return -base->code;
     int r = bind(db, st, v, n);
     if (r == 0) {
         int s;
@@ -223,104 +202,80 @@ int db_exec(struct db *db, const char *sql, const struct db_value *v, size_t n,
             r = note(db);
     }
     release(st, slot);
-    return r < 0 ? fail(db, err) : r;
+    return r;
 }
 
-int db_query(struct db *db, const char *sql, const struct db_value *v, size_t n,
-             struct db_rows **ret, struct ig_error *err)
+static int lite_query(struct db *base, const char *sql, const struct db_value *v, size_t n,
+                      struct db_rows **ret)
 {
+    struct lite *db = lite(base);
     struct cached *slot;
-    clear(db);
     sqlite3_stmt *st = statement(db, sql, &slot);
     if (!st)
-        return fail(db, err);
+        return -base->code;
     int r = bind(db, st, v, n);
-    struct db_rows *rows = r == 0 ? malloc(sizeof(*rows)) : NULL;
+    struct lite_rows *rows = r == 0 ? malloc(sizeof(*rows)) : NULL;
     if (!rows) {
-        if (r == 0) {
-            db->code = ENOMEM;
-            snprintf(db->message, sizeof(db->message), "%s", strerror(ENOMEM));
-        }
+        if (r == 0)
+            r = db_note(base, ENOMEM, "%s", strerror(ENOMEM));
         release(st, slot);
-        return fail(db, err);
+        return r;
     }
     if (slot)
         slot->in_use = true;
-    *rows = (struct db_rows){.db = db, .st = st, .slot = slot};
-    *ret = rows;
+    *rows = (struct lite_rows){.base.db = base, .st = st, .slot = slot};
+    *ret = &rows->base;
     return 0;
 }
 
-int db_next(struct db_rows *r)
+static int lite_next(struct db_rows *r)
 {
-    int s = sqlite3_step(r->st);
+    int s = sqlite3_step(lite_rows(r)->st);
     if (s == SQLITE_ROW)
         return 1;
     if (s == SQLITE_DONE)
         return 0;
-    return note(r->db);
+    return note(lite(r->db));
 }
 
-bool db_is_null(struct db_rows *r, int col)
+static bool lite_is_null(struct db_rows *r, int col)
 {
-    return sqlite3_column_type(r->st, col) == SQLITE_NULL;
+    return sqlite3_column_type(lite_rows(r)->st, col) == SQLITE_NULL;
 }
 
-int64_t db_int(struct db_rows *r, int col)
+static int64_t lite_int(struct db_rows *r, int col)
 {
-    return sqlite3_column_int64(r->st, col);
+    return sqlite3_column_int64(lite_rows(r)->st, col);
 }
 
-double db_double(struct db_rows *r, int col)
+static double lite_double(struct db_rows *r, int col)
 {
-    return sqlite3_column_double(r->st, col);
+    return sqlite3_column_double(lite_rows(r)->st, col);
 }
 
-const char *db_text(struct db_rows *r, int col)
+static const char *lite_text(struct db_rows *r, int col)
 {
-    return (const char *)sqlite3_column_text(r->st, col);
+    return (const char *)sqlite3_column_text(lite_rows(r)->st, col);
 }
 
-const void *db_blob(struct db_rows *r, int col, size_t *ret_len)
+static const void *lite_blob(struct db_rows *r, int col, size_t *ret_len)
 {
-    const void *p = sqlite3_column_blob(r->st, col);
-    *ret_len = (size_t)sqlite3_column_bytes(r->st, col);
+    sqlite3_stmt *st = lite_rows(r)->st;
+    const void *p = sqlite3_column_blob(st, col);
+    *ret_len = (size_t)sqlite3_column_bytes(st, col);
     return p;
 }
 
-void db_rows_free(struct db_rows *r)
+static void lite_rows_free(struct db_rows *r)
 {
-    if (!r)
-        return;
-    release(r->st, r->slot);
-    free(r);
+    struct lite_rows *rows = lite_rows(r);
+    release(rows->st, rows->slot);
+    free(rows);
 }
 
-/* A statement without values or rows, through the cache: 0 or -errno. */
-static int exec0(struct db *db, const char *sql, struct ig_error *err)
+static int lite_rollback(struct db *base)
 {
-    int r = db_exec(db, sql, NULL, 0, err);
-    return r < 0 ? r : 0;
-}
-
-int db_begin(struct db *db, struct ig_error *err)
-{
-    return exec0(db, "BEGIN IMMEDIATE", err);
-}
-
-int db_begin_read(struct db *db, struct ig_error *err)
-{
-    /* Deferred: a WAL snapshot from the first read on, without the write lock. */
-    return exec0(db, "BEGIN", err);
-}
-
-int db_commit(struct db *db, struct ig_error *err)
-{
-    return exec0(db, "COMMIT", err);
-}
-
-int db_rollback(struct db *db)
-{
+    struct lite *db = lite(base);
     /* A failed statement may have rolled the transaction back already (SQLite does so on a
      * full disk, among others): then there is nothing to do, and no error to note over the
      * first one. */
@@ -329,68 +284,78 @@ int db_rollback(struct db *db)
     return sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
 }
 
-static int savepoint_op(struct db *db, const char *op, const char *name)
+static int lite_exec_script(struct db *base, const char *sql)
 {
-    char sql[128];
-    snprintf(sql, sizeof(sql), "%s %s", op, name);
-    return exec0(db, sql, NULL);
+    struct lite *db = lite(base);
+    return sqlite3_exec(db->h, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : note(db);
 }
 
-int db_savepoint(struct db *db, const char *name)
-{
-    return savepoint_op(db, "SAVEPOINT", name);
-}
-
-int db_release(struct db *db, const char *name)
-{
-    return savepoint_op(db, "RELEASE", name);
-}
-
-int db_rollback_to(struct db *db, const char *name)
-{
-    return savepoint_op(db, "ROLLBACK TO", name);
-}
-
-int db_set_durable(struct db *db, bool durable, struct ig_error *err)
-{
-    return exec0(db, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err);
-}
-
-int db_exec_script(struct db *db, const char *sql, struct ig_error *err)
-{
-    clear(db);
-    if (sqlite3_exec(db->h, sql, NULL, NULL, NULL) != SQLITE_OK) {
-        note(db);
-        return fail(db, err);
-    }
-    return 0;
-}
-
-int db_user_version(struct db *db, int *ret, struct ig_error *err)
+static int lite_user_version(struct db *db, int *ret)
 {
     _cleanup_db_rows_ struct db_rows *rows = NULL;
-    int r = db_query(db, "PRAGMA user_version", NULL, 0, &rows, err);
+    int r = db_query(db, "PRAGMA user_version", NULL, 0, &rows, NULL);
     if (r < 0)
         return r;
     r = db_next(rows);
     if (r <= 0)
-        return r < 0 ? fail(db, err) : ig_error_set(err, EIO, "no schema version");
+        return r < 0 ? r : db_note(db, EIO, "no schema version");
     *ret = (int)db_int(rows, 0);
     return 0;
 }
 
-int db_set_user_version(struct db *db, int version, struct ig_error *err)
+static int lite_set_user_version(struct db *db, int version)
 {
     char sql[64];
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version);
-    return db_exec_script(db, sql, err);
+    return lite_exec_script(db, sql);
 }
+
+static const char *lite_last_message(struct db *db)
+{
+    return sqlite3_errmsg(lite(db)->h);
+}
+
+static void lite_close(struct db *base)
+{
+    struct lite *db = lite(base);
+    for (size_t i = 0; i < DB_STMT_CACHE; i++) {
+        sqlite3_finalize(db->cache[i].st);
+        free(db->cache[i].sql);
+    }
+    sqlite3_close_v2(db->h);
+    free(db);
+}
+
+static const struct db_engine engine = {
+    .close = lite_close,
+    .exec = lite_exec,
+    .query = lite_query,
+    .next = lite_next,
+    .is_null = lite_is_null,
+    .get_int = lite_int,
+    .get_double = lite_double,
+    .get_text = lite_text,
+    .get_blob = lite_blob,
+    .rows_free = lite_rows_free,
+    /* IMMEDIATE: the write lock at once, so that a write transaction never fails halfway for
+     * want of it. A read one is deferred: a WAL snapshot from the first read on, without the
+     * write lock. */
+    .begin_sql = "BEGIN IMMEDIATE",
+    .begin_read_sql = "BEGIN",
+    .durable_sql = {[false] = "PRAGMA synchronous=NORMAL", [true] = "PRAGMA synchronous=FULL"},
+    .rollback = lite_rollback,
+    .exec_script = lite_exec_script,
+    .user_version = lite_user_version,
+    .set_user_version = lite_set_user_version,
+    .last_message = lite_last_message,
+};
 
 int db_open_sqlite(const char *path, int flags, struct db **ret, struct ig_error *err)
 {
-    struct db *db = calloc(1, sizeof(*db));
+    struct lite *db = calloc(1, sizeof(*db));
     if (!db)
         return ig_error_set(err, ENOMEM, "out of memory");
+    db->base.engine = &engine;
     int open_flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
     if (flags & DB_READONLY)
         open_flags |= SQLITE_OPEN_READONLY;
@@ -400,9 +365,9 @@ int db_open_sqlite(const char *path, int flags, struct db **ret, struct ig_error
     if (r != SQLITE_OK) {
         if (db->h)
             note(db);
-        r = ig_error_set(err, db->h ? db->code : EIO, "opening %s: %s", path,
-                         db->h ? db->message : sqlite3_errstr(r));
-        db_close(db);
+        r = ig_error_set(err, db->h ? db->base.code : EIO, "opening %s: %s", path,
+                         db->h ? db->base.message : sqlite3_errstr(r));
+        lite_close(&db->base);
         return r;
     }
     /* The two connections wait for each other's write lock: the loop's briefly (it answers
@@ -417,22 +382,10 @@ int db_open_sqlite(const char *path, int flags, struct db **ret, struct ig_error
                                               "PRAGMA foreign_keys=ON;";
     if (setup && sqlite3_exec(db->h, setup, NULL, NULL, NULL) != SQLITE_OK) {
         note(db);
-        r = db_fail(db, err, "setting up %s", path);
-        db_close(db);
+        r = db_fail(&db->base, err, "setting up %s", path);
+        lite_close(&db->base);
         return r;
     }
-    *ret = db;
+    *ret = &db->base;
     return 0;
-}
-
-void db_close(struct db *db)
-{
-    if (!db)
-        return;
-    for (size_t i = 0; i < DB_STMT_CACHE; i++) {
-        sqlite3_finalize(db->cache[i].st);
-        free(db->cache[i].sql);
-    }
-    sqlite3_close_v2(db->h);
-    free(db);
 }

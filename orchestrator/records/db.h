@@ -2,8 +2,8 @@
  * parameters, typed values, results row by row, transactions, and the engine's failure as an
  * errno and a message. The store (records/) speaks to its engine only through here, so that a
  * second engine (PostgreSQL, issue 16) is a second implementation file, not a second copy of
- * every store function (docs/architecture.md "The store"). One implementation today:
- * db-sqlite.c.
+ * every store function (docs/architecture.md "The store"). Two implementations: db-sqlite.c and
+ * db-pg.c (PostgreSQL 15 through libpq), behind db.c.
  *
  * SQL texts are written in the subset both engines run: `$1`..`$n` parameters (one may be used
  * more than once), `INSERT ... ON CONFLICT` rather than `INSERT OR IGNORE/REPLACE`, a `CASE`
@@ -53,9 +53,16 @@ enum {
     DB_READONLY = 1 << 2,
 };
 
-/* Opens the SQLite database at path. Failures: the errno of the cause (ENOSPC, EIO, ...) with
- * "opening PATH: the engine's message". */
-int db_open_sqlite(const char *path, int flags, struct db **ret, struct ig_error *err);
+/* Opens TARGET: a PostgreSQL database when it is a `postgresql://` or `postgres://` URL or a libpq
+ * conninfo (`host=... dbname=...`: it begins with a keyword and '='), else the SQLite database at
+ * that path. Failures: the errno of the cause (ENOSPC, EIO, ...; ENOTCONN when the PostgreSQL
+ * server cannot be reached or refuses the connection) with "opening WHAT: the engine's message",
+ * WHAT being the path, or the database, host and port (never a password). On PostgreSQL the
+ * database must exist (DB_CREATE is SQLite's alone), and DB_READONLY makes its transactions
+ * read only. */
+int db_open(const char *target, int flags, struct db **ret, struct ig_error *err);
+/* Whether db_open would read target as PostgreSQL's. */
+bool db_is_postgresql(const char *target);
 /* Accepts NULL. */
 void db_close(struct db *db);
 
@@ -113,5 +120,8 @@ int db_set_user_version(struct db *db, int version, struct ig_error *err);
 /* Sets err to the connection's last failure, "WHAT: the engine's message", and returns its
  * negative errno: ENOSPC (EDQUOT) when the disk (quota) is full, with " (No space left on
  * device)" after the message; EEXIST for a unique or primary key violation; EAGAIN when the
- * database was locked past the wait; EIO otherwise. */
+ * database was locked past the wait (PostgreSQL: a lock not available, a serialization failure
+ * or a deadlock: the work may be run again); ENOTCONN when the PostgreSQL server went away (its
+ * connection lost, or it shuts down), the message saying the store is unreachable; EIO
+ * otherwise. A PostgreSQL connection once lost stays so: every statement fails with ENOTCONN. */
 int db_fail(struct db *db, struct ig_error *err, const char *fmt, ...) _printf_(3, 4);

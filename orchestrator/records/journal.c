@@ -321,7 +321,7 @@ int journal_new(struct loop *l, const char *db_path, struct journal **ret, struc
     pthread_cond_init(&j->cond, &attr);
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&j->settled, NULL);
-    int r = db_open_sqlite(db_path, DB_WRITER, &j->db, err);
+    int r = db_open(db_path, DB_WRITER, &j->db, err);
     if (r < 0) {
         ig_error_prefix(err, "journal");
         free(j);

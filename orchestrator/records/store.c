@@ -378,7 +378,7 @@ int store_open(const char *path, struct store **ret, struct ig_error *err)
     if (!s)
         return ig_error_set(err, ENOMEM, "out of memory");
     snprintf(s->path, sizeof(s->path), "%s", path);
-    r = db_open_sqlite(path, DB_CREATE, &s->db, err);
+    r = db_open(path, DB_CREATE, &s->db, err);
     if (r < 0) {
         store_free(s);
         return r;

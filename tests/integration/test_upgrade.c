@@ -88,7 +88,7 @@ static void upgrade_from(size_t k)
     snprintf(db_path, sizeof(db_path), "%s/ignis.db", dir);
     struct db *store_db;
     struct ig_error e = {};
-    assert_int_equal(db_open_sqlite(db_path, DB_CREATE, &store_db, &e), 0);
+    assert_int_equal(db_open(db_path, DB_CREATE, &store_db, &e), 0);
     assert_int_equal(store_migrate(store_db, list, k, &e), 0);
     db_close(store_db);
     sqlite3 *db;

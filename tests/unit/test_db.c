@@ -1,8 +1,11 @@
-/* The statement API on SQLite: values of every type (and NULL) go in and come back as they were,
- * a `$n` parameter may be used twice, cached statements stay right when a query on the same text
- * is open and when more texts run than the cache holds, transactions and savepoints undo what
- * they should, a unique violation is EEXIST, and a read-only connection's write fails with its
- * reason. */
+/* The statement API, on each engine: SQLite, and with the argument `postgresql` a database of the
+ * tests' own PostgreSQL 15 (skipped, as tests/integration/pgserver.h says, where it is not
+ * installed). Values of every type (and NULL) go in and come back as they were, a `$n` parameter
+ * may be used twice, cached statements stay right when a query on the same text is open and when
+ * more texts run than the cache holds, transactions and savepoints undo what they should, a read
+ * transaction sees one snapshot, a unique violation is EEXIST, and a read-only connection's write
+ * fails with its reason. On PostgreSQL besides: a lost server is ENOTCONN, and a row lock not had
+ * in time is EAGAIN. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,9 +15,17 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pgserver.h"
 #include "records/db.h"
 
 static char dir[64], path[128];
+/* NULL: the tests run on SQLite, at path. */
+static struct pgserver *srv;
+/* The current test's database: the path, or the PostgreSQL conninfo. */
+static char target[256];
+
+/* What each engine says where the tests look for its words. */
+static const char *unique_message, *readonly_message;
 
 static int setup(void **state)
 {
@@ -22,24 +33,63 @@ static int setup(void **state)
     if (!mkdtemp(dir))
         return -1;
     snprintf(path, sizeof(path), "%s/t.db", dir);
+    unique_message = "UNIQUE constraint failed";
+    readonly_message = "readonly";
     return 0;
+}
+
+static int setup_pg(void **state)
+{
+    if (setup(state) < 0)
+        return -1;
+    unique_message = "duplicate key value violates unique constraint";
+    readonly_message = "read-only transaction";
+    return pgserver_new(&srv);
 }
 
 static int teardown(void **state)
 {
-    return rm_rf(dir);
+    int r = pgserver_free(srv);
+    return rm_rf(dir) < 0 ? -1 : r;
 }
 
-/* A fresh database with table t. */
-static struct db *open_t(void)
+/* A new, empty database for the test: target names it. */
+static void new_database(void)
+{
+    static int made;
+    if (!srv) {
+        unlink(path);
+        snprintf(target, sizeof(target), "%s", path);
+        return;
+    }
+    char name[32];
+    _cleanup_free_ char *conninfo = NULL;
+    snprintf(name, sizeof(name), "t_%d", ++made);
+    assert_int_equal(pgserver_database(srv, name, &conninfo), 0);
+    snprintf(target, sizeof(target), "%s", conninfo);
+}
+
+static struct db *open_target(int flags)
 {
     struct db *db;
     struct ig_error err = {};
-    unlink(path);
-    assert_int_equal(db_open_sqlite(path, DB_CREATE, &db, &err), 0);
+    if (db_open(target, flags, &db, &err) < 0)
+        fail_msg("opening %s: %s", target, err.message);
+    return db;
+}
+
+/* A fresh database with table t. Its types are each engine's own (as the migrations' are):
+ * PostgreSQL's INTEGER is 32 bits, REAL 32-bit floating point, and it has no BLOB. */
+static struct db *open_t(void)
+{
+    struct ig_error err = {};
+    new_database();
+    struct db *db = open_target(DB_CREATE);
     assert_int_equal(db_exec_script(db,
-                                    "CREATE TABLE t (k INTEGER PRIMARY KEY, s TEXT, b BLOB, "
-                                    "f REAL, n INTEGER);",
+                                    srv ? "CREATE TABLE t (k BIGINT PRIMARY KEY, s TEXT, b BYTEA, "
+                                          "f DOUBLE PRECISION, n BIGINT);"
+                                        : "CREATE TABLE t (k INTEGER PRIMARY KEY, s TEXT, b BLOB, "
+                                          "f REAL, n INTEGER);",
                                     &err),
                      0);
     return db;
@@ -197,42 +247,57 @@ static void test_failures(void **state)
     assert_int_equal(db_exec(db, ins, v, 1, &err), 1);
     /* A unique violation is EEXIST, in err and from db_fail, which names what failed. */
     assert_int_equal(db_exec(db, ins, v, 1, &err), -EEXIST);
-    assert_non_null(strstr(err.message, "UNIQUE"));
+    assert_non_null(strstr(err.message, unique_message));
     ig_error_clear(&err);
     assert_int_equal(db_exec(db, ins, v, 1, NULL), -EEXIST);
     assert_int_equal(db_fail(db, &err, "adding row %d", 1), -EEXIST);
-    assert_non_null(strstr(err.message, "adding row 1: UNIQUE constraint failed"));
+    assert_non_null(strstr(err.message, "adding row 1: "));
+    assert_non_null(strstr(err.message, unique_message));
     /* SQL that does not prepare: EIO, the engine's reason. */
     ig_error_clear(&err);
     assert_int_equal(db_exec(db, "INSERT INTO nowhere VALUES (1)", NULL, 0, &err), -EIO);
     assert_non_null(strstr(err.message, "nowhere"));
     ig_error_clear(&err);
     assert_int_equal(
-        db_exec_script(db, "CREATE TABLE u (x); INSERT INTO nowhere VALUES (1);", &err), -EIO);
+        db_exec_script(db, "CREATE TABLE u (x BIGINT); INSERT INTO nowhere VALUES (1);", &err),
+        -EIO);
     assert_non_null(strstr(err.message, "nowhere"));
     db_close(db);
 
     /* A read-only connection reads, and its write fails with the engine's reason. */
     ig_error_clear(&err);
-    assert_int_equal(db_open_sqlite(path, DB_READONLY, &db, &err), 0);
+    db = open_target(DB_READONLY);
     assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 1);
     assert_int_equal(db_exec(db, ins, (const struct db_value[]){DV_I(2)}, 1, &err), -EIO);
-    assert_non_null(strstr(err.message, "readonly"));
+    assert_non_null(strstr(err.message, readonly_message));
     db_close(db);
 
-    /* A file that is not there is not made without DB_CREATE; the error names it. */
+    /* A database that is not there is not made without DB_CREATE (PostgreSQL's never is: it is
+     * made beforehand); the error names it. */
     ig_error_clear(&err);
-    char missing[160];
-    snprintf(missing, sizeof(missing), "%s/missing.db", dir);
-    assert_true(db_open_sqlite(missing, DB_WRITER, &db, &err) < 0);
-    assert_non_null(strstr(err.message, missing));
-    assert_int_equal(access(missing, F_OK), -1);
+    char missing[256];
+    if (srv)
+        snprintf(missing, sizeof(missing), "host=%s port=%u dbname=t_missing user=postgres",
+                 srv->dir, srv->port);
+    else
+        snprintf(missing, sizeof(missing), "%s/missing.db", dir);
+    assert_int_equal(db_open(missing, DB_WRITER, &db, &err), srv ? -ENOTCONN : -EIO);
+    assert_non_null(strstr(err.message, srv ? "t_missing" : missing));
+    if (srv) {
+        /* Named so: t_missing can be made, so it was not. */
+        _cleanup_free_ char *conninfo = NULL;
+        assert_int_equal(pgserver_database(srv, "t_missing", &conninfo), 0);
+    } else {
+        assert_int_equal(access(missing, F_OK), -1);
+    }
 }
 
 /* A database another connection holds locked past the wait (5 s for the loop's connection) is
  * EAGAIN: the store is busy, which the API answers 503, not a conflict of the request's. */
 static void test_locked_is_busy(void **state)
 {
+    if (srv)
+        skip(); /* SQLite's file lock; PostgreSQL's row locks are test_lock_timeout's */
     struct db *a = open_t(), *b = NULL;
     struct ig_error err = {};
     assert_int_equal(db_begin(a, &err), 0);
@@ -250,7 +315,113 @@ static void test_locked_is_busy(void **state)
     db_close(a);
 }
 
-int main(void)
+/* A read transaction's reads see the database as it was at its first read, whatever another
+ * connection commits meanwhile. */
+static void test_read_snapshot(void **state)
+{
+    struct db *db = open_t(), *other = open_target(0);
+    struct ig_error err = {};
+    static const char ins[] = "INSERT INTO t (k) VALUES ($1)";
+    assert_int_equal(db_exec(db, ins, (const struct db_value[]){DV_I(1)}, 1, &err), 1);
+    assert_int_equal(db_begin_read(db, &err), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 1);
+    assert_int_equal(db_exec(other, ins, (const struct db_value[]){DV_I(2)}, 1, &err), 1);
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 1);
+    assert_int_equal(db_commit(db, &err), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 2);
+    db_close(other);
+    db_close(db);
+}
+
+/* Where the engines differ: a statement that fails inside a transaction. SQLite undoes that
+ * statement alone and the transaction goes on; PostgreSQL aborts the whole transaction, and its
+ * COMMIT rolls back, which db_commit reports. So a caller that goes on past a failure puts the
+ * statement in a savepoint (the journal does): then both keep the rest. */
+static void test_failure_inside_transaction(void **state)
+{
+    struct db *db = open_t();
+    struct ig_error err = {};
+    static const char ins[] = "INSERT INTO t (k) VALUES ($1)";
+    const struct db_value one[] = {DV_I(1)}, two[] = {DV_I(2)};
+    assert_int_equal(db_begin(db, &err), 0);
+    assert_int_equal(db_exec(db, ins, one, 1, &err), 1);
+    assert_int_equal(db_exec(db, ins, one, 1, &err), -EEXIST);
+    ig_error_clear(&err);
+    if (srv) {
+        assert_int_equal(db_commit(db, &err), -EIO);
+        assert_non_null(strstr(err.message, "rolled back"));
+        assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 0);
+    } else {
+        assert_int_equal(db_commit(db, &err), 0);
+        assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 1);
+        assert_int_equal(db_exec(db, "DELETE FROM t", NULL, 0, &err), 1);
+    }
+
+    assert_int_equal(db_begin(db, &err), 0);
+    assert_int_equal(db_exec(db, ins, one, 1, &err), 1);
+    assert_int_equal(db_savepoint(db, "op"), 0);
+    assert_int_equal(db_exec(db, ins, one, 1, &err), -EEXIST);
+    assert_int_equal(db_rollback_to(db, "op"), 0);
+    assert_int_equal(db_release(db, "op"), 0);
+    assert_int_equal(db_exec(db, ins, two, 1, &err), 1);
+    assert_int_equal(db_commit(db, &err), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 2);
+    db_close(db);
+}
+
+/* PostgreSQL: the server stopped under an open connection (a crash of the database, as clients
+ * see it). The next statement fails with ENOTCONN, saying the store is unreachable, and so does
+ * every one after it on that connection; opening fails the same way while the server is down;
+ * once it is back, a new connection works and finds what was committed. */
+static void test_lost_server(void **state)
+{
+    struct db *db = open_t();
+    struct ig_error err = {};
+    assert_int_equal(db_exec(db, "INSERT INTO t (k) VALUES (1)", NULL, 0, &err), 1);
+    assert_int_equal(pgserver_stop_immediate(srv), 0);
+
+    assert_int_equal(db_exec(db, "INSERT INTO t (k) VALUES (2)", NULL, 0, &err), -ENOTCONN);
+    assert_non_null(strstr(err.message, "the store is unreachable"));
+    ig_error_clear(&err);
+    struct db_rows *rows = NULL;
+    assert_int_equal(db_query(db, "SELECT count(*) FROM t", NULL, 0, &rows, &err), -ENOTCONN);
+    assert_null(rows);
+    ig_error_clear(&err);
+    assert_int_equal(db_fail(db, &err, "counting"), -ENOTCONN);
+    assert_non_null(strstr(err.message, "counting: the store is unreachable"));
+    assert_int_equal(db_rollback(db), -ENOTCONN);
+    db_close(db);
+
+    ig_error_clear(&err);
+    assert_int_equal(db_open(target, 0, &db, &err), -ENOTCONN);
+    assert_non_null(strstr(err.message, "the store is unreachable"));
+
+    assert_int_equal(pgserver_start(srv), 0);
+    db = open_target(0);
+    assert_int_equal(count(db, "SELECT count(*) FROM t WHERE k = 1", NULL, 0), 1);
+    db_close(db);
+}
+
+/* PostgreSQL: a row another transaction holds, not had within lock_timeout, is EAGAIN (as SQLite's
+ * write lock past its busy wait): the work may run again later. */
+static void test_lock_timeout(void **state)
+{
+    struct db *db = open_t(), *other = open_target(0);
+    struct ig_error err = {};
+    assert_int_equal(db_exec(db, "INSERT INTO t (k) VALUES (1)", NULL, 0, &err), 1);
+    assert_int_equal(db_begin(db, &err), 0);
+    assert_int_equal(db_exec(db, "UPDATE t SET n = 1 WHERE k = 1", NULL, 0, &err), 1);
+    /* The wait shortened: the default is SQLite's busy wait, seconds. */
+    assert_int_equal(db_exec(other, "SET lock_timeout = '50ms'", NULL, 0, &err), 0);
+    assert_int_equal(db_exec(other, "UPDATE t SET n = 2 WHERE k = 1", NULL, 0, &err), -EAGAIN);
+    assert_non_null(strstr(err.message, "lock"));
+    assert_int_equal(db_commit(db, &err), 0);
+    assert_int_equal(db_exec(other, "UPDATE t SET n = 2 WHERE k = 1", NULL, 0, &err), 1);
+    db_close(other);
+    db_close(db);
+}
+
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values_round_trip),
@@ -259,6 +430,13 @@ int main(void)
         cmocka_unit_test(test_transactions_and_savepoints),
         cmocka_unit_test(test_failures),
         cmocka_unit_test(test_locked_is_busy),
+        cmocka_unit_test(test_read_snapshot),
+        cmocka_unit_test(test_failure_inside_transaction),
+        /* PostgreSQL's alone (below). */
+        cmocka_unit_test(test_lost_server),
+        cmocka_unit_test(test_lock_timeout),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    if (argc > 1 && streq(argv[1], "postgresql"))
+        return cmocka_run_group_tests_name("postgresql", tests, setup_pg, teardown);
+    return _cmocka_run_group_tests("sqlite", tests, ARRAY_SIZE(tests) - 2, setup, teardown);
 }

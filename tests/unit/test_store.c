@@ -51,7 +51,7 @@ static struct db *open_db(void)
 {
     struct db *db;
     struct ig_error err = {};
-    assert_int_equal(db_open_sqlite(path, DB_CREATE, &db, &err), 0);
+    assert_int_equal(db_open(path, DB_CREATE, &db, &err), 0);
     return db;
 }
 

@@ -1,0 +1,547 @@
+/* db.h on PostgreSQL 15 through libpq: the only file that speaks to libpq (scripts/check-layers).
+ * Synchronous: every call waits for the server's answer (docs/plan-store-postgresql.md, answer 5:
+ * what must never wait gets libpq's non-blocking calls in the loop, elsewhere).
+ *
+ * Statements are prepared once per connection, by text and by the types of the values bound
+ * (an integer goes as int8, a double as float8, a blob as bytea, all three in binary; text and
+ * NULL go as text of an unknown type, which the server types from where the parameter stands, as
+ * SQLite takes any value anywhere). Results come as text and are converted by the getters: a
+ * result holds integers, sums (numeric on PostgreSQL), booleans and bytea alike, and SQLite's
+ * getters convert as freely. */
+#include "records/db-internal.h"
+
+#include <endian.h>
+#include <libpq-fe.h>
+#include <string.h>
+
+/* Type OIDs, fixed in PostgreSQL's catalog (catalog/pg_type.dat) since they were assigned. */
+#define BOOL_OID   16
+#define BYTEA_OID  17
+#define INT8_OID   20
+#define FLOAT8_OID 701
+
+/* Prepared statements kept per connection: the daemon runs fewer distinct texts than this on one
+ * connection; past it, the oldest is deallocated (one round trip). */
+#define PG_STMT_CACHE 64
+/* Parameters of one statement: the widest the store binds is an invocation's record (~30). */
+#define PG_MAX_PARAMS 64
+
+struct prepared {
+    char *sql; /* NULL: a free slot */
+    uint64_t hash;
+    char sig[PG_MAX_PARAMS + 1]; /* the parameters' types, a letter each (sig_letter) */
+    char name[16];
+};
+
+struct pg {
+    struct db base;
+    PGconn *c;
+    /* The connection was lost (or the server shuts down): every statement fails with ENOTCONN
+     * without trying the socket again. */
+    bool lost;
+    struct prepared cache[PG_STMT_CACHE];
+    unsigned cache_next, names;
+};
+
+struct pg_rows {
+    struct db_rows base;
+    PGresult *res;
+    int row, nfields;
+    /* bytea columns of the current row, decoded when read (NULL: not yet). */
+    struct decoded {
+        char *p;
+        size_t len;
+    } * decoded;
+};
+
+/* The engine's own structs from db.c's: each embeds it first. */
+static struct pg *pg(struct db *db)
+{
+    return (struct pg *)db;
+}
+
+static struct pg_rows *pg_rows(struct db_rows *r)
+{
+    return (struct pg_rows *)r;
+}
+
+/* The errno behind a failed statement's SQLSTATE. libpq's own failures carry none: here they are
+ * the connection's (the store never copies, pipelines or cancels). */
+static int sqlstate_errno(const char *state)
+{
+    if (!state)
+        return ENOTCONN;
+    if (streq(state, "23505")) /* unique_violation */
+        return EEXIST;
+    if (streq(state, "53100")) /* disk_full */
+        return ENOSPC;
+    /* Class 08 is the connection's (08P01, a protocol violation, is a message the server did not
+     * understand: a bug, not a lost server); 57P01-57P03: the server shuts down or restarts. */
+    if ((!strncmp(state, "08", 2) && !streq(state, "08P01")) || streq(state, "57P01") ||
+        streq(state, "57P02") || streq(state, "57P03"))
+        return ENOTCONN;
+    /* A serialization failure, a deadlock, a lock not had within lock_timeout: the work may run
+     * again, as after SQLite's busy wait. */
+    if (streq(state, "40001") || streq(state, "40P01") || streq(state, "55P03"))
+        return EAGAIN;
+    return EIO;
+}
+
+/* The first line of a message (libpq's run on with hints on indented lines). */
+static int first_line(const char *msg)
+{
+    return (int)strcspn(msg ? msg : "", "\n");
+}
+
+/* Notes why res failed (NULL: libpq could not even make a result) and returns -errno. */
+static int note_result(struct pg *db, const PGresult *res)
+{
+    if (!res && PQstatus(db->c) != CONNECTION_BAD)
+        return db_note(&db->base, ENOMEM, "%s", strerror(ENOMEM));
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *msg = primary ? primary : res ? PQresultErrorMessage(res) : PQerrorMessage(db->c);
+    int code = sqlstate_errno(state);
+    if (code == ENOTCONN) {
+        db->lost = true;
+        return db_note(&db->base, code, "the store is unreachable: %.*s", first_line(msg), msg);
+    }
+    if (code == ENOSPC)
+        return db_note(&db->base, code, "%.*s (%s)", first_line(msg), msg, strerror(code));
+    return db_note(&db->base, code, "%.*s", first_line(msg), msg);
+}
+
+static int note_lost(struct pg *db)
+{
+    return db_note(&db->base, ENOTCONN, "the store is unreachable: the connection was lost");
+}
+
+/* FNV-1a of the text, then of the signature: the cache compares texts only when these match. */
+static uint64_t hash_of(const char *sql, const char *sig)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const char *p = sql; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    for (const char *p = sig; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The name of sql prepared for parameters of these types: from the cache, or prepared into it
+ * (in place of the oldest, deallocated). NULL after noting why not. */
+static const char *prepared(struct pg *db, const char *sql, const char *sig, const Oid *types,
+                            size_t n)
+{
+    uint64_t h = hash_of(sql, sig);
+    for (size_t i = 0; i < PG_STMT_CACHE; i++) {
+        struct prepared *c = &db->cache[i];
+        if (c->sql && c->hash == h && streq(c->sig, sig) && streq(c->sql, sql))
+            return c->name;
+    }
+    char *copy = strdup(sql);
+    if (!copy) {
+        db_note(&db->base, ENOMEM, "%s", strerror(ENOMEM));
+        return NULL;
+    }
+    struct prepared *c = &db->cache[db->cache_next++ % PG_STMT_CACHE];
+    if (c->sql) {
+        /* Its result is of no use: should it fail (in a failed transaction), the statement
+         * stays on the server until the connection closes, under a name never used again. */
+        char sql_dealloc[40];
+        snprintf(sql_dealloc, sizeof(sql_dealloc), "DEALLOCATE %s", c->name);
+        PQclear(PQexec(db->c, sql_dealloc));
+        free(c->sql);
+        c->sql = NULL;
+    }
+    char name[16];
+    snprintf(name, sizeof(name), "ig%u", ++db->names);
+    PGresult *res = PQprepare(db->c, name, sql, (int)n, types);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        note_result(db, res);
+        PQclear(res);
+        free(copy);
+        return NULL;
+    }
+    PQclear(res);
+    c->sql = copy;
+    c->hash = h;
+    snprintf(c->sig, sizeof(c->sig), "%s", sig);
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    return c->name;
+}
+
+/* Runs sql with v bound: its result (to clear) in *ret, or -errno after noting why. */
+static int run(struct pg *db, const char *sql, const struct db_value *v, size_t n, PGresult **ret)
+{
+    if (db->lost)
+        return note_lost(db);
+    if (n > PG_MAX_PARAMS)
+        return db_note(&db->base, EINVAL, "%zu parameters, over %d", n, PG_MAX_PARAMS);
+    Oid types[PG_MAX_PARAMS];
+    const char *values[PG_MAX_PARAMS];
+    int lengths[PG_MAX_PARAMS], formats[PG_MAX_PARAMS];
+    uint64_t binary[PG_MAX_PARAMS];
+    char sig[PG_MAX_PARAMS + 1], *copies[PG_MAX_PARAMS] = {};
+    int r = 0;
+    for (size_t i = 0; i < n; i++) {
+        types[i] = 0;
+        values[i] = NULL;
+        lengths[i] = 0;
+        formats[i] = 1;
+        sig[i] = 'u';
+        switch (v[i].type) {
+        case DV_NULL:
+            break;
+        case DV_INT:
+            binary[i] = htobe64((uint64_t)v[i].i);
+            types[i] = INT8_OID, values[i] = (const char *)&binary[i], lengths[i] = 8;
+            sig[i] = 'i';
+            break;
+        case DV_DOUBLE:
+            memcpy(&binary[i], &v[i].d, sizeof(binary[i]));
+            binary[i] = htobe64(binary[i]);
+            types[i] = FLOAT8_OID, values[i] = (const char *)&binary[i], lengths[i] = 8;
+            sig[i] = 'd';
+            break;
+        case DV_TEXT:
+            /* Text goes as text: libpq reads it up to its NUL. */
+            formats[i] = 0;
+            values[i] = v[i].p;
+            if (v[i].len && !(values[i] = copies[i] = strndup(v[i].p, v[i].len)))
+                r = db_note(&db->base, ENOMEM, "%s", strerror(ENOMEM));
+            break;
+        case DV_BLOB:
+            /* A NULL pointer would be SQL NULL: an empty blob is an empty bytea. */
+            types[i] = BYTEA_OID, values[i] = v[i].p ? v[i].p : "", lengths[i] = (int)v[i].len;
+            sig[i] = 'b';
+            break;
+        }
+    }
+    sig[n] = '\0';
+    const char *name = r == 0 ? prepared(db, sql, sig, types, n) : NULL;
+    PGresult *res = NULL;
+    if (name) {
+        res = PQexecPrepared(db->c, name, (int)n, values, lengths, formats, 0);
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+            *ret = res;
+        else
+            r = note_result(db, res);
+    } else if (r == 0) {
+        r = -db->base.code;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(copies[i]);
+    if (r < 0)
+        PQclear(res);
+    return r;
+}
+
+static int pg_exec(struct db *base, const char *sql, const struct db_value *v, size_t n)
+{
+    struct pg *db = pg(base);
+    PGresult *res;
+    int r = run(db, sql, v, n, &res);
+    if (r < 0)
+        return r;
+    const char *status = PQcmdStatus(res);
+    if (streq(sql, "COMMIT") && streq(status, "ROLLBACK")) {
+        /* A statement failed inside the transaction, which PostgreSQL then rolls back whole
+         * (SQLite undoes the statement alone): a caller that goes on past a failure puts it
+         * in a savepoint, as the journal does. */
+        r = db_note(base, EIO, "the transaction was rolled back: a statement of it had failed");
+    } else {
+        /* The rows changed; a query's rows are not (SQLite's count is 0 for a read). */
+        r = strncmp(status, "SELECT", 6) ? atoi(PQcmdTuples(res)) : 0;
+    }
+    PQclear(res);
+    return r;
+}
+
+static int pg_query(struct db *base, const char *sql, const struct db_value *v, size_t n,
+                    struct db_rows **ret)
+{
+    struct pg *db = pg(base);
+    PGresult *res;
+    int r = run(db, sql, v, n, &res);
+    if (r < 0)
+        return r;
+    struct pg_rows *rows = calloc(1, sizeof(*rows));
+    int nfields = PQnfields(res);
+    if (rows && nfields > 0)
+        rows->decoded = calloc((size_t)nfields, sizeof(*rows->decoded));
+    if (!rows || (nfields > 0 && !rows->decoded)) {
+        free(rows);
+        PQclear(res);
+        return db_note(base, ENOMEM, "%s", strerror(ENOMEM));
+    }
+    rows->base.db = base;
+    rows->res = res;
+    rows->row = -1;
+    rows->nfields = nfields;
+    *ret = &rows->base;
+    return 0;
+}
+
+static void forget_decoded(struct pg_rows *rows)
+{
+    for (int i = 0; i < rows->nfields; i++) {
+        free(rows->decoded[i].p);
+        rows->decoded[i] = (struct decoded){};
+    }
+}
+
+static int pg_next(struct db_rows *r)
+{
+    struct pg_rows *rows = pg_rows(r);
+    forget_decoded(rows);
+    if (rows->row + 1 >= PQntuples(rows->res))
+        return 0;
+    rows->row++;
+    return 1;
+}
+
+static bool pg_is_null(struct db_rows *r, int col)
+{
+    struct pg_rows *rows = pg_rows(r);
+    return PQgetisnull(rows->res, rows->row, col);
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c - 'A' + 10;
+}
+
+/* A bytea column of the row as its bytes (the text result is "\x" and hex digits), NUL after
+ * them so that it reads as text too; NULL when it is NULL or memory ran out. */
+static const struct decoded *bytea(struct pg_rows *rows, int col)
+{
+    struct decoded *d = &rows->decoded[col];
+    if (d->p || PQgetisnull(rows->res, rows->row, col))
+        return d->p ? d : NULL;
+    const char *hex = PQgetvalue(rows->res, rows->row, col);
+    size_t len = (size_t)PQgetlength(rows->res, rows->row, col);
+    if (len < 2 || hex[0] != '\\' || hex[1] != 'x')
+        return NULL; /* bytea_output is hex unless someone set it otherwise */
+    len = (len - 2) / 2;
+    if (!(d->p = malloc(len + 1)))
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        d->p[i] = (char)(hex_digit(hex[2 + 2 * i]) << 4 | hex_digit(hex[3 + 2 * i]));
+    d->p[len] = '\0';
+    d->len = len;
+    return d;
+}
+
+static double pg_double(struct db_rows *r, int col)
+{
+    struct pg_rows *rows = pg_rows(r);
+    if (PQgetisnull(rows->res, rows->row, col))
+        return 0;
+    const char *s = PQgetvalue(rows->res, rows->row, col);
+    if (PQftype(rows->res, col) == BOOL_OID)
+        return *s == 't';
+    return strtod(s, NULL);
+}
+
+static int64_t pg_int(struct db_rows *r, int col)
+{
+    struct pg_rows *rows = pg_rows(r);
+    if (PQgetisnull(rows->res, rows->row, col))
+        return 0;
+    const char *s = PQgetvalue(rows->res, rows->row, col);
+    if (PQftype(rows->res, col) == BOOL_OID)
+        return *s == 't';
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    /* A fraction or an exponent (a double, a numeric average): truncated, as SQLite does. */
+    if (*end == '.' || *end == 'e' || *end == 'E')
+        return (int64_t)strtod(s, NULL);
+    return v;
+}
+
+static const char *pg_text(struct db_rows *r, int col)
+{
+    struct pg_rows *rows = pg_rows(r);
+    if (PQgetisnull(rows->res, rows->row, col))
+        return NULL;
+    if (PQftype(rows->res, col) == BYTEA_OID) {
+        const struct decoded *d = bytea(rows, col);
+        return d ? d->p : NULL;
+    }
+    return PQgetvalue(rows->res, rows->row, col);
+}
+
+static const void *pg_blob(struct db_rows *r, int col, size_t *ret_len)
+{
+    struct pg_rows *rows = pg_rows(r);
+    *ret_len = 0;
+    if (PQgetisnull(rows->res, rows->row, col))
+        return NULL;
+    if (PQftype(rows->res, col) == BYTEA_OID) {
+        const struct decoded *d = bytea(rows, col);
+        if (d)
+            *ret_len = d->len;
+        return d ? d->p : NULL;
+    }
+    *ret_len = (size_t)PQgetlength(rows->res, rows->row, col);
+    return PQgetvalue(rows->res, rows->row, col);
+}
+
+static void pg_rows_free(struct db_rows *r)
+{
+    struct pg_rows *rows = pg_rows(r);
+    forget_decoded(rows);
+    free(rows->decoded);
+    PQclear(rows->res);
+    free(rows);
+}
+
+static int pg_rollback(struct db *base)
+{
+    struct pg *db = pg(base);
+    PGTransactionStatusType t = PQtransactionStatus(db->c);
+    if (db->lost || t == PQTRANS_UNKNOWN)
+        return -ENOTCONN;
+    if (t == PQTRANS_IDLE)
+        return 0;
+    PGresult *res = PQexec(db->c, "ROLLBACK");
+    int r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -EIO;
+    PQclear(res);
+    return r;
+}
+
+static int pg_exec_script(struct db *base, const char *sql)
+{
+    struct pg *db = pg(base);
+    if (db->lost)
+        return note_lost(db);
+    /* The simple protocol: several statements in one text, no parameters, the last result. */
+    PGresult *res = PQexec(db->c, sql);
+    ExecStatusType st = PQresultStatus(res);
+    int r = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : note_result(db, res);
+    PQclear(res);
+    return r;
+}
+
+/* The schema version is a row in meta, which a new database does not have yet: version 0. */
+static int pg_user_version(struct db *base, int *ret)
+{
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    int r = db_query(base, "SELECT to_regclass('meta') IS NOT NULL", NULL, 0, &rows, NULL);
+    if (r < 0)
+        return r;
+    if (db_next(rows) != 1)
+        return db_note(base, EIO, "no answer to whether table meta exists");
+    if (!db_int(rows, 0)) {
+        *ret = 0;
+        return 0;
+    }
+    db_rows_free(TAKE_PTR(rows));
+    r = db_query(base, "SELECT value FROM meta WHERE key = 'user_version'", NULL, 0, &rows, NULL);
+    if (r < 0)
+        return r;
+    *ret = db_next(rows) == 1 ? (int)db_int(rows, 0) : 0;
+    return 0;
+}
+
+static int pg_set_user_version(struct db *base, int version)
+{
+    char text[16];
+    snprintf(text, sizeof(text), "%d", version);
+    const struct db_value v[] = {{.type = DV_TEXT, .p = text}};
+    /* meta as the first migration makes it, should the version be set before (a test). */
+    int r =
+        pg_exec(base, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                NULL, 0);
+    if (r >= 0)
+        r = pg_exec(base,
+                    "INSERT INTO meta (key, value) VALUES ('user_version', $1) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    v, ARRAY_SIZE(v));
+    return r < 0 ? r : 0;
+}
+
+static const char *pg_last_message(struct db *db)
+{
+    return PQerrorMessage(pg(db)->c);
+}
+
+static void pg_close(struct db *base)
+{
+    struct pg *db = pg(base);
+    for (size_t i = 0; i < PG_STMT_CACHE; i++)
+        free(db->cache[i].sql);
+    PQfinish(db->c); /* the session's prepared statements end with it */
+    free(db);
+}
+
+static const struct db_engine engine = {
+    .close = pg_close,
+    .exec = pg_exec,
+    .query = pg_query,
+    .next = pg_next,
+    .is_null = pg_is_null,
+    .get_int = pg_int,
+    .get_double = pg_double,
+    .get_text = pg_text,
+    .get_blob = pg_blob,
+    .rows_free = pg_rows_free,
+    /* No database write lock to take: rows lock as they are written. A read transaction is one
+     * snapshot for all its statements, as a SQLite read transaction is (READ COMMITTED would
+     * take one per statement). */
+    .begin_sql = "BEGIN",
+    .begin_read_sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    .durable_sql =
+        {[false] = "SET synchronous_commit = off", [true] = "SET synchronous_commit = on"},
+    .rollback = pg_rollback,
+    .exec_script = pg_exec_script,
+    .user_version = pg_user_version,
+    .set_user_version = pg_set_user_version,
+    .last_message = pg_last_message,
+};
+
+/* A notice is the server's remark on a statement that succeeded (a table already there): the
+ * store has no one to tell, and libpq would print it on stderr. */
+static void ignore_notice(void *arg, const char *message)
+{
+}
+
+int db_open_pg(const char *conninfo, int flags, struct db **ret, struct ig_error *err)
+{
+    struct pg *db = calloc(1, sizeof(*db));
+    if (!db)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    db->base.engine = &engine;
+    db->c = PQconnectdb(conninfo);
+    if (!db->c) {
+        free(db);
+        return ig_error_set(err, ENOMEM, "out of memory");
+    }
+    /* What the error names: never the conninfo, which may hold a password. */
+    char what[300];
+    snprintf(what, sizeof(what), "PostgreSQL database %s on %s:%s", PQdb(db->c),
+             PQhost(db->c) ? PQhost(db->c) : "?", PQport(db->c));
+    int r;
+    if (PQstatus(db->c) != CONNECTION_OK) {
+        const char *msg = PQerrorMessage(db->c);
+        r = ig_error_set(err, ENOTCONN, "opening %s: the store is unreachable: %.*s", what,
+                         first_line(msg), msg);
+        pg_close(&db->base);
+        return r;
+    }
+    PQsetNoticeProcessor(db->c, ignore_notice, NULL);
+    /* UTF-8 whatever the environment says (the store keeps UTF-8 text); a row lock waited for
+     * as long as SQLite's connections wait for the write lock, then EAGAIN. */
+    char setup[160];
+    snprintf(setup, sizeof(setup), "SET client_encoding = 'UTF8'; SET lock_timeout = '%ds'%s",
+             flags & DB_WRITER ? 10 : 5,
+             flags & DB_READONLY ? "; SET default_transaction_read_only = on" : "");
+    if (pg_exec_script(&db->base, setup) < 0) {
+        r = db_fail(&db->base, err, "setting up %s", what);
+        pg_close(&db->base);
+        return r;
+    }
+    *ret = &db->base;
+    return 0;
+}

@@ -1,0 +1,192 @@
+/* db.h's front: the opener that picks the engine by the target's form, and every call handed to
+ * the connection's engine (db-internal.h). */
+#include "records/db-internal.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <string.h>
+
+int db_note(struct db *db, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(db->message, sizeof(db->message), fmt, ap);
+    va_end(ap);
+    db->code = code;
+    return -code;
+}
+
+static void clear(struct db *db)
+{
+    db->code = 0;
+    db->message[0] = '\0';
+}
+
+/* The failure just noted, in err (when not NULL): the engine's message alone. */
+static int fail(struct db *db, struct ig_error *err)
+{
+    return ig_error_set(err, db->code ? db->code : EIO, "%s", db->message);
+}
+
+int db_fail(struct db *db, struct ig_error *err, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return ig_error_set(err, db->code ? db->code : EIO, "%s: %s", what,
+                        db->message[0] ? db->message : db->engine->last_message(db));
+}
+
+bool db_is_postgresql(const char *target)
+{
+    if (!strncmp(target, "postgresql://", 13) || !strncmp(target, "postgres://", 11))
+        return true;
+    /* A libpq conninfo begins with a keyword and '=' ("host=... dbname=..."); a path never
+     * does, unless a relative one begins so: such a path is written "./name". */
+    const char *p = target;
+    while (isalpha((unsigned char)*p) || *p == '_')
+        p++;
+    if (p == target)
+        return false;
+    while (*p == ' ')
+        p++;
+    return *p == '=';
+}
+
+int db_open(const char *target, int flags, struct db **ret, struct ig_error *err)
+{
+    return db_is_postgresql(target) ? db_open_pg(target, flags, ret, err)
+                                    : db_open_sqlite(target, flags, ret, err);
+}
+
+void db_close(struct db *db)
+{
+    if (db)
+        db->engine->close(db);
+}
+
+int db_exec(struct db *db, const char *sql, const struct db_value *v, size_t n,
+            struct ig_error *err)
+{
+    clear(db);
+    int r = db->engine->exec(db, sql, v, n);
+    return r < 0 ? fail(db, err) : r;
+}
+
+int db_query(struct db *db, const char *sql, const struct db_value *v, size_t n,
+             struct db_rows **ret, struct ig_error *err)
+{
+    clear(db);
+    int r = db->engine->query(db, sql, v, n, ret);
+    return r < 0 ? fail(db, err) : 0;
+}
+
+int db_next(struct db_rows *r)
+{
+    return r->db->engine->next(r);
+}
+
+bool db_is_null(struct db_rows *r, int col)
+{
+    return r->db->engine->is_null(r, col);
+}
+
+int64_t db_int(struct db_rows *r, int col)
+{
+    return r->db->engine->get_int(r, col);
+}
+
+double db_double(struct db_rows *r, int col)
+{
+    return r->db->engine->get_double(r, col);
+}
+
+const char *db_text(struct db_rows *r, int col)
+{
+    return r->db->engine->get_text(r, col);
+}
+
+const void *db_blob(struct db_rows *r, int col, size_t *ret_len)
+{
+    return r->db->engine->get_blob(r, col, ret_len);
+}
+
+void db_rows_free(struct db_rows *r)
+{
+    if (r)
+        r->db->engine->rows_free(r);
+}
+
+/* A statement without values or rows, through the engine's cache: 0 or -errno. */
+static int exec0(struct db *db, const char *sql, struct ig_error *err)
+{
+    int r = db_exec(db, sql, NULL, 0, err);
+    return r < 0 ? r : 0;
+}
+
+int db_begin(struct db *db, struct ig_error *err)
+{
+    return exec0(db, db->engine->begin_sql, err);
+}
+
+int db_begin_read(struct db *db, struct ig_error *err)
+{
+    return exec0(db, db->engine->begin_read_sql, err);
+}
+
+int db_commit(struct db *db, struct ig_error *err)
+{
+    return exec0(db, "COMMIT", err);
+}
+
+int db_rollback(struct db *db)
+{
+    return db->engine->rollback(db);
+}
+
+static int savepoint_op(struct db *db, const char *op, const char *name)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "%s %s", op, name);
+    return exec0(db, sql, NULL);
+}
+
+int db_savepoint(struct db *db, const char *name)
+{
+    return savepoint_op(db, "SAVEPOINT", name);
+}
+
+int db_release(struct db *db, const char *name)
+{
+    return savepoint_op(db, "RELEASE", name);
+}
+
+int db_rollback_to(struct db *db, const char *name)
+{
+    return savepoint_op(db, "ROLLBACK TO", name);
+}
+
+int db_set_durable(struct db *db, bool durable, struct ig_error *err)
+{
+    return exec0(db, db->engine->durable_sql[durable], err);
+}
+
+int db_exec_script(struct db *db, const char *sql, struct ig_error *err)
+{
+    clear(db);
+    return db->engine->exec_script(db, sql) < 0 ? fail(db, err) : 0;
+}
+
+int db_user_version(struct db *db, int *ret, struct ig_error *err)
+{
+    clear(db);
+    return db->engine->user_version(db, ret) < 0 ? fail(db, err) : 0;
+}
+
+int db_set_user_version(struct db *db, int version, struct ig_error *err)
+{
+    clear(db);
+    return db->engine->set_user_version(db, version) < 0 ? fail(db, err) : 0;
+}
