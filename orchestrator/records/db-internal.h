@@ -7,6 +7,7 @@
 /* An engine's operations. Those returning int give 0 (exec: the rows changed) or -errno, after
  * noting the failure in the connection (db_note); the column getters follow db.h's contracts. */
 struct db_engine {
+    bool postgresql;
     void (*close)(struct db *db);
     int (*exec)(struct db *db, const char *sql, const struct db_value *v, size_t n);
     int (*query)(struct db *db, const char *sql, const struct db_value *v, size_t n,

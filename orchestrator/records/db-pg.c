@@ -424,11 +424,17 @@ static int pg_exec_script(struct db *base, const char *sql)
     return r;
 }
 
-/* The schema version is a row in meta, which a new database does not have yet: version 0. */
+/* The schema version is a row in meta, which a new database does not have yet: version 0.
+ * Whether meta exists is read from pg_class by a scan, not by name (to_regclass): a name looked up
+ * is cached by the session, and a table another host made after this transaction began would
+ * stay unseen by it (when hosts migrate one database together: store_migrate). */
 static int pg_user_version(struct db *base, int *ret)
 {
     _cleanup_db_rows_ struct db_rows *rows = NULL;
-    int r = db_query(base, "SELECT to_regclass('meta') IS NOT NULL", NULL, 0, &rows, NULL);
+    int r = db_query(base,
+                     "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables "
+                     "WHERE schemaname = current_schema() AND tablename = 'meta')",
+                     NULL, 0, &rows, NULL);
     if (r < 0)
         return r;
     if (db_next(rows) != 1)
@@ -477,6 +483,7 @@ static void pg_close(struct db *base)
 }
 
 static const struct db_engine engine = {
+    .postgresql = true,
     .close = pg_close,
     .exec = pg_exec,
     .query = pg_query,

@@ -55,6 +55,11 @@ bool db_is_postgresql(const char *target)
     return *p == '=';
 }
 
+bool db_on_postgresql(const struct db *db)
+{
+    return db->engine->postgresql;
+}
+
 int db_open(const char *target, int flags, struct db **ret, struct ig_error *err)
 {
     return db_is_postgresql(target) ? db_open_pg(target, flags, ret, err)

@@ -63,6 +63,8 @@ enum {
 int db_open(const char *target, int flags, struct db **ret, struct ig_error *err);
 /* Whether db_open would read target as PostgreSQL's. */
 bool db_is_postgresql(const char *target);
+/* Whether the connection is to PostgreSQL (for the few texts that differ: migrations). */
+bool db_on_postgresql(const struct db *db);
 /* Accepts NULL. */
 void db_close(struct db *db);
 

@@ -8,10 +8,13 @@
 struct store;
 struct db;
 
-/* One migration brings the schema from version (index) to (index + 1). */
+/* One migration brings the schema from version (index) to (index + 1): sql on both engines, or
+ * on SQLite alone when pg is set, pg being PostgreSQL's text for it. An empty pg: nothing to run
+ * on PostgreSQL, whose baseline (the first migration's pg) made that schema already. */
 struct store_migration {
     const char *name;
     const char *sql;
+    const char *pg;
 };
 
 /* The migrations this build knows, in order (tests build older schemas with them). */
@@ -20,8 +23,9 @@ const struct store_migration *store_migrations(size_t *ret_n);
 /* The schema version this build writes: the number of migrations it knows. */
 int store_schema_version(void);
 
-/* Opens (creating if needed) the database at path in WAL mode and migrates it to the current
- * schema. A database from a newer ignisd is refused. */
+/* Opens (creating if needed) the database at path in WAL mode, or the PostgreSQL database path
+ * names (db_open), and migrates it to the current schema. A database from a newer ignisd is
+ * refused. */
 int store_open(const char *path, struct store **ret, struct ig_error *err);
 void store_free(struct store *s);
 /* The journal writing to the same database: reads of what it writes wait until what was submitted
@@ -30,8 +34,9 @@ struct journal;
 void store_set_journal(struct store *s, struct journal *j);
 
 /* Applies migrations[from..n) in order, each in its own transaction, bumping the schema version
- * (db_user_version). Fails when the database is newer than n. Exposed so tests can migrate with
- * their own lists. */
+ * (db_user_version). Fails when the database is newer than n. Hosts migrating one PostgreSQL
+ * database at once take turns (an advisory lock in each migrating transaction): each migration
+ * runs once. Exposed so tests can migrate with their own lists. */
 int store_migrate(struct db *db, const struct store_migration *migrations, size_t n,
                   struct ig_error *err);
 

@@ -271,6 +271,13 @@ int pgserver_database(struct pgserver *srv, const char *name, char **ret_conninf
     return 0;
 }
 
+int pgserver_new_database(struct pgserver *srv, char **ret_conninfo)
+{
+    char name[32];
+    snprintf(name, sizeof(name), "t_%u", ++srv->databases);
+    return pgserver_database(srv, name, ret_conninfo);
+}
+
 int pgserver_stop_immediate(struct pgserver *srv)
 {
     return stop_with(srv, SIGQUIT);

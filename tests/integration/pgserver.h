@@ -8,11 +8,12 @@
 #include <sys/types.h>
 
 struct pgserver {
-    pid_t pid;         /* the postmaster (a child of the test), 0 while stopped */
-    uint16_t port;     /* kept across pgserver_stop_immediate and pgserver_start */
-    char dir[64];      /* the data dir, also the socket dir (-k): owned by postgres */
-    char log_path[80]; /* the server's stdout and stderr, beside dir */
-    char bindir[256];  /* where initdb, postgres and pg_isready are */
+    pid_t pid;          /* the postmaster (a child of the test), 0 while stopped */
+    uint16_t port;      /* kept across pgserver_stop_immediate and pgserver_start */
+    char dir[64];       /* the data dir, also the socket dir (-k): owned by postgres */
+    char log_path[80];  /* the server's stdout and stderr, beside dir */
+    char bindir[256];   /* where initdb, postgres and pg_isready are */
+    unsigned databases; /* made by pgserver_new_database */
 };
 
 /* Makes and starts a server and its template database. Skips the test (harness_skip: exit 77, or
@@ -24,6 +25,10 @@ int pgserver_new(struct pgserver **ret_srv);
  * libpq connection string for it ("host=DIR port=PORT dbname=NAME user=postgres"); -1 after
  * saying why (an existing NAME, a stopped server). */
 int pgserver_database(struct pgserver *srv, const char *name, char **ret_conninfo);
+
+/* pgserver_database with a name never used before on srv ("t_1", "t_2", ...): a test's fresh
+ * database. */
+int pgserver_new_database(struct pgserver *srv, char **ret_conninfo);
 
 /* Stops the server as `pg_ctl stop -m immediate` does (SIGQUIT: no checkpoint, crash recovery at
  * the next start), what a crash of the database looks like to its clients. 0, or -1 if it did

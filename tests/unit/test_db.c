@@ -56,16 +56,13 @@ static int teardown(void **state)
 /* A new, empty database for the test: target names it. */
 static void new_database(void)
 {
-    static int made;
     if (!srv) {
         unlink(path);
         snprintf(target, sizeof(target), "%s", path);
         return;
     }
-    char name[32];
     _cleanup_free_ char *conninfo = NULL;
-    snprintf(name, sizeof(name), "t_%d", ++made);
-    assert_int_equal(pgserver_database(srv, name, &conninfo), 0);
+    assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
     snprintf(target, sizeof(target), "%s", conninfo);
 }
 

@@ -1,6 +1,9 @@
-/* The store's migrations: fresh databases, older ones migrated in order, newer ones refused,
- * a failing migration leaves the database as it was, and the migration that keys the usage
- * rollup by version keeps every figure. */
+/* The store's migrations, on each engine (SQLite; with the argument `postgresql`, a database of
+ * the tests' own PostgreSQL 15 each): fresh databases reach the current version, older ones are
+ * migrated in order, newer ones refused, a failing migration leaves the database as it was, hosts
+ * migrating one database at once migrate it once, and the usage rollup's trigger sums what it
+ * should. On SQLite, the migration that keys the usage rollup by version keeps every figure; on
+ * PostgreSQL, the baseline's schema is SQLite's at the same version. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,29 +13,53 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <pthread.h>
+
+#include "pgserver.h"
 #include "records/store-internal.h"
 
 static char dir[64];
-static char path[128];
+/* The test's database: a SQLite file, or a PostgreSQL conninfo (srv not NULL). */
+static char path[256];
+static struct pgserver *srv;
 
 static int setup(void **state)
 {
     strcpy(dir, "/tmp/ignis-store-test.XXXXXX");
     if (!mkdtemp(dir))
         return -1;
-    snprintf(path, sizeof(path), "%s/ignis.db", dir);
     return 0;
+}
+
+static int setup_pg(void **state)
+{
+    return setup(state) < 0 ? -1 : pgserver_new(&srv);
 }
 
 static int teardown(void **state)
 {
-    return rm_rf(dir);
+    int r = pgserver_free(srv);
+    return rm_rf(dir) < 0 ? -1 : r;
+}
+
+/* Each test's own new database. */
+static int fresh(void **state)
+{
+    if (!srv) {
+        snprintf(path, sizeof(path), "%s/ignis.db", dir);
+        return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+    }
+    _cleanup_free_ char *conninfo = NULL;
+    if (pgserver_new_database(srv, &conninfo) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s", conninfo);
+    return 0;
 }
 
 static const struct store_migration three[] = {
-    {"one", "CREATE TABLE a (x INTEGER);"},
-    {"two", "CREATE TABLE b (y INTEGER); INSERT INTO a VALUES (2);"},
-    {"three", "ALTER TABLE a ADD COLUMN z TEXT DEFAULT 'three';"},
+    {"one", "CREATE TABLE a (x INTEGER);", NULL},
+    {"two", "CREATE TABLE b (y INTEGER); INSERT INTO a VALUES (2);", NULL},
+    {"three", "ALTER TABLE a ADD COLUMN z TEXT DEFAULT 'three';", NULL},
 };
 
 static int count(struct db *db, const char *sql)
@@ -69,11 +96,13 @@ static void test_fresh_database_reaches_current(void **state)
     assert_int_equal(store_open(path, &s, &err), 0);
     assert_int_equal(version(s->db), store_schema_version());
     assert_int_equal(count(s->db, "SELECT count(*) FROM meta WHERE key = 'created_at'"), 1);
-    struct db_rows *st;
-    assert_int_equal(db_query(s->db, "PRAGMA journal_mode", NULL, 0, &st, NULL), 0);
-    assert_int_equal(db_next(st), 1);
-    assert_string_equal(db_text(st, 0), "wal");
-    db_rows_free(st);
+    if (!srv) {
+        struct db_rows *st;
+        assert_int_equal(db_query(s->db, "PRAGMA journal_mode", NULL, 0, &st, NULL), 0);
+        assert_int_equal(db_next(st), 1);
+        assert_string_equal(db_text(st, 0), "wal");
+        db_rows_free(st);
+    }
     store_free(s);
     /* Opening again changes nothing. */
     assert_int_equal(store_open(path, &s, &err), 0);
@@ -102,7 +131,7 @@ static void test_real_migrations_from_version_zero(void **state)
 {
     /* A database some earlier tool created, with data but no schema version. */
     struct db *db = open_db();
-    assert_int_equal(db_exec_script(db, "CREATE TABLE unrelated (q);", NULL), 0);
+    assert_int_equal(db_exec_script(db, "CREATE TABLE unrelated (q INTEGER);", NULL), 0);
     db_close(db);
     struct store *s;
     struct ig_error err = {};
@@ -130,15 +159,16 @@ static void test_newer_database_is_refused(void **state)
     assert_int_equal(store_open(path, &s, &err), -EPROTO);
     assert_null(s);
     assert_non_null(strstr(err.message, "42"));
-    assert_non_null(strstr(err.message, path));
+    /* Named: the file, or (a conninfo may hold a password) the engine. */
+    assert_non_null(strstr(err.message, srv ? "the PostgreSQL store" : path));
     unlink(path);
 }
 
 static void test_failing_migration_rolls_back(void **state)
 {
     static const struct store_migration broken[] = {
-        {"one", "CREATE TABLE a (x INTEGER);"},
-        {"broken", "CREATE TABLE c (y INTEGER); INSERT INTO nowhere VALUES (1);"},
+        {"one", "CREATE TABLE a (x INTEGER);", NULL},
+        {"broken", "CREATE TABLE c (y INTEGER); INSERT INTO nowhere VALUES (1);", NULL},
     };
     struct db *db = open_db();
     struct ig_error err = {};
@@ -146,7 +176,9 @@ static void test_failing_migration_rolls_back(void **state)
     assert_non_null(strstr(err.message, "broken"));
     assert_non_null(strstr(err.message, "nowhere"));
     assert_int_equal(version(db), 1);
-    assert_int_equal(count(db, "SELECT count(*) FROM sqlite_master WHERE name = 'c'"), 0);
+    assert_int_equal(count(db, srv ? "SELECT count(*) FROM pg_class WHERE relname = 'c'"
+                                   : "SELECT count(*) FROM sqlite_master WHERE name = 'c'"),
+                     0);
     db_close(db);
     unlink(path);
 }
@@ -239,16 +271,152 @@ static void test_garbage_file_is_refused(void **state)
     unlink(path);
 }
 
-int main(void)
+/* The rollup's trigger, on either engine: per function, version and minute, a count, errors,
+ * cold starts, OOM kills, sums and the highest memory peak. */
+static void test_usage_rollup(void **state)
+{
+    struct store *s;
+    struct ig_error err = {};
+    assert_int_equal(store_open(path, &s, &err), 0);
+    exec(s->db, USAGE_ROW("a", 1, 1795842000000000, 100));
+    exec(s->db, USAGE_ROW("b", 1, 1795842030000000, 200));
+    exec(s->db, USAGE_ROW("c", 2, 1795842059000000, 300));
+    exec(s->db, USAGE_ROW("d", 1, 1795842060000000, 400));
+    exec(s->db, "INSERT INTO usage (id, attempt, function, version, start_us, wall_us, cpu_us, "
+                "mem_peak_bytes, peak_reset, memory_mb, billed_ms, gb_s, cold, init_us, status, "
+                "oom_kills) VALUES ('e', 2, 'fb', 1, 1795842001000000, 5000, 50, 999999, 1, 256, "
+                "7, 0.00175, 1, 300, 'error', 1);");
+    assert_int_equal(count(s->db, "SELECT count(*) FROM usage_minute"), 3);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM usage_minute WHERE minute = 1795842000 "
+                                  "AND version = 1 AND invocations = 3 AND errors = 1 AND "
+                                  "cold_starts = 1 AND oom_kills = 1 AND wall_us = 7000 AND "
+                                  "cpu_us = 350 AND billed_ms = 9 AND mb_ms = 2048 AND "
+                                  "mem_peak_bytes = 999999 AND init_us = 300"),
+                     1);
+    assert_int_equal(count(s->db, "SELECT cpu_us FROM usage_minute WHERE minute = 1795842000 AND "
+                                  "version = 2 AND invocations = 1 AND errors = 0"),
+                     300);
+    assert_int_equal(count(s->db, "SELECT cpu_us FROM usage_minute WHERE minute = 1795842060"),
+                     400);
+    store_free(s);
+}
+
+static void *open_store(void *arg)
+{
+    struct store *s;
+    struct ig_error *err = arg;
+    if (store_open(path, &s, err) == 0)
+        store_free(s);
+    return NULL;
+}
+
+/* Hosts starting together on one new database: both open it, and it was migrated once (one
+ * created_at; a second run of the first migration would fail on its table). */
+static void test_hosts_migrate_together(void **state)
+{
+    pthread_t threads[2];
+    struct ig_error errs[2] = {};
+    for (size_t i = 0; i < ARRAY_SIZE(threads); i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, open_store, &errs[i]), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(threads); i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(errs); i++)
+        if (errs[i].code)
+            fail_msg("host %zu: %s", i, errs[i].message);
+    struct db *db = open_db();
+    assert_int_equal(version(db), store_schema_version());
+    assert_int_equal(count(db, "SELECT count(*) FROM meta WHERE key = 'created_at'"), 1);
+    db_close(db);
+}
+
+/* A schema, table by table, one line each: "table: column type notnull pk, ...", then its
+ * indexes and triggers by name; types as SQLite declares them (PostgreSQL's mapped back). */
+static char *schema(struct db *db)
+{
+    static const char sqlite_sql[] =
+        "SELECT m.name, group_concat(c.name || ' ' || lower(c.type) || ' ' || "
+        "(c.\"notnull\" OR c.pk > 0) || ' ' || c.pk, ', ') FROM sqlite_master m, "
+        "pragma_table_info(m.name) c "
+        "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' GROUP BY m.name "
+        "UNION ALL SELECT m.tbl_name, m.type || ' ' || m.name FROM sqlite_master m "
+        "WHERE m.type IN ('index', 'trigger') AND m.name NOT LIKE 'sqlite_%' ORDER BY 1, 2";
+    static const char pg_sql[] =
+        "SELECT c.table_name, string_agg(c.column_name || ' ' || CASE c.data_type "
+        "  WHEN 'bigint' THEN 'integer' WHEN 'bytea' THEN 'blob' WHEN 'double precision' "
+        "  THEN 'real' ELSE c.data_type END || ' ' || (c.is_nullable = 'NO')::int || ' ' || "
+        "  coalesce(k.ordinal_position, 0), ', ' ORDER BY c.ordinal_position) "
+        "FROM information_schema.columns c LEFT JOIN ("
+        "  SELECT u.table_name, u.column_name, u.ordinal_position "
+        "  FROM information_schema.table_constraints t "
+        "  JOIN information_schema.key_column_usage u ON u.constraint_name = t.constraint_name "
+        "  WHERE t.constraint_type = 'PRIMARY KEY' AND t.table_schema = 'public') k "
+        "  ON k.table_name = c.table_name AND k.column_name = c.column_name "
+        "WHERE c.table_schema = 'public' GROUP BY c.table_name "
+        "UNION ALL SELECT tablename, 'index ' || indexname FROM pg_indexes "
+        "WHERE schemaname = 'public' AND indexname NOT LIKE '%_pkey' "
+        "UNION ALL SELECT event_object_table, 'trigger ' || trigger_name "
+        "FROM information_schema.triggers WHERE trigger_schema = 'public' ORDER BY 1, 2";
+    struct db_rows *rows;
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    assert_non_null(f);
+    assert_int_equal(db_query(db, srv ? pg_sql : sqlite_sql, NULL, 0, &rows, NULL), 0);
+    while (db_next(rows) == 1)
+        fprintf(f, "%s: %s\n", db_text(rows, 0), db_text(rows, 1));
+    db_rows_free(rows);
+    fclose(f);
+    return out;
+}
+
+/* PostgreSQL's baseline is SQLite's schema at the same version: tables, columns in order, their
+ * types, NOT NULL and primary keys, indexes and the trigger. A primary key column counts as NOT
+ * NULL on SQLite too: its STRICT tables refuse NULL there, and an INTEGER PRIMARY KEY (the
+ * AUTOINCREMENT seq, an identity on PostgreSQL) is never NULL. */
+static void test_baseline_is_sqlite_schema(void **state)
+{
+    struct store *pg_store, *lite;
+    struct ig_error err = {};
+    char lite_path[128];
+    snprintf(lite_path, sizeof(lite_path), "%s/sqlite.db", dir);
+    assert_int_equal(store_open(path, &pg_store, &err), 0);
+    assert_int_equal(store_open(lite_path, &lite, &err), 0);
+    _cleanup_free_ char *want = NULL, *got = NULL;
+    struct pgserver *keep = TAKE_PTR(srv); /* schema() reads SQLite's */
+    want = schema(lite->db);
+    srv = keep;
+    got = schema(pg_store->db);
+    if (!streq(got, want)) {
+        /* Printed whole: cmocka cuts its messages short. */
+        fprintf(stderr, "---- PostgreSQL\n%s---- SQLite\n%s----\n", got, want);
+        fail_msg("the schemas differ");
+    }
+    store_free(lite);
+    store_free(pg_store);
+}
+
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fresh_database_reaches_current),
-        cmocka_unit_test(test_older_database_is_migrated_in_order),
-        cmocka_unit_test(test_real_migrations_from_version_zero),
-        cmocka_unit_test(test_newer_database_is_refused),
-        cmocka_unit_test(test_failing_migration_rolls_back),
-        cmocka_unit_test(test_usage_rollup_gains_versions),
-        cmocka_unit_test(test_garbage_file_is_refused),
+        cmocka_unit_test_setup(test_fresh_database_reaches_current, fresh),
+        cmocka_unit_test_setup(test_older_database_is_migrated_in_order, fresh),
+        cmocka_unit_test_setup(test_real_migrations_from_version_zero, fresh),
+        cmocka_unit_test_setup(test_newer_database_is_refused, fresh),
+        cmocka_unit_test_setup(test_failing_migration_rolls_back, fresh),
+        cmocka_unit_test_setup(test_usage_rollup, fresh),
+        cmocka_unit_test_setup(test_hosts_migrate_together, fresh),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    /* SQLite's alone: the history a PostgreSQL database never went through, and a file. */
+    const struct CMUnitTest sqlite_tests[] = {
+        cmocka_unit_test_setup(test_usage_rollup_gains_versions, fresh),
+        cmocka_unit_test_setup(test_garbage_file_is_refused, fresh),
+    };
+    const struct CMUnitTest pg_tests[] = {
+        cmocka_unit_test_setup(test_baseline_is_sqlite_schema, fresh),
+    };
+    if (argc > 1 && streq(argv[1], "postgresql"))
+        return cmocka_run_group_tests_name("postgresql", tests, setup_pg, NULL) |
+               cmocka_run_group_tests_name("postgresql only", pg_tests, NULL, teardown);
+    return cmocka_run_group_tests_name("sqlite", tests, setup, NULL) |
+           cmocka_run_group_tests_name("sqlite only", sqlite_tests, NULL, teardown);
 }
