@@ -9,6 +9,29 @@
 #include "container/doctor.h"
 #include "base/log.h"
 #include "daemon/options.h"
+#include "records/db.h"
+#include "records/store.h"
+
+/* --check-config: the options parsed, and the store reachable (its schema read, nothing
+ * created or migrated). */
+static int check_config(const struct ignisd_options *opts)
+{
+    struct ig_error err = {};
+    char target[sizeof(opts->store) + sizeof(opts->state_dir)], name[600];
+    int version;
+
+    options_store_target(opts, target, sizeof(target));
+    db_target_name(target, name, sizeof(name));
+    if (store_probe(target, &version, &err) < 0) {
+        fprintf(stderr, "ignisd: the store %s: %s\n", name, err.message);
+        return 1;
+    }
+    printf("configuration ok: listen=%s:%u state_dir=%s store=%s engine=%s schema=%d (this "
+           "ignisd: %d)\n",
+           opts->listen_host, opts->listen_port, opts->state_dir, name,
+           db_is_postgresql(target) ? "postgresql" : "sqlite", version, store_schema_version());
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -43,11 +66,8 @@ int main(int argc, char **argv)
         cJSON_Delete(checks);
         return worst == DOCTOR_FAILING ? 1 : 0;
     }
-    if (action == OPTIONS_CHECK_CONFIG) {
-        printf("configuration ok: listen=%s:%u state_dir=%s\n", opts.listen_host, opts.listen_port,
-               opts.state_dir);
-        return 0;
-    }
+    if (action == OPTIONS_CHECK_CONFIG)
+        return check_config(&opts);
     log_set_level(opts.log_level);
     /* A log reader that went away (a pipe into a logger that died) or a peer that closed a
      * socket costs a write its EPIPE, never the daemon its life. The shim server ignores it too,

@@ -9,6 +9,7 @@
 #include "api/api.h"
 #include "api/audit.h"
 #include "records/audit_store.h"
+#include "records/db.h"
 #include "config.h"
 #include "container/container.h"
 #include "container/doctor.h"
@@ -285,7 +286,7 @@ static void purge_records(void *userdata, int64_t now_us)
 int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig_error *err)
 {
     struct daemon *d = calloc(1, sizeof(*d));
-    char dbpath[4200];
+    char store_target[4200];
     int r;
 
     if (!d)
@@ -311,9 +312,9 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = setup_cgroups(d, err);
     if (r < 0)
         goto fail;
-    snprintf(dbpath, sizeof(dbpath), "%s/ignis.db", opts->state_dir);
-    r = store_open(dbpath, &d->store, err);
-    if (r == -ENOSPC || r == -EDQUOT) {
+    options_store_target(opts, store_target, sizeof(store_target));
+    r = store_open(store_target, &d->store, err);
+    if ((r == -ENOSPC || r == -EDQUOT) && !opts->store[0]) {
         struct ig_error cause = *err;
         ig_error_clear(err);
         r = no_space(opts->state_dir, -r, cause.message, err);
@@ -340,7 +341,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
                      strerror(-r));
         goto fail;
     }
-    r = journal_new(d->loop, dbpath, &d->journal, err);
+    r = journal_new(d->loop, store_target, &d->journal, err);
     if (r < 0)
         goto fail;
     store_set_journal(d->store, d->journal);
@@ -419,9 +420,11 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = start_http(d, err);
     if (r < 0)
         goto fail;
-    log_info("ignisd started", "version=%s listen=%s:%u state_dir=%s schema=%d tls=%s",
+    char store_name[600];
+    db_target_name(store_target, store_name, sizeof(store_name));
+    log_info("ignisd started", "version=%s listen=%s:%u state_dir=%s store=%s schema=%d tls=%s",
              IGNIS_VERSION, opts->listen_host, http_server_port(d->http), opts->state_dir,
-             store_schema_version(), opts->tls_cert[0] ? "true" : "false");
+             store_name, store_schema_version(), opts->tls_cert[0] ? "true" : "false");
     *ret = d;
     return 0;
 fail:

@@ -2,6 +2,7 @@
 
 #include "base/cron.h"
 #include "base/http.h"
+#include "records/db.h"
 
 #include <ctype.h>
 #include <getopt.h>
@@ -15,6 +16,10 @@ const char options_usage[] =
     "  --listen ADDR:PORT   address to serve the API on (default 127.0.0.1:8080)\n"
     "  --state-dir DIR      where all state lives (default /var/lib/ignis)\n"
     "  --config FILE        read options from FILE (key = value lines)\n"
+    "  --store STORE        sqlite (STATE_DIR/ignis.db, the default), or a PostgreSQL\n"
+    "                       database: a postgresql:// URL or a libpq conninfo (host=...\n"
+    "                       dbname=...); its password never here but in libpq's password\n"
+    "                       file (PGPASSFILE, default ~/.pgpass)\n"
     "  --log-level LEVEL    debug, info, warn or error (default info)\n"
     "  --images-dir DIR     where the runtime images are (default STATE_DIR/images)\n"
     "  --queue-max N        invocations a function may have waiting before 429 (default 1000)\n"
@@ -87,6 +92,14 @@ void options_defaults(struct ignisd_options *o)
     o->python_templates = true;
 }
 
+void options_store_target(const struct ignisd_options *o, char *buf, size_t size)
+{
+    if (o->store[0])
+        snprintf(buf, size, "%s", o->store);
+    else
+        snprintf(buf, size, "%s/ignis.db", o->state_dir);
+}
+
 static bool key_is(const char *key, const char *name)
 {
     for (; *key && *name; key++, name++) {
@@ -106,6 +119,21 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
         if (!value[0] || strlen(value) >= sizeof(o->state_dir))
             return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
         strcpy(o->state_dir, value);
+    } else if (key_is(key, "store")) {
+        if (streq(value, "sqlite")) {
+            o->store[0] = '\0';
+            return 0;
+        }
+        if (!db_is_postgresql(value))
+            /* Not echoed: whatever it is, it may hold a secret. */
+            return ig_error_set(err, EINVAL,
+                                "neither sqlite nor a postgresql:// URL or libpq conninfo");
+        if (strlen(value) >= sizeof(o->store))
+            return ig_error_set(err, EINVAL, "the store's target is too long");
+        int r = db_check_target(value, err);
+        if (r < 0)
+            return r;
+        strcpy(o->store, value);
     } else if (key_is(key, "images-dir")) {
         if (!value[0] || strlen(value) >= sizeof(o->images_dir))
             return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
@@ -252,6 +280,7 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"config", required_argument, NULL, 'c'},
         {"log-level", required_argument, NULL, 'L'},
         {"images-dir", required_argument, NULL, 'I'},
+        {"store", required_argument, NULL, 'O'},
         {"queue-max", required_argument, NULL, 'Q'},
         {"keep-versions", required_argument, NULL, 'K'},
         {"usage-retention-days", required_argument, NULL, 'U'},

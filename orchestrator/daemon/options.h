@@ -9,8 +9,11 @@ struct ignisd_options {
     char listen_host[256];
     uint16_t listen_port;
     char state_dir[4096];
-    char config[4096];      /* empty when none */
-    char images_dir[4096];  /* empty: STATE_DIR/images */
+    char config[4096];     /* empty when none */
+    char images_dir[4096]; /* empty: STATE_DIR/images */
+    /* The store: empty for SQLite's STATE_DIR/ignis.db, else a PostgreSQL URL or libpq conninfo
+     * (db.h's db_open), never with a password in it (db_check_target). */
+    char store[1024];
     uint32_t queue_max;     /* per function */
     uint32_t keep_versions; /* versions kept per function, beside alias targets (default 10) */
     uint32_t usage_retention_days;        /* the usage ledger's rows (default 30) */
@@ -35,6 +38,9 @@ struct ignisd_options {
 };
 
 void options_defaults(struct ignisd_options *o);
+
+/* What the store opens (store_open, journal_new): o->store, or STATE_DIR/ignis.db for SQLite. */
+void options_store_target(const struct ignisd_options *o, char *buf, size_t size);
 
 /* Sets one option from its key (the long option's name without dashes, '-' or '_' alike). */
 int options_set(struct ignisd_options *o, const char *key, const char *value, struct ig_error *err);

@@ -49,3 +49,5 @@ int db_note(struct db *db, int code, const char *fmt, ...) _printf_(3, 4);
 /* The engines' openers (db_open picks one by the target's form). */
 int db_open_sqlite(const char *path, int flags, struct db **ret, struct ig_error *err);
 int db_open_pg(const char *conninfo, int flags, struct db **ret, struct ig_error *err);
+int db_check_target_pg(const char *conninfo, struct ig_error *err);
+void db_target_name_pg(const char *conninfo, char *buf, size_t size);

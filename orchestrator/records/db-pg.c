@@ -552,3 +552,51 @@ int db_open_pg(const char *conninfo, int flags, struct db **ret, struct ig_error
     *ret = &db->base;
     return 0;
 }
+
+/* The target's keywords as libpq reads them (URL or conninfo alike); NULL with *ret_msg set
+ * (PQfreemem it) when it does not parse. */
+static PQconninfoOption *parse_target(const char *conninfo, char **ret_msg)
+{
+    *ret_msg = NULL;
+    return PQconninfoParse(conninfo, ret_msg);
+}
+
+static const char *option_value(const PQconninfoOption *opts, const char *keyword)
+{
+    for (const PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (streq(o->keyword, keyword))
+            return o->val && o->val[0] ? o->val : NULL;
+    return NULL;
+}
+
+int db_check_target_pg(const char *conninfo, struct ig_error *err)
+{
+    char *msg;
+    PQconninfoOption *opts = parse_target(conninfo, &msg);
+    int r = 0;
+    if (!opts) {
+        r = msg ? ig_error_set(err, EINVAL, "not a PostgreSQL URL or conninfo: %.*s",
+                               first_line(msg), msg)
+                : ig_error_set(err, ENOMEM, "out of memory");
+        PQfreemem(msg);
+        return r;
+    }
+    if (option_value(opts, "password"))
+        r = ig_error_set(err, EINVAL,
+                         "the PostgreSQL store's target holds a password: leave it out and give "
+                         "it in libpq's password file (PGPASSFILE, or ~/.pgpass)");
+    PQconninfoFree(opts);
+    return r;
+}
+
+void db_target_name_pg(const char *conninfo, char *buf, size_t size)
+{
+    char *msg;
+    PQconninfoOption *opts = parse_target(conninfo, &msg);
+    PQfreemem(msg);
+    const char *user = option_value(opts, "user"), *host = option_value(opts, "host");
+    const char *port = option_value(opts, "port"), *dbname = option_value(opts, "dbname");
+    snprintf(buf, size, "postgresql://%s%s%s%s%s/%s", user ? user : "", user ? "@" : "",
+             host ? host : "", port ? ":" : "", port ? port : "", dbname ? dbname : "");
+    PQconninfoFree(opts);
+}

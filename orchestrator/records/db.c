@@ -55,6 +55,19 @@ bool db_is_postgresql(const char *target)
     return *p == '=';
 }
 
+int db_check_target(const char *target, struct ig_error *err)
+{
+    return db_is_postgresql(target) ? db_check_target_pg(target, err) : 0;
+}
+
+void db_target_name(const char *target, char *buf, size_t size)
+{
+    if (db_is_postgresql(target))
+        db_target_name_pg(target, buf, size);
+    else
+        snprintf(buf, size, "sqlite:%s", target);
+}
+
 bool db_on_postgresql(const struct db *db)
 {
     return db->engine->postgresql;

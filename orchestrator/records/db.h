@@ -63,6 +63,15 @@ enum {
 int db_open(const char *target, int flags, struct db **ret, struct ig_error *err);
 /* Whether db_open would read target as PostgreSQL's. */
 bool db_is_postgresql(const char *target);
+/* Checks a PostgreSQL target as libpq reads it, without connecting: EINVAL with libpq's reason
+ * when it does not parse, and EINVAL when it holds a password (a URL's user:password@ or a
+ * password= keyword): a password belongs in libpq's PGPASSFILE or ~/.pgpass, never in a command
+ * line or a log. */
+int db_check_target(const char *target, struct ig_error *err);
+/* The target named without secrets, for logs: "sqlite:PATH", or
+ * "postgresql://USER@HOST:PORT/DBNAME" with what the target gives of those (libpq's defaults
+ * otherwise left out). */
+void db_target_name(const char *target, char *buf, size_t size);
 /* Whether the connection is to PostgreSQL (for the few texts that differ: migrations). */
 bool db_on_postgresql(const struct db *db);
 /* Accepts NULL. */

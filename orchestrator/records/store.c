@@ -3,6 +3,7 @@
 
 #include <string.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "records/journal.h"
@@ -639,5 +640,25 @@ int store_open(const char *path, struct store **ret, struct ig_error *err)
         return r;
     }
     *ret = s;
+    return 0;
+}
+
+int store_probe(const char *path, int *ret_version, struct ig_error *err)
+{
+    struct db *db;
+    int version, r;
+
+    if (!db_is_postgresql(path) && access(path, F_OK) < 0 && errno == ENOENT) {
+        *ret_version = 0;
+        return 0;
+    }
+    r = db_open(path, DB_READONLY, &db, err);
+    if (r < 0)
+        return r;
+    r = db_user_version(db, &version, err);
+    db_close(db);
+    if (r < 0)
+        return r;
+    *ret_version = version;
     return 0;
 }

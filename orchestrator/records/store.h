@@ -28,6 +28,10 @@ int store_schema_version(void);
  * refused. */
 int store_open(const char *path, struct store **ret, struct ig_error *err);
 void store_free(struct store *s);
+/* Connects to the store at path as store_open would, without creating or migrating anything,
+ * and reads its schema version (0: none yet, as for a SQLite file not made yet): what
+ * `ignisd --check-config` reports. Fails as db_open does (ENOTCONN: unreachable). */
+int store_probe(const char *path, int *ret_version, struct ig_error *err);
 /* The journal writing to the same database: reads of what it writes wait until what was submitted
  * before them is committed (the journal lingers up to a few ms over crash-safe rows). */
 struct journal;

@@ -272,6 +272,53 @@ static void test_config_file(void **state)
     unlink(path);
 }
 
+/* --store: sqlite (the default, STATE_DIR/ignis.db) or a PostgreSQL URL or conninfo, never one
+ * with a password, whose text no error repeats. */
+static void test_store(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+    char target[8192];
+
+    assert_int_equal(parse(&o, &a, &err, 3, "--state-dir", "/srv/ig"), 0);
+    options_store_target(&o, target, sizeof(target));
+    assert_string_equal(target, "/srv/ig/ignis.db");
+    assert_int_equal(parse(&o, &a, &err, 3, "--store", "sqlite"), 0);
+    assert_string_equal(o.store, "");
+    assert_int_equal(parse(&o, &a, &err, 3, "--store", "postgresql://ignis@db.example:5433/ig"), 0);
+    options_store_target(&o, target, sizeof(target));
+    assert_string_equal(target, "postgresql://ignis@db.example:5433/ig");
+    assert_int_equal(parse(&o, &a, &err, 3, "--store", "host=/run/pg dbname=ig user=ignis"), 0);
+    assert_string_equal(o.store, "host=/run/pg dbname=ig user=ignis");
+
+    const char *refused[] = {
+        "postgresql://ignis:hunter2@db.example/ig",
+        "postgresql://ignis@db.example/ig?password=hunter2",
+        "host=db.example password=hunter2 dbname=ig",
+        "mysql://ignis:hunter2@db.example/ig",
+        "/var/lib/other.db",
+        "host=db.example dbname='hunter2",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+        assert_int_equal(parse(&o, &a, &err, 3, "--store", refused[i]), -EINVAL);
+        assert_non_null(strstr(err.message, "--store"));
+        assert_null(strstr(err.message, "hunter2"));
+    }
+    assert_int_equal(parse(&o, &a, &err, 3, "--store", refused[0]), -EINVAL);
+    assert_non_null(strstr(err.message, "PGPASSFILE"));
+
+    char *path = write_config("store = postgresql://ignis@db.example/ig\n");
+    assert_int_equal(parse(&o, &a, &err, 3, "--config", path), 0);
+    assert_string_equal(o.store, "postgresql://ignis@db.example/ig");
+    unlink(path);
+    path = write_config("store = postgresql://ignis:hunter2@db.example/ig\n");
+    assert_int_equal(parse(&o, &a, &err, 3, "--config", path), -EINVAL);
+    assert_non_null(strstr(err.message, ":1: store"));
+    assert_null(strstr(err.message, "hunter2"));
+    unlink(path);
+}
+
 static void test_config_errors(void **state)
 {
     struct ignisd_options o;
@@ -303,12 +350,19 @@ static void test_config_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),         cmocka_unit_test(test_all_options),
-        cmocka_unit_test(test_dispatch_options), cmocka_unit_test(test_usage_retention),
-        cmocka_unit_test(test_listen_forms),     cmocka_unit_test(test_errors_name_the_problem),
-        cmocka_unit_test(test_help_version),     cmocka_unit_test(test_config_file),
-        cmocka_unit_test(test_config_errors),    cmocka_unit_test(test_event_options),
-        cmocka_unit_test(test_security_options), cmocka_unit_test(test_keep_versions),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_all_options),
+        cmocka_unit_test(test_dispatch_options),
+        cmocka_unit_test(test_usage_retention),
+        cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_errors_name_the_problem),
+        cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_event_options),
+        cmocka_unit_test(test_security_options),
+        cmocka_unit_test(test_keep_versions),
+        cmocka_unit_test(test_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
