@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 
 #include "base/util.h"
+#include "pgserver.h"
 
 void harness_skip(const char *fmt, ...)
 {
@@ -219,6 +220,56 @@ void harness_set_nofile(unsigned long soft, unsigned long hard)
     nofile_for_daemons = (struct rlimit){soft, hard};
 }
 
+/* The test process's PostgreSQL server (harness_on_postgresql), and the process that started
+ * it: a child the test forked that exits runs the atexit handlers too, and must leave it be. */
+static struct pgserver *test_pg;
+static pid_t test_pg_owner;
+
+bool harness_on_postgresql(void)
+{
+    const char *store = getenv("IGNIS_TEST_STORE");
+    return store && streq(store, "postgresql");
+}
+
+void harness_store_target(const struct ignisd_proc *p, char *buf, size_t size)
+{
+    if (p->store[0])
+        snprintf(buf, size, "%s", p->store);
+    else
+        snprintf(buf, size, "%s/ignis.db", p->state_dir);
+}
+
+static void stop_test_pg(void)
+{
+    if (test_pg && getpid() == test_pg_owner && pgserver_free(test_pg) < 0)
+        fprintf(stderr, "the tests' PostgreSQL server did not stop cleanly\n");
+    test_pg = NULL;
+}
+
+/* A fresh database for p's daemon, on PostgreSQL; nothing on SQLite. */
+static int make_store(struct ignisd_proc *p)
+{
+    const char *store = getenv("IGNIS_TEST_STORE");
+    if (!store || !*store || streq(store, "sqlite"))
+        return 0;
+    if (!harness_on_postgresql()) {
+        fprintf(stderr, "IGNIS_TEST_STORE=%s: expected sqlite or postgresql\n", store);
+        return -1;
+    }
+    if (!test_pg) {
+        if (pgserver_new(&test_pg) < 0)
+            return -1;
+        test_pg_owner = getpid();
+        atexit(stop_test_pg);
+    }
+    char *conninfo;
+    if (pgserver_new_database(test_pg, &conninfo) < 0)
+        return -1;
+    snprintf(p->store, sizeof(p->store), "%s", conninfo);
+    free(conninfo);
+    return 0;
+}
+
 static int start_daemon(struct ignisd_proc *p, const char *const *extra_args)
 {
     const char *argv[32];
@@ -246,6 +297,10 @@ static int start_daemon(struct ignisd_proc *p, const char *const *extra_args)
         if (images && *images) {
             argv[n++] = "--images-dir";
             argv[n++] = images;
+        }
+        if (p->store[0]) {
+            argv[n++] = "--store";
+            argv[n++] = p->store;
         }
         for (const char *const *a = extra_args; a && *a && n < ARRAY_SIZE(argv) - 1; a++)
             argv[n++] = *a;
@@ -296,6 +351,8 @@ int harness_start(struct ignisd_proc *p, const char *const *extra_args)
         return -1;
     }
     snprintf(p->log_path, sizeof(p->log_path), "%s.log", p->state_dir);
+    if (make_store(p) < 0)
+        return -1;
     return start_daemon(p, extra_args);
 }
 
@@ -309,6 +366,8 @@ int harness_start_in(struct ignisd_proc *p, const char *state_dir, const char *c
         return -1;
     }
     snprintf(p->log_path, sizeof(p->log_path), "%s.log", p->fixtures);
+    if (make_store(p) < 0)
+        return -1;
     return start_daemon(p, extra_args);
 }
 

@@ -28,12 +28,25 @@ struct ignisd_proc {
      * children and clients the test makes itself; later ones started by harness_start are given
      * the same token (a provisioned admin.token, auth.h), so one $IGNIS_TOKEN serves them all. */
     char token[128];
+    /* IGNIS_TEST_STORE=postgresql: the libpq conninfo of this daemon's own database (made by
+     * harness_start, kept by harness_restart), passed as --store; empty: SQLite's ignis.db. */
+    char store[512];
 };
 
 /* Exits 77 (skip) with the reason, or 1 when IGNIS_MUST_WORK=1 makes every skip a failure. */
 _Noreturn void harness_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Skips unless running as root (containers, cgroups). */
 void harness_require_root(void);
+
+/* Whether the daemons harness_start starts keep their store in PostgreSQL: IGNIS_TEST_STORE=
+ * postgresql. The test process then runs one private server (pgserver.h), started with its first
+ * daemon and stopped when the process exits, and each harness_start makes a fresh database on it.
+ * Unset (or sqlite): SQLite's STATE_DIR/ignis.db, as always. A test that reads or writes
+ * ignis.db itself skips that check on PostgreSQL, saying why. */
+bool harness_on_postgresql(void);
+/* What p's daemon opens as its store: p->store, or STATE_DIR/ignis.db (db.h's db_open reads
+ * either). */
+void harness_store_target(const struct ignisd_proc *p, char *buf, size_t size);
 
 /* Path of a built binary or a source file, from the environment meson sets. */
 const char *harness_ignisd(void);
