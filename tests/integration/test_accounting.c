@@ -7,11 +7,11 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <sqlite3.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "base/util.h"
+#include "records/db.h"
 
 static struct ignisd_proc daemon_proc;
 
@@ -33,13 +33,15 @@ struct row {
     char status[16];
 };
 
-static sqlite3 *open_db(void)
+/* The daemon's store, on either engine (harness_store_target). */
+static struct db *open_db(void)
 {
-    char path[400];
-    sqlite3 *db;
-    snprintf(path, sizeof(path), "%s/ignis.db", daemon_proc.state_dir);
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
+    char target[600];
+    struct db *db;
+    struct ig_error err = {};
+    harness_store_target(&daemon_proc, target, sizeof(target));
+    if (db_open(target, DB_READONLY, &db, &err) < 0)
+        fail_msg("%s", err.message);
     return db;
 }
 
@@ -47,39 +49,35 @@ static sqlite3 *open_db(void)
  * (a bound on how long, not an assertion on speed). */
 static void ledger_attempt(const char *id, int attempt, struct row *ret)
 {
-    sqlite3 *db = open_db();
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT wall_us, cpu_us, mem_peak_bytes, billed_ms, cold, "
-                                        "init_us, oom_kills, memory_mb, gb_s, status FROM usage "
-                                        "WHERE id = ? AND attempt = ?",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, attempt);
+    struct db *db = open_db();
+    const struct db_value v[] = {DV_S(id), DV_I(attempt)};
     bool found = false;
     for (int i = 0; i < 300 && !found; i++) {
-        if (sqlite3_step(st) == SQLITE_ROW) {
+        _cleanup_db_rows_ struct db_rows *st = NULL;
+        assert_int_equal(db_query(db,
+                                  "SELECT wall_us, cpu_us, mem_peak_bytes, billed_ms, cold, "
+                                  "init_us, oom_kills, memory_mb, gb_s, status FROM usage "
+                                  "WHERE id = $1 AND attempt = $2",
+                                  v, ARRAY_SIZE(v), &st, NULL),
+                         0);
+        if (db_next(st) == 1) {
             found = true;
             *ret = (struct row){
-                .wall_us = sqlite3_column_int64(st, 0),
-                .cpu_us = sqlite3_column_int64(st, 1),
-                .mem_peak_bytes = sqlite3_column_int64(st, 2),
-                .billed_ms = sqlite3_column_int64(st, 3),
-                .cold = sqlite3_column_int64(st, 4),
-                .init_us = sqlite3_column_int64(st, 5),
-                .oom_kills = sqlite3_column_int64(st, 6),
-                .memory_mb = sqlite3_column_int64(st, 7),
-                .gb_s = sqlite3_column_double(st, 8),
+                .wall_us = db_int(st, 0),
+                .cpu_us = db_int(st, 1),
+                .mem_peak_bytes = db_int(st, 2),
+                .billed_ms = db_int(st, 3),
+                .cold = db_int(st, 4),
+                .init_us = db_int(st, 5),
+                .oom_kills = db_int(st, 6),
+                .memory_mb = db_int(st, 7),
+                .gb_s = db_double(st, 8),
             };
-            snprintf(ret->status, sizeof(ret->status), "%s", sqlite3_column_text(st, 9));
-        } else {
-            sqlite3_reset(st);
+            snprintf(ret->status, sizeof(ret->status), "%s", db_text(st, 9));
+        } else
             usleep(50000);
-        }
     }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    db_close(db);
     if (!found)
         fprintf(stderr, "no ledger row for %s\n", id);
     assert_true(found);
@@ -438,21 +436,21 @@ static void test_usage_by_version(void **state)
 /* The API's totals against sums over the ledger rows. */
 static void check_usage_matches_ledger(void)
 {
-    sqlite3 *db = open_db();
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT count(*), sum(status <> 'ok'), sum(billed_ms), "
-                                        "sum(cpu_us), sum(gb_s), max(mem_peak_bytes), "
-                                        "sum(oom_kills > 0) FROM usage",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(st, 0), errors = sqlite3_column_int64(st, 1),
-            billed = sqlite3_column_int64(st, 2), cpu = sqlite3_column_int64(st, 3),
-            peak = sqlite3_column_int64(st, 5), ooms = sqlite3_column_int64(st, 6);
-    double gbs = sqlite3_column_double(st, 4);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    struct db *db = open_db();
+    struct db_rows *st;
+    /* CASE, not a sum of comparisons: PostgreSQL sums no booleans (db.h). */
+    assert_int_equal(db_query(db,
+                              "SELECT count(*), sum(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), "
+                              "sum(billed_ms), sum(cpu_us), sum(gb_s), max(mem_peak_bytes), "
+                              "sum(CASE WHEN oom_kills > 0 THEN 1 ELSE 0 END) FROM usage",
+                              NULL, 0, &st, NULL),
+                     0);
+    assert_int_equal(db_next(st), 1);
+    int64_t n = db_int(st, 0), errors = db_int(st, 1), billed = db_int(st, 2), cpu = db_int(st, 3),
+            peak = db_int(st, 5), ooms = db_int(st, 6);
+    double gbs = db_double(st, 4);
+    db_rows_free(st);
+    db_close(db);
     assert_true(n >= 9);
 
     struct client_response r;

@@ -571,11 +571,17 @@ static void test_secrets_only_for_their_function(void **state)
     free(err);
     assert_false(file_contains(daemon_proc.log_path, value_a));
     assert_false(file_contains(daemon_proc.log_path, unlisted));
-    char db[600];
-    snprintf(db, sizeof(db), "%s/ignis.db", daemon_proc.state_dir);
-    assert_false(file_contains(db, value_a));
-    snprintf(db, sizeof(db), "%s/ignis.db-wal", daemon_proc.state_dir);
-    assert_false(file_contains(db, value_a));
+    /* The store's files hold no secret value. On PostgreSQL there are none under the state
+     * dir (the server's files are its own): that check is SQLite's. */
+    if (harness_on_postgresql())
+        fprintf(stderr, "# the store's files unchecked for the secret: the store is PostgreSQL\n");
+    else {
+        char db[600];
+        snprintf(db, sizeof(db), "%s/ignis.db", daemon_proc.state_dir);
+        assert_false(file_contains(db, value_a));
+        snprintf(db, sizeof(db), "%s/ignis.db-wal", daemon_proc.state_dir);
+        assert_false(file_contains(db, value_a));
+    }
 
     /* Removing: gone from the listing; a second removal is 404; bad names are 400. */
     char *rm[] = {(char *)harness_cli(), "--server", daemon_proc.url, "secret", "rm", "alpha",

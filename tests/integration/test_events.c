@@ -10,12 +10,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
 #include "base/cloudevents.h"
+#include "records/db.h"
 
 /* Small, so the loop test is short; chains in the chain test are 2 hops. */
 #define HOP_LIMIT "4"
@@ -719,42 +719,48 @@ static void test_every_second(void **state)
     client_response_clear(&r);
 }
 
+/* The daemon's store, on either engine (harness_store_target). */
+static struct db *open_store(struct ignisd_proc *p)
+{
+    char target[600];
+    struct db *db;
+    struct ig_error err = {};
+    harness_store_target(p, target, sizeof(target));
+    if (db_open(target, 0, &db, &err) < 0)
+        fail_msg("%s", err.message);
+    return db;
+}
+
 /* Waits (up to 30 s) until ignisd has stored fn's schedule. */
 static void wait_schedule_recorded(struct ignisd_proc *p, const char *fn)
 {
-    char db_path[400];
-    snprintf(db_path, sizeof(db_path), "%s/ignis.db", p->state_dir);
-    for (int i = 0; i < 600; i++) {
-        sqlite3 *db;
-        sqlite3_stmt *st;
-        bool found = false;
-        assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
-        if (sqlite3_prepare_v2(db, "SELECT 1 FROM schedules WHERE function = ?", -1, &st, NULL) ==
-            SQLITE_OK) {
-            sqlite3_bind_text(st, 1, fn, -1, SQLITE_STATIC);
-            found = sqlite3_step(st) == SQLITE_ROW;
-            sqlite3_finalize(st);
-        }
-        sqlite3_close(db);
-        if (found)
-            return;
-        usleep(50000);
+    struct db *db = open_store(p);
+    const struct db_value v[] = {DV_S(fn)};
+    bool found = false;
+    for (int i = 0; i < 600 && !found; i++) {
+        struct db_rows *st;
+        assert_int_equal(
+            db_query(db, "SELECT 1 FROM schedules WHERE function = $1", v, 1, &st, NULL), 0);
+        found = db_next(st) == 1;
+        db_rows_free(st);
+        if (!found)
+            usleep(50000);
     }
-    fail_msg("the schedule of %s was never stored", fn);
+    db_close(db);
+    if (!found)
+        fail_msg("the schedule of %s was never stored", fn);
 }
 
 /* Moves a schedule's last run back, as if ignisd had been down that long. */
 static void age_schedule(struct ignisd_proc *p, const char *fn, long seconds)
 {
-    char db_path[400], sql[256];
-    sqlite3 *db;
-    snprintf(db_path, sizeof(db_path), "%s/ignis.db", p->state_dir);
-    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
-    snprintf(sql, sizeof(sql),
-             "UPDATE schedules SET last_run = last_run - %ld WHERE function = '%s'", seconds, fn);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_changes(db), 1);
-    sqlite3_close(db);
+    struct db *db = open_store(p);
+    const struct db_value v[] = {DV_I(seconds), DV_S(fn)};
+    assert_int_equal(db_exec(db,
+                             "UPDATE schedules SET last_run = last_run - $1 WHERE function = $2", v,
+                             ARRAY_SIZE(v), NULL),
+                     1);
+    db_close(db);
 }
 
 /* A yearly schedule whose last run was three years ago (ignisd "down" since): one run, marked
