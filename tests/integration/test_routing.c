@@ -9,11 +9,24 @@
  * which version's container ran it, not only the header. */
 #include "harness.h"
 
-#include <sqlite3.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "records/db.h"
+
 static struct ignisd_proc daemon_proc;
+
+/* The daemon's store, on either engine (harness_store_target), read only. */
+static struct db *open_store(void)
+{
+    char target[600];
+    struct db *db;
+    struct ig_error err = {};
+    harness_store_target(&daemon_proc, target, sizeof(target));
+    if (db_open(target, DB_READONLY, &db, &err) < 0)
+        fail_msg("%s", err.message);
+    return db;
+}
 
 /* Two versions differing in their manifest (a new manifest is a new version). Version 1 asks for
  * min_scale 1: as a version other than the current one it must still scale to zero. */
@@ -227,28 +240,22 @@ static void test_async_runs_the_routed_version(void **state)
  * for up to 60 s. */
 static void schedule_run_id(const char *fn, char id[static 64])
 {
-    char path[300];
-    snprintf(path, sizeof(path), "%s/ignis.db", daemon_proc.state_dir);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT id FROM invocations WHERE function = ? AND "
-                                        "idempotency_key LIKE '/ignis/%' LIMIT 1",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(st, 1, fn, -1, SQLITE_STATIC);
+    struct db *db = open_store();
+    const struct db_value v[] = {DV_S(fn)};
     id[0] = '\0';
     for (int i = 0; i < 600 && !id[0]; i++) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            snprintf(id, 64, "%s", (const char *)sqlite3_column_text(st, 0));
+        _cleanup_db_rows_ struct db_rows *st = NULL;
+        assert_int_equal(db_query(db,
+                                  "SELECT id FROM invocations WHERE function = $1 AND "
+                                  "idempotency_key LIKE '/ignis/%' LIMIT 1",
+                                  v, ARRAY_SIZE(v), &st, NULL),
+                         0);
+        if (db_next(st) == 1)
+            snprintf(id, 64, "%s", db_text(st, 0));
         else
             usleep(100 * 1000);
-        sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    db_close(db);
     assert_true(id[0] != '\0');
 }
 
@@ -339,34 +346,27 @@ static long put_alias(const char *name, const char *alias, const char *body)
  * such rows (sync records are written after their reply: polled for up to 60 s). */
 static int rows_by_version(const char *fn, const char *alias, int version, int total)
 {
-    char path[300];
-    snprintf(path, sizeof(path), "%s/ignis.db", daemon_proc.state_dir);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT count(*), sum(version = ?) "
-                                        "FROM invocations WHERE function = ? AND alias = ?",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_int(st, 1, version);
-    sqlite3_bind_text(st, 2, fn, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, alias, -1, SQLITE_STATIC);
-    int all = 0, n = 0;
+    struct db *db = open_store();
+    const struct db_value v[] = {DV_I(version), DV_S(fn), DV_S(alias)};
+    int64_t all = 0, n = 0;
     for (int i = 0; i < 600; i++) {
-        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        all = sqlite3_column_int(st, 0);
-        n = sqlite3_column_int(st, 1);
-        sqlite3_reset(st);
+        _cleanup_db_rows_ struct db_rows *st = NULL;
+        assert_int_equal(db_query(db,
+                                  "SELECT count(*), "
+                                  "coalesce(sum(CASE WHEN version = $1 THEN 1 ELSE 0 END), 0) "
+                                  "FROM invocations WHERE function = $2 AND alias = $3",
+                                  v, ARRAY_SIZE(v), &st, NULL),
+                         0);
+        assert_int_equal(db_next(st), 1);
+        all = db_int(st, 0);
+        n = db_int(st, 1);
         if (all >= total)
             break;
         usleep(100 * 1000);
     }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    db_close(db);
     assert_int_equal(all, total);
-    return n;
+    return (int)n;
 }
 
 static void test_weighted_alias_and_rollback(void **state)
