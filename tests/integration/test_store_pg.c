@@ -31,8 +31,13 @@ static int teardown(void **state)
  * stdout and stderr in ret_out and ret_err (free them). */
 static int check_config(const char *dir, const char *target, char **ret_out, char **ret_err)
 {
-    char *argv[] = {(char *)harness_ignisd(), "--check-config", "--state-dir", (char *)dir,
-                    "--store",                (char *)target,   NULL};
+    char *argv[] = {(char *)harness_ignisd(),
+                    "--check-config",
+                    "--state-dir",
+                    (char *)dir,
+                    "--store",
+                    (char *)target,
+                    NULL};
     return harness_run(argv, ret_out, ret_err);
 }
 
@@ -42,8 +47,9 @@ static char *start_fails(const char *dir, const char *target, int expect_status)
 {
     char listen[64], *out = NULL, *err = NULL;
     snprintf(listen, sizeof(listen), "127.0.0.1:%u", harness_free_port());
-    char *argv[] = {(char *)harness_ignisd(), "--listen", listen, "--state-dir", (char *)dir,
-                    "--store", (char *)target, NULL};
+    char *argv[] = {
+        (char *)harness_ignisd(), "--listen", listen, "--state-dir", (char *)dir, "--store",
+        (char *)target,           NULL};
     assert_int_equal(harness_run(argv, &out, &err), expect_status);
     free(out);
     assert_non_null(err);

@@ -186,6 +186,14 @@ static void upgrade_from(size_t k)
 static void test_previous_schemas_upgrade(void **state)
 {
     size_t n;
+    /* Each earlier schema is built in an ignis.db file and filled by ATTACHing the source
+     * daemon's: SQLite's files. PostgreSQL starts at a baseline; its migrations are test_store's
+     * (the unit suite, on a live server). */
+    if (harness_on_postgresql()) {
+        fprintf(stderr, "# earlier schemas unchecked: they are SQLite files; the store is "
+                        "PostgreSQL\n");
+        return;
+    }
     store_migrations(&n);
     assert_true(n >= 2);
     for (size_t k = n - 1; k >= 1; k--)
