@@ -504,7 +504,10 @@ static void test_host_files_through_template(void **state)
     struct ignisd_proc *p = *state;
     cJSON_Delete(probe_forked(p));
     char db[400], image[300];
-    snprintf(db, sizeof(db), "%s/ignis.db", p->state_dir);
+    /* The daemon's store file, on SQLite; on PostgreSQL the store's files are the server's,
+     * and the state dir's secret is the admin token. */
+    snprintf(db, sizeof(db), "%s/%s", p->state_dir,
+             harness_on_postgresql() ? "admin.token" : "ignis.db");
     snprintf(image, sizeof(image), "%s/python3", getenv("IGNIS_IMAGES_DIR"));
     assert_int_equal(access(db, F_OK), 0);
     expect(p, "read", db, "ENOENT");
