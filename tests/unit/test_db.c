@@ -301,7 +301,7 @@ static void test_locked_is_busy(void **state)
     assert_int_equal(
         db_exec(a, "INSERT INTO t (k) VALUES ($1)", (const struct db_value[]){DV_I(9)}, 1, &err),
         1);
-    assert_int_equal(db_open_sqlite(path, DB_CREATE, &b, &err), 0);
+    assert_int_equal(db_open(path, DB_CREATE, &b, &err), 0);
     assert_int_equal(db_begin(b, &err), -EAGAIN);
     assert_non_null(strstr(err.message, "locked"));
     assert_int_equal(db_rollback(a), 0);
