@@ -1,4 +1,5 @@
 /* ignisd: the Ignis controller. Thin: parse options, build the daemon, run it. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,10 +27,20 @@ static int check_config(const struct ignisd_options *opts)
         fprintf(stderr, "ignisd: the store %s: %s\n", name, err.message);
         return 1;
     }
+    char host_id[64];
+    int r = daemon_host_id(opts, false, host_id);
+    if (r == -ENOENT)
+        snprintf(host_id, sizeof(host_id), "(made at the first start)");
+    else if (r < 0) {
+        fprintf(stderr, "ignisd: %s/host-id: %s\n", opts->state_dir,
+                r == -EINVAL ? "not a host id" : strerror(-r));
+        return 1;
+    }
     printf("configuration ok: listen=%s:%u state_dir=%s store=%s engine=%s schema=%d (this "
-           "ignisd: %d)\n",
+           "ignisd: %d) host_id=%s\n",
            opts->listen_host, opts->listen_port, opts->state_dir, name,
-           db_is_postgresql(target) ? "postgresql" : "sqlite", version, store_schema_version());
+           db_is_postgresql(target) ? "postgresql" : "sqlite", version, store_schema_version(),
+           host_id);
     return 0;
 }
 

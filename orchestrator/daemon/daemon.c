@@ -84,6 +84,63 @@ static int prepare_state_dir(const char *dir, struct ig_error *err)
     return 0;
 }
 
+int daemon_host_id(const struct ignisd_options *opts, bool create, char ret[64])
+{
+    char path[sizeof(opts->state_dir) + 16], tmp[sizeof(path) + 8];
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+
+    if (opts->host_id[0]) {
+        snprintf(ret, 64, "%s", opts->host_id);
+        return 0;
+    }
+    snprintf(path, sizeof(path), "%s/host-id", opts->state_dir);
+    int r = read_file(path, 256, &text, &len);
+    if (r == 0) {
+        text[strcspn(text, "\n")] = '\0';
+        if (!options_valid_host_id(text))
+            return -EINVAL;
+        snprintf(ret, 64, "%s", text);
+        return 0;
+    }
+    if (r != -ENOENT || !create)
+        return r;
+    uint8_t bytes[8];
+    char id[17], line[18];
+    random_bytes(bytes, sizeof(bytes));
+    hex_encode(bytes, sizeof(bytes), id);
+    snprintf(line, sizeof(line), "%s\n", id);
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    /* Written aside, synced and renamed: a crash leaves either no id or the whole one, never a
+     * half that a restart would take for another host. */
+    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) || fsync(fd) < 0 ||
+        rename(tmp, path) < 0)
+        return errno ? -errno : -EIO;
+    snprintf(ret, 64, "%s", id);
+    return 0;
+}
+
+/* The URL peers reach this host at, when not configured: the listen address (the machine's name
+ * in its place when it is a wildcard, which no peer can dial) and the port actually bound. */
+static void default_advertise(struct daemon *d, uint16_t port)
+{
+    struct ignisd_options *o = &d->opts;
+    char host[256];
+    if (o->advertise[0])
+        return;
+    if (streq(o->listen_host, "0.0.0.0") || streq(o->listen_host, "::") || !o->listen_host[0]) {
+        if (gethostname(host, sizeof(host)) < 0)
+            snprintf(host, sizeof(host), "localhost");
+        host[sizeof(host) - 1] = '\0';
+    } else {
+        snprintf(host, sizeof(host), "%s", o->listen_host);
+    }
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(o->advertise, sizeof(o->advertise), "%s://%s%s%s:%u",
+             o->tls_cert[0] ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
 /* The cgroup subtree (cgroup.h): named for the state dir, so what an earlier run left (a crash,
  * SIGKILL) is found and removed before anything new is made; then the daemon moves into its
  * leaf. Without usable cgroups an unprivileged daemon (tests, development) runs with the null
@@ -308,6 +365,13 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     if (d->opts.images_dir[0] &&
         (r = make_absolute(d->opts.images_dir, sizeof(d->opts.images_dir), err)) < 0)
         goto fail;
+    r = daemon_host_id(&d->opts, true, d->opts.host_id);
+    if (r < 0) {
+        ig_error_set(err, -r, "%s/host-id: %s", d->opts.state_dir,
+                     r == -EINVAL ? "not a host id (set host_id or remove the file)"
+                                  : strerror(-r));
+        goto fail;
+    }
     opts = &d->opts;
     r = setup_cgroups(d, err);
     if (r < 0)
@@ -420,11 +484,15 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = start_http(d, err);
     if (r < 0)
         goto fail;
+    default_advertise(d, http_server_port(d->http));
     char store_name[600];
     db_target_name(store_target, store_name, sizeof(store_name));
-    log_info("ignisd started", "version=%s listen=%s:%u state_dir=%s store=%s schema=%d tls=%s",
+    log_info("ignisd started",
+             "version=%s listen=%s:%u state_dir=%s store=%s schema=%d tls=%s host_id=%s "
+             "advertise=%s",
              IGNIS_VERSION, opts->listen_host, http_server_port(d->http), opts->state_dir,
-             store_name, store_schema_version(), opts->tls_cert[0] ? "true" : "false");
+             store_name, store_schema_version(), opts->tls_cert[0] ? "true" : "false",
+             opts->host_id, opts->advertise);
     *ret = d;
     return 0;
 fail:

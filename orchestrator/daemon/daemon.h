@@ -46,6 +46,11 @@ struct daemon {
     struct container_stock *stock;
 };
 
+/* This host's id (options.h): the configured one, else STATE_DIR/host-id's, else (with create)
+ * 16 random hex digits written there atomically, kept for every later start. Returns 0, -ENOENT
+ * when there is none yet and !create, -EINVAL for a file that holds no valid id, or -errno. */
+int daemon_host_id(const struct ignisd_options *opts, bool create, char ret[64]);
+
 /* Sets up the state dir, the cgroup subtree, the store and the API. On failure err names the
  * problem. */
 int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig_error *err);

@@ -20,6 +20,10 @@ const char options_usage[] =
     "                       database: a postgresql:// URL or a libpq conninfo (host=...\n"
     "                       dbname=...); its password never here but in libpq's password\n"
     "                       file (PGPASSFILE, default ~/.pgpass)\n"
+    "  --host-id ID         this host's name in a cluster (default: made at the first start\n"
+    "                       and kept in STATE_DIR/host-id)\n"
+    "  --advertise URL      where the other hosts reach this one (default: from --listen,\n"
+    "                       the machine's name for 0.0.0.0 or ::)\n"
     "  --log-level LEVEL    debug, info, warn or error (default info)\n"
     "  --images-dir DIR     where the runtime images are (default STATE_DIR/images)\n"
     "  --queue-max N        invocations a function may have waiting before 429 (default 1000)\n"
@@ -100,6 +104,15 @@ void options_store_target(const struct ignisd_options *o, char *buf, size_t size
         snprintf(buf, size, "%s/ignis.db", o->state_dir);
 }
 
+bool options_valid_host_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= sizeof(((struct ignisd_options *)0)->host_id) || id[0] == '.' ||
+        id[0] == '-')
+        return false;
+    return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
 static bool key_is(const char *key, const char *name)
 {
     for (; *key && *name; key++, name++) {
@@ -134,6 +147,17 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
         if (r < 0)
             return r;
         strcpy(o->store, value);
+    } else if (key_is(key, "host-id")) {
+        if (!options_valid_host_id(value))
+            return ig_error_set(err, EINVAL,
+                                "'%s' is not a host id (1-63 of letters, digits, '.', '_', '-')",
+                                value);
+        strcpy(o->host_id, value);
+    } else if (key_is(key, "advertise")) {
+        if ((!startswith(value, "http://") && !startswith(value, "https://")) ||
+            strlen(value) >= sizeof(o->advertise) || strpbrk(value, " \t\r\n"))
+            return ig_error_set(err, EINVAL, "'%s' is not an http:// or https:// URL", value);
+        strcpy(o->advertise, value);
     } else if (key_is(key, "images-dir")) {
         if (!value[0] || strlen(value) >= sizeof(o->images_dir))
             return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
@@ -281,6 +305,8 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"log-level", required_argument, NULL, 'L'},
         {"images-dir", required_argument, NULL, 'I'},
         {"store", required_argument, NULL, 'O'},
+        {"host-id", required_argument, NULL, 'j'},
+        {"advertise", required_argument, NULL, 'a'},
         {"queue-max", required_argument, NULL, 'Q'},
         {"keep-versions", required_argument, NULL, 'K'},
         {"usage-retention-days", required_argument, NULL, 'U'},

@@ -14,6 +14,11 @@ struct ignisd_options {
     /* The store: empty for SQLite's STATE_DIR/ignis.db, else a PostgreSQL URL or libpq conninfo
      * (db.h's db_open), never with a password in it (db_check_target). */
     char store[1024];
+    /* This host in a cluster sharing a PostgreSQL store: its stable name (empty: made once and
+     * kept in STATE_DIR/host-id, daemon_host_id) and the URL its peers reach it at (empty: made
+     * from --listen, with the machine's name for a wildcard address). */
+    char host_id[64];
+    char advertise[512];
     uint32_t queue_max;     /* per function */
     uint32_t keep_versions; /* versions kept per function, beside alias targets (default 10) */
     uint32_t usage_retention_days;        /* the usage ledger's rows (default 30) */
@@ -41,6 +46,9 @@ void options_defaults(struct ignisd_options *o);
 
 /* What the store opens (store_open, journal_new): o->store, or STATE_DIR/ignis.db for SQLite. */
 void options_store_target(const struct ignisd_options *o, char *buf, size_t size);
+
+/* A host id: 1-63 of [A-Za-z0-9._-], not starting with '.' or '-'. */
+bool options_valid_host_id(const char *id);
 
 /* Sets one option from its key (the long option's name without dashes, '-' or '_' alike). */
 int options_set(struct ignisd_options *o, const char *key, const char *value, struct ig_error *err);

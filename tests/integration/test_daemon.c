@@ -277,6 +277,70 @@ static void test_state_dir_mode(void **state)
     rm_rf(dir);
 }
 
+/* `ignisd --check-config` on the daemon's state dir and store, with extra options; its stdout. */
+static char *check_config(const char *extra1, const char *extra2)
+{
+    char target[4200], *out = NULL, *err = NULL;
+    harness_store_target(&daemon_proc, target, sizeof(target));
+    char *argv[] = {(char *)harness_ignisd(),
+                    "--check-config",
+                    "--state-dir",
+                    daemon_proc.state_dir,
+                    (char *)extra1,
+                    (char *)extra2,
+                    "--store",
+                    target,
+                    NULL};
+    if (!harness_on_postgresql())
+        argv[6] = NULL; /* SQLite's is the state dir's */
+    assert_int_equal(harness_run(argv, &out, &err), 0);
+    free(err);
+    return out;
+}
+
+/* The host id (a cluster's name for this host) is made at the first start, kept in the state
+ * dir, the same after a restart; a configured one wins; a file that holds no id stops the start
+ * with the reason rather than making the host another one. */
+static void test_host_id_kept(void **state)
+{
+    char path[300], expect[64];
+    _cleanup_free_ char *id = NULL, *again = NULL;
+    snprintf(path, sizeof(path), "%s/host-id", daemon_proc.state_dir);
+    assert_int_equal(read_file(path, 64, &id, NULL), 0);
+    assert_int_equal(strlen(id), 17);
+    assert_int_equal(id[16], '\n');
+    id[16] = '\0';
+    assert_true(hex_valid(id, 16));
+
+    assert_int_equal(harness_stop(&daemon_proc), 0);
+    assert_int_equal(harness_restart(&daemon_proc, NULL), 0);
+    assert_int_equal(read_file(path, 64, &again, NULL), 0);
+    assert_true(startswith(again, id));
+    char *out = check_config("--log-level", "info");
+    snprintf(expect, sizeof(expect), "host_id=%s\n", id);
+    if (!strstr(out, expect))
+        fail_msg("expected \"%s\" in: %s", expect, out);
+    free(out);
+    out = check_config("--host-id", "web-1.example");
+    assert_non_null(strstr(out, "host_id=web-1.example\n"));
+    free(out);
+
+    char dir[] = "/tmp/ignis-test-hostid.XXXXXX", file[300], listen[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(file, sizeof(file), "%s/host-id", dir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("not an id!\n", f);
+    fclose(f);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", harness_free_port());
+    char *err = ignisd_fails(listen, dir, 1);
+    snprintf(expect, sizeof(expect), "%s/host-id: not a host id", dir);
+    if (!strstr(err, expect))
+        fail_msg("expected \"%s\" in: %s", expect, err);
+    free(err);
+    rm_rf(dir);
+}
+
 /* SIGINT stops it as cleanly as SIGTERM, even with an idle keep-alive connection open. */
 static void test_sigint_with_open_connection(void **state)
 {
@@ -341,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_state_dir_not_writable),
         cmocka_unit_test(test_newer_schema_refused),
         cmocka_unit_test(test_state_dir_mode),
+        cmocka_unit_test(test_host_id_kept),
         cmocka_unit_test(test_sigint_with_open_connection),
         cmocka_unit_test(test_help_and_version),
     };

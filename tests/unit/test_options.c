@@ -319,6 +319,45 @@ static void test_store(void **state)
     unlink(path);
 }
 
+/* A host's cluster identity: an id of a safe alphabet (it names the host in the store, logs and
+ * headers) and an http(s) URL its peers dial. */
+static void test_host_identity(void **state)
+{
+    struct ignisd_options o;
+    enum options_action a;
+    struct ig_error err;
+
+    assert_int_equal(parse(&o, &a, &err, 1), 0);
+    assert_string_equal(o.host_id, "");
+    assert_string_equal(o.advertise, "");
+    assert_int_equal(
+        parse(&o, &a, &err, 5, "--host-id", "web-1.dc_2", "--advertise", "https://10.0.0.7:8443"),
+        0);
+    assert_string_equal(o.host_id, "web-1.dc_2");
+    assert_string_equal(o.advertise, "https://10.0.0.7:8443");
+    const char *bad_ids[] = {"",
+                             "-web",
+                             ".web",
+                             "web 1",
+                             "web/1",
+                             "ça",
+                             "0123456789012345678901234567890123456789012345678901234567890123"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad_ids); i++) {
+        assert_int_equal(parse(&o, &a, &err, 3, "--host-id", bad_ids[i]), -EINVAL);
+        assert_non_null(strstr(err.message, "--host-id"));
+    }
+    const char *bad_urls[] = {"10.0.0.7:8080", "ftp://h/", "http://h :1"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad_urls); i++) {
+        assert_int_equal(parse(&o, &a, &err, 3, "--advertise", bad_urls[i]), -EINVAL);
+        assert_non_null(strstr(err.message, "--advertise"));
+    }
+    char *path = write_config("host_id = h2\nadvertise = http://h2.internal:8080\n");
+    assert_int_equal(parse(&o, &a, &err, 3, "--config", path), 0);
+    assert_string_equal(o.host_id, "h2");
+    assert_string_equal(o.advertise, "http://h2.internal:8080");
+    unlink(path);
+}
+
 static void test_config_errors(void **state)
 {
     struct ignisd_options o;
@@ -363,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_security_options),
         cmocka_unit_test(test_keep_versions),
         cmocka_unit_test(test_store),
+        cmocka_unit_test(test_host_identity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
