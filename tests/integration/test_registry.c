@@ -167,7 +167,7 @@ static void assert_store_only(const char *const *digests)
     while ((de = readdir(d))) {
         if (streq(de->d_name, ".") || streq(de->d_name, "..") || streq(de->d_name, "bundles") ||
             streq(de->d_name, "admin.token") || streq(de->d_name, "lock") ||
-            startswith(de->d_name, "ignis.db"))
+            streq(de->d_name, "host-id") || startswith(de->d_name, "ignis.db"))
             continue;
         fail_msg("unexpected %s in the state dir", de->d_name);
     }
