@@ -153,6 +153,43 @@ static int token_loaded(void *userdata, const struct token_row *row)
     return r;
 }
 
+/* A token as the store has it now takes the place of the one in memory, keeping its rate
+ * bucket, or joins them (made by another host). */
+static int token_refresh(void *userdata, const struct token_row *row)
+{
+    struct auth *a = userdata;
+    struct token t = {.row = *row};
+    if (auth_role_parse(row->role, &t.role) < 0)
+        return 0; /* cannot be written by this code; never matches */
+    struct token *cur = token_find(a, row->id);
+    int r = 0;
+    if (cur) {
+        t.bucket = cur->bucket;
+        *cur = t;
+    } else {
+        r = tokens_append(a, &t);
+    }
+    explicit_bzero(&t, sizeof(t));
+    return r;
+}
+
+int auth_reload_token(struct auth *a, const char *id, struct ig_error *err)
+{
+    struct token_row row;
+    int r = tokens_store_get(a->store, id, &row, err);
+    if (r == -ENOENT)
+        return 0; /* tokens are revoked, never deleted: nothing a host keeps can be gone */
+    if (r == 0)
+        r = token_refresh(a, &row);
+    explicit_bzero(&row, sizeof(row));
+    return r == -ENOMEM ? ig_error_set(err, ENOMEM, "out of memory") : r;
+}
+
+int auth_reload(struct auth *a, struct ig_error *err)
+{
+    return tokens_store_load(a->store, token_refresh, a, err);
+}
+
 enum token_state { TOKEN_ACTIVE, TOKEN_EXPIRED, TOKEN_REVOKED };
 
 static enum token_state token_state(const struct token *t, int64_t now_us)

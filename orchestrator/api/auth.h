@@ -68,6 +68,12 @@ struct store;
 int auth_new(struct store *store, const struct auth_options *opts, struct auth **ret,
              struct ig_error *err);
 void auth_free(struct auth *a);
+/* Another host sharing the store made or revoked token id (records/changes.h): reads it again,
+ * so a token made there authenticates here and one revoked there is refused here. 0, or -errno
+ * with err (the token stays as it was). */
+int auth_reload_token(struct auth *a, const char *id, struct ig_error *err);
+/* Reads every token again, as auth_reload_token does one (after notifications were missed). */
+int auth_reload(struct auth *a, struct ig_error *err);
 
 /* The http_authorize_fn, given the daemon's auth. */
 bool auth_check(struct auth *a, struct http_request *req, const struct http_route *route);

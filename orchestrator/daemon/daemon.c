@@ -9,6 +9,7 @@
 #include "api/api.h"
 #include "api/audit.h"
 #include "records/audit_store.h"
+#include "records/changes.h"
 #include "records/db.h"
 #include "config.h"
 #include "container/container.h"
@@ -340,6 +341,28 @@ static void purge_records(void *userdata, int64_t now_us)
     audit_store_purge(d->journal, now_us - d->opts.audit_retention_days * DAY_US);
 }
 
+/* Another host changed what this one keeps in memory: it is read again from the store. */
+static void on_change(void *userdata, const char *kind, const char *name)
+{
+    struct daemon *d = userdata;
+    struct ig_error e = {};
+    int r = 0;
+    if (!kind) {
+        r = registry_sync(d->registry, NULL);
+        if (r == 0)
+            r = auth_reload(d->auth, &e);
+    } else if (streq(kind, CHANGES_FUNCTION)) {
+        r = registry_sync(d->registry, name);
+    } else if (streq(kind, CHANGES_SERVICE)) {
+        r = registry_sync_services(d->registry);
+    } else if (streq(kind, CHANGES_TOKEN)) {
+        r = auth_reload_token(d->auth, name, &e);
+    }
+    if (r < 0)
+        log_error("applying a change made on another host failed", "kind=%s name=%s error=\"%s\"",
+                  kind ? kind : "*", name ? name : "*", e.code ? e.message : strerror(-r));
+}
+
 int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig_error *err)
 {
     struct daemon *d = calloc(1, sizeof(*d));
@@ -481,6 +504,10 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = auth_new(d->store, &aopts, &d->auth, err);
     if (r < 0)
         goto fail;
+    /* Hosts sharing a PostgreSQL store hear of each other's changes; on SQLite there is one. */
+    if (db_is_postgresql(store_target) &&
+        (r = changes_new(d->loop, store_target, on_change, d, &d->changes, err)) < 0)
+        goto fail;
     r = start_http(d, err);
     if (r < 0)
         goto fail;
@@ -519,6 +546,8 @@ void daemon_free(struct daemon *d)
         http_server_quiesce(d->http);
     retention_free(d->retention);
     sampler_free(d->sampler);
+    changes_free(d->changes);
+    d->changes = NULL;
     dispatch_close(d->dispatch);
     /* Its last rows go through the journal, still open. */
     sinks_free(d->sinks);

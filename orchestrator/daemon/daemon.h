@@ -17,6 +17,7 @@
 #include "records/store.h"
 
 struct http_server;
+struct changes;
 
 struct daemon {
     struct ignisd_options opts;
@@ -37,8 +38,11 @@ struct daemon {
     struct retention *retention;
     struct series *series;   /* the console's 15 minutes per function */
     struct sampler *sampler; /* fills it once a second */
-    uint64_t started_usec;   /* monotonic */
-    int lock_fd;             /* STATE_DIR/lock, flock'd for the daemon's life; -1 until taken */
+    /* What other hosts on the same PostgreSQL store change (records/changes.h); NULL on
+     * SQLite. */
+    struct changes *changes;
+    uint64_t started_usec; /* monotonic */
+    int lock_fd;           /* STATE_DIR/lock, flock'd for the daemon's life; -1 until taken */
     /* The daemon's cgroup subtree; the null backend where there is none to use. */
     struct cg_manager *cgroups;
     /* Network namespaces and cgroups made ahead for the pool's containers (container.h); NULL

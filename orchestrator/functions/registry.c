@@ -16,7 +16,19 @@
  * the default alias set); a version deleted. */
 /* OP_PRUNE: the versions of one function beyond keep_versions, after a deploy made a new one
  * (a push prunes within its own op); no caller waits for it. */
-enum op_kind { OP_PUSH, OP_DELETE, OP_SERVICE, OP_ALIAS, OP_VERSION_DELETE, OP_PRUNE };
+/* OP_SYNC: another host changed a function (or all may have changed, sync_all; or only services,
+ * an empty name): read again from the store (registry_sync); OP_FORGET: versions another host
+ * removed, drained and dropped here; neither has a caller waiting. */
+enum op_kind {
+    OP_PUSH,
+    OP_DELETE,
+    OP_SERVICE,
+    OP_ALIAS,
+    OP_VERSION_DELETE,
+    OP_PRUNE,
+    OP_SYNC,
+    OP_FORGET
+};
 
 /* One function of a service deploy, as the worker found it. */
 struct svc_fn {
@@ -72,7 +84,9 @@ struct op {
     struct registry_result result;
     struct registry_deployed *deployed;
     bool removing; /* the worker's job is op->remove (not the push's bundle work) */
-    bool running;  /* the worker thread runs for this op */
+    /* sync: every function; delete: another host deleted the functions (the store has done) */
+    bool sync_all, remote;
+    bool running; /* the worker thread runs for this op */
     pthread_t thread;
     struct op *next;
 };
@@ -91,6 +105,7 @@ struct registry {
     struct registry_service *services;
     size_t n_services;
     uint32_t keep_versions; /* registry_set_keep_versions */
+    bool shadow; /* the store's rows alone, to compare with (registry_sync): no bundle checks */
 };
 
 static void version_free(struct registry_version *v)
@@ -556,7 +571,7 @@ static int load_function(void *userdata, const struct functions_store_version *r
                   "function=%s error=\"%s\"", row->name ? row->name : "?", merr.message);
         return 0;
     }
-    if (!bundle_exists(r->bundles_dir, row->digest))
+    if (!r->shadow && !bundle_exists(r->bundles_dir, row->digest))
         log_error("function's bundle is missing from the store", "function=%s digest=%s", row->name,
                   row->digest);
     struct registry_function *f =
@@ -674,6 +689,21 @@ static void collect_garbage(struct registry *r)
         closedir(d);
 }
 
+/* Loads function name's rows (NULL: every function's) and every service from the store. */
+static int load_rows(struct registry *r, const char *name, struct ig_error *err)
+{
+    int q = functions_store_load_functions(r->store, name, load_function, r, err);
+    if (q == 0)
+        q = functions_store_load_versions(r->store, name, load_version, r, err);
+    if (q == 0)
+        q = functions_store_load_aliases(r->store, name, load_alias, r, err);
+    if (q == 0)
+        q = functions_store_load_services(r->store, load_service, r, err);
+    if (q == 0)
+        check_aliases(r);
+    return q;
+}
+
 int registry_new(struct loop *loop, struct store *store, const char *state_dir,
                  struct registry **ret, struct ig_error *err)
 {
@@ -692,18 +722,11 @@ int registry_new(struct loop *loop, struct store *store, const char *state_dir,
         return ig_error_set(err, q, "creating %s: %s", state_dir, strerror(-q));
     }
     bundle_clean_tmp(r->bundles_dir);
-    q = functions_store_load_functions(store, load_function, r, err);
-    if (q == 0)
-        q = functions_store_load_versions(store, load_version, r, err);
-    if (q == 0)
-        q = functions_store_load_aliases(store, load_alias, r, err);
-    if (q == 0)
-        q = functions_store_load_services(store, load_service, r, err);
+    q = load_rows(r, NULL, err);
     if (q < 0) {
         registry_free(r);
         return q;
     }
-    check_aliases(r);
     collect_garbage(r);
     log_info("registry loaded", "functions=%zu", r->n_fns);
     *ret = r;
@@ -1215,6 +1238,18 @@ static void push_record(struct op *op)
         op_finish(op);
 }
 
+/* Another host deleted op's functions, and with them the store's word on which bundles they
+ * alone used: the bundles of their versions here that no version in the store references. */
+static void add_unreferenced_bundles(struct op *op)
+{
+    for (size_t i = 0; i < op->n_names; i++) {
+        const struct registry_function *f = find_fn(op->reg, op->names[i]);
+        for (size_t j = 0; f && j < f->n_versions; j++)
+            if (!functions_store_digest_referenced(op->reg->store, f->versions[j]->digest))
+                digests_add(&op->remove, &op->n_remove, &op->cap_remove, f->versions[j]->digest);
+    }
+}
+
 /* On the loop, once drained: remove the functions (and the service) from the store and the
  * table, then their unreferenced bundles on the worker. */
 static void delete_run(struct op *op)
@@ -1242,6 +1277,8 @@ static void delete_run(struct op *op)
         op_finish(op);
         return;
     }
+    if (op->remote)
+        add_unreferenced_bundles(op);
     for (size_t i = 0; i < op->n_names; i++)
         table_remove(r, op->names[i]);
     op->result.bundles_removed = op->n_remove;
@@ -1868,6 +1905,258 @@ static void version_delete_run(struct op *op)
     op_finish(op);
 }
 
+/* ---- changes made by other hosts ---- */
+
+static void start_drains(struct op *op);
+
+/* Another host deleted function name: drained and removed here as a local delete is, with no
+ * one waiting (its store rows are gone already). */
+static void sync_deleted(struct registry *r, const char *name)
+{
+    struct op *op = op_new(r, OP_DELETE, name, NULL, NULL);
+    if (op && !(op->names = calloc(1, sizeof(*op->names))))
+        op_free(TAKE_PTR(op));
+    if (!op) {
+        log_error("function deleted elsewhere kept: out of memory", "function=%s", name);
+        return;
+    }
+    snprintf(op->names[0], sizeof(op->names[0]), "%s", name);
+    op->n_names = 1;
+    op->remote = true;
+    log_info("function deleted on another host: draining", "function=%s", name);
+    start_drains(op);
+}
+
+static bool alias_same(const struct registry_alias *a, const struct registry_alias *b)
+{
+    return a->n == b->n && !memcmp(a->versions, b->versions, a->n * sizeof(*a->versions)) &&
+           !memcmp(a->weights, b->weights, a->n * sizeof(*a->weights));
+}
+
+/* f's aliases become sf's (the round-robin of an unchanged one goes on). */
+static void sync_aliases(struct registry_function *f, const struct registry_function *sf)
+{
+    for (size_t i = f->n_aliases; i-- > 0;)
+        if (!alias_find(sf, f->aliases[i]->name))
+            alias_remove(f, f->aliases[i]->name);
+    for (size_t i = 0; i < sf->n_aliases; i++) {
+        const struct registry_alias *sa = sf->aliases[i];
+        struct registry_alias *a = alias_get(f, sa->name);
+        if (!a)
+            log_error("alias not kept in memory", "function=%s alias=%s", f->name, sa->name);
+        else if (!alias_same(a, sa))
+            alias_assign(a, sa->versions, sa->weights, sa->n);
+    }
+}
+
+/* An op forgetting f's versions that the store no longer has (forget_run drains them in its
+ * turn, once nothing routes to them), or NULL when there are none (or without memory: they stay
+ * until the next re-read). */
+static struct op *sync_gone_versions(struct registry *r, const struct registry_function *f,
+                                     const struct registry_function *sf)
+{
+    struct op *op = NULL;
+    for (size_t i = 0; i < f->n_versions; i++) {
+        const struct registry_version *v = f->versions[i];
+        if (v->removing || version_find(sf, v->version))
+            continue;
+        if (!op && (!(op = op_new(r, OP_FORGET, f->name, NULL, NULL)) ||
+                    !(op->prune = calloc(f->n_versions, sizeof(*op->prune))))) {
+            op_free(op);
+            log_error("versions removed elsewhere kept: out of memory", "function=%s", f->name);
+            return NULL;
+        }
+        op->prune[op->n_prune++] = v->version;
+    }
+    return op;
+}
+
+/* f, kept here, takes what the store has in sf: new versions (moved from sf), aliases, the
+ * current version, its service and numbers; versions gone go (drained). */
+static void sync_merge(struct registry *r, struct registry_function *f,
+                       struct registry_function *sf)
+{
+    struct op *forget = sync_gone_versions(r, f, sf);
+    for (size_t i = 0; i < sf->n_versions; i++) {
+        struct registry_version *v = sf->versions[i];
+        if (!v || version_find(f, v->version))
+            continue;
+        if (versions_insert(f, v) < 0) {
+            log_error("version not kept in memory", "function=%s version=%u", f->name, v->version);
+            continue;
+        }
+        sf->versions[i] = NULL;
+        log_info("version made on another host", "function=%s version=%u", f->name, v->version);
+    }
+    sync_aliases(f, sf);
+    f->created_usec = sf->created_usec;
+    snprintf(f->service, sizeof(f->service), "%s", sf->service);
+    if (sf->max_version > f->max_version)
+        f->max_version = sf->max_version;
+    const struct registry_version *cur = version_find(f, sf->version);
+    if (cur && cur->version != f->version) {
+        log_info("current version changed on another host", "function=%s version=%u", f->name,
+                 cur->version);
+        make_current(r, f, cur);
+    }
+    if (forget)
+        op_enqueue(forget);
+}
+
+/* Function name as the store has it in shadow: added, changed or deleted here alike. */
+static void sync_function(struct registry *r, struct registry *shadow, const char *name)
+{
+    struct registry_function *f = find_fn(r, name);
+    bool found;
+    size_t i = fn_index(shadow, name, &found);
+    if (f && f->deleting)
+        return; /* a delete drains it: the store's rows go with it */
+    if (!found) {
+        if (f)
+            sync_deleted(r, name);
+        return;
+    }
+    struct registry_function *sf = shadow->fns[i];
+    if (f) {
+        sync_merge(r, f, sf);
+        return;
+    }
+    bool at;
+    size_t to = fn_index(r, name, &at);
+    if (r->n_fns == r->cap_fns) {
+        size_t cap = r->cap_fns ? r->cap_fns * 2 : 16;
+        struct registry_function **n = realloc(r->fns, cap * sizeof(*n));
+        if (!n) {
+            log_error("function made on another host not kept: out of memory", "function=%s", name);
+            return;
+        }
+        r->fns = n;
+        r->cap_fns = cap;
+    }
+    memmove(r->fns + to + 1, r->fns + to, (r->n_fns - to) * sizeof(*r->fns));
+    r->fns[to] = sf; /* shadow_free leaves it */
+    r->n_fns++;
+    log_info("function made on another host", "function=%s version=%u", name, sf->version);
+    if (r->hooks.updated)
+        r->hooks.updated(r->hooks.userdata, sf);
+}
+
+/* The services as the store has them (those being deleted here aside). */
+static void sync_services(struct registry *r, struct registry *shadow)
+{
+    for (size_t i = r->n_services; i-- > 0;)
+        if (!r->services[i].deleting && !find_service(shadow, r->services[i].name))
+            service_remove(r, r->services[i].name);
+    for (size_t i = 0; i < shadow->n_services; i++) {
+        struct registry_service *s = &shadow->services[i], *cur = find_service(r, s->name);
+        if (cur && cur->deleting)
+            continue;
+        if (service_put(r, s->name, TAKE_PTR(s->spec), s->created_usec, s->updated_usec) < 0)
+            log_error("service not kept in memory", "service=%s", s->name);
+    }
+}
+
+/* Frees shadow but what r took of it: the functions now in r's table, and versions (NULL in
+ * shadow's lists). */
+static void shadow_free(struct registry *r, struct registry *shadow)
+{
+    for (size_t i = 0; shadow && i < shadow->n_fns; i++)
+        if (registry_lookup(r, shadow->fns[i]->name) == shadow->fns[i])
+            shadow->fns[i] = NULL;
+    registry_free(shadow);
+}
+
+/* The names in r that shadow does not have (copies; free the list), or NULL without memory. */
+static char (*names_gone(struct registry *r, struct registry *shadow,
+                         size_t *ret_n))[MANIFEST_NAME_MAX + 1]
+{
+    char(*gone)[MANIFEST_NAME_MAX + 1] = calloc(r->n_fns + 1, sizeof(*gone));
+    size_t n = 0;
+    for (size_t i = 0; gone && i < r->n_fns; i++)
+        if (!registry_lookup(shadow, r->fns[i]->name))
+            snprintf(gone[n++], sizeof(*gone), "%s", r->fns[i]->name);
+    *ret_n = n;
+    return gone;
+}
+
+/* On the loop, in its turn: reads op's function (every one with sync_all; none with an empty
+ * name) and the services from the store, and makes memory say the same. */
+static void sync_run(struct op *op)
+{
+    struct registry *r = op->reg, *shadow = calloc(1, sizeof(*shadow));
+    struct ig_error e = {};
+    if (shadow) {
+        shadow->store = r->store;
+        shadow->shadow = true;
+        memcpy(shadow->bundles_dir, r->bundles_dir, sizeof(r->bundles_dir));
+    }
+    const char *only = op->sync_all ? NULL : op->name;
+    if (!shadow || load_rows(shadow, only, &e) < 0) {
+        /* The next notification, or the backstop's re-read, tries again. */
+        log_error("reading changes made on another host failed", "function=%s error=\"%s\"",
+                  op->sync_all ? "*" : op->name, shadow ? e.message : "out of memory");
+        shadow_free(r, shadow);
+        op_finish(op);
+        return;
+    }
+    if (op->sync_all) {
+        size_t n_gone = 0;
+        char(*gone)[MANIFEST_NAME_MAX + 1] = names_gone(r, shadow, &n_gone);
+        for (size_t i = 0; i < shadow->n_fns; i++)
+            sync_function(r, shadow, shadow->fns[i]->name);
+        for (size_t i = 0; i < n_gone; i++)
+            sync_function(r, shadow, gone[i]);
+        free(gone);
+    } else if (op->name[0]) {
+        sync_function(r, shadow, op->name);
+    }
+    sync_services(r, shadow);
+    shadow_free(r, shadow);
+    op_finish(op);
+}
+
+/* On the loop, in its turn: drains and drops the versions another host removed, those still
+ * kept here and routed to by nothing. */
+static void forget_run(struct op *op)
+{
+    const struct registry_function *f = find_fn(op->reg, op->name);
+    size_t keep = 0;
+    for (size_t i = 0; f && !f->deleting && i < op->n_prune; i++) {
+        const struct registry_version *v = version_find(f, op->prune[i]);
+        if (v && !v->removing && v->version != f->version && !alias_pointing_at(f, v->version))
+            op->prune[keep++] = op->prune[i];
+    }
+    op->n_prune = keep;
+    if (keep == 0) {
+        op_finish(op);
+        return;
+    }
+    log_info("versions removed on another host: draining", "function=%s versions=%zu", op->name,
+             keep);
+    prune_start(op);
+}
+
+int registry_sync(struct registry *r, const char *function)
+{
+    /* A sync not started yet that covers this one makes it needless (a burst of
+     * notifications). */
+    for (struct op *op = r->queue_head; op; op = op->next)
+        if (op->kind == OP_SYNC && !(r->active && op == r->queue_head) &&
+            (op->sync_all || (function && streq(op->name, function))))
+            return 0;
+    struct op *op = op_new(r, OP_SYNC, function ? function : "", NULL, NULL);
+    if (!op)
+        return -ENOMEM;
+    op->sync_all = !function;
+    op_enqueue(op);
+    return 0;
+}
+
+int registry_sync_services(struct registry *r)
+{
+    return registry_sync(r, "");
+}
+
 static void op_thread_done(struct loop *l, void *userdata)
 {
     struct op *op = userdata;
@@ -1901,6 +2190,14 @@ static void op_start(struct op *op)
     }
     if (op->kind == OP_PRUNE) {
         prune_over_keep(op);
+        return;
+    }
+    if (op->kind == OP_SYNC) {
+        sync_run(op);
+        return;
+    }
+    if (op->kind == OP_FORGET) {
+        forget_run(op);
         return;
     }
     int q = op_run_thread(op, op->kind == OP_SERVICE ? service_thread : push_thread);

@@ -259,6 +259,18 @@ int registry_deploy(struct registry *r, const char *name, const void *archive, s
 /* Deletes a service and its functions (each drained). */
 int registry_undeploy(struct registry *r, const char *name, registry_done_fn done, void *userdata,
                       struct ig_error *err);
+/* Another host sharing the store changed function (records/changes.h); NULL: anything may have
+ * changed. Queued behind the mutations under way, the function (every one) is read again from
+ * the store, and memory made to say the same: a new function or version is added, the current
+ * version, aliases and service follow the store (the updated hook runs when the current version
+ * changes), a deleted function is drained and removed as a delete does, versions removed are
+ * drained as a pruned one. The services are read again too. One that already says what the
+ * store says (this host's own change) changes nothing. A version's bundle is not fetched: one
+ * not unpacked here is missing as after a lost file. 0, or -ENOMEM. */
+int registry_sync(struct registry *r, const char *function);
+/* registry_sync of the services alone (a deploy that changed no function). */
+int registry_sync_services(struct registry *r);
+
 /* The caller of a mutation under way with this userdata goes away: its done is not called and
  * its bytes are not read any more (waits for the worker reading them, bounded by the bundle
  * limits). The mutation itself goes on. */

@@ -27,6 +27,11 @@ struct db_engine {
     int (*exec_script)(struct db *db, const char *sql);
     int (*user_version)(struct db *db, int *ret);
     int (*set_user_version)(struct db *db, int version);
+    /* db.h's listening calls; NULL on an engine without notifications (SQLite). */
+    int (*listen)(struct db *db, const char *channel);
+    int (*socket)(struct db *db);
+    int (*notifications)(struct db *db, void (*fn)(void *userdata, const char *payload),
+                         void *userdata);
     /* The engine's own word on its last failure, for db_fail when none was noted. */
     const char *(*last_message)(struct db *db);
 };

@@ -468,6 +468,43 @@ static int pg_set_user_version(struct db *base, int version)
     return r < 0 ? r : 0;
 }
 
+static int pg_listen(struct db *base, const char *channel)
+{
+    struct pg *db = pg(base);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "LISTEN %s", channel);
+    int r = pg_exec_script(base, sql);
+    /* From now on the loop reads the socket: libpq must never wait on it. */
+    if (r == 0 && PQsetnonblocking(db->c, 1) < 0)
+        r = db_note(base, EIO, "%s", PQerrorMessage(db->c));
+    return r;
+}
+
+static int pg_socket(struct db *base)
+{
+    int fd = PQsocket(pg(base)->c);
+    return fd < 0 ? -ENOTCONN : fd;
+}
+
+static int pg_notifications(struct db *base, void (*fn)(void *userdata, const char *payload),
+                            void *userdata)
+{
+    struct pg *db = pg(base);
+    /* A lost connection shows as a failed read (EOF after the server's FATAL message, as
+     * pg_terminate_backend or a shutdown send) or as the connection's status. */
+    if (db->lost || !PQconsumeInput(db->c) || PQstatus(db->c) == CONNECTION_BAD) {
+        db->lost = true;
+        const char *msg = PQerrorMessage(db->c);
+        return db_note(base, ENOTCONN, "the store is unreachable: %.*s", first_line(msg), msg);
+    }
+    PGnotify *n;
+    while ((n = PQnotifies(db->c))) {
+        fn(userdata, n->extra);
+        PQfreemem(n);
+    }
+    return 0;
+}
+
 static const char *pg_last_message(struct db *db)
 {
     return PQerrorMessage(pg(db)->c);
@@ -505,6 +542,9 @@ static const struct db_engine engine = {
     .exec_script = pg_exec_script,
     .user_version = pg_user_version,
     .set_user_version = pg_set_user_version,
+    .listen = pg_listen,
+    .socket = pg_socket,
+    .notifications = pg_notifications,
     .last_message = pg_last_message,
 };
 

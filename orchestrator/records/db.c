@@ -191,6 +191,27 @@ int db_set_durable(struct db *db, bool durable, struct ig_error *err)
     return exec0(db, db->engine->durable_sql[durable], err);
 }
 
+int db_listen(struct db *db, const char *channel, struct ig_error *err)
+{
+    clear(db);
+    if (!db->engine->listen)
+        return ig_error_set(err, EOPNOTSUPP, "this store has no notifications");
+    return db->engine->listen(db, channel) < 0 ? fail(db, err) : 0;
+}
+
+int db_socket(struct db *db)
+{
+    return db->engine->socket ? db->engine->socket(db) : -EOPNOTSUPP;
+}
+
+int db_notifications(struct db *db, void (*fn)(void *userdata, const char *payload), void *userdata)
+{
+    clear(db);
+    if (!db->engine->notifications)
+        return -EOPNOTSUPP;
+    return db->engine->notifications(db, fn, userdata);
+}
+
 int db_exec_script(struct db *db, const char *sql, struct ig_error *err)
 {
     clear(db);

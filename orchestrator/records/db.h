@@ -120,6 +120,18 @@ int db_rollback_to(struct db *db, const char *name);
  * synchronous=FULL) or a crash of ignisd only (NORMAL). Set between transactions. */
 int db_set_durable(struct db *db, bool durable, struct ig_error *err);
 
+/* Listening for notifications (PostgreSQL alone: SQLite has one host and no one to hear; there
+ * they fail with EOPNOTSUPP). db_listen runs LISTEN channel (an identifier of the caller's,
+ * never user input) and makes the connection non-blocking, for db_socket in the loop and
+ * db_notifications when it is readable: those never wait. db_notifications reads what the
+ * server sent and calls fn with each notification's payload (valid during the call): 0, or
+ * -ENOTCONN when the connection is lost (as db_fail reports). A listening connection runs no
+ * other statement. */
+int db_listen(struct db *db, const char *channel, struct ig_error *err);
+int db_socket(struct db *db);
+int db_notifications(struct db *db, void (*fn)(void *userdata, const char *payload),
+                     void *userdata);
+
 /* Runs a text of several statements without parameters (a migration). */
 int db_exec_script(struct db *db, const char *sql, struct ig_error *err);
 

@@ -2,18 +2,20 @@
 
 #include <string.h>
 
+#include "records/changes.h"
 #include "records/store-internal.h"
 
 /* Calls fn with each row of sql, whose columns are those of struct functions_store_version in
  * its order (name, version, digest, manifest, created, updated, bundle bytes, service,
  * max_version); what names the rows in an error. */
-static int load_version_rows(struct store *s, const char *sql, const char *what,
+static int load_version_rows(struct store *s, const char *sql, const char *name, const char *what,
                              int (*fn)(void *userdata, const struct functions_store_version *v,
                                        struct ig_error *err),
                              void *userdata, struct ig_error *err)
 {
     _cleanup_db_rows_ struct db_rows *rows = NULL;
-    if (db_query(s->db, sql, NULL, 0, &rows, NULL) < 0)
+    const struct db_value key[] = {DV_S(name)};
+    if (db_query(s->db, sql, key, ARRAY_SIZE(key), &rows, NULL) < 0)
         return db_fail(s->db, err, "store: loading %s", what);
     int q;
     while ((q = db_next(rows)) > 0) {
@@ -37,7 +39,7 @@ static int load_version_rows(struct store *s, const char *sql, const char *what,
     return 0;
 }
 
-int functions_store_load_functions(struct store *s,
+int functions_store_load_functions(struct store *s, const char *name,
                                    int (*fn)(void *userdata,
                                              const struct functions_store_version *v,
                                              struct ig_error *err),
@@ -47,19 +49,21 @@ int functions_store_load_functions(struct store *s,
                              "SELECT f.name, v.version, v.digest, v.manifest, f.created_at, "
                              "v.created_at, v.bundle_bytes, f.service, f.max_version FROM "
                              "functions f JOIN function_versions v ON v.name = f.name AND "
-                             "v.version = f.current_version",
-                             "functions", fn, userdata, err);
+                             "v.version = f.current_version WHERE CAST($1 AS TEXT) IS NULL OR "
+                             "f.name = $1",
+                             name, "functions", fn, userdata, err);
 }
 
-int functions_store_load_versions(struct store *s,
+int functions_store_load_versions(struct store *s, const char *name,
                                   int (*fn)(void *userdata, const struct functions_store_version *v,
                                             struct ig_error *err),
                                   void *userdata, struct ig_error *err)
 {
     return load_version_rows(s,
                              "SELECT name, version, digest, manifest, created_at, created_at, "
-                             "bundle_bytes, NULL, 0 FROM function_versions ORDER BY name, version",
-                             "versions", fn, userdata, err);
+                             "bundle_bytes, NULL, 0 FROM function_versions WHERE CAST($1 AS TEXT) "
+                             "IS NULL OR name = $1 ORDER BY name, version",
+                             name, "versions", fn, userdata, err);
 }
 
 int functions_store_load_services(struct store *s,
@@ -150,6 +154,8 @@ static int insert_version(struct db *db, const struct functions_store_version *v
         q = insert_version_row(db, v);
     if (q >= 0)
         q = replace_alias(db, v->name, "default", &v->version, &all, 1);
+    if (q >= 0)
+        q = changes_notify(db, CHANGES_FUNCTION, v->name);
     return q < 0 ? q : 0;
 }
 
@@ -194,19 +200,22 @@ int functions_store_add_version(struct store *s, const struct functions_store_ve
                     "UPDATE functions SET max_version = CASE WHEN max_version > $2 "
                     "THEN max_version ELSE $2 END, updated_at = $3 WHERE name = $1",
                     val, ARRAY_SIZE(val), NULL);
+    if (q >= 0)
+        q = changes_notify(db, CHANGES_FUNCTION, v->name);
     return commit_or_fail(db, q, err, "store: recording %s version %u", v->name, v->version);
 }
 
-int functions_store_load_aliases(struct store *s,
+int functions_store_load_aliases(struct store *s, const char *name,
                                  int (*fn)(void *userdata, const struct functions_store_alias *a,
                                            struct ig_error *err),
                                  void *userdata, struct ig_error *err)
 {
     _cleanup_db_rows_ struct db_rows *rows = NULL;
+    const struct db_value v[] = {DV_S(name)};
     if (db_query(s->db,
-                 "SELECT function, alias, version, weight FROM aliases ORDER BY "
-                 "function, alias, version",
-                 NULL, 0, &rows, NULL) < 0)
+                 "SELECT function, alias, version, weight FROM aliases WHERE CAST($1 AS TEXT) IS "
+                 "NULL OR function = $1 ORDER BY function, alias, version",
+                 v, ARRAY_SIZE(v), &rows, NULL) < 0)
         return db_fail(s->db, err, "store: loading aliases");
     int q;
     while ((q = db_next(rows)) > 0) {
@@ -237,17 +246,23 @@ int functions_store_set_alias(struct store *s, const char *function, const char 
     if (q == 0 && current)
         q = db_exec(db, "UPDATE functions SET current_version = $1 WHERE name = $2", v,
                     ARRAY_SIZE(v), NULL);
+    if (q >= 0)
+        q = changes_notify(db, CHANGES_FUNCTION, function);
     return commit_or_fail(db, q, err, "store: setting alias %s of %s", alias, function);
 }
 
 int functions_store_delete_alias(struct store *s, const char *function, const char *alias,
                                  struct ig_error *err)
 {
+    struct db *db = s->db;
     const struct db_value v[] = {DV_S(function), DV_S(alias)};
-    if (db_exec(s->db, "DELETE FROM aliases WHERE function = $1 AND alias = $2", v, ARRAY_SIZE(v),
-                NULL) < 0)
-        return db_fail(s->db, err, "store: deleting alias %s of %s", alias, function);
-    return 0;
+    if (db_begin(db, NULL) < 0)
+        return db_fail(db, err, "store");
+    int q = db_exec(db, "DELETE FROM aliases WHERE function = $1 AND alias = $2", v, ARRAY_SIZE(v),
+                    NULL);
+    if (q >= 0)
+        q = changes_notify(db, CHANGES_FUNCTION, function);
+    return commit_or_fail(db, q, err, "store: deleting alias %s of %s", alias, function);
 }
 
 /* A growing list of digests (copies). */
@@ -297,7 +312,8 @@ static int delete_function(struct db *db, const char *name, struct digests *l)
     db_rows_free(rows);
     if (q == 0 &&
         (db_exec(db, "DELETE FROM function_versions WHERE name = $1", v, ARRAY_SIZE(v), NULL) < 0 ||
-         db_exec(db, "DELETE FROM functions WHERE name = $1", v, ARRAY_SIZE(v), NULL) < 0))
+         db_exec(db, "DELETE FROM functions WHERE name = $1", v, ARRAY_SIZE(v), NULL) < 0 ||
+         changes_notify(db, CHANGES_FUNCTION, name) < 0))
         q = -EIO;
     return q;
 }
@@ -352,7 +368,8 @@ int functions_store_delete(struct store *s, const char *const *names, size_t n, 
     int q = delete_functions(s, names, n, &l);
     const struct db_value v[] = {DV_S(service)};
     if (q == 0 && service &&
-        db_exec(s->db, "DELETE FROM services WHERE name = $1", v, ARRAY_SIZE(v), NULL) < 0)
+        (db_exec(s->db, "DELETE FROM services WHERE name = $1", v, ARRAY_SIZE(v), NULL) < 0 ||
+         changes_notify(s->db, CHANGES_SERVICE, service) < 0))
         q = -EIO;
     char what[160];
     snprintf(what, sizeof(what), "deleting %s", service ? service : names[0]);
@@ -385,6 +402,8 @@ int functions_store_delete_versions(struct store *s, const char *function, const
         db_rows_free(rows);
     }
     if (q == 0)
+        q = changes_notify(s->db, CHANGES_FUNCTION, function);
+    if (q == 0)
         keep_unreferenced(s, &l);
     char what[160];
     snprintf(what, sizeof(what), "deleting versions of %s", function);
@@ -405,6 +424,8 @@ int functions_store_record_service(struct store *s, const struct functions_store
                     "INSERT INTO services (name, spec, created_at, updated_at) VALUES ($1, "
                     "$2, $3, $4) ON CONFLICT (name) DO UPDATE SET spec = $2, updated_at = $4",
                     v, ARRAY_SIZE(v), NULL);
+    if (q >= 0)
+        q = changes_notify(s->db, CHANGES_SERVICE, sv->name);
     q = q < 0 ? q : 0;
     for (size_t i = 0; q == 0 && i < n_versions; i++)
         q = insert_version(s->db, &versions[i]);

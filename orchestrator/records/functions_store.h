@@ -1,7 +1,8 @@
 /* The registry's tables in ignis.db: functions, function_versions, aliases and services. Each
  * function here is one thing the registry asks of the store, and each mutation is one transaction
  * (what must appear or vanish together does), so a second backend is a second file behind the same
- * functions. Loop thread only: it uses the store's own connection. */
+ * functions. Loop thread only: it uses the store's own connection. Every mutation tells the
+ * other hosts sharing the store which function or service changed (records/changes.h). */
 #pragma once
 
 #include <stdbool.h>
@@ -41,9 +42,10 @@ struct functions_store_service {
     uint64_t created_usec, updated_usec;
 };
 
-/* Calls fn with every function at its current version (the strings are valid during the call).
- * A negative return from fn stops the walk and is returned (fn fills err). */
-int functions_store_load_functions(struct store *s,
+/* Calls fn with every function at its current version (the strings are valid during the call);
+ * with name not NULL, with that function alone (when there is one). A negative return from fn
+ * stops the walk and is returned (fn fills err). */
+int functions_store_load_functions(struct store *s, const char *name,
                                    int (*fn)(void *userdata,
                                              const struct functions_store_version *v,
                                              struct ig_error *err),
@@ -52,7 +54,7 @@ int functions_store_load_functions(struct store *s,
  * one too); created_usec and updated_usec are both when that version was made, service NULL and
  * max_version 0.
  * As above otherwise. */
-int functions_store_load_versions(struct store *s,
+int functions_store_load_versions(struct store *s, const char *name,
                                   int (*fn)(void *userdata, const struct functions_store_version *v,
                                             struct ig_error *err),
                                   void *userdata, struct ig_error *err);
@@ -67,7 +69,7 @@ int functions_store_load_services(struct store *s,
 bool functions_store_digest_referenced(struct store *s, const char *digest);
 
 /* Calls fn with every alias's versions, by function, alias and version, as above. */
-int functions_store_load_aliases(struct store *s,
+int functions_store_load_aliases(struct store *s, const char *name,
                                  int (*fn)(void *userdata, const struct functions_store_alias *a,
                                            struct ig_error *err),
                                  void *userdata, struct ig_error *err);

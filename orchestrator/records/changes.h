@@ -1,0 +1,45 @@
+/* Hosts sharing one PostgreSQL store learn of each other's changes (issue 16): a writer of what
+ * hosts keep in memory (functions, services, tokens) notifies in the same transaction as the
+ * change (PostgreSQL delivers it at COMMIT, and drops it on ROLLBACK), and each host listens on
+ * a connection of its own, read by the loop without ever waiting. A notification names what
+ * changed, not how: the host re-reads it from the store, so one that already applied the change
+ * (its own) reads the same thing again and changes nothing. A host that lost its listening
+ * connection may have missed notifications: once connected again it re-reads everything, and so
+ * it does every CHANGES_REREAD_US anyway (the backstop). On SQLite there is one host: nothing is
+ * sent, nothing listens. */
+#pragma once
+
+#include "base/loop.h"
+#include "base/util.h"
+
+struct db;
+
+#define CHANGES_CHANNEL   "ignis_changes"
+#define CHANGES_REREAD_US (30ull * 1000000)
+/* What changed: the payload is "KIND:NAME". */
+#define CHANGES_FUNCTION "function"
+#define CHANGES_SERVICE  "service"
+#define CHANGES_TOKEN    "token"
+
+/* Inside the writer's open transaction: tells every listening host that kind's name changed.
+ * 0 on SQLite (nothing to tell), else 0 or -errno as db_exec (db_fail says why). */
+int changes_notify(struct db *db, const char *kind, const char *name);
+
+/* Splits a payload "KIND:NAME" into kind and name (each NUL-terminated, at most size - 1
+ * bytes): 0, or -EINVAL for anything else (no colon, an empty part, one too long). */
+int changes_parse(const char *payload, char *ret_kind, size_t kind_size, char *ret_name,
+                  size_t name_size);
+
+/* Called on the loop thread: kind's name changed; kind and name NULL: anything may have changed
+ * (after a reconnect, and every CHANGES_REREAD_US): re-read everything. */
+typedef void (*changes_fn)(void *userdata, const char *kind, const char *name);
+
+struct changes;
+
+/* Listens on the PostgreSQL store target names (db_open's) for the loop: fn hears of every
+ * change. Fails as db_open and db_listen do. A connection lost later is opened again, with a
+ * backoff from 100 ms to 5 s, logged. */
+int changes_new(struct loop *loop, const char *target, changes_fn fn, void *userdata,
+                struct changes **ret, struct ig_error *err);
+/* Accepts NULL. */
+void changes_free(struct changes *c);
