@@ -123,12 +123,17 @@ static void on_async_client_gone(struct http_request *req, void *userdata)
         a->req = NULL;
 }
 
+static void reply_existing(struct http_request *req, const char *id);
+
 static void on_async_submitted(int result, const char *message, const char *id, void *userdata)
 {
     struct async_reply *a = userdata;
     if (a->req) {
         http_request_set_context(a->req, NULL, NULL);
-        if (result < 0) {
+        if (result == -EEXIST) {
+            /* Its key was taken meanwhile (another host's acceptance): the first one answers. */
+            reply_existing(a->req, id);
+        } else if (result < 0) {
             /* Nothing was accepted: the client retries, after the disk has room again. */
             struct ig_error err = {};
             ig_error_set_reason(&err, EAGAIN, "store_unavailable",

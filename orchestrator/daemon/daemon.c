@@ -449,6 +449,8 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
         snprintf(dopts.images_dir, sizeof(dopts.images_dir), "%s", opts->images_dir);
     dopts.queue_max = opts->queue_max;
     dopts.python_templates = opts->python_templates;
+    dopts.shared_queue = db_is_postgresql(store_target);
+    snprintf(dopts.host_id, sizeof(dopts.host_id), "%s", opts->host_id);
     r = dispatch_new(d->loop, d->store, d->journal, d->cgroups, &dopts, &d->dispatch, err);
     if (r < 0)
         goto fail;

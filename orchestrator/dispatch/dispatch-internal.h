@@ -53,6 +53,9 @@ struct inv {
     char *content_type;
     char *idempotency_key;
     int attempts; /* attempts started, this one included */
+    /* Claimed from the shared queue (queue.c): the row's attempts under this host's lease, which
+     * fences every write of it (inv_store_finish); 0: no lease (SQLite's in-memory queue). */
+    int lease_attempts;
     int64_t created_wall_us, started_wall_us;
     uint64_t enqueued_us, started_us; /* monotonic */
     bool cold;
@@ -205,7 +208,31 @@ struct dispatch {
     bool records_dropping; /* sync records are being dropped (too many pending): said once */
     bool grace_over;       /* the shutdown's grace is over: a stop waits for records no more */
     bool closed;           /* dispatch_close ran: a record that fails now is given up */
+    /* The shared queue (queue.c; opts.shared_queue): this host's liveness lock (NULL until
+     * taken: it claims nothing without it), its claim timer and a posted claim, and when it
+     * last looked for dead peers and expired leases (monotonic). */
+    const char *lease_owner; /* opts.host_id when the queue is shared, else NULL */
+    struct inv_host_lock *host_lock;
+    struct loop_timer *claim_timer;
+    bool claim_posted;
+    uint64_t liveness_us;
 };
+
+/* dispatch.c: queues an async invocation read from the store (recovered at start, or claimed
+ * under a lease of lease_attempts: 0 for none), or records it dead when its function or
+ * version is gone. 1 when queued, 0 when recorded dead, -ENOMEM. */
+int dispatch_queue_record(struct dispatch *d, struct inv_record *r, int lease_attempts);
+
+/* queue.c, the queue shared by hosts on PostgreSQL (opts.shared_queue). start: requeues what
+ * this host held before (its previous process's rows: their late writes are fenced off), takes
+ * its liveness lock and begins claiming; kick: claims soon (an acceptance of our own); stop:
+ * claims no more; release: lets go of the lock (after the last record is written). */
+int queue_start(struct dispatch *d, struct ig_error *err);
+void queue_kick(struct dispatch *d);
+void queue_stop(struct dispatch *d);
+void queue_release(struct dispatch *d);
+/* A claimed row's lease: fn's timeout, and time to wait for a container. */
+int64_t queue_lease_us(const struct manifest *m);
 
 /* dispatch.c: a state for function name, in no list yet, with nothing set but its name (NULL
  * without memory); its release (NULL accepted); putting it in the dispatcher's list. */

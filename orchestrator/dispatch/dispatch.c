@@ -387,8 +387,11 @@ static void start(struct fn_state *fn, struct inv *inv, struct worker *w)
     }
     fn->inflight++;
     if (inv->async)
-        inv_store_mark_running(d->journal, inv->id, inv->attempts, inv->started_wall_us, NULL,
-                               NULL);
+        inv_store_mark_running(
+            d->journal, inv->id, inv->attempts, inv->started_wall_us,
+            inv->lease_attempts ? d->lease_owner : NULL,
+            inv->lease_attempts ? inv->started_wall_us + queue_lease_us(fn->manifest) : 0, NULL,
+            NULL);
     loop_add_timer(d->loop, inv->started_us + (uint64_t)fn->manifest->timeout_ms * 1000, on_timeout,
                    inv, &inv->timer);
     if (d->pool->send(w, inv) < 0) {
@@ -587,6 +590,10 @@ static void on_record_written(struct loop *l, int result, const char *message, v
         record_failed(pr, message ? message : strerror(-result));
         return;
     }
+    if (result == 0 && pr->r.async && pr->d->lease_owner)
+        log_warn("a late outcome was dropped: this host's lease on the invocation ended",
+                 "function=%s id=%s attempt=%d status=%s", pr->r.function, pr->r.id, pr->r.attempts,
+                 inv_status_name(pr->r.status));
     if (pr->tries > 0)
         log_info("invocation recorded after retries", "function=%s id=%s status=%s tries=%u",
                  pr->r.function, pr->r.id, inv_status_name(pr->r.status), pr->tries + 1);
@@ -599,7 +606,8 @@ static void submit_record(struct pending_record *pr)
     /* A sync invocation is written once, when it is over: an insert. An async one's row is
      * there since its acceptance. */
     int q = pr->r.async
-                ? inv_store_finish(d->journal, &pr->r, pr->expires_us, on_record_written, pr)
+                ? inv_store_finish(d->journal, &pr->r, pr->expires_us, d->lease_owner,
+                                   on_record_written, pr)
                 : inv_store_insert(d->journal, &pr->r, pr->expires_us, on_record_written, pr);
     if (q < 0)
         record_failed(pr, strerror(-q));
@@ -669,7 +677,9 @@ static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
         .version = inv->version,
         .async = inv->async,
         .status = status,
-        .attempts = inv->attempts,
+        /* Under a lease, the row's: an invocation that never started has one attempt fewer
+         * here than its claim counted. */
+        .attempts = inv->lease_attempts ? inv->lease_attempts : inv->attempts,
         .max_retries = (int)inv->fn->manifest->max_retries,
         .created_us = inv->created_wall_us,
         .started_us = inv->started_wall_us,
@@ -782,6 +792,14 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
                  fn->name, inv->id, inv->attempts, (unsigned long long)delay_ms,
                  o->error_type ? o->error_type : "");
         record(d, inv, INV_QUEUED, o, &usage, next);
+        if (inv->lease_attempts) {
+            /* Back in the shared queue, claimed again when due, by whichever host is free. */
+            inv_free(inv);
+            if (fn->removing)
+                schedule_removals(d);
+            check_stopped(d);
+            return;
+        }
         /* Back in the queue at its place in arrival order is not what a retry wants: it goes
          * to the back, and its timer holds it until the backoff has passed. */
         inv->enqueued_us = now_usec();
@@ -1366,6 +1384,19 @@ struct submission {
     void *userdata;
 };
 
+/* Its idempotency key was taken by an acceptance committed first (on another host, or this
+ * one's of a request answered before it saw the other): done learns the first one's id. */
+static void duplicate_key(struct submission *s)
+{
+    char first[INV_ID_LEN + 1];
+    int q = inv_store_find_idempotent(s->d->store, s->fn_name, s->inv->idempotency_key, 0, first);
+    log_info("async invocation not accepted: its idempotency key was taken meanwhile",
+             "function=%s first=%s", s->fn_name, q == 0 ? first : "(purged)");
+    if (s->done)
+        s->done(q == 0 ? -EEXIST : -EIO, "the idempotency key was taken meanwhile",
+                q == 0 ? first : s->inv->id, s->userdata);
+}
+
 static void on_submission_durable(struct loop *l, int result, const char *message, void *userdata)
 {
     struct submission *s = userdata;
@@ -1380,9 +1411,16 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
     if (result < 0)
         log_error("storing an async invocation failed", "function=%s error=\"%s\"", s->fn_name,
                   message);
-    if (s->done)
-        s->done(result, message, s->inv->id, s->userdata);
-    if (result == 0 && fn && !fn->removing && !d->stopping) {
+    if (result == 0)
+        duplicate_key(s);
+    else if (s->done)
+        s->done(result < 0 ? result : 0, message, s->inv->id, s->userdata);
+    if (result > 0 && d->lease_owner) {
+        /* Claimed from the store like any other: by this host when it has room (now), else by
+         * another. */
+        inv_free(s->inv);
+        queue_kick(d);
+    } else if (result > 0 && fn && !fn->removing && !d->stopping) {
         /* The current version may have changed since it was routed: it runs the one it was
          * routed to, or none. */
         if (state_for(d, fn, s->inv->version, &to) == 0)
@@ -1464,9 +1502,8 @@ int dispatch_invocation_get(struct dispatch *d, const char *id, const char *only
 
 /* ---- recovery ---- */
 
-static int recover_one(struct inv_record *r, void *userdata)
+int dispatch_queue_record(struct dispatch *d, struct inv_record *r, int lease_attempts)
 {
-    struct dispatch *d = userdata;
     struct fn_state *fn = dispatch_function(d, r->function);
     struct inv *inv = calloc(1, sizeof(*inv));
     if (!inv)
@@ -1479,8 +1516,10 @@ static int recover_one(struct inv_record *r, void *userdata)
     inv->body_len = r->payload_len;
     inv->content_type = TAKE_PTR(r->content_type);
     inv->idempotency_key = TAKE_PTR(r->idempotency_key);
-    /* An attempt cut short by the daemon's own stop does not count against the function. */
+    /* An attempt cut short by the daemon's own stop does not count against the function. A
+     * claimed one runs the attempt its claim counted: start() counts it again. */
     inv->attempts = r->status == INV_RUNNING && r->attempts > 0 ? r->attempts - 1 : r->attempts;
+    inv->lease_attempts = lease_attempts;
     inv->created_wall_us = r->created_us;
     if (!inv->body)
         inv->body = strdup("");
@@ -1515,7 +1554,7 @@ struct recover_count {
 static int recover_counting(struct inv_record *r, void *userdata)
 {
     struct recover_count *c = userdata;
-    int q = recover_one(r, c->d);
+    int q = dispatch_queue_record(c->d, r, 0);
     if (q > 0)
         c->n++;
     return q < 0 ? q : 0;
@@ -1523,6 +1562,9 @@ static int recover_counting(struct inv_record *r, void *userdata)
 
 int dispatch_recover(struct dispatch *d, struct ig_error *err)
 {
+    /* Shared by hosts, the queue is the store's: this host claims from it like any other. */
+    if (d->lease_owner)
+        return queue_start(d, err);
     struct recover_count c = {.d = d};
     int r = inv_store_load_pending(d->store, recover_counting, &c);
     if (r < 0)
@@ -1582,6 +1624,7 @@ int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_m
     d->journal = j;
     d->cg = cg;
     d->opts = *opts;
+    d->lease_owner = opts->shared_queue ? d->opts.host_id : NULL;
     scaler_init(&d->scaler, NULL);
     d->host.memory_budget = opts->memory_budget;
     d->host.cpus = host_cpus();
@@ -1674,6 +1717,7 @@ void dispatch_shutdown(struct dispatch *d, void (*stopped)(void *userdata), void
     d->stopping = true;
     d->stopped = stopped;
     d->stopped_userdata = userdata;
+    queue_stop(d);
     for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         fail_queued(fn, ESHUTDOWN, "shutting_down", "ignisd is shutting down", true);
     loop_add_timer(d->loop, now_usec() + d->opts.shutdown_grace_ms * 1000, on_grace_over, d,
@@ -1687,6 +1731,7 @@ void dispatch_close(struct dispatch *d)
         return;
     d->stopping = true;
     d->stopped = NULL;
+    queue_stop(d);
     if (d->tick)
         loop_cancel_timer(d->loop, d->tick);
     if (d->grace_timer)
@@ -1720,7 +1765,9 @@ void dispatch_free(struct dispatch *d)
     if (!d)
         return;
     dispatch_close(d);
-    /* The journal, freed first, delivered every record's outcome. */
+    /* The journal, freed first, delivered every record's outcome: peers may requeue what is
+     * left of this host's now. */
+    queue_release(d);
     while (d->records) {
         struct pending_record *pr = d->records;
         d->records = pr->next;

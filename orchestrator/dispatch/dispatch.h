@@ -54,6 +54,11 @@ struct dispatch_options {
     uint64_t shutdown_grace_ms; /* in-flight sync invocations get this long at SIGTERM */
     uint64_t memory_budget;     /* bytes for all containers' limits; 0: 80% of MemTotal */
     bool python_templates;      /* fork python3 containers from templates (default true) */
+    /* The store is shared by hosts (PostgreSQL): async invocations are claimed from it under
+     * leases held by host_id (docs/architecture.md "The queue's leases and fencing") rather
+     * than queued in memory by the host that accepted them. */
+    bool shared_queue;
+    char host_id[64];
 };
 
 /* What others plug in (the daemon's sinks and events); every hook optional, called on the loop
@@ -179,7 +184,9 @@ int dispatch_recover(struct dispatch *d, struct ig_error *err);
 bool dispatch_queue_takes(struct dispatch *d, struct fn_state *fn, size_t n);
 
 /* Called once an async invocation's row is durable (result 0) and it is queued, or its commit
- * failed (-errno and the message); on the loop thread. */
+ * failed (-errno and the message), or its idempotency key was taken meanwhile, by an acceptance
+ * on this host or another (-EEXIST, id the first invocation's: nothing was accepted); on the
+ * loop thread. */
 typedef void (*dispatch_submitted_fn)(int result, const char *message, const char *id,
                                       void *userdata);
 /* Accepts an async invocation as routed (route->fn's version, recorded with the alias; every

@@ -632,7 +632,7 @@ static struct sched *sched_add(struct event_router *ev, const char *function, co
 static void on_schedule_submitted(int result, const char *message, const char *id, void *userdata)
 {
     char *function = userdata;
-    if (result < 0)
+    if (result < 0 && result != -EEXIST) /* -EEXIST: the slot ran already (its key) */
         log_error("a schedule's run could not be stored", "function=%s error=\"%s\"", function,
                   message);
     free(function);

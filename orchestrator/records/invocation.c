@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "base/log.h"
 #include "records/store-internal.h"
 
 uint64_t inv_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms, uint64_t random)
@@ -63,33 +64,41 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         DV_S(r->alias[0] ? r->alias : NULL),
     };
     /* An async invocation's row is its acceptance (the 202 waits for it): durable. A sync
-     * invocation's is a record of what the client already has: a crash-safe write is enough. */
-    return (r->async ? journal_submit : journal_submit_lazy)(
-        j,
+     * invocation's is a record of what the client already has: a crash-safe write is enough.
+     * Counted: an insert that met another row of its idempotency key (accepted meanwhile, on
+     * any host) changed nothing. */
+    return journal_submit_counted(
+        j, r->async,
         "INSERT INTO invocations (id, function, version, async, status, "
         "payload, content_type, idempotency_key, attempts, max_retries, "
         "created_us, started_us, finished_us, next_attempt_us, result, "
         "error_type, error_message, billed_ms, cold, expires_us, token_id, cpu_us, "
         "mem_peak_bytes, init_us, alias) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-        "$19, $20, $21, $22, $23, $24, $25)",
+        "$19, $20, $21, $22, $23, $24, $25) ON CONFLICT (function, idempotency_key) "
+        "WHERE idempotency_key IS NOT NULL DO NOTHING",
         v, ARRAY_SIZE(v), done, userdata);
 }
 
 int inv_store_mark_running(struct journal *j, const char *id, int attempts, int64_t started_us,
-                           journal_done_fn done, void *userdata)
+                           const char *owner, int64_t lease_until_us, journal_done_fn done,
+                           void *userdata)
 {
     /* Lazy: lost only to a power loss, which leaves the row queued with one attempt fewer, and
-     * recovery runs it again, as it would a running one. */
-    const struct db_value v[] = {DV_I(attempts), DV_I(started_us), DV_S(id)};
+     * recovery runs it again, as it would a running one. Under a lease it is fenced like every
+     * write of a claimed row, and renews the lease from the attempt's start. */
+    const struct db_value v[] = {DV_I(attempts), DV_I(started_us), DV_S(id), DV_S(owner),
+                                 db_opt_int(lease_until_us)};
     return journal_submit_lazy(j,
                                "UPDATE invocations SET status = 'running', attempts = $1, "
-                               "started_us = $2 WHERE id = $3",
+                               "started_us = $2, lease_until = coalesce($5, lease_until) "
+                               "WHERE id = $3 AND (CAST($4 AS TEXT) IS NULL OR "
+                               "(lease_owner = $4 AND attempts = $1))",
                                v, ARRAY_SIZE(v), done, userdata);
 }
 
 int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expires_us,
-                     journal_done_fn done, void *userdata)
+                     const char *owner, journal_done_fn done, void *userdata)
 {
     /* The payload is dropped once it cannot run again: a final record keeps only the result. */
     const struct db_value v[] = {
@@ -110,20 +119,26 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
         DV_I(inv_status_final(r->status)),
         DV_S(r->id),
         DV_I(r->attempts),
+        DV_S(owner),
     };
     /* A retry's record (back to queued) of an attempt older than the row's is not written: a
      * record retried after a write failure must not undo what a later attempt recorded. An
-     * outcome without usage (no attempt ran for it) keeps the last attempt's. */
-    return journal_submit(j,
-                          "UPDATE invocations SET status = $1, attempts = $2, started_us = $3, "
-                          "finished_us = $4, next_attempt_us = $5, result = $6, error_type = $7, "
-                          "error_message = $8, billed_ms = $9, cold = $10, "
-                          "cpu_us = coalesce($11, cpu_us), "
-                          "mem_peak_bytes = coalesce($12, mem_peak_bytes), "
-                          "init_us = coalesce($13, init_us), expires_us = $14, "
-                          "payload = CASE WHEN $15 <> 0 THEN NULL ELSE payload END WHERE id = $16 "
-                          "AND ($15 <> 0 OR attempts <= $17)",
-                          v, ARRAY_SIZE(v), done, userdata);
+     * outcome without usage (no attempt ran for it) keeps the last attempt's. Under a lease
+     * (owner), the row is written only while this host holds it for this very attempt: a host
+     * whose lease was taken over (it was thought dead, or its lease ran out) changes nothing.
+     * Either way the lease ends: a retry is claimed again by whichever host is free. */
+    return journal_submit_counted(
+        j, true,
+        "UPDATE invocations SET status = $1, attempts = $2, started_us = $3, "
+        "finished_us = $4, next_attempt_us = $5, result = $6, error_type = $7, "
+        "error_message = $8, billed_ms = $9, cold = $10, "
+        "cpu_us = coalesce($11, cpu_us), "
+        "mem_peak_bytes = coalesce($12, mem_peak_bytes), "
+        "init_us = coalesce($13, init_us), expires_us = $14, "
+        "payload = CASE WHEN $15 <> 0 THEN NULL ELSE payload END, lease_owner = NULL, "
+        "lease_until = NULL WHERE id = $16 AND ($15 <> 0 OR attempts <= $17) "
+        "AND (CAST($18 AS TEXT) IS NULL OR (lease_owner = $18 AND attempts = $17))",
+        v, ARRAY_SIZE(v), done, userdata);
 }
 
 int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, void *userdata)
@@ -238,6 +253,173 @@ int inv_store_load_pending(struct store *s, int (*fn)(struct inv_record *r, void
             return q;
     }
     return r == 0 ? 0 : -EIO;
+}
+
+int inv_store_ready_functions(struct store *s, int64_t now_us,
+                              int (*fn)(const char *function, void *userdata), void *userdata)
+{
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    const struct db_value v[] = {DV_I(now_us)};
+    int r;
+    if (db_query(s->db,
+                 "SELECT DISTINCT function FROM invocations WHERE async = 1 AND status = 'queued' "
+                 "AND (next_attempt_us IS NULL OR next_attempt_us <= $1) LIMIT 256",
+                 v, ARRAY_SIZE(v), &rows, NULL) < 0)
+        return -EIO;
+    while ((r = db_next(rows)) > 0) {
+        int q = fn(db_text(rows, 0), userdata);
+        if (q < 0)
+            return q;
+    }
+    return r == 0 ? 0 : -EIO;
+}
+
+/* The claim's text on each engine: SQLite has no row locks (and needs none: one host, one
+ * writer), PostgreSQL's hosts skip the rows another claim holds instead of waiting for it. */
+#define CLAIM_SQL(LOCKING)                                                                         \
+    "UPDATE invocations SET status = 'running', attempts = attempts + 1, lease_owner = $1, "       \
+    "lease_until = $2 + $3 WHERE id IN (SELECT id FROM invocations WHERE function = $4 "           \
+    "AND async = 1 AND status = 'queued' AND (next_attempt_us IS NULL OR next_attempt_us <= $2) "  \
+    "ORDER BY created_us LIMIT $5" LOCKING ") RETURNING " RECORD_COLUMNS
+
+int inv_store_claim(struct store *s, const char *function, int limit, const char *owner,
+                    int64_t now_us, int64_t lease_us,
+                    int (*fn)(struct inv_record *r, void *userdata), void *userdata)
+{
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    const struct db_value v[] = {DV_S(owner), DV_I(now_us), DV_I(lease_us), DV_S(function),
+                                 DV_I(limit)};
+    int r = 0, n = 0;
+    if (limit <= 0)
+        return 0;
+    if (db_query(s->db,
+                 db_on_postgresql(s->db) ? CLAIM_SQL(" FOR UPDATE SKIP LOCKED") : CLAIM_SQL(""), v,
+                 ARRAY_SIZE(v), &rows, NULL) < 0)
+        return -EIO;
+    /* Every row is read before any is handed on: fn may write (through the journal), and the
+     * claim is committed once its statement is done. */
+    struct inv_record *got = calloc((size_t)limit, sizeof(*got));
+    if (!got)
+        return -ENOMEM;
+    while (n < limit && (r = db_next(rows)) > 0)
+        row_to_record(rows, &got[n++]);
+    if (n < limit && r < 0)
+        n = -EIO;
+    db_rows_free(TAKE_PTR(rows));
+    for (int i = 0; i < (n > 0 ? n : 0); i++) {
+        if (fn(&got[i], userdata) < 0)
+            log_error("a claimed invocation could not be queued: its lease runs out",
+                      "id=%s function=%s", got[i].id, function);
+        inv_record_clear(&got[i]);
+    }
+    free(got);
+    return n;
+}
+
+int inv_store_requeue(struct store *s, const char *owner, int64_t expired_before_us)
+{
+    const struct db_value v[] = {DV_S(owner), DV_I(expired_before_us)};
+    int r = db_exec(s->db,
+                    "UPDATE invocations SET status = 'queued', lease_owner = NULL, "
+                    "lease_until = NULL, next_attempt_us = NULL WHERE status = 'running' "
+                    "AND (lease_owner = $1 OR lease_until < $2)",
+                    v, ARRAY_SIZE(v), NULL);
+    return r < 0 ? -EIO : r;
+}
+
+int inv_store_lease_holders(struct store *s, const char *except,
+                            int (*fn)(const char *owner, void *userdata), void *userdata)
+{
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    const struct db_value v[] = {DV_S(except)};
+    int r;
+    if (db_query(s->db,
+                 "SELECT DISTINCT lease_owner FROM invocations WHERE status = 'running' "
+                 "AND lease_owner IS NOT NULL AND lease_owner <> $1",
+                 v, ARRAY_SIZE(v), &rows, NULL) < 0)
+        return -EIO;
+    while ((r = db_next(rows)) > 0) {
+        int q = fn(db_text(rows, 0), userdata);
+        if (q < 0)
+            return q;
+    }
+    return r == 0 ? 0 : -EIO;
+}
+
+/* ---- hosts' liveness: a session advisory lock each (PostgreSQL) ---- */
+
+struct inv_host_lock {
+    struct db *db; /* idle but for the lock: a busy session outlives its process's death */
+};
+
+/* The lock's key: FNV-1a of the host id, tagged so that no host's can be the migration's. */
+static int64_t host_lock_key(const char *host_id)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (const char *p = "ignis-host:"; *p; p++)
+        h = (h ^ (unsigned char)*p) * UINT64_C(1099511628211);
+    for (const char *p = host_id; *p; p++)
+        h = (h ^ (unsigned char)*p) * UINT64_C(1099511628211);
+    return (int64_t)h;
+}
+
+/* 1 when db took host_id's session lock, 0 when another session holds it, -errno. */
+static int try_host_lock(struct db *db, const char *host_id)
+{
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    const struct db_value v[] = {DV_I(host_lock_key(host_id))};
+    if (db_query(db, "SELECT CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END", v,
+                 ARRAY_SIZE(v), &rows, NULL) < 0 ||
+        db_next(rows) <= 0)
+        return -EIO;
+    return (int)db_int(rows, 0);
+}
+
+int inv_host_lock_take(struct store *s, const char *host_id, struct inv_host_lock **ret,
+                       struct ig_error *err)
+{
+    struct db *db;
+    int r = db_open(s->path, 0, &db, err);
+    if (r < 0)
+        return r;
+    r = try_host_lock(db, host_id);
+    if (r <= 0) {
+        if (r < 0)
+            db_fail(db, err, "taking the host's lock");
+        db_close(db);
+        return r;
+    }
+    struct inv_host_lock *l = calloc(1, sizeof(*l));
+    if (!l) {
+        db_close(db);
+        return ig_error_set(err, ENOMEM, "out of memory");
+    }
+    l->db = db;
+    *ret = l;
+    return 1;
+}
+
+void inv_host_lock_free(struct inv_host_lock *l)
+{
+    if (!l)
+        return;
+    db_close(l->db);
+    free(l);
+}
+
+int inv_store_requeue_dead(struct store *s, const char *host_id)
+{
+    int r = try_host_lock(s->db, host_id);
+    if (r <= 0)
+        return r;
+    /* Its session is gone: so is the host (or it runs no more as it did). Its rows go back to
+     * the queue while this connection holds its lock, so that it cannot come back meanwhile
+     * and claim in between. */
+    r = inv_store_requeue(s, host_id, 0);
+    const struct db_value v[] = {DV_I(host_lock_key(host_id))};
+    if (db_exec(s->db, "SELECT pg_advisory_unlock($1)", v, ARRAY_SIZE(v), NULL) < 0 && r >= 0)
+        r = -EIO;
+    return r;
 }
 
 static void add_time(cJSON *o, const char *key, int64_t us)

@@ -53,15 +53,22 @@ void inv_record_clear(struct inv_record *r);
 
 /* Durable writes. Each calls done (on the loop thread) once the row is on disk. An insert
  * writes every field of r, so a record that is already final (a sync invocation) is one
- * statement. */
+ * statement. Its done's result: 1, or 0 when an invocation of the same function and
+ * idempotency key was accepted before (on any host): nothing was inserted. */
 int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expires_us,
                      journal_done_fn done, void *userdata);
+/* An attempt begins. owner: the host holding the row's lease (NULL: none, SQLite's single
+ * host), then written only while it holds it for this attempt, and the lease renewed to
+ * lease_until_us (wall clock; 0: kept). */
 int inv_store_mark_running(struct journal *j, const char *id, int attempts, int64_t started_us,
-                           journal_done_fn done, void *userdata);
+                           const char *owner, int64_t lease_until_us, journal_done_fn done,
+                           void *userdata);
 /* A final outcome (succeeded, failed or dead), or back to queued for a retry at next_attempt_us
- * with the last error kept. */
+ * with the last error kept; the lease ends. owner: as for mark_running, the fence being
+ * (lease_owner, attempts) = (owner, r->attempts). done's result: 1, or 0 when nothing was
+ * written (an older attempt's retry record; a lease lost: a late result, dropped). */
 int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expires_us,
-                     journal_done_fn done, void *userdata);
+                     const char *owner, journal_done_fn done, void *userdata);
 /* Removes records whose retention ended before now_us. */
 int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, void *userdata);
 
@@ -74,6 +81,44 @@ int inv_store_find_idempotent(struct store *s, const char *function, const char 
  * crashed), oldest first: at-least-once means they all run again. */
 int inv_store_load_pending(struct store *s, int (*fn)(struct inv_record *r, void *userdata),
                            void *userdata);
+
+/* The async queue shared by hosts (docs/architecture.md "The queue's leases and fencing").
+ * These run on the loop thread's connection; each statement commits by itself. */
+
+/* Calls fn with each function that has async invocations queued and due at now_us (at most 256
+ * of them). 0 or -EIO (or fn's -errno). */
+int inv_store_ready_functions(struct store *s, int64_t now_us,
+                              int (*fn)(const char *function, void *userdata), void *userdata);
+/* Claims up to limit of function's due queued invocations, oldest first, for owner: each turns
+ * running with attempts + 1 and a lease until now_us + lease_us, and is handed to fn (after the
+ * claim committed; fn's failure is logged: the lease runs out and another claim takes it).
+ * Rows another host's claim holds are skipped, never waited for (PostgreSQL's SKIP LOCKED). The
+ * number claimed, or -EIO. */
+int inv_store_claim(struct store *s, const char *function, int limit, const char *owner,
+                    int64_t now_us, int64_t lease_us,
+                    int (*fn)(struct inv_record *r, void *userdata), void *userdata);
+/* Puts back in the queue the running invocations leased by owner (NULL: none) or whose lease
+ * ended before expired_before_us (0: none): their attempt counts, and their holder's late writes
+ * are refused (the attempts moved on). The number requeued, or -EIO. */
+int inv_store_requeue(struct store *s, const char *owner, int64_t expired_before_us);
+/* Calls fn with each host other than except that holds a lease. */
+int inv_store_lease_holders(struct store *s, const char *except,
+                            int (*fn)(const char *owner, void *userdata), void *userdata);
+
+/* A host's liveness, as its peers see it (PostgreSQL only): a session advisory lock keyed by
+ * its host id, held on a connection that does nothing else, so that the server lets go of it as
+ * soon as the host's process is gone (even by kill -9). */
+struct inv_host_lock;
+/* Takes host_id's lock on a new connection to s's database: 1 and *ret, 0 when another session
+ * holds it (the host's previous process, not seen dead by the server yet; or another host with
+ * the same id), or -errno with err. */
+int inv_host_lock_take(struct store *s, const char *host_id, struct inv_host_lock **ret,
+                       struct ig_error *err);
+/* Releases the lock (its connection closes). Accepts NULL. */
+void inv_host_lock_free(struct inv_host_lock *l);
+/* Tries host_id's lock: when it is free, the host is gone, and its running invocations are
+ * requeued (then the lock is let go). The number requeued, 0 when the host lives, or -errno. */
+int inv_store_requeue_dead(struct store *s, const char *host_id);
 
 /* The record as the API shows it (GET /v1/invocations/{id}). */
 cJSON *inv_record_to_json(const struct inv_record *r);

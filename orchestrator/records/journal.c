@@ -23,7 +23,9 @@ struct op {
     journal_done_fn done;
     void *userdata;
     bool durable;
+    bool counted; /* done's result on success: rows (journal_submit_counted) */
     int result;
+    int rows; /* the statement changed these many */
     char *message;
     struct op *next;
     size_t nvalues;
@@ -71,8 +73,10 @@ static int run_op(struct journal *j, struct op *op)
 {
     struct ig_error e = {};
     int r = db_exec(j->db, op->sql, op->values, op->nvalues, &e);
-    if (r >= 0)
+    if (r >= 0) {
+        op->rows = r;
         return 0;
+    }
     free(op->message);
     op->message = strdup(e.message);
     return r;
@@ -85,7 +89,8 @@ static void deliver(struct loop *l, void *userdata)
     while (op) {
         struct op *next = op->next;
         if (op->done)
-            op->done(l, op->result, op->message, op->userdata);
+            op->done(l, op->result < 0 || !op->counted ? op->result : op->rows, op->message,
+                     op->userdata);
         op_free(op);
         op = next;
     }
@@ -367,8 +372,9 @@ void journal_free(struct journal *j)
     free(j);
 }
 
-static int submit(struct journal *j, bool durable, const char *sql, const struct db_value *values,
-                  size_t nvalues, journal_done_fn done, void *userdata)
+static int submit(struct journal *j, bool durable, bool counted, const char *sql,
+                  const struct db_value *values, size_t nvalues, journal_done_fn done,
+                  void *userdata)
 {
     if (nvalues > JOURNAL_MAX_VALUES)
         return -E2BIG;
@@ -377,6 +383,7 @@ static int submit(struct journal *j, bool durable, const char *sql, const struct
         return -ENOMEM;
     op->sql = strdup(sql);
     op->durable = durable;
+    op->counted = counted;
     op->done = done;
     op->userdata = userdata;
     op->nvalues = nvalues;
@@ -412,13 +419,20 @@ static int submit(struct journal *j, bool durable, const char *sql, const struct
 int journal_submit(struct journal *j, const char *sql, const struct db_value *values,
                    size_t nvalues, journal_done_fn done, void *userdata)
 {
-    return submit(j, true, sql, values, nvalues, done, userdata);
+    return submit(j, true, false, sql, values, nvalues, done, userdata);
 }
 
 int journal_submit_lazy(struct journal *j, const char *sql, const struct db_value *values,
                         size_t nvalues, journal_done_fn done, void *userdata)
 {
-    return submit(j, false, sql, values, nvalues, done, userdata);
+    return submit(j, false, false, sql, values, nvalues, done, userdata);
+}
+
+int journal_submit_counted(struct journal *j, bool durable, const char *sql,
+                           const struct db_value *values, size_t nvalues, journal_done_fn done,
+                           void *userdata)
+{
+    return submit(j, durable, true, sql, values, nvalues, done, userdata);
 }
 
 void journal_get_health(struct journal *j, struct journal_health *ret)

@@ -52,6 +52,13 @@ int journal_submit(struct journal *j, const char *sql, const struct db_value *va
 int journal_submit_lazy(struct journal *j, const char *sql, const struct db_value *values,
                         size_t nvalues, journal_done_fn done, void *userdata);
 
+/* Either of the above (durable or not), where done's result on success is the number of rows the
+ * statement changed: an insert that met its ON CONFLICT, or an update fenced by a lease it no
+ * longer holds, changed none (0). */
+int journal_submit_counted(struct journal *j, bool durable, const char *sql,
+                           const struct db_value *values, size_t nvalues, journal_done_fn done,
+                           void *userdata);
+
 /* On the loop thread: returns once every statement submitted so far is committed (or failed),
  * committing a lingering batch of crash-safe statements at once. For a read that must see what
  * the loop wrote before it (a sync invocation's record, its usage, the audit trail). */

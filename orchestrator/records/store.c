@@ -514,6 +514,32 @@ static const struct store_migration migrations[] = {
     /* Nothing reads ledger rows by function (usage reports read usage_minute; retention deletes
      * by start_us): the index cost every invocation a B-tree insert for no reader (#22). */
     {"usage_function_index", "DROP INDEX usage_function_start;", IN_PG_BASELINE},
+    /* The async queue shared by hosts (#16, docs/architecture.md "The queue's leases and
+     * fencing"): a running row's lease (the host holding it, until when), and one row per
+     * (function, idempotency key), so that hosts accepting one key at once make one invocation
+     * (the insert's ON CONFLICT). A key that two rows share already (accepted before this, by
+     * a race) stays on the older alone. */
+    {"queue_leases",
+     "ALTER TABLE invocations ADD COLUMN lease_owner TEXT;"
+     "ALTER TABLE invocations ADD COLUMN lease_until INTEGER;"
+     "UPDATE invocations SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL AND EXISTS ("
+     "  SELECT 1 FROM invocations o WHERE o.function = invocations.function"
+     "  AND o.idempotency_key = invocations.idempotency_key AND (o.created_us < "
+     "  invocations.created_us OR (o.created_us = invocations.created_us AND o.id < "
+     "  invocations.id)));"
+     "DROP INDEX invocations_idempotency;"
+     "CREATE UNIQUE INDEX invocations_idempotency ON invocations (function, idempotency_key)"
+     "  WHERE idempotency_key IS NOT NULL;",
+     "ALTER TABLE invocations ADD COLUMN lease_owner TEXT;"
+     "ALTER TABLE invocations ADD COLUMN lease_until BIGINT;"
+     "UPDATE invocations SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL AND EXISTS ("
+     "  SELECT 1 FROM invocations o WHERE o.function = invocations.function"
+     "  AND o.idempotency_key = invocations.idempotency_key AND (o.created_us < "
+     "  invocations.created_us OR (o.created_us = invocations.created_us AND o.id < "
+     "  invocations.id)));"
+     "DROP INDEX invocations_idempotency;"
+     "CREATE UNIQUE INDEX invocations_idempotency ON invocations (function, idempotency_key)"
+     "  WHERE idempotency_key IS NOT NULL;"},
 };
 
 int store_space_check(const char *dir, struct ig_error *err)

@@ -1,0 +1,181 @@
+/* The async queue shared by the hosts of one PostgreSQL store (docs/architecture.md "The queue's
+ * leases and fencing"). An accepted invocation is a queued row, not an entry in the accepting
+ * host's memory: every host claims rows of the functions it has room for (its own acceptances
+ * wake it; a poll is the backstop for other hosts'), runs them under a lease, and writes their
+ * outcome fenced by that lease. Each host holds a session advisory lock while it lives; once a
+ * second its peers try the locks of the hosts holding leases, and the one that gets a dead
+ * host's lock requeues its rows. Expired leases (a host cut off without its TCP connection
+ * closing) are requeued by any host. */
+#include "base/log.h"
+#include "dispatch/dispatch-internal.h"
+
+/* How often a host claims without being woken, and looks for dead peers and expired leases. */
+#define CLAIM_POLL_US (250 * 1000)
+#define LIVENESS_US   (1000 * 1000)
+/* A lease is the function's timeout and this: the time a claimed invocation may wait for a
+ * container (a cold start) before it runs. Each attempt renews it as it starts. */
+#define LEASE_GRACE_US (30ll * 1000 * 1000)
+/* Rows claimed by one statement at most. */
+#define CLAIM_BATCH 32
+
+int64_t queue_lease_us(const struct manifest *m)
+{
+    return (int64_t)m->timeout_ms * 1000 + LEASE_GRACE_US;
+}
+
+/* What fn (the function's own state) runs or holds here: its queue and attempts in flight, its
+ * version states' too. */
+static size_t held(const struct fn_state *fn)
+{
+    size_t n = fn->queued + fn->inflight;
+    for (const struct fn_state *v = fn->versions; v; v = v->vnext)
+        n += v->queued + v->inflight;
+    return n;
+}
+
+static bool warm(const struct fn_state *fn)
+{
+    return fn->nready > 0;
+}
+
+struct claim_pass {
+    struct dispatch *d;
+    char (*names)[MANIFEST_NAME_MAX + 1];
+    size_t n;
+};
+
+static int collect(const char *function, void *userdata)
+{
+    struct claim_pass *p = userdata;
+    if (p->n < 256)
+        snprintf(p->names[p->n++], MANIFEST_NAME_MAX + 1, "%s", function);
+    return 0;
+}
+
+static int take_claimed(struct inv_record *r, void *userdata)
+{
+    struct dispatch *d = userdata;
+    return dispatch_queue_record(d, r, r->attempts) < 0 ? -ENOMEM : 0;
+}
+
+/* Claims for fn as much as it has room for (its max_concurrency, less what it holds). */
+static void claim_for(struct dispatch *d, struct fn_state *fn)
+{
+    size_t cap = manifest_max_concurrency(fn->manifest), have = held(fn);
+    size_t room = cap > have ? cap - have : 0;
+    if (room == 0 || fn->removing)
+        return;
+    int n = inv_store_claim(d->store, fn->name, (int)(room < CLAIM_BATCH ? room : CLAIM_BATCH),
+                            d->lease_owner, (int64_t)wall_usec(), queue_lease_us(fn->manifest),
+                            take_claimed, d);
+    if (n < 0)
+        log_warn("claiming queued invocations failed", "function=%s", fn->name);
+    else if (n > 0)
+        log_debug("claimed queued invocations", "function=%s count=%d", fn->name, n);
+}
+
+static int requeue_peer(const char *owner, void *userdata)
+{
+    struct dispatch *d = userdata;
+    int n = inv_store_requeue_dead(d->store, owner);
+    if (n > 0)
+        log_warn("a host is gone: its running invocations are queued again", "host_id=%s count=%d",
+                 owner, n);
+    return 0;
+}
+
+/* Dead peers' rows and expired leases back to the queue. */
+static void check_liveness(struct dispatch *d)
+{
+    d->liveness_us = now_usec();
+    int n = inv_store_requeue(d->store, NULL, (int64_t)wall_usec());
+    if (n > 0)
+        log_warn("leases ran out: their invocations are queued again", "count=%d", n);
+    inv_store_lease_holders(d->store, d->lease_owner, requeue_peer, d);
+}
+
+/* 0 when this host holds its lock (it takes it when it can), else -EAGAIN: without it, its
+ * peers would take it for dead and requeue what it runs. */
+static int hold_lock(struct dispatch *d)
+{
+    if (d->host_lock)
+        return 0;
+    struct ig_error err = {};
+    int r = inv_host_lock_take(d->store, d->lease_owner, &d->host_lock, &err);
+    if (r == 0)
+        log_warn("this host's lock is held by another session: claiming nothing until it is free "
+                 "(a previous process not seen dead yet, or another host with this host id)",
+                 "host_id=%s", d->lease_owner);
+    else if (r < 0)
+        log_warn("taking this host's lock failed", "error=\"%s\"", err.message);
+    return r > 0 ? 0 : -EAGAIN;
+}
+
+static void claim_all(struct dispatch *d)
+{
+    if (d->stopping || hold_lock(d) < 0)
+        return;
+    if (now_usec() >= d->liveness_us + LIVENESS_US)
+        check_liveness(d);
+    char names[256][MANIFEST_NAME_MAX + 1];
+    struct claim_pass p = {.d = d, .names = names};
+    if (inv_store_ready_functions(d->store, (int64_t)wall_usec(), collect, &p) < 0) {
+        log_warn("reading the shared queue failed");
+        return;
+    }
+    /* Functions with idle containers here first: their work starts without a cold start. */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < p.n; i++) {
+            struct fn_state *fn = dispatch_function(d, names[i]);
+            if (fn && warm(fn) == (pass == 0))
+                claim_for(d, fn);
+        }
+}
+
+static void on_claim_due(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct dispatch *d = userdata;
+    d->claim_timer = NULL;
+    claim_all(d);
+    if (!d->stopping)
+        loop_add_timer(l, now_usec() + CLAIM_POLL_US, on_claim_due, d, &d->claim_timer);
+}
+
+static void on_kick(struct loop *l, void *userdata)
+{
+    struct dispatch *d = userdata;
+    d->claim_posted = false;
+    claim_all(d);
+}
+
+void queue_kick(struct dispatch *d)
+{
+    if (!d->claim_posted && !d->stopping && loop_post(d->loop, on_kick, d) == 0)
+        d->claim_posted = true;
+}
+
+int queue_start(struct dispatch *d, struct ig_error *err)
+{
+    /* What this host's previous process held: it ran them, or not; either way they run again,
+     * claimed afresh, and whatever that process may still write of them is refused. */
+    int n = inv_store_requeue(d->store, d->lease_owner, 0);
+    if (n < 0)
+        return ig_error_set(err, EIO, "requeueing this host's earlier invocations failed");
+    if (n > 0)
+        log_info("invocations this host held before its restart are queued again", "count=%d", n);
+    if (loop_add_timer(d->loop, now_usec(), on_claim_due, d, &d->claim_timer) < 0)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    return 0;
+}
+
+void queue_stop(struct dispatch *d)
+{
+    if (d->claim_timer)
+        loop_cancel_timer(d->loop, d->claim_timer);
+    d->claim_timer = NULL;
+}
+
+void queue_release(struct dispatch *d)
+{
+    inv_host_lock_free(TAKE_PTR(d->host_lock));
+}
