@@ -16,6 +16,8 @@
 #include <pthread.h>
 
 #include "pgserver.h"
+#include "records/invocation.h"
+#include "records/journal.h"
 #include "records/store-internal.h"
 
 static char dir[64];
@@ -395,6 +397,224 @@ static void test_baseline_is_sqlite_schema(void **state)
     store_free(pg_store);
 }
 
+/* ---- the async queue shared by hosts (records/invocation.c) ---- */
+
+static int64_t claimed_attempts[8];
+static char claimed_ids[8][INV_ID_LEN + 1];
+static int nclaimed;
+
+static int on_claimed(struct inv_record *r, void *userdata)
+{
+    assert_string_equal(r->function, "f");
+    assert_int_equal(r->status, INV_RUNNING);
+    assert_non_null(r->payload);
+    claimed_attempts[nclaimed] = r->attempts;
+    strcpy(claimed_ids[nclaimed++], r->id);
+    return 0;
+}
+
+static int claim(struct store *s, int limit, const char *owner, int64_t now_us)
+{
+    nclaimed = 0;
+    return inv_store_claim(s, "f", limit, owner, now_us, 1000, on_claimed, NULL);
+}
+
+static void queued_row(struct db *db, const char *id, int64_t created_us)
+{
+    const struct db_value v[] = {DV_S(id), DV_I(created_us), DV_B("{}", 2)};
+    struct ig_error err = {};
+    int r = db_exec(db,
+                    "INSERT INTO invocations (id, function, version, async, status, "
+                    "payload, attempts, max_retries, created_us, expires_us) VALUES ($1, "
+                    "'f', 1, 1, 'queued', $3, 0, 2, $2, 99999999)",
+                    v, ARRAY_SIZE(v), &err);
+    if (r != 1)
+        fail_msg("%s", err.message);
+}
+
+static int finish_result;
+
+static void on_finished(struct loop *l, int result, const char *message, void *userdata)
+{
+    finish_result = result;
+    loop_quit(l);
+}
+
+/* A's finish of id's attempt under its lease: the rows it changed (0: fenced off). */
+static int finish_as(struct journal *j, struct loop *l, const char *id, int attempts,
+                     const char *owner)
+{
+    struct inv_record r = {.function = "f",
+                           .async = true,
+                           .status = INV_SUCCEEDED,
+                           .attempts = attempts,
+                           .finished_us = 5};
+    strcpy(r.id, id);
+    finish_result = -1;
+    assert_int_equal(inv_store_finish(j, &r, 100, owner, on_finished, NULL), 0);
+    loop_run(l);
+    return finish_result;
+}
+
+static int64_t col(struct db *db, const char *column, const char *id)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT %s FROM invocations WHERE id = $1", column);
+    const struct db_value v[] = {DV_S(id)};
+    struct db_rows *rows;
+    assert_int_equal(db_query(db, sql, v, 1, &rows, NULL), 0);
+    assert_int_equal(db_next(rows), 1);
+    int64_t n = db_int(rows, 0);
+    db_rows_free(rows);
+    return n;
+}
+
+/* Claims take the oldest due rows once each, under the claimer's lease, counting the attempt; a
+ * finish is written only by the lease's holder for that attempt: once a lease ran out and another
+ * host claimed the row, the first host's late result changes nothing, and the second's counts. */
+static void test_queue_claims_and_fencing(void **state)
+{
+    struct store *s;
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    assert_int_equal(store_open(path, &s, &err), 0);
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    queued_row(s->db, "inv-1", 1);
+    queued_row(s->db, "inv-2", 2);
+    queued_row(s->db, "inv-3", 3);
+
+    assert_int_equal(claim(s, 2, "host-a", 100), 2);
+    assert_int_equal(claim(s, 2, "host-b", 100), 1);
+    assert_string_equal(claimed_ids[0], "inv-3");
+    assert_int_equal(claimed_attempts[0], 1);
+    assert_int_equal(claim(s, 2, "host-b", 100), 0);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM invocations WHERE lease_owner = "
+                                  "'host-a' AND status = 'running' AND lease_until = 1100"),
+                     2);
+
+    /* host-a's lease on inv-1 runs out; host-b claims it again (attempt 2). */
+    assert_int_equal(inv_store_requeue(s, NULL, 1050), 0);
+    assert_int_equal(inv_store_requeue(s, NULL, 1101), 3);
+    assert_int_equal(claim(s, 1, "host-b", 2000), 1);
+    assert_string_equal(claimed_ids[0], "inv-1");
+    assert_int_equal(claimed_attempts[0], 2);
+    assert_int_equal(finish_as(j, l, "inv-1", 1, "host-a"), 0); /* late: dropped */
+    assert_int_equal(col(s->db, "attempts", "inv-1"), 2);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM invocations WHERE id = 'inv-1' AND "
+                                  "status = 'running' AND lease_owner = 'host-b'"),
+                     1);
+    assert_int_equal(finish_as(j, l, "inv-1", 2, "host-a"), 0); /* not its lease */
+    assert_int_equal(finish_as(j, l, "inv-1", 2, "host-b"), 1);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM invocations WHERE id = 'inv-1' AND "
+                                  "status = 'succeeded' AND lease_owner IS NULL"),
+                     1);
+    assert_int_equal(finish_as(j, l, "inv-1", 2, "host-b"), 0); /* once */
+
+    /* A host's own rows, requeued at its restart, are claimed afresh. */
+    assert_int_equal(claim(s, 2, "host-a", 3000), 2);
+    assert_int_equal(inv_store_requeue(s, "host-a", 0), 2);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM invocations WHERE status = 'queued' AND "
+                                  "lease_owner IS NULL AND attempts = 2"),
+                     2);
+    journal_free(j);
+    loop_free(l);
+    store_free(s);
+}
+
+static int inserted;
+
+static void on_inserted(struct loop *l, int result, const char *message, void *userdata)
+{
+    inserted = result;
+    loop_quit(l);
+}
+
+/* Two acceptances of one idempotency key make one invocation: the second inserts nothing. */
+static void test_queue_one_row_per_key(void **state)
+{
+    struct store *s;
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    assert_int_equal(store_open(path, &s, &err), 0);
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    for (int i = 0; i < 2; i++) {
+        struct inv_record r = {.function = "f",
+                               .async = true,
+                               .status = INV_QUEUED,
+                               .idempotency_key = "k",
+                               .created_us = 1 + i};
+        inv_id_new(r.id);
+        assert_int_equal(inv_store_insert(j, &r, 100, on_inserted, NULL), 0);
+        loop_run(l);
+        assert_int_equal(inserted, i == 0 ? 1 : 0);
+    }
+    char id[INV_ID_LEN + 1];
+    assert_int_equal(inv_store_find_idempotent(s, "f", "k", 0, id), 0);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM invocations"), 1);
+    journal_free(j);
+    loop_free(l);
+    store_free(s);
+}
+
+static int requeued_peers;
+
+static int on_holder(const char *owner, void *userdata)
+{
+    assert_string_equal(owner, "host-a");
+    requeued_peers++;
+    return 0;
+}
+
+/* PostgreSQL: a host's lock is held while it lives; a peer that gets it requeues its rows. A
+ * claim skips rows another host's claim holds locked. */
+static void test_queue_dead_host(void **state)
+{
+    struct store *s, *peer;
+    struct ig_error err = {};
+    struct inv_host_lock *lock, *dup = NULL;
+    assert_int_equal(store_open(path, &s, &err), 0);
+    assert_int_equal(store_open(path, &peer, &err), 0);
+    queued_row(s->db, "inv-1", 1);
+    queued_row(s->db, "inv-2", 2);
+    assert_int_equal(inv_host_lock_take(s, "host-a", &lock, &err), 1);
+    assert_int_equal(inv_host_lock_take(peer, "host-a", &dup, &err), 0);
+    assert_null(dup);
+
+    /* A row locked by another claim's transaction is skipped, not waited for. */
+    assert_int_equal(db_begin(peer->db, NULL), 0);
+    assert_int_equal(db_exec(peer->db, "SELECT id FROM invocations WHERE id = 'inv-1' FOR UPDATE",
+                             NULL, 0, NULL),
+                     0);
+    assert_int_equal(claim(s, 2, "host-a", 100), 1);
+    assert_string_equal(claimed_ids[0], "inv-2");
+    assert_int_equal(db_rollback(peer->db), 0);
+    assert_int_equal(claim(s, 2, "host-a", 100), 1);
+
+    requeued_peers = 0;
+    assert_int_equal(inv_store_lease_holders(peer, "host-b", on_holder, NULL), 0);
+    assert_int_equal(requeued_peers, 1);
+    assert_int_equal(inv_store_requeue_dead(peer, "host-a"), 0); /* alive */
+    inv_host_lock_free(lock);                                    /* its process is gone */
+    /* Its server process lets go of the lock as it exits, a moment after the connection closed. */
+    int n = 0;
+    for (int i = 0; i < 500 && n == 0; i++) {
+        n = inv_store_requeue_dead(peer, "host-a");
+        if (n == 0)
+            usleep(10 * 1000);
+    }
+    assert_int_equal(n, 2);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM invocations WHERE status = 'queued'"), 2);
+    /* It let go of the lock: the host may come back. */
+    assert_int_equal(inv_host_lock_take(s, "host-a", &lock, &err), 1);
+    inv_host_lock_free(lock);
+    store_free(peer);
+    store_free(s);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +625,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_failing_migration_rolls_back, fresh),
         cmocka_unit_test_setup(test_usage_rollup, fresh),
         cmocka_unit_test_setup(test_hosts_migrate_together, fresh),
+        cmocka_unit_test_setup(test_queue_claims_and_fencing, fresh),
+        cmocka_unit_test_setup(test_queue_one_row_per_key, fresh),
     };
     /* SQLite's alone: the history a PostgreSQL database never went through, and a file. */
     const struct CMUnitTest sqlite_tests[] = {
@@ -413,6 +635,7 @@ int main(int argc, char **argv)
     };
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test_setup(test_baseline_is_sqlite_schema, fresh),
+        cmocka_unit_test_setup(test_queue_dead_host, fresh),
     };
     if (argc > 1 && streq(argv[1], "postgresql"))
         return cmocka_run_group_tests_name("postgresql", tests, setup_pg, NULL) |
