@@ -92,7 +92,9 @@ int daemon_host_id(const struct ignisd_options *opts, bool create, char ret[64])
     size_t len;
 
     if (opts->host_id[0]) {
-        snprintf(ret, 64, "%s", opts->host_id);
+        /* ret may be opts->host_id itself (daemon_new): snprintf must not copy onto its source. */
+        memmove(ret, opts->host_id, strnlen(opts->host_id, 63) + 1);
+        ret[63] = '\0';
         return 0;
     }
     snprintf(path, sizeof(path), "%s/host-id", opts->state_dir);
@@ -450,7 +452,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     dopts.queue_max = opts->queue_max;
     dopts.python_templates = opts->python_templates;
     dopts.shared_queue = db_is_postgresql(store_target);
-    snprintf(dopts.host_id, sizeof(dopts.host_id), "%s", opts->host_id);
+    snprintf(dopts.host_id, sizeof(dopts.host_id), "%s", d->opts.host_id);
     r = dispatch_new(d->loop, d->store, d->journal, d->cgroups, &dopts, &d->dispatch, err);
     if (r < 0)
         goto fail;

@@ -213,6 +213,7 @@ struct dispatch {
      * last looked for dead peers and expired leases (monotonic). */
     const char *lease_owner; /* opts.host_id when the queue is shared, else NULL */
     struct inv_host_lock *host_lock;
+    bool host_lock_said; /* that it could not be taken: said once until it is */
     struct loop_timer *claim_timer;
     bool claim_posted;
     uint64_t liveness_us;

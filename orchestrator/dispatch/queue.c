@@ -102,6 +102,12 @@ static int hold_lock(struct dispatch *d)
         return 0;
     struct ig_error err = {};
     int r = inv_host_lock_take(d->store, d->lease_owner, &d->host_lock, &err);
+    if (r > 0 && d->host_lock_said)
+        log_info("this host's lock is taken: claiming", "host_id=%s", d->lease_owner);
+    bool said = d->host_lock_said;
+    d->host_lock_said = r <= 0;
+    if (said)
+        return r > 0 ? 0 : -EAGAIN;
     if (r == 0)
         log_warn("this host's lock is held by another session: claiming nothing until it is free "
                  "(a previous process not seen dead yet, or another host with this host id)",

@@ -1,0 +1,148 @@
+/* The async queue shared by two ignisd hosts on one PostgreSQL store (issue #16), on a private
+ * server of this test's own whatever IGNIS_TEST_STORE says: invocations accepted on A run on B
+ * when A has no room for them; a replayed idempotency key answers the first id on either host;
+ * after kill -9 of A while it runs invocations, B requeues them (A's advisory lock is free) and
+ * every accepted invocation succeeds, no attempt billed twice. (A late finish refused by the
+ * fencing is shown directly by tests/unit/test_store.c.) */
+#include "harness.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "pgserver.h"
+#include "records/db.h"
+
+static struct pgserver *srv;
+
+static int setup(void **state)
+{
+    harness_require_root();
+    return pgserver_new(&srv);
+}
+
+static int teardown(void **state)
+{
+    return pgserver_free(srv);
+}
+
+static void async_invoke(struct ignisd_proc *p, const char *body, const char *key,
+                         char id[64], bool *ret_duplicate)
+{
+    char keyh[300];
+    snprintf(keyh, sizeof(keyh), "Idempotency-Key: %s", key ? key : "");
+    const char *headers[] = {"Ignis-Invocation-Type: async", key ? keyh : NULL, NULL};
+    struct client_response r = {};
+    long status = harness_invoke(p, "slow", body, headers, &r);
+    if (status != 202)
+        fail_msg("async on %s: %ld %s", p->url, status, r.body);
+    cJSON *j = harness_json(&r);
+    snprintf(id, 64, "%s", cJSON_GetStringValue(cJSON_GetObjectItem(j, "id")));
+    if (ret_duplicate)
+        *ret_duplicate = cJSON_IsTrue(cJSON_GetObjectItem(j, "duplicate"));
+    cJSON_Delete(j);
+    client_response_clear(&r);
+}
+
+static bool log_has(const struct ignisd_proc *p, const char *text)
+{
+    char *log = NULL;
+    bool has = read_file(p->log_path, 64 << 20, &log, NULL) == 0 && strstr(log, text);
+    free(log);
+    return has;
+}
+
+static int query_int(const char *conninfo, const char *sql)
+{
+    struct db *db;
+    struct db_rows *rows;
+    struct ig_error err = {};
+    assert_int_equal(db_open(conninfo, 0, &db, &err), 0);
+    assert_int_equal(db_query(db, sql, NULL, 0, &rows, &err), 0);
+    assert_int_equal(db_next(rows), 1);
+    int n = (int)db_int(rows, 0);
+    db_rows_free(rows);
+    db_close(db);
+    return n;
+}
+
+static void test_two_hosts_share_the_queue(void **state)
+{
+    _cleanup_free_ char *conninfo = NULL;
+    assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
+    struct ignisd_proc a, b;
+    const char *args_a[] = {"--store", conninfo, "--host-id", "host-a", NULL};
+    const char *args_b[] = {"--store", conninfo, "--host-id", "host-b", NULL};
+    const char *fn = "{\"max_concurrency\": 1, \"max_scale\": 1}";
+    assert_int_equal(harness_start(&a, args_a), 0);
+    harness_push(&a, "sleep", "slow", fn);
+    /* Bundles are each host's own until they are kept in the store: B gets the same one. */
+    assert_int_equal(harness_start(&b, args_b), 0);
+    harness_push(&b, "sleep", "slow", fn);
+
+    /* A runs one at a time: B takes what A has no room for. */
+    enum { N = 6 };
+    char ids[N][64];
+    for (int i = 0; i < N; i++)
+        async_invoke(&a, "{\"ms\": 400}", NULL, ids[i], NULL);
+    for (int i = 0; i < N; i++)
+        cJSON_Delete(harness_wait_invocation(&b, ids[i], "succeeded", 60));
+    if (!log_has(&b, "claimed queued invocations")) {
+        harness_print_log(&b);
+        fail_msg("B ran none of A's acceptances");
+    }
+
+    /* A key accepted on A answers its first id on B too. */
+    char first[64], again[64];
+    bool dup = false;
+    async_invoke(&a, "{\"ms\": 10}", "order-1", first, &dup);
+    assert_false(dup);
+    async_invoke(&b, "{\"ms\": 10}", "order-1", again, &dup);
+    assert_true(dup);
+    assert_string_equal(first, again);
+
+    /* kill -9 of A while it runs one of them: B requeues it (A's lock is free) and runs it. */
+    char held[N][64];
+    for (int i = 0; i < N; i++)
+        async_invoke(&a, "{\"ms\": 1500}", NULL, held[i], NULL);
+    for (int i = 0; i < 3000 && query_int(conninfo, "SELECT count(*) FROM invocations WHERE "
+                                                    "lease_owner = 'host-a' AND status = "
+                                                    "'running'") == 0;
+         i++)
+        usleep(10 * 1000);
+    assert_true(query_int(conninfo, "SELECT count(*) FROM invocations WHERE lease_owner = "
+                                    "'host-a' AND status = 'running'") > 0);
+    kill(a.pid, SIGKILL);
+    waitpid(a.pid, NULL, 0);
+    a.pid = 0;
+    for (int i = 0; i < N; i++)
+        cJSON_Delete(harness_wait_invocation(&b, held[i], "succeeded", 90));
+    assert_true(log_has(&b, "a host is gone: its running invocations are queued again"));
+    /* Every accepted one succeeded once; no attempt was billed twice. */
+    assert_int_equal(query_int(conninfo, "SELECT count(*) FROM invocations WHERE async = 1 AND "
+                                         "status <> 'succeeded'"),
+                     0);
+    assert_int_equal(query_int(conninfo, "SELECT count(*) FROM (SELECT id, attempt FROM usage "
+                                         "GROUP BY id, attempt HAVING count(*) > 1) x"),
+                     0);
+
+    /* A comes back: what it held was requeued already, and it claims again. */
+    assert_int_equal(harness_restart(&a, args_a), 0);
+    char later[64];
+    async_invoke(&a, "{\"ms\": 10}", NULL, later, NULL);
+    cJSON_Delete(harness_wait_invocation(&a, later, "succeeded", 60));
+    assert_int_equal(harness_stop(&a), 0);
+    assert_int_equal(harness_stop(&b), 0);
+    assert_int_equal(harness_cleanup(&a), 0);
+    assert_int_equal(harness_cleanup(&b), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_two_hosts_share_the_queue),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
