@@ -8,6 +8,7 @@
 
 #include "base/log.h"
 #include "functions/service.h"
+#include "records/bundles_store.h"
 #include "records/functions_store.h"
 
 /* A push of one function; a delete of one function or of a whole service (its functions and
@@ -18,7 +19,8 @@
  * (a push prunes within its own op); no caller waits for it. */
 /* OP_SYNC: another host changed a function (or all may have changed, sync_all; or only services,
  * an empty name): read again from the store (registry_sync); OP_FORGET: versions another host
- * removed, drained and dropped here; neither has a caller waiting. */
+ * removed, drained and dropped here; OP_FETCH: a bundle this host has not unpacked, read from the
+ * store (op->digest); none has a caller waiting. */
 enum op_kind {
     OP_PUSH,
     OP_DELETE,
@@ -27,7 +29,8 @@ enum op_kind {
     OP_VERSION_DELETE,
     OP_PRUNE,
     OP_SYNC,
-    OP_FORGET
+    OP_FORGET,
+    OP_FETCH
 };
 
 /* One function of a service deploy, as the worker found it. */
@@ -105,7 +108,6 @@ struct registry {
     struct registry_service *services;
     size_t n_services;
     uint32_t keep_versions; /* registry_set_keep_versions */
-    bool shadow; /* the store's rows alone, to compare with (registry_sync): no bundle checks */
 };
 
 static void version_free(struct registry_version *v)
@@ -571,9 +573,6 @@ static int load_function(void *userdata, const struct functions_store_version *r
                   "function=%s error=\"%s\"", row->name ? row->name : "?", merr.message);
         return 0;
     }
-    if (!r->shadow && !bundle_exists(r->bundles_dir, row->digest))
-        log_error("function's bundle is missing from the store", "function=%s digest=%s", row->name,
-                  row->digest);
     struct registry_function *f =
         function_new(r, row->name, row->version, row->digest, m, row->created_usec,
                      row->updated_usec, row->bundle_bytes, row->service);
@@ -704,6 +703,69 @@ static int load_rows(struct registry *r, const char *name, struct ig_error *err)
     return q;
 }
 
+/* The digests named by versions (collect_digests' list). */
+struct digest_list {
+    char (*v)[BUNDLE_DIGEST_LEN + 1];
+    size_t n, cap;
+};
+
+static int collect_digest(void *userdata, const struct functions_store_version *row,
+                          struct ig_error *err)
+{
+    struct digest_list *l = userdata;
+    if (bundle_digest_valid(row->digest) && digests_add(&l->v, &l->n, &l->cap, row->digest) < 0)
+        return ig_error_set(err, ENOMEM, "out of memory");
+    return 0;
+}
+
+/* A bundle kept unpacked that the store does not hold: a state dir from before the store held
+ * bundles kept the tree only, not the pushed bytes. The tree is packed anew and stored, and its
+ * versions and cached tree take the new bytes' digest, so that other hosts (and this one, should
+ * its cache go) unpack what this host checked when it was pushed. */
+static void store_unstored(struct registry *r, const char *digest)
+{
+    char dir[4200], to[4200], got[BUNDLE_DIGEST_LEN + 1];
+    _cleanup_free_ char *data = NULL;
+    size_t len;
+    struct ig_error e = {};
+    bundle_path(r->bundles_dir, digest, dir, sizeof(dir));
+    if (bundle_pack_dir(dir, REGISTRY_MAX_BUNDLE, &data, &len, &e) < 0)
+        goto fail;
+    bundle_digest(data, len, got);
+    if (bundles_store_put(r->store, got, data, len, &e) < 0)
+        goto fail;
+    if (!streq(got, digest)) {
+        if (functions_store_rename_digest(r->store, digest, got, &e) < 0)
+            goto fail;
+        /* Left where it was, the tree is removed as unreferenced and unpacked again from the
+         * store: slower, not wrong. */
+        bundle_path(r->bundles_dir, got, to, sizeof(to));
+        if (!bundle_exists(r->bundles_dir, got) && rename(dir, to) < 0)
+            log_warn("renaming a stored bundle's tree failed", "from=%s to=%s error=\"%s\"", digest,
+                     got, strerror(errno));
+    }
+    log_info("bundle stored in the database", "digest=%s was=%s bytes=%zu", got, digest, len);
+    return;
+fail:
+    log_error("bundle not stored in the database: only this host can run its versions",
+              "digest=%s error=\"%s\"", digest, e.message);
+}
+
+/* Stores the bundles kept unpacked here that the store does not hold (store_unstored), before
+ * the functions load. */
+static int store_all_unstored(struct registry *r, struct ig_error *err)
+{
+    struct digest_list l = {};
+    int q = functions_store_load_versions(r->store, NULL, collect_digest, &l, err);
+    for (size_t i = 0; q == 0 && i < l.n; i++)
+        if (bundle_exists(r->bundles_dir, l.v[i]) && !bundles_store_has(r->store, l.v[i]))
+            store_unstored(r, l.v[i]);
+    free(l.v);
+    return q;
+}
+
+static void fetch_missing(struct registry *r);
+
 int registry_new(struct loop *loop, struct store *store, const char *state_dir,
                  struct registry **ret, struct ig_error *err)
 {
@@ -722,12 +784,15 @@ int registry_new(struct loop *loop, struct store *store, const char *state_dir,
         return ig_error_set(err, q, "creating %s: %s", state_dir, strerror(-q));
     }
     bundle_clean_tmp(r->bundles_dir);
-    q = load_rows(r, NULL, err);
+    q = store_all_unstored(r, err);
+    if (q == 0)
+        q = load_rows(r, NULL, err);
     if (q < 0) {
         registry_free(r);
         return q;
     }
     collect_garbage(r);
+    fetch_missing(r);
     log_info("registry loaded", "functions=%zu", r->n_fns);
     *ret = r;
     return 0;
@@ -828,6 +893,21 @@ bool registry_parse_version(const char *s, uint32_t *ret)
     return true;
 }
 
+/* -EAGAIN with err when v's bundle is not in this host's cache (registry_route), else 0. */
+static int bundle_unavailable(const struct registry_function *f, const struct registry_version *v,
+                              struct ig_error *err)
+{
+    if (v->fetching)
+        return ig_error_set_reason(err, EAGAIN, "bundle_unavailable",
+                                   "function %s version %u: its bundle is being fetched from the "
+                                   "store; try again shortly",
+                                   f->name, v->version);
+    if (v->bundle_error[0])
+        return ig_error_set_reason(err, EAGAIN, "bundle_unavailable", "function %s version %u: %s",
+                                   f->name, v->version, v->bundle_error);
+    return 0;
+}
+
 int registry_route(const struct registry_function *f, const char *selector,
                    const struct registry_version **ret, const char **ret_alias,
                    struct ig_error *err)
@@ -840,6 +920,8 @@ int registry_route(const struct registry_function *f, const char *selector,
             return ig_error_set_reason(err, ENOENT, "version_not_found",
                                        "function %s has no version %u (ignis show %s lists them)",
                                        f->name, n, f->name);
+        if (bundle_unavailable(f, v, err) < 0)
+            return -EAGAIN;
         *ret = v;
         *ret_alias = NULL;
         return 0;
@@ -859,6 +941,8 @@ int registry_route(const struct registry_function *f, const char *selector,
         return ig_error_set_reason(err, ENOENT, "version_not_found",
                                    "alias %s of %s points at a version no longer kept", name,
                                    f->name);
+    if (bundle_unavailable(f, v, err) < 0)
+        return -EAGAIN;
     *ret = v;
     *ret_alias = a->name;
     return 0;
@@ -1099,6 +1183,9 @@ static void *push_thread(void *userdata)
         op_fail_own(op, &op->err);
         goto out;
     }
+    /* The bytes, for the other hosts, before the version that names them is recorded. */
+    if (bundles_store_put(r->store, op->digest, op->body, op->body_len, &op->err) < 0)
+        op_fail_own(op, &op->err);
 out:
     if (dir && op->failed)
         rm_rf(dir);
@@ -1221,6 +1308,7 @@ static void push_record(struct op *op)
     if (op->failed) {
         /* Not recorded: the bundle just stored may now be referenced by nothing. */
         if (!functions_store_digest_referenced(r->store, op->digest)) {
+            bundles_store_forget(r->store, op->digest);
             op->remove = calloc(1, sizeof(*op->remove));
             if (op->remove) {
                 memcpy(op->remove[0], op->digest, sizeof(op->digest));
@@ -1399,7 +1487,9 @@ static void *service_thread(void *userdata)
      * referenced by nothing; the loop removes them. */
     for (size_t i = 0; i < op->n_sfns; i++) {
         struct svc_fn *f = &op->sfns[i];
-        if (f->dir && bundle_commit(r->bundles_dir, f->dir, f->digest, &e) < 0) {
+        const struct service_archive_entry *b = service_archive_find(&a, f->name);
+        if ((f->dir && bundle_commit(r->bundles_dir, f->dir, f->digest, &e) < 0) ||
+            bundles_store_put(r->store, f->digest, b->data, b->len, &e) < 0) {
             ig_error_prefix(&e, "function %s", f->name);
             op_fail_own(op, &e);
             goto out;
@@ -1622,10 +1712,13 @@ static void svc_abandon(struct op *op, struct registry_function **fs)
         registry_function_free(fs[i]);
     }
     op->n_remove = 0;
-    for (size_t i = 0; i < op->n_sfns; i++)
-        if (!op->sfns[i].dir && !functions_store_digest_referenced(r->store, op->sfns[i].digest) &&
-            bundle_exists(r->bundles_dir, op->sfns[i].digest))
+    for (size_t i = 0; i < op->n_sfns; i++) {
+        if (op->sfns[i].dir || functions_store_digest_referenced(r->store, op->sfns[i].digest))
+            continue;
+        bundles_store_forget(r->store, op->sfns[i].digest);
+        if (bundle_exists(r->bundles_dir, op->sfns[i].digest))
             digests_add(&op->remove, &op->n_remove, &op->cap_remove, op->sfns[i].digest);
+    }
     op_remove_then_finish(op);
 }
 
@@ -2087,7 +2180,6 @@ static void sync_run(struct op *op)
     struct ig_error e = {};
     if (shadow) {
         shadow->store = r->store;
-        shadow->shadow = true;
         memcpy(shadow->bundles_dir, r->bundles_dir, sizeof(r->bundles_dir));
     }
     const char *only = op->sync_all ? NULL : op->name;
@@ -2112,6 +2204,8 @@ static void sync_run(struct op *op)
     }
     sync_services(r, shadow);
     shadow_free(r, shadow);
+    /* Versions made elsewhere run here once their bundles are taken from the store. */
+    fetch_missing(r);
     op_finish(op);
 }
 
@@ -2157,6 +2251,89 @@ int registry_sync_services(struct registry *r)
     return registry_sync(r, "");
 }
 
+/* ---- bundles from the store ---- */
+
+/* A bundle this host has not unpacked, on the worker: its bytes read from the store, checked
+ * against their digest (a host never runs bytes it did not check), unpacked and moved into the
+ * cache. */
+static void *fetch_thread(void *userdata)
+{
+    struct op *op = userdata;
+    struct registry *r = op->reg;
+    _cleanup_free_ char *data = NULL, *dir = NULL;
+    char got[BUNDLE_DIGEST_LEN + 1];
+    size_t len;
+    int q = bundles_store_get(r->store, op->digest, REGISTRY_MAX_BUNDLE, &data, &len, &op->err);
+    if (q == 0) {
+        bundle_digest(data, len, got);
+        if (!streq(got, op->digest))
+            q = ig_error_set(&op->err, EBADMSG,
+                             "bundle refused: its bytes in the store hash to %s, not to its "
+                             "digest (push the function again)",
+                             got);
+    }
+    if (q == 0)
+        q = bundle_unpack(r->bundles_dir, data, len, &bundle_default_limits, &dir, &op->err);
+    if (q == 0 && (q = bundle_commit(r->bundles_dir, dir, op->digest, &op->err)) < 0)
+        rm_rf(dir);
+    op->failed = q < 0;
+    post_back(op, op_thread_done);
+    return NULL;
+}
+
+/* On the loop, after the fetch: the versions of its digest can run, or say why they cannot. */
+static void fetch_done(struct op *op)
+{
+    struct registry *r = op->reg;
+    if (op->failed)
+        log_error("a bundle could not be taken from the store: its versions do not run here",
+                  "digest=%s error=\"%s\"", op->digest, op->err.message);
+    else
+        log_info("bundle unpacked from the store", "digest=%s", op->digest);
+    for (size_t i = 0; i < r->n_fns; i++)
+        for (size_t j = 0; j < r->fns[i]->n_versions; j++) {
+            struct registry_version *v = r->fns[i]->versions[j];
+            if (!streq(v->digest, op->digest))
+                continue;
+            v->fetching = false;
+            snprintf(v->bundle_error, sizeof(v->bundle_error), "%s",
+                     op->failed ? op->err.message : "");
+        }
+    op->failed = false; /* no caller waits: nothing to report */
+    op_finish(op);
+}
+
+/* Whether an OP_FETCH of digest is queued. */
+static bool fetch_queued(const struct registry *r, const char *digest)
+{
+    for (const struct op *op = r->queue_head; op; op = op->next)
+        if (op->kind == OP_FETCH && streq(op->digest, digest))
+            return true;
+    return false;
+}
+
+/* Queues a fetch of every bundle a version names that this host has not unpacked. */
+static void fetch_missing(struct registry *r)
+{
+    for (size_t i = 0; i < r->n_fns; i++)
+        for (size_t j = 0; j < r->fns[i]->n_versions; j++) {
+            struct registry_version *v = r->fns[i]->versions[j];
+            if (bundle_exists(r->bundles_dir, v->digest))
+                continue;
+            v->fetching = true;
+            if (fetch_queued(r, v->digest))
+                continue;
+            struct op *op = op_new(r, OP_FETCH, r->fns[i]->name, NULL, NULL);
+            if (!op) {
+                v->fetching = false;
+                snprintf(v->bundle_error, sizeof(v->bundle_error), "out of memory");
+                continue;
+            }
+            memcpy(op->digest, v->digest, sizeof(op->digest));
+            op_enqueue(op);
+        }
+}
+
 static void op_thread_done(struct loop *l, void *userdata)
 {
     struct op *op = userdata;
@@ -2164,7 +2341,9 @@ static void op_thread_done(struct loop *l, void *userdata)
         pthread_join(op->thread, NULL);
         op->running = false;
     }
-    if (op->kind == OP_PUSH && !op->removing)
+    if (op->kind == OP_FETCH)
+        fetch_done(op);
+    else if (op->kind == OP_PUSH && !op->removing)
         push_record(op);
     else if (op->kind == OP_SERVICE && !op->removing)
         service_record(op);
@@ -2200,11 +2379,16 @@ static void op_start(struct op *op)
         forget_run(op);
         return;
     }
-    int q = op_run_thread(op, op->kind == OP_SERVICE ? service_thread : push_thread);
+    int q = op_run_thread(op, op->kind == OP_SERVICE ? service_thread
+                              : op->kind == OP_FETCH ? fetch_thread
+                                                     : push_thread);
     if (q < 0) {
         ig_error_set(&op->err, q, "starting the bundle worker: %s", strerror(-q));
         op_fail(op, EIO, "internal", &op->err);
-        op_finish(op);
+        if (op->kind == OP_FETCH)
+            fetch_done(op);
+        else
+            op_finish(op);
     }
 }
 

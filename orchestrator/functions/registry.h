@@ -40,6 +40,11 @@ struct registry_version {
     /* Being pruned or deleted (draining): registry_version and registry_route no longer find
      * it, so nothing new starts on it while what runs it drains. */
     bool removing;
+    /* Its bundle is not in this host's cache yet: being read from the store, checked against
+     * its digest and unpacked (fetching), or refused ("" otherwise: the reason). registry_route
+     * routes to neither. */
+    bool fetching;
+    char bundle_error[256];
 };
 
 /* A function as the rest of the daemon sees it: its current version (the default alias's
@@ -95,7 +100,11 @@ struct registry_hooks {
 #define REGISTRY_MAX_BUNDLE (64u << 20) /* compressed bundle, the PUT body */
 
 /* Loads the functions from the store, clears what an interrupted push left under
- * STATE_DIR/bundles/tmp and removes bundles no version references. */
+ * STATE_DIR/bundles/tmp and removes bundles no version references. A version whose bundle this
+ * host has not unpacked (another host pushed it) has its bytes read from the store, checked
+ * against its digest and unpacked on the worker; until then registry_route refuses it. A bundle
+ * kept unpacked but not in the store (a state dir from before the store held bundles) is packed
+ * and stored first, its versions renamed to the new bytes' digest. */
 int registry_new(struct loop *loop, struct store *store, const char *state_dir,
                  struct registry **ret, struct ig_error *err);
 /* Waits for the worker (an extraction is bounded by the bundle limits) and calls no done: the
@@ -134,7 +143,9 @@ bool registry_parse_version(const char *s, uint32_t *ret);
  * weighted round-robin, so any 100 consecutive routes of one alias give each version exactly its
  * weight. 0 with *ret (valid as registry_version's) and *ret_alias (the alias's name, valid until
  * the alias changes; NULL for a version number); or -errno with err: ENOENT version_not_found or
- * alias_not_found, EINVAL invalid_alias (not a version number nor an alias name). */
+ * alias_not_found, EINVAL invalid_alias (not a version number nor an alias name), EAGAIN
+ * bundle_unavailable (the version's bundle is not in this host's cache: being fetched from the
+ * store, or refused there, the message saying why). */
 int registry_route(const struct registry_function *f, const char *selector,
                    const struct registry_version **ret, const char **ret_alias,
                    struct ig_error *err);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "records/changes.h"
+#include "records/bundles_store.h"
 #include "records/store-internal.h"
 
 /* Calls fn with each row of sql, whose columns are those of struct functions_store_version in
@@ -319,10 +320,12 @@ static int delete_function(struct db *db, const char *name, struct digests *l)
 }
 
 /* Keeps the digests that no version references any more (inside the transaction: what is left
- * refers to the remaining functions only). */
-static void keep_unreferenced(struct store *s, struct digests *l)
+ * refers to the remaining functions only), and deletes their bytes from the store in the same
+ * transaction. 0 or -errno. */
+static int keep_unreferenced(struct store *s, struct digests *l)
 {
     size_t keep = 0;
+    int q = 0;
     for (size_t i = 0; i < l->n; i++) {
         if (functions_store_digest_referenced(s, l->v[i]))
             free(l->v[i]);
@@ -330,6 +333,9 @@ static void keep_unreferenced(struct store *s, struct digests *l)
             l->v[keep++] = l->v[i];
     }
     l->n = keep;
+    for (size_t i = 0; q == 0 && i < l->n; i++)
+        q = bundles_store_forget(s, l->v[i]);
+    return q;
 }
 
 /* Deletes names[0..n) inside the caller's transaction; on success l holds the digests no version
@@ -340,7 +346,7 @@ static int delete_functions(struct store *s, const char *const *names, size_t n,
     for (size_t i = 0; q == 0 && i < n; i++)
         q = delete_function(s->db, names[i], l);
     if (q == 0)
-        keep_unreferenced(s, l);
+        q = keep_unreferenced(s, l);
     return q;
 }
 
@@ -404,7 +410,7 @@ int functions_store_delete_versions(struct store *s, const char *function, const
     if (q == 0)
         q = changes_notify(s->db, CHANGES_FUNCTION, function);
     if (q == 0)
-        keep_unreferenced(s, &l);
+        q = keep_unreferenced(s, &l);
     char what[160];
     snprintf(what, sizeof(what), "deleting versions of %s", function);
     return commit_or_rollback(s, q, &l, ret_digests, ret_n, err, what);
@@ -434,4 +440,14 @@ int functions_store_record_service(struct store *s, const struct functions_store
     char what[160];
     snprintf(what, sizeof(what), "deploying service %s", sv->name);
     return commit_or_rollback(s, q, &l, ret_digests, ret_n, err, what);
+}
+
+int functions_store_rename_digest(struct store *s, const char *from, const char *to,
+                                  struct ig_error *err)
+{
+    const struct db_value v[] = {DV_S(to), DV_S(from)};
+    if (db_exec(s->db, "UPDATE function_versions SET digest = $1 WHERE digest = $2", v,
+                ARRAY_SIZE(v), NULL) < 0)
+        return db_fail(s->db, err, "store: renaming bundle %s", from);
+    return 0;
 }

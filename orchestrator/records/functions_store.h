@@ -68,6 +68,11 @@ int functions_store_load_services(struct store *s,
 /* Whether a version references the bundle; true when the store cannot tell (keep the bundle). */
 bool functions_store_digest_referenced(struct store *s, const char *digest);
 
+/* Makes the versions naming bundle digest from name digest to instead (an upgrade storing a
+ * bundle kept only unpacked: its bytes are packed anew, so their digest is another). */
+int functions_store_rename_digest(struct store *s, const char *from, const char *to,
+                                  struct ig_error *err);
+
 /* Calls fn with every alias's versions, by function, alias and version, as above. */
 int functions_store_load_aliases(struct store *s, const char *name,
                                  int (*fn)(void *userdata, const struct functions_store_alias *a,

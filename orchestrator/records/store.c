@@ -540,6 +540,33 @@ static const struct store_migration migrations[] = {
      "DROP INDEX invocations_idempotency;"
      "CREATE UNIQUE INDEX invocations_idempotency ON invocations (function, idempotency_key)"
      "  WHERE idempotency_key IS NOT NULL;"},
+    /* More than one host on one database (#16). A pushed bundle's bytes, stored once by digest
+     * in chunks of about 1 MiB (bundles_store.c), so every host unpacks it into its own cache;
+     * and the hosts using the database, each with its last heartbeat (hosts_store.c). Times
+     * are wall-clock microseconds. */
+    {"cluster",
+     "CREATE TABLE bundle_chunks ("
+     "  digest TEXT NOT NULL,"
+     "  n INTEGER NOT NULL,"
+     "  data BLOB NOT NULL,"
+     "  PRIMARY KEY (digest, n)) STRICT;"
+     "CREATE TABLE hosts ("
+     "  host_id TEXT PRIMARY KEY,"
+     "  advertise TEXT NOT NULL,"
+     "  version TEXT NOT NULL,"
+     "  started_at INTEGER NOT NULL,"
+     "  heartbeat_at INTEGER NOT NULL) STRICT;",
+     "CREATE TABLE bundle_chunks ("
+     "  digest TEXT NOT NULL,"
+     "  n BIGINT NOT NULL,"
+     "  data BYTEA NOT NULL,"
+     "  PRIMARY KEY (digest, n));"
+     "CREATE TABLE hosts ("
+     "  host_id TEXT PRIMARY KEY,"
+     "  advertise TEXT NOT NULL,"
+     "  version TEXT NOT NULL,"
+     "  started_at BIGINT NOT NULL,"
+     "  heartbeat_at BIGINT NOT NULL);"},
 };
 
 int store_space_check(const char *dir, struct ig_error *err)
