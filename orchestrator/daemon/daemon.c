@@ -15,6 +15,7 @@
 #include "container/container.h"
 #include "container/doctor.h"
 #include "records/fnlog.h"
+#include "records/hosts_store.h"
 #include "base/fdlimit.h"
 #include "base/log.h"
 #include "records/telemetry.h"
@@ -365,6 +366,30 @@ static void on_change(void *userdata, const char *kind, const char *name)
                   kind ? kind : "*", name ? name : "*", e.code ? e.message : strerror(-r));
 }
 
+/* This host's heartbeat in the hosts table, each second, through the journal. */
+static void on_heartbeat(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct daemon *d = userdata;
+    d->heartbeat = NULL;
+    hosts_store_heartbeat(d->journal, d->opts.host_id, (int64_t)wall_usec(), NULL, NULL);
+    loop_add_timer(l, now_usec() + 1000000, on_heartbeat, d, &d->heartbeat);
+}
+
+/* Registers this host in the hosts table (its advertised address known) and starts its
+ * heartbeat. */
+static int register_host(struct daemon *d, struct ig_error *err)
+{
+    const struct host_row h = {.host_id = d->opts.host_id,
+                               .advertise = d->opts.advertise,
+                               .version = IGNIS_VERSION,
+                               .started_us = (int64_t)wall_usec()};
+    int r = hosts_store_register(d->store, &h, err);
+    if (r == 0 &&
+        (r = loop_add_timer(d->loop, now_usec() + 1000000, on_heartbeat, d, &d->heartbeat)) < 0)
+        ig_error_set(err, -r, "out of memory");
+    return r;
+}
+
 int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig_error *err)
 {
     struct daemon *d = calloc(1, sizeof(*d));
@@ -516,6 +541,9 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     if (r < 0)
         goto fail;
     default_advertise(d, http_server_port(d->http));
+    r = register_host(d, err);
+    if (r < 0)
+        goto fail;
     char store_name[600];
     db_target_name(store_target, store_name, sizeof(store_name));
     log_info("ignisd started",

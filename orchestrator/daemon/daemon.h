@@ -41,8 +41,9 @@ struct daemon {
     /* What other hosts on the same PostgreSQL store change (records/changes.h); NULL on
      * SQLite. */
     struct changes *changes;
-    uint64_t started_usec; /* monotonic */
-    int lock_fd;           /* STATE_DIR/lock, flock'd for the daemon's life; -1 until taken */
+    uint64_t started_usec;        /* monotonic */
+    struct loop_timer *heartbeat; /* this host's row in the hosts table, each second */
+    int lock_fd; /* STATE_DIR/lock, flock'd for the daemon's life; -1 until taken */
     /* The daemon's cgroup subtree; the null backend where there is none to use. */
     struct cg_manager *cgroups;
     /* Network namespaces and cgroups made ahead for the pool's containers (container.h); NULL

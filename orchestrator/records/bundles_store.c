@@ -52,8 +52,9 @@ static int read_chunks(struct db *db, struct db_rows *rows, const char *digest, 
         size_t n;
         const void *data = db_blob(rows, 1, &n);
         if (db_int(rows, 0) != expect++)
-            return ig_error_set(err, EBADMSG, "bundle %s: chunk %lld of its stored bytes is missing",
-                                digest, (long long)(expect - 1));
+            return ig_error_set(err, EBADMSG,
+                                "bundle %s: chunk %lld of its stored bytes is missing", digest,
+                                (long long)(expect - 1));
         if (*len + n > max)
             return ig_error_set(err, EFBIG, "bundle %s: its stored bytes pass %zu bytes", digest,
                                 max);
@@ -72,8 +73,8 @@ static int read_chunks(struct db *db, struct db_rows *rows, const char *digest, 
     return 0;
 }
 
-int bundles_store_get(struct store *s, const char *digest, size_t max, char **ret,
-                      size_t *ret_len, struct ig_error *err)
+int bundles_store_get(struct store *s, const char *digest, size_t max, char **ret, size_t *ret_len,
+                      struct ig_error *err)
 {
     struct db *db;
     int r = db_open(s->path, DB_READONLY, &db, err);
@@ -100,8 +101,8 @@ bool bundles_store_has(struct store *s, const char *digest)
 {
     _cleanup_db_rows_ struct db_rows *rows = NULL;
     const struct db_value v[] = {DV_S(digest)};
-    if (db_query(s->db, "SELECT 1 FROM bundle_chunks WHERE digest = $1 AND n = 0", v,
-                 ARRAY_SIZE(v), &rows, NULL) < 0)
+    if (db_query(s->db, "SELECT 1 FROM bundle_chunks WHERE digest = $1 AND n = 0", v, ARRAY_SIZE(v),
+                 &rows, NULL) < 0)
         return false;
     return db_next(rows) == 1;
 }

@@ -26,8 +26,8 @@ int bundles_store_put(struct store *s, const char *digest, const void *data, siz
 /* Reads the bytes stored under digest into *ret (malloc'd) and *ret_len, their chunks in order.
  * -ENOENT when the store holds none; -EBADMSG when the chunks are not numbered 0..n-1 (rows
  * lost); -EFBIG past max bytes; other errors the engine's, with err. */
-int bundles_store_get(struct store *s, const char *digest, size_t max, char **ret,
-                      size_t *ret_len, struct ig_error *err);
+int bundles_store_get(struct store *s, const char *digest, size_t max, char **ret, size_t *ret_len,
+                      struct ig_error *err);
 
 /* Whether the store holds digest's bytes; false when it cannot tell. Loop thread (the store's
  * connection: a look-up by key). */

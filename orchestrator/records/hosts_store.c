@@ -1,0 +1,53 @@
+#include "records/hosts_store.h"
+
+#include "records/store-internal.h"
+
+int hosts_store_register(struct store *s, const struct host_row *h, struct ig_error *err)
+{
+    const struct db_value v[] = {DV_S(h->host_id), DV_S(h->advertise), DV_S(h->version),
+                                 DV_I(h->started_us)};
+    if (db_exec(s->db,
+                "INSERT INTO hosts (host_id, advertise, version, started_at, heartbeat_at) "
+                "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (host_id) DO UPDATE SET advertise = $2, "
+                "version = $3, started_at = $4, heartbeat_at = $4",
+                v, ARRAY_SIZE(v), NULL) < 0)
+        return db_fail(s->db, err, "store: registering host %s", h->host_id);
+    return 0;
+}
+
+int hosts_store_heartbeat(struct journal *j, const char *host_id, int64_t now_us,
+                          journal_done_fn done, void *userdata)
+{
+    const struct db_value v[] = {DV_S(host_id), DV_I(now_us)};
+    return journal_submit_lazy(j, "UPDATE hosts SET heartbeat_at = $2 WHERE host_id = $1", v,
+                               ARRAY_SIZE(v), done, userdata);
+}
+
+int hosts_store_list(struct store *s, int64_t now_us,
+                     int (*each)(void *userdata, const struct host_row *h), void *userdata,
+                     struct ig_error *err)
+{
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    if (db_query(s->db,
+                 "SELECT host_id, advertise, version, started_at, heartbeat_at FROM hosts "
+                 "ORDER BY host_id",
+                 NULL, 0, &rows, NULL) < 0)
+        return db_fail(s->db, err, "store: listing hosts");
+    int q;
+    while ((q = db_next(rows)) > 0) {
+        const struct host_row h = {
+            .host_id = db_text(rows, 0),
+            .advertise = db_text(rows, 1),
+            .version = db_text(rows, 2),
+            .started_us = db_int(rows, 3),
+            .heartbeat_us = db_int(rows, 4),
+            .heartbeat_age_us = now_us - db_int(rows, 4),
+        };
+        int r = each(userdata, &h);
+        if (r < 0)
+            return r;
+    }
+    if (q < 0)
+        return db_fail(s->db, err, "store: listing hosts");
+    return 0;
+}

@@ -1,0 +1,208 @@
+/* More than one ignisd on one PostgreSQL database (issue #16), on a private server of this
+ * test's own (pgserver.h) whatever IGNIS_TEST_STORE says: a function pushed on host A runs on
+ * host B, started afterwards with an empty state dir (B reads the bundle's bytes from the store,
+ * checks them against their digest and unpacks them into its own cache); a bundle whose stored
+ * bytes were damaged is refused on a host without the cache, with the reason, in the reply and
+ * in its log; every host registers in the hosts table and beats there each second, and a
+ * stopped host's heartbeat stops while the others' go on. */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pgserver.h"
+#include "records/db.h"
+#include "records/hosts_store.h"
+#include "records/store.h"
+
+static struct pgserver *srv;
+static struct ignisd_proc a, b;
+
+static int setup(void **state)
+{
+    harness_require_root();
+    return pgserver_new(&srv);
+}
+
+static int teardown(void **state)
+{
+    int r = 0;
+    struct ignisd_proc *ps[] = {&a, &b};
+    for (size_t i = 0; i < ARRAY_SIZE(ps); i++)
+        if (ps[i]->pid > 0 || ps[i]->state_dir[0])
+            r |= harness_cleanup(ps[i]);
+    return (pgserver_free(srv) < 0 || r) ? -1 : 0;
+}
+
+/* The line of the daemon's log holding needle, or NULL (free it). */
+static char *log_line(const struct ignisd_proc *p, const char *needle)
+{
+    FILE *f = fopen(p->log_path, "r");
+    assert_non_null(f);
+    char line[2048];
+    char *found = NULL;
+    while (!found && fgets(line, sizeof(line), f))
+        if (strstr(line, needle))
+            found = strdup(line);
+    fclose(f);
+    return found;
+}
+
+/* Invokes fn on p until it answers other than 503 bundle_unavailable for a bundle still being
+ * fetched (the host fetches it right after its start), or until a minute passed; returns the
+ * last status with its response in *ret. */
+static long invoke_fetched(struct ignisd_proc *p, const char *fn, struct client_response *ret)
+{
+    uint64_t deadline = now_usec() + 60000000;
+    for (;;) {
+        long status = harness_invoke(p, fn, "cluster", NULL, ret);
+        if (status != 503 || !strstr(ret->body ? ret->body : "", "being fetched") ||
+            now_usec() > deadline)
+            return status;
+        client_response_clear(ret);
+        usleep(20000);
+    }
+}
+
+struct hosts_seen {
+    size_t n;
+    char ids[4][64];
+    int64_t beat[4], age[4];
+};
+
+static int see_host(void *userdata, const struct host_row *h)
+{
+    struct hosts_seen *s = userdata;
+    if (s->n < ARRAY_SIZE(s->ids)) {
+        snprintf(s->ids[s->n], sizeof(s->ids[0]), "%s", h->host_id);
+        s->beat[s->n] = h->heartbeat_us;
+        s->age[s->n] = h->heartbeat_age_us;
+    }
+    s->n++;
+    return 0;
+}
+
+static void list_hosts(struct store *st, struct hosts_seen *ret)
+{
+    struct ig_error e = {};
+    memset(ret, 0, sizeof(*ret));
+    if (hosts_store_list(st, (int64_t)wall_usec(), see_host, ret, &e) < 0)
+        fail_msg("listing hosts: %s", e.message);
+}
+
+/* The index of p's row in s (its host id from STATE_DIR/host-id); fails without one. */
+static size_t host_index(const struct ignisd_proc *p, const struct hosts_seen *s)
+{
+    char path[300], *id = NULL;
+    snprintf(path, sizeof(path), "%s/host-id", p->state_dir);
+    assert_int_equal(read_file(path, 64, &id, NULL), 0);
+    id[strcspn(id, "\r\n")] = '\0';
+    for (size_t i = 0; i < s->n && i < ARRAY_SIZE(s->ids); i++)
+        if (streq(s->ids[i], id)) {
+            free(id);
+            return i;
+        }
+    fail_msg("host %s is not in the hosts table", id);
+    return 0;
+}
+
+/* Waits until every running host in ps has beaten twice since before (its heartbeat_us two
+ * beats on), or fails after a minute. */
+static void wait_beats(struct store *st, struct ignisd_proc *const *ps, size_t n,
+                       const struct hosts_seen *before, struct hosts_seen *ret)
+{
+    uint64_t deadline = now_usec() + 60000000;
+    for (;;) {
+        list_hosts(st, ret);
+        bool all = true;
+        for (size_t i = 0; i < n; i++) {
+            size_t k = host_index(ps[i], ret), k0 = host_index(ps[i], before);
+            all = all && ret->beat[k] >= before->beat[k0] + 1500000;
+        }
+        if (all)
+            return;
+        assert_true(now_usec() < deadline);
+        usleep(100000);
+    }
+}
+
+static void test_bundles_and_hosts(void **state)
+{
+    char *conninfo;
+    assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
+    const char *args[] = {"--store", conninfo, NULL};
+    struct client_response r;
+
+    assert_int_equal(harness_start(&a, args), 0);
+    harness_push(&a, "hello-exec", "hello", NULL);
+    harness_push(&a, "hello-exec", "broken", NULL);
+    assert_int_equal(harness_invoke(&a, "hello", "cluster", NULL, &r), 200);
+    client_response_clear(&r);
+
+    /* Damage the stored bytes of `broken`, whose tree A has unpacked already. */
+    struct db *db;
+    struct ig_error e = {};
+    assert_int_equal(db_open(conninfo, 0, &db, &e), 0);
+    static const char junk[] = "not the bytes that were pushed";
+    const struct db_value v[] = {DV_B(junk, sizeof(junk))};
+    assert_int_equal(db_exec(db,
+                             "UPDATE bundle_chunks SET data = $1 WHERE n = 0 AND digest = (SELECT "
+                             "digest FROM function_versions WHERE name = 'broken')",
+                             v, ARRAY_SIZE(v), &e),
+                     1);
+    db_close(db);
+
+    /* B, started after the pushes with an empty state dir: runs `hello` from the store's
+     * bytes, refuses `broken`'s and says why. */
+    assert_int_equal(harness_start(&b, args), 0);
+    long status = invoke_fetched(&b, "hello", &r);
+    if (status != 200 || !strstr(r.body, "Hello, cluster!"))
+        fail_msg("hello on host B: %ld %s", status, r.body);
+    client_response_clear(&r);
+    status = invoke_fetched(&b, "broken", &r);
+    if (status != 503 || !strstr(r.body, "bundle_unavailable") || !strstr(r.body, "hash to"))
+        fail_msg("broken on host B: %ld %s", status, r.body);
+    client_response_clear(&r);
+    char *line = log_line(&b, "could not be taken from the store");
+    if (!line || !strstr(line, "hash to")) {
+        harness_print_log(&b);
+        fail_msg("host B did not log the refused bundle");
+    }
+    free(line);
+    /* A, which unpacked `broken` when it was pushed, still runs it: its cache was checked. */
+    assert_int_equal(harness_invoke(&a, "broken", "cluster", NULL, &r), 200);
+    client_response_clear(&r);
+
+    /* The hosts table: both hosts, beating; a stopped one's beat stops and ages. */
+    struct store *st;
+    assert_int_equal(store_open(conninfo, &st, &e), 0);
+    struct hosts_seen s0, s1, s2;
+    list_hosts(st, &s0);
+    assert_int_equal(s0.n, 2);
+    struct ignisd_proc *both[] = {&a, &b};
+    wait_beats(st, both, 2, &s0, &s1);
+    assert_int_equal(harness_stop(&b), 0);
+    list_hosts(st, &s1);
+    struct ignisd_proc *only_a[] = {&a};
+    wait_beats(st, only_a, 1, &s1, &s2);
+    size_t kb1 = host_index(&b, &s1), kb2 = host_index(&b, &s2), ka2 = host_index(&a, &s2);
+    assert_int_equal(s2.beat[kb2], s1.beat[kb1]);
+    assert_true(s2.age[kb2] > s2.age[ka2]);
+    store_free(st);
+
+    assert_int_equal(harness_cleanup(&b), 0);
+    memset(&b, 0, sizeof(b));
+    assert_int_equal(harness_cleanup(&a), 0);
+    memset(&a, 0, sizeof(a));
+    free(conninfo);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bundles_and_hosts),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
