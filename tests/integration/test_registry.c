@@ -155,9 +155,9 @@ static void bundles_path(char *buf, size_t size, const char *digest)
              digest ? digest : "");
 }
 
-/* The state dir holds only the database, the first admin token, the daemon's lock and the bundle
- * store, the store only the bundles of the functions pushed (digests listed, NULL-terminated),
- * and its tmp dir nothing. */
+/* The state dir holds only the database, the first admin token, the daemon's lock, its host id
+ * and the bundle store, the store only the bundles of the functions pushed (digests listed,
+ * NULL-terminated), and its tmp dir nothing. */
 static void assert_store_only(const char *const *digests)
 {
     char path[512];

@@ -1,7 +1,9 @@
 /* An upgrade keeps data: a database at the previous schema version, holding a function, queued
  * async invocations and whatever other rows that schema has, goes through this build's ignisd,
  * which migrates it in place; every function, queued invocation and row is still there, and the
- * queued invocations run. (A downgrade is refused: test_daemon and tests/unit/test_store.c.) */
+ * queued invocations run; a bundle the old schema kept only unpacked is stored in the database
+ * and runs from there on a host without the cache. (A downgrade is refused: test_daemon and
+ * tests/unit/test_store.c.) */
 #include "harness.h"
 
 #include <cjson/cJSON.h>
@@ -176,7 +178,29 @@ static void upgrade_from(size_t k)
     assert_true(count(db, "SELECT count(*) FROM invocations") >= before);
     assert_int_equal(count(db, "SELECT count(*) FROM functions WHERE name = 'hello-exec'"),
                      functions ? 1 : 0);
+    /* The bundle kept only unpacked is in the store now, under the digest its versions name. */
+    if (functions)
+        assert_true(count(db, "SELECT count(*) FROM bundle_chunks c JOIN function_versions v ON "
+                              "v.digest = c.digest WHERE v.name = 'hello-exec'") > 0);
     sqlite3_close(db);
+    if (functions) {
+        /* Without this host's cache the function still runs, from the store's checked bytes. */
+        char bundles[300];
+        snprintf(bundles, sizeof(bundles), "%s/bundles", dir);
+        rm_rf(bundles);
+        assert_int_equal(harness_restart(&p, NULL), 0);
+        uint64_t deadline = now_usec() + 60000000;
+        long status;
+        while ((status = harness_invoke(&p, "hello-exec", "after", NULL, &r)) == 503 &&
+               now_usec() < deadline) {
+            client_response_clear(&r);
+            usleep(20000);
+        }
+        if (status != 200 || !strstr(r.body, "Hello, after!"))
+            fail_msg("hello-exec without the cache: %ld %s", status, r.body);
+        client_response_clear(&r);
+        assert_int_equal(harness_stop(&p), 0);
+    }
     assert_int_equal(harness_cleanup(&p), 0);
     memset(&p, 0, sizeof(p));
 }
