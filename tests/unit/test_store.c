@@ -18,6 +18,8 @@
 #include "pgserver.h"
 #include "records/invocation.h"
 #include "records/journal.h"
+#include "records/bundles_store.h"
+#include "records/hosts_store.h"
 #include "records/store-internal.h"
 
 static char dir[64];
@@ -615,6 +617,70 @@ static void test_queue_dead_host(void **state)
     store_free(s);
 }
 
+/* A bundle's bytes in chunks, on either engine: stored once (a second put changes nothing),
+ * read back whole and in order, a missing chunk and a missing digest told apart, and forgotten
+ * when no version names the digest. */
+static void test_bundle_chunks(void **state)
+{
+    struct store *s;
+    struct ig_error err = {};
+    assert_int_equal(store_open(path, &s, &err), 0);
+    size_t len = BUNDLES_STORE_CHUNK * 2 + BUNDLES_STORE_CHUNK / 2;
+    char *data = malloc(len), *back = NULL;
+    assert_non_null(data);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (char)(i * 7 + i / 4096);
+    static const char d[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_false(bundles_store_has(s, d));
+    assert_int_equal(bundles_store_put(s, d, data, len, &err), 0);
+    assert_int_equal(bundles_store_put(s, d, data, len, &err), 0);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM bundle_chunks"), 3);
+    assert_true(bundles_store_has(s, d));
+    size_t got;
+    assert_int_equal(bundles_store_get(s, d, len, &back, &got, &err), 0);
+    assert_int_equal(got, len);
+    assert_memory_equal(back, data, len);
+    free(back);
+    assert_int_equal(bundles_store_get(s, d, len - 1, &back, &got, &err), -EFBIG);
+    assert_int_equal(bundles_store_get(s, "ab", len, &back, &got, &err), -ENOENT);
+    exec(s->db, "DELETE FROM bundle_chunks WHERE n = 1");
+    assert_int_equal(bundles_store_get(s, d, len, &back, &got, &err), -EBADMSG);
+    assert_int_equal(bundles_store_forget(s, d), 0);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM bundle_chunks"), 0);
+    free(data);
+    store_free(s);
+}
+
+/* The hosts table: a host registered twice is one row (a restart), listed with its heartbeat's
+ * age by the reader's clock. */
+static int see_host(void *userdata, const struct host_row *h)
+{
+    int64_t *ages = userdata;
+    ages[streq(h->host_id, "b")] = h->heartbeat_age_us;
+    return 0;
+}
+
+static void test_hosts_table(void **state)
+{
+    struct store *s;
+    struct ig_error err = {};
+    assert_int_equal(store_open(path, &s, &err), 0);
+    struct host_row h = {
+        .host_id = "a", .advertise = "http://a:8080", .version = "0", .started_us = 1000};
+    assert_int_equal(hosts_store_register(s, &h, &err), 0);
+    h.started_us = 2000;
+    assert_int_equal(hosts_store_register(s, &h, &err), 0);
+    h.host_id = "b";
+    h.started_us = 5000;
+    assert_int_equal(hosts_store_register(s, &h, &err), 0);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM hosts"), 2);
+    int64_t ages[2] = {};
+    assert_int_equal(hosts_store_list(s, 10000, see_host, ages, &err), 0);
+    assert_int_equal(ages[0], 8000);
+    assert_int_equal(ages[1], 5000);
+    store_free(s);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -627,6 +693,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_hosts_migrate_together, fresh),
         cmocka_unit_test_setup(test_queue_claims_and_fencing, fresh),
         cmocka_unit_test_setup(test_queue_one_row_per_key, fresh),
+        cmocka_unit_test_setup(test_bundle_chunks, fresh),
+        cmocka_unit_test_setup(test_hosts_table, fresh),
     };
     /* SQLite's alone: the history a PostgreSQL database never went through, and a file. */
     const struct CMUnitTest sqlite_tests[] = {
