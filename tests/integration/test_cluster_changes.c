@@ -2,7 +2,8 @@
  * (records/changes.h), on a private server of this test's own whatever IGNIS_TEST_STORE says: a
  * token made on A authenticates on B and C, and once revoked on A is refused there; a function
  * pushed on A is listed on B and C with its version; an alias moved on A routes on B; a delete
- * on A removes the function on B and C; and a change made while the hosts' listening connections
+ * on A removes the function on B and C; a function pushed on A runs on B and C from the bytes
+ * they take from the store; and a change made while the hosts' listening connections
  * are cut (and cannot come back) reaches them once they are back (the re-read after a
  * reconnect). Each check polls, within a generous bound, for what must come: no timing is
  * asserted. */
@@ -120,8 +121,9 @@ static void push_tagged(struct ignisd_proc *p, const char *name, const char *tag
     snprintf(path, sizeof(path), "%s/function.json", dir);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
-    fprintf(f, "{\"name\":\"%s\",\"runtime\":\"exec\",\"handler\":\"run.sh\",\"env\":{\"TAG\":\"%s\"}}",
-            name, tag);
+    fprintf(
+        f, "{\"name\":\"%s\",\"runtime\":\"exec\",\"handler\":\"run.sh\",\"env\":{\"TAG\":\"%s\"}}",
+        name, tag);
     fclose(f);
     snprintf(path, sizeof(path), "%s/run.sh", dir);
     assert_non_null(f = fopen(path, "w"));
@@ -189,25 +191,25 @@ static void test_push_alias_delete(void **state)
     /* Pushed on A: listed on B and C with its version. */
     push_tagged(&host[0], "shared", "one");
     wait_everywhere("shared", 1, "a function pushed on A listed on every host");
-    /* The same bytes pushed on B: its bundle is there too, and no new version is made. */
-    push_tagged(&host[1], "shared", "one");
+    /* And run there, from the bytes each host took from the store and checked. */
+    for (int i = 1; i < HOSTS; i++)
+        wait_for(routes_to, &(struct route_check){&host[i], "shared", "1"},
+                 "a function pushed on A running on every host");
     push_tagged(&host[0], "shared", "two");
     wait_everywhere("shared", 2, "a new version pushed on A current on every host");
-    push_tagged(&host[1], "shared", "two");
-    wait_everywhere("shared", 2, "the same bytes pushed again: no new version");
 
     /* An alias moved on A routes on B. */
     struct client_response r;
     const char *v1 = "{\"version\": 1}", *v2 = "{\"version\": 2}";
-    assert_int_equal(harness_request(&host[0], "PUT", "/v1/functions/shared/aliases/live", NULL,
-                                     v1, strlen(v1), &r),
+    assert_int_equal(harness_request(&host[0], "PUT", "/v1/functions/shared/aliases/live", NULL, v1,
+                                     strlen(v1), &r),
                      0);
     assert_int_equal(r.status, 200);
     client_response_clear(&r);
     wait_for(routes_to, &(struct route_check){&host[1], "shared@live", "1"},
              "an alias set on A routing on B");
-    assert_int_equal(harness_request(&host[0], "PUT", "/v1/functions/shared/aliases/live", NULL,
-                                     v2, strlen(v2), &r),
+    assert_int_equal(harness_request(&host[0], "PUT", "/v1/functions/shared/aliases/live", NULL, v2,
+                                     strlen(v2), &r),
                      0);
     assert_int_equal(r.status, 200);
     client_response_clear(&r);
@@ -222,11 +224,15 @@ static void test_push_alias_delete(void **state)
     wait_everywhere("shared", 0, "a function deleted on A gone from every host");
 }
 
-/* The listening connections are cut while the database refuses new ones: a function pushed on
- * A meanwhile is heard by nobody, and reaches B and C once they can listen again (their re-read
+/* The listening connections are cut while the database refuses new ones: an alias set on A
+ * meanwhile is heard by nobody, and reaches B and C once they can listen again (their re-read
  * after the reconnect). */
 static void test_change_while_listener_away(void **state)
 {
+    push_tagged(&host[0], "later", "one");
+    push_tagged(&host[0], "later", "two");
+    wait_everywhere("later", 2, "a function pushed on A current on every host");
+
     /* From the server's own database: a database cannot refuse connections to itself. */
     const char *dbname = strstr(conninfo, "dbname=") + 7;
     char name[64], other[600], sql[256];
@@ -263,12 +269,21 @@ static void test_change_while_listener_away(void **state)
     }
     assert_int_equal(left, 0);
 
-    push_tagged(&host[0], "later", "one");
+    /* A change through the connections A has (a push opens one more, for the bundle's bytes). */
+    struct client_response r;
+    const char *v1 = "{\"version\": 1}";
+    assert_int_equal(harness_request(&host[0], "PUT", "/v1/functions/later/aliases/live", NULL, v1,
+                                     strlen(v1), &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    client_response_clear(&r);
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", name);
     if (db_exec_script(db, sql, &e) < 0)
         fail_msg("%s", e.message);
     db_close(db);
-    wait_everywhere("later", 1, "a function pushed while the listeners were away");
+    for (int i = 1; i < HOSTS; i++)
+        wait_for(routes_to, &(struct route_check){&host[i], "later@live", "1"},
+                 "an alias set while the listeners were away routing on every host");
 }
 
 int main(void)
