@@ -61,13 +61,12 @@ void shim_fail(int code, const char *fmt, ...)
     _exit(SHIM_EXIT_SETUP);
 }
 
-pid_t ignis_child_fork(const int fds[6], const char *hostname, uint64_t tmp_size, uint64_t nofile,
+pid_t ignis_child_fork(const int fds[5], const char *hostname, uint64_t tmp_size, uint64_t nofile,
                        uint64_t nproc, uint32_t uid, uint32_t gid)
     __attribute__((visibility("default")));
 
-/* What a fork request passes (bootstrap.py's TEMPLATE_REQUEST): fds in this order, the last one
- * -1 when there is no network namespace to join. */
-enum { FORK_RUNTIME, FORK_STDOUT, FORK_STDERR, FORK_SYNC, FORK_CTL, FORK_NETNS, FORK_FDS };
+/* What a fork request passes (bootstrap.py's TEMPLATE_REQUEST): fds in this order. */
+enum { FORK_RUNTIME, FORK_STDOUT, FORK_STDERR, FORK_SYNC, FORK_CTL, FORK_FDS };
 
 /* What the controller sends with go (template.c, send_go): 'g', or 's' and the names of the
  * function's secrets that are set, each NUL-terminated, with an fd of each (SCM_RIGHTS). */
@@ -79,18 +78,13 @@ struct go {
     char text[1 + CONTAINER_SPEC_MAX_SECRETS * 256];
 };
 
-/* In B: its pidfd to the controller (on the control socket, with a 'P'), and the network
- * namespace it made when it made one (the controller keeps it to reuse for this template's next
- * containers, once the stock found it pristine), then the controller's go, sent once B is in the
- * container's cgroups. */
-static void handshake(int ctl, bool made_netns, struct go *go)
+/* In B: its pidfd to the controller (on the control socket, with a 'P'), then the controller's
+ * go, sent once B is in the container's cgroups. */
+static void handshake(int ctl, struct go *go)
 {
-    int sent[2] = {pidfd_open(getpid(), 0), -1};
-    if (sent[0] < 0)
+    int pidfd = pidfd_open(getpid(), 0);
+    if (pidfd < 0)
         shim_fail(errno, "pidfd_open: %s", strerror(errno));
-    if (made_netns && (sent[1] = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
-        shim_fail(errno, "opening the network namespace: %s", strerror(errno));
-    size_t nsent = made_netns ? 2 : 1;
     char p = 'P';
     union {
         char buf[CMSG_SPACE(sizeof(int) * CONTAINER_SPEC_MAX_SECRETS)];
@@ -100,17 +94,15 @@ static void handshake(int ctl, bool made_netns, struct go *go)
     struct msghdr msg = {.msg_iov = &iov,
                          .msg_iovlen = 1,
                          .msg_control = &control,
-                         .msg_controllen = CMSG_SPACE(sizeof(int) * nsent)};
+                         .msg_controllen = CMSG_SPACE(sizeof(int))};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * nsent);
-    memcpy(CMSG_DATA(cm), sent, sizeof(int) * nsent);
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &pidfd, sizeof(int));
     if (sendmsg(ctl, &msg, MSG_NOSIGNAL) < 0)
         shim_fail(errno, "sending the pidfd: %s", strerror(errno));
-    close(sent[0]);
-    if (sent[1] >= 0)
-        close(sent[1]);
+    close(pidfd);
 
     iov = (struct iovec){.iov_base = go->text, .iov_len = sizeof(go->text) - 1};
     msg = (struct msghdr){.msg_iov = &iov,
@@ -169,15 +161,14 @@ static void layout_fds(const int fds[FORK_FDS])
     reports = true;
 }
 
-/* In B, once it is in its cgroups: a cgroup namespace rooted there, a new /proc and /tmp, lo up
- * (in a network namespace it made),
+/* In B, once it is in its cgroups: a cgroup namespace rooted there, a new /proc and /tmp, lo up,
  * the hostname, rlimits, then uid/gid, every capability set and the bounding set emptied,
  * securebits locked, no_new_privs, and the seccomp filter; last, every fd above 3 closed but the
  * control socket, the sync pipe with them (its EOF tells the controller setup is over, as an
  * exec's does). On failure it reports on the sync pipe and exits 125: it returns only when all
  * of it was done. */
-static void setup(const struct go *go, bool made_netns, const char *hostname, uint64_t tmp_size,
-                  uint64_t nofile, uint64_t nproc, uint32_t uid, uint32_t gid)
+static void setup(const struct go *go, const char *hostname, uint64_t tmp_size, uint64_t nofile,
+                  uint64_t nproc, uint32_t uid, uint32_t gid)
 {
     if (unshare(CLONE_NEWCGROUP) < 0)
         shim_fail(errno, "creating the cgroup namespace: %s", strerror(errno));
@@ -188,10 +179,7 @@ static void setup(const struct go *go, bool made_netns, const char *hostname, ui
     /* Over the template's empty /run/secrets: the values of now, not of the template's start. */
     if (go->secrets)
         shim_make_secrets("/run/secrets", uid, gid, go->names, go->fds, go->n);
-    /* A namespace joined is one an earlier container of this template made and brought lo up
-     * in, and the stock found as fresh (lo down would have shown: no ::1, no local routes). */
-    if (made_netns)
-        shim_loopback_up();
+    shim_loopback_up();
     if (sethostname(hostname, strlen(hostname)) < 0)
         shim_fail(errno, "sethostname: %s", strerror(errno));
     struct container_spec spec = {
@@ -245,36 +233,31 @@ static _Noreturn void reap(pid_t runtime)
 }
 
 /* In the template: one container from one fork request (fds: runtime socket, stdout, stderr, sync
- * pipe, control socket, a network namespace to join or -1). Returns in the template with B's pid,
- * or -errno when B could not be made; in the runtime's process with 0, its setup done and every
- * privilege dropped. B never returns. The template must be single-threaded, and its caller does for
- * the interpreter what a fork needs around it (PyOS_BeforeFork and the AfterFork of each side). */
+ * pipe, control socket). Returns in the template with B's pid, or -errno when B could not be
+ * made; in the runtime's process with 0, its setup done and every privilege dropped. B never
+ * returns. The template must be single-threaded, and its caller does for the interpreter what a
+ * fork needs around it (PyOS_BeforeFork and the AfterFork of each side). */
 pid_t ignis_child_fork(const int fds[FORK_FDS], const char *hostname, uint64_t tmp_size,
                        uint64_t nofile, uint64_t nproc, uint32_t uid, uint32_t gid)
 {
-    bool made_netns = fds[FORK_NETNS] < 0;
     /* clone3 as fork does (a copy of the caller, on a copy of its stack), into new namespaces
      * but the user namespace (the template's, where the caller is root). B runs only C from
      * here: glibc's fork bookkeeping, which the raw call skips, is for code that B does not
      * run (threads, the caller's thread id); the runtime's process is made by fork(). */
     struct clone_args args = {
-        .flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
-                 (made_netns ? CLONE_NEWNET : 0),
+        .flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS,
         .exit_signal = SIGCHLD,
     };
     long b = syscall(SYS_clone3, &args, sizeof(args));
     if (b != 0)
         return b < 0 ? -errno : (pid_t)b;
     shim_sync_fd = fds[FORK_SYNC];
-    /* The namespace was made in the template's user namespace, where B is root. */
-    if (!made_netns && setns(fds[FORK_NETNS], CLONE_NEWNET) < 0)
-        shim_fail(errno, "joining the network namespace: %s", strerror(errno));
     /* The template ignores SIGCHLD (the kernel reaps its B processes); B reaps its own. */
     signal(SIGCHLD, SIG_DFL);
     struct go go = {};
-    handshake(fds[FORK_CTL], made_netns, &go);
+    handshake(fds[FORK_CTL], &go);
     layout_fds(fds);
-    setup(&go, made_netns, hostname, tmp_size, nofile, nproc, uid, gid);
+    setup(&go, hostname, tmp_size, nofile, nproc, uid, gid);
     /* B stays pid 1, a reaper as the shim's is; the runtime is its child, so it can signal
      * itself (pid 1 ignores what its own namespace sends it). */
     pid_t runtime = fork();

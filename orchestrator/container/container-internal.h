@@ -35,21 +35,11 @@ struct container {
     struct fork_go *go;
 };
 
-/* Which network namespace a spawn wants from the stock: none (it joins its own or makes one),
- * any (one the owner handed back, else a fresh one the stock made), or only one the owner handed
- * back (a forked container: the stock's fresh ones belong to the host's user namespace, which
- * the template's containers cannot join). */
-enum container_netns_want { NETNS_NONE, NETNS_ANY, NETNS_OWNERS };
-
-/* The head of a spawn: c with its name, its cgroup (o->group, the stock's or a new one) and a
- * network namespace from the stock as want says (*ret_netns, -1: none; the caller closes it
- * unless it is c->stock_netns, which c keeps to hand back). On failure nothing is left. */
-int container_alloc(struct cg_manager *m, const struct container_options *o,
-                    enum container_netns_want want, struct container **ret, int *ret_netns,
-                    struct ig_error *err);
-/* Forgets what the stock keeps for owner (a retired template's namespaces: no container can
- * join them any more): its namespaces closed, its cgroups removed by the thread. */
-void container_stock_forget(struct container_stock *s, const char *owner);
+/* The head of a spawn: c with its name, its cgroup (o->group, the stock's or a new one) and,
+ * when want_netns, a network namespace from the stock (*ret_netns, -1: none; the caller closes
+ * it). On failure nothing is left. */
+int container_alloc(struct cg_manager *m, const struct container_options *o, bool want_netns,
+                    struct container **ret, int *ret_netns, struct ig_error *err);
 /* A pending fork goes: its pid 1 is killed if its pidfd came (and c then holds it, for destroy
  * to reap), else it exits on the control socket's EOF. Nothing for a container not forking. */
 void container_fork_cancel(struct container *c);

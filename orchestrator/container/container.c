@@ -352,20 +352,6 @@ static bool stock_queue(struct container_stock *s, struct cg_group *g, int netns
     return true;
 }
 
-/* Empties class k: its cgroups queued for removal, its namespaces closed. false (and nothing
- * done) when the backlog has no room for its cgroups now. */
-static bool stock_class_drop(struct container_stock *s, struct stock_class *k)
-{
-    if (s->n_returned + k->n > STOCK_BACKLOG)
-        return false;
-    while (k->n > 0)
-        stock_queue(s, k->ready[--k->n], -1, "", &k->limits);
-    while (k->n_netns > 0)
-        close(k->netns[--k->n_netns]);
-    k->active = false;
-    return true;
-}
-
 /* A class for a new (owner, limits), in a free slot or in place of the least recently used one,
  * whose ready cgroups go to be removed. NULL when there is no room to queue them now. */
 static struct stock_class *stock_class_add(struct container_stock *s, const char *owner,
@@ -375,8 +361,14 @@ static struct stock_class *stock_class_add(struct container_stock *s, const char
     for (size_t i = 0; i < STOCK_CLASSES && k->active; i++)
         if (!s->classes[i].active || s->classes[i].last_used < k->last_used)
             k = &s->classes[i];
-    if (k->active && !stock_class_drop(s, k))
-        return NULL;
+    if (k->active) {
+        if (s->n_returned + k->n > STOCK_BACKLOG)
+            return NULL;
+        while (k->n > 0)
+            stock_queue(s, k->ready[--k->n], -1, "", &k->limits);
+        while (k->n_netns > 0)
+            close(k->netns[--k->n_netns]);
+    }
     *k = (struct stock_class){.limits = *l, .active = true};
     snprintf(k->owner, sizeof(k->owner), "%s", owner);
     return k;
@@ -684,9 +676,9 @@ void container_stock_stats(struct container_stock *s, struct container_stock_sta
 /* What the stock has ready for one container: a network namespace (*ret_netns, else -1) when
  * want_netns, a cgroup of owner's with these limits (*ret_group, else NULL) when want_group; the
  * (owner, limits) pair is remembered so that the thread prepares cgroups for its next container. */
-static void stock_take(struct container_stock *s, enum container_netns_want want_netns,
-                       bool want_group, const char *owner, const struct cg_limits *l,
-                       int *ret_netns, struct cg_group **ret_group)
+static void stock_take(struct container_stock *s, bool want_netns, bool want_group,
+                       const char *owner, const struct cg_limits *l, int *ret_netns,
+                       struct cg_group **ret_group)
 {
     *ret_netns = -1;
     *ret_group = NULL;
@@ -699,11 +691,11 @@ static void stock_take(struct container_stock *s, enum container_netns_want want
         k = stock_class_add(s, owner, l);
     if (k)
         k->last_used = ++s->takes;
-    if (want_netns != NETNS_NONE) {
+    if (want_netns) {
         /* One the owner handed back first: a fresh one costs a teardown later. */
         if (k && k->n_netns > 0)
             *ret_netns = k->netns[--k->n_netns];
-        else if (want_netns == NETNS_ANY && s->n_netns > 0)
+        else if (s->n_netns > 0)
             *ret_netns = s->netns[--s->n_netns];
         if (*ret_netns >= 0)
             s->stats.netns_taken++;
@@ -718,22 +710,6 @@ static void stock_take(struct container_stock *s, enum container_netns_want want
         else
             s->stats.cgroups_missed++;
     }
-    pthread_mutex_unlock(&s->lock);
-    pthread_cond_signal(&s->wake);
-}
-
-void container_stock_forget(struct container_stock *s, const char *owner)
-{
-    if (!s || !owner[0])
-        return;
-    pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < STOCK_CLASSES; i++)
-        if (s->classes[i].active && streq(s->classes[i].owner, owner) &&
-            !stock_class_drop(s, &s->classes[i]))
-            /* No room to queue its cgroups: they stay ready, unused, until the class is the
-             * least recent (the namespaces, which matter, go now). */
-            while (s->classes[i].n_netns > 0)
-                close(s->classes[i].netns[--s->classes[i].n_netns]);
     pthread_mutex_unlock(&s->lock);
     pthread_cond_signal(&s->wake);
 }
@@ -896,9 +872,8 @@ static int server_spawn(const char *shim, const int fds[], int nfds, bool has_ne
     return r;
 }
 
-int container_alloc(struct cg_manager *m, const struct container_options *o,
-                    enum container_netns_want want_netns, struct container **ret, int *ret_netns,
-                    struct ig_error *err)
+int container_alloc(struct cg_manager *m, const struct container_options *o, bool want_netns,
+                    struct container **ret, int *ret_netns, struct ig_error *err)
 {
     _cleanup_close_ int stock_netns = -1;
     int r;
@@ -978,7 +953,7 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
                             "build tree, or in %s)",
                             IGNIS_LIBEXECDIR);
     int netns_fd = -1;
-    r = container_alloc(m, o, o->netns_fd <= 0 ? NETNS_ANY : NETNS_NONE, &c, &netns_fd, err);
+    r = container_alloc(m, o, o->netns_fd <= 0, &c, &netns_fd, err);
     if (r < 0)
         return r;
     if (o->netns_fd > 0)

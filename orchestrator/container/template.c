@@ -16,8 +16,7 @@
 #include "base/log.h"
 
 /* A fork request, with SCM_RIGHTS fds: the runtime socket, stdout, stderr, the sync pipe's
- * write end, the control socket, and a network namespace to join when there is one to reuse
- * (runtime-images/python3/bootstrap.py, TEMPLATE_REQUEST). */
+ * write end, the control socket (runtime-images/python3/bootstrap.py, TEMPLATE_REQUEST). */
 struct template_request {
     char op; /* 'F' */
     uint8_t pad[7];
@@ -35,11 +34,6 @@ struct container_template {
     int sock; /* the template runtime's socket; -1 once retired */
     bool ready;
     char *key;
-    /* What its containers hand back to the stock under: this template's alone, since the
-     * network namespaces they made belong to its user namespace (a template made again for the
-     * same key has another). */
-    char owner[32];
-    struct container_stock *stock;
     struct container_template *next; /* on the retired list */
 };
 
@@ -62,9 +56,6 @@ int container_template_new(struct cg_manager *m, const struct container_options 
         free(t);
         return r;
     }
-    static uint64_t made;
-    snprintf(t->owner, sizeof(t->owner), "template-%llu", (unsigned long long)++made);
-    t->stock = o->stock;
     t->sock = container_runtime_fd(t->c);
     *ret = t;
     return 0;
@@ -101,14 +92,13 @@ int container_template_ready(struct container_template *t)
     return 1;
 }
 
-/* Receives what the forked container's pid 1 sends on the control socket, without blocking: its
- * pidfd, and the network namespace it made (-1 when it joined the one sent with the request).
- * -EAGAIN while it has not come. */
-static int recv_pidfd(int ctl, int *ret_pidfd, int *ret_netns)
+/* Receives the pidfd the forked container's pid 1 sends on the control socket, without
+ * blocking: -EAGAIN while it has not come. */
+static int recv_pidfd(int ctl, int *ret_pidfd)
 {
     char byte;
     union {
-        char buf[CMSG_SPACE(sizeof(int) * 2)];
+        char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } control;
     struct iovec iov = {.iov_base = &byte, .iov_len = 1};
@@ -122,14 +112,9 @@ static int recv_pidfd(int ctl, int *ret_pidfd, int *ret_netns)
     if (n < 0 && errno == EAGAIN)
         return -EAGAIN;
     struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
-    size_t nfds =
-        cm && cm->cmsg_type == SCM_RIGHTS ? (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) : 0;
-    if (nfds < 1 || nfds > 2 || (mh.msg_flags & MSG_CTRUNC))
+    if (!cm || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
         return n < 0 ? -errno : -ECHILD; /* EOF: the template or its fork died first */
-    int fds[2] = {-1, -1};
-    memcpy(fds, CMSG_DATA(cm), nfds * sizeof(int));
-    *ret_pidfd = fds[0];
-    *ret_netns = fds[1];
+    memcpy(ret_pidfd, CMSG_DATA(cm), sizeof(int));
     return 0;
 }
 
@@ -146,10 +131,8 @@ static pid_t pidfd_pid(int pidfd)
     return pid > 0 ? (pid_t)pid : -1;
 }
 
-static int send_request(int sock, const struct container_spec *spec, const int fds[TEMPLATE_FDS],
-                        int netns)
+static int send_request(int sock, const struct container_spec *spec, const int fds[TEMPLATE_FDS])
 {
-    size_t nfds = TEMPLATE_FDS + (netns >= 0);
     struct template_request req = {
         .op = 'F',
         .tmp_size = spec->tmp_size,
@@ -160,21 +143,19 @@ static int send_request(int sock, const struct container_spec *spec, const int f
     };
     snprintf(req.hostname, sizeof(req.hostname), "%s", spec->hostname ? spec->hostname : "ignis");
     union {
-        char buf[CMSG_SPACE(sizeof(int) * (TEMPLATE_FDS + 1))];
+        char buf[CMSG_SPACE(sizeof(int) * TEMPLATE_FDS)];
         struct cmsghdr align;
     } control = {};
     struct iovec iov = {.iov_base = &req, .iov_len = sizeof(req)};
     struct msghdr mh = {.msg_iov = &iov,
                         .msg_iovlen = 1,
                         .msg_control = &control,
-                        .msg_controllen = CMSG_SPACE(sizeof(int) * nfds)};
+                        .msg_controllen = sizeof(control)};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * TEMPLATE_FDS);
     memcpy(CMSG_DATA(cm), fds, sizeof(int) * TEMPLATE_FDS);
-    if (netns >= 0)
-        memcpy(CMSG_DATA(cm) + sizeof(int) * TEMPLATE_FDS, &netns, sizeof(int));
     ssize_t n;
     while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
         ;
@@ -306,16 +287,11 @@ int container_template_spawn(struct container_template *t, struct cg_manager *m,
 
     if (container_template_ready(t) != 1)
         return ig_error_set(err, ECHILD, "the template is not ready");
-    /* A network namespace one of this template's containers handed back and the stock found
-     * pristine, joined instead of a new one: making and tearing one down per container holds
-     * the kernel's rtnl lock (docs/performance.md). */
-    struct container_options own = *o;
-    own.stock_owner = t->owner;
-    if ((r = container_alloc(m, &own, NETNS_OWNERS, &c, &netns, err)) < 0)
+    if ((r = container_alloc(m, o, false, &c, &netns, err)) < 0)
         return r;
     if ((r = make_fds(c, o, child, err)) < 0 || (r = fork_go_new(o->spec, &c->go, err)) < 0)
         goto fail;
-    if ((r = send_request(t->sock, o->spec, child, netns)) < 0) {
+    if ((r = send_request(t->sock, o->spec, child)) < 0) {
         r = ig_error_set(err, -r, "the template is gone: %s", strerror(-r));
         goto fail;
     }
@@ -339,19 +315,14 @@ int container_fork_fd(const struct container *c)
 
 int container_fork_finish(struct container *c, struct ig_error *err)
 {
-    int pidfd = -1, netns = -1, r;
+    int pidfd = -1, r;
 
     if (!c->forking)
         return 0;
-    if ((r = recv_pidfd(c->ctl_fd, &pidfd, &netns)) == -EAGAIN)
+    if ((r = recv_pidfd(c->ctl_fd, &pidfd)) == -EAGAIN)
         return r;
     if (r < 0)
         return ig_error_set(err, ECHILD, "the template did not fork: %s", strerror(-r));
-    /* The namespace it made, kept to hand back to the stock after it (checked there). */
-    if (netns >= 0 && c->stock_netns < 0 && c->stock_owner[0])
-        c->stock_netns = netns;
-    else if (netns >= 0)
-        close(netns);
     /* From here the pidfd is the container's: destroy kills and reaps it, whatever fails. */
     c->pidfd = pidfd;
     c->forking = false;
@@ -379,10 +350,7 @@ void container_fork_cancel(struct container *c)
     /* Its pidfd came: B is killed, and destroy waits for it through its pidfd. Else closing the
      * control socket is enough: B reads EOF instead of go (or cannot send its pidfd) and exits
      * before it runs anything. */
-    int netns = -1;
-    if (recv_pidfd(c->ctl_fd, &pidfd, &netns) == 0) {
-        if (netns >= 0)
-            close(netns); /* nothing ran in it, but nothing that came this way is reused */
+    if (recv_pidfd(c->ctl_fd, &pidfd) == 0) {
         pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
         c->pidfd = pidfd;
         c->pid = pidfd_pid(pidfd);
@@ -415,7 +383,6 @@ void container_template_retire(struct container_template *t)
      * from it, then exits too. */
     container_close_fd(&t->c->runtime_fd);
     t->sock = -1;
-    container_stock_forget(t->stock, t->owner);
     t->next = retired;
     retired = t;
     container_templates_reap();

@@ -446,7 +446,7 @@ def main():
 # (-I -S: no site, no script directory, no PYTHON* variables, and nothing here reads /var/task).
 # It tells the controller it is ready (b"R" on fd 3), then serves fork requests there: one
 # TEMPLATE_REQUEST with SCM_RIGHTS fds (runtime socket, stdout, stderr, sync pipe, control
-# socket, and a network namespace to join when the controller has one to reuse). For each, libignis-child.so's ignis_child_fork makes the container in C (B, cloned in
+# socket). For each, libignis-child.so's ignis_child_fork makes the container in C (B, cloned in
 # new namespaces, is pid 1, sends its pidfd, waits for the controller's go, does the rest of a
 # container's setup, drops every privilege and will report the runtime's end) and returns in
 # B's child, the runtime's process, which re-seeds what was seeded at start and runs main() as
@@ -484,7 +484,7 @@ def template_main():
 
     lib = ctypes.CDLL("/ignis/libignis-child.so")
     lib.ignis_child_fork.restype = ctypes.c_int
-    lib.ignis_child_fork.argtypes = [ctypes.c_int * 6, ctypes.c_char_p] + [ctypes.c_uint64] * 3 + [
+    lib.ignis_child_fork.argtypes = [ctypes.c_int * 5, ctypes.c_char_p] + [ctypes.c_uint64] * 3 + [
         ctypes.c_uint32
     ] * 2
     api = ctypes.pythonapi
@@ -498,18 +498,16 @@ def template_main():
     os.write(FD, b"R")
     while True:
         try:
-            msg, fds, _, _ = socket.recv_fds(sock, TEMPLATE_REQUEST.size, 6)
+            msg, fds, _, _ = socket.recv_fds(sock, TEMPLATE_REQUEST.size, 5)
         except InterruptedError:
             continue
         if not msg:
             return 0
-        if len(msg) == TEMPLATE_REQUEST.size and len(fds) in (5, 6) and msg[:1] == b"F":
+        if len(msg) == TEMPLATE_REQUEST.size and len(fds) == 5 and msg[:1] == b"F":
             req = TEMPLATE_REQUEST.unpack(msg)
             # What os.fork does for the interpreter around a fork, around the C one.
             api.PyOS_BeforeFork()
-            pid = lib.ignis_child_fork(
-                (ctypes.c_int * 6)(*fds, *([-1] * (6 - len(fds)))), req[6].rstrip(b"\0"), *req[1:6]
-            )
+            pid = lib.ignis_child_fork((ctypes.c_int * 5)(*fds), req[6].rstrip(b"\0"), *req[1:6])
             if pid == 0:
                 try:
                     api.PyOS_AfterFork_Child()

@@ -474,56 +474,6 @@ static void test_network_through_template(void **state)
     close(fd);
 }
 
-static double stock_metric(struct ignisd_proc *p, const char *family, const char *result)
-{
-    char series[160];
-    snprintf(series, sizeof(series),
-             "ignis_container_stock_%s_total{resource=\"netns\",result=\"%s\"}", family, result);
-    return harness_metric(p, series);
-}
-
-/* Tcp ActiveOpens in the forked container's /proc/net/snmp: 0 in a namespace no one connected
- * from. */
-static long tcp_active_opens(struct ignisd_proc *p)
-{
-    char *snmp = attempt(p, "cat", "/proc/net/snmp");
-    /* "Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens ..." then the values' line. */
-    char *names = strstr(snmp, "Tcp: "), *values = names ? strstr(names + 5, "Tcp: ") : NULL;
-    assert_non_null(values);
-    long v = -1;
-    assert_int_equal(sscanf(values, "Tcp: %*s %*s %*s %*s %ld", &v), 1);
-    free(snmp);
-    return v;
-}
-
-/* Forked containers reuse network namespaces within their template, as exec'd ones do within
- * their function: the namespace a container made (in the template's user namespace, the only
- * place one it can join is made) goes back to the stock, which keeps it for the template's next
- * container only when nothing of it differs from a fresh one. A container that used the network
- * leaves its namespace closed, and no container after it sees a trace of it. */
-static void test_network_namespaces_reused_through_template(void **state)
-{
-    struct ignisd_proc *p = *state;
-    harness_push_fixture(p, "tplprobe", fn, NULL);
-    cJSON_Delete(probe_forked(p));
-    double taken0 = stock_metric(p, "takes", "taken"),
-           reused0 = stock_metric(p, "returns", "reused");
-    for (int i = 0; i < 200 && (stock_metric(p, "takes", "taken") == taken0 ||
-                                stock_metric(p, "returns", "reused") == reused0);
-         i++)
-        free(attempt(p, "hostname", NULL));
-    assert_true(stock_metric(p, "returns", "reused") > reused0);
-    assert_true(stock_metric(p, "takes", "taken") > taken0);
-
-    double discarded0 = stock_metric(p, "returns", "discarded");
-    expect(p, "loopback", NULL, "ok");
-    for (int i = 0; i < 200 && stock_metric(p, "returns", "discarded") == discarded0; i++)
-        usleep(10000);
-    assert_true(stock_metric(p, "returns", "discarded") > discarded0);
-    for (int i = 0; i < 10; i++)
-        assert_int_equal(tcp_active_opens(p), 0);
-}
-
 /* test_isolation 4, 5, 6: the root, the image and /var/task are read-only (new files and
  * existing ones: a read-only mount answers EROFS before any permission check), /proc/sys too,
  * and the host's hostname is unchanged. */
@@ -1240,7 +1190,6 @@ int main(void)
         cmocka_unit_test(test_fresh_containers_share_nothing),
         cmocka_unit_test(test_isolation_through_template),
         cmocka_unit_test(test_network_through_template),
-        cmocka_unit_test(test_network_namespaces_reused_through_template),
         cmocka_unit_test(test_read_only_through_template),
         cmocka_unit_test(test_host_files_through_template),
         cmocka_unit_test(test_refused_through_template),
