@@ -83,7 +83,7 @@ static void upgrade_from(size_t k)
     /* The previous schema: every migration but the last, in a new state dir that gets the
      * source's bundles; each table that schema has is filled from the source's rows. */
     memset(&p, 0, sizeof(p));
-    char dir[] = "/tmp/ignis-upgrade.XXXXXX", db_path[300], cmd[1200], sql[600];
+    char dir[] = "/tmp/ignis-upgrade.XXXXXX", db_path[300], cmd[1200], sql[2400];
     assert_non_null(mkdtemp(dir));
     snprintf(cmd, sizeof(cmd), "cp -a '%s/bundles' '%s/bundles'", src.state_dir, dir);
     assert_int_equal(system(cmd), 0);
