@@ -28,8 +28,8 @@ static int teardown(void **state)
     return pgserver_free(srv);
 }
 
-static void async_invoke(struct ignisd_proc *p, const char *body, const char *key,
-                         char id[64], bool *ret_duplicate)
+static void async_invoke(struct ignisd_proc *p, const char *body, const char *key, char id[64],
+                         bool *ret_duplicate)
 {
     char keyh[300];
     snprintf(keyh, sizeof(keyh), "Idempotency-Key: %s", key ? key : "");
@@ -103,17 +103,19 @@ static void test_two_hosts_share_the_queue(void **state)
     assert_true(dup);
     assert_string_equal(first, again);
 
-    /* kill -9 of A while it runs one of them: B requeues it (A's lock is free) and runs it. */
+    /* kill -9 of A while it runs one of them: B requeues it (A's lock is free) and runs it. Each
+     * runs for seconds, so that the row seen running is still A's when the kill comes. */
     char held[N][64];
     for (int i = 0; i < N; i++)
-        async_invoke(&a, "{\"ms\": 1500}", NULL, held[i], NULL);
-    for (int i = 0; i < 3000 && query_int(conninfo, "SELECT count(*) FROM invocations WHERE "
-                                                    "lease_owner = 'host-a' AND status = "
-                                                    "'running'") == 0;
-         i++)
-        usleep(10 * 1000);
-    assert_true(query_int(conninfo, "SELECT count(*) FROM invocations WHERE lease_owner = "
-                                    "'host-a' AND status = 'running'") > 0);
+        async_invoke(&a, "{\"ms\": 4000}", NULL, held[i], NULL);
+    int running = 0;
+    for (int i = 0; i < 3000 && running == 0; i++) {
+        running = query_int(conninfo, "SELECT count(*) FROM invocations WHERE lease_owner = "
+                                      "'host-a' AND status = 'running'");
+        if (running == 0)
+            usleep(10 * 1000);
+    }
+    assert_true(running > 0);
     kill(a.pid, SIGKILL);
     waitpid(a.pid, NULL, 0);
     a.pid = 0;
