@@ -73,6 +73,7 @@ int main(int argc, char **argv)
         enum doctor_status worst;
         if (doctor_run(&env, &checks, &worst) < 0)
             return 1;
+        daemon_doctor_store(&opts, checks, &worst);
         checks_print(checks, stdout);
         cJSON_Delete(checks);
         return worst == DOCTOR_FAILING ? 1 : 0;

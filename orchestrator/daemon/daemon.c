@@ -194,7 +194,29 @@ static int make_absolute(char *path, size_t size, struct ig_error *err)
     return 0;
 }
 
-/* GET /v1/doctor's checks (api.h): the host as ignisd --doctor sees it. */
+void daemon_doctor_store(const struct ignisd_options *opts, cJSON *checks,
+                         enum doctor_status *worst)
+{
+    char target[sizeof(opts->store) + sizeof(opts->state_dir)], name[600];
+    struct ig_error err = {};
+    int version, current = store_schema_version();
+    options_store_target(opts, target, sizeof(target));
+    db_target_name(target, name, sizeof(name));
+    const char *engine = db_is_postgresql(target) ? "postgresql" : "sqlite";
+    if (store_probe(target, &version, &err) < 0)
+        doctor_add(checks, worst, "store", DOCTOR_FAILING,
+                   "start the database, or correct --store (docs/operations.md)",
+                   "engine=%s %s: %s", engine, name, err.message);
+    else if (version > current)
+        doctor_add(checks, worst, "store", DOCTOR_FAILING, "run an ignisd at least as new as it",
+                   "engine=%s %s: schema %d is newer than this ignisd's (%d)", engine, name,
+                   version, current);
+    else
+        doctor_add(checks, worst, "store", DOCTOR_OK, NULL, "engine=%s %s schema=%d%s", engine,
+                   name, version, version < current ? " (made or migrated at the next start)" : "");
+}
+
+/* GET /v1/doctor's checks (api.h): the host as ignisd --doctor sees it, and its store. */
 static int run_doctor(void *userdata, cJSON **ret_checks, const char **ret_status)
 {
     struct daemon *d = userdata;
@@ -205,6 +227,7 @@ static int run_doctor(void *userdata, cJSON **ret_checks, const char **ret_statu
     int r = doctor_run(&env, ret_checks, &worst);
     if (r < 0)
         return r;
+    daemon_doctor_store(&d->opts, *ret_checks, &worst);
     *ret_status = doctor_status_name(worst);
     return 0;
 }
