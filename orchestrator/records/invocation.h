@@ -72,7 +72,8 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
 /* Removes records whose retention ended before now_us. */
 int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, void *userdata);
 
-/* Reads (loop thread). Return 0 and fill *ret (cleared by the caller), -ENOENT, or -EIO. */
+/* Reads (loop thread). Return 0 and fill *ret (cleared by the caller), -ENOENT, -ENOTCONN
+ * (the store is away), or -EIO. */
 int inv_store_get(struct store *s, const char *id, struct inv_record *ret);
 /* The id of the invocation made earlier for (function, key) and still within its window. */
 int inv_store_find_idempotent(struct store *s, const char *function, const char *key,

@@ -567,6 +567,16 @@ static const struct store_migration migrations[] = {
      "  version TEXT NOT NULL,"
      "  started_at BIGINT NOT NULL,"
      "  heartbeat_at BIGINT NOT NULL);"},
+    /* An id made before the insert (inv_id_new) for the journal's inserts of rows the store
+     * numbers itself: a batch the loss of a PostgreSQL server cut is run again whole
+     * (journal.h), and a row it did commit is then not added twice (ON CONFLICT (rid)). NULL on
+     * older rows: unique indexes let NULLs be, on both engines. */
+    {"journal_row_ids",
+     "ALTER TABLE audit ADD COLUMN rid TEXT;"
+     "CREATE UNIQUE INDEX audit_rid ON audit (rid);"
+     "ALTER TABLE event_dead_letters ADD COLUMN rid TEXT;"
+     "CREATE UNIQUE INDEX event_dead_letters_rid ON event_dead_letters (rid);",
+     NULL},
 };
 
 int store_space_check(const char *dir, struct ig_error *err)
