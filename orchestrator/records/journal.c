@@ -1,6 +1,7 @@
 #include "records/journal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "base/log.h"
@@ -52,9 +53,10 @@ struct journal {
     pthread_cond_t cond;
     struct op *head, *tail;
     size_t queued;
-    size_t bytes;  /* of the statements handed and not yet done (op.bytes) */
-    bool away;     /* the store is away: a batch waits to run again */
-    bool refusing; /* refused_while_away has, in this outage */
+    size_t bytes; /* of the statements handed and not yet done (op.bytes) */
+    /* The store is away: a batch waits to run again. Written under lock; read without it by
+     * submissions, which take the lock only then. */
+    atomic_bool away;
     bool stopping;
     bool urgent;                /* the queue holds a durable statement, or a reader waits */
     uint64_t last_commit_us;    /* monotonic */
@@ -64,6 +66,7 @@ struct journal {
      * go when the turn ends (flush), so that one wake-up and one commit serve them all. */
     struct op *turn_head, *turn_tail;
     size_t turn_count, turn_bytes;
+    bool refusing; /* refused_while_away has, in this outage */
     bool turn_durable;
     struct journal_stats stats;
     struct journal_health health; /* under lock */
@@ -114,12 +117,14 @@ static void deliver(struct loop *l, void *userdata)
 /* The batch of n statements is done: its outcomes go to the loop thread. */
 static void hand_back(struct journal *j, struct op *batch, size_t n)
 {
+    size_t bytes = 0;
+    for (struct op *op = batch; op; op = op->next)
+        bytes += op->bytes;
     pthread_mutex_lock(&j->lock);
     j->committed += n;
     pthread_cond_broadcast(&j->settled);
     j->stats.statements += n;
-    for (struct op *op = batch; op; op = op->next)
-        j->bytes -= op->bytes;
+    j->bytes -= bytes;
     pthread_mutex_unlock(&j->lock);
     if (loop_post(j->loop, deliver, batch) < 0) {
         log_error("journal cannot hand results back", "statements=%zu", n);
@@ -479,6 +484,10 @@ void journal_free(struct journal *j)
  * and logged (once per outage) when it is. */
 static bool refused_while_away(struct journal *j, size_t bytes)
 {
+    if (!atomic_load_explicit(&j->away, memory_order_relaxed)) {
+        j->refusing = false;
+        return false;
+    }
     pthread_mutex_lock(&j->lock);
     bool refused = j->away && j->bytes + j->turn_bytes + bytes > JOURNAL_AWAY_MAX_BYTES;
     if (refused) {
@@ -487,7 +496,7 @@ static bool refused_while_away(struct journal *j, size_t bytes)
                       "max_bytes=%u", JOURNAL_AWAY_MAX_BYTES);
         j->stats.refused++;
     }
-    j->refusing = j->away && (refused || j->refusing);
+    j->refusing |= refused;
     pthread_mutex_unlock(&j->lock);
     return refused;
 }

@@ -60,7 +60,8 @@ static void one_request(struct loader *l, struct client *c, struct reply *out)
     char keyh[64];
     snprintf(out->key, sizeof(out->key), "away-%d-%zu", l->index, atomic_load(&l->n));
     snprintf(keyh, sizeof(keyh), "Idempotency-Key: %s", out->key);
-    const char *headers[] = {l->async ? "Ignis-Invocation-Type: async" : "Ignis-Invocation-Type: sync",
+    const char *headers[] = {l->async ? "Ignis-Invocation-Type: async"
+                                      : "Ignis-Invocation-Type: sync",
                              l->async ? keyh : NULL, NULL};
     struct client_response r = {};
     struct ig_error err = {};
