@@ -369,8 +369,9 @@ static void test_failure_inside_transaction(void **state)
 
 /* PostgreSQL: the server stopped under an open connection (a crash of the database, as clients
  * see it). The next statement fails with ENOTCONN, saying the store is unreachable, and so does
- * every one after it on that connection; opening fails the same way while the server is down;
- * once it is back, a new connection works and finds what was committed. */
+ * every one after it on that connection while the server is down (test_reconnects: and after);
+ * opening fails the same way while the server is down; once it is back, a new connection works
+ * and finds what was committed. */
 static void test_lost_server(void **state)
 {
     struct db *db = open_t();
