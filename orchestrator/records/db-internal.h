@@ -64,6 +64,10 @@ int db_note(struct db *db, int code, const char *fmt, ...) _printf_(3, 4);
 bool db_reach_lost(uint64_t *epoch, bool failed_connect, const char *reason);
 void db_reach_back(uint64_t *epoch);
 bool db_reach_up(void);
+/* Whether a connection made at epoch is from before an outage that is over: the store went
+ * away and came back since, and this connection did not see it (it was idle). Its server has
+ * likely restarted under it. Cheap: read before every statement. */
+bool db_reach_stale(uint64_t epoch);
 
 /* The engines' openers (db_open picks one by the target's form). */
 int db_open_sqlite(const char *path, int flags, struct db **ret, struct ig_error *err);

@@ -198,6 +198,20 @@ static void forget_prepared(struct pg *db)
     db->cache_next = 0;
 }
 
+/* A connection idle through an outage that is over (db_reach_stale) is taken for lost, outside
+ * a transaction, and connects again before its next statement: its server likely restarted,
+ * and that statement would otherwise be the one that finds out, failing after the store is
+ * back. */
+static void forget_if_stale(struct pg *db)
+{
+    if (db->lost || !db_reach_stale(db->epoch) || PQtransactionStatus(db->c) != PQTRANS_IDLE)
+        return;
+    db->lost = true;
+    db->lost_in_tx = false;
+    db->retry_at_us = 0;
+    db->backoff_us = DB_RECONNECT_MIN_US;
+}
+
 /* Whether a lost connection may run sql: connects again when an attempt is due (the backoff's
  * step has passed, or another connection found the store back) and sql may run on a new
  * connection (not inside the transaction the loss cut, which only ROLLBACK or a new BEGIN ends).
@@ -217,6 +231,9 @@ static bool reconnect_if_due(struct pg *db, const char *sql)
         db->c = c;
         forget_prepared(db);
         db->lost = db->lost_in_tx = false;
+        /* Connected: the store is back (and this connection of its present, for setup's
+         * statements). */
+        db_reach_back(&db->epoch);
         const struct db_engine *e = db->base.engine;
         if (setup(db) < 0 || (db->base.durable_set &&
                               pg_exec_script(&db->base, e->durable_sql[db->base.durable]) < 0)) {
@@ -225,7 +242,6 @@ static bool reconnect_if_due(struct pg *db, const char *sql)
             db->retry_at_us = now_usec() + db->backoff_us;
             return false;
         }
-        db_reach_back(&db->epoch);
         return true;
     }
     char reason[300];
@@ -294,6 +310,7 @@ static const char *prepared(struct pg *db, const char *sql, const char *sig, con
 /* Runs sql with v bound: its result (to clear) in *ret, or -errno after noting why. */
 static int run(struct pg *db, const char *sql, const struct db_value *v, size_t n, PGresult **ret)
 {
+    forget_if_stale(db);
     if (db->lost && !reconnect_if_due(db, sql))
         return note_lost(db);
     /* COMMIT ends the transaction whatever becomes of it: after its loss, nothing of it is left
@@ -540,6 +557,7 @@ static int pg_rollback(struct db *base)
 static int pg_exec_script(struct db *base, const char *sql)
 {
     struct pg *db = pg(base);
+    forget_if_stale(db);
     if (db->lost && !reconnect_if_due(db, sql))
         return note_lost(db);
     db->tx_open = PQtransactionStatus(db->c) != PQTRANS_IDLE;

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "base/log.h"
@@ -13,6 +14,15 @@
  * other) find it, each on its own thread. */
 static pthread_mutex_t reach_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct db_reachability reach = {.up = true};
+/* reach's disconnects and up, (disconnects << 1) | up, for db_reach_stale on every statement
+ * without the lock. */
+static _Atomic uint64_t reach_state = 1;
+
+/* Under reach_lock: reach changed. */
+static void publish(void)
+{
+    atomic_store(&reach_state, reach.disconnects << 1 | reach.up);
+}
 
 bool db_reach_lost(uint64_t *epoch, bool failed_connect, const char *reason)
 {
@@ -22,6 +32,7 @@ bool db_reach_lost(uint64_t *epoch, bool failed_connect, const char *reason)
         reach.disconnects++;
         reach.since_us = (int64_t)wall_usec();
         snprintf(reach.reason, sizeof(reach.reason), "%s", reason);
+        publish();
         log_error("the store is unreachable", "error=\"%s\"", reach.reason);
     }
     bool up = reach.up;
@@ -39,6 +50,7 @@ void db_reach_back(uint64_t *epoch)
         reach.up = true;
         reach.since_us = now;
         reach.reason[0] = '\0';
+        publish();
     }
     *epoch = reach.disconnects;
     pthread_mutex_unlock(&reach_lock);
@@ -46,10 +58,13 @@ void db_reach_back(uint64_t *epoch)
 
 bool db_reach_up(void)
 {
-    pthread_mutex_lock(&reach_lock);
-    bool up = reach.up;
-    pthread_mutex_unlock(&reach_lock);
-    return up;
+    return atomic_load(&reach_state) & 1;
+}
+
+bool db_reach_stale(uint64_t epoch)
+{
+    uint64_t s = atomic_load_explicit(&reach_state, memory_order_relaxed);
+    return (s & 1) && s >> 1 != epoch;
 }
 
 void db_get_reachability(struct db_reachability *ret)

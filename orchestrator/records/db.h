@@ -155,6 +155,8 @@ int db_set_user_version(struct db *db, int version, struct ig_error *err);
  * DB_RECONNECT_MAX_US; sooner when another connection of the process found the store back. A
  * connection attempt gives up after DB_CONNECT_TIMEOUT_MS (DB_WRITER's, off the loop, after
  * DB_WRITER_CONNECT_TIMEOUT_MS), so a statement never waits longer than that on a dead server. A
+ * connection idle through an outage another connection saw end connects again before its next
+ * statement (outside a transaction), its server having likely restarted under it. A
  * connection lost inside a transaction connects again only at its db_rollback or the next db_begin:
  * never halfway through a transaction. Its statements are prepared again on the new connection, its
  * settings (db_set_durable) made again. Whether the statement that met the loss took effect is
