@@ -27,8 +27,9 @@
  * written (journal_stats.refused counts them). */
 #define JOURNAL_AWAY_MAX_BYTES (256u << 20)
 /* Stopping while the store is away: what waits is given up (its callers told -ENOTCONN) once the
- * store has stayed away this long after the stop began. */
-#define JOURNAL_STOP_WAIT_US (5 * 1000 * 1000)
+ * store has stayed away this long after the journal was told to stop. Short: the daemon's stop
+ * has waited its grace period for invocations' records already (dispatch). */
+#define JOURNAL_STOP_WAIT_US (1000 * 1000)
 
 struct op {
     char *sql;
@@ -132,8 +133,9 @@ static void hand_back(struct journal *j, struct op *batch, size_t n)
     }
 }
 
-/* Stopping while the store stays away: the batch is not written; its callers are told so. */
-static void give_up(struct journal *j, struct op *batch)
+/* Stopping while the store stays away: the batch is not written; its callers are told so.
+ * Returns its statements' count. */
+static size_t give_up(struct journal *j, struct op *batch)
 {
     size_t n = 0;
     for (struct op *op = batch; op; op = op->next, n++) {
@@ -141,9 +143,8 @@ static void give_up(struct journal *j, struct op *batch)
         free(op->message);
         op->message = strdup("the store is unreachable: ignisd stopped before it came back");
     }
-    log_error("statements not written: the store stayed unreachable as ignisd stopped",
-              "statements=%zu", n);
     hand_back(j, batch, n);
+    return n;
 }
 
 /* Under lock: code 0 when a write committed, else its errno and message. */
@@ -314,6 +315,7 @@ static void *writer(void *arg)
     struct journal *j = arg;
     struct op *cut = NULL; /* a batch the store's loss cut, to run again */
     uint64_t stop_deadline = 0;
+    size_t given_up = 0;
     pthread_mutex_lock(&j->lock);
     for (;;) {
         if (cut) {
@@ -321,7 +323,7 @@ static void *writer(void *arg)
                 stop_deadline = now_usec() + JOURNAL_STOP_WAIT_US;
             if (stop_deadline && now_usec() >= stop_deadline) {
                 pthread_mutex_unlock(&j->lock);
-                give_up(j, TAKE_PTR(cut));
+                given_up += give_up(j, TAKE_PTR(cut));
                 pthread_mutex_lock(&j->lock);
                 continue;
             }
@@ -346,8 +348,12 @@ static void *writer(void *arg)
                 pthread_mutex_lock(&j->lock);
             }
         }
-        if (!j->head && j->stopping)
+        if (!j->head && j->stopping) {
+            if (given_up)
+                log_error("statements not written: the store stayed unreachable as ignisd stopped",
+                          "statements=%zu", given_up);
             break;
+        }
         while (j->head && !j->urgent && !j->stopping && j->queued < JOURNAL_LINGER_MAX &&
                now_usec() < j->last_commit_us + JOURNAL_LINGER_US)
             wait_until(j, j->last_commit_us + JOURNAL_LINGER_US);

@@ -48,7 +48,7 @@ void journal_free(struct journal *j);
  * statement submitted must be safe to run twice: an insert keyed by an id made before it, an
  * upsert, an update fenced or to values of its own); done runs then. What waits is bounded
  * (JOURNAL_AWAY_MAX_BYTES in journal.c): past it, a submission fails at once with -ENOBUFS.
- * Stopping while the store stays away gives up after a few seconds: done gets -ENOTCONN.
+ * Stopping while the store stays away gives up after a second: done gets -ENOTCONN.
  *
  * Queues sql with its bound values (copied). done may be NULL. The statement is durable when
  * done runs: its batch is committed with synchronous=FULL (an fsync). */

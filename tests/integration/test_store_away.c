@@ -8,7 +8,8 @@
  * with no restart: ignis_store_up 1 and one disconnect counted, one log line each way, every
  * async invocation that got a 202 succeeds (those accepted as the store went away included), a
  * replayed key returns the original id, and every async invocation and every sync one that ran
- * while the store was away has its record and its one row in the usage ledger. */
+ * while the store was away has its record and its one row in the usage ledger. Stopped while the
+ * store is away, it gives up what waits and exits 0. */
 #include "harness.h"
 
 #include <signal.h>
@@ -292,10 +293,39 @@ static void test_store_away_and_back(void **state)
     assert_int_equal(harness_finish(&p), 0);
 }
 
+/* Stopped while the store is away, with a sync invocation's record waiting for it: ignisd waits its
+ * grace period and a second more for the store, then gives what waits up, says so, and exits 0
+ * (within harness_stop's 15 s: no hang); with the server back it starts again on the same
+ * database. */
+static void test_stop_while_away(void **state)
+{
+    char *conninfo;
+    assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
+    struct ignisd_proc p;
+    const char *args[] = {"--store", conninfo, NULL};
+    assert_int_equal(harness_start(&p, args), 0);
+    harness_push(&p, "hello-exec", "away", NULL);
+    const char *sync[] = {"Ignis-Invocation-Type: sync", NULL};
+    assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
+
+    assert_int_equal(pgserver_stop_immediate(srv), 0);
+    assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
+    assert_int_equal(harness_stop(&p), 0);
+    assert_int_equal(log_count(&p, "msg=\"statements not written: the store stayed unreachable"),
+                     1);
+
+    assert_int_equal(pgserver_start(srv), 0);
+    assert_int_equal(harness_restart(&p, args), 0);
+    assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
+    free(conninfo);
+    assert_int_equal(harness_finish(&p), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_away_and_back),
+        cmocka_unit_test(test_stop_while_away),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
