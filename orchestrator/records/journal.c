@@ -327,9 +327,9 @@ static void *writer(void *arg)
                 pthread_mutex_lock(&j->lock);
                 continue;
             }
-            /* Submissions signal the cond: the step is waited out whole. */
+            /* Submissions and the stop signal the cond: the step is waited out whole. */
             uint64_t due = now_usec() + JOURNAL_RERUN_US;
-            while (!j->stopping && now_usec() < due)
+            while (now_usec() < due)
                 wait_until(j, due);
             pthread_mutex_unlock(&j->lock);
             if (commit_batch(j, cut))
