@@ -765,6 +765,7 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
                                                             .start_wall_us = inv->started_wall_us,
                                                             .status = outcome_name(o->kind),
                                                             .cold = inv->cold,
+                                                            .host = d->opts.host_id,
                                                             .usage = &usage});
     if (inv->async && d->stopping && o->kind != OUTCOME_OK) {
         /* Killed by our own shutdown: the record stays `running`, and the next start runs it
