@@ -82,6 +82,9 @@ struct container;
 struct worker {
     struct fn_state *fn;
     uint64_t seq;
+    /* Containers made again for this worker after a fork failed (fork_failed): each has a name
+     * of its own, since the failed one's cgroup may still be on its way out. */
+    unsigned remakes;
     int64_t version;    /* the function version it was made for */
     uint32_t memory_mb; /* its container's limit, as when it was made */
     enum worker_state state;
