@@ -1345,7 +1345,9 @@ int dispatch_submit_sync(struct dispatch *d, const struct dispatch_route *route,
 
 bool dispatch_queue_takes(struct dispatch *d, struct fn_state *fn, size_t n)
 {
-    if (fn->queued + fn->submitting + n <= d->opts.queue_max)
+    /* With a shared queue, what waits is mostly rows in the store, which any host claims. */
+    size_t shared = d->lease_owner ? owner(fn)->shared_queued : 0;
+    if (fn->queued + fn->submitting + shared + n <= d->opts.queue_max)
         return true;
     owner(fn)->throttles++;
     return false;
@@ -1419,6 +1421,8 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
     if (result > 0 && d->lease_owner) {
         /* Claimed from the store like any other: by this host when it has room (now), else by
          * another. */
+        if (fn)
+            fn->shared_queued++;
         inv_free(s->inv);
         queue_kick(d);
     } else if (result > 0 && fn && !fn->removing && !d->stopping) {

@@ -258,19 +258,22 @@ int inv_store_load_pending(struct store *s, int (*fn)(struct inv_record *r, void
     return r == 0 ? 0 : -EIO;
 }
 
-int inv_store_ready_functions(struct store *s, int64_t now_us,
-                              int (*fn)(const char *function, void *userdata), void *userdata)
+int inv_store_queued_functions(struct store *s, int64_t now_us,
+                               int (*fn)(const char *function, int64_t queued, int64_t due,
+                                         void *userdata),
+                               void *userdata)
 {
     _cleanup_db_rows_ struct db_rows *rows = NULL;
     const struct db_value v[] = {DV_I(now_us)};
     int r;
     if (db_query(s->db,
-                 "SELECT DISTINCT function FROM invocations WHERE async = 1 AND status = 'queued' "
-                 "AND (next_attempt_us IS NULL OR next_attempt_us <= $1) LIMIT 256",
+                 "SELECT function, count(*), count(*) FILTER (WHERE next_attempt_us IS NULL OR "
+                 "next_attempt_us <= $1) FROM invocations WHERE async = 1 AND status = 'queued' "
+                 "GROUP BY function LIMIT 256",
                  v, ARRAY_SIZE(v), &rows, NULL) < 0)
         return -EIO;
     while ((r = db_next(rows)) > 0) {
-        int q = fn(db_text(rows, 0), userdata);
+        int q = fn(db_text(rows, 0), db_int(rows, 1), db_int(rows, 2), userdata);
         if (q < 0)
             return q;
     }

@@ -86,10 +86,13 @@ int inv_store_load_pending(struct store *s, int (*fn)(struct inv_record *r, void
 /* The async queue shared by hosts (docs/architecture.md "The queue's leases and fencing").
  * These run on the loop thread's connection; each statement commits by itself. */
 
-/* Calls fn with each function that has async invocations queued and due at now_us (at most 256
- * of them). 0 or -EIO (or fn's -errno). */
-int inv_store_ready_functions(struct store *s, int64_t now_us,
-                              int (*fn)(const char *function, void *userdata), void *userdata);
+/* Calls fn with each function that has async invocations queued (at most 256 of them): how
+ * many, and how many of those are due at now_us (a retry waits for its time). 0 or -EIO (or fn's
+ * -errno). */
+int inv_store_queued_functions(struct store *s, int64_t now_us,
+                               int (*fn)(const char *function, int64_t queued, int64_t due,
+                                         void *userdata),
+                               void *userdata);
 /* Claims up to limit of function's due queued invocations, oldest first, for owner: each turns
  * running with attempts + 1 and a lease until now_us + lease_us, and is handed to fn (after the
  * claim committed; fn's failure is logged: the lease runs out and another claim takes it).
