@@ -19,6 +19,7 @@
 
 struct http_server;
 struct changes;
+struct secrets;
 
 struct daemon {
     struct ignisd_options opts;
@@ -42,6 +43,7 @@ struct daemon {
     /* What other hosts on the same PostgreSQL store change (records/changes.h); NULL on
      * SQLite. */
     struct changes *changes;
+    struct secrets *secrets;      /* this host's files, or shared through the store (secrets.h) */
     uint64_t started_usec;        /* monotonic */
     struct loop_timer *heartbeat; /* this host's row in the hosts table, each second */
     int lock_fd; /* STATE_DIR/lock, flock'd for the daemon's life; -1 until taken */

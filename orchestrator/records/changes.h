@@ -20,6 +20,8 @@ struct db;
 #define CHANGES_FUNCTION "function"
 #define CHANGES_SERVICE  "service"
 #define CHANGES_TOKEN    "token"
+/* A function's secrets (records/secrets_store.h): the name is the function's. */
+#define CHANGES_SECRET "secret"
 
 /* Inside the writer's open transaction: tells every listening host that kind's name changed.
  * 0 on SQLite (nothing to tell), else 0 or -errno as db_exec (db_fail says why). */

@@ -649,6 +649,24 @@ static const struct store_migration migrations[] = {
      "    init_us = m.init_us + excluded.init_us;"
      "  RETURN NULL;"
      "END $rollup$;"},
+    /* Secrets shared by the hosts of one PostgreSQL store (#16, secrets_store.c): each value
+     * sealed with AES-256-GCM under the hosts' secrets_key (a 96-bit nonce; the ciphertext ends
+     * with the 16-byte tag), never in the clear. Empty on SQLite, whose secrets are files. */
+    {"secrets",
+     "CREATE TABLE secrets ("
+     "  function TEXT NOT NULL,"
+     "  name TEXT NOT NULL,"
+     "  nonce BLOB NOT NULL,"
+     "  ciphertext BLOB NOT NULL,"
+     "  updated_us INTEGER NOT NULL,"
+     "  PRIMARY KEY (function, name)) STRICT;",
+     "CREATE TABLE secrets ("
+     "  function TEXT NOT NULL,"
+     "  name TEXT NOT NULL,"
+     "  nonce BYTEA NOT NULL,"
+     "  ciphertext BYTEA NOT NULL,"
+     "  updated_us BIGINT NOT NULL,"
+     "  PRIMARY KEY (function, name));"},
 };
 
 int store_space_check(const char *dir, struct ig_error *err)
