@@ -177,9 +177,9 @@ static void assert_store_sealed(const char *value)
     struct db_rows *rows;
     struct ig_error err = {};
     assert_int_equal(db_open(conninfo, 0, &db, &err), 0);
-    assert_int_equal(db_query(db, "SELECT function, name, nonce, ciphertext FROM secrets", NULL, 0,
-                              &rows, &err),
-                     0);
+    assert_int_equal(
+        db_query(db, "SELECT function, name, nonce, ciphertext FROM secrets", NULL, 0, &rows, &err),
+        0);
     int n = 0;
     while (db_next(rows) > 0) {
         size_t len;
