@@ -299,6 +299,8 @@ static void prune(struct sync_state *st, const char *function)
 static int sync_any_row(void *userdata, const struct secret_row *row)
 {
     struct sync_state *st = userdata;
+    if (!manifest_name_valid(row->function))
+        return 0; /* no ignisd stores one, and it would make a path */
     if (!streq(st->function, row->function)) {
         if (st->function[0])
             prune(st, st->function);
