@@ -30,6 +30,7 @@ start_ignisd() {
   ignisd_pid=$!
   started="$started $ignisd_pid:$state"
   # A benchmark with more to clean up sets $exit_trap, a command that calls stop_ignisds too.
+  # shellcheck disable=SC2064 # the command is chosen now
   trap "${exit_trap:-stop_ignisds}" EXIT
   # A benchmark stopped by a signal cleans up too (the EXIT trap runs on exit).
   trap 'exit 130' INT TERM HUP
