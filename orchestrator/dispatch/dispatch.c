@@ -741,6 +741,10 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
     }
     inv->worker = NULL;
     fn->inflight--;
+    /* With a shared queue, an attempt's end makes room: claim at once, not at the next poll
+     * (a backlog would drain at max_concurrency per poll). */
+    if (d->lease_owner && inv->async)
+        queue_kick(d);
     count_attempt(inv, o, billed_ms);
     if (inv->acct.handed_off) {
         /* Lambda's REPORT line, in the function's own log stream, and the same figures for
