@@ -1,11 +1,11 @@
 /* The async queue shared by the hosts of one PostgreSQL store (docs/architecture.md "The queue's
  * leases and fencing"). An accepted invocation is a queued row, not an entry in the accepting
- * host's memory: every host claims rows of the functions it has room for (its own acceptances
- * wake it; a poll is the backstop for other hosts'), runs them under a lease, and writes their
- * outcome fenced by that lease. Each host holds a session advisory lock while it lives; once a
- * second its peers try the locks of the hosts holding leases, and the one that gets a dead
- * host's lock requeues its rows. Expired leases (a host cut off without its TCP connection
- * closing) are requeued by any host. */
+ * host's memory: every host claims rows of the functions it has room for (an acceptance on any
+ * host wakes it: its own directly, other hosts' by a notification; a poll is the backstop), runs
+ * them under a lease, and writes their outcome fenced by that lease. Each host holds a session
+ * advisory lock while it lives; once a second its peers try the locks of the hosts holding leases,
+ * and the one that gets a dead host's lock requeues its rows. Expired leases (a host cut off
+ * without its TCP connection closing) are requeued by any host. */
 #include "base/log.h"
 #include "dispatch/dispatch-internal.h"
 
@@ -152,6 +152,15 @@ static void on_kick(struct loop *l, void *userdata)
     struct dispatch *d = userdata;
     d->claim_posted = false;
     claim_all(d);
+}
+
+void dispatch_queue_wake(struct dispatch *d, const char *function)
+{
+    struct fn_state *fn;
+    if (!d->lease_owner || d->stopping || hold_lock(d) < 0 ||
+        !(fn = dispatch_function(d, function)))
+        return;
+    claim_for(d, fn);
 }
 
 void queue_kick(struct dispatch *d)

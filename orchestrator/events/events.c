@@ -6,14 +6,27 @@
 #include "base/cloudevents.h"
 #include "base/cron.h"
 #include "events/dedupe.h"
+#include "functions/bundle.h"
 #include "base/log.h"
 #include "records/events_store.h"
+#include "records/invocation.h"
 #include "records/telemetry.h"
 
 /* The de-duplication window holds at most this many (source, id) pairs (24 bytes each); past it
  * the oldest go first, before their window ends (dedupe.h). */
 #define DEDUPE_CAPACITY  (1u << 18)
 #define MEDIA_CLOUDEVENT "application/cloudevents+json"
+/* A delivery's idempotency key on a shared store: this, then the sha256 of the event's (source,
+ * id). Under /ignis/, which clients may not use. */
+#define EVENTS_DELIVERY_KEY "/ignis/events/"
+
+/* One delivery submitted, as its callback sees it: event i's delivery k. dup: its idempotency key
+ * was taken, by the same event accepted on another host first. */
+struct delivery_ref {
+    struct acceptance *a;
+    size_t i, k;
+    bool dup;
+};
 
 /* The events of one events_accept (in order) or one emitted event, from their checks until every
  * delivery is durable. Linked in events->inflight, so that a repeat arriving meanwhile is taken
@@ -36,6 +49,7 @@ struct acceptance {
      * event's subscribers in dispatch_functions' order. Valid until the loop turns. */
     struct dispatch_route *routes;
     size_t nroutes, next_route;
+    struct delivery_ref *refs; /* one per route, in the same order */
     struct acceptance *next;
 };
 
@@ -59,7 +73,14 @@ struct event_router {
     struct acceptance *inflight;
     struct sched *scheds;
     struct loop_timer *sched_timer;
-    int64_t started_s; /* wall clock: slots before it were missed while ignisd was down */
+    /* Wall clock: slots before it were missed while no host ticked (ignisd was down, or the
+     * host that ticked died before this one took the lock). */
+    int64_t started_s;
+    /* On a shared store one host ticks, the one holding this lock (NULL: another does, or this
+     * store is SQLite's, where this host always ticks); that it could not be taken is said
+     * once. */
+    struct inv_host_lock *sched_lock;
+    bool sched_lock_said;
 };
 
 /* ---- acceptances ---- */
@@ -77,6 +98,7 @@ static void acceptance_free(struct acceptance *a)
     }
     free(a->v);
     free(a->routes);
+    free(a->refs);
     free(a);
 }
 
@@ -132,10 +154,25 @@ static void settle_ids(struct acceptance *a)
     }
 }
 
+/* An event every delivery of which met its key (the same event, accepted on another host first:
+ * docs/architecture.md "Events across hosts") was a duplicate: the reply says so, and its
+ * deliveries are the first acceptance's. */
+static void settle_cluster_duplicates(struct acceptance *a)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        size_t dups = 0;
+        for (size_t k = 0; k < a->next_route; k++)
+            dups += a->refs[k].i == i && a->refs[k].dup;
+        if (a->v[i].ndeliveries > 0 && dups == a->v[i].ndeliveries)
+            a->v[i].duplicate = true;
+    }
+}
+
 static void finish(struct acceptance *a)
 {
     unlink_acceptance(a);
     settle_ids(a);
+    settle_cluster_duplicates(a);
     for (size_t i = 0; i < a->n && !a->failed; i++)
         telemetry_event_accepted(a->mode, a->v[i].duplicate, a->v[i].ndeliveries);
     if (a->done && a->failed) {
@@ -164,6 +201,19 @@ static void on_delivery_durable(int result, const char *message, const char *id,
 static void on_id_stored(struct loop *l, int result, const char *message, void *userdata)
 {
     on_delivery_durable(result, message, NULL, userdata);
+}
+
+static void on_delivery_submitted(int result, const char *message, const char *id, void *userdata)
+{
+    struct delivery_ref *ref = userdata;
+    if (result == -EEXIST) {
+        /* Delivered already, by the host that accepted the event first: that is its delivery. */
+        struct event_delivery *dl = &ref->a->v[ref->i].deliveries[ref->k];
+        snprintf(dl->id, sizeof(dl->id), "%s", id);
+        ref->dup = true;
+        result = 0;
+    }
+    on_delivery_durable(result, message, id, ref->a);
 }
 
 /* Records (source, id) in the event_ids table, after the event's deliveries in the journal's
@@ -218,14 +268,30 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
     x->deliveries = calloc(n, sizeof(*x->deliveries));
     if (!x->deliveries)
         return -ENOMEM;
+    /* Hosts sharing a store each keep their own window of ids: the delivery's idempotency key,
+     * the event's (source, id), makes it once per subscriber whichever host accepts the event,
+     * and however many do. On one host the window suffices (and the key would outlive it). */
+    char key[sizeof(EVENTS_DELIVERY_KEY) + BUNDLE_DIGEST_LEN];
+    if (dispatch_get_options(d)->shared_queue) {
+        _cleanup_free_ char *pair = NULL;
+        int len = asprintf(&pair, "%zu:%s%s", strlen(e->source), e->source, e->id);
+        if (len < 0)
+            return -ENOMEM;
+        /* Hashed: a source and an id may be 4 KiB each, past what an index entry holds. */
+        memcpy(key, EVENTS_DELIVERY_KEY, sizeof(EVENTS_DELIVERY_KEY) - 1);
+        bundle_digest(pair, (size_t)len, key + sizeof(EVENTS_DELIVERY_KEY) - 1);
+    }
     for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn)) {
         if (!subscribed(fn, e))
             continue;
         struct event_delivery *dl = &x->deliveries[x->ndeliveries];
+        struct delivery_ref *ref = &a->refs[a->next_route];
         const struct dispatch_route *route = &a->routes[a->next_route++];
-        if (dispatch_submit_async(d, route, x->payload, x->payload_len, MEDIA_CLOUDEVENT, NULL,
-                                  a->token_id[0] ? a->token_id : NULL, dl->id, on_delivery_durable,
-                                  a) < 0)
+        *ref = (struct delivery_ref){.a = a, .i = i, .k = x->ndeliveries};
+        if (dispatch_submit_async(d, route, x->payload, x->payload_len, MEDIA_CLOUDEVENT,
+                                  dispatch_get_options(d)->shared_queue ? key : NULL,
+                                  a->token_id[0] ? a->token_id : NULL, dl->id,
+                                  on_delivery_submitted, ref) < 0)
             return -ENOMEM;
         snprintf(dl->function, sizeof(dl->function), "%s", dispatch_fn_name(fn));
         x->ndeliveries++;
@@ -264,7 +330,8 @@ static int route_all(struct acceptance *a, struct ce_event *const *events,
         for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn))
             n += !a->v[i].duplicate && subscribed(fn, events[i]);
     a->routes = calloc(n ? n : 1, sizeof(*a->routes));
-    if (!a->routes)
+    a->refs = calloc(n ? n : 1, sizeof(*a->refs));
+    if (!a->routes || !a->refs)
         return -ENOMEM;
     for (size_t i = 0; i < a->n; i++)
         for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn)) {
@@ -765,11 +832,47 @@ static void check_schedules(struct event_router *ev)
     }
 }
 
+static void load_schedule(void *userdata, const char *function, const char *schedule,
+                          int64_t last_run);
+
+/* Whether this host ticks the schedules now: always on SQLite (one host); on a shared store
+ * while it holds the schedule lock, which it tries to take each second. The slot's idempotency
+ * key makes a slot run once whoever ticks (two hosts ticking at once, for a moment, run nothing
+ * twice); the lock saves every host the work. A host that takes the lock reads the last runs
+ * the previous holder stored and makes up what it missed meanwhile (the make-up rule: one run,
+ * for the latest slot). */
+static bool ticking(struct event_router *ev)
+{
+    if (!dispatch_get_options(ev->d)->shared_queue || ev->sched_lock)
+        return true;
+    struct ig_error err = {};
+    int r = inv_schedule_lock_take(ev->store, &ev->sched_lock, &err);
+    if (r < 0 && !ev->sched_lock_said)
+        log_warn("taking the schedule tick's lock failed", "error=\"%s\"", err.message);
+    ev->sched_lock_said = r < 0;
+    if (r <= 0)
+        return false;
+    while (ev->scheds) {
+        struct sched *s = ev->scheds;
+        ev->scheds = s->next;
+        sched_free(s);
+    }
+    if (events_store_load_schedules(ev->store, load_schedule, ev, &err) < 0) {
+        log_warn("reading the schedules' last runs failed: trying again in a second",
+                 "error=\"%s\"", err.message);
+        inv_host_lock_free(TAKE_PTR(ev->sched_lock));
+        return false;
+    }
+    ev->started_s = (int64_t)(wall_usec() / 1000000);
+    log_info("this host ticks the schedules (it holds their lock)");
+    return true;
+}
+
 static void on_schedule_tick(struct loop *l, struct loop_timer *t, void *userdata)
 {
     struct event_router *ev = userdata;
     ev->sched_timer = NULL;
-    if (!dispatch_stopping(ev->d))
+    if (!dispatch_stopping(ev->d) && ticking(ev))
         check_schedules(ev);
     /* Just past the next whole second of the wall clock, where cron slots fall. */
     uint64_t wall = wall_usec();
@@ -861,6 +964,7 @@ void events_free(struct event_router *ev)
         return;
     if (ev->sched_timer)
         loop_cancel_timer(ev->loop, ev->sched_timer);
+    inv_host_lock_free(ev->sched_lock);
     while (ev->scheds) {
         struct sched *s = ev->scheds;
         ev->scheds = s->next;
