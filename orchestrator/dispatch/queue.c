@@ -58,8 +58,9 @@ static int take_claimed(struct inv_record *r, void *userdata)
     return dispatch_queue_record(d, r, r->attempts) < 0 ? -ENOMEM : 0;
 }
 
-/* Claims for fn as much as it has room for (its max_concurrency, less what it holds). */
-static void claim_for(struct dispatch *d, struct fn_state *fn)
+/* Claims for fn as much as it has room for (its max_concurrency, less what it holds). by: what
+ * woke this host (the log says, so that a notification's work can be told from the poll's). */
+static void claim_for(struct dispatch *d, struct fn_state *fn, const char *by)
 {
     size_t cap = manifest_max_concurrency(fn->manifest), have = held(fn);
     size_t room = cap > have ? cap - have : 0;
@@ -71,7 +72,7 @@ static void claim_for(struct dispatch *d, struct fn_state *fn)
     if (n < 0)
         log_warn("claiming queued invocations failed", "function=%s", fn->name);
     else if (n > 0)
-        log_debug("claimed queued invocations", "function=%s count=%d", fn->name, n);
+        log_debug("claimed queued invocations", "function=%s count=%d by=%s", fn->name, n, by);
 }
 
 static int requeue_peer(const char *owner, void *userdata)
@@ -117,7 +118,7 @@ static int hold_lock(struct dispatch *d)
     return r > 0 ? 0 : -EAGAIN;
 }
 
-static void claim_all(struct dispatch *d)
+static void claim_all(struct dispatch *d, const char *by)
 {
     if (d->stopping || hold_lock(d) < 0)
         return;
@@ -134,7 +135,7 @@ static void claim_all(struct dispatch *d)
         for (size_t i = 0; i < p.n; i++) {
             struct fn_state *fn = dispatch_function(d, names[i]);
             if (fn && warm(fn) == (pass == 0))
-                claim_for(d, fn);
+                claim_for(d, fn, by);
         }
 }
 
@@ -142,7 +143,7 @@ static void on_claim_due(struct loop *l, struct loop_timer *t, void *userdata)
 {
     struct dispatch *d = userdata;
     d->claim_timer = NULL;
-    claim_all(d);
+    claim_all(d, "poll");
     if (!d->stopping)
         loop_add_timer(l, now_usec() + CLAIM_POLL_US, on_claim_due, d, &d->claim_timer);
 }
@@ -151,7 +152,7 @@ static void on_kick(struct loop *l, void *userdata)
 {
     struct dispatch *d = userdata;
     d->claim_posted = false;
-    claim_all(d);
+    claim_all(d, "acceptance");
 }
 
 void dispatch_queue_wake(struct dispatch *d, const char *function)
@@ -160,7 +161,7 @@ void dispatch_queue_wake(struct dispatch *d, const char *function)
     if (!d->lease_owner || d->stopping || hold_lock(d) < 0 ||
         !(fn = dispatch_function(d, function)))
         return;
-    claim_for(d, fn);
+    claim_for(d, fn, "notification");
 }
 
 void queue_kick(struct dispatch *d)

@@ -319,10 +319,12 @@ static struct acceptance *acceptance_new(struct event_router *ev, size_t n)
  * through the subscriber's default alias, its canary too, into a->routes; then checks that each
  * routed state's queue takes all the deliveries routed to it: the queue an invocation waits in
  * is its version's, which may not be the function's own. Returns 0; -ENOBUFS with *ret_full, the
- * first full state, and *ret_n, what it was to take; or -ENOMEM. A refusal still took its
- * picks of the alias's round-robin, as an invocation refused after its route does. */
+ * first full state, and *ret_n, what it was to take; -ENOMEM; or a route's failure with err (a
+ * subscriber's bundle still being fetched from a shared store: -EAGAIN "bundle_unavailable"). A
+ * refusal still took its picks of the alias's round-robin, as an invocation refused after its
+ * route does. */
 static int route_all(struct acceptance *a, struct ce_event *const *events,
-                     struct fn_state **ret_full, size_t *ret_n)
+                     struct fn_state **ret_full, size_t *ret_n, struct ig_error *err)
 {
     struct dispatch *d = a->ev->d;
     size_t n = 0;
@@ -335,11 +337,10 @@ static int route_all(struct acceptance *a, struct ce_event *const *events,
         return -ENOMEM;
     for (size_t i = 0; i < a->n; i++)
         for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn)) {
-            struct ig_error err = {};
-            /* The default alias of a function that exists fails only for want of memory. */
+            int r;
             if (!a->v[i].duplicate && subscribed(fn, events[i]) &&
-                dispatch_route(d, fn, NULL, &a->routes[a->nroutes++], &err) < 0)
-                return -ENOMEM;
+                (r = dispatch_route(d, fn, NULL, &a->routes[a->nroutes++], err)) < 0)
+                return r;
         }
     for (size_t k = 0; k < a->nroutes; k++) {
         struct fn_state *to = a->routes[k].fn;
@@ -459,7 +460,7 @@ void events_accept(struct event_router *ev, const struct ce_events *events, cons
     /* Each subscriber's queue takes all the request gives it, or nothing is delivered. */
     struct fn_state *full;
     size_t n;
-    r = route_all(a, events->v, &full, &n);
+    r = route_all(a, events->v, &full, &n, &err);
     if (r == -ENOBUFS) {
         ig_error_set(&err, ENOBUFS,
                      "the queue of subscriber '%s' is full (%zu invocations waiting, %zu more "
@@ -470,7 +471,8 @@ void events_accept(struct event_router *ev, const struct ce_events *events, cons
         return;
     }
     if (r < 0) {
-        ig_error_set(&err, ENOMEM, "out of memory");
+        if (!err.code)
+            ig_error_set(&err, ENOMEM, "out of memory");
         refuse(a, r, &err);
         return;
     }
@@ -640,14 +642,17 @@ void events_emitted(struct event_router *ev, struct fn_state *fn, struct inv *in
     struct ce_event *const one[] = {e};
     struct fn_state *full;
     size_t n;
-    r = route_all(a, one, &full, &n);
+    struct ig_error rerr = {};
+    r = route_all(a, one, &full, &n, &rerr);
     if (r == -ENOBUFS) {
         snprintf(reason, sizeof(reason),
                  "queue full: subscriber '%s' has %zu invocations waiting (--queue-max %zu)",
                  dispatch_fn_name(full), dispatch_fn_waiting(full),
                  dispatch_get_options(ev->d)->queue_max);
         dead_letter(ev, fn_name, inv_id, e, TELEMETRY_DEAD_QUEUE_FULL, reason);
-    }
+    } else if (r < 0 && rerr.code)
+        log_error("an emitted event could not be delivered", "function=%s id=%s error=\"%s\"",
+                  fn_name, e->id, rerr.message);
     if (r < 0) {
         acceptance_free(a);
         return;
@@ -707,9 +712,11 @@ static void on_schedule_submitted(int result, const char *message, const char *i
 
 /* One run of fn's schedule for slot: a dev.ignis.schedule event to fn alone. Its invocation
  * carries the idempotency key SOURCE@TIME: a make-up run whose slot already ran (ignisd died
- * after the invocation was committed but before the last run was) finds it and runs nothing. */
-static void run_schedule(struct event_router *ev, struct fn_state *fn, const struct sched *s,
-                         int64_t slot)
+ * after the invocation was committed but before the last run was) finds it and runs nothing.
+ * 0 when the slot is done with (run, or skipped and said why); -EAGAIN when it is to be tried
+ * again at the next tick. */
+static int run_schedule(struct event_router *ev, struct fn_state *fn, const struct sched *s,
+                        int64_t slot)
 {
     char source[sizeof(EVENTS_SCHEDULE_SOURCE) + MANIFEST_NAME_MAX], time[32];
     char key[sizeof(source) + sizeof(time)], existing[INV_ID_LEN + 1];
@@ -721,22 +728,30 @@ static void run_schedule(struct event_router *ev, struct fn_state *fn, const str
                                             existing) == 0) {
         log_info("schedule run already made before the restart",
                  "function=%s slot=%s invocation=%s", dispatch_fn_name(fn), time, existing);
-        return;
+        return 0;
     }
-    /* A schedule's run goes through the default alias (its route fails only for want of
-     * memory), and waits in the queue of the version it was routed to: that one must take it. */
+    /* A schedule's run goes through the default alias (its route fails for want of memory, or
+     * while this host fetches the version's bundle from a shared store: then the slot is tried
+     * again at the next tick), and waits in the queue of the version it was routed to: that
+     * one must take it. */
     struct dispatch_route route;
     struct ig_error err = {};
-    if (dispatch_route(ev->d, fn, NULL, &route, &err) < 0) {
+    int r = dispatch_route(ev->d, fn, NULL, &route, &err);
+    if (r == -EAGAIN) {
+        log_warn("a schedule's run waits for its version: tried again at the next tick",
+                 "function=%s slot=%s error=\"%s\"", dispatch_fn_name(fn), time, err.message);
+        return r;
+    }
+    if (r < 0) {
         log_error("a schedule's run could not be submitted", "function=%s error=\"%s\"",
                   dispatch_fn_name(fn), err.message);
-        return;
+        return 0;
     }
     if (!dispatch_queue_takes(ev->d, route.fn, 1)) {
         log_warn("schedule run skipped: the queue of the version it was routed to is full",
                  "function=%s version=%lld slot=%s", dispatch_fn_name(fn), (long long)route.version,
                  time);
-        return;
+        return 0;
     }
     cJSON *data = cJSON_CreateObject();
     cJSON_AddStringToObject(data, "schedule", s->text);
@@ -764,11 +779,12 @@ static void run_schedule(struct event_router *ev, struct fn_state *fn, const str
         free(userdata);
         log_error("a schedule's run could not be submitted", "function=%s error=\"out of memory\"",
                   dispatch_fn_name(fn));
-        return;
+        return 0;
     }
     telemetry_schedule_run(dispatch_fn_name(fn), makeup);
     log_debug("schedule run", "function=%s slot=%s invocation=%s makeup=%s", dispatch_fn_name(fn),
               time, id, makeup ? "true" : "false");
+    return 0;
 }
 
 static struct sched *sched_find(struct event_router *ev, const char *function)
@@ -816,7 +832,8 @@ static void check_schedules(struct event_router *ev)
             continue;
         /* The delivery goes to the journal before the last run, so a crash between their
          * commits leaves the slot due at the next start, where run_schedule finds its key. */
-        run_schedule(ev, fn, s, slot);
+        if (run_schedule(ev, fn, s, slot) == -EAGAIN)
+            continue;
         s->last_run = slot;
         sched_store(ev, s);
     }
