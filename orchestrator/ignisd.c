@@ -10,6 +10,7 @@
 #include "container/doctor.h"
 #include "base/log.h"
 #include "daemon/options.h"
+#include "functions/secrets.h"
 #include "records/db.h"
 #include "records/store.h"
 
@@ -36,6 +37,12 @@ static int check_config(const struct ignisd_options *opts)
                 r == -EINVAL ? "not a host id" : strerror(-r));
         return 1;
     }
+    uint8_t key[SECRETS_KEY_BYTES];
+    if (opts->secrets_key[0] && secrets_key_load(opts->secrets_key, key, &err) < 0) {
+        fprintf(stderr, "ignisd: %s\n", err.message);
+        return 1;
+    }
+    explicit_bzero(key, sizeof(key));
     printf("configuration ok: listen=%s:%u state_dir=%s store=%s engine=%s schema=%d (this "
            "ignisd: %d) host_id=%s\n",
            opts->listen_host, opts->listen_port, opts->state_dir, name,
@@ -73,6 +80,7 @@ int main(int argc, char **argv)
         enum doctor_status worst;
         if (doctor_run(&env, &checks, &worst) < 0)
             return 1;
+        daemon_doctor_store(&opts, checks, &worst);
         checks_print(checks, stdout);
         cJSON_Delete(checks);
         return worst == DOCTOR_FAILING ? 1 : 0;

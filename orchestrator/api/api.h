@@ -13,6 +13,7 @@ struct dispatch;
 struct event_router;
 struct journal;
 struct registry;
+struct secrets;
 struct series;
 struct sinks;
 struct store;
@@ -30,6 +31,7 @@ struct api {
     struct store *store;
     /* The last 15 minutes per function (records/series.h), sampled by the daemon's timer. */
     struct series *series;
+    struct secrets *secrets; /* functions/secrets.h: this host's files, or shared */
     const char *state_dir;
     uint64_t started_usec; /* monotonic */
     bool stopping;         /* a graceful stop began: /healthz says so */

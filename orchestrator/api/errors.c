@@ -3,6 +3,7 @@
 #include <errno.h>
 
 #include "base/util.h"
+#include "records/db.h"
 
 unsigned api_status_for(int code)
 {
@@ -34,6 +35,7 @@ unsigned api_status_for(int code)
         return 499;
     case EINPROGRESS:
     case EAGAIN:
+    case ENOTCONN: /* the store's server is away; its connections come back by themselves */
     case ESHUTDOWN:
     case EMFILE: /* out of file descriptors: the daemon's reserve holds, new work waits */
     case ENFILE:
@@ -80,13 +82,15 @@ static const char *code_for_status(unsigned status)
 
 const char *api_code_for(const struct ig_error *err)
 {
-    return err->reason ? err->reason : code_for_status(api_status_for(err->code));
+    if (err->reason)
+        return err->reason;
+    return err->code == ENOTCONN ? "store_unavailable" : code_for_status(api_status_for(err->code));
 }
 
 /* When a refused client should come back, in seconds; NULL: nothing to say. */
 static const char *retry_after_for(const struct ig_error *err)
 {
-    if (err->reason && streq(err->reason, "store_unavailable"))
+    if (streq(api_code_for(err), "store_unavailable"))
         return API_STORE_RETRY_AFTER;
     switch (err->code) {
     case ENOBUFS:     /* a full queue */
@@ -105,6 +109,18 @@ int api_reply_error(struct http_request *req, const struct ig_error *err)
     if (retry)
         http_set_header(req, "Retry-After", retry);
     return http_reply_error(req, api_status_for(err->code), api_code_for(err), "%s", err->message);
+}
+
+bool api_store_reachable(struct ig_error *ret_why)
+{
+    struct db_reachability r;
+    db_get_reachability(&r);
+    if (r.up)
+        return true;
+    ig_error_set_reason(ret_why, ENOTCONN, "store_unavailable",
+                        "the store is unreachable since %.0f s: %s",
+                        (double)((int64_t)wall_usec() - r.since_us) / 1e6, r.reason);
+    return false;
 }
 
 int api_check_fields(const cJSON *root, const char *const *allowed, struct ig_error *err)

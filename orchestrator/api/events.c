@@ -125,7 +125,8 @@ void api_events_post(struct http_request *req, void *userdata)
     struct ig_error err = {};
 
     /* Stopping first: a sender is told so whatever it sent. */
-    if (events_accepting(a->events, &err) < 0 || parse(req, &events, &err) < 0) {
+    if (events_accepting(a->events, &err) < 0 || !api_store_reachable(&err) ||
+        parse(req, &events, &err) < 0) {
         refuse(req, &err);
         return;
     }

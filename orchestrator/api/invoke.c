@@ -187,8 +187,16 @@ static bool answered_by_key(struct http_request *req, struct dispatch *d, struct
     char existing[INV_ID_LEN + 1];
     if (!key)
         return false;
-    if (dispatch_find_idempotent(d, fn, key, existing) == 0) {
+    int r = dispatch_find_idempotent(d, fn, key, existing);
+    if (r == 0) {
         reply_existing(req, existing);
+        return true;
+    }
+    if (r != -ENOENT) {
+        /* The key cannot be honoured unread: accepting would run the work twice. */
+        struct ig_error err = {};
+        ig_error_set(&err, -r, "looking up Idempotency-Key: %s", strerror(-r));
+        api_reply_error(req, &err);
         return true;
     }
     return false;
@@ -276,6 +284,11 @@ void api_post_invoke(struct http_request *req, void *userdata)
     }
     if (async && !key_allowed(req, http_request_header(req, "Idempotency-Key")))
         return;
+    /* An async invocation is accepted once stored: not while the store is away. */
+    if (async && !api_store_reachable(&err)) {
+        api_reply_error(req, &err);
+        return;
+    }
     if (dispatch_function_accepting(a->dispatch, name, selector, &route, &err) < 0) {
         api_reply_error(req, &err);
         return;

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "dispatch/dispatch.h"
 #include "dispatch/scaler.h"
+#include "records/db.h"
 #include "records/telemetry.h"
 
 static const char *const phase_names[] = {
@@ -257,6 +258,19 @@ static void render_process(struct metrics_buf *b, uint64_t started_usec)
     metrics_sample(b, NULL, telemetry_seconds(started_usec, now_usec()));
 }
 
+/* The store's reachability (PostgreSQL's server may go away; SQLite's file does not). */
+static void render_store(struct metrics_buf *b)
+{
+    struct db_reachability r;
+    db_get_reachability(&r);
+    metrics_family(b, "ignis_store_up", METRIC_GAUGE,
+                   "1 while the store is reachable, 0 while its server is away.");
+    metrics_sample(b, NULL, r.up);
+    metrics_family(b, "ignis_store_disconnects_total", METRIC_COUNTER,
+                   "Times the store became unreachable.");
+    metrics_sample(b, NULL, (double)r.disconnects);
+}
+
 /* Host-wide: containers, the memory budget, the async backlog, dead letters. */
 static void render_capacity(struct metrics_buf *b, const struct dispatch_host_stats *host,
                             const struct rows *rows)
@@ -408,6 +422,7 @@ int api_metrics_render(struct dispatch *d, uint64_t started_usec, char **ret_tex
     dispatch_host_stats(d, &host);
 
     render_process(&b, started_usec);
+    render_store(&b);
     render_capacity(&b, &host, &rows);
     render_invocations(&b, &rows, &empty);
     render_usage(&b, &rows);

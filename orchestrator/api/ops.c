@@ -16,16 +16,19 @@
 #include "records/store.h"
 
 /* Whether the daemon can take work that must be stored: false with the reason while the store
- * cannot write (the journal's last commit failed, and its probes since) or the state dir's disk
- * is full (logs, bundles and secrets are written there too). Both recover by themselves. */
+ * is unreachable (PostgreSQL's server away), cannot write (the journal's last commit failed, and
+ * its probes since) or the state dir's disk is full (logs, bundles and secrets are written there
+ * too). All recover by themselves. */
 static bool storage_ok(struct api *a, struct ig_error *ret_why)
 {
     struct journal_health h = {};
+    if (!api_store_reachable(ret_why))
+        return false;
     if (a->journal)
         journal_get_health(a->journal, &h);
     if (h.failing) {
-        ig_error_set_reason(ret_why, h.code == EIO ? EIO : ENOSPC, "store_unavailable",
-                            "the store cannot write since %.0f s: %s",
+        ig_error_set_reason(ret_why, h.code == EIO || h.code == ENOTCONN ? h.code : ENOSPC,
+                            "store_unavailable", "the store cannot write since %.0f s: %s",
                             (double)((int64_t)wall_usec() - h.since_us) / 1e6, h.message);
         return false;
     }

@@ -18,7 +18,7 @@ void api_secret_put(struct http_request *req, void *userdata)
         http_request_set_audit_detail(req, detail);
     }
     bool created;
-    if (secrets_put(a->state_dir, fn, name, value, len, &created, &err) < 0) {
+    if (secrets_put(a->secrets, fn, name, value, len, &created, &err) < 0) {
         api_reply_error(req, &err);
         return;
     }
@@ -37,7 +37,7 @@ void api_secrets_list(struct http_request *req, void *userdata)
     struct ig_error err = {};
     struct secret_info *list;
     size_t n;
-    if (secrets_list(a->state_dir, fn, &list, &n, &err) < 0) {
+    if (secrets_list(a->secrets, fn, &list, &n, &err) < 0) {
         api_reply_error(req, &err);
         return;
     }
@@ -51,6 +51,8 @@ void api_secrets_list(struct http_request *req, void *userdata)
         cJSON_AddStringToObject(o, "name", list[i].name);
         cJSON_AddNumberToObject(o, "bytes", (double)list[i].bytes);
         cJSON_AddStringToObject(o, "updated_at", when);
+        /* false: shared through the store, and this host's secrets_key does not open it. */
+        cJSON_AddBoolToObject(o, "usable", list[i].usable);
         cJSON_AddItemToArray(arr, o);
     }
     secrets_list_free(list, n);
@@ -67,7 +69,7 @@ void api_secret_delete(struct http_request *req, void *userdata)
         snprintf(detail, sizeof(detail), "secret=%s", name);
         http_request_set_audit_detail(req, detail);
     }
-    if (secrets_delete(a->state_dir, fn, name, &err) < 0) {
+    if (secrets_delete(a->secrets, fn, name, &err) < 0) {
         api_reply_error(req, &err);
         return;
     }

@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/util.h"
 #include "container/cgroup.h"
 
 enum doctor_status { DOCTOR_OK, DOCTOR_DEGRADED, DOCTOR_FAILING };
@@ -18,6 +19,11 @@ struct doctor_env {
     /* The running daemon's manager, or NULL: a short-lived probe subtree is made and removed. */
     struct cg_manager *cg;
 };
+
+/* Appends one check to arr ({"check", "status", "detail", "fix" unless ok}) and raises *worst to
+ * s: for checks the callers add of what this layer cannot see (the daemon's store). */
+void doctor_add(cJSON *arr, enum doctor_status *worst, const char *check, enum doctor_status s,
+                const char *fix, const char *fmt, ...) _printf_(6, 7);
 
 /* Runs every check: an array of {"check", "status", "detail", "fix"?}. *ret_worst is the worst
  * status seen. Returns 0 or -ENOMEM. */

@@ -304,6 +304,9 @@ fail:
     for (int i = 0; i < TEMPLATE_FDS; i++)
         container_close_fd(&child[i]);
     fork_go_free(TAKE_PTR(c->go));
+    /* Nothing ever ran in its cgroup: removed here and now, not handed to the stock's thread,
+     * since the caller makes the container the usual way in its place, under the same name. */
+    c->stock = NULL;
     container_destroy(c, NULL);
     return r;
 }

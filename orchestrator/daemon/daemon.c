@@ -15,6 +15,7 @@
 #include "container/container.h"
 #include "container/doctor.h"
 #include "records/fnlog.h"
+#include "functions/secrets.h"
 #include "records/hosts_store.h"
 #include "base/fdlimit.h"
 #include "base/log.h"
@@ -194,7 +195,42 @@ static int make_absolute(char *path, size_t size, struct ig_error *err)
     return 0;
 }
 
-/* GET /v1/doctor's checks (api.h): the host as ignisd --doctor sees it. */
+void daemon_doctor_store(const struct ignisd_options *opts, cJSON *checks,
+                         enum doctor_status *worst)
+{
+    char target[sizeof(opts->store) + sizeof(opts->state_dir)], name[600];
+    struct ig_error err = {};
+    int version, current = store_schema_version();
+    options_store_target(opts, target, sizeof(target));
+    db_target_name(target, name, sizeof(name));
+    const char *engine = db_is_postgresql(target) ? "postgresql" : "sqlite";
+    if (store_probe(target, &version, &err) < 0)
+        doctor_add(checks, worst, "store", DOCTOR_FAILING,
+                   "start the database, or correct --store (docs/operations.md)",
+                   "engine=%s %s: %s", engine, name, err.message);
+    else if (version > current)
+        doctor_add(checks, worst, "store", DOCTOR_FAILING, "run an ignisd at least as new as it",
+                   "engine=%s %s: schema %d is newer than this ignisd's (%d)", engine, name,
+                   version, current);
+    else
+        doctor_add(checks, worst, "store", DOCTOR_OK, NULL, "engine=%s %s schema=%d%s", engine,
+                   name, version, version < current ? " (made or migrated at the next start)" : "");
+    uint8_t key[SECRETS_KEY_BYTES];
+    if (opts->secrets_key[0] && secrets_key_load(opts->secrets_key, key, &err) < 0)
+        doctor_add(checks, worst, "secrets", DOCTOR_FAILING,
+                   "make it 32 random bytes, mode 0600 (docs/operations.md)", "%s", err.message);
+    else if (db_is_postgresql(target) && !opts->secrets_key[0])
+        doctor_add(checks, worst, "secrets", DOCTOR_DEGRADED,
+                   "set secrets_key, the same file on every host (docs/operations.md)",
+                   "per host: a secret set through one host is not on the others");
+    else
+        doctor_add(checks, worst, "secrets", DOCTOR_OK, NULL, "%s",
+                   db_is_postgresql(target) ? "shared through the store, encrypted"
+                                            : "this host's files");
+    explicit_bzero(key, sizeof(key));
+}
+
+/* GET /v1/doctor's checks (api.h): the host as ignisd --doctor sees it, and its store. */
 static int run_doctor(void *userdata, cJSON **ret_checks, const char **ret_status)
 {
     struct daemon *d = userdata;
@@ -205,6 +241,7 @@ static int run_doctor(void *userdata, cJSON **ret_checks, const char **ret_statu
     int r = doctor_run(&env, ret_checks, &worst);
     if (r < 0)
         return r;
+    daemon_doctor_store(&d->opts, *ret_checks, &worst);
     *ret_status = doctor_status_name(worst);
     return 0;
 }
@@ -272,6 +309,7 @@ static int start_http(struct daemon *d, struct ig_error *err)
         .journal = d->journal,
         .store = d->store,
         .series = d->series,
+        .secrets = d->secrets,
         .state_dir = o->state_dir,
         .started_usec = d->started_usec,
         .doctor = run_doctor,
@@ -354,6 +392,10 @@ static void on_change(void *userdata, const char *kind, const char *name)
         r = registry_sync(d->registry, NULL);
         if (r == 0)
             r = auth_reload(d->auth, &e);
+        if (r == 0)
+            r = secrets_sync(d->secrets, NULL, &e);
+    } else if (streq(kind, CHANGES_SECRET)) {
+        r = secrets_sync(d->secrets, name, &e);
     } else if (streq(kind, CHANGES_FUNCTION)) {
         r = registry_sync(d->registry, name);
     } else if (streq(kind, CHANGES_SERVICE)) {
@@ -366,6 +408,26 @@ static void on_change(void *userdata, const char *kind, const char *name)
     if (r < 0)
         log_error("applying a change made on another host failed", "kind=%s name=%s error=\"%s\"",
                   kind ? kind : "*", name ? name : "*", e.code ? e.message : strerror(-r));
+}
+
+/* Secrets (functions/secrets.h): shared through a PostgreSQL store when a secrets_key is set,
+ * else this host's files; the log says which when it matters. */
+static int start_secrets(struct daemon *d, bool on_postgresql, struct ig_error *err)
+{
+    uint8_t key[SECRETS_KEY_BYTES];
+    bool have_key = d->opts.secrets_key[0];
+    int r = have_key ? secrets_key_load(d->opts.secrets_key, key, err) : 0;
+    if (r < 0)
+        return r;
+    if (have_key && !on_postgresql)
+        log_warn("secrets_key unused: with SQLite there is one host, and secrets are its files");
+    else if (on_postgresql && !have_key)
+        log_warn("secrets are per host: set secrets_key (the same file on every host) to share "
+                 "them through the store");
+    r = secrets_new(d->opts.state_dir, on_postgresql && have_key ? d->store : NULL, key,
+                    &d->secrets, err);
+    explicit_bzero(key, sizeof(key));
+    return r;
 }
 
 /* This host's heartbeat in the hosts table, each second, through the journal. */
@@ -535,6 +597,9 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = auth_new(d->store, &aopts, &d->auth, err);
     if (r < 0)
         goto fail;
+    r = start_secrets(d, db_is_postgresql(store_target), err);
+    if (r < 0)
+        goto fail;
     /* Hosts sharing a PostgreSQL store hear of each other's changes; on SQLite there is one. */
     if (db_is_postgresql(store_target) &&
         (r = changes_new(d->loop, store_target, on_change, d, &d->changes, err)) < 0)
@@ -603,6 +668,7 @@ void daemon_free(struct daemon *d)
     telemetry_free();
     loop_free(d->loop);
     auth_free(d->auth);
+    secrets_free(d->secrets);
     store_free(d->store);
     /* Every container is gone: what the stock holds goes, then the container server (a
      * process in the daemon's leaf), both before the subtree. */

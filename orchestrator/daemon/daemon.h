@@ -7,6 +7,7 @@
 #include "records/retention.h"
 #include "api/auth.h"
 #include "container/cgroup.h"
+#include "container/doctor.h"
 #include "dispatch/dispatch.h"
 #include "events/events.h"
 #include "records/journal.h"
@@ -18,6 +19,7 @@
 
 struct http_server;
 struct changes;
+struct secrets;
 
 struct daemon {
     struct ignisd_options opts;
@@ -41,6 +43,7 @@ struct daemon {
     /* What other hosts on the same PostgreSQL store change (records/changes.h); NULL on
      * SQLite. */
     struct changes *changes;
+    struct secrets *secrets;      /* this host's files, or shared through the store (secrets.h) */
     uint64_t started_usec;        /* monotonic */
     struct loop_timer *heartbeat; /* this host's row in the hosts table, each second */
     int lock_fd; /* STATE_DIR/lock, flock'd for the daemon's life; -1 until taken */
@@ -55,6 +58,11 @@ struct daemon {
  * 16 random hex digits written there atomically, kept for every later start. Returns 0, -ENOENT
  * when there is none yet and !create, -EINVAL for a file that holds no valid id, or -errno. */
 int daemon_host_id(const struct ignisd_options *opts, bool create, char ret[64]);
+
+/* The doctor's line for the store (`ignisd --doctor`, GET /v1/doctor): reachable, its engine and
+ * schema against this ignisd's; failing when it cannot be reached or is newer than this ignisd. */
+void daemon_doctor_store(const struct ignisd_options *opts, cJSON *checks,
+                         enum doctor_status *worst);
 
 /* Sets up the state dir, the cgroup subtree, the store and the API. On failure err names the
  * problem. */

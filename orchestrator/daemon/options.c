@@ -24,6 +24,10 @@ const char options_usage[] =
     "                       and kept in STATE_DIR/host-id)\n"
     "  --advertise URL      where the other hosts reach this one (default: from --listen,\n"
     "                       the machine's name for 0.0.0.0 or ::)\n"
+    "  --secrets-key FILE   share secrets with the other hosts of the PostgreSQL store,\n"
+    "                       encrypted under this key: 32 random bytes, mode 0600, the same\n"
+    "                       file on every host (head -c 32 /dev/urandom > FILE); without it\n"
+    "                       each host keeps its own secrets\n"
     "  --log-level LEVEL    debug, info, warn or error (default info)\n"
     "  --images-dir DIR     where the runtime images are (default STATE_DIR/images)\n"
     "  --queue-max N        invocations a function may have waiting before 429 (default 1000)\n"
@@ -158,6 +162,10 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
             strlen(value) >= sizeof(o->advertise) || strpbrk(value, " \t\r\n"))
             return ig_error_set(err, EINVAL, "'%s' is not an http:// or https:// URL", value);
         strcpy(o->advertise, value);
+    } else if (key_is(key, "secrets-key")) {
+        if (!value[0] || strlen(value) >= sizeof(o->secrets_key))
+            return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
+        strcpy(o->secrets_key, value);
     } else if (key_is(key, "images-dir")) {
         if (!value[0] || strlen(value) >= sizeof(o->images_dir))
             return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
@@ -307,6 +315,7 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"store", required_argument, NULL, 'O'},
         {"host-id", required_argument, NULL, 'j'},
         {"advertise", required_argument, NULL, 'a'},
+        {"secrets-key", required_argument, NULL, 'y'},
         {"queue-max", required_argument, NULL, 'Q'},
         {"keep-versions", required_argument, NULL, 'K'},
         {"usage-retention-days", required_argument, NULL, 'U'},

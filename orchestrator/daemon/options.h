@@ -19,6 +19,10 @@ struct ignisd_options {
      * from --listen, with the machine's name for a wildcard address). */
     char host_id[64];
     char advertise[512];
+    /* A file of 32 random bytes (or 64 hex digits), mode 0600, the same on every host: with a
+     * PostgreSQL store, secrets are shared through it sealed under this key (functions/secrets.h).
+     * Empty: each host keeps its own. */
+    char secrets_key[4096];
     uint32_t queue_max;     /* per function */
     uint32_t keep_versions; /* versions kept per function, beside alias targets (default 10) */
     uint32_t usage_retention_days;        /* the usage ledger's rows (default 30) */

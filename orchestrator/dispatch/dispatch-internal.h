@@ -82,6 +82,9 @@ struct container;
 struct worker {
     struct fn_state *fn;
     uint64_t seq;
+    /* Containers made again for this worker after a fork failed (fork_failed): each has a name
+     * of its own, since the failed one's cgroup may still be on its way out. */
+    unsigned remakes;
     int64_t version;    /* the function version it was made for */
     uint32_t memory_mb; /* its container's limit, as when it was made */
     enum worker_state state;
@@ -141,6 +144,9 @@ struct fn_state {
     size_t queued, inflight;
     size_t queued_sync; /* of queued: sync invocations, held to max_concurrency with inflight */
     size_t submitting;  /* async invocations accepted whose rows are not durable yet */
+    /* The function's own state, with a shared queue: its rows queued in the store, as the last
+     * claim pass counted them and this host's acceptances since (dispatch_queue_takes). */
+    size_t shared_queued;
     size_t nspawning, nready, nbusy; /* workers by state (draining ones in none) */
     struct worker *workers;          /* list through worker->next */
     /* python3: the template its containers are forked from (pool.c), and how many in a row

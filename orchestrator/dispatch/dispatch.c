@@ -742,6 +742,10 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
     }
     inv->worker = NULL;
     fn->inflight--;
+    /* With a shared queue, an attempt's end makes room: claim at once, not at the next poll
+     * (a backlog would drain at max_concurrency per poll). */
+    if (d->lease_owner && inv->async)
+        queue_kick(d);
     count_attempt(inv, o, billed_ms);
     if (inv->acct.handed_off) {
         /* Lambda's REPORT line, in the function's own log stream, and the same figures for
@@ -766,6 +770,7 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
                                                             .start_wall_us = inv->started_wall_us,
                                                             .status = outcome_name(o->kind),
                                                             .cold = inv->cold,
+                                                            .host = d->opts.host_id,
                                                             .usage = &usage});
     if (inv->async && d->stopping && o->kind != OUTCOME_OK) {
         /* Killed by our own shutdown: the record stays `running`, and the next start runs it
@@ -1345,7 +1350,9 @@ int dispatch_submit_sync(struct dispatch *d, const struct dispatch_route *route,
 
 bool dispatch_queue_takes(struct dispatch *d, struct fn_state *fn, size_t n)
 {
-    if (fn->queued + fn->submitting + n <= d->opts.queue_max)
+    /* With a shared queue, what waits is mostly rows in the store, which any host claims. */
+    size_t shared = d->lease_owner ? owner(fn)->shared_queued : 0;
+    if (fn->queued + fn->submitting + shared + n <= d->opts.queue_max)
         return true;
     owner(fn)->throttles++;
     return false;
@@ -1419,6 +1426,8 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
     if (result > 0 && d->lease_owner) {
         /* Claimed from the store like any other: by this host when it has room (now), else by
          * another. */
+        if (fn)
+            fn->shared_queued++;
         inv_free(s->inv);
         queue_kick(d);
     } else if (result > 0 && fn && !fn->removing && !d->stopping) {

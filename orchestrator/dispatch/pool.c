@@ -687,7 +687,11 @@ static int worker_make(struct worker *w, struct fn_state *tpl_of, struct ig_erro
         return r;
 
     snprintf(image, sizeof(image), "%s/%s", d->opts.images_dir, manifest_runtime_name(m->runtime));
-    snprintf(name, sizeof(name), "%s-%llu", fn->name, (unsigned long long)w->seq);
+    if (w->remakes)
+        snprintf(name, sizeof(name), "%s-%llu-%u", fn->name, (unsigned long long)w->seq,
+                 w->remakes);
+    else
+        snprintf(name, sizeof(name), "%s-%llu", fn->name, (unsigned long long)w->seq);
     char *args[] = {PROTO_RUNTIME_ENTRYPOINT, NULL};
     struct container_spec spec;
     container_spec_init(&spec);
@@ -751,6 +755,7 @@ static void fork_failed(struct worker *w, const char *why)
     container_destroy(TAKE_PTR(w->c), NULL);
     if (fn->tpl && fn->tpl_seq == w->tpl_seq)
         template_drop(fn, true);
+    w->remakes++;
     struct ig_error err = {};
     if (worker_make(w, NULL, &err) < 0 || watch_container(w, &err) < 0)
         start_failed(w, &err);

@@ -44,10 +44,15 @@ struct claim_pass {
     size_t n;
 };
 
-static int collect(const char *function, void *userdata)
+/* A function with rows queued in the store: what it has waiting there (queue_max counts it,
+ * dispatch_queue_takes), and, when some are due, a name to claim for. */
+static int collect(const char *function, int64_t queued, int64_t due, void *userdata)
 {
     struct claim_pass *p = userdata;
-    if (p->n < 256)
+    struct fn_state *fn = dispatch_function(p->d, function);
+    if (fn)
+        fn->shared_queued = (size_t)queued;
+    if (due > 0 && p->n < 256)
         snprintf(p->names[p->n++], MANIFEST_NAME_MAX + 1, "%s", function);
     return 0;
 }
@@ -55,6 +60,9 @@ static int collect(const char *function, void *userdata)
 static int take_claimed(struct inv_record *r, void *userdata)
 {
     struct dispatch *d = userdata;
+    struct fn_state *fn = dispatch_function(d, r->function);
+    if (fn && fn->shared_queued > 0)
+        fn->shared_queued--; /* counted in its queue here from now */
     return dispatch_queue_record(d, r, r->attempts) < 0 ? -ENOMEM : 0;
 }
 
@@ -126,7 +134,9 @@ static void claim_all(struct dispatch *d, const char *by)
         check_liveness(d);
     char names[256][MANIFEST_NAME_MAX + 1];
     struct claim_pass p = {.d = d, .names = names};
-    if (inv_store_ready_functions(d->store, (int64_t)wall_usec(), collect, &p) < 0) {
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
+        fn->shared_queued = 0;
+    if (inv_store_queued_functions(d->store, (int64_t)wall_usec(), collect, &p) < 0) {
         log_warn("reading the shared queue failed");
         return;
     }

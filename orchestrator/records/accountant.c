@@ -65,12 +65,23 @@ int accountant_record(struct journal *j, const struct acct_record *r)
     /* A crash the kernel's OOM killer caused is recorded as `oom`. */
     const char *status = streq(r->status, "crash") && u->oom_kills > 0 ? "oom" : r->status;
     const struct db_value v[] = {
-        DV_S(r->id),        DV_I(r->attempt),        DV_S(r->function),
-        DV_I(r->version),   DV_I(r->start_wall_us),  DV_I(u->wall_us),
-        DV_I(u->cpu_us),    DV_I(u->mem_peak_bytes), DV_I(u->peak_reset),
-        DV_I(u->memory_mb), DV_I(u->billed_ms),      DV_F(u->gb_s),
-        DV_I(r->cold),      DV_I(u->init_us),        DV_S(status),
+        DV_S(r->id),
+        DV_I(r->attempt),
+        DV_S(r->function),
+        DV_I(r->version),
+        DV_I(r->start_wall_us),
+        DV_I(u->wall_us),
+        DV_I(u->cpu_us),
+        DV_I(u->mem_peak_bytes),
+        DV_I(u->peak_reset),
+        DV_I(u->memory_mb),
+        DV_I(u->billed_ms),
+        DV_F(u->gb_s),
+        DV_I(r->cold),
+        DV_I(u->init_us),
+        DV_S(status),
         DV_I(u->oom_kills),
+        DV_S(r->host ? r->host : ""),
     };
 
     /* DO NOTHING: an attempt is billed once, even if a crash made us write it twice. The rollup
@@ -80,8 +91,8 @@ int accountant_record(struct journal *j, const struct acct_record *r)
         j,
         "INSERT INTO usage (id, attempt, function, version, start_us, "
         "wall_us, cpu_us, mem_peak_bytes, peak_reset, memory_mb, billed_ms, "
-        "gb_s, cold, init_us, status, oom_kills) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
+        "gb_s, cold, init_us, status, oom_kills, host) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) "
         "ON CONFLICT (id, attempt) DO NOTHING",
         v, ARRAY_SIZE(v), NULL, NULL);
 }

@@ -77,6 +77,7 @@ struct acct_record {
     int64_t start_wall_us; /* hand-off, wall clock: the minute it is rolled up into */
     const char *status;    /* the attempt's outcome: ok, error, crash, timeout, init */
     bool cold;
+    const char *host; /* the host that ran it (its id; "" when unknown) */
     const struct acct_usage *usage;
 };
 

@@ -2,20 +2,26 @@
 
 #include <string.h>
 
+#include "base/invocation_id.h"
 #include "records/journal.h"
 #include "records/retention.h"
 #include "records/store-internal.h"
 
 int audit_store_append(struct journal *j, const struct audit_row *r)
 {
+    char rid[INV_ID_LEN + 1];
+    inv_id_new(rid);
     const struct db_value v[] = {
-        DV_I(r->time_us), DV_S(r->token_id), DV_S(r->token_name), DV_S(r->role), DV_S(r->action),
-        DV_S(r->path),    DV_S(r->function), DV_S(r->detail),     DV_S(r->peer), DV_I(r->status),
+        DV_I(r->time_us), DV_S(r->token_id), DV_S(r->token_name),         DV_S(r->role),
+        DV_S(r->action),  DV_S(r->path),     DV_S(r->function),           DV_S(r->detail),
+        DV_S(r->peer),    DV_I(r->status),   {.type = DV_TEXT, .p = rid},
     };
+    /* rid: the row once, should the journal run its batch again (journal.h). */
     return journal_submit_lazy(j,
                                "INSERT INTO audit (time_us, token_id, token_name, role, action, "
-                               "path, function, detail, peer, status) "
-                               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                               "path, function, detail, peer, status, rid) "
+                               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                               "ON CONFLICT (rid) DO NOTHING",
                                v, ARRAY_SIZE(v), NULL, NULL);
 }
 

@@ -21,6 +21,8 @@ struct db;
 #define CHANGES_FUNCTION "function"
 #define CHANGES_SERVICE  "service"
 #define CHANGES_TOKEN    "token"
+/* A function's secrets (records/secrets_store.h): the name is the function's. */
+#define CHANGES_SECRET "secret"
 /* Async invocations of NAME were accepted: a host with room claims them now rather than at its
  * next poll (dispatch/queue.c). */
 #define CHANGES_QUEUE "queue"

@@ -42,6 +42,9 @@ struct db {
     /* The last failure, as db_fail reports it; cleared when the next operation starts. */
     int code;
     char message[512];
+    /* The last db_set_durable's setting, for an engine that connects again (durable_set:
+     * there was one). */
+    bool durable_set, durable;
 };
 
 struct db_rows {
@@ -50,6 +53,21 @@ struct db_rows {
 
 /* Notes a failure of the connection: its errno and the engine's message. Returns -code. */
 int db_note(struct db *db, int code, const char *fmt, ...) _printf_(3, 4);
+
+/* The store's reachability (db_get_reachability), as a connection finds it. epoch is the
+ * connection's own: the count of disconnects when it last connected. db_reach_lost: the
+ * connection lost its server (failed_connect: an attempt to connect failed, which says the store
+ * is down now; else a statement failed, which says so only if the connection was made since the
+ * last disconnect, rather than lost in an outage already over). Returns whether the store is
+ * up even so (the connection is stale: it may connect again at once). db_reach_back: the
+ * connection connected again. */
+bool db_reach_lost(uint64_t *epoch, bool failed_connect, const char *reason);
+void db_reach_back(uint64_t *epoch);
+bool db_reach_up(void);
+/* Whether a connection made at epoch is from before an outage that is over: the store went
+ * away and came back since, and this connection did not see it (it was idle). Its server has
+ * likely restarted under it. Cheap: read before every statement. */
+bool db_reach_stale(uint64_t epoch);
 
 /* The engines' openers (db_open picks one by the target's form). */
 int db_open_sqlite(const char *path, int flags, struct db **ret, struct ig_error *err);

@@ -12,6 +12,7 @@
 
 #include <endian.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <string.h>
 
 /* Type OIDs, fixed in PostgreSQL's catalog (catalog/pg_type.dat) since they were assigned. */
@@ -36,9 +37,16 @@ struct prepared {
 struct pg {
     struct db base;
     PGconn *c;
+    char *conninfo; /* to connect again */
+    int flags;      /* db_open's */
     /* The connection was lost (or the server shuts down): every statement fails with ENOTCONN
-     * without trying the socket again. */
-    bool lost;
+     * without trying the socket again, until a reconnection (reconnect_if_due) works. lost_in_tx:
+     * inside a transaction, which a reconnection must not continue in autocommit. */
+    bool lost, lost_in_tx;
+    /* A transaction was open when the running statement began (its loss is lost_in_tx). */
+    bool tx_open;
+    uint64_t retry_at_us, backoff_us; /* monotonic: the next attempt to connect, and the step */
+    uint64_t epoch;                   /* db_reach_back's */
     struct prepared cache[PG_STMT_CACHE];
     unsigned cache_next, names;
 };
@@ -103,8 +111,17 @@ static int note_result(struct pg *db, const PGresult *res)
     const char *msg = primary ? primary : res ? PQresultErrorMessage(res) : PQerrorMessage(db->c);
     int code = sqlstate_errno(state);
     if (code == ENOTCONN) {
-        db->lost = true;
-        return db_note(&db->base, code, "the store is unreachable: %.*s", first_line(msg), msg);
+        db_note(&db->base, code, "the store is unreachable: %.*s", first_line(msg), msg);
+        if (!db->lost) {
+            db->lost = true;
+            db->lost_in_tx = db->tx_open;
+            db->backoff_us = DB_RECONNECT_MIN_US;
+            /* Stale (lost in an outage another connection already saw end): connect again at
+             * the next statement. */
+            bool up = db_reach_lost(&db->epoch, false, db->base.message);
+            db->retry_at_us = up ? 0 : now_usec() + db->backoff_us;
+        }
+        return -code;
     }
     if (code == ENOSPC)
         return db_note(&db->base, code, "%.*s (%s)", first_line(msg), msg, strerror(code));
@@ -114,6 +131,126 @@ static int note_result(struct pg *db, const PGresult *res)
 static int note_lost(struct pg *db)
 {
     return db_note(&db->base, ENOTCONN, "the store is unreachable: the connection was lost");
+}
+
+/* Connects to conninfo as PQconnectdb does, but gives up after timeout_ms (libpq's own
+ * connect_timeout counts whole seconds, 2 at least, and per address): the connection, or NULL
+ * after writing why in msg. */
+static PGconn *connect_within(const char *conninfo, int timeout_ms, char *msg, size_t size)
+{
+    PGconn *c = PQconnectStart(conninfo);
+    if (!c) {
+        snprintf(msg, size, "%s", strerror(ENOMEM));
+        return NULL;
+    }
+    uint64_t deadline = now_usec() + (uint64_t)timeout_ms * 1000;
+    /* libpq's loop: as if PQconnectPoll had said WRITING, then wait for what it says. */
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        struct pollfd p = {.fd = PQsocket(c),
+                           .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        uint64_t now = now_usec();
+        int r = now < deadline ? poll(&p, 1, (int)((deadline - now + 999) / 1000)) : 0;
+        if (r == 0) {
+            snprintf(msg, size, "connecting timed out after %d ms", timeout_ms);
+            PQfinish(c);
+            return NULL;
+        }
+        if (r > 0)
+            st = PQconnectPoll(c);
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        const char *m = PQerrorMessage(c);
+        snprintf(msg, size, "%.*s", first_line(m), m);
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* A notice is the server's remark on a statement that succeeded (a table already there): the
+ * store has no one to tell, and libpq would print it on stderr. */
+static void ignore_notice(void *arg, const char *message)
+{
+}
+
+static int pg_exec_script(struct db *base, const char *sql);
+
+/* The connection's settings, on a new connection: UTF-8 whatever the environment says (the store
+ * keeps UTF-8 text); a row lock waited for as long as SQLite's connections wait for the write
+ * lock, then EAGAIN; read only for DB_READONLY. */
+static int setup(struct pg *db)
+{
+    PQsetNoticeProcessor(db->c, ignore_notice, NULL);
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SET client_encoding = 'UTF8'; SET lock_timeout = '%ds'%s",
+             db->flags & DB_WRITER ? 10 : 5,
+             db->flags & DB_READONLY ? "; SET default_transaction_read_only = on" : "");
+    return pg_exec_script(&db->base, sql);
+}
+
+static void forget_prepared(struct pg *db)
+{
+    for (size_t i = 0; i < PG_STMT_CACHE; i++) {
+        free(db->cache[i].sql);
+        db->cache[i].sql = NULL;
+    }
+    db->cache_next = 0;
+}
+
+/* A connection idle through an outage that is over (db_reach_stale) is taken for lost, outside
+ * a transaction, and connects again before its next statement: its server likely restarted,
+ * and that statement would otherwise be the one that finds out, failing after the store is
+ * back. */
+static void forget_if_stale(struct pg *db)
+{
+    if (db->lost || !db_reach_stale(db->epoch) || PQtransactionStatus(db->c) != PQTRANS_IDLE)
+        return;
+    db->lost = true;
+    db->lost_in_tx = false;
+    db->retry_at_us = 0;
+    db->backoff_us = DB_RECONNECT_MIN_US;
+}
+
+/* Whether a lost connection may run sql: connects again when an attempt is due (the backoff's
+ * step has passed, or another connection found the store back) and sql may run on a new
+ * connection (not inside the transaction the loss cut, which only ROLLBACK or a new BEGIN ends).
+ * True once connected again, with the statements to prepare again and the settings made. */
+static bool reconnect_if_due(struct pg *db, const char *sql)
+{
+    if (db->lost_in_tx && strncmp(sql, "BEGIN", 5) != 0)
+        return false;
+    if (now_usec() < db->retry_at_us && !db_reach_up())
+        return false;
+    char why[256];
+    PGconn *c = connect_within(
+        db->conninfo, db->flags & DB_WRITER ? DB_WRITER_CONNECT_TIMEOUT_MS : DB_CONNECT_TIMEOUT_MS,
+        why, sizeof(why));
+    if (c) {
+        PQfinish(db->c); /* its prepared statements went with its session */
+        db->c = c;
+        forget_prepared(db);
+        db->lost = db->lost_in_tx = false;
+        /* Connected: the store is back (and this connection of its present, for setup's
+         * statements). */
+        db_reach_back(&db->epoch);
+        const struct db_engine *e = db->base.engine;
+        if (setup(db) < 0 || (db->base.durable_set &&
+                              pg_exec_script(&db->base, e->durable_sql[db->base.durable]) < 0)) {
+            /* Not usable without them: tried again at the next step. */
+            db->lost = true;
+            db->retry_at_us = now_usec() + db->backoff_us;
+            return false;
+        }
+        return true;
+    }
+    char reason[300];
+    snprintf(reason, sizeof(reason), "the store is unreachable: %s", why);
+    db_reach_lost(&db->epoch, true, reason);
+    db->retry_at_us = now_usec() + db->backoff_us;
+    db->backoff_us =
+        db->backoff_us * 2 < DB_RECONNECT_MAX_US ? db->backoff_us * 2 : DB_RECONNECT_MAX_US;
+    return false;
 }
 
 /* FNV-1a of the text, then of the signature: the cache compares texts only when these match. */
@@ -173,8 +310,12 @@ static const char *prepared(struct pg *db, const char *sql, const char *sig, con
 /* Runs sql with v bound: its result (to clear) in *ret, or -errno after noting why. */
 static int run(struct pg *db, const char *sql, const struct db_value *v, size_t n, PGresult **ret)
 {
-    if (db->lost)
+    forget_if_stale(db);
+    if (db->lost && !reconnect_if_due(db, sql))
         return note_lost(db);
+    /* COMMIT ends the transaction whatever becomes of it: after its loss, nothing of it is left
+     * to cut. */
+    db->tx_open = PQtransactionStatus(db->c) != PQTRANS_IDLE && !streq(sql, "COMMIT");
     if (n > PG_MAX_PARAMS)
         return db_note(&db->base, EINVAL, "%zu parameters, over %d", n, PG_MAX_PARAMS);
     Oid types[PG_MAX_PARAMS];
@@ -401,8 +542,10 @@ static int pg_rollback(struct db *base)
 {
     struct pg *db = pg(base);
     PGTransactionStatusType t = PQtransactionStatus(db->c);
-    if (db->lost || t == PQTRANS_UNKNOWN)
+    if (db->lost || t == PQTRANS_UNKNOWN) {
+        db->lost_in_tx = false; /* what was cut is given up: the next statement may reconnect */
         return -ENOTCONN;
+    }
     if (t == PQTRANS_IDLE)
         return 0;
     PGresult *res = PQexec(db->c, "ROLLBACK");
@@ -414,8 +557,10 @@ static int pg_rollback(struct db *base)
 static int pg_exec_script(struct db *base, const char *sql)
 {
     struct pg *db = pg(base);
-    if (db->lost)
+    forget_if_stale(db);
+    if (db->lost && !reconnect_if_due(db, sql))
         return note_lost(db);
+    db->tx_open = PQtransactionStatus(db->c) != PQTRANS_IDLE;
     /* The simple protocol: several statements in one text, no parameters, the last result. */
     PGresult *res = PQexec(db->c, sql);
     ExecStatusType st = PQresultStatus(res);
@@ -513,9 +658,9 @@ static const char *pg_last_message(struct db *db)
 static void pg_close(struct db *base)
 {
     struct pg *db = pg(base);
-    for (size_t i = 0; i < PG_STMT_CACHE; i++)
-        free(db->cache[i].sql);
+    forget_prepared(db);
     PQfinish(db->c); /* the session's prepared statements end with it */
+    free(db->conninfo);
     free(db);
 }
 
@@ -548,20 +693,17 @@ static const struct db_engine engine = {
     .last_message = pg_last_message,
 };
 
-/* A notice is the server's remark on a statement that succeeded (a table already there): the
- * store has no one to tell, and libpq would print it on stderr. */
-static void ignore_notice(void *arg, const char *message)
-{
-}
-
 int db_open_pg(const char *conninfo, int flags, struct db **ret, struct ig_error *err)
 {
     struct pg *db = calloc(1, sizeof(*db));
     if (!db)
         return ig_error_set(err, ENOMEM, "out of memory");
     db->base.engine = &engine;
-    db->c = PQconnectdb(conninfo);
+    db->flags = flags;
+    db->conninfo = strdup(conninfo);
+    db->c = db->conninfo ? PQconnectdb(conninfo) : NULL;
     if (!db->c) {
+        free(db->conninfo);
         free(db);
         return ig_error_set(err, ENOMEM, "out of memory");
     }
@@ -577,18 +719,12 @@ int db_open_pg(const char *conninfo, int flags, struct db **ret, struct ig_error
         pg_close(&db->base);
         return r;
     }
-    PQsetNoticeProcessor(db->c, ignore_notice, NULL);
-    /* UTF-8 whatever the environment says (the store keeps UTF-8 text); a row lock waited for
-     * as long as SQLite's connections wait for the write lock, then EAGAIN. */
-    char setup[160];
-    snprintf(setup, sizeof(setup), "SET client_encoding = 'UTF8'; SET lock_timeout = '%ds'%s",
-             flags & DB_WRITER ? 10 : 5,
-             flags & DB_READONLY ? "; SET default_transaction_read_only = on" : "");
-    if (pg_exec_script(&db->base, setup) < 0) {
+    if (setup(db) < 0) {
         r = db_fail(&db->base, err, "setting up %s", what);
         pg_close(&db->base);
         return r;
     }
+    db_reach_back(&db->epoch); /* a connection made says the store is reachable */
     *ret = &db->base;
     return 0;
 }

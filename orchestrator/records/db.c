@@ -3,8 +3,76 @@
 #include "records/db-internal.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
+
+#include "base/log.h"
+
+/* The store's reachability: the process's, as its connections (the loop's, the journal's, any
+ * other) find it, each on its own thread. */
+static pthread_mutex_t reach_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct db_reachability reach = {.up = true};
+/* reach's disconnects and up, (disconnects << 1) | up, for db_reach_stale on every statement
+ * without the lock. */
+static _Atomic uint64_t reach_state = 1;
+
+/* Under reach_lock: reach changed. */
+static void publish(void)
+{
+    atomic_store(&reach_state, reach.disconnects << 1 | reach.up);
+}
+
+bool db_reach_lost(uint64_t *epoch, bool failed_connect, const char *reason)
+{
+    pthread_mutex_lock(&reach_lock);
+    if (reach.up && (failed_connect || *epoch == reach.disconnects)) {
+        reach.up = false;
+        reach.disconnects++;
+        reach.since_us = (int64_t)wall_usec();
+        snprintf(reach.reason, sizeof(reach.reason), "%s", reason);
+        publish();
+        log_error("the store is unreachable", "error=\"%s\"", reach.reason);
+    }
+    bool up = reach.up;
+    pthread_mutex_unlock(&reach_lock);
+    return up;
+}
+
+void db_reach_back(uint64_t *epoch)
+{
+    pthread_mutex_lock(&reach_lock);
+    if (!reach.up) {
+        int64_t now = (int64_t)wall_usec();
+        log_info("the store is reachable again", "away_s=%.1f",
+                 (double)(now - reach.since_us) / 1e6);
+        reach.up = true;
+        reach.since_us = now;
+        reach.reason[0] = '\0';
+        publish();
+    }
+    *epoch = reach.disconnects;
+    pthread_mutex_unlock(&reach_lock);
+}
+
+bool db_reach_up(void)
+{
+    return atomic_load(&reach_state) & 1;
+}
+
+bool db_reach_stale(uint64_t epoch)
+{
+    uint64_t s = atomic_load_explicit(&reach_state, memory_order_relaxed);
+    return (s & 1) && s >> 1 != epoch;
+}
+
+void db_get_reachability(struct db_reachability *ret)
+{
+    pthread_mutex_lock(&reach_lock);
+    *ret = reach;
+    pthread_mutex_unlock(&reach_lock);
+}
 
 int db_note(struct db *db, int code, const char *fmt, ...)
 {
@@ -188,7 +256,12 @@ int db_rollback_to(struct db *db, const char *name)
 
 int db_set_durable(struct db *db, bool durable, struct ig_error *err)
 {
-    return exec0(db, db->engine->durable_sql[durable], err);
+    int r = exec0(db, db->engine->durable_sql[durable], err);
+    if (r == 0) {
+        db->durable_set = true;
+        db->durable = durable;
+    }
+    return r;
 }
 
 int db_listen(struct db *db, const char *channel, struct ig_error *err)

@@ -117,7 +117,8 @@ int db_savepoint(struct db *db, const char *name);
 int db_release(struct db *db, const char *name);
 int db_rollback_to(struct db *db, const char *name);
 /* Whether the commits that follow must survive a power loss (an fsync each: SQLite
- * synchronous=FULL) or a crash of ignisd only (NORMAL). Set between transactions. */
+ * synchronous=FULL) or a crash of ignisd only (NORMAL). Set between transactions; kept across
+ * a reconnection. */
 int db_set_durable(struct db *db, bool durable, struct ig_error *err);
 
 /* Listening for notifications (PostgreSQL alone: SQLite has one host and no one to hear; there
@@ -146,5 +147,37 @@ int db_set_user_version(struct db *db, int version, struct ig_error *err);
  * database was locked past the wait (PostgreSQL: a lock not available, a serialization failure
  * or a deadlock: the work may be run again); ENOTCONN when the PostgreSQL server went away (its
  * connection lost, or it shuts down), the message saying the store is unreachable; EIO
- * otherwise. A PostgreSQL connection once lost stays so: every statement fails with ENOTCONN. */
+ * otherwise.
+ *
+ * A PostgreSQL connection that lost its server fails every statement with ENOTCONN, at once,
+ * until it has connected again: it tries by itself, at a statement (or db_begin) that comes
+ * DB_RECONNECT_MIN_US after the loss, then after twice as long each time it fails, up to
+ * DB_RECONNECT_MAX_US; sooner when another connection of the process found the store back. A
+ * connection attempt gives up after DB_CONNECT_TIMEOUT_MS (DB_WRITER's, off the loop, after
+ * DB_WRITER_CONNECT_TIMEOUT_MS), so a statement never waits longer than that on a dead server. A
+ * connection idle through an outage another connection saw end connects again before its next
+ * statement (outside a transaction), its server having likely restarted under it. A
+ * connection lost inside a transaction connects again only at its db_rollback or the next db_begin:
+ * never halfway through a transaction. Its statements are prepared again on the new connection, its
+ * settings (db_set_durable) made again. Whether the statement that met the loss took effect is
+ * unknown: a writer that goes on after a loss runs only statements safe to run twice. */
 int db_fail(struct db *db, struct ig_error *err, const char *fmt, ...) _printf_(3, 4);
+
+#define DB_RECONNECT_MIN_US          (50 * 1000)
+#define DB_RECONNECT_MAX_US          (2 * 1000 * 1000)
+#define DB_CONNECT_TIMEOUT_MS        1000
+#define DB_WRITER_CONNECT_TIMEOUT_MS 5000
+
+/* Whether the store is reachable, as this process's connections last found it (SQLite's always
+ * is): down since since_us (wall clock) when a connection found its server gone, with the
+ * engine's reason; up again when one connected again. disconnects counts the times it went
+ * down; a connection that finds, after the store came back, that it lost the server in that
+ * same outage counts nothing. The log says when it goes down (with the reason) and comes back
+ * (with how long it was away). */
+struct db_reachability {
+    bool up;
+    uint64_t disconnects;
+    int64_t since_us; /* when it last changed; 0: never */
+    char reason[256];
+};
+void db_get_reachability(struct db_reachability *ret);

@@ -1,5 +1,6 @@
 #include "records/events_store.h"
 
+#include "base/invocation_id.h"
 #include "records/retention.h"
 #include "records/store-internal.h"
 
@@ -76,15 +77,19 @@ int events_store_load_schedules(struct store *s,
 int events_store_append_dead_letter(struct journal *j, const struct events_dead_letter *dl,
                                     journal_done_fn done, void *userdata)
 {
+    char rid[INV_ID_LEN + 1];
+    inv_id_new(rid);
     const struct db_value v[] = {
-        DV_I(dl->at_us),  DV_S(dl->function), DV_S(dl->invocation), DV_S(dl->type),
-        DV_S(dl->source), DV_S(dl->event_id), DV_S(dl->reason),     DV_S(dl->event),
+        DV_I(dl->at_us),  DV_S(dl->function), DV_S(dl->invocation),
+        DV_S(dl->type),   DV_S(dl->source),   DV_S(dl->event_id),
+        DV_S(dl->reason), DV_S(dl->event),    {.type = DV_TEXT, .p = rid},
     };
+    /* rid: the row once, should the journal run its batch again (journal.h). */
     return journal_submit_lazy(
         j,
         "INSERT INTO event_dead_letters (at_us, function, invocation, type, "
-        "source, event_id, reason, event) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-        "$8)",
+        "source, event_id, reason, event, rid) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+        "$8, $9) ON CONFLICT (rid) DO NOTHING",
         v, ARRAY_SIZE(v), done, userdata);
 }
 

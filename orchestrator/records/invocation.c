@@ -65,8 +65,10 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
     };
     /* An async invocation's row is its acceptance (the 202 waits for it): durable. A sync
      * invocation's is a record of what the client already has: a crash-safe write is enough.
-     * Counted: an insert that met another row of its idempotency key (accepted meanwhile, on
-     * any host) changed nothing. */
+     * DO NOTHING whichever unique key it meets: the id (made before the statement: the journal
+     * runs a batch again when the store's loss left its commit unknown, journal.h, and the row is
+     * then already there) or the idempotency key (another acceptance of it, on any host, committed
+     * first). Counted: such an insert changed nothing. */
     return journal_submit_counted(
         j, r->async,
         "INSERT INTO invocations (id, function, version, async, status, "
@@ -75,8 +77,7 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         "error_type, error_message, billed_ms, cold, expires_us, token_id, cpu_us, "
         "mem_peak_bytes, init_us, alias) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-        "$19, $20, $21, $22, $23, $24, $25) ON CONFLICT (function, idempotency_key) "
-        "WHERE idempotency_key IS NOT NULL DO NOTHING",
+        "$19, $20, $21, $22, $23, $24, $25) ON CONFLICT DO NOTHING",
         v, ARRAY_SIZE(v), done, userdata);
 }
 
@@ -209,10 +210,11 @@ int inv_store_get(struct store *s, const char *id, struct inv_record *ret)
     store_settle(s);
     _cleanup_db_rows_ struct db_rows *rows = NULL;
     const struct db_value v[] = {DV_S(id)};
-    if (db_query(s->db, "SELECT " RECORD_COLUMNS " FROM invocations WHERE id = $1", v,
-                 ARRAY_SIZE(v), &rows, NULL) < 0)
-        return -EIO;
-    int r = db_next(rows);
+    int r = db_query(s->db, "SELECT " RECORD_COLUMNS " FROM invocations WHERE id = $1", v,
+                     ARRAY_SIZE(v), &rows, NULL);
+    if (r < 0)
+        return r == -ENOTCONN ? r : -EIO;
+    r = db_next(rows);
     if (r > 0)
         row_to_record(rows, ret);
     return r > 0 ? 0 : r == 0 ? -ENOENT : -EIO;
@@ -223,12 +225,13 @@ int inv_store_find_idempotent(struct store *s, const char *function, const char 
 {
     _cleanup_db_rows_ struct db_rows *rows = NULL;
     const struct db_value v[] = {DV_S(function), DV_S(key), DV_I(not_before_us)};
-    if (db_query(s->db,
-                 "SELECT id FROM invocations WHERE function = $1 AND idempotency_key = $2 "
-                 "AND created_us >= $3 ORDER BY created_us LIMIT 1",
-                 v, ARRAY_SIZE(v), &rows, NULL) < 0)
-        return -EIO;
-    int r = db_next(rows);
+    int r = db_query(s->db,
+                     "SELECT id FROM invocations WHERE function = $1 AND idempotency_key = $2 "
+                     "AND created_us >= $3 ORDER BY created_us LIMIT 1",
+                     v, ARRAY_SIZE(v), &rows, NULL);
+    if (r < 0)
+        return r == -ENOTCONN ? r : -EIO; /* the store away: say so */
+    r = db_next(rows);
     if (r > 0)
         snprintf(ret_id, INV_ID_LEN + 1, "%s", db_text(rows, 0));
     return r > 0 ? 0 : r == 0 ? -ENOENT : -EIO;
@@ -255,19 +258,22 @@ int inv_store_load_pending(struct store *s, int (*fn)(struct inv_record *r, void
     return r == 0 ? 0 : -EIO;
 }
 
-int inv_store_ready_functions(struct store *s, int64_t now_us,
-                              int (*fn)(const char *function, void *userdata), void *userdata)
+int inv_store_queued_functions(struct store *s, int64_t now_us,
+                               int (*fn)(const char *function, int64_t queued, int64_t due,
+                                         void *userdata),
+                               void *userdata)
 {
     _cleanup_db_rows_ struct db_rows *rows = NULL;
     const struct db_value v[] = {DV_I(now_us)};
     int r;
     if (db_query(s->db,
-                 "SELECT DISTINCT function FROM invocations WHERE async = 1 AND status = 'queued' "
-                 "AND (next_attempt_us IS NULL OR next_attempt_us <= $1) LIMIT 256",
+                 "SELECT function, count(*), count(*) FILTER (WHERE next_attempt_us IS NULL OR "
+                 "next_attempt_us <= $1) FROM invocations WHERE async = 1 AND status = 'queued' "
+                 "GROUP BY function LIMIT 256",
                  v, ARRAY_SIZE(v), &rows, NULL) < 0)
         return -EIO;
     while ((r = db_next(rows)) > 0) {
-        int q = fn(db_text(rows, 0), userdata);
+        int q = fn(db_text(rows, 0), db_int(rows, 1), db_int(rows, 2), userdata);
         if (q < 0)
             return q;
     }

@@ -72,7 +72,8 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
 /* Removes records whose retention ended before now_us. */
 int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, void *userdata);
 
-/* Reads (loop thread). Return 0 and fill *ret (cleared by the caller), -ENOENT, or -EIO. */
+/* Reads (loop thread). Return 0 and fill *ret (cleared by the caller), -ENOENT, -ENOTCONN
+ * (the store is away), or -EIO. */
 int inv_store_get(struct store *s, const char *id, struct inv_record *ret);
 /* The id of the invocation made earlier for (function, key) and still within its window. */
 int inv_store_find_idempotent(struct store *s, const char *function, const char *key,
@@ -85,10 +86,13 @@ int inv_store_load_pending(struct store *s, int (*fn)(struct inv_record *r, void
 /* The async queue shared by hosts (docs/architecture.md "The queue's leases and fencing").
  * These run on the loop thread's connection; each statement commits by itself. */
 
-/* Calls fn with each function that has async invocations queued and due at now_us (at most 256
- * of them). 0 or -EIO (or fn's -errno). */
-int inv_store_ready_functions(struct store *s, int64_t now_us,
-                              int (*fn)(const char *function, void *userdata), void *userdata);
+/* Calls fn with each function that has async invocations queued (at most 256 of them): how
+ * many, and how many of those are due at now_us (a retry waits for its time). 0 or -EIO (or fn's
+ * -errno). */
+int inv_store_queued_functions(struct store *s, int64_t now_us,
+                               int (*fn)(const char *function, int64_t queued, int64_t due,
+                                         void *userdata),
+                               void *userdata);
 /* Claims up to limit of function's due queued invocations, oldest first, for owner: each turns
  * running with attempts + 1 and a lease until now_us + lease_us, and is handed to fn (after the
  * claim committed; fn's failure is logged: the lease runs out and another claim takes it).

@@ -1,6 +1,7 @@
 #include "records/journal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "base/log.h"
@@ -17,6 +18,18 @@
  * that must see what was written (journal_settle) and the stop commit at once. */
 #define JOURNAL_LINGER_US  (2 * 1000)
 #define JOURNAL_LINGER_MAX 1024
+/* While the store is away (PostgreSQL's server gone: ENOTCONN), the batch the loss cut is run
+ * again this often; the connection itself tries to connect at most once per step of its backoff
+ * (records/db.h), failing at once in between. */
+#define JOURNAL_RERUN_US (50 * 1000)
+/* While the store is away, what waits for it is kept in memory up to this many bytes of
+ * statements and values; past it, a statement submitted fails at once (-ENOBUFS), and is not
+ * written (journal_stats.refused counts them). */
+#define JOURNAL_AWAY_MAX_BYTES (256u << 20)
+/* Stopping while the store is away: what waits is given up (its callers told -ENOTCONN) once the
+ * store has stayed away this long after the journal was told to stop. Short: the daemon's stop
+ * has waited its grace period for invocations' records already (dispatch). */
+#define JOURNAL_STOP_WAIT_US (1000 * 1000)
 
 struct op {
     char *sql;
@@ -28,6 +41,7 @@ struct op {
     int rows; /* the statement changed these many */
     char *message;
     struct op *next;
+    size_t bytes; /* of sql and values, for JOURNAL_AWAY_MAX_BYTES */
     size_t nvalues;
     struct db_value values[]; /* nvalues of them */
 };
@@ -40,6 +54,10 @@ struct journal {
     pthread_cond_t cond;
     struct op *head, *tail;
     size_t queued;
+    size_t bytes; /* of the statements handed and not yet done (op.bytes) */
+    /* The store is away: a batch waits to run again. Written under lock; read without it by
+     * submissions, which take the lock only then. */
+    atomic_bool away;
     bool stopping;
     bool urgent;                /* the queue holds a durable statement, or a reader waits */
     uint64_t last_commit_us;    /* monotonic */
@@ -48,7 +66,8 @@ struct journal {
     /* The loop thread's alone: statements submitted this loop turn, handed to the writer in one
      * go when the turn ends (flush), so that one wake-up and one commit serve them all. */
     struct op *turn_head, *turn_tail;
-    size_t turn_count;
+    size_t turn_count, turn_bytes;
+    bool refusing; /* refused_while_away has, in this outage */
     bool turn_durable;
     struct journal_stats stats;
     struct journal_health health; /* under lock */
@@ -96,12 +115,46 @@ static void deliver(struct loop *l, void *userdata)
     }
 }
 
+/* The batch of n statements is done: its outcomes go to the loop thread. */
+static void hand_back(struct journal *j, struct op *batch, size_t n)
+{
+    size_t bytes = 0;
+    for (struct op *op = batch; op; op = op->next)
+        bytes += op->bytes;
+    pthread_mutex_lock(&j->lock);
+    j->committed += n;
+    pthread_cond_broadcast(&j->settled);
+    j->stats.statements += n;
+    j->bytes -= bytes;
+    pthread_mutex_unlock(&j->lock);
+    if (loop_post(j->loop, deliver, batch) < 0) {
+        log_error("journal cannot hand results back", "statements=%zu", n);
+        deliver(NULL, batch); /* out of memory: better late on the wrong thread than never */
+    }
+}
+
+/* Stopping while the store stays away: the batch is not written; its callers are told so.
+ * Returns its statements' count. */
+static size_t give_up(struct journal *j, struct op *batch)
+{
+    size_t n = 0;
+    for (struct op *op = batch; op; op = op->next, n++) {
+        op->result = -ENOTCONN;
+        free(op->message);
+        op->message = strdup("the store is unreachable: ignisd stopped before it came back");
+    }
+    hand_back(j, batch, n);
+    return n;
+}
+
 /* Under lock: code 0 when a write committed, else its errno and message. */
 static void note_health(struct journal *j, int code, const char *message)
 {
     struct journal_health *h = &j->health;
+    /* A store away (ENOTCONN) is logged where the connection finds it (records/db.c), once
+     * for all the process's connections. */
     if (code == 0) {
-        if (h->failing)
+        if (h->failing && h->code != ENOTCONN)
             log_info("the store writes again", "after_s=%.1f",
                      (double)((int64_t)wall_usec() - h->since_us) / 1e6);
         *h = (struct journal_health){0};
@@ -109,7 +162,8 @@ static void note_health(struct journal *j, int code, const char *message)
     }
     if (!h->failing) {
         h->since_us = (int64_t)wall_usec();
-        log_error("the store cannot write", "error=\"%s\"", message ? message : strerror(code));
+        if (code != ENOTCONN)
+            log_error("the store cannot write", "error=\"%s\"", message ? message : strerror(code));
     }
     h->failing = true;
     h->code = code;
@@ -132,7 +186,29 @@ static void probe(struct journal *j)
     pthread_mutex_unlock(&j->lock);
 }
 
-static void commit_batch(struct journal *j, struct op *batch)
+/* A batch cut by the store's loss (ENOTCONN at any step; its commit may or may not have
+ * happened): nothing of it is reported, the store is noted away, and it is run again whole once
+ * the store is back, which every statement the journal runs is written to allow (an insert keyed
+ * by an id made before it, an upsert, an update to values of its own or fenced). */
+static bool cut_by_loss(struct journal *j, struct op *batch, const char *message)
+{
+    db_rollback(j->db); /* nothing to roll back on a lost connection; lets it connect again */
+    for (struct op *op = batch; op; op = op->next) {
+        op->result = 0;
+        free(op->message);
+        op->message = NULL;
+    }
+    pthread_mutex_lock(&j->lock);
+    j->away = true;
+    note_health(j, ENOTCONN, message);
+    pthread_cond_broadcast(&j->settled); /* a reader waiting goes on without it */
+    pthread_mutex_unlock(&j->lock);
+    return false;
+}
+
+/* Commits batch and hands its outcomes to the loop: true; false when the store's loss cut it
+ * (cut_by_loss), to be run again. */
+static bool commit_batch(struct journal *j, struct op *batch)
 {
     size_t n = 0;
     /* FULL only when a statement of the batch asked for it (a FULL commit also makes the WAL
@@ -150,12 +226,18 @@ static void commit_batch(struct journal *j, struct op *batch)
             j->full_sync = durable;
     }
     bool began = synced && db_begin(j->db, &berr) == 0;
+    if (berr.code == ENOTCONN)
+        return cut_by_loss(j, batch, berr.message);
     /* First the whole batch as it is: a savepoint per statement is two statements more each. If
      * one fails, the transaction is rolled back and the batch runs again with them, so that only
      * the failing statement is undone. */
     bool isolate = false;
-    for (struct op *op = batch; began && op && !isolate; op = op->next)
-        isolate = run_op(j, op) < 0;
+    for (struct op *op = batch; began && op && !isolate; op = op->next) {
+        int r = run_op(j, op);
+        if (r == -ENOTCONN)
+            return cut_by_loss(j, batch, op->message);
+        isolate = r < 0;
+    }
     if (isolate) {
         for (struct op *op = batch; op; op = op->next) {
             free(op->message);
@@ -163,6 +245,8 @@ static void commit_batch(struct journal *j, struct op *batch)
         }
         db_rollback(j->db); /* may have rolled back already */
         began = db_begin(j->db, &berr) == 0;
+        if (berr.code == ENOTCONN)
+            return cut_by_loss(j, batch, berr.message);
     }
     for (struct op *op = batch; op; op = op->next) {
         n++;
@@ -175,6 +259,8 @@ static void commit_batch(struct journal *j, struct op *batch)
             continue;
         db_savepoint(j->db, "op");
         int r = run_op(j, op);
+        if (r == -ENOTCONN)
+            return cut_by_loss(j, batch, op->message);
         if (r < 0) {
             op->result = r;
             db_rollback_to(j->db, "op");
@@ -184,6 +270,8 @@ static void commit_batch(struct journal *j, struct op *batch)
     int committed = 0;
     struct ig_error cerr = {};
     if (began && db_commit(j->db, &cerr) < 0) {
+        if (cerr.code == ENOTCONN)
+            return cut_by_loss(j, batch, cerr.message);
         committed = -1;
         /* Nothing of the batch is durable: every op fails, whatever it did inside. */
         for (struct op *op = batch; op; op = op->next) {
@@ -205,17 +293,13 @@ static void commit_batch(struct journal *j, struct op *batch)
             health_msg = op->message;
         }
     pthread_mutex_lock(&j->lock);
-    j->committed += n;
-    pthread_cond_broadcast(&j->settled);
-    j->stats.statements += n;
     j->stats.commits++;
     j->stats.full_commits += durable;
+    j->away = false;
     note_health(j, health, health_msg);
     pthread_mutex_unlock(&j->lock);
-    if (loop_post(j->loop, deliver, batch) < 0) {
-        log_error("journal cannot hand results back", "statements=%zu", n);
-        deliver(NULL, batch); /* out of memory: better late on the wrong thread than never */
-    }
+    hand_back(j, batch, n);
+    return true;
 }
 
 /* Under lock: waits for the cond until the monotonic time due_us; true when it timed out. */
@@ -229,8 +313,30 @@ static bool wait_until(struct journal *j, uint64_t due_us)
 static void *writer(void *arg)
 {
     struct journal *j = arg;
+    struct op *cut = NULL; /* a batch the store's loss cut, to run again */
+    uint64_t stop_deadline = 0;
+    size_t given_up = 0;
     pthread_mutex_lock(&j->lock);
     for (;;) {
+        if (cut) {
+            if (j->stopping && !stop_deadline)
+                stop_deadline = now_usec() + JOURNAL_STOP_WAIT_US;
+            if (stop_deadline && now_usec() >= stop_deadline) {
+                pthread_mutex_unlock(&j->lock);
+                given_up += give_up(j, TAKE_PTR(cut));
+                pthread_mutex_lock(&j->lock);
+                continue;
+            }
+            /* Submissions and the stop signal the cond: the step is waited out whole. */
+            uint64_t due = now_usec() + JOURNAL_RERUN_US;
+            while (now_usec() < due)
+                wait_until(j, due);
+            pthread_mutex_unlock(&j->lock);
+            if (commit_batch(j, cut))
+                cut = NULL;
+            pthread_mutex_lock(&j->lock);
+            continue;
+        }
         while (!j->head && !j->stopping) {
             if (!j->health.failing) {
                 pthread_cond_wait(&j->cond, &j->lock);
@@ -242,8 +348,12 @@ static void *writer(void *arg)
                 pthread_mutex_lock(&j->lock);
             }
         }
-        if (!j->head && j->stopping)
+        if (!j->head && j->stopping) {
+            if (given_up)
+                log_error("statements not written: the store stayed unreachable as ignisd stopped",
+                          "statements=%zu", given_up);
             break;
+        }
         while (j->head && !j->urgent && !j->stopping && j->queued < JOURNAL_LINGER_MAX &&
                now_usec() < j->last_commit_us + JOURNAL_LINGER_US)
             wait_until(j, j->last_commit_us + JOURNAL_LINGER_US);
@@ -264,7 +374,8 @@ static void *writer(void *arg)
         j->last_commit_us = now_usec();
         last->next = NULL;
         pthread_mutex_unlock(&j->lock);
-        commit_batch(j, batch);
+        if (!commit_batch(j, batch))
+            cut = batch;
         pthread_mutex_lock(&j->lock);
     }
     pthread_mutex_unlock(&j->lock);
@@ -290,12 +401,13 @@ static void flush_turn(struct loop *l, void *userdata)
     j->tail = j->turn_tail;
     j->queued += j->turn_count;
     j->handed += j->turn_count;
+    j->bytes += j->turn_bytes;
     j->urgent |= j->turn_durable;
     if (wake)
         pthread_cond_signal(&j->cond);
     pthread_mutex_unlock(&j->lock);
     j->turn_head = j->turn_tail = NULL;
-    j->turn_count = 0;
+    j->turn_count = j->turn_bytes = 0;
     j->turn_durable = false;
 }
 
@@ -304,10 +416,12 @@ void journal_settle(struct journal *j)
     flush_turn(j->loop, j);
     pthread_mutex_lock(&j->lock);
     uint64_t target = j->handed;
-    if (j->committed < target) {
+    /* Not while the store is away: the loop would wait for it to come back. The read that
+     * follows finds it away too (ENOTCONN), or reads without what waits. */
+    if (j->committed < target && !j->away) {
         j->urgent = true;
         pthread_cond_signal(&j->cond);
-        while (j->committed < target)
+        while (j->committed < target && !j->away)
             pthread_cond_wait(&j->settled, &j->lock);
     }
     pthread_mutex_unlock(&j->lock);
@@ -372,15 +486,45 @@ void journal_free(struct journal *j)
     free(j);
 }
 
+/* Whether a statement of these bytes is over what may wait while the store is away: counted
+ * and logged (once per outage) when it is. */
+static bool refused_while_away(struct journal *j, size_t bytes)
+{
+    if (!atomic_load_explicit(&j->away, memory_order_relaxed)) {
+        j->refusing = false;
+        return false;
+    }
+    pthread_mutex_lock(&j->lock);
+    bool refused = j->away && j->bytes + j->turn_bytes + bytes > JOURNAL_AWAY_MAX_BYTES;
+    if (refused) {
+        if (!j->refusing)
+            log_error("statements refused: too much waits for the unreachable store",
+                      "max_bytes=%u", JOURNAL_AWAY_MAX_BYTES);
+        j->stats.refused++;
+    }
+    j->refusing |= refused;
+    pthread_mutex_unlock(&j->lock);
+    return refused;
+}
+
 static int submit(struct journal *j, bool durable, bool counted, const char *sql,
                   const struct db_value *values, size_t nvalues, journal_done_fn done,
                   void *userdata)
 {
     if (nvalues > JOURNAL_MAX_VALUES)
         return -E2BIG;
+    size_t bytes = strlen(sql) + 1;
+    for (size_t i = 0; i < nvalues; i++)
+        bytes += values[i].type == DV_TEXT   ? (values[i].len ? values[i].len : strlen(values[i].p))
+                 : values[i].type == DV_BLOB ? values[i].len
+                                             : 0;
+    /* Only while the store is away does what waits grow without the writer taking it. */
+    if (refused_while_away(j, bytes))
+        return -ENOBUFS;
     struct op *op = calloc(1, sizeof(*op) + nvalues * sizeof(op->values[0]));
     if (!op)
         return -ENOMEM;
+    op->bytes = bytes;
     op->sql = strdup(sql);
     op->durable = durable;
     op->counted = counted;
@@ -412,6 +556,7 @@ static int submit(struct journal *j, bool durable, bool counted, const char *sql
         j->turn_head = op;
     j->turn_tail = op;
     j->turn_count++;
+    j->turn_bytes += bytes;
     j->turn_durable |= durable;
     return 0;
 }

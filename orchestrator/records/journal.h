@@ -25,11 +25,13 @@ typedef void (*journal_done_fn)(struct loop *l, int result, const char *message,
 struct journal_stats {
     uint64_t statements, commits; /* commits ≤ statements: the difference is group commit */
     uint64_t full_commits;        /* of commits: with synchronous=FULL (an fsync) */
+    uint64_t refused;             /* submitted while the store was away, past what may wait */
 };
 
 /* Whether the store can write, as the last commit found: failing from since_us (wall clock)
- * with code (ENOSPC, EDQUOT, EIO) and the engine's message. While it fails, the writer probes
- * with a small write every second, so this turns healthy by itself once space returns. */
+ * with code (ENOSPC, EDQUOT, EIO; ENOTCONN while the store is away) and the engine's message. While
+ * it fails, the writer probes with a small write every second, so this turns healthy by itself once
+ * space returns. */
 struct journal_health {
     bool failing;
     int code;
@@ -41,7 +43,14 @@ int journal_new(struct loop *l, const char *db_path, struct journal **ret, struc
 /* Commits whatever is queued, runs its callbacks, and stops the writer. Accepts NULL. */
 void journal_free(struct journal *j);
 
-/* Queues sql with its bound values (copied). done may be NULL. The statement is durable when
+/* While the store is away (ENOTCONN: PostgreSQL's server gone), the batch the loss cut is kept,
+ * with everything submitted after it, and run again whole once the connection is back (every
+ * statement submitted must be safe to run twice: an insert keyed by an id made before it, an
+ * upsert, an update fenced or to values of its own); done runs then. What waits is bounded
+ * (JOURNAL_AWAY_MAX_BYTES in journal.c): past it, a submission fails at once with -ENOBUFS.
+ * Stopping while the store stays away gives up after a second: done gets -ENOTCONN.
+ *
+ * Queues sql with its bound values (copied). done may be NULL. The statement is durable when
  * done runs: its batch is committed with synchronous=FULL (an fsync). */
 int journal_submit(struct journal *j, const char *sql, const struct db_value *values,
                    size_t nvalues, journal_done_fn done, void *userdata);
@@ -61,7 +70,9 @@ int journal_submit_counted(struct journal *j, bool durable, const char *sql,
 
 /* On the loop thread: returns once every statement submitted so far is committed (or failed),
  * committing a lingering batch of crash-safe statements at once. For a read that must see what
- * the loop wrote before it (a sync invocation's record, its usage, the audit trail). */
+ * the loop wrote before it (a sync invocation's record, its usage, the audit trail). While the
+ * store is away (PostgreSQL's server gone), it returns at once: what waits is written once the
+ * store is back. */
 void journal_settle(struct journal *j);
 
 void journal_get_health(struct journal *j, struct journal_health *ret);

@@ -567,6 +567,106 @@ static const struct store_migration migrations[] = {
      "  version TEXT NOT NULL,"
      "  started_at BIGINT NOT NULL,"
      "  heartbeat_at BIGINT NOT NULL);"},
+    /* An id made before the insert (inv_id_new) for the journal's inserts of rows the store
+     * numbers itself: a batch the loss of a PostgreSQL server cut is run again whole
+     * (journal.h), and a row it did commit is then not added twice (ON CONFLICT (rid)). NULL on
+     * older rows: unique indexes let NULLs be, on both engines. */
+    {"journal_row_ids",
+     "ALTER TABLE audit ADD COLUMN rid TEXT;"
+     "CREATE UNIQUE INDEX audit_rid ON audit (rid);"
+     "ALTER TABLE event_dead_letters ADD COLUMN rid TEXT;"
+     "CREATE UNIQUE INDEX event_dead_letters_rid ON event_dead_letters (rid);",
+     NULL},    /* The host that ran each attempt (#16): on the ledger's rows, and in the rollup's key, so
+     * that hosts sharing a PostgreSQL store never contend for one rollup row (each host's
+     * journal would hold a row lock of the others' minute until its commit). Reads sum over
+     * hosts, as they sum over versions. Rows from before: host ''. */
+    {"usage_by_host",
+     "ALTER TABLE usage ADD COLUMN host TEXT NOT NULL DEFAULT '';"
+     "DROP TRIGGER usage_rollup;"
+     "DROP INDEX usage_minute_minute;"
+     "ALTER TABLE usage_minute RENAME TO usage_minute_old;"
+     "CREATE TABLE usage_minute ("
+     "  function TEXT NOT NULL,"
+     "  version INTEGER NOT NULL,"
+     "  minute INTEGER NOT NULL,"
+     "  invocations INTEGER NOT NULL,"
+     "  errors INTEGER NOT NULL,"
+     "  cold_starts INTEGER NOT NULL,"
+     "  oom_kills INTEGER NOT NULL,"
+     "  wall_us INTEGER NOT NULL,"
+     "  cpu_us INTEGER NOT NULL,"
+     "  billed_ms INTEGER NOT NULL,"
+     "  mb_ms INTEGER NOT NULL,"
+     "  mem_peak_bytes INTEGER NOT NULL,"
+     "  init_us INTEGER NOT NULL,"
+     "  host TEXT NOT NULL,"
+     "  PRIMARY KEY (function, minute, version, host)"
+     ") STRICT, WITHOUT ROWID;"
+     "CREATE INDEX usage_minute_minute ON usage_minute (minute);"
+     "INSERT INTO usage_minute SELECT function, version, minute, invocations, errors,"
+     "  cold_starts, oom_kills, wall_us, cpu_us, billed_ms, mb_ms, mem_peak_bytes, init_us, ''"
+     "  FROM usage_minute_old;"
+     "DROP TABLE usage_minute_old;"
+     "CREATE TRIGGER usage_rollup AFTER INSERT ON usage BEGIN"
+     "  INSERT INTO usage_minute (function, version, minute, host, invocations, errors,"
+     "    cold_starts, oom_kills, wall_us, cpu_us, billed_ms, mb_ms, mem_peak_bytes, init_us)"
+     "  VALUES (NEW.function, NEW.version, (NEW.start_us / 60000000) * 60, NEW.host, 1,"
+     "    NEW.status <> 'ok', NEW.cold, NEW.oom_kills > 0, NEW.wall_us, NEW.cpu_us,"
+     "    NEW.billed_ms, NEW.memory_mb * NEW.billed_ms, NEW.mem_peak_bytes, NEW.init_us)"
+     "  ON CONFLICT (function, minute, version, host) DO UPDATE SET"
+     "    invocations = invocations + 1,"
+     "    errors = errors + excluded.errors,"
+     "    cold_starts = cold_starts + excluded.cold_starts,"
+     "    oom_kills = oom_kills + excluded.oom_kills,"
+     "    wall_us = wall_us + excluded.wall_us,"
+     "    cpu_us = cpu_us + excluded.cpu_us,"
+     "    billed_ms = billed_ms + excluded.billed_ms,"
+     "    mb_ms = mb_ms + excluded.mb_ms,"
+     "    mem_peak_bytes = max(mem_peak_bytes, excluded.mem_peak_bytes),"
+     "    init_us = init_us + excluded.init_us;"
+     "END;",
+     "ALTER TABLE usage ADD COLUMN host TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE usage_minute ADD COLUMN host TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE usage_minute DROP CONSTRAINT usage_minute_pkey;"
+     "ALTER TABLE usage_minute ADD PRIMARY KEY (function, minute, version, host);"
+     "CREATE OR REPLACE FUNCTION usage_rollup() RETURNS trigger LANGUAGE plpgsql AS $rollup$ BEGIN"
+     "  INSERT INTO usage_minute AS m (function, version, minute, host, invocations, errors,"
+     "    cold_starts, oom_kills, wall_us, cpu_us, billed_ms, mb_ms, mem_peak_bytes, init_us)"
+     "  VALUES (NEW.function, NEW.version, (NEW.start_us / 60000000) * 60, NEW.host, 1,"
+     "    (NEW.status <> 'ok')::int, NEW.cold, (NEW.oom_kills > 0)::int, NEW.wall_us,"
+     "    NEW.cpu_us, NEW.billed_ms, NEW.memory_mb * NEW.billed_ms, NEW.mem_peak_bytes,"
+     "    NEW.init_us)"
+     "  ON CONFLICT (function, minute, version, host) DO UPDATE SET"
+     "    invocations = m.invocations + 1,"
+     "    errors = m.errors + excluded.errors,"
+     "    cold_starts = m.cold_starts + excluded.cold_starts,"
+     "    oom_kills = m.oom_kills + excluded.oom_kills,"
+     "    wall_us = m.wall_us + excluded.wall_us,"
+     "    cpu_us = m.cpu_us + excluded.cpu_us,"
+     "    billed_ms = m.billed_ms + excluded.billed_ms,"
+     "    mb_ms = m.mb_ms + excluded.mb_ms,"
+     "    mem_peak_bytes = GREATEST(m.mem_peak_bytes, excluded.mem_peak_bytes),"
+     "    init_us = m.init_us + excluded.init_us;"
+     "  RETURN NULL;"
+     "END $rollup$;"},
+    /* Secrets shared by the hosts of one PostgreSQL store (#16, secrets_store.c): each value
+     * sealed with AES-256-GCM under the hosts' secrets_key (a 96-bit nonce; the ciphertext ends
+     * with the 16-byte tag), never in the clear. Empty on SQLite, whose secrets are files. */
+    {"secrets",
+     "CREATE TABLE secrets ("
+     "  function TEXT NOT NULL,"
+     "  name TEXT NOT NULL,"
+     "  nonce BLOB NOT NULL,"
+     "  ciphertext BLOB NOT NULL,"
+     "  updated_us INTEGER NOT NULL,"
+     "  PRIMARY KEY (function, name)) STRICT;",
+     "CREATE TABLE secrets ("
+     "  function TEXT NOT NULL,"
+     "  name TEXT NOT NULL,"
+     "  nonce BYTEA NOT NULL,"
+     "  ciphertext BYTEA NOT NULL,"
+     "  updated_us BIGINT NOT NULL,"
+     "  PRIMARY KEY (function, name));"},
 };
 
 int store_space_check(const char *dir, struct ig_error *err)

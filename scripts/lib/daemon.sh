@@ -6,7 +6,9 @@
 # A benchmark may start more than one (an A/B in one session): it sets $build (a build dir) and
 # $images_src (the source tree whose scripts/build-images makes that build's images; default
 # this one, else $build must be absolute) before each call, and keeps each one's $url, $state
-# and token.
+# and token. A host that joins a cluster store whose first admin token exists already makes none:
+# the benchmark sets $provision_token (a token of the store) and start_ignisd hands it to the
+# daemon in its state dir, as the tests do (tests/integration/harness.c, provision_token).
 build=${IGNIS_BUILD:-build}
 started=
 stop_ignisds() {
@@ -21,12 +23,15 @@ start_ignisd() {
   # The images' dir, absolute ($build may be another tree's build, absolute, or ours, relative).
   case $build in /*) images=$build/test-state/images ;; *) images=$PWD/$build/test-state/images ;; esac
   (cd "${images_src:-.}" && IGNIS_BUILD=$build ./scripts/build-images "$build/test-state" >/dev/null)
+  [ -z "${provision_token:-}" ] || (umask 077 && printf '%s' "$provision_token" >"$state/admin.token")
   "$build/orchestrator/ignisd" --listen 127.0.0.1:0 --state-dir "$state" \
     --images-dir "$images" --rate-limit 0 --max-connections-per-ip 0 \
     "$@" 2>"$state.log" &
   ignisd_pid=$!
   started="$started $ignisd_pid:$state"
-  trap stop_ignisds EXIT
+  # A benchmark with more to clean up sets $exit_trap, a command that calls stop_ignisds too.
+  # shellcheck disable=SC2064 # the command is chosen now
+  trap "${exit_trap:-stop_ignisds}" EXIT
   # A benchmark stopped by a signal cleans up too (the EXIT trap runs on exit).
   trap 'exit 130' INT TERM HUP
   port=

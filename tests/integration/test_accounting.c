@@ -97,8 +97,10 @@ static long invoke(const char *fn, const char *body, char id[64], long *ret_bill
     char h[64];
     struct client_response r;
     long status = harness_invoke(&daemon_proc, fn, body, NULL, &r);
-    if (status != 200)
+    if (status != 200) {
         fprintf(stderr, "%s %s: %ld %s\n", fn, body, status, r.body);
+        harness_print_log(&daemon_proc);
+    }
     assert_non_null(client_response_header(&r, "Ignis-Invocation-Id", id, 64));
     assert_non_null(client_response_header(&r, "Ignis-Billed-Ms", h, sizeof(h)));
     if (ret_billed)

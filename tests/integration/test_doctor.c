@@ -5,6 +5,8 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 
+#include "records/store.h"
+
 static struct ignisd_proc daemon_proc;
 
 static int setup(void **state)
@@ -32,11 +34,22 @@ static void assert_lines(const char *out)
     assert_true(lines >= 10);
 }
 
+/* ignisd --doctor, on the daemon's store when it is PostgreSQL (SQLite's is the state dir's). */
 static int doctor(const char *state_dir, const char *images, char **out)
 {
-    char *err = NULL;
-    char *argv[] = {(char *)harness_ignisd(), "--doctor",     "--state-dir", (char *)state_dir,
-                    "--images-dir",           (char *)images, NULL};
+    char *err = NULL, target[4200];
+    harness_store_target(&daemon_proc, target, sizeof(target));
+    char *argv[] = {(char *)harness_ignisd(),
+                    "--doctor",
+                    "--state-dir",
+                    (char *)state_dir,
+                    "--images-dir",
+                    (char *)images,
+                    "--store",
+                    target,
+                    NULL};
+    if (!harness_on_postgresql())
+        argv[6] = NULL;
     int r = harness_run(argv, out, &err);
     free(err);
     return r;
@@ -48,9 +61,9 @@ static void test_ignisd_doctor_on_this_host(void **state)
     /* This host (root, hybrid cgroups, images built by scripts/test) has everything. */
     assert_int_equal(doctor(daemon_proc.state_dir, getenv("IGNIS_IMAGES_DIR"), &out), 0);
     assert_lines(out);
-    const char *want[] = {"ok        privileges",     "ok        kernel",   "ok        namespaces",
-                          "ok        cgroups",        "ok        seccomp",  "ok        shim",
-                          "ok        runtime images", "ok        state dir"};
+    const char *want[] = {"ok        privileges",     "ok        kernel",    "ok        namespaces",
+                          "ok        cgroups",        "ok        seccomp",   "ok        shim",
+                          "ok        runtime images", "ok        state dir", "ok        store"};
     for (size_t i = 0; i < ARRAY_SIZE(want); i++)
         if (!strstr(out, want[i])) {
             fprintf(stderr, "missing '%s' in:\n%s", want[i], out);
@@ -78,6 +91,23 @@ static void test_doctor_says_what_is_wrong(void **state)
     free(out);
     rm_rf(empty);
     unlink(file);
+
+    /* A store that cannot be reached: failing, with the reason and the fix. */
+    char *err = NULL;
+    char *argv[] = {(char *)harness_ignisd(),
+                    "--doctor",
+                    "--state-dir",
+                    daemon_proc.state_dir,
+                    "--store",
+                    "host=/nonexistent-ignis-pg dbname=x connect_timeout=2",
+                    NULL};
+    assert_int_equal(harness_run(argv, &out, &err), 1);
+    assert_non_null(strstr(out, "failing   store"));
+    assert_non_null(strstr(out, "engine=postgresql"));
+    assert_non_null(strstr(out, "unreachable"));
+    assert_non_null(strstr(out, "fix: start the database"));
+    free(out);
+    free(err);
 }
 
 static void test_ignis_doctor_asks_the_daemon(void **state)
@@ -85,8 +115,16 @@ static void test_ignis_doctor_asks_the_daemon(void **state)
     char *out = NULL, *err = NULL;
     assert_int_equal(harness_ignis(&daemon_proc, &out, &err, "doctor", NULL), 0);
     assert_lines(out);
-    /* The daemon reports its own cgroup manager: on this host, every feature usable. */
+    /* The daemon reports its own cgroup manager: on this host, every feature usable; and its
+     * store, at this ignisd's schema. */
     assert_non_null(strstr(out, "every feature usable"));
+    char store[128];
+    snprintf(store, sizeof(store), "engine=%s", harness_on_postgresql() ? "postgresql" : "sqlite");
+    const char *line = strstr(out, "ok        store");
+    assert_non_null(line);
+    assert_non_null(strstr(line, store));
+    snprintf(store, sizeof(store), "schema=%d\n", store_schema_version());
+    assert_non_null(strstr(line, store));
     free(out);
     free(err);
     struct client_response r;

@@ -239,6 +239,8 @@ static void test_counters_histograms_and_promtool(void **state)
     assert_true(present(after, "ignis_containers{function=\"m-hello\",state=\"spawning\"}"));
     assert_true(value(after, "ignis_build_info{version=\"" IGNIS_VERSION "\"}") == 1);
     assert_true(value(after, "ignis_uptime_seconds") > 0);
+    assert_true(value(after, "ignis_store_up") == 1);
+    assert_true(present(after, "ignis_store_disconnects_total"));
     assert_true(present(after, "ignis_live_containers"));
     assert_true(present(after, "ignis_memory_budget_used_bytes"));
     assert_true(present(after, "ignis_async_backlog"));

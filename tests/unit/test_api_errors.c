@@ -33,6 +33,8 @@ static void test_status_and_code(void **state)
         {ECANCELED, 499, "client_closed"},
         {EINPROGRESS, 503, "unavailable"},
         {EAGAIN, 503, "unavailable"},
+        /* The store's server away (records/db.h): its own code, whatever the status's. */
+        {ENOTCONN, 503, "store_unavailable"},
         {ESHUTDOWN, 503, "unavailable"},
         {EMFILE, 503, "unavailable"},
         {ENFILE, 503, "unavailable"},

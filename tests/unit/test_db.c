@@ -4,8 +4,9 @@
  * may be used twice, cached statements stay right when a query on the same text is open and when
  * more texts run than the cache holds, transactions and savepoints undo what they should, a read
  * transaction sees one snapshot, a unique violation is EEXIST, and a read-only connection's write
- * fails with its reason. On PostgreSQL besides: a lost server is ENOTCONN, and a row lock not had
- * in time is EAGAIN. */
+ * fails with its reason. On PostgreSQL besides: a lost server is ENOTCONN, a row lock not had in
+ * time is EAGAIN, and a lost connection connects again by itself (never inside the transaction
+ * the loss cut). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -368,8 +369,9 @@ static void test_failure_inside_transaction(void **state)
 
 /* PostgreSQL: the server stopped under an open connection (a crash of the database, as clients
  * see it). The next statement fails with ENOTCONN, saying the store is unreachable, and so does
- * every one after it on that connection; opening fails the same way while the server is down;
- * once it is back, a new connection works and finds what was committed. */
+ * every one after it on that connection while the server is down (test_reconnects: and after);
+ * opening fails the same way while the server is down; once it is back, a new connection works
+ * and finds what was committed. */
 static void test_lost_server(void **state)
 {
     struct db *db = open_t();
@@ -396,6 +398,121 @@ static void test_lost_server(void **state)
     assert_int_equal(pgserver_start(srv), 0);
     db = open_target(0);
     assert_int_equal(count(db, "SELECT count(*) FROM t WHERE k = 1", NULL, 0), 1);
+    db_close(db);
+}
+
+/* The first column of the one row sql returns, as text (copied into buf). */
+static const char *text_of(struct db *db, const char *sql, char *buf, size_t size)
+{
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    struct ig_error err = {};
+    assert_int_equal(db_query(db, sql, NULL, 0, &rows, &err), 0);
+    assert_int_equal(db_next(rows), 1);
+    snprintf(buf, size, "%s", db_text(rows, 0));
+    return buf;
+}
+
+/* Runs sql on db until it succeeds: a lost connection connects again by itself, at its backoff's
+ * pace. Fails the test past a bound far beyond that pace (2 s a step). */
+static int exec_until_back(struct db *db, const char *sql, const struct db_value *v, size_t n)
+{
+    struct ig_error err = {};
+    int r;
+    for (int i = 0; (r = db_exec(db, sql, v, n, &err)) == -ENOTCONN; i++) {
+        if (i > 3000)
+            fail_msg("never connected again: %s", err.message);
+        ig_error_clear(&err);
+        usleep(10 * 1000);
+    }
+    if (r < 0)
+        fail_msg("%s: %s", sql, err.message);
+    return r;
+}
+
+/* PostgreSQL: a connection whose server went away (stopped immediately, then started again)
+ * connects again by itself, with no new db_open: a statement it prepared before runs again
+ * (prepared on the new connection), its db_set_durable setting is made again, and what was
+ * committed is there. The process's reachability says down with the reason while it is away and
+ * counts one disconnect, up once the connection is back. */
+static void test_reconnects(void **state)
+{
+    struct db *db = open_t();
+    struct ig_error err = {};
+    char buf[64];
+    const char *insert = "INSERT INTO t (k, s) VALUES ($1, $2)";
+    const struct db_value one[] = {DV_I(1), DV_S("before")}, two[] = {DV_I(2), DV_S("after")};
+    assert_int_equal(db_exec(db, insert, one, 2, &err), 1);
+    /* After the commit: an immediate stop may lose commits made with synchronous_commit off. */
+    assert_int_equal(db_set_durable(db, false, &err), 0);
+    struct db_reachability before, away, back;
+    db_get_reachability(&before);
+    assert_true(before.up);
+
+    assert_int_equal(pgserver_stop_immediate(srv), 0);
+    assert_int_equal(db_exec(db, insert, two, 2, &err), -ENOTCONN);
+    /* At once, without trying the server again: the backoff's first step has not passed. */
+    assert_int_equal(db_exec(db, insert, two, 2, &err), -ENOTCONN);
+    db_get_reachability(&away);
+    assert_false(away.up);
+    assert_true(away.disconnects == before.disconnects + 1);
+    assert_non_null(strstr(away.reason, "the store is unreachable"));
+
+    assert_int_equal(pgserver_start(srv), 0);
+    assert_int_equal(exec_until_back(db, insert, two, 2), 1);
+    db_get_reachability(&back);
+    assert_true(back.up);
+    assert_true(back.disconnects == away.disconnects);
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 2);
+    assert_string_equal(text_of(db, "SHOW synchronous_commit", buf, sizeof(buf)), "off");
+    db_close(db);
+}
+
+/* PostgreSQL: a connection lost inside a transaction does not go on with the transaction's later
+ * statements on a new connection (each would commit alone): they fail with ENOTCONN even once the
+ * server is back, until db_rollback gives the transaction up; nothing of it was committed. */
+static void test_no_reconnect_inside_transaction(void **state)
+{
+    struct db *db = open_t();
+    struct ig_error err = {};
+    assert_int_equal(db_begin(db, &err), 0);
+    assert_int_equal(db_exec(db, "INSERT INTO t (k) VALUES (1)", NULL, 0, &err), 1);
+    assert_int_equal(pgserver_stop_immediate(srv), 0);
+    assert_int_equal(db_exec(db, "INSERT INTO t (k) VALUES (2)", NULL, 0, &err), -ENOTCONN);
+    assert_int_equal(pgserver_start(srv), 0);
+    /* Another connection made says the store is back: a lost one may try at once. */
+    db_close(open_target(0));
+
+    ig_error_clear(&err);
+    assert_int_equal(db_exec(db, "INSERT INTO t (k) VALUES (3)", NULL, 0, &err), -ENOTCONN);
+    assert_int_equal(db_commit(db, &err), -ENOTCONN);
+    assert_int_equal(db_rollback(db), -ENOTCONN);
+    assert_int_equal(exec_until_back(db, "INSERT INTO t (k) VALUES (4)", NULL, 0), 1);
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 1);
+    assert_int_equal(count(db, "SELECT k FROM t", NULL, 0), 4);
+    db_close(db);
+}
+
+/* PostgreSQL: a connection idle through the whole outage, used after another connection found
+ * the store back, connects again before its statement (its server restarted under it), which
+ * works, and no second disconnect is counted. */
+static void test_stale_connection(void **state)
+{
+    struct db *db = open_t(), *idle = open_target(0);
+    struct ig_error err = {};
+    assert_int_equal(count(idle, "SELECT count(*) FROM t", NULL, 0), 0);
+    assert_int_equal(pgserver_stop_immediate(srv), 0);
+    assert_int_equal(db_exec(db, "INSERT INTO t (k) VALUES (1)", NULL, 0, &err), -ENOTCONN);
+    assert_int_equal(pgserver_start(srv), 0);
+    assert_int_equal(exec_until_back(db, "INSERT INTO t (k) VALUES (1)", NULL, 0), 1);
+    struct db_reachability back, after;
+    db_get_reachability(&back);
+
+    assert_int_equal(db_exec(idle, "INSERT INTO t (k) VALUES (2)", NULL, 0, &err), 1);
+    db_get_reachability(&after);
+    assert_true(after.up);
+    assert_true(after.disconnects == back.disconnects);
+    assert_int_equal(count(idle, "SELECT count(*) FROM t", NULL, 0), 2);
+    db_close(idle);
     db_close(db);
 }
 
@@ -432,8 +549,11 @@ int main(int argc, char **argv)
         /* PostgreSQL's alone (below). */
         cmocka_unit_test(test_lost_server),
         cmocka_unit_test(test_lock_timeout),
+        cmocka_unit_test(test_reconnects),
+        cmocka_unit_test(test_no_reconnect_inside_transaction),
+        cmocka_unit_test(test_stale_connection),
     };
     if (argc > 1 && streq(argv[1], "postgresql"))
         return cmocka_run_group_tests_name("postgresql", tests, setup_pg, teardown);
-    return _cmocka_run_group_tests("sqlite", tests, ARRAY_SIZE(tests) - 2, setup, teardown);
+    return _cmocka_run_group_tests("sqlite", tests, ARRAY_SIZE(tests) - 5, setup, teardown);
 }

@@ -16,6 +16,7 @@
 #include <pthread.h>
 
 #include "pgserver.h"
+#include "records/accountant.h"
 #include "records/invocation.h"
 #include "records/journal.h"
 #include "records/bundles_store.h"
@@ -302,6 +303,26 @@ static void test_usage_rollup(void **state)
                      300);
     assert_int_equal(count(s->db, "SELECT cpu_us FROM usage_minute WHERE minute = 1795842060"),
                      400);
+
+    /* Two hosts' attempts in one (function, version, minute): a rollup row each, so that hosts
+     * never wait for each other's row lock; the usage report sums them. */
+    exec(s->db, "INSERT INTO usage (id, attempt, function, version, start_us, wall_us, cpu_us, "
+                "mem_peak_bytes, peak_reset, memory_mb, billed_ms, gb_s, cold, init_us, status, "
+                "oom_kills, host) VALUES ('h1', 1, 'fh', 1, 1795842000000000, 10, 5, 1, 1, 128, "
+                "1, 0.000125, 0, 0, 'ok', 0, 'host-a'), ('h2', 1, 'fh', 1, 1795842001000000, 10, "
+                "7, 1, 1, 128, 1, 0.000125, 0, 0, 'ok', 0, 'host-b'), ('h3', 1, 'fh', 1, "
+                "1795842002000000, 10, 11, 1, 1, 128, 1, 0.000125, 0, 0, 'ok', 0, 'host-a');");
+    assert_int_equal(count(s->db, "SELECT count(*) FROM usage_minute WHERE function = 'fh'"), 2);
+    assert_int_equal(count(s->db, "SELECT cpu_us FROM usage_minute WHERE function = 'fh' AND "
+                                  "host = 'host-a' AND invocations = 2"),
+                     16);
+    struct acct_query q = {.since_s = 1795842000, .until_s = 1795842060, .function = "fh"};
+    cJSON *report = NULL;
+    assert_int_equal(accountant_query(s, &q, &report, &err), 0);
+    const cJSON *fn = cJSON_GetArrayItem(cJSON_GetObjectItem(report, "functions"), 0);
+    assert_non_null(fn);
+    assert_int_equal(cJSON_GetObjectItem(fn, "invocations")->valueint, 3);
+    cJSON_Delete(report);
     store_free(s);
 }
 
