@@ -25,9 +25,9 @@
 #include "pgserver.h"
 #include "records/db.h"
 
-#define HOSTS   3
-#define ASYNC_N 1500
-#define KILL_AT (ASYNC_N * 3 / 10)
+#define HOSTS        3
+#define ASYNC_N      1500
+#define KILL_AT      (ASYNC_N * 3 / 10)
 #define SYNC_CLIENTS 4
 /* Far over what the work takes on a loaded 2-core machine; the kill's rows come back within a
  * second (the dead host's lock), not at the end of their 40 s lease. */
@@ -202,8 +202,8 @@ static int check_slots(const char *conninfo)
     assert_true(s.n >= 2);
     for (int i = 1; i < s.n; i++)
         if (s.v[i] != s.v[i - 1] + 1)
-            fail_msg("schedule slots %lld and %lld follow each other (%s)",
-                     (long long)s.v[i - 1], (long long)s.v[i],
+            fail_msg("schedule slots %lld and %lld follow each other (%s)", (long long)s.v[i - 1],
+                     (long long)s.v[i],
                      s.v[i] == s.v[i - 1] ? "one slot ran twice" : "slots are missing");
     return s.n;
 }
@@ -409,8 +409,12 @@ static cJSON *send_event(struct ignisd_proc *p, const char *id)
 {
     char idh[64];
     snprintf(idh, sizeof(idh), "ce-id: %s", id);
-    const char *headers[] = {"ce-specversion: 1.0", "ce-type: com.example.order",
-                             "ce-source: /shop", idh, "Content-Type: application/json", NULL};
+    const char *headers[] = {"ce-specversion: 1.0",
+                             "ce-type: com.example.order",
+                             "ce-source: /shop",
+                             idh,
+                             "Content-Type: application/json",
+                             NULL};
     struct client_response r = {};
     assert_int_equal(harness_request(p, "POST", "/v1/events", headers, "{\"ms\": 20}", 10, &r), 0);
     if (r.status != 202)
