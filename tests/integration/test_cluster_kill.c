@@ -265,12 +265,14 @@ static void test_kill_a_host_under_load(void **state)
     assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
     struct ignisd_proc hosts[HOSTS];
     char targets[HOSTS][600], ids[HOSTS][16];
-    const char *args[HOSTS][6];
+    const char *args[HOSTS][8];
     for (int h = 0; h < HOSTS; h++) {
         /* Each host's connections name it, so that the test finds who holds which lock. */
         snprintf(ids[h], sizeof(ids[h]), "host-%c", 'a' + h);
         snprintf(targets[h], sizeof(targets[h]), "%s application_name=%s", conninfo, ids[h]);
-        const char *a[] = {"--store", targets[h], "--host-id", ids[h], NULL};
+        /* The acceptances outrun the work: the shared queue holds them all (queue_max counts
+         * the shared queue). */
+        const char *a[] = {"--store", targets[h], "--host-id", ids[h], "--queue-max", "4000", NULL};
         memcpy(args[h], a, sizeof(a));
         assert_int_equal(harness_start(&hosts[h], args[h]), 0);
     }
