@@ -402,6 +402,8 @@ static void on_change(void *userdata, const char *kind, const char *name)
         r = registry_sync_services(d->registry);
     } else if (streq(kind, CHANGES_TOKEN)) {
         r = auth_reload_token(d->auth, name, &e);
+    } else if (streq(kind, CHANGES_QUEUE)) {
+        dispatch_queue_wake(d->dispatch, name);
     }
     if (r < 0)
         log_error("applying a change made on another host failed", "kind=%s name=%s error=\"%s\"",

@@ -4,6 +4,7 @@
 #include "base/log.h"
 #include "dispatch/dispatch-internal.h"
 #include "functions/registry.h"
+#include "records/changes.h"
 #include "records/telemetry.h"
 #include "dispatch/meter.h"
 
@@ -1472,6 +1473,10 @@ int dispatch_submit_async(struct dispatch *d, const struct dispatch_route *route
     if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us,
                          on_submission_durable, s) < 0)
         goto oom;
+    /* Peers hear of it when the row commits (the same batch) and claim at once; should the
+     * notification not go out, their poll finds the row. */
+    if (d->lease_owner && changes_announce(d->journal, CHANGES_QUEUE, fn->name, NULL, NULL) < 0)
+        log_debug("announcing an async invocation failed", "function=%s", fn->name);
     fn->submitting++;
     memcpy(ret_id, inv->id, INV_ID_LEN + 1);
     return 0;

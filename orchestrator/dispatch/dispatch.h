@@ -183,6 +183,12 @@ int dispatch_recover(struct dispatch *d, struct ig_error *err);
  * pass it together). When it has not, counts a throttle. Every way in checks it first. */
 bool dispatch_queue_takes(struct dispatch *d, struct fn_state *fn, size_t n);
 
+/* Another host (or this one) accepted async invocations of function on the shared queue (its
+ * notification, records/changes.h CHANGES_QUEUE): this host claims what it has room for now,
+ * rather than at its next poll. Nothing without a shared queue, while stopping, or for a
+ * function this host does not know. */
+void dispatch_queue_wake(struct dispatch *d, const char *function);
+
 /* Called once an async invocation's row is durable (result 0) and it is queued, or its commit
  * failed (-errno and the message), or its idempotency key was taken meanwhile, by an acceptance
  * on this host or another (-EEXIST, id the first invocation's: nothing was accepted); on the

@@ -1,11 +1,11 @@
 /* The async queue shared by the hosts of one PostgreSQL store (docs/architecture.md "The queue's
  * leases and fencing"). An accepted invocation is a queued row, not an entry in the accepting
- * host's memory: every host claims rows of the functions it has room for (its own acceptances
- * wake it; a poll is the backstop for other hosts'), runs them under a lease, and writes their
- * outcome fenced by that lease. Each host holds a session advisory lock while it lives; once a
- * second its peers try the locks of the hosts holding leases, and the one that gets a dead
- * host's lock requeues its rows. Expired leases (a host cut off without its TCP connection
- * closing) are requeued by any host. */
+ * host's memory: every host claims rows of the functions it has room for (an acceptance on any
+ * host wakes it: its own directly, other hosts' by a notification; a poll is the backstop), runs
+ * them under a lease, and writes their outcome fenced by that lease. Each host holds a session
+ * advisory lock while it lives; once a second its peers try the locks of the hosts holding leases,
+ * and the one that gets a dead host's lock requeues its rows. Expired leases (a host cut off
+ * without its TCP connection closing) are requeued by any host. */
 #include "base/log.h"
 #include "dispatch/dispatch-internal.h"
 
@@ -66,8 +66,9 @@ static int take_claimed(struct inv_record *r, void *userdata)
     return dispatch_queue_record(d, r, r->attempts) < 0 ? -ENOMEM : 0;
 }
 
-/* Claims for fn as much as it has room for (its max_concurrency, less what it holds). */
-static void claim_for(struct dispatch *d, struct fn_state *fn)
+/* Claims for fn as much as it has room for (its max_concurrency, less what it holds). by: what
+ * woke this host (the log says, so that a notification's work can be told from the poll's). */
+static void claim_for(struct dispatch *d, struct fn_state *fn, const char *by)
 {
     size_t cap = manifest_max_concurrency(fn->manifest), have = held(fn);
     size_t room = cap > have ? cap - have : 0;
@@ -79,7 +80,7 @@ static void claim_for(struct dispatch *d, struct fn_state *fn)
     if (n < 0)
         log_warn("claiming queued invocations failed", "function=%s", fn->name);
     else if (n > 0)
-        log_debug("claimed queued invocations", "function=%s count=%d", fn->name, n);
+        log_debug("claimed queued invocations", "function=%s count=%d by=%s", fn->name, n, by);
 }
 
 static int requeue_peer(const char *owner, void *userdata)
@@ -125,7 +126,7 @@ static int hold_lock(struct dispatch *d)
     return r > 0 ? 0 : -EAGAIN;
 }
 
-static void claim_all(struct dispatch *d)
+static void claim_all(struct dispatch *d, const char *by)
 {
     if (d->stopping || hold_lock(d) < 0)
         return;
@@ -144,7 +145,7 @@ static void claim_all(struct dispatch *d)
         for (size_t i = 0; i < p.n; i++) {
             struct fn_state *fn = dispatch_function(d, names[i]);
             if (fn && warm(fn) == (pass == 0))
-                claim_for(d, fn);
+                claim_for(d, fn, by);
         }
 }
 
@@ -152,7 +153,7 @@ static void on_claim_due(struct loop *l, struct loop_timer *t, void *userdata)
 {
     struct dispatch *d = userdata;
     d->claim_timer = NULL;
-    claim_all(d);
+    claim_all(d, "poll");
     if (!d->stopping)
         loop_add_timer(l, now_usec() + CLAIM_POLL_US, on_claim_due, d, &d->claim_timer);
 }
@@ -161,7 +162,16 @@ static void on_kick(struct loop *l, void *userdata)
 {
     struct dispatch *d = userdata;
     d->claim_posted = false;
-    claim_all(d);
+    claim_all(d, "acceptance");
+}
+
+void dispatch_queue_wake(struct dispatch *d, const char *function)
+{
+    struct fn_state *fn;
+    if (!d->lease_owner || d->stopping || hold_lock(d) < 0 ||
+        !(fn = dispatch_function(d, function)))
+        return;
+    claim_for(d, fn, "notification");
 }
 
 void queue_kick(struct dispatch *d)

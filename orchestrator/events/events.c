@@ -6,14 +6,27 @@
 #include "base/cloudevents.h"
 #include "base/cron.h"
 #include "events/dedupe.h"
+#include "functions/bundle.h"
 #include "base/log.h"
 #include "records/events_store.h"
+#include "records/invocation.h"
 #include "records/telemetry.h"
 
 /* The de-duplication window holds at most this many (source, id) pairs (24 bytes each); past it
  * the oldest go first, before their window ends (dedupe.h). */
 #define DEDUPE_CAPACITY  (1u << 18)
 #define MEDIA_CLOUDEVENT "application/cloudevents+json"
+/* A delivery's idempotency key on a shared store: this, then the sha256 of the event's (source,
+ * id). Under /ignis/, which clients may not use. */
+#define EVENTS_DELIVERY_KEY "/ignis/events/"
+
+/* One delivery submitted, as its callback sees it: event i's delivery k. dup: its idempotency key
+ * was taken, by the same event accepted on another host first. */
+struct delivery_ref {
+    struct acceptance *a;
+    size_t i, k;
+    bool dup;
+};
 
 /* The events of one events_accept (in order) or one emitted event, from their checks until every
  * delivery is durable. Linked in events->inflight, so that a repeat arriving meanwhile is taken
@@ -36,6 +49,7 @@ struct acceptance {
      * event's subscribers in dispatch_functions' order. Valid until the loop turns. */
     struct dispatch_route *routes;
     size_t nroutes, next_route;
+    struct delivery_ref *refs; /* one per route, in the same order */
     struct acceptance *next;
 };
 
@@ -59,7 +73,14 @@ struct event_router {
     struct acceptance *inflight;
     struct sched *scheds;
     struct loop_timer *sched_timer;
-    int64_t started_s; /* wall clock: slots before it were missed while ignisd was down */
+    /* Wall clock: slots before it were missed while no host ticked (ignisd was down, or the
+     * host that ticked died before this one took the lock). */
+    int64_t started_s;
+    /* On a shared store one host ticks, the one holding this lock (NULL: another does, or this
+     * store is SQLite's, where this host always ticks); that it could not be taken is said
+     * once. */
+    struct inv_host_lock *sched_lock;
+    bool sched_lock_said;
 };
 
 /* ---- acceptances ---- */
@@ -77,6 +98,7 @@ static void acceptance_free(struct acceptance *a)
     }
     free(a->v);
     free(a->routes);
+    free(a->refs);
     free(a);
 }
 
@@ -132,10 +154,25 @@ static void settle_ids(struct acceptance *a)
     }
 }
 
+/* An event every delivery of which met its key (the same event, accepted on another host first:
+ * docs/architecture.md "Events across hosts") was a duplicate: the reply says so, and its
+ * deliveries are the first acceptance's. */
+static void settle_cluster_duplicates(struct acceptance *a)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        size_t dups = 0;
+        for (size_t k = 0; k < a->next_route; k++)
+            dups += a->refs[k].i == i && a->refs[k].dup;
+        if (a->v[i].ndeliveries > 0 && dups == a->v[i].ndeliveries)
+            a->v[i].duplicate = true;
+    }
+}
+
 static void finish(struct acceptance *a)
 {
     unlink_acceptance(a);
     settle_ids(a);
+    settle_cluster_duplicates(a);
     for (size_t i = 0; i < a->n && !a->failed; i++)
         telemetry_event_accepted(a->mode, a->v[i].duplicate, a->v[i].ndeliveries);
     if (a->done && a->failed) {
@@ -164,6 +201,19 @@ static void on_delivery_durable(int result, const char *message, const char *id,
 static void on_id_stored(struct loop *l, int result, const char *message, void *userdata)
 {
     on_delivery_durable(result, message, NULL, userdata);
+}
+
+static void on_delivery_submitted(int result, const char *message, const char *id, void *userdata)
+{
+    struct delivery_ref *ref = userdata;
+    if (result == -EEXIST) {
+        /* Delivered already, by the host that accepted the event first: that is its delivery. */
+        struct event_delivery *dl = &ref->a->v[ref->i].deliveries[ref->k];
+        snprintf(dl->id, sizeof(dl->id), "%s", id);
+        ref->dup = true;
+        result = 0;
+    }
+    on_delivery_durable(result, message, id, ref->a);
 }
 
 /* Records (source, id) in the event_ids table, after the event's deliveries in the journal's
@@ -218,14 +268,30 @@ static int deliver(struct acceptance *a, size_t i, const struct ce_event *e)
     x->deliveries = calloc(n, sizeof(*x->deliveries));
     if (!x->deliveries)
         return -ENOMEM;
+    /* Hosts sharing a store each keep their own window of ids: the delivery's idempotency key,
+     * the event's (source, id), makes it once per subscriber whichever host accepts the event,
+     * and however many do. On one host the window suffices (and the key would outlive it). */
+    char key[sizeof(EVENTS_DELIVERY_KEY) + BUNDLE_DIGEST_LEN];
+    if (dispatch_get_options(d)->shared_queue) {
+        _cleanup_free_ char *pair = NULL;
+        int len = asprintf(&pair, "%zu:%s%s", strlen(e->source), e->source, e->id);
+        if (len < 0)
+            return -ENOMEM;
+        /* Hashed: a source and an id may be 4 KiB each, past what an index entry holds. */
+        memcpy(key, EVENTS_DELIVERY_KEY, sizeof(EVENTS_DELIVERY_KEY) - 1);
+        bundle_digest(pair, (size_t)len, key + sizeof(EVENTS_DELIVERY_KEY) - 1);
+    }
     for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn)) {
         if (!subscribed(fn, e))
             continue;
         struct event_delivery *dl = &x->deliveries[x->ndeliveries];
+        struct delivery_ref *ref = &a->refs[a->next_route];
         const struct dispatch_route *route = &a->routes[a->next_route++];
-        if (dispatch_submit_async(d, route, x->payload, x->payload_len, MEDIA_CLOUDEVENT, NULL,
-                                  a->token_id[0] ? a->token_id : NULL, dl->id, on_delivery_durable,
-                                  a) < 0)
+        *ref = (struct delivery_ref){.a = a, .i = i, .k = x->ndeliveries};
+        if (dispatch_submit_async(d, route, x->payload, x->payload_len, MEDIA_CLOUDEVENT,
+                                  dispatch_get_options(d)->shared_queue ? key : NULL,
+                                  a->token_id[0] ? a->token_id : NULL, dl->id,
+                                  on_delivery_submitted, ref) < 0)
             return -ENOMEM;
         snprintf(dl->function, sizeof(dl->function), "%s", dispatch_fn_name(fn));
         x->ndeliveries++;
@@ -253,10 +319,12 @@ static struct acceptance *acceptance_new(struct event_router *ev, size_t n)
  * through the subscriber's default alias, its canary too, into a->routes; then checks that each
  * routed state's queue takes all the deliveries routed to it: the queue an invocation waits in
  * is its version's, which may not be the function's own. Returns 0; -ENOBUFS with *ret_full, the
- * first full state, and *ret_n, what it was to take; or -ENOMEM. A refusal still took its
- * picks of the alias's round-robin, as an invocation refused after its route does. */
+ * first full state, and *ret_n, what it was to take; -ENOMEM; or a route's failure with err (a
+ * subscriber's bundle still being fetched from a shared store: -EAGAIN "bundle_unavailable"). A
+ * refusal still took its picks of the alias's round-robin, as an invocation refused after its
+ * route does. */
 static int route_all(struct acceptance *a, struct ce_event *const *events,
-                     struct fn_state **ret_full, size_t *ret_n)
+                     struct fn_state **ret_full, size_t *ret_n, struct ig_error *err)
 {
     struct dispatch *d = a->ev->d;
     size_t n = 0;
@@ -264,15 +332,15 @@ static int route_all(struct acceptance *a, struct ce_event *const *events,
         for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn))
             n += !a->v[i].duplicate && subscribed(fn, events[i]);
     a->routes = calloc(n ? n : 1, sizeof(*a->routes));
-    if (!a->routes)
+    a->refs = calloc(n ? n : 1, sizeof(*a->refs));
+    if (!a->routes || !a->refs)
         return -ENOMEM;
     for (size_t i = 0; i < a->n; i++)
         for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn)) {
-            struct ig_error err = {};
-            /* The default alias of a function that exists fails only for want of memory. */
+            int r;
             if (!a->v[i].duplicate && subscribed(fn, events[i]) &&
-                dispatch_route(d, fn, NULL, &a->routes[a->nroutes++], &err) < 0)
-                return -ENOMEM;
+                (r = dispatch_route(d, fn, NULL, &a->routes[a->nroutes++], err)) < 0)
+                return r;
         }
     for (size_t k = 0; k < a->nroutes; k++) {
         struct fn_state *to = a->routes[k].fn;
@@ -392,7 +460,7 @@ void events_accept(struct event_router *ev, const struct ce_events *events, cons
     /* Each subscriber's queue takes all the request gives it, or nothing is delivered. */
     struct fn_state *full;
     size_t n;
-    r = route_all(a, events->v, &full, &n);
+    r = route_all(a, events->v, &full, &n, &err);
     if (r == -ENOBUFS) {
         ig_error_set(&err, ENOBUFS,
                      "the queue of subscriber '%s' is full (%zu invocations waiting, %zu more "
@@ -403,7 +471,8 @@ void events_accept(struct event_router *ev, const struct ce_events *events, cons
         return;
     }
     if (r < 0) {
-        ig_error_set(&err, ENOMEM, "out of memory");
+        if (!err.code)
+            ig_error_set(&err, ENOMEM, "out of memory");
         refuse(a, r, &err);
         return;
     }
@@ -573,14 +642,17 @@ void events_emitted(struct event_router *ev, struct fn_state *fn, struct inv *in
     struct ce_event *const one[] = {e};
     struct fn_state *full;
     size_t n;
-    r = route_all(a, one, &full, &n);
+    struct ig_error rerr = {};
+    r = route_all(a, one, &full, &n, &rerr);
     if (r == -ENOBUFS) {
         snprintf(reason, sizeof(reason),
                  "queue full: subscriber '%s' has %zu invocations waiting (--queue-max %zu)",
                  dispatch_fn_name(full), dispatch_fn_waiting(full),
                  dispatch_get_options(ev->d)->queue_max);
         dead_letter(ev, fn_name, inv_id, e, TELEMETRY_DEAD_QUEUE_FULL, reason);
-    }
+    } else if (r < 0 && rerr.code)
+        log_error("an emitted event could not be delivered", "function=%s id=%s error=\"%s\"",
+                  fn_name, e->id, rerr.message);
     if (r < 0) {
         acceptance_free(a);
         return;
@@ -640,9 +712,11 @@ static void on_schedule_submitted(int result, const char *message, const char *i
 
 /* One run of fn's schedule for slot: a dev.ignis.schedule event to fn alone. Its invocation
  * carries the idempotency key SOURCE@TIME: a make-up run whose slot already ran (ignisd died
- * after the invocation was committed but before the last run was) finds it and runs nothing. */
-static void run_schedule(struct event_router *ev, struct fn_state *fn, const struct sched *s,
-                         int64_t slot)
+ * after the invocation was committed but before the last run was) finds it and runs nothing.
+ * 0 when the slot is done with (run, or skipped and said why); -EAGAIN when it is to be tried
+ * again at the next tick. */
+static int run_schedule(struct event_router *ev, struct fn_state *fn, const struct sched *s,
+                        int64_t slot)
 {
     char source[sizeof(EVENTS_SCHEDULE_SOURCE) + MANIFEST_NAME_MAX], time[32];
     char key[sizeof(source) + sizeof(time)], existing[INV_ID_LEN + 1];
@@ -654,22 +728,30 @@ static void run_schedule(struct event_router *ev, struct fn_state *fn, const str
                                             existing) == 0) {
         log_info("schedule run already made before the restart",
                  "function=%s slot=%s invocation=%s", dispatch_fn_name(fn), time, existing);
-        return;
+        return 0;
     }
-    /* A schedule's run goes through the default alias (its route fails only for want of
-     * memory), and waits in the queue of the version it was routed to: that one must take it. */
+    /* A schedule's run goes through the default alias (its route fails for want of memory, or
+     * while this host fetches the version's bundle from a shared store: then the slot is tried
+     * again at the next tick), and waits in the queue of the version it was routed to: that
+     * one must take it. */
     struct dispatch_route route;
     struct ig_error err = {};
-    if (dispatch_route(ev->d, fn, NULL, &route, &err) < 0) {
+    int r = dispatch_route(ev->d, fn, NULL, &route, &err);
+    if (r == -EAGAIN) {
+        log_warn("a schedule's run waits for its version: tried again at the next tick",
+                 "function=%s slot=%s error=\"%s\"", dispatch_fn_name(fn), time, err.message);
+        return r;
+    }
+    if (r < 0) {
         log_error("a schedule's run could not be submitted", "function=%s error=\"%s\"",
                   dispatch_fn_name(fn), err.message);
-        return;
+        return 0;
     }
     if (!dispatch_queue_takes(ev->d, route.fn, 1)) {
         log_warn("schedule run skipped: the queue of the version it was routed to is full",
                  "function=%s version=%lld slot=%s", dispatch_fn_name(fn), (long long)route.version,
                  time);
-        return;
+        return 0;
     }
     cJSON *data = cJSON_CreateObject();
     cJSON_AddStringToObject(data, "schedule", s->text);
@@ -697,11 +779,12 @@ static void run_schedule(struct event_router *ev, struct fn_state *fn, const str
         free(userdata);
         log_error("a schedule's run could not be submitted", "function=%s error=\"out of memory\"",
                   dispatch_fn_name(fn));
-        return;
+        return 0;
     }
     telemetry_schedule_run(dispatch_fn_name(fn), makeup);
     log_debug("schedule run", "function=%s slot=%s invocation=%s makeup=%s", dispatch_fn_name(fn),
               time, id, makeup ? "true" : "false");
+    return 0;
 }
 
 static struct sched *sched_find(struct event_router *ev, const char *function)
@@ -749,7 +832,8 @@ static void check_schedules(struct event_router *ev)
             continue;
         /* The delivery goes to the journal before the last run, so a crash between their
          * commits leaves the slot due at the next start, where run_schedule finds its key. */
-        run_schedule(ev, fn, s, slot);
+        if (run_schedule(ev, fn, s, slot) == -EAGAIN)
+            continue;
         s->last_run = slot;
         sched_store(ev, s);
     }
@@ -765,11 +849,47 @@ static void check_schedules(struct event_router *ev)
     }
 }
 
+static void load_schedule(void *userdata, const char *function, const char *schedule,
+                          int64_t last_run);
+
+/* Whether this host ticks the schedules now: always on SQLite (one host); on a shared store
+ * while it holds the schedule lock, which it tries to take each second. The slot's idempotency
+ * key makes a slot run once whoever ticks (two hosts ticking at once, for a moment, run nothing
+ * twice); the lock saves every host the work. A host that takes the lock reads the last runs
+ * the previous holder stored and makes up what it missed meanwhile (the make-up rule: one run,
+ * for the latest slot). */
+static bool ticking(struct event_router *ev)
+{
+    if (!dispatch_get_options(ev->d)->shared_queue || ev->sched_lock)
+        return true;
+    struct ig_error err = {};
+    int r = inv_schedule_lock_take(ev->store, &ev->sched_lock, &err);
+    if (r < 0 && !ev->sched_lock_said)
+        log_warn("taking the schedule tick's lock failed", "error=\"%s\"", err.message);
+    ev->sched_lock_said = r < 0;
+    if (r <= 0)
+        return false;
+    while (ev->scheds) {
+        struct sched *s = ev->scheds;
+        ev->scheds = s->next;
+        sched_free(s);
+    }
+    if (events_store_load_schedules(ev->store, load_schedule, ev, &err) < 0) {
+        log_warn("reading the schedules' last runs failed: trying again in a second",
+                 "error=\"%s\"", err.message);
+        inv_host_lock_free(TAKE_PTR(ev->sched_lock));
+        return false;
+    }
+    ev->started_s = (int64_t)(wall_usec() / 1000000);
+    log_info("this host ticks the schedules (it holds their lock)");
+    return true;
+}
+
 static void on_schedule_tick(struct loop *l, struct loop_timer *t, void *userdata)
 {
     struct event_router *ev = userdata;
     ev->sched_timer = NULL;
-    if (!dispatch_stopping(ev->d))
+    if (!dispatch_stopping(ev->d) && ticking(ev))
         check_schedules(ev);
     /* Just past the next whole second of the wall clock, where cron slots fall. */
     uint64_t wall = wall_usec();
@@ -861,6 +981,7 @@ void events_free(struct event_router *ev)
         return;
     if (ev->sched_timer)
         loop_cancel_timer(ev->loop, ev->sched_timer);
+    inv_host_lock_free(ev->sched_lock);
     while (ev->scheds) {
         struct sched *s = ev->scheds;
         ev->scheds = s->next;

@@ -32,6 +32,18 @@ int changes_notify(struct db *db, const char *kind, const char *name)
     return r < 0 ? r : 0;
 }
 
+int changes_announce(struct journal *j, const char *kind, const char *name, journal_done_fn done,
+                     void *userdata)
+{
+    char payload[160];
+    snprintf(payload, sizeof(payload), "%s:%s", kind, name);
+    const char *text = payload;
+    const struct db_value v[] = {DV_S(CHANGES_CHANNEL), DV_S(text)};
+    /* Lazy: it adds nothing to the batch's durability, and rides on the commit of the statements
+     * before it. */
+    return journal_submit_lazy(j, "SELECT pg_notify($1, $2)", v, ARRAY_SIZE(v), done, userdata);
+}
+
 int changes_parse(const char *payload, char *ret_kind, size_t kind_size, char *ret_name,
                   size_t name_size)
 {

@@ -11,6 +11,7 @@
 
 #include "base/loop.h"
 #include "base/util.h"
+#include "records/journal.h"
 
 struct db;
 
@@ -22,10 +23,20 @@ struct db;
 #define CHANGES_TOKEN    "token"
 /* A function's secrets (records/secrets_store.h): the name is the function's. */
 #define CHANGES_SECRET "secret"
+/* Async invocations of NAME were accepted: a host with room claims them now rather than at its
+ * next poll (dispatch/queue.c). */
+#define CHANGES_QUEUE "queue"
 
 /* Inside the writer's open transaction: tells every listening host that kind's name changed.
  * 0 on SQLite (nothing to tell), else 0 or -errno as db_exec (db_fail says why). */
 int changes_notify(struct db *db, const char *kind, const char *name);
+
+/* The same, through the journal j on a PostgreSQL store (the caller knows it is one: the
+ * journal does not say): queued behind what the loop submitted before it, in the same batch, so
+ * the notification goes out when those statements commit, never before. done (NULL accepted)
+ * as journal_submit's; 0 or -ENOMEM. */
+int changes_announce(struct journal *j, const char *kind, const char *name, journal_done_fn done,
+                     void *userdata);
 
 /* Splits a payload "KIND:NAME" into kind and name (each NUL-terminated, at most size - 1
  * bytes): 0, or -EINVAL for anything else (no colon, an empty part, one too long). */

@@ -352,28 +352,34 @@ int inv_store_lease_holders(struct store *s, const char *except,
     return r == 0 ? 0 : -EIO;
 }
 
-/* ---- hosts' liveness: a session advisory lock each (PostgreSQL) ---- */
+/* ---- session advisory locks (PostgreSQL): each host's liveness, the schedule tick ---- */
 
 struct inv_host_lock {
     struct db *db; /* idle but for the lock: a busy session outlives its process's death */
 };
 
-/* The lock's key: FNV-1a of the host id, tagged so that no host's can be the migration's. */
-static int64_t host_lock_key(const char *host_id)
+/* A lock's key: FNV-1a of tag and name, tagged so that none can be the migration's (or
+ * another kind's of the same name). */
+static int64_t lock_key(const char *tag, const char *name)
 {
     uint64_t h = UINT64_C(14695981039346656037);
-    for (const char *p = "ignis-host:"; *p; p++)
+    for (const char *p = tag; *p; p++)
         h = (h ^ (unsigned char)*p) * UINT64_C(1099511628211);
-    for (const char *p = host_id; *p; p++)
+    for (const char *p = name; *p; p++)
         h = (h ^ (unsigned char)*p) * UINT64_C(1099511628211);
     return (int64_t)h;
 }
 
-/* 1 when db took host_id's session lock, 0 when another session holds it, -errno. */
-static int try_host_lock(struct db *db, const char *host_id)
+static int64_t host_lock_key(const char *host_id)
+{
+    return lock_key("ignis-host:", host_id);
+}
+
+/* 1 when db took the session lock key, 0 when another session holds it, -errno. */
+static int try_lock(struct db *db, int64_t key)
 {
     _cleanup_db_rows_ struct db_rows *rows = NULL;
-    const struct db_value v[] = {DV_I(host_lock_key(host_id))};
+    const struct db_value v[] = {DV_I(key)};
     if (db_query(db, "SELECT CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END", v,
                  ARRAY_SIZE(v), &rows, NULL) < 0 ||
         db_next(rows) <= 0)
@@ -381,17 +387,18 @@ static int try_host_lock(struct db *db, const char *host_id)
     return (int)db_int(rows, 0);
 }
 
-int inv_host_lock_take(struct store *s, const char *host_id, struct inv_host_lock **ret,
-                       struct ig_error *err)
+/* Takes the session lock key on a connection of its own: as inv_host_lock_take. */
+static int lock_take(struct store *s, int64_t key, const char *what, struct inv_host_lock **ret,
+                     struct ig_error *err)
 {
     struct db *db;
     int r = db_open(s->path, 0, &db, err);
     if (r < 0)
         return r;
-    r = try_host_lock(db, host_id);
+    r = try_lock(db, key);
     if (r <= 0) {
         if (r < 0)
-            db_fail(db, err, "taking the host's lock");
+            db_fail(db, err, "%s", what);
         db_close(db);
         return r;
     }
@@ -405,6 +412,18 @@ int inv_host_lock_take(struct store *s, const char *host_id, struct inv_host_loc
     return 1;
 }
 
+int inv_host_lock_take(struct store *s, const char *host_id, struct inv_host_lock **ret,
+                       struct ig_error *err)
+{
+    return lock_take(s, host_lock_key(host_id), "taking the host's lock", ret, err);
+}
+
+int inv_schedule_lock_take(struct store *s, struct inv_host_lock **ret, struct ig_error *err)
+{
+    return lock_take(s, lock_key("ignis-schedules", ""), "taking the schedule tick's lock", ret,
+                     err);
+}
+
 void inv_host_lock_free(struct inv_host_lock *l)
 {
     if (!l)
@@ -415,7 +434,7 @@ void inv_host_lock_free(struct inv_host_lock *l)
 
 int inv_store_requeue_dead(struct store *s, const char *host_id)
 {
-    int r = try_host_lock(s->db, host_id);
+    int r = try_lock(s->db, host_lock_key(host_id));
     if (r <= 0)
         return r;
     /* Its session is gone: so is the host (or it runs no more as it did). Its rows go back to

@@ -118,6 +118,10 @@ struct inv_host_lock;
  * the same id), or -errno with err. */
 int inv_host_lock_take(struct store *s, const char *host_id, struct inv_host_lock **ret,
                        struct ig_error *err);
+/* The schedule tick's lock (events.c): one host ticks the cluster's schedules, the one that
+ * holds it; the same kind of lock, keyed by no host. 1 and *ret, 0 when another session holds
+ * it, or -errno with err. */
+int inv_schedule_lock_take(struct store *s, struct inv_host_lock **ret, struct ig_error *err);
 /* Releases the lock (its connection closes). Accepts NULL. */
 void inv_host_lock_free(struct inv_host_lock *l);
 /* Tries host_id's lock: when it is free, the host is gone, and its running invocations are
