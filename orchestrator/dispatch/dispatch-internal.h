@@ -56,6 +56,7 @@ struct inv {
     /* Claimed from the shared queue (queue.c): the row's attempts under this host's lease, which
      * fences every write of it (inv_store_finish); 0: no lease (SQLite's in-memory queue). */
     int lease_attempts;
+    int64_t lease_until_us; /* that lease's end as claimed (wall clock) */
     int64_t created_wall_us, started_wall_us;
     uint64_t enqueued_us, started_us; /* monotonic */
     bool cold;
@@ -240,6 +241,9 @@ void queue_stop(struct dispatch *d);
 void queue_release(struct dispatch *d);
 /* A claimed row's lease: fn's timeout, and time to wait for a container. */
 int64_t queue_lease_us(const struct manifest *m);
+/* Whether an attempt of fn starting at start_wall_us could outlast a lease until lease_until_us
+ * (its claim's): then its start renews the lease. */
+bool queue_lease_short(const struct manifest *m, int64_t lease_until_us, int64_t start_wall_us);
 
 /* dispatch.c: a state for function name, in no list yet, with nothing set but its name (NULL
  * without memory); its release (NULL accepted); putting it in the dispatcher's list. */

@@ -387,12 +387,16 @@ static void start(struct fn_state *fn, struct inv *inv, struct worker *w)
                              telemetry_seconds(exec_us, w->ready_us));
     }
     fn->inflight++;
-    if (inv->async)
-        inv_store_mark_running(
-            d->journal, inv->id, inv->attempts, inv->started_wall_us,
-            inv->lease_attempts ? d->lease_owner : NULL,
-            inv->lease_attempts ? inv->started_wall_us + queue_lease_us(fn->manifest) : 0, NULL,
-            NULL);
+    /* Under a lease, the claim set the row running: only a lease the wait for a container ate
+     * into is renewed. */
+    if (inv->async && !inv->lease_attempts)
+        inv_store_mark_running(d->journal, inv->id, inv->attempts, inv->started_wall_us, NULL, 0,
+                               NULL, NULL);
+    else if (inv->async &&
+             queue_lease_short(fn->manifest, inv->lease_until_us, inv->started_wall_us))
+        inv_store_mark_running(d->journal, inv->id, inv->attempts, inv->started_wall_us,
+                               d->lease_owner, inv->started_wall_us + queue_lease_us(fn->manifest),
+                               NULL, NULL);
     loop_add_timer(d->loop, inv->started_us + (uint64_t)fn->manifest->timeout_ms * 1000, on_timeout,
                    inv, &inv->timer);
     if (d->pool->send(w, inv) < 0) {
@@ -519,6 +523,11 @@ struct pending_record {
     struct fn_state *fn;
     struct inv_record r; /* owns its strings (inv_record_clear) */
     int64_t expires_us;
+    /* An async attempt's ledger row, written with its outcome (inv_store_finish: on PostgreSQL
+     * one statement); its id, function and usage point into this record. */
+    bool billed;
+    struct acct_record bill;
+    struct acct_usage usage;
     unsigned tries; /* failed so far */
     struct loop_timer *timer;
     struct pending_record *prev, *next;
@@ -608,15 +617,15 @@ static void submit_record(struct pending_record *pr)
      * there since its acceptance. */
     int q = pr->r.async
                 ? inv_store_finish(d->journal, &pr->r, pr->expires_us, d->lease_owner,
-                                   on_record_written, pr)
+                                   pr->billed ? &pr->bill : NULL, on_record_written, pr)
                 : inv_store_insert(d->journal, &pr->r, pr->expires_us, on_record_written, pr);
     if (q < 0)
         record_failed(pr, strerror(-q));
 }
 
-/* Copies r (its strings too) into a pending record and submits it. */
+/* Copies r (its strings too) and bill (NULL: none) into a pending record and submits it. */
 static void record_submit(struct dispatch *d, struct fn_state *fn, const struct inv_record *r,
-                          int64_t expires_us)
+                          const struct acct_record *bill, int64_t expires_us)
 {
     if (!r->async && d->records_pending >= RECORDS_PENDING_MAX) {
         if (!d->records_dropping)
@@ -655,6 +664,14 @@ static void record_submit(struct dispatch *d, struct fn_state *fn, const struct 
         return;
     }
     pr->expires_us = expires_us;
+    if (bill) {
+        pr->billed = true;
+        pr->usage = *bill->usage;
+        pr->bill = *bill;
+        pr->bill.id = pr->r.id;
+        pr->bill.function = pr->r.function;
+        pr->bill.usage = &pr->usage;
+    }
     pr->next = d->records;
     if (d->records)
         d->records->prev = pr;
@@ -667,8 +684,25 @@ static void record_submit(struct dispatch *d, struct fn_state *fn, const struct 
     submit_record(pr);
 }
 
+/* The ledger row of inv's attempt, which ended with o and used usage (pointed to). */
+static struct acct_record attempt_bill(struct dispatch *d, struct inv *inv,
+                                       const struct dispatch_outcome *o,
+                                       const struct acct_usage *usage)
+{
+    return (struct acct_record){.id = inv->id,
+                                .attempt = inv->attempts,
+                                .function = inv->fn->name,
+                                .version = inv->version,
+                                .start_wall_us = inv->started_wall_us,
+                                .status = outcome_name(o->kind),
+                                .cold = inv->cold,
+                                .host = d->opts.host_id,
+                                .usage = usage};
+}
+
 /* usage: the attempt's, as its ledger row has it (the same figures, computed once in complete);
- * NULL when no attempt ran for this outcome, and the record keeps the last one's. */
+ * NULL when no attempt ran for this outcome, and the record keeps the last one's. An async
+ * attempt's ledger row goes with its record (a sync one's is written by complete). */
 static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
                    const struct dispatch_outcome *o, const struct acct_usage *usage,
                    int64_t next_attempt_us)
@@ -707,7 +741,9 @@ static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
         r.result_len = 0;
         r.content_type = inv->content_type;
     }
-    record_submit(d, inv->fn, &r, r.finished_us + d->opts.retention_us);
+    struct acct_record bill = usage ? attempt_bill(d, inv, o, usage) : (struct acct_record){};
+    record_submit(d, inv->fn, &r, inv->async && usage ? &bill : NULL,
+                  r.finished_us + d->opts.retention_us);
 }
 
 /* Counts a finished attempt in the function's counters (a version state's too: they are the
@@ -743,8 +779,10 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
     inv->worker = NULL;
     fn->inflight--;
     /* With a shared queue, an attempt's end makes room: claim at once, not at the next poll
-     * (a backlog would drain at max_concurrency per poll). */
-    if (d->lease_owner && inv->async)
+     * (a backlog would drain at max_concurrency per poll), when the function has rows queued as
+     * far as this host knows (the last claim pass, and its own acceptances since). Else the
+     * pass would be a statement per attempt for nothing: other hosts' rows wait for the poll. */
+    if (d->lease_owner && inv->async && owner(fn)->shared_queued > 0)
         queue_kick(d);
     count_attempt(inv, o, billed_ms);
     if (inv->acct.handed_off) {
@@ -761,17 +799,12 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
         inv->acct.end_ok)
         scaler_observe(&d->scaler.cfg, &fn->sc, usage.cpu_us, usage.wall_us, now_usec());
 
-    /* An attempt our own shutdown cut short is not billed: it runs again after the restart. */
-    if (!(inv->async && d->stopping && o->kind != OUTCOME_OK))
-        accountant_record(d->journal, &(struct acct_record){.id = inv->id,
-                                                            .attempt = inv->attempts,
-                                                            .function = fn->name,
-                                                            .version = inv->version,
-                                                            .start_wall_us = inv->started_wall_us,
-                                                            .status = outcome_name(o->kind),
-                                                            .cold = inv->cold,
-                                                            .host = d->opts.host_id,
-                                                            .usage = &usage});
+    /* An async attempt is billed with its record (below; one statement on PostgreSQL), unless
+     * our own shutdown cut it short: it runs again after the restart. */
+    if (!inv->async) {
+        struct acct_record bill = attempt_bill(d, inv, o, &usage);
+        accountant_record(d->journal, &bill);
+    }
     if (inv->async && d->stopping && o->kind != OUTCOME_OK) {
         /* Killed by our own shutdown: the record stays `running`, and the next start runs it
          * again without counting this attempt. */
@@ -1534,6 +1567,7 @@ int dispatch_queue_record(struct dispatch *d, struct inv_record *r, int lease_at
      * claimed one runs the attempt its claim counted: start() counts it again. */
     inv->attempts = r->status == INV_RUNNING && r->attempts > 0 ? r->attempts - 1 : r->attempts;
     inv->lease_attempts = lease_attempts;
+    inv->lease_until_us = r->lease_until_us;
     inv->created_wall_us = r->created_us;
     if (!inv->body)
         inv->body = strdup("");

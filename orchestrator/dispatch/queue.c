@@ -13,7 +13,8 @@
 #define CLAIM_POLL_US (250 * 1000)
 #define LIVENESS_US   (1000 * 1000)
 /* A lease is the function's timeout and this: the time a claimed invocation may wait for a
- * container (a cold start) before it runs. Each attempt renews it as it starts. */
+ * container (a cold start) before it runs. An attempt that waited longer than half of it renews
+ * the lease as it starts. */
 #define LEASE_GRACE_US (30ll * 1000 * 1000)
 /* Rows claimed by one statement at most. */
 #define CLAIM_BATCH 32
@@ -21,6 +22,13 @@
 int64_t queue_lease_us(const struct manifest *m)
 {
     return (int64_t)m->timeout_ms * 1000 + LEASE_GRACE_US;
+}
+
+bool queue_lease_short(const struct manifest *m, int64_t lease_until_us, int64_t start_wall_us)
+{
+    /* Started within half the grace of its claim, an attempt ends, and has its outcome written,
+     * well inside the claim's lease: its start writes nothing (a statement saved per attempt). */
+    return start_wall_us + (int64_t)m->timeout_ms * 1000 + LEASE_GRACE_US / 2 > lease_until_us;
 }
 
 /* What fn (the function's own state) runs or holds here: its queue and attempts in flight, its

@@ -59,12 +59,12 @@ int accountant_report_line(char *buf, size_t len, const char *id, int64_t versio
 
 /* ---- the ledger ---- */
 
-int accountant_record(struct journal *j, const struct acct_record *r)
+void accountant_row_values(const struct acct_record *r, struct db_value ret[ACCT_ROW_VALUES])
 {
     const struct acct_usage *u = r->usage;
     /* A crash the kernel's OOM killer caused is recorded as `oom`. */
     const char *status = streq(r->status, "crash") && u->oom_kills > 0 ? "oom" : r->status;
-    const struct db_value v[] = {
+    const struct db_value v[ACCT_ROW_VALUES] = {
         DV_S(r->id),
         DV_I(r->attempt),
         DV_S(r->function),
@@ -83,18 +83,21 @@ int accountant_record(struct journal *j, const struct acct_record *r)
         DV_I(u->oom_kills),
         DV_S(r->host ? r->host : ""),
     };
+    memcpy(ret, v, sizeof(v));
+}
 
+int accountant_record(struct journal *j, const struct acct_record *r)
+{
+    struct db_value v[ACCT_ROW_VALUES];
+    accountant_row_values(r, v);
     /* DO NOTHING: an attempt is billed once, even if a crash made us write it twice. The rollup
      * trigger only fires for a row that was inserted. */
     /* Usage survives a crash or restart of ignisd; a power loss may take the last second. */
-    return journal_submit_lazy(
-        j,
-        "INSERT INTO usage (id, attempt, function, version, start_us, "
-        "wall_us, cpu_us, mem_peak_bytes, peak_reset, memory_mb, billed_ms, "
-        "gb_s, cold, init_us, status, oom_kills, host) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) "
-        "ON CONFLICT (id, attempt) DO NOTHING",
-        v, ARRAY_SIZE(v), NULL, NULL);
+    return journal_submit_lazy(j,
+                               "INSERT INTO usage (" ACCT_ROW_COLUMNS ") "
+                               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+                               "$14, $15, $16, $17) ON CONFLICT (id, attempt) DO NOTHING",
+                               v, ARRAY_SIZE(v), NULL, NULL);
 }
 
 int accountant_purge(struct journal *j, int64_t rows_before_us, int64_t rollup_before_us)

@@ -83,6 +83,13 @@ struct acct_record {
 
 /* Queues the attempt's row (the rollup follows by trigger). */
 int accountant_record(struct journal *j, const struct acct_record *r);
+/* The row's columns, and their values ($1..$ACCT_ROW_VALUES, in this order) for r: for a
+ * statement that writes the row with another write (inv_store_finish on PostgreSQL). */
+#define ACCT_ROW_COLUMNS                                                                           \
+    "id, attempt, function, version, start_us, wall_us, cpu_us, mem_peak_bytes, peak_reset, "      \
+    "memory_mb, billed_ms, gb_s, cold, init_us, status, oom_kills, host"
+#define ACCT_ROW_VALUES 17
+void accountant_row_values(const struct acct_record *r, struct db_value ret[ACCT_ROW_VALUES]);
 /* Deletes rows that started before rows_before_us and rollups before rollup_before_us (the
  * daemon's retention, retention.h). */
 int accountant_purge(struct journal *j, int64_t rows_before_us, int64_t rollup_before_us);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "records/accountant.h"
 #include "records/store-internal.h"
 
 uint64_t inv_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms, uint64_t random)
@@ -98,11 +99,31 @@ int inv_store_mark_running(struct journal *j, const char *id, int attempts, int6
                                v, ARRAY_SIZE(v), done, userdata);
 }
 
+/* The outcome's UPDATE, values $1..$18 (finish's). A retry's record (back to queued) of an
+ * attempt older than the row's is not written: a record retried after a write failure must not
+ * undo what a later attempt recorded. An outcome without usage (no attempt ran for it) keeps the
+ * last attempt's. Under a lease ($18, the owner), the row is written only while this host holds
+ * it for this very attempt: a host whose lease was taken over (it was thought dead, or its lease
+ * ran out) changes nothing. Either way the lease ends: a retry is claimed again by whichever host
+ * is free. The payload is dropped once it cannot run again: a final record keeps only the result.
+ */
+#define FINISH_SQL                                                                                 \
+    "UPDATE invocations SET status = $1, attempts = $2, started_us = $3, "                         \
+    "finished_us = $4, next_attempt_us = $5, result = $6, error_type = $7, "                       \
+    "error_message = $8, billed_ms = $9, cold = $10, "                                             \
+    "cpu_us = coalesce($11, cpu_us), "                                                             \
+    "mem_peak_bytes = coalesce($12, mem_peak_bytes), "                                             \
+    "init_us = coalesce($13, init_us), expires_us = $14, "                                         \
+    "payload = CASE WHEN $15 <> 0 THEN NULL ELSE payload END, lease_owner = NULL, "                \
+    "lease_until = NULL WHERE id = $16 AND ($15 <> 0 OR attempts <= $17) "                         \
+    "AND (CAST($18 AS TEXT) IS NULL OR (lease_owner = $18 AND attempts = $17))"
+#define FINISH_VALUES 18
+
 int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expires_us,
-                     const char *owner, journal_done_fn done, void *userdata)
+                     const char *owner, const struct acct_record *bill, journal_done_fn done,
+                     void *userdata)
 {
-    /* The payload is dropped once it cannot run again: a final record keeps only the result. */
-    const struct db_value v[] = {
+    struct db_value v[FINISH_VALUES + ACCT_ROW_VALUES] = {
         DV_S(inv_status_name(r->status)),
         DV_I(r->attempts),
         db_opt_int(r->started_us),
@@ -122,24 +143,28 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
         DV_I(r->attempts),
         DV_S(owner),
     };
-    /* A retry's record (back to queued) of an attempt older than the row's is not written: a
-     * record retried after a write failure must not undo what a later attempt recorded. An
-     * outcome without usage (no attempt ran for it) keeps the last attempt's. Under a lease
-     * (owner), the row is written only while this host holds it for this very attempt: a host
-     * whose lease was taken over (it was thought dead, or its lease ran out) changes nothing.
-     * Either way the lease ends: a retry is claimed again by whichever host is free. */
-    return journal_submit_counted(
-        j, true,
-        "UPDATE invocations SET status = $1, attempts = $2, started_us = $3, "
-        "finished_us = $4, next_attempt_us = $5, result = $6, error_type = $7, "
-        "error_message = $8, billed_ms = $9, cold = $10, "
-        "cpu_us = coalesce($11, cpu_us), "
-        "mem_peak_bytes = coalesce($12, mem_peak_bytes), "
-        "init_us = coalesce($13, init_us), expires_us = $14, "
-        "payload = CASE WHEN $15 <> 0 THEN NULL ELSE payload END, lease_owner = NULL, "
-        "lease_until = NULL WHERE id = $16 AND ($15 <> 0 OR attempts <= $17) "
-        "AND (CAST($18 AS TEXT) IS NULL OR (lease_owner = $18 AND attempts = $17))",
-        v, ARRAY_SIZE(v), done, userdata);
+    if (bill && journal_on_postgresql(j)) {
+        /* One statement, not two: the ledger row ($19..$35) goes with the outcome. The INSERT
+         * runs whether or not the fence lets the UPDATE write: the attempt ran here and used
+         * what it used, and its row is keyed by (id, attempt), so it is written once, and a
+         * later attempt (another host's) has a number of its own from its claim. done's count
+         * is the UPDATE's: 0 when fenced off. */
+        accountant_row_values(bill, v + FINISH_VALUES);
+        return journal_submit_counted(
+            j, true,
+            "WITH bill AS (INSERT INTO usage (" ACCT_ROW_COLUMNS ") VALUES ($19, $20, $21, $22, "
+            "$23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35) "
+            "ON CONFLICT (id, attempt) DO NOTHING) " FINISH_SQL,
+            v, ARRAY_SIZE(v), done, userdata);
+    }
+    /* SQLite has no data-modifying CTEs (and its one host pays no round trip a statement): the
+     * ledger row first, in the same batch. */
+    if (bill) {
+        int q = accountant_record(j, bill);
+        if (q < 0)
+            return q;
+    }
+    return journal_submit_counted(j, true, FINISH_SQL, v, FINISH_VALUES, done, userdata);
 }
 
 int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, void *userdata)
@@ -281,10 +306,15 @@ int inv_store_queued_functions(struct store *s, int64_t now_us,
 }
 
 /* The claim's text on each engine: SQLite has no row locks (and needs none: one host, one
- * writer), PostgreSQL's hosts skip the rows another claim holds instead of waiting for it. */
+ * writer), PostgreSQL's hosts skip the rows another claim holds instead of waiting for it. The
+ * claim is the attempt's start as the store sees it (started_us: the claim's time until the
+ * outcome writes the attempt's own): the lease covers the attempt's timeout and a grace for a
+ * wait here, so the attempt's start need write nothing unless that wait ran long (dispatch's
+ * start, queue_lease_short). */
 #define CLAIM_SQL(LOCKING)                                                                         \
-    "UPDATE invocations SET status = 'running', attempts = attempts + 1, lease_owner = $1, "       \
-    "lease_until = $2 + $3 WHERE id IN (SELECT id FROM invocations WHERE function = $4 "           \
+    "UPDATE invocations SET status = 'running', attempts = attempts + 1, started_us = $2, "        \
+    "lease_owner = $1, lease_until = $2 + $3 WHERE id IN (SELECT id FROM invocations WHERE "       \
+    "function = $4 "                                                                               \
     "AND async = 1 AND status = 'queued' AND (next_attempt_us IS NULL OR next_attempt_us <= $2) "  \
     "ORDER BY created_us LIMIT $5" LOCKING ") RETURNING " RECORD_COLUMNS
 
@@ -307,8 +337,10 @@ int inv_store_claim(struct store *s, const char *function, int limit, const char
     struct inv_record *got = calloc((size_t)limit, sizeof(*got));
     if (!got)
         return -ENOMEM;
-    while (n < limit && (r = db_next(rows)) > 0)
-        row_to_record(rows, &got[n++]);
+    while (n < limit && (r = db_next(rows)) > 0) {
+        row_to_record(rows, &got[n]);
+        got[n++].lease_until_us = now_us + lease_us;
+    }
     if (n < limit && r < 0)
         n = -EIO;
     db_rows_free(TAKE_PTR(rows));

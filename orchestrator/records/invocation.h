@@ -46,7 +46,8 @@ struct inv_record {
      * what the row has then. */
     bool measured;
     int64_t cpu_us, mem_peak_bytes, init_us;
-    char token_id[17]; /* the API token that made it (auth.h); "" when none */
+    char token_id[17];      /* the API token that made it (auth.h); "" when none */
+    int64_t lease_until_us; /* a claimed one's lease (wall clock: inv_store_claim); 0: none */
 };
 
 void inv_record_clear(struct inv_record *r);
@@ -59,16 +60,22 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
                      journal_done_fn done, void *userdata);
 /* An attempt begins. owner: the host holding the row's lease (NULL: none, SQLite's single
  * host), then written only while it holds it for this attempt, and the lease renewed to
- * lease_until_us (wall clock; 0: kept). */
+ * lease_until_us (wall clock; 0: kept). Under a lease the claim already wrote what this does,
+ * so it is needed only to renew a lease that could run out before the attempt ends. */
 int inv_store_mark_running(struct journal *j, const char *id, int attempts, int64_t started_us,
                            const char *owner, int64_t lease_until_us, journal_done_fn done,
                            void *userdata);
 /* A final outcome (succeeded, failed or dead), or back to queued for a retry at next_attempt_us
  * with the last error kept; the lease ends. owner: as for mark_running, the fence being
  * (lease_owner, attempts) = (owner, r->attempts). done's result: 1, or 0 when nothing was
- * written (an older attempt's retry record; a lease lost: a late result, dropped). */
+ * written (an older attempt's retry record; a lease lost: a late result, dropped). bill: the
+ * attempt's ledger row (accountant_record's), written with the outcome (NULL: none): on
+ * PostgreSQL in the same statement, and even when the fence drops the outcome (the attempt ran
+ * and is billed, once: the row is keyed by (id, attempt)). */
+struct acct_record;
 int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expires_us,
-                     const char *owner, journal_done_fn done, void *userdata);
+                     const char *owner, const struct acct_record *bill, journal_done_fn done,
+                     void *userdata);
 /* Removes records whose retention ended before now_us. */
 int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, void *userdata);
 

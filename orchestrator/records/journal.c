@@ -580,6 +580,11 @@ int journal_submit_counted(struct journal *j, bool durable, const char *sql,
     return submit(j, durable, true, sql, values, nvalues, done, userdata);
 }
 
+bool journal_on_postgresql(const struct journal *j)
+{
+    return db_on_postgresql(j->db);
+}
+
 void journal_get_health(struct journal *j, struct journal_health *ret)
 {
     pthread_mutex_lock(&j->lock);

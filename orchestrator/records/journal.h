@@ -15,8 +15,8 @@
 struct journal;
 
 /* Values are the statement API's (records/db.h: DV_I, DV_S, DV_B, DV_F, DV_NULL_V), copied at
- * submit. */
-#define JOURNAL_MAX_VALUES 32
+ * submit. An async invocation's outcome with its ledger row takes 35. */
+#define JOURNAL_MAX_VALUES 40
 
 /* Called on the loop thread once the statement is durable (result 0) or failed (-errno, with
  * the message: db_fail's errnos, -ENOSPC or -EDQUOT when the disk is full). */
@@ -74,6 +74,9 @@ int journal_submit_counted(struct journal *j, bool durable, const char *sql,
  * store is away (PostgreSQL's server gone), it returns at once: what waits is written once the
  * store is back. */
 void journal_settle(struct journal *j);
+
+/* Whether the journal writes to PostgreSQL (where a statement may differ: data-modifying CTEs). */
+bool journal_on_postgresql(const struct journal *j);
 
 void journal_get_health(struct journal *j, struct journal_health *ret);
 void journal_get_stats(struct journal *j, struct journal_stats *ret);

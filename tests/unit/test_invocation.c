@@ -162,7 +162,7 @@ static void test_records(void **state)
     b.result = "{\"ok\":true}";
     b.result_len = 11;
     b.billed_ms = 1;
-    assert_int_equal(inv_store_finish(j, &b, 100000, NULL, on_done, NULL), 0);
+    assert_int_equal(inv_store_finish(j, &b, 100000, NULL, NULL, on_done, NULL), 0);
     loop_run(l);
 
     struct inv_record got;
@@ -199,7 +199,7 @@ static void test_records(void **state)
     c.error_type = "Timeout";
     c.error_message = "timed out";
     pending_done = 2;
-    assert_int_equal(inv_store_finish(j, &c, 50, NULL, on_done, NULL), 0);
+    assert_int_equal(inv_store_finish(j, &c, 50, NULL, NULL, on_done, NULL), 0);
     assert_int_equal(inv_store_purge(j, 60, on_done, NULL), 0);
     loop_run(l);
     assert_int_equal(inv_store_get(s, c.id, &got), -ENOENT);
@@ -261,7 +261,7 @@ static void test_record_usage(void **state)
     a.mem_peak_bytes = 9003008;
     a.init_us = 80001;
     pending_done = 1;
-    assert_int_equal(inv_store_finish(j, &a, 100000, NULL, on_done, NULL), 0);
+    assert_int_equal(inv_store_finish(j, &a, 100000, NULL, NULL, on_done, NULL), 0);
     loop_run(l);
     json = stored_json(s, a.id);
     assert_true(num(json, "cpu_ms") == 1.234);
@@ -277,7 +277,7 @@ static void test_record_usage(void **state)
     a.mem_peak_bytes = 4096;
     a.init_us = 0;
     pending_done = 1;
-    assert_int_equal(inv_store_finish(j, &a, 100000, NULL, on_done, NULL), 0);
+    assert_int_equal(inv_store_finish(j, &a, 100000, NULL, NULL, on_done, NULL), 0);
     loop_run(l);
     json = stored_json(s, a.id);
     assert_true(num(json, "cpu_ms") == 0.5);
@@ -291,7 +291,7 @@ static void test_record_usage(void **state)
     a.measured = false;
     a.cpu_us = a.mem_peak_bytes = a.init_us = 0;
     pending_done = 1;
-    assert_int_equal(inv_store_finish(j, &a, 100000, NULL, on_done, NULL), 0);
+    assert_int_equal(inv_store_finish(j, &a, 100000, NULL, NULL, on_done, NULL), 0);
     loop_run(l);
     json = stored_json(s, a.id);
     assert_true(num(json, "cpu_ms") == 0.5);

@@ -463,9 +463,10 @@ static void on_finished(struct loop *l, int result, const char *message, void *u
     loop_quit(l);
 }
 
-/* A's finish of id's attempt under its lease: the rows it changed (0: fenced off). */
-static int finish_as(struct journal *j, struct loop *l, const char *id, int attempts,
-                     const char *owner)
+/* owner's finish of id's attempt under its lease, with the attempt's ledger row when billed:
+ * the rows it changed (0: fenced off). */
+static int finish_billed(struct journal *j, struct loop *l, const char *id, int attempts,
+                         const char *owner, bool billed)
 {
     struct inv_record r = {.function = "f",
                            .async = true,
@@ -473,10 +474,26 @@ static int finish_as(struct journal *j, struct loop *l, const char *id, int atte
                            .attempts = attempts,
                            .finished_us = 5};
     strcpy(r.id, id);
+    const struct acct_usage u = {.wall_us = 1500, .cpu_us = 700, .billed_ms = 2, .memory_mb = 128};
+    const struct acct_record bill = {.id = id,
+                                     .attempt = attempts,
+                                     .function = "f",
+                                     .version = 1,
+                                     .start_wall_us = 60 * 1000000,
+                                     .status = "ok",
+                                     .host = owner,
+                                     .usage = &u};
     finish_result = -1;
-    assert_int_equal(inv_store_finish(j, &r, 100, owner, on_finished, NULL), 0);
+    assert_int_equal(inv_store_finish(j, &r, 100, owner, billed ? &bill : NULL, on_finished, NULL),
+                     0);
     loop_run(l);
     return finish_result;
+}
+
+static int finish_as(struct journal *j, struct loop *l, const char *id, int attempts,
+                     const char *owner)
+{
+    return finish_billed(j, l, id, attempts, owner, false);
 }
 
 static int64_t col(struct db *db, const char *column, const char *id)
@@ -541,6 +558,46 @@ static void test_queue_claims_and_fencing(void **state)
     assert_int_equal(count(s->db, "SELECT count(*) FROM invocations WHERE status = 'queued' AND "
                                   "lease_owner IS NULL AND attempts = 2"),
                      2);
+    journal_free(j);
+    loop_free(l);
+    store_free(s);
+}
+
+/* An attempt's ledger row goes with its outcome (on PostgreSQL in the same statement), fenced
+ * or not: a host whose lease was taken over still bills the attempt it ran, once, and its outcome
+ * is dropped; the next holder's attempt has a number, and a row, of its own. The claim is the
+ * attempt's start as the store sees it. */
+static void test_queue_finish_bills_each_attempt_once(void **state)
+{
+    struct store *s;
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    assert_int_equal(store_open(path, &s, &err), 0);
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    queued_row(s->db, "inv-1", 1);
+    assert_int_equal(claim(s, 1, "host-a", 100), 1);
+    assert_int_equal(col(s->db, "started_us", "inv-1"), 100);
+    assert_int_equal(inv_store_requeue(s, NULL, 1101), 1);
+    assert_int_equal(claim(s, 1, "host-b", 2000), 1);
+
+    for (int i = 0; i < 2; i++) /* late, and again (a record retried) */
+        assert_int_equal(finish_billed(j, l, "inv-1", 1, "host-a", true), 0);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM invocations WHERE id = 'inv-1' AND "
+                                  "status = 'running' AND lease_owner = 'host-b' AND attempts = 2"),
+                     1);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM usage WHERE id = 'inv-1' AND attempt = 1 "
+                                  "AND host = 'host-a' AND cpu_us = 700"),
+                     1);
+
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(finish_billed(j, l, "inv-1", 2, "host-b", true), i == 0 ? 1 : 0);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM invocations WHERE id = 'inv-1' AND "
+                                  "status = 'succeeded' AND lease_owner IS NULL"),
+                     1);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM usage WHERE id = 'inv-1'"), 2);
+    assert_int_equal(count(s->db, "SELECT sum(invocations) FROM usage_minute"), 2);
     journal_free(j);
     loop_free(l);
     store_free(s);
@@ -713,6 +770,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_usage_rollup, fresh),
         cmocka_unit_test_setup(test_hosts_migrate_together, fresh),
         cmocka_unit_test_setup(test_queue_claims_and_fencing, fresh),
+        cmocka_unit_test_setup(test_queue_finish_bills_each_attempt_once, fresh),
         cmocka_unit_test_setup(test_queue_one_row_per_key, fresh),
         cmocka_unit_test_setup(test_bundle_chunks, fresh),
         cmocka_unit_test_setup(test_hosts_table, fresh),
