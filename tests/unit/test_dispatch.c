@@ -809,6 +809,19 @@ static void test_recover_version_gone(void **state)
     assert_int_equal(P.sends, 0);
 }
 
+/* A claimed attempt's start renews its lease only when the wait since the claim ate into the
+ * grace the claim gave it (queue.c): the claim's lease covers an attempt that starts soon. */
+static void test_lease_renewed_only_after_a_long_wait(void **state)
+{
+    struct manifest m = {.timeout_ms = 10000};
+    int64_t claimed = 1000000000, lease_until = claimed + queue_lease_us(&m);
+    assert_false(queue_lease_short(&m, lease_until, claimed));
+    assert_false(queue_lease_short(&m, lease_until, claimed + 14 * 1000000));
+    assert_true(queue_lease_short(&m, lease_until, claimed + 16 * 1000000));
+    m.timeout_ms = 30000; /* a version with a longer timeout took over meanwhile */
+    assert_true(queue_lease_short(&m, lease_until, claimed));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -825,6 +838,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_version_drain_drops_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_runs_its_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_version_gone, setup, teardown),
+        cmocka_unit_test(test_lease_renewed_only_after_a_long_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
