@@ -80,6 +80,26 @@ void harness_print_log(const struct ignisd_proc *p)
     }
 }
 
+bool harness_log_has(const struct ignisd_proc *p, const char *text)
+{
+    char *log = NULL;
+    bool has = read_file(p->log_path, 64 << 20, &log, NULL) == 0 && strstr(log, text);
+    free(log);
+    return has;
+}
+
+char *harness_log_line(const struct ignisd_proc *p, const char *text)
+{
+    FILE *f = fopen(p->log_path, "r");
+    char line[4096], *found = NULL;
+    while (f && !found && fgets(line, sizeof(line), f))
+        if (strstr(line, text))
+            found = strdup(line);
+    if (f)
+        fclose(f);
+    return found;
+}
+
 /* Calls fn with every cgroup directory this process is in, one per hierarchy (v1 controllers,
  * named hierarchies, and the cgroup2 mount on hybrid or unified hosts). */
 static int for_each_own_cgroup(int (*fn)(const char *dir, void *userdata), void *userdata)

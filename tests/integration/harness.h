@@ -80,6 +80,9 @@ int harness_stop(struct ignisd_proc *p);
  * process, mount or cgroup behind. */
 int harness_cleanup(struct ignisd_proc *p);
 void harness_print_log(const struct ignisd_proc *p);
+/* Whether the daemon's log holds text; the first line that does (free it), or NULL. */
+bool harness_log_has(const struct ignisd_proc *p, const char *text);
+char *harness_log_line(const struct ignisd_proc *p, const char *text);
 /* How many cgroup directories named PREFIX... the daemon's cgroup subtree holds, summed over
  * every hierarchy (a v1 host counts each controller's). */
 int harness_count_cgroups(const struct ignisd_proc *p, const char *prefix);

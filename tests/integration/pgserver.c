@@ -314,3 +314,30 @@ int pgserver_free(struct pgserver *srv)
     free(srv);
     return r;
 }
+
+long long pgserver_query_int(const char *conninfo, const char *sql)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    PGresult *res = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+    long long n = -1;
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0)
+        n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    else
+        fprintf(stderr, "pgserver_query_int: %s: %s", sql, PQerrorMessage(c));
+    PQclear(res);
+    PQfinish(c);
+    return n;
+}
+
+struct pgserver *pgserver_shared;
+
+int pgserver_group_setup(void **state)
+{
+    harness_require_root();
+    return pgserver_new(&pgserver_shared);
+}
+
+int pgserver_group_teardown(void **state)
+{
+    return pgserver_free(TAKE_PTR(pgserver_shared));
+}

@@ -39,6 +39,16 @@ int pgserver_stop_immediate(struct pgserver *srv);
  * connections. 0, or -1 after printing its log. */
 int pgserver_start(struct pgserver *srv);
 
+/* The first integer of sql's first row on the database at conninfo (one connection, made and
+ * closed), or -1 after printing why: a test's count of rows. */
+long long pgserver_query_int(const char *conninfo, const char *sql);
+
+/* For a test program that needs its own server whatever IGNIS_TEST_STORE says: a cmocka group
+ * setup that makes pgserver_shared (root required: harness_require_root) and its teardown. */
+extern struct pgserver *pgserver_shared;
+int pgserver_group_setup(void **state);
+int pgserver_group_teardown(void **state);
+
 /* Stops the server by its pid (SIGINT, a fast shutdown; SIGKILL if it has not exited within
  * 30 s), then removes its dir and log and frees it. Returns 0, or -1 (after printing its log)
  * when it had to be killed or the dir could not be removed. Accepts NULL. */

@@ -451,14 +451,6 @@ static char *proc_cgroup_of(pid_t pid)
     return text;
 }
 
-static bool log_has(const struct ignisd_proc *p, const char *needle)
-{
-    char *text = NULL;
-    bool found = read_file(p->log_path, 1 << 20, &text, NULL) == 0 && strstr(text, needle);
-    free(text);
-    return found;
-}
-
 /* ignisd sits in its leaf while it runs and leaves no subtree when it stops (the harness checks
  * every hierarchy for ignis-<id>). */
 static void test_daemon_leaf_and_subtree(void **state)
@@ -473,9 +465,9 @@ static void test_daemon_leaf_and_subtree(void **state)
     assert_non_null(strstr(cg, want));
     free(cg);
     /* One line with the mode and what is degraded; nothing is on this hybrid host. */
-    assert_true(log_has(&p, "msg=\"cgroups ready\" mode="));
+    assert_true(harness_log_has(&p, "msg=\"cgroups ready\" mode="));
     if (access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0)
-        assert_true(log_has(&p, "mode=hybrid"));
+        assert_true(harness_log_has(&p, "mode=hybrid"));
     assert_int_equal(harness_stop(&p), 0);
     assert_int_equal(harness_cleanup(&p), 0);
 }
@@ -512,7 +504,7 @@ static void test_daemon_restart_removes_stale(void **state)
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     for (const char *const *dir = cg_group_paths(g); *dir; dir++)
         assert_int_equal(access(*dir, F_OK), -1);
-    assert_true(log_has(&p, "stale_removed=1"));
+    assert_true(harness_log_has(&p, "stale_removed=1"));
     assert_int_equal(harness_stop(&p), 0);
     assert_int_equal(cg_destroy(g, &err), 0); /* gone already: frees the struct */
     cg_manager_free(m);

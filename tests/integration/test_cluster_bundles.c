@@ -17,14 +17,7 @@
 #include "records/hosts_store.h"
 #include "records/store.h"
 
-static struct pgserver *srv;
 static struct ignisd_proc a, b;
-
-static int setup(void **state)
-{
-    harness_require_root();
-    return pgserver_new(&srv);
-}
 
 static int teardown(void **state)
 {
@@ -33,23 +26,10 @@ static int teardown(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(ps); i++)
         if (ps[i]->pid > 0 || ps[i]->state_dir[0])
             r |= harness_cleanup(ps[i]);
-    return (pgserver_free(srv) < 0 || r) ? -1 : 0;
+    return (pgserver_group_teardown(state) < 0 || r) ? -1 : 0;
 }
 
 /* The line of the daemon's log holding needle, or NULL (free it). */
-static char *log_line(const struct ignisd_proc *p, const char *needle)
-{
-    FILE *f = fopen(p->log_path, "r");
-    assert_non_null(f);
-    char line[2048];
-    char *found = NULL;
-    while (!found && fgets(line, sizeof(line), f))
-        if (strstr(line, needle))
-            found = strdup(line);
-    fclose(f);
-    return found;
-}
-
 /* Invokes fn on p until it answers other than 503 bundle_unavailable for a bundle still being
  * fetched (the host fetches it right after its start), or until a minute passed; returns the
  * last status with its response in *ret. */
@@ -131,7 +111,7 @@ static void wait_beats(struct store *st, struct ignisd_proc *const *ps, size_t n
 static void test_bundles_and_hosts(void **state)
 {
     char *conninfo;
-    assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
     const char *args[] = {"--store", conninfo, NULL};
     struct client_response r;
 
@@ -165,7 +145,7 @@ static void test_bundles_and_hosts(void **state)
     if (status != 503 || !strstr(r.body, "bundle_unavailable") || !strstr(r.body, "hash to"))
         fail_msg("broken on host B: %ld %s", status, r.body);
     client_response_clear(&r);
-    char *line = log_line(&b, "could not be taken from the store");
+    char *line = harness_log_line(&b, "could not be taken from the store");
     if (!line || !strstr(line, "hash to")) {
         harness_print_log(&b);
         fail_msg("host B did not log the refused bundle");
@@ -204,5 +184,5 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bundles_and_hosts),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, pgserver_group_setup, teardown);
 }

@@ -33,27 +33,6 @@
  * second (the dead host's lock), not at the end of their 40 s lease. */
 #define WAIT_S 120
 
-static struct pgserver *srv;
-
-static int setup(void **state)
-{
-    harness_require_root();
-    return pgserver_new(&srv);
-}
-
-static int teardown(void **state)
-{
-    return pgserver_free(srv);
-}
-
-static bool log_has(const struct ignisd_proc *p, const char *text)
-{
-    char *log = NULL;
-    bool has = read_file(p->log_path, 64 << 20, &log, NULL) == 0 && strstr(log, text);
-    free(log);
-    return has;
-}
-
 /* The first column of sql's rows, each handed to fn; the number of rows. */
 static int query_each(const char *conninfo, const char *sql,
                       void (*fn)(void *arg, struct db_rows *rows), void *arg)
@@ -72,18 +51,6 @@ static int query_each(const char *conninfo, const char *sql,
     db_rows_free(rows);
     db_close(db);
     return n;
-}
-
-static void take_int(void *arg, struct db_rows *rows)
-{
-    *(long long *)arg = db_int(rows, 0);
-}
-
-static long long query_int(const char *conninfo, const char *sql)
-{
-    long long v = -1;
-    assert_int_equal(query_each(conninfo, sql, take_int, &v), 1);
-    return v;
 }
 
 static void take_text(void *arg, struct db_rows *rows)
@@ -230,7 +197,7 @@ static int running_on(const char *conninfo, int h)
              "SELECT count(*) FROM invocations WHERE status = 'running' AND lease_owner = "
              "'host-%c'",
              'a' + h);
-    return (int)query_int(conninfo, sql);
+    return (int)pgserver_query_int(conninfo, sql);
 }
 
 /* The stale_removed figure of the last "cgroups ready" line of p's log. */
@@ -262,7 +229,7 @@ static void mid_second(void)
 static void test_kill_a_host_under_load(void **state)
 {
     _cleanup_free_ char *conninfo = NULL;
-    assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
     struct ignisd_proc hosts[HOSTS];
     char targets[HOSTS][600], ids[HOSTS][16];
     const char *args[HOSTS][8];
@@ -311,8 +278,8 @@ static void test_kill_a_host_under_load(void **state)
                                                           "\"ticker\",kind=\"on_time\"}") == 0);
             /* Hosts heard of each other's acceptances and claimed at once, not at their poll. */
             for (int h = 0; h < HOSTS; h++)
-                if (!log_has(&hosts[h], "function=work count=") ||
-                    !log_has(&hosts[h], "by=notification")) {
+                if (!harness_log_has(&hosts[h], "function=work count=") ||
+                    !harness_log_has(&hosts[h], "by=notification")) {
                     harness_print_log(&hosts[h]);
                     fail_msg("%s claimed nothing when told of a peer's acceptance", ids[h]);
                 }
@@ -335,13 +302,13 @@ static void test_kill_a_host_under_load(void **state)
     /* Every accepted invocation succeeds. */
     for (int i = 0; i < ASYNC_N; i++)
         cJSON_Delete(harness_wait_invocation(&hosts[live], inv[i], "succeeded", WAIT_S));
-    assert_true(log_has(&hosts[(victim + 1) % HOSTS],
-                        "a host is gone: its running invocations are queued again") ||
-                log_has(&hosts[(victim + 2) % HOSTS],
-                        "a host is gone: its running invocations are queued again"));
+    assert_true(harness_log_has(&hosts[(victim + 1) % HOSTS],
+                                "a host is gone: its running invocations are queued again") ||
+                harness_log_has(&hosts[(victim + 2) % HOSTS],
+                                "a host is gone: its running invocations are queued again"));
     /* The schedule goes on elsewhere: a peer took its lock. */
-    assert_true(log_has(&hosts[(victim + 1) % HOSTS], "this host ticks the schedules") ||
-                log_has(&hosts[(victim + 2) % HOSTS], "this host ticks the schedules"));
+    assert_true(harness_log_has(&hosts[(victim + 1) % HOSTS], "this host ticks the schedules") ||
+                harness_log_has(&hosts[(victim + 2) % HOSTS], "this host ticks the schedules"));
     /* A replayed key answers the first id, on any host, whoever accepted it. */
     for (int i = 0; i < 6; i++) {
         char key[32], again[64];
@@ -385,18 +352,20 @@ static void test_kill_a_host_under_load(void **state)
     char later[64];
     async_invoke(&hosts[victim], "work", "{\"ms\": 10}", "after-restart", later, NULL);
     cJSON_Delete(harness_wait_invocation(&hosts[victim], later, "succeeded", WAIT_S));
-    assert_int_equal(query_int(conninfo, "SELECT count(*) FROM invocations WHERE async = 1 AND "
-                                         "function = 'work' AND status <> 'succeeded'"),
+    assert_int_equal(pgserver_query_int(conninfo,
+                                        "SELECT count(*) FROM invocations WHERE async = 1 AND "
+                                        "function = 'work' AND status <> 'succeeded'"),
                      0);
-    assert_int_equal(query_int(conninfo, "SELECT count(*) FROM (SELECT id, attempt FROM usage "
-                                         "GROUP BY id, attempt HAVING count(*) > 1) x"),
+    assert_int_equal(pgserver_query_int(conninfo,
+                                        "SELECT count(*) FROM (SELECT id, attempt FROM usage "
+                                        "GROUP BY id, attempt HAVING count(*) > 1) x"),
                      0);
     /* Every succeeded invocation's last attempt is billed (its record and its ledger agree). */
-    assert_int_equal(query_int(conninfo,
-                               "SELECT count(*) FROM invocations i WHERE i.function = 'work' "
-                               "AND NOT EXISTS (SELECT 1 FROM usage u WHERE u.id = i.id "
-                               "AND u.attempt = i.attempts)"),
-                     0);
+    assert_int_equal(
+        pgserver_query_int(conninfo, "SELECT count(*) FROM invocations i WHERE i.function = 'work' "
+                                     "AND NOT EXISTS (SELECT 1 FROM usage u WHERE u.id = i.id "
+                                     "AND u.attempt = i.attempts)"),
+        0);
     check_slots(conninfo);
 
     for (int h = 0; h < HOSTS; h++)
@@ -444,7 +413,7 @@ static bool reply_duplicate(cJSON *reply)
 static void test_events_once_across_hosts(void **state)
 {
     _cleanup_free_ char *conninfo = NULL;
-    assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
     struct ignisd_proc a, b;
     const char *args_a[] = {"--store", conninfo, "--host-id", "host-a", NULL};
     const char *args_b[] = {"--store", conninfo, "--host-id", "host-b", NULL};
@@ -479,11 +448,13 @@ static void test_events_once_across_hosts(void **state)
     }
     for (int i = 0; i < N; i++)
         cJSON_Delete(harness_wait_invocation(&b, dl[i], "succeeded", WAIT_S));
-    assert_int_equal(query_int(conninfo, "SELECT count(*) FROM invocations WHERE function = "
-                                         "'orders' AND async = 1"),
+    assert_int_equal(pgserver_query_int(conninfo,
+                                        "SELECT count(*) FROM invocations WHERE function = "
+                                        "'orders' AND async = 1"),
                      N + 1);
-    assert_int_equal(query_int(conninfo, "SELECT count(*) FROM invocations WHERE function = "
-                                         "'orders' AND async = 1 AND attempts <> 1"),
+    assert_int_equal(pgserver_query_int(conninfo,
+                                        "SELECT count(*) FROM invocations WHERE function = "
+                                        "'orders' AND async = 1 AND attempts <> 1"),
                      0);
 
     assert_int_equal(harness_stop(&a), 0);
@@ -498,5 +469,5 @@ int main(void)
         cmocka_unit_test(test_events_once_across_hosts),
         cmocka_unit_test(test_kill_a_host_under_load),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
 }

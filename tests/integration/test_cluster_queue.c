@@ -13,20 +13,6 @@
 #include <sys/wait.h>
 
 #include "pgserver.h"
-#include "records/db.h"
-
-static struct pgserver *srv;
-
-static int setup(void **state)
-{
-    harness_require_root();
-    return pgserver_new(&srv);
-}
-
-static int teardown(void **state)
-{
-    return pgserver_free(srv);
-}
 
 static void async_invoke(struct ignisd_proc *p, const char *body, const char *key, char id[64],
                          bool *ret_duplicate)
@@ -46,32 +32,10 @@ static void async_invoke(struct ignisd_proc *p, const char *body, const char *ke
     client_response_clear(&r);
 }
 
-static bool log_has(const struct ignisd_proc *p, const char *text)
-{
-    char *log = NULL;
-    bool has = read_file(p->log_path, 64 << 20, &log, NULL) == 0 && strstr(log, text);
-    free(log);
-    return has;
-}
-
-static int query_int(const char *conninfo, const char *sql)
-{
-    struct db *db;
-    struct db_rows *rows;
-    struct ig_error err = {};
-    assert_int_equal(db_open(conninfo, 0, &db, &err), 0);
-    assert_int_equal(db_query(db, sql, NULL, 0, &rows, &err), 0);
-    assert_int_equal(db_next(rows), 1);
-    int n = (int)db_int(rows, 0);
-    db_rows_free(rows);
-    db_close(db);
-    return n;
-}
-
 static void test_two_hosts_share_the_queue(void **state)
 {
     _cleanup_free_ char *conninfo = NULL;
-    assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
     struct ignisd_proc a, b;
     const char *args_a[] = {"--store", conninfo, "--host-id", "host-a", NULL};
     const char *args_b[] = {"--store", conninfo, "--host-id", "host-b", NULL};
@@ -89,7 +53,7 @@ static void test_two_hosts_share_the_queue(void **state)
         async_invoke(&a, "{\"ms\": 400}", NULL, ids[i], NULL);
     for (int i = 0; i < N; i++)
         cJSON_Delete(harness_wait_invocation(&b, ids[i], "succeeded", 60));
-    if (!log_has(&b, "claimed queued invocations")) {
+    if (!harness_log_has(&b, "claimed queued invocations")) {
         harness_print_log(&b);
         fail_msg("B ran none of A's acceptances");
     }
@@ -110,8 +74,9 @@ static void test_two_hosts_share_the_queue(void **state)
         async_invoke(&a, "{\"ms\": 4000}", NULL, held[i], NULL);
     int running = 0;
     for (int i = 0; i < 3000 && running == 0; i++) {
-        running = query_int(conninfo, "SELECT count(*) FROM invocations WHERE lease_owner = "
-                                      "'host-a' AND status = 'running'");
+        running =
+            pgserver_query_int(conninfo, "SELECT count(*) FROM invocations WHERE lease_owner = "
+                                         "'host-a' AND status = 'running'");
         if (running == 0)
             usleep(10 * 1000);
     }
@@ -121,13 +86,15 @@ static void test_two_hosts_share_the_queue(void **state)
     a.pid = 0;
     for (int i = 0; i < N; i++)
         cJSON_Delete(harness_wait_invocation(&b, held[i], "succeeded", 90));
-    assert_true(log_has(&b, "a host is gone: its running invocations are queued again"));
+    assert_true(harness_log_has(&b, "a host is gone: its running invocations are queued again"));
     /* Every accepted one succeeded once; no attempt was billed twice. */
-    assert_int_equal(query_int(conninfo, "SELECT count(*) FROM invocations WHERE async = 1 AND "
-                                         "status <> 'succeeded'"),
+    assert_int_equal(pgserver_query_int(conninfo,
+                                        "SELECT count(*) FROM invocations WHERE async = 1 AND "
+                                        "status <> 'succeeded'"),
                      0);
-    assert_int_equal(query_int(conninfo, "SELECT count(*) FROM (SELECT id, attempt FROM usage "
-                                         "GROUP BY id, attempt HAVING count(*) > 1) x"),
+    assert_int_equal(pgserver_query_int(conninfo,
+                                        "SELECT count(*) FROM (SELECT id, attempt FROM usage "
+                                        "GROUP BY id, attempt HAVING count(*) > 1) x"),
                      0);
 
     /* A comes back: what it held was requeued already, and it claims again. */
@@ -146,5 +113,5 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_hosts_share_the_queue),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
 }

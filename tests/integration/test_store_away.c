@@ -22,19 +22,6 @@
 #include "pgserver.h"
 #include "records/db.h"
 
-static struct pgserver *srv;
-
-static int setup(void **state)
-{
-    harness_require_root();
-    return pgserver_new(&srv);
-}
-
-static int teardown(void **state)
-{
-    return pgserver_free(srv);
-}
-
 /* One reply a loader got. */
 struct reply {
     long status;
@@ -166,7 +153,7 @@ static int64_t ledger_rows(struct db *db, const char *id)
 static void test_store_away_and_back(void **state)
 {
     char *conninfo;
-    assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
     struct ignisd_proc p;
     const char *args[] = {"--store", conninfo, NULL};
     assert_int_equal(harness_start(&p, args), 0);
@@ -187,7 +174,7 @@ static void test_store_away_and_back(void **state)
     wait_replies(&p, l, 1, mark, 202, 20);
     wait_replies(&p, l + 1, 2, mark + 1, 200, 20);
 
-    assert_int_equal(pgserver_stop_immediate(srv), 0);
+    assert_int_equal(pgserver_stop_immediate(pgserver_shared), 0);
     for (int i = 0; i < 3; i++)
         mark[i] = atomic_load(&l[i].n);
     /* Async invocations are refused while the store is away, promptly; sync ones go on. From
@@ -210,7 +197,7 @@ static void test_store_away_and_back(void **state)
     expect_away(&p, "GET", "/readyz", NULL);
     assert_int_equal(kill(p.pid, 0), 0);
 
-    assert_int_equal(pgserver_start(srv), 0);
+    assert_int_equal(pgserver_start(pgserver_shared), 0);
     for (int i = 0; i < 3; i++)
         mark[i] = atomic_load(&l[i].n);
     /* Back by itself: async invocations accepted again. */
@@ -300,7 +287,7 @@ static void test_store_away_and_back(void **state)
 static void test_stop_while_away(void **state)
 {
     char *conninfo;
-    assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
     struct ignisd_proc p;
     const char *args[] = {"--store", conninfo, NULL};
     assert_int_equal(harness_start(&p, args), 0);
@@ -308,13 +295,13 @@ static void test_stop_while_away(void **state)
     const char *sync[] = {"Ignis-Invocation-Type: sync", NULL};
     assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
 
-    assert_int_equal(pgserver_stop_immediate(srv), 0);
+    assert_int_equal(pgserver_stop_immediate(pgserver_shared), 0);
     assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
     assert_int_equal(harness_stop(&p), 0);
     assert_int_equal(log_count(&p, "msg=\"statements not written: the store stayed unreachable"),
                      1);
 
-    assert_int_equal(pgserver_start(srv), 0);
+    assert_int_equal(pgserver_start(pgserver_shared), 0);
     assert_int_equal(harness_restart(&p, args), 0);
     assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
     free(conninfo);
@@ -327,5 +314,5 @@ int main(void)
         cmocka_unit_test(test_store_away_and_back),
         cmocka_unit_test(test_stop_while_away),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
 }

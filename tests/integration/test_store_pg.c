@@ -14,19 +14,6 @@
 #include "records/db.h"
 #include "records/store-internal.h"
 
-static struct pgserver *srv;
-
-static int setup(void **state)
-{
-    harness_require_root();
-    return pgserver_new(&srv);
-}
-
-static int teardown(void **state)
-{
-    return pgserver_free(srv);
-}
-
 /* Runs `ignisd --check-config --state-dir DIR --store TARGET`; returns its exit status, its
  * stdout and stderr in ret_out and ret_err (free them). */
 static int check_config(const char *dir, const char *target, char **ret_out, char **ret_err)
@@ -64,14 +51,7 @@ static char *start_fails(const char *dir, const char *target, int expect_status)
 /* The line of the daemon's log holding needle; fails the test, showing the log, without one. */
 static char *log_line(const struct ignisd_proc *p, const char *needle)
 {
-    FILE *f = fopen(p->log_path, "r");
-    assert_non_null(f);
-    char line[2048];
-    char *found = NULL;
-    while (!found && fgets(line, sizeof(line), f))
-        if (strstr(line, needle))
-            found = strdup(line);
-    fclose(f);
+    char *found = harness_log_line(p, needle);
     if (!found) {
         harness_print_log(p);
         fail_msg("no line of the log holds \"%s\"", needle);
@@ -82,7 +62,7 @@ static char *log_line(const struct ignisd_proc *p, const char *needle)
 static void test_check_config_and_start_up(void **state)
 {
     char *conninfo, *out = NULL, *err = NULL, name[600], expect[700];
-    assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
     db_target_name(conninfo, name, sizeof(name));
     assert_true(startswith(name, "postgresql://postgres@"));
 
@@ -139,7 +119,7 @@ static void test_check_config_and_start_up(void **state)
 static void test_password_refused(void **state)
 {
     char *conninfo, target[700], *out = NULL, *err = NULL;
-    assert_int_equal(pgserver_new_database(srv, &conninfo), 0);
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
     snprintf(target, sizeof(target), "%s password=hunter2-secret", conninfo);
     char dir[] = "/tmp/ignis-test-pgpass.XXXXXX";
     assert_non_null(mkdtemp(dir));
@@ -192,5 +172,5 @@ int main(void)
         cmocka_unit_test(test_password_refused),
         cmocka_unit_test(test_unreachable_store),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
 }
