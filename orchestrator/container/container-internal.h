@@ -5,7 +5,7 @@
 #include "container/container.h"
 
 struct container {
-    char name[72];
+    char name[96]; /* up to 95 of [A-Za-z0-9_.-]: a function's name (63) and a number or two */
     struct cg_group *group;
     bool own_group;                /* made by container_spawn (or taken from stock), removed */
     struct container_stock *stock; /* takes own_group back after destroy, when it can */

@@ -84,7 +84,7 @@ static atomic_uint_fast32_t name_counter;
 static bool valid_name(const char *name)
 {
     size_t len = strlen(name);
-    if (len == 0 || len > 64 || name[0] == '.')
+    if (len == 0 || len > 95 || name[0] == '.')
         return false;
     for (const char *p = name; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
@@ -888,7 +888,7 @@ int container_alloc(struct cg_manager *m, const struct container_options *o, boo
     if (o->name) {
         if (!valid_name(o->name)) {
             r = ig_error_set(err, EINVAL,
-                             "container name \"%s\" is not 1 to 64 of "
+                             "container name \"%s\" is not 1 to 95 of "
                              "[A-Za-z0-9_.-]",
                              o->name);
             goto fail;

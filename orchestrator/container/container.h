@@ -22,7 +22,7 @@ struct container_stock;
 
 struct container_options {
     /* Unique among the daemon's live containers; names the cgroup `c-<name>`. NULL: generated
-     * from the pid and a counter. At most 64 characters of [A-Za-z0-9_.-]. */
+     * from the pid and a counter. At most 95 characters of [A-Za-z0-9_.-]. */
     const char *name;
     /* What to run; its `cgroups` are filled in from the cgroup the container gets. */
     const struct container_spec *spec;

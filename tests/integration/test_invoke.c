@@ -119,6 +119,23 @@ static void test_fresh_container_per_invocation(void **state)
     assert_true(started[0] != started[1] && started[1] != started[2]);
 }
 
+/* A function with the longest name a manifest allows (63 characters) runs, fresh and warm, from
+ * an exec'd container and a forked one: its containers' names (the function's and a number)
+ * are longer than the name. */
+static void test_longest_name_runs(void **state)
+{
+    char name[64];
+    memset(name, 'l', 63);
+    name[63] = '\0';
+    harness_push(&daemon_proc, "hello-python", name, "{\"reuse\": false}");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(harness_invoke(&daemon_proc, name, "{}", NULL, NULL), 200);
+    memcpy(name, "exec", 4);
+    harness_push(&daemon_proc, "hello-exec", name, NULL);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(harness_invoke(&daemon_proc, name, "{}", NULL, NULL), 200);
+}
+
 static void test_timeout_is_504_and_container_replaced(void **state)
 {
     harness_push(&daemon_proc, "timeout", "slowpoke", NULL);
@@ -460,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_sync_each_runtime),
         cmocka_unit_test(test_record_readable_right_after_reply),
         cmocka_unit_test(test_fresh_container_per_invocation),
+        cmocka_unit_test(test_longest_name_runs),
         cmocka_unit_test(test_timeout_is_504_and_container_replaced),
         cmocka_unit_test(test_crash_is_502),
         cmocka_unit_test(test_function_error_is_502_with_type),
