@@ -545,6 +545,24 @@ long harness_invoke(struct ignisd_proc *p, const char *fn, const char *body,
     return status;
 }
 
+void harness_invoke_async(struct ignisd_proc *p, const char *fn, const char *body, const char *key,
+                          char ret_id[64], bool *ret_duplicate)
+{
+    char keyh[300];
+    snprintf(keyh, sizeof(keyh), "Idempotency-Key: %s", key ? key : "");
+    const char *headers[] = {"Ignis-Invocation-Type: async", key ? keyh : NULL, NULL};
+    struct client_response r = {};
+    long status = harness_invoke(p, fn, body, headers, &r);
+    if (status != 202)
+        fail_msg("async %s on %s: %ld %s", fn, p->url, status, r.body);
+    cJSON *j = harness_json(&r);
+    snprintf(ret_id, 64, "%s", cJSON_GetStringValue(cJSON_GetObjectItem(j, "id")));
+    if (ret_duplicate)
+        *ret_duplicate = cJSON_IsTrue(cJSON_GetObjectItem(j, "duplicate"));
+    cJSON_Delete(j);
+    client_response_clear(&r);
+}
+
 static void *call_thread(void *arg)
 {
     struct harness_call *c = arg;

@@ -98,6 +98,12 @@ int harness_request(struct ignisd_proc *p, const char *method, const char *path,
 long harness_invoke(struct ignisd_proc *p, const char *fn, const char *body,
                     const char *const *headers, struct client_response *ret);
 
+/* An async invocation of fn on p (with an Idempotency-Key unless key is NULL), which must be
+ * accepted (202, else the test fails with the reply): its id into ret_id, and whether the key
+ * answered an earlier acceptance (*ret_duplicate, unless NULL). */
+void harness_invoke_async(struct ignisd_proc *p, const char *fn, const char *body, const char *key,
+                          char ret_id[64], bool *ret_duplicate);
+
 /* A request made on a thread of its own (a client of its own), while the test goes on:
  * harness_call_start, then harness_call_join, which waits for it and sets status (-1: no answer,
  * the client's timeout or a refused connection) and reply (the body, or NULL without one);

@@ -58,26 +58,6 @@ static void take_text(void *arg, struct db_rows *rows)
     snprintf(arg, 64, "%s", db_text(rows, 0));
 }
 
-/* An async invocation of fn on p with the idempotency key: its id, and whether it was a
- * duplicate. */
-static void async_invoke(struct ignisd_proc *p, const char *fn, const char *body, const char *key,
-                         char id[64], bool *ret_duplicate)
-{
-    char keyh[300];
-    snprintf(keyh, sizeof(keyh), "Idempotency-Key: %s", key);
-    const char *headers[] = {"Ignis-Invocation-Type: async", keyh, NULL};
-    struct client_response r = {};
-    long status = harness_invoke(p, fn, body, headers, &r);
-    if (status != 202)
-        fail_msg("async on %s: %ld %s", p->url, status, r.body);
-    cJSON *j = harness_json(&r);
-    snprintf(id, 64, "%s", cJSON_GetStringValue(cJSON_GetObjectItem(j, "id")));
-    if (ret_duplicate)
-        *ret_duplicate = cJSON_IsTrue(cJSON_GetObjectItem(j, "duplicate"));
-    cJSON_Delete(j);
-    client_response_clear(&r);
-}
-
 /* Waits until every host runs the function (pushed on one: the others hear of it, then fetch
  * its bundle from the store, answering 503 bundle_unavailable meanwhile): a sync call answers
  * 200. */
@@ -295,7 +275,7 @@ static void test_kill_a_host_under_load(void **state)
         char key[32], body[32];
         snprintf(key, sizeof(key), "job-%d", i);
         snprintf(body, sizeof(body), "{\"ms\": %d}", 20 + i * 37 % 181);
-        async_invoke(&hosts[h], "work", body, key, inv[i], NULL);
+        harness_invoke_async(&hosts[h], "work", body, key, inv[i], NULL);
     }
     int live = (victim + 1) % HOSTS;
 
@@ -314,8 +294,8 @@ static void test_kill_a_host_under_load(void **state)
         char key[32], again[64];
         bool dup = false;
         snprintf(key, sizeof(key), "job-%d", i * 97);
-        async_invoke(&hosts[(live + i) % HOSTS == victim ? live : (live + i) % HOSTS], "work",
-                     "{\"ms\": 1}", key, again, &dup);
+        harness_invoke_async(&hosts[(live + i) % HOSTS == victim ? live : (live + i) % HOSTS],
+                             "work", "{\"ms\": 1}", key, again, &dup);
         assert_true(dup);
         assert_string_equal(again, inv[i * 97]);
     }
@@ -350,7 +330,7 @@ static void test_kill_a_host_under_load(void **state)
             "orphaned cgroups %d, removed at restart %d\n",
             ids[victim], KILL_AT, slots, answered, cut, orphans, removed);
     char later[64];
-    async_invoke(&hosts[victim], "work", "{\"ms\": 10}", "after-restart", later, NULL);
+    harness_invoke_async(&hosts[victim], "work", "{\"ms\": 10}", "after-restart", later, NULL);
     cJSON_Delete(harness_wait_invocation(&hosts[victim], later, "succeeded", WAIT_S));
     assert_int_equal(pgserver_query_int(conninfo,
                                         "SELECT count(*) FROM invocations WHERE async = 1 AND "

@@ -14,24 +14,6 @@
 
 #include "pgserver.h"
 
-static void async_invoke(struct ignisd_proc *p, const char *body, const char *key, char id[64],
-                         bool *ret_duplicate)
-{
-    char keyh[300];
-    snprintf(keyh, sizeof(keyh), "Idempotency-Key: %s", key ? key : "");
-    const char *headers[] = {"Ignis-Invocation-Type: async", key ? keyh : NULL, NULL};
-    struct client_response r = {};
-    long status = harness_invoke(p, "slow", body, headers, &r);
-    if (status != 202)
-        fail_msg("async on %s: %ld %s", p->url, status, r.body);
-    cJSON *j = harness_json(&r);
-    snprintf(id, 64, "%s", cJSON_GetStringValue(cJSON_GetObjectItem(j, "id")));
-    if (ret_duplicate)
-        *ret_duplicate = cJSON_IsTrue(cJSON_GetObjectItem(j, "duplicate"));
-    cJSON_Delete(j);
-    client_response_clear(&r);
-}
-
 static void test_two_hosts_share_the_queue(void **state)
 {
     _cleanup_free_ char *conninfo = NULL;
@@ -50,7 +32,7 @@ static void test_two_hosts_share_the_queue(void **state)
     enum { N = 6 };
     char ids[N][64];
     for (int i = 0; i < N; i++)
-        async_invoke(&a, "{\"ms\": 400}", NULL, ids[i], NULL);
+        harness_invoke_async(&a, "slow", "{\"ms\": 400}", NULL, ids[i], NULL);
     for (int i = 0; i < N; i++)
         cJSON_Delete(harness_wait_invocation(&b, ids[i], "succeeded", 60));
     if (!harness_log_has(&b, "claimed queued invocations")) {
@@ -61,9 +43,9 @@ static void test_two_hosts_share_the_queue(void **state)
     /* A key accepted on A answers its first id on B too. */
     char first[64], again[64];
     bool dup = false;
-    async_invoke(&a, "{\"ms\": 10}", "order-1", first, &dup);
+    harness_invoke_async(&a, "slow", "{\"ms\": 10}", "order-1", first, &dup);
     assert_false(dup);
-    async_invoke(&b, "{\"ms\": 10}", "order-1", again, &dup);
+    harness_invoke_async(&b, "slow", "{\"ms\": 10}", "order-1", again, &dup);
     assert_true(dup);
     assert_string_equal(first, again);
 
@@ -71,7 +53,7 @@ static void test_two_hosts_share_the_queue(void **state)
      * runs for seconds, so that the row seen running is still A's when the kill comes. */
     char held[N][64];
     for (int i = 0; i < N; i++)
-        async_invoke(&a, "{\"ms\": 4000}", NULL, held[i], NULL);
+        harness_invoke_async(&a, "slow", "{\"ms\": 4000}", NULL, held[i], NULL);
     int running = 0;
     for (int i = 0; i < 3000 && running == 0; i++) {
         running =
@@ -100,7 +82,7 @@ static void test_two_hosts_share_the_queue(void **state)
     /* A comes back: what it held was requeued already, and it claims again. */
     assert_int_equal(harness_restart(&a, args_a), 0);
     char later[64];
-    async_invoke(&a, "{\"ms\": 10}", NULL, later, NULL);
+    harness_invoke_async(&a, "slow", "{\"ms\": 10}", NULL, later, NULL);
     cJSON_Delete(harness_wait_invocation(&a, later, "succeeded", 60));
     assert_int_equal(harness_stop(&a), 0);
     assert_int_equal(harness_stop(&b), 0);

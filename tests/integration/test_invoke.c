@@ -236,27 +236,10 @@ static void test_queue_full_and_client_disconnect(void **state)
     assert_int_equal(harness_live_number(&daemon_proc, "single", "invocations"), 3);
 }
 
-static void async_invoke(struct ignisd_proc *p, const char *fn, const char *body, const char *key,
-                         char id[64])
-{
-    char keyh[128];
-    snprintf(keyh, sizeof(keyh), "Idempotency-Key: %s", key ? key : "");
-    const char *headers[] = {"Ignis-Invocation-Type: async", key ? keyh : NULL, NULL};
-    struct client_response r;
-    long status = harness_invoke(p, fn, body, headers, &r);
-    if (status != 202)
-        fprintf(stderr, "async %s: %ld %s\n", fn, status, r.body);
-    assert_int_equal(status, 202);
-    cJSON *j = harness_json(&r);
-    snprintf(id, 64, "%s", cJSON_GetObjectItem(j, "id")->valuestring);
-    cJSON_Delete(j);
-    client_response_clear(&r);
-}
-
 static void test_async_success_retry_dead_letter_idempotency(void **state)
 {
     char ok[64], dead[64], a[64], b[64];
-    async_invoke(&daemon_proc, "h-python", "{\"name\": \"later\"}", NULL, ok);
+    harness_invoke_async(&daemon_proc, "h-python", "{\"name\": \"later\"}", NULL, ok, NULL);
     cJSON *j = harness_wait_invocation(&daemon_proc, ok, "succeeded", 20);
     assert_string_equal(
         cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"), "message")->valuestring,
@@ -265,17 +248,17 @@ static void test_async_success_retry_dead_letter_idempotency(void **state)
     cJSON_Delete(j);
 
     harness_push(&daemon_proc, "crash", "crash-retry", "{\"max_retries\": 2}");
-    async_invoke(&daemon_proc, "crash-retry", "{}", NULL, dead);
+    harness_invoke_async(&daemon_proc, "crash-retry", "{}", NULL, dead, NULL);
     j = harness_wait_invocation(&daemon_proc, dead, "dead", 30);
     assert_int_equal(cJSON_GetObjectItem(j, "attempts")->valueint, 3);
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "type")->valuestring,
                         "Runtime.ExitError");
     cJSON_Delete(j);
 
-    async_invoke(&daemon_proc, "h-python", "{}", "order-42", a);
-    async_invoke(&daemon_proc, "h-python", "{}", "order-42", b);
+    harness_invoke_async(&daemon_proc, "h-python", "{}", "order-42", a, NULL);
+    harness_invoke_async(&daemon_proc, "h-python", "{}", "order-42", b, NULL);
     assert_string_equal(a, b);
-    async_invoke(&daemon_proc, "h-python", "{}", "order-43", b);
+    harness_invoke_async(&daemon_proc, "h-python", "{}", "order-43", b, NULL);
     assert_string_not_equal(a, b);
 
     /* Keys beginning with /ignis/ are ignisd's own (a schedule's runs). */
@@ -303,7 +286,7 @@ static void test_kill9_loses_nothing(void **state)
     enum { N = 1000 };
     char(*ids)[64] = calloc(N, 64);
     for (int i = 0; i < N; i++)
-        async_invoke(&p, "durable", "x", NULL, ids[i]);
+        harness_invoke_async(&p, "durable", "x", NULL, ids[i], NULL);
     kill(p.pid, SIGKILL);
     waitpid(p.pid, NULL, 0);
     p.pid = 0;
