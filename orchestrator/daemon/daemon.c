@@ -439,16 +439,17 @@ static void on_heartbeat(struct loop *l, struct loop_timer *t, void *userdata)
     loop_add_timer(l, now_usec() + 1000000, on_heartbeat, d, &d->heartbeat);
 }
 
-/* Registers this host in the hosts table (its advertised address known) and starts its
- * heartbeat. */
-static int register_host(struct daemon *d, struct ig_error *err)
+/* Registers this host in the hosts table (its advertised address known) and, where hosts share
+ * the store, starts its heartbeat: on SQLite there are no peers to read it, and a write a second
+ * would keep an idle host's store busy for nothing. */
+static int register_host(struct daemon *d, bool shared, struct ig_error *err)
 {
     const struct host_row h = {.host_id = d->opts.host_id,
                                .advertise = d->opts.advertise,
                                .version = IGNIS_VERSION,
                                .started_us = (int64_t)wall_usec()};
     int r = hosts_store_register(d->store, &h, err);
-    if (r == 0 &&
+    if (r == 0 && shared &&
         (r = loop_add_timer(d->loop, now_usec() + 1000000, on_heartbeat, d, &d->heartbeat)) < 0)
         ig_error_set(err, -r, "out of memory");
     return r;
@@ -608,7 +609,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     if (r < 0)
         goto fail;
     default_advertise(d, http_server_port(d->http));
-    r = register_host(d, err);
+    r = register_host(d, db_is_postgresql(store_target), err);
     if (r < 0)
         goto fail;
     char store_name[600];
