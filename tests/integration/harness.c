@@ -545,6 +545,20 @@ long harness_invoke(struct ignisd_proc *p, const char *fn, const char *body,
     return status;
 }
 
+void harness_wait_until(bool (*fn)(void *arg), void *arg, unsigned seconds, const char *what,
+                        struct ignisd_proc *procs, size_t n)
+{
+    for (unsigned i = 0; i < seconds * 20; i++) {
+        if (fn(arg))
+            return;
+        usleep(50 * 1000);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (procs[i].pid)
+            harness_print_log(&procs[i]);
+    fail_msg("%s: not within %u s", what, seconds);
+}
+
 void harness_invoke_async(struct ignisd_proc *p, const char *fn, const char *body, const char *key,
                           char ret_id[64], bool *ret_duplicate)
 {

@@ -98,6 +98,11 @@ int harness_request(struct ignisd_proc *p, const char *method, const char *path,
 long harness_invoke(struct ignisd_proc *p, const char *fn, const char *body,
                     const char *const *headers, struct client_response *ret);
 
+/* Polls fn(arg) every 50 ms until it is true, for seconds at most; else prints the logs of the
+ * n daemons in procs that run (pid set) and fails the test saying what never came. */
+void harness_wait_until(bool (*fn)(void *arg), void *arg, unsigned seconds, const char *what,
+                        struct ignisd_proc *procs, size_t n);
+
 /* An async invocation of fn on p (with an Idempotency-Key unless key is NULL), which must be
  * accepted (202, else the test fails with the reply): its id into ret_id, and whether the key
  * answered an earlier acceptance (*ret_duplicate, unless NULL). */

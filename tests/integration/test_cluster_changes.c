@@ -49,18 +49,10 @@ static int teardown(void **state)
     return pgserver_free(srv) | r;
 }
 
-/* Polls fn(arg) every 50 ms until it is true, for WAIT_S at most; fails the test saying what
- * never came. */
+/* Polls until fn(arg), printing every host's log if it never comes. */
 static void wait_for(bool (*fn)(void *arg), void *arg, const char *what)
 {
-    for (int i = 0; i < WAIT_S * 20; i++) {
-        if (fn(arg))
-            return;
-        usleep(50 * 1000);
-    }
-    for (int i = 0; i < HOSTS; i++)
-        harness_print_log(&host[i]);
-    fail_msg("%s: not within %d s", what, WAIT_S);
+    harness_wait_until(fn, arg, WAIT_S, what, host, HOSTS);
 }
 
 /* ---- tokens ---- */

@@ -70,17 +70,10 @@ static int teardown(void **state)
     return pgserver_free(srv) | r;
 }
 
+/* Polls until fn(arg), printing every host's log if it never comes. */
 static void wait_for(bool (*fn)(void *arg), void *arg, const char *what)
 {
-    for (int i = 0; i < WAIT_S * 20; i++) {
-        if (fn(arg))
-            return;
-        usleep(50 * 1000);
-    }
-    for (int i = 0; i < 3; i++)
-        if (host[i].pid)
-            harness_print_log(&host[i]);
-    fail_msg("%s: not within %d s", what, WAIT_S);
+    harness_wait_until(fn, arg, WAIT_S, what, host, ARRAY_SIZE(host));
 }
 
 /* Pushes `reader` (version tag) on p: it prints /run/secrets/TOKEN, or "absent". */
