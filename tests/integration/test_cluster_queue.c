@@ -14,6 +14,15 @@
 
 #include "pgserver.h"
 
+/* A sync invocation of slow answers 200 on p: its bundle is there. */
+static bool runs_on(void *arg)
+{
+    struct client_response r = {};
+    long status = harness_invoke(arg, "slow", "{\"ms\": 1}", NULL, &r);
+    client_response_clear(&r);
+    return status == 200;
+}
+
 static void test_two_hosts_share_the_queue(void **state)
 {
     _cleanup_free_ char *conninfo = NULL;
@@ -24,9 +33,10 @@ static void test_two_hosts_share_the_queue(void **state)
     const char *fn = "{\"max_concurrency\": 1, \"max_scale\": 1}";
     assert_int_equal(harness_start(&a, args_a), 0);
     harness_push(&a, "sleep", "slow", fn);
-    /* Bundles are each host's own until they are kept in the store: B gets the same one. */
+    /* B, started after the push, takes the function and its bundle from the store (a second
+     * push on B would make a version 2 that A then fetches meanwhile: 503 bundle_unavailable). */
     assert_int_equal(harness_start(&b, args_b), 0);
-    harness_push(&b, "sleep", "slow", fn);
+    harness_wait_until(runs_on, &b, 60, "B running the function pushed on A", &b, 1);
 
     /* A runs one at a time: B takes what A has no room for. */
     enum { N = 6 };
