@@ -133,6 +133,13 @@ static void on_async_submitted(int result, const char *message, const char *id, 
         if (result == -EEXIST) {
             /* Its key was taken meanwhile (another host's acceptance): the first one answers. */
             reply_existing(a->req, id);
+        } else if (result == -ENOTCONN) {
+            /* The store went away with the row on its way: the id says which invocation may run
+             * once it is back. */
+            struct ig_error err = {};
+            ig_error_set_reason(&err, ENOTCONN, "store_unavailable", "%s", message);
+            http_set_header(a->req, "Ignis-Invocation-Id", id);
+            api_reply_error(a->req, &err);
         } else if (result < 0) {
             /* Nothing was accepted: the client retries, after the disk has room again. */
             struct ig_error err = {};

@@ -224,6 +224,9 @@ struct dispatch {
     struct loop_timer *claim_timer;
     bool claim_posted;
     uint64_t liveness_us;
+    /* Async invocations whose rows are not yet durable, oldest first (dispatch.c
+     * "submissions"). */
+    TAILQ_HEAD(, submission) submissions;
 };
 
 /* dispatch.c: queues an async invocation read from the store (recovered at start, or claimed

@@ -5,11 +5,15 @@
 #include "dispatch/dispatch-internal.h"
 #include "functions/registry.h"
 #include "records/changes.h"
+#include "records/db.h"
 #include "records/telemetry.h"
 #include "dispatch/meter.h"
 
 /* How often the dispatcher looks at idle workers and retention, at the least. */
 #define TICK_US (50 * 1000)
+/* An async invocation whose row waits this long for a store that became unreachable (PostgreSQL's
+ * server gone as the row was being written) is answered without waiting for it to come back. */
+#define SUBMIT_AWAY_US (1000 * 1000)
 /* Spawning backs off after consecutive failures, up to this. */
 #define SPAWN_BACKOFF_MAX_US (5 * 1000 * 1000)
 /* How long spawns wait after one was refused for want of fds. */
@@ -950,12 +954,15 @@ static void spawn_refused(struct fn_state *fn, const struct ig_error *err)
 
 /* ---- the periodic tick: idle reaping, retention, deferred spawns ---- */
 
+static void answer_stalled_submissions(struct dispatch *d);
+
 static void on_tick(struct loop *l, struct loop_timer *t, void *userdata)
 {
     struct dispatch *d = userdata;
     d->tick = NULL;
     run_scaler(d);
     finish_removals(d); /* version states that scaled to zero */
+    answer_stalled_submissions(d);
     for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         if (!TAILQ_EMPTY(&fn->queue))
             kick(fn);
@@ -1413,10 +1420,12 @@ static void version_gone(struct fn_state *fn, struct inv *inv)
     inv_free(inv);
 }
 
-/* An accepted async invocation waiting for its row to be durable. */
+/* An accepted async invocation waiting for its row to be durable; in d->submissions. */
 struct submission {
     struct dispatch *d;
     struct inv *inv;
+    uint64_t submitted_us; /* monotonic */
+    TAILQ_ENTRY(submission) link;
     char fn_name[MANIFEST_NAME_MAX + 1];
     /* The version state counting it in submitting (it stays until then); NULL: the function's
      * own, found again by name as it may be deleted meanwhile. */
@@ -1445,6 +1454,7 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
     struct fn_state *fn = dispatch_function(d, s->fn_name);
     struct fn_state *counted = s->vstate ? s->vstate : fn, *to;
 
+    TAILQ_REMOVE(&d->submissions, s, link);
     if (counted && counted->submitting > 0)
         counted->submitting--;
     if (s->vstate)
@@ -1510,6 +1520,8 @@ int dispatch_submit_async(struct dispatch *d, const struct dispatch_route *route
      * notification not go out, their poll finds the row. */
     if (d->lease_owner && changes_announce(d->journal, CHANGES_QUEUE, fn->name, NULL, NULL) < 0)
         log_debug("announcing an async invocation failed", "function=%s", fn->name);
+    s->submitted_us = now_usec();
+    TAILQ_INSERT_TAIL(&d->submissions, s, link);
     fn->submitting++;
     memcpy(ret_id, inv->id, INV_ID_LEN + 1);
     return 0;
@@ -1517,6 +1529,40 @@ oom:
     inv_free(inv);
     free(s);
     return -ENOMEM;
+}
+
+/* While the store is unreachable, a submission whose row has waited SUBMIT_AWAY_US is answered
+ * -ENOTCONN: its row was cut on its way (or queued behind one that was), and whether the store
+ * got it is not known until the store is back, when the journal writes it again (records/
+ * journal.c). The invocation then runs as any other (its done is not called again): a client
+ * retrying with the same idempotency key learns of it; one without a key may run it twice, at
+ * least once as a 5xx of Lambda's async API allows. */
+static void answer_stalled_submissions(struct dispatch *d)
+{
+    struct submission *s;
+    struct db_reachability reach;
+    if (TAILQ_EMPTY(&d->submissions))
+        return;
+    db_get_reachability(&reach);
+    if (reach.up)
+        return;
+    uint64_t now = now_usec();
+    TAILQ_FOREACH(s, &d->submissions, link)
+    {
+        if (now < s->submitted_us + SUBMIT_AWAY_US)
+            break; /* oldest first: the rest are younger */
+        if (!s->done)
+            continue;
+        log_warn("async invocation answered before its row was known stored: the store is "
+                 "unreachable",
+                 "function=%s id=%s", s->fn_name, s->inv->id);
+        s->done(-ENOTCONN,
+                "the store became unreachable while the invocation was being stored: it runs "
+                "once the store is back if the store got it (a retry with the same "
+                "Idempotency-Key is answered with it then)",
+                s->inv->id, s->userdata);
+        s->done = NULL;
+    }
 }
 
 int dispatch_find_idempotent(struct dispatch *d, const struct fn_state *fn, const char *key,
@@ -1673,6 +1719,7 @@ int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_m
     d->cg = cg;
     d->opts = *opts;
     d->lease_owner = opts->shared_queue ? d->opts.host_id : NULL;
+    TAILQ_INIT(&d->submissions);
     scaler_init(&d->scaler, NULL);
     d->host.memory_budget = opts->memory_budget;
     d->host.cpus = host_cpus();

@@ -8,6 +8,7 @@
 #include "events/dedupe.h"
 #include "functions/bundle.h"
 #include "base/log.h"
+#include "records/db.h"
 #include "records/events_store.h"
 #include "records/invocation.h"
 #include "records/telemetry.h"
@@ -22,6 +23,9 @@
 
 /* One delivery submitted, as its callback sees it: event i's delivery k. dup: its idempotency key
  * was taken, by the same event accepted on another host first. */
+/* See answer_stalled_acceptances. */
+#define ACCEPT_AWAY_US (1000 * 1000)
+
 struct delivery_ref {
     struct acceptance *a;
     size_t i, k;
@@ -42,7 +46,9 @@ struct acceptance {
     bool batch;
     struct event_accepted *v;
     size_t n;
-    size_t pending; /* submissions not yet durable */
+    size_t pending;      /* submissions not yet durable */
+    uint64_t started_us; /* monotonic */
+    bool answered;       /* done ran before the end: the store became unreachable meanwhile */
     bool failed;
     char failure[256];
     /* Every delivery's route (route_all), in the order deliver submits them: each non-duplicate
@@ -182,7 +188,7 @@ static void finish(struct acceptance *a)
         a->done(-EAGAIN, &err, NULL, 0, a->userdata);
     } else if (a->done)
         a->done(0, NULL, a->v, a->n, a->userdata);
-    else if (a->failed)
+    else if (a->failed && !a->answered)
         log_error("an emitted event could not be stored", "error=\"%s\"", a->failure);
     acceptance_free(a);
 }
@@ -307,6 +313,7 @@ static struct acceptance *acceptance_new(struct event_router *ev, size_t n)
         return NULL;
     a->ev = ev;
     a->n = n;
+    a->started_us = now_usec();
     a->v = calloc(n ? n : 1, sizeof(*a->v));
     if (!a->v) {
         free(a);
@@ -885,10 +892,38 @@ static bool ticking(struct event_router *ev)
     return true;
 }
 
+/* While the store is unreachable, an acceptance whose rows have waited ACCEPT_AWAY_US for it is
+ * answered -ENOTCONN: a row of it was cut on its way (or waits behind one that was), and whether
+ * the store got it is not known until the store is back (records/journal.c writes it again
+ * then). The acceptance ends then, unanswered. */
+static void answer_stalled_acceptances(struct event_router *ev)
+{
+    struct db_reachability reach;
+    if (!ev->inflight)
+        return;
+    db_get_reachability(&reach);
+    if (reach.up)
+        return;
+    uint64_t now = now_usec();
+    for (struct acceptance *a = ev->inflight; a; a = a->next) {
+        if (!a->done || now < a->started_us + ACCEPT_AWAY_US)
+            continue;
+        struct ig_error err = {};
+        ig_error_set_reason(&err, ENOTCONN, "store_unavailable",
+                            "the store became unreachable while the events were being stored: "
+                            "what it got is delivered once it is back (sending the same events "
+                            "again is safe then: a repeated (source, id) is a duplicate)");
+        a->done(-ENOTCONN, &err, NULL, 0, a->userdata);
+        a->done = NULL;
+        a->answered = true;
+    }
+}
+
 static void on_schedule_tick(struct loop *l, struct loop_timer *t, void *userdata)
 {
     struct event_router *ev = userdata;
     ev->sched_timer = NULL;
+    answer_stalled_acceptances(ev);
     if (!dispatch_stopping(ev->d) && ticking(ev))
         check_schedules(ev);
     /* Just past the next whole second of the wall clock, where cron slots fall. */

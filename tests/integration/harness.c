@@ -588,11 +588,11 @@ static void *call_thread(void *arg)
             client_set_token(cl, c->p->token);
         if (c->timeout_ms)
             client_set_timeout(cl, c->timeout_ms);
-        if (client_request(cl, c->method, c->path, NULL, c->body, c->body ? strlen(c->body) : 0, &r,
-                           &err) == 0) {
+        if (client_request(cl, c->method, c->path, c->headers, c->body,
+                           c->body ? strlen(c->body) : 0, &r, &err) == 0) {
             c->status = r.status;
-            c->reply = r.body ? strdup(r.body) : NULL;
-            client_response_clear(&r);
+            c->response = r;
+            c->reply = r.body;
         }
     }
     client_free(cl);
@@ -602,8 +602,19 @@ static void *call_thread(void *arg)
 void harness_call_start(struct harness_call *c, struct ignisd_proc *p, const char *method,
                         const char *path, const char *body, long timeout_ms)
 {
-    *c = (struct harness_call){
-        .status = -1, .p = p, .method = method, .body = body, .timeout_ms = timeout_ms};
+    harness_call_start_with(c, p, method, path, NULL, body, timeout_ms);
+}
+
+void harness_call_start_with(struct harness_call *c, struct ignisd_proc *p, const char *method,
+                             const char *path, const char *const *headers, const char *body,
+                             long timeout_ms)
+{
+    *c = (struct harness_call){.status = -1,
+                               .p = p,
+                               .method = method,
+                               .body = body,
+                               .headers = headers,
+                               .timeout_ms = timeout_ms};
     snprintf(c->path, sizeof(c->path), "%s", path);
     assert_int_equal(pthread_create(&c->thread, NULL, call_thread, c), 0);
 }
@@ -623,7 +634,7 @@ void harness_call_join(struct harness_call *c)
 
 void harness_call_clear(struct harness_call *c)
 {
-    free(c->reply);
+    client_response_clear(&c->response);
     c->reply = NULL;
 }
 

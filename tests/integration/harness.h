@@ -111,20 +111,26 @@ void harness_invoke_async(struct ignisd_proc *p, const char *fn, const char *bod
 
 /* A request made on a thread of its own (a client of its own), while the test goes on:
  * harness_call_start, then harness_call_join, which waits for it and sets status (-1: no answer,
- * the client's timeout or a refused connection) and reply (the body, or NULL without one);
- * harness_call_clear frees the reply. */
+ * the client's timeout or a refused connection), reply (the body, or NULL without one) and
+ * response (with the headers); harness_call_clear frees them. */
 struct harness_call {
     long status;
-    char *reply;
+    char *reply; /* response.body */
+    struct client_response response;
     /* The request, kept while it runs. */
     struct ignisd_proc *p;
     const char *method, *body;
+    const char *const *headers; /* NULL-terminated, may be NULL; the caller's while it runs */
     char path[256];
     long timeout_ms; /* 0: the client's default */
     pthread_t thread;
 };
 void harness_call_start(struct harness_call *c, struct ignisd_proc *p, const char *method,
                         const char *path, const char *body, long timeout_ms);
+/* harness_call_start with these request headers. */
+void harness_call_start_with(struct harness_call *c, struct ignisd_proc *p, const char *method,
+                             const char *path, const char *const *headers, const char *body,
+                             long timeout_ms);
 /* harness_call_start of POST /v1/functions/FN/invoke. */
 void harness_invoke_start(struct harness_call *c, struct ignisd_proc *p, const char *fn,
                           const char *body, long timeout_ms);

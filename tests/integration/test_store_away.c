@@ -150,14 +150,21 @@ static int64_t ledger_rows(struct db *db, const char *id)
     return db_int(rows, 0);
 }
 
+/* An ignisd on a new database of the shared server, with the function "away" (manifest: NULL or
+ * the manifest's fields). */
+static void start_away(struct ignisd_proc *p, char **conninfo, const char *manifest)
+{
+    assert_int_equal(pgserver_new_database(pgserver_shared, conninfo), 0);
+    const char *args[] = {"--store", *conninfo, NULL};
+    assert_int_equal(harness_start(p, args), 0);
+    harness_push(p, "hello-exec", "away", manifest);
+}
+
 static void test_store_away_and_back(void **state)
 {
     char *conninfo;
-    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
     struct ignisd_proc p;
-    const char *args[] = {"--store", conninfo, NULL};
-    assert_int_equal(harness_start(&p, args), 0);
-    harness_push(&p, "hello-exec", "away", "{\"max_scale\": 4}");
+    start_away(&p, &conninfo, "{\"max_scale\": 4}");
     assert_true(harness_metric(&p, "ignis_store_up") == 1);
     assert_true(harness_metric(&p, "ignis_store_disconnects_total") == 0);
 
@@ -287,11 +294,8 @@ static void test_store_away_and_back(void **state)
 static void test_stop_while_away(void **state)
 {
     char *conninfo;
-    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
     struct ignisd_proc p;
-    const char *args[] = {"--store", conninfo, NULL};
-    assert_int_equal(harness_start(&p, args), 0);
-    harness_push(&p, "hello-exec", "away", NULL);
+    start_away(&p, &conninfo, NULL);
     const char *sync[] = {"Ignis-Invocation-Type: sync", NULL};
     assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
 
@@ -302,8 +306,106 @@ static void test_stop_while_away(void **state)
                      1);
 
     assert_int_equal(pgserver_start(pgserver_shared), 0);
+    const char *args[] = {"--store", conninfo, NULL};
     assert_int_equal(harness_restart(&p, args), 0);
     assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
+    free(conninfo);
+    assert_int_equal(harness_finish(&p), 0);
+}
+
+/* The request call makes while the store goes away under it: a row it writes waits (behind one
+ * of the same key that this test's own transaction inserts, holder_sql, and holds), and the
+ * server stops. The request is answered while the store stays away: 503 store_unavailable with
+ * Retry-After. */
+static void cut_by_loss(struct ignisd_proc *p, const char *conninfo, const char *holder_sql,
+                        struct harness_call *call, const char *path, const char *const *headers,
+                        const char *body)
+{
+    struct db *holder;
+    struct ig_error err = {};
+    if (db_open(conninfo, DB_WRITER, &holder, &err) < 0 || db_begin(holder, &err) < 0 ||
+        db_exec(holder, holder_sql, NULL, 0, &err) < 0)
+        fail_msg("holding the key: %s", err.message);
+    harness_call_start_with(call, p, "POST", path, headers, body, 30 * 1000);
+    int tries = 0;
+    while (pgserver_query_int(conninfo, "SELECT count(*) FROM pg_stat_activity "
+                                        "WHERE wait_event_type = 'Lock'") < 1) {
+        assert_true(++tries < 3000);
+        usleep(10 * 1000);
+    }
+    assert_int_equal(pgserver_stop_immediate(pgserver_shared), 0);
+    harness_call_join(call);
+    db_close(holder);
+    char buf[16];
+    if (call->status != 503 || !strstr(call->reply, "\"store_unavailable\"") ||
+        !client_response_header(&call->response, "Retry-After", buf, sizeof(buf))) {
+        harness_print_log(p);
+        fail_msg("POST %s cut by the store's loss: %ld %s", path, call->status,
+                 call->reply ? call->reply : "");
+    }
+}
+
+/* The event's (source, id) accepted: 202 once what was cut is written (until then the same
+ * event is refused as in progress). Whether it was a duplicate. */
+static bool event_accepted(struct ignisd_proc *p, const char *event)
+{
+    const char *ce[] = {"Content-Type: application/cloudevents+json", NULL};
+    for (int tries = 0;; tries++) {
+        struct client_response r;
+        assert_int_equal(harness_request(p, "POST", "/v1/events", ce, event, strlen(event), &r), 0);
+        if (r.status == 202) {
+            cJSON *j = harness_json(&r);
+            bool dup = cJSON_IsTrue(cJSON_GetObjectItem(j, "duplicate"));
+            cJSON_Delete(j);
+            client_response_clear(&r);
+            return dup;
+        }
+        if (tries > 600)
+            fail_msg("the event is not accepted again: %ld %s", r.status, r.body);
+        client_response_clear(&r);
+        usleep(100 * 1000);
+    }
+}
+
+/* The store goes away with an async invocation's row, then an event's, on its way (cut_by_loss):
+ * each client is answered 503 while the store stays away, the invocation's with its id, not left
+ * waiting for the store to come back. Once it is back the rows are written after all (the cut
+ * batch runs again; the holding transaction died with the server): the invocation runs and its
+ * key names it; the event, sent again, is a duplicate. */
+static void test_accept_cut_by_loss(void **state)
+{
+    char *conninfo;
+    struct ignisd_proc p;
+    start_away(&p, &conninfo, NULL);
+
+    struct harness_call call;
+    const char *async[] = {"Ignis-Invocation-Type: async", "Idempotency-Key: held", NULL};
+    cut_by_loss(&p, conninfo,
+                "INSERT INTO invocations (id, function, version, async, status, idempotency_key, "
+                "max_retries, created_us, expires_us) "
+                "VALUES ('held', 'away', 1, 1, 'succeeded', 'held', 0, 0, 0)",
+                &call, "/v1/functions/away/invoke", async, "{}");
+    char id[64];
+    assert_non_null(client_response_header(&call.response, "Ignis-Invocation-Id", id, sizeof(id)));
+    harness_call_clear(&call);
+    assert_int_equal(pgserver_start(pgserver_shared), 0);
+    cJSON_Delete(harness_wait_invocation(&p, id, "succeeded", 60));
+    char again[64];
+    bool duplicate;
+    harness_invoke_async(&p, "away", "{}", "held", again, &duplicate);
+    assert_string_equal(again, id);
+    assert_true(duplicate);
+
+    const char *event = "{\"specversion\": \"1.0\", \"id\": \"held-1\", \"source\": "
+                        "\"/test/held\", \"type\": \"test.held\", \"data\": {}}";
+    const char *ce[] = {"Content-Type: application/cloudevents+json", NULL};
+    cut_by_loss(
+        &p, conninfo,
+        "INSERT INTO event_ids (source, id, accepted_us) VALUES ('/test/held', 'held-1', 0)", &call,
+        "/v1/events", ce, event);
+    harness_call_clear(&call);
+    assert_int_equal(pgserver_start(pgserver_shared), 0);
+    assert_true(event_accepted(&p, event));
     free(conninfo);
     assert_int_equal(harness_finish(&p), 0);
 }
@@ -313,6 +415,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_away_and_back),
         cmocka_unit_test(test_stop_while_away),
+        cmocka_unit_test(test_accept_cut_by_loss),
     };
     return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
 }
