@@ -71,8 +71,11 @@ struct op {
     struct service *svc;
     struct svc_fn *sfns;
     size_t n_sfns;
-    /* push: whether the new version becomes current */
+    /* push: whether the new version becomes current; the highest number the store said the
+     * function has, after another host's push took the one this push tried (number_taken) */
     bool promote;
+    uint32_t stored_max;
+    int renumbered;
     /* alias: set (routes), removed (alias_delete) or the default rolled back (rollback, to
      * target; 0: the version before the current one); version delete: target */
     char alias[MANIFEST_NAME_MAX + 1];
@@ -1193,15 +1196,52 @@ out:
     return NULL;
 }
 
-/* Records the pushed bundle as the function's new version (cur its current one, or NULL), in
- * the store then the table; fails the op when it cannot. */
+/* The number a pushed version takes: past the highest the function ever had, as this host knows
+ * it (cur: NULL for a function new here) and as the store last said. */
+static uint32_t next_number(const struct op *op, const struct registry_function *cur)
+{
+    uint32_t max = cur && cur->max_version > op->stored_max ? cur->max_version : op->stored_max;
+    return max + 1;
+}
+
+static int read_max_version(void *userdata, const struct functions_store_version *v,
+                            struct ig_error *err)
+{
+    *(uint32_t *)userdata = v->max_version;
+    return 0;
+}
+
+/* The store refused number n for a version of op's function (op->err): on a shared store another
+ * host's push took it, before this host heard of that push (within a second). true when the
+ * store says so (its highest number is n or past it): op->stored_max is set and op->err cleared,
+ * for the push to try the next. false, op->err standing, for any other failure, or after a few
+ * tries (pushes racing on more hosts than that). */
+static bool number_taken(struct op *op, uint32_t n)
+{
+    uint32_t max = 0;
+    struct ig_error err = {};
+    if (op->err.code != EEXIST || op->renumbered >= 4 ||
+        functions_store_load_functions(op->reg->store, op->name, read_max_version, &max, &err) <
+            0 ||
+        max < n)
+        return false;
+    log_info("version number taken by a push on another host: trying the next",
+             "function=%s "
+             "version=%u",
+             op->name, n);
+    op->stored_max = max;
+    op->renumbered++;
+    ig_error_clear(&op->err);
+    return true;
+}
+
 /* A push with promote=false: the pushed bundle joins cur's kept versions (store, then memory)
  * as its next number; the default alias stays. Fails the op when it cannot. */
 static void push_add_version(struct op *op, struct registry_function *cur, const char *text,
                              uint64_t now)
 {
     struct registry *r = op->reg;
-    uint32_t n = cur->max_version + 1;
+    uint32_t n = next_number(op, cur);
     const struct functions_store_version row = {
         .name = cur->name,
         .version = n,
@@ -1219,7 +1259,10 @@ static void push_add_version(struct op *op, struct registry_function *cur, const
     }
     if (functions_store_add_version(r->store, &row, &op->err) < 0) {
         free(v);
-        op_fail_own(op, &op->err);
+        if (number_taken(op, n))
+            push_add_version(op, cur, text, now);
+        else
+            op_fail_own(op, &op->err);
         return;
     }
     op->manifest = NULL; /* now v's */
@@ -1249,7 +1292,7 @@ static void push_new_version(struct op *op, struct registry_function *cur)
     }
     /* Numbers are never reused: after a rollback (or a prune) the next is past the highest. */
     struct registry_function *f =
-        text ? function_new(r, op->name, cur ? cur->max_version + 1 : 1, op->digest, op->manifest,
+        text ? function_new(r, op->name, next_number(op, cur), op->digest, op->manifest,
                             cur ? cur->created_usec : now, now, op->body_len, NULL)
              : NULL;
     struct registry_function *entry;
@@ -1258,9 +1301,13 @@ static void push_new_version(struct op *op, struct registry_function *cur)
         return;
     }
     if (db_record_version(r, f, text, &op->err) < 0) {
+        uint32_t n = f->version;
         f->manifest = NULL;
         registry_function_free(f);
-        op_fail_own(op, &op->err);
+        if (number_taken(op, n))
+            push_new_version(op, cur);
+        else
+            op_fail_own(op, &op->err);
         return;
     }
     op->manifest = NULL; /* now f's */

@@ -40,8 +40,9 @@ int changes_announce(struct journal *j, const char *kind, const char *name, jour
     const char *text = payload;
     const struct db_value v[] = {DV_S(CHANGES_CHANNEL), DV_S(text)};
     /* Lazy: it adds nothing to the batch's durability, and rides on the commit of the statements
-     * before it. */
-    return journal_submit_lazy(j, "SELECT pg_notify($1, $2)", v, ARRAY_SIZE(v), done, userdata);
+     * before it. Once per batch: a listener hears one of identical notifications a transaction
+     * sends (each accept of a function's async work announces it). */
+    return journal_submit_once(j, "SELECT pg_notify($1, $2)", v, ARRAY_SIZE(v), done, userdata);
 }
 
 int changes_parse(const char *payload, char *ret_kind, size_t kind_size, char *ret_name,

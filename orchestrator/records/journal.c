@@ -37,6 +37,8 @@ struct op {
     void *userdata;
     bool durable;
     bool counted; /* done's result on success: rows (journal_submit_counted) */
+    bool once;    /* journal_submit_once */
+    bool repeat;  /* once, and a repeat of one before it in its batch: not run */
     int result;
     int rows; /* the statement changed these many */
     char *message;
@@ -90,6 +92,8 @@ static void op_free(struct op *op)
 /* 0, or -errno with op->message the engine's reason. */
 static int run_op(struct journal *j, struct op *op)
 {
+    if (op->repeat)
+        return 0;
     struct ig_error e = {};
     int r = db_exec(j->db, op->sql, op->values, op->nvalues, &e);
     if (r >= 0) {
@@ -204,6 +208,41 @@ static bool cut_by_loss(struct journal *j, struct op *batch, const char *message
     pthread_cond_broadcast(&j->settled); /* a reader waiting goes on without it */
     pthread_mutex_unlock(&j->lock);
     return false;
+}
+
+static bool same_statement(const struct op *a, const struct op *b)
+{
+    if (a->nvalues != b->nvalues || strcmp(a->sql, b->sql) != 0)
+        return false;
+    for (size_t i = 0; i < a->nvalues; i++) {
+        const struct db_value *x = &a->values[i], *y = &b->values[i];
+        bool same = x->type == y->type;
+        if (same && (x->type == DV_TEXT || x->type == DV_BLOB))
+            same = x->len == y->len && (!x->len || memcmp(x->p, y->p, x->len) == 0);
+        else if (same)
+            same = x->i == y->i && x->d == y->d;
+        if (!same)
+            return false;
+    }
+    return true;
+}
+
+/* Marks the repeats among the batch's journal_submit_once statements. A batch holds few distinct
+ * ones (a notification per function with async work accepted): past JOURNAL_ONCE_MAX of them,
+ * the rest run as they are. */
+#define JOURNAL_ONCE_MAX 32
+static void mark_repeats(struct op *batch)
+{
+    const struct op *seen[JOURNAL_ONCE_MAX];
+    size_t n = 0;
+    for (struct op *op = batch; op; op = op->next) {
+        if (!op->once)
+            continue;
+        for (size_t i = 0; i < n && !op->repeat; i++)
+            op->repeat = same_statement(seen[i], op);
+        if (!op->repeat && n < JOURNAL_ONCE_MAX)
+            seen[n++] = op;
+    }
 }
 
 /* Commits batch and hands its outcomes to the loop: true; false when the store's loss cut it
@@ -374,6 +413,7 @@ static void *writer(void *arg)
         j->last_commit_us = now_usec();
         last->next = NULL;
         pthread_mutex_unlock(&j->lock);
+        mark_repeats(batch);
         if (!commit_batch(j, batch))
             cut = batch;
         pthread_mutex_lock(&j->lock);
@@ -507,7 +547,7 @@ static bool refused_while_away(struct journal *j, size_t bytes)
     return refused;
 }
 
-static int submit(struct journal *j, bool durable, bool counted, const char *sql,
+static int submit(struct journal *j, bool durable, bool counted, bool once, const char *sql,
                   const struct db_value *values, size_t nvalues, journal_done_fn done,
                   void *userdata)
 {
@@ -528,6 +568,7 @@ static int submit(struct journal *j, bool durable, bool counted, const char *sql
     op->sql = strdup(sql);
     op->durable = durable;
     op->counted = counted;
+    op->once = once;
     op->done = done;
     op->userdata = userdata;
     op->nvalues = nvalues;
@@ -564,20 +605,26 @@ static int submit(struct journal *j, bool durable, bool counted, const char *sql
 int journal_submit(struct journal *j, const char *sql, const struct db_value *values,
                    size_t nvalues, journal_done_fn done, void *userdata)
 {
-    return submit(j, true, false, sql, values, nvalues, done, userdata);
+    return submit(j, true, false, false, sql, values, nvalues, done, userdata);
 }
 
 int journal_submit_lazy(struct journal *j, const char *sql, const struct db_value *values,
                         size_t nvalues, journal_done_fn done, void *userdata)
 {
-    return submit(j, false, false, sql, values, nvalues, done, userdata);
+    return submit(j, false, false, false, sql, values, nvalues, done, userdata);
+}
+
+int journal_submit_once(struct journal *j, const char *sql, const struct db_value *values,
+                        size_t nvalues, journal_done_fn done, void *userdata)
+{
+    return submit(j, false, false, true, sql, values, nvalues, done, userdata);
 }
 
 int journal_submit_counted(struct journal *j, bool durable, const char *sql,
                            const struct db_value *values, size_t nvalues, journal_done_fn done,
                            void *userdata)
 {
-    return submit(j, durable, true, sql, values, nvalues, done, userdata);
+    return submit(j, durable, true, false, sql, values, nvalues, done, userdata);
 }
 
 bool journal_on_postgresql(const struct journal *j)

@@ -61,6 +61,12 @@ int journal_submit(struct journal *j, const char *sql, const struct db_value *va
 int journal_submit_lazy(struct journal *j, const char *sql, const struct db_value *values,
                         size_t nvalues, journal_done_fn done, void *userdata);
 
+/* journal_submit_lazy of a statement whose effect once per transaction is all it has (a
+ * notification: PostgreSQL delivers one of identical ones a transaction sends): in a batch, a
+ * repeat of one before it (the same SQL and values) is not run, and done gets 0 with it. */
+int journal_submit_once(struct journal *j, const char *sql, const struct db_value *values,
+                        size_t nvalues, journal_done_fn done, void *userdata);
+
 /* Either of the above (durable or not), where done's result on success is the number of rows the
  * statement changed: an insert that met its ON CONFLICT, or an update fenced by a lease it no
  * longer holds, changed none (0). */

@@ -104,11 +104,12 @@ static void test_token_made_and_revoked(void **state)
 
 /* ---- functions ---- */
 
-/* Writes the function `name` tagged tag into p's fixtures and pushes it there. */
-static void push_tagged(struct ignisd_proc *p, const char *name, const char *tag)
+/* Writes the function `name` tagged tag into dir (dir_size bytes), in p's fixtures. */
+static void write_tagged(struct ignisd_proc *p, const char *name, const char *tag, char *dir,
+                         size_t dir_size)
 {
-    char dir[400], path[500], *out = NULL, *err = NULL;
-    snprintf(dir, sizeof(dir), "%s/%s", harness_fixtures(p), name);
+    char path[500];
+    snprintf(dir, dir_size, "%s/%s", harness_fixtures(p), name);
     mkdir(dir, 0755);
     snprintf(path, sizeof(path), "%s/function.json", dir);
     FILE *f = fopen(path, "w");
@@ -122,6 +123,13 @@ static void push_tagged(struct ignisd_proc *p, const char *name, const char *tag
     fputs("#!/bin/sh\ncat >/dev/null\nprintf 'tag %s' \"$TAG\"\n", f);
     fclose(f);
     chmod(path, 0755);
+}
+
+/* Writes the function `name` tagged tag into p's fixtures and pushes it there. */
+static void push_tagged(struct ignisd_proc *p, const char *name, const char *tag)
+{
+    char dir[400], *out = NULL, *err = NULL;
+    write_tagged(p, name, tag, dir, sizeof(dir));
     int rc = harness_ignis(p, &out, &err, "push", dir, NULL);
     if (rc != 0)
         fail_msg("push %s on %s: %s%s", name, p->url, out, err);
@@ -216,6 +224,39 @@ static void test_push_alias_delete(void **state)
     wait_everywhere("shared", 0, "a function deleted on A gone from every host");
 }
 
+/* Pushes of one function on two hosts at once, each host not yet knowing of the other's: each
+ * push gets a number of its own (the second to reach the store takes the next one), none fails,
+ * and the function ends with every version, the last current everywhere. The first round makes
+ * the function on both hosts at once. */
+static void test_concurrent_pushes(void **state)
+{
+    enum { ROUNDS = 4 };
+    for (int round = 0; round < ROUNDS; round++) {
+        char dir[2][400], cmd[4096], tag[2][16];
+        for (int i = 0; i < 2; i++) {
+            snprintf(tag[i], sizeof(tag[i]), "%c%d", 'a' + i, round);
+            write_tagged(&host[i], "racer", tag[i], dir[i], sizeof(dir[i]));
+        }
+        /* Both CLIs started together; the exit status is 0 only if both pushes were. */
+        snprintf(
+            cmd, sizeof(cmd),
+            "'%1$s' --server %2$s --token %3$s push '%4$s' >'%4$s.out' 2>&1 & a=$!; "
+            "'%1$s' --server %5$s --token %3$s push '%6$s' >'%6$s.out' 2>&1; b=$?; "
+            "wait $a; a=$?; [ $a = 0 ] && [ $b = 0 ] || { cat '%4$s.out' '%6$s.out'; exit 1; }",
+            harness_cli(), host[0].url, host[0].token, dir[0], host[1].url, dir[1]);
+        if (system(cmd) != 0) {
+            harness_print_log(&host[0]);
+            harness_print_log(&host[1]);
+            fail_msg("round %d: a push failed", round);
+        }
+    }
+    wait_everywhere("racer", 2 * ROUNDS, "the last of the racing pushes current on every host");
+    cJSON *j = harness_function(&host[2], "racer");
+    cJSON *versions = cJSON_GetObjectItem(j, "versions");
+    assert_int_equal(cJSON_GetArraySize(versions), 2 * ROUNDS);
+    cJSON_Delete(j);
+}
+
 /* The listening connections are cut while the database refuses new ones: an alias set on A
  * meanwhile is heard by nobody, and reaches B and C once they can listen again (their re-read
  * after the reconnect). */
@@ -283,6 +324,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token_made_and_revoked),
         cmocka_unit_test(test_push_alias_delete),
+        cmocka_unit_test(test_concurrent_pushes),
         cmocka_unit_test(test_change_while_listener_away),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -241,6 +241,41 @@ static void test_bad_sql_and_limits(void **state)
     assert_non_null(strstr(err.message, "/nonexistent/dir/x.db"));
 }
 
+/* journal_submit_once: in one batch a repeat (same SQL and values) is not run, and is told 0;
+ * other values run; a later batch runs it again. */
+static void test_once_per_batch(void **state)
+{
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    struct counts c = {.expected = 6};
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    const char *sql = "INSERT INTO t (s, n) VALUES (?, ?)";
+    const int ns[] = {1, 2, 1, 1, 2};
+    for (size_t i = 0; i < ARRAY_SIZE(ns); i++) {
+        struct db_value v[] = {DV_S("once"), DV_I(ns[i])};
+        assert_int_equal(journal_submit_once(j, sql, v, 2, on_done, &c), 0);
+    }
+    /* Submitted in one turn: one batch. */
+    struct db_value other[] = {DV_S("once"), DV_I(3)};
+    assert_int_equal(journal_submit(j, sql, other, 2, on_done, &c), 0);
+    assert_int_equal(loop_run(l), 0);
+    assert_int_equal(c.ok, 6);
+    assert_int_equal(count_rows("s = 'once' AND n = 1"), 1);
+    assert_int_equal(count_rows("s = 'once' AND n = 2"), 1);
+    assert_int_equal(count_rows("s = 'once' AND n = 3"), 1);
+
+    c = (struct counts){.expected = 1};
+    struct db_value again[] = {DV_S("once"), DV_I(1)};
+    assert_int_equal(journal_submit_once(j, sql, again, 2, on_done, &c), 0);
+    assert_int_equal(loop_run(l), 0);
+    assert_int_equal(c.ok, 1);
+    journal_free(j);
+    loop_free(l);
+    assert_int_equal(count_rows("s = 'once' AND n = 1"), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_lazy_and_durable),
         cmocka_unit_test(test_turns_and_settle),
         cmocka_unit_test(test_bad_sql_and_limits),
+        cmocka_unit_test(test_once_per_batch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
