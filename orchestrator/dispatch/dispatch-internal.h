@@ -148,6 +148,10 @@ struct fn_state {
     /* The function's own state, with a shared queue: its rows queued in the store, as the last
      * claim pass counted them and this host's acceptances since (dispatch_queue_takes). */
     size_t shared_queued;
+    /* The function's own state, with a shared queue: rows of it may be due in the store (a claim
+     * pass saw some, an acceptance here or a notification came since, and the last claim took
+     * all it asked for), so an attempt's end claims; claim_wanted: that claim is posted. */
+    bool claim_due, claim_wanted;
     size_t nspawning, nready, nbusy; /* workers by state (draining ones in none) */
     struct worker *workers;          /* list through worker->next */
     /* python3: the template its containers are forked from (pool.c), and how many in a row
@@ -236,10 +240,11 @@ int dispatch_queue_record(struct dispatch *d, struct inv_record *r, int lease_at
 
 /* queue.c, the queue shared by hosts on PostgreSQL (opts.shared_queue). start: requeues what
  * this host held before (its previous process's rows: their late writes are fenced off), takes
- * its liveness lock and begins claiming; kick: claims soon (an acceptance of our own); stop:
+ * its liveness lock and begins claiming; kick: claims for fn (the function's own state) as the
+ * loop turn ends (an attempt of it ended, making room); stop:
  * claims no more; release: lets go of the lock (after the last record is written). */
 int queue_start(struct dispatch *d, struct ig_error *err);
-void queue_kick(struct dispatch *d);
+void queue_kick(struct dispatch *d, struct fn_state *fn);
 void queue_stop(struct dispatch *d);
 void queue_release(struct dispatch *d);
 /* A claimed row's lease: fn's timeout, and time to wait for a container. */

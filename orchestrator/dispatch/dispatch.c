@@ -783,11 +783,11 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
     inv->worker = NULL;
     fn->inflight--;
     /* With a shared queue, an attempt's end makes room: claim at once, not at the next poll
-     * (a backlog would drain at max_concurrency per poll), when the function has rows queued as
-     * far as this host knows (the last claim pass, and its own acceptances since). Else the
-     * pass would be a statement per attempt for nothing: other hosts' rows wait for the poll. */
-    if (d->lease_owner && inv->async && owner(fn)->shared_queued > 0)
-        queue_kick(d);
+     * (a backlog would drain at max_concurrency per poll), when the function may have rows due
+     * as far as this host knows (claim_due). Else the claim would be a statement per attempt
+     * for nothing. */
+    if (d->lease_owner && inv->async && owner(fn)->claim_due)
+        queue_kick(d, owner(fn));
     count_attempt(inv, o, billed_ms);
     if (inv->acct.handed_off) {
         /* Lambda's REPORT line, in the function's own log stream, and the same figures for
@@ -1467,12 +1467,13 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
     else if (s->done)
         s->done(result < 0 ? result : 0, message, s->inv->id, s->userdata);
     if (result > 0 && d->lease_owner) {
-        /* Claimed from the store like any other: by this host when it has room (now), else by
-         * another. */
-        if (fn)
+        /* Claimed from the store like any other, by whichever host has room: the notification
+         * its commit sent (changes_announce, above) wakes every host, this one too. */
+        if (fn) {
             fn->shared_queued++;
+            fn->claim_due = true;
+        }
         inv_free(s->inv);
-        queue_kick(d);
     } else if (result > 0 && fn && !fn->removing && !d->stopping) {
         /* The current version may have changed since it was routed: it runs the one it was
          * routed to, or none. */

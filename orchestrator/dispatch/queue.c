@@ -1,7 +1,8 @@
 /* The async queue shared by the hosts of one PostgreSQL store (docs/architecture.md "The queue's
  * leases and fencing"). An accepted invocation is a queued row, not an entry in the accepting
  * host's memory: every host claims rows of the functions it has room for (an acceptance on any
- * host wakes it: its own directly, other hosts' by a notification; a poll is the backstop), runs
+ * host, its own too, wakes it by a notification; an attempt's end, when rows may be due; a poll
+ * is the backstop), runs
  * them under a lease, and writes their outcome fenced by that lease. Each host holds a session
  * advisory lock while it lives; once a second its peers try the locks of the hosts holding leases,
  * and the one that gets a dead host's lock requeues its rows. Expired leases (a host cut off
@@ -58,8 +59,10 @@ static int collect(const char *function, int64_t queued, int64_t due, void *user
 {
     struct claim_pass *p = userdata;
     struct fn_state *fn = dispatch_function(p->d, function);
-    if (fn)
+    if (fn) {
         fn->shared_queued = (size_t)queued;
+        fn->claim_due = due > 0;
+    }
     if (due > 0 && p->n < 256)
         snprintf(p->names[p->n++], MANIFEST_NAME_MAX + 1, "%s", function);
     return 0;
@@ -82,9 +85,12 @@ static void claim_for(struct dispatch *d, struct fn_state *fn, const char *by)
     size_t room = cap > have ? cap - have : 0;
     if (room == 0 || fn->removing)
         return;
-    int n = inv_store_claim(d->store, fn->name, (int)(room < CLAIM_BATCH ? room : CLAIM_BATCH),
-                            d->lease_owner, (int64_t)wall_usec(), queue_lease_us(fn->manifest),
-                            take_claimed, d);
+    int want = (int)(room < CLAIM_BATCH ? room : CLAIM_BATCH);
+    int n = inv_store_claim(d->store, fn->name, want, d->lease_owner, (int64_t)wall_usec(),
+                            queue_lease_us(fn->manifest), take_claimed, d);
+    /* Fewer than asked for: none is due now (as far as the store said), until news of more. */
+    if (n >= 0 && n < want)
+        fn->claim_due = false;
     if (n < 0)
         log_warn("claiming queued invocations failed", "function=%s", fn->name);
     else if (n > 0)
@@ -142,8 +148,10 @@ static void claim_all(struct dispatch *d, const char *by)
         check_liveness(d);
     char names[256][MANIFEST_NAME_MAX + 1];
     struct claim_pass p = {.d = d, .names = names};
-    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next) {
         fn->shared_queued = 0;
+        fn->claim_due = false;
+    }
     if (inv_store_queued_functions(d->store, (int64_t)wall_usec(), collect, &p) < 0) {
         log_warn("reading the shared queue failed");
         return;
@@ -166,11 +174,18 @@ static void on_claim_due(struct loop *l, struct loop_timer *t, void *userdata)
         loop_add_timer(l, now_usec() + CLAIM_POLL_US, on_claim_due, d, &d->claim_timer);
 }
 
+/* The functions whose attempts ended this loop turn: one claim each. */
 static void on_kick(struct loop *l, void *userdata)
 {
     struct dispatch *d = userdata;
     d->claim_posted = false;
-    claim_all(d, "acceptance");
+    bool locked = !d->stopping && hold_lock(d) == 0;
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
+        if (fn->claim_wanted) {
+            fn->claim_wanted = false;
+            if (locked && fn->claim_due)
+                claim_for(d, fn, "attempt_end");
+        }
 }
 
 void dispatch_queue_wake(struct dispatch *d, const char *function)
@@ -179,11 +194,13 @@ void dispatch_queue_wake(struct dispatch *d, const char *function)
     if (!d->lease_owner || d->stopping || hold_lock(d) < 0 ||
         !(fn = dispatch_function(d, function)))
         return;
+    fn->claim_due = true;
     claim_for(d, fn, "notification");
 }
 
-void queue_kick(struct dispatch *d)
+void queue_kick(struct dispatch *d, struct fn_state *fn)
 {
+    fn->claim_wanted = true;
     if (!d->claim_posted && !d->stopping && loop_post(d->loop, on_kick, d) == 0)
         d->claim_posted = true;
 }
