@@ -8,6 +8,7 @@
 #include "dispatch/dispatch.h"
 #include "dispatch/scaler.h"
 #include "records/db.h"
+#include "records/journal.h"
 #include "records/telemetry.h"
 
 static const char *const phase_names[] = {
@@ -258,8 +259,9 @@ static void render_process(struct metrics_buf *b, uint64_t started_usec)
     metrics_sample(b, NULL, telemetry_seconds(started_usec, now_usec()));
 }
 
-/* The store's reachability (PostgreSQL's server may go away; SQLite's file does not). */
-static void render_store(struct metrics_buf *b)
+/* The store's reachability (PostgreSQL's server may go away; SQLite's file does not), and what
+ * the journal wrote (j NULL: nothing of it). */
+static void render_store(struct metrics_buf *b, struct journal *j)
 {
     struct db_reachability r;
     db_get_reachability(&r);
@@ -269,6 +271,20 @@ static void render_store(struct metrics_buf *b)
     metrics_family(b, "ignis_store_disconnects_total", METRIC_COUNTER,
                    "Times the store became unreachable.");
     metrics_sample(b, NULL, (double)r.disconnects);
+    if (!j)
+        return;
+    struct journal_stats st;
+    journal_get_stats(j, &st);
+    metrics_family(b, "ignis_store_statements_total", METRIC_COUNTER,
+                   "Statements the journal wrote (records, the ledger, the queue's rows).");
+    metrics_sample(b, NULL, (double)st.statements);
+    metrics_family(b, "ignis_store_commits_total", METRIC_COUNTER,
+                   "Transactions the journal committed: its statements go in batches.");
+    metrics_sample(b, NULL, (double)st.commits);
+    metrics_family(b, "ignis_store_durable_commits_total", METRIC_COUNTER,
+                   "Of the commits, those that waited for the disk (a statement of the batch "
+                   "asked for it).");
+    metrics_sample(b, NULL, (double)st.full_commits);
 }
 
 /* Host-wide: containers, the memory budget, the async backlog, dead letters. */
@@ -408,7 +424,8 @@ static void render_usage(struct metrics_buf *b, const struct rows *rows)
     }
 }
 
-int api_metrics_render(struct dispatch *d, uint64_t started_usec, char **ret_text, size_t *ret_len)
+int api_metrics_render(struct dispatch *d, struct journal *j, uint64_t started_usec,
+                       char **ret_text, size_t *ret_len)
 {
     struct metrics_buf b = {};
     static const uint64_t zeros[64] = {}; /* at least metrics_latency_nbounds + 1 */
@@ -422,7 +439,7 @@ int api_metrics_render(struct dispatch *d, uint64_t started_usec, char **ret_tex
     dispatch_host_stats(d, &host);
 
     render_process(&b, started_usec);
-    render_store(&b);
+    render_store(&b, j);
     render_capacity(&b, &host, &rows);
     render_invocations(&b, &rows, &empty);
     render_usage(&b, &rows);
@@ -441,7 +458,7 @@ void api_get_metrics(struct http_request *req, void *userdata)
     struct api *a = userdata;
     char *text;
     size_t len;
-    if (api_metrics_render(a->dispatch, a->started_usec, &text, &len) < 0) {
+    if (api_metrics_render(a->dispatch, a->journal, a->started_usec, &text, &len) < 0) {
         http_reply_error(req, 500, "internal", "out of memory");
         return;
     }

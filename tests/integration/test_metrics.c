@@ -241,6 +241,13 @@ static void test_counters_histograms_and_promtool(void **state)
     assert_true(value(after, "ignis_uptime_seconds") > 0);
     assert_true(value(after, "ignis_store_up") == 1);
     assert_true(present(after, "ignis_store_disconnects_total"));
+    /* The invocations' records and ledger rows went to the store, in fewer commits (the last
+     * ones may still linger in the journal: at least the first did not). */
+    assert_true(DELTA("ignis_store_statements_total") >= 1);
+    assert_true(DELTA("ignis_store_commits_total") >= 1);
+    assert_true(DELTA("ignis_store_commits_total") <= DELTA("ignis_store_statements_total"));
+    assert_true(value(after, "ignis_store_durable_commits_total") <=
+                value(after, "ignis_store_commits_total"));
     assert_true(present(after, "ignis_live_containers"));
     assert_true(present(after, "ignis_memory_budget_used_bytes"));
     assert_true(present(after, "ignis_async_backlog"));
