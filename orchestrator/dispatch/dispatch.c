@@ -1558,9 +1558,9 @@ static void answer_stalled_submissions(struct dispatch *d)
                  "unreachable",
                  "function=%s id=%s", s->fn_name, s->inv->id);
         s->done(-ENOTCONN,
-                "the store became unreachable while the invocation was being stored: it runs "
-                "once the store is back if the store got it (a retry with the same "
-                "Idempotency-Key is answered with it then)",
+                "the store became unreachable while the invocation was being stored: it is "
+                "stored and runs once the store is back, unless ignisd stops before (a retry "
+                "with the same Idempotency-Key is answered with it then)",
                 s->inv->id, s->userdata);
         s->done = NULL;
     }

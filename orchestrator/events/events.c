@@ -911,8 +911,9 @@ static void answer_stalled_acceptances(struct event_router *ev)
         struct ig_error err = {};
         ig_error_set_reason(&err, ENOTCONN, "store_unavailable",
                             "the store became unreachable while the events were being stored: "
-                            "what it got is delivered once it is back (sending the same events "
-                            "again is safe then: a repeated (source, id) is a duplicate)");
+                            "they are stored and delivered once it is back, unless ignisd stops "
+                            "before (sending the same events again is safe then: a repeated "
+                            "(source, id) is a duplicate)");
         a->done(-ENOTCONN, &err, NULL, 0, a->userdata);
         a->done = NULL;
         a->answered = true;

@@ -76,8 +76,9 @@ struct event_accepted {
  *                                  before the failure still run: a retry delivers again, at least
  *                                  once)
  *   -ENOTCONN "store_unavailable"  the store became unreachable while they were being stored,
- *                                  and stayed so a second: what it got is delivered once it is
- *                                  back (a retry of the same (source, id) then is a duplicate)
+ *                                  and stayed so a second: they are stored and delivered once it
+ *                                  is back, unless ignisd stops before (a retry of the same
+ *                                  (source, id) then is a duplicate)
  *   -ENOMEM */
 typedef void (*events_accept_fn)(int result, const struct ig_error *err,
                                  const struct event_accepted *v, size_t n, void *userdata);
