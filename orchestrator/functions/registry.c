@@ -1045,11 +1045,13 @@ static void op_fail(struct op *op, int code, const char *reason, const struct ig
     op->failed = true;
 }
 
-/* The daemon's own failure: a full disk or quota keeps its errno (api/ answers 507
- * insufficient_storage, which a client can wait out); anything else is EIO (500 internal). */
+/* The daemon's own failure: a full disk or quota, and a store whose server is away, keep their
+ * errno (api/ answers 507 insufficient_storage and 503 store_unavailable, which a client can
+ * wait out); anything else is EIO (500 internal). */
 static void op_fail_own(struct op *op, const struct ig_error *e)
 {
-    op_fail(op, e->code == ENOSPC || e->code == EDQUOT ? e->code : EIO, NULL, e);
+    bool kept = e->code == ENOSPC || e->code == EDQUOT || e->code == ENOTCONN;
+    op_fail(op, kept ? e->code : EIO, NULL, e);
 }
 
 /* A bundle that could not be read or stored: the client's fault when its content is bad. */

@@ -3,9 +3,9 @@
  * with idempotency keys from one, sync invocations from two), when the server is stopped as
  * `pg_ctl stop -m immediate` does, then started again. While it is away the daemon lives and
  * answers: what needs the store is 503 store_unavailable with Retry-After (async invocations,
- * idempotency keys, invocation records, /readyz), sync invocations of a function it knows still
- * run, and /metrics says ignis_store_up 0. Once the server is back the daemon recovers by itself,
- * with no restart: ignis_store_up 1 and one disconnect counted, one log line each way, every
+ * idempotency keys, invocation records, /readyz, a new token, an alias, a push: the CLI says
+ * so), sync invocations of a function it knows still run, and /metrics says ignis_store_up 0.
+ * Once the server is back the daemon recovers by itself, with no restart: ignis_store_up 1 and one disconnect counted, one log line each way, every
  * async invocation that got a 202 succeeds (those accepted as the store went away included), a
  * replayed key returns the original id, and every async invocation and every sync one that ran
  * while the store was away has its record and its one row in the usage ledger. Stopped while the
@@ -202,6 +202,30 @@ static void test_store_away_and_back(void **state)
     snprintf(path, sizeof(path), "/v1/invocations/%s", l[1].replies[0].id);
     expect_away(&p, "GET", path, NULL);
     expect_away(&p, "GET", "/readyz", NULL);
+    /* A new token, an alias and a push need the store: refused the same way, the CLI saying
+     * so. */
+    const char *token = "{\"role\": \"developer\", \"name\": \"away\"}",
+               *alias = "{\"version\": 1}";
+    const struct {
+        const char *method, *path, *body;
+    } writes[] = {{"POST", "/v1/tokens", token}, {"PUT", "/v1/functions/away/aliases/live", alias}};
+    for (size_t i = 0; i < ARRAY_SIZE(writes); i++) {
+        struct client_response tr;
+        assert_int_equal(harness_request(&p, writes[i].method, writes[i].path, NULL, writes[i].body,
+                                         strlen(writes[i].body), &tr),
+                         0);
+        if (tr.status != 503 || !strstr(tr.body, "\"store_unavailable\""))
+            fail_msg("%s %s while the store is away: %ld %s", writes[i].method, writes[i].path,
+                     tr.status, tr.body);
+        client_response_clear(&tr);
+    }
+    char dir[512], *out = NULL, *errout = NULL;
+    snprintf(dir, sizeof(dir), "%s/runtime-images/examples/hello-exec", getenv("IGNIS_SOURCE_DIR"));
+    int rc = harness_ignis(&p, &out, &errout, "push", dir, NULL);
+    if (rc == 0 || !strstr(errout, "HTTP 503"))
+        fail_msg("ignis push while the store is away: exit %d: %s%s", rc, out, errout);
+    free(out);
+    free(errout);
     assert_int_equal(kill(p.pid, 0), 0);
 
     assert_int_equal(pgserver_start(pgserver_shared), 0);
