@@ -90,6 +90,10 @@ void api_mutation_start(struct http_request *req, struct api *a,
                         int (*start)(struct http_request *req, struct api *a, struct ig_error *err))
 {
     struct ig_error err = {};
+    if (!api_store_reachable(&err)) {
+        api_reply_error(req, &err);
+        return;
+    }
     http_request_set_context(req, a, mutation_gone);
     if (start(req, a, &err) < 0) {
         http_request_set_context(req, NULL, NULL);

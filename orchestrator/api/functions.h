@@ -11,7 +11,10 @@ struct ig_error;
 
 /* A registry mutation from a request (versions.c's too): start is called with the request's
  * close hook set (the registry's done may run before start returns, and the client may go
- * away: then the registry is detached from it); a refusal (start < 0) is answered at once. */
+ * away: then the registry is detached from it); a refusal (start < 0) is answered at once.
+ * Every mutation writes the store: while it is unreachable the request is refused (503
+ * store_unavailable) before anything is done, rather than a delete draining the function and
+ * then waiting for the store with its records. */
 void api_mutation_start(struct http_request *req, struct api *a,
                         int (*start)(struct http_request *req, struct api *a,
                                      struct ig_error *err));

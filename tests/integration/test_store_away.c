@@ -5,11 +5,11 @@
  * answers: what needs the store is 503 store_unavailable with Retry-After (async invocations,
  * idempotency keys, invocation records, /readyz, a new token, an alias, a push: the CLI says
  * so), sync invocations of a function it knows still run, and /metrics says ignis_store_up 0.
- * Once the server is back the daemon recovers by itself, with no restart: ignis_store_up 1 and one disconnect counted, one log line each way, every
- * async invocation that got a 202 succeeds (those accepted as the store went away included), a
- * replayed key returns the original id, and every async invocation and every sync one that ran
- * while the store was away has its record and its one row in the usage ledger. Stopped while the
- * store is away, it gives up what waits and exits 0. */
+ * Once the server is back the daemon recovers by itself, with no restart: ignis_store_up 1 and one
+ * disconnect counted, one log line each way, every async invocation that got a 202 succeeds (those
+ * accepted as the store went away included), a replayed key returns the original id, and every
+ * async invocation and every sync one that ran while the store was away has its record and its one
+ * row in the usage ledger. Stopped while the store is away, it gives up what waits and exits 0. */
 #include "harness.h"
 
 #include <signal.h>
@@ -434,12 +434,50 @@ static void test_accept_cut_by_loss(void **state)
     assert_int_equal(harness_finish(&p), 0);
 }
 
+/* A delete while the store is away: 503 store_unavailable, and the function is still there,
+ * running, rather than gone from this host and kept in the store; once the server is back the
+ * delete goes through, and a restart does not bring the function back. */
+static void test_delete_while_away(void **state)
+{
+    char *conninfo;
+    struct ignisd_proc p;
+    start_away(&p, &conninfo, NULL);
+    const char *sync[] = {"Ignis-Invocation-Type: sync", NULL};
+    assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
+
+    assert_int_equal(pgserver_stop_immediate(pgserver_shared), 0);
+    expect_away(&p, "DELETE", "/v1/functions/away", NULL);
+    assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
+
+    assert_int_equal(pgserver_start(pgserver_shared), 0);
+    struct client_response r;
+    for (int tries = 0;; tries++) {
+        assert_int_equal(harness_request(&p, "DELETE", "/v1/functions/away", NULL, NULL, 0, &r), 0);
+        if (r.status == 200)
+            break;
+        if (tries > 300 || r.status != 503)
+            fail_msg("DELETE once the store is back: %ld %s", r.status, r.body);
+        client_response_clear(&r);
+        usleep(100 * 1000);
+    }
+    client_response_clear(&r);
+    assert_int_equal(harness_stop(&p), 0);
+    const char *args[] = {"--store", conninfo, NULL};
+    assert_int_equal(harness_restart(&p, args), 0);
+    assert_int_equal(harness_request(&p, "GET", "/v1/functions/away", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 404);
+    client_response_clear(&r);
+    free(conninfo);
+    assert_int_equal(harness_finish(&p), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_away_and_back),
         cmocka_unit_test(test_stop_while_away),
         cmocka_unit_test(test_accept_cut_by_loss),
+        cmocka_unit_test(test_delete_while_away),
     };
     return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
 }
