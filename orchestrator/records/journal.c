@@ -553,19 +553,12 @@ static int submit(struct journal *j, bool durable, bool counted, bool once, cons
 {
     if (nvalues > JOURNAL_MAX_VALUES)
         return -E2BIG;
-    size_t bytes = strlen(sql) + 1;
-    for (size_t i = 0; i < nvalues; i++)
-        bytes += values[i].type == DV_TEXT   ? (values[i].len ? values[i].len : strlen(values[i].p))
-                 : values[i].type == DV_BLOB ? values[i].len
-                                             : 0;
-    /* Only while the store is away does what waits grow without the writer taking it. */
-    if (refused_while_away(j, bytes))
-        return -ENOBUFS;
     struct op *op = calloc(1, sizeof(*op) + nvalues * sizeof(op->values[0]));
     if (!op)
         return -ENOMEM;
-    op->bytes = bytes;
-    op->sql = strdup(sql);
+    size_t sql_len = strlen(sql);
+    op->bytes = sql_len + 1;
+    op->sql = strndup(sql, sql_len);
     op->durable = durable;
     op->counted = counted;
     op->once = once;
@@ -578,18 +571,22 @@ static int submit(struct journal *j, bool durable, bool counted, bool once, cons
         if (values[i].type == DV_TEXT) {
             op->values[i].len = values[i].len ? values[i].len : strlen(values[i].p);
             op->values[i].p = strndup(values[i].p, op->values[i].len);
+            op->bytes += op->values[i].len;
             oom |= !op->values[i].p;
         } else if (values[i].type == DV_BLOB) {
             void *copy = malloc(values[i].len ? values[i].len : 1);
             if (copy && values[i].len)
                 memcpy(copy, values[i].p, values[i].len);
             op->values[i].p = copy;
+            op->bytes += values[i].len;
             oom |= !copy;
         }
     }
-    if (oom) {
+    /* Only while the store is away does what waits grow without the writer taking it. */
+    int r = oom ? -ENOMEM : refused_while_away(j, op->bytes) ? -ENOBUFS : 0;
+    if (r < 0) {
         op_free(op);
-        return -ENOMEM;
+        return r;
     }
     if (j->turn_tail)
         j->turn_tail->next = op;
@@ -597,7 +594,7 @@ static int submit(struct journal *j, bool durable, bool counted, bool once, cons
         j->turn_head = op;
     j->turn_tail = op;
     j->turn_count++;
-    j->turn_bytes += bytes;
+    j->turn_bytes += op->bytes;
     j->turn_durable |= durable;
     return 0;
 }
