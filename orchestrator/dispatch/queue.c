@@ -179,11 +179,12 @@ static void on_kick(struct loop *l, void *userdata)
 {
     struct dispatch *d = userdata;
     d->claim_posted = false;
-    bool locked = !d->stopping && hold_lock(d) == 0;
     for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         if (fn->claim_wanted) {
             fn->claim_wanted = false;
-            if (locked && fn->claim_due)
+            /* The lock is asked for only by a claim to make: without it, a try opens a
+             * connection. */
+            if (fn->claim_due && !d->stopping && hold_lock(d) == 0)
                 claim_for(d, fn, "attempt_end");
         }
 }

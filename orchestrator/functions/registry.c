@@ -1228,9 +1228,7 @@ static bool number_taken(struct op *op, uint32_t n)
         max < n)
         return false;
     log_info("version number taken by a push on another host: trying the next",
-             "function=%s "
-             "version=%u",
-             op->name, n);
+             "function=%s version=%u", op->name, n);
     op->stored_max = max;
     op->renumbered++;
     ig_error_clear(&op->err);
