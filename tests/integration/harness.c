@@ -80,12 +80,20 @@ void harness_print_log(const struct ignisd_proc *p)
     }
 }
 
+bool harness_file_contains(const char *path, const char *needle)
+{
+    char *text = NULL;
+    size_t len;
+    if (read_file(path, 64 << 20, &text, &len) < 0)
+        return false;
+    bool found = memmem(text, len, needle, strlen(needle)) != NULL;
+    free(text);
+    return found;
+}
+
 bool harness_log_has(const struct ignisd_proc *p, const char *text)
 {
-    char *log = NULL;
-    bool has = read_file(p->log_path, 64 << 20, &log, NULL) == 0 && strstr(log, text);
-    free(log);
-    return has;
+    return harness_file_contains(p->log_path, text);
 }
 
 char *harness_log_line(const struct ignisd_proc *p, const char *text)

@@ -80,6 +80,8 @@ int harness_stop(struct ignisd_proc *p);
  * process, mount or cgroup behind. */
 int harness_cleanup(struct ignisd_proc *p);
 void harness_print_log(const struct ignisd_proc *p);
+/* Whether the file at path holds needle anywhere (bytes, grep-style; false when unreadable). */
+bool harness_file_contains(const char *path, const char *needle);
 /* Whether the daemon's log holds text; the first line that does (free it), or NULL. */
 bool harness_log_has(const struct ignisd_proc *p, const char *text);
 char *harness_log_line(const struct ignisd_proc *p, const char *text);

@@ -478,18 +478,6 @@ static int set_secret_cli(const char *fn, const char *name, const char *value)
     return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
 }
 
-/* Grep-style: whether needle occurs in the whole file. */
-static bool file_contains(const char *path, const char *needle)
-{
-    char *text = NULL;
-    size_t len;
-    if (read_file(path, 64 << 20, &text, &len) < 0)
-        return false;
-    bool found = memmem(text, len, needle, strlen(needle)) != NULL;
-    free(text);
-    return found;
-}
-
 static void test_secrets_only_for_their_function(void **state)
 {
     static const char value_a[] = "s3cr3t-of-alpha-7f1c";
@@ -569,8 +557,8 @@ static void test_secrets_only_for_their_function(void **state)
     assert_non_null(strstr(err, "not a secret name"));
     free(out);
     free(err);
-    assert_false(file_contains(daemon_proc.log_path, value_a));
-    assert_false(file_contains(daemon_proc.log_path, unlisted));
+    assert_false(harness_file_contains(daemon_proc.log_path, value_a));
+    assert_false(harness_file_contains(daemon_proc.log_path, unlisted));
     /* The store's files hold no secret value. On PostgreSQL there are none under the state
      * dir (the server's files are its own): that check is SQLite's. */
     if (harness_on_postgresql())
@@ -578,9 +566,9 @@ static void test_secrets_only_for_their_function(void **state)
     else {
         char db[600];
         snprintf(db, sizeof(db), "%s/ignis.db", daemon_proc.state_dir);
-        assert_false(file_contains(db, value_a));
+        assert_false(harness_file_contains(db, value_a));
         snprintf(db, sizeof(db), "%s/ignis.db-wal", daemon_proc.state_dir);
-        assert_false(file_contains(db, value_a));
+        assert_false(harness_file_contains(db, value_a));
     }
 
     /* Removing: gone from the listing; a second removal is 404; bad names are 400. */

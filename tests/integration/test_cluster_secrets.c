@@ -152,17 +152,6 @@ static bool reader_prints(void *arg)
     return ok;
 }
 
-static bool file_contains(const char *path, const char *needle)
-{
-    char *text = NULL;
-    size_t len;
-    if (read_file(path, 64 << 20, &text, &len) < 0)
-        return false;
-    bool found = memmem(text, len, needle, strlen(needle)) != NULL;
-    free(text);
-    return found;
-}
-
 /* Neither the secrets table nor a dump of the whole database holds value in the clear. */
 static void assert_store_sealed(const char *value)
 {
@@ -193,8 +182,8 @@ static void assert_store_sealed(const char *value)
         fail_msg("pg_dump: %s", errs);
     free(out);
     free(errs);
-    assert_true(file_contains(dump, "COPY public.secrets"));
-    assert_false(file_contains(dump, value));
+    assert_true(harness_file_contains(dump, "COPY public.secrets"));
+    assert_false(harness_file_contains(dump, value));
     unlink(dump);
 }
 
@@ -244,16 +233,16 @@ static void test_set_replace_remove_reach_the_other_host(void **state)
     wait_for(reader_prints, &(struct run_check){&host[1], "4", "absent"},
              "B's next container without the secret removed through A");
     for (int i = 0; i < 2; i++) {
-        assert_false(file_contains(host[i].log_path, value1));
-        assert_false(file_contains(host[i].log_path, value2));
+        assert_false(harness_file_contains(host[i].log_path, value1));
+        assert_false(harness_file_contains(host[i].log_path, value2));
     }
 }
 
 static bool logged_unopened(void *arg)
 {
     struct ignisd_proc *p = arg;
-    return file_contains(p->log_path, "does not open with this host's secrets_key") &&
-           file_contains(p->log_path, "secret=LATE");
+    return harness_file_contains(p->log_path, "does not open with this host's secrets_key") &&
+           harness_file_contains(p->log_path, "secret=LATE");
 }
 
 static void test_another_key_cannot_open(void **state)
@@ -264,7 +253,7 @@ static void test_another_key_cannot_open(void **state)
     assert_int_equal(harness_start(&host[2], args), 0);
     wait_for(logged_unopened, &host[2], "C logging the secret it cannot open");
     assert_true(file_is(&(struct file_check){&host[2], "LATE", NULL}));
-    assert_false(file_contains(host[2].log_path, value1));
+    assert_false(harness_file_contains(host[2].log_path, value1));
     /* Still serving, and saying which secret it cannot use. */
     struct client_response r;
     assert_int_equal(
