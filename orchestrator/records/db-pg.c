@@ -448,30 +448,23 @@ static bool pg_is_null(struct db_rows *r, int col)
     return PQgetisnull(rows->res, rows->row, col);
 }
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c - 'A' + 10;
-}
-
-/* A bytea column of the row as its bytes (the text result is "\x" and hex digits), NUL after
- * them so that it reads as text too; NULL when it is NULL or memory ran out. */
+/* A bytea column of the row as its bytes (the text result, decoded by libpq), NUL after them so
+ * that it reads as text too; NULL when it is NULL, not bytea's text, or memory ran out. */
 static const struct decoded *bytea(struct pg_rows *rows, int col)
 {
     struct decoded *d = &rows->decoded[col];
     if (d->p || PQgetisnull(rows->res, rows->row, col))
         return d->p ? d : NULL;
-    const char *hex = PQgetvalue(rows->res, rows->row, col);
-    size_t len = (size_t)PQgetlength(rows->res, rows->row, col);
-    if (len < 2 || hex[0] != '\\' || hex[1] != 'x')
-        return NULL; /* bytea_output is hex unless someone set it otherwise */
-    len = (len - 2) / 2;
-    if (!(d->p = malloc(len + 1)))
-        return NULL;
-    for (size_t i = 0; i < len; i++)
-        d->p[i] = (char)(hex_digit(hex[2 + 2 * i]) << 4 | hex_digit(hex[3 + 2 * i]));
-    d->p[len] = '\0';
-    d->len = len;
-    return d;
+    size_t len;
+    unsigned char *bytes =
+        PQunescapeBytea((const unsigned char *)PQgetvalue(rows->res, rows->row, col), &len);
+    if (bytes && (d->p = malloc(len + 1))) {
+        memcpy(d->p, bytes, len);
+        d->p[len] = '\0';
+        d->len = len;
+    }
+    PQfreemem(bytes);
+    return d->p ? d : NULL;
 }
 
 static double pg_double(struct db_rows *r, int col)
