@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <nettle/base16.h>
 #include <nettle/gcm.h>
 #include <nettle/memops.h>
 #include <string.h>
@@ -43,14 +44,6 @@ int secrets_check_names(const char *function, const char *secret, struct ig_erro
     return 0;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 int secrets_key_load(const char *path, uint8_t ret[SECRETS_KEY_BYTES], struct ig_error *err)
 {
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -74,13 +67,16 @@ int secrets_key_load(const char *path, uint8_t ret[SECRETS_KEY_BYTES], struct ig
         memcpy(ret, buf, SECRETS_KEY_BYTES);
     } else if (n == 2 * SECRETS_KEY_BYTES ||
                (n == 2 * SECRETS_KEY_BYTES + 1 && buf[n - 1] == '\n')) {
-        for (size_t i = 0; i < SECRETS_KEY_BYTES && r == 0; i++) {
-            int hi = hex_digit((char)buf[2 * i]), lo = hex_digit((char)buf[2 * i + 1]);
-            if (hi < 0 || lo < 0)
-                r = -EINVAL;
-            else
-                ret[i] = (uint8_t)(hi << 4 | lo);
-        }
+        struct base16_decode_ctx ctx;
+        uint8_t key[BASE16_DECODE_LENGTH(2 * SECRETS_KEY_BYTES)];
+        size_t got;
+        base16_decode_init(&ctx);
+        if (base16_decode_update(&ctx, &got, key, 2 * SECRETS_KEY_BYTES, (const char *)buf) &&
+            base16_decode_final(&ctx) && got == SECRETS_KEY_BYTES)
+            memcpy(ret, key, SECRETS_KEY_BYTES);
+        else
+            r = -EINVAL;
+        explicit_bzero(key, sizeof(key));
     } else {
         r = -EINVAL;
     }
