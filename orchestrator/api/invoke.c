@@ -137,7 +137,7 @@ static void on_async_submitted(int result, const char *message, const char *id, 
             /* The store went away with the row on its way: the id says which invocation may run
              * once it is back. */
             struct ig_error err = {};
-            ig_error_set_reason(&err, ENOTCONN, "store_unavailable", "%s", message);
+            ig_error_set(&err, ENOTCONN, "%s", message); /* store_unavailable: api_code_for */
             http_set_header(a->req, "Ignis-Invocation-Id", id);
             api_reply_error(a->req, &err);
         } else if (result < 0) {
