@@ -203,7 +203,8 @@ void daemon_doctor_store(const struct ignisd_options *opts, cJSON *checks,
     int version, current = store_schema_version();
     options_store_target(opts, target, sizeof(target));
     db_target_name(target, name, sizeof(name));
-    const char *engine = db_is_postgresql(target) ? "postgresql" : "sqlite";
+    bool shared = db_is_postgresql(target);
+    const char *engine = shared ? "postgresql" : "sqlite";
     if (store_probe(target, &version, &err) < 0)
         doctor_add(checks, worst, "store", DOCTOR_FAILING,
                    "start the database, or correct --store (docs/operations.md)",
@@ -219,14 +220,13 @@ void daemon_doctor_store(const struct ignisd_options *opts, cJSON *checks,
     if (opts->secrets_key[0] && secrets_key_load(opts->secrets_key, key, &err) < 0)
         doctor_add(checks, worst, "secrets", DOCTOR_FAILING,
                    "make it 32 random bytes, mode 0600 (docs/operations.md)", "%s", err.message);
-    else if (db_is_postgresql(target) && !opts->secrets_key[0])
+    else if (shared && !opts->secrets_key[0])
         doctor_add(checks, worst, "secrets", DOCTOR_DEGRADED,
                    "set secrets_key, the same file on every host (docs/operations.md)",
                    "per host: a secret set through one host is not on the others");
     else
         doctor_add(checks, worst, "secrets", DOCTOR_OK, NULL, "%s",
-                   db_is_postgresql(target) ? "shared through the store, encrypted"
-                                            : "this host's files");
+                   shared ? "shared through the store, encrypted" : "this host's files");
     explicit_bzero(key, sizeof(key));
 }
 
@@ -541,7 +541,10 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
         snprintf(dopts.images_dir, sizeof(dopts.images_dir), "%s", opts->images_dir);
     dopts.queue_max = opts->queue_max;
     dopts.python_templates = opts->python_templates;
-    dopts.shared_queue = db_is_postgresql(store_target);
+    /* Hosts share a PostgreSQL store (its queue, changes, secrets, heartbeat); SQLite's is one
+     * host's. */
+    bool shared = db_is_postgresql(store_target);
+    dopts.shared_queue = shared;
     snprintf(dopts.host_id, sizeof(dopts.host_id), "%s", d->opts.host_id);
     r = dispatch_new(d->loop, d->store, d->journal, d->cgroups, &dopts, &d->dispatch, err);
     if (r < 0)
@@ -598,18 +601,17 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = auth_new(d->store, &aopts, &d->auth, err);
     if (r < 0)
         goto fail;
-    r = start_secrets(d, db_is_postgresql(store_target), err);
+    r = start_secrets(d, shared, err);
     if (r < 0)
         goto fail;
-    /* Hosts sharing a PostgreSQL store hear of each other's changes; on SQLite there is one. */
-    if (db_is_postgresql(store_target) &&
+    if (shared &&
         (r = changes_new(d->loop, store_target, on_change, d, &d->changes, err)) < 0)
         goto fail;
     r = start_http(d, err);
     if (r < 0)
         goto fail;
     default_advertise(d, http_server_port(d->http));
-    r = register_host(d, db_is_postgresql(store_target), err);
+    r = register_host(d, shared, err);
     if (r < 0)
         goto fail;
     char store_name[600];
