@@ -1,7 +1,9 @@
 #include "records/changes.h"
 
+#include <fcntl.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "records/db.h"
@@ -15,6 +17,11 @@ struct changes {
     changes_fn fn;
     void *userdata;
     struct db *db; /* NULL while disconnected */
+    /* What the loop watches: a duplicate of the connection's socket, ours to close. libpq closes
+     * its own as soon as it finds the connection lost, before the loop can take it out of epoll,
+     * and a registration outlives the close of its descriptor while another process holds the
+     * socket (a child forked meanwhile, as bundle_unpack's sandbox is: epoll(7)); its events
+     * would then name a watch the loop freed. */
     int fd;
     struct loop_timer *retry, *reread;
     uint64_t backoff_us;
@@ -79,6 +86,7 @@ static void disconnect(struct changes *c)
     if (!c->db)
         return;
     loop_del_io(c->loop, c->fd);
+    close(c->fd);
     db_close(TAKE_PTR(c->db));
 }
 
@@ -102,10 +110,16 @@ static int connect_listen(struct changes *c, struct ig_error *err)
     int r = db_open(c->target, 0, &db, err);
     if (r < 0)
         return r;
-    if ((r = db_listen(db, CHANGES_CHANNEL, err)) < 0 || (r = db_socket(db)) < 0 ||
-        (r = loop_add_io(c->loop, c->fd = r, EPOLLIN, on_readable, c)) < 0) {
+    c->fd = -1;
+    if ((r = db_listen(db, CHANGES_CHANNEL, err)) == 0 && (r = db_socket(db)) >= 0) {
+        c->fd = fcntl(r, F_DUPFD_CLOEXEC, 0);
+        r = c->fd < 0 ? -errno : loop_add_io(c->loop, c->fd, EPOLLIN, on_readable, c);
+    }
+    if (r < 0) {
         if (!err->code)
             ig_error_set(err, -r, "listening for changes: %s", strerror(-r));
+        if (c->fd >= 0)
+            close(c->fd);
         db_close(db);
         return r;
     }
