@@ -19,6 +19,10 @@ struct db_engine {
     const char *(*get_text)(struct db_rows *r, int col);
     const void *(*get_blob)(struct db_rows *r, int col, size_t *ret_len);
     void (*rows_free)(struct db_rows *r);
+    /* db_exec_batch's, the rows and the failed index as it says; NULL where one statement after
+     * another is as good (db.c runs them so: SQLite, in the process). */
+    int (*exec_batch)(struct db *db, const struct db_stmt *stmts, size_t n, int *ret_rows,
+                      size_t *ret_failed);
     /* The statements that open a write and a read transaction, and that make the commits that
      * follow durable or not ([true] and [false]). */
     const char *begin_sql, *begin_read_sql, *durable_sql[2];

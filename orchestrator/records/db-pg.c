@@ -1,6 +1,7 @@
 /* db.h on PostgreSQL 15 through libpq: the only file that speaks to libpq (scripts/check-layers).
  * Synchronous: every call waits for the server's answer (docs/plan-store-postgresql.md, answer 5:
- * what must never wait gets libpq's non-blocking calls in the loop, elsewhere).
+ * what must never wait gets libpq's non-blocking calls in the loop, elsewhere). A batch
+ * (db_exec_batch) goes in one pipeline, so that it waits once.
  *
  * Statements are prepared once per connection, by text and by the types of the values bound
  * (an integer goes as int8, a double as float8, a blob as bytea, all three in binary; text and
@@ -74,7 +75,8 @@ static struct pg_rows *pg_rows(struct db_rows *r)
 }
 
 /* The errno behind a failed statement's SQLSTATE. libpq's own failures carry none: here they are
- * the connection's (the store never copies, pipelines or cancels). */
+ * the connection's (the store never copies or cancels; a pipeline's statements aborted after a
+ * failure are read by their status, not by this). */
 static int sqlstate_errno(const char *state)
 {
     if (!state)
@@ -264,105 +266,164 @@ static uint64_t hash_of(const char *sql, const char *sig)
     return h;
 }
 
-/* The name of sql prepared for parameters of these types: from the cache, or prepared into it
- * (in place of the oldest, deallocated). NULL after noting why not. */
-static const char *prepared(struct pg *db, const char *sql, const char *sig, const Oid *types,
-                            size_t n)
+/* A statement's values as libpq takes them. libpq copies them into what it sends, so one is
+ * bound at a time, on the stack. */
+struct bound {
+    size_t n;
+    Oid types[PG_MAX_PARAMS];
+    const char *values[PG_MAX_PARAMS];
+    int lengths[PG_MAX_PARAMS], formats[PG_MAX_PARAMS];
+    uint64_t binary[PG_MAX_PARAMS];
+    char sig[PG_MAX_PARAMS + 1], *copies[PG_MAX_PARAMS];
+};
+
+static void unbind(struct bound *b)
 {
-    uint64_t h = hash_of(sql, sig);
+    for (size_t i = 0; i < b->n; i++)
+        free(b->copies[i]);
+    b->n = 0;
+}
+
+/* Binds v: 0, or -errno after noting why (unbind either way). */
+static int bind(struct pg *db, const struct db_value *v, size_t n, struct bound *b)
+{
+    b->n = 0;
+    if (n > PG_MAX_PARAMS)
+        return db_note(&db->base, EINVAL, "%zu parameters, over %d", n, PG_MAX_PARAMS);
+    int r = 0;
+    for (size_t i = 0; i < n; i++) {
+        b->types[i] = 0;
+        b->values[i] = NULL;
+        b->lengths[i] = 0;
+        b->formats[i] = 1;
+        b->sig[i] = 'u';
+        b->copies[i] = NULL;
+        switch (v[i].type) {
+        case DV_NULL:
+            break;
+        case DV_INT:
+            b->binary[i] = htobe64((uint64_t)v[i].i);
+            b->types[i] = INT8_OID, b->values[i] = (const char *)&b->binary[i], b->lengths[i] = 8;
+            b->sig[i] = 'i';
+            break;
+        case DV_DOUBLE:
+            memcpy(&b->binary[i], &v[i].d, sizeof(b->binary[i]));
+            b->binary[i] = htobe64(b->binary[i]);
+            b->types[i] = FLOAT8_OID, b->values[i] = (const char *)&b->binary[i], b->lengths[i] = 8;
+            b->sig[i] = 'd';
+            break;
+        case DV_TEXT:
+            /* Text goes as text: libpq reads it up to its NUL. */
+            b->formats[i] = 0;
+            b->values[i] = v[i].p;
+            if (v[i].len && !(b->values[i] = b->copies[i] = strndup(v[i].p, v[i].len)))
+                r = db_note(&db->base, ENOMEM, "%s", strerror(ENOMEM));
+            break;
+        case DV_BLOB:
+            /* A NULL pointer would be SQL NULL: an empty blob is an empty bytea. */
+            b->types[i] = BYTEA_OID, b->values[i] = v[i].p ? v[i].p : "",
+            b->lengths[i] = (int)v[i].len;
+            b->sig[i] = 'b';
+            break;
+        }
+        b->n = i + 1;
+    }
+    b->sig[n] = '\0';
+    return r;
+}
+
+/* sql's statement prepared for parameters of b's types, from the cache; NULL when not there. */
+static struct prepared *cache_find(struct pg *db, const char *sql, const struct bound *b)
+{
+    uint64_t h = hash_of(sql, b->sig);
     for (size_t i = 0; i < PG_STMT_CACHE; i++) {
         struct prepared *c = &db->cache[i];
-        if (c->sql && c->hash == h && streq(c->sig, sig) && streq(c->sql, sql))
-            return c->name;
+        if (c->sql && c->hash == h && streq(c->sig, b->sig) && streq(c->sql, sql))
+            return c;
     }
+    return NULL;
+}
+
+/* A slot of the cache for sql, under a new name, in place of the oldest, whose statement is the
+ * caller's to deallocate (its name in evicted; "" when the slot was free). NULL after noting
+ * ENOMEM. The caller prepares the statement, and drops the slot should that fail. */
+static struct prepared *cache_take(struct pg *db, const char *sql, const struct bound *b,
+                                   char evicted[static 16])
+{
     char *copy = strdup(sql);
     if (!copy) {
         db_note(&db->base, ENOMEM, "%s", strerror(ENOMEM));
         return NULL;
     }
     struct prepared *c = &db->cache[db->cache_next++ % PG_STMT_CACHE];
-    if (c->sql) {
+    snprintf(evicted, 16, "%s", c->sql ? c->name : "");
+    free(c->sql);
+    c->sql = copy;
+    c->hash = hash_of(sql, b->sig);
+    snprintf(c->sig, sizeof(c->sig), "%s", b->sig);
+    snprintf(c->name, sizeof(c->name), "ig%u", ++db->names);
+    return c;
+}
+
+static void cache_drop(struct prepared *c)
+{
+    free(c->sql);
+    c->sql = NULL;
+}
+
+/* The name of sql prepared for b's types: from the cache, or prepared into it (in place of the
+ * oldest, deallocated). NULL after noting why not. */
+static const char *prepared(struct pg *db, const char *sql, const struct bound *b)
+{
+    struct prepared *c = cache_find(db, sql, b);
+    if (c)
+        return c->name;
+    char evicted[16];
+    if (!(c = cache_take(db, sql, b, evicted)))
+        return NULL;
+    if (evicted[0]) {
         /* Its result is of no use: should it fail (in a failed transaction), the statement
          * stays on the server until the connection closes, under a name never used again. */
         char sql_dealloc[40];
-        snprintf(sql_dealloc, sizeof(sql_dealloc), "DEALLOCATE %s", c->name);
+        snprintf(sql_dealloc, sizeof(sql_dealloc), "DEALLOCATE %s", evicted);
         PQclear(PQexec(db->c, sql_dealloc));
-        free(c->sql);
-        c->sql = NULL;
     }
-    char name[16];
-    snprintf(name, sizeof(name), "ig%u", ++db->names);
-    PGresult *res = PQprepare(db->c, name, sql, (int)n, types);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        note_result(db, res);
-        PQclear(res);
-        free(copy);
+    PGresult *res = PQprepare(db->c, c->name, sql, (int)b->n, b->types);
+    int r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : note_result(db, res);
+    PQclear(res);
+    if (r < 0) {
+        cache_drop(c);
         return NULL;
     }
-    PQclear(res);
-    c->sql = copy;
-    c->hash = h;
-    snprintf(c->sig, sizeof(c->sig), "%s", sig);
-    snprintf(c->name, sizeof(c->name), "%s", name);
     return c->name;
+}
+
+/* Whether a lost connection stays lost for sql (after noting so), or may run it: one idle
+ * through an outage that is over connects again first. */
+static bool still_lost(struct pg *db, const char *sql)
+{
+    forget_if_stale(db);
+    if (db->lost && !reconnect_if_due(db, sql)) {
+        note_lost(db);
+        return true;
+    }
+    return false;
 }
 
 /* Runs sql with v bound: its result (to clear) in *ret, or -errno after noting why. */
 static int run(struct pg *db, const char *sql, const struct db_value *v, size_t n, PGresult **ret)
 {
-    forget_if_stale(db);
-    if (db->lost && !reconnect_if_due(db, sql))
-        return note_lost(db);
+    if (still_lost(db, sql))
+        return -ENOTCONN;
     /* COMMIT ends the transaction whatever becomes of it: after its loss, nothing of it is left
      * to cut. */
     db->tx_open = PQtransactionStatus(db->c) != PQTRANS_IDLE && !streq(sql, "COMMIT");
-    if (n > PG_MAX_PARAMS)
-        return db_note(&db->base, EINVAL, "%zu parameters, over %d", n, PG_MAX_PARAMS);
-    Oid types[PG_MAX_PARAMS];
-    const char *values[PG_MAX_PARAMS];
-    int lengths[PG_MAX_PARAMS], formats[PG_MAX_PARAMS];
-    uint64_t binary[PG_MAX_PARAMS];
-    char sig[PG_MAX_PARAMS + 1], *copies[PG_MAX_PARAMS] = {};
-    int r = 0;
-    for (size_t i = 0; i < n; i++) {
-        types[i] = 0;
-        values[i] = NULL;
-        lengths[i] = 0;
-        formats[i] = 1;
-        sig[i] = 'u';
-        switch (v[i].type) {
-        case DV_NULL:
-            break;
-        case DV_INT:
-            binary[i] = htobe64((uint64_t)v[i].i);
-            types[i] = INT8_OID, values[i] = (const char *)&binary[i], lengths[i] = 8;
-            sig[i] = 'i';
-            break;
-        case DV_DOUBLE:
-            memcpy(&binary[i], &v[i].d, sizeof(binary[i]));
-            binary[i] = htobe64(binary[i]);
-            types[i] = FLOAT8_OID, values[i] = (const char *)&binary[i], lengths[i] = 8;
-            sig[i] = 'd';
-            break;
-        case DV_TEXT:
-            /* Text goes as text: libpq reads it up to its NUL. */
-            formats[i] = 0;
-            values[i] = v[i].p;
-            if (v[i].len && !(values[i] = copies[i] = strndup(v[i].p, v[i].len)))
-                r = db_note(&db->base, ENOMEM, "%s", strerror(ENOMEM));
-            break;
-        case DV_BLOB:
-            /* A NULL pointer would be SQL NULL: an empty blob is an empty bytea. */
-            types[i] = BYTEA_OID, values[i] = v[i].p ? v[i].p : "", lengths[i] = (int)v[i].len;
-            sig[i] = 'b';
-            break;
-        }
-    }
-    sig[n] = '\0';
-    const char *name = r == 0 ? prepared(db, sql, sig, types, n) : NULL;
+    struct bound b;
+    int r = bind(db, v, n, &b);
+    const char *name = r == 0 ? prepared(db, sql, &b) : NULL;
     PGresult *res = NULL;
     if (name) {
-        res = PQexecPrepared(db->c, name, (int)n, values, lengths, formats, 0);
+        res = PQexecPrepared(db->c, name, (int)n, b.values, b.lengths, b.formats, 0);
         ExecStatusType st = PQresultStatus(res);
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
             *ret = res;
@@ -371,11 +432,29 @@ static int run(struct pg *db, const char *sql, const struct db_value *v, size_t 
     } else if (r == 0) {
         r = -db->base.code;
     }
-    for (size_t i = 0; i < n; i++)
-        free(copies[i]);
+    unbind(&b);
     if (r < 0)
         PQclear(res);
     return r;
+}
+
+/* The rows a statement's result says it changed; a query's rows are not (SQLite's count is 0
+ * for a read). */
+static int rows_changed(PGresult *res)
+{
+    return strncmp(PQcmdStatus(res), "SELECT", 6) ? atoi(PQcmdTuples(res)) : 0;
+}
+
+/* A COMMIT that succeeded: 0, or -EIO after noting it when it rolled back instead. A statement
+ * failed inside the transaction, which PostgreSQL then rolls back whole (SQLite undoes the
+ * statement alone): a caller that goes on past a failure puts it in a savepoint, as the journal
+ * does. */
+static int commit_result(struct pg *db, PGresult *res)
+{
+    if (streq(PQcmdStatus(res), "ROLLBACK"))
+        return db_note(&db->base, EIO,
+                       "the transaction was rolled back: a statement of it had failed");
+    return 0;
 }
 
 static int pg_exec(struct db *base, const char *sql, const struct db_value *v, size_t n)
@@ -385,16 +464,7 @@ static int pg_exec(struct db *base, const char *sql, const struct db_value *v, s
     int r = run(db, sql, v, n, &res);
     if (r < 0)
         return r;
-    const char *status = PQcmdStatus(res);
-    if (streq(sql, "COMMIT") && streq(status, "ROLLBACK")) {
-        /* A statement failed inside the transaction, which PostgreSQL then rolls back whole
-         * (SQLite undoes the statement alone): a caller that goes on past a failure puts it
-         * in a savepoint, as the journal does. */
-        r = db_note(base, EIO, "the transaction was rolled back: a statement of it had failed");
-    } else {
-        /* The rows changed; a query's rows are not (SQLite's count is 0 for a read). */
-        r = strncmp(status, "SELECT", 6) ? atoi(PQcmdTuples(res)) : 0;
-    }
+    r = streq(sql, "COMMIT") ? commit_result(db, res) : rows_changed(res);
     PQclear(res);
     return r;
 }
@@ -422,6 +492,156 @@ static int pg_query(struct db *base, const char *sql, const struct db_value *v, 
     rows->nfields = nfields;
     *ret = &rows->base;
     return 0;
+}
+
+/* A libpq call that sends failed: the connection's loss, or libpq's own refusal (EIO). */
+static int note_send(struct pg *db)
+{
+    if (PQstatus(db->c) == CONNECTION_BAD)
+        return note_result(db, NULL);
+    const char *msg = PQerrorMessage(db->c);
+    return db_note(&db->base, EIO, "%.*s", first_line(msg), msg);
+}
+
+/* What a result of a pipeline answers, in the order sent. */
+struct step {
+    enum { STEP_DEALLOCATE, STEP_PREPARE, STEP_EXEC, STEP_ABANDON } kind;
+    size_t stmt;           /* its statement's index */
+    struct prepared *slot; /* STEP_PREPARE's, under name (unless evicted since) */
+    char name[16];
+};
+
+/* Queues a statement without parameters on the pipeline. */
+static int queue_plain(struct pg *db, const char *sql, struct step step, struct step *steps,
+                       size_t *n_steps)
+{
+    if (!PQsendQueryParams(db->c, sql, 0, NULL, NULL, NULL, NULL, 0))
+        return note_send(db);
+    steps[(*n_steps)++] = step;
+    return 0;
+}
+
+/* Queues stmts[i] on the pipeline, prepared first when the cache does not hold it (the statement
+ * it evicts deallocated): 0, or -errno after noting why. */
+static int queue_stmt(struct pg *db, const struct db_stmt *stmt, size_t i, struct step *steps,
+                      size_t *n_steps)
+{
+    struct bound b;
+    int r = bind(db, stmt->values, stmt->n, &b);
+    struct prepared *c = r == 0 ? cache_find(db, stmt->sql, &b) : NULL;
+    if (r == 0 && !c) {
+        char evicted[16], sql[40];
+        if (!(c = cache_take(db, stmt->sql, &b, evicted))) {
+            r = -ENOMEM;
+        } else if (evicted[0]) {
+            /* Executions of it queued before are done before it: the server runs them in
+             * order. */
+            snprintf(sql, sizeof(sql), "DEALLOCATE %s", evicted);
+            r = queue_plain(db, sql, (struct step){.kind = STEP_DEALLOCATE, .stmt = i}, steps,
+                            n_steps);
+        }
+        if (r == 0 && !PQsendPrepare(db->c, c->name, stmt->sql, (int)b.n, b.types))
+            r = note_send(db);
+        if (r == 0) {
+            struct step *s = &steps[(*n_steps)++];
+            *s = (struct step){.kind = STEP_PREPARE, .stmt = i, .slot = c};
+            memcpy(s->name, c->name, sizeof(s->name));
+        } else if (c) {
+            cache_drop(c);
+        }
+    }
+    if (r == 0 && !PQsendQueryPrepared(db->c, c->name, (int)b.n, b.values, b.lengths, b.formats, 0))
+        r = note_send(db);
+    if (r == 0)
+        steps[(*n_steps)++] = (struct step){.kind = STEP_EXEC, .stmt = i};
+    unbind(&b);
+    return r;
+}
+
+/* Sends what the pipeline holds and reads its results back to its sync, noting the first
+ * failure (unless r says one was noted already; a failure the commit at the sync meets is the
+ * batch's n-th): r, that failure, or the connection's loss. The socket is non-blocking, so a
+ * long pipeline's results are read while the rest is sent (libpq blocked on sending while the
+ * server is blocked on sending its results would wait forever). */
+static int read_back(struct pg *db, const struct step *steps, size_t n_steps, size_t n, int *rows,
+                     size_t *failed, int r)
+{
+    size_t k = 0;
+    for (;;) {
+        int flushing = PQflush(db->c);
+        if (flushing < 0 || PQstatus(db->c) == CONNECTION_BAD)
+            return note_send(db);
+        if (PQisBusy(db->c)) {
+            struct pollfd p = {.fd = PQsocket(db->c), .events = POLLIN | (flushing ? POLLOUT : 0)};
+            if (poll(&p, 1, -1) > 0 && (p.revents & ~POLLOUT) && !PQconsumeInput(db->c))
+                return note_send(db);
+            continue;
+        }
+        PGresult *res = PQgetResult(db->c);
+        if (!res) /* the end of one statement's results */
+            continue;
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            return r;
+        }
+        const struct step *s = k < n_steps ? &steps[k++] : NULL;
+        bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+        if (s && s->kind == STEP_PREPARE && !ok && s->slot->sql && streq(s->slot->name, s->name))
+            cache_drop(s->slot); /* never prepared */
+        int q = 0;
+        if (ok && s && s->kind == STEP_EXEC)
+            rows[s->stmt] = rows_changed(res);
+        /* The first failure says why; the statements after it are aborted, unrun. */
+        else if (!ok && st != PGRES_PIPELINE_ABORTED && r == 0)
+            q = note_result(db, res);
+        PQclear(res);
+        if (q < 0 && (r == 0 || q == -ENOTCONN)) {
+            r = q;
+            *failed = s ? s->stmt : n;
+        }
+        if (db->lost)
+            return r;
+    }
+}
+
+static int pg_exec_batch(struct db *base, const struct db_stmt *stmts, size_t n, int *ret_rows,
+                         size_t *ret_failed)
+{
+    struct pg *db = pg(base);
+    if (still_lost(db, "BEGIN"))
+        return -ENOTCONN;
+    /* At most a deallocation, a preparation and an execution each, and one abandon. */
+    struct step *steps = malloc((3 * n + 1) * sizeof(*steps));
+    if (!steps)
+        return db_note(base, ENOMEM, "%s", strerror(ENOMEM));
+    size_t n_steps = 0;
+    /* No BEGIN or COMMIT: what a pipeline sends up to its sync is one transaction, committed at
+     * the sync, and all rolled back when a statement of it fails (the extended query protocol's
+     * implicit transaction). */
+    db->tx_open = true; /* a loss from here on cuts the transaction */
+    int r = 0;
+    if (PQsetnonblocking(db->c, 1) < 0 || !PQenterPipelineMode(db->c))
+        r = note_send(db);
+    bool piped = r == 0;
+    for (size_t i = 0; r == 0 && i < n; i++)
+        if ((r = queue_stmt(db, &stmts[i], i, steps, &n_steps)) < 0)
+            *ret_failed = i;
+    /* A statement that could not be queued (a value not bound): the sync would commit those
+     * queued before it, unless one fails. This one does, on purpose. */
+    if (r < 0 && !db->lost && n_steps > 0)
+        queue_plain(db, "SELECT 'the batch is abandoned'::int",
+                    (struct step){.kind = STEP_ABANDON, .stmt = *ret_failed}, steps, &n_steps);
+    if (piped && !db->lost)
+        r = PQpipelineSync(db->c) ? read_back(db, steps, n_steps, n, ret_rows, ret_failed, r)
+                                  : note_send(db);
+    free(steps);
+    if (db->lost)
+        return r;
+    PQexitPipelineMode(db->c);
+    PQsetnonblocking(db->c, 0);
+    db->tx_open = false;
+    return r;
 }
 
 static void forget_decoded(struct pg_rows *rows)
@@ -662,6 +882,7 @@ static const struct db_engine engine = {
     .close = pg_close,
     .exec = pg_exec,
     .query = pg_query,
+    .exec_batch = pg_exec_batch,
     .next = pg_next,
     .is_null = pg_is_null,
     .get_int = pg_int,

@@ -217,6 +217,32 @@ int db_begin(struct db *db, struct ig_error *err)
     return exec0(db, db->engine->begin_sql, err);
 }
 
+int db_exec_batch(struct db *db, const struct db_stmt *stmts, size_t n, int *ret_rows,
+                  size_t *ret_failed, struct ig_error *err)
+{
+    *ret_failed = n;
+    if (db->engine->exec_batch) {
+        clear(db);
+        int r = db->engine->exec_batch(db, stmts, n, ret_rows, ret_failed);
+        return r < 0 ? fail(db, err) : 0;
+    }
+    int r = db_begin(db, err);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        r = db_exec(db, stmts[i].sql, stmts[i].values, stmts[i].n, err);
+        if (r < 0) {
+            *ret_failed = i;
+        } else {
+            ret_rows[i] = r;
+            r = 0;
+        }
+    }
+    if (r == 0)
+        r = db_commit(db, err);
+    if (r < 0)
+        db_rollback(db);
+    return r;
+}
+
 int db_begin_read(struct db *db, struct ig_error *err)
 {
     return exec0(db, db->engine->begin_read_sql, err);

@@ -116,6 +116,21 @@ int db_rollback(struct db *db);
 int db_savepoint(struct db *db, const char *name);
 int db_release(struct db *db, const char *name);
 int db_rollback_to(struct db *db, const char *name);
+/* One statement of db_exec_batch. */
+struct db_stmt {
+    const char *sql;
+    const struct db_value *values;
+    size_t n;
+};
+/* Runs the n statements in one write transaction (db_begin ... db_commit), in order: 0 once
+ * committed, with each statement's rows changed in ret_rows[i] (as db_exec's); else -errno with
+ * err set, the transaction rolled back and *ret_failed the index of the statement that failed
+ * (n when it was the begin or the commit). ENOTCONN: the store was lost on the way, and whether
+ * the commit happened is not known (db_fail). On PostgreSQL the statements go in one pipeline,
+ * read back at once: one round trip for the batch, one wake-up of the server's backend where a
+ * statement each would take one each. */
+int db_exec_batch(struct db *db, const struct db_stmt *stmts, size_t n, int *ret_rows,
+                  size_t *ret_failed, struct ig_error *err);
 /* Whether the commits that follow must survive a power loss (an fsync each: SQLite
  * synchronous=FULL) or a crash of ignisd only (NORMAL). Set between transactions; kept across
  * a reconnection. */

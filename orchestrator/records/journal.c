@@ -245,89 +245,91 @@ static void mark_repeats(struct op *batch)
     }
 }
 
-/* Commits batch and hands its outcomes to the loop: true; false when the store's loss cut it
- * (cut_by_loss), to be run again. */
-static bool commit_batch(struct journal *j, struct op *batch)
+/* The batch again, each statement in a savepoint of its own, after one of them failed: only the
+ * failing ones are undone (a savepoint each is two statements more, so only then). 0 once
+ * committed, each op's result its own; -errno with err when the transaction could not begin or
+ * commit, or the store was lost on the way. */
+static int run_isolated(struct journal *j, struct op *batch, struct ig_error *err)
 {
-    size_t n = 0;
-    /* FULL only when a statement of the batch asked for it (a FULL commit also makes the WAL
-     * frames before it durable); the setting is the connection's, so set it when it changes. */
-    bool durable = false;
-    for (struct op *op = batch; op && !durable; op = op->next)
-        durable = op->durable;
-    /* Why the batch could not begin, if it could not. */
-    struct ig_error berr = {};
-    bool synced = durable == j->full_sync;
-    if (!synced) {
-        /* Should it fail, the batch fails: durable statements must not commit without the fsync. */
-        synced = db_set_durable(j->db, durable, &berr) == 0;
-        if (synced)
-            j->full_sync = durable;
-    }
-    bool began = synced && db_begin(j->db, &berr) == 0;
-    if (berr.code == ENOTCONN)
-        return cut_by_loss(j, batch, berr.message);
-    /* First the whole batch as it is: a savepoint per statement is two statements more each. If
-     * one fails, the transaction is rolled back and the batch runs again with them, so that only
-     * the failing statement is undone. */
-    bool isolate = false;
-    for (struct op *op = batch; began && op && !isolate; op = op->next) {
-        int r = run_op(j, op);
-        if (r == -ENOTCONN)
-            return cut_by_loss(j, batch, op->message);
-        isolate = r < 0;
-    }
-    if (isolate) {
-        for (struct op *op = batch; op; op = op->next) {
-            free(op->message);
-            op->message = NULL;
-        }
-        db_rollback(j->db); /* may have rolled back already */
-        began = db_begin(j->db, &berr) == 0;
-        if (berr.code == ENOTCONN)
-            return cut_by_loss(j, batch, berr.message);
-    }
-    for (struct op *op = batch; op; op = op->next) {
-        n++;
-        if (!began) {
-            op->result = -berr.code;
-            op->message = strdup(berr.message);
-            continue;
-        }
-        if (!isolate)
-            continue;
+    int r = db_begin(j->db, err);
+    for (struct op *op = batch; r == 0 && op; op = op->next) {
+        free(op->message);
+        op->message = NULL;
         db_savepoint(j->db, "op");
-        int r = run_op(j, op);
-        if (r == -ENOTCONN)
-            return cut_by_loss(j, batch, op->message);
-        if (r < 0) {
-            op->result = r;
+        int q = run_op(j, op);
+        if (q == -ENOTCONN) {
+            r = ig_error_set(err, ENOTCONN, "%s", op->message);
+            break;
+        }
+        if (q < 0) {
+            op->result = q;
             db_rollback_to(j->db, "op");
         }
         db_release(j->db, "op");
     }
-    int committed = 0;
-    struct ig_error cerr = {};
-    if (began && db_commit(j->db, &cerr) < 0) {
-        if (cerr.code == ENOTCONN)
-            return cut_by_loss(j, batch, cerr.message);
-        committed = -1;
-        /* Nothing of the batch is durable: every op fails, whatever it did inside. */
-        for (struct op *op = batch; op; op = op->next) {
-            op->result = -cerr.code;
-            free(op->message);
-            op->message = strdup(cerr.message);
-        }
+    if (r == 0 && (r = db_commit(j->db, err)) < 0)
         db_rollback(j->db);
+    return r;
+}
+
+/* Commits batch and hands its outcomes to the loop: true; false when the store's loss cut it
+ * (cut_by_loss), to be run again. */
+static bool commit_batch(struct journal *j, struct op *batch)
+{
+    size_t n = 0, m = 0;
+    /* FULL only when a statement of the batch asked for it (a FULL commit also makes the WAL
+     * frames before it durable); the setting is the connection's, so set it when it changes. */
+    bool durable = false;
+    for (struct op *op = batch; op; op = op->next) {
+        n++;
+        durable |= op->durable;
+    }
+    struct ig_error err = {};
+    int r = 0;
+    if (durable != j->full_sync) {
+        /* Should it fail, the batch fails: durable statements must not commit without the fsync. */
+        r = db_set_durable(j->db, durable, &err);
+        if (r == 0)
+            j->full_sync = durable;
+    }
+    /* First the whole batch as it is, the repeats left out, in one round trip. If a statement
+     * fails, the batch runs again with a savepoint each. */
+    struct db_stmt *stmts = NULL;
+    int *rows = NULL;
+    if (r == 0 && (!(stmts = calloc(n, sizeof(*stmts))) || !(rows = calloc(n, sizeof(*rows)))))
+        r = ig_error_set(&err, ENOMEM, "out of memory");
+    size_t failed = 0;
+    if (r == 0) {
+        for (struct op *op = batch; op; op = op->next)
+            if (!op->repeat)
+                stmts[m++] = (struct db_stmt){op->sql, op->values, op->nvalues};
+        r = db_exec_batch(j->db, stmts, m, rows, &failed, &err);
+    }
+    if (r == 0) {
+        m = 0;
+        for (struct op *op = batch; op; op = op->next)
+            if (!op->repeat)
+                op->rows = rows[m++];
+    } else if (r != -ENOTCONN && failed < m) {
+        r = run_isolated(j, batch, &err);
+    }
+    free(stmts);
+    free(rows);
+    if (r == -ENOTCONN)
+        return cut_by_loss(j, batch, err.message);
+    /* Nothing of the batch is written: every op fails, whatever it did inside. */
+    for (struct op *op = batch; r < 0 && op; op = op->next) {
+        op->result = r;
+        free(op->message);
+        op->message = strdup(err.message);
     }
     /* The store's health as a client may ask for it: a batch that could not be written, or a
      * statement refused for want of space, says the store cannot write (one statement refused
      * by a constraint says nothing of it); the next batch that commits says it can again. */
-    int health = 0;
-    const char *health_msg = NULL;
+    int health = r < 0 ? -r : 0;
+    const char *health_msg = r < 0 ? err.message : NULL;
     for (struct op *op = batch; op && !health; op = op->next)
-        if (op->result < 0 &&
-            (!began || committed < 0 || op->result == -ENOSPC || op->result == -EDQUOT)) {
+        if (op->result == -ENOSPC || op->result == -EDQUOT) {
             health = -op->result;
             health_msg = op->message;
         }

@@ -4,9 +4,10 @@
  * may be used twice, cached statements stay right when a query on the same text is open and when
  * more texts run than the cache holds, transactions and savepoints undo what they should, a read
  * transaction sees one snapshot, a unique violation is EEXIST, and a read-only connection's write
- * fails with its reason. On PostgreSQL besides: a lost server is ENOTCONN, a row lock not had in
+ * fails with its reason; a batch commits whole or not at all, saying which statement failed. On
+ * PostgreSQL besides: a lost server is ENOTCONN, a row lock not had in
  * time is EAGAIN, and a lost connection connects again by itself (never inside the transaction
- * the loss cut). */
+ * the loss cut), also after a loss in the middle of a batch's pipeline. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -367,6 +368,81 @@ static void test_failure_inside_transaction(void **state)
     db_close(db);
 }
 
+/* A batch: every statement in one transaction, each one's rows changed reported; on PostgreSQL in
+ * one pipeline. Long enough that its results must be read while the rest is sent, and with more
+ * distinct texts than the statement cache holds, so statements are prepared, evicted and
+ * deallocated inside the pipeline. A statement that fails (a duplicate key; a text that does not
+ * parse, prepared inside the pipeline) or a value that cannot be bound fails the batch at its
+ * index and leaves nothing of it; the connection goes on, and the text that did not parse fails
+ * the same way again (its statement was never kept). */
+static void test_batch(void **state)
+{
+    struct db *db = open_t();
+    struct ig_error err = {};
+    enum { N = 20000, TEXTS = 100 };
+    static struct db_stmt stmts[N];
+    static struct db_value values[N][2];
+    static char texts[TEXTS][96];
+    static int rows[N];
+    for (int t = 0; t < TEXTS; t++)
+        snprintf(texts[t], sizeof(texts[t]), "INSERT INTO t (k, s, n) VALUES ($1, $2, %d)", t);
+    for (int i = 0; i < N; i++) {
+        values[i][0] = DV_I(i);
+        values[i][1] = DV_S("a text of some length, so that the pipeline is many kilobytes long");
+        stmts[i] = (struct db_stmt){texts[i % TEXTS], values[i], 2};
+    }
+    size_t failed = 99;
+    assert_int_equal(db_exec_batch(db, stmts, N - 2, rows, &failed, &err), 0);
+    for (int i = 0; i < N - 2; i++)
+        assert_int_equal(rows[i], 1);
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), N - 2);
+    assert_int_equal(count(db, "SELECT count(*) FROM t WHERE n = 42", NULL, 0), N / TEXTS);
+
+    /* Rows changed by an update, none by a query. */
+    const struct db_value low[] = {DV_I(10)};
+    struct db_stmt two[] = {{"UPDATE t SET n = -1 WHERE k < $1", low, 1},
+                            {"SELECT count(*) FROM t", NULL, 0}};
+    assert_int_equal(db_exec_batch(db, two, 2, rows, &failed, &err), 0);
+    assert_int_equal(rows[0], 10);
+    assert_int_equal(rows[1], 0);
+
+    /* A duplicate key at index 2: nothing of the batch stays. */
+    struct db_stmt dup[] = {{texts[0], values[N - 2], 2},
+                            {texts[1], values[N - 1], 2},
+                            {texts[2], values[5], 2},
+                            {texts[3], values[N - 1], 2}};
+    assert_int_equal(db_exec_batch(db, dup, ARRAY_SIZE(dup), rows, &failed, &err), -EEXIST);
+    assert_int_equal(failed, 2);
+    assert_non_null(strstr(err.message, unique_message));
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), N - 2);
+
+    /* A text that does not parse, new to the connection, at index 1. */
+    struct db_stmt bad[] = {{texts[0], values[N - 2], 2},
+                            {"INSERT INTO nowhere VALUES ($1)", low, 1}};
+    for (int round = 0; round < 2; round++) {
+        ig_error_clear(&err);
+        assert_int_equal(db_exec_batch(db, bad, 2, rows, &failed, &err), -EIO);
+        assert_int_equal(failed, 1);
+        assert_non_null(strstr(err.message, "nowhere"));
+    }
+    /* A value that cannot be bound (PostgreSQL: more parameters than a statement may have). */
+    if (srv) {
+        static struct db_value many[100];
+        for (size_t i = 0; i < ARRAY_SIZE(many); i++)
+            many[i] = DV_I(1);
+        struct db_stmt wide[] = {{texts[0], values[N - 2], 2},
+                                 {"SELECT 1", many, ARRAY_SIZE(many)}};
+        assert_int_equal(db_exec_batch(db, wide, 2, rows, &failed, &err), -EINVAL);
+        assert_int_equal(failed, 1);
+    }
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), N - 2);
+
+    /* The connection goes on. */
+    assert_int_equal(db_exec_batch(db, stmts + N - 2, 2, rows, &failed, &err), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), N);
+    db_close(db);
+}
+
 /* PostgreSQL: the server stopped under an open connection (a crash of the database, as clients
  * see it). The next statement fails with ENOTCONN, saying the store is unreachable, and so does
  * every one after it on that connection while the server is down (test_reconnects: and after);
@@ -535,6 +611,32 @@ static void test_lock_timeout(void **state)
     db_close(db);
 }
 
+/* PostgreSQL: the connection lost in the middle of a pipeline (its backend ends itself at the
+ * batch's second statement): ENOTCONN, nothing of the batch committed, and the connection
+ * connects again for the next batch. */
+static void test_batch_cut(void **state)
+{
+    struct db *db = open_t();
+    struct ig_error err = {};
+    const struct db_value one[] = {DV_I(1)}, two[] = {DV_I(2)};
+    static const char ins[] = "INSERT INTO t (k) VALUES ($1)";
+    struct db_stmt cut[] = {
+        {ins, one, 1}, {"SELECT pg_terminate_backend(pg_backend_pid())", NULL, 0}, {ins, two, 1}};
+    int rows[3];
+    size_t failed = 99;
+    assert_int_equal(db_exec_batch(db, cut, 3, rows, &failed, &err), -ENOTCONN);
+    assert_int_equal(failed, 1);
+    assert_non_null(strstr(err.message, "the store is unreachable"));
+    struct db_stmt again[] = {{ins, one, 1}, {ins, two, 1}};
+    int r;
+    for (int i = 0; i < 100 && (r = db_exec_batch(db, again, 2, rows, &failed, &err)) == -ENOTCONN;
+         i++)
+        usleep(20 * 1000);
+    assert_int_equal(r, 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM t", NULL, 0), 2);
+    db_close(db);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -546,14 +648,16 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_locked_is_busy),
         cmocka_unit_test(test_read_snapshot),
         cmocka_unit_test(test_failure_inside_transaction),
+        cmocka_unit_test(test_batch),
         /* PostgreSQL's alone (below). */
         cmocka_unit_test(test_lost_server),
         cmocka_unit_test(test_lock_timeout),
         cmocka_unit_test(test_reconnects),
         cmocka_unit_test(test_no_reconnect_inside_transaction),
         cmocka_unit_test(test_stale_connection),
+        cmocka_unit_test(test_batch_cut),
     };
     if (argc > 1 && streq(argv[1], "postgresql"))
         return cmocka_run_group_tests_name("postgresql", tests, setup_pg, teardown);
-    return _cmocka_run_group_tests("sqlite", tests, ARRAY_SIZE(tests) - 5, setup, teardown);
+    return _cmocka_run_group_tests("sqlite", tests, ARRAY_SIZE(tests) - 6, setup, teardown);
 }
