@@ -150,8 +150,10 @@ struct fn_state {
     size_t shared_queued;
     /* The function's own state, with a shared queue: rows of it may be due in the store (a claim
      * pass saw some, an acceptance here or a notification came since, and the last claim took
-     * all it asked for), so an attempt's end claims; claim_wanted: that claim is posted. */
+     * all it asked for), so an attempt's end claims; claim_wanted: that claim is posted (or
+     * waits for claim_after_us, monotonic: claims for one function are spaced, queue.c). */
     bool claim_due, claim_wanted;
+    uint64_t claim_after_us;
     size_t nspawning, nready, nbusy; /* workers by state (draining ones in none) */
     struct worker *workers;          /* list through worker->next */
     /* python3: the template its containers are forked from (pool.c), and how many in a row
@@ -220,12 +222,13 @@ struct dispatch {
     bool grace_over;       /* the shutdown's grace is over: a stop waits for records no more */
     bool closed;           /* dispatch_close ran: a record that fails now is given up */
     /* The shared queue (queue.c; opts.shared_queue): this host's liveness lock (NULL until
-     * taken: it claims nothing without it), its claim timer and a posted claim, and when it
-     * last looked for dead peers and expired leases (monotonic). */
+     * taken: it claims nothing without it), its claim timer, a posted claim and the timer of
+     * claims spaced out, and when it last looked for dead peers and expired leases
+     * (monotonic). */
     const char *lease_owner; /* opts.host_id when the queue is shared, else NULL */
     struct inv_host_lock *host_lock;
     bool host_lock_said; /* that it could not be taken: said once until it is */
-    struct loop_timer *claim_timer;
+    struct loop_timer *claim_timer, *spacing_timer;
     bool claim_posted;
     uint64_t liveness_us;
     /* Async invocations whose rows are not yet durable, oldest first (dispatch.c

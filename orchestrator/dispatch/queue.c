@@ -19,6 +19,15 @@
 #define LEASE_GRACE_US (30ll * 1000 * 1000)
 /* Rows claimed by one statement at most. */
 #define CLAIM_BATCH 32
+/* After a claim that found fewer rows due than it asked for (it emptied the queue, as far as it
+ * could take), the next claim for that function on this host comes no sooner than this: while
+ * acceptances trickle in on every host, each host would otherwise claim a few rows per
+ * notification, a statement of a few hundred µs of the server's CPU each, where a claim a few ms
+ * later takes them all (docs/performance.md "Claims spaced out"). A claim that took all it asked
+ * for is not followed by a wait (a backlog, or a function held to its max_concurrency whose
+ * attempts' ends claim one row each), nor is the first claim after a quiet spell; the rows of a
+ * trickle wait up to this long. */
+#define CLAIM_SPACING_US (5 * 1000)
 
 int64_t queue_lease_us(const struct manifest *m)
 {
@@ -77,18 +86,32 @@ static int take_claimed(struct inv_record *r, void *userdata)
     return dispatch_queue_record(d, r, r->attempts) < 0 ? -ENOMEM : 0;
 }
 
-/* Claims for fn as much as it has room for (its max_concurrency, less what it holds). by: what
- * woke this host (the log says, so that a notification's work can be told from the poll's). */
+static void on_spaced(struct loop *l, struct loop_timer *t, void *userdata);
+
+/* Claims for fn as much as it has room for (its max_concurrency, less what it holds), now or,
+ * after a claim that emptied the queue, once CLAIM_SPACING_US has passed since. by: what woke this
+ * host (the log says, so that a notification's work can be told from the poll's). */
 static void claim_for(struct dispatch *d, struct fn_state *fn, const char *by)
 {
     size_t cap = manifest_max_concurrency(fn->manifest), have = held(fn);
     size_t room = cap > have ? cap - have : 0;
     if (room == 0 || fn->removing)
         return;
+    uint64_t now = now_usec();
+    if (now < fn->claim_after_us) {
+        fn->claim_wanted = true;
+        if (!d->spacing_timer &&
+            loop_add_timer(d->loop, fn->claim_after_us, on_spaced, d, &d->spacing_timer) < 0)
+            d->spacing_timer = NULL; /* out of memory: the poll claims */
+        return;
+    }
     int want = (int)(room < CLAIM_BATCH ? room : CLAIM_BATCH);
     int n = inv_store_claim(d->store, fn->name, want, d->lease_owner, (int64_t)wall_usec(),
                             queue_lease_us(fn->manifest), take_claimed, d);
-    /* Fewer than asked for: none is due now (as far as the store said), until news of more. */
+    /* Fewer than asked for: none is due now (as far as the store said), until news of more, and
+     * that news waits to be spaced out. All it asked for: more may be due, and room freed here
+     * (an attempt's end) claims them at once. */
+    fn->claim_after_us = n >= 0 && n < want ? now + CLAIM_SPACING_US : 0;
     if (n >= 0 && n < want)
         fn->claim_due = false;
     if (n < 0)
@@ -174,19 +197,32 @@ static void on_claim_due(struct loop *l, struct loop_timer *t, void *userdata)
         loop_add_timer(l, now_usec() + CLAIM_POLL_US, on_claim_due, d, &d->claim_timer);
 }
 
-/* The functions whose attempts ended this loop turn: one claim each. */
-static void on_kick(struct loop *l, void *userdata)
+/* The functions whose attempts ended this loop turn, or whose claims waited to be spaced out:
+ * one claim each. */
+static void claim_pending(struct dispatch *d, const char *by)
 {
-    struct dispatch *d = userdata;
-    d->claim_posted = false;
     for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         if (fn->claim_wanted) {
             fn->claim_wanted = false;
             /* The lock is asked for only by a claim to make: without it, a try opens a
              * connection. */
             if (fn->claim_due && !d->stopping && hold_lock(d) == 0)
-                claim_for(d, fn, "attempt_end");
+                claim_for(d, fn, by);
         }
+}
+
+static void on_kick(struct loop *l, void *userdata)
+{
+    struct dispatch *d = userdata;
+    d->claim_posted = false;
+    claim_pending(d, "attempt_end");
+}
+
+static void on_spaced(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct dispatch *d = userdata;
+    d->spacing_timer = NULL;
+    claim_pending(d, "spaced");
 }
 
 void dispatch_queue_wake(struct dispatch *d, const char *function)
@@ -224,7 +260,9 @@ void queue_stop(struct dispatch *d)
 {
     if (d->claim_timer)
         loop_cancel_timer(d->loop, d->claim_timer);
-    d->claim_timer = NULL;
+    if (d->spacing_timer)
+        loop_cancel_timer(d->loop, d->spacing_timer);
+    d->claim_timer = d->spacing_timer = NULL;
 }
 
 void queue_release(struct dispatch *d)
