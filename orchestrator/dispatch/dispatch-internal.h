@@ -250,6 +250,11 @@ int queue_start(struct dispatch *d, struct ig_error *err);
 void queue_kick(struct dispatch *d, struct fn_state *fn);
 void queue_stop(struct dispatch *d);
 void queue_release(struct dispatch *d);
+/* Whether this host takes an async invocation of fn (the function's own state) as it accepts
+ * it, its row inserted claimed by this host rather than queued for any host to claim: when the
+ * queue is shared, this host holds its lock, and fn has a warm container here and room for one
+ * more (its max_concurrency, counting what it holds and what is being accepted). */
+bool queue_take_here(struct dispatch *d, struct fn_state *fn);
 /* A claimed row's lease: fn's timeout, and time to wait for a container. */
 int64_t queue_lease_us(const struct manifest *m);
 /* Whether an attempt of fn starting at start_wall_us could outlast a lease until lease_until_us

@@ -1430,6 +1430,10 @@ struct submission {
     /* The version state counting it in submitting (it stays until then); NULL: the function's
      * own, found again by name as it may be deleted meanwhile. */
     struct fn_state *vstate;
+    /* Its row is inserted claimed by this host (queue_take_here), under a lease until then
+     * (wall clock): it runs here once durable, no claim needed. */
+    bool taken;
+    int64_t lease_until_us;
     dispatch_submitted_fn done;
     void *userdata;
 };
@@ -1466,7 +1470,15 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
         duplicate_key(s);
     else if (s->done)
         s->done(result < 0 ? result : 0, message, s->inv->id, s->userdata);
-    if (result > 0 && d->lease_owner) {
+    if (result > 0 && s->taken) {
+        /* Claimed as it was inserted: it runs the claim's attempt under the claim's lease. */
+        log_debug("async invocation taken here as it was accepted", "function=%s id=%s", s->fn_name,
+                  s->inv->id);
+        s->inv->attempts = 0;
+        s->inv->lease_attempts = 1;
+        s->inv->lease_until_us = s->lease_until_us;
+    }
+    if (result > 0 && d->lease_owner && !s->taken) {
         /* Claimed from the store like any other, by whichever host has room: the notification
          * its commit sent (changes_announce, above) wakes every host, this one too. */
         if (fn) {
@@ -1481,7 +1493,8 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
             enqueue(to, s->inv);
         else
             version_gone(fn, s->inv);
-    } else /* a failed commit; or it stays queued in the store, and the next start runs it */
+    } else /* a failed commit; or it stays in the store, and the next start runs it (a row taken
+            * here is this host's: its peers requeue it once this host's lock is free) */
         inv_free(s->inv);
     free(s);
 }
@@ -1514,12 +1527,23 @@ int dispatch_submit_async(struct dispatch *d, const struct dispatch_route *route
     memcpy(r.id, inv->id, sizeof(r.id));
     memcpy(r.token_id, inv->token_id, sizeof(r.token_id));
     memcpy(r.alias, inv->alias, sizeof(r.alias));
+    /* With a warm container and room here, taken here as it is stored: no claim, no
+     * notification, no peer woken for it. */
+    struct fn_state *own = owner(fn);
+    if ((s->taken = queue_take_here(d, own))) {
+        r.status = INV_RUNNING;
+        r.attempts = 1;
+        r.started_us = (int64_t)wall_usec();
+        r.lease_owner = d->lease_owner;
+        r.lease_until_us = s->lease_until_us = r.started_us + queue_lease_us(own->manifest);
+    }
     if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us,
                          on_submission_durable, s) < 0)
         goto oom;
     /* Peers hear of it when the row commits (the same batch) and claim at once; should the
      * notification not go out, their poll finds the row. */
-    if (d->lease_owner && changes_announce(d->journal, CHANGES_QUEUE, fn->name, NULL, NULL) < 0)
+    if (d->lease_owner && !s->taken &&
+        changes_announce(d->journal, CHANGES_QUEUE, fn->name, NULL, NULL) < 0)
         log_debug("announcing an async invocation failed", "function=%s", fn->name);
     s->submitted_us = now_usec();
     TAILQ_INSERT_TAIL(&d->submissions, s, link);

@@ -1,8 +1,9 @@
 /* The async queue shared by the hosts of one PostgreSQL store (docs/architecture.md "The queue's
- * leases and fencing"). An accepted invocation is a queued row, not an entry in the accepting
- * host's memory: every host claims rows of the functions it has room for (an acceptance on any
- * host, its own too, wakes it by a notification; an attempt's end, when rows may be due; a poll
- * is the backstop), runs
+ * leases and fencing"). An accepted invocation is a row, not an entry in the accepting host's
+ * memory: the accepting host takes it as it inserts it when it has a warm container and room
+ * (queue_take_here), else the row is queued and every host claims rows of the functions it has
+ * room for (an acceptance on any host, its own too, wakes it by a notification; an attempt's end,
+ * when rows may be due; a poll is the backstop), runs
  * them under a lease, and writes their outcome fenced by that lease. Each host holds a session
  * advisory lock while it lives; once a second its peers try the locks of the hosts holding leases,
  * and the one that gets a dead host's lock requeues its rows. Expired leases (a host cut off
@@ -54,6 +55,16 @@ static size_t held(const struct fn_state *fn)
 static bool warm(const struct fn_state *fn)
 {
     return fn->nready > 0;
+}
+
+bool queue_take_here(struct dispatch *d, struct fn_state *fn)
+{
+    if (!d->lease_owner || !d->host_lock || d->stopping || fn->removing || !warm(fn))
+        return false;
+    size_t have = held(fn) + fn->submitting;
+    for (const struct fn_state *v = fn->versions; v; v = v->vnext)
+        have += v->submitting;
+    return have < manifest_max_concurrency(fn->manifest);
 }
 
 struct claim_pass {

@@ -63,6 +63,8 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         usage_i(r, r->mem_peak_bytes),
         usage_i(r, r->init_us),
         DV_S(r->alias[0] ? r->alias : NULL),
+        DV_S(r->lease_owner),
+        db_opt_int(r->lease_owner ? r->lease_until_us : 0),
     };
     /* An async invocation's row is its acceptance (the 202 waits for it): durable. A sync
      * invocation's is a record of what the client already has: a crash-safe write is enough.
@@ -76,9 +78,9 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         "payload, content_type, idempotency_key, attempts, max_retries, "
         "created_us, started_us, finished_us, next_attempt_us, result, "
         "error_type, error_message, billed_ms, cold, expires_us, token_id, cpu_us, "
-        "mem_peak_bytes, init_us, alias) "
+        "mem_peak_bytes, init_us, alias, lease_owner, lease_until) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-        "$19, $20, $21, $22, $23, $24, $25) ON CONFLICT DO NOTHING",
+        "$19, $20, $21, $22, $23, $24, $25, $26, $27) ON CONFLICT DO NOTHING",
         v, ARRAY_SIZE(v), done, userdata);
 }
 

@@ -48,14 +48,18 @@ struct inv_record {
     int64_t cpu_us, mem_peak_bytes, init_us;
     char token_id[17];      /* the API token that made it (auth.h); "" when none */
     int64_t lease_until_us; /* a claimed one's lease (wall clock: inv_store_claim); 0: none */
+    /* Written by inv_store_insert alone: the host that takes the row as it is inserted (the
+     * lease's owner, with lease_until_us), NULL for none. Never read back into a record. */
+    const char *lease_owner;
 };
 
 void inv_record_clear(struct inv_record *r);
 
 /* Durable writes. Each calls done (on the loop thread) once the row is on disk. An insert
  * writes every field of r, so a record that is already final (a sync invocation) is one
- * statement. Its done's result: 1, or 0 when an invocation of the same function and
- * idempotency key was accepted before (on any host): nothing was inserted. */
+ * statement; one taken by its accepting host (r->lease_owner) is inserted claimed, running
+ * under that host's lease. Its done's result: 1, or 0 when an invocation of the same function
+ * and idempotency key was accepted before (on any host): nothing was inserted. */
 int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expires_us,
                      journal_done_fn done, void *userdata);
 /* An attempt begins. owner: the host holding the row's lease (NULL: none, SQLite's single

@@ -1,6 +1,7 @@
 /* The async queue shared by two ignisd hosts on one PostgreSQL store (issue #16), on a private
  * server of this test's own whatever IGNIS_TEST_STORE says: invocations accepted on A run on B
- * when A has no room for them; a replayed idempotency key answers the first id on either host;
+ * when A has no room for them; a host with a warm container and room takes what it accepts
+ * itself; a replayed idempotency key answers the first id on either host;
  * after kill -9 of A while it runs invocations, B requeues them (A's advisory lock is free) and
  * every accepted invocation succeeds, no attempt billed twice. (A late finish refused by the
  * fencing is shown directly by tests/unit/test_store.c.) */
@@ -58,6 +59,20 @@ static void test_two_hosts_share_the_queue(void **state)
     harness_invoke_async(&b, "slow", "{\"ms\": 10}", "order-1", again, &dup);
     assert_true(dup);
     assert_string_equal(first, again);
+    cJSON_Delete(harness_wait_invocation(&a, first, "succeeded", 60));
+
+    /* B, warm and idle, takes what it accepts itself: its row is inserted claimed by B (no claim
+     * statement, no peer woken), and runs there, one attempt. */
+    char mine[64], line[160];
+    harness_invoke_async(&b, "slow", "{\"ms\": 10}", NULL, mine, NULL);
+    cJSON *got = harness_wait_invocation(&b, mine, "succeeded", 60);
+    assert_int_equal(cJSON_GetObjectItem(got, "attempts")->valueint, 1);
+    cJSON_Delete(got);
+    snprintf(line, sizeof(line), "taken here as it was accepted\" function=slow id=%s", mine);
+    if (!harness_log_has(&b, line)) {
+        harness_print_log(&b);
+        fail_msg("B did not take what it accepted: %s", mine);
+    }
 
     /* kill -9 of A while it runs one of them: B requeues it (A's lock is free) and runs it. Each
      * runs for seconds, so that the row seen running is still A's when the kill comes. */
