@@ -619,10 +619,10 @@ static void submit_record(struct pending_record *pr)
     struct dispatch *d = pr->d;
     /* A sync invocation is written once, when it is over: an insert. An async one's row is
      * there since its acceptance. */
-    int q = pr->r.async
-                ? inv_store_finish(d->journal, &pr->r, pr->expires_us, d->lease_owner,
-                                   pr->billed ? &pr->bill : NULL, on_record_written, pr)
-                : inv_store_insert(d->journal, &pr->r, pr->expires_us, on_record_written, pr);
+    int q = pr->r.async ? inv_store_finish(d->journal, &pr->r, pr->expires_us, d->lease_owner,
+                                           pr->billed ? &pr->bill : NULL, on_record_written, pr)
+                        : inv_store_insert(d->journal, &pr->r, pr->expires_us,
+                                           pr->billed ? &pr->bill : NULL, on_record_written, pr);
     if (q < 0)
         record_failed(pr, strerror(-q));
 }
@@ -636,6 +636,8 @@ static void record_submit(struct dispatch *d, struct fn_state *fn, const struct 
             log_warn("the store is not keeping up: sync invocation records are dropped",
                      "pending=%zu", d->records_pending);
         d->records_dropping = true;
+        if (bill) /* the ledger row is not: usage is billed whatever becomes of the record */
+            accountant_record(d->journal, bill);
         return;
     }
     struct pending_record *pr = calloc(1, sizeof(*pr));
@@ -665,6 +667,8 @@ static void record_submit(struct dispatch *d, struct fn_state *fn, const struct 
         free(pr);
         log_error("an invocation's outcome could not be recorded", "function=%s id=%s error=\"%s\"",
                   fn->name, r->id, strerror(ENOMEM));
+        if (bill && !r->async)
+            accountant_record(d->journal, bill);
         return;
     }
     pr->expires_us = expires_us;
@@ -746,8 +750,7 @@ static void record(struct dispatch *d, struct inv *inv, enum inv_status status,
         r.content_type = inv->content_type;
     }
     struct acct_record bill = usage ? attempt_bill(d, inv, o, usage) : (struct acct_record){};
-    record_submit(d, inv->fn, &r, inv->async && usage ? &bill : NULL,
-                  r.finished_us + d->opts.retention_us);
+    record_submit(d, inv->fn, &r, usage ? &bill : NULL, r.finished_us + d->opts.retention_us);
 }
 
 /* Counts a finished attempt in the function's counters (a version state's too: they are the
@@ -803,12 +806,8 @@ static void complete(struct inv *inv, struct dispatch_outcome *o)
         inv->acct.end_ok)
         scaler_observe(&d->scaler.cfg, &fn->sc, usage.cpu_us, usage.wall_us, now_usec());
 
-    /* An async attempt is billed with its record (below; one statement on PostgreSQL), unless
-     * our own shutdown cut it short: it runs again after the restart. */
-    if (!inv->async) {
-        struct acct_record bill = attempt_bill(d, inv, o, &usage);
-        accountant_record(d->journal, &bill);
-    }
+    /* An attempt is billed with its record (below; one statement on PostgreSQL), unless our
+     * own shutdown cut an async one short: it runs again after the restart. */
     if (inv->async && d->stopping && o->kind != OUTCOME_OK) {
         /* Killed by our own shutdown: the record stays `running`, and the next start runs it
          * again without counting this attempt. */
@@ -1537,7 +1536,7 @@ int dispatch_submit_async(struct dispatch *d, const struct dispatch_route *route
         r.lease_owner = d->lease_owner;
         r.lease_until_us = s->lease_until_us = r.started_us + queue_lease_us(own->manifest);
     }
-    if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us,
+    if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us, NULL,
                          on_submission_durable, s) < 0)
         goto oom;
     /* Peers hear of it when the row commits (the same batch) and claim at once; should the

@@ -34,10 +34,21 @@ static struct db_value usage_i(const struct inv_record *r, int64_t v)
     return r->measured ? DV_I(v) : DV_NULL_V;
 }
 
+/* A record, every column of it (inv_store_insert). */
+#define INSERT_SQL                                                                                 \
+    "INSERT INTO invocations (id, function, version, async, status, "                              \
+    "payload, content_type, idempotency_key, attempts, max_retries, "                              \
+    "created_us, started_us, finished_us, next_attempt_us, result, "                               \
+    "error_type, error_message, billed_ms, cold, expires_us, token_id, cpu_us, "                   \
+    "mem_peak_bytes, init_us, alias, lease_owner, lease_until) "                                   \
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "    \
+    "$19, $20, $21, $22, $23, $24, $25, $26, $27) ON CONFLICT DO NOTHING"
+#define INSERT_VALUES 27
+
 int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expires_us,
-                     journal_done_fn done, void *userdata)
+                     const struct acct_record *bill, journal_done_fn done, void *userdata)
 {
-    const struct db_value v[] = {
+    struct db_value v[INSERT_VALUES + ACCT_ROW_VALUES] = {
         DV_S(r->id),
         DV_S(r->function),
         DV_I(r->version),
@@ -72,16 +83,23 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
      * runs a batch again when the store's loss left its commit unknown, journal.h, and the row is
      * then already there) or the idempotency key (another acceptance of it, on any host, committed
      * first). Counted: such an insert changed nothing. */
-    return journal_submit_counted(
-        j, r->async,
-        "INSERT INTO invocations (id, function, version, async, status, "
-        "payload, content_type, idempotency_key, attempts, max_retries, "
-        "created_us, started_us, finished_us, next_attempt_us, result, "
-        "error_type, error_message, billed_ms, cold, expires_us, token_id, cpu_us, "
-        "mem_peak_bytes, init_us, alias, lease_owner, lease_until) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-        "$19, $20, $21, $22, $23, $24, $25, $26, $27) ON CONFLICT DO NOTHING",
-        v, ARRAY_SIZE(v), done, userdata);
+    if (bill && journal_on_postgresql(j)) {
+        /* A sync invocation's record and its ledger row, in one statement, as an async outcome's
+         * (inv_store_finish). */
+        accountant_row_values(bill, v + INSERT_VALUES);
+        return journal_submit_counted(
+            j, r->async,
+            "WITH bill AS (INSERT INTO usage (" ACCT_ROW_COLUMNS ") VALUES ($28, $29, $30, $31, "
+            "$32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44) "
+            "ON CONFLICT (id, attempt) DO NOTHING) " INSERT_SQL,
+            v, ARRAY_SIZE(v), done, userdata);
+    }
+    if (bill) {
+        int q = accountant_record(j, bill);
+        if (q < 0)
+            return q;
+    }
+    return journal_submit_counted(j, r->async, INSERT_SQL, v, INSERT_VALUES, done, userdata);
 }
 
 int inv_store_mark_running(struct journal *j, const char *id, int attempts, int64_t started_us,

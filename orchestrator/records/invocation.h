@@ -55,13 +55,16 @@ struct inv_record {
 
 void inv_record_clear(struct inv_record *r);
 
+struct acct_record;
+
 /* Durable writes. Each calls done (on the loop thread) once the row is on disk. An insert
  * writes every field of r, so a record that is already final (a sync invocation) is one
  * statement; one taken by its accepting host (r->lease_owner) is inserted claimed, running
- * under that host's lease. Its done's result: 1, or 0 when an invocation of the same function
- * and idempotency key was accepted before (on any host): nothing was inserted. */
+ * under that host's lease. bill (NULL: none) is a sync invocation's ledger row, written with
+ * the record (one statement on PostgreSQL). Its done's result: 1, or 0 when an invocation of the
+ * same function and idempotency key was accepted before (on any host): nothing was inserted. */
 int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expires_us,
-                     journal_done_fn done, void *userdata);
+                     const struct acct_record *bill, journal_done_fn done, void *userdata);
 /* An attempt begins. owner: the host holding the row's lease (NULL: none, SQLite's single
  * host), then written only while it holds it for this attempt, and the lease renewed to
  * lease_until_us (wall clock; 0: kept). Under a lease the claim already wrote what this does,
@@ -76,7 +79,6 @@ int inv_store_mark_running(struct journal *j, const char *id, int attempts, int6
  * attempt's ledger row (accountant_record's), written with the outcome (NULL: none): on
  * PostgreSQL in the same statement, and even when the fence drops the outcome (the attempt ran
  * and is billed, once: the row is keyed by (id, attempt)). */
-struct acct_record;
 int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expires_us,
                      const char *owner, const struct acct_record *bill, journal_done_fn done,
                      void *userdata);

@@ -15,8 +15,9 @@
 struct journal;
 
 /* Values are the statement API's (records/db.h: DV_I, DV_S, DV_B, DV_F, DV_NULL_V), copied at
- * submit. An async invocation's outcome with its ledger row takes 35. */
-#define JOURNAL_MAX_VALUES 40
+ * submit. A sync invocation's record with its ledger row takes 44, an async one's outcome with
+ * its ledger row 35. */
+#define JOURNAL_MAX_VALUES 48
 
 /* Called on the loop thread once the statement is durable (result 0) or failed (-errno, with
  * the message: db_fail's errnos, -ENOSPC or -EDQUOT when the disk is full). */

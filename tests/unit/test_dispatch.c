@@ -766,7 +766,7 @@ static void insert_queued(int64_t version, const char *alias, char id[INV_ID_LEN
     snprintf(r.alias, sizeof(r.alias), "%s", alias);
     bool stored = false;
     assert_int_equal(
-        inv_store_insert(T.journal, &r, r.created_us + 3600000000ll, on_inserted, &stored), 0);
+        inv_store_insert(T.journal, &r, r.created_us + 3600000000ll, NULL, on_inserted, &stored), 0);
     while (!stored)
         loop_run(T.loop);
 }

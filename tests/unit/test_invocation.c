@@ -147,9 +147,9 @@ static void test_records(void **state)
     make(&b, "fa", NULL, 2000);
     make(&c, "fb", "key-1", 3000);
     pending_done = 3;
-    assert_int_equal(inv_store_insert(j, &a, 100000, on_done, NULL), 0);
-    assert_int_equal(inv_store_insert(j, &b, 100000, on_done, NULL), 0);
-    assert_int_equal(inv_store_insert(j, &c, 50, on_done, NULL), 0);
+    assert_int_equal(inv_store_insert(j, &a, 100000, NULL, on_done, NULL), 0);
+    assert_int_equal(inv_store_insert(j, &b, 100000, NULL, on_done, NULL), 0);
+    assert_int_equal(inv_store_insert(j, &c, 50, NULL, on_done, NULL), 0);
     loop_run(l);
 
     /* b runs and succeeds; a is running when the daemon "crashes". */
@@ -244,7 +244,7 @@ static void test_record_usage(void **state)
     struct inv_record a, sync;
     make(&a, "fa", NULL, 1000);
     pending_done = 1;
-    assert_int_equal(inv_store_insert(j, &a, 100000, on_done, NULL), 0);
+    assert_int_equal(inv_store_insert(j, &a, 100000, NULL, on_done, NULL), 0);
     loop_run(l);
     cJSON *json = stored_json(s, a.id);
     assert_null(cJSON_GetObjectItem(json, "cpu_ms")); /* not finished: no figures at all */
@@ -315,8 +315,8 @@ static void test_record_usage(void **state)
     inv_id_new(old.id);
     old.measured = false;
     pending_done = 2;
-    assert_int_equal(inv_store_insert(j, &sync, 100000, on_done, NULL), 0);
-    assert_int_equal(inv_store_insert(j, &old, 100000, on_done, NULL), 0);
+    assert_int_equal(inv_store_insert(j, &sync, 100000, NULL, on_done, NULL), 0);
+    assert_int_equal(inv_store_insert(j, &old, 100000, NULL, on_done, NULL), 0);
     loop_run(l);
     json = stored_json(s, sync.id);
     assert_true(num(json, "cpu_ms") == 0.777);

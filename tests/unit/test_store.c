@@ -611,6 +611,53 @@ static void on_inserted(struct loop *l, int result, const char *message, void *u
     loop_quit(l);
 }
 
+/* A sync invocation's record with its ledger row (inv_store_insert's bill: one statement on
+ * PostgreSQL): both written, the minute's rollup counting it; the same record submitted again
+ * (a write retried) changes neither, and bills nothing twice. */
+static void test_sync_record_with_its_bill(void **state)
+{
+    struct store *s;
+    struct loop *l;
+    struct journal *j;
+    struct ig_error err = {};
+    assert_int_equal(store_open(path, &s, &err), 0);
+    assert_int_equal(loop_new(&l), 0);
+    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    struct inv_record r = {.function = "f",
+                           .status = INV_SUCCEEDED,
+                           .attempts = 1,
+                           .created_us = 60 * 1000000,
+                           .finished_us = 61 * 1000000};
+    strcpy(r.id, "sync-1");
+    const struct acct_usage u = {.wall_us = 1500, .cpu_us = 700, .billed_ms = 2, .memory_mb = 128};
+    const struct acct_record bill = {.id = r.id,
+                                     .attempt = 1,
+                                     .function = "f",
+                                     .version = 1,
+                                     .start_wall_us = 60 * 1000000,
+                                     .status = "ok",
+                                     .host = "host-a",
+                                     .usage = &u};
+    for (int i = 0; i < 2; i++) {
+        inserted = -1;
+        assert_int_equal(inv_store_insert(j, &r, 100, &bill, on_inserted, NULL), 0);
+        loop_run(l);
+        assert_int_equal(inserted, i == 0 ? 1 : 0);
+    }
+    assert_int_equal(count(s->db, "SELECT count(*) FROM invocations WHERE id = 'sync-1' AND "
+                                  "status = 'succeeded' AND async = 0"),
+                     1);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM usage WHERE id = 'sync-1' AND "
+                                  "attempt = 1 AND cpu_us = 700 AND host = 'host-a'"),
+                     1);
+    assert_int_equal(count(s->db, "SELECT sum(invocations) FROM usage_minute WHERE function = "
+                                  "'f' AND minute = 60"),
+                     1);
+    journal_free(j);
+    loop_free(l);
+    store_free(s);
+}
+
 /* Two acceptances of one idempotency key make one invocation: the second inserts nothing. */
 static void test_queue_one_row_per_key(void **state)
 {
@@ -628,7 +675,7 @@ static void test_queue_one_row_per_key(void **state)
                                .idempotency_key = "k",
                                .created_us = 1 + i};
         inv_id_new(r.id);
-        assert_int_equal(inv_store_insert(j, &r, 100, on_inserted, NULL), 0);
+        assert_int_equal(inv_store_insert(j, &r, 100, NULL, on_inserted, NULL), 0);
         loop_run(l);
         assert_int_equal(inserted, i == 0 ? 1 : 0);
     }
@@ -772,6 +819,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_queue_claims_and_fencing, fresh),
         cmocka_unit_test_setup(test_queue_finish_bills_each_attempt_once, fresh),
         cmocka_unit_test_setup(test_queue_one_row_per_key, fresh),
+        cmocka_unit_test_setup(test_sync_record_with_its_bill, fresh),
         cmocka_unit_test_setup(test_bundle_chunks, fresh),
         cmocka_unit_test_setup(test_hosts_table, fresh),
     };
