@@ -455,6 +455,21 @@ static void queued_row(struct db *db, const char *id, int64_t created_us)
         fail_msg("%s", err.message);
 }
 
+/* The store, a loop and a journal on it, as the daemon has them: opened, and closed. */
+static void open_writer(struct store **s, struct loop **l, struct journal **j)
+{
+    struct ig_error err = {};
+    if (store_open(path, s, &err) < 0 || loop_new(l) < 0 || journal_new(*l, path, j, &err) < 0)
+        fail_msg("opening the store and its journal: %s", err.message);
+}
+
+static void close_writer(struct store *s, struct loop *l, struct journal *j)
+{
+    journal_free(j);
+    loop_free(l);
+    store_free(s);
+}
+
 static int finish_result;
 
 static void on_finished(struct loop *l, int result, const char *message, void *userdata)
@@ -517,10 +532,7 @@ static void test_queue_claims_and_fencing(void **state)
     struct store *s;
     struct loop *l;
     struct journal *j;
-    struct ig_error err = {};
-    assert_int_equal(store_open(path, &s, &err), 0);
-    assert_int_equal(loop_new(&l), 0);
-    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    open_writer(&s, &l, &j);
     queued_row(s->db, "inv-1", 1);
     queued_row(s->db, "inv-2", 2);
     queued_row(s->db, "inv-3", 3);
@@ -558,9 +570,7 @@ static void test_queue_claims_and_fencing(void **state)
     assert_int_equal(count(s->db, "SELECT count(*) FROM invocations WHERE status = 'queued' AND "
                                   "lease_owner IS NULL AND attempts = 2"),
                      2);
-    journal_free(j);
-    loop_free(l);
-    store_free(s);
+    close_writer(s, l, j);
 }
 
 /* An attempt's ledger row goes with its outcome (on PostgreSQL in the same statement), fenced
@@ -572,10 +582,7 @@ static void test_queue_finish_bills_each_attempt_once(void **state)
     struct store *s;
     struct loop *l;
     struct journal *j;
-    struct ig_error err = {};
-    assert_int_equal(store_open(path, &s, &err), 0);
-    assert_int_equal(loop_new(&l), 0);
-    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    open_writer(&s, &l, &j);
     queued_row(s->db, "inv-1", 1);
     assert_int_equal(claim(s, 1, "host-a", 100), 1);
     assert_int_equal(col(s->db, "started_us", "inv-1"), 100);
@@ -598,9 +605,7 @@ static void test_queue_finish_bills_each_attempt_once(void **state)
                      1);
     assert_int_equal(count(s->db, "SELECT count(*) FROM usage WHERE id = 'inv-1'"), 2);
     assert_int_equal(count(s->db, "SELECT sum(invocations) FROM usage_minute"), 2);
-    journal_free(j);
-    loop_free(l);
-    store_free(s);
+    close_writer(s, l, j);
 }
 
 static int inserted;
@@ -619,10 +624,7 @@ static void test_sync_record_with_its_bill(void **state)
     struct store *s;
     struct loop *l;
     struct journal *j;
-    struct ig_error err = {};
-    assert_int_equal(store_open(path, &s, &err), 0);
-    assert_int_equal(loop_new(&l), 0);
-    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    open_writer(&s, &l, &j);
     struct inv_record r = {.function = "f",
                            .status = INV_SUCCEEDED,
                            .attempts = 1,
@@ -653,9 +655,7 @@ static void test_sync_record_with_its_bill(void **state)
     assert_int_equal(count(s->db, "SELECT sum(invocations) FROM usage_minute WHERE function = "
                                   "'f' AND minute = 60"),
                      1);
-    journal_free(j);
-    loop_free(l);
-    store_free(s);
+    close_writer(s, l, j);
 }
 
 /* Two acceptances of one idempotency key make one invocation: the second inserts nothing. */
@@ -664,10 +664,7 @@ static void test_queue_one_row_per_key(void **state)
     struct store *s;
     struct loop *l;
     struct journal *j;
-    struct ig_error err = {};
-    assert_int_equal(store_open(path, &s, &err), 0);
-    assert_int_equal(loop_new(&l), 0);
-    assert_int_equal(journal_new(l, path, &j, &err), 0);
+    open_writer(&s, &l, &j);
     for (int i = 0; i < 2; i++) {
         struct inv_record r = {.function = "f",
                                .async = true,
@@ -682,9 +679,7 @@ static void test_queue_one_row_per_key(void **state)
     char id[INV_ID_LEN + 1];
     assert_int_equal(inv_store_find_idempotent(s, "f", "k", 0, id), 0);
     assert_int_equal(count(s->db, "SELECT count(*) FROM invocations"), 1);
-    journal_free(j);
-    loop_free(l);
-    store_free(s);
+    close_writer(s, l, j);
 }
 
 static int requeued_peers;
