@@ -6,8 +6,12 @@
 
 #include "base/log.h"
 
-/* A batch bigger than this is split: it bounds how long one transaction holds the write lock. */
-#define JOURNAL_BATCH_MAX 4096
+/* A batch bigger than this is split: it bounds how long one transaction holds the write lock,
+ * and (in bytes of statements and values) the memory a batch takes again in the engine's hands
+ * (libpq copies a pipeline's values into what it sends), as when what waited through an outage
+ * of the store is written at once. A statement bigger than that is a batch of its own. */
+#define JOURNAL_BATCH_MAX       4096
+#define JOURNAL_BATCH_MAX_BYTES (16u << 20)
 /* While commits fail, the writer tries a probe write this often, so the health it reports
  * recovers by itself once space returns, even when nothing else is written. */
 #define JOURNAL_PROBE_US (1000 * 1000)
@@ -22,10 +26,6 @@
  * again this often; the connection itself tries to connect at most once per step of its backoff
  * (records/db.h), failing at once in between. */
 #define JOURNAL_RERUN_US (50 * 1000)
-/* While the store is away, what waits for it is kept in memory up to this many bytes of
- * statements and values; past it, a statement submitted fails at once (-ENOBUFS), and is not
- * written (journal_stats.refused counts them). */
-#define JOURNAL_AWAY_MAX_BYTES (256u << 20)
 /* Stopping while the store is away: what waits is given up (its callers told -ENOTCONN) once the
  * store has stayed away this long after the journal was told to stop. Short: the daemon's stop
  * has waited its grace period for invocations' records already (dispatch). */
@@ -401,10 +401,12 @@ static void *writer(void *arg)
         /* Take up to JOURNAL_BATCH_MAX: everything that arrived while the last commit's fsync
          * ran goes into this one. That is the group commit. */
         struct op *batch = j->head, *last = j->head;
-        size_t n = 1;
-        while (last->next && n < JOURNAL_BATCH_MAX) {
+        size_t n = 1, bytes = last->bytes;
+        while (last->next && n < JOURNAL_BATCH_MAX &&
+               bytes + last->next->bytes <= JOURNAL_BATCH_MAX_BYTES) {
             last = last->next;
             n++;
+            bytes += last->bytes;
         }
         j->head = last->next;
         if (!j->head) {

@@ -18,6 +18,8 @@ struct journal;
  * submit. A sync invocation's record with its ledger row takes 44, an async one's outcome with
  * its ledger row 35. */
 #define JOURNAL_MAX_VALUES 48
+/* What may wait in memory while the store is away (journal_submit). */
+#define JOURNAL_AWAY_MAX_BYTES (256u << 20)
 
 /* Called on the loop thread once the statement is durable (result 0) or failed (-errno, with
  * the message: db_fail's errnos, -ENOSPC or -EDQUOT when the disk is full). */
@@ -47,8 +49,9 @@ void journal_free(struct journal *j);
 /* While the store is away (ENOTCONN: PostgreSQL's server gone), the batch the loss cut is kept,
  * with everything submitted after it, and run again whole once the connection is back (every
  * statement submitted must be safe to run twice: an insert keyed by an id made before it, an
- * upsert, an update fenced or to values of its own); done runs then. What waits is bounded
- * (JOURNAL_AWAY_MAX_BYTES in journal.c): past it, a submission fails at once with -ENOBUFS.
+ * upsert, an update fenced or to values of its own); done runs then. What waits is bounded:
+ * past JOURNAL_AWAY_MAX_BYTES of statements and values, a submission fails at once with -ENOBUFS
+ * and is not written (journal_stats.refused counts them).
  * Stopping while the store stays away gives up after a second: done gets -ENOTCONN.
  *
  * Queues sql with its bound values (copied). done may be NULL. The statement is durable when
