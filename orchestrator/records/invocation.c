@@ -437,27 +437,29 @@ static int try_lock(struct db *db, int64_t key)
     return (int)db_int(rows, 0);
 }
 
-/* Takes the session lock key on a connection of its own: as inv_host_lock_take. */
+/* Takes the session lock key on a connection of its own: as inv_host_lock_take. The tries are
+ * made on one connection kept for them (s->lock_trier), which the lock takes when it gets it: a
+ * host that does not hold the schedule tick's lock tries it every second, and a connection made
+ * and closed each time cost the server a backend's start a second per host. */
 static int lock_take(struct store *s, int64_t key, const char *what, struct inv_host_lock **ret,
                      struct ig_error *err)
 {
-    struct db *db;
-    int r = db_open(s->path, 0, &db, err);
+    int r = s->lock_trier ? 0 : db_open(s->path, 0, &s->lock_trier, err);
     if (r < 0)
         return r;
-    r = try_lock(db, key);
-    if (r <= 0) {
-        if (r < 0)
-            db_fail(db, err, "%s", what);
-        db_close(db);
-        return r;
+    r = try_lock(s->lock_trier, key);
+    if (r < 0) {
+        db_fail(s->lock_trier, err, "%s", what);
+        db_close(TAKE_PTR(s->lock_trier)); /* a new one at the next try */
     }
+    if (r <= 0)
+        return r;
     struct inv_host_lock *l = calloc(1, sizeof(*l));
     if (!l) {
-        db_close(db);
+        db_close(TAKE_PTR(s->lock_trier)); /* and the lock with it */
         return ig_error_set(err, ENOMEM, "out of memory");
     }
-    l->db = db;
+    l->db = TAKE_PTR(s->lock_trier);
     *ret = l;
     return 1;
 }

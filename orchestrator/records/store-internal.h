@@ -9,6 +9,10 @@ struct store {
     struct db *db; /* the loop thread's connection */
     char path[4096];
     struct journal *journal; /* settled before reads of what it writes (store_set_journal) */
+    /* The loop thread's connection for trying session locks not held yet (records/invocation.c
+     * lock_take), kept between tries; it becomes the lock's own when a try takes one. NULL
+     * until a try, or after a failed one. */
+    struct db *lock_trier;
 };
 
 /* Before a read of rows the journal writes (invocation records, usage, audit, dead letters, sink

@@ -576,10 +576,10 @@ static const struct store_migration migrations[] = {
      "CREATE UNIQUE INDEX audit_rid ON audit (rid);"
      "ALTER TABLE event_dead_letters ADD COLUMN rid TEXT;"
      "CREATE UNIQUE INDEX event_dead_letters_rid ON event_dead_letters (rid);",
-     NULL},    /* The host that ran each attempt (#16): on the ledger's rows, and in the rollup's key, so
-     * that hosts sharing a PostgreSQL store never contend for one rollup row (each host's
-     * journal would hold a row lock of the others' minute until its commit). Reads sum over
-     * hosts, as they sum over versions. Rows from before: host ''. */
+     NULL}, /* The host that ran each attempt (#16): on the ledger's rows, and in the rollup's key,
+             * so that hosts sharing a PostgreSQL store never contend for one rollup row (each
+             * host's journal would hold a row lock of the others' minute until its commit). Reads
+             * sum over hosts, as they sum over versions. Rows from before: host ''. */
     {"usage_by_host",
      "ALTER TABLE usage ADD COLUMN host TEXT NOT NULL DEFAULT '';"
      "DROP TRIGGER usage_rollup;"
@@ -768,6 +768,7 @@ void store_free(struct store *s)
 {
     if (!s)
         return;
+    db_close(s->lock_trier);
     db_close(s->db);
     free(s);
 }

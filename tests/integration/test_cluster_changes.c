@@ -5,8 +5,8 @@
  * on A removes the function on B and C; a function pushed on A runs on B and C from the bytes
  * they take from the store; and a change made while the hosts' listening connections
  * are cut (and cannot come back) reaches them once they are back (the re-read after a
- * reconnect). Each check polls, within a generous bound, for what must come: no timing is
- * asserted. */
+ * reconnect). Idle, the hosts open no connection after another. Each check polls, within a generous
+ * bound, for what must come: no timing is asserted. */
 #include "harness.h"
 
 #include <stdio.h>
@@ -53,6 +53,23 @@ static int teardown(void **state)
 static void wait_for(bool (*fn)(void *arg), void *arg, const char *what)
 {
     harness_wait_until(fn, arg, WAIT_S, what, host, HOSTS);
+}
+
+/* ---- idle hosts ---- */
+
+/* Idle hosts open no connection after another: the two that do not hold the schedule tick's lock
+ * try it every second on a connection each keeps for that (before, each try was a connection made
+ * and closed: a backend started on the server every second per host). */
+static void test_idle_hosts_keep_their_connections(void **state)
+{
+    static const char sessions[] =
+        "SELECT sessions FROM pg_stat_database WHERE datname = current_database()";
+    long long before = pgserver_query_int(conninfo, sessions);
+    sleep(3);
+    long long after = pgserver_query_int(conninfo, sessions);
+    /* The first query's own session, and a try's connection made meanwhile at most. */
+    if (after - before > 2)
+        fail_msg("%lld sessions began in 3 s of idle hosts", after - before);
 }
 
 /* ---- tokens ---- */
@@ -322,6 +339,7 @@ static void test_change_while_listener_away(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idle_hosts_keep_their_connections),
         cmocka_unit_test(test_token_made_and_revoked),
         cmocka_unit_test(test_push_alias_delete),
         cmocka_unit_test(test_concurrent_pushes),
