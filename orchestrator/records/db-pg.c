@@ -914,25 +914,30 @@ int db_open_pg(const char *conninfo, int flags, struct db **ret, struct ig_error
         return ig_error_set(err, ENOMEM, "out of memory");
     db->base.engine = &engine;
     db->flags = flags;
-    db->conninfo = strdup(conninfo);
-    db->c = db->conninfo ? PQconnectdb(conninfo) : NULL;
-    if (!db->c) {
-        free(db->conninfo);
+    if (!(db->conninfo = strdup(conninfo))) {
         free(db);
         return ig_error_set(err, ENOMEM, "out of memory");
     }
-    /* What the error names: never the conninfo, which may hold a password. */
+    /* Bounded, as a reconnection is: PQconnectdb waits as long as libpq's connect_timeout,
+     * unset by default, so a server whose packets are dropped would hold the caller (the loop,
+     * for the listener and the lock tries) for the kernel's connect timeout, minutes. */
+    char why[256];
+    int timeout_ms = flags & DB_CREATE   ? DB_OPEN_TIMEOUT_MS
+                     : flags & DB_WRITER ? DB_WRITER_CONNECT_TIMEOUT_MS
+                                         : DB_CONNECT_TIMEOUT_MS;
+    int r;
+    if (!(db->c = connect_within(conninfo, timeout_ms, why, sizeof(why)))) {
+        /* What the error names: never the conninfo, which may hold a password. */
+        char name[300];
+        db_target_name_pg(conninfo, name, sizeof(name));
+        r = ig_error_set(err, ENOTCONN, "opening %s: the store is unreachable: %s", name, why);
+        free(db->conninfo);
+        free(db);
+        return r;
+    }
     char what[300];
     snprintf(what, sizeof(what), "PostgreSQL database %s on %s:%s", PQdb(db->c),
              PQhost(db->c) ? PQhost(db->c) : "?", PQport(db->c));
-    int r;
-    if (PQstatus(db->c) != CONNECTION_OK) {
-        const char *msg = PQerrorMessage(db->c);
-        r = ig_error_set(err, ENOTCONN, "opening %s: the store is unreachable: %.*s", what,
-                         first_line(msg), msg);
-        pg_close(&db->base);
-        return r;
-    }
     if (setup(db) < 0) {
         r = db_fail(&db->base, err, "setting up %s", what);
         pg_close(&db->base);

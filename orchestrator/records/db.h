@@ -169,7 +169,9 @@ int db_set_user_version(struct db *db, int version, struct ig_error *err);
  * DB_RECONNECT_MIN_US after the loss, then after twice as long each time it fails, up to
  * DB_RECONNECT_MAX_US; sooner when another connection of the process found the store back. A
  * connection attempt gives up after DB_CONNECT_TIMEOUT_MS (DB_WRITER's, off the loop, after
- * DB_WRITER_CONNECT_TIMEOUT_MS), so a statement never waits longer than that on a dead server. A
+ * DB_WRITER_CONNECT_TIMEOUT_MS), so a statement never waits longer than that on a dead server;
+ * so does db_open (DB_CREATE's, the daemon's first, after DB_OPEN_TIMEOUT_MS), whatever libpq's
+ * connect_timeout says. A
  * connection idle through an outage another connection saw end connects again before its next
  * statement (outside a transaction), its server having likely restarted under it. A
  * connection lost inside a transaction connects again only at its db_rollback or the next db_begin:
@@ -182,6 +184,7 @@ int db_fail(struct db *db, struct ig_error *err, const char *fmt, ...) _printf_(
 #define DB_RECONNECT_MAX_US          (2 * 1000 * 1000)
 #define DB_CONNECT_TIMEOUT_MS        1000
 #define DB_WRITER_CONNECT_TIMEOUT_MS 5000
+#define DB_OPEN_TIMEOUT_MS           10000
 
 /* Whether the store is reachable, as this process's connections last found it (SQLite's always
  * is): down since since_us (wall clock) when a connection found its server gone, with the

@@ -7,15 +7,20 @@
  * fails with its reason; a batch commits whole or not at all, saying which statement failed. On
  * PostgreSQL besides: a lost server is ENOTCONN, a row lock not had in
  * time is EAGAIN, and a lost connection connects again by itself (never inside the transaction
- * the loss cut), also after a loss in the middle of a batch's pipeline. */
+ * the loss cut), also after a loss in the middle of a batch's pipeline, and an open gives up on a
+ * server that never answers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 // cmocka needs the above first
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "pgserver.h"
 #include "records/db.h"
@@ -637,6 +642,31 @@ static void test_batch_cut(void **state)
     db_close(db);
 }
 
+/* PostgreSQL: a server that takes the connection and never answers (a listening socket that
+ * accepts nothing: the kernel completes the handshake, libpq sends its startup packet and waits)
+ * fails the open with ENOTCONN once the open's bound passes, whatever libpq's connect_timeout
+ * (unset here) would wait: without the bound, this test waits until meson's timeout. */
+static void test_open_gives_up(void **state)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    char silent[128];
+    snprintf(silent, sizeof(silent), "host=127.0.0.1 port=%u dbname=nothing user=nobody",
+             ntohs(sa.sin_port));
+    struct db *db = NULL;
+    struct ig_error err = {};
+    assert_int_equal(db_open(silent, 0, &db, &err), -ENOTCONN);
+    assert_null(db);
+    assert_non_null(strstr(err.message, "the store is unreachable: connecting timed out"));
+    assert_null(strstr(err.message, "password"));
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -656,8 +686,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_no_reconnect_inside_transaction),
         cmocka_unit_test(test_stale_connection),
         cmocka_unit_test(test_batch_cut),
+        cmocka_unit_test(test_open_gives_up),
     };
     if (argc > 1 && streq(argv[1], "postgresql"))
         return cmocka_run_group_tests_name("postgresql", tests, setup_pg, teardown);
-    return _cmocka_run_group_tests("sqlite", tests, ARRAY_SIZE(tests) - 6, setup, teardown);
+    return _cmocka_run_group_tests("sqlite", tests, ARRAY_SIZE(tests) - 7, setup, teardown);
 }
