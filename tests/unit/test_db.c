@@ -15,13 +15,11 @@
 #include <stdint.h>
 // cmocka needs the above first
 #include <cmocka.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "pgserver.h"
 #include "records/db.h"
 
@@ -648,16 +646,9 @@ static void test_batch_cut(void **state)
  * (unset here) would wait: without the bound, this test waits until meson's timeout. */
 static void test_open_gives_up(void **state)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(fd, 8), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    char silent[128];
-    snprintf(silent, sizeof(silent), "host=127.0.0.1 port=%u dbname=nothing user=nobody",
-             ntohs(sa.sin_port));
+    char port[16], silent[128];
+    int fd = harness_listen_loopback(port);
+    snprintf(silent, sizeof(silent), "host=127.0.0.1 port=%s dbname=nothing user=nobody", port);
     struct db *db = NULL;
     struct ig_error err = {};
     assert_int_equal(db_open(silent, 0, &db, &err), -ENOTCONN);
