@@ -596,7 +596,7 @@ static int read_back(struct pg *db, const struct step *steps, size_t n_steps, si
         else if (!ok && st != PGRES_PIPELINE_ABORTED && r == 0)
             q = note_result(db, res);
         PQclear(res);
-        if (q < 0 && (r == 0 || q == -ENOTCONN)) {
+        if (q < 0) {
             r = q;
             *failed = s ? s->stmt : n;
         }
