@@ -161,6 +161,21 @@ static void start_away(struct ignisd_proc *p, char **conninfo, const char *manif
     harness_push(p, "hello-exec", "away", manifest);
 }
 
+/* A sync invocation of "away": answered 200, whether the store is there or not. */
+static void invoke_away(struct ignisd_proc *p)
+{
+    const char *sync[] = {"Ignis-Invocation-Type: sync", NULL};
+    assert_int_equal(harness_invoke(p, "away", "{}", sync, NULL), 200);
+}
+
+/* start_away, one invocation run, then the server stopped under the daemon. */
+static void start_then_lose_store(struct ignisd_proc *p, char **conninfo)
+{
+    start_away(p, conninfo, NULL);
+    invoke_away(p);
+    assert_int_equal(pgserver_stop_immediate(pgserver_shared), 0);
+}
+
 static void test_store_away_and_back(void **state)
 {
     char *conninfo;
@@ -309,12 +324,8 @@ static void test_stop_while_away(void **state)
 {
     char *conninfo;
     struct ignisd_proc p;
-    start_away(&p, &conninfo, NULL);
-    const char *sync[] = {"Ignis-Invocation-Type: sync", NULL};
-    assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
-
-    assert_int_equal(pgserver_stop_immediate(pgserver_shared), 0);
-    assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
+    start_then_lose_store(&p, &conninfo);
+    invoke_away(&p);
     assert_int_equal(harness_stop(&p), 0);
     assert_int_equal(log_count(&p, "msg=\"statements not written: the store stayed unreachable"),
                      1);
@@ -322,7 +333,7 @@ static void test_stop_while_away(void **state)
     assert_int_equal(pgserver_start(pgserver_shared), 0);
     const char *args[] = {"--store", conninfo, NULL};
     assert_int_equal(harness_restart(&p, args), 0);
-    assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
+    invoke_away(&p);
     free(conninfo);
     assert_int_equal(harness_finish(&p), 0);
 }
@@ -431,13 +442,9 @@ static void test_delete_while_away(void **state)
 {
     char *conninfo;
     struct ignisd_proc p;
-    start_away(&p, &conninfo, NULL);
-    const char *sync[] = {"Ignis-Invocation-Type: sync", NULL};
-    assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
-
-    assert_int_equal(pgserver_stop_immediate(pgserver_shared), 0);
+    start_then_lose_store(&p, &conninfo);
     expect_away(&p, "DELETE", "/v1/functions/away", NULL, NULL);
-    assert_int_equal(harness_invoke(&p, "away", "{}", sync, NULL), 200);
+    invoke_away(&p);
 
     assert_int_equal(pgserver_start(pgserver_shared), 0);
     struct client_response r;
