@@ -229,6 +229,7 @@ struct dispatch {
     struct inv_host_lock *host_lock;
     bool host_lock_said; /* that it could not be taken: said once until it is */
     struct loop_timer *claim_timer, *spacing_timer;
+    uint64_t spacing_due_us; /* spacing_timer's (monotonic) */
     bool claim_posted;
     uint64_t liveness_us;
     /* Async invocations whose rows are not yet durable, oldest first (dispatch.c

@@ -110,10 +110,18 @@ static void claim_for(struct dispatch *d, struct fn_state *fn, const char *by)
         return;
     uint64_t now = now_usec();
     if (now < fn->claim_after_us) {
+        /* One timer for every function that waits, due at the earliest of their times. */
         fn->claim_wanted = true;
-        if (!d->spacing_timer &&
-            loop_add_timer(d->loop, fn->claim_after_us, on_spaced, d, &d->spacing_timer) < 0)
-            d->spacing_timer = NULL; /* out of memory: the poll claims */
+        if (d->spacing_timer && d->spacing_due_us > fn->claim_after_us) {
+            loop_cancel_timer(d->loop, d->spacing_timer);
+            d->spacing_timer = NULL;
+        }
+        if (!d->spacing_timer) {
+            if (loop_add_timer(d->loop, fn->claim_after_us, on_spaced, d, &d->spacing_timer) == 0)
+                d->spacing_due_us = fn->claim_after_us;
+            else
+                d->spacing_timer = NULL; /* out of memory: the poll claims */
+        }
         return;
     }
     int want = (int)(room < CLAIM_BATCH ? room : CLAIM_BATCH);
