@@ -1429,10 +1429,9 @@ struct submission {
     /* The version state counting it in submitting (it stays until then); NULL: the function's
      * own, found again by name as it may be deleted meanwhile. */
     struct fn_state *vstate;
-    /* Its row is inserted claimed by this host (queue_take_here), under a lease until then
-     * (wall clock): it runs here once durable, no claim needed. */
+    /* Its row is inserted claimed by this host (queue_take_here): it runs here once durable
+     * (the claim's attempt, under the claim's lease: inv's), no claim needed. */
     bool taken;
-    int64_t lease_until_us;
     dispatch_submitted_fn done;
     void *userdata;
 };
@@ -1469,14 +1468,9 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
         duplicate_key(s);
     else if (s->done)
         s->done(result < 0 ? result : 0, message, s->inv->id, s->userdata);
-    if (result > 0 && s->taken) {
-        /* Claimed as it was inserted: it runs the claim's attempt under the claim's lease. */
+    if (result > 0 && s->taken)
         log_debug("async invocation taken here as it was accepted", "function=%s id=%s", s->fn_name,
                   s->inv->id);
-        s->inv->attempts = 0;
-        s->inv->lease_attempts = 1;
-        s->inv->lease_until_us = s->lease_until_us;
-    }
     if (result > 0 && d->lease_owner && !s->taken) {
         /* Claimed from the store like any other, by whichever host has room: the notification
          * its commit sent (changes_announce, above) wakes every host, this one too. */
@@ -1534,7 +1528,8 @@ int dispatch_submit_async(struct dispatch *d, const struct dispatch_route *route
         r.attempts = 1;
         r.started_us = (int64_t)wall_usec();
         r.lease_owner = d->lease_owner;
-        r.lease_until_us = s->lease_until_us = r.started_us + queue_lease_us(own->manifest);
+        r.lease_until_us = inv->lease_until_us = r.started_us + queue_lease_us(own->manifest);
+        inv->lease_attempts = 1; /* the claim's attempt, which start counts (inv->attempts 0) */
     }
     if (inv_store_insert(d->journal, &r, inv->created_wall_us + d->opts.retention_us, NULL,
                          on_submission_durable, s) < 0)
