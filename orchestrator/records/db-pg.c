@@ -137,10 +137,25 @@ static int note_lost(struct pg *db)
 
 /* Connects to conninfo as PQconnectdb does, but gives up after timeout_ms (libpq's own
  * connect_timeout counts whole seconds, 2 at least, and per address): the connection, or NULL
- * after writing why in msg. */
+ * after writing why in msg. Over TCP, a server that stops answering without closing the
+ * connection (its machine lost, the network cut, a failover's address moved elsewhere) is
+ * found within DB_TCP_USER_TIMEOUT_MS: a statement sent, or a keepalive probe of an idle
+ * connection, unacknowledged that long fails the connection (TCP_USER_TIMEOUT), where the
+ * kernel's defaults would wait for minutes (retransmissions) or hours (keepalives off). What
+ * conninfo says of these keywords wins: it is read after them. */
 static PGconn *connect_within(const char *conninfo, int timeout_ms, char *msg, size_t size)
 {
-    PGconn *c = PQconnectStart(conninfo);
+    char user_timeout[16];
+    snprintf(user_timeout, sizeof(user_timeout), "%d", DB_TCP_USER_TIMEOUT_MS);
+    const char *const keys[] = {"keepalives",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                "tcp_user_timeout",
+                                "dbname",
+                                NULL};
+    const char *const values[] = {"1", "5", "2", "3", user_timeout, conninfo, NULL};
+    PGconn *c = PQconnectStartParams(keys, values, 1);
     if (!c) {
         snprintf(msg, size, "%s", strerror(ENOMEM));
         return NULL;

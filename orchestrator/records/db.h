@@ -185,6 +185,9 @@ int db_fail(struct db *db, struct ig_error *err, const char *fmt, ...) _printf_(
 #define DB_CONNECT_TIMEOUT_MS        1000
 #define DB_WRITER_CONNECT_TIMEOUT_MS 5000
 #define DB_OPEN_TIMEOUT_MS           10000
+/* A PostgreSQL server that stops answering over TCP is taken for lost after this long (db-pg.c,
+ * connect_within): the longest a statement waits on it, the event loop's included. */
+#define DB_TCP_USER_TIMEOUT_MS 10000
 
 /* Whether the store is reachable, as this process's connections last found it (SQLite's always
  * is): down since since_us (wall clock) when a connection found its server gone, with the

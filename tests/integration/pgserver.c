@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <libpq-fe.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,14 +93,16 @@ static int spawn_postgres(struct pgserver *srv)
         fprintf(stderr, "pgserver: no postgres user\n");
         return -1;
     }
-    char path[300], port[8];
+    char path[300], port[8], listen[80], netns[64];
     snprintf(path, sizeof(path), "%s/postgres", srv->bindir);
     snprintf(port, sizeof(port), "%u", srv->port);
+    snprintf(listen, sizeof(listen), "listen_addresses=%s",
+             *srv->listen ? srv->listen : "127.0.0.1");
+    snprintf(netns, sizeof(netns), "/run/netns/%s", srv->netns);
     /* fsync=off: a test's data need not survive the machine, only the server (a stop -m
      * immediate leaves the WAL in the page cache, where the restart finds it). */
-    char *argv[] = {
-        path, "-D",        srv->dir, "-k", srv->dir, "-p", port, "-c", "listen_addresses=127.0.0.1",
-        "-c", "fsync=off", NULL};
+    char *argv[] = {path, "-D", srv->dir, "-k", srv->dir,    "-p",
+                    port, "-c", listen,   "-c", "fsync=off", NULL};
 
     pid_t pid = fork();
     if (pid < 0)
@@ -107,6 +110,9 @@ static int spawn_postgres(struct pgserver *srv)
     if (pid == 0) {
         int fd = open(srv->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+            _exit(127);
+        int ns = *srv->netns ? open(netns, O_RDONLY | O_CLOEXEC) : -1;
+        if (*srv->netns && (ns < 0 || setns(ns, CLONE_NEWNET) < 0))
             _exit(127);
         if (chdir(srv->dir) < 0 || setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 ||
             setuid(pw->pw_uid) < 0)
@@ -217,14 +223,36 @@ static int make_cluster(struct pgserver *srv)
     return 0;
 }
 
+/* initdb -A trust trusts the loopback addresses only: a server listening elsewhere trusts the
+ * subnets it is on too (the test's link). */
+static int trust_samenet(struct pgserver *srv)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "%s/pg_hba.conf", srv->dir);
+    FILE *f = fopen(path, "a");
+    int r = f && fputs("host all all samenet trust\n", f) >= 0 ? 0 : -1;
+    if ((f && fclose(f) != 0) || r < 0) {
+        perror("pgserver: pg_hba.conf");
+        return -1;
+    }
+    return 0;
+}
+
 int pgserver_new(struct pgserver **ret_srv)
+{
+    return pgserver_new_in(NULL, NULL, ret_srv);
+}
+
+int pgserver_new_in(const char *netns, const char *addr, struct pgserver **ret_srv)
 {
     harness_require_root();
     struct pgserver *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return -1;
+    snprintf(srv->netns, sizeof(srv->netns), "%s", netns ? netns : "");
+    snprintf(srv->listen, sizeof(srv->listen), "%s", addr ? addr : "");
     find_bindir(srv->bindir);
-    if (make_cluster(srv) < 0)
+    if (make_cluster(srv) < 0 || (addr && trust_samenet(srv) < 0))
         goto fail;
 
     /* The free port can be taken between harness_free_port and the server's bind: then the

@@ -14,12 +14,22 @@ struct pgserver {
     char log_path[80];  /* the server's stdout and stderr, beside dir */
     char bindir[256];   /* where initdb, postgres and pg_isready are */
     unsigned databases; /* made by pgserver_new_database */
+    /* pgserver_new_in's: the network namespace (its name under /run/netns) the server runs in,
+     * and the address it listens on there; empty: this process's, 127.0.0.1. */
+    char netns[32];
+    char listen[48];
 };
 
 /* Makes and starts a server and its template database. Skips the test (harness_skip: exit 77, or
  * a failure under IGNIS_MUST_WORK=1) without root or without PostgreSQL 15's binaries. Returns 0
  * and the server in *ret_srv, or -1 after saying why (its log included). */
 int pgserver_new(struct pgserver **ret_srv);
+
+/* pgserver_new with the server in the network namespace NETNS (made by `ip netns add NETNS`),
+ * listening there on ADDR instead of 127.0.0.1 (its socket dir, which namespaces do not hide,
+ * serves the test's own connections as before): a test can then cut the network between the
+ * server and its clients without the server knowing. */
+int pgserver_new_in(const char *netns, const char *addr, struct pgserver **ret_srv);
 
 /* CREATE DATABASE NAME from the empty template. Returns 0 and, in *ret_conninfo (free it), the
  * libpq connection string for it ("host=DIR port=PORT dbname=NAME user=postgres"); -1 after
