@@ -145,6 +145,7 @@ struct fn_state {
     size_t queued, inflight;
     size_t queued_sync; /* of queued: sync invocations, held to max_concurrency with inflight */
     size_t submitting;  /* async invocations accepted whose rows are not durable yet */
+    size_t taking;      /* of submitting: those taken here as accepted (queue_take_here) */
     /* The function's own state, with a shared queue: its rows queued in the store, as the last
      * claim pass counted them and this host's acceptances since (dispatch_queue_takes). */
     size_t shared_queued;
@@ -253,8 +254,10 @@ void queue_stop(struct dispatch *d);
 void queue_release(struct dispatch *d);
 /* Whether this host takes an async invocation of fn (the function's own state) as it accepts
  * it, its row inserted claimed by this host rather than queued for any host to claim: when the
- * queue is shared, this host holds its lock, and fn has a warm container here and room for one
- * more (its max_concurrency, counting what it holds and what is being accepted). */
+ * queue is shared, this host holds its lock, fn has room for one more (its max_concurrency,
+ * counting what it holds and what is being accepted), and its warm containers here have a slot
+ * for it soon: what runs and waits here, taken ones not yet durable too, is under twice the
+ * attempts they run at once. */
 bool queue_take_here(struct dispatch *d, struct fn_state *fn);
 /* A claimed row's lease: fn's timeout, and time to wait for a container. */
 int64_t queue_lease_us(const struct manifest *m);

@@ -1459,6 +1459,8 @@ static void on_submission_durable(struct loop *l, int result, const char *messag
     TAILQ_REMOVE(&d->submissions, s, link);
     if (counted && counted->submitting > 0)
         counted->submitting--;
+    if (counted && s->taken && counted->taking > 0)
+        counted->taking--;
     if (s->vstate)
         schedule_removals(d); /* it may be drained now */
     if (result < 0)
@@ -1520,10 +1522,11 @@ int dispatch_submit_async(struct dispatch *d, const struct dispatch_route *route
     memcpy(r.id, inv->id, sizeof(r.id));
     memcpy(r.token_id, inv->token_id, sizeof(r.token_id));
     memcpy(r.alias, inv->alias, sizeof(r.alias));
-    /* With a warm container and room here, taken here as it is stored: no claim, no
-     * notification, no peer woken for it. */
+    /* With warm containers here that have room for it soon, taken here as it is stored: no
+     * claim, no notification, no peer woken for it. */
     struct fn_state *own = owner(fn);
     if ((s->taken = queue_take_here(d, own))) {
+        fn->taking++;
         r.status = INV_RUNNING;
         r.attempts = 1;
         r.started_us = (int64_t)wall_usec();

@@ -1,7 +1,7 @@
 /* The async queue shared by the hosts of one PostgreSQL store (docs/architecture.md "The queue's
  * leases and fencing"). An accepted invocation is a row, not an entry in the accepting host's
- * memory: the accepting host takes it as it inserts it when it has a warm container and room
- * (queue_take_here), else the row is queued and every host claims rows of the functions it has
+ * memory: the accepting host takes it as it inserts it when its warm containers have room for it
+ * soon (queue_take_here), else the row is queued and every host claims rows of the functions it has
  * room for (an acceptance on any host, its own too, wakes it by a notification; an attempt's end,
  * when rows may be due; a poll is the backstop), runs
  * them under a lease, and writes their outcome fenced by that lease. Each host holds a session
@@ -57,14 +57,29 @@ static bool warm(const struct fn_state *fn)
     return fn->nready > 0;
 }
 
+/* The attempts fn's containers here (its version states' too) run at once: each container's
+ * concurrency. */
+static size_t slots(const struct fn_state *fn)
+{
+    size_t n = (fn->nready + fn->nbusy) * fn->manifest->concurrency;
+    for (const struct fn_state *v = fn->versions; v; v = v->vnext)
+        n += (v->nready + v->nbusy) * v->manifest->concurrency;
+    return n;
+}
+
 bool queue_take_here(struct dispatch *d, struct fn_state *fn)
 {
-    if (!d->lease_owner || !d->host_lock || d->stopping || fn->removing || !warm(fn))
+    if (!d->lease_owner || !d->host_lock || d->stopping || fn->removing)
         return false;
-    size_t have = held(fn) + fn->submitting;
-    for (const struct fn_state *v = fn->versions; v; v = v->vnext)
+    size_t have = held(fn) + fn->submitting, taking = fn->taking;
+    for (const struct fn_state *v = fn->versions; v; v = v->vnext) {
         have += v->submitting;
-    return have < manifest_max_concurrency(fn->manifest);
+        taking += v->taking;
+    }
+    /* Taken while each of its slots here has at most one attempt waiting behind the one it
+     * runs: it starts within about an attempt's time, as a row this host would claim at once
+     * does, and a deeper backlog is left for whichever host has room. */
+    return have < manifest_max_concurrency(fn->manifest) && held(fn) + taking < 2 * slots(fn);
 }
 
 struct claim_pass {

@@ -1,10 +1,10 @@
 /* The async queue shared by two ignisd hosts on one PostgreSQL store (issue #16), on a private
  * server of this test's own whatever IGNIS_TEST_STORE says: invocations accepted on A run on B
  * when A has no room for them; a host with a warm container and room takes what it accepts
- * itself; a replayed idempotency key answers the first id on either host;
- * after kill -9 of A while it runs invocations, B requeues them (A's advisory lock is free) and
- * every accepted invocation succeeds, no attempt billed twice. (A late finish refused by the
- * fencing is shown directly by tests/unit/test_store.c.) */
+ * itself, while each of its slots has at most one attempt waiting; a replayed idempotency key
+ * answers the first id on either host; after kill -9 of A while it runs invocations, B requeues
+ * them (A's advisory lock is free) and every accepted invocation succeeds, no attempt billed twice.
+ * (A late finish refused by the fencing is shown directly by tests/unit/test_store.c.) */
 #include "harness.h"
 
 #include <signal.h>
@@ -22,6 +22,14 @@ static bool runs_on(void *arg)
     long status = harness_invoke(arg, "slow", "{\"ms\": 1}", NULL, &r);
     client_response_clear(&r);
     return status == 200;
+}
+
+/* Whether p's log says it took id as it accepted it. */
+static bool taken_here(const struct ignisd_proc *p, const char *id)
+{
+    char line[160];
+    snprintf(line, sizeof(line), "taken here as it was accepted\" function=slow id=%s", id);
+    return harness_log_has(p, line);
 }
 
 static void test_two_hosts_share_the_queue(void **state)
@@ -63,13 +71,12 @@ static void test_two_hosts_share_the_queue(void **state)
 
     /* B, warm and idle, takes what it accepts itself: its row is inserted claimed by B (no claim
      * statement, no peer woken), and runs there, one attempt. */
-    char mine[64], line[160];
+    char mine[64];
     harness_invoke_async(&b, "slow", "{\"ms\": 10}", NULL, mine, NULL);
     cJSON *got = harness_wait_invocation(&b, mine, "succeeded", 60);
     assert_int_equal(cJSON_GetObjectItem(got, "attempts")->valueint, 1);
     cJSON_Delete(got);
-    snprintf(line, sizeof(line), "taken here as it was accepted\" function=slow id=%s", mine);
-    if (!harness_log_has(&b, line)) {
+    if (!taken_here(&b, mine)) {
         harness_print_log(&b);
         fail_msg("B did not take what it accepted: %s", mine);
     }
@@ -115,10 +122,41 @@ static void test_two_hosts_share_the_queue(void **state)
     assert_int_equal(harness_cleanup(&b), 0);
 }
 
+/* A host takes what it accepts while each slot of its warm containers has at most one attempt
+ * waiting behind the one it runs, busy or not; past that the rows are queued for any host to
+ * claim (here, itself: it has room under max_concurrency). One container of concurrency 1: two
+ * taken, the two after them claimed. */
+static void test_takes_while_its_slots_have_room(void **state)
+{
+    _cleanup_free_ char *conninfo = NULL;
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
+    struct ignisd_proc a;
+    const char *args[] = {"--store", conninfo, "--host-id", "host-a", NULL};
+    assert_int_equal(harness_start(&a, args), 0);
+    harness_push(&a, "sleep", "slow", "{\"max_concurrency\": 10, \"max_scale\": 1}");
+    assert_true(runs_on(&a)); /* warm */
+    enum { N = 4 };
+    char ids[N][64];
+    for (int i = 0; i < N; i++)
+        harness_invoke_async(&a, "slow", "{\"ms\": 1500}", NULL, ids[i], NULL);
+    for (int i = 0; i < N; i++)
+        cJSON_Delete(harness_wait_invocation(&a, ids[i], "succeeded", 60));
+    for (int i = 0; i < N; i++)
+        if (taken_here(&a, ids[i]) != (i < 2)) {
+            harness_print_log(&a);
+            fail_msg("invocation %d (%s) %s as it was accepted", i, ids[i],
+                     i < 2 ? "not taken" : "taken");
+        }
+    assert_true(harness_log_has(&a, "claimed queued invocations"));
+    assert_int_equal(harness_stop(&a), 0);
+    assert_int_equal(harness_cleanup(&a), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_hosts_share_the_queue),
+        cmocka_unit_test(test_takes_while_its_slots_have_room),
     };
     return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
 }
