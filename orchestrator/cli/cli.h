@@ -39,6 +39,9 @@ int cli_request_json(struct client *c, const char *method, const char *path,
  */
 char *cli_query_path(const char *base, const char *const *keys, const char *const *values,
                      size_t n);
+/* A reply cli_request_json got: the raw text with --json (json), else print(root); frees both.
+ * Returns 0. */
+int cli_print_reply(cJSON *root, char *raw, bool json, void (*print)(const cJSON *root));
 /* A string or number member of o; "" or 0 when absent or of another type. */
 const char *cli_str(const cJSON *o, const char *key);
 double cli_num(const cJSON *o, const char *key);
@@ -95,3 +98,6 @@ int cli_logs(struct client *c, int argc, char **argv);
 int cli_token(struct client *c, int argc, char **argv);
 int cli_secret(struct client *c, int argc, char **argv);
 int cli_audit(struct client *c, int argc, char **argv);
+
+/* hosts.c: the hosts sharing the store. */
+int cli_hosts(struct client *c, int argc, char **argv);

@@ -157,3 +157,14 @@ int cli_read_data(const char *arg, char **ret, size_t *ret_len)
                         strerror(-r));
     return 0;
 }
+
+int cli_print_reply(cJSON *root, char *raw, bool json, void (*print)(const cJSON *root))
+{
+    if (json)
+        printf("%s\n", raw);
+    else
+        print(root);
+    cJSON_Delete(root);
+    free(raw);
+    return 0;
+}

@@ -109,14 +109,7 @@ int cli_emit(struct client *c, int argc, char **argv)
     const char *headers[] = {"ce-specversion: 1.0", h_type, h_source, h_id, h_ct, NULL};
 
     cJSON *root = NULL;
-    _cleanup_free_ char *raw = NULL;
+    char *raw = NULL;
     int r = cli_request_json(c, "POST", "/v1/events", headers, data ? data : "", len, &root, &raw);
-    if (r != 0)
-        return r;
-    if (json)
-        printf("%s\n", raw);
-    else
-        print_deliveries(root);
-    cJSON_Delete(root);
-    return 0;
+    return r ? r : cli_print_reply(root, raw, json, print_deliveries);
 }

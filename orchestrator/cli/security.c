@@ -11,18 +11,6 @@ static int usage_fail(const char *usage_line)
     return 2;
 }
 
-/* Prints the raw reply with --json, else calls print; frees root. */
-static int finish(cJSON *root, char *raw, bool json, void (*print)(const cJSON *root))
-{
-    if (json)
-        printf("%s\n", raw);
-    else
-        print(root);
-    cJSON_Delete(root);
-    free(raw);
-    return 0;
-}
-
 /* ---- ignis token ---- */
 
 static const char token_usage[] = "ignis token create --role ROLE [--name N] [--expires 30d] "
@@ -88,7 +76,7 @@ int cli_token(struct client *c, int argc, char **argv)
         static const char *const headers[] = {"Content-Type: application/json", NULL};
         r = cli_request_json(c, "POST", "/v1/tokens", headers, body, strlen(body), &root, &raw);
         free(body);
-        return r ? r : finish(root, raw, json, print_token_created);
+        return r ? r : cli_print_reply(root, raw, json, print_token_created);
     }
     if (streq(sub, "ls")) {
         int i = cli_parse_options(argc - 1, argv + 1, token_usage, &json, NULL, 0);
@@ -97,7 +85,7 @@ int cli_token(struct client *c, int argc, char **argv)
         if (i != argc - 1)
             return usage_fail(token_usage);
         r = cli_request_json(c, "GET", "/v1/tokens", NULL, NULL, 0, &root, &raw);
-        return r ? r : finish(root, raw, json, print_tokens);
+        return r ? r : cli_print_reply(root, raw, json, print_tokens);
     }
     if (streq(sub, "revoke")) {
         int i = cli_parse_options(argc - 1, argv + 1, token_usage, &json, NULL, 0);
@@ -111,7 +99,7 @@ int cli_token(struct client *c, int argc, char **argv)
         char path[64];
         snprintf(path, sizeof(path), "/v1/tokens/%s", id);
         r = cli_request_json(c, "DELETE", path, NULL, NULL, 0, &root, &raw);
-        return r ? r : finish(root, raw, json, print_revoked);
+        return r ? r : cli_print_reply(root, raw, json, print_revoked);
     }
     return usage_fail(token_usage);
 }
@@ -181,17 +169,17 @@ int cli_secret(struct client *c, int argc, char **argv)
         r = cli_request_json(c, "PUT", path, headers, value, len, &root, &raw);
         explicit_bzero(value, len);
         free(value);
-        return r ? r : finish(root, raw, json, print_secret_set);
+        return r ? r : cli_print_reply(root, raw, json, print_secret_set);
     }
     if (streq(sub, "ls") && nargs == 1) {
         snprintf(path, sizeof(path), "/v1/functions/%s/secrets", args[0]);
         r = cli_request_json(c, "GET", path, NULL, NULL, 0, &root, &raw);
-        return r ? r : finish(root, raw, json, print_secrets);
+        return r ? r : cli_print_reply(root, raw, json, print_secrets);
     }
     if (streq(sub, "rm") && nargs == 2) {
         snprintf(path, sizeof(path), "/v1/functions/%s/secrets/%s", args[0], args[1]);
         r = cli_request_json(c, "DELETE", path, NULL, NULL, 0, &root, &raw);
-        return r ? r : finish(root, raw, json, print_secret_removed);
+        return r ? r : cli_print_reply(root, raw, json, print_secret_removed);
     }
     return usage_fail(secret_usage);
 }
@@ -237,5 +225,5 @@ int cli_audit(struct client *c, int argc, char **argv)
     cJSON *root = NULL;
     char *raw = NULL;
     int r = cli_request_json(c, "GET", path, NULL, NULL, 0, &root, &raw);
-    return r ? r : finish(root, raw, json, print_audit);
+    return r ? r : cli_print_reply(root, raw, json, print_audit);
 }
