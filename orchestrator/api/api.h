@@ -33,6 +33,7 @@ struct api {
     struct series *series;
     struct secrets *secrets; /* functions/secrets.h: this host's files, or shared */
     const char *state_dir;
+    const char *host_id;   /* this host's, in the hosts table (records/hosts_store.h) */
     uint64_t started_usec; /* monotonic */
     bool stopping;         /* a graceful stop began: /healthz says so */
     /* The host checks of GET /v1/doctor (container/doctor.c), which the daemon runs: api/ does

@@ -55,6 +55,8 @@ static const char usage[] =
     "             send a CloudEvent (binary mode) and print the functions it reached\n"
     "  version                 print the client's and the server's versions\n"
     "  doctor                  the daemon's checks of its host (ok, degraded, failing)\n"
+    "  hosts [--json]          the hosts sharing the daemon's store: live or gone, their\n"
+    "             containers ready and busy, memory used of the budget, invocations/s\n"
     "  token create --role admin|developer|invoker|operator [--name N] [--expires 30d]\n"
     "             make an API token (printed once); token ls; token revoke ID\n"
     "  secret set FUNCTION NAME   store a secret, its value read from stdin;\n"
@@ -121,7 +123,7 @@ static const struct {
     {"token", cli_token},     {"secret", cli_secret},
     {"audit", cli_audit},     {"versions", cli_versions},
     {"alias", cli_alias},     {"rollback", cli_rollback},
-    {"init", cli_init},
+    {"init", cli_init},       {"hosts", cli_hosts},
 };
 
 /* The first token file that exists, in the order --help gives; NULL when none does. */

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "api/api.h"
+#include "api/hosts.h"
 #include "api/audit.h"
 #include "records/audit_store.h"
 #include "records/changes.h"
@@ -311,6 +312,7 @@ static int start_http(struct daemon *d, struct ig_error *err)
         .series = d->series,
         .secrets = d->secrets,
         .state_dir = o->state_dir,
+        .host_id = o->host_id,
         .started_usec = d->started_usec,
         .doctor = run_doctor,
         .doctor_userdata = d,
@@ -430,12 +432,15 @@ static int start_secrets(struct daemon *d, bool on_postgresql, struct ig_error *
     return r;
 }
 
-/* This host's heartbeat in the hosts table, each second, through the journal. */
+/* This host's heartbeat in the hosts table, with its figures, each second, through the
+ * journal. */
 static void on_heartbeat(struct loop *l, struct loop_timer *t, void *userdata)
 {
     struct daemon *d = userdata;
     d->heartbeat = NULL;
-    hosts_store_heartbeat(d->journal, d->opts.host_id, (int64_t)wall_usec(), NULL, NULL);
+    struct host_figures f;
+    api_host_figures(&d->api, &f);
+    hosts_store_heartbeat(d->journal, d->opts.host_id, (int64_t)wall_usec(), &f, NULL, NULL);
     loop_add_timer(l, now_usec() + 1000000, on_heartbeat, d, &d->heartbeat);
 }
 
@@ -444,10 +449,11 @@ static void on_heartbeat(struct loop *l, struct loop_timer *t, void *userdata)
  * would keep an idle host's store busy for nothing. */
 static int register_host(struct daemon *d, bool shared, struct ig_error *err)
 {
-    const struct host_row h = {.host_id = d->opts.host_id,
-                               .advertise = d->opts.advertise,
-                               .version = IGNIS_VERSION,
-                               .started_us = (int64_t)wall_usec()};
+    struct host_row h = {.host_id = d->opts.host_id,
+                         .advertise = d->opts.advertise,
+                         .version = IGNIS_VERSION,
+                         .started_us = (int64_t)wall_usec()};
+    api_host_figures(&d->api, &h.figures);
     int r = hosts_store_register(d->store, &h, err);
     if (r == 0 && shared &&
         (r = loop_add_timer(d->loop, now_usec() + 1000000, on_heartbeat, d, &d->heartbeat)) < 0)
@@ -604,8 +610,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     r = start_secrets(d, shared, err);
     if (r < 0)
         goto fail;
-    if (shared &&
-        (r = changes_new(d->loop, store_target, on_change, d, &d->changes, err)) < 0)
+    if (shared && (r = changes_new(d->loop, store_target, on_change, d, &d->changes, err)) < 0)
         goto fail;
     r = start_http(d, err);
     if (r < 0)

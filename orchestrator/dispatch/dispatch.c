@@ -124,6 +124,10 @@ void dispatch_host_stats(const struct dispatch *d, struct dispatch_host_stats *r
         .memory_committed = d->memory_committed,
         .has_stock = d->stock != NULL,
     };
+    for (const struct fn_state *fn = d->fns; fn; fn = fn->next) {
+        ret->nready += fn->nready;
+        ret->nbusy += fn->nbusy;
+    }
     if (d->stock)
         container_stock_stats(d->stock, &ret->stock);
 }

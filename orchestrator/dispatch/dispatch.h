@@ -156,6 +156,7 @@ void dispatch_fn_stats(const struct fn_state *fn, struct dispatch_fn_stats *ret)
 /* The host's, for GET /metrics. */
 struct dispatch_host_stats {
     size_t live_workers;       /* containers that exist, every function, draining ones included */
+    size_t nready, nbusy;      /* of them: ready, busy (every function's and version's) */
     uint64_t memory_budget;    /* bytes the containers' limits may add up to */
     uint64_t memory_committed; /* the live containers' limits, added up */
     bool has_stock;            /* whether the containers take from a stock (as root) */

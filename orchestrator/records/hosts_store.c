@@ -4,23 +4,39 @@
 
 int hosts_store_register(struct store *s, const struct host_row *h, struct ig_error *err)
 {
-    const struct db_value v[] = {DV_S(h->host_id), DV_S(h->advertise), DV_S(h->version),
-                                 DV_I(h->started_us)};
+    const struct host_figures *f = &h->figures;
+    const struct db_value v[] = {
+        DV_S(h->host_id),     DV_S(h->advertise),        DV_S(h->version),
+        DV_I(h->started_us),  DV_I(f->containers_ready), DV_I(f->containers_busy),
+        DV_I(f->memory_used), DV_I(f->memory_budget),    DV_F(f->invocations_per_s)};
     if (db_exec(s->db,
-                "INSERT INTO hosts (host_id, advertise, version, started_at, heartbeat_at) "
-                "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (host_id) DO UPDATE SET advertise = $2, "
-                "version = $3, started_at = $4, heartbeat_at = $4",
+                "INSERT INTO hosts (host_id, advertise, version, started_at, heartbeat_at, "
+                "containers_ready, containers_busy, memory_used, memory_budget, "
+                "invocations_per_s) VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9) "
+                "ON CONFLICT (host_id) DO UPDATE SET advertise = $2, version = $3, "
+                "started_at = $4, heartbeat_at = $4, containers_ready = $5, "
+                "containers_busy = $6, memory_used = $7, memory_budget = $8, "
+                "invocations_per_s = $9",
                 v, ARRAY_SIZE(v), NULL) < 0)
         return db_fail(s->db, err, "store: registering host %s", h->host_id);
     return 0;
 }
 
 int hosts_store_heartbeat(struct journal *j, const char *host_id, int64_t now_us,
-                          journal_done_fn done, void *userdata)
+                          const struct host_figures *f, journal_done_fn done, void *userdata)
 {
-    const struct db_value v[] = {DV_S(host_id), DV_I(now_us)};
-    return journal_submit_lazy(j, "UPDATE hosts SET heartbeat_at = $2 WHERE host_id = $1", v,
-                               ARRAY_SIZE(v), done, userdata);
+    const struct db_value v[] = {DV_S(host_id),
+                                 DV_I(now_us),
+                                 DV_I(f->containers_ready),
+                                 DV_I(f->containers_busy),
+                                 DV_I(f->memory_used),
+                                 DV_I(f->memory_budget),
+                                 DV_F(f->invocations_per_s)};
+    return journal_submit_lazy(j,
+                               "UPDATE hosts SET heartbeat_at = $2, containers_ready = $3, "
+                               "containers_busy = $4, memory_used = $5, memory_budget = $6, "
+                               "invocations_per_s = $7 WHERE host_id = $1",
+                               v, ARRAY_SIZE(v), done, userdata);
 }
 
 int hosts_store_list(struct store *s, int64_t now_us,
@@ -29,8 +45,9 @@ int hosts_store_list(struct store *s, int64_t now_us,
 {
     _cleanup_db_rows_ struct db_rows *rows = NULL;
     if (db_query(s->db,
-                 "SELECT host_id, advertise, version, started_at, heartbeat_at FROM hosts "
-                 "ORDER BY host_id",
+                 "SELECT host_id, advertise, version, started_at, heartbeat_at, "
+                 "containers_ready, containers_busy, memory_used, memory_budget, "
+                 "invocations_per_s FROM hosts ORDER BY host_id",
                  NULL, 0, &rows, NULL) < 0)
         return db_fail(s->db, err, "store: listing hosts");
     int q;
@@ -42,6 +59,11 @@ int hosts_store_list(struct store *s, int64_t now_us,
             .started_us = db_int(rows, 3),
             .heartbeat_us = db_int(rows, 4),
             .heartbeat_age_us = now_us - db_int(rows, 4),
+            .figures = {.containers_ready = db_int(rows, 5),
+                        .containers_busy = db_int(rows, 6),
+                        .memory_used = db_int(rows, 7),
+                        .memory_budget = db_int(rows, 8),
+                        .invocations_per_s = db_double(rows, 9)},
         };
         int r = each(userdata, &h);
         if (r < 0)

@@ -12,6 +12,18 @@
 
 struct store;
 
+/* A host is taken for gone once its heartbeat is older than this (three beats missed). */
+#define HOSTS_GONE_AFTER_US (3 * 1000 * 1000)
+
+/* What a host tells of itself with each heartbeat (#17): its containers, every function's,
+ * ready and busy, the memory their limits take of its budget (bytes), and the attempts it ended
+ * per second lately. */
+struct host_figures {
+    int64_t containers_ready, containers_busy;
+    int64_t memory_used, memory_budget;
+    double invocations_per_s;
+};
+
 struct host_row {
     const char *host_id;
     const char *advertise;
@@ -21,15 +33,17 @@ struct host_row {
     /* hosts_store_list: now_us less heartbeat_us, by the reader's clock (hosts' clocks are
      * assumed in step, as NTP keeps them) */
     int64_t heartbeat_age_us;
+    struct host_figures figures; /* as of its last heartbeat */
 };
 
-/* Records this host as started at h->started_us (its row replaced: a restart is a new start),
- * on the store's connection (loop thread, at start-up). 0 or -errno with err. */
+/* Records this host as started at h->started_us with its figures then (its row replaced: a
+ * restart is a new start), on the store's connection (loop thread, at start-up). 0 or -errno
+ * with err. */
 int hosts_store_register(struct store *s, const struct host_row *h, struct ig_error *err);
-/* This host's heartbeat at now_us, through the journal (lazy: a crash may lose the last beats,
- * which only makes the host look older, as it then is). done may be NULL. */
+/* This host's heartbeat at now_us with its figures, through the journal (lazy: a crash may lose
+ * the last beats, which only makes the host look older, as it then is). done may be NULL. */
 int hosts_store_heartbeat(struct journal *j, const char *host_id, int64_t now_us,
-                          journal_done_fn done, void *userdata);
+                          const struct host_figures *f, journal_done_fn done, void *userdata);
 /* Calls each with every host, by host id, its heartbeat's age measured at now_us (strings valid
  * during the call). each returns 0, or -errno to stop (returned). 0 or -errno with err. */
 int hosts_store_list(struct store *s, int64_t now_us,

@@ -244,3 +244,17 @@ const struct series_sample *series_at(const struct series_fn *f, size_t i)
 {
     return i < f->n ? &f->ring[(f->head + i) % SERIES_SECONDS] : NULL;
 }
+
+double series_rate(const struct series *s, uint32_t now_s, uint32_t seconds)
+{
+    uint64_t n = 0;
+    for (const struct series_fn *f = series_first(s); f; f = series_next(f))
+        for (size_t i = f->n; i-- > 0;) {
+            const struct series_sample *x = series_at(f, i);
+            if (x->at_s + seconds < now_s)
+                break;
+            if (x->at_s < now_s)
+                n += x->invocations;
+        }
+    return seconds ? (double)n / seconds : 0;
+}

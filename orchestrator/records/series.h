@@ -67,6 +67,9 @@ const char *series_name(const struct series_fn *f);
 /* Samples held (at most SERIES_SECONDS), and the i-th, oldest first. */
 size_t series_count(const struct series_fn *f);
 const struct series_sample *series_at(const struct series_fn *f, size_t i);
+/* Invocations ended per second, every function's, over the `seconds` whole seconds before
+ * now_s (now_s's own is not over yet). */
+double series_rate(const struct series *s, uint32_t now_s, uint32_t seconds);
 /* Bytes one function's series holds (its ring and its last reading). */
 size_t series_fn_bytes(void);
 

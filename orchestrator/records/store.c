@@ -667,6 +667,20 @@ static const struct store_migration migrations[] = {
      "  ciphertext BYTEA NOT NULL,"
      "  updated_us BIGINT NOT NULL,"
      "  PRIMARY KEY (function, name));"},
+    /* What each host tells its peers of itself with its heartbeat (#17, hosts_store.h): its
+     * containers ready and busy, the memory their limits take of its budget, and the attempts
+     * it ended per second lately. */
+    {"host_figures",
+     "ALTER TABLE hosts ADD COLUMN containers_ready INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE hosts ADD COLUMN containers_busy INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE hosts ADD COLUMN memory_used INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE hosts ADD COLUMN memory_budget INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE hosts ADD COLUMN invocations_per_s REAL NOT NULL DEFAULT 0;",
+     "ALTER TABLE hosts ADD COLUMN containers_ready BIGINT NOT NULL DEFAULT 0;"
+     "ALTER TABLE hosts ADD COLUMN containers_busy BIGINT NOT NULL DEFAULT 0;"
+     "ALTER TABLE hosts ADD COLUMN memory_used BIGINT NOT NULL DEFAULT 0;"
+     "ALTER TABLE hosts ADD COLUMN memory_budget BIGINT NOT NULL DEFAULT 0;"
+     "ALTER TABLE hosts ADD COLUMN invocations_per_s DOUBLE PRECISION NOT NULL DEFAULT 0;"},
 };
 
 int store_space_check(const char *dir, struct ig_error *err)

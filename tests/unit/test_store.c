@@ -772,19 +772,21 @@ static void test_bundle_chunks(void **state)
 }
 
 /* The hosts table: a host registered twice is one row (a restart), listed with its heartbeat's
- * age by the reader's clock. */
+ * age by the reader's clock, and with the figures its last heartbeat wrote. */
 static int see_host(void *userdata, const struct host_row *h)
 {
-    int64_t *ages = userdata;
-    ages[streq(h->host_id, "b")] = h->heartbeat_age_us;
+    struct host_row *seen = userdata;
+    seen[streq(h->host_id, "b")] = *h;
     return 0;
 }
 
 static void test_hosts_table(void **state)
 {
     struct store *s;
+    struct loop *l;
+    struct journal *j;
     struct ig_error err = {};
-    assert_int_equal(store_open(path, &s, &err), 0);
+    open_writer(&s, &l, &j);
     struct host_row h = {
         .host_id = "a", .advertise = "http://a:8080", .version = "0", .started_us = 1000};
     assert_int_equal(hosts_store_register(s, &h, &err), 0);
@@ -794,11 +796,30 @@ static void test_hosts_table(void **state)
     h.started_us = 5000;
     assert_int_equal(hosts_store_register(s, &h, &err), 0);
     assert_int_equal(count(s->db, "SELECT count(*) FROM hosts"), 2);
-    int64_t ages[2] = {};
-    assert_int_equal(hosts_store_list(s, 10000, see_host, ages, &err), 0);
-    assert_int_equal(ages[0], 8000);
-    assert_int_equal(ages[1], 5000);
-    store_free(s);
+    struct host_row seen[2] = {};
+    assert_int_equal(hosts_store_list(s, 10000, see_host, seen, &err), 0);
+    assert_int_equal(seen[0].heartbeat_age_us, 8000);
+    assert_int_equal(seen[1].heartbeat_age_us, 5000);
+    assert_int_equal(seen[1].figures.containers_ready, 0);
+
+    const struct host_figures f = {.containers_ready = 3,
+                                   .containers_busy = 2,
+                                   .memory_used = 640 << 20,
+                                   .memory_budget = INT64_C(6) << 30,
+                                   .invocations_per_s = 12.5};
+    assert_int_equal(hosts_store_heartbeat(j, "b", 9000, &f, on_finished, NULL), 0);
+    finish_result = -1;
+    loop_run(l);
+    assert_int_equal(finish_result, 0);
+    assert_int_equal(hosts_store_list(s, 10000, see_host, seen, &err), 0);
+    assert_int_equal(seen[0].heartbeat_age_us, 8000);
+    assert_int_equal(seen[1].heartbeat_age_us, 1000);
+    assert_int_equal(seen[1].figures.containers_ready, 3);
+    assert_int_equal(seen[1].figures.containers_busy, 2);
+    assert_int_equal(seen[1].figures.memory_used, 640 << 20);
+    assert_int_equal(seen[1].figures.memory_budget, INT64_C(6) << 30);
+    assert_true(seen[1].figures.invocations_per_s == 12.5);
+    close_writer(s, l, j);
 }
 
 int main(int argc, char **argv)

@@ -1,0 +1,18 @@
+/* The hosts using the store (#17): GET /v1/hosts, and what this host tells of itself. */
+#pragma once
+
+#include "base/http.h"
+#include "records/hosts_store.h"
+
+struct api;
+
+/* This host's figures now: its containers and memory (dispatch), the attempts it ended per
+ * second over the last HOSTS_RATE_SECONDS (the series). What its heartbeat writes, and what
+ * GET /v1/hosts shows of it. */
+#define HOSTS_RATE_SECONDS 5
+void api_host_figures(const struct api *a, struct host_figures *ret);
+
+/* GET /v1/hosts: every host of the store, by host id, "live" while its heartbeat is younger than
+ * HOSTS_GONE_AFTER_US, else "gone", with its figures as of that heartbeat (this host's: now).
+ * docs/api.md "Hosts". */
+void api_get_hosts(struct http_request *req, void *userdata);

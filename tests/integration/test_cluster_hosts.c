@@ -1,0 +1,174 @@
+/* The hosts sharing one PostgreSQL store as operators see them (issue #17): GET /v1/hosts and
+ * `ignis hosts` on any host list every host with its address, version and heartbeat's age, and
+ * the figures its heartbeat carries (containers ready and busy, memory used of its budget,
+ * invocations per second); a host killed with kill -9 is shown gone within 5 s (its heartbeat
+ * older than HOSTS_GONE_AFTER_US), the others live. On a private server of this test's own,
+ * whatever IGNIS_TEST_STORE says. */
+#include "harness.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "pgserver.h"
+
+#define HOSTS 3
+
+static struct ignisd_proc host[HOSTS];
+
+/* GET /v1/hosts on p (free it). */
+static cJSON *hosts_of(struct ignisd_proc *p)
+{
+    struct client_response r;
+    assert_int_equal(harness_request(p, "GET", "/v1/hosts", NULL, NULL, 0, &r), 0);
+    if (r.status != 200)
+        fail_msg("GET /v1/hosts: %ld %s", r.status, r.body);
+    cJSON *j = harness_json(&r);
+    client_response_clear(&r);
+    return j;
+}
+
+/* The host id's entry in a GET /v1/hosts reply; fails if absent. */
+static const cJSON *entry(const cJSON *hosts, const char *id)
+{
+    const cJSON *h;
+    cJSON_ArrayForEach(
+        h, cJSON_GetObjectItem(hosts,
+                               "hosts")) if (streq(cJSON_GetObjectItem(h, "host_id")->valuestring,
+                                                   id)) return h;
+    fail_msg("host %s is not listed", id);
+    return NULL;
+}
+
+static double number(const cJSON *o, const char *path1, const char *path2)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, path1);
+    if (path2)
+        v = cJSON_GetObjectItem(v, path2);
+    assert_true(cJSON_IsNumber(v));
+    return v->valuedouble;
+}
+
+/* A sync invocation of hi answers 200 on p. */
+static bool runs_hi(void *arg)
+{
+    const char *sync[] = {"Ignis-Invocation-Type: sync", NULL};
+    return harness_invoke(arg, "hi", "{}", sync, NULL) == 200;
+}
+
+/* What A's view of B says, as the poll's condition. */
+struct seen {
+    const char *id;
+    bool (*check)(const cJSON *h);
+};
+
+static bool busy_enough(const cJSON *h)
+{
+    assert_true(runs_hi(&host[1])); /* B keeps running it meanwhile */
+    return number(h, "containers", "ready") + number(h, "containers", "busy") >= 1 &&
+           number(h, "invocations_per_s", NULL) > 0;
+}
+
+static bool gone(const cJSON *h)
+{
+    return streq(cJSON_GetObjectItem(h, "state")->valuestring, "gone");
+}
+
+static bool live(const cJSON *h)
+{
+    return streq(cJSON_GetObjectItem(h, "state")->valuestring, "live");
+}
+
+static bool a_sees(void *arg)
+{
+    const struct seen *s = arg;
+    cJSON *j = hosts_of(&host[0]);
+    bool ok = s->check(entry(j, s->id));
+    cJSON_Delete(j);
+    return ok;
+}
+
+static void test_hosts_listed_live_then_gone(void **state)
+{
+    _cleanup_free_ char *conninfo = NULL;
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
+    static const char *const ids[HOSTS] = {"host-a", "host-b", "host-c"};
+    const char *args[HOSTS][5];
+    for (int i = 0; i < HOSTS; i++) {
+        const char *a[] = {"--store", conninfo, "--host-id", ids[i], NULL};
+        memcpy(args[i], a, sizeof(a));
+        assert_int_equal(harness_start(&host[i], args[i]), 0);
+    }
+    harness_push(&host[0], "hello-exec", "hi", "{\"reuse\": true}");
+
+    /* Every host listed, live; A is the one answering. */
+    cJSON *j = hosts_of(&host[0]);
+    assert_int_equal((int)number(j, "live", NULL), HOSTS);
+    for (int i = 0; i < HOSTS; i++) {
+        const cJSON *h = entry(j, ids[i]);
+        assert_string_equal(cJSON_GetObjectItem(h, "state")->valuestring, "live");
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(h, "this")) == (i == 0));
+        assert_non_null(strstr(cJSON_GetObjectItem(h, "advertise")->valuestring, "http://"));
+        assert_true(number(h, "memory", "budget_bytes") > 0);
+    }
+    cJSON_Delete(j);
+
+    /* B runs the function (once it has taken it from the store), and goes on running it: A
+     * sees B's container and rate once B's heartbeat carries them. */
+    harness_wait_until(runs_hi, &host[1], 60, "host-b running the function pushed on host-a", host,
+                       HOSTS);
+    struct seen b_busy = {.id = "host-b", .check = busy_enough};
+    harness_wait_until(a_sees, &b_busy, 20, "host-b's container and rate seen on host-a", host,
+                       HOSTS);
+
+    char *out = NULL, *err = NULL;
+    int rc = harness_ignis(&host[0], &out, &err, "hosts", NULL);
+    if (rc != 0 || !strstr(out, "host-a *") || !strstr(out, "host-b") || !strstr(out, "host-c") ||
+        !strstr(out, "3 live"))
+        fail_msg("ignis hosts: exit %d: %s%s", rc, out, err);
+    free(out);
+    free(err);
+
+    /* C killed: shown gone within 5 s, the others live. */
+    kill(host[2].pid, SIGKILL);
+    waitpid(host[2].pid, NULL, 0);
+    host[2].pid = 0;
+    struct seen c_gone = {.id = "host-c", .check = gone};
+    harness_wait_until(a_sees, &c_gone, 5, "host-c shown gone within 5 s of its kill", host, 2);
+    j = hosts_of(&host[1]);
+    assert_int_equal((int)number(j, "live", NULL), HOSTS - 1);
+    assert_string_equal(cJSON_GetObjectItem(entry(j, "host-c"), "state")->valuestring, "gone");
+    cJSON_Delete(j);
+
+    /* C back: live again (its start clears what the kill left). */
+    assert_int_equal(harness_restart(&host[2], args[2]), 0);
+    struct seen c_live = {.id = "host-c", .check = live};
+    harness_wait_until(a_sees, &c_live, 20, "host-c shown live once restarted", host, HOSTS);
+    for (int i = 0; i < HOSTS; i++)
+        assert_int_equal(harness_finish(&host[i]), 0);
+}
+
+/* One host alone (the default store unless IGNIS_TEST_STORE says otherwise): itself, live. */
+static void test_one_host(void **state)
+{
+    struct ignisd_proc p;
+    assert_int_equal(harness_start(&p, NULL), 0);
+    cJSON *j = hosts_of(&p);
+    assert_int_equal((int)number(j, "live", NULL), 1);
+    const cJSON *h = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "hosts"), 0);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(h, "this")));
+    assert_string_equal(cJSON_GetObjectItem(h, "state")->valuestring, "live");
+    cJSON_Delete(j);
+    assert_int_equal(harness_finish(&p), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hosts_listed_live_then_gone),
+        cmocka_unit_test(test_one_host),
+    };
+    return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
+}
