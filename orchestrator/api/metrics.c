@@ -249,12 +249,18 @@ static void render_stock(struct metrics_buf *b, const struct container_stock_sta
     metrics_sample(b, NULL, (double)st.cgroups_returned);
 }
 
-/* Process: the build and the uptime. */
-static void render_process(struct metrics_buf *b, uint64_t started_usec)
+/* Process: the build, the host and the uptime. The host is an info series of its own, not a
+ * label on every series: a scrape's targets already tell hosts apart (instance), and a query
+ * that wants the host id joins on it (docs/operations.md "Metrics"). */
+static void render_process(struct metrics_buf *b, const char *host_id, uint64_t started_usec)
 {
     metrics_family(b, "ignis_build_info", METRIC_GAUGE, "Always 1; the version of ignisd.");
     const char *build[] = {"version", IGNIS_VERSION, NULL};
     metrics_sample(b, build, 1);
+    metrics_family(b, "ignis_host_info", METRIC_GAUGE,
+                   "Always 1; this host's id among the hosts sharing its store.");
+    const char *host[] = {"host", host_id ? host_id : "", NULL};
+    metrics_sample(b, host, 1);
     metrics_family(b, "ignis_uptime_seconds", METRIC_GAUGE, "Seconds since ignisd started.");
     metrics_sample(b, NULL, telemetry_seconds(started_usec, now_usec()));
 }
@@ -424,8 +430,8 @@ static void render_usage(struct metrics_buf *b, const struct rows *rows)
     }
 }
 
-int api_metrics_render(struct dispatch *d, struct journal *j, uint64_t started_usec,
-                       char **ret_text, size_t *ret_len)
+int api_metrics_render(struct dispatch *d, struct journal *j, const char *host_id,
+                       uint64_t started_usec, char **ret_text, size_t *ret_len)
 {
     struct metrics_buf b = {};
     static const uint64_t zeros[64] = {}; /* at least metrics_latency_nbounds + 1 */
@@ -438,7 +444,7 @@ int api_metrics_render(struct dispatch *d, struct journal *j, uint64_t started_u
         return -ENOMEM;
     dispatch_host_stats(d, &host);
 
-    render_process(&b, started_usec);
+    render_process(&b, host_id, started_usec);
     render_store(&b, j);
     render_capacity(&b, &host, &rows);
     render_invocations(&b, &rows, &empty);
@@ -458,7 +464,7 @@ void api_get_metrics(struct http_request *req, void *userdata)
     struct api *a = userdata;
     char *text;
     size_t len;
-    if (api_metrics_render(a->dispatch, a->journal, a->started_usec, &text, &len) < 0) {
+    if (api_metrics_render(a->dispatch, a->journal, a->host_id, a->started_usec, &text, &len) < 0) {
         http_reply_error(req, 500, "internal", "out of memory");
         return;
     }

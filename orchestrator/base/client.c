@@ -73,6 +73,25 @@ int client_new(const char *base_url, struct client **ret)
     return 0;
 }
 
+int client_new_like(const struct client *like, const char *base_url, struct client **ret)
+{
+    struct client *c;
+    int r = client_new(base_url, &c);
+    if (r < 0)
+        return r;
+    free(c->auth_header);
+    free(c->cacert);
+    c->auth_header = like->auth_header ? strdup(like->auth_header) : NULL;
+    c->cacert = like->cacert ? strdup(like->cacert) : NULL;
+    c->timeout_ms = like->timeout_ms;
+    if ((like->auth_header && !c->auth_header) || (like->cacert && !c->cacert)) {
+        client_free(c);
+        return -ENOMEM;
+    }
+    *ret = c;
+    return 0;
+}
+
 int client_set_token(struct client *c, const char *token)
 {
     char *h = NULL;

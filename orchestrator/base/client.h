@@ -18,6 +18,9 @@ struct client_response {
  * server is $IGNIS_CACERT (else the system's store), until set below: the tests and scripts that
  * export them need nothing else. */
 int client_new(const char *base_url, struct client **ret);
+/* A client of another server (base_url) with like's token, CA file and timeout: a request to a
+ * peer of like's server, as the same caller. */
+int client_new_like(const struct client *like, const char *base_url, struct client **ret);
 /* The bearer token (NULL: none); the CA file for HTTPS (NULL: the system store). Copied. */
 int client_set_token(struct client *c, const char *token);
 int client_set_cacert(struct client *c, const char *path);

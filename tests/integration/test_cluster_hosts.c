@@ -1,9 +1,10 @@
 /* The hosts sharing one PostgreSQL store as operators see them (issue #17): GET /v1/hosts and
  * `ignis hosts` on any host list every host with its address, version and heartbeat's age, and
  * the figures its heartbeat carries (containers ready and busy, memory used of its budget,
- * invocations per second); a host killed with kill -9 is shown gone within 5 s (its heartbeat
- * older than HOSTS_GONE_AFTER_US), the others live. On a private server of this test's own,
- * whatever IGNIS_TEST_STORE says. */
+ * invocations per second); `ignis top --cluster` sums every live host's functions (and shows each
+ * host's row with --by-host); a host killed with kill -9 is shown gone within 5 s (its heartbeat
+ * older than HOSTS_GONE_AFTER_US), the others live, and live again once restarted. On a private
+ * server of this test's own, whatever IGNIS_TEST_STORE says. */
 #include "harness.h"
 
 #include <signal.h>
@@ -128,6 +129,15 @@ static void test_hosts_listed_live_then_gone(void **state)
     if (rc != 0 || !strstr(out, "host-a *") || !strstr(out, "host-b") || !strstr(out, "host-c") ||
         !strstr(out, "3 live"))
         fail_msg("ignis hosts: exit %d: %s%s", rc, out, err);
+    free(out);
+    free(err);
+
+    /* ignis top --cluster sums the hosts' functions; --by-host shows B's row. */
+    rc = harness_ignis(&host[0], &out, &err, "top", "--cluster", "--by-host", "--interval", "0.5",
+                       NULL);
+    if (rc != 0 || !strstr(out, "(3 of 3 live hosts answered)") || !strstr(out, "\nhi ") ||
+        !strstr(out, "\nhi@host-b "))
+        fail_msg("ignis top --cluster --by-host: exit %d: %s%s", rc, out, err);
     free(out);
     free(err);
 
