@@ -460,11 +460,13 @@ def _runtime_main():
     import random
     import signal
 
-    # What an exec'd runtime starts with: SIGCHLD as the kernel has it (the template ignores
-    # it), a collector that runs (the template's objects are frozen out of its reach, so that
-    # it does not copy their pages), and its own seeds. (The str hash seed cannot change in a
-    # running interpreter: a template serves one function version only.)
+    # What an exec'd runtime starts with: SIGCHLD as the kernel has it and SIGINT as Python
+    # has it (the template ignores both), a collector that runs (the template's objects are
+    # frozen out of its reach, so that it does not copy their pages), and its own seeds. (The
+    # str hash seed cannot change in a running interpreter: a template serves one function
+    # version only.)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     gc.enable()
     random.seed()
     try:
@@ -490,7 +492,10 @@ def template_main():
     api = ctypes.pythonapi
     _install_ignis_module()
     # The kernel reaps the template's children (each container's B), which report themselves.
+    # ignisd ends the template (it closes the socket): a Ctrl-C at the terminal ignisd runs
+    # from, which reaches its whole process group, is ignisd's to act on, not the template's.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=FD)
     # Everything loaded so far is left out of the collector's reach: a collection in a container
     # would otherwise write to every object's header and copy each page they are on.
