@@ -1,0 +1,84 @@
+# Sourced by scripts/run for `./scripts/run --cluster N`: a PostgreSQL 15 of its own under
+# ./var/pg (made once, served on a Unix socket in that dir only: nothing listens on the network
+# for it), and N ignisd hosts on it, on 127.0.0.1:8080 and up, each with its state in
+# ./var/host-K and its host id host-K; the hello examples deployed once, through the first host.
+# Ctrl-C stops the hosts (each drains), then the server. docs/operations.md "More than one host".
+# Expects: cd'ed to the checkout, built, images in ./var/images, $n the host count, "$@" what
+# goes to each ignisd.
+# shellcheck disable=SC2154 # n: set by scripts/run, which sources this
+hosts=$n
+case $hosts in
+  [1-9]) ;;
+  *) echo "usage: ./scripts/run --cluster N   (N hosts, 1 to 9)" >&2; exit 2 ;;
+esac
+bindir=/usr/lib/postgresql/15/bin
+pg=$PWD/var/pg
+# The server runs as the postgres user, which must reach its data dir: ./var is traversable
+# (0711: not listable), its files stay the owner's.
+chmod 0711 var
+if [ ! -s "$pg/PG_VERSION" ]; then
+  mkdir -p "$pg" && chown postgres:postgres "$pg" && chmod 0700 "$pg"
+  # trust: the server has no TCP listener, and its socket is in its data dir (0700, postgres'),
+  # which only postgres and root reach.
+  runuser -u postgres -- "$bindir/initdb" -D "$pg" -A trust -U postgres -E UTF8 --locale=C \
+    >var/pg.log 2>&1 || { cat var/pg.log >&2; exit 1; }
+fi
+# Its own process group (setsid): the terminal's Ctrl-C reaches the hosts, not the server,
+# which stops after them.
+setsid setpriv --reuid=postgres --regid=postgres --clear-groups -- "$bindir/postgres" -D "$pg" \
+  -k "$pg" -c listen_addresses= >>var/pg.log 2>&1 &
+pg_pid=$!
+for _ in $(seq 100); do
+  "$bindir/pg_isready" -q -h "$pg" && break
+  sleep 0.1
+done
+"$bindir/pg_isready" -q -h "$pg" || { tail -20 var/pg.log >&2; kill -INT $pg_pid; exit 1; }
+psql -X -q -h "$pg" -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'ignis'" |
+  grep -q 1 || createdb -h "$pg" -U postgres ignis
+store="host=$pg dbname=ignis user=postgres"
+
+pids=
+for k in $(seq "$hosts"); do
+  mkdir -p "var/host-$k" && chmod 0700 "var/host-$k"
+  ./build/orchestrator/ignisd --state-dir "var/host-$k" --images-dir var/images --store "$store" \
+    --host-id "host-$k" --listen "127.0.0.1:$((8079 + k))" "$@" &
+  pids="$pids $!"
+  # The first host makes the store's first admin token (the others join with none of their own):
+  # the next host starts once it is in the store.
+  if [ "$k" = 1 ]; then
+    for _ in $(seq 100); do [ -s var/host-1/admin.token ] && break; sleep 0.1; done
+  fi
+done
+stop_server() {
+  kill -INT $pg_pid 2>/dev/null # a fast shutdown
+  wait $pg_pid 2>/dev/null || true
+}
+trap 'kill -TERM $pids 2>/dev/null' TERM
+trap '' INT
+export IGNIS_URL=http://127.0.0.1:8080
+if [ -s var/host-1/admin.token ]; then
+  IGNIS_TOKEN=$(cat var/host-1/admin.token)
+  export IGNIS_TOKEN
+  for _ in $(seq 100); do
+    ./build/orchestrator/ignis version >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  # Once: the functions are the store's, every host runs them.
+  for example in runtime-images/examples/hello-*; do
+    ./build/orchestrator/ignis push "$example" >&2 || true
+  done
+  ./build/orchestrator/ignis hosts >&2 || true
+  echo "ignis: $hosts hosts on one PostgreSQL (./var/pg), at http://127.0.0.1:8080 to" \
+    "http://127.0.0.1:$((8079 + hosts)); any host answers any request. The admin token is in" \
+    "./var/host-1/admin.token:" >&2
+  echo "  export IGNIS_TOKEN=\$(cat ./var/host-1/admin.token)" >&2
+  echo "  IGNIS_URL=http://127.0.0.1:$((8079 + hosts)) ./build/orchestrator/ignis invoke hello-python -d '{\"name\": \"you\"}'" >&2
+  echo "  ./build/orchestrator/ignis hosts; ./build/orchestrator/ignis top --cluster --by-host" >&2
+  echo "Ctrl-C stops the hosts, then the server." >&2
+fi
+status=0
+for p in $pids; do
+  wait "$p" || status=$?
+done
+stop_server
+exit $status
