@@ -252,6 +252,10 @@ int queue_start(struct dispatch *d, struct ig_error *err);
 void queue_kick(struct dispatch *d, struct fn_state *fn);
 void queue_stop(struct dispatch *d);
 void queue_release(struct dispatch *d);
+/* At a graceful stop, before its queues are let go: the async invocations this host holds
+ * under its lease and has not started go back to the shared queue (inv_store_hand_back), and
+ * its peers are told, so that they run them now rather than once this host is gone. */
+void queue_hand_back(struct dispatch *d);
 /* Whether this host takes an async invocation of fn (the function's own state) as it accepts
  * it, its row inserted claimed by this host rather than queued for any host to claim: when the
  * queue is shared, this host holds its lock, fn has room for one more (its max_concurrency,

@@ -1839,6 +1839,7 @@ void dispatch_shutdown(struct dispatch *d, void (*stopped)(void *userdata), void
     d->stopped = stopped;
     d->stopped_userdata = userdata;
     queue_stop(d);
+    queue_hand_back(d);
     for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         fail_queued(fn, ESHUTDOWN, "shutting_down", "ignisd is shutting down", true);
     loop_add_timer(d->loop, now_usec() + d->opts.shutdown_grace_ms * 1000, on_grace_over, d,

@@ -10,6 +10,7 @@
  * without its TCP connection closing) are requeued by any host. */
 #include "base/log.h"
 #include "dispatch/dispatch-internal.h"
+#include "records/changes.h"
 
 /* How often a host claims without being woken, and looks for dead peers and expired leases. */
 #define CLAIM_POLL_US (250 * 1000)
@@ -297,6 +298,34 @@ void queue_stop(struct dispatch *d)
     if (d->spacing_timer)
         loop_cancel_timer(d->loop, d->spacing_timer);
     d->claim_timer = d->spacing_timer = NULL;
+}
+
+void queue_hand_back(struct dispatch *d)
+{
+    if (!d->lease_owner)
+        return;
+    size_t n = 0;
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next) {
+        size_t before = n;
+        struct inv *inv;
+        TAILQ_FOREACH(inv, &fn->queue, link)
+        {
+            /* A retry waiting for its backoff here holds no lease: its row is queued already. */
+            if (!inv->async || inv->lease_attempts <= 0 || inv->timer)
+                continue;
+            if (inv_store_hand_back(d->journal, inv->id, d->lease_owner, inv->lease_attempts, NULL,
+                                    NULL) == 0)
+                n++;
+        }
+        /* Peers hear of them when they commit, and claim them at once. */
+        const char *name = fn->of ? fn->of->name : fn->name;
+        if (n > before && changes_announce(d->journal, CHANGES_QUEUE, name, NULL, NULL) < 0)
+            log_debug("announcing handed back invocations failed", "function=%s", name);
+    }
+    if (n > 0)
+        log_info("stopping: the async invocations this host held and had not started are handed "
+                 "back to the queue, for its peers",
+                 "count=%zu", n);
 }
 
 void queue_release(struct dispatch *d)

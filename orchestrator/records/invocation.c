@@ -136,6 +136,18 @@ int inv_store_mark_running(struct journal *j, const char *id, int attempts, int6
                                v, ARRAY_SIZE(v), done, userdata);
 }
 
+int inv_store_hand_back(struct journal *j, const char *id, const char *owner, int attempts,
+                        journal_done_fn done, void *userdata)
+{
+    const struct db_value v[] = {DV_S(id), DV_S(owner), DV_I(attempts)};
+    return journal_submit_counted(j, true,
+                                  "UPDATE invocations SET status = 'queued', attempts = $3 - 1, "
+                                  "started_us = NULL, lease_owner = NULL, lease_until = NULL "
+                                  "WHERE id = $1 AND status = 'running' AND lease_owner = $2 "
+                                  "AND attempts = $3",
+                                  v, ARRAY_SIZE(v), done, userdata);
+}
+
 /* The outcome's UPDATE, values $1..$18 (finish's). A retry's record (back to queued) of an
  * attempt older than the row's is not written: a record retried after a write failure must not
  * undo what a later attempt recorded. An outcome without usage (no attempt ran for it) keeps the

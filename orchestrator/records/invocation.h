@@ -114,6 +114,12 @@ int inv_store_queued_functions(struct store *s, int64_t now_us,
 int inv_store_claim(struct store *s, const char *function, int limit, const char *owner,
                     int64_t now_us, int64_t lease_us,
                     int (*fn)(struct inv_record *r, void *userdata), void *userdata);
+/* Hands a row back to the queue that owner holds under its lease for attempt `attempts` and has
+ * not started (a host that stops): queued again, that attempt undone (it never ran), for any
+ * host to claim; fenced as every write of a claimed row. Through the journal; done's count is
+ * the rows changed (0: the lease had moved on). */
+int inv_store_hand_back(struct journal *j, const char *id, const char *owner, int attempts,
+                        journal_done_fn done, void *userdata);
 /* Puts back in the queue the running invocations leased by owner (NULL: none) or whose lease
  * ended before expired_before_us (0: none): their attempt counts, and their holder's late writes
  * are refused (the attempts moved on). The number requeued, or -EIO. */

@@ -152,11 +152,53 @@ static void test_takes_while_its_slots_have_room(void **state)
     assert_int_equal(harness_cleanup(&a), 0);
 }
 
+/* A host stopped gracefully (SIGTERM) hands back what it claimed or took and had not started:
+ * its peer runs those at once, as attempt 1 (a requeue of a dead host's rows would count a
+ * second), while the stopping host finishes the one it runs. B, alone at first, holds four
+ * invocations of a function it runs one at a time. */
+static void test_stopping_host_hands_back(void **state)
+{
+    _cleanup_free_ char *conninfo = NULL;
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
+    struct ignisd_proc a, b;
+    const char *args_a[] = {"--store", conninfo, "--host-id", "host-a", NULL};
+    const char *args_b[] = {"--store", conninfo, "--host-id", "host-b", NULL};
+    assert_int_equal(harness_start(&b, args_b), 0);
+    harness_push(&b, "sleep", "slow", "{\"max_concurrency\": 10, \"max_scale\": 1}");
+    assert_true(runs_on(&b));
+    enum { N = 4 };
+    char ids[N][64];
+    for (int i = 0; i < N; i++)
+        harness_invoke_async(&b, "slow", "{\"ms\": 3000}", NULL, ids[i], NULL);
+    assert_int_equal(harness_start(&a, args_a), 0);
+    harness_wait_until(runs_on, &a, 60, "A running the function pushed on B", &a, 1);
+
+    assert_int_equal(kill(b.pid, SIGTERM), 0);
+    for (int i = 0; i < N; i++) {
+        cJSON *got = harness_wait_invocation(&a, ids[i], "succeeded", 60);
+        if (cJSON_GetObjectItem(got, "attempts")->valueint != 1) {
+            harness_print_log(&b);
+            fail_msg("invocation %d (%s) ran %d times", i, ids[i],
+                     cJSON_GetObjectItem(got, "attempts")->valueint);
+        }
+        cJSON_Delete(got);
+    }
+    assert_true(harness_log_has(&b, "had not started are handed back to the queue"));
+    assert_int_equal(pgserver_query_int(conninfo, "SELECT count(*) FROM invocations WHERE "
+                                                  "async = 1 AND status <> 'succeeded'"),
+                     0);
+    assert_int_equal(harness_stop(&b), 0);
+    assert_int_equal(harness_stop(&a), 0);
+    assert_int_equal(harness_cleanup(&a), 0);
+    assert_int_equal(harness_cleanup(&b), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_hosts_share_the_queue),
         cmocka_unit_test(test_takes_while_its_slots_have_room),
+        cmocka_unit_test(test_stopping_host_hands_back),
     };
     return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
 }

@@ -511,6 +511,16 @@ static int finish_as(struct journal *j, struct loop *l, const char *id, int atte
     return finish_billed(j, l, id, attempts, owner, false);
 }
 
+/* owner's hand-back of id's attempt: the rows it changed (0: fenced off). */
+static int hand_back(struct journal *j, struct loop *l, const char *id, int attempts,
+                     const char *owner)
+{
+    finish_result = -1;
+    assert_int_equal(inv_store_hand_back(j, id, owner, attempts, on_finished, NULL), 0);
+    loop_run(l);
+    return finish_result;
+}
+
 static int64_t col(struct db *db, const char *column, const char *id)
 {
     char sql[128];
@@ -570,6 +580,21 @@ static void test_queue_claims_and_fencing(void **state)
     assert_int_equal(count(s->db, "SELECT count(*) FROM invocations WHERE status = 'queued' AND "
                                   "lease_owner IS NULL AND attempts = 2"),
                      2);
+
+    /* A stopping host hands back what it claimed and did not start: queued, the attempt undone,
+     * fenced like a finish; the next claim counts that attempt again. */
+    assert_int_equal(claim(s, 1, "host-a", 4000), 1);
+    char held[INV_ID_LEN + 1];
+    strcpy(held, claimed_ids[0]);
+    assert_int_equal(hand_back(j, l, held, 3, "host-b"), 0); /* not its lease */
+    assert_int_equal(hand_back(j, l, held, 2, "host-a"), 0); /* not that attempt */
+    assert_int_equal(hand_back(j, l, held, 3, "host-a"), 1);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM invocations WHERE status = 'queued' AND "
+                                  "lease_owner IS NULL AND lease_until IS NULL AND attempts = 2"),
+                     2);
+    assert_int_equal(hand_back(j, l, held, 3, "host-a"), 0); /* once */
+    assert_int_equal(claim(s, 2, "host-b", 5000), 2);
+    assert_int_equal(claimed_attempts[0], 3);
     close_writer(s, l, j);
 }
 
