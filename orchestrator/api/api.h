@@ -40,6 +40,10 @@ struct api {
      * not reach the containers itself. Returns 0 with the checks and the worst status's name. */
     int (*doctor)(void *userdata, cJSON **ret_checks, const char **ret_status);
     void *doctor_userdata;
+    /* Starts a graceful stop of this host, as SIGTERM does, once the caller's turn of the loop
+     * is over (POST /v1/hosts/{id}/drain); the daemon's. userdata: doctor_userdata. 0, or
+     * -ENOMEM. */
+    int (*drain)(void *userdata);
 };
 
 extern const struct http_route api_routes[];

@@ -3,6 +3,7 @@
 #include "api/api.h"
 #include "api/errors.h"
 #include "dispatch/dispatch.h"
+#include "records/changes.h"
 #include "records/series.h"
 
 void api_host_figures(const struct api *a, struct host_figures *ret)
@@ -72,4 +73,48 @@ void api_get_hosts(struct http_request *req, void *userdata)
     }
     cJSON_AddNumberToObject(root, "live", l.live);
     http_reply_json(req, 200, root);
+}
+
+struct drain_target {
+    const char *id;
+    bool found, live;
+};
+
+static int find_host(void *userdata, const struct host_row *h)
+{
+    struct drain_target *t = userdata;
+    if (streq(h->host_id, t->id)) {
+        t->found = true;
+        t->live = h->heartbeat_age_us <= HOSTS_GONE_AFTER_US;
+    }
+    return 0;
+}
+
+void api_post_host_drain(struct http_request *req, void *userdata)
+{
+    struct api *a = userdata;
+    struct drain_target t = {.id = http_request_param(req, 0)};
+    struct ig_error err = {};
+    bool me = streq(t.id, a->host_id);
+    if (hosts_store_list(a->store, (int64_t)wall_usec(), find_host, &t, &err) < 0) {
+        api_reply_error(req, &err);
+        return;
+    }
+    if (!t.found)
+        ig_error_set_reason(&err, ENOENT, "unknown_host", "no host %s uses this store", t.id);
+    else if (!t.live && !me)
+        ig_error_set_reason(&err, EBUSY, "host_gone", "host %s is gone already", t.id);
+    /* This host once the reply is on its way (drain defers the stop, which quiesces the
+     * server); another when it hears the notification, committed through the journal. */
+    else if (me ? a->drain(a->doctor_userdata) < 0
+                : changes_announce(a->journal, CHANGES_DRAIN, t.id, NULL, NULL) < 0)
+        ig_error_set(&err, ENOMEM, "out of memory");
+    if (err.code) {
+        api_reply_error(req, &err);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "host_id", t.id);
+    cJSON_AddStringToObject(o, "state", "draining");
+    http_reply_json(req, 202, o);
 }

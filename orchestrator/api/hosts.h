@@ -16,3 +16,9 @@ void api_host_figures(const struct api *a, struct host_figures *ret);
  * HOSTS_GONE_AFTER_US, else "gone", with its figures as of that heartbeat (this host's: now).
  * docs/api.md "Hosts". */
 void api_get_hosts(struct http_request *req, void *userdata);
+
+/* POST /v1/hosts/{id}/drain: the host stops as on SIGTERM (no new work, what runs finishes, what
+ * it holds and has not started goes back to the shared queue), whichever host is asked: this
+ * one at once, another through the store's notification. 202 {"host_id", "state": "draining"};
+ * 404 unknown_host; 409 host_gone for a host not live. docs/api.md "POST /v1/hosts/{id}/drain". */
+void api_post_host_drain(struct http_request *req, void *userdata);

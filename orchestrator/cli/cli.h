@@ -101,3 +101,4 @@ int cli_audit(struct client *c, int argc, char **argv);
 
 /* hosts.c: the hosts sharing the store. */
 int cli_hosts(struct client *c, int argc, char **argv);
+int cli_host(struct client *c, int argc, char **argv);

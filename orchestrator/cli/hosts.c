@@ -1,4 +1,5 @@
-/* ignis hosts: the hosts using the daemon's store (GET /v1/hosts), live and gone. */
+/* ignis hosts: the hosts using the daemon's store (GET /v1/hosts), live and gone; ignis host
+ * drain ID: one of them stops gracefully (POST /v1/hosts/{id}/drain). */
 #include "cli.h"
 
 static const char hosts_usage[] = "ignis hosts [--json]";
@@ -37,4 +38,32 @@ int cli_hosts(struct client *c, int argc, char **argv)
     char *raw = NULL;
     int r = cli_request_json(c, "GET", "/v1/hosts", NULL, NULL, 0, &root, &raw);
     return r ? r : cli_print_reply(root, raw, json, print_hosts);
+}
+
+static const char host_usage[] = "ignis host drain ID [--json]";
+
+static void print_draining(const cJSON *root)
+{
+    printf("host %s is draining: it takes no new work, finishes what runs and hands back what it "
+           "holds, then stops\n",
+           cli_str(root, "host_id"));
+}
+
+int cli_host(struct client *c, int argc, char **argv)
+{
+    bool json = false;
+    if (argc < 2 || !streq(argv[1], "drain"))
+        return cli_fail("usage: %s", host_usage), 2;
+    int i = cli_parse_options(argc - 1, argv + 1, host_usage, &json, NULL, 0);
+    if (i < 0)
+        return 2;
+    if (i != argc - 2)
+        return cli_fail("usage: %s", host_usage), 2;
+    const char *id = argv[argc - 1];
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/hosts/%s/drain", id);
+    cJSON *root = NULL;
+    char *raw = NULL;
+    int r = cli_request_json(c, "POST", path, NULL, NULL, 0, &root, &raw);
+    return r ? r : cli_print_reply(root, raw, json, print_draining);
 }

@@ -59,6 +59,8 @@ static const char usage[] =
     "  doctor                  the daemon's checks of its host (ok, degraded, failing)\n"
     "  hosts [--json]          the hosts sharing the daemon's store: live or gone, their\n"
     "             containers ready and busy, memory used of the budget, invocations/s\n"
+    "  host drain ID [--json]  that host stops gracefully: no new work, what runs finishes,\n"
+    "             what it holds and has not started goes to its peers (admins, operators)\n"
     "  token create --role admin|developer|invoker|operator [--name N] [--expires 30d]\n"
     "             make an API token (printed once); token ls; token revoke ID\n"
     "  secret set FUNCTION NAME   store a secret, its value read from stdin;\n"
@@ -126,6 +128,7 @@ static const struct {
     {"audit", cli_audit},     {"versions", cli_versions},
     {"alias", cli_alias},     {"rollback", cli_rollback},
     {"init", cli_init},       {"hosts", cli_hosts},
+    {"host", cli_host},
 };
 
 /* The first token file that exists, in the order --help gives; NULL when none does. */

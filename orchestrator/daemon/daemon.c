@@ -277,6 +277,8 @@ static unsigned connection_limit(unsigned wanted)
     return most;
 }
 
+static int drain_soon(void *userdata);
+
 /* The API's server: routes and their roles (api.c), the limits, and HTTPS when a certificate
  * and key are configured (read here: libmicrohttpd takes PEM text, not paths). */
 static int start_http(struct daemon *d, struct ig_error *err)
@@ -316,6 +318,7 @@ static int start_http(struct daemon *d, struct ig_error *err)
         .started_usec = d->started_usec,
         .doctor = run_doctor,
         .doctor_userdata = d,
+        .drain = drain_soon,
     };
     r = http_server_new(d->loop, o->listen_host, o->listen_port, api_routes, api_nroutes, &d->api,
                         &hopts, &d->http, err);
@@ -331,8 +334,16 @@ static void on_dispatch_stopped(void *userdata)
 }
 
 /* A graceful stop: no new connections, queued sync invocations answered 503, in-flight ones
- * given the grace period, queued async ones left in the store for the next start. A second
- * signal stops at once. */
+ * given the grace period, queued async ones handed back to the shared queue (PostgreSQL) or
+ * left in the store for the next start. */
+static void stop_gracefully(struct daemon *d)
+{
+    d->api.stopping = true;
+    http_server_quiesce(d->http);
+    dispatch_shutdown(d->dispatch, on_dispatch_stopped, d);
+}
+
+/* SIGTERM, SIGINT: a graceful stop; a second signal stops at once. */
 static void on_stop_signal(struct loop *l, int signo, void *userdata)
 {
     struct daemon *d = userdata;
@@ -342,9 +353,23 @@ static void on_stop_signal(struct loop *l, int signo, void *userdata)
         return;
     }
     log_info("shutting down", "signal=%s", strsignal(signo));
-    d->api.stopping = true;
-    http_server_quiesce(d->http);
-    dispatch_shutdown(d->dispatch, on_dispatch_stopped, d);
+    stop_gracefully(d);
+}
+
+/* A drain asked for through the API (on this host or another: the notification). */
+static void on_drain(struct loop *l, void *userdata)
+{
+    struct daemon *d = userdata;
+    if (d->api.stopping)
+        return;
+    log_info("shutting down", "reason=drain");
+    stop_gracefully(d);
+}
+
+static int drain_soon(void *userdata)
+{
+    struct daemon *d = userdata;
+    return loop_post(d->loop, on_drain, d);
 }
 
 /* An invocation's final outcome goes to its function's sink, if it has one. */
@@ -406,6 +431,8 @@ static void on_change(void *userdata, const char *kind, const char *name)
         r = auth_reload_token(d->auth, name, &e);
     } else if (streq(kind, CHANGES_QUEUE)) {
         dispatch_queue_wake(d->dispatch, name);
+    } else if (streq(kind, CHANGES_DRAIN) && streq(name, d->opts.host_id)) {
+        r = drain_soon(d);
     }
     if (r < 0)
         log_error("applying a change made on another host failed", "kind=%s name=%s error=\"%s\"",

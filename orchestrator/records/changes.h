@@ -26,6 +26,9 @@ struct db;
 /* Async invocations of NAME were accepted: a host with room claims them now rather than at its
  * next poll (dispatch/queue.c). */
 #define CHANGES_QUEUE "queue"
+/* The host NAME is asked to drain (POST /v1/hosts/{id}/drain on any host): it stops as on
+ * SIGTERM. */
+#define CHANGES_DRAIN "drain"
 
 /* Inside the writer's open transaction: tells every listening host that kind's name changed.
  * 0 on SQLite (nothing to tell), else 0 or -errno as db_exec (db_fail says why). */

@@ -3,7 +3,8 @@
  * the figures its heartbeat carries (containers ready and busy, memory used of its budget,
  * invocations per second); `ignis top --cluster` sums every live host's functions (and shows each
  * host's row with --by-host); a host killed with kill -9 is shown gone within 5 s (its heartbeat
- * older than HOSTS_GONE_AFTER_US), the others live, and live again once restarted. On a private
+ * older than HOSTS_GONE_AFTER_US), the others live, and live again once restarted; `ignis host
+ * drain ID` on one host stops another (and POST /v1/hosts/ID/drain on a host, itself). On a private
  * server of this test's own, whatever IGNIS_TEST_STORE says. */
 #include "harness.h"
 
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "pgserver.h"
 
@@ -91,6 +93,34 @@ static bool a_sees(void *arg)
     return ok;
 }
 
+/* POST /v1/hosts/ID/drain on p: the status. */
+static long drain(struct ignisd_proc *p, const char *id)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/hosts/%s/drain", id);
+    struct client_response r;
+    assert_int_equal(harness_request(p, "POST", path, NULL, NULL, 0, &r), 0);
+    long status = r.status;
+    client_response_clear(&r);
+    return status;
+}
+
+/* p's daemon exits within 30 s without a signal from the test: its exit status. */
+static int exits_by_itself(struct ignisd_proc *p)
+{
+    int wstatus;
+    for (int i = 0; i < 3000; i++) {
+        if (waitpid(p->pid, &wstatus, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+        }
+        usleep(10 * 1000);
+    }
+    harness_print_log(p);
+    fail_msg("the daemon did not stop by itself within 30 s");
+    return -1;
+}
+
 static void test_hosts_listed_live_then_gone(void **state)
 {
     _cleanup_free_ char *conninfo = NULL;
@@ -156,8 +186,23 @@ static void test_hosts_listed_live_then_gone(void **state)
     assert_int_equal(harness_restart(&host[2], args[2]), 0);
     struct seen c_live = {.id = "host-c", .check = live};
     harness_wait_until(a_sees, &c_live, 20, "host-c shown live once restarted", host, HOSTS);
-    for (int i = 0; i < HOSTS; i++)
-        assert_int_equal(harness_finish(&host[i]), 0);
+
+    /* Drains: of a host unknown, 404; of C through A (the notification), C stops by itself and
+     * exits 0, then shows gone, and a second drain of it is 409; of B through B itself. */
+    assert_int_equal(drain(&host[0], "host-zzz"), 404);
+    rc = harness_ignis(&host[0], &out, &err, "host", "drain", "host-c", NULL);
+    if (rc != 0 || !strstr(out, "host host-c is draining"))
+        fail_msg("ignis host drain host-c: exit %d: %s%s", rc, out, err);
+    free(out);
+    free(err);
+    assert_int_equal(exits_by_itself(&host[2]), 0);
+    harness_wait_until(a_sees, &c_gone, 10, "host-c shown gone once drained", host, 2);
+    assert_int_equal(drain(&host[0], "host-c"), 409);
+    assert_int_equal(drain(&host[1], "host-b"), 202);
+    assert_int_equal(exits_by_itself(&host[1]), 0);
+    assert_int_equal(harness_finish(&host[0]), 0);
+    for (int i = 1; i < HOSTS; i++) /* stopped already */
+        assert_int_equal(harness_cleanup(&host[i]), 0);
 }
 
 /* One host alone (the default store unless IGNIS_TEST_STORE says otherwise): itself, live. */
