@@ -118,6 +118,38 @@ static void *sync_client_run(void *arg)
     return NULL;
 }
 
+/* SYNC_CLIENTS clients calling the hosts round-robin, skipping *out (the host killed or
+ * drained, once set) until *stop. */
+static void start_sync_clients(struct sync_client *clients, struct ignisd_proc *hosts,
+                               atomic_int *out, atomic_bool *stop)
+{
+    for (int i = 0; i < SYNC_CLIENTS; i++) {
+        clients[i] = (struct sync_client){.hosts = hosts, .dead = out, .stop = stop, .first = i};
+        assert_int_equal(pthread_create(&clients[i].thread, NULL, sync_client_run, &clients[i]), 0);
+    }
+}
+
+/* Stops them: every call on a live host was answered with a status expected, at most one each
+ * was cut on the host taken out (its call in flight, or its connection refused, at that
+ * moment). The calls answered, and those cut into *ret_cut. */
+static int join_sync_clients(struct sync_client *clients, atomic_bool *stop, int *ret_cut)
+{
+    atomic_store(stop, true);
+    int answered = 0, cut = 0;
+    for (int i = 0; i < SYNC_CLIENTS; i++) {
+        assert_int_equal(pthread_join(clients[i].thread, NULL), 0);
+        if (clients[i].unexpected)
+            fail_msg("a sync call was answered %ld", clients[i].unexpected_status);
+        assert_int_equal(clients[i].unanswered_live, 0);
+        assert_true(clients[i].unanswered_killed <= 1);
+        answered += clients[i].answered;
+        cut += clients[i].unanswered_killed;
+    }
+    assert_true(answered > 0);
+    *ret_cut = cut;
+    return answered;
+}
+
 /* ---- the schedule's slots ---- */
 
 struct slots {
@@ -233,10 +265,7 @@ static void test_kill_a_host_under_load(void **state)
     atomic_int dead = -1;
     atomic_bool stop = false;
     struct sync_client clients[SYNC_CLIENTS];
-    for (int i = 0; i < SYNC_CLIENTS; i++) {
-        clients[i] = (struct sync_client){.hosts = hosts, .dead = &dead, .stop = &stop, .first = i};
-        assert_int_equal(pthread_create(&clients[i].thread, NULL, sync_client_run, &clients[i]), 0);
-    }
+    start_sync_clients(clients, hosts, &dead, &stop);
 
     static char inv[ASYNC_N][64];
     int victim = -1;
@@ -300,18 +329,7 @@ static void test_kill_a_host_under_load(void **state)
         assert_string_equal(again, inv[i * 97]);
     }
 
-    atomic_store(&stop, true);
-    int answered = 0, cut = 0;
-    for (int i = 0; i < SYNC_CLIENTS; i++) {
-        assert_int_equal(pthread_join(clients[i].thread, NULL), 0);
-        if (clients[i].unexpected)
-            fail_msg("a sync call was answered %ld", clients[i].unexpected_status);
-        assert_int_equal(clients[i].unanswered_live, 0);
-        assert_true(clients[i].unanswered_killed <= 1); /* its call in flight at the kill */
-        answered += clients[i].answered;
-        cut += clients[i].unanswered_killed;
-    }
-    assert_true(answered > 0);
+    int cut, answered = join_sync_clients(clients, &stop, &cut);
 
     /* Slots ran once each, none missing, across the kill (two more slots at least). */
     int slots = check_slots(conninfo);
@@ -474,11 +492,7 @@ static void test_drain_a_host_under_load(void **state)
     atomic_int drained = -1;
     atomic_bool stop = false;
     struct sync_client clients[SYNC_CLIENTS];
-    for (int i = 0; i < SYNC_CLIENTS; i++) {
-        clients[i] =
-            (struct sync_client){.hosts = hosts, .dead = &drained, .stop = &stop, .first = i};
-        assert_int_equal(pthread_create(&clients[i].thread, NULL, sync_client_run, &clients[i]), 0);
-    }
+    start_sync_clients(clients, hosts, &drained, &stop);
     static char inv[DRAIN_N][64];
     const int b = 1;
     for (int i = 0; i < DRAIN_N; i++) {
@@ -512,26 +526,15 @@ static void test_drain_a_host_under_load(void **state)
                      cJSON_GetObjectItem(got, "attempts")->valueint);
         cJSON_Delete(got);
     }
-    atomic_store(&stop, true);
-    int answered = 0;
-    for (int i = 0; i < SYNC_CLIENTS; i++) {
-        assert_int_equal(pthread_join(clients[i].thread, NULL), 0);
-        if (clients[i].unexpected)
-            fail_msg("a sync call was answered %ld", clients[i].unexpected_status);
-        assert_int_equal(clients[i].unanswered_live, 0);
-        /* A call that chose B just before the drain: its connection refused once B quiesced. */
-        assert_true(clients[i].unanswered_killed <= 1);
-        answered += clients[i].answered;
-    }
-    assert_true(answered > 0);
+    int cut, answered = join_sync_clients(clients, &stop, &cut);
     _cleanup_free_ char *handed =
         harness_log_line(&hosts[b], "had not started are handed back to the queue");
     if (!handed) {
         harness_print_log(&hosts[b]);
         fail_msg("the drained host handed nothing back");
     }
-    fprintf(stderr, "drained host-b at %d accepted; sync calls answered %d; %s", DRAIN_AT, answered,
-            handed);
+    fprintf(stderr, "drained host-b at %d accepted; sync calls answered %d, cut %d; %s", DRAIN_AT,
+            answered, cut, handed);
     assert_int_equal(pgserver_query_int(conninfo,
                                         "SELECT count(*) FROM (SELECT id, attempt FROM usage "
                                         "GROUP BY id, attempt HAVING count(*) > 1) x"),
