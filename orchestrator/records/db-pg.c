@@ -103,6 +103,21 @@ static int first_line(const char *msg)
     return (int)strcspn(msg ? msg : "", "\n");
 }
 
+/* The connection is lost (its message noted): every statement fails at once until a
+ * reconnection, tried after a backoff step. */
+static void mark_lost(struct pg *db)
+{
+    if (db->lost)
+        return;
+    db->lost = true;
+    db->lost_in_tx = db->tx_open;
+    db->backoff_us = DB_RECONNECT_MIN_US;
+    /* Stale (lost in an outage another connection already saw end): connect again at the next
+     * statement. */
+    bool up = db_reach_lost(&db->epoch, false, db->base.message);
+    db->retry_at_us = up ? 0 : now_usec() + db->backoff_us;
+}
+
 /* Notes why res failed (NULL: libpq could not even make a result) and returns -errno. */
 static int note_result(struct pg *db, const PGresult *res)
 {
@@ -114,15 +129,7 @@ static int note_result(struct pg *db, const PGresult *res)
     int code = sqlstate_errno(state);
     if (code == ENOTCONN) {
         db_note(&db->base, code, "the store is unreachable: %.*s", first_line(msg), msg);
-        if (!db->lost) {
-            db->lost = true;
-            db->lost_in_tx = db->tx_open;
-            db->backoff_us = DB_RECONNECT_MIN_US;
-            /* Stale (lost in an outage another connection already saw end): connect again at
-             * the next statement. */
-            bool up = db_reach_lost(&db->epoch, false, db->base.message);
-            db->retry_at_us = up ? 0 : now_usec() + db->backoff_us;
-        }
+        mark_lost(db);
         return -code;
     }
     if (code == ENOSPC)
@@ -133,6 +140,74 @@ static int note_result(struct pg *db, const PGresult *res)
 static int note_lost(struct pg *db)
 {
     return db_note(&db->base, ENOTCONN, "the store is unreachable: the connection was lost");
+}
+
+/* A libpq call that sends failed: the connection's loss, or libpq's own refusal (EIO). */
+static int note_send(struct pg *db)
+{
+    if (PQstatus(db->c) == CONNECTION_BAD)
+        return note_result(db, NULL);
+    const char *msg = PQerrorMessage(db->c);
+    return db_note(&db->base, EIO, "%.*s", first_line(msg), msg);
+}
+
+/* How long a connection waits for the server's answer: DB_ANSWER_TIMEOUT_MS on the event loop's
+ * connections; unbounded on the journal's writer (off the loop, where a batch, or a purge in
+ * it, may take long) and on the one that migrates (DB_CREATE: a migration, or the wait for
+ * another host's, takes as long as it takes). 0: unbounded. */
+static int answer_ms(const struct pg *db)
+{
+    return db->flags & (DB_WRITER | DB_CREATE) ? 0 : DB_ANSWER_TIMEOUT_MS;
+}
+
+/* The result of what a PQsend* call that returned ok just sent: waited for within answer_ms,
+ * then read to its end (a script's last result is kept, or its first failure, after which the
+ * server runs nothing of it); the result (to clear), or NULL after noting why. A server that
+ * stays silent past answer_ms, its socket open (hung, or stopped), is taken for lost: the
+ * statement is left outstanding on a connection given up. */
+static PGresult *answer(struct pg *db, int ok)
+{
+    if (!ok) {
+        note_send(db);
+        return NULL;
+    }
+    int ms = answer_ms(db);
+    uint64_t deadline = now_usec() + (uint64_t)ms * 1000;
+    PGresult *kept = NULL, *res;
+    for (;;) {
+        while (PQisBusy(db->c)) {
+            struct pollfd p = {.fd = PQsocket(db->c), .events = POLLIN};
+            uint64_t now = now_usec();
+            int n = poll(&p, 1,
+                         !ms              ? -1
+                         : now < deadline ? (int)((deadline - now + 999) / 1000)
+                                          : 0);
+            if (n == 0) {
+                PQclear(kept);
+                db_note(&db->base, ENOTCONN, "the store is unreachable: no answer within %d s",
+                        ms / 1000);
+                mark_lost(db);
+                return NULL;
+            }
+            /* A loss: the next result says so. */
+            if (n > 0 && !PQconsumeInput(db->c))
+                break;
+        }
+        if (!(res = PQgetResult(db->c)))
+            break;
+        ExecStatusType st = kept ? PQresultStatus(kept) : PGRES_COMMAND_OK;
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            PQclear(kept);
+            kept = res;
+        } else {
+            PQclear(res);
+        }
+        if (PQstatus(db->c) == CONNECTION_BAD)
+            break;
+    }
+    if (!kept)
+        note_result(db, NULL);
+    return kept;
 }
 
 /* Connects to conninfo as PQconnectdb does, but gives up after timeout_ms (libpq's own
@@ -195,13 +270,18 @@ static int pg_exec_script(struct db *base, const char *sql);
 
 /* The connection's settings, on a new connection: UTF-8 whatever the environment says (the store
  * keeps UTF-8 text); a row lock waited for as long as SQLite's connections wait for the write
- * lock, then EAGAIN; read only for DB_READONLY. */
+ * lock, then EAGAIN; a statement cancelled by the server a second before this connection would
+ * give the server up (answer_ms), so that a slow one fails as such (EIO); read only for
+ * DB_READONLY. */
 static int setup(struct pg *db)
 {
     PQsetNoticeProcessor(db->c, ignore_notice, NULL);
-    char sql[160];
-    snprintf(sql, sizeof(sql), "SET client_encoding = 'UTF8'; SET lock_timeout = '%ds'%s",
-             db->flags & DB_WRITER ? 10 : 5,
+    char sql[200], statement_timeout[64] = "";
+    if (answer_ms(db))
+        snprintf(statement_timeout, sizeof(statement_timeout), "; SET statement_timeout = '%dms'",
+                 answer_ms(db) - 1000);
+    snprintf(sql, sizeof(sql), "SET client_encoding = 'UTF8'; SET lock_timeout = '%ds'%s%s",
+             db->flags & DB_WRITER ? 10 : 5, statement_timeout,
              db->flags & DB_READONLY ? "; SET default_transaction_read_only = on" : "");
     return pg_exec_script(&db->base, sql);
 }
@@ -401,10 +481,13 @@ static const char *prepared(struct pg *db, const char *sql, const struct bound *
          * stays on the server until the connection closes, under a name never used again. */
         char sql_dealloc[40];
         snprintf(sql_dealloc, sizeof(sql_dealloc), "DEALLOCATE %s", evicted);
-        PQclear(PQexec(db->c, sql_dealloc));
+        PQclear(answer(db, PQsendQuery(db->c, sql_dealloc)));
     }
-    PGresult *res = PQprepare(db->c, c->name, sql, (int)b->n, b->types);
-    int r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : note_result(db, res);
+    PGresult *res =
+        db->lost ? NULL : answer(db, PQsendPrepare(db->c, c->name, sql, (int)b->n, b->types));
+    int r = !res                                      ? -db->base.code
+            : PQresultStatus(res) == PGRES_COMMAND_OK ? 0
+                                                      : note_result(db, res);
     PQclear(res);
     if (r < 0) {
         cache_drop(c);
@@ -438,9 +521,12 @@ static int run(struct pg *db, const char *sql, const struct db_value *v, size_t 
     const char *name = r == 0 ? prepared(db, sql, &b) : NULL;
     PGresult *res = NULL;
     if (name) {
-        res = PQexecPrepared(db->c, name, (int)n, b.values, b.lengths, b.formats, 0);
+        res =
+            answer(db, PQsendQueryPrepared(db->c, name, (int)n, b.values, b.lengths, b.formats, 0));
         ExecStatusType st = PQresultStatus(res);
-        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        if (!res)
+            r = -db->base.code;
+        else if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
             *ret = res;
         else
             r = note_result(db, res);
@@ -507,15 +593,6 @@ static int pg_query(struct db *base, const char *sql, const struct db_value *v, 
     rows->nfields = nfields;
     *ret = &rows->base;
     return 0;
-}
-
-/* A libpq call that sends failed: the connection's loss, or libpq's own refusal (EIO). */
-static int note_send(struct pg *db)
-{
-    if (PQstatus(db->c) == CONNECTION_BAD)
-        return note_result(db, NULL);
-    const char *msg = PQerrorMessage(db->c);
-    return db_note(&db->base, EIO, "%.*s", first_line(msg), msg);
 }
 
 /* What a result of a pipeline answers, in the order sent. */
@@ -776,7 +853,7 @@ static int pg_rollback(struct db *base)
     }
     if (t == PQTRANS_IDLE)
         return 0;
-    PGresult *res = PQexec(db->c, "ROLLBACK");
+    PGresult *res = answer(db, PQsendQuery(db->c, "ROLLBACK"));
     int r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -EIO;
     PQclear(res);
     return r;
@@ -790,9 +867,11 @@ static int pg_exec_script(struct db *base, const char *sql)
         return note_lost(db);
     db->tx_open = PQtransactionStatus(db->c) != PQTRANS_IDLE;
     /* The simple protocol: several statements in one text, no parameters, the last result. */
-    PGresult *res = PQexec(db->c, sql);
+    PGresult *res = answer(db, PQsendQuery(db->c, sql));
     ExecStatusType st = PQresultStatus(res);
-    int r = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : note_result(db, res);
+    int r = !res                                              ? -db->base.code
+            : st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0
+                                                              : note_result(db, res);
     PQclear(res);
     return r;
 }

@@ -188,6 +188,12 @@ int db_fail(struct db *db, struct ig_error *err, const char *fmt, ...) _printf_(
 /* A PostgreSQL server that stops answering over TCP is taken for lost after this long (db-pg.c,
  * connect_within): the longest a statement waits on it, the event loop's included. */
 #define DB_TCP_USER_TIMEOUT_MS 10000
+/* One whose machine still answers TCP but which answers nothing (hung, stopped) is taken for
+ * lost by a connection of the event loop after this long without an answer to a statement
+ * (db-pg.c, answer_ms): the longest the loop waits on it. Those connections' statements are
+ * cancelled by the server itself a second before (statement_timeout), so that a slow statement
+ * fails as slow, not as a lost server. */
+#define DB_ANSWER_TIMEOUT_MS 15000
 
 /* Whether the store is reachable, as this process's connections last found it (SQLite's always
  * is): down since since_us (wall clock) when a connection found its server gone, with the

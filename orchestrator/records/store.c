@@ -801,6 +801,13 @@ int store_open(const char *path, struct store **ret, struct ig_error *err)
         return r;
     }
     r = store_migrate(s->db, migrations, ARRAY_SIZE(migrations), err);
+    /* PostgreSQL: the migrations ran on a connection that waits for them as long as they take;
+     * the event loop's waits DB_ANSWER_TIMEOUT_MS at most for an answer (db.h). */
+    struct db *loop_db;
+    if (r == 0 && db_on_postgresql(s->db) && (r = db_open(path, 0, &loop_db, err)) == 0) {
+        db_close(s->db);
+        s->db = loop_db;
+    }
     if (r < 0) {
         /* A conninfo may hold a password: the PostgreSQL engine's own errors name the database. */
         ig_error_prefix(err, "%s", db_is_postgresql(path) ? "the PostgreSQL store" : path);

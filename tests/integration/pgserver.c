@@ -1,5 +1,6 @@
 #include "pgserver.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -332,6 +333,8 @@ int pgserver_free(struct pgserver *srv)
 {
     if (!srv)
         return 0;
+    /* A test that failed with the server stopped (pgserver_signal_all) leaves it so. */
+    pgserver_signal_all(srv, SIGCONT);
     int r = stop_with(srv, SIGINT);
     if (srv->dir[0] && rm_rf(srv->dir) < 0) {
         fprintf(stderr, "pgserver: could not remove %s\n", srv->dir);
@@ -341,6 +344,31 @@ int pgserver_free(struct pgserver *srv)
         unlink(srv->log_path);
     free(srv);
     return r;
+}
+
+int pgserver_signal_all(struct pgserver *srv, int sig)
+{
+    if (srv->pid <= 0 || kill(srv->pid, sig) < 0)
+        return -1;
+    int n = 1;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return -1;
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[300], *stat = NULL;
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        if (e->d_name[0] < '1' || e->d_name[0] > '9' || read_file(path, 4096, &stat, NULL) < 0)
+            continue;
+        /* The parent's pid is the second field after the command's closing parenthesis. */
+        const char *tail = strrchr(stat, ')');
+        int ppid = 0;
+        if (tail && sscanf(tail + 1, " %*c %d", &ppid) == 1 && ppid == srv->pid &&
+            kill(atoi(e->d_name), sig) == 0)
+            n++;
+        free(stat);
+    }
+    closedir(d);
+    return n;
 }
 
 long long pgserver_query_int(const char *conninfo, const char *sql)

@@ -49,6 +49,11 @@ int pgserver_stop_immediate(struct pgserver *srv);
  * connections. 0, or -1 after printing its log. */
 int pgserver_start(struct pgserver *srv);
 
+/* Sends sig to the postmaster and every process it started (its backends, its workers):
+ * SIGSTOP makes a server that answers nothing while its sockets stay open (hung), SIGCONT
+ * brings it back. The number of processes signalled, or -1. */
+int pgserver_signal_all(struct pgserver *srv, int sig);
+
 /* The first integer of sql's first row on the database at conninfo (one connection, made and
  * closed), or -1 after printing why: a test's count of rows. */
 long long pgserver_query_int(const char *conninfo, const char *sql);
@@ -59,7 +64,8 @@ extern struct pgserver *pgserver_shared;
 int pgserver_group_setup(void **state);
 int pgserver_group_teardown(void **state);
 
-/* Stops the server by its pid (SIGINT, a fast shutdown; SIGKILL if it has not exited within
- * 30 s), then removes its dir and log and frees it. Returns 0, or -1 (after printing its log)
+/* Stops the server by its pid (SIGCONT first, should a test have stopped it; then SIGINT, a
+ * fast shutdown; SIGKILL if it has not exited within 30 s), then removes its dir and log and
+ * frees it. Returns 0, or -1 (after printing its log)
  * when it had to be killed or the dir could not be removed. Accepts NULL. */
 int pgserver_free(struct pgserver *srv);

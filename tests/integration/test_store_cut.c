@@ -1,14 +1,16 @@
-/* The network to the store cut without a word (issue #16): ignisd's PostgreSQL server runs in a
- * network namespace of this test's own, reached over a veth pair, and the test takes the link
+/* The store lost without a word (issue #16). First the network: ignisd's PostgreSQL server runs in
+ * a network namespace of this test's own, reached over a veth pair, and the test takes the link
  * down. No FIN, no RST: packets go nowhere, as when the server's machine is lost, the network
  * between is cut or a failover moves the server's address. The daemon finds out within
  * DB_TCP_USER_TIMEOUT_MS (records/db.h) and answers meanwhile: async invocations 503
  * store_unavailable with Retry-After, sync ones of a function it knows 200; with the link back
  * it is reachable again by itself and every 202 succeeds. Without the connections' TCP timeouts,
  * the first statement sent into the cut held the daemon's event loop for the kernel's
- * retransmissions, about 15 minutes, and every request with it. */
+ * retransmissions, about 15 minutes, and every request with it. Then a server that hangs
+ * (test_store_hangs_and_goes_on). */
 #include "harness.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +115,70 @@ static void invoke_sync(struct ignisd_proc *p)
     harness_call_clear(&c);
 }
 
+/* The async invocations a test sent, and which of them were accepted. */
+enum { MAX_SENT = 256 };
+struct sent {
+    char ids[MAX_SENT][64];
+    bool accepted[MAX_SENT];
+    int n;
+};
+
+/* An ignisd on the database at conninfo with the function "cut" run once, and one async
+ * invocation of it accepted. */
+static void start_with_one(struct ignisd_proc *p, const char *conninfo, struct sent *s)
+{
+    const char *args[] = {"--store", conninfo, NULL};
+    assert_int_equal(harness_start(p, args), 0);
+    harness_push(p, "hello-exec", "cut", NULL);
+    invoke_sync(p);
+    s->accepted[s->n] = invoke_async(p, s->n, s->ids[s->n]) == 202;
+    assert_true(s->accepted[s->n++]);
+}
+
+/* The store gone: async invocations until one is refused (503 store_unavailable: found out, not
+ * held; those accepted before were committed first), then the daemon working on: a function it
+ * knows runs, its record waiting for the store. what: how the store went. */
+static void until_refused(struct ignisd_proc *p, struct sent *s, const char *what)
+{
+    bool refused = false;
+    for (; s->n < MAX_SENT - 1 && !refused; s->n++) {
+        long status = invoke_async(p, s->n, s->ids[s->n]);
+        s->accepted[s->n] = status == 202;
+        refused = status == 503;
+        if (!refused)
+            usleep(100 * 1000);
+    }
+    if (!refused) {
+        harness_print_log(p);
+        fail_msg("%d async invocations accepted with the store %s", s->n, what);
+    }
+    assert_true(harness_log_has(p, "msg=\"the store is unreachable\""));
+    assert_true(harness_metric(p, "ignis_store_up") == 0);
+    invoke_sync(p);
+}
+
+/* The store back: async invocations until one is accepted, by the daemon alone; then every one
+ * accepted succeeds, and the daemon stops cleanly. */
+static void until_back(struct ignisd_proc *p, struct sent *s)
+{
+    bool back = false;
+    for (int tries = 0; tries < 300 && !back && s->n < MAX_SENT; tries++, s->n++) {
+        back = s->accepted[s->n] = invoke_async(p, s->n, s->ids[s->n]) == 202;
+        if (!back)
+            usleep(100 * 1000);
+    }
+    if (!back) {
+        harness_print_log(p);
+        fail_msg("the store never came back for the daemon");
+    }
+    assert_true(harness_log_has(p, "msg=\"the store is reachable again\""));
+    assert_true(harness_metric(p, "ignis_store_up") == 1);
+    for (int i = 0; i < s->n; i++)
+        if (s->accepted[i])
+            cJSON_Delete(harness_wait_invocation(p, s->ids[i], "succeeded", 60));
+    assert_int_equal(harness_finish(p), 0);
+}
+
 static void test_store_cut_off_and_back(void **state)
 {
     struct pgserver *srv = *state;
@@ -122,63 +188,39 @@ static void test_store_cut_off_and_back(void **state)
     snprintf(conninfo, sizeof(conninfo), "host=%s port=%u dbname=cut user=postgres", SERVER_ADDR,
              srv->port);
     struct ignisd_proc p;
-    const char *args[] = {"--store", conninfo, NULL};
-    assert_int_equal(harness_start(&p, args), 0);
-    harness_push(&p, "hello-exec", "cut", NULL);
-    invoke_sync(&p);
-
-    enum { MAX = 256 };
-    char ids[MAX][64];
-    bool accepted[MAX] = {};
-    int n = 0;
-    accepted[n] = invoke_async(&p, n, ids[n]) == 202;
-    assert_true(accepted[n++]);
-
+    static struct sent s;
+    start_with_one(&p, conninfo, &s);
     link_set("down");
-    /* Found out: refused, not held. Those accepted meanwhile were committed before the cut. */
-    bool refused = false;
-    for (; n < MAX && !refused; n++) {
-        long status = invoke_async(&p, n, ids[n]);
-        accepted[n] = status == 202;
-        refused = status == 503;
-        if (!refused)
-            usleep(100 * 1000);
-    }
-    if (!refused) {
-        harness_print_log(&p);
-        fail_msg("%d async invocations accepted with the store cut off", n);
-    }
-    assert_true(harness_log_has(&p, "msg=\"the store is unreachable\""));
-    assert_true(harness_metric(&p, "ignis_store_up") == 0);
-    /* The daemon works on: a function it knows runs, its record waiting for the store. */
-    invoke_sync(&p);
-    assert_int_equal(invoke_async(&p, n++, ids[MAX - 1]), 503);
-
+    until_refused(&p, &s, "cut off");
     link_set("up");
-    int back = -1;
-    for (int tries = 0; tries < 300 && back < 0 && n < MAX; tries++, n++) {
-        accepted[n] = invoke_async(&p, n, ids[n]) == 202;
-        if (accepted[n])
-            back = n;
-        else
-            usleep(100 * 1000);
-    }
-    if (back < 0) {
-        harness_print_log(&p);
-        fail_msg("the store never came back for the daemon");
-    }
-    assert_true(harness_log_has(&p, "msg=\"the store is reachable again\""));
-    assert_true(harness_metric(&p, "ignis_store_up") == 1);
-    for (int i = 0; i < n; i++)
-        if (accepted[i])
-            cJSON_Delete(harness_wait_invocation(&p, ids[i], "succeeded", 60));
-    assert_int_equal(harness_finish(&p), 0);
+    until_back(&p, &s);
+}
+
+/* The server hangs (every process of it stopped, its sockets open: the kernel still accepts and
+ * acknowledges) under a daemon connected through its Unix socket, where no TCP timeout helps:
+ * the event loop's connection gives it up after DB_ANSWER_TIMEOUT_MS without an answer, and the
+ * daemon answers as when the store is away; once the server goes on, so does the daemon, and
+ * every 202 succeeds. */
+static void test_store_hangs_and_goes_on(void **state)
+{
+    struct pgserver *srv = *state;
+    _cleanup_free_ char *conninfo = NULL;
+    assert_int_equal(pgserver_database(srv, "hang", &conninfo), 0);
+    struct ignisd_proc p;
+    static struct sent s;
+    start_with_one(&p, conninfo, &s);
+    assert_true(pgserver_signal_all(srv, SIGSTOP) > 1);
+    until_refused(&p, &s, "hung");
+    assert_true(harness_log_has(&p, "no answer within"));
+    assert_true(pgserver_signal_all(srv, SIGCONT) > 1);
+    until_back(&p, &s);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_cut_off_and_back),
+        cmocka_unit_test(test_store_hangs_and_goes_on),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
