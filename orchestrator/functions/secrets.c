@@ -24,7 +24,22 @@ struct secrets {
     /* Shared, and this host's files were imported (the marker file exists): a file whose secret
      * the store lacks is removed. Before, only those the store has are written. */
     bool imported;
+    /* The last values (by nonce) that did not open with this host's key and were logged: each is
+     * logged once, not at every re-read. */
+    uint8_t told[64][SECRETS_NONCE_BYTES];
+    unsigned ntold;
 };
+
+/* Whether the value sealed with nonce was logged as unopenable already; remembers it if not. */
+static bool told_already(struct secrets *s, const uint8_t nonce[SECRETS_NONCE_BYTES])
+{
+    unsigned n = s->ntold < ARRAY_SIZE(s->told) ? s->ntold : ARRAY_SIZE(s->told);
+    for (unsigned i = 0; i < n; i++)
+        if (memcmp(s->told[i], nonce, SECRETS_NONCE_BYTES) == 0)
+            return true;
+    memcpy(s->told[s->ntold++ % ARRAY_SIZE(s->told)], nonce, SECRETS_NONCE_BYTES);
+    return false;
+}
 
 void secrets_path(const char *state_dir, const char *function, char *buf, size_t size)
 {
@@ -245,8 +260,9 @@ static int sync_row(void *userdata, const struct secret_row *row)
     explicit_bzero(value, len);
     if (r == -EBADMSG) {
         char path[4600];
-        log_error("a secret does not open with this host's secrets_key: absent on this host",
-                  "function=%s secret=%s", row->function, row->name);
+        if (!told_already(st->s, row->nonce))
+            log_error("a secret does not open with this host's secrets_key: absent on this host",
+                      "function=%s secret=%s", row->function, row->name);
         snprintf(path, sizeof(path), "%s/%s", dir, row->name);
         unlink(path);
         return 0;

@@ -91,6 +91,18 @@ bool harness_file_contains(const char *path, const char *needle)
     return found;
 }
 
+int harness_log_count(const struct ignisd_proc *p, const char *text)
+{
+    FILE *f = fopen(p->log_path, "r");
+    assert_non_null(f);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, text) != NULL;
+    fclose(f);
+    return n;
+}
+
 bool harness_log_has(const struct ignisd_proc *p, const char *text)
 {
     return harness_file_contains(p->log_path, text);

@@ -84,6 +84,8 @@ void harness_print_log(const struct ignisd_proc *p);
 bool harness_file_contains(const char *path, const char *needle);
 /* Whether the daemon's log holds text; the first line that does (free it), or NULL. */
 bool harness_log_has(const struct ignisd_proc *p, const char *text);
+/* How many lines of the daemon's log hold text. */
+int harness_log_count(const struct ignisd_proc *p, const char *text);
 char *harness_log_line(const struct ignisd_proc *p, const char *text);
 /* How many cgroup directories named PREFIX... the daemon's cgroup subtree holds, summed over
  * every hierarchy (a v1 host counts each controller's). */

@@ -245,6 +245,16 @@ static bool logged_unopened(void *arg)
            harness_file_contains(p->log_path, "secret=LATE");
 }
 
+static bool logged_twice(void *arg)
+{
+    return harness_log_count(arg, "secret=LATE") == 2;
+}
+
+static bool logged_other(void *arg)
+{
+    return harness_log_count(arg, "secret=OTHER") == 1;
+}
+
 static void test_another_key_cannot_open(void **state)
 {
     put_secret(&host[1], "LATE", value1, 201);
@@ -268,6 +278,12 @@ static void test_another_key_cannot_open(void **state)
     assert_int_equal(harness_request(&host[2], "GET", "/healthz", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
     client_response_clear(&r);
+    /* Each value it cannot open is logged once: the function's secrets read again (for another
+     * one set) log the new one, not LATE's again. */
+    wait_for(logged_twice, &host[2], "C logging LATE's new value");
+    put_secret(&host[0], "OTHER", value1, 201);
+    wait_for(logged_other, &host[2], "C logging OTHER");
+    assert_int_equal(harness_log_count(&host[2], "secret=LATE"), 2);
 }
 
 int main(void)

@@ -113,19 +113,6 @@ static void wait_replies(struct ignisd_proc *p, struct loader *l, size_t nl, con
     }
 }
 
-/* How many lines of the daemon's log hold needle. */
-static int log_count(const struct ignisd_proc *p, const char *needle)
-{
-    FILE *f = fopen(p->log_path, "r");
-    assert_non_null(f);
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof(line), f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
 /* A request that needs the store, while it is away: 503 store_unavailable with Retry-After. */
 static void expect_away(struct ignisd_proc *p, const char *method, const char *path,
                         const char *const *headers, const char *body)
@@ -243,8 +230,8 @@ static void test_store_away_and_back(void **state)
         pthread_join(l[i].thread, NULL);
     assert_true(harness_metric(&p, "ignis_store_up") == 1);
     assert_true(harness_metric(&p, "ignis_store_disconnects_total") == 1);
-    assert_int_equal(log_count(&p, "msg=\"the store is unreachable\""), 1);
-    assert_int_equal(log_count(&p, "msg=\"the store is reachable again\" away_s="), 1);
+    assert_int_equal(harness_log_count(&p, "msg=\"the store is unreachable\""), 1);
+    assert_int_equal(harness_log_count(&p, "msg=\"the store is reachable again\" away_s="), 1);
 
     /* Every reply was an answer: 202 or 503 store_unavailable with Retry-After for async, 200
      * for sync (or the same 503, should one have needed the store). */
@@ -327,8 +314,8 @@ static void test_stop_while_away(void **state)
     start_then_lose_store(&p, &conninfo);
     invoke_away(&p);
     assert_int_equal(harness_stop(&p), 0);
-    assert_int_equal(log_count(&p, "msg=\"statements not written: the store stayed unreachable"),
-                     1);
+    assert_int_equal(
+        harness_log_count(&p, "msg=\"statements not written: the store stayed unreachable"), 1);
 
     assert_int_equal(pgserver_start(pgserver_shared), 0);
     const char *args[] = {"--store", conninfo, NULL};
