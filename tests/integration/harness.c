@@ -91,6 +91,21 @@ bool harness_file_contains(const char *path, const char *needle)
     return found;
 }
 
+int harness_wait_exit(struct ignisd_proc *p, unsigned seconds)
+{
+    int wstatus;
+    for (unsigned i = 0; i < seconds * 100; i++) {
+        if (waitpid(p->pid, &wstatus, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+        }
+        usleep(10 * 1000);
+    }
+    harness_print_log(p);
+    fail_msg("the daemon did not exit of itself within %u s", seconds);
+    return -1;
+}
+
 int harness_log_count(const struct ignisd_proc *p, const char *text)
 {
     FILE *f = fopen(p->log_path, "r");

@@ -84,6 +84,9 @@ void harness_print_log(const struct ignisd_proc *p);
 bool harness_file_contains(const char *path, const char *needle);
 /* Whether the daemon's log holds text; the first line that does (free it), or NULL. */
 bool harness_log_has(const struct ignisd_proc *p, const char *text);
+/* Waits up to seconds for the daemon to exit of itself (a drain, a stop it was asked for
+ * through its API): its exit status (-1: a signal), or fails the test showing its log. */
+int harness_wait_exit(struct ignisd_proc *p, unsigned seconds);
 /* How many lines of the daemon's log hold text. */
 int harness_log_count(const struct ignisd_proc *p, const char *text);
 char *harness_log_line(const struct ignisd_proc *p, const char *text);

@@ -105,22 +105,6 @@ static long drain(struct ignisd_proc *p, const char *id)
     return status;
 }
 
-/* p's daemon exits within 30 s without a signal from the test: its exit status. */
-static int exits_by_itself(struct ignisd_proc *p)
-{
-    int wstatus;
-    for (int i = 0; i < 3000; i++) {
-        if (waitpid(p->pid, &wstatus, WNOHANG) == p->pid) {
-            p->pid = 0;
-            return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
-        }
-        usleep(10 * 1000);
-    }
-    harness_print_log(p);
-    fail_msg("the daemon did not stop by itself within 30 s");
-    return -1;
-}
-
 static void test_hosts_listed_live_then_gone(void **state)
 {
     _cleanup_free_ char *conninfo = NULL;
@@ -195,11 +179,11 @@ static void test_hosts_listed_live_then_gone(void **state)
         fail_msg("ignis host drain host-c: exit %d: %s%s", rc, out, err);
     free(out);
     free(err);
-    assert_int_equal(exits_by_itself(&host[2]), 0);
+    assert_int_equal(harness_wait_exit(&host[2], 30), 0);
     harness_wait_until(a_sees, &c_gone, 10, "host-c shown gone once drained", host, 2);
     assert_int_equal(drain(&host[0], "host-c"), 409);
     assert_int_equal(drain(&host[1], "host-b"), 202);
-    assert_int_equal(exits_by_itself(&host[1]), 0);
+    assert_int_equal(harness_wait_exit(&host[1], 30), 0);
     assert_int_equal(harness_finish(&host[0]), 0);
     for (int i = 1; i < HOSTS; i++) /* stopped already */
         assert_int_equal(harness_cleanup(&host[i]), 0);

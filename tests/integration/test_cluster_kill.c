@@ -511,14 +511,7 @@ static void test_drain_a_host_under_load(void **state)
         snprintf(body, sizeof(body), "{\"ms\": %d}", 20 + i * 37 % 181);
         harness_invoke_async(&hosts[h], "work", body, NULL, inv[i], NULL);
     }
-    int wstatus = -1;
-    for (int t = 0; t < WAIT_S * 100 && waitpid(hosts[b].pid, &wstatus, WNOHANG) == 0; t++)
-        usleep(10 * 1000);
-    if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
-        harness_print_log(&hosts[b]);
-        fail_msg("the drained host did not exit 0 by itself");
-    }
-    hosts[b].pid = 0;
+    assert_int_equal(harness_wait_exit(&hosts[b], WAIT_S), 0);
     for (int i = 0; i < DRAIN_N; i++) {
         cJSON *got = harness_wait_invocation(&hosts[0], inv[i], "succeeded", WAIT_S);
         if (cJSON_GetObjectItem(got, "attempts")->valueint != 1)

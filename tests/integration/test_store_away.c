@@ -325,6 +325,29 @@ static void test_stop_while_away(void **state)
     assert_int_equal(harness_finish(&p), 0);
 }
 
+/* A drain of this host asked through its API while the store is away: this host is known
+ * without the store, so the drain is taken (202) and the daemon stops as on SIGTERM, exiting 0. */
+static void test_drain_while_away(void **state)
+{
+    char *conninfo, path[4200], *id = NULL;
+    struct ignisd_proc p;
+    start_then_lose_store(&p, &conninfo);
+    snprintf(path, sizeof(path), "%s/host-id", p.state_dir);
+    assert_int_equal(read_file(path, 256, &id, NULL), 0);
+    id[strcspn(id, "\n")] = '\0';
+    snprintf(path, sizeof(path), "/v1/hosts/%s/drain", id);
+    struct client_response r;
+    assert_int_equal(harness_request(&p, "POST", path, NULL, NULL, 0, &r), 0);
+    if (r.status != 202)
+        fail_msg("drain while the store is away: %ld %s", r.status, r.body);
+    client_response_clear(&r);
+    assert_int_equal(harness_wait_exit(&p, 30), 0);
+    assert_int_equal(pgserver_start(pgserver_shared), 0);
+    assert_int_equal(harness_cleanup(&p), 0);
+    free(id);
+    free(conninfo);
+}
+
 /* The request call makes while the store goes away under it: a row it writes waits (behind one
  * of the same key that this test's own transaction inserts, holder_sql, and holds), and the
  * server stops. The request is answered while the store stays away: 503 store_unavailable with
@@ -458,9 +481,8 @@ static void test_delete_while_away(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_store_away_and_back),
-        cmocka_unit_test(test_stop_while_away),
-        cmocka_unit_test(test_accept_cut_by_loss),
+        cmocka_unit_test(test_store_away_and_back), cmocka_unit_test(test_stop_while_away),
+        cmocka_unit_test(test_drain_while_away),    cmocka_unit_test(test_accept_cut_by_loss),
         cmocka_unit_test(test_delete_while_away),
     };
     return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
