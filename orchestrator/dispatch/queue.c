@@ -72,15 +72,16 @@ bool queue_take_here(struct dispatch *d, struct fn_state *fn)
 {
     if (!d->lease_owner || !d->host_lock || d->stopping || fn->removing)
         return false;
-    size_t have = held(fn) + fn->submitting, taking = fn->taking;
+    size_t here = held(fn), submitting = fn->submitting, taking = fn->taking;
     for (const struct fn_state *v = fn->versions; v; v = v->vnext) {
-        have += v->submitting;
+        submitting += v->submitting;
         taking += v->taking;
     }
     /* Taken while each of its slots here has at most one attempt waiting behind the one it
      * runs: it starts within about an attempt's time, as a row this host would claim at once
      * does, and a deeper backlog is left for whichever host has room. */
-    return have < manifest_max_concurrency(fn->manifest) && held(fn) + taking < 2 * slots(fn);
+    return here + submitting < manifest_max_concurrency(fn->manifest) &&
+           here + taking < 2 * slots(fn);
 }
 
 struct claim_pass {

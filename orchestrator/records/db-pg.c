@@ -175,13 +175,15 @@ static PGresult *answer(struct pg *db, int ok)
     uint64_t deadline = now_usec() + (uint64_t)ms * 1000;
     PGresult *kept = NULL, *res;
     for (;;) {
-        while (PQisBusy(db->c)) {
+        while (PQisBusy(db->c) && PQsocket(db->c) >= 0) {
             struct pollfd p = {.fd = PQsocket(db->c), .events = POLLIN};
             uint64_t now = now_usec();
             int n = poll(&p, 1,
                          !ms              ? -1
                          : now < deadline ? (int)((deadline - now + 999) / 1000)
                                           : 0);
+            if (n < 0 && errno != EINTR)
+                break; /* PQgetResult says what became of the statement */
             if (n == 0) {
                 PQclear(kept);
                 db_note(&db->base, ENOTCONN, "the store is unreachable: no answer within %d s",

@@ -2,13 +2,23 @@
 
 #include "records/store-internal.h"
 
+/* A host's figures as statement values, in their columns' order (containers_ready,
+ * containers_busy, memory_used, memory_budget, invocations_per_s). */
+#define FIGURE_VALUES 5
+static void figure_values(const struct host_figures *f, struct db_value ret[FIGURE_VALUES])
+{
+    ret[0] = DV_I(f->containers_ready);
+    ret[1] = DV_I(f->containers_busy);
+    ret[2] = DV_I(f->memory_used);
+    ret[3] = DV_I(f->memory_budget);
+    ret[4] = DV_F(f->invocations_per_s);
+}
+
 int hosts_store_register(struct store *s, const struct host_row *h, struct ig_error *err)
 {
-    const struct host_figures *f = &h->figures;
-    const struct db_value v[] = {
-        DV_S(h->host_id),     DV_S(h->advertise),        DV_S(h->version),
-        DV_I(h->started_us),  DV_I(f->containers_ready), DV_I(f->containers_busy),
-        DV_I(f->memory_used), DV_I(f->memory_budget),    DV_F(f->invocations_per_s)};
+    struct db_value v[4 + FIGURE_VALUES] = {DV_S(h->host_id), DV_S(h->advertise), DV_S(h->version),
+                                            DV_I(h->started_us)};
+    figure_values(&h->figures, v + 4);
     if (db_exec(s->db,
                 "INSERT INTO hosts (host_id, advertise, version, started_at, heartbeat_at, "
                 "containers_ready, containers_busy, memory_used, memory_budget, "
@@ -25,13 +35,8 @@ int hosts_store_register(struct store *s, const struct host_row *h, struct ig_er
 int hosts_store_heartbeat(struct journal *j, const char *host_id, int64_t now_us,
                           const struct host_figures *f, journal_done_fn done, void *userdata)
 {
-    const struct db_value v[] = {DV_S(host_id),
-                                 DV_I(now_us),
-                                 DV_I(f->containers_ready),
-                                 DV_I(f->containers_busy),
-                                 DV_I(f->memory_used),
-                                 DV_I(f->memory_budget),
-                                 DV_F(f->invocations_per_s)};
+    struct db_value v[2 + FIGURE_VALUES] = {DV_S(host_id), DV_I(now_us)};
+    figure_values(f, v + 2);
     return journal_submit_lazy(j,
                                "UPDATE hosts SET heartbeat_at = $2, containers_ready = $3, "
                                "containers_busy = $4, memory_used = $5, memory_budget = $6, "

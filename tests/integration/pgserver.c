@@ -387,6 +387,12 @@ long long pgserver_query_int(const char *conninfo, const char *sql)
 
 struct pgserver *pgserver_shared;
 
+long long pgserver_double_billed(const char *conninfo)
+{
+    return pgserver_query_int(conninfo, "SELECT count(*) FROM (SELECT id, attempt FROM usage "
+                                        "GROUP BY id, attempt HAVING count(*) > 1) x");
+}
+
 int pgserver_group_setup(void **state)
 {
     harness_require_root();

@@ -58,6 +58,10 @@ int pgserver_signal_all(struct pgserver *srv, int sig);
  * closed), or -1 after printing why: a test's count of rows. */
 long long pgserver_query_int(const char *conninfo, const char *sql);
 
+/* How many (invocation, attempt) pairs the usage ledger of the database at conninfo bills more
+ * than once (-1 after printing why it could not tell). */
+long long pgserver_double_billed(const char *conninfo);
+
 /* For a test program that needs its own server whatever IGNIS_TEST_STORE says: a cmocka group
  * setup that makes pgserver_shared (root required: harness_require_root) and its teardown. */
 extern struct pgserver *pgserver_shared;
