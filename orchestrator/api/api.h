@@ -9,6 +9,8 @@
 #include "base/http.h"
 
 struct auth;
+struct cluster;
+struct forwarder;
 struct dispatch;
 struct event_router;
 struct journal;
@@ -32,6 +34,10 @@ struct api {
     /* The last 15 minutes per function (records/series.h), sampled by the daemon's timer. */
     struct series *series;
     struct secrets *secrets; /* functions/secrets.h: this host's files, or shared */
+    /* Placement of sync invocations across hosts (#17): the peers as this host sees them and
+     * its forwards (forward.h); both NULL on one host or without a cluster_key. */
+    struct cluster *cluster;
+    struct forwarder *forwarder;
     const char *state_dir;
     const char *host_id;   /* this host's, in the hosts table (records/hosts_store.h) */
     uint64_t started_usec; /* monotonic */

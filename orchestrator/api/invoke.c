@@ -5,6 +5,7 @@
 #include "api/api.h"
 #include "api/auth.h"
 #include "api/errors.h"
+#include "api/forward.h"
 #include "dispatch/dispatch.h"
 
 /* The status of a sync invocation's reply for its outcome. */
@@ -51,6 +52,12 @@ static void set_route_headers(struct http_request *req, int64_t version, const c
 static void reply_outcome(struct http_request *req, struct dispatch_result *r)
 {
     char buf[32];
+    if (http_request_header(req, "Ignis-Forwarded")) {
+        /* What the forwarding host takes off its round trip to measure the hop (forward.c). */
+        snprintf(buf, sizeof(buf), "ignis;dur=%.3f",
+                 (double)(now_usec() - http_request_handled_usec(req)) / 1e3);
+        http_set_header(req, "Server-Timing", buf);
+    }
     http_set_header(req, "Ignis-Invocation-Id", r->id);
     set_route_headers(req, r->version, r->alias);
     http_set_header(req, "Ignis-Cold-Start", r->cold ? "true" : "false");
@@ -90,10 +97,12 @@ static void on_sync_client_gone(struct http_request *req, void *userdata)
         dispatch_sync_cancel(inv);
 }
 
-static void invoke_sync(struct http_request *req, struct dispatch *d,
-                        const struct dispatch_route *route)
+void invoke_sync_here(struct http_request *req, struct api *a, const struct dispatch_route *route)
 {
+    struct dispatch *d = a->dispatch;
     size_t len;
+    if (a->host_id)
+        http_set_header(req, "Ignis-Host", a->host_id);
     const char *body = http_request_body(req, &len);
     const struct http_caller *caller = http_request_caller(req);
     struct ig_error err = {};
@@ -105,6 +114,26 @@ static void invoke_sync(struct http_request *req, struct dispatch *d,
     }
     if (inv)
         http_request_set_context(req, inv, on_sync_client_gone);
+}
+
+/* Here when it has a warm, free container (or is a version's, or the request was forwarded);
+ * else where placement says (forward.h). */
+static void invoke_sync(struct http_request *req, struct api *a, const char *name,
+                        struct dispatch_route *route)
+{
+    bool warm_only;
+    int fw = forward_received(req, a, route, &warm_only);
+    if (fw < 0)
+        return;
+    bool free_here = dispatch_fn_has_free(route->fn);
+    if (fw == 1 && warm_only && !free_here) {
+        forward_refuse_cold(req, name);
+        return;
+    }
+    if (fw == 0 && !free_here && dispatch_fn_is_current(route->fn) &&
+        forward_place(req, a, name, route))
+        return;
+    invoke_sync_here(req, a, route);
 }
 
 /* ---- async ---- */
@@ -303,7 +332,7 @@ void api_post_invoke(struct http_request *req, void *userdata)
     if (async)
         invoke_async(req, a->dispatch, &route);
     else
-        invoke_sync(req, a->dispatch, &route);
+        invoke_sync(req, a, name, &route);
 }
 
 void api_get_invocation(struct http_request *req, void *userdata)

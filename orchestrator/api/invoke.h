@@ -4,5 +4,10 @@
 
 #include "base/http.h"
 
+struct api;
+struct dispatch_route;
+
 void api_post_invoke(struct http_request *req, void *userdata);
 void api_get_invocation(struct http_request *req, void *userdata);
+/* Runs a sync invocation as routed on this host (its reply names the host: Ignis-Host). */
+void invoke_sync_here(struct http_request *req, struct api *a, const struct dispatch_route *route);

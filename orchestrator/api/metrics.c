@@ -4,6 +4,7 @@
 
 #include "api/api.h"
 #include "api/auth.h"
+#include "api/forward.h"
 #include "config.h"
 #include "dispatch/dispatch.h"
 #include "dispatch/scaler.h"
@@ -430,8 +431,8 @@ static void render_usage(struct metrics_buf *b, const struct rows *rows)
     }
 }
 
-int api_metrics_render(struct dispatch *d, struct journal *j, const char *host_id,
-                       uint64_t started_usec, char **ret_text, size_t *ret_len)
+int api_metrics_render(struct dispatch *d, struct journal *j, const struct forwarder *fw,
+                       const char *host_id, uint64_t started_usec, char **ret_text, size_t *ret_len)
 {
     struct metrics_buf b = {};
     static const uint64_t zeros[64] = {}; /* at least metrics_latency_nbounds + 1 */
@@ -450,6 +451,7 @@ int api_metrics_render(struct dispatch *d, struct journal *j, const char *host_i
     render_invocations(&b, &rows, &empty);
     render_usage(&b, &rows);
     render_host(&b);
+    forward_metrics(fw, &b);
     if (host.has_stock)
         render_stock(&b, &host.stock);
     free(rows.v);
@@ -464,7 +466,8 @@ void api_get_metrics(struct http_request *req, void *userdata)
     struct api *a = userdata;
     char *text;
     size_t len;
-    if (api_metrics_render(a->dispatch, a->journal, a->host_id, a->started_usec, &text, &len) < 0) {
+    if (api_metrics_render(a->dispatch, a->journal, a->forwarder, a->host_id, a->started_usec,
+                           &text, &len) < 0) {
         http_reply_error(req, 500, "internal", "out of memory");
         return;
     }

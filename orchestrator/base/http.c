@@ -91,11 +91,12 @@ struct http_request {
     size_t body_len, body_cap;
     bool body_too_large; /* a chunked body went past the route's limit: the rest is discarded */
     size_t discarded;
-    bool close;     /* the reply says Connection: close (the request's framing was refused) */
-    bool handled;   /* the handler has been called */
-    bool replied;   /* a response was queued: any further body is discarded */
-    bool suspended; /* the connection is suspended waiting for a deferred reply */
-    int watch_fd;   /* its socket, watched for the peer going away while suspended; or -1 */
+    bool close;   /* the reply says Connection: close (the request's framing was refused) */
+    bool handled; /* the handler has been called */
+    uint64_t handled_usec; /* then (monotonic) */
+    bool replied;          /* a response was queued: any further body is discarded */
+    bool suspended;        /* the connection is suspended waiting for a deferred reply */
+    int watch_fd;          /* its socket, watched for the peer going away while suspended; or -1 */
     struct MHD_Response *response;
     unsigned status;
     struct {
@@ -648,6 +649,11 @@ const char *http_request_peer(struct http_request *req)
     return req->peer;
 }
 
+uint64_t http_request_handled_usec(const struct http_request *req)
+{
+    return req->handled_usec;
+}
+
 const struct http_caller *http_request_caller(const struct http_request *req)
 {
     return req->has_caller ? &req->caller : NULL;
@@ -946,6 +952,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     }
     if (!req->handled) {
         req->handled = true;
+        req->handled_usec = now_usec();
         req->route->fn(req, s->userdata);
     }
     if (req->response)

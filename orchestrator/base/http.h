@@ -107,6 +107,8 @@ const char *http_request_body(const struct http_request *req, size_t *ret_len);
 /* The peer's address as text ("127.0.0.1"). */
 const char *http_request_peer(struct http_request *req);
 
+/* When its handler was called (the whole request was in): monotonic microseconds. */
+uint64_t http_request_handled_usec(const struct http_request *req);
 /* The caller the authorize hook recorded; NULL on a route that needs none. */
 const struct http_caller *http_request_caller(const struct http_request *req);
 void http_request_set_caller(struct http_request *req, const struct http_caller *caller);

@@ -18,6 +18,8 @@
 #include "records/fnlog.h"
 #include "functions/secrets.h"
 #include "records/hosts_store.h"
+#include "api/forward.h"
+#include "dispatch/cluster.h"
 #include "base/fdlimit.h"
 #include "base/log.h"
 #include "records/telemetry.h"
@@ -421,6 +423,7 @@ static void on_change(void *userdata, const char *kind, const char *name)
             r = auth_reload(d->auth, &e);
         if (r == 0)
             r = secrets_sync(d->secrets, NULL, &e);
+        cluster_warm_changed(d->api.cluster, NULL);
     } else if (streq(kind, CHANGES_SECRET)) {
         r = secrets_sync(d->secrets, name, &e);
     } else if (streq(kind, CHANGES_FUNCTION)) {
@@ -433,10 +436,55 @@ static void on_change(void *userdata, const char *kind, const char *name)
         dispatch_queue_wake(d->dispatch, name);
     } else if (streq(kind, CHANGES_DRAIN) && streq(name, d->opts.host_id)) {
         r = drain_soon(d);
+    } else if (streq(kind, CHANGES_WARM)) {
+        cluster_warm_changed(d->api.cluster, name);
     }
     if (r < 0)
         log_error("applying a change made on another host failed", "kind=%s name=%s error=\"%s\"",
                   kind ? kind : "*", name ? name : "*", e.code ? e.message : strerror(-r));
+}
+
+/* This host's warm capacity changed (dispatch_hooks.warm): its row in warm_capacity, and once
+ * a flush's rows are submitted (function NULL), the announcement peers re-read them on. */
+static void on_warm(void *userdata, const char *function, bool warm)
+{
+    struct daemon *d = userdata;
+    int r = function ? hosts_store_warm(d->journal, d->opts.host_id, function, warm)
+                     : changes_announce(d->journal, CHANGES_WARM, d->opts.host_id, NULL, NULL);
+    if (r < 0)
+        log_warn("publishing this host's warm capacity failed", "function=%s error=\"%s\"",
+                 function ? function : "*", strerror(-r));
+}
+
+/* Sync invocations placed across the hosts (#17): with a PostgreSQL store and a cluster_key,
+ * the view of the peers and the forwarder; else neither (each host runs what it is sent). */
+static int start_cluster(struct daemon *d, bool shared, struct ig_error *err)
+{
+    if (!d->opts.cluster_key[0]) {
+        if (shared)
+            log_info("sync invocations run where they arrive: set cluster_key (the same file on "
+                     "every host) to forward them to hosts with warm containers");
+        return 0;
+    }
+    if (!shared) {
+        log_warn("cluster_key unused: with SQLite there is one host");
+        return 0;
+    }
+    uint8_t key[SECRETS_KEY_BYTES];
+    int r = secrets_key_load(d->opts.cluster_key, key, err);
+    if (r == 0)
+        r = forwarder_new(d->loop, d->opts.host_id, key, &d->api.forwarder, err);
+    explicit_bzero(key, sizeof(key));
+    if (r == 0)
+        r = cluster_new(d->loop, d->store, d->journal, d->opts.host_id, &d->api.cluster, err);
+    if (r < 0) {
+        ig_error_prefix(err, "cluster_key %s", d->opts.cluster_key);
+        return r;
+    }
+    struct dispatch_hooks hooks = *dispatch_get_hooks(d->dispatch);
+    hooks.warm = on_warm;
+    dispatch_set_hooks(d->dispatch, &hooks);
+    return 0;
 }
 
 /* Secrets (functions/secrets.h): shared through a PostgreSQL store when a secrets_key is set,
@@ -644,6 +692,8 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
         goto fail;
     default_advertise(d, http_server_port(d->http));
     r = register_host(d, shared, err);
+    if (r == 0)
+        r = start_cluster(d, shared, err);
     if (r < 0)
         goto fail;
     char store_name[600];
@@ -682,6 +732,11 @@ void daemon_free(struct daemon *d)
     sampler_free(d->sampler);
     changes_free(d->changes);
     d->changes = NULL;
+    /* Forwards still waiting for a peer get 503 (the peer runs them to their end). */
+    forwarder_free(d->api.forwarder);
+    d->api.forwarder = NULL;
+    cluster_free(d->api.cluster);
+    d->api.cluster = NULL;
     dispatch_close(d->dispatch);
     /* Its last rows go through the journal, still open. */
     sinks_free(d->sinks);

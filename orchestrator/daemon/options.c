@@ -28,6 +28,10 @@ const char options_usage[] =
     "                       encrypted under this key: 32 random bytes, mode 0600, the same\n"
     "                       file on every host (head -c 32 /dev/urandom > FILE); without it\n"
     "                       each host keeps its own secrets\n"
+    "  --cluster-key FILE   lets the hosts of the PostgreSQL store forward sync invocations\n"
+    "                       to each other, signed with this key (the same format as\n"
+    "                       --secrets-key, the same file on every host); without it each\n"
+    "                       host runs what it is sent\n"
     "  --log-level LEVEL    debug, info, warn or error (default info)\n"
     "  --images-dir DIR     where the runtime images are (default STATE_DIR/images)\n"
     "  --queue-max N        invocations a function may have waiting before 429 (default 1000)\n"
@@ -166,6 +170,10 @@ int options_set(struct ignisd_options *o, const char *key, const char *value, st
         if (!value[0] || strlen(value) >= sizeof(o->secrets_key))
             return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
         strcpy(o->secrets_key, value);
+    } else if (key_is(key, "cluster-key")) {
+        if (!value[0] || strlen(value) >= sizeof(o->cluster_key))
+            return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
+        strcpy(o->cluster_key, value);
     } else if (key_is(key, "images-dir")) {
         if (!value[0] || strlen(value) >= sizeof(o->images_dir))
             return ig_error_set(err, EINVAL, "'%s' is empty or too long", value);
@@ -316,6 +324,7 @@ int options_parse(struct ignisd_options *o, int argc, char **argv, enum options_
         {"host-id", required_argument, NULL, 'j'},
         {"advertise", required_argument, NULL, 'a'},
         {"secrets-key", required_argument, NULL, 'y'},
+        {"cluster-key", required_argument, NULL, 'g'},
         {"queue-max", required_argument, NULL, 'Q'},
         {"keep-versions", required_argument, NULL, 'K'},
         {"usage-retention-days", required_argument, NULL, 'U'},

@@ -23,6 +23,9 @@ struct ignisd_options {
      * PostgreSQL store, secrets are shared through it sealed under this key (functions/secrets.h).
      * Empty: each host keeps its own. */
     char secrets_key[4096];
+    /* A file of 32 random bytes the hosts of a PostgreSQL store share: they forward sync
+     * invocations to each other signed with it (api/forward.h). Empty: no forwarding. */
+    char cluster_key[4096];
     uint32_t queue_max;     /* per function */
     uint32_t keep_versions; /* versions kept per function, beside alias targets (default 10) */
     uint32_t usage_retention_days;        /* the usage ledger's rows (default 30) */

@@ -173,6 +173,11 @@ struct fn_state {
     unsigned spawn_failures;       /* consecutive: spawning backs off */
     uint64_t spawn_not_before_us;
     bool removing;
+    /* The function's own state: whether it has a warm, free container (dispatch_warm_note),
+     * whether the warm hook was last told so, and its place in the dispatcher's list of those
+     * to tell at the next flush. */
+    bool warm, warm_told, warm_dirty;
+    struct fn_state *warm_next;
     /* A stand-in for a deleted function whose invocation was recovered at start (recover_one):
      * not in the dispatcher's list, it only carries the record's fields. */
     bool ghost;
@@ -203,6 +208,10 @@ struct dispatch {
     void (*stopped)(void *userdata);
     void *stopped_userdata;
     struct loop_timer *tick;
+    /* Functions whose warm capacity changed since the warm hook was last told, told together
+     * once warm_timer is due (dispatch_warm_note). */
+    struct fn_state *warm_dirty;
+    struct loop_timer *warm_timer;
     struct loop_timer *grace_timer;
     uint64_t worker_seq;
     size_t live_workers;
@@ -274,6 +283,11 @@ bool queue_lease_short(const struct manifest *m, int64_t lease_until_us, int64_t
 struct fn_state *dispatch_state_new(struct dispatch *d, const char *name);
 void dispatch_state_free(struct fn_state *fn);
 void dispatch_state_link(struct fn_state *fn);
+/* fn's ready containers may have gone to or from none: the warm hook hears of it within
+ * DISPATCH_WARM_FLUSH_US, when the function's own state's did and stayed so (a flip and back
+ * in between is not told). Call after every change of nready or removing. */
+#define DISPATCH_WARM_FLUSH_US (50 * 1000)
+void dispatch_warm_note(struct fn_state *fn);
 /* Adds s's own pool and queue counters to o: ready, busy, spawning, draining, queue_depth,
  * in_flight (GET /v1/functions/{name}'s live, and each of its versions). */
 void dispatch_state_counts(const struct fn_state *s, cJSON *o);

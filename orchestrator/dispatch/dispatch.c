@@ -90,6 +90,16 @@ bool dispatch_fn_removing(const struct fn_state *fn)
     return fn->removing;
 }
 
+bool dispatch_fn_is_current(const struct fn_state *fn)
+{
+    return !fn->of;
+}
+
+bool dispatch_fn_has_free(const struct fn_state *fn)
+{
+    return fn->nready > 0;
+}
+
 size_t dispatch_fn_waiting(const struct fn_state *fn)
 {
     return fn->queued + fn->submitting;
@@ -992,10 +1002,64 @@ void dispatch_state_link(struct fn_state *fn)
     fn->d->fns = fn;
 }
 
+/* Tells the warm hook what changed and stayed changed since it was last told. */
+static void warm_flush(struct dispatch *d)
+{
+    bool told = false;
+    while (d->warm_dirty) {
+        struct fn_state *fn = d->warm_dirty;
+        d->warm_dirty = fn->warm_next;
+        fn->warm_dirty = false;
+        if (fn->warm != fn->warm_told && d->hooks.warm) {
+            fn->warm_told = fn->warm;
+            d->hooks.warm(d->hooks.userdata, fn->name, fn->warm);
+            told = true;
+        }
+    }
+    if (told)
+        d->hooks.warm(d->hooks.userdata, NULL, false);
+}
+
+static void on_warm_due(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct dispatch *d = userdata;
+    d->warm_timer = NULL;
+    warm_flush(d);
+}
+
+void dispatch_warm_note(struct fn_state *fn)
+{
+    struct dispatch *d = fn->d;
+    if (fn->of || fn->ghost || !d->hooks.warm)
+        return;
+    bool warm = fn->nready > 0 && !fn->removing && !d->stopping;
+    if (warm == fn->warm)
+        return;
+    fn->warm = warm;
+    if (!fn->warm_dirty) {
+        fn->warm_dirty = true;
+        fn->warm_next = d->warm_dirty;
+        d->warm_dirty = fn;
+    }
+    if (!d->warm_timer)
+        loop_add_timer(d->loop, now_usec() + DISPATCH_WARM_FLUSH_US, on_warm_due, d,
+                       &d->warm_timer);
+}
+
 void dispatch_state_free(struct fn_state *fn)
 {
     if (!fn)
         return;
+    if (fn->warm_dirty)
+        for (struct fn_state **p = &fn->d->warm_dirty; *p; p = &(*p)->warm_next)
+            if (*p == fn) {
+                *p = fn->warm_next;
+                break;
+            }
+    if (fn->warm_told && fn->d->hooks.warm) {
+        fn->d->hooks.warm(fn->d->hooks.userdata, fn->name, false);
+        fn->d->hooks.warm(fn->d->hooks.userdata, NULL, false);
+    }
     if (fn->tpl) /* the pool watches it, and workers of another state may wait for it */
         fn->d->pool->forget(fn);
     free(fn->by_version);
@@ -1147,6 +1211,7 @@ int dispatch_function_remove(struct dispatch *d, const char *name, void (*done)(
     if (!fn)
         return -ENOENT;
     fn->removing = true;
+    dispatch_warm_note(fn);
     fn->removed = done;
     fn->removed_userdata = userdata;
     /* A delete drains: what was accepted before it (queued, or waiting for a cold container)
@@ -1777,6 +1842,11 @@ void dispatch_set_hooks(struct dispatch *d, const struct dispatch_hooks *hooks)
     d->hooks = *hooks;
 }
 
+const struct dispatch_hooks *dispatch_get_hooks(const struct dispatch *d)
+{
+    return &d->hooks;
+}
+
 void dispatch_set_stock(struct dispatch *d, struct container_stock *stock)
 {
     d->stock = stock;
@@ -1840,8 +1910,10 @@ void dispatch_shutdown(struct dispatch *d, void (*stopped)(void *userdata), void
     d->stopped_userdata = userdata;
     queue_stop(d);
     queue_hand_back(d);
-    for (struct fn_state *fn = d->fns; fn; fn = fn->next)
+    for (struct fn_state *fn = d->fns; fn; fn = fn->next) {
         fail_queued(fn, ESHUTDOWN, "shutting_down", "ignisd is shutting down", true);
+        dispatch_warm_note(fn); /* peers forward nothing more here */
+    }
     loop_add_timer(d->loop, now_usec() + d->opts.shutdown_grace_ms * 1000, on_grace_over, d,
                    &d->grace_timer);
     loop_add_timer(d->loop, now_usec(), on_shutdown_tick, d, NULL);
@@ -1863,7 +1935,15 @@ void dispatch_close(struct dispatch *d)
         fail_queued(fn, ESHUTDOWN, "shutting_down", "ignisd is shutting down", true);
         while (fn->workers)
             d->pool->kill(fn->workers, NULL);
+        dispatch_warm_note(fn);
     }
+    /* The last of the warm capacity goes through the journal, which the daemon frees next: the
+     * hook is not called after this. */
+    if (d->warm_timer)
+        loop_cancel_timer(d->loop, d->warm_timer);
+    d->warm_timer = NULL;
+    warm_flush(d);
+    d->hooks.warm = NULL;
     /* Once no worker is left to wait for one (a worker may wait for another state's). */
     for (struct fn_state *fn = d->fns; fn; fn = fn->next)
         if (fn->tpl)

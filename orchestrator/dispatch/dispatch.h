@@ -73,6 +73,10 @@ struct dispatch_hooks {
      * such events are logged and dropped. */
     void (*emitted)(void *userdata, struct fn_state *fn, struct inv *inv,
                     const struct proto_msg *m);
+    /* function's current version went from no ready container (one with a free slot) to some
+     * (warm true), or back (#17: peers forward sync invocations to a host with warm capacity).
+     * Called as it changes: the hook coalesces. */
+    void (*warm)(void *userdata, const char *function, bool warm);
     void *userdata;
 };
 
@@ -80,8 +84,9 @@ void dispatch_options_defaults(struct dispatch_options *o, const char *state_dir
 
 int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_manager *cg,
                  const struct dispatch_options *opts, struct dispatch **ret, struct ig_error *err);
-/* Replaces the hooks (copied). */
+/* Replaces the hooks (copied); the hooks set now. */
 void dispatch_set_hooks(struct dispatch *d, const struct dispatch_hooks *hooks);
+const struct dispatch_hooks *dispatch_get_hooks(const struct dispatch *d);
 /* The stock the pool's containers take namespaces and cgroups from (container.h); NULL: none. */
 void dispatch_set_stock(struct dispatch *d, struct container_stock *stock);
 /* The options it runs with (images_dir, queue_max, ...). */
@@ -124,6 +129,11 @@ struct fn_state *dispatch_next(const struct fn_state *fn);
 const char *dispatch_fn_name(const struct fn_state *fn);
 /* The manifest of the version it runs now. */
 const struct manifest *dispatch_fn_manifest(const struct fn_state *fn);
+/* Whether fn (a route's state) has a ready container with a free slot now: an invocation
+ * would start at once, without a cold start. */
+bool dispatch_fn_has_free(const struct fn_state *fn);
+/* Whether fn is a function's own state (its current version), not a version's. */
+bool dispatch_fn_is_current(const struct fn_state *fn);
 /* Being deleted: it takes no new invocations. */
 bool dispatch_fn_removing(const struct fn_state *fn);
 /* Invocations its queue holds or will hold (queued, and async ones not yet durable): what

@@ -39,6 +39,7 @@ static void worker_set_state(struct worker *w, enum worker_state st)
     w->state = st;
     if (counts[st])
         (*counts[st])++;
+    dispatch_warm_note(fn);
 }
 
 static void unwatch(struct worker *w)

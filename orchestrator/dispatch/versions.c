@@ -109,6 +109,8 @@ static void move_all(struct fn_state *from, struct fn_state *to, bool idle_retir
         from->inflight -= w->inflight;
         to->inflight += w->inflight;
     }
+    dispatch_warm_note(from);
+    dispatch_warm_note(to);
 }
 
 int versions_switch(struct fn_state *fn, int64_t version, const struct manifest *m,

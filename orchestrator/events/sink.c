@@ -3,9 +3,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
-#include <sys/epoll.h>
 
 #include "base/cloudevents.h"
+#include "base/curl_loop.h"
 #include "records/invocation.h"
 #include "base/log.h"
 #include "records/sinks_store.h"
@@ -32,8 +32,7 @@ struct sinks {
     struct store *store;
     struct journal *journal;
     struct sink_options opts;
-    CURLM *multi;
-    struct loop_timer *curl_timer;
+    struct curl_loop *curl;
     struct delivery *all;
     struct delivery *waiting_head, *waiting_tail; /* due, waiting for a free transfer slot */
     size_t active;
@@ -142,7 +141,7 @@ static void delivery_free(struct delivery *dl)
     if (dl->timer)
         loop_cancel_timer(s->loop, dl->timer);
     if (dl->easy) {
-        curl_multi_remove_handle(s->multi, dl->easy);
+        curl_loop_remove(s->curl, dl->easy);
         curl_easy_cleanup(dl->easy);
         s->active--;
     }
@@ -257,7 +256,7 @@ static void attempt(struct delivery *dl)
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, dl->errbuf);
     curl_easy_setopt(e, CURLOPT_PRIVATE, dl);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "ignisd-sink/1");
-    if (curl_multi_add_handle(s->multi, e) != CURLM_OK) {
+    if (curl_loop_add(s->curl, e) < 0) {
         curl_easy_cleanup(e);
         attempt_failed(dl, 0, "not started: libcurl refused the transfer");
         return;
@@ -274,7 +273,6 @@ static void attempt_done(struct delivery *dl, CURLcode code)
     char error[CURL_ERROR_SIZE + 64];
 
     curl_easy_getinfo(dl->easy, CURLINFO_RESPONSE_CODE, &http_status);
-    curl_multi_remove_handle(s->multi, dl->easy);
     curl_easy_cleanup(TAKE_PTR(dl->easy));
     s->active--;
 
@@ -309,73 +307,13 @@ static void start_waiting(struct sinks *s)
     }
 }
 
-static void check_done(struct sinks *s)
+/* A transfer ended (curl_loop): its attempt is over, and a waiting delivery may start. */
+static void on_transfer_done(CURL *e, CURLcode code, void *userdata)
 {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(s->multi, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        struct delivery *dl = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&dl);
-        attempt_done(dl, msg->data.result);
-    }
-    start_waiting(s);
-}
-
-/* ---- libcurl on the loop: its sockets are loop fds, its timeout a loop timer ---- */
-
-static void on_socket_ready(struct loop *l, int fd, uint32_t events, void *userdata)
-{
-    struct sinks *s = userdata;
-    int flags = 0, running;
-    if (events & EPOLLIN)
-        flags |= CURL_CSELECT_IN;
-    if (events & EPOLLOUT)
-        flags |= CURL_CSELECT_OUT;
-    if (events & (EPOLLERR | EPOLLHUP))
-        flags |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(s->multi, fd, flags, &running);
-    check_done(s);
-}
-
-static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct sinks *s = userp;
-    if (what == CURL_POLL_REMOVE) {
-        if (socketp)
-            loop_del_io(s->loop, fd);
-        curl_multi_assign(s->multi, fd, NULL);
-        return 0;
-    }
-    uint32_t ev = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-    if (socketp)
-        loop_mod_io(s->loop, fd, ev);
-    else if (loop_add_io(s->loop, fd, ev, on_socket_ready, s) == 0)
-        curl_multi_assign(s->multi, fd, s);
-    return 0;
-}
-
-static void on_curl_timer_due(struct loop *l, struct loop_timer *t, void *userdata)
-{
-    struct sinks *s = userdata;
-    int running;
-    s->curl_timer = NULL;
-    curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(s);
-}
-
-static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
-{
-    struct sinks *s = userp;
-    if (s->curl_timer) {
-        loop_cancel_timer(s->loop, s->curl_timer);
-        s->curl_timer = NULL;
-    }
-    if (timeout_ms >= 0)
-        loop_add_timer(s->loop, now_usec() + (uint64_t)timeout_ms * 1000, on_curl_timer_due, s,
-                       &s->curl_timer);
-    return 0;
+    struct delivery *dl = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&dl);
+    attempt_done(dl, code);
+    start_waiting(userdata);
 }
 
 /* ---- deliveries ---- */
@@ -501,16 +439,12 @@ int sinks_new(struct loop *l, struct store *store, struct journal *j, const stru
     s->store = store;
     s->journal = j;
     s->opts = *o;
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    s->multi = curl_multi_init();
-    if (!s->multi) {
+    int r = curl_loop_new(l, on_transfer_done, s, &s->curl, err);
+    if (r < 0) {
         free(s);
-        return ig_error_set(err, ENOMEM, "sinks: curl_multi_init failed");
+        ig_error_prefix(err, "sinks");
+        return r;
     }
-    curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
-    curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
     struct resume rs = {.s = s};
     int q = sinks_store_each_pending(store, resume_one, &rs, err);
     if (q < 0) {
@@ -528,13 +462,9 @@ void sinks_free(struct sinks *s)
 {
     if (!s)
         return;
-    /* Removing the transfers makes libcurl drop their sockets and perhaps re-arm its timer
-     * (through the callbacks above), so the timers go last. */
     while (s->all)
         delivery_free(s->all);
-    curl_multi_cleanup(s->multi);
-    if (s->curl_timer)
-        loop_cancel_timer(s->loop, s->curl_timer);
+    curl_loop_free(s->curl);
     free(s);
 }
 

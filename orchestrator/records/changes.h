@@ -29,6 +29,9 @@ struct db;
 /* The host NAME is asked to drain (POST /v1/hosts/{id}/drain on any host): it stops as on
  * SIGTERM. */
 #define CHANGES_DRAIN "drain"
+/* The host NAME's warm capacity changed (records/hosts_store.h hosts_store_warm): peers re-read
+ * its rows. */
+#define CHANGES_WARM "warm"
 
 /* Inside the writer's open transaction: tells every listening host that kind's name changed.
  * 0 on SQLite (nothing to tell), else 0 or -errno as db_exec (db_fail says why). */

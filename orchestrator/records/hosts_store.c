@@ -29,6 +29,9 @@ int hosts_store_register(struct store *s, const struct host_row *h, struct ig_er
                 "invocations_per_s = $9",
                 v, ARRAY_SIZE(v), NULL) < 0)
         return db_fail(s->db, err, "store: registering host %s", h->host_id);
+    /* What it had warm before a restart went with its containers. */
+    if (db_exec(s->db, "DELETE FROM warm_capacity WHERE host_id = $1", v, 1, NULL) < 0)
+        return db_fail(s->db, err, "store: clearing host %s's warm capacity", h->host_id);
     return 0;
 }
 
@@ -76,5 +79,38 @@ int hosts_store_list(struct store *s, int64_t now_us,
     }
     if (q < 0)
         return db_fail(s->db, err, "store: listing hosts");
+    return 0;
+}
+
+int hosts_store_warm(struct journal *j, const char *host_id, const char *function, bool warm)
+{
+    const struct db_value v[] = {DV_S(host_id), DV_S(function)};
+    return journal_submit_lazy(j,
+                               warm ? "INSERT INTO warm_capacity (host_id, function) "
+                                      "VALUES ($1, $2) ON CONFLICT DO NOTHING"
+                                    : "DELETE FROM warm_capacity WHERE host_id = $1 AND "
+                                      "function = $2",
+                               v, ARRAY_SIZE(v), NULL, NULL);
+}
+
+int hosts_store_warm_list(struct store *s, const char *host_id,
+                          int (*each)(void *userdata, const char *host_id, const char *function),
+                          void *userdata, struct ig_error *err)
+{
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    const struct db_value v[] = {DV_S(host_id)};
+    if (db_query(s->db,
+                 host_id ? "SELECT host_id, function FROM warm_capacity WHERE host_id = $1"
+                         : "SELECT host_id, function FROM warm_capacity",
+                 v, host_id ? 1 : 0, &rows, NULL) < 0)
+        return db_fail(s->db, err, "store: reading warm capacity");
+    int q;
+    while ((q = db_next(rows)) > 0) {
+        int r = each(userdata, db_text(rows, 0), db_text(rows, 1));
+        if (r < 0)
+            return r;
+    }
+    if (q < 0)
+        return db_fail(s->db, err, "store: reading warm capacity");
     return 0;
 }

@@ -681,6 +681,18 @@ static const struct store_migration migrations[] = {
      "ALTER TABLE hosts ADD COLUMN memory_used BIGINT NOT NULL DEFAULT 0;"
      "ALTER TABLE hosts ADD COLUMN memory_budget BIGINT NOT NULL DEFAULT 0;"
      "ALTER TABLE hosts ADD COLUMN invocations_per_s DOUBLE PRECISION NOT NULL DEFAULT 0;"},
+    /* Which functions each host has a warm, free container for (#17, hosts_store.h): a row
+     * while it has one, written when that changes (not at every invocation), so a host without
+     * one forwards a sync invocation to a host that has. */
+    {"warm_capacity",
+     "CREATE TABLE warm_capacity ("
+     "  host_id TEXT NOT NULL,"
+     "  function TEXT NOT NULL,"
+     "  PRIMARY KEY (host_id, function)) STRICT;",
+     "CREATE TABLE warm_capacity ("
+     "  host_id TEXT NOT NULL,"
+     "  function TEXT NOT NULL,"
+     "  PRIMARY KEY (host_id, function));"},
 };
 
 int store_space_check(const char *dir, struct ig_error *err)

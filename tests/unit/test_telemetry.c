@@ -54,7 +54,7 @@ static void test_render(void **state)
 
     char *text = NULL;
     size_t len = 0;
-    assert_int_equal(api_metrics_render(d, NULL, "h1", now - 1000000, &text, &len), 0);
+    assert_int_equal(api_metrics_render(d, NULL, NULL, "h1", now - 1000000, &text, &len), 0);
     assert_int_equal(strlen(text), len);
     assert_non_null(strstr(text, "ignis_invocations_total{function=\"hello\",status=\"ok\"} 1\n"));
     assert_non_null(
@@ -115,7 +115,7 @@ static void test_host_families(void **state)
 
     char *text = NULL;
     size_t len = 0;
-    assert_int_equal(api_metrics_render(d, NULL, "h1", now_usec(), &text, &len), 0);
+    assert_int_equal(api_metrics_render(d, NULL, NULL, "h1", now_usec(), &text, &len), 0);
     static const char *const want[] = {
         "ignis_events_total{mode=\"binary\",outcome=\"delivered\"} 1\n",
         "ignis_events_total{mode=\"binary\",outcome=\"no_subscriber\"} 1\n",
@@ -148,7 +148,7 @@ static void test_host_families(void **state)
     telemetry_free();
 
     assert_int_equal(telemetry_init(), 0);
-    assert_int_equal(api_metrics_render(d, NULL, "h1", now_usec(), &text, &len), 0);
+    assert_int_equal(api_metrics_render(d, NULL, NULL, "h1", now_usec(), &text, &len), 0);
     assert_non_null(strstr(text, "ignis_event_deliveries_total 0\n"));
     assert_non_null(strstr(text, "ignis_sink_pending 0\n"));
     free(text);

@@ -1,0 +1,42 @@
+/* What a host knows of its peers to place sync invocations (#17, docs/architecture.md
+ * "Placement"): the live hosts with the memory they have free, re-read from the hosts table
+ * every second, and which functions each has warm, free containers for, re-read from the
+ * warm_capacity table when a host announces a change (records/changes.h CHANGES_WARM) and every
+ * CHANGES_REREAD_US. Only with a shared (PostgreSQL) store; on the loop thread. */
+#pragma once
+
+#include "base/loop.h"
+#include "base/util.h"
+#include "dispatch/placement.h"
+
+struct cluster;
+struct journal;
+struct store;
+
+#define CLUSTER_REFRESH_US (1000 * 1000)
+
+/* A peer to forward to. */
+struct cluster_peer {
+    char id[64];
+    char advertise[512]; /* its base URL */
+};
+
+/* Reads the hosts and their warm capacity now, then keeps them fresh. The journal tells whether
+ * the store is away (then the view is kept as it was, not re-read). 0 or -errno with err. */
+int cluster_new(struct loop *l, struct store *s, struct journal *j, const char *host_id,
+                struct cluster **ret, struct ig_error *err);
+/* Accepts NULL. */
+void cluster_free(struct cluster *c);
+
+/* host_id announced a change of its warm capacity; NULL: re-read every host's. */
+void cluster_warm_changed(struct cluster *c, const char *host_id);
+
+/* Where a sync invocation of function goes (placement_decide over the hosts as last read; with
+ * warm_ok false no peer is taken for warm: the home host or here): PLACE_HERE, or a peer, into
+ * *ret_peer. */
+struct placement cluster_place(struct cluster *c, const char *function, bool local_free,
+                               bool warm_ok, int64_t memory_needed, struct cluster_peer *ret_peer);
+
+/* A forward to host_id found no warm container of function there, or did not reach it: it is
+ * not taken for warm with function until it announces so again (or the next full re-read). */
+void cluster_forget_warm(struct cluster *c, const char *host_id, const char *function);

@@ -1,0 +1,42 @@
+/* Where a sync invocation runs when hosts share a store (#17, docs/architecture.md "Placement"):
+ * a pure policy, no I/O, so that scripts/bench cluster-sim drives the very code ignisd runs. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* One host as the deciding host sees it. */
+struct placement_host {
+    const char *id;
+    bool live;           /* its heartbeat is fresh */
+    int64_t memory_free; /* bytes of its memory budget not taken by containers' limits */
+    bool warm;           /* it says it has a warm, free container for the function */
+};
+
+enum placement_kind {
+    PLACE_HERE,      /* run it on this host */
+    PLACE_WARM_PEER, /* forward it to a peer with a warm, free container */
+    PLACE_HOME,      /* forward it to the function's home host, for a cold start there */
+};
+
+struct placement {
+    enum placement_kind kind;
+    size_t host; /* the peer's index in hosts (PLACE_WARM_PEER, PLACE_HOME) */
+};
+
+/* The function's home host among hosts: rendezvous (highest random weight) hashing of the
+ * function with each live host that has memory_needed bytes free, so that a function's cold
+ * starts concentrate on one host, and a host that comes or goes moves only its own share of
+ * functions. Its index, or -1 when no host qualifies. */
+ssize_t placement_home(const char *function, const struct placement_host *hosts, size_t n,
+                       int64_t memory_needed);
+
+/* The placement of one sync invocation of function arriving at hosts[here]: here when it has a
+ * warm, free container (local_free); else a live warm peer (the pick-th of them, modulo their
+ * number, so that callers spread their requests); else the home host when it is another; else
+ * here. */
+struct placement placement_decide(const char *function, bool local_free,
+                                  const struct placement_host *hosts, size_t n, size_t here,
+                                  int64_t memory_needed, uint64_t pick);

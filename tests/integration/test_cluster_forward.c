@@ -1,0 +1,228 @@
+/* Sync invocations placed across the hosts of one PostgreSQL store (issue #17, api/forward.h):
+ * three hosts with one cluster_key. A function warm only on host B, invoked on host A, runs on B
+ * (Ignis-Host says so) without a cold start, and keeps the caller's token (an invoker reads its
+ * record on B; a forged Ignis-Forwarded is refused); with B's only container busy, A's
+ * invocation cold starts on the function's home host (rendezvous hashing, the same pure code as
+ * ignisd's); /metrics counts the forwards and their hop; B killed with kill -9 while A forwards
+ * to it: every caller of A gets its result (placed again) or a clear 502/503 within its
+ * deadline, never a hang. On a private server of this test's own. */
+#include "harness.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dispatch/cluster.h"
+#include "dispatch/placement.h"
+#include "pgserver.h"
+
+#define HOSTS 3
+#define A     0
+#define B     1
+#define C     2
+
+static struct ignisd_proc host[HOSTS];
+static const char *const ids[HOSTS] = {"host-a", "host-b", "host-c"};
+
+/* A function name whose home host (all three live, memory to spare) is not B: then a run on B
+ * can only have been forwarded there for its warm container. */
+static void name_not_homed_on_b(char ret[16], size_t *ret_home)
+{
+    struct placement_host v[HOSTS];
+    for (int i = 0; i < HOSTS; i++)
+        v[i] = (struct placement_host){.id = ids[i], .live = true, .memory_free = 1ll << 40};
+    for (int n = 0;; n++) {
+        snprintf(ret, 16, "fw%d", n);
+        ssize_t home = placement_home(ret, v, HOSTS, 128ll << 20);
+        if (home != B) {
+            *ret_home = (size_t)home;
+            return;
+        }
+    }
+}
+
+/* A sync invocation of fn on p with body, as token (NULL: p's admin token): its status, and the
+ * values of Ignis-Host and Ignis-Cold-Start (and the invocation's id, unless NULL). */
+static long invoke_as(struct ignisd_proc *p, const char *token, const char *fn, const char *body,
+                      char ret_host[64], char ret_cold[16], char ret_id[64])
+{
+    struct client *c;
+    assert_int_equal(client_new(p->url, &c), 0);
+    assert_int_equal(client_set_token(c, token ? token : p->token), 0);
+    client_set_timeout(c, 30000);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/functions/%s/invoke", fn);
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    struct client_response r;
+    struct ig_error err = {};
+    assert_int_equal(client_request(c, "POST", path, headers, body, strlen(body), &r, &err), 0);
+    if (!client_response_header(&r, "Ignis-Host", ret_host, 64))
+        ret_host[0] = '\0';
+    if (!client_response_header(&r, "Ignis-Cold-Start", ret_cold, 16))
+        ret_cold[0] = '\0';
+    if (ret_id && !client_response_header(&r, "Ignis-Invocation-Id", ret_id, 64))
+        ret_id[0] = '\0';
+    long status = r.status;
+    if (status != 200)
+        fprintf(stderr, "invoke %s on %s: %ld %s\n", fn, p->url, status, r.body);
+    client_response_clear(&r);
+    client_free(c);
+    return status;
+}
+
+/* POST /v1/tokens on p for an invoker: its text (malloc'd). */
+static char *invoker_token(struct ignisd_proc *p)
+{
+    const char *body = "{\"role\": \"invoker\"}";
+    struct client_response r;
+    assert_int_equal(harness_request(p, "POST", "/v1/tokens", NULL, body, strlen(body), &r), 0);
+    assert_int_equal(r.status, 201);
+    cJSON *j = harness_json(&r);
+    client_response_clear(&r);
+    char *t = strdup(cJSON_GetObjectItem(j, "token")->valuestring);
+    cJSON_Delete(j);
+    return t;
+}
+
+/* GET path on p as token: the status. */
+static long get_as(struct ignisd_proc *p, const char *token, const char *path)
+{
+    struct client *c;
+    assert_int_equal(client_new(p->url, &c), 0);
+    assert_int_equal(client_set_token(c, token), 0);
+    struct client_response r;
+    struct ig_error err = {};
+    assert_int_equal(client_request(c, "GET", path, NULL, NULL, 0, &r, &err), 0);
+    long s = r.status;
+    client_response_clear(&r);
+    client_free(c);
+    return s;
+}
+
+static void write_key(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    uint8_t key[32];
+    for (size_t i = 0; i < sizeof(key); i++)
+        key[i] = (uint8_t)(random() & 0xff);
+    assert_int_equal(write(fd, key, sizeof(key)), (ssize_t)sizeof(key));
+    close(fd);
+}
+
+static void test_forwarded_to_warm_then_home_then_peer_killed(void **state)
+{
+    _cleanup_free_ char *conninfo = NULL;
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
+    char key[] = "/tmp/ignis-cluster-key.XXXXXX";
+    int kfd = mkstemp(key);
+    assert_true(kfd >= 0);
+    close(kfd);
+    write_key(key);
+    const char *args[HOSTS][7];
+    for (int i = 0; i < HOSTS; i++) {
+        const char *a[] = {"--store", conninfo, "--host-id", ids[i], "--cluster-key", key, NULL};
+        memcpy(args[i], a, sizeof(a));
+    }
+    char fn[16], hosted[64], cold[16], id[64];
+    size_t home;
+    name_not_homed_on_b(fn, &home);
+
+    /* B alone: it is the function's only host, so it runs it itself and keeps it warm. */
+    assert_int_equal(harness_start(&host[B], args[B]), 0);
+    harness_push(&host[B], "sleep", fn, "{\"max_scale\": 1}");
+    assert_int_equal(invoke_as(&host[B], NULL, fn, "{\"ms\": 1}", hosted, cold, NULL), 200);
+    assert_string_equal(hosted, "host-b");
+    char *invoker = invoker_token(&host[B]);
+    usleep(500 * 1000); /* B's warm capacity is published (50 ms, then its journal) */
+    assert_int_equal(harness_start(&host[A], args[A]), 0);
+    assert_int_equal(harness_start(&host[C], args[C]), 0);
+
+    /* A has no container of it: the invocation goes to B's warm one, as the invoker. */
+    assert_int_equal(invoke_as(&host[A], invoker, fn, "{\"ms\": 1}", hosted, cold, id), 200);
+    assert_string_equal(hosted, "host-b");
+    assert_string_equal(cold, "false");
+    assert_int_equal((int)harness_live_number(&host[A], fn, "ready"), 0);
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/invocations/%s", id);
+    long s = 404;
+    for (int i = 0; i < 100 && s == 404; i++, usleep(20000))
+        s = get_as(&host[B], invoker, path); /* recorded on B as the invoker's own */
+    assert_int_equal(s, 200);
+
+    /* A forged forward is refused: B acts on no Ignis-Forwarded that its key does not sign. */
+    const char *forged[] = {"Ignis-Forwarded: from=host-a;to=host-b;mode=home;version=1;"
+                            "exp=99999999999999;sig=00000000000000000000000000000000000000000"
+                            "00000000000000000000000",
+                            NULL};
+    struct client_response r;
+    assert_int_equal(harness_invoke(&host[B], fn, "{}", forged, &r), 403);
+    assert_non_null(strstr(r.body, "forward_refused"));
+    client_response_clear(&r);
+
+    /* B's only container busy: A's invocation cold starts on the home host (A or C), once A's
+     * view of the hosts, read every second (CLUSTER_REFRESH_US), has C. */
+    usleep(CLUSTER_REFRESH_US + 200 * 1000);
+    struct harness_call busy;
+    harness_invoke_start(&busy, &host[B], fn, "{\"ms\": 3000}", 30000);
+    usleep(500 * 1000);
+    assert_int_equal(invoke_as(&host[A], NULL, fn, "{\"ms\": 1}", hosted, cold, NULL), 200);
+    assert_string_equal(hosted, ids[home]);
+    assert_string_equal(cold, "true");
+    harness_call_join(&busy);
+    assert_int_equal(busy.status, 200);
+    harness_call_clear(&busy);
+
+    /* What A's /metrics says of it: forwards that ran, and their hops. */
+    assert_true(harness_metric(&host[A], "ignis_forwards_total{to=\"warm\",outcome=\"ran\"}") >= 1);
+    assert_true(harness_metric(&host[A], "ignis_forward_hop_seconds_count") >= 1);
+
+    /* B killed while A's callers are forwarded to it: each gets its result, placed again, or a
+     * clear 502 (B went away while running it) or 503, and none waits past its deadline. */
+    usleep(500 * 1000); /* B's container is free again, and said so */
+    int ok = 0, failed = 0;
+    for (int round = 0; round < 8; round++) {
+        struct harness_call calls[4];
+        for (size_t i = 0; i < ARRAY_SIZE(calls); i++)
+            harness_invoke_start(&calls[i], &host[A], fn, "{\"ms\": 300}", 20000);
+        if (round == 2) {
+            usleep(100 * 1000);
+            kill(host[B].pid, SIGKILL);
+            waitpid(host[B].pid, NULL, 0);
+            host[B].pid = 0;
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(calls); i++) {
+            harness_call_join(&calls[i]);
+            if (calls[i].status != 200 && calls[i].status != 502 && calls[i].status != 503)
+                fail_msg("round %d: status %ld: %s", round, calls[i].status,
+                         calls[i].reply ? calls[i].reply : "(no reply)");
+            ok += calls[i].status == 200;
+            failed += calls[i].status != 200;
+            if (round > 3 && calls[i].status != 200) /* B long gone: placed elsewhere */
+                fail_msg("round %d, after the kill: %ld %s", round, calls[i].status,
+                         calls[i].reply ? calls[i].reply : "");
+            harness_call_clear(&calls[i]);
+        }
+    }
+    fprintf(stderr, "around B's kill: %d answered 200, %d 502/503\n", ok, failed);
+    assert_true(harness_metric(&host[A], "ignis_forwards_total{to=\"warm\",outcome=\"ran\"}") >= 2);
+    free(invoker);
+    /* B's restart clears what its kill left (its containers), and it stops cleanly. */
+    assert_int_equal(harness_restart(&host[B], args[B]), 0);
+    unlink(key);
+    for (int i = 0; i < HOSTS; i++)
+        assert_int_equal(harness_finish(&host[i]), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forwarded_to_warm_then_home_then_peer_killed),
+    };
+    return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
+}
