@@ -145,11 +145,15 @@ int forward_received(struct http_request *req, struct api *a, struct dispatch_ro
     return 1;
 }
 
-void forward_refuse_cold(struct http_request *req, const char *function)
+void forward_refuse(struct http_request *req, const char *function, bool warm_only)
 {
-    http_set_header(req, "Ignis-Forward-Refused", "no-warm-capacity");
-    http_reply_error(req, 503, "no_warm_capacity", "no warm, free container of %s here any more",
-                     function);
+    http_set_header(req, "Ignis-Forward-Refused", warm_only ? "no-warm-capacity" : "no-capacity");
+    if (warm_only)
+        http_reply_error(req, 503, "no_warm_capacity",
+                         "no warm, free container of %s here any more", function);
+    else
+        http_reply_error(req, 503, "no_capacity",
+                         "%s's containers here are at its max_scale here, and busy", function);
 }
 
 /* ---- the transfer ---- */

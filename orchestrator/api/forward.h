@@ -39,9 +39,11 @@ bool forward_place(struct http_request *req, struct api *a, const char *function
 int forward_received(struct http_request *req, struct api *a, struct dispatch_route *route,
                      bool *ret_warm_only);
 
-/* Refuses a forwarded request that found no warm, free container here (503, answered at once,
- * with Ignis-Forward-Refused: the forwarding host goes on to the home host). */
-void forward_refuse_cold(struct http_request *req, const char *function);
+/* Refuses a forwarded request at once (503, with Ignis-Forward-Refused): one sent for a warm
+ * container that found none free here (the forwarding host goes on to the home host), or one
+ * sent to this home host while its containers are at its max_scale here and busy (the
+ * forwarding host runs it itself). */
+void forward_refuse(struct http_request *req, const char *function, bool warm_only);
 
 /* The forwards' figures for GET /metrics. NULL: none (no family). */
 void forward_metrics(const struct forwarder *f, struct metrics_buf *b);

@@ -126,8 +126,8 @@ static void invoke_sync(struct http_request *req, struct api *a, const char *nam
     if (fw < 0)
         return;
     bool free_here = dispatch_fn_has_free(route->fn);
-    if (fw == 1 && warm_only && !free_here) {
-        forward_refuse_cold(req, name);
+    if (fw == 1 && !(warm_only ? free_here : dispatch_fn_has_room(route->fn))) {
+        forward_refuse(req, name, warm_only);
         return;
     }
     if (fw == 0 && !free_here && dispatch_fn_is_current(route->fn) &&

@@ -484,6 +484,7 @@ static int start_cluster(struct daemon *d, bool shared, struct ig_error *err)
     struct dispatch_hooks hooks = *dispatch_get_hooks(d->dispatch);
     hooks.warm = on_warm;
     dispatch_set_hooks(d->dispatch, &hooks);
+    dispatch_set_cluster(d->dispatch, d->api.cluster);
     return 0;
 }
 
@@ -735,6 +736,8 @@ void daemon_free(struct daemon *d)
     /* Forwards still waiting for a peer get 503 (the peer runs them to their end). */
     forwarder_free(d->api.forwarder);
     d->api.forwarder = NULL;
+    if (d->dispatch)
+        dispatch_set_cluster(d->dispatch, NULL);
     cluster_free(d->api.cluster);
     d->api.cluster = NULL;
     dispatch_close(d->dispatch);

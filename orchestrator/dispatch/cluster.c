@@ -222,15 +222,16 @@ void cluster_free(struct cluster *c)
     free(c);
 }
 
-struct placement cluster_place(struct cluster *c, const char *function, bool local_free,
-                               bool warm_ok, int64_t memory_needed, struct cluster_peer *ret_peer)
+/* The hosts as placement sees them for function (each live, its memory free, whether it says
+ * it has function warm, unless !warm_ok), up to ARRAY_SIZE of view; the index of this host
+ * there, or SIZE_MAX when it is not registered yet. */
+#define VIEW_MAX 64
+static size_t view_build(const struct cluster *c, const char *function, bool warm_ok,
+                         struct placement_host view[VIEW_MAX], size_t *ret_n)
 {
-    if (local_free || !c)
-        return (struct placement){PLACE_HERE, 0};
-    /* Up to 64 hosts on the stack; past them, the first 64 as read (ordered by id). */
-    struct placement_host view[64];
     size_t n = 0, here = SIZE_MAX;
-    for (size_t i = 0; i < c->nhosts && n < ARRAY_SIZE(view); i++) {
+    /* Past VIEW_MAX hosts, the first as read (ordered by id). */
+    for (size_t i = 0; i < c->nhosts && n < VIEW_MAX; i++) {
         const struct peer_host *h = &c->hosts[i];
         bool self = streq(h->id, c->host_id);
         if (self)
@@ -242,6 +243,17 @@ struct placement cluster_place(struct cluster *c, const char *function, bool loc
             .warm = warm_ok && !self && warm_index(h, function) >= 0,
         };
     }
+    *ret_n = n;
+    return here;
+}
+
+struct placement cluster_place(struct cluster *c, const char *function, bool local_free,
+                               bool warm_ok, int64_t memory_needed, struct cluster_peer *ret_peer)
+{
+    if (local_free || !c)
+        return (struct placement){PLACE_HERE, 0};
+    struct placement_host view[VIEW_MAX];
+    size_t n, here = view_build(c, function, warm_ok, view, &n);
     if (here == SIZE_MAX)
         return (struct placement){PLACE_HERE, 0}; /* not registered yet: nothing to go by */
     struct placement p =
@@ -252,4 +264,13 @@ struct placement cluster_place(struct cluster *c, const char *function, bool loc
                  c->hosts[p.host].advertise);
     }
     return p;
+}
+
+unsigned cluster_share(const struct cluster *c, const char *function, unsigned total)
+{
+    if (!c || total == 0)
+        return total;
+    struct placement_host view[VIEW_MAX];
+    size_t n, here = view_build(c, function, false, view, &n);
+    return here == SIZE_MAX ? total : placement_share(function, view, n, here, total);
 }

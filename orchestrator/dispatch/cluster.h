@@ -40,3 +40,8 @@ struct placement cluster_place(struct cluster *c, const char *function, bool loc
 /* A forward to host_id found no warm container of function there, or did not reach it: it is
  * not taken for warm with function until it announces so again (or the next full re-read). */
 void cluster_forget_warm(struct cluster *c, const char *host_id, const char *function);
+
+/* This host's part of function's cluster-wide count total (its min_scale or max_scale) split
+ * over the live hosts, the home host first (placement_share); total itself until this host is
+ * registered (and with c NULL). */
+unsigned cluster_share(const struct cluster *c, const char *function, unsigned total);

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "dispatch/cluster.h"
 #include "dispatch/dispatch-internal.h"
 #include "functions/registry.h"
 #include "records/changes.h"
@@ -236,6 +237,27 @@ static void apply(struct fn_state *fn, const struct scaler_action *a)
 /* Runs the scaler over every function at once (the spawn budget and the memory are shared) and
  * applies what it decides. Called on a short tick and whenever demand changed; the scaler itself
  * keeps the rates, panic windows and hysteresis. */
+
+/* fn's min_scale and max_scale on this host: with hosts sharing the store, the function's are
+ * the cluster's, split over the live hosts, the home host first (dispatch_set_cluster); the
+ * max never below one, so a host sent an invocation can always run it. */
+static unsigned min_scale_here(const struct fn_state *fn)
+{
+    return cluster_share(fn->d->cluster, fn->name, fn->manifest->min_scale);
+}
+
+static unsigned max_scale_here(const struct fn_state *fn)
+{
+    unsigned n = cluster_share(fn->d->cluster, fn->name, fn->manifest->max_scale);
+    return n ? n : 1;
+}
+
+bool dispatch_fn_has_room(const struct fn_state *fn)
+{
+    return fn->nready > 0 ||
+           fn->nready + fn->nbusy + fn->nspawning + fn->queued < max_scale_here(fn);
+}
+
 static void run_scaler(struct dispatch *d)
 {
     size_t n = 0;
@@ -262,8 +284,8 @@ static void run_scaler(struct dispatch *d)
             .concurrency = m->concurrency,
             /* A function being deleted still runs what was queued before the delete; a version
              * that is not the current one scales to zero once nothing routes to it. */
-            .min_scale = fn->removing || fn->of ? 0 : m->min_scale,
-            .max_scale = fn->removing && TAILQ_EMPTY(&fn->queue) ? 0 : m->max_scale,
+            .min_scale = fn->removing || fn->of ? 0 : min_scale_here(fn),
+            .max_scale = fn->removing && TAILQ_EMPTY(&fn->queue) ? 0 : max_scale_here(fn),
             .idle_timeout_s = m->idle_timeout_s,
             .memory_mb = m->memory_mb,
             .queued = fn->queued,
@@ -1845,6 +1867,11 @@ void dispatch_set_hooks(struct dispatch *d, const struct dispatch_hooks *hooks)
 const struct dispatch_hooks *dispatch_get_hooks(const struct dispatch *d)
 {
     return &d->hooks;
+}
+
+void dispatch_set_cluster(struct dispatch *d, const struct cluster *c)
+{
+    d->cluster = c;
 }
 
 void dispatch_set_stock(struct dispatch *d, struct container_stock *stock)

@@ -13,6 +13,7 @@
 #include "records/journal.h"
 #include "records/store.h"
 
+struct cluster;
 struct container_stock;
 struct dispatch;
 struct dispatch_route; /* where one invocation goes (below) */
@@ -87,6 +88,9 @@ int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_m
 /* Replaces the hooks (copied); the hooks set now. */
 void dispatch_set_hooks(struct dispatch *d, const struct dispatch_hooks *hooks);
 const struct dispatch_hooks *dispatch_get_hooks(const struct dispatch *d);
+/* The peers (dispatch/cluster.h): min_scale and max_scale are then the cluster's, and this
+ * host's scaler works to its part of them (cluster_share). NULL: this host alone. */
+void dispatch_set_cluster(struct dispatch *d, const struct cluster *c);
 /* The stock the pool's containers take namespaces and cgroups from (container.h); NULL: none. */
 void dispatch_set_stock(struct dispatch *d, struct container_stock *stock);
 /* The options it runs with (images_dir, queue_max, ...). */
@@ -132,6 +136,9 @@ const struct manifest *dispatch_fn_manifest(const struct fn_state *fn);
 /* Whether fn (a route's state) has a ready container with a free slot now: an invocation
  * would start at once, without a cold start. */
 bool dispatch_fn_has_free(const struct fn_state *fn);
+/* Whether fn could start one more invocation without waiting for another to end: a free
+ * container, or room for one more under its max_scale here (what a home host takes). */
+bool dispatch_fn_has_room(const struct fn_state *fn);
 /* Whether fn is a function's own state (its current version), not a version's. */
 bool dispatch_fn_is_current(const struct fn_state *fn);
 /* Being deleted: it takes no new invocations. */

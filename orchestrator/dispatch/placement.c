@@ -55,3 +55,19 @@ struct placement placement_decide(const char *function, bool local_free,
         return (struct placement){PLACE_HOME, (size_t)home};
     return (struct placement){PLACE_HERE, here};
 }
+
+unsigned placement_share(const char *function, const struct placement_host *hosts, size_t n,
+                         size_t i, unsigned total)
+{
+    uint64_t mine = weight(function, hosts[i].id);
+    size_t live = 0, before = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (j != i && !hosts[j].live)
+            continue;
+        live++;
+        uint64_t w = j == i ? mine : weight(function, hosts[j].id);
+        /* Ties (never in practice: ids differ) go by index, so every host ranks them alike. */
+        before += j != i && (w > mine || (w == mine && j < i));
+    }
+    return (unsigned)(total / live + (before < total % live ? 1 : 0));
+}

@@ -40,3 +40,11 @@ ssize_t placement_home(const char *function, const struct placement_host *hosts,
 struct placement placement_decide(const char *function, bool local_free,
                                   const struct placement_host *hosts, size_t n, size_t here,
                                   int64_t memory_needed, uint64_t pick);
+
+/* hosts[i]'s part of a function's cluster-wide count (its min_scale, its max_scale) split over
+ * the live hosts in the order of their rendezvous weight for the function, the home host first:
+ * total / k each of the k live hosts, and one more for each of the first total % k. So a
+ * min_scale of 1 keeps one container, on the home host, and a max_scale bounds the containers of
+ * the whole cluster. hosts[i] counts as live (it asks for itself). */
+unsigned placement_share(const char *function, const struct placement_host *hosts, size_t n,
+                         size_t i, unsigned total);

@@ -36,12 +36,19 @@ done
 psql -X -q -h "$pg" -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'ignis'" |
   grep -q 1 || createdb -h "$pg" -U postgres ignis
 store="host=$pg dbname=ignis user=postgres"
+# The hosts' shared keys, made once: the cluster key signs the sync invocations they forward to
+# each other (a host without a warm container sends it to one that has), the secrets key seals
+# the secrets they share through the store.
+for key in cluster secrets; do
+  [ -s "var/$key.key" ] || (umask 077 && head -c 32 /dev/urandom >"var/$key.key")
+done
 
 pids=
 for k in $(seq "$hosts"); do
   mkdir -p "var/host-$k" && chmod 0700 "var/host-$k"
   ./build/orchestrator/ignisd --state-dir "var/host-$k" --images-dir var/images --store "$store" \
-    --host-id "host-$k" --listen "127.0.0.1:$((8079 + k))" "$@" &
+    --host-id "host-$k" --listen "127.0.0.1:$((8079 + k))" --cluster-key var/cluster.key \
+    --secrets-key var/secrets.key "$@" &
   pids="$pids $!"
   # The first host makes the store's first admin token (the others join with none of their own):
   # the next host starts once it is in the store.

@@ -3,9 +3,10 @@
  * (Ignis-Host says so) without a cold start, and keeps the caller's token (an invoker reads its
  * record on B; a forged Ignis-Forwarded is refused); with B's only container busy, A's
  * invocation cold starts on the function's home host (rendezvous hashing, the same pure code as
- * ignisd's); /metrics counts the forwards and their hop; B killed with kill -9 while A forwards
- * to it: every caller of A gets its result (placed again) or a clear 502/503 within its
- * deadline, never a hang. On a private server of this test's own. */
+ * ignisd's), and with that one busy too (max_scale is the cluster's, one container a host here),
+ * a third host runs it itself; /metrics counts the forwards and their hop; B killed with kill -9
+ * while A forwards to it: every caller of A gets its result (placed again) or a clear 502/503
+ * within its deadline, never a hang. On a private server of this test's own. */
 #include "harness.h"
 
 #include <fcntl.h>
@@ -135,7 +136,7 @@ static void test_forwarded_to_warm_then_home_then_peer_killed(void **state)
 
     /* B alone: it is the function's only host, so it runs it itself and keeps it warm. */
     assert_int_equal(harness_start(&host[B], args[B]), 0);
-    harness_push(&host[B], "sleep", fn, "{\"max_scale\": 1}");
+    harness_push(&host[B], "sleep", fn, "{\"max_scale\": 3}");
     assert_int_equal(invoke_as(&host[B], NULL, fn, "{\"ms\": 1}", hosted, cold, NULL), 200);
     assert_string_equal(hosted, "host-b");
     char *invoker = invoker_token(&host[B]);
@@ -178,6 +179,26 @@ static void test_forwarded_to_warm_then_home_then_peer_killed(void **state)
     assert_int_equal(busy.status, 200);
     harness_call_clear(&busy);
 
+    /* max_scale 3 is the cluster's: one container a host. With B's and the home host's both
+     * busy, the third host's invocation is refused by the home host at once (no room) and runs
+     * where it arrived. */
+    size_t third = home == A ? C : A;
+    struct harness_call busy2[2];
+    harness_invoke_start(&busy2[0], &host[B], fn, "{\"ms\": 3000}", 30000);
+    harness_invoke_start(&busy2[1], &host[home], fn, "{\"ms\": 3000}", 30000);
+    usleep(500 * 1000);
+    assert_int_equal(harness_live_number(&host[home], fn, "busy"), 1);
+    assert_int_equal(invoke_as(&host[third], NULL, fn, "{\"ms\": 1}", hosted, cold, NULL), 200);
+    assert_string_equal(hosted, ids[third]);
+    assert_string_equal(cold, "true");
+    assert_true(
+        harness_metric(&host[third], "ignis_forwards_total{to=\"home\",outcome=\"refused\"}") >= 1);
+    for (int i = 0; i < 2; i++) {
+        harness_call_join(&busy2[i]);
+        assert_int_equal(busy2[i].status, 200);
+        harness_call_clear(&busy2[i]);
+    }
+
     /* What A's /metrics says of it: forwards that ran, and their hops. */
     assert_true(harness_metric(&host[A], "ignis_forwards_total{to=\"warm\",outcome=\"ran\"}") >= 1);
     assert_true(harness_metric(&host[A], "ignis_forward_hop_seconds_count") >= 1);
@@ -219,10 +240,49 @@ static void test_forwarded_to_warm_then_home_then_peer_killed(void **state)
         assert_int_equal(harness_finish(&host[i]), 0);
 }
 
+/* min_scale is the cluster's too: a min_scale of 1 keeps one container, on the home host. */
+static bool ready_on(void *arg)
+{
+    return harness_live_number(arg, "kept", "ready") >= 1;
+}
+
+static void test_min_scale_kept_on_the_home_host(void **state)
+{
+    _cleanup_free_ char *conninfo = NULL;
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
+    char key[] = "/tmp/ignis-cluster-key.XXXXXX";
+    int kfd = mkstemp(key);
+    assert_true(kfd >= 0);
+    close(kfd);
+    write_key(key);
+    const char *args[HOSTS][7];
+    struct placement_host v[HOSTS];
+    for (int i = 0; i < HOSTS; i++) {
+        const char *a[] = {"--store", conninfo, "--host-id", ids[i], "--cluster-key", key, NULL};
+        memcpy(args[i], a, sizeof(a));
+        assert_int_equal(harness_start(&host[i], args[i]), 0);
+        v[i] = (struct placement_host){.id = ids[i], .live = true, .memory_free = 1ll << 40};
+    }
+    size_t home = (size_t)placement_home("kept", v, HOSTS, 128ll << 20);
+    usleep(CLUSTER_REFRESH_US + 200 * 1000); /* every host's view has the three */
+    harness_push(&host[A], "hello-exec", "kept", "{\"min_scale\": 1, \"reuse\": true}");
+    harness_wait_until(ready_on, &host[home], 30, "the home host's min_scale container", host,
+                       HOSTS);
+    sleep(2); /* the other hosts' scalers had their turns */
+    for (int i = 0; i < HOSTS; i++)
+        assert_int_equal(harness_live_number(&host[i], "kept", "ready") +
+                             harness_live_number(&host[i], "kept", "spawning"),
+                         i == (int)home);
+    unlink(key);
+    for (int i = 0; i < HOSTS; i++)
+        assert_int_equal(harness_finish(&host[i]), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forwarded_to_warm_then_home_then_peer_killed),
+        cmocka_unit_test(test_min_scale_kept_on_the_home_host),
     };
     return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
 }
