@@ -350,7 +350,6 @@ static void next_step(struct forward *f)
         struct placement p =
             cluster_place(f->a->cluster, f->function, false, false, f->memory_needed, &f->peer);
         if (p.kind == PLACE_HOME) {
-            curl_easy_cleanup(TAKE_PTR(f->easy));
             curl_slist_free_all(TAKE_PTR(f->headers));
             kept_clear(f);
             f->reply_len = 0;
@@ -363,11 +362,9 @@ static void next_step(struct forward *f)
     run_here(f);
 }
 
-static void relay(struct forward *f)
+static void relay(struct forward *f, long status)
 {
     struct http_request *req = f->req;
-    long status = 0;
-    curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
     const char *timing = kept(f, "Server-Timing"), *dur = timing ? strstr(timing, "dur=") : NULL;
     if (dur) {
         double hop = (double)(now_usec() - f->started_us) / 1e6 - strtod(dur + 4, NULL) / 1e3;
@@ -401,6 +398,8 @@ static void on_done(CURL *e, CURLcode code, void *userdata)
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&f);
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &sent);
+    /* curl_loop took it off the multi handle: it is done with. */
+    curl_easy_cleanup(TAKE_PTR(f->easy));
     enum forward_outcome o;
     if (code == CURLE_OK && (status == 503 || status == 429 || kept(f, "Ignis-Forward-Refused")))
         o = FWD_REFUSED;
@@ -422,7 +421,7 @@ static void on_done(CURL *e, CURLcode code, void *userdata)
         cluster_forget_warm(f->a->cluster, f->peer.id, f->function);
     switch (o) {
     case FWD_RAN:
-        relay(f);
+        relay(f, status);
         break;
     case FWD_REFUSED:
     case FWD_UNREACHABLE:

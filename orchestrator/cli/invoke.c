@@ -92,12 +92,14 @@ int cli_invoke(struct client *c, int argc, char **argv)
     if (client_request(c, "POST", path, headers, data ? data : "", len, &resp, &err) < 0)
         return cli_fail("%s", err.message);
 
-    char id[64] = "", cold[16] = "", billed[32] = "", version[24] = "", alias[80] = "";
+    char id[64] = "", cold[16] = "", billed[32] = "", version[24] = "", alias[80] = "",
+         host[64] = "";
     client_response_header(&resp, "Ignis-Invocation-Id", id, sizeof(id));
     client_response_header(&resp, "Ignis-Version", version, sizeof(version));
     client_response_header(&resp, "Ignis-Alias", alias, sizeof(alias));
     client_response_header(&resp, "Ignis-Cold-Start", cold, sizeof(cold));
     client_response_header(&resp, "Ignis-Billed-Ms", billed, sizeof(billed));
+    client_response_header(&resp, "Ignis-Host", host, sizeof(host));
     int r = 0;
     if (async) {
         if (resp.status != 202)
@@ -114,6 +116,8 @@ int cli_invoke(struct client *c, int argc, char **argv)
         cJSON_AddBoolToObject(o_, "cold_start", streq(cold, "true"));
         cJSON_AddNumberToObject(o_, "billed_ms", atof(billed));
         add_route(o_, version, alias);
+        if (host[0])
+            cJSON_AddStringToObject(o_, "host", host);
         cJSON *body = cJSON_Parse(resp.body);
         if (resp.status == 200)
             cJSON_AddItemToObject(o_, "result", body ? body : cJSON_CreateString(resp.body));

@@ -149,6 +149,13 @@ static void test_forwarded_to_warm_then_home_then_peer_killed(void **state)
     assert_string_equal(hosted, "host-b");
     assert_string_equal(cold, "false");
     assert_int_equal((int)harness_live_number(&host[A], fn, "ready"), 0);
+    char *out = NULL, *errout = NULL;
+    int rc =
+        harness_ignis(&host[A], &out, &errout, "invoke", fn, "-d", "{\"ms\": 1}", "--json", NULL);
+    if (rc != 0 || !strstr(out, "\"host\":\"host-b\""))
+        fail_msg("ignis invoke --json on host-a: exit %d: %s%s", rc, out, errout);
+    free(out);
+    free(errout);
     char path[160];
     snprintf(path, sizeof(path), "/v1/invocations/%s", id);
     long s = 404;
@@ -209,6 +216,7 @@ static void test_forwarded_to_warm_then_home_then_peer_killed(void **state)
     int ok = 0, failed = 0;
     for (int round = 0; round < 8; round++) {
         struct harness_call calls[4];
+        usleep(300 * 1000); /* the containers freed by the last round are said warm again */
         for (size_t i = 0; i < ARRAY_SIZE(calls); i++)
             harness_invoke_start(&calls[i], &host[A], fn, "{\"ms\": 300}", 20000);
         if (round == 2) {
@@ -231,6 +239,9 @@ static void test_forwarded_to_warm_then_home_then_peer_killed(void **state)
         }
     }
     fprintf(stderr, "around B's kill: %d answered 200, %d 502/503\n", ok, failed);
+    /* One was running on B when it died: its caller got 502 peer_lost. */
+    assert_true(harness_metric(&host[A], "ignis_forwards_total{to=\"warm\",outcome=\"lost\"}") >=
+                1);
     assert_true(harness_metric(&host[A], "ignis_forwards_total{to=\"warm\",outcome=\"ran\"}") >= 2);
     free(invoker);
     /* B's restart clears what its kill left (its containers), and it stops cleanly. */
