@@ -42,6 +42,7 @@ struct forward {
     int64_t memory_needed;
     uint32_t timeout_ms;
     enum placement_kind kind;
+    bool elsewhere; /* this host stops: never here */
     struct cluster_peer peer;
     CURL *easy;
     struct curl_slist *headers;
@@ -106,7 +107,7 @@ static const char *field(const char *header, const char *name, char *buf, size_t
 }
 
 int forward_received(struct http_request *req, struct api *a, struct dispatch_route *route,
-                     bool *ret_warm_only)
+                     enum forward_mode *ret_mode)
 {
     const char *h = http_request_header(req, "Ignis-Forwarded");
     if (!h)
@@ -141,12 +142,15 @@ int forward_received(struct http_request *req, struct api *a, struct dispatch_ro
         return -1;
     }
     snprintf(route->alias, sizeof(route->alias), "%s", alias);
-    *ret_warm_only = streq(mode, "warm");
+    *ret_mode = streq(mode, "warm")   ? FORWARD_WARM
+                : streq(mode, "move") ? FORWARD_MOVE
+                                      : FORWARD_HOME;
     return 1;
 }
 
-void forward_refuse(struct http_request *req, const char *function, bool warm_only)
+void forward_refuse(struct http_request *req, const char *function, enum forward_mode mode)
 {
+    bool warm_only = mode == FORWARD_WARM;
     http_set_header(req, "Ignis-Forward-Refused", warm_only ? "no-warm-capacity" : "no-capacity");
     if (warm_only)
         http_reply_error(req, 503, "no_warm_capacity",
@@ -273,7 +277,7 @@ static bool add_header(struct forward *f, const char *name, const char *value)
 static int start(struct forward *f)
 {
     struct forwarder *fw = f->fw;
-    const char *mode = f->kind == PLACE_WARM_PEER ? "warm" : "home";
+    const char *mode = f->kind == PLACE_WARM_PEER ? "warm" : f->elsewhere ? "move" : "home";
     long long exp_ms = (long long)(wall_usec() / 1000) + FORWARD_EXPIRY_MS;
     char sig[2 * SHA256_DIGEST_SIZE + 1], value[768], url[1024];
     sign(fw->key, fw->host_id, f->peer.id, mode, f->function, f->version, f->alias, exp_ms, sig);
@@ -339,7 +343,7 @@ static void run_here(struct forward *f)
         return;
     }
     memcpy(route.alias, alias, sizeof(route.alias));
-    invoke_sync_here(req, a, &route);
+    invoke_sync_here(req, a, &route, false);
 }
 
 /* The next step after a peer that did not run it: from a warm peer, the home host (unless it
@@ -347,8 +351,9 @@ static void run_here(struct forward *f)
 static void next_step(struct forward *f)
 {
     if (f->kind == PLACE_WARM_PEER) {
-        struct placement p =
-            cluster_place(f->a->cluster, f->function, false, false, f->memory_needed, &f->peer);
+        struct placement p = cluster_place(f->a->cluster, f->function,
+                                           CLUSTER_NO_WARM | (f->elsewhere ? CLUSTER_ELSEWHERE : 0),
+                                           f->memory_needed, &f->peer);
         if (p.kind == PLACE_HOME) {
             curl_slist_free_all(TAKE_PTR(f->headers));
             kept_clear(f);
@@ -394,10 +399,11 @@ static void on_done(CURL *e, CURLcode code, void *userdata)
 {
     struct forwarder *fw = userdata;
     struct forward *f = NULL;
-    long status = 0, sent = 0;
+    long status = 0;
+    curl_off_t connect_us = 0;
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&f);
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &sent);
+    curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &connect_us);
     /* curl_loop took it off the multi handle: it is done with. */
     curl_easy_cleanup(TAKE_PTR(f->easy));
     enum forward_outcome o;
@@ -405,13 +411,17 @@ static void on_done(CURL *e, CURLcode code, void *userdata)
         o = FWD_REFUSED;
     else if (code == CURLE_OK && !f->reply_too_large)
         o = FWD_RAN;
-    else if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST || sent == 0)
-        o = FWD_UNREACHABLE;
+    else if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST ||
+             connect_us == 0)
+        o = FWD_UNREACHABLE; /* never connected: nothing was sent */
     else if (code == CURLE_OPERATION_TIMEDOUT)
         o = FWD_TIMEOUT;
     else
         o = FWD_LOST;
     fw->counts[f->kind == PLACE_HOME][o]++;
+    if (o != FWD_RAN && o != FWD_REFUSED)
+        log_warn("a forwarded invocation failed", "function=%s peer=%s outcome=%s error=\"%s\"",
+                 f->function, f->peer.id, outcome_names[o], curl_easy_strerror(code));
     if (o == FWD_REFUSED && status == 403 && !fw->said_bad_key) {
         log_warn("a peer refused this host's forwards: is cluster_key the same on every host?",
                  "peer=%s", f->peer.id);
@@ -436,18 +446,17 @@ static void on_done(CURL *e, CURLcode code, void *userdata)
     }
 }
 
-bool forward_place(struct http_request *req, struct api *a, const char *function,
-                   const struct dispatch_route *route)
+bool forward_place(struct http_request *req, struct api *a, const struct forward_target *t,
+                   bool elsewhere)
 {
     if (!a->forwarder || !a->cluster)
         return false;
-    const struct manifest *m = dispatch_fn_manifest(route->fn);
     struct forward *f = calloc(1, sizeof(*f));
     if (!f)
         return false;
-    f->memory_needed = (int64_t)m->memory_mb << 20;
-    struct placement p =
-        cluster_place(a->cluster, function, false, true, f->memory_needed, &f->peer);
+    f->memory_needed = (int64_t)t->memory_mb << 20;
+    struct placement p = cluster_place(a->cluster, t->function, elsewhere ? CLUSTER_ELSEWHERE : 0,
+                                       f->memory_needed, &f->peer);
     if (p.kind == PLACE_HERE) {
         free(f);
         return false;
@@ -457,10 +466,11 @@ bool forward_place(struct http_request *req, struct api *a, const char *function
     f->a = a;
     f->req = req;
     f->kind = p.kind;
-    f->version = route->version;
-    f->timeout_ms = m->timeout_ms;
-    snprintf(f->function, sizeof(f->function), "%s", function);
-    memcpy(f->alias, route->alias, sizeof(f->alias));
+    f->elsewhere = elsewhere;
+    f->version = t->version;
+    f->timeout_ms = t->timeout_ms;
+    snprintf(f->function, sizeof(f->function), "%s", t->function);
+    snprintf(f->alias, sizeof(f->alias), "%s", t->alias);
     f->next = fw->all;
     if (fw->all)
         fw->all->prev = f;
@@ -509,6 +519,14 @@ void forwarder_free(struct forwarder *fw)
     metrics_histogram_done(&fw->hop);
     explicit_bzero(fw->key, sizeof(fw->key));
     free(fw);
+}
+
+size_t forwarder_active(const struct forwarder *fw)
+{
+    size_t n = 0;
+    for (const struct forward *f = fw ? fw->all : NULL; f; f = f->next)
+        n++;
+    return n;
 }
 
 void forward_metrics(const struct forwarder *fw, struct metrics_buf *b)

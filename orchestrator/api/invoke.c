@@ -79,41 +79,89 @@ static void reply_outcome(struct http_request *req, struct dispatch_result *r)
     http_reply_json(req, status_for(r->kind), root);
 }
 
+/* A sync invocation waiting for its outcome here: what a drain needs to send it elsewhere. */
+struct sync_call {
+    struct http_request *req;
+    struct api *a;
+    struct inv *inv; /* its handle while it waits or runs */
+    bool may_move;   /* neither forwarded here nor placed already: a stop may move it */
+    char function[MANIFEST_NAME_MAX + 1];
+    int64_t version;
+    char alias[INV_ALIAS_MAX + 1];
+    uint32_t memory_mb, timeout_ms;
+};
+
 static void on_sync_done(const struct ig_error *err, struct dispatch_result *r, void *userdata)
 {
-    struct http_request *req = userdata;
+    struct sync_call *call = userdata;
+    struct http_request *req = call->req;
     http_request_set_context(req, NULL, NULL);
-    if (err)
-        api_reply_error(req, err);
-    else
-        reply_outcome(req, r);
+    /* This host stops with the invocation still queued: another host runs it (with a
+     * cluster_key), rather than the caller getting 503. */
+    const struct forward_target t = {call->function, call->version, call->alias, call->memory_mb,
+                                     call->timeout_ms};
+    if (!(err && err->code == ESHUTDOWN && call->may_move &&
+          forward_place(req, call->a, &t, true))) {
+        if (call->a->host_id)
+            http_set_header(req, "Ignis-Host", call->a->host_id);
+        if (err)
+            api_reply_error(req, err);
+        else
+            reply_outcome(req, r);
+    }
+    free(call);
 }
 
 /* The client went away while its invocation waited or ran. */
 static void on_sync_client_gone(struct http_request *req, void *userdata)
 {
-    struct inv *inv = http_request_context(req);
-    if (inv)
-        dispatch_sync_cancel(inv);
+    struct sync_call *call = http_request_context(req);
+    if (call) {
+        dispatch_sync_cancel(call->inv);
+        free(call);
+    }
 }
 
-void invoke_sync_here(struct http_request *req, struct api *a, const struct dispatch_route *route)
+void invoke_sync_here(struct http_request *req, struct api *a, const struct dispatch_route *route,
+                      bool may_move)
 {
-    struct dispatch *d = a->dispatch;
     size_t len;
-    if (a->host_id)
-        http_set_header(req, "Ignis-Host", a->host_id);
     const char *body = http_request_body(req, &len);
     const struct http_caller *caller = http_request_caller(req);
+    const struct manifest *m = dispatch_fn_manifest(route->fn);
     struct ig_error err = {};
-    struct inv *inv;
-    if (dispatch_submit_sync(d, route, body, len, http_request_header(req, "Content-Type"),
-                             caller ? caller->token_id : NULL, on_sync_done, req, &inv, &err) < 0) {
+    struct sync_call *call = calloc(1, sizeof(*call));
+    if (!call) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    *call = (struct sync_call){.req = req,
+                               .a = a,
+                               .may_move = may_move,
+                               .version = route->version,
+                               .memory_mb = m->memory_mb,
+                               .timeout_ms = m->timeout_ms};
+    snprintf(call->function, sizeof(call->function), "%s", dispatch_fn_name(route->fn));
+    memcpy(call->alias, route->alias, sizeof(call->alias));
+    struct inv *inv; /* NULL when done already ran (and freed call) */
+    if (dispatch_submit_sync(
+            a->dispatch, route, body, len, http_request_header(req, "Content-Type"),
+            caller ? caller->token_id : NULL, on_sync_done, call, &inv, &err) < 0) {
+        free(call);
         api_reply_error(req, &err);
         return;
     }
-    if (inv)
-        http_request_set_context(req, inv, on_sync_client_gone);
+    if (inv) {
+        call->inv = inv;
+        http_request_set_context(req, call, on_sync_client_gone);
+    }
+}
+
+/* What a forward of an invocation routed so carries. */
+static struct forward_target target_of(const char *name, const struct dispatch_route *route)
+{
+    const struct manifest *m = dispatch_fn_manifest(route->fn);
+    return (struct forward_target){name, route->version, route->alias, m->memory_mb, m->timeout_ms};
 }
 
 /* Here when it has a warm, free container (or is a version's, or the request was forwarded);
@@ -121,19 +169,37 @@ void invoke_sync_here(struct http_request *req, struct api *a, const struct disp
 static void invoke_sync(struct http_request *req, struct api *a, const char *name,
                         struct dispatch_route *route)
 {
-    bool warm_only;
-    int fw = forward_received(req, a, route, &warm_only);
+    enum forward_mode mode;
+    int fw = forward_received(req, a, route, &mode);
     if (fw < 0)
         return;
     bool free_here = dispatch_fn_has_free(route->fn);
-    if (fw == 1 && !(warm_only ? free_here : dispatch_fn_has_room(route->fn))) {
-        forward_refuse(req, name, warm_only);
+    if (fw == 1 && ((mode == FORWARD_WARM && !free_here) ||
+                    (mode == FORWARD_HOME && !dispatch_fn_has_room(route->fn)))) {
+        forward_refuse(req, name, mode);
         return;
     }
+    const struct forward_target t = target_of(name, route);
     if (fw == 0 && !free_here && dispatch_fn_is_current(route->fn) &&
-        forward_place(req, a, name, route))
+        forward_place(req, a, &t, false))
         return;
-    invoke_sync_here(req, a, route);
+    invoke_sync_here(req, a, route, fw == 0);
+}
+
+/* A sync invocation arriving while this host stops (a drain: the load balancer has not seen
+ * /readyz yet): sent to another host when there is one (with a cluster_key). true once
+ * forwarded. */
+static bool moved_while_stopping(struct http_request *req, struct api *a, const char *name,
+                                 const char *selector)
+{
+    struct fn_state *fn = dispatch_function(a->dispatch, name);
+    struct dispatch_route route;
+    struct ig_error err = {};
+    if (!a->forwarder || http_request_header(req, "Ignis-Forwarded") || !fn ||
+        dispatch_fn_removing(fn) || dispatch_route(a->dispatch, fn, selector, &route, &err) < 0)
+        return false;
+    const struct forward_target t = target_of(name, &route);
+    return forward_place(req, a, &t, true);
 }
 
 /* ---- async ---- */
@@ -326,7 +392,8 @@ void api_post_invoke(struct http_request *req, void *userdata)
         return;
     }
     if (dispatch_function_accepting(a->dispatch, name, selector, &route, &err) < 0) {
-        api_reply_error(req, &err);
+        if (!(err.code == ESHUTDOWN && !async && moved_while_stopping(req, a, name, selector)))
+            api_reply_error(req, &err);
         return;
     }
     if (async)

@@ -329,15 +329,28 @@ static int start_http(struct daemon *d, struct ig_error *err)
     return r;
 }
 
+/* The last step of a graceful stop: the invocations this host forwarded (those queued here when
+ * it began, moved to other hosts) get their replies, within another grace period. */
+static void on_forwards_checked(struct loop *l, struct loop_timer *t, void *userdata)
+{
+    struct daemon *d = userdata;
+    if (forwarder_active(d->api.forwarder) == 0 || now_usec() >= d->forwards_deadline_us)
+        loop_quit(l);
+    else
+        loop_add_timer(l, now_usec() + 20 * 1000, on_forwards_checked, d, NULL);
+}
+
 static void on_dispatch_stopped(void *userdata)
 {
     struct daemon *d = userdata;
-    loop_quit(d->loop);
+    d->forwards_deadline_us =
+        now_usec() + dispatch_get_options(d->dispatch)->shutdown_grace_ms * 1000;
+    on_forwards_checked(d->loop, NULL, d);
 }
 
-/* A graceful stop: no new connections, queued sync invocations answered 503, in-flight ones
- * given the grace period, queued async ones handed back to the shared queue (PostgreSQL) or
- * left in the store for the next start. */
+/* A graceful stop: no new connections, queued sync invocations answered 503 (or, with a
+ * cluster_key, forwarded to another host), in-flight ones given the grace period, queued async ones
+ * handed back to the shared queue (PostgreSQL) or left in the store for the next start. */
 static void stop_gracefully(struct daemon *d)
 {
     d->api.stopping = true;

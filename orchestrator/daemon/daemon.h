@@ -43,9 +43,10 @@ struct daemon {
     /* What other hosts on the same PostgreSQL store change (records/changes.h); NULL on
      * SQLite. */
     struct changes *changes;
-    struct secrets *secrets;      /* this host's files, or shared through the store (secrets.h) */
-    uint64_t started_usec;        /* monotonic */
-    struct loop_timer *heartbeat; /* this host's row in the hosts table, each second */
+    struct secrets *secrets;       /* this host's files, or shared through the store (secrets.h) */
+    uint64_t started_usec;         /* monotonic */
+    struct loop_timer *heartbeat;  /* this host's row in the hosts table, each second */
+    uint64_t forwards_deadline_us; /* a graceful stop waits for its forwards until then */
     int lock_fd; /* STATE_DIR/lock, flock'd for the daemon's life; -1 until taken */
     /* The daemon's cgroup subtree; the null backend where there is none to use. */
     struct cg_manager *cgroups;

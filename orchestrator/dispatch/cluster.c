@@ -22,6 +22,7 @@ struct cluster {
     char host_id[64];
     struct peer_host *hosts;
     size_t nhosts;
+    struct placement_host *view; /* nhosts of them: placement's input (view_build) */
     struct loop_timer *timer;
     uint64_t picks;
     bool said_failing; /* a read failed: said once until one succeeds */
@@ -172,6 +173,12 @@ static int refresh(struct cluster *c, struct ig_error *err)
         free_hosts(rd.hosts, rd.n); /* what moved goes back: the old view keeps it */
         return r;
     }
+    struct placement_host *view = realloc(c->view, (rd.n ? rd.n : 1) * sizeof(*view));
+    if (!view) {
+        free_hosts(rd.hosts, rd.n);
+        return ig_error_set(err, ENOMEM, "out of memory");
+    }
+    c->view = view;
     free_hosts(c->hosts, c->nhosts);
     c->hosts = rd.hosts;
     c->nhosts = rd.n;
@@ -219,45 +226,41 @@ void cluster_free(struct cluster *c)
     if (c->timer)
         loop_cancel_timer(c->loop, c->timer);
     free_hosts(c->hosts, c->nhosts);
+    free(c->view);
     free(c);
 }
 
 /* The hosts as placement sees them for function (each live, its memory free, whether it says
- * it has function warm, unless !warm_ok), up to ARRAY_SIZE of view; the index of this host
- * there, or SIZE_MAX when it is not registered yet. */
-#define VIEW_MAX 64
-static size_t view_build(const struct cluster *c, const char *function, bool warm_ok,
-                         struct placement_host view[VIEW_MAX], size_t *ret_n)
+ * it has function warm), as flags say, into c->view (the same order as c->hosts); the index of
+ * this host there, or SIZE_MAX when it is not registered yet. */
+static size_t view_build(struct cluster *c, const char *function, unsigned flags)
 {
-    size_t n = 0, here = SIZE_MAX;
-    /* Past VIEW_MAX hosts, the first as read (ordered by id). */
-    for (size_t i = 0; i < c->nhosts && n < VIEW_MAX; i++) {
+    size_t here = SIZE_MAX;
+    for (size_t i = 0; i < c->nhosts; i++) {
         const struct peer_host *h = &c->hosts[i];
         bool self = streq(h->id, c->host_id);
         if (self)
-            here = n;
-        view[n++] = (struct placement_host){
+            here = i;
+        c->view[i] = (struct placement_host){
             .id = h->id,
-            .live = self || h->live,
+            .live = self ? !(flags & CLUSTER_ELSEWHERE) : h->live,
             .memory_free = h->memory_free,
-            .warm = warm_ok && !self && warm_index(h, function) >= 0,
+            .warm = !(flags & CLUSTER_NO_WARM) && !self && warm_index(h, function) >= 0,
         };
     }
-    *ret_n = n;
     return here;
 }
 
-struct placement cluster_place(struct cluster *c, const char *function, bool local_free,
-                               bool warm_ok, int64_t memory_needed, struct cluster_peer *ret_peer)
+struct placement cluster_place(struct cluster *c, const char *function, unsigned flags,
+                               int64_t memory_needed, struct cluster_peer *ret_peer)
 {
-    if (local_free || !c)
+    if (!c)
         return (struct placement){PLACE_HERE, 0};
-    struct placement_host view[VIEW_MAX];
-    size_t n, here = view_build(c, function, warm_ok, view, &n);
+    size_t here = view_build(c, function, flags);
     if (here == SIZE_MAX)
         return (struct placement){PLACE_HERE, 0}; /* not registered yet: nothing to go by */
     struct placement p =
-        placement_decide(function, false, view, n, here, memory_needed, c->picks++);
+        placement_decide(function, false, c->view, c->nhosts, here, memory_needed, c->picks++);
     if (p.kind != PLACE_HERE) {
         snprintf(ret_peer->id, sizeof(ret_peer->id), "%s", c->hosts[p.host].id);
         snprintf(ret_peer->advertise, sizeof(ret_peer->advertise), "%s",
@@ -266,11 +269,10 @@ struct placement cluster_place(struct cluster *c, const char *function, bool loc
     return p;
 }
 
-unsigned cluster_share(const struct cluster *c, const char *function, unsigned total)
+unsigned cluster_share(struct cluster *c, const char *function, unsigned total)
 {
     if (!c || total == 0)
         return total;
-    struct placement_host view[VIEW_MAX];
-    size_t n, here = view_build(c, function, false, view, &n);
-    return here == SIZE_MAX ? total : placement_share(function, view, n, here, total);
+    size_t here = view_build(c, function, CLUSTER_NO_WARM);
+    return here == SIZE_MAX ? total : placement_share(function, c->view, c->nhosts, here, total);
 }

@@ -31,11 +31,16 @@ void cluster_free(struct cluster *c);
 /* host_id announced a change of its warm capacity; NULL: re-read every host's. */
 void cluster_warm_changed(struct cluster *c, const char *host_id);
 
-/* Where a sync invocation of function goes (placement_decide over the hosts as last read; with
- * warm_ok false no peer is taken for warm: the home host or here): PLACE_HERE, or a peer, into
+/* cluster_place's flags: no peer is taken for warm (the home host or here); this host is not
+ * a candidate (it stops: PLACE_HERE then means no other host). */
+#define CLUSTER_NO_WARM   1u
+#define CLUSTER_ELSEWHERE 2u
+
+/* Where a sync invocation of function, which has no warm, free container here, goes
+ * (placement_decide over the hosts as last read, as flags say): PLACE_HERE, or a peer, into
  * *ret_peer. */
-struct placement cluster_place(struct cluster *c, const char *function, bool local_free,
-                               bool warm_ok, int64_t memory_needed, struct cluster_peer *ret_peer);
+struct placement cluster_place(struct cluster *c, const char *function, unsigned flags,
+                               int64_t memory_needed, struct cluster_peer *ret_peer);
 
 /* A forward to host_id found no warm container of function there, or did not reach it: it is
  * not taken for warm with function until it announces so again (or the next full re-read). */
@@ -44,4 +49,4 @@ void cluster_forget_warm(struct cluster *c, const char *host_id, const char *fun
 /* This host's part of function's cluster-wide count total (its min_scale or max_scale) split
  * over the live hosts, the home host first (placement_share); total itself until this host is
  * registered (and with c NULL). */
-unsigned cluster_share(const struct cluster *c, const char *function, unsigned total);
+unsigned cluster_share(struct cluster *c, const char *function, unsigned total);

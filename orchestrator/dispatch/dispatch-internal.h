@@ -198,7 +198,7 @@ struct dispatch {
     struct journal *journal;
     struct cg_manager *cg;
     struct container_stock *stock; /* the pool's containers take from it; may be NULL */
-    const struct cluster *cluster; /* the peers, with a shared store; may be NULL */
+    struct cluster *cluster;       /* the peers, with a shared store; may be NULL */
     struct dispatch_options opts;
     /* What runs the containers (pool_containers; a test's fake), and how it reports back. */
     const struct pool_ops *pool;

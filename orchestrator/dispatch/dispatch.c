@@ -1869,7 +1869,7 @@ const struct dispatch_hooks *dispatch_get_hooks(const struct dispatch *d)
     return &d->hooks;
 }
 
-void dispatch_set_cluster(struct dispatch *d, const struct cluster *c)
+void dispatch_set_cluster(struct dispatch *d, struct cluster *c)
 {
     d->cluster = c;
 }

@@ -90,7 +90,7 @@ void dispatch_set_hooks(struct dispatch *d, const struct dispatch_hooks *hooks);
 const struct dispatch_hooks *dispatch_get_hooks(const struct dispatch *d);
 /* The peers (dispatch/cluster.h): min_scale and max_scale are then the cluster's, and this
  * host's scaler works to its part of them (cluster_share). NULL: this host alone. */
-void dispatch_set_cluster(struct dispatch *d, const struct cluster *c);
+void dispatch_set_cluster(struct dispatch *d, struct cluster *c);
 /* The stock the pool's containers take namespaces and cgroups from (container.h); NULL: none. */
 void dispatch_set_stock(struct dispatch *d, struct container_stock *stock);
 /* The options it runs with (images_dir, queue_max, ...). */
