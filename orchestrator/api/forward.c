@@ -43,6 +43,7 @@ struct forward {
     uint32_t timeout_ms;
     enum placement_kind kind;
     bool elsewhere; /* this host stops: never here */
+    enum placement_local local;
     struct cluster_peer peer;
     CURL *easy;
     struct curl_slist *headers;
@@ -53,7 +54,6 @@ struct forward {
         char *name, *value;
     } kept[FORWARD_MAX_HEADERS];
     size_t nkept;
-    uint64_t started_us;
     struct forward *prev, *next;
 };
 
@@ -68,8 +68,8 @@ struct forwarder {
     bool said_bad_key;
 };
 
-static const double hop_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                    0.005,  0.01,    0.025,  0.05,  0.1};
+static const double hop_bounds[] = {0.0001, 0.0002, 0.0003, 0.0005, 0.001, 0.002,
+                                    0.005,  0.01,   0.025,  0.05,   0.1};
 
 /* ---- the signed header ---- */
 
@@ -321,7 +321,6 @@ static int start(struct forward *f)
         return -EIO;
     }
     f->easy = e;
-    f->started_us = now_usec();
     return 0;
 }
 
@@ -351,7 +350,7 @@ static void run_here(struct forward *f)
 static void next_step(struct forward *f)
 {
     if (f->kind == PLACE_WARM_PEER) {
-        struct placement p = cluster_place(f->a->cluster, f->function,
+        struct placement p = cluster_place(f->a->cluster, f->function, f->local,
                                            CLUSTER_NO_WARM | (f->elsewhere ? CLUSTER_ELSEWHERE : 0),
                                            f->memory_needed, &f->peer);
         if (p.kind == PLACE_HOME) {
@@ -372,7 +371,9 @@ static void relay(struct forward *f, long status)
     struct http_request *req = f->req;
     const char *timing = kept(f, "Server-Timing"), *dur = timing ? strstr(timing, "dur=") : NULL;
     if (dur) {
-        double hop = (double)(now_usec() - f->started_us) / 1e6 - strtod(dur + 4, NULL) / 1e3;
+        /* From the request's handling here (its placement included) to the relay. */
+        double hop = (double)(now_usec() - http_request_handled_usec(req)) / 1e6 -
+                     strtod(dur + 4, NULL) / 1e3;
         metrics_histogram_observe(&f->fw->hop, hop > 0 ? hop : 0);
     }
     for (size_t i = 0; i < f->nkept; i++)
@@ -411,8 +412,7 @@ static void on_done(CURL *e, CURLcode code, void *userdata)
         o = FWD_REFUSED;
     else if (code == CURLE_OK && !f->reply_too_large)
         o = FWD_RAN;
-    else if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST ||
-             connect_us == 0)
+    else if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST || connect_us == 0)
         o = FWD_UNREACHABLE; /* never connected: nothing was sent */
     else if (code == CURLE_OPERATION_TIMEDOUT)
         o = FWD_TIMEOUT;
@@ -455,8 +455,11 @@ bool forward_place(struct http_request *req, struct api *a, const struct forward
     if (!f)
         return false;
     f->memory_needed = (int64_t)t->memory_mb << 20;
-    struct placement p = cluster_place(a->cluster, t->function, elsewhere ? CLUSTER_ELSEWHERE : 0,
-                                       f->memory_needed, &f->peer);
+    /* A host that stops has nothing of it that counts: the home host among the others. */
+    f->local = elsewhere ? LOCAL_NONE : t->local;
+    struct placement p =
+        cluster_place(a->cluster, t->function, f->local, elsewhere ? CLUSTER_ELSEWHERE : 0,
+                      f->memory_needed, &f->peer);
     if (p.kind == PLACE_HERE) {
         free(f);
         return false;

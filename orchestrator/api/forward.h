@@ -13,6 +13,7 @@
 
 #include "base/http.h"
 #include "dispatch/dispatch.h"
+#include "dispatch/placement.h"
 
 struct api;
 struct cluster;
@@ -36,6 +37,7 @@ struct forward_target {
     int64_t version;
     const char *alias; /* "" when routed by version number */
     uint32_t memory_mb, timeout_ms;
+    enum placement_local local; /* what this host has of it */
 };
 
 /* Places a sync invocation on a host without a warm, free container for it (the caller

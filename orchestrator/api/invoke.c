@@ -98,8 +98,11 @@ static void on_sync_done(const struct ig_error *err, struct dispatch_result *r, 
     http_request_set_context(req, NULL, NULL);
     /* This host stops with the invocation still queued: another host runs it (with a
      * cluster_key), rather than the caller getting 503. */
-    const struct forward_target t = {call->function, call->version, call->alias, call->memory_mb,
-                                     call->timeout_ms};
+    const struct forward_target t = {.function = call->function,
+                                     .version = call->version,
+                                     .alias = call->alias,
+                                     .memory_mb = call->memory_mb,
+                                     .timeout_ms = call->timeout_ms};
     if (!(err && err->code == ESHUTDOWN && call->may_move &&
           forward_place(req, call->a, &t, true))) {
         if (call->a->host_id)
@@ -161,7 +164,15 @@ void invoke_sync_here(struct http_request *req, struct api *a, const struct disp
 static struct forward_target target_of(const char *name, const struct dispatch_route *route)
 {
     const struct manifest *m = dispatch_fn_manifest(route->fn);
-    return (struct forward_target){name, route->version, route->alias, m->memory_mb, m->timeout_ms};
+    enum placement_local local = dispatch_fn_has_free(route->fn)     ? LOCAL_FREE
+                                 : dispatch_fn_containers(route->fn) ? LOCAL_BUSY
+                                                                     : LOCAL_NONE;
+    return (struct forward_target){.function = name,
+                                   .version = route->version,
+                                   .alias = route->alias,
+                                   .memory_mb = m->memory_mb,
+                                   .timeout_ms = m->timeout_ms,
+                                   .local = local};
 }
 
 /* Here when it has a warm, free container (or is a version's, or the request was forwarded);

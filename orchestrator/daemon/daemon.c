@@ -436,7 +436,7 @@ static void on_change(void *userdata, const char *kind, const char *name)
             r = auth_reload(d->auth, &e);
         if (r == 0)
             r = secrets_sync(d->secrets, NULL, &e);
-        cluster_warm_changed(d->api.cluster, NULL);
+        cluster_warm_announced(d->api.cluster, NULL);
     } else if (streq(kind, CHANGES_SECRET)) {
         r = secrets_sync(d->secrets, name, &e);
     } else if (streq(kind, CHANGES_FUNCTION)) {
@@ -450,23 +450,22 @@ static void on_change(void *userdata, const char *kind, const char *name)
     } else if (streq(kind, CHANGES_DRAIN) && streq(name, d->opts.host_id)) {
         r = drain_soon(d);
     } else if (streq(kind, CHANGES_WARM)) {
-        cluster_warm_changed(d->api.cluster, name);
+        cluster_warm_announced(d->api.cluster, name);
     }
     if (r < 0)
         log_error("applying a change made on another host failed", "kind=%s name=%s error=\"%s\"",
                   kind ? kind : "*", name ? name : "*", e.code ? e.message : strerror(-r));
 }
 
-/* This host's warm capacity changed (dispatch_hooks.warm): its row in warm_capacity, and once
- * a flush's rows are submitted (function NULL), the announcement peers re-read them on. */
+/* This host's warm capacity for function changed (dispatch_hooks.warm): its row in
+ * warm_capacity, and the notification its peers apply. */
 static void on_warm(void *userdata, const char *function, bool warm)
 {
     struct daemon *d = userdata;
-    int r = function ? hosts_store_warm(d->journal, d->opts.host_id, function, warm)
-                     : changes_announce(d->journal, CHANGES_WARM, d->opts.host_id, NULL, NULL);
+    int r = hosts_store_warm(d->journal, d->opts.host_id, function, warm);
     if (r < 0)
         log_warn("publishing this host's warm capacity failed", "function=%s error=\"%s\"",
-                 function ? function : "*", strerror(-r));
+                 function, strerror(-r));
 }
 
 /* Sync invocations placed across the hosts (#17): with a PostgreSQL store and a cluster_key,

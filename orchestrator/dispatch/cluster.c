@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "functions/manifest.h"
 #include "records/hosts_store.h"
 #include "records/journal.h"
 
@@ -93,15 +94,13 @@ static int add_warm(void *userdata, const char *host_id, const char *function)
     return 0;
 }
 
-void cluster_warm_changed(struct cluster *c, const char *host_id)
+/* Every host's warm functions, read whole. */
+static void warm_read_all(struct cluster *c)
 {
-    if (!c || (host_id && streq(host_id, c->host_id)))
-        return;
     for (size_t i = 0; i < c->nhosts; i++)
-        if (!host_id || streq(c->hosts[i].id, host_id))
-            warm_clear(&c->hosts[i]);
+        warm_clear(&c->hosts[i]);
     struct ig_error err = {};
-    int r = hosts_store_warm_list(c->store, host_id, add_warm, c, &err);
+    int r = hosts_store_warm_list(c->store, add_warm, c, &err);
     said(c, r, &err);
     for (size_t i = 0; i < c->nhosts; i++)
         qsort(c->hosts[i].warm, c->hosts[i].nwarm, sizeof(char *), cmp_name);
@@ -116,6 +115,36 @@ void cluster_forget_warm(struct cluster *c, const char *host_id, const char *fun
     free(h->warm[i]);
     memmove(h->warm + i, h->warm + i + 1, (h->nwarm - (size_t)i - 1) * sizeof(*h->warm));
     h->nwarm--;
+}
+
+void cluster_warm_announced(struct cluster *c, const char *what)
+{
+    if (!c)
+        return;
+    if (!what) {
+        warm_read_all(c);
+        return;
+    }
+    char host[64], function[MANIFEST_NAME_MAX + 1], sign;
+    if (sscanf(what, "%63s %63s %c", host, function, &sign) != 3 || streq(host, c->host_id))
+        return;
+    struct peer_host *h = host_find(c, host);
+    if (!h) /* a host not listed yet: read whole once the next refresh lists it */
+        return;
+    if (sign == '-') {
+        cluster_forget_warm(c, host, function);
+        return;
+    }
+    if (warm_index(h, function) >= 0 || add_warm(c, host, function) < 0)
+        return;
+    /* Into its place: the new one is last, the rest sorted. */
+    char *added = h->warm[h->nwarm - 1];
+    size_t at = h->nwarm - 1;
+    while (at > 0 && strcmp(h->warm[at - 1], added) > 0) {
+        h->warm[at] = h->warm[at - 1];
+        at--;
+    }
+    h->warm[at] = added;
 }
 
 /* ---- hosts ---- */
@@ -183,7 +212,7 @@ static int refresh(struct cluster *c, struct ig_error *err)
     c->hosts = rd.hosts;
     c->nhosts = rd.n;
     if (rd.new_host)
-        cluster_warm_changed(c, NULL);
+        warm_read_all(c);
     return 0;
 }
 
@@ -251,8 +280,8 @@ static size_t view_build(struct cluster *c, const char *function, unsigned flags
     return here;
 }
 
-struct placement cluster_place(struct cluster *c, const char *function, unsigned flags,
-                               int64_t memory_needed, struct cluster_peer *ret_peer)
+struct placement cluster_place(struct cluster *c, const char *function, enum placement_local local,
+                               unsigned flags, int64_t memory_needed, struct cluster_peer *ret_peer)
 {
     if (!c)
         return (struct placement){PLACE_HERE, 0};
@@ -260,7 +289,7 @@ struct placement cluster_place(struct cluster *c, const char *function, unsigned
     if (here == SIZE_MAX)
         return (struct placement){PLACE_HERE, 0}; /* not registered yet: nothing to go by */
     struct placement p =
-        placement_decide(function, false, c->view, c->nhosts, here, memory_needed, c->picks++);
+        placement_decide(function, local, c->view, c->nhosts, here, memory_needed, c->picks++);
     if (p.kind != PLACE_HERE) {
         snprintf(ret_peer->id, sizeof(ret_peer->id), "%s", c->hosts[p.host].id);
         snprintf(ret_peer->advertise, sizeof(ret_peer->advertise), "%s",

@@ -101,6 +101,11 @@ bool dispatch_fn_has_free(const struct fn_state *fn)
     return fn->nready > 0;
 }
 
+size_t dispatch_fn_containers(const struct fn_state *fn)
+{
+    return fn->nready + fn->nbusy + fn->nspawning;
+}
+
 size_t dispatch_fn_waiting(const struct fn_state *fn)
 {
     return fn->queued + fn->submitting;
@@ -1027,7 +1032,6 @@ void dispatch_state_link(struct fn_state *fn)
 /* Tells the warm hook what changed and stayed changed since it was last told. */
 static void warm_flush(struct dispatch *d)
 {
-    bool told = false;
     while (d->warm_dirty) {
         struct fn_state *fn = d->warm_dirty;
         d->warm_dirty = fn->warm_next;
@@ -1035,11 +1039,8 @@ static void warm_flush(struct dispatch *d)
         if (fn->warm != fn->warm_told && d->hooks.warm) {
             fn->warm_told = fn->warm;
             d->hooks.warm(d->hooks.userdata, fn->name, fn->warm);
-            told = true;
         }
     }
-    if (told)
-        d->hooks.warm(d->hooks.userdata, NULL, false);
 }
 
 static void on_warm_due(struct loop *l, struct loop_timer *t, void *userdata)
@@ -1078,10 +1079,8 @@ void dispatch_state_free(struct fn_state *fn)
                 *p = fn->warm_next;
                 break;
             }
-    if (fn->warm_told && fn->d->hooks.warm) {
+    if (fn->warm_told && fn->d->hooks.warm)
         fn->d->hooks.warm(fn->d->hooks.userdata, fn->name, false);
-        fn->d->hooks.warm(fn->d->hooks.userdata, NULL, false);
-    }
     if (fn->tpl) /* the pool watches it, and workers of another state may wait for it */
         fn->d->pool->forget(fn);
     free(fn->by_version);

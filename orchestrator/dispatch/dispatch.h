@@ -75,8 +75,8 @@ struct dispatch_hooks {
     void (*emitted)(void *userdata, struct fn_state *fn, struct inv *inv,
                     const struct proto_msg *m);
     /* function's current version went from no ready container (one with a free slot) to some
-     * (warm true), or back (#17: peers forward sync invocations to a host with warm capacity).
-     * Called as it changes: the hook coalesces. */
+     * (warm true), or back, and stayed so for DISPATCH_WARM_FLUSH_US (#17: peers forward sync
+     * invocations to a host with warm capacity). */
     void (*warm)(void *userdata, const char *function, bool warm);
     void *userdata;
 };
@@ -136,6 +136,8 @@ const struct manifest *dispatch_fn_manifest(const struct fn_state *fn);
 /* Whether fn (a route's state) has a ready container with a free slot now: an invocation
  * would start at once, without a cold start. */
 bool dispatch_fn_has_free(const struct fn_state *fn);
+/* fn's containers: ready, busy and starting. */
+size_t dispatch_fn_containers(const struct fn_state *fn);
 /* Whether fn could start one more invocation without waiting for another to end: a free
  * container, or room for one more under its max_scale here (what a home host takes). */
 bool dispatch_fn_has_room(const struct fn_state *fn);

@@ -35,11 +35,11 @@ ssize_t placement_home(const char *function, const struct placement_host *hosts,
     return best;
 }
 
-struct placement placement_decide(const char *function, bool local_free,
+struct placement placement_decide(const char *function, enum placement_local local,
                                   const struct placement_host *hosts, size_t n, size_t here,
                                   int64_t memory_needed, uint64_t pick)
 {
-    if (local_free)
+    if (local == LOCAL_FREE)
         return (struct placement){PLACE_HERE, here};
     size_t warm = 0;
     for (size_t i = 0; i < n; i++)
@@ -50,7 +50,7 @@ struct placement placement_decide(const char *function, bool local_free,
             if (i != here && hosts[i].live && hosts[i].warm && k-- == 0)
                 return (struct placement){PLACE_WARM_PEER, i};
     }
-    ssize_t home = placement_home(function, hosts, n, memory_needed);
+    ssize_t home = local == LOCAL_NONE ? placement_home(function, hosts, n, memory_needed) : -1;
     if (home >= 0 && (size_t)home != here)
         return (struct placement){PLACE_HOME, (size_t)home};
     return (struct placement){PLACE_HERE, here};

@@ -33,11 +33,20 @@ struct placement {
 ssize_t placement_home(const char *function, const struct placement_host *hosts, size_t n,
                        int64_t memory_needed);
 
+/* What the deciding host has of the function. */
+enum placement_local {
+    LOCAL_NONE, /* no container of it */
+    LOCAL_BUSY, /* containers of it, none free: it waits for one here, or one more is made here */
+    LOCAL_FREE, /* a warm, free container */
+};
+
 /* The placement of one sync invocation of function arriving at hosts[here]: here when it has a
- * warm, free container (local_free); else a live warm peer (the pick-th of them, modulo their
- * number, so that callers spread their requests); else the home host when it is another; else
+ * warm, free container; else a live warm peer (the pick-th of them, modulo their number, so that
+ * callers spread their requests); else, when this host has no container of it, the home host
+ * if it is another (a host that has containers of it grows its own: the home host is at its
+ * share of max_scale as often as not then, and a forward to it would only be refused); else
  * here. */
-struct placement placement_decide(const char *function, bool local_free,
+struct placement placement_decide(const char *function, enum placement_local local,
                                   const struct placement_host *hosts, size_t n, size_t here,
                                   int64_t memory_needed, uint64_t pick);
 

@@ -52,6 +52,15 @@ int changes_announce(struct journal *j, const char *kind, const char *name, jour
     return journal_submit_once(j, "SELECT pg_notify($1, $2)", v, ARRAY_SIZE(v), done, userdata);
 }
 
+int changes_announce_each(struct journal *j, const char *kind, const char *name)
+{
+    char payload[200];
+    snprintf(payload, sizeof(payload), "%s:%s", kind, name);
+    const char *text = payload;
+    const struct db_value v[] = {DV_S(CHANGES_CHANNEL), DV_S(text)};
+    return journal_submit_lazy(j, "SELECT pg_notify($1, $2)", v, ARRAY_SIZE(v), NULL, NULL);
+}
+
 int changes_parse(const char *payload, char *ret_kind, size_t kind_size, char *ret_name,
                   size_t name_size)
 {
@@ -70,7 +79,7 @@ int changes_parse(const char *payload, char *ret_kind, size_t kind_size, char *r
 static void on_payload(void *userdata, const char *payload)
 {
     struct changes *c = userdata;
-    char kind[32], name[128];
+    char kind[32], name[192];
     if (changes_parse(payload, kind, sizeof(kind), name, sizeof(name)) < 0) {
         /* Not one of ours (a newer ignisd's kind fits the shape): logged, not acted on. */
         log_warn("change notification not understood", "payload=\"%.64s\"", payload);

@@ -29,8 +29,8 @@ struct db;
 /* The host NAME is asked to drain (POST /v1/hosts/{id}/drain on any host): it stops as on
  * SIGTERM. */
 #define CHANGES_DRAIN "drain"
-/* The host NAME's warm capacity changed (records/hosts_store.h hosts_store_warm): peers re-read
- * its rows. */
+/* A host's warm capacity for a function changed (records/hosts_store.h hosts_store_warm): the
+ * name is "HOST FUNCTION +" (it has a warm, free container now) or "... -" (no longer). */
 #define CHANGES_WARM "warm"
 
 /* Inside the writer's open transaction: tells every listening host that kind's name changed.
@@ -43,6 +43,11 @@ int changes_notify(struct db *db, const char *kind, const char *name);
  * as journal_submit's; 0 or -ENOMEM. */
 int changes_announce(struct journal *j, const char *kind, const char *name, journal_done_fn done,
                      void *userdata);
+
+/* The same, for a notification whose every one counts, in order (changes_announce sends one of
+ * identical ones a batch holds): each is sent, after the statements submitted before it. name
+ * at most 190 bytes. 0 or -ENOMEM. */
+int changes_announce_each(struct journal *j, const char *kind, const char *name);
 
 /* Splits a payload "KIND:NAME" into kind and name (each NUL-terminated, at most size - 1
  * bytes): 0, or -EINVAL for anything else (no colon, an empty part, one too long). */

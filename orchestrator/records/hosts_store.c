@@ -1,5 +1,6 @@
 #include "records/hosts_store.h"
 
+#include "records/changes.h"
 #include "records/store-internal.h"
 
 /* A host's figures as statement values, in their columns' order (containers_ready,
@@ -85,24 +86,23 @@ int hosts_store_list(struct store *s, int64_t now_us,
 int hosts_store_warm(struct journal *j, const char *host_id, const char *function, bool warm)
 {
     const struct db_value v[] = {DV_S(host_id), DV_S(function)};
-    return journal_submit_lazy(j,
-                               warm ? "INSERT INTO warm_capacity (host_id, function) "
-                                      "VALUES ($1, $2) ON CONFLICT DO NOTHING"
-                                    : "DELETE FROM warm_capacity WHERE host_id = $1 AND "
-                                      "function = $2",
-                               v, ARRAY_SIZE(v), NULL, NULL);
+    int r = journal_submit_lazy(j,
+                                warm ? "INSERT INTO warm_capacity (host_id, function) "
+                                       "VALUES ($1, $2) ON CONFLICT DO NOTHING"
+                                     : "DELETE FROM warm_capacity WHERE host_id = $1 AND "
+                                       "function = $2",
+                                v, ARRAY_SIZE(v), NULL, NULL);
+    char what[160];
+    snprintf(what, sizeof(what), "%s %s %c", host_id, function, warm ? '+' : '-');
+    return r < 0 ? r : changes_announce_each(j, CHANGES_WARM, what);
 }
 
-int hosts_store_warm_list(struct store *s, const char *host_id,
+int hosts_store_warm_list(struct store *s,
                           int (*each)(void *userdata, const char *host_id, const char *function),
                           void *userdata, struct ig_error *err)
 {
     _cleanup_db_rows_ struct db_rows *rows = NULL;
-    const struct db_value v[] = {DV_S(host_id)};
-    if (db_query(s->db,
-                 host_id ? "SELECT host_id, function FROM warm_capacity WHERE host_id = $1"
-                         : "SELECT host_id, function FROM warm_capacity",
-                 v, host_id ? 1 : 0, &rows, NULL) < 0)
+    if (db_query(s->db, "SELECT host_id, function FROM warm_capacity", NULL, 0, &rows, NULL) < 0)
         return db_fail(s->db, err, "store: reading warm capacity");
     int q;
     while ((q = db_next(rows)) > 0) {

@@ -52,13 +52,11 @@ int hosts_store_list(struct store *s, int64_t now_us,
                      struct ig_error *err);
 
 /* Warm capacity (#17): this host has a warm, free container for function (warm) or no longer
- * has one, through the journal (lazy). After the changes of one flush, changes_announce
- * CHANGES_WARM with the host's id, so peers re-read its rows. A host's rows are cleared when
- * it registers. 0 or -errno as journal_submit. */
+ * has one: its row, and the CHANGES_WARM notification peers apply, through the journal (lazy).
+ * A host's rows are cleared when it registers. 0 or -errno as journal_submit. */
 int hosts_store_warm(struct journal *j, const char *host_id, const char *function, bool warm);
-/* Calls each with every (host, function) with warm capacity, of host_id only unless NULL
- * (strings valid during the call); each returns 0, or -errno to stop (returned). 0 or -errno
- * with err. */
-int hosts_store_warm_list(struct store *s, const char *host_id,
+/* Calls each with every (host, function) with warm capacity (strings valid during the call);
+ * each returns 0, or -errno to stop (returned). 0 or -errno with err. */
+int hosts_store_warm_list(struct store *s,
                           int (*each)(void *userdata, const char *host_id, const char *function),
                           void *userdata, struct ig_error *err);

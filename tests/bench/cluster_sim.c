@@ -644,11 +644,15 @@ static void forget_warm(struct sim *s, uint32_t here, uint32_t peer, uint32_t fn
     hh->forget[hh->nforget++ % FORGET_RING] = (struct forget){fn, peer, s->pub_seq[peer]};
 }
 
-/* cluster_place: placement_decide over this host's view. */
+/* cluster_place: placement_decide over this host's view, with what it has of fn. */
 static struct placement place(struct sim *s, uint32_t fn, uint32_t here, bool warm_ok)
 {
+    const struct fnhost *f = FH(s, fn, here);
+    enum placement_local local = f->nidle                  ? LOCAL_FREE
+                                 : f->nbusy + f->nspawning ? LOCAL_BUSY
+                                                           : LOCAL_NONE;
     build_view(s, fn, here, warm_ok);
-    return placement_decide(s->fn_name[fn], false, s->view, s->nh, here, mem_bytes(s),
+    return placement_decide(s->fn_name[fn], local, s->view, s->nh, here, mem_bytes(s),
                             s->hosts[here].picks++);
 }
 

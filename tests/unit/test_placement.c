@@ -25,32 +25,34 @@ static void test_steps_in_order(void **state)
     hosts(v);
     /* Free here: here, whatever the peers say. */
     v[3].warm = true;
-    assert_int_equal(placement_decide("f", true, v, N, 0, 1 << 20, 0).kind, PLACE_HERE);
+    assert_int_equal(placement_decide("f", LOCAL_FREE, v, N, 0, 1 << 20, 0).kind, PLACE_HERE);
     /* Else the warm peer; the pick spreads over several. */
-    struct placement p = placement_decide("f", false, v, N, 0, 1 << 20, 0);
+    struct placement p = placement_decide("f", LOCAL_NONE, v, N, 0, 1 << 20, 0);
     assert_int_equal(p.kind, PLACE_WARM_PEER);
     assert_int_equal(p.host, 3);
     v[1].warm = true;
-    assert_int_equal(placement_decide("f", false, v, N, 0, 1 << 20, 0).host, 1);
-    assert_int_equal(placement_decide("f", false, v, N, 0, 1 << 20, 1).host, 3);
+    assert_int_equal(placement_decide("f", LOCAL_NONE, v, N, 0, 1 << 20, 0).host, 1);
+    assert_int_equal(placement_decide("f", LOCAL_NONE, v, N, 0, 1 << 20, 1).host, 3);
     /* A gone peer is no warm peer, nor is this host itself. */
     v[1].live = v[3].live = false;
     v[0].warm = true;
-    p = placement_decide("f", false, v, N, 0, 1 << 20, 0);
+    p = placement_decide("f", LOCAL_NONE, v, N, 0, 1 << 20, 0);
     assert_int_not_equal(p.kind, PLACE_WARM_PEER);
     v[0].warm = false;
     /* Then the home host, unless it is this one. */
     ssize_t home = placement_home("f", v, N, 1 << 20);
     assert_true(home >= 0 && home != 1 && home != 3);
-    p = placement_decide("f", false, v, N, (size_t)home, 1 << 20, 0);
+    p = placement_decide("f", LOCAL_NONE, v, N, (size_t)home, 1 << 20, 0);
     assert_int_equal(p.kind, PLACE_HERE);
     size_t other = home == 0 ? 2 : 0;
-    p = placement_decide("f", false, v, N, other, 1 << 20, 0);
+    p = placement_decide("f", LOCAL_NONE, v, N, other, 1 << 20, 0);
     assert_int_equal(p.kind, PLACE_HOME);
     assert_int_equal(p.host, (size_t)home);
+    /* A host with containers of it, all busy, grows its own rather than ask the home host. */
+    assert_int_equal(placement_decide("f", LOCAL_BUSY, v, N, other, 1 << 20, 0).kind, PLACE_HERE);
     /* No host with the memory: here. */
     assert_int_equal(placement_home("f", v, N, 1ll << 31), -1);
-    assert_int_equal(placement_decide("f", false, v, N, other, 1ll << 31, 0).kind, PLACE_HERE);
+    assert_int_equal(placement_decide("f", LOCAL_NONE, v, N, other, 1ll << 31, 0).kind, PLACE_HERE);
 }
 
 static void test_home_moves_only_what_it_must(void **state)
