@@ -190,10 +190,11 @@ static void invoke_sync(struct http_request *req, struct api *a, const char *nam
         forward_refuse(req, name, mode);
         return;
     }
-    const struct forward_target t = target_of(name, route);
-    if (fw == 0 && !free_here && dispatch_fn_is_current(route->fn) &&
-        forward_place(req, a, &t, false))
-        return;
+    if (fw == 0 && !free_here && dispatch_fn_is_current(route->fn)) {
+        const struct forward_target t = target_of(name, route);
+        if (forward_place(req, a, &t, false))
+            return;
+    }
     invoke_sync_here(req, a, route, fw == 0);
 }
 

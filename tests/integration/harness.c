@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "base/util.h"
@@ -868,4 +869,28 @@ cJSON *harness_wait_invocation(struct ignisd_proc *p, const char *id, const char
         cJSON_Delete(j);
         usleep(20000);
     }
+}
+
+void harness_promtool_check(struct ignisd_proc *p, const char *text)
+{
+    const char *promtool = getenv("IGNIS_PROMTOOL");
+    struct stat st;
+    if (!promtool || stat(promtool, &st) < 0) {
+        if (getenv("IGNIS_MUST_WORK") && streq(getenv("IGNIS_MUST_WORK"), "1"))
+            fail_msg("promtool is missing (scripts/test installs it)");
+        fprintf(stderr, "promtool is missing: the scrape is not checked by it\n");
+        return;
+    }
+    char path[700];
+    snprintf(path, sizeof(path), "%s/scrape.txt", harness_fixtures(p));
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "'%s' check metrics < '%s'", promtool, path);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "promtool check metrics failed on:\n%s\n", text);
+    assert_int_equal(rc, 0);
 }

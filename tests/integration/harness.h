@@ -174,6 +174,10 @@ double harness_live_number(struct ignisd_proc *p, const char *name, const char *
  * Fails the test if the scrape fails. */
 double harness_metric(struct ignisd_proc *p, const char *series);
 
+/* promtool's check of a GET /metrics scrape of p's (its text): fails the test when promtool
+ * finds fault with it (or, with IGNIS_MUST_WORK=1, when promtool is missing). */
+void harness_promtool_check(struct ignisd_proc *p, const char *text);
+
 /* The response's body as JSON (free it with cJSON_Delete); fails the test, showing it, if not. */
 cJSON *harness_json(const struct client_response *r);
 /* Polls GET /v1/invocations/ID (every 20 ms, up to `seconds`) until its status is `status`;

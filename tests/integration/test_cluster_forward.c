@@ -219,7 +219,13 @@ static void test_forwarded_to_warm_then_home_then_peer_killed(void **state)
         harness_call_clear(&busy2[i]);
     }
 
-    /* What A's /metrics says of it: forwards that ran, and their hops. */
+    /* What A's /metrics says of it: forwards that ran, and their hops, in a scrape promtool
+     * approves. */
+    struct client_response scrape;
+    assert_int_equal(harness_request(&host[A], "GET", "/metrics", NULL, NULL, 0, &scrape), 0);
+    assert_int_equal(scrape.status, 200);
+    harness_promtool_check(&host[A], scrape.body);
+    client_response_clear(&scrape);
     assert_true(harness_metric(&host[A], "ignis_forwards_total{to=\"warm\",outcome=\"ran\"}") >= 1);
     assert_true(harness_metric(&host[A], "ignis_forward_hop_seconds_count") >= 1);
 

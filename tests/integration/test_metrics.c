@@ -9,7 +9,6 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "api/auth.h"
 #include "base/client.h"
@@ -149,30 +148,6 @@ static void check_histograms(const struct scrape *sc)
     assert_true(checked > 0);
 }
 
-static void promtool_check(const struct scrape *sc)
-{
-    const char *promtool = getenv("IGNIS_PROMTOOL");
-    struct stat st;
-    if (!promtool || stat(promtool, &st) < 0) {
-        if (getenv("IGNIS_MUST_WORK") && streq(getenv("IGNIS_MUST_WORK"), "1"))
-            fail_msg("promtool is missing (scripts/test installs it)");
-        fprintf(stderr, "promtool is missing: the scrape is not checked by it\n");
-        return;
-    }
-    char path[128];
-    snprintf(path, sizeof(path), "%s/scrape.txt", harness_fixtures(&daemon_proc));
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(sc->text, f);
-    fclose(f);
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "'%s' check metrics < '%s'", promtool, path);
-    int rc = system(cmd);
-    if (rc != 0)
-        fprintf(stderr, "promtool check metrics failed on:\n%s\n", sc->text);
-    assert_int_equal(rc, 0);
-}
-
 /* Invokes fn synchronously; returns the status and whether it was a cold start. */
 static long invoke(const char *fn, const char *body, bool *ret_cold)
 {
@@ -192,7 +167,7 @@ static void test_counters_histograms_and_promtool(void **state)
 
     struct scrape *before = scrape();
     check_histograms(before);
-    promtool_check(before);
+    harness_promtool_check(&daemon_proc, before->text);
 
     unsigned colds = 0, crash_colds = 0;
     for (int i = 0; i < 5; i++) {
@@ -208,7 +183,7 @@ static void test_counters_histograms_and_promtool(void **state)
 
     struct scrape *after = scrape();
     check_histograms(after);
-    promtool_check(after);
+    harness_promtool_check(&daemon_proc, after->text);
 
 #define DELTA(series) (value(after, series) - value(before, series))
     assert_true(DELTA("ignis_invocations_total{function=\"m-hello\",status=\"ok\"}") == 5);
@@ -354,7 +329,7 @@ static void test_event_families(void **state)
 
     struct scrape *after = scrape_until(before, loop_dead_lettered);
     check_histograms(after);
-    promtool_check(after);
+    harness_promtool_check(&daemon_proc, after->text);
     assert_true(DELTA("ignis_events_total{mode=\"binary\",outcome=\"delivered\"}") == 4);
     assert_true(DELTA("ignis_events_total{mode=\"binary\",outcome=\"duplicate\"}") == 1);
     assert_true(DELTA("ignis_events_total{mode=\"binary\",outcome=\"no_subscriber\"}") == 0);
@@ -398,7 +373,7 @@ static void test_sink_families(void **state)
     assert_true(DELTA("ignis_sink_deliveries_total{status=\"delivered\"}") == 0);
     assert_true(DELTA("ignis_sink_attempts_total") == 2);
     assert_true(value(after, "ignis_sink_pending") == 0);
-    promtool_check(after);
+    harness_promtool_check(&daemon_proc, after->text);
     scrape_free(before);
     scrape_free(after);
 }
@@ -502,7 +477,7 @@ static void test_stock_families(void **state)
     assert_true(present(after, "ignis_container_stock_ready{resource=\"netns\"}"));
     assert_true(present(after, "ignis_container_stock_ready{resource=\"cgroup\"}"));
     assert_true(present(after, "ignis_container_stock_backlog"));
-    promtool_check(after);
+    harness_promtool_check(&daemon_proc, after->text);
     scrape_free(before);
     scrape_free(after);
 }
