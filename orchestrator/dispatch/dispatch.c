@@ -245,7 +245,8 @@ static void apply(struct fn_state *fn, const struct scaler_action *a)
 
 /* fn's min_scale and max_scale on this host: with hosts sharing the store, the function's are
  * the cluster's, split over the live hosts, the home host first (dispatch_set_cluster); the
- * max never below one, so a host sent an invocation can always run it. */
+ * max never below one where the function may run at all, so a host sent an invocation can run it.
+ */
 static unsigned min_scale_here(const struct fn_state *fn)
 {
     return cluster_share(fn->d->cluster, fn->name, fn->manifest->min_scale);
@@ -253,8 +254,9 @@ static unsigned min_scale_here(const struct fn_state *fn)
 
 static unsigned max_scale_here(const struct fn_state *fn)
 {
-    unsigned n = cluster_share(fn->d->cluster, fn->name, fn->manifest->max_scale);
-    return n ? n : 1;
+    unsigned total = fn->manifest->max_scale;
+    unsigned n = cluster_share(fn->d->cluster, fn->name, total);
+    return total > 0 && n == 0 ? 1 : n;
 }
 
 bool dispatch_fn_has_room(const struct fn_state *fn)
