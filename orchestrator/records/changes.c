@@ -183,8 +183,10 @@ int changes_new(struct loop *loop, const char *target, changes_fn fn, void *user
     c->fn = fn;
     c->userdata = userdata;
     int r = connect_listen(c, err);
-    if (r == 0 &&
-        (r = loop_add_timer(loop, now_usec() + CHANGES_REREAD_US, on_reread, c, &c->reread)) < 0)
+    /* The first re-read comes at once: what the host read at start, before it listened, may
+     * have changed since (a function pushed on another host meanwhile), and its notification
+     * went to no one. */
+    if (r == 0 && (r = loop_add_timer(loop, now_usec(), on_reread, c, &c->reread)) < 0)
         ig_error_set(err, -r, "out of memory");
     if (r < 0) {
         changes_free(c);

@@ -5,7 +5,8 @@
  * changed, not how: the host re-reads it from the store, so one that already applied the change
  * (its own) reads the same thing again and changes nothing. A host that lost its listening
  * connection may have missed notifications: once connected again it re-reads everything, and so
- * it does every CHANGES_REREAD_US anyway (the backstop). On SQLite there is one host: nothing is
+ * it does once it started listening (what it read before may have changed unannounced) and
+ * every CHANGES_REREAD_US (the backstop). On SQLite there is one host: nothing is
  * sent, nothing listens. */
 #pragma once
 
