@@ -1,21 +1,52 @@
 # Sourced by scripts/run for `./scripts/run --cluster N`: a PostgreSQL 15 of its own under
 # ./var/pg (made once, served on a Unix socket in that dir only: nothing listens on the network
-# for it), and N ignisd hosts on it, on 127.0.0.1:8080 and up, each with its state in
-# ./var/host-K and its host id host-K; the hello examples deployed once, through the first host.
-# Ctrl-C stops the hosts (each drains), then the server. docs/operations.md "More than one host".
-# Expects: cd'ed to the checkout, built, images in ./var/images, $n the host count, "$@" what
-# goes to each ignisd.
-# shellcheck disable=SC2154 # n: set by scripts/run, which sources this
-hosts=$n
+# for it), and N ignisd hosts on it, on 127.0.0.1:8080 and up (or from --listen's address and
+# port up), each with its state in ./var/host-K and its host id host-K; the hello examples
+# deployed once, through the first host. Ctrl-C (or a TERM to scripts/run) stops the hosts (each
+# drains), then the server. docs/operations.md "More than one host".
+# Expects: cd'ed to the checkout, built, images in ./var/images, $cluster the host count, $listen
+# the first host's address, "$@" what goes to each ignisd, and scripts/run's wait_exit.
+# shellcheck disable=SC2154 # cluster, listen: set by scripts/run, which sources this
+hosts=$cluster
 case $hosts in
   [1-9]) ;;
   *) echo "usage: ./scripts/run --cluster N   (N hosts, 1 to 9)" >&2; exit 2 ;;
 esac
+addr=${listen%:*}
+port=${listen##*:}
+case $port in
+  '' | *[!0-9]*) echo "ignis: --listen $listen: not ADDRESS:PORT" >&2; exit 2 ;;
+esac
+# Each host gets its own --listen: the one given goes.
+skip=false
+for a do
+  shift
+  if $skip; then skip=false; continue; fi
+  case $a in
+    --listen) skip=true; continue ;;
+    --listen=*) continue ;;
+  esac
+  set -- "$@" "$a"
+done
 bindir=/usr/lib/postgresql/15/bin
 pg=$PWD/var/pg
-# The server runs as the postgres user, which must reach its data dir: ./var is traversable
-# (0711: not listable), its files stay the owner's.
-chmod 0711 var
+# The server runs as the postgres user, which must pass through every directory down to its data
+# dir. One it cannot pass (a checkout in /root, 0700 on Debian; ./var itself) lets that user
+# through and no one else: an ACL entry granting search only, so nothing becomes listable or
+# readable; said when made.
+path=${PWD#/}/var
+d=
+set -f
+old_ifs=$IFS
+IFS=/
+for part in $path; do
+  d=$d/$part
+  runuser -u postgres -- test -x "$d" && continue
+  setfacl -m u:postgres:x "$d"
+  echo "ignis: the postgres user may now pass through $d (undo: setfacl -x u:postgres $d)" >&2
+done
+IFS=$old_ifs
+set +f
 if [ ! -s "$pg/PG_VERSION" ]; then
   mkdir -p "$pg" && chown postgres:postgres "$pg" && chmod 0700 "$pg"
   # trust: the server has no TCP listener, and its socket is in its data dir (0700, postgres'),
@@ -47,7 +78,7 @@ pids=
 for k in $(seq "$hosts"); do
   mkdir -p "var/host-$k" && chmod 0700 "var/host-$k"
   ./build/orchestrator/ignisd --state-dir "var/host-$k" --images-dir var/images --store "$store" \
-    --host-id "host-$k" --listen "127.0.0.1:$((8079 + k))" --cluster-key var/cluster.key \
+    --host-id "host-$k" --listen "$addr:$((port + k - 1))" --cluster-key var/cluster.key \
     --secrets-key var/secrets.key "$@" &
   pids="$pids $!"
   # The first host makes the store's first admin token (the others join with none of their own):
@@ -62,7 +93,7 @@ stop_server() {
 }
 trap 'kill -TERM $pids 2>/dev/null' TERM
 trap '' INT
-export IGNIS_URL=http://127.0.0.1:8080
+export IGNIS_URL="http://$addr:$port"
 if [ -s var/host-1/admin.token ]; then
   IGNIS_TOKEN=$(cat var/host-1/admin.token)
   export IGNIS_TOKEN
@@ -75,17 +106,17 @@ if [ -s var/host-1/admin.token ]; then
     ./build/orchestrator/ignis push "$example" >&2 || true
   done
   ./build/orchestrator/ignis hosts >&2 || true
-  echo "ignis: $hosts hosts on one PostgreSQL (./var/pg), at http://127.0.0.1:8080 to" \
-    "http://127.0.0.1:$((8079 + hosts)); any host answers any request. The admin token is in" \
+  echo "ignis: $hosts hosts on one PostgreSQL (./var/pg), at $IGNIS_URL to" \
+    "http://$addr:$((port + hosts - 1)); any host answers any request. The admin token is in" \
     "./var/host-1/admin.token:" >&2
   echo "  export IGNIS_TOKEN=\$(cat ./var/host-1/admin.token)" >&2
-  echo "  IGNIS_URL=http://127.0.0.1:$((8079 + hosts)) ./build/orchestrator/ignis invoke hello-python -d '{\"name\": \"you\"}'" >&2
+  echo "  IGNIS_URL=http://$addr:$((port + hosts - 1)) ./build/orchestrator/ignis invoke hello-python -d '{\"name\": \"you\"}'" >&2
   echo "  ./build/orchestrator/ignis hosts; ./build/orchestrator/ignis top --cluster --by-host" >&2
   echo "Ctrl-C stops the hosts, then the server." >&2
 fi
 status=0
 for p in $pids; do
-  wait "$p" || status=$?
+  wait_exit "$p" || status=$?
 done
 stop_server
 exit $status
