@@ -1,10 +1,13 @@
 #include "base/loop.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+
+#include "base/log.h"
 
 struct io_watch {
     int fd;
@@ -165,7 +168,11 @@ int loop_del_io(struct loop *l, int fd)
     if (!w)
         return -ENOENT;
     l->byfd[fd] = NULL;
-    epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+    /* Failing, the fd was closed while watched (a bug): the kernel keeps the entry while any copy
+     * of the file is open (a fork's), and its events would name the watch freed below. */
+    if (epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL) < 0)
+        log_error("an fd was closed before its watch was removed", "fd=%d error=\"%s\"", fd,
+                  strerror(errno));
     /* Events for this watch may still be in the current batch: disarm it now, free it after. */
     w->fn = NULL;
     w->next_dead = l->dead;

@@ -42,6 +42,18 @@ static void worker_set_state(struct worker *w, enum worker_state st)
     dispatch_warm_note(fn);
 }
 
+/* The sync pipe's watch goes before the container closes the pipe (container_finish_spawn,
+ * container_spawn_spoke): a file closed while watched stays in epoll as long as a concurrent
+ * fork holds a copy of it (a bundle unpacked, a container spawned), and its events then name a
+ * freed watch. */
+static void unwatch_sync(struct worker *w)
+{
+    if (w->sync_fd >= 0) {
+        loop_del_io(w->fn->d->loop, w->sync_fd);
+        w->sync_fd = -1;
+    }
+}
+
 static void unwatch(struct worker *w)
 {
     struct loop *l = w->fn->d->loop;
@@ -51,8 +63,7 @@ static void unwatch(struct worker *w)
         loop_del_io(l, w->out_fd);
     if (w->err_fd >= 0)
         loop_del_io(l, w->err_fd);
-    if (w->sync_fd >= 0)
-        loop_del_io(l, w->sync_fd);
+    unwatch_sync(w);
     if (w->fork_fd >= 0)
         loop_del_io(l, w->fork_fd);
     w->fd = w->out_fd = w->err_fd = w->sync_fd = w->fork_fd = -1;
@@ -247,8 +258,7 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
          * or not yet (a forked container's template closes its copy after the fork): never
          * waited for on the loop, where a template stopped in between blocked ignisd for good. */
         if (w->sync_fd >= 0) {
-            loop_del_io(fn->d->loop, w->sync_fd);
-            w->sync_fd = -1;
+            unwatch_sync(w);
             w->exec_us = now_usec();
             container_spawn_spoke(w->c);
         }
@@ -349,6 +359,7 @@ static void on_runtime_io(struct loop *l, int fd, uint32_t events, void *userdat
             if (w->state == WORKER_SPAWNING) {
                 struct dispatch_outcome o = {.kind = OUTCOME_INIT};
                 struct ig_error why = {};
+                unwatch_sync(w);
                 if (container_finish_spawn(w->c, &why) < 0) {
                     o.error_type = strdup("Ignis.ContainerError");
                     o.error_message = strdup(why.message);
@@ -425,8 +436,7 @@ static void on_sync(struct loop *l, int fd, uint32_t events, void *userdata)
 {
     struct worker *w = userdata;
     w->exec_us = now_usec();
-    loop_del_io(l, fd);
-    w->sync_fd = -1;
+    unwatch_sync(w);
     struct ig_error err = {};
     container_finish_spawn(w->c, &err);
 }
