@@ -493,9 +493,6 @@ static int start_cluster(struct daemon *d, bool shared, struct ig_error *err)
         ig_error_prefix(err, "cluster_key %s", d->opts.cluster_key);
         return r;
     }
-    struct dispatch_hooks hooks = *dispatch_get_hooks(d->dispatch);
-    hooks.warm = on_warm;
-    dispatch_set_hooks(d->dispatch, &hooks);
     dispatch_set_cluster(d->dispatch, d->api.cluster);
     return 0;
 }
@@ -672,6 +669,7 @@ int daemon_new(const struct ignisd_options *opts, struct daemon **ret, struct ig
     dispatch_set_hooks(d->dispatch, &(struct dispatch_hooks){.completed = on_invocation_final,
                                                              .describe = describe_invocation,
                                                              .emitted = on_emitted,
+                                                             .warm = on_warm,
                                                              .userdata = d});
     r = dispatch_recover(d->dispatch, err);
     if (r < 0)

@@ -526,6 +526,16 @@ static struct dispatch_result result_of(const struct inv *inv, const struct disp
     };
 }
 
+/* Tells a sync invocation's caller its outcome (r) or error (err). Its caller is done with it
+ * then: one still inside dispatch_submit_sync is not handed it back. */
+static void tell_caller(struct dispatch *d, struct inv *inv, const struct ig_error *err,
+                        struct dispatch_result *r)
+{
+    if (d->submitting_sync == inv)
+        d->submitting_sync = NULL;
+    inv->done(err, r, inv->done_userdata);
+}
+
 /* A final outcome: the completed hook, then a sync invocation's waiting caller, who may take the
  * result's body (o gives it up then). */
 static void notify_completed(struct dispatch *d, struct inv *inv, struct dispatch_outcome *o,
@@ -534,10 +544,8 @@ static void notify_completed(struct dispatch *d, struct inv *inv, struct dispatc
     struct dispatch_result r = result_of(inv, o, billed_ms);
     if (d->hooks.completed)
         d->hooks.completed(d->hooks.userdata, &r);
-    if (d->submitting_sync == inv)
-        d->submitting_sync = NULL; /* done runs inside its own submission */
     if (inv->done) {
-        inv->done(NULL, &r, inv->done_userdata);
+        tell_caller(d, inv, NULL, &r);
         if (!r.body)
             o->body = NULL;
     }
@@ -987,7 +995,7 @@ static void spawn_refused(struct fn_state *fn, const struct ig_error *err)
         queue_remove(fn, inv);
         fn->throttles++;
         if (inv->done)
-            inv->done(err, NULL, inv->done_userdata);
+            tell_caller(fn->d, inv, err, NULL);
         inv_free(inv);
     }
     if (fn->removing)
@@ -1055,7 +1063,7 @@ static void on_warm_due(struct loop *l, struct loop_timer *t, void *userdata)
 void dispatch_warm_note(struct fn_state *fn)
 {
     struct dispatch *d = fn->d;
-    if (fn->of || fn->ghost || !d->hooks.warm)
+    if (fn->of || fn->ghost || !d->cluster || !d->hooks.warm)
         return;
     bool warm = fn->nready > 0 && !fn->removing && !d->stopping;
     if (warm == fn->warm)
@@ -1137,7 +1145,7 @@ static void fail_queued(struct fn_state *fn, int code, const char *reason, const
         if (!inv->async && inv->done) {
             struct ig_error err = {};
             ig_error_set_reason(&err, code, reason, "%s", message);
-            inv->done(&err, NULL, inv->done_userdata);
+            tell_caller(fn->d, inv, &err, NULL);
         } else if (inv->async && !keep_async) {
             struct dispatch_outcome o = {.kind = OUTCOME_ERROR};
             o.error_type = strdup("Ignis.FunctionDeleted");
@@ -1470,8 +1478,8 @@ int dispatch_submit_sync(struct dispatch *d, const struct dispatch_route *route,
         return ig_error_set(err, ENOMEM, "out of memory");
     inv->done = done;
     inv->done_userdata = userdata;
-    /* A warm worker whose runtime is already gone completes it inside enqueue: then there is
-     * nothing left to cancel. */
+    /* A warm worker whose runtime is already gone completes it inside enqueue, and a refused
+     * spawn fails it: then there is nothing left to cancel (tell_caller). */
     d->submitting_sync = inv;
     enqueue(fn, inv);
     *ret_inv = d->submitting_sync;
@@ -1863,11 +1871,6 @@ int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_m
 void dispatch_set_hooks(struct dispatch *d, const struct dispatch_hooks *hooks)
 {
     d->hooks = *hooks;
-}
-
-const struct dispatch_hooks *dispatch_get_hooks(const struct dispatch *d)
-{
-    return &d->hooks;
 }
 
 void dispatch_set_cluster(struct dispatch *d, struct cluster *c)

@@ -76,7 +76,8 @@ struct dispatch_hooks {
                     const struct proto_msg *m);
     /* function's current version went from no ready container (one with a free slot) to some
      * (warm true), or back, and stayed so for DISPATCH_WARM_FLUSH_US (#17: peers forward sync
-     * invocations to a host with warm capacity). */
+     * invocations to a host with warm capacity). Called only with a cluster (dispatch_set_cluster).
+     */
     void (*warm)(void *userdata, const char *function, bool warm);
     void *userdata;
 };
@@ -87,7 +88,6 @@ int dispatch_new(struct loop *l, struct store *s, struct journal *j, struct cg_m
                  const struct dispatch_options *opts, struct dispatch **ret, struct ig_error *err);
 /* Replaces the hooks (copied); the hooks set now. */
 void dispatch_set_hooks(struct dispatch *d, const struct dispatch_hooks *hooks);
-const struct dispatch_hooks *dispatch_get_hooks(const struct dispatch *d);
 /* The peers (dispatch/cluster.h): min_scale and max_scale are then the cluster's, and this
  * host's scaler works to its part of them (cluster_share). NULL: this host alone. */
 void dispatch_set_cluster(struct dispatch *d, struct cluster *c);
