@@ -25,6 +25,7 @@ struct cluster {
     size_t nhosts;
     struct placement_host *view; /* nhosts of them: placement's input (view_build) */
     struct loop_timer *timer;
+    uint64_t epoch; /* the reads of the hosts so far (cluster_epoch) */
     uint64_t picks;
     bool said_failing; /* a read failed: said once until one succeeds */
 };
@@ -211,6 +212,7 @@ static int refresh(struct cluster *c, struct ig_error *err)
     free_hosts(c->hosts, c->nhosts);
     c->hosts = rd.hosts;
     c->nhosts = rd.n;
+    c->epoch++;
     if (rd.new_host)
         warm_read_all(c);
     return 0;
@@ -296,6 +298,11 @@ struct placement cluster_place(struct cluster *c, const char *function, enum pla
                  c->hosts[p.host].advertise);
     }
     return p;
+}
+
+uint64_t cluster_epoch(const struct cluster *c)
+{
+    return c ? c->epoch : 0;
 }
 
 unsigned cluster_share(struct cluster *c, const char *function, unsigned total)

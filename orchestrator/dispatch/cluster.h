@@ -55,3 +55,6 @@ void cluster_forget_warm(struct cluster *c, const char *host_id, const char *fun
  * over the live hosts, the home host first (placement_share); total itself until this host is
  * registered (and with c NULL). */
 unsigned cluster_share(struct cluster *c, const char *function, unsigned total);
+/* Changes each time the hosts are read again (every CLUSTER_REFRESH_US): a share computed from
+ * one view holds until it does. 0 with c NULL. */
+uint64_t cluster_epoch(const struct cluster *c);

@@ -172,6 +172,15 @@ struct fn_state {
     uint64_t spawn_latency_dev_us; /* its smoothed mean deviation */
     unsigned spawn_failures;       /* consecutive: spawning backs off */
     uint64_t spawn_not_before_us;
+    /* Its min_scale and max_scale on this host (dispatch.c min_scale_here), computed from the
+     * totals min_of and max_of with the cluster's view numbered epoch (cluster_epoch). */
+    struct {
+        uint64_t epoch;
+        unsigned min_of, max_of, min, max;
+    } share;
+    /* Its bundle is being fetched from the shared store (registry.h): nothing spawns until it
+     * is here, and what is queued waits for it rather than fail. */
+    bool bundle_pending;
     bool removing;
     /* The function's own state: whether it has a warm, free container (dispatch_warm_note),
      * whether the warm hook was last told so, and its place in the dispatcher's list of those

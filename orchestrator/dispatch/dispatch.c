@@ -246,20 +246,36 @@ static void apply(struct fn_state *fn, const struct scaler_action *a)
 /* fn's min_scale and max_scale on this host: with hosts sharing the store, the function's are
  * the cluster's, split over the live hosts, the home host first (dispatch_set_cluster); the
  * max never below one where the function may run at all, so a host sent an invocation can run it.
- */
-static unsigned min_scale_here(const struct fn_state *fn)
+ * Computed again only when the view of the hosts or the totals changed: the scaler asks for every
+ * function on every run. */
+static void share_update(struct fn_state *fn)
 {
-    return cluster_share(fn->d->cluster, fn->name, fn->manifest->min_scale);
+    const struct manifest *m = fn->manifest;
+    uint64_t epoch = cluster_epoch(fn->d->cluster);
+    if (fn->share.epoch == epoch && fn->share.min_of == m->min_scale &&
+        fn->share.max_of == m->max_scale)
+        return;
+    unsigned max = cluster_share(fn->d->cluster, fn->name, m->max_scale);
+    fn->share.epoch = epoch;
+    fn->share.min_of = m->min_scale;
+    fn->share.max_of = m->max_scale;
+    fn->share.min = cluster_share(fn->d->cluster, fn->name, m->min_scale);
+    fn->share.max = m->max_scale > 0 && max == 0 ? 1 : max;
 }
 
-static unsigned max_scale_here(const struct fn_state *fn)
+static unsigned min_scale_here(struct fn_state *fn)
 {
-    unsigned total = fn->manifest->max_scale;
-    unsigned n = cluster_share(fn->d->cluster, fn->name, total);
-    return total > 0 && n == 0 ? 1 : n;
+    share_update(fn);
+    return fn->share.min;
 }
 
-bool dispatch_fn_has_room(const struct fn_state *fn)
+static unsigned max_scale_here(struct fn_state *fn)
+{
+    share_update(fn);
+    return fn->share.max;
+}
+
+bool dispatch_fn_has_room(struct fn_state *fn)
 {
     return fn->nready > 0 ||
            fn->nready + fn->nbusy + fn->nspawning + fn->queued < max_scale_here(fn);
@@ -320,8 +336,9 @@ static void run_scaler(struct dispatch *d)
             if ((w->state == WORKER_READY || w->state == WORKER_BUSY) && w->inflight > 0)
                 running[nr++] = w->seq;
         in[i].nrunning = (size_t)(running + nr - in[i].running);
-        /* A function whose spawns keep failing is held back by its own backoff. */
-        if (now < fn->spawn_not_before_us)
+        /* A function whose spawns keep failing is held back by its own backoff; one whose
+         * bundle is on its way, until it is here. */
+        if (now < fn->spawn_not_before_us || fn->bundle_pending)
             in[i].max_scale = (unsigned)(fn->nready + fn->nbusy + fn->nspawning);
     }
     d->host.memory_committed = d->memory_committed;
@@ -2020,9 +2037,13 @@ void dispatch_free(struct dispatch *d)
 static void on_registry_updated(void *userdata, const struct registry_function *f)
 {
     struct dispatch *d = userdata;
-    if (dispatch_function_set(d, f->name, f->version, f->manifest, f->bundle_dir) < 0)
+    if (dispatch_function_set(d, f->name, f->version, f->manifest, f->bundle_dir) < 0) {
         log_error("cannot follow a new function version", "function=%s version=%u", f->name,
                   f->version);
+        return;
+    }
+    const struct registry_version *v = registry_version(f, f->version);
+    dispatch_function(d, f->name)->bundle_pending = v && v->fetching;
 }
 
 static void on_registry_drain(void *userdata, const struct registry_function *f,

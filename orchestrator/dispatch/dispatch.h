@@ -140,7 +140,7 @@ bool dispatch_fn_has_free(const struct fn_state *fn);
 size_t dispatch_fn_containers(const struct fn_state *fn);
 /* Whether fn could start one more invocation without waiting for another to end: a free
  * container, or room for one more under its max_scale here (what a home host takes). */
-bool dispatch_fn_has_room(const struct fn_state *fn);
+bool dispatch_fn_has_room(struct fn_state *fn);
 /* Whether fn is a function's own state (its current version), not a version's. */
 bool dispatch_fn_is_current(const struct fn_state *fn);
 /* Being deleted: it takes no new invocations. */

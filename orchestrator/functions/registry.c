@@ -296,6 +296,10 @@ static struct registry_version *version_new(uint32_t version, const char *digest
     snprintf(v->digest, sizeof(v->digest), "%s", digest);
     v->manifest = m;
     bundle_path(bundles_dir, digest, v->bundle_dir, sizeof(v->bundle_dir));
+    /* Not in this host's cache: fetch_missing, which follows every load, takes it from the store.
+     * Said from the start, so no container is started from it before (the updated hook runs
+     * first). */
+    v->fetching = !bundle_exists(bundles_dir, digest);
     v->created_usec = created;
     v->bundle_bytes = bytes;
     return v;
@@ -2346,6 +2350,10 @@ static void fetch_done(struct op *op)
             snprintf(v->bundle_error, sizeof(v->bundle_error), "%s",
                      op->failed ? op->err.message : "");
         }
+    /* A current version's containers wait for their bundle (the updated hook's documentation). */
+    for (size_t i = 0; i < r->n_fns && r->hooks.updated; i++)
+        if (streq(r->fns[i]->digest, op->digest))
+            r->hooks.updated(r->hooks.userdata, r->fns[i]);
     op->failed = false; /* no caller waits: nothing to report */
     op_finish(op);
 }

@@ -77,8 +77,9 @@ struct registry_function {
  * - describe: adds the function's live state to its "live" object in GET /v1/functions/{name}
  *   and in each entry of GET /v1/functions (ready, busy, spawning, queue_depth, ...). Without it
  *   those are reported as 0.
- * - updated: a new version became current (also called at start-up for each function). The
- *   dispatcher starts new containers from f->bundle_dir from now on.
+ * - updated: a new version became current (also called at start-up for each function), or its
+ *   bundle, fetched from a shared store, arrived. The dispatcher starts new containers from
+ *   f->bundle_dir from now on, once the current version is not fetching (registry_version).
  * - drain: a delete was accepted for f (f->deleting is already set: refuse new invocations). The
  *   dispatcher lets in-flight invocations finish (or times them out), fails queued ones,
  *   destroys the function's containers, then calls done(ctx) exactly once, from the loop

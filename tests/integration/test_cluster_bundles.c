@@ -4,7 +4,8 @@
  * checks them against their digest and unpacks them into its own cache); a bundle whose stored
  * bytes were damaged is refused on a host without the cache, with the reason, in the reply and
  * in its log; every host registers in the hosts table and beats there each second, and a
- * stopped host's heartbeat stops while the others' go on. */
+ * stopped host's heartbeat stops while the others' go on; a host starts no container of a
+ * version whose bundle it is still fetching. */
 #include "harness.h"
 
 #include <stdio.h>
@@ -17,19 +18,18 @@
 #include "records/hosts_store.h"
 #include "records/store.h"
 
-static struct ignisd_proc a, b;
+static struct ignisd_proc a, b, c;
 
 static int teardown(void **state)
 {
     int r = 0;
-    struct ignisd_proc *ps[] = {&a, &b};
+    struct ignisd_proc *ps[] = {&a, &b, &c};
     for (size_t i = 0; i < ARRAY_SIZE(ps); i++)
         if (ps[i]->pid > 0 || ps[i]->state_dir[0])
             r |= harness_cleanup(ps[i]);
     return (pgserver_group_teardown(state) < 0 || r) ? -1 : 0;
 }
 
-/* The line of the daemon's log holding needle, or NULL (free it). */
 /* Invokes fn on p until it answers other than 503 bundle_unavailable for a bundle still being
  * fetched (the host fetches it right after its start), or until a minute passed; returns the
  * last status with its response in *ret. */
@@ -179,10 +179,61 @@ static void test_bundles_and_hosts(void **state)
     free(conninfo);
 }
 
+/* Invokes function on p once its bundle is fetched, and checks p started no container of it
+ * before (one started so failed for the missing bundle: an init error for whatever was queued)
+ * and keeps the one min_scale asks for. */
+static void check_waited_for_bundle(struct ignisd_proc *p, const char *function)
+{
+    struct client_response r;
+    long status = invoke_fetched(p, function, &r);
+    if (status != 200 || !strstr(r.body, "Hello, cluster!"))
+        fail_msg("%s on %s: %ld %s", function, p->url, status, r.body);
+    client_response_clear(&r);
+    assert_true(harness_log_has(p, "bundle unpacked from the store"));
+    if (harness_log_has(p, "container failed to start") || harness_log_has(p, "spawn failed")) {
+        harness_print_log(p);
+        fail_msg("%s started a container before the bundle was here", p->url);
+    }
+    assert_true(harness_live_number(p, function, "ready") >= 1);
+}
+
+/* A function every host keeps a container of (min_scale 1; no cluster key: each host its own),
+ * its bundle 40 MB that do not compress, so that a host takes a while to fetch it from the
+ * store: B, running when A pushes it (it hears of the push), and C, started afterwards with an
+ * empty state dir (it reads every function at start), each start no container before the bundle
+ * is in their cache, and the one min_scale asks for once it is. */
+static void test_containers_wait_for_their_bundle(void **state)
+{
+    char *conninfo, src[400], cmd[1200];
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
+    const char *args[] = {"--store", conninfo, NULL};
+
+    assert_int_equal(harness_start(&a, args), 0);
+    assert_int_equal(harness_start(&b, args), 0);
+    snprintf(src, sizeof(src), "%s/large-src", harness_fixtures(&a));
+    snprintf(cmd, sizeof(cmd),
+             "cp -r '%s/runtime-images/examples/hello-exec' '%s' && "
+             "head -c 40000000 /dev/urandom > '%s/padding'",
+             getenv("IGNIS_SOURCE_DIR"), src, src);
+    assert_int_equal(system(cmd), 0);
+    harness_push(&a, src, "large", "{\"min_scale\": 1}");
+    check_waited_for_bundle(&b, "large");
+    assert_int_equal(harness_start(&c, args), 0);
+    check_waited_for_bundle(&c, "large");
+
+    struct ignisd_proc *ps[] = {&c, &b, &a};
+    for (size_t i = 0; i < ARRAY_SIZE(ps); i++) {
+        assert_int_equal(harness_cleanup(ps[i]), 0);
+        memset(ps[i], 0, sizeof(*ps[i]));
+    }
+    free(conninfo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bundles_and_hosts),
+        cmocka_unit_test(test_containers_wait_for_their_bundle),
     };
     return cmocka_run_group_tests(tests, pgserver_group_setup, teardown);
 }
