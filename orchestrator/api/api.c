@@ -58,6 +58,7 @@ const struct http_route api_routes[] = {
     {"GET", "/v1/doctor", api_get_doctor, 0, OPERATE, false, 0},
     {"GET", "/v1/hosts", api_get_hosts, 0, OPERATE, false, 0},
     {"POST", "/v1/hosts/{}/drain", api_post_host_drain, 0, OPERATE, true, 0},
+    {"DELETE", "/v1/hosts/{}", api_delete_host, 0, OPERATE, true, 0},
     /* The registry (functions.c over functions/registry.c, docs/api.md "Functions"). */
     {"GET", "/v1/functions", api_function_list, 0, FN_READ, false, 0},
     {"PUT", "/v1/functions/{}", api_function_put, REGISTRY_MAX_BUNDLE, FN_WRITE, true, 0},

@@ -3,7 +3,7 @@
 #include "api/api.h"
 #include "api/errors.h"
 #include "dispatch/dispatch.h"
-#include "records/changes.h"
+#include "records/hosts_store.h"
 #include "records/series.h"
 
 void api_host_figures(const struct api *a, struct host_figures *ret)
@@ -75,14 +75,14 @@ void api_get_hosts(struct http_request *req, void *userdata)
     http_reply_json(req, 200, root);
 }
 
-struct drain_target {
+struct host_target {
     const char *id;
-    bool found, live;
+    bool found, live, me;
 };
 
 static int find_host(void *userdata, const struct host_row *h)
 {
-    struct drain_target *t = userdata;
+    struct host_target *t = userdata;
     if (streq(h->host_id, t->id)) {
         t->found = true;
         t->live = h->heartbeat_age_us <= HOSTS_GONE_AFTER_US;
@@ -90,32 +90,67 @@ static int find_host(void *userdata, const struct host_row *h)
     return 0;
 }
 
-void api_post_host_drain(struct http_request *req, void *userdata)
+/* Finds t->id among the store's hosts; this host is known without asking the store, which may
+ * be away. 0 or -errno with err. */
+static int look_up(struct api *a, struct host_target *t, struct ig_error *err)
 {
-    struct api *a = userdata;
-    struct drain_target t = {.id = http_request_param(req, 0)};
-    struct ig_error err = {};
-    /* This host is known without asking the store, which may be away. */
-    bool me = streq(t.id, a->host_id);
-    if (!me && hosts_store_list(a->store, (int64_t)wall_usec(), find_host, &t, &err) < 0) {
-        api_reply_error(req, &err);
-        return;
+    if (streq(t->id, a->host_id)) {
+        t->found = t->live = t->me = true;
+        return 0;
     }
-    if (!me && !t.found)
-        ig_error_set_reason(&err, ENOENT, "unknown_host", "no host %s uses this store", t.id);
-    else if (!me && !t.live)
-        ig_error_set_reason(&err, EBUSY, "host_gone", "host %s is gone already", t.id);
-    /* This host once the reply is on its way (drain defers the stop, which quiesces the
-     * server); another when it hears the notification, committed through the journal. */
-    else if (me ? a->drain(a->doctor_userdata) < 0
-                : changes_announce(a->journal, CHANGES_DRAIN, t.id, NULL, NULL) < 0)
-        ig_error_set(&err, ENOMEM, "out of memory");
-    if (err.code) {
-        api_reply_error(req, &err);
+    return hosts_store_list(a->store, (int64_t)wall_usec(), find_host, t, err);
+}
+
+/* err, or status with {"host_id": id, "state": state}. */
+static void reply_host(struct http_request *req, const struct ig_error *err, const char *id,
+                       unsigned status, const char *state)
+{
+    if (err->code) {
+        api_reply_error(req, err);
         return;
     }
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "host_id", t.id);
-    cJSON_AddStringToObject(o, "state", "draining");
-    http_reply_json(req, 202, o);
+    cJSON_AddStringToObject(o, "host_id", id);
+    cJSON_AddStringToObject(o, "state", state);
+    http_reply_json(req, status, o);
+}
+
+void api_post_host_drain(struct http_request *req, void *userdata)
+{
+    struct api *a = userdata;
+    struct host_target t = {.id = http_request_param(req, 0)};
+    struct ig_error err = {};
+    if (look_up(a, &t, &err) == 0) {
+        if (!t.found)
+            ig_error_set_reason(&err, ENOENT, "unknown_host", "no host %s uses this store", t.id);
+        else if (!t.live)
+            ig_error_set_reason(&err, EBUSY, "host_gone", "host %s is gone already", t.id);
+        /* This host once the reply is on its way (drain defers the stop, which quiesces the
+         * server); another when it hears the notification, or, having missed it, when it next
+         * reads everything again (hosts_store_request_drain). */
+        else if (t.me ? a->drain(a->doctor_userdata) < 0
+                      : hosts_store_request_drain(a->journal, t.id) < 0)
+            ig_error_set(&err, ENOMEM, "out of memory");
+    }
+    reply_host(req, &err, t.id, 202, "draining");
+}
+
+void api_delete_host(struct http_request *req, void *userdata)
+{
+    struct api *a = userdata;
+    struct host_target t = {.id = http_request_param(req, 0)};
+    struct ig_error err = {};
+    if (look_up(a, &t, &err) == 0) {
+        int r = 0;
+        if (!t.found)
+            ig_error_set_reason(&err, ENOENT, "unknown_host", "no host %s uses this store", t.id);
+        else if (!t.live) /* its heartbeat checked again as it goes: 0 when it came back */
+            r = hosts_store_forget(a->store, t.id, (int64_t)wall_usec() - HOSTS_GONE_AFTER_US,
+                                   &err);
+        if (t.found && r == 0)
+            ig_error_set_reason(&err, EBUSY, "host_live",
+                                "host %s is live: drain it first (ignis host drain %s)", t.id,
+                                t.id);
+    }
+    reply_host(req, &err, t.id, 200, "forgotten");
 }

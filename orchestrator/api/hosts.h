@@ -22,3 +22,9 @@ void api_get_hosts(struct http_request *req, void *userdata);
  * one at once, another through the store's notification. 202 {"host_id", "state": "draining"};
  * 404 unknown_host; 409 host_gone for a host not live. docs/api.md "POST /v1/hosts/{id}/drain". */
 void api_post_host_drain(struct http_request *req, void *userdata);
+
+/* DELETE /v1/hosts/{id}: a gone host's row goes from the hosts table (a host retired for good:
+ * listed as gone until then); one that starts again registers anew. 200 {"host_id", "state":
+ * "forgotten"}; 404 unknown_host; 409 host_live for a live host (this one too).
+ * docs/api.md "DELETE /v1/hosts/{id}". */
+void api_delete_host(struct http_request *req, void *userdata);

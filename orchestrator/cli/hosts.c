@@ -40,7 +40,7 @@ int cli_hosts(struct client *c, int argc, char **argv)
     return r ? r : cli_print_reply(root, raw, json, print_hosts);
 }
 
-static const char host_usage[] = "ignis host drain ID [--json]";
+static const char host_usage[] = "ignis host drain|forget ID [--json]";
 
 static void print_draining(const cJSON *root)
 {
@@ -49,11 +49,18 @@ static void print_draining(const cJSON *root)
            cli_str(root, "host_id"));
 }
 
+static void print_forgotten(const cJSON *root)
+{
+    printf("host %s is forgotten: no longer listed (it registers anew if it starts again)\n",
+           cli_str(root, "host_id"));
+}
+
 int cli_host(struct client *c, int argc, char **argv)
 {
     bool json = false;
-    if (argc < 2 || !streq(argv[1], "drain"))
+    if (argc < 2 || (!streq(argv[1], "drain") && !streq(argv[1], "forget")))
         return cli_fail("usage: %s", host_usage), 2;
+    bool drain = streq(argv[1], "drain");
     int i = cli_parse_options(argc - 1, argv + 1, host_usage, &json, NULL, 0);
     if (i < 0)
         return 2;
@@ -61,9 +68,9 @@ int cli_host(struct client *c, int argc, char **argv)
         return cli_fail("usage: %s", host_usage), 2;
     const char *id = argv[argc - 1];
     char path[256];
-    snprintf(path, sizeof(path), "/v1/hosts/%s/drain", id);
+    snprintf(path, sizeof(path), drain ? "/v1/hosts/%s/drain" : "/v1/hosts/%s", id);
     cJSON *root = NULL;
     char *raw = NULL;
-    int r = cli_request_json(c, "POST", path, NULL, NULL, 0, &root, &raw);
-    return r ? r : cli_print_reply(root, raw, json, print_draining);
+    int r = cli_request_json(c, drain ? "POST" : "DELETE", path, NULL, NULL, 0, &root, &raw);
+    return r ? r : cli_print_reply(root, raw, json, drain ? print_draining : print_forgotten);
 }

@@ -61,6 +61,7 @@ static const char usage[] =
     "             containers ready and busy, memory used of the budget, invocations/s\n"
     "  host drain ID [--json]  that host stops gracefully: no new work, what runs finishes,\n"
     "             what it holds and has not started goes to its peers (admins, operators)\n"
+    "  host forget ID [--json] a gone host (retired) is no longer listed\n"
     "  token create --role admin|developer|invoker|operator [--name N] [--expires 30d]\n"
     "             make an API token (printed once); token ls; token revoke ID\n"
     "  secret set FUNCTION NAME   store a secret, its value read from stdin;\n"

@@ -437,6 +437,11 @@ static void on_change(void *userdata, const char *kind, const char *name)
         if (r == 0)
             r = secrets_sync(d->secrets, NULL, &e);
         cluster_warm_announced(d->api.cluster, NULL);
+        /* A drain asked for while the notification could not reach this host. */
+        bool drain = false;
+        if (r == 0 &&
+            (r = hosts_store_drain_requested(d->store, d->opts.host_id, &drain, &e)) == 0 && drain)
+            r = drain_soon(d);
     } else if (streq(kind, CHANGES_SECRET)) {
         r = secrets_sync(d->secrets, name, &e);
     } else if (streq(kind, CHANGES_FUNCTION)) {

@@ -27,7 +27,7 @@ int hosts_store_register(struct store *s, const struct host_row *h, struct ig_er
                 "ON CONFLICT (host_id) DO UPDATE SET advertise = $2, version = $3, "
                 "started_at = $4, heartbeat_at = $4, containers_ready = $5, "
                 "containers_busy = $6, memory_used = $7, memory_budget = $8, "
-                "invocations_per_s = $9",
+                "invocations_per_s = $9, drain_requested = 0",
                 v, ARRAY_SIZE(v), NULL) < 0)
         return db_fail(s->db, err, "store: registering host %s", h->host_id);
     /* What it had warm before a restart went with its containers. */
@@ -46,6 +46,40 @@ int hosts_store_heartbeat(struct journal *j, const char *host_id, int64_t now_us
                                "containers_busy = $4, memory_used = $5, memory_budget = $6, "
                                "invocations_per_s = $7 WHERE host_id = $1",
                                v, ARRAY_SIZE(v), done, userdata);
+}
+
+int hosts_store_request_drain(struct journal *j, const char *host_id)
+{
+    const struct db_value v[] = {DV_S(host_id)};
+    int r = journal_submit(j, "UPDATE hosts SET drain_requested = 1 WHERE host_id = $1", v,
+                           ARRAY_SIZE(v), NULL, NULL);
+    return r < 0 ? r : changes_announce(j, CHANGES_DRAIN, host_id, NULL, NULL);
+}
+
+int hosts_store_drain_requested(struct store *s, const char *host_id, bool *ret,
+                                struct ig_error *err)
+{
+    const struct db_value v[] = {DV_S(host_id)};
+    _cleanup_db_rows_ struct db_rows *rows = NULL;
+    int r = db_query(s->db, "SELECT drain_requested FROM hosts WHERE host_id = $1", v,
+                     ARRAY_SIZE(v), &rows, NULL);
+    if (r == 0)
+        r = db_next(rows);
+    if (r < 0)
+        return db_fail(s->db, err, "store: reading host %s's row", host_id);
+    *ret = r > 0 && db_int(rows, 0) != 0;
+    return 0;
+}
+
+int hosts_store_forget(struct store *s, const char *host_id, int64_t beat_before_us,
+                       struct ig_error *err)
+{
+    const struct db_value v[] = {DV_S(host_id), DV_I(beat_before_us)};
+    int r = db_exec(s->db, "DELETE FROM hosts WHERE host_id = $1 AND heartbeat_at < $2", v,
+                    ARRAY_SIZE(v), NULL);
+    if (r > 0 && db_exec(s->db, "DELETE FROM warm_capacity WHERE host_id = $1", v, 1, NULL) < 0)
+        r = -1;
+    return r < 0 ? db_fail(s->db, err, "store: forgetting host %s", host_id) : r;
 }
 
 int hosts_store_list(struct store *s, int64_t now_us,

@@ -45,6 +45,19 @@ int hosts_store_register(struct store *s, const struct host_row *h, struct ig_er
  * the last beats, which only makes the host look older, as it then is). done may be NULL. */
 int hosts_store_heartbeat(struct journal *j, const char *host_id, int64_t now_us,
                           const struct host_figures *f, journal_done_fn done, void *userdata);
+/* Asks host_id to drain (POST /v1/hosts/{id}/drain on another host): kept in its row (cleared
+ * when it registers again), and the CHANGES_DRAIN notification it acts on at once, through the
+ * journal. A host whose listener missed the notification finds the request when it reads
+ * everything again (hosts_store_drain_requested). 0 or -errno as journal_submit. */
+int hosts_store_request_drain(struct journal *j, const char *host_id);
+/* Whether a drain of host_id was asked for since it registered. 0 or -errno with err. */
+int hosts_store_drain_requested(struct store *s, const char *host_id, bool *ret,
+                                struct ig_error *err);
+/* Removes host_id's row (and its warm capacity) if its last heartbeat is older than
+ * beat_before_us: a host retired for good. 1, or 0 when it beat since (or has no row); -errno
+ * with err. */
+int hosts_store_forget(struct store *s, const char *host_id, int64_t beat_before_us,
+                       struct ig_error *err);
 /* Calls each with every host, by host id, its heartbeat's age measured at now_us (strings valid
  * during the call). each returns 0, or -errno to stop (returned). 0 or -errno with err. */
 int hosts_store_list(struct store *s, int64_t now_us,

@@ -693,6 +693,10 @@ static const struct store_migration migrations[] = {
      "  host_id TEXT NOT NULL,"
      "  function TEXT NOT NULL,"
      "  PRIMARY KEY (host_id, function));"},
+    /* A drain asked for on any host (#17, hosts_store_request_drain): kept in the host's row, so
+     * that one whose listener missed the notification still finds it when it reads again. */
+    {"host_drain", "ALTER TABLE hosts ADD COLUMN drain_requested INTEGER NOT NULL DEFAULT 0;",
+     "ALTER TABLE hosts ADD COLUMN drain_requested BIGINT NOT NULL DEFAULT 0;"},
 };
 
 int store_space_check(const char *dir, struct ig_error *err)

@@ -4,7 +4,9 @@
  * invocations per second); `ignis top --cluster` sums every live host's functions (and shows each
  * host's row with --by-host); a host killed with kill -9 is shown gone within 5 s (its heartbeat
  * older than HOSTS_GONE_AFTER_US), the others live, and live again once restarted; `ignis host
- * drain ID` on one host stops another (and POST /v1/hosts/ID/drain on a host, itself). On a private
+ * drain ID` on one host stops another (and POST /v1/hosts/ID/drain on a host, itself), and a drain
+ * whose notification the host missed is found when it reads everything again; a gone host can be
+ * forgotten (`ignis host forget ID`), a live one not. On a private
  * server of this test's own, whatever IGNIS_TEST_STORE says. */
 #include "harness.h"
 
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "pgserver.h"
+#include "records/changes.h"
 
 #define HOSTS 3
 
@@ -93,16 +96,26 @@ static bool a_sees(void *arg)
     return ok;
 }
 
-/* POST /v1/hosts/ID/drain on p: the status. */
-static long drain(struct ignisd_proc *p, const char *id)
+/* METHOD /v1/hosts/ID plus suffix on p: the status. */
+static long host_call(struct ignisd_proc *p, const char *method, const char *id, const char *suffix)
 {
     char path[128];
-    snprintf(path, sizeof(path), "/v1/hosts/%s/drain", id);
+    snprintf(path, sizeof(path), "/v1/hosts/%s%s", id, suffix);
     struct client_response r;
-    assert_int_equal(harness_request(p, "POST", path, NULL, NULL, 0, &r), 0);
+    assert_int_equal(harness_request(p, method, path, NULL, NULL, 0, &r), 0);
     long status = r.status;
     client_response_clear(&r);
     return status;
+}
+
+static long drain(struct ignisd_proc *p, const char *id)
+{
+    return host_call(p, "POST", id, "/drain");
+}
+
+static long forget(struct ignisd_proc *p, const char *id)
+{
+    return host_call(p, "DELETE", id, "");
 }
 
 static void test_hosts_listed_live_then_gone(void **state)
@@ -182,11 +195,47 @@ static void test_hosts_listed_live_then_gone(void **state)
     assert_int_equal(harness_wait_exit(&host[2], 30), 0);
     harness_wait_until(a_sees, &c_gone, 10, "host-c shown gone once drained", host, 2);
     assert_int_equal(drain(&host[0], "host-c"), 409);
+    /* C, retired: forgotten, no longer listed; a live host, or one unknown, cannot be. */
+    rc = harness_ignis(&host[0], &out, &err, "host", "forget", "host-c", NULL);
+    if (rc != 0 || !strstr(out, "host host-c is forgotten"))
+        fail_msg("ignis host forget host-c: exit %d: %s%s", rc, out, err);
+    free(out);
+    free(err);
+    j = hosts_of(&host[1]);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "hosts")), HOSTS - 1);
+    cJSON_Delete(j);
+    assert_int_equal(forget(&host[0], "host-b"), 409);
+    assert_int_equal(forget(&host[0], "host-a"), 409);
+    assert_int_equal(forget(&host[0], "host-c"), 404);
     assert_int_equal(drain(&host[1], "host-b"), 202);
     assert_int_equal(harness_wait_exit(&host[1], 30), 0);
     assert_int_equal(harness_finish(&host[0]), 0);
     for (int i = 1; i < HOSTS; i++) /* stopped already */
         assert_int_equal(harness_cleanup(&host[i]), 0);
+}
+
+/* A drain asked for while a host's listener is away (the notification never reaches it) is kept
+ * in its row: the host finds it when it reads everything again (at once after it listens, again
+ * once it listens anew, every 30 s), and stops. The request is written here as the API writes it
+ * but with no notification, then B's listening connection is cut: without the row, nothing would
+ * ever tell B. */
+static void test_drain_found_after_a_missed_notification(void **state)
+{
+    _cleanup_free_ char *conninfo = NULL;
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
+    const char *args[] = {"--store", conninfo, "--host-id", "host-b", NULL};
+    struct ignisd_proc b;
+    assert_int_equal(harness_start(&b, args), 0);
+    assert_int_equal(pgserver_query_int(conninfo, "WITH u AS (UPDATE hosts SET drain_requested = 1 "
+                                                  "WHERE host_id = 'host-b' RETURNING 1) "
+                                                  "SELECT count(*) FROM u"),
+                     1);
+    pgserver_query_int(conninfo, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                 "WHERE query = 'LISTEN " CHANGES_CHANNEL
+                                 "' AND datname = current_database()");
+    assert_int_equal(harness_wait_exit(&b, 30), 0);
+    assert_true(harness_log_has(&b, "reason=drain"));
+    assert_int_equal(harness_cleanup(&b), 0);
 }
 
 /* One host alone (the default store unless IGNIS_TEST_STORE says otherwise): itself, live. */
@@ -207,6 +256,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hosts_listed_live_then_gone),
+        cmocka_unit_test(test_drain_found_after_a_missed_notification),
         cmocka_unit_test(test_one_host),
     };
     return cmocka_run_group_tests(tests, pgserver_group_setup, pgserver_group_teardown);
