@@ -92,16 +92,17 @@ static void sign(const uint8_t key[FORWARD_KEY_BYTES], const char *from, const c
 static const char *field(const char *header, const char *name, char *buf, size_t size)
 {
     size_t nlen = strlen(name);
-    for (const char *p = header; p && *p; p = strchr(p, ';') ? strchr(p, ';') + 1 : NULL) {
+    for (const char *p = header; *p;) {
+        const char *end = strchrnul(p, ';');
         if (strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            const char *v = p + nlen + 1, *end = strchr(v, ';');
-            size_t len = end ? (size_t)(end - v) : strlen(v);
+            size_t len = (size_t)(end - (p + nlen + 1));
             if (len >= size)
                 return NULL;
-            memcpy(buf, v, len);
+            memcpy(buf, p + nlen + 1, len);
             buf[len] = '\0';
             return buf;
         }
+        p = *end ? end + 1 : end;
     }
     return NULL;
 }
