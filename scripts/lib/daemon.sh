@@ -19,10 +19,11 @@ stop_ignisds() {
   done
 }
 start_ignisd() {
-  state=$(mktemp -d /tmp/ignis-bench.XXXXXX)
-  # The images' dir, absolute ($build may be another tree's build, absolute, or ours, relative).
+  # The images' dir, absolute ($build may be another tree's build, absolute, or ours, relative);
+  # built before the state dir is made, which a failed build would leave behind.
   case $build in /*) images=$build/test-state/images ;; *) images=$PWD/$build/test-state/images ;; esac
   (cd "${images_src:-.}" && IGNIS_BUILD=$build ./scripts/build-images "$build/test-state" >/dev/null)
+  state=$(mktemp -d /tmp/ignis-bench.XXXXXX)
   [ -z "${provision_token:-}" ] || (umask 077 && printf '%s' "$provision_token" >"$state/admin.token")
   "$build/orchestrator/ignisd" --listen 127.0.0.1:0 --state-dir "$state" \
     --images-dir "$images" --rate-limit 0 --max-connections-per-ip 0 \
