@@ -3,7 +3,6 @@
 #include "api/api.h"
 #include "api/errors.h"
 #include "dispatch/dispatch.h"
-#include "records/hosts_store.h"
 #include "records/series.h"
 
 void api_host_figures(const struct api *a, struct host_figures *ret)

@@ -5,7 +5,8 @@
 # deployed once, through the first host. Ctrl-C (or a TERM to scripts/run) stops the hosts (each
 # drains), then the server. docs/operations.md "More than one host".
 # Expects: cd'ed to the checkout, built, images in ./var/images, $cluster the host count, $listen
-# the first host's address, "$@" what goes to each ignisd, and scripts/run's wait_exit.
+# the first host's address, "$@" what goes to each ignisd (--listen taken out), and scripts/run's
+# wait_exit.
 # shellcheck disable=SC2154 # cluster, listen: set by scripts/run, which sources this
 hosts=$cluster
 case $hosts in
@@ -17,17 +18,8 @@ port=${listen##*:}
 case $port in
   '' | *[!0-9]*) echo "ignis: --listen $listen: not ADDRESS:PORT" >&2; exit 2 ;;
 esac
-# Each host gets its own --listen: the one given goes.
-skip=false
-for a do
-  shift
-  if $skip; then skip=false; continue; fi
-  case $a in
-    --listen) skip=true; continue ;;
-    --listen=*) continue ;;
-  esac
-  set -- "$@" "$a"
-done
+[ "$((port + hosts - 1))" -le 65535 ] ||
+  { echo "ignis: --listen $listen: $hosts hosts need ports up to $((port + hosts - 1))" >&2; exit 2; }
 bindir=/usr/lib/postgresql/15/bin
 pg=$PWD/var/pg
 # The server runs as the postgres user, which must pass through every directory down to its data
@@ -42,7 +34,11 @@ IFS=/
 for part in $path; do
   d=$d/$part
   runuser -u postgres -- test -x "$d" && continue
-  setfacl -m u:postgres:x "$d"
+  setfacl -m u:postgres:x "$d" || {
+    echo "ignis: the postgres user cannot pass through $d and no ACL can be set there: make it" \
+      "traversable (chmod o+x $d) or use a checkout elsewhere" >&2
+    exit 1
+  }
   echo "ignis: the postgres user may now pass through $d (undo: setfacl -x u:postgres $d)" >&2
 done
 IFS=$old_ifs
