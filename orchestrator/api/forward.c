@@ -338,7 +338,7 @@ static void run_here(struct forward *f)
     snprintf(selector, sizeof(selector), "%lld", (long long)f->version);
     http_request_set_context(req, NULL, NULL);
     forward_free(f);
-    if (dispatch_function_accepting(a->dispatch, function, selector, &route, &err) < 0) {
+    if (dispatch_function_accepting(a->dispatch, function, selector, false, &route, &err) < 0) {
         api_reply_error(req, &err);
         return;
     }

@@ -208,7 +208,8 @@ static bool moved_while_stopping(struct http_request *req, struct api *a, const 
     struct dispatch_route route;
     struct ig_error err = {};
     if (!a->forwarder || http_request_header(req, "Ignis-Forwarded") || !fn ||
-        dispatch_fn_removing(fn) || dispatch_route(a->dispatch, fn, selector, &route, &err) < 0)
+        dispatch_fn_removing(fn) ||
+        dispatch_route(a->dispatch, fn, selector, false, &route, &err) < 0)
         return false;
     const struct forward_target t = target_of(name, &route);
     return forward_place(req, a, &t, true);
@@ -403,7 +404,7 @@ void api_post_invoke(struct http_request *req, void *userdata)
         api_reply_error(req, &err);
         return;
     }
-    if (dispatch_function_accepting(a->dispatch, name, selector, &route, &err) < 0) {
+    if (dispatch_function_accepting(a->dispatch, name, selector, async, &route, &err) < 0) {
         if (!(err.code == ESHUTDOWN && !async && moved_while_stopping(req, a, name, selector)))
             api_reply_error(req, &err);
         return;

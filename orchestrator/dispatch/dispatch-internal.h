@@ -178,8 +178,10 @@ struct fn_state {
         uint64_t epoch;
         unsigned min_of, max_of, min, max;
     } share;
-    /* Its bundle is being fetched from the shared store (registry.h): nothing spawns until it
-     * is here, and what is queued waits for it rather than fail. */
+    /* Its bundle is being fetched from the shared store, or its fetch failed for a reason of this
+     * host's (registry.h): nothing spawns until it is here, what is queued here waits for it
+     * rather than fail, and this host claims none of the shared queue's rows for it (a peer that
+     * has it may run them). */
     bool bundle_pending;
     bool removing;
     /* The function's own state: whether it has a warm, free container (dispatch_warm_note),

@@ -1392,7 +1392,7 @@ static int state_for(struct dispatch *d, struct fn_state *fn, int64_t version,
     return state_of(fn, version, v, ret);
 }
 
-int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector,
+int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector, bool async,
                    struct dispatch_route *ret, struct ig_error *err)
 {
     const struct registry_function *f = d->registry ? registry_lookup(d->registry, fn->name) : NULL;
@@ -1400,7 +1400,8 @@ int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector
     const char *alias = REGISTRY_DEFAULT_ALIAS;
     int64_t version = fn->version;
     if (f) {
-        int r = registry_route(f, selector, &v, &alias, err);
+        int r = async && d->lease_owner ? registry_resolve(f, selector, &v, &alias, err)
+                                        : registry_route(f, selector, &v, &alias, err);
         if (r < 0)
             return r;
         if (v)
@@ -1422,14 +1423,14 @@ int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector
 }
 
 int dispatch_function_accepting(struct dispatch *d, const char *name, const char *selector,
-                                struct dispatch_route *ret, struct ig_error *err)
+                                bool async, struct dispatch_route *ret, struct ig_error *err)
 {
     if (d->stopping)
         return ig_error_set_reason(err, ESHUTDOWN, "shutting_down", "ignisd is shutting down");
     struct fn_state *fn = dispatch_function(d, name);
     if (!fn || fn->removing)
         return ig_error_set_reason(err, ENOENT, "not_found", "no function named '%s'", name);
-    return dispatch_route(d, fn, selector, ret, err);
+    return dispatch_route(d, fn, selector, async, ret, err);
 }
 
 int dispatch_admit(struct dispatch *d, struct fn_state *fn, bool sync, struct ig_error *err)
@@ -2043,7 +2044,7 @@ static void on_registry_updated(void *userdata, const struct registry_function *
         return;
     }
     const struct registry_version *v = registry_version(f, f->version);
-    dispatch_function(d, f->name)->bundle_pending = v && v->fetching;
+    dispatch_function(d, f->name)->bundle_pending = v && (v->fetching || v->fetch_failed_here);
 }
 
 static void on_registry_drain(void *userdata, const struct registry_function *f,

@@ -245,14 +245,16 @@ struct dispatch_route {
 /* Routes an invocation of function fn (one of dispatch_functions) by selector (NULL or "": the
  * default alias; decimal digits: that version; else an alias; registry_route says how): 0 and
  * *ret, or -errno with err: ENOENT version_not_found or alias_not_found, EINVAL invalid_alias,
- * ENOMEM. Without a registry attached only the current version is known. */
-int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector,
+ * EAGAIN bundle_unavailable, ENOMEM. An async invocation on a queue shared with other hosts is
+ * not refused for a bundle this host lacks (registry_resolve): a host that has it runs it.
+ * Without a registry attached only the current version is known. */
+int dispatch_route(struct dispatch *d, struct fn_state *fn, const char *selector, bool async,
                    struct dispatch_route *ret, struct ig_error *err);
 /* The function an invocation may be made of, routed by selector (dispatch_route): 0 and *ret,
  * or ESHUTDOWN ("shutting_down") while ignisd stops, ENOENT ("not_found") for an unknown
  * function or one being deleted, or dispatch_route's errors. */
 int dispatch_function_accepting(struct dispatch *d, const char *name, const char *selector,
-                                struct dispatch_route *ret, struct ig_error *err);
+                                bool async, struct dispatch_route *ret, struct ig_error *err);
 /* Whether fn (a route's state) takes one more invocation now: 0, or ENOBUFS
  * ("too_many_requests") when its queue is full (dispatch_queue_takes) or, for a sync one, when
  * max_concurrency are running or waiting. Both count per version state: each version's queue

@@ -123,7 +123,7 @@ static void claim_for(struct dispatch *d, struct fn_state *fn, const char *by)
 {
     size_t cap = manifest_max_concurrency(fn->manifest), have = held(fn);
     size_t room = cap > have ? cap - have : 0;
-    if (room == 0 || fn->removing)
+    if (room == 0 || fn->removing || fn->bundle_pending)
         return;
     uint64_t now = now_usec();
     if (now < fn->claim_after_us) {

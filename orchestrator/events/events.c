@@ -346,7 +346,7 @@ static int route_all(struct acceptance *a, struct ce_event *const *events,
         for (struct fn_state *fn = dispatch_functions(d); fn; fn = dispatch_next(fn)) {
             int r;
             if (!a->v[i].duplicate && subscribed(fn, events[i]) &&
-                (r = dispatch_route(d, fn, NULL, &a->routes[a->nroutes++], err)) < 0)
+                (r = dispatch_route(d, fn, NULL, true, &a->routes[a->nroutes++], err)) < 0)
                 return r;
         }
     for (size_t k = 0; k < a->nroutes; k++) {
@@ -737,13 +737,13 @@ static int run_schedule(struct event_router *ev, struct fn_state *fn, const stru
                  "function=%s slot=%s invocation=%s", dispatch_fn_name(fn), time, existing);
         return 0;
     }
-    /* A schedule's run goes through the default alias (its route fails for want of memory, or
-     * while this host fetches the version's bundle from a shared store: then the slot is tried
-     * again at the next tick), and waits in the queue of the version it was routed to: that
-     * one must take it. */
+    /* A schedule's run goes through the default alias (its route fails for want of memory, or,
+     * on a queue of this host's own, while this host fetches the version's bundle: then the slot
+     * is tried again at the next tick; a shared queue takes it whatever this host's cache holds),
+     * and waits in the queue of the version it was routed to: that one must take it. */
     struct dispatch_route route;
     struct ig_error err = {};
-    int r = dispatch_route(ev->d, fn, NULL, &route, &err);
+    int r = dispatch_route(ev->d, fn, NULL, true, &route, &err);
     if (r == -EAGAIN) {
         log_warn("a schedule's run waits for its version: tried again at the next tick",
                  "function=%s slot=%s error=\"%s\"", dispatch_fn_name(fn), time, err.message);

@@ -915,9 +915,9 @@ static int bundle_unavailable(const struct registry_function *f, const struct re
     return 0;
 }
 
-int registry_route(const struct registry_function *f, const char *selector,
-                   const struct registry_version **ret, const char **ret_alias,
-                   struct ig_error *err)
+/* registry_route, and registry_resolve without check_bundle. */
+static int route(const struct registry_function *f, const char *selector, bool check_bundle,
+                 const struct registry_version **ret, const char **ret_alias, struct ig_error *err)
 {
     uint32_t n;
     const char *name = selector && selector[0] ? selector : REGISTRY_DEFAULT_ALIAS;
@@ -927,7 +927,7 @@ int registry_route(const struct registry_function *f, const char *selector,
             return ig_error_set_reason(err, ENOENT, "version_not_found",
                                        "function %s has no version %u (ignis show %s lists them)",
                                        f->name, n, f->name);
-        if (bundle_unavailable(f, v, err) < 0)
+        if (check_bundle && bundle_unavailable(f, v, err) < 0)
             return -EAGAIN;
         *ret = v;
         *ret_alias = NULL;
@@ -948,11 +948,25 @@ int registry_route(const struct registry_function *f, const char *selector,
         return ig_error_set_reason(err, ENOENT, "version_not_found",
                                    "alias %s of %s points at a version no longer kept", name,
                                    f->name);
-    if (bundle_unavailable(f, v, err) < 0)
+    if (check_bundle && bundle_unavailable(f, v, err) < 0)
         return -EAGAIN;
     *ret = v;
     *ret_alias = a->name;
     return 0;
+}
+
+int registry_route(const struct registry_function *f, const char *selector,
+                   const struct registry_version **ret, const char **ret_alias,
+                   struct ig_error *err)
+{
+    return route(f, selector, true, ret, ret_alias, err);
+}
+
+int registry_resolve(const struct registry_function *f, const char *selector,
+                     const struct registry_version **ret, const char **ret_alias,
+                     struct ig_error *err)
+{
+    return route(f, selector, false, ret, ret_alias, err);
 }
 
 /* Live state belongs to the dispatcher; until it fills it in, nothing is running. */
@@ -2332,6 +2346,26 @@ static void *fetch_thread(void *userdata)
     return NULL;
 }
 
+/* Whether a fetch that failed with errno code failed for a reason of this host's: another host,
+ * or this one later, may well succeed. */
+static bool failed_here(int code)
+{
+    switch (code) {
+    case ENOSPC:
+    case EDQUOT:
+    case EIO:
+    case EROFS:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case ENOTCONN:
+    case EAGAIN:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* On the loop, after the fetch: the versions of its digest can run, or say why they cannot. */
 static void fetch_done(struct op *op)
 {
@@ -2347,6 +2381,7 @@ static void fetch_done(struct op *op)
             if (!streq(v->digest, op->digest))
                 continue;
             v->fetching = false;
+            v->fetch_failed_here = op->failed && failed_here(op->err.code);
             snprintf(v->bundle_error, sizeof(v->bundle_error), "%s",
                      op->failed ? op->err.message : "");
         }

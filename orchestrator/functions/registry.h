@@ -45,6 +45,10 @@ struct registry_version {
      * routes to neither. */
     bool fetching;
     char bundle_error[256];
+    /* The last fetch failed for a reason of this host's (its disk full, its memory, the store out
+     * of reach), not of the store's copy (bytes that do not match their digest): a peer may well
+     * run the version, and this host fetches it again at its next re-read. */
+    bool fetch_failed_here;
 };
 
 /* A function as the rest of the daemon sees it: its current version (the default alias's
@@ -150,6 +154,11 @@ bool registry_parse_version(const char *s, uint32_t *ret);
 int registry_route(const struct registry_function *f, const char *selector,
                    const struct registry_version **ret, const char **ret_alias,
                    struct ig_error *err);
+/* registry_route without its EAGAIN: for an invocation any host sharing the store may run (an
+ * async one on a shared queue), which a bundle missing from this host's cache does not stop. */
+int registry_resolve(const struct registry_function *f, const char *selector,
+                     const struct registry_version **ret, const char **ret_alias,
+                     struct ig_error *err);
 /* f's alias named name, or NULL. */
 const struct registry_alias *registry_alias(const struct registry_function *f, const char *name);
 /* Versions kept per function (1..1000; default 10): after each new version, the oldest beyond the

@@ -5,12 +5,16 @@
  * bytes were damaged is refused on a host without the cache, with the reason, in the reply and
  * in its log; every host registers in the hosts table and beats there each second, and a
  * stopped host's heartbeat stops while the others' go on; a host starts no container of a
- * version whose bundle it is still fetching. */
+ * version whose bundle it is still fetching; a host that cannot fetch a bundle for a reason of
+ * its own (its disk full) claims none of its function's async invocations, which its peer runs.
+ */
 #include "harness.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pgserver.h"
@@ -19,10 +23,15 @@
 #include "records/store.h"
 
 static struct ignisd_proc a, b, c;
+/* A small file system mounted over a host's bundle cache (test_fetch_failed_here): taken off by
+ * the test, or by the teardown after a failure. */
+static char full_cache[320];
 
 static int teardown(void **state)
 {
     int r = 0;
+    if (full_cache[0])
+        umount2(full_cache, MNT_DETACH);
     struct ignisd_proc *ps[] = {&a, &b, &c};
     for (size_t i = 0; i < ARRAY_SIZE(ps); i++)
         if (ps[i]->pid > 0 || ps[i]->state_dir[0])
@@ -229,11 +238,65 @@ static void test_containers_wait_for_their_bundle(void **state)
     free(conninfo);
 }
 
+/* B's bundle cache is a 1 MB file system: the 4 MB bundle A pushes cannot be unpacked there
+ * (ENOSPC), a reason of B's own. B then claims none of the function's queued invocations (each
+ * would fail to start: with max_retries 0, failed), and A runs every one B accepted, at its first
+ * attempt; B starts no container of it. */
+static void test_fetch_failed_here(void **state)
+{
+    char *conninfo, src[400], cmd[1200], dir[] = "/tmp/ignis-test.XXXXXX";
+    assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
+    const char *args[] = {"--store", conninfo, NULL};
+
+    assert_int_equal(harness_start(&a, args), 0);
+    assert_non_null(mkdtemp(dir));
+    snprintf(full_cache, sizeof(full_cache), "%s/bundles", dir);
+    assert_int_equal(mkdir(full_cache, 0700), 0);
+    assert_int_equal(mount("tmpfs", full_cache, "tmpfs", 0, "size=1m,mode=0700"), 0);
+    assert_int_equal(harness_start_in(&b, dir, args), 0);
+    snprintf(src, sizeof(src), "%s/large-src", harness_fixtures(&a));
+    snprintf(cmd, sizeof(cmd),
+             "cp -r '%s/runtime-images/examples/hello-exec' '%s' && "
+             "head -c 4000000 /dev/urandom > '%s/padding'",
+             getenv("IGNIS_SOURCE_DIR"), src, src);
+    assert_int_equal(system(cmd), 0);
+    harness_push(&a, src, "large", "{\"max_retries\": 0}");
+    uint64_t deadline = now_usec() + 60000000;
+    while (!harness_log_has(&b, "could not be taken from the store")) {
+        assert_true(now_usec() < deadline);
+        usleep(50000);
+    }
+
+    char ids[12][64];
+    for (size_t i = 0; i < ARRAY_SIZE(ids); i++)
+        harness_invoke_async(&b, "large", "{}", NULL, ids[i], NULL);
+    for (size_t i = 0; i < ARRAY_SIZE(ids); i++) {
+        cJSON *rec = harness_wait_invocation(&a, ids[i], "succeeded", 60);
+        assert_int_equal(cJSON_GetObjectItem(rec, "attempts")->valueint, 1);
+        cJSON_Delete(rec);
+    }
+    if (harness_log_has(&b, "container failed to start") || harness_log_has(&b, "spawn failed")) {
+        harness_print_log(&b);
+        fail_msg("B started a container of a bundle it could not fetch");
+    }
+
+    assert_int_equal(harness_stop(&b), 0);
+    assert_int_equal(umount2(full_cache, 0), 0);
+    full_cache[0] = '\0';
+    struct ignisd_proc *ps[] = {&b, &a};
+    for (size_t i = 0; i < ARRAY_SIZE(ps); i++) {
+        assert_int_equal(harness_cleanup(ps[i]), 0);
+        memset(ps[i], 0, sizeof(*ps[i]));
+    }
+    free(conninfo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bundles_and_hosts),
         cmocka_unit_test(test_containers_wait_for_their_bundle),
+        cmocka_unit_test(test_fetch_failed_here),
     };
     return cmocka_run_group_tests(tests, pgserver_group_setup, teardown);
 }

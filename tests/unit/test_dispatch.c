@@ -305,7 +305,7 @@ static struct dispatch_route route_default(void)
 {
     struct dispatch_route route;
     struct ig_error err = {};
-    assert_int_equal(dispatch_route(T.d, T.fn, NULL, &route, &err), 0);
+    assert_int_equal(dispatch_route(T.d, T.fn, NULL, false, &route, &err), 0);
     assert_ptr_equal(route.fn, T.fn);
     assert_string_equal(route.alias, "default");
     return route;
@@ -441,7 +441,7 @@ static void test_sync_cancel_and_delete(void **state)
     assert_false(removed);
     struct dispatch_route route;
     struct ig_error err = {};
-    assert_int_equal(dispatch_function_accepting(T.d, "hello", NULL, &route, &err), -ENOENT);
+    assert_int_equal(dispatch_function_accepting(T.d, "hello", NULL, false, &route, &err), -ENOENT);
 
     struct inv *sent = run_until_sent();
     assert_non_null(sent);
@@ -715,7 +715,7 @@ static void test_version_drain_drops_retries(void **state)
     struct fn_state *fn = attach_registry(", \"max_retries\": 2");
     struct dispatch_route route;
     struct ig_error err = {};
-    assert_int_equal(dispatch_route(T.d, fn, "1", &route, &err), 0);
+    assert_int_equal(dispatch_route(T.d, fn, "1", true, &route, &err), 0);
     assert_ptr_equal(route.fn->of, fn);
     char id[INV_ID_LEN + 1];
     struct async_call c = {};
@@ -766,7 +766,8 @@ static void insert_queued(int64_t version, const char *alias, char id[INV_ID_LEN
     snprintf(r.alias, sizeof(r.alias), "%s", alias);
     bool stored = false;
     assert_int_equal(
-        inv_store_insert(T.journal, &r, r.created_us + 3600000000ll, NULL, on_inserted, &stored), 0);
+        inv_store_insert(T.journal, &r, r.created_us + 3600000000ll, NULL, on_inserted, &stored),
+        0);
     while (!stored)
         loop_run(T.loop);
 }

@@ -386,7 +386,7 @@ static void test_routed_version_queue_full(void **state)
     for (int i = 0; i < QUEUE_MAX; i++) {
         struct dispatch_route route;
         char id[INV_ID_LEN + 1];
-        assert_int_equal(dispatch_route(f->d, split, "1", &route, &err), 0);
+        assert_int_equal(dispatch_route(f->d, split, "1", true, &route, &err), 0);
         assert_true(dispatch_queue_takes(f->d, route.fn, 1));
         assert_int_equal(dispatch_submit_async(f->d, &route, "{}", 2, "application/json", NULL,
                                                NULL, id, NULL, NULL),
