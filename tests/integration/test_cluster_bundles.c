@@ -188,6 +188,20 @@ static void test_bundles_and_hosts(void **state)
     free(conninfo);
 }
 
+/* Pushes on p the function "large": hello-exec with a file of `bytes` random bytes, which do
+ * not compress, and the manifest's overrides. */
+static void push_large(struct ignisd_proc *p, long bytes, const char *overrides)
+{
+    char src[400], cmd[1200];
+    snprintf(src, sizeof(src), "%s/large-src", harness_fixtures(p));
+    snprintf(cmd, sizeof(cmd),
+             "cp -r '%s/runtime-images/examples/hello-exec' '%s' && "
+             "head -c %ld /dev/urandom > '%s/padding'",
+             getenv("IGNIS_SOURCE_DIR"), src, bytes, src);
+    assert_int_equal(system(cmd), 0);
+    harness_push(p, src, "large", overrides);
+}
+
 /* Invokes function on p once its bundle is fetched, and checks p started no container of it
  * before (one started so failed for the missing bundle: an init error for whatever was queued)
  * and keeps the one min_scale asks for. */
@@ -213,19 +227,13 @@ static void check_waited_for_bundle(struct ignisd_proc *p, const char *function)
  * is in their cache, and the one min_scale asks for once it is. */
 static void test_containers_wait_for_their_bundle(void **state)
 {
-    char *conninfo, src[400], cmd[1200];
+    char *conninfo;
     assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
     const char *args[] = {"--store", conninfo, NULL};
 
     assert_int_equal(harness_start(&a, args), 0);
     assert_int_equal(harness_start(&b, args), 0);
-    snprintf(src, sizeof(src), "%s/large-src", harness_fixtures(&a));
-    snprintf(cmd, sizeof(cmd),
-             "cp -r '%s/runtime-images/examples/hello-exec' '%s' && "
-             "head -c 40000000 /dev/urandom > '%s/padding'",
-             getenv("IGNIS_SOURCE_DIR"), src, src);
-    assert_int_equal(system(cmd), 0);
-    harness_push(&a, src, "large", "{\"min_scale\": 1}");
+    push_large(&a, 40000000, "{\"min_scale\": 1}");
     check_waited_for_bundle(&b, "large");
     assert_int_equal(harness_start(&c, args), 0);
     check_waited_for_bundle(&c, "large");
@@ -244,7 +252,7 @@ static void test_containers_wait_for_their_bundle(void **state)
  * attempt; B starts no container of it. */
 static void test_fetch_failed_here(void **state)
 {
-    char *conninfo, src[400], cmd[1200], dir[] = "/tmp/ignis-test.XXXXXX";
+    char *conninfo, dir[] = "/tmp/ignis-test.XXXXXX";
     assert_int_equal(pgserver_new_database(pgserver_shared, &conninfo), 0);
     const char *args[] = {"--store", conninfo, NULL};
 
@@ -254,13 +262,7 @@ static void test_fetch_failed_here(void **state)
     assert_int_equal(mkdir(full_cache, 0700), 0);
     assert_int_equal(mount("tmpfs", full_cache, "tmpfs", 0, "size=1m,mode=0700"), 0);
     assert_int_equal(harness_start_in(&b, dir, args), 0);
-    snprintf(src, sizeof(src), "%s/large-src", harness_fixtures(&a));
-    snprintf(cmd, sizeof(cmd),
-             "cp -r '%s/runtime-images/examples/hello-exec' '%s' && "
-             "head -c 4000000 /dev/urandom > '%s/padding'",
-             getenv("IGNIS_SOURCE_DIR"), src, src);
-    assert_int_equal(system(cmd), 0);
-    harness_push(&a, src, "large", "{\"max_retries\": 0}");
+    push_large(&a, 4000000, "{\"max_retries\": 0}");
     uint64_t deadline = now_usec() + 60000000;
     while (!harness_log_has(&b, "could not be taken from the store")) {
         assert_true(now_usec() < deadline);
