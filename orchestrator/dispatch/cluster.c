@@ -103,8 +103,10 @@ static void warm_read_all(struct cluster *c)
     struct ig_error err = {};
     int r = hosts_store_warm_list(c->store, add_warm, c, &err);
     said(c, r, &err);
+    /* Not on a host without any: its list is NULL then, which qsort may not be given. */
     for (size_t i = 0; i < c->nhosts; i++)
-        qsort(c->hosts[i].warm, c->hosts[i].nwarm, sizeof(char *), cmp_name);
+        if (c->hosts[i].nwarm > 1)
+            qsort(c->hosts[i].warm, c->hosts[i].nwarm, sizeof(char *), cmp_name);
 }
 
 void cluster_forget_warm(struct cluster *c, const char *host_id, const char *function)
