@@ -70,7 +70,9 @@ static size_t slots(const struct fn_state *fn)
 
 bool queue_take_here(struct dispatch *d, struct fn_state *fn)
 {
-    if (!d->lease_owner || !d->host_lock || d->stopping || fn->removing)
+    /* Not while its bundle is not here (as claim_for): what it accepts then could wait here for
+     * a container it cannot start, its slots being another version's. */
+    if (!d->lease_owner || !d->host_lock || d->stopping || fn->removing || fn->bundle_pending)
         return false;
     size_t here = held(fn), submitting = fn->submitting, taking = fn->taking;
     for (const struct fn_state *v = fn->versions; v; v = v->vnext) {

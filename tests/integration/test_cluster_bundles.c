@@ -190,7 +190,7 @@ static void test_bundles_and_hosts(void **state)
 
 /* Pushes on p the function "large": hello-exec with a file of `bytes` random bytes, which do
  * not compress, and the manifest's overrides. */
-static void push_large(struct ignisd_proc *p, long bytes, const char *overrides)
+static void push_padded(struct ignisd_proc *p, long bytes, const char *overrides)
 {
     char src[400], cmd[1200];
     snprintf(src, sizeof(src), "%s/large-src", harness_fixtures(p));
@@ -233,7 +233,7 @@ static void test_containers_wait_for_their_bundle(void **state)
 
     assert_int_equal(harness_start(&a, args), 0);
     assert_int_equal(harness_start(&b, args), 0);
-    push_large(&a, 40000000, "{\"min_scale\": 1}");
+    push_padded(&a, 40000000, "{\"min_scale\": 1}");
     check_waited_for_bundle(&b, "large");
     assert_int_equal(harness_start(&c, args), 0);
     check_waited_for_bundle(&c, "large");
@@ -246,10 +246,17 @@ static void test_containers_wait_for_their_bundle(void **state)
     free(conninfo);
 }
 
-/* B's bundle cache is a 1 MB file system: the 4 MB bundle A pushes cannot be unpacked there
- * (ENOSPC), a reason of B's own. B then claims none of the function's queued invocations (each
- * would fail to start: with max_retries 0, failed), and A runs every one B accepted, at its first
- * attempt; B starts no container of it. */
+static bool fetch_failed(void *arg)
+{
+    return harness_log_has(arg, "could not be taken from the store");
+}
+
+/* B's bundle cache is a 1 MB file system. Version 1 of the function, small, runs warm on both
+ * hosts (min_scale 1, each host its own); version 2's 4 MB cannot be unpacked on B (ENOSPC), a
+ * reason of B's own. B then claims none of the function's queued invocations (each would wait
+ * for a version 2 container B cannot start, or fail to start one: with max_retries 0, failed),
+ * and A runs every one B accepted, version 2, at its first attempt; B never unpacks version 2
+ * nor starts a container of it. */
 static void test_fetch_failed_here(void **state)
 {
     char *conninfo, dir[] = "/tmp/ignis-test.XXXXXX";
@@ -262,12 +269,11 @@ static void test_fetch_failed_here(void **state)
     assert_int_equal(mkdir(full_cache, 0700), 0);
     assert_int_equal(mount("tmpfs", full_cache, "tmpfs", 0, "size=1m,mode=0700"), 0);
     assert_int_equal(harness_start_in(&b, dir, args), 0);
-    push_large(&a, 4000000, "{\"max_retries\": 0}");
-    uint64_t deadline = now_usec() + 60000000;
-    while (!harness_log_has(&b, "could not be taken from the store")) {
-        assert_true(now_usec() < deadline);
-        usleep(50000);
-    }
+    static const char manifest[] = "{\"max_retries\": 0, \"min_scale\": 1}";
+    push_padded(&a, 1000, manifest);
+    check_waited_for_bundle(&b, "large");
+    push_padded(&a, 4000000, manifest);
+    harness_wait_until(fetch_failed, &b, 60, "B failing to fetch version 2", &b, 1);
 
     char ids[12][64];
     for (size_t i = 0; i < ARRAY_SIZE(ids); i++)
@@ -275,11 +281,16 @@ static void test_fetch_failed_here(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(ids); i++) {
         cJSON *rec = harness_wait_invocation(&a, ids[i], "succeeded", 60);
         assert_int_equal(cJSON_GetObjectItem(rec, "attempts")->valueint, 1);
+        assert_int_equal(cJSON_GetObjectItem(rec, "version")->valueint, 2);
         cJSON_Delete(rec);
     }
     if (harness_log_has(&b, "container failed to start") || harness_log_has(&b, "spawn failed")) {
         harness_print_log(&b);
         fail_msg("B started a container of a bundle it could not fetch");
+    }
+    if (harness_log_count(&b, "bundle unpacked from the store") != 1) {
+        harness_print_log(&b);
+        fail_msg("B unpacked version 2's bundle after all");
     }
 
     assert_int_equal(harness_stop(&b), 0);
