@@ -75,11 +75,22 @@ int hosts_store_forget(struct store *s, const char *host_id, int64_t beat_before
                        struct ig_error *err)
 {
     const struct db_value v[] = {DV_S(host_id), DV_I(beat_before_us)};
-    int r = db_exec(s->db, "DELETE FROM hosts WHERE host_id = $1 AND heartbeat_at < $2", v,
-                    ARRAY_SIZE(v), NULL);
-    if (r > 0 && db_exec(s->db, "DELETE FROM warm_capacity WHERE host_id = $1", v, 1, NULL) < 0)
-        r = -1;
-    return r < 0 ? db_fail(s->db, err, "store: forgetting host %s", host_id) : r;
+    /* In one transaction, both under the same condition: its warm rows go with its row, and a
+     * host that beat since keeps both. */
+    const struct db_stmt stmts[] = {
+        {"DELETE FROM warm_capacity WHERE host_id = $1 AND EXISTS (SELECT 1 FROM hosts WHERE "
+         "host_id = $1 AND heartbeat_at < $2)",
+         v, ARRAY_SIZE(v)},
+        {"DELETE FROM hosts WHERE host_id = $1 AND heartbeat_at < $2", v, ARRAY_SIZE(v)},
+    };
+    int rows[ARRAY_SIZE(stmts)];
+    size_t failed;
+    int r = db_exec_batch(s->db, stmts, ARRAY_SIZE(stmts), rows, &failed, err);
+    if (r < 0) {
+        ig_error_prefix(err, "store: forgetting host %s", host_id);
+        return r;
+    }
+    return rows[1];
 }
 
 int hosts_store_list(struct store *s, int64_t now_us,
