@@ -57,6 +57,8 @@ const char *proto_type_name(enum proto_type t)
         return "event";
     case PROTO_SHUTDOWN:
         return "shutdown";
+    case PROTO_EVENT_JSON:
+        return "event-json";
     }
     return "unknown";
 }
@@ -124,6 +126,10 @@ static int msg_fields(const struct proto_msg *m, char deadline[8],
         break;
     case PROTO_SHUTDOWN:
         break;
+    case PROTO_EVENT_JSON:
+        f[n++] = m->id;
+        f[n++] = m->body;
+        break;
     default:
         return -EINVAL;
     }
@@ -132,7 +138,8 @@ static int msg_fields(const struct proto_msg *m, char deadline[8],
 
 static bool has_id(enum proto_type t)
 {
-    return t == PROTO_INVOKE || t == PROTO_RESULT || t == PROTO_ERROR || t == PROTO_EVENT;
+    return t == PROTO_INVOKE || t == PROTO_RESULT || t == PROTO_ERROR || t == PROTO_EVENT ||
+           t == PROTO_EVENT_JSON;
 }
 
 void proto_buf_done(struct proto_buf *b)
@@ -238,7 +245,7 @@ static int64_t check_header(const struct proto_decoder *d)
     const unsigned char *h = (const unsigned char *)d->buf + d->off;
     if (h[0] != PROTO_MAGIC || h[1] != PROTO_VERSION || h[3] != 0)
         return -EBADMSG;
-    if (h[2] < PROTO_READY || h[2] > PROTO_SHUTDOWN)
+    if (h[2] < PROTO_READY || h[2] > PROTO_EVENT_JSON)
         return -EBADMSG;
     uint32_t payload = get_u32((const char *)h + 4);
     if (payload > d->max_payload)
@@ -347,6 +354,12 @@ static int parse_payload(enum proto_type type, const char *p, const char *end, s
     case PROTO_SHUTDOWN:
         if (n != 0)
             return -EBADMSG;
+        break;
+    case PROTO_EVENT_JSON:
+        if (n != 2)
+            return -EBADMSG;
+        m->id = f[0];
+        m->body = f[1];
         break;
     default:
         return -EBADMSG;

@@ -47,6 +47,8 @@ enum proto_type {
     PROTO_ERROR = 5,      /* runtime → controller: the invocation failed */
     PROTO_EVENT = 6,      /* runtime → controller: the function emitted an event */
     PROTO_SHUTDOWN = 7,   /* controller → runtime: exit once idle */
+    PROTO_EVENT_JSON = 8, /* runtime → controller: an event as one JSON object, for the
+                           * controller to read (the exec runtime's lines) */
 };
 
 /* Bytes inside a decoded frame (or the caller's, when encoding); not NUL-terminated. */
@@ -67,6 +69,7 @@ struct proto_header {
  *   ERROR        id, error_type, message, trace
  *   EVENT        id, event_type, body (the event's data), content_type
  *   SHUTDOWN     -
+ *   EVENT_JSON   id, body ({"type": ..., "data": ..., "datacontenttype": ...})
  * A decoded message points into the decoder's buffer: it is valid until the next call on the
  * decoder. */
 struct proto_msg {

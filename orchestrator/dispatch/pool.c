@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "base/event_line.h"
 #include "base/fdlimit.h"
 #include "base/log.h"
 #include "container/container.h"
@@ -306,6 +307,22 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
     case PROTO_EVENT:
         fn->d->pool_hooks.emitted(fn, find_running(w, m->id), m);
         break;
+    case PROTO_EVENT_JSON: {
+        struct proto_msg e;
+        struct event_line hold;
+        int r = event_line_read(m, &e, &hold);
+        if (r == 0) {
+            fn->d->pool_hooks.emitted(fn, find_running(w, m->id), &e);
+        } else {
+            _cleanup_free_ char *id = proto_strdup(m->id);
+            fnlog_platform(fn->name, id,
+                           "ignoring an event line that is not {\"type\": ..., "
+                           "\"data\": ...}: %s",
+                           r == -ENOMEM ? "out of memory" : "not such a JSON object");
+        }
+        event_line_done(&hold);
+        break;
+    }
     default:
         log_warn("unexpected frame from a runtime", "function=%s type=%s", fn->name,
                  proto_type_name(m->type));

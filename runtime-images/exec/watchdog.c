@@ -4,13 +4,12 @@
  * the tail of stderr. The handler may emit events by writing JSON lines
  * {"type": ..., "data": ..., "datacontenttype": ...} to fd 4 (IGNIS_EVENTS_FD). It serves any
  * number of invocations, one after another, so it works in both lifecycles. */
-#include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/pidfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "base/protocol.h"
@@ -99,34 +98,12 @@ static void tail_message(const struct tail *t, char *out, size_t size)
     snprintf(out, size, "%s", p);
 }
 
-/* One line of the events fd: {"type": "...", "data": any, "datacontenttype": "..."}. */
-static void emit_line(struct proto_bytes id, const char *line)
+/* One line of the events fd, {"type": "...", "data": any, "datacontenttype": "..."}, passed as
+ * written: the controller reads it (base/event_line.h), so the watchdog links no JSON library. */
+static void emit_line(struct proto_bytes id, const char *line, size_t len)
 {
-    cJSON *root = cJSON_Parse(line);
-    const cJSON *type = root ? cJSON_GetObjectItemCaseSensitive(root, "type") : NULL;
-    if (!cJSON_IsString(type) || !type->valuestring[0]) {
-        fprintf(stderr, "ignis exec: ignoring an event line that is not "
-                        "{\"type\": ..., \"data\": ...}\n");
-        cJSON_Delete(root);
-        return;
-    }
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
-    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "datacontenttype");
-    _cleanup_free_ char *text = NULL;
-    struct proto_msg m = {
-        .type = PROTO_EVENT, .id = id, .event_type = proto_str(type->valuestring)};
-    if (cJSON_IsString(data)) {
-        m.body = proto_str(data->valuestring);
-        m.content_type = proto_str("text/plain; charset=utf-8");
-    } else if (data) {
-        text = cJSON_PrintUnformatted(data);
-        m.body = proto_str(text);
-        m.content_type = proto_str("application/json");
-    }
-    if (cJSON_IsString(ct))
-        m.content_type = proto_str(ct->valuestring);
+    struct proto_msg m = {.type = PROTO_EVENT_JSON, .id = id, .body = {line, len}};
     proto_send(proto_fd, &m);
-    cJSON_Delete(root);
 }
 
 static void set_nonblock(int fd)
@@ -195,7 +172,7 @@ static int run_one(const char *path, const struct proto_msg *m)
     close(err[1]);
     close(ev[1]);
     set_nonblock(in[1]);
-    int pidfd = pidfd_open(pid, 0);
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 
     struct bytes result = {.max = max_body}, events = {.max = EVENT_LINE_MAX};
     struct tail tail = {};
@@ -287,8 +264,7 @@ static int run_one(const char *path, const struct proto_msg *m)
                 bytes_append(&events, buf, (size_t)got);
                 char *nl;
                 while (events.len && (nl = memchr(events.data, '\n', events.len))) {
-                    *nl = '\0';
-                    emit_line(m->id, events.data);
+                    emit_line(m->id, events.data, (size_t)(nl - events.data));
                     size_t rest = events.len - (size_t)(nl + 1 - events.data);
                     memmove(events.data, nl + 1, rest);
                     events.len = rest;
@@ -312,7 +288,7 @@ static int run_one(const char *path, const struct proto_msg *m)
     if (pidfd >= 0)
         close(pidfd);
     if (events.len)
-        emit_line(m->id, events.data); /* a last line without its newline */
+        emit_line(m->id, events.data, events.len); /* a last line without its newline */
 
     int r;
     char message[MESSAGE_TAIL + 128], trace[64];

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include "base/event_line.h"
 #include "harness.h"
 
 const char *rt_images_dir(void)
@@ -186,6 +187,17 @@ static void fill(struct rt_reply *r, const struct proto_msg *m)
     r->trace = dup_bytes(m->trace);
 }
 
+static void add_event(struct rt_reply *r, const struct proto_msg *m)
+{
+    if (r->nevents == RT_MAX_EVENTS)
+        return;
+    size_t i = r->nevents++;
+    r->events[i].type = dup_bytes(m->event_type);
+    r->events[i].data = dup_bytes(m->body);
+    r->events[i].data_len = m->body.len;
+    r->events[i].content_type = dup_bytes(m->content_type);
+}
+
 int rt_wait_ready(struct rt_proc *p, int timeout_ms, struct rt_reply *ret)
 {
     struct proto_msg m;
@@ -220,14 +232,14 @@ int rt_invoke(struct rt_proc *p, const char *id, const void *body, size_t len,
         r = next_msg(p, deadline, &m);
         if (r < 0)
             return r;
-        if (m.type == PROTO_EVENT) {
-            if (ret->nevents < RT_MAX_EVENTS) {
-                size_t i = ret->nevents++;
-                ret->events[i].type = dup_bytes(m.event_type);
-                ret->events[i].data = dup_bytes(m.body);
-                ret->events[i].data_len = m.body.len;
-                ret->events[i].content_type = dup_bytes(m.content_type);
-            }
+        if (m.type == PROTO_EVENT || m.type == PROTO_EVENT_JSON) {
+            /* An event line is read as the controller reads it (dispatch/pool.c); one that is
+             * not an event is dropped. */
+            struct event_line hold = {};
+            struct proto_msg e = m;
+            if (m.type == PROTO_EVENT || event_line_read(&m, &e, &hold) == 0)
+                add_event(ret, &e);
+            event_line_done(&hold);
             continue;
         }
         if (m.type != PROTO_RESULT && m.type != PROTO_ERROR)

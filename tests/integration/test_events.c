@@ -1,10 +1,11 @@
 /* Events end to end through a real ignisd and real containers: CloudEvents in binary, structured
  * and batched mode reaching subscribed functions with every attribute intact, each refusal of a
  * bad event, prefix and source subscriptions, de-duplication (across a restart too), a chain of
- * emitted events, a loop stopped at the hop limit and dead-lettered, schedules (about once a
- * second; a missed run made up once after a restart), `ignis emit`, and a kill -9 with accepted
- * events outstanding. The function is tests/fixtures/functions/relay: it logs and returns the
- * event it received, and emits $EMIT_TYPE when set. */
+ * emitted events (an exec function's event lines too), a loop stopped at the hop limit and
+ * dead-lettered, schedules (about once a second; a missed run made up once after a restart), `ignis
+ * emit`, and a kill -9 with accepted events outstanding. The function is
+ * tests/fixtures/functions/relay: it logs and returns the event it received, and emits $EMIT_TYPE
+ * when set. */
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -566,6 +567,49 @@ static void test_chain(void **state)
     cJSON_Delete(got);
 }
 
+/* An exec function's event lines (JSON on fd 4), passed by the watchdog as written and read by
+ * the controller: each object becomes an event with its data and content type, and a line that
+ * is not one is dropped with a line in the function's log. */
+static void test_exec_event_lines(void **state)
+{
+    char src[512];
+    snprintf(src, sizeof(src), "%s/tests/fixtures/runtimes/exec-emit", getenv("IGNIS_SOURCE_DIR"));
+    harness_push_fixture(&daemon_proc, "relay", "exec-sink",
+                         "{\"events\": [{\"type\": \"com.example.exec\"},"
+                         " {\"type\": \"com.example.text\"}]}");
+    harness_push(&daemon_proc, src, "exec-emit", NULL);
+    struct client_response r;
+    assert_int_equal(harness_invoke(&daemon_proc, "exec-emit", "{}", NULL, &r), 200);
+    assert_non_null(strstr(r.body, "done"));
+    client_response_clear(&r);
+
+    cJSON *got = wait_logged(&daemon_proc, "exec-sink", 2, 60);
+    const cJSON *json = NULL, *text = NULL, *ev;
+    cJSON_ArrayForEach(ev, got)
+    {
+        if (streq(str(ev, "type"), "com.example.exec"))
+            json = ev;
+        else if (streq(str(ev, "type"), "com.example.text"))
+            text = ev;
+    }
+    assert_non_null(json);
+    expect_attr(json, "source", "/ignis/functions/exec-emit");
+    expect_attr(json, "datacontenttype", "application/json");
+    expect_attr(cJSON_GetObjectItem(json, "data"), "from", "exec");
+    assert_non_null(text);
+    expect_attr(text, "datacontenttype", "text/x-greeting");
+    expect_attr(text, "data", "hi");
+    cJSON_Delete(got);
+
+    assert_int_equal(
+        harness_request(&daemon_proc, "GET", "/v1/functions/exec-emit/logs", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    if (!strstr(r.body, "ignoring an event line"))
+        fprintf(stderr, "exec-emit's logs:\n%s\n", r.body);
+    assert_non_null(strstr(r.body, "ignoring an event line"));
+    client_response_clear(&r);
+}
+
 /* The example service (runtime-images/examples/greetings) works as its README says: deployed
  * in one step, an external event reaches `greet`, whose emitted greeting reaches `record`. */
 static void test_example_service(void **state)
@@ -967,6 +1011,7 @@ int main(void)
         cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_duplicate_in_flight),
         cmocka_unit_test(test_chain),
+        cmocka_unit_test(test_exec_event_lines),
         cmocka_unit_test(test_example_service),
         cmocka_unit_test(test_loop_is_dead_lettered),
         cmocka_unit_test(test_every_second),

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include "base/event_line.h"
 #include "base/protocol.h"
 
 static void encode(const struct proto_msg *m, struct proto_buf *b)
@@ -88,6 +89,9 @@ static void test_all_types_byte_by_byte(void **state)
          .event_type = proto_str("com.example.x"),
          .body = proto_str("{\"n\":1}"),
          .content_type = proto_str("application/json")},
+        {.type = PROTO_EVENT_JSON,
+         .id = proto_str("a1b2"),
+         .body = proto_str("{\"type\":\"com.example.y\",\"data\":2}")},
         {.type = PROTO_RESULT, .id = proto_str("a1b2"), .body = proto_str("\"ok\"")},
         {.type = PROTO_ERROR,
          .id = proto_str("a1b2"),
@@ -133,6 +137,10 @@ static void test_all_types_byte_by_byte(void **state)
             assert_bytes_str(got.event_type, "com.example.x");
             assert_bytes_str(got.body, "{\"n\":1}");
             assert_bytes_str(got.content_type, "application/json");
+            break;
+        case PROTO_EVENT_JSON:
+            assert_bytes_str(got.id, "a1b2");
+            assert_bytes_str(got.body, "{\"type\":\"com.example.y\",\"data\":2}");
             break;
         case PROTO_RESULT:
             assert_bytes_str(got.body, "\"ok\"");
@@ -394,6 +402,49 @@ static const char *env_get(char **env, const char *name)
     return found;
 }
 
+/* The exec runtime's event lines, read as the controller reads an EVENT_JSON frame: the EVENT
+ * frame each stands for, and the lines that are no event refused. */
+static void test_event_line(void **state)
+{
+    static const struct {
+        const char *line, *type, *body, *content_type;
+    } good[] = {
+        {"{\"type\": \"a.b\", \"data\": {\"n\": [1, 2]}}", "a.b", "{\"n\":[1,2]}",
+         "application/json"},
+        {"{\"type\": \"a.b\", \"data\": \"hi\"}", "a.b", "hi", "text/plain; charset=utf-8"},
+        {"{\"type\": \"a.b\", \"data\": 7, \"datacontenttype\": \"text/x-n\"}", "a.b", "7",
+         "text/x-n"},
+        {"  {\"type\": \"a.b\"}  ", "a.b", "", ""},
+    };
+    static const char *const bad[] = {
+        "not json",      "",           "{\"data\": 1}",      "{\"type\": \"\"}",
+        "{\"type\": 5}", "[\"type\"]", "{\"type\": \"a.b\"", "\"type\"",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+        struct proto_msg frame = {.type = PROTO_EVENT_JSON,
+                                  .id = proto_str("a1b2"),
+                                  .body = proto_str(good[i].line)},
+                         e;
+        struct event_line hold;
+        assert_int_equal(event_line_read(&frame, &e, &hold), 0);
+        assert_int_equal(e.type, PROTO_EVENT);
+        assert_bytes_str(e.id, "a1b2");
+        assert_bytes_str(e.event_type, good[i].type);
+        assert_bytes_str(e.body, good[i].body);
+        assert_bytes_str(e.content_type, good[i].content_type);
+        event_line_done(&hold);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        struct proto_msg frame = {.type = PROTO_EVENT_JSON,
+                                  .id = proto_str("a1b2"),
+                                  .body = proto_str(bad[i])},
+                         e;
+        struct event_line hold;
+        assert_int_equal(event_line_read(&frame, &e, &hold), -EINVAL);
+        event_line_done(&hold);
+    }
+}
+
 static void test_env(void **state)
 {
     char *user[] = {"GREETING=hi", "PATH=/opt/bin", NULL};
@@ -434,6 +485,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_invoke_round_trip),
         cmocka_unit_test(test_all_types_byte_by_byte),
+        cmocka_unit_test(test_event_line),
         cmocka_unit_test(test_encode_refuses),
         cmocka_unit_test(test_garbage_frames),
         cmocka_unit_test(test_oversized_reported_from_header),
