@@ -7,8 +7,10 @@
 #include <ftw.h>
 #include <grp.h>
 #include <nettle/sha2.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -27,6 +29,7 @@ const struct bundle_limits bundle_default_limits = {
     .max_ratio = 200,
     .ratio_floor = 8ull << 20,
     .max_cpu_seconds = 60,
+    .max_seconds = 120,
 };
 
 /* Only what the bundle needs restored: no owners, ACLs, xattrs or file flags, and never
@@ -454,9 +457,35 @@ int bundle_unpack(const char *bundles_dir, const void *data, size_t len,
     }
     close(p[1]);
 
+    /* The child's end, within max_seconds: its CPU is bounded by RLIMIT_CPU, but one stuck
+     * without using any (on a lock another thread held at the fork, or stopped) would hold this
+     * thread, and the push or fetch it serves, for good. Then its report, which is in the pipe
+     * (one write, smaller than the pipe's buffer) if it wrote one. */
+    bool late = false;
+    int wstatus = 0;
+    pid_t w;
+    _cleanup_close_ int pidfd = pidfd_open(pid, 0);
+    if (pidfd < 0) {
+        r = -errno;
+        kill(pid, SIGKILL);
+    } else {
+        uint64_t deadline = now_usec() + (uint64_t)lim->max_seconds * 1000000;
+        struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+        int n;
+        do {
+            uint64_t now = now_usec();
+            n = now >= deadline ? 0 : poll(&pfd, 1, (int)((deadline - now + 999) / 1000));
+        } while (n < 0 && errno == EINTR);
+        if (n == 0) {
+            late = true;
+            kill(pid, SIGKILL);
+        }
+    }
+    while ((w = waitpid(pid, &wstatus, 0)) < 0 && errno == EINTR)
+        ;
     struct ig_error report = {};
     size_t got = 0;
-    while (got < sizeof(report)) {
+    while (!late && pidfd >= 0 && got < sizeof(report)) {
         ssize_t n = read(p[0], (char *)&report + got, sizeof(report) - got);
         if (n < 0 && errno == EINTR)
             continue;
@@ -465,11 +494,12 @@ int bundle_unpack(const char *bundles_dir, const void *data, size_t len,
         got += (size_t)n;
     }
     close(p[0]);
-    int wstatus = 0;
-    pid_t w;
-    while ((w = waitpid(pid, &wstatus, 0)) < 0 && errno == EINTR)
-        ;
-    if (got == sizeof(report) && report.code != 0) {
+    if (pidfd < 0)
+        r = ig_error_set(err, -r, "watching the unpacking child: %s", strerror(-r));
+    else if (late)
+        r = ig_error_set(err, ETIMEDOUT, "unpacking the bundle did not end within %u s: stopped",
+                         lim->max_seconds);
+    else if (got == sizeof(report) && report.code != 0) {
         report.message[sizeof(report.message) - 1] = '\0';
         r = ig_error_set(err, report.code, "%s", report.message);
     } else if (got != sizeof(report) ||

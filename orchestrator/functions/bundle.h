@@ -26,9 +26,10 @@ struct bundle_limits {
     uint32_t max_ratio;       /* unpacked bytes per compressed byte read so far */
     uint64_t ratio_floor;     /* the ratio is only checked past this many unpacked bytes */
     uint32_t max_cpu_seconds; /* RLIMIT_CPU of the extracting child */
+    uint32_t max_seconds;     /* its wall time: killed past it, as one that is stuck would be */
 };
 
-/* 250 MB, 10,000 entries, 1,024-byte paths, 200:1 past 8 MiB, 60 s of CPU. */
+/* 250 MB, 10,000 entries, 1,024-byte paths, 200:1 past 8 MiB, 60 s of CPU, 120 s in all. */
 extern const struct bundle_limits bundle_default_limits;
 
 /* The sha256 of data as lowercase hex. */

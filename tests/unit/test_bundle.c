@@ -11,6 +11,9 @@
 #include <archive_entry.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -187,6 +190,78 @@ static void test_unpacked_size_cap(void **state)
     tarb_finish(&t);
     free(data);
     expect_refused(&t, &lim, EFBIG, "more than 1048576 bytes");
+    free(t.buf);
+}
+
+/* Stops (SIGSTOP) the first child of thread tid that it sees. */
+struct stopper {
+    pid_t tid;
+    atomic_bool done;
+    pid_t stopped;
+};
+
+static void *stop_child(void *arg)
+{
+    struct stopper *s = arg;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)s->tid);
+    while (!atomic_load(&s->done)) {
+        _cleanup_free_ char *text = NULL;
+        int pid = read_file(path, 4096, &text, NULL) == 0 ? atoi(text) : 0;
+        if (pid > 0 && kill(pid, SIGSTOP) == 0) {
+            s->stopped = pid;
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* An unpacking child that does not end (stopped here, as one stuck on a lock it inherited at the
+ * fork would be: no CPU used, so RLIMIT_CPU never comes) is killed past max_seconds, and the
+ * unpack fails with ETIMEDOUT leaving nothing behind. The stop can come after the child's end
+ * (a bundle unpacked: tried again). */
+static void test_stuck_child(void **state)
+{
+    struct bundle_limits lim = bundle_default_limits;
+    lim.max_seconds = 1;
+    struct tarb t;
+    tarb_start(&t);
+    tarb_file(&t, "function.json", MANIFEST);
+    for (int i = 0; i < 3000; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "f%d", i);
+        tarb_file(&t, name, "x");
+    }
+    tarb_finish(&t);
+    bool timed_out = false;
+    for (int attempt = 0; attempt < 10 && !timed_out; attempt++) {
+        struct stopper s = {.tid = gettid()};
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, stop_child, &s), 0);
+        char *out = NULL;
+        struct ig_error err = {};
+        uint64_t start = now_usec();
+        int r = unpack(&t, &lim, &out, &err);
+        atomic_store(&s.done, true);
+        pthread_join(th, NULL);
+        if (r == 0) {
+            rm_rf(out);
+            free(out);
+            continue;
+        }
+        if (r != -ETIMEDOUT)
+            fprintf(stderr, "unpack: %d %s\n", r, err.message);
+        assert_int_equal(r, -ETIMEDOUT);
+        assert_int_equal(err.code, ETIMEDOUT);
+        assert_non_null(strstr(err.message, "did not end within 1 s"));
+        assert_true(now_usec() - start >= 1000000);
+        assert_true(s.stopped > 0);
+        assert_int_equal(kill(s.stopped, 0), -1); /* killed and reaped */
+        assert_int_equal(errno, ESRCH);
+        timed_out = true;
+    }
+    assert_true(timed_out);
+    assert_tmp_empty();
     free(t.buf);
 }
 
@@ -494,6 +569,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_safe_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unpacked_size_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_and_path_caps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stuck_child, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeated_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_and_peek, setup, teardown),
