@@ -1,9 +1,9 @@
 /* ignis-shim: makes containers and runs a runtime in each.
  *
  *   ignis-shim --server        the controller's container factory: on the SOCK_SEQPACKET socket
- *                              on fd 3, each request carries a spec and the container's fds;
- *                              the answer is the pid of the container's pid 1, cloned with
- *                              CLONE_PARENT so that it is the controller's own child
+ *                              on fd 3, each request carries a spec, the container's fds and a
+ *                              socket for the answer: the pid of the container's pid 1, cloned
+ *                              with CLONE_PARENT so that it is the controller's own child
  *   ignis-shim                 one container, started by the controller with the spec on fd 3,
  *                              the sync pipe on fd 4, the runtime socket on fd 5 (and a network
  *                              namespace on fd 6); waits for it and exits with its status
@@ -276,7 +276,9 @@ static void request_close(struct shim_request *req)
 }
 
 /* One request: a header (which optional fds follow) and SCM_RIGHTS fds in the order of
- * struct shim_request; the answer is an int32, the pid or -errno. */
+ * struct shim_request, the last one the request's answer socket; the answer is an int32 on it,
+ * the pid or -errno. A request that is not one is dropped, its fds closed (the requester reads
+ * EOF on its answer socket). */
 static int serve_one(int sock)
 {
     struct shim_request_header hdr;
@@ -302,13 +304,15 @@ static int serve_one(int sock)
             nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
             memcpy(fds, CMSG_DATA(c), (size_t)nfds * sizeof(int));
         }
-    int want = 5 + (hdr.has_netns ? 1 : 0) + (hdr.has_cgroup ? 1 : 0);
-    int32_t answer;
-    if (n != (ssize_t)sizeof(hdr) || (mh.msg_flags & MSG_CTRUNC) || nfds != want) {
+    int want = 6 + (hdr.has_netns ? 1 : 0) + (hdr.has_cgroup ? 1 : 0);
+    if (n != (ssize_t)sizeof(hdr) || (mh.msg_flags & MSG_CTRUNC) || nfds != want ||
+        hdr.version != SHIM_REQUEST_VERSION) {
         for (int i = 0; i < nfds; i++)
             close(fds[i]);
-        answer = -EPROTO;
-    } else {
+        return 0;
+    }
+    int reply_fd = fds[--nfds];
+    {
         int i = 0;
         req.spec_fd = fds[i++];
         req.sync_fd = fds[i++];
@@ -321,12 +325,14 @@ static int serve_one(int sock)
             req.cgroup_fd = fds[i++];
         struct container_spec spec;
         container_spec_init(&spec);
-        answer = start_container(&req, true, &spec);
+        int32_t answer = start_container(&req, true, &spec);
         container_spec_clear(&spec);
         request_close(&req);
+        /* A requester whose end is closed gets nothing: EPIPE, ignored (the controller reads
+         * every answer before it lets a container go, so its pid 1 is killed and reaped). */
+        (void)!send(reply_fd, &answer, sizeof(answer), MSG_NOSIGNAL);
     }
-    if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) != (ssize_t)sizeof(answer))
-        return -1;
+    close(reply_fd);
     return 0;
 }
 

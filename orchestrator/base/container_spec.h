@@ -29,14 +29,17 @@
 #define SHIM_FD_SERVER 3
 /* A request: this header, with SCM_RIGHTS fds: spec, sync pipe (write end), stdout, stderr,
  * runtime socket, then the network namespace and the cgroup2 directory when the header says
- * so. The answer is an int32: the pid of the container's pid 1 (the requester's child), or
- * -errno when no container was made (the reason is on the sync pipe). */
+ * so, and last a socket for the answer (one per request, so that a requester need not wait for
+ * it while the server works: the controller's event loop does not). The answer is an int32 on
+ * it: the pid of the container's pid 1 (the requester's child), or -errno when no container was
+ * made (the reason is on the sync pipe). */
 struct shim_request_header {
-    uint32_t version; /* 1 */
+    uint32_t version; /* SHIM_REQUEST_VERSION */
     uint8_t has_netns, has_cgroup;
     uint8_t reserved[2];
 };
-#define SHIM_REQUEST_MAX_FDS 7
+#define SHIM_REQUEST_VERSION 2
+#define SHIM_REQUEST_MAX_FDS 8
 
 /* Exit status of the shim when setup failed before the runtime was exec'd. */
 #define SHIM_EXIT_SETUP 125

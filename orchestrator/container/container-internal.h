@@ -28,9 +28,13 @@ struct container {
      * pidfd, gets go, and reports the runtime's end before it exits; -1 otherwise. pid and pidfd
      * are the container's pid 1 all the same, but not our child. */
     int ctl_fd;
-    /* Forked, and its pid 1's pidfd has not come yet (container_fork_finish): pid and pidfd are
-     * -1, and destroy cancels the fork (container_fork_cancel). */
+    /* Forked, and its pid 1's pidfd has not come yet (container_fork_finish), or spawned through
+     * the container server without waiting (container_options.no_wait) and its answer has not
+     * come yet: pid and pidfd are -1, and destroy cancels it (container_fork_cancel). */
     bool forking;
+    /* A spawn not waited for: our end of its answer's socket, and the server that has it. */
+    int reply_fd;
+    pid_t server_gen;
     /* While forking: what go carries to it, the function's secrets (template.c). */
     struct fork_go *go;
 };
@@ -41,7 +45,13 @@ struct container {
 int container_alloc(struct cg_manager *m, const struct container_options *o, bool want_netns,
                     struct container **ret, int *ret_netns, struct ig_error *err);
 /* A pending fork goes: its pid 1 is killed if its pidfd came (and c then holds it, for destroy
- * to reap), else it exits on the control socket's EOF. Nothing for a container not forking. */
+ * to reap), else it exits on the control socket's EOF. A spawn not waited for is waited for, and
+ * its pid 1 killed (it is our child: destroy reaps it). Nothing for a container not forking. */
 void container_fork_cancel(struct container *c);
+/* A spawn not waited for (c->reply_fd): the container server's answer read (waited for, if
+ * wait), c's pid 1 known, or it was refused (the reason on the sync pipe, as for any spawn): 0;
+ * -EAGAIN when the answer has not come; another -errno with err when the server went away or
+ * pid 1 could not be watched. */
+int container_server_finish(struct container *c, bool wait, struct ig_error *err);
 /* Closes *fd if open and sets it to -1. */
 void container_close_fd(int *fd);

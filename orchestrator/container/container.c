@@ -750,7 +750,9 @@ static bool stock_return(struct container_stock *s, struct cg_group *g, int netn
 
 /* The container factory (ignis-shim --server): exec'd once, it clones each container's pid 1
  * as our child (CLONE_PARENT), which saves the exec of a shim per container. One per process,
- * started on first use; requests are serialized (each takes one clone of a small process). */
+ * started on first use. A request is sent under the lock and answered on a socket of its own,
+ * so a requester need not wait for the answer while the server works (the event loop does not:
+ * container_options.no_wait); the server serves the requests in turn. */
 static struct {
     pthread_mutex_t lock;
     pid_t pid;
@@ -812,13 +814,10 @@ static int server_start_locked(const char *shim)
     return r;
 }
 
-/* 0 and the server's answer (a pid, or -errno when it refused), or -errno when the server
- * could not be reached. */
-static int server_request_locked(const int fds[], int nfds, bool has_netns, bool has_cgroup,
-                                 int32_t *ret_answer)
+static int server_request_locked(const int fds[], int nfds, bool has_netns, bool has_cgroup)
 {
     struct shim_request_header hdr = {
-        .version = 1, .has_netns = has_netns, .has_cgroup = has_cgroup};
+        .version = SHIM_REQUEST_VERSION, .has_netns = has_netns, .has_cgroup = has_cgroup};
     union {
         char buf[CMSG_SPACE(sizeof(int) * SHIM_REQUEST_MAX_FDS)];
         struct cmsghdr align;
@@ -833,43 +832,128 @@ static int server_request_locked(const int fds[], int nfds, bool has_netns, bool
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
     memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
-    ssize_t sent = sendmsg(server.sock, &mh, MSG_NOSIGNAL);
-    if (sent != (ssize_t)sizeof(hdr))
-        return sent < 0 ? -errno : -EIO;
-    int32_t answer;
-    ssize_t n;
-    while ((n = recv(server.sock, &answer, sizeof(answer), 0)) < 0 && errno == EINTR)
+    ssize_t sent;
+    while ((sent = sendmsg(server.sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
         ;
-    if (n != (ssize_t)sizeof(answer))
-        return n < 0 ? -errno : -ECONNRESET;
-    *ret_answer = answer;
-    return 0;
+    return sent == (ssize_t)sizeof(hdr) ? 0 : sent < 0 ? -errno : -EIO;
 }
 
-/* Asks the server for a container: 0 and its pid; -ECANCELED when the server refused it (the
- * reason is on the sync pipe); another -errno when the server could not be reached. */
-static int server_spawn(const char *shim, const int fds[], int nfds, bool has_netns,
-                        bool has_cgroup, pid_t *ret_pid)
+/* Sends the server a request for a container (its fds, without the answer's socket): 0 with
+ * *ret_reply, our end of the answer's socket (non-blocking), and *ret_server, the pid of the
+ * server that has it; or -errno when the server could not be reached (a server that died is
+ * started again, once). */
+static int server_send(const char *shim, const int fds[], int nfds, bool has_netns, bool has_cgroup,
+                       int *ret_reply, pid_t *ret_server)
 {
-    int r = -ENOTCONN;
+    int sv[2], all[SHIM_REQUEST_MAX_FDS], r = -ENOTCONN;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+        return -errno;
+    memcpy(all, fds, sizeof(int) * (size_t)nfds);
+    all[nfds] = sv[1];
     pthread_mutex_lock(&server.lock);
-    /* A server that died is restarted once. */
     for (int attempt = 0; attempt < 2; attempt++) {
         if (server.sock < 0 && (r = server_start_locked(shim)) < 0)
             break;
-        int32_t answer = 0;
-        r = server_request_locked(fds, nfds, has_netns, has_cgroup, &answer);
-        if (r == 0) {
-            if (answer < 0)
-                r = -ECANCELED;
-            else
-                *ret_pid = (pid_t)answer;
+        if ((r = server_request_locked(all, nfds + 1, has_netns, has_cgroup)) == 0) {
+            *ret_server = server.pid;
             break;
         }
         server_stop_locked();
     }
     pthread_mutex_unlock(&server.lock);
+    close(sv[1]);
+    if (r < 0) {
+        close(sv[0]);
+        return r;
+    }
+    *ret_reply = sv[0];
+    return 0;
+}
+
+/* The answer on reply to a request sent to the server of pid gen: 0 and *ret_answer (a pid, or
+ * -errno when it refused: the reason is on the sync pipe); -EAGAIN when it has not come yet
+ * (unless wait); -EPIPE when that server went away without answering (stopped here, if it is
+ * still the one, so that the next request starts another). */
+static int server_answer(int reply, pid_t gen, bool wait, int32_t *ret_answer)
+{
+    for (;;) {
+        ssize_t n = recv(reply, ret_answer, sizeof(*ret_answer), 0);
+        if (n == (ssize_t)sizeof(*ret_answer))
+            return 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            struct pollfd p = {.fd = reply, .events = POLLIN};
+            if (!wait)
+                return -EAGAIN;
+            if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                return -errno;
+            continue;
+        }
+        pthread_mutex_lock(&server.lock);
+        if (server.pid == gen)
+            server_stop_locked();
+        pthread_mutex_unlock(&server.lock);
+        return -EPIPE;
+    }
+}
+
+/* Asks the server for a container and waits for the answer: 0 and its pid; -ECANCELED when the
+ * server refused it (the reason is on the sync pipe); another -errno when the server could not
+ * be reached. A server that died with the request gets it again, once, as a new one. */
+static int server_spawn(const char *shim, const int fds[], int nfds, bool has_netns,
+                        bool has_cgroup, pid_t *ret_pid)
+{
+    int r = -EPIPE;
+    for (int attempt = 0; attempt < 2 && r == -EPIPE; attempt++) {
+        int reply;
+        pid_t gen;
+        int32_t answer;
+        if ((r = server_send(shim, fds, nfds, has_netns, has_cgroup, &reply, &gen)) < 0)
+            return r;
+        r = server_answer(reply, gen, true, &answer);
+        close(reply);
+        if (r == 0 && answer < 0)
+            r = -ECANCELED;
+        else if (r == 0)
+            *ret_pid = (pid_t)answer;
+    }
     return r;
+}
+
+/* c's pid 1 is pid (answer > 0), or the server refused it (the reason is on the sync pipe, for
+ * container_finish_spawn; there is nothing to wait for). */
+static int server_spawned(struct container *c, int32_t answer, struct ig_error *err)
+{
+    if (answer < 0) {
+        c->exited = true;
+        c->exit.exit_code = SHIM_EXIT_SETUP;
+        return 0;
+    }
+    /* Our own child (CLONE_PARENT), not yet reaped: its pid cannot be reused. */
+    pid_t pid = (pid_t)answer;
+    if ((c->pidfd = pidfd_open(pid, 0)) < 0) {
+        int e = errno;
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return ig_error_set(err, e, "pidfd_open: %s", strerror(e));
+    }
+    c->pid = pid;
+    return 0;
+}
+
+int container_server_finish(struct container *c, bool wait, struct ig_error *err)
+{
+    int32_t answer;
+    int r = server_answer(c->reply_fd, c->server_gen, wait, &answer);
+    if (r == -EAGAIN)
+        return r;
+    /* reply_fd stays open until destroy: the caller may still watch it (container_fork_fd). */
+    c->forking = false;
+    if (r < 0)
+        return ig_error_set(err, -r, "container %s: the container server went away: %s", c->name,
+                            strerror(-r));
+    return server_spawned(c, answer, err);
 }
 
 int container_alloc(struct cg_manager *m, const struct container_options *o, bool want_netns,
@@ -883,7 +967,7 @@ int container_alloc(struct cg_manager *m, const struct container_options *o, boo
     if (!c)
         return ig_error_set(err, ENOMEM, "out of memory");
     c->pidfd = c->sync_fd = c->runtime_fd = c->stdout_fd = c->stderr_fd = c->stock_netns = -1;
-    c->ctl_fd = -1;
+    c->ctl_fd = c->reply_fd = -1;
     c->pid = -1;
     if (o->name) {
         if (!valid_name(o->name)) {
@@ -1040,26 +1124,20 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
             fds[nfds++] = child[CHILD_NETNS];
         if (cgroup_fd >= 0)
             fds[nfds++] = cgroup_fd;
+        bool has_netns = child[CHILD_NETNS] >= 0, has_cgroup = cgroup_fd >= 0;
         pid_t pid = -1;
-        r = server_spawn(shim, fds, nfds, child[CHILD_NETNS] >= 0, cgroup_fd >= 0, &pid);
-        if (r == -ECANCELED) {
-            /* Refused before a container existed: the reason is on the sync pipe, for
-             * container_finish_spawn; there is nothing to wait for. */
-            c->exited = true;
-            c->exit.exit_code = SHIM_EXIT_SETUP;
-        } else if (r < 0) {
+        if (o->no_wait) {
+            r = server_send(shim, fds, nfds, has_netns, has_cgroup, &c->reply_fd, &c->server_gen);
+            c->forking = r == 0;
+        } else {
+            r = server_spawn(shim, fds, nfds, has_netns, has_cgroup, &pid);
+        }
+        if (r < 0 && r != -ECANCELED) {
             r = ig_error_set(err, -r, "starting %s --server: %s", shim, strerror(-r));
             goto fail;
-        } else {
-            /* Our own child (CLONE_PARENT), not yet reaped: its pid cannot be reused. */
-            c->pid = pid;
-            if ((c->pidfd = pidfd_open(pid, 0)) < 0) {
-                r = ig_error_set(err, errno, "pidfd_open: %s", strerror(errno));
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                goto fail;
-            }
         }
+        if (!c->forking && (r = server_spawned(c, r == -ECANCELED ? -1 : pid, err)) < 0)
+            goto fail;
     } else {
         int nfds = child[CHILD_NETNS] >= 0 ? CHILD_N : CHILD_NETNS;
         c->pid = spawn_child(cg_group_v2_fd(c->group), shim, NULL, child, nfds, &c->pidfd);
@@ -1319,6 +1397,7 @@ int container_destroy(struct container *c, struct ig_error *err)
     container_close_fd(&c->stdout_fd);
     container_close_fd(&c->stderr_fd);
     container_close_fd(&c->ctl_fd);
+    container_close_fd(&c->reply_fd);
     free(c);
     return r;
 }

@@ -46,6 +46,11 @@ struct container_options {
      * for the same owner's containers with the same limits. NULL, or longer than 71
      * characters: never reused. */
     const char *stock_owner;
+    /* Through the container server (container_use_server), return once the request is sent:
+     * the container is then pending, as a fork from a template is (container_fork_fd,
+     * container_fork_finish), while the server makes its pid 1, so an event loop does not wait
+     * for that (clone, cgroup moves that may wait for an RCU grace period). */
+    bool no_wait;
 };
 
 /* How a container ended. */
@@ -187,15 +192,20 @@ int container_template_ready(struct container_template *t);
 int container_template_spawn(struct container_template *t, struct cg_manager *m,
                              const struct container_options *o, struct container **ret,
                              struct ig_error *err);
-/* While c is forking: an fd readable once its pid 1 reported (its pidfd, or EOF: the template or
- * the fork died); -1 once it is not forking. Owned by c: unwatch it before destroying c. */
+/* While c is forking (or its spawn is pending: container_options.no_wait): an fd readable once
+ * its pid 1 reported (its pidfd, or EOF: the template or the fork died), or the container server
+ * answered; -1 once it is not forking. Owned by c: unwatch it before destroying c. */
 int container_fork_fd(const struct container *c);
 /* Finishes a fork once container_fork_fd is readable: moves the forked pid 1 into the
  * container's cgroups and tells it to go on. 0: done (also for a container not forking);
  * -EAGAIN: its pidfd has not come yet; another -errno with err (ECHILD: the template or the fork
  * died; ESRCH, a cgroup's error: it was killed): the fork failed; destroy the container (and
- * retire the template) and spawn the usual way. */
+ * retire the template) and spawn the usual way. For a pending spawn, the same with the server's
+ * answer: 0, its pid 1 known (or refused: the reason on the sync pipe, as for any spawn);
+ * another -errno when the server went away: destroy it, the spawn failed. */
 int container_fork_finish(struct container *c, struct ig_error *err);
+/* Whether c was forked from a template (a failed fork retires it), not spawned. */
+bool container_forked(const struct container *c);
 /* Stops it forking (its interpreter exits); the containers forked from it go on, and it is
  * destroyed once the last of them exited (container_templates_reap). Accepts NULL. */
 void container_template_retire(struct container_template *t);

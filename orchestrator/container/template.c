@@ -50,7 +50,11 @@ int container_template_new(struct cg_manager *m, const struct container_options 
         free(t);
         return ig_error_set(err, ENOMEM, "out of memory");
     }
-    int r = container_spawn(m, o, &t->c, err);
+    /* Its pid is needed at once (its forks' requests go to its runtime socket, and its death is
+     * watched through its pidfd): waited for. */
+    struct container_options own = *o;
+    own.no_wait = false;
+    int r = container_spawn(m, &own, &t->c, err);
     if (r < 0) {
         free(t->key);
         free(t);
@@ -313,7 +317,12 @@ fail:
 
 int container_fork_fd(const struct container *c)
 {
-    return c->forking ? c->ctl_fd : -1;
+    return !c->forking ? -1 : c->reply_fd >= 0 ? c->reply_fd : c->ctl_fd;
+}
+
+bool container_forked(const struct container *c)
+{
+    return c->ctl_fd >= 0;
 }
 
 int container_fork_finish(struct container *c, struct ig_error *err)
@@ -322,6 +331,8 @@ int container_fork_finish(struct container *c, struct ig_error *err)
 
     if (!c->forking)
         return 0;
+    if (c->reply_fd >= 0)
+        return container_server_finish(c, false, err);
     if ((r = recv_pidfd(c->ctl_fd, &pidfd)) == -EAGAIN)
         return r;
     if (r < 0)
@@ -348,6 +359,12 @@ void container_fork_cancel(struct container *c)
     int pidfd = -1;
     if (!c->forking)
         return;
+    if (c->reply_fd >= 0) {
+        struct ig_error err = {};
+        if (container_server_finish(c, true, &err) == 0 && c->pidfd >= 0)
+            pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
+        return;
+    }
     c->forking = false;
     fork_go_free(TAKE_PTR(c->go));
     /* Its pidfd came: B is killed, and destroy waits for it through its pidfd. Else closing the

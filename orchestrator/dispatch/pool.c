@@ -19,8 +19,9 @@
 /* What a runtime may write to stdout/stderr per read before we look at other fds. */
 #define LOG_CHUNK 65536
 /* The fds a container holds in the daemon (runtime socket, stdout and stderr pipes, sync pipe,
- * pidfd, network namespace, its cgroup directory and the counters read at each invocation: 12 on
- * a hybrid host) and those it needs for a moment while it starts. */
+ * pidfd, the container server's answer socket, network namespace, its cgroup directory and the
+ * counters read at each invocation: 13 on a hybrid host) and those it needs for a moment while
+ * it starts. */
 #define SPAWN_FDS                 16
 #define POOL_INIT_DEADLINE_MIN_US (10 * 1000 * 1000ull)
 
@@ -754,10 +755,11 @@ static int worker_make(struct worker *w, struct fn_state *tpl_of, struct ig_erro
         .stderr_fd = -1,
         .stock = d->stock,
         .stock_owner = fn->name, /* cgroups are reused within a function, never across */
+        .no_wait = true,
     };
-    /* Setup goes on in the shim (or the fork in the template) while we return to the loop: the
-     * runtime's READY frame (or EOF on its socket, with the shim's reason on the sync pipe)
-     * tells how it went. */
+    /* The container server makes pid 1 (or the template forks) while we return to the loop, and
+     * setup goes on in the shim: the server's answer (on_fork), then the runtime's READY frame
+     * (or EOF on its socket, with the shim's reason on the sync pipe) tell how it went. */
     r = spawn_container(w, &co, image, tpl_of, err);
     proto_env_free(env);
     return r;
@@ -804,9 +806,10 @@ static void wait_over(struct worker *w, struct fn_state *tpl_of)
         start_failed(w, &err);
 }
 
-/* The forked container's pid 1 reported on its control socket (its pidfd, or EOF). The worker
- * owns the container, the container its pending fork: a worker freed first unwatched this fd
- * and cancelled the fork (container_destroy), so this never runs for a freed worker. */
+/* The forked container's pid 1 reported on its control socket (its pidfd, or EOF), or the
+ * container server answered a spawn. The worker owns the container, the container its pending
+ * fork or spawn: a worker freed first unwatched this fd and cancelled it (container_destroy), so
+ * this never runs for a freed worker. */
 static void on_fork(struct loop *l, int fd, uint32_t events, void *userdata)
 {
     struct worker *w = userdata;
@@ -814,8 +817,12 @@ static void on_fork(struct loop *l, int fd, uint32_t events, void *userdata)
     int r = container_fork_finish(w->c, &err);
     if (r == -EAGAIN)
         return;
-    if (r < 0) {
+    if (r < 0 && container_forked(w->c)) {
         fork_failed(w, err.message);
+        return;
+    }
+    if (r < 0) {
+        start_failed(w, &err);
         return;
     }
     loop_del_io(l, fd);

@@ -245,6 +245,84 @@ static void test_server_restarted(void **state)
     assert_true(next > 0 && next != server);
 }
 
+/* A spawn not waited for (container_options.no_wait, as ignisd's pool asks): container_spawn
+ * returns once the server has the request; the container is pending until the server's answer
+ * (container_fork_fd readable, container_fork_finish), then runs as any other. A refusal comes
+ * the same way, with its reason on the sync pipe; a pending container destroyed before the
+ * answer leaves nothing (its pid 1 is waited for and killed); and a server killed with requests
+ * pending fails them, or answered them first, and the next request starts another. */
+static int finish_pending(struct container *c, struct ig_error *err)
+{
+    int fd = container_fork_fd(c), r;
+    assert_true(fd >= 0);
+    assert_int_equal(container_pid(c), -1);
+    while ((r = container_fork_finish(c, err)) == -EAGAIN) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        assert_true(poll(&p, 1, 10000) == 1);
+    }
+    if (r == 0)
+        assert_int_equal(container_fork_fd(c), -1);
+    return r;
+}
+
+static void test_spawn_not_waited_for(void **state)
+{
+    struct container_spec spec;
+    struct container *c;
+    struct ig_error err = {};
+    tc_spec(&env, (char *[]){"/bin/hostile", "echo", "later", NULL}, &spec);
+    struct container_options o = {.spec = &spec, .stdout_fd = -1, .stderr_fd = -1, .no_wait = true};
+    assert_int_equal(container_spawn(env.m, &o, &c, &err), 0);
+    assert_false(container_forked(c));
+    assert_int_equal(finish_pending(c, &err), 0);
+    assert_true(container_pid(c) > 0);
+    assert_int_equal(container_finish_spawn(c, &err), 0);
+    char *out = NULL, *errout = NULL;
+    assert_int_equal(tc_collect(c, &out, &errout), 0);
+    assert_string_equal(out, "later\n");
+    free(out);
+    free(errout);
+    struct container_exit e;
+    assert_int_equal(container_wait(c, &e), 0);
+    assert_int_equal(e.exit_code, 0);
+    assert_int_equal(container_destroy(c, &err), 0);
+
+    /* Refused: the answer says so, the reason is on the sync pipe. */
+    spec.image = "/nonexistent/image";
+    assert_int_equal(container_spawn(env.m, &o, &c, &err), 0);
+    assert_int_equal(finish_pending(c, &err), 0);
+    assert_int_equal(container_finish_spawn(c, &err), -ENOENT);
+    assert_non_null(strstr(err.message, "/nonexistent/image"));
+    assert_int_equal(container_destroy(c, NULL), 0);
+
+    /* Destroyed pending, a few in a row: nothing left (tc_env_teardown checks processes and
+     * cgroups). */
+    tc_spec(&env, (char *[]){"/bin/hostile", "sleep", NULL}, &spec);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(container_spawn(env.m, &o, &c, &err), 0);
+        assert_int_equal(container_destroy(c, &err), 0);
+    }
+
+    /* The server killed with a request pending. */
+    tc_spec(&env, (char *[]){"/bin/hostile", "true", NULL}, &spec);
+    assert_int_equal(container_spawn(env.m, &o, &c, &err), 0);
+    pid_t server = find_server();
+    assert_true(server > 0);
+    assert_int_equal(kill(server, SIGKILL), 0);
+    struct ig_error lost = {};
+    int r = finish_pending(c, &lost);
+    if (r < 0) {
+        assert_int_equal(r, -EPIPE);
+        assert_non_null(strstr(lost.message, "the container server went away"));
+    }
+    container_destroy(c, NULL);
+    struct tc_result res;
+    run((char *[]){"/bin/hostile", "echo", "next", NULL}, NULL, &res);
+    assert_string_equal(res.out, "next\n");
+    tc_result_clear(&res);
+    assert_true(find_server() != server);
+}
+
 /* `ignis-shim --debug SPEC.json` runs one container by hand: the runtime's output on the
  * terminal's stdout, its exit status as the shim's, a setup failure printed with its cause. */
 static void test_debug_mode(void **state)
@@ -659,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_one_shot_shim),
         cmocka_unit_test(test_debug_mode),
         cmocka_unit_test(test_server_restarted),
+        cmocka_unit_test(test_spawn_not_waited_for),
         cmocka_unit_test(test_joined_network_namespace),
         cmocka_unit_test(test_stock_namespaces_pristine),
         cmocka_unit_test(test_stock_reuse_within_owner),
