@@ -898,30 +898,25 @@ static int server_answer(int reply, pid_t gen, bool wait, int32_t *ret_answer)
     }
 }
 
-/* Asks the server for a container and waits for the answer: 0 and its pid; -ECANCELED when the
- * server refused it (the reason is on the sync pipe); another -errno when the server could not
- * be reached. A server that died with the request gets it again, once, as a new one. */
+/* Asks the server for a container and waits for the answer: 0 and *ret_answer (as
+ * server_answer's), or -errno when the server could not be reached. A server that died with the
+ * request gets it again, once, as a new one. */
 static int server_spawn(const char *shim, const int fds[], int nfds, bool has_netns,
-                        bool has_cgroup, pid_t *ret_pid)
+                        bool has_cgroup, int32_t *ret_answer)
 {
     int r = -EPIPE;
     for (int attempt = 0; attempt < 2 && r == -EPIPE; attempt++) {
         int reply;
         pid_t gen;
-        int32_t answer;
         if ((r = server_send(shim, fds, nfds, has_netns, has_cgroup, &reply, &gen)) < 0)
             return r;
-        r = server_answer(reply, gen, true, &answer);
+        r = server_answer(reply, gen, true, ret_answer);
         close(reply);
-        if (r == 0 && answer < 0)
-            r = -ECANCELED;
-        else if (r == 0)
-            *ret_pid = (pid_t)answer;
     }
     return r;
 }
 
-/* c's pid 1 is pid (answer > 0), or the server refused it (the reason is on the sync pipe, for
+/* c's pid 1 is answer (> 0), or the server refused it (the reason is on the sync pipe, for
  * container_finish_spawn; there is nothing to wait for). */
 static int server_spawned(struct container *c, int32_t answer, struct ig_error *err)
 {
@@ -1125,18 +1120,18 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
         if (cgroup_fd >= 0)
             fds[nfds++] = cgroup_fd;
         bool has_netns = child[CHILD_NETNS] >= 0, has_cgroup = cgroup_fd >= 0;
-        pid_t pid = -1;
+        int32_t answer = 0;
         if (o->no_wait) {
             r = server_send(shim, fds, nfds, has_netns, has_cgroup, &c->reply_fd, &c->server_gen);
             c->forking = r == 0;
         } else {
-            r = server_spawn(shim, fds, nfds, has_netns, has_cgroup, &pid);
+            r = server_spawn(shim, fds, nfds, has_netns, has_cgroup, &answer);
         }
-        if (r < 0 && r != -ECANCELED) {
+        if (r < 0) {
             r = ig_error_set(err, -r, "starting %s --server: %s", shim, strerror(-r));
             goto fail;
         }
-        if (!c->forking && (r = server_spawned(c, r == -ECANCELED ? -1 : pid, err)) < 0)
+        if (!c->forking && (r = server_spawned(c, answer, err)) < 0)
             goto fail;
     } else {
         int nfds = child[CHILD_NETNS] >= 0 ? CHILD_N : CHILD_NETNS;
