@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -60,6 +61,23 @@ uint64_t now_usec(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int poll_until(int fd, short events, uint64_t deadline_us)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    for (;;) {
+        int timeout = -1;
+        if (deadline_us != UINT64_MAX) {
+            uint64_t now = now_usec(), ms = (deadline_us - now + 999) / 1000;
+            if (now >= deadline_us)
+                return 0;
+            timeout = ms > INT32_MAX ? INT32_MAX : (int)ms;
+        }
+        int n = poll(&p, 1, timeout);
+        if (n >= 0 || errno != EINTR)
+            return n < 0 ? -errno : n;
+    }
 }
 
 uint64_t wall_usec(void)

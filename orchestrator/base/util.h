@@ -82,6 +82,9 @@ static inline void ig_error_clear(struct ig_error *err)
 
 /* Monotonic and wall clocks in microseconds; the calling thread's CPU time in nanoseconds. */
 uint64_t now_usec(void);
+/* Polls fd for events until deadline_us (now_usec's clock; UINT64_MAX: none), EINTR retried:
+ * 1 once fd is ready, 0 at the deadline, or -errno. */
+int poll_until(int fd, short events, uint64_t deadline_us);
 uint64_t wall_usec(void);
 uint64_t thread_cpu_ns(void);
 /* 64 random bits (random_bytes), for jitter. */

@@ -883,11 +883,10 @@ static int server_answer(int reply, pid_t gen, bool wait, int32_t *ret_answer)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN) {
-            struct pollfd p = {.fd = reply, .events = POLLIN};
             if (!wait)
                 return -EAGAIN;
-            if (poll(&p, 1, -1) < 0 && errno != EINTR)
-                return -errno;
+            if ((n = poll_until(reply, POLLIN, UINT64_MAX)) < 0)
+                return (int)n;
             continue;
         }
         pthread_mutex_lock(&server.lock);
@@ -1338,12 +1337,12 @@ static int wait_exit(struct container *c, int timeout_ms, struct container_exit 
         int r = container_poll_exit(c, ret);
         if (r != -EAGAIN)
             return r;
-        uint64_t now = now_usec();
-        if (now >= deadline)
-            return -ETIMEDOUT;
-        struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
-        if (poll(&p, 1, (int)((deadline - now) / 1000u) + 1) < 0 && errno != EINTR)
-            return -errno;
+        if ((r = poll_until(c->pidfd, POLLIN, deadline)) < 0)
+            return r;
+        if (r == 0) {
+            r = container_poll_exit(c, ret);
+            return r == -EAGAIN ? -ETIMEDOUT : r;
+        }
     }
 }
 

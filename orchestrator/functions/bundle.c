@@ -468,18 +468,9 @@ int bundle_unpack(const char *bundles_dir, const void *data, size_t len,
     if (pidfd < 0) {
         r = -errno;
         kill(pid, SIGKILL);
-    } else {
-        uint64_t deadline = now_usec() + (uint64_t)lim->max_seconds * 1000000;
-        struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
-        int n;
-        do {
-            uint64_t now = now_usec();
-            n = now >= deadline ? 0 : poll(&pfd, 1, (int)((deadline - now + 999) / 1000));
-        } while (n < 0 && errno == EINTR);
-        if (n == 0) {
-            late = true;
-            kill(pid, SIGKILL);
-        }
+    } else if (poll_until(pidfd, POLLIN, now_usec() + (uint64_t)lim->max_seconds * 1000000) == 0) {
+        late = true;
+        kill(pid, SIGKILL);
     }
     while ((w = waitpid(pid, &wstatus, 0)) < 0 && errno == EINTR)
         ;

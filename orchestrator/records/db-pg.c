@@ -176,13 +176,8 @@ static PGresult *answer(struct pg *db, int ok)
     PGresult *kept = NULL, *res;
     for (;;) {
         while (PQisBusy(db->c) && PQsocket(db->c) >= 0) {
-            struct pollfd p = {.fd = PQsocket(db->c), .events = POLLIN};
-            uint64_t now = now_usec();
-            int n = poll(&p, 1,
-                         !ms              ? -1
-                         : now < deadline ? (int)((deadline - now + 999) / 1000)
-                                          : 0);
-            if (n < 0 && errno != EINTR)
+            int n = poll_until(PQsocket(db->c), POLLIN, ms ? deadline : UINT64_MAX);
+            if (n < 0)
                 break; /* PQgetResult says what became of the statement */
             if (n == 0) {
                 PQclear(kept);
@@ -241,10 +236,7 @@ static PGconn *connect_within(const char *conninfo, int timeout_ms, char *msg, s
     /* libpq's loop: as if PQconnectPoll had said WRITING, then wait for what it says. */
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     while (PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
-        struct pollfd p = {.fd = PQsocket(c),
-                           .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
-        uint64_t now = now_usec();
-        int r = now < deadline ? poll(&p, 1, (int)((deadline - now + 999) / 1000)) : 0;
+        int r = poll_until(PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
         if (r == 0) {
             snprintf(msg, size, "connecting timed out after %d ms", timeout_ms);
             PQfinish(c);

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -92,11 +93,29 @@ static void test_fdlimit_in_use(void **state)
     assert_int_equal(fdlimit_in_use(), before);
 }
 
+/* poll_until: 0 at its deadline (not before) while nothing comes, 1 once fd is ready, with or
+ * without a deadline. */
+static void test_poll_until(void **state)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    uint64_t deadline = now_usec() + 20000;
+    assert_int_equal(poll_until(p[0], POLLIN, deadline), 0);
+    assert_true(now_usec() >= deadline);
+    assert_int_equal(poll_until(p[0], POLLIN, now_usec() - 1), 0);
+    assert_int_equal(write(p[1], "x", 1), 1);
+    assert_int_equal(poll_until(p[0], POLLIN, now_usec() + 20000), 1);
+    assert_int_equal(poll_until(p[0], POLLIN, UINT64_MAX), 1);
+    close(p[0]);
+    close(p[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_file_limit),
         cmocka_unit_test(test_parse_count),
+        cmocka_unit_test(test_poll_until),
         cmocka_unit_test(test_fdlimit_in_use),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
