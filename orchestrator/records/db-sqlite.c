@@ -372,7 +372,8 @@ int db_open_sqlite(const char *path, int flags, struct db **ret, struct ig_error
     }
     /* The two connections wait for each other's write lock: the loop's briefly (it answers
      * requests), the writer longer (a batch it drops is lost work). */
-    sqlite3_busy_timeout(db->h, flags & DB_WRITER ? 10000 : 5000);
+    int busy_ms = flags & DB_WRITER ? 10000 : 5000;
+    sqlite3_busy_timeout(db->h, busy_ms);
     /* WAL: readers never block the writer. synchronous=NORMAL survives a process crash; the
      * writer's commits that must survive power loss (async invocations) are FULL
      * (db_set_durable). WAL is the file's, set once by the connection that creates it. */
@@ -380,7 +381,15 @@ int db_open_sqlite(const char *path, int flags, struct db **ret, struct ig_error
                         : flags & DB_WRITER ? "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
                                             : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
                                               "PRAGMA foreign_keys=ON;";
-    if (setup && sqlite3_exec(db->h, setup, NULL, NULL, NULL) != SQLITE_OK) {
+    /* Turning a new file to WAL takes its exclusive lock, and where waiting for it could
+     * deadlock (two connections converting one new file together: hosts, or a host and a tool,
+     * starting together) SQLite answers BUSY at once instead of calling the busy handler. The
+     * pragmas are idempotent: tried again until the busy timeout. */
+    uint64_t deadline = now_usec() + (uint64_t)busy_ms * 1000;
+    while (setup && (r = sqlite3_exec(db->h, setup, NULL, NULL, NULL)) != SQLITE_OK &&
+           (r & 0xff) == SQLITE_BUSY && now_usec() < deadline)
+        sqlite3_sleep(1);
+    if (setup && r != SQLITE_OK) {
         note(db);
         r = db_fail(&db->base, err, "setting up %s", path);
         lite_close(&db->base);
