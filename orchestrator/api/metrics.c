@@ -246,7 +246,8 @@ static void render_stock(struct metrics_buf *b, const struct container_stock_sta
     metrics_sample(b, netns, (double)st.netns_ready);
     metrics_sample(b, cgroup, (double)st.cgroups_ready);
     metrics_family(b, "ignis_container_stock_backlog", METRIC_GAUGE,
-                   "Ended containers' resources handed back, waiting for the stock's thread.");
+                   "Ended containers' resources (and killed ones' exits) handed back, not yet done "
+                   "by the stock's thread.");
     metrics_sample(b, NULL, (double)st.cgroups_returned);
 }
 

@@ -298,6 +298,8 @@ struct stock_class {
 struct stock_returned {
     struct cg_group *group; /* or NULL */
     int netns;              /* or -1 */
+    int dying;              /* the pidfd of the container's pid 1, killed, to wait for; or -1 */
+    bool reap;              /* dying is our child (not forked from a template): reap it */
     char owner[72];         /* "": never reused */
     struct cg_limits limits;
 };
@@ -316,7 +318,7 @@ struct container_stock {
     int netns[STOCK_TARGET_MAX];
     struct stock_class classes[STOCK_CLASSES];
     uint64_t takes, seq;
-    size_t n_returned;
+    size_t n_returned, n_looking; /* queued; taken off the queue by the thread, not done */
     struct stock_returned returned[STOCK_BACKLOG];
     struct container_stock_stats stats;
     atomic_uint_fast64_t busy; /* takes that found the lock held */
@@ -338,18 +340,39 @@ static struct stock_class *stock_class_find(struct container_stock *s, const cha
     return NULL;
 }
 
-/* Queues g and netns for the thread: reuse or removal. false when the backlog is full. */
-static bool stock_queue(struct container_stock *s, struct cg_group *g, int netns, const char *owner,
-                        const struct cg_limits *l)
+/* Queues g and netns for the thread: reuse or removal. NULL when the backlog is full. */
+static struct stock_returned *stock_queue(struct container_stock *s, struct cg_group *g, int netns,
+                                          const char *owner, const struct cg_limits *l)
 {
     if (s->n_returned >= STOCK_BACKLOG)
-        return false;
+        return NULL;
     struct stock_returned *r = &s->returned[s->n_returned++];
-    r->group = g;
-    r->netns = netns;
+    *r = (struct stock_returned){.group = g, .netns = netns, .dying = -1, .limits = *l};
     snprintf(r->owner, sizeof(r->owner), "%s", owner);
-    r->limits = *l;
-    return true;
+    return r;
+}
+
+/* Without the lock: waits for a handed-back container's killed pid 1 to be gone (and reaps it),
+ * before anything looks at its cgroup or namespace. One that is still there after 5 s (stopped,
+ * or stuck in the kernel) is killed with everything in its cgroup; one still there 5 s after
+ * that is left (logged), and so is its cgroup: cg_destroy will find it busy. */
+static void stock_wait_dying(struct stock_returned *r)
+{
+    if (r->dying < 0)
+        return;
+    if (poll_until(r->dying, POLLIN, now_usec() + 5000000) == 0) {
+        if (r->group)
+            cg_kill(r->group, NULL);
+        pidfd_send_signal(r->dying, SIGKILL, NULL, 0);
+        if (poll_until(r->dying, POLLIN, now_usec() + 5000000) == 0)
+            log_warn("a killed container does not exit; left behind", "function=%s",
+                     r->owner[0] ? r->owner : "-");
+    }
+    siginfo_t info;
+    if (r->reap)
+        waitid((idtype_t)P_PIDFD, (id_t)r->dying, &info, WEXITED | WNOHANG);
+    close(r->dying);
+    r->dying = -1;
 }
 
 /* A class for a new (owner, limits), in a free slot or in place of the least recently used one,
@@ -487,6 +510,10 @@ static bool stock_step(struct container_stock *s)
 {
     if (s->n_returned > 0) {
         struct stock_returned r = s->returned[--s->n_returned];
+        s->n_looking++;
+        pthread_mutex_unlock(&s->lock);
+        stock_wait_dying(&r);
+        pthread_mutex_lock(&s->lock);
         struct stock_class *k = r.owner[0] ? stock_class_find(s, r.owner, &r.limits) : NULL;
         /* Short of fds, nothing handed back is kept: containers need them more. */
         bool room = fdlimit_room(CONTAINER_STOCK_FD_HEADROOM);
@@ -514,6 +541,7 @@ static bool stock_step(struct container_stock *s)
             close(r.netns); /* the kernel tears it down later, in a worker */
             s->stats.netns_closed++;
         }
+        s->n_looking--;
         return true;
     }
     if (s->failing)
@@ -641,6 +669,7 @@ void container_stock_free(struct container_stock *s)
     pthread_cond_signal(&s->wake);
     pthread_join(s->thread, NULL);
     for (size_t i = 0; i < s->n_returned; i++) {
+        stock_wait_dying(&s->returned[i]);
         cg_destroy(s->returned[i].group, NULL);
         if (s->returned[i].netns >= 0)
             close(s->returned[i].netns);
@@ -668,7 +697,7 @@ void container_stock_stats(struct container_stock *s, struct container_stock_sta
     ret->cgroups_ready = 0;
     for (size_t i = 0; i < STOCK_CLASSES; i++)
         ret->cgroups_ready += s->classes[i].n;
-    ret->cgroups_returned = s->n_returned;
+    ret->cgroups_returned = s->n_returned + s->n_looking;
     pthread_mutex_unlock(&s->lock);
     ret->busy = atomic_load(&s->busy);
 }
@@ -733,15 +762,21 @@ void container_stock_release(struct container_stock *s)
     pthread_cond_signal(&s->wake);
 }
 
-/* Hands the cgroup (or NULL) and network namespace (or -1) of a container that ended (and was
- * reaped) to the thread, to reuse for owner's next container ("": never) or remove; false when
- * the stock cannot take them now (the caller removes them). */
-static bool stock_return(struct container_stock *s, struct cg_group *g, int netns,
-                         const char *owner, const struct cg_limits *l)
+/* Hands the cgroup (or NULL) and network namespace (or -1) of a container that ended to the
+ * thread, to reuse for owner's next container ("": never) or remove, with the pidfd of its pid 1
+ * when it was killed and not yet waited for (dying, else -1: the thread waits for it, and reaps
+ * it when reap); false when the stock cannot take them now (the caller waits and removes). */
+static bool stock_return(struct container_stock *s, struct cg_group *g, int netns, int dying,
+                         bool reap, const char *owner, const struct cg_limits *l)
 {
     if (pthread_mutex_trylock(&s->lock) != 0)
         return false;
-    bool taken = !s->stop && stock_queue(s, g, netns, owner, l);
+    struct stock_returned *r = s->stop ? NULL : stock_queue(s, g, netns, owner, l);
+    if (r) {
+        r->dying = dying;
+        r->reap = reap;
+    }
+    bool taken = r != NULL;
     pthread_mutex_unlock(&s->lock);
     if (taken)
         pthread_cond_signal(&s->wake);
@@ -1353,30 +1388,37 @@ int container_destroy(struct container *c, struct ig_error *err)
     if (!c)
         return 0;
     container_fork_cancel(c);
-    if (c->pidfd >= 0) {
-        struct container_exit e;
-        if (container_poll_exit(c, &e) == -EAGAIN) {
-            r = container_kill(c, err);
-            /* A shim that does not answer within 5 s (stopped, or stuck in the kernel) is
-             * killed with everything else in its cgroup. */
-            if (wait_exit(c, 5000, &e) == -ETIMEDOUT) {
-                if (c->group)
-                    cg_kill(c->group, NULL);
-                pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
-            }
-            q = container_wait(c, &e);
-            if (q < 0 && r == 0)
-                r = ig_error_set(err, -q, "reaping container %s: %s", c->name, strerror(-q));
-        }
-    }
-    /* The stock's thread removes the cgroup (a few writes and an rmdir, with retries while the
-     * kernel finishes with the last processes) off the caller's path; its failures are
-     * logged there. */
+    struct container_exit e;
+    bool running = c->pidfd >= 0 && container_poll_exit(c, &e) == -EAGAIN;
+    if (running)
+        r = container_kill(c, err);
+    /* With a stock, its thread waits for a killed container's exit and removes the cgroup (a
+     * few writes and an rmdir, with retries while the kernel finishes with the last processes)
+     * off the caller's path, where the wait was the event loop's longest for a fresh
+     * container; its failures are logged there. */
     struct cg_group *own = c->own_group ? c->group : NULL;
-    if (c->stock && (own || c->stock_netns >= 0) &&
-        stock_return(c->stock, own, c->stock_netns, c->stock_owner, &c->limits)) {
+    int dying = running && r == 0 ? c->pidfd : -1;
+    if (c->stock && (own || c->stock_netns >= 0 || dying >= 0) &&
+        stock_return(c->stock, own, c->stock_netns, dying, c->ctl_fd < 0, c->stock_owner,
+                     &c->limits)) {
         own = NULL;
         c->stock_netns = -1;
+        if (dying >= 0) {
+            c->pidfd = -1;
+            running = false;
+        }
+    }
+    if (running) {
+        /* A shim that does not answer within 5 s (stopped, or stuck in the kernel) is killed
+         * with everything else in its cgroup. */
+        if (wait_exit(c, 5000, &e) == -ETIMEDOUT) {
+            if (c->group)
+                cg_kill(c->group, NULL);
+            pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
+        }
+        q = container_wait(c, &e);
+        if (q < 0 && r == 0)
+            r = ig_error_set(err, -q, "reaping container %s: %s", c->name, strerror(-q));
     }
     if (own) {
         q = cg_destroy(own, err);

@@ -104,7 +104,8 @@ struct container_stock_stats {
     uint64_t cgroups_reused, cgroups_removed; /* handed back: kept for the owner, or removed */
     uint64_t netns_reused, netns_closed;      /* the same for namespaces (closed: not pristine,
                                                * no owner, or no room) */
-    size_t netns_ready, cgroups_ready, cgroups_returned; /* now */
+    size_t netns_ready, cgroups_ready;        /* now */
+    size_t cgroups_returned; /* now: handed back (with killed containers) and not yet done */
 };
 void container_stock_stats(struct container_stock *s, struct container_stock_stats *ret);
 /* The host is short of fds (a spawn was refused): what the stock holds ready goes (namespaces

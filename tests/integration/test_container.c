@@ -3,6 +3,7 @@
  * event-loop fds, destroy of a running container, user namespaces, and nothing left behind. */
 #include "harness.h"
 
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sched.h>
@@ -626,6 +627,65 @@ static void test_stock_reuse_within_owner(void **state)
         free(all[i]->out);
 }
 
+/* A running container of the stock's destroyed: the destroy kills it and leaves the wait for its
+ * exit to the stock's thread, which reaps it (no zombie: kill(pid, 0) fails) and keeps its cgroup
+ * for the owner's next container, through the server and through a one-container shim. A shim
+ * that is stopped cannot act on its SIGTERM: it is still there when the destroy has returned, and
+ * the thread kills it with its cgroup 5 s on. Its pid 1, orphaned then, goes to the nearest
+ * subreaper: the test is one for that iteration, and reaps it (the host's init may take long). */
+static void test_stock_destroy_running(void **state)
+{
+    static char *const sleeper[] = {"/bin/sh", "-c", "/bin/hostile sleep & /bin/hostile sleep",
+                                    NULL};
+    struct ig_error err = {};
+    struct container_stock *s;
+    struct container_stock_stats st0, st;
+    assert_int_equal(container_stock_new(env.m, 2, &s, &err), 0);
+    for (int stopped = 0; stopped < 3; stopped++) {
+        container_use_server(stopped == 0);
+        struct container_spec spec;
+        struct container *c;
+        tc_spec(&env, (char **)sleeper, &spec);
+        struct container_options o = {.spec = &spec,
+                                      .limits = {.memory_bytes = 32ull << 20, .pids_max = 16},
+                                      .stdout_fd = -1,
+                                      .stderr_fd = -1,
+                                      .stock = s,
+                                      .stock_owner = "d"};
+        wait_stock_idle(s);
+        container_stock_stats(s, &st0);
+        assert_int_equal(container_create(env.m, &o, &c, &err), 0);
+        pid_t pid = container_pid(c), pid1 = 0;
+        if (stopped == 2) {
+            char path[64], *children = NULL;
+            snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
+            assert_int_equal(read_file(path, 4096, &children, NULL), 0);
+            pid1 = atoi(children);
+            free(children);
+            assert_true(pid1 > 0);
+            assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+            assert_int_equal(kill(pid, SIGSTOP), 0);
+        }
+        assert_int_equal(container_destroy(c, &err), 0);
+        if (stopped == 2)
+            assert_int_equal(kill(pid, 0), 0);
+        wait_stock_idle(s);
+        assert_int_equal(kill(pid, 0), -1);
+        assert_int_equal(errno, ESRCH);
+        if (pid1) {
+            assert_int_equal(waitpid(pid1, NULL, 0), pid1);
+            assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+        }
+        container_stock_stats(s, &st);
+        assert_int_equal(st.cgroups_reused + st.cgroups_removed,
+                         st0.cgroups_reused + st0.cgroups_removed + 1);
+        if (stopped < 2)
+            assert_int_equal(st.cgroups_reused, st0.cgroups_reused + 1);
+    }
+    container_use_server(true);
+    container_stock_free(s);
+}
+
 /* A cgroup made ahead is used and left in place: the first container is OOM-killed in it, the
  * second, in the same cgroup, is not reported as OOM-killed; the cgroup is empty in between and
  * still there after both. */
@@ -741,6 +801,7 @@ int main(void)
         cmocka_unit_test(test_joined_network_namespace),
         cmocka_unit_test(test_stock_namespaces_pristine),
         cmocka_unit_test(test_stock_reuse_within_owner),
+        cmocka_unit_test(test_stock_destroy_running),
         cmocka_unit_test(test_borrowed_cgroup),
         cmocka_unit_test(test_user_namespace),
     };
