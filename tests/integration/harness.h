@@ -14,18 +14,7 @@
 #include <sys/types.h>
 
 #include "base/client.h"
-
-/* cmocka prints a failed group setup or teardown (the teardown's check for leftovers) but leaves
- * it out of the count it returns, so the run would pass: every group runs through
- * harness_run_group, which counts it. */
-int harness_run_group(const char *name, const struct CMUnitTest *tests, size_t n,
-                      CMFixtureFunction setup, CMFixtureFunction teardown);
-#undef cmocka_run_group_tests
-#define cmocka_run_group_tests(tests, setup, teardown)                                             \
-    harness_run_group(#tests, tests, sizeof(tests) / sizeof((tests)[0]), setup, teardown)
-#undef cmocka_run_group_tests_name
-#define cmocka_run_group_tests_name(name, tests, setup, teardown)                                  \
-    harness_run_group(name, tests, sizeof(tests) / sizeof((tests)[0]), setup, teardown)
+#include "groups.h"
 
 struct ignisd_proc {
     pid_t pid;

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "groups.h"
 #include "pgserver.h"
 #include "records/changes.h"
 

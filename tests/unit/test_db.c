@@ -681,5 +681,5 @@ int main(int argc, char **argv)
     };
     if (argc > 1 && streq(argv[1], "postgresql"))
         return cmocka_run_group_tests_name("postgresql", tests, setup_pg, teardown);
-    return _cmocka_run_group_tests("sqlite", tests, ARRAY_SIZE(tests) - 7, setup, teardown);
+    return test_run_group("sqlite", tests, ARRAY_SIZE(tests) - 7, setup, teardown);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "groups.h"
 #include "records/fnlog.h"
 
 static char dir[64];

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "groups.h"
 #include "records/invocation.h"
 #include "records/store-internal.h"
 

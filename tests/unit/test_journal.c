@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 #include <string.h>
 
+#include "groups.h"
 #include "records/journal.h"
 
 static char dir[64], path[128];

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "groups.h"
 #include "pgserver.h"
 #include "records/db.h"
 #include "records/journal.h"

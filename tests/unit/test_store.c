@@ -15,6 +15,7 @@
 
 #include <pthread.h>
 
+#include "groups.h"
 #include "pgserver.h"
 #include "records/accountant.h"
 #include "records/invocation.h"
