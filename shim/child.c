@@ -35,6 +35,7 @@
 
 int shim_sync_fd = -1;
 int shim_server_fd = -1;
+int32_t *shim_pid_slots;
 /* B's control socket is on CTL_FD, where its end is reported (reap, shim_fail). */
 static bool reports;
 

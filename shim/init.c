@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -334,7 +335,11 @@ void shim_init(const struct shim_ctx *ctx)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (shim_server_fd >= 0)
         close(shim_server_fd);
-    /* pid 1 needs none of these; the runtime's process would close them anyway. */
+    if (shim_pid_slots)
+        munmap(shim_pid_slots, SHIM_PID_SLOTS * sizeof(int32_t));
+    /* pid 1 needs none of these (the answer socket least of all: while a copy of it is open
+     * here, a server that died before its answer would not be seen to have gone); the
+     * runtime's process would close them anyway. */
     for (size_t i = 0; i < ARRAY_SIZE(ctx->extra_fds); i++)
         if (ctx->extra_fds[i] >= 0)
             close(ctx->extra_fds[i]);

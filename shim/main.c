@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -33,6 +34,7 @@ int shim_server_fd = -1;
 
 static volatile sig_atomic_t terminating;
 static volatile pid_t container_init;
+int32_t *shim_pid_slots;
 
 /* In the one-container modes, SIGTERM (container_kill) ends the container by killing its pid 1,
  * which takes the pid namespace with it; this process then reaps pid 1 and exits. Killing this
@@ -195,6 +197,10 @@ static pid_t start_container(const struct shim_request *req, bool parent,
     /* A fork-like clone (no new stack): the child continues here. clone3 refuses an exit
      * signal with CLONE_PARENT; the child then gets ours (SIGCHLD) for the controller. */
     struct clone_args args = {.flags = flags, .exit_signal = parent ? 0 : SIGCHLD};
+    if (req->pid_slot) {
+        args.flags |= CLONE_PARENT_SETTID;
+        args.parent_tid = (uint64_t)(uintptr_t)req->pid_slot;
+    }
     if (req->cgroup_fd >= 0) {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = (uint64_t)req->cgroup_fd;
@@ -206,7 +212,7 @@ static pid_t start_container(const struct shim_request *req, bool parent,
         args.cgroup = 0;
         pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
     }
-    if (pid < 0 && errno == ENOSYS) /* before 5.3 */
+    if (pid < 0 && errno == ENOSYS) /* before 5.3 (and without the pid slot) */
         pid = (pid_t)syscall(SYS_clone,
                              (unsigned long)(flags & ~(uint64_t)CLONE_PARENT) |
                                  (parent ? CLONE_PARENT : SIGCHLD),
@@ -223,7 +229,7 @@ static pid_t start_container(const struct shim_request *req, bool parent,
             .stdout_fd = req->stdout_fd,
             .stderr_fd = req->stderr_fd,
             .go_fd = go[0],
-            .extra_fds = {req->spec_fd, req->netns_fd, req->cgroup_fd},
+            .extra_fds = {req->spec_fd, req->netns_fd, req->cgroup_fd, req->reply_fd},
         };
         shim_sync_fd = req->sync_fd;
         shim_init(&ctx);
@@ -291,7 +297,7 @@ static int serve_one(int sock)
                         .msg_iovlen = 1,
                         .msg_control = &control,
                         .msg_controllen = sizeof(control)};
-    struct shim_request req = {-1, -1, -1, -1, -1, -1, -1};
+    struct shim_request req = {-1, -1, -1, -1, -1, -1, -1, -1, NULL};
 
     ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR)
@@ -323,6 +329,9 @@ static int serve_one(int sock)
             req.netns_fd = fds[i++];
         if (hdr.has_cgroup)
             req.cgroup_fd = fds[i++];
+        req.reply_fd = reply_fd;
+        if (shim_pid_slots && hdr.pid_slot < SHIM_PID_SLOTS)
+            req.pid_slot = &shim_pid_slots[hdr.pid_slot];
         struct container_spec spec;
         container_spec_init(&spec);
         int32_t answer = start_container(&req, true, &spec);
@@ -339,6 +348,12 @@ static int serve_one(int sock)
 static int run_server(void)
 {
     shim_server_fd = SHIM_FD_SERVER;
+    /* The controller's pid slots, mapped before the fd is closed: pid 1 inherits the mapping
+     * until its execve drops it. */
+    void *slots = mmap(NULL, SHIM_PID_SLOTS * sizeof(int32_t), PROT_READ | PROT_WRITE, MAP_SHARED,
+                       SHIM_FD_SERVER_PIDS, 0);
+    shim_pid_slots = slots == MAP_FAILED ? NULL : slots;
+    close(SHIM_FD_SERVER_PIDS);
     /* A request's sync pipe may have lost its reader (the controller gave up on it): that must
      * cost the server an EPIPE, not its life. pid 1 inherits this; the runtime does not. */
     signal(SIGPIPE, SIG_IGN);
@@ -367,7 +382,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    struct shim_request req = {-1, -1, STDOUT_FILENO, STDERR_FILENO, -1, -1, -1};
+    struct shim_request req = {-1, -1, STDOUT_FILENO, STDERR_FILENO, -1, -1, -1, -1, NULL};
     int debug_sync[2] = {-1, -1};
     bool debug = false;
 

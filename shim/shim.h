@@ -12,9 +12,11 @@
 /* The fds of one container, in the order a server request carries them (container_spec.h). */
 struct shim_request {
     int spec_fd, sync_fd, stdout_fd, stderr_fd;
-    int runtime_fd; /* -1: none (debug mode) */
-    int netns_fd;   /* -1: a new network namespace (or the spec's "netns") */
-    int cgroup_fd;  /* -1: no cgroup2 directory to clone into */
+    int runtime_fd;    /* -1: none (debug mode) */
+    int netns_fd;      /* -1: a new network namespace (or the spec's "netns") */
+    int cgroup_fd;     /* -1: no cgroup2 directory to clone into */
+    int reply_fd;      /* the server's answer socket for this request, or -1 */
+    int32_t *pid_slot; /* NULL, or where the kernel stores pid 1's pid as it clones it */
 };
 
 /* What pid 1 gets from the process that cloned it. */
@@ -23,13 +25,15 @@ struct shim_ctx {
     int runtime_fd;           /* -1: none (debug mode) */
     int stdout_fd, stderr_fd; /* moved to 1 and 2 */
     int go_fd; /* one byte 'g' once the cgroups and id maps are in place (a pipe's read end) */
-    int extra_fds[3]; /* the request's spec, network namespace and cgroup fds, or -1 */
+    int extra_fds[4]; /* the request's spec, network namespace, cgroup and answer fds, or -1 */
 };
 
 /* The sync fd failures are reported on (pid 1's own once cloned). Always above 3. */
 extern int shim_sync_fd;
 /* The server's socket (closed first thing in pid 1), or -1. */
 extern int shim_server_fd;
+/* The server's pid slots (SHIM_FD_SERVER_PIDS) mapped, or NULL: pid 1 unmaps them. */
+extern int32_t *shim_pid_slots;
 
 /* Reports the failure of a setup step on the sync pipe (errno-style code, message naming the
  * step) and exits with SHIM_EXIT_SETUP. Async-signal-safe enough for a forked child: it formats

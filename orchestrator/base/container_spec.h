@@ -25,8 +25,15 @@
 #define SHIM_FD_SYNC    4 /* write end of the close-on-exec sync pipe */
 #define SHIM_FD_RUNTIME 5 /* the runtime-protocol socket; the runtime gets it as fd 3 */
 #define SHIM_FD_NETNS   6 /* optional: a network namespace to join ("netns": "/proc/self/fd/6") */
-/* The server's layout (ignis-shim --server): requests on a SOCK_SEQPACKET socket. */
-#define SHIM_FD_SERVER 3
+/* The server's layout (ignis-shim --server): requests on a SOCK_SEQPACKET socket, and
+ * optionally a memfd of SHIM_PID_SLOTS int32 slots shared with the controller. A request names
+ * a slot (or SHIM_PID_SLOT_NONE), zeroed by the controller, where the kernel stores pid 1's pid
+ * as it clones it (CLONE_PARENT_SETTID), before the clone returns: a server that dies between
+ * the clone and its answer leaves the controller the pid of its child to kill and reap. */
+#define SHIM_FD_SERVER      3
+#define SHIM_FD_SERVER_PIDS 4
+#define SHIM_PID_SLOTS      1024
+#define SHIM_PID_SLOT_NONE  UINT32_MAX
 /* A request: this header, with SCM_RIGHTS fds: spec, sync pipe (write end), stdout, stderr,
  * runtime socket, then the network namespace and the cgroup2 directory when the header says
  * so, and last a socket for the answer (one per request, so that a requester need not wait for
@@ -37,8 +44,9 @@ struct shim_request_header {
     uint32_t version; /* SHIM_REQUEST_VERSION */
     uint8_t has_netns, has_cgroup;
     uint8_t reserved[2];
+    uint32_t pid_slot; /* where pid 1's pid goes as it is cloned, or SHIM_PID_SLOT_NONE */
 };
-#define SHIM_REQUEST_VERSION 2
+#define SHIM_REQUEST_VERSION 3
 #define SHIM_REQUEST_MAX_FDS 8
 
 /* Exit status of the shim when setup failed before the runtime was exec'd. */

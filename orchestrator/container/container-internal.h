@@ -32,9 +32,11 @@ struct container {
      * the container server without waiting (container_options.no_wait) and its answer has not
      * come yet: pid and pidfd are -1, and destroy cancels it (container_fork_cancel). */
     bool forking;
-    /* A spawn not waited for: our end of its answer's socket, and the server that has it. */
+    /* A spawn not waited for: our end of its answer's socket, the server that has it, and its
+     * pid slot until the answer is read. */
     int reply_fd;
     pid_t server_gen;
+    uint32_t server_slot;
     /* While forking: what go carries to it, the function's secrets (template.c). */
     struct fork_go *go;
 };

@@ -793,7 +793,68 @@ static struct {
     pid_t pid;
     int sock;
     bool disabled;
-} server = {PTHREAD_MUTEX_INITIALIZER, -1, -1, false};
+    /* The pid slots every server shares with us (SHIM_FD_SERVER_PIDS), made with the first
+     * server and kept: a slot outlives the server that had its request. NULL: none (requests
+     * carry no slot). */
+    int pids_fd;
+    _Atomic int32_t *pids;
+    uint64_t slot_used[SHIM_PID_SLOTS / 64];
+} server = {PTHREAD_MUTEX_INITIALIZER, -1, -1, false, -1, NULL, {0}};
+
+/* Called with the lock held: a free slot, zeroed, or SHIM_PID_SLOT_NONE. */
+static uint32_t slot_take_locked(void)
+{
+    for (uint32_t i = 0; server.pids && i < ARRAY_SIZE(server.slot_used); i++)
+        if (~server.slot_used[i]) {
+            uint32_t bit = (uint32_t)__builtin_ctzll(~server.slot_used[i]);
+            server.slot_used[i] |= UINT64_C(1) << bit;
+            atomic_store(&server.pids[i * 64 + bit], 0);
+            return i * 64 + bit;
+        }
+    return SHIM_PID_SLOT_NONE;
+}
+
+/* The request of slot got no answer (its server went away): a pid 1 the server cloned for it
+ * (the kernel stored its pid in the slot) is our child, unreaped, so its pid is still its own:
+ * killed and reaped here, where it would otherwise stay a zombie. Then the slot is free. */
+static void slot_release(uint32_t slot, bool orphan)
+{
+    if (slot == SHIM_PID_SLOT_NONE)
+        return;
+    pid_t pid = orphan ? atomic_load(&server.pids[slot]) : 0;
+    int pidfd = pid > 0 ? pidfd_open(pid, 0) : -1;
+    if (pidfd >= 0) {
+        siginfo_t info;
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+        while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED) < 0 && errno == EINTR)
+            ;
+        close(pidfd);
+    }
+    pthread_mutex_lock(&server.lock);
+    server.slot_used[slot / 64] &= ~(UINT64_C(1) << (slot % 64));
+    pthread_mutex_unlock(&server.lock);
+}
+
+/* Called with the lock held: the slots' memfd, made once; -1 when it cannot be (requests then
+ * carry no slot). */
+static int slots_fd_locked(void)
+{
+    if (server.pids_fd >= 0 || server.pids)
+        return server.pids_fd;
+    size_t size = SHIM_PID_SLOTS * sizeof(int32_t);
+    int fd = memfd_create("ignis-shim-pids", MFD_CLOEXEC);
+    void *map = MAP_FAILED;
+    if (fd >= 0 && ftruncate(fd, (off_t)size) == 0)
+        map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    server.pids = map;
+    server.pids_fd = fd;
+    return fd;
+}
 
 void container_use_server(bool use)
 {
@@ -822,18 +883,21 @@ void container_shutdown(void)
 
 static int server_start_locked(const char *shim)
 {
-    int sv[2], fds[4] = {-1, -1, -1, -1}, pidfd = -1, r = 0;
+    int sv[2], fds[5] = {-1, -1, -1, -1, -1}, pidfd = -1, r = 0;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    /* 0 and 1 /dev/null, 2 our stderr (where a crash would say something), 3 the socket. */
+    /* 0 and 1 /dev/null, 2 our stderr (where a crash would say something), 3 the socket, 4 the
+     * pid slots when there are. */
+    int slots = slots_fd_locked();
     if ((fds[0] = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
         (fds[1] = fcntl(fds[0], F_DUPFD_CLOEXEC, 10)) < 0 ||
         ((fds[2] = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10)) < 0 &&
          (fds[2] = fcntl(fds[0], F_DUPFD_CLOEXEC, 10)) < 0) ||
-        (fds[3] = fcntl(sv[1], F_DUPFD_CLOEXEC, 10)) < 0)
+        (fds[3] = fcntl(sv[1], F_DUPFD_CLOEXEC, 10)) < 0 ||
+        (slots >= 0 && (fds[4] = fcntl(slots, F_DUPFD_CLOEXEC, 10)) < 0))
         r = -errno;
     if (r == 0 && (r = lift_fd(&fds[0])) == 0) {
-        pid_t pid = spawn_child(-1, shim, "--server", fds, 4, &pidfd);
+        pid_t pid = spawn_child(-1, shim, "--server", fds, slots >= 0 ? 5 : 4, &pidfd);
         if (pid < 0)
             r = -errno;
         else {
@@ -842,17 +906,20 @@ static int server_start_locked(const char *shim)
             close(pidfd); /* reaped by waitpid in server_stop_locked */
         }
     }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         container_close_fd(&fds[i]);
     container_close_fd(&sv[1]);
     container_close_fd(&sv[0]);
     return r;
 }
 
-static int server_request_locked(const int fds[], int nfds, bool has_netns, bool has_cgroup)
+static int server_request_locked(const int fds[], int nfds, bool has_netns, bool has_cgroup,
+                                 uint32_t slot)
 {
-    struct shim_request_header hdr = {
-        .version = SHIM_REQUEST_VERSION, .has_netns = has_netns, .has_cgroup = has_cgroup};
+    struct shim_request_header hdr = {.version = SHIM_REQUEST_VERSION,
+                                      .has_netns = has_netns,
+                                      .has_cgroup = has_cgroup,
+                                      .pid_slot = slot};
     union {
         char buf[CMSG_SPACE(sizeof(int) * SHIM_REQUEST_MAX_FDS)];
         struct cmsghdr align;
@@ -874,13 +941,14 @@ static int server_request_locked(const int fds[], int nfds, bool has_netns, bool
 }
 
 /* Sends the server a request for a container (its fds, without the answer's socket): 0 with
- * *ret_reply, our end of the answer's socket (non-blocking), and *ret_server, the pid of the
- * server that has it; or -errno when the server could not be reached (a server that died is
- * started again, once). */
+ * *ret_reply, our end of the answer's socket (non-blocking), *ret_server, the pid of the server
+ * that has it, and *ret_slot, the request's pid slot (server_answer frees it); or -errno when
+ * the server could not be reached (a server that died is started again, once). */
 static int server_send(const char *shim, const int fds[], int nfds, bool has_netns, bool has_cgroup,
-                       int *ret_reply, pid_t *ret_server)
+                       int *ret_reply, pid_t *ret_server, uint32_t *ret_slot)
 {
     int sv[2], all[SHIM_REQUEST_MAX_FDS], r = -ENOTCONN;
+    uint32_t slot = SHIM_PID_SLOT_NONE;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
         return -errno;
     memcpy(all, fds, sizeof(int) * (size_t)nfds);
@@ -889,7 +957,9 @@ static int server_send(const char *shim, const int fds[], int nfds, bool has_net
     for (int attempt = 0; attempt < 2; attempt++) {
         if (server.sock < 0 && (r = server_start_locked(shim)) < 0)
             break;
-        if ((r = server_request_locked(all, nfds + 1, has_netns, has_cgroup)) == 0) {
+        if (slot == SHIM_PID_SLOT_NONE)
+            slot = slot_take_locked();
+        if ((r = server_request_locked(all, nfds + 1, has_netns, has_cgroup, slot)) == 0) {
             *ret_server = server.pid;
             break;
         }
@@ -899,22 +969,28 @@ static int server_send(const char *shim, const int fds[], int nfds, bool has_net
     close(sv[1]);
     if (r < 0) {
         close(sv[0]);
+        slot_release(slot, false); /* no server had the request */
         return r;
     }
     *ret_reply = sv[0];
+    *ret_slot = slot;
     return 0;
 }
 
 /* The answer on reply to a request sent to the server of pid gen: 0 and *ret_answer (a pid, or
  * -errno when it refused: the reason is on the sync pipe); -EAGAIN when it has not come yet
  * (unless wait); -EPIPE when that server went away without answering (stopped here, if it is
- * still the one, so that the next request starts another). */
-static int server_answer(int reply, pid_t gen, bool wait, int32_t *ret_answer)
+ * still the one, so that the next request starts another; a pid 1 it had cloned is killed and
+ * reaped). Unless -EAGAIN, the request's *slot is freed and set to SHIM_PID_SLOT_NONE. */
+static int server_answer(int reply, pid_t gen, uint32_t *slot, bool wait, int32_t *ret_answer)
 {
     for (;;) {
         ssize_t n = recv(reply, ret_answer, sizeof(*ret_answer), 0);
-        if (n == (ssize_t)sizeof(*ret_answer))
+        if (n == (ssize_t)sizeof(*ret_answer)) {
+            slot_release(*slot, false);
+            *slot = SHIM_PID_SLOT_NONE;
             return 0;
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN) {
@@ -928,6 +1004,8 @@ static int server_answer(int reply, pid_t gen, bool wait, int32_t *ret_answer)
         if (server.pid == gen)
             server_stop_locked();
         pthread_mutex_unlock(&server.lock);
+        slot_release(*slot, true);
+        *slot = SHIM_PID_SLOT_NONE;
         return -EPIPE;
     }
 }
@@ -942,9 +1020,10 @@ static int server_spawn(const char *shim, const int fds[], int nfds, bool has_ne
     for (int attempt = 0; attempt < 2 && r == -EPIPE; attempt++) {
         int reply;
         pid_t gen;
-        if ((r = server_send(shim, fds, nfds, has_netns, has_cgroup, &reply, &gen)) < 0)
+        uint32_t slot;
+        if ((r = server_send(shim, fds, nfds, has_netns, has_cgroup, &reply, &gen, &slot)) < 0)
             return r;
-        r = server_answer(reply, gen, true, ret_answer);
+        r = server_answer(reply, gen, &slot, true, ret_answer);
         close(reply);
     }
     return r;
@@ -974,7 +1053,7 @@ static int server_spawned(struct container *c, int32_t answer, struct ig_error *
 int container_server_finish(struct container *c, bool wait, struct ig_error *err)
 {
     int32_t answer;
-    int r = server_answer(c->reply_fd, c->server_gen, wait, &answer);
+    int r = server_answer(c->reply_fd, c->server_gen, &c->server_slot, wait, &answer);
     if (r == -EAGAIN)
         return r;
     /* reply_fd stays open until destroy: the caller may still watch it (container_fork_fd). */
@@ -997,6 +1076,7 @@ int container_alloc(struct cg_manager *m, const struct container_options *o, boo
         return ig_error_set(err, ENOMEM, "out of memory");
     c->pidfd = c->sync_fd = c->runtime_fd = c->stdout_fd = c->stderr_fd = c->stock_netns = -1;
     c->ctl_fd = c->reply_fd = -1;
+    c->server_slot = SHIM_PID_SLOT_NONE;
     c->pid = -1;
     if (o->name) {
         if (!valid_name(o->name)) {
@@ -1156,7 +1236,8 @@ int container_spawn(struct cg_manager *m, const struct container_options *o, str
         bool has_netns = child[CHILD_NETNS] >= 0, has_cgroup = cgroup_fd >= 0;
         int32_t answer = 0;
         if (o->no_wait) {
-            r = server_send(shim, fds, nfds, has_netns, has_cgroup, &c->reply_fd, &c->server_gen);
+            r = server_send(shim, fds, nfds, has_netns, has_cgroup, &c->reply_fd, &c->server_gen,
+                            &c->server_slot);
             c->forking = r == 0;
         } else {
             r = server_spawn(shim, fds, nfds, has_netns, has_cgroup, &answer);
@@ -1395,9 +1476,10 @@ int container_destroy(struct container *c, struct ig_error *err)
     /* With a stock, its thread waits for a killed container's exit and removes the cgroup (a
      * few writes and an rmdir, with retries while the kernel finishes with the last processes)
      * off the caller's path, where the wait was the event loop's longest for a fresh
-     * container; its failures are logged there. */
+     * container; its failures are logged there. A borrowed cgroup is the caller's to use again
+     * once this returns: its container is waited for here. */
     struct cg_group *own = c->own_group ? c->group : NULL;
-    int dying = running && r == 0 ? c->pidfd : -1;
+    int dying = running && r == 0 && own ? c->pidfd : -1;
     if (c->stock && (own || c->stock_netns >= 0 || dying >= 0) &&
         stock_return(c->stock, own, c->stock_netns, dying, c->ctl_fd < 0, c->stock_owner,
                      &c->limits)) {
