@@ -187,10 +187,10 @@ static void setup(const struct go *go, const char *hostname, uint64_t tmp_size, 
         .uid = uid, .gid = gid, .rlimit_nofile = nofile, .rlimit_nproc = nproc};
     shim_set_rlimits(&spec);
     shim_drop_privileges(&spec);
-    /* The uid switch made the process non-dumpable, which would hide its own /proc/self/fd
-     * from it; an exec'd runtime is dumpable, and so is this one (no other process of its uid
-     * is visible in its pid namespace). */
-    prctl(PR_SET_DUMPABLE, 1);
+    /* B stays non-dumpable (the uid switch made it so; said again, since it is what keeps the
+     * runtime, of the same uid, out of B's /proc/1/mem and environ): the runtime's process
+     * makes itself dumpable after the fork. */
+    prctl(PR_SET_DUMPABLE, 0);
     int r = shim_load_seccomp();
     if (r < 0)
         shim_fail(r, "loading the seccomp filter: %s", strerror(-r));
@@ -201,10 +201,10 @@ static void setup(const struct go *go, const char *hostname, uint64_t tmp_size, 
 }
 
 /* In B, after it forked the runtime's process: what the shim's pid 1 does. It holds none of the
- * runtime's fds (their EOFs follow the runtime), is not dumpable, ignores signals from inside
- * its namespace (pid 1 without handlers; the runtime may kill itself, which a runtime that is
- * pid 1 could not), reaps every orphan and exits with the runtime's status (128+N for signal
- * N), which takes the rest of the pid namespace with it. That status goes first to the
+ * runtime's fds (their EOFs follow the runtime), is not dumpable (since setup), ignores signals
+ * from inside its namespace (pid 1 without handlers; the runtime may kill itself, which a runtime
+ * that is pid 1 could not), reaps every orphan and exits with the runtime's status (128+N for
+ * signal N), which takes the rest of the pid namespace with it. That status goes first to the
  * controller, as a wait status (int32) on the control socket: B is not the controller's child.
  * A B that dies without it (killed) leaves the socket's EOF, which says so. */
 static _Noreturn void reap(pid_t runtime)
@@ -213,7 +213,6 @@ static _Noreturn void reap(pid_t runtime)
     for (int fd = 0; fd <= RUNTIME_FD; fd++)
         if (null < 0 || dup2(null, fd) < 0)
             close(fd);
-    prctl(PR_SET_DUMPABLE, 0);
     for (int sig = 1; sig < NSIG; sig++)
         signal(sig, SIG_DFL);
     int code = SHIM_EXIT_SETUP;
@@ -266,6 +265,10 @@ pid_t ignis_child_fork(const int fds[FORK_FDS], const char *hostname, uint64_t t
         shim_fail(errno, "fork: %s", strerror(errno));
     if (runtime > 0)
         reap(runtime);
+    /* Dumpable, as an exec'd runtime is, so that its own /proc/self/fd is readable to it; B,
+     * of the same uid, is not (set before the fork: when B set it after, the runtime could
+     * become ready and read B's /proc/1/environ in between, as a CI run once did). */
+    prctl(PR_SET_DUMPABLE, 1);
     reports = false;
     close(CTL_FD);
     return 0;
