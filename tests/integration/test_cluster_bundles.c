@@ -40,15 +40,20 @@ static int teardown(void **state)
 }
 
 /* Invokes fn on p until it answers other than 503 bundle_unavailable for a bundle still being
- * fetched (the host fetches it right after its start), or until a minute passed; returns the
- * last status with its response in *ret. */
+ * fetched (the host fetches it right after its start) or 404 for a function pushed on another
+ * host that p has not heard of yet, or until a minute passed; returns the last status with its
+ * response in *ret. */
 static long invoke_fetched(struct ignisd_proc *p, const char *fn, struct client_response *ret)
 {
     uint64_t deadline = now_usec() + 60000000;
     for (;;) {
         long status = harness_invoke(p, fn, "cluster", NULL, ret);
-        if (status != 503 || !strstr(ret->body ? ret->body : "", "being fetched") ||
-            now_usec() > deadline)
+        const char *body = ret->body ? ret->body : "";
+        /* A host hears of a push on another within a second (LISTEN/NOTIFY): until then the
+         * function is not there (404). */
+        bool not_yet = (status == 503 && strstr(body, "being fetched")) ||
+                       (status == 404 && strstr(body, "no function named"));
+        if (!not_yet || now_usec() > deadline)
             return status;
         client_response_clear(ret);
         usleep(20000);
