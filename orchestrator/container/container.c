@@ -352,26 +352,33 @@ static struct stock_returned *stock_queue(struct container_stock *s, struct cg_g
     return r;
 }
 
-/* Without the lock: waits for a handed-back container's killed pid 1 to be gone (and reaps it),
- * before anything looks at its cgroup or namespace. One that is still there after 5 s (stopped,
- * or stuck in the kernel) is killed with everything in its cgroup; one still there 5 s after
- * that is left (logged), and so is its cgroup: cg_destroy will find it busy. */
+/* Waits for the pid 1 of a container just killed (pidfd, closed here) to be gone, and reaps it
+ * when it is our child (reap: not forked from a template). One still there after 5 s (stopped,
+ * or stuck in the kernel) is killed with everything in its cgroup g (or NULL); one still there
+ * 5 s after that is left, logged with who, and so is its cgroup: cg_destroy finds it busy. The
+ * stock's thread does this for the containers handed back to it, destroy for the others. */
+static void reap_killed(int pidfd, bool reap, struct cg_group *g, const char *who)
+{
+    if (poll_until(pidfd, POLLIN, now_usec() + 5000000) == 0) {
+        if (g)
+            cg_kill(g, NULL);
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+        if (poll_until(pidfd, POLLIN, now_usec() + 5000000) == 0)
+            log_warn("a killed container does not exit; left behind", "container=%s", who);
+    }
+    siginfo_t info;
+    if (reap)
+        waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED | WNOHANG);
+    close(pidfd);
+}
+
+/* Without the lock: a handed-back container's killed pid 1 gone, before anything looks at its
+ * cgroup or namespace. */
 static void stock_wait_dying(struct stock_returned *r)
 {
     if (r->dying < 0)
         return;
-    if (poll_until(r->dying, POLLIN, now_usec() + 5000000) == 0) {
-        if (r->group)
-            cg_kill(r->group, NULL);
-        pidfd_send_signal(r->dying, SIGKILL, NULL, 0);
-        if (poll_until(r->dying, POLLIN, now_usec() + 5000000) == 0)
-            log_warn("a killed container does not exit; left behind", "function=%s",
-                     r->owner[0] ? r->owner : "-");
-    }
-    siginfo_t info;
-    if (r->reap)
-        waitid((idtype_t)P_PIDFD, (id_t)r->dying, &info, WEXITED | WNOHANG);
-    close(r->dying);
+    reap_killed(r->dying, r->reap, r->group, r->owner[0] ? r->owner : "-");
     r->dying = -1;
 }
 
@@ -839,7 +846,7 @@ static void slot_release(uint32_t slot, bool orphan)
  * carry no slot). */
 static int slots_fd_locked(void)
 {
-    if (server.pids_fd >= 0 || server.pids)
+    if (server.pids)
         return server.pids_fd;
     size_t size = SHIM_PID_SLOTS * sizeof(int32_t);
     int fd = memfd_create("ignis-shim-pids", MFD_CLOEXEC);
@@ -984,30 +991,32 @@ static int server_send(const char *shim, const int fds[], int nfds, bool has_net
  * reaped). Unless -EAGAIN, the request's *slot is freed and set to SHIM_PID_SLOT_NONE. */
 static int server_answer(int reply, pid_t gen, uint32_t *slot, bool wait, int32_t *ret_answer)
 {
+    int r;
     for (;;) {
         ssize_t n = recv(reply, ret_answer, sizeof(*ret_answer), 0);
         if (n == (ssize_t)sizeof(*ret_answer)) {
-            slot_release(*slot, false);
-            *slot = SHIM_PID_SLOT_NONE;
-            return 0;
+            r = 0;
+            break;
         }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN) {
             if (!wait)
                 return -EAGAIN;
-            if ((n = poll_until(reply, POLLIN, UINT64_MAX)) < 0)
-                return (int)n;
+            if ((r = poll_until(reply, POLLIN, UINT64_MAX)) < 0)
+                break;
             continue;
         }
         pthread_mutex_lock(&server.lock);
         if (server.pid == gen)
             server_stop_locked();
         pthread_mutex_unlock(&server.lock);
-        slot_release(*slot, true);
-        *slot = SHIM_PID_SLOT_NONE;
-        return -EPIPE;
+        r = -EPIPE;
+        break;
     }
+    slot_release(*slot, r == -EPIPE);
+    *slot = SHIM_PID_SLOT_NONE;
+    return r;
 }
 
 /* Asks the server for a container and waits for the answer: 0 and *ret_answer (as
@@ -1445,23 +1454,6 @@ int container_kill(struct container *c, struct ig_error *err)
     return 0;
 }
 
-/* Waits up to timeout_ms for the container to exit. */
-static int wait_exit(struct container *c, int timeout_ms, struct container_exit *ret)
-{
-    uint64_t deadline = now_usec() + (uint64_t)timeout_ms * 1000u;
-    for (;;) {
-        int r = container_poll_exit(c, ret);
-        if (r != -EAGAIN)
-            return r;
-        if ((r = poll_until(c->pidfd, POLLIN, deadline)) < 0)
-            return r;
-        if (r == 0) {
-            r = container_poll_exit(c, ret);
-            return r == -EAGAIN ? -ETIMEDOUT : r;
-        }
-    }
-}
-
 int container_destroy(struct container *c, struct ig_error *err)
 {
     int r = 0, q;
@@ -1490,18 +1482,8 @@ int container_destroy(struct container *c, struct ig_error *err)
             running = false;
         }
     }
-    if (running) {
-        /* A shim that does not answer within 5 s (stopped, or stuck in the kernel) is killed
-         * with everything else in its cgroup. */
-        if (wait_exit(c, 5000, &e) == -ETIMEDOUT) {
-            if (c->group)
-                cg_kill(c->group, NULL);
-            pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
-        }
-        q = container_wait(c, &e);
-        if (q < 0 && r == 0)
-            r = ig_error_set(err, -q, "reaping container %s: %s", c->name, strerror(-q));
-    }
+    if (running)
+        reap_killed(TAKE_FD(c->pidfd), c->ctl_fd < 0, c->group, c->name);
     if (own) {
         q = cg_destroy(own, err);
         if (q < 0 && r == 0)
