@@ -525,6 +525,8 @@ static void test_server_killed_after_clone(void **state)
         assert_int_equal(errno, ESRCH);
     }
     print_message("the server's answer lost in %d of 20 requests\n", lost);
+    /* The window was hit (17-20 of 20 here): else this tested nothing of the slots. */
+    assert_true(lost > 0);
 }
 
 /* Waits (bounded, not timed: the stock fills at idle priority on a shared machine) until the
@@ -693,9 +695,10 @@ static void test_stock_destroy_running(void **state)
     struct ig_error err = {};
     struct container_stock *s;
     struct container_stock_stats st0, st;
+    enum { SERVER, SHIM, STOPPED_SHIM } ways[] = {SERVER, SHIM, STOPPED_SHIM};
     assert_int_equal(container_stock_new(env.m, 2, &s, &err), 0);
-    for (int stopped = 0; stopped < 3; stopped++) {
-        container_use_server(stopped == 0);
+    for (size_t i = 0; i < ARRAY_SIZE(ways); i++) {
+        container_use_server(ways[i] == SERVER);
         struct container_spec spec;
         struct container *c;
         tc_spec(&env, (char **)sleeper, &spec);
@@ -709,7 +712,7 @@ static void test_stock_destroy_running(void **state)
         container_stock_stats(s, &st0);
         assert_int_equal(container_create(env.m, &o, &c, &err), 0);
         pid_t pid = container_pid(c), pid1 = 0;
-        if (stopped == 2) {
+        if (ways[i] == STOPPED_SHIM) {
             char path[64], *children = NULL;
             snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
             assert_int_equal(read_file(path, 4096, &children, NULL), 0);
@@ -720,7 +723,7 @@ static void test_stock_destroy_running(void **state)
             assert_int_equal(kill(pid, SIGSTOP), 0);
         }
         assert_int_equal(container_destroy(c, &err), 0);
-        if (stopped == 2)
+        if (ways[i] == STOPPED_SHIM)
             assert_int_equal(kill(pid, 0), 0);
         wait_stock_idle(s);
         assert_int_equal(kill(pid, 0), -1);
@@ -732,7 +735,7 @@ static void test_stock_destroy_running(void **state)
         container_stock_stats(s, &st);
         assert_int_equal(st.cgroups_reused + st.cgroups_removed,
                          st0.cgroups_reused + st0.cgroups_removed + 1);
-        if (stopped < 2)
+        if (ways[i] != STOPPED_SHIM)
             assert_int_equal(st.cgroups_reused, st0.cgroups_reused + 1);
     }
     container_use_server(true);
