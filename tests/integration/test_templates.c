@@ -73,8 +73,20 @@ static bool of_template(const char *pid, const char *name)
     return found;
 }
 
-/* The host pid of name's template interpreter (of_template, and its parent is not: it is the
- * template container's pid 1), or -1. */
+/* Whether pid runs a program: a zombie, or a process on its way out, has no command line. */
+static bool running_program(const char *pid)
+{
+    char path[64], *cmd = NULL;
+    size_t n = 0;
+    snprintf(path, sizeof(path), "/proc/%s/cmdline", pid);
+    bool yes = read_file(path, 4096, &cmd, &n) == 0 && n > 0;
+    free(cmd);
+    return yes;
+}
+
+/* The host pid of name's template interpreter (of_template, and its parent, the template
+ * container's pid 1, is not; nor is it on its way out: a container's processes whose pid 1 is
+ * exiting, as a destroyed container's are for a moment, would pass otherwise), or -1. */
 static pid_t template_pid_of(const char *name)
 {
     DIR *d = opendir("/proc");
@@ -87,7 +99,8 @@ static pid_t template_pid_of(const char *name)
         snprintf(path, sizeof(path), "/proc/%s/status", de->d_name);
         const char *s =
             read_file(path, 8192, &status, NULL) == 0 ? strstr(status, "PPid:\t") : NULL;
-        if (s && sscanf(s, "PPid:\t%15s", ppid) == 1 && !of_template(ppid, name))
+        if (s && sscanf(s, "PPid:\t%15s", ppid) == 1 && !of_template(ppid, name) &&
+            running_program(ppid))
             found = atoi(de->d_name);
         free(status);
     }
