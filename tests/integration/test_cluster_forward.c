@@ -301,6 +301,21 @@ static void test_forwarded_to_warm_then_home_then_peer_killed(void **state)
  * here, the function named for it). */
 static char kept[16];
 
+/* Whether the host arg knows the function kept: a push on another host reaches it by
+ * LISTEN/NOTIFY (or the periodic re-read), so for a moment it answers 404. */
+static bool known_on(void *arg)
+{
+    struct client_response r;
+    char path[64];
+    snprintf(path, sizeof(path), "/v1/functions/%s", kept);
+    assert_int_equal(harness_request(arg, "GET", path, NULL, NULL, 0, &r), 0);
+    long status = r.status;
+    client_response_clear(&r);
+    if (status != 404)
+        assert_int_equal(status, 200);
+    return status == 200;
+}
+
 static bool ready_on(void *arg)
 {
     return harness_live_number(arg, kept, "ready") >= 1;
@@ -315,6 +330,8 @@ static void test_min_scale_kept_on_the_home_host(void **state)
     name_homed_on(B, "kept", kept);
     usleep(CLUSTER_REFRESH_US + 200 * 1000); /* every host's view has the three */
     harness_push(&host[A], "hello-exec", kept, "{\"min_scale\": 1, \"reuse\": true}");
+    for (int i = 0; i < HOSTS; i++)
+        harness_wait_until(known_on, &host[i], 10, "the function pushed on A known", host, HOSTS);
     harness_wait_until(ready_on, &host[B], 30, "the home host's min_scale container", host, HOSTS);
     sleep(2); /* the other hosts' scalers had their turns */
     for (int i = 0; i < HOSTS; i++)
