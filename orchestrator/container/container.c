@@ -80,6 +80,10 @@ const char *container_shim_path(void)
 }
 
 static atomic_uint_fast32_t name_counter;
+/* The stocks' cgroups, numbered across the process: a stock's cgroup may still be on its way
+ * out when the next stock starts (tests make one after another), and a name taken costs the new
+ * one a failed preparation and a second's wait. */
+static _Atomic uint64_t stock_seq = 1;
 
 static bool valid_name(const char *name)
 {
@@ -317,7 +321,7 @@ struct container_stock {
     size_t n_netns;
     int netns[STOCK_TARGET_MAX];
     struct stock_class classes[STOCK_CLASSES];
-    uint64_t takes, seq;
+    uint64_t takes;
     size_t n_returned, n_looking; /* queued; taken off the queue by the thread, not done */
     struct stock_returned returned[STOCK_BACKLOG];
     struct container_stock_stats stats;
@@ -593,7 +597,8 @@ static bool stock_step(struct container_stock *s)
         struct cg_group *g = NULL;
         struct ig_error err = {};
         char name[48];
-        snprintf(name, sizeof(name), "_stock-%d-%llu", (int)getpid(), (unsigned long long)++s->seq);
+        snprintf(name, sizeof(name), "_stock-%d-%llu", (int)getpid(),
+                 (unsigned long long)atomic_fetch_add(&stock_seq, 1));
         pthread_mutex_unlock(&s->lock);
         int r = cg_create(s->m, name, &limits, &g, &err);
         pthread_mutex_lock(&s->lock);
