@@ -828,7 +828,8 @@ static uint32_t slot_take_locked(void)
 
 /* The request of slot got no answer (its server went away): a pid 1 the server cloned for it
  * (the kernel stored its pid in the slot) is our child, unreaped, so its pid is still its own:
- * killed and reaped here, where it would otherwise stay a zombie. Then the slot is free. */
+ * killed and reaped here (reap_killed's bounded wait), where it would otherwise stay a zombie.
+ * Then the slot is free. */
 static void slot_release(uint32_t slot, bool orphan)
 {
     if (slot == SHIM_PID_SLOT_NONE)
@@ -836,11 +837,8 @@ static void slot_release(uint32_t slot, bool orphan)
     pid_t pid = orphan ? atomic_load(&server.pids[slot]) : 0;
     int pidfd = pid > 0 ? pidfd_open(pid, 0) : -1;
     if (pidfd >= 0) {
-        siginfo_t info;
         pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
-        while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED) < 0 && errno == EINTR)
-            ;
-        close(pidfd);
+        reap_killed(pidfd, true, NULL, "pid 1 of a lost request");
     }
     pthread_mutex_lock(&server.lock);
     server.slot_used[slot / 64] &= ~(UINT64_C(1) << (slot % 64));
