@@ -474,12 +474,11 @@ static void run_net_view(struct container_stock *stock, char **ret_out)
     assert_int_equal(container_destroy(c, &err), 0);
 }
 
-/* Our children (this thread's: the server's, and through CLONE_PARENT its containers') other
- * than except, the first one found, or 0. */
-static pid_t other_child(pid_t except)
+/* The first child of thread tid other than except (0: none excepted), or 0. */
+static pid_t child_of(pid_t tid, pid_t except)
 {
     char path[64], *text = NULL;
-    snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)gettid());
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)tid, (int)tid);
     pid_t found = 0;
     if (read_file(path, 1 << 16, &text, NULL) == 0)
         for (char *p = text, *end; *p && !found; p = end) {
@@ -513,7 +512,8 @@ static void test_server_killed_after_clone(void **state)
         for (int wait = 0; wait < 100000 && !(server = find_server()); wait++)
             usleep(100);
         assert_true(server > 0);
-        for (int spin = 0; spin < 1000000 && !(pid1 = other_child(server)); spin++)
+        /* Our children: the server, and through CLONE_PARENT its containers' pid 1. */
+        for (int spin = 0; spin < 1000000 && !(pid1 = child_of(gettid(), server)); spin++)
             ;
         assert_int_equal(kill(server, SIGKILL), 0);
         assert_true(pid1 > 0);
@@ -721,11 +721,7 @@ static void test_stock_destroy_running(void **state)
         assert_int_equal(container_create(env.m, &o, &c, &err), 0);
         pid_t pid = container_pid(c), pid1 = 0;
         if (ways[i] == STOPPED_SHIM) {
-            char path[64], *children = NULL;
-            snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
-            assert_int_equal(read_file(path, 4096, &children, NULL), 0);
-            pid1 = atoi(children);
-            free(children);
+            pid1 = child_of(pid, 0);
             assert_true(pid1 > 0);
             assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
             assert_int_equal(kill(pid, SIGSTOP), 0);

@@ -84,29 +84,41 @@ static bool running_program(const char *pid)
     return yes;
 }
 
-/* The host pid of name's template interpreter (of_template, and its parent, the template
- * container's pid 1, is not; nor is it on its way out: a container's processes whose pid 1 is
- * exiting, as a destroyed container's are for a moment, would pass otherwise), or -1. */
-static pid_t template_pid_of(const char *name)
+/* The first host process (its pid as /proc names it) that match takes, or 0. */
+static pid_t find_process(bool (*match)(const char *pid, const void *arg), const void *arg)
 {
     DIR *d = opendir("/proc");
     struct dirent *de;
-    pid_t found = -1;
-    while (d && found < 0 && (de = readdir(d))) {
-        char path[64], *status = NULL, ppid[16] = "";
-        if (de->d_name[0] < '0' || de->d_name[0] > '9' || !of_template(de->d_name, name))
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s/status", de->d_name);
-        const char *s =
-            read_file(path, 8192, &status, NULL) == 0 ? strstr(status, "PPid:\t") : NULL;
-        if (s && sscanf(s, "PPid:\t%15s", ppid) == 1 && !of_template(ppid, name) &&
-            running_program(ppid))
+    pid_t found = 0;
+    while (d && !found && (de = readdir(d)))
+        if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && match(de->d_name, arg))
             found = atoi(de->d_name);
-        free(status);
-    }
     if (d)
         closedir(d);
     return found;
+}
+
+/* Whether pid is name's template interpreter (of_template, and its parent, the template
+ * container's pid 1, is not; nor is it on its way out: a container's processes whose pid 1 is
+ * exiting, as a destroyed container's are for a moment, would pass otherwise). */
+static bool is_template(const char *pid, const void *name)
+{
+    char path[64], *status = NULL, ppid[16] = "";
+    if (!of_template(pid, name))
+        return false;
+    snprintf(path, sizeof(path), "/proc/%s/status", pid);
+    const char *s = read_file(path, 8192, &status, NULL) == 0 ? strstr(status, "PPid:\t") : NULL;
+    bool yes = s && sscanf(s, "PPid:\t%15s", ppid) == 1 && !of_template(ppid, name) &&
+               running_program(ppid);
+    free(status);
+    return yes;
+}
+
+/* The host pid of name's template interpreter, or -1. */
+static pid_t template_pid_of(const char *name)
+{
+    pid_t pid = find_process(is_template, name);
+    return pid ? pid : -1;
 }
 
 /* name's template's pid, looked for again for up to 5 s: /proc is read while processes come
@@ -881,48 +893,44 @@ static void test_cpu_quota_through_template(void **state)
     assert_true(rec_cpu + 1 >= cpu);
 }
 
-/* Whether any host process is in the namespace link (a /proc/PID/ns/KIND target). */
-static bool namespace_in_use(const char *kind, const char *link, bool report)
+struct ns_link {
+    const char *kind, *link;
+};
+
+/* Whether pid is in the namespace ns->link (a /proc/PID/ns/KIND target). */
+static bool in_namespace(const char *pid, const void *arg)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *de;
-    bool found = false;
-    while (!found && (de = readdir(d))) {
-        char path[64], target[64] = "";
-        if (de->d_name[0] < '0' || de->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s/ns/%s", de->d_name, kind);
-        found = readlink(path, target, sizeof(target) - 1) > 0 && streq(target, link);
-        if (found && report) {
-            char *st = NULL;
-            snprintf(path, sizeof(path), "/proc/%s/status", de->d_name);
-            if (read_file(path, 8192, &st, NULL) == 0)
-                print_message("in %s: process %s:\n%.300s\n", link, de->d_name, st);
-            free(st);
-        }
-    }
-    closedir(d);
-    return found;
+    const struct ns_link *ns = arg;
+    char path[64], target[64] = "";
+    snprintf(path, sizeof(path), "/proc/%s/ns/%s", pid, ns->kind);
+    return readlink(path, target, sizeof(target) - 1) > 0 && streq(target, ns->link);
 }
 
-/* The host pid of the process named mark (/proc/PID/comm), or 0. */
-static pid_t pid_named(const char *mark)
+/* Whether any host process is in the namespace link of kind; the first one's status is printed
+ * when report. */
+static bool namespace_in_use(const char *kind, const char *link, bool report)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *de;
-    pid_t found = 0;
-    while (!found && (de = readdir(d))) {
-        char path[64], *comm = NULL;
-        if (de->d_name[0] < '0' || de->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s/comm", de->d_name);
-        if (read_file(path, 64, &comm, NULL) == 0 && strncmp(comm, mark, strlen(mark)) == 0 &&
-            comm[strlen(mark)] == '\n')
-            found = (pid_t)atoi(de->d_name);
-        free(comm);
+    pid_t pid = find_process(in_namespace, &(struct ns_link){kind, link});
+    if (pid && report) {
+        char path[64], *st = NULL;
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        if (read_file(path, 8192, &st, NULL) == 0)
+            print_message("in %s: process %d:\n%.300s\n", link, (int)pid, st);
+        free(st);
     }
-    closedir(d);
-    return found;
+    return pid != 0;
+}
+
+/* Whether pid is named mark (/proc/PID/comm). */
+static bool named(const char *pid, const void *mark)
+{
+    char path[64], *comm = NULL;
+    size_t n = strlen(mark);
+    snprintf(path, sizeof(path), "/proc/%s/comm", pid);
+    bool yes =
+        read_file(path, 64, &comm, NULL) == 0 && strncmp(comm, mark, n) == 0 && comm[n] == '\n';
+    free(comm);
+    return yes;
 }
 
 /* test_isolation 20: once a forked container is done, nothing of it is left, not even a process
@@ -944,7 +952,7 @@ static void test_nothing_left_through_template(void **state)
         /* The invocation lasts a second after its background process took the mark. */
         int held[ARRAY_SIZE(kinds)] = {-1, -1};
         pid_t pid = 0;
-        for (int i = 0; i < 100 && !(pid = pid_named(mark)); i++)
+        for (int i = 0; i < 100 && !(pid = find_process(named, mark)); i++)
             usleep(10000);
         for (size_t k = 0; pid && k < ARRAY_SIZE(kinds); k++) {
             char path[64];
