@@ -59,12 +59,31 @@ int accountant_report_line(char *buf, size_t len, const char *id, int64_t versio
 
 /* ---- the ledger ---- */
 
-void accountant_row_values(const struct acct_record *r, struct db_value ret[ACCT_ROW_VALUES])
+/* The ledger row's columns, in the order of its values. */
+#define ROW_COLUMNS                                                                                \
+    "id, attempt, function, version, start_us, wall_us, cpu_us, mem_peak_bytes, peak_reset, "      \
+    "memory_mb, billed_ms, gb_s, cold, init_us, status, oom_kills, host"
+#define ROW_VALUES 17
+
+/* DO NOTHING: an attempt is billed once, even if a crash made us write it twice; the rollup
+ * counts only the rows inserted (on PostgreSQL its statement trigger's transition table holds
+ * only those). */
+static const struct journal_rows ledger_rows = {
+    "INSERT INTO usage (" ROW_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+    "$12, $13, $14, $15, $16, $17) ON CONFLICT (id, attempt) DO NOTHING",
+    "INSERT INTO usage (" ROW_COLUMNS ") SELECT * FROM unnest($1::text[], $2::bigint[], "
+    "$3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], "
+    "$9::bigint[], $10::bigint[], $11::bigint[], $12::float8[], $13::bigint[], $14::bigint[], "
+    "$15::text[], $16::bigint[], $17::text[]) ON CONFLICT (id, attempt) DO NOTHING",
+    ROW_VALUES,
+};
+
+int accountant_record(struct journal *j, const struct acct_record *r)
 {
     const struct acct_usage *u = r->usage;
     /* A crash the kernel's OOM killer caused is recorded as `oom`. */
     const char *status = streq(r->status, "crash") && u->oom_kills > 0 ? "oom" : r->status;
-    const struct db_value v[ACCT_ROW_VALUES] = {
+    const struct db_value v[ROW_VALUES] = {
         DV_S(r->id),
         DV_I(r->attempt),
         DV_S(r->function),
@@ -83,21 +102,8 @@ void accountant_row_values(const struct acct_record *r, struct db_value ret[ACCT
         DV_I(u->oom_kills),
         DV_S(r->host ? r->host : ""),
     };
-    memcpy(ret, v, sizeof(v));
-}
-
-int accountant_record(struct journal *j, const struct acct_record *r)
-{
-    struct db_value v[ACCT_ROW_VALUES];
-    accountant_row_values(r, v);
-    /* DO NOTHING: an attempt is billed once, even if a crash made us write it twice. The rollup
-     * trigger only fires for a row that was inserted. */
     /* Usage survives a crash or restart of ignisd; a power loss may take the last second. */
-    return journal_submit_lazy(j,
-                               "INSERT INTO usage (" ACCT_ROW_COLUMNS ") "
-                               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-                               "$14, $15, $16, $17) ON CONFLICT (id, attempt) DO NOTHING",
-                               v, ARRAY_SIZE(v), NULL, NULL);
+    return journal_submit_row(j, &ledger_rows, v, NULL, NULL);
 }
 
 int accountant_purge(struct journal *j, int64_t rows_before_us, int64_t rollup_before_us)

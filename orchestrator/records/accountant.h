@@ -9,8 +9,10 @@
  * start and runtime init are recorded (init_us, on the cold attempt) and never billed.
  *
  * The ledger is one row per attempt in `usage`; a trigger on it keeps the per-function,
- * per-version, per-minute rollup `usage_minute`, in the same transaction. Writes go through the
- * journal (batched, off the loop); reads for the API are queries on the loop thread's connection.
+ * per-version, per-host, per-minute rollup `usage_minute`, in the same transaction: on SQLite
+ * for each row, on PostgreSQL once per statement over the rows it inserted, and a journal batch's
+ * rows are one statement there (journal_submit_row). Writes go through the journal (batched, off
+ * the loop); reads for the API are queries on the loop thread's connection.
  */
 #pragma once
 
@@ -81,15 +83,9 @@ struct acct_record {
     const struct acct_usage *usage;
 };
 
-/* Queues the attempt's row (the rollup follows by trigger). */
+/* Queues the attempt's row (the rollup follows by trigger), keyed (id, attempt): an attempt is
+ * billed once, however often its row is written. */
 int accountant_record(struct journal *j, const struct acct_record *r);
-/* The row's columns, and their values ($1..$ACCT_ROW_VALUES, in this order) for r: for a
- * statement that writes the row with another write (inv_store_finish on PostgreSQL). */
-#define ACCT_ROW_COLUMNS                                                                           \
-    "id, attempt, function, version, start_us, wall_us, cpu_us, mem_peak_bytes, peak_reset, "      \
-    "memory_mb, billed_ms, gb_s, cold, init_us, status, oom_kills, host"
-#define ACCT_ROW_VALUES 17
-void accountant_row_values(const struct acct_record *r, struct db_value ret[ACCT_ROW_VALUES]);
 /* Deletes rows that started before rows_before_us and rollups before rollup_before_us (the
  * daemon's retention, retention.h). */
 int accountant_purge(struct journal *j, int64_t rows_before_us, int64_t rollup_before_us);

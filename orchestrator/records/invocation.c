@@ -34,27 +34,14 @@ static struct db_value usage_i(const struct inv_record *r, int64_t v)
     return r->measured ? DV_I(v) : DV_NULL_V;
 }
 
-/* SQL behind a data-modifying CTE that inserts an attempt's ledger row, its values PARAMS
- * (ACCT_ROW_VALUES of them, numbered after SQL's): the text submit_billed runs on PostgreSQL. */
-#define BILLED_SQL(PARAMS, SQL)                                                                    \
-    "WITH bill AS (INSERT INTO usage (" ACCT_ROW_COLUMNS ") VALUES (" PARAMS ") "                  \
-    "ON CONFLICT (id, attempt) DO NOTHING) " SQL
-
 /* Submits sql (its done's count: the rows sql changed) with its n values, and bill's ledger row
- * with it (NULL: none). On PostgreSQL in one statement, billed_sql (BILLED_SQL of sql), the row's
- * values written into v after sql's n. SQLite has no such CTEs (and its one host pays no round
- * trip a statement): there the row is a statement of its own, first, in the same batch. Either
- * way the row's INSERT runs whatever sql does, and is keyed by (id, attempt): an attempt is
- * billed once. */
-static int submit_billed(struct journal *j, bool durable, const char *sql, const char *billed_sql,
-                         struct db_value *v, size_t n, const struct acct_record *bill,
-                         journal_done_fn done, void *userdata)
+ * before it (NULL: none), so in its transaction unless a batch's bound falls between them. The
+ * row is written whatever sql does (the attempt ran: it is billed even when a fence drops its
+ * outcome), keyed by (id, attempt), so an attempt is billed once. */
+static int submit_billed(struct journal *j, bool durable, const char *sql, const struct db_value *v,
+                         size_t n, const struct acct_record *bill, journal_done_fn done,
+                         void *userdata)
 {
-    if (bill && journal_on_postgresql(j)) {
-        accountant_row_values(bill, v + n);
-        return journal_submit_counted(j, durable, billed_sql, v, n + ACCT_ROW_VALUES, done,
-                                      userdata);
-    }
     if (bill) {
         int q = accountant_record(j, bill);
         if (q < 0)
@@ -77,7 +64,7 @@ static int submit_billed(struct journal *j, bool durable, const char *sql, const
 int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expires_us,
                      const struct acct_record *bill, journal_done_fn done, void *userdata)
 {
-    struct db_value v[INSERT_VALUES + ACCT_ROW_VALUES] = {
+    const struct db_value v[INSERT_VALUES] = {
         DV_S(r->id),
         DV_S(r->function),
         DV_I(r->version),
@@ -112,11 +99,7 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
      * runs a batch again when the store's loss left its commit unknown, journal.h, and the row is
      * then already there) or the idempotency key (another acceptance of it, on any host, committed
      * first). Counted: such an insert changed nothing. */
-    return submit_billed(j, r->async, INSERT_SQL,
-                         BILLED_SQL("$28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, "
-                                    "$40, $41, $42, $43, $44",
-                                    INSERT_SQL),
-                         v, INSERT_VALUES, bill, done, userdata);
+    return submit_billed(j, r->async, INSERT_SQL, v, INSERT_VALUES, bill, done, userdata);
 }
 
 int inv_store_mark_running(struct journal *j, const char *id, int attempts, int64_t started_us,
@@ -172,7 +155,7 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
                      const char *owner, const struct acct_record *bill, journal_done_fn done,
                      void *userdata)
 {
-    struct db_value v[FINISH_VALUES + ACCT_ROW_VALUES] = {
+    const struct db_value v[FINISH_VALUES] = {
         DV_S(inv_status_name(r->status)),
         DV_I(r->attempts),
         db_opt_int(r->started_us),
@@ -195,11 +178,7 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
     /* With its ledger row: the attempt ran here and used what it used, so the row is written
      * whether or not the fence lets the UPDATE write, and a later attempt (another host's) has a
      * number of its own from its claim. done's count is the UPDATE's: 0 when fenced off. */
-    return submit_billed(j, true, FINISH_SQL,
-                         BILLED_SQL("$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, "
-                                    "$31, $32, $33, $34, $35",
-                                    FINISH_SQL),
-                         v, FINISH_VALUES, bill, done, userdata);
+    return submit_billed(j, true, FINISH_SQL, v, FINISH_VALUES, bill, done, userdata);
 }
 
 int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, void *userdata)

@@ -61,8 +61,8 @@ struct acct_record;
  * writes every field of r, so a record that is already final (a sync invocation) is one
  * statement; one taken by its accepting host (r->lease_owner) is inserted claimed, running
  * under that host's lease. bill (NULL: none) is a sync invocation's ledger row, written with
- * the record (one statement on PostgreSQL). Its done's result: 1, or 0 when an invocation of the
- * same function and idempotency key was accepted before (on any host): nothing was inserted. */
+ * the record. Its done's result: 1, or 0 when an invocation of the same function and
+ * idempotency key was accepted before (on any host): nothing was inserted. */
 int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expires_us,
                      const struct acct_record *bill, journal_done_fn done, void *userdata);
 /* An attempt begins. owner: the host holding the row's lease (NULL: none, SQLite's single
@@ -76,9 +76,9 @@ int inv_store_mark_running(struct journal *j, const char *id, int attempts, int6
  * with the last error kept; the lease ends. owner: as for mark_running, the fence being
  * (lease_owner, attempts) = (owner, r->attempts). done's result: 1, or 0 when nothing was
  * written (an older attempt's retry record; a lease lost: a late result, dropped). bill: the
- * attempt's ledger row (accountant_record's), written with the outcome (NULL: none): on
- * PostgreSQL in the same statement, and even when the fence drops the outcome (the attempt ran
- * and is billed, once: the row is keyed by (id, attempt)). */
+ * attempt's ledger row (accountant_record's), written with the outcome (NULL: none), even when
+ * the fence drops the outcome (the attempt ran and is billed, once: the row is keyed by
+ * (id, attempt)). */
 int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expires_us,
                      const char *owner, const struct acct_record *bill, journal_done_fn done,
                      void *userdata);

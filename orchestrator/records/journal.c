@@ -1,7 +1,9 @@
 #include "records/journal.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/log.h"
@@ -36,9 +38,10 @@ struct op {
     journal_done_fn done;
     void *userdata;
     bool durable;
-    bool counted; /* done's result on success: rows (journal_submit_counted) */
-    bool once;    /* journal_submit_once */
-    bool repeat;  /* once, and a repeat of one before it in its batch: not run */
+    bool counted;                    /* done's result on success: rows (journal_submit_counted) */
+    bool once;                       /* journal_submit_once */
+    bool repeat;                     /* once, and a repeat of one before it in its batch: not run */
+    const struct journal_rows *kind; /* journal_submit_row's: a row of this kind */
     int result;
     int rows; /* the statement changed these many */
     char *message;
@@ -245,6 +248,100 @@ static void mark_repeats(struct op *batch)
     }
 }
 
+/* The rows of one kind gathered from a batch (journal_submit_row): many_sql with its arrays. */
+struct gathered {
+    const struct journal_rows *kind;
+    struct db_value arrays[JOURNAL_MAX_VALUES];
+};
+
+static void gathered_free(struct gathered *g, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t c = 0; c < g[i].kind->n; c++)
+            free((void *)g[i].arrays[c].p);
+    free(g);
+}
+
+/* One element of an array literal (PostgreSQL's text form): text quoted, '"' and '\' escaped. */
+static void put_element(FILE *f, const struct db_value *v)
+{
+    switch (v->type) {
+    case DV_INT:
+        fprintf(f, "%" PRId64, v->i);
+        break;
+    case DV_DOUBLE:
+        fprintf(f, "%.17g", v->d);
+        break;
+    case DV_TEXT:
+        fputc('"', f);
+        for (size_t i = 0; i < v->len; i++) {
+            char c = ((const char *)v->p)[i];
+            if (c == '"' || c == '\\')
+                fputc('\\', f);
+            fputc(c, f);
+        }
+        fputc('"', f);
+        break;
+    default: /* DV_NULL; journal_submit_row takes no blob */
+        fputs("NULL", f);
+    }
+}
+
+/* Column c of kind's rows in batch, as an array literal. NULL: out of memory. */
+static char *column_array(const struct op *batch, const struct journal_rows *kind, size_t c)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    fputc('{', f);
+    bool first = true;
+    for (const struct op *op = batch; op; op = op->next)
+        if (op->kind == kind) {
+            if (!first)
+                fputc(',', f);
+            put_element(f, &op->values[c]);
+            first = false;
+        }
+    fputc('}', f);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* The batch's rows by kind, in *ret (*ret_n of them, at most n: the batch's statements); 0 or
+ * -ENOMEM. */
+static int gather(const struct op *batch, size_t n, struct gathered **ret, size_t *ret_n)
+{
+    struct gathered *g = calloc(n, sizeof(*g));
+    size_t kinds = 0;
+    if (!g)
+        return -ENOMEM;
+    for (const struct op *op = batch; op; op = op->next) {
+        size_t k = 0;
+        while (op->kind && k < kinds && g[k].kind != op->kind)
+            k++;
+        if (!op->kind || k < kinds)
+            continue; /* not a row, or gathered with the first of its kind */
+        g[kinds].kind = op->kind;
+        for (size_t c = 0; c < op->kind->n; c++) {
+            char *a = column_array(op, op->kind, c);
+            if (!a) {
+                gathered_free(g, kinds + 1);
+                return -ENOMEM;
+            }
+            g[kinds].arrays[c] = (struct db_value){.type = DV_TEXT, .p = a, .len = strlen(a)};
+        }
+        kinds++;
+    }
+    *ret = g;
+    *ret_n = kinds;
+    return 0;
+}
+
 /* The batch again, each statement in a savepoint of its own, after one of them failed: only the
  * failing ones are undone (a savepoint each is two statements more, so only then). 0 once
  * committed, each op's result its own; -errno with err when the transaction could not begin or
@@ -292,27 +389,35 @@ static bool commit_batch(struct journal *j, struct op *batch)
         if (r == 0)
             j->full_sync = durable;
     }
-    /* First the whole batch as it is, the repeats left out, in one round trip. If a statement
-     * fails, the batch runs again with a savepoint each. */
+    /* First the whole batch as it is, the repeats left out, in one round trip; on PostgreSQL its
+     * rows of each kind in one statement at its end. If a statement fails, the batch runs again
+     * with a savepoint each. */
+    bool gathering = db_on_postgresql(j->db);
+    struct gathered *g = NULL;
+    size_t kinds = 0;
     struct db_stmt *stmts = NULL;
     int *rows = NULL;
-    if (r == 0 && (!(stmts = calloc(n, sizeof(*stmts))) || !(rows = calloc(n, sizeof(*rows)))))
+    if (r == 0 && ((gathering && gather(batch, n, &g, &kinds) < 0) ||
+                   !(stmts = calloc(n, sizeof(*stmts))) || !(rows = calloc(n, sizeof(*rows)))))
         r = ig_error_set(&err, ENOMEM, "out of memory");
     size_t failed = 0;
     if (r == 0) {
         for (struct op *op = batch; op; op = op->next)
-            if (!op->repeat)
+            if (!op->repeat && !(gathering && op->kind))
                 stmts[m++] = (struct db_stmt){op->sql, op->values, op->nvalues};
+        for (size_t k = 0; k < kinds; k++)
+            stmts[m++] = (struct db_stmt){g[k].kind->many_sql, g[k].arrays, g[k].kind->n};
         r = db_exec_batch(j->db, stmts, m, rows, &failed, &err);
     }
     if (r == 0) {
         m = 0;
         for (struct op *op = batch; op; op = op->next)
-            if (!op->repeat)
+            if (!op->repeat && !(gathering && op->kind))
                 op->rows = rows[m++];
     } else if (r != -ENOTCONN && failed < m) {
         r = run_isolated(j, batch, &err);
     }
+    gathered_free(g, kinds);
     free(stmts);
     free(rows);
     if (r == -ENOTCONN)
@@ -551,9 +656,9 @@ static bool refused_while_away(struct journal *j, size_t bytes)
     return refused;
 }
 
-static int submit(struct journal *j, bool durable, bool counted, bool once, const char *sql,
-                  const struct db_value *values, size_t nvalues, journal_done_fn done,
-                  void *userdata)
+static int submit(struct journal *j, bool durable, bool counted, bool once,
+                  const struct journal_rows *kind, const char *sql, const struct db_value *values,
+                  size_t nvalues, journal_done_fn done, void *userdata)
 {
     if (nvalues > JOURNAL_MAX_VALUES)
         return -E2BIG;
@@ -566,6 +671,7 @@ static int submit(struct journal *j, bool durable, bool counted, bool once, cons
     op->durable = durable;
     op->counted = counted;
     op->once = once;
+    op->kind = kind;
     op->done = done;
     op->userdata = userdata;
     op->nvalues = nvalues;
@@ -606,31 +712,35 @@ static int submit(struct journal *j, bool durable, bool counted, bool once, cons
 int journal_submit(struct journal *j, const char *sql, const struct db_value *values,
                    size_t nvalues, journal_done_fn done, void *userdata)
 {
-    return submit(j, true, false, false, sql, values, nvalues, done, userdata);
+    return submit(j, true, false, false, NULL, sql, values, nvalues, done, userdata);
 }
 
 int journal_submit_lazy(struct journal *j, const char *sql, const struct db_value *values,
                         size_t nvalues, journal_done_fn done, void *userdata)
 {
-    return submit(j, false, false, false, sql, values, nvalues, done, userdata);
+    return submit(j, false, false, false, NULL, sql, values, nvalues, done, userdata);
 }
 
 int journal_submit_once(struct journal *j, const char *sql, const struct db_value *values,
                         size_t nvalues, journal_done_fn done, void *userdata)
 {
-    return submit(j, false, false, true, sql, values, nvalues, done, userdata);
+    return submit(j, false, false, true, NULL, sql, values, nvalues, done, userdata);
 }
 
 int journal_submit_counted(struct journal *j, bool durable, const char *sql,
                            const struct db_value *values, size_t nvalues, journal_done_fn done,
                            void *userdata)
 {
-    return submit(j, durable, true, false, sql, values, nvalues, done, userdata);
+    return submit(j, durable, true, false, NULL, sql, values, nvalues, done, userdata);
 }
 
-bool journal_on_postgresql(const struct journal *j)
+int journal_submit_row(struct journal *j, const struct journal_rows *kind,
+                       const struct db_value *values, journal_done_fn done, void *userdata)
 {
-    return db_on_postgresql(j->db);
+    for (size_t i = 0; i < kind->n; i++)
+        if (values[i].type == DV_BLOB)
+            return -EINVAL;
+    return submit(j, false, false, false, kind, kind->sql, values, kind->n, done, userdata);
 }
 
 void journal_get_health(struct journal *j, struct journal_health *ret)

@@ -15,9 +15,8 @@
 struct journal;
 
 /* Values are the statement API's (records/db.h: DV_I, DV_S, DV_B, DV_F, DV_NULL_V), copied at
- * submit. A sync invocation's record with its ledger row takes 44, an async one's outcome with
- * its ledger row 35. */
-#define JOURNAL_MAX_VALUES 48
+ * submit. A sync invocation's record takes 27. */
+#define JOURNAL_MAX_VALUES 32
 /* What may wait in memory while the store is away (journal_submit). */
 #define JOURNAL_AWAY_MAX_BYTES (256u << 20)
 
@@ -78,15 +77,31 @@ int journal_submit_counted(struct journal *j, bool durable, const char *sql,
                            const struct db_value *values, size_t nvalues, journal_done_fn done,
                            void *userdata);
 
+/* A kind of row a batch may write many of in one statement: its insert of one row, sql (values
+ * $1..$n), and of many, many_sql: the same insert with $1..$n each an array literal of one
+ * column's values, its rows' in order (INSERT ... SELECT * FROM unnest($1::text[], ...)). Both
+ * strings are the program's own, kept, not copied. */
+struct journal_rows {
+    const char *sql;
+    const char *many_sql;
+    size_t n;
+};
+
+/* journal_submit_lazy of kind's sql with its n values (NULL, integers, doubles and text: no
+ * blobs, -EINVAL), where on PostgreSQL a batch's rows of one kind are written by one many_sql at
+ * its end, in the same transaction: a statement costs the server its own execution and each of
+ * its statement triggers' runs (the ledger's rollup, accountant.h), whatever its rows. Should a
+ * statement of the batch fail, its rows are written one by one (sql), as every statement then
+ * is. On SQLite (one process, no round trip) each row is its sql. */
+int journal_submit_row(struct journal *j, const struct journal_rows *kind,
+                       const struct db_value *values, journal_done_fn done, void *userdata);
+
 /* On the loop thread: returns once every statement submitted so far is committed (or failed),
  * committing a lingering batch of crash-safe statements at once. For a read that must see what
  * the loop wrote before it (a sync invocation's record, its usage, the audit trail). While the
  * store is away (PostgreSQL's server gone), it returns at once: what waits is written once the
  * store is back. */
 void journal_settle(struct journal *j);
-
-/* Whether the journal writes to PostgreSQL (where a statement may differ: data-modifying CTEs). */
-bool journal_on_postgresql(const struct journal *j);
 
 void journal_get_health(struct journal *j, struct journal_health *ret);
 void journal_get_stats(struct journal *j, struct journal_stats *ret);

@@ -8,6 +8,19 @@
 #include "base/log.h"
 #include "records/journal.h"
 
+/* PostgreSQL's rollup trigger: what its upsert adds to a minute's row (m) from the one it would
+ * insert (excluded), past the count of invocations. */
+#define PG_ROLLUP_SUMS                                                                             \
+    "    errors = m.errors + excluded.errors,"                                                     \
+    "    cold_starts = m.cold_starts + excluded.cold_starts,"                                      \
+    "    oom_kills = m.oom_kills + excluded.oom_kills,"                                            \
+    "    wall_us = m.wall_us + excluded.wall_us,"                                                  \
+    "    cpu_us = m.cpu_us + excluded.cpu_us,"                                                     \
+    "    billed_ms = m.billed_ms + excluded.billed_ms,"                                            \
+    "    mb_ms = m.mb_ms + excluded.mb_ms,"                                                        \
+    "    mem_peak_bytes = GREATEST(m.mem_peak_bytes, excluded.mem_peak_bytes),"                    \
+    "    init_us = m.init_us + excluded.init_us;"
+
 /* PostgreSQL's schema as the migrations up to usage_function_index leave SQLite's: the same
  * tables, columns (in the same order), keys and indexes, in PostgreSQL's types (bigint for every
  * INTEGER: PostgreSQL's integer is 32 bits; bytea for BLOB; double precision for REAL, which is 32
@@ -110,17 +123,7 @@ static const char pg_baseline[] =
     "    NEW.cpu_us, NEW.billed_ms, NEW.memory_mb * NEW.billed_ms, NEW.mem_peak_bytes,"
     "    NEW.init_us)"
     "  ON CONFLICT (function, minute, version) DO UPDATE SET"
-    "    invocations = m.invocations + 1,"
-    "    errors = m.errors + excluded.errors,"
-    "    cold_starts = m.cold_starts + excluded.cold_starts,"
-    "    oom_kills = m.oom_kills + excluded.oom_kills,"
-    "    wall_us = m.wall_us + excluded.wall_us,"
-    "    cpu_us = m.cpu_us + excluded.cpu_us,"
-    "    billed_ms = m.billed_ms + excluded.billed_ms,"
-    "    mb_ms = m.mb_ms + excluded.mb_ms,"
-    "    mem_peak_bytes = GREATEST(m.mem_peak_bytes, excluded.mem_peak_bytes),"
-    "    init_us = m.init_us + excluded.init_us;"
-    "  RETURN NULL;"
+    "    invocations = m.invocations + 1," PG_ROLLUP_SUMS "  RETURN NULL;"
     "END $rollup$;"
     "CREATE TRIGGER usage_rollup AFTER INSERT ON usage FOR EACH ROW"
     "  EXECUTE FUNCTION usage_rollup();"
@@ -637,17 +640,7 @@ static const struct store_migration migrations[] = {
      "    NEW.cpu_us, NEW.billed_ms, NEW.memory_mb * NEW.billed_ms, NEW.mem_peak_bytes,"
      "    NEW.init_us)"
      "  ON CONFLICT (function, minute, version, host) DO UPDATE SET"
-     "    invocations = m.invocations + 1,"
-     "    errors = m.errors + excluded.errors,"
-     "    cold_starts = m.cold_starts + excluded.cold_starts,"
-     "    oom_kills = m.oom_kills + excluded.oom_kills,"
-     "    wall_us = m.wall_us + excluded.wall_us,"
-     "    cpu_us = m.cpu_us + excluded.cpu_us,"
-     "    billed_ms = m.billed_ms + excluded.billed_ms,"
-     "    mb_ms = m.mb_ms + excluded.mb_ms,"
-     "    mem_peak_bytes = GREATEST(m.mem_peak_bytes, excluded.mem_peak_bytes),"
-     "    init_us = m.init_us + excluded.init_us;"
-     "  RETURN NULL;"
+     "    invocations = m.invocations + 1," PG_ROLLUP_SUMS "  RETURN NULL;"
      "END $rollup$;"},
     /* Secrets shared by the hosts of one PostgreSQL store (#16, secrets_store.c): each value
      * sealed with AES-256-GCM under the hosts' secrets_key (a 96-bit nonce; the ciphertext ends
@@ -697,6 +690,26 @@ static const struct store_migration migrations[] = {
      * that one whose listener missed the notification still finds it when it reads again. */
     {"host_drain", "ALTER TABLE hosts ADD COLUMN drain_requested INTEGER NOT NULL DEFAULT 0;",
      "ALTER TABLE hosts ADD COLUMN drain_requested BIGINT NOT NULL DEFAULT 0;"},
+    /* PostgreSQL's rollup once per statement over the rows it inserted (a transition table),
+     * where a row's trigger upserted the minute's rollup row once per ledger row: the journal
+     * writes a batch's ledger rows in one statement there (journal_submit_row), and a rollup row
+     * gets one upsert per batch (docs/performance.md "The ledger's rows in one statement a
+     * batch"). SQLite keeps its row trigger (in-process: a statement costs no round trip). */
+    {"usage_rollup_per_statement", "",
+     "DROP TRIGGER usage_rollup ON usage;"
+     "CREATE OR REPLACE FUNCTION usage_rollup() RETURNS trigger LANGUAGE plpgsql AS $rollup$ BEGIN"
+     "  INSERT INTO usage_minute AS m (function, version, minute, host, invocations, errors,"
+     "    cold_starts, oom_kills, wall_us, cpu_us, billed_ms, mb_ms, mem_peak_bytes, init_us)"
+     "  SELECT function, version, (start_us / 60000000) * 60, host, count(*),"
+     "    sum((status <> 'ok')::int), sum(cold), sum((oom_kills > 0)::int), sum(wall_us),"
+     "    sum(cpu_us), sum(billed_ms), sum(memory_mb * billed_ms), max(mem_peak_bytes),"
+     "    sum(init_us)"
+     "  FROM inserted GROUP BY 1, 2, 3, 4"
+     "  ON CONFLICT (function, minute, version, host) DO UPDATE SET"
+     "    invocations = m.invocations + excluded.invocations," PG_ROLLUP_SUMS "  RETURN NULL;"
+     "END $rollup$;"
+     "CREATE TRIGGER usage_rollup AFTER INSERT ON usage REFERENCING NEW TABLE AS inserted"
+     "  FOR EACH STATEMENT EXECUTE FUNCTION usage_rollup();"},
 };
 
 int store_space_check(const char *dir, struct ig_error *err)

@@ -479,6 +479,23 @@ static void on_finished(struct loop *l, int result, const char *message, void *u
     loop_quit(l);
 }
 
+/* What the tests' attempts used, and an attempt's ledger row: function f, version 1, minute 60,
+ * ok, run by host. */
+static const struct acct_usage used = {
+    .wall_us = 1500, .cpu_us = 700, .billed_ms = 2, .memory_mb = 128};
+
+static struct acct_record bill_of(const char *id, int attempt, const char *host)
+{
+    return (struct acct_record){.id = id,
+                                .attempt = attempt,
+                                .function = "f",
+                                .version = 1,
+                                .start_wall_us = 60 * 1000000,
+                                .status = "ok",
+                                .host = host,
+                                .usage = &used};
+}
+
 /* owner's finish of id's attempt under its lease, with the attempt's ledger row when billed:
  * the rows it changed (0: fenced off). */
 static int finish_billed(struct journal *j, struct loop *l, const char *id, int attempts,
@@ -490,15 +507,7 @@ static int finish_billed(struct journal *j, struct loop *l, const char *id, int 
                            .attempts = attempts,
                            .finished_us = 5};
     strcpy(r.id, id);
-    const struct acct_usage u = {.wall_us = 1500, .cpu_us = 700, .billed_ms = 2, .memory_mb = 128};
-    const struct acct_record bill = {.id = id,
-                                     .attempt = attempts,
-                                     .function = "f",
-                                     .version = 1,
-                                     .start_wall_us = 60 * 1000000,
-                                     .status = "ok",
-                                     .host = owner,
-                                     .usage = &u};
+    const struct acct_record bill = bill_of(id, attempts, owner);
     finish_result = -1;
     assert_int_equal(inv_store_finish(j, &r, 100, owner, billed ? &bill : NULL, on_finished, NULL),
                      0);
@@ -599,10 +608,10 @@ static void test_queue_claims_and_fencing(void **state)
     close_writer(s, l, j);
 }
 
-/* An attempt's ledger row goes with its outcome (on PostgreSQL in the same statement), fenced
- * or not: a host whose lease was taken over still bills the attempt it ran, once, and its outcome
- * is dropped; the next holder's attempt has a number, and a row, of its own. The claim is the
- * attempt's start as the store sees it. */
+/* An attempt's ledger row goes with its outcome (in the same batch), fenced or not: a host whose
+ * lease was taken over still bills the attempt it ran, once, and its outcome is dropped; the next
+ * holder's attempt has a number, and a row, of its own. The claim is the attempt's start as the
+ * store sees it. */
 static void test_queue_finish_bills_each_attempt_once(void **state)
 {
     struct store *s;
@@ -642,9 +651,9 @@ static void on_inserted(struct loop *l, int result, const char *message, void *u
     loop_quit(l);
 }
 
-/* A sync invocation's record with its ledger row (inv_store_insert's bill: one statement on
- * PostgreSQL): both written, the minute's rollup counting it; the same record submitted again
- * (a write retried) changes neither, and bills nothing twice. */
+/* A sync invocation's record with its ledger row (inv_store_insert's bill): both written, the
+ * minute's rollup counting it; the same record submitted again (a write retried) changes neither,
+ * and bills nothing twice. */
 static void test_sync_record_with_its_bill(void **state)
 {
     struct store *s;
@@ -657,15 +666,7 @@ static void test_sync_record_with_its_bill(void **state)
                            .created_us = 60 * 1000000,
                            .finished_us = 61 * 1000000};
     strcpy(r.id, "sync-1");
-    const struct acct_usage u = {.wall_us = 1500, .cpu_us = 700, .billed_ms = 2, .memory_mb = 128};
-    const struct acct_record bill = {.id = r.id,
-                                     .attempt = 1,
-                                     .function = "f",
-                                     .version = 1,
-                                     .start_wall_us = 60 * 1000000,
-                                     .status = "ok",
-                                     .host = "host-a",
-                                     .usage = &u};
+    const struct acct_record bill = bill_of(r.id, 1, "host-a");
     for (int i = 0; i < 2; i++) {
         inserted = -1;
         assert_int_equal(inv_store_insert(j, &r, 100, &bill, on_inserted, NULL), 0);
@@ -681,6 +682,118 @@ static void test_sync_record_with_its_bill(void **state)
     assert_int_equal(count(s->db, "SELECT sum(invocations) FROM usage_minute WHERE function = "
                                   "'f' AND minute = 60"),
                      1);
+    close_writer(s, l, j);
+}
+
+static int row_results[4], rows_pending;
+
+static void on_row(struct loop *l, int result, const char *message, void *userdata)
+{
+    row_results[(intptr_t)userdata] = result;
+    if (--rows_pending == 0)
+        loop_quit(l);
+}
+
+static const struct journal_rows t_rows = {
+    "INSERT INTO t (k, n, d) VALUES ($1, $2, $3) ON CONFLICT (k) DO NOTHING",
+    "INSERT INTO t (k, n, d) SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[]) "
+    "ON CONFLICT (k) DO NOTHING",
+    3,
+};
+
+/* journal_submit_row: a batch's rows of one kind, on PostgreSQL in one statement (a statement
+ * trigger counts them there), with text that needs quoting in an array, NULLs and doubles kept
+ * exactly, a key met twice written once. Should one row fail, the batch runs statement by
+ * statement: that row alone fails, the others are written. */
+static void test_rows_of_a_batch(void **state)
+{
+    struct store *s;
+    struct loop *l;
+    struct journal *j;
+    open_writer(&s, &l, &j);
+    exec(s->db, "CREATE TABLE t (k TEXT PRIMARY KEY, n BIGINT NOT NULL, d DOUBLE PRECISION);"
+                "CREATE TABLE statements (x BIGINT);");
+    if (srv)
+        exec(s->db, "CREATE FUNCTION counted() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN "
+                    "INSERT INTO statements VALUES (1); RETURN NULL; END $f$;"
+                    "CREATE TRIGGER counted AFTER INSERT ON t FOR EACH STATEMENT "
+                    "EXECUTE FUNCTION counted();");
+    const char *odd = "a,\"{b}\\ c";
+    const struct db_value rows[][3] = {
+        {DV_S(odd), DV_I(1), DV_F(0.1)},
+        {DV_S("two"), DV_I(-2), DV_NULL_V},
+        {DV_S(odd), DV_I(3), DV_F(3)}, /* the key again: not written */
+        {DV_S("four"), DV_I(INT64_MAX), DV_F(1e300)},
+    };
+    rows_pending = 4;
+    for (intptr_t i = 0; i < 4; i++) {
+        row_results[i] = 1;
+        assert_int_equal(journal_submit_row(j, &t_rows, rows[i], on_row, (void *)i), 0);
+    }
+    loop_run(l);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(row_results[i], 0);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM t"), 3);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM t WHERE k = 'a,\"{b}\\ c' AND n = 1 AND "
+                                  "d = 0.1"),
+                     1);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM t WHERE k = 'two' AND n = -2 AND d IS "
+                                  "NULL"),
+                     1);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM t WHERE k = 'four' AND "
+                                  "n = 9223372036854775807 AND d = 1e300"),
+                     1);
+    if (srv)
+        assert_int_equal(count(s->db, "SELECT count(*) FROM statements"), 1);
+
+    const struct db_value more[][3] = {
+        {DV_S("five"), DV_I(5), DV_NULL_V},
+        {DV_S("six"), DV_NULL_V, DV_NULL_V}, /* n is NOT NULL */
+        {DV_S("seven"), DV_I(7), DV_NULL_V},
+    };
+    rows_pending = 3;
+    for (intptr_t i = 0; i < 3; i++) {
+        row_results[i] = 1;
+        assert_int_equal(journal_submit_row(j, &t_rows, more[i], on_row, (void *)i), 0);
+    }
+    loop_run(l);
+    assert_int_equal(row_results[0], 0);
+    assert_true(row_results[1] < 0);
+    assert_int_equal(row_results[2], 0);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM t WHERE k IN ('five', 'seven')"), 2);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM t"), 5);
+
+    const struct db_value blob[] = {DV_S("eight"), DV_I(8), DV_B("x", 1)};
+    assert_int_equal(journal_submit_row(j, &t_rows, blob, NULL, NULL), -EINVAL);
+    close_writer(s, l, j);
+}
+
+/* The ledger's rows of one batch (on PostgreSQL one statement, its trigger once): each attempt
+ * billed once, whether its row comes twice in the batch or was written by a batch before, and
+ * rolled up per (function, version, minute, host). */
+static void test_ledger_rows_of_a_batch(void **state)
+{
+    struct store *s;
+    struct loop *l;
+    struct journal *j;
+    open_writer(&s, &l, &j);
+    struct acct_record r = bill_of("before", 1, "host-a");
+    assert_int_equal(accountant_record(j, &r), 0);
+    journal_settle(j);
+    static const char *const ids[] = {"a", "before", "b", "a", "c"};
+    for (size_t i = 0; i < ARRAY_SIZE(ids); i++) {
+        r.id = ids[i];
+        r.start_wall_us = streq(ids[i], "c") ? 120 * 1000000 : 60 * 1000000;
+        r.status = streq(ids[i], "b") ? "error" : "ok";
+        assert_int_equal(accountant_record(j, &r), 0);
+    }
+    journal_settle(j);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM usage"), 4);
+    assert_int_equal(count(s->db, "SELECT count(*) FROM usage_minute WHERE minute = 60 AND "
+                                  "invocations = 3 AND errors = 1 AND cpu_us = 2100 AND "
+                                  "billed_ms = 6 AND mb_ms = 768 AND host = 'host-a'"),
+                     1);
+    assert_int_equal(count(s->db, "SELECT invocations FROM usage_minute WHERE minute = 120"), 1);
     close_writer(s, l, j);
 }
 
@@ -862,6 +975,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_queue_finish_bills_each_attempt_once, fresh),
         cmocka_unit_test_setup(test_queue_one_row_per_key, fresh),
         cmocka_unit_test_setup(test_sync_record_with_its_bill, fresh),
+        cmocka_unit_test_setup(test_rows_of_a_batch, fresh),
+        cmocka_unit_test_setup(test_ledger_rows_of_a_batch, fresh),
         cmocka_unit_test_setup(test_bundle_chunks, fresh),
         cmocka_unit_test_setup(test_hosts_table, fresh),
     };
