@@ -34,32 +34,32 @@ static struct db_value usage_i(const struct inv_record *r, int64_t v)
     return r->measured ? DV_I(v) : DV_NULL_V;
 }
 
-/* Submits sql (its done's count: the rows sql changed) with its n values, and bill's ledger row
- * before it (NULL: none), so in its transaction unless a batch's bound falls between them. The
- * row is written whatever sql does (the attempt ran: it is billed even when a fence drops its
- * outcome), keyed by (id, attempt), so an attempt is billed once. */
-static int submit_billed(struct journal *j, bool durable, const char *sql, const struct db_value *v,
-                         size_t n, const struct acct_record *bill, journal_done_fn done,
-                         void *userdata)
-{
-    if (bill) {
-        int q = accountant_record(j, bill);
-        if (q < 0)
-            return q;
-    }
-    return journal_submit_counted(j, durable, sql, v, n, done, userdata);
-}
-
-/* A record, every column of it (inv_store_insert). */
+/* A record, every column of it (inv_store_insert). DO NOTHING whichever unique key it meets: the
+ * id (made before the statement: the journal runs a batch again when the store's loss left its
+ * commit unknown, journal.h, and the row is then already there) or the idempotency key (another
+ * acceptance of it, on any host, committed first). */
+#define INSERT_COLUMNS                                                                             \
+    "id, function, version, async, status, payload, content_type, idempotency_key, attempts, "     \
+    "max_retries, created_us, started_us, finished_us, next_attempt_us, result, error_type, "      \
+    "error_message, billed_ms, cold, expires_us, token_id, cpu_us, mem_peak_bytes, init_us, "      \
+    "alias, lease_owner, lease_until"
 #define INSERT_SQL                                                                                 \
-    "INSERT INTO invocations (id, function, version, async, status, "                              \
-    "payload, content_type, idempotency_key, attempts, max_retries, "                              \
-    "created_us, started_us, finished_us, next_attempt_us, result, "                               \
-    "error_type, error_message, billed_ms, cold, expires_us, token_id, cpu_us, "                   \
-    "mem_peak_bytes, init_us, alias, lease_owner, lease_until) "                                   \
+    "INSERT INTO invocations (" INSERT_COLUMNS ") "                                                \
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "    \
     "$19, $20, $21, $22, $23, $24, $25, $26, $27) ON CONFLICT DO NOTHING"
 #define INSERT_VALUES 27
+
+/* Sync invocations' records: a batch's in one statement on PostgreSQL (journal_submit_row). */
+static const struct journal_rows sync_records = {
+    INSERT_SQL,
+    "INSERT INTO invocations (" INSERT_COLUMNS ") SELECT * FROM unnest($1::text[], $2::text[], "
+    "$3::bigint[], $4::bigint[], $5::text[], $6::bytea[], $7::text[], $8::text[], $9::bigint[], "
+    "$10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bytea[], "
+    "$16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[], $21::text[], "
+    "$22::bigint[], $23::bigint[], $24::bigint[], $25::text[], $26::text[], $27::bigint[]) "
+    "ON CONFLICT DO NOTHING",
+    INSERT_VALUES,
+};
 
 int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expires_us,
                      const struct acct_record *bill, journal_done_fn done, void *userdata)
@@ -93,13 +93,14 @@ int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expi
         DV_S(r->lease_owner),
         db_opt_int(r->lease_owner ? r->lease_until_us : 0),
     };
-    /* An async invocation's row is its acceptance (the 202 waits for it): durable. A sync
-     * invocation's is a record of what the client already has: a crash-safe write is enough.
-     * DO NOTHING whichever unique key it meets: the id (made before the statement: the journal
-     * runs a batch again when the store's loss left its commit unknown, journal.h, and the row is
-     * then already there) or the idempotency key (another acceptance of it, on any host, committed
-     * first). Counted: such an insert changed nothing. */
-    return submit_billed(j, r->async, INSERT_SQL, v, INSERT_VALUES, bill, done, userdata);
+    /* An async invocation's row is its acceptance (the 202 waits for it): durable, and counted
+     * (an insert that met a key changed nothing). A sync invocation's is a record of what the
+     * client already has: a crash-safe write is enough, with its ledger row before it. */
+    int q = bill ? accountant_record(j, bill) : 0;
+    if (q < 0)
+        return q;
+    return r->async ? journal_submit_counted(j, true, INSERT_SQL, v, INSERT_VALUES, done, userdata)
+                    : journal_submit_row(j, &sync_records, v, done, userdata);
 }
 
 int inv_store_mark_running(struct journal *j, const char *id, int attempts, int64_t started_us,
@@ -175,10 +176,15 @@ int inv_store_finish(struct journal *j, const struct inv_record *r, int64_t expi
         DV_I(r->attempts),
         DV_S(owner),
     };
-    /* With its ledger row: the attempt ran here and used what it used, so the row is written
-     * whether or not the fence lets the UPDATE write, and a later attempt (another host's) has a
-     * number of its own from its claim. done's count is the UPDATE's: 0 when fenced off. */
-    return submit_billed(j, true, FINISH_SQL, v, FINISH_VALUES, bill, done, userdata);
+    /* With its ledger row, before it (so in its transaction unless a batch's bound falls between
+     * them): the attempt ran here and used what it used, so the row is written whether or not the
+     * fence lets the UPDATE write, keyed by (id, attempt) so that it is billed once, and a later
+     * attempt (another host's) has a number of its own from its claim. done's count is the
+     * UPDATE's: 0 when fenced off. */
+    int q = bill ? accountant_record(j, bill) : 0;
+    if (q < 0)
+        return q;
+    return journal_submit_counted(j, true, FINISH_SQL, v, FINISH_VALUES, done, userdata);
 }
 
 int inv_store_purge(struct journal *j, int64_t now_us, journal_done_fn done, void *userdata)

@@ -61,8 +61,10 @@ struct acct_record;
  * writes every field of r, so a record that is already final (a sync invocation) is one
  * statement; one taken by its accepting host (r->lease_owner) is inserted claimed, running
  * under that host's lease. bill (NULL: none) is a sync invocation's ledger row, written with
- * the record. Its done's result: 1, or 0 when an invocation of the same function and
- * idempotency key was accepted before (on any host): nothing was inserted. */
+ * the record. An async invocation's done's result: 1, or 0 when an invocation of the same
+ * function and idempotency key was accepted before (on any host): nothing was inserted. A sync
+ * invocation's record is a row of a batch (journal_submit_row): done's result is 0 once written,
+ * inserted or already there. */
 int inv_store_insert(struct journal *j, const struct inv_record *r, int64_t expires_us,
                      const struct acct_record *bill, journal_done_fn done, void *userdata);
 /* An attempt begins. owner: the host holding the row's lease (NULL: none, SQLite's single

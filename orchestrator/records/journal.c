@@ -262,7 +262,8 @@ static void gathered_free(struct gathered *g, size_t n)
     free(g);
 }
 
-/* One element of an array literal (PostgreSQL's text form): text quoted, '"' and '\' escaped. */
+/* One element of an array literal (PostgreSQL's text form): text quoted, '"' and '\' escaped; a
+ * blob in bytea's hex form (\x...), quoted, its backslash escaped. */
 static void put_element(FILE *f, const struct db_value *v)
 {
     switch (v->type) {
@@ -282,7 +283,18 @@ static void put_element(FILE *f, const struct db_value *v)
         }
         fputc('"', f);
         break;
-    default: /* DV_NULL; journal_submit_row takes no blob */
+    case DV_BLOB: {
+        fputs("\"\\\\x", f);
+        char hex[2 * 256 + 1];
+        for (size_t i = 0; i < v->len; i += 256) {
+            size_t n = v->len - i < 256 ? v->len - i : 256;
+            hex_encode((const char *)v->p + i, n, hex);
+            fwrite(hex, 1, 2 * n, f);
+        }
+        fputc('"', f);
+        break;
+    }
+    default:
         fputs("NULL", f);
     }
 }
@@ -737,9 +749,6 @@ int journal_submit_counted(struct journal *j, bool durable, const char *sql,
 int journal_submit_row(struct journal *j, const struct journal_rows *kind,
                        const struct db_value *values, journal_done_fn done, void *userdata)
 {
-    for (size_t i = 0; i < kind->n; i++)
-        if (values[i].type == DV_BLOB)
-            return -EINVAL;
     return submit(j, false, false, false, kind, kind->sql, values, kind->n, done, userdata);
 }
 

@@ -87,12 +87,12 @@ struct journal_rows {
     size_t n;
 };
 
-/* journal_submit_lazy of kind's sql with its n values (NULL, integers, doubles and text: no
- * blobs, -EINVAL), where on PostgreSQL a batch's rows of one kind are written by one many_sql at
- * its end, in the same transaction: a statement costs the server its own execution and each of
- * its statement triggers' runs (the ledger's rollup, accountant.h), whatever its rows. Should a
- * statement of the batch fail, its rows are written one by one (sql), as every statement then
- * is. On SQLite (one process, no round trip) each row is its sql. */
+/* journal_submit_lazy of kind's sql with its n values, where on PostgreSQL a batch's rows of one
+ * kind are written by one many_sql at its end, in the same transaction: a statement costs the
+ * server its own execution and each of its statement triggers' runs (the ledger's rollup,
+ * accountant.h), whatever its rows. Should a statement of the batch fail, its rows are written one
+ * by one (sql), as every statement then is. On SQLite (one process, no round trip) each row is its
+ * sql. */
 int journal_submit_row(struct journal *j, const struct journal_rows *kind,
                        const struct db_value *values, journal_done_fn done, void *userdata);
 
