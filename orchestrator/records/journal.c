@@ -42,6 +42,7 @@ struct op {
     bool once;                       /* journal_submit_once */
     bool repeat;                     /* once, and a repeat of one before it in its batch: not run */
     const struct journal_rows *kind; /* journal_submit_row's: a row of this kind */
+    bool gathered;                   /* written with its kind's rows (gather) */
     int result;
     int rows; /* the statement changed these many */
     char *message;
@@ -248,7 +249,10 @@ static void mark_repeats(struct op *batch)
     }
 }
 
-/* The rows of one kind gathered from a batch (journal_submit_row): many_sql with its arrays. */
+/* The rows of one kind gathered from a batch (journal_submit_row): many_sql with its arrays. The
+ * kinds are the program's own few; past JOURNAL_ROW_KINDS in a batch, a row is its own statement.
+ */
+#define JOURNAL_ROW_KINDS 4
 struct gathered {
     const struct journal_rows *kind;
     struct db_value arrays[JOURNAL_MAX_VALUES];
@@ -259,7 +263,6 @@ static void gathered_free(struct gathered *g, size_t n)
     for (size_t i = 0; i < n; i++)
         for (size_t c = 0; c < g[i].kind->n; c++)
             free((void *)g[i].arrays[c].p);
-    free(g);
 }
 
 /* One element of an array literal (PostgreSQL's text form): text quoted, '"' and '\' escaped; a
@@ -324,32 +327,31 @@ static char *column_array(const struct op *batch, const struct journal_rows *kin
     return text;
 }
 
-/* The batch's rows by kind, in *ret (*ret_n of them, at most n: the batch's statements); 0 or
- * -ENOMEM. */
-static int gather(const struct op *batch, size_t n, struct gathered **ret, size_t *ret_n)
+/* The batch's rows by kind into g (JOURNAL_ROW_KINDS of them), their ops marked gathered; the
+ * kinds in *ret_n. 0, or -ENOMEM with nothing in g. */
+static int gather(struct op *batch, struct gathered *g, size_t *ret_n)
 {
-    struct gathered *g = calloc(n, sizeof(*g));
     size_t kinds = 0;
-    if (!g)
-        return -ENOMEM;
-    for (const struct op *op = batch; op; op = op->next) {
+    for (struct op *op = batch; op; op = op->next) {
         size_t k = 0;
         while (op->kind && k < kinds && g[k].kind != op->kind)
             k++;
-        if (!op->kind || k < kinds)
-            continue; /* not a row, or gathered with the first of its kind */
+        op->gathered = op->kind && k < JOURNAL_ROW_KINDS;
+        if (!op->gathered || k < kinds)
+            continue; /* not a row, past the kinds, or gathered with the first of its kind */
         g[kinds].kind = op->kind;
         for (size_t c = 0; c < op->kind->n; c++) {
             char *a = column_array(op, op->kind, c);
             if (!a) {
-                gathered_free(g, kinds + 1);
+                gathered_free(g, kinds);
+                for (size_t i = 0; i < c; i++)
+                    free((void *)g[kinds].arrays[i].p);
                 return -ENOMEM;
             }
             g[kinds].arrays[c] = (struct db_value){.type = DV_TEXT, .p = a, .len = strlen(a)};
         }
         kinds++;
     }
-    *ret = g;
     *ret_n = kinds;
     return 0;
 }
@@ -404,18 +406,19 @@ static bool commit_batch(struct journal *j, struct op *batch)
     /* First the whole batch as it is, the repeats left out, in one round trip; on PostgreSQL its
      * rows of each kind in one statement at its end. If a statement fails, the batch runs again
      * with a savepoint each. */
-    bool gathering = db_on_postgresql(j->db);
-    struct gathered *g = NULL;
+    struct gathered g[JOURNAL_ROW_KINDS];
     size_t kinds = 0;
     struct db_stmt *stmts = NULL;
     int *rows = NULL;
-    if (r == 0 && ((gathering && gather(batch, n, &g, &kinds) < 0) ||
+    for (struct op *op = batch; op; op = op->next)
+        op->gathered = false;
+    if (r == 0 && ((db_on_postgresql(j->db) && gather(batch, g, &kinds) < 0) ||
                    !(stmts = calloc(n, sizeof(*stmts))) || !(rows = calloc(n, sizeof(*rows)))))
         r = ig_error_set(&err, ENOMEM, "out of memory");
     size_t failed = 0;
     if (r == 0) {
         for (struct op *op = batch; op; op = op->next)
-            if (!op->repeat && !(gathering && op->kind))
+            if (!op->repeat && !op->gathered)
                 stmts[m++] = (struct db_stmt){op->sql, op->values, op->nvalues};
         for (size_t k = 0; k < kinds; k++)
             stmts[m++] = (struct db_stmt){g[k].kind->many_sql, g[k].arrays, g[k].kind->n};
@@ -424,7 +427,7 @@ static bool commit_batch(struct journal *j, struct op *batch)
     if (r == 0) {
         m = 0;
         for (struct op *op = batch; op; op = op->next)
-            if (!op->repeat && !(gathering && op->kind))
+            if (!op->repeat && !op->gathered)
                 op->rows = rows[m++];
     } else if (r != -ENOTCONN && failed < m) {
         r = run_isolated(j, batch, &err);
