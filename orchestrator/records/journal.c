@@ -250,8 +250,7 @@ static void mark_repeats(struct op *batch)
 }
 
 /* The rows of one kind gathered from a batch (journal_submit_row): many_sql with its arrays. The
- * kinds are the program's own few; past JOURNAL_ROW_KINDS in a batch, a row is its own statement.
- */
+ * kinds are the program's own few; past JOURNAL_ROW_KINDS of them, a row is a statement. */
 #define JOURNAL_ROW_KINDS 4
 struct gathered {
     const struct journal_rows *kind;
