@@ -42,7 +42,7 @@ struct op {
     bool once;                       /* journal_submit_once */
     bool repeat;                     /* once, and a repeat of one before it in its batch: not run */
     const struct journal_rows *kind; /* journal_submit_row's: a row of this kind */
-    bool gathered;                   /* written with its kind's rows (gather) */
+    bool gathered;                   /* written with its kind's rows (gather: PostgreSQL's) */
     int result;
     int rows; /* the statement changed these many */
     char *message;
@@ -409,8 +409,6 @@ static bool commit_batch(struct journal *j, struct op *batch)
     size_t kinds = 0;
     struct db_stmt *stmts = NULL;
     int *rows = NULL;
-    for (struct op *op = batch; op; op = op->next)
-        op->gathered = false;
     if (r == 0 && ((db_on_postgresql(j->db) && gather(batch, g, &kinds) < 0) ||
                    !(stmts = calloc(n, sizeof(*stmts))) || !(rows = calloc(n, sizeof(*rows)))))
         r = ig_error_set(&err, ENOMEM, "out of memory");
