@@ -11,6 +11,13 @@
 # daemon in its state dir, as the tests do (tests/integration/harness.c, provision_token).
 build=${IGNIS_BUILD:-build}
 started=
+# A baseline for an A/B (IGNIS_BASELINE=DIR, another build's dir): sets $baseline_build (DIR,
+# absolute) and $baseline_src (the source tree meson configured it from, whose images it runs).
+baseline_of() {
+  baseline_build=$(cd "$1" && pwd)
+  baseline_src=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["directories"]["source"])' \
+    "$baseline_build/meson-info/meson-info.json")
+}
 stop_ignisds() {
   for d in $started; do
     kill "${d%%:*}" 2>/dev/null || true
