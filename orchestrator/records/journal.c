@@ -20,10 +20,14 @@
 /* A batch of only crash-safe statements (sync records, usage rows) commits at most this often,
  * unless it holds this many: a commit writes every page it touched (a dozen for one invocation's
  * record and usage row), so one commit per few ms instead of one per invocation writes a
- * fraction of the pages (docs/performance.md "The warm path"). A durable statement, a reader
- * that must see what was written (journal_settle) and the stop commit at once. */
-#define JOURNAL_LINGER_US  (2 * 1000)
-#define JOURNAL_LINGER_MAX 1024
+ * fraction of the pages (docs/performance.md "The warm path"). On PostgreSQL a batch costs the
+ * server more than its rows (its transaction, its statements, the rollup's trigger run), and
+ * lingering longer there brought the server's CPU per warm sync invocation to 0.63-0.92 of what it
+ * was (docs/performance.md "Lazy batches linger longer on PostgreSQL"). A durable statement, a
+ * reader that must see what was written (journal_settle) and the stop commit at once. */
+#define JOURNAL_LINGER_US    (2 * 1000)
+#define JOURNAL_LINGER_PG_US (6 * 1000)
+#define JOURNAL_LINGER_MAX   1024
 /* While the store is away (PostgreSQL's server gone: ENOTCONN), the batch the loss cut is run
  * again this often; the connection itself tries to connect at most once per step of its backoff
  * (records/db.h), failing at once in between. */
@@ -67,6 +71,7 @@ struct journal {
     bool stopping;
     bool urgent;                /* the queue holds a durable statement, or a reader waits */
     uint64_t last_commit_us;    /* monotonic */
+    uint64_t linger_us;         /* JOURNAL_LINGER_US, or its PostgreSQL's */
     uint64_t handed, committed; /* statements handed to the writer, and done by it */
     pthread_cond_t settled;     /* committed moved */
     /* The loop thread's alone: statements submitted this loop turn, handed to the writer in one
@@ -513,8 +518,8 @@ static void *writer(void *arg)
             break;
         }
         while (j->head && !j->urgent && !j->stopping && j->queued < JOURNAL_LINGER_MAX &&
-               now_usec() < j->last_commit_us + JOURNAL_LINGER_US)
-            wait_until(j, j->last_commit_us + JOURNAL_LINGER_US);
+               now_usec() < j->last_commit_us + j->linger_us)
+            wait_until(j, j->last_commit_us + j->linger_us);
         /* Take up to JOURNAL_BATCH_MAX: everything that arrived while the last commit's fsync
          * ran goes into this one. That is the group commit. */
         struct op *batch = j->head, *last = j->head;
@@ -608,6 +613,7 @@ int journal_new(struct loop *l, const char *db_path, struct journal **ret, struc
         return r;
     }
     j->full_sync = true;
+    j->linger_us = db_on_postgresql(j->db) ? JOURNAL_LINGER_PG_US : JOURNAL_LINGER_US;
     r = loop_add_flush(l, flush_turn, j);
     if (r < 0) {
         db_close(j->db);
