@@ -71,7 +71,6 @@ struct journal {
     bool stopping;
     bool urgent;                /* the queue holds a durable statement, or a reader waits */
     uint64_t last_commit_us;    /* monotonic */
-    uint64_t linger_us;         /* JOURNAL_LINGER_US, or its PostgreSQL's */
     uint64_t handed, committed; /* statements handed to the writer, and done by it */
     pthread_cond_t settled;     /* committed moved */
     /* The loop thread's alone: statements submitted this loop turn, handed to the writer in one
@@ -517,9 +516,11 @@ static void *writer(void *arg)
                           "statements=%zu", given_up);
             break;
         }
+        uint64_t linger_until = j->last_commit_us + (db_on_postgresql(j->db) ? JOURNAL_LINGER_PG_US
+                                                                             : JOURNAL_LINGER_US);
         while (j->head && !j->urgent && !j->stopping && j->queued < JOURNAL_LINGER_MAX &&
-               now_usec() < j->last_commit_us + j->linger_us)
-            wait_until(j, j->last_commit_us + j->linger_us);
+               now_usec() < linger_until)
+            wait_until(j, linger_until);
         /* Take up to JOURNAL_BATCH_MAX: everything that arrived while the last commit's fsync
          * ran goes into this one. That is the group commit. */
         struct op *batch = j->head, *last = j->head;
@@ -613,7 +614,6 @@ int journal_new(struct loop *l, const char *db_path, struct journal **ret, struc
         return r;
     }
     j->full_sync = true;
-    j->linger_us = db_on_postgresql(j->db) ? JOURNAL_LINGER_PG_US : JOURNAL_LINGER_US;
     r = loop_add_flush(l, flush_turn, j);
     if (r < 0) {
         db_close(j->db);
